@@ -1,0 +1,288 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/troupehq/troupe/spec"
+)
+
+// Compile builds a snapshot from a loaded folder. prev, the snapshot serving now
+// (nil at start-up), supplies the last good version of every object whose current
+// definition has errors, and of every object in a file that no longer parses.
+//
+// Compile mutates nothing shared and opens no connections: expensive resources are
+// created lazily by the runtime from the compiled definitions.
+func Compile(set *spec.Set, prev *Snapshot, generation uint64, now time.Time) *Snapshot {
+	c := &compiler{set: set, prev: prev, gen: generation, objects: map[spec.Key]*Object{}}
+	c.choose()
+	for k := range c.objects {
+		c.keys = append(c.keys, k)
+	}
+	slices.SortFunc(c.keys, compareKeys)
+	c.checkDependencies()
+	s := &Snapshot{
+		generation: generation,
+		version:    set.Version(),
+		created:    now,
+		objects:    c.objects,
+		agents:     map[string]*Agent{},
+		teams:      map[string]*Team{},
+		files:      set.Files(),
+	}
+	c.build(s)
+	s.keys = c.keys
+	s.diagnostics = slices.Concat(set.Diagnostics(), c.extra)
+	s.diagnostics.Sort()
+	return s
+}
+
+func compareKeys(a, b spec.Key) int {
+	if d := slices.Index(spec.Kinds, a.Kind) - slices.Index(spec.Kinds, b.Kind); d != 0 {
+		return d
+	}
+	switch {
+	case a.Name < b.Name:
+		return -1
+	case a.Name > b.Name:
+		return 1
+	}
+	return 0
+}
+
+type compiler struct {
+	set     *spec.Set
+	prev    *Snapshot
+	gen     uint64
+	objects map[spec.Key]*Object
+	keys    []spec.Key // sorted keys of objects
+	extra   spec.Diagnostics // diagnostics added by compilation (broken dependencies)
+}
+
+// choose picks, for every object, the definition to serve.
+func (c *compiler) choose() {
+	for _, k := range c.set.Keys() {
+		doc := c.set.Lookup(k)
+		o := &Object{Key: k, File: doc.Header().Pos().File, Diagnostics: c.set.ObjectDiagnostics(k)}
+		if !o.Diagnostics.HasErrors() {
+			o.Doc, o.Status, o.Generation = doc, StatusOK, c.gen
+			if p := c.prevServed(k); p != nil && p.Doc.Header().Hash() == doc.Header().Hash() {
+				o.Generation = p.Generation // unchanged definition
+			}
+		} else {
+			c.fallBack(o)
+		}
+		c.objects[k] = o
+	}
+	// Objects of files that no longer parse are unknown in the new set: keep
+	// serving what those files defined before.
+	failed := map[string]spec.Diagnostics{}
+	for _, f := range c.set.Files() {
+		if f.Failed {
+			failed[f.Path] = f.Diagnostics
+		}
+	}
+	if c.prev == nil || len(failed) == 0 {
+		return
+	}
+	for _, k := range c.prev.keys {
+		p := c.prev.objects[k]
+		diags, isFailed := failed[p.File]
+		if _, redefined := c.objects[k]; !isFailed || redefined {
+			continue
+		}
+		o := *p
+		o.Diagnostics = diags
+		if o.Doc != nil {
+			o.Status = StatusStale
+		}
+		c.objects[k] = &o
+	}
+}
+
+func (c *compiler) prevServed(k spec.Key) *Object {
+	if c.prev == nil {
+		return nil
+	}
+	if p, ok := c.prev.objects[k]; ok && p.Doc != nil {
+		return p
+	}
+	return nil
+}
+
+// fallBack serves the previous good version of o, or marks it broken.
+func (c *compiler) fallBack(o *Object) {
+	if p := c.prevServed(o.Key); p != nil && o.Doc != p.Doc {
+		o.Doc, o.Status, o.Generation = p.Doc, StatusStale, p.Generation
+		return
+	}
+	o.Doc, o.Status = nil, StatusBroken
+}
+
+// dependencies lists the objects a definition refers to (builtins and inline
+// model strings need no object).
+func dependencies(doc spec.Document) []spec.Key {
+	var out []spec.Key
+	model := func(ref string) {
+		if _, _, inline := spec.SplitModelRef(ref); !inline && ref != "" {
+			out = append(out, spec.Key{Kind: spec.KindModel, Name: ref})
+		}
+	}
+	switch d := doc.(type) {
+	case *spec.Agent:
+		model(d.Model)
+		for _, t := range d.Tools {
+			if !slices.Contains(spec.BuiltinTools, t) {
+				out = append(out, spec.Key{Kind: spec.KindTool, Name: t})
+			}
+		}
+		for _, k := range d.Knowledge {
+			out = append(out, spec.Key{Kind: spec.KindKnowledge, Name: k})
+		}
+	case *spec.Team:
+		model(d.Model)
+		// Members are resolved in build, where agent and team names are known.
+	case *spec.Model:
+		for _, f := range d.Fallbacks {
+			model(f)
+		}
+	}
+	return out
+}
+
+// checkDependencies marks objects whose dependencies are not serving: they fall
+// back to their previous version or become broken, until nothing changes.
+func (c *compiler) checkDependencies() {
+	for changed := true; changed; {
+		changed = false
+		for _, k := range c.keys {
+			o := c.objects[k]
+			if o.Doc == nil {
+				continue
+			}
+			deps := dependencies(o.Doc)
+			if t, ok := o.Doc.(*spec.Team); ok {
+				for _, m := range t.Members {
+					deps = append(deps, c.memberKey(m))
+				}
+			}
+			for _, dep := range deps {
+				if d, ok := c.objects[dep]; ok && d.Doc != nil {
+					continue
+				}
+				m := o.Doc.Header()
+				diag := spec.Diagnostic{Pos: m.Pos(), Path: m.Path(), Severity: spec.Error,
+					Msg: fmt.Sprintf("depends on %s %q, which is not serving", dep.Kind.Lower(), dep.Name)}
+				o.Diagnostics = append(slices.Clone(o.Diagnostics), diag)
+				c.extra = append(c.extra, diag)
+				c.fallBack(o)
+				changed = true
+				break
+			}
+		}
+	}
+}
+
+func (c *compiler) memberKey(name string) spec.Key {
+	if o, ok := c.objects[spec.Key{Kind: spec.KindTeam, Name: name}]; ok && o.Doc != nil {
+		return o.Key
+	}
+	return spec.Key{Kind: spec.KindAgent, Name: name}
+}
+
+// build creates the compiled agents and teams of the serving objects.
+func (c *compiler) build(s *Snapshot) {
+	models := map[string]*ModelRef{}
+	for _, k := range c.keys {
+		if a, ok := c.objects[k].Doc.(*spec.Agent); ok {
+			s.agents[a.Name] = c.agent(a, models)
+		}
+	}
+	building := map[string]bool{}
+	for _, k := range c.keys {
+		if t, ok := c.objects[k].Doc.(*spec.Team); ok {
+			c.team(s, t, models, building)
+		}
+	}
+}
+
+func (c *compiler) agent(a *spec.Agent, models map[string]*ModelRef) *Agent {
+	out := &Agent{Spec: a, Model: c.model(a.Model, models, true)}
+	for _, t := range a.Tools {
+		if slices.Contains(spec.BuiltinTools, t) {
+			out.Tools = append(out.Tools, ToolRef{Name: t, Builtin: true})
+			continue
+		}
+		out.Tools = append(out.Tools, ToolRef{Name: t, Spec: c.objects[spec.Key{Kind: spec.KindTool, Name: t}].Doc.(*spec.Tool)})
+	}
+	for _, k := range a.Knowledge {
+		out.Knowledge = append(out.Knowledge, c.objects[spec.Key{Kind: spec.KindKnowledge, Name: k}].Doc.(*spec.Knowledge))
+	}
+	return out
+}
+
+// team compiles a team and, first, the teams it contains. A team reached again
+// while it is being built is part of a cycle (possible only between an old
+// serving version and a new one) and is marked broken.
+func (c *compiler) team(s *Snapshot, t *spec.Team, models map[string]*ModelRef, building map[string]bool) *Team {
+	if done, ok := s.teams[t.Name]; ok {
+		return done
+	}
+	if building[t.Name] {
+		return nil
+	}
+	building[t.Name] = true
+	defer delete(building, t.Name)
+	out := &Team{Spec: t, Model: c.model(t.Model, models, true)}
+	for _, name := range t.Members {
+		if a, ok := s.agents[name]; ok {
+			out.Members = append(out.Members, Member{Agent: a})
+			continue
+		}
+		var sub *Team
+		if o, ok := c.objects[spec.Key{Kind: spec.KindTeam, Name: name}]; ok && o.Doc != nil {
+			sub = c.team(s, o.Doc.(*spec.Team), models, building)
+		}
+		if sub == nil {
+			to := c.objects[spec.Key{Kind: spec.KindTeam, Name: t.Name}]
+			diag := spec.Diagnostic{Pos: t.Pos(), Path: t.Path(), Severity: spec.Error, Msg: fmt.Sprintf("member %q is not serving (a cycle between old and new team definitions)", name)}
+			to.Diagnostics = append(slices.Clone(to.Diagnostics), diag)
+			to.Doc, to.Status = nil, StatusBroken
+			c.extra = append(c.extra, diag)
+			return nil
+		}
+		out.Members = append(out.Members, Member{Team: sub})
+	}
+	s.teams[t.Name] = out
+	return out
+}
+
+// model resolves a model reference. Fallbacks are followed one level only, so a
+// fallback's own fallbacks never chain into loops.
+func (c *compiler) model(ref string, memo map[string]*ModelRef, withFallbacks bool) *ModelRef {
+	if withFallbacks {
+		if m, ok := memo[ref]; ok {
+			return m
+		}
+	}
+	out := &ModelRef{Ref: ref}
+	if provider, model, inline := spec.SplitModelRef(ref); inline {
+		out.Provider, out.Model = provider, model
+	} else if o, ok := c.objects[spec.Key{Kind: spec.KindModel, Name: ref}]; ok && o.Doc != nil {
+		m := o.Doc.(*spec.Model)
+		out.Provider, out.Model, out.Spec = m.Provider, m.Model, m
+		if out.Model == "" {
+			out.Model = m.Provider
+		}
+		if withFallbacks {
+			for _, f := range m.Fallbacks {
+				out.Fallbacks = append(out.Fallbacks, c.model(f, memo, false))
+			}
+		}
+	}
+	if withFallbacks {
+		memo[ref] = out
+	}
+	return out
+}

@@ -1,0 +1,84 @@
+package spec
+
+import "time"
+
+// Agent is a model with instructions, tools and knowledge that answers one message
+// at a time, optionally within a session.
+type Agent struct {
+	Meta `yaml:",inline"`
+
+	Model        string     `yaml:"model" spec:"required" doc:"A provider/model string (openai/gpt-4o-mini, anthropic/claude-sonnet-4-5, ollama/llama3.2), the offline demo model echo, or the name of a Model document."`
+	Instructions string     `yaml:"instructions" doc:"System instructions given to the model on every run."`
+	Tools        []string   `yaml:"tools" doc:"Names of builtin tools (current_time, calculator, http_fetch, knowledge_search) or Tool documents."`
+	Knowledge    []string   `yaml:"knowledge" doc:"Names of Knowledge documents the agent can search."`
+	History      int        `yaml:"history" doc:"How many earlier runs of the session go into the context (0 = none)."`
+	AddDate      bool       `yaml:"add_date" doc:"Tell the model today's date and time."`
+	OutputSchema JSONSchema `yaml:"output_schema" doc:"JSON Schema (type object) the answer must satisfy; the answer is requested and validated as JSON."`
+	Temperature  *float64   `yaml:"temperature" doc:"Sampling temperature, 0 to 2; overrides the model's."`
+	MaxTokens    int        `yaml:"max_tokens" doc:"Upper bound on tokens generated per model request; overrides the model's."`
+	Limits       Limits     `yaml:"limits" doc:"Bounds on one run."`
+}
+
+// Limits bound the work one run may do.
+type Limits struct {
+	MaxToolCalls  int      `yaml:"max_tool_calls" doc:"Tool calls allowed per run before it stops (default 20)."`
+	Timeout       Duration `yaml:"timeout" doc:"Wall-clock limit for a whole run (default 5m)."`
+	ToolTimeout   Duration `yaml:"tool_timeout" doc:"Limit for a single tool call (default 30s)."`
+	MaxToolResult int      `yaml:"max_tool_result" doc:"Bytes of a tool result passed to the model; longer results are truncated (default 16384)."`
+	MaxModelTurns int      `yaml:"max_model_turns" doc:"Model requests allowed per run (default 25)."`
+}
+
+// Defaults for Limits, applied in code so they are documented in one place.
+const (
+	DefaultMaxToolCalls  = 20
+	DefaultRunTimeout    = 5 * time.Minute
+	DefaultToolTimeout   = 30 * time.Second
+	DefaultMaxToolResult = 16 << 10
+	DefaultMaxModelTurns = 25
+)
+
+func (l *Limits) applyDefaults() {
+	if l.MaxToolCalls == 0 {
+		l.MaxToolCalls = DefaultMaxToolCalls
+	}
+	if l.Timeout == 0 {
+		l.Timeout = Duration(DefaultRunTimeout)
+	}
+	if l.ToolTimeout == 0 {
+		l.ToolTimeout = Duration(DefaultToolTimeout)
+	}
+	if l.MaxToolResult == 0 {
+		l.MaxToolResult = DefaultMaxToolResult
+	}
+	if l.MaxModelTurns == 0 {
+		l.MaxModelTurns = DefaultMaxModelTurns
+	}
+}
+
+func (a *Agent) applyDefaults() { a.Limits.applyDefaults() }
+
+func (a *Agent) validate(v *validator) {
+	p := a.Path()
+	v.modelRef(p+".model", a.Model)
+	for i, t := range a.Tools {
+		v.ref(indexPath(p+".tools", i), KindTool, t)
+	}
+	for i, k := range a.Knowledge {
+		v.ref(indexPath(p+".knowledge", i), KindKnowledge, k)
+	}
+	v.unique(p+".tools", a.Tools)
+	v.unique(p+".knowledge", a.Knowledge)
+	v.nonNegative(p+".history", a.History)
+	v.nonNegative(p+".max_tokens", a.MaxTokens)
+	v.temperature(p+".temperature", a.Temperature)
+	v.schema(p+".output_schema", a.OutputSchema, true)
+	a.Limits.validate(v, p+".limits")
+}
+
+func (l *Limits) validate(v *validator, p string) {
+	v.nonNegative(p+".max_tool_calls", l.MaxToolCalls)
+	v.nonNegative(p+".max_tool_result", l.MaxToolResult)
+	v.nonNegative(p+".max_model_turns", l.MaxModelTurns)
+	v.duration(p+".timeout", l.Timeout)
+	v.duration(p+".tool_timeout", l.ToolTimeout)
+}

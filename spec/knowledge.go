@@ -1,0 +1,114 @@
+package spec
+
+import (
+	"path/filepath"
+	"strings"
+)
+
+// Knowledge is a searchable collection of documents: its sources are ingested when
+// the spec loads and when they change; more arrive through uploads.
+type Knowledge struct {
+	Meta `yaml:",inline"`
+
+	Sources  []string `yaml:"sources" doc:"File globs relative to this YAML file, or http(s) URLs."`
+	Chunking Chunking `yaml:"chunking" doc:"How documents are split into chunks."`
+	Embedder string   `yaml:"embedder" doc:"local (feature hashing, no weights) or provider/model for an embeddings API (default local)."`
+	Store    Store    `yaml:"store" doc:"Where vectors live: embedded (default) or milvus."`
+	Search   Search   `yaml:"search" doc:"How agents search this knowledge."`
+}
+
+// Chunking configures how documents are split.
+type Chunking struct {
+	Strategy string `yaml:"strategy" spec:"short" enum:"fixed,recursive,markdown" doc:"fixed, recursive (paragraph, sentence, word boundaries) or markdown (keeps heading paths); default recursive."`
+	Size     int    `yaml:"size" doc:"Target chunk size in tokens (default 512)."`
+	Overlap  int    `yaml:"overlap" doc:"Tokens shared by consecutive chunks (default 64)."`
+}
+
+// Store selects the vector store of a knowledge base.
+type Store struct {
+	Type       string `yaml:"type" spec:"short" enum:"embedded,milvus" doc:"embedded (in-process, persisted in the database) or milvus."`
+	Address    string `yaml:"address" doc:"milvus: host:port of the Milvus server."`
+	Collection string `yaml:"collection" doc:"milvus: collection name (default troupe_<knowledge name>)."`
+}
+
+// Search configures retrieval.
+type Search struct {
+	Mode string `yaml:"mode" spec:"short" enum:"vector,keyword,hybrid" doc:"vector, keyword (BM25) or hybrid (both, fused with reciprocal rank fusion); default hybrid."`
+	TopK int    `yaml:"top_k" doc:"Results returned per search (default 5)."`
+}
+
+// Knowledge defaults.
+const (
+	DefaultChunkSize    = 512
+	DefaultChunkOverlap = 64
+	DefaultTopK         = 5
+)
+
+func (k *Knowledge) applyDefaults() {
+	if k.Chunking.Strategy == "" {
+		k.Chunking.Strategy = "recursive"
+	}
+	if k.Chunking.Size == 0 {
+		k.Chunking.Size = DefaultChunkSize
+	}
+	if k.Chunking.Overlap == 0 && k.Chunking.Size > DefaultChunkOverlap*2 {
+		k.Chunking.Overlap = DefaultChunkOverlap
+	}
+	if k.Embedder == "" {
+		k.Embedder = "local"
+	}
+	if k.Store.Type == "" {
+		k.Store.Type = "embedded"
+	}
+	if k.Store.Type == "milvus" && k.Store.Collection == "" {
+		k.Store.Collection = "troupe_" + strings.ReplaceAll(k.Name, "-", "_")
+	}
+	if k.Search.Mode == "" {
+		k.Search.Mode = "hybrid"
+	}
+	if k.Search.TopK == 0 {
+		k.Search.TopK = DefaultTopK
+	}
+}
+
+func (k *Knowledge) validate(v *validator) {
+	p := k.Path()
+	for i, s := range k.Sources {
+		sp := indexPath(p+".sources", i)
+		switch {
+		case strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://"):
+			v.url(sp, s)
+		case s == "":
+			v.errorf(sp, "empty source: write a file glob or a URL")
+		default:
+			if _, err := filepath.Match(s, ""); err != nil {
+				v.errorf(sp, "invalid glob %q: %v", v.display(sp, s), err)
+			}
+		}
+	}
+	c := k.Chunking
+	v.positive(p+".chunking.size", c.Size)
+	v.nonNegative(p+".chunking.overlap", c.Overlap)
+	if c.Size > 0 && c.Overlap >= c.Size {
+		v.errorf(p+".chunking.overlap", "overlap %d must be smaller than size %d", c.Overlap, c.Size)
+	}
+	if k.Embedder != "local" {
+		if prov, model, ok := SplitModelRef(k.Embedder); !ok || model == "" || (prov != "openai" && prov != "ollama") {
+			v.errorf(p+".embedder", "invalid embedder %q: use local or openai/<model> (ollama/<model> for Ollama)", v.display(p+".embedder", k.Embedder))
+		}
+	}
+	switch k.Store.Type {
+	case "milvus":
+		if k.Store.Address == "" {
+			v.errorf(p+".store", "missing required field \"address\" for store milvus")
+		}
+	case "embedded":
+		if k.Store.Address != "" {
+			v.errorf(p+".store.address", "address is only valid for store milvus")
+		}
+	}
+	v.positive(p+".search.top_k", k.Search.TopK)
+	if k.Search.TopK > 100 {
+		v.errorf(p+".search.top_k", "top_k %d is too large: at most 100", k.Search.TopK)
+	}
+}

@@ -1,0 +1,32 @@
+package spec
+
+// Team modes.
+const (
+	ModeRoute      = "route"
+	ModeCoordinate = "coordinate"
+	ModeBroadcast  = "broadcast"
+)
+
+// Team runs several agents (or teams) under a leader model.
+type Team struct {
+	Meta `yaml:",inline"`
+
+	Mode                    string   `yaml:"mode" spec:"required" enum:"route,coordinate,broadcast" doc:"route: the leader picks one member and returns its answer; coordinate: the leader delegates tasks to members and writes the answer; broadcast: every member answers in parallel and the leader synthesizes."`
+	Members                 []string `yaml:"members" spec:"required" doc:"Names of the agents or teams in this team."`
+	Model                   string   `yaml:"model" spec:"required" doc:"The leader's model: provider/model, echo, or a Model document name."`
+	Instructions            string   `yaml:"instructions" doc:"The leader's instructions."`
+	ShareMemberInteractions bool     `yaml:"share_member_interactions" doc:"Show members what earlier members said in the same run."`
+	Limits                  Limits   `yaml:"limits" doc:"Bounds on one team run (tool calls are delegations)."`
+}
+
+func (t *Team) applyDefaults() { t.Limits.applyDefaults() }
+
+func (t *Team) validate(v *validator) {
+	p := t.Path()
+	v.modelRef(p+".model", t.Model)
+	for i, m := range t.Members {
+		v.member(indexPath(p+".members", i), t.Name, m)
+	}
+	v.unique(p+".members", t.Members)
+	t.Limits.validate(v, p+".limits")
+}
