@@ -56,7 +56,7 @@ type compiler struct {
 	prev    *Snapshot
 	gen     uint64
 	objects map[spec.Key]*Object
-	keys    []spec.Key // sorted keys of objects
+	keys    []spec.Key       // sorted keys of objects
 	extra   spec.Diagnostics // diagnostics added by compilation (broken dependencies)
 }
 

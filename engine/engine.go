@@ -52,7 +52,7 @@ type Engine struct {
 	current atomic.Pointer[Snapshot]
 	last    atomic.Pointer[ReloadResult]
 
-	trigger chan struct{}            // buffered 1: a reload is wanted
+	trigger chan struct{}           // buffered 1: a reload is wanted
 	reqs    chan chan *ReloadResult // synchronous reload requests
 
 	reloadMu sync.Mutex // serializes reloads between Run and Load

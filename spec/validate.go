@@ -1,11 +1,13 @@
 package spec
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"golang.org/x/text/language"
@@ -161,9 +163,46 @@ func (v *validator) schema(path string, s JSONSchema, object bool) {
 	}
 }
 
+// schemaVerdict is a remembered result of schemaProblem.
+type schemaVerdict struct {
+	loc []string
+	msg string
+}
+
+// schemaVerdicts remembers schemaProblem results by schema content: compiling a
+// schema costs far more than the rest of validation, and between two reloads
+// almost every schema is unchanged. Bounded by clearing when full.
+var schemaVerdicts struct {
+	sync.Mutex
+	m map[string]schemaVerdict
+}
+
+const maxSchemaVerdicts = 4096
+
 // schemaProblem compiles a JSON Schema and returns where and why it is invalid,
 // or an empty message.
 func schemaProblem(s JSONSchema) (loc []string, msg string) {
+	key, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Sprintf("not representable as JSON: %v", err)
+	}
+	schemaVerdicts.Lock()
+	v, ok := schemaVerdicts.m[string(key)]
+	schemaVerdicts.Unlock()
+	if ok {
+		return v.loc, v.msg
+	}
+	loc, msg = compileSchema(s)
+	schemaVerdicts.Lock()
+	if schemaVerdicts.m == nil || len(schemaVerdicts.m) >= maxSchemaVerdicts {
+		schemaVerdicts.m = map[string]schemaVerdict{}
+	}
+	schemaVerdicts.m[string(key)] = schemaVerdict{loc, msg}
+	schemaVerdicts.Unlock()
+	return loc, msg
+}
+
+func compileSchema(s JSONSchema) (loc []string, msg string) {
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
 	if err := c.AddResource("troupe://schema.json", map[string]any(s)); err != nil {

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func noEnv(string) (string, bool) { return "", false }
+
+func TestCheckExamples(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	err := run(t.Context(), []string{"check", "--dir", "../../agents.d"}, noEnv, &out, &errOut)
+	require.NoError(t, err, out.String())
+	require.Empty(t, out.String())
+	require.Contains(t, errOut.String(), ": 0 errors, 0 warnings")
+}
+
+// TestCheckPrintsGoldens runs troupe check on every bad case of the spec corpus
+// and compares its output with the golden diagnostics.
+func TestCheckPrintsGoldens(t *testing.T) {
+	t.Parallel()
+	cases, err := filepath.Glob("../../spec/testdata/bad/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, cases)
+	for _, path := range cases {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			t.Parallel()
+			var out, errOut bytes.Buffer
+			err := run(t.Context(), []string{"check", path}, noEnv, &out, &errOut)
+			want, rerr := os.ReadFile(strings.TrimSuffix(path, ".yaml") + ".golden")
+			require.NoError(t, rerr)
+			require.Equal(t, string(want), strings.ReplaceAll(out.String(), "../../spec/", ""))
+			if strings.Contains(string(want), ": error") || hasError(string(want)) {
+				require.Equal(t, exitError(1), err)
+			} else {
+				require.NoError(t, err, "warnings do not fail")
+			}
+		})
+	}
+}
+
+func hasError(golden string) bool {
+	for line := range strings.SplitSeq(strings.TrimSpace(golden), "\n") {
+		if !strings.Contains(line, ": warning: ") {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCheckJSONAndMissingDir(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	err := run(t.Context(), []string{"check", "--json", "../../spec/testdata/bad/unknown_key.yaml"}, noEnv, &out, &errOut)
+	require.Equal(t, exitError(1), err)
+	var diags []map[string]any
+	require.NoError(t, json.Unmarshal(out.Bytes(), &diags))
+	require.Len(t, diags, 2)
+	require.Equal(t, "error", diags[0]["severity"])
+
+	err = run(t.Context(), []string{"check", "--dir", filepath.Join(t.TempDir(), "nope")}, noEnv, &out, &errOut)
+	require.ErrorContains(t, err, "reading spec folder")
+}
+
+func TestSchemaCommand(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	require.NoError(t, run(t.Context(), []string{"schema"}, noEnv, &out, &out))
+	var s map[string]any
+	require.NoError(t, json.Unmarshal(out.Bytes(), &s))
+	require.Equal(t, "https://json-schema.org/draft/2020-12/schema", s["$schema"])
+}
+
+func TestUnknownCommand(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	require.Equal(t, exitError(2), run(t.Context(), []string{"frobnicate"}, noEnv, &out, &out))
+	require.Contains(t, out.String(), "Usage: troupe")
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's log writes and the test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestServeReloadsOnSave(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("kind: Agent\nname: a\nmodel: echo\n"), 0o644))
+	ctx, cancel := context.WithCancel(t.Context())
+	var logs syncBuffer
+	done := make(chan error)
+	go func() { done <- run(ctx, []string{"serve", "--dir", dir}, noEnv, &logs, &logs) }()
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "msg=serving") }, 5*time.Second, 10*time.Millisecond)
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "b.yaml"), []byte("kind: Agent\nname: b\nmodel: nope\n"), 0o644))
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "generation=2") }, 5*time.Second, 10*time.Millisecond)
+	require.Contains(t, logs.String(), `unknown model \"nope\"`)
+	require.Contains(t, logs.String(), "broken=1")
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("serve did not stop on cancel")
+	}
+}
