@@ -96,6 +96,11 @@ var (
 // ("billion laughs") cannot exhaust memory.
 const maxNodes = 100_000
 
+// maxDepth bounds nesting. yaml.v3 accepts 10,000 levels, and object paths grow
+// with depth, so deep documents would cost quadratic time and memory; no spec
+// needs more than a few levels (JSON Schemas included).
+const maxDepth = 64
+
 // decoder walks one document's node tree into a typed struct, checking its shape
 // and recording positions and interpolated sources in meta.
 type decoder struct {
@@ -103,6 +108,7 @@ type decoder struct {
 	env      Env
 	diags    Diagnostics
 	nodes    int
+	depth    int
 	tooBig   bool
 	noInterp map[string]bool // paths whose values are never interpolated
 }
@@ -115,8 +121,16 @@ func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
 	d.diags = append(d.diags, Diagnostic{Pos: d.pos(n), Path: path, Severity: Error, Msg: fmt.Sprintf(format, args...)})
 }
 
-// resolve follows aliases and charges the node budget.
+// resolve follows aliases and charges the node budget. Callers that got a node
+// must call leave when done with it, to track nesting depth.
 func (d *decoder) resolve(n *yaml.Node, path string) *yaml.Node {
+	if d.depth >= maxDepth {
+		if !d.tooBig {
+			d.tooBig = true
+			d.errorf(n, path, "nesting deeper than %d levels", maxDepth)
+		}
+		return nil
+	}
 	for depth := 0; n.Kind == yaml.AliasNode && n.Alias != nil; depth++ {
 		if depth > 100 {
 			d.errorf(n, path, "alias chain too deep")
@@ -132,13 +146,17 @@ func (d *decoder) resolve(n *yaml.Node, path string) *yaml.Node {
 		}
 		return nil
 	}
+	d.depth++
 	return n
 }
+
+func (d *decoder) leave() { d.depth-- }
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, fi *fieldInfo) {
 	if n = d.resolve(n, path); n == nil {
 		return
 	}
+	defer d.leave()
 	if _, ok := d.meta.positions[path]; !ok {
 		d.meta.positions[path] = d.pos(n)
 	}
@@ -291,6 +309,15 @@ type pair struct{ key, val *yaml.Node }
 // pairs returns a mapping's key/value pairs with merge keys (<<) applied and
 // duplicate keys reported. Keys written in the mapping override merged ones.
 func (d *decoder) pairs(n *yaml.Node, path string) []pair {
+	// Merge keys copy pairs: charge them to the budget too, or nested merges
+	// of large mappings multiply the work without resolving many nodes.
+	if d.nodes += len(n.Content) / 2; d.nodes > maxNodes {
+		if !d.tooBig {
+			d.tooBig = true
+			d.errorf(n, path, "document too large: more than %d values after expanding aliases", maxNodes)
+		}
+		return nil
+	}
 	var own, merged []pair
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -323,6 +350,7 @@ func (d *decoder) mergePairs(val *yaml.Node, path string) []pair {
 	if val = d.resolve(val, path); val == nil {
 		return nil
 	}
+	defer d.leave()
 	switch val.Kind {
 	case yaml.MappingNode:
 		return d.pairs(val, path)
@@ -383,6 +411,7 @@ func (d *decoder) toAny(n *yaml.Node, path string) any {
 	if n = d.resolve(n, path); n == nil {
 		return nil
 	}
+	defer d.leave()
 	if _, ok := d.meta.positions[path]; !ok {
 		d.meta.positions[path] = d.pos(n)
 	}

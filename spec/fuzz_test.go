@@ -1,9 +1,14 @@
 package spec_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/spec"
 )
@@ -30,4 +35,32 @@ func FuzzParseFile(f *testing.F) {
 		}
 		_ = set.Diagnostics().Error()
 	})
+}
+
+// TestHostileInputIsCheap covers inputs the fuzzer found slow: deep nesting and
+// alias expansion must be refused quickly with a diagnostic.
+func TestHostileInputIsCheap(t *testing.T) {
+	t.Parallel()
+	deep := "kind: Agent\nname: deep\nmodel: echo\noutput_schema: " + strings.Repeat("{a: ", 5000) + "1" + strings.Repeat("}", 5000) + "\n"
+	laughs := "kind: Agent\nname: laughs\nmodel: echo\nx0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+	for i := 1; i < 9; i++ {
+		laughs += fmt.Sprintf("x%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1)
+	}
+	laughs += "output_schema: {type: object, enum: *a8}\n"
+	// Nested merge keys over a wide mapping: few nodes, many copied pairs.
+	merges := "kind: Agent\nname: merges\nmodel: echo\nw0: &m0 {"
+	for i := range 2000 {
+		merges += fmt.Sprintf("k%d: 1, ", i)
+	}
+	merges += "}\n"
+	for i := 1; i < 6; i++ {
+		merges += fmt.Sprintf("w%d: &m%d {<<: [*m%d, *m%d, *m%d, *m%d, *m%d, *m%d, *m%d, *m%d, *m%d, *m%d]}\n", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1)
+	}
+	merges += "limits: {<<: *m5}\n"
+	for name, src := range map[string]string{"deep": deep, "laughs": laughs, "merges": merges} {
+		start := time.Now()
+		set := spec.NewSet([]*spec.File{spec.ParseFile(name+".yaml", []byte(src), testEnv)})
+		require.True(t, set.Diagnostics().HasErrors(), name)
+		require.Less(t, time.Since(start), 2*time.Second, name)
+	}
 }

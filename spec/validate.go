@@ -202,8 +202,17 @@ func schemaProblem(s JSONSchema) (loc []string, msg string) {
 	return loc, msg
 }
 
+// noLoader refuses every external $ref: a spec's schema must be self-contained,
+// and the compiler's default loader would read local files named by a spec.
+type noLoader struct{}
+
+func (noLoader) Load(url string) (any, error) {
+	return nil, fmt.Errorf("external $ref %q is not allowed: keep the schema self-contained ($ref to #/$defs/...)", url)
+}
+
 func compileSchema(s JSONSchema) (loc []string, msg string) {
 	c := jsonschema.NewCompiler()
+	c.UseLoader(noLoader{})
 	c.DefaultDraft(jsonschema.Draft2020)
 	if err := c.AddResource("troupe://schema.json", map[string]any(s)); err != nil {
 		return nil, firstLine(err.Error())
