@@ -1,0 +1,189 @@
+// Package agent is the agent loop: it assembles a model's context (instructions,
+// date, session history, knowledge hint, tools), calls the model, runs the tools
+// it asks for concurrently, feeds the results back, and stops at the answer or at
+// a limit, emitting typed events all the way.
+//
+// An Agent is built once per snapshot and shared by every run on it; each run's
+// state lives on its own stack, so starting a run costs almost nothing.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/engine/tool"
+	"github.com/troupehq/troupe/spec"
+)
+
+// Runner is anything that can answer a message: an agent or a team.
+type Runner interface {
+	Name() string
+	Description() string
+	// Execute runs one turn, calling emit for each event (from any goroutine,
+	// never concurrently), and returns the outcome. The last event emitted is
+	// the terminal one matching Result.Status.
+	Execute(ctx context.Context, in Input, emit func(event.Event)) *Result
+}
+
+// Input is one turn of a conversation.
+type Input struct {
+	Message   string
+	History   []model.Message // earlier turns of the session, oldest first
+	RunID     string
+	SessionID string
+	UserID    string
+	// Stream asks the model to stream, so RunContent events carry deltas as
+	// they arrive. Without it the answer arrives in one RunContent event.
+	Stream bool
+}
+
+// Status is how a run ended.
+type Status string
+
+// Run statuses.
+const (
+	StatusCompleted Status = "COMPLETED"
+	StatusError     Status = "ERROR"
+	StatusCancelled Status = "CANCELLED"
+)
+
+// Result is the outcome of a run.
+type Result struct {
+	RunID     string
+	Content   string
+	Status    Status
+	Err       error           // set when Status is not completed
+	ErrorKind string          // classification of Err, as in event.Event.ErrorKind
+	Tools     []event.ToolCall // tool executions, in the order they were requested
+	Metrics   event.Metrics
+	Model     string
+	Provider  string
+	// Messages are the turn's messages (user, assistant, tool) for the session
+	// history of later turns.
+	Messages []model.Message
+}
+
+// Config is everything an agent needs, resolved by the engine's compiler.
+type Config struct {
+	Spec     *spec.Agent
+	Provider model.Provider // usually a model.Chain with retries and fallbacks
+	Model    string         // primary model id, for events
+	Vendor   string         // primary provider name, for events
+	Tools    []tool.Tool
+	Toolsets []tool.Toolset
+	// KnowledgeHint is added to the instructions when the agent has knowledge.
+	KnowledgeHint string
+	Now           func() time.Time
+}
+
+// Agent is a run-ready agent. It is immutable and safe for concurrent runs.
+type Agent struct {
+	cfg    Config
+	name   string
+	schema *jsonschema.Schema
+	defs   []model.ToolDef      // of the static tools
+	byName map[string]tool.Tool // static tools by name
+	system string               // instructions without the date
+}
+
+var _ Runner = (*Agent)(nil)
+
+// New builds an agent. It fails only for an output schema that does not compile,
+// which spec validation has already ruled out.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	a := &Agent{cfg: cfg, name: cfg.Spec.Name, byName: map[string]tool.Tool{}}
+	for _, t := range cfg.Tools {
+		d := t.Def()
+		a.defs = append(a.defs, d)
+		a.byName[d.Name] = t
+	}
+	var parts []string
+	if s := strings.TrimSpace(cfg.Spec.Instructions); s != "" {
+		parts = append(parts, s)
+	}
+	if cfg.KnowledgeHint != "" {
+		parts = append(parts, cfg.KnowledgeHint)
+	}
+	a.system = strings.Join(parts, "\n\n")
+	if cfg.Spec.OutputSchema != nil {
+		c := jsonschema.NewCompiler()
+		if err := c.AddResource("troupe://output.json", map[string]any(cfg.Spec.OutputSchema)); err != nil {
+			return nil, fmt.Errorf("agent %s: output_schema: %w", a.name, err)
+		}
+		s, err := c.Compile("troupe://output.json")
+		if err != nil {
+			return nil, fmt.Errorf("agent %s: output_schema: %w", a.name, err)
+		}
+		a.schema = s
+	}
+	return a, nil
+}
+
+// Name returns the agent's name.
+func (a *Agent) Name() string { return a.name }
+
+// Description returns the agent's description.
+func (a *Agent) Description() string { return a.cfg.Spec.Description }
+
+// Spec returns the agent's definition.
+func (a *Agent) Spec() *spec.Agent { return a.cfg.Spec }
+
+// ModelInfo returns the primary model and its provider.
+func (a *Agent) ModelInfo() (modelID, provider string) { return a.cfg.Model, a.cfg.Vendor }
+
+// Stream runs one turn and returns its events on a channel that is closed after
+// the terminal event. The caller must drain the channel or cancel ctx.
+func (a *Agent) Stream(ctx context.Context, in Input) <-chan event.Event {
+	return Stream(ctx, a, in)
+}
+
+// Stream adapts a Runner to a channel of events.
+func Stream(ctx context.Context, r Runner, in Input) <-chan event.Event {
+	ch := make(chan event.Event, 16)
+	go func() {
+		defer close(ch)
+		r.Execute(ctx, in, func(e event.Event) {
+			select {
+			case ch <- e:
+			case <-ctx.Done():
+				if e.Type.Terminal() {
+					// Deliver the terminal event even to a reader that is
+					// just now noticing the cancellation.
+					select {
+					case ch <- e:
+					case <-time.After(time.Second):
+					}
+				}
+			}
+		})
+	}()
+	return ch
+}
+
+// ErrToolLimit ends a run that asked for more tool calls than its limit.
+var ErrToolLimit = errors.New("tool call limit reached")
+
+// Execute implements Runner.
+func (a *Agent) Execute(ctx context.Context, in Input, emit func(event.Event)) *Result {
+	r := &run{a: a, in: in, emit: emit, start: a.cfg.Now()}
+	return r.execute(ctx)
+}
+
+func marshalArgs(args string) map[string]any {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(args), &m); err != nil {
+		return map[string]any{"_raw": args}
+	}
+	return m
+}

@@ -1,0 +1,94 @@
+// Package event defines the typed events a run emits while it executes: the one
+// vocabulary shared by the agent loop, teams, the CLI and the HTTP streams.
+package event
+
+import (
+	"time"
+
+	"github.com/troupehq/troupe/engine/model"
+)
+
+// Type names an event. The names match AgentOS's run events, so the HTTP layer
+// can use them as SSE event names directly (team runs prefix them with Team).
+type Type string
+
+// Event types. Every run ends with exactly one terminal event: RunCompleted,
+// RunError or RunCancelled.
+const (
+	RunStarted            Type = "RunStarted"
+	RunContent            Type = "RunContent"
+	ToolCallStarted       Type = "ToolCallStarted"
+	ToolCallCompleted     Type = "ToolCallCompleted"
+	ToolCallError         Type = "ToolCallError"
+	ModelRequestCompleted Type = "ModelRequestCompleted"
+	RunCompleted          Type = "RunCompleted"
+	RunError              Type = "RunError"
+	RunCancelled          Type = "RunCancelled"
+)
+
+// Terminal reports whether t ends a run.
+func (t Type) Terminal() bool {
+	return t == RunCompleted || t == RunError || t == RunCancelled
+}
+
+// Event is one thing that happened in a run. Fields not relevant to a type are
+// empty.
+type Event struct {
+	Type      Type      `json:"event"`
+	RunID     string    `json:"run_id"`
+	SessionID string    `json:"session_id,omitempty"`
+	AgentID   string    `json:"agent_id,omitempty"`
+	TeamID    string    `json:"team_id,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+
+	// Member events of a team run: the member that emitted it and how deep it is
+	// (0 is the team itself, 1 its direct members, ...).
+	Member string `json:"member,omitempty"`
+	Depth  int    `json:"depth,omitempty"`
+
+	// Content is the delta for RunContent and the full answer for RunCompleted;
+	// the message for RunError and RunCancelled.
+	Content string `json:"content,omitempty"`
+	// Model is the model id for RunStarted and ModelRequestCompleted.
+	Model string `json:"model,omitempty"`
+	// Provider is the model vendor for RunStarted and ModelRequestCompleted.
+	Provider string `json:"model_provider,omitempty"`
+
+	Tool    *ToolCall `json:"tool,omitempty"`
+	Metrics *Metrics  `json:"metrics,omitempty"`
+	// ErrorKind classifies RunError (a model.ErrorKind, or "limit", "timeout",
+	// "output_schema", "tool").
+	ErrorKind string `json:"error_kind,omitempty"`
+}
+
+// ToolCall describes a tool execution in ToolCall* events and run results.
+type ToolCall struct {
+	ID        string         `json:"tool_call_id"`
+	Name      string         `json:"tool_name"`
+	Args      map[string]any `json:"tool_args"`
+	Result    string         `json:"result,omitempty"`
+	Error     bool           `json:"tool_call_error,omitempty"`
+	StartedAt time.Time      `json:"started_at"`
+	Duration  time.Duration  `json:"duration_ns,omitempty"`
+	Member    string         `json:"member,omitempty"`
+}
+
+// Metrics are a run's (or one model request's) measurements.
+type Metrics struct {
+	InputTokens  int           `json:"input_tokens"`
+	OutputTokens int           `json:"output_tokens"`
+	TotalTokens  int           `json:"total_tokens"`
+	Duration     time.Duration `json:"duration_ns"`
+	// TimeToFirstToken is measured from the start of the run (or request) to the
+	// first content delta; zero when nothing streamed.
+	TimeToFirstToken time.Duration `json:"time_to_first_token_ns,omitempty"`
+	ModelRequests    int           `json:"model_requests,omitempty"`
+	ToolCalls        int           `json:"tool_calls,omitempty"`
+}
+
+// AddUsage accumulates token usage.
+func (m *Metrics) AddUsage(u model.Usage) {
+	m.InputTokens += u.InputTokens
+	m.OutputTokens += u.OutputTokens
+	m.TotalTokens = m.InputTokens + m.OutputTokens
+}
