@@ -60,8 +60,8 @@ type Result struct {
 	RunID     string
 	Content   string
 	Status    Status
-	Err       error           // set when Status is not completed
-	ErrorKind string          // classification of Err, as in event.Event.ErrorKind
+	Err       error            // set when Status is not completed
+	ErrorKind string           // classification of Err, as in event.Event.ErrorKind
 	Tools     []event.ToolCall // tool executions, in the order they were requested
 	Metrics   event.Metrics
 	Model     string
@@ -69,6 +69,10 @@ type Result struct {
 	// Messages are the turn's messages (user, assistant, tool) for the session
 	// history of later turns.
 	Messages []model.Message
+	// Members are the results of member runs, for team runs.
+	Members []*Result
+	// Runner names who produced the result (agent or team name).
+	Runner string
 }
 
 // Config is everything an agent needs, resolved by the engine's compiler.

@@ -33,7 +33,9 @@ func (f funcTool) Def() model.ToolDef {
 	return model.ToolDef{Name: f.name, Description: "test tool " + f.name, Parameters: map[string]any{"type": "object"}}
 }
 
-func (f funcTool) Call(ctx context.Context, args json.RawMessage) (string, error) { return f.fn(ctx, args) }
+func (f funcTool) Call(ctx context.Context, args json.RawMessage) (string, error) {
+	return f.fn(ctx, args)
+}
 
 func newAgent(t testing.TB, p model.Provider, tools []tool.Tool, mutate ...func(*spec.Agent)) *agent.Agent {
 	t.Helper()

@@ -294,7 +294,7 @@ func (r *run) finalMetrics() event.Metrics {
 
 func (r *run) result(status Status, content string, msgs []model.Message) *Result {
 	return &Result{
-		RunID: r.in.RunID, Status: status, Content: content, Tools: r.tools, Metrics: r.finalMetrics(),
+		RunID: r.in.RunID, Runner: r.a.name, Status: status, Content: content, Tools: r.tools, Metrics: r.finalMetrics(),
 		Model: r.a.cfg.Model, Provider: r.a.cfg.Vendor, Messages: slices.Clone(msgs),
 	}
 }

@@ -1,0 +1,407 @@
+// Package team runs several agents (or teams) under a leader model:
+//
+//   - route: the leader picks exactly one member through a tool call; that
+//     member's answer is the team's answer, streamed as it is written.
+//   - coordinate: the leader is an agent loop whose tool delegates tasks to
+//     members (several, possibly in parallel); it reads their answers and
+//     writes the final one.
+//   - broadcast: every member answers the task in parallel; the leader
+//     synthesizes their answers.
+//
+// Member events stream inside the team's stream, tagged with the member's name
+// and depth, so a client can show who is doing what at any nesting level.
+package team
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/engine/tool"
+	"github.com/troupehq/troupe/spec"
+)
+
+// Tool names the leader uses. The echo model recognizes them to lead teams
+// offline; keep them in sync with engine/model/echo.
+const (
+	RouteTool    = "route_to_member"
+	DelegateTool = "delegate_task_to_member"
+)
+
+// Config is everything a team needs, resolved by the engine's compiler.
+type Config struct {
+	Spec     *spec.Team
+	Provider model.Provider
+	Model    string // leader's primary model id, for events
+	Vendor   string
+	Members  []agent.Runner
+	Now      func() time.Time
+}
+
+// Team is a run-ready team. Immutable and safe for concurrent runs.
+type Team struct {
+	cfg     Config
+	members map[string]agent.Runner
+	names   []string
+	leader  *agent.Agent
+}
+
+var _ agent.Runner = (*Team)(nil)
+
+// New builds a team and its leader.
+func New(cfg Config) (*Team, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	t := &Team{cfg: cfg, members: map[string]agent.Runner{}}
+	for _, m := range cfg.Members {
+		t.members[m.Name()] = m
+		t.names = append(t.names, m.Name())
+	}
+	if len(t.names) == 0 {
+		return nil, fmt.Errorf("team %s has no members", cfg.Spec.Name)
+	}
+	leaderSpec := &spec.Agent{
+		Meta:         spec.Meta{Kind: spec.KindAgent, Name: cfg.Spec.Name, Description: cfg.Spec.Description},
+		Model:        cfg.Spec.Model,
+		Instructions: t.leaderInstructions(),
+		Limits:       cfg.Spec.Limits,
+	}
+	var tools []tool.Tool
+	if cfg.Spec.Mode == spec.ModeCoordinate {
+		tools = append(tools, &delegate{team: t})
+	}
+	leader, err := agent.New(agent.Config{Spec: leaderSpec, Provider: cfg.Provider, Model: cfg.Model, Vendor: cfg.Vendor, Tools: tools, Now: cfg.Now})
+	if err != nil {
+		return nil, fmt.Errorf("team %s leader: %w", cfg.Spec.Name, err)
+	}
+	t.leader = leader
+	return t, nil
+}
+
+// Name returns the team's name.
+func (t *Team) Name() string { return t.cfg.Spec.Name }
+
+// Description returns the team's description.
+func (t *Team) Description() string { return t.cfg.Spec.Description }
+
+// Spec returns the team's definition.
+func (t *Team) Spec() *spec.Team { return t.cfg.Spec }
+
+// Members returns the member names in order.
+func (t *Team) Members() []string { return t.names }
+
+// ModelInfo returns the leader's primary model and its provider.
+func (t *Team) ModelInfo() (modelID, provider string) { return t.cfg.Model, t.cfg.Vendor }
+
+func (t *Team) roster() string {
+	var b strings.Builder
+	for _, n := range t.names {
+		fmt.Fprintf(&b, "- %s", n)
+		if d := t.members[n].Description(); d != "" {
+			fmt.Fprintf(&b, ": %s", d)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func (t *Team) leaderInstructions() string {
+	var parts []string
+	if s := strings.TrimSpace(t.cfg.Spec.Instructions); s != "" {
+		parts = append(parts, s)
+	}
+	switch t.cfg.Spec.Mode {
+	case spec.ModeRoute:
+		parts = append(parts, "You lead a team. Pick the one member best suited to the user's message and call "+RouteTool+" with its name and the task. Members:\n"+t.roster())
+	case spec.ModeCoordinate:
+		parts = append(parts, "You lead a team. Delegate tasks to members with "+DelegateTool+" (you may delegate several tasks at once), read their answers, then write the final answer yourself. Members:\n"+t.roster())
+	case spec.ModeBroadcast:
+		parts = append(parts, "You lead a team. Every member has answered the user's message; write one answer that combines the best of their answers.")
+	}
+	return strings.Join(parts, "\n\n")
+}
+
+func (t *Team) memberSchema() map[string]any {
+	names := make([]any, len(t.names))
+	for i, n := range t.names {
+		names[i] = n
+	}
+	return map[string]any{
+		"type": "object",
+		"properties": map[string]any{
+			"member": map[string]any{"type": "string", "enum": names, "description": "The member's name."},
+			"task":   map[string]any{"type": "string", "description": "What the member should do, with all the context it needs."},
+		},
+		"required": []any{"member", "task"},
+	}
+}
+
+// teamRun is the state of one team run, reachable from the delegate tool
+// through the context.
+type teamRun struct {
+	t      *Team
+	in     agent.Input
+	emit   func(event.Event)
+	emitMu sync.Mutex
+	seq    atomic.Int64
+
+	mu           sync.Mutex
+	members      []*agent.Result
+	interactions []model.Message // member tasks and answers, for sharing
+}
+
+type runKey struct{}
+
+func (r *teamRun) send(e event.Event) {
+	r.emitMu.Lock()
+	defer r.emitMu.Unlock()
+	r.emit(e)
+}
+
+// own rewrites the leader's events as the team's own.
+func (r *teamRun) own(e event.Event) event.Event {
+	e.TeamID, e.AgentID = r.t.Name(), ""
+	return e
+}
+
+func (r *teamRun) event(typ event.Type) event.Event {
+	return event.Event{Type: typ, RunID: r.in.RunID, SessionID: r.in.SessionID, TeamID: r.t.Name(), CreatedAt: r.t.cfg.Now()}
+}
+
+// runMember runs one member, forwarding its events tagged with its name and a
+// depth one deeper. mirror, when set, also streams the member's answer as the
+// team's own content (route mode).
+func (r *teamRun) runMember(ctx context.Context, name, task string, mirror bool) *agent.Result {
+	m := r.t.members[name]
+	in := agent.Input{
+		Message:   task,
+		RunID:     fmt.Sprintf("%s-%s-%d", r.in.RunID, name, r.seq.Add(1)),
+		SessionID: r.in.SessionID,
+		UserID:    r.in.UserID,
+		Stream:    r.in.Stream,
+	}
+	if r.t.cfg.Spec.ShareMemberInteractions {
+		r.mu.Lock()
+		in.History = append([]model.Message(nil), r.interactions...)
+		r.mu.Unlock()
+	}
+	res := m.Execute(ctx, in, func(e event.Event) {
+		if mirror && e.Depth == 0 && e.Type == event.RunContent {
+			own := r.event(event.RunContent)
+			own.Content = e.Content
+			r.send(own)
+		}
+		if e.Member == "" {
+			e.Member = name
+		}
+		e.Depth++
+		r.send(e)
+	})
+	r.mu.Lock()
+	r.members = append(r.members, res)
+	answer := res.Content
+	if res.Status != agent.StatusCompleted {
+		answer = fmt.Sprintf("(%s did not answer: %v)", name, res.Err)
+	}
+	r.interactions = append(r.interactions,
+		model.Message{Role: model.RoleUser, Content: fmt.Sprintf("[task for %s] %s", name, task)},
+		model.Message{Role: model.RoleAssistant, Content: fmt.Sprintf("[%s] %s", name, answer)})
+	r.mu.Unlock()
+	return res
+}
+
+// Execute implements agent.Runner.
+func (t *Team) Execute(ctx context.Context, in agent.Input, emit func(event.Event)) *agent.Result {
+	r := &teamRun{t: t, in: in, emit: emit}
+	ctx = context.WithValue(ctx, runKey{}, r)
+	var res *agent.Result
+	switch t.cfg.Spec.Mode {
+	case spec.ModeRoute:
+		res = r.route(ctx)
+	case spec.ModeBroadcast:
+		res = r.broadcast(ctx)
+	default:
+		res = t.leader.Execute(ctx, in, func(e event.Event) { r.send(r.own(e)) })
+	}
+	res.Runner = t.Name()
+	r.mu.Lock()
+	res.Members = r.members
+	for _, m := range r.members {
+		res.Metrics.InputTokens += m.Metrics.InputTokens
+		res.Metrics.OutputTokens += m.Metrics.OutputTokens
+		res.Metrics.ModelRequests += m.Metrics.ModelRequests
+	}
+	res.Metrics.TotalTokens = res.Metrics.InputTokens + res.Metrics.OutputTokens
+	r.mu.Unlock()
+	return res
+}
+
+// route asks the leader for one member, then runs it as the team's answer.
+func (r *teamRun) route(ctx context.Context) *agent.Result {
+	t := r.t
+	start := t.cfg.Now()
+	started := r.event(event.RunStarted)
+	started.Model, started.Provider = t.cfg.Model, t.cfg.Vendor
+	r.send(started)
+	req := &model.Request{
+		System:   t.leader.Spec().Instructions,
+		Messages: append(append([]model.Message(nil), r.in.History...), model.Message{Role: model.RoleUser, Content: r.in.Message}),
+		Tools:    []model.ToolDef{{Name: RouteTool, Description: "Send the user's message to the one member best suited to answer it.", Parameters: t.memberSchema()}},
+	}
+	var metrics event.Metrics
+	var lastErr error
+	for attempt := 0; attempt < 2; attempt++ {
+		reqStart := t.cfg.Now()
+		resp, err := t.cfg.Provider.Generate(ctx, req, nil)
+		if err != nil {
+			return r.finish(ctx, start, metrics, "", err, string(model.KindOf(err)))
+		}
+		metrics.AddUsage(resp.Usage)
+		metrics.ModelRequests++
+		done := r.event(event.ModelRequestCompleted)
+		m := event.Metrics{Duration: t.cfg.Now().Sub(reqStart), ModelRequests: 1}
+		m.AddUsage(resp.Usage)
+		done.Model, done.Provider, done.Metrics = resp.Model, t.cfg.Vendor, &m
+		r.send(done)
+		if len(resp.ToolCalls) == 0 {
+			// The leader answered itself rather than routing.
+			c := r.event(event.RunContent)
+			c.Content = resp.Content
+			r.send(c)
+			return r.finish(ctx, start, metrics, resp.Content, nil, "")
+		}
+		call := resp.ToolCalls[0]
+		var args struct{ Member, Task string }
+		if err := json.Unmarshal([]byte(call.Arguments), &args); err != nil || t.members[args.Member] == nil {
+			lastErr = fmt.Errorf("the leader routed to %q, which is not a member (members: %s)", args.Member, strings.Join(t.names, ", "))
+			req.Messages = append(req.Messages,
+				model.Message{Role: model.RoleAssistant, ToolCalls: resp.ToolCalls},
+				model.Message{Role: model.RoleTool, ToolCallID: call.ID, Name: call.Name, IsError: true, Content: "Error: " + lastErr.Error()})
+			continue
+		}
+		task := args.Task
+		if strings.TrimSpace(task) == "" {
+			task = r.in.Message
+		}
+		rec := event.ToolCall{ID: call.ID, Name: call.Name, Args: map[string]any{"member": args.Member, "task": task}, StartedAt: t.cfg.Now()}
+		ev := r.event(event.ToolCallStarted)
+		ev.Tool = &rec
+		r.send(ev)
+		res := r.runMember(ctx, args.Member, task, true)
+		rec.Duration, rec.Result, rec.Error = t.cfg.Now().Sub(rec.StartedAt), res.Content, res.Status != agent.StatusCompleted
+		ev = r.event(event.ToolCallCompleted)
+		if rec.Error {
+			ev.Type, rec.Result = event.ToolCallError, fmt.Sprint(res.Err)
+		}
+		final := rec
+		ev.Tool = &final
+		r.send(ev)
+		if res.Status != agent.StatusCompleted {
+			return r.finish(ctx, start, metrics, "", fmt.Errorf("member %s: %w", args.Member, res.Err), res.ErrorKind, rec)
+		}
+		return r.finish(ctx, start, metrics, res.Content, nil, "", rec)
+	}
+	return r.finish(ctx, start, metrics, "", lastErr, "team")
+}
+
+// broadcast runs every member in parallel, then lets the leader synthesize.
+func (r *teamRun) broadcast(ctx context.Context) *agent.Result {
+	t := r.t
+	start := t.cfg.Now()
+	started := r.event(event.RunStarted)
+	started.Model, started.Provider = t.cfg.Model, t.cfg.Vendor
+	r.send(started)
+	results := make([]*agent.Result, len(t.names))
+	var wg sync.WaitGroup
+	for i, name := range t.names {
+		wg.Go(func() { results[i] = r.runMember(ctx, name, r.in.Message, false) })
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return r.finish(ctx, start, event.Metrics{}, "", ctx.Err(), "")
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "The user's message:\n%s\n\nYour team's answers:\n", r.in.Message)
+	for i, name := range t.names {
+		answer := results[i].Content
+		if results[i].Status != agent.StatusCompleted {
+			answer = fmt.Sprintf("(no answer: %v)", results[i].Err)
+		}
+		fmt.Fprintf(&b, "\n## %s\n%s\n", name, answer)
+	}
+	b.WriteString("\nWrite the final answer for the user.")
+	in := r.in
+	in.Message = b.String()
+	res := t.leader.Execute(ctx, in, func(e event.Event) {
+		if e.Type == event.RunStarted {
+			return // the team already started
+		}
+		r.send(r.own(e))
+	})
+	res.Metrics.Duration = t.cfg.Now().Sub(start)
+	return res
+}
+
+// finish ends a route or broadcast run with its terminal event.
+func (r *teamRun) finish(ctx context.Context, start time.Time, m event.Metrics, content string, err error, kind string, tools ...event.ToolCall) *agent.Result {
+	m.Duration = r.t.cfg.Now().Sub(start)
+	m.ToolCalls = len(tools)
+	res := &agent.Result{RunID: r.in.RunID, Content: content, Tools: tools, Metrics: m, Model: r.t.cfg.Model, Provider: r.t.cfg.Vendor}
+	e := r.event(event.RunCompleted)
+	switch {
+	case err == nil:
+		res.Status = agent.StatusCompleted
+		res.Messages = []model.Message{{Role: model.RoleUser, Content: r.in.Message}, {Role: model.RoleAssistant, Content: content}}
+		e.Content = content
+	case ctx.Err() != nil && errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled):
+		res.Status, res.Err = agent.StatusCancelled, context.Canceled
+		e.Type, e.Content = event.RunCancelled, "run cancelled"
+	default:
+		res.Status, res.Err, res.ErrorKind = agent.StatusError, err, kind
+		e.Type, e.Content, e.ErrorKind = event.RunError, err.Error(), kind
+	}
+	metrics := res.Metrics
+	e.Metrics = &metrics
+	r.send(e)
+	return res
+}
+
+// delegate is the coordinate leader's tool: it runs a member on a task.
+type delegate struct{ team *Team }
+
+var _ tool.Tool = (*delegate)(nil)
+
+func (d *delegate) Def() model.ToolDef {
+	return model.ToolDef{Name: DelegateTool, Description: "Give a task to one member of your team and get its answer. Call it several times at once to work in parallel.", Parameters: d.team.memberSchema()}
+}
+
+func (d *delegate) Call(ctx context.Context, raw json.RawMessage) (string, error) {
+	r, ok := ctx.Value(runKey{}).(*teamRun)
+	if !ok {
+		return "", errors.New("delegation is only possible inside a team run")
+	}
+	var args struct{ Member, Task string }
+	if err := tool.Decode(raw, &args); err != nil {
+		return "", err
+	}
+	if d.team.members[args.Member] == nil {
+		return "", tool.ArgumentError("%q is not a member; members: %s", args.Member, strings.Join(d.team.names, ", "))
+	}
+	if strings.TrimSpace(args.Task) == "" {
+		return "", tool.ArgumentError("task must not be empty")
+	}
+	res := r.runMember(ctx, args.Member, args.Task, false)
+	if res.Status != agent.StatusCompleted {
+		return "", fmt.Errorf("%s could not complete the task: %v", args.Member, res.Err)
+	}
+	return res.Content, nil
+}
