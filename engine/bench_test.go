@@ -54,7 +54,7 @@ func BenchmarkLoadAndCompile200(b *testing.B) {
 		if err != nil || len(set.Keys()) != 200 || set.Diagnostics().HasErrors() {
 			b.Fatalf("load: %v %d %v", err, len(set.Keys()), set.Diagnostics())
 		}
-		engine.Compile(set, nil, 1, time.Now())
+		engine.Compile(set, nil, 1, time.Now(), nil)
 	}
 }
 
@@ -65,7 +65,7 @@ func BenchmarkReload200OneFileChanged(b *testing.B) {
 	l := spec.NewLoader(spec.LoaderOptions{Env: noEnv})
 	set, err := l.Load(dir)
 	require.NoError(b, err)
-	prev := engine.Compile(set, nil, 1, time.Now())
+	prev := engine.Compile(set, nil, 1, time.Now(), nil)
 	path := filepath.Join(dir, "f00.yaml")
 	orig, err := os.ReadFile(path)
 	require.NoError(b, err)
@@ -78,7 +78,7 @@ func BenchmarkReload200OneFileChanged(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		prev = engine.Compile(set, prev, uint64(i+1), time.Now())
+		prev = engine.Compile(set, prev, uint64(i+1), time.Now(), nil)
 	}
 }
 
@@ -89,7 +89,7 @@ func BenchmarkCompile200(b *testing.B) {
 	require.NoError(b, err)
 	b.ReportAllocs()
 	for b.Loop() {
-		engine.Compile(set, nil, 1, time.Now())
+		engine.Compile(set, nil, 1, time.Now(), nil)
 	}
 }
 

@@ -3,8 +3,14 @@ package engine
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/team"
+	"github.com/troupehq/troupe/engine/tool"
+	"github.com/troupehq/troupe/engine/tool/builtin"
+	"github.com/troupehq/troupe/engine/tool/mcp"
 	"github.com/troupehq/troupe/spec"
 )
 
@@ -14,8 +20,17 @@ import (
 //
 // Compile mutates nothing shared and opens no connections: expensive resources are
 // created lazily by the runtime from the compiled definitions.
-func Compile(set *spec.Set, prev *Snapshot, generation uint64, now time.Time) *Snapshot {
-	c := &compiler{set: set, prev: prev, gen: generation, objects: map[spec.Key]*Object{}}
+//
+// rt supplies providers and tools; with a nil rt the snapshot only resolves
+// references (agents and teams have no Runner), which is all spec tooling needs.
+func Compile(set *spec.Set, prev *Snapshot, generation uint64, now time.Time, rt *Runtime) *Snapshot {
+	c := &compiler{set: set, prev: prev, gen: generation, objects: map[spec.Key]*Object{}, rt: rt}
+	if rt != nil {
+		c.res = &resources{rt: rt, http: map[*spec.Tool]tool.Tool{}, mcp: map[*spec.Tool]*mcp.Toolset{}}
+		if prev != nil {
+			c.prevRes = prev.res
+		}
+	}
 	c.choose()
 	for k := range c.objects {
 		c.keys = append(c.keys, k)
@@ -30,6 +45,7 @@ func Compile(set *spec.Set, prev *Snapshot, generation uint64, now time.Time) *S
 		agents:     map[string]*Agent{},
 		teams:      map[string]*Team{},
 		files:      set.Files(),
+		res:        c.res,
 	}
 	c.build(s)
 	s.keys = c.keys
@@ -58,6 +74,20 @@ type compiler struct {
 	objects map[spec.Key]*Object
 	keys    []spec.Key       // sorted keys of objects
 	extra   spec.Diagnostics // diagnostics added by compilation (broken dependencies)
+
+	rt      *Runtime
+	res     *resources // this snapshot's
+	prevRes *resources // the previous snapshot's, for reuse
+}
+
+// breakObject marks a serving object broken because it could not be built.
+func (c *compiler) breakObject(k spec.Key, err error) {
+	o := c.objects[k]
+	m := o.Doc.Header()
+	diag := spec.Diagnostic{Pos: m.Pos(), Path: m.Path(), Severity: spec.Error, Msg: err.Error()}
+	o.Diagnostics = append(slices.Clone(o.Diagnostics), diag)
+	o.Doc, o.Status = nil, StatusBroken
+	c.extra = append(c.extra, diag)
 }
 
 // choose picks, for every object, the definition to serve.
@@ -196,7 +226,12 @@ func (c *compiler) build(s *Snapshot) {
 	models := map[string]*ModelRef{}
 	for _, k := range c.keys {
 		if a, ok := c.objects[k].Doc.(*spec.Agent); ok {
-			s.agents[a.Name] = c.agent(a, models)
+			compiled, err := c.agent(a, models)
+			if err != nil {
+				c.breakObject(k, err)
+				continue
+			}
+			s.agents[a.Name] = compiled
 		}
 	}
 	building := map[string]bool{}
@@ -207,7 +242,7 @@ func (c *compiler) build(s *Snapshot) {
 	}
 }
 
-func (c *compiler) agent(a *spec.Agent, models map[string]*ModelRef) *Agent {
+func (c *compiler) agent(a *spec.Agent, models map[string]*ModelRef) (*Agent, error) {
 	out := &Agent{Spec: a, Model: c.model(a.Model, models, true)}
 	for _, t := range a.Tools {
 		if slices.Contains(spec.BuiltinTools, t) {
@@ -219,7 +254,62 @@ func (c *compiler) agent(a *spec.Agent, models map[string]*ModelRef) *Agent {
 	for _, k := range a.Knowledge {
 		out.Knowledge = append(out.Knowledge, c.objects[spec.Key{Kind: spec.KindKnowledge, Name: k}].Doc.(*spec.Knowledge))
 	}
-	return out
+	if c.rt == nil {
+		return out, nil
+	}
+	runner, err := c.runner(out)
+	if err != nil {
+		return nil, err
+	}
+	out.Runner = runner
+	return out, nil
+}
+
+// runner builds the run-ready form of a compiled agent.
+func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
+	provider, err := c.rt.chain(a.Model)
+	if err != nil {
+		return nil, err
+	}
+	cfg := agent.Config{Spec: a.Spec, Provider: provider, Model: a.Model.Model, Vendor: a.Model.Provider, Now: c.rt.Now}
+	for _, ref := range a.Tools {
+		switch {
+		case ref.Name == "knowledge_search":
+			topK := spec.DefaultTopK
+			var names []string
+			for _, k := range a.Knowledge {
+				names = append(names, k.Name)
+				topK = max(topK, k.Search.TopK)
+			}
+			cfg.Tools = append(cfg.Tools, builtin.NewKnowledgeSearch(c.rt.Builtin.Knowledge, names, topK))
+		case ref.Builtin:
+			t, err := c.rt.builtin(ref.Name)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Tools = append(cfg.Tools, t)
+		case ref.Spec.Type == spec.ToolHTTP:
+			t, err := c.res.httpTool(ref.Spec, c.prevRes)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Tools = append(cfg.Tools, t)
+		case ref.Spec.Type == spec.ToolMCP:
+			ts, err := c.res.mcpToolset(ref.Spec)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Toolsets = append(cfg.Toolsets, ts)
+		}
+	}
+	if len(a.Knowledge) > 0 {
+		names := make([]string, len(a.Knowledge))
+		for i, k := range a.Knowledge {
+			names[i] = k.Name
+		}
+		cfg.KnowledgeHint = fmt.Sprintf("You have access to the knowledge base(s) %s. Search them with knowledge_search before answering questions they may cover, answer from what you find, and cite the documents you used.", strings.Join(names, ", "))
+	}
+	return agent.New(cfg)
 }
 
 // team compiles a team and, first, the teams it contains. A team reached again
@@ -235,6 +325,7 @@ func (c *compiler) team(s *Snapshot, t *spec.Team, models map[string]*ModelRef, 
 	building[t.Name] = true
 	defer delete(building, t.Name)
 	out := &Team{Spec: t, Model: c.model(t.Model, models, true)}
+	tk := spec.Key{Kind: spec.KindTeam, Name: t.Name}
 	for _, name := range t.Members {
 		if a, ok := s.agents[name]; ok {
 			out.Members = append(out.Members, Member{Agent: a})
@@ -254,8 +345,32 @@ func (c *compiler) team(s *Snapshot, t *spec.Team, models map[string]*ModelRef, 
 		}
 		out.Members = append(out.Members, Member{Team: sub})
 	}
+	if c.rt != nil {
+		runner, err := c.teamRunner(out)
+		if err != nil {
+			c.breakObject(tk, err)
+			return nil
+		}
+		out.Runner = runner
+	}
 	s.teams[t.Name] = out
 	return out
+}
+
+func (c *compiler) teamRunner(t *Team) (*team.Team, error) {
+	provider, err := c.rt.chain(t.Model)
+	if err != nil {
+		return nil, err
+	}
+	cfg := team.Config{Spec: t.Spec, Provider: provider, Model: t.Model.Model, Vendor: t.Model.Provider, Now: c.rt.Now}
+	for _, m := range t.Members {
+		if m.Agent != nil {
+			cfg.Members = append(cfg.Members, m.Agent.Runner)
+		} else {
+			cfg.Members = append(cfg.Members, m.Team.Runner)
+		}
+	}
+	return team.New(cfg)
 }
 
 // model resolves a model reference. Fallbacks are followed one level only, so a

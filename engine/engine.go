@@ -22,6 +22,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Runtime supplies providers and tools. Nil compiles specs without making
+	// them runnable (only useful to tools that inspect specs).
+	Runtime *Runtime
 }
 
 // ReloadResult describes one reload attempt.
@@ -44,10 +47,11 @@ func (r *ReloadResult) Success() bool { return r.Err == nil }
 
 // Engine owns the current snapshot and the reload loop.
 type Engine struct {
-	dirs   []string
-	loader *spec.Loader
-	log    *slog.Logger
-	now    func() time.Time
+	dirs    []string
+	loader  *spec.Loader
+	runtime *Runtime
+	log     *slog.Logger
+	now     func() time.Time
 
 	current atomic.Pointer[Snapshot]
 	last    atomic.Pointer[ReloadResult]
@@ -75,6 +79,7 @@ func New(opts Options) (*Engine, error) {
 	}
 	e := &Engine{
 		dirs:    opts.Dirs,
+		runtime: opts.Runtime,
 		loader:  spec.NewLoader(spec.LoaderOptions{Env: opts.Env}),
 		log:     opts.Logger,
 		now:     opts.Now,
@@ -202,8 +207,11 @@ func (e *Engine) reload() *ReloadResult {
 		if prev != nil {
 			gen = prev.generation + 1
 		}
-		snap = Compile(set, prev, gen, start)
+		snap = Compile(set, prev, gen, start, e.runtime)
 		e.current.Store(snap)
+		if prev != nil {
+			prev.retire()
+		}
 		res.Changed = true
 		e.publish(snap)
 	}
@@ -244,6 +252,14 @@ func (e *Engine) publish(s *Snapshot) {
 		default:
 		}
 		ch <- s
+	}
+}
+
+// Close retires the current snapshot, releasing pooled resources once its runs
+// end. Call it after the reload loop has stopped.
+func (e *Engine) Close() {
+	if s := e.current.Load(); s != nil {
+		s.retire()
 	}
 }
 

@@ -2,8 +2,11 @@ package engine
 
 import (
 	"slices"
+	"sync"
 	"time"
 
+	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/team"
 	"github.com/troupehq/troupe/spec"
 )
 
@@ -45,6 +48,9 @@ type Agent struct {
 	Model     *ModelRef
 	Tools     []ToolRef
 	Knowledge []*spec.Knowledge
+	// Runner runs the agent; nil when the snapshot was compiled without a
+	// runtime (spec tooling).
+	Runner *agent.Agent
 }
 
 // Name returns the agent's name.
@@ -55,6 +61,8 @@ type Team struct {
 	Spec    *spec.Team
 	Model   *ModelRef
 	Members []Member
+	// Runner runs the team; nil without a runtime.
+	Runner *team.Team
 }
 
 // Name returns the team's name.
@@ -106,6 +114,55 @@ type Snapshot struct {
 	teams       map[string]*Team
 	files       []*spec.File
 	diagnostics spec.Diagnostics
+
+	res *resources // pooled resources, released when the snapshot retires
+
+	mu      sync.Mutex // guards the lifecycle below
+	runs    int        // runs holding the snapshot
+	retired bool       // a newer snapshot is current
+	closed  bool       // resources released; no new run may start
+}
+
+// acquire pins the snapshot for a run. It fails once the snapshot has been
+// retired and released.
+func (s *Snapshot) acquire() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.runs++
+	return true
+}
+
+// releaseRun unpins the snapshot; the last run of a retired snapshot releases
+// its resources.
+func (s *Snapshot) releaseRun() {
+	s.mu.Lock()
+	s.runs--
+	last := s.retired && s.runs == 0 && !s.closed
+	if last {
+		s.closed = true
+	}
+	s.mu.Unlock()
+	if last {
+		s.res.release()
+	}
+}
+
+// retire marks the snapshot replaced; it releases its resources now if no run
+// holds it, or when the last run ends.
+func (s *Snapshot) retire() {
+	s.mu.Lock()
+	s.retired = true
+	now := s.runs == 0 && !s.closed
+	if now {
+		s.closed = true
+	}
+	s.mu.Unlock()
+	if now {
+		s.res.release()
+	}
 }
 
 // Generation counts snapshots: each successful reload that changed something

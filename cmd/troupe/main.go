@@ -1,6 +1,7 @@
 // Command troupe serves agents, teams, tools and knowledge defined in YAML files.
 //
 //	troupe [serve] [--dir agents.d]   load, watch and serve the folder (default)
+//	troupe run <agent-or-team> "msg"  run one turn from the terminal
 //	troupe check [--dir DIR] [DIR...] report every problem in the specs
 //	troupe schema                     print the JSON Schema of the spec language
 //
@@ -49,6 +50,8 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 	switch cmd {
 	case "serve":
 		return serve(ctx, args, getenv, stderr)
+	case "run":
+		return runCmd(ctx, args, getenv, stdout, stderr)
 	case "check":
 		return check(args, getenv, stdout, stderr)
 	case "schema":
@@ -67,6 +70,7 @@ const usage = `Usage: troupe <command> [flags]
 
 Commands:
   serve    load, watch and serve the spec folder (default)
+  run      run one turn of an agent or team: troupe run <name> "message"
   check    report every problem in spec folders; exit 1 on errors
   schema   print the JSON Schema of the spec language
 

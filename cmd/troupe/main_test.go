@@ -128,3 +128,36 @@ func TestServeReloadsOnSave(t *testing.T) {
 		t.Fatal("serve did not stop on cancel")
 	}
 }
+
+// TestRunOffline runs every example agent and team on a fresh checkout's
+// defaults: no keys, no network, the echo model.
+func TestRunOffline(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"hello", "support", "researcher", "writer", "weather", "research"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var out, errOut bytes.Buffer
+			err := run(t.Context(), []string{"run", "--dir", "../../agents.d", name, "hello"}, noEnv, &out, &errOut)
+			require.NoError(t, err, "%s\n%s", out.String(), errOut.String())
+			require.Contains(t, out.String(), "— completed · echo (offline demo model)")
+		})
+	}
+}
+
+func TestRunToolDirectiveAndErrors(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	err := run(t.Context(), []string{"run", "--dir", "../../agents.d", "hello", `/call calculator {"expression":"6*7"}`}, noEnv, &out, &errOut)
+	require.NoError(t, err, errOut.String())
+	require.Contains(t, out.String(), "✓ calculator → 42")
+	require.Contains(t, out.String(), "calculator: 42")
+
+	out.Reset()
+	err = run(t.Context(), []string{"run", "--dir", "../../agents.d", "-q", "hello", "quiet please"}, noEnv, &out, &errOut)
+	require.NoError(t, err)
+	require.Equal(t, "Echo: quiet please\n", out.String())
+
+	err = run(t.Context(), []string{"run", "--dir", "../../agents.d", "nobody", "hi"}, noEnv, &out, &errOut)
+	require.ErrorContains(t, err, `agent "nobody": not found; agents: hello, mcp-demo, researcher, support, weather, writer; teams: research`)
+	require.Equal(t, exitError(2), run(t.Context(), []string{"run", "hello"}, noEnv, &out, &errOut))
+}

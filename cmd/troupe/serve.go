@@ -33,10 +33,13 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	eng, err := engine.New(engine.Options{Dirs: []string{*dir}, Env: spec.Env(getenv), Logger: logger.With("component", "engine")})
+	rt := newRuntime(getenv, logger)
+	defer rt.MCP.Close()
+	eng, err := engine.New(engine.Options{Dirs: []string{*dir}, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt})
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", *dir, err)
 	}
+	defer eng.Close()
 	w, err := watch.New(watch.Options{Dirs: []string{*dir}, Logger: logger.With("component", "watch")})
 	if err != nil {
 		return fmt.Errorf("watching %s: %w", *dir, err)

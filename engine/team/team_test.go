@@ -60,7 +60,9 @@ func run(t *testing.T, r agent.Runner, msg string) ([]event.Event, *agent.Result
 	return events, res
 }
 
-func call(id, name, args string) model.ToolCall { return model.ToolCall{ID: id, Name: name, Arguments: args} }
+func call(id, name, args string) model.ToolCall {
+	return model.ToolCall{ID: id, Name: name, Arguments: args}
+}
 
 func TestRoute(t *testing.T) {
 	t.Parallel()

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/spec"
+)
+
+// runCmd runs one turn of an agent or team from the terminal and prints the
+// streamed answer, tool calls and token usage.
+func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", envOr(getenv, "TROUPE_DIR", "agents.d"), "spec folder (env TROUPE_DIR)")
+	quiet := fs.Bool("q", false, "print only the answer")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: troupe run [--dir agents.d] [-q] <agent-or-team> \"message\"")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	if fs.NArg() < 2 {
+		fs.Usage()
+		return exitError(2)
+	}
+	name, message := fs.Arg(0), strings.Join(fs.Args()[1:], " ")
+
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rt := newRuntime(getenv, logger)
+	defer rt.MCP.Close()
+	eng, err := engine.New(engine.Options{Dirs: []string{*dir}, Env: spec.Env(getenv), Logger: logger, Runtime: rt})
+	if err != nil {
+		return fmt.Errorf("loading %s: %w", *dir, err)
+	}
+	defer eng.Close()
+
+	kind := spec.KindAgent
+	if _, ok := eng.Current().Team(name); ok {
+		kind = spec.KindTeam
+	}
+	p := &printer{w: stdout, quiet: *quiet}
+	res, _, err := eng.Execute(ctx, kind, name, agent.Input{Message: message, RunID: newRunID(), Stream: true}, p.print)
+	if err != nil {
+		if errors.Is(err, engine.ErrNotFound) {
+			return fmt.Errorf("%w; agents: %s; teams: %s", err, names(eng.Current(), spec.KindAgent), names(eng.Current(), spec.KindTeam))
+		}
+		return err
+	}
+	p.finish(res)
+	if res.Status != agent.StatusCompleted {
+		return exitError(1)
+	}
+	return nil
+}
+
+func names(s *engine.Snapshot, kind spec.Kind) string {
+	var out []string
+	for _, o := range s.Objects() {
+		if o.Key.Kind == kind && o.Serving() {
+			out = append(out, o.Key.Name)
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
+}
+
+func newRunID() string { return fmt.Sprintf("run-%d", time.Now().UnixNano()) }
+
+// printer renders run events for a terminal: the answer streams on stdout,
+// with tool calls and members' activity on their own lines.
+type printer struct {
+	w       io.Writer
+	quiet   bool
+	midLine bool
+}
+
+func (p *printer) line(format string, args ...any) {
+	if p.quiet {
+		return
+	}
+	if p.midLine {
+		fmt.Fprintln(p.w)
+		p.midLine = false
+	}
+	fmt.Fprintf(p.w, format+"\n", args...)
+}
+
+func (p *printer) print(e event.Event) {
+	indent := strings.Repeat("  ", e.Depth)
+	who := ""
+	if e.Member != "" {
+		who = e.Member + ": "
+	}
+	switch e.Type {
+	case event.RunStarted:
+		if e.Depth > 0 {
+			p.line("%s↳ %sstarted (%s)", indent, who, e.Model)
+		}
+	case event.RunContent:
+		if e.Depth == 0 {
+			fmt.Fprint(p.w, e.Content)
+			p.midLine = !strings.HasSuffix(e.Content, "\n")
+		}
+	case event.ToolCallStarted:
+		p.line("%s⚙ %s%s(%s)", indent, who, e.Tool.Name, compactArgs(e.Tool.Args))
+	case event.ToolCallCompleted:
+		p.line("%s✓ %s%s → %s", indent, who, e.Tool.Name, oneLine(e.Tool.Result, 120))
+	case event.ToolCallError:
+		p.line("%s✗ %s%s failed: %s", indent, who, e.Tool.Name, oneLine(e.Tool.Result, 200))
+	case event.RunError:
+		p.line("%s✗ %serror: %s", indent, who, e.Content)
+	case event.RunCancelled:
+		p.line("%s✗ %scancelled", indent, who)
+	}
+}
+
+func (p *printer) finish(res *agent.Result) {
+	if p.midLine || p.quiet {
+		fmt.Fprintln(p.w)
+		p.midLine = false
+	}
+	if p.quiet {
+		return
+	}
+	m := res.Metrics
+	model := res.Model
+	if res.Provider == "echo" {
+		model = "echo (offline demo model)"
+	}
+	p.line("— %s · %s · %d tokens in, %d out · %d tool calls · %s", strings.ToLower(string(res.Status)), model, m.InputTokens, m.OutputTokens, m.ToolCalls, m.Duration.Round(time.Microsecond))
+}
+
+func compactArgs(args map[string]any) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(args)) {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, args[k]))
+	}
+	return oneLine(strings.Join(parts, ", "), 120)
+}
+
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return s
+}

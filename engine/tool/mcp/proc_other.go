@@ -1,0 +1,16 @@
+//go:build !unix
+
+package mcp
+
+import "os/exec"
+
+// newProcessGroup does nothing: process groups are a Unix notion.
+func newProcessGroup(*exec.Cmd) {}
+
+// killProcessGroup kills the server process if it is still running; its
+// children cannot be reached without process groups.
+func killProcessGroup(cmd *exec.Cmd) {
+	if cmd.Process != nil {
+		_ = cmd.Process.Kill() // fails harmlessly once the process was waited for
+	}
+}
