@@ -91,3 +91,16 @@ func SafeName(name string) string {
 	}
 	return s
 }
+
+// Head returns the first n characters (runes, not bytes) of s, for quoting the
+// start of a response in an error.
+func Head(s string, n int) string {
+	i := 0
+	for pos := range s {
+		if i == n {
+			return s[:pos]
+		}
+		i++
+	}
+	return s
+}

@@ -136,7 +136,7 @@ func (f *httpFetch) Call(ctx context.Context, args json.RawMessage) (string, err
 		snippet := ""
 		if kind != contentOther {
 			text, _ := toText(kind, resp.Header.Get("Content-Type"), body)
-			snippet = firstChars(strings.Join(strings.Fields(text), " "), errorSnippetChars)
+			snippet = tool.Head(strings.Join(strings.Fields(text), " "), errorSnippetChars)
 		}
 		if snippet == "" {
 			return "", fmt.Errorf("HTTP %s from %s", resp.Status, final)
@@ -158,7 +158,7 @@ func (f *httpFetch) Call(ctx context.Context, args json.RawMessage) (string, err
 	}
 	b.WriteString("\n")
 	if n := utf8.RuneCountInString(text); n > maxChars {
-		text = firstChars(text, maxChars)
+		text = tool.Head(text, maxChars)
 		text += fmt.Sprintf("\n[truncated: showing the first %d of %d characters", maxChars, n)
 		if maxChars < maxMaxChars {
 			text += fmt.Sprintf("; call again with a larger max_chars (up to %d) to see more", maxMaxChars)
@@ -258,16 +258,4 @@ func toText(kind contentKind, contentType string, body []byte) (text, title stri
 		return s, "" // the parser accepts any input; this is defensive
 	}
 	return htmlToText(doc)
-}
-
-// firstChars returns the first n characters (runes) of s.
-func firstChars(s string, n int) string {
-	i := 0
-	for pos := range s {
-		if i == n {
-			return s[:pos]
-		}
-		i++
-	}
-	return s
 }

@@ -171,7 +171,7 @@ func (t *Tool) Call(ctx context.Context, args json.RawMessage) (string, error) {
 	text := strings.ToValidUTF8(string(body), "\uFFFD")
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		snippet := firstChars(strings.Join(strings.Fields(text), " "), errorSnippetChars)
+		snippet := tool.Head(strings.Join(strings.Fields(text), " "), errorSnippetChars)
 		if snippet == "" {
 			return "", fmt.Errorf("HTTP %s", resp.Status)
 		}
@@ -503,16 +503,4 @@ func describeValidation(err error) string {
 		msgs = append(msgs[:maxValidationMessages], fmt.Sprintf("and %d more", len(msgs)-maxValidationMessages))
 	}
 	return "arguments do not match the tool's parameters: " + strings.Join(msgs, "; ")
-}
-
-// firstChars returns the first n characters (runes) of s.
-func firstChars(s string, n int) string {
-	i := 0
-	for pos := range s {
-		if i == n {
-			return s[:pos]
-		}
-		i++
-	}
-	return s
 }

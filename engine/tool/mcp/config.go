@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/troupehq/troupe/spec"
@@ -95,3 +96,47 @@ func cloneSpec(s *spec.Tool) *spec.Tool {
 	c.Parameters = maps.Clone(s.Parameters)
 	return &c
 }
+
+// redact removes secrets of the configuration from an error message: header
+// values, and the URL's credentials and query (as in "Post <url>: dial tcp:
+// ..." from net/http). Servers and libraries do not always know what is
+// secret, and error messages reach models and logs.
+func (c config) redact(err error) error {
+	if err == nil {
+		return nil
+	}
+	type replacement struct{ old, new string }
+	var reps []replacement
+	if c.URL != "" {
+		reps = append(reps, replacement{c.URL, c.endpoint()})
+		if u, perr := url.Parse(c.URL); perr == nil {
+			reps = append(reps, replacement{u.String(), c.endpoint()}, replacement{u.Redacted(), c.endpoint()})
+		}
+	}
+	for _, v := range c.Headers {
+		if len(v) >= 4 { // shorter values would redact unrelated text
+			reps = append(reps, replacement{v, "[redacted]"})
+		}
+	}
+	// Longest first, so that a secret containing another is replaced whole.
+	slices.SortFunc(reps, func(a, b replacement) int { return len(b.old) - len(a.old) })
+	msg := err.Error()
+	redacted := msg
+	for _, r := range reps {
+		redacted = strings.ReplaceAll(redacted, r.old, r.new)
+	}
+	if redacted == msg {
+		return err
+	}
+	return &redactedError{msg: redacted, err: err}
+}
+
+// redactedError shows a cleaned message but still matches errors.Is and
+// errors.As.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }

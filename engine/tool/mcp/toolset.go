@@ -249,7 +249,7 @@ func (t *Toolset) startError(err error) error {
 	if !t.cfg.stdio() {
 		verb = "connecting to"
 	}
-	return fmt.Errorf("%s MCP server %q (%s): %w", verb, t.cfg.Name, t.cfg.endpoint(), err)
+	return fmt.Errorf("%s MCP server %q (%s): %w", verb, t.cfg.Name, t.cfg.endpoint(), t.cfg.redact(err))
 }
 
 // connect starts a session and lists the server's tools. Called with sem held.
@@ -286,7 +286,7 @@ func (t *Toolset) connect(ctx context.Context) (*conn, error) {
 	tools, err := t.list(sctx, c)
 	if err != nil {
 		_ = c.shut()
-		return nil, fmt.Errorf("listing tools of MCP server %q (%s): %w", t.cfg.Name, t.cfg.endpoint(), t.explain(ctx, sctx, err))
+		return nil, fmt.Errorf("listing tools of MCP server %q (%s): %w", t.cfg.Name, t.cfg.endpoint(), t.cfg.redact(t.explain(ctx, sctx, err)))
 	}
 	c.tools = tools
 	return c, nil
@@ -325,9 +325,9 @@ func (t *Toolset) watch(c *conn) {
 
 	switch {
 	case c.closing.Load():
-		t.log.Debug("MCP session closed", "status", err)
+		t.log.Debug("MCP session closed", "status", t.cfg.redact(err))
 	case err != nil:
-		t.log.Warn("MCP server exited or disconnected; it will be restarted on next use", "error", err)
+		t.log.Warn("MCP server exited or disconnected; it will be restarted on next use", "error", t.cfg.redact(err))
 	default:
 		t.log.Warn("MCP server exited or disconnected; it will be restarted on next use")
 	}
@@ -405,7 +405,7 @@ func (t *Toolset) refresh(ctx context.Context, c *conn) error {
 		if connectionLost(c, err) {
 			t.drop(c)
 		}
-		return fmt.Errorf("listing tools of MCP server %q: %w", t.cfg.Name, err)
+		return fmt.Errorf("listing tools of MCP server %q: %w", t.cfg.Name, t.cfg.redact(err))
 	}
 	t.mu.Lock()
 	c.tools = tools
@@ -433,7 +433,8 @@ func (t *Toolset) call(ctx context.Context, name string, args json.RawMessage) (
 		res, err := t.callOnce(ctx, c, name, args)
 		switch {
 		case err == nil:
-			return callResult(t.cfg.Name, name, res)
+			out, err := callResult(t.cfg.Name, name, res)
+			return out, t.cfg.redact(err)
 		case ctx.Err() != nil:
 			return "", t.interrupted(ctx, fmt.Sprintf("calling tool %q of", name))
 		case !connectionLost(c, err):
@@ -441,10 +442,10 @@ func (t *Toolset) call(ctx context.Context, name string, args json.RawMessage) (
 		}
 		t.drop(c)
 		if !retried && notSent(err) {
-			t.log.Info("MCP connection was closed; retrying the call on a new session", "tool", name, "error", err)
+			t.log.Info("MCP connection was closed; retrying the call on a new session", "tool", name, "error", t.cfg.redact(err))
 			continue
 		}
-		return "", fmt.Errorf("MCP server %q stopped during the call to %q (%v); it will be restarted on the next call, but whether this call took effect is unknown", t.cfg.Name, name, err)
+		return "", fmt.Errorf("MCP server %q stopped during the call to %q (%v); it will be restarted on the next call, but whether this call took effect is unknown", t.cfg.Name, name, t.cfg.redact(err))
 	}
 }
 
@@ -465,9 +466,9 @@ func (t *Toolset) callError(name string, err error) error {
 	}
 	var werr *jsonrpc.Error
 	if errors.As(err, &werr) && werr.Code == jsonrpc.CodeInvalidParams {
-		return tool.ArgumentError("MCP tool %q of server %q: %s", name, t.cfg.Name, werr.Message)
+		return tool.ArgumentError("MCP tool %q of server %q: %s", name, t.cfg.Name, t.cfg.redact(errors.New(werr.Message)))
 	}
-	return fmt.Errorf("calling MCP tool %q of server %q: %w", name, t.cfg.Name, err)
+	return fmt.Errorf("calling MCP tool %q of server %q: %w", name, t.cfg.Name, t.cfg.redact(err))
 }
 
 // connectionLost reports whether err means that the session is unusable.
@@ -513,7 +514,7 @@ func (t *Toolset) shutdown() error {
 			err = nil
 		}
 		if err != nil {
-			err = fmt.Errorf("stopping MCP server %q (%s): %w", t.cfg.Name, t.cfg.endpoint(), err)
+			err = fmt.Errorf("stopping MCP server %q (%s): %w", t.cfg.Name, t.cfg.endpoint(), t.cfg.redact(err))
 		}
 	}
 	t.watchers.Wait()
