@@ -1,7 +1,6 @@
 package anthropic
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,73 +9,12 @@ import (
 	"strings"
 
 	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/engine/model/sse"
 )
 
-// maxLineBytes bounds one server-sent-event line. Anthropic events are small
-// (deltas), so a longer line means a broken stream.
+// maxLineBytes bounds one server-sent-event line, and one event's data.
+// Anthropic events are small (deltas), so a longer one means a broken stream.
 const maxLineBytes = 16 << 20
-
-// sseEvent is one dispatched server-sent event.
-type sseEvent struct {
-	name string // the event: field, "" when absent
-	data string // the data: lines, joined by "\n"
-}
-
-// sseReader splits a text/event-stream into events. It reads whole lines with a
-// bufio.Scanner, so it does not care how the bytes were split into reads, and
-// it accepts both "\n" and "\r\n" line endings.
-type sseReader struct {
-	sc *bufio.Scanner
-}
-
-func newSSEReader(r io.Reader) *sseReader {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), maxLineBytes)
-	return &sseReader{sc: sc}
-}
-
-// next returns the next event with data, or io.EOF at the end of the stream.
-// Comments (lines starting with ':'), id and retry fields are ignored. A final
-// event not followed by a blank line is still returned.
-func (r *sseReader) next() (sseEvent, error) {
-	var (
-		name    string
-		data    strings.Builder
-		hasData bool
-	)
-	for r.sc.Scan() {
-		line := r.sc.Text() // ScanLines drops the "\n" and a preceding "\r"
-		if line == "" {
-			if hasData {
-				return sseEvent{name: name, data: data.String()}, nil
-			}
-			name = "" // an event without data is not dispatched
-			continue
-		}
-		if line[0] == ':' {
-			continue
-		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch field {
-		case "event":
-			name = value
-		case "data":
-			if hasData {
-				data.WriteByte('\n')
-			}
-			data.WriteString(value)
-			hasData = true
-		}
-	}
-	if err := r.sc.Err(); err != nil {
-		return sseEvent{}, err
-	}
-	if hasData {
-		return sseEvent{name: name, data: data.String()}, nil
-	}
-	return sseEvent{}, io.EOF
-}
 
 // streamEvent is the data of any Messages API stream event; which fields are
 // set depends on Type.
@@ -123,20 +61,20 @@ type streamState struct {
 
 // readStream parses a streamed response, calling onDelta for each text delta.
 func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta func(model.Delta)) (*model.Response, error) {
-	sse := newSSEReader(body)
+	events := sse.NewReader(body, maxLineBytes)
 	st := &streamState{tools: map[int]*toolBlock{}}
 	for {
 		if ctx.Err() != nil {
 			return nil, model.TransportError(ctx, providerName, ctx.Err())
 		}
-		ev, err := sse.next()
+		ev, err := events.Next() // a truncated final event is used as is
 		if err == io.EOF {
 			if ctx.Err() != nil {
 				return nil, model.TransportError(ctx, providerName, ctx.Err())
 			}
 			return nil, protocolError("stream ended early", errStreamEnded)
 		}
-		if errors.Is(err, bufio.ErrTooLong) {
+		if errors.Is(err, sse.ErrTooLong) {
 			return nil, protocolError("stream line too long", err)
 		}
 		if err != nil {
@@ -153,15 +91,15 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta func(mo
 }
 
 // handleEvent applies one event to st. It reports done at message_stop.
-func (c *Client) handleEvent(st *streamState, ev sseEvent, onDelta func(model.Delta)) (done bool, err error) {
-	switch ev.name {
+func (c *Client) handleEvent(st *streamState, ev sse.Event, onDelta func(model.Delta)) (done bool, err error) {
+	switch ev.Name {
 	case "", "message_start", "content_block_start", "content_block_delta",
 		"content_block_stop", "message_delta", "message_stop", "error":
 	default:
 		return false, nil // ping and events added to the API later
 	}
 	var e streamEvent
-	if err := json.Unmarshal([]byte(ev.data), &e); err != nil {
+	if err := json.Unmarshal(ev.Data, &e); err != nil {
 		return false, protocolError("invalid stream event data", err)
 	}
 	switch eventName(ev, e.Type) {
@@ -227,9 +165,9 @@ func (c *Client) handleEvent(st *streamState, ev sseEvent, onDelta func(model.De
 }
 
 // eventName is the event: field, or the data's type when the field is absent.
-func eventName(ev sseEvent, typ string) string {
-	if ev.name != "" {
-		return ev.name
+func eventName(ev sse.Event, typ string) string {
+	if ev.Name != "" {
+		return ev.Name
 	}
 	return typ
 }

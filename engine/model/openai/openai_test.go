@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -875,59 +874,4 @@ func TestStopReason(t *testing.T) {
 	for _, tt := range tests {
 		require.Equal(t, tt.want, stopReason(tt.finish, tt.toolCalls), "finish %q, tool calls %v", tt.finish, tt.toolCalls)
 	}
-}
-
-func TestSSEReader(t *testing.T) {
-	const stream = ":comment\r\n" +
-		"event: chunk\r\n" +
-		"id: 7\r\n" +
-		"data: {\"a\":1}\r\n" +
-		"\r\n" +
-		"data:{\"b\":\r\n" + // one event split over two data lines
-		"data: 2}\n" +
-		"\n" +
-		"retry: 100\n" +
-		"\n\n\n" +
-		"data: {\"c\":3}\n" + // no blank line before [DONE]
-		"data: [DONE]\n" +
-		"data: {\"tail\""
-	want := []struct {
-		data     string
-		complete bool
-	}{
-		{`{"a":1}`, true},
-		{"{\"b\":\n2}", true},
-		{`{"c":3}`, true},
-		{"[DONE]", true},
-		{`{"tail"`, false},
-	}
-	readers := map[string]func() io.Reader{
-		"whole":    func() io.Reader { return strings.NewReader(stream) },
-		"one byte": func() io.Reader { return iotest.OneByteReader(strings.NewReader(stream)) },
-		"half":     func() io.Reader { return iotest.HalfReader(strings.NewReader(stream)) },
-		"data+EOF": func() io.Reader { return iotest.DataErrReader(strings.NewReader(stream)) },
-	}
-	for name, reader := range readers {
-		t.Run(name, func(t *testing.T) {
-			r := newSSEReader(reader())
-			for _, w := range want {
-				data, complete, err := r.next()
-				require.NoError(t, err)
-				require.Equal(t, w.data, string(data))
-				require.Equal(t, w.complete, complete)
-			}
-			_, _, err := r.next()
-			require.ErrorIs(t, err, io.EOF)
-		})
-	}
-}
-
-func TestSSEReaderLongLine(t *testing.T) {
-	// A line far longer than the read buffer is reassembled.
-	long := strings.Repeat("x", 200<<10)
-	r := newSSEReader(iotest.HalfReader(strings.NewReader("data: \"" + long + "\"\n\n")))
-	data, complete, err := r.next()
-	require.NoError(t, err)
-	require.True(t, complete)
-	require.Equal(t, `"`+long+`"`, string(data))
 }

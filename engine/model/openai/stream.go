@@ -1,7 +1,6 @@
 package openai
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,21 +10,20 @@ import (
 	"strings"
 
 	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/engine/model/sse"
 )
 
 // doneMarker is the data of the event that ends an OpenAI stream.
 const doneMarker = "[DONE]"
 
-// errEventTooLarge reports a streamed event over maxResponseBytes.
-var errEventTooLarge = errors.New("stream event too large")
-
 // readStream reads a server-sent-event stream of chat completion chunks,
 // calling onDelta for each piece of content, and assembles the Response.
 func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta func(model.Delta)) (*model.Response, error) {
 	st := &streamState{c: c, onDelta: onDelta, byIndex: map[int]*partialCall{}}
-	events := newSSEReader(body)
+	events := sse.NewReader(body, maxResponseBytes)
+	events.SetEndMarker(doneMarker)
 	for !st.done {
-		data, complete, err := events.next()
+		ev, err := events.Next()
 		if err == io.EOF {
 			break
 		}
@@ -33,8 +31,8 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta func(mo
 			if ctx.Err() != nil {
 				return nil, model.TransportError(ctx, c.name, err)
 			}
-			if errors.Is(err, errEventTooLarge) {
-				return nil, c.protocolError(err.Error(), nil)
+			if errors.Is(err, sse.ErrTooLong) {
+				return nil, c.protocolError("stream event too large", nil)
 			}
 			if st.finish != "" {
 				// The answer is complete; only the usage chunk or [DONE]
@@ -43,11 +41,11 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta func(mo
 			}
 			return nil, model.TransportError(ctx, c.name, err)
 		}
-		if string(data) == doneMarker {
+		if string(ev.Data) == doneMarker {
 			st.done = true
 			break
 		}
-		if err := st.add(data, complete); err != nil {
+		if err := st.add(ev.Data, !ev.Truncated); err != nil {
 			return nil, err
 		}
 	}
@@ -206,96 +204,4 @@ func (st *streamState) response() *model.Response {
 		StopReason: stopReason(st.finish, len(out) > 0),
 		Model:      st.model,
 	}
-}
-
-// sseReader reads server-sent events (the text/event-stream format) and
-// returns the data of each event. Lines may arrive split across any number
-// of reads and may end in "\n" or "\r\n". Comments (":") and fields other
-// than data (event, id, retry) are ignored.
-type sseReader struct {
-	r        *bufio.Reader
-	data     []byte // the pending event's data lines, joined by "\n"
-	hasData  bool
-	doneNext bool // a [DONE] line followed data with no blank line between
-}
-
-func newSSEReader(r io.Reader) *sseReader {
-	return &sseReader{r: bufio.NewReaderSize(r, 64<<10)}
-}
-
-// next returns the data of the next event. complete is false when the end of
-// the stream cut the event off before its terminating blank line. A "data:
-// [DONE]" line is always returned as an event of its own. next returns
-// io.EOF at the end of the stream.
-func (s *sseReader) next() (data []byte, complete bool, err error) {
-	if s.doneNext {
-		s.doneNext = false
-		return []byte(doneMarker), true, nil
-	}
-	for {
-		line, err := s.readLine()
-		if err != nil {
-			if err == io.EOF && s.hasData {
-				return s.take(), false, nil
-			}
-			return nil, false, err
-		}
-		if len(line) == 0 { // a blank line dispatches the event
-			if s.hasData {
-				return s.take(), true, nil
-			}
-			continue
-		}
-		field, value, _ := bytes.Cut(line, []byte(":"))
-		if string(field) != "data" { // also skips comments: field is ""
-			continue
-		}
-		value = bytes.TrimPrefix(value, []byte(" "))
-		if string(value) == doneMarker {
-			if s.hasData {
-				s.doneNext = true
-				return s.take(), true, nil
-			}
-			return []byte(doneMarker), true, nil
-		}
-		if len(s.data)+len(value)+1 > maxResponseBytes {
-			return nil, false, errEventTooLarge
-		}
-		if s.hasData {
-			s.data = append(s.data, '\n')
-		}
-		s.data = append(s.data, value...)
-		s.hasData = true
-	}
-}
-
-// take returns the pending event data and resets it.
-func (s *sseReader) take() []byte {
-	d := s.data
-	s.data, s.hasData = nil, false
-	return d
-}
-
-// readLine returns the next line without its line ending. The slice is only
-// valid until the next read. A final line without a line ending is returned
-// before io.EOF.
-func (s *sseReader) readLine() ([]byte, error) {
-	line, err := s.r.ReadSlice('\n')
-	if err == bufio.ErrBufferFull {
-		buf := append([]byte(nil), line...)
-		for err == bufio.ErrBufferFull {
-			if len(buf) > maxResponseBytes {
-				return nil, errEventTooLarge
-			}
-			line, err = s.r.ReadSlice('\n')
-			buf = append(buf, line...)
-		}
-		line = buf
-	}
-	if err != nil && (err != io.EOF || len(line) == 0) {
-		return nil, err
-	}
-	line = bytes.TrimSuffix(line, []byte("\n"))
-	line = bytes.TrimSuffix(line, []byte("\r"))
-	return line, nil
 }

@@ -177,9 +177,7 @@ func (t *Toolset) ready(ctx context.Context, fresh bool) (*conn, error) {
 	// Another caller may have started it while this one waited.
 	if c := t.live(); c != nil {
 		if fresh && c.stale.Load() {
-			if err := t.refresh(ctx, c); err != nil {
-				return nil, err
-			}
+			t.refresh(ctx, c)
 		}
 		return c, nil
 	}
@@ -394,8 +392,9 @@ func (t *Toolset) list(ctx context.Context, c *conn) ([]tool.Tool, error) {
 }
 
 // refresh lists the tools again after the server announced a change. Called
-// with sem held.
-func (t *Toolset) refresh(ctx context.Context, c *conn) error {
+// with sem held. A failure keeps the previous list, which is still mostly
+// right, and leaves the list marked stale so that the next use tries again.
+func (t *Toolset) refresh(ctx context.Context, c *conn) {
 	c.stale.Store(false) // before listing: a change announced meanwhile marks it again
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
 	defer cancel()
@@ -405,13 +404,13 @@ func (t *Toolset) refresh(ctx context.Context, c *conn) error {
 		if connectionLost(c, err) {
 			t.drop(c)
 		}
-		return fmt.Errorf("listing tools of MCP server %q: %w", t.cfg.Name, t.cfg.redact(err))
+		t.log.Warn("listing the changed tools of the MCP server failed; keeping the previous list", "error", t.cfg.redact(err))
+		return
 	}
 	t.mu.Lock()
 	c.tools = tools
 	t.mu.Unlock()
 	t.log.Info("MCP tool list changed", "tools", len(tools))
-	return nil
 }
 
 // call calls a server tool, restarting the server first if it is not

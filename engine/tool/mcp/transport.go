@@ -23,8 +23,10 @@ type DialFunc func(ctx context.Context, s *spec.Tool) (sdkmcp.Transport, error)
 
 const (
 	// stopGrace is how long a stdio server may take to exit after its stdin is
-	// closed, and again after SIGTERM, before it is killed.
-	stopGrace = 3 * time.Second
+	// closed, and again after SIGTERM, before it is killed. Some servers
+	// (server-everything among them) ignore the end of their input, so every
+	// stop of those takes this long.
+	stopGrace = 2 * time.Second
 	// pipeDrain bounds how long stopping waits for stderr to be drained after
 	// the server exited: a grandchild holding the pipe open must not block it.
 	pipeDrain = time.Second
@@ -55,8 +57,8 @@ func (t *Toolset) dial(ctx context.Context) (*endpoint, error) {
 }
 
 // stdio prepares the child process of a stdio server. The SDK's
-// CommandTransport starts it, speaks to it over stdin/stdout, and on close
-// closes stdin, then sends SIGTERM and SIGKILL after a grace period each.
+// CommandTransport starts it and speaks to it over stdin/stdout; see
+// stdioConn for how it is stopped.
 //
 // The process is deliberately not tied to the context of the call that
 // starts it (exec.CommandContext would kill it when that call returns): it
@@ -69,8 +71,13 @@ func (t *Toolset) stdio() *endpoint {
 	cmd.WaitDelay = pipeDrain
 	newProcessGroup(cmd)
 	return &endpoint{
-		transport: &sdkmcp.CommandTransport{Command: cmd, TerminateDuration: stopGrace},
-		cmd:       cmd,
+		transport: stdioTransport{&sdkmcp.CommandTransport{
+			Command: cmd,
+			// A fallback only: stdioConn.Close escalates first, and to the
+			// whole process group.
+			TerminateDuration: 2*stopGrace + time.Second,
+		}},
+		cmd: cmd,
 		cleanup: func() {
 			// Package runners such as npx start the server as a child of
 			// their own; make sure nothing of the server outlives it.
@@ -78,6 +85,46 @@ func (t *Toolset) stdio() *endpoint {
 			stderr.flush()
 		},
 	}
+}
+
+// stdioTransport is the SDK's CommandTransport with a shutdown that reaches
+// the server's whole process group.
+type stdioTransport struct{ *sdkmcp.CommandTransport }
+
+func (t stdioTransport) Connect(ctx context.Context) (sdkmcp.Connection, error) {
+	c, err := t.CommandTransport.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &stdioConn{Connection: c, cmd: t.Command}, nil
+}
+
+// stdioConn stops a stdio server the way the MCP specification asks: close
+// its stdin and let it exit, then SIGTERM after a grace period, then SIGKILL.
+// The SDK does the same, but signals only the process it started, and package
+// runners such as npx do not reliably pass signals on to the server they run;
+// so the signals go to the whole process group, before the SDK's own.
+type stdioConn struct {
+	sdkmcp.Connection
+	cmd *exec.Cmd
+}
+
+func (c *stdioConn) Close() error {
+	closed := make(chan struct{})
+	defer close(closed)
+	go func() {
+		for _, signal := range []func(*exec.Cmd){terminateProcessGroup, killProcessGroup} {
+			timer := time.NewTimer(stopGrace)
+			select {
+			case <-closed:
+				timer.Stop()
+				return
+			case <-timer.C:
+				signal(c.cmd)
+			}
+		}
+	}()
+	return c.Connection.Close() // closes stdin and waits for the process to exit
 }
 
 // streamable prepares a streamable HTTP connection whose requests carry the
