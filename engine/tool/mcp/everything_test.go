@@ -60,6 +60,7 @@ func TestEverythingServer(t *testing.T) {
 
 	start := time.Now()
 	p.Release(ts)
+	p.Wait()
 	require.False(t, ts.Running())
 	// It ignores the end of its input: stopping takes the grace period, then
 	// SIGTERM to its process group ends npx and node.

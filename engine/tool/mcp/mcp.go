@@ -104,6 +104,10 @@ type Pool struct {
 	mu      sync.Mutex
 	entries map[string]*Toolset // by config key
 	closed  bool
+
+	// stopping tracks servers being stopped in the background after their last
+	// release; Wait and Close wait for them.
+	stopping sync.WaitGroup
 }
 
 // NewPool returns an empty pool.
@@ -138,9 +142,11 @@ func (p *Pool) Acquire(s *spec.Tool) *Toolset {
 }
 
 // Release drops a reference obtained from [Pool.Acquire]. Releasing the last
-// reference stops the server and returns once it has exited (stdio servers get
-// a grace period after their stdin is closed, then are terminated). Releasing
-// nil, a toolset of another pool, or more often than acquired does nothing.
+// reference stops the server in the background (stdio servers get a grace
+// period after their stdin is closed, then are terminated), so a reload that
+// drops an MCP tool never waits for a slow server to exit; [Pool.Wait] and
+// [Pool.Close] wait for it. Releasing nil, a toolset of another pool, or more
+// often than acquired does nothing.
 func (p *Pool) Release(ts *Toolset) {
 	if ts == nil || ts.pool != p {
 		return
@@ -160,10 +166,15 @@ func (p *Pool) Release(ts *Toolset) {
 
 	// Stop outside the lock: it waits for the server to exit, and other
 	// toolsets must stay acquirable meanwhile.
-	if err := ts.shutdown(); err != nil {
-		ts.log.Warn("stopping MCP server", "error", err)
-	}
+	p.stopping.Go(func() {
+		if err := ts.shutdown(); err != nil {
+			ts.log.Warn("stopping MCP server", "error", err)
+		}
+	})
 }
+
+// Wait blocks until every server released so far has exited.
+func (p *Pool) Wait() { p.stopping.Wait() }
 
 // Close stops every server of the pool, in parallel, and waits for them to
 // exit. Toolsets acquired before stay valid values but fail from now on;
@@ -197,6 +208,7 @@ func (p *Pool) Close() error {
 		})
 	}
 	wg.Wait()
+	p.stopping.Wait()
 	return errors.Join(errs...)
 }
 

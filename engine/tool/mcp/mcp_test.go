@@ -306,6 +306,7 @@ func TestPoolSharing(t *testing.T) {
 
 	// Releasing the last reference ends the session.
 	p.Release(d)
+	p.Wait()
 	requireEnded(t, ms.session(0))
 	require.False(t, d.Running())
 	require.Equal(t, 1, p.Len())
@@ -316,6 +317,7 @@ func TestPoolSharing(t *testing.T) {
 	// The other configuration was not affected.
 	require.True(t, c.Running())
 	p.Release(c)
+	p.Wait()
 	requireEnded(t, ms.session(1))
 	require.Zero(t, p.Len())
 

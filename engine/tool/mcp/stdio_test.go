@@ -80,6 +80,7 @@ func TestStdioCrashAndRestart(t *testing.T) {
 
 	// Releasing the last reference stops the process.
 	p.Release(ts)
+	p.Wait()
 	require.False(t, ts.Running())
 	require.True(t, processGone(pid2), "server process still running after Release")
 }
