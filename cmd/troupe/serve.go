@@ -2,60 +2,129 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/troupehq/troupe/console"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/spec/watch"
+	"github.com/troupehq/troupe/store"
 )
 
-// serve loads the folder, watches it and reloads on every change and on SIGHUP
-// until ctx is cancelled.
-func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) error {
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// serveConfig is everything serve reads from flags and the environment.
+type serveConfig struct {
+	dir, addr, db, logLevel, keys, keysFile, cors string
+	insecure                                      bool
+	shutdownTimeout                               time.Duration
+}
+
+func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("dir", envOr(getenv, "TROUPE_DIR", "agents.d"), "spec folder (env TROUPE_DIR)")
-	logLevel := fs.String("log-level", envOr(getenv, "TROUPE_LOG_LEVEL", "info"), "debug, info, warn or error (env TROUPE_LOG_LEVEL)")
+	c := &serveConfig{}
+	fs.StringVar(&c.dir, "dir", envOr(getenv, "TROUPE_DIR", "agents.d"), "spec folder (env TROUPE_DIR)")
+	fs.StringVar(&c.addr, "addr", envOr(getenv, "TROUPE_ADDR", "127.0.0.1:7777"), "listen address (env TROUPE_ADDR)")
+	fs.StringVar(&c.db, "db", envOr(getenv, "TROUPE_DB", filepath.Join("data", "troupe.db")), "SQLite file or postgres:// URL (env TROUPE_DB)")
+	fs.StringVar(&c.logLevel, "log-level", envOr(getenv, "TROUPE_LOG_LEVEL", "info"), "debug, info, warn or error (env TROUPE_LOG_LEVEL)")
+	fs.StringVar(&c.keysFile, "api-keys-file", envOr(getenv, "TROUPE_API_KEYS_FILE", ""), "YAML file of API keys (env TROUPE_API_KEYS_FILE)")
+	fs.StringVar(&c.cors, "cors-origins", envOr(getenv, "TROUPE_CORS_ORIGINS", ""), "comma-separated allowed browser origins; host:* allows any port (env TROUPE_CORS_ORIGINS)")
+	fs.BoolVar(&c.insecure, "insecure", envOr(getenv, "TROUPE_INSECURE", "") == "1", "serve without API keys on a non-loopback address (env TROUPE_INSECURE=1)")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight runs may finish on shutdown")
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return nil, exitError(2)
+	}
+	c.keys, _ = getenv("TROUPE_API_KEYS")
+	return c, nil
+}
+
+// serve loads the folder, watches it, and serves the API until ctx is
+// cancelled; then it drains in-flight runs and closes the store.
+func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) error {
+	cfg, err := parseServe(args, getenv, stderr)
+	if err != nil {
+		return err
 	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("invalid --log-level %q: use debug, info, warn or error", *logLevel)
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		return fmt.Errorf("invalid --log-level %q: use debug, info, warn or error", cfg.logLevel)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	started := time.Now()
+
+	keys, err := console.ParseKeys(cfg.keys)
+	if err != nil {
+		return fmt.Errorf("TROUPE_API_KEYS: %w", err)
+	}
+	if cfg.keysFile != "" {
+		if err := console.LoadKeysFile(cfg.keysFile, keys); err != nil {
+			return err
+		}
+	}
+	if keys.Len() == 0 && !isLoopback(cfg.addr) && !cfg.insecure {
+		return fmt.Errorf("refusing to serve %s without API keys: set TROUPE_API_KEYS (or --api-keys-file), listen on 127.0.0.1, or pass --insecure", cfg.addr)
+	}
+
+	db, err := store.Open(ctx, cfg.db, store.Options{Logger: logger.With("component", "store")})
+	if err != nil {
+		return fmt.Errorf("opening the database: %w", err)
+	}
+	defer db.Close()
 
 	rt := newRuntime(getenv, logger)
 	defer rt.MCP.Close()
-	eng, err := engine.New(engine.Options{Dirs: []string{*dir}, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt})
+	eng, err := engine.New(engine.Options{Dirs: []string{cfg.dir}, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt})
 	if err != nil {
-		return fmt.Errorf("loading %s: %w", *dir, err)
+		return fmt.Errorf("loading %s: %w", cfg.dir, err)
 	}
 	defer eng.Close()
-	w, err := watch.New(watch.Options{Dirs: []string{*dir}, Logger: logger.With("component", "watch")})
+	w, err := watch.New(watch.Options{Dirs: []string{cfg.dir}, Logger: logger.With("component", "watch")})
 	if err != nil {
-		return fmt.Errorf("watching %s: %w", *dir, err)
+		return fmt.Errorf("watching %s: %w", cfg.dir, err)
+	}
+
+	var origins []string
+	for _, o := range strings.Split(cfg.cors, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+	srv := console.New(console.Options{
+		Engine: eng, Store: db, Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins,
+		ShutdownTimeout: cfg.shutdownTimeout, DBID: "troupe-" + db.Dialect(), Version: version,
+	})
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.addr, err)
 	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return w.Run(ctx) })
-	g.Go(func() error { return eng.Run(ctx, w.C()) })
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.Run(gctx) })
+	g.Go(func() error { return eng.Run(gctx, w.C()) })
+	g.Go(func() error { return srv.Serve(gctx, ln) })
 	g.Go(func() error {
 		for {
 			select {
-			case <-ctx.Done():
+			case <-gctx.Done():
 				return nil
 			case <-hup:
 				logger.Info("SIGHUP: reloading")
@@ -63,10 +132,31 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 			}
 		}
 	})
-	logger.Info("serving", "dir", *dir, "generation", eng.Current().Generation())
+	if keys.Len() == 0 {
+		logger.Warn("no API keys configured: the API is open to anyone who can reach " + ln.Addr().String() + " (loopback only unless --insecure)")
+	}
+	logger.Info("serving", "addr", "http://"+ln.Addr().String(), "dir", cfg.dir, "db", db.Dialect(), "api_keys", keys.Len(),
+		"generation", eng.Current().Generation(), "agents", len(eng.Current().Agents()), "teams", len(eng.Current().Teams()),
+		"startup", time.Since(started).Round(time.Microsecond))
 	err = g.Wait()
 	logger.Info("stopped")
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
 	return err
+}
+
+// isLoopback reports whether addr listens only on a loopback interface.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func envOr(getenv env, key, def string) string {

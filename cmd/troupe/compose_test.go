@@ -1,0 +1,362 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/template"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/stretchr/testify/require"
+)
+
+// The deployment files live at the repository root; these tests check that the
+// references inside them are real, since nothing here can run Docker.
+const (
+	composeRepoRoot = "../.."
+	composeAPIKeys  = "sk-test=admin"
+)
+
+// loadComposeProject loads docker-compose.yml as `docker compose` would, with
+// schema validation and consistency checks on, interpolating from env only.
+func loadComposeProject(t *testing.T, env map[string]string) (*types.Project, error) {
+	t.Helper()
+	root, err := filepath.Abs(composeRepoRoot)
+	require.NoError(t, err)
+	details := types.ConfigDetails{
+		WorkingDir:  root,
+		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(root, "docker-compose.yml")}},
+		Environment: env,
+	}
+	return loader.LoadWithContext(context.Background(), details)
+}
+
+func TestComposeFile(t *testing.T) {
+	t.Parallel()
+
+	t.Run("requires TROUPE_API_KEYS", func(t *testing.T) {
+		t.Parallel()
+		const msg = "required variable TROUPE_API_KEYS is missing a value: set TROUPE_API_KEYS, e.g. sk-admin=admin"
+		for name, env := range map[string]map[string]string{
+			"unset": {},
+			"empty": {"TROUPE_API_KEYS": ""},
+		} {
+			_, err := loadComposeProject(t, env)
+			require.Error(t, err, name)
+			var missing *template.MissingRequiredError
+			require.ErrorAs(t, err, &missing, name)
+			require.Equal(t, "TROUPE_API_KEYS", missing.Variable, name)
+			require.ErrorContains(t, err, msg, name)
+		}
+	})
+
+	for name, env := range map[string]map[string]string{
+		"defaults":        {"TROUPE_API_KEYS": composeAPIKeys},
+		"custom password": {"TROUPE_API_KEYS": composeAPIKeys, "POSTGRES_PASSWORD": "s3cret-Pass_1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			p, err := loadComposeProject(t, env)
+			require.NoError(t, err)
+			checkComposeProject(t, p, env)
+		})
+	}
+}
+
+func checkComposeProject(t *testing.T, p *types.Project, env map[string]string) {
+	require.Equal(t, "troupe", p.Name)
+	troupe, err := p.GetService("troupe")
+	require.NoError(t, err)
+	pg, err := p.GetService("postgres")
+	require.NoError(t, err)
+
+	// Every dependency names a service, and waits for the ones with a
+	// healthcheck to be healthy rather than merely started.
+	for _, s := range p.Services {
+		for dep, cfg := range s.DependsOn {
+			target, ok := p.Services[dep]
+			require.True(t, ok, "%s depends on unknown service %q", s.Name, dep)
+			if target.HealthCheck != nil && !target.HealthCheck.Disable {
+				require.Equal(t, types.ServiceConditionHealthy, cfg.Condition, "%s -> %s", s.Name, dep)
+			}
+		}
+		// Named volumes are declared at the top level.
+		for _, v := range s.Volumes {
+			if v.Type == types.VolumeTypeVolume && v.Source != "" {
+				require.Contains(t, p.Volumes, v.Source, "%s uses undeclared volume %q", s.Name, v.Source)
+			}
+		}
+	}
+	require.Contains(t, troupe.DependsOn, "postgres")
+	require.Equal(t, types.ServiceConditionHealthy, troupe.DependsOn["postgres"].Condition)
+
+	// The troupe service is built from this repository's Dockerfile.
+	root, err := filepath.Abs(composeRepoRoot)
+	require.NoError(t, err)
+	require.NotNil(t, troupe.Build)
+	require.Equal(t, root, troupe.Build.Context)
+	require.FileExists(t, filepath.Join(troupe.Build.Context, troupe.Build.Dockerfile))
+	require.Equal(t, "troupe:latest", troupe.Image)
+
+	tenv := composeEnv(t, troupe)
+	penv := composeEnv(t, pg)
+	require.Equal(t, composeAPIKeys, tenv["TROUPE_API_KEYS"])
+
+	// TROUPE_DB points at the postgres service with its credentials.
+	u, err := url.Parse(tenv["TROUPE_DB"])
+	require.NoError(t, err)
+	require.Equal(t, "postgres", u.Scheme)
+	host := u.Hostname()
+	require.True(t, host == pg.Name || host == pg.Hostname, "TROUPE_DB host %q is not the postgres service", host)
+	require.Equal(t, "5432", u.Port())
+	require.Equal(t, penv["POSTGRES_USER"], u.User.Username())
+	password, _ := u.User.Password()
+	require.Equal(t, penv["POSTGRES_PASSWORD"], password)
+	if want, ok := env["POSTGRES_PASSWORD"]; ok {
+		require.Equal(t, want, password)
+	}
+	require.Equal(t, "/"+penv["POSTGRES_DB"], u.Path)
+	require.Empty(t, pg.Ports, "postgres is not published by default")
+
+	// postgres has a real readiness check.
+	require.NotNil(t, pg.HealthCheck)
+	require.False(t, pg.HealthCheck.Disable)
+	require.NotEmpty(t, pg.HealthCheck.Test)
+	require.Contains(t, []string{"CMD", "CMD-SHELL"}, pg.HealthCheck.Test[0])
+	require.Contains(t, strings.Join(pg.HealthCheck.Test[1:], " "), "pg_isready")
+	// Its data survives `docker compose down` in a declared named volume.
+	require.True(t, slices.ContainsFunc(pg.Volumes, func(v types.ServiceVolumeConfig) bool {
+		return v.Type == types.VolumeTypeVolume && v.Target == "/var/lib/postgresql/data"
+	}), "postgres data is not on a named volume")
+
+	// agents.d is bind-mounted read-only from the repository at TROUPE_DIR.
+	var specs *types.ServiceVolumeConfig
+	for i, v := range troupe.Volumes {
+		if v.Type == types.VolumeTypeBind && v.Target == tenv["TROUPE_DIR"] {
+			specs = &troupe.Volumes[i]
+		}
+	}
+	require.NotNil(t, specs, "no bind mount at TROUPE_DIR %q", tenv["TROUPE_DIR"])
+	require.True(t, specs.ReadOnly)
+	require.Equal(t, filepath.Join(root, "agents.d"), specs.Source)
+	require.DirExists(t, specs.Source)
+
+	// The published port is the one the server listens on, on all interfaces
+	// (which is why API keys are required rather than --insecure).
+	addrHost, addrPort, err := net.SplitHostPort(tenv["TROUPE_ADDR"])
+	require.NoError(t, err)
+	require.Contains(t, []string{"", "0.0.0.0", "::"}, addrHost, "a loopback TROUPE_ADDR is unreachable through the port mapping")
+	require.NotContains(t, tenv, "TROUPE_INSECURE")
+	require.NotEmpty(t, troupe.Ports)
+	for _, port := range troupe.Ports {
+		require.Equal(t, addrPort, strconv.FormatUint(uint64(port.Target), 10), "container port")
+		require.Equal(t, addrPort, port.Published, "published port")
+	}
+}
+
+// composeEnv returns a service's environment with every variable set.
+func composeEnv(t *testing.T, s types.ServiceConfig) map[string]string {
+	t.Helper()
+	out := make(map[string]string, len(s.Environment))
+	for k, v := range s.Environment {
+		require.NotNil(t, v, "%s: %s has no value", s.Name, k)
+		out[k] = *v
+	}
+	return out
+}
+
+// dockerInstr is one Dockerfile instruction with continuations joined.
+type dockerInstr struct {
+	line  int
+	cmd   string   // upper case: FROM, RUN, COPY...
+	flags []string // leading --flags
+	args  string   // the rest
+}
+
+// dockerStage is the instructions from one FROM to the next.
+type dockerStage struct {
+	name, image string
+	instrs      []dockerInstr
+}
+
+// parseDockerfile splits a Dockerfile into stages. It understands comments,
+// parser directives and line continuations, which is all this repository uses.
+func parseDockerfile(t *testing.T, text string) []dockerStage {
+	t.Helper()
+	var (
+		stages  []dockerStage
+		buf     strings.Builder
+		start   int
+		lineNo  int
+		pending bool
+	)
+	flush := func() {
+		s := strings.TrimSpace(buf.String())
+		buf.Reset()
+		pending = false
+		if s == "" {
+			return
+		}
+		cmd, rest, _ := strings.Cut(s, " ")
+		in := dockerInstr{line: start, cmd: strings.ToUpper(cmd)}
+		rest = strings.TrimSpace(rest)
+		for strings.HasPrefix(rest, "--") {
+			var flag string
+			flag, rest, _ = strings.Cut(rest, " ")
+			in.flags = append(in.flags, flag)
+			rest = strings.TrimSpace(rest)
+		}
+		in.args = rest
+		if in.cmd == "FROM" {
+			f := strings.Fields(in.args)
+			require.NotEmpty(t, f, "line %d: FROM without an image", in.line)
+			st := dockerStage{image: f[0]}
+			if len(f) == 3 && strings.EqualFold(f[1], "AS") {
+				st.name = f[2]
+			} else {
+				require.Len(t, f, 1, "line %d: malformed FROM", in.line)
+			}
+			stages = append(stages, st)
+		}
+		require.NotEmpty(t, stages, "line %d: %s before FROM", in.line, in.cmd)
+		stages[len(stages)-1].instrs = append(stages[len(stages)-1].instrs, in)
+	}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		lineNo++
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "#") || (line == "" && !pending) {
+			continue // comments (and directives) are dropped, even inside continuations
+		}
+		if !pending {
+			start = lineNo
+		}
+		if cont, ok := strings.CutSuffix(line, `\`); ok {
+			buf.WriteString(cont + " ")
+			pending = true
+			continue
+		}
+		buf.WriteString(line)
+		flush()
+	}
+	require.NoError(t, sc.Err())
+	require.False(t, pending, "Dockerfile ends inside a continuation")
+	require.NotEmpty(t, stages, "no FROM")
+	return stages
+}
+
+func (in dockerInstr) flag(name string) (string, bool) {
+	for _, f := range in.flags {
+		if v, ok := strings.CutPrefix(f, "--"+name+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// stageEnv returns the value of an ENV key set in a stage (KEY=VALUE form).
+func (s dockerStage) env(key string) string {
+	val := ""
+	for _, in := range s.instrs {
+		if in.cmd != "ENV" {
+			continue
+		}
+		for _, kv := range strings.Fields(in.args) {
+			if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+				val = strings.Trim(v, `"`)
+			}
+		}
+	}
+	return val
+}
+
+func TestDockerfile(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(filepath.Join(composeRepoRoot, "Dockerfile"))
+	require.NoError(t, err)
+	stages := parseDockerfile(t, string(data))
+	require.GreaterOrEqual(t, len(stages), 2, "multi-stage build")
+
+	// Every COPY --from names a stage defined before it.
+	defined := map[string]int{}
+	for i, st := range stages {
+		for _, in := range st.instrs {
+			if in.cmd != "COPY" {
+				continue
+			}
+			from, ok := in.flag("from")
+			if !ok {
+				continue
+			}
+			j, ok := defined[strings.ToLower(from)]
+			require.True(t, ok, "line %d: COPY --from=%s names no earlier stage", in.line, from)
+			require.Less(t, j, i)
+		}
+		if st.name != "" {
+			_, dup := defined[strings.ToLower(st.name)]
+			require.False(t, dup, "stage %s defined twice", st.name)
+			defined[strings.ToLower(st.name)] = i
+		}
+	}
+
+	// Some builder stage compiles ./cmd/troupe statically and checks agents.d.
+	var built, checked bool
+	for _, st := range stages[:len(stages)-1] {
+		for _, in := range st.instrs {
+			if in.cmd != "RUN" {
+				continue
+			}
+			if strings.Contains(in.args, "go build") && strings.Contains(in.args, "./cmd/troupe") {
+				built = true
+				require.True(t, strings.Contains(in.args, "CGO_ENABLED=0") || st.env("CGO_ENABLED") == "0",
+					"line %d: go build without CGO_ENABLED=0", in.line)
+				require.Contains(t, in.args, "-trimpath", "line %d", in.line)
+			}
+			if strings.Contains(in.args, "check agents.d") {
+				checked = true
+			}
+		}
+	}
+	require.True(t, built, "no stage runs go build ./cmd/troupe")
+	require.True(t, checked, "no stage runs troupe check on agents.d")
+
+	// The final stage runs as a non-root user, the binary it starts was copied
+	// in, and its paths and port agree with its environment.
+	final := stages[len(stages)-1]
+	require.True(t, strings.HasPrefix(final.image, "gcr.io/distroless/static"), final.image)
+	var user, entrypoint string
+	var copied []string
+	var exposed []string
+	for _, in := range final.instrs {
+		switch in.cmd {
+		case "USER":
+			user = in.args
+		case "ENTRYPOINT":
+			entrypoint = in.args
+		case "COPY":
+			f := strings.Fields(in.args)
+			copied = append(copied, f[len(f)-1])
+		case "EXPOSE":
+			exposed = append(exposed, strings.Fields(in.args)...)
+		}
+	}
+	name, _, _ := strings.Cut(user, ":")
+	require.NotEmpty(t, name, "final stage has no USER")
+	require.NotContains(t, []string{"root", "0"}, name, "final stage runs as root")
+	require.NotEmpty(t, entrypoint)
+	require.True(t, slices.ContainsFunc(copied, func(dst string) bool {
+		return strings.Contains(entrypoint, `"`+dst+`"`)
+	}), "ENTRYPOINT %s does not start a copied binary (copied: %v)", entrypoint, copied)
+	require.Contains(t, copied, final.env("TROUPE_DIR"), "TROUPE_DIR is not where agents.d is copied")
+	_, port, err := net.SplitHostPort(final.env("TROUPE_ADDR"))
+	require.NoError(t, err)
+	require.Contains(t, exposed, port)
+}

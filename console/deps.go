@@ -1,0 +1,36 @@
+package console
+
+import (
+	"context"
+
+	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/store"
+)
+
+// Engine is what the server needs from the engine.
+type Engine interface {
+	Current() *engine.Snapshot
+	Acquire() (*engine.Snapshot, func())
+	Reload(ctx context.Context) (*engine.ReloadResult, error)
+	LastReload() *engine.ReloadResult
+	Dirs() []string
+}
+
+// Store is what the server needs from the session store.
+type Store interface {
+	Dialect() string
+	StartRun(ctx context.Context, s *store.Session, r *store.Run) error
+	FinishRun(ctx context.Context, r *store.Run) error
+	GetSession(ctx context.Context, id string, f store.Filter) (*store.Session, error)
+	ListSessions(ctx context.Context, q store.SessionQuery) ([]store.Session, int, error)
+	RenameSession(ctx context.Context, id, name string, f store.Filter) (*store.Session, error)
+	DeleteSessions(ctx context.Context, ids []string, f store.Filter) (int, error)
+	ListRuns(ctx context.Context, sessionID string, f store.Filter) ([]store.Run, error)
+	History(ctx context.Context, sessionID string, n int) ([]model.Message, error)
+}
+
+var (
+	_ Engine = (*engine.Engine)(nil)
+	_ Store  = (*store.DB)(nil)
+)

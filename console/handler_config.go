@@ -1,0 +1,173 @@
+package console
+
+import (
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/spec"
+)
+
+func (s *Server) health(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"status": "ok", "instantiated_at": s.start})
+}
+
+type objectStatus struct {
+	Kind        string           `json:"kind"`
+	Name        string           `json:"name"`
+	Status      string           `json:"status"`
+	File        string           `json:"file"`
+	Generation  uint64           `json:"generation"`
+	Diagnostics []diagnosticJSON `json:"diagnostics"`
+}
+
+type diagnosticJSON struct {
+	Severity string `json:"severity"`
+	File     string `json:"file"`
+	Line     int    `json:"line"`
+	Col      int    `json:"col"`
+	Path     string `json:"path"`
+	Message  string `json:"message"`
+	Text     string `json:"text"` // file:line:col: path: message
+}
+
+func toDiagnostics(ds spec.Diagnostics) []diagnosticJSON {
+	out := make([]diagnosticJSON, len(ds))
+	for i, d := range ds {
+		out[i] = diagnosticJSON{Severity: d.Severity.String(), File: d.Pos.File, Line: d.Pos.Line, Col: d.Pos.Col, Path: d.Path, Message: d.Msg, Text: d.Error()}
+	}
+	return out
+}
+
+type reloadJSON struct {
+	Generation  uint64           `json:"generation"`
+	Version     string           `json:"version"`
+	Time        time.Time        `json:"time"`
+	DurationMS  float64          `json:"duration_ms"`
+	Changed     bool             `json:"changed"`
+	Success     bool             `json:"success"`
+	Error       string           `json:"error,omitempty"`
+	Counts      map[string]int   `json:"counts"`
+	Errors      int              `json:"errors"`
+	Warnings    int              `json:"warnings"`
+	Diagnostics []diagnosticJSON `json:"diagnostics"`
+}
+
+func (s *Server) reloadStatus(res *engine.ReloadResult, snap *engine.Snapshot) reloadJSON {
+	out := reloadJSON{Generation: snap.Generation(), Version: snap.Version(), Counts: map[string]int{}, Diagnostics: toDiagnostics(snap.Diagnostics())}
+	if res != nil {
+		out.Time, out.DurationMS, out.Changed, out.Success = res.Time.UTC(), float64(res.Duration.Microseconds())/1000, res.Changed, res.Success()
+		out.Errors, out.Warnings = res.Errors, res.Warnings
+		if res.Err != nil {
+			out.Error = res.Err.Error()
+		}
+		for st, n := range res.Counts {
+			out.Counts[string(st)] = n
+		}
+	}
+	return out
+}
+
+// getConfig answers GET /config: what this server serves and the state of the
+// spec folder, in AgentOS's shape plus Troupe's reload status.
+func (s *Server) getConfig(c *gin.Context) {
+	snap := s.opts.Engine.Current()
+	agents := []gin.H{}
+	for _, a := range snap.Agents() {
+		agents = append(agents, gin.H{"id": a.Name(), "name": a.Name(), "description": a.Spec.Description, "db_id": s.opts.DBID})
+	}
+	teams := []gin.H{}
+	for _, t := range snap.Teams() {
+		teams = append(teams, gin.H{"id": t.Name(), "name": t.Name(), "description": t.Spec.Description, "db_id": s.opts.DBID, "mode": t.Spec.Mode})
+	}
+	var objects []objectStatus
+	for _, o := range snap.Objects() {
+		objects = append(objects, objectStatus{Kind: string(o.Key.Kind), Name: o.Key.Name, Status: string(o.Status), File: o.File, Generation: o.Generation, Diagnostics: toDiagnostics(o.Diagnostics)})
+	}
+	var files []gin.H
+	for _, f := range snap.Files() {
+		files = append(files, gin.H{"path": f.Path, "hash": f.Hash, "size": f.Size, "failed": f.Failed, "diagnostics": toDiagnostics(f.Diagnostics)})
+	}
+	c.JSON(http.StatusOK, gin.H{
+		"os_id":            "troupe",
+		"name":             "Troupe",
+		"version":          s.opts.Version,
+		"available_models": s.modelNames(snap),
+		"os_database":      s.opts.DBID,
+		"databases":        []string{s.opts.DBID},
+		"database_dialect": s.opts.Store.Dialect(),
+		"agents":           agents,
+		"teams":            teams,
+		"workflows":        []gin.H{},
+		"interfaces":       []gin.H{{"type": "openai", "version": "v1", "route": "/v1"}},
+		"spec_dirs":        s.opts.Engine.Dirs(),
+		"reload":           s.reloadStatus(s.opts.Engine.LastReload(), snap),
+		"objects":          objects,
+		"files":            files,
+	})
+}
+
+func (s *Server) reload(c *gin.Context) {
+	res, err := s.opts.Engine.Reload(c.Request.Context())
+	if err != nil {
+		abort(c, http.StatusServiceUnavailable, "reload did not complete: "+err.Error())
+		return
+	}
+	status := http.StatusOK
+	if !res.Success() {
+		status = http.StatusUnprocessableEntity
+	}
+	c.JSON(status, s.reloadStatus(res, s.opts.Engine.Current()))
+}
+
+func (s *Server) modelNames(snap *engine.Snapshot) []string {
+	var out []string
+	for _, m := range s.models(snap) {
+		out = append(out, m.Name)
+	}
+	return out
+}
+
+// models lists the distinct models agents and teams use.
+func (s *Server) models(snap *engine.Snapshot) []modelInfo {
+	seen := map[string]bool{}
+	var out []modelInfo
+	add := func(r *engine.ModelRef) {
+		if r == nil || seen[r.Ref] {
+			return
+		}
+		seen[r.Ref] = true
+		out = append(out, toModelInfo(r))
+	}
+	for _, a := range snap.Agents() {
+		add(a.Model)
+	}
+	for _, t := range snap.Teams() {
+		add(t.Model)
+	}
+	slices.SortFunc(out, func(a, b modelInfo) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func toModelInfo(r *engine.ModelRef) modelInfo {
+	return modelInfo{Name: r.Ref, Model: r.Model, Provider: r.Provider, Demo: r.Provider == spec.EchoModel}
+}
+
+func (s *Server) listModels(c *gin.Context) {
+	models := s.models(s.opts.Engine.Current())
+	if models == nil {
+		models = []modelInfo{}
+	}
+	c.JSON(http.StatusOK, models)
+}

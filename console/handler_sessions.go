@@ -1,0 +1,160 @@
+package console
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/troupehq/troupe/store"
+)
+
+// filter restricts store reads to the caller's user: a key bound to a user sees
+// only that user's sessions; others may narrow with ?user_id=.
+func filter(c *gin.Context) store.Filter {
+	return store.Filter{UserID: getPrincipal(c).userID(c.Query("user_id"))}
+}
+
+func (s *Server) storeError(c *gin.Context, what string, err error) {
+	if errors.Is(err, store.ErrNotFound) {
+		abort(c, http.StatusNotFound, what+" not found")
+		return
+	}
+	s.respondError(c, fmt.Errorf("%s: %w", what, err))
+}
+
+func (s *Server) listSessions(c *gin.Context) {
+	q := store.SessionQuery{Filter: filter(c), Type: c.Query("type"), ComponentID: c.Query("component_id"),
+		Search: c.Query("search"), SortBy: c.Query("sort_by"), SortOrder: c.Query("sort_order")}
+	var err error
+	if q.Limit, err = intQuery(c, "limit", 20, 1, 100); err != nil {
+		s.respondError(c, err)
+		return
+	}
+	if q.Page, err = intQuery(c, "page", 1, 1, 1<<30); err != nil {
+		s.respondError(c, err)
+		return
+	}
+	if q.Type != "" && q.Type != "agent" && q.Type != "team" {
+		abort(c, http.StatusUnprocessableEntity, "type must be agent or team")
+		return
+	}
+	switch q.SortBy {
+	case "", "created_at", "updated_at", "name", "session_name":
+		if q.SortBy == "session_name" {
+			q.SortBy = "name"
+		}
+	default:
+		abort(c, http.StatusUnprocessableEntity, "sort_by must be created_at, updated_at or session_name")
+		return
+	}
+	if q.SortOrder != "" && q.SortOrder != "asc" && q.SortOrder != "desc" {
+		abort(c, http.StatusUnprocessableEntity, "sort_order must be asc or desc")
+		return
+	}
+	sessions, total, err := s.opts.Store.ListSessions(c.Request.Context(), q)
+	if err != nil {
+		s.respondError(c, err)
+		return
+	}
+	out := paged[sessionResponse]{Data: make([]sessionResponse, len(sessions)), Meta: pageMeta{Page: q.Page, Limit: q.Limit, TotalCount: total, TotalPages: (total + q.Limit - 1) / q.Limit}}
+	for i := range sessions {
+		out.Data[i] = toSession(&sessions[i])
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func intQuery(c *gin.Context, name string, def, lo, hi int) (int, error) {
+	v := c.Query(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, &httpError{http.StatusUnprocessableEntity, fmt.Sprintf("%s must be a whole number from %d to %d", name, lo, hi)}
+	}
+	return n, nil
+}
+
+func (s *Server) getSession(c *gin.Context) {
+	sess, err := s.opts.Store.GetSession(c.Request.Context(), c.Param("id"), filter(c))
+	if err != nil {
+		s.storeError(c, "session", err)
+		return
+	}
+	c.JSON(http.StatusOK, toSession(sess))
+}
+
+func (s *Server) listSessionRuns(c *gin.Context) {
+	runs, err := s.opts.Store.ListRuns(c.Request.Context(), c.Param("id"), filter(c))
+	if err != nil {
+		s.storeError(c, "session", err)
+		return
+	}
+	out := make([]runResponse, len(runs))
+	for i := range runs {
+		out[i] = toRun(&runs[i], true)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) renameSession(c *gin.Context) {
+	var body struct {
+		SessionName string `json:"session_name" form:"session_name"`
+	}
+	if strings.HasPrefix(c.GetHeader("Content-Type"), "application/json") {
+		if err := json.NewDecoder(c.Request.Body).Decode(&body); err != nil {
+			s.respondError(c, bodyError(err))
+			return
+		}
+	} else {
+		body.SessionName = c.PostForm("session_name")
+	}
+	name := strings.TrimSpace(body.SessionName)
+	if name == "" || len(name) > 200 {
+		abort(c, http.StatusUnprocessableEntity, "session_name is required (at most 200 characters)")
+		return
+	}
+	sess, err := s.opts.Store.RenameSession(c.Request.Context(), c.Param("id"), name, filter(c))
+	if err != nil {
+		s.storeError(c, "session", err)
+		return
+	}
+	c.JSON(http.StatusOK, toSession(sess))
+}
+
+func (s *Server) deleteSession(c *gin.Context) {
+	n, err := s.opts.Store.DeleteSessions(c.Request.Context(), []string{c.Param("id")}, filter(c))
+	if err != nil {
+		s.respondError(c, err)
+		return
+	}
+	if n == 0 {
+		abort(c, http.StatusNotFound, "session not found")
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (s *Server) deleteSessions(c *gin.Context) {
+	var body struct {
+		SessionIDs []string `json:"session_ids"`
+	}
+	if err := json.NewDecoder(c.Request.Body).Decode(&body); err != nil {
+		s.respondError(c, bodyError(err))
+		return
+	}
+	if len(body.SessionIDs) == 0 || len(body.SessionIDs) > 1000 {
+		abort(c, http.StatusUnprocessableEntity, "session_ids must list 1 to 1000 session ids")
+		return
+	}
+	if _, err := s.opts.Store.DeleteSessions(c.Request.Context(), body.SessionIDs, filter(c)); err != nil {
+		s.respondError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}

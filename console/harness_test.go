@@ -1,0 +1,210 @@
+package console_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/console"
+	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/engine/model/echo"
+	"github.com/troupehq/troupe/engine/model/openai"
+	"github.com/troupehq/troupe/store"
+)
+
+const fixture = `kind: Model
+name: vendor
+provider: openai
+model: test-model
+base_url: ${VENDOR_URL}
+api_key: sk-test
+retries: 0
+---
+kind: Agent
+name: calc
+description: Does arithmetic.
+model: vendor
+instructions: v0
+tools: [calculator]
+history: 5
+---
+kind: Agent
+name: writer
+description: Writes.
+model: vendor
+instructions: Write.
+---
+kind: Team
+name: crew
+description: Routes to the writer.
+mode: route
+model: echo
+members: [writer]
+`
+
+type testServer struct {
+	t    testing.TB
+	url  string
+	dir  string
+	eng  *engine.Engine
+	db   *store.DB
+	v    *vendor
+	stop func()
+	errc chan error
+}
+
+type serverOption func(*console.Options)
+
+func withKeys(spec string) serverOption {
+	return func(o *console.Options) {
+		k, err := console.ParseKeys(spec)
+		if err != nil {
+			panic(err)
+		}
+		o.Keys = k
+	}
+}
+
+func startServer(t testing.TB, opts ...serverOption) *testServer {
+	t.Helper()
+	ts := &testServer{t: t, dir: t.TempDir(), v: newVendor(t)}
+	require.NoError(t, os.WriteFile(filepath.Join(ts.dir, "specs.yaml"), []byte(fixture), 0o644))
+	env := func(k string) (string, bool) {
+		if k == "VENDOR_URL" {
+			return ts.v.srv.URL, true
+		}
+		return "", false
+	}
+	reg := model.NewRegistry()
+	reg.Register("openai", func(c model.Config) (model.Provider, error) {
+		return openai.New(openai.Options{BaseURL: c.BaseURL, APIKey: c.APIKey}), nil
+	})
+	reg.Register("echo", echo.New)
+	var err error
+	ts.eng, err = engine.New(engine.Options{Dirs: []string{ts.dir}, Env: env, Runtime: &engine.Runtime{Models: reg, Env: env}})
+	require.NoError(t, err)
+	ts.db, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "troupe.db"), store.Options{})
+	require.NoError(t, err)
+	o := console.Options{Engine: ts.eng, Store: ts.db, ShutdownTimeout: 5 * time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	srv := console.New(o)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ts.url = "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	ts.errc = make(chan error, 2)
+	var wg sync.WaitGroup
+	wg.Go(func() { ts.errc <- srv.Serve(ctx, ln) })
+	wg.Go(func() { _ = ts.eng.Run(ctx, nil) })
+	ts.stop = func() {
+		cancel()
+		wg.Wait()
+		ts.eng.Close()
+		require.NoError(t, ts.db.Close())
+	}
+	t.Cleanup(ts.stop)
+	return ts
+}
+
+// do sends a request and returns the status and body.
+func (ts *testServer) do(method, path, key, contentType, body string) (int, string, http.Header) {
+	ts.t.Helper()
+	req, err := http.NewRequest(method, ts.url+path, strings.NewReader(body))
+	require.NoError(ts.t, err)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(ts.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(ts.t, err)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func (ts *testServer) json(method, path, key, body string, want int, into any) {
+	ts.t.Helper()
+	ct := ""
+	if body != "" {
+		ct = "application/json"
+	}
+	status, out, _ := ts.do(method, path, key, ct, body)
+	require.Equal(ts.t, want, status, out)
+	if into != nil {
+		require.NoError(ts.t, json.Unmarshal([]byte(out), into), out)
+	}
+}
+
+// frame is one server-sent event.
+type frame struct {
+	Event string
+	Data  map[string]any
+}
+
+// readFrames parses an SSE stream, checking that every frame's event line
+// matches the event name inside its JSON.
+func readFrames(t testing.TB, r io.Reader) []frame {
+	t.Helper()
+	var out []frame
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var cur frame
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			cur.Event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			require.NoError(t, json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &cur.Data), line)
+		case line == "":
+			if cur.Event != "" || cur.Data != nil {
+				require.Equal(t, cur.Event, cur.Data["event"], "the event line and the JSON agree")
+				out = append(out, cur)
+			}
+			cur = frame{}
+		}
+	}
+	return out
+}
+
+func names(fs []frame) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.Event
+	}
+	return out
+}
+
+// stream posts a streamed run and returns its frames.
+func (ts *testServer) stream(path, key, contentType, body string) ([]frame, http.Header) {
+	ts.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, ts.url+path, strings.NewReader(body))
+	require.NoError(ts.t, err)
+	req.Header.Set("Content-Type", contentType)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(ts.t, err)
+	defer resp.Body.Close()
+	require.Equal(ts.t, http.StatusOK, resp.StatusCode)
+	require.Equal(ts.t, "text/event-stream", resp.Header.Get("Content-Type"))
+	return readFrames(ts.t, resp.Body), resp.Header
+}

@@ -1,0 +1,242 @@
+package console
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/spec"
+	"github.com/troupehq/troupe/store"
+)
+
+// runParams describe one turn requested over HTTP.
+type runParams struct {
+	Kind      spec.Kind
+	Name      string
+	Message   string
+	SessionID string // empty: a new session
+	UserID    string
+	Stream    bool
+	// History, when not nil, is the conversation to answer (the OpenAI
+	// endpoint sends it with every request) instead of the session's.
+	History []model.Message
+	// BoundUser is set when UserID comes from the caller's API key.
+	BoundUser bool
+}
+
+// httpError is an error with the status code it should be answered with.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+// runService starts, tracks and persists runs. It owns every run started over
+// HTTP: cancel requests find them here, and shutdown waits for them.
+type runService struct {
+	eng Engine
+	st  Store
+	log *slog.Logger
+
+	mu     sync.Mutex
+	active map[string]*activeRun
+	wg     sync.WaitGroup
+}
+
+type activeRun struct {
+	kind   spec.Kind
+	name   string
+	userID string
+	cancel context.CancelCauseFunc
+}
+
+// errCancelled is the cause of a run cancelled through the cancel route.
+var errCancelled = errors.New("cancelled by request")
+
+// start validates a request and persists the new run; the returned run is ready
+// to execute. Errors are *httpError.
+func (rs *runService) start(ctx context.Context, p runParams) (*pendingRun, error) {
+	snap, release := rs.eng.Acquire()
+	runner, err := snap.Runner(p.Kind, p.Name)
+	if err != nil {
+		release()
+		var be *engine.BrokenError
+		if errors.As(err, &be) {
+			return nil, &httpError{http.StatusConflict, err.Error() + " (fix the spec file; the previous version is not available)"}
+		}
+		return nil, &httpError{http.StatusNotFound, fmt.Sprintf("%s %q not found", p.Kind.Lower(), p.Name)}
+	}
+	typ := "agent"
+	if p.Kind == spec.KindTeam {
+		typ = "team"
+	}
+	pr := &pendingRun{rs: rs, p: p, snap: snap, release: release, runner: runner}
+	if p.SessionID != "" && p.UserID == "" && !p.BoundUser {
+		// An unbound caller (open server or admin key) continuing a session
+		// acts as the session's user, so the turn lands in the same history.
+		if existing, err := rs.st.GetSession(ctx, p.SessionID, store.Filter{}); err == nil {
+			p.UserID = existing.UserID
+		}
+	}
+	pr.p = p
+	pr.session = &store.Session{ID: p.SessionID, Type: typ, ComponentID: p.Name, UserID: p.UserID}
+	if pr.session.ID == "" {
+		pr.session.ID = newID()
+	}
+	modelID, provider := runnerModel(runner)
+	pr.run = &store.Run{
+		ID: newID(), SessionID: pr.session.ID, ComponentID: p.Name, Type: typ,
+		Input: p.Message, Status: "RUNNING", SpecVersion: snap.Version(), UserID: p.UserID,
+		Model: modelID, Provider: provider,
+	}
+	if err := rs.st.StartRun(ctx, pr.session, pr.run); err != nil {
+		release()
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, &httpError{http.StatusNotFound, fmt.Sprintf("session %q not found", p.SessionID)}
+		}
+		return nil, fmt.Errorf("starting run: %w", err)
+	}
+	pr.history = p.History
+	if pr.history == nil && p.SessionID != "" {
+		if n := historyRuns(runner); n > 0 {
+			h, err := rs.st.History(ctx, pr.session.ID, n)
+			if err != nil {
+				rs.log.Warn("loading session history; answering without it", "session_id", pr.session.ID, "err", err)
+			}
+			pr.history = h
+		}
+	}
+	return pr, nil
+}
+
+func runnerModel(r agent.Runner) (string, string) {
+	if m, ok := r.(interface{ ModelInfo() (string, string) }); ok {
+		return m.ModelInfo()
+	}
+	return "", ""
+}
+
+// historyRuns is how many earlier runs of the session an agent reads.
+func historyRuns(r agent.Runner) int {
+	if a, ok := r.(*agent.Agent); ok {
+		return a.Spec().History
+	}
+	return 0
+}
+
+// pendingRun is a persisted run about to execute.
+type pendingRun struct {
+	rs      *runService
+	p       runParams
+	snap    *engine.Snapshot
+	release func()
+	runner  agent.Runner
+	session *store.Session
+	run     *store.Run
+	history []model.Message
+}
+
+// execute runs the turn on the snapshot it was started with. emit receives every
+// event; the terminal event is delivered only after the run's final state is
+// committed, so a client that saw RunCompleted can read the run back.
+func (pr *pendingRun) execute(ctx context.Context, emit func(event.Event)) *store.Run {
+	rs := pr.rs
+	defer pr.release()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	rs.register(pr.run.ID, &activeRun{kind: pr.p.Kind, name: pr.p.Name, userID: pr.p.UserID, cancel: cancel})
+	defer rs.unregister(pr.run.ID)
+
+	var terminal *event.Event
+	res := pr.runner.Execute(ctx, agent.Input{
+		Message: pr.p.Message, History: pr.history, RunID: pr.run.ID,
+		SessionID: pr.session.ID, UserID: pr.p.UserID, Stream: pr.p.Stream,
+	}, func(e event.Event) {
+		if e.Depth == 0 && e.Type.Terminal() {
+			terminal = &e
+			return
+		}
+		emit(e)
+	})
+
+	r := pr.run
+	r.Content, r.Status, r.Tools, r.Messages, r.Metrics = res.Content, store.RunStatus(res.Status), res.Tools, res.Messages, res.Metrics
+	if res.Err != nil {
+		r.Error = res.Err.Error()
+		if errors.Is(context.Cause(ctx), errCancelled) {
+			r.Error = "cancelled by request"
+		}
+	}
+	// Commit even when the client went away: the run happened.
+	saveCtx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancelSave()
+	if err := rs.st.FinishRun(saveCtx, r); err != nil {
+		rs.log.Error("saving run", "run_id", r.ID, "err", err)
+		if terminal != nil {
+			terminal.Type, terminal.Content, terminal.ErrorKind = event.RunError, "the run finished but could not be saved: "+err.Error(), "store"
+		}
+		r.Status, r.Error = "ERROR", "could not be saved: "+err.Error()
+	}
+	if terminal != nil {
+		emit(*terminal)
+	}
+	return r
+}
+
+func (rs *runService) register(id string, a *activeRun) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.active[id] = a
+	rs.wg.Add(1)
+}
+
+func (rs *runService) unregister(id string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if _, ok := rs.active[id]; ok {
+		delete(rs.active, id)
+		rs.wg.Done()
+	}
+}
+
+// cancel stops an active run of kind/name. A caller bound to a user may only
+// cancel that user's runs.
+func (rs *runService) cancel(kind spec.Kind, name, runID string, p principal) bool {
+	rs.mu.Lock()
+	a, ok := rs.active[runID]
+	rs.mu.Unlock()
+	if !ok || a.kind != kind || a.name != name {
+		return false
+	}
+	if u := p.userID(""); u != "" && u != a.userID {
+		return false
+	}
+	a.cancel(errCancelled)
+	return true
+}
+
+// activeCount returns how many runs are in flight.
+func (rs *runService) activeCount() int {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return len(rs.active)
+}
+
+// newID returns a random UUID (version 4).
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

@@ -1,0 +1,237 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gin-contrib/cors"
+	"github.com/gin-gonic/gin"
+)
+
+// Options configure a Server.
+type Options struct {
+	Engine Engine
+	Store  Store
+	Logger *slog.Logger
+	// Keys are the accepted API keys; none means the server runs open, which
+	// cmd/troupe allows only on loopback addresses.
+	Keys *Keyring
+	// CORSOrigins are the browser origins allowed to call the API. Entries may
+	// end in ":*" to allow any port. Default: localhost and 127.0.0.1, any port.
+	CORSOrigins []string
+	// MaxBodyBytes bounds request bodies (default 10 MiB).
+	MaxBodyBytes int64
+	// RequestTimeout bounds every request except runs, whose limits come from
+	// their specs (default 30s).
+	RequestTimeout time.Duration
+	// ShutdownTimeout is how long in-flight requests may finish after shutdown
+	// begins before their runs are cancelled (default 30s).
+	ShutdownTimeout time.Duration
+	// DBID identifies the database in AgentOS responses (default "troupe-db").
+	DBID    string
+	Version string
+}
+
+// Server is the HTTP surface of Troupe.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	router *gin.Engine
+	runs   *runService
+	start  time.Time
+}
+
+// DefaultCORSOrigins allow local development front ends on any port.
+var DefaultCORSOrigins = []string{"http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"}
+
+// New builds a server.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxBodyBytes == 0 {
+		opts.MaxBodyBytes = 10 << 20
+	}
+	if opts.RequestTimeout == 0 {
+		opts.RequestTimeout = 30 * time.Second
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 30 * time.Second
+	}
+	if opts.DBID == "" {
+		opts.DBID = "troupe-db"
+	}
+	if len(opts.CORSOrigins) == 0 {
+		opts.CORSOrigins = DefaultCORSOrigins
+	}
+	s := &Server{opts: opts, log: opts.Logger, start: time.Now().UTC()}
+	s.runs = &runService{eng: opts.Engine, st: opts.Store, log: opts.Logger.With("component", "runs"), active: map[string]*activeRun{}}
+	s.router = s.routes()
+	return s
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.router }
+
+func (s *Server) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	_ = r.SetTrustedProxies(nil)
+	r.Use(s.recoverPanics, s.logRequests)
+	// CORS answers preflight requests before authentication runs.
+	r.Use(cors.New(cors.Config{
+		AllowOriginFunc:  s.originAllowed,
+		AllowMethods:     []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
+		AllowHeaders:     []string{"Authorization", "Content-Type", "X-API-Key", "X-Session-Id", "Traceparent"},
+		ExposeHeaders:    []string{"X-Run-Id", "X-Session-Id"},
+		AllowCredentials: true,
+		MaxAge:           10 * time.Minute,
+	}))
+	r.Use(s.limitBody)
+	r.NoRoute(func(c *gin.Context) {
+		abort(c, http.StatusNotFound, "no such route: "+c.Request.Method+" "+c.Request.URL.Path)
+	})
+	r.NoMethod(func(c *gin.Context) {
+		abort(c, http.StatusMethodNotAllowed, "method "+c.Request.Method+" is not allowed on "+c.Request.URL.Path)
+	})
+
+	r.GET("/health", s.health)
+
+	api := r.Group("", s.authenticate)
+	timed := api.Group("", s.timeout)
+	timed.GET("/config", require(ScopeAgentsRead), s.getConfig)
+	timed.POST("/config/reload", require(ScopeAdmin), s.reload)
+	timed.GET("/models", require(ScopeAgentsRead), s.listModels)
+	timed.GET("/openapi.json", require(ScopeAgentsRead), s.openapi)
+	timed.GET("/docs", require(ScopeAgentsRead), s.docs)
+
+	timed.GET("/agents", require(ScopeAgentsRead), s.listAgents)
+	timed.GET("/agents/:id", require(ScopeAgentsRead), s.getAgent)
+	api.POST("/agents/:id/runs", require(ScopeAgentsRun), s.createRun("agent"))
+	timed.POST("/agents/:id/runs/:run_id/cancel", require(ScopeAgentsRun), s.cancelRun("agent"))
+	timed.GET("/teams", require(ScopeAgentsRead), s.listTeams)
+	timed.GET("/teams/:id", require(ScopeAgentsRead), s.getTeam)
+	api.POST("/teams/:id/runs", require(ScopeAgentsRun), s.createRun("team"))
+	timed.POST("/teams/:id/runs/:run_id/cancel", require(ScopeAgentsRun), s.cancelRun("team"))
+
+	timed.GET("/sessions", require(ScopeSessionsRead), s.listSessions)
+	timed.GET("/sessions/:id", require(ScopeSessionsRead), s.getSession)
+	timed.GET("/sessions/:id/runs", require(ScopeSessionsRead), s.listSessionRuns)
+	timed.POST("/sessions/:id/rename", require(ScopeSessionsWrite), s.renameSession)
+	timed.DELETE("/sessions/:id", require(ScopeSessionsWrite), s.deleteSession)
+	timed.DELETE("/sessions", require(ScopeSessionsWrite), s.deleteSessions)
+
+	timed.GET("/v1/models", require(ScopeAgentsRead), s.openaiModels)
+	api.POST("/v1/chat/completions", require(ScopeAgentsRun), s.chatCompletions)
+	return r
+}
+
+// originAllowed matches an Origin against the configured list; entries ending
+// in ":*" allow any port of that scheme and host.
+func (s *Server) originAllowed(origin string) bool {
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	hostOnly := u.Scheme + "://" + strings.TrimSuffix(u.Host, ":"+u.Port())
+	for _, o := range s.opts.CORSOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+		if prefix, ok := strings.CutSuffix(o, ":*"); ok && strings.EqualFold(prefix, hostOnly) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) recoverPanics(c *gin.Context) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path, "panic", p)
+			if !c.Writer.Written() {
+				abort(c, http.StatusInternalServerError, "internal error: the server recovered from a bug; see its log")
+			}
+		}
+	}()
+	c.Next()
+}
+
+func (s *Server) logRequests(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	level := slog.LevelDebug
+	if c.Writer.Status() >= 500 {
+		level = slog.LevelError
+	}
+	s.log.Log(c.Request.Context(), level, "request", "method", c.Request.Method, "path", c.FullPath(),
+		"status", c.Writer.Status(), "duration", time.Since(start), "bytes", c.Writer.Size())
+}
+
+func (s *Server) limitBody(c *gin.Context) {
+	if c.Request.Body != nil {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes)
+	}
+}
+
+// timeout bounds requests that are not runs.
+func (s *Server) timeout(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.opts.RequestTimeout)
+	defer cancel()
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
+}
+
+// Serve answers requests on ln until ctx is cancelled, then shuts down
+// gracefully: it stops accepting, lets in-flight requests (streams included)
+// finish for up to ShutdownTimeout, then cancels the runs still going so they
+// are saved as cancelled.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	srv := &http.Server{
+		Handler:           s.router,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving HTTP: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down: draining in-flight requests", "runs", s.runs.activeCount(), "timeout", s.opts.ShutdownTimeout)
+	drain, cancelDrain := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancelDrain()
+	err := srv.Shutdown(drain)
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn("shutdown timeout: cancelling the runs still in flight", "runs", s.runs.activeCount())
+		cancelBase()
+		// Give cancelled runs a moment to save their final state.
+		finish, cancelFinish := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancelFinish()
+		err = srv.Shutdown(finish)
+	}
+	s.runs.wg.Wait()
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		return fmt.Errorf("serving HTTP: %w", serr)
+	}
+	if err != nil {
+		return fmt.Errorf("shutting down HTTP server: %w", err)
+	}
+	return nil
+}

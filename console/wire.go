@@ -1,0 +1,198 @@
+package console
+
+import (
+	"time"
+
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/store"
+)
+
+// The JSON shapes of the native API. They follow Agno's AgentOS so clients
+// written for it (such as Agent UI) work unchanged.
+
+type errorBody struct {
+	Detail    string `json:"detail"`
+	ErrorCode string `json:"error_code,omitempty"`
+}
+
+type modelInfo struct {
+	Name     string `json:"name"`
+	Model    string `json:"model"`
+	Provider string `json:"provider"`
+	// Demo is true for the offline echo model, so clients can tell users the
+	// answers are not from a language model.
+	Demo bool `json:"demo,omitempty"`
+}
+
+type toolInfo struct {
+	Name        string `json:"name"`
+	Type        string `json:"type"` // builtin, http, mcp
+	Description string `json:"description,omitempty"`
+}
+
+type agentResponse struct {
+	ID           string     `json:"id"`
+	Name         string     `json:"name"`
+	Description  string     `json:"description"`
+	DBID         string     `json:"db_id"`
+	Model        modelInfo  `json:"model"`
+	Instructions string     `json:"instructions,omitempty"`
+	Tools        []toolInfo `json:"tools"`
+	Knowledge    []string   `json:"knowledge"`
+	Status       string     `json:"status"`
+	SpecVersion  string     `json:"spec_version"`
+}
+
+type teamResponse struct {
+	ID          string      `json:"id"`
+	Name        string      `json:"name"`
+	Description string      `json:"description"`
+	DBID        string      `json:"db_id"`
+	Model       modelInfo   `json:"model"`
+	Mode        string      `json:"mode"`
+	Members     []memberRef `json:"members"`
+	Status      string      `json:"status"`
+	SpecVersion string      `json:"spec_version"`
+}
+
+type memberRef struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Type string `json:"type"` // agent or team
+}
+
+type pageMeta struct {
+	Page       int `json:"page"`
+	Limit      int `json:"limit"`
+	TotalPages int `json:"total_pages"`
+	TotalCount int `json:"total_count"`
+}
+
+type paged[T any] struct {
+	Data []T      `json:"data"`
+	Meta pageMeta `json:"meta"`
+}
+
+type sessionResponse struct {
+	SessionID    string         `json:"session_id"`
+	SessionName  string         `json:"session_name"`
+	SessionState map[string]any `json:"session_state"`
+	SessionType  string         `json:"session_type"`
+	AgentID      string         `json:"agent_id,omitempty"`
+	TeamID       string         `json:"team_id,omitempty"`
+	UserID       string         `json:"user_id,omitempty"`
+	RunCount     int            `json:"run_count"`
+	CreatedAt    time.Time      `json:"created_at"`
+	UpdatedAt    time.Time      `json:"updated_at"`
+}
+
+func toSession(s *store.Session) sessionResponse {
+	out := sessionResponse{
+		SessionID: s.ID, SessionName: s.Name, SessionState: s.State, SessionType: s.Type,
+		UserID: s.UserID, RunCount: s.RunCount, CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
+	}
+	if out.SessionState == nil {
+		out.SessionState = map[string]any{}
+	}
+	if s.Type == "team" {
+		out.TeamID = s.ComponentID
+	} else {
+		out.AgentID = s.ComponentID
+	}
+	return out
+}
+
+type metricsResponse struct {
+	InputTokens      int     `json:"input_tokens"`
+	OutputTokens     int     `json:"output_tokens"`
+	TotalTokens      int     `json:"total_tokens"`
+	Duration         float64 `json:"duration"`                      // seconds
+	TimeToFirstToken float64 `json:"time_to_first_token,omitempty"` // seconds
+	ModelRequests    int     `json:"model_requests,omitempty"`
+	ToolCalls        int     `json:"tool_calls,omitempty"`
+}
+
+func toMetrics(m event.Metrics) metricsResponse {
+	return metricsResponse{
+		InputTokens: m.InputTokens, OutputTokens: m.OutputTokens, TotalTokens: m.TotalTokens,
+		Duration: m.Duration.Seconds(), TimeToFirstToken: m.TimeToFirstToken.Seconds(),
+		ModelRequests: m.ModelRequests, ToolCalls: m.ToolCalls,
+	}
+}
+
+type toolResponse struct {
+	ToolCallID    string         `json:"tool_call_id"`
+	ToolName      string         `json:"tool_name"`
+	ToolArgs      map[string]any `json:"tool_args"`
+	Result        string         `json:"result,omitempty"`
+	ToolCallError bool           `json:"tool_call_error"`
+	Member        string         `json:"member,omitempty"`
+	CreatedAt     int64          `json:"created_at"`
+	Metrics       *struct {
+		Duration float64 `json:"duration"`
+	} `json:"metrics,omitempty"`
+}
+
+func toTool(t event.ToolCall) toolResponse {
+	out := toolResponse{ToolCallID: t.ID, ToolName: t.Name, ToolArgs: t.Args, Result: t.Result, ToolCallError: t.Error, Member: t.Member, CreatedAt: t.StartedAt.Unix()}
+	if out.ToolArgs == nil {
+		out.ToolArgs = map[string]any{}
+	}
+	if t.Duration > 0 {
+		out.Metrics = &struct {
+			Duration float64 `json:"duration"`
+		}{t.Duration.Seconds()}
+	}
+	return out
+}
+
+func toTools(ts []event.ToolCall) []toolResponse {
+	out := make([]toolResponse, len(ts))
+	for i, t := range ts {
+		out[i] = toTool(t)
+	}
+	return out
+}
+
+type runResponse struct {
+	RunID             string          `json:"run_id"`
+	ParentRunID       string          `json:"parent_run_id,omitempty"`
+	SessionID         string          `json:"session_id"`
+	AgentID           string          `json:"agent_id,omitempty"`
+	TeamID            string          `json:"team_id,omitempty"`
+	UserID            string          `json:"user_id,omitempty"`
+	Status            string          `json:"status"`
+	RunInput          string          `json:"run_input"`
+	Content           string          `json:"content"`
+	ContentType       string          `json:"content_type"`
+	RunResponseFormat string          `json:"run_response_format"`
+	Error             string          `json:"error,omitempty"`
+	Model             string          `json:"model,omitempty"`
+	ModelProvider     string          `json:"model_provider,omitempty"`
+	Tools             []toolResponse  `json:"tools"`
+	Messages          []any           `json:"messages,omitempty"`
+	Metrics           metricsResponse `json:"metrics"`
+	SpecVersion       string          `json:"spec_version,omitempty"`
+	CreatedAt         time.Time       `json:"created_at"`
+	UpdatedAt         time.Time       `json:"updated_at"`
+}
+
+func toRun(r *store.Run, withMessages bool) runResponse {
+	out := runResponse{
+		RunID: r.ID, ParentRunID: r.ParentRunID, SessionID: r.SessionID, UserID: r.UserID, Status: string(r.Status),
+		RunInput: r.Input, Content: r.Content, ContentType: "str", RunResponseFormat: "text", Error: r.Error,
+		Model: r.Model, ModelProvider: r.Provider, Tools: toTools(r.Tools), Metrics: toMetrics(r.Metrics),
+		SpecVersion: r.SpecVersion, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+	}
+	if r.Type == "team" {
+		out.TeamID = r.ComponentID
+	} else {
+		out.AgentID = r.ComponentID
+	}
+	if withMessages {
+		for _, m := range r.Messages {
+			out.Messages = append(out.Messages, m)
+		}
+	}
+	return out
+}

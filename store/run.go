@@ -1,0 +1,456 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/model"
+)
+
+// RunStatus is a run's lifecycle state.
+type RunStatus string
+
+// Run statuses. A run is RUNNING from StartRun until FinishRun records one of
+// the other three.
+const (
+	RunRunning   RunStatus = "RUNNING"
+	RunCompleted RunStatus = "COMPLETED"
+	RunError     RunStatus = "ERROR"
+	RunCancelled RunStatus = "CANCELLED"
+)
+
+// Terminal reports whether s is a final status.
+func (s RunStatus) Terminal() bool {
+	return s == RunCompleted || s == RunError || s == RunCancelled
+}
+
+// Run is one turn of a session: an agent or team answering one input.
+type Run struct {
+	ID        string
+	SessionID string
+	// ParentRunID is set for the runs of a team's members; their ComponentID
+	// names the member, while SessionID is the team's session.
+	ParentRunID string
+	ComponentID string
+	Type        string // SessionAgent or SessionTeam
+	UserID      string // always the session's user
+	Input       string
+	Content     string
+	Status      RunStatus
+	Error       string
+	Tools       []event.ToolCall
+	Messages    []model.Message // the turn's messages, fed back as history
+	Metrics     event.Metrics
+	Model       string
+	Provider    string
+	SpecVersion string // the spec snapshot version the run used
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+const runColumns = `id, session_id, parent_run_id, component_id, type, user_id, input, content, status, error,
+	tools, messages, metrics, model, provider, spec_version, created_at, updated_at`
+
+// Both dialects take $N placeholders. They are numbered in order of first
+// appearance in every statement, because SQLite numbers parameters that way
+// and mattn/go-sqlite3 (the cgosqlite build) binds arguments by that number.
+const (
+	sqlInsertSession = `INSERT INTO sessions (id, type, component_id, user_id, name, state, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`
+	sqlSelectSessionForRun = `SELECT type, component_id, user_id, name, state, created_at, updated_at
+		FROM sessions WHERE id = $1`
+	sqlInsertRun = `INSERT INTO runs (` + runColumns + `)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
+	sqlFinishRun = `UPDATE runs SET content = $1, status = $2, error = $3, tools = $4, messages = $5, metrics = $6,
+		model = $7, provider = $8, updated_at = $9 WHERE id = $10`
+	// The session's updated_at only moves forward, whatever order concurrent
+	// runs of one session finish in.
+	sqlTouchSession = `UPDATE sessions SET updated_at = $1
+		WHERE id = (SELECT session_id FROM runs WHERE id = $2) AND updated_at < $1`
+	sqlGetRun   = `SELECT ` + runColumns + ` FROM runs WHERE id = $1 AND ($2 = '' OR user_id = $2)`
+	sqlListRuns = `SELECT ` + runColumns + ` FROM runs
+		WHERE session_id = $1 AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = $1 AND ($2 = '' OR s.user_id = $2))
+		ORDER BY created_at, id`
+	sqlSessionVisible = `SELECT 1 FROM sessions WHERE id = $1 AND ($2 = '' OR user_id = $2)`
+	// History reads newest first so LIMIT keeps the latest runs; member runs
+	// are a team's internal conversations, not the session's.
+	sqlHistory = `SELECT messages FROM runs
+		WHERE session_id = $1 AND status = 'COMPLETED' AND parent_run_id = ''
+		ORDER BY created_at DESC, id DESC LIMIT $2`
+)
+
+// StartRun records the start of r in session s, in one transaction. When no
+// session s.ID exists it is created from s (its Name derived from r.Input when
+// empty, its times defaulting to the run's); when it exists but belongs to
+// another user or component (type and id), StartRun writes nothing and returns
+// an error wrapping ErrNotFound.
+//
+// On success r is RUNNING with SessionID, UserID and timestamps filled in (and
+// ComponentID and Type defaulted from s), and s describes the stored session:
+// for an existing session its stored name, state and times. RunCount is left
+// alone; GetSession and ListSessions fill it.
+func (db *DB) StartRun(ctx context.Context, s *Session, r *Run) error {
+	if err := validateStart(s, r); err != nil {
+		return fmt.Errorf("store: starting run: %w", err)
+	}
+	run := *r
+	run.SessionID, run.UserID, run.Status = s.ID, s.UserID, RunRunning
+	if run.ComponentID == "" {
+		run.ComponentID = s.ComponentID
+	}
+	if run.Type == "" {
+		run.Type = s.Type
+	}
+	run.CreatedAt = normTime(run.CreatedAt)
+	if run.CreatedAt.IsZero() {
+		run.CreatedAt = now()
+	}
+	run.UpdatedAt = run.CreatedAt
+
+	sess := *s
+	sess.Name = text(sess.Name)
+	if sess.Name == "" {
+		sess.Name = SessionName(run.Input)
+	}
+	sess.CreatedAt = normTime(sess.CreatedAt)
+	if sess.CreatedAt.IsZero() {
+		sess.CreatedAt = run.CreatedAt
+	}
+	sess.UpdatedAt = normTime(sess.UpdatedAt)
+	if sess.UpdatedAt.IsZero() {
+		sess.UpdatedAt = sess.CreatedAt
+	}
+	state, err := jsonArg(sess.State)
+	if err != nil {
+		return fmt.Errorf("store: starting run %s: encoding session state: %w", run.ID, err)
+	}
+	runArgs, err := db.runArgs(&run)
+	if err != nil {
+		return fmt.Errorf("store: starting run %s: %w", run.ID, err)
+	}
+
+	sessArgs := []any{sess.ID, sess.Type, sess.ComponentID, sess.UserID, sess.Name, state,
+		db.timeArg(sess.CreatedAt), db.timeArg(sess.UpdatedAt)}
+	var stored *storedSession
+	if db.dialect == DialectPostgres {
+		stored, err = db.startRunPostgres(ctx, sessArgs, runArgs)
+	} else {
+		stored, err = db.startRunTx(ctx, &sess, sessArgs, runArgs)
+	}
+	if err == nil && stored != nil {
+		if !sameOwner(&stored.Session, &sess) {
+			err = fmt.Errorf("session %q: %w", sess.ID, ErrNotFound)
+		} else {
+			sess.Name, sess.CreatedAt, sess.UpdatedAt = stored.Name, stored.CreatedAt, stored.UpdatedAt
+			sess.State = nil
+			err = decodeJSON(stored.state, &sess.State)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("store: starting run %s: %w", run.ID, err)
+	}
+	*s, *r = sess, run
+	return nil
+}
+
+// sameOwner reports whether a and b belong to the same user and component;
+// only then may a run of b be added to session a.
+func sameOwner(a, b *Session) bool {
+	return a.UserID == b.UserID && a.Type == b.Type && a.ComponentID == b.ComponentID
+}
+
+// storedSession is an existing session as StartRun found it.
+type storedSession struct {
+	Session
+	state []byte
+}
+
+func (s *storedSession) dest() []any {
+	return []any{&s.Type, &s.ComponentID, &s.UserID, &s.Name, &s.state, timeDest{&s.CreatedAt}, timeDest{&s.UpdatedAt}}
+}
+
+// startRunTx is StartRun as a transaction of separate statements, for SQLite,
+// where a statement costs no network round trip. It returns the existing
+// session, or nil when it created it. When the existing session belongs to
+// someone else it returns it without inserting the run, and the caller's
+// error rolls nothing back because nothing was written.
+func (db *DB) startRunTx(ctx context.Context, sess *Session, sessArgs, runArgs []any) (*storedSession, error) {
+	var stored *storedSession
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		// Insert-or-nothing first: creating the session is the common path for
+		// a new conversation, and it stays correct when two runs open the same
+		// new session at once (the second reads the first's row below).
+		res, err := tx.StmtContext(ctx, db.st.insertSession).ExecContext(ctx, sessArgs...)
+		if err != nil {
+			return fmt.Errorf("creating session: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			stored = &storedSession{}
+			if err := tx.StmtContext(ctx, db.st.selectSessionForRun).QueryRowContext(ctx, sess.ID).Scan(stored.dest()...); err != nil {
+				return fmt.Errorf("reading session: %w", err)
+			}
+			if !sameOwner(&stored.Session, sess) {
+				return nil // the caller reports it; nothing was written
+			}
+		}
+		if _, err := tx.StmtContext(ctx, db.st.insertRun).ExecContext(ctx, runArgs...); err != nil {
+			return fmt.Errorf("inserting run: %w", err)
+		}
+		return nil
+	})
+	return stored, err
+}
+
+// startRunPostgres is StartRun as a single statement (see sqlStartRunPostgres):
+// one network round trip instead of four, and atomic without BEGIN/COMMIT.
+func (db *DB) startRunPostgres(ctx context.Context, sessArgs, runArgs []any) (*storedSession, error) {
+	args := append(sessArgs[:len(sessArgs):len(sessArgs)], runArgs...)
+	// The statement returns no row when another transaction created the
+	// session after the statement's snapshot was taken: the insert then
+	// conflicts with a row the select cannot see yet. A new statement has a
+	// new snapshot, so retrying settles it.
+	for range 3 {
+		var (
+			created bool
+			stored  storedSession
+		)
+		err := db.st.startRun.QueryRowContext(ctx, args...).Scan(append([]any{&created}, stored.dest()...)...)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			return nil, nil
+		}
+		return &stored, nil
+	}
+	return nil, fmt.Errorf("session %v: created and deleted concurrently, giving up", sessArgs[0])
+}
+
+func validateStart(s *Session, r *Run) error {
+	switch {
+	case s.ID == "":
+		return fmt.Errorf("session id is required: %w", ErrInvalid)
+	case s.Type != SessionAgent && s.Type != SessionTeam:
+		return fmt.Errorf("session type %q is not %q or %q: %w", s.Type, SessionAgent, SessionTeam, ErrInvalid)
+	case s.ComponentID == "":
+		return fmt.Errorf("session component id is required: %w", ErrInvalid)
+	case r.ID == "":
+		return fmt.Errorf("run id is required: %w", ErrInvalid)
+	case r.SessionID != "" && r.SessionID != s.ID:
+		return fmt.Errorf("run session id %q differs from the session's %q: %w", r.SessionID, s.ID, ErrInvalid)
+	case r.UserID != "" && r.UserID != s.UserID:
+		return fmt.Errorf("run user id differs from the session's: %w", ErrInvalid)
+	case r.Type != "" && r.Type != SessionAgent && r.Type != SessionTeam:
+		return fmt.Errorf("run type %q is not %q or %q: %w", r.Type, SessionAgent, SessionTeam, ErrInvalid)
+	}
+	return nil
+}
+
+// runArgs returns the arguments of sqlInsertRun for r.
+func (db *DB) runArgs(r *Run) ([]any, error) {
+	tools, messages, metrics, err := runJSON(r)
+	if err != nil {
+		return nil, err
+	}
+	return []any{
+		r.ID, r.SessionID, r.ParentRunID, r.ComponentID, r.Type, r.UserID,
+		text(r.Input), text(r.Content), string(r.Status), text(r.Error),
+		tools, messages, metrics, r.Model, r.Provider, r.SpecVersion,
+		db.timeArg(r.CreatedAt), db.timeArg(r.UpdatedAt),
+	}, nil
+}
+
+func runJSON(r *Run) (tools, messages, metrics string, err error) {
+	if tools, err = jsonArg(r.Tools); err != nil {
+		return "", "", "", fmt.Errorf("encoding tools: %w", err)
+	}
+	if messages, err = jsonArg(r.Messages); err != nil {
+		return "", "", "", fmt.Errorf("encoding messages: %w", err)
+	}
+	if metrics, err = jsonArg(r.Metrics); err != nil {
+		return "", "", "", fmt.Errorf("encoding metrics: %w", err)
+	}
+	return tools, messages, metrics, nil
+}
+
+// FinishRun stores the run's final state (content, status, error, tools,
+// messages, metrics, model, provider; updated_at, now when r.UpdatedAt is
+// zero) and bumps the session's updated_at, in one transaction. r.Status must
+// be terminal. It returns an error wrapping ErrNotFound when the run does not
+// exist.
+//
+// A run often finishes because its context was cancelled; pass a context that
+// outlives it (context.WithoutCancel) or the result will not be saved.
+func (db *DB) FinishRun(ctx context.Context, r *Run) error {
+	if r.ID == "" {
+		return fmt.Errorf("store: finishing run: run id is required: %w", ErrInvalid)
+	}
+	if !r.Status.Terminal() {
+		return fmt.Errorf("store: finishing run %s: status %q is not final: %w", r.ID, r.Status, ErrInvalid)
+	}
+	updated := normTime(r.UpdatedAt)
+	if updated.IsZero() {
+		updated = now()
+	}
+	tools, messages, metrics, err := runJSON(r)
+	if err != nil {
+		return fmt.Errorf("store: finishing run %s: %w", r.ID, err)
+	}
+	ts := db.timeArg(updated)
+	args := []any{text(r.Content), string(r.Status), text(r.Error), tools, messages, metrics, r.Model, r.Provider, ts, r.ID}
+	if db.dialect == DialectPostgres {
+		// One statement, one round trip: see sqlFinishRunPostgres.
+		var n int
+		if err = db.st.finishRun.QueryRowContext(ctx, args...).Scan(&n); err == nil && n == 0 {
+			err = ErrNotFound
+		}
+	} else {
+		err = db.inTx(ctx, func(tx *sql.Tx) error {
+			res, err := tx.StmtContext(ctx, db.st.finishRun).ExecContext(ctx, args...)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				return ErrNotFound
+			}
+			_, err = tx.StmtContext(ctx, db.st.touchSession).ExecContext(ctx, ts, r.ID)
+			return err
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("store: finishing run %s: %w", r.ID, err)
+	}
+	r.UpdatedAt = updated
+	return nil
+}
+
+// GetRun returns run id if f lets the caller see it.
+func (db *DB) GetRun(ctx context.Context, id string, f Filter) (*Run, error) {
+	r, err := scanRun(db.st.getRun.QueryRowContext(ctx, id, f.UserID))
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: getting run %s: %w", id, err)
+	}
+	return &r, nil
+}
+
+// ListRuns returns the runs of a session, oldest first, member runs of teams
+// included. It returns an error wrapping ErrNotFound when the session does not
+// exist or f hides it.
+func (db *DB) ListRuns(ctx context.Context, sessionID string, f Filter) ([]Run, error) {
+	runs, err := db.listRuns(ctx, sessionID, f)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing runs of session %s: %w", sessionID, err)
+	}
+	return runs, nil
+}
+
+func (db *DB) listRuns(ctx context.Context, sessionID string, f Filter) ([]Run, error) {
+	rows, err := db.st.listRuns.QueryContext(ctx, sessionID, f.UserID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	runs := []Run{}
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(runs) > 0 {
+		return runs, nil
+	}
+	// No rows: an empty session, or none visible. Only this rare case pays
+	// for a second query.
+	var one int
+	err = db.st.sessionVisible.QueryRowContext(ctx, sessionID, f.UserID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return runs, nil
+}
+
+// History returns the messages of the last n COMPLETED runs of the session,
+// oldest first, for the next turn's context. Runs of team members are not part
+// of it. An unknown session has no history.
+func (db *DB) History(ctx context.Context, sessionID string, n int) ([]model.Message, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	rows, err := db.st.history.QueryContext(ctx, sessionID, n)
+	if err != nil {
+		return nil, fmt.Errorf("store: reading history of session %s: %w", sessionID, err)
+	}
+	defer rows.Close()
+	var turns [][]model.Message
+	total := 0
+	for rows.Next() {
+		var raw []byte
+		if err := rows.Scan(&raw); err != nil {
+			return nil, fmt.Errorf("store: reading history of session %s: %w", sessionID, err)
+		}
+		var msgs []model.Message
+		if err := decodeJSON(raw, &msgs); err != nil {
+			return nil, fmt.Errorf("store: decoding history of session %s: %w", sessionID, err)
+		}
+		turns = append(turns, msgs)
+		total += len(msgs)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: reading history of session %s: %w", sessionID, err)
+	}
+	out := make([]model.Message, 0, total)
+	for _, msgs := range slices.Backward(turns) {
+		out = append(out, msgs...)
+	}
+	return out, nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanRun(sc scanner) (Run, error) {
+	var (
+		r                        Run
+		status                   string
+		tools, messages, metrics []byte
+	)
+	err := sc.Scan(&r.ID, &r.SessionID, &r.ParentRunID, &r.ComponentID, &r.Type, &r.UserID, &r.Input, &r.Content,
+		&status, &r.Error, &tools, &messages, &metrics, &r.Model, &r.Provider, &r.SpecVersion,
+		timeDest{&r.CreatedAt}, timeDest{&r.UpdatedAt})
+	if err != nil {
+		return Run{}, err
+	}
+	r.Status = RunStatus(status)
+	if err := decodeJSON(tools, &r.Tools); err != nil {
+		return Run{}, fmt.Errorf("decoding tools of run %s: %w", r.ID, err)
+	}
+	if err := decodeJSON(messages, &r.Messages); err != nil {
+		return Run{}, fmt.Errorf("decoding messages of run %s: %w", r.ID, err)
+	}
+	if err := decodeJSON(metrics, &r.Metrics); err != nil {
+		return Run{}, fmt.Errorf("decoding metrics of run %s: %w", r.ID, err)
+	}
+	return r, nil
+}

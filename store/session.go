@@ -1,0 +1,333 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Session types.
+const (
+	SessionAgent = "agent"
+	SessionTeam  = "team"
+)
+
+// Session is a conversation with one agent or team.
+type Session struct {
+	ID          string
+	Type        string // SessionAgent or SessionTeam
+	ComponentID string // the agent's or team's name
+	UserID      string
+	// Name is derived from the first run's input (see SessionName) unless the
+	// caller gives one or the session is renamed.
+	Name      string
+	State     map[string]any
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	// RunCount is the number of runs in the session, team members' included.
+	// Only GetSession, ListSessions and RenameSession fill it.
+	RunCount int
+}
+
+// Filter restricts reads and changes to one user's rows. An empty UserID
+// means no restriction (an administrator).
+type Filter struct {
+	UserID string
+}
+
+// SessionQuery selects a page of sessions.
+type SessionQuery struct {
+	Filter
+	Type        string // SessionAgent or SessionTeam; empty for both
+	ComponentID string
+	Search      string // case-insensitive substring of the name (ASCII case only on SQLite)
+	Limit       int    // page size: default DefaultLimit, at most MaxLimit
+	Page        int    // 1-based; default 1
+	// SortBy is "created_at", "updated_at" (default) or "name"; names sort in
+	// the database's collation (byte order on SQLite). Ties sort by id.
+	SortBy    string
+	SortOrder string // "asc" or "desc" (default)
+}
+
+// Paging bounds of SessionQuery.
+const (
+	DefaultLimit = 20
+	MaxLimit     = 100
+)
+
+// Normalize returns q with defaults applied and Limit and Page clamped to
+// their bounds: the page ListSessions actually returns. It reports unknown
+// SortBy and SortOrder values as errors wrapping ErrInvalid.
+func (q SessionQuery) Normalize() (SessionQuery, error) {
+	if q.Limit <= 0 {
+		q.Limit = DefaultLimit
+	}
+	q.Limit = min(q.Limit, MaxLimit)
+	q.Page = max(q.Page, 1)
+	q.SortBy = strings.ToLower(q.SortBy)
+	switch q.SortBy {
+	case "":
+		q.SortBy = "updated_at"
+	case "created_at", "updated_at", "name":
+	default:
+		return q, fmt.Errorf("sort by %q: must be created_at, updated_at or name: %w", q.SortBy, ErrInvalid)
+	}
+	q.SortOrder = strings.ToLower(q.SortOrder)
+	switch q.SortOrder {
+	case "":
+		q.SortOrder = "desc"
+	case "asc", "desc":
+	default:
+		return q, fmt.Errorf("sort order %q: must be asc or desc: %w", q.SortOrder, ErrInvalid)
+	}
+	return q, nil
+}
+
+// maxNameLen is the length, in characters, of a derived session name.
+const maxNameLen = 80
+
+// SessionName derives a session's name from its first input: the first
+// non-blank line, trimmed, cut to 80 characters with a trailing "…".
+func SessionName(input string) string {
+	input = strings.TrimLeftFunc(text(input), unicode.IsSpace)
+	line, _, _ := strings.Cut(input, "\n")
+	line = strings.TrimSpace(line)
+	if utf8.RuneCountInString(line) <= maxNameLen {
+		return line
+	}
+	cut, n := 0, 0
+	for i := range line {
+		if n == maxNameLen-1 {
+			cut = i
+			break
+		}
+		n++
+	}
+	return strings.TrimRightFunc(line[:cut], unicode.IsSpace) + "…"
+}
+
+const sessionColumns = `s.id, s.type, s.component_id, s.user_id, s.name, s.state, s.created_at, s.updated_at`
+
+const (
+	// The run count is a correlated subquery over the (session_id, created_at)
+	// index: cheap per session, and only computed for the rows returned.
+	sqlGetSession = `SELECT ` + sessionColumns + `, (SELECT COUNT(*) FROM runs r WHERE r.session_id = s.id)
+		FROM sessions s WHERE s.id = $1 AND ($2 = '' OR s.user_id = $2)`
+	sqlRenameSession = `UPDATE sessions SET name = $1, updated_at = $2 WHERE id = $3 AND ($4 = '' OR user_id = $4)`
+)
+
+func scanSession(sc scanner, extra ...any) (Session, error) {
+	var (
+		s     Session
+		state []byte
+	)
+	dest := append([]any{&s.ID, &s.Type, &s.ComponentID, &s.UserID, &s.Name, &state,
+		timeDest{&s.CreatedAt}, timeDest{&s.UpdatedAt}, &s.RunCount}, extra...)
+	if err := sc.Scan(dest...); err != nil {
+		return Session{}, err
+	}
+	if err := decodeJSON(state, &s.State); err != nil {
+		return Session{}, fmt.Errorf("decoding state of session %s: %w", s.ID, err)
+	}
+	return s, nil
+}
+
+// GetSession returns session id if f lets the caller see it.
+func (db *DB) GetSession(ctx context.Context, id string, f Filter) (*Session, error) {
+	s, err := scanSession(db.st.getSession.QueryRowContext(ctx, id, f.UserID))
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: getting session %s: %w", id, err)
+	}
+	return &s, nil
+}
+
+// ListSessions returns one page of the sessions matching q (see
+// SessionQuery.Normalize for defaults) and how many match in all. Ties in the
+// sort field are broken by id, so pages never overlap or skip rows.
+func (db *DB) ListSessions(ctx context.Context, q SessionQuery) ([]Session, int, error) {
+	sessions, total, err := db.listSessions(ctx, q)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: listing sessions: %w", err)
+	}
+	return sessions, total, nil
+}
+
+func (db *DB) listSessions(ctx context.Context, q SessionQuery) ([]Session, int, error) {
+	q, err := q.Normalize()
+	if err != nil {
+		return nil, 0, err
+	}
+	var (
+		args  []any
+		conds []string
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if q.UserID != "" {
+		conds = append(conds, "s.user_id = "+arg(q.UserID))
+	}
+	if q.Type != "" {
+		conds = append(conds, "s.type = "+arg(q.Type))
+	}
+	if q.ComponentID != "" {
+		conds = append(conds, "s.component_id = "+arg(q.ComponentID))
+	}
+	if q.Search != "" {
+		// SQLite's LIKE already ignores (ASCII) case; PostgreSQL needs ILIKE.
+		op := "LIKE"
+		if db.dialect == DialectPostgres {
+			op = "ILIKE"
+		}
+		conds = append(conds, "s.name "+op+" "+arg("%"+escapeLike(text(q.Search))+"%")+` ESCAPE '!'`)
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
+	}
+	nWhere := len(args)
+	order := func(t string) string {
+		return fmt.Sprintf("%s.%s %s, %s.id %s", t, q.SortBy, q.SortOrder, t, q.SortOrder)
+	}
+	// The statement varies with the filters, so it is not prepared up front;
+	// pgx caches it per connection by its text, and the variants are few.
+	//
+	// The inner query pages the filtered sessions and counts them all with a
+	// window function (one round trip for page and total); the outer one adds
+	// run counts for just that page. The outer ORDER BY is needed because SQL
+	// does not promise a subquery's order survives.
+	query := `SELECT p.id, p.type, p.component_id, p.user_id, p.name, p.state, p.created_at, p.updated_at,
+		(SELECT COUNT(*) FROM runs r WHERE r.session_id = p.id), p.total
+		FROM (SELECT ` + sessionColumns + `, COUNT(*) OVER () AS total FROM sessions s` + where +
+		` ORDER BY ` + order("s") + ` LIMIT ` + arg(q.Limit) + ` OFFSET ` + arg((q.Page-1)*q.Limit) + `) p
+		ORDER BY ` + order("p")
+
+	rows, err := db.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	sessions := []Session{}
+	total := 0
+	for rows.Next() {
+		s, err := scanSession(rows, &total)
+		if err != nil {
+			return nil, 0, err
+		}
+		sessions = append(sessions, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	if len(sessions) == 0 && q.Page > 1 {
+		// Past the last page the window function has no row to report the
+		// total on.
+		err := db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM sessions s`+where, args[:nWhere]...).Scan(&total)
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+	return sessions, total, nil
+}
+
+// escapeLike makes s match literally inside a LIKE pattern with ESCAPE '!'.
+// The escape character is not a backslash because '\' is not a complete
+// string literal on PostgreSQL servers running without
+// standard_conforming_strings.
+func escapeLike(s string) string {
+	if !strings.ContainsAny(s, `!%_`) {
+		return s
+	}
+	return strings.NewReplacer(`!`, `!!`, `%`, `!%`, `_`, `!_`).Replace(s)
+}
+
+// RenameSession sets the name of session id, if f lets the caller see it, and
+// returns the updated session. Renaming counts as an update (updated_at moves).
+func (db *DB) RenameSession(ctx context.Context, id, name string, f Filter) (*Session, error) {
+	name = strings.TrimSpace(text(name))
+	if name == "" {
+		return nil, fmt.Errorf("store: renaming session %s: empty name: %w", id, ErrInvalid)
+	}
+	var s Session
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, sqlRenameSession, name, db.timeArg(now()), id, f.UserID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrNotFound
+		}
+		// Read back in the same transaction: the caller gets exactly the row
+		// it wrote, run count included.
+		s, err = scanSession(tx.QueryRowContext(ctx, sqlGetSession, id, f.UserID))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: renaming session %s: %w", id, err)
+	}
+	return &s, nil
+}
+
+// deleteBatch bounds the ids per DELETE statement, well under SQLite's and
+// PostgreSQL's limits on bound parameters.
+const deleteBatch = 500
+
+// DeleteSessions deletes the sessions among ids that f lets the caller see,
+// with their runs, and returns how many sessions it deleted. Unknown and
+// hidden ids are skipped, not errors.
+func (db *DB) DeleteSessions(ctx context.Context, ids []string, f Filter) (int, error) {
+	// Sorted and unique: each id counts once, and concurrent deletes on
+	// PostgreSQL lock rows in the same order instead of deadlocking.
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	deleted := 0
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		for batch := range slices.Chunk(ids, deleteBatch) {
+			var b strings.Builder
+			args := make([]any, 0, len(batch)+1)
+			b.WriteString("DELETE FROM sessions WHERE id IN (")
+			for i, id := range batch {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				args = append(args, id)
+				b.WriteString("$" + strconv.Itoa(len(args)))
+			}
+			b.WriteString(")")
+			if f.UserID != "" {
+				args = append(args, f.UserID)
+				b.WriteString(" AND user_id = $" + strconv.Itoa(len(args)))
+			}
+			// Runs go with their session through ON DELETE CASCADE.
+			res, err := tx.ExecContext(ctx, b.String(), args...)
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			deleted += int(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: deleting sessions: %w", err)
+	}
+	return deleted, nil
+}

@@ -1,0 +1,80 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// stmts are the statements prepared once at Open. On SQLite the write ones
+// live on the single writer connection, so each run's transactions only bind
+// and step them; on PostgreSQL database/sql prepares each lazily per pooled
+// connection and the server skips parsing and planning.
+type stmts struct {
+	// On the write pool. SQLite uses them inside transactions through
+	// Tx.StmtContext; PostgreSQL runs startRun and finishRun on their own.
+	insertSession       *sql.Stmt // SQLite
+	selectSessionForRun *sql.Stmt // SQLite
+	insertRun           *sql.Stmt // SQLite
+	touchSession        *sql.Stmt // SQLite
+	startRun            *sql.Stmt // PostgreSQL
+	finishRun           *sql.Stmt
+
+	// On the read pool.
+	getSession     *sql.Stmt
+	getRun         *sql.Stmt
+	listRuns       *sql.Stmt
+	sessionVisible *sql.Stmt
+	history        *sql.Stmt
+
+	all []*sql.Stmt
+}
+
+type stmtDef struct {
+	dst   **sql.Stmt
+	pool  *sql.DB
+	query string
+}
+
+func (db *DB) prepare(ctx context.Context) error {
+	defs := []stmtDef{
+		{&db.st.getSession, db.r, sqlGetSession},
+		{&db.st.getRun, db.r, sqlGetRun},
+		{&db.st.listRuns, db.r, sqlListRuns},
+		{&db.st.sessionVisible, db.r, sqlSessionVisible},
+		{&db.st.history, db.r, sqlHistory},
+	}
+	if db.dialect == DialectPostgres {
+		defs = append(defs,
+			stmtDef{&db.st.startRun, db.w, sqlStartRunPostgres},
+			stmtDef{&db.st.finishRun, db.w, sqlFinishRunPostgres},
+		)
+	} else {
+		defs = append(defs,
+			stmtDef{&db.st.insertSession, db.w, sqlInsertSession},
+			stmtDef{&db.st.selectSessionForRun, db.w, sqlSelectSessionForRun},
+			stmtDef{&db.st.insertRun, db.w, sqlInsertRun},
+			stmtDef{&db.st.finishRun, db.w, sqlFinishRun},
+			stmtDef{&db.st.touchSession, db.w, sqlTouchSession},
+		)
+	}
+	for _, d := range defs {
+		st, err := d.pool.PrepareContext(ctx, d.query)
+		if err != nil {
+			return fmt.Errorf("store: preparing %q: %w", d.query, err)
+		}
+		*d.dst = st
+		db.st.all = append(db.st.all, st)
+	}
+	return nil
+}
+
+func (s *stmts) close() error {
+	var errs []error
+	for _, st := range s.all {
+		errs = append(errs, st.Close())
+	}
+	s.all = nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,179 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Dialect names, as returned by DB.Dialect.
+const (
+	DialectSQLite   = "sqlite"
+	DialectPostgres = "postgres"
+)
+
+var (
+	// ErrNotFound reports a session or run that does not exist or that the
+	// caller's Filter does not let it see; the two are deliberately
+	// indistinguishable so that a user cannot probe for other users' ids.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid reports an argument the store refuses, such as a run without
+	// an id or an unknown sort field.
+	ErrInvalid = errors.New("invalid argument")
+)
+
+// InterruptedRunError is the error Open records on runs that were still
+// RUNNING when the previous process stopped.
+const InterruptedRunError = "the server stopped while this run was in progress"
+
+// Options configure Open.
+type Options struct {
+	// Logger receives migration and recovery notices; nil discards them.
+	Logger *slog.Logger
+	// MaxOpenConns bounds the PostgreSQL connection pool (default 16). SQLite
+	// always writes through a single connection and sizes its read pool itself.
+	MaxOpenConns int
+}
+
+// DB is a session store. It is safe for concurrent use.
+type DB struct {
+	dialect string
+	// w takes every write. On SQLite it holds exactly one connection: SQLite
+	// allows one writer at a time anyway, and queueing in database/sql is far
+	// cheaper than connections fighting over the file lock with busy retries.
+	w *sql.DB
+	// r serves reads. On SQLite it is a separate pool of query_only
+	// connections, so that (thanks to WAL) reads never wait for the writer.
+	// On PostgreSQL, and for ":memory:" SQLite, it is the same pool as w.
+	r   *sql.DB
+	bun *bun.DB
+	log *slog.Logger
+	st  stmts
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens dsn: a postgres:// or postgresql:// URL means PostgreSQL (through
+// pgx's database/sql driver); anything else is a SQLite file path (parent
+// directories are created; ":memory:" is allowed for tests). It runs the
+// embedded, versioned migrations, then marks runs left RUNNING by a crash as
+// ERROR with InterruptedRunError.
+//
+// Recovery assumes one server process per database: replicas sharing one
+// PostgreSQL database would mark each other's in-flight runs as interrupted.
+func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
+	var (
+		db  *DB
+		err error
+	)
+	if isPostgres(dsn) {
+		db, err = openPostgres(ctx, dsn, opts)
+	} else {
+		db, err = openSQLite(ctx, dsn)
+	}
+	if err != nil {
+		return nil, err
+	}
+	db.log = opts.Logger
+	if db.log == nil {
+		db.log = slog.New(slog.DiscardHandler)
+	}
+	if err := db.migrate(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	// Statements are prepared after migrating because they name the tables
+	// the migrations create.
+	if err := db.prepare(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if err := db.recoverRuns(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func isPostgres(dsn string) bool {
+	l := strings.ToLower(dsn)
+	return strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://")
+}
+
+// Close releases the connections. It is safe to call more than once.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		errs := []error{db.st.close()}
+		if db.r != db.w {
+			errs = append(errs, db.r.Close())
+		}
+		errs = append(errs, db.w.Close())
+		if err := errors.Join(errs...); err != nil {
+			db.closeErr = fmt.Errorf("store: closing: %w", err)
+		}
+	})
+	return db.closeErr
+}
+
+// Dialect returns DialectSQLite or DialectPostgres.
+func (db *DB) Dialect() string { return db.dialect }
+
+// Ping checks that the database answers, on both the write and read pools.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.w.PingContext(ctx); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	if db.r != db.w {
+		if err := db.r.PingContext(ctx); err != nil {
+			return fmt.Errorf("store: ping (read pool): %w", err)
+		}
+	}
+	return nil
+}
+
+// Bun exposes the underlying bun.DB for other store-backed subsystems (traces,
+// knowledge jobs) so they share migrations and connections. It is the write
+// handle: on SQLite that is a single connection, so keep transactions short.
+// The store owns it; close the DB, not the bun.DB.
+func (db *DB) Bun() *bun.DB { return db.bun }
+
+// recoverRuns marks runs that a previous process left RUNNING as failed: no one
+// will ever finish them, and clients polling them must not wait forever.
+func (db *DB) recoverRuns(ctx context.Context) error {
+	// The literal 'RUNNING' (not a parameter) lets PostgreSQL use the partial
+	// index on running runs.
+	res, err := db.w.ExecContext(ctx,
+		`UPDATE runs SET status = $1, error = $2, updated_at = $3 WHERE status = 'RUNNING'`,
+		string(RunError), InterruptedRunError, db.timeArg(now()))
+	if err != nil {
+		return fmt.Errorf("store: recovering interrupted runs: %w", err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n > 0 {
+		db.log.Warn("marked runs interrupted by the previous shutdown as failed", "runs", n)
+	}
+	return nil
+}
+
+// inTx runs fn in a write transaction, committing when fn succeeds.
+func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// now is the store's clock: UTC at the precision both dialects keep.
+func now() time.Time { return normTime(time.Now()) }
