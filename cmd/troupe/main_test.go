@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -113,8 +115,16 @@ func TestServeReloadsOnSave(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	var logs syncBuffer
 	done := make(chan error)
-	go func() { done <- run(ctx, []string{"serve", "--dir", dir}, noEnv, &logs, &logs) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "t.db")}, noEnv, &logs, &logs)
+	}()
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "msg=serving") }, 5*time.Second, 10*time.Millisecond)
+	addr := regexp.MustCompile(`addr=(http://\S+)`).FindStringSubmatch(logs.String())[1]
+	resp, err := http.Get(addr + "/health")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, logs.String(), "no API keys configured")
 
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "b.yaml"), []byte("kind: Agent\nname: b\nmodel: nope\n"), 0o644))
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "generation=2") }, 5*time.Second, 10*time.Millisecond)
@@ -160,4 +170,26 @@ func TestRunToolDirectiveAndErrors(t *testing.T) {
 	err = run(t.Context(), []string{"run", "--dir", "../../agents.d", "nobody", "hi"}, noEnv, &out, &errOut)
 	require.ErrorContains(t, err, `agent "nobody": not found; agents: hello, mcp-demo, researcher, support, weather, writer; teams: research`)
 	require.Equal(t, exitError(2), run(t.Context(), []string{"run", "hello"}, noEnv, &out, &errOut))
+}
+
+func TestServeRefusesOpenNonLoopback(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	args := []string{"serve", "--dir", "../../agents.d", "--addr", "0.0.0.0:0", "--db", filepath.Join(t.TempDir(), "t.db")}
+	err := run(t.Context(), args, noEnv, &out, &out)
+	require.ErrorContains(t, err, "refusing to serve 0.0.0.0:0 without API keys")
+
+	env := func(k string) (string, bool) {
+		if k == "TROUPE_API_KEYS" {
+			return "short=admin", true
+		}
+		return "", false
+	}
+	err = run(t.Context(), args, env, &out, &out)
+	require.ErrorContains(t, err, `TROUPE_API_KEYS: API key "#1" is too short`)
+	require.True(t, isLoopback("127.0.0.1:7777"))
+	require.True(t, isLoopback("[::1]:7777"))
+	require.True(t, isLoopback("localhost:7777"))
+	require.False(t, isLoopback(":7777"))
+	require.False(t, isLoopback("0.0.0.0:7777"))
 }
