@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // vendor is an OpenAI Chat Completions server for tests. It answers from the
@@ -19,9 +20,10 @@ import (
 //   - anything else → "system=<system prompt>|user=<message>|history=<n>",
 //     where n counts the messages before the last one.
 type vendor struct {
-	srv *httptest.Server
-	mu  sync.Mutex
-	log []vendorRequest
+	srv   *httptest.Server
+	mu    sync.Mutex
+	log   []vendorRequest
+	quiet bool // benchmarks: do not record requests
 }
 
 type vendorRequest struct {
@@ -58,9 +60,11 @@ func (v *vendor) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":{"message":"bad json"}}`, http.StatusBadRequest)
 		return
 	}
-	v.mu.Lock()
-	v.log = append(v.log, req)
-	v.mu.Unlock()
+	if !v.quiet {
+		v.mu.Lock()
+		v.log = append(v.log, req)
+		v.mu.Unlock()
+	}
 
 	system, lastUser := "", ""
 	for _, m := range req.Messages {
@@ -79,6 +83,10 @@ func (v *vendor) serve(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(lastUser, "calc: "):
 		b, _ := json.Marshal(map[string]string{"expression": strings.TrimPrefix(lastUser, "calc: ")})
 		toolArgs = string(b)
+	case strings.HasPrefix(lastUser, "sleep "):
+		d, _ := time.ParseDuration(strings.TrimPrefix(lastUser, "sleep "))
+		time.Sleep(d)
+		content = "slept " + d.String()
 	case strings.Contains(lastUser, "block"):
 		if req.Stream {
 			w.Header().Set("Content-Type", "text/event-stream")
