@@ -18,6 +18,7 @@ import (
 
 	"github.com/troupehq/troupe/console"
 	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/model/echo"
 	"github.com/troupehq/troupe/engine/model/openai"
@@ -52,6 +53,18 @@ description: Routes to the writer.
 mode: route
 model: echo
 members: [writer]
+---
+kind: Knowledge
+name: docs
+description: Uploaded documents.
+chunking: {strategy: recursive, size: 120, overlap: 20}
+---
+kind: Agent
+name: helpdesk
+description: Answers from the docs.
+model: echo
+tools: [knowledge_search]
+knowledge: [docs]
 `
 
 type testServer struct {
@@ -60,6 +73,7 @@ type testServer struct {
 	dir  string
 	eng  *engine.Engine
 	db   *store.DB
+	kb   *kb.Service
 	v    *vendor
 	stop func()
 	errc chan error
@@ -93,11 +107,16 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	})
 	reg.Register("echo", echo.New)
 	var err error
-	ts.eng, err = engine.New(engine.Options{Dirs: []string{ts.dir}, Env: env, Runtime: &engine.Runtime{Models: reg, Env: env}})
-	require.NoError(t, err)
 	ts.db, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "troupe.db"), store.Options{})
 	require.NoError(t, err)
-	o := console.Options{Engine: ts.eng, Store: ts.db, ShutdownTimeout: 5 * time.Second}
+	ts.kb, err = kb.New(context.Background(), kb.Options{Documents: ts.db.Knowledge(), Chunks: ts.db.Knowledge(), Stats: ts.db.Knowledge()})
+	require.NoError(t, err)
+	rt := &engine.Runtime{Models: reg, Env: env}
+	rt.Builtin.Knowledge = ts.kb.Searcher()
+	ts.eng, err = engine.New(engine.Options{Dirs: []string{ts.dir}, Env: env, Runtime: rt})
+	require.NoError(t, err)
+	ts.kb.Configure(context.Background(), ts.eng.Current().Knowledge())
+	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, ShutdownTimeout: 5 * time.Second}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -110,6 +129,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	var wg sync.WaitGroup
 	wg.Go(func() { ts.errc <- srv.Serve(ctx, ln) })
 	wg.Go(func() { _ = ts.eng.Run(ctx, nil) })
+	wg.Go(func() { _ = ts.kb.Run(ctx) })
 	ts.stop = func() {
 		cancel()
 		wg.Wait()

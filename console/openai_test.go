@@ -22,7 +22,7 @@ func TestOpenAIClient(t *testing.T) {
 	for _, m := range models.Data {
 		ids = append(ids, m.ID)
 	}
-	require.Equal(t, []string{"calc", "writer", "crew"}, ids)
+	require.Equal(t, []string{"calc", "helpdesk", "writer", "crew"}, ids)
 
 	params := openai.ChatCompletionNewParams{
 		Model: "writer",

@@ -188,6 +188,9 @@ func (pr *pendingRun) execute(ctx context.Context, emit func(event.Event)) *stor
 		r.Status, r.Error = "ERROR", "could not be saved: "+err.Error()
 	}
 	if terminal != nil {
+		if terminal.Type == event.RunCompleted {
+			terminal.References = res.References
+		}
 		emit(*terminal)
 	}
 	return r

@@ -19,7 +19,9 @@ import (
 type Options struct {
 	Engine Engine
 	Store  Store
-	Logger *slog.Logger
+	// Knowledge serves /knowledge routes; nil leaves them out.
+	Knowledge Knowledge
+	Logger    *slog.Logger
 	// Keys are the accepted API keys; none means the server runs open, which
 	// cmd/troupe allows only on loopback addresses.
 	Keys *Keyring
@@ -129,6 +131,18 @@ func (s *Server) routes() *gin.Engine {
 	timed.DELETE("/sessions/:id", require(ScopeSessionsWrite), s.deleteSession)
 	timed.DELETE("/sessions", require(ScopeSessionsWrite), s.deleteSessions)
 
+	if s.opts.Knowledge != nil {
+		timed.GET("/knowledge/config", require(ScopeKnowledgeRead), s.knowledgeConfig)
+		api.POST("/knowledge/content", require(ScopeKnowledgeWrite), s.uploadContent)
+		timed.GET("/knowledge/content", require(ScopeKnowledgeRead), s.listContent)
+		timed.GET("/knowledge/content/:id", require(ScopeKnowledgeRead), s.getContent)
+		timed.GET("/knowledge/content/:id/status", require(ScopeKnowledgeRead), s.contentStatus)
+		timed.PATCH("/knowledge/content/:id", require(ScopeKnowledgeWrite), s.patchContent)
+		timed.DELETE("/knowledge/content/:id", require(ScopeKnowledgeWrite), s.deleteContent)
+		timed.POST("/knowledge/content/:id/retry", require(ScopeKnowledgeWrite), s.retryContent)
+		timed.POST("/knowledge/search", require(ScopeKnowledgeRead), s.searchKnowledge)
+	}
+
 	timed.GET("/v1/models", require(ScopeAgentsRead), s.openaiModels)
 	api.POST("/v1/chat/completions", require(ScopeAgentsRun), s.chatCompletions)
 	return r
@@ -180,6 +194,9 @@ func (s *Server) logRequests(c *gin.Context) {
 }
 
 func (s *Server) limitBody(c *gin.Context) {
+	if c.Request.Method == http.MethodPost && c.Request.URL.Path == "/knowledge/content" {
+		return // uploads have their own, larger limit
+	}
 	if c.Request.Body != nil {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes)
 	}

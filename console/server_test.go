@@ -146,7 +146,7 @@ func TestRunErrorsAndShapes(t *testing.T) {
 
 	var agents []map[string]any
 	ts.json(http.MethodGet, "/agents", "", "", http.StatusOK, &agents)
-	require.Len(t, agents, 2)
+	require.Len(t, agents, 3)
 	require.Equal(t, "calc", agents[0]["id"])
 	require.Equal(t, "Does arithmetic.", agents[0]["description"])
 	require.NotEmpty(t, agents[0]["db_id"])
@@ -160,7 +160,7 @@ func TestRunErrorsAndShapes(t *testing.T) {
 	require.Equal(t, "ok", e["status"])
 	var cfg map[string]any
 	ts.json(http.MethodGet, "/config", "", "", http.StatusOK, &cfg)
-	require.Len(t, cfg["agents"], 2)
+	require.Len(t, cfg["agents"], 3)
 	require.EqualValues(t, 1, cfg["reload"].(map[string]any)["generation"])
 	ts.json(http.MethodGet, "/nope", "", "", http.StatusNotFound, nil)
 }

@@ -13,23 +13,24 @@ import (
 // sseEvent is the JSON of one streamed run event, in AgentOS's shape: the event
 // name is both on the SSE "event:" line and in the JSON.
 type sseEvent struct {
-	Event         string           `json:"event"`
-	CreatedAt     int64            `json:"created_at"`
-	RunID         string           `json:"run_id"`
-	SessionID     string           `json:"session_id,omitempty"`
-	AgentID       string           `json:"agent_id,omitempty"`
-	AgentName     string           `json:"agent_name,omitempty"`
-	TeamID        string           `json:"team_id,omitempty"`
-	TeamName      string           `json:"team_name,omitempty"`
-	Member        string           `json:"member,omitempty"`
-	Depth         int              `json:"depth,omitempty"`
-	Model         string           `json:"model,omitempty"`
-	ModelProvider string           `json:"model_provider,omitempty"`
-	Content       *string          `json:"content,omitempty"`
-	ContentType   string           `json:"content_type,omitempty"`
-	Tool          *toolResponse    `json:"tool,omitempty"`
-	Metrics       *metricsResponse `json:"metrics,omitempty"`
-	ErrorType     string           `json:"error_type,omitempty"`
+	Event         string            `json:"event"`
+	CreatedAt     int64             `json:"created_at"`
+	RunID         string            `json:"run_id"`
+	SessionID     string            `json:"session_id,omitempty"`
+	AgentID       string            `json:"agent_id,omitempty"`
+	AgentName     string            `json:"agent_name,omitempty"`
+	TeamID        string            `json:"team_id,omitempty"`
+	TeamName      string            `json:"team_name,omitempty"`
+	Member        string            `json:"member,omitempty"`
+	Depth         int               `json:"depth,omitempty"`
+	Model         string            `json:"model,omitempty"`
+	ModelProvider string            `json:"model_provider,omitempty"`
+	Content       *string           `json:"content,omitempty"`
+	ContentType   string            `json:"content_type,omitempty"`
+	Tool          *toolResponse     `json:"tool,omitempty"`
+	Metrics       *metricsResponse  `json:"metrics,omitempty"`
+	ErrorType     string            `json:"error_type,omitempty"`
+	References    []event.Reference `json:"references,omitempty"`
 }
 
 // eventName returns the AgentOS name of an event: a team run's own events are
@@ -55,6 +56,7 @@ func toSSE(e event.Event) sseEvent {
 		c := e.Content
 		out.Content = &c
 	}
+	out.References = e.References
 	if e.Tool != nil {
 		t := toTool(*e.Tool)
 		out.Tool = &t

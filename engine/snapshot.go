@@ -232,3 +232,17 @@ func (s *Snapshot) Counts() map[spec.Kind]map[Status]int {
 	}
 	return out
 }
+
+// Knowledge returns the serving knowledge bases, sorted by name.
+func (s *Snapshot) Knowledge() []*spec.Knowledge {
+	var out []*spec.Knowledge
+	for _, k := range s.keys {
+		if k.Kind != spec.KindKnowledge {
+			continue
+		}
+		if kn, ok := s.objects[k].Doc.(*spec.Knowledge); ok {
+			out = append(out, kn)
+		}
+	}
+	return out
+}

@@ -7,8 +7,12 @@
 // Every agent or team run belongs to a session. The HTTP layer calls StartRun
 // when a run begins (creating the session on its first run) and FinishRun when
 // it ends; both are on the hot path of every run, so each is one transaction
-// of statements prepared at Open. Reads (listing, history) go to a separate
-// pool so that on SQLite they never queue behind the single writer connection.
+// of statements prepared at Open. On SQLite, whose single writer connection
+// commits one transaction at a time, concurrent writes are group-committed:
+// one goroutine commits every write already queued in one transaction, and
+// each caller still returns only once its own write is committed. Reads
+// (listing, history) go to a separate pool so that on SQLite they never queue
+// behind the writer.
 //
 // Open takes either a file path or a PostgreSQL URL:
 //

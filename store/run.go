@@ -181,7 +181,8 @@ func (s *storedSession) dest() []any {
 // error rolls nothing back because nothing was written.
 func (db *DB) startRunTx(ctx context.Context, sess *Session, sessArgs, runArgs []any) (*storedSession, error) {
 	var stored *storedSession
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		stored = nil // this may be a second run (see writeFunc)
 		// Insert-or-nothing first: creating the session is the common path for
 		// a new conversation, and it stays correct when two runs open the same
 		// new session at once (the second reads the first's row below).
@@ -315,7 +316,7 @@ func (db *DB) FinishRun(ctx context.Context, r *Run) error {
 			err = ErrNotFound
 		}
 	} else {
-		err = db.inTx(ctx, func(tx *sql.Tx) error {
+		err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			res, err := tx.StmtContext(ctx, db.st.finishRun).ExecContext(ctx, args...)
 			if err != nil {
 				return err

@@ -260,7 +260,7 @@ func (db *DB) RenameSession(ctx context.Context, id, name string, f Filter) (*Se
 		return nil, fmt.Errorf("store: renaming session %s: empty name: %w", id, ErrInvalid)
 	}
 	var s Session
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, sqlRenameSession, name, db.timeArg(now()), id, f.UserID)
 		if err != nil {
 			return err
@@ -296,7 +296,8 @@ func (db *DB) DeleteSessions(ctx context.Context, ids []string, f Filter) (int, 
 		return 0, nil
 	}
 	deleted := 0
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		deleted = 0 // this may be a second run (see writeFunc)
 		for batch := range slices.Chunk(ids, deleteBatch) {
 			var b strings.Builder
 			args := make([]any, 0, len(batch)+1)

@@ -20,6 +20,9 @@ type stmts struct {
 	touchSession        *sql.Stmt // SQLite
 	startRun            *sql.Stmt // PostgreSQL
 	finishRun           *sql.Stmt
+	// SQLite's group commit runs each operation of a batch in a savepoint
+	// when it must run the batch again because one of them failed.
+	savepoint, releaseSavepoint, rollbackToSavepoint *sql.Stmt
 
 	// On the read pool.
 	getSession     *sql.Stmt
@@ -57,6 +60,9 @@ func (db *DB) prepare(ctx context.Context) error {
 			stmtDef{&db.st.insertRun, db.w, sqlInsertRun},
 			stmtDef{&db.st.finishRun, db.w, sqlFinishRun},
 			stmtDef{&db.st.touchSession, db.w, sqlTouchSession},
+			stmtDef{&db.st.savepoint, db.w, `SAVEPOINT op`},
+			stmtDef{&db.st.releaseSavepoint, db.w, `RELEASE op`},
+			stmtDef{&db.st.rollbackToSavepoint, db.w, `ROLLBACK TO op`},
 		)
 	}
 	for _, d := range defs {

@@ -46,9 +46,13 @@ type Options struct {
 type DB struct {
 	dialect string
 	// w takes every write. On SQLite it holds exactly one connection: SQLite
-	// allows one writer at a time anyway, and queueing in database/sql is far
+	// allows one writer at a time anyway, and queueing in-process is far
 	// cheaper than connections fighting over the file lock with busy retries.
 	w *sql.DB
+	// wq is SQLite's group commit: the store's writes go through it to w, so
+	// that concurrent ones share a transaction (see writer). Nil on
+	// PostgreSQL.
+	wq *writer
 	// r serves reads. On SQLite it is a separate pool of query_only
 	// connections, so that (thanks to WAL) reads never wait for the writer.
 	// On PostgreSQL, and for ":memory:" SQLite, it is the same pool as w.
@@ -96,6 +100,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if db.dialect == DialectSQLite {
+		db.wq = newWriter(db.w, &db.st)
+	}
 	if err := db.recoverRuns(ctx); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -108,9 +115,14 @@ func isPostgres(dsn string) bool {
 	return strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://")
 }
 
-// Close releases the connections. It is safe to call more than once.
+// Close releases the connections. Writes still queued for SQLite's group
+// commit fail with ErrClosed; a batch already being written finishes first. It
+// is safe to call more than once.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
+		if db.wq != nil {
+			db.wq.close()
+		}
 		errs := []error{db.st.close()}
 		if db.r != db.w {
 			errs = append(errs, db.r.Close())
@@ -162,7 +174,9 @@ func (db *DB) recoverRuns(ctx context.Context) error {
 	return nil
 }
 
-// inTx runs fn in a write transaction, committing when fn succeeds.
+// inTx runs fn in a transaction of its own on the write pool, committing when
+// fn succeeds. The store's writes go through DB.write instead; this serves
+// migrations, which run before SQLite's group commit starts, and PostgreSQL.
 func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {

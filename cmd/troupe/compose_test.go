@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -25,9 +26,13 @@ const (
 	composeAPIKeys  = "sk-test=admin"
 )
 
+// composeMilvusProfile is the compose profile that enables the Milvus stack.
+const composeMilvusProfile = "milvus"
+
 // loadComposeProject loads docker-compose.yml as `docker compose` would, with
-// schema validation and consistency checks on, interpolating from env only.
-func loadComposeProject(t *testing.T, env map[string]string) (*types.Project, error) {
+// schema validation and consistency checks on, interpolating from env only and
+// with the given profiles active (as --profile does).
+func loadComposeProject(t *testing.T, env map[string]string, profiles ...string) (*types.Project, error) {
 	t.Helper()
 	root, err := filepath.Abs(composeRepoRoot)
 	require.NoError(t, err)
@@ -36,7 +41,7 @@ func loadComposeProject(t *testing.T, env map[string]string) (*types.Project, er
 		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(root, "docker-compose.yml")}},
 		Environment: env,
 	}
-	return loader.LoadWithContext(context.Background(), details)
+	return loader.LoadWithContext(context.Background(), details, loader.WithProfiles(profiles))
 }
 
 func TestComposeFile(t *testing.T) {
@@ -61,13 +66,22 @@ func TestComposeFile(t *testing.T) {
 	for name, env := range map[string]map[string]string{
 		"defaults":        {"TROUPE_API_KEYS": composeAPIKeys},
 		"custom password": {"TROUPE_API_KEYS": composeAPIKeys, "POSTGRES_PASSWORD": "s3cret-Pass_1"},
+		"custom minio":    {"TROUPE_API_KEYS": composeAPIKeys, "MINIO_ACCESS_KEY": "troupe-minio", "MINIO_SECRET_KEY": "s3cret-minio-key"},
+		"external milvus": {"TROUPE_API_KEYS": composeAPIKeys, "TROUPE_MILVUS_ADDRESS": "vectors.internal:19531"},
 	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			p, err := loadComposeProject(t, env)
-			require.NoError(t, err)
-			checkComposeProject(t, p, env)
-		})
+		for _, profiles := range [][]string{nil, {composeMilvusProfile}} {
+			label := name
+			if len(profiles) > 0 {
+				label += " with profile " + strings.Join(profiles, ",")
+			}
+			t.Run(label, func(t *testing.T) {
+				t.Parallel()
+				p, err := loadComposeProject(t, env, profiles...)
+				require.NoError(t, err)
+				checkComposeProject(t, p, env)
+				checkComposeMilvus(t, p, env, len(profiles) > 0)
+			})
+		}
 	}
 }
 
@@ -88,13 +102,19 @@ func checkComposeProject(t *testing.T, p *types.Project, env map[string]string) 
 				require.Equal(t, types.ServiceConditionHealthy, cfg.Condition, "%s -> %s", s.Name, dep)
 			}
 		}
-		// Named volumes are declared at the top level.
+	}
+	// Named volumes are declared at the top level, also by services whose
+	// profile is not active.
+	for _, s := range p.AllServices() {
 		for _, v := range s.Volumes {
 			if v.Type == types.VolumeTypeVolume && v.Source != "" {
 				require.Contains(t, p.Volumes, v.Source, "%s uses undeclared volume %q", s.Name, v.Source)
 			}
 		}
 	}
+	// The default services run without any profile.
+	require.Empty(t, troupe.Profiles, "troupe must start with a plain `docker compose up`")
+	require.Empty(t, pg.Profiles, "postgres must start with a plain `docker compose up`")
 	require.Contains(t, troupe.DependsOn, "postgres")
 	require.Equal(t, types.ServiceConditionHealthy, troupe.DependsOn["postgres"].Condition)
 
@@ -160,6 +180,149 @@ func checkComposeProject(t *testing.T, p *types.Project, env map[string]string) 
 		require.Equal(t, addrPort, strconv.FormatUint(uint64(port.Target), 10), "container port")
 		require.Equal(t, addrPort, port.Published, "published port")
 	}
+}
+
+// checkComposeMilvus checks the Milvus standalone stack (etcd, MinIO, Milvus),
+// which only runs with the milvus profile, and troupe's address for it.
+func checkComposeMilvus(t *testing.T, p *types.Project, env map[string]string, enabled bool) {
+	milvusStack := []string{"etcd", "milvus", "minio"}
+
+	// Without the profile only troupe and postgres run; the Milvus services
+	// are defined but disabled. With it, all of them run.
+	active := p.ServiceNames()
+	slices.Sort(active)
+	disabled := slices.Sorted(maps.Keys(p.DisabledServices))
+	if enabled {
+		require.Equal(t, []string{"etcd", "milvus", "minio", "postgres", "troupe"}, active)
+		require.Empty(t, disabled)
+	} else {
+		require.Equal(t, []string{"postgres", "troupe"}, active)
+		require.Equal(t, milvusStack, disabled)
+	}
+	all := p.AllServices()
+	for _, name := range milvusStack {
+		s, ok := all[name]
+		require.True(t, ok, "service %s is missing", name)
+		require.Equal(t, []string{composeMilvusProfile}, s.Profiles, "%s runs only with --profile %s", name, composeMilvusProfile)
+		require.Empty(t, s.Ports, "%s is not published by default", name)
+		require.NotNil(t, s.HealthCheck, "%s has no healthcheck", name)
+		require.False(t, s.HealthCheck.Disable, name)
+		require.GreaterOrEqual(t, len(s.HealthCheck.Test), 2, name)
+		require.Equal(t, "CMD", s.HealthCheck.Test[0], "%s: healthcheck in exec form", name)
+	}
+	etcd, minio, milvus := all["etcd"], all["minio"], all["milvus"]
+	etcdEnv, minioEnv, milvusEnv := composeEnv(t, etcd), composeEnv(t, minio), composeEnv(t, milvus)
+
+	// Pinned images: etcd 3.5, a MinIO release, Milvus 2.4.
+	require.Regexp(t, `^quay\.io/coreos/etcd:v3\.5\.\d+$`, etcd.Image)
+	require.Regexp(t, `^minio/minio:RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$`, minio.Image)
+	require.Regexp(t, `^milvusdb/milvus:v2\.4\.\d+$`, milvus.Image)
+
+	// etcd: compaction and quota set as Milvus documents, a client listener on
+	// all interfaces, data in a named volume, a real readiness check.
+	for _, k := range []string{"ETCD_AUTO_COMPACTION_MODE", "ETCD_AUTO_COMPACTION_RETENTION", "ETCD_QUOTA_BACKEND_BYTES", "ETCD_SNAPSHOT_COUNT"} {
+		require.NotEmpty(t, etcdEnv[k], "etcd: %s", k)
+	}
+	require.NotEmpty(t, etcd.Command)
+	require.Equal(t, "etcd", etcd.Command[0])
+	listen, err := url.Parse(composeFlag(t, etcd.Command, "listen-client-urls"))
+	require.NoError(t, err)
+	require.Contains(t, []string{"", "0.0.0.0", "::"}, listen.Hostname(), "etcd must listen beyond loopback for milvus to reach it")
+	etcdPort := listen.Port()
+	require.NotEmpty(t, etcdPort)
+	requireNamedVolumeAt(t, p, etcd, composeFlag(t, etcd.Command, "data-dir"))
+	require.Equal(t, []string{"etcdctl", "endpoint", "health"}, []string(etcd.HealthCheck.Test[1:]))
+
+	// MinIO: credentials from the environment with defaults, the data path
+	// of its command on a named volume, a liveness probe on its API port.
+	require.Equal(t, []string{"minio", "server", "/minio_data", "--console-address", ":9001"}, []string(minio.Command))
+	requireNamedVolumeAt(t, p, minio, minio.Command[2])
+	for k, def := range map[string]string{"MINIO_ACCESS_KEY": "minioadmin", "MINIO_SECRET_KEY": "minioadmin"} {
+		want := def
+		if v, ok := env[k]; ok {
+			want = v
+		}
+		require.Equal(t, want, minioEnv[k], "minio: %s", k)
+	}
+	require.Equal(t, "curl", minio.HealthCheck.Test[1])
+	live, err := url.Parse(minio.HealthCheck.Test[len(minio.HealthCheck.Test)-1])
+	require.NoError(t, err)
+	require.Equal(t, "/minio/health/live", live.Path)
+	minioPort := live.Port()
+	require.Equal(t, "9000", minioPort, "MinIO's API port (its command sets no --address)")
+
+	// Milvus: standalone mode, after etcd and MinIO are healthy, pointed at
+	// them by service name and port, with MinIO's credentials.
+	require.Equal(t, []string{"milvus", "run", "standalone"}, []string(milvus.Command))
+	for _, dep := range []string{"etcd", "minio"} {
+		cfg, ok := milvus.DependsOn[dep]
+		require.True(t, ok, "milvus does not depend on %s", dep)
+		require.Equal(t, types.ServiceConditionHealthy, cfg.Condition, "milvus -> %s", dep)
+		require.True(t, cfg.Required, "milvus -> %s", dep)
+	}
+	endpoints := strings.Split(milvusEnv["ETCD_ENDPOINTS"], ",")
+	require.NotEmpty(t, endpoints)
+	for _, ep := range endpoints {
+		requireServiceAddr(t, ep, etcd, etcdPort, "ETCD_ENDPOINTS")
+	}
+	requireServiceAddr(t, milvusEnv["MINIO_ADDRESS"], minio, minioPort, "MINIO_ADDRESS")
+	require.Equal(t, minioEnv["MINIO_ACCESS_KEY"], milvusEnv["MINIO_ACCESS_KEY_ID"], "milvus and minio disagree on the access key")
+	require.Equal(t, minioEnv["MINIO_SECRET_KEY"], milvusEnv["MINIO_SECRET_ACCESS_KEY"], "milvus and minio disagree on the secret key")
+	requireNamedVolumeAt(t, p, milvus, "/var/lib/milvus")
+	require.Equal(t, []string{"curl", "-f", "http://localhost:9091/healthz"}, []string(milvus.HealthCheck.Test[1:]))
+	require.NotNil(t, milvus.HealthCheck.StartPeriod, "milvus needs a start period")
+
+	// troupe knows where Milvus is, with or without the profile: the milvus
+	// service on its gRPC port unless TROUPE_MILVUS_ADDRESS overrides it. It
+	// does not depend on milvus, which would break a plain `docker compose up`.
+	troupe := all["troupe"]
+	tenv := composeEnv(t, troupe)
+	if want, ok := env["TROUPE_MILVUS_ADDRESS"]; ok {
+		require.Equal(t, want, tenv["TROUPE_MILVUS_ADDRESS"])
+	} else {
+		requireServiceAddr(t, tenv["TROUPE_MILVUS_ADDRESS"], milvus, "19530", "TROUPE_MILVUS_ADDRESS")
+	}
+	require.NotContains(t, troupe.DependsOn, "milvus")
+}
+
+// composeFlag returns the value of -name or --name in a command, given as
+// -name=value or -name value.
+func composeFlag(t *testing.T, cmd types.ShellCommand, name string) string {
+	t.Helper()
+	for i, arg := range cmd {
+		flag := strings.TrimLeft(arg, "-")
+		if flag == arg {
+			continue
+		}
+		if v, ok := strings.CutPrefix(flag, name+"="); ok {
+			return v
+		}
+		if flag == name && i+1 < len(cmd) {
+			return cmd[i+1]
+		}
+	}
+	require.Failf(t, "flag not found", "no -%s in %q", name, cmd)
+	return ""
+}
+
+// requireServiceAddr checks that addr is host:port of service s on port.
+func requireServiceAddr(t *testing.T, addr string, s types.ServiceConfig, port, what string) {
+	t.Helper()
+	host, p, err := net.SplitHostPort(addr)
+	require.NoError(t, err, "%s %q", what, addr)
+	require.True(t, host == s.Name || (s.Hostname != "" && host == s.Hostname), "%s host %q is not the %s service", what, host, s.Name)
+	require.Equal(t, port, p, "%s port", what)
+}
+
+// requireNamedVolumeAt checks that s mounts a declared named volume at target.
+func requireNamedVolumeAt(t *testing.T, p *types.Project, s types.ServiceConfig, target string) {
+	t.Helper()
+	require.NotEmpty(t, target)
+	i := slices.IndexFunc(s.Volumes, func(v types.ServiceVolumeConfig) bool {
+		return v.Type == types.VolumeTypeVolume && v.Target == target
+	})
+	require.GreaterOrEqual(t, i, 0, "%s: %s is not on a named volume", s.Name, target)
+	require.Contains(t, p.Volumes, s.Volumes[i].Source, "%s: volume %q is not declared", s.Name, s.Volumes[i].Source)
 }
 
 // composeEnv returns a service's environment with every variable set.

@@ -2,6 +2,7 @@
 //
 //	troupe [serve] [--dir agents.d]   load, watch and serve the folder (default)
 //	troupe run <agent-or-team> "msg"  run one turn from the terminal
+//	troupe ingest <knowledge> <file>  add files to a knowledge base
 //	troupe check [--dir DIR] [DIR...] report every problem in the specs
 //	troupe schema                     print the JSON Schema of the spec language
 //
@@ -52,6 +53,8 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		return serve(ctx, args, getenv, stderr)
 	case "run":
 		return runCmd(ctx, args, getenv, stdout, stderr)
+	case "ingest":
+		return ingest(ctx, args, getenv, stdout, stderr)
 	case "check":
 		return check(args, getenv, stdout, stderr)
 	case "schema":
@@ -71,6 +74,7 @@ const usage = `Usage: troupe <command> [flags]
 Commands:
   serve    load, watch and serve the spec folder (default)
   run      run one turn of an agent or team: troupe run <name> "message"
+  ingest   add files to a knowledge base: troupe ingest <knowledge> <file>...
   check    report every problem in spec folders; exit 1 on errors
   schema   print the JSON Schema of the spec language
 

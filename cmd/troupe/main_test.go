@@ -193,3 +193,33 @@ func TestServeRefusesOpenNonLoopback(t *testing.T) {
 	require.False(t, isLoopback(":7777"))
 	require.False(t, isLoopback("0.0.0.0:7777"))
 }
+
+func TestRunAnswersFromKnowledge(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	err := run(t.Context(), []string{"run", "--dir", "../../agents.d", "support", "How do I check my files?"}, noEnv, &out, &errOut)
+	require.NoError(t, err, errOut.String())
+	require.Contains(t, out.String(), "⚙ knowledge_search(query=How do I check my files?)")
+	require.Contains(t, out.String(), "Checking your files")
+	require.Contains(t, out.String(), "— sources: getting-started.md")
+}
+
+func TestIngestCommand(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "t.db")
+	testdata := "../../engine/knowledge/reader/testdata/"
+	var out, errOut bytes.Buffer
+	err := run(t.Context(), []string{"ingest", "--dir", "../../agents.d", "--db", db, "product-docs", testdata + "manual.pdf", testdata + "guide.md"}, noEnv, &out, &errOut)
+	require.NoError(t, err, errOut.String())
+	require.Contains(t, out.String(), "✓ manual.pdf: 2 chunks")
+	require.Contains(t, out.String(), "✓ guide.md:")
+
+	out.Reset()
+	err = run(t.Context(), []string{"ingest", "--dir", "../../agents.d", "--db", db, "product-docs", testdata + "manual.pdf", testdata + "logo.png"}, noEnv, &out, &errOut)
+	require.Equal(t, exitError(1), err)
+	require.Contains(t, out.String(), "= manual.pdf: unchanged (2 chunks)")
+	require.Contains(t, out.String(), "✗ logo.png: unsupported file type")
+
+	err = run(t.Context(), []string{"ingest", "--dir", "../../agents.d", "--db", db, "nope", testdata + "guide.md"}, noEnv, &out, &errOut)
+	require.ErrorContains(t, err, `no knowledge base "nope"`)
+}

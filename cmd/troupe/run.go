@@ -10,11 +10,13 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/spec"
 )
 
@@ -39,13 +41,31 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	name, message := fs.Arg(0), strings.Join(fs.Args()[1:], " ")
 
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Knowledge for a one-shot run lives in memory: the YAML sources of the
+	// knowledge bases are ingested before the turn.
+	kbs, err := kb.New(ctx, kb.Options{Documents: kb.NewMemoryDocuments(), Env: spec.Env(getenv), NewMilvus: newMilvus, Logger: logger})
+	if err != nil {
+		return err
+	}
 	rt := newRuntime(getenv, logger)
+	rt.Builtin.Knowledge = kbs.Searcher()
 	defer rt.MCP.Close()
 	eng, err := engine.New(engine.Options{Dirs: []string{*dir}, Env: spec.Env(getenv), Logger: logger, Runtime: rt})
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", *dir, err)
 	}
 	defer eng.Close()
+	if bases := eng.Current().Knowledge(); len(bases) > 0 {
+		kbCtx, stopKB := context.WithCancel(ctx)
+		var kbWG sync.WaitGroup
+		kbWG.Go(func() { _ = kbs.Run(kbCtx) })
+		defer func() { stopKB(); kbWG.Wait() }()
+		kbs.Configure(ctx, bases)
+		kbs.SyncSources(ctx)
+		if err := kbs.Wait(ctx); err != nil {
+			return fmt.Errorf("ingesting knowledge sources: %w", err)
+		}
+	}
 
 	kind := spec.KindAgent
 	if _, ok := eng.Current().Team(name); ok {
@@ -143,6 +163,15 @@ func (p *printer) finish(res *agent.Result) {
 		model = "echo (offline demo model)"
 	}
 	p.line("— %s · %s · %d tokens in, %d out · %d tool calls · %s", strings.ToLower(string(res.Status)), model, m.InputTokens, m.OutputTokens, m.ToolCalls, m.Duration.Round(time.Microsecond))
+	if len(res.References) > 0 {
+		var docs []string
+		for _, r := range res.References {
+			if !slices.Contains(docs, r.DocumentName) {
+				docs = append(docs, r.DocumentName)
+			}
+		}
+		p.line("— sources: %s", strings.Join(docs, ", "))
+	}
 }
 
 func compactArgs(args map[string]any) string {

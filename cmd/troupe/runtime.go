@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/knowledge"
+	"github.com/troupehq/troupe/engine/knowledge/milvus"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/model/anthropic"
 	"github.com/troupehq/troupe/engine/model/echo"
@@ -32,6 +35,11 @@ func newModels() *model.Registry {
 	})
 	r.Register(echo.Name, echo.New)
 	return r
+}
+
+// newMilvus opens a Milvus-backed knowledge store for a knowledge base.
+func newMilvus(ctx context.Context, k *spec.Knowledge, dimension int) (knowledge.VectorStore, error) {
+	return milvus.New(ctx, milvus.Options{Address: k.Store.Address, Collection: k.Store.Collection, Dimension: dimension})
 }
 
 // newRuntime builds what agents need to run. The caller closes the MCP pool.

@@ -19,6 +19,8 @@ import (
 
 	"github.com/troupehq/troupe/console"
 	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/engine/tool/egress"
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/spec/watch"
 	"github.com/troupehq/troupe/store"
@@ -86,7 +88,15 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	}
 	defer db.Close()
 
+	kbs, err := kb.New(ctx, kb.Options{
+		Documents: db.Knowledge(), Chunks: db.Knowledge(), Stats: db.Knowledge(), Env: spec.Env(getenv),
+		NewMilvus: newMilvus, HTTPClient: egress.Policy{}.Client(time.Minute), Logger: logger.With("component", "knowledge"),
+	})
+	if err != nil {
+		return err
+	}
 	rt := newRuntime(getenv, logger)
+	rt.Builtin.Knowledge = kbs.Searcher()
 	defer rt.MCP.Close()
 	eng, err := engine.New(engine.Options{Dirs: []string{cfg.dir}, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt})
 	if err != nil {
@@ -105,7 +115,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		}
 	}
 	srv := console.New(console.Options{
-		Engine: eng, Store: db, Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins,
+		Engine: eng, Store: db, Knowledge: kbs, Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins,
 		ShutdownTimeout: cfg.shutdownTimeout, DBID: "troupe-" + db.Dialect(), Version: version,
 	})
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -121,6 +131,8 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	g.Go(func() error { return w.Run(gctx) })
 	g.Go(func() error { return eng.Run(gctx, w.C()) })
 	g.Go(func() error { return srv.Serve(gctx, ln) })
+	g.Go(func() error { return kbs.Run(gctx) })
+	g.Go(func() error { return followKnowledge(gctx, eng, kbs) })
 	g.Go(func() error {
 		for {
 			select {
@@ -144,6 +156,22 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		return nil
 	}
 	return err
+}
+
+// followKnowledge configures the knowledge service with every new snapshot's
+// knowledge bases, so a saved YAML file changes ingestion and search too.
+func followKnowledge(ctx context.Context, eng *engine.Engine, kbs *kb.Service) error {
+	updates, unsubscribe := eng.Subscribe()
+	defer unsubscribe()
+	kbs.Configure(ctx, eng.Current().Knowledge())
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case snap := <-updates:
+			kbs.Configure(ctx, snap.Knowledge())
+		}
+	}
 }
 
 // isLoopback reports whether addr listens only on a loopback interface.

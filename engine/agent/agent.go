@@ -71,6 +71,8 @@ type Result struct {
 	Messages []model.Message
 	// Members are the results of member runs, for team runs.
 	Members []*Result
+	// References are the knowledge passages the run's tools used.
+	References []event.Reference
 	// Runner names who produced the result (agent or team name).
 	Runner string
 }

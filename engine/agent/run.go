@@ -17,6 +17,7 @@ import (
 
 // run is the state of one turn.
 type run struct {
+	refs    tool.References
 	a       *Agent
 	in      Input
 	emit    func(event.Event)
@@ -41,6 +42,7 @@ func (r *run) execute(parent context.Context) *Result {
 	lim := r.a.cfg.Spec.Limits
 	ctx, cancel := context.WithTimeoutCause(parent, lim.Timeout.D(), errRunTimeout)
 	defer cancel()
+	ctx = tool.WithReferences(ctx, &r.refs)
 
 	started := r.event(event.RunStarted)
 	started.Model, started.Provider = r.a.cfg.Model, r.a.cfg.Vendor
@@ -295,14 +297,14 @@ func (r *run) finalMetrics() event.Metrics {
 func (r *run) result(status Status, content string, msgs []model.Message) *Result {
 	return &Result{
 		RunID: r.in.RunID, Runner: r.a.name, Status: status, Content: content, Tools: r.tools, Metrics: r.finalMetrics(),
-		Model: r.a.cfg.Model, Provider: r.a.cfg.Vendor, Messages: slices.Clone(msgs),
+		Model: r.a.cfg.Model, Provider: r.a.cfg.Vendor, Messages: slices.Clone(msgs), References: r.refs.List(),
 	}
 }
 
 func (r *run) complete(content string, msgs []model.Message) *Result {
 	res := r.result(StatusCompleted, content, msgs)
 	e := r.event(event.RunCompleted)
-	e.Content, e.Metrics = content, &res.Metrics
+	e.Content, e.Metrics, e.References = content, &res.Metrics, res.References
 	r.send(e)
 	return res
 }

@@ -56,6 +56,8 @@ type Event struct {
 
 	Tool    *ToolCall `json:"tool,omitempty"`
 	Metrics *Metrics  `json:"metrics,omitempty"`
+	// References are the knowledge passages the run used (RunCompleted).
+	References []Reference `json:"references,omitempty"`
 	// ErrorKind classifies RunError (a model.ErrorKind, or "limit", "timeout",
 	// "output_schema", "tool").
 	ErrorKind string `json:"error_kind,omitempty"`
@@ -71,6 +73,17 @@ type ToolCall struct {
 	StartedAt time.Time      `json:"started_at"`
 	Duration  time.Duration  `json:"duration_ns,omitempty"`
 	Member    string         `json:"member,omitempty"`
+}
+
+// Reference is a knowledge passage a run used to answer.
+type Reference struct {
+	KnowledgeID  string  `json:"knowledge_id"`
+	DocumentID   string  `json:"document_id"`
+	DocumentName string  `json:"document_name"`
+	ChunkID      string  `json:"chunk_id"`
+	Score        float64 `json:"score"`
+	Page         int     `json:"page,omitempty"`
+	Heading      string  `json:"heading,omitempty"`
 }
 
 // Metrics are a run's (or one model request's) measurements.

@@ -236,6 +236,7 @@ func (t *Team) Execute(ctx context.Context, in agent.Input, emit func(event.Even
 	r.mu.Lock()
 	res.Members = r.members
 	for _, m := range r.members {
+		res.References = append(res.References, m.References...)
 		res.Metrics.InputTokens += m.Metrics.InputTokens
 		res.Metrics.OutputTokens += m.Metrics.OutputTokens
 		res.Metrics.ModelRequests += m.Metrics.ModelRequests

@@ -14,11 +14,58 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
+	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
 )
+
+// References collects the knowledge passages tools used during one run, so the
+// run can report them. Safe for concurrent use by parallel tool calls.
+type References struct {
+	mu   sync.Mutex
+	seen map[string]bool
+	list []event.Reference
+}
+
+// Add records references, ignoring chunks already recorded.
+func (r *References) Add(refs ...event.Reference) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen == nil {
+		r.seen = map[string]bool{}
+	}
+	for _, ref := range refs {
+		if !r.seen[ref.ChunkID] {
+			r.seen[ref.ChunkID] = true
+			r.list = append(r.list, ref)
+		}
+	}
+}
+
+// List returns the recorded references in the order they were added.
+func (r *References) List() []event.Reference {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.list)
+}
+
+type referencesKey struct{}
+
+// WithReferences returns a context whose tool calls record into r.
+func WithReferences(ctx context.Context, r *References) context.Context {
+	return context.WithValue(ctx, referencesKey{}, r)
+}
+
+// AddReferences records references for the run ctx belongs to, if any.
+func AddReferences(ctx context.Context, refs ...event.Reference) {
+	if r, ok := ctx.Value(referencesKey{}).(*References); ok {
+		r.Add(refs...)
+	}
+}
 
 // Tool is one callable tool. Implementations are safe for concurrent use: one
 // instance serves every run of every agent that lists it.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
 )
@@ -109,6 +110,20 @@ func (k *knowledgeSearch) Call(ctx context.Context, args json.RawMessage) (strin
 	if len(hits) == 0 {
 		return fmt.Sprintf("No results for %q in the knowledge bases (%s).", query, strings.Join(k.knowledge, ", ")), nil
 	}
+	refs := make([]event.Reference, len(hits))
+	for i, h := range hits {
+		refs[i] = event.Reference{DocumentID: h.DocumentID, DocumentName: h.DocumentName, Score: h.Score}
+		refs[i].ChunkID, _ = h.Metadata["chunk_id"].(string)
+		refs[i].KnowledgeID, _ = h.Metadata["knowledge_id"].(string)
+		refs[i].Heading, _ = h.Metadata["heading"].(string)
+		if p, ok := h.Metadata["page"].(int); ok {
+			refs[i].Page = p
+		}
+		if refs[i].ChunkID == "" {
+			refs[i].ChunkID = fmt.Sprintf("%s#%d", h.DocumentID, i)
+		}
+	}
+	tool.AddReferences(ctx, refs...)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d result(s) for %q:\n", len(hits), query)
 	for i, h := range hits {

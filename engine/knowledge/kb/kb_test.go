@@ -1,0 +1,295 @@
+package kb_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/troupehq/troupe/engine/knowledge"
+	"github.com/troupehq/troupe/engine/knowledge/embed"
+	"github.com/troupehq/troupe/engine/knowledge/embedded"
+	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/spec"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// specs loads Knowledge documents from YAML written into dir.
+func specs(t *testing.T, dir, src string) []*spec.Knowledge {
+	t.Helper()
+	path := filepath.Join(dir, "kb.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(src), 0o644))
+	set, err := spec.NewLoader(spec.LoaderOptions{Env: func(string) (string, bool) { return "", false }}).Load(dir)
+	require.NoError(t, err)
+	require.Empty(t, set.Diagnostics().Errors())
+	var out []*spec.Knowledge
+	for _, k := range set.Keys() {
+		if kn := set.Knowledge(k.Name); kn != nil && k.Kind == spec.KindKnowledge {
+			out = append(out, kn)
+		}
+	}
+	return out
+}
+
+const docsKB = "kind: Knowledge\nname: docs\nchunking: {strategy: markdown, size: 60, overlap: 10}\n"
+
+// gate is an embedder that can pause: when paused, calls block until resumed
+// or their context ends.
+type gate struct {
+	knowledge.Embedder
+	mu         sync.Mutex
+	paused     chan struct{}
+	calls      atomic.Int64
+	pauseAfter int64
+}
+
+func (g *gate) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	n := g.calls.Add(1)
+	g.mu.Lock()
+	p := g.paused
+	g.mu.Unlock()
+	if p != nil && n > g.pauseAfter {
+		select {
+		case <-p:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return g.Embedder.Embed(ctx, texts)
+}
+
+func (g *gate) resume() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.paused != nil {
+		close(g.paused)
+		g.paused = nil
+	}
+}
+
+type env struct {
+	docs   *kb.MemoryDocuments
+	chunks *embedded.MemoryRepository
+	gate   *gate
+}
+
+func newEnv() *env {
+	return &env{docs: kb.NewMemoryDocuments(), chunks: embedded.NewMemoryRepository(),
+		gate: &gate{Embedder: embed.NewLocal(embed.LocalOptions{Dimension: kb.LocalDimension})}}
+}
+
+// start opens a service over the env's repositories and runs it until the
+// returned stop is called.
+func (e *env) start(t *testing.T, ks []*spec.Knowledge) (*kb.Service, func()) {
+	t.Helper()
+	s, err := kb.New(t.Context(), kb.Options{Documents: e.docs, Chunks: e.chunks, Stats: e.docs,
+		NewEmbedder: func(*spec.Knowledge) (knowledge.Embedder, error) { return e.gate, nil }})
+	require.NoError(t, err)
+	s.Configure(t.Context(), ks)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx); close(done) }()
+	return s, func() { cancel(); <-done }
+}
+
+func waitStatus(t *testing.T, s *kb.Service, id, status string) *kb.Document {
+	t.Helper()
+	var d *kb.Document
+	require.Eventually(t, func() bool {
+		var err error
+		d, err = s.Get(context.Background(), id)
+		return err == nil && d.Status == status
+	}, 10*time.Second, 5*time.Millisecond, "document %s never reached %s (last: %+v)", id, status, d)
+	return d
+}
+
+func markdownDoc(topic string, sections int) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s guide\n\n", topic)
+	for i := range sections {
+		fmt.Fprintf(&b, "## %s part %d\n\nThe %s procedure step %d explains how to configure %s widgets, adjust %s settings and verify the %s result carefully before continuing.\n\n", topic, i, topic, i, topic, topic, topic)
+	}
+	return []byte(b.String())
+}
+
+func TestUploadIngestSearchAndDedup(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	s, stop := e.start(t, specs(t, t.TempDir(), docsKB))
+	defer stop()
+	d, created, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "billing.md", Content: markdownDoc("billing", 5), Metadata: map[string]any{"team": "finance"}})
+	require.NoError(t, err)
+	require.True(t, created)
+	require.Equal(t, kb.StatusProcessing, d.Status)
+	require.Equal(t, "markdown", d.Type)
+	d2, _, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "passwords.md", Content: markdownDoc("password", 5)})
+	require.NoError(t, err)
+	done := waitStatus(t, s, d.ID, kb.StatusCompleted)
+	require.Greater(t, done.Chunks, 1)
+	require.InDelta(t, 1.0, done.Progress, 1e-9)
+	waitStatus(t, s, d2.ID, kb.StatusCompleted)
+
+	again, created, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "copy.md", Content: markdownDoc("billing", 5)})
+	require.NoError(t, err)
+	require.False(t, created, "the same bytes are the same document")
+	require.Equal(t, d.ID, again.ID)
+
+	for _, mode := range []string{knowledge.ModeVector, knowledge.ModeKeyword, knowledge.ModeHybrid} {
+		hits, err := s.Search(t.Context(), []string{"docs"}, "how do I reset my password", mode, 3, nil)
+		require.NoError(t, err, mode)
+		require.NotEmpty(t, hits, mode)
+		require.Equal(t, "passwords.md", hits[0].Document, mode)
+		require.NotEmpty(t, hits[0].Text)
+	}
+	hits, err := s.Search(t.Context(), []string{"docs"}, "configure widgets", knowledge.ModeHybrid, 10, knowledge.Filters{"team": "finance"})
+	require.NoError(t, err)
+	require.NotEmpty(t, hits)
+	for _, h := range hits {
+		require.Equal(t, "billing.md", h.Document, "filters restrict by metadata")
+	}
+
+	_, _, err = s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "logo.png", Content: []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")})
+	require.ErrorIs(t, err, kb.ErrUnsupported)
+	_, _, err = s.Submit(t.Context(), kb.Upload{KnowledgeID: "nope", Name: "a.txt", Content: []byte("x")})
+	require.ErrorIs(t, err, kb.ErrNotFound)
+}
+
+// TestCrashResume stops ingestion midway (cancelling the service as a crash
+// would), reopens everything over the same repositories, and checks every
+// document completes with exactly its chunks and no duplicates.
+func TestCrashResume(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.gate.paused, e.gate.pauseAfter = make(chan struct{}), 4
+	ks := specs(t, t.TempDir(), docsKB)
+	s1, stop1 := e.start(t, ks)
+	var ids []string
+	for i := range 6 {
+		d, _, err := s1.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: fmt.Sprintf("doc%d.md", i), Content: markdownDoc(fmt.Sprintf("topic%d", i), 150)})
+		require.NoError(t, err)
+		ids = append(ids, d.ID)
+	}
+	require.Eventually(t, func() bool { return e.gate.calls.Load() > 5 }, 5*time.Second, time.Millisecond)
+	stop1() // the crash: workers stop mid-document
+	pending, err := e.docs.Pending(t.Context())
+	require.NoError(t, err)
+	require.NotEmpty(t, pending, "some documents were interrupted")
+	midway := false
+	for _, d := range pending {
+		midway = midway || (d.Chunks > 0 && d.Progress < 1)
+	}
+	require.True(t, midway, "a document was interrupted after some of its chunks were written")
+
+	e.gate.resume()
+	s2, stop2 := e.start(t, ks)
+	defer stop2()
+	total := 0
+	for _, id := range ids {
+		d := waitStatus(t, s2, id, kb.StatusCompleted)
+		total += d.Chunks
+	}
+	var stored int
+	seen := map[string]bool{}
+	require.NoError(t, e.chunks.Load(t.Context(), func(r embedded.Record) error {
+		require.False(t, seen[r.Chunk.ID], "duplicate chunk %s", r.Chunk.ID)
+		seen[r.Chunk.ID] = true
+		stored++
+		return nil
+	}))
+	require.Equal(t, total, stored, "exactly the expected chunks, no duplicates")
+}
+
+func TestDeleteWhileIngesting(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.gate.paused, e.gate.pauseAfter = make(chan struct{}), 0
+	s, stop := e.start(t, specs(t, t.TempDir(), docsKB))
+	defer stop()
+	d, _, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "big.md", Content: markdownDoc("big", 60)})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return e.gate.calls.Load() >= 1 }, 5*time.Second, time.Millisecond, "ingestion is embedding")
+	require.NoError(t, s.Delete(t.Context(), d.ID))
+	e.gate.resume()
+	_, err = s.Get(t.Context(), d.ID)
+	require.ErrorIs(t, err, kb.ErrNotFound)
+	require.Eventually(t, func() bool {
+		n := 0
+		_ = e.chunks.Load(t.Context(), func(embedded.Record) error { n++; return nil })
+		return n == 0
+	}, 5*time.Second, 5*time.Millisecond, "no chunk of the deleted document remains")
+}
+
+func TestFailedDocumentAndRetry(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	s, stop := e.start(t, specs(t, t.TempDir(), docsKB))
+	defer stop()
+	d, _, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "broken.pdf", Content: []byte("%PDF-1.4\nthis is not really a pdf")})
+	require.NoError(t, err)
+	failed := waitStatus(t, s, d.ID, kb.StatusFailed)
+	require.NotEmpty(t, failed.Message)
+	require.Equal(t, 1, failed.Attempts)
+	_, err = s.Retry(t.Context(), d.ID)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		got, err := s.Get(t.Context(), d.ID)
+		return err == nil && got.Status == kb.StatusFailed && got.Attempts == 2
+	}, 5*time.Second, 5*time.Millisecond)
+}
+
+func TestSourcesSync(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "docs"), 0o755))
+	write := func(name string, content []byte) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "docs", name), content, 0o644))
+	}
+	write("a.md", markdownDoc("alpha", 2))
+	write("b.md", markdownDoc("beta", 2))
+	ks := specs(t, dir, docsKB+"sources: [docs/*.md]\n")
+	e := newEnv()
+	s, stop := e.start(t, ks)
+	defer stop()
+	list := func() map[string]kb.Document {
+		out := map[string]kb.Document{}
+		require.Eventually(t, func() bool {
+			docs, _, err := s.List(t.Context(), kb.DocumentQuery{KnowledgeID: "docs", Limit: 100})
+			require.NoError(t, err)
+			clear(out)
+			for _, d := range docs {
+				if d.Status != kb.StatusCompleted {
+					return false
+				}
+				out[d.Name] = d
+			}
+			return true
+		}, 10*time.Second, 10*time.Millisecond)
+		return out
+	}
+	require.Eventually(t, func() bool { return len(list()) == 2 }, 10*time.Second, 10*time.Millisecond)
+	before := list()
+
+	write("b.md", markdownDoc("gamma", 2)) // changed
+	require.NoError(t, os.Remove(filepath.Join(dir, "docs", "a.md")))
+	write("c.md", markdownDoc("delta", 2)) // new
+	s.Configure(t.Context(), ks)
+	require.Eventually(t, func() bool {
+		l := list()
+		_, hasA := l["a.md"]
+		return len(l) == 2 && !hasA && l["b.md"].ID != before["b.md"].ID && l["c.md"].ID != ""
+	}, 10*time.Second, 10*time.Millisecond)
+	hits, err := s.Search(t.Context(), []string{"docs"}, "alpha procedure", knowledge.ModeKeyword, 5, nil)
+	require.NoError(t, err)
+	for _, h := range hits {
+		require.NotEqual(t, "a.md", h.Document, "a removed source leaves no chunks")
+	}
+}

@@ -1,0 +1,174 @@
+package kb
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/troupehq/troupe/engine/knowledge/bm25"
+)
+
+// MemoryDocuments keeps documents in memory: for tests and for one-shot
+// commands that run without a database. Safe for concurrent use.
+type MemoryDocuments struct {
+	mu      sync.Mutex
+	docs    map[string]*Document
+	content map[string][]byte
+	stats   map[string]*bm25.Stats
+}
+
+var (
+	_ Documents  = (*MemoryDocuments)(nil)
+	_ StatsStore = (*MemoryDocuments)(nil)
+)
+
+// NewMemoryDocuments returns an empty document store.
+func NewMemoryDocuments() *MemoryDocuments {
+	return &MemoryDocuments{docs: map[string]*Document{}, content: map[string][]byte{}, stats: map[string]*bm25.Stats{}}
+}
+
+func clone(d *Document) *Document {
+	c := *d
+	c.Metadata = maps.Clone(d.Metadata)
+	return &c
+}
+
+// Create implements Documents.
+func (m *MemoryDocuments) Create(_ context.Context, d *Document, content []byte) (*Document, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.docs[d.ID]; ok {
+		return clone(old), false, nil
+	}
+	m.docs[d.ID] = clone(d)
+	m.content[d.ID] = slices.Clone(content)
+	return clone(d), true, nil
+}
+
+// Get implements Documents.
+func (m *MemoryDocuments) Get(_ context.Context, id string) (*Document, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.docs[id]
+	if !ok {
+		return nil, fmt.Errorf("document %q: %w", id, ErrNotFound)
+	}
+	return clone(d), nil
+}
+
+// Content implements Documents.
+func (m *MemoryDocuments) Content(_ context.Context, id string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.content[id]
+	if !ok {
+		return nil, fmt.Errorf("document %q: %w", id, ErrNotFound)
+	}
+	return c, nil
+}
+
+// List implements Documents.
+func (m *MemoryDocuments) List(_ context.Context, q DocumentQuery) ([]Document, int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var all []Document
+	for _, d := range m.docs {
+		if (q.KnowledgeID == "" || d.KnowledgeID == q.KnowledgeID) && (q.Status == "" || d.Status == q.Status) {
+			all = append(all, *clone(d))
+		}
+	}
+	slices.SortFunc(all, func(a, b Document) int {
+		c := 0
+		switch q.SortBy {
+		case "name":
+			c = strings.Compare(a.Name, b.Name)
+		case "size":
+			c = cmp.Compare(a.Size, b.Size)
+		case "updated_at":
+			c = a.UpdatedAt.Compare(b.UpdatedAt)
+		default:
+			c = a.CreatedAt.Compare(b.CreatedAt)
+		}
+		if q.SortOrder != "asc" {
+			c = -c
+		}
+		return cmp.Or(c, strings.Compare(a.ID, b.ID))
+	})
+	limit, page := q.Limit, q.Page
+	if limit <= 0 {
+		limit = 20
+	}
+	if page <= 0 {
+		page = 1
+	}
+	start := min((page-1)*limit, len(all))
+	return all[start:min(start+limit, len(all))], len(all), nil
+}
+
+// Update implements Documents.
+func (m *MemoryDocuments) Update(_ context.Context, d *Document) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.docs[d.ID]; !ok {
+		return fmt.Errorf("document %q: %w", d.ID, ErrNotFound)
+	}
+	m.docs[d.ID] = clone(d)
+	return nil
+}
+
+// Delete implements Documents.
+func (m *MemoryDocuments) Delete(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.docs[id]; !ok {
+		return fmt.Errorf("document %q: %w", id, ErrNotFound)
+	}
+	delete(m.docs, id)
+	delete(m.content, id)
+	return nil
+}
+
+// Pending implements Documents.
+func (m *MemoryDocuments) Pending(ctx context.Context) ([]Document, error) {
+	docs, _, err := m.List(ctx, DocumentQuery{Status: StatusProcessing, Limit: 1 << 30, SortOrder: "asc"})
+	return docs, err
+}
+
+// Sources implements Documents.
+func (m *MemoryDocuments) Sources(_ context.Context, knowledgeID string) (map[string]Document, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]Document{}
+	for _, d := range m.docs {
+		if d.KnowledgeID == knowledgeID && (strings.HasPrefix(d.Source, "file:") || strings.HasPrefix(d.Source, "url:")) {
+			out[d.Source] = *clone(d)
+		}
+	}
+	return out, nil
+}
+
+// LoadStats implements StatsStore.
+func (m *MemoryDocuments) LoadStats(_ context.Context, id string) (*bm25.Stats, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := m.stats[id]; ok {
+		c := *s
+		c.DF = maps.Clone(s.DF)
+		return &c, nil
+	}
+	return nil, nil
+}
+
+// SaveStats implements StatsStore.
+func (m *MemoryDocuments) SaveStats(_ context.Context, id string, s *bm25.Stats) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := *s
+	c.DF = maps.Clone(s.DF)
+	m.stats[id] = &c
+	return nil
+}

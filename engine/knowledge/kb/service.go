@@ -1,0 +1,746 @@
+package kb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/troupehq/troupe/engine/knowledge"
+	"github.com/troupehq/troupe/engine/knowledge/bm25"
+	"github.com/troupehq/troupe/engine/knowledge/chunk"
+	"github.com/troupehq/troupe/engine/knowledge/embed"
+	"github.com/troupehq/troupe/engine/knowledge/embedded"
+	"github.com/troupehq/troupe/engine/knowledge/reader"
+	"github.com/troupehq/troupe/spec"
+)
+
+// DefaultMaxBytes bounds one document (uploads and sources).
+const DefaultMaxBytes = 50 << 20
+
+// LocalDimension is the dimension of the local embedder: enough for good
+// hashing quality, small enough that exact search over 100k chunks stays fast.
+const LocalDimension = 384
+
+// Options configure a Service.
+type Options struct {
+	Documents Documents
+	// Chunks persists the embedded index (SQL in production, memory in tests).
+	Chunks embedded.Repository
+	// Stats persists BM25 statistics of knowledge bases whose vectors live
+	// outside the process (Milvus); nil keeps them in memory only.
+	Stats StatsStore
+	// NewMilvus opens a Milvus-backed store; nil makes milvus knowledge bases
+	// fail with a clear message.
+	NewMilvus func(ctx context.Context, k *spec.Knowledge, dimension int) (knowledge.VectorStore, error)
+	// NewEmbedder overrides how embedders are built from specs (tests);
+	// nil builds the local or OpenAI-wire embedder the spec names.
+	NewEmbedder func(k *spec.Knowledge) (knowledge.Embedder, error)
+	Env         spec.Env
+	Workers     int   // concurrent ingestions (default 2)
+	MaxBytes    int64 // per document (default DefaultMaxBytes)
+	// HTTPClient fetches URL sources and uploads; it should refuse private
+	// addresses (egress policy). Nil means http.DefaultClient.
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// StatsStore persists BM25 statistics per knowledge base.
+type StatsStore interface {
+	LoadStats(ctx context.Context, knowledgeID string) (*bm25.Stats, error)
+	SaveStats(ctx context.Context, knowledgeID string, s *bm25.Stats) error
+}
+
+// Service runs knowledge bases. Configure it with each snapshot's knowledge
+// specs; Run owns the ingestion workers.
+type Service struct {
+	opts Options
+	log  *slog.Logger
+
+	embedded *embedded.Store
+
+	mu       sync.RWMutex
+	bases    map[string]*base
+	inflight map[string]context.CancelCauseFunc // documents being ingested
+
+	queue chan string
+	sync  chan struct{} // sources need syncing
+}
+
+// base is one configured knowledge base.
+type base struct {
+	spec     *spec.Knowledge
+	embedder knowledge.Embedder
+	store    knowledge.VectorStore
+	external bool // vectors outside the process: BM25 stats kept here
+
+	statsMu sync.Mutex
+	stats   *bm25.Stats
+}
+
+// Errors that map to HTTP statuses.
+var (
+	ErrTooLarge    = errors.New("document too large")
+	ErrUnsupported = reader.ErrUnsupported
+	errDeleted     = errors.New("document deleted")
+)
+
+// New opens the service: it loads the embedded index from its repository.
+func New(ctx context.Context, opts Options) (*Service, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultMaxBytes
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = http.DefaultClient
+	}
+	if opts.Chunks == nil {
+		opts.Chunks = embedded.NewMemoryRepository()
+	}
+	emb, err := embedded.Open(ctx, opts.Chunks, embedded.Options{Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("loading the embedded knowledge index: %w", err)
+	}
+	return &Service{
+		opts: opts, log: opts.Logger, embedded: emb,
+		bases: map[string]*base{}, inflight: map[string]context.CancelCauseFunc{},
+		queue: make(chan string, 4096), sync: make(chan struct{}, 1),
+	}, nil
+}
+
+// Configure applies the knowledge bases of a snapshot. Unchanged bases keep
+// their stores; sources are synced by the run loop.
+func (s *Service) Configure(ctx context.Context, specs []*spec.Knowledge) {
+	next := map[string]*base{}
+	s.mu.RLock()
+	prev := maps.Clone(s.bases)
+	s.mu.RUnlock()
+	for _, k := range specs {
+		if b, ok := prev[k.Name]; ok && b.spec.Hash() == k.Hash() {
+			next[k.Name] = b
+			continue
+		}
+		b, err := s.open(ctx, k)
+		if err != nil {
+			s.log.Error("knowledge base unavailable", "knowledge", k.Name, "err", err)
+			continue
+		}
+		next[k.Name] = b
+	}
+	s.mu.Lock()
+	s.bases = next
+	s.mu.Unlock()
+	select {
+	case s.sync <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Service) open(ctx context.Context, k *spec.Knowledge) (*base, error) {
+	b := &base{spec: k}
+	switch {
+	case s.opts.NewEmbedder != nil:
+		e, err := s.opts.NewEmbedder(k)
+		if err != nil {
+			return nil, err
+		}
+		b.embedder = e
+	case k.Embedder == "local":
+		b.embedder = embed.NewLocal(embed.LocalOptions{Dimension: LocalDimension})
+	default:
+		provider, modelName, _ := spec.SplitModelRef(k.Embedder)
+		o := embed.OpenAIOptions{Model: modelName}
+		if provider == "ollama" {
+			o.BaseURL = "http://localhost:11434/v1"
+		} else if s.opts.Env != nil {
+			o.APIKey, _ = s.opts.Env("OPENAI_API_KEY")
+			if o.APIKey == "" {
+				return nil, fmt.Errorf("embedder %s needs an API key: set OPENAI_API_KEY", k.Embedder)
+			}
+		}
+		b.embedder = embed.NewOpenAI(o)
+	}
+	switch k.Store.Type {
+	case "milvus":
+		if s.opts.NewMilvus == nil {
+			return nil, errors.New("milvus stores are not available in this process")
+		}
+		st, err := s.opts.NewMilvus(ctx, k, b.embedder.Dimension())
+		if err != nil {
+			return nil, fmt.Errorf("opening milvus collection %s: %w", k.Store.Collection, err)
+		}
+		b.store, b.external = st, true
+		b.stats = &bm25.Stats{DF: map[uint32]int{}}
+		if s.opts.Stats != nil {
+			if st, err := s.opts.Stats.LoadStats(ctx, k.Name); err == nil && st != nil {
+				b.stats = st
+			}
+		}
+	default:
+		b.store = s.embedded
+	}
+	return b, nil
+}
+
+func (s *Service) base(id string) (*base, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	b, ok := s.bases[id]
+	if !ok {
+		return nil, fmt.Errorf("knowledge base %q: %w", id, ErrNotFound)
+	}
+	return b, nil
+}
+
+// Bases returns the configured knowledge bases' specs, sorted by name.
+func (s *Service) Bases() []*spec.Knowledge {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*spec.Knowledge, 0, len(s.bases))
+	for _, b := range s.bases {
+		out = append(out, b.spec)
+	}
+	slices.SortFunc(out, func(a, b *spec.Knowledge) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Upload is a document to add.
+type Upload struct {
+	KnowledgeID   string
+	Name          string
+	Description   string
+	Metadata      map[string]any
+	Content       []byte
+	Source        string // "upload" (default), "text", "url:<url>", "file:<path>"
+	ChunkStrategy string
+	ChunkSize     int
+	ChunkOverlap  int
+}
+
+// Submit validates and stores a document, then queues it for ingestion. The
+// same bytes in the same knowledge base are the same document: submitting
+// them again returns the existing document (created false).
+func (s *Service) Submit(ctx context.Context, u Upload) (*Document, bool, error) {
+	if _, err := s.base(u.KnowledgeID); err != nil {
+		return nil, false, err
+	}
+	if int64(len(u.Content)) > s.opts.MaxBytes {
+		return nil, false, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(u.Content), s.opts.MaxBytes)
+	}
+	typ, err := reader.Detect(u.Name, u.Content)
+	if err != nil {
+		return nil, false, err
+	}
+	if u.ChunkStrategy != "" && !slices.Contains(chunk.Strategies, u.ChunkStrategy) {
+		return nil, false, fmt.Errorf("invalid chunking strategy %q: use %s", u.ChunkStrategy, strings.Join(chunk.Strategies, ", "))
+	}
+	if u.Source == "" {
+		u.Source = "upload"
+	}
+	now := s.opts.Now().UTC()
+	d := &Document{
+		ID: knowledge.DocumentID(u.KnowledgeID, u.Content), KnowledgeID: u.KnowledgeID, Name: u.Name, Description: u.Description,
+		Type: typ, Source: u.Source, Metadata: u.Metadata, Size: int64(len(u.Content)), Status: StatusProcessing,
+		ChunkStrategy: u.ChunkStrategy, ChunkSize: u.ChunkSize, ChunkOverlap: u.ChunkOverlap, CreatedAt: now, UpdatedAt: now,
+	}
+	existing, created, err := s.opts.Documents.Create(ctx, d, u.Content)
+	if err != nil {
+		return nil, false, fmt.Errorf("storing document: %w", err)
+	}
+	if !created {
+		return existing, false, nil
+	}
+	s.enqueue(d.ID)
+	return d, true, nil
+}
+
+// FetchURL downloads a document for Submit, within the size limit.
+func (s *Service) FetchURL(ctx context.Context, url string) ([]byte, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("invalid URL %q: %w", url, err)
+	}
+	resp, err := s.opts.HTTPClient.Do(req)
+	if err != nil {
+		return nil, "", fmt.Errorf("fetching %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return nil, "", fmt.Errorf("fetching %s: HTTP %d", url, resp.StatusCode)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, s.opts.MaxBytes+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("fetching %s: %w", url, err)
+	}
+	if int64(len(data)) > s.opts.MaxBytes {
+		return nil, "", fmt.Errorf("%w: %s is larger than %d bytes", ErrTooLarge, url, s.opts.MaxBytes)
+	}
+	name := filepath.Base(req.URL.Path)
+	if name == "/" || name == "." || name == "" {
+		name = req.URL.Host
+	}
+	return data, name, nil
+}
+
+func (s *Service) enqueue(id string) {
+	select {
+	case s.queue <- id:
+	default:
+		// The queue is full: the document stays processing in the database
+		// and the periodic sweep picks it up.
+	}
+}
+
+// Retry queues a failed document again.
+func (s *Service) Retry(ctx context.Context, id string) (*Document, error) {
+	d, err := s.opts.Documents.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if d.Status == StatusProcessing {
+		return d, nil
+	}
+	d.Status, d.Message, d.Progress, d.UpdatedAt = StatusProcessing, "", 0, s.opts.Now().UTC()
+	if err := s.opts.Documents.Update(ctx, d); err != nil {
+		return nil, err
+	}
+	s.enqueue(d.ID)
+	return d, nil
+}
+
+// Patch updates a document's name, description and metadata; a metadata
+// change re-indexes the document so filters see it.
+func (s *Service) Patch(ctx context.Context, id string, name, description *string, metadata map[string]any) (*Document, error) {
+	d, err := s.opts.Documents.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if name != nil {
+		d.Name = *name
+	}
+	if description != nil {
+		d.Description = *description
+	}
+	reindex := metadata != nil
+	if reindex {
+		d.Metadata = metadata
+		d.Status, d.Progress = StatusProcessing, 0
+	}
+	d.UpdatedAt = s.opts.Now().UTC()
+	if err := s.opts.Documents.Update(ctx, d); err != nil {
+		return nil, err
+	}
+	if reindex {
+		s.enqueue(d.ID)
+	}
+	return d, nil
+}
+
+// Delete removes a document and its vectors. Deleting a document that is being
+// ingested stops its ingestion first.
+func (s *Service) Delete(ctx context.Context, id string) error {
+	d, err := s.opts.Documents.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if cancel, ok := s.inflight[id]; ok {
+		cancel(errDeleted)
+	}
+	s.mu.Unlock()
+	if err := s.opts.Documents.Delete(ctx, id); err != nil {
+		return err
+	}
+	if b, err := s.base(d.KnowledgeID); err == nil {
+		if err := b.store.DeleteDocument(ctx, d.KnowledgeID, id); err != nil {
+			return fmt.Errorf("deleting vectors of %s: %w", id, err)
+		}
+	} else if err := s.embedded.DeleteDocument(ctx, d.KnowledgeID, id); err != nil {
+		return fmt.Errorf("deleting vectors of %s: %w", id, err)
+	}
+	return nil
+}
+
+// Get returns one document.
+func (s *Service) Get(ctx context.Context, id string) (*Document, error) {
+	return s.opts.Documents.Get(ctx, id)
+}
+
+// List lists documents.
+func (s *Service) List(ctx context.Context, q DocumentQuery) ([]Document, int, error) {
+	return s.opts.Documents.List(ctx, q)
+}
+
+// Run ingests queued documents with a bounded worker pool until ctx ends. At
+// start it resumes every document left processing, and it syncs YAML sources
+// whenever Configure asks.
+func (s *Service) Run(ctx context.Context) error {
+	pending, err := s.opts.Documents.Pending(ctx)
+	if err != nil {
+		return fmt.Errorf("listing unfinished documents: %w", err)
+	}
+	for _, d := range pending {
+		s.enqueue(d.ID)
+	}
+	if len(pending) > 0 {
+		s.log.Info("resuming unfinished ingestion", "documents", len(pending))
+	}
+	var wg sync.WaitGroup
+	for range s.opts.Workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case id := <-s.queue:
+					s.process(ctx, id)
+				}
+			}
+		})
+	}
+	sweep := time.NewTicker(5 * time.Second)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return nil
+		case <-s.sync:
+			s.syncSources(ctx)
+		case <-sweep.C:
+			s.sweep(ctx)
+		}
+	}
+}
+
+// sweep re-queues processing documents that are neither queued nor in flight
+// (the queue overflowed, or a worker died with the process).
+func (s *Service) sweep(ctx context.Context) {
+	if len(s.queue) > 0 {
+		return
+	}
+	pending, err := s.opts.Documents.Pending(ctx)
+	if err != nil {
+		return
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, d := range pending {
+		if _, busy := s.inflight[d.ID]; !busy {
+			s.enqueue(d.ID)
+		}
+	}
+}
+
+// process ingests one document, recording success or the reason it failed.
+func (s *Service) process(parent context.Context, id string) {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	s.mu.Lock()
+	if _, busy := s.inflight[id]; busy {
+		s.mu.Unlock()
+		return
+	}
+	s.inflight[id] = cancel
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.inflight, id)
+		s.mu.Unlock()
+	}()
+
+	d, err := s.opts.Documents.Get(ctx, id)
+	if err != nil || d.Status != StatusProcessing {
+		return // deleted or already done
+	}
+	d.Attempts++
+	start := s.opts.Now()
+	err = s.ingest(ctx, d)
+	switch {
+	case errors.Is(context.Cause(ctx), errDeleted):
+		// Deleted while ingesting: remove what was written meanwhile.
+		if b, berr := s.base(d.KnowledgeID); berr == nil {
+			_ = b.store.DeleteDocument(context.WithoutCancel(ctx), d.KnowledgeID, d.ID)
+		}
+		return
+	case parent.Err() != nil:
+		return // shutting down: the document stays processing and resumes
+	case err != nil:
+		d.Status, d.Message = StatusFailed, err.Error()
+		s.log.Warn("ingestion failed", "document", d.Name, "knowledge", d.KnowledgeID, "err", err)
+	default:
+		d.Status, d.Message, d.Progress = StatusCompleted, "", 1
+		s.log.Info("ingested", "document", d.Name, "knowledge", d.KnowledgeID, "chunks", d.Chunks, "duration", s.opts.Now().Sub(start))
+	}
+	d.UpdatedAt = s.opts.Now().UTC()
+	if err := s.opts.Documents.Update(context.WithoutCancel(ctx), d); err != nil {
+		s.log.Error("recording ingestion result", "document", d.ID, "err", err)
+	}
+}
+
+// batchSize is how many chunks are embedded and written together: large enough
+// to amortize embedding requests, small enough for steady progress updates.
+const batchSize = 64
+
+func (s *Service) ingest(ctx context.Context, d *Document) error {
+	b, err := s.base(d.KnowledgeID)
+	if err != nil {
+		return fmt.Errorf("knowledge base %q is not defined (any more)", d.KnowledgeID)
+	}
+	content, err := s.opts.Documents.Content(ctx, d.ID)
+	if err != nil {
+		return fmt.Errorf("reading stored content: %w", err)
+	}
+	sections, err := reader.Read(d.Type, d.Name, content)
+	if err != nil {
+		return fmt.Errorf("reading %s as %s: %w", d.Name, d.Type, err)
+	}
+	opts := chunk.Options{Strategy: b.spec.Chunking.Strategy, Size: b.spec.Chunking.Size, Overlap: b.spec.Chunking.Overlap}
+	if d.ChunkStrategy != "" {
+		opts.Strategy = d.ChunkStrategy
+	}
+	if d.ChunkSize > 0 {
+		opts.Size, opts.Overlap = d.ChunkSize, min(d.ChunkOverlap, d.ChunkSize-1)
+	}
+	pieces, err := chunk.Split(sections, opts)
+	if err != nil {
+		return fmt.Errorf("chunking: %w", err)
+	}
+	// Start from a clean slate: a resumed or re-indexed document may have
+	// left chunks a new chunking would not overwrite.
+	if err := b.store.DeleteDocument(ctx, d.KnowledgeID, d.ID); err != nil {
+		return fmt.Errorf("clearing previous chunks: %w", err)
+	}
+	avgdl := s.avgDL(b)
+	for start := 0; start < len(pieces); start += batchSize {
+		batch := pieces[start:min(start+batchSize, len(pieces))]
+		texts := make([]string, len(batch))
+		chunks := make([]knowledge.Chunk, len(batch))
+		sparse := make([]map[uint32]float32, len(batch))
+		for i, p := range batch {
+			texts[i] = p.Text
+			idx := start + i
+			chunks[i] = knowledge.Chunk{ID: knowledge.ChunkID(d.ID, idx), KnowledgeID: d.KnowledgeID, DocumentID: d.ID, Document: d.Name,
+				Index: idx, Text: p.Text, Page: p.Page, Heading: p.Heading, Metadata: d.Metadata}
+			w, dl := bm25.Doc(p.Text, avgdl)
+			sparse[i] = w
+			if b.external {
+				b.statsMu.Lock()
+				b.stats.Add(w, dl)
+				b.statsMu.Unlock()
+			}
+		}
+		dense, err := b.embedder.Embed(ctx, texts)
+		if err != nil {
+			return fmt.Errorf("embedding with %s: %w", b.embedder.Name(), err)
+		}
+		if err := b.store.Upsert(ctx, d.KnowledgeID, chunks, dense, sparse); err != nil {
+			return fmt.Errorf("writing chunks: %w", err)
+		}
+		d.Chunks = start + len(batch)
+		d.Progress = float64(d.Chunks) / float64(len(pieces))
+		d.UpdatedAt = s.opts.Now().UTC()
+		if err := s.opts.Documents.Update(ctx, d); err != nil {
+			return fmt.Errorf("recording progress: %w", err)
+		}
+	}
+	if b.external && s.opts.Stats != nil {
+		b.statsMu.Lock()
+		err := s.opts.Stats.SaveStats(ctx, d.KnowledgeID, b.stats)
+		b.statsMu.Unlock()
+		if err != nil {
+			return fmt.Errorf("saving keyword statistics: %w", err)
+		}
+	}
+	d.Chunks = len(pieces)
+	return nil
+}
+
+func (s *Service) avgDL(b *base) float64 {
+	if b.external {
+		b.statsMu.Lock()
+		defer b.statsMu.Unlock()
+		return b.stats.AvgDL()
+	}
+	st := s.embedded.Stats(b.spec.Name)
+	return st.AvgDL()
+}
+
+// Search searches knowledge bases. mode "" uses each base's configured mode,
+// topK 0 its configured top_k.
+func (s *Service) Search(ctx context.Context, knowledgeIDs []string, query, mode string, topK int, filters knowledge.Filters) ([]knowledge.Hit, error) {
+	if strings.TrimSpace(query) == "" {
+		return nil, errors.New("the query is empty")
+	}
+	var lists [][]knowledge.Hit
+	want := topK
+	for _, id := range knowledgeIDs {
+		b, err := s.base(id)
+		if err != nil {
+			return nil, err
+		}
+		q := knowledge.Query{Text: query, Mode: mode, TopK: topK, Filters: filters}
+		if q.Mode == "" {
+			q.Mode = b.spec.Search.Mode
+		}
+		if q.TopK <= 0 {
+			q.TopK = b.spec.Search.TopK
+		}
+		want = max(want, q.TopK)
+		if q.Mode != knowledge.ModeKeyword {
+			v, err := b.embedder.Embed(ctx, []string{query})
+			if err != nil {
+				return nil, fmt.Errorf("embedding the query: %w", err)
+			}
+			q.Vector = v[0]
+		}
+		if q.Mode != knowledge.ModeVector {
+			if b.external {
+				b.statsMu.Lock()
+				q.Sparse = b.stats.Query(query)
+				b.statsMu.Unlock()
+			} else {
+				st := s.embedded.Stats(id)
+				q.Sparse = st.Query(query)
+			}
+		}
+		hits, err := b.store.Search(ctx, id, q)
+		if err != nil {
+			return nil, fmt.Errorf("searching %s: %w", id, err)
+		}
+		lists = append(lists, hits)
+	}
+	if len(lists) == 1 {
+		return lists[0], nil
+	}
+	return knowledge.Fuse(want, lists...), nil
+}
+
+// syncSources ingests new and changed source files of every knowledge base and
+// removes the documents of sources that disappeared. Unchanged files are
+// skipped by content hash.
+func (s *Service) syncSources(ctx context.Context) {
+	for _, k := range s.Bases() {
+		if err := s.syncBase(ctx, k); err != nil {
+			s.log.Warn("syncing knowledge sources", "knowledge", k.Name, "err", err)
+		}
+	}
+}
+
+func (s *Service) syncBase(ctx context.Context, k *spec.Knowledge) error {
+	existing, err := s.opts.Documents.Sources(ctx, k.Name)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	dir := filepath.Dir(k.Pos().File)
+	for _, src := range k.Sources {
+		if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
+			key := "url:" + src
+			seen[key] = true
+			if _, ok := existing[key]; ok {
+				continue // URLs are fetched once; delete the document to refetch
+			}
+			data, name, err := s.FetchURL(ctx, src)
+			if err != nil {
+				s.log.Warn("fetching knowledge source", "knowledge", k.Name, "url", src, "err", err)
+				continue
+			}
+			s.submitSource(ctx, k, key, name, data, existing)
+			continue
+		}
+		matches, err := filepath.Glob(filepath.Join(dir, src))
+		if err != nil {
+			return fmt.Errorf("source %q: %w", src, err)
+		}
+		for _, path := range matches {
+			rel, _ := filepath.Rel(dir, path)
+			key := "file:" + filepath.ToSlash(rel)
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			info, err := os.Stat(path)
+			if err != nil || info.IsDir() {
+				continue
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				s.log.Warn("reading knowledge source", "path", path, "err", err)
+				continue
+			}
+			s.submitSource(ctx, k, key, filepath.Base(path), data, existing)
+		}
+	}
+	for key, d := range existing {
+		if !seen[key] {
+			if err := s.Delete(ctx, d.ID); err != nil && !errors.Is(err, ErrNotFound) {
+				s.log.Warn("removing deleted knowledge source", "source", key, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// submitSource ingests a source unless it is unchanged, replacing the
+// previous version's document when its content changed.
+func (s *Service) submitSource(ctx context.Context, k *spec.Knowledge, key, name string, data []byte, existing map[string]Document) {
+	id := knowledge.DocumentID(k.Name, data)
+	if old, ok := existing[key]; ok {
+		if old.ID == id {
+			return
+		}
+		if err := s.Delete(ctx, old.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			s.log.Warn("replacing changed knowledge source", "source", key, "err", err)
+		}
+	}
+	if _, _, err := s.Submit(ctx, Upload{KnowledgeID: k.Name, Name: name, Content: data, Source: key}); err != nil {
+		s.log.Warn("ingesting knowledge source", "knowledge", k.Name, "source", key, "err", err)
+	}
+}
+
+// SyncSources ingests the knowledge bases' YAML sources now, instead of
+// waiting for the run loop (one-shot commands call it before Wait).
+func (s *Service) SyncSources(ctx context.Context) { s.syncSources(ctx) }
+
+// Wait blocks until no document is queued, processing or in flight, or ctx
+// ends. Run must be running for documents to make progress.
+func (s *Service) Wait(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		pending, err := s.opts.Documents.Pending(ctx)
+		if err != nil {
+			return err
+		}
+		s.mu.RLock()
+		busy := len(s.inflight)
+		s.mu.RUnlock()
+		if len(pending) == 0 && busy == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,439 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/troupehq/troupe/engine/knowledge/bm25"
+	"github.com/troupehq/troupe/engine/knowledge/embedded"
+	"github.com/troupehq/troupe/engine/knowledge/kb"
+)
+
+// Knowledge returns the knowledge side of the store: documents (the ingestion
+// queue), chunks (the embedded index's persistence) and BM25 statistics.
+func (db *DB) Knowledge() *Knowledge { return &Knowledge{db: db} }
+
+// Knowledge persists knowledge bases in the store's database.
+type Knowledge struct{ db *DB }
+
+var (
+	_ kb.Documents        = (*Knowledge)(nil)
+	_ kb.StatsStore       = (*Knowledge)(nil)
+	_ embedded.Repository = (*Knowledge)(nil)
+)
+
+const docColumns = `id, knowledge_id, name, description, type, source, metadata, size, status, message, progress,
+	chunks, attempts, chunk_strategy, chunk_size, chunk_overlap, created_at, updated_at`
+
+func (k *Knowledge) docArgs(d *kb.Document) ([]any, error) {
+	md, err := jsonArg(orEmpty(d.Metadata))
+	if err != nil {
+		return nil, fmt.Errorf("encoding metadata: %w", err)
+	}
+	db := k.db
+	return []any{d.ID, d.KnowledgeID, text(d.Name), text(d.Description), d.Type, text(d.Source), md, d.Size, d.Status, text(d.Message),
+		d.Progress, d.Chunks, d.Attempts, d.ChunkStrategy, d.ChunkSize, d.ChunkOverlap,
+		db.timeArg(normTime(d.CreatedAt)), db.timeArg(normTime(d.UpdatedAt))}, nil
+}
+
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+func scanDoc(sc scanner) (kb.Document, error) {
+	var d kb.Document
+	var md []byte
+	err := sc.Scan(&d.ID, &d.KnowledgeID, &d.Name, &d.Description, &d.Type, &d.Source, &md, &d.Size, &d.Status, &d.Message, &d.Progress,
+		&d.Chunks, &d.Attempts, &d.ChunkStrategy, &d.ChunkSize, &d.ChunkOverlap, timeDest{&d.CreatedAt}, timeDest{&d.UpdatedAt})
+	if err != nil {
+		return d, err
+	}
+	if err := decodeJSON(md, &d.Metadata); err != nil {
+		return d, fmt.Errorf("decoding metadata: %w", err)
+	}
+	if len(d.Metadata) == 0 {
+		d.Metadata = nil
+	}
+	return d, nil
+}
+
+// Create implements kb.Documents: it inserts the document unless one with the
+// same id exists, which it returns instead.
+func (k *Knowledge) Create(ctx context.Context, d *kb.Document, content []byte) (*kb.Document, bool, error) {
+	args, err := k.docArgs(d)
+	if err != nil {
+		return nil, false, err
+	}
+	var created bool
+	err = k.db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO knowledge_documents (`+docColumns+`, content)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) ON CONFLICT (id) DO NOTHING`,
+			append(args, content)...)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		created = n == 1
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("store: creating document: %w", err)
+	}
+	if created {
+		return d, true, nil
+	}
+	existing, err := k.Get(ctx, d.ID)
+	return existing, false, err
+}
+
+// Get implements kb.Documents.
+func (k *Knowledge) Get(ctx context.Context, id string) (*kb.Document, error) {
+	d, err := scanDoc(k.db.r.QueryRowContext(ctx, `SELECT `+docColumns+` FROM knowledge_documents WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("document %q: %w", id, kb.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: getting document: %w", err)
+	}
+	return &d, nil
+}
+
+// Content implements kb.Documents.
+func (k *Knowledge) Content(ctx context.Context, id string) ([]byte, error) {
+	var b []byte
+	err := k.db.r.QueryRowContext(ctx, `SELECT content FROM knowledge_documents WHERE id = $1`, id).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("document %q: %w", id, kb.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: reading document content: %w", err)
+	}
+	return b, nil
+}
+
+// List implements kb.Documents.
+func (k *Knowledge) List(ctx context.Context, q kb.DocumentQuery) ([]kb.Document, int, error) {
+	var where []string
+	var args []any
+	if q.KnowledgeID != "" {
+		args = append(args, q.KnowledgeID)
+		where = append(where, fmt.Sprintf("knowledge_id = $%d", len(args)))
+	}
+	if q.Status != "" {
+		args = append(args, q.Status)
+		where = append(where, fmt.Sprintf("status = $%d", len(args)))
+	}
+	w := ""
+	if len(where) > 0 {
+		w = " WHERE " + strings.Join(where, " AND ")
+	}
+	var total int
+	if err := k.db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM knowledge_documents`+w, args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("store: counting documents: %w", err)
+	}
+	col := map[string]string{"": "created_at", "created_at": "created_at", "updated_at": "updated_at", "name": "name", "size": "size"}[q.SortBy]
+	if col == "" {
+		return nil, 0, fmt.Errorf("store: %w: cannot sort documents by %q", ErrInvalid, q.SortBy)
+	}
+	dir := "DESC"
+	if q.SortOrder == "asc" {
+		dir = "ASC"
+	}
+	limit, page := q.Limit, q.Page
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	if page <= 0 {
+		page = 1
+	}
+	args = append(args, limit, (page-1)*limit)
+	rows, err := k.db.r.QueryContext(ctx, fmt.Sprintf(`SELECT `+docColumns+` FROM knowledge_documents%s ORDER BY %s %s, id LIMIT $%d OFFSET $%d`,
+		w, col, dir, len(args)-1, len(args)), args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: listing documents: %w", err)
+	}
+	defer rows.Close()
+	var out []kb.Document
+	for rows.Next() {
+		d, err := scanDoc(rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("store: listing documents: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, total, rows.Err()
+}
+
+// Update implements kb.Documents.
+func (k *Knowledge) Update(ctx context.Context, d *kb.Document) error {
+	md, err := jsonArg(orEmpty(d.Metadata))
+	if err != nil {
+		return fmt.Errorf("encoding metadata: %w", err)
+	}
+	db := k.db
+	var n int64
+	err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE knowledge_documents SET name = $1, description = $2, metadata = $3, status = $4, message = $5,
+			progress = $6, chunks = $7, attempts = $8, updated_at = $9 WHERE id = $10`,
+			text(d.Name), text(d.Description), md, d.Status, text(d.Message), d.Progress, d.Chunks, d.Attempts, db.timeArg(normTime(d.UpdatedAt)), d.ID)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: updating document: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("document %q: %w", d.ID, kb.ErrNotFound)
+	}
+	return nil
+}
+
+// Delete implements kb.Documents. The document's chunks are deleted by the
+// vector store (kb.Service), which knows where they live.
+func (k *Knowledge) Delete(ctx context.Context, id string) error {
+	var n int64
+	err := k.db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM knowledge_documents WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: deleting document: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("document %q: %w", id, kb.ErrNotFound)
+	}
+	return nil
+}
+
+// Pending implements kb.Documents.
+func (k *Knowledge) Pending(ctx context.Context) ([]kb.Document, error) {
+	docs, _, err := k.List(ctx, kb.DocumentQuery{Status: kb.StatusProcessing, Limit: math.MaxInt32, SortOrder: "asc"})
+	return docs, err
+}
+
+// Sources implements kb.Documents.
+func (k *Knowledge) Sources(ctx context.Context, knowledgeID string) (map[string]kb.Document, error) {
+	rows, err := k.db.r.QueryContext(ctx, `SELECT `+docColumns+` FROM knowledge_documents
+		WHERE knowledge_id = $1 AND (source LIKE 'file:%' OR source LIKE 'url:%')`, knowledgeID)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing source documents: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]kb.Document{}
+	for rows.Next() {
+		d, err := scanDoc(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: listing source documents: %w", err)
+		}
+		out[d.Source] = d
+	}
+	return out, rows.Err()
+}
+
+// LoadStats implements kb.StatsStore.
+func (k *Knowledge) LoadStats(ctx context.Context, knowledgeID string) (*bm25.Stats, error) {
+	var b []byte
+	err := k.db.r.QueryRowContext(ctx, `SELECT stats FROM knowledge_stats WHERE knowledge_id = $1`, knowledgeID).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: loading keyword statistics: %w", err)
+	}
+	var s struct {
+		N, TotalLen int
+		DF          map[uint32]int
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("store: decoding keyword statistics: %w", err)
+	}
+	return &bm25.Stats{N: s.N, TotalLen: s.TotalLen, DF: s.DF}, nil
+}
+
+// SaveStats implements kb.StatsStore.
+func (k *Knowledge) SaveStats(ctx context.Context, knowledgeID string, s *bm25.Stats) error {
+	b, err := json.Marshal(struct {
+		N, TotalLen int
+		DF          map[uint32]int
+	}{s.N, s.TotalLen, s.DF})
+	if err != nil {
+		return err
+	}
+	db := k.db
+	err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO knowledge_stats (knowledge_id, stats, updated_at) VALUES ($1, $2, $3)
+			ON CONFLICT (knowledge_id) DO UPDATE SET stats = excluded.stats, updated_at = excluded.updated_at`, knowledgeID, b, db.timeArg(now()))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: saving keyword statistics: %w", err)
+	}
+	return nil
+}
+
+// Load implements embedded.Repository: every chunk, without its text.
+func (k *Knowledge) Load(ctx context.Context, fn func(embedded.Record) error) error {
+	rows, err := k.db.r.QueryContext(ctx, `SELECT id, knowledge_id, document_id, document_name, idx, page, heading, metadata, dense, sparse, len
+		FROM knowledge_chunks ORDER BY knowledge_id, id`)
+	if err != nil {
+		return fmt.Errorf("store: loading chunks: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r embedded.Record
+		var md, dense, sparse []byte
+		c := &r.Chunk
+		if err := rows.Scan(&c.ID, &c.KnowledgeID, &c.DocumentID, &c.Document, &c.Index, &c.Page, &c.Heading, &md, &dense, &sparse, &r.Len); err != nil {
+			return fmt.Errorf("store: loading chunks: %w", err)
+		}
+		if err := decodeJSON(md, &c.Metadata); err != nil {
+			return fmt.Errorf("store: decoding chunk metadata: %w", err)
+		}
+		r.Dense, r.Sparse = decodeDense(dense), decodeSparse(sparse)
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// Put implements embedded.Repository.
+func (k *Knowledge) Put(ctx context.Context, records []embedded.Record) error {
+	err := k.db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for _, r := range records {
+			c := r.Chunk
+			md, err := jsonArg(c.Metadata)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO knowledge_chunks (id, knowledge_id, document_id, document_name, idx, text, page, heading, metadata, dense, sparse, len)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+				ON CONFLICT (id) DO UPDATE SET knowledge_id = excluded.knowledge_id, document_id = excluded.document_id,
+					document_name = excluded.document_name, idx = excluded.idx, text = excluded.text, page = excluded.page,
+					heading = excluded.heading, metadata = excluded.metadata, dense = excluded.dense, sparse = excluded.sparse, len = excluded.len`,
+				c.ID, c.KnowledgeID, c.DocumentID, text(c.Document), c.Index, text(c.Text), c.Page, text(c.Heading), md,
+				encodeDense(r.Dense), encodeSparse(r.Sparse), r.Len); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: writing chunks: %w", err)
+	}
+	return nil
+}
+
+// DeleteDocument implements embedded.Repository.
+func (k *Knowledge) DeleteDocument(ctx context.Context, knowledgeID, documentID string) ([]string, error) {
+	var ids []string
+	err := k.db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		ids = ids[:0]
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM knowledge_chunks WHERE knowledge_id = $1 AND document_id = $2`, knowledgeID, documentID)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM knowledge_chunks WHERE knowledge_id = $1 AND document_id = $2`, knowledgeID, documentID)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: deleting chunks: %w", err)
+	}
+	return slices.Clone(ids), nil
+}
+
+// Texts implements embedded.Repository.
+func (k *Knowledge) Texts(ctx context.Context, ids []string) (map[string]string, error) {
+	out := make(map[string]string, len(ids))
+	for start := 0; start < len(ids); start += 500 {
+		batch := ids[start:min(start+500, len(ids))]
+		ph := make([]string, len(batch))
+		args := make([]any, len(batch))
+		for i, id := range batch {
+			ph[i], args[i] = fmt.Sprintf("$%d", i+1), id
+		}
+		rows, err := k.db.r.QueryContext(ctx, `SELECT id, text FROM knowledge_chunks WHERE id IN (`+strings.Join(ph, ", ")+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("store: reading chunk texts: %w", err)
+		}
+		for rows.Next() {
+			var id, t string
+			if err := rows.Scan(&id, &t); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: reading chunk texts: %w", err)
+			}
+			out[id] = t
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Vectors are stored as little-endian float32s; sparse vectors as (uint32
+// term id, float32 weight) pairs sorted by term id: compact, and identical on
+// both databases.
+func encodeDense(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
+	}
+	return b
+}
+
+func decodeDense(b []byte) []float32 {
+	v := make([]float32, len(b)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v
+}
+
+func encodeSparse(m map[uint32]float32) []byte {
+	ids := bm25.SortedIDs(m)
+	b := make([]byte, 8*len(ids))
+	for i, id := range ids {
+		binary.LittleEndian.PutUint32(b[8*i:], id)
+		binary.LittleEndian.PutUint32(b[8*i+4:], math.Float32bits(m[id]))
+	}
+	return b
+}
+
+func decodeSparse(b []byte) map[uint32]float32 {
+	m := make(map[uint32]float32, len(b)/8)
+	for i := 0; i+8 <= len(b); i += 8 {
+		m[binary.LittleEndian.Uint32(b[i:])] = math.Float32frombits(binary.LittleEndian.Uint32(b[i+4:]))
+	}
+	return m
+}

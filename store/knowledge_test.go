@@ -1,0 +1,182 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/engine/knowledge"
+	"github.com/troupehq/troupe/engine/knowledge/bm25"
+	"github.com/troupehq/troupe/engine/knowledge/embed"
+	"github.com/troupehq/troupe/engine/knowledge/embedded"
+	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/spec"
+	"github.com/troupehq/troupe/store"
+)
+
+// knowledgeOpeners runs knowledge tests on SQLite always and on PostgreSQL
+// when it is configured; each opener reopens the same database.
+func knowledgeOpeners(t *testing.T) map[string]func(t *testing.T) *store.DB {
+	path := filepath.Join(t.TempDir(), "k.db")
+	out := map[string]func(t *testing.T) *store.DB{"sqlite": func(t *testing.T) *store.DB { return openSQLite(t, path) }}
+	if dsn := postgresDSNIfSet(); dsn != "" {
+		d := newSchema(t, dsn)
+		out["postgres"] = func(t *testing.T) *store.DB { return openPostgres(t, d, store.Options{MaxOpenConns: 8}) }
+	}
+	return out
+}
+
+func TestKnowledgeDocumentsAndChunks(t *testing.T) {
+	for name, open := range knowledgeOpeners(t) {
+		t.Run(name, func(t *testing.T) {
+			db := open(t)
+			k := db.Knowledge()
+			ctx := t.Context()
+			now := time.Now().UTC().Truncate(time.Microsecond)
+			d := &kb.Document{ID: "doc1", KnowledgeID: "docs", Name: "a.md", Type: "markdown", Source: "file:docs/a.md",
+				Metadata: map[string]any{"lang": "en"}, Size: 5, Status: kb.StatusProcessing, CreatedAt: now, UpdatedAt: now}
+			_, created, err := k.Create(ctx, d, []byte("hello"))
+			require.NoError(t, err)
+			require.True(t, created)
+			again, created, err := k.Create(ctx, &kb.Document{ID: "doc1", KnowledgeID: "docs", Name: "other.md", CreatedAt: now, UpdatedAt: now}, []byte("x"))
+			require.NoError(t, err)
+			require.False(t, created)
+			require.Equal(t, "a.md", again.Name)
+			got, err := k.Get(ctx, "doc1")
+			require.NoError(t, err)
+			require.Equal(t, d, got)
+			content, err := k.Content(ctx, "doc1")
+			require.NoError(t, err)
+			require.Equal(t, "hello", string(content))
+
+			d.Status, d.Progress, d.Chunks, d.Attempts, d.Message = kb.StatusFailed, 0.5, 3, 1, "boom"
+			require.NoError(t, k.Update(ctx, d))
+			got, _ = k.Get(ctx, "doc1")
+			require.Equal(t, d, got)
+			pending, err := k.Pending(ctx)
+			require.NoError(t, err)
+			require.Empty(t, pending)
+			sources, err := k.Sources(ctx, "docs")
+			require.NoError(t, err)
+			require.Contains(t, sources, "file:docs/a.md")
+
+			for i := range 5 {
+				_, _, err := k.Create(ctx, &kb.Document{ID: fmt.Sprintf("p%d", i), KnowledgeID: "other", Name: fmt.Sprintf("p%d", i), Type: "text", Source: "upload",
+					Status: kb.StatusProcessing, Size: int64(i), CreatedAt: now.Add(time.Duration(i) * time.Second), UpdatedAt: now}, []byte("x"))
+				require.NoError(t, err)
+			}
+			page, total, err := k.List(ctx, kb.DocumentQuery{KnowledgeID: "other", Limit: 2, Page: 2, SortBy: "size", SortOrder: "asc"})
+			require.NoError(t, err)
+			require.Equal(t, 5, total)
+			require.Equal(t, []string{"p2", "p3"}, []string{page[0].ID, page[1].ID})
+			pending, err = k.Pending(ctx)
+			require.NoError(t, err)
+			require.Len(t, pending, 5)
+
+			records := []embedded.Record{
+				{Chunk: knowledge.Chunk{ID: "doc1-00000", KnowledgeID: "docs", DocumentID: "doc1", Document: "a.md", Index: 0, Text: "first", Page: 2, Heading: "Intro", Metadata: map[string]any{"lang": "en"}},
+					Dense: []float32{0.6, 0.8}, Sparse: map[uint32]float32{7: 1.5, 3: 0.25}, Len: 2},
+				{Chunk: knowledge.Chunk{ID: "doc1-00001", KnowledgeID: "docs", DocumentID: "doc1", Document: "a.md", Index: 1, Text: "second"},
+					Dense: []float32{1, 0}, Sparse: map[uint32]float32{9: 1}, Len: 1},
+			}
+			require.NoError(t, k.Put(ctx, records))
+			records[1].Chunk.Text = "second, updated"
+			require.NoError(t, k.Put(ctx, records[1:]), "upsert by id")
+			var loaded []embedded.Record
+			require.NoError(t, k.Load(ctx, func(r embedded.Record) error { loaded = append(loaded, r); return nil }))
+			require.Len(t, loaded, 2)
+			want := records[0]
+			want.Chunk.Text = "" // Load does not read texts
+			require.Equal(t, want, loaded[0])
+			texts, err := k.Texts(ctx, []string{"doc1-00000", "doc1-00001", "missing"})
+			require.NoError(t, err)
+			require.Equal(t, map[string]string{"doc1-00000": "first", "doc1-00001": "second, updated"}, texts)
+			ids, err := k.DeleteDocument(ctx, "docs", "doc1")
+			require.NoError(t, err)
+			require.ElementsMatch(t, []string{"doc1-00000", "doc1-00001"}, ids)
+
+			stats := &bm25.Stats{N: 3, TotalLen: 30, DF: map[uint32]int{1: 2, 99: 1}}
+			require.NoError(t, k.SaveStats(ctx, "docs", stats))
+			loadedStats, err := k.LoadStats(ctx, "docs")
+			require.NoError(t, err)
+			require.Equal(t, stats, loadedStats)
+			none, err := k.LoadStats(ctx, "nothing")
+			require.NoError(t, err)
+			require.Nil(t, none)
+
+			require.NoError(t, k.Delete(ctx, "doc1"))
+			_, err = k.Get(ctx, "doc1")
+			require.ErrorIs(t, err, kb.ErrNotFound)
+			require.ErrorIs(t, k.Delete(ctx, "doc1"), kb.ErrNotFound)
+		})
+	}
+}
+
+// TestIngestionSurvivesRestart is the crash test on a real database: ingestion
+// is cancelled mid-way, the store is closed and reopened, a new service
+// resumes, and every document ends completed with exactly its chunks.
+func TestIngestionSurvivesRestart(t *testing.T) {
+	for name, open := range knowledgeOpeners(t) {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			ks := knowledgeSpecs(t, dir)
+			slow := &slowEmbedder{Embedder: embed.NewLocal(embed.LocalOptions{Dimension: 64}), delay: 3 * time.Millisecond}
+			newService := func(db *store.DB) (*kb.Service, func()) {
+				s, err := kb.New(t.Context(), kb.Options{Documents: db.Knowledge(), Chunks: db.Knowledge(), Stats: db.Knowledge(),
+					NewEmbedder: func(*spec.Knowledge) (knowledge.Embedder, error) { return slow, nil }})
+				require.NoError(t, err)
+				s.Configure(t.Context(), ks)
+				ctx, cancel := context.WithCancel(t.Context())
+				done := make(chan struct{})
+				go func() { _ = s.Run(ctx); close(done) }()
+				return s, func() { cancel(); <-done }
+			}
+			db1 := open(t)
+			s1, stop1 := newService(db1)
+			var ids []string
+			for i := range 4 {
+				var b strings.Builder
+				for j := range 120 {
+					fmt.Fprintf(&b, "## Part %d.%d\n\nDocument %d explains step %d of the procedure in detail.\n\n", i, j, i, j)
+				}
+				d, _, err := s1.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: fmt.Sprintf("d%d.md", i), Content: []byte(b.String())})
+				require.NoError(t, err)
+				ids = append(ids, d.ID)
+			}
+			require.Eventually(t, func() bool { return slow.calls.Load() >= 3 }, 10*time.Second, time.Millisecond)
+			stop1()
+			require.NoError(t, db1.Close())
+
+			db2 := open(t)
+			pending, err := db2.Knowledge().Pending(t.Context())
+			require.NoError(t, err)
+			require.NotEmpty(t, pending, "the crash left documents unfinished")
+			s2, stop2 := newService(db2)
+			defer stop2()
+			expected := 0
+			for _, id := range ids {
+				require.Eventually(t, func() bool {
+					d, err := s2.Get(t.Context(), id)
+					return err == nil && d.Status == kb.StatusCompleted
+				}, 20*time.Second, 5*time.Millisecond)
+				d, _ := s2.Get(t.Context(), id)
+				expected += d.Chunks
+			}
+			seen := map[string]bool{}
+			require.NoError(t, db2.Knowledge().Load(t.Context(), func(r embedded.Record) error {
+				require.False(t, seen[r.Chunk.ID], "duplicate chunk")
+				seen[r.Chunk.ID] = true
+				return nil
+			}))
+			require.Len(t, seen, expected, "exactly the expected chunks")
+			hits, err := s2.Search(t.Context(), []string{"docs"}, "procedure step 7", knowledge.ModeHybrid, 3, nil)
+			require.NoError(t, err)
+			require.NotEmpty(t, hits)
+		})
+	}
+}
