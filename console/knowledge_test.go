@@ -117,6 +117,9 @@ func TestKnowledgeRoundTrip(t *testing.T) {
 	require.NotEmpty(t, refs)
 	require.Equal(t, ids["notes.txt"], refs[0].(map[string]any)["document_id"])
 	require.Equal(t, "notes.txt", refs[0].(map[string]any)["document_name"])
+	var runs []map[string]any
+	ts.json(http.MethodGet, "/sessions/"+done.Data["session_id"].(string)+"/runs", "", "", http.StatusOK, &runs)
+	require.Equal(t, refs, runs[0]["references"], "the stored run keeps its references")
 
 	// Patch, delete (vectors too).
 	ts.json(http.MethodPatch, "/knowledge/content/"+ids["notes.txt"], "", `{"name":"meeting-notes.txt"}`, http.StatusOK, &out)

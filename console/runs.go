@@ -171,6 +171,7 @@ func (pr *pendingRun) execute(ctx context.Context, emit func(event.Event)) *stor
 
 	r := pr.run
 	r.Content, r.Status, r.Tools, r.Messages, r.Metrics = res.Content, store.RunStatus(res.Status), res.Tools, res.Messages, res.Metrics
+	r.References = res.References
 	if res.Err != nil {
 		r.Error = res.Err.Error()
 		if errors.Is(context.Cause(ctx), errCancelled) {

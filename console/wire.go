@@ -155,26 +155,27 @@ func toTools(ts []event.ToolCall) []toolResponse {
 }
 
 type runResponse struct {
-	RunID             string          `json:"run_id"`
-	ParentRunID       string          `json:"parent_run_id,omitempty"`
-	SessionID         string          `json:"session_id"`
-	AgentID           string          `json:"agent_id,omitempty"`
-	TeamID            string          `json:"team_id,omitempty"`
-	UserID            string          `json:"user_id,omitempty"`
-	Status            string          `json:"status"`
-	RunInput          string          `json:"run_input"`
-	Content           string          `json:"content"`
-	ContentType       string          `json:"content_type"`
-	RunResponseFormat string          `json:"run_response_format"`
-	Error             string          `json:"error,omitempty"`
-	Model             string          `json:"model,omitempty"`
-	ModelProvider     string          `json:"model_provider,omitempty"`
-	Tools             []toolResponse  `json:"tools"`
-	Messages          []any           `json:"messages,omitempty"`
-	Metrics           metricsResponse `json:"metrics"`
-	SpecVersion       string          `json:"spec_version,omitempty"`
-	CreatedAt         time.Time       `json:"created_at"`
-	UpdatedAt         time.Time       `json:"updated_at"`
+	RunID             string            `json:"run_id"`
+	ParentRunID       string            `json:"parent_run_id,omitempty"`
+	SessionID         string            `json:"session_id"`
+	AgentID           string            `json:"agent_id,omitempty"`
+	TeamID            string            `json:"team_id,omitempty"`
+	UserID            string            `json:"user_id,omitempty"`
+	Status            string            `json:"status"`
+	RunInput          string            `json:"run_input"`
+	Content           string            `json:"content"`
+	ContentType       string            `json:"content_type"`
+	RunResponseFormat string            `json:"run_response_format"`
+	Error             string            `json:"error,omitempty"`
+	Model             string            `json:"model,omitempty"`
+	ModelProvider     string            `json:"model_provider,omitempty"`
+	Tools             []toolResponse    `json:"tools"`
+	Messages          []any             `json:"messages,omitempty"`
+	Metrics           metricsResponse   `json:"metrics"`
+	SpecVersion       string            `json:"spec_version,omitempty"`
+	References        []event.Reference `json:"references"`
+	CreatedAt         time.Time         `json:"created_at"`
+	UpdatedAt         time.Time         `json:"updated_at"`
 }
 
 func toRun(r *store.Run, withMessages bool) runResponse {
@@ -182,7 +183,10 @@ func toRun(r *store.Run, withMessages bool) runResponse {
 		RunID: r.ID, ParentRunID: r.ParentRunID, SessionID: r.SessionID, UserID: r.UserID, Status: string(r.Status),
 		RunInput: r.Input, Content: r.Content, ContentType: "str", RunResponseFormat: "text", Error: r.Error,
 		Model: r.Model, ModelProvider: r.Provider, Tools: toTools(r.Tools), Metrics: toMetrics(r.Metrics),
-		SpecVersion: r.SpecVersion, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+		SpecVersion: r.SpecVersion, References: r.References, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+	}
+	if out.References == nil {
+		out.References = []event.Reference{}
 	}
 	if r.Type == "team" {
 		out.TeamID = r.ComponentID

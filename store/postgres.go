@@ -77,7 +77,7 @@ const (
 	// The session's updated_at only moves forward, as in sqlTouchSession.
 	sqlFinishRunPostgres = `WITH r AS (
 		UPDATE runs SET content = $1, status = $2, error = $3, tools = $4, messages = $5, metrics = $6,
-			model = $7, provider = $8, updated_at = $9
+			model = $7, provider = $8, updated_at = $9, refs = $11
 		WHERE id = $10
 		RETURNING session_id
 	), s AS (

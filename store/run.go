@@ -49,12 +49,17 @@ type Run struct {
 	Model       string
 	Provider    string
 	SpecVersion string // the spec snapshot version the run used
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// References are the knowledge passages the run used.
+	References []event.Reference
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 const runColumns = `id, session_id, parent_run_id, component_id, type, user_id, input, content, status, error,
 	tools, messages, metrics, model, provider, spec_version, created_at, updated_at`
+
+// runSelectColumns are runColumns plus those written only when a run finishes.
+const runSelectColumns = runColumns + `, refs`
 
 // Both dialects take $N placeholders. They are numbered in order of first
 // appearance in every statement, because SQLite numbers parameters that way
@@ -67,13 +72,13 @@ const (
 	sqlInsertRun = `INSERT INTO runs (` + runColumns + `)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
 	sqlFinishRun = `UPDATE runs SET content = $1, status = $2, error = $3, tools = $4, messages = $5, metrics = $6,
-		model = $7, provider = $8, updated_at = $9 WHERE id = $10`
+		model = $7, provider = $8, updated_at = $9, refs = $11 WHERE id = $10`
 	// The session's updated_at only moves forward, whatever order concurrent
 	// runs of one session finish in.
 	sqlTouchSession = `UPDATE sessions SET updated_at = $1
 		WHERE id = (SELECT session_id FROM runs WHERE id = $2) AND updated_at < $1`
-	sqlGetRun   = `SELECT ` + runColumns + ` FROM runs WHERE id = $1 AND ($2 = '' OR user_id = $2)`
-	sqlListRuns = `SELECT ` + runColumns + ` FROM runs
+	sqlGetRun   = `SELECT ` + runSelectColumns + ` FROM runs WHERE id = $1 AND ($2 = '' OR user_id = $2)`
+	sqlListRuns = `SELECT ` + runSelectColumns + ` FROM runs
 		WHERE session_id = $1 AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = $1 AND ($2 = '' OR s.user_id = $2))
 		ORDER BY created_at, id`
 	sqlSessionVisible = `SELECT 1 FROM sessions WHERE id = $1 AND ($2 = '' OR user_id = $2)`
@@ -307,8 +312,12 @@ func (db *DB) FinishRun(ctx context.Context, r *Run) error {
 	if err != nil {
 		return fmt.Errorf("store: finishing run %s: %w", r.ID, err)
 	}
+	refs, err := jsonArg(orEmptyRefs(r.References))
+	if err != nil {
+		return fmt.Errorf("store: finishing run %s: encoding references: %w", r.ID, err)
+	}
 	ts := db.timeArg(updated)
-	args := []any{text(r.Content), string(r.Status), text(r.Error), tools, messages, metrics, r.Model, r.Provider, ts, r.ID}
+	args := []any{text(r.Content), string(r.Status), text(r.Error), tools, messages, metrics, r.Model, r.Provider, ts, r.ID, refs}
 	if db.dialect == DialectPostgres {
 		// One statement, one round trip: see sqlFinishRunPostgres.
 		var n int
@@ -433,13 +442,13 @@ type scanner interface{ Scan(dest ...any) error }
 
 func scanRun(sc scanner) (Run, error) {
 	var (
-		r                        Run
-		status                   string
-		tools, messages, metrics []byte
+		r                              Run
+		status                         string
+		tools, messages, metrics, refs []byte
 	)
 	err := sc.Scan(&r.ID, &r.SessionID, &r.ParentRunID, &r.ComponentID, &r.Type, &r.UserID, &r.Input, &r.Content,
 		&status, &r.Error, &tools, &messages, &metrics, &r.Model, &r.Provider, &r.SpecVersion,
-		timeDest{&r.CreatedAt}, timeDest{&r.UpdatedAt})
+		timeDest{&r.CreatedAt}, timeDest{&r.UpdatedAt}, &refs)
 	if err != nil {
 		return Run{}, err
 	}
@@ -453,5 +462,18 @@ func scanRun(sc scanner) (Run, error) {
 	if err := decodeJSON(metrics, &r.Metrics); err != nil {
 		return Run{}, fmt.Errorf("decoding metrics of run %s: %w", r.ID, err)
 	}
+	if err := decodeJSON(refs, &r.References); err != nil {
+		return Run{}, fmt.Errorf("decoding references of run %s: %w", r.ID, err)
+	}
+	if len(r.References) == 0 {
+		r.References = nil
+	}
 	return r, nil
+}
+
+func orEmptyRefs(r []event.Reference) []event.Reference {
+	if r == nil {
+		return []event.Reference{}
+	}
+	return r
 }

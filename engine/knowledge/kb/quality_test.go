@@ -3,6 +3,7 @@ package kb_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -107,13 +108,7 @@ func TestRetrievalQuality(t *testing.T) {
 	stop := runService(s)
 	defer stop()
 
-	names := slices.Sorted(func(yield func(string) bool) {
-		for n := range corpus {
-			if !yield(n) {
-				return
-			}
-		}
-	})
+	names := slices.Sorted(maps.Keys(corpus))
 	ids := make([]string, 0, len(names))
 	for _, n := range names {
 		d, created, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "help", Name: n, Content: corpus[n]})
@@ -156,7 +151,11 @@ func TestRetrievalQuality(t *testing.T) {
 				for _, h := range hits[:min(3, len(hits))] {
 					top = append(top, fmt.Sprintf("%s (%.4f)", h.Document, h.Score))
 				}
-				r.misses = append(r.misses, fmt.Sprintf("%q: want %s, at rank %d; top 3: %s", q.Q, q.Doc, rank+1, strings.Join(top, ", ")))
+				at := "not in the top 10"
+				if rank >= 0 {
+					at = fmt.Sprintf("first at rank %d", rank+1)
+				}
+				r.misses = append(r.misses, fmt.Sprintf("%q: want %s, %s; top 3: %s", q.Q, q.Doc, at, strings.Join(top, ", ")))
 			}
 			if rank >= 0 {
 				r.mrr += 1 / float64(rank+1)
@@ -167,7 +166,7 @@ func TestRetrievalQuality(t *testing.T) {
 	}
 
 	var table strings.Builder
-	fmt.Fprintf(&table, "retrieval quality, local embedder (%s), %d questions:\n", fmt.Sprint("dim ", kb.LocalDimension), len(questions))
+	fmt.Fprintf(&table, "retrieval quality, local embedder (dimension %d), %d questions:\n", kb.LocalDimension, len(questions))
 	fmt.Fprintf(&table, "  %-8s %9s %9s %8s\n", "mode", "recall@1", "recall@3", "MRR@10")
 	for _, mode := range modes {
 		r := results[mode]
