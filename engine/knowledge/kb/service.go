@@ -536,11 +536,17 @@ func (s *Service) ingest(ctx context.Context, d *Document) error {
 		chunks := make([]knowledge.Chunk, len(batch))
 		sparse := make([]map[uint32]float32, len(batch))
 		for i, p := range batch {
+			// Index the heading path with the text: a chunk under
+			// "Webhooks > Verifying signatures" is about webhooks even if
+			// its own words never say so. The stored text stays as written.
 			texts[i] = p.Text
+			if p.Heading != "" {
+				texts[i] = p.Heading + "\n" + p.Text
+			}
 			idx := start + i
 			chunks[i] = knowledge.Chunk{ID: knowledge.ChunkID(d.ID, idx), KnowledgeID: d.KnowledgeID, DocumentID: d.ID, Document: d.Name,
 				Index: idx, Text: p.Text, Page: p.Page, Heading: p.Heading, Metadata: d.Metadata}
-			w, dl := bm25.Doc(p.Text, avgdl)
+			w, dl := bm25.Doc(texts[i], avgdl)
 			sparse[i] = w
 			if b.external {
 				b.statsMu.Lock()
