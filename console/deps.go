@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"time"
 
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/model"
@@ -28,6 +29,7 @@ type Store interface {
 	DeleteSessions(ctx context.Context, ids []string, f store.Filter) (int, error)
 	ListRuns(ctx context.Context, sessionID string, f store.Filter) ([]store.Run, error)
 	History(ctx context.Context, sessionID string, n int) ([]model.Message, error)
+	DailyMetrics(ctx context.Context, from, to time.Time) ([]store.DailyMetrics, error)
 }
 
 var (

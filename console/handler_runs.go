@@ -94,7 +94,7 @@ func (s *Server) createRun(typ string) gin.HandlerFunc {
 		}
 		stream := req.Stream == nil || *req.Stream
 		p := runParams{Kind: kindOf(typ), Name: c.Param("id"), Message: req.Message, SessionID: req.SessionID,
-			UserID: getPrincipal(c).userID(req.UserID), Stream: stream, BoundUser: getPrincipal(c).bound()}
+			UserID: getPrincipal(c).userID(req.UserID), Stream: stream, BoundUser: getPrincipal(c).bound(), Parent: traceParent(c)}
 		pr, err := s.runs.start(c.Request.Context(), p)
 		if err != nil {
 			s.respondError(c, err)
@@ -102,10 +102,18 @@ func (s *Server) createRun(typ string) gin.HandlerFunc {
 		}
 		c.Header("X-Run-Id", pr.run.ID)
 		c.Header("X-Session-Id", pr.session.ID)
+		if tp := pr.traceparent(); tp != "" {
+			c.Header("Traceparent", tp)
+			c.Header("X-Trace-Id", pr.trace.TraceID())
+		}
 		if !stream {
 			run := pr.execute(c.Request.Context(), func(event.Event) {})
 			c.JSON(http.StatusOK, toRun(run, false))
 			return
+		}
+		if s.opts.Metrics != nil {
+			s.opts.Metrics.StreamOpened()
+			defer s.opts.Metrics.StreamClosed()
 		}
 		w := newSSEWriter(c.Writer)
 		pr.execute(c.Request.Context(), func(e event.Event) {

@@ -23,6 +23,7 @@ import (
 	"github.com/troupehq/troupe/engine/model/echo"
 	"github.com/troupehq/troupe/engine/model/openai"
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/telemetry"
 )
 
 const fixture = `kind: Model
@@ -63,23 +64,32 @@ kind: Agent
 name: helpdesk
 description: Answers from the docs.
 model: echo
-tools: [knowledge_search]
+tools: [knowledge_search, calculator, current_time]
 knowledge: [docs]
 `
 
 type testServer struct {
-	t    testing.TB
-	url  string
-	dir  string
-	eng  *engine.Engine
-	db   *store.DB
-	kb   *kb.Service
-	v    *vendor
-	stop func()
-	errc chan error
+	t        testing.TB
+	url      string
+	dir      string
+	eng      *engine.Engine
+	db       *store.DB
+	kb       *kb.Service
+	recorder *telemetry.Recorder
+	traces   telemetry.Reader
+	metrics  *telemetry.Metrics
+	v        *vendor
+	stop     func()
+	errc     chan error
 }
 
 type serverOption func(*console.Options)
+
+// harnessConfig chooses the database and trace sink of a test server.
+// withDatabase runs the server on another database (a PostgreSQL URL).
+func withDatabase(dsn string) serverOption {
+	return func(o *console.Options) { o.DBID = "dsn:" + dsn }
+}
 
 func withKeys(spec string) serverOption {
 	return func(o *console.Options) {
@@ -107,7 +117,15 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	})
 	reg.Register("echo", echo.New)
 	var err error
-	ts.db, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "troupe.db"), store.Options{})
+	probe := console.Options{}
+	for _, opt := range opts {
+		opt(&probe)
+	}
+	dsn := filepath.Join(t.TempDir(), "troupe.db")
+	if d, ok := strings.CutPrefix(probe.DBID, "dsn:"); ok {
+		dsn = d
+	}
+	ts.db, err = store.Open(context.Background(), dsn, store.Options{})
 	require.NoError(t, err)
 	ts.kb, err = kb.New(context.Background(), kb.Options{Documents: ts.db.Knowledge(), Chunks: ts.db.Knowledge(), Stats: ts.db.Knowledge()})
 	require.NoError(t, err)
@@ -116,10 +134,20 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	ts.eng, err = engine.New(engine.Options{Dirs: []string{ts.dir}, Env: env, Runtime: rt})
 	require.NoError(t, err)
 	ts.kb.Configure(context.Background(), ts.eng.Current().Knowledge())
-	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, ShutdownTimeout: 5 * time.Second}
+	ts.metrics = telemetry.NewMetrics()
+	var sink telemetry.Sink = ts.db.Traces()
+	ts.traces = ts.db.Traces()
+	if probe.Traces != nil {
+		ts.traces = probe.Traces
+		sink = probe.Traces.(telemetry.Sink)
+	}
+	ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: sink, FlushInterval: 10 * time.Millisecond})
+	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, ShutdownTimeout: 5 * time.Second,
+		Recorder: ts.recorder, Traces: ts.traces, Metrics: ts.metrics}
 	for _, opt := range opts {
 		opt(&o)
 	}
+	o.DBID = ""
 	srv := console.New(o)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -130,6 +158,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	wg.Go(func() { ts.errc <- srv.Serve(ctx, ln) })
 	wg.Go(func() { _ = ts.eng.Run(ctx, nil) })
 	wg.Go(func() { _ = ts.kb.Run(ctx) })
+	wg.Go(func() { _ = ts.recorder.Run(ctx) })
 	ts.stop = func() {
 		cancel()
 		wg.Wait()
@@ -227,4 +256,9 @@ func (ts *testServer) stream(path, key, contentType, body string) ([]frame, http
 	require.Equal(ts.t, http.StatusOK, resp.StatusCode)
 	require.Equal(ts.t, "text/event-stream", resp.Header.Get("Content-Type"))
 	return readFrames(ts.t, resp.Body), resp.Header
+}
+
+// withTraces sends spans to, and reads traces from, another sink.
+func withTraces(r telemetry.Reader) serverOption {
+	return func(o *console.Options) { o.Traces = r }
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/telemetry"
 )
 
 // runParams describe one turn requested over HTTP.
@@ -31,6 +32,8 @@ type runParams struct {
 	History []model.Message
 	// BoundUser is set when UserID comes from the caller's API key.
 	BoundUser bool
+	// Parent continues a caller's trace (from its traceparent header).
+	Parent telemetry.Parent
 }
 
 // httpError is an error with the status code it should be answered with.
@@ -51,6 +54,9 @@ type runService struct {
 	mu     sync.Mutex
 	active map[string]*activeRun
 	wg     sync.WaitGroup
+
+	recorder *telemetry.Recorder // nil: tracing off
+	metrics  *telemetry.Metrics  // nil: no Prometheus metrics
 }
 
 type activeRun struct {
@@ -106,6 +112,10 @@ func (rs *runService) start(ctx context.Context, p runParams) (*pendingRun, erro
 		}
 		return nil, fmt.Errorf("starting run: %w", err)
 	}
+	if rs.recorder != nil {
+		pr.trace = telemetry.NewTrace(telemetry.RunInfo{Kind: typ, Target: p.Name, RunID: pr.run.ID, SessionID: pr.session.ID, UserID: p.UserID,
+			SpecVersion: snap.Version(), Input: p.Message, Model: modelID, Provider: provider}, p.Parent, time.Now(), 0)
+	}
 	pr.history = p.History
 	if pr.history == nil && p.SessionID != "" {
 		if n := historyRuns(runner); n > 0 {
@@ -144,6 +154,15 @@ type pendingRun struct {
 	session *store.Session
 	run     *store.Run
 	history []model.Message
+	trace   *telemetry.Trace // nil when tracing is off
+}
+
+// traceparent returns the W3C header naming this run's root span, or "".
+func (pr *pendingRun) traceparent() string {
+	if pr.trace == nil {
+		return ""
+	}
+	return telemetry.Traceparent(pr.trace.TraceID(), pr.trace.SpanID())
 }
 
 // execute runs the turn on the snapshot it was started with. emit receives every
@@ -162,6 +181,12 @@ func (pr *pendingRun) execute(ctx context.Context, emit func(event.Event)) *stor
 		Message: pr.p.Message, History: pr.history, RunID: pr.run.ID,
 		SessionID: pr.session.ID, UserID: pr.p.UserID, Stream: pr.p.Stream,
 	}, func(e event.Event) {
+		if pr.trace != nil {
+			pr.trace.Observe(e)
+		}
+		if rs.metrics != nil {
+			rs.metrics.Observe(e)
+		}
 		if e.Depth == 0 && e.Type.Terminal() {
 			terminal = &e
 			return
@@ -181,7 +206,12 @@ func (pr *pendingRun) execute(ctx context.Context, emit func(event.Event)) *stor
 	// Commit even when the client went away: the run happened.
 	saveCtx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancelSave()
-	if err := rs.st.FinishRun(saveCtx, r); err != nil {
+	saveStart := time.Now()
+	err := rs.st.FinishRun(saveCtx, r)
+	if pr.trace != nil {
+		pr.trace.StoreSpan("store.finish_run", saveStart, time.Now(), err)
+	}
+	if err != nil {
 		rs.log.Error("saving run", "run_id", r.ID, "err", err)
 		if terminal != nil {
 			terminal.Type, terminal.Content, terminal.ErrorKind = event.RunError, "the run finished but could not be saved: "+err.Error(), "store"
@@ -193,6 +223,13 @@ func (pr *pendingRun) execute(ctx context.Context, emit func(event.Event)) *stor
 			terminal.References = res.References
 		}
 		emit(*terminal)
+	}
+	if pr.trace != nil {
+		status := telemetry.StatusOK
+		if r.Status != "COMPLETED" {
+			status = telemetry.StatusError
+		}
+		rs.recorder.Record(pr.trace.Finish(time.Now(), status, res.ErrorKind, r.Error, res.Metrics)...)
 	}
 	return r
 }

@@ -13,6 +13,9 @@ import (
 
 	"github.com/gin-contrib/cors"
 	"github.com/gin-gonic/gin"
+
+	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/telemetry"
 )
 
 // Options configure a Server.
@@ -21,7 +24,13 @@ type Options struct {
 	Store  Store
 	// Knowledge serves /knowledge routes; nil leaves them out.
 	Knowledge Knowledge
-	Logger    *slog.Logger
+	// Recorder receives every run's spans; nil turns tracing off.
+	Recorder *telemetry.Recorder
+	// Traces answers /traces; nil leaves the routes out.
+	Traces telemetry.Reader
+	// Metrics observes runs for /metrics/prometheus; nil leaves it out.
+	Metrics *telemetry.Metrics
+	Logger  *slog.Logger
 	// Keys are the accepted API keys; none means the server runs open, which
 	// cmd/troupe allows only on loopback addresses.
 	Keys *Keyring
@@ -74,9 +83,42 @@ func New(opts Options) *Server {
 		opts.CORSOrigins = DefaultCORSOrigins
 	}
 	s := &Server{opts: opts, log: opts.Logger, start: time.Now().UTC()}
-	s.runs = &runService{eng: opts.Engine, st: opts.Store, log: opts.Logger.With("component", "runs"), active: map[string]*activeRun{}}
+	s.runs = &runService{eng: opts.Engine, st: opts.Store, log: opts.Logger.With("component", "runs"), active: map[string]*activeRun{},
+		recorder: opts.Recorder, metrics: opts.Metrics}
 	s.router = s.routes()
+	s.wireMetrics()
 	return s
+}
+
+// wireMetrics lets the Prometheus metrics read, at scrape time, the state the
+// server already knows: reloads, the span queue and ingestion.
+func (s *Server) wireMetrics() {
+	m := s.opts.Metrics
+	if m == nil {
+		return
+	}
+	eng := s.opts.Engine
+	m.SetReloadSource(func() (bool, time.Time, time.Duration, uint64) {
+		r := eng.LastReload()
+		if r == nil {
+			return false, time.Time{}, 0, eng.Current().Generation()
+		}
+		return r.Success(), r.Time, r.Duration, eng.Current().Generation()
+	})
+	if rec := s.opts.Recorder; rec != nil {
+		m.SetSpanQueueSource(func() (int, uint64) { q, d, _ := rec.Stats(); return q, d })
+	}
+	if k := s.opts.Knowledge; k != nil {
+		m.SetIngestionSource(func() map[string]int {
+			out := map[string]int{}
+			for _, st := range []string{kb.StatusProcessing, kb.StatusCompleted, kb.StatusFailed} {
+				if _, n, err := k.List(context.Background(), kb.DocumentQuery{Status: st, Limit: 1}); err == nil {
+					out[st] = n
+				}
+			}
+			return out
+		})
+	}
 }
 
 // Handler returns the HTTP handler.
@@ -93,7 +135,7 @@ func (s *Server) routes() *gin.Engine {
 		AllowOriginFunc:  s.originAllowed,
 		AllowMethods:     []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
 		AllowHeaders:     []string{"Authorization", "Content-Type", "X-API-Key", "X-Session-Id", "Traceparent"},
-		ExposeHeaders:    []string{"X-Run-Id", "X-Session-Id"},
+		ExposeHeaders:    []string{"X-Run-Id", "X-Session-Id", "X-Trace-Id", "Traceparent"},
 		AllowCredentials: true,
 		MaxAge:           10 * time.Minute,
 	}))
@@ -141,6 +183,16 @@ func (s *Server) routes() *gin.Engine {
 		timed.DELETE("/knowledge/content/:id", require(ScopeKnowledgeWrite), s.deleteContent)
 		timed.POST("/knowledge/content/:id/retry", require(ScopeKnowledgeWrite), s.retryContent)
 		timed.POST("/knowledge/search", require(ScopeKnowledgeRead), s.searchKnowledge)
+	}
+
+	if s.opts.Traces != nil {
+		timed.GET("/traces", require(ScopeSessionsRead), s.listTraces)
+		timed.GET("/traces/:trace_id", require(ScopeSessionsRead), s.getTrace)
+	}
+	timed.GET("/metrics", require(ScopeAdmin), s.dailyMetrics)
+	if s.opts.Metrics != nil {
+		prom := s.opts.Metrics.Handler()
+		timed.GET("/metrics/prometheus", require(ScopeAdmin), func(c *gin.Context) { prom.ServeHTTP(c.Writer, c.Request) })
 	}
 
 	timed.GET("/v1/models", require(ScopeAgentsRead), s.openaiModels)

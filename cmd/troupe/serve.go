@@ -24,6 +24,8 @@ import (
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/spec/watch"
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/telemetry"
+	"github.com/troupehq/troupe/telemetry/clickhouse"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -31,9 +33,9 @@ var version = "dev"
 
 // serveConfig is everything serve reads from flags and the environment.
 type serveConfig struct {
-	dir, addr, db, logLevel, keys, keysFile, cors string
-	insecure                                      bool
-	shutdownTimeout                               time.Duration
+	dir, addr, db, logLevel, keys, keysFile, cors, traces string
+	insecure                                              bool
+	shutdownTimeout                                       time.Duration
 }
 
 func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, error) {
@@ -46,6 +48,7 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	fs.StringVar(&c.logLevel, "log-level", envOr(getenv, "TROUPE_LOG_LEVEL", "info"), "debug, info, warn or error (env TROUPE_LOG_LEVEL)")
 	fs.StringVar(&c.keysFile, "api-keys-file", envOr(getenv, "TROUPE_API_KEYS_FILE", ""), "YAML file of API keys (env TROUPE_API_KEYS_FILE)")
 	fs.StringVar(&c.cors, "cors-origins", envOr(getenv, "TROUPE_CORS_ORIGINS", ""), "comma-separated allowed browser origins; host:* allows any port (env TROUPE_CORS_ORIGINS)")
+	fs.StringVar(&c.traces, "traces", envOr(getenv, "TROUPE_TRACES", "sql"), "where traces go: sql, clickhouse://host:9000/db or off (env TROUPE_TRACES)")
 	fs.BoolVar(&c.insecure, "insecure", envOr(getenv, "TROUPE_INSECURE", "") == "1", "serve without API keys on a non-loopback address (env TROUPE_INSECURE=1)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight runs may finish on shutdown")
 	if err := fs.Parse(args); err != nil {
@@ -114,8 +117,15 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 			origins = append(origins, o)
 		}
 	}
+	tel, err := openTelemetry(ctx, cfg.traces, db, logger)
+	if err != nil {
+		return err
+	}
+	defer tel.close()
+	metrics := telemetry.NewMetrics()
 	srv := console.New(console.Options{
-		Engine: eng, Store: db, Knowledge: kbs, Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins,
+		Engine: eng, Store: db, Knowledge: kbs, Recorder: tel.recorder, Traces: tel.reader, Metrics: metrics,
+		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins,
 		ShutdownTimeout: cfg.shutdownTimeout, DBID: "troupe-" + db.Dialect(), Version: version,
 	})
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -132,6 +142,14 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	g.Go(func() error { return eng.Run(gctx, w.C()) })
 	g.Go(func() error { return srv.Serve(gctx, ln) })
 	g.Go(func() error { return kbs.Run(gctx) })
+	if tel.recorder != nil {
+		// The recorder outlives the HTTP server so runs drained at shutdown
+		// still have their spans flushed.
+		recCtx, stopRec := context.WithCancel(context.WithoutCancel(ctx))
+		recDone := make(chan error, 1)
+		go func() { recDone <- tel.recorder.Run(recCtx) }()
+		defer func() { stopRec(); <-recDone }()
+	}
 	g.Go(func() error { return followKnowledge(gctx, eng, kbs) })
 	g.Go(func() error {
 		for {
@@ -156,6 +174,38 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		return nil
 	}
 	return err
+}
+
+// tracing is where spans go and are read from.
+type tracing struct {
+	recorder *telemetry.Recorder // nil when tracing is off
+	reader   telemetry.Reader    // nil when tracing is off
+	close    func()
+}
+
+// openTelemetry selects the trace sink: "sql" (the store's database, the
+// default), "clickhouse://host:9000/db" or "off".
+func openTelemetry(ctx context.Context, spec string, db *store.DB, logger *slog.Logger) (*tracing, error) {
+	log := logger.With("component", "telemetry")
+	switch {
+	case spec == "off":
+		return &tracing{close: func() {}}, nil
+	case spec == "sql" || spec == "":
+		t := db.Traces()
+		return &tracing{recorder: telemetry.NewRecorder(telemetry.RecorderOptions{Sink: t, Logger: log}), reader: t, close: func() {}}, nil
+	case strings.HasPrefix(spec, "clickhouse://"):
+		opts, err := clickhouse.ParseDSN(spec)
+		if err != nil {
+			return nil, fmt.Errorf("TROUPE_TRACES: %w", err)
+		}
+		opts.Logger = log
+		ch, err := clickhouse.Open(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("opening ClickHouse for traces: %w", err)
+		}
+		return &tracing{recorder: telemetry.NewRecorder(telemetry.RecorderOptions{Sink: ch, Logger: log}), reader: ch, close: func() { _ = ch.Close() }}, nil
+	}
+	return nil, fmt.Errorf("TROUPE_TRACES %q: use sql, clickhouse://host:9000/db or off", spec)
 }
 
 // followKnowledge configures the knowledge service with every new snapshot's

@@ -1,0 +1,180 @@
+package console_test
+
+import (
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/telemetry/clickhouse"
+)
+
+// pgSchema gives a test its own PostgreSQL schema, dropped at cleanup.
+func pgSchema(t *testing.T, dsn string) string {
+	t.Helper()
+	admin, err := sql.Open("pgx", dsn)
+	require.NoError(t, err)
+	schema := "troupe_console_" + strings.ToLower(rand.Text()[:12])
+	_, err = admin.Exec(`CREATE SCHEMA "` + schema + `"`)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = admin.Exec(`DROP SCHEMA "` + schema + `" CASCADE`)
+		_ = admin.Close()
+	})
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+type traceNode struct {
+	SpanID       string            `json:"span_id"`
+	ParentID     string            `json:"parent_span_id"`
+	Name         string            `json:"name"`
+	Kind         string            `json:"kind"`
+	Status       string            `json:"status"`
+	Start        time.Time         `json:"start_time"`
+	End          time.Time         `json:"end_time"`
+	InputTokens  int               `json:"input_tokens"`
+	OutputTokens int               `json:"output_tokens"`
+	Attributes   map[string]string `json:"attributes"`
+	Spans        []traceNode       `json:"spans"`
+}
+
+// TestRunTrace: a run with two tool calls and a knowledge search produces one
+// trace with the right tree, nested durations and token counts, read back
+// through GET /traces/{id} from every configured sink.
+func TestRunTrace(t *testing.T) {
+	t.Parallel()
+	setups := map[string]func(t *testing.T) []serverOption{"sqlite": func(*testing.T) []serverOption { return nil }}
+	if dsn := os.Getenv("TROUPE_TEST_POSTGRES_DSN"); dsn != "" {
+		setups["postgres"] = func(t *testing.T) []serverOption { return []serverOption{withDatabase(pgSchema(t, dsn))} }
+	} else {
+		t.Log("TROUPE_TEST_POSTGRES_DSN not set: the PostgreSQL variant is skipped")
+	}
+	if addr := os.Getenv("TROUPE_TEST_CLICKHOUSE_ADDR"); addr != "" {
+		setups["clickhouse"] = func(t *testing.T) []serverOption {
+			ch, err := clickhouse.Open(t.Context(), clickhouse.Options{Addr: addr, Database: "troupe_console_" + strings.ToLower(rand.Text()[:12])})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = ch.Close() })
+			return []serverOption{withTraces(ch)}
+		}
+	} else {
+		t.Log("TROUPE_TEST_CLICKHOUSE_ADDR not set: the ClickHouse variant is skipped")
+	}
+	for name, setup := range setups {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ts := startServer(t, setup(t)...)
+			status, out := upload(t, ts, "", nil, filepath.Join("..", "engine", "knowledge", "reader", "testdata", "notes.txt"))
+			require.Equal(t, http.StatusAccepted, status, out)
+			waitCompleted(t, ts, out["id"].(string))
+
+			msg := "use your tools\n/call calculator {\"expression\":\"6*7\"}\n/call current_time {}\n/call knowledge_search {\"query\":\"When does the feature ship?\"}"
+			body, _ := json.Marshal(map[string]any{"message": msg, "stream": false, "user_id": "u1"})
+			req, _ := http.NewRequest(http.MethodPost, ts.url+"/agents/helpdesk/runs", strings.NewReader(string(body)))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			traceID := resp.Header.Get("X-Trace-Id")
+			require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", traceID, "the run joins the caller's trace")
+			require.Contains(t, resp.Header.Get("Traceparent"), traceID)
+
+			var got struct {
+				Trace map[string]any `json:"trace"`
+				Tree  []traceNode    `json:"tree"`
+			}
+			require.Eventually(t, func() bool {
+				status, body, _ := ts.do(http.MethodGet, "/traces/"+traceID, "", "", "")
+				if status != http.StatusOK {
+					return false
+				}
+				require.NoError(t, json.Unmarshal([]byte(body), &got))
+				return true
+			}, 10*time.Second, 20*time.Millisecond)
+			require.Len(t, got.Tree, 1)
+			root := got.Tree[0]
+			require.Equal(t, "agent.run helpdesk", root.Name)
+			require.Equal(t, "00f067aa0ba902b7", root.ParentID)
+			require.Equal(t, "OK", root.Status)
+			kinds := map[string]int{}
+			names := map[string]bool{}
+			modelIn, modelOut := 0, 0
+			for _, c := range root.Spans {
+				kinds[c.Kind]++
+				names[c.Name] = true
+				require.False(t, c.Start.Before(root.Start), "%s starts within the run", c.Name)
+				require.False(t, c.End.After(root.End), "%s ends within the run", c.Name)
+				require.False(t, c.End.Before(c.Start), c.Name)
+				if c.Kind == "model" {
+					modelIn += c.InputTokens
+					modelOut += c.OutputTokens
+				}
+			}
+			require.Equal(t, map[string]int{"model": 2, "tool": 2, "knowledge": 1, "store": 1}, kinds)
+			require.True(t, names["tool.call calculator"] && names["tool.call current_time"] && names["knowledge.search"] && names["store.finish_run"], names)
+			require.Equal(t, root.InputTokens, modelIn, "the run's tokens are the sum of its model requests'")
+			require.Equal(t, root.OutputTokens, modelOut)
+			require.Greater(t, modelIn, 0)
+			require.EqualValues(t, 7, got.Trace["total_spans"])
+			require.Contains(t, got.Trace["input"], "use your tools")
+
+			var list struct {
+				Data []map[string]any `json:"data"`
+				Meta map[string]any   `json:"meta"`
+			}
+			ts.json(http.MethodGet, "/traces?agent_id=helpdesk&status=OK&user_id=u1", "", "", http.StatusOK, &list)
+			require.NotEmpty(t, list.Data)
+			require.Equal(t, traceID, list.Data[0]["trace_id"])
+			for _, k := range []string{"trace_id", "name", "status", "duration", "start_time", "end_time", "total_spans", "error_count", "input", "run_id", "session_id", "user_id", "agent_id", "team_id"} {
+				require.Contains(t, list.Data[0], k)
+			}
+			ts.json(http.MethodGet, "/traces?agent_id=nobody", "", "", http.StatusOK, &list)
+			require.Empty(t, list.Data)
+		})
+	}
+}
+
+func TestPrometheusAndDailyMetrics(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withKeys(keys))
+	ts.json(http.MethodPost, "/agents/calc/runs", aliceKey, `{"message":"calc: 1+1","stream":false}`, http.StatusOK, nil)
+	ts.json(http.MethodPost, "/agents/writer/runs", aliceKey, `{"message":"hello","stream":false}`, http.StatusOK, nil)
+	ts.json(http.MethodGet, "/metrics/prometheus", aliceKey, "", http.StatusForbidden, nil)
+	status, body, _ := ts.do(http.MethodGet, "/metrics/prometheus", adminKey, "", "")
+	require.Equal(t, http.StatusOK, status)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	require.NoError(t, err)
+	for _, name := range []string{"troupe_runs_total", "troupe_run_duration_seconds", "troupe_model_request_duration_seconds", "troupe_model_tokens_total",
+		"troupe_tool_call_duration_seconds", "troupe_active_streams", "troupe_config_last_reload_successful", "troupe_trace_span_queue_depth"} {
+		_, ok := families[name]
+		require.True(t, ok, "missing %s", name)
+	}
+	require.NotContains(t, body, "alice", "no user ids in labels")
+
+	var daily struct {
+		Metrics []map[string]any `json:"metrics"`
+	}
+	ts.json(http.MethodGet, "/metrics", adminKey, "", http.StatusOK, &daily)
+	require.Len(t, daily.Metrics, 1)
+	require.Equal(t, 2.0, daily.Metrics[0]["agent_runs_count"], fmt.Sprint(daily.Metrics[0]))
+	require.Equal(t, 1.0, daily.Metrics[0]["users_count"])
+}

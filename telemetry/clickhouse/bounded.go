@@ -1,0 +1,68 @@
+package clickhouse
+
+import (
+	"context"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// bounded runs f and returns when f does or when ctx is done, whichever comes
+// first.
+//
+// clickhouse-go honours ctx while it dials and once a query is under way, but
+// not during the handshake of a new connection, which only its DialTimeout
+// bounds: against a server that accepts connections and never answers (hung,
+// overloaded, a half-dead proxy) a call would outlive its ctx by up to
+// DialTimeout. When ctx ends first, f carries on in the background (for at
+// most DialTimeout) and abandon, if given, disposes of what it returns.
+func bounded[T any](ctx context.Context, f func() (T, error), abandon func(T)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.err == nil && abandon != nil {
+				abandon(r.v)
+			}
+		}()
+		var zero T
+		return zero, context.Cause(ctx)
+	}
+}
+
+func (s *Store) exec(ctx context.Context, query string, args ...any) error {
+	_, err := bounded(ctx, func() (struct{}, error) {
+		return struct{}{}, s.conn.Exec(ctx, query, args...)
+	}, nil)
+	return err
+}
+
+// queryRow runs a query returning one row and scans it into dest. After an
+// error, dest may still be written (by an abandoned call): do not read it.
+func (s *Store) queryRow(ctx context.Context, dest []any, query string, args ...any) error {
+	_, err := bounded(ctx, func() (struct{}, error) {
+		return struct{}{}, s.conn.QueryRow(ctx, query, args...).Scan(dest...)
+	}, nil)
+	return err
+}
+
+func (s *Store) query(ctx context.Context, query string, args ...any) (driver.Rows, error) {
+	return bounded(ctx, func() (driver.Rows, error) {
+		return s.conn.Query(ctx, query, args...)
+	}, func(r driver.Rows) { _ = r.Close() })
+}
+
+func (s *Store) prepareBatch(ctx context.Context, query string) (driver.Batch, error) {
+	return bounded(ctx, func() (driver.Batch, error) {
+		return s.conn.PrepareBatch(ctx, query)
+	}, func(b driver.Batch) { _ = b.Abort() })
+}

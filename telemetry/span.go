@@ -1,0 +1,154 @@
+package telemetry
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strings"
+	"time"
+)
+
+// Span kinds.
+const (
+	KindRun       = "run"       // an agent or team run (the root, or a member's run)
+	KindModel     = "model"     // one model request
+	KindTool      = "tool"      // one tool call
+	KindKnowledge = "knowledge" // a knowledge search (a knowledge_search tool call)
+	KindStore     = "store"     // persisting the run
+)
+
+// Span statuses.
+const (
+	StatusOK    = "OK"
+	StatusError = "ERROR"
+)
+
+// Span is one timed operation of a run.
+type Span struct {
+	TraceID  string `json:"trace_id"`  // 32 hex digits
+	SpanID   string `json:"span_id"`   // 16 hex digits
+	ParentID string `json:"parent_span_id"` // empty for a root
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	Start    time.Time `json:"start_time"`
+	End      time.Time `json:"end_time"`
+	Status   string `json:"status"`
+	// StatusMessage says why a span failed (an error class and message).
+	StatusMessage string `json:"status_message,omitempty"`
+
+	// Fields every sink indexes, for the trace API's filters.
+	RunID     string `json:"run_id,omitempty"`
+	SessionID string `json:"session_id,omitempty"`
+	UserID    string `json:"user_id,omitempty"`
+	AgentID   string `json:"agent_id,omitempty"`
+	TeamID    string `json:"team_id,omitempty"`
+
+	InputTokens  int `json:"input_tokens,omitempty"`
+	OutputTokens int `json:"output_tokens,omitempty"`
+
+	// Attributes are bounded key/value details: model, provider, tool name,
+	// truncated arguments and results, spec version, error class. Never
+	// secrets or header values.
+	Attributes map[string]string `json:"attributes,omitempty"`
+}
+
+// Duration is End − Start.
+func (s *Span) Duration() time.Duration { return s.End.Sub(s.Start) }
+
+// NewTraceID returns a random W3C trace id.
+func NewTraceID() string { return randomHex(16) }
+
+// NewSpanID returns a random W3C span id.
+func NewSpanID() string { return randomHex(8) }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Parent is the remote parent of a trace, from an incoming traceparent header.
+type Parent struct {
+	TraceID string
+	SpanID  string
+}
+
+// ParseTraceparent reads a W3C traceparent header
+// ("00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"). ok is false for a
+// missing or invalid header, including all-zero ids, as the spec requires.
+func ParseTraceparent(h string) (p Parent, ok bool) {
+	parts := strings.Split(strings.TrimSpace(h), "-")
+	if len(parts) < 4 || len(parts[0]) != 2 || parts[0] == "ff" || len(parts[1]) != 32 || len(parts[2]) != 16 || len(parts[3]) != 2 {
+		return Parent{}, false
+	}
+	if parts[0] == "00" && len(parts) != 4 {
+		return Parent{}, false
+	}
+	for _, s := range parts[:4] {
+		if !isLowerHex(s) {
+			return Parent{}, false
+		}
+	}
+	if strings.Trim(parts[1], "0") == "" || strings.Trim(parts[2], "0") == "" {
+		return Parent{}, false
+	}
+	return Parent{TraceID: parts[1], SpanID: parts[2]}, true
+}
+
+// Traceparent formats a traceparent header for a span (sampled).
+func Traceparent(traceID, spanID string) string { return "00-" + traceID + "-" + spanID + "-01" }
+
+func isLowerHex(s string) bool {
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Sink stores spans. Implementations must be safe for concurrent use; Write
+// is called by the recorder's single flusher with batches.
+type Sink interface {
+	Write(ctx context.Context, spans []Span) error
+}
+
+// TraceQuery filters and pages traces.
+type TraceQuery struct {
+	RunID, SessionID, UserID, AgentID, TeamID string
+	Status                                    string // OK or ERROR
+	StartTime, EndTime                        time.Time
+	Limit, Page                               int // Page from 1
+}
+
+// TraceSummary is one trace in a list.
+type TraceSummary struct {
+	TraceID    string        `json:"trace_id"`
+	Name       string        `json:"name"`
+	Status     string        `json:"status"`
+	Duration   time.Duration `json:"-"`
+	StartTime  time.Time     `json:"start_time"`
+	EndTime    time.Time     `json:"end_time"`
+	TotalSpans int           `json:"total_spans"`
+	ErrorCount int           `json:"error_count"`
+	Input      string        `json:"input"`
+	RunID      string        `json:"run_id"`
+	SessionID  string        `json:"session_id"`
+	UserID     string        `json:"user_id"`
+	AgentID    string        `json:"agent_id"`
+	TeamID     string        `json:"team_id"`
+}
+
+// Reader answers the trace API from wherever spans are stored. The same
+// shapes come back from every sink.
+type Reader interface {
+	// ListTraces returns trace summaries, newest first, and the total count.
+	ListTraces(ctx context.Context, q TraceQuery) ([]TraceSummary, int, error)
+	// GetTrace returns every span of a trace ordered by start time; an empty
+	// slice when the trace does not exist.
+	GetTrace(ctx context.Context, traceID string) ([]Span, error)
+}
+
+// InputAttribute is the root span attribute holding the run's input
+// (truncated), shown in trace lists.
+const InputAttribute = "input"

@@ -1,0 +1,204 @@
+package telemetry_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/telemetry"
+)
+
+func TestTraceparent(t *testing.T) {
+	t.Parallel()
+	p, ok := telemetry.ParseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	require.True(t, ok)
+	require.Equal(t, telemetry.Parent{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7"}, p)
+	for _, bad := range []string{"", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"} {
+		_, ok := telemetry.ParseTraceparent(bad)
+		require.False(t, ok, bad)
+	}
+	_, ok = telemetry.ParseTraceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future")
+	require.True(t, ok, "later versions may append fields")
+	require.Len(t, telemetry.NewTraceID(), 32)
+	require.Len(t, telemetry.NewSpanID(), 16)
+	require.Equal(t, "00-"+p.TraceID+"-"+p.SpanID+"-01", telemetry.Traceparent(p.TraceID, p.SpanID))
+}
+
+// TestTraceFromEvents builds a team run's trace from its events: a model
+// request, a delegation whose member runs a knowledge search and a tool call
+// that fails, and checks the tree, the timing and the attributes.
+func TestTraceFromEvents(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	parent := telemetry.Parent{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7"}
+	tr := telemetry.NewTrace(telemetry.RunInfo{Kind: "team", Target: "crew", RunID: "r1", SessionID: "s1", UserID: "u1", SpecVersion: "v9",
+		Input: "research this", Model: "gpt-x", Provider: "openai"}, parent, at(0), 8)
+	tool := func(id, name string, args map[string]any, start, dur int, result string) *event.ToolCall {
+		return &event.ToolCall{ID: id, Name: name, Args: args, StartedAt: at(start), Duration: time.Duration(dur) * time.Millisecond, Result: result}
+	}
+	events := []event.Event{
+		{Type: event.RunStarted, RunID: "r1", TeamID: "crew", CreatedAt: at(0)},
+		{Type: event.ModelRequestCompleted, RunID: "r1", TeamID: "crew", CreatedAt: at(40), Model: "gpt-x", Provider: "openai", Metrics: &event.Metrics{InputTokens: 100, OutputTokens: 20, Duration: 30 * time.Millisecond}},
+		{Type: event.ToolCallStarted, RunID: "r1", TeamID: "crew", CreatedAt: at(41), Tool: tool("d1", "delegate_task_to_member", map[string]any{"member": "researcher", "task": "find"}, 41, 0, "")},
+		{Type: event.RunStarted, RunID: "r1-researcher-1", AgentID: "researcher", Member: "researcher", Depth: 1, CreatedAt: at(42), Model: "gpt-y", Provider: "openai"},
+		{Type: event.ToolCallStarted, RunID: "r1-researcher-1", AgentID: "researcher", Member: "researcher", Depth: 1, Tool: tool("k1", "knowledge_search", map[string]any{"query": "q"}, 45, 0, "")},
+		{Type: event.ToolCallCompleted, RunID: "r1-researcher-1", AgentID: "researcher", Member: "researcher", Depth: 1, Tool: tool("k1", "knowledge_search", map[string]any{"query": "q"}, 45, 10, "2 results, long text here")},
+		{Type: event.ToolCallStarted, RunID: "r1-researcher-1", AgentID: "researcher", Member: "researcher", Depth: 1, Tool: tool("t1", "http_fetch", nil, 46, 0, "")},
+		{Type: event.ToolCallError, RunID: "r1-researcher-1", AgentID: "researcher", Member: "researcher", Depth: 1, Tool: tool("t1", "http_fetch", nil, 46, 5, "refused")},
+		{Type: event.RunCompleted, RunID: "r1-researcher-1", AgentID: "researcher", Member: "researcher", Depth: 1, CreatedAt: at(80), Metrics: &event.Metrics{InputTokens: 7, OutputTokens: 3}},
+		{Type: event.ToolCallCompleted, RunID: "r1", TeamID: "crew", Tool: tool("d1", "delegate_task_to_member", map[string]any{"member": "researcher"}, 41, 40, "found")},
+	}
+	for _, e := range events {
+		tr.Observe(e)
+	}
+	tr.StoreSpan("store.finish_run", at(95), at(97), nil)
+	spans := tr.Finish(at(100), telemetry.StatusOK, "", "", event.Metrics{InputTokens: 107, OutputTokens: 23})
+
+	byName := map[string]telemetry.Span{}
+	for _, s := range spans {
+		require.Equal(t, parent.TraceID, s.TraceID, "the trace joins the caller's")
+		require.False(t, s.End.Before(s.Start), s.Name)
+		byName[s.Name] = s
+	}
+	root := spans[0]
+	require.Equal(t, "team.run crew", root.Name)
+	require.Equal(t, parent.SpanID, root.ParentID)
+	require.Equal(t, "crew", root.TeamID)
+	require.Equal(t, 100*time.Millisecond, root.Duration())
+	require.Equal(t, "research…", root.Attributes[telemetry.InputAttribute], "attributes are bounded")
+	require.Equal(t, 107, root.InputTokens)
+
+	model := byName["model.request openai/gpt-x"]
+	require.Equal(t, root.SpanID, model.ParentID)
+	require.Equal(t, at(10), model.Start)
+	require.Equal(t, 100, model.InputTokens)
+
+	delegate := byName["tool.call delegate_task_to_member"]
+	member := byName["member.run researcher"]
+	require.Equal(t, delegate.SpanID, member.ParentID, "a member's run hangs under the delegation that started it")
+	require.Equal(t, "researcher", member.AgentID)
+	search := byName["knowledge.search"]
+	require.Equal(t, telemetry.KindKnowledge, search.Kind)
+	require.Equal(t, member.SpanID, search.ParentID)
+	require.Equal(t, 10*time.Millisecond, search.Duration())
+	fetch := byName["tool.call http_fetch"]
+	require.Equal(t, telemetry.StatusError, fetch.Status)
+	require.Equal(t, "refused", fetch.StatusMessage)
+	store := byName["store.finish_run"]
+	require.Equal(t, telemetry.KindStore, store.Kind)
+	require.Equal(t, root.SpanID, store.ParentID)
+	// Children lie within their parents.
+	for _, s := range spans[1:] {
+		require.False(t, s.Start.Before(root.Start), s.Name)
+		require.False(t, s.End.After(root.End), s.Name)
+	}
+	require.False(t, search.Start.Before(member.Start))
+	require.False(t, member.End.After(delegate.End))
+}
+
+// fakeSink records batches and can fail on demand.
+type fakeSink struct {
+	mu      sync.Mutex
+	batches [][]telemetry.Span
+	fail    atomic.Bool
+	block   chan struct{}
+}
+
+func (f *fakeSink) Write(ctx context.Context, spans []telemetry.Span) error {
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if f.fail.Load() {
+		return errors.New("clickhouse is down")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.batches = append(f.batches, append([]telemetry.Span(nil), spans...))
+	return nil
+}
+
+func (f *fakeSink) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, b := range f.batches {
+		n += len(b)
+	}
+	return n
+}
+
+func spans(n int) []telemetry.Span {
+	out := make([]telemetry.Span, n)
+	for i := range out {
+		out[i] = telemetry.Span{TraceID: telemetry.NewTraceID(), SpanID: telemetry.NewSpanID(), Name: "x"}
+	}
+	return out
+}
+
+func TestRecorderBatchesAndFlushesOnShutdown(t *testing.T) {
+	t.Parallel()
+	sink := &fakeSink{}
+	r := telemetry.NewRecorder(telemetry.RecorderOptions{Sink: sink, BatchSize: 100, FlushInterval: time.Hour})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { _ = r.Run(ctx); close(done) }()
+	r.Record(spans(250)...)
+	require.Eventually(t, func() bool { return sink.count() == 200 }, 5*time.Second, time.Millisecond, "full batches are written at once")
+	cancel()
+	<-done
+	require.Equal(t, 250, sink.count(), "the rest is flushed on shutdown")
+	_, dropped, written := r.Stats()
+	require.Zero(t, dropped)
+	require.EqualValues(t, 250, written)
+}
+
+func TestRecorderNeverBlocksAndCountsDrops(t *testing.T) {
+	t.Parallel()
+	sink := &fakeSink{block: make(chan struct{})} // a sink that hangs
+	r := telemetry.NewRecorder(telemetry.RecorderOptions{Sink: sink, QueueSize: 50, BatchSize: 10, FlushInterval: time.Millisecond, WriteTimeout: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { _ = r.Run(ctx); close(done) }()
+	start := time.Now()
+	for range 100 {
+		r.Record(spans(10)...)
+	}
+	require.Less(t, time.Since(start), 100*time.Millisecond, "recording never waits for the sink")
+	_, dropped, _ := r.Stats()
+	require.Greater(t, dropped, uint64(0))
+	close(sink.block)
+	cancel()
+	<-done
+}
+
+func TestRecorderBacksOffDuringOutageAndRecovers(t *testing.T) {
+	t.Parallel()
+	sink := &fakeSink{}
+	sink.fail.Store(true)
+	r := telemetry.NewRecorder(telemetry.RecorderOptions{Sink: sink, BatchSize: 10, FlushInterval: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { _ = r.Run(ctx); close(done) }()
+	r.Record(spans(10)...)
+	require.Eventually(t, func() bool { _, d, _ := r.Stats(); return d >= 10 }, 5*time.Second, time.Millisecond, "failed batches are dropped and counted")
+	sink.fail.Store(false)
+	require.Eventually(t, func() bool {
+		r.Record(spans(1)...)
+		return sink.count() > 0
+	}, 5*time.Second, 10*time.Millisecond, "writes resume after the outage")
+	cancel()
+	<-done
+}

@@ -1,0 +1,249 @@
+package telemetry
+
+import (
+	"encoding/json"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/troupehq/troupe/engine/event"
+)
+
+// DefaultMaxAttribute bounds one attribute value (tool arguments and results,
+// inputs) so traces stay small and never carry whole documents.
+const DefaultMaxAttribute = 1024
+
+// RunInfo identifies the run a trace describes.
+type RunInfo struct {
+	Kind        string // agent or team
+	Target      string // its name
+	RunID       string
+	SessionID   string
+	UserID      string
+	SpecVersion string
+	Input       string
+	Model       string
+	Provider    string
+}
+
+// Trace builds the spans of one run from its events: the run itself, each
+// model request, tool call and knowledge search, and team members' runs. Safe
+// for concurrent use (parallel tool calls report from several goroutines).
+type Trace struct {
+	mu       sync.Mutex
+	info     RunInfo
+	maxAttr  int
+	root     Span
+	spans    []Span
+	open     map[string]int // tool call id → index in spans
+	runs     map[string]int // member run id → index in spans
+	memberOf map[string]string
+}
+
+// NewTrace starts the root span of a run now. parent continues a caller's
+// trace (from its traceparent); the zero Parent starts a new trace.
+func NewTrace(info RunInfo, parent Parent, start time.Time, maxAttr int) *Trace {
+	if maxAttr <= 0 {
+		maxAttr = DefaultMaxAttribute
+	}
+	t := &Trace{info: info, maxAttr: maxAttr, open: map[string]int{}, runs: map[string]int{}, memberOf: map[string]string{}}
+	traceID := parent.TraceID
+	if traceID == "" {
+		traceID = NewTraceID()
+	}
+	t.root = Span{
+		TraceID: traceID, SpanID: NewSpanID(), ParentID: parent.SpanID, Name: info.Kind + ".run " + info.Target, Kind: KindRun,
+		Start: start, RunID: info.RunID, SessionID: info.SessionID, UserID: info.UserID, Status: StatusOK,
+		Attributes: map[string]string{"troupe.kind": info.Kind, "troupe.target": info.Target, "troupe.spec_version": info.SpecVersion,
+			"model": info.Model, "provider": info.Provider, InputAttribute: t.clip(info.Input), "troupe.root": "true"},
+	}
+	if info.Kind == "team" {
+		t.root.TeamID = info.Target
+	} else {
+		t.root.AgentID = info.Target
+	}
+	return t
+}
+
+// TraceID returns the trace's id.
+func (t *Trace) TraceID() string { return t.root.TraceID }
+
+// SpanID returns the root span's id (for traceparent headers).
+func (t *Trace) SpanID() string { return t.root.SpanID }
+
+func (t *Trace) clip(s string) string {
+	if len(s) <= t.maxAttr {
+		return s
+	}
+	cut := t.maxAttr
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+func (t *Trace) child(kind, name string, parent string, start time.Time) Span {
+	return Span{TraceID: t.root.TraceID, SpanID: NewSpanID(), ParentID: parent, Name: name, Kind: kind, Start: start,
+		RunID: t.root.RunID, SessionID: t.root.SessionID, UserID: t.root.UserID, AgentID: t.root.AgentID, TeamID: t.root.TeamID,
+		Status: StatusOK, Attributes: map[string]string{}}
+}
+
+// parentOf returns the span id of the run an event belongs to.
+func (t *Trace) parentOf(e event.Event) string {
+	if e.Depth > 0 {
+		if i, ok := t.runs[e.RunID]; ok {
+			return t.spans[i].SpanID
+		}
+	}
+	return t.root.SpanID
+}
+
+// Observe records one event of the run (or of its members).
+func (t *Trace) Observe(e event.Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch e.Type {
+	case event.RunStarted:
+		if e.Depth == 0 {
+			return
+		}
+		// A member run: under the delegation that started it, if any.
+		parent := t.root.SpanID
+		if e.Depth > 1 {
+			parent = t.parentByDepth(e)
+		}
+		for id, i := range t.open {
+			if t.memberOf[id] == e.Member && t.spans[i].End.IsZero() {
+				parent = t.spans[i].SpanID
+				break
+			}
+		}
+		s := t.child(KindRun, "member.run "+e.Member, parent, e.CreatedAt)
+		s.AgentID, s.TeamID = e.AgentID, e.TeamID
+		s.Attributes["troupe.member"] = e.Member
+		s.Attributes["troupe.depth"] = strconv.Itoa(e.Depth)
+		s.Attributes["model"], s.Attributes["provider"] = e.Model, e.Provider
+		t.runs[e.RunID] = len(t.spans)
+		t.spans = append(t.spans, s)
+	case event.ModelRequestCompleted:
+		if e.Metrics == nil {
+			return
+		}
+		name := "model.request " + e.Provider
+		if e.Model != "" {
+			name += "/" + e.Model
+		}
+		s := t.child(KindModel, name, t.parentOf(e), e.CreatedAt.Add(-e.Metrics.Duration))
+		s.End = e.CreatedAt
+		s.InputTokens, s.OutputTokens = e.Metrics.InputTokens, e.Metrics.OutputTokens
+		s.Attributes["model"], s.Attributes["provider"] = e.Model, e.Provider
+		if e.Metrics.TimeToFirstToken > 0 {
+			s.Attributes["time_to_first_token_ms"] = strconv.FormatFloat(float64(e.Metrics.TimeToFirstToken.Microseconds())/1000, 'f', 3, 64)
+		}
+		t.spans = append(t.spans, s)
+	case event.ToolCallStarted:
+		if e.Tool == nil {
+			return
+		}
+		kind, name := KindTool, "tool.call "+e.Tool.Name
+		if e.Tool.Name == "knowledge_search" {
+			kind, name = KindKnowledge, "knowledge.search"
+		}
+		s := t.child(kind, name, t.parentOf(e), e.Tool.StartedAt)
+		s.Attributes["tool.name"] = e.Tool.Name
+		if args, err := json.Marshal(e.Tool.Args); err == nil {
+			s.Attributes["tool.arguments"] = t.clip(string(args))
+		}
+		if m, ok := e.Tool.Args["member"].(string); ok {
+			t.memberOf[e.RunID+"/"+e.Tool.ID] = m
+		}
+		t.open[e.RunID+"/"+e.Tool.ID] = len(t.spans)
+		t.spans = append(t.spans, s)
+	case event.ToolCallCompleted, event.ToolCallError:
+		if e.Tool == nil {
+			return
+		}
+		i, ok := t.open[e.RunID+"/"+e.Tool.ID]
+		if !ok {
+			return
+		}
+		delete(t.open, e.RunID+"/"+e.Tool.ID)
+		s := &t.spans[i]
+		s.End = e.Tool.StartedAt.Add(e.Tool.Duration)
+		if e.Tool.Duration == 0 {
+			s.End = e.CreatedAt
+		}
+		s.Attributes["tool.result"] = t.clip(e.Tool.Result)
+		if e.Type == event.ToolCallError {
+			s.Status, s.StatusMessage = StatusError, t.clip(e.Tool.Result)
+		}
+	case event.RunCompleted, event.RunError, event.RunCancelled:
+		if e.Depth == 0 {
+			return // the root ends in Finish
+		}
+		i, ok := t.runs[e.RunID]
+		if !ok {
+			return
+		}
+		s := &t.spans[i]
+		s.End = e.CreatedAt
+		if e.Metrics != nil {
+			s.InputTokens, s.OutputTokens = e.Metrics.InputTokens, e.Metrics.OutputTokens
+		}
+		if e.Type != event.RunCompleted {
+			s.Status, s.StatusMessage = StatusError, t.clip(e.ErrorKind+": "+e.Content)
+		}
+	}
+}
+
+// parentByDepth finds the run span one level up for a nested member: the most
+// recent open member run at depth-1.
+func (t *Trace) parentByDepth(e event.Event) string {
+	want := strconv.Itoa(e.Depth - 1)
+	for i := len(t.spans) - 1; i >= 0; i-- {
+		s := t.spans[i]
+		if s.Kind == KindRun && s.Attributes["troupe.depth"] == want && s.End.IsZero() {
+			return s.SpanID
+		}
+	}
+	return t.root.SpanID
+}
+
+// StoreSpan records a store write of the run (persisting its result).
+func (t *Trace) StoreSpan(name string, start, end time.Time, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.child(KindStore, name, t.root.SpanID, start)
+	s.End = end
+	if err != nil {
+		s.Status, s.StatusMessage = StatusError, t.clip(err.Error())
+	}
+	t.spans = append(t.spans, s)
+}
+
+// Finish ends the run at end with its outcome and returns every span, root
+// first. Spans left open (a cancelled tool call) end with the run.
+func (t *Trace) Finish(end time.Time, status, errorKind, message string, m event.Metrics) []Span {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.root.End = end
+	t.root.InputTokens, t.root.OutputTokens = m.InputTokens, m.OutputTokens
+	if status != StatusOK {
+		t.root.Status = StatusError
+		t.root.StatusMessage = t.clip(message)
+		t.root.Attributes["error.class"] = errorKind
+	}
+	out := make([]Span, 0, len(t.spans)+1)
+	out = append(out, t.root)
+	for _, s := range t.spans {
+		if s.End.IsZero() {
+			s.End = end
+			if s.Status == StatusOK {
+				s.Status, s.StatusMessage = StatusError, "did not finish before the run ended"
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
