@@ -2,15 +2,19 @@ package console_test
 
 import (
 	"bufio"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/troupehq/troupe/telemetry/clickhouse"
 )
 
 // benchClient keeps enough idle connections for the concurrency under test,
@@ -109,6 +113,69 @@ func BenchmarkHTTPRuns(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkTracingOverhead compares run throughput at concurrency 32 with
+// tracing off and on (SQL sink, and ClickHouse when configured).
+func BenchmarkTracingOverhead(b *testing.B) {
+	sinks := map[string]func(b *testing.B) []serverOption{
+		"off": func(*testing.B) []serverOption { return []serverOption{withoutTracing()} },
+		"sql": func(*testing.B) []serverOption { return nil },
+	}
+	if addr := os.Getenv("TROUPE_TEST_CLICKHOUSE_ADDR"); addr != "" {
+		sinks["clickhouse"] = func(b *testing.B) []serverOption {
+			ch, err := clickhouse.Open(b.Context(), clickhouse.Options{Addr: addr, Database: "troupe_bench_" + strings.ToLower(rand.Text()[:12])})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = ch.Close() })
+			return []serverOption{withTraces(ch)}
+		}
+	}
+	for _, name := range []string{"off", "sql", "clickhouse"} {
+		setup, ok := sinks[name]
+		if !ok {
+			continue
+		}
+		b.Run(name, func(b *testing.B) {
+			ts := startServer(b, setup(b)...)
+			ts.v.quiet = true
+			runsPerSecond(b, ts, 32, `{"message":"hi","stream":false}`)
+		})
+	}
+}
+
+// runsPerSecond posts b.N runs with conc clients and reports runs/s and p99.
+func runsPerSecond(b *testing.B, ts *testServer, conc int, body string) {
+	client := benchClient(conc)
+	url := ts.url + "/agents/writer/runs"
+	lat := make([]time.Duration, b.N)
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				d, _, err := postRun(client, url, body)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				lat[i] = d
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "runs/s")
+	b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
 }
 
 // BenchmarkOverheadOverSlowModel measures the latency Troupe adds to a model

@@ -135,19 +135,29 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	require.NoError(t, err)
 	ts.kb.Configure(context.Background(), ts.eng.Current().Knowledge())
 	ts.metrics = telemetry.NewMetrics()
-	var sink telemetry.Sink = ts.db.Traces()
-	ts.traces = ts.db.Traces()
+	// As in troupe serve: on SQLite, spans live in a sibling database file.
+	tracesDB := ts.db
+	if ts.db.Dialect() == store.DialectSQLite {
+		tracesDB, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "traces.db"), store.Options{})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = tracesDB.Close() })
+	}
+	var sink telemetry.Sink = tracesDB.Traces()
+	ts.traces = tracesDB.Traces()
 	if probe.Traces != nil {
 		ts.traces = probe.Traces
 		sink = probe.Traces.(telemetry.Sink)
 	}
-	ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: sink, FlushInterval: 10 * time.Millisecond})
+	ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: sink, FlushInterval: 100 * time.Millisecond})
 	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, ShutdownTimeout: 5 * time.Second,
 		Recorder: ts.recorder, Traces: ts.traces, Metrics: ts.metrics}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	o.DBID = ""
+	if o.Recorder == nil {
+		ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: discard{}}) // tracing off: a recorder that is never fed
+	}
 	srv := console.New(o)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -262,3 +272,10 @@ func (ts *testServer) stream(path, key, contentType, body string) ([]frame, http
 func withTraces(r telemetry.Reader) serverOption {
 	return func(o *console.Options) { o.Traces = r }
 }
+
+// withoutTracing turns tracing off.
+func withoutTracing() serverOption { return func(o *console.Options) { o.Recorder = nil } }
+
+type discard struct{}
+
+func (discard) Write(context.Context, []telemetry.Span) error { return nil }

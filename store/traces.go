@@ -72,9 +72,8 @@ const (
 	isRootArg         = nSpanInsertArgs - 1
 )
 
-// spanChunk bounds the rows of one INSERT and the trace ids of one IN list,
-// well below both databases' limits on bound parameters (32766 on SQLite,
-// 65535 on PostgreSQL).
+// spanChunk bounds the rows of one PostgreSQL INSERT and the advisory locks
+// of one statement, well below its limit of 65535 bound parameters.
 const spanChunk = 500
 
 // traceLockSpace is the first key of the PostgreSQL advisory locks that
@@ -167,7 +166,7 @@ func (t *Traces) Write(ctx context.Context, spans []telemetry.Span) error {
 				return fmt.Errorf("locking traces: %w", err)
 			}
 		}
-		stored, err := storedRootCandidates(ctx, tx, traceIDs)
+		stored, err := storedRootCandidates(ctx, tx, db.dialect, traceIDs)
 		if err != nil {
 			return fmt.Errorf("reading the traces' stored spans: %w", err)
 		}
@@ -202,22 +201,8 @@ func (t *Traces) Write(ctx context.Context, spans []telemetry.Span) error {
 				}
 			}
 		}
-		for start := 0; start < len(insert); start += spanChunk {
-			chunk := insert[start:min(start+spanChunk, len(insert))]
-			var q strings.Builder
-			q.WriteString(`INSERT INTO spans (` + spanInsertColumns + `) VALUES `)
-			args := make([]any, 0, len(chunk)*nSpanInsertArgs)
-			for i, p := range chunk {
-				if i > 0 {
-					q.WriteString(", ")
-				}
-				placeholders(&q, len(args), nSpanInsertArgs)
-				args = append(args, p.args...)
-			}
-			q.WriteString(` ON CONFLICT (trace_id, span_id) DO NOTHING`)
-			if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-				return err
-			}
+		if err := insertSpans(ctx, tx, db.dialect, insert); err != nil {
+			return err
 		}
 		for _, f := range flips {
 			if _, err := tx.ExecContext(ctx, `UPDATE spans SET is_root = $1 WHERE trace_id = $2 AND span_id = $3`,
@@ -288,40 +273,76 @@ func chooseRoot(cands []*rootCandidate, known map[string]bool) *rootCandidate {
 	return best
 }
 
-// storedRootCandidates reads what the root rule needs of the stored spans of
-// the traces.
-func storedRootCandidates(ctx context.Context, tx *sql.Tx, traceIDs []string) (map[string][]*rootCandidate, error) {
-	out := map[string][]*rootCandidate{}
-	for start := 0; start < len(traceIDs); start += spanChunk {
-		chunk := traceIDs[start:min(start+spanChunk, len(traceIDs))]
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
-			args[i] = id
-		}
+// insertSpans inserts the spans, skipping those already stored. SQLite runs
+// in-process, so one prepared statement run per span costs no round trips,
+// where the driver would bind the parameters of a multi-row INSERT in
+// quadratic time; PostgreSQL takes chunks of rows per statement.
+func insertSpans(ctx context.Context, tx *sql.Tx, dialect string, spans []*pendingSpan) error {
+	const conflict = ` ON CONFLICT (trace_id, span_id) DO NOTHING`
+	if dialect == DialectSQLite {
 		var q strings.Builder
-		q.WriteString(`SELECT trace_id, span_id, parent_span_id, start_ns, marked_root, is_root FROM spans WHERE trace_id IN `)
-		placeholders(&q, 0, len(chunk))
-		rows, err := tx.QueryContext(ctx, q.String(), args...)
+		q.WriteString(`INSERT INTO spans (` + spanInsertColumns + `) VALUES `)
+		placeholders(&q, 0, nSpanInsertArgs)
+		stmt, err := tx.PrepareContext(ctx, q.String()+conflict)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		for rows.Next() {
-			var traceID string
-			var marked, isRoot int
-			c := &rootCandidate{stored: true}
-			if err := rows.Scan(&traceID, &c.spanID, &c.parent, &c.startNS, &marked, &isRoot); err != nil {
-				rows.Close()
-				return nil, err
+		defer stmt.Close()
+		for _, p := range spans {
+			if _, err := stmt.ExecContext(ctx, p.args...); err != nil {
+				return err
 			}
-			c.marked, c.isRoot = marked == 1, isRoot == 1
-			out[traceID] = append(out[traceID], c)
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
+		return nil
+	}
+	for start := 0; start < len(spans); start += spanChunk {
+		chunk := spans[start:min(start+spanChunk, len(spans))]
+		var q strings.Builder
+		q.WriteString(`INSERT INTO spans (` + spanInsertColumns + `) VALUES `)
+		args := make([]any, 0, len(chunk)*nSpanInsertArgs)
+		for i, p := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			placeholders(&q, len(args), nSpanInsertArgs)
+			args = append(args, p.args...)
+		}
+		if _, err := tx.ExecContext(ctx, q.String()+conflict, args...); err != nil {
+			return err
 		}
 	}
-	return out, nil
+	return nil
+}
+
+// storedRootCandidates reads what the root rule needs of the stored spans of
+// the traces. The ids travel as one JSON array, whatever their number.
+func storedRootCandidates(ctx context.Context, tx *sql.Tx, dialect string, traceIDs []string) (map[string][]*rootCandidate, error) {
+	ids, err := jsonArg(traceIDs)
+	if err != nil {
+		return nil, err
+	}
+	list := `SELECT value FROM json_each($1)`
+	if dialect == DialectPostgres {
+		list = `SELECT json_array_elements_text($1::json)`
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT trace_id, span_id, parent_span_id, start_ns, marked_root, is_root FROM spans
+		WHERE trace_id IN (`+list+`)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string][]*rootCandidate{}
+	for rows.Next() {
+		var traceID string
+		var marked, isRoot int
+		c := &rootCandidate{stored: true}
+		if err := rows.Scan(&traceID, &c.spanID, &c.parent, &c.startNS, &marked, &isRoot); err != nil {
+			return nil, err
+		}
+		c.marked, c.isRoot = marked == 1, isRoot == 1
+		out[traceID] = append(out[traceID], c)
+	}
+	return out, rows.Err()
 }
 
 // lockTraces takes PostgreSQL advisory locks on the traces for the rest of tx,

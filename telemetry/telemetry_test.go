@@ -176,7 +176,9 @@ func TestRecorderNeverBlocksAndCountsDrops(t *testing.T) {
 	for range 100 {
 		r.Record(spans(10)...)
 	}
-	require.Less(t, time.Since(start), 100*time.Millisecond, "recording never waits for the sink")
+	// The sink blocks until the test ends: a Record that waited for it would
+	// never return, so any bound proves it; keep it loose for loaded machines.
+	require.Less(t, time.Since(start), 2*time.Second, "recording never waits for the sink")
 	_, dropped, _ := r.Stats()
 	require.Greater(t, dropped, uint64(0))
 	close(sink.block)

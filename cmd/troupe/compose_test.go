@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +18,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/template"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/telemetry/clickhouse"
 )
 
 // The deployment files live at the repository root; these tests check that the
@@ -26,8 +29,18 @@ const (
 	composeAPIKeys  = "sk-test=admin"
 )
 
-// composeMilvusProfile is the compose profile that enables the Milvus stack.
-const composeMilvusProfile = "milvus"
+// The compose profiles: one for the Milvus stack, one for ClickHouse (traces).
+const (
+	composeMilvusProfile     = "milvus"
+	composeClickHouseProfile = "clickhouse"
+)
+
+// composeProfileServices lists the services each profile enables; the rest
+// (troupe and postgres) run without any.
+var composeProfileServices = map[string][]string{
+	composeMilvusProfile:     {"etcd", "milvus", "minio"},
+	composeClickHouseProfile: {"clickhouse"},
+}
 
 // loadComposeProject loads docker-compose.yml as `docker compose` would, with
 // schema validation and consistency checks on, interpolating from env only and
@@ -63,13 +76,31 @@ func TestComposeFile(t *testing.T) {
 		}
 	})
 
+	// The ClickHouse TROUPE_TRACES value the comments in the file suggest,
+	// interpolated as compose does when it reads it from .env.
+	tracesExample := composeTracesExample(t)
+	withTraces := func(env map[string]string) map[string]string {
+		v, err := template.Substitute(tracesExample, func(k string) (string, bool) {
+			v, ok := env[k]
+			return v, ok
+		})
+		require.NoError(t, err, "TROUPE_TRACES example %q", tracesExample)
+		env["TROUPE_TRACES"] = v
+		return env
+	}
+
 	for name, env := range map[string]map[string]string{
-		"defaults":        {"TROUPE_API_KEYS": composeAPIKeys},
-		"custom password": {"TROUPE_API_KEYS": composeAPIKeys, "POSTGRES_PASSWORD": "s3cret-Pass_1"},
-		"custom minio":    {"TROUPE_API_KEYS": composeAPIKeys, "MINIO_ACCESS_KEY": "troupe-minio", "MINIO_SECRET_KEY": "s3cret-minio-key"},
-		"external milvus": {"TROUPE_API_KEYS": composeAPIKeys, "TROUPE_MILVUS_ADDRESS": "vectors.internal:19531"},
+		"defaults":          {"TROUPE_API_KEYS": composeAPIKeys},
+		"custom password":   {"TROUPE_API_KEYS": composeAPIKeys, "POSTGRES_PASSWORD": "s3cret-Pass_1"},
+		"custom minio":      {"TROUPE_API_KEYS": composeAPIKeys, "MINIO_ACCESS_KEY": "troupe-minio", "MINIO_SECRET_KEY": "s3cret-minio-key"},
+		"external milvus":   {"TROUPE_API_KEYS": composeAPIKeys, "TROUPE_MILVUS_ADDRESS": "vectors.internal:19531"},
+		"traces off":        {"TROUPE_API_KEYS": composeAPIKeys, "TROUPE_TRACES": "off"},
+		"clickhouse traces": withTraces(map[string]string{"TROUPE_API_KEYS": composeAPIKeys}),
+		"clickhouse traces, custom password": withTraces(map[string]string{
+			"TROUPE_API_KEYS": composeAPIKeys, "CLICKHOUSE_PASSWORD": "s3cret-CH_pass1",
+		}),
 	} {
-		for _, profiles := range [][]string{nil, {composeMilvusProfile}} {
+		for _, profiles := range [][]string{nil, {composeMilvusProfile}, {composeClickHouseProfile}, {composeMilvusProfile, composeClickHouseProfile}} {
 			label := name
 			if len(profiles) > 0 {
 				label += " with profile " + strings.Join(profiles, ",")
@@ -79,10 +110,52 @@ func TestComposeFile(t *testing.T) {
 				p, err := loadComposeProject(t, env, profiles...)
 				require.NoError(t, err)
 				checkComposeProject(t, p, env)
-				checkComposeMilvus(t, p, env, len(profiles) > 0)
+				checkComposeProfiles(t, p, profiles)
+				checkComposeMilvus(t, p, env, slices.Contains(profiles, composeMilvusProfile))
+				checkComposeClickHouse(t, p, env, slices.Contains(profiles, composeClickHouseProfile))
 			})
 		}
 	}
+}
+
+// composeTracesExample returns the TROUPE_TRACES=clickhouse://... value that
+// the comments in docker-compose.yml give (uninterpolated); every such comment
+// must give the same one.
+func composeTracesExample(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(composeRepoRoot, "docker-compose.yml"))
+	require.NoError(t, err)
+	matches := regexp.MustCompile(`(?m)^\s*#\s*TROUPE_TRACES=(clickhouse://\S+)\s*$`).FindAllStringSubmatch(string(data), -1)
+	require.NotEmpty(t, matches, "docker-compose.yml shows no TROUPE_TRACES=clickhouse://... value")
+	for _, m := range matches[1:] {
+		require.Equal(t, matches[0][1], m[1], "the TROUPE_TRACES examples disagree")
+	}
+	return matches[0][1]
+}
+
+// checkComposeProfiles checks that troupe and postgres run with any profiles
+// and every other service exactly with its own profile.
+func checkComposeProfiles(t *testing.T, p *types.Project, profiles []string) {
+	wantActive := []string{"postgres", "troupe"}
+	var wantDisabled []string
+	for profile, services := range composeProfileServices {
+		if slices.Contains(profiles, profile) {
+			wantActive = append(wantActive, services...)
+		} else {
+			wantDisabled = append(wantDisabled, services...)
+		}
+		for _, name := range services {
+			s, ok := p.AllServices()[name]
+			require.True(t, ok, "service %s is missing", name)
+			require.Equal(t, []string{profile}, s.Profiles, "%s runs only with --profile %s", name, profile)
+		}
+	}
+	slices.Sort(wantActive)
+	slices.Sort(wantDisabled)
+	active := p.ServiceNames()
+	slices.Sort(active)
+	require.Equal(t, wantActive, active, "services with profiles %v", profiles)
+	require.Equal(t, wantDisabled, slices.Sorted(maps.Keys(p.DisabledServices)), "disabled services with profiles %v", profiles)
 }
 
 func checkComposeProject(t *testing.T, p *types.Project, env map[string]string) {
@@ -185,22 +258,12 @@ func checkComposeProject(t *testing.T, p *types.Project, env map[string]string) 
 // checkComposeMilvus checks the Milvus standalone stack (etcd, MinIO, Milvus),
 // which only runs with the milvus profile, and troupe's address for it.
 func checkComposeMilvus(t *testing.T, p *types.Project, env map[string]string, enabled bool) {
-	milvusStack := []string{"etcd", "milvus", "minio"}
-
-	// Without the profile only troupe and postgres run; the Milvus services
-	// are defined but disabled. With it, all of them run.
-	active := p.ServiceNames()
-	slices.Sort(active)
-	disabled := slices.Sorted(maps.Keys(p.DisabledServices))
-	if enabled {
-		require.Equal(t, []string{"etcd", "milvus", "minio", "postgres", "troupe"}, active)
-		require.Empty(t, disabled)
-	} else {
-		require.Equal(t, []string{"postgres", "troupe"}, active)
-		require.Equal(t, milvusStack, disabled)
-	}
+	// Without the profile the Milvus services are defined but disabled (see
+	// checkComposeProfiles); with it, they run.
 	all := p.AllServices()
-	for _, name := range milvusStack {
+	for _, name := range composeProfileServices[composeMilvusProfile] {
+		_, active := p.Services[name]
+		require.Equal(t, enabled, active, "%s active", name)
 		s, ok := all[name]
 		require.True(t, ok, "service %s is missing", name)
 		require.Equal(t, []string{composeMilvusProfile}, s.Profiles, "%s runs only with --profile %s", name, composeMilvusProfile)
@@ -283,6 +346,97 @@ func checkComposeMilvus(t *testing.T, p *types.Project, env map[string]string, e
 		requireServiceAddr(t, tenv["TROUPE_MILVUS_ADDRESS"], milvus, "19530", "TROUPE_MILVUS_ADDRESS")
 	}
 	require.NotContains(t, troupe.DependsOn, "milvus")
+}
+
+// checkComposeClickHouse checks the ClickHouse service for traces, which only
+// runs with the clickhouse profile, and troupe's TROUPE_TRACES for it.
+func checkComposeClickHouse(t *testing.T, p *types.Project, env map[string]string, enabled bool) {
+	all := p.AllServices()
+	chs, ok := all["clickhouse"]
+	require.True(t, ok, "service clickhouse is missing")
+	_, active := p.Services["clickhouse"]
+	require.Equal(t, enabled, active, "clickhouse active")
+	require.Equal(t, []string{composeClickHouseProfile}, chs.Profiles)
+	require.Empty(t, chs.Ports, "clickhouse is not published by default")
+
+	// The official image, pinned to an exact release (four-part version) of an
+	// LTS line (YY.3 or YY.8), 24.8 or newer.
+	m := regexp.MustCompile(`^clickhouse/clickhouse-server:(\d+)\.(\d+)\.\d+\.\d+(-alpine)?$`).FindStringSubmatch(chs.Image)
+	require.NotNil(t, m, "clickhouse image %q is not pinned to an exact version", chs.Image)
+	year, err := strconv.Atoi(m[1])
+	require.NoError(t, err)
+	minor, err := strconv.Atoi(m[2])
+	require.NoError(t, err)
+	require.Contains(t, []int{3, 8}, minor, "clickhouse %s.%s is not an LTS release", m[1], m[2])
+	require.True(t, year > 24 || (year == 24 && minor >= 8), "clickhouse %s.%s is older than 24.8", m[1], m[2])
+	// The image's entrypoint sets up the CLICKHOUSE_* user and database, and
+	// the server keeps its default ports (9000 native, 8123 HTTP).
+	require.Empty(t, chs.Entrypoint)
+	require.Empty(t, chs.Command)
+
+	// Data on a declared named volume; open files raised as ClickHouse asks.
+	requireNamedVolumeAt(t, p, chs, "/var/lib/clickhouse")
+	nofile := chs.Ulimits["nofile"]
+	require.NotNil(t, nofile, "clickhouse: no nofile ulimit")
+	soft, hard := nofile.Soft, nofile.Hard
+	if nofile.Single != 0 {
+		soft, hard = nofile.Single, nofile.Single
+	}
+	require.Equal(t, 262144, soft, "clickhouse: nofile soft limit")
+	require.Equal(t, 262144, hard, "clickhouse: nofile hard limit")
+
+	// The user, password and database the image creates.
+	chEnv := composeEnv(t, chs)
+	require.Equal(t, "troupe", chEnv["CLICKHOUSE_DB"])
+	require.Equal(t, "troupe", chEnv["CLICKHOUSE_USER"])
+	wantPassword := "troupe"
+	if v, ok := env["CLICKHOUSE_PASSWORD"]; ok {
+		wantPassword = v
+	}
+	require.Equal(t, wantPassword, chEnv["CLICKHOUSE_PASSWORD"])
+	require.Equal(t, "1", chEnv["CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT"])
+
+	// A real readiness check: /ping on the HTTP port, or a query.
+	require.NotNil(t, chs.HealthCheck, "clickhouse has no healthcheck")
+	require.False(t, chs.HealthCheck.Disable)
+	require.GreaterOrEqual(t, len(chs.HealthCheck.Test), 2)
+	require.Contains(t, []string{"CMD", "CMD-SHELL"}, chs.HealthCheck.Test[0])
+	probe := strings.Join(chs.HealthCheck.Test[1:], " ")
+	require.True(t, strings.Contains(probe, ":8123/ping") || strings.Contains(probe, "SELECT 1"), "clickhouse healthcheck %q", probe)
+	require.NotNil(t, chs.HealthCheck.StartPeriod, "clickhouse needs a start period")
+
+	// troupe writes traces to its database unless TROUPE_TRACES says
+	// otherwise, and does not depend on clickhouse, which would break a plain
+	// `docker compose up`.
+	troupe := all["troupe"]
+	require.NotContains(t, troupe.DependsOn, "clickhouse")
+	traces := composeEnv(t, troupe)["TROUPE_TRACES"]
+	if want, ok := env["TROUPE_TRACES"]; ok {
+		require.Equal(t, want, traces)
+	} else {
+		require.Equal(t, "sql", traces)
+	}
+	if !strings.HasPrefix(traces, "clickhouse://") {
+		return
+	}
+	// The ClickHouse URL names the service on its native port, with the
+	// service's user, password and database...
+	u, err := url.Parse(traces)
+	require.NoError(t, err)
+	requireServiceAddr(t, u.Host, chs, "9000", "TROUPE_TRACES")
+	require.NotNil(t, u.User, "TROUPE_TRACES has no user")
+	require.Equal(t, chEnv["CLICKHOUSE_USER"], u.User.Username())
+	password, ok := u.User.Password()
+	require.True(t, ok, "TROUPE_TRACES has no password")
+	require.Equal(t, chEnv["CLICKHOUSE_PASSWORD"], password)
+	require.Equal(t, "/"+chEnv["CLICKHOUSE_DB"], u.Path)
+	// ...and troupe reads it that way.
+	opts, err := clickhouse.ParseDSN(traces)
+	require.NoError(t, err)
+	require.Equal(t, net.JoinHostPort(chs.Name, "9000"), opts.Addr)
+	require.Equal(t, chEnv["CLICKHOUSE_USER"], opts.Username)
+	require.Equal(t, chEnv["CLICKHOUSE_PASSWORD"], opts.Password)
+	require.Equal(t, chEnv["CLICKHOUSE_DB"], opts.Database)
 }
 
 // composeFlag returns the value of -name or --name in a command, given as

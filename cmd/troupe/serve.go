@@ -117,7 +117,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 			origins = append(origins, o)
 		}
 	}
-	tel, err := openTelemetry(ctx, cfg.traces, db, logger)
+	tel, err := openTelemetry(ctx, cfg.traces, cfg.db, db, logger)
 	if err != nil {
 		return err
 	}
@@ -185,14 +185,27 @@ type tracing struct {
 
 // openTelemetry selects the trace sink: "sql" (the store's database, the
 // default), "clickhouse://host:9000/db" or "off".
-func openTelemetry(ctx context.Context, spec string, db *store.DB, logger *slog.Logger) (*tracing, error) {
+//
+// On SQLite, spans go to a sibling file (troupe-traces.db next to troupe.db):
+// SQLite has one writer per file, and span batches must never make run writes
+// queue behind them. PostgreSQL takes concurrent writers and keeps one database.
+func openTelemetry(ctx context.Context, spec, dsn string, db *store.DB, logger *slog.Logger) (*tracing, error) {
 	log := logger.With("component", "telemetry")
 	switch {
 	case spec == "off":
 		return &tracing{close: func() {}}, nil
 	case spec == "sql" || spec == "":
-		t := db.Traces()
-		return &tracing{recorder: telemetry.NewRecorder(telemetry.RecorderOptions{Sink: t, Logger: log}), reader: t, close: func() {}}, nil
+		tdb, closeDB := db, func() {}
+		if db.Dialect() == store.DialectSQLite && dsn != ":memory:" {
+			path := strings.TrimSuffix(dsn, filepath.Ext(dsn)) + "-traces" + filepath.Ext(dsn)
+			var err error
+			if tdb, err = store.Open(ctx, path, store.Options{Logger: log}); err != nil {
+				return nil, fmt.Errorf("opening the trace database: %w", err)
+			}
+			closeDB = func() { _ = tdb.Close() }
+		}
+		t := tdb.Traces()
+		return &tracing{recorder: telemetry.NewRecorder(telemetry.RecorderOptions{Sink: t, Logger: log}), reader: t, close: closeDB}, nil
 	case strings.HasPrefix(spec, "clickhouse://"):
 		opts, err := clickhouse.ParseDSN(spec)
 		if err != nil {

@@ -346,6 +346,12 @@ func (r *teamRun) broadcast(ctx context.Context) *agent.Result {
 		if e.Type == event.RunStarted {
 			return // the team already started
 		}
+		if e.Type.Terminal() && e.Metrics != nil {
+			// The team's run spans the members' work, not only the leader's.
+			m := *e.Metrics
+			m.Duration = t.cfg.Now().Sub(start)
+			e.Metrics = &m
+		}
 		r.send(r.own(e))
 	})
 	res.Metrics.Duration = t.cfg.Now().Sub(start)

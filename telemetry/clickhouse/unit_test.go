@@ -152,7 +152,8 @@ func TestListQueryBindsEveryValue(t *testing.T) {
 		RunID: evil, SessionID: evil, UserID: evil, AgentID: evil, TeamID: evil, Status: evil,
 		StartTime: time.Unix(100, 5), EndTime: time.Unix(200, 7),
 	}
-	sql, args := s.listQuery(q)
+	sql, args, filtered := s.listQuery(q)
+	assert.True(t, filtered)
 	assert.NotContains(t, sql, evil)
 	assert.Equal(t, strings.Count(sql, "?"), len(args))
 	// 6 equality filters twice (span prefilter, root check), 2 times 3 each.
@@ -160,7 +161,8 @@ func TestListQueryBindsEveryValue(t *testing.T) {
 	assert.Contains(t, sql, "HAVING r_run_id = ?")
 	assert.Contains(t, sql, "start_time >= toDateTime(?)")
 
-	sql, args = s.listQuery(telemetry.TraceQuery{})
+	sql, args, filtered = s.listQuery(telemetry.TraceQuery{Limit: 5, Page: 2})
+	assert.False(t, filtered)
 	assert.Empty(t, args)
 	assert.NotContains(t, sql, "WHERE")
 	assert.NotContains(t, sql, "HAVING")

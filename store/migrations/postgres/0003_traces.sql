@@ -32,3 +32,4 @@ CREATE INDEX spans_roots_start ON spans (start_ns, trace_id, span_id) WHERE is_r
 CREATE INDEX spans_roots_agent_id ON spans (agent_id, start_ns, trace_id, span_id) WHERE is_root = 1;
 CREATE INDEX spans_roots_team_id ON spans (team_id, start_ns, trace_id, span_id) WHERE is_root = 1;
 CREATE INDEX spans_roots_user_id ON spans (user_id, start_ns, trace_id, span_id) WHERE is_root = 1;
+CREATE INDEX spans_roots_status ON spans (status, start_ns, trace_id, span_id) WHERE is_root = 1;
