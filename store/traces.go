@@ -43,8 +43,8 @@ func (db *DB) Traces() *Traces { return &Traces{db: db} }
 // root, are stored after its own, for instance).
 //
 // The summary's filters (run, session, user, agent, team, status, time range)
-// apply to the root span; total_spans and error_count count every span of
-// the trace.
+// apply to the root span; total_spans counts every span of the trace, and
+// error_count those with status ERROR, the root included.
 type Traces struct{ db *DB }
 
 var (
@@ -110,9 +110,8 @@ type rootCandidate struct {
 	spanID, parent string
 	startNS        int64
 	marked         bool
-	stored         bool // already in the table
-	isRoot         bool // its stored is_root, when stored
-	pending        *pendingSpan
+	isRoot         bool         // its stored is_root
+	pending        *pendingSpan // nil when already stored
 }
 
 // Write implements telemetry.Sink: it stores the spans in one transaction. A
@@ -335,7 +334,7 @@ func storedRootCandidates(ctx context.Context, tx *sql.Tx, dialect string, trace
 	for rows.Next() {
 		var traceID string
 		var marked, isRoot int
-		c := &rootCandidate{stored: true}
+		c := &rootCandidate{}
 		if err := rows.Scan(&traceID, &c.spanID, &c.parent, &c.startNS, &marked, &isRoot); err != nil {
 			return nil, err
 		}
@@ -474,30 +473,29 @@ func (t *Traces) ListTraces(ctx context.Context, q telemetry.TraceQuery) ([]tele
 		where = append(where, "start_ns <= "+arg(q.EndTime.UnixNano()))
 	}
 	filter := strings.Join(where, " AND ")
-	filterArgs := slices.Clone(args)
 
 	out := []telemetry.TraceSummary{}
 	if page-1 > (math.MaxInt-limit)/limit {
 		// No database holds that many traces; OFFSET would overflow.
-		total, err := t.countTraces(ctx, filter, filterArgs)
+		total, err := t.countTraces(ctx, filter, args)
 		return out, total, err
 	}
 	offset := (page - 1) * limit
 
 	// The page is chosen from the roots' indexes alone; only its rows are
-	// read in full and have their spans counted.
+	// read in full and have their trace's spans counted. LIMIT and OFFSET are
+	// literals: SQLite prepares a statement again when it binds a LIMIT
+	// parameter, whose value can change the plan.
 	query := `WITH page AS (
 		SELECT trace_id, span_id, start_ns FROM spans WHERE ` + filter + `
-		ORDER BY start_ns DESC, trace_id DESC LIMIT ` + arg(limit) + ` OFFSET ` + arg(offset) + `
+		ORDER BY start_ns DESC, trace_id DESC LIMIT ` + strconv.Itoa(limit) + ` OFFSET ` + strconv.Itoa(offset) + `
 	)
 	SELECT r.trace_id, r.name, r.status, r.start_ns, r.end_ns, r.duration_ns, r.run_id, r.session_id, r.user_id, r.agent_id, r.team_id,
-		r.attributes, a.spans, a.errors
+		r.attributes,
+		(SELECT COUNT(*) FROM spans s WHERE s.trace_id = p.trace_id),
+		(SELECT COUNT(*) FROM spans s WHERE s.trace_id = p.trace_id AND s.status = '` + telemetry.StatusError + `')
 	FROM page p
 	JOIN spans r ON r.trace_id = p.trace_id AND r.span_id = p.span_id
-	JOIN (
-		SELECT s.trace_id, COUNT(*) AS spans, SUM(CASE WHEN s.status = '` + telemetry.StatusError + `' THEN 1 ELSE 0 END) AS errors
-		FROM spans s WHERE s.trace_id IN (SELECT trace_id FROM page) GROUP BY s.trace_id
-	) a ON a.trace_id = p.trace_id
 	ORDER BY p.start_ns DESC, p.trace_id DESC`
 	rows, err := db.r.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -529,7 +527,7 @@ func (t *Traces) ListTraces(ctx context.Context, q telemetry.TraceQuery) ([]tele
 	if len(out) > 0 && len(out) < limit || page == 1 && len(out) == 0 {
 		return out, offset + len(out), nil
 	}
-	total, err := t.countTraces(ctx, filter, filterArgs)
+	total, err := t.countTraces(ctx, filter, args)
 	if err != nil {
 		return nil, 0, err
 	}
