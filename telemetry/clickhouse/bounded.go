@@ -2,6 +2,9 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
@@ -27,7 +30,7 @@ func bounded[T any](ctx context.Context, f func() (T, error), abandon func(T)) (
 	}()
 	select {
 	case r := <-done:
-		return r.v, r.err
+		return r.v, withCtxErr(ctx, r.err)
 	case <-ctx.Done():
 		go func() {
 			if r := <-done; r.err == nil && abandon != nil {
@@ -37,6 +40,25 @@ func bounded[T any](ctx context.Context, f func() (T, error), abandon func(T)) (
 		var zero T
 		return zero, context.Cause(ctx)
 	}
+}
+
+// withCtxErr makes an error that ctx caused match ctx's error: the driver
+// turns a ctx deadline into a connection deadline, and reports an i/o
+// timeout rather than context.DeadlineExceeded when that fires first.
+func withCtxErr(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	cerr := ctx.Err()
+	if cerr == nil {
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			cerr = context.DeadlineExceeded
+		}
+	}
+	if cerr == nil || errors.Is(err, cerr) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", cerr, err)
 }
 
 func (s *Store) exec(ctx context.Context, query string, args ...any) error {

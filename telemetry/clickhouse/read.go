@@ -163,7 +163,7 @@ func (s *Store) ListTraces(ctx context.Context, q telemetry.TraceQuery) ([]telem
 		out = append(out, t)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("clickhouse: list traces: %w", err)
+		return nil, 0, fmt.Errorf("clickhouse: list traces: %w", withCtxErr(ctx, err))
 	}
 	return out, int(total), nil
 }
@@ -206,7 +206,7 @@ func (s *Store) GetTrace(ctx context.Context, traceID string) ([]telemetry.Span,
 		out = append(out, sp)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("clickhouse: get trace %s: %w", traceID, err)
+		return nil, fmt.Errorf("clickhouse: get trace %s: %w", traceID, withCtxErr(ctx, err))
 	}
 	return out, nil
 }

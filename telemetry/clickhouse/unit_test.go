@@ -190,3 +190,22 @@ func TestBounded(t *testing.T) {
 	close(release)
 	assert.Equal(t, 9, <-abandoned)
 }
+
+func TestWithCtxErr(t *testing.T) {
+	ioTimeout := errors.New("read tcp: i/o timeout")
+	assert.NoError(t, withCtxErr(context.Background(), nil))
+	assert.Equal(t, ioTimeout, withCtxErr(context.Background(), ioTimeout))
+
+	past, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	err := withCtxErr(past, ioTimeout)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, err, ioTimeout)
+
+	cancelled, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	err = withCtxErr(cancelled, ioTimeout)
+	assert.ErrorIs(t, err, context.Canceled)
+	// Already matching: left alone.
+	assert.Equal(t, context.Canceled, withCtxErr(cancelled, context.Canceled))
+}

@@ -125,10 +125,7 @@ func (s *Store) Write(ctx context.Context, spans []telemetry.Span) error {
 		}
 	}
 	if err := batch.Send(); err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return fmt.Errorf("clickhouse: write %d spans: send: %w (%w)", len(spans), ctxErr, err)
-		}
-		return fmt.Errorf("clickhouse: write %d spans: send: %w", len(spans), err)
+		return fmt.Errorf("clickhouse: write %d spans: send: %w", len(spans), withCtxErr(ctx, err))
 	}
 	return nil
 }

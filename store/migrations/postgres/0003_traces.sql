@@ -25,9 +25,11 @@ CREATE TABLE spans (
     PRIMARY KEY (trace_id, span_id)
 );
 
-CREATE INDEX spans_start_time ON spans (start_time);
-CREATE INDEX spans_run_id ON spans (run_id);
-CREATE INDEX spans_session_id ON spans (session_id);
+-- Filters and lists read root spans only, so every index but the primary key
+-- is partial on is_root: children cost one B-tree insert each.
+CREATE INDEX spans_start_time ON spans (start_time) WHERE is_root = 1;
+CREATE INDEX spans_run_id ON spans (run_id) WHERE is_root = 1;
+CREATE INDEX spans_session_id ON spans (session_id) WHERE is_root = 1;
 CREATE INDEX spans_roots_start ON spans (start_ns, trace_id, span_id) WHERE is_root = 1;
 CREATE INDEX spans_roots_agent_id ON spans (agent_id, start_ns, trace_id, span_id) WHERE is_root = 1;
 CREATE INDEX spans_roots_team_id ON spans (team_id, start_ns, trace_id, span_id) WHERE is_root = 1;
