@@ -25,14 +25,14 @@ const (
 
 // Span is one timed operation of a run.
 type Span struct {
-	TraceID  string `json:"trace_id"`  // 32 hex digits
-	SpanID   string `json:"span_id"`   // 16 hex digits
-	ParentID string `json:"parent_span_id"` // empty for a root
-	Name     string `json:"name"`
-	Kind     string `json:"kind"`
+	TraceID  string    `json:"trace_id"`       // 32 hex digits
+	SpanID   string    `json:"span_id"`        // 16 hex digits
+	ParentID string    `json:"parent_span_id"` // empty for a root
+	Name     string    `json:"name"`
+	Kind     string    `json:"kind"`
 	Start    time.Time `json:"start_time"`
 	End      time.Time `json:"end_time"`
-	Status   string `json:"status"`
+	Status   string    `json:"status"`
 	// StatusMessage says why a span failed (an error class and message).
 	StatusMessage string `json:"status_message,omitempty"`
 

@@ -388,8 +388,12 @@ func (s *Store) inspectTable(ctx context.Context, o Options) error {
 		s.ttl = strings.Contains(createSQL, " TTL ")
 		s.skipIndex = strings.Contains(createSQL, "INDEX idx_trace_id")
 	}
-	if o.TTLDays > 0 && !s.ttl {
-		s.log.Warn("clickhouse: existing span table has no TTL; TTLDays is not applied to it",
+	switch {
+	case o.TTLDays > 0 && !s.version.atLeast(19, 6):
+		s.log.Warn("clickhouse: server too old for TTL; spans are kept until deleted by hand",
+			slog.String("server_version", s.version.raw), slog.Int("ttl_days", o.TTLDays), slog.String("needs", ">= 19.6"))
+	case o.TTLDays > 0 && !s.ttl:
+		s.log.Warn("clickhouse: existing span table has no TTL; TTLDays is not applied to it (ALTER TABLE ... MODIFY TTL to add one)",
 			slog.String("table", s.table), slog.String("server_version", s.version.raw))
 	}
 	return nil
