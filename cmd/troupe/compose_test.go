@@ -52,7 +52,9 @@ func loadComposeProject(t *testing.T, env map[string]string, profiles ...string)
 	details := types.ConfigDetails{
 		WorkingDir:  root,
 		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(root, "docker-compose.yml")}},
-		Environment: env,
+		// The loader writes into the environment it is given (the project
+		// name): each load gets its own copy, as parallel subtests share env.
+		Environment: maps.Clone(env),
 	}
 	return loader.LoadWithContext(context.Background(), details, loader.WithProfiles(profiles))
 }
