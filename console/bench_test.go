@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troupehq/troupe/telemetry"
 	"github.com/troupehq/troupe/telemetry/clickhouse"
 )
 
@@ -121,6 +123,9 @@ func BenchmarkTracingOverhead(b *testing.B) {
 	sinks := map[string]func(b *testing.B) []serverOption{
 		"off": func(*testing.B) []serverOption { return []serverOption{withoutTracing()} },
 		"sql": func(*testing.B) []serverOption { return nil },
+		// discard isolates Troupe's own tracing cost (building, queueing and
+		// batching spans) from the sink's, which shares this machine's cores.
+		"discard": func(*testing.B) []serverOption { return []serverOption{withTraces(discardReader{})} },
 	}
 	if addr := os.Getenv("TROUPE_TEST_CLICKHOUSE_ADDR"); addr != "" {
 		sinks["clickhouse"] = func(b *testing.B) []serverOption {
@@ -132,7 +137,7 @@ func BenchmarkTracingOverhead(b *testing.B) {
 			return []serverOption{withTraces(ch)}
 		}
 	}
-	for _, name := range []string{"off", "sql", "clickhouse"} {
+	for _, name := range []string{"off", "discard", "sql", "clickhouse"} {
 		setup, ok := sinks[name]
 		if !ok {
 			continue
@@ -200,3 +205,12 @@ func BenchmarkOverheadOverSlowModel(b *testing.B) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// discardReader is a sink that drops spans and a reader with no traces.
+type discardReader struct{ discard }
+
+func (discardReader) ListTraces(context.Context, telemetry.TraceQuery) ([]telemetry.TraceSummary, int, error) {
+	return nil, 0, nil
+}
+
+func (discardReader) GetTrace(context.Context, string) ([]telemetry.Span, error) { return nil, nil }

@@ -2,8 +2,9 @@ package telemetry
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
+	"math/rand/v2"
 	"strings"
 	"time"
 )
@@ -56,15 +57,29 @@ type Span struct {
 func (s *Span) Duration() time.Duration { return s.End.Sub(s.Start) }
 
 // NewTraceID returns a random W3C trace id.
-func NewTraceID() string { return randomHex(16) }
+func NewTraceID() string {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], nonZero())
+	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
+	return hex.EncodeToString(b[:])
+}
 
 // NewSpanID returns a random W3C span id.
-func NewSpanID() string { return randomHex(8) }
+func NewSpanID() string {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], nonZero())
+	return hex.EncodeToString(b[:])
+}
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+// nonZero draws from the runtime's ChaCha8 generator (seeded from the OS):
+// ids must be unique, not secret, and a syscall per span (crypto/rand) is a
+// measurable share of a run's cost. W3C forbids all-zero ids.
+func nonZero() uint64 {
+	for {
+		if v := rand.Uint64(); v != 0 {
+			return v
+		}
+	}
 }
 
 // Parent is the remote parent of a trace, from an incoming traceparent header.
