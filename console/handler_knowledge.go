@@ -190,11 +190,7 @@ func (s *Server) uploadContent(c *gin.Context) {
 func (s *Server) listContent(c *gin.Context) {
 	q := kb.DocumentQuery{KnowledgeID: c.Query("knowledge_id"), Status: c.Query("status"), SortBy: c.Query("sort_by"), SortOrder: c.Query("sort_order")}
 	var err error
-	if q.Limit, err = intQuery(c, "limit", 20, 1, 100); err != nil {
-		s.respondError(c, err)
-		return
-	}
-	if q.Page, err = intQuery(c, "page", 1, 1, 1<<30); err != nil {
+	if q.Limit, q.Page, err = paging(c); err != nil {
 		s.respondError(c, err)
 		return
 	}
@@ -203,7 +199,7 @@ func (s *Server) listContent(c *gin.Context) {
 		s.knowledgeError(c, err)
 		return
 	}
-	out := paged[contentResponse]{Data: make([]contentResponse, len(docs)), Meta: pageMeta{Page: q.Page, Limit: q.Limit, TotalCount: total, TotalPages: (total + q.Limit - 1) / q.Limit}}
+	out := paged[contentResponse]{Data: make([]contentResponse, len(docs)), Meta: newPageMeta(q.Page, q.Limit, total)}
 	for i := range docs {
 		out.Data[i] = toContent(&docs[i])
 	}

@@ -31,11 +31,7 @@ func (s *Server) listSessions(c *gin.Context) {
 	q := store.SessionQuery{Filter: filter(c), Type: c.Query("type"), ComponentID: c.Query("component_id"),
 		Search: c.Query("search"), SortBy: c.Query("sort_by"), SortOrder: c.Query("sort_order")}
 	var err error
-	if q.Limit, err = intQuery(c, "limit", 20, 1, 100); err != nil {
-		s.respondError(c, err)
-		return
-	}
-	if q.Page, err = intQuery(c, "page", 1, 1, 1<<30); err != nil {
+	if q.Limit, q.Page, err = paging(c); err != nil {
 		s.respondError(c, err)
 		return
 	}
@@ -61,11 +57,21 @@ func (s *Server) listSessions(c *gin.Context) {
 		s.respondError(c, err)
 		return
 	}
-	out := paged[sessionResponse]{Data: make([]sessionResponse, len(sessions)), Meta: pageMeta{Page: q.Page, Limit: q.Limit, TotalCount: total, TotalPages: (total + q.Limit - 1) / q.Limit}}
+	out := paged[sessionResponse]{Data: make([]sessionResponse, len(sessions)), Meta: newPageMeta(q.Page, q.Limit, total)}
 	for i := range sessions {
 		out.Data[i] = toSession(&sessions[i])
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// paging reads the limit (1–100, default 20) and page (from 1) query
+// parameters every paged list takes.
+func paging(c *gin.Context) (limit, page int, err error) {
+	if limit, err = intQuery(c, "limit", 20, 1, 100); err != nil {
+		return 0, 0, err
+	}
+	page, err = intQuery(c, "page", 1, 1, 1<<30)
+	return limit, page, err
 }
 
 func intQuery(c *gin.Context, name string, def, lo, hi int) (int, error) {

@@ -39,11 +39,7 @@ func (s *Server) listTraces(c *gin.Context) {
 	q := telemetry.TraceQuery{RunID: c.Query("run_id"), SessionID: c.Query("session_id"), UserID: getPrincipal(c).userID(c.Query("user_id")),
 		AgentID: c.Query("agent_id"), TeamID: c.Query("team_id"), Status: c.Query("status")}
 	var err error
-	if q.Limit, err = intQuery(c, "limit", 20, 1, 100); err != nil {
-		s.respondError(c, err)
-		return
-	}
-	if q.Page, err = intQuery(c, "page", 1, 1, 1<<30); err != nil {
+	if q.Limit, q.Page, err = paging(c); err != nil {
 		s.respondError(c, err)
 		return
 	}
@@ -69,7 +65,7 @@ func (s *Server) listTraces(c *gin.Context) {
 		s.respondError(c, err)
 		return
 	}
-	out := paged[traceSummary]{Data: make([]traceSummary, len(traces)), Meta: pageMeta{Page: q.Page, Limit: q.Limit, TotalCount: total, TotalPages: (total + q.Limit - 1) / q.Limit}}
+	out := paged[traceSummary]{Data: make([]traceSummary, len(traces)), Meta: newPageMeta(q.Page, q.Limit, total)}
 	for i, t := range traces {
 		out.Data[i] = toTraceSummary(t)
 	}

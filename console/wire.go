@@ -68,6 +68,11 @@ type pageMeta struct {
 	TotalCount int `json:"total_count"`
 }
 
+// newPageMeta describes page (1-based) of limit items out of total.
+func newPageMeta(page, limit, total int) pageMeta {
+	return pageMeta{Page: page, Limit: limit, TotalCount: total, TotalPages: (total + limit - 1) / limit}
+}
+
 type paged[T any] struct {
 	Data []T      `json:"data"`
 	Meta pageMeta `json:"meta"`
