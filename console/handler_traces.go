@@ -25,7 +25,7 @@ type traceSummary struct {
 }
 
 func toTraceSummary(t telemetry.TraceSummary) traceSummary {
-	return traceSummary{TraceSummary: t, Duration: t.Duration.Round(time.Millisecond).String(), DurationMS: float64(t.Duration.Microseconds()) / 1000}
+	return traceSummary{TraceSummary: t, Duration: t.Duration.Round(time.Microsecond).String(), DurationMS: float64(t.Duration.Microseconds()) / 1000}
 }
 
 // spanNode is a span with its children, for the trace tree.
