@@ -117,7 +117,7 @@ func BenchmarkHTTPRuns(b *testing.B) {
 	}
 }
 
-// BenchmarkTracingOverhead compares run throughput at concurrency 32 with
+// BenchmarkTracingOverhead compares run throughput at concurrency 1, 8 and 32 with
 // tracing off and on (SQL sink, and ClickHouse when configured).
 func BenchmarkTracingOverhead(b *testing.B) {
 	sinks := map[string]func(b *testing.B) []serverOption{
@@ -142,11 +142,13 @@ func BenchmarkTracingOverhead(b *testing.B) {
 		if !ok {
 			continue
 		}
-		b.Run(name, func(b *testing.B) {
-			ts := startServer(b, setup(b)...)
-			ts.v.quiet = true
-			runsPerSecond(b, ts, 32, `{"message":"hi","stream":false}`)
-		})
+		for _, conc := range []int{1, 8, 32} {
+			b.Run(fmt.Sprintf("%s/c=%d", name, conc), func(b *testing.B) {
+				ts := startServer(b, setup(b)...)
+				ts.v.quiet = true
+				runsPerSecond(b, ts, conc, `{"message":"hi","stream":false}`)
+			})
+		}
 	}
 }
 
