@@ -83,21 +83,38 @@ type testServer struct {
 	errc     chan error
 }
 
-type serverOption func(*console.Options)
-
-// harnessConfig chooses the database and trace sink of a test server.
-// withDatabase runs the server on another database (a PostgreSQL URL).
-func withDatabase(dsn string) serverOption {
-	return func(o *console.Options) { o.DBID = "dsn:" + dsn }
+// harness is what the options of startServer choose.
+type harness struct {
+	dsn       string     // database URL; a fresh SQLite file when empty
+	traces    traceStore // where spans go and traces are read; the database's own when nil
+	noTracing bool       // run without a recorder, as troupe serve does with tracing off
+	keys      *console.Keyring
 }
 
+// traceStore is a trace sink the console can also read back.
+type traceStore interface {
+	telemetry.Sink
+	telemetry.Reader
+}
+
+type serverOption func(*harness)
+
+// withDatabase runs the server on another database (a PostgreSQL URL).
+func withDatabase(dsn string) serverOption { return func(h *harness) { h.dsn = dsn } }
+
+// withTraces sends spans to, and reads traces from, another store.
+func withTraces(s traceStore) serverOption { return func(h *harness) { h.traces = s } }
+
+// withoutTracing turns tracing off.
+func withoutTracing() serverOption { return func(h *harness) { h.noTracing = true } }
+
 func withKeys(spec string) serverOption {
-	return func(o *console.Options) {
+	return func(h *harness) {
 		k, err := console.ParseKeys(spec)
 		if err != nil {
 			panic(err)
 		}
-		o.Keys = k
+		h.keys = k
 	}
 }
 
@@ -116,16 +133,15 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		return openai.New(openai.Options{BaseURL: c.BaseURL, APIKey: c.APIKey}), nil
 	})
 	reg.Register("echo", echo.New)
-	var err error
-	probe := console.Options{}
+	var h harness
 	for _, opt := range opts {
-		opt(&probe)
+		opt(&h)
 	}
-	dsn := filepath.Join(t.TempDir(), "troupe.db")
-	if d, ok := strings.CutPrefix(probe.DBID, "dsn:"); ok {
-		dsn = d
+	if h.dsn == "" {
+		h.dsn = filepath.Join(t.TempDir(), "troupe.db")
 	}
-	ts.db, err = store.Open(context.Background(), dsn, store.Options{})
+	var err error
+	ts.db, err = store.Open(context.Background(), h.dsn, store.Options{})
 	require.NoError(t, err)
 	ts.kb, err = kb.New(context.Background(), kb.Options{Documents: ts.db.Knowledge(), Chunks: ts.db.Knowledge(), Stats: ts.db.Knowledge()})
 	require.NoError(t, err)
@@ -135,28 +151,24 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	require.NoError(t, err)
 	ts.kb.Configure(context.Background(), ts.eng.Current().Knowledge())
 	ts.metrics = telemetry.NewMetrics()
-	// As in troupe serve: on SQLite, spans live in a sibling database file.
-	tracesDB := ts.db
-	if ts.db.Dialect() == store.DialectSQLite {
-		tracesDB, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "traces.db"), store.Options{})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = tracesDB.Close() })
+	if h.traces == nil {
+		// As in troupe serve: on SQLite, spans live in a sibling database file.
+		tracesDB := ts.db
+		if ts.db.Dialect() == store.DialectSQLite {
+			tracesDB, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "traces.db"), store.Options{})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = tracesDB.Close() })
+		}
+		h.traces = tracesDB.Traces()
 	}
-	var sink telemetry.Sink = tracesDB.Traces()
-	ts.traces = tracesDB.Traces()
-	if probe.Traces != nil {
-		ts.traces = probe.Traces
-		sink = probe.Traces.(telemetry.Sink)
-	}
-	ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: sink, FlushInterval: 100 * time.Millisecond})
+	ts.traces = h.traces
 	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, ShutdownTimeout: 5 * time.Second,
-		Recorder: ts.recorder, Traces: ts.traces, Metrics: ts.metrics}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	o.DBID = ""
-	if o.Recorder == nil {
-		ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: discard{}}) // tracing off: a recorder that is never fed
+		Traces: ts.traces, Metrics: ts.metrics, Keys: h.keys}
+	if h.noTracing {
+		ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: discard{}}) // never fed: the console has no recorder
+	} else {
+		ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: h.traces, FlushInterval: 100 * time.Millisecond})
+		o.Recorder = ts.recorder
 	}
 	srv := console.New(o)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -267,14 +279,6 @@ func (ts *testServer) stream(path, key, contentType, body string) ([]frame, http
 	require.Equal(ts.t, "text/event-stream", resp.Header.Get("Content-Type"))
 	return readFrames(ts.t, resp.Body), resp.Header
 }
-
-// withTraces sends spans to, and reads traces from, another sink.
-func withTraces(r telemetry.Reader) serverOption {
-	return func(o *console.Options) { o.Traces = r }
-}
-
-// withoutTracing turns tracing off.
-func withoutTracing() serverOption { return func(o *console.Options) { o.Recorder = nil } }
 
 type discard struct{}
 

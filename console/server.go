@@ -121,9 +121,6 @@ func (s *Server) wireMetrics() {
 	}
 }
 
-// Handler returns the HTTP handler.
-func (s *Server) Handler() http.Handler { return s.router }
-
 func (s *Server) routes() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()

@@ -26,7 +26,6 @@ func (v *validator) add(sev Severity, path, format string, args ...any) {
 }
 
 func (v *validator) errorf(path, format string, args ...any) { v.add(Error, path, format, args...) }
-func (v *validator) warnf(path, format string, args ...any)  { v.add(Warning, path, format, args...) }
 
 func (v *validator) display(path, value string) string { return v.meta.Display(path, value) }
 

@@ -129,10 +129,6 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
-// Registry returns the registry the metrics are registered on, for collectors
-// of other subsystems.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // Observe records one run event. Feed it every event of every run, team
 // members' included: runs are counted from the terminal events of depth 0
 // (members' runs are part of their team's), model requests and tool calls at

@@ -44,6 +44,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/troupehq/troupe/spec"
 )
 
 const (
@@ -592,37 +594,15 @@ func walk(root string, enter func(dir string), visit func(dir string, entries []
 	return errors.Join(errs...)
 }
 
-// ignoredSuffixes are the endings of editor backup, swap and temporary files.
-var ignoredSuffixes = []string{"~", ".swp", ".swx", ".swo", ".tmp", ".bak"}
-
-// isIgnored reports whether name is an editor temporary or hidden file,
-// which never holds a spec the loader would read. Ignoring them keeps an
-// editor that merely opens a spec (creating a swap file) from causing
-// reloads.
-func isIgnored(name string) bool {
-	if name == "4913" { // vim creates and deletes it to probe whether it may write to the folder
-		return true
-	}
-	if strings.HasPrefix(name, ".") || strings.HasPrefix(name, "#") { // hidden files; emacs #autosave#
-		return true
-	}
-	for _, suffix := range ignoredSuffixes {
-		if strings.HasSuffix(name, suffix) {
-			return true
-		}
-	}
-	return false
-}
-
-// isRelevant reports whether a file with this name can be a spec: a .yaml or
-// .yml file that is not ignored. The extension is matched case-insensitively
-// because a needless reload is cheap and a missed one is not.
+// isRelevant reports whether a file with this name can be a spec, by the
+// loader's own rule (spec.IsSpecFile), except that the extension is matched
+// case-insensitively because a needless reload is cheap and a missed one is
+// not. Editor swap, backup and temporary files (.swp, ~, .tmp, vim's 4913
+// probe) never end in .yaml or .yml, so opening a spec in an editor causes
+// no reload.
 func isRelevant(name string) bool {
-	if isIgnored(name) {
-		return false
-	}
 	ext := filepath.Ext(name)
-	return strings.EqualFold(ext, ".yaml") || strings.EqualFold(ext, ".yml")
+	return spec.IsSpecFile(strings.TrimSuffix(name, ext) + strings.ToLower(ext))
 }
 
 // isHidden reports whether a folder is hidden and thus not watched.

@@ -30,7 +30,10 @@ func TestStreamableHTTP(t *testing.T) {
 		}
 		handler.ServeHTTP(w, r)
 	}))
-	defer srv.Close()
+	// Registered before newPool, so it runs after the pool has closed: the
+	// client sessions say goodbye (DELETE) to a server that is still up, and
+	// the server ends its side of them instead of keeping them open.
+	t.Cleanup(srv.Close)
 
 	log, logs := testLogger(t)
 	p := newPool(t, Options{Logger: log})
