@@ -15,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
 	"github.com/troupehq/troupe/telemetry/clickhouse"
 )
@@ -216,3 +220,116 @@ func (discardReader) ListTraces(context.Context, telemetry.TraceQuery) ([]teleme
 }
 
 func (discardReader) GetTrace(context.Context, string) ([]telemetry.Span, error) { return nil, nil }
+
+// consoleFixture is a server whose store holds 10,000 sessions (one run each,
+// with a tool call, over the last hour) and 100,000 spans (10,000 traces of
+// 10 spans), shared by the console benchmarks.
+type consoleFixture struct {
+	ts                         *testServer
+	sessionID, traceID, target string
+}
+
+var (
+	consoleOnce sync.Once
+	consoleFix  consoleFixture
+)
+
+func seedConsole(b *testing.B) consoleFixture {
+	consoleOnce.Do(func() {
+		ts := startServer(b)
+		ctx := context.Background()
+		const sessions, spansPerTrace = 10_000, 10
+		now := time.Now().UTC()
+		step := time.Hour / sessions
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(64)
+		traces := make([]telemetry.Span, 0, sessions*spansPerTrace)
+		var mu sync.Mutex
+		for i := range sessions {
+			g.Go(func() error {
+				created := now.Add(-time.Hour + time.Duration(i)*step)
+				s := &store.Session{ID: fmt.Sprintf("s%05d", i), Type: "agent", ComponentID: "helpdesk", UserID: fmt.Sprint("user", i%100)}
+				r := &store.Run{ID: fmt.Sprintf("r%05d", i), Input: fmt.Sprintf("question %d: what is 6*7?", i), CreatedAt: created}
+				if err := ts.db.StartRun(gctx, s, r); err != nil {
+					return err
+				}
+				r.Status, r.Content, r.UpdatedAt = store.RunCompleted, "The answer is 42.", created.Add(time.Duration(200+i%800)*time.Millisecond)
+				if i%10 == 3 {
+					r.Status, r.Error = store.RunError, "model unavailable"
+				}
+				r.Tools = []event.ToolCall{{ID: "call_1", Name: "calculator", Args: map[string]any{"expression": "6*7"}, Result: "42", Duration: time.Millisecond}}
+				r.Metrics = event.Metrics{InputTokens: 120, OutputTokens: 30, TotalTokens: 150, Duration: r.UpdatedAt.Sub(created), ToolCalls: 1}
+				if err := ts.db.FinishRun(gctx, r); err != nil {
+					return err
+				}
+				tr := telemetry.NewTrace(telemetry.RunInfo{Kind: "agent", Target: "helpdesk", RunID: r.ID, SessionID: s.ID, UserID: s.UserID,
+					Input: r.Input, Model: "echo", Provider: "echo"}, telemetry.Parent{}, created, 0)
+				for j := range spansPerTrace - 1 {
+					tr.StoreSpan(fmt.Sprint("step ", j), created.Add(time.Duration(j)*10*time.Millisecond), created.Add(time.Duration(j+1)*10*time.Millisecond), nil)
+				}
+				spans := tr.Finish(r.UpdatedAt, telemetry.StatusOK, "", "", r.Metrics)
+				mu.Lock()
+				traces = append(traces, spans...)
+				mu.Unlock()
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			b.Fatal(err)
+		}
+		for start := 0; start < len(traces); start += 1000 {
+			if err := ts.traces.Write(ctx, traces[start:min(start+1000, len(traces))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		consoleFix = consoleFixture{ts: ts, sessionID: "s05000", traceID: traces[len(traces)/2].TraceID, target: "helpdesk"}
+	})
+	if consoleFix.ts == nil {
+		b.Fatal("seeding the console fixture failed")
+	}
+	return consoleFix
+}
+
+// BenchmarkConsolePages renders every console page over HTTP against the
+// seeded store and reports the p99 server time (the target is 20 ms).
+func BenchmarkConsolePages(b *testing.B) {
+	fx := seedConsole(b)
+	client := benchClient(1)
+	for _, p := range []struct{ name, path string }{
+		{"overview", "/"},
+		{"agents", "/ui/agents"},
+		{"agent", "/ui/agents/helpdesk"},
+		{"agent+session", "/ui/agents/helpdesk?session=" + fx.sessionID},
+		{"sessions", "/ui/sessions"},
+		{"sessions-search", "/ui/sessions?q=question+42"},
+		{"sessions-page-300", "/ui/sessions?page=300"},
+		{"session", "/ui/sessions/" + fx.sessionID},
+		{"traces", "/ui/traces"},
+		{"traces-filtered", "/ui/traces?target=helpdesk&status=OK&since=1h"},
+		{"trace", "/ui/traces/" + fx.traceID},
+		{"knowledge", "/ui/knowledge"},
+		{"config", "/ui/config"},
+	} {
+		b.Run(p.name, func(b *testing.B) {
+			var lat []time.Duration
+			size := 0
+			for b.Loop() {
+				start := time.Now()
+				resp, err := client.Get(fx.ts.url + p.path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("%s: status %d", p.path, resp.StatusCode)
+				}
+				lat = append(lat, time.Since(start))
+				size = int(n)
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+			b.ReportMetric(float64(size), "bytes")
+		})
+	}
+}

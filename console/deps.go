@@ -16,6 +16,8 @@ type Engine interface {
 	Reload(ctx context.Context) (*engine.ReloadResult, error)
 	LastReload() *engine.ReloadResult
 	Dirs() []string
+	// Subscribe delivers each new snapshot (latest wins) until stop is called.
+	Subscribe() (snapshots <-chan *engine.Snapshot, stop func())
 }
 
 // Store is what the server needs from the session store.
@@ -30,6 +32,8 @@ type Store interface {
 	ListRuns(ctx context.Context, sessionID string, f store.Filter) ([]store.Run, error)
 	History(ctx context.Context, sessionID string, n int) ([]model.Message, error)
 	DailyMetrics(ctx context.Context, from, to time.Time) ([]store.DailyMetrics, error)
+	RecentRuns(ctx context.Context, limit int, f store.Filter) ([]store.Run, error)
+	RunActivity(ctx context.Context, from, to time.Time, buckets int, f store.Filter) ([]store.ActivityBucket, error)
 }
 
 var (

@@ -104,26 +104,34 @@ func (s *Server) knowledgeID(c *gin.Context) (string, error) {
 // or text_content, plus name, description, metadata (JSON) and chunking
 // overrides. It returns 202 with the document's id and status.
 func (s *Server) uploadContent(c *gin.Context) {
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.Knowledge.MaxBytes()+1<<20)
-	if err := c.Request.ParseMultipartForm(8 << 20); err != nil && !errors.Is(err, http.ErrNotMultipart) {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			abort(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("upload is larger than the %d byte limit", s.opts.Knowledge.MaxBytes()))
-			return
-		}
-		abort(c, http.StatusBadRequest, "malformed upload: "+err.Error())
-		return
-	}
-	kbID, err := s.knowledgeID(c)
+	d, err := s.submitUpload(c)
 	if err != nil {
 		s.knowledgeError(c, err)
 		return
 	}
+	c.JSON(http.StatusAccepted, toContent(d))
+}
+
+// submitUpload reads an upload form and queues the document for ingestion;
+// the API and the console's upload both use it. Errors are *httpError or
+// the knowledge service's.
+func (s *Server) submitUpload(c *gin.Context) (*kb.Document, error) {
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.Knowledge.MaxBytes()+1<<20)
+	if err := c.Request.ParseMultipartForm(8 << 20); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("upload is larger than the %d byte limit", s.opts.Knowledge.MaxBytes())}
+		}
+		return nil, &httpError{http.StatusBadRequest, "malformed upload: " + err.Error()}
+	}
+	kbID, err := s.knowledgeID(c)
+	if err != nil {
+		return nil, err
+	}
 	u := kb.Upload{KnowledgeID: kbID, Name: c.PostForm("name"), Description: c.PostForm("description"), ChunkStrategy: c.PostForm("chunk_strategy")}
 	if md := c.PostForm("metadata"); md != "" {
 		if err := json.Unmarshal([]byte(md), &u.Metadata); err != nil {
-			abort(c, http.StatusUnprocessableEntity, "metadata must be a JSON object: "+err.Error())
-			return
+			return nil, &httpError{http.StatusUnprocessableEntity, "metadata must be a JSON object: " + err.Error()}
 		}
 	}
 	for _, f := range []struct {
@@ -133,8 +141,7 @@ func (s *Server) uploadContent(c *gin.Context) {
 		if v := c.PostForm(f.name); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
-				abort(c, http.StatusUnprocessableEntity, f.name+" must be a non-negative whole number")
-				return
+				return nil, &httpError{http.StatusUnprocessableEntity, f.name + " must be a non-negative whole number"}
 			}
 			*f.into = n
 		}
@@ -143,14 +150,12 @@ func (s *Server) uploadContent(c *gin.Context) {
 	case ferr == nil:
 		f, err := fh.Open()
 		if err != nil {
-			abort(c, http.StatusBadRequest, "reading the uploaded file: "+err.Error())
-			return
+			return nil, &httpError{http.StatusBadRequest, "reading the uploaded file: " + err.Error()}
 		}
 		u.Content, err = io.ReadAll(io.LimitReader(f, s.opts.Knowledge.MaxBytes()+1))
 		f.Close()
 		if err != nil {
-			abort(c, http.StatusBadRequest, "reading the uploaded file: "+err.Error())
-			return
+			return nil, &httpError{http.StatusBadRequest, "reading the uploaded file: " + err.Error()}
 		}
 		if u.Name == "" {
 			u.Name = fh.Filename
@@ -160,11 +165,9 @@ func (s *Server) uploadContent(c *gin.Context) {
 		data, name, err := s.opts.Knowledge.FetchURL(c.Request.Context(), url)
 		if err != nil {
 			if errors.Is(err, kb.ErrTooLarge) {
-				s.knowledgeError(c, err)
-				return
+				return nil, err
 			}
-			abort(c, http.StatusUnprocessableEntity, err.Error())
-			return
+			return nil, &httpError{http.StatusUnprocessableEntity, err.Error()}
 		}
 		u.Content, u.Source = data, "url:"+url
 		if u.Name == "" {
@@ -176,15 +179,10 @@ func (s *Server) uploadContent(c *gin.Context) {
 			u.Name = "text.txt"
 		}
 	default:
-		abort(c, http.StatusUnprocessableEntity, "send a file, a url or text_content")
-		return
+		return nil, &httpError{http.StatusUnprocessableEntity, "send a file, a url or text_content"}
 	}
 	d, _, err := s.opts.Knowledge.Submit(c.Request.Context(), u)
-	if err != nil {
-		s.knowledgeError(c, err)
-		return
-	}
-	c.JSON(http.StatusAccepted, toContent(d))
+	return d, err
 }
 
 func (s *Server) listContent(c *gin.Context) {

@@ -22,6 +22,7 @@ import (
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/model/echo"
 	"github.com/troupehq/troupe/engine/model/openai"
+	"github.com/troupehq/troupe/spec/watch"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
 )
@@ -76,7 +77,7 @@ type testServer struct {
 	db       *store.DB
 	kb       *kb.Service
 	recorder *telemetry.Recorder
-	traces   telemetry.Reader
+	traces   traceStore
 	metrics  *telemetry.Metrics
 	v        *vendor
 	stop     func()
@@ -89,6 +90,7 @@ type harness struct {
 	traces    traceStore // where spans go and traces are read; the database's own when nil
 	noTracing bool       // run without a recorder, as troupe serve does with tracing off
 	keys      *console.Keyring
+	watch     bool // reload when files in the spec folder change, as troupe serve does
 }
 
 // traceStore is a trace sink the console can also read back.
@@ -107,6 +109,9 @@ func withTraces(s traceStore) serverOption { return func(h *harness) { h.traces 
 
 // withoutTracing turns tracing off.
 func withoutTracing() serverOption { return func(h *harness) { h.noTracing = true } }
+
+// withWatcher reloads on file changes, as troupe serve does.
+func withWatcher() serverOption { return func(h *harness) { h.watch = true } }
 
 func withKeys(spec string) serverOption {
 	return func(h *harness) {
@@ -178,7 +183,14 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	ts.errc = make(chan error, 2)
 	var wg sync.WaitGroup
 	wg.Go(func() { ts.errc <- srv.Serve(ctx, ln) })
-	wg.Go(func() { _ = ts.eng.Run(ctx, nil) })
+	var dirty <-chan struct{}
+	if h.watch {
+		w, err := watch.New(watch.Options{Dirs: []string{ts.dir}})
+		require.NoError(t, err)
+		dirty = w.C()
+		wg.Go(func() { _ = w.Run(ctx) })
+	}
+	wg.Go(func() { _ = ts.eng.Run(ctx, dirty) })
 	wg.Go(func() { _ = ts.kb.Run(ctx) })
 	wg.Go(func() { _ = ts.recorder.Run(ctx) })
 	ts.stop = func() {

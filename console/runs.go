@@ -253,10 +253,20 @@ func (rs *runService) unregister(id string) {
 // cancel stops an active run of kind/name. A caller bound to a user may only
 // cancel that user's runs.
 func (rs *runService) cancel(kind spec.Kind, name, runID string, p principal) bool {
+	return rs.cancelIf(runID, p, func(a *activeRun) bool { return a.kind == kind && a.name == name })
+}
+
+// cancelByID stops an active run whatever its target (the console's cancel
+// button knows only the run).
+func (rs *runService) cancelByID(runID string, p principal) bool {
+	return rs.cancelIf(runID, p, func(*activeRun) bool { return true })
+}
+
+func (rs *runService) cancelIf(runID string, p principal, match func(*activeRun) bool) bool {
 	rs.mu.Lock()
 	a, ok := rs.active[runID]
 	rs.mu.Unlock()
-	if !ok || a.kind != kind || a.name != name {
+	if !ok || !match(a) {
 		return false
 	}
 	if u := p.userID(""); u != "" && u != a.userID {

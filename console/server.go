@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-contrib/cors"
@@ -57,6 +58,14 @@ type Server struct {
 	router *gin.Engine
 	runs   *runService
 	start  time.Time
+	// asset maps a static file name to its cache-busting URL.
+	asset func(name string) string
+	// csrf rejects cross-origin writes to the console.
+	csrf *http.CrossOriginProtection
+	// closing is closed when shutdown begins, ending open event streams that
+	// would otherwise hold the shutdown until its timeout.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // DefaultCORSOrigins allow local development front ends on any port.
@@ -82,7 +91,7 @@ func New(opts Options) *Server {
 	if len(opts.CORSOrigins) == 0 {
 		opts.CORSOrigins = DefaultCORSOrigins
 	}
-	s := &Server{opts: opts, log: opts.Logger, start: time.Now().UTC()}
+	s := &Server{opts: opts, log: opts.Logger, start: time.Now().UTC(), csrf: http.NewCrossOriginProtection(), closing: make(chan struct{})}
 	s.runs = &runService{eng: opts.Engine, st: opts.Store, log: opts.Logger.With("component", "runs"), active: map[string]*activeRun{},
 		recorder: opts.Recorder, metrics: opts.Metrics}
 	s.router = s.routes()
@@ -127,17 +136,27 @@ func (s *Server) routes() *gin.Engine {
 	r.HandleMethodNotAllowed = true
 	_ = r.SetTrustedProxies(nil)
 	r.Use(s.recoverPanics, s.logRequests)
-	// CORS answers preflight requests before authentication runs.
-	r.Use(cors.New(cors.Config{
+	// CORS answers preflight requests before authentication runs. The console
+	// is same-origin only, so its routes get no CORS headers at all.
+	corsHandler := cors.New(cors.Config{
 		AllowOriginFunc:  s.originAllowed,
 		AllowMethods:     []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
 		AllowHeaders:     []string{"Authorization", "Content-Type", "X-API-Key", "X-Session-Id", "Traceparent"},
 		ExposeHeaders:    []string{"X-Run-Id", "X-Session-Id", "X-Trace-Id", "Traceparent"},
 		AllowCredentials: true,
 		MaxAge:           10 * time.Minute,
-	}))
+	})
+	r.Use(func(c *gin.Context) {
+		if !isConsolePath(c.Request.URL.Path) {
+			corsHandler(c)
+		}
+	})
 	r.Use(s.limitBody)
 	r.NoRoute(func(c *gin.Context) {
+		if isConsolePath(c.Request.URL.Path) {
+			s.problem(c, http.StatusNotFound, "Page not found", "There is no console page at "+c.Request.URL.Path+".", "Use the navigation above.")
+			return
+		}
 		abort(c, http.StatusNotFound, "no such route: "+c.Request.Method+" "+c.Request.URL.Path)
 	})
 	r.NoMethod(func(c *gin.Context) {
@@ -145,6 +164,7 @@ func (s *Server) routes() *gin.Engine {
 	})
 
 	r.GET("/health", s.health)
+	s.consoleRoutes(r)
 
 	api := r.Group("", s.authenticate)
 	timed := api.Group("", s.timeout)
@@ -243,7 +263,7 @@ func (s *Server) logRequests(c *gin.Context) {
 }
 
 func (s *Server) limitBody(c *gin.Context) {
-	if c.Request.Method == http.MethodPost && c.Request.URL.Path == "/knowledge/content" {
+	if c.Request.Method == http.MethodPost && (c.Request.URL.Path == "/knowledge/content" || c.Request.URL.Path == "/ui/knowledge/upload") {
 		return // uploads have their own, larger limit
 	}
 	if c.Request.Body != nil {
@@ -280,6 +300,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("serving HTTP: %w", err)
 	case <-ctx.Done():
 	}
+	s.closeOnce.Do(func() { close(s.closing) })
 	s.log.Info("shutting down: draining in-flight requests", "runs", s.runs.activeCount(), "timeout", s.opts.ShutdownTimeout)
 	drain, cancelDrain := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancelDrain()

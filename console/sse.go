@@ -118,6 +118,21 @@ func (s *sseWriter) write(name string, v any) error {
 	return nil
 }
 
+// comment sends an SSE comment line, which keeps idle connections open
+// through proxies.
+func (s *sseWriter) comment(text string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	s.w.WriteString(": " + text + "\n\n")
+	if s.err = s.w.Flush(); s.err == nil && s.flusher != nil {
+		s.flusher.Flush()
+	}
+	return s.err
+}
+
 // writeRaw sends a data-only frame with literal content (the OpenAI [DONE]).
 func (s *sseWriter) writeRaw(data string) {
 	s.mu.Lock()

@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
@@ -108,5 +111,109 @@ func BenchmarkStartFinishRunParallel(b *testing.B) {
 			}
 		})
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "runs/s")
+	})
+}
+
+// seedOverview stores runs top-level runs, one per session, created evenly
+// over the hour before it returns, and returns that hour. The mix is an
+// overview page's: a hundred users, one run in ten failed, one in twenty
+// still running, latencies from half a second to half a minute. Runs are
+// written by concurrent callers, which SQLite's group commit turns into
+// large transactions.
+func seedOverview(b *testing.B, db *store.DB, runs int) (from, to time.Time) {
+	b.Helper()
+	to = time.Now().UTC()
+	from = to.Add(-time.Hour)
+	step := time.Hour / time.Duration(runs)
+	g, ctx := errgroup.WithContext(b.Context())
+	g.SetLimit(64)
+	for i := range runs {
+		g.Go(func() error {
+			id := fmt.Sprint(i)
+			s := &store.Session{ID: "s" + id, Type: store.SessionAgent, ComponentID: "bench", UserID: fmt.Sprint("u", i%100)}
+			r := &store.Run{ID: "r" + id, Input: "What is the capital of France?", CreatedAt: from.Add(time.Duration(i) * step)}
+			if err := db.StartRun(ctx, s, r); err != nil {
+				return err
+			}
+			if i%20 == 7 {
+				return nil // still running
+			}
+			finishedRun(r)
+			if i%10 == 3 {
+				r.Status, r.Error = store.RunError, "model unavailable"
+			}
+			r.UpdatedAt = r.CreatedAt.Add(500*time.Millisecond + time.Duration(i%60)*500*time.Millisecond)
+			return db.FinishRun(ctx, r)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	if db.Dialect() == store.DialectPostgres {
+		// What autovacuum does to a table that has grown: statistics, and
+		// the visibility map that index-only scans need.
+		if _, err := db.Bun().ExecContext(b.Context(), "VACUUM ANALYZE runs"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return from, to
+}
+
+// BenchmarkRunActivity is the overview's activity chart over the last hour,
+// with 10,000 runs in it, by minute (60 buckets) and at the most buckets
+// (240), for everyone and for one user.
+func BenchmarkRunActivity(b *testing.B) {
+	benchStores(b, func(b *testing.B, db *store.DB) {
+		from, to := seedOverview(b, db, 10_000)
+		for _, tc := range []struct {
+			name    string
+			buckets int
+			f       store.Filter
+		}{
+			{"buckets=60", 60, store.Filter{}},
+			{"buckets=240", 240, store.Filter{}},
+			{"buckets=60/user", 60, store.Filter{UserID: "u42"}},
+		} {
+			b.Run(tc.name, func(b *testing.B) {
+				for b.Loop() {
+					got, err := db.RunActivity(b.Context(), from, to, tc.buckets, tc.f)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(got) != tc.buckets {
+						b.Fatalf("%d buckets, want %d", len(got), tc.buckets)
+					}
+				}
+			})
+		}
+	})
+}
+
+// BenchmarkRecentRuns is the overview's list of the newest runs, among
+// 10,000, for everyone and for one user.
+func BenchmarkRecentRuns(b *testing.B) {
+	benchStores(b, func(b *testing.B, db *store.DB) {
+		seedOverview(b, db, 10_000)
+		for _, tc := range []struct {
+			name  string
+			limit int
+			f     store.Filter
+		}{
+			{"limit=10", 10, store.Filter{}},
+			{"limit=100", 100, store.Filter{}},
+			{"limit=10/user", 10, store.Filter{UserID: "u42"}},
+		} {
+			b.Run(tc.name, func(b *testing.B) {
+				for b.Loop() {
+					got, err := db.RecentRuns(b.Context(), tc.limit, tc.f)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(got) != tc.limit {
+						b.Fatalf("%d runs, want %d", len(got), tc.limit)
+					}
+				}
+			})
+		}
 	})
 }

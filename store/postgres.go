@@ -73,16 +73,20 @@ const (
 		FROM cur WHERE cur.type = $2 AND cur.component_id = $3 AND cur.user_id = $4
 	)
 	SELECT created, type, component_id, user_id, name, state, created_at, updated_at FROM cur`
+)
 
-	// The session's updated_at only moves forward, as in sqlTouchSession.
-	sqlFinishRunPostgres = `WITH r AS (
+// sqlFinishRunPostgres takes sqlFinishRun's arguments and stores the latency
+// the same way; the session's updated_at only moves forward, as in
+// sqlTouchSession.
+var sqlFinishRunPostgres = `WITH r AS (
 		UPDATE runs SET content = $1, status = $2, error = $3, tools = $4, messages = $5, metrics = $6,
-			model = $7, provider = $8, updated_at = $9, refs = $11
-		WHERE id = $10
+			model = $7, provider = $8, updated_at = $9, refs = $10,
+			latency_us = CASE WHEN created_at = $11::timestamptz THEN $12::bigint
+				ELSE ` + postgresLatencyUS("$9::timestamptz", "created_at") + ` END
+		WHERE id = $13
 		RETURNING session_id
 	), s AS (
 		UPDATE sessions SET updated_at = $9
 		WHERE id = (SELECT session_id FROM r) AND updated_at < $9
 	)
 	SELECT COUNT(*) FROM r`
-)

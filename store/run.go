@@ -71,8 +71,6 @@ const (
 		FROM sessions WHERE id = $1`
 	sqlInsertRun = `INSERT INTO runs (` + runColumns + `)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
-	sqlFinishRun = `UPDATE runs SET content = $1, status = $2, error = $3, tools = $4, messages = $5, metrics = $6,
-		model = $7, provider = $8, updated_at = $9, refs = $11 WHERE id = $10`
 	// The session's updated_at only moves forward, whatever order concurrent
 	// runs of one session finish in.
 	sqlTouchSession = `UPDATE sessions SET updated_at = $1
@@ -88,6 +86,39 @@ const (
 		WHERE session_id = $1 AND status = 'COMPLETED' AND parent_run_id = ''
 		ORDER BY created_at DESC, id DESC LIMIT $2`
 )
+
+// sqlFinishRun stores a finished run (see FinishRun for the arguments). The
+// latency is the one computed in Go ($12) when the run's stored created_at is
+// the one Go computed it from ($11, NULL when unknown), and otherwise computed
+// from the stored created_at, so that it never depends on what the caller
+// passed as CreatedAt.
+var sqlFinishRun = `UPDATE runs SET content = $1, status = $2, error = $3, tools = $4, messages = $5, metrics = $6,
+		model = $7, provider = $8, updated_at = $9, refs = $10,
+		latency_us = CASE WHEN created_at = $11 THEN $12 ELSE ` + sqliteLatencyUS("$9", "created_at") + ` END
+	WHERE id = $13`
+
+// latencyUS is a finished run's latency as the latency_us column holds it:
+// the microseconds from created to updated, never negative.
+func latencyUS(created, updated time.Time) int64 {
+	return max(0, updated.UnixMicro()-created.UnixMicro())
+}
+
+// sqliteLatencyUS is SQL computing latencyUS from two SQLite timestamps,
+// text in sqliteTimeFormat: whole seconds through unixepoch, whose own
+// fractions stop at milliseconds, plus the microsecond digits. Migration 0004
+// backfills latency_us with the same expression. Go computes the latency
+// more cheaply, so FinishRun runs it only for a caller that did not pass the
+// run's CreatedAt; crash recovery runs it once per interrupted run.
+func sqliteLatencyUS(updated, created string) string {
+	return `max(0, (unixepoch(substr(` + updated + `, 1, 19)) - unixepoch(substr(` + created + `, 1, 19))) * 1000000
+		+ CAST(substr(` + updated + `, 21, 6) AS INTEGER) - CAST(substr(` + created + `, 21, 6) AS INTEGER))`
+}
+
+// postgresLatencyUS is latencyUS in PostgreSQL from two timestamptz values,
+// as migration 0004 backfills latency_us.
+func postgresLatencyUS(updated, created string) string {
+	return `GREATEST(0, CAST(EXTRACT(EPOCH FROM ` + updated + ` - ` + created + `) * 1000000 AS BIGINT))`
+}
 
 // StartRun records the start of r in session s, in one transaction. When no
 // session s.ID exists it is created from s (its Name derived from r.Input when
@@ -291,9 +322,13 @@ func runJSON(r *Run) (tools, messages, metrics string, err error) {
 
 // FinishRun stores the run's final state (content, status, error, tools,
 // messages, metrics, model, provider; updated_at, now when r.UpdatedAt is
-// zero) and bumps the session's updated_at, in one transaction. r.Status must
-// be terminal. It returns an error wrapping ErrNotFound when the run does not
-// exist.
+// zero) and its latency, and bumps the session's updated_at, in one
+// transaction. r.Status must be terminal. It returns an error wrapping
+// ErrNotFound when the run does not exist.
+//
+// The latency is updated_at minus the stored created_at. It is cheapest to
+// store when r.CreatedAt is the run's, as StartRun left it; any other value
+// is ignored.
 //
 // A run often finishes because its context was cancelled; pass a context that
 // outlives it (context.WithoutCancel) or the result will not be saved.
@@ -317,7 +352,14 @@ func (db *DB) FinishRun(ctx context.Context, r *Run) error {
 		return fmt.Errorf("store: finishing run %s: encoding references: %w", r.ID, err)
 	}
 	ts := db.timeArg(updated)
-	args := []any{text(r.Content), string(r.Status), text(r.Error), tools, messages, metrics, r.Model, r.Provider, ts, r.ID, refs}
+	// The latency of sqlFinishRun and sqlFinishRunPostgres, and the created_at
+	// it was computed from.
+	var created, latency any
+	if c := normTime(r.CreatedAt); !c.IsZero() {
+		created, latency = db.timeArg(c), latencyUS(c, updated)
+	}
+	args := []any{text(r.Content), string(r.Status), text(r.Error), tools, messages, metrics, r.Model, r.Provider, ts,
+		refs, created, latency, r.ID}
 	if db.dialect == DialectPostgres {
 		// One statement, one round trip: see sqlFinishRunPostgres.
 		var n int

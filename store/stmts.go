@@ -30,6 +30,10 @@ type stmts struct {
 	listRuns       *sql.Stmt
 	sessionVisible *sql.Stmt
 	history        *sql.Stmt
+	// The overview's reads, with and without a user to filter by.
+	recentRuns, recentRunsUser   *sql.Stmt
+	runActivity, runActivityUser *sql.Stmt
+	runningRuns                  *sql.Stmt
 
 	all []*sql.Stmt
 }
@@ -47,14 +51,21 @@ func (db *DB) prepare(ctx context.Context) error {
 		{&db.st.listRuns, db.r, sqlListRuns},
 		{&db.st.sessionVisible, db.r, sqlSessionVisible},
 		{&db.st.history, db.r, sqlHistory},
+		{&db.st.recentRuns, db.r, sqlRecentRuns},
+		{&db.st.recentRunsUser, db.r, sqlRecentRunsUser},
+		{&db.st.runningRuns, db.r, sqlRunningRuns},
 	}
 	if db.dialect == DialectPostgres {
 		defs = append(defs,
+			stmtDef{&db.st.runActivity, db.r, sqlRunActivityPostgresAll},
+			stmtDef{&db.st.runActivityUser, db.r, sqlRunActivityPostgresUser},
 			stmtDef{&db.st.startRun, db.w, sqlStartRunPostgres},
 			stmtDef{&db.st.finishRun, db.w, sqlFinishRunPostgres},
 		)
 	} else {
 		defs = append(defs,
+			stmtDef{&db.st.runActivity, db.r, sqlRunActivitySQLiteAll},
+			stmtDef{&db.st.runActivityUser, db.r, sqlRunActivitySQLiteUser},
 			stmtDef{&db.st.insertSession, db.w, sqlInsertSession},
 			stmtDef{&db.st.selectSessionForRun, db.w, sqlSelectSessionForRun},
 			stmtDef{&db.st.insertRun, db.w, sqlInsertRun},

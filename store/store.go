@@ -161,9 +161,14 @@ func (db *DB) Bun() *bun.DB { return db.bun }
 // will ever finish them, and clients polling them must not wait forever.
 func (db *DB) recoverRuns(ctx context.Context) error {
 	// The literal 'RUNNING' (not a parameter) lets PostgreSQL use the partial
-	// index on running runs.
+	// index on running runs. The latencies are computed in SQL, as migration
+	// 0004 backfills them: this runs once, over the few runs in flight.
+	latency := sqliteLatencyUS("$3", "created_at")
+	if db.dialect == DialectPostgres {
+		latency = postgresLatencyUS("$3::timestamptz", "created_at")
+	}
 	res, err := db.w.ExecContext(ctx,
-		`UPDATE runs SET status = $1, error = $2, updated_at = $3 WHERE status = 'RUNNING'`,
+		`UPDATE runs SET status = $1, error = $2, updated_at = $3, latency_us = `+latency+` WHERE status = 'RUNNING'`,
 		string(RunError), InterruptedRunError, db.timeArg(now()))
 	if err != nil {
 		return fmt.Errorf("store: recovering interrupted runs: %w", err)

@@ -636,3 +636,44 @@ func BenchmarkListTraces(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkTracesWrite is the SQL sink's cost per run: batches of 1,024 spans
+// made of run-shaped traces (a root, two model requests, two tool calls and
+// the store write), as the recorder flushes them.
+func BenchmarkTracesWrite(b *testing.B) {
+	benchStores(b, func(b *testing.B, db *store.DB) {
+		tr := db.Traces()
+		ctx := b.Context()
+		rng := rand.New(rand.NewPCG(5, 6))
+		const perTrace, perBatch = 6, 1024 / 6
+		batch := make([]telemetry.Span, 0, perTrace*perBatch)
+		start := traceBase
+		b.ResetTimer()
+		for b.Loop() {
+			batch = batch[:0]
+			for range perBatch {
+				id := fmt.Sprintf("%032x%016x", rng.Uint64(), rng.Uint64())[:32]
+				start = start.Add(time.Millisecond)
+				root := telemetry.Span{TraceID: id, SpanID: fmt.Sprintf("%016x", rng.Uint64()), Name: "agent.run assistant", Kind: telemetry.KindRun,
+					Start: start, End: start.Add(300 * time.Millisecond), Status: telemetry.StatusOK,
+					RunID: "run-" + id, SessionID: "session-" + id, UserID: "user1", AgentID: "assistant", InputTokens: 100, OutputTokens: 20,
+					Attributes: map[string]string{telemetry.InputAttribute: "What is 6*7?", store.RootAttribute: "true", "model": "gpt-x", "provider": "openai"}}
+				batch = append(batch, root)
+				for j := 1; j < perTrace; j++ {
+					c := root
+					c.SpanID, c.ParentID, c.Name, c.Kind = fmt.Sprintf("%016x", rng.Uint64()), root.SpanID, "tool.call calculator", telemetry.KindTool
+					c.Start = start.Add(time.Duration(j) * 10 * time.Millisecond)
+					c.End = c.Start.Add(5 * time.Millisecond)
+					c.Attributes = map[string]string{"tool.name": "calculator", "tool.arguments": `{"expression":"6*7"}`, "tool.result": "42"}
+					batch = append(batch, c)
+				}
+			}
+			if err := tr.Write(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runs := float64(b.N * perBatch)
+		b.ReportMetric(b.Elapsed().Seconds()*1e6/runs, "µs/run")
+		b.ReportMetric(runs*perTrace/b.Elapsed().Seconds(), "spans/s")
+	})
+}

@@ -165,7 +165,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	if keys.Len() == 0 {
 		logger.Warn("no API keys configured: the API is open to anyone who can reach " + ln.Addr().String() + " (loopback only unless --insecure)")
 	}
-	logger.Info("serving", "addr", "http://"+ln.Addr().String(), "dir", cfg.dir, "db", db.Dialect(), "api_keys", keys.Len(),
+	logger.Info("serving", "addr", "http://"+ln.Addr().String(), "console", "http://"+ln.Addr().String()+"/", "dir", cfg.dir, "db", db.Dialect(), "api_keys", keys.Len(),
 		"generation", eng.Current().Generation(), "agents", len(eng.Current().Agents()), "teams", len(eng.Current().Teams()),
 		"startup", time.Since(started).Round(time.Microsecond))
 	err = g.Wait()

@@ -45,6 +45,9 @@ func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"ListRuns", testListRuns},
 		{"GetRun", testGetRun},
 		{"History", testHistory},
+		{"RecentRuns", testRecentRuns},
+		{"RunActivity", testRunActivity},
+		{"RunLatency", testRunLatency},
 		{"TimestampsUTCMicroseconds", testTimestamps},
 		{"UnstorableText", testText},
 		{"CrashRecovery", testCrashRecovery},
@@ -885,6 +888,12 @@ func testCrashRecovery(t *testing.T, open Opener) {
 	require.True(t, got.UpdatedAt.After(before), "updated at recovery time")
 	require.Equal(t, running.CreatedAt, got.CreatedAt)
 	require.Equal(t, running.Input, got.Input)
+	// It has a latency, up to the recovery, like any finished run.
+	activity, err := db.RunActivity(ctx, at(0), at(1), 1, store.Filter{})
+	require.NoError(t, err)
+	latency := got.UpdatedAt.Sub(got.CreatedAt)
+	require.Equal(t, []store.ActivityBucket{{Start: at(0), Runs: 1, Errors: 1, Finished: 1,
+		AvgLatency: latency, MaxLatency: latency}}, activity)
 
 	for _, want := range []*store.Run{done, cancelled} {
 		got, err := db.GetRun(ctx, want.ID, store.Filter{})

@@ -1,0 +1,325 @@
+package console_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"github.com/stretchr/testify/require"
+)
+
+// The browser tests drive the console in a real Chromium (Debian's package,
+// which .ci/run installs) through the DevTools protocol, against the real
+// server with the fixture specs, the echo model and the OpenAI-wire vendor.
+
+// chromium finds a Chromium binary: TROUPE_TEST_CHROMIUM, else the usual names.
+func chromium() string {
+	if p := os.Getenv("TROUPE_TEST_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+type browserTab struct {
+	t   *testing.T
+	ctx context.Context
+	url string
+}
+
+// newBrowser starts a headless Chromium at 1280×800 with a fresh profile.
+func newBrowser(t *testing.T, baseURL string) *browserTab {
+	t.Helper()
+	path := chromium()
+	if path == "" {
+		t.Skip("no Chromium found: install Debian's chromium package (apt-get install chromium) or set TROUPE_TEST_CHROMIUM")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 800),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+	)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	// The first action starts the browser, whose life is that action's context.
+	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)), "starting Chromium")
+	return &browserTab{t: t, ctx: ctx, url: baseURL}
+}
+
+// do runs actions, each step bounded so a broken page fails fast.
+func (b *browserTab) do(steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		b.screenshot("failure")
+		require.NoError(b.t, err)
+	}
+}
+
+func (b *browserTab) open(path, waitFor string) {
+	b.t.Helper()
+	b.do(chromedp.Navigate(b.url+path), chromedp.WaitVisible(chromedp.CSS(waitFor)))
+}
+
+func (b *browserTab) click(sel string) { b.t.Helper(); b.do(chromedp.Click(chromedp.CSS(sel))) }
+
+func (b *browserTab) keys(sel, text string) {
+	b.t.Helper()
+	b.do(chromedp.SendKeys(chromedp.CSS(sel), text))
+}
+
+func (b *browserTab) visible(sel string) { b.t.Helper(); b.do(chromedp.WaitVisible(chromedp.CSS(sel))) }
+
+// until waits for a JavaScript expression to become truthy. It evaluates
+// again after errors, which happen while the page navigates.
+func (b *browserTab) until(expr string, timeout time.Duration) {
+	b.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("!!("+expr+")"))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.screenshot("timeout")
+			html, _ := chromedp.Run(b.ctx, chromedp.OuterHTML(chromedp.CSS("main")))
+			b.t.Fatalf("waiting for %s (last error %v)\n%s", expr, err, html)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func evalAs[T any](b *browserTab, expr string) T {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	require.NoError(b.t, err, expr)
+	return v
+}
+
+func (b *browserTab) text(sel string) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	require.NoError(b.t, err, sel)
+	return s
+}
+
+// screenshot saves the whole page under the test's temp dir.
+func (b *browserTab) screenshot(name string) {
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(90))
+	if err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	dirs := []string{b.t.TempDir()}
+	if keep := os.Getenv("TROUPE_TEST_SCREENSHOTS"); keep != "" {
+		dirs = append(dirs, keep) // outlives the test, for people to look at
+	}
+	for _, dir := range dirs {
+		path := filepath.Join(dir, strings.ReplaceAll(b.t.Name(), "/", "_")+"-"+name+".png")
+		if err := os.WriteFile(path, png, 0o644); err == nil {
+			b.t.Logf("screenshot: %s", path)
+		}
+	}
+}
+
+func TestBrowserOverviewWithSignIn(t *testing.T) {
+	ts := startServer(t, withKeys("sk-admin-0123456789abcdef=admin"))
+	b := newBrowser(t, ts.url)
+
+	b.open("/", "[data-testid=login-key]") // no cookie yet: the sign-in page
+	b.keys("[data-testid=login-key]", "sk-wrong-key-0123456789")
+	b.click("[data-testid=login-submit]")
+	b.visible("[data-testid=login-error]")
+	b.keys("[data-testid=login-key]", "sk-admin-0123456789abcdef")
+	b.click("[data-testid=login-submit]")
+	b.visible("[data-testid=overview]")
+
+	cookies := evalAs[string](b, "document.cookie")
+	require.NotContains(t, cookies, "troupe_key", "the key cookie is HttpOnly")
+	require.Contains(t, b.text("[data-testid=count-Agent]"), "3")
+	require.Contains(t, b.text("[data-testid=count-Team]"), "1")
+	require.Contains(t, b.text("[data-testid=reload-card]"), "generation 1")
+	b.do(chromedp.WaitVisible(chromedp.CSS("[data-testid=activity-chart] svg")))
+	require.Contains(t, b.text("[data-testid=no-runs]"), "No runs yet")
+	b.screenshot("overview")
+
+	// Every page fits a phone's width without sideways scrolling.
+	b.do(chromedp.EmulateViewport(390, 844))
+	for _, p := range []string{"/", "/ui/agents", "/ui/agents/helpdesk", "/ui/sessions", "/ui/traces", "/ui/knowledge", "/ui/config"} {
+		b.open(p, "main")
+		fits := evalAs[bool](b, "document.documentElement.scrollWidth <= window.innerWidth + 1")
+		if !fits {
+			wide := evalAs[[]string](b, `[...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 8).map(e => e.tagName + "." + e.className + " " + Math.round(e.getBoundingClientRect().right))`)
+			t.Fatalf("%s overflows a 390 px wide screen: %v", p, wide)
+		}
+	}
+	b.screenshot("narrow")
+}
+
+func TestBrowserChatSessionAndTrace(t *testing.T) {
+	ts := startServer(t)
+	b := newBrowser(t, ts.url)
+
+	b.open("/ui/agents", "[data-testid=target-helpdesk]")
+	b.do(chromedp.Click(chromedp.CSS("[data-testid=target-helpdesk] [data-testid=target-link]")),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=chat-input]")))
+	require.Contains(t, evalAs[string](b, `document.querySelector("[data-testid=resolved-yaml]").textContent`), "knowledge_search")
+	require.Contains(t, b.text("[data-testid=demo-model]"), "demo model")
+
+	// Count DOM changes in the transcript to see the answer arrive in pieces.
+	_ = evalAs[bool](b, `window.changes = 0; new MutationObserver(ms => { window.changes += ms.length })
+		.observe(document.getElementById("transcript"), {subtree: true, childList: true, characterData: true}); true`)
+	// The keyboard is enough: type and press Enter.
+	b.do(chromedp.Focus(chromedp.CSS("#chat-input")),
+		chromedp.SendKeys(chromedp.CSS("#chat-input"), `/call calculator {"expression": "6*7"}`+kb.Enter))
+	b.until(`document.querySelector("#transcript [data-testid=usage]") !== null`, 20*time.Second)
+
+	tools := evalAs[[]string](b, `[...document.querySelectorAll("#transcript [data-testid=tool-name]")].map(e => e.textContent)`)
+	require.Contains(t, tools, "calculator")
+	result := evalAs[string](b, `[...document.querySelectorAll("#transcript [data-testid=tool-card]")].find(c => c.querySelector("[data-testid=tool-name]").textContent === "calculator").querySelector("[data-testid=tool-result]").textContent`)
+	require.Equal(t, "42", strings.TrimSpace(result))
+	answer := b.text("#transcript [data-testid=answer]")
+	require.Contains(t, answer, "42")
+	changes := evalAs[int](b, "window.changes")
+	require.Greater(t, changes, len(strings.Fields(answer)), "the answer streamed in pieces, not at once")
+	require.Contains(t, b.text("#transcript [data-testid=usage]"), "COMPLETED")
+
+	sessionID := evalAs[string](b, `document.getElementById("chat-session").value`)
+	require.NotEmpty(t, sessionID)
+	b.do(chromedp.SendKeys(chromedp.CSS("#chat-input"), "thank you"+kb.Enter))
+	b.until(`document.querySelectorAll("#transcript [data-testid=usage]").length === 2`, 20*time.Second)
+	sameSession := evalAs[string](b, `document.getElementById("chat-session").value`)
+	require.Equal(t, sessionID, sameSession, "the second message continues the session")
+	b.screenshot("chat")
+
+	// A fresh page load finds the session, with its transcript.
+	b.open("/ui/sessions", "[data-testid=session-link]")
+	rows := evalAs[int](b, `document.querySelectorAll("[data-testid=session-row]").length`)
+	require.Equal(t, 1, rows)
+	b.do(chromedp.Click(chromedp.CSS("[data-testid=session-link]")), chromedp.WaitVisible(chromedp.CSS("[data-testid=session-transcript]")))
+	transcript := b.text("[data-testid=session-transcript]")
+	require.Contains(t, transcript, `/call calculator`)
+	require.Contains(t, transcript, "thank you")
+	turns := evalAs[int](b, `document.querySelectorAll("[data-testid=session-transcript] [data-testid=turn]").length`)
+	require.Equal(t, 2, turns)
+	b.screenshot("session")
+
+	// Its first run's trace: a waterfall with the tool call.
+	b.do(chromedp.Click(chromedp.CSS("[data-testid=session-transcript] [data-testid=trace-link]")))
+	b.until(`document.querySelector("[data-testid=waterfall]") !== null || document.querySelector("[data-testid=problem]") !== null`, 10*time.Second)
+	for range 50 { // spans are flushed within ~100 ms of the run's end
+		found := evalAs[bool](b, `document.querySelector("[data-testid=waterfall]") !== null`)
+		if found {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+		b.do(chromedp.Reload())
+	}
+	spans := evalAs[[]string](b, `[...document.querySelectorAll("[data-testid=span] .span-name")].map(e => e.textContent)`)
+	require.GreaterOrEqual(t, len(spans), 3, "%v", spans)
+	require.Contains(t, strings.Join(spans, " "), "calculator")
+	widths := evalAs[[]string](b, `[...document.querySelectorAll("[data-testid=span-bar]")].map(e => e.style.width)`)
+	require.Equal(t, "100%", widths[0], "the root spans the whole trace")
+	b.do(chromedp.Click(chromedp.CSS("[data-testid=span] summary")), chromedp.WaitVisible(chromedp.CSS("[data-testid=span-attrs]")))
+	require.Contains(t, b.text("[data-testid=span-attrs]"), "kind")
+	b.screenshot("trace")
+}
+
+func TestBrowserTeamChatAndCancel(t *testing.T) {
+	ts := startServer(t)
+	b := newBrowser(t, ts.url)
+
+	b.open("/ui/teams/crew", "[data-testid=chat-input]")
+	b.do(chromedp.SendKeys(chromedp.CSS("#chat-input"), "hello team"+kb.Enter))
+	b.until(`document.querySelector("#transcript [data-testid=usage]") !== null`, 20*time.Second)
+	require.Contains(t, b.text("#transcript [data-testid=member-run] summary"), "writer")
+	require.Contains(t, b.text("#transcript [data-testid=member-run] .answer"), "user=hello team", "the member's answer streamed into its block")
+	b.screenshot("team")
+
+	// The vendor holds a "block" request open until the client goes away.
+	b.open("/ui/agents/writer", "[data-testid=chat-input]")
+	b.do(chromedp.SendKeys(chromedp.CSS("#chat-input"), "please block"+kb.Enter),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=chat-cancel]")))
+	b.until(`document.querySelector("#transcript [data-testid=turn]") !== null`, 10*time.Second)
+	b.do(chromedp.Click(chromedp.CSS("[data-testid=chat-cancel]")))
+	b.until(`document.querySelector("#transcript [data-testid=usage]") !== null`, 10*time.Second)
+	require.Contains(t, b.text("#transcript [data-testid=usage]"), "CANCELLED")
+	b.do(chromedp.WaitNotVisible(chromedp.CSS("[data-testid=chat-cancel]")))
+}
+
+func TestBrowserKnowledgeUploadAndSearch(t *testing.T) {
+	ts := startServer(t)
+	b := newBrowser(t, ts.url)
+	md := filepath.Join(t.TempDir(), "flux.md")
+	require.NoError(t, os.WriteFile(md, []byte("# Flux capacitor\n\nThe flux capacitor needs 1.21 gigawatts of power to travel through time.\n\n## Storage\n\nKeep it dry and away from plutonium.\n"), 0o644))
+	pdf, err := filepath.Abs("../engine/knowledge/reader/testdata/manual.pdf")
+	require.NoError(t, err)
+
+	b.open("/ui/knowledge", "[data-testid=upload-input]")
+	b.do(chromedp.SetUploadFiles(chromedp.CSS("#up-files"), []string{md, pdf}))
+	b.until(`document.querySelectorAll("[data-testid=upload]").length === 2`, 10*time.Second)
+	b.until(`document.querySelectorAll("[data-testid=doc-row][data-status=completed]").length === 2`, 60*time.Second)
+	names := b.text("[data-testid=documents]")
+	require.Contains(t, names, "flux.md")
+	require.Contains(t, names, "manual.pdf")
+	b.screenshot("uploaded")
+
+	search := func(query, mode string) string {
+		b.do(chromedp.SetValue(chromedp.CSS("#s-q"), query), chromedp.SetValue(chromedp.CSS("#s-mode"), mode),
+			chromedp.Click(chromedp.CSS("[data-testid=search-submit]")))
+		b.until(fmt.Sprintf(`(document.querySelector("#search-results").textContent || "").includes(%q)`, "("+mode+")"), 10*time.Second)
+		b.until(`document.querySelector("[data-testid=hit]") !== null`, 10*time.Second)
+		return b.text("[data-testid=hit]") // the best hit
+	}
+	require.Contains(t, search("gigawatts", "keyword"), "1.21 gigawatts")
+	best := search("hybrid search combines vector similarity with keyword ranking", "hybrid")
+	require.Contains(t, best, "manual.pdf")
+	require.Contains(t, best, "Hybrid search combines")
+	require.Contains(t, search("flux capacitor power", "vector"), "flux.md")
+	score := evalAs[string](b, `document.querySelector("[data-testid=hit-score]").textContent`)
+	require.Regexp(t, `^\d+\.\d{4}$`, score)
+	b.screenshot("search")
+}
+
+func TestBrowserConfigShowsBrokenFileWithoutReload(t *testing.T) {
+	ts := startServer(t, withWatcher())
+	b := newBrowser(t, ts.url)
+	b.open("/ui/config", "[data-testid=config]")
+	b.until(`window.htmx !== undefined`, 5*time.Second)
+	_ = evalAs[bool](b, `window.notReloaded = true`)
+	require.NotContains(t, b.text("[data-testid=config]"), "broken.yaml")
+
+	path := filepath.Join(ts.dir, "broken.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("kind: Agent\nname: broken\nmodel: echo\ntools: [calculater]\n"), 0o644))
+	b.until(`[...document.querySelectorAll("[data-testid=diagnostic]")].some(d => d.textContent.includes("broken.yaml:4:9"))`, 10*time.Second)
+	require.Contains(t, b.text("[data-testid=config]"), `did you mean "calculator"`)
+	same := evalAs[bool](b, `window.notReloaded === true`)
+	require.True(t, same, "the diagnostic arrived without a page reload")
+	b.screenshot("broken")
+
+	require.NoError(t, os.WriteFile(path, []byte("kind: Agent\nname: broken\nmodel: echo\ntools: [calculator]\n"), 0o644))
+	b.until(`![...document.querySelectorAll("[data-testid=diagnostic]")].some(d => d.textContent.includes("broken.yaml"))`, 10*time.Second)
+	b.until(`document.querySelector("[data-testid=object-broken] .badge").textContent === "ok"`, 5*time.Second)
+}

@@ -1,0 +1,239 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/a-h/templ"
+	"github.com/gin-gonic/gin"
+
+	"github.com/troupehq/troupe/console/view"
+	"github.com/troupehq/troupe/web"
+)
+
+// The web console lives at / and under /ui; its assets under /static. It is
+// served by the same handlers' data paths as the REST API (the engine
+// snapshot, the store, the trace reader and the knowledge service), rendered
+// with the templ components of package view.
+
+// keyCookie holds the API key a console user signed in with. It is HttpOnly
+// (scripts cannot read it) and SameSite=Strict, and it is only honoured on
+// console routes, which also reject cross-origin writes.
+const keyCookie = "troupe_key"
+
+// isConsolePath reports whether a path belongs to the console rather than the
+// API: those skip CORS, since the console is only ever same-origin.
+func isConsolePath(p string) bool {
+	return p == "/" || strings.HasPrefix(p, "/ui/") || p == "/ui" || strings.HasPrefix(p, "/static/")
+}
+
+func (s *Server) consoleRoutes(r *gin.Engine) {
+	versions := web.Versions()
+	s.asset = func(name string) string { return "/static/" + name + "?v=" + versions[name] }
+	static := http.StripPrefix("/static/", http.FileServerFS(web.Static()))
+	r.GET("/static/*path", func(c *gin.Context) {
+		if c.Query("v") != "" {
+			c.Header("Cache-Control", "public, max-age=31536000, immutable")
+		}
+		static.ServeHTTP(c.Writer, c.Request)
+	})
+
+	ui := r.Group("", s.sameOrigin)
+	ui.GET("/ui/login", s.loginPage)
+	ui.POST("/ui/login", s.login)
+	ui.POST("/ui/logout", s.logout)
+
+	pages := ui.Group("", s.consoleAuth)
+	timed := pages.Group("", s.timeout)
+	timed.GET("/", s.pageRequire(ScopeAgentsRead), s.overviewPage)
+	timed.GET("/ui", func(c *gin.Context) { c.Redirect(http.StatusSeeOther, "/") })
+	timed.GET("/ui/agents", s.pageRequire(ScopeAgentsRead), s.targetsPage)
+	timed.GET("/ui/agents/:id", s.pageRequire(ScopeAgentsRead), s.targetPage("agent"))
+	timed.GET("/ui/teams", func(c *gin.Context) { c.Redirect(http.StatusSeeOther, "/ui/agents") })
+	timed.GET("/ui/teams/:id", s.pageRequire(ScopeAgentsRead), s.targetPage("team"))
+	pages.POST("/ui/agents/:id/chat", s.pageRequire(ScopeAgentsRun), s.chat("agent"))
+	pages.POST("/ui/teams/:id/chat", s.pageRequire(ScopeAgentsRun), s.chat("team"))
+	timed.POST("/ui/runs/:run_id/cancel", s.pageRequire(ScopeAgentsRun), s.cancelFromConsole)
+	timed.GET("/ui/runs/:run_id/trace", s.pageRequire(ScopeSessionsRead), s.runTrace)
+
+	timed.GET("/ui/sessions", s.pageRequire(ScopeSessionsRead), s.sessionsPage)
+	timed.GET("/ui/sessions/:id", s.pageRequire(ScopeSessionsRead), s.sessionPage)
+	timed.POST("/ui/sessions/:id/rename", s.pageRequire(ScopeSessionsWrite), s.renameFromConsole)
+	timed.POST("/ui/sessions/:id/delete", s.pageRequire(ScopeSessionsWrite), s.deleteFromConsole)
+
+	timed.GET("/ui/traces", s.pageRequire(ScopeSessionsRead), s.tracesPage)
+	timed.GET("/ui/traces/:trace_id", s.pageRequire(ScopeSessionsRead), s.tracePage)
+
+	timed.GET("/ui/knowledge", s.pageRequire(ScopeKnowledgeRead), s.knowledgePage)
+	if s.opts.Knowledge != nil {
+		pages.POST("/ui/knowledge/upload", s.pageRequire(ScopeKnowledgeWrite), s.uploadFromConsole)
+		timed.GET("/ui/knowledge/docs/:id", s.pageRequire(ScopeKnowledgeRead), s.docRow)
+		timed.POST("/ui/knowledge/docs/:id/delete", s.pageRequire(ScopeKnowledgeWrite), s.deleteDocFromConsole)
+		timed.POST("/ui/knowledge/docs/:id/retry", s.pageRequire(ScopeKnowledgeWrite), s.retryDocFromConsole)
+		timed.POST("/ui/knowledge/search", s.pageRequire(ScopeKnowledgeRead), s.searchFromConsole)
+	}
+
+	timed.GET("/ui/config", s.pageRequire(ScopeAgentsRead), s.configPage)
+	timed.POST("/ui/config/reload", s.pageRequire(ScopeAdmin), s.reloadFromConsole)
+	pages.GET("/ui/events", s.pageRequire(ScopeAgentsRead), s.events)
+}
+
+// sameOrigin rejects cross-origin writes to the console (CSRF), using the
+// browser's Sec-Fetch-Site and Origin headers.
+func (s *Server) sameOrigin(c *gin.Context) {
+	if err := s.csrf.Check(c.Request); err != nil {
+		s.problem(c, http.StatusForbidden, "Cross-origin request refused",
+			"The console only accepts changes made from its own pages.", "If you followed a link or submitted a form from another site, open the console directly instead.")
+	}
+}
+
+// consoleAuth resolves the caller from the key cookie (or an Authorization
+// header); without a valid key, pages redirect to the sign-in page.
+func (s *Server) consoleAuth(c *gin.Context) {
+	if s.opts.Keys.Len() == 0 {
+		c.Set(principalKey, principal{})
+		return
+	}
+	token := bearer(c.GetHeader("Authorization"))
+	if token == "" {
+		token, _ = c.Cookie(keyCookie)
+	}
+	if k, ok := s.opts.Keys.Lookup(token); ok {
+		c.Set(principalKey, principal{key: k})
+		return
+	}
+	if c.Request.Method == http.MethodGet && c.GetHeader("HX-Request") == "" && c.FullPath() != "/ui/events" {
+		c.Redirect(http.StatusSeeOther, "/ui/login?next="+url.QueryEscape(c.Request.URL.RequestURI()))
+		c.Abort()
+		return
+	}
+	c.Header("HX-Redirect", "/ui/login")
+	c.AbortWithStatus(http.StatusUnauthorized)
+}
+
+func (s *Server) pageRequire(scope Scope) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if !getPrincipal(c).has(scope) {
+			s.problem(c, http.StatusForbidden, "Not allowed", "Your API key lacks the "+string(scope)+" scope this page needs.", "Sign in with another key, or ask an administrator for the scope.")
+		}
+	}
+}
+
+func (s *Server) loginPage(c *gin.Context) {
+	if s.opts.Keys.Len() == 0 {
+		c.Redirect(http.StatusSeeOther, "/")
+		return
+	}
+	s.render(c, http.StatusOK, view.LoginPage(s.frame(c, "Sign in", ""), view.Login{Next: localPath(c.Query("next"))}))
+}
+
+func (s *Server) login(c *gin.Context) {
+	next := localPath(c.PostForm("next"))
+	key := strings.TrimSpace(c.PostForm("key"))
+	if _, ok := s.opts.Keys.Lookup(key); !ok || s.opts.Keys.Len() == 0 {
+		s.render(c, http.StatusUnauthorized, view.LoginPage(s.frame(c, "Sign in", ""), view.Login{Error: "That key is not valid.", Next: next}))
+		return
+	}
+	http.SetCookie(c.Writer, &http.Cookie{Name: keyCookie, Value: key, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Secure: c.Request.TLS != nil, MaxAge: int((7 * 24 * time.Hour).Seconds())})
+	c.Redirect(http.StatusSeeOther, next)
+}
+
+func (s *Server) logout(c *gin.Context) {
+	http.SetCookie(c.Writer, &http.Cookie{Name: keyCookie, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	c.Redirect(http.StatusSeeOther, "/ui/login")
+}
+
+// localPath keeps redirects on this site: anything but a plain local path
+// becomes /.
+func localPath(p string) string {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
+		return "/"
+	}
+	return p
+}
+
+func (s *Server) frame(c *gin.Context, title, active string) view.Frame {
+	f := view.Frame{Title: title, Active: active, AuthOn: s.opts.Keys.Len() > 0, Version: s.opts.Version, Assets: s.asset}
+	if p := getPrincipal(c); p.key != nil {
+		f.KeyName = p.key.Name
+	}
+	return f
+}
+
+// render writes a component as the response. Pages are rendered into a
+// buffer first so a failure mid-page becomes an error page, not half a page.
+func (s *Server) render(c *gin.Context, status int, comp templ.Component) {
+	var b strings.Builder
+	if err := comp.Render(c.Request.Context(), &b); err != nil {
+		s.log.Error("rendering page", "path", c.Request.URL.Path, "err", err)
+		c.Data(http.StatusInternalServerError, "text/plain; charset=utf-8", []byte("internal error rendering this page; see the server log"))
+		c.Abort()
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.Header("X-Content-Type-Options", "nosniff")
+	c.Header("X-Frame-Options", "DENY")
+	c.Header("Referrer-Policy", "same-origin")
+	c.Header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+	c.Data(status, "text/html; charset=utf-8", []byte(b.String()))
+}
+
+// problem answers with a friendly error page for browsers navigating or
+// posting forms, and with a short text for htmx and script requests, which
+// show it inline.
+func (s *Server) problem(c *gin.Context, status int, title, msg, hint string) {
+	if c.GetHeader("HX-Request") != "" || !strings.Contains(c.GetHeader("Accept"), "text/html") {
+		c.Header("HX-Reswap", "none")
+		c.Data(status, "text/plain; charset=utf-8", []byte(title+": "+msg))
+		c.Abort()
+		return
+	}
+	s.render(c, status, view.ProblemPage(s.frame(c, title, ""), view.Problem{Status: status, Title: title, Message: msg, Hint: hint}))
+	c.Abort()
+}
+
+// consoleError maps an error from the shared data paths to a problem page.
+func (s *Server) consoleError(c *gin.Context, what string, err error) {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		s.problem(c, he.status, http.StatusText(he.status), he.msg, "")
+	case errors.Is(err, context.DeadlineExceeded):
+		s.problem(c, http.StatusServiceUnavailable, "Too slow", what+" took too long to load.", "Try again; if it keeps happening, check the database.")
+	default:
+		s.log.Error("console request failed", "path", c.Request.URL.Path, "what", what, "err", err)
+		s.problem(c, http.StatusInternalServerError, "Something went wrong", "Loading "+what+" failed.", "The server log has the details.")
+	}
+}
+
+// events streams a "reload" event each time a new snapshot is published, so
+// open pages refresh the regions that depend on the spec folder.
+func (s *Server) events(c *gin.Context) {
+	snaps, stop := s.opts.Engine.Subscribe()
+	defer stop()
+	w := newSSEWriter(c.Writer)
+	_ = w.write("ready", map[string]uint64{"generation": s.opts.Engine.Current().Generation()})
+	ping := time.NewTicker(25 * time.Second)
+	defer ping.Stop()
+	for {
+		select {
+		case <-c.Request.Context().Done():
+			return
+		case <-s.closing:
+			return
+		case snap := <-snaps:
+			if w.write("reload", map[string]uint64{"generation": snap.Generation()}) != nil {
+				return
+			}
+		case <-ping.C:
+			if w.comment("ping") != nil {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,135 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/a-h/templ"
+	"github.com/gin-gonic/gin"
+
+	"github.com/troupehq/troupe/console/view"
+	"github.com/troupehq/troupe/engine/event"
+)
+
+// chat runs one turn for the console's chat pane. It is the run endpoint's
+// data path (runService: same validation, persistence, tracing and metrics)
+// with a different presentation: each event becomes an HTML fragment,
+// rendered by the same components as the pages, sent as a server-sent event
+// that the pane's script applies (see web/static/troupe.js):
+//
+//	start   {run, session, h}  a new turn: the message and an empty answer
+//	text    {t, s}             answer text to append to element t
+//	append  {t, h}             HTML to append to element t (tool cards, members)
+//	replace {t, h}             HTML replacing element t (finished tool cards)
+//	end     {t, h}             the outcome and numbers, appended to element t
+func (s *Server) chat(typ string) gin.HandlerFunc {
+	kind := kindOf(typ)
+	return func(c *gin.Context) {
+		message := strings.TrimSpace(c.PostForm("message"))
+		if message == "" {
+			c.Data(http.StatusUnprocessableEntity, "text/plain; charset=utf-8", []byte("Type a message first."))
+			return
+		}
+		p := getPrincipal(c)
+		pr, err := s.runs.start(c.Request.Context(), runParams{Kind: kind, Name: c.Param("id"), Message: message,
+			SessionID: c.PostForm("session_id"), UserID: p.userID(""), Stream: true, BoundUser: p.bound()})
+		if err != nil {
+			var he *httpError
+			if errors.As(err, &he) {
+				c.Data(he.status, "text/plain; charset=utf-8", []byte(he.msg))
+				return
+			}
+			s.log.Error("starting a console run", "err", err)
+			c.Data(http.StatusInternalServerError, "text/plain; charset=utf-8", []byte("the run could not start; see the server log"))
+			return
+		}
+		if s.opts.Metrics != nil {
+			s.opts.Metrics.StreamOpened()
+			defer s.opts.Metrics.StreamClosed()
+		}
+		ctx := c.Request.Context()
+		st := &chatStream{w: newSSEWriter(c.Writer), ctx: ctx, run: pr.run.ID, members: map[string]string{}}
+		st.send("start", map[string]string{"run": pr.run.ID, "session": pr.session.ID, "h": st.html(view.ChatTurn(pr.run.ID, message))})
+		traceURL := ""
+		if pr.trace != nil {
+			traceURL = "/ui/traces/" + pr.trace.TraceID()
+		}
+		pr.execute(ctx, func(e event.Event) {
+			if e.Depth == 0 && e.Type.Terminal() {
+				u := view.ChatUsage{RunID: pr.run.ID, SessionID: pr.session.ID, TraceURL: traceURL, SessionLink: true, Status: "COMPLETED"}
+				if e.Metrics != nil {
+					u.Metrics = *e.Metrics
+				}
+				switch e.Type {
+				case event.RunError:
+					u.Status, u.Error = "ERROR", e.Content
+				case event.RunCancelled:
+					u.Status, u.Error = "CANCELLED", "Cancelled."
+				}
+				st.send("end", map[string]string{"t": "m-" + pr.run.ID, "h": st.html(view.ChatEnd(u))})
+				return
+			}
+			st.event(e)
+		})
+	}
+}
+
+type chatStream struct {
+	w   *sseWriter
+	ctx context.Context
+	run string
+	// mu orders a member's block before its events: members of coordinate
+	// and broadcast teams emit concurrently.
+	mu      sync.Mutex
+	members map[string]string // member name → the id of its block
+}
+
+func (st *chatStream) send(name string, data map[string]string) { _ = st.w.write(name, data) }
+
+func (st *chatStream) html(c templ.Component) string {
+	var b strings.Builder
+	_ = c.Render(st.ctx, &b)
+	return b.String()
+}
+
+// block returns the element id prefix for an event's author: the run itself,
+// or a team member's block, opened on the member's first event.
+func (st *chatStream) block(e event.Event) string {
+	if e.Depth == 0 || e.Member == "" {
+		return st.run
+	}
+	id, ok := st.members[e.Member]
+	if !ok {
+		id = st.run + "-m" + strconv.Itoa(len(st.members))
+		st.members[e.Member] = id
+		st.send("append", map[string]string{"t": "s-" + st.run, "h": st.html(view.ChatMember(id, e.Member))})
+	}
+	return id
+}
+
+func (st *chatStream) event(e event.Event) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	switch e.Type {
+	case event.RunStarted:
+		st.block(e)
+	case event.RunContent:
+		if e.Content != "" {
+			st.send("text", map[string]string{"t": "a-" + st.block(e), "s": e.Content})
+		}
+	case event.ToolCallStarted:
+		if e.Tool != nil {
+			b := st.block(e)
+			st.send("append", map[string]string{"t": "s-" + b, "h": st.html(view.ToolCard(b, *e.Tool, false))})
+		}
+	case event.ToolCallCompleted, event.ToolCallError:
+		if e.Tool != nil {
+			b := st.block(e)
+			st.send("replace", map[string]string{"t": view.ToolCardID(b, e.Tool.ID), "h": st.html(view.ToolCard(b, *e.Tool, true))})
+		}
+	}
+}

@@ -1,0 +1,601 @@
+package console
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/troupehq/troupe/console/view"
+	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/knowledge"
+	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/spec"
+	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/telemetry"
+)
+
+// userFilter restricts store reads to the caller's user when its key is bound
+// to one; console pages never widen it.
+func userFilter(c *gin.Context) store.Filter {
+	return store.Filter{UserID: getPrincipal(c).userID("")}
+}
+
+func viewDiagnostics(ds spec.Diagnostics, object string) []view.Diagnostic {
+	out := make([]view.Diagnostic, len(ds))
+	for i, d := range ds {
+		out[i] = view.Diagnostic{Severity: d.Severity.String(), Text: d.Error(), Object: object}
+	}
+	return out
+}
+
+func (s *Server) reloadView(snap *engine.Snapshot) view.Reload {
+	out := view.Reload{Generation: snap.Generation(), Version: snap.Version(), Success: true}
+	if r := s.opts.Engine.LastReload(); r != nil {
+		out.Time, out.Duration, out.Success = r.Time, r.Duration, r.Success()
+		if r.Err != nil {
+			out.Error = r.Err.Error()
+		}
+	}
+	return out
+}
+
+// notServing lists the diagnostics of objects that are broken or stale, and of
+// files that do not parse.
+func notServing(snap *engine.Snapshot, kinds ...spec.Kind) []view.Diagnostic {
+	var out []view.Diagnostic
+	for _, o := range snap.Objects() {
+		if o.Status == engine.StatusOK || (len(kinds) > 0 && !slices.Contains(kinds, o.Key.Kind)) {
+			continue
+		}
+		out = append(out, viewDiagnostics(o.Diagnostics.Errors(), o.Key.String())...)
+	}
+	if len(kinds) == 0 {
+		for _, f := range snap.Files() {
+			if f.Failed {
+				out = append(out, viewDiagnostics(f.Diagnostics, f.Path)...)
+			}
+		}
+	}
+	return out
+}
+
+const activityWindow, activityBuckets = time.Hour, 30
+
+func (s *Server) overviewPage(c *gin.Context) {
+	ctx := c.Request.Context()
+	snap := s.opts.Engine.Current()
+	o := view.Overview{Reload: s.reloadView(snap), Dirs: s.opts.Engine.Dirs(), Window: activityWindow, Broken: notServing(snap)}
+	counts := snap.Counts()
+	for _, k := range spec.Kinds {
+		if n, ok := counts[k]; ok {
+			o.Counts = append(o.Counts, view.KindCount{Kind: string(k), OK: n[engine.StatusOK], Stale: n[engine.StatusStale], Broken: n[engine.StatusBroken]})
+		}
+	}
+	if getPrincipal(c).has(ScopeSessionsRead) {
+		var err error
+		f := userFilter(c)
+		if o.Recent, err = s.opts.Store.RecentRuns(ctx, 10, f); err != nil {
+			s.consoleError(c, "recent runs", err)
+			return
+		}
+		now := time.Now()
+		if o.Activity, err = s.opts.Store.RunActivity(ctx, now.Add(-activityWindow), now, activityBuckets, f); err != nil {
+			s.consoleError(c, "run activity", err)
+			return
+		}
+	}
+	s.render(c, http.StatusOK, view.OverviewPage(s.frame(c, "Overview", "overview"), o))
+}
+
+func (s *Server) viewTarget(snap *engine.Snapshot, kind spec.Kind, name string) (view.Target, bool) {
+	t := view.Target{Name: name, Status: string(engine.StatusOK)}
+	if o, ok := snap.Object(spec.Key{Kind: kind, Name: name}); ok {
+		t.Status = string(o.Status)
+	}
+	var model *engine.ModelRef
+	switch kind {
+	case spec.KindTeam:
+		tm, ok := snap.Team(name)
+		if !ok {
+			return t, false
+		}
+		t.Kind, t.Description, t.Mode, model = "team", tm.Spec.Description, tm.Spec.Mode, tm.Model
+		for _, m := range tm.Members {
+			k := "agent"
+			if m.Team != nil {
+				k = "team"
+			}
+			t.Members = append(t.Members, k+":"+m.Name())
+		}
+	default:
+		a, ok := snap.Agent(name)
+		if !ok {
+			return t, false
+		}
+		t.Kind, t.Description, model = "agent", a.Spec.Description, a.Model
+		for _, tool := range a.Tools {
+			t.Tools = append(t.Tools, tool.Name)
+		}
+		for _, k := range a.Knowledge {
+			t.Knowledge = append(t.Knowledge, k.Name)
+		}
+	}
+	if model != nil {
+		mi := toModelInfo(model)
+		t.Model, t.Provider, t.Demo = mi.Name, mi.Provider, mi.Demo
+	}
+	return t, true
+}
+
+func (s *Server) targetsPage(c *gin.Context) {
+	snap := s.opts.Engine.Current()
+	var p view.Targets
+	for _, a := range snap.Agents() {
+		t, _ := s.viewTarget(snap, spec.KindAgent, a.Name())
+		p.Agents = append(p.Agents, t)
+	}
+	for _, tm := range snap.Teams() {
+		t, _ := s.viewTarget(snap, spec.KindTeam, tm.Name())
+		p.Teams = append(p.Teams, t)
+	}
+	p.Broken = notServing(snap, spec.KindAgent, spec.KindTeam)
+	s.render(c, http.StatusOK, view.TargetsPage(s.frame(c, "Agents & teams", "agents"), p))
+}
+
+func (s *Server) targetPage(typ string) gin.HandlerFunc {
+	kind := kindOf(typ)
+	return func(c *gin.Context) {
+		snap := s.opts.Engine.Current()
+		name := c.Param("id")
+		t, ok := s.viewTarget(snap, kind, name)
+		if !ok {
+			hint := "See Agents & teams for what is served."
+			if o, found := snap.Object(spec.Key{Kind: kind, Name: name}); found && !o.Serving() {
+				hint = "Its spec has errors and no earlier version works: see Config. " + strings.Join(diagTexts(o.Diagnostics.Errors()), "; ")
+			}
+			s.problem(c, http.StatusNotFound, typ+" "+name+" is not served", "No "+typ+" named "+name+" is being served.", hint)
+			return
+		}
+		p := view.TargetPage{Target: t, CanRun: getPrincipal(c).has(ScopeAgentsRun)}
+		if o, ok := snap.Object(spec.Key{Kind: kind, Name: name}); ok {
+			p.File = o.File
+			p.Diagnostics = viewDiagnostics(o.Diagnostics, "")
+			if o.Doc != nil {
+				yaml, err := spec.Resolved(o.Doc)
+				if err != nil {
+					s.consoleError(c, "the spec", err)
+					return
+				}
+				p.YAML = yaml
+			}
+		}
+		p.Endpoints = s.endpoints(c, t)
+		if id := c.Query("session"); id != "" && getPrincipal(c).has(ScopeSessionsRead) {
+			sess, err := s.opts.Store.GetSession(c.Request.Context(), id, userFilter(c))
+			if err != nil || sess.ComponentID != name || sess.Type != typ {
+				s.problem(c, http.StatusNotFound, "Session not found", "There is no session "+id+" of "+typ+" "+name+" you can see.", "Start a new session instead.")
+				return
+			}
+			runs, err := s.opts.Store.ListRuns(c.Request.Context(), id, userFilter(c))
+			if err != nil {
+				s.consoleError(c, "the session", err)
+				return
+			}
+			p.SessionID = id
+			for _, r := range runs {
+				if r.ParentRunID == "" {
+					p.Transcript = append(p.Transcript, r)
+				}
+			}
+			p.Transcript, p.Omitted = latest(p.Transcript, maxChatRuns)
+		}
+		s.render(c, http.StatusOK, view.TargetDetail(s.frame(c, name, "agents"), p))
+	}
+}
+
+// Pages show the latest runs of long sessions, to stay small.
+const maxPageRuns, maxChatRuns = 50, 20
+
+func latest(runs []store.Run, n int) ([]store.Run, int) {
+	if len(runs) <= n {
+		return runs, 0
+	}
+	return runs[len(runs)-n:], len(runs) - n
+}
+
+func diagTexts(ds spec.Diagnostics) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.Error()
+	}
+	return out
+}
+
+// endpoints documents a target's API routes with curl commands against the
+// address the browser used.
+func (s *Server) endpoints(c *gin.Context, t view.Target) []view.Endpoint {
+	scheme := "http"
+	if c.Request.TLS != nil {
+		scheme = "https"
+	}
+	base := scheme + "://" + c.Request.Host
+	auth := ""
+	if s.opts.Keys.Len() > 0 {
+		auth = ` \` + "\n  -H \"Authorization: Bearer $TROUPE_API_KEY\""
+	}
+	path := "/" + t.Kind + "s/" + t.Name + "/runs"
+	return []view.Endpoint{
+		{Method: "POST", Path: path, Description: "run it; streams server-sent events (stream=false for one JSON answer)",
+			Curl: "curl -N " + base + path + auth + ` \` + "\n  -F message='Hello' -F stream=true"},
+		{Method: "POST", Path: "/v1/chat/completions", Description: "OpenAI-compatible, with the " + t.Kind + " name as the model",
+			Curl: "curl " + base + "/v1/chat/completions" + auth + ` \` + "\n  -H 'Content-Type: application/json' \\\n  -d '{\"model\": \"" + t.Name + "\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'"},
+		{Method: "GET", Path: "/sessions?component_id=" + t.Name, Description: "its sessions",
+			Curl: "curl '" + base + "/sessions?type=" + t.Kind + "&component_id=" + t.Name + "'" + auth},
+	}
+}
+
+func (s *Server) sessionsPage(c *gin.Context) {
+	page, _ := strconv.Atoi(c.Query("page"))
+	q := store.SessionQuery{Filter: userFilter(c), Search: strings.TrimSpace(c.Query("q")), Page: max(page, 1), Limit: store.DefaultLimit}
+	rows, total, err := s.opts.Store.ListSessions(c.Request.Context(), q)
+	if err != nil {
+		s.consoleError(c, "sessions", err)
+		return
+	}
+	p := view.Sessions{Search: q.Search, Rows: rows, Page: q.Page, Total: total, TotalPages: (total + q.Limit - 1) / q.Limit,
+		CanWrite: getPrincipal(c).has(ScopeSessionsWrite)}
+	s.render(c, http.StatusOK, view.SessionsPage(s.frame(c, "Sessions", "sessions"), p))
+}
+
+func (s *Server) sessionPage(c *gin.Context) {
+	ctx := c.Request.Context()
+	sess, err := s.opts.Store.GetSession(ctx, c.Param("id"), userFilter(c))
+	if errors.Is(err, store.ErrNotFound) {
+		s.problem(c, http.StatusNotFound, "Session not found", "There is no session "+c.Param("id")+" you can see.", "It may have been deleted; see Sessions.")
+		return
+	}
+	if err != nil {
+		s.consoleError(c, "the session", err)
+		return
+	}
+	runs, err := s.opts.Store.ListRuns(ctx, sess.ID, userFilter(c))
+	if err != nil {
+		s.consoleError(c, "the session's runs", err)
+		return
+	}
+	p := view.SessionPage{Session: *sess, Members: map[string][]store.Run{}, CanWrite: getPrincipal(c).has(ScopeSessionsWrite), Traces: s.opts.Traces != nil}
+	for _, r := range runs {
+		if r.ParentRunID == "" {
+			p.Runs = append(p.Runs, r)
+		} else {
+			p.Members[r.ParentRunID] = append(p.Members[r.ParentRunID], r)
+		}
+	}
+	p.Runs, p.Omitted = latest(p.Runs, maxPageRuns)
+	s.render(c, http.StatusOK, view.SessionDetail(s.frame(c, cmp.Or(sess.Name, "Session"), "sessions"), p))
+}
+
+func (s *Server) renameFromConsole(c *gin.Context) {
+	name := strings.TrimSpace(c.PostForm("name"))
+	if name == "" || len(name) > 200 {
+		s.problem(c, http.StatusUnprocessableEntity, "Invalid name", "A session name must have 1 to 200 characters.", "")
+		return
+	}
+	if _, err := s.opts.Store.RenameSession(c.Request.Context(), c.Param("id"), name, userFilter(c)); err != nil {
+		s.consoleStoreError(c, err)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/ui/sessions/"+c.Param("id"))
+}
+
+func (s *Server) deleteFromConsole(c *gin.Context) {
+	n, err := s.opts.Store.DeleteSessions(c.Request.Context(), []string{c.Param("id")}, userFilter(c))
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		s.consoleStoreError(c, err)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/ui/sessions")
+}
+
+func (s *Server) consoleStoreError(c *gin.Context, err error) {
+	if errors.Is(err, store.ErrNotFound) {
+		s.problem(c, http.StatusNotFound, "Session not found", "There is no such session you can change.", "")
+		return
+	}
+	s.consoleError(c, "the session", err)
+}
+
+func (s *Server) runTrace(c *gin.Context) {
+	if s.opts.Traces == nil {
+		s.problem(c, http.StatusNotFound, "Tracing is off", "This server does not record traces.", "Start it with TROUPE_TRACES=sql.")
+		return
+	}
+	traces, _, err := s.opts.Traces.ListTraces(c.Request.Context(), telemetry.TraceQuery{RunID: c.Param("run_id"), UserID: getPrincipal(c).userID(""), Limit: 1, Page: 1})
+	if err != nil {
+		s.consoleError(c, "the trace", err)
+		return
+	}
+	if len(traces) == 0 {
+		s.problem(c, http.StatusNotFound, "No trace yet", "No trace of run "+c.Param("run_id")+" has been stored.", "Traces are written within a second or two of a run's end; reload this page shortly.")
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/ui/traces/"+traces[0].TraceID)
+}
+
+var sinceDurations = map[string]time.Duration{"15m": 15 * time.Minute, "1h": time.Hour, "24h": 24 * time.Hour, "7d": 7 * 24 * time.Hour}
+
+func (s *Server) tracesPage(c *gin.Context) {
+	p := view.Traces{Enabled: s.opts.Traces != nil, Filter: view.TraceFilter{Target: c.Query("target"), Status: c.Query("status"), Since: c.Query("since")}}
+	if !p.Enabled {
+		s.render(c, http.StatusOK, view.TracesPage(s.frame(c, "Traces", "traces"), p))
+		return
+	}
+	snap := s.opts.Engine.Current()
+	for _, a := range snap.Agents() {
+		p.Targets = append(p.Targets, a.Name())
+	}
+	for _, t := range snap.Teams() {
+		p.Targets = append(p.Targets, t.Name())
+	}
+	slices.Sort(p.Targets)
+	page, _ := strconv.Atoi(c.Query("page"))
+	q := telemetry.TraceQuery{UserID: getPrincipal(c).userID(""), Limit: 25, Page: max(page, 1)}
+	if t := p.Filter.Target; t != "" {
+		if _, isTeam := snap.Team(t); isTeam {
+			q.TeamID = t
+		} else {
+			q.AgentID = t
+		}
+	}
+	if p.Filter.Status == telemetry.StatusOK || p.Filter.Status == telemetry.StatusError {
+		q.Status = p.Filter.Status
+	}
+	if d, ok := sinceDurations[p.Filter.Since]; ok {
+		q.StartTime = time.Now().Add(-d)
+	}
+	rows, total, err := s.opts.Traces.ListTraces(c.Request.Context(), q)
+	if err != nil {
+		s.consoleError(c, "traces", err)
+		return
+	}
+	p.Rows, p.Page, p.Total, p.TotalPages = rows, q.Page, total, (total+q.Limit-1)/q.Limit
+	s.render(c, http.StatusOK, view.TracesPage(s.frame(c, "Traces", "traces"), p))
+}
+
+func (s *Server) tracePage(c *gin.Context) {
+	if s.opts.Traces == nil {
+		s.problem(c, http.StatusNotFound, "Tracing is off", "This server does not record traces.", "Start it with TROUPE_TRACES=sql.")
+		return
+	}
+	spans, err := s.opts.Traces.GetTrace(c.Request.Context(), c.Param("trace_id"))
+	if err != nil {
+		s.consoleError(c, "the trace", err)
+		return
+	}
+	u := getPrincipal(c).userID("")
+	if len(spans) == 0 || (u != "" && !slices.ContainsFunc(spans, func(sp telemetry.Span) bool { return sp.UserID == u })) {
+		s.problem(c, http.StatusNotFound, "Trace not found", "There is no trace "+c.Param("trace_id")+" you can see.", "Traces are written within a second or two of a run's end.")
+		return
+	}
+	p := waterfall(c.Param("trace_id"), spans)
+	s.render(c, http.StatusOK, view.TraceDetail(s.frame(c, "Trace "+p.Summary.Name, "traces"), p))
+}
+
+// maxWaterfallRows bounds a trace page; the JSON API has every span.
+const maxWaterfallRows = 500
+
+// waterfall orders spans depth-first under their parents and scales each
+// bar to the whole trace.
+func waterfall(traceID string, spans []telemetry.Span) view.TracePage {
+	p := view.TracePage{Summary: telemetry.TraceSummary{TraceID: traceID, TotalSpans: len(spans)}}
+	byID := make(map[string]int, len(spans))
+	for i := range spans {
+		byID[spans[i].SpanID] = i
+	}
+	children := map[string][]int{}
+	var roots []int
+	start, end := spans[0].Start, spans[0].End
+	for i, sp := range spans {
+		if _, ok := byID[sp.ParentID]; ok && sp.ParentID != "" {
+			children[sp.ParentID] = append(children[sp.ParentID], i)
+		} else {
+			roots = append(roots, i)
+		}
+		if sp.Start.Before(start) {
+			start = sp.Start
+		}
+		if sp.End.After(end) {
+			end = sp.End
+		}
+		if sp.Status == telemetry.StatusError {
+			p.Summary.ErrorCount++
+		}
+	}
+	total := float64(end.Sub(start))
+	if total <= 0 {
+		total = 1
+	}
+	r := spans[roots[0]]
+	p.Summary.Name, p.Summary.Status, p.Summary.StartTime, p.Summary.EndTime, p.Summary.Duration = r.Name, r.Status, r.Start, r.End, r.Duration()
+	p.Summary.RunID, p.Summary.SessionID, p.Summary.UserID, p.Summary.AgentID, p.Summary.TeamID = r.RunID, r.SessionID, r.UserID, r.AgentID, r.TeamID
+	p.Summary.Input = r.Attributes[telemetry.InputAttribute]
+	var walk func(i, depth int)
+	walk = func(i, depth int) {
+		if len(p.Rows) >= maxWaterfallRows {
+			return
+		}
+		sp := spans[i]
+		row := view.SpanRow{Span: sp, Depth: depth, HasChildren: len(children[sp.SpanID]) > 0,
+			Offset: 100 * float64(sp.Start.Sub(start)) / total, Width: 100 * float64(sp.Duration()) / total}
+		keys := make([]string, 0, len(sp.Attributes))
+		for k := range sp.Attributes {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			row.Attributes = append(row.Attributes, [2]string{k, sp.Attributes[k]})
+		}
+		p.Rows = append(p.Rows, row)
+		for _, ch := range children[sp.SpanID] {
+			walk(ch, depth+1)
+		}
+	}
+	for _, i := range roots {
+		walk(i, 0)
+	}
+	return p
+}
+
+func (s *Server) knowledgePage(c *gin.Context) {
+	p := view.Knowledge{Enabled: s.opts.Knowledge != nil, CanWrite: getPrincipal(c).has(ScopeKnowledgeWrite)}
+	if p.Enabled {
+		ctx := c.Request.Context()
+		p.MaxBytes = s.opts.Knowledge.MaxBytes()
+		for _, b := range s.opts.Knowledge.Bases() {
+			_, n, err := s.opts.Knowledge.List(ctx, kb.DocumentQuery{KnowledgeID: b.Name, Limit: 1})
+			if err != nil {
+				s.consoleError(c, "knowledge bases", err)
+				return
+			}
+			p.Bases = append(p.Bases, view.Base{Name: b.Name, Store: b.Store.Type, Search: b.Search.Mode, Embedder: b.Embedder, Documents: n})
+		}
+		var err error
+		if p.Docs, p.Total, err = s.opts.Knowledge.List(ctx, kb.DocumentQuery{Limit: 50, SortBy: "updated_at", SortOrder: "desc"}); err != nil {
+			s.consoleError(c, "documents", err)
+			return
+		}
+	}
+	s.render(c, http.StatusOK, view.KnowledgePage(s.frame(c, "Knowledge", "knowledge"), p))
+}
+
+func (s *Server) docRow(c *gin.Context) {
+	d, err := s.opts.Knowledge.Get(c.Request.Context(), c.Param("id"))
+	if errors.Is(err, kb.ErrNotFound) {
+		c.Data(http.StatusOK, "text/html; charset=utf-8", nil) // deleted: the row goes away
+		return
+	}
+	if err != nil {
+		s.consoleError(c, "the document", err)
+		return
+	}
+	s.render(c, http.StatusOK, view.DocRow(*d, getPrincipal(c).has(ScopeKnowledgeWrite)))
+}
+
+func (s *Server) uploadFromConsole(c *gin.Context) {
+	d, err := s.submitUpload(c)
+	if err != nil {
+		status, msg := http.StatusInternalServerError, "the upload failed; see the server log"
+		var he *httpError
+		switch {
+		case errors.As(err, &he):
+			status, msg = he.status, he.msg
+		case errors.Is(err, kb.ErrTooLarge):
+			status, msg = http.StatusRequestEntityTooLarge, err.Error()
+		case errors.Is(err, kb.ErrUnsupported):
+			status, msg = http.StatusUnsupportedMediaType, err.Error()
+		case errors.Is(err, kb.ErrNotFound):
+			status, msg = http.StatusNotFound, err.Error()
+		default:
+			s.log.Error("console upload", "err", err)
+		}
+		c.Data(status, "text/plain; charset=utf-8", []byte(msg))
+		return
+	}
+	s.render(c, http.StatusAccepted, view.DocRow(*d, true))
+}
+
+func (s *Server) deleteDocFromConsole(c *gin.Context) {
+	if err := s.opts.Knowledge.Delete(c.Request.Context(), c.Param("id")); err != nil && !errors.Is(err, kb.ErrNotFound) {
+		s.consoleError(c, "the document", err)
+		return
+	}
+	c.Data(http.StatusOK, "text/html; charset=utf-8", nil)
+}
+
+func (s *Server) retryDocFromConsole(c *gin.Context) {
+	d, err := s.opts.Knowledge.Retry(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		s.consoleError(c, "the document", err)
+		return
+	}
+	s.render(c, http.StatusOK, view.DocRow(*d, true))
+}
+
+func (s *Server) searchFromConsole(c *gin.Context) {
+	r := view.SearchResult{Query: strings.TrimSpace(c.PostForm("query")), Mode: c.PostForm("mode"), Searched: true}
+	switch r.Mode {
+	case knowledge.ModeVector, knowledge.ModeKeyword, knowledge.ModeHybrid:
+	default:
+		r.Mode = knowledge.ModeHybrid
+	}
+	var ids []string
+	if id := c.PostForm("knowledge_id"); id != "" {
+		ids = []string{id}
+	} else {
+		for _, b := range s.opts.Knowledge.Bases() {
+			ids = append(ids, b.Name)
+		}
+	}
+	if r.Query == "" {
+		r.Error = "Type something to search for."
+	} else {
+		start := time.Now()
+		hits, err := s.opts.Knowledge.Search(c.Request.Context(), ids, r.Query, r.Mode, 10, nil)
+		r.Took = time.Since(start)
+		if err != nil {
+			r.Error = fmt.Sprintf("Search failed: %v", err)
+		}
+		r.Hits = hits
+	}
+	s.render(c, http.StatusOK, view.SearchResults(r))
+}
+
+func (s *Server) configPage(c *gin.Context) {
+	s.renderConfig(c, "")
+}
+
+func (s *Server) renderConfig(c *gin.Context, flash string) {
+	snap := s.opts.Engine.Current()
+	p := view.Config{Dirs: s.opts.Engine.Dirs(), Reload: s.reloadView(snap), CanAdmin: getPrincipal(c).has(ScopeAdmin), Flash: flash}
+	byFile := map[string][]view.ConfigObject{}
+	for _, o := range snap.Objects() {
+		byFile[o.File] = append(byFile[o.File], view.ConfigObject{Kind: string(o.Key.Kind), Name: o.Key.Name, Status: string(o.Status),
+			Generation: o.Generation, Diagnostics: viewDiagnostics(o.Diagnostics, o.Key.String())})
+	}
+	for _, f := range snap.Files() {
+		p.Files = append(p.Files, view.ConfigFile{Path: f.Path, Size: f.Size, Failed: f.Failed, Diagnostics: viewDiagnostics(f.Diagnostics, ""), Objects: byFile[f.Path]})
+	}
+	s.render(c, http.StatusOK, view.ConfigPage(s.frame(c, "Config", "config"), p))
+}
+
+func (s *Server) reloadFromConsole(c *gin.Context) {
+	res, err := s.opts.Engine.Reload(c.Request.Context())
+	flash := ""
+	switch {
+	case err != nil:
+		flash = "Reload did not complete: " + err.Error()
+	case res.Success():
+		flash = fmt.Sprintf("Reloaded in %s: generation %d.", res.Duration.Round(time.Microsecond), s.opts.Engine.Current().Generation())
+	default:
+		flash = fmt.Sprintf("Reloaded with %d errors: the documents below keep their last good version.", res.Errors)
+	}
+	s.renderConfig(c, flash)
+}
+
+func (s *Server) cancelFromConsole(c *gin.Context) {
+	if !s.runs.cancelByID(c.Param("run_id"), getPrincipal(c)) {
+		c.Data(http.StatusNotFound, "text/plain; charset=utf-8", []byte("that run is not in progress"))
+		return
+	}
+	c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte("cancelling"))
+}

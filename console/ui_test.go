@@ -1,0 +1,262 @@
+package console_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/PuerkitoBio/goquery"
+	"github.com/stretchr/testify/require"
+)
+
+// page fetches a console page with an optional key cookie and extra headers.
+func (ts *testServer) page(method, path, cookie string, form url.Values, headers ...string) (*http.Response, string) {
+	ts.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, ts.url+path, body)
+	require.NoError(ts.t, err)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if cookie != "" {
+		req.AddCookie(&http.Cookie{Name: "troupe_key", Value: cookie})
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	require.NoError(ts.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(ts.t, err)
+	return resp, string(b)
+}
+
+func doc(t *testing.T, html string) *goquery.Document {
+	t.Helper()
+	d, err := goquery.NewDocumentFromReader(strings.NewReader(html))
+	require.NoError(t, err)
+	return d
+}
+
+func TestConsoleSignInCookieAndCSRF(t *testing.T) {
+	ts := startServer(t, withKeys(keys))
+
+	resp, _ := ts.page("GET", "/ui/sessions?q=x", "", nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "no key: to the sign-in page")
+	require.Equal(t, "/ui/login?next="+url.QueryEscape("/ui/sessions?q=x"), resp.Header.Get("Location"))
+
+	resp, body := ts.page("POST", "/ui/login", "", url.Values{"key": {"sk-nope-0123456789abcdef"}, "next": {"/ui/sessions"}})
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Contains(t, body, "That key is not valid.")
+	require.Empty(t, resp.Cookies())
+
+	resp, _ = ts.page("POST", "/ui/login", "", url.Values{"key": {adminKey}, "next": {"//evil.example/x"}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/", resp.Header.Get("Location"), "sign-in never redirects off the site")
+	c := resp.Cookies()[0]
+	require.Equal(t, "troupe_key", c.Name)
+	require.True(t, c.HttpOnly)
+	require.Equal(t, http.SameSiteStrictMode, c.SameSite)
+	require.Equal(t, adminKey, c.Value)
+
+	resp, body = ts.page("GET", "/", adminKey, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, doc(t, body).Find("[data-testid=key-name]").Text(), "#4")
+	require.Contains(t, resp.Header.Get("Content-Security-Policy"), "default-src 'self'")
+	require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"), "the console answers no CORS")
+
+	// The cookie is for the console only: the API still wants a header.
+	resp, _ = ts.page("GET", "/sessions", adminKey, nil)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+
+	// Cross-origin writes are refused, whatever the cookie.
+	resp, _ = ts.page("POST", "/ui/config/reload", adminKey, url.Values{}, "Sec-Fetch-Site", "cross-site", "Origin", "http://evil.example")
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	resp, _ = ts.page("POST", "/ui/config/reload", adminKey, url.Values{}, "Origin", "http://evil.example")
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	resp, _ = ts.page("POST", "/ui/login", "", url.Values{"key": {adminKey}}, "Sec-Fetch-Site", "cross-site")
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "no login CSRF either")
+	resp, _ = ts.page("POST", "/ui/config/reload", adminKey, url.Values{}, "Sec-Fetch-Site", "same-origin", "Origin", ts.url)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	// Scopes: a read-only key sees agents but not sessions, and cannot reload.
+	resp, body = ts.page("GET", "/ui/sessions", readerKey, nil, "Accept", "text/html")
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Contains(t, body, "sessions:read")
+	resp, body = ts.page("GET", "/ui/agents/helpdesk", readerKey, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, 0, doc(t, body).Find("[data-testid=chat-form]").Length(), "no chat without agents:run")
+	resp, _ = ts.page("POST", "/ui/config/reload", readerKey, url.Values{})
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	resp, body = ts.page("GET", "/ui/config", readerKey, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, 0, doc(t, body).Find("[data-testid=reload]").Length())
+
+	// A user-bound key sees only its user's sessions.
+	ts.json("POST", "/agents/helpdesk/runs", adminKey, `{"message": "bob's question", "user_id": "bob", "stream": false}`, 200, nil)
+	ts.json("POST", "/agents/helpdesk/runs", aliceKey, `{"message": "alice's question", "stream": false}`, 200, nil)
+	_, body = ts.page("GET", "/ui/sessions", aliceKey, nil)
+	require.Equal(t, []string{"alice's question"}, texts(doc(t, body).Find("[data-testid=session-link]")))
+	_, body = ts.page("GET", "/", aliceKey, nil)
+	require.Equal(t, 1, doc(t, body).Find("[data-testid=run-row]").Length())
+	_, body = ts.page("GET", "/", adminKey, nil)
+	require.Equal(t, 2, doc(t, body).Find("[data-testid=run-row]").Length())
+
+	resp, _ = ts.page("POST", "/ui/logout", adminKey, url.Values{})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, -1, resp.Cookies()[0].MaxAge)
+}
+
+func texts(s *goquery.Selection) []string {
+	var out []string
+	s.Each(func(_ int, e *goquery.Selection) { out = append(out, strings.TrimSpace(e.Text())) })
+	return out
+}
+
+func TestConsoleFriendlyErrors(t *testing.T) {
+	ts := startServer(t)
+	for path, want := range map[string]string{
+		"/ui/nope":               "Page not found",
+		"/ui/sessions/missing":   "Session not found",
+		"/ui/agents/ghost":       "agent ghost is not served",
+		"/ui/traces/0123456789":  "Trace not found",
+		"/ui/runs/missing/trace": "No trace yet",
+	} {
+		resp, body := ts.page("GET", path, "", nil, "Accept", "text/html,application/xhtml+xml")
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, path)
+		require.Equal(t, "text/html; charset=utf-8", resp.Header.Get("Content-Type"), path)
+		require.Contains(t, doc(t, body).Find("[data-testid=problem]").Text(), want, path)
+	}
+	// A form post from a page gets a page too.
+	resp, body := ts.page("POST", "/ui/sessions/missing/rename", "", url.Values{"name": {"x"}}, "Accept", "text/html")
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	require.Contains(t, doc(t, body).Find("[data-testid=problem]").Text(), "Session not found")
+	// htmx and script requests get a short text to show inline, not a page.
+	resp, body = ts.page("POST", "/ui/sessions/missing/rename", "", url.Values{"name": {"x"}}, "HX-Request", "true")
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	require.True(t, strings.HasPrefix(body, "Session not found"), body)
+}
+
+func TestConsoleSessionRenameAndDelete(t *testing.T) {
+	ts := startServer(t)
+	var run struct {
+		SessionID string `json:"session_id"`
+	}
+	ts.json("POST", "/agents/helpdesk/runs", "", `{"message": "first question", "stream": false}`, 200, &run)
+
+	resp, _ := ts.page("POST", "/ui/sessions/"+run.SessionID+"/rename", "", url.Values{"name": {"Renamed in the console"}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	_, body := ts.page("GET", "/ui/sessions/"+run.SessionID, "", nil)
+	require.Equal(t, "Renamed in the console", doc(t, body).Find("[data-testid=session-name]").Text())
+	var sess struct {
+		SessionName string `json:"session_name"`
+	}
+	ts.json("GET", "/sessions/"+run.SessionID, "", "", 200, &sess)
+	require.Equal(t, "Renamed in the console", sess.SessionName, "the API sees the console's change")
+
+	_, body = ts.page("GET", "/ui/sessions?q=renamed", "", nil)
+	require.Equal(t, 1, doc(t, body).Find("[data-testid=session-row]").Length())
+	_, body = ts.page("GET", "/ui/sessions?q=nothing-like-it", "", nil)
+	require.Equal(t, 1, doc(t, body).Find("[data-testid=no-sessions]").Length())
+
+	resp, _ = ts.page("POST", "/ui/sessions/"+run.SessionID+"/delete", "", url.Values{})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	ts.json("GET", "/sessions/"+run.SessionID, "", "", 404, nil)
+}
+
+// TestConsoleChatStream reads the chat pane's event stream directly.
+func TestConsoleChatStream(t *testing.T) {
+	ts := startServer(t)
+	resp, body := ts.page("POST", "/ui/agents/helpdesk/chat", "", url.Values{"message": {`/call calculator {"expression": "2+2"}`}})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	var events []string
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		if name, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+			events = append(events, name)
+		}
+	}
+	require.Equal(t, "start", events[0])
+	require.Equal(t, "end", events[len(events)-1])
+	require.Contains(t, events, "append", "a tool card")
+	require.Contains(t, events, "replace", "the finished tool card")
+	require.Contains(t, events, "text")
+	require.Contains(t, body, `data-testid=\"tool-result\"\u003e4\u003c/pre\u003e`)
+
+	resp, body = ts.page("POST", "/ui/agents/ghost/chat", "", url.Values{"message": {"hi"}})
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	require.Contains(t, body, `agent "ghost" not found`)
+	resp, _ = ts.page("POST", "/ui/agents/helpdesk/chat", "", url.Values{"message": {"  "}})
+	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+}
+
+// TestConsoleEventsAnnounceReloads checks the stream that refreshes open pages.
+func TestConsoleEventsAnnounceReloads(t *testing.T) {
+	ts := startServer(t, withWatcher())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", ts.url+"/ui/events", nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	next := func() string {
+		for {
+			line, err := r.ReadString('\n')
+			require.NoError(t, err)
+			if name, ok := strings.CutPrefix(strings.TrimSpace(line), "event: "); ok {
+				return name
+			}
+		}
+	}
+	require.Equal(t, "ready", next())
+	require.NoError(t, os.WriteFile(filepath.Join(ts.dir, "more.yaml"), []byte("kind: Agent\nname: more\nmodel: echo\n"), 0o644))
+	require.Equal(t, "reload", next())
+}
+
+// TestConsolePageWeight keeps every page's HTML under 100 KB with a busy
+// store: pages are paged, and waterfalls are bounded.
+func TestConsolePageWeight(t *testing.T) {
+	ts := startServer(t)
+	for i := range 60 {
+		ts.json("POST", "/agents/helpdesk/runs", "", `{"message": "question `+strings.Repeat("x", i)+` /call calculator {\"expression\": \"1+1\"}", "stream": false}`, 200, nil)
+	}
+	var sessions struct {
+		Data []struct {
+			SessionID string `json:"session_id"`
+		} `json:"data"`
+	}
+	ts.json("GET", "/sessions?limit=1", "", "", 200, &sessions)
+	time.Sleep(300 * time.Millisecond) // let the spans flush
+	var traces struct {
+		Data []struct {
+			TraceID string `json:"trace_id"`
+		} `json:"data"`
+	}
+	ts.json("GET", "/traces?limit=1", "", "", 200, &traces)
+	require.NotEmpty(t, traces.Data)
+	for _, path := range []string{"/", "/ui/agents", "/ui/agents/helpdesk", "/ui/teams/crew", "/ui/sessions", "/ui/sessions/" + sessions.Data[0].SessionID,
+		"/ui/traces", "/ui/traces/" + traces.Data[0].TraceID, "/ui/knowledge", "/ui/config"} {
+		resp, body := ts.page("GET", path, "", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+		require.Less(t, len(body), 100_000, path)
+		t.Logf("%-40s %6d bytes", path, len(body))
+	}
+	resp, _ := ts.page("GET", "/static/htmx.min.js?v=x", "", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, resp.Header.Get("Cache-Control"), "immutable")
+}

@@ -1,0 +1,82 @@
+package store
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestSQLiteOverviewPlans guards the speed of the overview's reads on SQLite,
+// which no result would reveal: they walk the indexes of migration 0004
+// without sorting, and RunActivity finds everything it reads of finished
+// runs, latencies included, in the index, never opening the runs table whose
+// rows are large; the running ones come from the index of running runs.
+func TestSQLiteOverviewPlans(t *testing.T) {
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "troupe.db"), Options{})
+	require.NoError(t, err)
+	defer db.Close()
+	ctx := t.Context()
+
+	var runsRoot int
+	require.NoError(t, db.r.QueryRowContext(ctx, `SELECT rootpage FROM sqlite_schema WHERE type = 'table' AND name = 'runs'`).Scan(&runsRoot))
+
+	tests := []struct {
+		name, query, index string
+		args               []any
+		covering           bool
+	}{
+		{"RecentRuns", sqlRecentRuns, "runs_top_level_created_at", []any{10}, false},
+		{"RecentRuns of a user", sqlRecentRunsUser, "runs_top_level_created_at", []any{"u", 10}, false},
+		{"RunActivity", sqlRunActivitySQLiteAll, "runs_finished_created_at", []any{[]byte{}, 1}, true},
+		{"RunActivity of a user", sqlRunActivitySQLiteUser, "runs_finished_created_at", []any{[]byte{}, 1, "u"}, true},
+		{"running runs", sqlRunningRuns, "runs_status_running", []any{"a", "b", ""}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var plan []string
+			rows, err := db.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+tc.query, tc.args...)
+			require.NoError(t, err)
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
+				plan = append(plan, detail)
+			}
+			require.NoError(t, rows.Err())
+			require.NoError(t, rows.Close())
+			all := strings.Join(plan, "\n")
+			if tc.covering {
+				require.Contains(t, all, "USING COVERING INDEX "+tc.index)
+			} else {
+				require.Contains(t, all, "USING INDEX "+tc.index)
+			}
+			require.NotContains(t, all, "TEMP B-TREE")
+
+			// The plan's word, checked against the program: a covering
+			// statement never opens a cursor on the table itself.
+			rows, err = db.r.QueryContext(ctx, "EXPLAIN "+tc.query, tc.args...)
+			require.NoError(t, err)
+			defer rows.Close()
+			opensTable := false
+			for rows.Next() {
+				var (
+					addr, p1, p2, p3 int
+					opcode, p5       string
+					p4, comment      any
+				)
+				require.NoError(t, rows.Scan(&addr, &opcode, &p1, &p2, &p3, &p4, &p5, &comment))
+				if opcode == "OpenRead" && p2 == runsRoot {
+					opensTable = true
+				}
+				if s, ok := p4.(string); ok && opcode == "Function" {
+					require.NotContains(t, s, "unixepoch", "latency computed per row")
+				}
+			}
+			require.NoError(t, rows.Err())
+			require.Equal(t, !tc.covering, opensTable, "opens the runs table")
+		})
+	}
+}

@@ -1,0 +1,190 @@
+// Troupe console glue: the streaming chat pane, uploads with progress, live
+// refresh on reload, copy buttons. Everything else is plain HTML and htmx.
+(() => {
+  "use strict";
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const byId = (id) => document.getElementById(id);
+  // Parse HTML in the context of where it goes (table rows need a table).
+  const frag = (html, ctx) => {
+    const r = document.createRange();
+    r.selectNodeContents(ctx || document.body);
+    return r.createContextualFragment(html);
+  };
+
+  // --- chat ---------------------------------------------------------------
+  // A chat POST answers with server-sent events carrying HTML rendered by the
+  // server (see console/chat.go): start, text, append, replace, end.
+  function initChat(form) {
+    const input = byId("chat-input"), send = byId("chat-send"), cancel = byId("chat-cancel");
+    const transcript = byId("transcript"), status = byId("chat-status"), session = byId("chat-session");
+    let runID = "", controller = null;
+
+    const busy = (on) => {
+      send.disabled = on;
+      cancel.hidden = !on;
+      transcript.setAttribute("aria-busy", on ? "true" : "false");
+    };
+    const scroll = () => { transcript.scrollTop = transcript.scrollHeight; };
+    const fail = (msg) => {
+      const p = document.createElement("p");
+      p.className = "error";
+      p.setAttribute("role", "alert");
+      p.dataset.testid = "chat-error";
+      p.textContent = msg;
+      transcript.append(p);
+      scroll();
+    };
+    const handle = (name, d) => {
+      switch (name) {
+        case "start":
+          runID = d.run;
+          session.value = d.session;
+          $(".hint-empty", transcript)?.remove();
+          transcript.append(frag(d.h));
+          status.textContent = "answering…";
+          break;
+        case "text": byId(d.t)?.append(d.s); break;
+        case "append": byId(d.t)?.append(frag(d.h)); break;
+        case "replace": byId(d.t)?.replaceWith(frag(d.h)); break;
+        case "end":
+          byId(d.t)?.append(frag(d.h));
+          byId(d.t)?.classList.remove("streaming");
+          status.textContent = "";
+          break;
+      }
+      scroll();
+    };
+
+    async function submit() {
+      const message = input.value.trim();
+      if (!message || controller) return;
+      controller = new AbortController();
+      busy(true);
+      try {
+        const res = await fetch(form.dataset.chat, {
+          method: "POST",
+          body: new URLSearchParams(new FormData(form)),
+          signal: controller.signal,
+        });
+        if (!res.ok) {
+          fail((await res.text()) || res.statusText);
+          return;
+        }
+        input.value = "";
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value;
+          let i;
+          while ((i = buf.indexOf("\n\n")) >= 0) {
+            const frame = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            let name = "message", data = "";
+            for (const line of frame.split("\n")) {
+              if (line.startsWith("event: ")) name = line.slice(7);
+              else if (line.startsWith("data: ")) data += line.slice(6);
+            }
+            if (data) handle(name, JSON.parse(data));
+          }
+        }
+      } catch (err) {
+        if (err.name !== "AbortError") fail("The connection to the server was lost: " + err.message);
+      } finally {
+        controller = null;
+        runID = "";
+        busy(false);
+        input.focus();
+      }
+    }
+
+    form.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
+    });
+    const stop = () => {
+      if (runID) fetch("/ui/runs/" + runID + "/cancel", { method: "POST" });
+      else if (controller) controller.abort();
+    };
+    cancel.addEventListener("click", stop);
+    document.addEventListener("keydown", (e) => { if (e.key === "Escape" && controller) stop(); });
+    scroll();
+  }
+
+  // --- uploads --------------------------------------------------------------
+  // One request per file, for per-file progress; the answer is the document's
+  // table row, which polls its ingestion status until completed or failed.
+  function initUpload(form) {
+    const list = byId("uploads"), picker = $("input[type=file]", form);
+    const upload = (file) => {
+      const li = document.createElement("li");
+      li.dataset.testid = "upload";
+      const bar = document.createElement("progress");
+      bar.max = 1;
+      bar.value = 0;
+      const label = document.createElement("span");
+      label.textContent = file.name + ": uploading";
+      li.append(label, " ", bar);
+      list.append(li);
+      const body = new FormData();
+      body.append("knowledge_id", form.elements.knowledge_id.value);
+      body.append("file", file, file.name);
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", form.dataset.upload);
+      xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = e.loaded / e.total; };
+      xhr.onload = () => {
+        if (xhr.status >= 200 && xhr.status < 300) {
+          bar.value = 1;
+          label.textContent = file.name + ": uploaded, ingesting (status below)";
+          const row = frag(xhr.responseText, byId("doc-rows")).firstElementChild;
+          const old = row && byId(row.id);
+          if (old) old.replaceWith(row); else if (row) byId("doc-rows").prepend(row);
+          if (row) htmx.process(row);
+        } else {
+          li.className = "error";
+          label.textContent = file.name + ": " + (xhr.responseText || xhr.statusText);
+        }
+      };
+      xhr.onerror = () => { li.className = "error"; label.textContent = file.name + ": upload failed (network)"; };
+      xhr.send(body);
+    };
+    const all = (files) => { for (const f of files) upload(f); };
+    picker.addEventListener("change", () => { all(picker.files); picker.value = ""; });
+    form.addEventListener("dragover", (e) => { e.preventDefault(); form.classList.add("over"); });
+    form.addEventListener("dragleave", () => form.classList.remove("over"));
+    form.addEventListener("drop", (e) => { e.preventDefault(); form.classList.remove("over"); all(e.dataTransfer.files); });
+    form.addEventListener("submit", (e) => e.preventDefault());
+  }
+
+  // --- live refresh -----------------------------------------------------------
+  // Regions marked data-live re-render when the spec folder reloads.
+  function initLive() {
+    const live = document.querySelectorAll("[data-live][id]");
+    if (!live.length || !window.EventSource) return;
+    const es = new EventSource("/ui/events");
+    es.addEventListener("reload", () => {
+      for (const el of live) {
+        const sel = "#" + el.id;
+        if (document.querySelector(sel)) htmx.ajax("GET", location.href, { target: sel, select: sel, swap: "outerHTML" });
+      }
+    });
+    addEventListener("pagehide", () => es.close());
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const chat = byId("chat-form");
+    if (chat) initChat(chat);
+    const up = $("form[data-upload]");
+    if (up) initUpload(up);
+    initLive();
+    document.addEventListener("click", (e) => {
+      const b = e.target.closest("[data-copy]");
+      if (b) navigator.clipboard?.writeText(byId(b.dataset.copy).textContent).then(() => { b.textContent = "Copied"; });
+    });
+    document.addEventListener("submit", (e) => {
+      const msg = e.target.dataset.confirm;
+      if (msg && !confirm(msg)) e.preventDefault();
+    });
+  });
+})();
