@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -283,11 +284,17 @@ func (rs *runService) activeCount() int {
 	return len(rs.active)
 }
 
-// newID returns a random UUID (version 4).
+// newID returns a UUID of version 7: 48 bits of Unix milliseconds, then
+// random bits. Runs and sessions are stored by id, so ids that grow with time
+// put each new row next to the last in the primary-key index, rather than on
+// a random page that the transaction must then write out.
 func newID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
+	ms := uint64(time.Now().UnixMilli())
+	binary.BigEndian.PutUint16(b[0:2], uint16(ms>>32))
+	binary.BigEndian.PutUint32(b[2:6], uint32(ms))
+	_, _ = rand.Read(b[6:])
+	b[6] = b[6]&0x0f | 0x70 // version 7
+	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

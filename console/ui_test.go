@@ -181,6 +181,9 @@ func TestConsoleChatStream(t *testing.T) {
 	ts := startServer(t)
 	resp, body := ts.page("POST", "/ui/agents/helpdesk/chat", "", url.Values{"message": {`/call calculator {"expression": "2+2"}`}})
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+	// Run and session ids are UUIDv7: they grow with time, so the store adds
+	// each new row next to the last.
+	require.Regexp(t, `"run":"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"`, body)
 	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
 	var events []string
 	sc := bufio.NewScanner(strings.NewReader(body))

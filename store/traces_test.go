@@ -652,7 +652,7 @@ func BenchmarkTracesWrite(b *testing.B) {
 		for b.Loop() {
 			batch = batch[:0]
 			for range perBatch {
-				id := fmt.Sprintf("%032x%016x", rng.Uint64(), rng.Uint64())[:32]
+				id := telemetry.NewTraceID() // time-ordered, as in production
 				start = start.Add(time.Millisecond)
 				root := telemetry.Span{TraceID: id, SpanID: fmt.Sprintf("%016x", rng.Uint64()), Name: "agent.run assistant", Kind: telemetry.KindRun,
 					Start: start, End: start.Add(300 * time.Millisecond), Status: telemetry.StatusOK,

@@ -56,11 +56,20 @@ type Span struct {
 // Duration is End − Start.
 func (s *Span) Duration() time.Duration { return s.End.Sub(s.Start) }
 
-// NewTraceID returns a random W3C trace id.
+// NewTraceID returns a W3C trace id that starts with the time: 6 bytes of
+// Unix milliseconds, then 10 random bytes (as UUIDv7 does; AWS X-Ray ids also
+// lead with the time). Stores that index trace ids then add each new trace
+// next to the last one instead of at a random place: with SQLite that is the
+// difference between rewriting one index page per batch and one per trace
+// (each a 4 KiB WAL frame). The random part keeps ids unique and satisfies
+// W3C's rule that the right-most 7 bytes be random.
 func NewTraceID() string {
 	var b [16]byte
-	binary.LittleEndian.PutUint64(b[:8], nonZero())
-	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
+	ms := uint64(time.Now().UnixMilli())
+	binary.BigEndian.PutUint16(b[0:2], uint16(ms>>32))
+	binary.BigEndian.PutUint32(b[2:6], uint32(ms))
+	binary.LittleEndian.PutUint64(b[6:14], rand.Uint64())
+	binary.LittleEndian.PutUint16(b[14:16], uint16(rand.Uint32()))
 	return hex.EncodeToString(b[:])
 }
 

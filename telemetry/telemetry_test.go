@@ -3,6 +3,7 @@ package telemetry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -203,4 +204,30 @@ func TestRecorderBacksOffDuringOutageAndRecovers(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond, "writes resume after the outage")
 	cancel()
 	<-done
+}
+
+// TestTraceIDsGrowWithTime checks the id layout stores rely on: later traces
+// sort after earlier ones, ids stay unique and valid W3C ids.
+func TestTraceIDsGrowWithTime(t *testing.T) {
+	seen := map[string]bool{}
+	prev := telemetry.NewTraceID()
+	for i := range 2000 {
+		if i%500 == 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+		id := telemetry.NewTraceID()
+		require.Len(t, id, 32)
+		require.False(t, seen[id], "duplicate trace id")
+		seen[id] = true
+		require.LessOrEqual(t, prev[:12], id[:12], "the time prefix never goes back")
+		_, ok := telemetry.ParseTraceparent("00-" + id + "-" + telemetry.NewSpanID() + "-01")
+		require.True(t, ok, id)
+		prev = id
+	}
+	ms := time.Now().UnixMilli()
+	id := telemetry.NewTraceID()
+	var got int64
+	_, err := fmt.Sscanf(id[:12], "%x", &got)
+	require.NoError(t, err)
+	require.InDelta(t, ms, got, 1000, "the first 6 bytes are Unix milliseconds")
 }
