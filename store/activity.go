@@ -1,11 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -35,13 +37,18 @@ const (
 const recentRunColumns = `id, session_id, parent_run_id, component_id, type, user_id, input, content, status, error,
 	NULL, NULL, metrics, model, provider, spec_version, created_at, updated_at, NULL`
 
-// Comparing parent_run_id with a literal, not a parameter, lets both dialects
-// use the partial indexes of migration 0004, which also give the order.
+// RecentRuns reads the finished runs and the running ones apart, each through
+// its partial index (migrations 0004 and 0001), and merges them. Comparing
+// parent_run_id with a literal, not a parameter, lets both dialects use the
+// partial index of finished runs, which also gives the order. The user, when
+// there is one, is tested against ” in SQL so one statement serves both.
 const (
-	sqlRecentRuns = `SELECT ` + recentRunColumns + ` FROM runs
-		WHERE parent_run_id = '' ORDER BY created_at DESC, id DESC LIMIT $1`
-	sqlRecentRunsUser = `SELECT ` + recentRunColumns + ` FROM runs
-		WHERE parent_run_id = '' AND user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`
+	sqlRecentFinishedRuns = `SELECT ` + recentRunColumns + ` FROM runs
+		WHERE parent_run_id = '' AND latency_us IS NOT NULL AND ($1 = '' OR user_id = $1)
+		ORDER BY created_at DESC, id DESC LIMIT $2`
+	sqlRecentRunningRuns = `SELECT ` + recentRunColumns + ` FROM runs
+		WHERE status = 'RUNNING' AND parent_run_id = '' AND ($1 = '' OR user_id = $1)
+		ORDER BY created_at DESC, id DESC LIMIT $2`
 )
 
 // RecentRuns returns the newest top-level runs (not team members' runs)
@@ -55,27 +62,38 @@ func (db *DB) RecentRuns(ctx context.Context, limit int, f Filter) ([]Run, error
 		limit = defaultRecentRuns
 	}
 	limit = min(limit, MaxLimit)
-	st, args := db.st.recentRuns, []any{limit}
-	if f.UserID != "" {
-		st, args = db.st.recentRunsUser, []any{f.UserID, limit}
-	}
-	rows, err := st.QueryContext(ctx, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: listing recent runs: %w", err)
-	}
-	defer rows.Close()
-	runs := make([]Run, 0, limit)
-	for rows.Next() {
-		r, err := scanRun(rows)
+	var runs []Run
+	for _, st := range []*sql.Stmt{db.st.recentFinished, db.st.recentRunning} {
+		more, err := db.scanRuns(ctx, st, f.UserID, limit)
 		if err != nil {
 			return nil, fmt.Errorf("store: listing recent runs: %w", err)
 		}
-		runs = append(runs, r)
+		runs = append(runs, more...)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: listing recent runs: %w", err)
+	slices.SortFunc(runs, func(a, b Run) int {
+		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(b.ID, a.ID))
+	})
+	if len(runs) > limit {
+		runs = runs[:limit]
 	}
 	return runs, nil
+}
+
+func (db *DB) scanRuns(ctx context.Context, st *sql.Stmt, args ...any) ([]Run, error) {
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	runs := []Run{}
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, r)
+	}
+	return runs, rows.Err()
 }
 
 // The RunActivity statements read the finished top-level runs created in the

@@ -31,9 +31,9 @@ type stmts struct {
 	sessionVisible *sql.Stmt
 	history        *sql.Stmt
 	// The overview's reads, with and without a user to filter by.
-	recentRuns, recentRunsUser   *sql.Stmt
-	runActivity, runActivityUser *sql.Stmt
-	runningRuns                  *sql.Stmt
+	recentFinished, recentRunning *sql.Stmt
+	runActivity, runActivityUser  *sql.Stmt
+	runningRuns                   *sql.Stmt
 
 	all []*sql.Stmt
 }
@@ -51,8 +51,8 @@ func (db *DB) prepare(ctx context.Context) error {
 		{&db.st.listRuns, db.r, sqlListRuns},
 		{&db.st.sessionVisible, db.r, sqlSessionVisible},
 		{&db.st.history, db.r, sqlHistory},
-		{&db.st.recentRuns, db.r, sqlRecentRuns},
-		{&db.st.recentRunsUser, db.r, sqlRecentRunsUser},
+		{&db.st.recentFinished, db.r, sqlRecentFinishedRuns},
+		{&db.st.recentRunning, db.r, sqlRecentRunningRuns},
 		{&db.st.runningRuns, db.r, sqlRunningRuns},
 	}
 	if db.dialect == DialectPostgres {

@@ -321,7 +321,6 @@ func testRunLatency(t *testing.T, open Opener) {
 	// Back to the schema before migration 0004, with the runs above
 	// finished, and open again: the migration backfills their latencies.
 	for _, q := range []string{
-		`DROP INDEX runs_top_level_created_at`,
 		`DROP INDEX runs_finished_created_at`,
 		`ALTER TABLE runs DROP COLUMN latency_us`,
 		`DELETE FROM troupe_migrations WHERE version = 4`,

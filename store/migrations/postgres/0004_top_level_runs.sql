@@ -15,7 +15,5 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS latency_us BIGINT;
 UPDATE runs SET latency_us = GREATEST(0, CAST(EXTRACT(EPOCH FROM updated_at - created_at) * 1000000 AS BIGINT))
 WHERE status <> 'RUNNING' AND latency_us IS NULL;
 
-CREATE INDEX IF NOT EXISTS runs_top_level_created_at ON runs (created_at, id) WHERE parent_run_id = '';
-
 CREATE INDEX IF NOT EXISTS runs_finished_created_at ON runs (created_at)
     INCLUDE (status, latency_us, user_id) WHERE parent_run_id = '' AND latency_us IS NOT NULL;

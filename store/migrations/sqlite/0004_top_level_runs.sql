@@ -13,17 +13,15 @@
 -- The indexes are shaped so a run's writes touch each of them once, never
 -- to rewrite an entry, because every index page a transaction changes is one
 -- more WAL frame at its commit (covering indexes that FinishRun rewrote cost
--- 10-17% of HTTP run throughput):
+-- 10-17% of HTTP run throughput, and even an index written once per run
+-- costs a few percent at concurrency 1):
 --
--- runs_top_level_created_at lists top-level runs (parent_run_id = '', not
--- team members') newest first for RecentRuns. Its columns never change, so
--- only StartRun writes to it.
---
--- runs_finished_created_at holds finished top-level runs (latency_us set)
--- with everything RunActivity aggregates, so it never opens the table rows,
--- whose messages make them large. Only FinishRun writes to it, once.
--- RunActivity counts the runs still RUNNING apart, through the index of
--- running runs (migration 0001): there are few of them.
+-- runs_finished_created_at holds finished top-level runs (parent_run_id =
+-- '', not team members'; latency_us set) with everything RunActivity
+-- aggregates, so it never opens the table rows, whose messages make them
+-- large. Only FinishRun writes to it, once, next to the newest entries. The
+-- runs still RUNNING come from the index of running runs (migration 0001):
+-- there are few of them. RecentRuns merges the newest of both.
 
 ALTER TABLE runs ADD COLUMN latency_us INTEGER;
 
@@ -31,8 +29,6 @@ UPDATE runs SET latency_us = max(0,
     (unixepoch(substr(updated_at, 1, 19)) - unixepoch(substr(created_at, 1, 19))) * 1000000
     + CAST(substr(updated_at, 21, 6) AS INTEGER) - CAST(substr(created_at, 21, 6) AS INTEGER))
 WHERE status <> 'RUNNING';
-
-CREATE INDEX runs_top_level_created_at ON runs (created_at, id) WHERE parent_run_id = '';
 
 CREATE INDEX runs_finished_created_at ON runs (created_at, status, latency_us, user_id)
     WHERE parent_run_id = '' AND latency_us IS NOT NULL;
