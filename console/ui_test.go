@@ -3,6 +3,7 @@ package console_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -262,4 +263,65 @@ func TestConsolePageWeight(t *testing.T) {
 	resp, _ := ts.page("GET", "/static/htmx.min.js?v=x", "", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, resp.Header.Get("Cache-Control"), "immutable")
+}
+
+// TestConsoleChatBroadcastTeam streams a team whose members answer at the
+// same time: each member gets its own block, opened before its events.
+func TestConsoleChatBroadcastTeam(t *testing.T) {
+	ts := startServer(t)
+	require.NoError(t, os.WriteFile(filepath.Join(ts.dir, "panel.yaml"), []byte(
+		"kind: Team\nname: panel\nmode: broadcast\nmodel: echo\nmembers: [writer, helpdesk]\n"), 0o644))
+	ts.json("POST", "/config/reload", "", "", 200, nil)
+
+	resp, body := ts.page("POST", "/ui/teams/panel/chat", "", url.Values{"message": {"hello panel"}})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	opened := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	event := ""
+	for sc.Scan() {
+		line := sc.Text()
+		if name, ok := strings.CutPrefix(line, "event: "); ok {
+			event = name
+			continue
+		}
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		var f map[string]string
+		require.NoError(t, json.Unmarshal([]byte(data), &f))
+		switch {
+		case event == "append" && strings.Contains(f["h"], `data-testid="member-run"`):
+			block := f["h"][strings.Index(f["h"], `id="s-`)+6:]
+			opened[block[:strings.Index(block, `"`)]] = true
+		case event == "text" && strings.Contains(f["t"], "-m"):
+			require.True(t, opened[strings.TrimPrefix(f["t"], "a-")], "text for %s before its block", f["t"])
+		}
+	}
+	require.Len(t, opened, 2, "a block per member")
+	require.Contains(t, body, "user=hello panel", "the writer's answer")
+	require.Contains(t, body, `event: end`)
+}
+
+// TestConsolePagesOnPostgres renders every page from a PostgreSQL store.
+func TestConsolePagesOnPostgres(t *testing.T) {
+	dsn := os.Getenv("TROUPE_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("set TROUPE_TEST_POSTGRES_DSN to run the console on PostgreSQL")
+	}
+	ts := startServer(t, withDatabase(pgSchema(t, dsn)))
+	var run struct {
+		SessionID string `json:"session_id"`
+	}
+	ts.json("POST", "/agents/helpdesk/runs", "", `{"message": "/call calculator {\"expression\": \"1+2\"}", "stream": false}`, 200, &run)
+	_, body := ts.page("GET", "/", "", nil)
+	require.Equal(t, 1, doc(t, body).Find("[data-testid=run-row]").Length())
+	require.Equal(t, "1 runs", doc(t, body).Find("[data-testid=run-count]").Text())
+	_, body = ts.page("GET", "/ui/sessions/"+run.SessionID, "", nil)
+	require.Equal(t, "3", strings.TrimSpace(doc(t, body).Find("[data-testid=tool-result]").Text()))
+	for _, path := range []string{"/ui/agents", "/ui/sessions?q=call", "/ui/traces?status=OK&since=1h", "/ui/knowledge", "/ui/config"} {
+		resp, _ := ts.page("GET", path, "", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+	}
 }
