@@ -1,6 +1,7 @@
 package console
 
 import (
+	"errors"
 	"net/http"
 	"slices"
 	"time"
@@ -26,6 +27,16 @@ type traceSummary struct {
 
 func toTraceSummary(t telemetry.TraceSummary) traceSummary {
 	return traceSummary{TraceSummary: t, Duration: t.Duration.Round(time.Microsecond).String(), DurationMS: float64(t.Duration.Microseconds()) / 1000}
+}
+
+// traceError answers 503 when the trace store cannot be reached, so clients
+// know to retry; other errors as usual.
+func (s *Server) traceError(c *gin.Context, err error) {
+	if errors.Is(err, telemetry.ErrUnavailable) {
+		abort(c, http.StatusServiceUnavailable, "the trace store cannot be reached right now; spans are dropped until it is back (see troupe_trace_spans_dropped_total): "+err.Error())
+		return
+	}
+	s.respondError(c, err)
 }
 
 // spanNode is a span with its children, for the trace tree.
@@ -62,7 +73,7 @@ func (s *Server) listTraces(c *gin.Context) {
 	}
 	traces, total, err := s.opts.Traces.ListTraces(c.Request.Context(), q)
 	if err != nil {
-		s.respondError(c, err)
+		s.traceError(c, err)
 		return
 	}
 	out := paged[traceSummary]{Data: make([]traceSummary, len(traces)), Meta: newPageMeta(q.Page, q.Limit, total)}
@@ -75,7 +86,7 @@ func (s *Server) listTraces(c *gin.Context) {
 func (s *Server) getTrace(c *gin.Context) {
 	spans, err := s.opts.Traces.GetTrace(c.Request.Context(), c.Param("trace_id"))
 	if err != nil {
-		s.respondError(c, err)
+		s.traceError(c, err)
 		return
 	}
 	if len(spans) == 0 {

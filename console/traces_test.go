@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupehq/troupe/telemetry"
 	"github.com/troupehq/troupe/telemetry/clickhouse"
 )
 
@@ -177,4 +179,35 @@ func TestPrometheusAndDailyMetrics(t *testing.T) {
 	require.Len(t, daily.Metrics, 1)
 	require.Equal(t, 2.0, daily.Metrics[0]["agent_runs_count"], fmt.Sprint(daily.Metrics[0]))
 	require.Equal(t, 1.0, daily.Metrics[0]["users_count"])
+}
+
+// downTraces is a trace store that cannot be reached, as clickhouse.Lazy is
+// while its server is down.
+type downTraces struct{}
+
+func (downTraces) Write(context.Context, []telemetry.Span) error {
+	return fmt.Errorf("dial: connection refused: %w", telemetry.ErrUnavailable)
+}
+
+func (downTraces) ListTraces(context.Context, telemetry.TraceQuery) ([]telemetry.TraceSummary, int, error) {
+	return nil, 0, fmt.Errorf("dial: connection refused: %w", telemetry.ErrUnavailable)
+}
+
+func (downTraces) GetTrace(context.Context, string) ([]telemetry.Span, error) {
+	return nil, fmt.Errorf("dial: connection refused: %w", telemetry.ErrUnavailable)
+}
+
+// TestTracesUnavailable: runs go on while the trace store is down; the trace
+// API and pages say so with 503 rather than a generic error.
+func TestTracesUnavailable(t *testing.T) {
+	ts := startServer(t, withTraces(downTraces{}))
+	ts.json("POST", "/agents/helpdesk/runs", "", `{"message": "hello", "stream": false}`, 200, nil)
+	status, body, _ := ts.do("GET", "/traces", "", "", "")
+	require.Equal(t, http.StatusServiceUnavailable, status, body)
+	require.Contains(t, body, "cannot be reached")
+	status, _, _ = ts.do("GET", "/traces/0123456789abcdef0123456789abcdef", "", "", "")
+	require.Equal(t, http.StatusServiceUnavailable, status)
+	resp, page := ts.page("GET", "/ui/traces", "", nil, "Accept", "text/html")
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Contains(t, page, "Trace store unavailable")
 }

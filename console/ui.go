@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/troupehq/troupe/console/view"
+	"github.com/troupehq/troupe/telemetry"
 	"github.com/troupehq/troupe/web"
 )
 
@@ -203,6 +204,8 @@ func (s *Server) consoleError(c *gin.Context, what string, err error) {
 	switch {
 	case errors.As(err, &he):
 		s.problem(c, he.status, http.StatusText(he.status), he.msg, "")
+	case errors.Is(err, telemetry.ErrUnavailable):
+		s.problem(c, http.StatusServiceUnavailable, "Trace store unavailable", "The trace store cannot be reached right now.", "Troupe keeps retrying; spans recorded meanwhile are dropped and counted.")
 	case errors.Is(err, context.DeadlineExceeded):
 		s.problem(c, http.StatusServiceUnavailable, "Too slow", what+" took too long to load.", "Try again; if it keeps happening, check the database.")
 	default:

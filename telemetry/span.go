@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -162,6 +163,11 @@ type TraceSummary struct {
 	AgentID    string        `json:"agent_id"`
 	TeamID     string        `json:"team_id"`
 }
+
+// ErrUnavailable is wrapped by sinks and readers whose store cannot be
+// reached right now (a ClickHouse server that is down, say); the trace API
+// answers 503 for it.
+var ErrUnavailable = errors.New("trace store unavailable")
 
 // Reader answers the trace API from wherever spans are stored. The same
 // shapes come back from every sink.

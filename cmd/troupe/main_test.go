@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -222,4 +223,42 @@ func TestIngestCommand(t *testing.T) {
 
 	err = run(t.Context(), []string{"ingest", "--dir", "../../agents.d", "--db", db, "nope", testdata + "guide.md"}, noEnv, &out, &errOut)
 	require.ErrorContains(t, err, `no knowledge base "nope"`)
+}
+
+// TestServeWithClickHouseDown: a trace store that is down at start-up does
+// not keep Troupe from serving; runs succeed and the trace API says 503.
+func TestServeWithClickHouseDown(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	chAddr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now
+
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("kind: Agent\nname: a\nmodel: echo\n"), 0o644))
+	ctx, cancel := context.WithCancel(t.Context())
+	var logs syncBuffer
+	done := make(chan error)
+	go func() {
+		done <- run(ctx, []string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "t.db"),
+			"--traces", "clickhouse://" + chAddr + "/troupe"}, noEnv, &logs, &logs)
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "msg=serving") }, 10*time.Second, 10*time.Millisecond)
+	require.Contains(t, logs.String(), "ClickHouse for traces is unreachable")
+	addr := regexp.MustCompile(`addr=(http://\S+)`).FindStringSubmatch(logs.String())[1]
+	resp, err := http.Post(addr+"/agents/a/runs", "application/x-www-form-urlencoded", strings.NewReader("message=hi&stream=false"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, err = http.Get(addr + "/traces")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop on cancel")
+	}
 }

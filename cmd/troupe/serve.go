@@ -212,9 +212,14 @@ func openTelemetry(ctx context.Context, spec, dsn string, db *store.DB, logger *
 			return nil, fmt.Errorf("TROUPE_TRACES: %w", err)
 		}
 		opts.Logger = log
-		ch, err := clickhouse.Open(ctx, opts)
+		// A ClickHouse server that is down at start-up must not keep Troupe
+		// from serving: spans are dropped (and counted) until it answers.
+		ch, err := clickhouse.OpenLazy(opts)
 		if err != nil {
-			return nil, fmt.Errorf("opening ClickHouse for traces: %w", err)
+			return nil, fmt.Errorf("TROUPE_TRACES: %w", err)
+		}
+		if err := ch.Connect(ctx); err != nil {
+			log.Warn("ClickHouse for traces is unreachable; serving anyway, dropping spans and retrying in the background", "err", err)
 		}
 		return &tracing{recorder: telemetry.NewRecorder(telemetry.RecorderOptions{Sink: ch, Logger: log}), reader: ch, close: func() { _ = ch.Close() }}, nil
 	}
