@@ -165,6 +165,17 @@ func TestBrowserOverviewWithSignIn(t *testing.T) {
 	require.Contains(t, b.text("[data-testid=no-runs]"), "No runs yet")
 	b.screenshot("overview")
 
+	// Signed in, the chat's fetch and htmx's posts carry the cookie and pass
+	// the same-origin check.
+	b.open("/ui/agents/helpdesk", "[data-testid=chat-input]")
+	b.keys("#chat-input", "hello with a key"+kb.Enter)
+	b.until(`document.querySelector("#transcript [data-testid=usage]") !== null`, 20*time.Second)
+	require.Contains(t, b.text("#transcript [data-testid=usage]"), "COMPLETED")
+	b.open("/ui/config", "[data-testid=reload]")
+	b.click("[data-testid=reload]")
+	b.until(`document.querySelector("[data-testid=flash]") !== null`, 10*time.Second)
+	require.Contains(t, b.text("[data-testid=flash]"), "Reloaded")
+
 	// Every page fits a phone's width without sideways scrolling.
 	b.do(chromedp.EmulateViewport(390, 844))
 	for _, p := range []string{"/", "/ui/agents", "/ui/agents/helpdesk", "/ui/sessions", "/ui/traces", "/ui/knowledge", "/ui/config"} {
