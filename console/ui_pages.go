@@ -469,14 +469,19 @@ func (s *Server) knowledgePage(c *gin.Context) {
 			}
 			p.Bases = append(p.Bases, view.Base{Name: b.Name, Store: b.Store.Type, Search: b.Search.Mode, Embedder: b.Embedder, Documents: n})
 		}
+		page, _ := strconv.Atoi(c.Query("page"))
+		q := kb.DocumentQuery{Limit: docsPerPage, Page: min(max(page, 1), 1<<20), SortBy: "updated_at", SortOrder: "desc"}
 		var err error
-		if p.Docs, p.Total, err = s.opts.Knowledge.List(ctx, kb.DocumentQuery{Limit: 50, SortBy: "updated_at", SortOrder: "desc"}); err != nil {
+		if p.Docs, p.Total, err = s.opts.Knowledge.List(ctx, q); err != nil {
 			s.consoleError(c, "documents", err)
 			return
 		}
+		p.Page, p.Pages = q.Page, (p.Total+docsPerPage-1)/docsPerPage
 	}
 	s.render(c, http.StatusOK, view.KnowledgePage(s.frame(c, "Knowledge", "knowledge"), p))
 }
+
+const docsPerPage = 50
 
 func (s *Server) docRow(c *gin.Context) {
 	d, err := s.opts.Knowledge.Get(c.Request.Context(), c.Param("id"))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -324,4 +325,19 @@ func TestConsolePagesOnPostgres(t *testing.T) {
 		resp, _ := ts.page("GET", path, "", nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, path)
 	}
+}
+
+func TestConsoleKnowledgePages(t *testing.T) {
+	ts := startServer(t)
+	for i := range 55 {
+		form := url.Values{"knowledge_id": {"docs"}, "text_content": {fmt.Sprintf("note number %d about paging", i)}, "name": {fmt.Sprintf("note-%02d.txt", i)}}
+		status, body, _ := ts.do("POST", "/knowledge/content", "", "application/x-www-form-urlencoded", form.Encode())
+		require.Equal(t, http.StatusAccepted, status, body)
+	}
+	_, body := ts.page("GET", "/ui/knowledge", "", nil)
+	d := doc(t, body)
+	require.Equal(t, 50, d.Find("[data-testid=doc-row]").Length())
+	require.Equal(t, "/ui/knowledge?page=2", d.Find("[data-testid=pager] a[rel=next]").AttrOr("href", ""))
+	_, body = ts.page("GET", "/ui/knowledge?page=2", "", nil)
+	require.Equal(t, 5, doc(t, body).Find("[data-testid=doc-row]").Length())
 }

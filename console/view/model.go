@@ -172,8 +172,10 @@ type Base struct {
 type Knowledge struct {
 	Enabled  bool
 	Bases    []Base
-	Docs     []kb.Document // the most recently updated
+	Docs     []kb.Document // one page, the most recently updated first
 	Total    int
+	Page     int
+	Pages    int
 	CanWrite bool
 	MaxBytes int64
 }
