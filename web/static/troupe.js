@@ -11,9 +11,8 @@
     return r.createContextualFragment(html);
   };
 
-  // --- chat ---------------------------------------------------------------
-  // A chat POST answers with server-sent events carrying HTML rendered by the
-  // server (see console/chat.go): start, text, append, replace, end.
+  // Chat: a POST answers with server-sent events carrying HTML rendered by
+  // the server (console/ui_chat.go): start, text, append, replace, end.
   function initChat(form) {
     const input = byId("chat-input"), send = byId("chat-send"), cancel = byId("chat-cancel");
     const transcript = byId("transcript"), status = byId("chat-status"), session = byId("chat-session");
@@ -112,9 +111,8 @@
     scroll();
   }
 
-  // --- uploads --------------------------------------------------------------
-  // One request per file, for per-file progress; the answer is the document's
-  // table row, which polls its ingestion status until completed or failed.
+  // Uploads: one request per file, for per-file progress; the answer is the
+  // document's table row, which polls its status until completed or failed.
   function initUpload(form) {
     const list = byId("uploads"), picker = $("input[type=file]", form);
     const upload = (file) => {
@@ -141,6 +139,8 @@
           const old = row && byId(row.id);
           if (old) old.replaceWith(row); else if (row) byId("doc-rows").prepend(row);
           if (row) htmx.process(row);
+          byId("no-docs")?.remove();
+          htmx.trigger(document.body, "troupe-docs");
         } else {
           li.className = "error";
           label.textContent = file.name + ": " + (xhr.responseText || xhr.statusText);
@@ -157,8 +157,7 @@
     form.addEventListener("submit", (e) => e.preventDefault());
   }
 
-  // --- live refresh -----------------------------------------------------------
-  // Regions marked data-live re-render when the spec folder reloads.
+  // Live refresh: regions marked data-live re-render when the folder reloads.
   function initLive() {
     const live = document.querySelectorAll("[data-live][id]");
     if (!live.length || !window.EventSource) return;
