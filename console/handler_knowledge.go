@@ -62,21 +62,28 @@ func toContent(d *kb.Document) contentResponse {
 }
 
 func (s *Server) knowledgeError(c *gin.Context, err error) {
+	if status, msg, ok := knowledgeStatus(err); ok {
+		abort(c, status, msg)
+		return
+	}
+	s.respondError(c, err)
+}
+
+// knowledgeStatus maps the knowledge service's errors (and *httpError) to a
+// status and a message for the client; ok is false for unexpected errors.
+func knowledgeStatus(err error) (status int, msg string, ok bool) {
+	var he *httpError
 	switch {
 	case errors.Is(err, kb.ErrNotFound):
-		abort(c, http.StatusNotFound, err.Error())
+		return http.StatusNotFound, err.Error(), true
 	case errors.Is(err, kb.ErrTooLarge):
-		abort(c, http.StatusRequestEntityTooLarge, err.Error())
+		return http.StatusRequestEntityTooLarge, err.Error(), true
 	case errors.Is(err, kb.ErrUnsupported):
-		abort(c, http.StatusUnsupportedMediaType, err.Error())
-	default:
-		var he *httpError
-		if errors.As(err, &he) {
-			abort(c, he.status, he.msg)
-			return
-		}
-		s.respondError(c, err)
+		return http.StatusUnsupportedMediaType, err.Error(), true
+	case errors.As(err, &he):
+		return he.status, he.msg, true
 	}
+	return 0, "", false
 }
 
 // knowledgeID picks the knowledge base of a request: the knowledge_id query

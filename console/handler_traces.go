@@ -83,45 +83,81 @@ func (s *Server) listTraces(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
+// loadTrace reads a trace the caller may see: a key bound to a user sees only
+// that user's traces. found is false when there is no such trace.
+func (s *Server) loadTrace(c *gin.Context, traceID string) (spans []telemetry.Span, found bool, err error) {
+	spans, err = s.opts.Traces.GetTrace(c.Request.Context(), traceID)
+	if err != nil || len(spans) == 0 {
+		return nil, false, err
+	}
+	if u := getPrincipal(c).userID(""); u != "" && !slices.ContainsFunc(spans, func(sp telemetry.Span) bool { return sp.UserID == u }) {
+		return nil, false, nil
+	}
+	return spans, true, nil
+}
+
+// traceTree links a trace's spans to their parents; the trace API and the
+// console's waterfall both walk it.
+type traceTree struct {
+	spans    []telemetry.Span
+	children map[string][]int // span id → its children, in the spans' order
+	roots    []int            // spans whose parent is not in the trace
+	summary  telemetry.TraceSummary
+}
+
+// newTraceTree builds the tree and the trace's summary, which describes its
+// first root (spans come ordered by start time).
+func newTraceTree(traceID string, spans []telemetry.Span) traceTree {
+	t := traceTree{spans: spans, children: map[string][]int{}, summary: telemetry.TraceSummary{TraceID: traceID, TotalSpans: len(spans)}}
+	ids := make(map[string]bool, len(spans))
+	for _, sp := range spans {
+		ids[sp.SpanID] = true
+	}
+	for i, sp := range spans {
+		if sp.ParentID != "" && ids[sp.ParentID] {
+			t.children[sp.ParentID] = append(t.children[sp.ParentID], i)
+		} else {
+			t.roots = append(t.roots, i)
+		}
+		if sp.Status == telemetry.StatusError {
+			t.summary.ErrorCount++
+		}
+	}
+	if len(t.roots) > 0 {
+		r := spans[t.roots[0]]
+		t.summary.Name, t.summary.Status, t.summary.StartTime, t.summary.EndTime, t.summary.Duration = r.Name, r.Status, r.Start, r.End, r.Duration()
+		t.summary.RunID, t.summary.SessionID, t.summary.UserID, t.summary.AgentID, t.summary.TeamID = r.RunID, r.SessionID, r.UserID, r.AgentID, r.TeamID
+		t.summary.Input = r.Attributes[telemetry.InputAttribute]
+	}
+	return t
+}
+
+// node returns span i with its descendants, for the JSON tree.
+func (t traceTree) node(i int) *spanNode {
+	sp := t.spans[i]
+	n := &spanNode{Span: sp, DurationMS: float64(sp.Duration().Microseconds()) / 1000, Spans: []*spanNode{}}
+	for _, c := range t.children[sp.SpanID] {
+		n.Spans = append(n.Spans, t.node(c))
+	}
+	return n
+}
+
 func (s *Server) getTrace(c *gin.Context) {
-	spans, err := s.opts.Traces.GetTrace(c.Request.Context(), c.Param("trace_id"))
+	spans, found, err := s.loadTrace(c, c.Param("trace_id"))
 	if err != nil {
 		s.traceError(c, err)
 		return
 	}
-	if len(spans) == 0 {
+	if !found {
 		abort(c, http.StatusNotFound, "trace not found (traces are written within a second or two of a run's end)")
 		return
 	}
-	// A key bound to a user sees only that user's traces.
-	if u := getPrincipal(c).userID(""); u != "" && !slices.ContainsFunc(spans, func(sp telemetry.Span) bool { return sp.UserID == u }) {
-		abort(c, http.StatusNotFound, "trace not found")
-		return
+	t := newTraceTree(c.Param("trace_id"), spans)
+	roots := make([]*spanNode, len(t.roots))
+	for i, r := range t.roots {
+		roots[i] = t.node(r)
 	}
-	nodes := make(map[string]*spanNode, len(spans))
-	for i := range spans {
-		nodes[spans[i].SpanID] = &spanNode{Span: spans[i], DurationMS: float64(spans[i].Duration().Microseconds()) / 1000, Spans: []*spanNode{}}
-	}
-	var roots []*spanNode
-	summary := telemetry.TraceSummary{TraceID: c.Param("trace_id"), TotalSpans: len(spans)}
-	for i := range spans {
-		n := nodes[spans[i].SpanID]
-		if p, ok := nodes[spans[i].ParentID]; ok && spans[i].ParentID != "" {
-			p.Spans = append(p.Spans, n)
-		} else {
-			roots = append(roots, n)
-		}
-		if spans[i].Status == telemetry.StatusError {
-			summary.ErrorCount++
-		}
-	}
-	if len(roots) > 0 {
-		r := roots[0].Span
-		summary.Name, summary.Status, summary.StartTime, summary.EndTime, summary.Duration = r.Name, r.Status, r.Start, r.End, r.Duration()
-		summary.RunID, summary.SessionID, summary.UserID, summary.AgentID, summary.TeamID = r.RunID, r.SessionID, r.UserID, r.AgentID, r.TeamID
-		summary.Input = r.Attributes[telemetry.InputAttribute]
-	}
-	c.JSON(http.StatusOK, gin.H{"trace": toTraceSummary(summary), "tree": roots})
+	c.JSON(http.StatusOK, gin.H{"trace": toTraceSummary(t.summary), "tree": roots})
 }
 
 // dailyMetrics answers GET /metrics with AgentOS-style daily aggregates of

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -169,7 +170,7 @@ func (s *Server) frame(c *gin.Context, title, active string) view.Frame {
 // render writes a component as the response. Pages are rendered into a
 // buffer first so a failure mid-page becomes an error page, not half a page.
 func (s *Server) render(c *gin.Context, status int, comp templ.Component) {
-	var b strings.Builder
+	var b bytes.Buffer
 	if err := comp.Render(c.Request.Context(), &b); err != nil {
 		s.log.Error("rendering page", "path", c.Request.URL.Path, "err", err)
 		c.Data(http.StatusInternalServerError, "text/plain; charset=utf-8", []byte("internal error rendering this page; see the server log"))
@@ -181,7 +182,7 @@ func (s *Server) render(c *gin.Context, status int, comp templ.Component) {
 	c.Header("X-Frame-Options", "DENY")
 	c.Header("Referrer-Policy", "same-origin")
 	c.Header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
-	c.Data(status, "text/html; charset=utf-8", []byte(b.String()))
+	c.Data(status, "text/html; charset=utf-8", b.Bytes())
 }
 
 // problem answers with a friendly error page for browsers navigating or

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -112,7 +113,7 @@ func (s *Server) viewTarget(snap *engine.Snapshot, kind spec.Kind, name string) 
 			if m.Team != nil {
 				k = "team"
 			}
-			t.Members = append(t.Members, k+":"+m.Name())
+			t.Members = append(t.Members, view.Member{Kind: k, Name: m.Name()})
 		}
 	default:
 		a, ok := snap.Agent(name)
@@ -316,8 +317,7 @@ func (s *Server) consoleStoreError(c *gin.Context, err error) {
 }
 
 func (s *Server) runTrace(c *gin.Context) {
-	if s.opts.Traces == nil {
-		s.problem(c, http.StatusNotFound, "Tracing is off", "This server does not record traces.", "Start it with TROUPE_TRACES=sql.")
+	if s.tracingOff(c) {
 		return
 	}
 	traces, _, err := s.opts.Traces.ListTraces(c.Request.Context(), telemetry.TraceQuery{RunID: c.Param("run_id"), UserID: getPrincipal(c).userID(""), Limit: 1, Page: 1})
@@ -373,84 +373,65 @@ func (s *Server) tracesPage(c *gin.Context) {
 }
 
 func (s *Server) tracePage(c *gin.Context) {
-	if s.opts.Traces == nil {
-		s.problem(c, http.StatusNotFound, "Tracing is off", "This server does not record traces.", "Start it with TROUPE_TRACES=sql.")
+	if s.tracingOff(c) {
 		return
 	}
-	spans, err := s.opts.Traces.GetTrace(c.Request.Context(), c.Param("trace_id"))
+	spans, found, err := s.loadTrace(c, c.Param("trace_id"))
 	if err != nil {
 		s.consoleError(c, "the trace", err)
 		return
 	}
-	u := getPrincipal(c).userID("")
-	if len(spans) == 0 || (u != "" && !slices.ContainsFunc(spans, func(sp telemetry.Span) bool { return sp.UserID == u })) {
+	if !found {
 		s.problem(c, http.StatusNotFound, "Trace not found", "There is no trace "+c.Param("trace_id")+" you can see.", "Traces are written within a second or two of a run's end.")
 		return
 	}
-	p := waterfall(c.Param("trace_id"), spans)
+	p := waterfall(newTraceTree(c.Param("trace_id"), spans))
 	s.render(c, http.StatusOK, view.TraceDetail(s.frame(c, "Trace "+p.Summary.Name, "traces"), p))
+}
+
+// tracingOff answers with an explanation when the server records no traces.
+func (s *Server) tracingOff(c *gin.Context) bool {
+	if s.opts.Traces != nil {
+		return false
+	}
+	s.problem(c, http.StatusNotFound, "Tracing is off", "This server does not record traces.", "Start it with TROUPE_TRACES=sql.")
+	return true
 }
 
 // maxWaterfallRows bounds a trace page; the JSON API has every span.
 const maxWaterfallRows = 500
 
-// waterfall orders spans depth-first under their parents and scales each
-// bar to the whole trace.
-func waterfall(traceID string, spans []telemetry.Span) view.TracePage {
-	p := view.TracePage{Summary: telemetry.TraceSummary{TraceID: traceID, TotalSpans: len(spans)}}
-	byID := make(map[string]int, len(spans))
-	for i := range spans {
-		byID[spans[i].SpanID] = i
-	}
-	children := map[string][]int{}
-	var roots []int
-	start, end := spans[0].Start, spans[0].End
-	for i, sp := range spans {
-		if _, ok := byID[sp.ParentID]; ok && sp.ParentID != "" {
-			children[sp.ParentID] = append(children[sp.ParentID], i)
-		} else {
-			roots = append(roots, i)
-		}
+// waterfall lists the spans depth-first under their parents, each bar scaled
+// to the whole trace.
+func waterfall(t traceTree) view.TracePage {
+	p := view.TracePage{Summary: t.summary}
+	start, end := t.spans[0].Start, t.spans[0].End
+	for _, sp := range t.spans {
 		if sp.Start.Before(start) {
 			start = sp.Start
 		}
 		if sp.End.After(end) {
 			end = sp.End
 		}
-		if sp.Status == telemetry.StatusError {
-			p.Summary.ErrorCount++
-		}
 	}
-	total := float64(end.Sub(start))
-	if total <= 0 {
-		total = 1
-	}
-	r := spans[roots[0]]
-	p.Summary.Name, p.Summary.Status, p.Summary.StartTime, p.Summary.EndTime, p.Summary.Duration = r.Name, r.Status, r.Start, r.End, r.Duration()
-	p.Summary.RunID, p.Summary.SessionID, p.Summary.UserID, p.Summary.AgentID, p.Summary.TeamID = r.RunID, r.SessionID, r.UserID, r.AgentID, r.TeamID
-	p.Summary.Input = r.Attributes[telemetry.InputAttribute]
+	total := float64(max(end.Sub(start), 1))
 	var walk func(i, depth int)
 	walk = func(i, depth int) {
 		if len(p.Rows) >= maxWaterfallRows {
 			return
 		}
-		sp := spans[i]
-		row := view.SpanRow{Span: sp, Depth: depth, HasChildren: len(children[sp.SpanID]) > 0,
+		sp := t.spans[i]
+		row := view.SpanRow{Span: sp, Depth: depth, HasChildren: len(t.children[sp.SpanID]) > 0,
 			Offset: 100 * float64(sp.Start.Sub(start)) / total, Width: 100 * float64(sp.Duration()) / total}
-		keys := make([]string, 0, len(sp.Attributes))
-		for k := range sp.Attributes {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(sp.Attributes)) {
 			row.Attributes = append(row.Attributes, [2]string{k, sp.Attributes[k]})
 		}
 		p.Rows = append(p.Rows, row)
-		for _, ch := range children[sp.SpanID] {
+		for _, ch := range t.children[sp.SpanID] {
 			walk(ch, depth+1)
 		}
 	}
-	for _, i := range roots {
+	for _, i := range t.roots {
 		walk(i, 0)
 	}
 	return p
@@ -499,19 +480,10 @@ func (s *Server) docRow(c *gin.Context) {
 func (s *Server) uploadFromConsole(c *gin.Context) {
 	d, err := s.submitUpload(c)
 	if err != nil {
-		status, msg := http.StatusInternalServerError, "the upload failed; see the server log"
-		var he *httpError
-		switch {
-		case errors.As(err, &he):
-			status, msg = he.status, he.msg
-		case errors.Is(err, kb.ErrTooLarge):
-			status, msg = http.StatusRequestEntityTooLarge, err.Error()
-		case errors.Is(err, kb.ErrUnsupported):
-			status, msg = http.StatusUnsupportedMediaType, err.Error()
-		case errors.Is(err, kb.ErrNotFound):
-			status, msg = http.StatusNotFound, err.Error()
-		default:
+		status, msg, ok := knowledgeStatus(err)
+		if !ok {
 			s.log.Error("console upload", "err", err)
+			status, msg = http.StatusInternalServerError, "the upload failed; see the server log"
 		}
 		c.Data(status, "text/plain; charset=utf-8", []byte(msg))
 		return

@@ -2,10 +2,12 @@ package console_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"os"
@@ -246,14 +248,15 @@ func TestConsolePageWeight(t *testing.T) {
 		} `json:"data"`
 	}
 	ts.json("GET", "/sessions?limit=1", "", "", 200, &sessions)
-	time.Sleep(300 * time.Millisecond) // let the spans flush
 	var traces struct {
 		Data []struct {
 			TraceID string `json:"trace_id"`
 		} `json:"data"`
 	}
-	ts.json("GET", "/traces?limit=1", "", "", 200, &traces)
-	require.NotEmpty(t, traces.Data)
+	require.Eventually(t, func() bool { // spans are flushed every 100 ms
+		ts.json("GET", "/traces?limit=1", "", "", 200, &traces)
+		return len(traces.Data) > 0
+	}, 5*time.Second, 50*time.Millisecond)
 	for _, path := range []string{"/", "/ui/agents", "/ui/agents/helpdesk", "/ui/teams/crew", "/ui/sessions", "/ui/sessions/" + sessions.Data[0].SessionID,
 		"/ui/traces", "/ui/traces/" + traces.Data[0].TraceID, "/ui/knowledge", "/ui/config"} {
 		resp, body := ts.page("GET", path, "", nil)
@@ -340,4 +343,51 @@ func TestConsoleKnowledgePages(t *testing.T) {
 	require.Equal(t, "/ui/knowledge?page=2", d.Find("[data-testid=pager] a[rel=next]").AttrOr("href", ""))
 	_, body = ts.page("GET", "/ui/knowledge?page=2", "", nil)
 	require.Equal(t, 5, doc(t, body).Find("[data-testid=doc-row]").Length())
+}
+
+// TestConsoleDocumentActions deletes and retries documents through the
+// console's row buttons; the API sees the result.
+func TestConsoleDocumentActions(t *testing.T) {
+	ts := startServer(t)
+	upload := func(name, content string) string {
+		var body bytes.Buffer
+		w := multipart.NewWriter(&body)
+		require.NoError(t, w.WriteField("knowledge_id", "docs"))
+		f, err := w.CreateFormFile("file", name)
+		require.NoError(t, err)
+		_, _ = f.Write([]byte(content))
+		require.NoError(t, w.Close())
+		status, out, _ := ts.do("POST", "/ui/knowledge/upload", "", w.FormDataContentType(), body.String())
+		require.Equal(t, http.StatusAccepted, status, out)
+		row := inTable(t, out).Find("[data-testid=doc-row]")
+		require.Equal(t, name, row.Find("[data-testid=doc-name]").Text())
+		return strings.TrimPrefix(row.AttrOr("id", ""), "doc-")
+	}
+	waitStatus := func(id, want string) {
+		require.Eventually(t, func() bool {
+			_, body := ts.page("GET", "/ui/knowledge/docs/"+id, "", nil, "HX-Request", "true")
+			return inTable(t, body).Find("[data-testid=doc-row]").AttrOr("data-status", "") == want
+		}, 10*time.Second, 50*time.Millisecond)
+	}
+
+	good := upload("notes.md", "# Notes\n\nSomething worth keeping.\n")
+	waitStatus(good, "completed")
+	resp, body := ts.page("POST", "/ui/knowledge/docs/"+good+"/delete", "", url.Values{}, "HX-Request", "true")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Empty(t, body, "the row is swapped for nothing")
+	ts.json("GET", "/knowledge/content/"+good, "", "", 404, nil)
+
+	bad := upload("broken.pdf", "%PDF-1.4 this is not really a PDF")
+	waitStatus(bad, "failed")
+	resp, body = ts.page("POST", "/ui/knowledge/docs/"+bad+"/retry", "", url.Values{}, "HX-Request", "true")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	row := inTable(t, body).Find("[data-testid=doc-row]")
+	require.Equal(t, "doc-"+bad, row.AttrOr("id", ""))
+	require.Equal(t, "processing", row.AttrOr("data-status", ""), "queued again")
+	require.Equal(t, "every 1s", row.AttrOr("hx-trigger", ""), "and polling")
+	waitStatus(bad, "failed")
+}
+
+func inTable(t *testing.T, rows string) *goquery.Document {
+	return doc(t, "<table><tbody>"+rows+"</tbody></table>")
 }

@@ -14,26 +14,29 @@ const (
 )
 
 //go:embed static
-var static embed.FS
+var embedded embed.FS
 
-// Static returns the assets, rooted at the static folder.
-func Static() fs.FS {
-	sub, err := fs.Sub(static, "static")
+// static is the embedded folder's content, rooted at it.
+var static = func() fs.FS {
+	sub, err := fs.Sub(embedded, "static")
 	if err != nil {
 		panic(err) // the folder is embedded at build time
 	}
 	return sub
-}
+}()
+
+// Static returns the assets, rooted at the static folder.
+func Static() fs.FS { return static }
 
 // Versions maps each asset's name to a short hash of its content, for
 // cache-busting URLs: assets can then be cached forever.
 func Versions() map[string]string {
 	out := map[string]string{}
-	_ = fs.WalkDir(Static(), ".", func(path string, d fs.DirEntry, err error) error {
+	_ = fs.WalkDir(static, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		data, err := fs.ReadFile(Static(), path)
+		data, err := fs.ReadFile(static, path)
 		if err != nil {
 			return err
 		}

@@ -72,12 +72,18 @@ type Target struct {
 	Status      string
 	Tools       []string
 	Knowledge   []string
-	Members     []string
+	Members     []Member
 	Mode        string
 }
 
+// Member is a team's member: an agent or a team.
+type Member struct {
+	Kind string // agent or team
+	Name string
+}
+
 // URL is the target's console page.
-func (t Target) URL() string { return "/ui/" + t.Kind + "s/" + t.Name }
+func (t Target) URL() string { return targetURL(t.Kind, t.Name) }
 
 // Targets is the agents and teams page.
 type Targets struct {

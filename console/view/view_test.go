@@ -100,7 +100,7 @@ func TestOverviewShowsStatusDiagnosticsAndChart(t *testing.T) {
 
 func TestTargetDetailHasSpecEndpointsAndChat(t *testing.T) {
 	p := view.TargetPage{
-		Target:    view.Target{Kind: "team", Name: "crew", Model: "echo", Demo: true, Status: "ok", Mode: "route", Members: []string{"agent:writer", "team:inner"}},
+		Target:    view.Target{Kind: "team", Name: "crew", Model: "echo", Demo: true, Status: "ok", Mode: "route", Members: []view.Member{{Kind: "agent", Name: "writer"}, {Kind: "team", Name: "inner"}}},
 		File:      "agents.d/crew.yaml",
 		YAML:      "kind: Team\nname: crew\n",
 		Endpoints: []view.Endpoint{{Method: "POST", Path: "/teams/crew/runs", Curl: "curl -N http://x/teams/crew/runs"}},
