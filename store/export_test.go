@@ -1,6 +1,9 @@
 package store
 
-import "database/sql"
+import (
+	"context"
+	"database/sql"
+)
 
 // WriteDB and ReadDB expose the write and read pools to the tests that check
 // how they are configured.
@@ -25,3 +28,9 @@ func QueuedWrites(db *DB) int { return len(db.wq.q) }
 
 // MaxWriteBatch is the most operations one group commit holds.
 const MaxWriteBatch = maxBatch
+
+// OpenAtMigration opens the database with the migrations up to version
+// applied, and no later one.
+func OpenAtMigration(ctx context.Context, dsn string, version int) (*DB, error) {
+	return Open(ctx, dsn, Options{lastMigration: version})
+}

@@ -81,10 +81,13 @@ func loadMigrations(dialect string) ([]migration, error) {
 }
 
 // migrate brings the schema up to date.
-func (db *DB) migrate(ctx context.Context) error {
+func (db *DB) migrate(ctx context.Context, last int) error {
 	ms, err := loadMigrations(db.dialect)
 	if err != nil {
 		return fmt.Errorf("store: loading migrations: %w", err)
+	}
+	if last > 0 {
+		ms = slices.DeleteFunc(ms, func(m migration) bool { return m.version > last })
 	}
 	err = db.inTx(ctx, func(tx *sql.Tx) error {
 		if err := db.lockMigrations(ctx, tx); err != nil {

@@ -40,6 +40,10 @@ type Options struct {
 	// MaxOpenConns bounds the PostgreSQL connection pool (default 16). SQLite
 	// always writes through a single connection and sizes its read pool itself.
 	MaxOpenConns int
+
+	// lastMigration stops the migrations after this version (0: apply
+	// all), for the tests of a migration's data conversion.
+	lastMigration int
 }
 
 // DB is a session store. It is safe for concurrent use.
@@ -90,7 +94,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	if db.log == nil {
 		db.log = slog.New(slog.DiscardHandler)
 	}
-	if err := db.migrate(ctx); err != nil {
+	if err := db.migrate(ctx, opts.lastMigration); err != nil {
 		_ = db.Close()
 		return nil, err
 	}

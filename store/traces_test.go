@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -92,12 +93,13 @@ func traceIDs(list []telemetry.TraceSummary) []string {
 	return out
 }
 
-// countRoots returns how many spans of the trace are flagged as its root.
-func countRoots(t *testing.T, db *store.DB, traceID string) int {
+// countRows returns how many rows the trace has: one, however its spans
+// arrived.
+func countRows(t *testing.T, db *store.DB, traceID string) int {
 	t.Helper()
 	var n int
 	require.NoError(t, store.ReadDB(db).QueryRowContext(t.Context(),
-		`SELECT COUNT(*) FROM spans WHERE trace_id = $1 AND is_root = 1`, traceID).Scan(&n))
+		`SELECT COUNT(*) FROM traces WHERE trace_id = $1`, traceID).Scan(&n))
 	return n
 }
 
@@ -182,7 +184,7 @@ func TestTracesWriteIsIdempotent(t *testing.T) {
 			require.Equal(t, 1, total)
 			require.Equal(t, len(spans)+1, list[0].TotalSpans)
 			require.Equal(t, 1, list[0].ErrorCount)
-			require.Equal(t, 1, countRoots(t, db, id))
+			require.Equal(t, 1, countRows(t, db, id))
 		})
 	}
 }
@@ -195,7 +197,7 @@ func TestTracesRoot(t *testing.T) {
 			ctx := t.Context()
 			rootOf := func(traceID string) telemetry.TraceSummary {
 				t.Helper()
-				require.Equal(t, 1, countRoots(t, db, traceID))
+				require.Equal(t, 1, countRows(t, db, traceID))
 				list, _, err := tr.ListTraces(ctx, telemetry.TraceQuery{RunID: "run-" + traceID[:8]})
 				require.NoError(t, err)
 				require.Len(t, list, 1)
@@ -550,9 +552,9 @@ func TestTracesMany(t *testing.T) {
 				require.NoError(t, err)
 				require.Equal(t, byStart(e.spans), got)
 			}
-			var roots int
-			require.NoError(t, store.ReadDB(db).QueryRowContext(ctx, `SELECT COUNT(*) FROM spans WHERE is_root = 1`).Scan(&roots))
-			require.Equal(t, traces, roots)
+			var rows int
+			require.NoError(t, store.ReadDB(db).QueryRowContext(ctx, `SELECT COUNT(*) FROM traces`).Scan(&rows))
+			require.Equal(t, traces, rows)
 
 			list, total, err = tr.ListTraces(ctx, telemetry.TraceQuery{AgentID: "agent3", UserID: "user1"})
 			require.NoError(t, err)
@@ -607,9 +609,9 @@ func BenchmarkListTraces(b *testing.B) {
 		}
 		if db.Dialect() == store.DialectPostgres {
 			// What autovacuum does to a table that grew: without statistics
-			// the planner expects hundreds of spans per trace, and even JIT
+			// the planner misjudges the filters, and even JIT
 			// compiles the list query.
-			if _, err := store.WriteDB(db).ExecContext(ctx, `VACUUM ANALYZE spans`); err != nil {
+			if _, err := store.WriteDB(db).ExecContext(ctx, `VACUUM ANALYZE traces`); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -676,4 +678,79 @@ func BenchmarkTracesWrite(b *testing.B) {
 		b.ReportMetric(b.Elapsed().Seconds()*1e6/runs, "µs/run")
 		b.ReportMetric(runs*perTrace/b.Elapsed().Seconds(), "spans/s")
 	})
+}
+
+// TestTracesMigrationFromSpans checks migration 0007, which turned the rows
+// of the former spans table (one per span, the root flagged) into one row
+// per trace: traces written before it read back as they were written.
+func TestTracesMigrationFromSpans(t *testing.T) {
+	dsns := map[string]string{"sqlite": filepath.Join(t.TempDir(), "old.db")}
+	if dsn := os.Getenv(postgresEnv); dsn != "" {
+		dsns["postgres"] = newSchema(t, dsn)
+	}
+	for name, dsn := range dsns {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			old, err := store.OpenAtMigration(ctx, dsn, 6)
+			require.NoError(t, err)
+			team := teamTrace("66666666666666666666666666666666", "", traceBase)
+			agent := teamTrace("77777777777777777777777777777777", "00f067aa0ba902b7", traceBase.Add(time.Minute))
+			delete(agent[0].Attributes, store.RootAttribute) // rooted by the missing parent
+			agent[0].Attributes[telemetry.InputAttribute] = "it's «quoted» \"input\""
+			for _, trace := range [][]telemetry.Span{team, agent} {
+				for i, s := range trace {
+					attrs := "null"
+					if s.Attributes != nil {
+						b, err := json.Marshal(s.Attributes)
+						require.NoError(t, err)
+						attrs = string(b)
+					}
+					isRoot := 0
+					if i == 0 {
+						isRoot = 1
+					}
+					var start any = s.Start.UTC().Format("2006-01-02 15:04:05.999999")
+					if name == "postgres" {
+						start = s.Start
+					}
+					_, err := store.WriteDB(old).ExecContext(ctx, `INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind,
+						start_ns, start_time, end_ns, duration_ns, status, status_message, run_id, session_id, user_id, agent_id, team_id,
+						input_tokens, output_tokens, attributes, marked_root, is_root)
+						VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
+						s.TraceID, s.SpanID, s.ParentID, s.Name, s.Kind, s.Start.UnixNano(), start, s.End.UnixNano(), int64(s.Duration()),
+						s.Status, s.StatusMessage, s.RunID, s.SessionID, s.UserID, s.AgentID, s.TeamID, s.InputTokens, s.OutputTokens,
+						attrs, isRoot, isRoot)
+					require.NoError(t, err)
+				}
+			}
+			require.NoError(t, old.Close())
+
+			db, err := store.Open(ctx, dsn, store.Options{Logger: quiet})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = db.Close() })
+			tr := db.Traces()
+			for _, trace := range [][]telemetry.Span{team, agent} {
+				got, err := tr.GetTrace(ctx, trace[0].TraceID)
+				require.NoError(t, err)
+				require.Equal(t, byStart(trace), got)
+			}
+			list, total, err := tr.ListTraces(ctx, telemetry.TraceQuery{})
+			require.NoError(t, err)
+			require.Equal(t, 2, total)
+			root := agent[0]
+			require.Equal(t, telemetry.TraceSummary{TraceID: root.TraceID, Name: root.Name, Status: root.Status, Duration: root.Duration(),
+				StartTime: root.Start, EndTime: root.End, TotalSpans: len(agent), ErrorCount: 1, Input: "it's «quoted» \"input\"",
+				RunID: root.RunID, SessionID: root.SessionID, UserID: root.UserID, TeamID: root.TeamID}, list[0])
+			require.Equal(t, team[0].TraceID, list[1].TraceID)
+			// The converted rows take new spans like any other.
+			extra := telemetry.Span{TraceID: team[0].TraceID, SpanID: "b000000000000009", ParentID: team[0].SpanID, Name: "late",
+				Start: traceBase.Add(3 * time.Second), End: traceBase.Add(4 * time.Second), Status: telemetry.StatusError}
+			require.NoError(t, tr.Write(ctx, []telemetry.Span{extra}))
+			list, _, err = tr.ListTraces(ctx, telemetry.TraceQuery{TeamID: "research", Status: telemetry.StatusOK})
+			require.NoError(t, err)
+			require.Len(t, list, 2)
+			require.Equal(t, len(team)+1, list[1].TotalSpans)
+			require.Equal(t, 2, list[1].ErrorCount)
+		})
+	}
 }

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -30,10 +31,19 @@ type RecorderOptions struct {
 // outage), the batch is dropped and counted, and writes pause with
 // exponential backoff while new spans queue up to the bound; the first
 // successful write ends the backoff.
+//
+// The queue is a slice behind a mutex rather than a channel: a channel
+// receive wakes the writer goroutine for every span, and those wake-ups
+// (a futex call each when the writer sleeps) cost more than building the
+// spans. Record only signals the writer when a batch is full; otherwise the
+// writer comes by every FlushInterval.
 type Recorder struct {
 	opts RecorderOptions
 	log  *slog.Logger
-	q    chan Span
+
+	mu    sync.Mutex
+	queue []Span        // at most QueueSize spans
+	full  chan struct{} // holds a token when the queue has a batch to write
 
 	dropped atomic.Uint64
 	written atomic.Uint64
@@ -60,24 +70,46 @@ func NewRecorder(opts RecorderOptions) *Recorder {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Recorder{opts: opts, log: opts.Logger, q: make(chan Span, opts.QueueSize)}
+	return &Recorder{opts: opts, log: opts.Logger, full: make(chan struct{}, 1)}
 }
 
 // Record queues spans without blocking; spans that do not fit are dropped and
 // counted.
 func (r *Recorder) Record(spans ...Span) {
-	for _, s := range spans {
+	r.mu.Lock()
+	n := min(len(spans), r.opts.QueueSize-len(r.queue))
+	r.queue = append(r.queue, spans[:n]...)
+	signal := len(r.queue) >= r.opts.BatchSize && len(r.queue)-n < r.opts.BatchSize
+	r.mu.Unlock()
+	if n < len(spans) {
+		r.dropped.Add(uint64(len(spans) - n))
+	}
+	if signal {
 		select {
-		case r.q <- s:
-		default:
-			r.dropped.Add(1)
+		case r.full <- struct{}{}:
+		default: // already signalled
 		}
 	}
 }
 
 // Stats returns the queue depth and the spans dropped and written so far.
 func (r *Recorder) Stats() (queued int, dropped, written uint64) {
-	return len(r.q), r.dropped.Load(), r.written.Load()
+	r.mu.Lock()
+	queued = len(r.queue)
+	r.mu.Unlock()
+	return queued, r.dropped.Load(), r.written.Load()
+}
+
+// take moves up to one batch of spans from the queue into batch.
+func (r *Recorder) take(batch []Span) []Span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := min(len(r.queue), cap(batch)-len(batch))
+	batch = append(batch, r.queue[:n]...)
+	rest := copy(r.queue, r.queue[n:])
+	clear(r.queue[rest:]) // let the written spans' strings go
+	r.queue = r.queue[:rest]
+	return batch
 }
 
 // Run writes queued spans until ctx ends, then flushes what is queued (within
@@ -88,18 +120,8 @@ func (r *Recorder) Run(ctx context.Context) error {
 	defer tick.Stop()
 	var backoff time.Duration
 	var resume time.Time
-	flush := func(ctx context.Context) {
-		if len(batch) == 0 {
-			return
-		}
-		if !resume.IsZero() && time.Now().Before(resume) && ctx.Err() == nil {
-			if len(batch) < cap(batch) {
-				return // keep collecting while the sink is backing off
-			}
-			r.dropped.Add(uint64(len(batch)))
-			batch = batch[:0]
-			return
-		}
+	// write writes batch, or drops it when the sink fails.
+	write := func(ctx context.Context) {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.WriteTimeout)
 		err := r.opts.Sink.Write(wctx, batch)
 		cancel()
@@ -116,33 +138,39 @@ func (r *Recorder) Run(ctx context.Context) error {
 			}
 			backoff, resume = 0, time.Time{}
 		}
+		clear(batch)
 		batch = batch[:0]
+	}
+	// flush writes what is queued, one batch at a time, or only the full
+	// batches; while the sink is backing off, spans stay queued (up to
+	// QueueSize, then dropped).
+	flush := func(ctx context.Context, fullOnly bool) {
+		for {
+			if !resume.IsZero() && time.Now().Before(resume) && ctx.Err() == nil {
+				return
+			}
+			if fullOnly {
+				if queued, _, _ := r.Stats(); queued < r.opts.BatchSize {
+					return
+				}
+			}
+			batch = r.take(batch)
+			if len(batch) == 0 {
+				return
+			}
+			write(ctx)
+		}
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			for {
-				select {
-				case s := <-r.q:
-					batch = append(batch, s)
-					if len(batch) == cap(batch) {
-						flush(ctx)
-					}
-					continue
-				default:
-				}
-				break
-			}
 			resume = time.Time{}
-			flush(ctx)
+			flush(ctx, false)
 			return nil
-		case s := <-r.q:
-			batch = append(batch, s)
-			if len(batch) == cap(batch) {
-				flush(ctx)
-			}
+		case <-r.full:
+			flush(ctx, true)
 		case <-tick.C:
-			flush(ctx)
+			flush(ctx, false)
 		}
 	}
 }

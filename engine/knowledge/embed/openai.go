@@ -150,7 +150,7 @@ func NewOpenAI(opts OpenAIOptions) *OpenAI {
 		e.timeout = DefaultTimeout
 	}
 	if e.http == nil {
-		e.http = &http.Client{}
+		e.http = model.HTTPClient()
 	}
 	if opts.Dimension > 0 {
 		e.fixedDim = true

@@ -82,7 +82,7 @@ func New(opts Options) *Client {
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
-		hc = &http.Client{}
+		hc = model.HTTPClient()
 	}
 	headers := make(map[string]string, len(opts.Headers))
 	for k, v := range opts.Headers {

@@ -89,8 +89,7 @@ func New(opts Options) *Client {
 	}
 	c.url = strings.TrimRight(base, "/") + "/chat/completions"
 	if c.http == nil {
-		// No Timeout: a long stream is legitimate, and ctx bounds each call.
-		c.http = &http.Client{}
+		c.http = model.HTTPClient()
 	}
 	if c.apiKey != "" {
 		c.secrets = append(c.secrets, c.apiKey)
