@@ -41,7 +41,8 @@ const recentRunColumns = `id, session_id, parent_run_id, component_id, type, use
 // its partial index (migrations 0004 and 0001), and merges them. Comparing
 // parent_run_id with a literal, not a parameter, lets both dialects use the
 // partial index of finished runs, which also gives the order. The user, when
-// there is one, is tested against ” in SQL so one statement serves both.
+// there is one, is compared with the empty string in SQL, so that one
+// statement serves both.
 const (
 	sqlRecentFinishedRuns = `SELECT ` + recentRunColumns + ` FROM runs
 		WHERE parent_run_id = '' AND latency_us IS NOT NULL AND ($1 = '' OR user_id = $1)

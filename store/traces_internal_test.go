@@ -14,9 +14,10 @@ import (
 
 // TestSQLiteTraceListPlans guards the speed of trace lists on SQLite, which
 // no result would reveal: every filter the API and the console use finds its
-// page through an index of migration 0007 without sorting — the partial ones included, which
-// the planner only picks because traceFilter spells out "<> ”" — and the
-// filtered counts never open the table, whose rows hold whole traces.
+// page through an index of migration 0007 without sorting (the partial
+// indexes too, which the planner only picks because traceFilter spells out
+// that the column is not empty), and counts never open the table, whose rows
+// hold whole traces.
 func TestSQLiteTraceListPlans(t *testing.T) {
 	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "troupe.db"), Options{})
 	require.NoError(t, err)
