@@ -207,6 +207,11 @@ var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // than the rest of a run's tracing.
 func rowArgs(db *DB, rows []*traceRow) ([][]any, error) {
 	buf := encodeBuffers.Get().(*bytes.Buffer)
+	n := 0
+	for _, r := range rows {
+		n += len(r.spans)
+	}
+	buf.Grow(n * 512) // about a span's JSON
 	defer func() {
 		if buf.Cap() <= 4<<20 { // a huge batch's buffer is not worth keeping
 			buf.Reset()
@@ -296,39 +301,58 @@ type pendingTrace struct {
 // nanoseconds fit in 64 bits.
 func (t *Traces) Write(ctx context.Context, spans []telemetry.Span) error {
 	db := t.db
-	var batch []*pendingTrace
-	byID := map[string]*pendingTrace{}
+	// Grouped by trace in two passes, so that every trace's spans share one
+	// array: this runs for every span of every run.
+	index := make(map[string]int, len(spans)/2)
+	var counts []int
 	dropped := 0
 	for i := range spans {
-		s := &spans[i]
-		traceID, spanID := text(s.TraceID), text(s.SpanID)
-		if traceID == "" || spanID == "" {
+		traceID, spanID := spans[i].TraceID, spans[i].SpanID
+		if text(traceID) == "" || text(spanID) == "" {
 			dropped++
 			continue
 		}
-		p := byID[traceID]
-		if p == nil {
-			p = &pendingTrace{id: traceID}
-			byID[traceID] = p
-			batch = append(batch, p)
+		if _, ok := index[traceID]; !ok {
+			index[traceID] = len(counts)
+			counts = append(counts, 0)
 		}
-		p.spans = append(p.spans, storedOf(s, spanID))
+		counts[index[traceID]]++
 	}
 	if dropped > 0 {
 		db.log.Warn("dropping spans without a trace or span id", "spans", dropped)
 	}
-	if len(batch) == 0 {
+	if len(counts) == 0 {
 		return nil
+	}
+	slab := make([]storedSpan, len(spans)-dropped)
+	traces := make([]pendingTrace, len(counts))
+	for i := range traces {
+		traces[i].spans, slab = slab[:0:counts[i]], slab[counts[i]:]
+	}
+	for i := range spans {
+		s := &spans[i]
+		n, ok := index[s.TraceID]
+		if !ok || text(s.SpanID) == "" {
+			continue
+		}
+		p := &traces[n]
+		p.id = text(s.TraceID)
+		p.spans = append(p.spans, storedOf(s, text(s.SpanID)))
 	}
 	// Encoded outside the write transaction, which holds up every other
 	// writer of the database: most traces are new.
-	rows := make([]*traceRow, len(batch))
-	for i, p := range batch {
-		rows[i] = &traceRow{id: p.id}
+	rows := make([]traceRow, len(traces))
+	rowPtrs := make([]*traceRow, len(traces))
+	batch := make([]*pendingTrace, len(traces))
+	for i := range traces {
+		p := &traces[i]
+		// Deduplicated in place: add writes no further than it has read.
+		rows[i] = traceRow{id: p.id, spans: p.spans[:0]}
 		rows[i].add(p.spans)
 		p.spans = rows[i].spans
+		rowPtrs[i], batch[i] = &rows[i], p
 	}
-	args, err := rowArgs(db, rows)
+	args, err := rowArgs(db, rowPtrs)
 	if err != nil {
 		return err
 	}
