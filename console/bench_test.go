@@ -154,6 +154,13 @@ func BenchmarkTracingOverhead(b *testing.B) {
 				runsPerSecond(b, ts, conc, `{"message":"hi","stream":false}`)
 			})
 		}
+		// A model that takes 20ms, as fast as real ones get: throughput is
+		// bound by the model, and tracing only shows in CPU per run.
+		b.Run(name+"/model=20ms/c=32", func(b *testing.B) {
+			ts := startServer(b, setup(b)...)
+			ts.v.quiet = true
+			runsPerSecond(b, ts, 32, `{"message":"sleep 20ms","stream":false}`)
+		})
 	}
 }
 
