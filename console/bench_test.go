@@ -3,7 +3,6 @@ package console_test
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"net/http"
@@ -134,7 +133,7 @@ func BenchmarkTracingOverhead(b *testing.B) {
 	}
 	if addr := os.Getenv("TROUPE_TEST_CLICKHOUSE_ADDR"); addr != "" {
 		sinks["clickhouse"] = func(b *testing.B) []serverOption {
-			ch, err := clickhouse.Open(b.Context(), clickhouse.Options{Addr: addr, Database: "troupe_bench_" + strings.ToLower(rand.Text()[:12])})
+			ch, err := clickhouse.Open(b.Context(), clickhouse.Options{Addr: addr, Database: clickHouseDatabase(b, addr, "troupe_bench_")})
 			if err != nil {
 				b.Fatal(err)
 			}

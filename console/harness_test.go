@@ -3,6 +3,7 @@ package console_test
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	chgo "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/console"
@@ -295,3 +297,25 @@ func (ts *testServer) stream(path, key, contentType, body string) ([]frame, http
 type discard struct{}
 
 func (discard) Write(context.Context, []telemetry.Span) error { return nil }
+
+// clickHouseDatabase returns a new database name for a test of the
+// ClickHouse sink, and drops that database when the test ends: each run of
+// the suite would otherwise leave its databases on the server.
+func clickHouseDatabase(tb testing.TB, addr, prefix string) string {
+	tb.Helper()
+	db := prefix + strings.ToLower(rand.Text()[:12])
+	tb.Cleanup(func() {
+		conn, err := chgo.Open(&chgo.Options{Addr: []string{addr}})
+		if err != nil {
+			tb.Logf("dropping ClickHouse database %s: %v", db, err)
+			return
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS `"+db+"`"); err != nil {
+			tb.Logf("dropping ClickHouse database %s: %v", db, err)
+		}
+	})
+	return db
+}

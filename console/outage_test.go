@@ -1,13 +1,11 @@
 package console_test
 
 import (
-	"crypto/rand"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -80,7 +78,7 @@ func TestClickHouseOutage(t *testing.T) {
 		t.Skip("set TROUPE_TEST_CLICKHOUSE_ADDR (e.g. 127.0.0.1:9000) to run the ClickHouse outage test")
 	}
 	p := newProxy(t, addr)
-	ch, err := clickhouse.Open(t.Context(), clickhouse.Options{Addr: p.ln.Addr().String(), Database: "troupe_outage_" + strings.ToLower(rand.Text()[:12]), DialTimeout: time.Second})
+	ch, err := clickhouse.Open(t.Context(), clickhouse.Options{Addr: p.ln.Addr().String(), Database: clickHouseDatabase(t, addr, "troupe_outage_"), DialTimeout: time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = ch.Close() })
 	ts := startServer(t, withTraces(ch))

@@ -70,7 +70,7 @@ func TestRunTrace(t *testing.T) {
 	}
 	if addr := os.Getenv("TROUPE_TEST_CLICKHOUSE_ADDR"); addr != "" {
 		setups["clickhouse"] = func(t *testing.T) []serverOption {
-			ch, err := clickhouse.Open(t.Context(), clickhouse.Options{Addr: addr, Database: "troupe_console_" + strings.ToLower(rand.Text()[:12])})
+			ch, err := clickhouse.Open(t.Context(), clickhouse.Options{Addr: addr, Database: clickHouseDatabase(t, addr, "troupe_console_")})
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = ch.Close() })
 			return []serverOption{withTraces(ch)}

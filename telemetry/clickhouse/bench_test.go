@@ -49,3 +49,58 @@ func BenchmarkWrite(b *testing.B) {
 	require.NoError(b, s.queryRow(ctx, []any{&stored}, "SELECT count() FROM "+s.table))
 	require.GreaterOrEqual(b, stored, uint64(n*batchSize))
 }
+
+// BenchmarkGetTrace reads one trace back from a table of 1,000,000 spans
+// written over the past 10 days, the newest and the oldest day's, with the
+// table of trace starts (see traceStartTable) and without it, as for traces
+// written before it existed.
+//
+//	TROUPE_TEST_CLICKHOUSE_ADDR=127.0.0.1:9000 go test -run '^$' -bench GetTrace -benchtime 20x ./telemetry/clickhouse/
+func BenchmarkGetTrace(b *testing.B) {
+	s := openStore(b, testOptions(b))
+	ctx := context.Background()
+	const days, batchesPerDay, perBatch = 10, 10, 10_000
+	now := time.Now().UTC()
+	var ids []string // the first trace of each day
+	for d := range days {
+		for batch := range batchesPerDay {
+			var spans []telemetry.Span
+			for len(spans) < perBatch {
+				at := now.Add(-time.Duration(days-d)*24*time.Hour + time.Duration(batch*perBatch+len(spans))*time.Millisecond)
+				spans = append(spans, buildTrace(traceSpec{RunID: "r", AgentID: "a", Start: at, Input: "q"})...)
+			}
+			require.NoError(b, s.Write(ctx, spans))
+			if batch == 0 {
+				ids = append(ids, spans[0].TraceID)
+			}
+		}
+	}
+	var stored uint64
+	require.NoError(b, s.queryRow(ctx, []any{&stored}, "SELECT count() FROM "+s.table))
+	b.Logf("%d spans stored", stored)
+	require.NoError(b, s.exec(ctx, "OPTIMIZE TABLE "+s.table+" FINAL"))
+	for _, bc := range []struct {
+		name, id string
+		starts   bool
+	}{
+		{"newest", ids[len(ids)-1], true},
+		{"oldest", ids[0], true},
+		{"newest/no-starts", ids[len(ids)-1], false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			if !bc.starts {
+				require.NoError(b, s.exec(ctx, "DROP TABLE "+s.startsView))
+				require.NoError(b, s.exec(ctx, "TRUNCATE TABLE "+s.starts))
+			}
+			for b.Loop() {
+				spans, err := s.GetTrace(ctx, bc.id)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(spans) == 0 {
+					b.Fatal("trace not found")
+				}
+			}
+		})
+	}
+}

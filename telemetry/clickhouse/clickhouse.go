@@ -51,10 +51,13 @@ type Options struct {
 // Store is a telemetry.Sink and telemetry.Reader on ClickHouse. It is safe for
 // concurrent use.
 type Store struct {
-	conn    driver.Conn
-	log     *slog.Logger
-	table   string // `db`.`table`, quoted
-	version serverVersion
+	conn  driver.Conn
+	log   *slog.Logger
+	table string // `db`.`table`, quoted
+	// starts is the table of where each trace starts, filled by the
+	// materialized view startsView (see traceStartTable).
+	starts, startsView string
+	version            serverVersion
 	// features actually present in the table this Store created (or found).
 	ttl       bool
 	skipIndex bool
@@ -194,9 +197,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("clickhouse: open %s: %w", o.Addr, err)
 	}
 	s := &Store{
-		conn:  conn,
-		log:   o.Logger.With(slog.String("component", "telemetry.clickhouse")),
-		table: quoteIdent(o.Database) + "." + quoteIdent(o.Table),
+		conn:       conn,
+		log:        o.Logger.With(slog.String("component", "telemetry.clickhouse")),
+		table:      quoteIdent(o.Database) + "." + quoteIdent(o.Table),
+		starts:     quoteIdent(o.Database) + "." + quoteIdent(o.Table+"_trace_starts"),
+		startsView: quoteIdent(o.Database) + "." + quoteIdent(o.Table+"_trace_starts_mv"),
 	}
 	if err := s.init(ctx, o); err != nil {
 		_ = conn.Close()
@@ -309,6 +314,42 @@ func (s *Store) init(ctx context.Context, o Options) error {
 		return fmt.Errorf("clickhouse: create database %s: %w", o.Database, err)
 	}
 
+	if err := s.spanTable(ctx, o); err != nil {
+		return err
+	}
+	return s.traceStartTable(ctx, o)
+}
+
+// traceStartTable creates, if missing, the table of when each trace's spans
+// start and the materialized view that fills it from every insert into the
+// span table: for each trace of an inserted block, the first and the last
+// start. The span table is ordered by time, so finding a trace by its id
+// alone reads every span ever written (0.3 s at two million spans on
+// ClickHouse 18.16, which has no data-skipping indexes); knowing from this
+// small table, ordered by trace id, when the trace's spans start, GetTrace
+// reads only the granules of that time range. (The last start is computed
+// from start_ns, which start_time is made from: the alias start_time would
+// stand for the first start in the view's query.) Spans written before the table existed are
+// not in it, and GetTrace then reads them all, as it did before.
+func (s *Store) traceStartTable(ctx context.Context, o Options) error {
+	ttl := ""
+	if o.TTLDays > 0 && s.version.atLeast(19, 6) {
+		ttl = fmt.Sprintf("\nTTL start_time + INTERVAL %d DAY", o.TTLDays)
+	}
+	if err := s.exec(ctx, "CREATE TABLE IF NOT EXISTS "+s.starts+" (\n\ttrace_id String,\n\tstart_time DateTime,\n\tlast_start_time DateTime\n) ENGINE = MergeTree\n"+
+		"PARTITION BY toYYYYMM(start_time)\nORDER BY trace_id"+ttl); err != nil {
+		return fmt.Errorf("clickhouse: create table %s: %w", s.starts, err)
+	}
+	if err := s.exec(ctx, "CREATE MATERIALIZED VIEW IF NOT EXISTS "+s.startsView+" TO "+s.starts+
+		" AS SELECT trace_id, min(start_time) AS start_time, max(toDateTime(intDiv(start_ns, 1000000000))) AS last_start_time FROM "+s.table+" GROUP BY trace_id"); err != nil {
+		return fmt.Errorf("clickhouse: create materialized view %s: %w", s.startsView, err)
+	}
+	return nil
+}
+
+// spanTable creates the span table, or checks the one there.
+func (s *Store) spanTable(ctx context.Context, o Options) error {
+	v := s.version
 	var exists uint64
 	if err := s.queryRow(ctx, []any{&exists}, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", o.Database, o.Table); err != nil {
 		return fmt.Errorf("clickhouse: look up table %s: %w", s.table, err)

@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -430,4 +433,60 @@ func TestWriteHonoursCancelledContext(t *testing.T) {
 	cancel()
 	err := s.Write(ctx, buildTrace(traceSpec{RunID: "x", Start: time.Now()}))
 	require.ErrorIs(t, err, context.Canceled)
+}
+
+// TestGetTraceFromItsStart checks the table of trace starts (see
+// traceStartTable): it holds every trace written, GetTrace finds all the
+// spans of a trace written in batches whatever their times (a caller's spans
+// stored after its callee's start earlier), reads only the spans from the
+// trace's start, and still finds the spans of a trace the table does not
+// know (written before it existed).
+func TestGetTraceFromItsStart(t *testing.T) {
+	o := testOptions(t)
+	s := openStore(t, o)
+	ctx := ctxT(t)
+
+	day := 24 * time.Hour
+	start := time.Now().UTC().Add(-3 * day).Truncate(time.Second)
+	spans := buildTrace(traceSpec{RunID: "late", Start: start, Input: "x"})
+	// Older spans of the other traces, in earlier partitions, that a lookup
+	// by id alone would read.
+	for i := range 3 {
+		require.NoError(t, s.Write(ctx, buildTrace(traceSpec{RunID: fmt.Sprint("old", i), Start: start.Add(-time.Duration(i+1) * day), Input: "x"})))
+	}
+	require.NoError(t, s.Write(ctx, spans[2:]))
+	// The caller's span, an hour before the rest, arrives last.
+	caller := spans[0]
+	caller.SpanID, caller.ParentID, caller.Name = telemetry.NewSpanID(), "", "caller"
+	caller.Start, caller.End = start.Add(-time.Hour), start.Add(time.Minute)
+	require.NoError(t, s.Write(ctx, append(spans[:2:2], caller)))
+
+	var rows uint64
+	require.NoError(t, s.conn.QueryRow(ctx, "SELECT count() FROM "+s.starts).Scan(&rows))
+	assert.EqualValues(t, 3+2, rows, "one row per trace and batch")
+
+	got, err := s.GetTrace(ctx, spans[0].TraceID)
+	require.NoError(t, err)
+	require.Equal(t, normalize(append(spans, caller)), got)
+
+	// The queries read the spans from the trace's start on, not the three
+	// days before (ClickHouse reports the rows it read as progress).
+	var read atomic.Uint64
+	pctx := ch.Context(ctx, ch.WithProgress(func(p *ch.Progress) { read.Add(p.Rows) }))
+	_, err = s.GetTrace(pctx, spans[0].TraceID)
+	require.NoError(t, err)
+	assert.Greater(t, read.Load(), uint64(0), "progress reports rows read")
+	assert.Less(t, read.Load(), uint64(2*len(spans)+10), "rows read by GetTrace: only the trace's start lookup and its own day's spans")
+
+	// A trace written while the view did not exist is found by id alone.
+	require.NoError(t, s.exec(ctx, "DROP TABLE "+s.startsView))
+	legacy := buildTrace(traceSpec{RunID: "legacy", Start: start, Input: "x"})
+	require.NoError(t, s.Write(ctx, legacy))
+	s = openStore(t, o) // recreates the view
+	got, err = s.GetTrace(ctx, legacy[0].TraceID)
+	require.NoError(t, err)
+	require.Equal(t, normalize(legacy), got)
+	require.NoError(t, s.Write(ctx, buildTrace(traceSpec{RunID: "after", Start: start, Input: "x"})))
+	require.NoError(t, s.conn.QueryRow(ctx, "SELECT count() FROM "+s.starts).Scan(&rows))
+	assert.EqualValues(t, 3+2+1, rows, "the view fills the table again")
 }

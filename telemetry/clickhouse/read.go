@@ -175,8 +175,19 @@ func (s *Store) GetTrace(ctx context.Context, traceID string) ([]telemetry.Span,
 	if traceID == "" {
 		return out, nil
 	}
-	rows, err := s.query(ctx, "SELECT "+strings.Join(readColumns, ", ")+" FROM "+s.table+
-		" WHERE trace_id = ? ORDER BY start_ns, span_id", traceID)
+	// When the trace's spans start bounds the spans to read (see traceStartTable);
+	// a trace the table does not know is read from every span.
+	// Times travel as Unix seconds, which no time zone can shift.
+	var from, to, known uint64
+	if err := s.queryRow(ctx, []any{&from, &to, &known}, "SELECT toUInt64(toUInt32(min(start_time))), toUInt64(toUInt32(max(last_start_time))), count() FROM "+
+		s.starts+" WHERE trace_id = ?", traceID); err != nil {
+		return nil, fmt.Errorf("clickhouse: get trace %s: %w", traceID, err)
+	}
+	where, args := " WHERE trace_id = ?", []any{traceID}
+	if known > 0 {
+		where, args = " WHERE start_time BETWEEN toDateTime(?) AND toDateTime(?) AND trace_id = ?", []any{from, to, traceID}
+	}
+	rows, err := s.query(ctx, "SELECT "+strings.Join(readColumns, ", ")+" FROM "+s.table+where+" ORDER BY start_ns, span_id", args...)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: get trace %s: %w", traceID, err)
 	}
