@@ -15,8 +15,15 @@ type RecorderOptions struct {
 	// it is full, new spans are dropped and counted: runs never wait for a
 	// sink.
 	QueueSize int
-	// BatchSize is the most spans written at once (default 1024).
+	// BatchSize is how many queued spans make a write happen before the
+	// next FlushInterval (default 1024).
 	BatchSize int
+	// MaxBatchSize is the most spans one write takes (default 16 ×
+	// BatchSize). Writes take more than BatchSize only when the queue has
+	// fallen behind: a sink whose writes cost mostly a fixed delay (a
+	// ClickHouse insert, ~5–50 ms however small) then catches up in fewer,
+	// larger writes instead of dropping spans.
+	MaxBatchSize int
 	// FlushInterval is the longest a span waits before a write (default 1s).
 	FlushInterval time.Duration
 	// WriteTimeout bounds one write (default 5s).
@@ -57,6 +64,9 @@ func NewRecorder(opts RecorderOptions) *Recorder {
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 1024
+	}
+	if opts.MaxBatchSize < opts.BatchSize {
+		opts.MaxBatchSize = 16 * opts.BatchSize
 	}
 	if opts.FlushInterval <= 0 {
 		opts.FlushInterval = time.Second
@@ -100,11 +110,11 @@ func (r *Recorder) Stats() (queued int, dropped, written uint64) {
 	return queued, r.dropped.Load(), r.written.Load()
 }
 
-// take moves up to one batch of spans from the queue into batch.
+// take moves up to MaxBatchSize spans from the queue into batch.
 func (r *Recorder) take(batch []Span) []Span {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := min(len(r.queue), cap(batch)-len(batch))
+	n := min(len(r.queue), r.opts.MaxBatchSize-len(batch))
 	batch = append(batch, r.queue[:n]...)
 	rest := copy(r.queue, r.queue[n:])
 	clear(r.queue[rest:]) // let the written spans' strings go
@@ -115,7 +125,7 @@ func (r *Recorder) take(batch []Span) []Span {
 // Run writes queued spans until ctx ends, then flushes what is queued (within
 // WriteTimeout) and returns.
 func (r *Recorder) Run(ctx context.Context) error {
-	batch := make([]Span, 0, r.opts.BatchSize)
+	batch := make([]Span, 0, r.opts.BatchSize) // grows up to MaxBatchSize
 	tick := time.NewTicker(r.opts.FlushInterval)
 	defer tick.Stop()
 	var backoff time.Duration

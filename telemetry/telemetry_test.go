@@ -157,13 +157,17 @@ func TestRecorderBatchesAndFlushesOnShutdown(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = r.Run(ctx); close(done) }()
 	r.Record(spans(250)...)
-	require.Eventually(t, func() bool { return sink.count() == 200 }, 5*time.Second, time.Millisecond, "full batches are written at once")
+	require.Eventually(t, func() bool { return sink.count() == 250 }, 5*time.Second, time.Millisecond,
+		"a full batch is written at once, with what else is queued")
+	r.Record(spans(50)...) // less than a batch: waits for the interval
+	time.Sleep(50 * time.Millisecond)
+	require.Equal(t, 250, sink.count())
 	cancel()
 	<-done
-	require.Equal(t, 250, sink.count(), "the rest is flushed on shutdown")
+	require.Equal(t, 300, sink.count(), "the rest is flushed on shutdown")
 	_, dropped, written := r.Stats()
 	require.Zero(t, dropped)
-	require.EqualValues(t, 250, written)
+	require.EqualValues(t, 300, written)
 }
 
 func TestRecorderNeverBlocksAndCountsDrops(t *testing.T) {
@@ -204,6 +208,48 @@ func TestRecorderBacksOffDuringOutageAndRecovers(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond, "writes resume after the outage")
 	cancel()
 	<-done
+}
+
+// TestRecorderCatchesUpWithLargerBatches checks that a sink whose every
+// write takes a fixed time (like a ClickHouse insert) keeps up with more
+// spans than BatchSize per write allows, by taking more per write once the
+// queue has fallen behind, without dropping any.
+func TestRecorderCatchesUpWithLargerBatches(t *testing.T) {
+	t.Parallel()
+	sink := &slowSink{delay: 20 * time.Millisecond}
+	r := telemetry.NewRecorder(telemetry.RecorderOptions{Sink: sink, BatchSize: 100, MaxBatchSize: 2000, QueueSize: 50_000,
+		FlushInterval: time.Hour})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { _ = r.Run(ctx); close(done) }()
+	// 20,000 spans at once: 200 writes of BatchSize would take 4 s.
+	for range 200 {
+		r.Record(spans(100)...)
+	}
+	require.Eventually(t, func() bool { _, _, w := r.Stats(); return w == 20_000 }, 10*time.Second, time.Millisecond)
+	cancel()
+	<-done
+	_, dropped, _ := r.Stats()
+	require.Zero(t, dropped)
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	require.LessOrEqual(t, sink.writes, 20, "writes grow up to MaxBatchSize when behind")
+	require.LessOrEqual(t, sink.largest, 2000)
+}
+
+type slowSink struct {
+	delay           time.Duration
+	mu              sync.Mutex
+	writes, largest int
+}
+
+func (s *slowSink) Write(ctx context.Context, spans []telemetry.Span) error {
+	time.Sleep(s.delay)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writes++
+	s.largest = max(s.largest, len(spans))
+	return nil
 }
 
 // TestTraceIDsGrowWithTime checks the id layout stores rely on: later traces

@@ -11,43 +11,48 @@ import (
 	"github.com/troupehq/troupe/telemetry"
 )
 
-// BenchmarkWrite writes batches of 1,000 spans (125 realistic traces of 8
-// spans) and reports spans per second stored in ClickHouse.
+// BenchmarkWrite writes batches of 1,000 and of 10,000 spans (realistic
+// traces of 8 spans) and reports spans per second stored in ClickHouse. An
+// insert has a large fixed cost on the server (it allocates buffers and
+// writes a part per insert), so the recorder writes larger batches when it
+// falls behind (telemetry.RecorderOptions.MaxBatchSize).
 //
 //	TROUPE_TEST_CLICKHOUSE_ADDR=127.0.0.1:9000 go test -run '^$' -bench Write ./telemetry/clickhouse/
 func BenchmarkWrite(b *testing.B) {
-	s := openStore(b, testOptions(b))
-	ctx := context.Background()
+	for _, batchSize := range []int{1000, 10_000} {
+		b.Run(fmt.Sprint("batch=", batchSize), func(b *testing.B) {
+			s := openStore(b, testOptions(b))
+			ctx := context.Background()
+			start := time.Now().Add(-time.Hour)
+			batches := make([][]telemetry.Span, 4)
+			for i := range batches {
+				for len(batches[i]) < batchSize {
+					batches[i] = append(batches[i], buildTrace(traceSpec{
+						RunID: fmt.Sprintf("run-%d-%d", i, len(batches[i])), SessionID: "bench-session", UserID: "bench-user",
+						AgentID: "bench-agent", Start: start, Input: "summarise the quarterly report and draft a reply to the customer",
+					})...)
+				}
+				batches[i] = batches[i][:batchSize]
+			}
 
-	const batchSize = 1000
-	start := time.Now().Add(-time.Hour)
-	batches := make([][]telemetry.Span, 16)
-	for i := range batches {
-		for len(batches[i]) < batchSize {
-			batches[i] = append(batches[i], buildTrace(traceSpec{
-				RunID: fmt.Sprintf("run-%d-%d", i, len(batches[i])), SessionID: "bench-session", UserID: "bench-user",
-				AgentID: "bench-agent", Start: start, Input: "summarise the quarterly report and draft a reply to the customer",
-			})...)
-		}
-		batches[i] = batches[i][:batchSize]
+			b.ReportAllocs()
+			b.ResetTimer()
+			n := 0
+			for b.Loop() {
+				if err := s.Write(ctx, batches[n%len(batches)]); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			elapsed := b.Elapsed()
+			b.ReportMetric(float64(n*batchSize)/elapsed.Seconds(), "spans/s")
+
+			b.StopTimer()
+			var stored uint64
+			require.NoError(b, s.queryRow(ctx, []any{&stored}, "SELECT count() FROM "+s.table))
+			require.GreaterOrEqual(b, stored, uint64(n*batchSize))
+		})
 	}
-
-	b.ReportAllocs()
-	b.ResetTimer()
-	n := 0
-	for b.Loop() {
-		if err := s.Write(ctx, batches[n%len(batches)]); err != nil {
-			b.Fatal(err)
-		}
-		n++
-	}
-	elapsed := b.Elapsed()
-	b.ReportMetric(float64(n*batchSize)/elapsed.Seconds(), "spans/s")
-
-	b.StopTimer()
-	var stored uint64
-	require.NoError(b, s.queryRow(ctx, []any{&stored}, "SELECT count() FROM "+s.table))
-	require.GreaterOrEqual(b, stored, uint64(n*batchSize))
 }
 
 // BenchmarkGetTrace reads one trace back from a table of 1,000,000 spans
