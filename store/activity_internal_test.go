@@ -39,18 +39,7 @@ func TestSQLiteOverviewPlans(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var plan []string
-			rows, err := db.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+tc.query, tc.args...)
-			require.NoError(t, err)
-			for rows.Next() {
-				var id, parent, unused int
-				var detail string
-				require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
-				plan = append(plan, detail)
-			}
-			require.NoError(t, rows.Err())
-			require.NoError(t, rows.Close())
-			all := strings.Join(plan, "\n")
+			all := queryPlan(t, db, tc.query, tc.args...)
 			if tc.covering {
 				require.Contains(t, all, "USING COVERING INDEX "+tc.index)
 			} else {
@@ -64,7 +53,7 @@ func TestSQLiteOverviewPlans(t *testing.T) {
 
 			// The plan's word, checked against the program: a covering
 			// statement never opens a cursor on the table itself.
-			rows, err = db.r.QueryContext(ctx, "EXPLAIN "+tc.query, tc.args...)
+			rows, err := db.r.QueryContext(ctx, "EXPLAIN "+tc.query, tc.args...)
 			require.NoError(t, err)
 			defer rows.Close()
 			opensTable := false
@@ -86,4 +75,21 @@ func TestSQLiteOverviewPlans(t *testing.T) {
 			require.Equal(t, !tc.covering, opensTable, "opens the runs table")
 		})
 	}
+}
+
+// queryPlan returns SQLite's EXPLAIN QUERY PLAN of query, one step a line.
+func queryPlan(t *testing.T, db *DB, query string, args ...any) string {
+	t.Helper()
+	var plan []string
+	rows, err := db.r.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+query, args...)
+	require.NoError(t, err)
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
+		plan = append(plan, detail)
+	}
+	require.NoError(t, rows.Err())
+	require.NoError(t, rows.Close())
+	return strings.Join(plan, "\n")
 }

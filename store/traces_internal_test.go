@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -40,31 +39,16 @@ func TestSQLiteTraceListPlans(t *testing.T) {
 		{"team, status, since", telemetry.TraceQuery{TeamID: "t", Status: telemetry.StatusOK, StartTime: hour}, "traces_team_id", false},
 		{"user", telemetry.TraceQuery{UserID: "u"}, "traces_user_id", false},
 	}
-	plan := func(t *testing.T, query string, args []any) string {
-		t.Helper()
-		var out []string
-		rows, err := db.r.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+query, args...)
-		require.NoError(t, err)
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
-			out = append(out, detail)
-		}
-		require.NoError(t, rows.Err())
-		require.NoError(t, rows.Close())
-		return strings.Join(out, "\n")
-	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			filter, args := traceFilter(tc.q)
-			list := plan(t, traceListSQL(filter, 20, 0), args)
+			list := queryPlan(t, db, traceListSQL(filter, 20, 0), args...)
 			require.Contains(t, list, "INDEX "+tc.index, list)
 			if !tc.sorts {
 				require.NotContains(t, list, "TEMP B-TREE", list)
 			}
 			// Counting all traces may take any index: the smallest wins.
-			count := plan(t, `SELECT COUNT(*) FROM traces WHERE `+filter, args)
+			count := queryPlan(t, db, `SELECT COUNT(*) FROM traces WHERE `+filter, args...)
 			require.Contains(t, count, "COVERING INDEX", count)
 			if tc.name != "all" {
 				require.Contains(t, count, "INDEX "+tc.index, count)
