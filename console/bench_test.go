@@ -70,50 +70,13 @@ func BenchmarkHTTPRuns(b *testing.B) {
 			b.Run(fmt.Sprintf("stream=%v/c=%d", stream, conc), func(b *testing.B) {
 				ts := startServer(b)
 				ts.v.quiet = true
-				client := benchClient(conc)
 				body := fmt.Sprintf(`{"message":"hi","stream":%v}`, stream)
-				url := ts.url + "/agents/writer/runs"
-				for range conc { // warm connections
-					if _, _, err := postRun(client, url, body); err != nil {
-						b.Fatal(err)
-					}
-				}
-				lat := make([]time.Duration, b.N)
-				ttfe := make([]time.Duration, b.N)
-				var next atomic.Int64
-				var failed atomic.Int64
-				b.ResetTimer()
-				start := time.Now()
-				var wg sync.WaitGroup
-				for range conc {
-					wg.Go(func() {
-						for {
-							i := next.Add(1) - 1
-							if i >= int64(b.N) {
-								return
-							}
-							d, first, err := postRun(client, url, body)
-							if err != nil {
-								failed.Add(1)
-								b.Error(err)
-								return
-							}
-							lat[i], ttfe[i] = d, first
-						}
-					})
-				}
-				wg.Wait()
-				elapsed := time.Since(start)
-				b.StopTimer()
-				if failed.Load() > 0 {
-					b.Fatalf("%d failed requests", failed.Load())
-				}
-				slices.Sort(lat)
-				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "runs/s")
+				load := postRuns(b, ts, conc, body)
+				lat, ttfe := load.lat, load.ttfe
+				b.ReportMetric(float64(b.N)/load.elapsed.Seconds(), "runs/s")
 				b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
 				b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
 				if stream {
-					slices.Sort(ttfe)
 					b.ReportMetric(ms(ttfe[len(ttfe)/2]), "ttfe-p50-ms")
 				}
 			})
@@ -163,12 +126,38 @@ func BenchmarkTracingOverhead(b *testing.B) {
 	}
 }
 
-// runsPerSecond posts b.N runs with conc clients and reports runs/s and p99.
+// runsPerSecond posts b.N runs with conc clients and reports runs/s, p99 and
+// CPU per run.
 func runsPerSecond(b *testing.B, ts *testServer, conc int, body string) {
+	load := postRuns(b, ts, conc, body)
+	b.ReportMetric(float64(b.N)/load.elapsed.Seconds(), "runs/s")
+	b.ReportMetric(ms(load.lat[len(load.lat)*99/100]), "p99-ms")
+	// CPU per run (client, server and vendor fake: this process) varies
+	// less than throughput on a shared machine, and shows what a sink
+	// costs even when the cores are not saturated.
+	b.ReportMetric(float64(load.cpu.Microseconds())/float64(b.N), "cpu-µs/run")
+}
+
+// runLoad is what postRuns measured: latencies and times to the first event
+// (streams only), each sorted, and the wall and CPU time of the whole load.
+type runLoad struct {
+	lat, ttfe    []time.Duration
+	elapsed, cpu time.Duration
+}
+
+// postRuns posts b.N runs of the writer agent with conc clients, after one
+// run per client to open their connections, and stops the benchmark timer
+// after the last. A failed run fails the benchmark.
+func postRuns(b *testing.B, ts *testServer, conc int, body string) runLoad {
 	client := benchClient(conc)
 	url := ts.url + "/agents/writer/runs"
-	lat := make([]time.Duration, b.N)
-	var next atomic.Int64
+	for range conc {
+		if _, _, err := postRun(client, url, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	load := runLoad{lat: make([]time.Duration, b.N), ttfe: make([]time.Duration, b.N)}
+	var next, failed atomic.Int64
 	b.ResetTimer()
 	start, cpu := time.Now(), processCPU()
 	var wg sync.WaitGroup
@@ -179,25 +168,25 @@ func runsPerSecond(b *testing.B, ts *testServer, conc int, body string) {
 				if i >= int64(b.N) {
 					return
 				}
-				d, _, err := postRun(client, url, body)
+				d, first, err := postRun(client, url, body)
 				if err != nil {
+					failed.Add(1)
 					b.Error(err)
 					return
 				}
-				lat[i] = d
+				load.lat[i], load.ttfe[i] = d, first
 			}
 		})
 	}
 	wg.Wait()
-	elapsed, cpu := time.Since(start), processCPU()-cpu
+	load.elapsed, load.cpu = time.Since(start), processCPU()-cpu
 	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "runs/s")
-	b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
-	// CPU per run (client, server and vendor fake: this process) varies
-	// less than throughput on a shared machine, and shows what a sink
-	// costs even when the cores are not saturated.
-	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/run")
+	if failed.Load() > 0 {
+		b.Fatalf("%d failed requests", failed.Load())
+	}
+	slices.Sort(load.lat)
+	slices.Sort(load.ttfe)
+	return load
 }
 
 // processCPU is the user and system CPU time this process has used.

@@ -257,22 +257,16 @@ func (k *Knowledge) LoadStats(ctx context.Context, knowledgeID string) (*bm25.St
 	if err != nil {
 		return nil, fmt.Errorf("store: loading keyword statistics: %w", err)
 	}
-	var s struct {
-		N, TotalLen int
-		DF          map[uint32]int
-	}
+	var s bm25.Stats
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("store: decoding keyword statistics: %w", err)
 	}
-	return &bm25.Stats{N: s.N, TotalLen: s.TotalLen, DF: s.DF}, nil
+	return &s, nil
 }
 
 // SaveStats implements kb.StatsStore.
 func (k *Knowledge) SaveStats(ctx context.Context, knowledgeID string, s *bm25.Stats) error {
-	b, err := json.Marshal(struct {
-		N, TotalLen int
-		DF          map[uint32]int
-	}{s.N, s.TotalLen, s.DF})
+	b, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
@@ -374,14 +368,15 @@ func (k *Knowledge) DeleteDocument(ctx context.Context, knowledgeID, documentID 
 // Texts implements embedded.Repository.
 func (k *Knowledge) Texts(ctx context.Context, ids []string) (map[string]string, error) {
 	out := make(map[string]string, len(ids))
-	for start := 0; start < len(ids); start += 500 {
-		batch := ids[start:min(start+500, len(ids))]
-		ph := make([]string, len(batch))
+	for batch := range slices.Chunk(ids, idBatch) {
+		var q strings.Builder
+		q.WriteString(`SELECT id, text FROM knowledge_chunks WHERE id IN `)
+		placeholders(&q, 0, len(batch))
 		args := make([]any, len(batch))
 		for i, id := range batch {
-			ph[i], args[i] = fmt.Sprintf("$%d", i+1), id
+			args[i] = id
 		}
-		rows, err := k.db.r.QueryContext(ctx, `SELECT id, text FROM knowledge_chunks WHERE id IN (`+strings.Join(ph, ", ")+`)`, args...)
+		rows, err := k.db.r.QueryContext(ctx, q.String(), args...)
 		if err != nil {
 			return nil, fmt.Errorf("store: reading chunk texts: %w", err)
 		}

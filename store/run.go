@@ -412,24 +412,9 @@ func (db *DB) ListRuns(ctx context.Context, sessionID string, f Filter) ([]Run, 
 }
 
 func (db *DB) listRuns(ctx context.Context, sessionID string, f Filter) ([]Run, error) {
-	rows, err := db.st.listRuns.QueryContext(ctx, sessionID, f.UserID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	runs := []Run{}
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, err
-		}
-		runs = append(runs, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if len(runs) > 0 {
-		return runs, nil
+	runs, err := db.scanRuns(ctx, db.st.listRuns, sessionID, f.UserID)
+	if err != nil || len(runs) > 0 {
+		return runs, err
 	}
 	// No rows: an empty session, or none visible. Only this rare case pays
 	// for a second query.

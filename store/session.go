@@ -281,9 +281,9 @@ func (db *DB) RenameSession(ctx context.Context, id, name string, f Filter) (*Se
 	return &s, nil
 }
 
-// deleteBatch bounds the ids per DELETE statement, well under SQLite's and
+// idBatch bounds the ids of one "IN (…)" list, well under SQLite's and
 // PostgreSQL's limits on bound parameters.
-const deleteBatch = 500
+const idBatch = 500
 
 // DeleteSessions deletes the sessions among ids that f lets the caller see,
 // with their runs, and returns how many sessions it deleted. Unknown and
@@ -298,7 +298,7 @@ func (db *DB) DeleteSessions(ctx context.Context, ids []string, f Filter) (int, 
 	deleted := 0
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		deleted = 0 // this may be a second run (see writeFunc)
-		for batch := range slices.Chunk(ids, deleteBatch) {
+		for batch := range slices.Chunk(ids, idBatch) {
 			var b strings.Builder
 			args := make([]any, 0, len(batch)+1)
 			b.WriteString("DELETE FROM sessions WHERE id IN (")

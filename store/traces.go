@@ -42,7 +42,7 @@ func (db *DB) Traces() *Traces { return &Traces{db: db} }
 // The summary comes from the trace's root: the one span of its stored spans
 // that comes first by:
 //
-//  1. carrying the attribute RootAttribute ("troupe.root") = "true", which
+//  1. carrying telemetry.RootAttribute ("troupe.root") = "true", which
 //     telemetry.Trace sets on the span of the run it traces;
 //  2. otherwise, having no parent (an empty parent_span_id) or a parent that is
 //     not a stored span of the same trace: a run continuing a caller's
@@ -67,14 +67,23 @@ var (
 	_ telemetry.Reader = (*Traces)(nil)
 )
 
-// RootAttribute is the span attribute that marks, with the value "true", the
-// root span of a trace (see Traces).
-const RootAttribute = "troupe.root"
+// traceColumnNames are the columns of a traces row, in the order of
+// traceRow.args; trace_id first.
+var traceColumnNames = []string{"trace_id", "root_span_id", "name", "status", "start_ns", "start_time", "end_ns", "duration_ns",
+	"run_id", "session_id", "user_id", "agent_id", "team_id", "input", "total_spans", "error_count", "spans"}
 
-const traceColumns = `trace_id, root_span_id, name, status, start_ns, start_time, end_ns, duration_ns,
-	run_id, session_id, user_id, agent_id, team_id, input, total_spans, error_count, spans`
-
-const nTraceArgs = 17
+var (
+	nTraceArgs   = len(traceColumnNames)
+	traceColumns = strings.Join(traceColumnNames, ", ")
+	// traceUpdate sets every column but trace_id ($1) to its argument.
+	traceUpdate = func() string {
+		set := make([]string, 0, nTraceArgs-1)
+		for i, c := range traceColumnNames[1:] {
+			set = append(set, c+" = $"+strconv.Itoa(i+2))
+		}
+		return `UPDATE traces SET ` + strings.Join(set, ", ") + ` WHERE trace_id = $1`
+	}()
+)
 
 // traceChunk bounds the rows of one PostgreSQL INSERT and the advisory locks
 // of one statement, well below its limit of 65535 bound parameters.
@@ -161,11 +170,19 @@ func (s *storedSpan) span(traceID string) telemetry.Span {
 	}
 }
 
-// traceRow is one trace being written: its spans, ordered by start then span
-// id, without two of the same id.
+// traceRow is one trace being written: its spans, without two of the same
+// id, and once rowArgs has run, ordered by start then span id, and the row's
+// column values.
 type traceRow struct {
 	id    string
 	spans []storedSpan
+	args  []any // in traceColumns order
+}
+
+// byStart orders spans by start, then span id: as they are stored, and as
+// GetTrace returns them.
+func byStart(a, b storedSpan) int {
+	return cmp.Or(cmp.Compare(a.StartNS, b.StartNS), strings.Compare(a.SpanID, b.SpanID))
 }
 
 // add appends the spans whose ids the row does not hold yet (the first
@@ -201,11 +218,11 @@ func (r *traceRow) add(spans []storedSpan) bool {
 // does not grow its own.
 var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// rowArgs returns the rows' column values, in traceColumns order. The spans
-// of every row are encoded into one buffer and one string, which each row's
-// spans column is a slice of: encoding the rows one by one allocated more
-// than the rest of a run's tracing.
-func rowArgs(db *DB, rows []*traceRow) ([][]any, error) {
+// rowArgs sets the rows' column values. The spans of every row are encoded
+// into one buffer and one string, which each row's spans column is a slice
+// of: encoding the rows one by one allocated more than the rest of a run's
+// tracing.
+func rowArgs(db *DB, rows []*traceRow) error {
 	buf := encodeBuffers.Get().(*bytes.Buffer)
 	n := 0
 	for _, r := range rows {
@@ -222,17 +239,14 @@ func rowArgs(db *DB, rows []*traceRow) ([][]any, error) {
 	enc.SetEscapeHTML(false)
 	ends := make([]int, len(rows))
 	for i, r := range rows {
-		slices.SortFunc(r.spans, func(a, b storedSpan) int {
-			return cmp.Or(cmp.Compare(a.StartNS, b.StartNS), strings.Compare(a.SpanID, b.SpanID))
-		})
+		slices.SortFunc(r.spans, byStart)
 		if err := enc.Encode(r.spans); err != nil {
-			return nil, fmt.Errorf("store: encoding the spans of trace %s: %w", r.id, err)
+			return fmt.Errorf("store: encoding the spans of trace %s: %w", r.id, err)
 		}
 		buf.Truncate(buf.Len() - 1) // the newline Encode adds
 		ends[i] = buf.Len()
 	}
 	all := buf.String()
-	out := make([][]any, len(rows))
 	start := 0
 	for i, r := range rows {
 		root := chooseRoot(r.spans)
@@ -246,12 +260,12 @@ func rowArgs(db *DB, rows []*traceRow) ([][]any, error) {
 		if root.StartNS != 0 && root.EndNS != 0 {
 			duration = root.EndNS - root.StartNS
 		}
-		out[i] = []any{r.id, root.SpanID, root.Name, root.Status, root.StartNS, db.timeArg(normTime(timeOfNS(root.StartNS))),
+		r.args = []any{r.id, root.SpanID, root.Name, root.Status, root.StartNS, db.timeArg(normTime(timeOfNS(root.StartNS))),
 			root.EndNS, duration, root.RunID, root.SessionID, root.UserID, root.AgentID, root.TeamID,
 			root.Attributes[telemetry.InputAttribute], len(r.spans), failed, all[start:ends[i]]}
 		start = ends[i]
 	}
-	return out, nil
+	return nil
 }
 
 // chooseRoot applies the root rule (see Traces) to the spans of one trace,
@@ -263,7 +277,7 @@ func chooseRoot(spans []storedSpan) *storedSpan {
 	}
 	rank := func(s *storedSpan) int {
 		switch {
-		case s.Attributes[RootAttribute] == "true":
+		case s.Attributes[telemetry.RootAttribute] == "true":
 			return 0
 		case s.ParentID == "" || !known[s.ParentID]:
 			return 1
@@ -282,14 +296,6 @@ func chooseRoot(spans []storedSpan) *storedSpan {
 	return best
 }
 
-// pendingTrace is a trace of a batch: its new spans and, should the trace be
-// new, the row to insert.
-type pendingTrace struct {
-	id    string
-	spans []storedSpan
-	args  []any
-}
-
 // Write implements telemetry.Sink: it stores the spans in one transaction. A
 // span already stored (same trace and span id) is kept as it is, so writing a
 // batch again is harmless. Spans without a trace or span id cannot be stored
@@ -304,64 +310,58 @@ func (t *Traces) Write(ctx context.Context, spans []telemetry.Span) error {
 	// Grouped by trace in two passes, so that every trace's spans share one
 	// array: this runs for every span of every run.
 	index := make(map[string]int, len(spans)/2)
+	var rows []traceRow
 	var counts []int
 	dropped := 0
 	for i := range spans {
-		traceID, spanID := spans[i].TraceID, spans[i].SpanID
-		if text(traceID) == "" || text(spanID) == "" {
+		traceID := spans[i].TraceID
+		if text(traceID) == "" || text(spans[i].SpanID) == "" {
 			dropped++
 			continue
 		}
-		if _, ok := index[traceID]; !ok {
-			index[traceID] = len(counts)
+		n, ok := index[traceID]
+		if !ok {
+			n = len(rows)
+			index[traceID] = n
+			rows = append(rows, traceRow{id: text(traceID)})
 			counts = append(counts, 0)
 		}
-		counts[index[traceID]]++
+		counts[n]++
 	}
 	if dropped > 0 {
 		db.log.Warn("dropping spans without a trace or span id", "spans", dropped)
 	}
-	if len(counts) == 0 {
+	if len(rows) == 0 {
 		return nil
 	}
 	slab := make([]storedSpan, len(spans)-dropped)
-	traces := make([]pendingTrace, len(counts))
-	for i := range traces {
-		traces[i].spans, slab = slab[:0:counts[i]], slab[counts[i]:]
+	for i := range rows {
+		rows[i].spans, slab = slab[:0:counts[i]], slab[counts[i]:]
 	}
 	for i := range spans {
 		s := &spans[i]
 		n, ok := index[s.TraceID]
-		if !ok || text(s.SpanID) == "" {
-			continue
+		if spanID := text(s.SpanID); ok && spanID != "" {
+			rows[n].spans = append(rows[n].spans, storedOf(s, spanID))
 		}
-		p := &traces[n]
-		p.id = text(s.TraceID)
-		p.spans = append(p.spans, storedOf(s, text(s.SpanID)))
 	}
 	// Encoded outside the write transaction, which holds up every other
 	// writer of the database: most traces are new.
-	rows := make([]traceRow, len(traces))
-	rowPtrs := make([]*traceRow, len(traces))
-	batch := make([]*pendingTrace, len(traces))
-	for i := range traces {
-		p := &traces[i]
+	batch := make([]*traceRow, len(rows))
+	for i := range rows {
+		r := &rows[i]
 		// Deduplicated in place: add writes no further than it has read.
-		rows[i] = traceRow{id: p.id, spans: p.spans[:0]}
-		rows[i].add(p.spans)
-		p.spans = rows[i].spans
-		rowPtrs[i], batch[i] = &rows[i], p
+		spans := r.spans
+		r.spans = spans[:0]
+		r.add(spans)
+		batch[i] = r
 	}
-	args, err := rowArgs(db, rowPtrs)
-	if err != nil {
+	if err := rowArgs(db, batch); err != nil {
 		return err
 	}
-	for i, p := range batch {
-		p.args = args[i]
-	}
 	// Sorted, so that PostgreSQL writers take row locks in one order.
-	slices.SortFunc(batch, func(a, b *pendingTrace) int { return strings.Compare(a.id, b.id) })
-	err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	slices.SortFunc(batch, func(a, b *traceRow) int { return strings.Compare(a.id, b.id) })
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if db.dialect == DialectPostgres {
 			if err := lockTraces(ctx, tx, batch); err != nil {
 				return fmt.Errorf("locking traces: %w", err)
@@ -385,9 +385,9 @@ func (t *Traces) Write(ctx context.Context, spans []telemetry.Span) error {
 // insertTraces inserts the traces not stored yet and returns the others.
 // SQLite runs in-process, so one prepared statement run per trace costs no
 // round trips; PostgreSQL takes chunks of rows per statement.
-func insertTraces(ctx context.Context, tx *sql.Tx, dialect string, batch []*pendingTrace) ([]*pendingTrace, error) {
+func insertTraces(ctx context.Context, tx *sql.Tx, dialect string, batch []*traceRow) ([]*traceRow, error) {
 	const conflict = ` ON CONFLICT (trace_id) DO NOTHING`
-	var stored []*pendingTrace
+	var stored []*traceRow
 	if dialect == DialectSQLite {
 		// Anonymous ? parameters: the driver matches each $N parameter to
 		// its argument by formatting and comparing names, quadratic in the
@@ -451,7 +451,7 @@ func insertTraces(ctx context.Context, tx *sql.Tx, dialect string, batch []*pend
 // mergeTraces adds the batch's spans to traces already stored and rewrites
 // their rows when any span was new. The ids travel as one JSON array,
 // whatever their number.
-func mergeTraces(ctx context.Context, tx *sql.Tx, db *DB, batch []*pendingTrace) error {
+func mergeTraces(ctx context.Context, tx *sql.Tx, db *DB, batch []*traceRow) error {
 	ids := make([]string, len(batch))
 	for i, p := range batch {
 		ids[i] = p.id
@@ -486,9 +486,6 @@ func mergeTraces(ctx context.Context, tx *sql.Tx, db *DB, batch []*pendingTrace)
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("reading stored traces: %w", err)
 	}
-	set := `root_span_id = $2, name = $3, status = $4, start_ns = $5, start_time = $6, end_ns = $7, duration_ns = $8,
-		run_id = $9, session_id = $10, user_id = $11, agent_id = $12, team_id = $13, input = $14, total_spans = $15,
-		error_count = $16, spans = $17`
 	for _, p := range batch {
 		// The insert found the row, and the trace lock (SQLite: the one
 		// writer) keeps anyone else from changing it before this update.
@@ -496,11 +493,10 @@ func mergeTraces(ctx context.Context, tx *sql.Tx, db *DB, batch []*pendingTrace)
 		if !row.add(p.spans) {
 			continue // every span was stored already
 		}
-		args, err := rowArgs(db, []*traceRow{&row})
-		if err != nil {
+		if err := rowArgs(db, []*traceRow{&row}); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE traces SET `+set+` WHERE trace_id = $1`, args[0]...); err != nil {
+		if _, err := tx.ExecContext(ctx, traceUpdate, row.args...); err != nil {
 			return fmt.Errorf("updating trace %s: %w", p.id, err)
 		}
 	}
@@ -512,7 +508,7 @@ func mergeTraces(ctx context.Context, tx *sql.Tx, db *DB, batch []*pendingTrace)
 // agent it called) merge them one after the other, each seeing the other's
 // spans. Keys are taken in order, so writers never deadlock; a hash
 // collision only serializes two unrelated traces.
-func lockTraces(ctx context.Context, tx *sql.Tx, batch []*pendingTrace) error {
+func lockTraces(ctx context.Context, tx *sql.Tx, batch []*traceRow) error {
 	keys := make([]int32, 0, len(batch))
 	for _, p := range batch {
 		h := fnv.New32a()
@@ -578,11 +574,6 @@ func (t *Traces) GetTrace(ctx context.Context, traceID string) ([]telemetry.Span
 	if err := decodeJSON(raw, &stored); err != nil {
 		return nil, fmt.Errorf("store: decoding trace %s: %w", traceID, err)
 	}
-	// Rows written by Write are in order already; rows converted by the
-	// migration from the former spans table need not be.
-	slices.SortFunc(stored, func(a, b storedSpan) int {
-		return cmp.Or(cmp.Compare(a.StartNS, b.StartNS), strings.Compare(a.SpanID, b.SpanID))
-	})
 	out := make([]telemetry.Span, len(stored))
 	for i := range stored {
 		out[i] = stored[i].span(traceID)

@@ -50,7 +50,7 @@ func teamTrace(traceID, parent string, start time.Time) []telemetry.Span {
 		Start: at(0), End: at(2*time.Second + 718281828), InputTokens: 1532, OutputTokens: 467,
 		Attributes: map[string]string{"troupe.kind": "team", "troupe.target": "research", "troupe.spec_version": "v7",
 			"model": "gpt-5", "provider": "openai", telemetry.InputAttribute: "Summarise the Go 1.26 release — «vite» ✓",
-			store.RootAttribute: "true"}})
+			telemetry.RootAttribute: "true"}})
 	member := common(telemetry.Span{SpanID: "a000000000000002", ParentID: root.SpanID, Name: "member.run researcher", Kind: telemetry.KindRun,
 		Start: at(120 * time.Millisecond), End: at(2*time.Second + 1), InputTokens: 1200, OutputTokens: 300, AgentID: "researcher",
 		Attributes: map[string]string{"troupe.member": "researcher", "troupe.depth": "1", "model": "claude-x", "provider": "anthropic"}})
@@ -208,7 +208,7 @@ func TestTracesRoot(t *testing.T) {
 			// the caller's span, which this store never sees. Without the
 			// marker attribute it is still the root.
 			remote := teamTrace("22222222222222222222222222222222", "00f067aa0ba902b7", traceBase)
-			delete(remote[0].Attributes, store.RootAttribute)
+			delete(remote[0].Attributes, telemetry.RootAttribute)
 			require.NoError(t, tr.Write(ctx, remote))
 			s := rootOf(remote[0].TraceID)
 			require.Equal(t, "team.run research", s.Name)
@@ -217,7 +217,7 @@ func TestTracesRoot(t *testing.T) {
 			// Spans arriving before their root (a batch split by the
 			// recorder): the earliest orphan stands in until the root comes.
 			late := teamTrace("33333333333333333333333333333333", "", traceBase)
-			delete(late[0].Attributes, store.RootAttribute)
+			delete(late[0].Attributes, telemetry.RootAttribute)
 			require.NoError(t, tr.Write(ctx, late[3:]))
 			require.Equal(t, "tool.call web_fetch", rootOf(late[0].TraceID).Name)
 			require.NoError(t, tr.Write(ctx, late[1:3]))
@@ -245,7 +245,7 @@ func TestTracesRoot(t *testing.T) {
 			require.Equal(t, "team.run research", rootOf(callerTrace).Name)
 			callerRoot := telemetry.Span{TraceID: callerTrace, SpanID: "c0000000000000c1", Name: "agent.run caller", Kind: telemetry.KindRun,
 				Start: traceBase, End: traceBase.Add(5 * time.Second), Status: telemetry.StatusOK, RunID: "run-44444444", AgentID: "caller",
-				Attributes: map[string]string{store.RootAttribute: "true", telemetry.InputAttribute: "ask the team"}}
+				Attributes: map[string]string{telemetry.RootAttribute: "true", telemetry.InputAttribute: "ask the team"}}
 			callerTool := telemetry.Span{TraceID: callerTrace, SpanID: "c0000000000000c2", ParentID: callerRoot.SpanID, Name: "tool.call research",
 				Kind: telemetry.KindTool, Start: traceBase.Add(time.Second - 1), End: traceBase.Add(4 * time.Second), Status: telemetry.StatusOK,
 				RunID: "run-44444444", AgentID: "caller"}
@@ -265,7 +265,7 @@ func TestTracesRoot(t *testing.T) {
 			require.NoError(t, tr.Write(ctx, []telemetry.Span{
 				{TraceID: markedTrace, SpanID: "e000000000000001", Name: "orphan", Start: traceBase, RunID: "run-55555555"},
 				{TraceID: markedTrace, SpanID: "e000000000000002", ParentID: "ffffffffffffffff", Name: "marked", Start: traceBase.Add(time.Second),
-					RunID: "run-55555555", Attributes: map[string]string{store.RootAttribute: "true"}},
+					RunID: "run-55555555", Attributes: map[string]string{telemetry.RootAttribute: "true"}},
 			}))
 			require.Equal(t, "marked", rootOf(markedTrace).Name)
 		})
@@ -326,7 +326,7 @@ func filterTraces(t *testing.T, tr *store.Traces) {
 		if root.Status == "" {
 			root.Status = telemetry.StatusOK
 		}
-		root.Attributes = map[string]string{telemetry.InputAttribute: "input " + id[:2], store.RootAttribute: "true"}
+		root.Attributes = map[string]string{telemetry.InputAttribute: "input " + id[:2], telemetry.RootAttribute: "true"}
 		out := []telemetry.Span{root}
 		for i, c := range children {
 			c.TraceID, c.SpanID, c.ParentID = id, fmt.Sprintf("f00000000000010%d", i), root.SpanID
@@ -353,7 +353,7 @@ func filterTraces(t *testing.T, tr *store.Traces) {
 		[]telemetry.Span{{Status: telemetry.StatusError}, {}, {}})...)
 	t5 := mk("t5000000000000000000000000000000", 5, telemetry.Span{RunID: "r5", SessionID: "s4", UserID: "u3", AgentID: "a3"}, nil)
 	t5[0].ParentID = "b7ad6b7169203331" // a remote caller
-	delete(t5[0].Attributes, store.RootAttribute)
+	delete(t5[0].Attributes, telemetry.RootAttribute)
 	all = append(all, t5...)
 	require.NoError(t, tr.Write(t.Context(), all))
 }
@@ -494,7 +494,7 @@ func TestTracesMany(t *testing.T) {
 					Attributes: map[string]string{telemetry.InputAttribute: "question " + id}}
 				switch i % 3 {
 				case 0:
-					root.Attributes[store.RootAttribute] = "true"
+					root.Attributes[telemetry.RootAttribute] = "true"
 				case 1:
 					root.ParentID = fmt.Sprintf("%016x", rng.Uint64()) // remote caller
 				}
@@ -586,7 +586,7 @@ func BenchmarkListTraces(b *testing.B) {
 				RunID: "run-" + id, SessionID: fmt.Sprint("session", i/5), UserID: fmt.Sprint("user", i%100),
 				AgentID: fmt.Sprint("agent", i%20), InputTokens: 1000, OutputTokens: 200,
 				Attributes: map[string]string{telemetry.InputAttribute: "What is the capital of France? Please answer briefly.",
-					store.RootAttribute: "true", "model": "gpt-x", "provider": "openai"}}
+					telemetry.RootAttribute: "true", "model": "gpt-x", "provider": "openai"}}
 			if i%20 == 0 {
 				root.Status = telemetry.StatusError
 			}
@@ -659,7 +659,7 @@ func BenchmarkTracesWrite(b *testing.B) {
 				root := telemetry.Span{TraceID: id, SpanID: fmt.Sprintf("%016x", rng.Uint64()), Name: "agent.run assistant", Kind: telemetry.KindRun,
 					Start: start, End: start.Add(300 * time.Millisecond), Status: telemetry.StatusOK,
 					RunID: "run-" + id, SessionID: "session-" + id, UserID: "user1", AgentID: "assistant", InputTokens: 100, OutputTokens: 20,
-					Attributes: map[string]string{telemetry.InputAttribute: "What is 6*7?", store.RootAttribute: "true", "model": "gpt-x", "provider": "openai"}}
+					Attributes: map[string]string{telemetry.InputAttribute: "What is 6*7?", telemetry.RootAttribute: "true", "model": "gpt-x", "provider": "openai"}}
 				batch = append(batch, root)
 				for j := 1; j < perTrace; j++ {
 					c := root
@@ -695,7 +695,7 @@ func TestTracesMigrationFromSpans(t *testing.T) {
 			require.NoError(t, err)
 			team := teamTrace("66666666666666666666666666666666", "", traceBase)
 			agent := teamTrace("77777777777777777777777777777777", "00f067aa0ba902b7", traceBase.Add(time.Minute))
-			delete(agent[0].Attributes, store.RootAttribute) // rooted by the missing parent
+			delete(agent[0].Attributes, telemetry.RootAttribute) // rooted by the missing parent
 			agent[0].Attributes[telemetry.InputAttribute] = "it's «quoted» \"input\""
 			for _, trace := range [][]telemetry.Span{team, agent} {
 				for i, s := range trace {

@@ -54,7 +54,6 @@ type Recorder struct {
 
 	dropped atomic.Uint64
 	written atomic.Uint64
-	failed  atomic.Uint64 // failed writes
 }
 
 // NewRecorder returns a recorder; call Run to start writing.
@@ -136,7 +135,6 @@ func (r *Recorder) Run(ctx context.Context) error {
 		err := r.opts.Sink.Write(wctx, batch)
 		cancel()
 		if err != nil {
-			r.failed.Add(1)
 			r.dropped.Add(uint64(len(batch)))
 			backoff = min(max(2*backoff, 500*time.Millisecond), r.opts.MaxBackoff)
 			resume = time.Now().Add(backoff)

@@ -182,3 +182,8 @@ type Reader interface {
 // InputAttribute is the root span attribute holding the run's input
 // (truncated), shown in trace lists.
 const InputAttribute = "input"
+
+// RootAttribute marks, with the value "true", the span of the run a trace
+// was started for: sinks show their summary of a trace from it, even when a
+// caller's spans (with an earlier start) join the trace.
+const RootAttribute = "troupe.root"

@@ -32,7 +32,6 @@ type RunInfo struct {
 // for concurrent use (parallel tool calls report from several goroutines).
 type Trace struct {
 	mu       sync.Mutex
-	info     RunInfo
 	maxAttr  int
 	root     Span
 	spans    []Span
@@ -47,7 +46,7 @@ func NewTrace(info RunInfo, parent Parent, start time.Time, maxAttr int) *Trace 
 	if maxAttr <= 0 {
 		maxAttr = DefaultMaxAttribute
 	}
-	t := &Trace{info: info, maxAttr: maxAttr, open: map[string]int{}, runs: map[string]int{}, memberOf: map[string]string{}}
+	t := &Trace{maxAttr: maxAttr, open: map[string]int{}, runs: map[string]int{}, memberOf: map[string]string{}}
 	traceID := parent.TraceID
 	if traceID == "" {
 		traceID = NewTraceID()
@@ -56,7 +55,7 @@ func NewTrace(info RunInfo, parent Parent, start time.Time, maxAttr int) *Trace 
 		TraceID: traceID, SpanID: NewSpanID(), ParentID: parent.SpanID, Name: info.Kind + ".run " + info.Target, Kind: KindRun,
 		Start: start, RunID: info.RunID, SessionID: info.SessionID, UserID: info.UserID, Status: StatusOK,
 		Attributes: map[string]string{"troupe.kind": info.Kind, "troupe.target": info.Target, "troupe.spec_version": info.SpecVersion,
-			"model": info.Model, "provider": info.Provider, InputAttribute: t.clip(info.Input), "troupe.root": "true"},
+			"model": info.Model, "provider": info.Provider, InputAttribute: t.clip(info.Input), RootAttribute: "true"},
 	}
 	if info.Kind == "team" {
 		t.root.TeamID = info.Target

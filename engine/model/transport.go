@@ -1,9 +1,6 @@
 package model
 
-import (
-	"net/http"
-	"time"
-)
+import "net/http"
 
 // maxIdlePerVendor is how many idle connections to one vendor host are kept
 // for reuse. Go's default is 2: a server with dozens of runs in flight
@@ -18,7 +15,6 @@ var vendorTransport = func() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = 4 * maxIdlePerVendor
 	t.MaxIdleConnsPerHost = maxIdlePerVendor
-	t.IdleConnTimeout = 90 * time.Second
 	return t
 }()
 

@@ -213,14 +213,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // Close releases the connections.
 func (s *Store) Close() error { return s.conn.Close() }
 
-// Ping checks that the server answers.
-func (s *Store) Ping(ctx context.Context) error {
-	if _, err := bounded(ctx, func() (struct{}, error) { return struct{}{}, s.conn.Ping(ctx) }, nil); err != nil {
-		return fmt.Errorf("clickhouse: ping: %w", err)
-	}
-	return nil
-}
-
 // ServerVersion is the version the server reported at Open, e.g. "18.16.1".
 func (s *Store) ServerVersion() string { return s.version.raw }
 

@@ -299,7 +299,7 @@ func TestListTracesRootMarker(t *testing.T) {
 	// Two services' spans in one trace: the caller's span (no parent, earlier)
 	// and this service's run, marked as the root of what it recorded.
 	spans := buildTrace(traceSpec{RunID: "callee", UserID: "m", Start: time.Now().Add(-time.Hour), Input: "callee input"})
-	spans[0].Attributes[RootAttribute] = "true"
+	spans[0].Attributes[telemetry.RootAttribute] = "true"
 	caller := telemetry.Span{
 		TraceID: spans[0].TraceID, SpanID: telemetry.NewSpanID(), Name: "http POST /orders", Kind: "http",
 		Start: spans[0].Start.Add(-time.Second), End: spans[0].End.Add(time.Second), Status: telemetry.StatusOK,

@@ -15,17 +15,12 @@ const (
 	MaxLimit     = 100
 )
 
-// RootAttribute is the span attribute that marks, with the value "true", the
-// span of the run a trace was recorded for (the same marker the SQL store
-// reads).
-const RootAttribute = "troupe.root"
-
 // rootKey orders a trace's spans so that its root comes first: a span marked
-// with RootAttribute, then one without a parent, then (a trace continued
+// with telemetry.RootAttribute, then one without a parent, then (a trace continued
 // from a remote traceparent, whose root's parent lives in the caller's
 // store) the earliest; ties go to the smallest span id. argMin over this
 // tuple picks the root's fields in one GROUP BY pass.
-const rootKey = "(attr_values[indexOf(attr_keys, '" + RootAttribute + "')] != 'true', parent_span_id != '', start_ns, span_id)"
+const rootKey = "(attr_values[indexOf(attr_keys, '" + telemetry.RootAttribute + "')] != 'true', parent_span_id != '', start_ns, span_id)"
 
 // summarySelect computes a trace's summary from its spans. The root's fields
 // come from one argMin over a tuple (a dozen separate argMins, each keeping

@@ -2,7 +2,10 @@ package kb_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -292,4 +295,57 @@ func TestSourcesSync(t *testing.T) {
 	for _, h := range hits {
 		require.NotEqual(t, "a.md", h.Document, "a removed source leaves no chunks")
 	}
+}
+
+// TestMilvusLearnsARemoteEmbeddersDimension checks that a Milvus base whose
+// embedder is remote (openai/…, ollama/…, whose dimension is unknown until a
+// first request) opens its collection with the dimension the embedder
+// reports, learned with one request to the OpenAI-wire embeddings API.
+func TestMilvusLearnsARemoteEmbeddersDimension(t *testing.T) {
+	var requests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		var req struct {
+			Input []string `json:"input"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		type item struct {
+			Object    string    `json:"object"`
+			Index     int       `json:"index"`
+			Embedding []float32 `json:"embedding"`
+		}
+		items := make([]item, len(req.Input))
+		for i := range items {
+			items[i] = item{Object: "embedding", Index: i, Embedding: []float32{0.6, 0.8, 0}}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"object": "list", "data": items, "model": "m",
+			"usage": map[string]int{"prompt_tokens": 1, "total_tokens": 1}})
+	}))
+	defer srv.Close()
+
+	opened := make(chan int, 1)
+	docs := kb.NewMemoryDocuments()
+	s, err := kb.New(t.Context(), kb.Options{Documents: docs, Chunks: embedded.NewMemoryRepository(), Stats: docs,
+		NewEmbedder: func(*spec.Knowledge) (knowledge.Embedder, error) {
+			return embed.NewOpenAI(embed.OpenAIOptions{Model: "m", BaseURL: srv.URL, Retries: -1}), nil
+		},
+		NewMilvus: func(ctx context.Context, k *spec.Knowledge, dimension int) (knowledge.VectorStore, error) {
+			opened <- dimension
+			return embedded.Open(ctx, embedded.NewMemoryRepository(), embedded.Options{})
+		}})
+	require.NoError(t, err)
+	s.Configure(t.Context(), specs(t, t.TempDir(), "kind: Knowledge\nname: remote\nembedder: ollama/nomic-embed-text\nstore: {type: milvus, address: 127.0.0.1:19530}\n"))
+	select {
+	case d := <-opened:
+		require.Equal(t, 3, d, "the collection gets the embedder's dimension")
+	default:
+		t.Fatal("the Milvus store was never opened")
+	}
+	require.EqualValues(t, 1, requests.Load(), "one probe request")
+	_, err = s.Search(t.Context(), []string{"remote"}, "anything", "", 3, nil)
+	require.NoError(t, err, "the base is available")
 }

@@ -156,8 +156,7 @@ func (m *MemoryDocuments) LoadStats(_ context.Context, id string) (*bm25.Stats, 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if s, ok := m.stats[id]; ok {
-		c := *s
-		c.DF = maps.Clone(s.DF)
+		c := s.Clone()
 		return &c, nil
 	}
 	return nil, nil
@@ -167,8 +166,7 @@ func (m *MemoryDocuments) LoadStats(_ context.Context, id string) (*bm25.Stats, 
 func (m *MemoryDocuments) SaveStats(_ context.Context, id string, s *bm25.Stats) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c := *s
-	c.DF = maps.Clone(s.DF)
+	c := s.Clone()
 	m.stats[id] = &c
 	return nil
 }

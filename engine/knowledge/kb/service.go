@@ -169,7 +169,7 @@ func (s *Service) open(ctx context.Context, k *spec.Knowledge) (*base, error) {
 		provider, modelName, _ := spec.SplitModelRef(k.Embedder)
 		o := embed.OpenAIOptions{Model: modelName}
 		if provider == "ollama" {
-			o.BaseURL = "http://localhost:11434/v1"
+			o.BaseURL = embed.OllamaOpenAIBaseURL
 		} else if s.opts.Env != nil {
 			o.APIKey, _ = s.opts.Env("OPENAI_API_KEY")
 			if o.APIKey == "" {
@@ -183,7 +183,19 @@ func (s *Service) open(ctx context.Context, k *spec.Knowledge) (*base, error) {
 		if s.opts.NewMilvus == nil {
 			return nil, errors.New("milvus stores are not available in this process")
 		}
-		st, err := s.opts.NewMilvus(ctx, k, b.embedder.Dimension())
+		// A collection is created with its dimension, which a remote
+		// embedder (openai/…, ollama/…) only knows after a first request.
+		dim := b.embedder.Dimension()
+		if p, ok := b.embedder.(interface {
+			Probe(context.Context) (int, error)
+		}); ok && dim == 0 {
+			d, err := p.Probe(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("learning the dimension of embedder %s: %w", k.Embedder, err)
+			}
+			dim = d
+		}
+		st, err := s.opts.NewMilvus(ctx, k, dim)
 		if err != nil {
 			return nil, fmt.Errorf("opening milvus collection %s: %w", k.Store.Collection, err)
 		}

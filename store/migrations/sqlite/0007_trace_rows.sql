@@ -51,7 +51,8 @@ SELECT r.trace_id, r.span_id, r.name, r.status, r.start_ns, r.start_time, r.end_
         'span_id', s.span_id, 'parent_span_id', s.parent_span_id, 'name', s.name, 'kind', s.kind,
         'start_ns', s.start_ns, 'end_ns', s.end_ns, 'status', s.status, 'status_message', s.status_message,
         'run_id', s.run_id, 'session_id', s.session_id, 'user_id', s.user_id, 'agent_id', s.agent_id, 'team_id', s.team_id,
-        'input_tokens', s.input_tokens, 'output_tokens', s.output_tokens, 'attributes', json(s.attributes)))
+        'input_tokens', s.input_tokens, 'output_tokens', s.output_tokens, 'attributes', json(s.attributes))
+        ORDER BY s.start_ns, s.span_id)
      FROM spans s WHERE s.trace_id = r.trace_id)
 FROM spans r
 WHERE r.is_root = 1;
