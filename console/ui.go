@@ -13,6 +13,8 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/troupehq/troupe/console/view"
+	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
 	"github.com/troupehq/troupe/web"
 )
@@ -195,21 +197,28 @@ func (s *Server) problem(c *gin.Context, status int, title, msg, hint string) {
 		c.Abort()
 		return
 	}
-	s.render(c, status, view.ProblemPage(s.frame(c, title, ""), view.Problem{Status: status, Title: title, Message: msg, Hint: hint}))
+	s.render(c, status, view.ProblemPage(s.frame(c, title, ""), view.Problem{Title: title, Message: msg, Hint: hint}))
 	c.Abort()
 }
 
 // consoleError maps an error from the shared data paths to a problem page.
+// what names the thing being loaded or changed ("the session").
 func (s *Server) consoleError(c *gin.Context, what string, err error) {
-	var he *httpError
 	switch {
-	case errors.As(err, &he):
-		s.problem(c, he.status, http.StatusText(he.status), he.msg, "")
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, kb.ErrNotFound):
+		noun := strings.TrimPrefix(what, "the ")
+		s.problem(c, http.StatusNotFound, strings.ToUpper(noun[:1])+noun[1:]+" not found",
+			"There is no such "+noun+" you can see.", "It may have been deleted.")
 	case errors.Is(err, telemetry.ErrUnavailable):
 		s.problem(c, http.StatusServiceUnavailable, "Trace store unavailable", "The trace store cannot be reached right now.", "Troupe keeps retrying; spans recorded meanwhile are dropped and counted.")
 	case errors.Is(err, context.DeadlineExceeded):
 		s.problem(c, http.StatusServiceUnavailable, "Too slow", what+" took too long to load.", "Try again; if it keeps happening, check the database.")
 	default:
+		// Bad requests and the knowledge service's own refusals.
+		if status, msg, ok := knowledgeStatus(err); ok {
+			s.problem(c, status, http.StatusText(status), msg, "")
+			return
+		}
 		s.log.Error("console request failed", "path", c.Request.URL.Path, "what", what, "err", err)
 		s.problem(c, http.StatusInternalServerError, "Something went wrong", "Loading "+what+" failed.", "The server log has the details.")
 	}

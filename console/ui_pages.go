@@ -28,18 +28,18 @@ func userFilter(c *gin.Context) store.Filter {
 	return store.Filter{UserID: getPrincipal(c).userID("")}
 }
 
-func viewDiagnostics(ds spec.Diagnostics, object string) []view.Diagnostic {
+func viewDiagnostics(ds spec.Diagnostics) []view.Diagnostic {
 	out := make([]view.Diagnostic, len(ds))
 	for i, d := range ds {
-		out[i] = view.Diagnostic{Severity: d.Severity.String(), Text: d.Error(), Object: object}
+		out[i] = view.Diagnostic{Severity: d.Severity.String(), Text: d.Error()}
 	}
 	return out
 }
 
 func (s *Server) reloadView(snap *engine.Snapshot) view.Reload {
-	out := view.Reload{Generation: snap.Generation(), Version: snap.Version(), Success: true}
+	out := view.Reload{Generation: snap.Generation(), Version: snap.Version()}
 	if r := s.opts.Engine.LastReload(); r != nil {
-		out.Time, out.Duration, out.Success = r.Time, r.Duration, r.Success()
+		out.Time, out.Duration = r.Time, r.Duration
 		if r.Err != nil {
 			out.Error = r.Err.Error()
 		}
@@ -55,12 +55,12 @@ func notServing(snap *engine.Snapshot, kinds ...spec.Kind) []view.Diagnostic {
 		if o.Status == engine.StatusOK || (len(kinds) > 0 && !slices.Contains(kinds, o.Key.Kind)) {
 			continue
 		}
-		out = append(out, viewDiagnostics(o.Diagnostics.Errors(), o.Key.String())...)
+		out = append(out, viewDiagnostics(o.Diagnostics.Errors())...)
 	}
 	if len(kinds) == 0 {
 		for _, f := range snap.Files() {
 			if f.Failed {
-				out = append(out, viewDiagnostics(f.Diagnostics, f.Path)...)
+				out = append(out, viewDiagnostics(f.Diagnostics)...)
 			}
 		}
 	}
@@ -72,7 +72,7 @@ const activityWindow, activityBuckets = time.Hour, 30
 func (s *Server) overviewPage(c *gin.Context) {
 	ctx := c.Request.Context()
 	snap := s.opts.Engine.Current()
-	o := view.Overview{Reload: s.reloadView(snap), Dirs: s.opts.Engine.Dirs(), Window: activityWindow, Broken: notServing(snap)}
+	o := view.Overview{Reload: s.reloadView(snap), Dirs: s.opts.Engine.Dirs(), Broken: notServing(snap)}
 	counts := snap.Counts()
 	for _, k := range spec.Kinds {
 		if n, ok := counts[k]; ok {
@@ -130,7 +130,7 @@ func (s *Server) viewTarget(snap *engine.Snapshot, kind spec.Kind, name string) 
 	}
 	if model != nil {
 		mi := toModelInfo(model)
-		t.Model, t.Provider, t.Demo = mi.Name, mi.Provider, mi.Demo
+		t.Model, t.Demo = mi.Name, mi.Demo
 	}
 	return t, true
 }
@@ -167,7 +167,7 @@ func (s *Server) targetPage(typ string) gin.HandlerFunc {
 		p := view.TargetPage{Target: t, CanRun: getPrincipal(c).has(ScopeAgentsRun)}
 		if o, ok := snap.Object(spec.Key{Kind: kind, Name: name}); ok {
 			p.File = o.File
-			p.Diagnostics = viewDiagnostics(o.Diagnostics, "")
+			p.Diagnostics = viewDiagnostics(o.Diagnostics)
 			if o.Doc != nil {
 				yaml, err := spec.Resolved(o.Doc)
 				if err != nil {
@@ -258,10 +258,6 @@ func (s *Server) sessionsPage(c *gin.Context) {
 func (s *Server) sessionPage(c *gin.Context) {
 	ctx := c.Request.Context()
 	sess, err := s.opts.Store.GetSession(ctx, c.Param("id"), userFilter(c))
-	if errors.Is(err, store.ErrNotFound) {
-		s.problem(c, http.StatusNotFound, "Session not found", "There is no session "+c.Param("id")+" you can see.", "It may have been deleted; see Sessions.")
-		return
-	}
 	if err != nil {
 		s.consoleError(c, "the session", err)
 		return
@@ -290,7 +286,7 @@ func (s *Server) renameFromConsole(c *gin.Context) {
 		return
 	}
 	if _, err := s.opts.Store.RenameSession(c.Request.Context(), c.Param("id"), name, userFilter(c)); err != nil {
-		s.consoleStoreError(c, err)
+		s.consoleError(c, "the session", err)
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/ui/sessions/"+c.Param("id"))
@@ -302,18 +298,10 @@ func (s *Server) deleteFromConsole(c *gin.Context) {
 		err = store.ErrNotFound
 	}
 	if err != nil {
-		s.consoleStoreError(c, err)
+		s.consoleError(c, "the session", err)
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/ui/sessions")
-}
-
-func (s *Server) consoleStoreError(c *gin.Context, err error) {
-	if errors.Is(err, store.ErrNotFound) {
-		s.problem(c, http.StatusNotFound, "Session not found", "There is no such session you can change.", "")
-		return
-	}
-	s.consoleError(c, "the session", err)
 }
 
 func (s *Server) runTrace(c *gin.Context) {
@@ -421,7 +409,7 @@ func waterfall(t traceTree) view.TracePage {
 			return
 		}
 		sp := t.spans[i]
-		row := view.SpanRow{Span: sp, Depth: depth, HasChildren: len(t.children[sp.SpanID]) > 0,
+		row := view.SpanRow{Span: sp, Depth: depth,
 			Offset: 100 * float64(sp.Start.Sub(start)) / total, Width: 100 * float64(sp.Duration()) / total}
 		for _, k := range slices.Sorted(maps.Keys(sp.Attributes)) {
 			row.Attributes = append(row.Attributes, [2]string{k, sp.Attributes[k]})
@@ -509,7 +497,7 @@ func (s *Server) retryDocFromConsole(c *gin.Context) {
 }
 
 func (s *Server) searchFromConsole(c *gin.Context) {
-	r := view.SearchResult{Query: strings.TrimSpace(c.PostForm("query")), Mode: c.PostForm("mode"), Searched: true}
+	r := view.SearchResult{Query: strings.TrimSpace(c.PostForm("query")), Mode: c.PostForm("mode")}
 	switch r.Mode {
 	case knowledge.ModeVector, knowledge.ModeKeyword, knowledge.ModeHybrid:
 	default:
@@ -547,10 +535,10 @@ func (s *Server) renderConfig(c *gin.Context, flash string) {
 	byFile := map[string][]view.ConfigObject{}
 	for _, o := range snap.Objects() {
 		byFile[o.File] = append(byFile[o.File], view.ConfigObject{Kind: string(o.Key.Kind), Name: o.Key.Name, Status: string(o.Status),
-			Generation: o.Generation, Diagnostics: viewDiagnostics(o.Diagnostics, o.Key.String())})
+			Generation: o.Generation, Diagnostics: viewDiagnostics(o.Diagnostics)})
 	}
 	for _, f := range snap.Files() {
-		p.Files = append(p.Files, view.ConfigFile{Path: f.Path, Size: f.Size, Failed: f.Failed, Diagnostics: viewDiagnostics(f.Diagnostics, ""), Objects: byFile[f.Path]})
+		p.Files = append(p.Files, view.ConfigFile{Path: f.Path, Size: f.Size, Failed: f.Failed, Diagnostics: viewDiagnostics(f.Diagnostics), Objects: byFile[f.Path]})
 	}
 	s.render(c, http.StatusOK, view.ConfigPage(s.frame(c, "Config", "config"), p))
 }

@@ -79,7 +79,15 @@ func TestConsoleSignInCookieAndCSRF(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, doc(t, body).Find("[data-testid=key-name]").Text(), "#4")
 	require.Contains(t, resp.Header.Get("Content-Security-Policy"), "default-src 'self'")
+	// The console answers no CORS, even to an origin the API allows.
+	const devOrigin = "http://localhost:3000"
+	resp, _ = ts.page("GET", "/health", "", nil, "Origin", devOrigin)
+	require.Equal(t, devOrigin, resp.Header.Get("Access-Control-Allow-Origin"), "the API allows this origin")
+	resp, _ = ts.page("GET", "/", adminKey, nil, "Origin", devOrigin)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"), "the console answers no CORS")
+	resp, _ = ts.page("OPTIONS", "/ui/sessions", "", nil, "Origin", devOrigin, "Access-Control-Request-Method", "POST")
+	require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"), "nor preflights")
 
 	// The cookie is for the console only: the API still wants a header.
 	resp, _ = ts.page("GET", "/sessions", adminKey, nil)
@@ -109,7 +117,11 @@ func TestConsoleSignInCookieAndCSRF(t *testing.T) {
 	require.Equal(t, 0, doc(t, body).Find("[data-testid=reload]").Length())
 
 	// A user-bound key sees only its user's sessions.
-	ts.json("POST", "/agents/helpdesk/runs", adminKey, `{"message": "bob's question", "user_id": "bob", "stream": false}`, 200, nil)
+	var bob struct {
+		RunID     string `json:"run_id"`
+		SessionID string `json:"session_id"`
+	}
+	ts.json("POST", "/agents/helpdesk/runs", adminKey, `{"message": "bob's question", "user_id": "bob", "stream": false}`, 200, &bob)
 	ts.json("POST", "/agents/helpdesk/runs", aliceKey, `{"message": "alice's question", "stream": false}`, 200, nil)
 	_, body = ts.page("GET", "/ui/sessions", aliceKey, nil)
 	require.Equal(t, []string{"alice's question"}, texts(doc(t, body).Find("[data-testid=session-link]")))
@@ -117,6 +129,50 @@ func TestConsoleSignInCookieAndCSRF(t *testing.T) {
 	require.Equal(t, 1, doc(t, body).Find("[data-testid=run-row]").Length())
 	_, body = ts.page("GET", "/", adminKey, nil)
 	require.Equal(t, 2, doc(t, body).Find("[data-testid=run-row]").Length())
+
+	// Nor can it read, change or continue another user's session, or read
+	// their traces, through any console page or the trace API.
+	var traces struct {
+		Data []struct {
+			TraceID string `json:"trace_id"`
+		} `json:"data"`
+	}
+	require.Eventually(t, func() bool {
+		ts.json("GET", "/traces?user_id=bob", adminKey, "", 200, &traces)
+		return len(traces.Data) == 1
+	}, 5*time.Second, 20*time.Millisecond, "bob's trace is written")
+	bobTrace := traces.Data[0].TraceID
+	for _, r := range []struct {
+		method, path string
+		form         url.Values
+	}{
+		{"GET", "/ui/sessions/" + bob.SessionID, nil},
+		{"GET", "/ui/agents/helpdesk?session=" + bob.SessionID, nil},
+		{"POST", "/ui/sessions/" + bob.SessionID + "/rename", url.Values{"name": {"alice was here"}}},
+		{"POST", "/ui/sessions/" + bob.SessionID + "/delete", url.Values{}},
+		{"POST", "/ui/agents/helpdesk/chat", url.Values{"message": {"hi"}, "session_id": {bob.SessionID}}},
+		{"GET", "/ui/runs/" + bob.RunID + "/trace", nil},
+		{"GET", "/ui/traces/" + bobTrace, nil},
+	} {
+		resp, body := ts.page(r.method, r.path, aliceKey, r.form)
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, "%s %s: %s", r.method, r.path, body)
+	}
+	ts.json("GET", "/traces/"+bobTrace, aliceKey, "", 404, nil)
+	ts.json("GET", "/traces", aliceKey, "", 200, &traces)
+	for _, tr := range traces.Data {
+		require.NotEqual(t, bobTrace, tr.TraceID)
+	}
+	_, body = ts.page("GET", "/ui/traces", aliceKey, nil)
+	require.NotContains(t, body, bobTrace)
+	// A cross-site form post with the admin's cookie changes nothing either.
+	resp, _ = ts.page("POST", "/ui/sessions/"+bob.SessionID+"/rename", adminKey, url.Values{"name": {"forged"}}, "Sec-Fetch-Site", "cross-site", "Origin", "http://evil.example")
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	var sess struct {
+		SessionName string `json:"session_name"`
+	}
+	ts.json("GET", "/sessions/"+bob.SessionID, adminKey, "", 200, &sess)
+	require.NotEqual(t, "forged", sess.SessionName)
+	require.NotEqual(t, "alice was here", sess.SessionName)
 
 	resp, _ = ts.page("POST", "/ui/logout", adminKey, url.Values{})
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
@@ -151,6 +207,10 @@ func TestConsoleFriendlyErrors(t *testing.T) {
 	resp, body = ts.page("POST", "/ui/sessions/missing/rename", "", url.Values{"name": {"x"}}, "HX-Request", "true")
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 	require.True(t, strings.HasPrefix(body, "Session not found"), body)
+	// Retrying a document that does not exist (the document row's button
+	// after someone else deleted it) is a 404 too, not a server error.
+	resp, body = ts.page("POST", "/ui/knowledge/docs/missing/retry", "", nil, "HX-Request", "true")
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, body)
 }
 
 func TestConsoleSessionRenameAndDelete(t *testing.T) {

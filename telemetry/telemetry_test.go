@@ -108,13 +108,15 @@ func TestTraceFromEvents(t *testing.T) {
 
 // fakeSink records batches and can fail on demand.
 type fakeSink struct {
-	mu      sync.Mutex
-	batches [][]telemetry.Span
-	fail    atomic.Bool
-	block   chan struct{}
+	mu       sync.Mutex
+	batches  [][]telemetry.Span
+	fail     atomic.Bool
+	block    chan struct{}
+	attempts atomic.Int64
 }
 
 func (f *fakeSink) Write(ctx context.Context, spans []telemetry.Span) error {
+	f.attempts.Add(1)
 	if f.block != nil {
 		select {
 		case <-f.block:
@@ -201,6 +203,13 @@ func TestRecorderBacksOffDuringOutageAndRecovers(t *testing.T) {
 	go func() { _ = r.Run(ctx); close(done) }()
 	r.Record(spans(10)...)
 	require.Eventually(t, func() bool { _, d, _ := r.Stats(); return d >= 10 }, 5*time.Second, time.Millisecond, "failed batches are dropped and counted")
+	// Spans keep coming every flush interval while the sink is down: writes
+	// are tried every MaxBackoff (50ms), not every interval (5ms).
+	before := sink.attempts.Load()
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		r.Record(spans(1)...)
+	}
+	require.LessOrEqual(t, sink.attempts.Load()-before, int64(12), "writes pause while backing off")
 	sink.fail.Store(false)
 	require.Eventually(t, func() bool {
 		r.Record(spans(1)...)

@@ -30,7 +30,6 @@ type Frame struct {
 type Diagnostic struct {
 	Severity string // error or warning
 	Text     string
-	Object   string // Kind/name, when known
 }
 
 // Reload is the state of the last reload.
@@ -39,7 +38,6 @@ type Reload struct {
 	Version    string
 	Time       time.Time
 	Duration   time.Duration
-	Success    bool
 	Error      string
 }
 
@@ -57,8 +55,6 @@ type Overview struct {
 	Broken   []Diagnostic
 	Recent   []store.Run
 	Activity []store.ActivityBucket
-	// Window is the span of time Activity covers.
-	Window time.Duration
 }
 
 // Target is an agent or a team as the console lists it.
@@ -67,7 +63,6 @@ type Target struct {
 	Name        string
 	Description string
 	Model       string
-	Provider    string
 	Demo        bool // the offline echo model
 	Status      string
 	Tools       []string
@@ -152,11 +147,10 @@ type Traces struct {
 // SpanRow is one bar of the waterfall.
 type SpanRow struct {
 	telemetry.Span
-	Depth       int
-	Offset      float64 // percent of the trace's duration before the span starts
-	Width       float64 // percent of the trace's duration the span lasts
-	Attributes  [][2]string
-	HasChildren bool
+	Depth      int
+	Offset     float64 // percent of the trace's duration before the span starts
+	Width      float64 // percent of the trace's duration the span lasts
+	Attributes [][2]string
 }
 
 // TracePage is one trace's waterfall.
@@ -188,12 +182,11 @@ type Knowledge struct {
 
 // SearchResult is the search playground's answer.
 type SearchResult struct {
-	Query    string
-	Mode     string
-	Hits     []knowledge.Hit
-	Took     time.Duration
-	Error    string
-	Searched bool
+	Query string
+	Mode  string
+	Hits  []knowledge.Hit
+	Took  time.Duration
+	Error string
 }
 
 // ConfigFile is one YAML file with its documents.
@@ -224,7 +217,6 @@ type Config struct {
 
 // Problem is an error page.
 type Problem struct {
-	Status  int
 	Title   string
 	Message string
 	Hint    string

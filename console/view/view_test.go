@@ -68,7 +68,7 @@ func TestOverviewShowsStatusDiagnosticsAndChart(t *testing.T) {
 	buckets[3] = store.ActivityBucket{Start: buckets[3].Start, Runs: 4, Errors: 1, Finished: 4, AvgLatency: 200 * time.Millisecond, MaxLatency: time.Second}
 	buckets[7] = store.ActivityBucket{Start: buckets[7].Start, Runs: 2, Finished: 2, AvgLatency: 100 * time.Millisecond, MaxLatency: 150 * time.Millisecond}
 	o := view.Overview{
-		Reload: view.Reload{Generation: 7, Version: "abcdef0123456789", Time: t0, Duration: 3 * time.Millisecond, Success: true},
+		Reload: view.Reload{Generation: 7, Version: "abcdef0123456789", Time: t0, Duration: 3 * time.Millisecond},
 		Counts: []view.KindCount{{Kind: "Agent", OK: 2, Broken: 1}, {Kind: "Team", OK: 1}},
 		Broken: []view.Diagnostic{{Severity: "error", Text: `agents.d/bad.yaml:4:9: agents.bad.tools[0]: unknown tool "calculater"`}},
 		Recent: []store.Run{{ID: "r1", SessionID: "s1", ComponentID: "helpdesk", Type: "agent", Input: "<script>alert(1)</script>", Status: store.RunCompleted,
@@ -230,10 +230,10 @@ func TestDocRowPollsOnlyWhileProcessing(t *testing.T) {
 
 func TestSearchResultsShowScores(t *testing.T) {
 	hits := []knowledge.Hit{{Chunk: knowledge.Chunk{Document: "manual.pdf", KnowledgeID: "docs", Page: 2, Text: "Hybrid search combines"}, Score: 0.123456}}
-	doc := render(t, view.SearchResults(view.SearchResult{Query: "hybrid", Mode: "hybrid", Hits: hits, Searched: true}))
+	doc := render(t, view.SearchResults(view.SearchResult{Query: "hybrid", Mode: "hybrid", Hits: hits}))
 	require.Equal(t, "0.1235", doc.Find(`[data-testid=hit-score]`).Text())
 	require.Contains(t, doc.Find(`[data-testid=hit]`).Text(), "page 2")
-	doc = render(t, view.SearchResults(view.SearchResult{Query: "zzz", Mode: "keyword", Searched: true}))
+	doc = render(t, view.SearchResults(view.SearchResult{Query: "zzz", Mode: "keyword"}))
 	require.Contains(t, doc.Find(`[data-testid=no-hits]`).Text(), "zzz")
 }
 
@@ -265,7 +265,7 @@ func TestConfigPageGroupsObjectsByFile(t *testing.T) {
 }
 
 func TestProblemAndLogin(t *testing.T) {
-	doc := render(t, view.ProblemPage(frame(""), view.Problem{Status: 404, Title: "Session not found", Message: "gone", Hint: "see Sessions"}))
+	doc := render(t, view.ProblemPage(frame(""), view.Problem{Title: "Session not found", Message: "gone", Hint: "see Sessions"}))
 	require.Equal(t, "Session not found", doc.Find(`[data-testid=problem] h1`).Text())
 	f := frame("")
 	f.AuthOn, f.KeyName = true, "#1"

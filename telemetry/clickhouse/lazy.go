@@ -2,9 +2,12 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/troupehq/troupe/telemetry"
 )
@@ -14,8 +17,9 @@ import (
 // that is down when Troupe starts then costs dropped spans (counted by the
 // recorder) and 503s from the trace API until it answers, instead of keeping
 // Troupe from starting. Calls made while unconnected fail at once with an
-// error wrapping telemetry.ErrUnavailable; only one of them at a time waits
-// for a connection attempt. It is safe for concurrent use.
+// error wrapping telemetry.ErrUnavailable, and so do calls that cannot reach
+// the server once connected; only one call at a time waits for a connection
+// attempt. It is safe for concurrent use.
 type Lazy struct {
 	opts Options
 
@@ -103,7 +107,7 @@ func (l *Lazy) Write(ctx context.Context, spans []telemetry.Span) error {
 	if err != nil {
 		return err
 	}
-	return s.Write(ctx, spans)
+	return unreachable(ctx, s.Write(ctx, spans))
 }
 
 // ListTraces implements telemetry.Reader.
@@ -112,7 +116,8 @@ func (l *Lazy) ListTraces(ctx context.Context, q telemetry.TraceQuery) ([]teleme
 	if err != nil {
 		return nil, 0, err
 	}
-	return s.ListTraces(ctx, q)
+	list, total, err := s.ListTraces(ctx, q)
+	return list, total, unreachable(ctx, err)
 }
 
 // GetTrace implements telemetry.Reader.
@@ -121,7 +126,20 @@ func (l *Lazy) GetTrace(ctx context.Context, traceID string) ([]telemetry.Span, 
 	if err != nil {
 		return nil, err
 	}
-	return s.GetTrace(ctx, traceID)
+	spans, err := s.GetTrace(ctx, traceID)
+	return spans, unreachable(ctx, err)
+}
+
+// unreachable marks an error of a connected store as telemetry.ErrUnavailable
+// (the trace API then answers 503, as while unconnected) when the server
+// could not be reached: not when it answered with an error of its own (a
+// *ch.Exception) or the caller's context ended.
+func unreachable(ctx context.Context, err error) error {
+	var ex *ch.Exception
+	if err == nil || ctx.Err() != nil || errors.As(err, &ex) || errors.Is(err, telemetry.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, telemetry.ErrUnavailable)
 }
 
 // Close closes the connection, if there is one; later calls fail.

@@ -59,4 +59,15 @@ func TestLazyConnectsWhenTheServerComesUp(t *testing.T) {
 	got, err := l.GetTrace(ctx, spans[0].TraceID)
 	require.NoError(t, err)
 	require.Len(t, got, len(spans))
+
+	// Connected, then cut: the server is as unavailable as before (the
+	// trace API answers 503, not 500).
+	p.cut()
+	_, err = l.GetTrace(ctx, spans[0].TraceID)
+	require.ErrorIs(t, err, telemetry.ErrUnavailable)
+	require.ErrorIs(t, l.Write(ctx, spans), telemetry.ErrUnavailable)
+	_, _, err = l.ListTraces(ctx, telemetry.TraceQuery{})
+	require.ErrorIs(t, err, telemetry.ErrUnavailable)
+	p.restore(false)
+	require.Eventually(t, func() bool { return l.Write(ctx, spans) == nil }, 10*time.Second, 100*time.Millisecond)
 }
