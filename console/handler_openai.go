@@ -216,7 +216,8 @@ func (s *Server) chatCompletions(c *gin.Context) {
 		})
 		return
 	}
-	w := newSSEWriter(c.Writer)
+	w, closed := s.openStream(c)
+	defer closed()
 	chunk := func(delta gin.H, finish any) gin.H {
 		return gin.H{"id": id, "object": "chat.completion.chunk", "created": created, "model": req.Model,
 			"choices": []gin.H{{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": nil}}}

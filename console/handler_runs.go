@@ -111,11 +111,8 @@ func (s *Server) createRun(typ string) gin.HandlerFunc {
 			c.JSON(http.StatusOK, toRun(run, false))
 			return
 		}
-		if s.opts.Metrics != nil {
-			s.opts.Metrics.StreamOpened()
-			defer s.opts.Metrics.StreamClosed()
-		}
-		w := newSSEWriter(c.Writer)
+		w, closed := s.openStream(c)
+		defer closed()
 		pr.execute(c.Request.Context(), func(e event.Event) {
 			if e.Type == event.ModelRequestCompleted {
 				return // internal accounting; AgentOS clients do not expect it

@@ -6,10 +6,13 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/telemetry/clickhouse"
@@ -115,10 +118,20 @@ func TestClickHouseOutage(t *testing.T) {
 		_, _, w := ts.recorder.Stats()
 		return w > writtenBefore
 	}, 60*time.Second, 100*time.Millisecond, "after the server returns, new spans arrive")
-	var list struct {
-		Data []map[string]any `json:"data"`
-	}
-	ts.json(http.MethodGet, "/traces?agent_id=writer&limit=5", "", "", http.StatusOK, &list)
-	require.NotEmpty(t, list.Data)
+	// A run made now has its trace read back from ClickHouse, and the
+	// dropped spans show on the exported counter.
+	status, _, h := ts.do(http.MethodPost, "/agents/writer/runs", "", "application/json", `{"message":"after the outage","stream":false}`)
+	require.Equal(t, http.StatusOK, status)
+	traceID := h.Get("X-Trace-Id")
+	require.NotEmpty(t, traceID)
+	require.Eventually(t, func() bool {
+		status, _, _ := ts.do(http.MethodGet, "/traces/"+traceID, "", "", "")
+		return status == http.StatusOK
+	}, 30*time.Second, 100*time.Millisecond, "the new run's trace is stored")
+	_, metrics, _ := ts.do(http.MethodGet, "/metrics/prometheus", "", "", "")
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(metrics))
+	require.NoError(t, err)
+	require.Positive(t, families["troupe_trace_spans_dropped_total"].GetMetric()[0].GetCounter().GetValue())
 	t.Logf("p50 run latency: before %v, during the outage %v", before, during)
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/troupehq/troupe/engine/event"
 )
 
@@ -75,6 +77,16 @@ type sseWriter struct {
 	w       *bufio.Writer
 	flusher http.Flusher
 	err     error
+}
+
+// openStream starts an event stream answering c, counted as an active
+// stream until the returned func is called.
+func (s *Server) openStream(c *gin.Context) (*sseWriter, func()) {
+	if s.opts.Metrics == nil {
+		return newSSEWriter(c.Writer), func() {}
+	}
+	s.opts.Metrics.StreamOpened()
+	return newSSEWriter(c.Writer), s.opts.Metrics.StreamClosed
 }
 
 func newSSEWriter(w http.ResponseWriter) *sseWriter {

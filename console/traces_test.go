@@ -1,11 +1,13 @@
 package console_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -157,8 +159,30 @@ func TestRunTrace(t *testing.T) {
 func TestPrometheusAndDailyMetrics(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, withKeys(keys))
-	ts.json(http.MethodPost, "/agents/calc/runs", aliceKey, `{"message":"calc: 1+1","stream":false}`, http.StatusOK, nil)
-	ts.json(http.MethodPost, "/agents/writer/runs", aliceKey, `{"message":"hello","stream":false}`, http.StatusOK, nil)
+	var runs [2]struct {
+		SessionID string `json:"session_id"`
+	}
+	ts.json(http.MethodPost, "/agents/calc/runs", aliceKey, `{"message":"calc: 1+1","stream":false}`, http.StatusOK, &runs[0])
+	ts.json(http.MethodPost, "/agents/writer/runs", aliceKey, `{"message":"hello","stream":false}`, http.StatusOK, &runs[1])
+	// A knowledge document, for the ingestion gauge.
+	status, doc := upload(t, ts, adminKey, nil, filepath.Join("..", "engine", "knowledge", "reader", "testdata", "notes.txt"))
+	require.Equal(t, http.StatusAccepted, status, doc)
+	require.Eventually(t, func() bool {
+		var st map[string]any
+		ts.json(http.MethodGet, "/knowledge/content/"+doc["id"].(string)+"/status", adminKey, "", http.StatusOK, &st)
+		return st["status"] == "completed"
+	}, 15*time.Second, 10*time.Millisecond)
+	// An open console event stream counts as an active stream.
+	req, err := http.NewRequest(http.MethodGet, ts.url+"/ui/events", nil)
+	require.NoError(t, err)
+	req.AddCookie(&http.Cookie{Name: "troupe_key", Value: adminKey})
+	events, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer events.Body.Close()
+	first, err := bufio.NewReader(events.Body).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "event: ready\n", first)
+
 	ts.json(http.MethodGet, "/metrics/prometheus", aliceKey, "", http.StatusForbidden, nil)
 	status, body, _ := ts.do(http.MethodGet, "/metrics/prometheus", adminKey, "", "")
 	require.Equal(t, http.StatusOK, status)
@@ -166,9 +190,43 @@ func TestPrometheusAndDailyMetrics(t *testing.T) {
 	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
 	require.NoError(t, err)
 	for _, name := range []string{"troupe_runs_total", "troupe_run_duration_seconds", "troupe_model_request_duration_seconds", "troupe_model_tokens_total",
-		"troupe_tool_call_duration_seconds", "troupe_active_streams", "troupe_config_last_reload_successful", "troupe_trace_span_queue_depth"} {
+		"troupe_tool_call_duration_seconds", "troupe_active_streams", "troupe_config_last_reload_successful", "troupe_trace_span_queue_depth",
+		"troupe_config_generation", "troupe_config_last_reload_success_timestamp_seconds", "troupe_config_reload_duration_seconds",
+		"troupe_trace_spans_dropped_total", "troupe_knowledge_documents"} {
 		_, ok := families[name]
 		require.True(t, ok, "missing %s", name)
+	}
+	// value is the value of the series of name with exactly these labels.
+	value := func(name string, labels map[string]string) float64 {
+		t.Helper()
+		for _, m := range families[name].GetMetric() {
+			got := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				got[lp.GetName()] = lp.GetValue()
+			}
+			if maps.Equal(got, labels) {
+				switch {
+				case m.GetCounter() != nil:
+					return m.GetCounter().GetValue()
+				case m.GetGauge() != nil:
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+		t.Fatalf("no series %s%v", name, labels)
+		return 0
+	}
+	require.Equal(t, 1.0, value("troupe_runs_total", map[string]string{"kind": "agent", "target": "calc", "status": "completed"}))
+	require.Equal(t, 1.0, value("troupe_knowledge_documents", map[string]string{"state": "completed"}))
+	require.Equal(t, 1.0, value("troupe_active_streams", map[string]string{}))
+	// Label sets stay bounded: no user, session or run ids.
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				require.NotContains(t, []string{"user_id", "session_id", "run_id"}, lp.GetName(), name)
+				require.NotContains(t, []string{runs[0].SessionID, runs[1].SessionID}, lp.GetValue(), name)
+			}
+		}
 	}
 	require.NotContains(t, body, "alice", "no user ids in labels")
 

@@ -229,7 +229,8 @@ func (s *Server) consoleError(c *gin.Context, what string, err error) {
 func (s *Server) events(c *gin.Context) {
 	snaps, stop := s.opts.Engine.Subscribe()
 	defer stop()
-	w := newSSEWriter(c.Writer)
+	w, closed := s.openStream(c)
+	defer closed()
 	_ = w.write("ready", map[string]uint64{"generation": s.opts.Engine.Current().Generation()})
 	ping := time.NewTicker(25 * time.Second)
 	defer ping.Stop()

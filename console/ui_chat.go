@@ -47,12 +47,10 @@ func (s *Server) chat(typ string) gin.HandlerFunc {
 			c.Data(http.StatusInternalServerError, "text/plain; charset=utf-8", []byte("the run could not start; see the server log"))
 			return
 		}
-		if s.opts.Metrics != nil {
-			s.opts.Metrics.StreamOpened()
-			defer s.opts.Metrics.StreamClosed()
-		}
+		w, closed := s.openStream(c)
+		defer closed()
 		ctx := c.Request.Context()
-		st := &chatStream{w: newSSEWriter(c.Writer), ctx: ctx, run: pr.run.ID, members: map[string]string{}}
+		st := &chatStream{w: w, ctx: ctx, run: pr.run.ID, members: map[string]string{}}
 		st.send("start", map[string]string{"run": pr.run.ID, "session": pr.session.ID, "h": st.html(view.ChatTurn(pr.run.ID, message))})
 		traceURL := ""
 		if pr.trace != nil {

@@ -14,8 +14,6 @@ import (
 	"github.com/troupehq/troupe/spec"
 )
 
-func postgresDSNIfSet() string { return os.Getenv(postgresEnv) }
-
 // slowEmbedder makes ingestion take long enough to be interrupted.
 type slowEmbedder struct {
 	knowledge.Embedder

@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,20 +18,8 @@ import (
 	"github.com/troupehq/troupe/store"
 )
 
-// knowledgeOpeners runs knowledge tests on SQLite always and on PostgreSQL
-// when it is configured; each opener reopens the same database.
-func knowledgeOpeners(t *testing.T) map[string]func(t *testing.T) *store.DB {
-	path := filepath.Join(t.TempDir(), "k.db")
-	out := map[string]func(t *testing.T) *store.DB{"sqlite": func(t *testing.T) *store.DB { return openSQLite(t, path) }}
-	if dsn := postgresDSNIfSet(); dsn != "" {
-		d := newSchema(t, dsn)
-		out["postgres"] = func(t *testing.T) *store.DB { return openPostgres(t, d, store.Options{MaxOpenConns: 8}) }
-	}
-	return out
-}
-
 func TestKnowledgeDocumentsAndChunks(t *testing.T) {
-	for name, open := range knowledgeOpeners(t) {
+	for name, open := range dbOpeners(t) {
 		t.Run(name, func(t *testing.T) {
 			db := open(t)
 			k := db.Knowledge()
@@ -121,7 +108,7 @@ func TestKnowledgeDocumentsAndChunks(t *testing.T) {
 // is cancelled mid-way, the store is closed and reopened, a new service
 // resumes, and every document ends completed with exactly its chunks.
 func TestIngestionSurvivesRestart(t *testing.T) {
-	for name, open := range knowledgeOpeners(t) {
+	for name, open := range dbOpeners(t) {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			ks := knowledgeSpecs(t, dir)

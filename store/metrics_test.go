@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"net/url"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ func metricsOpeners(t *testing.T) map[string]func(t *testing.T) *store.DB {
 	out := map[string]func(t *testing.T) *store.DB{
 		"sqlite": func(t *testing.T) *store.DB { return openSQLite(t, filepath.Join(t.TempDir(), "m.db")) },
 	}
-	if dsn := postgresDSNIfSet(); dsn != "" {
+	if dsn := os.Getenv(postgresEnv); dsn != "" {
 		out["postgres"] = func(t *testing.T) *store.DB {
 			u, err := url.Parse(newSchema(t, dsn))
 			require.NoError(t, err)

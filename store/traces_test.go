@@ -18,18 +18,6 @@ import (
 	"github.com/troupehq/troupe/telemetry"
 )
 
-// traceOpeners runs trace tests on SQLite always and on PostgreSQL when it is
-// configured; each opener reopens the same database.
-func traceOpeners(t *testing.T) map[string]func(t *testing.T) *store.DB {
-	path := filepath.Join(t.TempDir(), "traces.db")
-	out := map[string]func(t *testing.T) *store.DB{"sqlite": func(t *testing.T) *store.DB { return openSQLite(t, path) }}
-	if dsn := os.Getenv(postgresEnv); dsn != "" {
-		d := newSchema(t, dsn)
-		out["postgres"] = func(t *testing.T) *store.DB { return openPostgres(t, d, store.Options{MaxOpenConns: 8}) }
-	}
-	return out
-}
-
 // traceBase is a start time with nanoseconds, which spans keep.
 var traceBase = time.Date(2025, 3, 14, 9, 26, 53, 589793238, time.UTC)
 
@@ -104,7 +92,7 @@ func countRows(t *testing.T, db *store.DB, traceID string) int {
 }
 
 func TestTracesRoundTrip(t *testing.T) {
-	for name, open := range traceOpeners(t) {
+	for name, open := range dbOpeners(t) {
 		t.Run(name, func(t *testing.T) {
 			db := open(t)
 			tr := db.Traces()
@@ -151,7 +139,7 @@ func TestTracesRoundTrip(t *testing.T) {
 }
 
 func TestTracesWriteIsIdempotent(t *testing.T) {
-	for name, open := range traceOpeners(t) {
+	for name, open := range dbOpeners(t) {
 		t.Run(name, func(t *testing.T) {
 			db := open(t)
 			tr := db.Traces()
@@ -190,7 +178,7 @@ func TestTracesWriteIsIdempotent(t *testing.T) {
 }
 
 func TestTracesRoot(t *testing.T) {
-	for name, open := range traceOpeners(t) {
+	for name, open := range dbOpeners(t) {
 		t.Run(name, func(t *testing.T) {
 			db := open(t)
 			tr := db.Traces()
@@ -276,7 +264,7 @@ func TestTracesRoot(t *testing.T) {
 // same traces at the same time, as two servers sharing a database would:
 // each trace still ends up with exactly one root, the caller's.
 func TestTracesConcurrentHalves(t *testing.T) {
-	for name, open := range traceOpeners(t) {
+	for name, open := range dbOpeners(t) {
 		t.Run(name, func(t *testing.T) {
 			db := open(t)
 			tr := db.Traces()
@@ -359,7 +347,7 @@ func filterTraces(t *testing.T, tr *store.Traces) {
 }
 
 func TestTracesListFilters(t *testing.T) {
-	for name, open := range traceOpeners(t) {
+	for name, open := range dbOpeners(t) {
 		t.Run(name, func(t *testing.T) {
 			db := open(t)
 			tr := db.Traces()
@@ -419,7 +407,7 @@ func TestTracesListFilters(t *testing.T) {
 }
 
 func TestTracesListPaging(t *testing.T) {
-	for name, open := range traceOpeners(t) {
+	for name, open := range dbOpeners(t) {
 		t.Run(name, func(t *testing.T) {
 			db := open(t)
 			tr := db.Traces()
@@ -472,7 +460,7 @@ func TestTracesListPaging(t *testing.T) {
 // TestTracesMany writes many traces of random shapes, with the recorder's
 // batches splitting them and delivering children before their roots.
 func TestTracesMany(t *testing.T) {
-	for name, open := range traceOpeners(t) {
+	for name, open := range dbOpeners(t) {
 		t.Run(name, func(t *testing.T) {
 			db := open(t)
 			tr := db.Traces()

@@ -53,18 +53,22 @@ func startTroupe(b *testing.B, bin string) *server {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
+	s := &server{cmd: cmd}
+	b.Cleanup(s.stop) // also when the benchmark fails before stopping it
 	addrRE := regexp.MustCompile(`addr=(http://\S+)`)
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
 		if m := addrRE.FindStringSubmatch(sc.Text()); m != nil {
 			go func() { _, _ = io.Copy(io.Discard, stderr) }()
-			return &server{cmd: cmd, addr: m[1]}
+			s.addr = m[1]
+			return s
 		}
 	}
 	b.Fatalf("troupe exited before serving: %v", sc.Err())
 	return nil
 }
 
+// stop ends the process; calling it again does nothing.
 func (s *server) stop() {
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	_ = s.cmd.Wait()
@@ -136,36 +140,27 @@ func BenchmarkMemory(b *testing.B) {
 		}
 		time.Sleep(time.Second)
 		idle := rssMB(s.cmd.Process.Pid)
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range 8 {
-			wg.Go(func() {
-				for next.Add(1) <= 10000 {
-					if err := s.run(client); err != nil {
-						b.Error(err)
-						return
+		// serve10k runs 10,000 new sessions from 8 clients, then reads the
+		// RSS once the server has settled.
+		serve10k := func() float64 {
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Go(func() {
+					for next.Add(1) <= 10000 {
+						if err := s.run(client); err != nil {
+							b.Error(err)
+							return
+						}
 					}
-				}
-			})
+				})
+			}
+			wg.Wait()
+			time.Sleep(2 * time.Second)
+			return rssMB(s.cmd.Process.Pid)
 		}
-		wg.Wait()
-		time.Sleep(2 * time.Second)
-		after := rssMB(s.cmd.Process.Pid)
-		var extra float64
-		next.Store(0)
-		for range 8 {
-			wg.Go(func() {
-				for next.Add(1) <= 10000 {
-					if err := s.run(client); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		time.Sleep(2 * time.Second)
-		extra = rssMB(s.cmd.Process.Pid)
+		after := serve10k()
+		extra := serve10k()
 		s.stop()
 		b.ReportMetric(idle, "idle-rss-MB")
 		b.ReportMetric(after, "rss-10k-sessions-MB")
