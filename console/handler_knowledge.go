@@ -303,6 +303,19 @@ type searchHit struct {
 	MetaData    map[string]any `json:"meta_data"`
 }
 
+// searchIDs are the knowledge bases a search covers: the one named, or
+// every configured base.
+func (s *Server) searchIDs(id string) []string {
+	if id != "" {
+		return []string{id}
+	}
+	var ids []string
+	for _, b := range s.opts.Knowledge.Bases() {
+		ids = append(ids, b.Name)
+	}
+	return ids
+}
+
 func (s *Server) searchKnowledge(c *gin.Context) {
 	var body struct {
 		Query       string         `json:"query"`
@@ -329,16 +342,8 @@ func (s *Server) searchKnowledge(c *gin.Context) {
 		abort(c, http.StatusUnprocessableEntity, "max_results must be from 1 to 100")
 		return
 	}
-	var ids []string
-	if body.KnowledgeID != "" {
-		ids = []string{body.KnowledgeID}
-	} else {
-		for _, b := range s.opts.Knowledge.Bases() {
-			ids = append(ids, b.Name)
-		}
-	}
 	start := time.Now()
-	hits, err := s.opts.Knowledge.Search(c.Request.Context(), ids, body.Query, body.SearchType, body.MaxResults, body.Filters)
+	hits, err := s.opts.Knowledge.Search(c.Request.Context(), s.searchIDs(body.KnowledgeID), body.Query, body.SearchType, body.MaxResults, body.Filters)
 	if err != nil {
 		s.knowledgeError(c, err)
 		return

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,6 +75,16 @@ func paging(c *gin.Context) (limit, page int, err error) {
 	return limit, page, err
 }
 
+// pageParam is a page's "page" parameter; console links are forgiving, so
+// a missing or invalid one means the first page.
+func pageParam(c *gin.Context) int {
+	page, err := intQuery(c, "page", 1, 1, 1<<30)
+	if err != nil {
+		return 1
+	}
+	return page
+}
+
 func intQuery(c *gin.Context, name string, def, lo, hi int) (int, error) {
 	v := c.Query(name)
 	if v == "" {
@@ -120,9 +131,9 @@ func (s *Server) renameSession(c *gin.Context) {
 	} else {
 		body.SessionName = c.PostForm("session_name")
 	}
-	name := strings.TrimSpace(body.SessionName)
-	if name == "" || len(name) > 200 {
-		abort(c, http.StatusUnprocessableEntity, "session_name is required (at most 200 characters)")
+	name, err := sessionName(body.SessionName)
+	if err != nil {
+		s.respondError(c, err)
 		return
 	}
 	sess, err := s.opts.Store.RenameSession(c.Request.Context(), c.Param("id"), name, filter(c))
@@ -134,16 +145,34 @@ func (s *Server) renameSession(c *gin.Context) {
 }
 
 func (s *Server) deleteSession(c *gin.Context) {
-	n, err := s.opts.Store.DeleteSessions(c.Request.Context(), []string{c.Param("id")}, filter(c))
-	if err != nil {
-		s.respondError(c, err)
-		return
-	}
-	if n == 0 {
-		abort(c, http.StatusNotFound, "session not found")
+	if err := s.deleteOneSession(c.Request.Context(), c.Param("id"), filter(c)); err != nil {
+		s.storeError(c, "session", err)
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// maxSessionName bounds session names, for the API and the console alike.
+const maxSessionName = 200
+
+// sessionName checks a new session name: 1 to maxSessionName characters
+// once trimmed.
+func sessionName(raw string) (string, error) {
+	name := strings.TrimSpace(raw)
+	if name == "" || len(name) > maxSessionName {
+		return "", &httpError{http.StatusUnprocessableEntity, "a session name needs 1 to 200 characters"}
+	}
+	return name, nil
+}
+
+// deleteOneSession deletes session id, or answers store.ErrNotFound when
+// the caller sees no such session.
+func (s *Server) deleteOneSession(ctx context.Context, id string, f store.Filter) error {
+	n, err := s.opts.Store.DeleteSessions(ctx, []string{id}, f)
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	return err
 }
 
 func (s *Server) deleteSessions(c *gin.Context) {

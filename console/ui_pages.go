@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -95,56 +94,52 @@ func (s *Server) overviewPage(c *gin.Context) {
 	s.render(c, http.StatusOK, view.OverviewPage(s.frame(c, "Overview", "overview"), o))
 }
 
-func (s *Server) viewTarget(snap *engine.Snapshot, kind spec.Kind, name string) (view.Target, bool) {
-	t := view.Target{Name: name, Status: string(engine.StatusOK)}
-	if o, ok := snap.Object(spec.Key{Kind: kind, Name: name}); ok {
-		t.Status = string(o.Status)
+// viewAgent and viewTeam describe a target as the API does (toAgent,
+// toTeam), in the console's terms.
+func (s *Server) viewAgent(snap *engine.Snapshot, a *engine.Agent) view.Target {
+	r := s.toAgent(snap, a)
+	t := view.Target{Kind: "agent", Name: r.Name, Description: r.Description, Status: r.Status,
+		Model: r.Model.Name, Demo: r.Model.Demo, Knowledge: r.Knowledge}
+	for _, tool := range r.Tools {
+		t.Tools = append(t.Tools, tool.Name)
 	}
-	var model *engine.ModelRef
-	switch kind {
-	case spec.KindTeam:
+	return t
+}
+
+func (s *Server) viewTeam(snap *engine.Snapshot, tm *engine.Team) view.Target {
+	r := s.toTeam(snap, tm)
+	t := view.Target{Kind: "team", Name: r.Name, Description: r.Description, Status: r.Status, Mode: r.Mode,
+		Model: r.Model.Name, Demo: r.Model.Demo}
+	for _, m := range r.Members {
+		t.Members = append(t.Members, view.Member{Kind: m.Type, Name: m.Name})
+	}
+	return t
+}
+
+// viewTarget describes the agent or team name; false when it is not served.
+func (s *Server) viewTarget(snap *engine.Snapshot, kind spec.Kind, name string) (view.Target, bool) {
+	if kind == spec.KindTeam {
 		tm, ok := snap.Team(name)
 		if !ok {
-			return t, false
+			return view.Target{}, false
 		}
-		t.Kind, t.Description, t.Mode, model = "team", tm.Spec.Description, tm.Spec.Mode, tm.Model
-		for _, m := range tm.Members {
-			k := "agent"
-			if m.Team != nil {
-				k = "team"
-			}
-			t.Members = append(t.Members, view.Member{Kind: k, Name: m.Name()})
-		}
-	default:
-		a, ok := snap.Agent(name)
-		if !ok {
-			return t, false
-		}
-		t.Kind, t.Description, model = "agent", a.Spec.Description, a.Model
-		for _, tool := range a.Tools {
-			t.Tools = append(t.Tools, tool.Name)
-		}
-		for _, k := range a.Knowledge {
-			t.Knowledge = append(t.Knowledge, k.Name)
-		}
+		return s.viewTeam(snap, tm), true
 	}
-	if model != nil {
-		mi := toModelInfo(model)
-		t.Model, t.Demo = mi.Name, mi.Demo
+	a, ok := snap.Agent(name)
+	if !ok {
+		return view.Target{}, false
 	}
-	return t, true
+	return s.viewAgent(snap, a), true
 }
 
 func (s *Server) targetsPage(c *gin.Context) {
 	snap := s.opts.Engine.Current()
 	var p view.Targets
 	for _, a := range snap.Agents() {
-		t, _ := s.viewTarget(snap, spec.KindAgent, a.Name())
-		p.Agents = append(p.Agents, t)
+		p.Agents = append(p.Agents, s.viewAgent(snap, a))
 	}
 	for _, tm := range snap.Teams() {
-		t, _ := s.viewTarget(snap, spec.KindTeam, tm.Name())
-		p.Teams = append(p.Teams, t)
+		p.Teams = append(p.Teams, s.viewTeam(snap, tm))
 	}
 	p.Broken = notServing(snap, spec.KindAgent, spec.KindTeam)
 	s.render(c, http.StatusOK, view.TargetsPage(s.frame(c, "Agents & teams", "agents"), p))
@@ -156,16 +151,17 @@ func (s *Server) targetPage(typ string) gin.HandlerFunc {
 		snap := s.opts.Engine.Current()
 		name := c.Param("id")
 		t, ok := s.viewTarget(snap, kind, name)
+		o, found := snap.Object(spec.Key{Kind: kind, Name: name})
 		if !ok {
 			hint := "See Agents & teams for what is served."
-			if o, found := snap.Object(spec.Key{Kind: kind, Name: name}); found && !o.Serving() {
+			if found && !o.Serving() {
 				hint = "Its spec has errors and no earlier version works: see Config. " + strings.Join(diagTexts(o.Diagnostics.Errors()), "; ")
 			}
 			s.problem(c, http.StatusNotFound, typ+" "+name+" is not served", "No "+typ+" named "+name+" is being served.", hint)
 			return
 		}
 		p := view.TargetPage{Target: t, CanRun: getPrincipal(c).has(ScopeAgentsRun)}
-		if o, ok := snap.Object(spec.Key{Kind: kind, Name: name}); ok {
+		if found {
 			p.File = o.File
 			p.Diagnostics = viewDiagnostics(o.Diagnostics)
 			if o.Doc != nil {
@@ -243,14 +239,13 @@ func (s *Server) endpoints(c *gin.Context, t view.Target) []view.Endpoint {
 }
 
 func (s *Server) sessionsPage(c *gin.Context) {
-	page, _ := strconv.Atoi(c.Query("page"))
-	q := store.SessionQuery{Filter: userFilter(c), Search: strings.TrimSpace(c.Query("q")), Page: max(page, 1), Limit: store.DefaultLimit}
+	q := store.SessionQuery{Filter: userFilter(c), Search: strings.TrimSpace(c.Query("q")), Page: pageParam(c), Limit: store.DefaultLimit}
 	rows, total, err := s.opts.Store.ListSessions(c.Request.Context(), q)
 	if err != nil {
 		s.consoleError(c, "sessions", err)
 		return
 	}
-	p := view.Sessions{Search: q.Search, Rows: rows, Page: q.Page, Total: total, TotalPages: (total + q.Limit - 1) / q.Limit,
+	p := view.Sessions{Search: q.Search, Rows: rows, Page: q.Page, Total: total, TotalPages: pageCount(total, q.Limit),
 		CanWrite: getPrincipal(c).has(ScopeSessionsWrite)}
 	s.render(c, http.StatusOK, view.SessionsPage(s.frame(c, "Sessions", "sessions"), p))
 }
@@ -280,9 +275,9 @@ func (s *Server) sessionPage(c *gin.Context) {
 }
 
 func (s *Server) renameFromConsole(c *gin.Context) {
-	name := strings.TrimSpace(c.PostForm("name"))
-	if name == "" || len(name) > 200 {
-		s.problem(c, http.StatusUnprocessableEntity, "Invalid name", "A session name must have 1 to 200 characters.", "")
+	name, err := sessionName(c.PostForm("name"))
+	if err != nil {
+		s.consoleError(c, "the session", err)
 		return
 	}
 	if _, err := s.opts.Store.RenameSession(c.Request.Context(), c.Param("id"), name, userFilter(c)); err != nil {
@@ -293,11 +288,7 @@ func (s *Server) renameFromConsole(c *gin.Context) {
 }
 
 func (s *Server) deleteFromConsole(c *gin.Context) {
-	n, err := s.opts.Store.DeleteSessions(c.Request.Context(), []string{c.Param("id")}, userFilter(c))
-	if err == nil && n == 0 {
-		err = store.ErrNotFound
-	}
-	if err != nil {
+	if err := s.deleteOneSession(c.Request.Context(), c.Param("id"), userFilter(c)); err != nil {
 		s.consoleError(c, "the session", err)
 		return
 	}
@@ -336,8 +327,7 @@ func (s *Server) tracesPage(c *gin.Context) {
 		p.Targets = append(p.Targets, t.Name())
 	}
 	slices.Sort(p.Targets)
-	page, _ := strconv.Atoi(c.Query("page"))
-	q := telemetry.TraceQuery{UserID: getPrincipal(c).userID(""), Limit: 25, Page: max(page, 1)}
+	q := telemetry.TraceQuery{UserID: getPrincipal(c).userID(""), Limit: 25, Page: pageParam(c)}
 	if t := p.Filter.Target; t != "" {
 		if _, isTeam := snap.Team(t); isTeam {
 			q.TeamID = t
@@ -356,7 +346,7 @@ func (s *Server) tracesPage(c *gin.Context) {
 		s.consoleError(c, "traces", err)
 		return
 	}
-	p.Rows, p.Page, p.Total, p.TotalPages = rows, q.Page, total, (total+q.Limit-1)/q.Limit
+	p.Rows, p.Page, p.Total, p.TotalPages = rows, q.Page, total, pageCount(total, q.Limit)
 	s.render(c, http.StatusOK, view.TracesPage(s.frame(c, "Traces", "traces"), p))
 }
 
@@ -438,14 +428,13 @@ func (s *Server) knowledgePage(c *gin.Context) {
 			}
 			p.Bases = append(p.Bases, view.Base{Name: b.Name, Store: b.Store.Type, Search: b.Search.Mode, Embedder: b.Embedder, Documents: n})
 		}
-		page, _ := strconv.Atoi(c.Query("page"))
-		q := kb.DocumentQuery{Limit: docsPerPage, Page: min(max(page, 1), 1<<20), SortBy: "updated_at", SortOrder: "desc"}
+		q := kb.DocumentQuery{Limit: docsPerPage, Page: pageParam(c), SortBy: "updated_at", SortOrder: "desc"}
 		var err error
 		if p.Docs, p.Total, err = s.opts.Knowledge.List(ctx, q); err != nil {
 			s.consoleError(c, "documents", err)
 			return
 		}
-		p.Page, p.Pages = q.Page, (p.Total+docsPerPage-1)/docsPerPage
+		p.Page, p.Pages = q.Page, pageCount(p.Total, docsPerPage)
 	}
 	s.render(c, http.StatusOK, view.KnowledgePage(s.frame(c, "Knowledge", "knowledge"), p))
 }
@@ -503,22 +492,21 @@ func (s *Server) searchFromConsole(c *gin.Context) {
 	default:
 		r.Mode = knowledge.ModeHybrid
 	}
-	var ids []string
-	if id := c.PostForm("knowledge_id"); id != "" {
-		ids = []string{id}
-	} else {
-		for _, b := range s.opts.Knowledge.Bases() {
-			ids = append(ids, b.Name)
-		}
-	}
 	if r.Query == "" {
 		r.Error = "Type something to search for."
 	} else {
 		start := time.Now()
-		hits, err := s.opts.Knowledge.Search(c.Request.Context(), ids, r.Query, r.Mode, 10, nil)
+		hits, err := s.opts.Knowledge.Search(c.Request.Context(), s.searchIDs(c.PostForm("knowledge_id")), r.Query, r.Mode, 10, nil)
 		r.Took = time.Since(start)
 		if err != nil {
-			r.Error = fmt.Sprintf("Search failed: %v", err)
+			// The service's own refusals say what to change; anything
+			// else is for the server log, not the page.
+			_, msg, ok := knowledgeStatus(err)
+			if !ok {
+				s.log.Error("console search", "err", err)
+				msg = "see the server log"
+			}
+			r.Error = "Search failed: " + msg
 		}
 		r.Hits = hits
 	}

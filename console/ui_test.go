@@ -211,6 +211,11 @@ func TestConsoleFriendlyErrors(t *testing.T) {
 	// after someone else deleted it) is a 404 too, not a server error.
 	resp, body = ts.page("POST", "/ui/knowledge/docs/missing/retry", "", nil, "HX-Request", "true")
 	require.Equal(t, http.StatusNotFound, resp.StatusCode, body)
+	// A search of a base that does not exist says so in the results.
+	resp, body = ts.page("POST", "/ui/knowledge/search", "", url.Values{"query": {"x"}, "knowledge_id": {"nope"}}, "HX-Request", "true")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, "Search failed")
+	require.Contains(t, body, "nope")
 }
 
 func TestConsoleSessionRenameAndDelete(t *testing.T) {

@@ -70,8 +70,11 @@ type pageMeta struct {
 
 // newPageMeta describes page (1-based) of limit items out of total.
 func newPageMeta(page, limit, total int) pageMeta {
-	return pageMeta{Page: page, Limit: limit, TotalCount: total, TotalPages: (total + limit - 1) / limit}
+	return pageMeta{Page: page, Limit: limit, TotalCount: total, TotalPages: pageCount(total, limit)}
 }
+
+// pageCount is how many pages of limit items total items fill.
+func pageCount(total, limit int) int { return (total + limit - 1) / limit }
 
 type paged[T any] struct {
 	Data []T      `json:"data"`
