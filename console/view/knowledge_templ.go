@@ -70,7 +70,7 @@ func KnowledgePage(f Frame, k Knowledge) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			} else {
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 4, "<div class=\"scroll\" id=\"kb-bases\" hx-get=\"/ui/knowledge\" hx-select=\"#kb-bases\" hx-trigger=\"troupe-docs from:body delay:500ms\" hx-swap=\"outerHTML\"><table data-testid=\"bases\"><thead><tr><th scope=\"col\">Knowledge base</th><th scope=\"col\">Documents</th><th scope=\"col\">Vector store</th><th scope=\"col\">Search</th><th scope=\"col\">Embedder</th></tr></thead> <tbody>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 4, "<div class=\"scroll\" id=\"kb-bases\" hx-get=\"/ui/knowledge\" hx-select=\"#kb-bases\" hx-select-oob=\"#doc-count\" hx-trigger=\"troupe-docs from:body delay:500ms\" hx-swap=\"outerHTML\"><table data-testid=\"bases\"><thead><tr><th scope=\"col\">Knowledge base</th><th scope=\"col\">Documents</th><th scope=\"col\">Vector store</th><th scope=\"col\">Search</th><th scope=\"col\">Embedder</th></tr></thead> <tbody>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
@@ -204,14 +204,14 @@ func KnowledgePage(f Frame, k Knowledge) templ.Component {
 						return templ_7745c5c3_Err
 					}
 				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 18, " <section aria-labelledby=\"docs-h\"><h2 id=\"docs-h\">Documents <small class=\"muted\" id=\"doc-count\" hx-get=\"/ui/knowledge\" hx-select=\"#doc-count\" hx-trigger=\"troupe-docs from:body delay:500ms\" hx-swap=\"outerHTML\" data-testid=\"doc-count\">")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 18, " <section aria-labelledby=\"docs-h\"><h2 id=\"docs-h\">Documents <small class=\"muted\" id=\"doc-count\" data-testid=\"doc-count\">")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
 				var templ_7745c5c3_Var12 string
 				templ_7745c5c3_Var12, templ_7745c5c3_Err = templ.JoinStringErrs(itoa(k.Total))
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `console/view/knowledge.templ`, Line: 46, Col: 218}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `console/view/knowledge.templ`, Line: 46, Col: 105}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var12))
 				if templ_7745c5c3_Err != nil {

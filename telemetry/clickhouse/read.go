@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -121,23 +122,10 @@ func (s *Store) ListTraces(ctx context.Context, q telemetry.TraceQuery) ([]telem
 	}
 	grouped, args, filtered := s.listQuery(q)
 
-	var total uint64
-	countSQL := "SELECT uniqExact(trace_id) FROM " + s.table
-	if filtered {
-		countSQL = "SELECT count() FROM (\n" + grouped + "\n)"
-	}
-	if err := s.queryRow(ctx, []any{&total}, countSQL, args...); err != nil {
-		return nil, 0, fmt.Errorf("clickhouse: count traces: %w", err)
-	}
 	out := []telemetry.TraceSummary{}
-	// page-1 < total keeps the product far from overflowing.
-	if uint64(page-1) >= total || uint64(page-1)*uint64(limit) >= total {
-		return out, int(total), nil
-	}
 	offset := uint64(page-1) * uint64(limit)
-
 	query := grouped + "\nORDER BY r_start_ns DESC, trace_id DESC\nLIMIT ? OFFSET ?"
-	rows, err := s.query(ctx, query, append(args, uint64(limit), offset)...)
+	rows, err := s.query(ctx, query, append(slices.Clone(args), uint64(limit), offset)...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("clickhouse: list traces: %w", err)
 	}
@@ -159,6 +147,21 @@ func (s *Store) ListTraces(ctx context.Context, q telemetry.TraceQuery) ([]telem
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("clickhouse: list traces: %w", withCtxErr(ctx, err))
+	}
+	rows.Close()
+
+	// A page that is neither full nor past the end tells the total itself,
+	// and spares the server a second pass over the traces.
+	if len(out) > 0 && len(out) < limit || page == 1 && len(out) == 0 {
+		return out, int(offset) + len(out), nil
+	}
+	var total uint64
+	countSQL := "SELECT uniqExact(trace_id) FROM " + s.table
+	if filtered {
+		countSQL = "SELECT count() FROM (\n" + grouped + "\n)"
+	}
+	if err := s.queryRow(ctx, []any{&total}, countSQL, args...); err != nil {
+		return nil, 0, fmt.Errorf("clickhouse: count traces: %w", err)
 	}
 	return out, int(total), nil
 }
