@@ -34,7 +34,10 @@ type Backoff struct {
 // DefaultBackoff is used when a Chain has none.
 var DefaultBackoff = Backoff{Base: 500 * time.Millisecond, Max: 8 * time.Second, MaxRetryAfter: 60 * time.Second}
 
-func (b Backoff) delay(attempt int, err error) time.Duration {
+// Delay is the wait before retry attempt+1 after err: exponential from Base,
+// capped at Max, with jitter in [d/2, d] so clients do not retry in
+// lockstep; a longer Retry-After from the server wins, up to MaxRetryAfter.
+func (b Backoff) Delay(attempt int, err error) time.Duration {
 	d := b.Base << attempt
 	if d > b.Max || d <= 0 {
 		d = b.Max
@@ -124,7 +127,7 @@ func (c *Chain) try(ctx context.Context, t Target, req *Request, onDelta func(De
 		if err == nil || delivered || !Retryable(err) || attempt >= t.Retries || ctx.Err() != nil {
 			return resp, delivered, err
 		}
-		wait := b.delay(attempt, err)
+		wait := b.Delay(attempt, err)
 		if c.OnRetry != nil {
 			c.OnRetry(t, attempt+1, err, wait)
 		}

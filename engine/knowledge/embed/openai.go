@@ -10,9 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/engine/model/openai"
 )
 
 // Defaults and limits of the OpenAI embedder.
@@ -43,7 +42,6 @@ const (
 const (
 	maxEmbedResponseBytes = 128 << 20 // 256 vectors of 4096 floats as JSON is ~25 MB
 	maxEmbedErrorBytes    = 64 << 10
-	maxEmbedSnippetChars  = 300
 )
 
 // OpenAIOptions configure an OpenAI embedder.
@@ -290,7 +288,7 @@ func (e *OpenAI) embedBatch(ctx context.Context, inputs []string) ([][]float32, 
 		if ctx.Err() != nil || !model.Retryable(err) || attempt >= e.retries {
 			return nil, err
 		}
-		timer := time.NewTimer(e.delay(attempt, err))
+		timer := time.NewTimer(e.backoff.Delay(attempt, err))
 		select {
 		case <-ctx.Done():
 			timer.Stop()
@@ -298,23 +296,6 @@ func (e *OpenAI) embedBatch(ctx context.Context, inputs []string) ([][]float32, 
 		case <-timer.C:
 		}
 	}
-}
-
-// delay is the wait before retry attempt+1: exponential from the base, capped,
-// with jitter in [d/2, d] so clients do not retry in lockstep; a longer
-// Retry-After from the server wins, up to the backoff's MaxRetryAfter.
-func (e *OpenAI) delay(attempt int, err error) time.Duration {
-	b := e.backoff
-	d := b.Base << attempt
-	if d > b.Max || d <= 0 {
-		d = b.Max
-	}
-	d = time.Duration(rand.Int64N(int64(d)/2+1)) + d/2
-	var me *model.Error
-	if errors.As(err, &me) && me.RetryAfter > d {
-		d = min(me.RetryAfter, b.MaxRetryAfter)
-	}
-	return d
 }
 
 // embeddingRequest is the body of POST /embeddings.
@@ -332,7 +313,7 @@ type embeddingResponse struct {
 		Index     *int   `json:"index"`
 		Embedding vector `json:"embedding"`
 	} `json:"data"`
-	Error *apiError `json:"error"`
+	Error *openai.APIError `json:"error"`
 }
 
 // vector decodes an embedding sent as a JSON array of numbers or, by servers
@@ -360,21 +341,6 @@ func (v *vector) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	return json.Unmarshal(b, (*[]float32)(v))
-}
-
-// apiError is OpenAI's error object. Code may be a string or a number.
-type apiError struct {
-	Message string          `json:"message"`
-	Type    string          `json:"type"`
-	Code    json.RawMessage `json:"code"`
-}
-
-func (a *apiError) code() string {
-	var s string
-	if json.Unmarshal(a.Code, &s) == nil {
-		return s
-	}
-	return strings.Trim(string(a.Code), `"`)
 }
 
 // once sends one request, bounded by the per-request timeout.
@@ -497,7 +463,7 @@ func (e *OpenAI) httpError(ctx context.Context, resp *http.Response) error {
 	if err != nil && ctx.Err() != nil {
 		return e.transportError(ctx, err)
 	}
-	msg, code := errorMessage(body)
+	msg, code := openai.ErrorMessage(body)
 	me := model.HTTPError(e.name, resp, e.redact(msg))
 	if me.Kind == model.ErrBadRequest && code == "context_length_exceeded" {
 		me.Kind = model.ErrContextLength
@@ -505,55 +471,13 @@ func (e *OpenAI) httpError(ctx context.Context, resp *http.Response) error {
 	return me
 }
 
-// errorMessage extracts the message and code from an error body: OpenAI's
-// {"error": {"message", "code"}}, the {"error": "..."} of Ollama and others,
-// a top-level {"message"} (vLLM) or {"detail"} (FastAPI). Anything else is
-// quoted as a trimmed snippet.
-func errorMessage(body []byte) (msg, code string) {
-	var env struct {
-		Error   json.RawMessage `json:"error"`
-		Message string          `json:"message"`
-		Detail  any             `json:"detail"`
-	}
-	if json.Unmarshal(body, &env) == nil {
-		var ae apiError
-		var s string
-		switch {
-		case json.Unmarshal(env.Error, &ae) == nil && ae.Message != "":
-			return ae.Message, ae.code()
-		case json.Unmarshal(env.Error, &s) == nil && s != "":
-			return s, ""
-		case env.Message != "":
-			return env.Message, ""
-		}
-		if d, ok := env.Detail.(string); ok && d != "" {
-			return d, ""
-		}
-	}
-	s := strings.Join(strings.Fields(string(body)), " ")
-	if r := []rune(s); len(r) > maxEmbedSnippetChars {
-		s = string(r[:maxEmbedSnippetChars]) + "…"
-	}
-	return s, ""
-}
-
 // bodyError classifies an error object in a 200 response.
-func (e *OpenAI) bodyError(ae *apiError) *model.Error {
-	kind := model.ErrProtocol
-	code := ae.code()
-	tc := strings.ToLower(ae.Type + " " + code)
-	status, _ := strconv.Atoi(code)
-	switch {
-	case status == http.StatusTooManyRequests || strings.Contains(tc, "rate_limit"):
-		kind = model.ErrRateLimit
-	case status >= 500 || strings.Contains(tc, "server_error") || strings.Contains(tc, "overloaded"):
-		kind = model.ErrOverloaded
-	}
+func (e *OpenAI) bodyError(ae *openai.APIError) *model.Error {
 	msg := e.redact(ae.Message)
 	if msg == "" {
 		msg = "error reported in response"
 	}
-	return &model.Error{Kind: kind, Provider: e.name, Message: msg}
+	return &model.Error{Kind: ae.Kind(), Provider: e.name, Message: msg}
 }
 
 func (e *OpenAI) protocolError(msg string, err error) *model.Error {

@@ -252,6 +252,7 @@ func TestOpenAIErrorsAndRetries(t *testing.T) {
 		{name: "403 auth", status: 403, body: `{"error":"forbidden"}`, failures: 10, wantKind: model.ErrAuth, wantCalls: 1, wantMsg: "forbidden"},
 		{name: "no retries", status: 500, body: `{"detail":"crashed"}`, failures: 10, retries: -1, wantKind: model.ErrOverloaded, wantCalls: 1, wantMsg: "crashed"},
 		{name: "error in 200 retried", status: 200, body: `{"error":{"message":"overloaded","type":"server_error"}}`, failures: 1, wantCalls: 2},
+		{name: "rate limit in 200", status: 200, body: `{"error":{"message":"slow down","code":"too_many_requests"}}`, failures: 10, retries: -1, wantKind: model.ErrRateLimit, wantCalls: 1, wantMsg: "slow down"},
 		{name: "error in 200 unknown", status: 200, body: `{"error":{"message":"weird"}}`, failures: 10, wantKind: model.ErrProtocol, wantCalls: 1, wantMsg: "weird"},
 	}
 	for _, tt := range tests {

@@ -319,6 +319,19 @@ func (s *Store) Stats(knowledgeID string) bm25.Stats {
 	return x.snapshot()
 }
 
+// AvgDL is the average chunk length of a knowledge base, in BM25 terms. It
+// reads the statistics in place: unlike Stats, it does not make the next
+// write copy them.
+func (s *Store) AvgDL(knowledgeID string) float64 {
+	x := s.index(knowledgeID, false)
+	if x == nil {
+		return 0
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.stats.AvgDL()
+}
+
 // Count is the number of chunks of a knowledge base.
 func (s *Store) Count(knowledgeID string) int {
 	x := s.index(knowledgeID, false)

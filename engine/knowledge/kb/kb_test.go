@@ -349,3 +349,15 @@ func TestMilvusLearnsARemoteEmbeddersDimension(t *testing.T) {
 	_, err = s.Search(t.Context(), []string{"remote"}, "anything", "", 3, nil)
 	require.NoError(t, err, "the base is available")
 }
+
+// TestSearchEmbedsTheQueryOncePerEmbedder checks that a search over several
+// bases with the same embedder embeds the query once, not once per base.
+func TestSearchEmbedsTheQueryOncePerEmbedder(t *testing.T) {
+	e := newEnv()
+	s, stop := e.start(t, specs(t, t.TempDir(), docsKB+"---\nkind: Knowledge\nname: more\n"))
+	defer stop()
+	before := e.gate.calls.Load()
+	_, err := s.Search(t.Context(), []string{"docs", "more"}, "widgets", knowledge.ModeHybrid, 3, nil)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, e.gate.calls.Load()-before)
+}

@@ -598,8 +598,7 @@ func (s *Service) avgDL(b *base) float64 {
 		defer b.statsMu.Unlock()
 		return b.stats.AvgDL()
 	}
-	st := s.embedded.Stats(b.spec.Name)
-	return st.AvgDL()
+	return s.embedded.AvgDL(b.spec.Name)
 }
 
 // Search searches knowledge bases. mode "" uses each base's configured mode,
@@ -610,6 +609,9 @@ func (s *Service) Search(ctx context.Context, knowledgeIDs []string, query, mode
 	}
 	var lists [][]knowledge.Hit
 	want := topK
+	// Bases sharing an embedder (same name: comparable vectors) share the
+	// query's embedding: one request, not one per base.
+	vectors := map[string][]float32{}
 	for _, id := range knowledgeIDs {
 		b, err := s.base(id)
 		if err != nil {
@@ -624,21 +626,23 @@ func (s *Service) Search(ctx context.Context, knowledgeIDs []string, query, mode
 		}
 		want = max(want, q.TopK)
 		if q.Mode != knowledge.ModeKeyword {
-			v, err := b.embedder.Embed(ctx, []string{query})
-			if err != nil {
-				return nil, fmt.Errorf("embedding the query: %w", err)
+			q.Vector = vectors[b.embedder.Name()]
+			if q.Vector == nil {
+				v, err := b.embedder.Embed(ctx, []string{query})
+				if err != nil {
+					return nil, fmt.Errorf("embedding the query: %w", err)
+				}
+				q.Vector = v[0]
+				vectors[b.embedder.Name()] = q.Vector
 			}
-			q.Vector = v[0]
 		}
-		if q.Mode != knowledge.ModeVector {
-			if b.external {
-				b.statsMu.Lock()
-				q.Sparse = b.stats.Query(query)
-				b.statsMu.Unlock()
-			} else {
-				st := s.embedded.Stats(id)
-				q.Sparse = st.Query(query)
-			}
+		// The embedded store weighs the query's terms itself, under its
+		// own lock; asking it for a snapshot of its statistics would make
+		// its next write copy them all.
+		if q.Mode != knowledge.ModeVector && b.external {
+			b.statsMu.Lock()
+			q.Sparse = b.stats.Query(query)
+			b.statsMu.Unlock()
 		}
 		hits, err := b.store.Search(ctx, id, q)
 		if err != nil {

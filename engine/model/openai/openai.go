@@ -258,7 +258,7 @@ func (c *Client) httpError(ctx context.Context, resp *http.Response) error {
 	if err != nil && ctx.Err() != nil {
 		return model.TransportError(ctx, c.name, err)
 	}
-	msg, code := errorMessage(body)
+	msg, code := ErrorMessage(body)
 	e := model.HTTPError(c.name, resp, c.redact(msg))
 	if e.Kind == model.ErrBadRequest && code == "context_length_exceeded" {
 		e.Kind = model.ErrContextLength
@@ -266,13 +266,13 @@ func (c *Client) httpError(ctx context.Context, resp *http.Response) error {
 	return e
 }
 
-// errorMessage extracts the message (and code, if any) from an error body:
+// ErrorMessage extracts the message (and code, if any) from an error body:
 // OpenAI's {"error": {"message": ...}}, the {"error": "..."} some servers
 // send, vLLM's top-level {"message": ...} or FastAPI's {"detail": "..."}.
 // Anything else is quoted as a trimmed snippet.
-func errorMessage(body []byte) (msg, code string) {
+func ErrorMessage(body []byte) (msg, code string) {
 	var env struct {
-		Error   *apiError `json:"error"`
+		Error   *APIError `json:"error"`
 		Message string    `json:"message"`
 		Detail  any       `json:"detail"`
 	}
@@ -302,25 +302,31 @@ func snippet(body []byte) string {
 // bodyError classifies an error object found in a 200 response or stream.
 // Servers put the HTTP-like condition in type or code, which may be a string
 // ("rate_limit_exceeded") or a number (OpenRouter's 429, 502).
-func (c *Client) bodyError(ae *apiError) *model.Error {
-	kind := model.ErrProtocol
+func (c *Client) bodyError(ae *APIError) *model.Error {
+	msg := c.redact(ae.Message)
+	if msg == "" {
+		msg = "error reported in response"
+	}
+	return &model.Error{Kind: ae.Kind(), Provider: c.name, Message: msg}
+}
+
+// Kind classifies an error object found in a 200 response or stream.
+// Servers put the HTTP-like condition in type or code, which may be a
+// string ("rate_limit_exceeded") or a number (OpenRouter's 429, 502).
+func (ae *APIError) Kind() model.ErrorKind {
 	tc := strings.ToLower(ae.Type + " " + ae.Code)
 	status, _ := strconv.Atoi(ae.Code)
 	switch {
 	case status == http.StatusTooManyRequests ||
 		strings.Contains(tc, "rate_limit") || strings.Contains(tc, "ratelimit") ||
 		strings.Contains(tc, "rate-limit") || strings.Contains(tc, "too_many_requests"):
-		kind = model.ErrRateLimit
+		return model.ErrRateLimit
 	case status >= 500 ||
 		strings.Contains(tc, "server_error") || strings.Contains(tc, "overloaded") ||
 		strings.Contains(tc, "unavailable"):
-		kind = model.ErrOverloaded
+		return model.ErrOverloaded
 	}
-	msg := c.redact(ae.Message)
-	if msg == "" {
-		msg = "error reported in response"
-	}
-	return &model.Error{Kind: kind, Provider: c.name, Message: msg}
+	return model.ErrProtocol
 }
 
 // protocolError reports an answer the adapter cannot understand.

@@ -151,7 +151,7 @@ type chatResponse struct {
 	Model   string       `json:"model"`
 	Choices []chatChoice `json:"choices"`
 	Usage   *chatUsage   `json:"usage"`
-	Error   *apiError    `json:"error"`
+	Error   *APIError    `json:"error"`
 }
 
 // choice returns the first choice (index 0), or nil if there is none.
@@ -218,16 +218,17 @@ func (u *chatUsage) model() model.Usage {
 	return model.Usage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens}
 }
 
-// apiError is an error object. It accepts OpenAI's {"message", "type",
+// APIError is an error object of the OpenAI wire format, in an error
+// response or in place of a result. It accepts OpenAI's {"message", "type",
 // "code"} with a string or numeric code, and the bare string some servers
-// send as "error".
-type apiError struct {
+// send as "error". Other clients of OpenAI-wire APIs (embeddings) use it too.
+type APIError struct {
 	Message string
 	Type    string
 	Code    string
 }
 
-func (e *apiError) UnmarshalJSON(b []byte) error {
+func (e *APIError) UnmarshalJSON(b []byte) error {
 	var s string
 	if json.Unmarshal(b, &s) == nil {
 		e.Message = s
