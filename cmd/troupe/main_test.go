@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/store"
 )
 
 func noEnv(string) (string, bool) { return "", false }
@@ -261,4 +263,49 @@ func TestServeWithClickHouseDown(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not stop on cancel")
 	}
+}
+
+// TestServeFlushesTracesToASiblingFile checks the default trace sink on
+// SQLite: a run's spans, still queued when serve is told to stop (the
+// recorder writes every second), are flushed at shutdown into
+// <db>-traces.db, next to the database, and not into the database itself.
+func TestServeFlushesTracesToASiblingFile(t *testing.T) {
+	t.Parallel()
+	dir, data := t.TempDir(), t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("kind: Agent\nname: a\nmodel: echo\n"), 0o644))
+	ctx, cancel := context.WithCancel(t.Context())
+	var logs syncBuffer
+	done := make(chan error)
+	go func() {
+		done <- run(ctx, []string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--db", filepath.Join(data, "t.db")}, noEnv, &logs, &logs)
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "msg=serving") }, 10*time.Second, 10*time.Millisecond)
+	addr := regexp.MustCompile(`addr=(http://\S+)`).FindStringSubmatch(logs.String())[1]
+	resp, err := http.Post(addr+"/agents/a/runs", "application/x-www-form-urlencoded", strings.NewReader("message=hi&stream=false"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	traceID := resp.Header.Get("X-Trace-Id")
+	require.NotEmpty(t, traceID)
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop on cancel")
+	}
+
+	traces, err := store.Open(t.Context(), filepath.Join(data, "t-traces.db"), store.Options{})
+	require.NoError(t, err)
+	defer traces.Close()
+	spans, err := traces.Traces().GetTrace(t.Context(), traceID)
+	require.NoError(t, err)
+	require.NotEmpty(t, spans, "the run's spans were flushed at shutdown")
+	require.Equal(t, "agent.run a", spans[0].Name)
+	db, err := store.Open(t.Context(), filepath.Join(data, "t.db"), store.Options{})
+	require.NoError(t, err)
+	defer db.Close()
+	spans, err = db.Traces().GetTrace(t.Context(), traceID)
+	require.NoError(t, err)
+	require.Empty(t, spans, "spans live in the sibling file, not the run database")
 }
