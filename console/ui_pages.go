@@ -376,8 +376,20 @@ func (s *Server) tracingOff(c *gin.Context) bool {
 	return true
 }
 
-// maxWaterfallRows bounds a trace page; the JSON API has every span.
-const maxWaterfallRows = 500
+// waterfallBudget bounds the HTML of a trace page's rows, to keep the page
+// under the console's 100 KB: a row costs about 700 bytes, plus its
+// attributes and error, counted twice for escaping (JSON arguments are full
+// of quotes). The first spans that fit are shown; the JSON API has them all.
+const waterfallBudget = 85_000
+
+// rowCost estimates the HTML bytes of a span's waterfall row.
+func rowCost(sp telemetry.Span) int {
+	n := len(sp.StatusMessage)
+	for k, v := range sp.Attributes {
+		n += len(k) + len(v)
+	}
+	return 700 + 2*n
+}
 
 // waterfall lists the spans depth-first under their parents, each bar scaled
 // to the whole trace.
@@ -393,12 +405,13 @@ func waterfall(t traceTree) view.TracePage {
 		}
 	}
 	total := float64(max(end.Sub(start), 1))
+	used := 0
 	var walk func(i, depth int)
 	walk = func(i, depth int) {
-		if len(p.Rows) >= maxWaterfallRows {
+		sp := t.spans[i]
+		if used += rowCost(sp); used > waterfallBudget {
 			return
 		}
-		sp := t.spans[i]
 		row := view.SpanRow{Span: sp, Depth: depth,
 			Offset: 100 * float64(sp.Start.Sub(start)) / total, Width: 100 * float64(sp.Duration()) / total}
 		for _, k := range slices.Sorted(maps.Keys(sp.Attributes)) {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/telemetry"
 )
 
 // page fetches a console page with an optional key cookie and extra headers.
@@ -455,4 +457,33 @@ func TestConsoleDocumentActions(t *testing.T) {
 
 func inTable(t *testing.T, rows string) *goquery.Document {
 	return doc(t, "<table><tbody>"+rows+"</tbody></table>")
+}
+
+// TestConsoleLargeTraceStaysSmall renders the waterfall of a trace of 2,000
+// tool calls: it is cut to its first spans, says so, and the page stays
+// under the console's 100 KB budget.
+func TestConsoleLargeTraceStaysSmall(t *testing.T) {
+	ts := startServer(t)
+	const n = 2000
+	traceID, start := telemetry.NewTraceID(), time.Now().Add(-time.Minute)
+	root := telemetry.Span{TraceID: traceID, SpanID: telemetry.NewSpanID(), Name: "agent.run helpdesk", Kind: telemetry.KindRun,
+		Start: start, End: start.Add(time.Duration(n+1) * time.Millisecond), Status: telemetry.StatusOK, AgentID: "helpdesk",
+		Attributes: map[string]string{telemetry.RootAttribute: "true", telemetry.InputAttribute: "do it all"}}
+	spans := []telemetry.Span{root}
+	for i := range n {
+		at := start.Add(time.Duration(i) * time.Millisecond)
+		spans = append(spans, telemetry.Span{TraceID: traceID, SpanID: telemetry.NewSpanID(), ParentID: root.SpanID, Name: "tool.call calculator",
+			Kind: telemetry.KindTool, Start: at, End: at.Add(time.Millisecond), Status: telemetry.StatusOK, AgentID: "helpdesk",
+			Attributes: map[string]string{"tool.name": "calculator", "tool.arguments": `{"expression":"6*7"}`, "tool.result": "42"}})
+	}
+	require.NoError(t, ts.traces.Write(t.Context(), spans))
+	resp, body := ts.page("GET", "/ui/traces/"+traceID, "", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	d := doc(t, body)
+	rows := d.Find("[data-testid=span]").Length()
+	require.Positive(t, rows)
+	require.Less(t, rows, n+1)
+	require.Contains(t, d.Find("[data-testid=spans-cut]").Text(), fmt.Sprintf("%d of %d", rows, n+1))
+	require.Less(t, len(body), 100_000, "%d rows", rows)
+	t.Logf("%d rows, %d bytes", rows, len(body))
 }
