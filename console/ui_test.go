@@ -487,3 +487,27 @@ func TestConsoleLargeTraceStaysSmall(t *testing.T) {
 	require.Less(t, len(body), 100_000, "%d rows", rows)
 	t.Logf("%d rows, %d bytes", rows, len(body))
 }
+
+// TestConsoleLongSessionIsCut checks that a long session's page shows its
+// latest 50 runs and says how many it leaves out, and that continuing it in
+// the chat shows its latest 20 turns.
+func TestConsoleLongSessionIsCut(t *testing.T) {
+	ts := startServer(t)
+	var run struct {
+		SessionID string `json:"session_id"`
+	}
+	ts.json("POST", "/agents/helpdesk/runs", "", `{"message": "question 0", "stream": false}`, 200, &run)
+	for i := 1; i < 60; i++ {
+		ts.json("POST", "/agents/helpdesk/runs", "", fmt.Sprintf(`{"message": "question %d", "session_id": %q, "stream": false}`, i, run.SessionID), 200, nil)
+	}
+	_, body := ts.page("GET", "/ui/sessions/"+run.SessionID, "", nil)
+	d := doc(t, body)
+	require.Equal(t, 50, d.Find("[data-testid=turn]").Length())
+	require.Contains(t, d.Find("[data-testid=omitted]").Text(), "10 earlier runs")
+	require.Contains(t, d.Find("[data-testid=turn]").Last().Text(), "question 59", "the latest runs are the ones shown")
+
+	_, body = ts.page("GET", "/ui/agents/helpdesk?session="+run.SessionID, "", nil)
+	d = doc(t, body)
+	require.Equal(t, 20, d.Find("#transcript [data-testid=turn]").Length())
+	require.Contains(t, d.Text(), "40 earlier turns")
+}
