@@ -66,6 +66,7 @@ func ingest(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
+	defer kbs.Close()
 	kbs.Configure(ctx, []*spec.Knowledge{target})
 
 	type item struct {

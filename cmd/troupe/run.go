@@ -47,6 +47,7 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
+	defer kbs.Close()
 	rt := newRuntime(getenv, logger)
 	rt.Builtin.Knowledge = kbs.Searcher()
 	defer rt.MCP.Close()

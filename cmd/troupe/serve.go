@@ -98,6 +98,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	defer kbs.Close()
 	rt := newRuntime(getenv, logger)
 	rt.Builtin.Knowledge = kbs.Searcher()
 	defer rt.MCP.Close()

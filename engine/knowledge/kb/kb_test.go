@@ -361,3 +361,105 @@ func TestSearchEmbedsTheQueryOncePerEmbedder(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, e.gate.calls.Load()-before)
 }
+
+// closingStore is a Milvus-like store that holds a connection: it counts
+// Close calls, and its searches can be held at a gate.
+type closingStore struct {
+	knowledge.VectorStore
+	name    string
+	closes  atomic.Int64
+	inUse   atomic.Int64
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (c *closingStore) Search(ctx context.Context, id string, q knowledge.Query) ([]knowledge.Hit, error) {
+	c.inUse.Add(1)
+	defer c.inUse.Add(-1)
+	if c.gate != nil {
+		c.entered <- struct{}{}
+		<-c.gate
+	}
+	return c.VectorStore.Search(ctx, id, q)
+}
+
+func (c *closingStore) Close() error {
+	if c.inUse.Load() > 0 {
+		panic("store " + c.name + " closed while a search was using it")
+	}
+	c.closes.Add(1)
+	return nil
+}
+
+// TestReloadClosesReplacedStores checks that a knowledge base whose spec
+// changes or disappears closes its Milvus store (a gRPC connection), but
+// only once the searches still using it are done; an unchanged base keeps
+// its store, and Close closes the rest.
+func TestReloadClosesReplacedStores(t *testing.T) {
+	var mu sync.Mutex
+	opened := map[string]*closingStore{}
+	var gated atomic.Bool
+	docs := kb.NewMemoryDocuments()
+	s, err := kb.New(t.Context(), kb.Options{Documents: docs, Chunks: embedded.NewMemoryRepository(), Stats: docs,
+		NewMilvus: func(ctx context.Context, k *spec.Knowledge, dimension int) (knowledge.VectorStore, error) {
+			inner, err := embedded.Open(ctx, embedded.NewMemoryRepository(), embedded.Options{})
+			if err != nil {
+				return nil, err
+			}
+			c := &closingStore{VectorStore: inner, name: k.Store.Collection}
+			if gated.Load() {
+				c.entered, c.gate = make(chan struct{}), make(chan struct{})
+			}
+			mu.Lock()
+			opened[c.name] = c
+			mu.Unlock()
+			return c, nil
+		}})
+	require.NoError(t, err)
+	dir := t.TempDir()
+	base := func(collection string) string {
+		return "kind: Knowledge\nname: docs\nstore: {type: milvus, address: 127.0.0.1:19530, collection: " + collection + "}\n"
+	}
+	store := func(name string) *closingStore {
+		mu.Lock()
+		defer mu.Unlock()
+		require.Contains(t, opened, name)
+		return opened[name]
+	}
+
+	gated.Store(true)
+	s.Configure(t.Context(), specs(t, dir, base("first")))
+	gated.Store(false)
+	first := store("first")
+	searched := make(chan error, 1)
+	go func() {
+		_, err := s.Search(context.Background(), []string{"docs"}, "webhooks", "", 3, nil)
+		searched <- err
+	}()
+	<-first.entered
+
+	// The spec changes while a search is using the first store.
+	s.Configure(t.Context(), specs(t, dir, base("second")))
+	second := store("second")
+	require.Zero(t, first.closes.Load(), "closed under a running search")
+	close(first.gate)
+	require.NoError(t, <-searched)
+	require.EqualValues(t, 1, first.closes.Load(), "closed once its last search ended")
+
+	// The same spec again keeps the store; a search uses the new one.
+	s.Configure(t.Context(), specs(t, dir, base("second")))
+	require.Zero(t, second.closes.Load())
+	_, err = s.Search(t.Context(), []string{"docs"}, "webhooks", "", 3, nil)
+	require.NoError(t, err)
+
+	// A base that disappears closes at once when unused.
+	s.Configure(t.Context(), nil)
+	require.EqualValues(t, 1, second.closes.Load())
+
+	s.Configure(t.Context(), specs(t, dir, base("third")))
+	third := store("third")
+	s.Close()
+	require.EqualValues(t, 1, third.closes.Load(), "Close closes the remaining stores")
+	require.EqualValues(t, 1, first.closes.Load(), "never closed twice")
+	require.EqualValues(t, 1, second.closes.Load(), "never closed twice")
+}

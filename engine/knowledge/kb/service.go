@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/troupehq/troupe/engine/knowledge"
@@ -86,6 +87,45 @@ type base struct {
 
 	statsMu sync.Mutex
 	stats   *bm25.Stats
+
+	// An external store holds a connection (Milvus: a gRPC client). When a
+	// reload replaces or removes the base, the store is closed once the
+	// searches and ingestions still using it are done: users counts them,
+	// and retired is set when the base leaves the configuration, after
+	// which no one can acquire it.
+	users     atomic.Int64
+	retired   atomic.Bool
+	closeOnce sync.Once
+}
+
+// release ends one use of the base taken by Service.acquire.
+func (b *base) release(log *slog.Logger) {
+	if b.users.Add(-1) == 0 && b.retired.Load() {
+		b.close(log)
+	}
+}
+
+// retire marks a base no longer configured; its store closes now, or when
+// its last user releases it.
+func (b *base) retire(log *slog.Logger) {
+	b.retired.Store(true)
+	if b.users.Load() == 0 {
+		b.close(log)
+	}
+}
+
+// close closes the base's own store; the embedded store is shared by every
+// base and lives as long as the service.
+func (b *base) close(log *slog.Logger) {
+	b.closeOnce.Do(func() {
+		c, ok := b.store.(io.Closer)
+		if !b.external || !ok {
+			return
+		}
+		if err := c.Close(); err != nil {
+			log.Warn("closing the store of a knowledge base", "knowledge", b.spec.Name, "err", err)
+		}
+	})
 }
 
 // Errors that map to HTTP statuses.
@@ -148,6 +188,11 @@ func (s *Service) Configure(ctx context.Context, specs []*spec.Knowledge) {
 	s.mu.Lock()
 	s.bases = next
 	s.mu.Unlock()
+	for name, b := range prev {
+		if next[name] != b {
+			b.retire(s.log)
+		}
+	}
 	select {
 	case s.sync <- struct{}{}:
 	default:
@@ -212,14 +257,37 @@ func (s *Service) open(ctx context.Context, k *spec.Knowledge) (*base, error) {
 	return b, nil
 }
 
-func (s *Service) base(id string) (*base, error) {
+// acquire returns a configured base for one use; the caller must release it
+// (b.release) when done with its store.
+func (s *Service) acquire(id string) (*base, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	b, ok := s.bases[id]
 	if !ok {
 		return nil, fmt.Errorf("knowledge base %q: %w", id, ErrNotFound)
 	}
+	b.users.Add(1)
 	return b, nil
+}
+
+// has reports whether a knowledge base is configured.
+func (s *Service) has(id string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.bases[id]
+	return ok
+}
+
+// Close closes the stores of every knowledge base, once their current users
+// are done. Call it after Run has returned and searches have stopped.
+func (s *Service) Close() {
+	s.mu.Lock()
+	bases := s.bases
+	s.bases = map[string]*base{}
+	s.mu.Unlock()
+	for _, b := range bases {
+		b.retire(s.log)
+	}
 }
 
 // Bases returns the configured knowledge bases' specs, sorted by name.
@@ -251,8 +319,8 @@ type Upload struct {
 // same bytes in the same knowledge base are the same document: submitting
 // them again returns the existing document (created false).
 func (s *Service) Submit(ctx context.Context, u Upload) (*Document, bool, error) {
-	if _, err := s.base(u.KnowledgeID); err != nil {
-		return nil, false, err
+	if !s.has(u.KnowledgeID) {
+		return nil, false, fmt.Errorf("knowledge base %q: %w", u.KnowledgeID, ErrNotFound)
 	}
 	if int64(len(u.Content)) > s.opts.MaxBytes {
 		return nil, false, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(u.Content), s.opts.MaxBytes)
@@ -381,8 +449,10 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 	if err := s.opts.Documents.Delete(ctx, id); err != nil {
 		return err
 	}
-	if b, err := s.base(d.KnowledgeID); err == nil {
-		if err := b.store.DeleteDocument(ctx, d.KnowledgeID, id); err != nil {
+	if b, err := s.acquire(d.KnowledgeID); err == nil {
+		err := b.store.DeleteDocument(ctx, d.KnowledgeID, id)
+		b.release(s.log)
+		if err != nil {
 			return fmt.Errorf("deleting vectors of %s: %w", id, err)
 		}
 	} else if err := s.embedded.DeleteDocument(ctx, d.KnowledgeID, id); err != nil {
@@ -489,8 +559,9 @@ func (s *Service) process(parent context.Context, id string) {
 	switch {
 	case errors.Is(context.Cause(ctx), errDeleted):
 		// Deleted while ingesting: remove what was written meanwhile.
-		if b, berr := s.base(d.KnowledgeID); berr == nil {
+		if b, berr := s.acquire(d.KnowledgeID); berr == nil {
 			_ = b.store.DeleteDocument(context.WithoutCancel(ctx), d.KnowledgeID, d.ID)
+			b.release(s.log)
 		}
 		return
 	case parent.Err() != nil:
@@ -513,10 +584,11 @@ func (s *Service) process(parent context.Context, id string) {
 const batchSize = 64
 
 func (s *Service) ingest(ctx context.Context, d *Document) error {
-	b, err := s.base(d.KnowledgeID)
+	b, err := s.acquire(d.KnowledgeID)
 	if err != nil {
 		return fmt.Errorf("knowledge base %q is not defined (any more)", d.KnowledgeID)
 	}
+	defer b.release(s.log)
 	content, err := s.opts.Documents.Content(ctx, d.ID)
 	if err != nil {
 		return fmt.Errorf("reading stored content: %w", err)
@@ -613,47 +685,64 @@ func (s *Service) Search(ctx context.Context, knowledgeIDs []string, query, mode
 	// query's embedding: one request, not one per base.
 	vectors := map[string][]float32{}
 	for _, id := range knowledgeIDs {
-		b, err := s.base(id)
+		b, err := s.acquire(id)
 		if err != nil {
 			return nil, err
 		}
-		q := knowledge.Query{Text: query, Mode: mode, TopK: topK, Filters: filters}
-		if q.Mode == "" {
-			q.Mode = b.spec.Search.Mode
-		}
-		if q.TopK <= 0 {
-			q.TopK = b.spec.Search.TopK
-		}
-		want = max(want, q.TopK)
-		if q.Mode != knowledge.ModeKeyword {
-			q.Vector = vectors[b.embedder.Name()]
-			if q.Vector == nil {
-				v, err := b.embedder.Embed(ctx, []string{query})
-				if err != nil {
-					return nil, fmt.Errorf("embedding the query: %w", err)
-				}
-				q.Vector = v[0]
-				vectors[b.embedder.Name()] = q.Vector
-			}
-		}
-		// The embedded store weighs the query's terms itself, under its
-		// own lock; asking it for a snapshot of its statistics would make
-		// its next write copy them all.
-		if q.Mode != knowledge.ModeVector && b.external {
-			b.statsMu.Lock()
-			q.Sparse = b.stats.Query(query)
-			b.statsMu.Unlock()
-		}
-		hits, err := b.store.Search(ctx, id, q)
+		hits, err := s.searchBase(ctx, b, query, mode, topK, filters, vectors)
+		b.release(s.log)
 		if err != nil {
-			return nil, fmt.Errorf("searching %s: %w", id, err)
+			return nil, err
 		}
-		lists = append(lists, hits)
+		want = max(want, hits.topK)
+		lists = append(lists, hits.hits)
 	}
 	if len(lists) == 1 {
 		return lists[0], nil
 	}
 	return knowledge.Fuse(want, lists...), nil
+}
+
+// baseHits are one base's hits and the top_k it was searched with.
+type baseHits struct {
+	hits []knowledge.Hit
+	topK int
+}
+
+// searchBase searches one acquired base. vectors holds the query's embedding
+// by embedder name, shared across the bases of one search.
+func (s *Service) searchBase(ctx context.Context, b *base, query, mode string, topK int, filters knowledge.Filters, vectors map[string][]float32) (baseHits, error) {
+	q := knowledge.Query{Text: query, Mode: mode, TopK: topK, Filters: filters}
+	if q.Mode == "" {
+		q.Mode = b.spec.Search.Mode
+	}
+	if q.TopK <= 0 {
+		q.TopK = b.spec.Search.TopK
+	}
+	if q.Mode != knowledge.ModeKeyword {
+		q.Vector = vectors[b.embedder.Name()]
+		if q.Vector == nil {
+			v, err := b.embedder.Embed(ctx, []string{query})
+			if err != nil {
+				return baseHits{}, fmt.Errorf("embedding the query: %w", err)
+			}
+			q.Vector = v[0]
+			vectors[b.embedder.Name()] = q.Vector
+		}
+	}
+	// The embedded store weighs the query's terms itself, under its own
+	// lock; asking it for a snapshot of its statistics would make its next
+	// write copy them all.
+	if q.Mode != knowledge.ModeVector && b.external {
+		b.statsMu.Lock()
+		q.Sparse = b.stats.Query(query)
+		b.statsMu.Unlock()
+	}
+	hits, err := b.store.Search(ctx, b.spec.Name, q)
+	if err != nil {
+		return baseHits{}, fmt.Errorf("searching %s: %w", b.spec.Name, err)
+	}
+	return baseHits{hits: hits, topK: q.TopK}, nil
 }
 
 // syncSources ingests new and changed source files of every knowledge base and
