@@ -210,7 +210,14 @@ func (k *Knowledge) Delete(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		n, err = res.RowsAffected()
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		// kb.Service takes the document's share out of its base's
+		// statistics first; a share left behind (its base was no longer
+		// configured) must not be taken out of a later upload of the
+		// same bytes, which has the same id.
+		_, err = tx.ExecContext(ctx, `DELETE FROM knowledge_document_stats WHERE document_id = $1`, id)
 		return err
 	})
 	if err != nil {
@@ -264,16 +271,50 @@ func (k *Knowledge) LoadStats(ctx context.Context, knowledgeID string) (*bm25.St
 	return &s, nil
 }
 
-// SaveStats implements kb.StatsStore.
-func (k *Knowledge) SaveStats(ctx context.Context, knowledgeID string, s *bm25.Stats) error {
-	b, err := json.Marshal(s)
+// LoadDocumentStats implements kb.StatsStore.
+func (k *Knowledge) LoadDocumentStats(ctx context.Context, knowledgeID, documentID string) (*bm25.Stats, error) {
+	var b []byte
+	err := k.db.r.QueryRowContext(ctx, `SELECT stats FROM knowledge_document_stats WHERE knowledge_id = $1 AND document_id = $2`,
+		knowledgeID, documentID).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: loading the keyword statistics of document %s: %w", documentID, err)
+	}
+	var s bm25.Stats
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("store: decoding the keyword statistics of document %s: %w", documentID, err)
+	}
+	return &s, nil
+}
+
+// SaveStats implements kb.StatsStore: the totals and the document's share in
+// one transaction.
+func (k *Knowledge) SaveStats(ctx context.Context, knowledgeID string, total *bm25.Stats, documentID string, doc *bm25.Stats) error {
+	b, err := json.Marshal(total)
 	if err != nil {
 		return err
+	}
+	var share []byte
+	if doc != nil {
+		if share, err = json.Marshal(doc); err != nil {
+			return err
+		}
 	}
 	db := k.db
 	err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO knowledge_stats (knowledge_id, stats, updated_at) VALUES ($1, $2, $3)
 			ON CONFLICT (knowledge_id) DO UPDATE SET stats = excluded.stats, updated_at = excluded.updated_at`, knowledgeID, b, db.timeArg(now()))
+		if err != nil || documentID == "" {
+			return err
+		}
+		if share == nil {
+			_, err = tx.ExecContext(ctx, `DELETE FROM knowledge_document_stats WHERE knowledge_id = $1 AND document_id = $2`, knowledgeID, documentID)
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO knowledge_document_stats (knowledge_id, document_id, stats) VALUES ($1, $2, $3)
+			ON CONFLICT (knowledge_id, document_id) DO UPDATE SET stats = excluded.stats`, knowledgeID, documentID, share)
 		return err
 	})
 	if err != nil {

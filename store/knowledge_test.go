@@ -88,15 +88,36 @@ func TestKnowledgeDocumentsAndChunks(t *testing.T) {
 			require.ElementsMatch(t, []string{"doc1-00000", "doc1-00001"}, ids)
 
 			stats := &bm25.Stats{N: 3, TotalLen: 30, DF: map[uint32]int{1: 2, 99: 1}}
-			require.NoError(t, k.SaveStats(ctx, "docs", stats))
+			share := &bm25.Stats{N: 2, TotalLen: 20, DF: map[uint32]int{1: 2}}
+			require.NoError(t, k.SaveStats(ctx, "docs", stats, "doc1", share))
 			loadedStats, err := k.LoadStats(ctx, "docs")
 			require.NoError(t, err)
 			require.Equal(t, stats, loadedStats)
+			loadedShare, err := k.LoadDocumentStats(ctx, "docs", "doc1")
+			require.NoError(t, err)
+			require.Equal(t, share, loadedShare)
 			none, err := k.LoadStats(ctx, "nothing")
 			require.NoError(t, err)
 			require.Nil(t, none)
+			none, err = k.LoadDocumentStats(ctx, "docs", "doc2")
+			require.NoError(t, err)
+			require.Nil(t, none)
+			// Saving without a share forgets the document's, with the totals.
+			fewer := &bm25.Stats{N: 1, TotalLen: 10, DF: map[uint32]int{99: 1}}
+			require.NoError(t, k.SaveStats(ctx, "docs", fewer, "doc1", nil))
+			loadedStats, err = k.LoadStats(ctx, "docs")
+			require.NoError(t, err)
+			require.Equal(t, fewer, loadedStats)
+			none, err = k.LoadDocumentStats(ctx, "docs", "doc1")
+			require.NoError(t, err)
+			require.Nil(t, none)
+			// A share left behind goes with its document.
+			require.NoError(t, k.SaveStats(ctx, "docs", stats, "doc1", share))
 
 			require.NoError(t, k.Delete(ctx, "doc1"))
+			none, err = k.LoadDocumentStats(ctx, "docs", "doc1")
+			require.NoError(t, err)
+			require.Nil(t, none, "deleting the document deletes its share")
 			_, err = k.Get(ctx, "doc1")
 			require.ErrorIs(t, err, kb.ErrNotFound)
 			require.ErrorIs(t, k.Delete(ctx, "doc1"), kb.ErrNotFound)

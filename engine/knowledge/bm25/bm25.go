@@ -161,6 +161,40 @@ func (s *Stats) decDF(id uint32) {
 	}
 }
 
+// Merge adds the chunks counted in o (another part of the corpus, such as
+// one document's chunks) to s.
+func (s *Stats) Merge(o *Stats) {
+	if o == nil {
+		return
+	}
+	if s.DF == nil {
+		s.DF = make(map[uint32]int, len(o.DF))
+	}
+	s.N += o.N
+	s.TotalLen += o.TotalLen
+	for id, n := range o.DF {
+		s.DF[id] += n
+	}
+}
+
+// Subtract undoes Merge: the chunks counted in o leave the corpus. Counts
+// never go below zero, so statistics saved before a part was recorded (which
+// never counted it) stay valid.
+func (s *Stats) Subtract(o *Stats) {
+	if o == nil {
+		return
+	}
+	s.N = max(s.N-o.N, 0)
+	s.TotalLen = max(s.TotalLen-o.TotalLen, 0)
+	for id, n := range o.DF {
+		if left := s.DF[id] - n; left > 0 {
+			s.DF[id] = left
+		} else {
+			delete(s.DF, id)
+		}
+	}
+}
+
 // Clone returns a deep copy.
 func (s *Stats) Clone() Stats {
 	c := Stats{N: s.N, TotalLen: s.TotalLen, DF: maps.Clone(s.DF)}

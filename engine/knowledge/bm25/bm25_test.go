@@ -172,3 +172,30 @@ func TestStatsAddRemove(t *testing.T) {
 	c := empty.Clone()
 	require.NotNil(t, c.DF)
 }
+
+// TestStatsMergeSubtract checks that a document's share of the statistics,
+// counted apart, comes out exactly as it went in, and that taking out more
+// than was counted (a share saved before shares were recorded) stops at 0.
+func TestStatsMergeSubtract(t *testing.T) {
+	s, _ := build(t)
+	before := s.Clone()
+	var doc Stats
+	for _, text := range []string{"a new document about foxes", "and a second chunk about dogs and foxes"} {
+		w, dl := Doc(text, s.AvgDL())
+		doc.Add(w, dl)
+	}
+	s.Merge(&doc)
+	require.Equal(t, before.N+2, s.N)
+	require.Equal(t, before.DF[TermID("fox")]+2, s.DF[TermID("fox")])
+	s.Subtract(&doc)
+	require.Equal(t, before, *s)
+
+	var small Stats
+	small.Subtract(&doc)
+	require.Zero(t, small.N)
+	require.Zero(t, small.TotalLen)
+	require.Empty(t, small.DF)
+	s.Merge(nil)
+	s.Subtract(nil)
+	require.Equal(t, before, *s)
+}

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/troupehq/troupe/engine/knowledge"
+	"github.com/troupehq/troupe/engine/knowledge/bm25"
 	"github.com/troupehq/troupe/engine/knowledge/embed"
 	"github.com/troupehq/troupe/engine/knowledge/embedded"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
@@ -462,4 +463,69 @@ func TestReloadClosesReplacedStores(t *testing.T) {
 	require.EqualValues(t, 1, third.closes.Load(), "Close closes the remaining stores")
 	require.EqualValues(t, 1, first.closes.Load(), "never closed twice")
 	require.EqualValues(t, 1, second.closes.Load(), "never closed twice")
+}
+
+// TestExternalKeywordStatsCountEachChunkOnce checks the BM25 statistics the
+// service keeps for a Milvus-backed base: a document ingested again replaces
+// its share instead of adding it twice, a deleted document takes its share
+// out, and a restarted service reads back what it saved.
+func TestExternalKeywordStatsCountEachChunkOnce(t *testing.T) {
+	docs := kb.NewMemoryDocuments()
+	open := func() (*kb.Service, func()) {
+		s, err := kb.New(t.Context(), kb.Options{Documents: docs, Stats: docs,
+			NewMilvus: func(ctx context.Context, k *spec.Knowledge, dimension int) (knowledge.VectorStore, error) {
+				return embedded.Open(ctx, embedded.NewMemoryRepository(), embedded.Options{})
+			}})
+		require.NoError(t, err)
+		s.Configure(t.Context(), specs(t, t.TempDir(), "kind: Knowledge\nname: docs\nstore: {type: milvus, address: 127.0.0.1:19530}\n"))
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { _ = s.Run(ctx); close(done) }()
+		return s, func() { cancel(); <-done; s.Close() }
+	}
+	term := func(word string) uint32 { return bm25.TermID(bm25.Terms(word)[0]) }
+	total := func() bm25.Stats {
+		st, err := docs.LoadStats(t.Context(), "docs")
+		require.NoError(t, err)
+		require.NotNil(t, st)
+		return st.Clone()
+	}
+	upload := func(s *kb.Service, name string, content []byte) *kb.Document {
+		d, _, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: name, Content: content})
+		require.NoError(t, err)
+		return waitStatus(t, s, d.ID, kb.StatusCompleted)
+	}
+
+	s, stop := open()
+	billing := upload(s, "billing.md", markdownDoc("billing", 6))
+	onlyBilling := total()
+	require.Equal(t, billing.Chunks, onlyBilling.N)
+	require.Positive(t, onlyBilling.DF[term("billing")])
+
+	// Ingesting the same document again counts its chunks once.
+	_, err := s.Retry(t.Context(), billing.ID)
+	require.NoError(t, err)
+	waitStatus(t, s, billing.ID, kb.StatusCompleted)
+	require.Equal(t, onlyBilling, total())
+
+	shipping := upload(s, "shipping.md", markdownDoc("shipping", 4))
+	both := total()
+	require.Equal(t, billing.Chunks+shipping.Chunks, both.N)
+	stop()
+
+	// A restarted service goes on from the saved statistics.
+	s, stop = open()
+	defer stop()
+	require.NoError(t, s.Delete(t.Context(), billing.ID))
+	onlyShipping := total()
+	require.Equal(t, shipping.Chunks, onlyShipping.N)
+	require.NotContains(t, onlyShipping.DF, term("billing"), "the deleted document's terms are gone")
+	require.Equal(t, both.DF[term("shipping")], onlyShipping.DF[term("shipping")])
+
+	// What is left is exactly what shipping.md alone would have counted.
+	require.NoError(t, s.Delete(t.Context(), shipping.ID))
+	empty := total()
+	require.Zero(t, empty.N)
+	require.Zero(t, empty.TotalLen)
+	require.Empty(t, empty.DF)
 }

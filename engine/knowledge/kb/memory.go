@@ -15,10 +15,11 @@ import (
 // MemoryDocuments keeps documents in memory: for tests and for one-shot
 // commands that run without a database. Safe for concurrent use.
 type MemoryDocuments struct {
+	MemoryStats
+
 	mu      sync.Mutex
 	docs    map[string]*Document
 	content map[string][]byte
-	stats   map[string]*bm25.Stats
 }
 
 var (
@@ -28,7 +29,7 @@ var (
 
 // NewMemoryDocuments returns an empty document store.
 func NewMemoryDocuments() *MemoryDocuments {
-	return &MemoryDocuments{docs: map[string]*Document{}, content: map[string][]byte{}, stats: map[string]*bm25.Stats{}}
+	return &MemoryDocuments{docs: map[string]*Document{}, content: map[string][]byte{}}
 }
 
 func clone(d *Document) *Document {
@@ -151,22 +152,50 @@ func (m *MemoryDocuments) Sources(_ context.Context, knowledgeID string) (map[st
 	return out, nil
 }
 
+// MemoryStats keeps keyword statistics in memory: for tests and one-shot
+// commands. The zero value is ready; safe for concurrent use.
+type MemoryStats struct {
+	mu    sync.Mutex
+	total map[string]*bm25.Stats    // by knowledge base
+	docs  map[[2]string]*bm25.Stats // by knowledge base and document
+}
+
+var _ StatsStore = (*MemoryStats)(nil)
+
+func cloneStats(s *bm25.Stats) *bm25.Stats {
+	if s == nil {
+		return nil
+	}
+	c := s.Clone()
+	return &c
+}
+
 // LoadStats implements StatsStore.
-func (m *MemoryDocuments) LoadStats(_ context.Context, id string) (*bm25.Stats, error) {
+func (m *MemoryStats) LoadStats(_ context.Context, knowledgeID string) (*bm25.Stats, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s, ok := m.stats[id]; ok {
-		c := s.Clone()
-		return &c, nil
-	}
-	return nil, nil
+	return cloneStats(m.total[knowledgeID]), nil
+}
+
+// LoadDocumentStats implements StatsStore.
+func (m *MemoryStats) LoadDocumentStats(_ context.Context, knowledgeID, documentID string) (*bm25.Stats, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return cloneStats(m.docs[[2]string{knowledgeID, documentID}]), nil
 }
 
 // SaveStats implements StatsStore.
-func (m *MemoryDocuments) SaveStats(_ context.Context, id string, s *bm25.Stats) error {
+func (m *MemoryStats) SaveStats(_ context.Context, knowledgeID string, total *bm25.Stats, documentID string, doc *bm25.Stats) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c := s.Clone()
-	m.stats[id] = &c
+	if m.total == nil {
+		m.total, m.docs = map[string]*bm25.Stats{}, map[[2]string]*bm25.Stats{}
+	}
+	m.total[knowledgeID] = cloneStats(total)
+	if key := [2]string{knowledgeID, documentID}; doc == nil {
+		delete(m.docs, key)
+	} else {
+		m.docs[key] = cloneStats(doc)
+	}
 	return nil
 }

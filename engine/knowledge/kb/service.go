@@ -56,10 +56,20 @@ type Options struct {
 	Now        func() time.Time
 }
 
-// StatsStore persists BM25 statistics per knowledge base.
+// StatsStore persists the BM25 statistics of knowledge bases whose vectors
+// live outside the process, with each document's share of them: a document
+// ingested again or deleted takes its share back out, so the statistics
+// always count the chunks that exist, once.
 type StatsStore interface {
+	// LoadStats returns a knowledge base's statistics, nil when none were
+	// saved.
 	LoadStats(ctx context.Context, knowledgeID string) (*bm25.Stats, error)
-	SaveStats(ctx context.Context, knowledgeID string, s *bm25.Stats) error
+	// LoadDocumentStats returns what a document's chunks add to its
+	// base's statistics, nil when nothing is recorded.
+	LoadDocumentStats(ctx context.Context, knowledgeID, documentID string) (*bm25.Stats, error)
+	// SaveStats saves a base's statistics and, atomically with them, one
+	// document's share (doc nil: the document has no share any more).
+	SaveStats(ctx context.Context, knowledgeID string, total *bm25.Stats, documentID string, doc *bm25.Stats) error
 }
 
 // Service runs knowledge bases. Configure it with each snapshot's knowledge
@@ -155,6 +165,9 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.Chunks == nil {
 		opts.Chunks = embedded.NewMemoryRepository()
 	}
+	if opts.Stats == nil {
+		opts.Stats = &MemoryStats{}
+	}
 	emb, err := embedded.Open(ctx, opts.Chunks, embedded.Options{Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("loading the embedded knowledge index: %w", err)
@@ -246,10 +259,15 @@ func (s *Service) open(ctx context.Context, k *spec.Knowledge) (*base, error) {
 		}
 		b.store, b.external = st, true
 		b.stats = &bm25.Stats{DF: map[uint32]int{}}
-		if s.opts.Stats != nil {
-			if st, err := s.opts.Stats.LoadStats(ctx, k.Name); err == nil && st != nil {
-				b.stats = st
-			}
+		stats, err := s.opts.Stats.LoadStats(ctx, k.Name)
+		if err != nil {
+			// Searching with empty statistics would weigh every keyword
+			// the same, and the next save would overwrite the real ones.
+			b.close(s.log)
+			return nil, fmt.Errorf("loading the keyword statistics of %s: %w", k.Name, err)
+		}
+		if stats != nil {
+			b.stats = stats
 		}
 	default:
 		b.store = s.embedded
@@ -446,6 +464,19 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 		cancel(errDeleted)
 	}
 	s.mu.Unlock()
+	// The document's keyword statistics go first: should the deletion then
+	// fail, the document is only under-counted until it is ingested again,
+	// never counted after it is gone.
+	if b, err := s.acquire(d.KnowledgeID); err == nil {
+		err := error(nil)
+		if b.external {
+			err = s.countShare(ctx, b, id, nil)
+		}
+		b.release(s.log)
+		if err != nil {
+			return fmt.Errorf("removing the keyword statistics of %s: %w", id, err)
+		}
+	}
 	if err := s.opts.Documents.Delete(ctx, id); err != nil {
 		return err
 	}
@@ -614,6 +645,9 @@ func (s *Service) ingest(ctx context.Context, d *Document) error {
 		return fmt.Errorf("clearing previous chunks: %w", err)
 	}
 	avgdl := s.avgDL(b)
+	// An external base counts this ingestion's chunks apart, and swaps
+	// them for the document's previous share once every chunk is written.
+	var share bm25.Stats
 	for start := 0; start < len(pieces); start += batchSize {
 		batch := pieces[start:min(start+batchSize, len(pieces))]
 		texts := make([]string, len(batch))
@@ -632,11 +666,7 @@ func (s *Service) ingest(ctx context.Context, d *Document) error {
 				Index: idx, Text: p.Text, Page: p.Page, Heading: p.Heading, Metadata: d.Metadata}
 			w, dl := bm25.Doc(texts[i], avgdl)
 			sparse[i] = w
-			if b.external {
-				b.statsMu.Lock()
-				b.stats.Add(w, dl)
-				b.statsMu.Unlock()
-			}
+			share.Add(w, dl)
 		}
 		dense, err := b.embedder.Embed(ctx, texts)
 		if err != nil {
@@ -652,15 +682,41 @@ func (s *Service) ingest(ctx context.Context, d *Document) error {
 			return fmt.Errorf("recording progress: %w", err)
 		}
 	}
-	if b.external && s.opts.Stats != nil {
-		b.statsMu.Lock()
-		err := s.opts.Stats.SaveStats(ctx, d.KnowledgeID, b.stats)
-		b.statsMu.Unlock()
-		if err != nil {
+	if b.external {
+		if err := s.countShare(ctx, b, d.ID, &share); err != nil {
 			return fmt.Errorf("saving keyword statistics: %w", err)
 		}
 	}
 	d.Chunks = len(pieces)
+	return nil
+}
+
+// countShare makes share a document's part of an external base's keyword
+// statistics, in place of what it counted before (nil share: nothing, the
+// document is leaving). The statistics in memory change only once saved.
+//
+// An ingestion that a deletion cancelled counts nothing: Delete cancels it
+// before it takes the document's share out, under the same lock.
+func (s *Service) countShare(ctx context.Context, b *base, documentID string, share *bm25.Stats) error {
+	b.statsMu.Lock()
+	defer b.statsMu.Unlock()
+	if share != nil && errors.Is(context.Cause(ctx), errDeleted) {
+		return context.Cause(ctx)
+	}
+	prev, err := s.opts.Stats.LoadDocumentStats(ctx, b.spec.Name, documentID)
+	if err != nil {
+		return err
+	}
+	if prev == nil && share == nil {
+		return nil
+	}
+	next := b.stats.Clone()
+	next.Subtract(prev)
+	next.Merge(share)
+	if err := s.opts.Stats.SaveStats(ctx, b.spec.Name, &next, documentID, share); err != nil {
+		return err
+	}
+	b.stats = &next
 	return nil
 }
 
