@@ -30,6 +30,7 @@ type Store interface {
 	RenameSession(ctx context.Context, id, name string, f store.Filter) (*store.Session, error)
 	DeleteSessions(ctx context.Context, ids []string, f store.Filter) (int, error)
 	ListRuns(ctx context.Context, sessionID string, f store.Filter) ([]store.Run, error)
+	LatestRuns(ctx context.Context, sessionID string, f store.Filter, n int) ([]store.Run, int, error)
 	History(ctx context.Context, sessionID string, n int) ([]model.Message, error)
 	DailyMetrics(ctx context.Context, from, to time.Time) ([]store.DailyMetrics, error)
 	RecentRuns(ctx context.Context, limit int, f store.Filter) ([]store.Run, error)

@@ -180,18 +180,17 @@ func (s *Server) targetPage(typ string) gin.HandlerFunc {
 				s.problem(c, http.StatusNotFound, "Session not found", "There is no session "+id+" of "+typ+" "+name+" you can see.", "Start a new session instead.")
 				return
 			}
-			runs, err := s.opts.Store.ListRuns(c.Request.Context(), id, userFilter(c))
+			runs, omitted, err := s.opts.Store.LatestRuns(c.Request.Context(), id, userFilter(c), maxChatRuns)
 			if err != nil {
 				s.consoleError(c, "the session", err)
 				return
 			}
-			p.SessionID = id
+			p.SessionID, p.Omitted = id, omitted
 			for _, r := range runs {
 				if r.ParentRunID == "" {
 					p.Transcript = append(p.Transcript, r)
 				}
 			}
-			p.Transcript, p.Omitted = latest(p.Transcript, maxChatRuns)
 		}
 		s.render(c, http.StatusOK, view.TargetDetail(s.frame(c, name, "agents"), p))
 	}
@@ -199,13 +198,6 @@ func (s *Server) targetPage(typ string) gin.HandlerFunc {
 
 // Pages show the latest runs of long sessions, to stay small.
 const maxPageRuns, maxChatRuns = 50, 20
-
-func latest(runs []store.Run, n int) ([]store.Run, int) {
-	if len(runs) <= n {
-		return runs, 0
-	}
-	return runs[len(runs)-n:], len(runs) - n
-}
 
 func diagTexts(ds spec.Diagnostics) []string {
 	out := make([]string, len(ds))
@@ -257,12 +249,13 @@ func (s *Server) sessionPage(c *gin.Context) {
 		s.consoleError(c, "the session", err)
 		return
 	}
-	runs, err := s.opts.Store.ListRuns(ctx, sess.ID, userFilter(c))
+	runs, omitted, err := s.opts.Store.LatestRuns(ctx, sess.ID, userFilter(c), maxPageRuns)
 	if err != nil {
 		s.consoleError(c, "the session's runs", err)
 		return
 	}
-	p := view.SessionPage{Session: *sess, Members: map[string][]store.Run{}, CanWrite: getPrincipal(c).has(ScopeSessionsWrite), Traces: s.opts.Traces != nil}
+	p := view.SessionPage{Session: *sess, Members: map[string][]store.Run{}, CanWrite: getPrincipal(c).has(ScopeSessionsWrite), Traces: s.opts.Traces != nil,
+		Omitted: omitted}
 	for _, r := range runs {
 		if r.ParentRunID == "" {
 			p.Runs = append(p.Runs, r)
@@ -270,7 +263,6 @@ func (s *Server) sessionPage(c *gin.Context) {
 			p.Members[r.ParentRunID] = append(p.Members[r.ParentRunID], r)
 		}
 	}
-	p.Runs, p.Omitted = latest(p.Runs, maxPageRuns)
 	s.render(c, http.StatusOK, view.SessionDetail(s.frame(c, cmp.Or(sess.Name, "Session"), "sessions"), p))
 }
 

@@ -79,7 +79,16 @@ const (
 	sqlListRuns = `SELECT ` + runSelectColumns + ` FROM runs
 		WHERE session_id = $1 AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = $1 AND ($2 = '' OR s.user_id = $2))
 		ORDER BY created_at, id`
-	sqlSessionVisible = `SELECT 1 FROM sessions WHERE id = $1 AND ($2 = '' OR user_id = $2)`
+	// The runs from the n-th newest top-level run on: what a page showing
+	// the latest n turns needs (see LatestRuns), found through the
+	// (session_id, created_at) index without reading older rows.
+	sqlLatestRuns = `SELECT ` + runSelectColumns + ` FROM runs
+		WHERE session_id = $1 AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = $1 AND ($2 = '' OR s.user_id = $2))
+		AND created_at >= (SELECT MIN(created_at) FROM (SELECT created_at FROM runs
+			WHERE session_id = $1 AND parent_run_id = '' ORDER BY created_at DESC, id DESC LIMIT $3) latest)
+		ORDER BY created_at, id`
+	sqlCountTopLevelRuns = `SELECT COUNT(*) FROM runs WHERE session_id = $1 AND parent_run_id = ''`
+	sqlSessionVisible    = `SELECT 1 FROM sessions WHERE id = $1 AND ($2 = '' OR user_id = $2)`
 	// History reads newest first so LIMIT keeps the latest runs; member runs
 	// are a team's internal conversations, not the session's.
 	sqlHistory = `SELECT messages FROM runs
@@ -427,6 +436,65 @@ func (db *DB) listRuns(ctx context.Context, sessionID string, f Filter) ([]Run, 
 		return nil, err
 	}
 	return runs, nil
+}
+
+// LatestRuns returns the latest n top-level runs of a session with their
+// members' runs, oldest first as ListRuns orders them, and how many older
+// top-level runs it left out: pages of long sessions read what they show,
+// not the whole session. It returns an error wrapping ErrNotFound when the
+// session does not exist or f hides it.
+func (db *DB) LatestRuns(ctx context.Context, sessionID string, f Filter, n int) ([]Run, int, error) {
+	if n <= 0 {
+		return nil, 0, fmt.Errorf("store: LatestRuns needs n > 0, not %d: %w", n, ErrInvalid)
+	}
+	runs, err := db.scanRuns(ctx, db.st.latestRuns, sessionID, f.UserID, n)
+	if err == nil && len(runs) == 0 {
+		runs, err = db.listRuns(ctx, sessionID, f) // empty, hidden or unknown
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: listing runs of session %s: %w", sessionID, err)
+	}
+	// Runs created at the n-th newest one's instant may add a top-level
+	// run too many, and members of older runs still going then come along:
+	// keep the latest n top-level runs and their members only.
+	top := 0
+	parent := make(map[string]string, len(runs))
+	for _, r := range runs {
+		parent[r.ID] = r.ParentRunID
+		if r.ParentRunID == "" {
+			top++
+		}
+	}
+	skip := max(top-n, 0)
+	kept := make(map[string]bool, min(top, n))
+	for _, r := range runs {
+		if r.ParentRunID == "" {
+			if skip > 0 {
+				skip--
+			} else {
+				kept[r.ID] = true
+			}
+		}
+	}
+	// A member run belongs to the top-level run at the end of its chain of
+	// parents (members of members), which is a few links long.
+	root := func(id string) string {
+		for hops := 0; parent[id] != "" && hops < len(runs); hops++ {
+			id = parent[id]
+		}
+		return id
+	}
+	out := runs[:0]
+	for _, r := range runs {
+		if kept[root(r.ID)] {
+			out = append(out, r)
+		}
+	}
+	var total int
+	if err := db.st.countTopLevelRuns.QueryRowContext(ctx, sessionID).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("store: counting runs of session %s: %w", sessionID, err)
+	}
+	return out, max(total-min(top, n), 0), nil
 }
 
 // History returns the messages of the last n COMPLETED runs of the session,

@@ -25,11 +25,13 @@ type stmts struct {
 	savepoint, releaseSavepoint, rollbackToSavepoint *sql.Stmt
 
 	// On the read pool.
-	getSession     *sql.Stmt
-	getRun         *sql.Stmt
-	listRuns       *sql.Stmt
-	sessionVisible *sql.Stmt
-	history        *sql.Stmt
+	getSession        *sql.Stmt
+	getRun            *sql.Stmt
+	listRuns          *sql.Stmt
+	latestRuns        *sql.Stmt
+	countTopLevelRuns *sql.Stmt
+	sessionVisible    *sql.Stmt
+	history           *sql.Stmt
 	// The overview's reads, with and without a user to filter by.
 	recentFinished, recentRunning *sql.Stmt
 	runActivity, runActivityUser  *sql.Stmt
@@ -49,6 +51,8 @@ func (db *DB) prepare(ctx context.Context) error {
 		{&db.st.getSession, db.r, sqlGetSession},
 		{&db.st.getRun, db.r, sqlGetRun},
 		{&db.st.listRuns, db.r, sqlListRuns},
+		{&db.st.latestRuns, db.r, sqlLatestRuns},
+		{&db.st.countTopLevelRuns, db.r, sqlCountTopLevelRuns},
 		{&db.st.sessionVisible, db.r, sqlSessionVisible},
 		{&db.st.history, db.r, sqlHistory},
 		{&db.st.recentFinished, db.r, sqlRecentFinishedRuns},

@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"RenameSession", testRename},
 		{"DeleteSessions", testDelete},
 		{"ListRuns", testListRuns},
+		{"LatestRuns", testLatestRuns},
 		{"GetRun", testGetRun},
 		{"History", testHistory},
 		{"RecentRuns", testRecentRuns},
@@ -630,6 +631,71 @@ func testDelete(t *testing.T, open Opener) {
 	n, err := db.DeleteSessions(ctx, many, store.Filter{UserID: "u"})
 	require.NoError(t, err)
 	require.Equal(t, 3, n)
+}
+
+// testLatestRuns checks the runs a page of a long session reads: the latest
+// n top-level runs with their members (members of members included), in
+// ListRuns order, and how many older top-level runs were left out.
+func testLatestRuns(t *testing.T, open Opener) {
+	db := open(t)
+	ctx := t.Context()
+	s := &store.Session{ID: "long", Type: store.SessionTeam, ComponentID: "crew", UserID: "alice"}
+	for _, c := range []struct {
+		id     string
+		sec    int
+		parent string
+	}{
+		{"t1", 10, ""},
+		{"t2", 20, ""},
+		{"t2-m", 21, "t2"},
+		{"t3", 30, ""},
+		{"t2-late", 31, "t2"}, // t2 still going when t3 started
+		{"t4b", 40, ""},
+		{"t4a", 40, ""}, // same instant as t4b: id orders them
+		{"t4a-m", 41, "t4a"},
+		{"t4a-m-m", 42, "t4a-m"}, // a member of a member
+		{"t5", 50, ""},
+	} {
+		sc := *s
+		r := &store.Run{ID: c.id, ParentRunID: c.parent, Input: "input " + c.id, CreatedAt: at(c.sec)}
+		require.NoError(t, db.StartRun(ctx, &sc, r))
+	}
+	ids := func(runs []store.Run) []string {
+		out := make([]string, len(runs))
+		for i, r := range runs {
+			out[i] = r.ID
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		n       int
+		want    []string
+		omitted int
+	}{
+		{1, []string{"t5"}, 5},
+		{2, []string{"t4b", "t5"}, 4},
+		{3, []string{"t4a", "t4b", "t4a-m", "t4a-m-m", "t5"}, 3},
+		{4, []string{"t3", "t4a", "t4b", "t4a-m", "t4a-m-m", "t5"}, 2},
+		{5, []string{"t2", "t2-m", "t3", "t2-late", "t4a", "t4b", "t4a-m", "t4a-m-m", "t5"}, 1},
+		{50, []string{"t1", "t2", "t2-m", "t3", "t2-late", "t4a", "t4b", "t4a-m", "t4a-m-m", "t5"}, 0},
+	} {
+		runs, omitted, err := db.LatestRuns(ctx, "long", store.Filter{UserID: "alice"}, tc.n)
+		require.NoError(t, err, "n=%d", tc.n)
+		require.Equal(t, tc.want, ids(runs), "n=%d", tc.n)
+		require.Equal(t, tc.omitted, omitted, "n=%d", tc.n)
+	}
+	all, err := db.ListRuns(ctx, "long", store.Filter{})
+	require.NoError(t, err)
+	latest, _, err := db.LatestRuns(ctx, "long", store.Filter{}, 50)
+	require.NoError(t, err)
+	require.Equal(t, all, latest, "the same runs as ListRuns")
+
+	_, _, err = db.LatestRuns(ctx, "long", store.Filter{UserID: "bob"}, 5)
+	require.ErrorIs(t, err, store.ErrNotFound, "another user's session")
+	_, _, err = db.LatestRuns(ctx, "nope", store.Filter{}, 5)
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, _, err = db.LatestRuns(ctx, "long", store.Filter{}, 0)
+	require.ErrorIs(t, err, store.ErrInvalid)
 }
 
 func testListRuns(t *testing.T, open Opener) {
