@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/console/view"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -152,15 +154,12 @@ func (s *Server) deleteSession(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
-// maxSessionName bounds session names, for the API and the console alike.
-const maxSessionName = 200
-
-// sessionName checks a new session name: 1 to maxSessionName characters
-// once trimmed.
+// sessionName checks a new session name: 1 to view.MaxSessionName
+// characters (not bytes: "日本語" is 3) once trimmed.
 func sessionName(raw string) (string, error) {
 	name := strings.TrimSpace(raw)
-	if name == "" || len(name) > maxSessionName {
-		return "", &httpError{http.StatusUnprocessableEntity, "a session name needs 1 to 200 characters"}
+	if name == "" || utf8.RuneCountInString(name) > view.MaxSessionName {
+		return "", &httpError{http.StatusUnprocessableEntity, fmt.Sprintf("a session name needs 1 to %d characters", view.MaxSessionName)}
 	}
 	return name, nil
 }

@@ -109,6 +109,13 @@ func TestStreamedRunWithToolCallAndSessions(t *testing.T) {
 	var renamed sessionJSON
 	ts.json(http.MethodPost, "/sessions/"+sessionID+"/rename", "", `{"session_name":"Arithmetic"}`, http.StatusOK, &renamed)
 	require.Equal(t, "Arithmetic", renamed.SessionName)
+	// Names are bounded in characters, not bytes: 200 three-byte
+	// characters fit, 201 do not.
+	long := strings.Repeat("日", 200)
+	ts.json(http.MethodPost, "/sessions/"+sessionID+"/rename", "", `{"session_name":"`+long+`"}`, http.StatusOK, &renamed)
+	require.Equal(t, long, renamed.SessionName)
+	ts.json(http.MethodPost, "/sessions/"+sessionID+"/rename", "", `{"session_name":"`+long+`日"}`, http.StatusUnprocessableEntity, nil)
+	ts.json(http.MethodPost, "/sessions/"+sessionID+"/rename", "", `{"session_name":"Arithmetic"}`, http.StatusOK, &renamed)
 	var got sessionJSON
 	ts.json(http.MethodGet, "/sessions/"+sessionID, "", "", http.StatusOK, &got)
 	require.Equal(t, "Arithmetic", got.SessionName)

@@ -231,6 +231,8 @@ func TestConsoleSessionRenameAndDelete(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	_, body := ts.page("GET", "/ui/sessions/"+run.SessionID, "", nil)
 	require.Equal(t, "Renamed in the console", doc(t, body).Find("[data-testid=session-name]").Text())
+	maxLen, _ := doc(t, body).Find("[data-testid=rename-input]").Attr("maxlength")
+	require.Equal(t, "200", maxLen, "the form allows what the server accepts")
 	var sess struct {
 		SessionName string `json:"session_name"`
 	}

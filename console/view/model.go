@@ -115,6 +115,10 @@ type Sessions struct {
 	CanWrite   bool
 }
 
+// MaxSessionName bounds session names in characters, for the API and the
+// console's rename form alike.
+const MaxSessionName = 200
+
 // SessionPage is one session's transcript.
 type SessionPage struct {
 	Session store.Session
