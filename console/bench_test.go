@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
 	"github.com/troupehq/troupe/telemetry/clickhouse"
@@ -286,6 +287,21 @@ func seedConsole(b *testing.B) consoleFixture {
 		if err := g.Wait(); err != nil {
 			b.Fatal(err)
 		}
+		// One long conversation: 1,000 turns in one session, of which the
+		// pages show the latest.
+		long := &store.Session{ID: "long", Type: "agent", ComponentID: "helpdesk", UserID: "user1"}
+		for i := range 1000 {
+			created := now.Add(-time.Hour + time.Duration(i)*time.Second)
+			r := &store.Run{ID: fmt.Sprintf("long%04d", i), Input: fmt.Sprintf("turn %d: and then?", i), CreatedAt: created}
+			if err := ts.db.StartRun(ctx, long, r); err != nil {
+				b.Fatal(err)
+			}
+			r.Status, r.Content, r.UpdatedAt = store.RunCompleted, "Then the next step.", created.Add(300*time.Millisecond)
+			r.Messages = []model.Message{{Role: model.RoleUser, Content: r.Input}, {Role: model.RoleAssistant, Content: r.Content}}
+			if err := ts.db.FinishRun(ctx, r); err != nil {
+				b.Fatal(err)
+			}
+		}
 		for start := 0; start < len(traces); start += 1000 {
 			if err := ts.traces.Write(ctx, traces[start:min(start+1000, len(traces))]); err != nil {
 				b.Fatal(err)
@@ -313,6 +329,8 @@ func BenchmarkConsolePages(b *testing.B) {
 		{"sessions-search", "/ui/sessions?q=question+42"},
 		{"sessions-page-300", "/ui/sessions?page=300"},
 		{"session", "/ui/sessions/" + fx.sessionID},
+		{"session-1000-runs", "/ui/sessions/long"},
+		{"agent+session-1000-runs", "/ui/agents/helpdesk?session=long"},
 		{"traces", "/ui/traces"},
 		{"traces-filtered", "/ui/traces?target=helpdesk&status=OK&since=1h"},
 		{"trace", "/ui/traces/" + fx.traceID},
