@@ -62,7 +62,10 @@ func ingest(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 		return fmt.Errorf("opening the database: %w", err)
 	}
 	defer db.Close()
-	kbs, err := kb.New(ctx, kb.Options{Documents: db.Knowledge(), Chunks: db.Knowledge(), Stats: db.Knowledge(), Env: spec.Env(getenv), NewMilvus: newMilvus, Logger: logger})
+	// OwnDocuments: documents a server left processing are the server's to
+	// resume, not this command's, which knows only one knowledge base.
+	kbs, err := kb.New(ctx, kb.Options{Documents: db.Knowledge(), Chunks: db.Knowledge(), Stats: db.Knowledge(), Env: spec.Env(getenv),
+		NewMilvus: newMilvus, Logger: logger, OwnDocuments: true})
 	if err != nil {
 		return err
 	}
@@ -89,7 +92,8 @@ func ingest(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 			it.err = err
 			continue
 		}
-		it.id, it.new = d.ID, created
+		// A document left unfinished is ingested now, not unchanged.
+		it.id, it.new = d.ID, created || d.Status == kb.StatusProcessing
 	}
 
 	runCtx, stop := context.WithCancel(ctx)

@@ -16,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupehq/troupe/engine/knowledge"
+	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -225,6 +227,48 @@ func TestIngestCommand(t *testing.T) {
 
 	err = run(t.Context(), []string{"ingest", "--dir", "../../agents.d", "--db", db, "nope", testdata + "guide.md"}, noEnv, &out, &errOut)
 	require.ErrorContains(t, err, `no knowledge base "nope"`)
+}
+
+// TestIngestLeavesOthersDocuments checks that troupe ingest ingests only what
+// it was given: documents a server left processing, here of a knowledge base
+// the command does not load, stay for the server to resume instead of being
+// failed as unknown; a document of its own left unfinished is finished when
+// given again.
+func TestIngestLeavesOthersDocuments(t *testing.T) {
+	t.Parallel()
+	dbPath := filepath.Join(t.TempDir(), "t.db")
+	testdata := "../../engine/knowledge/reader/testdata/"
+	guide, err := os.ReadFile(testdata + "guide.md")
+	require.NoError(t, err)
+	db, err := store.Open(t.Context(), dbPath, store.Options{})
+	require.NoError(t, err)
+	now := time.Now().UTC()
+	for _, d := range []*kb.Document{
+		{ID: "elsewhere-doc", KnowledgeID: "elsewhere", Name: "notes.md", Type: "markdown", Source: "upload", Status: kb.StatusProcessing, CreatedAt: now, UpdatedAt: now},
+		{ID: knowledge.DocumentID("product-docs", guide), KnowledgeID: "product-docs", Name: "guide.md", Type: "markdown", Source: "upload", Status: kb.StatusProcessing, CreatedAt: now, UpdatedAt: now},
+	} {
+		_, created, err := db.Knowledge().Create(t.Context(), d, guide)
+		require.NoError(t, err)
+		require.True(t, created)
+	}
+	require.NoError(t, db.Close())
+
+	var out, errOut bytes.Buffer
+	err = run(t.Context(), []string{"ingest", "--dir", "../../agents.d", "--db", dbPath, "product-docs", testdata + "guide.md"}, noEnv, &out, &errOut)
+	require.NoError(t, err, errOut.String())
+	require.Contains(t, out.String(), "guide.md:")
+	require.NotContains(t, out.String(), "unchanged", "the unfinished document was ingested")
+
+	db, err = store.Open(t.Context(), dbPath, store.Options{})
+	require.NoError(t, err)
+	defer db.Close()
+	other, err := db.Knowledge().Get(t.Context(), "elsewhere-doc")
+	require.NoError(t, err)
+	require.Equal(t, kb.StatusProcessing, other.Status, "left for the server: %s", other.Message)
+	mine, err := db.Knowledge().Get(t.Context(), knowledge.DocumentID("product-docs", guide))
+	require.NoError(t, err)
+	require.Equal(t, kb.StatusCompleted, mine.Status)
+	require.Positive(t, mine.Chunks)
 }
 
 // TestServeWithClickHouseDown: a trace store that is down at start-up does

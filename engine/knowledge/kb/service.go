@@ -49,6 +49,11 @@ type Options struct {
 	Env         spec.Env
 	Workers     int   // concurrent ingestions (default 2)
 	MaxBytes    int64 // per document (default DefaultMaxBytes)
+	// OwnDocuments makes Run ingest only the documents submitted through
+	// this service, for one-shot commands (troupe ingest): documents left
+	// processing by others belong to a server, which resumes them, and a
+	// command that knows only some knowledge bases would fail the rest.
+	OwnDocuments bool
 	// HTTPClient fetches URL sources and uploads; it should refuse private
 	// addresses (egress policy). Nil means http.DefaultClient.
 	HTTPClient *http.Client
@@ -83,6 +88,7 @@ type Service struct {
 	mu       sync.RWMutex
 	bases    map[string]*base
 	inflight map[string]context.CancelCauseFunc // documents being ingested
+	own      map[string]bool                    // with OwnDocuments: the documents Run may ingest
 
 	queue chan string
 	sync  chan struct{} // sources need syncing
@@ -174,7 +180,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	return &Service{
 		opts: opts, log: opts.Logger, embedded: emb,
-		bases: map[string]*base{}, inflight: map[string]context.CancelCauseFunc{},
+		bases: map[string]*base{}, inflight: map[string]context.CancelCauseFunc{}, own: map[string]bool{},
 		queue: make(chan string, 4096), sync: make(chan struct{}, 1),
 	}, nil
 }
@@ -364,8 +370,15 @@ func (s *Service) Submit(ctx context.Context, u Upload) (*Document, bool, error)
 		return nil, false, fmt.Errorf("storing document: %w", err)
 	}
 	if !created {
+		if s.opts.OwnDocuments && existing.Status == StatusProcessing {
+			// Left unfinished, and asked for again: this command
+			// finishes it (no one else may be about to).
+			s.claim(existing.ID)
+			s.enqueue(existing.ID)
+		}
 		return existing, false, nil
 	}
+	s.claim(d.ID)
 	s.enqueue(d.ID)
 	return d, true, nil
 }
@@ -398,6 +411,26 @@ func (s *Service) FetchURL(ctx context.Context, url string) ([]byte, string, err
 	return data, name, nil
 }
 
+// claim marks a document as this service's to ingest (see OwnDocuments).
+func (s *Service) claim(id string) {
+	if !s.opts.OwnDocuments {
+		return
+	}
+	s.mu.Lock()
+	s.own[id] = true
+	s.mu.Unlock()
+}
+
+// mine reports whether Run may ingest a document left processing.
+func (s *Service) mine(id string) bool {
+	if !s.opts.OwnDocuments {
+		return true
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.own[id]
+}
+
 func (s *Service) enqueue(id string) {
 	select {
 	case s.queue <- id:
@@ -420,6 +453,7 @@ func (s *Service) Retry(ctx context.Context, id string) (*Document, error) {
 	if err := s.opts.Documents.Update(ctx, d); err != nil {
 		return nil, err
 	}
+	s.claim(d.ID)
 	s.enqueue(d.ID)
 	return d, nil
 }
@@ -510,11 +544,15 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listing unfinished documents: %w", err)
 	}
+	resumed := 0
 	for _, d := range pending {
-		s.enqueue(d.ID)
+		if s.mine(d.ID) {
+			s.enqueue(d.ID)
+			resumed++
+		}
 	}
-	if len(pending) > 0 {
-		s.log.Info("resuming unfinished ingestion", "documents", len(pending))
+	if resumed > 0 {
+		s.log.Info("resuming unfinished ingestion", "documents", resumed)
 	}
 	var wg sync.WaitGroup
 	for range s.opts.Workers {
@@ -557,7 +595,7 @@ func (s *Service) sweep(ctx context.Context) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, d := range pending {
-		if _, busy := s.inflight[d.ID]; !busy {
+		if _, busy := s.inflight[d.ID]; !busy && (!s.opts.OwnDocuments || s.own[d.ID]) {
 			s.enqueue(d.ID)
 		}
 	}
