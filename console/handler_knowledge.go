@@ -80,6 +80,8 @@ func knowledgeStatus(err error) (status int, msg string, ok bool) {
 		return http.StatusRequestEntityTooLarge, err.Error(), true
 	case errors.Is(err, kb.ErrUnsupported):
 		return http.StatusUnsupportedMediaType, err.Error(), true
+	case errors.Is(err, knowledge.ErrInvalidFilter):
+		return http.StatusUnprocessableEntity, err.Error(), true
 	case errors.As(err, &he):
 		return he.status, he.msg, true
 	}

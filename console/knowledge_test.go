@@ -151,5 +151,11 @@ func TestKnowledgeUploadErrors(t *testing.T) {
 	require.Equal(t, []any{"fixed", "recursive", "markdown"}, cfg["chunkers"])
 	ts.json(http.MethodPost, "/knowledge/search", adminKey, `{"query":""}`, http.StatusUnprocessableEntity, nil)
 	ts.json(http.MethodPost, "/knowledge/search", adminKey, `{"query":"x","search_type":"fuzzy"}`, http.StatusUnprocessableEntity, nil)
+	// Filters that a store could not apply like the others are refused
+	// whatever the store.
+	for _, f := range []string{`{"a.b":"x"}`, `{"lang":null}`, `{"lang":{"k":1}}`, `{"lang":["en",["fr"]]}`} {
+		ts.json(http.MethodPost, "/knowledge/search", adminKey, `{"query":"x","filters":`+f+`}`, http.StatusUnprocessableEntity, nil)
+	}
+	ts.json(http.MethodPost, "/knowledge/search", adminKey, `{"query":"x","filters":{"lang":["en","fr"],"year":2024}}`, http.StatusOK, nil)
 	ts.json(http.MethodGet, "/knowledge/content/nope", adminKey, "", http.StatusNotFound, nil)
 }

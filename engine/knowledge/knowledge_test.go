@@ -1,6 +1,8 @@
 package knowledge_test
 
 import (
+	"math"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -47,4 +49,36 @@ func TestFuse(t *testing.T) {
 	require.Equal(t, knowledge.DocumentID("kb", []byte("x")), knowledge.DocumentID("kb", []byte("x")))
 	require.NotEqual(t, knowledge.DocumentID("kb", []byte("x")), knowledge.DocumentID("other", []byte("x")))
 	require.Equal(t, "abc-00007", knowledge.ChunkID("abc", 7))
+}
+
+// TestFiltersValidate checks which filters searches accept: those every store
+// applies the same way.
+func TestFiltersValidate(t *testing.T) {
+	t.Parallel()
+	for _, f := range []knowledge.Filters{
+		nil,
+		{"lang": "en"},
+		{"year": 2024.0, "draft": false, "team-id_2": "x"},
+		{"lang": []any{"en", "fr"}, "n": 3},
+		{"lang": []any{}}, // one of nothing: matches nothing
+		{strings.Repeat("k", knowledge.MaxFilterKey): 1.5},
+	} {
+		require.NoError(t, f.Validate(), "%v", f)
+	}
+	for _, f := range []knowledge.Filters{
+		{"": "x"},
+		{"a.b": "x"},
+		{`lang"] == "en" || x["y`: "x"},
+		{"é": "x"},
+		{strings.Repeat("k", knowledge.MaxFilterKey+1): "x"},
+		{"lang": nil},
+		{"lang": []any{"en", nil}},
+		{"lang": []any{[]any{"en"}}},
+		{"obj": map[string]any{"k": 1.0}},
+		{"n": math.NaN()},
+		{"n": []any{math.Inf(1)}},
+		{"tags": []string{"a"}}, // lists arrive from JSON as []any
+	} {
+		require.ErrorIs(t, f.Validate(), knowledge.ErrInvalidFilter, "%v", f)
+	}
 }

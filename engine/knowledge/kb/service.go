@@ -773,6 +773,9 @@ func (s *Service) Search(ctx context.Context, knowledgeIDs []string, query, mode
 	if strings.TrimSpace(query) == "" {
 		return nil, errors.New("the query is empty")
 	}
+	if err := filters.Validate(); err != nil {
+		return nil, err
+	}
 	var lists [][]knowledge.Hit
 	want := topK
 	// Bases sharing an embedder (same name: comparable vectors) share the

@@ -1,7 +1,6 @@
 package milvus
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -29,10 +28,10 @@ import (
 // can therefore add operators or field references to an expression.
 
 // ErrInvalidFilter is wrapped by errors about filters that cannot be expressed.
-var ErrInvalidFilter = errors.New("invalid filter")
+var ErrInvalidFilter = knowledge.ErrInvalidFilter
 
 // maxKeyLength bounds a metadata key in a filter.
-const maxKeyLength = 128
+const maxKeyLength = knowledge.MaxFilterKey
 
 // maxSafeInteger is the largest integer a float64 holds exactly (2^53).
 const maxSafeInteger = 1 << 53
@@ -73,20 +72,7 @@ func quote(s string) string {
 }
 
 // validKey reports whether a metadata key may be used in a filter.
-func validKey(k string) error {
-	if k == "" {
-		return fmt.Errorf("%w: empty metadata key", ErrInvalidFilter)
-	}
-	if len(k) > maxKeyLength {
-		return fmt.Errorf("%w: metadata key %.32q... is longer than %d characters", ErrInvalidFilter, k, maxKeyLength)
-	}
-	for _, c := range []byte(k) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: metadata key %q may only contain letters, digits, '_' and '-'", ErrInvalidFilter, k)
-		}
-	}
-	return nil
-}
+func validKey(k string) error { return knowledge.ValidFilterKey(k) }
 
 // literal kinds; Milvus compares a JSON value with a literal of its own type,
 // so lists are split per kind.
