@@ -422,20 +422,22 @@ func (db *DB) ListRuns(ctx context.Context, sessionID string, f Filter) ([]Run, 
 
 func (db *DB) listRuns(ctx context.Context, sessionID string, f Filter) ([]Run, error) {
 	runs, err := db.scanRuns(ctx, db.st.listRuns, sessionID, f.UserID)
-	if err != nil || len(runs) > 0 {
-		return runs, err
+	if err == nil && len(runs) == 0 {
+		// No rows: an empty session, or none visible. Only this rare case
+		// pays for a second query.
+		err = db.visible(ctx, sessionID, f)
 	}
-	// No rows: an empty session, or none visible. Only this rare case pays
-	// for a second query.
+	return runs, err
+}
+
+// visible returns ErrNotFound unless the session exists and f shows it.
+func (db *DB) visible(ctx context.Context, sessionID string, f Filter) error {
 	var one int
-	err = db.st.sessionVisible.QueryRowContext(ctx, sessionID, f.UserID).Scan(&one)
+	err := db.st.sessionVisible.QueryRowContext(ctx, sessionID, f.UserID).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
+		return ErrNotFound
 	}
-	if err != nil {
-		return nil, err
-	}
-	return runs, nil
+	return err
 }
 
 // LatestRuns returns the latest n top-level runs of a session with their
@@ -449,7 +451,7 @@ func (db *DB) LatestRuns(ctx context.Context, sessionID string, f Filter, n int)
 	}
 	runs, err := db.scanRuns(ctx, db.st.latestRuns, sessionID, f.UserID, n)
 	if err == nil && len(runs) == 0 {
-		runs, err = db.listRuns(ctx, sessionID, f) // empty, hidden or unknown
+		err = db.visible(ctx, sessionID, f) // empty, hidden or unknown
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("store: listing runs of session %s: %w", sessionID, err)
@@ -490,11 +492,14 @@ func (db *DB) LatestRuns(ctx context.Context, sessionID string, f Filter, n int)
 			out = append(out, r)
 		}
 	}
+	if top < n {
+		return out, 0, nil // every top-level run is here
+	}
 	var total int
 	if err := db.st.countTopLevelRuns.QueryRowContext(ctx, sessionID).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("store: counting runs of session %s: %w", sessionID, err)
 	}
-	return out, max(total-min(top, n), 0), nil
+	return out, max(total-n, 0), nil
 }
 
 // History returns the messages of the last n COMPLETED runs of the session,

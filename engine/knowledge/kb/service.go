@@ -421,14 +421,10 @@ func (s *Service) claim(id string) {
 	s.mu.Unlock()
 }
 
-// mine reports whether Run may ingest a document left processing.
-func (s *Service) mine(id string) bool {
-	if !s.opts.OwnDocuments {
-		return true
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.own[id]
+// mineLocked reports whether Run may ingest a document left processing;
+// s.mu must be held.
+func (s *Service) mineLocked(id string) bool {
+	return !s.opts.OwnDocuments || s.own[id]
 }
 
 func (s *Service) enqueue(id string) {
@@ -498,29 +494,26 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 		cancel(errDeleted)
 	}
 	s.mu.Unlock()
-	// The document's keyword statistics go first: should the deletion then
-	// fail, the document is only under-counted until it is ingested again,
-	// never counted after it is gone.
-	if b, err := s.acquire(d.KnowledgeID); err == nil {
-		err := error(nil)
+	// Without its base configured any more, the document's vectors can
+	// only be in the embedded store.
+	var store knowledge.VectorStore = s.embedded
+	b, err := s.acquire(d.KnowledgeID)
+	if err == nil {
+		defer b.release(s.log)
+		store = b.store
+		// The keyword statistics go first: should the deletion then fail,
+		// the document is only under-counted until it is ingested again,
+		// never counted after it is gone.
 		if b.external {
-			err = s.countShare(ctx, b, id, nil)
-		}
-		b.release(s.log)
-		if err != nil {
-			return fmt.Errorf("removing the keyword statistics of %s: %w", id, err)
+			if err := s.countShare(ctx, b, id, nil); err != nil {
+				return fmt.Errorf("removing the keyword statistics of %s: %w", id, err)
+			}
 		}
 	}
 	if err := s.opts.Documents.Delete(ctx, id); err != nil {
 		return err
 	}
-	if b, err := s.acquire(d.KnowledgeID); err == nil {
-		err := b.store.DeleteDocument(ctx, d.KnowledgeID, id)
-		b.release(s.log)
-		if err != nil {
-			return fmt.Errorf("deleting vectors of %s: %w", id, err)
-		}
-	} else if err := s.embedded.DeleteDocument(ctx, d.KnowledgeID, id); err != nil {
+	if err := store.DeleteDocument(ctx, d.KnowledgeID, id); err != nil {
 		return fmt.Errorf("deleting vectors of %s: %w", id, err)
 	}
 	return nil
@@ -545,12 +538,14 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("listing unfinished documents: %w", err)
 	}
 	resumed := 0
+	s.mu.RLock()
 	for _, d := range pending {
-		if s.mine(d.ID) {
+		if s.mineLocked(d.ID) {
 			s.enqueue(d.ID)
 			resumed++
 		}
 	}
+	s.mu.RUnlock()
 	if resumed > 0 {
 		s.log.Info("resuming unfinished ingestion", "documents", resumed)
 	}
@@ -595,7 +590,7 @@ func (s *Service) sweep(ctx context.Context) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, d := range pending {
-		if _, busy := s.inflight[d.ID]; !busy && (!s.opts.OwnDocuments || s.own[d.ID]) {
+		if _, busy := s.inflight[d.ID]; !busy && s.mineLocked(d.ID) {
 			s.enqueue(d.ID)
 		}
 	}
@@ -704,7 +699,9 @@ func (s *Service) ingest(ctx context.Context, d *Document) error {
 				Index: idx, Text: p.Text, Page: p.Page, Heading: p.Heading, Metadata: d.Metadata}
 			w, dl := bm25.Doc(texts[i], avgdl)
 			sparse[i] = w
-			share.Add(w, dl)
+			if b.external {
+				share.Add(w, dl)
+			}
 		}
 		dense, err := b.embedder.Embed(ctx, texts)
 		if err != nil {

@@ -27,12 +27,6 @@ import (
 // to [A-Za-z0-9_-]; numbers are formatted by strconv. Nothing the caller passes
 // can therefore add operators or field references to an expression.
 
-// ErrInvalidFilter is wrapped by errors about filters that cannot be expressed.
-var ErrInvalidFilter = knowledge.ErrInvalidFilter
-
-// maxKeyLength bounds a metadata key in a filter.
-const maxKeyLength = knowledge.MaxFilterKey
-
 // maxSafeInteger is the largest integer a float64 holds exactly (2^53).
 const maxSafeInteger = 1 << 53
 
@@ -70,9 +64,6 @@ func quote(s string) string {
 	b.WriteByte('"')
 	return b.String()
 }
-
-// validKey reports whether a metadata key may be used in a filter.
-func validKey(k string) error { return knowledge.ValidFilterKey(k) }
 
 // literal kinds; Milvus compares a JSON value with a literal of its own type,
 // so lists are split per kind.
@@ -124,18 +115,18 @@ func literal(v any) (string, kind, error) {
 		}
 		f, err := x.Float64()
 		if err != nil {
-			return "", 0, fmt.Errorf("%w: %v is not a number", ErrInvalidFilter, v)
+			return "", 0, fmt.Errorf("%w: %v is not a number", knowledge.ErrInvalidFilter, v)
 		}
 		return floatLiteral(f)
 	case nil:
-		return "", 0, fmt.Errorf("%w: null values cannot be matched", ErrInvalidFilter)
+		return "", 0, fmt.Errorf("%w: null values cannot be matched", knowledge.ErrInvalidFilter)
 	}
-	return "", 0, fmt.Errorf("%w: unsupported value type %T (use strings, numbers, booleans or a list of them)", ErrInvalidFilter, v)
+	return "", 0, fmt.Errorf("%w: unsupported value type %T (use strings, numbers, booleans or a list of them)", knowledge.ErrInvalidFilter, v)
 }
 
 func uintLiteral(u uint64) (string, kind, error) {
 	if u > math.MaxInt64 {
-		return "", 0, fmt.Errorf("%w: %d is out of range", ErrInvalidFilter, u)
+		return "", 0, fmt.Errorf("%w: %d is out of range", knowledge.ErrInvalidFilter, u)
 	}
 	return strconv.FormatUint(u, 10), kindInt, nil
 }
@@ -144,7 +135,7 @@ func uintLiteral(u uint64) (string, kind, error) {
 // (how JSON-decoded filters arrive) matches a stored 2024.
 func floatLiteral(f float64) (string, kind, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return "", 0, fmt.Errorf("%w: %v cannot be matched", ErrInvalidFilter, f)
+		return "", 0, fmt.Errorf("%w: %v cannot be matched", knowledge.ErrInvalidFilter, f)
 	}
 	if f == math.Trunc(f) && math.Abs(f) <= maxSafeInteger {
 		return strconv.FormatInt(int64(f), 10), kindInt, nil
@@ -184,7 +175,7 @@ func metadataField(key string) string {
 // filterClause is the expression matching one filter entry. none reports that
 // no chunk can match (an empty list).
 func filterClause(key string, value any) (clause string, none bool, err error) {
-	if err := validKey(key); err != nil {
+	if err := knowledge.ValidFilterKey(key); err != nil {
 		return "", false, err
 	}
 	field := metadataField(key)

@@ -69,11 +69,11 @@ func FuzzQuote(f *testing.F) {
 
 func TestValidKey(t *testing.T) {
 	for _, k := range []string{"lang", "Lang_2", "x-y", "_", "-", "0"} {
-		assert.NoError(t, validKey(k), k)
+		assert.NoError(t, knowledge.ValidFilterKey(k), k)
 	}
-	for _, k := range []string{"", "a b", `a"b`, `a\b`, "a]", "a[", "a.b", "a'b", "é", "a\nb", `lang"] == "en" || metadata["x`, strings.Repeat("k", maxKeyLength+1)} {
-		err := validKey(k)
-		assert.ErrorIs(t, err, ErrInvalidFilter, "%q", k)
+	for _, k := range []string{"", "a b", `a"b`, `a\b`, "a]", "a[", "a.b", "a'b", "é", "a\nb", `lang"] == "en" || metadata["x`, strings.Repeat("k", knowledge.MaxFilterKey+1)} {
+		err := knowledge.ValidFilterKey(k)
+		assert.ErrorIs(t, err, knowledge.ErrInvalidFilter, "%q", k)
 	}
 }
 
@@ -105,11 +105,11 @@ func TestLiteral(t *testing.T) {
 	}
 	for _, v := range []any{nil, map[string]any{}, struct{}{}, []byte("x"), uint64(1 << 63), json.Number("x")} {
 		_, _, err := literal(v)
-		assert.ErrorIs(t, err, ErrInvalidFilter, "%#v", v)
+		assert.ErrorIs(t, err, knowledge.ErrInvalidFilter, "%#v", v)
 	}
 	for _, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
 		_, _, err := literal(v)
-		assert.ErrorIs(t, err, ErrInvalidFilter, "%v", v)
+		assert.ErrorIs(t, err, knowledge.ErrInvalidFilter, "%v", v)
 	}
 }
 
@@ -150,7 +150,7 @@ func TestSearchExpr(t *testing.T) {
 		{"ok": math.NaN()},
 	} {
 		_, _, err := searchExpr("docs", f)
-		assert.ErrorIs(t, err, ErrInvalidFilter, "%v", f)
+		assert.ErrorIs(t, err, knowledge.ErrInvalidFilter, "%v", f)
 	}
 	assert.Equal(t, `document_id == "d\"\\"`, documentExpr(`d"\`))
 }
@@ -186,7 +186,7 @@ func FuzzSearchExpr(f *testing.F) {
 	f.Fuzz(func(t *testing.T, key, value string) {
 		expr, _, err := searchExpr("kb", knowledge.Filters{key: value})
 		if err != nil {
-			if !errors.Is(err, ErrInvalidFilter) || validKey(key) == nil {
+			if !errors.Is(err, knowledge.ErrInvalidFilter) || knowledge.ValidFilterKey(key) == nil {
 				t.Fatalf("unexpected error for %q: %v", key, err)
 			}
 			return

@@ -347,7 +347,7 @@ func runStoreSuite(t *testing.T, newStore func(t *testing.T) *Store) {
 				{"lang": nil},
 			} {
 				_, err := s.Search(ctxBG, c.kb, vectorQuery(10, f))
-				assert.ErrorIs(t, err, ErrInvalidFilter, "%v", f)
+				assert.ErrorIs(t, err, knowledge.ErrInvalidFilter, "%v", f)
 			}
 		})
 	})
