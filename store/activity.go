@@ -128,7 +128,7 @@ func (db *DB) scanRuns(ctx context.Context, st *sql.Stmt, args ...any) ([]Run, e
 // parameters in order of first appearance (see the note above sqlInsertRun).
 const (
 	sqlRunActivityPostgres = `SELECT width_bucket(created_at, $3::timestamptz[]) - 1 AS b,
-		COUNT(*), COUNT(*) FILTER (WHERE status = 'ERROR'), COUNT(*),
+		COUNT(*), COUNT(*) FILTER (WHERE status = 'ERROR'),
 		CAST(COALESCE(SUM(latency_us), 0) AS BIGINT), COALESCE(MAX(latency_us), 0)
 	FROM runs
 	WHERE parent_run_id = '' AND latency_us IS NOT NULL AND created_at >= $1 AND created_at < $2 %s
@@ -143,7 +143,7 @@ const (
 	)
 	SELECT json_group_array(json((
 		SELECT CASE WHEN COUNT(*) > 0 THEN json_array(bucket.b, COUNT(*), COUNT(*) FILTER (WHERE status = 'ERROR'),
-			COUNT(*), SUM(latency_us), MAX(latency_us)) END
+			SUM(latency_us), MAX(latency_us)) END
 		FROM runs
 		WHERE parent_run_id = '' AND latency_us IS NOT NULL AND created_at >= bucket.lo AND created_at < bucket.hi %[2]s
 	))) FROM bucket`
@@ -162,9 +162,9 @@ var (
 )
 
 // activityRow is what the RunActivity statements return for a bucket: its
-// index, runs, errors, finished runs, and the sum and maximum of the finished
-// runs' latencies in microseconds.
-type activityRow [6]int64
+// index, finished runs, errors, and the sum and maximum of their latencies in
+// microseconds.
+type activityRow [5]int64
 
 // RunActivity splits [from, to) into buckets equal intervals (buckets is
 // clamped to 1..240) and summarises the top-level runs (not team members'
@@ -239,12 +239,12 @@ func (db *DB) RunActivity(ctx context.Context, from, to time.Time, buckets int, 
 		}
 	}
 	for _, r := range rows {
-		b, runs, errs, finished, sum, maxLatency := r[0], r[1], r[2], r[3], r[4], r[5]
+		b, finished, errs, sum, maxLatency := r[0], r[1], r[2], r[3], r[4]
 		if b < 0 || b >= n {
 			return nil, fmt.Errorf("store: reading run activity: bucket %d of %d", b, n)
 		}
 		a := &out[b]
-		a.Runs, a.Errors, a.Finished = a.Runs+int(runs), int(errs), int(finished)
+		a.Runs, a.Errors, a.Finished = a.Runs+int(finished), int(errs), int(finished)
 		if finished > 0 {
 			// The mean to the nanosecond, without multiplying the sum.
 			a.AvgLatency = time.Duration(sum/finished)*time.Microsecond +
@@ -284,7 +284,7 @@ func (db *DB) activityRows(ctx context.Context, st *sql.Stmt, args []any) ([]act
 	var out []activityRow
 	for rows.Next() {
 		var r activityRow
-		if err := rows.Scan(&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]); err != nil {
+		if err := rows.Scan(&r[0], &r[1], &r[2], &r[3], &r[4]); err != nil {
 			return nil, err
 		}
 		out = append(out, r)

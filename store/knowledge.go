@@ -256,35 +256,36 @@ func (k *Knowledge) Sources(ctx context.Context, knowledgeID string) (map[string
 
 // LoadStats implements kb.StatsStore.
 func (k *Knowledge) LoadStats(ctx context.Context, knowledgeID string) (*bm25.Stats, error) {
-	var b []byte
-	err := k.db.r.QueryRowContext(ctx, `SELECT stats FROM knowledge_stats WHERE knowledge_id = $1`, knowledgeID).Scan(&b)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
+	s, err := k.loadStats(ctx, `SELECT stats FROM knowledge_stats WHERE knowledge_id = $1`, knowledgeID)
 	if err != nil {
-		return nil, fmt.Errorf("store: loading keyword statistics: %w", err)
+		return nil, fmt.Errorf("store: loading the keyword statistics of %s: %w", knowledgeID, err)
 	}
-	var s bm25.Stats
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("store: decoding keyword statistics: %w", err)
-	}
-	return &s, nil
+	return s, nil
 }
 
 // LoadDocumentStats implements kb.StatsStore.
 func (k *Knowledge) LoadDocumentStats(ctx context.Context, knowledgeID, documentID string) (*bm25.Stats, error) {
+	s, err := k.loadStats(ctx, `SELECT stats FROM knowledge_document_stats WHERE knowledge_id = $1 AND document_id = $2`, knowledgeID, documentID)
+	if err != nil {
+		return nil, fmt.Errorf("store: loading the keyword statistics of document %s: %w", documentID, err)
+	}
+	return s, nil
+}
+
+// loadStats reads the one JSON-encoded bm25.Stats query selects; nil when
+// there is none.
+func (k *Knowledge) loadStats(ctx context.Context, query string, args ...any) (*bm25.Stats, error) {
 	var b []byte
-	err := k.db.r.QueryRowContext(ctx, `SELECT stats FROM knowledge_document_stats WHERE knowledge_id = $1 AND document_id = $2`,
-		knowledgeID, documentID).Scan(&b)
+	err := k.db.r.QueryRowContext(ctx, query, args...).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: loading the keyword statistics of document %s: %w", documentID, err)
+		return nil, err
 	}
 	var s bm25.Stats
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("store: decoding the keyword statistics of document %s: %w", documentID, err)
+		return nil, fmt.Errorf("decoding: %w", err)
 	}
 	return &s, nil
 }
@@ -306,7 +307,7 @@ func (k *Knowledge) SaveStats(ctx context.Context, knowledgeID string, total *bm
 	err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO knowledge_stats (knowledge_id, stats, updated_at) VALUES ($1, $2, $3)
 			ON CONFLICT (knowledge_id) DO UPDATE SET stats = excluded.stats, updated_at = excluded.updated_at`, knowledgeID, b, db.timeArg(now()))
-		if err != nil || documentID == "" {
+		if err != nil {
 			return err
 		}
 		if share == nil {

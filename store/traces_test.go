@@ -177,6 +177,46 @@ func TestTracesWriteIsIdempotent(t *testing.T) {
 	}
 }
 
+// TestTracesLargeAndUncleanTraces checks what small traces do not reach: a
+// trace of more than 32 spans (its spans are told apart by a map) arriving
+// with a span twice, again whole, and split, and attributes whose text needs
+// cleaning (a NUL byte, invalid UTF-8) before PostgreSQL will store it.
+func TestTracesLargeAndUncleanTraces(t *testing.T) {
+	for name, open := range dbOpeners(t) {
+		t.Run(name, func(t *testing.T) {
+			db := open(t)
+			tr := db.Traces()
+			ctx := t.Context()
+			const id = "22222222222222222222222222222222"
+			root := telemetry.Span{TraceID: id, SpanID: "a000000000000000", Name: "agent.run big", Kind: telemetry.KindRun,
+				Start: traceBase, End: traceBase.Add(time.Minute), Status: telemetry.StatusOK,
+				Attributes: map[string]string{telemetry.RootAttribute: "true", "note\x00": "ok", "bytes": "a\x00b\xffc"}}
+			spans := []telemetry.Span{root}
+			for i := range 39 {
+				spans = append(spans, telemetry.Span{TraceID: id, SpanID: fmt.Sprintf("b%015d", i), ParentID: root.SpanID,
+					Name: fmt.Sprint("tool.call ", i), Kind: telemetry.KindTool, Start: traceBase.Add(time.Duration(i) * time.Second),
+					End: traceBase.Add(time.Duration(i)*time.Second + time.Millisecond), Status: telemetry.StatusOK, Attributes: map[string]string{}})
+			}
+			renamed := spans[7]
+			renamed.Name = "renamed"
+			require.NoError(t, tr.Write(ctx, append(slices.Clone(spans[:30]), renamed)))
+			require.NoError(t, tr.Write(ctx, spans[:30]))
+			require.NoError(t, tr.Write(ctx, spans[25:]))
+
+			got, err := tr.GetTrace(ctx, id)
+			require.NoError(t, err)
+			want := slices.Clone(spans)
+			want[0].Attributes = map[string]string{telemetry.RootAttribute: "true", "note": "ok", "bytes": "ab\uFFFDc"}
+			require.Equal(t, byStart(want), got, "every span once, the first version kept, text cleaned")
+			list, _, err := tr.ListTraces(ctx, telemetry.TraceQuery{})
+			require.NoError(t, err)
+			require.Equal(t, 40, list[0].TotalSpans)
+			require.Equal(t, "agent.run big", list[0].Name)
+			require.Equal(t, 1, countRows(t, db, id))
+		})
+	}
+}
+
 func TestTracesRoot(t *testing.T) {
 	for name, open := range dbOpeners(t) {
 		t.Run(name, func(t *testing.T) {
