@@ -109,11 +109,15 @@ func (r *Recorder) Stats() (queued int, dropped, written uint64) {
 	return queued, r.dropped.Load(), r.written.Load()
 }
 
-// take moves up to MaxBatchSize spans from the queue into batch.
-func (r *Recorder) take(batch []Span) []Span {
+// take moves up to MaxBatchSize spans from the queue into the empty batch,
+// or none when fewer than least are queued.
+func (r *Recorder) take(batch []Span, least int) []Span {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := min(len(r.queue), r.opts.MaxBatchSize-len(batch))
+	if len(r.queue) < least {
+		return batch
+	}
+	n := min(len(r.queue), r.opts.MaxBatchSize)
 	batch = append(batch, r.queue[:n]...)
 	rest := copy(r.queue, r.queue[n:])
 	clear(r.queue[rest:]) // let the written spans' strings go
@@ -157,12 +161,11 @@ func (r *Recorder) Run(ctx context.Context) error {
 			if !resume.IsZero() && time.Now().Before(resume) && ctx.Err() == nil {
 				return
 			}
+			least := 1
 			if fullOnly {
-				if queued, _, _ := r.Stats(); queued < r.opts.BatchSize {
-					return
-				}
+				least = r.opts.BatchSize
 			}
-			batch = r.take(batch)
+			batch = r.take(batch, least)
 			if len(batch) == 0 {
 				return
 			}

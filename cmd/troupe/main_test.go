@@ -113,35 +113,68 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func TestServeReloadsOnSave(t *testing.T) {
-	t.Parallel()
+// servedProcess is `troupe serve` running in the test, on a free port.
+type servedProcess struct {
+	dir  string      // the spec folder
+	addr string      // http://127.0.0.1:port
+	logs *syncBuffer // its log lines
+	stop func()      // cancels it and requires that it returned nil
+}
+
+// startServe runs `troupe serve` on a spec folder holding one echo agent
+// "a", with a database in db (a folder), the given extra flags, until stop
+// or the test's end, and returns once it serves.
+func startServe(t *testing.T, db string, extra ...string) *servedProcess {
+	t.Helper()
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("kind: Agent\nname: a\nmodel: echo\n"), 0o644))
 	ctx, cancel := context.WithCancel(t.Context())
-	var logs syncBuffer
-	done := make(chan error)
-	go func() {
-		done <- run(ctx, []string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "t.db")}, noEnv, &logs, &logs)
-	}()
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "msg=serving") }, 5*time.Second, 10*time.Millisecond)
-	addr := regexp.MustCompile(`addr=(http://\S+)`).FindStringSubmatch(logs.String())[1]
-	resp, err := http.Get(addr + "/health")
+	p := &servedProcess{dir: dir, logs: &syncBuffer{}}
+	done := make(chan error, 1)
+	args := append([]string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--db", filepath.Join(db, "t.db")}, extra...)
+	go func() { done <- run(ctx, args, noEnv, p.logs, p.logs) }()
+	var once sync.Once
+	p.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-time.After(10 * time.Second):
+				t.Fatal("serve did not stop on cancel")
+			}
+		})
+	}
+	t.Cleanup(p.stop)
+	require.Eventually(t, func() bool { return strings.Contains(p.logs.String(), "msg=serving") }, 10*time.Second, 10*time.Millisecond)
+	p.addr = regexp.MustCompile(`addr=(http://\S+)`).FindStringSubmatch(p.logs.String())[1]
+	return p
+}
+
+// postRun runs agent "a" once and returns the response, body closed.
+func (p *servedProcess) postRun(t *testing.T) *http.Response {
+	t.Helper()
+	resp, err := http.Post(p.addr+"/agents/a/runs", "application/x-www-form-urlencoded", strings.NewReader("message=hi&stream=false"))
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.Contains(t, logs.String(), "no API keys configured")
+	return resp
+}
 
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "b.yaml"), []byte("kind: Agent\nname: b\nmodel: nope\n"), 0o644))
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "generation=2") }, 5*time.Second, 10*time.Millisecond)
-	require.Contains(t, logs.String(), `unknown model \"nope\"`)
-	require.Contains(t, logs.String(), "broken=1")
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("serve did not stop on cancel")
-	}
+func TestServeReloadsOnSave(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir())
+	resp, err := http.Get(p.addr + "/health")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, p.logs.String(), "no API keys configured")
+
+	require.NoError(t, os.WriteFile(filepath.Join(p.dir, "b.yaml"), []byte("kind: Agent\nname: b\nmodel: nope\n"), 0o644))
+	require.Eventually(t, func() bool { return strings.Contains(p.logs.String(), "generation=2") }, 5*time.Second, 10*time.Millisecond)
+	require.Contains(t, p.logs.String(), `unknown model \"nope\"`)
+	require.Contains(t, p.logs.String(), "broken=1")
+	p.stop()
 }
 
 // TestRunOffline runs every example agent and team on a fresh checkout's
@@ -280,33 +313,14 @@ func TestServeWithClickHouseDown(t *testing.T) {
 	chAddr := ln.Addr().String()
 	require.NoError(t, ln.Close()) // nothing listens there now
 
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("kind: Agent\nname: a\nmodel: echo\n"), 0o644))
-	ctx, cancel := context.WithCancel(t.Context())
-	var logs syncBuffer
-	done := make(chan error)
-	go func() {
-		done <- run(ctx, []string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "t.db"),
-			"--traces", "clickhouse://" + chAddr + "/troupe"}, noEnv, &logs, &logs)
-	}()
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "msg=serving") }, 10*time.Second, 10*time.Millisecond)
-	require.Contains(t, logs.String(), "ClickHouse for traces is unreachable")
-	addr := regexp.MustCompile(`addr=(http://\S+)`).FindStringSubmatch(logs.String())[1]
-	resp, err := http.Post(addr+"/agents/a/runs", "application/x-www-form-urlencoded", strings.NewReader("message=hi&stream=false"))
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	resp, err = http.Get(addr + "/traces")
+	p := startServe(t, t.TempDir(), "--traces", "clickhouse://"+chAddr+"/troupe")
+	require.Contains(t, p.logs.String(), "ClickHouse for traces is unreachable")
+	p.postRun(t)
+	resp, err := http.Get(p.addr + "/traces")
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not stop on cancel")
-	}
+	p.stop()
 }
 
 // TestServeFlushesTracesToASiblingFile checks the default trace sink on
@@ -315,29 +329,11 @@ func TestServeWithClickHouseDown(t *testing.T) {
 // <db>-traces.db, next to the database, and not into the database itself.
 func TestServeFlushesTracesToASiblingFile(t *testing.T) {
 	t.Parallel()
-	dir, data := t.TempDir(), t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("kind: Agent\nname: a\nmodel: echo\n"), 0o644))
-	ctx, cancel := context.WithCancel(t.Context())
-	var logs syncBuffer
-	done := make(chan error)
-	go func() {
-		done <- run(ctx, []string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--db", filepath.Join(data, "t.db")}, noEnv, &logs, &logs)
-	}()
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "msg=serving") }, 10*time.Second, 10*time.Millisecond)
-	addr := regexp.MustCompile(`addr=(http://\S+)`).FindStringSubmatch(logs.String())[1]
-	resp, err := http.Post(addr+"/agents/a/runs", "application/x-www-form-urlencoded", strings.NewReader("message=hi&stream=false"))
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	traceID := resp.Header.Get("X-Trace-Id")
+	data := t.TempDir()
+	p := startServe(t, data)
+	traceID := p.postRun(t).Header.Get("X-Trace-Id")
 	require.NotEmpty(t, traceID)
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not stop on cancel")
-	}
+	p.stop()
 
 	traces, err := store.Open(t.Context(), filepath.Join(data, "t-traces.db"), store.Options{})
 	require.NoError(t, err)

@@ -23,8 +23,8 @@ import (
 
 // Defaults and limits of the OpenAI embedder.
 const (
-	DefaultOpenAIBaseURL = "https://api.openai.com/v1"
-	OllamaOpenAIBaseURL  = "http://localhost:11434/v1" // Ollama's OpenAI-compatible API
+	DefaultOpenAIBaseURL = openai.DefaultBaseURL
+	OllamaOpenAIBaseURL  = openai.OllamaBaseURL // Ollama's OpenAI-compatible API
 	DefaultOpenAIModel   = "text-embedding-3-small"
 	// MaxBatchSize is the most inputs sent in one request, and the default.
 	MaxBatchSize = 256
@@ -391,7 +391,7 @@ func (e *OpenAI) parse(data []byte, n int) ([][]float32, error) {
 		return nil, e.protocolError("invalid JSON response", err)
 	}
 	if er.Error != nil {
-		return nil, e.bodyError(er.Error)
+		return nil, er.Error.ModelError(e.name, e.redact)
 	}
 	if len(er.Data) != n {
 		return nil, e.protocolError(fmt.Sprintf("%d embeddings for %d inputs", len(er.Data), n), nil)
@@ -463,21 +463,7 @@ func (e *OpenAI) httpError(ctx context.Context, resp *http.Response) error {
 	if err != nil && ctx.Err() != nil {
 		return e.transportError(ctx, err)
 	}
-	msg, code := openai.ErrorMessage(body)
-	me := model.HTTPError(e.name, resp, e.redact(msg))
-	if me.Kind == model.ErrBadRequest && code == "context_length_exceeded" {
-		me.Kind = model.ErrContextLength
-	}
-	return me
-}
-
-// bodyError classifies an error object in a 200 response.
-func (e *OpenAI) bodyError(ae *openai.APIError) *model.Error {
-	msg := e.redact(ae.Message)
-	if msg == "" {
-		msg = "error reported in response"
-	}
-	return &model.Error{Kind: ae.Kind(), Provider: e.name, Message: msg}
+	return openai.ResponseError(e.name, resp, body, e.redact)
 }
 
 func (e *OpenAI) protocolError(msg string, err error) *model.Error {

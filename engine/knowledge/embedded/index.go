@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/bm25"
@@ -22,10 +21,6 @@ import (
 type index struct {
 	wmu sync.Mutex   // serialises writers across the Repository call and the update
 	mu  sync.RWMutex // guards state: searches share, updates exclude
-
-	// statsShared is set when Stats handed out the DF map: the next update
-	// copies it first (copy on write), so snapshots stay immutable.
-	statsShared atomic.Bool
 
 	// quant: the index also keeps int8 codes of the vectors, scanned first
 	// (a quarter of the memory traffic); the candidates they cannot rule out
@@ -106,24 +101,8 @@ func (x *index) live() int { return len(x.ids) - x.ndead }
 
 func (x *index) isDead(s int) bool { return x.dead[s>>6]&(1<<(uint(s)&63)) != 0 }
 
-// ownStats makes the statistics safe to modify; called under mu.Lock before
-// an update.
-func (x *index) ownStats() {
-	if x.statsShared.Load() {
-		x.stats.DF = maps.Clone(x.stats.DF)
-		x.statsShared.Store(false)
-	}
-}
-
-// snapshot returns the statistics; the DF map is shared and never modified
-// afterwards. Called under mu.RLock.
-func (x *index) snapshot() bm25.Stats {
-	x.statsShared.Store(true)
-	return x.stats
-}
-
 // add appends a chunk, replacing a live chunk with the same id. len(dense)
-// must be x.dim (set by the first chunk). Called under mu.Lock after ownStats.
+// must be x.dim (set by the first chunk). Called under mu.Lock.
 func (x *index) add(c *knowledge.Chunk, dense []float32, sparse map[uint32]float32, dl int) {
 	if old, ok := x.slotOf[c.ID]; ok {
 		x.kill(old)
@@ -173,7 +152,7 @@ func (x *index) kill(s int32) {
 }
 
 // deleteDocument tombstones the chunks of a document, and those with the
-// given ids. Called under mu.Lock after ownStats.
+// given ids. Called under mu.Lock.
 func (x *index) deleteDocument(documentID string, ids []string) {
 	for _, id := range ids {
 		if s, ok := x.slotOf[id]; ok {

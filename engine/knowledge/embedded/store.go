@@ -163,7 +163,6 @@ func (s *Store) Upsert(ctx context.Context, knowledgeID string, chunks []knowled
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.ownStats()
 	if x.live() == 0 && x.dim != dim {
 		x.state = newState()
 	}
@@ -193,7 +192,6 @@ func (s *Store) DeleteDocument(ctx context.Context, knowledgeID, documentID stri
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.ownStats()
 	x.deleteDocument(documentID, ids)
 	x.maybeCompact()
 	return nil
@@ -305,10 +303,8 @@ func (s *Store) withTexts(ctx context.Context, hits []knowledge.Hit) ([]knowledg
 	return out, nil
 }
 
-// Stats returns the BM25 statistics of a knowledge base, for computing
-// keyword query vectors. It is a snapshot: the store never modifies it
-// afterwards (its DF map is shared between snapshots until the next write,
-// so callers must not modify it either; Clone it to change it).
+// Stats returns a copy of the BM25 statistics of a knowledge base (for
+// tests and diagnostics: searches weigh keywords in place, see Search).
 func (s *Store) Stats(knowledgeID string) bm25.Stats {
 	x := s.index(knowledgeID, false)
 	if x == nil {
@@ -316,12 +312,11 @@ func (s *Store) Stats(knowledgeID string) bm25.Stats {
 	}
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return x.snapshot()
+	return x.stats.Clone()
 }
 
-// AvgDL is the average chunk length of a knowledge base, in BM25 terms. It
-// reads the statistics in place: unlike Stats, it does not make the next
-// write copy them.
+// AvgDL is the average chunk length of a knowledge base, in BM25 terms, read
+// in place.
 func (s *Store) AvgDL(knowledgeID string) float64 {
 	x := s.index(knowledgeID, false)
 	if x == nil {

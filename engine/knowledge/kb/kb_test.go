@@ -529,3 +529,55 @@ func TestExternalKeywordStatsCountEachChunkOnce(t *testing.T) {
 	require.Zero(t, empty.TotalLen)
 	require.Empty(t, empty.DF)
 }
+
+// holdingDocs holds the ingestion of a document after its last progress
+// update, when every chunk is written and only its keyword share remains to
+// be counted.
+type holdingDocs struct {
+	*kb.MemoryDocuments
+	once       sync.Once
+	held, hold chan struct{}
+}
+
+func (h *holdingDocs) Update(ctx context.Context, d *kb.Document) error {
+	err := h.MemoryDocuments.Update(ctx, d)
+	if d.Status == kb.StatusProcessing && d.Progress == 1 {
+		h.once.Do(func() { close(h.held); <-h.hold })
+	}
+	return err
+}
+
+// TestDeleteBeforeKeywordShareIsCounted checks the race between deleting a
+// document of a Milvus-backed base and its ingestion counting its keyword
+// share: the deletion takes the share out first, and the ingestion, which it
+// cancelled, must not put it back.
+func TestDeleteBeforeKeywordShareIsCounted(t *testing.T) {
+	docs := &holdingDocs{MemoryDocuments: kb.NewMemoryDocuments(), held: make(chan struct{}), hold: make(chan struct{})}
+	s, err := kb.New(t.Context(), kb.Options{Documents: docs, Stats: docs.MemoryDocuments,
+		NewMilvus: func(ctx context.Context, k *spec.Knowledge, dimension int) (knowledge.VectorStore, error) {
+			return embedded.Open(ctx, embedded.NewMemoryRepository(), embedded.Options{})
+		}})
+	require.NoError(t, err)
+	s.Configure(t.Context(), specs(t, t.TempDir(), "kind: Knowledge\nname: docs\nstore: {type: milvus, address: 127.0.0.1:19530}\n"))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done; s.Close() }()
+
+	d, _, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "billing.md", Content: markdownDoc("billing", 4)})
+	require.NoError(t, err)
+	<-docs.held
+	require.NoError(t, s.Delete(t.Context(), d.ID))
+	close(docs.hold)
+	require.NoError(t, s.Wait(t.Context()))
+
+	st, err := docs.LoadStats(t.Context(), "docs")
+	require.NoError(t, err)
+	if st != nil {
+		require.Zero(t, st.N, "the deleted document's chunks are not counted")
+		require.Empty(t, st.DF)
+	}
+	share, err := docs.LoadDocumentStats(t.Context(), "docs", d.ID)
+	require.NoError(t, err)
+	require.Nil(t, share)
+}

@@ -775,21 +775,21 @@ func (s *Service) Search(ctx context.Context, knowledgeIDs []string, query, mode
 	}
 	var lists [][]knowledge.Hit
 	want := topK
-	// Bases sharing an embedder (same name: comparable vectors) share the
-	// query's embedding: one request, not one per base.
+	// Bases sharing an embedder share the query's embedding: one request,
+	// not one per base.
 	vectors := map[string][]float32{}
 	for _, id := range knowledgeIDs {
 		b, err := s.acquire(id)
 		if err != nil {
 			return nil, err
 		}
-		hits, err := s.searchBase(ctx, b, query, mode, topK, filters, vectors)
+		hits, k, err := s.searchBase(ctx, b, query, mode, topK, filters, vectors)
 		b.release(s.log)
 		if err != nil {
 			return nil, err
 		}
-		want = max(want, hits.topK)
-		lists = append(lists, hits.hits)
+		want = max(want, k)
+		lists = append(lists, hits)
 	}
 	if len(lists) == 1 {
 		return lists[0], nil
@@ -797,15 +797,11 @@ func (s *Service) Search(ctx context.Context, knowledgeIDs []string, query, mode
 	return knowledge.Fuse(want, lists...), nil
 }
 
-// baseHits are one base's hits and the top_k it was searched with.
-type baseHits struct {
-	hits []knowledge.Hit
-	topK int
-}
-
-// searchBase searches one acquired base. vectors holds the query's embedding
-// by embedder name, shared across the bases of one search.
-func (s *Service) searchBase(ctx context.Context, b *base, query, mode string, topK int, filters knowledge.Filters, vectors map[string][]float32) (baseHits, error) {
+// searchBase searches one acquired base and returns its hits and the top_k
+// it used. vectors holds the query's embedding by embedder (as the spec names
+// it: two endpoints may serve models of one name), shared across the bases of
+// one search.
+func (s *Service) searchBase(ctx context.Context, b *base, query, mode string, topK int, filters knowledge.Filters, vectors map[string][]float32) ([]knowledge.Hit, int, error) {
 	q := knowledge.Query{Text: query, Mode: mode, TopK: topK, Filters: filters}
 	if q.Mode == "" {
 		q.Mode = b.spec.Search.Mode
@@ -814,14 +810,14 @@ func (s *Service) searchBase(ctx context.Context, b *base, query, mode string, t
 		q.TopK = b.spec.Search.TopK
 	}
 	if q.Mode != knowledge.ModeKeyword {
-		q.Vector = vectors[b.embedder.Name()]
+		q.Vector = vectors[b.spec.Embedder]
 		if q.Vector == nil {
 			v, err := b.embedder.Embed(ctx, []string{query})
 			if err != nil {
-				return baseHits{}, fmt.Errorf("embedding the query: %w", err)
+				return nil, 0, fmt.Errorf("embedding the query: %w", err)
 			}
 			q.Vector = v[0]
-			vectors[b.embedder.Name()] = q.Vector
+			vectors[b.spec.Embedder] = q.Vector
 		}
 	}
 	// The embedded store weighs the query's terms itself, under its own
@@ -834,9 +830,9 @@ func (s *Service) searchBase(ctx context.Context, b *base, query, mode string, t
 	}
 	hits, err := b.store.Search(ctx, b.spec.Name, q)
 	if err != nil {
-		return baseHits{}, fmt.Errorf("searching %s: %w", b.spec.Name, err)
+		return nil, 0, fmt.Errorf("searching %s: %w", b.spec.Name, err)
 	}
-	return baseHits{hits: hits, topK: q.TopK}, nil
+	return hits, q.TopK, nil
 }
 
 // syncSources ingests new and changed source files of every knowledge base and

@@ -189,7 +189,7 @@ func (c *Client) readResponse(ctx context.Context, body io.Reader, onDelta func(
 		return nil, c.protocolError("invalid JSON response", err)
 	}
 	if cr.Error != nil {
-		return nil, c.bodyError(cr.Error)
+		return nil, cr.Error.ModelError(c.name, c.redact)
 	}
 	choice := cr.choice()
 	if choice == nil || choice.Message == nil {
@@ -258,8 +258,16 @@ func (c *Client) httpError(ctx context.Context, resp *http.Response) error {
 	if err != nil && ctx.Err() != nil {
 		return model.TransportError(ctx, c.name, err)
 	}
+	return ResponseError(c.name, resp, body, c.redact)
+}
+
+// ResponseError classifies a non-2xx response of an OpenAI-wire server from
+// its status and body (read by the caller, bounded), quoting the server's
+// message through redact. It serves every OpenAI-wire client (chat here,
+// embeddings in engine/knowledge/embed).
+func ResponseError(provider string, resp *http.Response, body []byte, redact func(string) string) *model.Error {
 	msg, code := ErrorMessage(body)
-	e := model.HTTPError(c.name, resp, c.redact(msg))
+	e := model.HTTPError(provider, resp, redact(msg))
 	if e.Kind == model.ErrBadRequest && code == "context_length_exceeded" {
 		e.Kind = model.ErrContextLength
 	}
@@ -299,15 +307,14 @@ func snippet(body []byte) string {
 	return s
 }
 
-// bodyError classifies an error object found in a 200 response or stream.
-// Servers put the HTTP-like condition in type or code, which may be a string
-// ("rate_limit_exceeded") or a number (OpenRouter's 429, 502).
-func (c *Client) bodyError(ae *APIError) *model.Error {
-	msg := c.redact(ae.Message)
+// ModelError is the error an error object found in a 200 response or stream
+// stands for, its message passed through redact.
+func (ae *APIError) ModelError(provider string, redact func(string) string) *model.Error {
+	msg := redact(ae.Message)
 	if msg == "" {
 		msg = "error reported in response"
 	}
-	return &model.Error{Kind: ae.Kind(), Provider: c.name, Message: msg}
+	return &model.Error{Kind: ae.Kind(), Provider: provider, Message: msg}
 }
 
 // Kind classifies an error object found in a 200 response or stream.

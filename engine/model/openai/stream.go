@@ -105,7 +105,7 @@ func (st *streamState) add(data []byte, complete bool) error {
 			return st.c.protocolError("invalid JSON in stream", err)
 		}
 		if chunk.Error != nil {
-			return st.c.bodyError(chunk.Error)
+			return chunk.Error.ModelError(st.c.name, st.c.redact)
 		}
 		st.apply(&chunk)
 	}
