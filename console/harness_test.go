@@ -195,11 +195,14 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	wg.Go(func() { _ = ts.eng.Run(ctx, dirty) })
 	wg.Go(func() { _ = ts.kb.Run(ctx) })
 	wg.Go(func() { _ = ts.recorder.Run(ctx) })
+	var stopped sync.Once
 	ts.stop = func() {
-		cancel()
-		wg.Wait()
-		ts.eng.Close()
-		require.NoError(t, ts.db.Close())
+		stopped.Do(func() {
+			cancel()
+			wg.Wait()
+			ts.eng.Close()
+			require.NoError(t, ts.db.Close())
+		})
 	}
 	t.Cleanup(ts.stop)
 	return ts

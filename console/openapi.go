@@ -178,7 +178,7 @@ func renderDocs(doc map[string]any) []byte {
 			}
 			d := docOp{Method: m, MethodUpper: strings.ToUpper(m), Path: p, Summary: o["summary"].(string), Description: o["description"].(string)}
 			if strings.HasSuffix(p, "/runs") && !strings.Contains(p, "{") {
-				d.Curl = "curl -N -X POST http://127.0.0.1:7777" + p + " \\\n  -H 'Authorization: Bearer $TROUPE_KEY' \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"message\": \"Hello!\"}'"
+				d.Curl = "curl -N -X POST http://127.0.0.1:7777" + p + " \\\n  -H \"Authorization: Bearer $TROUPE_API_KEY\" \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"message\": \"Hello!\"}'"
 			}
 			tag := o["tags"].([]string)[0]
 			tags[tag] = append(tags[tag], d)

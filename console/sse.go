@@ -132,30 +132,21 @@ func (s *sseWriter) write(name string, v any) error {
 
 // comment sends an SSE comment line, which keeps idle connections open
 // through proxies.
-func (s *sseWriter) comment(text string) error {
+func (s *sseWriter) comment(text string) error { return s.frame(": " + text + "\n\n") }
+
+// writeRaw sends a data-only frame with literal content (the OpenAI [DONE]).
+func (s *sseWriter) writeRaw(data string) { _ = s.frame("data: " + strings.TrimSpace(data) + "\n\n") }
+
+// frame writes one whole frame and flushes it, unless a write failed before.
+func (s *sseWriter) frame(f string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
 		return s.err
 	}
-	s.w.WriteString(": " + text + "\n\n")
+	s.w.WriteString(f)
 	if s.err = s.w.Flush(); s.err == nil && s.flusher != nil {
 		s.flusher.Flush()
 	}
 	return s.err
-}
-
-// writeRaw sends a data-only frame with literal content (the OpenAI [DONE]).
-func (s *sseWriter) writeRaw(data string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return
-	}
-	s.w.WriteString("data: ")
-	s.w.WriteString(strings.TrimSpace(data))
-	s.w.WriteString("\n\n")
-	if s.err = s.w.Flush(); s.err == nil && s.flusher != nil {
-		s.flusher.Flush()
-	}
 }

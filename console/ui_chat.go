@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -38,13 +37,7 @@ func (s *Server) chat(typ string) gin.HandlerFunc {
 		pr, err := s.runs.start(c.Request.Context(), runParams{Kind: kind, Name: c.Param("id"), Message: message,
 			SessionID: c.PostForm("session_id"), UserID: p.userID(""), Stream: true, BoundUser: p.bound()})
 		if err != nil {
-			var he *httpError
-			if errors.As(err, &he) {
-				c.Data(he.status, "text/plain; charset=utf-8", []byte(he.msg))
-				return
-			}
-			s.log.Error("starting a console run", "err", err)
-			c.Data(http.StatusInternalServerError, "text/plain; charset=utf-8", []byte("the run could not start; see the server log"))
+			s.consoleError(c, "the run", err)
 			return
 		}
 		w, closed := s.openStream(c)

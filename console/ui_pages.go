@@ -155,7 +155,7 @@ func (s *Server) targetPage(typ string) gin.HandlerFunc {
 		if !ok {
 			hint := "See Agents & teams for what is served."
 			if found && !o.Serving() {
-				hint = "Its spec has errors and no earlier version works: see Config. " + strings.Join(diagTexts(o.Diagnostics.Errors()), "; ")
+				hint = "Its spec has errors and no earlier version works: see Config. " + o.Diagnostics.Errors().Error()
 			}
 			s.problem(c, http.StatusNotFound, typ+" "+name+" is not served", "No "+typ+" named "+name+" is being served.", hint)
 			return
@@ -198,14 +198,6 @@ func (s *Server) targetPage(typ string) gin.HandlerFunc {
 
 // Pages show the latest runs of long sessions, to stay small.
 const maxPageRuns, maxChatRuns = 50, 20
-
-func diagTexts(ds spec.Diagnostics) []string {
-	out := make([]string, len(ds))
-	for i, d := range ds {
-		out[i] = d.Error()
-	}
-	return out
-}
 
 // endpoints documents a target's API routes with curl commands against the
 // address the browser used.
@@ -303,8 +295,6 @@ func (s *Server) runTrace(c *gin.Context) {
 	c.Redirect(http.StatusSeeOther, "/ui/traces/"+traces[0].TraceID)
 }
 
-var sinceDurations = map[string]time.Duration{"15m": 15 * time.Minute, "1h": time.Hour, "24h": 24 * time.Hour, "7d": 7 * 24 * time.Hour}
-
 func (s *Server) tracesPage(c *gin.Context) {
 	p := view.Traces{Enabled: s.opts.Traces != nil, Filter: view.TraceFilter{Target: c.Query("target"), Status: c.Query("status"), Since: c.Query("since")}}
 	if !p.Enabled {
@@ -330,8 +320,10 @@ func (s *Server) tracesPage(c *gin.Context) {
 	if p.Filter.Status == telemetry.StatusOK || p.Filter.Status == telemetry.StatusError {
 		q.Status = p.Filter.Status
 	}
-	if d, ok := sinceDurations[p.Filter.Since]; ok {
-		q.StartTime = time.Now().Add(-d)
+	for _, w := range view.TraceWindows {
+		if w.Name == p.Filter.Since {
+			q.StartTime = time.Now().Add(-w.Span)
+		}
 	}
 	rows, total, err := s.opts.Traces.ListTraces(c.Request.Context(), q)
 	if err != nil {
@@ -462,12 +454,7 @@ func (s *Server) docRow(c *gin.Context) {
 func (s *Server) uploadFromConsole(c *gin.Context) {
 	d, err := s.submitUpload(c)
 	if err != nil {
-		status, msg, ok := knowledgeStatus(err)
-		if !ok {
-			s.log.Error("console upload", "err", err)
-			status, msg = http.StatusInternalServerError, "the upload failed; see the server log"
-		}
-		c.Data(status, "text/plain; charset=utf-8", []byte(msg))
+		s.consoleError(c, "the upload", err)
 		return
 	}
 	s.render(c, http.StatusAccepted, view.DocRow(*d, true))

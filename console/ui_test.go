@@ -304,6 +304,28 @@ func TestConsoleEventsAnnounceReloads(t *testing.T) {
 	require.Equal(t, "reload", next())
 }
 
+// TestShutdownEndsEventStreams checks that stopping the server ends the
+// console's open event streams at once: without that, a browser tab left
+// open would hold every shutdown for the whole ShutdownTimeout (5 s here).
+func TestShutdownEndsEventStreams(t *testing.T) {
+	ts := startServer(t)
+	resp, err := http.Get(ts.url + "/ui/events")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	for {
+		line, err := r.ReadString('\n')
+		require.NoError(t, err)
+		if strings.TrimSpace(line) == "event: ready" {
+			break
+		}
+	}
+	start := time.Now()
+	ts.stop()
+	_, _ = io.Copy(io.Discard, r) // returns when the server ends the stream
+	require.Less(t, time.Since(start), 2*time.Second, "the stream ended with the server, not at the shutdown timeout")
+}
+
 // TestConsolePageWeight keeps every page's HTML under 100 KB with a busy
 // store: pages are paged, and waterfalls are bounded.
 func TestConsolePageWeight(t *testing.T) {

@@ -134,8 +134,15 @@ type SessionPage struct {
 type TraceFilter struct {
 	Target string // agent or team name
 	Status string // OK or ERROR
-	Since  string // 15m, 1h, 24h, 7d or empty for all
+	Since  string // the name of one of TraceWindows, or empty for all
 }
+
+// TraceWindows are the time windows the traces list filters by, in the order
+// the form offers them.
+var TraceWindows = []struct {
+	Name string
+	Span time.Duration
+}{{"15m", 15 * time.Minute}, {"1h", time.Hour}, {"24h", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}}
 
 // Traces is the traces list.
 type Traces struct {
