@@ -69,7 +69,7 @@ var (
 
 // traceColumnNames are the columns of a traces row, in the order of
 // traceRow.args; trace_id first.
-var traceColumnNames = []string{"trace_id", "name", "status", "start_ns", "end_ns", "duration_ns",
+var traceColumnNames = []string{"trace_id", "root_span_id", "name", "status", "start_ns", "start_time", "end_ns", "duration_ns",
 	"run_id", "session_id", "user_id", "agent_id", "team_id", "input", "total_spans", "error_count", "spans"}
 
 var (
@@ -222,7 +222,7 @@ var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // into one buffer and one string, which each row's spans column is a slice
 // of: encoding the rows one by one allocated more than the rest of a run's
 // tracing.
-func rowArgs(rows []*traceRow) error {
+func rowArgs(db *DB, rows []*traceRow) error {
 	buf := encodeBuffers.Get().(*bytes.Buffer)
 	n := 0
 	for _, r := range rows {
@@ -260,7 +260,7 @@ func rowArgs(rows []*traceRow) error {
 		if root.StartNS != 0 && root.EndNS != 0 {
 			duration = root.EndNS - root.StartNS
 		}
-		r.args = []any{r.id, root.Name, root.Status, root.StartNS,
+		r.args = []any{r.id, root.SpanID, root.Name, root.Status, root.StartNS, db.timeArg(normTime(timeOfNS(root.StartNS))),
 			root.EndNS, duration, root.RunID, root.SessionID, root.UserID, root.AgentID, root.TeamID,
 			root.Attributes[telemetry.InputAttribute], len(r.spans), failed, all[start:ends[i]]}
 		start = ends[i]
@@ -356,7 +356,7 @@ func (t *Traces) Write(ctx context.Context, spans []telemetry.Span) error {
 		r.add(spans)
 		batch[i] = r
 	}
-	if err := rowArgs(batch); err != nil {
+	if err := rowArgs(db, batch); err != nil {
 		return err
 	}
 	// Sorted, so that PostgreSQL writers take row locks in one order.
@@ -493,7 +493,7 @@ func mergeTraces(ctx context.Context, tx *sql.Tx, db *DB, batch []*traceRow) err
 		if !row.add(p.spans) {
 			continue // every span was stored already
 		}
-		if err := rowArgs([]*traceRow{&row}); err != nil {
+		if err := rowArgs(db, []*traceRow{&row}); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, traceUpdate, row.args...); err != nil {
