@@ -15,6 +15,19 @@ type Knowledge struct {
 	Embedder string   `yaml:"embedder" doc:"local (feature hashing, no weights) or provider/model for an embeddings API (default local)."`
 	Store    Store    `yaml:"store" doc:"Where vectors live: embedded (default) or milvus."`
 	Search   Search   `yaml:"search" doc:"How agents search this knowledge."`
+
+	roots []string // where file sources may resolve: see ReadRoots
+}
+
+// ReadRoots returns the folders the knowledge base's file sources must lie
+// in, after resolving symlinks: the spec folder its file was loaded from and
+// the configured read roots (for a document not loaded by a Loader, its
+// file's folder).
+func (k *Knowledge) ReadRoots() []string {
+	if len(k.roots) == 0 {
+		return []string{filepath.Dir(k.Pos().File)}
+	}
+	return k.roots
 }
 
 // Chunking configures how documents are split.
@@ -71,6 +84,27 @@ func (k *Knowledge) applyDefaults() {
 	}
 }
 
+// sourceWithinRoots reports whether a file source pattern stays, as written,
+// inside the read roots: an absolute pattern or one climbing out with ..
+// would ingest files of the host. Symlinks are checked when the sources are
+// read.
+func (k *Knowledge) sourceWithinRoots(pattern string) bool {
+	target := pattern
+	if !filepath.IsAbs(target) {
+		target = filepath.Join(filepath.Dir(k.Pos().File), target)
+	}
+	target, err := filepath.Abs(target)
+	if err != nil {
+		return false
+	}
+	for _, root := range k.ReadRoots() {
+		if r, err := filepath.Abs(root); err == nil && contains(r, target) {
+			return true
+		}
+	}
+	return false
+}
+
 func (k *Knowledge) validate(v *validator) {
 	p := k.Path()
 	for i, s := range k.Sources {
@@ -83,6 +117,8 @@ func (k *Knowledge) validate(v *validator) {
 		default:
 			if _, err := filepath.Match(s, ""); err != nil {
 				v.errorf(sp, "invalid glob %q: %v", v.display(sp, s), err)
+			} else if !k.sourceWithinRoots(s) {
+				v.errorf(sp, "source %q reaches outside the spec folder: keep sources inside it, or add their folder to the read roots (--read-roots, TROUPE_READ_ROOTS)", v.display(sp, s))
 			}
 		}
 	}

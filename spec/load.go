@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -17,6 +18,9 @@ const DefaultMaxFileSize = 4 << 20
 type LoaderOptions struct {
 	Env         Env   // nil means os.LookupEnv
 	MaxFileSize int64 // 0 means DefaultMaxFileSize
+	// ReadRoots are folders besides the spec folders that spec files (by
+	// symlink) and knowledge sources may be read from.
+	ReadRoots []string
 }
 
 // Loader reads spec folders. It remembers parsed files by content hash, so a
@@ -25,6 +29,7 @@ type LoaderOptions struct {
 type Loader struct {
 	env     Env
 	maxSize int64
+	roots   []string
 
 	mu    sync.Mutex
 	cache map[string]*File // by path; valid while the content hash matches
@@ -32,7 +37,7 @@ type Loader struct {
 
 // NewLoader returns a Loader.
 func NewLoader(opts LoaderOptions) *Loader {
-	l := &Loader{env: opts.Env, maxSize: opts.MaxFileSize, cache: map[string]*File{}}
+	l := &Loader{env: opts.Env, maxSize: opts.MaxFileSize, roots: opts.ReadRoots, cache: map[string]*File{}}
 	if l.env == nil {
 		l.env = os.LookupEnv
 	}
@@ -45,61 +50,112 @@ func NewLoader(opts LoaderOptions) *Loader {
 // Load reads every spec file under dirs (recursively) and validates them as one
 // folder. Problems in the specs are reported in the Set's diagnostics; the error
 // is only for a folder that cannot be read at all.
+//
+// A spec file must be a regular file, at most MaxFileSize bytes, and, once its
+// symlinks are resolved, inside the folder it was found in or a read root:
+// links within the folder are how Kubernetes mounts a ConfigMap (x.yaml →
+// ..data/x.yaml), while a link out of it would let whoever can write the
+// folder read any file the server can. A file named on the command line is
+// the operator's own choice and is read wherever it resolves.
 func (l *Loader) Load(dirs ...string) (*Set, error) {
-	paths, err := SpecFiles(dirs...)
+	listed, err := specFiles(dirs...)
 	if err != nil {
 		return nil, err
 	}
-	files := make([]*File, 0, len(paths))
+	files := make([]*File, 0, len(listed))
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	next := make(map[string]*File, len(paths))
-	for _, p := range paths {
-		f, err := l.loadFile(p)
+	next := make(map[string]*File, len(listed))
+	for _, sf := range listed {
+		f, err := l.loadFile(sf)
 		if err != nil {
 			return nil, err
 		}
-		next[p] = f
+		next[sf.path] = f
 		files = append(files, f)
 	}
 	l.cache = next // forget deleted files
 	return NewSet(files), nil
 }
 
-func (l *Loader) loadFile(path string) (*File, error) {
-	info, err := os.Stat(path)
-	if err != nil {
-		if os.IsNotExist(err) {
-			// Deleted between listing and reading: treat as an empty file so the
-			// reload still completes; the next event will list the folder again.
-			return &File{Path: path}, nil
-		}
-		return nil, fmt.Errorf("reading spec file: %w", err)
+func (l *Loader) loadFile(sf specFile) (*File, error) {
+	path := sf.path
+	var data []byte
+	var err error
+	if sf.root == "" {
+		data, err = ReadFile(path, l.maxSize)
+	} else {
+		data, err = ReadFileWithin(path, l.maxSize, append([]string{sf.root}, l.roots...))
 	}
-	if info.Size() > l.maxSize {
-		return &File{Path: path, Size: int(info.Size()), Failed: true, Diagnostics: Diagnostics{{
-			Pos: Pos{File: path, Line: 1, Col: 1}, Severity: Error,
-			Msg: fmt.Sprintf("file is %d bytes, more than the limit of %d: split it into smaller files", info.Size(), l.maxSize),
-		}}}, nil
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		if os.IsNotExist(err) {
-			return &File{Path: path}, nil
-		}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// Deleted between listing and reading (or a dangling link): treat
+		// as an empty file so the reload still completes; the next event
+		// will list the folder again.
+		return &File{Path: path}, nil
+	case errors.Is(err, ErrFileTooLarge):
+		return failedFile(path, fmt.Sprintf("file is larger than the limit of %d bytes: split it into smaller files", l.maxSize)), nil
+	case errors.Is(err, ErrNotRegular):
+		return failedFile(path, "spec file is "+pathErrText(err)+": only regular files are read"), nil
+	case errors.Is(err, ErrOutsideRoots):
+		return failedFile(path, "spec file "+pathErrText(err)), nil
+	case err != nil:
 		return nil, fmt.Errorf("reading spec file: %w", err)
 	}
 	if c, ok := l.cache[path]; ok && c.Hash == hashBytes(data) {
 		return c, nil
 	}
-	return ParseFile(path, data, l.env), nil
+	f := ParseFile(path, data, l.env)
+	// A knowledge base's file sources may resolve into the folder its file
+	// was found in (a file named as is: that file's folder) or a read root.
+	root := sf.root
+	if root == "" {
+		root = filepath.Dir(path)
+	}
+	roots := append([]string{root}, l.roots...)
+	for _, doc := range f.Docs {
+		if k, ok := doc.(*Knowledge); ok {
+			k.roots = roots
+		}
+	}
+	return f, nil
+}
+
+// pathErrText is an error's text without the path a diagnostic's position
+// already shows.
+func pathErrText(err error) string {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// failedFile is a spec file that could not be read, with why.
+func failedFile(path, msg string) *File {
+	return &File{Path: path, Failed: true, Diagnostics: Diagnostics{{Pos: Pos{File: path, Line: 1, Col: 1}, Severity: Error, Msg: msg}}}
 }
 
 // SpecFiles lists the spec files under dirs, recursively, sorted, skipping hidden
 // folders and editor files. A path that is a file is listed as is.
 func SpecFiles(dirs ...string) ([]string, error) {
+	listed, err := specFiles(dirs...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(listed))
+	for i, sf := range listed {
+		out[i] = sf.path
+	}
+	return out, nil
+}
+
+// specFile is a listed spec file and the folder it must resolve into ("" for
+// a file named as is).
+type specFile struct{ path, root string }
+
+func specFiles(dirs ...string) ([]specFile, error) {
 	seen := map[string]bool{}
-	var out []string
+	var out []specFile
 	for _, dir := range dirs {
 		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
@@ -116,7 +172,11 @@ func SpecFiles(dirs ...string) ([]string, error) {
 			}
 			if (p == dir || IsSpecFile(d.Name())) && !seen[p] {
 				seen[p] = true
-				out = append(out, p)
+				root := dir
+				if p == dir {
+					root = ""
+				}
+				out = append(out, specFile{path: p, root: root})
 			}
 			return nil
 		})
