@@ -21,6 +21,11 @@ const (
 	StatusProcessing = "processing"
 	StatusCompleted  = "completed"
 	StatusFailed     = "failed"
+	// StatusOrphaned is shown, never stored, for a document whose knowledge
+	// base left the configuration: it is not searchable, an unfinished
+	// ingestion waits, and the base coming back restores the stored status.
+	// Delete removes it for good.
+	StatusOrphaned = "orphaned"
 )
 
 // Document is one ingested (or ingesting) document of a knowledge base.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -149,6 +150,9 @@ var (
 	ErrTooLarge    = errors.New("document too large")
 	ErrUnsupported = reader.ErrUnsupported
 	errDeleted     = errors.New("document deleted")
+	// errUnconfigured: the document's knowledge base is not configured (any
+	// more); its documents wait for it, see StatusOrphaned.
+	errUnconfigured = errors.New("knowledge base not configured")
 )
 
 // New opens the service: it loads the embedded index from its repository.
@@ -442,6 +446,9 @@ func (s *Service) Retry(ctx context.Context, id string) (*Document, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !s.has(d.KnowledgeID) {
+		return nil, fmt.Errorf("knowledge base %q is not configured any more: add it back to the YAML to ingest its documents, or delete the document: %w", d.KnowledgeID, ErrNotFound)
+	}
 	if d.Status == StatusProcessing {
 		return d, nil
 	}
@@ -519,14 +526,44 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// Get returns one document.
+// Get returns one document; one whose knowledge base is no longer
+// configured is shown orphaned.
 func (s *Service) Get(ctx context.Context, id string) (*Document, error) {
-	return s.opts.Documents.Get(ctx, id)
+	d, err := s.opts.Documents.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	s.markOrphanLocked(d)
+	s.mu.RUnlock()
+	return d, nil
 }
 
-// List lists documents.
+// List lists documents; those whose knowledge base is no longer configured
+// are shown orphaned.
 func (s *Service) List(ctx context.Context, q DocumentQuery) ([]Document, int, error) {
-	return s.opts.Documents.List(ctx, q)
+	docs, total, err := s.opts.Documents.List(ctx, q)
+	if err != nil {
+		return nil, 0, err
+	}
+	s.mu.RLock()
+	for i := range docs {
+		s.markOrphanLocked(&docs[i])
+	}
+	s.mu.RUnlock()
+	return docs, total, nil
+}
+
+// markOrphanLocked shows a document of a knowledge base that left the
+// configuration as orphaned: it cannot be searched, and its ingestion (if
+// unfinished) waits. The stored status is kept, so the base coming back
+// resumes or serves it as before. s.mu must be held.
+func (s *Service) markOrphanLocked(d *Document) {
+	if s.bases[d.KnowledgeID] != nil {
+		return
+	}
+	d.Status = StatusOrphaned
+	d.Message = fmt.Sprintf("knowledge base %q is not configured any more: add it back to the YAML to use this document again, or delete it", d.KnowledgeID)
 }
 
 // Run ingests queued documents with a bounded worker pool until ctx ends. At
@@ -540,7 +577,7 @@ func (s *Service) Run(ctx context.Context) error {
 	resumed := 0
 	s.mu.RLock()
 	for _, d := range pending {
-		if s.mineLocked(d.ID) {
+		if s.mineLocked(d.ID) && s.bases[d.KnowledgeID] != nil {
 			s.enqueue(d.ID)
 			resumed++
 		}
@@ -571,6 +608,9 @@ func (s *Service) Run(ctx context.Context) error {
 			return nil
 		case <-s.sync:
 			s.syncSources(ctx)
+			// A knowledge base back in the configuration resumes the
+			// documents it left processing now, not at the next sweep.
+			s.sweep(ctx)
 		case <-sweep.C:
 			s.sweep(ctx)
 		}
@@ -578,7 +618,9 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // sweep re-queues processing documents that are neither queued nor in flight
-// (the queue overflowed, or a worker died with the process).
+// (the queue overflowed, or a worker died with the process). Documents of a
+// knowledge base no longer configured wait, still processing, until it comes
+// back.
 func (s *Service) sweep(ctx context.Context) {
 	if len(s.queue) > 0 {
 		return
@@ -590,7 +632,7 @@ func (s *Service) sweep(ctx context.Context) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, d := range pending {
-		if _, busy := s.inflight[d.ID]; !busy && s.mineLocked(d.ID) {
+		if _, busy := s.inflight[d.ID]; !busy && s.mineLocked(d.ID) && s.bases[d.KnowledgeID] != nil {
 			s.enqueue(d.ID)
 		}
 	}
@@ -630,6 +672,11 @@ func (s *Service) process(parent context.Context, id string) {
 		return
 	case parent.Err() != nil:
 		return // shutting down: the document stays processing and resumes
+	case errors.Is(err, errUnconfigured):
+		// Its knowledge base left the configuration before the ingestion
+		// began: failing the document would lose it for good should the
+		// base come back, so it stays processing (shown as orphaned).
+		return
 	case err != nil:
 		d.Status, d.Message = StatusFailed, err.Error()
 		s.log.Warn("ingestion failed", "document", d.Name, "knowledge", d.KnowledgeID, "err", err)
@@ -650,7 +697,7 @@ const batchSize = 64
 func (s *Service) ingest(ctx context.Context, d *Document) error {
 	b, err := s.acquire(d.KnowledgeID)
 	if err != nil {
-		return fmt.Errorf("knowledge base %q is not defined (any more)", d.KnowledgeID)
+		return errUnconfigured
 	}
 	defer b.release(s.log)
 	content, err := s.opts.Documents.Content(ctx, d.ID)
@@ -853,6 +900,7 @@ func (s *Service) syncBase(ctx context.Context, k *spec.Knowledge) error {
 	}
 	seen := map[string]bool{}
 	dir := filepath.Dir(k.Pos().File)
+	roots := k.ReadRoots()
 	for _, src := range k.Sources {
 		if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
 			key := "url:" + src
@@ -873,21 +921,32 @@ func (s *Service) syncBase(ctx context.Context, k *spec.Knowledge) error {
 			return fmt.Errorf("source %q: %w", src, err)
 		}
 		for _, path := range matches {
+			if err := ctx.Err(); err != nil {
+				return err // shutting down: the next start syncs again
+			}
 			rel, _ := filepath.Rel(dir, path)
 			key := "file:" + filepath.ToSlash(rel)
 			if seen[key] {
 				continue
 			}
-			seen[key] = true
-			info, err := os.Stat(path)
-			if err != nil || info.IsDir() {
-				continue
+			if info, err := os.Stat(path); err == nil && info.IsDir() {
+				continue // a glob such as docs/* also matches folders
 			}
-			data, err := os.ReadFile(path)
+			// Only regular files, within the size limit while reading, and
+			// inside the spec folder or a read root once symlinks are
+			// resolved: a link to /etc/shadow or /dev/zero, or a FIFO that
+			// would block this loop, is skipped. A source that can no longer
+			// be read loses its document below, like a deleted one; one
+			// that failed for another reason (permissions, I/O) keeps it.
+			data, err := spec.ReadFileWithin(path, s.opts.MaxBytes, roots)
 			if err != nil {
-				s.log.Warn("reading knowledge source", "path", path, "err", err)
+				if !refused(err) {
+					seen[key] = true
+				}
+				s.log.Warn("skipping knowledge source", "knowledge", k.Name, "path", path, "err", err)
 				continue
 			}
+			seen[key] = true
 			s.submitSource(ctx, k, key, filepath.Base(path), data, existing)
 		}
 	}
@@ -899,6 +958,14 @@ func (s *Service) syncBase(ctx context.Context, k *spec.Knowledge) error {
 		}
 	}
 	return nil
+}
+
+// refused reports whether a source file is refused for what it is (outside
+// the read roots, not a regular file, too large) or gone, rather than
+// unreadable for now.
+func refused(err error) bool {
+	return errors.Is(err, spec.ErrOutsideRoots) || errors.Is(err, spec.ErrNotRegular) ||
+		errors.Is(err, spec.ErrFileTooLarge) || errors.Is(err, fs.ErrNotExist)
 }
 
 // submitSource ingests a source unless it is unchanged, replacing the
@@ -934,8 +1001,15 @@ func (s *Service) Wait(ctx context.Context) error {
 		}
 		s.mu.RLock()
 		busy := len(s.inflight)
+		// Documents of a base no longer configured wait for it, not here.
+		waiting := 0
+		for _, d := range pending {
+			if s.bases[d.KnowledgeID] != nil {
+				waiting++
+			}
+		}
 		s.mu.RUnlock()
-		if len(pending) == 0 && busy == 0 {
+		if waiting == 0 && busy == 0 {
 			return nil
 		}
 		select {
