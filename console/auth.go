@@ -5,12 +5,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 	"gopkg.in/yaml.v3"
+
+	"github.com/troupehq/troupe/spec"
 )
 
 // Scope is a permission an API key grants.
@@ -144,6 +145,9 @@ func ParseKeys(spec string) (*Keyring, error) {
 	return r, nil
 }
 
+// maxKeysFileBytes bounds the API keys file: ten thousand keys fit in it.
+const maxKeysFileBytes = 4 << 20
+
 // LoadKeysFile reads keys from a YAML file:
 //
 //	keys:
@@ -152,7 +156,9 @@ func ParseKeys(spec string) (*Keyring, error) {
 //	    scopes: [agents:run, sessions:read]
 //	    user_id: alice
 func LoadKeysFile(path string, into *Keyring) error {
-	data, err := os.ReadFile(path)
+	// Bounded and regular only: a FIFO or a device given by mistake must
+	// fail startup, not hang it or exhaust memory.
+	data, err := spec.ReadFile(path, maxKeysFileBytes)
 	if err != nil {
 		return fmt.Errorf("reading API keys file: %w", err)
 	}

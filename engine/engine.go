@@ -16,6 +16,9 @@ import (
 type Options struct {
 	// Dirs are the spec folders (default agents.d).
 	Dirs []string
+	// ReadRoots are folders besides Dirs that spec files (by symlink) and
+	// knowledge sources may be read from; see spec.LoaderOptions.
+	ReadRoots []string
 	// Env resolves ${VAR} in specs; nil means the process environment.
 	Env spec.Env
 	// Logger receives one line per reload; nil discards.
@@ -80,7 +83,7 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{
 		dirs:    opts.Dirs,
 		runtime: opts.Runtime,
-		loader:  spec.NewLoader(spec.LoaderOptions{Env: opts.Env}),
+		loader:  spec.NewLoader(spec.LoaderOptions{Env: opts.Env, ReadRoots: opts.ReadRoots}),
 		log:     opts.Logger,
 		now:     opts.Now,
 		trigger: make(chan struct{}, 1),

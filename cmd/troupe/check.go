@@ -16,6 +16,8 @@ func check(args []string, getenv env, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "agents.d", "spec folder (more folders may follow as arguments)")
 	asJSON := fs.Bool("json", false, "print diagnostics as JSON")
+	var roots []string
+	readRootsFlag(fs, getenv, &roots)
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
@@ -23,7 +25,7 @@ func check(args []string, getenv env, stdout, stderr io.Writer) error {
 	if len(dirs) == 0 {
 		dirs = []string{*dir}
 	}
-	set, err := spec.NewLoader(spec.LoaderOptions{Env: spec.Env(getenv)}).Load(dirs...)
+	set, err := spec.NewLoader(spec.LoaderOptions{Env: spec.Env(getenv), ReadRoots: roots}).Load(dirs...)
 	if err != nil {
 		return err
 	}

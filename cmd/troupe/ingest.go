@@ -28,6 +28,8 @@ func ingest(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", envOr(getenv, "TROUPE_DIR", "agents.d"), "spec folder (env TROUPE_DIR)")
 	dbPath := fs.String("db", envOr(getenv, "TROUPE_DB", filepath.Join("data", "troupe.db")), "SQLite file or postgres:// URL (env TROUPE_DB)")
+	var roots []string
+	readRootsFlag(fs, getenv, &roots)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: troupe ingest [--dir agents.d] [--db data/troupe.db] <knowledge> <file>...")
 		fs.PrintDefaults()
@@ -42,7 +44,7 @@ func ingest(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	name, files := fs.Arg(0), fs.Args()[1:]
 
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	eng, err := engine.New(engine.Options{Dirs: []string{*dir}, Env: spec.Env(getenv), Logger: logger})
+	eng, err := engine.New(engine.Options{Dirs: []string{*dir}, ReadRoots: roots, Env: spec.Env(getenv), Logger: logger})
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", *dir, err)
 	}
@@ -82,7 +84,10 @@ func ingest(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	for i, f := range files {
 		it := &item{file: f}
 		items[i] = it
-		data, err := os.ReadFile(f)
+		// Files named here are the operator's choice, read wherever they
+		// are; still only regular files, and never more than a document
+		// may hold (a FIFO or /dev/zero would hang or exhaust memory).
+		data, err := spec.ReadFile(f, kbs.MaxBytes())
 		if err != nil {
 			it.err = err
 			continue

@@ -26,6 +26,8 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", envOr(getenv, "TROUPE_DIR", "agents.d"), "spec folder (env TROUPE_DIR)")
+	var roots []string
+	readRootsFlag(fs, getenv, &roots)
 	quiet := fs.Bool("q", false, "print only the answer")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: troupe run [--dir agents.d] [-q] <agent-or-team> \"message\"")
@@ -51,7 +53,7 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	rt := newRuntime(getenv, logger)
 	rt.Builtin.Knowledge = kbs.Searcher()
 	defer rt.MCP.Close()
-	eng, err := engine.New(engine.Options{Dirs: []string{*dir}, Env: spec.Env(getenv), Logger: logger, Runtime: rt})
+	eng, err := engine.New(engine.Options{Dirs: []string{*dir}, ReadRoots: roots, Env: spec.Env(getenv), Logger: logger, Runtime: rt})
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", *dir, err)
 	}

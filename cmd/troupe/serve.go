@@ -34,6 +34,7 @@ var version = "dev"
 // serveConfig is everything serve reads from flags and the environment.
 type serveConfig struct {
 	dir, addr, db, logLevel, keys, keysFile, cors, traces string
+	readRoots                                             []string
 	insecure                                              bool
 	shutdownTimeout                                       time.Duration
 }
@@ -51,6 +52,7 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	fs.StringVar(&c.traces, "traces", envOr(getenv, "TROUPE_TRACES", "sql"), "where traces go: sql, clickhouse://host:9000/db or off (env TROUPE_TRACES)")
 	fs.BoolVar(&c.insecure, "insecure", envOr(getenv, "TROUPE_INSECURE", "") == "1", "serve without API keys on a non-loopback address (env TROUPE_INSECURE=1)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight runs may finish on shutdown")
+	readRootsFlag(fs, getenv, &c.readRoots)
 	if err := fs.Parse(args); err != nil {
 		return nil, exitError(2)
 	}
@@ -102,7 +104,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	rt := newRuntime(getenv, logger)
 	rt.Builtin.Knowledge = kbs.Searcher()
 	defer rt.MCP.Close()
-	eng, err := engine.New(engine.Options{Dirs: []string{cfg.dir}, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt})
+	eng, err := engine.New(engine.Options{Dirs: []string{cfg.dir}, ReadRoots: cfg.readRoots, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt})
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", cfg.dir, err)
 	}
@@ -254,6 +256,18 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// readRootsFlag defines --read-roots: folders besides the spec folder that
+// spec files (by symlink) and knowledge sources may be read from. Anything
+// else outside the spec folder is refused, so that whoever can write a spec
+// cannot read the host's files through the server.
+func readRootsFlag(fs *flag.FlagSet, getenv env, roots *[]string) {
+	*roots = filepath.SplitList(envOr(getenv, "TROUPE_READ_ROOTS", ""))
+	fs.Func("read-roots", "folders, separated by "+string(filepath.ListSeparator)+", that spec symlinks and knowledge sources may read besides the spec folder (env TROUPE_READ_ROOTS)", func(v string) error {
+		*roots = filepath.SplitList(v)
+		return nil
+	})
 }
 
 func envOr(getenv env, key, def string) string {
