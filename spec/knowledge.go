@@ -10,7 +10,7 @@ import (
 type Knowledge struct {
 	Meta `yaml:",inline"`
 
-	Sources  []string `yaml:"sources" doc:"File globs relative to this YAML file, or http(s) URLs."`
+	Sources  []string `yaml:"sources" doc:"File globs relative to this YAML file, inside the spec folder or a read root (--read-roots); or http(s) URLs."`
 	Chunking Chunking `yaml:"chunking" doc:"How documents are split into chunks."`
 	Embedder string   `yaml:"embedder" doc:"local (feature hashing, no weights) or provider/model for an embeddings API (default local)."`
 	Store    Store    `yaml:"store" doc:"Where vectors live: embedded (default) or milvus."`
