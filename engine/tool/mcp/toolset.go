@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -64,7 +65,30 @@ type Toolset struct {
 	missing  map[string]bool // allow-listed names already reported missing
 }
 
-var _ tool.Toolset = (*Toolset)(nil)
+var (
+	_ tool.Toolset      = (*Toolset)(nil)
+	_ tool.SecretHolder = (*Toolset)(nil)
+)
+
+// Secrets returns the credentials the toolset gives its server: header
+// values, environment values whose names look like or were interpolated as
+// credentials, and the URL's password and query values. A server may echo
+// them in a tool result; the agent loop removes them.
+func (t *Toolset) Secrets() []string {
+	var out []string
+	for _, v := range t.cfg.Headers {
+		out = append(out, v)
+	}
+	for k, v := range t.cfg.Env {
+		if tool.SecretName(k) || t.spec.Interpolated(t.spec.Path()+".env."+k) || t.spec.Interpolated(t.spec.Path()+".env["+strconv.Quote(k)+"]") {
+			out = append(out, v)
+		}
+	}
+	if t.cfg.URL != "" {
+		out = append(out, tool.URLSecrets(t.cfg.URL)...)
+	}
+	return out
+}
 
 // conn is one session with the server, from one start to its end.
 type conn struct {
