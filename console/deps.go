@@ -35,6 +35,8 @@ type Store interface {
 	DailyMetrics(ctx context.Context, from, to time.Time) ([]store.DailyMetrics, error)
 	RecentRuns(ctx context.Context, limit int, f store.Filter) ([]store.Run, error)
 	RunActivity(ctx context.Context, from, to time.Time, buckets int, f store.Filter) ([]store.ActivityBucket, error)
+	// Ready runs a cheap real query, for the readiness probe.
+	Ready(ctx context.Context) error
 }
 
 var (

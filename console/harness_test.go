@@ -92,7 +92,7 @@ type harness struct {
 	traces    traceStore // where spans go and traces are read; the database's own when nil
 	noTracing bool       // run without a recorder, as troupe serve does with tracing off
 	keys      *console.Keyring
-	watch     bool // reload when files in the spec folder change, as troupe serve does
+	watch     bool   // reload when files in the spec folder change, as troupe serve does
 	specs     string // more documents, in a second spec file
 }
 

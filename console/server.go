@@ -164,6 +164,7 @@ func (s *Server) routes() *gin.Engine {
 	})
 
 	r.GET("/health", s.health)
+	r.GET("/health/ready", s.ready)
 	s.consoleRoutes(r)
 
 	api := r.Group("", s.authenticate)

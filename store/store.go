@@ -62,8 +62,11 @@ type DB struct {
 	// On PostgreSQL, and for ":memory:" SQLite, it is the same pool as w.
 	r   *sql.DB
 	bun *bun.DB
-	log *slog.Logger
-	st  stmts
+	// file is the SQLite database file, for the readiness check; empty for
+	// PostgreSQL and in-memory databases.
+	file string
+	log  *slog.Logger
+	st   stmts
 
 	closeOnce sync.Once
 	closeErr  error
@@ -150,6 +153,30 @@ func (db *DB) Ping(ctx context.Context) error {
 	if db.r != db.w {
 		if err := db.r.PingContext(ctx); err != nil {
 			return fmt.Errorf("store: ping (read pool): %w", err)
+		}
+	}
+	return nil
+}
+
+// Ready checks that the database can serve runs: a real query on the runs
+// table through the pool that serves reads, and on SQLite also through the
+// writer's connection, plus a read of the SQLite file's header. Ping alone is
+// not enough: a SQLite connection answers pings while the file under it is
+// corrupt or gone, and every run then fails. It costs one indexed row read
+// per pool.
+func (db *DB) Ready(ctx context.Context) error {
+	if err := db.checkFile(); err != nil {
+		return err
+	}
+	pools := []*sql.DB{db.r}
+	if db.w != db.r {
+		pools = append(pools, db.w)
+	}
+	for _, p := range pools {
+		var id sql.NullString
+		err := p.QueryRowContext(ctx, `SELECT id FROM runs ORDER BY id DESC LIMIT 1`).Scan(&id)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("store: readiness query: %w", err)
 		}
 	}
 	return nil
