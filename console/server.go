@@ -96,6 +96,7 @@ func New(opts Options) *Server {
 		recorder: opts.Recorder, metrics: opts.Metrics}
 	s.router = s.routes()
 	s.wireMetrics()
+	s.runs.traceInterrupted()
 	return s
 }
 
