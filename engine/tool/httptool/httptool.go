@@ -124,13 +124,13 @@ func New(s *spec.Tool) (*Tool, error) {
 	var secrets []string
 	for k, v := range s.Headers {
 		headers[k] = v
-		if tool.SecretName(k) || interpolated(s, s.Path()+".headers", k) {
+		if tool.SecretName(k) {
 			secrets = append(secrets, v)
 		}
+		secrets = append(secrets, interpolated(s, s.Path()+".headers", k, v)...)
 	}
-	if s.Interpolated(s.Path() + ".url") {
-		secrets = append(secrets, tool.URLSecrets(s.URL)...)
-	}
+	secrets = append(secrets, tool.URLSecrets(s.URL)...)
+	secrets = append(secrets, tool.InterpolatedValues(s.Display(s.Path()+".url", s.URL), s.URL)...)
 	return &Tool{
 		secrets:     secrets,
 		redact:      tool.NewRedactor(secrets...),
@@ -147,16 +147,23 @@ func New(s *spec.Tool) (*Tool, error) {
 	}, nil
 }
 
-// interpolated reports whether the map entry key under path came from the
-// environment (${VAR}), which is how specs bring in credentials. Keys that
-// are not plain identifiers are written as path["key"] (spec's object paths).
-func interpolated(s *spec.Tool, path, key string) bool {
-	return s.Interpolated(path+"."+key) || s.Interpolated(path+"["+strconv.Quote(key)+"]")
+// interpolated returns the parts of the map entry key under path that came
+// from the environment (${VAR}), which is how specs bring in credentials.
+// Keys that are not plain identifiers are written as path["key"] (spec's
+// object paths).
+func interpolated(s *spec.Tool, path, key, value string) []string {
+	for _, p := range []string{path + "." + key, path + "[" + strconv.Quote(key) + "]"} {
+		if s.Interpolated(p) {
+			return tool.InterpolatedValues(s.Display(p, value), value)
+		}
+	}
+	return nil
 }
 
-// Secrets returns the credentials the tool sends: header values that look
-// like or were interpolated as credentials, and the URL's if it was
-// interpolated.
+// Secrets returns the credentials the tool sends: the values of headers
+// whose names look like credentials (Authorization, X-Api-Key), everything
+// interpolated from the environment into headers and the URL, and the URL's
+// password and credential-like query values.
 func (t *Tool) Secrets() []string { return slices.Clone(t.secrets) }
 
 // Def describes the tool to models.

@@ -491,6 +491,7 @@ parameters:
 	require.Equal(t, "ok", got)
 	require.Equal(t, "/hooks/"+secret+"/9", srv.request().Path)
 	require.Equal(t, "Bearer "+secret, srv.request().Header.Get("Authorization"))
+	require.Contains(t, tl.Secrets(), secret, "the interpolated part of the URL is a secret")
 
 	srv.Close()
 	_, err = call(t, tl, `{"id": 9}`)
