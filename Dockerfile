@@ -62,8 +62,10 @@ EXPOSE 7777
 
 # No HEALTHCHECK: a Dockerfile HEALTHCHECK runs a command inside the container,
 # and distroless has no shell, curl or wget, and troupe has no probe subcommand.
-# Probe GET /health (200 {"status":"ok"}, no auth) from outside instead, e.g. a
-# Kubernetes httpGet probe or a load balancer health check.
+# Probe from outside instead, without auth: GET /health is liveness (200 while
+# the process serves HTTP), GET /health/ready is readiness (503 while the
+# database cannot serve runs or the server shuts down), e.g. Kubernetes httpGet
+# liveness and readiness probes or a load balancer health check on /health/ready.
 
 # Numeric so that Kubernetes' runAsNonRoot can verify it (65532 = nonroot).
 USER 65532:65532

@@ -35,6 +35,11 @@ type Store interface {
 	DailyMetrics(ctx context.Context, from, to time.Time) ([]store.DailyMetrics, error)
 	RecentRuns(ctx context.Context, limit int, f store.Filter) ([]store.Run, error)
 	RunActivity(ctx context.Context, from, to time.Time, buckets int, f store.Filter) ([]store.ActivityBucket, error)
+	// Ready runs a cheap real query, for the readiness probe.
+	Ready(ctx context.Context) error
+	// Interrupted lists the runs found RUNNING at start, left by a process
+	// that died, and already marked failed.
+	Interrupted() []store.Run
 }
 
 var (

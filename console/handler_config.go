@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"time"
@@ -11,8 +12,36 @@ import (
 	"github.com/troupehq/troupe/spec"
 )
 
+// health is the liveness probe: the process is up and serving HTTP. It does
+// not touch the database, so that an orchestrator does not restart a healthy
+// process because its database is briefly unavailable.
 func (s *Server) health(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ok", "instantiated_at": s.start})
+}
+
+// readyTimeout bounds the readiness query: a probe must answer quickly, and a
+// database that takes longer than this to read one row cannot serve runs.
+const readyTimeout = 2 * time.Second
+
+// ready is the readiness probe: 200 when this replica can serve runs (the
+// database answers a real query and the server is not shutting down), 503
+// otherwise. Like /health it needs no key, so its body names the failing
+// check but none of the database's details; those go to the log.
+func (s *Server) ready(c *gin.Context) {
+	select {
+	case <-s.closing:
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "detail": "the server is shutting down"})
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
+	defer cancel()
+	if err := s.opts.Store.Ready(ctx); err != nil {
+		s.log.Error("readiness check failed: the database does not answer", "err", err)
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "detail": "the database is not answering; see the server log"})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
 }
 
 type objectStatus struct {

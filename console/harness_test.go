@@ -92,7 +92,8 @@ type harness struct {
 	traces    traceStore // where spans go and traces are read; the database's own when nil
 	noTracing bool       // run without a recorder, as troupe serve does with tracing off
 	keys      *console.Keyring
-	watch     bool // reload when files in the spec folder change, as troupe serve does
+	watch     bool   // reload when files in the spec folder change, as troupe serve does
+	specs     string // more documents, in a second spec file
 }
 
 // traceStore is a trace sink the console can also read back.
@@ -114,6 +115,9 @@ func withoutTracing() serverOption { return func(h *harness) { h.noTracing = tru
 
 // withWatcher reloads on file changes, as troupe serve does.
 func withWatcher() serverOption { return func(h *harness) { h.watch = true } }
+
+// withSpecs adds documents to the fixture's.
+func withSpecs(yaml string) serverOption { return func(h *harness) { h.specs = yaml } }
 
 func withKeys(spec string) serverOption {
 	return func(h *harness) {
@@ -143,6 +147,9 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	var h harness
 	for _, opt := range opts {
 		opt(&h)
+	}
+	if h.specs != "" {
+		require.NoError(t, os.WriteFile(filepath.Join(ts.dir, "extra.yaml"), []byte(h.specs), 0o644))
 	}
 	if h.dsn == "" {
 		h.dsn = filepath.Join(t.TempDir(), "troupe.db")

@@ -55,6 +55,7 @@ func (s *Server) openAPIDocument(snap *engine.Snapshot) map[string]any {
 
 	paths := map[string]any{
 		"/health":        map[string]any{"get": op("System", "Health", "Always 200 while the server runs; needs no key.", map[string]any{"security": []any{}, "responses": map[string]any{"200": map[string]any{"description": "ok"}}})},
+		"/health/ready":  map[string]any{"get": op("System", "Readiness", "200 when the server can serve runs: its database answers a query and it is not shutting down; 503 with a detail otherwise. Needs no key.", map[string]any{"security": []any{}, "responses": map[string]any{"200": map[string]any{"description": "ready"}, "503": errResp("Not ready: the database does not answer, or the server is shutting down")}})},
 		"/config":        map[string]any{"get": op("System", "Configuration and reload status", "Agents, teams, databases, and the spec folder's reload status with per-object diagnostics.", nil)},
 		"/config/reload": map[string]any{"post": op("System", "Reload the spec folder", "Reloads now and returns the result. Requires admin.", nil)},
 		"/models":        map[string]any{"get": op("System", "Models in use", "The distinct models agents and teams use.", nil)},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,14 +62,25 @@ type runService struct {
 }
 
 type activeRun struct {
-	kind   spec.Kind
-	name   string
-	userID string
-	cancel context.CancelCauseFunc
+	kind      spec.Kind
+	name      string
+	userID    string
+	sessionID string
+	cancel    context.CancelCauseFunc
+	done      chan struct{} // closed once the run's final state is saved
 }
 
-// errCancelled is the cause of a run cancelled through the cancel route.
-var errCancelled = errors.New("cancelled by request")
+var (
+	// errCancelled is the cause of a run cancelled through the cancel route.
+	errCancelled = errors.New("cancelled by request")
+	// errSessionDeleted is the cause of a run whose session was deleted.
+	errSessionDeleted = errors.New("the session was deleted while the run was in progress")
+)
+
+// sessionStopWait bounds how long deleting a session waits for its runs to
+// stop. Runs stop promptly on cancellation; one that does not is deleted
+// anyway, and its final save then finds no row to update.
+const sessionStopWait = 5 * time.Second
 
 // start validates a request and persists the new run; the returned run is ready
 // to execute. Errors are *httpError.
@@ -174,10 +186,15 @@ func (pr *pendingRun) execute(ctx context.Context, emit func(event.Event)) *stor
 	defer pr.release()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	rs.register(pr.run.ID, &activeRun{kind: pr.p.Kind, name: pr.p.Name, userID: pr.p.UserID, cancel: cancel})
+	rs.register(pr.run.ID, &activeRun{kind: pr.p.Kind, name: pr.p.Name, userID: pr.p.UserID, sessionID: pr.session.ID,
+		cancel: cancel, done: make(chan struct{})})
 	defer rs.unregister(pr.run.ID)
 
 	var terminal *event.Event
+	// streamed is the answer text the client has seen, kept for a run that
+	// ends without an answer of its own (cancelled, failed) after text
+	// started to stream.
+	var streamed strings.Builder
 	res := pr.runner.Execute(ctx, agent.Input{
 		Message: pr.p.Message, History: pr.history, RunID: pr.run.ID,
 		SessionID: pr.session.ID, UserID: pr.p.UserID, Stream: pr.p.Stream,
@@ -192,16 +209,25 @@ func (pr *pendingRun) execute(ctx context.Context, emit func(event.Event)) *stor
 			terminal = &e
 			return
 		}
+		if e.Depth == 0 && e.Type == event.RunContent {
+			streamed.WriteString(e.Content)
+		}
 		emit(e)
 	})
 
 	r := pr.run
 	r.Content, r.Status, r.Tools, r.Messages, r.Metrics = res.Content, store.RunStatus(res.Status), res.Tools, res.Messages, res.Metrics
 	r.References = res.References
+	if r.Status != store.RunCompleted && r.Content == "" && streamed.Len() > 0 {
+		r.Content, r.Partial = streamed.String(), true
+	}
 	if res.Err != nil {
 		r.Error = res.Err.Error()
-		if errors.Is(context.Cause(ctx), errCancelled) {
+		switch cause := context.Cause(ctx); {
+		case errors.Is(cause, errCancelled):
 			r.Error = "cancelled by request"
+		case errors.Is(cause, errSessionDeleted):
+			r.Error = errSessionDeleted.Error()
 		}
 	}
 	// Commit even when the client went away: the run happened.
@@ -211,6 +237,11 @@ func (pr *pendingRun) execute(ctx context.Context, emit func(event.Event)) *stor
 	err := rs.st.FinishRun(saveCtx, r)
 	if pr.trace != nil {
 		pr.trace.StoreSpan("store.finish_run", saveStart, time.Now(), err)
+	}
+	if errors.Is(err, store.ErrNotFound) && errors.Is(context.Cause(ctx), errSessionDeleted) {
+		// The session and its runs are gone, as asked: nothing to save,
+		// and the run ends cancelled, not failed.
+		err = nil
 	}
 	if err != nil {
 		rs.log.Error("saving run", "run_id", r.ID, "err", err)
@@ -235,6 +266,27 @@ func (pr *pendingRun) execute(ctx context.Context, emit func(event.Event)) *stor
 	return r
 }
 
+// traceInterrupted records a trace for each run the previous process left
+// unfinished: that process built the run's trace in memory and died before
+// recording it, so without this a crashed run would have none. The trace
+// has the run's root span only, from its start to the recovery, failed with
+// store.InterruptedRunError; it is a new trace (the lost one's id was never
+// stored), found by the run's id, session, agent or team, and user. Member
+// runs of a team belong to their team's trace and get none of their own.
+func (rs *runService) traceInterrupted() {
+	if rs.recorder == nil {
+		return
+	}
+	for _, r := range rs.st.Interrupted() {
+		if r.ParentRunID != "" {
+			continue
+		}
+		tr := telemetry.NewTrace(telemetry.RunInfo{Kind: r.Type, Target: r.ComponentID, RunID: r.ID, SessionID: r.SessionID, UserID: r.UserID,
+			SpecVersion: r.SpecVersion, Input: r.Input, Model: r.Model, Provider: r.Provider}, telemetry.Parent{}, r.CreatedAt, 0)
+		rs.recorder.Record(tr.Finish(r.UpdatedAt, telemetry.StatusError, "interrupted", r.Error, event.Metrics{})...)
+	}
+}
+
 func (rs *runService) register(id string, a *activeRun) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
@@ -245,9 +297,46 @@ func (rs *runService) register(id string, a *activeRun) {
 func (rs *runService) unregister(id string) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if _, ok := rs.active[id]; ok {
+	if a, ok := rs.active[id]; ok {
 		delete(rs.active, id)
+		close(a.done)
 		rs.wg.Done()
+	}
+}
+
+// stopSessionRuns cancels the active runs of the sessions among ids that a
+// caller bound to userID (every run when empty) may see, and waits until they
+// have saved their final state or ctx ends, at most sessionStopWait. Deleting
+// a session calls it first, so that no run keeps working (and spending) for
+// a session that no longer exists, and no final save races the deletion.
+func (rs *runService) stopSessionRuns(ctx context.Context, ids []string, userID string) {
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	var stopping []*activeRun
+	rs.mu.Lock()
+	for _, a := range rs.active {
+		if want[a.sessionID] && (userID == "" || a.userID == userID) {
+			stopping = append(stopping, a)
+		}
+	}
+	rs.mu.Unlock()
+	if len(stopping) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, sessionStopWait)
+	defer cancel()
+	for _, a := range stopping {
+		a.cancel(errSessionDeleted)
+	}
+	for _, a := range stopping {
+		select {
+		case <-a.done:
+		case <-ctx.Done():
+			rs.log.Warn("deleting a session whose run has not stopped yet", "session_id", a.sessionID)
+			return
+		}
 	}
 }
 

@@ -96,6 +96,7 @@ func New(opts Options) *Server {
 		recorder: opts.Recorder, metrics: opts.Metrics}
 	s.router = s.routes()
 	s.wireMetrics()
+	s.runs.traceInterrupted()
 	return s
 }
 
@@ -164,6 +165,7 @@ func (s *Server) routes() *gin.Engine {
 	})
 
 	r.GET("/health", s.health)
+	r.GET("/health/ready", s.ready)
 	s.consoleRoutes(r)
 
 	api := r.Group("", s.authenticate)

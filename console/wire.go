@@ -163,15 +163,18 @@ func toTools(ts []event.ToolCall) []toolResponse {
 }
 
 type runResponse struct {
-	RunID             string            `json:"run_id"`
-	ParentRunID       string            `json:"parent_run_id,omitempty"`
-	SessionID         string            `json:"session_id"`
-	AgentID           string            `json:"agent_id,omitempty"`
-	TeamID            string            `json:"team_id,omitempty"`
-	UserID            string            `json:"user_id,omitempty"`
-	Status            string            `json:"status"`
-	RunInput          string            `json:"run_input"`
-	Content           string            `json:"content"`
+	RunID       string `json:"run_id"`
+	ParentRunID string `json:"parent_run_id,omitempty"`
+	SessionID   string `json:"session_id"`
+	AgentID     string `json:"agent_id,omitempty"`
+	TeamID      string `json:"team_id,omitempty"`
+	UserID      string `json:"user_id,omitempty"`
+	Status      string `json:"status"`
+	RunInput    string `json:"run_input"`
+	Content     string `json:"content"`
+	// Partial marks content as the part of the answer streamed before the
+	// run was cancelled or failed.
+	Partial           bool              `json:"partial,omitempty"`
 	ContentType       string            `json:"content_type"`
 	RunResponseFormat string            `json:"run_response_format"`
 	Error             string            `json:"error,omitempty"`
@@ -189,7 +192,7 @@ type runResponse struct {
 func toRun(r *store.Run, withMessages bool) runResponse {
 	out := runResponse{
 		RunID: r.ID, ParentRunID: r.ParentRunID, SessionID: r.SessionID, UserID: r.UserID, Status: string(r.Status),
-		RunInput: r.Input, Content: r.Content, ContentType: "str", RunResponseFormat: "text", Error: r.Error,
+		RunInput: r.Input, Content: r.Content, Partial: r.Partial, ContentType: "str", RunResponseFormat: "text", Error: r.Error,
 		Model: r.Model, ModelProvider: r.Provider, Tools: toTools(r.Tools), Metrics: toMetrics(r.Metrics),
 		SpecVersion: r.SpecVersion, References: r.References, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
 	}

@@ -82,7 +82,8 @@ var sqlFinishRunPostgres = `WITH r AS (
 		UPDATE runs SET content = $1, status = $2, error = $3, tools = $4, messages = $5, metrics = $6,
 			model = $7, provider = $8, updated_at = $9, refs = $10,
 			latency_us = CASE WHEN created_at = $11::timestamptz THEN $12::bigint
-				ELSE ` + postgresLatencyUS("$9::timestamptz", "created_at") + ` END
+				ELSE ` + postgresLatencyUS("$9::timestamptz", "created_at") + ` END,
+			partial = $14
 		WHERE id = $13
 		RETURNING session_id
 	), s AS (

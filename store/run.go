@@ -41,6 +41,9 @@ type Run struct {
 	UserID      string // always the session's user
 	Input       string
 	Content     string
+	// Partial marks Content as the part of the answer streamed before the
+	// run was cancelled or failed, not a whole answer.
+	Partial     bool
 	Status      RunStatus
 	Error       string
 	Tools       []event.ToolCall
@@ -59,7 +62,7 @@ const runColumns = `id, session_id, parent_run_id, component_id, type, user_id, 
 	tools, messages, metrics, model, provider, spec_version, created_at, updated_at`
 
 // runSelectColumns are runColumns plus those written only when a run finishes.
-const runSelectColumns = runColumns + `, refs`
+const runSelectColumns = runColumns + `, refs, partial`
 
 // Both dialects take $N placeholders. They are numbered in order of first
 // appearance in every statement, because SQLite numbers parameters that way
@@ -103,7 +106,8 @@ const (
 // passed as CreatedAt.
 var sqlFinishRun = `UPDATE runs SET content = $1, status = $2, error = $3, tools = $4, messages = $5, metrics = $6,
 		model = $7, provider = $8, updated_at = $9, refs = $10,
-		latency_us = CASE WHEN created_at = $11 THEN $12 ELSE ` + sqliteLatencyUS("$9", "created_at") + ` END
+		latency_us = CASE WHEN created_at = $11 THEN $12 ELSE ` + sqliteLatencyUS("$9", "created_at") + ` END,
+		partial = $14
 	WHERE id = $13`
 
 // latencyUS is a finished run's latency as the latency_us column holds it:
@@ -368,7 +372,7 @@ func (db *DB) FinishRun(ctx context.Context, r *Run) error {
 		created, latency = db.timeArg(c), latencyUS(c, updated)
 	}
 	args := []any{text(r.Content), string(r.Status), text(r.Error), tools, messages, metrics, r.Model, r.Provider, ts,
-		refs, created, latency, r.ID}
+		refs, created, latency, r.ID, r.Partial}
 	if db.dialect == DialectPostgres {
 		// One statement, one round trip: see sqlFinishRunPostgres.
 		var n int
@@ -548,7 +552,7 @@ func scanRun(sc scanner) (Run, error) {
 	)
 	err := sc.Scan(&r.ID, &r.SessionID, &r.ParentRunID, &r.ComponentID, &r.Type, &r.UserID, &r.Input, &r.Content,
 		&status, &r.Error, &tools, &messages, &metrics, &r.Model, &r.Provider, &r.SpecVersion,
-		timeDest{&r.CreatedAt}, timeDest{&r.UpdatedAt}, &refs)
+		timeDest{&r.CreatedAt}, timeDest{&r.UpdatedAt}, &refs, &r.Partial)
 	if err != nil {
 		return Run{}, err
 	}

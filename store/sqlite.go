@@ -66,12 +66,42 @@ func openSQLite(ctx context.Context, dsn string) (*DB, error) {
 			return nil, fmt.Errorf("store: opening %s for reading: %w", path, err)
 		}
 	}
-	return &DB{
+	db := &DB{
 		dialect: DialectSQLite,
 		w:       w,
 		r:       r,
 		bun:     bun.NewDB(w, sqlitedialect.New()),
-	}, nil
+	}
+	if !memory {
+		db.file = strings.TrimPrefix(path, "file:")
+	}
+	return db, nil
+}
+
+// sqliteMagic starts every SQLite database file.
+const sqliteMagic = "SQLite format 3\x00"
+
+// checkFile reads the database file's header. Connections that are already
+// open keep serving pages from their caches (in WAL mode they do not re-read
+// the header) while the file under them is overwritten or deleted; the
+// next start, or the next page they need, then fails.
+func (db *DB) checkFile() error {
+	if db.file == "" {
+		return nil
+	}
+	f, err := os.Open(db.file)
+	if err != nil {
+		return fmt.Errorf("store: database file: %w", err)
+	}
+	defer f.Close()
+	var head [len(sqliteMagic)]byte
+	if _, err := f.ReadAt(head[:], 0); err != nil {
+		return fmt.Errorf("store: reading the database file's header: %w", err)
+	}
+	if string(head[:]) != sqliteMagic {
+		return fmt.Errorf("store: %s is not a SQLite database any more (its header is damaged)", db.file)
+	}
+	return nil
 }
 
 // readPoolSize sizes the SQLite read pool: the pure-Go driver is CPU-bound, so

@@ -62,8 +62,13 @@ type DB struct {
 	// On PostgreSQL, and for ":memory:" SQLite, it is the same pool as w.
 	r   *sql.DB
 	bun *bun.DB
-	log *slog.Logger
-	st  stmts
+	// interrupted are the runs Open found RUNNING and marked failed.
+	interrupted []Run
+	// file is the SQLite database file, for the readiness check; empty for
+	// PostgreSQL and in-memory databases.
+	file string
+	log  *slog.Logger
+	st   stmts
 
 	closeOnce sync.Once
 	closeErr  error
@@ -99,10 +104,14 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	// Statements are prepared after migrating because they name the tables
-	// the migrations create.
-	if err := db.prepare(ctx); err != nil {
-		_ = db.Close()
-		return nil, err
+	// and columns the migrations create. A database held at an older
+	// migration (tests of a migration's data conversion) has not got them
+	// all, and is written with plain SQL only.
+	if opts.lastMigration == 0 {
+		if err := db.prepare(ctx); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
 	}
 	if db.dialect == DialectSQLite {
 		db.wq = newWriter(db.w, &db.st)
@@ -155,6 +164,30 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
+// Ready checks that the database can serve runs: a real query on the runs
+// table through the pool that serves reads, and on SQLite also through the
+// writer's connection, plus a read of the SQLite file's header. Ping alone is
+// not enough: a SQLite connection answers pings while the file under it is
+// corrupt or gone, and every run then fails. It costs one indexed row read
+// per pool.
+func (db *DB) Ready(ctx context.Context) error {
+	if err := db.checkFile(); err != nil {
+		return err
+	}
+	pools := []*sql.DB{db.r}
+	if db.w != db.r {
+		pools = append(pools, db.w)
+	}
+	for _, p := range pools {
+		var id sql.NullString
+		err := p.QueryRowContext(ctx, `SELECT id FROM runs ORDER BY id DESC LIMIT 1`).Scan(&id)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("store: readiness query: %w", err)
+		}
+	}
+	return nil
+}
+
 // Bun exposes the underlying bun.DB for other store-backed subsystems (traces,
 // knowledge jobs) so they share migrations and connections. It is the write
 // handle: on SQLite that is a single connection, so keep transactions short.
@@ -162,7 +195,9 @@ func (db *DB) Ping(ctx context.Context) error {
 func (db *DB) Bun() *bun.DB { return db.bun }
 
 // recoverRuns marks runs that a previous process left RUNNING as failed: no one
-// will ever finish them, and clients polling them must not wait forever.
+// will ever finish them, and clients polling them must not wait forever. It
+// keeps what it marked for Interrupted, so that the server can give each its
+// trace: the process that ran them died before recording one.
 func (db *DB) recoverRuns(ctx context.Context) error {
 	// The literal 'RUNNING' (not a parameter) lets PostgreSQL use the partial
 	// index on running runs. The latencies are computed in SQL, as migration
@@ -171,17 +206,38 @@ func (db *DB) recoverRuns(ctx context.Context) error {
 	if db.dialect == DialectPostgres {
 		latency = postgresLatencyUS("$3::timestamptz", "created_at")
 	}
-	res, err := db.w.ExecContext(ctx,
-		`UPDATE runs SET status = $1, error = $2, updated_at = $3, latency_us = `+latency+` WHERE status = 'RUNNING'`,
+	rows, err := db.w.QueryContext(ctx,
+		`UPDATE runs SET status = $1, error = $2, updated_at = $3, latency_us = `+latency+` WHERE status = 'RUNNING'
+		RETURNING id, session_id, parent_run_id, component_id, type, user_id, input, model, provider, spec_version, created_at, updated_at`,
 		string(RunError), InterruptedRunError, db.timeArg(now()))
 	if err != nil {
 		return fmt.Errorf("store: recovering interrupted runs: %w", err)
 	}
-	if n, err := res.RowsAffected(); err == nil && n > 0 {
-		db.log.Warn("marked runs interrupted by the previous shutdown as failed", "runs", n)
+	defer rows.Close()
+	var recovered []Run
+	for rows.Next() {
+		r := Run{Status: RunError, Error: InterruptedRunError}
+		if err := rows.Scan(&r.ID, &r.SessionID, &r.ParentRunID, &r.ComponentID, &r.Type, &r.UserID, &r.Input,
+			&r.Model, &r.Provider, &r.SpecVersion, timeDest{&r.CreatedAt}, timeDest{&r.UpdatedAt}); err != nil {
+			return fmt.Errorf("store: recovering interrupted runs: %w", err)
+		}
+		recovered = append(recovered, r)
 	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: recovering interrupted runs: %w", err)
+	}
+	if len(recovered) > 0 {
+		db.log.Warn("marked runs interrupted by the previous shutdown as failed", "runs", len(recovered))
+	}
+	db.interrupted = recovered
 	return nil
 }
+
+// Interrupted returns the runs that Open found still RUNNING, left by a
+// process that stopped without finishing them, and marked as failed with
+// InterruptedRunError (a run's Content and Tools are not included). The
+// caller must not modify them.
+func (db *DB) Interrupted() []Run { return db.interrupted }
 
 // inTx runs fn in a transaction of its own on the write pool, committing when
 // fn succeeds. The store's writes go through DB.write instead; this serves

@@ -98,6 +98,10 @@ type Agent struct {
 	defs   []model.ToolDef      // of the static tools
 	byName map[string]tool.Tool // static tools by name
 	system string               // instructions without the date
+	// redact removes the credentials the agent's tools send from everything
+	// their results and errors reach: the model's context, events, the stored
+	// run and traces.
+	redact *tool.Redactor
 }
 
 var _ Runner = (*Agent)(nil)
@@ -114,6 +118,14 @@ func New(cfg Config) (*Agent, error) {
 		a.defs = append(a.defs, d)
 		a.byName[d.Name] = t
 	}
+	var holders []any
+	for _, t := range cfg.Tools {
+		holders = append(holders, t)
+	}
+	for _, ts := range cfg.Toolsets {
+		holders = append(holders, ts)
+	}
+	a.redact = tool.NewRedactor(tool.CollectSecrets(holders...)...)
 	var parts []string
 	if s := strings.TrimSpace(cfg.Spec.Instructions); s != "" {
 		parts = append(parts, s)

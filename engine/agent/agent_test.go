@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -193,6 +194,45 @@ func TestToolResultTruncated(t *testing.T) {
 	got := p.Requests()[1].Messages[2].Content
 	require.Less(t, len(got), 1100)
 	require.Contains(t, got, "[truncated: 1000 of 5000 bytes shown]")
+}
+
+// secretTool sends a credential and echoes it back, as an MCP server or an
+// upstream quoting the header it rejected would; it does not redact itself.
+type secretTool struct {
+	funcTool
+	secret string
+}
+
+func (s secretTool) Secrets() []string { return []string{"Bearer " + s.secret} }
+
+// TestToolSecretsRedacted: whatever a tool returns, its configured secrets
+// never reach the model, the events or the result, in results and in errors.
+func TestToolSecretsRedacted(t *testing.T) {
+	t.Parallel()
+	const secret = "tok-5ecret-value"
+	tests := []struct {
+		name string
+		fn   func(context.Context, json.RawMessage) (string, error)
+	}{
+		{"result", func(context.Context, json.RawMessage) (string, error) { return "header was Bearer " + secret, nil }},
+		{"bare credential", func(context.Context, json.RawMessage) (string, error) { return "token=" + secret, nil }},
+		{"error", func(context.Context, json.RawMessage) (string, error) {
+			return "", fmt.Errorf("HTTP 401: invalid token %s", secret)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			echo := secretTool{funcTool: funcTool{name: "echo", fn: tt.fn}, secret: secret}
+			p := fake.New(fake.Step{ToolCalls: calls("echo")}, fake.Step{Content: "ok"})
+			a := newAgent(t, p, []tool.Tool{echo})
+			events, res := collect(t, t.Context(), a, agent.Input{Message: "go"})
+			all := fmt.Sprintf("%+v %+v %+v", events, res, p.Requests())
+			require.NotContains(t, all, secret)
+			require.Contains(t, p.Requests()[1].Messages[2].Content, "[redacted]")
+			require.Contains(t, res.Tools[0].Result, "[redacted]")
+		})
+	}
 }
 
 func TestCancelMidStream(t *testing.T) {

@@ -208,12 +208,16 @@ func (r *run) runTools(ctx context.Context, calls []model.ToolCall, byName map[s
 			rec.Duration = r.a.cfg.Now().Sub(rec.StartedAt)
 			msg := model.Message{Role: model.RoleTool, ToolCallID: c.ID, Name: c.Name}
 			done := r.event(event.ToolCallCompleted)
+			// The single point every tool result passes through: upstreams
+			// echo the credentials they were sent, and from here the text
+			// reaches the model, events, the stored run and traces.
 			if err != nil {
-				rec.Error, rec.Result = true, err.Error()
-				msg.IsError, msg.Content = true, "Error: "+err.Error()
+				text := r.a.redact.Redact(err.Error())
+				rec.Error, rec.Result = true, text
+				msg.IsError, msg.Content = true, "Error: "+text
 				done.Type = event.ToolCallError
 			} else {
-				rec.Result = tool.Truncate(out, r.a.cfg.Spec.Limits.MaxToolResult)
+				rec.Result = tool.Truncate(r.a.redact.Redact(out), r.a.cfg.Spec.Limits.MaxToolResult)
 				msg.Content = rec.Result
 			}
 			final := rec
@@ -323,6 +327,7 @@ func (r *run) fail(ctx context.Context, err error, kind string, msgs []model.Mes
 		r.send(e)
 		return res
 	}
+	err = r.a.redact.Error(err) // a toolset's start error may quote its server
 	res := r.result(StatusError, "", msgs)
 	res.Err, res.ErrorKind = err, kind
 	e := r.event(event.RunError)

@@ -942,7 +942,9 @@ func testCrashRecovery(t *testing.T, open Opener) {
 	_, done := startRun(t, db, agentSession("s", "u", "a"), "done", "finished", at(1))
 	finishRun(t, db, done, store.RunCompleted, at(2))
 	_, cancelled := startRun(t, db, agentSession("s2", "u", "a"), "cancelled", "stop", at(3))
+	cancelled.Partial = true // the answer streamed so far, kept
 	finishRun(t, db, cancelled, store.RunCancelled, at(4))
+	require.Empty(t, db.Interrupted())
 	require.NoError(t, db.Close(), "the process stops with a run in flight")
 
 	before := time.Now().Add(-time.Second)
@@ -954,6 +956,10 @@ func testCrashRecovery(t *testing.T, open Opener) {
 	require.True(t, got.UpdatedAt.After(before), "updated at recovery time")
 	require.Equal(t, running.CreatedAt, got.CreatedAt)
 	require.Equal(t, running.Input, got.Input)
+	// Open reports what it recovered, so that the server can trace it.
+	require.Equal(t, []store.Run{{ID: "running", SessionID: "s", ComponentID: "a", Type: store.SessionAgent, UserID: "u",
+		Input: "still going", Status: store.RunError, Error: store.InterruptedRunError,
+		CreatedAt: running.CreatedAt, UpdatedAt: got.UpdatedAt}}, db.Interrupted())
 	// It has a latency, up to the recovery, like any finished run.
 	activity, err := db.RunActivity(ctx, at(0), at(1), 1, store.Filter{})
 	require.NoError(t, err)

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,6 +56,49 @@ func TestBlockedReason(t *testing.T) {
 		{"::ffff:8.8.8.8", ""},
 		{"64:ff9b::a9fe:a9fe", "link-local"}, // NAT64 form of 169.254.169.254
 		{"64:ff9b::808:808", ""},
+		// The rest of the IANA special-purpose registries (not globally reachable).
+		{"192.0.0.1", "IETF protocol assignment"},
+		{"192.0.0.170", "IETF protocol assignment"},
+		{"192.0.0.255", "IETF protocol assignment"},
+		{"192.0.1.1", ""}, // just outside 192.0.0.0/24
+		{"192.0.2.1", "documentation"},
+		{"192.88.99.1", "6to4 relay"},
+		{"198.18.0.1", "benchmarking"},
+		{"198.19.255.255", "benchmarking"},
+		{"198.17.255.255", ""}, // just below 198.18/15
+		{"198.20.0.0", ""},     // just above it
+		{"198.51.100.7", "documentation"},
+		{"203.0.113.9", "documentation"},
+		{"240.0.0.1", "reserved"},
+		{"254.255.255.255", "reserved"},
+		{"223.255.255.255", ""}, // just below multicast
+		{"::ffff:198.18.0.1", "benchmarking"},
+		{"::ffff:240.0.0.1", "reserved"},
+		{"64:ff9b::c612:1", "benchmarking"}, // NAT64 form of 198.18.0.1
+		{"64:ff9b:1::1", "local-use NAT64"},
+		{"100::1", "discard-only"},
+		{"2001::1", "Teredo"},
+		{"2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"},
+		{"2001:2::1", "benchmarking"},
+		{"2001:10::1", "IETF protocol assignment"},
+		{"2001:1ff::1", "IETF protocol assignment"},
+		{"2001:1::1", ""},     // PCP anycast, globally reachable
+		{"2001:3::1", ""},     // AMT, globally reachable
+		{"2001:4:112::1", ""}, // AS112-v6, globally reachable
+		{"2001:20::1", ""},    // ORCHIDv2, globally reachable
+		{"2001:200::1", ""},   // just outside 2001::/23 (a real allocation)
+		{"2001:db8::1", "documentation"},
+		{"3fff::1", "documentation"},
+		{"3fff:fff::1", "documentation"},
+		{"5f00::1", "SRv6"},
+		{"fec0::1", "site-local"},
+		{"2002:7f00:1::1", "loopback"},      // 6to4 form of 127.0.0.1
+		{"2002:a9fe:a9fe::1", "link-local"}, // 6to4 form of 169.254.169.254
+		{"2002:808:808::1", ""},             // 6to4 form of 8.8.8.8
+		{"::7f00:1", "reserved"},            // deprecated IPv4-compatible form
+		{"4000::1", "reserved"},             // outside 2000::/3
+		{"ff05::1:3", "multicast"},          // site-local multicast
+		{"2a00:1450:4001:81c::200e", ""},
 	} {
 		t.Run(tc.ip, func(t *testing.T) {
 			got := blockedReason(netip.MustParseAddr(tc.ip))
@@ -229,4 +273,34 @@ func TestRefusedErrorUnwrapsFromURLError(t *testing.T) {
 	var re *RefusedError
 	require.True(t, errors.As(err, &re))
 	require.True(t, strings.HasPrefix(re.Error(), "refusing to connect to 10.1.2.3: private"))
+}
+
+// TestDialerNeverConnectsToSpecialRanges goes through the real transport and
+// dialer with the early URL check skipped, so the connect-time check is what
+// refuses. The recording Control runs only for addresses the policy lets
+// through, records them and fails, so nothing is ever connected to.
+func TestDialerNeverConnectsToSpecialRanges(t *testing.T) {
+	errRecorded := errors.New("recorded, not connected")
+	var dialled []string
+	d := &net.Dialer{Timeout: time.Second, Control: func(_, address string, _ syscall.RawConn) error {
+		dialled = append(dialled, address)
+		return errRecorded
+	}}
+	c := &http.Client{Transport: Policy{}.transport(d)}
+	for _, target := range []string{
+		"192.0.0.170", "192.0.2.1", "192.88.99.1", "198.18.0.1", "198.51.100.7",
+		"203.0.113.9", "240.0.0.1", "255.255.255.255", "100.64.0.1", "0.0.0.0",
+	} {
+		t.Run(target, func(t *testing.T) {
+			_, err := c.Get("http://" + target + "/")
+			var re *RefusedError
+			require.ErrorAs(t, err, &re)
+			require.Equal(t, target, re.IP.String())
+		})
+	}
+	require.Empty(t, dialled)
+
+	_, err := c.Get("http://8.8.8.8/")
+	require.ErrorIs(t, err, errRecorded)
+	require.Equal(t, []string{"8.8.8.8:80"}, dialled)
 }

@@ -7,7 +7,7 @@
 // they are validated against the declared JSON Schema before any request,
 // escaped for where they land in the URL, and sent only to hosts the egress
 // policy permits; headers (which usually carry API keys) never appear in
-// results or errors.
+// results or errors, even when the upstream echoes them back.
 package httptool
 
 import (
@@ -54,11 +54,14 @@ type Tool struct {
 	headers     map[string]string
 	maxResponse int64
 	timeout     time.Duration
+	secrets     []string
+	redact      *tool.Redactor // removes secrets an upstream echoes back
 }
 
 var (
-	_ tool.Tool   = (*Tool)(nil)
-	_ tool.Closer = (*Tool)(nil)
+	_ tool.Tool         = (*Tool)(nil)
+	_ tool.Closer       = (*Tool)(nil)
+	_ tool.SecretHolder = (*Tool)(nil)
 )
 
 // part is a literal piece of the URL template or a placeholder.
@@ -118,10 +121,19 @@ func New(s *spec.Tool) (*Tool, error) {
 	policy := egress.Policy{AllowedHosts: slices.Clone(s.AllowedHosts)}
 	parts, filled := splitTemplate(s.URL)
 	headers := make(map[string]string, len(s.Headers))
+	var secrets []string
 	for k, v := range s.Headers {
 		headers[k] = v
+		if tool.SecretName(k) {
+			secrets = append(secrets, v)
+		}
+		secrets = append(secrets, interpolated(s, s.Path()+".headers", k, v)...)
 	}
+	secrets = append(secrets, tool.URLSecrets(s.URL)...)
+	secrets = append(secrets, tool.InterpolatedValues(s.Display(s.Path()+".url", s.URL), s.URL)...)
 	return &Tool{
+		secrets:     secrets,
+		redact:      tool.NewRedactor(secrets...),
 		def:         model.ToolDef{Name: tool.SafeName(s.Name), Description: description, Parameters: params},
 		schema:      schema,
 		client:      policy.Client(timeout),
@@ -135,6 +147,25 @@ func New(s *spec.Tool) (*Tool, error) {
 	}, nil
 }
 
+// interpolated returns the parts of the map entry key under path that came
+// from the environment (${VAR}), which is how specs bring in credentials.
+// Keys that are not plain identifiers are written as path["key"] (spec's
+// object paths).
+func interpolated(s *spec.Tool, path, key, value string) []string {
+	for _, p := range []string{path + "." + key, path + "[" + strconv.Quote(key) + "]"} {
+		if s.Interpolated(p) {
+			return tool.InterpolatedValues(s.Display(p, value), value)
+		}
+	}
+	return nil
+}
+
+// Secrets returns the credentials the tool sends: the values of headers
+// whose names look like credentials (Authorization, X-Api-Key), everything
+// interpolated from the environment into headers and the URL, and the URL's
+// password and credential-like query values.
+func (t *Tool) Secrets() []string { return slices.Clone(t.secrets) }
+
 // Def describes the tool to models.
 func (t *Tool) Def() model.ToolDef { return t.def }
 
@@ -147,6 +178,13 @@ func (t *Tool) Close() error {
 // Call validates the arguments, makes the request and returns the response
 // body as text.
 func (t *Tool) Call(ctx context.Context, args json.RawMessage) (string, error) {
+	out, err := t.call(ctx, args)
+	// Upstreams quote the headers they rejected ("invalid Authorization:
+	// Bearer sk-..."), and some echo the whole request.
+	return t.redact.Redact(out), t.redact.Error(err)
+}
+
+func (t *Tool) call(ctx context.Context, args json.RawMessage) (string, error) {
 	values, err := t.arguments(args)
 	if err != nil {
 		return "", err
@@ -168,7 +206,9 @@ func (t *Tool) Call(ctx context.Context, args json.RawMessage) (string, error) {
 	if truncated {
 		body = body[:t.maxResponse]
 	}
-	text := strings.ToValidUTF8(string(body), "\uFFFD")
+	// Redacted before the error snippet is cut, so that a cut cannot leave
+	// half a secret behind.
+	text := t.redact.Redact(strings.ToValidUTF8(string(body), "\uFFFD"))
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		snippet := tool.Head(strings.Join(strings.Fields(text), " "), errorSnippetChars)

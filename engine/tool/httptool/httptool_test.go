@@ -3,6 +3,7 @@ package httptool
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -233,6 +234,47 @@ func TestHeadersSentNeverShown(t *testing.T) {
 	require.NotContains(t, err.Error(), secret)
 }
 
+// TestReflectedHeadersRedacted: an upstream that quotes the credential it
+// was sent, in an error body or a result, does not get it past the tool. The
+// 401 snippet is cut at 200 characters, and the cut must not leave half a
+// secret behind either.
+func TestReflectedHeadersRedacted(t *testing.T) {
+	const secret = "s3cr3t-token-reflected"
+	tests := []struct {
+		name   string
+		path   string
+		prefix string // text before the echo
+		want   string
+		err    string
+	}{
+		{name: "error body", path: "fail", err: "HTTP 401 Unauthorized: bad credentials: [redacted] (key [redacted], team [redacted])"},
+		{name: "result", path: "ok", want: "bad credentials: [redacted] (key [redacted], team [redacted])"},
+		{name: "error cut mid-secret", path: "fail", prefix: strings.Repeat("x", 170) + " ", err: "HTTP 401 Unauthorized: " + strings.Repeat("x", 170) + " bad credentials: [redacted] ("},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/fail" {
+					w.WriteHeader(http.StatusUnauthorized)
+				}
+				fmt.Fprintf(w, "%sbad credentials: %s (key %s, team %s)", tt.prefix, r.Header.Get("Authorization"),
+					strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), r.Header.Get("X-Team-Key"))
+			})
+			s := newSpec("GET", srv.URL+"/{path}", anyObject)
+			s.Headers = map[string]string{"Authorization": "Bearer " + secret, "X-Team-Key": "team-key-1234"}
+			tl := newTool(t, s)
+			require.ElementsMatch(t, []string{"Bearer " + secret, "team-key-1234"}, tl.Secrets())
+			got, err := call(t, tl, `{"path": "`+tt.path+`"}`)
+			if tt.err != "" {
+				require.EqualError(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+		})
+	}
+}
+
 func TestSchemaValidationBeforeRequest(t *testing.T) {
 	srv := newServer(t, nil)
 	tl := newTool(t, newSpec("GET", srv.URL+"/weather/{city}", spec.JSONSchema{
@@ -449,6 +491,7 @@ parameters:
 	require.Equal(t, "ok", got)
 	require.Equal(t, "/hooks/"+secret+"/9", srv.request().Path)
 	require.Equal(t, "Bearer "+secret, srv.request().Header.Get("Authorization"))
+	require.Contains(t, tl.Secrets(), secret, "the interpolated part of the URL is a secret")
 
 	srv.Close()
 	_, err = call(t, tl, `{"id": 9}`)

@@ -619,3 +619,29 @@ func TestCallRetriedWhenConnectionClosed(t *testing.T) {
 	require.Contains(t, logs.String(), "retrying the call on a new session")
 	requireEnded(t, ms.session(0))
 }
+
+// TestSecrets: a toolset declares the credentials it gives its server, so
+// that the agent loop can remove them from what the server sends back.
+func TestSecrets(t *testing.T) {
+	tests := []struct {
+		name string
+		spec spec.Tool
+		want []string
+	}{
+		{"headers", spec.Tool{URL: "https://mcp.example.com/mcp", Headers: map[string]string{"Authorization": "Bearer tok-123456", "X-Team": "blue"}},
+			[]string{"Bearer tok-123456"}},
+		{"url credentials", spec.Tool{URL: "https://user:pa55word@mcp.example.com/mcp?api_key=k-987654"}, []string{"pa55word", "pa55word", "k-987654"}},
+		{"environment", spec.Tool{Command: "server", Env: map[string]string{"GITHUB_TOKEN": "ghp_abcdef", "LOG_LEVEL": "debug"}}, []string{"ghp_abcdef"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.spec
+			s.Kind, s.Name, s.Type = spec.KindTool, "srv", spec.ToolMCP
+			p := NewPool(Options{})
+			t.Cleanup(func() { require.NoError(t, p.Close()) })
+			ts := p.Acquire(&s)
+			t.Cleanup(func() { p.Release(ts) })
+			require.ElementsMatch(t, tt.want, ts.Secrets())
+		})
+	}
+}

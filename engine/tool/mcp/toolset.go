@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -64,7 +65,48 @@ type Toolset struct {
 	missing  map[string]bool // allow-listed names already reported missing
 }
 
-var _ tool.Toolset = (*Toolset)(nil)
+var (
+	_ tool.Toolset      = (*Toolset)(nil)
+	_ tool.SecretHolder = (*Toolset)(nil)
+)
+
+// Secrets returns the credentials the toolset gives its server: header and
+// environment values whose names look like credentials or that were
+// interpolated from the environment, and the URL's password and query
+// values. A server may echo them in a tool result; the agent loop removes
+// them.
+func (t *Toolset) Secrets() []string {
+	var out []string
+	for k, v := range t.spec.Headers {
+		if tool.SecretName(k) {
+			out = append(out, v)
+		}
+		out = append(out, t.interpolated("headers", k, v)...)
+	}
+	for k, v := range t.spec.Env {
+		if tool.SecretName(k) {
+			out = append(out, v)
+		}
+		out = append(out, t.interpolated("env", k, v)...)
+	}
+	if t.spec.URL != "" {
+		out = append(out, tool.URLSecrets(t.spec.URL)...)
+		out = append(out, tool.InterpolatedValues(t.spec.Display(t.spec.Path()+".url", t.spec.URL), t.spec.URL)...)
+	}
+	return out
+}
+
+// interpolated returns the parts of the map entry key of the spec's field
+// that came from the environment (${VAR}). Keys that are not plain
+// identifiers are written as field["key"] in spec's object paths.
+func (t *Toolset) interpolated(field, key, value string) []string {
+	for _, p := range []string{t.spec.Path() + "." + field + "." + key, t.spec.Path() + "." + field + "[" + strconv.Quote(key) + "]"} {
+		if t.spec.Interpolated(p) {
+			return tool.InterpolatedValues(t.spec.Display(p, value), value)
+		}
+	}
+	return nil
+}
 
 // conn is one session with the server, from one start to its end.
 type conn struct {
