@@ -80,7 +80,7 @@ func knowledgeStatus(err error) (status int, msg string, ok bool) {
 		return http.StatusRequestEntityTooLarge, err.Error(), true
 	case errors.Is(err, kb.ErrUnsupported):
 		return http.StatusUnsupportedMediaType, err.Error(), true
-	case errors.Is(err, knowledge.ErrInvalidFilter):
+	case errors.Is(err, knowledge.ErrInvalidFilter), errors.Is(err, kb.ErrInvalid):
 		return http.StatusUnprocessableEntity, err.Error(), true
 	case errors.As(err, &he):
 		return he.status, he.msg, true
