@@ -154,7 +154,7 @@ var (
 	ErrUnsupported = reader.ErrUnsupported
 	// ErrInvalid reports an upload whose options are out of range.
 	ErrInvalid = errors.New("invalid upload")
-	errDeleted     = errors.New("document deleted")
+	errDeleted = errors.New("document deleted")
 )
 
 // New opens the service: it loads the embedded index from its repository.
