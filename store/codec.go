@@ -12,6 +12,9 @@ import (
 // microseconds, so that comparing the text compares the times.
 const sqliteTimeFormat = "2006-01-02T15:04:05.000000Z"
 
+// sqliteFarFuture is later than every time SQLite stores.
+const sqliteFarFuture = "9999-12-31T23:59:59.999999Z"
+
 // normTime returns t as the store keeps it: UTC, truncated to the microsecond
 // that PostgreSQL's timestamptz holds, without a monotonic clock reading. Values
 // handed back to callers are normalised the same way, so what a caller holds

@@ -1,0 +1,64 @@
+package console_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/troupehq/troupe/store"
+)
+
+// TestSessionRunsArePaged seeds a 20,000-run session and checks that
+// GET /sessions/{id}/runs answers one bounded page, the latest turns by
+// default, in the AgentOS array shape, with headers leading to older turns.
+func TestSessionRunsArePaged(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	const total = 20_000
+	start := time.Now().UTC().Add(-time.Hour)
+	g, ctx := errgroup.WithContext(t.Context())
+	g.SetLimit(32)
+	for i := range total {
+		g.Go(func() error {
+			s := &store.Session{ID: "long", Type: "agent", ComponentID: "writer"}
+			created := start.Add(time.Duration(i) * time.Millisecond)
+			r := &store.Run{ID: fmt.Sprintf("r%05d", i), Input: fmt.Sprintf("turn %d", i), CreatedAt: created}
+			if err := ts.db.StartRun(ctx, s, r); err != nil {
+				return err
+			}
+			r.Status, r.Content, r.UpdatedAt = store.RunCompleted, "done", created.Add(time.Millisecond/2)
+			return ts.db.FinishRun(ctx, r)
+		})
+	}
+	require.NoError(t, g.Wait())
+
+	var runs []map[string]any
+	status, body, h := ts.do(http.MethodGet, "/sessions/long/runs", "", "", "")
+	require.Equal(t, http.StatusOK, status, body)
+	require.Less(t, len(body), 200_000, "one page, not the whole session")
+	ts.json(http.MethodGet, "/sessions/long/runs", "", "", http.StatusOK, &runs)
+	require.Len(t, runs, 100)
+	require.Equal(t, "r19900", runs[0]["run_id"], "the latest turns, oldest first")
+	require.Equal(t, "r19999", runs[99]["run_id"])
+	require.Equal(t, "20000", h.Get("X-Total-Count"))
+	require.Equal(t, "200", h.Get("X-Total-Pages"))
+	require.Equal(t, `</sessions/long/runs?limit=100&page=2>; rel="next"`, h.Get("Link"))
+
+	ts.json(http.MethodGet, "/sessions/long/runs?limit=500&page=40", "", "", http.StatusOK, &runs)
+	require.Len(t, runs, 500)
+	require.Equal(t, "r00000", runs[0]["run_id"], "the last page holds the oldest turns")
+	_, _, h = ts.do(http.MethodGet, "/sessions/long/runs?limit=500&page=40", "", "", "")
+	require.Equal(t, `</sessions/long/runs?limit=500&page=39>; rel="prev"`, h.Get("Link"))
+
+	for _, q := range []string{"limit=0", "limit=501", "limit=x", "page=0", "page=-1"} {
+		status, body, _ := ts.do(http.MethodGet, "/sessions/long/runs?"+q, "", "", "")
+		require.Equal(t, http.StatusUnprocessableEntity, status, q)
+		require.True(t, strings.Contains(body, "limit must be") || strings.Contains(body, "page must be"), body)
+	}
+	ts.json(http.MethodGet, "/sessions/nope/runs", "", "", http.StatusNotFound, nil)
+}
