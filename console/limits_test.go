@@ -3,6 +3,8 @@ package console_test
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/troupehq/troupe/console"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -61,4 +64,40 @@ func TestSessionRunsArePaged(t *testing.T) {
 		require.True(t, strings.Contains(body, "limit must be") || strings.Contains(body, "page must be"), body)
 	}
 	ts.json(http.MethodGet, "/sessions/nope/runs", "", "", http.StatusNotFound, nil)
+}
+
+// TestOpenAPIIsBuiltOncePerSnapshot checks that /openapi.json and /docs are
+// built once per reload, not per request, and that a folder of many agents
+// documents a bounded number of them one by one.
+func TestOpenAPIIsBuiltOncePerSnapshot(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	for range 5 {
+		ts.json(http.MethodGet, "/openapi.json", "", "", http.StatusOK, nil)
+		status, _, _ := ts.do(http.MethodGet, "/docs", "", "", "")
+		require.Equal(t, http.StatusOK, status)
+	}
+	require.Equal(t, 1, console.APIDocsBuilds(ts.srv))
+
+	var many strings.Builder
+	for i := range 1500 {
+		fmt.Fprintf(&many, "---\nkind: Agent\nname: bulk-%04d\nmodel: echo\n", i)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(ts.dir, "bulk.yaml"), []byte(many.String()), 0o644))
+	ts.json(http.MethodPost, "/config/reload", "", "", http.StatusOK, nil)
+	var doc struct {
+		Paths map[string]any `json:"paths"`
+	}
+	for range 5 {
+		ts.json(http.MethodGet, "/openapi.json", "", "", http.StatusOK, &doc)
+	}
+	require.Equal(t, 2, console.APIDocsBuilds(ts.srv), "one build for the new snapshot")
+	perAgent := 0
+	for p := range doc.Paths {
+		if strings.HasPrefix(p, "/agents/") && strings.HasSuffix(p, "/runs") && !strings.Contains(p, "{") {
+			perAgent++
+		}
+	}
+	require.Equal(t, 1000, perAgent)
+	require.Contains(t, doc.Paths, "/agents/{agent_id}/runs", "the others share the generic path")
 }

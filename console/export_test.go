@@ -1,0 +1,9 @@
+package console
+
+// APIDocsBuilds is how many times s built its OpenAPI document and docs
+// page.
+func APIDocsBuilds(s *Server) int {
+	s.docsCache.mu.Lock()
+	defer s.docsCache.mu.Unlock()
+	return s.docsCache.builds
+}
