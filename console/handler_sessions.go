@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
@@ -196,11 +197,16 @@ func (s *Server) deleteSession(c *gin.Context) {
 }
 
 // sessionName checks a new session name: 1 to view.MaxSessionName
-// characters (not bytes: "日本語" is 3) once trimmed.
+// characters (not bytes: "日本語" is 3) once trimmed, none of them a control
+// character. Names are one line of text; NUL in particular cannot be stored
+// in PostgreSQL, and stripping it after this check stored empty names.
 func sessionName(raw string) (string, error) {
 	name := strings.TrimSpace(raw)
 	if name == "" || utf8.RuneCountInString(name) > view.MaxSessionName {
 		return "", &httpError{http.StatusUnprocessableEntity, fmt.Sprintf("a session name needs 1 to %d characters", view.MaxSessionName)}
+	}
+	if strings.IndexFunc(name, unicode.IsControl) >= 0 || !utf8.ValidString(name) {
+		return "", &httpError{http.StatusUnprocessableEntity, "a session name must be valid UTF-8 without control characters (such as NUL or line breaks)"}
 	}
 	return name, nil
 }

@@ -101,3 +101,55 @@ func TestOpenAPIIsBuiltOncePerSnapshot(t *testing.T) {
 	require.Equal(t, 1000, perAgent)
 	require.Contains(t, doc.Paths, "/agents/{agent_id}/runs", "the others share the generic path")
 }
+
+// TestMalformedInputIs422 sends the malformed requests of issue #13 (and
+// their neighbours) and checks that each gets a 422 with the rule, never a
+// 500 or a silent success.
+func TestMalformedInputIs422(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	var run struct {
+		SessionID string `json:"session_id"`
+	}
+	ts.json(http.MethodPost, "/agents/writer/runs", "", `{"message":"hi","stream":false}`, http.StatusOK, &run)
+	long := strings.Repeat("a", 129)
+	tests := []struct {
+		name, method, path, contentType, body, want string
+	}{
+		{"knowledge sort_by", "GET", "/knowledge/content?sort_by=bogus", "", "", "sort_by must be created_at, updated_at, name or size"},
+		{"knowledge sort_order", "GET", "/knowledge/content?sort_order=up", "", "", "sort_order must be asc or desc"},
+		{"sessions sort_by", "GET", "/sessions?sort_by=bogus", "", "", "sort_by must be"},
+		{"sessions sort_order", "GET", "/sessions?sort_order=up", "", "", "sort_order must be asc or desc"},
+		{"rename to NUL", "POST", "/sessions/" + run.SessionID + "/rename", "application/json", `{"session_name":"\u0000"}`, "without control characters"},
+		{"rename with NUL inside", "POST", "/sessions/" + run.SessionID + "/rename", "application/json", `{"session_name":"a\u0000b"}`, "without control characters"},
+		{"rename form NUL", "POST", "/sessions/" + run.SessionID + "/rename", "application/x-www-form-urlencoded", "session_name=%00", "without control characters"},
+		{"message with NUL", "POST", "/agents/writer/runs", "application/json", `{"message":"a\u0000b","stream":false}`, "NUL byte"},
+		{"session id too long", "POST", "/agents/writer/runs", "application/json", `{"message":"hi","stream":false,"session_id":"` + long + `"}`, "session_id must be 1 to 128 characters"},
+		{"session id with slash", "POST", "/agents/writer/runs", "application/json", `{"message":"hi","stream":false,"session_id":"a/b"}`, "session_id must be"},
+		{"session id dot dot", "POST", "/agents/writer/runs", "application/x-www-form-urlencoded", "message=hi&stream=false&session_id=..", "session_id must be"},
+		{"metrics date", "GET", "/metrics?ending_date=tomorrow", "", "", "ending_date must be a date"},
+		{"metrics reversed", "GET", "/metrics?starting_date=2026-02-01&ending_date=2026-01-01", "", "", "starting_date must not be after ending_date"},
+	}
+	for _, tt := range tests {
+		status, body, _ := ts.do(tt.method, tt.path, "", tt.contentType, tt.body)
+		require.Equal(t, http.StatusUnprocessableEntity, status, "%s: %s", tt.name, body)
+		require.Contains(t, body, tt.want, tt.name)
+	}
+	// The OpenAI route takes the session id from a header.
+	for _, id := range []string{long, "a/b", "with space"} {
+		req, err := http.NewRequest(http.MethodPost, ts.url+"/v1/chat/completions", strings.NewReader(`{"model":"writer","messages":[{"role":"user","content":"hi"}]}`))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Session-Id", id)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode, id)
+		require.Empty(t, resp.Header.Get("X-Session-Id"), "an invalid id is not echoed")
+	}
+	// Valid client-chosen ids still work, a UUID among them.
+	for _, id := range []string{"0190d7a4-8f3b-7c2e-9a1b-3c4d5e6f7a8b", "user:42.chat_1"} {
+		ts.json(http.MethodPost, "/agents/writer/runs", "", `{"message":"hi","stream":false,"session_id":"`+id+`"}`, http.StatusOK, nil)
+		ts.json(http.MethodGet, "/sessions/"+id, "", "", http.StatusOK, nil)
+	}
+}
