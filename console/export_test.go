@@ -1,5 +1,7 @@
 package console
 
+import "github.com/troupehq/troupe/console/view"
+
 // APIDocsBuilds is how many times s built its OpenAPI document and docs
 // page.
 func APIDocsBuilds(s *Server) int {
@@ -7,3 +9,6 @@ func APIDocsBuilds(s *Server) int {
 	defer s.docsCache.mu.Unlock()
 	return s.docsCache.builds
 }
+
+// MaxShownText is view.MaxShownText, for the tests outside the package.
+const MaxShownText = view.MaxShownText

@@ -153,3 +153,21 @@ func TestMalformedInputIs422(t *testing.T) {
 		ts.json(http.MethodGet, "/sessions/"+id, "", "", http.StatusOK, nil)
 	}
 }
+
+// TestConsolePagesBoundWhatTheyRender stores a 9 MiB message and checks the
+// session page and the agent's chat page show a bounded part of it.
+func TestConsolePagesBoundWhatTheyRender(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	big := strings.Repeat("word ", 9<<20/5)
+	var run struct {
+		SessionID string `json:"session_id"`
+	}
+	ts.json(http.MethodPost, "/agents/helpdesk/runs", "", `{"message":"`+big+`","stream":false}`, http.StatusOK, &run)
+	for _, path := range []string{"/ui/sessions/" + run.SessionID, "/ui/agents/helpdesk?session=" + run.SessionID} {
+		status, body, _ := ts.do(http.MethodGet, path, "", "", "")
+		require.Equal(t, http.StatusOK, status, path)
+		require.Less(t, len(body), 4*console.MaxShownText+100_000, path)
+		require.Contains(t, body, "bytes more; see the API", path)
+	}
+}
