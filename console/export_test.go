@@ -1,6 +1,10 @@
 package console
 
-import "github.com/troupehq/troupe/console/view"
+import (
+	"net/http"
+
+	"github.com/troupehq/troupe/console/view"
+)
 
 // APIDocsBuilds is how many times s built its OpenAPI document and docs
 // page.
@@ -12,3 +16,6 @@ func APIDocsBuilds(s *Server) int {
 
 // MaxShownText is view.MaxShownText, for the tests outside the package.
 const MaxShownText = view.MaxShownText
+
+// Handler is s's router, for in-process requests (the fuzz test).
+func Handler(s *Server) http.Handler { return s.router }
