@@ -80,7 +80,7 @@ func knowledgeStatus(err error) (status int, msg string, ok bool) {
 		return http.StatusRequestEntityTooLarge, err.Error(), true
 	case errors.Is(err, kb.ErrUnsupported):
 		return http.StatusUnsupportedMediaType, err.Error(), true
-	case errors.Is(err, knowledge.ErrInvalidFilter):
+	case errors.Is(err, knowledge.ErrInvalidFilter), errors.Is(err, kb.ErrInvalid):
 		return http.StatusUnprocessableEntity, err.Error(), true
 	case errors.As(err, &he):
 		return he.status, he.msg, true
@@ -196,6 +196,16 @@ func (s *Server) submitUpload(c *gin.Context) (*kb.Document, error) {
 
 func (s *Server) listContent(c *gin.Context) {
 	q := kb.DocumentQuery{KnowledgeID: c.Query("knowledge_id"), Status: c.Query("status"), SortBy: c.Query("sort_by"), SortOrder: c.Query("sort_order")}
+	switch q.SortBy {
+	case "", "created_at", "updated_at", "name", "size":
+	default:
+		abort(c, http.StatusUnprocessableEntity, "sort_by must be created_at, updated_at, name or size")
+		return
+	}
+	if q.SortOrder != "" && q.SortOrder != "asc" && q.SortOrder != "desc" {
+		abort(c, http.StatusUnprocessableEntity, "sort_order must be asc or desc")
+		return
+	}
 	var err error
 	if q.Limit, q.Page, err = paging(c); err != nil {
 		s.respondError(c, err)

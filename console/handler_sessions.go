@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
@@ -108,11 +109,52 @@ func (s *Server) getSession(c *gin.Context) {
 	c.JSON(http.StatusOK, toSession(sess))
 }
 
+// Paging of GET /sessions/{id}/runs. AgentOS answers it with every run of
+// the session as one JSON array, which for a 20,000-run session is tens of
+// megabytes per request; the array stays (Agent UI reads it) but holds one
+// page of turns: by default the latest sessionRunsLimit top-level runs with
+// their members' runs, oldest first. Older turns are on later pages
+// (?page=2), announced by the Link and X-Total-* headers.
+const (
+	sessionRunsLimit    = 100
+	maxSessionRunsLimit = 500
+)
+
 func (s *Server) listSessionRuns(c *gin.Context) {
-	runs, err := s.opts.Store.ListRuns(c.Request.Context(), c.Param("id"), filter(c))
+	limit, err := intQuery(c, "limit", sessionRunsLimit, 1, maxSessionRunsLimit)
+	if err != nil {
+		s.respondError(c, err)
+		return
+	}
+	page, err := intQuery(c, "page", 1, 1, 1<<20)
+	if err != nil {
+		s.respondError(c, err)
+		return
+	}
+	runs, total, err := s.opts.Store.RunsPage(c.Request.Context(), c.Param("id"), filter(c), limit, (page-1)*limit)
 	if err != nil {
 		s.storeError(c, "session", err)
 		return
+	}
+	pages := pageCount(total, limit)
+	c.Header("X-Total-Count", strconv.Itoa(total))
+	c.Header("X-Total-Pages", strconv.Itoa(pages))
+	c.Header("X-Page", strconv.Itoa(page))
+	var links []string
+	link := func(p int, rel string) {
+		q := c.Request.URL.Query()
+		q.Set("page", strconv.Itoa(p))
+		q.Set("limit", strconv.Itoa(limit))
+		links = append(links, fmt.Sprintf("<%s?%s>; rel=%q", c.Request.URL.Path, q.Encode(), rel))
+	}
+	if page < pages {
+		link(page+1, "next") // older turns
+	}
+	if page > 1 {
+		link(page-1, "prev")
+	}
+	if len(links) > 0 {
+		c.Header("Link", strings.Join(links, ", "))
 	}
 	out := make([]runResponse, len(runs))
 	for i := range runs {
@@ -155,11 +197,16 @@ func (s *Server) deleteSession(c *gin.Context) {
 }
 
 // sessionName checks a new session name: 1 to view.MaxSessionName
-// characters (not bytes: "日本語" is 3) once trimmed.
+// characters (not bytes: "日本語" is 3) once trimmed, none of them a control
+// character. Names are one line of text; NUL in particular cannot be stored
+// in PostgreSQL, and stripping it after this check stored empty names.
 func sessionName(raw string) (string, error) {
 	name := strings.TrimSpace(raw)
 	if name == "" || utf8.RuneCountInString(name) > view.MaxSessionName {
 		return "", &httpError{http.StatusUnprocessableEntity, fmt.Sprintf("a session name needs 1 to %d characters", view.MaxSessionName)}
+	}
+	if strings.IndexFunc(name, unicode.IsControl) >= 0 || !utf8.ValidString(name) {
+		return "", &httpError{http.StatusUnprocessableEntity, "a session name must be valid UTF-8 without control characters (such as NUL or line breaks)"}
 	}
 	return name, nil
 }

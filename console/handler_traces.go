@@ -178,6 +178,10 @@ func (s *Server) dailyMetrics(c *gin.Context) {
 			*f.into = t
 		}
 	}
+	if from.After(to) {
+		abort(c, http.StatusUnprocessableEntity, "starting_date must not be after ending_date")
+		return
+	}
 	days, err := s.opts.Store.DailyMetrics(c.Request.Context(), from, to.Add(24*time.Hour-time.Nanosecond))
 	if err != nil {
 		s.respondError(c, err)

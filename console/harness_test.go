@@ -75,6 +75,7 @@ type testServer struct {
 	t        testing.TB
 	url      string
 	dir      string
+	srv      *console.Server
 	eng      *engine.Engine
 	db       *store.DB
 	kb       *kb.Service
@@ -185,6 +186,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		o.Recorder = ts.recorder
 	}
 	srv := console.New(o)
+	ts.srv = srv
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ts.url = "http://" + ln.Addr().String()

@@ -145,6 +145,20 @@ func TestKnowledgeUploadErrors(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, status, "uploads need knowledge:write")
 	status, out = upload(t, ts, adminKey, map[string]string{"text_content": "x", "metadata": "not json"}, "")
 	require.Equal(t, http.StatusUnprocessableEntity, status, out)
+	// Chunking overrides are bounded: a size of 1 made 180,000 chunks of a
+	// 1 MB text.
+	for _, f := range []map[string]string{
+		{"text_content": "tiny chunks", "chunk_size": "1"},
+		{"text_content": "huge chunks", "chunk_size": "1000000"},
+		{"text_content": "overlap", "chunk_size": "64", "chunk_overlap": "64"},
+		{"text_content": "strategy", "chunk_strategy": "words"},
+	} {
+		status, out = upload(t, ts, adminKey, f, "")
+		require.Equal(t, http.StatusUnprocessableEntity, status, out)
+	}
+	status, out = upload(t, ts, adminKey, map[string]string{"text_content": "tiny chunks", "chunk_size": "1"}, "")
+	require.Equal(t, http.StatusUnprocessableEntity, status, out)
+	require.Equal(t, "invalid upload: chunk size 1 is out of range: use 32 to 8192 tokens", out["detail"])
 	var cfg map[string]any
 	ts.json(http.MethodGet, "/knowledge/config", adminKey, "", http.StatusOK, &cfg)
 	require.NotEmpty(t, cfg["readers"])

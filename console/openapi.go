@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"cmp"
+	"fmt"
 	"html/template"
 	"maps"
 	"slices"
@@ -10,6 +11,10 @@ import (
 
 	"github.com/troupehq/troupe/engine"
 )
+
+// maxDocumentedTargets bounds the agents, and the teams, that get their own
+// run endpoint in the OpenAPI document.
+const maxDocumentedTargets = 1000
 
 // openAPIDocument describes the API as it stands for this snapshot: the fixed
 // routes plus one run endpoint per agent and team, documented with the
@@ -79,7 +84,8 @@ func (s *Server) openAPIDocument(snap *engine.Snapshot) map[string]any {
 			"get":    op("Sessions", "Get a session", "", map[string]any{"parameters": []any{pathParam("session_id", "Session id")}, "responses": map[string]any{"200": jsonBody(ref("Session")), "404": errResp("No such session")}}),
 			"delete": op("Sessions", "Delete a session", "Deletes its runs too.", map[string]any{"parameters": []any{pathParam("session_id", "Session id")}, "responses": map[string]any{"204": map[string]any{"description": "Deleted"}, "404": errResp("No such session")}}),
 		},
-		"/sessions/{session_id}/runs": map[string]any{"get": op("Sessions", "A session's runs", "Oldest first, with messages and tool calls.", map[string]any{"parameters": []any{pathParam("session_id", "Session id")},
+		"/sessions/{session_id}/runs": map[string]any{"get": op("Sessions", "A session's runs", "One page of turns, oldest first, with messages and tool calls: by default the latest 100 top-level runs with their members' runs. Older turns are on later pages; the X-Total-Count (top-level runs), X-Total-Pages and X-Page headers and a Link header (rel=next for older turns, rel=prev) describe the paging.", map[string]any{"parameters": []any{pathParam("session_id", "Session id"),
+			query("limit", "Top-level runs per page (1-500, default 100)", "integer"), query("page", "Page number from 1; page 1 holds the latest turns", "integer")},
 			"responses": map[string]any{"200": jsonBody(map[string]any{"type": "array", "items": ref("Run")}), "404": errResp("No such session, or no run stored yet")}})},
 		"/sessions/{session_id}/rename": map[string]any{"post": op("Sessions", "Rename a session", "Body: {\"session_name\": \"...\"}.", map[string]any{"parameters": []any{pathParam("session_id", "Session id")}, "responses": map[string]any{"200": jsonBody(ref("Session"))}})},
 		"/v1/models":                    map[string]any{"get": op("OpenAI", "List models (OpenAI)", "Agents and teams as OpenAI models.", nil)},
@@ -88,11 +94,26 @@ func (s *Server) openAPIDocument(snap *engine.Snapshot) map[string]any {
 		"/openapi.json": map[string]any{"get": op("System", "This document", "Generated from the live snapshot.", nil)},
 		"/docs":         map[string]any{"get": op("System", "API docs page", "", nil)},
 	}
-	for _, a := range snap.Agents() {
+	// Each agent and team gets its own documented run endpoint, up to
+	// maxDocumentedTargets of each: past that the document would grow with
+	// the folder (73,000 agents made 73 MB), so the rest share the generic
+	// path, which serves them all.
+	agents, teams := snap.Agents(), snap.Teams()
+	for _, a := range agents[:min(len(agents), maxDocumentedTargets)] {
 		paths["/agents/"+a.Name()+"/runs"] = map[string]any{"post": runOp("Agents", "agent", a.Name(), a.Spec.Description)}
 	}
-	for _, t := range snap.Teams() {
+	for _, t := range teams[:min(len(teams), maxDocumentedTargets)] {
 		paths["/teams/"+t.Name()+"/runs"] = map[string]any{"post": runOp("Teams", "team", t.Name(), t.Spec.Description)}
+	}
+	if len(agents) > maxDocumentedTargets {
+		o := runOp("Agents", "agent", "{agent_id}", fmt.Sprintf("Runs any agent; %d agents are served, the first %d have their own entries.", len(agents), maxDocumentedTargets))
+		o["parameters"], o["operationId"] = []any{pathParam("agent_id", "Agent name")}, "run_agent"
+		paths["/agents/{agent_id}/runs"] = map[string]any{"post": o}
+	}
+	if len(teams) > maxDocumentedTargets {
+		o := runOp("Teams", "team", "{team_id}", fmt.Sprintf("Runs any team; %d teams are served, the first %d have their own entries.", len(teams), maxDocumentedTargets))
+		o["parameters"], o["operationId"] = []any{pathParam("team_id", "Team name")}, "run_team"
+		paths["/teams/{team_id}/runs"] = map[string]any{"post": o}
 	}
 
 	str := map[string]any{"type": "string"}

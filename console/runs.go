@@ -85,6 +85,15 @@ const sessionStopWait = 5 * time.Second
 // start validates a request and persists the new run; the returned run is ready
 // to execute. Errors are *httpError.
 func (rs *runService) start(ctx context.Context, p runParams) (*pendingRun, error) {
+	if p.SessionID != "" && !validSessionID(p.SessionID) {
+		return nil, &httpError{http.StatusUnprocessableEntity, sessionIDRule}
+	}
+	if strings.IndexByte(p.Message, 0) >= 0 {
+		// PostgreSQL cannot store NUL in text, and stripping it silently
+		// would store something other than what was sent: refuse it on
+		// every database alike.
+		return nil, &httpError{http.StatusUnprocessableEntity, "message contains a NUL byte (\\u0000); remove it and send again"}
+	}
 	snap, release := rs.eng.Acquire()
 	runner, err := snap.Runner(p.Kind, p.Name)
 	if err != nil {
@@ -371,6 +380,27 @@ func (rs *runService) activeCount() int {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	return len(rs.active)
+}
+
+// sessionIDRule is the syntax of client-chosen session ids, as told to
+// clients that break it.
+const sessionIDRule = "session_id must be 1 to 128 characters of letters, digits, '.', '_', ':' and '-', and not . or .. (a UUID fits)"
+
+// validSessionID reports whether id follows sessionIDRule. Ids travel in URL
+// paths and headers (X-Session-Id), so they must be short and need no
+// escaping: an id with a slash could never be fetched again.
+func validSessionID(id string) bool {
+	if id == "" || len(id) > 128 || id == "." || id == ".." {
+		return false
+	}
+	for _, c := range []byte(id) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // newID returns a UUID of version 7: 48 bits of Unix milliseconds, then

@@ -66,6 +66,8 @@ type Server struct {
 	// would otherwise hold the shutdown until its timeout.
 	closing   chan struct{}
 	closeOnce sync.Once
+	// docsCache keeps /openapi.json and /docs of the current snapshot.
+	docsCache apiDocsCache
 }
 
 // DefaultCORSOrigins allow local development front ends on any port.

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 )
@@ -33,7 +34,7 @@ func (k *Knowledge) ReadRoots() []string {
 // Chunking configures how documents are split.
 type Chunking struct {
 	Strategy string `yaml:"strategy" spec:"short" enum:"fixed,recursive,markdown" doc:"fixed, recursive (paragraph, sentence, word boundaries) or markdown (keeps heading paths); default recursive."`
-	Size     int    `yaml:"size" doc:"Target chunk size in tokens (default 512)."`
+	Size     int    `yaml:"size" doc:"Target chunk size in tokens, 32 to 8192 (default 512)."`
 	Overlap  int    `yaml:"overlap" doc:"Tokens shared by consecutive chunks (default 64)."`
 }
 
@@ -56,6 +57,31 @@ const (
 	DefaultChunkOverlap = 64
 	DefaultTopK         = 5
 )
+
+// Chunk size limits, in tokens. They apply to specs and to per-upload
+// overrides alike: a size of 1 turns a 1 MB text into some 180,000 chunks
+// (gigabytes of memory and a slow restart), and no embedding model takes
+// more than a few thousand tokens at once.
+const (
+	MinChunkSize = 32
+	MaxChunkSize = 8192
+)
+
+// CheckChunking reports what is wrong with a chunk size and overlap, or
+// nil; spec validation and the upload API share it so both state the same
+// rule.
+func CheckChunking(size, overlap int) (sizeErr, overlapErr error) {
+	if size < MinChunkSize || size > MaxChunkSize {
+		sizeErr = fmt.Errorf("chunk size %d is out of range: use %d to %d tokens", size, MinChunkSize, MaxChunkSize)
+	}
+	switch {
+	case overlap < 0:
+		overlapErr = fmt.Errorf("chunk overlap %d must not be negative", overlap)
+	case overlap >= size:
+		overlapErr = fmt.Errorf("overlap %d must be smaller than size %d", overlap, size)
+	}
+	return sizeErr, overlapErr
+}
 
 func (k *Knowledge) applyDefaults() {
 	if k.Chunking.Strategy == "" {
@@ -123,10 +149,12 @@ func (k *Knowledge) validate(v *validator) {
 		}
 	}
 	c := k.Chunking
-	v.positive(p+".chunking.size", c.Size)
-	v.nonNegative(p+".chunking.overlap", c.Overlap)
-	if c.Size > 0 && c.Overlap >= c.Size {
-		v.errorf(p+".chunking.overlap", "overlap %d must be smaller than size %d", c.Overlap, c.Size)
+	sizeErr, overlapErr := CheckChunking(c.Size, c.Overlap)
+	if sizeErr != nil {
+		v.errorf(p+".chunking.size", "%v", sizeErr)
+	}
+	if overlapErr != nil {
+		v.errorf(p+".chunking.overlap", "%v", overlapErr)
 	}
 	if k.Embedder != "local" {
 		if prov, model, ok := SplitModelRef(k.Embedder); !ok || model == "" || (prov != "openai" && prov != "ollama") {

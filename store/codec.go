@@ -12,6 +12,13 @@ import (
 // microseconds, so that comparing the text compares the times.
 const sqliteTimeFormat = "2006-01-02T15:04:05.000000Z"
 
+// sqliteFarFuture is later than every time SQLite stores.
+const sqliteFarFuture = "9999-12-31T23:59:59.999999Z"
+
+// maxStoredTime is the latest time the store orders correctly: later ones
+// have five-digit years.
+var maxStoredTime = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+
 // normTime returns t as the store keeps it: UTC, truncated to the microsecond
 // that PostgreSQL's timestamptz holds, without a monotonic clock reading. Values
 // handed back to callers are normalised the same way, so what a caller holds

@@ -92,6 +92,11 @@ var (
 // cost every run a write for it.
 func (db *DB) DailyMetrics(ctx context.Context, from, to time.Time) ([]DailyMetrics, error) {
 	start, end := utcDay(from), utcDay(to).AddDate(0, 0, 1)
+	// The day after 9999-12-31 has a five-digit year, which SQLite's text
+	// timestamps order before every other: end at the last stored instant.
+	if end.After(maxStoredTime) {
+		end = maxStoredTime
+	}
 	out := []DailyMetrics{}
 	if !start.Before(end) {
 		return out, nil

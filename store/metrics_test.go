@@ -131,6 +131,15 @@ func TestDailyMetrics(t *testing.T) {
 				Models: []store.ModelMetrics{{Model: "gpt-4o", Provider: "openai", Runs: 1, InputTokens: 7, OutputTokens: 7}},
 			}, got[3])
 
+			// The last day a date can name still ends the range: the day
+			// after 9999-12-31 is past what either database orders right.
+			for _, end := range []time.Time{time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)} {
+				got, err = db.DailyMetrics(ctx, marchDay(4), end)
+				require.NoError(t, err, end)
+				require.Len(t, got, 1, end)
+				require.Equal(t, "2026-03-04", got[0].Date)
+			}
+
 			// A single day.
 			got, err = db.DailyMetrics(ctx, marchDay(2), marchDay(2))
 			require.NoError(t, err)

@@ -29,6 +29,7 @@ type stmts struct {
 	getRun            *sql.Stmt
 	listRuns          *sql.Stmt
 	latestRuns        *sql.Stmt
+	runsPage          *sql.Stmt
 	countTopLevelRuns *sql.Stmt
 	sessionVisible    *sql.Stmt
 	history           *sql.Stmt
@@ -65,6 +66,7 @@ func (db *DB) prepare(ctx context.Context) error {
 			stmtDef{&db.st.runActivityUser, db.r, sqlRunActivityPostgresUser},
 			stmtDef{&db.st.startRun, db.w, sqlStartRunPostgres},
 			stmtDef{&db.st.finishRun, db.w, sqlFinishRunPostgres},
+			stmtDef{&db.st.runsPage, db.r, runsPageSQL(`'infinity'::timestamptz`)},
 		)
 	} else {
 		defs = append(defs,
@@ -75,6 +77,7 @@ func (db *DB) prepare(ctx context.Context) error {
 			stmtDef{&db.st.insertRun, db.w, sqlInsertRun},
 			stmtDef{&db.st.finishRun, db.w, sqlFinishRun},
 			stmtDef{&db.st.touchSession, db.w, sqlTouchSession},
+			stmtDef{&db.st.runsPage, db.r, runsPageSQL(`'` + sqliteFarFuture + `'`)},
 			stmtDef{&db.st.savepoint, db.w, `SAVEPOINT op`},
 			stmtDef{&db.st.releaseSavepoint, db.w, `RELEASE op`},
 			stmtDef{&db.st.rollbackToSavepoint, db.w, `ROLLBACK TO op`},

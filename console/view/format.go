@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/store"
@@ -64,6 +65,24 @@ func clip(s string, n int) string {
 		return string(r[:n-1]) + "…"
 	}
 	return s
+}
+
+// MaxShownText bounds the text a page shows of one message, answer, error or
+// tool call's arguments: a 9 MiB message made a 9.4 MB page. The API
+// returns the whole text.
+const MaxShownText = 64 << 10
+
+// shown returns s cut to MaxShownText bytes (at a character boundary),
+// with a note of how much was left out and where to find it.
+func shown(s string) string {
+	if len(s) <= MaxShownText {
+		return s
+	}
+	cut := MaxShownText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("… %d bytes more; see the API (GET /sessions/{id}/runs)", len(s)-cut)
 }
 
 // args renders tool arguments as indented JSON.

@@ -696,6 +696,32 @@ func testLatestRuns(t *testing.T, open Opener) {
 	require.ErrorIs(t, err, store.ErrNotFound)
 	_, _, err = db.LatestRuns(ctx, "long", store.Filter{}, 0)
 	require.ErrorIs(t, err, store.ErrInvalid)
+
+	// RunsPage pages through the same turns, newest page first.
+	for _, tc := range []struct {
+		limit, offset int
+		want          []string
+	}{
+		{2, 0, []string{"t4b", "t5"}},
+		{2, 2, []string{"t3", "t4a", "t4a-m", "t4a-m-m"}},
+		{2, 4, []string{"t1", "t2", "t2-m", "t2-late"}},
+		{2, 6, []string{}},
+		{50, 0, ids(all)},
+	} {
+		runs, total, err := db.RunsPage(ctx, "long", store.Filter{UserID: "alice"}, tc.limit, tc.offset)
+		require.NoError(t, err, "limit=%d offset=%d", tc.limit, tc.offset)
+		require.Equal(t, tc.want, ids(runs), "limit=%d offset=%d", tc.limit, tc.offset)
+		require.Equal(t, 6, total)
+	}
+	page, _, err := db.RunsPage(ctx, "long", store.Filter{}, 50, 0)
+	require.NoError(t, err)
+	require.Equal(t, all, page, "the same runs as ListRuns")
+	_, _, err = db.RunsPage(ctx, "long", store.Filter{UserID: "bob"}, 5, 0)
+	require.ErrorIs(t, err, store.ErrNotFound, "another user's session")
+	_, _, err = db.RunsPage(ctx, "nope", store.Filter{}, 5, 0)
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, _, err = db.RunsPage(ctx, "long", store.Filter{}, 0, 0)
+	require.ErrorIs(t, err, store.ErrInvalid)
 }
 
 func testListRuns(t *testing.T, open Opener) {

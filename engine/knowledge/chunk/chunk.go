@@ -32,6 +32,7 @@
 package chunk
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -67,7 +68,19 @@ type Options struct {
 	Strategy string // one of Strategies; empty means Recursive
 	Size     int    // maximum tokens of a piece (see Tokens); > 0
 	Overlap  int    // tokens shared by consecutive pieces; 0 <= Overlap < Size
+	// MaxPieces bounds the pieces of one Split (default DefaultMaxPieces):
+	// past it Split stops and returns ErrTooManyPieces instead of
+	// allocating for a document that would flood the store.
+	MaxPieces int
 }
+
+// DefaultMaxPieces is the default bound on the pieces of one document: a
+// 50 MB text at the default size of 512 tokens makes about 25,000.
+const DefaultMaxPieces = 50_000
+
+// ErrTooManyPieces reports a document that would make more than MaxPieces
+// pieces.
+var ErrTooManyPieces = errors.New("too many chunks")
 
 // Piece is a chunk's text and where it came from.
 type Piece struct {
@@ -84,7 +97,10 @@ type Piece struct {
 // trailing whitespace and are never empty. The pieces' texts share memory
 // with the sections' texts.
 func Split(sections []knowledge.Section, opts Options) ([]Piece, error) {
-	s := splitter{size: opts.Size, overlap: opts.Overlap, top: lvlBlock}
+	s := splitter{size: opts.Size, overlap: opts.Overlap, top: lvlBlock, max: opts.MaxPieces}
+	if s.max <= 0 {
+		s.max = DefaultMaxPieces
+	}
 	switch opts.Strategy {
 	case Fixed:
 		s.top = lvlNone
@@ -105,6 +121,10 @@ func Split(sections []knowledge.Section, opts Options) ([]Piece, error) {
 			return nil, fmt.Errorf("chunk: section of %d bytes is too large", len(sec.Text))
 		}
 		s.section(sec)
+		if len(s.out) > s.max {
+			return nil, fmt.Errorf("chunk: the document makes more than %d chunks of %d tokens: %w; use a larger chunk size or split the document",
+				s.max, s.size, ErrTooManyPieces)
+		}
 	}
 	return s.out, nil
 }
@@ -153,6 +173,7 @@ type splitter struct {
 	end    uint8 // does the last atom end a sentence: endNone, endWeak, endStrong
 
 	out []Piece
+	max int // stop merging once out holds more than max pieces
 }
 
 func (s *splitter) section(sec knowledge.Section) {
@@ -252,7 +273,7 @@ func (s *splitter) part(lo, hi, tok int, level uint8, limit int) {
 // piece starting with the last units totalling at most Overlap.
 func (s *splitter) merge(sec knowledge.Section) {
 	u := s.units
-	for start := 0; start < len(u); {
+	for start := 0; start < len(u) && len(s.out) <= s.max; {
 		end, tok := start, 0
 		for end < len(u) && (end == start || tok+u[end].tok <= s.size) {
 			tok += u[end].tok

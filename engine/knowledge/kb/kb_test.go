@@ -81,9 +81,10 @@ func (g *gate) resume() {
 }
 
 type env struct {
-	docs   *kb.MemoryDocuments
-	chunks *embedded.MemoryRepository
-	gate   *gate
+	docs      *kb.MemoryDocuments
+	chunks    *embedded.MemoryRepository
+	gate      *gate
+	maxChunks int // kb.Options.MaxChunks
 }
 
 func newEnv() *env {
@@ -95,7 +96,7 @@ func newEnv() *env {
 // returned stop is called.
 func (e *env) start(t *testing.T, ks []*spec.Knowledge) (*kb.Service, func()) {
 	t.Helper()
-	s, err := kb.New(t.Context(), kb.Options{Documents: e.docs, Chunks: e.chunks, Stats: e.docs,
+	s, err := kb.New(t.Context(), kb.Options{Documents: e.docs, Chunks: e.chunks, Stats: e.docs, MaxChunks: e.maxChunks,
 		NewEmbedder: func(*spec.Knowledge) (knowledge.Embedder, error) { return e.gate, nil }})
 	require.NoError(t, err)
 	s.Configure(t.Context(), ks)
@@ -248,6 +249,46 @@ func TestFailedDocumentAndRetry(t *testing.T) {
 		got, err := s.Get(t.Context(), d.ID)
 		return err == nil && got.Status == kb.StatusFailed && got.Attempts == 2
 	}, 5*time.Second, 5*time.Millisecond)
+}
+
+// TestChunkBounds checks the two bounds on what one document may cost:
+// chunk sizes outside the allowed range are refused at submission, and a
+// document that would make more chunks than allowed fails with a message
+// saying what to do, with nothing stored.
+func TestChunkBounds(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.maxChunks = 5
+	s, stop := e.start(t, specs(t, t.TempDir(), docsKB))
+	defer stop()
+
+	tests := []struct {
+		name          string
+		size, overlap int
+		want          string
+	}{
+		{"size 1", 1, 0, "chunk size 1 is out of range: use 32 to 8192 tokens"},
+		{"size too large", 100_000, 0, "chunk size 100000 is out of range: use 32 to 8192 tokens"},
+		{"overlap not below size", 64, 64, "overlap 64 must be smaller than size 64"},
+		{"negative overlap", 64, -1, "chunk overlap -1 must not be negative"},
+		{"unknown strategy", 0, 0, `chunking strategy "words"`},
+	}
+	for _, tt := range tests {
+		u := kb.Upload{KnowledgeID: "docs", Name: "a.txt", Content: []byte("some text " + tt.name), ChunkSize: tt.size, ChunkOverlap: tt.overlap}
+		if tt.size == 0 {
+			u.ChunkStrategy = "words"
+		}
+		_, _, err := s.Submit(t.Context(), u)
+		require.ErrorIs(t, err, kb.ErrInvalid, tt.name)
+		require.ErrorContains(t, err, tt.want, tt.name)
+	}
+
+	d, _, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "long.md", Content: markdownDoc("billing", 40), ChunkSize: 32})
+	require.NoError(t, err)
+	failed := waitStatus(t, s, d.ID, kb.StatusFailed)
+	require.Contains(t, failed.Message, "more than 5 chunks of 32 tokens")
+	require.Contains(t, failed.Message, "use a larger chunk size or split the document")
+	require.Zero(t, failed.Chunks)
 }
 
 func TestSourcesSync(t *testing.T) {

@@ -50,6 +50,10 @@ type Options struct {
 	Env         spec.Env
 	Workers     int   // concurrent ingestions (default 2)
 	MaxBytes    int64 // per document (default DefaultMaxBytes)
+	// MaxChunks bounds the chunks of one document (default
+	// chunk.DefaultMaxPieces); a document that would make more fails with
+	// a message saying so, before anything is embedded or stored.
+	MaxChunks int
 	// OwnDocuments makes Run ingest only the documents submitted through
 	// this service, for one-shot commands (troupe ingest): documents left
 	// processing by others belong to a server, which resumes them, and a
@@ -149,7 +153,9 @@ func (b *base) close(log *slog.Logger) {
 var (
 	ErrTooLarge    = errors.New("document too large")
 	ErrUnsupported = reader.ErrUnsupported
-	errDeleted     = errors.New("document deleted")
+	// ErrInvalid reports an upload whose options are out of range.
+	ErrInvalid = errors.New("invalid upload")
+	errDeleted = errors.New("document deleted")
 	// errUnconfigured: the document's knowledge base is not configured (any
 	// more); its documents wait for it, see StatusOrphaned.
 	errUnconfigured = errors.New("knowledge base not configured")
@@ -165,6 +171,9 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = DefaultMaxBytes
+	}
+	if opts.MaxChunks <= 0 {
+		opts.MaxChunks = chunk.DefaultMaxPieces
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -358,7 +367,16 @@ func (s *Service) Submit(ctx context.Context, u Upload) (*Document, bool, error)
 		return nil, false, err
 	}
 	if u.ChunkStrategy != "" && !slices.Contains(chunk.Strategies, u.ChunkStrategy) {
-		return nil, false, fmt.Errorf("invalid chunking strategy %q: use %s", u.ChunkStrategy, strings.Join(chunk.Strategies, ", "))
+		return nil, false, fmt.Errorf("%w: chunking strategy %q: use %s", ErrInvalid, u.ChunkStrategy, strings.Join(chunk.Strategies, ", "))
+	}
+	if u.ChunkSize != 0 {
+		// An override is checked as a spec's chunking is: the stored
+		// document is re-chunked with it on every retry and restart. (An
+		// overlap without a size is ignored, as ingestion ignores it.)
+		sizeErr, overlapErr := spec.CheckChunking(u.ChunkSize, u.ChunkOverlap)
+		if err := errors.Join(sizeErr, overlapErr); err != nil {
+			return nil, false, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
 	}
 	if u.Source == "" {
 		u.Source = "upload"
@@ -708,7 +726,7 @@ func (s *Service) ingest(ctx context.Context, d *Document) error {
 	if err != nil {
 		return fmt.Errorf("reading %s as %s: %w", d.Name, d.Type, err)
 	}
-	opts := chunk.Options{Strategy: b.spec.Chunking.Strategy, Size: b.spec.Chunking.Size, Overlap: b.spec.Chunking.Overlap}
+	opts := chunk.Options{Strategy: b.spec.Chunking.Strategy, Size: b.spec.Chunking.Size, Overlap: b.spec.Chunking.Overlap, MaxPieces: s.opts.MaxChunks}
 	if d.ChunkStrategy != "" {
 		opts.Strategy = d.ChunkStrategy
 	}

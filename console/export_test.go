@@ -1,0 +1,21 @@
+package console
+
+import (
+	"net/http"
+
+	"github.com/troupehq/troupe/console/view"
+)
+
+// APIDocsBuilds is how many times s built its OpenAPI document and docs
+// page.
+func APIDocsBuilds(s *Server) int {
+	s.docsCache.mu.Lock()
+	defer s.docsCache.mu.Unlock()
+	return s.docsCache.builds
+}
+
+// MaxShownText is view.MaxShownText, for the tests outside the package.
+const MaxShownText = view.MaxShownText
+
+// Handler is s's router, for in-process requests (the fuzz test).
+func Handler(s *Server) http.Handler { return s.router }
