@@ -93,6 +93,7 @@ type harness struct {
 	noTracing bool       // run without a recorder, as troupe serve does with tracing off
 	keys      *console.Keyring
 	watch     bool // reload when files in the spec folder change, as troupe serve does
+	opts      func(*console.Options)
 }
 
 // traceStore is a trace sink the console can also read back.
@@ -114,6 +115,9 @@ func withoutTracing() serverOption { return func(h *harness) { h.noTracing = tru
 
 // withWatcher reloads on file changes, as troupe serve does.
 func withWatcher() serverOption { return func(h *harness) { h.watch = true } }
+
+// withOptions changes the server's options before it starts.
+func withOptions(f func(*console.Options)) serverOption { return func(h *harness) { h.opts = f } }
 
 func withKeys(spec string) serverOption {
 	return func(h *harness) {
@@ -176,6 +180,9 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	} else {
 		ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: h.traces, FlushInterval: 100 * time.Millisecond})
 		o.Recorder = ts.recorder
+	}
+	if h.opts != nil {
+		h.opts(&o)
 	}
 	srv := console.New(o)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-contrib/cors"
@@ -38,6 +39,13 @@ type Options struct {
 	// CORSOrigins are the browser origins allowed to call the API. Entries may
 	// end in ":*" to allow any port. Default: localhost and 127.0.0.1, any port.
 	CORSOrigins []string
+	// AllowedHosts are the names, besides the addresses the server listens
+	// on, that requests may carry in Host (DNS rebinding defence; see
+	// hostPolicy): "example.com" (any port), "example.com:8443",
+	// "*.example.com" (its subdomains). "*" turns the check off, and is
+	// honoured only with Keys: without keys the check is all that keeps other
+	// sites' pages away from the API.
+	AllowedHosts []string
 	// MaxBodyBytes bounds request bodies (default 10 MiB).
 	MaxBodyBytes int64
 	// RequestTimeout bounds every request except runs, whose limits come from
@@ -66,6 +74,9 @@ type Server struct {
 	// would otherwise hold the shutdown until its timeout.
 	closing   chan struct{}
 	closeOnce sync.Once
+	// hosts is the Host check of the listener being served (set by Serve);
+	// nil refuses every request.
+	hosts atomic.Pointer[hostPolicy]
 }
 
 // DefaultCORSOrigins allow local development front ends on any port.
@@ -135,7 +146,7 @@ func (s *Server) routes() *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	_ = r.SetTrustedProxies(nil)
-	r.Use(s.recoverPanics, s.logRequests)
+	r.Use(s.recoverPanics, s.logRequests, s.checkHost)
 	// CORS answers preflight requests before authentication runs. The console
 	// is same-origin only, so its routes get no CORS headers at all.
 	corsHandler := cors.New(cors.Config{
@@ -147,9 +158,18 @@ func (s *Server) routes() *gin.Engine {
 		MaxAge:           10 * time.Minute,
 	})
 	r.Use(func(c *gin.Context) {
-		if !isConsolePath(c.Request.URL.Path) {
-			corsHandler(c)
+		if isConsolePath(c.Request.URL.Path) {
+			return
 		}
+		// The CORS handler takes an Origin equal to the Host for this
+		// server's own and lets it through. That holds only for a Host the
+		// host check knows as ours: with the check turned off ("*"), a
+		// rebound name is as foreign as any other origin.
+		if o := c.GetHeader("Origin"); o != "" && sameHost(o, c.Request.Host) && !s.hosts.Load().own(c.Request.Host) && !s.originAllowed(o) {
+			abort(c, http.StatusForbidden, "origin "+quoteHost(o)+" is not allowed: add it to --cors-origins (env TROUPE_CORS_ORIGINS) if it is yours")
+			return
+		}
+		corsHandler(c)
 	})
 	r.Use(s.limitBody)
 	r.NoRoute(func(c *gin.Context) {
@@ -236,6 +256,13 @@ func (s *Server) originAllowed(origin string) bool {
 	return false
 }
 
+// sameHost reports whether an Origin names host (scheme aside), as the CORS
+// handler's same-origin shortcut decides.
+func sameHost(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && strings.EqualFold(u.Host, host)
+}
+
 func (s *Server) recoverPanics(c *gin.Context) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -284,6 +311,7 @@ func (s *Server) timeout(c *gin.Context) {
 // finish for up to ShutdownTimeout, then cancels the runs still going so they
 // are saved as cancelled.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.hosts.Store(newHostPolicy(ln.Addr(), s.opts.AllowedHosts, s.opts.Keys.Len() == 0))
 	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBase()
 	srv := &http.Server{

@@ -89,7 +89,10 @@ func (s *Server) consoleRoutes(r *gin.Engine) {
 }
 
 // sameOrigin rejects cross-origin writes to the console (CSRF), using the
-// browser's Sec-Fetch-Site and Origin headers.
+// browser's Sec-Fetch-Site and Origin headers. Both call a request
+// same-origin when the page came from the Host it is sent to, which proves
+// nothing about a Host the attacker named and pointed at this server (DNS
+// rebinding): checkHost has refused those before this runs.
 func (s *Server) sameOrigin(c *gin.Context) {
 	if err := s.csrf.Check(c.Request); err != nil {
 		s.problem(c, http.StatusForbidden, "Cross-origin request refused",

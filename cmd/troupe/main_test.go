@@ -349,3 +349,32 @@ func TestServeFlushesTracesToASiblingFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, spans, "spans live in the sibling file, not the run database")
 }
+
+// TestServeChecksHost: troupe serve answers its own addresses and the names
+// of --allowed-hosts, refuses other Host headers (DNS rebinding), and will
+// not turn the check off without API keys.
+func TestServeChecksHost(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir(), "--allowed-hosts", "troupe.test, *.troupe.test")
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(p.addr, "http://"))
+	require.NoError(t, err)
+	for host, want := range map[string]int{
+		"127.0.0.1:" + port:       http.StatusOK,
+		"localhost:" + port:       http.StatusOK,
+		"troupe.test:" + port:     http.StatusOK,
+		"a.troupe.test":           http.StatusOK,
+		"rebound.example:" + port: http.StatusMisdirectedRequest,
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, p.addr+"/health", nil)
+		require.NoError(t, err)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, want, resp.StatusCode, host)
+	}
+
+	var out bytes.Buffer
+	err = run(t.Context(), []string{"serve", "--dir", p.dir, "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "t.db"), "--allowed-hosts", "*"}, noEnv, &out, &out)
+	require.ErrorContains(t, err, "refusing --allowed-hosts '*' without API keys")
+}

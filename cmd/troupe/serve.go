@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -33,9 +34,9 @@ var version = "dev"
 
 // serveConfig is everything serve reads from flags and the environment.
 type serveConfig struct {
-	dir, addr, db, logLevel, keys, keysFile, cors, traces string
-	insecure                                              bool
-	shutdownTimeout                                       time.Duration
+	dir, addr, db, logLevel, keys, keysFile, cors, traces, allowedHosts string
+	insecure                                                            bool
+	shutdownTimeout                                                     time.Duration
 }
 
 func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, error) {
@@ -48,6 +49,8 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	fs.StringVar(&c.logLevel, "log-level", envOr(getenv, "TROUPE_LOG_LEVEL", "info"), "debug, info, warn or error (env TROUPE_LOG_LEVEL)")
 	fs.StringVar(&c.keysFile, "api-keys-file", envOr(getenv, "TROUPE_API_KEYS_FILE", ""), "YAML file of API keys (env TROUPE_API_KEYS_FILE)")
 	fs.StringVar(&c.cors, "cors-origins", envOr(getenv, "TROUPE_CORS_ORIGINS", ""), "comma-separated allowed browser origins; host:* allows any port (env TROUPE_CORS_ORIGINS)")
+	fs.StringVar(&c.allowedHosts, "allowed-hosts", envOr(getenv, "TROUPE_ALLOWED_HOSTS", ""),
+		"comma-separated host names the server answers to besides its own addresses, e.g. troupe.example.com or *.example.com; * turns the check off (API keys required) (env TROUPE_ALLOWED_HOSTS)")
 	fs.StringVar(&c.traces, "traces", envOr(getenv, "TROUPE_TRACES", "sql"), "where traces go: sql, clickhouse://host:9000/db or off (env TROUPE_TRACES)")
 	fs.BoolVar(&c.insecure, "insecure", envOr(getenv, "TROUPE_INSECURE", "") == "1", "serve without API keys on a non-loopback address (env TROUPE_INSECURE=1)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight runs may finish on shutdown")
@@ -85,6 +88,15 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		return fmt.Errorf("refusing to serve %s without API keys: set TROUPE_API_KEYS (or --api-keys-file), listen on 127.0.0.1, or pass --insecure", cfg.addr)
 	}
 
+	hosts := splitList(cfg.allowedHosts)
+	if slices.Contains(hosts, "*") && keys.Len() == 0 {
+		return fmt.Errorf("refusing --allowed-hosts '*' without API keys: any web page could then use the API through DNS rebinding; list the names instead, or set TROUPE_API_KEYS")
+	}
+	if host, _, err := net.SplitHostPort(cfg.addr); err == nil && host != "" && net.ParseIP(host) == nil {
+		// --addr names the server: requests for that name are its own.
+		hosts = append(hosts, host)
+	}
+
 	db, err := store.Open(ctx, cfg.db, store.Options{Logger: logger.With("component", "store")})
 	if err != nil {
 		return fmt.Errorf("opening the database: %w", err)
@@ -112,12 +124,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		return fmt.Errorf("watching %s: %w", cfg.dir, err)
 	}
 
-	var origins []string
-	for _, o := range strings.Split(cfg.cors, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			origins = append(origins, o)
-		}
-	}
+	origins := splitList(cfg.cors)
 	tel, err := openTelemetry(ctx, cfg.traces, cfg.db, db, logger)
 	if err != nil {
 		return err
@@ -126,7 +133,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	metrics := telemetry.NewMetrics()
 	srv := console.New(console.Options{
 		Engine: eng, Store: db, Knowledge: kbs, Recorder: tel.recorder, Traces: tel.reader, Metrics: metrics,
-		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins,
+		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
 		ShutdownTimeout: cfg.shutdownTimeout, DBID: "troupe-" + db.Dialect(), Version: version,
 	})
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -254,6 +261,17 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// splitList splits a comma-separated flag value, dropping empty entries.
+func splitList(v string) []string {
+	var out []string
+	for _, e := range strings.Split(v, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func envOr(getenv env, key, def string) string {
