@@ -15,6 +15,7 @@ import (
 
 	"github.com/gin-contrib/cors"
 	"github.com/gin-gonic/gin"
+	"golang.org/x/net/netutil"
 
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/telemetry"
@@ -48,6 +49,22 @@ type Options struct {
 	AllowedHosts []string
 	// MaxBodyBytes bounds request bodies (default 10 MiB).
 	MaxBodyBytes int64
+	// HeaderTimeout bounds reading a request's headers (default 10s).
+	HeaderTimeout time.Duration
+	// BodyTimeout bounds reading a request's body, from the end of its
+	// headers, on every route but uploads (default 30s): a client trickling
+	// a body must not hold a connection, a file descriptor and a handler.
+	BodyTimeout time.Duration
+	// UploadTimeout bounds reading an upload's body (knowledge documents;
+	// default 10m).
+	UploadTimeout time.Duration
+	// IdleTimeout bounds how long a kept-alive connection may wait for its
+	// next request (default 60s).
+	IdleTimeout time.Duration
+	// MaxConnections caps the connections served at once (default 1024);
+	// further ones wait to be accepted until one closes. Header, body and
+	// idle timeouts bound how long a slow client holds one.
+	MaxConnections int
 	// RequestTimeout bounds every request except runs, whose limits come from
 	// their specs (default 30s).
 	RequestTimeout time.Duration
@@ -89,6 +106,21 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxBodyBytes == 0 {
 		opts.MaxBodyBytes = 10 << 20
+	}
+	if opts.HeaderTimeout == 0 {
+		opts.HeaderTimeout = 10 * time.Second
+	}
+	if opts.BodyTimeout == 0 {
+		opts.BodyTimeout = 30 * time.Second
+	}
+	if opts.UploadTimeout == 0 {
+		opts.UploadTimeout = 10 * time.Minute
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = 60 * time.Second
+	}
+	if opts.MaxConnections == 0 {
+		opts.MaxConnections = 1024
 	}
 	if opts.RequestTimeout == 0 {
 		opts.RequestTimeout = 30 * time.Second
@@ -289,12 +321,28 @@ func (s *Server) logRequests(c *gin.Context) {
 		"status", c.Writer.Status(), "duration", time.Since(start), "bytes", c.Writer.Size())
 }
 
+// limitBody bounds the size of a request's body and the time reading it may
+// take: MaxBodyBytes and BodyTimeout, or for uploads UploadTimeout (their
+// handlers bound the size themselves). http.Server's ReadTimeout would do for
+// the time, but for every route alike; a deadline set here, once the route is
+// known, is per request. Once the body has been read to its end, net/http
+// lifts the deadline itself (it then reads only to notice the client going
+// away), so a run may stream its answer for longer.
 func (s *Server) limitBody(c *gin.Context) {
-	if c.Request.Method == http.MethodPost && (c.Request.URL.Path == "/knowledge/content" || c.Request.URL.Path == "/ui/knowledge/upload") {
-		return // uploads have their own, larger limit
+	if c.Request.Body == nil || c.Request.Body == http.NoBody {
+		// No body: nothing to bound. net/http is already watching such a
+		// connection for the client going away, and a deadline would end
+		// that watch by cancelling the request: event streams would be cut.
+		return
 	}
-	if c.Request.Body != nil {
+	wait := s.opts.BodyTimeout
+	if upload := c.Request.Method == http.MethodPost && (c.FullPath() == "/knowledge/content" || c.FullPath() == "/ui/knowledge/upload"); upload {
+		wait = s.opts.UploadTimeout
+	} else {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes)
+	}
+	if err := http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(wait)); err != nil {
+		s.log.Warn("cannot bound the time to read a request body", "path", c.FullPath(), "err", err)
 	}
 }
 
@@ -314,10 +362,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.hosts.Store(newHostPolicy(ln.Addr(), s.opts.AllowedHosts, s.opts.Keys.Len() == 0))
 	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBase()
+	// The cap counts connections, not requests: a slow client holds its
+	// slot only as long as the header, body and idle timeouts let it.
+	ln = netutil.LimitListener(ln, s.opts.MaxConnections)
+	// No ReadTimeout (limitBody sets one per route) and no WriteTimeout:
+	// runs stream their answers for as long as their specs allow.
 	srv := &http.Server{
 		Handler:           s.router,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: s.opts.HeaderTimeout,
+		IdleTimeout:       s.opts.IdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}

@@ -378,3 +378,39 @@ func TestServeChecksHost(t *testing.T) {
 	err = run(t.Context(), []string{"serve", "--dir", p.dir, "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "t.db"), "--allowed-hosts", "*"}, noEnv, &out, &out)
 	require.ErrorContains(t, err, "refusing --allowed-hosts '*' without API keys")
 }
+
+// TestServeLimitsFromFlagsAndEnv: the HTTP limits have safe defaults, are
+// set by flag or env, and bad values are refused with what to write instead.
+func TestServeLimitsFromFlagsAndEnv(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    [4]any // body, upload, idle timeouts, max connections
+		wantErr string
+	}{
+		{name: "defaults", want: [4]any{30 * time.Second, 10 * time.Minute, 60 * time.Second, 1024}},
+		{name: "env", env: map[string]string{"TROUPE_BODY_TIMEOUT": "5s", "TROUPE_UPLOAD_TIMEOUT": "1h", "TROUPE_IDLE_TIMEOUT": "10s", "TROUPE_MAX_CONNECTIONS": "64"},
+			want: [4]any{5 * time.Second, time.Hour, 10 * time.Second, 64}},
+		{name: "flags win", args: []string{"--body-timeout", "2s", "--max-connections", "9"}, env: map[string]string{"TROUPE_BODY_TIMEOUT": "5s"},
+			want: [4]any{2 * time.Second, 10 * time.Minute, 60 * time.Second, 9}},
+		{name: "bad env", env: map[string]string{"TROUPE_BODY_TIMEOUT": "soon"}, wantErr: `TROUPE_BODY_TIMEOUT "soon": use a positive duration such as 30s or 5m`},
+		{name: "bad count", env: map[string]string{"TROUPE_MAX_CONNECTIONS": "0"}, wantErr: `TROUPE_MAX_CONNECTIONS "0": use a positive number`},
+		{name: "bad flag", args: []string{"--idle-timeout", "0s"}, wantErr: "must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			getenv := func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }
+			var out bytes.Buffer
+			cfg, err := parseServe(tt.args, getenv, &out)
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, [4]any{cfg.bodyTimeout, cfg.uploadTimeout, cfg.idleTimeout, cfg.maxConnections})
+		})
+	}
+}

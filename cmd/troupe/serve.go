@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +38,8 @@ type serveConfig struct {
 	dir, addr, db, logLevel, keys, keysFile, cors, traces, allowedHosts string
 	insecure                                                            bool
 	shutdownTimeout                                                     time.Duration
+	bodyTimeout, uploadTimeout, idleTimeout                             time.Duration
+	maxConnections                                                      int
 }
 
 func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, error) {
@@ -54,8 +57,37 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	fs.StringVar(&c.traces, "traces", envOr(getenv, "TROUPE_TRACES", "sql"), "where traces go: sql, clickhouse://host:9000/db or off (env TROUPE_TRACES)")
 	fs.BoolVar(&c.insecure, "insecure", envOr(getenv, "TROUPE_INSECURE", "") == "1", "serve without API keys on a non-loopback address (env TROUPE_INSECURE=1)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight runs may finish on shutdown")
+	var envErr error
+	durationFlag := func(p *time.Duration, name, key string, def time.Duration, usage string) {
+		if v, ok := getenv(key); ok && v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				envErr = errors.Join(envErr, fmt.Errorf("%s %q: use a positive duration such as 30s or 5m", key, v))
+			}
+			def = d
+		}
+		fs.DurationVar(p, name, def, usage+" (env "+key+")")
+	}
+	durationFlag(&c.bodyTimeout, "body-timeout", "TROUPE_BODY_TIMEOUT", 30*time.Second, "how long reading a request body may take, uploads aside")
+	durationFlag(&c.uploadTimeout, "upload-timeout", "TROUPE_UPLOAD_TIMEOUT", 10*time.Minute, "how long reading an upload may take")
+	durationFlag(&c.idleTimeout, "idle-timeout", "TROUPE_IDLE_TIMEOUT", 60*time.Second, "how long a kept-alive connection may wait for its next request")
+	maxConns := 1024
+	if v, ok := getenv("TROUPE_MAX_CONNECTIONS"); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			envErr = errors.Join(envErr, fmt.Errorf("TROUPE_MAX_CONNECTIONS %q: use a positive number", v))
+		}
+		maxConns = n
+	}
+	fs.IntVar(&c.maxConnections, "max-connections", maxConns, "connections served at once; more wait to be accepted (env TROUPE_MAX_CONNECTIONS)")
 	if err := fs.Parse(args); err != nil {
 		return nil, exitError(2)
+	}
+	if envErr != nil {
+		return nil, envErr
+	}
+	if c.bodyTimeout <= 0 || c.uploadTimeout <= 0 || c.idleTimeout <= 0 || c.maxConnections <= 0 {
+		return nil, errors.New("--body-timeout, --upload-timeout, --idle-timeout and --max-connections must be positive")
 	}
 	c.keys, _ = getenv("TROUPE_API_KEYS")
 	return c, nil
@@ -134,6 +166,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	srv := console.New(console.Options{
 		Engine: eng, Store: db, Knowledge: kbs, Recorder: tel.recorder, Traces: tel.reader, Metrics: metrics,
 		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
+		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,
 		ShutdownTimeout: cfg.shutdownTimeout, DBID: "troupe-" + db.Dialect(), Version: version,
 	})
 	ln, err := net.Listen("tcp", cfg.addr)
