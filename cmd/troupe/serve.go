@@ -40,6 +40,7 @@ type serveConfig struct {
 	shutdownTimeout                                                     time.Duration
 	bodyTimeout, uploadTimeout, idleTimeout                             time.Duration
 	maxConnections                                                      int
+	traceTTLDays                                                        int
 }
 
 func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, error) {
@@ -79,6 +80,16 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 		}
 		maxConns = n
 	}
+	ttlDays := 7
+	if v, ok := getenv("TROUPE_TRACE_TTL_DAYS"); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			envErr = errors.Join(envErr, fmt.Errorf("TROUPE_TRACE_TTL_DAYS %q: use a number of days, 0 to keep traces forever", v))
+		}
+		ttlDays = n
+	}
+	fs.IntVar(&c.traceTTLDays, "trace-ttl-days", ttlDays,
+		"days the sql trace sink keeps traces, 0 for ever; for ClickHouse use ttl_days in its URL (env TROUPE_TRACE_TTL_DAYS)")
 	fs.IntVar(&c.maxConnections, "max-connections", maxConns, "connections served at once; more wait to be accepted (env TROUPE_MAX_CONNECTIONS)")
 	if err := fs.Parse(args); err != nil {
 		return nil, exitError(2)
@@ -88,6 +99,9 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	}
 	if c.bodyTimeout <= 0 || c.uploadTimeout <= 0 || c.idleTimeout <= 0 || c.maxConnections <= 0 {
 		return nil, errors.New("--body-timeout, --upload-timeout, --idle-timeout and --max-connections must be positive")
+	}
+	if c.traceTTLDays < 0 {
+		return nil, errors.New("--trace-ttl-days must be 0 (keep traces forever) or more")
 	}
 	c.keys, _ = getenv("TROUPE_API_KEYS")
 	return c, nil
@@ -157,7 +171,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	}
 
 	origins := splitList(cfg.cors)
-	tel, err := openTelemetry(ctx, cfg.traces, cfg.db, db, logger)
+	tel, err := openTelemetry(ctx, cfg.traces, cfg.db, db, time.Duration(cfg.traceTTLDays)*24*time.Hour, logger)
 	if err != nil {
 		return err
 	}
@@ -183,6 +197,9 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	g.Go(func() error { return eng.Run(gctx, w.C()) })
 	g.Go(func() error { return srv.Serve(gctx, ln) })
 	g.Go(func() error { return kbs.Run(gctx) })
+	if tel.retain != nil {
+		g.Go(func() error { return tel.retain(gctx) })
+	}
 	if tel.recorder != nil {
 		// The recorder outlives the HTTP server so runs drained at shutdown
 		// still have their spans flushed.
@@ -221,16 +238,20 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 type tracing struct {
 	recorder *telemetry.Recorder // nil when tracing is off
 	reader   telemetry.Reader    // nil when tracing is off
-	close    func()
+	// retain deletes expired traces until its context ends; nil when the
+	// sink expires them itself (ClickHouse) or keeps them forever.
+	retain func(context.Context) error
+	close  func()
 }
 
 // openTelemetry selects the trace sink: "sql" (the store's database, the
-// default), "clickhouse://host:9000/db" or "off".
+// default), "clickhouse://host:9000/db" or "off". ttl is how long the sql
+// sink keeps traces (zero: forever); ClickHouse takes ttl_days in its URL.
 //
 // On SQLite, spans go to a sibling file (troupe-traces.db next to troupe.db):
 // SQLite has one writer per file, and span batches must never make run writes
 // queue behind them. PostgreSQL takes concurrent writers and keeps one database.
-func openTelemetry(ctx context.Context, spec, dsn string, db *store.DB, logger *slog.Logger) (*tracing, error) {
+func openTelemetry(ctx context.Context, spec, dsn string, db *store.DB, ttl time.Duration, logger *slog.Logger) (*tracing, error) {
 	log := logger.With("component", "telemetry")
 	switch {
 	case spec == "off":
@@ -246,7 +267,11 @@ func openTelemetry(ctx context.Context, spec, dsn string, db *store.DB, logger *
 			closeDB = func() { _ = tdb.Close() }
 		}
 		t := tdb.Traces()
-		return &tracing{recorder: telemetry.NewRecorder(telemetry.RecorderOptions{Sink: t, Logger: log}), reader: t, close: closeDB}, nil
+		tr := &tracing{recorder: telemetry.NewRecorder(telemetry.RecorderOptions{Sink: t, Logger: log}), reader: t, close: closeDB}
+		if ttl > 0 {
+			tr.retain = func(ctx context.Context) error { return t.Retain(ctx, store.TraceRetention{TTL: ttl}) }
+		}
+		return tr, nil
 	case strings.HasPrefix(spec, "clickhouse://"):
 		opts, err := clickhouse.ParseDSN(spec)
 		if err != nil {
