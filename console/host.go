@@ -48,8 +48,12 @@ type hostName struct {
 // with API keys (open is false): without keys the host check is all that
 // keeps other sites' pages out.
 func newHostPolicy(addr net.Addr, allowed []string, open bool) *hostPolicy {
-	p := &hostPolicy{}
+	// A listener that is not TCP (a Unix socket) is reached only from this
+	// machine, like loopback; a proxy in front may still pass browsers'
+	// Host headers through, so the check stays.
+	p := &hostPolicy{loopback: true}
 	if tcp, ok := addr.(*net.TCPAddr); ok {
+		p.loopback = false
 		ip, _ := netip.AddrFromSlice(tcp.IP)
 		ip = ip.Unmap()
 		switch {
