@@ -184,7 +184,7 @@ func (s *Server) chatCompletions(c *gin.Context) {
 
 	kind, name := resolveModel(s.opts.Engine.Current(), req.Model)
 	p := runParams{Kind: kind, Name: name, Message: message, History: history, SessionID: c.GetHeader(SessionHeader),
-		UserID: getPrincipal(c).userID(req.User), Stream: req.Stream, BoundUser: getPrincipal(c).bound(), Parent: traceParent(c)}
+		UserID: getPrincipal(c).userID(req.User), Stream: req.Stream, BoundUser: getPrincipal(c).bound(), Link: traceLink(c)}
 	pr, err := s.runs.start(c.Request.Context(), p)
 	if err != nil {
 		var he *httpError

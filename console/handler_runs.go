@@ -94,7 +94,7 @@ func (s *Server) createRun(typ string) gin.HandlerFunc {
 		}
 		stream := req.Stream == nil || *req.Stream
 		p := runParams{Kind: kindOf(typ), Name: c.Param("id"), Message: req.Message, SessionID: req.SessionID,
-			UserID: getPrincipal(c).userID(req.UserID), Stream: stream, BoundUser: getPrincipal(c).bound(), Parent: traceParent(c)}
+			UserID: getPrincipal(c).userID(req.UserID), Stream: stream, BoundUser: getPrincipal(c).bound(), Link: traceLink(c)}
 		pr, err := s.runs.start(c.Request.Context(), p)
 		if err != nil {
 			s.respondError(c, err)

@@ -11,9 +11,10 @@ import (
 	"github.com/troupehq/troupe/telemetry"
 )
 
-// traceParent reads an incoming traceparent header so the run's trace joins
-// the caller's.
-func traceParent(c *gin.Context) telemetry.Parent {
+// traceLink reads an incoming traceparent header, which the run's trace
+// links to. It never decides which trace the run's spans go to, nor who may
+// read them: the header is the caller's to write.
+func traceLink(c *gin.Context) telemetry.Parent {
 	p, _ := telemetry.ParseTraceparent(c.GetHeader("Traceparent"))
 	return p
 }
@@ -84,16 +85,45 @@ func (s *Server) listTraces(c *gin.Context) {
 }
 
 // loadTrace reads a trace the caller may see: a key bound to a user sees only
-// that user's traces. found is false when there is no such trace.
+// traces that user owns, and of those only that user's spans. found is false
+// when there is no such trace.
+//
+// A trace belongs to the user of its root run (traceOwner), not to whoever
+// has a span in it: traces stored before runs stopped joining their callers'
+// traces can hold spans of several users, and one such span must not open
+// another user's trace.
 func (s *Server) loadTrace(c *gin.Context, traceID string) (spans []telemetry.Span, found bool, err error) {
 	spans, err = s.opts.Traces.GetTrace(c.Request.Context(), traceID)
 	if err != nil || len(spans) == 0 {
 		return nil, false, err
 	}
-	if u := getPrincipal(c).userID(""); u != "" && !slices.ContainsFunc(spans, func(sp telemetry.Span) bool { return sp.UserID == u }) {
-		return nil, false, nil
+	if u := getPrincipal(c).userID(""); u != "" {
+		if traceOwner(spans) != u {
+			return nil, false, nil
+		}
+		spans = slices.DeleteFunc(spans, func(sp telemetry.Span) bool { return sp.UserID != u })
 	}
 	return spans, true, nil
+}
+
+// traceOwner returns the user of a trace's root run, chosen as the stores
+// choose the root of a summary (see store.Traces): the earliest span marked
+// telemetry.RootAttribute, else the earliest without a parent in the trace.
+// spans come ordered by start time.
+func traceOwner(spans []telemetry.Span) string {
+	if i := slices.IndexFunc(spans, func(sp telemetry.Span) bool { return sp.Attributes[telemetry.RootAttribute] == "true" }); i >= 0 {
+		return spans[i].UserID
+	}
+	ids := make(map[string]bool, len(spans))
+	for _, sp := range spans {
+		ids[sp.SpanID] = true
+	}
+	for _, sp := range spans {
+		if !ids[sp.ParentID] {
+			return sp.UserID
+		}
+	}
+	return spans[0].UserID
 }
 
 // traceTree links a trace's spans to their parents; the trace API and the

@@ -95,6 +95,7 @@ type harness struct {
 	keys      *console.Keyring
 	watch     bool   // reload when files in the spec folder change, as troupe serve does
 	specs     string // more documents, in a second spec file
+	opts      func(*console.Options)
 }
 
 // traceStore is a trace sink the console can also read back.
@@ -119,6 +120,9 @@ func withWatcher() serverOption { return func(h *harness) { h.watch = true } }
 
 // withSpecs adds documents to the fixture's.
 func withSpecs(yaml string) serverOption { return func(h *harness) { h.specs = yaml } }
+
+// withOptions changes the server's options before it starts.
+func withOptions(f func(*console.Options)) serverOption { return func(h *harness) { h.opts = f } }
 
 func withKeys(spec string) serverOption {
 	return func(h *harness) {
@@ -184,6 +188,9 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	} else {
 		ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: h.traces, FlushInterval: 100 * time.Millisecond})
 		o.Recorder = ts.recorder
+	}
+	if h.opts != nil {
+		h.opts(&o)
 	}
 	srv := console.New(o)
 	ts.srv = srv

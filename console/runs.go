@@ -34,8 +34,9 @@ type runParams struct {
 	History []model.Message
 	// BoundUser is set when UserID comes from the caller's API key.
 	BoundUser bool
-	// Parent continues a caller's trace (from its traceparent header).
-	Parent telemetry.Parent
+	// Link is the caller's span from its traceparent header: the run's own
+	// trace links to it (see telemetry.NewTrace) and never joins it.
+	Link telemetry.Parent
 }
 
 // httpError is an error with the status code it should be answered with.
@@ -136,7 +137,7 @@ func (rs *runService) start(ctx context.Context, p runParams) (*pendingRun, erro
 	}
 	if rs.recorder != nil {
 		pr.trace = telemetry.NewTrace(telemetry.RunInfo{Kind: typ, Target: p.Name, RunID: pr.run.ID, SessionID: pr.session.ID, UserID: p.UserID,
-			SpecVersion: snap.Version(), Input: p.Message, Model: modelID, Provider: provider}, p.Parent, time.Now(), 0)
+			SpecVersion: snap.Version(), Input: p.Message, Model: modelID, Provider: provider}, p.Link, time.Now(), 0)
 	}
 	pr.history = p.History
 	if pr.history == nil && p.SessionID != "" {

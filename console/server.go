@@ -10,10 +10,12 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-contrib/cors"
 	"github.com/gin-gonic/gin"
+	"golang.org/x/net/netutil"
 
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/telemetry"
@@ -38,8 +40,31 @@ type Options struct {
 	// CORSOrigins are the browser origins allowed to call the API. Entries may
 	// end in ":*" to allow any port. Default: localhost and 127.0.0.1, any port.
 	CORSOrigins []string
+	// AllowedHosts are the names, besides the addresses the server listens
+	// on, that requests may carry in Host (DNS rebinding defence; see
+	// hostPolicy): "example.com" (any port), "example.com:8443",
+	// "*.example.com" (its subdomains). "*" turns the check off, and is
+	// honoured only with Keys: without keys the check is all that keeps other
+	// sites' pages away from the API.
+	AllowedHosts []string
 	// MaxBodyBytes bounds request bodies (default 10 MiB).
 	MaxBodyBytes int64
+	// HeaderTimeout bounds reading a request's headers (default 10s).
+	HeaderTimeout time.Duration
+	// BodyTimeout bounds reading a request's body, from the end of its
+	// headers, on every route but uploads (default 30s): a client trickling
+	// a body must not hold a connection, a file descriptor and a handler.
+	BodyTimeout time.Duration
+	// UploadTimeout bounds reading an upload's body (knowledge documents;
+	// default 10m).
+	UploadTimeout time.Duration
+	// IdleTimeout bounds how long a kept-alive connection may wait for its
+	// next request (default 60s).
+	IdleTimeout time.Duration
+	// MaxConnections caps the connections served at once (default 1024);
+	// further ones wait to be accepted until one closes. Header, body and
+	// idle timeouts bound how long a slow client holds one.
+	MaxConnections int
 	// RequestTimeout bounds every request except runs, whose limits come from
 	// their specs (default 30s).
 	RequestTimeout time.Duration
@@ -68,6 +93,9 @@ type Server struct {
 	closeOnce sync.Once
 	// docsCache keeps /openapi.json and /docs of the current snapshot.
 	docsCache apiDocsCache
+	// hosts is the Host check of the listener being served (set by Serve);
+	// nil refuses every request.
+	hosts atomic.Pointer[hostPolicy]
 }
 
 // DefaultCORSOrigins allow local development front ends on any port.
@@ -80,6 +108,21 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxBodyBytes == 0 {
 		opts.MaxBodyBytes = 10 << 20
+	}
+	if opts.HeaderTimeout == 0 {
+		opts.HeaderTimeout = 10 * time.Second
+	}
+	if opts.BodyTimeout == 0 {
+		opts.BodyTimeout = 30 * time.Second
+	}
+	if opts.UploadTimeout == 0 {
+		opts.UploadTimeout = 10 * time.Minute
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = 60 * time.Second
+	}
+	if opts.MaxConnections == 0 {
+		opts.MaxConnections = 1024
 	}
 	if opts.RequestTimeout == 0 {
 		opts.RequestTimeout = 30 * time.Second
@@ -138,7 +181,7 @@ func (s *Server) routes() *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	_ = r.SetTrustedProxies(nil)
-	r.Use(s.recoverPanics, s.logRequests)
+	r.Use(s.recoverPanics, s.logRequests, s.checkHost)
 	// CORS answers preflight requests before authentication runs. The console
 	// is same-origin only, so its routes get no CORS headers at all.
 	corsHandler := cors.New(cors.Config{
@@ -150,9 +193,18 @@ func (s *Server) routes() *gin.Engine {
 		MaxAge:           10 * time.Minute,
 	})
 	r.Use(func(c *gin.Context) {
-		if !isConsolePath(c.Request.URL.Path) {
-			corsHandler(c)
+		if isConsolePath(c.Request.URL.Path) {
+			return
 		}
+		// The CORS handler takes an Origin equal to the Host for this
+		// server's own and lets it through. That holds only for a Host the
+		// host check knows as ours: with the check turned off ("*"), a
+		// rebound name is as foreign as any other origin.
+		if o := c.GetHeader("Origin"); o != "" && sameHost(o, c.Request.Host) && !s.hosts.Load().own(c.Request.Host) && !s.originAllowed(o) {
+			abort(c, http.StatusForbidden, "origin "+quoteHost(o)+" is not allowed: add it to --cors-origins (env TROUPE_CORS_ORIGINS) if it is yours")
+			return
+		}
+		corsHandler(c)
 	})
 	r.Use(s.limitBody)
 	r.NoRoute(func(c *gin.Context) {
@@ -240,6 +292,13 @@ func (s *Server) originAllowed(origin string) bool {
 	return false
 }
 
+// sameHost reports whether an Origin names host (scheme aside), as the CORS
+// handler's same-origin shortcut decides.
+func sameHost(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && strings.EqualFold(u.Host, host)
+}
+
 func (s *Server) recoverPanics(c *gin.Context) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -266,12 +325,28 @@ func (s *Server) logRequests(c *gin.Context) {
 		"status", c.Writer.Status(), "duration", time.Since(start), "bytes", c.Writer.Size())
 }
 
+// limitBody bounds the size of a request's body and the time reading it may
+// take: MaxBodyBytes and BodyTimeout, or for uploads UploadTimeout (their
+// handlers bound the size themselves). http.Server's ReadTimeout would do for
+// the time, but for every route alike; a deadline set here, once the route is
+// known, is per request. Once the body has been read to its end, net/http
+// lifts the deadline itself (it then reads only to notice the client going
+// away), so a run may stream its answer for longer.
 func (s *Server) limitBody(c *gin.Context) {
-	if c.Request.Method == http.MethodPost && (c.Request.URL.Path == "/knowledge/content" || c.Request.URL.Path == "/ui/knowledge/upload") {
-		return // uploads have their own, larger limit
+	if c.Request.Body == nil || c.Request.Body == http.NoBody {
+		// No body: nothing to bound. net/http is already watching such a
+		// connection for the client going away, and a deadline would end
+		// that watch by cancelling the request: event streams would be cut.
+		return
 	}
-	if c.Request.Body != nil {
+	wait := s.opts.BodyTimeout
+	if upload := c.Request.Method == http.MethodPost && (c.FullPath() == "/knowledge/content" || c.FullPath() == "/ui/knowledge/upload"); upload {
+		wait = s.opts.UploadTimeout
+	} else {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes)
+	}
+	if err := http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(wait)); err != nil {
+		s.log.Warn("cannot bound the time to read a request body", "path", c.FullPath(), "err", err)
 	}
 }
 
@@ -288,12 +363,18 @@ func (s *Server) timeout(c *gin.Context) {
 // finish for up to ShutdownTimeout, then cancels the runs still going so they
 // are saved as cancelled.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.hosts.Store(newHostPolicy(ln.Addr(), s.opts.AllowedHosts, s.opts.Keys.Len() == 0))
 	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBase()
+	// The cap counts connections, not requests: a slow client holds its
+	// slot only as long as the header, body and idle timeouts let it.
+	ln = netutil.LimitListener(ln, s.opts.MaxConnections)
+	// No ReadTimeout (limitBody sets one per route) and no WriteTimeout:
+	// runs stream their answers for as long as their specs allow.
 	srv := &http.Server{
 		Handler:           s.router,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: s.opts.HeaderTimeout,
+		IdleTimeout:       s.opts.IdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}

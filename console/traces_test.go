@@ -98,7 +98,8 @@ func TestRunTrace(t *testing.T) {
 			resp.Body.Close()
 			require.Equal(t, http.StatusOK, resp.StatusCode)
 			traceID := resp.Header.Get("X-Trace-Id")
-			require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", traceID, "the run joins the caller's trace")
+			require.Len(t, traceID, 32)
+			require.NotEqual(t, "4bf92f3577b34da6a3ce929d0e0e4736", traceID, "the run starts its own trace, linked to the caller's")
 			require.Contains(t, resp.Header.Get("Traceparent"), traceID)
 
 			var got struct {
@@ -116,7 +117,9 @@ func TestRunTrace(t *testing.T) {
 			require.Len(t, got.Tree, 1)
 			root := got.Tree[0]
 			require.Equal(t, "agent.run helpdesk", root.Name)
-			require.Equal(t, "00f067aa0ba902b7", root.ParentID)
+			require.Empty(t, root.ParentID)
+			require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", root.Attributes[telemetry.LinkTraceIDAttribute])
+			require.Equal(t, "00f067aa0ba902b7", root.Attributes[telemetry.LinkSpanIDAttribute])
 			require.Equal(t, "OK", root.Status)
 			kinds := map[string]int{}
 			names := map[string]bool{}
@@ -268,4 +271,95 @@ func TestTracesUnavailable(t *testing.T) {
 	resp, page := ts.page("GET", "/ui/traces", "", nil, "Accept", "text/html")
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	require.Contains(t, page, "Trace store unavailable")
+}
+
+// TestTraceparentCannotJoinAnotherUsersTrace: a caller who sends another
+// user's trace id in traceparent gets a trace of its own (linked to the one
+// it named), cannot read the other user's trace, and adds no span to it.
+// Traces stored by older versions, where such a run did join, stay closed
+// to the joiner and show their owner none of the joiner's spans.
+func TestTraceparentCannotJoinAnotherUsersTrace(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withKeys(keys))
+	run := func(key, path, body, traceparent string) (traceID, runID string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.url+path, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		if traceparent != "" {
+			req.Header.Set("Traceparent", traceparent)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		return resp.Header.Get("X-Trace-Id"), resp.Header.Get("X-Run-Id")
+	}
+	// stored waits for a trace to be written and returns its spans as its
+	// owner sees them.
+	stored := func(key, traceID string) []traceNode {
+		t.Helper()
+		var got struct {
+			Tree []traceNode `json:"tree"`
+		}
+		require.Eventually(t, func() bool {
+			status, body, _ := ts.do(http.MethodGet, "/traces/"+traceID, key, "", "")
+			return status == http.StatusOK && json.Unmarshal([]byte(body), &got) == nil
+		}, 10*time.Second, 20*time.Millisecond)
+		var flat []traceNode
+		var walk func([]traceNode)
+		walk = func(ns []traceNode) {
+			for _, n := range ns {
+				flat = append(flat, n)
+				walk(n.Spans)
+			}
+		}
+		walk(got.Tree)
+		return flat
+	}
+
+	aliceTrace, _ := run(aliceKey, "/agents/helpdesk/runs", `{"message": "alice's secret", "stream": false}`, "")
+	require.Len(t, aliceTrace, 32)
+	before := stored(aliceKey, aliceTrace)
+
+	steal := "00-" + aliceTrace + "-00f067aa0ba902b7-01"
+	bobTrace, bobRun := run(bobKey, "/agents/helpdesk/runs", `{"message": "bob joins", "stream": false}`, steal)
+	require.NotEqual(t, aliceTrace, bobTrace, "bob's run starts its own trace")
+	bobChat, _ := run(bobKey, "/v1/chat/completions", `{"model": "helpdesk", "messages": [{"role": "user", "content": "bob joins again"}]}`, steal)
+	require.NotEqual(t, aliceTrace, bobChat)
+	bobSpans := stored(bobKey, bobTrace)
+	require.Equal(t, aliceTrace, bobSpans[0].Attributes[telemetry.LinkTraceIDAttribute], "bob's trace links to the one he named")
+	stored(bobKey, bobChat)
+
+	status, body, _ := ts.do(http.MethodGet, "/traces/"+aliceTrace, bobKey, "", "")
+	require.Equal(t, http.StatusNotFound, status, body)
+	_, body, _ = ts.do(http.MethodGet, "/traces", bobKey, "", "")
+	require.NotContains(t, body, aliceTrace)
+	resp, _ := ts.page(http.MethodGet, "/ui/traces/"+aliceTrace, bobKey, nil)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+
+	after := stored(adminKey, aliceTrace)
+	require.Len(t, after, len(before), "alice's trace holds no span of bob's runs")
+	for _, sp := range after {
+		require.NotContains(t, sp.Name, "bob")
+		require.Equal(t, before[0].SpanID, after[0].SpanID)
+	}
+
+	// A trace an older version let bob join: alice's run is its root, bob's
+	// run hangs under it.
+	legacy := telemetry.NewTraceID()
+	t0 := time.Now().Add(-time.Minute)
+	require.NoError(t, ts.traces.Write(t.Context(), []telemetry.Span{
+		{TraceID: legacy, SpanID: "1111111111111111", Name: "agent.run helpdesk", Kind: telemetry.KindRun, Start: t0, End: t0.Add(time.Second),
+			Status: telemetry.StatusOK, UserID: "alice", RunID: "run-alice", Attributes: map[string]string{telemetry.RootAttribute: "true"}},
+		{TraceID: legacy, SpanID: "2222222222222222", ParentID: "1111111111111111", Name: "agent.run helpdesk", Kind: telemetry.KindRun,
+			Start: t0.Add(time.Millisecond), End: t0.Add(2 * time.Millisecond), Status: telemetry.StatusOK, UserID: "bob", RunID: bobRun,
+			Attributes: map[string]string{telemetry.RootAttribute: "true"}},
+	}))
+	status, body, _ = ts.do(http.MethodGet, "/traces/"+legacy, bobKey, "", "")
+	require.Equal(t, http.StatusNotFound, status, "a span in a trace does not make it bob's: %s", body)
+	legacySpans := stored(aliceKey, legacy)
+	require.Len(t, legacySpans, 1, "alice sees only her own spans")
+	require.Equal(t, "1111111111111111", legacySpans[0].SpanID)
 }

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/a-h/templ"
 	"github.com/gin-gonic/gin"
@@ -87,7 +89,10 @@ func (s *Server) consoleRoutes(r *gin.Engine) {
 }
 
 // sameOrigin rejects cross-origin writes to the console (CSRF), using the
-// browser's Sec-Fetch-Site and Origin headers.
+// browser's Sec-Fetch-Site and Origin headers. Both call a request
+// same-origin when the page came from the Host it is sent to, which proves
+// nothing about a Host the attacker named and pointed at this server (DNS
+// rebinding): checkHost has refused those before this runs.
 func (s *Server) sameOrigin(c *gin.Context) {
 	if err := s.csrf.Check(c.Request); err != nil {
 		s.problem(c, http.StatusForbidden, "Cross-origin request refused",
@@ -152,13 +157,34 @@ func (s *Server) logout(c *gin.Context) {
 	c.Redirect(http.StatusSeeOther, "/ui/login")
 }
 
-// localPath keeps redirects on this site: anything but a plain local path
-// becomes /.
+// localPath keeps redirects after sign-in on this site: anything but a clean
+// relative path becomes /.
 func localPath(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
+	if !isLocalPath(p) {
 		return "/"
 	}
 	return p
+}
+
+// isLocalPath accepts only a path that every browser resolves against this
+// site. Browsers strip tabs and newlines from URLs and read a backslash as a
+// slash, so "/\t/evil.com" and "/\\evil.com" are the scheme-relative
+// "//evil.com"; the same characters percent-encoded may be decoded by a
+// proxy or a later redirect. So the path, raw and decoded, must start with a
+// single slash and hold no backslash, whitespace or control character.
+func isLocalPath(p string) bool {
+	decoded, err := url.PathUnescape(p)
+	if err != nil || !utf8.ValidString(decoded) {
+		return false
+	}
+	for _, s := range []string{p, decoded} {
+		if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") ||
+			strings.ContainsFunc(s, func(r rune) bool { return r == '\\' || unicode.IsSpace(r) || unicode.IsControl(r) }) {
+			return false
+		}
+	}
+	u, err := url.Parse(p)
+	return err == nil && u.Scheme == "" && u.Host == "" && u.User == nil && u.Opaque == ""
 }
 
 func (s *Server) frame(c *gin.Context, title, active string) view.Frame {

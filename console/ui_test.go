@@ -535,3 +535,53 @@ func TestConsoleLongSessionIsCut(t *testing.T) {
 	require.Equal(t, 20, d.Find("#transcript [data-testid=turn]").Length())
 	require.Contains(t, d.Text(), "40 earlier turns")
 }
+
+// TestSignInRedirectStaysOnSite: after sign-in the console redirects only to
+// clean relative paths; anything a browser could resolve to another site
+// (tabs and backslashes it strips or turns into slashes, encoded or not)
+// goes to / instead.
+func TestSignInRedirectStaysOnSite(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withKeys(keys))
+	tests := []struct {
+		name string
+		next string // as sent in the form body, percent-encoded
+		want string
+	}{
+		{"tab", "/%09/evil.com", "/"},
+		{"encoded tab", "/%2509/evil.com", "/"},
+		{"newline", "/%0A/evil.com", "/"},
+		{"scheme-relative", "//evil.com", "/"},
+		{"backslash", "/%5Cevil.com", "/"},
+		{"encoded backslash", "/%255Cevil.com", "/"},
+		{"encoded slash", "/%252Fevil.com", "/"},
+		{"absolute", "https://evil.com", "/"},
+		{"scheme only", "javascript:alert(1)", "/"},
+		{"space", "/%20/evil.com", "/"},
+		{"relative without slash", "evil.com", "/"},
+		{"empty", "", "/"},
+		{"path with query", "/ok?x=1", "/ok?x=1"},
+		{"console page", "/ui/sessions?q=a%2Bb", "/ui/sessions?q=a+b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// Raw, so the test controls the encoding the server decodes.
+			body := "key=" + url.QueryEscape(adminKey) + "&next=" + tt.next
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.url+"/ui/login", strings.NewReader(body))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			resp, err := client.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+			require.Equal(t, tt.want, resp.Header.Get("Location"))
+
+			// The sign-in form carries next along only when it is clean.
+			_, page := ts.page("GET", "/ui/login?next="+tt.next, "", nil)
+			next, _ := doc(t, page).Find("input[name=next]").Attr("value")
+			require.Equal(t, tt.want, next)
+		})
+	}
+}

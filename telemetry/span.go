@@ -92,7 +92,8 @@ func nonZero() uint64 {
 	}
 }
 
-// Parent is the remote parent of a trace, from an incoming traceparent header.
+// Parent is a caller's span, from an incoming traceparent header. A run
+// links to it (see NewTrace); it never becomes the run's trace.
 type Parent struct {
 	TraceID string
 	SpanID  string
@@ -187,3 +188,12 @@ const InputAttribute = "input"
 // was started for: sinks show their summary of a trace from it, even when a
 // caller's spans (with an earlier start) join the trace.
 const RootAttribute = "troupe.root"
+
+// LinkTraceIDAttribute and LinkSpanIDAttribute hold, on a run's root span,
+// the caller's trace and span from its traceparent header: the run's trace
+// links to the caller's (as an OpenTelemetry span link does) without joining
+// it, so the caller's ids never decide who may read the run's trace.
+const (
+	LinkTraceIDAttribute = "link.trace_id"
+	LinkSpanIDAttribute  = "link.span_id"
+)

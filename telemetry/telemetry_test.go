@@ -66,13 +66,18 @@ func TestTraceFromEvents(t *testing.T) {
 
 	byName := map[string]telemetry.Span{}
 	for _, s := range spans {
-		require.Equal(t, parent.TraceID, s.TraceID, "the trace joins the caller's")
+		require.Equal(t, spans[0].TraceID, s.TraceID, "one trace")
 		require.False(t, s.End.Before(s.Start), s.Name)
 		byName[s.Name] = s
 	}
 	root := spans[0]
 	require.Equal(t, "team.run crew", root.Name)
-	require.Equal(t, parent.SpanID, root.ParentID)
+	// The run starts a trace of its own and links to the caller's: a
+	// traceparent never makes a run join (and so share) another trace.
+	require.NotEqual(t, parent.TraceID, root.TraceID)
+	require.Empty(t, root.ParentID)
+	require.Equal(t, parent.TraceID, root.Attributes[telemetry.LinkTraceIDAttribute])
+	require.Equal(t, parent.SpanID, root.Attributes[telemetry.LinkSpanIDAttribute])
 	require.Equal(t, "crew", root.TeamID)
 	require.Equal(t, 100*time.Millisecond, root.Duration())
 	require.Equal(t, "research…", root.Attributes[telemetry.InputAttribute], "attributes are bounded")

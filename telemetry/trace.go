@@ -40,22 +40,27 @@ type Trace struct {
 	memberOf map[string]string
 }
 
-// NewTrace starts the root span of a run now. parent continues a caller's
-// trace (from its traceparent); the zero Parent starts a new trace.
-func NewTrace(info RunInfo, parent Parent, start time.Time, maxAttr int) *Trace {
+// NewTrace starts the root span of a run now, always in a new trace of its
+// own. link is the caller's span (from its traceparent), or the zero Parent:
+// it is recorded on the root span (LinkTraceIDAttribute,
+// LinkSpanIDAttribute) as a link, never used as the trace or parent id.
+// A trace id is all a reader needs to ask for a trace, and a caller can send
+// any id; were the run to join the caller's trace, a caller holding another
+// user's trace id would add its spans to that trace and so be counted among
+// its owners.
+func NewTrace(info RunInfo, link Parent, start time.Time, maxAttr int) *Trace {
 	if maxAttr <= 0 {
 		maxAttr = DefaultMaxAttribute
 	}
 	t := &Trace{maxAttr: maxAttr, open: map[string]int{}, runs: map[string]int{}, memberOf: map[string]string{}}
-	traceID := parent.TraceID
-	if traceID == "" {
-		traceID = NewTraceID()
-	}
 	t.root = Span{
-		TraceID: traceID, SpanID: NewSpanID(), ParentID: parent.SpanID, Name: info.Kind + ".run " + info.Target, Kind: KindRun,
+		TraceID: NewTraceID(), SpanID: NewSpanID(), Name: info.Kind + ".run " + info.Target, Kind: KindRun,
 		Start: start, RunID: info.RunID, SessionID: info.SessionID, UserID: info.UserID, Status: StatusOK,
 		Attributes: map[string]string{"troupe.kind": info.Kind, "troupe.target": info.Target, "troupe.spec_version": info.SpecVersion,
 			"model": info.Model, "provider": info.Provider, InputAttribute: t.clip(info.Input), RootAttribute: "true"},
+	}
+	if link.TraceID != "" {
+		t.root.Attributes[LinkTraceIDAttribute], t.root.Attributes[LinkSpanIDAttribute] = link.TraceID, link.SpanID
 	}
 	if info.Kind == "team" {
 		t.root.TeamID = info.Target

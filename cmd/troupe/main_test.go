@@ -19,6 +19,7 @@ import (
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/telemetry"
 )
 
 func noEnv(string) (string, bool) { return "", false }
@@ -348,4 +349,99 @@ func TestServeFlushesTracesToASiblingFile(t *testing.T) {
 	spans, err = db.Traces().GetTrace(t.Context(), traceID)
 	require.NoError(t, err)
 	require.Empty(t, spans, "spans live in the sibling file, not the run database")
+}
+
+// TestServeChecksHost: troupe serve answers its own addresses and the names
+// of --allowed-hosts, refuses other Host headers (DNS rebinding), and will
+// not turn the check off without API keys.
+func TestServeChecksHost(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir(), "--allowed-hosts", "troupe.test, *.troupe.test")
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(p.addr, "http://"))
+	require.NoError(t, err)
+	for host, want := range map[string]int{
+		"127.0.0.1:" + port:       http.StatusOK,
+		"localhost:" + port:       http.StatusOK,
+		"troupe.test:" + port:     http.StatusOK,
+		"a.troupe.test":           http.StatusOK,
+		"rebound.example:" + port: http.StatusMisdirectedRequest,
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, p.addr+"/health", nil)
+		require.NoError(t, err)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, want, resp.StatusCode, host)
+	}
+
+	var out bytes.Buffer
+	err = run(t.Context(), []string{"serve", "--dir", p.dir, "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "t.db"), "--allowed-hosts", "*"}, noEnv, &out, &out)
+	require.ErrorContains(t, err, "refusing --allowed-hosts '*' without API keys")
+}
+
+// TestServeLimitsFromFlagsAndEnv: the HTTP limits have safe defaults, are
+// set by flag or env, and bad values are refused with what to write instead.
+func TestServeLimitsFromFlagsAndEnv(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    [5]any // body, upload, idle timeouts, max connections, trace TTL days
+		wantErr string
+	}{
+		{name: "defaults", want: [5]any{30 * time.Second, 10 * time.Minute, 60 * time.Second, 1024, 7}},
+		{name: "env", env: map[string]string{"TROUPE_BODY_TIMEOUT": "5s", "TROUPE_UPLOAD_TIMEOUT": "1h", "TROUPE_IDLE_TIMEOUT": "10s", "TROUPE_MAX_CONNECTIONS": "64", "TROUPE_TRACE_TTL_DAYS": "0"},
+			want: [5]any{5 * time.Second, time.Hour, 10 * time.Second, 64, 0}},
+		{name: "flags win", args: []string{"--body-timeout", "2s", "--max-connections", "9", "--trace-ttl-days", "30"}, env: map[string]string{"TROUPE_BODY_TIMEOUT": "5s"},
+			want: [5]any{2 * time.Second, 10 * time.Minute, 60 * time.Second, 9, 30}},
+		{name: "bad ttl", env: map[string]string{"TROUPE_TRACE_TTL_DAYS": "-1"}, wantErr: `TROUPE_TRACE_TTL_DAYS "-1": use a number of days, 0 to keep traces forever`},
+		{name: "bad env", env: map[string]string{"TROUPE_BODY_TIMEOUT": "soon"}, wantErr: `TROUPE_BODY_TIMEOUT "soon": use a positive duration such as 30s or 5m`},
+		{name: "bad count", env: map[string]string{"TROUPE_MAX_CONNECTIONS": "0"}, wantErr: `TROUPE_MAX_CONNECTIONS "0": use a positive number`},
+		{name: "bad flag", args: []string{"--idle-timeout", "0s"}, wantErr: "must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			getenv := func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }
+			var out bytes.Buffer
+			cfg, err := parseServe(tt.args, getenv, &out)
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, [5]any{cfg.bodyTimeout, cfg.uploadTimeout, cfg.idleTimeout, cfg.maxConnections, cfg.traceTTLDays})
+		})
+	}
+}
+
+// TestServeExpiresOldTraces: the sql trace sink deletes traces older than
+// --trace-ttl-days, so its database stops growing without bound.
+func TestServeExpiresOldTraces(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	traces, err := store.Open(t.Context(), filepath.Join(data, "t-traces.db"), store.Options{})
+	require.NoError(t, err)
+	old, recent := telemetry.NewTraceID(), telemetry.NewTraceID()
+	for id, age := range map[string]time.Duration{old: 3 * 24 * time.Hour, recent: time.Hour} {
+		start := time.Now().Add(-age)
+		require.NoError(t, traces.Traces().Write(t.Context(), []telemetry.Span{{TraceID: id, SpanID: telemetry.NewSpanID(), Name: "agent.run a",
+			Kind: telemetry.KindRun, Start: start, End: start.Add(time.Second), Status: telemetry.StatusOK}}))
+	}
+	require.NoError(t, traces.Close())
+
+	p := startServe(t, data, "--trace-ttl-days", "2")
+	require.Eventually(t, func() bool { return strings.Contains(p.logs.String(), `msg="deleted expired traces"`) }, 5*time.Second, 10*time.Millisecond)
+	p.stop()
+	traces, err = store.Open(t.Context(), filepath.Join(data, "t-traces.db"), store.Options{})
+	require.NoError(t, err)
+	defer traces.Close()
+	spans, err := traces.Traces().GetTrace(t.Context(), old)
+	require.NoError(t, err)
+	require.Empty(t, spans, "expired at start")
+	spans, err = traces.Traces().GetTrace(t.Context(), recent)
+	require.NoError(t, err)
+	require.Len(t, spans, 1)
 }

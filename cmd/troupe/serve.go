@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,10 +35,13 @@ var version = "dev"
 
 // serveConfig is everything serve reads from flags and the environment.
 type serveConfig struct {
-	dir, addr, db, logLevel, keys, keysFile, cors, traces string
-	readRoots                                             []string
-	insecure                                              bool
-	shutdownTimeout                                       time.Duration
+	dir, addr, db, logLevel, keys, keysFile, cors, traces, allowedHosts string
+	readRoots                                                           []string
+	insecure                                                            bool
+	shutdownTimeout                                                     time.Duration
+	bodyTimeout, uploadTimeout, idleTimeout                             time.Duration
+	maxConnections                                                      int
+	traceTTLDays                                                        int
 }
 
 func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, error) {
@@ -49,12 +54,56 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	fs.StringVar(&c.logLevel, "log-level", envOr(getenv, "TROUPE_LOG_LEVEL", "info"), "debug, info, warn or error (env TROUPE_LOG_LEVEL)")
 	fs.StringVar(&c.keysFile, "api-keys-file", envOr(getenv, "TROUPE_API_KEYS_FILE", ""), "YAML file of API keys (env TROUPE_API_KEYS_FILE)")
 	fs.StringVar(&c.cors, "cors-origins", envOr(getenv, "TROUPE_CORS_ORIGINS", ""), "comma-separated allowed browser origins; host:* allows any port (env TROUPE_CORS_ORIGINS)")
+	fs.StringVar(&c.allowedHosts, "allowed-hosts", envOr(getenv, "TROUPE_ALLOWED_HOSTS", ""),
+		"comma-separated host names the server answers to besides its own addresses, e.g. troupe.example.com or *.example.com; * turns the check off (API keys required) (env TROUPE_ALLOWED_HOSTS)")
 	fs.StringVar(&c.traces, "traces", envOr(getenv, "TROUPE_TRACES", "sql"), "where traces go: sql, clickhouse://host:9000/db or off (env TROUPE_TRACES)")
 	fs.BoolVar(&c.insecure, "insecure", envOr(getenv, "TROUPE_INSECURE", "") == "1", "serve without API keys on a non-loopback address (env TROUPE_INSECURE=1)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight runs may finish on shutdown")
 	readRootsFlag(fs, getenv, &c.readRoots)
+	var envErr error
+	durationFlag := func(p *time.Duration, name, key string, def time.Duration, usage string) {
+		if v, ok := getenv(key); ok && v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				envErr = errors.Join(envErr, fmt.Errorf("%s %q: use a positive duration such as 30s or 5m", key, v))
+			}
+			def = d
+		}
+		fs.DurationVar(p, name, def, usage+" (env "+key+")")
+	}
+	durationFlag(&c.bodyTimeout, "body-timeout", "TROUPE_BODY_TIMEOUT", 30*time.Second, "how long reading a request body may take, uploads aside")
+	durationFlag(&c.uploadTimeout, "upload-timeout", "TROUPE_UPLOAD_TIMEOUT", 10*time.Minute, "how long reading an upload may take")
+	durationFlag(&c.idleTimeout, "idle-timeout", "TROUPE_IDLE_TIMEOUT", 60*time.Second, "how long a kept-alive connection may wait for its next request")
+	maxConns := 1024
+	if v, ok := getenv("TROUPE_MAX_CONNECTIONS"); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			envErr = errors.Join(envErr, fmt.Errorf("TROUPE_MAX_CONNECTIONS %q: use a positive number", v))
+		}
+		maxConns = n
+	}
+	ttlDays := 7
+	if v, ok := getenv("TROUPE_TRACE_TTL_DAYS"); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			envErr = errors.Join(envErr, fmt.Errorf("TROUPE_TRACE_TTL_DAYS %q: use a number of days, 0 to keep traces forever", v))
+		}
+		ttlDays = n
+	}
+	fs.IntVar(&c.traceTTLDays, "trace-ttl-days", ttlDays,
+		"days the sql trace sink keeps traces, 0 for ever; for ClickHouse use ttl_days in its URL (env TROUPE_TRACE_TTL_DAYS)")
+	fs.IntVar(&c.maxConnections, "max-connections", maxConns, "connections served at once; more wait to be accepted (env TROUPE_MAX_CONNECTIONS)")
 	if err := fs.Parse(args); err != nil {
 		return nil, exitError(2)
+	}
+	if envErr != nil {
+		return nil, envErr
+	}
+	if c.bodyTimeout <= 0 || c.uploadTimeout <= 0 || c.idleTimeout <= 0 || c.maxConnections <= 0 {
+		return nil, errors.New("--body-timeout, --upload-timeout, --idle-timeout and --max-connections must be positive")
+	}
+	if c.traceTTLDays < 0 {
+		return nil, errors.New("--trace-ttl-days must be 0 (keep traces forever) or more")
 	}
 	c.keys, _ = getenv("TROUPE_API_KEYS")
 	return c, nil
@@ -87,6 +136,15 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		return fmt.Errorf("refusing to serve %s without API keys: set TROUPE_API_KEYS (or --api-keys-file), listen on 127.0.0.1, or pass --insecure", cfg.addr)
 	}
 
+	hosts := splitList(cfg.allowedHosts)
+	if slices.Contains(hosts, "*") && keys.Len() == 0 {
+		return fmt.Errorf("refusing --allowed-hosts '*' without API keys: any web page could then use the API through DNS rebinding; list the names instead, or set TROUPE_API_KEYS")
+	}
+	if host, _, err := net.SplitHostPort(cfg.addr); err == nil && host != "" && net.ParseIP(host) == nil {
+		// --addr names the server: requests for that name are its own.
+		hosts = append(hosts, host)
+	}
+
 	db, err := store.Open(ctx, cfg.db, store.Options{Logger: logger.With("component", "store")})
 	if err != nil {
 		return fmt.Errorf("opening the database: %w", err)
@@ -114,13 +172,8 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		return fmt.Errorf("watching %s: %w", cfg.dir, err)
 	}
 
-	var origins []string
-	for _, o := range strings.Split(cfg.cors, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			origins = append(origins, o)
-		}
-	}
-	tel, err := openTelemetry(ctx, cfg.traces, cfg.db, db, logger)
+	origins := splitList(cfg.cors)
+	tel, err := openTelemetry(ctx, cfg.traces, cfg.db, db, time.Duration(cfg.traceTTLDays)*24*time.Hour, logger)
 	if err != nil {
 		return err
 	}
@@ -128,7 +181,8 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	metrics := telemetry.NewMetrics()
 	srv := console.New(console.Options{
 		Engine: eng, Store: db, Knowledge: kbs, Recorder: tel.recorder, Traces: tel.reader, Metrics: metrics,
-		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins,
+		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
+		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,
 		ShutdownTimeout: cfg.shutdownTimeout, DBID: "troupe-" + db.Dialect(), Version: version,
 	})
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -145,6 +199,9 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	g.Go(func() error { return eng.Run(gctx, w.C()) })
 	g.Go(func() error { return srv.Serve(gctx, ln) })
 	g.Go(func() error { return kbs.Run(gctx) })
+	if tel.retain != nil {
+		g.Go(func() error { return tel.retain(gctx) })
+	}
 	if tel.recorder != nil {
 		// The recorder outlives the HTTP server so runs drained at shutdown
 		// still have their spans flushed.
@@ -183,16 +240,20 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 type tracing struct {
 	recorder *telemetry.Recorder // nil when tracing is off
 	reader   telemetry.Reader    // nil when tracing is off
-	close    func()
+	// retain deletes expired traces until its context ends; nil when the
+	// sink expires them itself (ClickHouse) or keeps them forever.
+	retain func(context.Context) error
+	close  func()
 }
 
 // openTelemetry selects the trace sink: "sql" (the store's database, the
-// default), "clickhouse://host:9000/db" or "off".
+// default), "clickhouse://host:9000/db" or "off". ttl is how long the sql
+// sink keeps traces (zero: forever); ClickHouse takes ttl_days in its URL.
 //
 // On SQLite, spans go to a sibling file (troupe-traces.db next to troupe.db):
 // SQLite has one writer per file, and span batches must never make run writes
 // queue behind them. PostgreSQL takes concurrent writers and keeps one database.
-func openTelemetry(ctx context.Context, spec, dsn string, db *store.DB, logger *slog.Logger) (*tracing, error) {
+func openTelemetry(ctx context.Context, spec, dsn string, db *store.DB, ttl time.Duration, logger *slog.Logger) (*tracing, error) {
 	log := logger.With("component", "telemetry")
 	switch {
 	case spec == "off":
@@ -208,7 +269,11 @@ func openTelemetry(ctx context.Context, spec, dsn string, db *store.DB, logger *
 			closeDB = func() { _ = tdb.Close() }
 		}
 		t := tdb.Traces()
-		return &tracing{recorder: telemetry.NewRecorder(telemetry.RecorderOptions{Sink: t, Logger: log}), reader: t, close: closeDB}, nil
+		tr := &tracing{recorder: telemetry.NewRecorder(telemetry.RecorderOptions{Sink: t, Logger: log}), reader: t, close: closeDB}
+		if ttl > 0 {
+			tr.retain = func(ctx context.Context) error { return t.Retain(ctx, store.TraceRetention{TTL: ttl}) }
+		}
+		return tr, nil
 	case strings.HasPrefix(spec, "clickhouse://"):
 		opts, err := clickhouse.ParseDSN(spec)
 		if err != nil {
@@ -268,6 +333,17 @@ func readRootsFlag(fs *flag.FlagSet, getenv env, roots *[]string) {
 		*roots = filepath.SplitList(v)
 		return nil
 	})
+}
+
+// splitList splits a comma-separated flag value, dropping empty entries.
+func splitList(v string) []string {
+	var out []string
+	for _, e := range strings.Split(v, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func envOr(getenv env, key, def string) string {
