@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"io"
 	"maps"
 	"net"
 	"net/url"
@@ -204,6 +205,13 @@ func checkComposeProject(t *testing.T, p *types.Project, env map[string]string) 
 	tenv := composeEnv(t, troupe)
 	penv := composeEnv(t, pg)
 	require.Equal(t, composeAPIKeys, tenv["TROUPE_API_KEYS"])
+	// serve accepts every setting the service passes it, with the defaults
+	// the file promises: the DNS-rebinding guard on (no host list opens it)
+	// and a week of SQL traces.
+	cfg, err := parseServe(nil, func(k string) (string, bool) { v, ok := tenv[k]; return v, ok }, io.Discard)
+	require.NoError(t, err)
+	require.Empty(t, cfg.allowedHosts)
+	require.Equal(t, 7, cfg.traceTTLDays)
 
 	// TROUPE_DB points at the postgres service with its credentials.
 	u, err := url.Parse(tenv["TROUPE_DB"])
