@@ -293,13 +293,16 @@ func (d *decoder) scalarText(n *yaml.Node, path, want string) (string, bool) {
 	if d.noInterp[path] {
 		return n.Value, true
 	}
-	s, changed, err := expand(n.Value, d.env)
+	s, vals, changed, err := expand(n.Value, d.env)
 	if err != nil {
 		d.errorf(n, path, "%v", err)
 		return "", false
 	}
 	if changed {
 		d.meta.sources[path] = n.Value
+	}
+	if len(vals) > 0 {
+		d.meta.envValues[path] = vals
 	}
 	return s, true
 }

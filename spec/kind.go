@@ -79,12 +79,13 @@ type Meta struct {
 	Version     int    `yaml:"version" doc:"Language version of this document; only 1 exists."`
 	Description string `yaml:"description" doc:"What this object is for; shown in the API, OpenAPI and console."`
 
-	pos       Pos               // position of the document's mapping
-	index     int               // document index within its file
-	positions map[string]Pos    // object path → position of its value
-	sources   map[string]string // object path → raw text, for values interpolated from the environment
-	diags     Diagnostics       // problems found within this document alone
-	hash      string            // hash of the decoded content, independent of position
+	pos       Pos                 // position of the document's mapping
+	index     int                 // document index within its file
+	positions map[string]Pos      // object path → position of its value
+	sources   map[string]string   // object path → raw text, for values interpolated from the environment
+	envValues map[string][]string // object path → the environment's values substituted there
+	diags     Diagnostics         // problems found within this document alone
+	hash      string              // hash of the decoded content, independent of position
 }
 
 // Header returns the document's common fields and origin.
@@ -137,6 +138,22 @@ func (m *Meta) Display(path, value string) string {
 func (m *Meta) Interpolated(path string) bool {
 	_, ok := m.sources[path]
 	return ok
+}
+
+// EnvValues returns the values the environment supplied (through ${VAR}) at
+// path and below it, such as every variable's value in a tool's headers for
+// path "tools.api.headers". Specs bring credentials in this way, so these are
+// what a component must keep out of what it shows or stores (an upstream that
+// echoes its Authorization header). Defaults written in the file are not
+// included: they are in the file for anyone to read.
+func (m *Meta) EnvValues(path string) []string {
+	var out []string
+	for p, vs := range m.envValues {
+		if p == path || strings.HasPrefix(p, path+".") || strings.HasPrefix(p, path+"[") {
+			out = append(out, vs...)
+		}
+	}
+	return out
 }
 
 // parentPath strips the last element of an object path.

@@ -112,7 +112,7 @@ func decodeDocument(path string, index int, n *yaml.Node, env Env) (Document, Di
 	m := doc.Header()
 	m.Kind = Kind(kindNode.Value)
 	m.pos, m.index = pos, index
-	m.positions, m.sources = map[string]Pos{}, map[string]string{}
+	m.positions, m.sources, m.envValues = map[string]Pos{}, map[string]string{}, map[string][]string{}
 	if nameNode != nil && nameNode.Kind == yaml.ScalarNode {
 		m.Name = nameNode.Value // provisional, so the object path is right while decoding
 	}

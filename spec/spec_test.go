@@ -217,3 +217,32 @@ func TestSchemaRejects(t *testing.T) {
 		require.Error(t, sch.Validate(doc), src)
 	}
 }
+
+// TestEnvValues: a document says which values the environment supplied where,
+// so components can redact exactly those (an upstream echoing a header).
+func TestEnvValues(t *testing.T) {
+	t.Parallel()
+	env := func(k string) (string, bool) {
+		v, ok := map[string]string{"TOKEN": "tok-1234", "HOOK": "h00k-5", "USER": "bob", "PASS": "pa55word", "EMPTY": ""}[k]
+		return v, ok
+	}
+	src := `kind: Tool
+name: api
+type: http
+url: https://x.example/hooks/${HOOK}/x
+headers:
+  Authorization: Bearer ${TOKEN}
+  X-Basic: ${USER}:${PASS}
+  X-Default: ${MISSING:-written-in-the-file}
+  X-Empty: ${EMPTY:-fallback-value}
+  X-Plain: plain-value
+`
+	set := spec.NewSet([]*spec.File{spec.ParseFile("t.yaml", []byte(src), env)})
+	require.False(t, set.Diagnostics().HasErrors(), set.Diagnostics())
+	tl := set.Tool("api")
+	require.ElementsMatch(t, []string{"tok-1234", "bob", "pa55word"}, tl.EnvValues("tools.api.headers"))
+	require.Equal(t, []string{"tok-1234"}, tl.EnvValues("tools.api.headers.Authorization"))
+	require.Equal(t, []string{"h00k-5"}, tl.EnvValues("tools.api.url"))
+	require.ElementsMatch(t, []string{"tok-1234", "bob", "pa55word", "h00k-5"}, tl.EnvValues("tools.api"))
+	require.Empty(t, tl.EnvValues("tools.api.head"), "a prefix of a key is not the key")
+}

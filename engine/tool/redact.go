@@ -75,61 +75,6 @@ func URLSecrets(raw string) []string {
 	return out
 }
 
-// InterpolatedValues returns the parts of expanded that came from the
-// environment, given the value as written (raw, such as
-// "https://x/hooks/${HOOK_SECRET}/{id}", from spec's Display): the values of
-// its ${VAR} references, which is how specs bring in credentials. When raw
-// and expanded do not line up (two references with nothing between them),
-// the whole expanded value is returned instead.
-func InterpolatedValues(raw, expanded string) []string {
-	if raw == expanded {
-		return nil
-	}
-	// raw alternates literal text and references: literals[i] comes before
-	// the i-th reference, and the last literal after the last reference.
-	var literals []string
-	var lit strings.Builder
-	for {
-		i := strings.Index(raw, "${")
-		if i < 0 {
-			lit.WriteString(raw)
-			break
-		}
-		if i > 0 && raw[i-1] == '$' { // $${ is a literal ${
-			lit.WriteString(raw[:i-1] + "${")
-			raw = raw[i+2:]
-			continue
-		}
-		end := strings.IndexByte(raw[i:], '}')
-		if end < 0 {
-			return []string{expanded}
-		}
-		lit.WriteString(raw[:i])
-		literals = append(literals, lit.String())
-		lit.Reset()
-		raw = raw[i+end+1:]
-	}
-	literals = append(literals, lit.String())
-	if len(literals) == 1 || !strings.HasPrefix(expanded, literals[0]) || !strings.HasSuffix(expanded, literals[len(literals)-1]) {
-		return []string{expanded}
-	}
-	var out []string
-	rest := expanded[len(literals[0]):]
-	for i, next := range literals[1:] {
-		if i == len(literals)-2 {
-			out = append(out, strings.TrimSuffix(rest, next))
-			break
-		}
-		j := strings.Index(rest, next)
-		if next == "" || j < 0 {
-			return []string{expanded}
-		}
-		out = append(out, rest[:j])
-		rest = rest[j+len(next):]
-	}
-	return out
-}
-
 // Redactor removes a fixed set of secrets from text. The zero value and nil
 // redact nothing. It is immutable and safe for concurrent use.
 type Redactor struct {

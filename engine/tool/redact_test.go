@@ -9,30 +9,6 @@ import (
 	"github.com/troupehq/troupe/engine/tool"
 )
 
-func TestInterpolatedValues(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name, raw, expanded string
-		want                []string
-	}{
-		{"not interpolated", "Bearer abc", "Bearer abc", nil},
-		{"whole value", "${TOKEN}", "tok-1234", []string{"tok-1234"}},
-		{"after a scheme", "Bearer ${TOKEN}", "Bearer tok-1234", []string{"tok-1234"}},
-		{"in a URL path", "https://x/hooks/${HOOK}/{id}", "https://x/hooks/h00k-5/{id}", []string{"h00k-5"}},
-		{"two references", "${A}:${B}", "user:pa55", []string{"user", "pa55"}},
-		{"default", "${A:-fallback}/x", "fallback/x", []string{"fallback"}},
-		{"escaped", "$${NOT}-${A}", "${NOT}-val", []string{"val"}},
-		{"adjacent references", "${A}${B}", "ab12", []string{"ab12"}},
-		{"unterminated", "${A", "zzz", []string{"zzz"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			require.Equal(t, tt.want, tool.InterpolatedValues(tt.raw, tt.expanded))
-		})
-	}
-}
-
 func TestRedactor(t *testing.T) {
 	t.Parallel()
 	r := tool.NewRedactor("Bearer sk-0123456789", "sk-0123456789-long", "abc", "")

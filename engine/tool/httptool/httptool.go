@@ -127,10 +127,10 @@ func New(s *spec.Tool) (*Tool, error) {
 		if tool.SecretName(k) {
 			secrets = append(secrets, v)
 		}
-		secrets = append(secrets, interpolated(s, s.Path()+".headers", k, v)...)
 	}
+	secrets = append(secrets, s.EnvValues(s.Path()+".headers")...)
 	secrets = append(secrets, tool.URLSecrets(s.URL)...)
-	secrets = append(secrets, tool.InterpolatedValues(s.Display(s.Path()+".url", s.URL), s.URL)...)
+	secrets = append(secrets, s.EnvValues(s.Path()+".url")...)
 	return &Tool{
 		secrets:     secrets,
 		redact:      tool.NewRedactor(secrets...),
@@ -145,19 +145,6 @@ func New(s *spec.Tool) (*Tool, error) {
 		maxResponse: maxResponse,
 		timeout:     timeout,
 	}, nil
-}
-
-// interpolated returns the parts of the map entry key under path that came
-// from the environment (${VAR}), which is how specs bring in credentials.
-// Keys that are not plain identifiers are written as path["key"] (spec's
-// object paths).
-func interpolated(s *spec.Tool, path, key, value string) []string {
-	for _, p := range []string{path + "." + key, path + "[" + strconv.Quote(key) + "]"} {
-		if s.Interpolated(p) {
-			return tool.InterpolatedValues(s.Display(p, value), value)
-		}
-	}
-	return nil
 }
 
 // Secrets returns the credentials the tool sends: the values of headers

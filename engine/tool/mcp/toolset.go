@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -77,35 +76,17 @@ var (
 // them.
 func (t *Toolset) Secrets() []string {
 	var out []string
-	for k, v := range t.spec.Headers {
-		if tool.SecretName(k) {
-			out = append(out, v)
-		}
-		out = append(out, t.interpolated("headers", k, v)...)
-	}
-	for k, v := range t.spec.Env {
-		if tool.SecretName(k) {
-			out = append(out, v)
-		}
-		out = append(out, t.interpolated("env", k, v)...)
-	}
-	if t.spec.URL != "" {
-		out = append(out, tool.URLSecrets(t.spec.URL)...)
-		out = append(out, tool.InterpolatedValues(t.spec.Display(t.spec.Path()+".url", t.spec.URL), t.spec.URL)...)
-	}
-	return out
-}
-
-// interpolated returns the parts of the map entry key of the spec's field
-// that came from the environment (${VAR}). Keys that are not plain
-// identifiers are written as field["key"] in spec's object paths.
-func (t *Toolset) interpolated(field, key, value string) []string {
-	for _, p := range []string{t.spec.Path() + "." + field + "." + key, t.spec.Path() + "." + field + "[" + strconv.Quote(key) + "]"} {
-		if t.spec.Interpolated(p) {
-			return tool.InterpolatedValues(t.spec.Display(p, value), value)
+	for _, m := range []map[string]string{t.spec.Headers, t.spec.Env} {
+		for k, v := range m {
+			if tool.SecretName(k) {
+				out = append(out, v)
+			}
 		}
 	}
-	return nil
+	for _, field := range []string{"headers", "env", "url"} {
+		out = append(out, t.spec.EnvValues(t.spec.Path()+"."+field)...)
+	}
+	return append(out, tool.URLSecrets(t.spec.URL)...)
 }
 
 // conn is one session with the server, from one start to its end.
