@@ -27,7 +27,7 @@ func FuzzParseFile(f *testing.F) {
 	f.Add([]byte("kind: Agent\nname: x\nmodel: echo\nlimits: &l {<<: *l}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file := spec.ParseFile("fuzz.yaml", data, testEnv)
-		set := spec.NewSet([]*spec.File{file})
+		set := spec.NewSet([]*spec.File{file}, testBuiltins...)
 		for _, d := range set.Diagnostics() {
 			if d.Pos.File != "fuzz.yaml" || d.Pos.Line < 1 {
 				t.Fatalf("diagnostic without a position: %v", d)

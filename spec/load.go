@@ -21,15 +21,20 @@ type LoaderOptions struct {
 	// ReadRoots are folders besides the spec folders that spec files (by
 	// symlink) and knowledge sources may be read from.
 	ReadRoots []string
+	// BuiltinTools are the tools the engine provides by name, from its tool
+	// registry (engine.Tools.Builtins). Without them every tool an agent
+	// lists needs a Tool document.
+	BuiltinTools []BuiltinTool
 }
 
 // Loader reads spec folders. It remembers parsed files by content hash, so a
 // reload re-parses only the files that changed. A Loader is safe for concurrent
 // use, though one reload loop normally owns it.
 type Loader struct {
-	env     Env
-	maxSize int64
-	roots   []string
+	env      Env
+	maxSize  int64
+	roots    []string
+	builtins []BuiltinTool
 
 	mu    sync.Mutex
 	cache map[string]*File // by path; valid while the content hash matches
@@ -37,7 +42,7 @@ type Loader struct {
 
 // NewLoader returns a Loader.
 func NewLoader(opts LoaderOptions) *Loader {
-	l := &Loader{env: opts.Env, maxSize: opts.MaxFileSize, roots: opts.ReadRoots, cache: map[string]*File{}}
+	l := &Loader{env: opts.Env, maxSize: opts.MaxFileSize, roots: opts.ReadRoots, builtins: opts.BuiltinTools, cache: map[string]*File{}}
 	if l.env == nil {
 		l.env = os.LookupEnv
 	}
@@ -75,7 +80,7 @@ func (l *Loader) Load(dirs ...string) (*Set, error) {
 		files = append(files, f)
 	}
 	l.cache = next // forget deleted files
-	return NewSet(files), nil
+	return NewSet(files, l.builtins...), nil
 }
 
 func (l *Loader) loadFile(sf specFile) (*File, error) {

@@ -17,7 +17,10 @@ const interpolatedRE = `\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}`
 // accepts. Editors apply it per YAML document:
 //
 //	# yaml-language-server: $schema=troupe.schema.json
-func Schema() map[string]any {
+//
+// builtins are the engine's builtin tools: a Tool document's type is http, mcp
+// or one of their names.
+func Schema(builtins []BuiltinTool) map[string]any {
 	defs := map[string]any{}
 	var allOf []any
 	kinds := make([]any, len(Kinds))
@@ -26,6 +29,15 @@ func Schema() map[string]any {
 		t := reflect.TypeOf(newDocument(k)).Elem()
 		def := structSchema(t)
 		def["description"] = kindDescriptions[k]
+		if k == KindTool {
+			types := []any{ToolHTTP, ToolMCP}
+			for _, b := range builtins {
+				types = append(types, b.Name)
+			}
+			props := def["properties"].(map[string]any)
+			ty := props["type"].(map[string]any)
+			props["type"] = map[string]any{"anyOf": []any{map[string]any{"enum": types}, map[string]any{"type": "string", "pattern": interpolatedRE}}, "description": ty["description"]}
+		}
 		defs[string(k)] = def
 		allOf = append(allOf, map[string]any{
 			"if":   map[string]any{"properties": map[string]any{"kind": map[string]any{"const": string(k)}}, "required": []any{"kind"}},
@@ -48,14 +60,14 @@ func Schema() map[string]any {
 var kindDescriptions = map[Kind]string{
 	KindAgent:     "An agent: a model with instructions, tools and knowledge.",
 	KindTeam:      "A team of agents or teams under a leader model.",
-	KindTool:      "An HTTP endpoint or MCP server whose tools agents may call.",
+	KindTool:      "An HTTP endpoint, an MCP server, or a configured builtin tool, that agents may call.",
 	KindKnowledge: "A searchable knowledge base.",
 	KindModel:     "A named model configuration.",
 }
 
 // SchemaJSON returns Schema as indented JSON.
-func SchemaJSON() []byte {
-	b, err := json.MarshalIndent(Schema(), "", "  ")
+func SchemaJSON(builtins []BuiltinTool) []byte {
+	b, err := json.MarshalIndent(Schema(builtins), "", "  ")
 	if err != nil {
 		panic(err) // the schema is built from plain maps; this cannot fail
 	}

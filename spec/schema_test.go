@@ -20,7 +20,7 @@ import (
 func compileSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
 	var doc any
-	require.NoError(t, json.Unmarshal(spec.SchemaJSON(), &doc))
+	require.NoError(t, json.Unmarshal(spec.SchemaJSON(testBuiltins), &doc))
 	c := jsonschema.NewCompiler()
 	require.NoError(t, c.AddResource(spec.SchemaID, doc))
 	sch, err := c.Compile(spec.SchemaID)
@@ -65,7 +65,7 @@ func yamlDoc(t *testing.T, src string) any {
 func TestSchemaMatchesGoTypes(t *testing.T) {
 	t.Parallel()
 	var sch map[string]any
-	require.NoError(t, json.Unmarshal(spec.SchemaJSON(), &sch))
+	require.NoError(t, json.Unmarshal(spec.SchemaJSON(testBuiltins), &sch))
 	defs := sch["$defs"].(map[string]any)
 	types := map[spec.Kind]any{
 		spec.KindAgent: spec.Agent{}, spec.KindTeam: spec.Team{}, spec.KindTool: spec.Tool{},

@@ -19,11 +19,15 @@ type Set struct {
 	objDiags map[Key]Diagnostics
 	diags    Diagnostics
 	keys     []Key
+	builtins []BuiltinTool
 }
 
 // NewSet validates files as one folder: references, duplicates and cycles.
-func NewSet(files []*File) *Set {
-	s := &Set{objects: map[Key]Document{}, objDiags: map[Key]Diagnostics{}}
+// builtins are the tools the engine provides by name (from its tool registry);
+// an agent may list them without a Tool document, and a Tool document may use
+// their names as its type.
+func NewSet(files []*File, builtins ...BuiltinTool) *Set {
+	s := &Set{objects: map[Key]Document{}, objDiags: map[Key]Diagnostics{}, builtins: slices.Clone(builtins)}
 	s.files = slices.SortedFunc(slices.Values(files), func(a, b *File) int { return cmp.Compare(a.Path, b.Path) })
 	h := sha256.New()
 	for _, f := range s.files {
@@ -166,6 +170,27 @@ func (s *Set) Keys() []Key { return s.keys }
 func (s *Set) Lookup(k Key) Document { return s.objects[k] }
 
 func (s *Set) lookup(k Kind, name string) Document { return s.objects[Key{k, name}] }
+
+// BuiltinTool reports whether name is a builtin tool of this Set, and its
+// description.
+func (s *Set) BuiltinTool(name string) (BuiltinTool, bool) { return s.builtin(name) }
+
+func (s *Set) builtin(name string) (BuiltinTool, bool) {
+	for _, b := range s.builtins {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return BuiltinTool{}, false
+}
+
+func (s *Set) builtinNames() []string {
+	out := make([]string, len(s.builtins))
+	for i, b := range s.builtins {
+		out[i] = b.Name
+	}
+	return out
+}
 
 func (s *Set) names(k Kind) []string {
 	var out []string

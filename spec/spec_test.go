@@ -22,11 +22,21 @@ func testEnv(name string) (string, bool) {
 	return v, ok
 }
 
+// testBuiltins stand in for the engine's tool registry, which spec cannot
+// import: in the product the loader gets the registry's list (engine's
+// TestSpecBuiltinsFromRegistry).
+var testBuiltins = []spec.BuiltinTool{
+	{Name: "current_time"},
+	{Name: "calculator"},
+	{Name: "http_fetch", Options: []string{"timeout", "allowed_hosts", "max_response"}},
+	{Name: "knowledge_search"},
+}
+
 func loadFile(t testing.TB, path string) *spec.Set {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
-	return spec.NewSet([]*spec.File{spec.ParseFile(filepath.ToSlash(path), data, testEnv)})
+	return spec.NewSet([]*spec.File{spec.ParseFile(filepath.ToSlash(path), data, testEnv)}, testBuiltins...)
 }
 
 func TestBadSpecs(t *testing.T) {
@@ -69,7 +79,7 @@ func TestGoodSpecs(t *testing.T) {
 // TestExamples loads agents.d as troupe check does: every example must be clean.
 func TestExamples(t *testing.T) {
 	t.Parallel()
-	set, err := spec.NewLoader(spec.LoaderOptions{Env: testEnv}).Load("../agents.d")
+	set, err := spec.NewLoader(spec.LoaderOptions{Env: testEnv, BuiltinTools: testBuiltins}).Load("../agents.d")
 	require.NoError(t, err)
 	require.Empty(t, set.Diagnostics())
 	var kinds []spec.Kind

@@ -3,6 +3,7 @@ package spec
 import (
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -12,14 +13,26 @@ const (
 	ToolMCP  = "mcp"
 )
 
-// Builtin tools are referenced by name from agents without a Tool document.
-var BuiltinTools = []string{"current_time", "calculator", "http_fetch", "knowledge_search"}
+// BuiltinTool describes a tool the engine provides by name. Agents may list it
+// without a Tool document (it then runs with its defaults), and a Tool document
+// whose type is its name configures an instance of it with the fields in
+// Options. The engine's tool registry supplies these (spec imports no engine
+// package), so adding a builtin never edits this package.
+type BuiltinTool struct {
+	Name string
+	// Options are the Tool document fields (YAML keys) the builtin reads,
+	// such as allowed_hosts for http_fetch.
+	Options []string
+}
 
-// Tool declares an HTTP endpoint or an MCP server whose tools agents may call.
+// Tool declares an HTTP endpoint, an MCP server, or a configured instance of a
+// builtin tool, that agents may call.
 type Tool struct {
 	Meta `yaml:",inline"`
 
-	Type string `yaml:"type" spec:"required" enum:"http,mcp" doc:"http: one declarative HTTP call; mcp: every tool of an MCP server."`
+	// Type has no enum tag: besides http and mcp it may name any builtin the
+	// engine registered, which validate checks against the Set's builtins.
+	Type string `yaml:"type" spec:"required" doc:"http: one declarative HTTP call; mcp: every tool of an MCP server; a builtin tool's name (such as http_fetch): that builtin with the options set here."`
 
 	// Shared by http and mcp (streamable HTTP transport).
 	URL     string            `yaml:"url" doc:"http: URL template with {param} placeholders; mcp: streamable HTTP endpoint."`
@@ -29,8 +42,8 @@ type Tool struct {
 	// http only.
 	Method       string     `yaml:"method" enum:"GET,POST,PUT,PATCH,DELETE" doc:"HTTP method (default GET)."`
 	Parameters   JSONSchema `yaml:"parameters" doc:"JSON Schema (type object) of the arguments; placeholders in url must be properties."`
-	AllowedHosts []string   `yaml:"allowed_hosts" doc:"Hosts the tool may reach; loopback and private addresses are refused unless listed."`
-	MaxResponse  int        `yaml:"max_response" doc:"Bytes of response body read (default 1048576)."`
+	AllowedHosts []string   `yaml:"allowed_hosts" doc:"http and http_fetch: hosts the tool may reach; loopback and private addresses are refused unless listed."`
+	MaxResponse  int        `yaml:"max_response" doc:"http and http_fetch: bytes of response body read (default 1048576; http_fetch 2097152)."`
 
 	// mcp only.
 	Command string            `yaml:"command" doc:"mcp over stdio: the program to start."`
@@ -46,7 +59,9 @@ const (
 )
 
 func (t *Tool) applyDefaults() {
-	if t.Timeout == 0 {
+	// A builtin's defaults belong to the builtin (http_fetch waits 15s, not
+	// 30s), so only the document types defined here get them.
+	if t.Timeout == 0 && (t.Type == ToolHTTP || t.Type == ToolMCP) {
 		t.Timeout = Duration(DefaultToolTimeout)
 	}
 	if t.Type == ToolHTTP {
@@ -129,5 +144,54 @@ func (t *Tool) validate(v *validator) {
 			v.errorf(p+".headers", "headers are only valid with url")
 		}
 		v.unique(p+".allow", t.Allow)
+	case "":
+		// Reported by the shape check as a missing required field.
+	default:
+		t.validateBuiltin(v)
+	}
+}
+
+// fields reports which optional fields a document sets, by YAML key, in the
+// order they are declared.
+func (t *Tool) fields() []struct {
+	name string
+	set  bool
+} {
+	return []struct {
+		name string
+		set  bool
+	}{
+		{"url", t.URL != ""}, {"headers", len(t.Headers) > 0}, {"timeout", t.Timeout != 0},
+		{"method", t.Method != ""}, {"parameters", t.Parameters != nil}, {"allowed_hosts", len(t.AllowedHosts) > 0},
+		{"max_response", t.MaxResponse != 0}, {"command", t.Command != ""}, {"args", len(t.Args) > 0},
+		{"env", len(t.Env) > 0}, {"allow", len(t.Allow) > 0},
+	}
+}
+
+// validateBuiltin checks a document that configures a builtin tool: the type
+// must be a builtin the engine provides, and only that builtin's options may
+// be set.
+func (t *Tool) validateBuiltin(v *validator) {
+	p := t.Path()
+	b, ok := v.set.builtin(t.Type)
+	if !ok {
+		types := append([]string{ToolHTTP, ToolMCP}, v.set.builtinNames()...)
+		v.errorf(p+".type", "invalid type %q: must be one of %s%s", v.display(p+".type", t.Type), strings.Join(types, ", "), suggestionOnly(t.Type, types))
+		return
+	}
+	for _, f := range t.fields() {
+		if f.set && !slices.Contains(b.Options, f.name) {
+			if len(b.Options) == 0 {
+				v.errorf(p+"."+f.name, "field %s is not an option of builtin %s, which has none", f.name, b.Name)
+			} else {
+				v.errorf(p+"."+f.name, "field %s is not an option of builtin %s (options: %s)", f.name, b.Name, strings.Join(b.Options, ", "))
+			}
+		}
+	}
+	v.nonNegative(p+".max_response", t.MaxResponse)
+	for i, h := range t.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/ ") {
+			v.errorf(indexPath(p+".allowed_hosts", i), "invalid host %q: write a host name or host:port", v.display(indexPath(p+".allowed_hosts", i), h))
+		}
 	}
 }

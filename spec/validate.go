@@ -35,7 +35,7 @@ func (v *validator) ref(path string, k Kind, name string) {
 		v.errorf(path, "empty %s name", k.Lower())
 		return
 	}
-	if k == KindTool && slices.Contains(BuiltinTools, name) {
+	if _, ok := v.set.builtin(name); ok && k == KindTool {
 		return
 	}
 	if v.set.lookup(k, name) != nil {
@@ -43,7 +43,7 @@ func (v *validator) ref(path string, k Kind, name string) {
 	}
 	candidates := v.set.names(k)
 	if k == KindTool {
-		candidates = append(candidates, BuiltinTools...)
+		candidates = append(candidates, v.set.builtinNames()...)
 	}
 	v.errorf(path, "unknown %s %q%s", k.Lower(), v.display(path, name), suggestionOnly(name, candidates))
 }
