@@ -24,6 +24,7 @@ import (
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/model/echo"
 	"github.com/troupehq/troupe/engine/model/openai"
+	"github.com/troupehq/troupe/engine/tool/builtin"
 	"github.com/troupehq/troupe/spec/watch"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
@@ -164,8 +165,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	require.NoError(t, err)
 	ts.kb, err = kb.New(context.Background(), kb.Options{Documents: ts.db.Knowledge(), Chunks: ts.db.Knowledge(), Stats: ts.db.Knowledge()})
 	require.NoError(t, err)
-	rt := &engine.Runtime{Models: reg, Env: env}
-	rt.Builtin.Knowledge = ts.kb.Searcher()
+	rt := &engine.Runtime{Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}})}
 	ts.eng, err = engine.New(engine.Options{Dirs: []string{ts.dir}, Env: env, Runtime: rt})
 	require.NoError(t, err)
 	ts.kb.Configure(context.Background(), ts.eng.Current().Knowledge())

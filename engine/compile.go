@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,8 +10,6 @@ import (
 	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/team"
 	"github.com/troupehq/troupe/engine/tool"
-	"github.com/troupehq/troupe/engine/tool/builtin"
-	"github.com/troupehq/troupe/engine/tool/mcp"
 	"github.com/troupehq/troupe/spec"
 )
 
@@ -26,7 +25,7 @@ import (
 func Compile(set *spec.Set, prev *Snapshot, generation uint64, now time.Time, rt *Runtime) *Snapshot {
 	c := &compiler{set: set, prev: prev, gen: generation, objects: map[spec.Key]*Object{}, rt: rt}
 	if rt != nil {
-		c.res = &resources{rt: rt, http: map[*spec.Tool]tool.Tool{}, mcp: map[*spec.Tool]*mcp.Toolset{}}
+		c.res = &resources{rt: rt, tools: map[*spec.Tool]instance{}}
 		if prev != nil {
 			c.prevRes = prev.res
 		}
@@ -152,7 +151,7 @@ func (c *compiler) fallBack(o *Object) {
 
 // dependencies lists the objects a definition refers to (builtins and inline
 // model strings need no object).
-func dependencies(doc spec.Document) []spec.Key {
+func (c *compiler) dependencies(doc spec.Document) []spec.Key {
 	var out []spec.Key
 	model := func(ref string) {
 		if _, _, inline := spec.SplitModelRef(ref); !inline && ref != "" {
@@ -163,7 +162,7 @@ func dependencies(doc spec.Document) []spec.Key {
 	case *spec.Agent:
 		model(d.Model)
 		for _, t := range d.Tools {
-			if !slices.Contains(spec.BuiltinTools, t) {
+			if _, builtin := c.set.BuiltinTool(t); !builtin {
 				out = append(out, spec.Key{Kind: spec.KindTool, Name: t})
 			}
 		}
@@ -191,7 +190,7 @@ func (c *compiler) checkDependencies() {
 			if o.Doc == nil {
 				continue
 			}
-			deps := dependencies(o.Doc)
+			deps := c.dependencies(o.Doc)
 			if t, ok := o.Doc.(*spec.Team); ok {
 				for _, m := range t.Members {
 					deps = append(deps, c.memberKey(m))
@@ -245,7 +244,7 @@ func (c *compiler) build(s *Snapshot) {
 func (c *compiler) agent(a *spec.Agent, models map[string]*ModelRef) (*Agent, error) {
 	out := &Agent{Spec: a, Model: c.model(a.Model, models, true)}
 	for _, t := range a.Tools {
-		if slices.Contains(spec.BuiltinTools, t) {
+		if _, builtin := c.set.BuiltinTool(t); builtin {
 			out.Tools = append(out.Tools, ToolRef{Name: t, Builtin: true})
 			continue
 		}
@@ -272,34 +271,27 @@ func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 		return nil, err
 	}
 	cfg := agent.Config{Spec: a.Spec, Provider: provider, Model: a.Model.Model, Vendor: a.Model.Provider, Now: c.rt.Now}
+	// Factories open no connections (tools connect lazily on first call), so
+	// compiling needs no context of its own.
+	ctx := context.Background()
+	deps := tool.Deps{Knowledge: a.Knowledge}
 	for _, ref := range a.Tools {
-		switch {
-		case ref.Name == "knowledge_search":
-			topK := spec.DefaultTopK
-			var names []string
-			for _, k := range a.Knowledge {
-				names = append(names, k.Name)
-				topK = max(topK, k.Search.TopK)
-			}
-			cfg.Tools = append(cfg.Tools, builtin.NewKnowledgeSearch(c.rt.Builtin.Knowledge, names, topK))
-		case ref.Builtin:
-			t, err := c.rt.builtin(ref.Name)
+		if ref.Builtin {
+			t, err := c.rt.builtin(ctx, ref.Name, deps)
 			if err != nil {
 				return nil, err
 			}
 			cfg.Tools = append(cfg.Tools, t)
-		case ref.Spec.Type == spec.ToolHTTP:
-			t, err := c.res.httpTool(ref.Spec, c.prevRes)
-			if err != nil {
-				return nil, err
-			}
-			cfg.Tools = append(cfg.Tools, t)
-		case ref.Spec.Type == spec.ToolMCP:
-			ts, err := c.res.mcpToolset(ref.Spec)
-			if err != nil {
-				return nil, err
-			}
-			cfg.Toolsets = append(cfg.Toolsets, ts)
+			continue
+		}
+		in, err := c.res.fromDocument(ctx, ref.Spec, deps, c.prevRes)
+		if err != nil {
+			return nil, err
+		}
+		if in.toolset != nil {
+			cfg.Toolsets = append(cfg.Toolsets, in.toolset)
+		} else {
+			cfg.Tools = append(cfg.Tools, in.tool)
 		}
 	}
 	if len(a.Knowledge) > 0 {

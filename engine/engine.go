@@ -83,7 +83,7 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{
 		dirs:    opts.Dirs,
 		runtime: opts.Runtime,
-		loader:  spec.NewLoader(spec.LoaderOptions{Env: opts.Env, ReadRoots: opts.ReadRoots}),
+		loader:  spec.NewLoader(spec.LoaderOptions{Env: opts.Env, ReadRoots: opts.ReadRoots, BuiltinTools: opts.Runtime.registry().Builtins()}),
 		log:     opts.Logger,
 		now:     opts.Now,
 		trigger: make(chan struct{}, 1),

@@ -10,6 +10,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
@@ -48,8 +49,9 @@ limits:
 		fake.Step{Content: "done"},
 	)
 	rt := fakeRuntime(p)
-	rt.MCP = mcp.NewPool(mcp.Options{})
-	defer rt.MCP.Close()
+	pool := mcp.NewPool(mcp.Options{})
+	defer pool.Close()
+	rt.Tools = engine.DefaultTools(engine.ToolOptions{MCP: pool})
 	e := f.runtimeEngine(rt)
 	defer e.Close()
 	res, _, err := e.Execute(t.Context(), spec.KindAgent, "mcp-user", agent.Input{Message: "use the tools", RunID: "r"}, func(event.Event) {})
@@ -90,7 +92,8 @@ func TestReloadKeepsUnchangedMCPServer(t *testing.T) {
 	f.write("b.yaml", "kind: Agent\nname: b\nmodel: echo\n")
 	p := &fake.Provider{Repeat: &fake.Step{Content: "ok"}}
 	rt := fakeRuntime(p)
-	rt.MCP = mcp.NewPool(mcp.Options{Dial: dial})
+	pool := mcp.NewPool(mcp.Options{Dial: dial})
+	rt.Tools = engine.DefaultTools(engine.ToolOptions{MCP: pool})
 	e := f.runtimeEngine(rt)
 	runA := func() {
 		res, _, err := e.Execute(t.Context(), spec.KindAgent, "a", agent.Input{Message: "x", RunID: "r"}, func(event.Event) {})
@@ -105,14 +108,14 @@ func TestReloadKeepsUnchangedMCPServer(t *testing.T) {
 		runA()
 	}
 	require.EqualValues(t, 1, dials.Load(), "unchanged MCP tool is not restarted by reloads")
-	require.Equal(t, 1, rt.MCP.Len())
+	require.Equal(t, 1, pool.Len())
 
 	f.remove("a.yaml")
 	f.remove("tool.yaml")
 	require.True(t, e.Load().Changed)
-	rt.MCP.Wait()
-	require.Zero(t, rt.MCP.Len(), "no snapshot uses the server any more")
+	pool.Wait()
+	require.Zero(t, pool.Len(), "no snapshot uses the server any more")
 	require.Eventually(t, func() bool { return closed.Load() == 1 }, 5e9, 1e7)
 	e.Close()
-	require.NoError(t, rt.MCP.Close())
+	require.NoError(t, pool.Close())
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -8,9 +9,6 @@ import (
 
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
-	"github.com/troupehq/troupe/engine/tool/builtin"
-	"github.com/troupehq/troupe/engine/tool/httptool"
-	"github.com/troupehq/troupe/engine/tool/mcp"
 	"github.com/troupehq/troupe/spec"
 )
 
@@ -20,30 +18,56 @@ import (
 type Runtime struct {
 	// Models builds providers by name (openai, anthropic, ollama, echo, ...).
 	Models *model.Registry
-	// MCP pools MCP sessions across reloads; nil makes MCP tools unavailable.
-	MCP *mcp.Pool
-	// Builtin configures the builtin tools.
-	Builtin builtin.Options
+	// Tools builds tools by Tool document type and builtin name; nil means
+	// DefaultTools with zero options (builtins without a knowledge searcher,
+	// no MCP). The spec's list of builtin tools is derived from it.
+	Tools *tool.Registry
 	// Env resolves providers' default API key variables (OPENAI_API_KEY...).
 	Env spec.Env
 	// Now is the clock of runs; nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
 
+	defaultTools sync.Once
+	tools        *tool.Registry
+
 	builtinMu sync.Mutex
 	builtins  map[string]tool.Tool
 }
 
-// builtin returns the shared instance of a builtin tool.
-func (rt *Runtime) builtin(name string) (tool.Tool, error) {
+// registry returns the tool registry; it is safe on a nil Runtime (spec
+// tooling), which knows the default builtins but runs nothing.
+func (rt *Runtime) registry() *tool.Registry {
+	if rt == nil {
+		return DefaultTools(ToolOptions{})
+	}
+	if rt.Tools != nil {
+		return rt.Tools
+	}
+	rt.defaultTools.Do(func() { rt.tools = DefaultTools(ToolOptions{}) })
+	return rt.tools
+}
+
+// builtin returns the instance of a builtin tool an agent lists by name,
+// without a Tool document: one instance shared by every agent and snapshot,
+// except for per-agent modules (knowledge_search), built for each agent.
+func (rt *Runtime) builtin(ctx context.Context, name string, d tool.Deps) (tool.Tool, error) {
+	m, ok := rt.registry().Module(name)
+	if !ok || !m.Builtin || m.New == nil {
+		return nil, fmt.Errorf("unknown builtin tool %q", name)
+	}
+	s := &spec.Tool{Meta: spec.Meta{Kind: spec.KindTool, Name: name}, Type: name}
+	if m.PerAgent {
+		return m.New(ctx, s, d)
+	}
 	rt.builtinMu.Lock()
 	defer rt.builtinMu.Unlock()
 	if t, ok := rt.builtins[name]; ok {
 		return t, nil
 	}
-	t, err := builtin.New(name, rt.Builtin)
+	t, err := m.New(ctx, s, d)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("tool %s: %w", name, err)
 	}
 	if rt.builtins == nil {
 		rt.builtins = map[string]tool.Tool{}
@@ -105,51 +129,73 @@ func (rt *Runtime) target(ref *ModelRef) (model.Target, error) {
 	return t, nil
 }
 
-// resources are the pooled and per-snapshot instances a snapshot holds.
+// resources are the tool instances a snapshot built from Tool documents.
 type resources struct {
 	rt       *Runtime
-	http     map[*spec.Tool]tool.Tool    // reused across snapshots while the doc is unchanged
-	mcp      map[*spec.Tool]*mcp.Toolset // acquired from the pool; released on retire
+	tools    map[*spec.Tool]instance // this snapshot's, by document
 	released bool
 }
 
-func (r *resources) httpTool(s *spec.Tool, prev *resources) (tool.Tool, error) {
-	if t, ok := r.http[s]; ok {
-		return t, nil
+// instance is what a module built for one Tool document.
+type instance struct {
+	mod     tool.Module
+	tool    tool.Tool
+	toolset tool.Toolset
+}
+
+// fromDocument returns the instance for a Tool document: the one this snapshot
+// already built, the previous snapshot's while the document is unchanged (for
+// modules without Cleanup, whose instances outlive a snapshot), or a new one.
+// Per-agent modules are built for each agent and never cached.
+func (r *resources) fromDocument(ctx context.Context, s *spec.Tool, d tool.Deps, prev *resources) (instance, error) {
+	if in, ok := r.tools[s]; ok {
+		return in, nil
 	}
-	if prev != nil {
-		if t, ok := prev.http[s]; ok {
-			r.http[s] = t
-			return t, nil
+	m, err := r.rt.registry().Lookup(s)
+	if err != nil {
+		return instance{}, err
+	}
+	if prev != nil && m.Cleanup == nil && !m.PerAgent {
+		if in, ok := prev.tools[s]; ok {
+			r.tools[s] = in
+			return in, nil
 		}
 	}
-	t, err := httptool.New(s)
+	if m.Validate != nil {
+		if err := m.Validate(s); err != nil {
+			return instance{}, fmt.Errorf("tool %s: %w", s.Name, err)
+		}
+	}
+	in := instance{mod: m}
+	if m.NewToolset != nil {
+		in.toolset, err = m.NewToolset(ctx, s, d)
+	} else {
+		in.tool, err = m.New(ctx, s, d)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("tool %s: %w", s.Name, err)
+		return instance{}, fmt.Errorf("tool %s: %w", s.Name, err)
 	}
-	r.http[s] = t
-	return t, nil
+	if !m.PerAgent {
+		r.tools[s] = in
+	}
+	return in, nil
 }
 
-func (r *resources) mcpToolset(s *spec.Tool) (*mcp.Toolset, error) {
-	if ts, ok := r.mcp[s]; ok {
-		return ts, nil
-	}
-	if r.rt.MCP == nil {
-		return nil, fmt.Errorf("tool %s: MCP tools are not available in this process", s.Name)
-	}
-	ts := r.rt.MCP.Acquire(s)
-	r.mcp[s] = ts
-	return ts, nil
-}
-
-// release gives pooled resources back; MCP servers no snapshot uses stop.
+// release runs the Cleanup hooks of the instances this snapshot built (MCP
+// servers no snapshot uses stop); instances without one may live on in the
+// next snapshot.
 func (r *resources) release() {
 	if r == nil || r.released {
 		return
 	}
 	r.released = true
-	for _, ts := range r.mcp {
-		r.rt.MCP.Release(ts)
+	for _, in := range r.tools {
+		if in.mod.Cleanup != nil {
+			if in.toolset != nil {
+				in.mod.Cleanup(in.toolset)
+			} else {
+				in.mod.Cleanup(in.tool)
+			}
+		}
 	}
 }

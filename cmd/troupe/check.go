@@ -25,7 +25,7 @@ func check(args []string, getenv env, stdout, stderr io.Writer) error {
 	if len(dirs) == 0 {
 		dirs = []string{*dir}
 	}
-	set, err := spec.NewLoader(spec.LoaderOptions{Env: spec.Env(getenv), ReadRoots: roots}).Load(dirs...)
+	set, err := spec.NewLoader(spec.LoaderOptions{Env: spec.Env(getenv), ReadRoots: roots, BuiltinTools: builtinTools()}).Load(dirs...)
 	if err != nil {
 		return err
 	}
@@ -59,6 +59,6 @@ func schema(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
-	_, err := stdout.Write(spec.SchemaJSON())
+	_, err := stdout.Write(spec.SchemaJSON(builtinTools()))
 	return err
 }

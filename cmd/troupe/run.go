@@ -50,9 +50,8 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 		return err
 	}
 	defer kbs.Close()
-	rt := newRuntime(getenv, logger)
-	rt.Builtin.Knowledge = kbs.Searcher()
-	defer rt.MCP.Close()
+	rt, pool := newRuntime(getenv, logger, kbs)
+	defer pool.Close()
 	eng, err := engine.New(engine.Options{Dirs: []string{*dir}, ReadRoots: roots, Env: spec.Env(getenv), Logger: logger, Runtime: rt})
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", *dir, err)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/knowledge"
+	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/knowledge/milvus"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/model/anthropic"
@@ -42,13 +43,26 @@ func newMilvus(ctx context.Context, k *spec.Knowledge, dimension int) (knowledge
 	return milvus.New(ctx, milvus.Options{Address: k.Store.Address, Collection: k.Store.Collection, Dimension: dimension})
 }
 
-// newRuntime builds what agents need to run. The caller closes the MCP pool.
-func newRuntime(getenv env, logger *slog.Logger) *engine.Runtime {
+// builtinTools are the builtin tools the server provides, for the spec tools
+// (check, schema), which run nothing: the list does not depend on options.
+func builtinTools() []spec.BuiltinTool {
+	return engine.DefaultTools(engine.ToolOptions{}).Builtins()
+}
+
+// The knowledge service is what knowledge_search searches; the interface is
+// declared by the tool, so neither package imports the other and the two meet
+// here.
+var _ builtin.KnowledgeSearcher = (*kb.Service)(nil)
+
+// newRuntime builds what agents need to run, with the tool registry built
+// here, explicitly: the builtins search kbs. The caller closes the returned
+// MCP pool after the runtime's last use.
+func newRuntime(getenv env, logger *slog.Logger, kbs *kb.Service) (*engine.Runtime, *mcp.Pool) {
+	pool := mcp.NewPool(mcp.Options{Logger: logger.With("component", "mcp"), ClientName: "troupe"})
 	return &engine.Runtime{
-		Models:  newModels(),
-		MCP:     mcp.NewPool(mcp.Options{Logger: logger.With("component", "mcp"), ClientName: "troupe"}),
-		Builtin: builtin.Options{},
-		Env:     spec.Env(getenv),
-		Logger:  logger.With("component", "model"),
-	}
+		Models: newModels(),
+		Tools:  engine.DefaultTools(engine.ToolOptions{MCP: pool, Builtin: builtin.Options{Knowledge: kbs}}),
+		Env:    spec.Env(getenv),
+		Logger: logger.With("component", "model"),
+	}, pool
 }

@@ -159,9 +159,8 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		return err
 	}
 	defer kbs.Close()
-	rt := newRuntime(getenv, logger)
-	rt.Builtin.Knowledge = kbs.Searcher()
-	defer rt.MCP.Close()
+	rt, pool := newRuntime(getenv, logger, kbs)
+	defer pool.Close()
 	eng, err := engine.New(engine.Options{Dirs: []string{cfg.dir}, ReadRoots: cfg.readRoots, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt})
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", cfg.dir, err)

@@ -13,16 +13,30 @@ import (
 	"strings"
 	"time"
 
+	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/tool"
+	"github.com/troupehq/troupe/spec"
 )
 
-// Names lists the builtin tools, in the order they are documented.
-var Names = []string{"current_time", "calculator", "http_fetch", "knowledge_search"}
+// Modules returns the builtin tools as registry modules, in the order they are
+// documented. This list is the one place a new builtin is registered: its
+// file, its test and a line here.
+func Modules(o Options) []tool.Module {
+	return []tool.Module{
+		currentTimeModule(o),
+		calculatorModule(),
+		httpFetchModule(o),
+		knowledgeSearchModule(o),
+	}
+}
 
-// Options configure the builtin tools. The zero value is usable.
+// Options are what the builtin tools share across agents. The zero value is
+// usable.
 type Options struct {
-	HTTPFetch HTTPFetchOptions  // for http_fetch
-	Knowledge KnowledgeSearcher // may be nil until the knowledge subsystem exists
+	// HTTPFetch are http_fetch's settings when an agent lists it by name; a
+	// Tool document of type http_fetch overrides them field by field.
+	HTTPFetch HTTPFetchOptions
+	Knowledge KnowledgeSearcher // nil: knowledge_search says nothing is indexed
 	Now       func() time.Time  // nil = time.Now; tests fix the clock
 }
 
@@ -35,43 +49,32 @@ type HTTPFetchOptions struct {
 	MaxBytes     int64         // of response body read; default 2 MiB
 }
 
-// KnowledgeSearcher is implemented by the knowledge subsystem. It is declared
-// here, by its consumer, so this package does not depend on how knowledge is
-// stored or embedded.
+// KnowledgeSearcher is what knowledge_search needs from the knowledge
+// subsystem (kb.Service implements it). It is declared here, by its consumer,
+// so neither package imports the other.
 type KnowledgeSearcher interface {
 	// Search returns at most topK hits, best first, from the named knowledge
-	// bases. filters restrict hits by document metadata.
-	Search(ctx context.Context, knowledge []string, query string, topK int, filters map[string]any) ([]Hit, error)
+	// bases; mode "" uses each base's own. filters restrict hits by document
+	// metadata.
+	Search(ctx context.Context, knowledge []string, query, mode string, topK int, filters knowledge.Filters) ([]knowledge.Hit, error)
 }
 
-// Hit is one search result.
-type Hit struct {
-	DocumentID   string
-	DocumentName string
-	Text         string
-	Score        float64 // higher is more relevant
-	Metadata     map[string]any
-}
-
-// New returns the builtin tool called name, or an error for unknown names.
+// New returns the builtin tool called name with its defaults, or an error for
+// unknown names.
 //
 // knowledge_search returned by New is bound to no knowledge base and reports
-// that when called; engines bind an agent's knowledge bases with
-// NewKnowledgeSearch.
+// that when called; engines bind an agent's knowledge bases through the
+// module's Deps.
 func New(name string, opts Options) (tool.Tool, error) {
-	switch name {
-	case "current_time":
-		return newCurrentTime(opts.Now), nil
-	case "calculator":
-		return calculator{}, nil
-	case "http_fetch":
-		return newHTTPFetch(opts.HTTPFetch), nil
-	case "knowledge_search":
-		return NewKnowledgeSearch(opts.Knowledge, nil, 0), nil
+	var names []string
+	for _, m := range Modules(opts) {
+		if m.Type == name {
+			return m.New(context.Background(), &spec.Tool{Meta: spec.Meta{Name: name}, Type: name}, tool.Deps{})
+		}
+		names = append(names, m.Type)
 	}
-	return nil, fmt.Errorf("unknown builtin tool %q: builtin tools are %s", name, strings.Join(Names, ", "))
+	return nil, fmt.Errorf("unknown builtin tool %q: builtin tools are %s", name, strings.Join(names, ", "))
 }
-
 // object builds a JSON Schema of type object, the shape every vendor accepts
 // for tool parameters.
 func object(properties map[string]any, required ...string) map[string]any {

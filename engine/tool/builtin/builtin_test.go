@@ -12,11 +12,14 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/tool"
 )
 
 func TestNew(t *testing.T) {
-	for _, name := range Names {
+	for _, m := range Modules(Options{}) {
+		name := m.Type
+		require.True(t, m.Builtin, name)
 		tl, err := New(name, Options{})
 		require.NoError(t, err, name)
 		def := tl.Def()
@@ -77,24 +80,26 @@ func TestCurrentTimeDefaultClock(t *testing.T) {
 }
 
 type fakeSearcher struct {
-	hits []Hit
+	hits []knowledge.Hit
 	err  error
 
 	gotKnowledge []string
 	gotQuery     string
 	gotTopK      int
-	gotFilters   map[string]any
+	gotFilters   knowledge.Filters
 }
 
-func (f *fakeSearcher) Search(ctx context.Context, knowledge []string, query string, topK int, filters map[string]any) ([]Hit, error) {
-	f.gotKnowledge, f.gotQuery, f.gotTopK, f.gotFilters = knowledge, query, topK, filters
+var _ KnowledgeSearcher = (*fakeSearcher)(nil)
+
+func (f *fakeSearcher) Search(ctx context.Context, kbs []string, query, mode string, topK int, filters knowledge.Filters) ([]knowledge.Hit, error) {
+	f.gotKnowledge, f.gotQuery, f.gotTopK, f.gotFilters = kbs, query, topK, filters
 	return f.hits, f.err
 }
 
 func TestKnowledgeSearch(t *testing.T) {
-	s := &fakeSearcher{hits: []Hit{
-		{DocumentID: "d1", DocumentName: "handbook.pdf", Text: "  Vacation is 25 days.  ", Score: 0.87321},
-		{DocumentID: "d2", Text: "Sick leave is unlimited.", Score: 0.5},
+	s := &fakeSearcher{hits: []knowledge.Hit{
+		{Chunk: knowledge.Chunk{DocumentID: "d1", Document: "handbook.pdf", Text: "  Vacation is 25 days.  "}, Score: 0.87321},
+		{Chunk: knowledge.Chunk{DocumentID: "d2", Text: "Sick leave is unlimited."}, Score: 0.5},
 	}}
 	tl := NewKnowledgeSearch(s, []string{"hr", "policies"}, 3)
 	got, err := tl.Call(context.Background(), json.RawMessage(`{"query": "vacation days", "filters": {"lang": "en"}}`))
@@ -109,7 +114,7 @@ Sick leave is unlimited.`, got)
 	require.Equal(t, []string{"hr", "policies"}, s.gotKnowledge)
 	require.Equal(t, "vacation days", s.gotQuery)
 	require.Equal(t, 3, s.gotTopK)
-	require.Equal(t, map[string]any{"lang": "en"}, s.gotFilters)
+	require.Equal(t, knowledge.Filters{"lang": "en"}, s.gotFilters)
 
 	_, err = tl.Call(context.Background(), json.RawMessage(`{"query": "x", "top_k": 1000}`))
 	require.NoError(t, err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
+	"github.com/troupehq/troupe/spec"
 )
 
 // calculator evaluates arithmetic with a small recursive-descent parser written
@@ -22,6 +23,12 @@ import (
 type calculator struct{}
 
 var _ tool.Tool = calculator{}
+
+// calculatorModule registers calculator, which has no options.
+func calculatorModule() tool.Module {
+	return tool.Module{Type: "calculator", Builtin: true,
+		New: func(context.Context, *spec.Tool, tool.Deps) (tool.Tool, error) { return calculator{}, nil }}
+}
 
 // Limits that keep a hostile expression from costing more than a trivial one.
 const (

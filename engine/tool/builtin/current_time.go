@@ -13,6 +13,7 @@ import (
 
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
+	"github.com/troupehq/troupe/spec"
 )
 
 type currentTime struct {
@@ -20,6 +21,12 @@ type currentTime struct {
 }
 
 var _ tool.Tool = currentTime{}
+
+// currentTimeModule registers current_time, which has no options.
+func currentTimeModule(o Options) tool.Module {
+	return tool.Module{Type: "current_time", Builtin: true,
+		New: func(context.Context, *spec.Tool, tool.Deps) (tool.Tool, error) { return newCurrentTime(o.Now), nil }}
+}
 
 func newCurrentTime(now func() time.Time) currentTime {
 	if now == nil {

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -19,6 +20,7 @@ import (
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
 	"github.com/troupehq/troupe/engine/tool/egress"
+	"github.com/troupehq/troupe/spec"
 )
 
 // http_fetch defaults and limits.
@@ -42,6 +44,25 @@ var (
 	_ tool.Tool   = (*httpFetch)(nil)
 	_ tool.Closer = (*httpFetch)(nil)
 )
+
+// httpFetchModule registers http_fetch. A Tool document of its type sets
+// allowed_hosts, timeout and max_response; fields it leaves out keep o's.
+func httpFetchModule(o Options) tool.Module {
+	return tool.Module{Type: "http_fetch", Builtin: true, Options: []string{"timeout", "allowed_hosts", "max_response"},
+		New: func(_ context.Context, s *spec.Tool, _ tool.Deps) (tool.Tool, error) {
+			opts := o.HTTPFetch
+			if len(s.AllowedHosts) > 0 {
+				opts.AllowedHosts = slices.Clone(s.AllowedHosts)
+			}
+			if s.Timeout > 0 {
+				opts.Timeout = s.Timeout.D()
+			}
+			if s.MaxResponse > 0 {
+				opts.MaxBytes = int64(s.MaxResponse)
+			}
+			return newHTTPFetch(opts), nil
+		}}
+}
 
 func newHTTPFetch(o HTTPFetchOptions) *httpFetch {
 	if o.Timeout <= 0 {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/troupehq/troupe/engine/tool"
+	"github.com/troupehq/troupe/spec"
 )
 
 const testPage = `<!DOCTYPE html>
@@ -261,4 +262,45 @@ func TestHTTPFetchEgress(t *testing.T) {
 	tl, _ := New("http_fetch", Options{})
 	_, err = tl.Call(context.Background(), json.RawMessage(`{"url": 1}`))
 	require.ErrorIs(t, err, tool.ErrInvalidArguments)
+}
+
+// TestHTTPFetchDocument configures http_fetch through a Tool document, as
+// `kind: Tool, type: http_fetch, allowed_hosts: [...]` does: the document's
+// fields override the process defaults and the rest keep them.
+func TestHTTPFetchDocument(t *testing.T) {
+	srv, hits := fetchServer(t)
+	var mod tool.Module
+	for _, m := range Modules(Options{HTTPFetch: HTTPFetchOptions{MaxBytes: 8}}) {
+		if m.Type == "http_fetch" {
+			mod = m
+		}
+	}
+	require.Equal(t, []string{"timeout", "allowed_hosts", "max_response"}, mod.Options)
+	tests := []struct {
+		name    string
+		doc     spec.Tool
+		want    string // prefix of the result
+		wantErr string
+	}{
+		{name: "defaults refuse loopback", doc: spec.Tool{Type: "http_fetch"},
+			wantErr: "refusing to connect to 127.0.0.1: loopback addresses are blocked; add the host to allowed_hosts to permit it"},
+		{name: "allowed_hosts and max_response from the document", doc: spec.Tool{Type: "http_fetch", AllowedHosts: []string{"127.0.0.1"}, MaxResponse: 4},
+			want: "URL: " + srv.URL + "/json\nStatus: 200 OK\nContent-Type: application/json\nNote: the response is larger than 4 bytes"},
+		{name: "process max bytes kept when the document sets none", doc: spec.Tool{Type: "http_fetch", AllowedHosts: []string{"127.0.0.1"}},
+			want: "URL: " + srv.URL + "/json\nStatus: 200 OK\nContent-Type: application/json\nNote: the response is larger than 8 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tl, err := mod.New(t.Context(), &tt.doc, tool.Deps{})
+			require.NoError(t, err)
+			got, err := tl.Call(t.Context(), args(t, map[string]any{"url": srv.URL + "/json"}))
+			if tt.wantErr != "" {
+				require.EqualError(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.True(t, strings.HasPrefix(got, tt.want), got)
+		})
+	}
+	require.Equal(t, int32(2), hits.Load())
 }

@@ -9,8 +9,10 @@ import (
 	"strings"
 
 	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
+	"github.com/troupehq/troupe/spec"
 )
 
 // knowledge_search limits.
@@ -33,6 +35,22 @@ type knowledgeSearch struct {
 }
 
 var _ tool.Tool = (*knowledgeSearch)(nil)
+
+// knowledgeSearchModule registers knowledge_search. It is built per agent: each
+// instance searches the agent's own knowledge bases, with the largest top_k
+// they configure as the default.
+func knowledgeSearchModule(o Options) tool.Module {
+	return tool.Module{Type: "knowledge_search", Builtin: true, PerAgent: true,
+		New: func(_ context.Context, _ *spec.Tool, d tool.Deps) (tool.Tool, error) {
+			topK := spec.DefaultTopK
+			names := make([]string, 0, len(d.Knowledge))
+			for _, k := range d.Knowledge {
+				names = append(names, k.Name)
+				topK = max(topK, k.Search.TopK)
+			}
+			return NewKnowledgeSearch(o.Knowledge, names, topK), nil
+		}}
+}
 
 // NewKnowledgeSearch returns knowledge_search bound to the agent's knowledge
 // bases. defaultTopK applies when the model gives no top_k (0 means
@@ -97,7 +115,7 @@ func (k *knowledgeSearch) Call(ctx context.Context, args json.RawMessage) (strin
 		}
 		topK = min(*a.TopK, maxTopK)
 	}
-	hits, err := k.searcher.Search(ctx, k.knowledge, query, topK, a.Filters)
+	hits, err := k.searcher.Search(ctx, k.knowledge, query, "", topK, knowledge.Filters(a.Filters))
 	if err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
@@ -112,13 +130,8 @@ func (k *knowledgeSearch) Call(ctx context.Context, args json.RawMessage) (strin
 	}
 	refs := make([]event.Reference, len(hits))
 	for i, h := range hits {
-		refs[i] = event.Reference{DocumentID: h.DocumentID, DocumentName: h.DocumentName, Score: h.Score}
-		refs[i].ChunkID, _ = h.Metadata["chunk_id"].(string)
-		refs[i].KnowledgeID, _ = h.Metadata["knowledge_id"].(string)
-		refs[i].Heading, _ = h.Metadata["heading"].(string)
-		if p, ok := h.Metadata["page"].(int); ok {
-			refs[i].Page = p
-		}
+		refs[i] = event.Reference{DocumentID: h.DocumentID, DocumentName: h.Document, Score: h.Score,
+			ChunkID: h.ID, KnowledgeID: h.KnowledgeID, Heading: h.Heading, Page: h.Page}
 		if refs[i].ChunkID == "" {
 			refs[i].ChunkID = fmt.Sprintf("%s#%d", h.DocumentID, i)
 		}
@@ -127,7 +140,7 @@ func (k *knowledgeSearch) Call(ctx context.Context, args json.RawMessage) (strin
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d result(s) for %q:\n", len(hits), query)
 	for i, h := range hits {
-		name := h.DocumentName
+		name := h.Document
 		if name == "" {
 			name = h.DocumentID
 		}

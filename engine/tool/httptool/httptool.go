@@ -42,6 +42,14 @@ const errorSnippetChars = 200
 
 const userAgent = "troupe-http-tool/1"
 
+// Module registers the http type. Its tools hold no connections beyond idle
+// ones, so they need no Cleanup and are reused across snapshots while their
+// document is unchanged.
+func Module() tool.Module {
+	return tool.Module{Type: spec.ToolHTTP,
+		New: func(_ context.Context, s *spec.Tool, _ tool.Deps) (tool.Tool, error) { return New(s) }}
+}
+
 // Tool is one declarative HTTP tool. It is safe for concurrent use.
 type Tool struct {
 	def         model.ToolDef

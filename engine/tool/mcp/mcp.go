@@ -45,11 +45,13 @@
 package mcp
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/troupehq/troupe/engine/tool"
 	"github.com/troupehq/troupe/spec"
 )
 
@@ -109,6 +111,23 @@ type Pool struct {
 	// release; Wait and Close wait for them.
 	stopping sync.WaitGroup
 }
+
+// Module registers the mcp type over pool: each snapshot acquires the toolsets
+// of its documents and releases them when it retires, so a server runs while
+// any snapshot uses its configuration.
+func Module(pool *Pool) tool.Module {
+	return tool.Module{Type: spec.ToolMCP,
+		NewToolset: func(_ context.Context, s *spec.Tool, _ tool.Deps) (tool.Toolset, error) {
+			return pool.Acquire(s), nil
+		},
+		Cleanup: func(instance any) {
+			if ts, ok := instance.(*Toolset); ok {
+				pool.Release(ts)
+			}
+		}}
+}
+
+var _ tool.Toolset = (*Toolset)(nil)
 
 // NewPool returns an empty pool.
 func NewPool(opts Options) *Pool {
