@@ -175,6 +175,9 @@ func (r *resources) fromDocument(ctx context.Context, s *spec.Tool, d tool.Deps,
 	if err != nil {
 		return instance{}, fmt.Errorf("tool %s: %w", s.Name, err)
 	}
+	if m.Builtin && in.tool != nil {
+		in.tool = tool.Rename(in.tool, tool.SafeName(s.Name), s.Description)
+	}
 	if !m.PerAgent {
 		r.tools[s] = in
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/spec"
 )
 
@@ -123,4 +124,36 @@ func (r *Registry) Lookup(s *spec.Tool) (Module, error) {
 		return Module{}, fmt.Errorf("tool %s: no tool type %q in this process (types: %s)", s.Name, s.Type, strings.Join(r.Types(), ", "))
 	}
 	return m, nil
+}
+
+// Rename returns t offered to models under name, and description when it is
+// not empty. A builtin configured by a Tool document is called by the
+// document's name, so two configurations of one builtin never collide.
+func Rename(t Tool, name, description string) Tool {
+	def := t.Def()
+	def.Name = name
+	if description != "" {
+		def.Description = description
+	}
+	return renamed{Tool: t, def: def}
+}
+
+type renamed struct {
+	Tool
+	def model.ToolDef
+}
+
+var (
+	_ Tool   = renamed{}
+	_ Closer = renamed{}
+)
+
+func (r renamed) Def() model.ToolDef { return r.def }
+
+// Close closes the renamed tool if it holds resources.
+func (r renamed) Close() error {
+	if c, ok := r.Tool.(Closer); ok {
+		return c.Close()
+	}
+	return nil
 }

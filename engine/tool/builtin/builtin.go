@@ -75,6 +75,7 @@ func New(name string, opts Options) (tool.Tool, error) {
 	}
 	return nil, fmt.Errorf("unknown builtin tool %q: builtin tools are %s", name, strings.Join(names, ", "))
 }
+
 // object builds a JSON Schema of type object, the shape every vendor accepts
 // for tool parameters.
 func object(properties map[string]any, required ...string) map[string]any {
