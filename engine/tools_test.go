@@ -80,7 +80,9 @@ func TestSpecBuiltinsFromRegistry(t *testing.T) {
 	// A registry with one more builtin: the spec accepts it by name and the
 	// agent calls it.
 	mods := append(builtin.Modules(builtin.Options{}), tool.Module{Type: "uuid", Builtin: true,
-		New: func(context.Context, *spec.Tool, tool.Deps) (tool.Tool, error) { return fixedTool{name: "uuid", out: "0190-test"}, nil }})
+		New: func(context.Context, *spec.Tool, tool.Deps) (tool.Tool, error) {
+			return fixedTool{name: "uuid", out: "0190-test"}, nil
+		}})
 	f := newFolder(t)
 	f.write("a.yaml", "kind: Agent\nname: a\nmodel: openai/gpt-test\ntools: [uuid]\n")
 	p := fake.New(fake.Step{ToolCalls: []model.ToolCall{{ID: "1", Name: "uuid", Arguments: `{}`}}}, fake.Step{Content: "done"})
