@@ -11,9 +11,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/bm25"
-	"github.com/troupehq/troupe/engine/knowledge/embedded"
-	"github.com/troupehq/troupe/engine/knowledge/kb"
 )
 
 // Knowledge returns the knowledge side of the store: documents (the ingestion
@@ -24,15 +23,15 @@ func (db *DB) Knowledge() *Knowledge { return &Knowledge{db: db} }
 type Knowledge struct{ db *DB }
 
 var (
-	_ kb.Documents        = (*Knowledge)(nil)
-	_ kb.StatsStore       = (*Knowledge)(nil)
-	_ embedded.Repository = (*Knowledge)(nil)
+	_ knowledge.Documents       = (*Knowledge)(nil)
+	_ knowledge.StatsStore      = (*Knowledge)(nil)
+	_ knowledge.ChunkRepository = (*Knowledge)(nil)
 )
 
 const docColumns = `id, knowledge_id, name, description, type, source, metadata, size, status, message, progress,
 	chunks, attempts, chunk_strategy, chunk_size, chunk_overlap, created_at, updated_at`
 
-func (k *Knowledge) docArgs(d *kb.Document) ([]any, error) {
+func (k *Knowledge) docArgs(d *knowledge.Document) ([]any, error) {
 	md, err := jsonArg(orEmpty(d.Metadata))
 	if err != nil {
 		return nil, fmt.Errorf("encoding metadata: %w", err)
@@ -50,8 +49,8 @@ func orEmpty(m map[string]any) map[string]any {
 	return m
 }
 
-func scanDoc(sc scanner) (kb.Document, error) {
-	var d kb.Document
+func scanDoc(sc scanner) (knowledge.Document, error) {
+	var d knowledge.Document
 	var md []byte
 	err := sc.Scan(&d.ID, &d.KnowledgeID, &d.Name, &d.Description, &d.Type, &d.Source, &md, &d.Size, &d.Status, &d.Message, &d.Progress,
 		&d.Chunks, &d.Attempts, &d.ChunkStrategy, &d.ChunkSize, &d.ChunkOverlap, timeDest{&d.CreatedAt}, timeDest{&d.UpdatedAt})
@@ -67,9 +66,9 @@ func scanDoc(sc scanner) (kb.Document, error) {
 	return d, nil
 }
 
-// Create implements kb.Documents: it inserts the document unless one with the
+// Create implements knowledge.Documents: it inserts the document unless one with the
 // same id exists, which it returns instead.
-func (k *Knowledge) Create(ctx context.Context, d *kb.Document, content []byte) (*kb.Document, bool, error) {
+func (k *Knowledge) Create(ctx context.Context, d *knowledge.Document, content []byte) (*knowledge.Document, bool, error) {
 	args, err := k.docArgs(d)
 	if err != nil {
 		return nil, false, err
@@ -96,11 +95,11 @@ func (k *Knowledge) Create(ctx context.Context, d *kb.Document, content []byte) 
 	return existing, false, err
 }
 
-// Get implements kb.Documents.
-func (k *Knowledge) Get(ctx context.Context, id string) (*kb.Document, error) {
+// Get implements knowledge.Documents.
+func (k *Knowledge) Get(ctx context.Context, id string) (*knowledge.Document, error) {
 	d, err := scanDoc(k.db.r.QueryRowContext(ctx, `SELECT `+docColumns+` FROM knowledge_documents WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("document %q: %w", id, kb.ErrNotFound)
+		return nil, fmt.Errorf("document %q: %w", id, knowledge.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: getting document: %w", err)
@@ -108,12 +107,12 @@ func (k *Knowledge) Get(ctx context.Context, id string) (*kb.Document, error) {
 	return &d, nil
 }
 
-// Content implements kb.Documents.
+// Content implements knowledge.Documents.
 func (k *Knowledge) Content(ctx context.Context, id string) ([]byte, error) {
 	var b []byte
 	err := k.db.r.QueryRowContext(ctx, `SELECT content FROM knowledge_documents WHERE id = $1`, id).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("document %q: %w", id, kb.ErrNotFound)
+		return nil, fmt.Errorf("document %q: %w", id, knowledge.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: reading document content: %w", err)
@@ -121,8 +120,8 @@ func (k *Knowledge) Content(ctx context.Context, id string) ([]byte, error) {
 	return b, nil
 }
 
-// List implements kb.Documents.
-func (k *Knowledge) List(ctx context.Context, q kb.DocumentQuery) ([]kb.Document, int, error) {
+// List implements knowledge.Documents.
+func (k *Knowledge) List(ctx context.Context, q knowledge.DocumentQuery) ([]knowledge.Document, int, error) {
 	var where []string
 	var args []any
 	if q.KnowledgeID != "" {
@@ -163,7 +162,7 @@ func (k *Knowledge) List(ctx context.Context, q kb.DocumentQuery) ([]kb.Document
 		return nil, 0, fmt.Errorf("store: listing documents: %w", err)
 	}
 	defer rows.Close()
-	var out []kb.Document
+	var out []knowledge.Document
 	for rows.Next() {
 		d, err := scanDoc(rows)
 		if err != nil {
@@ -174,8 +173,8 @@ func (k *Knowledge) List(ctx context.Context, q kb.DocumentQuery) ([]kb.Document
 	return out, total, rows.Err()
 }
 
-// Update implements kb.Documents.
-func (k *Knowledge) Update(ctx context.Context, d *kb.Document) error {
+// Update implements knowledge.Documents.
+func (k *Knowledge) Update(ctx context.Context, d *knowledge.Document) error {
 	md, err := jsonArg(orEmpty(d.Metadata))
 	if err != nil {
 		return fmt.Errorf("encoding metadata: %w", err)
@@ -196,12 +195,12 @@ func (k *Knowledge) Update(ctx context.Context, d *kb.Document) error {
 		return fmt.Errorf("store: updating document: %w", err)
 	}
 	if n == 0 {
-		return fmt.Errorf("document %q: %w", d.ID, kb.ErrNotFound)
+		return fmt.Errorf("document %q: %w", d.ID, knowledge.ErrNotFound)
 	}
 	return nil
 }
 
-// Delete implements kb.Documents. The document's chunks are deleted by the
+// Delete implements knowledge.Documents. The document's chunks are deleted by the
 // vector store (kb.Service), which knows where they live.
 func (k *Knowledge) Delete(ctx context.Context, id string) error {
 	var n int64
@@ -224,26 +223,26 @@ func (k *Knowledge) Delete(ctx context.Context, id string) error {
 		return fmt.Errorf("store: deleting document: %w", err)
 	}
 	if n == 0 {
-		return fmt.Errorf("document %q: %w", id, kb.ErrNotFound)
+		return fmt.Errorf("document %q: %w", id, knowledge.ErrNotFound)
 	}
 	return nil
 }
 
-// Pending implements kb.Documents.
-func (k *Knowledge) Pending(ctx context.Context) ([]kb.Document, error) {
-	docs, _, err := k.List(ctx, kb.DocumentQuery{Status: kb.StatusProcessing, Limit: math.MaxInt32, SortOrder: "asc"})
+// Pending implements knowledge.Documents.
+func (k *Knowledge) Pending(ctx context.Context) ([]knowledge.Document, error) {
+	docs, _, err := k.List(ctx, knowledge.DocumentQuery{Status: knowledge.StatusProcessing, Limit: math.MaxInt32, SortOrder: "asc"})
 	return docs, err
 }
 
-// Sources implements kb.Documents.
-func (k *Knowledge) Sources(ctx context.Context, knowledgeID string) (map[string]kb.Document, error) {
+// Sources implements knowledge.Documents.
+func (k *Knowledge) Sources(ctx context.Context, knowledgeID string) (map[string]knowledge.Document, error) {
 	rows, err := k.db.r.QueryContext(ctx, `SELECT `+docColumns+` FROM knowledge_documents
 		WHERE knowledge_id = $1 AND (source LIKE 'file:%' OR source LIKE 'url:%')`, knowledgeID)
 	if err != nil {
 		return nil, fmt.Errorf("store: listing source documents: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]kb.Document{}
+	out := map[string]knowledge.Document{}
 	for rows.Next() {
 		d, err := scanDoc(rows)
 		if err != nil {
@@ -254,7 +253,7 @@ func (k *Knowledge) Sources(ctx context.Context, knowledgeID string) (map[string
 	return out, rows.Err()
 }
 
-// LoadStats implements kb.StatsStore.
+// LoadStats implements knowledge.StatsStore.
 func (k *Knowledge) LoadStats(ctx context.Context, knowledgeID string) (*bm25.Stats, error) {
 	s, err := k.loadStats(ctx, `SELECT stats FROM knowledge_stats WHERE knowledge_id = $1`, knowledgeID)
 	if err != nil {
@@ -263,7 +262,7 @@ func (k *Knowledge) LoadStats(ctx context.Context, knowledgeID string) (*bm25.St
 	return s, nil
 }
 
-// LoadDocumentStats implements kb.StatsStore.
+// LoadDocumentStats implements knowledge.StatsStore.
 func (k *Knowledge) LoadDocumentStats(ctx context.Context, knowledgeID, documentID string) (*bm25.Stats, error) {
 	s, err := k.loadStats(ctx, `SELECT stats FROM knowledge_document_stats WHERE knowledge_id = $1 AND document_id = $2`, knowledgeID, documentID)
 	if err != nil {
@@ -290,7 +289,7 @@ func (k *Knowledge) loadStats(ctx context.Context, query string, args ...any) (*
 	return &s, nil
 }
 
-// SaveStats implements kb.StatsStore: the totals and the document's share in
+// SaveStats implements knowledge.StatsStore: the totals and the document's share in
 // one transaction.
 func (k *Knowledge) SaveStats(ctx context.Context, knowledgeID string, total *bm25.Stats, documentID string, doc *bm25.Stats) error {
 	b, err := json.Marshal(total)
@@ -324,8 +323,8 @@ func (k *Knowledge) SaveStats(ctx context.Context, knowledgeID string, total *bm
 	return nil
 }
 
-// Load implements embedded.Repository: every chunk, without its text.
-func (k *Knowledge) Load(ctx context.Context, fn func(embedded.Record) error) error {
+// Load implements knowledge.ChunkRepository: every chunk, without its text.
+func (k *Knowledge) Load(ctx context.Context, fn func(knowledge.ChunkRecord) error) error {
 	rows, err := k.db.r.QueryContext(ctx, `SELECT id, knowledge_id, document_id, document_name, idx, page, heading, metadata, dense, sparse, len
 		FROM knowledge_chunks ORDER BY knowledge_id, id`)
 	if err != nil {
@@ -333,7 +332,7 @@ func (k *Knowledge) Load(ctx context.Context, fn func(embedded.Record) error) er
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var r embedded.Record
+		var r knowledge.ChunkRecord
 		var md, dense, sparse []byte
 		c := &r.Chunk
 		if err := rows.Scan(&c.ID, &c.KnowledgeID, &c.DocumentID, &c.Document, &c.Index, &c.Page, &c.Heading, &md, &dense, &sparse, &r.Len); err != nil {
@@ -350,8 +349,8 @@ func (k *Knowledge) Load(ctx context.Context, fn func(embedded.Record) error) er
 	return rows.Err()
 }
 
-// Put implements embedded.Repository.
-func (k *Knowledge) Put(ctx context.Context, records []embedded.Record) error {
+// Put implements knowledge.ChunkRepository.
+func (k *Knowledge) Put(ctx context.Context, records []knowledge.ChunkRecord) error {
 	err := k.db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for _, r := range records {
 			c := r.Chunk
@@ -377,7 +376,7 @@ func (k *Knowledge) Put(ctx context.Context, records []embedded.Record) error {
 	return nil
 }
 
-// DeleteDocument implements embedded.Repository.
+// DeleteDocument implements knowledge.ChunkRepository.
 func (k *Knowledge) DeleteDocument(ctx context.Context, knowledgeID, documentID string) ([]string, error) {
 	var ids []string
 	err := k.db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -407,7 +406,7 @@ func (k *Knowledge) DeleteDocument(ctx context.Context, knowledgeID, documentID 
 	return slices.Clone(ids), nil
 }
 
-// Texts implements embedded.Repository.
+// Texts implements knowledge.ChunkRepository.
 func (k *Knowledge) Texts(ctx context.Context, ids []string) (map[string]string, error) {
 	out := make(map[string]string, len(ids))
 	for batch := range slices.Chunk(ids, idBatch) {

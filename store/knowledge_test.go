@@ -12,7 +12,6 @@ import (
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/bm25"
 	"github.com/troupehq/troupe/engine/knowledge/embed"
-	"github.com/troupehq/troupe/engine/knowledge/embedded"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/store"
@@ -65,7 +64,7 @@ func TestKnowledgeDocumentsAndChunks(t *testing.T) {
 			require.NoError(t, err)
 			require.Len(t, pending, 5)
 
-			records := []embedded.Record{
+			records := []knowledge.ChunkRecord{
 				{Chunk: knowledge.Chunk{ID: "doc1-00000", KnowledgeID: "docs", DocumentID: "doc1", Document: "a.md", Index: 0, Text: "first", Page: 2, Heading: "Intro", Metadata: map[string]any{"lang": "en"}},
 					Dense: []float32{0.6, 0.8}, Sparse: map[uint32]float32{7: 1.5, 3: 0.25}, Len: 2},
 				{Chunk: knowledge.Chunk{ID: "doc1-00001", KnowledgeID: "docs", DocumentID: "doc1", Document: "a.md", Index: 1, Text: "second"},
@@ -74,8 +73,8 @@ func TestKnowledgeDocumentsAndChunks(t *testing.T) {
 			require.NoError(t, k.Put(ctx, records))
 			records[1].Chunk.Text = "second, updated"
 			require.NoError(t, k.Put(ctx, records[1:]), "upsert by id")
-			var loaded []embedded.Record
-			require.NoError(t, k.Load(ctx, func(r embedded.Record) error { loaded = append(loaded, r); return nil }))
+			var loaded []knowledge.ChunkRecord
+			require.NoError(t, k.Load(ctx, func(r knowledge.ChunkRecord) error { loaded = append(loaded, r); return nil }))
 			require.Len(t, loaded, 2)
 			want := records[0]
 			want.Chunk.Text = "" // Load does not read texts
@@ -176,7 +175,7 @@ func TestIngestionSurvivesRestart(t *testing.T) {
 				expected += d.Chunks
 			}
 			seen := map[string]bool{}
-			require.NoError(t, db2.Knowledge().Load(t.Context(), func(r embedded.Record) error {
+			require.NoError(t, db2.Knowledge().Load(t.Context(), func(r knowledge.ChunkRecord) error {
 				require.False(t, seen[r.Chunk.ID], "duplicate chunk")
 				seen[r.Chunk.ID] = true
 				return nil

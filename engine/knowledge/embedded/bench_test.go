@@ -62,7 +62,7 @@ func loadBench(b *testing.B) *benchCorpus {
 		const batch = 1000
 		var stats bm25.Stats
 		for start := 0; start < benchChunks; start += batch {
-			recs := make([]Record, batch)
+			recs := make([]knowledge.ChunkRecord, batch)
 			avgdl := stats.AvgDL()
 			for i := range recs {
 				n := start + i
@@ -70,7 +70,7 @@ func loadBench(b *testing.B) *benchCorpus {
 				t := text(80 + r.IntN(121))
 				w, dl := bm25.Doc(t, avgdl)
 				stats.Add(w, dl)
-				recs[i] = Record{
+				recs[i] = knowledge.ChunkRecord{
 					Chunk: knowledge.Chunk{ID: knowledge.ChunkID(doc, n%10), KnowledgeID: kb, DocumentID: doc, Document: doc + ".pdf",
 						Index: n % 10, Text: t, Page: 1 + n%10/3, Heading: "Chapter > Section",
 						Metadata: map[string]any{"group": float64(n / 10 % 4), "source": "bench"}},

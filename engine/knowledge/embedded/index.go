@@ -17,9 +17,9 @@ import (
 // parallel slices indexed by slot number, appended to on upsert. Removing a
 // chunk (delete, or replacement by a chunk with the same id) sets its
 // tombstone bit; compact reclaims dead slots once they are a quarter of the
-// total. Chunk texts are not held: hits fetch them from the Repository.
+// total. Chunk texts are not held: hits fetch them from the repository.
 type index struct {
-	wmu sync.Mutex   // serialises writers across the Repository call and the update
+	wmu sync.Mutex   // serialises writers across the repository call and the update
 	mu  sync.RWMutex // guards state: searches share, updates exclude
 
 	// quant: the index also keeps int8 codes of the vectors, scanned first

@@ -10,52 +10,27 @@ import (
 	"github.com/troupehq/troupe/engine/knowledge"
 )
 
-// Repository persists chunks; the store package implements it in SQL. Its
-// methods are called with no index lock held, so they may be slow; the Store
-// serialises the writes to one knowledge base.
-type Repository interface {
-	// Load streams every stored chunk of all knowledge bases (vectors
-	// included, text not needed) to fn, for building the index at start. An
-	// error from fn stops the load and is returned.
-	Load(ctx context.Context, fn func(Record) error) error
-	// Put upserts records by chunk id.
-	Put(ctx context.Context, records []Record) error
-	// DeleteDocument deletes a document's chunks and returns their ids.
-	DeleteDocument(ctx context.Context, knowledgeID, documentID string) ([]string, error)
-	// Texts returns the texts of the chunks with the given ids; ids not found
-	// are absent from the map.
-	Texts(ctx context.Context, ids []string) (map[string]string, error)
-}
-
-// Record is one persisted chunk.
-type Record struct {
-	Chunk  knowledge.Chunk // Text may be empty on Load
-	Dense  []float32
-	Sparse map[uint32]float32 // document-side BM25 weights (bm25.Doc)
-	Len    int                // length in terms, for the BM25 statistics
-}
-
-// MemoryRepository is a Repository in memory, for tests and for running
+// MemoryRepository is a knowledge.ChunkRepository in memory, for tests and for running
 // without a database. It is safe for concurrent use.
 type MemoryRepository struct {
 	mu      sync.RWMutex
-	records map[string]Record // by chunk id
+	records map[string]knowledge.ChunkRecord // by chunk id
 }
 
-var _ Repository = (*MemoryRepository)(nil)
+var _ knowledge.ChunkRepository = (*MemoryRepository)(nil)
 
 // NewMemoryRepository returns an empty repository.
 func NewMemoryRepository() *MemoryRepository {
-	return &MemoryRepository{records: map[string]Record{}}
+	return &MemoryRepository{records: map[string]knowledge.ChunkRecord{}}
 }
 
 // Load streams the records ordered by knowledge base and chunk id, without
 // their texts.
-func (m *MemoryRepository) Load(ctx context.Context, fn func(Record) error) error {
+func (m *MemoryRepository) Load(ctx context.Context, fn func(knowledge.ChunkRecord) error) error {
 	m.mu.RLock()
 	recs := slices.Collect(maps.Values(m.records))
 	m.mu.RUnlock()
-	slices.SortFunc(recs, func(a, b Record) int {
+	slices.SortFunc(recs, func(a, b knowledge.ChunkRecord) int {
 		return cmp.Or(cmp.Compare(a.Chunk.KnowledgeID, b.Chunk.KnowledgeID), cmp.Compare(a.Chunk.ID, b.Chunk.ID))
 	})
 	for _, r := range recs {
@@ -71,11 +46,11 @@ func (m *MemoryRepository) Load(ctx context.Context, fn func(Record) error) erro
 }
 
 // Put stores copies of the records' vectors and metadata.
-func (m *MemoryRepository) Put(ctx context.Context, records []Record) error {
+func (m *MemoryRepository) Put(ctx context.Context, records []knowledge.ChunkRecord) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	copied := make([]Record, len(records))
+	copied := make([]knowledge.ChunkRecord, len(records))
 	for i, r := range records {
 		r.Dense = slices.Clone(r.Dense)
 		r.Sparse = maps.Clone(r.Sparse)

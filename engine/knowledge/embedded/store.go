@@ -1,7 +1,7 @@
 // Package embedded is the default knowledge.VectorStore: an in-process index
-// persisted through a Repository (the SQL store), so it survives restarts.
+// persisted through a knowledge.ChunkRepository (the SQL store), so it survives restarts.
 //
-// Each knowledge base has its own index, rebuilt from the Repository at Open:
+// Each knowledge base has its own index, rebuilt from the repository at Open:
 // dense vectors in one contiguous []float32, compact per-chunk metadata, a
 // tombstone bitmap with periodic compaction and an inverted index of BM25
 // postings. Vector search is exact. On amd64 with AVX2 the index also keeps
@@ -10,12 +10,12 @@
 // out of the top k, which returns the same hits as a float32 scan for a
 // quarter of the memory traffic (at 100k × 384 on one core: 3 ms instead of
 // 4.5 to 9 ms, depending on how busy the memory bus is).
-// Chunk texts stay in the Repository and are fetched for the returned hits
+// Chunk texts stay in the repository and are fetched for the returned hits
 // only.
 //
 // Searches of a knowledge base run concurrently; writes to it are exclusive
 // while they update memory, and serialised among themselves across the
-// Repository call (which runs with no lock that searches need).
+// knowledge.ChunkRepository call (which runs with no lock that searches need).
 package embedded
 
 import (
@@ -42,7 +42,7 @@ type Options struct {
 
 // Store is the embedded vector store.
 type Store struct {
-	repo Repository
+	repo knowledge.ChunkRepository
 	log  *slog.Logger
 
 	mu  sync.RWMutex
@@ -54,7 +54,7 @@ var _ knowledge.VectorStore = (*Store)(nil)
 // Open builds the index from everything repo holds. Records whose vector
 // dimension differs from the first one of their knowledge base (the embedder
 // changed without re-ingestion) are skipped with a warning.
-func Open(ctx context.Context, repo Repository, opts Options) (*Store, error) {
+func Open(ctx context.Context, repo knowledge.ChunkRepository, opts Options) (*Store, error) {
 	if repo == nil {
 		return nil, errors.New("embedded: nil repository")
 	}
@@ -64,7 +64,7 @@ func Open(ctx context.Context, repo Repository, opts Options) (*Store, error) {
 	s := &Store{repo: repo, log: opts.Logger, kbs: map[string]*index{}}
 	start := time.Now()
 	chunks, skipped := 0, map[string]int{}
-	err := repo.Load(ctx, func(r Record) error {
+	err := repo.Load(ctx, func(r knowledge.ChunkRecord) error {
 		x := s.kbs[r.Chunk.KnowledgeID]
 		if x == nil {
 			x = newIndex()
@@ -113,7 +113,7 @@ func (s *Store) index(knowledgeID string, create bool) *index {
 
 // Upsert stores chunks with their dense vectors and document-side BM25
 // weights (bm25.Doc), replacing chunks with the same ids. It writes to the
-// Repository first, then updates the index. sparse may be nil (no keyword
+// knowledge.ChunkRepository first, then updates the index. sparse may be nil (no keyword
 // search for these chunks).
 func (s *Store) Upsert(ctx context.Context, knowledgeID string, chunks []knowledge.Chunk, dense [][]float32, sparse []map[uint32]float32) error {
 	if len(chunks) == 0 {
@@ -136,13 +136,13 @@ func (s *Store) Upsert(ctx context.Context, knowledgeID string, chunks []knowled
 			}
 		}
 	}
-	records := make([]Record, len(chunks))
+	records := make([]knowledge.ChunkRecord, len(chunks))
 	for i, c := range chunks {
 		if c.ID == "" {
 			return errors.New("embedded: chunk without an id")
 		}
 		c.KnowledgeID = knowledgeID
-		r := Record{Chunk: c, Dense: dense[i], Len: len(bm25.Terms(c.Text))}
+		r := knowledge.ChunkRecord{Chunk: c, Dense: dense[i], Len: len(bm25.Terms(c.Text))}
 		if sparse != nil {
 			r.Sparse = sparse[i]
 		}
@@ -175,7 +175,7 @@ func (s *Store) Upsert(ctx context.Context, knowledgeID string, chunks []knowled
 	return nil
 }
 
-// DeleteDocument removes every chunk of a document, from the Repository and
+// DeleteDocument removes every chunk of a document, from the repository and
 // then from the index.
 func (s *Store) DeleteDocument(ctx context.Context, knowledgeID, documentID string) error {
 	x := s.index(knowledgeID, false)
@@ -207,7 +207,7 @@ func (s *Store) DeleteDocument(ctx context.Context, knowledgeID, documentID stri
 // An empty mode means hybrid with a vector and keyword without. Filters are
 // evaluated once per distinct metadata map; a chunk that does not match is
 // skipped before its vector is scored, and before ranking in keyword search.
-// Hit texts are read from the Repository; a hit deleted meanwhile is dropped.
+// Hit texts are read from the repository; a hit deleted meanwhile is dropped.
 func (s *Store) Search(ctx context.Context, knowledgeID string, q knowledge.Query) ([]knowledge.Hit, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -282,7 +282,7 @@ func (x *index) search(knowledgeID string, q knowledge.Query, mode string, k int
 	return hits, nil
 }
 
-// withTexts fills the hits' texts from the Repository, dropping hits whose
+// withTexts fills the hits' texts from the repository, dropping hits whose
 // chunk is gone.
 func (s *Store) withTexts(ctx context.Context, hits []knowledge.Hit) ([]knowledge.Hit, error) {
 	ids := make([]string, len(hits))

@@ -66,7 +66,7 @@ func upsert(t testing.TB, s *Store, knowledgeID string, d doc) {
 	require.NoError(t, s.Upsert(context.Background(), knowledgeID, chunks, d.vecs, sparse))
 }
 
-func open(t testing.TB, repo Repository) *Store {
+func open(t testing.TB, repo knowledge.ChunkRepository) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), repo, Options{})
 	require.NoError(t, err)
@@ -587,7 +587,7 @@ func TestCodesScanIsExact(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 22))
 	const dim = 64
 	centers := [][]float32{randVec(r, dim), randVec(r, dim), randVec(r, dim)}
-	var recs []Record
+	var recs []knowledge.ChunkRecord
 	for i := range 3000 {
 		c := centers[i%3]
 		v := make([]float32, dim)
@@ -596,7 +596,7 @@ func TestCodesScanIsExact(t *testing.T) {
 			v[j] = c[j] + float32(noise*r.NormFloat64())
 		}
 		id := fmt.Sprintf("c%05d", i)
-		recs = append(recs, Record{Chunk: knowledge.Chunk{ID: id, KnowledgeID: kb, DocumentID: fmt.Sprintf("d%03d", i/10), Index: i % 10, Text: id,
+		recs = append(recs, knowledge.ChunkRecord{Chunk: knowledge.Chunk{ID: id, KnowledgeID: kb, DocumentID: fmt.Sprintf("d%03d", i/10), Index: i % 10, Text: id,
 			Metadata: map[string]any{"odd": i%2 == 1}}, Dense: norm(v)})
 	}
 	require.NoError(t, repo.Put(context.Background(), recs))
@@ -640,7 +640,7 @@ func TestCompactionBoundsSlots(t *testing.T) {
 func TestOpenSkipsOtherDimensions(t *testing.T) {
 	repo := NewMemoryRepository()
 	ctx := context.Background()
-	require.NoError(t, repo.Put(ctx, []Record{
+	require.NoError(t, repo.Put(ctx, []knowledge.ChunkRecord{
 		{Chunk: knowledge.Chunk{ID: "a", KnowledgeID: kb, DocumentID: "a", Text: "alpha"}, Dense: norm([]float32{1, 0}), Len: 1},
 		{Chunk: knowledge.Chunk{ID: "b", KnowledgeID: kb, DocumentID: "b", Text: "beta"}, Dense: norm([]float32{1, 0, 0}), Len: 1},
 		{Chunk: knowledge.Chunk{ID: "c", KnowledgeID: "other", DocumentID: "c", Text: "gamma"}, Dense: norm([]float32{1, 0, 0}), Len: 1},
@@ -661,7 +661,9 @@ type failingLoad struct {
 	err error
 }
 
-func (f failingLoad) Load(ctx context.Context, fn func(Record) error) error { return f.err }
+func (f failingLoad) Load(ctx context.Context, fn func(knowledge.ChunkRecord) error) error {
+	return f.err
+}
 
 func TestMetadataInterningAndOddFilters(t *testing.T) {
 	s := open(t, NewMemoryRepository())

@@ -204,7 +204,7 @@ func TestCrashResume(t *testing.T) {
 	}
 	var stored int
 	seen := map[string]bool{}
-	require.NoError(t, e.chunks.Load(t.Context(), func(r embedded.Record) error {
+	require.NoError(t, e.chunks.Load(t.Context(), func(r knowledge.ChunkRecord) error {
 		require.False(t, seen[r.Chunk.ID], "duplicate chunk %s", r.Chunk.ID)
 		seen[r.Chunk.ID] = true
 		stored++
@@ -228,7 +228,7 @@ func TestDeleteWhileIngesting(t *testing.T) {
 	require.ErrorIs(t, err, kb.ErrNotFound)
 	require.Eventually(t, func() bool {
 		n := 0
-		_ = e.chunks.Load(t.Context(), func(embedded.Record) error { n++; return nil })
+		_ = e.chunks.Load(t.Context(), func(knowledge.ChunkRecord) error { n++; return nil })
 		return n == 0
 	}, 5*time.Second, 5*time.Millisecond, "no chunk of the deleted document remains")
 }

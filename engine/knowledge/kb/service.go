@@ -37,7 +37,7 @@ const LocalDimension = 384
 type Options struct {
 	Documents Documents
 	// Chunks persists the embedded index (SQL in production, memory in tests).
-	Chunks embedded.Repository
+	Chunks knowledge.ChunkRepository
 	// Stats persists BM25 statistics of knowledge bases whose vectors live
 	// outside the process (Milvus); nil keeps them in memory only.
 	Stats StatsStore
@@ -64,22 +64,6 @@ type Options struct {
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	Now        func() time.Time
-}
-
-// StatsStore persists the BM25 statistics of knowledge bases whose vectors
-// live outside the process, with each document's share of them: a document
-// ingested again or deleted takes its share back out, so the statistics
-// always count the chunks that exist, once.
-type StatsStore interface {
-	// LoadStats returns a knowledge base's statistics, nil when none were
-	// saved.
-	LoadStats(ctx context.Context, knowledgeID string) (*bm25.Stats, error)
-	// LoadDocumentStats returns what a document's chunks add to its
-	// base's statistics, nil when nothing is recorded.
-	LoadDocumentStats(ctx context.Context, knowledgeID, documentID string) (*bm25.Stats, error)
-	// SaveStats saves a base's statistics and, atomically with them, one
-	// document's share (doc nil: the document has no share any more).
-	SaveStats(ctx context.Context, knowledgeID string, total *bm25.Stats, documentID string, doc *bm25.Stats) error
 }
 
 // Service runs knowledge bases. Configure it with each snapshot's knowledge
