@@ -46,7 +46,8 @@ func TestSpecBuiltinsFromRegistry(t *testing.T) {
 		got = append(got, b.Name)
 	}
 	require.Equal(t, names, got)
-	require.Equal(t, []string{"current_time", "calculator", "http_fetch", "knowledge_search"}, got)
+	// A subset, not the whole list: adding a builtin must not edit this test.
+	require.Subset(t, got, []string{"current_time", "calculator", "http_fetch", "knowledge_search"})
 
 	// agents.d checks clean with the registry's builtins, as troupe check runs.
 	set, err := spec.NewLoader(spec.LoaderOptions{Env: noEnv, BuiltinTools: reg.Builtins()}).Load("../agents.d")

@@ -2,10 +2,12 @@
 // tools are discovered at run time (MCP servers), and the limits applied to every
 // tool result before it reaches a model.
 //
-// Implementations live in subpackages: builtin (current_time, calculator,
-// http_fetch, knowledge_search), httptool (declarative HTTP tools from YAML) and
-// mcp (Model Context Protocol servers). egress holds the outbound-connection
-// policy the HTTP-based tools share.
+// A Registry of Modules builds tools by Tool document type and builtin name
+// (engine.DefaultTools is the product's). Implementations live in
+// subpackages: builtin (current_time, calculator, http_fetch,
+// knowledge_search), httptool (declarative HTTP tools from YAML) and mcp
+// (Model Context Protocol servers); each provides its Module. egress holds the
+// outbound-connection policy the HTTP-based tools share.
 package tool
 
 import (

@@ -1,5 +1,7 @@
 // Package builtin implements the tools agents may list by name without a Tool
-// document: current_time, calculator, http_fetch and knowledge_search.
+// document: current_time, calculator, http_fetch and knowledge_search. A Tool
+// document whose type is a builtin's name configures an instance of it (such
+// as http_fetch with allowed_hosts).
 //
 // They exist because models are unreliable at exactly these things — knowing
 // the date, doing arithmetic, reading a web page, recalling a team's documents
