@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -84,6 +85,10 @@ func (c *compiler) breakObject(k spec.Key, err error) {
 	o := c.objects[k]
 	m := o.Doc.Header()
 	diag := spec.Diagnostic{Pos: m.Pos(), Path: m.Path(), Severity: spec.Error, Msg: err.Error()}
+	if de, ok := errors.AsType[*toolDocError](err); ok {
+		// A module rejected a Tool document the agent uses: point there.
+		diag.Pos, diag.Path = de.position()
+	}
 	o.Diagnostics = append(slices.Clone(o.Diagnostics), diag)
 	o.Doc, o.Status = nil, StatusBroken
 	c.extra = append(c.extra, diag)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -163,7 +164,7 @@ func (r *resources) fromDocument(ctx context.Context, s *spec.Tool, d tool.Deps,
 	}
 	if m.Validate != nil {
 		if err := m.Validate(s); err != nil {
-			return instance{}, fmt.Errorf("tool %s: %w", s.Name, err)
+			return instance{}, &toolDocError{doc: s, err: fmt.Errorf("tool %s: %w", s.Name, err)}
 		}
 	}
 	in := instance{mod: m}
@@ -182,6 +183,26 @@ func (r *resources) fromDocument(ctx context.Context, s *spec.Tool, d tool.Deps,
 		r.tools[s] = in
 	}
 	return in, nil
+}
+
+// toolDocError is a module's verdict on a Tool document, kept with the
+// document so the diagnostic can point at it (and at the field, for a
+// tool.FieldError).
+type toolDocError struct {
+	doc *spec.Tool
+	err error
+}
+
+func (e *toolDocError) Error() string { return e.err.Error() }
+func (e *toolDocError) Unwrap() error { return e.err }
+
+// position returns where the diagnostic for the error belongs.
+func (e *toolDocError) position() (spec.Pos, string) {
+	path := e.doc.Path()
+	if fe, ok := errors.AsType[*tool.FieldError](e.err); ok {
+		path += "." + fe.Field
+	}
+	return e.doc.PosOf(path), path
 }
 
 // release runs the Cleanup hooks of the instances this snapshot built (MCP

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -186,6 +187,40 @@ func TestToolModuleLifecycle(t *testing.T) {
 	require.True(t, e.Load().Changed)
 	require.EqualValues(t, 201, built.Load(), "the http instance is reused, the mcp one built again")
 	require.Eventually(t, func() bool { return cleaned.Load() == 1 }, 5e9, 1e7, "the old snapshot's mcp instance is cleaned up")
+}
+
+// TestToolModuleValidate shows a module's Validate hook as a diagnostic at the
+// Tool document's field; the agent using it is broken, the others serve.
+func TestToolModuleValidate(t *testing.T) {
+	t.Parallel()
+	reg := tool.NewRegistry(tool.Module{Type: spec.ToolHTTP,
+		New: func(_ context.Context, s *spec.Tool, _ tool.Deps) (tool.Tool, error) { return fixedTool{name: s.Name}, nil },
+		Validate: func(s *spec.Tool) error {
+			if len(s.AllowedHosts) == 0 {
+				return &tool.FieldError{Field: "url", Err: errors.New("this registry requires allowed_hosts")}
+			}
+			return nil
+		}})
+	f := newFolder(t)
+	f.write("tools.yaml", "kind: Tool\nname: h\ntype: http\nurl: https://example.com/x\n")
+	f.write("a.yaml", "kind: Agent\nname: a\nmodel: echo\ntools: [h]\n---\nkind: Agent\nname: b\nmodel: echo\n")
+	rt := fakeRuntime(nil)
+	rt.Tools = reg
+	e := f.runtimeEngine(rt)
+	defer e.Close()
+	require.Equal(t, []string{filepath.Join(f.dir, "tools.yaml") + ":4:6: tools.h.url: tool h: url: this registry requires allowed_hosts"}, diagTexts(e.Current().Diagnostics()))
+	_, ok := e.Current().Agent("a")
+	require.False(t, ok)
+	_, ok = e.Current().Agent("b")
+	require.True(t, ok)
+}
+
+func diagTexts(ds spec.Diagnostics) []string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.Error())
+	}
+	return out
 }
 
 func TestRegistryRejectsWiringMistakes(t *testing.T) {
