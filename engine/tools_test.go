@@ -194,7 +194,9 @@ func TestToolModuleLifecycle(t *testing.T) {
 func TestToolModuleValidate(t *testing.T) {
 	t.Parallel()
 	reg := tool.NewRegistry(tool.Module{Type: spec.ToolHTTP,
-		New: func(_ context.Context, s *spec.Tool, _ tool.Deps) (tool.Tool, error) { return fixedTool{name: s.Name}, nil },
+		New: func(_ context.Context, s *spec.Tool, _ tool.Deps) (tool.Tool, error) {
+			return fixedTool{name: s.Name}, nil
+		},
 		Validate: func(s *spec.Tool) error {
 			if len(s.AllowedHosts) == 0 {
 				return &tool.FieldError{Field: "url", Err: errors.New("this registry requires allowed_hosts")}
