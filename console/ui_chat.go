@@ -16,7 +16,7 @@ import (
 )
 
 // chat runs one turn for the console's chat pane. It is the run endpoint's
-// data path (runService: same validation, persistence, tracing and metrics)
+// data path (the run service: same validation, persistence, tracing and metrics)
 // with a different presentation: each event becomes an HTML fragment,
 // rendered by the same components as the pages, sent as a server-sent event
 // that the pane's script applies (see web/static/troupe.js):
