@@ -263,9 +263,9 @@ func seedConsole(b *testing.B) consoleFixture {
 				if err := ts.db.StartRun(gctx, s, r); err != nil {
 					return err
 				}
-				r.Status, r.Content, r.UpdatedAt = store.RunCompleted, "The answer is 42.", created.Add(time.Duration(200+i%800)*time.Millisecond)
+				r.Status, r.Content, r.UpdatedAt = event.StatusCompleted, "The answer is 42.", created.Add(time.Duration(200+i%800)*time.Millisecond)
 				if i%10 == 3 {
-					r.Status, r.Error = store.RunError, "model unavailable"
+					r.Status, r.Error = event.StatusError, "model unavailable"
 				}
 				r.Tools = []event.ToolCall{{ID: "call_1", Name: "calculator", Args: map[string]any{"expression": "6*7"}, Result: "42", Duration: time.Millisecond}}
 				r.Metrics = event.Metrics{InputTokens: 120, OutputTokens: 30, TotalTokens: 150, Duration: r.UpdatedAt.Sub(created), ToolCalls: 1}
@@ -296,7 +296,7 @@ func seedConsole(b *testing.B) consoleFixture {
 			if err := ts.db.StartRun(ctx, long, r); err != nil {
 				b.Fatal(err)
 			}
-			r.Status, r.Content, r.UpdatedAt = store.RunCompleted, "Then the next step.", created.Add(300*time.Millisecond)
+			r.Status, r.Content, r.UpdatedAt = event.StatusCompleted, "Then the next step.", created.Add(300*time.Millisecond)
 			r.Messages = []model.Message{{Role: model.RoleUser, Content: r.Input}, {Role: model.RoleAssistant, Content: r.Content}}
 			if err := ts.db.FinishRun(ctx, r); err != nil {
 				b.Fatal(err)

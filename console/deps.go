@@ -5,14 +5,12 @@ import (
 	"time"
 
 	"github.com/troupehq/troupe/engine"
-	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/store"
 )
 
 // Engine is what the server needs from the engine.
 type Engine interface {
 	Current() *engine.Snapshot
-	Acquire() (*engine.Snapshot, func())
 	Reload(ctx context.Context) (*engine.ReloadResult, error)
 	LastReload() *engine.ReloadResult
 	Dirs() []string
@@ -23,8 +21,6 @@ type Engine interface {
 // Store is what the server needs from the session store.
 type Store interface {
 	Dialect() string
-	StartRun(ctx context.Context, s *store.Session, r *store.Run) error
-	FinishRun(ctx context.Context, r *store.Run) error
 	GetSession(ctx context.Context, id string, f store.Filter) (*store.Session, error)
 	ListSessions(ctx context.Context, q store.SessionQuery) ([]store.Session, int, error)
 	RenameSession(ctx context.Context, id, name string, f store.Filter) (*store.Session, error)
@@ -32,15 +28,11 @@ type Store interface {
 	ListRuns(ctx context.Context, sessionID string, f store.Filter) ([]store.Run, error)
 	LatestRuns(ctx context.Context, sessionID string, f store.Filter, n int) ([]store.Run, int, error)
 	RunsPage(ctx context.Context, sessionID string, f store.Filter, limit, offset int) ([]store.Run, int, error)
-	History(ctx context.Context, sessionID string, n int) ([]model.Message, error)
 	DailyMetrics(ctx context.Context, from, to time.Time) ([]store.DailyMetrics, error)
 	RecentRuns(ctx context.Context, limit int, f store.Filter) ([]store.Run, error)
 	RunActivity(ctx context.Context, from, to time.Time, buckets int, f store.Filter) ([]store.ActivityBucket, error)
 	// Ready runs a cheap real query, for the readiness probe.
 	Ready(ctx context.Context) error
-	// Interrupted lists the runs found RUNNING at start, left by a process
-	// that died, and already marked failed.
-	Interrupted() []store.Run
 }
 
 var (

@@ -13,8 +13,8 @@ import (
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
-	"github.com/troupehq/troupe/store"
 )
 
 // The OpenAI-compatible surface: every agent and team is a "model", so OpenAI
@@ -183,16 +183,16 @@ func (s *Server) chatCompletions(c *gin.Context) {
 	}
 
 	kind, name := resolveModel(s.opts.Engine.Current(), req.Model)
-	p := runParams{Kind: kind, Name: name, Message: message, History: history, SessionID: c.GetHeader(SessionHeader),
-		UserID: getPrincipal(c).userID(req.User), Stream: req.Stream, BoundUser: getPrincipal(c).bound(), Link: traceLink(c)}
-	pr, err := s.runs.start(c.Request.Context(), p)
+	p := session.Params{Kind: kind, Name: name, Message: message, History: history, SessionID: c.GetHeader(SessionHeader),
+		UserID: getPrincipal(c).userID(req.User), Stream: req.Stream, BoundUser: getPrincipal(c).bound(), Link: runLink(c)}
+	turn, err := s.opts.Runs.Start(c.Request.Context(), p)
 	if err != nil {
 		var he *httpError
-		if errors.As(err, &he) && he.status == http.StatusNotFound && strings.HasPrefix(he.msg, "session") {
-			openaiAbort(c, http.StatusNotFound, "invalid_request_error", "session_not_found", he.msg)
-		} else if errors.As(err, &he) && he.status == http.StatusNotFound {
+		if errors.Is(err, session.ErrSessionNotFound) {
+			openaiAbort(c, http.StatusNotFound, "invalid_request_error", "session_not_found", err.Error())
+		} else if errors.Is(err, session.ErrNotFound) {
 			openaiAbort(c, http.StatusNotFound, "invalid_request_error", "model_not_found", fmt.Sprintf("The model `%s` does not exist: use an agent or team name from GET /v1/models", req.Model))
-		} else if errors.As(err, &he) {
+		} else if errors.As(runError(err), &he) {
 			openaiAbort(c, he.status, "invalid_request_error", "", he.msg)
 		} else {
 			s.log.Error("starting chat completion", "err", err)
@@ -200,12 +200,12 @@ func (s *Server) chatCompletions(c *gin.Context) {
 		}
 		return
 	}
-	c.Header(SessionHeader, pr.session.ID)
-	id := "chatcmpl-" + pr.run.ID
+	c.Header(SessionHeader, turn.SessionID())
+	id := "chatcmpl-" + turn.RunID()
 	created := time.Now().Unix()
 	if !req.Stream {
-		run := pr.execute(c.Request.Context(), func(event.Event) {})
-		if run.Status != store.RunStatus("COMPLETED") {
+		run := turn.Execute(c.Request.Context(), func(event.Event) {})
+		if run.Status != event.StatusCompleted {
 			openaiAbort(c, statusFor(run), "server_error", strings.ToLower(string(run.Status)), "the run did not complete: "+run.Error)
 			return
 		}
@@ -223,14 +223,14 @@ func (s *Server) chatCompletions(c *gin.Context) {
 			"choices": []gin.H{{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": nil}}}
 	}
 	_ = w.write("", chunk(gin.H{"role": "assistant", "content": ""}, nil))
-	run := pr.execute(c.Request.Context(), func(e event.Event) {
+	run := turn.Execute(c.Request.Context(), func(e event.Event) {
 		// Only the target's own answer is content; members and tools are
 		// internal to the run.
 		if e.Depth == 0 && e.Type == event.RunContent && e.Content != "" {
 			_ = w.write("", chunk(gin.H{"content": e.Content}, nil))
 		}
 	})
-	if run.Status != store.RunStatus("COMPLETED") {
+	if run.Status != event.StatusCompleted {
 		var e openaiError
 		e.Error.Message, e.Error.Type, e.Error.Code = "the run did not complete: "+run.Error, "server_error", strings.ToLower(string(run.Status))
 		_ = w.write("", e)
@@ -248,8 +248,8 @@ func usage(m event.Metrics) gin.H {
 }
 
 // statusFor maps a failed run to an HTTP status for non-streaming answers.
-func statusFor(r *store.Run) int {
-	if r.Status == "CANCELLED" {
+func statusFor(r *session.Run) int {
+	if r.Status == event.StatusCancelled {
 		return 499 // client closed request, as nginx reports it
 	}
 	return http.StatusBadGateway

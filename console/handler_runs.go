@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
 )
 
@@ -93,27 +94,24 @@ func (s *Server) createRun(typ string) gin.HandlerFunc {
 			return
 		}
 		stream := req.Stream == nil || *req.Stream
-		p := runParams{Kind: kindOf(typ), Name: c.Param("id"), Message: req.Message, SessionID: req.SessionID,
-			UserID: getPrincipal(c).userID(req.UserID), Stream: stream, BoundUser: getPrincipal(c).bound(), Link: traceLink(c)}
-		pr, err := s.runs.start(c.Request.Context(), p)
+		p := session.Params{Kind: kindOf(typ), Name: c.Param("id"), Message: req.Message, SessionID: req.SessionID,
+			UserID: getPrincipal(c).userID(req.UserID), Stream: stream, BoundUser: getPrincipal(c).bound(), Link: runLink(c)}
+		turn, err := s.opts.Runs.Start(c.Request.Context(), p)
 		if err != nil {
-			s.respondError(c, err)
+			s.respondError(c, runError(err))
 			return
 		}
-		c.Header("X-Run-Id", pr.run.ID)
-		c.Header("X-Session-Id", pr.session.ID)
-		if tp := pr.traceparent(); tp != "" {
-			c.Header("Traceparent", tp)
-			c.Header("X-Trace-Id", pr.trace.TraceID())
-		}
+		c.Header("X-Run-Id", turn.RunID())
+		c.Header("X-Session-Id", turn.SessionID())
+		traceHeaders(c, turn)
 		if !stream {
-			run := pr.execute(c.Request.Context(), func(event.Event) {})
+			run := turn.Execute(c.Request.Context(), func(event.Event) {})
 			c.JSON(http.StatusOK, toRun(run, false))
 			return
 		}
 		w, closed := s.openStream(c)
 		defer closed()
-		pr.execute(c.Request.Context(), func(e event.Event) {
+		turn.Execute(c.Request.Context(), func(e event.Event) {
 			if e.Type == event.ModelRequestCompleted {
 				return // internal accounting; AgentOS clients do not expect it
 			}
@@ -125,7 +123,7 @@ func (s *Server) createRun(typ string) gin.HandlerFunc {
 
 func (s *Server) cancelRun(typ string) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if !s.runs.cancel(kindOf(typ), c.Param("id"), c.Param("run_id"), getPrincipal(c)) {
+		if !s.opts.Runs.Cancel(c.Param("run_id"), match(getPrincipal(c), session.Match{Kind: kindOf(typ), Name: c.Param("id")})) {
 			abort(c, http.StatusNotFound, fmt.Sprintf("no run %s of %s %s is in progress", c.Param("run_id"), typ, c.Param("id")))
 			return
 		}

@@ -214,7 +214,7 @@ func sessionName(raw string) (string, error) {
 // deleteOneSession deletes session id, or answers store.ErrNotFound when
 // the caller sees no such session.
 func (s *Server) deleteOneSession(ctx context.Context, id string, f store.Filter) error {
-	s.runs.stopSessionRuns(ctx, []string{id}, f.UserID)
+	s.opts.Runs.StopSessions(ctx, []string{id}, f.UserID)
 	n, err := s.opts.Store.DeleteSessions(ctx, []string{id}, f)
 	if err == nil && n == 0 {
 		err = store.ErrNotFound
@@ -234,7 +234,7 @@ func (s *Server) deleteSessions(c *gin.Context) {
 		abort(c, http.StatusUnprocessableEntity, "session_ids must list 1 to 1000 session ids")
 		return
 	}
-	s.runs.stopSessionRuns(c.Request.Context(), body.SessionIDs, filter(c).UserID)
+	s.opts.Runs.StopSessions(c.Request.Context(), body.SessionIDs, filter(c).UserID)
 	if _, err := s.opts.Store.DeleteSessions(c.Request.Context(), body.SessionIDs, filter(c)); err != nil {
 		s.respondError(c, err)
 		return

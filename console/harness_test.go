@@ -24,6 +24,7 @@ import (
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/model/echo"
 	"github.com/troupehq/troupe/engine/model/openai"
+	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/tool/builtin"
 	"github.com/troupehq/troupe/spec/watch"
 	"github.com/troupehq/troupe/store"
@@ -77,6 +78,7 @@ type testServer struct {
 	url      string
 	dir      string
 	srv      *console.Server
+	runs     *session.Service
 	eng      *engine.Engine
 	db       *store.DB
 	kb       *kb.Service
@@ -181,17 +183,28 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		h.traces = tracesDB.Traces()
 	}
 	ts.traces = h.traces
-	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, ShutdownTimeout: 5 * time.Second,
-		Traces: ts.traces, Metrics: ts.metrics, Keys: h.keys}
+	// As in troupe serve: the run service is built beside the server, with
+	// tracing (unless turned off) and metrics observing its runs.
+	var observers []session.Observer
 	if h.noTracing {
-		ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: discard{}}) // never fed: the console has no recorder
+		ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: discard{}}) // never fed: the runs have no tracer
 	} else {
 		ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: h.traces, FlushInterval: 100 * time.Millisecond})
-		o.Recorder = ts.recorder
+		observers = append(observers, telemetry.NewTracer(ts.recorder))
 	}
+	observers = append(observers, ts.metrics)
+	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, ShutdownTimeout: 5 * time.Second,
+		Traces: ts.traces, Metrics: ts.metrics, Keys: h.keys}
 	if h.opts != nil {
 		h.opts(&o)
 	}
+	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout})
+	var rec *telemetry.Recorder
+	if !h.noTracing {
+		rec = ts.recorder
+	}
+	wireMetrics(ts.metrics, ts.eng, rec, ts.kb)
+	o.Runs = ts.runs
 	srv := console.New(o)
 	ts.srv = srv
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -201,6 +214,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	ts.errc = make(chan error, 2)
 	var wg sync.WaitGroup
 	wg.Go(func() { ts.errc <- srv.Serve(ctx, ln) })
+	wg.Go(func() { _ = ts.runs.Run(ctx) })
 	var dirty <-chan struct{}
 	if h.watch {
 		w, err := watch.New(watch.Options{Dirs: []string{ts.dir}})
@@ -222,6 +236,30 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	}
 	t.Cleanup(ts.stop)
 	return ts
+}
+
+// wireMetrics lets the metrics read, at scrape time, the state of the
+// engine, the span recorder and ingestion, as troupe serve wires them.
+func wireMetrics(m *telemetry.Metrics, eng *engine.Engine, rec *telemetry.Recorder, k *kb.Service) {
+	m.SetReloadSource(func() (bool, time.Time, time.Duration, uint64) {
+		r := eng.LastReload()
+		if r == nil {
+			return false, time.Time{}, 0, eng.Current().Generation()
+		}
+		return r.Success(), r.Time, r.Duration, eng.Current().Generation()
+	})
+	if rec != nil {
+		m.SetSpanQueueSource(func() (int, uint64) { q, d, _ := rec.Stats(); return q, d })
+	}
+	m.SetIngestionSource(func() map[string]int {
+		out := map[string]int{}
+		for _, st := range []string{kb.StatusProcessing, kb.StatusCompleted, kb.StatusFailed} {
+			if _, n, err := k.List(context.Background(), kb.DocumentQuery{Status: st, Limit: 1}); err == nil {
+				out[st] = n
+			}
+		}
+		return out
+	})
 }
 
 // do sends a request and returns the status and body.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -131,9 +132,9 @@ func TestInterruptedRunKeepsStreamedText(t *testing.T) {
 				r, err := ts.db.GetRun(t.Context(), lr.runID, store.Filter{})
 				require.NoError(t, err)
 				run = r
-				return r.Status != store.RunRunning
+				return r.Status != event.StatusRunning
 			}, 10*time.Second, 10*time.Millisecond)
-			require.Equal(t, store.RunCancelled, run.Status)
+			require.Equal(t, event.StatusCancelled, run.Status)
 			require.Equal(t, "thinking ", run.Content)
 			require.True(t, run.Partial)
 			require.Equal(t, tt.error, run.Error)
@@ -163,7 +164,7 @@ func TestCrashedRunIsTraced(t *testing.T) {
 	ts := startServer(t, withDatabase(path))
 	got, err := ts.db.GetRun(t.Context(), "crashed-run", store.Filter{})
 	require.NoError(t, err)
-	require.Equal(t, store.RunError, got.Status)
+	require.Equal(t, event.StatusError, got.Status)
 	require.Equal(t, store.InterruptedRunError, got.Error)
 
 	var list struct {

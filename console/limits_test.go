@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/troupehq/troupe/console"
+	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -34,7 +35,7 @@ func TestSessionRunsArePaged(t *testing.T) {
 			if err := ts.db.StartRun(ctx, s, r); err != nil {
 				return err
 			}
-			r.Status, r.Content, r.UpdatedAt = store.RunCompleted, "done", created.Add(time.Millisecond/2)
+			r.Status, r.Content, r.UpdatedAt = event.StatusCompleted, "done", created.Add(time.Millisecond/2)
 			return ts.db.FinishRun(ctx, r)
 		})
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"golang.org/x/net/netutil"
 
-	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/telemetry"
 )
 
@@ -27,8 +27,9 @@ type Options struct {
 	Store  Store
 	// Knowledge serves /knowledge routes; nil leaves them out.
 	Knowledge Knowledge
-	// Recorder receives every run's spans; nil turns tracing off.
-	Recorder *telemetry.Recorder
+	// Runs is the run service every run route starts, cancels and waits on
+	// (required). Serve waits for its runs to end before it returns.
+	Runs *session.Service
 	// Traces answers /traces; nil leaves the routes out.
 	Traces telemetry.Reader
 	// Metrics observes runs for /metrics/prometheus; nil leaves it out.
@@ -81,7 +82,6 @@ type Server struct {
 	opts   Options
 	log    *slog.Logger
 	router *gin.Engine
-	runs   *runService
 	start  time.Time
 	// asset maps a static file name to its cache-busting URL.
 	asset func(name string) string
@@ -137,43 +137,8 @@ func New(opts Options) *Server {
 		opts.CORSOrigins = DefaultCORSOrigins
 	}
 	s := &Server{opts: opts, log: opts.Logger, start: time.Now().UTC(), csrf: http.NewCrossOriginProtection(), closing: make(chan struct{})}
-	s.runs = &runService{eng: opts.Engine, st: opts.Store, log: opts.Logger.With("component", "runs"), active: map[string]*activeRun{},
-		recorder: opts.Recorder, metrics: opts.Metrics}
 	s.router = s.routes()
-	s.wireMetrics()
-	s.runs.traceInterrupted()
 	return s
-}
-
-// wireMetrics lets the Prometheus metrics read, at scrape time, the state the
-// server already knows: reloads, the span queue and ingestion.
-func (s *Server) wireMetrics() {
-	m := s.opts.Metrics
-	if m == nil {
-		return
-	}
-	eng := s.opts.Engine
-	m.SetReloadSource(func() (bool, time.Time, time.Duration, uint64) {
-		r := eng.LastReload()
-		if r == nil {
-			return false, time.Time{}, 0, eng.Current().Generation()
-		}
-		return r.Success(), r.Time, r.Duration, eng.Current().Generation()
-	})
-	if rec := s.opts.Recorder; rec != nil {
-		m.SetSpanQueueSource(func() (int, uint64) { q, d, _ := rec.Stats(); return q, d })
-	}
-	if k := s.opts.Knowledge; k != nil {
-		m.SetIngestionSource(func() map[string]int {
-			out := map[string]int{}
-			for _, st := range []string{kb.StatusProcessing, kb.StatusCompleted, kb.StatusFailed} {
-				if _, n, err := k.List(context.Background(), kb.DocumentQuery{Status: st, Limit: 1}); err == nil {
-					out[st] = n
-				}
-			}
-			return out
-		})
-	}
 }
 
 func (s *Server) routes() *gin.Engine {
@@ -386,19 +351,21 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.closeOnce.Do(func() { close(s.closing) })
-	s.log.Info("shutting down: draining in-flight requests", "runs", s.runs.activeCount(), "timeout", s.opts.ShutdownTimeout)
+	s.log.Info("shutting down: draining in-flight requests", "runs", s.opts.Runs.Active(), "timeout", s.opts.ShutdownTimeout)
 	drain, cancelDrain := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancelDrain()
 	err := srv.Shutdown(drain)
 	if errors.Is(err, context.DeadlineExceeded) {
-		s.log.Warn("shutdown timeout: cancelling the runs still in flight", "runs", s.runs.activeCount())
+		s.log.Warn("shutdown timeout: cancelling the runs still in flight", "runs", s.opts.Runs.Active())
 		cancelBase()
 		// Give cancelled runs a moment to save their final state.
 		finish, cancelFinish := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancelFinish()
 		err = srv.Shutdown(finish)
 	}
-	s.runs.wg.Wait()
+	// The runs of the requests above have ended or been cancelled; wait
+	// for their final saves (Wait returns at once when there are none).
+	_ = s.opts.Runs.Wait(context.WithoutCancel(ctx))
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		return fmt.Errorf("serving HTTP: %w", serr)
 	}

@@ -12,10 +12,11 @@ import (
 
 	"github.com/troupehq/troupe/console/view"
 	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/session"
 )
 
 // chat runs one turn for the console's chat pane. It is the run endpoint's
-// data path (runService: same validation, persistence, tracing and metrics)
+// data path (the run service: same validation, persistence, tracing and metrics)
 // with a different presentation: each event becomes an HTML fragment,
 // rendered by the same components as the pages, sent as a server-sent event
 // that the pane's script applies (see web/static/troupe.js):
@@ -34,34 +35,35 @@ func (s *Server) chat(typ string) gin.HandlerFunc {
 			return
 		}
 		p := getPrincipal(c)
-		pr, err := s.runs.start(c.Request.Context(), runParams{Kind: kind, Name: c.Param("id"), Message: message,
+		turn, err := s.opts.Runs.Start(c.Request.Context(), session.Params{Kind: kind, Name: c.Param("id"), Message: message,
 			SessionID: c.PostForm("session_id"), UserID: p.userID(""), Stream: true, BoundUser: p.bound()})
 		if err != nil {
-			s.consoleError(c, "the run", err)
+			s.consoleError(c, "the run", runError(err))
 			return
 		}
+		runID, sessionID := turn.RunID(), turn.SessionID()
 		w, closed := s.openStream(c)
 		defer closed()
 		ctx := c.Request.Context()
-		st := &chatStream{w: w, ctx: ctx, run: pr.run.ID, members: map[string]string{}}
-		st.send("start", map[string]string{"run": pr.run.ID, "session": pr.session.ID, "h": st.html(view.ChatTurn(pr.run.ID, message))})
+		st := &chatStream{w: w, ctx: ctx, run: runID, members: map[string]string{}}
+		st.send("start", map[string]string{"run": runID, "session": sessionID, "h": st.html(view.ChatTurn(runID, message))})
 		traceURL := ""
-		if pr.trace != nil {
-			traceURL = "/ui/traces/" + pr.trace.TraceID()
+		if traceID, _ := turn.TraceContext(); traceID != "" {
+			traceURL = "/ui/traces/" + traceID
 		}
-		pr.execute(ctx, func(e event.Event) {
+		turn.Execute(ctx, func(e event.Event) {
 			if e.Depth == 0 && e.Type.Terminal() {
-				u := view.ChatUsage{RunID: pr.run.ID, SessionID: pr.session.ID, TraceURL: traceURL, SessionLink: true, Status: "COMPLETED"}
+				u := view.ChatUsage{RunID: runID, SessionID: sessionID, TraceURL: traceURL, SessionLink: true, Status: string(e.Type.Status())}
 				if e.Metrics != nil {
 					u.Metrics = *e.Metrics
 				}
 				switch e.Type {
 				case event.RunError:
-					u.Status, u.Error = "ERROR", e.Content
+					u.Error = e.Content
 				case event.RunCancelled:
-					u.Status, u.Error = "CANCELLED", "Cancelled."
+					u.Error = "Cancelled."
 				}
-				st.send("end", map[string]string{"t": "m-" + pr.run.ID, "h": st.html(view.ChatEnd(u))})
+				st.send("end", map[string]string{"t": "m-" + runID, "h": st.html(view.ChatEnd(u))})
 				return
 			}
 			st.event(e)

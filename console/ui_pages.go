@@ -16,6 +16,7 @@ import (
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
@@ -538,7 +539,7 @@ func (s *Server) reloadFromConsole(c *gin.Context) {
 }
 
 func (s *Server) cancelFromConsole(c *gin.Context) {
-	if !s.runs.cancelByID(c.Param("run_id"), getPrincipal(c)) {
+	if !s.opts.Runs.Cancel(c.Param("run_id"), match(getPrincipal(c), session.Match{})) {
 		c.Data(http.StatusNotFound, "text/plain; charset=utf-8", []byte("that run is not in progress"))
 		return
 	}

@@ -2,13 +2,13 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
 )
 
@@ -267,5 +267,6 @@ func (e *Engine) Close() {
 }
 
 // ErrNotFound is returned when a run names an agent or team the snapshot does
-// not serve.
-var ErrNotFound = errors.New("not found")
+// not serve. It is the run service's ErrNotFound, so that the service
+// classifies the engine's answers without importing the engine.
+var ErrNotFound = session.ErrNotFound

@@ -56,7 +56,7 @@ limits:
 	defer e.Close()
 	res, _, err := e.Execute(t.Context(), spec.KindAgent, "mcp-user", agent.Input{Message: "use the tools", RunID: "r"}, func(event.Event) {})
 	require.NoError(t, err)
-	require.Equal(t, agent.StatusCompleted, res.Status, res.Err)
+	require.Equal(t, event.StatusCompleted, res.Status, res.Err)
 	require.Len(t, res.Tools, 2)
 	require.False(t, res.Tools[0].Error, res.Tools[0].Result)
 	require.Contains(t, res.Tools[0].Result, "Echo: hello from troupe")
@@ -98,7 +98,7 @@ func TestReloadKeepsUnchangedMCPServer(t *testing.T) {
 	runA := func() {
 		res, _, err := e.Execute(t.Context(), spec.KindAgent, "a", agent.Input{Message: "x", RunID: "r"}, func(event.Event) {})
 		require.NoError(t, err)
-		require.Equal(t, agent.StatusCompleted, res.Status, res.Err)
+		require.Equal(t, event.StatusCompleted, res.Status, res.Err)
 	}
 	runA()
 	require.EqualValues(t, 1, dials.Load())

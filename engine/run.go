@@ -6,6 +6,7 @@ import (
 
 	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
 )
 
@@ -44,12 +45,30 @@ func (s *Snapshot) Runner(kind spec.Kind, name string) (agent.Runner, error) {
 // BrokenError reports a target whose definition has errors and no good version.
 type BrokenError struct{ Diagnostics spec.Diagnostics }
 
+// Unwrap makes a BrokenError a session.ErrBroken, the run service's class of
+// it.
+func (e *BrokenError) Unwrap() error { return session.ErrBroken }
+
 func (e *BrokenError) Error() string {
 	if errs := e.Diagnostics.Errors(); len(errs) > 0 {
 		return errs[0].Error()
 	}
 	return "broken definition"
 }
+
+// Pin resolves kind/name on the current snapshot for one run and pins the
+// snapshot until the target's Release is called (see session.Targets).
+func (e *Engine) Pin(kind spec.Kind, name string) (session.Target, error) {
+	snap, release := e.Acquire()
+	r, err := snap.Runner(kind, name)
+	if err != nil {
+		release()
+		return session.Target{}, err
+	}
+	return session.Target{Runner: r, Version: snap.Version(), Release: release}, nil
+}
+
+var _ session.Targets = (*Engine)(nil)
 
 // Execute runs one turn of an agent or team on the current snapshot, which it
 // pins for the whole run: a reload during the run does not affect it.

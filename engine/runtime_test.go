@@ -144,7 +144,7 @@ model: flaky
 	defer e.Close()
 	res, _, err := e.Execute(t.Context(), spec.KindAgent, "a", agent.Input{Message: "hello"}, func(event.Event) {})
 	require.NoError(t, err)
-	require.Equal(t, agent.StatusCompleted, res.Status, res.Err)
+	require.Equal(t, event.StatusCompleted, res.Status, res.Err)
 	require.Equal(t, "Echo: hello", res.Content, "the fallback answered")
 	require.Equal(t, "gpt-primary", p.Requests()[0].Model)
 }
@@ -191,7 +191,7 @@ func BenchmarkTurnWithToolCall(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		res, _, err := e.Execute(ctx, spec.KindAgent, "a", agent.Input{Message: "2+2?", RunID: "r"}, func(event.Event) { events++ })
-		if err != nil || res.Status != agent.StatusCompleted || res.Content != "4" {
+		if err != nil || res.Status != event.StatusCompleted || res.Content != "4" {
 			b.Fatalf("%v %+v", err, res)
 		}
 	}

@@ -95,7 +95,7 @@ func TestSpecBuiltinsFromRegistry(t *testing.T) {
 	require.Empty(t, e.Current().Diagnostics())
 	res, _, err := e.Execute(t.Context(), spec.KindAgent, "a", agent.Input{Message: "id?", RunID: "r"}, func(event.Event) {})
 	require.NoError(t, err)
-	require.Equal(t, agent.StatusCompleted, res.Status, res.Err)
+	require.Equal(t, event.StatusCompleted, res.Status, res.Err)
 	require.Len(t, res.Tools, 1)
 	require.Equal(t, "0190-test", res.Tools[0].Result)
 
@@ -141,7 +141,7 @@ func TestToolDocumentConfiguresBuiltin(t *testing.T) {
 	// description, next to the builtin's own.
 	res, _, err := e.Execute(t.Context(), spec.KindAgent, "a", agent.Input{Message: "read", RunID: "r"}, func(event.Event) {})
 	require.NoError(t, err)
-	require.Equal(t, agent.StatusCompleted, res.Status, res.Err)
+	require.Equal(t, event.StatusCompleted, res.Status, res.Err)
 	defs := p.Requests()[0].Tools
 	require.Len(t, defs, 2)
 	require.Equal(t, "intranet_fetch", defs[0].Name)

@@ -27,7 +27,7 @@ func benchStores(b *testing.B, fn func(b *testing.B, db *store.DB)) {
 
 // finishedRun gives r a typical small result: a question, an answer, metrics.
 func finishedRun(r *store.Run) {
-	r.Status = store.RunCompleted
+	r.Status = event.StatusCompleted
 	r.Content = "Paris is the capital of France."
 	r.Messages = []model.Message{
 		{Role: model.RoleUser, Content: r.Input},
@@ -140,7 +140,7 @@ func seedOverview(b *testing.B, db *store.DB, runs int) (from, to time.Time) {
 			}
 			finishedRun(r)
 			if i%10 == 3 {
-				r.Status, r.Error = store.RunError, "model unavailable"
+				r.Status, r.Error = event.StatusError, "model unavailable"
 			}
 			r.UpdatedAt = r.CreatedAt.Add(500*time.Millisecond + time.Duration(i%60)*500*time.Millisecond)
 			return db.FinishRun(ctx, r)

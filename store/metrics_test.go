@@ -56,7 +56,7 @@ func seedMetricsRuns(t *testing.T, db *store.DB, runs []metricsSeedRun) {
 		if !sr.finish {
 			continue
 		}
-		r.Status, r.Content, r.UpdatedAt = store.RunCompleted, "answer", sr.at.Add(time.Second)
+		r.Status, r.Content, r.UpdatedAt = event.StatusCompleted, "answer", sr.at.Add(time.Second)
 		r.Metrics = event.Metrics{InputTokens: sr.in, OutputTokens: sr.out, TotalTokens: sr.in + sr.out, Duration: time.Second}
 		require.NoError(t, db.FinishRun(ctx, r))
 	}

@@ -10,53 +10,13 @@ import (
 
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/engine/session"
 )
 
-// RunStatus is a run's lifecycle state.
-type RunStatus string
-
-// Run statuses. A run is RUNNING from StartRun until FinishRun records one of
-// the other three.
-const (
-	RunRunning   RunStatus = "RUNNING"
-	RunCompleted RunStatus = "COMPLETED"
-	RunError     RunStatus = "ERROR"
-	RunCancelled RunStatus = "CANCELLED"
-)
-
-// Terminal reports whether s is a final status.
-func (s RunStatus) Terminal() bool {
-	return s == RunCompleted || s == RunError || s == RunCancelled
-}
-
-// Run is one turn of a session: an agent or team answering one input.
-type Run struct {
-	ID        string
-	SessionID string
-	// ParentRunID is set for the runs of a team's members; their ComponentID
-	// names the member, while SessionID is the team's session.
-	ParentRunID string
-	ComponentID string
-	Type        string // SessionAgent or SessionTeam
-	UserID      string // always the session's user
-	Input       string
-	Content     string
-	// Partial marks Content as the part of the answer streamed before the
-	// run was cancelled or failed, not a whole answer.
-	Partial     bool
-	Status      RunStatus
-	Error       string
-	Tools       []event.ToolCall
-	Messages    []model.Message // the turn's messages, fed back as history
-	Metrics     event.Metrics
-	Model       string
-	Provider    string
-	SpecVersion string // the spec snapshot version the run used
-	// References are the knowledge passages the run used.
-	References []event.Reference
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
-}
+// Run is the run service's record of one turn (see session.Run). The store
+// keeps the service's types rather than its own, so that a run reads and
+// writes the same value everywhere.
+type Run = session.Run
 
 const runColumns = `id, session_id, parent_run_id, component_id, type, user_id, input, content, status, error,
 	tools, messages, metrics, model, provider, spec_version, created_at, updated_at`
@@ -148,7 +108,7 @@ func (db *DB) StartRun(ctx context.Context, s *Session, r *Run) error {
 		return fmt.Errorf("store: starting run: %w", err)
 	}
 	run := *r
-	run.SessionID, run.UserID, run.Status = s.ID, s.UserID, RunRunning
+	run.SessionID, run.UserID, run.Status = s.ID, s.UserID, event.StatusRunning
 	if run.ComponentID == "" {
 		run.ComponentID = s.ComponentID
 	}
@@ -604,7 +564,7 @@ func scanRun(sc scanner) (Run, error) {
 	if err != nil {
 		return Run{}, err
 	}
-	r.Status = RunStatus(status)
+	r.Status = event.Status(status)
 	if err := decodeJSON(tools, &r.Tools); err != nil {
 		return Run{}, fmt.Errorf("decoding tools of run %s: %w", r.ID, err)
 	}

@@ -8,39 +8,24 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/troupehq/troupe/engine/session"
 )
 
-// Session types.
+// Session types, as the run service names them.
 const (
-	SessionAgent = "agent"
-	SessionTeam  = "team"
+	SessionAgent = session.TypeAgent
+	SessionTeam  = session.TypeTeam
 )
 
-// Session is a conversation with one agent or team.
-type Session struct {
-	ID          string
-	Type        string // SessionAgent or SessionTeam
-	ComponentID string // the agent's or team's name
-	UserID      string
-	// Name is derived from the first run's input (see SessionName) unless the
-	// caller gives one or the session is renamed.
-	Name      string
-	State     map[string]any
-	CreatedAt time.Time
-	UpdatedAt time.Time
-	// RunCount is the number of runs in the session, team members' included.
-	// Only GetSession, ListSessions and RenameSession fill it.
-	RunCount int
-}
+// Session is the run service's record of a conversation with one agent or
+// team (see session.Session).
+type Session = session.Session
 
-// Filter restricts reads and changes to one user's rows. An empty UserID
-// means no restriction (an administrator).
-type Filter struct {
-	UserID string
-}
+// Filter restricts reads and changes to one user's rows (see session.Filter).
+type Filter = session.Filter
 
 // SessionQuery selects a page of sessions.
 type SessionQuery struct {

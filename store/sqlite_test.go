@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun/driver/sqliteshim"
 
+	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/storetest"
 )
@@ -57,7 +58,7 @@ func TestSQLiteMemory(t *testing.T) {
 	s := &store.Session{ID: "s", Type: store.SessionAgent, ComponentID: "a"}
 	r := &store.Run{ID: "r", Input: "hi"}
 	require.NoError(t, db.StartRun(t.Context(), s, r))
-	r.Status = store.RunCompleted
+	r.Status = event.StatusCompleted
 	require.NoError(t, db.FinishRun(t.Context(), r))
 	list, total, err := db.ListSessions(t.Context(), store.SessionQuery{})
 	require.NoError(t, err)
@@ -147,7 +148,7 @@ func TestSQLiteReadsDoNotWaitForWriter(t *testing.T) {
 	s := &store.Session{ID: "s", Type: store.SessionAgent, ComponentID: "a", UserID: "u"}
 	r := &store.Run{ID: "r1", Input: "hi"}
 	require.NoError(t, db.StartRun(ctx, s, r))
-	r.Status = store.RunCompleted
+	r.Status = event.StatusCompleted
 	require.NoError(t, db.FinishRun(ctx, r))
 
 	tx, err := store.WriteDB(db).BeginTx(ctx, nil)

@@ -11,7 +11,12 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/session"
 )
+
+var _ session.Store = (*DB)(nil)
 
 // Dialect names, as returned by DB.Dialect.
 const (
@@ -23,7 +28,9 @@ var (
 	// ErrNotFound reports a session or run that does not exist or that the
 	// caller's Filter does not let it see; the two are deliberately
 	// indistinguishable so that a user cannot probe for other users' ids.
-	ErrNotFound = errors.New("not found")
+	// It is the run service's ErrNotFound, which the service tells apart
+	// from other store failures.
+	ErrNotFound = session.ErrNotFound
 	// ErrInvalid reports an argument the store refuses, such as a run without
 	// an id or an unknown sort field.
 	ErrInvalid = errors.New("invalid argument")
@@ -209,14 +216,14 @@ func (db *DB) recoverRuns(ctx context.Context) error {
 	rows, err := db.w.QueryContext(ctx,
 		`UPDATE runs SET status = $1, error = $2, updated_at = $3, latency_us = `+latency+` WHERE status = 'RUNNING'
 		RETURNING id, session_id, parent_run_id, component_id, type, user_id, input, model, provider, spec_version, created_at, updated_at`,
-		string(RunError), InterruptedRunError, db.timeArg(now()))
+		string(event.StatusError), InterruptedRunError, db.timeArg(now()))
 	if err != nil {
 		return fmt.Errorf("store: recovering interrupted runs: %w", err)
 	}
 	defer rows.Close()
 	var recovered []Run
 	for rows.Next() {
-		r := Run{Status: RunError, Error: InterruptedRunError}
+		r := Run{Status: event.StatusError, Error: InterruptedRunError}
 		if err := rows.Scan(&r.ID, &r.SessionID, &r.ParentRunID, &r.ComponentID, &r.Type, &r.UserID, &r.Input,
 			&r.Model, &r.Provider, &r.SpecVersion, timeDest{&r.CreatedAt}, timeDest{&r.UpdatedAt}); err != nil {
 			return fmt.Errorf("store: recovering interrupted runs: %w", err)

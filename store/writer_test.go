@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -80,7 +81,7 @@ func testMixedOutcomes(t *testing.T, n int) {
 				s := &store.Session{ID: "dup-" + id, Type: store.SessionAgent, ComponentID: "a", UserID: "u"}
 				errs[i] = db.StartRun(ctx, s, &store.Run{ID: "seed", Input: "again"})
 			case ghost:
-				errs[i] = db.FinishRun(ctx, &store.Run{ID: "ghost-" + id, Status: store.RunCompleted})
+				errs[i] = db.FinishRun(ctx, &store.Run{ID: "ghost-" + id, Status: event.StatusCompleted})
 			}
 		})
 	}
@@ -99,7 +100,7 @@ func testMixedOutcomes(t *testing.T, n int) {
 			got, err := db.GetRun(ctx, "run-"+id, store.Filter{UserID: "u"})
 			require.NoError(t, err, "committed and readable from the read pool")
 			require.Equal(t, "new-"+id, got.SessionID)
-			require.Equal(t, store.RunRunning, got.Status)
+			require.Equal(t, event.StatusRunning, got.Status)
 		case join:
 			require.NoError(t, err, i)
 			_, err = db.GetRun(ctx, "run-"+id, store.Filter{UserID: "owner"})
@@ -156,7 +157,7 @@ func TestGroupCommitBatchesUnderLoad(t *testing.T) {
 					errs <- err
 					continue
 				}
-				r.Status, r.Content = store.RunCompleted, "hello"
+				r.Status, r.Content = event.StatusCompleted, "hello"
 				errs <- db.FinishRun(ctx, r)
 			}
 		})

@@ -176,10 +176,10 @@ func (m *Metrics) Observe(e event.Event) {
 }
 
 func runStatusLabel(t event.Type) string {
-	switch t {
-	case event.RunError:
+	switch t.Status() {
+	case event.StatusError:
 		return "error"
-	case event.RunCancelled:
+	case event.StatusCancelled:
 		return "cancelled"
 	default:
 		return "completed"

@@ -14,10 +14,12 @@ import (
 	"time"
 
 	"github.com/troupehq/troupe/engine"
-	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
+	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/telemetry"
 )
 
 // runCmd runs one turn of an agent or team from the terminal and prints the
@@ -29,8 +31,10 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	var roots []string
 	readRootsFlag(fs, getenv, &roots)
 	quiet := fs.Bool("q", false, "print only the answer")
+	dbPath := fs.String("db", "", "SQLite file or postgres:// URL to store the session and run in, as serve does (default: an in-memory database)")
+	sessionID := fs.String("session", "", "continue this session of --db (default: a new session)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: troupe run [--dir agents.d] [-q] <agent-or-team> \"message\"")
+		fmt.Fprintln(stderr, "Usage: troupe run [--dir agents.d] [--db FILE [--session ID]] [-q] <agent-or-team> \"message\"")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -73,16 +77,51 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	if _, ok := eng.Current().Team(name); ok {
 		kind = spec.KindTeam
 	}
-	p := &printer{w: stdout, quiet: *quiet}
-	res, _, err := eng.Execute(ctx, kind, name, agent.Input{Message: message, RunID: newRunID(), Stream: true}, p.print)
+	if _, err := eng.Current().Runner(kind, name); errors.Is(err, engine.ErrNotFound) {
+		// Said before a database is opened, with what there is instead.
+		return fmt.Errorf("%w; agents: %s; teams: %s", err, names(eng.Current(), spec.KindAgent), names(eng.Current(), spec.KindTeam))
+	}
+
+	// The run goes through the run service, as every run of the server
+	// does: with --db its session, run, team members' runs and trace are
+	// stored where troupe serve finds them; without, in a database that
+	// lives as long as the command.
+	dsn := *dbPath
+	if dsn == "" {
+		dsn = ":memory:"
+	}
+	db, err := store.Open(ctx, dsn, store.Options{Logger: logger.With("component", "store")})
 	if err != nil {
-		if errors.Is(err, engine.ErrNotFound) {
-			return fmt.Errorf("%w; agents: %s; teams: %s", err, names(eng.Current(), spec.KindAgent), names(eng.Current(), spec.KindTeam))
+		return fmt.Errorf("opening the database: %w", err)
+	}
+	defer db.Close()
+	var rec *telemetry.Recorder
+	if *dbPath != "" {
+		tel, err := openTelemetry(ctx, "sql", dsn, db, 0, logger)
+		if err != nil {
+			return err
 		}
+		defer tel.close()
+		rec = tel.recorder
+		recCtx, stopRec := context.WithCancel(context.WithoutCancel(ctx))
+		var recWG sync.WaitGroup
+		recWG.Go(func() { _ = rec.Run(recCtx) })
+		// Stopping the recorder flushes the run's spans before the
+		// databases close.
+		defer func() { stopRec(); recWG.Wait() }()
+	}
+	runs := newRunService(eng, db, rec, nil, 0, logger)
+	turn, err := runs.Start(ctx, session.Params{Kind: kind, Name: name, Message: message, SessionID: *sessionID, Stream: true})
+	if err != nil {
 		return err
 	}
-	p.finish(res)
-	if res.Status != agent.StatusCompleted {
+	p := &printer{w: stdout, quiet: *quiet}
+	run := turn.Execute(ctx, p.print)
+	p.finish(run)
+	if *dbPath != "" {
+		p.line("— session %s · run %s", run.SessionID, run.ID)
+	}
+	if run.Status != event.StatusCompleted {
 		return exitError(1)
 	}
 	return nil
@@ -100,8 +139,6 @@ func names(s *engine.Snapshot, kind spec.Kind) string {
 	}
 	return strings.Join(out, ", ")
 }
-
-func newRunID() string { return fmt.Sprintf("run-%d", time.Now().UnixNano()) }
 
 // printer renders run events for a terminal: the answer streams on stdout,
 // with tool calls and members' activity on their own lines.
@@ -151,7 +188,7 @@ func (p *printer) print(e event.Event) {
 	}
 }
 
-func (p *printer) finish(res *agent.Result) {
+func (p *printer) finish(res *session.Run) {
 	if p.midLine || p.quiet {
 		fmt.Fprintln(p.w)
 		p.midLine = false

@@ -22,6 +22,7 @@ import (
 	"github.com/troupehq/troupe/console"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/tool/egress"
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/spec/watch"
@@ -178,8 +179,10 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	}
 	defer tel.close()
 	metrics := telemetry.NewMetrics()
+	wireMetrics(metrics, eng, tel.recorder, kbs)
+	runs := newRunService(eng, db, tel.recorder, metrics, cfg.shutdownTimeout, logger)
 	srv := console.New(console.Options{
-		Engine: eng, Store: db, Knowledge: kbs, Recorder: tel.recorder, Traces: tel.reader, Metrics: metrics,
+		Engine: eng, Store: db, Knowledge: kbs, Runs: runs, Traces: tel.reader, Metrics: metrics,
 		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
 		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,
 		ShutdownTimeout: cfg.shutdownTimeout, DBID: "troupe-" + db.Dialect(), Version: version,
@@ -197,6 +200,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	g.Go(func() error { return w.Run(gctx) })
 	g.Go(func() error { return eng.Run(gctx, w.C()) })
 	g.Go(func() error { return srv.Serve(gctx, ln) })
+	g.Go(func() error { return runs.Run(gctx) })
 	g.Go(func() error { return kbs.Run(gctx) })
 	if tel.retain != nil {
 		g.Go(func() error { return tel.retain(gctx) })
@@ -233,6 +237,45 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		return nil
 	}
 	return err
+}
+
+// newRunService builds the run service every run goes through, with tracing
+// (when rec is not nil) and metrics (when m is not nil) observing its runs.
+// drain is how long in-flight runs may finish at shutdown.
+func newRunService(eng *engine.Engine, db *store.DB, rec *telemetry.Recorder, m *telemetry.Metrics, drain time.Duration, logger *slog.Logger) *session.Service {
+	var observers []session.Observer
+	if rec != nil {
+		observers = append(observers, telemetry.NewTracer(rec))
+	}
+	if m != nil {
+		observers = append(observers, m)
+	}
+	return session.New(session.Options{Targets: eng, Store: db, Observers: observers, DrainTimeout: drain,
+		Logger: logger.With("component", "runs")})
+}
+
+// wireMetrics lets the Prometheus metrics read, at scrape time, the state
+// the server's parts already know: reloads, the span queue and ingestion.
+func wireMetrics(m *telemetry.Metrics, eng *engine.Engine, rec *telemetry.Recorder, k *kb.Service) {
+	m.SetReloadSource(func() (bool, time.Time, time.Duration, uint64) {
+		r := eng.LastReload()
+		if r == nil {
+			return false, time.Time{}, 0, eng.Current().Generation()
+		}
+		return r.Success(), r.Time, r.Duration, eng.Current().Generation()
+	})
+	if rec != nil {
+		m.SetSpanQueueSource(func() (int, uint64) { q, d, _ := rec.Stats(); return q, d })
+	}
+	m.SetIngestionSource(func() map[string]int {
+		out := map[string]int{}
+		for _, st := range []string{kb.StatusProcessing, kb.StatusCompleted, kb.StatusFailed} {
+			if _, n, err := k.List(context.Background(), kb.DocumentQuery{Status: st, Limit: 1}); err == nil {
+				out[st] = n
+			}
+		}
+		return out
+	})
 }
 
 // tracing is where spans go and are read from.

@@ -71,7 +71,7 @@ func TestOverviewShowsStatusDiagnosticsAndChart(t *testing.T) {
 		Reload: view.Reload{Generation: 7, Version: "abcdef0123456789", Time: t0, Duration: 3 * time.Millisecond},
 		Counts: []view.KindCount{{Kind: "Agent", OK: 2, Broken: 1}, {Kind: "Team", OK: 1}},
 		Broken: []view.Diagnostic{{Severity: "error", Text: `agents.d/bad.yaml:4:9: agents.bad.tools[0]: unknown tool "calculater"`}},
-		Recent: []store.Run{{ID: "r1", SessionID: "s1", ComponentID: "helpdesk", Type: "agent", Input: "<script>alert(1)</script>", Status: store.RunCompleted,
+		Recent: []store.Run{{ID: "r1", SessionID: "s1", ComponentID: "helpdesk", Type: "agent", Input: "<script>alert(1)</script>", Status: event.StatusCompleted,
 			CreatedAt: t0, Metrics: event.Metrics{InputTokens: 5, OutputTokens: 7, Duration: 1500 * time.Millisecond}}},
 		Activity: buckets,
 	}
@@ -149,8 +149,8 @@ func TestChatEndLinksSessionAndTrace(t *testing.T) {
 func TestSessionDetailNestsMemberRuns(t *testing.T) {
 	p := view.SessionPage{
 		Session:  store.Session{ID: "s1", Type: "team", ComponentID: "crew", Name: "Plan a trip", CreatedAt: t0},
-		Runs:     []store.Run{{ID: "r1", Input: "plan", Content: "done", Status: store.RunCompleted}},
-		Members:  map[string][]store.Run{"r1": {{ID: "m1", ComponentID: "writer", Content: "draft", Status: store.RunCompleted, Tools: []event.ToolCall{{ID: "c", Name: "calculator"}}}}},
+		Runs:     []store.Run{{ID: "r1", Input: "plan", Content: "done", Status: event.StatusCompleted}},
+		Members:  map[string][]store.Run{"r1": {{ID: "m1", ComponentID: "writer", Content: "draft", Status: event.StatusCompleted, Tools: []event.ToolCall{{ID: "c", Name: "calculator"}}}}},
 		CanWrite: true, Traces: true,
 	}
 	doc := render(t, view.SessionDetail(frame("sessions"), p))

@@ -27,6 +27,13 @@ import (
 type Runner interface {
 	Name() string
 	Description() string
+	// ModelInfo returns the primary model id and its provider (a team's
+	// leader's), recorded on runs and traces before any request is made.
+	ModelInfo() (modelID, provider string)
+	// HistoryRuns is how many earlier completed runs of the session the
+	// runner reads as context (the spec's history; zero for teams, which
+	// answer each message afresh).
+	HistoryRuns() int
 	// Execute runs one turn, calling emit for each event (from any goroutine,
 	// never concurrently), and returns the outcome. The last event emitted is
 	// the terminal one matching Result.Status.
@@ -45,21 +52,14 @@ type Input struct {
 	Stream bool
 }
 
-// Status is how a run ended.
-type Status string
-
-// Run statuses.
-const (
-	StatusCompleted Status = "COMPLETED"
-	StatusError     Status = "ERROR"
-	StatusCancelled Status = "CANCELLED"
-)
-
 // Result is the outcome of a run.
 type Result struct {
-	RunID     string
+	RunID string
+	// Input is the message the run answered (a member's task, for the
+	// results of team members).
+	Input     string
 	Content   string
-	Status    Status
+	Status    event.Status     // how the run ended: never event.StatusRunning
 	Err       error            // set when Status is not completed
 	ErrorKind string           // classification of Err, as in event.Event.ErrorKind
 	Tools     []event.ToolCall // tool executions, in the order they were requested
@@ -159,6 +159,10 @@ func (a *Agent) Spec() *spec.Agent { return a.cfg.Spec }
 
 // ModelInfo returns the primary model and its provider.
 func (a *Agent) ModelInfo() (modelID, provider string) { return a.cfg.Model, a.cfg.Vendor }
+
+// HistoryRuns returns the spec's history: how many earlier runs of the
+// session the agent reads.
+func (a *Agent) HistoryRuns() int { return a.cfg.Spec.History }
 
 // Stream runs one turn and returns its events on a channel that is closed after
 // the terminal event. The caller must drain the channel or cancel ctx.

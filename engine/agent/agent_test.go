@@ -97,7 +97,7 @@ func TestAnswerWithoutTools(t *testing.T) {
 	history := []model.Message{{Role: model.RoleUser, Content: "earlier"}, {Role: model.RoleAssistant, Content: "answer"}}
 	events, res := collect(t, t.Context(), a, agent.Input{Message: "hi", RunID: "r1", SessionID: "s1", History: history, Stream: true})
 	require.Equal(t, []event.Type{event.RunStarted, event.RunContent, event.RunContent, event.RunContent, event.ModelRequestCompleted, event.RunCompleted}, types(events))
-	require.Equal(t, agent.StatusCompleted, res.Status)
+	require.Equal(t, event.StatusCompleted, res.Status)
 	require.Equal(t, "Hello!", res.Content)
 	require.Equal(t, "Hello!", events[len(events)-1].Content)
 	require.Equal(t, 15, res.Metrics.TotalTokens)
@@ -133,7 +133,7 @@ func TestToolCallsRunConcurrently(t *testing.T) {
 	p := fake.New(fake.Step{ToolCalls: calls("barrier", "barrier")}, fake.Step{Content: "both done"})
 	a := newAgent(t, p, []tool.Tool{barrier(2)})
 	events, res := collect(t, t.Context(), a, agent.Input{Message: "go"})
-	require.Equal(t, agent.StatusCompleted, res.Status, res.Err)
+	require.Equal(t, event.StatusCompleted, res.Status, res.Err)
 	require.Len(t, res.Tools, 2)
 	for _, tc := range res.Tools {
 		require.False(t, tc.Error, tc.Result)
@@ -158,7 +158,7 @@ func TestToolTimeoutAndPanicBecomeToolErrors(t *testing.T) {
 	p := fake.New(fake.Step{ToolCalls: calls("slow", "boom", "missing")}, fake.Step{Content: "recovered"})
 	a := newAgent(t, p, []tool.Tool{slow, boom}, func(s *spec.Agent) { s.Limits.ToolTimeout = spec.Duration(50 * time.Millisecond) })
 	_, res := collect(t, t.Context(), a, agent.Input{Message: "go"})
-	require.Equal(t, agent.StatusCompleted, res.Status)
+	require.Equal(t, event.StatusCompleted, res.Status)
 	require.Equal(t, "recovered", res.Content)
 	require.True(t, res.Tools[0].Error)
 	require.Contains(t, res.Tools[0].Result, "timed out after 50ms")
@@ -178,7 +178,7 @@ func TestToolCallLimitEndsRun(t *testing.T) {
 	p := &fake.Provider{Repeat: &fake.Step{ToolCalls: calls("echo")}}
 	a := newAgent(t, p, []tool.Tool{echo}, func(s *spec.Agent) { s.Limits.MaxToolCalls = 3 })
 	events, res := collect(t, t.Context(), a, agent.Input{Message: "loop forever"})
-	require.Equal(t, agent.StatusError, res.Status)
+	require.Equal(t, event.StatusError, res.Status)
 	require.Equal(t, "limit", res.ErrorKind)
 	require.ErrorIs(t, res.Err, agent.ErrToolLimit)
 	require.Contains(t, events[len(events)-1].Content, "more than 3 tool calls")
@@ -253,7 +253,7 @@ func TestCancelMidStream(t *testing.T) {
 			terminalAt = time.Now()
 		}
 	})
-	require.Equal(t, agent.StatusCancelled, res.Status)
+	require.Equal(t, event.StatusCancelled, res.Status)
 	require.Equal(t, event.RunCancelled, events[len(events)-1].Type)
 	require.Less(t, terminalAt.Sub(cancelledAt), 100*time.Millisecond)
 }
@@ -271,7 +271,7 @@ func TestCancelDuringToolCall(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() { <-started; cancel() }()
 	_, res := collect(t, ctx, a, agent.Input{Message: "go"})
-	require.Equal(t, agent.StatusCancelled, res.Status)
+	require.Equal(t, event.StatusCancelled, res.Status)
 }
 
 func TestRunTimeout(t *testing.T) {
@@ -279,7 +279,7 @@ func TestRunTimeout(t *testing.T) {
 	p := fake.New(fake.Step{Block: true})
 	a := newAgent(t, p, nil, func(s *spec.Agent) { s.Limits.Timeout = spec.Duration(30 * time.Millisecond) })
 	events, res := collect(t, t.Context(), a, agent.Input{Message: "go"})
-	require.Equal(t, agent.StatusError, res.Status)
+	require.Equal(t, event.StatusError, res.Status)
 	require.Equal(t, "timeout", res.ErrorKind)
 	require.Equal(t, "the run exceeded its 30ms limit (limits.timeout)", events[len(events)-1].Content)
 }
@@ -289,7 +289,7 @@ func TestModelErrorEndsRun(t *testing.T) {
 	p := fake.New(fake.Step{Err: &model.Error{Kind: model.ErrAuth, Provider: "openai", StatusCode: 401, Message: "invalid api key"}})
 	a := newAgent(t, p, nil)
 	events, res := collect(t, t.Context(), a, agent.Input{Message: "go"})
-	require.Equal(t, agent.StatusError, res.Status)
+	require.Equal(t, event.StatusError, res.Status)
 	require.Equal(t, "auth", res.ErrorKind)
 	require.Equal(t, "openai: HTTP 401: auth: invalid api key", events[len(events)-1].Content)
 }
@@ -303,7 +303,7 @@ func TestOutputSchemaRetriedOnceThenFails(t *testing.T) {
 	p := fake.New(fake.Step{Content: "not json"}, fake.Step{Content: `{"answer": 5}`})
 	a := newAgent(t, p, nil, outputSchema)
 	events, res := collect(t, t.Context(), a, agent.Input{Message: "go"})
-	require.Equal(t, agent.StatusError, res.Status)
+	require.Equal(t, event.StatusError, res.Status)
 	require.Equal(t, "output_schema", res.ErrorKind)
 	require.Contains(t, events[len(events)-1].Content, "does not match output_schema after a retry")
 	reqs := p.Requests()
@@ -319,7 +319,7 @@ func TestOutputSchemaRetrySucceeds(t *testing.T) {
 	p := fake.New(fake.Step{Content: `{"answer": 5}`}, fake.Step{Content: "```json\n{\"answer\": \"five\"}\n```"})
 	a := newAgent(t, p, nil, outputSchema)
 	_, res := collect(t, t.Context(), a, agent.Input{Message: "go"})
-	require.Equal(t, agent.StatusCompleted, res.Status, res.Err)
+	require.Equal(t, event.StatusCompleted, res.Status, res.Err)
 }
 
 func TestStreamChannel(t *testing.T) {

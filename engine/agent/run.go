@@ -298,15 +298,15 @@ func (r *run) finalMetrics() event.Metrics {
 	return m
 }
 
-func (r *run) result(status Status, content string, msgs []model.Message) *Result {
+func (r *run) result(status event.Status, content string, msgs []model.Message) *Result {
 	return &Result{
-		RunID: r.in.RunID, Runner: r.a.name, Status: status, Content: content, Tools: r.tools, Metrics: r.finalMetrics(),
+		RunID: r.in.RunID, Input: r.in.Message, Runner: r.a.name, Status: status, Content: content, Tools: r.tools, Metrics: r.finalMetrics(),
 		Model: r.a.cfg.Model, Provider: r.a.cfg.Vendor, Messages: slices.Clone(msgs), References: r.refs.List(),
 	}
 }
 
 func (r *run) complete(content string, msgs []model.Message) *Result {
-	res := r.result(StatusCompleted, content, msgs)
+	res := r.result(event.StatusCompleted, content, msgs)
 	e := r.event(event.RunCompleted)
 	e.Content, e.Metrics, e.References = content, &res.Metrics, res.References
 	r.send(e)
@@ -320,7 +320,7 @@ func (r *run) fail(ctx context.Context, err error, kind string, msgs []model.Mes
 	case errors.Is(cause, errRunTimeout):
 		err, kind = fmt.Errorf("the run exceeded its %s limit (limits.timeout)", r.a.cfg.Spec.Limits.Timeout), "timeout"
 	case ctx.Err() != nil:
-		res := r.result(StatusCancelled, "", msgs)
+		res := r.result(event.StatusCancelled, "", msgs)
 		res.Err = context.Canceled
 		e := r.event(event.RunCancelled)
 		e.Content, e.Metrics = "run cancelled", &res.Metrics
@@ -328,7 +328,7 @@ func (r *run) fail(ctx context.Context, err error, kind string, msgs []model.Mes
 		return res
 	}
 	err = r.a.redact.Error(err) // a toolset's start error may quote its server
-	res := r.result(StatusError, "", msgs)
+	res := r.result(event.StatusError, "", msgs)
 	res.Err, res.ErrorKind = err, kind
 	e := r.event(event.RunError)
 	e.Content, e.ErrorKind, e.Metrics = err.Error(), kind, &res.Metrics

@@ -31,6 +31,41 @@ func (t Type) Terminal() bool {
 	return t == RunCompleted || t == RunError || t == RunCancelled
 }
 
+// Status returns the run status a terminal event ends a run with, and
+// StatusRunning for every other event.
+func (t Type) Status() Status {
+	switch t {
+	case RunCompleted:
+		return StatusCompleted
+	case RunError:
+		return StatusError
+	case RunCancelled:
+		return StatusCancelled
+	}
+	return StatusRunning
+}
+
+// Status is a run's lifecycle state: the one vocabulary of the agent loop's
+// results, the run service, the store and the HTTP answers. It lives here, in
+// the leaf package of run events, rather than with the run service
+// (engine/session), because the agent and team loops report it in their
+// results and engine/session imports them.
+type Status string
+
+// Run statuses. A run is StatusRunning from its start until it ends with one
+// of the other three; the values are those AgentOS reports.
+const (
+	StatusRunning   Status = "RUNNING"
+	StatusCompleted Status = "COMPLETED"
+	StatusError     Status = "ERROR"
+	StatusCancelled Status = "CANCELLED"
+)
+
+// Terminal reports whether s is a final status.
+func (s Status) Terminal() bool {
+	return s == StatusCompleted || s == StatusError || s == StatusCancelled
+}
+
 // Event is one thing that happened in a run. Fields not relevant to a type are
 // empty.
 type Event struct {

@@ -102,6 +102,10 @@ func (t *Team) Members() []string { return t.names }
 // ModelInfo returns the leader's primary model and its provider.
 func (t *Team) ModelInfo() (modelID, provider string) { return t.cfg.Model, t.cfg.Vendor }
 
+// HistoryRuns returns zero: a team answers each message without the
+// session's earlier runs, as it always has.
+func (t *Team) HistoryRuns() int { return 0 }
+
 func (t *Team) roster() string {
 	var b strings.Builder
 	for _, n := range t.names {
@@ -209,7 +213,7 @@ func (r *teamRun) runMember(ctx context.Context, name, task string, mirror bool)
 	r.mu.Lock()
 	r.members = append(r.members, res)
 	answer := res.Content
-	if res.Status != agent.StatusCompleted {
+	if res.Status != event.StatusCompleted {
 		answer = fmt.Sprintf("(%s did not answer: %v)", name, res.Err)
 	}
 	r.interactions = append(r.interactions,
@@ -232,7 +236,7 @@ func (t *Team) Execute(ctx context.Context, in agent.Input, emit func(event.Even
 	default:
 		res = t.leader.Execute(ctx, in, func(e event.Event) { r.send(r.own(e)) })
 	}
-	res.Runner = t.Name()
+	res.Runner, res.Input = t.Name(), in.Message
 	r.mu.Lock()
 	res.Members = r.members
 	for _, m := range r.members {
@@ -298,7 +302,7 @@ func (r *teamRun) route(ctx context.Context) *agent.Result {
 		ev.Tool = &rec
 		r.send(ev)
 		res := r.runMember(ctx, args.Member, task, true)
-		rec.Duration, rec.Result, rec.Error = t.cfg.Now().Sub(rec.StartedAt), res.Content, res.Status != agent.StatusCompleted
+		rec.Duration, rec.Result, rec.Error = t.cfg.Now().Sub(rec.StartedAt), res.Content, res.Status != event.StatusCompleted
 		ev = r.event(event.ToolCallCompleted)
 		if rec.Error {
 			ev.Type, rec.Result = event.ToolCallError, fmt.Sprint(res.Err)
@@ -306,7 +310,7 @@ func (r *teamRun) route(ctx context.Context) *agent.Result {
 		final := rec
 		ev.Tool = &final
 		r.send(ev)
-		if res.Status != agent.StatusCompleted {
+		if res.Status != event.StatusCompleted {
 			return r.finish(ctx, start, metrics, "", fmt.Errorf("member %s: %w", args.Member, res.Err), res.ErrorKind, rec)
 		}
 		return r.finish(ctx, start, metrics, res.Content, nil, "", rec)
@@ -334,7 +338,7 @@ func (r *teamRun) broadcast(ctx context.Context) *agent.Result {
 	fmt.Fprintf(&b, "The user's message:\n%s\n\nYour team's answers:\n", r.in.Message)
 	for i, name := range t.names {
 		answer := results[i].Content
-		if results[i].Status != agent.StatusCompleted {
+		if results[i].Status != event.StatusCompleted {
 			answer = fmt.Sprintf("(no answer: %v)", results[i].Err)
 		}
 		fmt.Fprintf(&b, "\n## %s\n%s\n", name, answer)
@@ -366,14 +370,14 @@ func (r *teamRun) finish(ctx context.Context, start time.Time, m event.Metrics, 
 	e := r.event(event.RunCompleted)
 	switch {
 	case err == nil:
-		res.Status = agent.StatusCompleted
+		res.Status = event.StatusCompleted
 		res.Messages = []model.Message{{Role: model.RoleUser, Content: r.in.Message}, {Role: model.RoleAssistant, Content: content}}
 		e.Content = content
 	case ctx.Err() != nil && errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled):
-		res.Status, res.Err = agent.StatusCancelled, context.Canceled
+		res.Status, res.Err = event.StatusCancelled, context.Canceled
 		e.Type, e.Content = event.RunCancelled, "run cancelled"
 	default:
-		res.Status, res.Err, res.ErrorKind = agent.StatusError, err, kind
+		res.Status, res.Err, res.ErrorKind = event.StatusError, err, kind
 		e.Type, e.Content, e.ErrorKind = event.RunError, err.Error(), kind
 	}
 	metrics := res.Metrics
@@ -407,7 +411,7 @@ func (d *delegate) Call(ctx context.Context, raw json.RawMessage) (string, error
 		return "", tool.ArgumentError("task must not be empty")
 	}
 	res := r.runMember(ctx, args.Member, args.Task, false)
-	if res.Status != agent.StatusCompleted {
+	if res.Status != event.StatusCompleted {
 		return "", fmt.Errorf("%s could not complete the task: %v", args.Member, res.Err)
 	}
 	return res.Content, nil

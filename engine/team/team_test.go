@@ -71,7 +71,7 @@ func TestRoute(t *testing.T) {
 	leader := fake.New(fake.Step{ToolCalls: []model.ToolCall{call("c1", team.RouteTool, `{"member":"writer","task":"write it"}`)}})
 	tm := newTeam(t, "desk", spec.ModeRoute, leader, false, writer, critic)
 	events, res := run(t, tm, "please write")
-	require.Equal(t, agent.StatusCompleted, res.Status, res.Err)
+	require.Equal(t, event.StatusCompleted, res.Status, res.Err)
 	require.Equal(t, "a draft", res.Content)
 	require.Len(t, res.Members, 1)
 	require.Equal(t, "writer", res.Members[0].Runner)
@@ -104,7 +104,7 @@ func TestRouteToUnknownMemberRetriesThenFails(t *testing.T) {
 	bad := fake.Step{ToolCalls: []model.ToolCall{call("c1", team.RouteTool, `{"member":"ghost","task":"x"}`)}}
 	tm := newTeam(t, "desk", spec.ModeRoute, fake.New(bad, bad), false, newAgent(t, "writer", fake.New()))
 	events, res := run(t, tm, "hi")
-	require.Equal(t, agent.StatusError, res.Status)
+	require.Equal(t, event.StatusError, res.Status)
 	require.Contains(t, events[len(events)-1].Content, `routed to "ghost", which is not a member`)
 }
 
@@ -121,7 +121,7 @@ func TestCoordinate(t *testing.T) {
 	)
 	tm := newTeam(t, "crew", spec.ModeCoordinate, leader, false, researcher, writer)
 	events, res := run(t, tm, "answer")
-	require.Equal(t, agent.StatusCompleted, res.Status, res.Err)
+	require.Equal(t, event.StatusCompleted, res.Status, res.Err)
 	require.Equal(t, "final: fact: 42 in prose", res.Content)
 	require.Len(t, res.Members, 2)
 	second := leader.Requests()[1].Messages
@@ -151,7 +151,7 @@ func TestCoordinateSharesInteractions(t *testing.T) {
 	)
 	tm := newTeam(t, "crew", spec.ModeCoordinate, leader, true, newAgent(t, "a", first), newAgent(t, "b", second))
 	_, res := run(t, tm, "go")
-	require.Equal(t, agent.StatusCompleted, res.Status, res.Err)
+	require.Equal(t, event.StatusCompleted, res.Status, res.Err)
 	hist := second.Requests()[0].Messages
 	require.Equal(t, []model.Message{
 		{Role: model.RoleUser, Content: "[task for a] take notes"},
@@ -167,7 +167,7 @@ func TestBroadcast(t *testing.T) {
 	leader := fake.New(fake.Step{Content: "maybe"})
 	tm := newTeam(t, "panel", spec.ModeBroadcast, leader, false, a, b)
 	events, res := run(t, tm, "will it rain?")
-	require.Equal(t, agent.StatusCompleted, res.Status, res.Err)
+	require.Equal(t, event.StatusCompleted, res.Status, res.Err)
 	require.Equal(t, "maybe", res.Content)
 	require.Equal(t, event.RunStarted, events[0].Type)
 	require.Equal(t, "panel", events[0].TeamID)
@@ -190,7 +190,7 @@ func TestNestedTeam(t *testing.T) {
 	outer := newTeam(t, "outer", spec.ModeRoute, fake.New(fake.Step{ToolCalls: []model.ToolCall{call("r", team.RouteTool, `{"member":"inner","task":"t"}`)}}), false,
 		inner, newAgent(t, "z", fake.New()))
 	events, res := run(t, outer, "go")
-	require.Equal(t, agent.StatusCompleted, res.Status, res.Err)
+	require.Equal(t, event.StatusCompleted, res.Status, res.Err)
 	require.Equal(t, "inner summary", res.Content)
 	var deep []string
 	for _, e := range events {
@@ -209,7 +209,7 @@ func TestEchoLeadsTeamsOffline(t *testing.T) {
 			t.Parallel()
 			tm := newTeam(t, "offline", mode, echo.Provider{}, false, newAgent(t, "one", echo.Provider{}), newAgent(t, "two", echo.Provider{}))
 			_, res := run(t, tm, "hello team")
-			require.Equal(t, agent.StatusCompleted, res.Status, res.Err)
+			require.Equal(t, event.StatusCompleted, res.Status, res.Err)
 			require.Contains(t, res.Content, "hello team")
 			require.NotEmpty(t, res.Members)
 		})
@@ -223,5 +223,5 @@ func TestTeamCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	time.AfterFunc(20*time.Millisecond, cancel)
 	res := tm.Execute(ctx, agent.Input{Message: "x", RunID: "r"}, func(event.Event) {})
-	require.Equal(t, agent.StatusCancelled, res.Status)
+	require.Equal(t, event.StatusCancelled, res.Status)
 }

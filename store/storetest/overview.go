@@ -18,8 +18,8 @@ type overviewRun struct {
 	id, user, parent string
 	team             bool // a team's run rather than an agent's
 	created          time.Time
-	status           store.RunStatus // RunRunning leaves it running
-	latency          time.Duration   // updated_at - created_at once finished
+	status           event.Status  // RunRunning leaves it running
+	latency          time.Duration // updated_at - created_at once finished
 }
 
 func seedOverview(t *testing.T, db *store.DB, runs []overviewRun) {
@@ -37,7 +37,7 @@ func seedOverview(t *testing.T, db *store.DB, runs []overviewRun) {
 		}
 		require.NoError(t, db.StartRun(t.Context(), s, r))
 		sessions[o.id] = s.ID
-		if o.status != store.RunRunning {
+		if o.status != event.StatusRunning {
 			finishRun(t, db, r, o.status, o.created.Add(o.latency))
 		}
 	}
@@ -49,36 +49,36 @@ func testRunActivity(t *testing.T, open Opener) {
 	us := time.Microsecond
 	seedOverview(t, db, []overviewRun{
 		// Before the window, by a microsecond.
-		{id: "early", user: "alice", created: at(0).Add(-us), status: store.RunCompleted, latency: time.Second},
+		{id: "early", user: "alice", created: at(0).Add(-us), status: event.StatusCompleted, latency: time.Second},
 		// [0s, 100s): the first microsecond counts; latencies to the microsecond.
-		{id: "a1", user: "alice", created: at(0), status: store.RunCompleted, latency: 2500 * time.Millisecond},
-		{id: "b1", user: "bob", created: at(10), status: store.RunError, latency: time.Second + 250*us},
+		{id: "a1", user: "alice", created: at(0), status: event.StatusCompleted, latency: 2500 * time.Millisecond},
+		{id: "b1", user: "bob", created: at(10), status: event.StatusError, latency: time.Second + 250*us},
 		// [100s, 200s): a cancelled run finished; one still running, in the
 		// last microsecond of the bucket.
-		{id: "a2", user: "alice", created: at(100), status: store.RunCancelled, latency: 4 * time.Second},
-		{id: "a3", user: "alice", created: at(200).Add(-us), status: store.RunRunning},
+		{id: "a2", user: "alice", created: at(100), status: event.StatusCancelled, latency: 4 * time.Second},
+		{id: "a3", user: "alice", created: at(200).Add(-us), status: event.StatusRunning},
 		// [200s, 300s): nothing.
 		// [300s, 400s): a team run, whose members' runs do not count, and an
 		// anonymous user's run.
-		{id: "t1", user: "bob", team: true, created: at(320), status: store.RunCompleted, latency: 6 * time.Second},
-		{id: "m1", user: "bob", parent: "t1", created: at(321), status: store.RunError, latency: time.Second},
-		{id: "m2", user: "bob", parent: "t1", created: at(322), status: store.RunRunning},
-		{id: "b2", user: "bob", created: at(350), status: store.RunCompleted, latency: 10 * time.Millisecond},
-		{id: "n1", user: "", created: at(360), status: store.RunCompleted, latency: time.Second},
+		{id: "t1", user: "bob", team: true, created: at(320), status: event.StatusCompleted, latency: 6 * time.Second},
+		{id: "m1", user: "bob", parent: "t1", created: at(321), status: event.StatusError, latency: time.Second},
+		{id: "m2", user: "bob", parent: "t1", created: at(322), status: event.StatusRunning},
+		{id: "b2", user: "bob", created: at(350), status: event.StatusCompleted, latency: 10 * time.Millisecond},
+		{id: "n1", user: "", created: at(360), status: event.StatusCompleted, latency: time.Second},
 		// [400s, 500s): only a member's run.
-		{id: "m3", user: "bob", parent: "t1", created: at(450), status: store.RunCompleted, latency: time.Second},
+		{id: "m3", user: "bob", parent: "t1", created: at(450), status: event.StatusCompleted, latency: time.Second},
 		// [500s, 600s).
-		{id: "a4", user: "alice", created: at(600).Add(-us), status: store.RunError, latency: 3 * time.Second},
+		{id: "a4", user: "alice", created: at(600).Add(-us), status: event.StatusError, latency: 3 * time.Second},
 		// At and after the window's end.
-		{id: "late", user: "alice", created: at(600), status: store.RunCompleted, latency: time.Second},
-		{id: "later", user: "bob", created: at(700), status: store.RunError, latency: time.Second},
+		{id: "late", user: "alice", created: at(600), status: event.StatusCompleted, latency: time.Second},
+		{id: "later", user: "bob", created: at(700), status: event.StatusError, latency: time.Second},
 		// Three buckets of 10µs / 3 each, at 1000s: they start at +0, +4
 		// and +7 µs (rounded up), the same on every dialect.
-		{id: "c0", user: "carol", created: at(1000).Add(3 * us), status: store.RunCompleted, latency: us},
-		{id: "c1", user: "carol", created: at(1000).Add(4 * us), status: store.RunCompleted, latency: 2 * us},
-		{id: "c2", user: "carol", created: at(1000).Add(6 * us), status: store.RunCompleted, latency: 3 * us},
-		{id: "c3", user: "carol", created: at(1000).Add(7 * us), status: store.RunError, latency: 5 * us},
-		{id: "c4", user: "carol", created: at(1000).Add(10 * us), status: store.RunCompleted, latency: us},
+		{id: "c0", user: "carol", created: at(1000).Add(3 * us), status: event.StatusCompleted, latency: us},
+		{id: "c1", user: "carol", created: at(1000).Add(4 * us), status: event.StatusCompleted, latency: 2 * us},
+		{id: "c2", user: "carol", created: at(1000).Add(6 * us), status: event.StatusCompleted, latency: 3 * us},
+		{id: "c3", user: "carol", created: at(1000).Add(7 * us), status: event.StatusError, latency: 5 * us},
+		{id: "c4", user: "carol", created: at(1000).Add(10 * us), status: event.StatusCompleted, latency: us},
 	})
 	empty := func(start time.Time) store.ActivityBucket { return store.ActivityBucket{Start: start} }
 	tests := []struct {
@@ -168,16 +168,16 @@ func testRecentRuns(t *testing.T, open Opener) {
 	for i := range 105 { // more than store.MaxLimit
 		runs = append(runs, overviewRun{
 			id: fmt.Sprintf("r%03d", i), user: []string{"alice", "bob", ""}[i%3],
-			created: at(i), status: store.RunCompleted, latency: time.Second,
+			created: at(i), status: event.StatusCompleted, latency: time.Second,
 		})
 	}
 	runs = append(runs,
 		// A team run, and its member's run, newer but not listed.
-		overviewRun{id: "t1", user: "bob", team: true, created: at(200), status: store.RunRunning},
-		overviewRun{id: "m1", user: "bob", parent: "t1", created: at(201), status: store.RunCompleted, latency: time.Second},
+		overviewRun{id: "t1", user: "bob", team: true, created: at(200), status: event.StatusRunning},
+		overviewRun{id: "m1", user: "bob", parent: "t1", created: at(201), status: event.StatusCompleted, latency: time.Second},
 		// The newest two, at the same instant: the id breaks the tie.
-		overviewRun{id: "tie-a", user: "carol", created: at(300), status: store.RunRunning},
-		overviewRun{id: "tie-b", user: "carol", created: at(300), status: store.RunError, latency: time.Second},
+		overviewRun{id: "tie-a", user: "carol", created: at(300), status: event.StatusRunning},
+		overviewRun{id: "tie-b", user: "carol", created: at(300), status: event.StatusError, latency: time.Second},
 	)
 	seedOverview(t, db, runs)
 
@@ -218,7 +218,7 @@ func testRecentRuns(t *testing.T, open Opener) {
 	t.Run("runs without their large parts", func(t *testing.T) {
 		r := &store.Run{ID: "full", Input: "hello", CreatedAt: at(400)}
 		require.NoError(t, db.StartRun(ctx, agentSession("full", "dave", "helper"), r))
-		r.Status, r.Content, r.UpdatedAt = store.RunCompleted, "hi", at(401)
+		r.Status, r.Content, r.UpdatedAt = event.StatusCompleted, "hi", at(401)
 		r.Messages = []model.Message{{Role: model.RoleUser, Content: r.Input}, {Role: model.RoleAssistant, Content: r.Content}}
 		r.Tools = []event.ToolCall{{ID: "c1", Name: "search", Args: map[string]any{"q": "x"}, Result: "y", StartedAt: at(400)}}
 		r.References = []event.Reference{{KnowledgeID: "docs", DocumentID: "d1", ChunkID: "d1-00001", Score: 0.5}}
@@ -288,7 +288,7 @@ func testRunLatency(t *testing.T, open Opener) {
 	for i, c := range cases {
 		s, r := startRun(t, db, agentSession(fmt.Sprint("lat-", i), "u", "helper"), fmt.Sprint("lat-", i), c.name, c.created)
 		require.Equal(t, c.created, r.CreatedAt, c.name)
-		fin := &store.Run{ID: r.ID, SessionID: s.ID, Status: store.RunCompleted, CreatedAt: c.pass(c.created)}
+		fin := &store.Run{ID: r.ID, SessionID: s.ID, Status: event.StatusCompleted, CreatedAt: c.pass(c.created)}
 		if !c.now {
 			fin.UpdatedAt = c.created.Add(c.latency)
 		}

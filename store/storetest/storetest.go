@@ -86,7 +86,7 @@ func startRun(t *testing.T, db *store.DB, s *store.Session, runID, input string,
 }
 
 // finishRun completes r with content and one message pair derived from it.
-func finishRun(t *testing.T, db *store.DB, r *store.Run, status store.RunStatus, updated time.Time) {
+func finishRun(t *testing.T, db *store.DB, r *store.Run, status event.Status, updated time.Time) {
 	t.Helper()
 	r.Status, r.UpdatedAt = status, updated
 	r.Content = "answer to " + r.Input
@@ -104,7 +104,7 @@ func session(t *testing.T, db *store.DB, s *store.Session, created, updated time
 		s.Name = s.ID
 	}
 	s, r := startRun(t, db, s, s.ID+"-run", "hello from "+s.ID, created)
-	finishRun(t, db, r, store.RunCompleted, updated)
+	finishRun(t, db, r, event.StatusCompleted, updated)
 	return s
 }
 
@@ -126,7 +126,7 @@ func testStartFinishRun(t *testing.T, open Opener) {
 	require.NoError(t, db.StartRun(ctx, s, r))
 
 	require.Equal(t, "Write a poem about the sea", s.Name)
-	require.Equal(t, store.RunRunning, r.Status)
+	require.Equal(t, event.StatusRunning, r.Status)
 	require.Equal(t, "s1", r.SessionID)
 	require.Equal(t, "alice", r.UserID)
 	require.Equal(t, "writer", r.ComponentID)
@@ -147,7 +147,7 @@ func testStartFinishRun(t *testing.T, open Opener) {
 	require.NoError(t, err)
 	require.Equal(t, r, running)
 
-	r.Status = store.RunCompleted
+	r.Status = event.StatusCompleted
 	r.Content = "The sea, the sea..."
 	r.Tools = []event.ToolCall{{ID: "c1", Name: "rhyme", Args: map[string]any{"word": "sea"}, Result: "free", StartedAt: at(1), Duration: 3 * time.Millisecond}}
 	r.Messages = []model.Message{{Role: model.RoleUser, Content: r.Input}, {Role: model.RoleAssistant, Content: r.Content}}
@@ -205,7 +205,7 @@ func testSecondRun(t *testing.T, open Opener) {
 	db := open(t)
 	ctx := t.Context()
 	s1, r1 := startRun(t, db, agentSession("s", "alice", "writer"), "r1", "first question", at(0))
-	finishRun(t, db, r1, store.RunCompleted, at(1))
+	finishRun(t, db, r1, event.StatusCompleted, at(1))
 
 	// The caller knows only the id and owner; the store fills in the rest.
 	s2, r2 := startRun(t, db, agentSession("s", "alice", "writer"), "r2", "second question", at(2))
@@ -213,7 +213,7 @@ func testSecondRun(t *testing.T, open Opener) {
 	require.Equal(t, s1.CreatedAt, s2.CreatedAt)
 	require.Equal(t, at(1), s2.UpdatedAt)
 	require.Equal(t, "s", r2.SessionID)
-	finishRun(t, db, r2, store.RunCompleted, at(3))
+	finishRun(t, db, r2, event.StatusCompleted, at(3))
 
 	got, err := db.GetSession(ctx, "s", store.Filter{UserID: "alice"})
 	require.NoError(t, err)
@@ -224,7 +224,7 @@ func testSecondRun(t *testing.T, open Opener) {
 
 	// A run finishing late (older timestamp) does not move updated_at back.
 	_, r3 := startRun(t, db, agentSession("s", "alice", "writer"), "r3", "third", at(4))
-	finishRun(t, db, r3, store.RunCompleted, at(2))
+	finishRun(t, db, r3, event.StatusCompleted, at(2))
 	got, err = db.GetSession(ctx, "s", store.Filter{})
 	require.NoError(t, err)
 	require.Equal(t, at(3), got.UpdatedAt)
@@ -297,11 +297,11 @@ func testInvalid(t *testing.T, open Opener) {
 		r    store.Run
 		want error
 	}{
-		{"no id", store.Run{Status: store.RunCompleted}, store.ErrInvalid},
-		{"still running", store.Run{ID: r.ID, Status: store.RunRunning}, store.ErrInvalid},
+		{"no id", store.Run{Status: event.StatusCompleted}, store.ErrInvalid},
+		{"still running", store.Run{ID: r.ID, Status: event.StatusRunning}, store.ErrInvalid},
 		{"no status", store.Run{ID: r.ID}, store.ErrInvalid},
 		{"unknown status", store.Run{ID: r.ID, Status: "DONE"}, store.ErrInvalid},
-		{"unknown run", store.Run{ID: "nope", Status: store.RunCompleted}, store.ErrNotFound},
+		{"unknown run", store.Run{ID: "nope", Status: event.StatusCompleted}, store.ErrNotFound},
 	}
 	for _, tc := range finishes {
 		t.Run("finish "+tc.name, func(t *testing.T) {
@@ -571,7 +571,7 @@ func testDelete(t *testing.T, open Opener) {
 		session(t, db, s, at(0), at(1))
 		// A second run, so the cascade has more than one run to remove.
 		_, r := startRun(t, db, s, s.ID+"-run2", "again", at(2))
-		finishRun(t, db, r, store.RunCompleted, at(3))
+		finishRun(t, db, r, event.StatusCompleted, at(3))
 	}
 	runCount := func(t *testing.T, sessionIDs ...string) int {
 		n, err := db.Bun().NewSelect().TableExpr("runs").Where("session_id IN (?)", bun.In(sessionIDs)).Count(ctx)
@@ -735,13 +735,13 @@ func testListRuns(t *testing.T, open Opener) {
 		id     string
 		sec    int
 		parent string
-		status store.RunStatus
+		status event.Status
 	}{
-		{"r3", 30, "", store.RunCompleted},
-		{"r1", 10, "", store.RunError},
-		{"r2b", 20, "r1", store.RunCompleted}, // a member run of r1
-		{"r2a", 20, "r1", store.RunCancelled}, // same instant: id breaks the tie
-		{"r4", 40, "", store.RunRunning},
+		{"r3", 30, "", event.StatusCompleted},
+		{"r1", 10, "", event.StatusError},
+		{"r2b", 20, "r1", event.StatusCompleted}, // a member run of r1
+		{"r2a", 20, "r1", event.StatusCancelled}, // same instant: id breaks the tie
+		{"r4", 40, "", event.StatusRunning},
 	} {
 		sc := *s
 		r := &store.Run{
@@ -752,10 +752,10 @@ func testListRuns(t *testing.T, open Opener) {
 			r.ComponentID, r.Type = "member", store.SessionAgent
 		}
 		require.NoError(t, db.StartRun(ctx, &sc, r))
-		if c.status != store.RunRunning {
+		if c.status != event.StatusRunning {
 			r.Status = c.status
 			r.Content = "content of " + c.id
-			if c.status == store.RunError {
+			if c.status == event.StatusError {
 				r.Error = "model exploded"
 			}
 			r.Tools = []event.ToolCall{
@@ -843,16 +843,16 @@ func testHistory(t *testing.T, open Opener) {
 	s := &store.Session{ID: "s", Type: store.SessionTeam, ComponentID: "crew", UserID: "u"}
 	runs := []struct {
 		id     string
-		status store.RunStatus
+		status event.Status
 		parent string
 	}{
-		{"r1", store.RunCompleted, ""},
-		{"r2", store.RunError, ""},
-		{"r3", store.RunCompleted, ""},
-		{"m1", store.RunCompleted, "r3"}, // a member's run: not the session's conversation
-		{"r4", store.RunCancelled, ""},
-		{"r5", store.RunCompleted, ""},
-		{"r6", store.RunRunning, ""},
+		{"r1", event.StatusCompleted, ""},
+		{"r2", event.StatusError, ""},
+		{"r3", event.StatusCompleted, ""},
+		{"m1", event.StatusCompleted, "r3"}, // a member's run: not the session's conversation
+		{"r4", event.StatusCancelled, ""},
+		{"r5", event.StatusCompleted, ""},
+		{"r6", event.StatusRunning, ""},
 	}
 	for i, c := range runs {
 		sc := *s
@@ -861,7 +861,7 @@ func testHistory(t *testing.T, open Opener) {
 			r.ComponentID, r.Type = "member", store.SessionAgent
 		}
 		require.NoError(t, db.StartRun(ctx, &sc, r))
-		if c.status != store.RunRunning {
+		if c.status != event.StatusRunning {
 			finishRun(t, db, r, c.status, at(i))
 		}
 	}
@@ -912,7 +912,7 @@ func testTimestamps(t *testing.T, open Opener) {
 	require.Equal(t, wantCreated, r.CreatedAt, "UTC, truncated to microseconds")
 	require.Equal(t, wantCreated, s.CreatedAt)
 
-	finishRun(t, db, r, store.RunCompleted, created.Add(1500*time.Nanosecond))
+	finishRun(t, db, r, event.StatusCompleted, created.Add(1500*time.Nanosecond))
 	require.Equal(t, wantCreated.Add(2*time.Microsecond), r.UpdatedAt)
 
 	got, err := db.GetRun(ctx, "r", store.Filter{})
@@ -945,7 +945,7 @@ func testText(t *testing.T, open Opener) {
 	// clean such text the same way instead of failing the run.
 	s, r := startRun(t, db, agentSession("s", "u", "a"), "r", "bad\x00input\xff", at(0))
 	require.Equal(t, "badinput\uFFFD", s.Name)
-	r.Status, r.Content, r.Error = store.RunError, "out\x00put", "err\xfe"
+	r.Status, r.Content, r.Error = event.StatusError, "out\x00put", "err\xfe"
 	r.Messages = []model.Message{{Role: model.RoleTool, Content: "binary \x00 tool output"}}
 	r.Tools = []event.ToolCall{{ID: "t", Name: "cat", Result: "\x00\x01"}}
 	require.NoError(t, db.FinishRun(ctx, r))
@@ -966,10 +966,10 @@ func testCrashRecovery(t *testing.T, open Opener) {
 	ctx := t.Context()
 	_, running := startRun(t, db, agentSession("s", "u", "a"), "running", "still going", at(0))
 	_, done := startRun(t, db, agentSession("s", "u", "a"), "done", "finished", at(1))
-	finishRun(t, db, done, store.RunCompleted, at(2))
+	finishRun(t, db, done, event.StatusCompleted, at(2))
 	_, cancelled := startRun(t, db, agentSession("s2", "u", "a"), "cancelled", "stop", at(3))
 	cancelled.Partial = true // the answer streamed so far, kept
-	finishRun(t, db, cancelled, store.RunCancelled, at(4))
+	finishRun(t, db, cancelled, event.StatusCancelled, at(4))
 	require.Empty(t, db.Interrupted())
 	require.NoError(t, db.Close(), "the process stops with a run in flight")
 
@@ -977,14 +977,14 @@ func testCrashRecovery(t *testing.T, open Opener) {
 	db = open(t)
 	got, err := db.GetRun(ctx, "running", store.Filter{})
 	require.NoError(t, err)
-	require.Equal(t, store.RunError, got.Status)
+	require.Equal(t, event.StatusError, got.Status)
 	require.Equal(t, store.InterruptedRunError, got.Error)
 	require.True(t, got.UpdatedAt.After(before), "updated at recovery time")
 	require.Equal(t, running.CreatedAt, got.CreatedAt)
 	require.Equal(t, running.Input, got.Input)
 	// Open reports what it recovered, so that the server can trace it.
 	require.Equal(t, []store.Run{{ID: "running", SessionID: "s", ComponentID: "a", Type: store.SessionAgent, UserID: "u",
-		Input: "still going", Status: store.RunError, Error: store.InterruptedRunError,
+		Input: "still going", Status: event.StatusError, Error: store.InterruptedRunError,
 		CreatedAt: running.CreatedAt, UpdatedAt: got.UpdatedAt}}, db.Interrupted())
 	// It has a latency, up to the recovery, like any finished run.
 	activity, err := db.RunActivity(ctx, at(0), at(1), 1, store.Filter{})
@@ -1073,7 +1073,7 @@ func testConcurrency(t *testing.T, open Opener) {
 				if _, _, err := db.ListSessions(ctx, store.SessionQuery{Limit: 5}); err != nil {
 					fail(err)
 				}
-				r.Status, r.Content = store.RunCompleted, "answer"
+				r.Status, r.Content = event.StatusCompleted, "answer"
 				r.Messages = []model.Message{{Role: model.RoleUser, Content: r.Input}, {Role: model.RoleAssistant, Content: r.Content}}
 				if err := db.FinishRun(ctx, r); err != nil {
 					fail(err)
@@ -1092,7 +1092,7 @@ func testConcurrency(t *testing.T, open Opener) {
 		list, err := db.ListRuns(ctx, sid, store.Filter{})
 		require.NoError(t, err)
 		for _, r := range list {
-			require.Equal(t, store.RunCompleted, r.Status)
+			require.Equal(t, event.StatusCompleted, r.Status)
 		}
 		runs += len(list)
 	}
@@ -1101,7 +1101,7 @@ func testConcurrency(t *testing.T, open Opener) {
 		for i := 0; i < perWorker; i += 2 {
 			got, err := db.GetRun(ctx, fmt.Sprintf("run-%d-%d", w, i), store.Filter{UserID: "u"})
 			require.NoError(t, err)
-			require.Equal(t, store.RunCompleted, got.Status)
+			require.Equal(t, event.StatusCompleted, got.Status)
 		}
 	}
 

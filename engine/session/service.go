@@ -1,0 +1,522 @@
+// Package session is the run service: it owns a turn of an agent or team from
+// start to end, whoever asks for it (the HTTP API, the OpenAI surface, the
+// console's chat, `troupe run`, and later jobs, workflows and schedules). It
+// pins the snapshot, creates or continues the session, loads its history,
+// persists the run and its team members' runs, tells observers (tracing,
+// metrics), keeps the set of active runs for cancellation, and drains them at
+// shutdown.
+//
+// The service declares what it consumes: a Store for sessions and runs,
+// Targets for agents and teams, and Observers. It imports no database,
+// telemetry or HTTP package; cmd/troupe wires the implementations.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/spec"
+)
+
+// Options configure a Service.
+type Options struct {
+	Targets Targets
+	Store   Store
+	// Observers are told of every run, in order (tracing before metrics, as
+	// the server has always fed them).
+	Observers []Observer
+	Logger    *slog.Logger
+	// DrainTimeout is how long Run lets in-flight runs finish once its
+	// context ends before it cancels them (default 30s).
+	DrainTimeout time.Duration
+	// SessionStopWait bounds how long StopSessions waits for the runs it
+	// cancels to save their final state (default 5s).
+	SessionStopWait time.Duration
+}
+
+// Service starts, tracks and persists runs. It is safe for concurrent use.
+type Service struct {
+	opts Options
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	active map[string]*active
+}
+
+// active is a run in flight.
+type active struct {
+	kind      spec.Kind
+	name      string
+	userID    string
+	sessionID string
+	cancel    context.CancelCauseFunc
+	done      chan struct{} // closed once the run's final state is saved
+}
+
+// New builds a service and reports the runs the previous process left
+// unfinished to the observers (see Observer.RunInterrupted).
+func New(opts Options) *Service {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 30 * time.Second
+	}
+	if opts.SessionStopWait <= 0 {
+		opts.SessionStopWait = 5 * time.Second
+	}
+	s := &Service{opts: opts, log: opts.Logger, active: map[string]*active{}}
+	if len(opts.Observers) > 0 {
+		for _, r := range opts.Store.Interrupted() {
+			if r.ParentRunID != "" {
+				continue // members belong to their team's run
+			}
+			for _, o := range opts.Observers {
+				o.RunInterrupted(&r)
+			}
+		}
+	}
+	return s
+}
+
+// Params describe one turn to run.
+type Params struct {
+	Kind    spec.Kind
+	Name    string
+	Message string
+	// SessionID continues a session, or starts one with this id when none
+	// exists; empty starts a new session with an id of the service's.
+	SessionID string
+	UserID    string
+	// BoundUser is set when UserID is the caller's own identity (from its
+	// API key) rather than a name it chose.
+	BoundUser bool
+	// Stream asks the model to stream, so RunContent events carry deltas.
+	Stream bool
+	// History, when not nil, is the conversation to answer (the OpenAI
+	// endpoint sends it with every request) instead of the session's.
+	History []model.Message
+	// Link is the caller's span, which the run's trace links to.
+	Link Link
+}
+
+// Start validates a turn, pins its target and stores the new run; the
+// returned turn is ready to execute, and Execute must be called to release
+// what Start pinned. Refusals are *Error values: ErrInvalid, ErrNotFound
+// (ErrSessionNotFound for a session that is someone else's), ErrBroken.
+func (s *Service) Start(ctx context.Context, p Params) (*Turn, error) {
+	if p.SessionID != "" && !ValidSessionID(p.SessionID) {
+		return nil, &Error{Kind: ErrInvalid, Msg: SessionIDRule}
+	}
+	if strings.IndexByte(p.Message, 0) >= 0 {
+		// PostgreSQL cannot store NUL in text, and stripping it silently
+		// would store something other than what was sent: refuse it on
+		// every database alike.
+		return nil, &Error{Kind: ErrInvalid, Msg: "message contains a NUL byte (\\u0000); remove it and send again"}
+	}
+	tg, err := s.opts.Targets.Pin(p.Kind, p.Name)
+	if err != nil {
+		if errors.Is(err, ErrBroken) {
+			return nil, &Error{Kind: ErrBroken, Msg: err.Error() + " (fix the spec file; the previous version is not available)"}
+		}
+		return nil, &Error{Kind: ErrNotFound, Msg: fmt.Sprintf("%s %q not found", p.Kind.Lower(), p.Name)}
+	}
+	typ := TypeOf(p.Kind)
+	if p.SessionID != "" && p.UserID == "" && !p.BoundUser {
+		// An unbound caller (open server or admin key) continuing a session
+		// acts as the session's user, so the turn lands in the same history.
+		if existing, err := s.opts.Store.GetSession(ctx, p.SessionID, Filter{}); err == nil {
+			p.UserID = existing.UserID
+		}
+	}
+	t := &Turn{s: s, p: p, runner: tg.Runner, release: tg.Release}
+	t.session = &Session{ID: p.SessionID, Type: typ, ComponentID: p.Name, UserID: p.UserID}
+	if t.session.ID == "" {
+		t.session.ID = NewID()
+	}
+	modelID, provider := tg.Runner.ModelInfo()
+	t.run = &Run{
+		ID: NewID(), SessionID: t.session.ID, ComponentID: p.Name, Type: typ,
+		Input: p.Message, Status: event.StatusRunning, SpecVersion: tg.Version, UserID: p.UserID,
+		Model: modelID, Provider: provider,
+	}
+	if err := s.opts.Store.StartRun(ctx, t.session, t.run); err != nil {
+		tg.Release()
+		if errors.Is(err, ErrNotFound) {
+			return nil, &Error{Kind: ErrSessionNotFound, Msg: fmt.Sprintf("session %q not found", p.SessionID)}
+		}
+		return nil, fmt.Errorf("starting run: %w", err)
+	}
+	for _, o := range s.opts.Observers {
+		if ro := o.RunStarted(t.run, p.Link); ro != nil {
+			t.obs = append(t.obs, ro)
+		}
+	}
+	t.history = p.History
+	if t.history == nil && p.SessionID != "" {
+		if n := tg.Runner.HistoryRuns(); n > 0 {
+			h, err := s.opts.Store.History(ctx, t.session.ID, n)
+			if err != nil {
+				s.log.Warn("loading session history; answering without it", "session_id", t.session.ID, "err", err)
+			}
+			t.history = h
+		}
+	}
+	return t, nil
+}
+
+// Turn is a stored run about to execute on the snapshot Start pinned.
+type Turn struct {
+	s       *Service
+	p       Params
+	runner  agent.Runner
+	release func()
+	session *Session
+	run     *Run
+	history []model.Message
+	obs     []RunObserver
+}
+
+// RunID returns the run's id.
+func (t *Turn) RunID() string { return t.run.ID }
+
+// SessionID returns the id of the run's session.
+func (t *Turn) SessionID() string { return t.session.ID }
+
+// TraceContext returns the ids of the run's trace and root span, or empty
+// strings when no observer traces it.
+func (t *Turn) TraceContext() (traceID, spanID string) {
+	for _, o := range t.obs {
+		if tr, ok := o.(Traced); ok {
+			return tr.TraceContext()
+		}
+	}
+	return "", ""
+}
+
+// member is what the events tell of a team member's run, for storing it.
+type member struct {
+	typ     string
+	started time.Time
+}
+
+// Execute runs the turn. emit receives every event, members' included, from
+// one goroutine at a time; the run's own terminal event is delivered only
+// after the run's final state (and its members' runs) are committed, so a
+// client that saw RunCompleted can read the run back. A run cancelled or
+// failed after its answer started to stream keeps the streamed text, marked
+// partial. The returned run is the final state as stored.
+func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
+	s := t.s
+	defer t.release()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	s.register(t.run.ID, &active{kind: t.p.Kind, name: t.p.Name, userID: t.p.UserID, sessionID: t.session.ID,
+		cancel: cancel, done: make(chan struct{})})
+	defer s.unregister(t.run.ID)
+
+	var terminal *event.Event
+	// streamed is the answer text the client has seen, kept for a run that
+	// ends without an answer of its own (cancelled, failed) after text
+	// started to stream.
+	var streamed strings.Builder
+	var members map[string]member
+	res := t.runner.Execute(ctx, agent.Input{
+		Message: t.p.Message, History: t.history, RunID: t.run.ID,
+		SessionID: t.session.ID, UserID: t.p.UserID, Stream: t.p.Stream,
+	}, func(e event.Event) {
+		for _, o := range t.obs {
+			o.Event(e)
+		}
+		if e.Depth > 0 && e.Type == event.RunStarted {
+			if members == nil {
+				members = map[string]member{}
+			}
+			typ := TypeAgent
+			if e.TeamID != "" && e.AgentID == "" {
+				typ = TypeTeam
+			}
+			members[e.RunID] = member{typ: typ, started: e.CreatedAt}
+		}
+		if e.Depth == 0 && e.Type.Terminal() {
+			terminal = &e
+			return
+		}
+		if e.Depth == 0 && e.Type == event.RunContent {
+			streamed.WriteString(e.Content)
+		}
+		emit(e)
+	})
+
+	r := t.run
+	r.Content, r.Status, r.Tools, r.Messages, r.Metrics = res.Content, res.Status, res.Tools, res.Messages, res.Metrics
+	r.References = res.References
+	if r.Status != event.StatusCompleted && r.Content == "" && streamed.Len() > 0 {
+		r.Content, r.Partial = streamed.String(), true
+	}
+	if res.Err != nil {
+		r.Error = res.Err.Error()
+		switch cause := context.Cause(ctx); {
+		case errors.Is(cause, ErrCancelled):
+			r.Error = ErrCancelled.Error()
+		case errors.Is(cause, ErrSessionDeleted):
+			r.Error = ErrSessionDeleted.Error()
+		case errors.Is(cause, ErrShutdown):
+			r.Error = ErrShutdown.Error()
+		}
+	}
+	// Commit even when the client went away: the run happened.
+	saveCtx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancelSave()
+	saveStart := time.Now()
+	err := t.saveMembers(saveCtx, r.ID, res.Members, members)
+	if err == nil {
+		err = s.opts.Store.FinishRun(saveCtx, r)
+	}
+	for _, o := range t.obs {
+		o.StoreSpan("store.finish_run", saveStart, time.Now(), err)
+	}
+	if errors.Is(err, ErrNotFound) && errors.Is(context.Cause(ctx), ErrSessionDeleted) {
+		// The session and its runs are gone, as asked: nothing to save,
+		// and the run ends cancelled, not failed.
+		err = nil
+	}
+	if err != nil {
+		s.log.Error("saving run", "run_id", r.ID, "err", err)
+		if terminal != nil {
+			terminal.Type, terminal.Content, terminal.ErrorKind = event.RunError, "the run finished but could not be saved: "+err.Error(), "store"
+		}
+		r.Status, r.Error = event.StatusError, "could not be saved: "+err.Error()
+	}
+	if terminal != nil {
+		if terminal.Type == event.RunCompleted {
+			terminal.References = res.References
+		}
+		emit(*terminal)
+	}
+	for _, o := range t.obs {
+		o.RunFinished(r, res.ErrorKind)
+	}
+	return r
+}
+
+// saveMembers stores the runs of a team's members (and of their members),
+// children of parent, in the order they finished. AgentOS stores member
+// responses the same way, so clients can show who answered what.
+func (t *Turn) saveMembers(ctx context.Context, parent string, results []*agent.Result, seen map[string]member) error {
+	for _, m := range results {
+		if m == nil || m.RunID == "" {
+			continue
+		}
+		info := seen[m.RunID]
+		if info.typ == "" {
+			info.typ = TypeAgent
+		}
+		sess := *t.session // StartRun rewrites its session argument
+		mr := &Run{
+			ID: m.RunID, SessionID: t.session.ID, ParentRunID: parent, ComponentID: m.Runner, Type: info.typ,
+			UserID: t.session.UserID, Input: m.Input, Status: event.StatusRunning, SpecVersion: t.run.SpecVersion,
+			Model: m.Model, Provider: m.Provider, CreatedAt: info.started,
+		}
+		if err := t.s.opts.Store.StartRun(ctx, &sess, mr); err != nil {
+			return fmt.Errorf("storing member run %s: %w", m.RunID, err)
+		}
+		mr.Content, mr.Status, mr.Tools, mr.Messages, mr.Metrics, mr.References = m.Content, m.Status, m.Tools, m.Messages, m.Metrics, m.References
+		if m.Err != nil {
+			mr.Error = m.Err.Error()
+		}
+		if err := t.s.opts.Store.FinishRun(ctx, mr); err != nil {
+			return fmt.Errorf("storing member run %s: %w", m.RunID, err)
+		}
+		if err := t.saveMembers(ctx, m.RunID, m.Members, seen); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) register(id string, a *active) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active[id] = a
+}
+
+func (s *Service) unregister(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.active[id]; ok {
+		delete(s.active, id)
+		close(a.done)
+	}
+}
+
+// Match selects the active runs Cancel may stop. Zero fields match any run.
+type Match struct {
+	Kind spec.Kind
+	Name string
+	// UserID, when set, is the only user whose runs match: a caller bound
+	// to a user may only cancel that user's runs.
+	UserID string
+}
+
+func (m Match) matches(a *active) bool {
+	return (m.Kind == "" || m.Kind == a.kind) && (m.Name == "" || m.Name == a.name) && (m.UserID == "" || m.UserID == a.userID)
+}
+
+// Cancel stops active run runID if m matches it, and reports whether it did.
+// The run ends cancelled, with ErrCancelled's message as its error.
+func (s *Service) Cancel(runID string, m Match) bool {
+	s.mu.Lock()
+	a, ok := s.active[runID]
+	s.mu.Unlock()
+	if !ok || !m.matches(a) {
+		return false
+	}
+	a.cancel(ErrCancelled)
+	return true
+}
+
+// StopSessions cancels the active runs of the sessions among ids that a
+// caller bound to userID (every run when empty) may see, and waits until they
+// have saved their final state or ctx ends, at most Options.SessionStopWait.
+// Deleting a session calls it first, so that no run keeps working (and
+// spending) for a session that no longer exists, and no final save races the
+// deletion.
+func (s *Service) StopSessions(ctx context.Context, ids []string, userID string) {
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	var stopping []*active
+	s.mu.Lock()
+	for _, a := range s.active {
+		if want[a.sessionID] && (userID == "" || a.userID == userID) {
+			stopping = append(stopping, a)
+		}
+	}
+	s.mu.Unlock()
+	if len(stopping) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.SessionStopWait)
+	defer cancel()
+	for _, a := range stopping {
+		a.cancel(ErrSessionDeleted)
+	}
+	for _, a := range stopping {
+		select {
+		case <-a.done:
+		case <-ctx.Done():
+			s.log.Warn("deleting a session whose run has not stopped yet", "session_id", a.sessionID)
+			return
+		}
+	}
+}
+
+// Active returns how many runs are in flight.
+func (s *Service) Active() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.active)
+}
+
+// Wait blocks until no run is in flight (runs that start meanwhile
+// included) or ctx ends.
+func (s *Service) Wait(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		done := make([]chan struct{}, 0, len(s.active))
+		for _, a := range s.active {
+			done = append(done, a.done)
+		}
+		s.mu.Unlock()
+		if len(done) == 0 {
+			return nil
+		}
+		for _, d := range done {
+			select {
+			case <-d:
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for %d runs to finish: %w", s.Active(), ctx.Err())
+			}
+		}
+	}
+}
+
+// cancelAll cancels every active run with cause.
+func (s *Service) cancelAll(cause error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.active {
+		a.cancel(cause)
+	}
+}
+
+// Run owns the service's lifetime in the server's errgroup: it waits for ctx
+// to end, then drains the runs in flight, letting them finish for up to
+// Options.DrainTimeout before it cancels them (cause ErrShutdown) and waits
+// for their final saves. A run's own context usually ends sooner: the HTTP
+// server cancels its requests' runs after its own shutdown timeout.
+func (s *Service) Run(ctx context.Context) error {
+	<-ctx.Done()
+	drain, cancel := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
+	defer cancel()
+	if err := s.Wait(drain); err == nil {
+		return nil
+	}
+	s.log.Warn("drain timeout: cancelling the runs still in flight", "runs", s.Active())
+	s.cancelAll(ErrShutdown)
+	// Give cancelled runs a moment to save their final state.
+	finish, cancelFinish := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelFinish()
+	if err := s.Wait(finish); err != nil {
+		s.log.Error("runs did not stop after cancellation", "err", err)
+	}
+	return nil
+}
+
+// SessionIDRule is the syntax of client-chosen session ids, as told to
+// clients that break it.
+const SessionIDRule = "session_id must be 1 to 128 characters of letters, digits, '.', '_', ':' and '-', and not . or .. (a UUID fits)"
+
+// ValidSessionID reports whether id follows SessionIDRule. Ids travel in URL
+// paths and headers (X-Session-Id), so they must be short and need no
+// escaping: an id with a slash could never be fetched again.
+func ValidSessionID(id string) bool {
+	if id == "" || len(id) > 128 || id == "." || id == ".." {
+		return false
+	}
+	for _, c := range []byte(id) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// NewID returns a UUID of version 7: 48 bits of Unix milliseconds, then
+// random bits. Runs and sessions are stored by id, so ids that grow with time
+// put each new row next to the last in the primary-key index, rather than on
+// a random page that the transaction must then write out.
+func NewID() string {
+	var b [16]byte
+	ms := uint64(time.Now().UnixMilli())
+	binary.BigEndian.PutUint16(b[0:2], uint16(ms>>32))
+	binary.BigEndian.PutUint32(b[2:6], uint32(ms))
+	_, _ = rand.Read(b[6:])
+	b[6] = b[6]&0x0f | 0x70 // version 7
+	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
