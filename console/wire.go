@@ -2,6 +2,7 @@ package console
 
 import (
 	"time"
+	"unicode/utf8"
 
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/store"
@@ -185,8 +186,11 @@ type runResponse struct {
 	Metrics           metricsResponse   `json:"metrics"`
 	SpecVersion       string            `json:"spec_version,omitempty"`
 	References        []event.Reference `json:"references"`
-	CreatedAt         time.Time         `json:"created_at"`
-	UpdatedAt         time.Time         `json:"updated_at"`
+	// ExtraData carries the references again in AgentOS's shape, which is
+	// where Agent UI looks for them.
+	ExtraData *extraData `json:"extra_data,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
 }
 
 func toRun(r *store.Run, withMessages bool) runResponse {
@@ -199,6 +203,7 @@ func toRun(r *store.Run, withMessages bool) runResponse {
 	if out.References == nil {
 		out.References = []event.Reference{}
 	}
+	out.ExtraData = toExtraData(r.References)
 	if r.Type == "team" {
 		out.TeamID = r.ComponentID
 	} else {
@@ -210,4 +215,63 @@ func toRun(r *store.Run, withMessages bool) runResponse {
 		}
 	}
 	return out
+}
+
+// extraData is AgentOS's extra_data of a run and of its RunCompleted event.
+// Troupe fills only references; AgentOS also puts reasoning there.
+type extraData struct {
+	References []referencesOfQuery `json:"references,omitempty"`
+}
+
+// referencesOfQuery is one knowledge search of a run: what it looked for,
+// the passages it found and how long it took (AgentOS's MessageReferences).
+type referencesOfQuery struct {
+	Query      string             `json:"query"`
+	References []referenceContent `json:"references"`
+	Time       float64            `json:"time,omitempty"` // seconds
+}
+
+// referenceContent is one passage as Agno serializes a Document.
+type referenceContent struct {
+	Name     string            `json:"name"`
+	Content  string            `json:"content"`
+	MetaData referenceMetaData `json:"meta_data"`
+}
+
+type referenceMetaData struct {
+	Chunk       int     `json:"chunk"`      // position in the document, from 1; 0 when unknown
+	ChunkSize   int     `json:"chunk_size"` // characters of content
+	DocumentID  string  `json:"document_id,omitempty"`
+	KnowledgeID string  `json:"knowledge_id,omitempty"`
+	Score       float64 `json:"score"`
+	Page        int     `json:"page,omitempty"`
+	Heading     string  `json:"heading,omitempty"`
+}
+
+// toExtraData groups references by the query that found them, in the order
+// the searches ran, or returns nil when there are none. References stored
+// before queries were recorded share one group with an empty query.
+func toExtraData(refs []event.Reference) *extraData {
+	if len(refs) == 0 {
+		return nil
+	}
+	var groups []referencesOfQuery
+	at := map[string]int{}
+	for _, r := range refs {
+		i, ok := at[r.Query]
+		if !ok {
+			i = len(groups)
+			at[r.Query] = i
+			groups = append(groups, referencesOfQuery{Query: r.Query, References: []referenceContent{}, Time: r.SearchTime.Seconds()})
+		}
+		name := r.DocumentName
+		if name == "" {
+			name = r.DocumentID
+		}
+		groups[i].References = append(groups[i].References, referenceContent{Name: name, Content: r.Content, MetaData: referenceMetaData{
+			Chunk: r.Chunk, ChunkSize: utf8.RuneCountInString(r.Content), DocumentID: r.DocumentID, KnowledgeID: r.KnowledgeID,
+			Score: r.Score, Page: r.Page, Heading: r.Heading,
+		}})
+	}
+	return &extraData{References: groups}
 }

@@ -308,7 +308,7 @@ func (r *run) result(status Status, content string, msgs []model.Message) *Resul
 func (r *run) complete(content string, msgs []model.Message) *Result {
 	res := r.result(StatusCompleted, content, msgs)
 	e := r.event(event.RunCompleted)
-	e.Content, e.Metrics, e.References = content, &res.Metrics, res.References
+	e.Content, e.Metrics, e.References, e.Tools = content, &res.Metrics, res.References, slices.Clone(res.Tools)
 	r.send(e)
 	return res
 }

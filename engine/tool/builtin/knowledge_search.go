@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
@@ -97,7 +98,9 @@ func (k *knowledgeSearch) Call(ctx context.Context, args json.RawMessage) (strin
 		}
 		topK = min(*a.TopK, maxTopK)
 	}
+	searchStart := time.Now()
 	hits, err := k.searcher.Search(ctx, k.knowledge, query, topK, a.Filters)
+	took := time.Since(searchStart)
 	if err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
@@ -112,7 +115,13 @@ func (k *knowledgeSearch) Call(ctx context.Context, args json.RawMessage) (strin
 	}
 	refs := make([]event.Reference, len(hits))
 	for i, h := range hits {
-		refs[i] = event.Reference{DocumentID: h.DocumentID, DocumentName: h.DocumentName, Score: h.Score}
+		// The query and the text go along so clients can show what was
+		// looked for and what was found (AgentOS's extra_data.references).
+		refs[i] = event.Reference{DocumentID: h.DocumentID, DocumentName: h.DocumentName, Score: h.Score,
+			Query: query, Content: h.Text, SearchTime: took}
+		if n, ok := h.Metadata["chunk_index"].(int); ok {
+			refs[i].Chunk = n + 1
+		}
 		refs[i].ChunkID, _ = h.Metadata["chunk_id"].(string)
 		refs[i].KnowledgeID, _ = h.Metadata["knowledge_id"].(string)
 		refs[i].Heading, _ = h.Metadata["heading"].(string)
