@@ -192,9 +192,7 @@ func (s *Server) listSessionRuns(c *gin.Context) {
 }
 
 func (s *Server) renameSession(c *gin.Context) {
-	var body struct {
-		SessionName string `json:"session_name" form:"session_name"`
-	}
+	var body renameRequest
 	if strings.HasPrefix(c.GetHeader("Content-Type"), "application/json") {
 		if err := json.NewDecoder(c.Request.Body).Decode(&body); err != nil {
 			s.respondError(c, bodyError(err))
@@ -251,9 +249,7 @@ func (s *Server) deleteOneSession(ctx context.Context, id string, f store.Filter
 }
 
 func (s *Server) deleteSessions(c *gin.Context) {
-	var body struct {
-		SessionIDs []string `json:"session_ids"`
-	}
+	var body deleteSessionsRequest
 	if err := json.NewDecoder(c.Request.Body).Decode(&body); err != nil {
 		s.respondError(c, bodyError(err))
 		return

@@ -11,6 +11,127 @@ import (
 // The JSON shapes of the native API. They follow Agno's AgentOS so clients
 // written for it (such as Agent UI) work unchanged.
 
+// Request bodies the handlers decode (JSON, or the same fields as a form).
+
+// searchRequest is the body of POST /knowledge/search.
+type searchRequest struct {
+	Query       string         `json:"query" openapi:"required"`
+	KnowledgeID string         `json:"knowledge_id"`
+	SearchType  string         `json:"search_type"` // vector, keyword or hybrid
+	MaxResults  int            `json:"max_results"` // 1 to 100
+	Filters     map[string]any `json:"filters"`
+}
+
+// patchContentRequest is the body of PATCH /knowledge/content/{id}: the
+// fields to change.
+type patchContentRequest struct {
+	Name        *string        `json:"name"`
+	Description *string        `json:"description"`
+	Metadata    map[string]any `json:"metadata"`
+}
+
+// uploadRequest documents the multipart form of POST /knowledge/content;
+// the handler reads the fields one by one.
+type uploadRequest struct {
+	File          []byte `json:"file" openapi:"required"`
+	Name          string `json:"name"`
+	Description   string `json:"description"`
+	Metadata      string `json:"metadata"` // a JSON object
+	ChunkStrategy string `json:"chunk_strategy"`
+	ChunkSize     int    `json:"chunk_size"`
+	ChunkOverlap  int    `json:"chunk_overlap"`
+}
+
+// renameRequest is the body of POST /sessions/{id}/rename.
+type renameRequest struct {
+	SessionName string `json:"session_name" form:"session_name" openapi:"required"`
+}
+
+// deleteSessionsRequest is the body of DELETE /sessions.
+type deleteSessionsRequest struct {
+	SessionIDs []string `json:"session_ids" openapi:"required"`
+}
+
+// healthResponse answers GET /health and GET /health/ready.
+type healthResponse struct {
+	Status         string     `json:"status"`
+	InstantiatedAt *time.Time `json:"instantiated_at,omitempty"`
+	Detail         string     `json:"detail,omitempty"`
+}
+
+// cancelResponse answers the cancel routes.
+type cancelResponse struct {
+	RunID  string `json:"run_id"`
+	Status string `json:"status"` // cancelling
+}
+
+// contentStatusResponse answers GET /knowledge/content/{id}/status.
+type contentStatusResponse struct {
+	ID            string  `json:"id"`
+	Status        string  `json:"status"`
+	StatusMessage string  `json:"status_message"`
+	Progress      float64 `json:"progress"`
+	Chunks        int     `json:"chunks"`
+}
+
+// searchResponse answers POST /knowledge/search: one page of every hit.
+type searchResponse struct {
+	Data []searchHit `json:"data"`
+	Meta searchMeta  `json:"meta"`
+}
+
+type searchMeta struct {
+	pageMeta
+	SearchTimeMS float64 `json:"search_time_ms"`
+}
+
+// traceResponse answers GET /traces/{trace_id}: the summary and the span
+// tree.
+type traceResponse struct {
+	Trace traceSummary `json:"trace"`
+	Tree  []*spanNode  `json:"tree"`
+}
+
+// dailyMetricsResponse answers GET /metrics, AgentOS's daily aggregates.
+type dailyMetricsResponse struct {
+	Metrics   []dayMetrics `json:"metrics"`
+	UpdatedAt time.Time    `json:"updated_at"`
+}
+
+type dayMetrics struct {
+	Date string `json:"date"`
+	// AgentRunsCount and AgentRuns are the same number under AgentOS's
+	// two names (likewise for teams).
+	AgentRunsCount int            `json:"agent_runs_count"`
+	TeamRunsCount  int            `json:"team_runs_count"`
+	AgentRuns      int            `json:"agent_runs"`
+	TeamRuns       int            `json:"team_runs"`
+	SessionsCount  int            `json:"sessions_count"`
+	UsersCount     int            `json:"users_count"`
+	TokenMetrics   tokenMetrics   `json:"token_metrics"`
+	ModelMetrics   []modelMetrics `json:"model_metrics"`
+}
+
+type tokenMetrics struct {
+	InputTokens  int `json:"input_tokens"`
+	OutputTokens int `json:"output_tokens"`
+	TotalTokens  int `json:"total_tokens"`
+}
+
+type modelMetrics struct {
+	ModelID       string `json:"model_id"`
+	ModelProvider string `json:"model_provider"`
+	Count         int    `json:"count"`
+	InputTokens   int    `json:"input_tokens"`
+	OutputTokens  int    `json:"output_tokens"`
+}
+
+// openaiModelList answers GET /v1/models.
+type openaiModelList struct {
+	Object string        `json:"object"` // list
+	Data   []openaiModel `json:"data"`
+}
+
 type errorBody struct {
 	Detail    string `json:"detail"`
 	ErrorCode string `json:"error_code,omitempty"`
