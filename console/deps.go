@@ -28,6 +28,7 @@ type Store interface {
 	ListRuns(ctx context.Context, sessionID string, f store.Filter) ([]store.Run, error)
 	LatestRuns(ctx context.Context, sessionID string, f store.Filter, n int) ([]store.Run, int, error)
 	RunsPage(ctx context.Context, sessionID string, f store.Filter, limit, offset int) ([]store.Run, int, error)
+	HasFinishedRun(ctx context.Context, sessionID string, f store.Filter) (bool, error)
 	DailyMetrics(ctx context.Context, from, to time.Time) ([]store.DailyMetrics, error)
 	RecentRuns(ctx context.Context, limit int, f store.Filter) ([]store.Run, error)
 	RunActivity(ctx context.Context, from, to time.Time, buckets int, f store.Filter) ([]store.ActivityBucket, error)

@@ -3,6 +3,8 @@ package console
 import (
 	"net/http"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/troupehq/troupe/console/view"
 )
 
@@ -19,3 +21,6 @@ const MaxShownText = view.MaxShownText
 
 // Handler is s's router, for in-process requests (the fuzz test).
 func Handler(s *Server) http.Handler { return s.router }
+
+// Routes are the routes s registers, for the OpenAPI coverage test.
+func Routes(s *Server) gin.RoutesInfo { return s.router.Routes() }

@@ -16,7 +16,7 @@ import (
 // not touch the database, so that an orchestrator does not restart a healthy
 // process because its database is briefly unavailable.
 func (s *Server) health(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"status": "ok", "instantiated_at": s.start})
+	c.JSON(http.StatusOK, healthResponse{Status: "ok", InstantiatedAt: &s.start})
 }
 
 // readyTimeout bounds the readiness query: a probe must answer quickly, and a
@@ -30,7 +30,7 @@ const readyTimeout = 2 * time.Second
 func (s *Server) ready(c *gin.Context) {
 	select {
 	case <-s.closing:
-		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "detail": "the server is shutting down"})
+		c.JSON(http.StatusServiceUnavailable, healthResponse{Status: "unavailable", Detail: "the server is shutting down"})
 		return
 	default:
 	}
@@ -38,10 +38,10 @@ func (s *Server) ready(c *gin.Context) {
 	defer cancel()
 	if err := s.opts.Store.Ready(ctx); err != nil {
 		s.log.Error("readiness check failed: the database does not answer", "err", err)
-		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "detail": "the database is not answering; see the server log"})
+		c.JSON(http.StatusServiceUnavailable, healthResponse{Status: "unavailable", Detail: "the database is not answering; see the server log"})
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+	c.JSON(http.StatusOK, healthResponse{Status: "ok"})
 }
 
 type objectStatus struct {

@@ -238,15 +238,11 @@ func (s *Server) contentStatus(c *gin.Context) {
 		s.knowledgeError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"id": d.ID, "status": d.Status, "status_message": d.Message, "progress": d.Progress, "chunks": d.Chunks})
+	c.JSON(http.StatusOK, contentStatusResponse{ID: d.ID, Status: d.Status, StatusMessage: d.Message, Progress: d.Progress, Chunks: d.Chunks})
 }
 
 func (s *Server) patchContent(c *gin.Context) {
-	var body struct {
-		Name        *string        `json:"name"`
-		Description *string        `json:"description"`
-		Metadata    map[string]any `json:"metadata"`
-	}
+	var body patchContentRequest
 	if strings.HasPrefix(c.GetHeader("Content-Type"), "application/json") {
 		if err := json.NewDecoder(c.Request.Body).Decode(&body); err != nil {
 			s.respondError(c, bodyError(err))
@@ -329,13 +325,7 @@ func (s *Server) searchIDs(id string) []string {
 }
 
 func (s *Server) searchKnowledge(c *gin.Context) {
-	var body struct {
-		Query       string         `json:"query"`
-		KnowledgeID string         `json:"knowledge_id"`
-		SearchType  string         `json:"search_type"`
-		MaxResults  int            `json:"max_results"`
-		Filters     map[string]any `json:"filters"`
-	}
+	var body searchRequest
 	if err := json.NewDecoder(c.Request.Body).Decode(&body); err != nil {
 		s.respondError(c, bodyError(err))
 		return
@@ -369,6 +359,6 @@ func (s *Server) searchKnowledge(c *gin.Context) {
 		out[i] = searchHit{ID: h.ID, Content: h.Text, Name: h.Document, ContentID: h.DocumentID, KnowledgeID: h.KnowledgeID,
 			ChunkIndex: h.Index, Page: h.Page, Heading: h.Heading, Score: h.Score, MetaData: md}
 	}
-	c.JSON(http.StatusOK, gin.H{"data": out, "meta": gin.H{"page": 1, "limit": len(out), "total_pages": 1, "total_count": len(out),
-		"search_time_ms": float64(time.Since(start).Microseconds()) / 1000}})
+	c.JSON(http.StatusOK, searchResponse{Data: out, Meta: searchMeta{pageMeta: pageMeta{Page: 1, Limit: len(out), TotalPages: 1, TotalCount: len(out)},
+		SearchTimeMS: float64(time.Since(start).Microseconds()) / 1000}})
 }

@@ -71,7 +71,7 @@ func (s *Server) openaiModels(c *gin.Context) {
 	if models == nil {
 		models = []openaiModel{}
 	}
-	c.JSON(http.StatusOK, gin.H{"object": "list", "data": models})
+	c.JSON(http.StatusOK, openaiModelList{Object: "list", Data: models})
 }
 
 // resolveModel finds the agent or team a model id names: agents first, then
@@ -90,8 +90,8 @@ func resolveModel(snap *engine.Snapshot, id string) (spec.Kind, string) {
 }
 
 type chatRequest struct {
-	Model         string        `json:"model"`
-	Messages      []chatMessage `json:"messages"`
+	Model         string        `json:"model" openapi:"required"`
+	Messages      []chatMessage `json:"messages" openapi:"required"`
 	Stream        bool          `json:"stream"`
 	StreamOptions *struct {
 		IncludeUsage bool `json:"include_usage"`

@@ -18,7 +18,7 @@ import (
 
 // runRequest is the body of POST /agents/{id}/runs, as JSON or as a form.
 type runRequest struct {
-	Message   string `json:"message" form:"message"`
+	Message   string `json:"message" form:"message" openapi:"required"`
 	Stream    *bool  `json:"stream" form:"stream"`
 	SessionID string `json:"session_id" form:"session_id"`
 	UserID    string `json:"user_id" form:"user_id"`
@@ -127,6 +127,6 @@ func (s *Server) cancelRun(typ string) gin.HandlerFunc {
 			abort(c, http.StatusNotFound, fmt.Sprintf("no run %s of %s %s is in progress", c.Param("run_id"), typ, c.Param("id")))
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{"run_id": c.Param("run_id"), "status": "cancelling"})
+		c.JSON(http.StatusOK, cancelResponse{RunID: c.Param("run_id"), Status: "cancelling"})
 	}
 }

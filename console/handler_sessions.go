@@ -102,11 +102,36 @@ func intQuery(c *gin.Context, name string, def, lo, hi int) (int, error) {
 
 func (s *Server) getSession(c *gin.Context) {
 	sess, err := s.opts.Store.GetSession(c.Request.Context(), c.Param("id"), filter(c))
+	if err == nil {
+		err = s.sessionStored(c.Request.Context(), sess.ID, filter(c), nil)
+	}
 	if err != nil {
 		s.storeError(c, "session", err)
 		return
 	}
 	c.JSON(http.StatusOK, toSession(sess))
+}
+
+// sessionStored returns store.ErrNotFound for a session none of whose
+// top-level runs has finished yet. AgentOS stores a session when its first
+// run ends and answers 404 before that, and Agent UI relies on it: it reads
+// GET /sessions/{id}/runs as soon as RunStarted names a new session and
+// replaces the live chat with the answer, so a 200 listing the running run
+// (no content, no tools yet) wiped the tool calls streaming in. The session
+// routes agree on it; DELETE still finds the session, so a run can be
+// stopped with its session. runs, when given, are a page of the session's
+// runs already read: a finished one among them saves the query.
+func (s *Server) sessionStored(ctx context.Context, id string, f store.Filter, runs []store.Run) error {
+	for _, r := range runs {
+		if r.ParentRunID == "" && r.Status.Terminal() {
+			return nil
+		}
+	}
+	ok, err := s.opts.Store.HasFinishedRun(ctx, id, f)
+	if err == nil && !ok {
+		err = fmt.Errorf("session %s has no finished run yet: %w", id, store.ErrNotFound)
+	}
+	return err
 }
 
 // Paging of GET /sessions/{id}/runs. AgentOS answers it with every run of
@@ -132,6 +157,9 @@ func (s *Server) listSessionRuns(c *gin.Context) {
 		return
 	}
 	runs, total, err := s.opts.Store.RunsPage(c.Request.Context(), c.Param("id"), filter(c), limit, (page-1)*limit)
+	if err == nil {
+		err = s.sessionStored(c.Request.Context(), c.Param("id"), filter(c), runs)
+	}
 	if err != nil {
 		s.storeError(c, "session", err)
 		return
@@ -164,9 +192,7 @@ func (s *Server) listSessionRuns(c *gin.Context) {
 }
 
 func (s *Server) renameSession(c *gin.Context) {
-	var body struct {
-		SessionName string `json:"session_name" form:"session_name"`
-	}
+	var body renameRequest
 	if strings.HasPrefix(c.GetHeader("Content-Type"), "application/json") {
 		if err := json.NewDecoder(c.Request.Body).Decode(&body); err != nil {
 			s.respondError(c, bodyError(err))
@@ -223,9 +249,7 @@ func (s *Server) deleteOneSession(ctx context.Context, id string, f store.Filter
 }
 
 func (s *Server) deleteSessions(c *gin.Context) {
-	var body struct {
-		SessionIDs []string `json:"session_ids"`
-	}
+	var body deleteSessionsRequest
 	if err := json.NewDecoder(c.Request.Body).Decode(&body); err != nil {
 		s.respondError(c, bodyError(err))
 		return

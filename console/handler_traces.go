@@ -187,7 +187,7 @@ func (s *Server) getTrace(c *gin.Context) {
 	for i, r := range t.roots {
 		roots[i] = t.node(r)
 	}
-	c.JSON(http.StatusOK, gin.H{"trace": toTraceSummary(t.summary), "tree": roots})
+	c.JSON(http.StatusOK, traceResponse{Trace: toTraceSummary(t.summary), Tree: roots})
 }
 
 // dailyMetrics answers GET /metrics with AgentOS-style daily aggregates of
@@ -217,16 +217,16 @@ func (s *Server) dailyMetrics(c *gin.Context) {
 		s.respondError(c, err)
 		return
 	}
-	out := make([]gin.H, len(days))
+	out := make([]dayMetrics, len(days))
 	for i, d := range days {
-		models := make([]gin.H, len(d.Models))
+		models := make([]modelMetrics, len(d.Models))
 		for j, m := range d.Models {
-			models[j] = gin.H{"model_id": m.Model, "model_provider": m.Provider, "count": m.Runs, "input_tokens": m.InputTokens, "output_tokens": m.OutputTokens}
+			models[j] = modelMetrics{ModelID: m.Model, ModelProvider: m.Provider, Count: m.Runs, InputTokens: m.InputTokens, OutputTokens: m.OutputTokens}
 		}
-		out[i] = gin.H{"date": d.Date, "agent_runs_count": d.AgentRuns, "team_runs_count": d.TeamRuns, "agent_runs": d.AgentRuns, "team_runs": d.TeamRuns,
-			"sessions_count": d.Sessions, "users_count": d.Users,
-			"token_metrics": gin.H{"input_tokens": d.InputTokens, "output_tokens": d.OutputTokens, "total_tokens": d.TotalTokens},
-			"model_metrics": models}
+		out[i] = dayMetrics{Date: d.Date, AgentRunsCount: d.AgentRuns, TeamRunsCount: d.TeamRuns, AgentRuns: d.AgentRuns, TeamRuns: d.TeamRuns,
+			SessionsCount: d.Sessions, UsersCount: d.Users,
+			TokenMetrics: tokenMetrics{InputTokens: d.InputTokens, OutputTokens: d.OutputTokens, TotalTokens: d.TotalTokens},
+			ModelMetrics: models}
 	}
-	c.JSON(http.StatusOK, gin.H{"metrics": out, "updated_at": time.Now().UTC()})
+	c.JSON(http.StatusOK, dailyMetricsResponse{Metrics: out, UpdatedAt: time.Now().UTC()})
 }

@@ -99,6 +99,7 @@ type harness struct {
 	watch     bool   // reload when files in the spec folder change, as troupe serve does
 	specs     string // more documents, in a second spec file
 	opts      func(*console.Options)
+	providers map[string]model.Provider // registered by provider name, besides openai and echo
 }
 
 // traceStore is a trace sink the console can also read back.
@@ -123,6 +124,17 @@ func withWatcher() serverOption { return func(h *harness) { h.watch = true } }
 
 // withSpecs adds documents to the fixture's.
 func withSpecs(yaml string) serverOption { return func(h *harness) { h.specs = yaml } }
+
+// withProvider serves the models of provider name (one of spec.Providers,
+// such as anthropic) from p, a scripted fake.
+func withProvider(name string, p model.Provider) serverOption {
+	return func(h *harness) {
+		if h.providers == nil {
+			h.providers = map[string]model.Provider{}
+		}
+		h.providers[name] = p
+	}
+}
 
 // withOptions changes the server's options before it starts.
 func withOptions(f func(*console.Options)) serverOption { return func(h *harness) { h.opts = f } }
@@ -155,6 +167,9 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	var h harness
 	for _, opt := range opts {
 		opt(&h)
+	}
+	for name, p := range h.providers {
+		reg.Register(name, func(model.Config) (model.Provider, error) { return p, nil })
 	}
 	if h.specs != "" {
 		require.NoError(t, os.WriteFile(filepath.Join(ts.dir, "extra.yaml"), []byte(h.specs), 0o644))

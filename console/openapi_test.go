@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/console"
 )
 
 // TestOpenAPIFollowsTheSnapshot checks the generated document and docs page
@@ -69,4 +72,120 @@ func TestModelsAndBulkDelete(t *testing.T) {
 	require.Len(t, page.Data, 1)
 	require.Equal(t, ids[2], page.Data[0].SessionID)
 	ts.json(http.MethodDelete, "/sessions", "", `{"session_ids":[]}`, http.StatusUnprocessableEntity, nil)
+}
+
+// consolePage reports whether a route serves the browser console (pages,
+// their forms and static assets) rather than the API the document
+// describes.
+func consolePage(path string) bool {
+	return path == "/" || path == "/ui" || strings.HasPrefix(path, "/ui/") || strings.HasPrefix(path, "/static/")
+}
+
+// documents reports whether the OpenAPI path docPath describes the gin
+// route path: literal segments equal, a route's :param or *param matching a
+// {param} or any concrete segment (the per-agent run endpoints).
+func documents(docPath, route string) bool {
+	d, r := strings.Split(docPath, "/"), strings.Split(route, "/")
+	if len(d) != len(r) {
+		return false
+	}
+	for i := range r {
+		param := strings.HasPrefix(r[i], ":") || strings.HasPrefix(r[i], "*")
+		if param || d[i] == r[i] {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// TestOpenAPICoversEveryRoute fails when the server registers an API route
+// that /openapi.json does not document. It walks whatever routes the
+// server's gin engine has, so routes added anywhere (in later packages
+// too) are held to it.
+func TestOpenAPICoversEveryRoute(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t) // knowledge, traces and Prometheus metrics all on
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	ts.json(http.MethodGet, "/openapi.json", "", "", http.StatusOK, &doc)
+	var missing []string
+	routes := console.Routes(ts.srv)
+	require.NotEmpty(t, routes)
+	for _, r := range routes {
+		if consolePage(r.Path) {
+			continue
+		}
+		found := false
+		for p, ops := range doc.Paths {
+			if _, ok := ops[strings.ToLower(r.Method)]; ok && documents(p, r.Path) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			missing = append(missing, r.Method+" "+r.Path)
+		}
+	}
+	require.Empty(t, missing, "routes the OpenAPI document leaves out")
+
+	for _, tc := range []struct {
+		doc, route string
+		want       bool
+	}{
+		{"/agents/{agent_id}", "/agents/:id", true},
+		{"/agents/calc/runs", "/agents/:id/runs", true},
+		{"/agents/calc/runs", "/agents/:id", false},
+		{"/sessions", "/sessions/:id", false},
+		{"/v1/models", "/models", false},
+	} {
+		require.Equal(t, tc.want, documents(tc.doc, tc.route), "%s documents %s", tc.doc, tc.route)
+	}
+}
+
+// TestOpenAPISchemasMatchResponses: the schemas are generated from the wire
+// types, so every field a real response carries is in its schema.
+func TestOpenAPISchemasMatchResponses(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]any `json:"properties"`
+				Required   []string       `json:"required"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	ts.json(http.MethodGet, "/openapi.json", "", "", http.StatusOK, &doc)
+
+	var run map[string]any
+	ts.json(http.MethodPost, "/agents/calc/runs", "", `{"message":"calc: 6*7","stream":false}`, http.StatusOK, &run)
+	var runs []map[string]any
+	ts.json(http.MethodGet, "/sessions/"+run["session_id"].(string)+"/runs", "", "", http.StatusOK, &runs)
+	var agent, session map[string]any
+	ts.json(http.MethodGet, "/agents/calc", "", "", http.StatusOK, &agent)
+	ts.json(http.MethodGet, "/sessions/"+run["session_id"].(string), "", "", http.StatusOK, &session)
+	tests := []struct {
+		schema string
+		body   map[string]any
+	}{
+		{"Run", run},
+		{"Run", runs[0]},
+		{"ToolCall", run["tools"].([]any)[0].(map[string]any)},
+		{"Metrics", run["metrics"].(map[string]any)},
+		{"Agent", agent},
+		{"Model", agent["model"].(map[string]any)},
+		{"Session", session},
+	}
+	for _, tc := range tests {
+		s, ok := doc.Components.Schemas[tc.schema]
+		require.True(t, ok, tc.schema)
+		for k := range tc.body {
+			require.Contains(t, s.Properties, k, "%s has %s", tc.schema, k)
+		}
+		for _, k := range s.Required {
+			require.Contains(t, tc.body, k, "%s always has %s", tc.schema, k)
+		}
+	}
 }

@@ -33,6 +33,10 @@ type sseEvent struct {
 	Metrics       *metricsResponse  `json:"metrics,omitempty"`
 	ErrorType     string            `json:"error_type,omitempty"`
 	References    []event.Reference `json:"references,omitempty"`
+	// Tools and ExtraData complete RunCompleted as AgentOS's does: every
+	// tool call of the run, and the references in Agent UI's shape.
+	Tools     []toolResponse `json:"tools,omitempty"`
+	ExtraData *extraData     `json:"extra_data,omitempty"`
 }
 
 // eventName returns the AgentOS name of an event: a team run's own events are
@@ -59,6 +63,12 @@ func toSSE(e event.Event) sseEvent {
 		out.Content = &c
 	}
 	out.References = e.References
+	if e.Type == event.RunCompleted {
+		out.ExtraData = toExtraData(e.References)
+		if len(e.Tools) > 0 {
+			out.Tools = toTools(e.Tools)
+		}
+	}
 	if e.Tool != nil {
 		t := toTool(*e.Tool)
 		out.Tool = &t

@@ -2,6 +2,7 @@ package console
 
 import (
 	"time"
+	"unicode/utf8"
 
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/store"
@@ -9,6 +10,127 @@ import (
 
 // The JSON shapes of the native API. They follow Agno's AgentOS so clients
 // written for it (such as Agent UI) work unchanged.
+
+// Request bodies the handlers decode (JSON, or the same fields as a form).
+
+// searchRequest is the body of POST /knowledge/search.
+type searchRequest struct {
+	Query       string         `json:"query" openapi:"required"`
+	KnowledgeID string         `json:"knowledge_id"`
+	SearchType  string         `json:"search_type"` // vector, keyword or hybrid
+	MaxResults  int            `json:"max_results"` // 1 to 100
+	Filters     map[string]any `json:"filters"`
+}
+
+// patchContentRequest is the body of PATCH /knowledge/content/{id}: the
+// fields to change.
+type patchContentRequest struct {
+	Name        *string        `json:"name"`
+	Description *string        `json:"description"`
+	Metadata    map[string]any `json:"metadata"`
+}
+
+// uploadRequest documents the multipart form of POST /knowledge/content;
+// the handler reads the fields one by one.
+type uploadRequest struct {
+	File          []byte `json:"file" openapi:"required"`
+	Name          string `json:"name"`
+	Description   string `json:"description"`
+	Metadata      string `json:"metadata"` // a JSON object
+	ChunkStrategy string `json:"chunk_strategy"`
+	ChunkSize     int    `json:"chunk_size"`
+	ChunkOverlap  int    `json:"chunk_overlap"`
+}
+
+// renameRequest is the body of POST /sessions/{id}/rename.
+type renameRequest struct {
+	SessionName string `json:"session_name" form:"session_name" openapi:"required"`
+}
+
+// deleteSessionsRequest is the body of DELETE /sessions.
+type deleteSessionsRequest struct {
+	SessionIDs []string `json:"session_ids" openapi:"required"`
+}
+
+// healthResponse answers GET /health and GET /health/ready.
+type healthResponse struct {
+	Status         string     `json:"status"`
+	InstantiatedAt *time.Time `json:"instantiated_at,omitempty"`
+	Detail         string     `json:"detail,omitempty"`
+}
+
+// cancelResponse answers the cancel routes.
+type cancelResponse struct {
+	RunID  string `json:"run_id"`
+	Status string `json:"status"` // cancelling
+}
+
+// contentStatusResponse answers GET /knowledge/content/{id}/status.
+type contentStatusResponse struct {
+	ID            string  `json:"id"`
+	Status        string  `json:"status"`
+	StatusMessage string  `json:"status_message"`
+	Progress      float64 `json:"progress"`
+	Chunks        int     `json:"chunks"`
+}
+
+// searchResponse answers POST /knowledge/search: one page of every hit.
+type searchResponse struct {
+	Data []searchHit `json:"data"`
+	Meta searchMeta  `json:"meta"`
+}
+
+type searchMeta struct {
+	pageMeta
+	SearchTimeMS float64 `json:"search_time_ms"`
+}
+
+// traceResponse answers GET /traces/{trace_id}: the summary and the span
+// tree.
+type traceResponse struct {
+	Trace traceSummary `json:"trace"`
+	Tree  []*spanNode  `json:"tree"`
+}
+
+// dailyMetricsResponse answers GET /metrics, AgentOS's daily aggregates.
+type dailyMetricsResponse struct {
+	Metrics   []dayMetrics `json:"metrics"`
+	UpdatedAt time.Time    `json:"updated_at"`
+}
+
+type dayMetrics struct {
+	Date string `json:"date"`
+	// AgentRunsCount and AgentRuns are the same number under AgentOS's
+	// two names (likewise for teams).
+	AgentRunsCount int            `json:"agent_runs_count"`
+	TeamRunsCount  int            `json:"team_runs_count"`
+	AgentRuns      int            `json:"agent_runs"`
+	TeamRuns       int            `json:"team_runs"`
+	SessionsCount  int            `json:"sessions_count"`
+	UsersCount     int            `json:"users_count"`
+	TokenMetrics   tokenMetrics   `json:"token_metrics"`
+	ModelMetrics   []modelMetrics `json:"model_metrics"`
+}
+
+type tokenMetrics struct {
+	InputTokens  int `json:"input_tokens"`
+	OutputTokens int `json:"output_tokens"`
+	TotalTokens  int `json:"total_tokens"`
+}
+
+type modelMetrics struct {
+	ModelID       string `json:"model_id"`
+	ModelProvider string `json:"model_provider"`
+	Count         int    `json:"count"`
+	InputTokens   int    `json:"input_tokens"`
+	OutputTokens  int    `json:"output_tokens"`
+}
+
+// openaiModelList answers GET /v1/models.
+type openaiModelList struct {
+	Object string        `json:"object"` // list
+	Data   []openaiModel `json:"data"`
+}
 
 type errorBody struct {
 	Detail    string `json:"detail"`
@@ -185,8 +307,11 @@ type runResponse struct {
 	Metrics           metricsResponse   `json:"metrics"`
 	SpecVersion       string            `json:"spec_version,omitempty"`
 	References        []event.Reference `json:"references"`
-	CreatedAt         time.Time         `json:"created_at"`
-	UpdatedAt         time.Time         `json:"updated_at"`
+	// ExtraData carries the references again in AgentOS's shape, which is
+	// where Agent UI looks for them.
+	ExtraData *extraData `json:"extra_data,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
 }
 
 func toRun(r *store.Run, withMessages bool) runResponse {
@@ -199,6 +324,7 @@ func toRun(r *store.Run, withMessages bool) runResponse {
 	if out.References == nil {
 		out.References = []event.Reference{}
 	}
+	out.ExtraData = toExtraData(r.References)
 	if r.Type == "team" {
 		out.TeamID = r.ComponentID
 	} else {
@@ -210,4 +336,63 @@ func toRun(r *store.Run, withMessages bool) runResponse {
 		}
 	}
 	return out
+}
+
+// extraData is AgentOS's extra_data of a run and of its RunCompleted event.
+// Troupe fills only references; AgentOS also puts reasoning there.
+type extraData struct {
+	References []referencesOfQuery `json:"references,omitempty"`
+}
+
+// referencesOfQuery is one knowledge search of a run: what it looked for,
+// the passages it found and how long it took (AgentOS's MessageReferences).
+type referencesOfQuery struct {
+	Query      string             `json:"query"`
+	References []referenceContent `json:"references"`
+	Time       float64            `json:"time,omitempty"` // seconds
+}
+
+// referenceContent is one passage as Agno serializes a Document.
+type referenceContent struct {
+	Name     string            `json:"name"`
+	Content  string            `json:"content"`
+	MetaData referenceMetaData `json:"meta_data"`
+}
+
+type referenceMetaData struct {
+	Chunk       int     `json:"chunk"`      // position in the document, from 1; 0 when unknown
+	ChunkSize   int     `json:"chunk_size"` // characters of content
+	DocumentID  string  `json:"document_id,omitempty"`
+	KnowledgeID string  `json:"knowledge_id,omitempty"`
+	Score       float64 `json:"score"`
+	Page        int     `json:"page,omitempty"`
+	Heading     string  `json:"heading,omitempty"`
+}
+
+// toExtraData groups references by the query that found them, in the order
+// the searches ran, or returns nil when there are none. References stored
+// before queries were recorded share one group with an empty query.
+func toExtraData(refs []event.Reference) *extraData {
+	if len(refs) == 0 {
+		return nil
+	}
+	var groups []referencesOfQuery
+	at := map[string]int{}
+	for _, r := range refs {
+		i, ok := at[r.Query]
+		if !ok {
+			i = len(groups)
+			at[r.Query] = i
+			groups = append(groups, referencesOfQuery{Query: r.Query, References: []referenceContent{}, Time: r.SearchTime.Seconds()})
+		}
+		name := r.DocumentName
+		if name == "" {
+			name = r.DocumentID
+		}
+		groups[i].References = append(groups[i].References, referenceContent{Name: name, Content: r.Content, MetaData: referenceMetaData{
+			Chunk: r.Chunk, ChunkSize: utf8.RuneCountInString(r.Content), DocumentID: r.DocumentID, KnowledgeID: r.KnowledgeID,
+			Score: r.Score, Page: r.Page, Heading: r.Heading,
+		}})
+	}
+	return &extraData{References: groups}
 }

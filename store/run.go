@@ -52,6 +52,10 @@ const (
 		ORDER BY created_at, id`
 	sqlCountTopLevelRuns = `SELECT COUNT(*) FROM runs WHERE session_id = $1 AND parent_run_id = ''`
 	sqlSessionVisible    = `SELECT 1 FROM sessions WHERE id = $1 AND ($2 = '' OR user_id = $2)`
+	// A finished top-level run of a visible session; member runs finish
+	// before their team's run does, so they do not count.
+	sqlFinishedRun = `SELECT 1 FROM runs r WHERE r.session_id = $1 AND r.parent_run_id = '' AND r.status <> 'RUNNING'
+		AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = $1 AND ($2 = '' OR s.user_id = $2)) LIMIT 1`
 	// History reads newest first so LIMIT keeps the latest runs; member runs
 	// are a team's internal conversations, not the session's.
 	sqlHistory = `SELECT messages FROM runs
@@ -402,6 +406,23 @@ func (db *DB) visible(ctx context.Context, sessionID string, f Filter) error {
 		return ErrNotFound
 	}
 	return err
+}
+
+// HasFinishedRun reports whether session sessionID has a top-level run that
+// finished (completed, failed or cancelled) and f lets the caller see it.
+// AgentOS stores a session when its first run ends, so AgentOS clients
+// expect no session before that: the API answers them 404 until this is
+// true. An unknown or hidden session has none.
+func (db *DB) HasFinishedRun(ctx context.Context, sessionID string, f Filter) (bool, error) {
+	var one int
+	err := db.st.finishedRun.QueryRowContext(ctx, sessionID, f.UserID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: looking for a finished run of session %s: %w", sessionID, err)
+	}
+	return true, nil
 }
 
 // LatestRuns returns the latest n top-level runs of a session with their

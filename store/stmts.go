@@ -32,6 +32,7 @@ type stmts struct {
 	runsPage          *sql.Stmt
 	countTopLevelRuns *sql.Stmt
 	sessionVisible    *sql.Stmt
+	finishedRun       *sql.Stmt
 	history           *sql.Stmt
 	// The overview's reads, with and without a user to filter by.
 	recentFinished, recentRunning *sql.Stmt
@@ -55,6 +56,7 @@ func (db *DB) prepare(ctx context.Context) error {
 		{&db.st.latestRuns, db.r, sqlLatestRuns},
 		{&db.st.countTopLevelRuns, db.r, sqlCountTopLevelRuns},
 		{&db.st.sessionVisible, db.r, sqlSessionVisible},
+		{&db.st.finishedRun, db.r, sqlFinishedRun},
 		{&db.st.history, db.r, sqlHistory},
 		{&db.st.recentFinished, db.r, sqlRecentFinishedRuns},
 		{&db.st.recentRunning, db.r, sqlRecentRunningRuns},

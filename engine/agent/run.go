@@ -308,7 +308,7 @@ func (r *run) result(status event.Status, content string, msgs []model.Message) 
 func (r *run) complete(content string, msgs []model.Message) *Result {
 	res := r.result(event.StatusCompleted, content, msgs)
 	e := r.event(event.RunCompleted)
-	e.Content, e.Metrics, e.References = content, &res.Metrics, res.References
+	e.Content, e.Metrics, e.References, e.Tools = content, &res.Metrics, res.References, slices.Clone(res.Tools)
 	r.send(e)
 	return res
 }

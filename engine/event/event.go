@@ -93,6 +93,11 @@ type Event struct {
 	Metrics *Metrics  `json:"metrics,omitempty"`
 	// References are the knowledge passages the run used (RunCompleted).
 	References []Reference `json:"references,omitempty"`
+	// Tools are every tool call of the run, in the order they were
+	// requested (RunCompleted), so a client that missed or discarded the
+	// ToolCall events (AgentOS clients reload a new session's messages
+	// while it streams) can still show them.
+	Tools []ToolCall `json:"tools,omitempty"`
 	// ErrorKind classifies RunError (a model.ErrorKind, or "limit", "timeout",
 	// "output_schema", "tool").
 	ErrorKind string `json:"error_kind,omitempty"`
@@ -119,6 +124,15 @@ type Reference struct {
 	Score        float64 `json:"score"`
 	Page         int     `json:"page,omitempty"`
 	Heading      string  `json:"heading,omitempty"`
+	// Query is what the search that found the passage looked for.
+	Query string `json:"query,omitempty"`
+	// Content is the passage's text, as the model read it.
+	Content string `json:"content,omitempty"`
+	// Chunk is the passage's position in its document, counted from 1 as
+	// Agno numbers chunks; 0 when the knowledge store does not say.
+	Chunk int `json:"chunk,omitempty"`
+	// SearchTime is how long the search that found the passage took.
+	SearchTime time.Duration `json:"search_time_ns,omitempty"`
 }
 
 // Metrics are a run's (or one model request's) measurements.

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -372,7 +373,7 @@ func (r *teamRun) finish(ctx context.Context, start time.Time, m event.Metrics, 
 	case err == nil:
 		res.Status = event.StatusCompleted
 		res.Messages = []model.Message{{Role: model.RoleUser, Content: r.in.Message}, {Role: model.RoleAssistant, Content: content}}
-		e.Content = content
+		e.Content, e.Tools = content, slices.Clone(tools)
 	case ctx.Err() != nil && errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled):
 		res.Status, res.Err = event.StatusCancelled, context.Canceled
 		e.Type, e.Content = event.RunCancelled, "run cancelled"

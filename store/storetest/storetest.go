@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"ListSessionsPaging", testListPaging},
 		{"ListSessionsSort", testListSort},
 		{"GetSessionUserIsolation", testGetSession},
+		{"HasFinishedRun", testHasFinishedRun},
 		{"RenameSession", testRename},
 		{"DeleteSessions", testDelete},
 		{"ListRuns", testListRuns},
@@ -521,6 +522,48 @@ func testGetSession(t *testing.T, open Opener) {
 			require.Equal(t, 1, got.RunCount)
 		})
 	}
+}
+
+// testHasFinishedRun: a session counts as stored, as AgentOS stores it, from
+// its first finished top-level run on; a member run finishing inside a team
+// run still going does not count.
+func testHasFinishedRun(t *testing.T, open Opener) {
+	db := open(t)
+	ctx := t.Context()
+	s := &store.Session{ID: "team-s", Type: store.SessionTeam, ComponentID: "crew", UserID: "alice"}
+	_, first := startRun(t, db, s, "r1", "first", at(0))
+	member := &store.Run{ID: "r1-m", ParentRunID: "r1", ComponentID: "member", Type: store.SessionAgent, Input: "task", CreatedAt: at(1)}
+	require.NoError(t, db.StartRun(ctx, s, member))
+	finishRun(t, db, member, event.StatusCompleted, at(2))
+	_, cancelled := startRun(t, db, agentSession("cancelled-s", "", "a"), "c1", "hi", at(0))
+	finishRun(t, db, cancelled, event.StatusCancelled, at(1))
+
+	check := func(id, user string, want bool) {
+		t.Helper()
+		got, err := db.HasFinishedRun(ctx, id, store.Filter{UserID: user})
+		require.NoError(t, err)
+		require.Equal(t, want, got, "session %s as %q", id, user)
+	}
+	check("team-s", "", false)
+	check("cancelled-s", "", true)
+	check("missing", "", false)
+
+	finishRun(t, db, first, event.StatusCompleted, at(3))
+	_, second := startRun(t, db, s, "r2", "second", at(4))
+	tests := []struct {
+		id, user string
+		want     bool
+	}{
+		{"team-s", "", true},
+		{"team-s", "alice", true},
+		{"team-s", "bob", false},
+		{"missing", "alice", false},
+	}
+	for _, tc := range tests {
+		check(tc.id, tc.user, tc.want)
+	}
+	finishRun(t, db, second, event.StatusError, at(5))
+	check("team-s", "alice", true)
 }
 
 func testRename(t *testing.T, open Opener) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/knowledge"
@@ -115,7 +116,9 @@ func (k *knowledgeSearch) Call(ctx context.Context, args json.RawMessage) (strin
 		}
 		topK = min(*a.TopK, maxTopK)
 	}
+	searchStart := time.Now()
 	hits, err := k.searcher.Search(ctx, k.knowledge, query, "", topK, knowledge.Filters(a.Filters))
+	took := time.Since(searchStart)
 	if err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
@@ -130,8 +133,12 @@ func (k *knowledgeSearch) Call(ctx context.Context, args json.RawMessage) (strin
 	}
 	refs := make([]event.Reference, len(hits))
 	for i, h := range hits {
+		// The query and the text go along so clients can show what was
+		// looked for and what was found (AgentOS's extra_data.references);
+		// Chunk counts from 1, as Agno numbers chunks.
 		refs[i] = event.Reference{DocumentID: h.DocumentID, DocumentName: h.Document, Score: h.Score,
-			ChunkID: h.ID, KnowledgeID: h.KnowledgeID, Heading: h.Heading, Page: h.Page}
+			ChunkID: h.ID, KnowledgeID: h.KnowledgeID, Heading: h.Heading, Page: h.Page,
+			Query: query, Content: h.Text, Chunk: h.Index + 1, SearchTime: took}
 		if refs[i].ChunkID == "" {
 			refs[i].ChunkID = fmt.Sprintf("%s#%d", h.DocumentID, i)
 		}
