@@ -216,31 +216,31 @@ func (s *Server) chatCompletions(c *gin.Context) {
 		})
 		return
 	}
-	w, closed := s.openStream(c)
+	w, closed := s.streams.Open(c.Writer)
 	defer closed()
 	chunk := func(delta gin.H, finish any) gin.H {
 		return gin.H{"id": id, "object": "chat.completion.chunk", "created": created, "model": req.Model,
 			"choices": []gin.H{{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": nil}}}
 	}
-	_ = w.write("", chunk(gin.H{"role": "assistant", "content": ""}, nil))
+	_ = w.Event("", chunk(gin.H{"role": "assistant", "content": ""}, nil))
 	run := turn.Execute(c.Request.Context(), func(e event.Event) {
 		// Only the target's own answer is content; members and tools are
 		// internal to the run.
 		if e.Depth == 0 && e.Type == event.RunContent && e.Content != "" {
-			_ = w.write("", chunk(gin.H{"content": e.Content}, nil))
+			_ = w.Event("", chunk(gin.H{"content": e.Content}, nil))
 		}
 	})
 	if run.Status != event.StatusCompleted {
 		var e openaiError
 		e.Error.Message, e.Error.Type, e.Error.Code = "the run did not complete: "+run.Error, "server_error", strings.ToLower(string(run.Status))
-		_ = w.write("", e)
+		_ = w.Event("", e)
 	} else {
-		_ = w.write("", chunk(gin.H{}, "stop"))
+		_ = w.Event("", chunk(gin.H{}, "stop"))
 		if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
-			_ = w.write("", gin.H{"id": id, "object": "chat.completion.chunk", "created": created, "model": req.Model, "choices": []gin.H{}, "usage": usage(run.Metrics)})
+			_ = w.Event("", gin.H{"id": id, "object": "chat.completion.chunk", "created": created, "model": req.Model, "choices": []gin.H{}, "usage": usage(run.Metrics)})
 		}
 	}
-	w.writeRaw("[DONE]")
+	_ = w.Data("[DONE]")
 }
 
 func usage(m event.Metrics) gin.H {

@@ -109,14 +109,14 @@ func (s *Server) createRun(typ string) gin.HandlerFunc {
 			c.JSON(http.StatusOK, toRun(run, false))
 			return
 		}
-		w, closed := s.openStream(c)
+		w, closed := s.streams.Open(c.Writer)
 		defer closed()
 		turn.Execute(c.Request.Context(), func(e event.Event) {
 			if e.Type == event.ModelRequestCompleted {
 				return // internal accounting; AgentOS clients do not expect it
 			}
-			sse := toSSE(e)
-			_ = w.write(sse.Event, sse)
+			frame := toSSE(e)
+			_ = w.Event(frame.Event, frame)
 		})
 	}
 }

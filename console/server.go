@@ -17,6 +17,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"golang.org/x/net/netutil"
 
+	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/telemetry"
 )
@@ -91,6 +92,9 @@ type Server struct {
 	// would otherwise hold the shutdown until its timeout.
 	closing   chan struct{}
 	closeOnce sync.Once
+	// streams opens the event streams of runs and console pages, counted
+	// in Metrics.
+	streams *sse.Streams
 	// docsCache keeps /openapi.json and /docs of the current snapshot.
 	docsCache apiDocsCache
 	// hosts is the Host check of the listener being served (set by Serve);
@@ -137,6 +141,10 @@ func New(opts Options) *Server {
 		opts.CORSOrigins = DefaultCORSOrigins
 	}
 	s := &Server{opts: opts, log: opts.Logger, start: time.Now().UTC(), csrf: http.NewCrossOriginProtection(), closing: make(chan struct{})}
+	if opts.Metrics != nil {
+		// Only a non-nil *Metrics: a nil one in the interface would count.
+		s.streams = sse.NewStreams(opts.Metrics)
+	}
 	s.router = s.routes()
 	return s
 }

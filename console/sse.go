@@ -1,14 +1,6 @@
 package console
 
 import (
-	"bufio"
-	"encoding/json"
-	"net/http"
-	"strings"
-	"sync"
-
-	"github.com/gin-gonic/gin"
-
 	"github.com/troupehq/troupe/engine/event"
 )
 
@@ -80,83 +72,3 @@ func toSSE(e event.Event) sseEvent {
 	return out
 }
 
-// sseWriter writes server-sent events to one response, flushing each frame so
-// tokens reach the client as they are generated. Safe for concurrent use.
-type sseWriter struct {
-	mu      sync.Mutex
-	w       *bufio.Writer
-	flusher http.Flusher
-	err     error
-}
-
-// openStream starts an event stream answering c, counted as an active
-// stream until the returned func is called.
-func (s *Server) openStream(c *gin.Context) (*sseWriter, func()) {
-	if s.opts.Metrics == nil {
-		return newSSEWriter(c.Writer), func() {}
-	}
-	s.opts.Metrics.StreamOpened()
-	return newSSEWriter(c.Writer), s.opts.Metrics.StreamClosed
-}
-
-func newSSEWriter(w http.ResponseWriter) *sseWriter {
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Connection", "keep-alive")
-	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
-	w.WriteHeader(http.StatusOK)
-	f, _ := w.(http.Flusher)
-	return &sseWriter{w: bufio.NewWriterSize(w, 4096), flusher: f}
-}
-
-// write sends one frame: "event: name\ndata: json\n\n". Errors (a client that
-// went away) are remembered; the run's context cancellation handles the rest.
-func (s *sseWriter) write(name string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return s.err
-	}
-	if name != "" {
-		s.w.WriteString("event: ")
-		s.w.WriteString(name)
-		s.w.WriteByte('\n')
-	}
-	s.w.WriteString("data: ")
-	s.w.Write(data)
-	s.w.WriteString("\n\n")
-	if err := s.w.Flush(); err != nil {
-		s.err = err
-		return err
-	}
-	if s.flusher != nil {
-		s.flusher.Flush()
-	}
-	return nil
-}
-
-// comment sends an SSE comment line, which keeps idle connections open
-// through proxies.
-func (s *sseWriter) comment(text string) error { return s.frame(": " + text + "\n\n") }
-
-// writeRaw sends a data-only frame with literal content (the OpenAI [DONE]).
-func (s *sseWriter) writeRaw(data string) { _ = s.frame("data: " + strings.TrimSpace(data) + "\n\n") }
-
-// frame writes one whole frame and flushes it, unless a write failed before.
-func (s *sseWriter) frame(f string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return s.err
-	}
-	s.w.WriteString(f)
-	if s.err = s.w.Flush(); s.err == nil && s.flusher != nil {
-		s.flusher.Flush()
-	}
-	return s.err
-}

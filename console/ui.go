@@ -14,6 +14,7 @@ import (
 	"github.com/a-h/templ"
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/console/view"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/store"
@@ -255,10 +256,10 @@ func (s *Server) consoleError(c *gin.Context, what string, err error) {
 func (s *Server) events(c *gin.Context) {
 	snaps, stop := s.opts.Engine.Subscribe()
 	defer stop()
-	w, closed := s.openStream(c)
+	w, closed := s.streams.Open(c.Writer)
 	defer closed()
-	_ = w.write("ready", map[string]uint64{"generation": s.opts.Engine.Current().Generation()})
-	ping := time.NewTicker(25 * time.Second)
+	_ = w.Event("ready", map[string]uint64{"generation": s.opts.Engine.Current().Generation()})
+	ping := time.NewTicker(sse.HeartbeatInterval)
 	defer ping.Stop()
 	for {
 		select {
@@ -267,11 +268,11 @@ func (s *Server) events(c *gin.Context) {
 		case <-s.closing:
 			return
 		case snap := <-snaps:
-			if w.write("reload", map[string]uint64{"generation": snap.Generation()}) != nil {
+			if w.Event("reload", map[string]uint64{"generation": snap.Generation()}) != nil {
 				return
 			}
 		case <-ping.C:
-			if w.comment("ping") != nil {
+			if w.Heartbeat() != nil {
 				return
 			}
 		}

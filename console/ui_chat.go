@@ -10,6 +10,7 @@ import (
 	"github.com/a-h/templ"
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/console/view"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/session"
@@ -42,7 +43,7 @@ func (s *Server) chat(typ string) gin.HandlerFunc {
 			return
 		}
 		runID, sessionID := turn.RunID(), turn.SessionID()
-		w, closed := s.openStream(c)
+		w, closed := s.streams.Open(c.Writer)
 		defer closed()
 		ctx := c.Request.Context()
 		st := &chatStream{w: w, ctx: ctx, run: runID, members: map[string]string{}}
@@ -72,7 +73,7 @@ func (s *Server) chat(typ string) gin.HandlerFunc {
 }
 
 type chatStream struct {
-	w   *sseWriter
+	w   *sse.Writer
 	ctx context.Context
 	run string
 	// mu orders a member's block before its events: members of coordinate
@@ -81,7 +82,7 @@ type chatStream struct {
 	members map[string]string // member name → the id of its block
 }
 
-func (st *chatStream) send(name string, data map[string]string) { _ = st.w.write(name, data) }
+func (st *chatStream) send(name string, data map[string]string) { _ = st.w.Event(name, data) }
 
 func (st *chatStream) html(c templ.Component) string {
 	var b strings.Builder
