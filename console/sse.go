@@ -71,4 +71,3 @@ func toSSE(e event.Event) sseEvent {
 	}
 	return out
 }
-
