@@ -10,6 +10,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
@@ -184,7 +185,7 @@ func (s *Server) chatCompletions(c *gin.Context) {
 
 	kind, name := resolveModel(s.opts.Engine.Current(), req.Model)
 	p := session.Params{Kind: kind, Name: name, Message: message, History: history, SessionID: c.GetHeader(SessionHeader),
-		UserID: getPrincipal(c).userID(req.User), Stream: req.Stream, BoundUser: getPrincipal(c).bound(), Link: runLink(c)}
+		UserID: auth.Of(c).UserID(req.User), Stream: req.Stream, BoundUser: auth.Of(c).Bound(), Link: runLink(c)}
 	turn, err := s.opts.Runs.Start(c.Request.Context(), p)
 	if err != nil {
 		var he *httpError

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
@@ -95,7 +96,7 @@ func (s *Server) createRun(typ string) gin.HandlerFunc {
 		}
 		stream := req.Stream == nil || *req.Stream
 		p := session.Params{Kind: kindOf(typ), Name: c.Param("id"), Message: req.Message, SessionID: req.SessionID,
-			UserID: getPrincipal(c).userID(req.UserID), Stream: stream, BoundUser: getPrincipal(c).bound(), Link: runLink(c)}
+			UserID: auth.Of(c).UserID(req.UserID), Stream: stream, BoundUser: auth.Of(c).Bound(), Link: runLink(c)}
 		turn, err := s.opts.Runs.Start(c.Request.Context(), p)
 		if err != nil {
 			s.respondError(c, runError(err))
@@ -123,7 +124,7 @@ func (s *Server) createRun(typ string) gin.HandlerFunc {
 
 func (s *Server) cancelRun(typ string) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if !s.opts.Runs.Cancel(c.Param("run_id"), match(getPrincipal(c), session.Match{Kind: kindOf(typ), Name: c.Param("id")})) {
+		if !s.opts.Runs.Cancel(c.Param("run_id"), match(auth.Of(c), session.Match{Kind: kindOf(typ), Name: c.Param("id")})) {
 			abort(c, http.StatusNotFound, fmt.Sprintf("no run %s of %s %s is in progress", c.Param("run_id"), typ, c.Param("id")))
 			return
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/console/view"
 	"github.com/troupehq/troupe/store"
 )
@@ -20,7 +21,7 @@ import (
 // filter restricts store reads to the caller's user: a key bound to a user sees
 // only that user's sessions; others may narrow with ?user_id=.
 func filter(c *gin.Context) store.Filter {
-	return store.Filter{UserID: getPrincipal(c).userID(c.Query("user_id"))}
+	return store.Filter{UserID: auth.Of(c).UserID(c.Query("user_id"))}
 }
 
 func (s *Server) storeError(c *gin.Context, what string, err error) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/telemetry"
 )
 
@@ -48,7 +49,7 @@ type spanNode struct {
 }
 
 func (s *Server) listTraces(c *gin.Context) {
-	q := telemetry.TraceQuery{RunID: c.Query("run_id"), SessionID: c.Query("session_id"), UserID: getPrincipal(c).userID(c.Query("user_id")),
+	q := telemetry.TraceQuery{RunID: c.Query("run_id"), SessionID: c.Query("session_id"), UserID: auth.Of(c).UserID(c.Query("user_id")),
 		AgentID: c.Query("agent_id"), TeamID: c.Query("team_id"), Status: c.Query("status")}
 	var err error
 	if q.Limit, q.Page, err = paging(c); err != nil {
@@ -97,7 +98,7 @@ func (s *Server) loadTrace(c *gin.Context, traceID string) (spans []telemetry.Sp
 	if err != nil || len(spans) == 0 {
 		return nil, false, err
 	}
-	if u := getPrincipal(c).userID(""); u != "" {
+	if u := auth.Of(c).UserID(""); u != "" {
 		if traceOwner(spans) != u {
 			return nil, false, nil
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/telemetry"
 )
@@ -57,7 +58,7 @@ func traceHeaders(c *gin.Context, t *session.Turn) {
 }
 
 // match restricts a cancel request to what p may cancel.
-func match(p principal, m session.Match) session.Match {
-	m.UserID = p.userID("")
+func match(p auth.Principal, m session.Match) session.Match {
+	m.UserID = p.UserID("")
 	return m
 }

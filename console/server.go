@@ -17,6 +17,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"golang.org/x/net/netutil"
 
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/telemetry"
@@ -38,7 +39,7 @@ type Options struct {
 	Logger  *slog.Logger
 	// Keys are the accepted API keys; none means the server runs open, which
 	// cmd/troupe allows only on loopback addresses.
-	Keys *Keyring
+	Keys *auth.Keyring
 	// CORSOrigins are the browser origins allowed to call the API. Entries may
 	// end in ":*" to allow any port. Default: localhost and 127.0.0.1, any port.
 	CORSOrigins []string
@@ -86,8 +87,6 @@ type Server struct {
 	start  time.Time
 	// asset maps a static file name to its cache-busting URL.
 	asset func(name string) string
-	// csrf rejects cross-origin writes to the console.
-	csrf *http.CrossOriginProtection
 	// closing is closed when shutdown begins, ending open event streams that
 	// would otherwise hold the shutdown until its timeout.
 	closing   chan struct{}
@@ -140,7 +139,7 @@ func New(opts Options) *Server {
 	if len(opts.CORSOrigins) == 0 {
 		opts.CORSOrigins = DefaultCORSOrigins
 	}
-	s := &Server{opts: opts, log: opts.Logger, start: time.Now().UTC(), csrf: http.NewCrossOriginProtection(), closing: make(chan struct{})}
+	s := &Server{opts: opts, log: opts.Logger, start: time.Now().UTC(), closing: make(chan struct{})}
 	if opts.Metrics != nil {
 		// Only a non-nil *Metrics: a nil one in the interface would count.
 		s.streams = sse.NewStreams(opts.Metrics)
@@ -195,54 +194,54 @@ func (s *Server) routes() *gin.Engine {
 	r.GET("/health/ready", s.ready)
 	s.consoleRoutes(r)
 
-	api := r.Group("", s.authenticate)
+	api := r.Group("", auth.Bearer(s.opts.Keys, denyJSON))
 	timed := api.Group("", s.timeout)
-	timed.GET("/config", require(ScopeAgentsRead), s.getConfig)
-	timed.POST("/config/reload", require(ScopeAdmin), s.reload)
-	timed.GET("/models", require(ScopeAgentsRead), s.listModels)
-	timed.GET("/openapi.json", require(ScopeAgentsRead), s.openapi)
-	timed.GET("/docs", require(ScopeAgentsRead), s.docs)
+	timed.GET("/config", require(auth.ScopeAgentsRead), s.getConfig)
+	timed.POST("/config/reload", require(auth.ScopeAdmin), s.reload)
+	timed.GET("/models", require(auth.ScopeAgentsRead), s.listModels)
+	timed.GET("/openapi.json", require(auth.ScopeAgentsRead), s.openapi)
+	timed.GET("/docs", require(auth.ScopeAgentsRead), s.docs)
 
-	timed.GET("/agents", require(ScopeAgentsRead), s.listAgents)
-	timed.GET("/agents/:id", require(ScopeAgentsRead), s.getAgent)
-	api.POST("/agents/:id/runs", require(ScopeAgentsRun), s.createRun("agent"))
-	timed.POST("/agents/:id/runs/:run_id/cancel", require(ScopeAgentsRun), s.cancelRun("agent"))
-	timed.GET("/teams", require(ScopeAgentsRead), s.listTeams)
-	timed.GET("/teams/:id", require(ScopeAgentsRead), s.getTeam)
-	api.POST("/teams/:id/runs", require(ScopeAgentsRun), s.createRun("team"))
-	timed.POST("/teams/:id/runs/:run_id/cancel", require(ScopeAgentsRun), s.cancelRun("team"))
+	timed.GET("/agents", require(auth.ScopeAgentsRead), s.listAgents)
+	timed.GET("/agents/:id", require(auth.ScopeAgentsRead), s.getAgent)
+	api.POST("/agents/:id/runs", require(auth.ScopeAgentsRun), s.createRun("agent"))
+	timed.POST("/agents/:id/runs/:run_id/cancel", require(auth.ScopeAgentsRun), s.cancelRun("agent"))
+	timed.GET("/teams", require(auth.ScopeAgentsRead), s.listTeams)
+	timed.GET("/teams/:id", require(auth.ScopeAgentsRead), s.getTeam)
+	api.POST("/teams/:id/runs", require(auth.ScopeAgentsRun), s.createRun("team"))
+	timed.POST("/teams/:id/runs/:run_id/cancel", require(auth.ScopeAgentsRun), s.cancelRun("team"))
 
-	timed.GET("/sessions", require(ScopeSessionsRead), s.listSessions)
-	timed.GET("/sessions/:id", require(ScopeSessionsRead), s.getSession)
-	timed.GET("/sessions/:id/runs", require(ScopeSessionsRead), s.listSessionRuns)
-	timed.POST("/sessions/:id/rename", require(ScopeSessionsWrite), s.renameSession)
-	timed.DELETE("/sessions/:id", require(ScopeSessionsWrite), s.deleteSession)
-	timed.DELETE("/sessions", require(ScopeSessionsWrite), s.deleteSessions)
+	timed.GET("/sessions", require(auth.ScopeSessionsRead), s.listSessions)
+	timed.GET("/sessions/:id", require(auth.ScopeSessionsRead), s.getSession)
+	timed.GET("/sessions/:id/runs", require(auth.ScopeSessionsRead), s.listSessionRuns)
+	timed.POST("/sessions/:id/rename", require(auth.ScopeSessionsWrite), s.renameSession)
+	timed.DELETE("/sessions/:id", require(auth.ScopeSessionsWrite), s.deleteSession)
+	timed.DELETE("/sessions", require(auth.ScopeSessionsWrite), s.deleteSessions)
 
 	if s.opts.Knowledge != nil {
-		timed.GET("/knowledge/config", require(ScopeKnowledgeRead), s.knowledgeConfig)
-		api.POST("/knowledge/content", require(ScopeKnowledgeWrite), s.uploadContent)
-		timed.GET("/knowledge/content", require(ScopeKnowledgeRead), s.listContent)
-		timed.GET("/knowledge/content/:id", require(ScopeKnowledgeRead), s.getContent)
-		timed.GET("/knowledge/content/:id/status", require(ScopeKnowledgeRead), s.contentStatus)
-		timed.PATCH("/knowledge/content/:id", require(ScopeKnowledgeWrite), s.patchContent)
-		timed.DELETE("/knowledge/content/:id", require(ScopeKnowledgeWrite), s.deleteContent)
-		timed.POST("/knowledge/content/:id/retry", require(ScopeKnowledgeWrite), s.retryContent)
-		timed.POST("/knowledge/search", require(ScopeKnowledgeRead), s.searchKnowledge)
+		timed.GET("/knowledge/config", require(auth.ScopeKnowledgeRead), s.knowledgeConfig)
+		api.POST("/knowledge/content", require(auth.ScopeKnowledgeWrite), s.uploadContent)
+		timed.GET("/knowledge/content", require(auth.ScopeKnowledgeRead), s.listContent)
+		timed.GET("/knowledge/content/:id", require(auth.ScopeKnowledgeRead), s.getContent)
+		timed.GET("/knowledge/content/:id/status", require(auth.ScopeKnowledgeRead), s.contentStatus)
+		timed.PATCH("/knowledge/content/:id", require(auth.ScopeKnowledgeWrite), s.patchContent)
+		timed.DELETE("/knowledge/content/:id", require(auth.ScopeKnowledgeWrite), s.deleteContent)
+		timed.POST("/knowledge/content/:id/retry", require(auth.ScopeKnowledgeWrite), s.retryContent)
+		timed.POST("/knowledge/search", require(auth.ScopeKnowledgeRead), s.searchKnowledge)
 	}
 
 	if s.opts.Traces != nil {
-		timed.GET("/traces", require(ScopeSessionsRead), s.listTraces)
-		timed.GET("/traces/:trace_id", require(ScopeSessionsRead), s.getTrace)
+		timed.GET("/traces", require(auth.ScopeSessionsRead), s.listTraces)
+		timed.GET("/traces/:trace_id", require(auth.ScopeSessionsRead), s.getTrace)
 	}
-	timed.GET("/metrics", require(ScopeAdmin), s.dailyMetrics)
+	timed.GET("/metrics", require(auth.ScopeAdmin), s.dailyMetrics)
 	if s.opts.Metrics != nil {
 		prom := s.opts.Metrics.Handler()
-		timed.GET("/metrics/prometheus", require(ScopeAdmin), func(c *gin.Context) { prom.ServeHTTP(c.Writer, c.Request) })
+		timed.GET("/metrics/prometheus", require(auth.ScopeAdmin), func(c *gin.Context) { prom.ServeHTTP(c.Writer, c.Request) })
 	}
 
-	timed.GET("/v1/models", require(ScopeAgentsRead), s.openaiModels)
-	api.POST("/v1/chat/completions", require(ScopeAgentsRun), s.chatCompletions)
+	timed.GET("/v1/models", require(auth.ScopeAgentsRead), s.openaiModels)
+	api.POST("/v1/chat/completions", require(auth.ScopeAgentsRun), s.chatCompletions)
 	return r
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/a-h/templ"
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/console/view"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
@@ -26,11 +27,6 @@ import (
 // served by the same handlers' data paths as the REST API (the engine
 // snapshot, the store, the trace reader and the knowledge service), rendered
 // with the templ components of package view.
-
-// keyCookie holds the API key a console user signed in with. It is HttpOnly
-// (scripts cannot read it) and SameSite=Strict, and it is only honoured on
-// console routes, which also reject cross-origin writes.
-const keyCookie = "troupe_key"
 
 // isConsolePath reports whether a path belongs to the console rather than the
 // API: those skip CORS, since the console is only ever same-origin.
@@ -49,73 +45,55 @@ func (s *Server) consoleRoutes(r *gin.Engine) {
 		static.ServeHTTP(c.Writer, c.Request)
 	})
 
-	ui := r.Group("", s.sameOrigin)
+	ui := r.Group("", auth.CSRF(s.denyCrossOrigin))
 	ui.GET("/ui/login", s.loginPage)
 	ui.POST("/ui/login", s.login)
 	ui.POST("/ui/logout", s.logout)
 
-	pages := ui.Group("", s.consoleAuth)
+	pages := ui.Group("", auth.Cookie(s.opts.Keys, signIn))
 	timed := pages.Group("", s.timeout)
-	timed.GET("/", s.pageRequire(ScopeAgentsRead), s.overviewPage)
+	timed.GET("/", s.pageRequire(auth.ScopeAgentsRead), s.overviewPage)
 	timed.GET("/ui", func(c *gin.Context) { c.Redirect(http.StatusSeeOther, "/") })
-	timed.GET("/ui/agents", s.pageRequire(ScopeAgentsRead), s.targetsPage)
-	timed.GET("/ui/agents/:id", s.pageRequire(ScopeAgentsRead), s.targetPage("agent"))
+	timed.GET("/ui/agents", s.pageRequire(auth.ScopeAgentsRead), s.targetsPage)
+	timed.GET("/ui/agents/:id", s.pageRequire(auth.ScopeAgentsRead), s.targetPage("agent"))
 	timed.GET("/ui/teams", func(c *gin.Context) { c.Redirect(http.StatusSeeOther, "/ui/agents") })
-	timed.GET("/ui/teams/:id", s.pageRequire(ScopeAgentsRead), s.targetPage("team"))
-	pages.POST("/ui/agents/:id/chat", s.pageRequire(ScopeAgentsRun), s.chat("agent"))
-	pages.POST("/ui/teams/:id/chat", s.pageRequire(ScopeAgentsRun), s.chat("team"))
-	timed.POST("/ui/runs/:run_id/cancel", s.pageRequire(ScopeAgentsRun), s.cancelFromConsole)
-	timed.GET("/ui/runs/:run_id/trace", s.pageRequire(ScopeSessionsRead), s.runTrace)
+	timed.GET("/ui/teams/:id", s.pageRequire(auth.ScopeAgentsRead), s.targetPage("team"))
+	pages.POST("/ui/agents/:id/chat", s.pageRequire(auth.ScopeAgentsRun), s.chat("agent"))
+	pages.POST("/ui/teams/:id/chat", s.pageRequire(auth.ScopeAgentsRun), s.chat("team"))
+	timed.POST("/ui/runs/:run_id/cancel", s.pageRequire(auth.ScopeAgentsRun), s.cancelFromConsole)
+	timed.GET("/ui/runs/:run_id/trace", s.pageRequire(auth.ScopeSessionsRead), s.runTrace)
 
-	timed.GET("/ui/sessions", s.pageRequire(ScopeSessionsRead), s.sessionsPage)
-	timed.GET("/ui/sessions/:id", s.pageRequire(ScopeSessionsRead), s.sessionPage)
-	timed.POST("/ui/sessions/:id/rename", s.pageRequire(ScopeSessionsWrite), s.renameFromConsole)
-	timed.POST("/ui/sessions/:id/delete", s.pageRequire(ScopeSessionsWrite), s.deleteFromConsole)
+	timed.GET("/ui/sessions", s.pageRequire(auth.ScopeSessionsRead), s.sessionsPage)
+	timed.GET("/ui/sessions/:id", s.pageRequire(auth.ScopeSessionsRead), s.sessionPage)
+	timed.POST("/ui/sessions/:id/rename", s.pageRequire(auth.ScopeSessionsWrite), s.renameFromConsole)
+	timed.POST("/ui/sessions/:id/delete", s.pageRequire(auth.ScopeSessionsWrite), s.deleteFromConsole)
 
-	timed.GET("/ui/traces", s.pageRequire(ScopeSessionsRead), s.tracesPage)
-	timed.GET("/ui/traces/:trace_id", s.pageRequire(ScopeSessionsRead), s.tracePage)
+	timed.GET("/ui/traces", s.pageRequire(auth.ScopeSessionsRead), s.tracesPage)
+	timed.GET("/ui/traces/:trace_id", s.pageRequire(auth.ScopeSessionsRead), s.tracePage)
 
-	timed.GET("/ui/knowledge", s.pageRequire(ScopeKnowledgeRead), s.knowledgePage)
+	timed.GET("/ui/knowledge", s.pageRequire(auth.ScopeKnowledgeRead), s.knowledgePage)
 	if s.opts.Knowledge != nil {
-		pages.POST("/ui/knowledge/upload", s.pageRequire(ScopeKnowledgeWrite), s.uploadFromConsole)
-		timed.GET("/ui/knowledge/docs/:id", s.pageRequire(ScopeKnowledgeRead), s.docRow)
-		timed.POST("/ui/knowledge/docs/:id/delete", s.pageRequire(ScopeKnowledgeWrite), s.deleteDocFromConsole)
-		timed.POST("/ui/knowledge/docs/:id/retry", s.pageRequire(ScopeKnowledgeWrite), s.retryDocFromConsole)
-		timed.POST("/ui/knowledge/search", s.pageRequire(ScopeKnowledgeRead), s.searchFromConsole)
+		pages.POST("/ui/knowledge/upload", s.pageRequire(auth.ScopeKnowledgeWrite), s.uploadFromConsole)
+		timed.GET("/ui/knowledge/docs/:id", s.pageRequire(auth.ScopeKnowledgeRead), s.docRow)
+		timed.POST("/ui/knowledge/docs/:id/delete", s.pageRequire(auth.ScopeKnowledgeWrite), s.deleteDocFromConsole)
+		timed.POST("/ui/knowledge/docs/:id/retry", s.pageRequire(auth.ScopeKnowledgeWrite), s.retryDocFromConsole)
+		timed.POST("/ui/knowledge/search", s.pageRequire(auth.ScopeKnowledgeRead), s.searchFromConsole)
 	}
 
-	timed.GET("/ui/config", s.pageRequire(ScopeAgentsRead), s.configPage)
-	timed.POST("/ui/config/reload", s.pageRequire(ScopeAdmin), s.reloadFromConsole)
-	pages.GET("/ui/events", s.pageRequire(ScopeAgentsRead), s.events)
+	timed.GET("/ui/config", s.pageRequire(auth.ScopeAgentsRead), s.configPage)
+	timed.POST("/ui/config/reload", s.pageRequire(auth.ScopeAdmin), s.reloadFromConsole)
+	pages.GET("/ui/events", s.pageRequire(auth.ScopeAgentsRead), s.events)
 }
 
-// sameOrigin rejects cross-origin writes to the console (CSRF), using the
-// browser's Sec-Fetch-Site and Origin headers. Both call a request
-// same-origin when the page came from the Host it is sent to, which proves
-// nothing about a Host the attacker named and pointed at this server (DNS
-// rebinding): checkHost has refused those before this runs.
-func (s *Server) sameOrigin(c *gin.Context) {
-	if err := s.csrf.Check(c.Request); err != nil {
-		s.problem(c, http.StatusForbidden, "Cross-origin request refused",
-			"The console only accepts changes made from its own pages.", "If you followed a link or submitted a form from another site, open the console directly instead.")
-	}
+// denyCrossOrigin answers a cross-origin write to the console.
+func (s *Server) denyCrossOrigin(c *gin.Context, _ *auth.Error) {
+	s.problem(c, http.StatusForbidden, "Cross-origin request refused",
+		"The console only accepts changes made from its own pages.", "If you followed a link or submitted a form from another site, open the console directly instead.")
 }
 
-// consoleAuth resolves the caller from the key cookie (or an Authorization
-// header); without a valid key, pages redirect to the sign-in page.
-func (s *Server) consoleAuth(c *gin.Context) {
-	if s.opts.Keys.Len() == 0 {
-		c.Set(principalKey, principal{})
-		return
-	}
-	token := bearer(c.GetHeader("Authorization"))
-	if token == "" {
-		token, _ = c.Cookie(keyCookie)
-	}
-	if k, ok := s.opts.Keys.Lookup(token); ok {
-		c.Set(principalKey, principal{key: k})
-		return
-	}
+// signIn sends a console user without a valid key to the sign-in page:
+// pages redirect, htmx requests are told where to go.
+func signIn(c *gin.Context) {
 	if c.Request.Method == http.MethodGet && c.GetHeader("HX-Request") == "" && c.FullPath() != "/ui/events" {
 		c.Redirect(http.StatusSeeOther, "/ui/login?next="+url.QueryEscape(c.Request.URL.RequestURI()))
 		c.Abort()
@@ -125,12 +103,13 @@ func (s *Server) consoleAuth(c *gin.Context) {
 	c.AbortWithStatus(http.StatusUnauthorized)
 }
 
-func (s *Server) pageRequire(scope Scope) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		if !getPrincipal(c).has(scope) {
-			s.problem(c, http.StatusForbidden, "Not allowed", "Your API key lacks the "+string(scope)+" scope this page needs.", "Sign in with another key, or ask an administrator for the scope.")
-		}
-	}
+// pageRequire refuses console users whose key lacks scope, with a page.
+func (s *Server) pageRequire(scope auth.Scope) gin.HandlerFunc {
+	return auth.Require(scope, s.denyScope)
+}
+
+func (s *Server) denyScope(c *gin.Context, err *auth.Error) {
+	s.problem(c, http.StatusForbidden, "Not allowed", "Your API key lacks the "+string(err.Scope)+" scope this page needs.", "Sign in with another key, or ask an administrator for the scope.")
 }
 
 func (s *Server) loginPage(c *gin.Context) {
@@ -148,13 +127,12 @@ func (s *Server) login(c *gin.Context) {
 		s.render(c, http.StatusUnauthorized, view.LoginPage(s.frame(c, "Sign in", ""), view.Login{Error: "That key is not valid.", Next: next}))
 		return
 	}
-	http.SetCookie(c.Writer, &http.Cookie{Name: keyCookie, Value: key, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
-		Secure: c.Request.TLS != nil, MaxAge: int((7 * 24 * time.Hour).Seconds())})
+	auth.SetCookie(c.Writer, key, c.Request.TLS != nil)
 	c.Redirect(http.StatusSeeOther, next)
 }
 
 func (s *Server) logout(c *gin.Context) {
-	http.SetCookie(c.Writer, &http.Cookie{Name: keyCookie, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	auth.ClearCookie(c.Writer)
 	c.Redirect(http.StatusSeeOther, "/ui/login")
 }
 
@@ -190,8 +168,8 @@ func isLocalPath(p string) bool {
 
 func (s *Server) frame(c *gin.Context, title, active string) view.Frame {
 	f := view.Frame{Title: title, Active: active, AuthOn: s.opts.Keys.Len() > 0, Version: s.opts.Version, Assets: s.asset}
-	if p := getPrincipal(c); p.key != nil {
-		f.KeyName = p.key.Name
+	if p := auth.Of(c); p.Key() != nil {
+		f.KeyName = p.Key().Name
 	}
 	return f
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/a-h/templ"
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/console/view"
 	"github.com/troupehq/troupe/engine/event"
@@ -35,9 +36,9 @@ func (s *Server) chat(typ string) gin.HandlerFunc {
 			c.Data(http.StatusUnprocessableEntity, "text/plain; charset=utf-8", []byte("Type a message first."))
 			return
 		}
-		p := getPrincipal(c)
+		p := auth.Of(c)
 		turn, err := s.opts.Runs.Start(c.Request.Context(), session.Params{Kind: kind, Name: c.Param("id"), Message: message,
-			SessionID: c.PostForm("session_id"), UserID: p.userID(""), Stream: true, BoundUser: p.bound()})
+			SessionID: c.PostForm("session_id"), UserID: p.UserID(""), Stream: true, BoundUser: p.Bound()})
 		if err != nil {
 			s.consoleError(c, "the run", runError(err))
 			return

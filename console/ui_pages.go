@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/console/view"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/knowledge"
@@ -25,7 +26,7 @@ import (
 // userFilter restricts store reads to the caller's user when its key is bound
 // to one; console pages never widen it.
 func userFilter(c *gin.Context) store.Filter {
-	return store.Filter{UserID: getPrincipal(c).userID("")}
+	return store.Filter{UserID: auth.Of(c).UserID("")}
 }
 
 func viewDiagnostics(ds spec.Diagnostics) []view.Diagnostic {
@@ -79,7 +80,7 @@ func (s *Server) overviewPage(c *gin.Context) {
 			o.Counts = append(o.Counts, view.KindCount{Kind: string(k), OK: n[engine.StatusOK], Stale: n[engine.StatusStale], Broken: n[engine.StatusBroken]})
 		}
 	}
-	if getPrincipal(c).has(ScopeSessionsRead) {
+	if auth.Of(c).Has(auth.ScopeSessionsRead) {
 		var err error
 		f := userFilter(c)
 		if o.Recent, err = s.opts.Store.RecentRuns(ctx, 10, f); err != nil {
@@ -161,7 +162,7 @@ func (s *Server) targetPage(typ string) gin.HandlerFunc {
 			s.problem(c, http.StatusNotFound, typ+" "+name+" is not served", "No "+typ+" named "+name+" is being served.", hint)
 			return
 		}
-		p := view.TargetPage{Target: t, CanRun: getPrincipal(c).has(ScopeAgentsRun)}
+		p := view.TargetPage{Target: t, CanRun: auth.Of(c).Has(auth.ScopeAgentsRun)}
 		if found {
 			p.File = o.File
 			p.Diagnostics = viewDiagnostics(o.Diagnostics)
@@ -175,7 +176,7 @@ func (s *Server) targetPage(typ string) gin.HandlerFunc {
 			}
 		}
 		p.Endpoints = s.endpoints(c, t)
-		if id := c.Query("session"); id != "" && getPrincipal(c).has(ScopeSessionsRead) {
+		if id := c.Query("session"); id != "" && auth.Of(c).Has(auth.ScopeSessionsRead) {
 			sess, err := s.opts.Store.GetSession(c.Request.Context(), id, userFilter(c))
 			if err != nil || sess.ComponentID != name || sess.Type != typ {
 				s.problem(c, http.StatusNotFound, "Session not found", "There is no session "+id+" of "+typ+" "+name+" you can see.", "Start a new session instead.")
@@ -231,7 +232,7 @@ func (s *Server) sessionsPage(c *gin.Context) {
 		return
 	}
 	p := view.Sessions{Search: q.Search, Rows: rows, Page: q.Page, Total: total, TotalPages: pageCount(total, q.Limit),
-		CanWrite: getPrincipal(c).has(ScopeSessionsWrite)}
+		CanWrite: auth.Of(c).Has(auth.ScopeSessionsWrite)}
 	s.render(c, http.StatusOK, view.SessionsPage(s.frame(c, "Sessions", "sessions"), p))
 }
 
@@ -247,7 +248,7 @@ func (s *Server) sessionPage(c *gin.Context) {
 		s.consoleError(c, "the session's runs", err)
 		return
 	}
-	p := view.SessionPage{Session: *sess, Members: map[string][]store.Run{}, CanWrite: getPrincipal(c).has(ScopeSessionsWrite), Traces: s.opts.Traces != nil,
+	p := view.SessionPage{Session: *sess, Members: map[string][]store.Run{}, CanWrite: auth.Of(c).Has(auth.ScopeSessionsWrite), Traces: s.opts.Traces != nil,
 		Omitted: omitted}
 	for _, r := range runs {
 		if r.ParentRunID == "" {
@@ -284,7 +285,7 @@ func (s *Server) runTrace(c *gin.Context) {
 	if s.tracingOff(c) {
 		return
 	}
-	traces, _, err := s.opts.Traces.ListTraces(c.Request.Context(), telemetry.TraceQuery{RunID: c.Param("run_id"), UserID: getPrincipal(c).userID(""), Limit: 1, Page: 1})
+	traces, _, err := s.opts.Traces.ListTraces(c.Request.Context(), telemetry.TraceQuery{RunID: c.Param("run_id"), UserID: auth.Of(c).UserID(""), Limit: 1, Page: 1})
 	if err != nil {
 		s.consoleError(c, "the trace", err)
 		return
@@ -310,7 +311,7 @@ func (s *Server) tracesPage(c *gin.Context) {
 		p.Targets = append(p.Targets, t.Name())
 	}
 	slices.Sort(p.Targets)
-	q := telemetry.TraceQuery{UserID: getPrincipal(c).userID(""), Limit: 25, Page: pageParam(c)}
+	q := telemetry.TraceQuery{UserID: auth.Of(c).UserID(""), Limit: 25, Page: pageParam(c)}
 	if t := p.Filter.Target; t != "" {
 		if _, isTeam := snap.Team(t); isTeam {
 			q.TeamID = t
@@ -414,7 +415,7 @@ func waterfall(t traceTree) view.TracePage {
 }
 
 func (s *Server) knowledgePage(c *gin.Context) {
-	p := view.Knowledge{Enabled: s.opts.Knowledge != nil, CanWrite: getPrincipal(c).has(ScopeKnowledgeWrite)}
+	p := view.Knowledge{Enabled: s.opts.Knowledge != nil, CanWrite: auth.Of(c).Has(auth.ScopeKnowledgeWrite)}
 	if p.Enabled {
 		ctx := c.Request.Context()
 		p.MaxBytes = s.opts.Knowledge.MaxBytes()
@@ -449,7 +450,7 @@ func (s *Server) docRow(c *gin.Context) {
 		s.consoleError(c, "the document", err)
 		return
 	}
-	s.render(c, http.StatusOK, view.DocRow(*d, getPrincipal(c).has(ScopeKnowledgeWrite)))
+	s.render(c, http.StatusOK, view.DocRow(*d, auth.Of(c).Has(auth.ScopeKnowledgeWrite)))
 }
 
 func (s *Server) uploadFromConsole(c *gin.Context) {
@@ -512,7 +513,7 @@ func (s *Server) configPage(c *gin.Context) {
 
 func (s *Server) renderConfig(c *gin.Context, flash string) {
 	snap := s.opts.Engine.Current()
-	p := view.Config{Dirs: s.opts.Engine.Dirs(), Reload: s.reloadView(snap), CanAdmin: getPrincipal(c).has(ScopeAdmin), Flash: flash}
+	p := view.Config{Dirs: s.opts.Engine.Dirs(), Reload: s.reloadView(snap), CanAdmin: auth.Of(c).Has(auth.ScopeAdmin), Flash: flash}
 	byFile := map[string][]view.ConfigObject{}
 	for _, o := range snap.Objects() {
 		byFile[o.File] = append(byFile[o.File], view.ConfigObject{Kind: string(o.Key.Kind), Name: o.Key.Name, Status: string(o.Status),
@@ -539,7 +540,7 @@ func (s *Server) reloadFromConsole(c *gin.Context) {
 }
 
 func (s *Server) cancelFromConsole(c *gin.Context) {
-	if !s.opts.Runs.Cancel(c.Param("run_id"), match(getPrincipal(c), session.Match{})) {
+	if !s.opts.Runs.Cancel(c.Param("run_id"), match(auth.Of(c), session.Match{})) {
 		c.Data(http.StatusNotFound, "text/plain; charset=utf-8", []byte("that run is not in progress"))
 		return
 	}

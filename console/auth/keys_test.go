@@ -1,4 +1,4 @@
-package console_test
+package auth_test
 
 import (
 	"os"
@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/troupehq/troupe/console"
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/spec"
 )
 
@@ -26,10 +26,10 @@ func TestLoadKeysFileRefusesNonRegularFiles(t *testing.T) {
 		}
 	})
 	for _, path := range []string{pipe, "/dev/zero"} {
-		keys, err := console.ParseKeys("")
+		keys, err := auth.ParseKeys("")
 		require.NoError(t, err)
 		done := make(chan error, 1)
-		go func() { done <- console.LoadKeysFile(path, keys) }()
+		go func() { done <- auth.LoadKeysFile(path, keys) }()
 		select {
 		case err := <-done:
 			require.ErrorIs(t, err, spec.ErrNotRegular)
@@ -37,4 +37,27 @@ func TestLoadKeysFileRefusesNonRegularFiles(t *testing.T) {
 			t.Fatalf("loading the keys file %s did not return", path)
 		}
 	}
+}
+
+const (
+	aliceKey = "sk-alice-0123456789abcdef"
+	adminKey = "sk-admin-0123456789abcdef"
+)
+
+func TestParseKeys(t *testing.T) {
+	t.Parallel()
+	_, err := auth.ParseKeys("short=admin")
+	require.ErrorContains(t, err, "too short")
+	_, err = auth.ParseKeys(adminKey + "=root")
+	require.ErrorContains(t, err, `unknown scope "root"`)
+	require.NotContains(t, err.Error(), adminKey, "errors never show keys")
+	_, err = auth.ParseKeys(adminKey)
+	require.ErrorContains(t, err, "KEY=SCOPE+SCOPE@USER")
+	r, err := auth.ParseKeys(" " + aliceKey + "=agents:run@alice , ")
+	require.NoError(t, err)
+	k, ok := r.Lookup(aliceKey)
+	require.True(t, ok)
+	require.Equal(t, "alice", k.UserID)
+	require.True(t, k.Has(auth.ScopeAgentsRun))
+	require.False(t, k.Has(auth.ScopeSessionsRead))
 }

@@ -1,14 +1,18 @@
-package console
+// Package auth decides who is calling and what they may do: API keys and
+// their scopes (Keyring, ParseKeys, LoadKeysFile), the Principal a request
+// acts as, and the middleware that resolves it: Bearer for the API route
+// groups, Cookie and CSRF for the console's. Each route group answers
+// refusals in its own format through a Deny func, so this package writes no
+// response bodies of its own.
+package auth
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 
-	"github.com/gin-gonic/gin"
 	"gopkg.in/yaml.v3"
 
 	"github.com/troupehq/troupe/spec"
@@ -188,74 +192,4 @@ func LoadKeysFile(path string, into *Keyring) error {
 		}
 	}
 	return nil
-}
-
-// principal is who is calling: a key, or anyone when the server runs open.
-type principal struct {
-	key *Key // nil when open
-}
-
-const principalKey = "troupe.principal"
-
-func (p principal) has(s Scope) bool { return p.key == nil || p.key.Has(s) }
-
-// userID returns the user the caller acts as: a key's bound user wins over the
-// user_id a request asks for; an unbound key (or open server) may act as any.
-func (p principal) userID(requested string) string {
-	if p.key != nil && p.key.UserID != "" {
-		return p.key.UserID
-	}
-	return requested
-}
-
-// bound reports whether the caller's key is tied to a user.
-func (p principal) bound() bool { return p.key != nil && p.key.UserID != "" }
-
-func getPrincipal(c *gin.Context) principal {
-	p, _ := c.Get(principalKey)
-	pr, _ := p.(principal)
-	return pr
-}
-
-// authenticate resolves the caller from the Authorization header.
-func (s *Server) authenticate(c *gin.Context) {
-	if s.opts.Keys.Len() == 0 {
-		c.Set(principalKey, principal{})
-		return
-	}
-	token := bearer(c.GetHeader("Authorization"))
-	if token == "" {
-		token = c.GetHeader("X-API-Key")
-	}
-	k, ok := s.opts.Keys.Lookup(token)
-	if !ok {
-		c.Header("WWW-Authenticate", `Bearer realm="troupe"`)
-		msg := "missing API key: send Authorization: Bearer <key>"
-		if token != "" {
-			msg = "invalid API key"
-		}
-		abort(c, http.StatusUnauthorized, msg)
-		return
-	}
-	c.Set(principalKey, principal{key: k})
-}
-
-func bearer(h string) string {
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
-	}
-	return ""
-}
-
-// require aborts with 403 unless the caller has scope.
-func require(scope Scope) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		if !getPrincipal(c).has(scope) {
-			abort(c, http.StatusForbidden, fmt.Sprintf("this API key lacks the %s scope", scope))
-		}
-	}
-}
-
-func abort(c *gin.Context, status int, detail string) {
-	c.AbortWithStatusJSON(status, errorBody{Detail: detail})
 }
