@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/store"
 )
@@ -18,8 +19,10 @@ type Engine interface {
 	Subscribe() (snapshots <-chan *engine.Snapshot, stop func())
 }
 
-// Store is what the server needs from the session store.
+// Store is what the server needs from the session store: what the API and
+// the console need.
 type Store interface {
+	api.Store
 	Dialect() string
 	GetSession(ctx context.Context, id string, f store.Filter) (*store.Session, error)
 	ListSessions(ctx context.Context, q store.SessionQuery) ([]store.Session, int, error)
@@ -40,3 +43,8 @@ var (
 	_ Engine = (*engine.Engine)(nil)
 	_ Store  = (*store.DB)(nil)
 )
+
+// Knowledge is what the server needs from the knowledge service.
+type Knowledge interface {
+	api.Knowledge
+}

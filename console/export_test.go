@@ -10,11 +10,7 @@ import (
 
 // APIDocsBuilds is how many times s built its OpenAPI document and docs
 // page.
-func APIDocsBuilds(s *Server) int {
-	s.docsCache.mu.Lock()
-	defer s.docsCache.mu.Unlock()
-	return s.docsCache.builds
-}
+func APIDocsBuilds(s *Server) int { return s.api.DocsBuilds() }
 
 // MaxShownText is view.MaxShownText, for the tests outside the package.
 const MaxShownText = view.MaxShownText

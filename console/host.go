@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/troupehq/troupe/console/api"
 )
 
 // The host check defends against DNS rebinding: a web page on a name the
@@ -137,7 +139,7 @@ func (s *Server) checkHost(c *gin.Context) {
 		s.problem(c, http.StatusMisdirectedRequest, "Unknown host", msg+".", "Open the console at the address the server listens on, such as http://127.0.0.1:7777/.")
 		return
 	}
-	abort(c, http.StatusMisdirectedRequest, msg)
+	s.api.Fail(c, &api.Error{Status: http.StatusMisdirectedRequest, Msg: msg})
 }
 
 // hostOnly strips the port from a Host header.

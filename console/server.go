@@ -17,7 +17,9 @@ import (
 	"github.com/gin-gonic/gin"
 	"golang.org/x/net/netutil"
 
+	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/openai"
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/telemetry"
@@ -94,8 +96,9 @@ type Server struct {
 	// streams opens the event streams of runs and console pages, counted
 	// in Metrics.
 	streams *sse.Streams
-	// docsCache keeps /openapi.json and /docs of the current snapshot.
-	docsCache apiDocsCache
+	// api, openai and ui serve the route groups the server mounts.
+	api    *api.Handler
+	openai *openai.Handler
 	// hosts is the Host check of the listener being served (set by Serve);
 	// nil refuses every request.
 	hosts atomic.Pointer[hostPolicy]
@@ -144,6 +147,17 @@ func New(opts Options) *Server {
 		// Only a non-nil *Metrics: a nil one in the interface would count.
 		s.streams = sse.NewStreams(opts.Metrics)
 	}
+	var prom http.Handler
+	if opts.Metrics != nil {
+		prom = opts.Metrics.Handler()
+	}
+	s.api = api.New(api.Options{
+		Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Traces: opts.Traces, Prometheus: prom,
+		Streams: s.streams, Keys: opts.Keys, Logger: opts.Logger, Started: s.start, Closing: s.closing,
+		Documented: openai.Routes(), Timeout: s.timeout, DBID: opts.DBID, Version: opts.Version,
+	})
+	s.openai = openai.New(openai.Options{Engine: opts.Engine, Runs: opts.Runs, Streams: s.streams, Keys: opts.Keys, Deny: s.api.Deny,
+		Logger: opts.Logger, Timeout: s.timeout})
 	s.router = s.routes()
 	return s
 }
@@ -173,7 +187,7 @@ func (s *Server) routes() *gin.Engine {
 		// host check knows as ours: with the check turned off ("*"), a
 		// rebound name is as foreign as any other origin.
 		if o := c.GetHeader("Origin"); o != "" && sameHost(o, c.Request.Host) && !s.hosts.Load().own(c.Request.Host) && !s.originAllowed(o) {
-			abort(c, http.StatusForbidden, "origin "+quoteHost(o)+" is not allowed: add it to --cors-origins (env TROUPE_CORS_ORIGINS) if it is yours")
+			s.api.Fail(c, &api.Error{Status: http.StatusForbidden, Msg: "origin " + quoteHost(o) + " is not allowed: add it to --cors-origins (env TROUPE_CORS_ORIGINS) if it is yours"})
 			return
 		}
 		corsHandler(c)
@@ -184,64 +198,15 @@ func (s *Server) routes() *gin.Engine {
 			s.problem(c, http.StatusNotFound, "Page not found", "There is no console page at "+c.Request.URL.Path+".", "Use the navigation above.")
 			return
 		}
-		abort(c, http.StatusNotFound, "no such route: "+c.Request.Method+" "+c.Request.URL.Path)
+		s.api.Fail(c, &api.Error{Status: http.StatusNotFound, Msg: "no such route: " + c.Request.Method + " " + c.Request.URL.Path})
 	})
 	r.NoMethod(func(c *gin.Context) {
-		abort(c, http.StatusMethodNotAllowed, "method "+c.Request.Method+" is not allowed on "+c.Request.URL.Path)
+		s.api.Fail(c, &api.Error{Status: http.StatusMethodNotAllowed, Msg: "method " + c.Request.Method + " is not allowed on " + c.Request.URL.Path})
 	})
 
-	r.GET("/health", s.health)
-	r.GET("/health/ready", s.ready)
 	s.consoleRoutes(r)
-
-	api := r.Group("", auth.Bearer(s.opts.Keys, denyJSON))
-	timed := api.Group("", s.timeout)
-	timed.GET("/config", require(auth.ScopeAgentsRead), s.getConfig)
-	timed.POST("/config/reload", require(auth.ScopeAdmin), s.reload)
-	timed.GET("/models", require(auth.ScopeAgentsRead), s.listModels)
-	timed.GET("/openapi.json", require(auth.ScopeAgentsRead), s.openapi)
-	timed.GET("/docs", require(auth.ScopeAgentsRead), s.docs)
-
-	timed.GET("/agents", require(auth.ScopeAgentsRead), s.listAgents)
-	timed.GET("/agents/:id", require(auth.ScopeAgentsRead), s.getAgent)
-	api.POST("/agents/:id/runs", require(auth.ScopeAgentsRun), s.createRun("agent"))
-	timed.POST("/agents/:id/runs/:run_id/cancel", require(auth.ScopeAgentsRun), s.cancelRun("agent"))
-	timed.GET("/teams", require(auth.ScopeAgentsRead), s.listTeams)
-	timed.GET("/teams/:id", require(auth.ScopeAgentsRead), s.getTeam)
-	api.POST("/teams/:id/runs", require(auth.ScopeAgentsRun), s.createRun("team"))
-	timed.POST("/teams/:id/runs/:run_id/cancel", require(auth.ScopeAgentsRun), s.cancelRun("team"))
-
-	timed.GET("/sessions", require(auth.ScopeSessionsRead), s.listSessions)
-	timed.GET("/sessions/:id", require(auth.ScopeSessionsRead), s.getSession)
-	timed.GET("/sessions/:id/runs", require(auth.ScopeSessionsRead), s.listSessionRuns)
-	timed.POST("/sessions/:id/rename", require(auth.ScopeSessionsWrite), s.renameSession)
-	timed.DELETE("/sessions/:id", require(auth.ScopeSessionsWrite), s.deleteSession)
-	timed.DELETE("/sessions", require(auth.ScopeSessionsWrite), s.deleteSessions)
-
-	if s.opts.Knowledge != nil {
-		timed.GET("/knowledge/config", require(auth.ScopeKnowledgeRead), s.knowledgeConfig)
-		api.POST("/knowledge/content", require(auth.ScopeKnowledgeWrite), s.uploadContent)
-		timed.GET("/knowledge/content", require(auth.ScopeKnowledgeRead), s.listContent)
-		timed.GET("/knowledge/content/:id", require(auth.ScopeKnowledgeRead), s.getContent)
-		timed.GET("/knowledge/content/:id/status", require(auth.ScopeKnowledgeRead), s.contentStatus)
-		timed.PATCH("/knowledge/content/:id", require(auth.ScopeKnowledgeWrite), s.patchContent)
-		timed.DELETE("/knowledge/content/:id", require(auth.ScopeKnowledgeWrite), s.deleteContent)
-		timed.POST("/knowledge/content/:id/retry", require(auth.ScopeKnowledgeWrite), s.retryContent)
-		timed.POST("/knowledge/search", require(auth.ScopeKnowledgeRead), s.searchKnowledge)
-	}
-
-	if s.opts.Traces != nil {
-		timed.GET("/traces", require(auth.ScopeSessionsRead), s.listTraces)
-		timed.GET("/traces/:trace_id", require(auth.ScopeSessionsRead), s.getTrace)
-	}
-	timed.GET("/metrics", require(auth.ScopeAdmin), s.dailyMetrics)
-	if s.opts.Metrics != nil {
-		prom := s.opts.Metrics.Handler()
-		timed.GET("/metrics/prometheus", require(auth.ScopeAdmin), func(c *gin.Context) { prom.ServeHTTP(c.Writer, c.Request) })
-	}
-
-	timed.GET("/v1/models", require(auth.ScopeAgentsRead), s.openaiModels)
-	api.POST("/v1/chat/completions", require(auth.ScopeAgentsRun), s.chatCompletions)
+	s.api.Register(r)
+	s.openai.Register(r)
 	return r
 }
 
@@ -279,7 +244,7 @@ func (s *Server) recoverPanics(c *gin.Context) {
 			}
 			s.log.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path, "panic", p)
 			if !c.Writer.Written() {
-				abort(c, http.StatusInternalServerError, "internal error: the server recovered from a bug; see its log")
+				s.api.Fail(c, &api.Error{Status: http.StatusInternalServerError, Msg: "internal error: the server recovered from a bug; see its log"})
 			}
 		}
 	}()

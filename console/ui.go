@@ -14,10 +14,12 @@ import (
 	"github.com/a-h/templ"
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/console/view"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
 	"github.com/troupehq/troupe/web"
@@ -206,10 +208,16 @@ func (s *Server) problem(c *gin.Context, status int, title, msg, hint string) {
 	c.Abort()
 }
 
-// consoleError maps an error from the shared data paths to a problem page.
-// what names the thing being loaded or changed ("the session").
+// consoleError answers an error from the shared data paths with a problem
+// page, classified by the API's table (api.Status); what names the thing
+// being loaded or changed ("the session").
 func (s *Server) consoleError(c *gin.Context, what string, err error) {
+	status, msg, known := api.Status(err)
+	var refusal *session.Error
 	switch {
+	case errors.As(err, &refusal):
+		// The run service's refusal says what to change.
+		s.problem(c, status, http.StatusText(status), msg, "")
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, kb.ErrNotFound):
 		noun := strings.TrimPrefix(what, "the ")
 		s.problem(c, http.StatusNotFound, strings.ToUpper(noun[:1])+noun[1:]+" not found",
@@ -218,12 +226,10 @@ func (s *Server) consoleError(c *gin.Context, what string, err error) {
 		s.problem(c, http.StatusServiceUnavailable, "Trace store unavailable", "The trace store cannot be reached right now.", "Troupe keeps retrying; spans recorded meanwhile are dropped and counted.")
 	case errors.Is(err, context.DeadlineExceeded):
 		s.problem(c, http.StatusServiceUnavailable, "Too slow", what+" took too long to load.", "Try again; if it keeps happening, check the database.")
-	default:
+	case known:
 		// Bad requests and the knowledge service's own refusals.
-		if status, msg, ok := knowledgeStatus(err); ok {
-			s.problem(c, status, http.StatusText(status), msg, "")
-			return
-		}
+		s.problem(c, status, http.StatusText(status), msg, "")
+	default:
 		s.log.Error("console request failed", "path", c.Request.URL.Path, "what", what, "err", err)
 		s.problem(c, http.StatusInternalServerError, "Something went wrong", "Loading "+what+" failed.", "The server log has the details.")
 	}

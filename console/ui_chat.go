@@ -15,6 +15,7 @@ import (
 	"github.com/troupehq/troupe/console/view"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/session"
+	"github.com/troupehq/troupe/spec"
 )
 
 // chat runs one turn for the console's chat pane. It is the run endpoint's
@@ -40,7 +41,7 @@ func (s *Server) chat(typ string) gin.HandlerFunc {
 		turn, err := s.opts.Runs.Start(c.Request.Context(), session.Params{Kind: kind, Name: c.Param("id"), Message: message,
 			SessionID: c.PostForm("session_id"), UserID: p.UserID(""), Stream: true, BoundUser: p.Bound()})
 		if err != nil {
-			s.consoleError(c, "the run", runError(err))
+			s.consoleError(c, "the run", err)
 			return
 		}
 		runID, sessionID := turn.RunID(), turn.SessionID()
@@ -71,6 +72,13 @@ func (s *Server) chat(typ string) gin.HandlerFunc {
 			st.event(e)
 		})
 	}
+}
+
+func kindOf(typ string) spec.Kind {
+	if typ == "team" {
+		return spec.KindTeam
+	}
+	return spec.KindAgent
 }
 
 type chatStream struct {

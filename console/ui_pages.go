@@ -7,11 +7,13 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/console/view"
 	"github.com/troupehq/troupe/engine"
@@ -96,52 +98,73 @@ func (s *Server) overviewPage(c *gin.Context) {
 	s.render(c, http.StatusOK, view.OverviewPage(s.frame(c, "Overview", "overview"), o))
 }
 
-// viewAgent and viewTeam describe a target as the API does (toAgent,
-// toTeam), in the console's terms.
-func (s *Server) viewAgent(snap *engine.Snapshot, a *engine.Agent) view.Target {
-	r := s.toAgent(snap, a)
-	t := view.Target{Kind: "agent", Name: r.Name, Description: r.Description, Status: r.Status,
-		Model: r.Model.Name, Demo: r.Model.Demo, Knowledge: r.Knowledge}
-	for _, tool := range r.Tools {
+// viewAgent and viewTeam describe a target as the API does (its Agent and
+// Team), in the console's terms.
+func viewAgent(snap *engine.Snapshot, a *engine.Agent) view.Target {
+	t := view.Target{Kind: "agent", Name: a.Name(), Description: a.Spec.Description, Status: targetStatus(snap, spec.KindAgent, a.Name()),
+		Knowledge: []string{}}
+	t.Model, t.Demo = viewModel(a.Model)
+	for _, tool := range a.Tools {
 		t.Tools = append(t.Tools, tool.Name)
+	}
+	for _, k := range a.Knowledge {
+		t.Knowledge = append(t.Knowledge, k.Name)
 	}
 	return t
 }
 
-func (s *Server) viewTeam(snap *engine.Snapshot, tm *engine.Team) view.Target {
-	r := s.toTeam(snap, tm)
-	t := view.Target{Kind: "team", Name: r.Name, Description: r.Description, Status: r.Status, Mode: r.Mode,
-		Model: r.Model.Name, Demo: r.Model.Demo}
-	for _, m := range r.Members {
-		t.Members = append(t.Members, view.Member{Kind: m.Type, Name: m.Name})
+func viewTeam(snap *engine.Snapshot, tm *engine.Team) view.Target {
+	t := view.Target{Kind: "team", Name: tm.Name(), Description: tm.Spec.Description, Status: targetStatus(snap, spec.KindTeam, tm.Name()), Mode: tm.Spec.Mode}
+	t.Model, t.Demo = viewModel(tm.Model)
+	for _, m := range tm.Members {
+		kind := "agent"
+		if m.Team != nil {
+			kind = "team"
+		}
+		t.Members = append(t.Members, view.Member{Kind: kind, Name: m.Name()})
 	}
 	return t
+}
+
+// targetStatus is a served target's status: ok, or stale when an edit
+// broke it and its last good version serves.
+func targetStatus(snap *engine.Snapshot, kind spec.Kind, name string) string {
+	if o, ok := snap.Object(spec.Key{Kind: kind, Name: name}); ok {
+		return string(o.Status)
+	}
+	return string(engine.StatusOK)
+}
+
+// viewModel names a target's model and tells whether it is the offline
+// demo model, whose answers are not a language model's.
+func viewModel(r *engine.ModelRef) (name string, demo bool) {
+	return r.Ref, r.Provider == spec.EchoModel
 }
 
 // viewTarget describes the agent or team name; false when it is not served.
-func (s *Server) viewTarget(snap *engine.Snapshot, kind spec.Kind, name string) (view.Target, bool) {
+func viewTarget(snap *engine.Snapshot, kind spec.Kind, name string) (view.Target, bool) {
 	if kind == spec.KindTeam {
 		tm, ok := snap.Team(name)
 		if !ok {
 			return view.Target{}, false
 		}
-		return s.viewTeam(snap, tm), true
+		return viewTeam(snap, tm), true
 	}
 	a, ok := snap.Agent(name)
 	if !ok {
 		return view.Target{}, false
 	}
-	return s.viewAgent(snap, a), true
+	return viewAgent(snap, a), true
 }
 
 func (s *Server) targetsPage(c *gin.Context) {
 	snap := s.opts.Engine.Current()
 	var p view.Targets
 	for _, a := range snap.Agents() {
-		p.Agents = append(p.Agents, s.viewAgent(snap, a))
+		p.Agents = append(p.Agents, viewAgent(snap, a))
 	}
 	for _, tm := range snap.Teams() {
-		p.Teams = append(p.Teams, s.viewTeam(snap, tm))
+		p.Teams = append(p.Teams, viewTeam(snap, tm))
 	}
 	p.Broken = notServing(snap, spec.KindAgent, spec.KindTeam)
 	s.render(c, http.StatusOK, view.TargetsPage(s.frame(c, "Agents & teams", "agents"), p))
@@ -152,7 +175,7 @@ func (s *Server) targetPage(typ string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		snap := s.opts.Engine.Current()
 		name := c.Param("id")
-		t, ok := s.viewTarget(snap, kind, name)
+		t, ok := viewTarget(snap, kind, name)
 		o, found := snap.Object(spec.Key{Kind: kind, Name: name})
 		if !ok {
 			hint := "See Agents & teams for what is served."
@@ -197,6 +220,19 @@ func (s *Server) targetPage(typ string) gin.HandlerFunc {
 		s.render(c, http.StatusOK, view.TargetDetail(s.frame(c, name, "agents"), p))
 	}
 }
+
+// pageParam is a page's "page" parameter; console links are forgiving, so
+// a missing or invalid one means the first page.
+func pageParam(c *gin.Context) int {
+	page, err := strconv.Atoi(c.Query("page"))
+	if err != nil || page < 1 || page > 1<<30 {
+		return 1
+	}
+	return page
+}
+
+// pageCount is how many pages of limit items total items fill.
+func pageCount(total, limit int) int { return (total + limit - 1) / limit }
 
 // Pages show the latest runs of long sessions, to stay small.
 const maxPageRuns, maxChatRuns = 50, 20
@@ -261,7 +297,7 @@ func (s *Server) sessionPage(c *gin.Context) {
 }
 
 func (s *Server) renameFromConsole(c *gin.Context) {
-	name, err := sessionName(c.PostForm("name"))
+	name, err := api.CheckSessionName(c.PostForm("name"))
 	if err != nil {
 		s.consoleError(c, "the session", err)
 		return
@@ -274,7 +310,7 @@ func (s *Server) renameFromConsole(c *gin.Context) {
 }
 
 func (s *Server) deleteFromConsole(c *gin.Context) {
-	if err := s.deleteOneSession(c.Request.Context(), c.Param("id"), userFilter(c)); err != nil {
+	if err := api.DeleteSession(c.Request.Context(), s.opts.Runs, s.opts.Store, c.Param("id"), userFilter(c)); err != nil {
 		s.consoleError(c, "the session", err)
 		return
 	}
@@ -340,7 +376,7 @@ func (s *Server) tracePage(c *gin.Context) {
 	if s.tracingOff(c) {
 		return
 	}
-	spans, found, err := s.loadTrace(c, c.Param("trace_id"))
+	spans, found, err := api.LoadTrace(c.Request.Context(), s.opts.Traces, auth.Of(c), c.Param("trace_id"))
 	if err != nil {
 		s.consoleError(c, "the trace", err)
 		return
@@ -349,7 +385,7 @@ func (s *Server) tracePage(c *gin.Context) {
 		s.problem(c, http.StatusNotFound, "Trace not found", "There is no trace "+c.Param("trace_id")+" you can see.", "Traces are written within a second or two of a run's end.")
 		return
 	}
-	p := waterfall(newTraceTree(c.Param("trace_id"), spans))
+	p := waterfall(api.NewTraceTree(c.Param("trace_id"), spans))
 	s.render(c, http.StatusOK, view.TraceDetail(s.frame(c, "Trace "+p.Summary.Name, "traces"), p))
 }
 
@@ -379,10 +415,10 @@ func rowCost(sp telemetry.Span) int {
 
 // waterfall lists the spans depth-first under their parents, each bar scaled
 // to the whole trace.
-func waterfall(t traceTree) view.TracePage {
-	p := view.TracePage{Summary: t.summary}
-	start, end := t.spans[0].Start, t.spans[0].End
-	for _, sp := range t.spans {
+func waterfall(t api.TraceTree) view.TracePage {
+	p := view.TracePage{Summary: t.Summary}
+	start, end := t.Spans[0].Start, t.Spans[0].End
+	for _, sp := range t.Spans {
 		if sp.Start.Before(start) {
 			start = sp.Start
 		}
@@ -394,7 +430,7 @@ func waterfall(t traceTree) view.TracePage {
 	used := 0
 	var walk func(i, depth int)
 	walk = func(i, depth int) {
-		sp := t.spans[i]
+		sp := t.Spans[i]
 		if used += rowCost(sp); used > waterfallBudget {
 			return
 		}
@@ -404,11 +440,11 @@ func waterfall(t traceTree) view.TracePage {
 			row.Attributes = append(row.Attributes, [2]string{k, sp.Attributes[k]})
 		}
 		p.Rows = append(p.Rows, row)
-		for _, ch := range t.children[sp.SpanID] {
+		for _, ch := range t.Children[sp.SpanID] {
 			walk(ch, depth+1)
 		}
 	}
-	for _, i := range t.roots {
+	for _, i := range t.Roots {
 		walk(i, 0)
 	}
 	return p
@@ -454,7 +490,7 @@ func (s *Server) docRow(c *gin.Context) {
 }
 
 func (s *Server) uploadFromConsole(c *gin.Context) {
-	d, err := s.submitUpload(c)
+	d, err := api.ReadUpload(c, s.opts.Knowledge)
 	if err != nil {
 		s.consoleError(c, "the upload", err)
 		return
@@ -490,12 +526,12 @@ func (s *Server) searchFromConsole(c *gin.Context) {
 		r.Error = "Type something to search for."
 	} else {
 		start := time.Now()
-		hits, err := s.opts.Knowledge.Search(c.Request.Context(), s.searchIDs(c.PostForm("knowledge_id")), r.Query, r.Mode, 10, nil)
+		hits, err := s.opts.Knowledge.Search(c.Request.Context(), api.SearchIDs(s.opts.Knowledge, c.PostForm("knowledge_id")), r.Query, r.Mode, 10, nil)
 		r.Took = time.Since(start)
 		if err != nil {
 			// The service's own refusals say what to change; anything
 			// else is for the server log, not the page.
-			_, msg, ok := knowledgeStatus(err)
+			_, msg, ok := api.Status(err)
 			if !ok {
 				s.log.Error("console search", "err", err)
 				msg = "see the server log"
@@ -540,7 +576,7 @@ func (s *Server) reloadFromConsole(c *gin.Context) {
 }
 
 func (s *Server) cancelFromConsole(c *gin.Context) {
-	if !s.opts.Runs.Cancel(c.Param("run_id"), match(auth.Of(c), session.Match{})) {
+	if !s.opts.Runs.Cancel(c.Param("run_id"), session.Match{UserID: auth.Of(c).UserID("")}) {
 		c.Data(http.StatusNotFound, "text/plain; charset=utf-8", []byte("that run is not in progress"))
 		return
 	}

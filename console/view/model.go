@@ -10,6 +10,7 @@ import (
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
 )
@@ -115,9 +116,9 @@ type Sessions struct {
 	CanWrite   bool
 }
 
-// MaxSessionName bounds session names in characters, for the API and the
-// console's rename form alike.
-const MaxSessionName = 200
+// MaxSessionName bounds session names in characters, for the console's
+// rename form as for the API.
+const MaxSessionName = session.MaxSessionName
 
 // SessionPage is one session's transcript.
 type SessionPage struct {

@@ -1,4 +1,4 @@
-package console
+package api
 
 import (
 	"encoding/json"
@@ -25,7 +25,6 @@ var schemaNames = map[reflect.Type]string{
 	reflect.TypeFor[metricsResponse](): "Metrics",
 	reflect.TypeFor[sessionResponse](): "Session",
 	reflect.TypeFor[modelInfo]():       "Model",
-	reflect.TypeFor[chatRequest]():     "ChatCompletionRequest",
 	reflect.TypeFor[contentResponse](): "Content",
 	reflect.TypeFor[spanNode]():        "Span",
 	reflect.TypeFor[sseEvent]():        "RunEvent",
@@ -97,9 +96,18 @@ func (g *schemaGen) schema(t reflect.Type) map[string]any {
 	return map[string]any{} // interfaces: any JSON value
 }
 
+// namer is a wire type that names its own schema: the types of other
+// route groups, which schemaNames cannot list.
+type namer interface{ OpenAPIName() string }
+
+var namerType = reflect.TypeFor[namer]()
+
 func (g *schemaGen) componentName(t reflect.Type) string {
 	if n, ok := schemaNames[t]; ok {
 		return n
+	}
+	if t.Implements(namerType) {
+		return reflect.Zero(t).Interface().(namer).OpenAPIName()
 	}
 	n := t.Name()
 	if n == "" || strings.Contains(n, "[") {

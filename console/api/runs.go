@@ -1,9 +1,7 @@
-package console
+package api
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"mime"
 	"net/http"
 	"strconv"
@@ -15,6 +13,7 @@ import (
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
+	"github.com/troupehq/troupe/telemetry"
 )
 
 // runRequest is the body of POST /agents/{id}/runs, as JSON or as a form.
@@ -31,12 +30,12 @@ func parseRunRequest(c *gin.Context) (runRequest, error) {
 	switch ct {
 	case "application/json":
 		if err := json.NewDecoder(c.Request.Body).Decode(&req); err != nil {
-			return req, bodyError(err)
+			return req, BodyError(err)
 		}
 	case "multipart/form-data", "application/x-www-form-urlencoded", "":
 		if ct == "multipart/form-data" {
 			if err := c.Request.ParseMultipartForm(1 << 20); err != nil {
-				return req, bodyError(err)
+				return req, BodyError(err)
 			}
 		}
 		req.Message = c.PostForm("message")
@@ -45,38 +44,17 @@ func parseRunRequest(c *gin.Context) (runRequest, error) {
 		if v, ok := c.GetPostForm("stream"); ok && v != "" {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
-				return req, &httpError{http.StatusUnprocessableEntity, fmt.Sprintf("stream must be true or false, got %q", v)}
+				return req, Errorf(http.StatusUnprocessableEntity, "stream must be true or false, got %q", v)
 			}
 			req.Stream = &b
 		}
 	default:
-		return req, &httpError{http.StatusUnsupportedMediaType, "send the run as application/json or a form (multipart/form-data or urlencoded)"}
+		return req, &Error{Status: http.StatusUnsupportedMediaType, Msg: "send the run as application/json or a form (multipart/form-data or urlencoded)"}
 	}
 	if strings.TrimSpace(req.Message) == "" {
-		return req, &httpError{http.StatusUnprocessableEntity, "message is required"}
+		return req, &Error{Status: http.StatusUnprocessableEntity, Msg: "message is required"}
 	}
 	return req, nil
-}
-
-// bodyError maps body decoding failures to a status: too large or malformed.
-func bodyError(err error) error {
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit)}
-	}
-	return &httpError{http.StatusBadRequest, "malformed request body: " + err.Error()}
-}
-
-// respondError writes err as JSON with its status (500 for unexpected errors,
-// whose details go to the log, not the client).
-func (s *Server) respondError(c *gin.Context, err error) {
-	var he *httpError
-	if errors.As(err, &he) {
-		abort(c, he.status, he.msg)
-		return
-	}
-	s.log.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
-	abort(c, http.StatusInternalServerError, "internal error; see the server log")
 }
 
 func kindOf(typ string) spec.Kind {
@@ -86,21 +64,22 @@ func kindOf(typ string) spec.Kind {
 	return spec.KindAgent
 }
 
-// createRun answers POST /agents/{id}/runs and POST /teams/{id}/runs.
-func (s *Server) createRun(typ string) gin.HandlerFunc {
-	return func(c *gin.Context) {
+// createRun answers POST /agents/{id}/runs and POST /teams/{id}/runs: the
+// run service does the run; this translates the request into its Params and
+// its events into AgentOS frames (or one JSON answer).
+func (h *Handler) createRun(typ string) handlerFunc {
+	kind := kindOf(typ)
+	return func(c *gin.Context) error {
 		req, err := parseRunRequest(c)
 		if err != nil {
-			s.respondError(c, err)
-			return
+			return err
 		}
 		stream := req.Stream == nil || *req.Stream
-		p := session.Params{Kind: kindOf(typ), Name: c.Param("id"), Message: req.Message, SessionID: req.SessionID,
+		p := session.Params{Kind: kind, Name: c.Param("id"), Message: req.Message, SessionID: req.SessionID,
 			UserID: auth.Of(c).UserID(req.UserID), Stream: stream, BoundUser: auth.Of(c).Bound(), Link: runLink(c)}
-		turn, err := s.opts.Runs.Start(c.Request.Context(), p)
+		turn, err := h.opts.Runs.Start(c.Request.Context(), p)
 		if err != nil {
-			s.respondError(c, runError(err))
-			return
+			return err
 		}
 		c.Header("X-Run-Id", turn.RunID())
 		c.Header("X-Session-Id", turn.SessionID())
@@ -108,9 +87,9 @@ func (s *Server) createRun(typ string) gin.HandlerFunc {
 		if !stream {
 			run := turn.Execute(c.Request.Context(), func(event.Event) {})
 			c.JSON(http.StatusOK, toRun(run, false))
-			return
+			return nil
 		}
-		w, closed := s.streams.Open(c.Writer)
+		w, closed := h.opts.Streams.Open(c.Writer)
 		defer closed()
 		turn.Execute(c.Request.Context(), func(e event.Event) {
 			if e.Type == event.ModelRequestCompleted {
@@ -119,15 +98,36 @@ func (s *Server) createRun(typ string) gin.HandlerFunc {
 			frame := toSSE(e)
 			_ = w.Event(frame.Event, frame)
 		})
+		return nil
 	}
 }
 
-func (s *Server) cancelRun(typ string) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		if !s.opts.Runs.Cancel(c.Param("run_id"), match(auth.Of(c), session.Match{Kind: kindOf(typ), Name: c.Param("id")})) {
-			abort(c, http.StatusNotFound, fmt.Sprintf("no run %s of %s %s is in progress", c.Param("run_id"), typ, c.Param("id")))
-			return
+func (h *Handler) cancelRun(typ string) handlerFunc {
+	kind := kindOf(typ)
+	return func(c *gin.Context) error {
+		m := session.Match{Kind: kind, Name: c.Param("id"), UserID: auth.Of(c).UserID("")}
+		if !h.opts.Runs.Cancel(c.Param("run_id"), m) {
+			return Errorf(http.StatusNotFound, "no run %s of %s %s is in progress", c.Param("run_id"), typ, c.Param("id"))
 		}
 		c.JSON(http.StatusOK, cancelResponse{RunID: c.Param("run_id"), Status: "cancelling"})
+		return nil
+	}
+}
+
+// runLink is the caller's span from its traceparent header: the run's own
+// trace links to it (see telemetry.NewTrace) and never joins it.
+func runLink(c *gin.Context) session.Link {
+	p := traceLink(c)
+	return session.Link{TraceID: p.TraceID, SpanID: p.SpanID}
+}
+
+// RunLink is runLink for the other surfaces that start runs.
+func RunLink(c *gin.Context) session.Link { return runLink(c) }
+
+// traceHeaders names the run's trace to the client, when it is traced.
+func traceHeaders(c *gin.Context, t *session.Turn) {
+	if traceID, spanID := t.TraceContext(); traceID != "" {
+		c.Header("Traceparent", telemetry.Traceparent(traceID, spanID))
+		c.Header("X-Trace-Id", traceID)
 	}
 }

@@ -1,7 +1,7 @@
-package console
+package api
 
 import (
-	"errors"
+	"context"
 	"net/http"
 	"slices"
 	"time"
@@ -31,16 +31,6 @@ func toTraceSummary(t telemetry.TraceSummary) traceSummary {
 	return traceSummary{TraceSummary: t, Duration: t.Duration.Round(time.Microsecond).String(), DurationMS: float64(t.Duration.Microseconds()) / 1000}
 }
 
-// traceError answers 503 when the trace store cannot be reached, so clients
-// know to retry; other errors as usual.
-func (s *Server) traceError(c *gin.Context, err error) {
-	if errors.Is(err, telemetry.ErrUnavailable) {
-		abort(c, http.StatusServiceUnavailable, "the trace store cannot be reached right now; spans are dropped until it is back (see troupe_trace_spans_dropped_total): "+err.Error())
-		return
-	}
-	s.respondError(c, err)
-}
-
 // spanNode is a span with its children, for the trace tree.
 type spanNode struct {
 	telemetry.Span
@@ -48,13 +38,12 @@ type spanNode struct {
 	Spans      []*spanNode `json:"spans"`
 }
 
-func (s *Server) listTraces(c *gin.Context) {
+func (h *Handler) listTraces(c *gin.Context) error {
 	q := telemetry.TraceQuery{RunID: c.Query("run_id"), SessionID: c.Query("session_id"), UserID: auth.Of(c).UserID(c.Query("user_id")),
 		AgentID: c.Query("agent_id"), TeamID: c.Query("team_id"), Status: c.Query("status")}
 	var err error
 	if q.Limit, q.Page, err = paging(c); err != nil {
-		s.respondError(c, err)
-		return
+		return err
 	}
 	for _, f := range []struct {
 		name string
@@ -63,29 +52,27 @@ func (s *Server) listTraces(c *gin.Context) {
 		if v := c.Query(f.name); v != "" {
 			t, err := time.Parse(time.RFC3339, v)
 			if err != nil {
-				abort(c, http.StatusUnprocessableEntity, f.name+" must be an RFC 3339 time, like 2026-11-21T09:00:00Z")
-				return
+				return &Error{Status: http.StatusUnprocessableEntity, Msg: f.name + " must be an RFC 3339 time, like 2026-11-21T09:00:00Z"}
 			}
 			*f.into = t
 		}
 	}
 	if q.Status != "" && q.Status != telemetry.StatusOK && q.Status != telemetry.StatusError {
-		abort(c, http.StatusUnprocessableEntity, "status must be OK or ERROR")
-		return
+		return &Error{Status: http.StatusUnprocessableEntity, Msg: "status must be OK or ERROR"}
 	}
-	traces, total, err := s.opts.Traces.ListTraces(c.Request.Context(), q)
+	traces, total, err := h.opts.Traces.ListTraces(c.Request.Context(), q)
 	if err != nil {
-		s.traceError(c, err)
-		return
+		return err
 	}
 	out := paged[traceSummary]{Data: make([]traceSummary, len(traces)), Meta: newPageMeta(q.Page, q.Limit, total)}
 	for i, t := range traces {
 		out.Data[i] = toTraceSummary(t)
 	}
 	c.JSON(http.StatusOK, out)
+	return nil
 }
 
-// loadTrace reads a trace the caller may see: a key bound to a user sees only
+// LoadTrace reads a trace the caller may see: a key bound to a user sees only
 // traces that user owns, and of those only that user's spans. found is false
 // when there is no such trace.
 //
@@ -93,12 +80,12 @@ func (s *Server) listTraces(c *gin.Context) {
 // has a span in it: traces stored before runs stopped joining their callers'
 // traces can hold spans of several users, and one such span must not open
 // another user's trace.
-func (s *Server) loadTrace(c *gin.Context, traceID string) (spans []telemetry.Span, found bool, err error) {
-	spans, err = s.opts.Traces.GetTrace(c.Request.Context(), traceID)
+func LoadTrace(ctx context.Context, r telemetry.Reader, p auth.Principal, traceID string) (spans []telemetry.Span, found bool, err error) {
+	spans, err = r.GetTrace(ctx, traceID)
 	if err != nil || len(spans) == 0 {
 		return nil, false, err
 	}
-	if u := auth.Of(c).UserID(""); u != "" {
+	if u := p.UserID(""); u != "" {
 		if traceOwner(spans) != u {
 			return nil, false, nil
 		}
@@ -127,73 +114,72 @@ func traceOwner(spans []telemetry.Span) string {
 	return spans[0].UserID
 }
 
-// traceTree links a trace's spans to their parents; the trace API and the
+// TraceTree links a trace's spans to their parents; the trace API and the
 // console's waterfall both walk it.
-type traceTree struct {
-	spans    []telemetry.Span
-	children map[string][]int // span id → its children, in the spans' order
-	roots    []int            // spans whose parent is not in the trace
-	summary  telemetry.TraceSummary
+type TraceTree struct {
+	Spans    []telemetry.Span
+	Children map[string][]int // span id → its children, in the spans' order
+	Roots    []int            // spans whose parent is not in the trace
+	Summary  telemetry.TraceSummary
 }
 
-// newTraceTree builds the tree and the trace's summary, which describes its
+// NewTraceTree builds the tree and the trace's summary, which describes its
 // first root (spans come ordered by start time).
-func newTraceTree(traceID string, spans []telemetry.Span) traceTree {
-	t := traceTree{spans: spans, children: map[string][]int{}, summary: telemetry.TraceSummary{TraceID: traceID, TotalSpans: len(spans)}}
+func NewTraceTree(traceID string, spans []telemetry.Span) TraceTree {
+	t := TraceTree{Spans: spans, Children: map[string][]int{}, Summary: telemetry.TraceSummary{TraceID: traceID, TotalSpans: len(spans)}}
 	ids := make(map[string]bool, len(spans))
 	for _, sp := range spans {
 		ids[sp.SpanID] = true
 	}
 	for i, sp := range spans {
 		if sp.ParentID != "" && ids[sp.ParentID] {
-			t.children[sp.ParentID] = append(t.children[sp.ParentID], i)
+			t.Children[sp.ParentID] = append(t.Children[sp.ParentID], i)
 		} else {
-			t.roots = append(t.roots, i)
+			t.Roots = append(t.Roots, i)
 		}
 		if sp.Status == telemetry.StatusError {
-			t.summary.ErrorCount++
+			t.Summary.ErrorCount++
 		}
 	}
-	if len(t.roots) > 0 {
-		r := spans[t.roots[0]]
-		t.summary.Name, t.summary.Status, t.summary.StartTime, t.summary.EndTime, t.summary.Duration = r.Name, r.Status, r.Start, r.End, r.Duration()
-		t.summary.RunID, t.summary.SessionID, t.summary.UserID, t.summary.AgentID, t.summary.TeamID = r.RunID, r.SessionID, r.UserID, r.AgentID, r.TeamID
-		t.summary.Input = r.Attributes[telemetry.InputAttribute]
+	if len(t.Roots) > 0 {
+		r := spans[t.Roots[0]]
+		t.Summary.Name, t.Summary.Status, t.Summary.StartTime, t.Summary.EndTime, t.Summary.Duration = r.Name, r.Status, r.Start, r.End, r.Duration()
+		t.Summary.RunID, t.Summary.SessionID, t.Summary.UserID, t.Summary.AgentID, t.Summary.TeamID = r.RunID, r.SessionID, r.UserID, r.AgentID, r.TeamID
+		t.Summary.Input = r.Attributes[telemetry.InputAttribute]
 	}
 	return t
 }
 
 // node returns span i with its descendants, for the JSON tree.
-func (t traceTree) node(i int) *spanNode {
-	sp := t.spans[i]
+func (t TraceTree) node(i int) *spanNode {
+	sp := t.Spans[i]
 	n := &spanNode{Span: sp, DurationMS: float64(sp.Duration().Microseconds()) / 1000, Spans: []*spanNode{}}
-	for _, c := range t.children[sp.SpanID] {
+	for _, c := range t.Children[sp.SpanID] {
 		n.Spans = append(n.Spans, t.node(c))
 	}
 	return n
 }
 
-func (s *Server) getTrace(c *gin.Context) {
-	spans, found, err := s.loadTrace(c, c.Param("trace_id"))
+func (h *Handler) getTrace(c *gin.Context) error {
+	spans, found, err := LoadTrace(c.Request.Context(), h.opts.Traces, auth.Of(c), c.Param("trace_id"))
 	if err != nil {
-		s.traceError(c, err)
-		return
+		return err
 	}
 	if !found {
-		abort(c, http.StatusNotFound, "trace not found (traces are written within a second or two of a run's end)")
-		return
+		return &Error{Status: http.StatusNotFound, Msg: "trace not found (traces are written within a second or two of a run's end)"}
 	}
-	t := newTraceTree(c.Param("trace_id"), spans)
-	roots := make([]*spanNode, len(t.roots))
-	for i, r := range t.roots {
+	t := NewTraceTree(c.Param("trace_id"), spans)
+	roots := make([]*spanNode, len(t.Roots))
+	for i, r := range t.Roots {
 		roots[i] = t.node(r)
 	}
-	c.JSON(http.StatusOK, traceResponse{Trace: toTraceSummary(t.summary), Tree: roots})
+	c.JSON(http.StatusOK, traceResponse{Trace: toTraceSummary(t.Summary), Tree: roots})
+	return nil
 }
 
 // dailyMetrics answers GET /metrics with AgentOS-style daily aggregates of
 // runs, sessions, users and tokens per model.
-func (s *Server) dailyMetrics(c *gin.Context) {
+func (h *Handler) dailyMetrics(c *gin.Context) error {
 	to := time.Now().UTC()
 	from := to.AddDate(0, 0, -30)
 	for _, f := range []struct {
@@ -203,20 +189,17 @@ func (s *Server) dailyMetrics(c *gin.Context) {
 		if v := c.Query(f.name); v != "" {
 			t, err := time.Parse("2006-01-02", v)
 			if err != nil {
-				abort(c, http.StatusUnprocessableEntity, f.name+" must be a date like 2026-11-21")
-				return
+				return &Error{Status: http.StatusUnprocessableEntity, Msg: f.name + " must be a date like 2026-11-21"}
 			}
 			*f.into = t
 		}
 	}
 	if from.After(to) {
-		abort(c, http.StatusUnprocessableEntity, "starting_date must not be after ending_date")
-		return
+		return &Error{Status: http.StatusUnprocessableEntity, Msg: "starting_date must not be after ending_date"}
 	}
-	days, err := s.opts.Store.DailyMetrics(c.Request.Context(), from, to.Add(24*time.Hour-time.Nanosecond))
+	days, err := h.opts.Store.DailyMetrics(c.Request.Context(), from, to.Add(24*time.Hour-time.Nanosecond))
 	if err != nil {
-		s.respondError(c, err)
-		return
+		return err
 	}
 	out := make([]dayMetrics, len(days))
 	for i, d := range days {
@@ -230,4 +213,5 @@ func (s *Server) dailyMetrics(c *gin.Context) {
 			ModelMetrics: models}
 	}
 	c.JSON(http.StatusOK, dailyMetricsResponse{Metrics: out, UpdatedAt: time.Now().UTC()})
+	return nil
 }

@@ -1,4 +1,4 @@
-package console
+package api
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 // health is the liveness probe: the process is up and serving HTTP. It does
 // not touch the database, so that an orchestrator does not restart a healthy
 // process because its database is briefly unavailable.
-func (s *Server) health(c *gin.Context) {
-	c.JSON(http.StatusOK, healthResponse{Status: "ok", InstantiatedAt: &s.start})
+func (h *Handler) health(c *gin.Context) {
+	c.JSON(http.StatusOK, healthResponse{Status: "ok", InstantiatedAt: &h.opts.Started})
 }
 
 // readyTimeout bounds the readiness query: a probe must answer quickly, and a
@@ -27,17 +27,17 @@ const readyTimeout = 2 * time.Second
 // database answers a real query and the server is not shutting down), 503
 // otherwise. Like /health it needs no key, so its body names the failing
 // check but none of the database's details; those go to the log.
-func (s *Server) ready(c *gin.Context) {
+func (h *Handler) ready(c *gin.Context) {
 	select {
-	case <-s.closing:
+	case <-h.opts.Closing:
 		c.JSON(http.StatusServiceUnavailable, healthResponse{Status: "unavailable", Detail: "the server is shutting down"})
 		return
 	default:
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
 	defer cancel()
-	if err := s.opts.Store.Ready(ctx); err != nil {
-		s.log.Error("readiness check failed: the database does not answer", "err", err)
+	if err := h.opts.Store.Ready(ctx); err != nil {
+		h.log.Error("readiness check failed: the database does not answer", "err", err)
 		c.JSON(http.StatusServiceUnavailable, healthResponse{Status: "unavailable", Detail: "the database is not answering; see the server log"})
 		return
 	}
@@ -85,7 +85,7 @@ type reloadJSON struct {
 	Diagnostics []diagnosticJSON `json:"diagnostics"`
 }
 
-func (s *Server) reloadStatus(res *engine.ReloadResult, snap *engine.Snapshot) reloadJSON {
+func (h *Handler) reloadStatus(res *engine.ReloadResult, snap *engine.Snapshot) reloadJSON {
 	out := reloadJSON{Generation: snap.Generation(), Version: snap.Version(), Counts: map[string]int{}, Diagnostics: toDiagnostics(snap.Diagnostics())}
 	if res != nil {
 		out.Time, out.DurationMS, out.Changed, out.Success = res.Time.UTC(), float64(res.Duration.Microseconds())/1000, res.Changed, res.Success()
@@ -102,15 +102,15 @@ func (s *Server) reloadStatus(res *engine.ReloadResult, snap *engine.Snapshot) r
 
 // getConfig answers GET /config: what this server serves and the state of the
 // spec folder, in AgentOS's shape plus Troupe's reload status.
-func (s *Server) getConfig(c *gin.Context) {
-	snap := s.opts.Engine.Current()
+func (h *Handler) getConfig(c *gin.Context) error {
+	snap := h.opts.Engine.Current()
 	agents := []gin.H{}
 	for _, a := range snap.Agents() {
-		agents = append(agents, gin.H{"id": a.Name(), "name": a.Name(), "description": a.Spec.Description, "db_id": s.opts.DBID})
+		agents = append(agents, gin.H{"id": a.Name(), "name": a.Name(), "description": a.Spec.Description, "db_id": h.opts.DBID})
 	}
 	teams := []gin.H{}
 	for _, t := range snap.Teams() {
-		teams = append(teams, gin.H{"id": t.Name(), "name": t.Name(), "description": t.Spec.Description, "db_id": s.opts.DBID, "mode": t.Spec.Mode})
+		teams = append(teams, gin.H{"id": t.Name(), "name": t.Name(), "description": t.Spec.Description, "db_id": h.opts.DBID, "mode": t.Spec.Mode})
 	}
 	var objects []objectStatus
 	for _, o := range snap.Objects() {
@@ -123,45 +123,46 @@ func (s *Server) getConfig(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{
 		"os_id":            "troupe",
 		"name":             "Troupe",
-		"version":          s.opts.Version,
-		"available_models": s.modelNames(snap),
-		"os_database":      s.opts.DBID,
-		"databases":        []string{s.opts.DBID},
-		"database_dialect": s.opts.Store.Dialect(),
+		"version":          h.opts.Version,
+		"available_models": h.modelNames(snap),
+		"os_database":      h.opts.DBID,
+		"databases":        []string{h.opts.DBID},
+		"database_dialect": h.opts.Store.Dialect(),
 		"agents":           agents,
 		"teams":            teams,
 		"workflows":        []gin.H{},
 		"interfaces":       []gin.H{{"type": "openai", "version": "v1", "route": "/v1"}},
-		"spec_dirs":        s.opts.Engine.Dirs(),
-		"reload":           s.reloadStatus(s.opts.Engine.LastReload(), snap),
+		"spec_dirs":        h.opts.Engine.Dirs(),
+		"reload":           h.reloadStatus(h.opts.Engine.LastReload(), snap),
 		"objects":          objects,
 		"files":            files,
 	})
+	return nil
 }
 
-func (s *Server) reload(c *gin.Context) {
-	res, err := s.opts.Engine.Reload(c.Request.Context())
+func (h *Handler) reload(c *gin.Context) error {
+	res, err := h.opts.Engine.Reload(c.Request.Context())
 	if err != nil {
-		abort(c, http.StatusServiceUnavailable, "reload did not complete: "+err.Error())
-		return
+		return &Error{Status: http.StatusServiceUnavailable, Msg: "reload did not complete: " + err.Error()}
 	}
 	status := http.StatusOK
 	if !res.Success() {
 		status = http.StatusUnprocessableEntity
 	}
-	c.JSON(status, s.reloadStatus(res, s.opts.Engine.Current()))
+	c.JSON(status, h.reloadStatus(res, h.opts.Engine.Current()))
+	return nil
 }
 
-func (s *Server) modelNames(snap *engine.Snapshot) []string {
+func (h *Handler) modelNames(snap *engine.Snapshot) []string {
 	var out []string
-	for _, m := range s.models(snap) {
+	for _, m := range h.models(snap) {
 		out = append(out, m.Name)
 	}
 	return out
 }
 
 // models lists the distinct models agents and teams use.
-func (s *Server) models(snap *engine.Snapshot) []modelInfo {
+func (h *Handler) models(snap *engine.Snapshot) []modelInfo {
 	seen := map[string]bool{}
 	var out []modelInfo
 	add := func(r *engine.ModelRef) {
@@ -193,10 +194,11 @@ func toModelInfo(r *engine.ModelRef) modelInfo {
 	return modelInfo{Name: r.Ref, Model: r.Model, Provider: r.Provider, Demo: r.Provider == spec.EchoModel}
 }
 
-func (s *Server) listModels(c *gin.Context) {
-	models := s.models(s.opts.Engine.Current())
+func (h *Handler) listModels(c *gin.Context) error {
+	models := h.models(h.opts.Engine.Current())
 	if models == nil {
 		models = []modelInfo{}
 	}
 	c.JSON(http.StatusOK, models)
+	return nil
 }

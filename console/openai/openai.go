@@ -1,16 +1,25 @@
-package console
+// Package openai serves Troupe's OpenAI-compatible surface under /v1: every
+// agent and team is a "model", so OpenAI SDKs and chat UIs can talk to them.
+// Runs go through the run service like every other run; errors use OpenAI's
+// error shape here, because that is what those clients parse, with statuses
+// from the API's one table (api.Status).
+package openai
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
@@ -18,9 +27,107 @@ import (
 	"github.com/troupehq/troupe/spec"
 )
 
-// The OpenAI-compatible surface: every agent and team is a "model", so OpenAI
-// SDKs and chat UIs can talk to them. Errors use OpenAI's error shape here,
-// because that is what those clients parse.
+// Engine is what the OpenAI surface needs from the engine.
+type Engine interface {
+	Current() *engine.Snapshot
+}
+
+// Runs is what the OpenAI surface needs from the run service.
+type Runs interface {
+	Start(ctx context.Context, p session.Params) (*session.Turn, error)
+}
+
+var (
+	_ Engine = (*engine.Engine)(nil)
+	_ Runs   = (*session.Service)(nil)
+)
+
+// Options configure a Handler.
+type Options struct {
+	Engine  Engine
+	Runs    Runs
+	Streams *sse.Streams
+	Keys    *auth.Keyring
+	// Deny answers requests without a valid key or scope. The API's Deny
+	// keeps refusals alike on every API route.
+	Deny   auth.Deny
+	Logger *slog.Logger
+	// Timeout bounds GET /v1/models; completions are runs, bounded by
+	// their specs.
+	Timeout gin.HandlerFunc
+}
+
+// Handler serves /v1.
+type Handler struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// New returns a Handler; Register mounts its routes.
+func New(opts Options) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Timeout == nil {
+		opts.Timeout = func(*gin.Context) {}
+	}
+	return &Handler{opts: opts, log: opts.Logger}
+}
+
+// Register mounts /v1/models and /v1/chat/completions on r.
+func (h *Handler) Register(r gin.IRouter) {
+	keyed := r.Group("", auth.Bearer(h.opts.Keys, h.opts.Deny))
+	keyed.GET("/v1/models", h.opts.Timeout, auth.Require(auth.ScopeAgentsRead, h.opts.Deny), h.wrap(h.models))
+	keyed.POST("/v1/chat/completions", auth.Require(auth.ScopeAgentsRun, h.opts.Deny), h.wrap(h.chatCompletions))
+}
+
+// Routes document the surface in the API's OpenAPI document.
+func Routes() []api.Route {
+	return []api.Route{
+		{Method: "get", Path: "/v1/models", Tag: "OpenAI", Summary: "List models (OpenAI)", Desc: "Agents and teams as OpenAI models.", Resp: openaiModelList{}},
+		{Method: "post", Path: "/v1/chat/completions", Tag: "OpenAI", Summary: "Chat completions (OpenAI)",
+			Desc: "model is an agent or team name; the messages are the context. Streaming sends chat.completion.chunk frames and data: [DONE]. Send X-Session-Id to store the turns in a session.",
+			Body: chatRequest{}, RespType: "object", Streams: true},
+	}
+}
+
+// Error is a refusal in OpenAI's terms: its type and code are what OpenAI
+// clients branch on.
+type Error struct {
+	Status int
+	Type   string // invalid_request_error, server_error
+	Code   string
+	Msg    string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// invalid is a request OpenAI would call an invalid_request_error.
+func invalid(status int, code, msg string) *Error {
+	return &Error{Status: status, Type: "invalid_request_error", Code: code, Msg: msg}
+}
+
+// wrap adapts a handler that returns its error to gin, answering the error
+// in OpenAI's shape: an *Error as it says, others with the status the API's
+// table gives them.
+func (h *Handler) wrap(f func(c *gin.Context) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		err := f(c)
+		if err == nil {
+			return
+		}
+		var oe *Error
+		if !errors.As(err, &oe) {
+			status, msg, ok := api.Status(err)
+			oe = invalid(status, "", msg)
+			if !ok {
+				h.log.Error("chat completion failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
+				oe.Type = "server_error"
+			}
+		}
+		c.AbortWithStatusJSON(oe.Status, toOpenAIError(oe))
+	}
+}
 
 // teamModelPrefix names a team whose name is also an agent's.
 const teamModelPrefix = "team/"
@@ -34,10 +141,16 @@ type openaiError struct {
 	} `json:"error"`
 }
 
-func openaiAbort(c *gin.Context, status int, typ, code, msg string) {
-	var e openaiError
-	e.Error.Message, e.Error.Type, e.Error.Code = msg, typ, code
-	c.AbortWithStatusJSON(status, e)
+func toOpenAIError(e *Error) openaiError {
+	var out openaiError
+	out.Error.Message, out.Error.Type, out.Error.Code = e.Msg, e.Type, e.Code
+	return out
+}
+
+// openaiModelList answers GET /v1/models.
+type openaiModelList struct {
+	Object string        `json:"object"` // list
+	Data   []openaiModel `json:"data"`
 }
 
 type openaiModel struct {
@@ -67,12 +180,13 @@ func modelIDs(snap *engine.Snapshot) []openaiModel {
 	return out
 }
 
-func (s *Server) openaiModels(c *gin.Context) {
-	models := modelIDs(s.opts.Engine.Current())
+func (h *Handler) models(c *gin.Context) error {
+	models := modelIDs(h.opts.Engine.Current())
 	if models == nil {
 		models = []openaiModel{}
 	}
 	c.JSON(http.StatusOK, openaiModelList{Object: "list", Data: models})
+	return nil
 }
 
 // resolveModel finds the agent or team a model id names: agents first, then
@@ -99,6 +213,9 @@ type chatRequest struct {
 	} `json:"stream_options"`
 	User string `json:"user"`
 }
+
+// OpenAPIName names the request's schema as OpenAI does.
+func (chatRequest) OpenAPIName() string { return "ChatCompletionRequest" }
 
 type chatMessage struct {
 	Role    string          `json:"role"`
@@ -134,20 +251,13 @@ func (m chatMessage) text() (string, error) {
 // its turns are stored together and listed in /sessions.
 const SessionHeader = "X-Session-Id"
 
-func (s *Server) chatCompletions(c *gin.Context) {
+func (h *Handler) chatCompletions(c *gin.Context) error {
 	var req chatRequest
 	if err := json.NewDecoder(c.Request.Body).Decode(&req); err != nil {
-		status, msg := http.StatusBadRequest, "malformed JSON body: "+err.Error()
-		var he *httpError
-		if errors.As(bodyError(err), &he) {
-			status, msg = he.status, he.msg
-		}
-		openaiAbort(c, status, "invalid_request_error", "", msg)
-		return
+		return api.BodyError(err)
 	}
 	if req.Model == "" {
-		openaiAbort(c, http.StatusBadRequest, "invalid_request_error", "", "model is required: use an agent or team name from GET /v1/models")
-		return
+		return invalid(http.StatusBadRequest, "", "model is required: use an agent or team name from GET /v1/models")
 	}
 	// The last user message is the turn; everything before it is context.
 	last := -1
@@ -158,20 +268,17 @@ func (s *Server) chatCompletions(c *gin.Context) {
 		}
 	}
 	if last < 0 {
-		openaiAbort(c, http.StatusBadRequest, "invalid_request_error", "", "messages must contain a user message")
-		return
+		return invalid(http.StatusBadRequest, "", "messages must contain a user message")
 	}
 	message, err := req.Messages[last].text()
 	if err != nil {
-		openaiAbort(c, http.StatusBadRequest, "invalid_request_error", "", "messages["+fmt.Sprint(last)+"]: "+err.Error())
-		return
+		return invalid(http.StatusBadRequest, "", "messages["+fmt.Sprint(last)+"]: "+err.Error())
 	}
 	history := []model.Message{}
 	for _, m := range req.Messages[:last] {
 		text, err := m.text()
 		if err != nil {
-			openaiAbort(c, http.StatusBadRequest, "invalid_request_error", "", err.Error())
-			return
+			return invalid(http.StatusBadRequest, "", err.Error())
 		}
 		switch m.Role {
 		case "user":
@@ -183,23 +290,21 @@ func (s *Server) chatCompletions(c *gin.Context) {
 		// instructions from its spec apply.
 	}
 
-	kind, name := resolveModel(s.opts.Engine.Current(), req.Model)
-	p := session.Params{Kind: kind, Name: name, Message: message, History: history, SessionID: c.GetHeader(SessionHeader),
-		UserID: auth.Of(c).UserID(req.User), Stream: req.Stream, BoundUser: auth.Of(c).Bound(), Link: runLink(c)}
-	turn, err := s.opts.Runs.Start(c.Request.Context(), p)
+	kind, name := resolveModel(h.opts.Engine.Current(), req.Model)
+	p := auth.Of(c)
+	turn, err := h.opts.Runs.Start(c.Request.Context(), session.Params{Kind: kind, Name: name, Message: message, History: history,
+		SessionID: c.GetHeader(SessionHeader), UserID: p.UserID(req.User), Stream: req.Stream, BoundUser: p.Bound(), Link: api.RunLink(c)})
 	if err != nil {
-		var he *httpError
-		if errors.Is(err, session.ErrSessionNotFound) {
-			openaiAbort(c, http.StatusNotFound, "invalid_request_error", "session_not_found", err.Error())
-		} else if errors.Is(err, session.ErrNotFound) {
-			openaiAbort(c, http.StatusNotFound, "invalid_request_error", "model_not_found", fmt.Sprintf("The model `%s` does not exist: use an agent or team name from GET /v1/models", req.Model))
-		} else if errors.As(runError(err), &he) {
-			openaiAbort(c, he.status, "invalid_request_error", "", he.msg)
-		} else {
-			s.log.Error("starting chat completion", "err", err)
-			openaiAbort(c, http.StatusInternalServerError, "server_error", "", "internal error; see the server log")
+		var se *session.Error
+		switch {
+		case errors.Is(err, session.ErrSessionNotFound):
+			return invalid(http.StatusNotFound, "session_not_found", err.Error())
+		case errors.Is(err, session.ErrNotFound):
+			return invalid(http.StatusNotFound, "model_not_found", fmt.Sprintf("The model `%s` does not exist: use an agent or team name from GET /v1/models", req.Model))
+		case errors.As(err, &se):
+			return err // a refusal, classified by the API's table
 		}
-		return
+		return fmt.Errorf("starting chat completion: %w", err)
 	}
 	c.Header(SessionHeader, turn.SessionID())
 	id := "chatcmpl-" + turn.RunID()
@@ -207,17 +312,16 @@ func (s *Server) chatCompletions(c *gin.Context) {
 	if !req.Stream {
 		run := turn.Execute(c.Request.Context(), func(event.Event) {})
 		if run.Status != event.StatusCompleted {
-			openaiAbort(c, statusFor(run), "server_error", strings.ToLower(string(run.Status)), "the run did not complete: "+run.Error)
-			return
+			return &Error{Status: statusFor(run), Type: "server_error", Code: strings.ToLower(string(run.Status)), Msg: "the run did not complete: " + run.Error}
 		}
 		c.JSON(http.StatusOK, gin.H{
 			"id": id, "object": "chat.completion", "created": created, "model": req.Model,
 			"choices": []gin.H{{"index": 0, "message": gin.H{"role": "assistant", "content": run.Content}, "finish_reason": "stop", "logprobs": nil}},
 			"usage":   usage(run.Metrics),
 		})
-		return
+		return nil
 	}
-	w, closed := s.streams.Open(c.Writer)
+	w, closed := h.opts.Streams.Open(c.Writer)
 	defer closed()
 	chunk := func(delta gin.H, finish any) gin.H {
 		return gin.H{"id": id, "object": "chat.completion.chunk", "created": created, "model": req.Model,
@@ -232,9 +336,7 @@ func (s *Server) chatCompletions(c *gin.Context) {
 		}
 	})
 	if run.Status != event.StatusCompleted {
-		var e openaiError
-		e.Error.Message, e.Error.Type, e.Error.Code = "the run did not complete: "+run.Error, "server_error", strings.ToLower(string(run.Status))
-		_ = w.Event("", e)
+		_ = w.Event("", toOpenAIError(&Error{Type: "server_error", Code: strings.ToLower(string(run.Status)), Msg: "the run did not complete: " + run.Error}))
 	} else {
 		_ = w.Event("", chunk(gin.H{}, "stop"))
 		if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
@@ -242,6 +344,7 @@ func (s *Server) chatCompletions(c *gin.Context) {
 		}
 	}
 	_ = w.Data("[DONE]")
+	return nil
 }
 
 func usage(m event.Metrics) gin.H {

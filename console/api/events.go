@@ -1,4 +1,4 @@
-package console
+package api
 
 import (
 	"github.com/troupehq/troupe/engine/event"

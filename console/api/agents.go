@@ -1,4 +1,4 @@
-package console
+package api
 
 import (
 	"net/http"
@@ -9,9 +9,9 @@ import (
 	"github.com/troupehq/troupe/spec"
 )
 
-func (s *Server) toAgent(snap *engine.Snapshot, a *engine.Agent) agentResponse {
+func (h *Handler) toAgent(snap *engine.Snapshot, a *engine.Agent) agentResponse {
 	out := agentResponse{
-		ID: a.Name(), Name: a.Name(), Description: a.Spec.Description, DBID: s.opts.DBID,
+		ID: a.Name(), Name: a.Name(), Description: a.Spec.Description, DBID: h.opts.DBID,
 		Model: toModelInfo(a.Model), Instructions: a.Spec.Instructions, Tools: []toolInfo{}, Knowledge: []string{},
 		Status: string(engine.StatusOK), SpecVersion: snap.Version(),
 	}
@@ -31,9 +31,9 @@ func (s *Server) toAgent(snap *engine.Snapshot, a *engine.Agent) agentResponse {
 	return out
 }
 
-func (s *Server) toTeam(snap *engine.Snapshot, t *engine.Team) teamResponse {
+func (h *Handler) toTeam(snap *engine.Snapshot, t *engine.Team) teamResponse {
 	out := teamResponse{
-		ID: t.Name(), Name: t.Name(), Description: t.Spec.Description, DBID: s.opts.DBID,
+		ID: t.Name(), Name: t.Name(), Description: t.Spec.Description, DBID: h.opts.DBID,
 		Model: toModelInfo(t.Model), Mode: t.Spec.Mode, Members: []memberRef{}, Status: string(engine.StatusOK), SpecVersion: snap.Version(),
 	}
 	if o, ok := snap.Object(spec.Key{Kind: spec.KindTeam, Name: t.Name()}); ok {
@@ -49,50 +49,51 @@ func (s *Server) toTeam(snap *engine.Snapshot, t *engine.Team) teamResponse {
 	return out
 }
 
-func (s *Server) listAgents(c *gin.Context) {
-	snap := s.opts.Engine.Current()
+func (h *Handler) listAgents(c *gin.Context) error {
+	snap := h.opts.Engine.Current()
 	out := []agentResponse{}
 	for _, a := range snap.Agents() {
-		out = append(out, s.toAgent(snap, a))
+		out = append(out, h.toAgent(snap, a))
 	}
 	c.JSON(http.StatusOK, out)
+	return nil
 }
 
-func (s *Server) getAgent(c *gin.Context) {
-	snap := s.opts.Engine.Current()
+func (h *Handler) getAgent(c *gin.Context) error {
+	snap := h.opts.Engine.Current()
 	a, ok := snap.Agent(c.Param("id"))
 	if !ok {
-		s.notServing(c, snap, spec.KindAgent, c.Param("id"))
-		return
+		return notServing(snap, spec.KindAgent, c.Param("id"))
 	}
-	c.JSON(http.StatusOK, s.toAgent(snap, a))
+	c.JSON(http.StatusOK, h.toAgent(snap, a))
+	return nil
 }
 
-func (s *Server) listTeams(c *gin.Context) {
-	snap := s.opts.Engine.Current()
+func (h *Handler) listTeams(c *gin.Context) error {
+	snap := h.opts.Engine.Current()
 	out := []teamResponse{}
 	for _, t := range snap.Teams() {
-		out = append(out, s.toTeam(snap, t))
+		out = append(out, h.toTeam(snap, t))
 	}
 	c.JSON(http.StatusOK, out)
+	return nil
 }
 
-func (s *Server) getTeam(c *gin.Context) {
-	snap := s.opts.Engine.Current()
+func (h *Handler) getTeam(c *gin.Context) error {
+	snap := h.opts.Engine.Current()
 	t, ok := snap.Team(c.Param("id"))
 	if !ok {
-		s.notServing(c, snap, spec.KindTeam, c.Param("id"))
-		return
+		return notServing(snap, spec.KindTeam, c.Param("id"))
 	}
-	c.JSON(http.StatusOK, s.toTeam(snap, t))
+	c.JSON(http.StatusOK, h.toTeam(snap, t))
+	return nil
 }
 
-// notServing answers for a target the snapshot does not serve: 404, with the
-// diagnostics when the object exists but is broken.
-func (s *Server) notServing(c *gin.Context, snap *engine.Snapshot, kind spec.Kind, name string) {
+// notServing is the error for a target the snapshot does not serve: 404,
+// with the diagnostics when the object exists but is broken.
+func notServing(snap *engine.Snapshot, kind spec.Kind, name string) error {
 	if o, ok := snap.Object(spec.Key{Kind: kind, Name: name}); ok && !o.Serving() {
-		c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"detail": kind.Lower() + " " + name + " is broken: fix its spec file", "diagnostics": toDiagnostics(o.Diagnostics)})
-		return
+		return &Error{Status: http.StatusNotFound, Msg: kind.Lower() + " " + name + " is broken: fix its spec file", Diagnostics: toDiagnostics(o.Diagnostics)}
 	}
-	abort(c, http.StatusNotFound, kind.Lower()+" "+name+" not found")
+	return &Error{Status: http.StatusNotFound, Msg: kind.Lower() + " " + name + " not found"}
 }

@@ -1,4 +1,4 @@
-package console
+package api
 
 import (
 	"time"
@@ -124,12 +124,6 @@ type modelMetrics struct {
 	Count         int    `json:"count"`
 	InputTokens   int    `json:"input_tokens"`
 	OutputTokens  int    `json:"output_tokens"`
-}
-
-// openaiModelList answers GET /v1/models.
-type openaiModelList struct {
-	Object string        `json:"object"` // list
-	Data   []openaiModel `json:"data"`
 }
 
 type errorBody struct {

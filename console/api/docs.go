@@ -1,4 +1,4 @@
-package console
+package api
 
 import (
 	"encoding/json"
@@ -30,14 +30,14 @@ type apiDocsCache struct {
 // apiDocs returns the documents of snap, building them on first use.
 // Requests pinned to an older snapshot than the cached one get documents
 // built for them but not cached, so a reload is never undone.
-func (s *Server) apiDocs(snap *engine.Snapshot) (*apiDocs, error) {
-	c := &s.docsCache
+func (h *Handler) apiDocs(snap *engine.Snapshot) (*apiDocs, error) {
+	c := &h.docsCache
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.docs != nil && c.docs.snap == snap {
 		return c.docs, nil
 	}
-	doc := s.openAPIDocument(snap)
+	doc := h.openAPIDocument(snap)
 	b, err := json.Marshal(doc)
 	if err != nil {
 		return nil, err
@@ -52,21 +52,29 @@ func (s *Server) apiDocs(snap *engine.Snapshot) (*apiDocs, error) {
 
 // openapi answers GET /openapi.json with a document generated from the live
 // snapshot.
-func (s *Server) openapi(c *gin.Context) {
-	d, err := s.apiDocs(s.opts.Engine.Current())
+func (h *Handler) openapi(c *gin.Context) error {
+	d, err := h.apiDocs(h.opts.Engine.Current())
 	if err != nil {
-		s.respondError(c, err)
-		return
+		return err
 	}
 	c.Data(http.StatusOK, "application/json; charset=utf-8", d.json)
+	return nil
 }
 
 // docs answers GET /docs with a readable page rendered from the same document.
-func (s *Server) docs(c *gin.Context) {
-	d, err := s.apiDocs(s.opts.Engine.Current())
+func (h *Handler) docs(c *gin.Context) error {
+	d, err := h.apiDocs(h.opts.Engine.Current())
 	if err != nil {
-		s.respondError(c, err)
-		return
+		return err
 	}
 	c.Data(http.StatusOK, "text/html; charset=utf-8", d.html)
+	return nil
+}
+
+// DocsBuilds is how many times h built its OpenAPI document and docs page:
+// once per snapshot asked for, which the server's tests check.
+func (h *Handler) DocsBuilds() int {
+	h.docsCache.mu.Lock()
+	defer h.docsCache.mu.Unlock()
+	return h.docsCache.builds
 }

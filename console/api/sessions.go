@@ -1,9 +1,8 @@
-package console
+package api
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -14,7 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/troupehq/troupe/console/auth"
-	"github.com/troupehq/troupe/console/view"
+	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -24,25 +23,15 @@ func filter(c *gin.Context) store.Filter {
 	return store.Filter{UserID: auth.Of(c).UserID(c.Query("user_id"))}
 }
 
-func (s *Server) storeError(c *gin.Context, what string, err error) {
-	if errors.Is(err, store.ErrNotFound) {
-		abort(c, http.StatusNotFound, what+" not found")
-		return
-	}
-	s.respondError(c, fmt.Errorf("%s: %w", what, err))
-}
-
-func (s *Server) listSessions(c *gin.Context) {
+func (h *Handler) listSessions(c *gin.Context) error {
 	q := store.SessionQuery{Filter: filter(c), Type: c.Query("type"), ComponentID: c.Query("component_id"),
 		Search: c.Query("search"), SortBy: c.Query("sort_by"), SortOrder: c.Query("sort_order")}
 	var err error
 	if q.Limit, q.Page, err = paging(c); err != nil {
-		s.respondError(c, err)
-		return
+		return err
 	}
 	if q.Type != "" && q.Type != "agent" && q.Type != "team" {
-		abort(c, http.StatusUnprocessableEntity, "type must be agent or team")
-		return
+		return &Error{Status: http.StatusUnprocessableEntity, Msg: "type must be agent or team"}
 	}
 	switch q.SortBy {
 	case "", "created_at", "updated_at", "name", "session_name":
@@ -50,23 +39,21 @@ func (s *Server) listSessions(c *gin.Context) {
 			q.SortBy = "name"
 		}
 	default:
-		abort(c, http.StatusUnprocessableEntity, "sort_by must be created_at, updated_at or session_name")
-		return
+		return &Error{Status: http.StatusUnprocessableEntity, Msg: "sort_by must be created_at, updated_at or session_name"}
 	}
 	if q.SortOrder != "" && q.SortOrder != "asc" && q.SortOrder != "desc" {
-		abort(c, http.StatusUnprocessableEntity, "sort_order must be asc or desc")
-		return
+		return &Error{Status: http.StatusUnprocessableEntity, Msg: "sort_order must be asc or desc"}
 	}
-	sessions, total, err := s.opts.Store.ListSessions(c.Request.Context(), q)
+	sessions, total, err := h.opts.Store.ListSessions(c.Request.Context(), q)
 	if err != nil {
-		s.respondError(c, err)
-		return
+		return err
 	}
 	out := paged[sessionResponse]{Data: make([]sessionResponse, len(sessions)), Meta: newPageMeta(q.Page, q.Limit, total)}
 	for i := range sessions {
 		out.Data[i] = toSession(&sessions[i])
 	}
 	c.JSON(http.StatusOK, out)
+	return nil
 }
 
 // paging reads the limit (1–100, default 20) and page (from 1) query
@@ -79,16 +66,6 @@ func paging(c *gin.Context) (limit, page int, err error) {
 	return limit, page, err
 }
 
-// pageParam is a page's "page" parameter; console links are forgiving, so
-// a missing or invalid one means the first page.
-func pageParam(c *gin.Context) int {
-	page, err := intQuery(c, "page", 1, 1, 1<<30)
-	if err != nil {
-		return 1
-	}
-	return page
-}
-
 func intQuery(c *gin.Context, name string, def, lo, hi int) (int, error) {
 	v := c.Query(name)
 	if v == "" {
@@ -96,21 +73,21 @@ func intQuery(c *gin.Context, name string, def, lo, hi int) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < lo || n > hi {
-		return 0, &httpError{http.StatusUnprocessableEntity, fmt.Sprintf("%s must be a whole number from %d to %d", name, lo, hi)}
+		return 0, &Error{Status: http.StatusUnprocessableEntity, Msg: fmt.Sprintf("%s must be a whole number from %d to %d", name, lo, hi)}
 	}
 	return n, nil
 }
 
-func (s *Server) getSession(c *gin.Context) {
-	sess, err := s.opts.Store.GetSession(c.Request.Context(), c.Param("id"), filter(c))
+func (h *Handler) getSession(c *gin.Context) error {
+	sess, err := h.opts.Store.GetSession(c.Request.Context(), c.Param("id"), filter(c))
 	if err == nil {
-		err = s.sessionStored(c.Request.Context(), sess.ID, filter(c), nil)
+		err = h.sessionStored(c.Request.Context(), sess.ID, filter(c), nil)
 	}
 	if err != nil {
-		s.storeError(c, "session", err)
-		return
+		return about("session", err)
 	}
 	c.JSON(http.StatusOK, toSession(sess))
+	return nil
 }
 
 // sessionStored returns store.ErrNotFound for a session none of whose
@@ -122,13 +99,13 @@ func (s *Server) getSession(c *gin.Context) {
 // routes agree on it; DELETE still finds the session, so a run can be
 // stopped with its session. runs, when given, are a page of the session's
 // runs already read: a finished one among them saves the query.
-func (s *Server) sessionStored(ctx context.Context, id string, f store.Filter, runs []store.Run) error {
+func (h *Handler) sessionStored(ctx context.Context, id string, f store.Filter, runs []store.Run) error {
 	for _, r := range runs {
 		if r.ParentRunID == "" && r.Status.Terminal() {
 			return nil
 		}
 	}
-	ok, err := s.opts.Store.HasFinishedRun(ctx, id, f)
+	ok, err := h.opts.Store.HasFinishedRun(ctx, id, f)
 	if err == nil && !ok {
 		err = fmt.Errorf("session %s has no finished run yet: %w", id, store.ErrNotFound)
 	}
@@ -146,24 +123,21 @@ const (
 	maxSessionRunsLimit = 500
 )
 
-func (s *Server) listSessionRuns(c *gin.Context) {
+func (h *Handler) listSessionRuns(c *gin.Context) error {
 	limit, err := intQuery(c, "limit", sessionRunsLimit, 1, maxSessionRunsLimit)
 	if err != nil {
-		s.respondError(c, err)
-		return
+		return err
 	}
 	page, err := intQuery(c, "page", 1, 1, 1<<20)
 	if err != nil {
-		s.respondError(c, err)
-		return
+		return err
 	}
-	runs, total, err := s.opts.Store.RunsPage(c.Request.Context(), c.Param("id"), filter(c), limit, (page-1)*limit)
+	runs, total, err := h.opts.Store.RunsPage(c.Request.Context(), c.Param("id"), filter(c), limit, (page-1)*limit)
 	if err == nil {
-		err = s.sessionStored(c.Request.Context(), c.Param("id"), filter(c), runs)
+		err = h.sessionStored(c.Request.Context(), c.Param("id"), filter(c), runs)
 	}
 	if err != nil {
-		s.storeError(c, "session", err)
-		return
+		return about("session", err)
 	}
 	pages := pageCount(total, limit)
 	c.Header("X-Total-Count", strconv.Itoa(total))
@@ -190,79 +164,88 @@ func (s *Server) listSessionRuns(c *gin.Context) {
 		out[i] = toRun(&runs[i], true)
 	}
 	c.JSON(http.StatusOK, out)
+	return nil
 }
 
-func (s *Server) renameSession(c *gin.Context) {
+func (h *Handler) renameSession(c *gin.Context) error {
 	var body renameRequest
 	if strings.HasPrefix(c.GetHeader("Content-Type"), "application/json") {
 		if err := json.NewDecoder(c.Request.Body).Decode(&body); err != nil {
-			s.respondError(c, bodyError(err))
-			return
+			return BodyError(err)
 		}
 	} else {
 		body.SessionName = c.PostForm("session_name")
 	}
-	name, err := sessionName(body.SessionName)
+	name, err := CheckSessionName(body.SessionName)
 	if err != nil {
-		s.respondError(c, err)
-		return
+		return err
 	}
-	sess, err := s.opts.Store.RenameSession(c.Request.Context(), c.Param("id"), name, filter(c))
+	sess, err := h.opts.Store.RenameSession(c.Request.Context(), c.Param("id"), name, filter(c))
 	if err != nil {
-		s.storeError(c, "session", err)
-		return
+		return about("session", err)
 	}
 	c.JSON(http.StatusOK, toSession(sess))
+	return nil
 }
 
-func (s *Server) deleteSession(c *gin.Context) {
-	if err := s.deleteOneSession(c.Request.Context(), c.Param("id"), filter(c)); err != nil {
-		s.storeError(c, "session", err)
-		return
+func (h *Handler) deleteSession(c *gin.Context) error {
+	if err := DeleteSession(c.Request.Context(), h.opts.Runs, h.opts.Store, c.Param("id"), filter(c)); err != nil {
+		return about("session", err)
 	}
 	c.Status(http.StatusNoContent)
+	return nil
 }
 
-// sessionName checks a new session name: 1 to view.MaxSessionName
+// CheckSessionName checks a new session name: 1 to session.MaxSessionName
 // characters (not bytes: "日本語" is 3) once trimmed, none of them a control
 // character. Names are one line of text; NUL in particular cannot be stored
 // in PostgreSQL, and stripping it after this check stored empty names.
-func sessionName(raw string) (string, error) {
+func CheckSessionName(raw string) (string, error) {
 	name := strings.TrimSpace(raw)
-	if name == "" || utf8.RuneCountInString(name) > view.MaxSessionName {
-		return "", &httpError{http.StatusUnprocessableEntity, fmt.Sprintf("a session name needs 1 to %d characters", view.MaxSessionName)}
+	if name == "" || utf8.RuneCountInString(name) > session.MaxSessionName {
+		return "", &Error{Status: http.StatusUnprocessableEntity, Msg: fmt.Sprintf("a session name needs 1 to %d characters", session.MaxSessionName)}
 	}
 	if strings.IndexFunc(name, unicode.IsControl) >= 0 || !utf8.ValidString(name) {
-		return "", &httpError{http.StatusUnprocessableEntity, "a session name must be valid UTF-8 without control characters (such as NUL or line breaks)"}
+		return "", &Error{Status: http.StatusUnprocessableEntity, Msg: "a session name must be valid UTF-8 without control characters (such as NUL or line breaks)"}
 	}
 	return name, nil
 }
 
-// deleteOneSession deletes session id, or answers store.ErrNotFound when
-// the caller sees no such session.
-func (s *Server) deleteOneSession(ctx context.Context, id string, f store.Filter) error {
-	s.opts.Runs.StopSessions(ctx, []string{id}, f.UserID)
-	n, err := s.opts.Store.DeleteSessions(ctx, []string{id}, f)
+// SessionDeleter deletes sessions (the store does).
+type SessionDeleter interface {
+	DeleteSessions(ctx context.Context, ids []string, f store.Filter) (int, error)
+}
+
+// SessionStopper stops the runs of sessions (the run service does).
+type SessionStopper interface {
+	StopSessions(ctx context.Context, ids []string, userID string)
+}
+
+// DeleteSession stops the runs of session id that are in progress, then
+// deletes it with its runs; it answers store.ErrNotFound when f sees no such
+// session. The API and the console delete sessions with it, so neither
+// leaves a run writing to a deleted session.
+func DeleteSession(ctx context.Context, runs SessionStopper, st SessionDeleter, id string, f store.Filter) error {
+	runs.StopSessions(ctx, []string{id}, f.UserID)
+	n, err := st.DeleteSessions(ctx, []string{id}, f)
 	if err == nil && n == 0 {
 		err = store.ErrNotFound
 	}
 	return err
 }
 
-func (s *Server) deleteSessions(c *gin.Context) {
+func (h *Handler) deleteSessions(c *gin.Context) error {
 	var body deleteSessionsRequest
 	if err := json.NewDecoder(c.Request.Body).Decode(&body); err != nil {
-		s.respondError(c, bodyError(err))
-		return
+		return BodyError(err)
 	}
 	if len(body.SessionIDs) == 0 || len(body.SessionIDs) > 1000 {
-		abort(c, http.StatusUnprocessableEntity, "session_ids must list 1 to 1000 session ids")
-		return
+		return &Error{Status: http.StatusUnprocessableEntity, Msg: "session_ids must list 1 to 1000 session ids"}
 	}
-	s.opts.Runs.StopSessions(c.Request.Context(), body.SessionIDs, filter(c).UserID)
-	if _, err := s.opts.Store.DeleteSessions(c.Request.Context(), body.SessionIDs, filter(c)); err != nil {
-		s.respondError(c, err)
-		return
+	h.opts.Runs.StopSessions(c.Request.Context(), body.SessionIDs, filter(c).UserID)
+	if _, err := h.opts.Store.DeleteSessions(c.Request.Context(), body.SessionIDs, filter(c)); err != nil {
+		return err
 	}
 	c.Status(http.StatusNoContent)
+	return nil
 }
