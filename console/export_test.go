@@ -5,7 +5,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/troupehq/troupe/console/view"
+	"github.com/troupehq/troupe/console/ui/view"
 )
 
 // APIDocsBuilds is how many times s built its OpenAPI document and docs

@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/troupehq/troupe/console/api"
+	"github.com/troupehq/troupe/console/ui"
 )
 
 // The host check defends against DNS rebinding: a web page on a name the
@@ -135,8 +136,8 @@ func (s *Server) checkHost(c *gin.Context) {
 	}
 	msg := "this server does not answer to the host " + quoteHost(c.Request.Host) +
 		": if that name is yours (say, behind a reverse proxy), start troupe with --allowed-hosts " + quoteHost(hostOnly(c.Request.Host)) + " (env TROUPE_ALLOWED_HOSTS)"
-	if isConsolePath(c.Request.URL.Path) {
-		s.problem(c, http.StatusMisdirectedRequest, "Unknown host", msg+".", "Open the console at the address the server listens on, such as http://127.0.0.1:7777/.")
+	if ui.Owns(c.Request.URL.Path) {
+		s.ui.Problem(c, http.StatusMisdirectedRequest, "Unknown host", msg+".", "Open the console at the address the server listens on, such as http://127.0.0.1:7777/.")
 		return
 	}
 	s.api.Fail(c, &api.Error{Status: http.StatusMisdirectedRequest, Msg: msg})

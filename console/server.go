@@ -21,6 +21,7 @@ import (
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/console/openai"
 	"github.com/troupehq/troupe/console/sse"
+	"github.com/troupehq/troupe/console/ui"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/telemetry"
 )
@@ -87,8 +88,6 @@ type Server struct {
 	log    *slog.Logger
 	router *gin.Engine
 	start  time.Time
-	// asset maps a static file name to its cache-busting URL.
-	asset func(name string) string
 	// closing is closed when shutdown begins, ending open event streams that
 	// would otherwise hold the shutdown until its timeout.
 	closing   chan struct{}
@@ -99,6 +98,7 @@ type Server struct {
 	// api, openai and ui serve the route groups the server mounts.
 	api    *api.Handler
 	openai *openai.Handler
+	ui     *ui.Handler
 	// hosts is the Host check of the listener being served (set by Serve);
 	// nil refuses every request.
 	hosts atomic.Pointer[hostPolicy]
@@ -158,6 +158,8 @@ func New(opts Options) *Server {
 	})
 	s.openai = openai.New(openai.Options{Engine: opts.Engine, Runs: opts.Runs, Streams: s.streams, Keys: opts.Keys, Deny: s.api.Deny,
 		Logger: opts.Logger, Timeout: s.timeout})
+	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Traces: opts.Traces, Streams: s.streams,
+		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Timeout: s.timeout, Version: opts.Version})
 	s.router = s.routes()
 	return s
 }
@@ -179,7 +181,7 @@ func (s *Server) routes() *gin.Engine {
 		MaxAge:           10 * time.Minute,
 	})
 	r.Use(func(c *gin.Context) {
-		if isConsolePath(c.Request.URL.Path) {
+		if ui.Owns(c.Request.URL.Path) {
 			return
 		}
 		// The CORS handler takes an Origin equal to the Host for this
@@ -194,8 +196,8 @@ func (s *Server) routes() *gin.Engine {
 	})
 	r.Use(s.limitBody)
 	r.NoRoute(func(c *gin.Context) {
-		if isConsolePath(c.Request.URL.Path) {
-			s.problem(c, http.StatusNotFound, "Page not found", "There is no console page at "+c.Request.URL.Path+".", "Use the navigation above.")
+		if ui.Owns(c.Request.URL.Path) {
+			s.ui.NotFound(c)
 			return
 		}
 		s.api.Fail(c, &api.Error{Status: http.StatusNotFound, Msg: "no such route: " + c.Request.Method + " " + c.Request.URL.Path})
@@ -204,7 +206,7 @@ func (s *Server) routes() *gin.Engine {
 		s.api.Fail(c, &api.Error{Status: http.StatusMethodNotAllowed, Msg: "method " + c.Request.Method + " is not allowed on " + c.Request.URL.Path})
 	})
 
-	s.consoleRoutes(r)
+	s.ui.Register(r)
 	s.api.Register(r)
 	s.openai.Register(r)
 	return r

@@ -10,7 +10,7 @@ import (
 	"github.com/a-h/templ"
 	"github.com/stretchr/testify/require"
 
-	"github.com/troupehq/troupe/console/view"
+	"github.com/troupehq/troupe/console/ui/view"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"

@@ -1,4 +1,4 @@
-package console
+package ui
 
 import (
 	"cmp"
@@ -15,7 +15,7 @@ import (
 
 	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
-	"github.com/troupehq/troupe/console/view"
+	"github.com/troupehq/troupe/console/ui/view"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
@@ -39,9 +39,9 @@ func viewDiagnostics(ds spec.Diagnostics) []view.Diagnostic {
 	return out
 }
 
-func (s *Server) reloadView(snap *engine.Snapshot) view.Reload {
+func (h *Handler) reloadView(snap *engine.Snapshot) view.Reload {
 	out := view.Reload{Generation: snap.Generation(), Version: snap.Version()}
-	if r := s.opts.Engine.LastReload(); r != nil {
+	if r := h.opts.Engine.LastReload(); r != nil {
 		out.Time, out.Duration = r.Time, r.Duration
 		if r.Err != nil {
 			out.Error = r.Err.Error()
@@ -72,10 +72,10 @@ func notServing(snap *engine.Snapshot, kinds ...spec.Kind) []view.Diagnostic {
 
 const activityWindow, activityBuckets = time.Hour, 30
 
-func (s *Server) overviewPage(c *gin.Context) {
+func (h *Handler) overviewPage(c *gin.Context) {
 	ctx := c.Request.Context()
-	snap := s.opts.Engine.Current()
-	o := view.Overview{Reload: s.reloadView(snap), Dirs: s.opts.Engine.Dirs(), Broken: notServing(snap)}
+	snap := h.opts.Engine.Current()
+	o := view.Overview{Reload: h.reloadView(snap), Dirs: h.opts.Engine.Dirs(), Broken: notServing(snap)}
 	counts := snap.Counts()
 	for _, k := range spec.Kinds {
 		if n, ok := counts[k]; ok {
@@ -85,17 +85,17 @@ func (s *Server) overviewPage(c *gin.Context) {
 	if auth.Of(c).Has(auth.ScopeSessionsRead) {
 		var err error
 		f := userFilter(c)
-		if o.Recent, err = s.opts.Store.RecentRuns(ctx, 10, f); err != nil {
-			s.consoleError(c, "recent runs", err)
+		if o.Recent, err = h.opts.Store.RecentRuns(ctx, 10, f); err != nil {
+			h.consoleError(c, "recent runs", err)
 			return
 		}
 		now := time.Now()
-		if o.Activity, err = s.opts.Store.RunActivity(ctx, now.Add(-activityWindow), now, activityBuckets, f); err != nil {
-			s.consoleError(c, "run activity", err)
+		if o.Activity, err = h.opts.Store.RunActivity(ctx, now.Add(-activityWindow), now, activityBuckets, f); err != nil {
+			h.consoleError(c, "run activity", err)
 			return
 		}
 	}
-	s.render(c, http.StatusOK, view.OverviewPage(s.frame(c, "Overview", "overview"), o))
+	h.render(c, http.StatusOK, view.OverviewPage(h.frame(c, "Overview", "overview"), o))
 }
 
 // viewAgent and viewTeam describe a target as the API does (its Agent and
@@ -157,8 +157,8 @@ func viewTarget(snap *engine.Snapshot, kind spec.Kind, name string) (view.Target
 	return viewAgent(snap, a), true
 }
 
-func (s *Server) targetsPage(c *gin.Context) {
-	snap := s.opts.Engine.Current()
+func (h *Handler) targetsPage(c *gin.Context) {
+	snap := h.opts.Engine.Current()
 	var p view.Targets
 	for _, a := range snap.Agents() {
 		p.Agents = append(p.Agents, viewAgent(snap, a))
@@ -167,13 +167,13 @@ func (s *Server) targetsPage(c *gin.Context) {
 		p.Teams = append(p.Teams, viewTeam(snap, tm))
 	}
 	p.Broken = notServing(snap, spec.KindAgent, spec.KindTeam)
-	s.render(c, http.StatusOK, view.TargetsPage(s.frame(c, "Agents & teams", "agents"), p))
+	h.render(c, http.StatusOK, view.TargetsPage(h.frame(c, "Agents & teams", "agents"), p))
 }
 
-func (s *Server) targetPage(typ string) gin.HandlerFunc {
+func (h *Handler) targetPage(typ string) gin.HandlerFunc {
 	kind := kindOf(typ)
 	return func(c *gin.Context) {
-		snap := s.opts.Engine.Current()
+		snap := h.opts.Engine.Current()
 		name := c.Param("id")
 		t, ok := viewTarget(snap, kind, name)
 		o, found := snap.Object(spec.Key{Kind: kind, Name: name})
@@ -182,7 +182,7 @@ func (s *Server) targetPage(typ string) gin.HandlerFunc {
 			if found && !o.Serving() {
 				hint = "Its spec has errors and no earlier version works: see Config. " + o.Diagnostics.Errors().Error()
 			}
-			s.problem(c, http.StatusNotFound, typ+" "+name+" is not served", "No "+typ+" named "+name+" is being served.", hint)
+			h.Problem(c, http.StatusNotFound, typ+" "+name+" is not served", "No "+typ+" named "+name+" is being served.", hint)
 			return
 		}
 		p := view.TargetPage{Target: t, CanRun: auth.Of(c).Has(auth.ScopeAgentsRun)}
@@ -192,22 +192,22 @@ func (s *Server) targetPage(typ string) gin.HandlerFunc {
 			if o.Doc != nil {
 				yaml, err := spec.Resolved(o.Doc)
 				if err != nil {
-					s.consoleError(c, "the spec", err)
+					h.consoleError(c, "the spec", err)
 					return
 				}
 				p.YAML = yaml
 			}
 		}
-		p.Endpoints = s.endpoints(c, t)
+		p.Endpoints = h.endpoints(c, t)
 		if id := c.Query("session"); id != "" && auth.Of(c).Has(auth.ScopeSessionsRead) {
-			sess, err := s.opts.Store.GetSession(c.Request.Context(), id, userFilter(c))
+			sess, err := h.opts.Store.GetSession(c.Request.Context(), id, userFilter(c))
 			if err != nil || sess.ComponentID != name || sess.Type != typ {
-				s.problem(c, http.StatusNotFound, "Session not found", "There is no session "+id+" of "+typ+" "+name+" you can see.", "Start a new session instead.")
+				h.Problem(c, http.StatusNotFound, "Session not found", "There is no session "+id+" of "+typ+" "+name+" you can see.", "Start a new session instead.")
 				return
 			}
-			runs, omitted, err := s.opts.Store.LatestRuns(c.Request.Context(), id, userFilter(c), maxChatRuns)
+			runs, omitted, err := h.opts.Store.LatestRuns(c.Request.Context(), id, userFilter(c), maxChatRuns)
 			if err != nil {
-				s.consoleError(c, "the session", err)
+				h.consoleError(c, "the session", err)
 				return
 			}
 			p.SessionID, p.Omitted = id, omitted
@@ -217,7 +217,7 @@ func (s *Server) targetPage(typ string) gin.HandlerFunc {
 				}
 			}
 		}
-		s.render(c, http.StatusOK, view.TargetDetail(s.frame(c, name, "agents"), p))
+		h.render(c, http.StatusOK, view.TargetDetail(h.frame(c, name, "agents"), p))
 	}
 }
 
@@ -239,14 +239,14 @@ const maxPageRuns, maxChatRuns = 50, 20
 
 // endpoints documents a target's API routes with curl commands against the
 // address the browser used.
-func (s *Server) endpoints(c *gin.Context, t view.Target) []view.Endpoint {
+func (h *Handler) endpoints(c *gin.Context, t view.Target) []view.Endpoint {
 	scheme := "http"
 	if c.Request.TLS != nil {
 		scheme = "https"
 	}
 	base := scheme + "://" + c.Request.Host
 	auth := ""
-	if s.opts.Keys.Len() > 0 {
+	if h.opts.Keys.Len() > 0 {
 		auth = ` \` + "\n  -H \"Authorization: Bearer $TROUPE_API_KEY\""
 	}
 	path := "/" + t.Kind + "s/" + t.Name + "/runs"
@@ -260,31 +260,31 @@ func (s *Server) endpoints(c *gin.Context, t view.Target) []view.Endpoint {
 	}
 }
 
-func (s *Server) sessionsPage(c *gin.Context) {
+func (h *Handler) sessionsPage(c *gin.Context) {
 	q := store.SessionQuery{Filter: userFilter(c), Search: strings.TrimSpace(c.Query("q")), Page: pageParam(c), Limit: store.DefaultLimit}
-	rows, total, err := s.opts.Store.ListSessions(c.Request.Context(), q)
+	rows, total, err := h.opts.Store.ListSessions(c.Request.Context(), q)
 	if err != nil {
-		s.consoleError(c, "sessions", err)
+		h.consoleError(c, "sessions", err)
 		return
 	}
 	p := view.Sessions{Search: q.Search, Rows: rows, Page: q.Page, Total: total, TotalPages: pageCount(total, q.Limit),
 		CanWrite: auth.Of(c).Has(auth.ScopeSessionsWrite)}
-	s.render(c, http.StatusOK, view.SessionsPage(s.frame(c, "Sessions", "sessions"), p))
+	h.render(c, http.StatusOK, view.SessionsPage(h.frame(c, "Sessions", "sessions"), p))
 }
 
-func (s *Server) sessionPage(c *gin.Context) {
+func (h *Handler) sessionPage(c *gin.Context) {
 	ctx := c.Request.Context()
-	sess, err := s.opts.Store.GetSession(ctx, c.Param("id"), userFilter(c))
+	sess, err := h.opts.Store.GetSession(ctx, c.Param("id"), userFilter(c))
 	if err != nil {
-		s.consoleError(c, "the session", err)
+		h.consoleError(c, "the session", err)
 		return
 	}
-	runs, omitted, err := s.opts.Store.LatestRuns(ctx, sess.ID, userFilter(c), maxPageRuns)
+	runs, omitted, err := h.opts.Store.LatestRuns(ctx, sess.ID, userFilter(c), maxPageRuns)
 	if err != nil {
-		s.consoleError(c, "the session's runs", err)
+		h.consoleError(c, "the session's runs", err)
 		return
 	}
-	p := view.SessionPage{Session: *sess, Members: map[string][]store.Run{}, CanWrite: auth.Of(c).Has(auth.ScopeSessionsWrite), Traces: s.opts.Traces != nil,
+	p := view.SessionPage{Session: *sess, Members: map[string][]store.Run{}, CanWrite: auth.Of(c).Has(auth.ScopeSessionsWrite), Traces: h.opts.Traces != nil,
 		Omitted: omitted}
 	for _, r := range runs {
 		if r.ParentRunID == "" {
@@ -293,53 +293,53 @@ func (s *Server) sessionPage(c *gin.Context) {
 			p.Members[r.ParentRunID] = append(p.Members[r.ParentRunID], r)
 		}
 	}
-	s.render(c, http.StatusOK, view.SessionDetail(s.frame(c, cmp.Or(sess.Name, "Session"), "sessions"), p))
+	h.render(c, http.StatusOK, view.SessionDetail(h.frame(c, cmp.Or(sess.Name, "Session"), "sessions"), p))
 }
 
-func (s *Server) renameFromConsole(c *gin.Context) {
+func (h *Handler) renameFromConsole(c *gin.Context) {
 	name, err := api.CheckSessionName(c.PostForm("name"))
 	if err != nil {
-		s.consoleError(c, "the session", err)
+		h.consoleError(c, "the session", err)
 		return
 	}
-	if _, err := s.opts.Store.RenameSession(c.Request.Context(), c.Param("id"), name, userFilter(c)); err != nil {
-		s.consoleError(c, "the session", err)
+	if _, err := h.opts.Store.RenameSession(c.Request.Context(), c.Param("id"), name, userFilter(c)); err != nil {
+		h.consoleError(c, "the session", err)
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/ui/sessions/"+c.Param("id"))
 }
 
-func (s *Server) deleteFromConsole(c *gin.Context) {
-	if err := api.DeleteSession(c.Request.Context(), s.opts.Runs, s.opts.Store, c.Param("id"), userFilter(c)); err != nil {
-		s.consoleError(c, "the session", err)
+func (h *Handler) deleteFromConsole(c *gin.Context) {
+	if err := api.DeleteSession(c.Request.Context(), h.opts.Runs, h.opts.Store, c.Param("id"), userFilter(c)); err != nil {
+		h.consoleError(c, "the session", err)
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/ui/sessions")
 }
 
-func (s *Server) runTrace(c *gin.Context) {
-	if s.tracingOff(c) {
+func (h *Handler) runTrace(c *gin.Context) {
+	if h.tracingOff(c) {
 		return
 	}
-	traces, _, err := s.opts.Traces.ListTraces(c.Request.Context(), telemetry.TraceQuery{RunID: c.Param("run_id"), UserID: auth.Of(c).UserID(""), Limit: 1, Page: 1})
+	traces, _, err := h.opts.Traces.ListTraces(c.Request.Context(), telemetry.TraceQuery{RunID: c.Param("run_id"), UserID: auth.Of(c).UserID(""), Limit: 1, Page: 1})
 	if err != nil {
-		s.consoleError(c, "the trace", err)
+		h.consoleError(c, "the trace", err)
 		return
 	}
 	if len(traces) == 0 {
-		s.problem(c, http.StatusNotFound, "No trace yet", "No trace of run "+c.Param("run_id")+" has been stored.", "Traces are written within a second or two of a run's end; reload this page shortly.")
+		h.Problem(c, http.StatusNotFound, "No trace yet", "No trace of run "+c.Param("run_id")+" has been stored.", "Traces are written within a second or two of a run's end; reload this page shortly.")
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/ui/traces/"+traces[0].TraceID)
 }
 
-func (s *Server) tracesPage(c *gin.Context) {
-	p := view.Traces{Enabled: s.opts.Traces != nil, Filter: view.TraceFilter{Target: c.Query("target"), Status: c.Query("status"), Since: c.Query("since")}}
+func (h *Handler) tracesPage(c *gin.Context) {
+	p := view.Traces{Enabled: h.opts.Traces != nil, Filter: view.TraceFilter{Target: c.Query("target"), Status: c.Query("status"), Since: c.Query("since")}}
 	if !p.Enabled {
-		s.render(c, http.StatusOK, view.TracesPage(s.frame(c, "Traces", "traces"), p))
+		h.render(c, http.StatusOK, view.TracesPage(h.frame(c, "Traces", "traces"), p))
 		return
 	}
-	snap := s.opts.Engine.Current()
+	snap := h.opts.Engine.Current()
 	for _, a := range snap.Agents() {
 		p.Targets = append(p.Targets, a.Name())
 	}
@@ -363,38 +363,38 @@ func (s *Server) tracesPage(c *gin.Context) {
 			q.StartTime = time.Now().Add(-w.Span)
 		}
 	}
-	rows, total, err := s.opts.Traces.ListTraces(c.Request.Context(), q)
+	rows, total, err := h.opts.Traces.ListTraces(c.Request.Context(), q)
 	if err != nil {
-		s.consoleError(c, "traces", err)
+		h.consoleError(c, "traces", err)
 		return
 	}
 	p.Rows, p.Page, p.Total, p.TotalPages = rows, q.Page, total, pageCount(total, q.Limit)
-	s.render(c, http.StatusOK, view.TracesPage(s.frame(c, "Traces", "traces"), p))
+	h.render(c, http.StatusOK, view.TracesPage(h.frame(c, "Traces", "traces"), p))
 }
 
-func (s *Server) tracePage(c *gin.Context) {
-	if s.tracingOff(c) {
+func (h *Handler) tracePage(c *gin.Context) {
+	if h.tracingOff(c) {
 		return
 	}
-	spans, found, err := api.LoadTrace(c.Request.Context(), s.opts.Traces, auth.Of(c), c.Param("trace_id"))
+	spans, found, err := api.LoadTrace(c.Request.Context(), h.opts.Traces, auth.Of(c), c.Param("trace_id"))
 	if err != nil {
-		s.consoleError(c, "the trace", err)
+		h.consoleError(c, "the trace", err)
 		return
 	}
 	if !found {
-		s.problem(c, http.StatusNotFound, "Trace not found", "There is no trace "+c.Param("trace_id")+" you can see.", "Traces are written within a second or two of a run's end.")
+		h.Problem(c, http.StatusNotFound, "Trace not found", "There is no trace "+c.Param("trace_id")+" you can see.", "Traces are written within a second or two of a run's end.")
 		return
 	}
 	p := waterfall(api.NewTraceTree(c.Param("trace_id"), spans))
-	s.render(c, http.StatusOK, view.TraceDetail(s.frame(c, "Trace "+p.Summary.Name, "traces"), p))
+	h.render(c, http.StatusOK, view.TraceDetail(h.frame(c, "Trace "+p.Summary.Name, "traces"), p))
 }
 
 // tracingOff answers with an explanation when the server records no traces.
-func (s *Server) tracingOff(c *gin.Context) bool {
-	if s.opts.Traces != nil {
+func (h *Handler) tracingOff(c *gin.Context) bool {
+	if h.opts.Traces != nil {
 		return false
 	}
-	s.problem(c, http.StatusNotFound, "Tracing is off", "This server does not record traces.", "Start it with TROUPE_TRACES=sql.")
+	h.Problem(c, http.StatusNotFound, "Tracing is off", "This server does not record traces.", "Start it with TROUPE_TRACES=sql.")
 	return true
 }
 
@@ -450,72 +450,72 @@ func waterfall(t api.TraceTree) view.TracePage {
 	return p
 }
 
-func (s *Server) knowledgePage(c *gin.Context) {
-	p := view.Knowledge{Enabled: s.opts.Knowledge != nil, CanWrite: auth.Of(c).Has(auth.ScopeKnowledgeWrite)}
+func (h *Handler) knowledgePage(c *gin.Context) {
+	p := view.Knowledge{Enabled: h.opts.Knowledge != nil, CanWrite: auth.Of(c).Has(auth.ScopeKnowledgeWrite)}
 	if p.Enabled {
 		ctx := c.Request.Context()
-		p.MaxBytes = s.opts.Knowledge.MaxBytes()
-		for _, b := range s.opts.Knowledge.Bases() {
-			_, n, err := s.opts.Knowledge.List(ctx, kb.DocumentQuery{KnowledgeID: b.Name, Limit: 1})
+		p.MaxBytes = h.opts.Knowledge.MaxBytes()
+		for _, b := range h.opts.Knowledge.Bases() {
+			_, n, err := h.opts.Knowledge.List(ctx, kb.DocumentQuery{KnowledgeID: b.Name, Limit: 1})
 			if err != nil {
-				s.consoleError(c, "knowledge bases", err)
+				h.consoleError(c, "knowledge bases", err)
 				return
 			}
 			p.Bases = append(p.Bases, view.Base{Name: b.Name, Store: b.Store.Type, Search: b.Search.Mode, Embedder: b.Embedder, Documents: n})
 		}
 		q := kb.DocumentQuery{Limit: docsPerPage, Page: pageParam(c), SortBy: "updated_at", SortOrder: "desc"}
 		var err error
-		if p.Docs, p.Total, err = s.opts.Knowledge.List(ctx, q); err != nil {
-			s.consoleError(c, "documents", err)
+		if p.Docs, p.Total, err = h.opts.Knowledge.List(ctx, q); err != nil {
+			h.consoleError(c, "documents", err)
 			return
 		}
 		p.Page, p.Pages = q.Page, pageCount(p.Total, docsPerPage)
 	}
-	s.render(c, http.StatusOK, view.KnowledgePage(s.frame(c, "Knowledge", "knowledge"), p))
+	h.render(c, http.StatusOK, view.KnowledgePage(h.frame(c, "Knowledge", "knowledge"), p))
 }
 
 const docsPerPage = 50
 
-func (s *Server) docRow(c *gin.Context) {
-	d, err := s.opts.Knowledge.Get(c.Request.Context(), c.Param("id"))
+func (h *Handler) docRow(c *gin.Context) {
+	d, err := h.opts.Knowledge.Get(c.Request.Context(), c.Param("id"))
 	if errors.Is(err, kb.ErrNotFound) {
 		c.Data(http.StatusOK, "text/html; charset=utf-8", nil) // deleted: the row goes away
 		return
 	}
 	if err != nil {
-		s.consoleError(c, "the document", err)
+		h.consoleError(c, "the document", err)
 		return
 	}
-	s.render(c, http.StatusOK, view.DocRow(*d, auth.Of(c).Has(auth.ScopeKnowledgeWrite)))
+	h.render(c, http.StatusOK, view.DocRow(*d, auth.Of(c).Has(auth.ScopeKnowledgeWrite)))
 }
 
-func (s *Server) uploadFromConsole(c *gin.Context) {
-	d, err := api.ReadUpload(c, s.opts.Knowledge)
+func (h *Handler) uploadFromConsole(c *gin.Context) {
+	d, err := api.ReadUpload(c, h.opts.Knowledge)
 	if err != nil {
-		s.consoleError(c, "the upload", err)
+		h.consoleError(c, "the upload", err)
 		return
 	}
-	s.render(c, http.StatusAccepted, view.DocRow(*d, true))
+	h.render(c, http.StatusAccepted, view.DocRow(*d, true))
 }
 
-func (s *Server) deleteDocFromConsole(c *gin.Context) {
-	if err := s.opts.Knowledge.Delete(c.Request.Context(), c.Param("id")); err != nil && !errors.Is(err, kb.ErrNotFound) {
-		s.consoleError(c, "the document", err)
+func (h *Handler) deleteDocFromConsole(c *gin.Context) {
+	if err := h.opts.Knowledge.Delete(c.Request.Context(), c.Param("id")); err != nil && !errors.Is(err, kb.ErrNotFound) {
+		h.consoleError(c, "the document", err)
 		return
 	}
 	c.Data(http.StatusOK, "text/html; charset=utf-8", nil)
 }
 
-func (s *Server) retryDocFromConsole(c *gin.Context) {
-	d, err := s.opts.Knowledge.Retry(c.Request.Context(), c.Param("id"))
+func (h *Handler) retryDocFromConsole(c *gin.Context) {
+	d, err := h.opts.Knowledge.Retry(c.Request.Context(), c.Param("id"))
 	if err != nil {
-		s.consoleError(c, "the document", err)
+		h.consoleError(c, "the document", err)
 		return
 	}
-	s.render(c, http.StatusOK, view.DocRow(*d, true))
+	h.render(c, http.StatusOK, view.DocRow(*d, true))
 }
 
-func (s *Server) searchFromConsole(c *gin.Context) {
+func (h *Handler) searchFromConsole(c *gin.Context) {
 	r := view.SearchResult{Query: strings.TrimSpace(c.PostForm("query")), Mode: c.PostForm("mode")}
 	switch r.Mode {
 	case knowledge.ModeVector, knowledge.ModeKeyword, knowledge.ModeHybrid:
@@ -526,30 +526,30 @@ func (s *Server) searchFromConsole(c *gin.Context) {
 		r.Error = "Type something to search for."
 	} else {
 		start := time.Now()
-		hits, err := s.opts.Knowledge.Search(c.Request.Context(), api.SearchIDs(s.opts.Knowledge, c.PostForm("knowledge_id")), r.Query, r.Mode, 10, nil)
+		hits, err := h.opts.Knowledge.Search(c.Request.Context(), api.SearchIDs(h.opts.Knowledge, c.PostForm("knowledge_id")), r.Query, r.Mode, 10, nil)
 		r.Took = time.Since(start)
 		if err != nil {
 			// The service's own refusals say what to change; anything
 			// else is for the server log, not the page.
 			_, msg, ok := api.Status(err)
 			if !ok {
-				s.log.Error("console search", "err", err)
+				h.log.Error("console search", "err", err)
 				msg = "see the server log"
 			}
 			r.Error = "Search failed: " + msg
 		}
 		r.Hits = hits
 	}
-	s.render(c, http.StatusOK, view.SearchResults(r))
+	h.render(c, http.StatusOK, view.SearchResults(r))
 }
 
-func (s *Server) configPage(c *gin.Context) {
-	s.renderConfig(c, "")
+func (h *Handler) configPage(c *gin.Context) {
+	h.renderConfig(c, "")
 }
 
-func (s *Server) renderConfig(c *gin.Context, flash string) {
-	snap := s.opts.Engine.Current()
-	p := view.Config{Dirs: s.opts.Engine.Dirs(), Reload: s.reloadView(snap), CanAdmin: auth.Of(c).Has(auth.ScopeAdmin), Flash: flash}
+func (h *Handler) renderConfig(c *gin.Context, flash string) {
+	snap := h.opts.Engine.Current()
+	p := view.Config{Dirs: h.opts.Engine.Dirs(), Reload: h.reloadView(snap), CanAdmin: auth.Of(c).Has(auth.ScopeAdmin), Flash: flash}
 	byFile := map[string][]view.ConfigObject{}
 	for _, o := range snap.Objects() {
 		byFile[o.File] = append(byFile[o.File], view.ConfigObject{Kind: string(o.Key.Kind), Name: o.Key.Name, Status: string(o.Status),
@@ -558,25 +558,25 @@ func (s *Server) renderConfig(c *gin.Context, flash string) {
 	for _, f := range snap.Files() {
 		p.Files = append(p.Files, view.ConfigFile{Path: f.Path, Size: f.Size, Failed: f.Failed, Diagnostics: viewDiagnostics(f.Diagnostics), Objects: byFile[f.Path]})
 	}
-	s.render(c, http.StatusOK, view.ConfigPage(s.frame(c, "Config", "config"), p))
+	h.render(c, http.StatusOK, view.ConfigPage(h.frame(c, "Config", "config"), p))
 }
 
-func (s *Server) reloadFromConsole(c *gin.Context) {
-	res, err := s.opts.Engine.Reload(c.Request.Context())
+func (h *Handler) reloadFromConsole(c *gin.Context) {
+	res, err := h.opts.Engine.Reload(c.Request.Context())
 	flash := ""
 	switch {
 	case err != nil:
 		flash = "Reload did not complete: " + err.Error()
 	case res.Success():
-		flash = fmt.Sprintf("Reloaded in %s: generation %d.", res.Duration.Round(time.Microsecond), s.opts.Engine.Current().Generation())
+		flash = fmt.Sprintf("Reloaded in %s: generation %d.", res.Duration.Round(time.Microsecond), h.opts.Engine.Current().Generation())
 	default:
 		flash = fmt.Sprintf("Reloaded with %d errors: the documents below keep their last good version.", res.Errors)
 	}
-	s.renderConfig(c, flash)
+	h.renderConfig(c, flash)
 }
 
-func (s *Server) cancelFromConsole(c *gin.Context) {
-	if !s.opts.Runs.Cancel(c.Param("run_id"), session.Match{UserID: auth.Of(c).UserID("")}) {
+func (h *Handler) cancelFromConsole(c *gin.Context) {
+	if !h.opts.Runs.Cancel(c.Param("run_id"), session.Match{UserID: auth.Of(c).UserID("")}) {
 		c.Data(http.StatusNotFound, "text/plain; charset=utf-8", []byte("that run is not in progress"))
 		return
 	}

@@ -1,4 +1,4 @@
-package console
+package ui
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/console/sse"
-	"github.com/troupehq/troupe/console/view"
+	"github.com/troupehq/troupe/console/ui/view"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
@@ -29,7 +29,7 @@ import (
 //	append  {t, h}             HTML to append to element t (tool cards, members)
 //	replace {t, h}             HTML replacing element t (finished tool cards)
 //	end     {t, h}             the outcome and numbers, appended to element t
-func (s *Server) chat(typ string) gin.HandlerFunc {
+func (h *Handler) chat(typ string) gin.HandlerFunc {
 	kind := kindOf(typ)
 	return func(c *gin.Context) {
 		message := strings.TrimSpace(c.PostForm("message"))
@@ -38,14 +38,14 @@ func (s *Server) chat(typ string) gin.HandlerFunc {
 			return
 		}
 		p := auth.Of(c)
-		turn, err := s.opts.Runs.Start(c.Request.Context(), session.Params{Kind: kind, Name: c.Param("id"), Message: message,
+		turn, err := h.opts.Runs.Start(c.Request.Context(), session.Params{Kind: kind, Name: c.Param("id"), Message: message,
 			SessionID: c.PostForm("session_id"), UserID: p.UserID(""), Stream: true, BoundUser: p.Bound()})
 		if err != nil {
-			s.consoleError(c, "the run", err)
+			h.consoleError(c, "the run", err)
 			return
 		}
 		runID, sessionID := turn.RunID(), turn.SessionID()
-		w, closed := s.streams.Open(c.Writer)
+		w, closed := h.opts.Streams.Open(c.Writer)
 		defer closed()
 		ctx := c.Request.Context()
 		st := &chatStream{w: w, ctx: ctx, run: runID, members: map[string]string{}}
