@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -147,6 +148,9 @@ func New(opts Options) *Server {
 		// Only a non-nil *Metrics: a nil one in the interface would count.
 		s.streams = sse.NewStreams(opts.Metrics)
 	}
+	// Every route bounds its body; uploads get longer to send theirs, and
+	// bound their size themselves.
+	body, upload := s.limitBody(opts.BodyTimeout, opts.MaxBodyBytes), s.limitBody(opts.UploadTimeout, 0)
 	var prom http.Handler
 	if opts.Metrics != nil {
 		prom = opts.Metrics.Handler()
@@ -154,24 +158,68 @@ func New(opts Options) *Server {
 	s.api = api.New(api.Options{
 		Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Traces: opts.Traces, Prometheus: prom,
 		Streams: s.streams, Keys: opts.Keys, Logger: opts.Logger, Started: s.start, Closing: s.closing,
-		Documented: openai.Routes(), Timeout: s.timeout, DBID: opts.DBID, Version: opts.Version,
+		Documented: openai.Routes(), Body: body, Upload: upload, Timeout: s.timeout, DBID: opts.DBID, Version: opts.Version,
 	})
 	s.openai = openai.New(openai.Options{Engine: opts.Engine, Runs: opts.Runs, Streams: s.streams, Keys: opts.Keys, Deny: s.api.Deny,
-		Logger: opts.Logger, Timeout: s.timeout})
+		Logger: opts.Logger, Body: body, Timeout: s.timeout})
 	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Traces: opts.Traces, Streams: s.streams,
-		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Timeout: s.timeout, Version: opts.Version})
+		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Body: body, Upload: upload, Timeout: s.timeout, Version: opts.Version})
 	s.router = s.routes()
 	return s
 }
 
+// routes mounts the route groups, each with the server's middleware for
+// what it serves: the API and the OpenAI surface answer in JSON and allow
+// cross-origin callers (CORS); the console answers with pages and is
+// same-origin only. Within its group each handler adds its own body limits,
+// authentication and timeouts per route.
 func (s *Server) routes() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	_ = r.SetTrustedProxies(nil)
-	r.Use(s.recoverPanics, s.logRequests, s.checkHost)
-	// CORS answers preflight requests before authentication runs. The console
-	// is same-origin only, so its routes get no CORS headers at all.
+	r.Use(s.recoverPanics, s.logRequests)
+
+	apiChain := []gin.HandlerFunc{s.checkHost(s.misdirectedAPI), s.cors()}
+	uiChain := []gin.HandlerFunc{s.checkHost(s.misdirectedPage)}
+	apis := r.Group("", apiChain...)
+	s.api.Register(apis)
+	s.openai.Register(apis)
+	s.ui.Register(r.Group("", uiChain...))
+
+	// A request no route matches belongs to no group, and gin has no
+	// fallback per group (nor may a catch-all share a prefix with routes):
+	// the path tells which group's middleware and answer it gets.
+	body := s.limitBody(s.opts.BodyTimeout, s.opts.MaxBodyBytes)
+	fallback := func(onAPI, onUI gin.HandlerFunc) gin.HandlerFunc {
+		apiRest := append(slices.Clip(apiChain), body, onAPI)
+		uiRest := append(slices.Clip(uiChain), body, onUI)
+		return func(c *gin.Context) {
+			chain := apiRest
+			if ui.Owns(c.Request.URL.Path) {
+				chain = uiRest
+			}
+			for _, h := range chain {
+				if h(c); c.IsAborted() {
+					return
+				}
+			}
+		}
+	}
+	noMethod := func(c *gin.Context) {
+		s.api.Fail(c, &api.Error{Status: http.StatusMethodNotAllowed, Msg: "method " + c.Request.Method + " is not allowed on " + c.Request.URL.Path})
+	}
+	r.NoRoute(fallback(func(c *gin.Context) {
+		s.api.Fail(c, &api.Error{Status: http.StatusNotFound, Msg: "no such route: " + c.Request.Method + " " + c.Request.URL.Path})
+	}, s.ui.NotFound))
+	r.NoMethod(fallback(noMethod, noMethod))
+	return r
+}
+
+// cors answers the API's preflight requests before authentication runs and
+// puts CORS headers on its answers, for the origins Options.CORSOrigins
+// allows.
+func (s *Server) cors() gin.HandlerFunc {
 	corsHandler := cors.New(cors.Config{
 		AllowOriginFunc:  s.originAllowed,
 		AllowMethods:     []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
@@ -180,10 +228,7 @@ func (s *Server) routes() *gin.Engine {
 		AllowCredentials: true,
 		MaxAge:           10 * time.Minute,
 	})
-	r.Use(func(c *gin.Context) {
-		if ui.Owns(c.Request.URL.Path) {
-			return
-		}
+	return func(c *gin.Context) {
 		// The CORS handler takes an Origin equal to the Host for this
 		// server's own and lets it through. That holds only for a Host the
 		// host check knows as ours: with the check turned off ("*"), a
@@ -193,23 +238,7 @@ func (s *Server) routes() *gin.Engine {
 			return
 		}
 		corsHandler(c)
-	})
-	r.Use(s.limitBody)
-	r.NoRoute(func(c *gin.Context) {
-		if ui.Owns(c.Request.URL.Path) {
-			s.ui.NotFound(c)
-			return
-		}
-		s.api.Fail(c, &api.Error{Status: http.StatusNotFound, Msg: "no such route: " + c.Request.Method + " " + c.Request.URL.Path})
-	})
-	r.NoMethod(func(c *gin.Context) {
-		s.api.Fail(c, &api.Error{Status: http.StatusMethodNotAllowed, Msg: "method " + c.Request.Method + " is not allowed on " + c.Request.URL.Path})
-	})
-
-	s.ui.Register(r)
-	s.api.Register(r)
-	s.openai.Register(r)
-	return r
+	}
 }
 
 // originAllowed matches an Origin against the configured list; entries ending
@@ -264,28 +293,27 @@ func (s *Server) logRequests(c *gin.Context) {
 		"status", c.Writer.Status(), "duration", time.Since(start), "bytes", c.Writer.Size())
 }
 
-// limitBody bounds the size of a request's body and the time reading it may
-// take: MaxBodyBytes and BodyTimeout, or for uploads UploadTimeout (their
-// handlers bound the size themselves). http.Server's ReadTimeout would do for
-// the time, but for every route alike; a deadline set here, once the route is
-// known, is per request. Once the body has been read to its end, net/http
-// lifts the deadline itself (it then reads only to notice the client going
-// away), so a run may stream its answer for longer.
-func (s *Server) limitBody(c *gin.Context) {
-	if c.Request.Body == nil || c.Request.Body == http.NoBody {
-		// No body: nothing to bound. net/http is already watching such a
-		// connection for the client going away, and a deadline would end
-		// that watch by cancelling the request: event streams would be cut.
-		return
-	}
-	wait := s.opts.BodyTimeout
-	if upload := c.Request.Method == http.MethodPost && (c.FullPath() == "/knowledge/content" || c.FullPath() == "/ui/knowledge/upload"); upload {
-		wait = s.opts.UploadTimeout
-	} else {
-		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes)
-	}
-	if err := http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(wait)); err != nil {
-		s.log.Warn("cannot bound the time to read a request body", "path", c.FullPath(), "err", err)
+// limitBody bounds the size of a request's body to max bytes (0: the
+// handler bounds it, as uploads do) and the time reading it may take to
+// wait. http.Server's ReadTimeout would do for the time, but for every route
+// alike; a deadline set here is per route group. Once the body has been read
+// to its end, net/http lifts the deadline itself (it then reads only to
+// notice the client going away), so a run may stream its answer for longer.
+func (s *Server) limitBody(wait time.Duration, max int64) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if c.Request.Body == nil || c.Request.Body == http.NoBody {
+			// No body: nothing to bound. net/http is already watching such
+			// a connection for the client going away, and a deadline would
+			// end that watch by cancelling the request: event streams would
+			// be cut.
+			return
+		}
+		if max > 0 {
+			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, max)
+		}
+		if err := http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(wait)); err != nil {
+			s.log.Warn("cannot bound the time to read a request body", "path", c.FullPath(), "err", err)
+		}
 	}
 }
 
@@ -308,7 +336,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// The cap counts connections, not requests: a slow client holds its
 	// slot only as long as the header, body and idle timeouts let it.
 	ln = netutil.LimitListener(ln, s.opts.MaxConnections)
-	// No ReadTimeout (limitBody sets one per route) and no WriteTimeout:
+	// No ReadTimeout (limitBody sets one per route group) and no WriteTimeout:
 	// runs stream their answers for as long as their specs allow.
 	srv := &http.Server{
 		Handler:           s.router,

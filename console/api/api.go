@@ -107,8 +107,11 @@ type Options struct {
 	// Documented are the routes other groups serve that the OpenAPI
 	// document describes too (the OpenAI surface).
 	Documented []Route
-	// Timeout bounds every request but runs and uploads.
-	Timeout gin.HandlerFunc
+	// Body bounds a request's body, in size and in the time it may take to
+	// arrive; Upload bounds an upload's, which may be larger and slower
+	// (the handler bounds its size). Timeout bounds every request but runs
+	// and uploads. The server builds all three; nil bounds nothing.
+	Body, Upload, Timeout gin.HandlerFunc
 	// DBID identifies the database in AgentOS responses.
 	DBID    string
 	Version string
@@ -127,21 +130,27 @@ func New(opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Timeout == nil {
-		opts.Timeout = func(*gin.Context) {}
+	for _, m := range []*gin.HandlerFunc{&opts.Body, &opts.Upload, &opts.Timeout} {
+		if *m == nil {
+			*m = func(*gin.Context) {}
+		}
 	}
 	return &Handler{opts: opts, log: opts.Logger}
 }
 
 // Register mounts the API's routes on r, which carries the server's own
-// middleware (host check, CORS, body limits). Health probes need no key;
-// every other route needs one with its scope, and all but runs and uploads
-// are bounded by Options.Timeout.
+// middleware (host check, CORS). Every route bounds its body (uploads with
+// Options.Upload, the rest with Options.Body); health probes need no key,
+// every other route needs one with its scope; all but runs and uploads are
+// bounded by Options.Timeout.
 func (h *Handler) Register(r gin.IRouter) {
-	r.GET("/health", h.health)
-	r.GET("/health/ready", h.ready)
+	bearer := auth.Bearer(h.opts.Keys, h.Deny)
+	bounded := r.Group("", h.opts.Body)
+	bounded.GET("/health", h.health)
+	bounded.GET("/health/ready", h.ready)
 
-	keyed := r.Group("", auth.Bearer(h.opts.Keys, h.Deny))
+	keyed := bounded.Group("", bearer)
+	uploads := r.Group("", h.opts.Upload, bearer)
 	timed := keyed.Group("", h.opts.Timeout)
 	need := h.Require
 	timed.GET("/config", need(auth.ScopeAgentsRead), h.wrap(h.getConfig))
@@ -168,7 +177,7 @@ func (h *Handler) Register(r gin.IRouter) {
 
 	if h.opts.Knowledge != nil {
 		timed.GET("/knowledge/config", need(auth.ScopeKnowledgeRead), h.wrap(h.knowledgeConfig))
-		keyed.POST("/knowledge/content", need(auth.ScopeKnowledgeWrite), h.wrap(h.uploadContent))
+		uploads.POST("/knowledge/content", need(auth.ScopeKnowledgeWrite), h.wrap(h.uploadContent))
 		timed.GET("/knowledge/content", need(auth.ScopeKnowledgeRead), h.wrap(h.listContent))
 		timed.GET("/knowledge/content/:id", need(auth.ScopeKnowledgeRead), h.wrap(h.getContent))
 		timed.GET("/knowledge/content/:id/status", need(auth.ScopeKnowledgeRead), h.wrap(h.contentStatus))

@@ -52,9 +52,10 @@ type Options struct {
 	// keeps refusals alike on every API route.
 	Deny   auth.Deny
 	Logger *slog.Logger
-	// Timeout bounds GET /v1/models; completions are runs, bounded by
-	// their specs.
-	Timeout gin.HandlerFunc
+	// Body bounds a request's body, in size and in the time it may take to
+	// arrive. Timeout bounds GET /v1/models; completions are runs, bounded
+	// by their specs. The server builds both; nil bounds nothing.
+	Body, Timeout gin.HandlerFunc
 }
 
 // Handler serves /v1.
@@ -68,15 +69,18 @@ func New(opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Timeout == nil {
-		opts.Timeout = func(*gin.Context) {}
+	for _, m := range []*gin.HandlerFunc{&opts.Body, &opts.Timeout} {
+		if *m == nil {
+			*m = func(*gin.Context) {}
+		}
 	}
 	return &Handler{opts: opts, log: opts.Logger}
 }
 
-// Register mounts /v1/models and /v1/chat/completions on r.
+// Register mounts /v1/models and /v1/chat/completions on r, which carries
+// the server's own middleware (host check, CORS).
 func (h *Handler) Register(r gin.IRouter) {
-	keyed := r.Group("", auth.Bearer(h.opts.Keys, h.opts.Deny))
+	keyed := r.Group("", h.opts.Body, auth.Bearer(h.opts.Keys, h.opts.Deny))
 	keyed.GET("/v1/models", h.opts.Timeout, auth.Require(auth.ScopeAgentsRead, h.opts.Deny), h.wrap(h.models))
 	keyed.POST("/v1/chat/completions", auth.Require(auth.ScopeAgentsRun, h.opts.Deny), h.wrap(h.chatCompletions))
 }

@@ -102,8 +102,13 @@ type Options struct {
 	// Closing is closed when the server begins to shut down, ending open
 	// event streams that would otherwise hold the shutdown up.
 	Closing <-chan struct{}
-	// Timeout bounds every request but the chat, uploads and event streams.
-	Timeout gin.HandlerFunc
+	// Body bounds a request's body, in size and in the time it may take to
+	// arrive; Upload bounds an upload's, which may be larger and slower
+	// (the handler bounds its size). Timeout bounds every request but the
+	// chat, uploads and event streams. The server builds all three; nil
+	// bounds nothing.
+	Body, Upload, Timeout gin.HandlerFunc
+	// Version is shown in the pages' footer.
 	Version string
 }
 
@@ -120,36 +125,48 @@ func New(opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Timeout == nil {
-		opts.Timeout = func(*gin.Context) {}
+	for _, m := range []*gin.HandlerFunc{&opts.Body, &opts.Upload, &opts.Timeout} {
+		if *m == nil {
+			*m = func(*gin.Context) {}
+		}
 	}
 	versions := web.Versions()
 	return &Handler{opts: opts, log: opts.Logger, asset: func(name string) string { return "/static/" + name + "?v=" + versions[name] }}
 }
 
-// Owns reports whether a path is the console's rather than the API's: the
-// server answers unknown paths there with a page, not JSON.
+// Owns reports whether a path is in the console's part of the URL space
+// rather than the API's. Routes need no such test, each group mounts its
+// own; the server asks it only of a request no route matches, to answer
+// with a page rather than JSON.
 func Owns(p string) bool {
 	return p == "/" || strings.HasPrefix(p, "/ui/") || p == "/ui" || strings.HasPrefix(p, "/static/")
 }
 
 // Register mounts the console's pages, fragments, streams and assets on r,
-// which carries the server's own middleware (host check, body limits).
+// which carries the server's own middleware (host check). Every route
+// bounds its body (uploads with Options.Upload, the rest with
+// Options.Body); pages need a signed-in key with their scope and refuse
+// cross-origin writes; all but the chat, uploads and event streams are
+// bounded by Options.Timeout.
 func (h *Handler) Register(r gin.IRouter) {
+	csrf := auth.CSRF(h.denyCrossOrigin)
+	cookie := auth.Cookie(h.opts.Keys, signIn)
+	bounded := r.Group("", h.opts.Body)
 	static := http.StripPrefix("/static/", http.FileServerFS(web.Static()))
-	r.GET("/static/*path", func(c *gin.Context) {
+	bounded.GET("/static/*path", func(c *gin.Context) {
 		if c.Query("v") != "" {
 			c.Header("Cache-Control", "public, max-age=31536000, immutable")
 		}
 		static.ServeHTTP(c.Writer, c.Request)
 	})
 
-	ui := r.Group("", auth.CSRF(h.denyCrossOrigin))
+	ui := bounded.Group("", csrf)
 	ui.GET("/ui/login", h.loginPage)
 	ui.POST("/ui/login", h.login)
 	ui.POST("/ui/logout", h.logout)
 
-	pages := ui.Group("", auth.Cookie(h.opts.Keys, signIn))
+	pages := ui.Group("", cookie)
+	uploads := r.Group("", h.opts.Upload, csrf, cookie)
 	timed := pages.Group("", h.opts.Timeout)
 	timed.GET("/", h.pageRequire(auth.ScopeAgentsRead), h.overviewPage)
 	timed.GET("/ui", func(c *gin.Context) { c.Redirect(http.StatusSeeOther, "/") })
@@ -172,7 +189,7 @@ func (h *Handler) Register(r gin.IRouter) {
 
 	timed.GET("/ui/knowledge", h.pageRequire(auth.ScopeKnowledgeRead), h.knowledgePage)
 	if h.opts.Knowledge != nil {
-		pages.POST("/ui/knowledge/upload", h.pageRequire(auth.ScopeKnowledgeWrite), h.uploadFromConsole)
+		uploads.POST("/ui/knowledge/upload", h.pageRequire(auth.ScopeKnowledgeWrite), h.uploadFromConsole)
 		timed.GET("/ui/knowledge/docs/:id", h.pageRequire(auth.ScopeKnowledgeRead), h.docRow)
 		timed.POST("/ui/knowledge/docs/:id/delete", h.pageRequire(auth.ScopeKnowledgeWrite), h.deleteDocFromConsole)
 		timed.POST("/ui/knowledge/docs/:id/retry", h.pageRequire(auth.ScopeKnowledgeWrite), h.retryDocFromConsole)
