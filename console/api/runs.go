@@ -76,7 +76,7 @@ func (h *Handler) createRun(typ string) handlerFunc {
 		}
 		stream := req.Stream == nil || *req.Stream
 		p := session.Params{Kind: kind, Name: c.Param("id"), Message: req.Message, SessionID: req.SessionID,
-			UserID: auth.Of(c).UserID(req.UserID), Stream: stream, BoundUser: auth.Of(c).Bound(), Link: runLink(c)}
+			UserID: auth.Of(c).UserID(req.UserID), Stream: stream, BoundUser: auth.Of(c).Bound(), Link: RunLink(c)}
 		turn, err := h.opts.Runs.Start(c.Request.Context(), p)
 		if err != nil {
 			return err
@@ -114,15 +114,13 @@ func (h *Handler) cancelRun(typ string) handlerFunc {
 	}
 }
 
-// runLink is the caller's span from its traceparent header: the run's own
-// trace links to it (see telemetry.NewTrace) and never joins it.
-func runLink(c *gin.Context) session.Link {
+// RunLink is the caller's span from its traceparent header: the run's own
+// trace links to it (see telemetry.NewTrace) and never joins it. Every
+// surface that starts runs reads it alike.
+func RunLink(c *gin.Context) session.Link {
 	p := traceLink(c)
 	return session.Link{TraceID: p.TraceID, SpanID: p.SpanID}
 }
-
-// RunLink is runLink for the other surfaces that start runs.
-func RunLink(c *gin.Context) session.Link { return runLink(c) }
 
 // traceHeaders names the run's trace to the client, when it is traced.
 func traceHeaders(c *gin.Context, t *session.Turn) {

@@ -41,7 +41,7 @@ func (h *Handler) chat(typ string) gin.HandlerFunc {
 		turn, err := h.opts.Runs.Start(c.Request.Context(), session.Params{Kind: kind, Name: c.Param("id"), Message: message,
 			SessionID: c.PostForm("session_id"), UserID: p.UserID(""), Stream: true, BoundUser: p.Bound()})
 		if err != nil {
-			h.consoleError(c, "the run", err)
+			h.fail(c, "the run", err)
 			return
 		}
 		runID, sessionID := turn.RunID(), turn.SessionID()

@@ -86,12 +86,12 @@ func (h *Handler) overviewPage(c *gin.Context) {
 		var err error
 		f := userFilter(c)
 		if o.Recent, err = h.opts.Store.RecentRuns(ctx, 10, f); err != nil {
-			h.consoleError(c, "recent runs", err)
+			h.fail(c, "recent runs", err)
 			return
 		}
 		now := time.Now()
 		if o.Activity, err = h.opts.Store.RunActivity(ctx, now.Add(-activityWindow), now, activityBuckets, f); err != nil {
-			h.consoleError(c, "run activity", err)
+			h.fail(c, "run activity", err)
 			return
 		}
 	}
@@ -192,7 +192,7 @@ func (h *Handler) targetPage(typ string) gin.HandlerFunc {
 			if o.Doc != nil {
 				yaml, err := spec.Resolved(o.Doc)
 				if err != nil {
-					h.consoleError(c, "the spec", err)
+					h.fail(c, "the spec", err)
 					return
 				}
 				p.YAML = yaml
@@ -207,7 +207,7 @@ func (h *Handler) targetPage(typ string) gin.HandlerFunc {
 			}
 			runs, omitted, err := h.opts.Store.LatestRuns(c.Request.Context(), id, userFilter(c), maxChatRuns)
 			if err != nil {
-				h.consoleError(c, "the session", err)
+				h.fail(c, "the session", err)
 				return
 			}
 			p.SessionID, p.Omitted = id, omitted
@@ -264,7 +264,7 @@ func (h *Handler) sessionsPage(c *gin.Context) {
 	q := store.SessionQuery{Filter: userFilter(c), Search: strings.TrimSpace(c.Query("q")), Page: pageParam(c), Limit: store.DefaultLimit}
 	rows, total, err := h.opts.Store.ListSessions(c.Request.Context(), q)
 	if err != nil {
-		h.consoleError(c, "sessions", err)
+		h.fail(c, "sessions", err)
 		return
 	}
 	p := view.Sessions{Search: q.Search, Rows: rows, Page: q.Page, Total: total, TotalPages: pageCount(total, q.Limit),
@@ -276,12 +276,12 @@ func (h *Handler) sessionPage(c *gin.Context) {
 	ctx := c.Request.Context()
 	sess, err := h.opts.Store.GetSession(ctx, c.Param("id"), userFilter(c))
 	if err != nil {
-		h.consoleError(c, "the session", err)
+		h.fail(c, "the session", err)
 		return
 	}
 	runs, omitted, err := h.opts.Store.LatestRuns(ctx, sess.ID, userFilter(c), maxPageRuns)
 	if err != nil {
-		h.consoleError(c, "the session's runs", err)
+		h.fail(c, "the session's runs", err)
 		return
 	}
 	p := view.SessionPage{Session: *sess, Members: map[string][]store.Run{}, CanWrite: auth.Of(c).Has(auth.ScopeSessionsWrite), Traces: h.opts.Traces != nil,
@@ -299,11 +299,11 @@ func (h *Handler) sessionPage(c *gin.Context) {
 func (h *Handler) renameFromConsole(c *gin.Context) {
 	name, err := api.CheckSessionName(c.PostForm("name"))
 	if err != nil {
-		h.consoleError(c, "the session", err)
+		h.fail(c, "the session", err)
 		return
 	}
 	if _, err := h.opts.Store.RenameSession(c.Request.Context(), c.Param("id"), name, userFilter(c)); err != nil {
-		h.consoleError(c, "the session", err)
+		h.fail(c, "the session", err)
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/ui/sessions/"+c.Param("id"))
@@ -311,7 +311,7 @@ func (h *Handler) renameFromConsole(c *gin.Context) {
 
 func (h *Handler) deleteFromConsole(c *gin.Context) {
 	if err := api.DeleteSession(c.Request.Context(), h.opts.Runs, h.opts.Store, c.Param("id"), userFilter(c)); err != nil {
-		h.consoleError(c, "the session", err)
+		h.fail(c, "the session", err)
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/ui/sessions")
@@ -323,7 +323,7 @@ func (h *Handler) runTrace(c *gin.Context) {
 	}
 	traces, _, err := h.opts.Traces.ListTraces(c.Request.Context(), telemetry.TraceQuery{RunID: c.Param("run_id"), UserID: auth.Of(c).UserID(""), Limit: 1, Page: 1})
 	if err != nil {
-		h.consoleError(c, "the trace", err)
+		h.fail(c, "the trace", err)
 		return
 	}
 	if len(traces) == 0 {
@@ -365,7 +365,7 @@ func (h *Handler) tracesPage(c *gin.Context) {
 	}
 	rows, total, err := h.opts.Traces.ListTraces(c.Request.Context(), q)
 	if err != nil {
-		h.consoleError(c, "traces", err)
+		h.fail(c, "traces", err)
 		return
 	}
 	p.Rows, p.Page, p.Total, p.TotalPages = rows, q.Page, total, pageCount(total, q.Limit)
@@ -378,7 +378,7 @@ func (h *Handler) tracePage(c *gin.Context) {
 	}
 	spans, found, err := api.LoadTrace(c.Request.Context(), h.opts.Traces, auth.Of(c), c.Param("trace_id"))
 	if err != nil {
-		h.consoleError(c, "the trace", err)
+		h.fail(c, "the trace", err)
 		return
 	}
 	if !found {
@@ -458,7 +458,7 @@ func (h *Handler) knowledgePage(c *gin.Context) {
 		for _, b := range h.opts.Knowledge.Bases() {
 			_, n, err := h.opts.Knowledge.List(ctx, kb.DocumentQuery{KnowledgeID: b.Name, Limit: 1})
 			if err != nil {
-				h.consoleError(c, "knowledge bases", err)
+				h.fail(c, "knowledge bases", err)
 				return
 			}
 			p.Bases = append(p.Bases, view.Base{Name: b.Name, Store: b.Store.Type, Search: b.Search.Mode, Embedder: b.Embedder, Documents: n})
@@ -466,7 +466,7 @@ func (h *Handler) knowledgePage(c *gin.Context) {
 		q := kb.DocumentQuery{Limit: docsPerPage, Page: pageParam(c), SortBy: "updated_at", SortOrder: "desc"}
 		var err error
 		if p.Docs, p.Total, err = h.opts.Knowledge.List(ctx, q); err != nil {
-			h.consoleError(c, "documents", err)
+			h.fail(c, "documents", err)
 			return
 		}
 		p.Page, p.Pages = q.Page, pageCount(p.Total, docsPerPage)
@@ -483,7 +483,7 @@ func (h *Handler) docRow(c *gin.Context) {
 		return
 	}
 	if err != nil {
-		h.consoleError(c, "the document", err)
+		h.fail(c, "the document", err)
 		return
 	}
 	h.render(c, http.StatusOK, view.DocRow(*d, auth.Of(c).Has(auth.ScopeKnowledgeWrite)))
@@ -492,7 +492,7 @@ func (h *Handler) docRow(c *gin.Context) {
 func (h *Handler) uploadFromConsole(c *gin.Context) {
 	d, err := api.ReadUpload(c, h.opts.Knowledge)
 	if err != nil {
-		h.consoleError(c, "the upload", err)
+		h.fail(c, "the upload", err)
 		return
 	}
 	h.render(c, http.StatusAccepted, view.DocRow(*d, true))
@@ -500,7 +500,7 @@ func (h *Handler) uploadFromConsole(c *gin.Context) {
 
 func (h *Handler) deleteDocFromConsole(c *gin.Context) {
 	if err := h.opts.Knowledge.Delete(c.Request.Context(), c.Param("id")); err != nil && !errors.Is(err, kb.ErrNotFound) {
-		h.consoleError(c, "the document", err)
+		h.fail(c, "the document", err)
 		return
 	}
 	c.Data(http.StatusOK, "text/html; charset=utf-8", nil)
@@ -509,7 +509,7 @@ func (h *Handler) deleteDocFromConsole(c *gin.Context) {
 func (h *Handler) retryDocFromConsole(c *gin.Context) {
 	d, err := h.opts.Knowledge.Retry(c.Request.Context(), c.Param("id"))
 	if err != nil {
-		h.consoleError(c, "the document", err)
+		h.fail(c, "the document", err)
 		return
 	}
 	h.render(c, http.StatusOK, view.DocRow(*d, true))

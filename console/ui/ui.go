@@ -322,10 +322,10 @@ func (h *Handler) Problem(c *gin.Context, status int, title, msg, hint string) {
 	c.Abort()
 }
 
-// consoleError answers an error from the shared data paths with a problem
+// fail answers an error from the shared data paths with a problem
 // page, classified by the API's table (api.Status); what names the thing
 // being loaded or changed ("the session").
-func (h *Handler) consoleError(c *gin.Context, what string, err error) {
+func (h *Handler) fail(c *gin.Context, what string, err error) {
 	status, msg, known := api.Status(err)
 	var refusal *session.Error
 	switch {
