@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/troupehq/troupe/console"
 )
 
 const (
@@ -110,22 +108,4 @@ func TestUserIsolation(t *testing.T) {
 	ts.json(http.MethodGet, "/sessions?user_id=alice", adminKey, "", http.StatusOK, &page)
 	require.Len(t, page.Data, 1)
 	ts.json(http.MethodDelete, "/sessions/"+alice, adminKey, "", http.StatusNoContent, nil)
-}
-
-func TestParseKeys(t *testing.T) {
-	t.Parallel()
-	_, err := console.ParseKeys("short=admin")
-	require.ErrorContains(t, err, "too short")
-	_, err = console.ParseKeys(adminKey + "=root")
-	require.ErrorContains(t, err, `unknown scope "root"`)
-	require.NotContains(t, err.Error(), adminKey, "errors never show keys")
-	_, err = console.ParseKeys(adminKey)
-	require.ErrorContains(t, err, "KEY=SCOPE+SCOPE@USER")
-	r, err := console.ParseKeys(" " + aliceKey + "=agents:run@alice , ")
-	require.NoError(t, err)
-	k, ok := r.Lookup(aliceKey)
-	require.True(t, ok)
-	require.Equal(t, "alice", k.UserID)
-	require.True(t, k.Has(console.ScopeAgentsRun))
-	require.False(t, k.Has(console.ScopeSessionsRead))
 }

@@ -5,16 +5,12 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/troupehq/troupe/console/view"
+	"github.com/troupehq/troupe/console/ui/view"
 )
 
 // APIDocsBuilds is how many times s built its OpenAPI document and docs
 // page.
-func APIDocsBuilds(s *Server) int {
-	s.docsCache.mu.Lock()
-	defer s.docsCache.mu.Unlock()
-	return s.docsCache.builds
-}
+func APIDocsBuilds(s *Server) int { return s.api.DocsBuilds() }
 
 // MaxShownText is view.MaxShownText, for the tests outside the package.
 const MaxShownText = view.MaxShownText

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/console"
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/model"
@@ -95,7 +96,7 @@ type harness struct {
 	dsn       string     // database URL; a fresh SQLite file when empty
 	traces    traceStore // where spans go and traces are read; the database's own when nil
 	noTracing bool       // run without a recorder, as troupe serve does with tracing off
-	keys      *console.Keyring
+	keys      *auth.Keyring
 	watch     bool   // reload when files in the spec folder change, as troupe serve does
 	specs     string // more documents, in a second spec file
 	opts      func(*console.Options)
@@ -141,7 +142,7 @@ func withOptions(f func(*console.Options)) serverOption { return func(h *harness
 
 func withKeys(spec string) serverOption {
 	return func(h *harness) {
-		k, err := console.ParseKeys(spec)
+		k, err := auth.ParseKeys(spec)
 		if err != nil {
 			panic(err)
 		}

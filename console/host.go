@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/troupehq/troupe/console/api"
 )
 
 // The host check defends against DNS rebinding: a web page on a name the
@@ -124,20 +126,28 @@ func (p *hostPolicy) own(hostport string) bool {
 }
 
 // checkHost refuses requests for a Host the server does not answer to, with
-// 421 Misdirected Request: the request reached a server it was not meant
-// for.
-func (s *Server) checkHost(c *gin.Context) {
-	p := s.hosts.Load()
-	if p != nil && p.allows(c.Request.Host) {
-		return
+// 421 Misdirected Request (the request reached a server it was not meant
+// for), answered by refuse in the route group's format.
+func (s *Server) checkHost(refuse func(c *gin.Context, msg string)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if p := s.hosts.Load(); p != nil && p.allows(c.Request.Host) {
+			return
+		}
+		refuse(c, "this server does not answer to the host "+quoteHost(c.Request.Host)+
+			": if that name is yours (say, behind a reverse proxy), start troupe with --allowed-hosts "+quoteHost(hostOnly(c.Request.Host))+" (env TROUPE_ALLOWED_HOSTS)")
 	}
-	msg := "this server does not answer to the host " + quoteHost(c.Request.Host) +
-		": if that name is yours (say, behind a reverse proxy), start troupe with --allowed-hosts " + quoteHost(hostOnly(c.Request.Host)) + " (env TROUPE_ALLOWED_HOSTS)"
-	if isConsolePath(c.Request.URL.Path) {
-		s.problem(c, http.StatusMisdirectedRequest, "Unknown host", msg+".", "Open the console at the address the server listens on, such as http://127.0.0.1:7777/.")
-		return
-	}
-	abort(c, http.StatusMisdirectedRequest, msg)
+}
+
+// misdirectedAPI answers an API request for a Host the server does not
+// answer to.
+func (s *Server) misdirectedAPI(c *gin.Context, msg string) {
+	s.api.Fail(c, &api.Error{Status: http.StatusMisdirectedRequest, Msg: msg})
+}
+
+// misdirectedPage answers a console request for a Host the server does not
+// answer to.
+func (s *Server) misdirectedPage(c *gin.Context, msg string) {
+	s.ui.Problem(c, http.StatusMisdirectedRequest, "Unknown host", msg+".", "Open the console at the address the server listens on, such as http://127.0.0.1:7777/.")
 }
 
 // hostOnly strips the port from a Host header.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,11 @@ import (
 	"github.com/gin-gonic/gin"
 	"golang.org/x/net/netutil"
 
+	"github.com/troupehq/troupe/console/api"
+	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/openai"
+	"github.com/troupehq/troupe/console/sse"
+	"github.com/troupehq/troupe/console/ui"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/telemetry"
 )
@@ -37,7 +43,7 @@ type Options struct {
 	Logger  *slog.Logger
 	// Keys are the accepted API keys; none means the server runs open, which
 	// cmd/troupe allows only on loopback addresses.
-	Keys *Keyring
+	Keys *auth.Keyring
 	// CORSOrigins are the browser origins allowed to call the API. Entries may
 	// end in ":*" to allow any port. Default: localhost and 127.0.0.1, any port.
 	CORSOrigins []string
@@ -83,16 +89,17 @@ type Server struct {
 	log    *slog.Logger
 	router *gin.Engine
 	start  time.Time
-	// asset maps a static file name to its cache-busting URL.
-	asset func(name string) string
-	// csrf rejects cross-origin writes to the console.
-	csrf *http.CrossOriginProtection
 	// closing is closed when shutdown begins, ending open event streams that
 	// would otherwise hold the shutdown until its timeout.
 	closing   chan struct{}
 	closeOnce sync.Once
-	// docsCache keeps /openapi.json and /docs of the current snapshot.
-	docsCache apiDocsCache
+	// streams opens the event streams of runs and console pages, counted
+	// in Metrics.
+	streams *sse.Streams
+	// api, openai and ui serve the route groups the server mounts.
+	api    *api.Handler
+	openai *openai.Handler
+	ui     *ui.Handler
 	// hosts is the Host check of the listener being served (set by Serve);
 	// nil refuses every request.
 	hosts atomic.Pointer[hostPolicy]
@@ -136,19 +143,83 @@ func New(opts Options) *Server {
 	if len(opts.CORSOrigins) == 0 {
 		opts.CORSOrigins = DefaultCORSOrigins
 	}
-	s := &Server{opts: opts, log: opts.Logger, start: time.Now().UTC(), csrf: http.NewCrossOriginProtection(), closing: make(chan struct{})}
+	s := &Server{opts: opts, log: opts.Logger, start: time.Now().UTC(), closing: make(chan struct{})}
+	if opts.Metrics != nil {
+		// Only a non-nil *Metrics: a nil one in the interface would count.
+		s.streams = sse.NewStreams(opts.Metrics)
+	}
+	// Every route bounds its body; uploads get longer to send theirs, and
+	// bound their size themselves.
+	body, upload := s.limitBody(opts.BodyTimeout, opts.MaxBodyBytes), s.limitBody(opts.UploadTimeout, 0)
+	var prom http.Handler
+	if opts.Metrics != nil {
+		prom = opts.Metrics.Handler()
+	}
+	s.api = api.New(api.Options{
+		Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Traces: opts.Traces, Prometheus: prom,
+		Streams: s.streams, Keys: opts.Keys, Logger: opts.Logger, Started: s.start, Closing: s.closing,
+		Documented: openai.Routes(), Body: body, Upload: upload, Timeout: s.timeout, DBID: opts.DBID, Version: opts.Version,
+	})
+	s.openai = openai.New(openai.Options{Engine: opts.Engine, Runs: opts.Runs, Streams: s.streams, Keys: opts.Keys, Deny: s.api.Deny,
+		Logger: opts.Logger, Body: body, Timeout: s.timeout})
+	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Traces: opts.Traces, Streams: s.streams,
+		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Body: body, Upload: upload, Timeout: s.timeout, Version: opts.Version})
 	s.router = s.routes()
 	return s
 }
 
+// routes mounts the route groups, each with the server's middleware for
+// what it serves: the API and the OpenAI surface answer in JSON and allow
+// cross-origin callers (CORS); the console answers with pages and is
+// same-origin only. Within its group each handler adds its own body limits,
+// authentication and timeouts per route.
 func (s *Server) routes() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	_ = r.SetTrustedProxies(nil)
-	r.Use(s.recoverPanics, s.logRequests, s.checkHost)
-	// CORS answers preflight requests before authentication runs. The console
-	// is same-origin only, so its routes get no CORS headers at all.
+	r.Use(s.recoverPanics, s.logRequests)
+
+	apiChain := []gin.HandlerFunc{s.checkHost(s.misdirectedAPI), s.cors()}
+	uiChain := []gin.HandlerFunc{s.checkHost(s.misdirectedPage)}
+	apis := r.Group("", apiChain...)
+	s.api.Register(apis)
+	s.openai.Register(apis)
+	s.ui.Register(r.Group("", uiChain...))
+
+	// A request no route matches belongs to no group, and gin has no
+	// fallback per group (nor may a catch-all share a prefix with routes):
+	// the path tells which group's middleware and answer it gets.
+	body := s.limitBody(s.opts.BodyTimeout, s.opts.MaxBodyBytes)
+	fallback := func(onAPI, onUI gin.HandlerFunc) gin.HandlerFunc {
+		apiRest := append(slices.Clip(apiChain), body, onAPI)
+		uiRest := append(slices.Clip(uiChain), body, onUI)
+		return func(c *gin.Context) {
+			chain := apiRest
+			if ui.Owns(c.Request.URL.Path) {
+				chain = uiRest
+			}
+			for _, h := range chain {
+				if h(c); c.IsAborted() {
+					return
+				}
+			}
+		}
+	}
+	noMethod := func(c *gin.Context) {
+		s.api.Fail(c, &api.Error{Status: http.StatusMethodNotAllowed, Msg: "method " + c.Request.Method + " is not allowed on " + c.Request.URL.Path})
+	}
+	r.NoRoute(fallback(func(c *gin.Context) {
+		s.api.Fail(c, &api.Error{Status: http.StatusNotFound, Msg: "no such route: " + c.Request.Method + " " + c.Request.URL.Path})
+	}, s.ui.NotFound))
+	r.NoMethod(fallback(noMethod, noMethod))
+	return r
+}
+
+// cors answers the API's preflight requests before authentication runs and
+// puts CORS headers on its answers, for the origins Options.CORSOrigins
+// allows.
+func (s *Server) cors() gin.HandlerFunc {
 	corsHandler := cors.New(cors.Config{
 		AllowOriginFunc:  s.originAllowed,
 		AllowMethods:     []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
@@ -157,85 +228,17 @@ func (s *Server) routes() *gin.Engine {
 		AllowCredentials: true,
 		MaxAge:           10 * time.Minute,
 	})
-	r.Use(func(c *gin.Context) {
-		if isConsolePath(c.Request.URL.Path) {
-			return
-		}
+	return func(c *gin.Context) {
 		// The CORS handler takes an Origin equal to the Host for this
 		// server's own and lets it through. That holds only for a Host the
 		// host check knows as ours: with the check turned off ("*"), a
 		// rebound name is as foreign as any other origin.
 		if o := c.GetHeader("Origin"); o != "" && sameHost(o, c.Request.Host) && !s.hosts.Load().own(c.Request.Host) && !s.originAllowed(o) {
-			abort(c, http.StatusForbidden, "origin "+quoteHost(o)+" is not allowed: add it to --cors-origins (env TROUPE_CORS_ORIGINS) if it is yours")
+			s.api.Fail(c, &api.Error{Status: http.StatusForbidden, Msg: "origin " + quoteHost(o) + " is not allowed: add it to --cors-origins (env TROUPE_CORS_ORIGINS) if it is yours"})
 			return
 		}
 		corsHandler(c)
-	})
-	r.Use(s.limitBody)
-	r.NoRoute(func(c *gin.Context) {
-		if isConsolePath(c.Request.URL.Path) {
-			s.problem(c, http.StatusNotFound, "Page not found", "There is no console page at "+c.Request.URL.Path+".", "Use the navigation above.")
-			return
-		}
-		abort(c, http.StatusNotFound, "no such route: "+c.Request.Method+" "+c.Request.URL.Path)
-	})
-	r.NoMethod(func(c *gin.Context) {
-		abort(c, http.StatusMethodNotAllowed, "method "+c.Request.Method+" is not allowed on "+c.Request.URL.Path)
-	})
-
-	r.GET("/health", s.health)
-	r.GET("/health/ready", s.ready)
-	s.consoleRoutes(r)
-
-	api := r.Group("", s.authenticate)
-	timed := api.Group("", s.timeout)
-	timed.GET("/config", require(ScopeAgentsRead), s.getConfig)
-	timed.POST("/config/reload", require(ScopeAdmin), s.reload)
-	timed.GET("/models", require(ScopeAgentsRead), s.listModels)
-	timed.GET("/openapi.json", require(ScopeAgentsRead), s.openapi)
-	timed.GET("/docs", require(ScopeAgentsRead), s.docs)
-
-	timed.GET("/agents", require(ScopeAgentsRead), s.listAgents)
-	timed.GET("/agents/:id", require(ScopeAgentsRead), s.getAgent)
-	api.POST("/agents/:id/runs", require(ScopeAgentsRun), s.createRun("agent"))
-	timed.POST("/agents/:id/runs/:run_id/cancel", require(ScopeAgentsRun), s.cancelRun("agent"))
-	timed.GET("/teams", require(ScopeAgentsRead), s.listTeams)
-	timed.GET("/teams/:id", require(ScopeAgentsRead), s.getTeam)
-	api.POST("/teams/:id/runs", require(ScopeAgentsRun), s.createRun("team"))
-	timed.POST("/teams/:id/runs/:run_id/cancel", require(ScopeAgentsRun), s.cancelRun("team"))
-
-	timed.GET("/sessions", require(ScopeSessionsRead), s.listSessions)
-	timed.GET("/sessions/:id", require(ScopeSessionsRead), s.getSession)
-	timed.GET("/sessions/:id/runs", require(ScopeSessionsRead), s.listSessionRuns)
-	timed.POST("/sessions/:id/rename", require(ScopeSessionsWrite), s.renameSession)
-	timed.DELETE("/sessions/:id", require(ScopeSessionsWrite), s.deleteSession)
-	timed.DELETE("/sessions", require(ScopeSessionsWrite), s.deleteSessions)
-
-	if s.opts.Knowledge != nil {
-		timed.GET("/knowledge/config", require(ScopeKnowledgeRead), s.knowledgeConfig)
-		api.POST("/knowledge/content", require(ScopeKnowledgeWrite), s.uploadContent)
-		timed.GET("/knowledge/content", require(ScopeKnowledgeRead), s.listContent)
-		timed.GET("/knowledge/content/:id", require(ScopeKnowledgeRead), s.getContent)
-		timed.GET("/knowledge/content/:id/status", require(ScopeKnowledgeRead), s.contentStatus)
-		timed.PATCH("/knowledge/content/:id", require(ScopeKnowledgeWrite), s.patchContent)
-		timed.DELETE("/knowledge/content/:id", require(ScopeKnowledgeWrite), s.deleteContent)
-		timed.POST("/knowledge/content/:id/retry", require(ScopeKnowledgeWrite), s.retryContent)
-		timed.POST("/knowledge/search", require(ScopeKnowledgeRead), s.searchKnowledge)
 	}
-
-	if s.opts.Traces != nil {
-		timed.GET("/traces", require(ScopeSessionsRead), s.listTraces)
-		timed.GET("/traces/:trace_id", require(ScopeSessionsRead), s.getTrace)
-	}
-	timed.GET("/metrics", require(ScopeAdmin), s.dailyMetrics)
-	if s.opts.Metrics != nil {
-		prom := s.opts.Metrics.Handler()
-		timed.GET("/metrics/prometheus", require(ScopeAdmin), func(c *gin.Context) { prom.ServeHTTP(c.Writer, c.Request) })
-	}
-
-	timed.GET("/v1/models", require(ScopeAgentsRead), s.openaiModels)
-	api.POST("/v1/chat/completions", require(ScopeAgentsRun), s.chatCompletions)
-	return r
 }
 
 // originAllowed matches an Origin against the configured list; entries ending
@@ -272,7 +275,7 @@ func (s *Server) recoverPanics(c *gin.Context) {
 			}
 			s.log.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path, "panic", p)
 			if !c.Writer.Written() {
-				abort(c, http.StatusInternalServerError, "internal error: the server recovered from a bug; see its log")
+				s.api.Fail(c, &api.Error{Status: http.StatusInternalServerError, Msg: "internal error: the server recovered from a bug; see its log"})
 			}
 		}
 	}()
@@ -290,28 +293,27 @@ func (s *Server) logRequests(c *gin.Context) {
 		"status", c.Writer.Status(), "duration", time.Since(start), "bytes", c.Writer.Size())
 }
 
-// limitBody bounds the size of a request's body and the time reading it may
-// take: MaxBodyBytes and BodyTimeout, or for uploads UploadTimeout (their
-// handlers bound the size themselves). http.Server's ReadTimeout would do for
-// the time, but for every route alike; a deadline set here, once the route is
-// known, is per request. Once the body has been read to its end, net/http
-// lifts the deadline itself (it then reads only to notice the client going
-// away), so a run may stream its answer for longer.
-func (s *Server) limitBody(c *gin.Context) {
-	if c.Request.Body == nil || c.Request.Body == http.NoBody {
-		// No body: nothing to bound. net/http is already watching such a
-		// connection for the client going away, and a deadline would end
-		// that watch by cancelling the request: event streams would be cut.
-		return
-	}
-	wait := s.opts.BodyTimeout
-	if upload := c.Request.Method == http.MethodPost && (c.FullPath() == "/knowledge/content" || c.FullPath() == "/ui/knowledge/upload"); upload {
-		wait = s.opts.UploadTimeout
-	} else {
-		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes)
-	}
-	if err := http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(wait)); err != nil {
-		s.log.Warn("cannot bound the time to read a request body", "path", c.FullPath(), "err", err)
+// limitBody bounds the size of a request's body to max bytes (0: the
+// handler bounds it, as uploads do) and the time reading it may take to
+// wait. http.Server's ReadTimeout would do for the time, but for every route
+// alike; a deadline set here is per route group. Once the body has been read
+// to its end, net/http lifts the deadline itself (it then reads only to
+// notice the client going away), so a run may stream its answer for longer.
+func (s *Server) limitBody(wait time.Duration, max int64) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if c.Request.Body == nil || c.Request.Body == http.NoBody {
+			// No body: nothing to bound. net/http is already watching such
+			// a connection for the client going away, and a deadline would
+			// end that watch by cancelling the request: event streams would
+			// be cut.
+			return
+		}
+		if max > 0 {
+			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, max)
+		}
+		if err := http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(wait)); err != nil {
+			s.log.Warn("cannot bound the time to read a request body", "path", c.FullPath(), "err", err)
+		}
 	}
 }
 
@@ -334,7 +336,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// The cap counts connections, not requests: a slow client holds its
 	// slot only as long as the header, body and idle timeouts let it.
 	ln = netutil.LimitListener(ln, s.opts.MaxConnections)
-	// No ReadTimeout (limitBody sets one per route) and no WriteTimeout:
+	// No ReadTimeout (limitBody sets one per route group) and no WriteTimeout:
 	// runs stream their answers for as long as their specs allow.
 	srv := &http.Server{
 		Handler:           s.router,

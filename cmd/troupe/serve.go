@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/troupehq/troupe/console"
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/session"
@@ -124,12 +125,12 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	started := time.Now()
 
-	keys, err := console.ParseKeys(cfg.keys)
+	keys, err := auth.ParseKeys(cfg.keys)
 	if err != nil {
 		return fmt.Errorf("TROUPE_API_KEYS: %w", err)
 	}
 	if cfg.keysFile != "" {
-		if err := console.LoadKeysFile(cfg.keysFile, keys); err != nil {
+		if err := auth.LoadKeysFile(cfg.keysFile, keys); err != nil {
 			return err
 		}
 	}

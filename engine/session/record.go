@@ -26,6 +26,10 @@ func TypeOf(kind spec.Kind) string {
 	return TypeAgent
 }
 
+// MaxSessionName bounds a session's name in characters: the API's rename,
+// the console's form and its pages all hold to it.
+const MaxSessionName = 200
+
 // Session is a conversation with one agent or team.
 type Session struct {
 	ID          string

@@ -1,0 +1,73 @@
+package api
+
+import (
+	"github.com/troupehq/troupe/engine/event"
+)
+
+// sseEvent is the JSON of one streamed run event, in AgentOS's shape: the event
+// name is both on the SSE "event:" line and in the JSON.
+type sseEvent struct {
+	Event         string            `json:"event"`
+	CreatedAt     int64             `json:"created_at"`
+	RunID         string            `json:"run_id"`
+	SessionID     string            `json:"session_id,omitempty"`
+	AgentID       string            `json:"agent_id,omitempty"`
+	AgentName     string            `json:"agent_name,omitempty"`
+	TeamID        string            `json:"team_id,omitempty"`
+	TeamName      string            `json:"team_name,omitempty"`
+	Member        string            `json:"member,omitempty"`
+	Depth         int               `json:"depth,omitempty"`
+	Model         string            `json:"model,omitempty"`
+	ModelProvider string            `json:"model_provider,omitempty"`
+	Content       *string           `json:"content,omitempty"`
+	ContentType   string            `json:"content_type,omitempty"`
+	Tool          *toolResponse     `json:"tool,omitempty"`
+	Metrics       *metricsResponse  `json:"metrics,omitempty"`
+	ErrorType     string            `json:"error_type,omitempty"`
+	References    []event.Reference `json:"references,omitempty"`
+	// Tools and ExtraData complete RunCompleted as AgentOS's does: every
+	// tool call of the run, and the references in Agent UI's shape.
+	Tools     []toolResponse `json:"tools,omitempty"`
+	ExtraData *extraData     `json:"extra_data,omitempty"`
+}
+
+// eventName returns the AgentOS name of an event: a team run's own events are
+// prefixed with Team; its members' events keep their own names.
+func eventName(e event.Event) string {
+	if e.TeamID != "" && e.AgentID == "" {
+		return "Team" + string(e.Type)
+	}
+	return string(e.Type)
+}
+
+func toSSE(e event.Event) sseEvent {
+	out := sseEvent{
+		Event: eventName(e), CreatedAt: e.CreatedAt.Unix(), RunID: e.RunID, SessionID: e.SessionID,
+		AgentID: e.AgentID, AgentName: e.AgentID, TeamID: e.TeamID, TeamName: e.TeamID,
+		Member: e.Member, Depth: e.Depth, Model: e.Model, ModelProvider: e.Provider, ErrorType: e.ErrorKind,
+	}
+	switch e.Type {
+	case event.RunContent, event.RunCompleted:
+		c := e.Content
+		out.Content, out.ContentType = &c, "str"
+	case event.RunError, event.RunCancelled:
+		c := e.Content
+		out.Content = &c
+	}
+	out.References = e.References
+	if e.Type == event.RunCompleted {
+		out.ExtraData = toExtraData(e.References)
+		if len(e.Tools) > 0 {
+			out.Tools = toTools(e.Tools)
+		}
+	}
+	if e.Tool != nil {
+		t := toTool(*e.Tool)
+		out.Tool = &t
+	}
+	if e.Metrics != nil && (e.Type == event.RunCompleted || e.Type == event.ModelRequestCompleted || e.Type == event.RunError) {
+		m := toMetrics(*e.Metrics)
+		out.Metrics = &m
+	}
+	return out
+}

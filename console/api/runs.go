@@ -1,0 +1,131 @@
+package api
+
+import (
+	"encoding/json"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/session"
+	"github.com/troupehq/troupe/spec"
+	"github.com/troupehq/troupe/telemetry"
+)
+
+// runRequest is the body of POST /agents/{id}/runs, as JSON or as a form.
+type runRequest struct {
+	Message   string `json:"message" form:"message" openapi:"required"`
+	Stream    *bool  `json:"stream" form:"stream"`
+	SessionID string `json:"session_id" form:"session_id"`
+	UserID    string `json:"user_id" form:"user_id"`
+}
+
+func parseRunRequest(c *gin.Context) (runRequest, error) {
+	var req runRequest
+	ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	switch ct {
+	case "application/json":
+		if err := json.NewDecoder(c.Request.Body).Decode(&req); err != nil {
+			return req, BodyError(err)
+		}
+	case "multipart/form-data", "application/x-www-form-urlencoded", "":
+		if ct == "multipart/form-data" {
+			if err := c.Request.ParseMultipartForm(1 << 20); err != nil {
+				return req, BodyError(err)
+			}
+		}
+		req.Message = c.PostForm("message")
+		req.SessionID = c.PostForm("session_id")
+		req.UserID = c.PostForm("user_id")
+		if v, ok := c.GetPostForm("stream"); ok && v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return req, Errorf(http.StatusUnprocessableEntity, "stream must be true or false, got %q", v)
+			}
+			req.Stream = &b
+		}
+	default:
+		return req, &Error{Status: http.StatusUnsupportedMediaType, Msg: "send the run as application/json or a form (multipart/form-data or urlencoded)"}
+	}
+	if strings.TrimSpace(req.Message) == "" {
+		return req, &Error{Status: http.StatusUnprocessableEntity, Msg: "message is required"}
+	}
+	return req, nil
+}
+
+func kindOf(typ string) spec.Kind {
+	if typ == "team" {
+		return spec.KindTeam
+	}
+	return spec.KindAgent
+}
+
+// createRun answers POST /agents/{id}/runs and POST /teams/{id}/runs: the
+// run service does the run; this translates the request into its Params and
+// its events into AgentOS frames (or one JSON answer).
+func (h *Handler) createRun(typ string) handlerFunc {
+	kind := kindOf(typ)
+	return func(c *gin.Context) error {
+		req, err := parseRunRequest(c)
+		if err != nil {
+			return err
+		}
+		stream := req.Stream == nil || *req.Stream
+		p := session.Params{Kind: kind, Name: c.Param("id"), Message: req.Message, SessionID: req.SessionID,
+			UserID: auth.Of(c).UserID(req.UserID), Stream: stream, BoundUser: auth.Of(c).Bound(), Link: RunLink(c)}
+		turn, err := h.opts.Runs.Start(c.Request.Context(), p)
+		if err != nil {
+			return err
+		}
+		c.Header("X-Run-Id", turn.RunID())
+		c.Header("X-Session-Id", turn.SessionID())
+		traceHeaders(c, turn)
+		if !stream {
+			run := turn.Execute(c.Request.Context(), func(event.Event) {})
+			c.JSON(http.StatusOK, toRun(run, false))
+			return nil
+		}
+		w, closed := h.opts.Streams.Open(c.Writer)
+		defer closed()
+		turn.Execute(c.Request.Context(), func(e event.Event) {
+			if e.Type == event.ModelRequestCompleted {
+				return // internal accounting; AgentOS clients do not expect it
+			}
+			frame := toSSE(e)
+			_ = w.Event(frame.Event, frame)
+		})
+		return nil
+	}
+}
+
+func (h *Handler) cancelRun(typ string) handlerFunc {
+	kind := kindOf(typ)
+	return func(c *gin.Context) error {
+		m := session.Match{Kind: kind, Name: c.Param("id"), UserID: auth.Of(c).UserID("")}
+		if !h.opts.Runs.Cancel(c.Param("run_id"), m) {
+			return Errorf(http.StatusNotFound, "no run %s of %s %s is in progress", c.Param("run_id"), typ, c.Param("id"))
+		}
+		c.JSON(http.StatusOK, cancelResponse{RunID: c.Param("run_id"), Status: "cancelling"})
+		return nil
+	}
+}
+
+// RunLink is the caller's span from its traceparent header: the run's own
+// trace links to it (see telemetry.NewTrace) and never joins it. Every
+// surface that starts runs reads it alike.
+func RunLink(c *gin.Context) session.Link {
+	p := traceLink(c)
+	return session.Link{TraceID: p.TraceID, SpanID: p.SpanID}
+}
+
+// traceHeaders names the run's trace to the client, when it is traced.
+func traceHeaders(c *gin.Context, t *session.Turn) {
+	if traceID, spanID := t.TraceContext(); traceID != "" {
+		c.Header("Traceparent", telemetry.Traceparent(traceID, spanID))
+		c.Header("X-Trace-Id", traceID)
+	}
+}

@@ -1,0 +1,392 @@
+package api
+
+import (
+	"time"
+	"unicode/utf8"
+
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/store"
+)
+
+// The JSON shapes of the native API. They follow Agno's AgentOS so clients
+// written for it (such as Agent UI) work unchanged.
+
+// Request bodies the handlers decode (JSON, or the same fields as a form).
+
+// searchRequest is the body of POST /knowledge/search.
+type searchRequest struct {
+	Query       string         `json:"query" openapi:"required"`
+	KnowledgeID string         `json:"knowledge_id"`
+	SearchType  string         `json:"search_type"` // vector, keyword or hybrid
+	MaxResults  int            `json:"max_results"` // 1 to 100
+	Filters     map[string]any `json:"filters"`
+}
+
+// patchContentRequest is the body of PATCH /knowledge/content/{id}: the
+// fields to change.
+type patchContentRequest struct {
+	Name        *string        `json:"name"`
+	Description *string        `json:"description"`
+	Metadata    map[string]any `json:"metadata"`
+}
+
+// uploadRequest documents the multipart form of POST /knowledge/content;
+// the handler reads the fields one by one.
+type uploadRequest struct {
+	File          []byte `json:"file" openapi:"required"`
+	Name          string `json:"name"`
+	Description   string `json:"description"`
+	Metadata      string `json:"metadata"` // a JSON object
+	ChunkStrategy string `json:"chunk_strategy"`
+	ChunkSize     int    `json:"chunk_size"`
+	ChunkOverlap  int    `json:"chunk_overlap"`
+}
+
+// renameRequest is the body of POST /sessions/{id}/rename.
+type renameRequest struct {
+	SessionName string `json:"session_name" form:"session_name" openapi:"required"`
+}
+
+// deleteSessionsRequest is the body of DELETE /sessions.
+type deleteSessionsRequest struct {
+	SessionIDs []string `json:"session_ids" openapi:"required"`
+}
+
+// healthResponse answers GET /health and GET /health/ready.
+type healthResponse struct {
+	Status         string     `json:"status"`
+	InstantiatedAt *time.Time `json:"instantiated_at,omitempty"`
+	Detail         string     `json:"detail,omitempty"`
+}
+
+// cancelResponse answers the cancel routes.
+type cancelResponse struct {
+	RunID  string `json:"run_id"`
+	Status string `json:"status"` // cancelling
+}
+
+// contentStatusResponse answers GET /knowledge/content/{id}/status.
+type contentStatusResponse struct {
+	ID            string  `json:"id"`
+	Status        string  `json:"status"`
+	StatusMessage string  `json:"status_message"`
+	Progress      float64 `json:"progress"`
+	Chunks        int     `json:"chunks"`
+}
+
+// searchResponse answers POST /knowledge/search: one page of every hit.
+type searchResponse struct {
+	Data []searchHit `json:"data"`
+	Meta searchMeta  `json:"meta"`
+}
+
+type searchMeta struct {
+	pageMeta
+	SearchTimeMS float64 `json:"search_time_ms"`
+}
+
+// traceResponse answers GET /traces/{trace_id}: the summary and the span
+// tree.
+type traceResponse struct {
+	Trace traceSummary `json:"trace"`
+	Tree  []*spanNode  `json:"tree"`
+}
+
+// dailyMetricsResponse answers GET /metrics, AgentOS's daily aggregates.
+type dailyMetricsResponse struct {
+	Metrics   []dayMetrics `json:"metrics"`
+	UpdatedAt time.Time    `json:"updated_at"`
+}
+
+type dayMetrics struct {
+	Date string `json:"date"`
+	// AgentRunsCount and AgentRuns are the same number under AgentOS's
+	// two names (likewise for teams).
+	AgentRunsCount int            `json:"agent_runs_count"`
+	TeamRunsCount  int            `json:"team_runs_count"`
+	AgentRuns      int            `json:"agent_runs"`
+	TeamRuns       int            `json:"team_runs"`
+	SessionsCount  int            `json:"sessions_count"`
+	UsersCount     int            `json:"users_count"`
+	TokenMetrics   tokenMetrics   `json:"token_metrics"`
+	ModelMetrics   []modelMetrics `json:"model_metrics"`
+}
+
+type tokenMetrics struct {
+	InputTokens  int `json:"input_tokens"`
+	OutputTokens int `json:"output_tokens"`
+	TotalTokens  int `json:"total_tokens"`
+}
+
+type modelMetrics struct {
+	ModelID       string `json:"model_id"`
+	ModelProvider string `json:"model_provider"`
+	Count         int    `json:"count"`
+	InputTokens   int    `json:"input_tokens"`
+	OutputTokens  int    `json:"output_tokens"`
+}
+
+type errorBody struct {
+	Detail    string `json:"detail"`
+	ErrorCode string `json:"error_code,omitempty"`
+}
+
+type modelInfo struct {
+	Name     string `json:"name"`
+	Model    string `json:"model"`
+	Provider string `json:"provider"`
+	// Demo is true for the offline echo model, so clients can tell users the
+	// answers are not from a language model.
+	Demo bool `json:"demo,omitempty"`
+}
+
+type toolInfo struct {
+	Name        string `json:"name"`
+	Type        string `json:"type"` // builtin, http, mcp
+	Description string `json:"description,omitempty"`
+}
+
+type agentResponse struct {
+	ID           string     `json:"id"`
+	Name         string     `json:"name"`
+	Description  string     `json:"description"`
+	DBID         string     `json:"db_id"`
+	Model        modelInfo  `json:"model"`
+	Instructions string     `json:"instructions,omitempty"`
+	Tools        []toolInfo `json:"tools"`
+	Knowledge    []string   `json:"knowledge"`
+	Status       string     `json:"status"`
+	SpecVersion  string     `json:"spec_version"`
+}
+
+type teamResponse struct {
+	ID          string      `json:"id"`
+	Name        string      `json:"name"`
+	Description string      `json:"description"`
+	DBID        string      `json:"db_id"`
+	Model       modelInfo   `json:"model"`
+	Mode        string      `json:"mode"`
+	Members     []memberRef `json:"members"`
+	Status      string      `json:"status"`
+	SpecVersion string      `json:"spec_version"`
+}
+
+type memberRef struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Type string `json:"type"` // agent or team
+}
+
+type pageMeta struct {
+	Page       int `json:"page"`
+	Limit      int `json:"limit"`
+	TotalPages int `json:"total_pages"`
+	TotalCount int `json:"total_count"`
+}
+
+// newPageMeta describes page (1-based) of limit items out of total.
+func newPageMeta(page, limit, total int) pageMeta {
+	return pageMeta{Page: page, Limit: limit, TotalCount: total, TotalPages: pageCount(total, limit)}
+}
+
+// pageCount is how many pages of limit items total items fill.
+func pageCount(total, limit int) int { return (total + limit - 1) / limit }
+
+type paged[T any] struct {
+	Data []T      `json:"data"`
+	Meta pageMeta `json:"meta"`
+}
+
+type sessionResponse struct {
+	SessionID    string         `json:"session_id"`
+	SessionName  string         `json:"session_name"`
+	SessionState map[string]any `json:"session_state"`
+	SessionType  string         `json:"session_type"`
+	AgentID      string         `json:"agent_id,omitempty"`
+	TeamID       string         `json:"team_id,omitempty"`
+	UserID       string         `json:"user_id,omitempty"`
+	RunCount     int            `json:"run_count"`
+	CreatedAt    time.Time      `json:"created_at"`
+	UpdatedAt    time.Time      `json:"updated_at"`
+}
+
+func toSession(s *store.Session) sessionResponse {
+	out := sessionResponse{
+		SessionID: s.ID, SessionName: s.Name, SessionState: s.State, SessionType: s.Type,
+		UserID: s.UserID, RunCount: s.RunCount, CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
+	}
+	if out.SessionState == nil {
+		out.SessionState = map[string]any{}
+	}
+	if s.Type == "team" {
+		out.TeamID = s.ComponentID
+	} else {
+		out.AgentID = s.ComponentID
+	}
+	return out
+}
+
+type metricsResponse struct {
+	InputTokens      int     `json:"input_tokens"`
+	OutputTokens     int     `json:"output_tokens"`
+	TotalTokens      int     `json:"total_tokens"`
+	Duration         float64 `json:"duration"`                      // seconds
+	TimeToFirstToken float64 `json:"time_to_first_token,omitempty"` // seconds
+	ModelRequests    int     `json:"model_requests,omitempty"`
+	ToolCalls        int     `json:"tool_calls,omitempty"`
+}
+
+func toMetrics(m event.Metrics) metricsResponse {
+	return metricsResponse{
+		InputTokens: m.InputTokens, OutputTokens: m.OutputTokens, TotalTokens: m.TotalTokens,
+		Duration: m.Duration.Seconds(), TimeToFirstToken: m.TimeToFirstToken.Seconds(),
+		ModelRequests: m.ModelRequests, ToolCalls: m.ToolCalls,
+	}
+}
+
+type toolResponse struct {
+	ToolCallID    string         `json:"tool_call_id"`
+	ToolName      string         `json:"tool_name"`
+	ToolArgs      map[string]any `json:"tool_args"`
+	Result        string         `json:"result,omitempty"`
+	ToolCallError bool           `json:"tool_call_error"`
+	Member        string         `json:"member,omitempty"`
+	CreatedAt     int64          `json:"created_at"`
+	Metrics       *struct {
+		Duration float64 `json:"duration"`
+	} `json:"metrics,omitempty"`
+}
+
+func toTool(t event.ToolCall) toolResponse {
+	out := toolResponse{ToolCallID: t.ID, ToolName: t.Name, ToolArgs: t.Args, Result: t.Result, ToolCallError: t.Error, Member: t.Member, CreatedAt: t.StartedAt.Unix()}
+	if out.ToolArgs == nil {
+		out.ToolArgs = map[string]any{}
+	}
+	if t.Duration > 0 {
+		out.Metrics = &struct {
+			Duration float64 `json:"duration"`
+		}{t.Duration.Seconds()}
+	}
+	return out
+}
+
+func toTools(ts []event.ToolCall) []toolResponse {
+	out := make([]toolResponse, len(ts))
+	for i, t := range ts {
+		out[i] = toTool(t)
+	}
+	return out
+}
+
+type runResponse struct {
+	RunID       string `json:"run_id"`
+	ParentRunID string `json:"parent_run_id,omitempty"`
+	SessionID   string `json:"session_id"`
+	AgentID     string `json:"agent_id,omitempty"`
+	TeamID      string `json:"team_id,omitempty"`
+	UserID      string `json:"user_id,omitempty"`
+	Status      string `json:"status"`
+	RunInput    string `json:"run_input"`
+	Content     string `json:"content"`
+	// Partial marks content as the part of the answer streamed before the
+	// run was cancelled or failed.
+	Partial           bool              `json:"partial,omitempty"`
+	ContentType       string            `json:"content_type"`
+	RunResponseFormat string            `json:"run_response_format"`
+	Error             string            `json:"error,omitempty"`
+	Model             string            `json:"model,omitempty"`
+	ModelProvider     string            `json:"model_provider,omitempty"`
+	Tools             []toolResponse    `json:"tools"`
+	Messages          []any             `json:"messages,omitempty"`
+	Metrics           metricsResponse   `json:"metrics"`
+	SpecVersion       string            `json:"spec_version,omitempty"`
+	References        []event.Reference `json:"references"`
+	// ExtraData carries the references again in AgentOS's shape, which is
+	// where Agent UI looks for them.
+	ExtraData *extraData `json:"extra_data,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+}
+
+func toRun(r *store.Run, withMessages bool) runResponse {
+	out := runResponse{
+		RunID: r.ID, ParentRunID: r.ParentRunID, SessionID: r.SessionID, UserID: r.UserID, Status: string(r.Status),
+		RunInput: r.Input, Content: r.Content, Partial: r.Partial, ContentType: "str", RunResponseFormat: "text", Error: r.Error,
+		Model: r.Model, ModelProvider: r.Provider, Tools: toTools(r.Tools), Metrics: toMetrics(r.Metrics),
+		SpecVersion: r.SpecVersion, References: r.References, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+	}
+	if out.References == nil {
+		out.References = []event.Reference{}
+	}
+	out.ExtraData = toExtraData(r.References)
+	if r.Type == "team" {
+		out.TeamID = r.ComponentID
+	} else {
+		out.AgentID = r.ComponentID
+	}
+	if withMessages {
+		for _, m := range r.Messages {
+			out.Messages = append(out.Messages, m)
+		}
+	}
+	return out
+}
+
+// extraData is AgentOS's extra_data of a run and of its RunCompleted event.
+// Troupe fills only references; AgentOS also puts reasoning there.
+type extraData struct {
+	References []referencesOfQuery `json:"references,omitempty"`
+}
+
+// referencesOfQuery is one knowledge search of a run: what it looked for,
+// the passages it found and how long it took (AgentOS's MessageReferences).
+type referencesOfQuery struct {
+	Query      string             `json:"query"`
+	References []referenceContent `json:"references"`
+	Time       float64            `json:"time,omitempty"` // seconds
+}
+
+// referenceContent is one passage as Agno serializes a Document.
+type referenceContent struct {
+	Name     string            `json:"name"`
+	Content  string            `json:"content"`
+	MetaData referenceMetaData `json:"meta_data"`
+}
+
+type referenceMetaData struct {
+	Chunk       int     `json:"chunk"`      // position in the document, from 1; 0 when unknown
+	ChunkSize   int     `json:"chunk_size"` // characters of content
+	DocumentID  string  `json:"document_id,omitempty"`
+	KnowledgeID string  `json:"knowledge_id,omitempty"`
+	Score       float64 `json:"score"`
+	Page        int     `json:"page,omitempty"`
+	Heading     string  `json:"heading,omitempty"`
+}
+
+// toExtraData groups references by the query that found them, in the order
+// the searches ran, or returns nil when there are none. References stored
+// before queries were recorded share one group with an empty query.
+func toExtraData(refs []event.Reference) *extraData {
+	if len(refs) == 0 {
+		return nil
+	}
+	var groups []referencesOfQuery
+	at := map[string]int{}
+	for _, r := range refs {
+		i, ok := at[r.Query]
+		if !ok {
+			i = len(groups)
+			at[r.Query] = i
+			groups = append(groups, referencesOfQuery{Query: r.Query, References: []referenceContent{}, Time: r.SearchTime.Seconds()})
+		}
+		name := r.DocumentName
+		if name == "" {
+			name = r.DocumentID
+		}
+		groups[i].References = append(groups[i].References, referenceContent{Name: name, Content: r.Content, MetaData: referenceMetaData{
+			Chunk: r.Chunk, ChunkSize: utf8.RuneCountInString(r.Content), DocumentID: r.DocumentID, KnowledgeID: r.KnowledgeID,
+			Score: r.Score, Page: r.Page, Heading: r.Heading,
+		}})
+	}
+	return &extraData{References: groups}
+}

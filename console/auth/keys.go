@@ -1,0 +1,195 @@
+// Package auth decides who is calling and what they may do: API keys and
+// their scopes (Keyring, ParseKeys, LoadKeysFile), the Principal a request
+// acts as, and the middleware that resolves it: Bearer for the API route
+// groups, Cookie and CSRF for the console's. Each route group answers
+// refusals in its own format through a Deny func, so this package writes no
+// response bodies of its own.
+package auth
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/troupehq/troupe/spec"
+)
+
+// Scope is a permission an API key grants.
+type Scope string
+
+// Scopes. admin implies every other scope and sees every user's data.
+const (
+	ScopeAgentsRead     Scope = "agents:read"
+	ScopeAgentsRun      Scope = "agents:run"
+	ScopeSessionsRead   Scope = "sessions:read"
+	ScopeSessionsWrite  Scope = "sessions:write"
+	ScopeKnowledgeRead  Scope = "knowledge:read"
+	ScopeKnowledgeWrite Scope = "knowledge:write"
+	ScopeAdmin          Scope = "admin"
+)
+
+// Scopes lists every scope.
+var Scopes = []Scope{ScopeAgentsRead, ScopeAgentsRun, ScopeSessionsRead, ScopeSessionsWrite, ScopeKnowledgeRead, ScopeKnowledgeWrite, ScopeAdmin}
+
+// Key is one API key's grants. The key itself is kept only as a hash.
+type Key struct {
+	Name   string
+	UserID string // when set, the key acts as this user only
+	scopes map[Scope]bool
+	hash   [32]byte
+}
+
+// Has reports whether the key grants scope.
+func (k *Key) Has(s Scope) bool { return k.scopes[ScopeAdmin] || k.scopes[s] }
+
+// Keyring holds the API keys the server accepts.
+type Keyring struct {
+	keys map[[32]byte]*Key
+}
+
+// Len returns how many keys there are; zero means the server runs open.
+func (r *Keyring) Len() int {
+	if r == nil {
+		return 0
+	}
+	return len(r.keys)
+}
+
+// Lookup finds the key for a presented token. Tokens are compared by hash, so
+// lookup time does not depend on how much of a key matched.
+func (r *Keyring) Lookup(token string) (*Key, bool) {
+	if r == nil || token == "" {
+		return nil, false
+	}
+	k, ok := r.keys[sha256.Sum256([]byte(token))]
+	return k, ok
+}
+
+func (r *Keyring) add(k *Key) error {
+	if r.keys == nil {
+		r.keys = map[[32]byte]*Key{}
+	}
+	if _, dup := r.keys[k.hash]; dup {
+		return fmt.Errorf("API key %q is listed twice", k.Name)
+	}
+	r.keys[k.hash] = k
+	return nil
+}
+
+func newKey(name, secret, hash, user string, scopes []string) (*Key, error) {
+	k := &Key{Name: name, UserID: user, scopes: map[Scope]bool{}}
+	switch {
+	case secret != "" && hash != "":
+		return nil, fmt.Errorf("API key %q: give key or key_sha256, not both", name)
+	case secret != "":
+		if len(secret) < 16 {
+			return nil, fmt.Errorf("API key %q is too short: use at least 16 characters", name)
+		}
+		k.hash = sha256.Sum256([]byte(secret))
+	case hash != "":
+		b, err := hex.DecodeString(hash)
+		if err != nil || len(b) != 32 {
+			return nil, fmt.Errorf("API key %q: key_sha256 must be 64 hex characters", name)
+		}
+		copy(k.hash[:], b)
+	default:
+		return nil, fmt.Errorf("API key %q has no key", name)
+	}
+	if len(scopes) == 0 {
+		return nil, fmt.Errorf("API key %q has no scopes (one of: %s)", name, scopeList())
+	}
+	for _, s := range scopes {
+		if !slices.Contains(Scopes, Scope(s)) {
+			return nil, fmt.Errorf("API key %q: unknown scope %q (one of: %s)", name, s, scopeList())
+		}
+		k.scopes[Scope(s)] = true
+	}
+	return k, nil
+}
+
+func scopeList() string {
+	s := make([]string, len(Scopes))
+	for i, sc := range Scopes {
+		s[i] = string(sc)
+	}
+	return strings.Join(s, ", ")
+}
+
+// ParseKeys reads keys from the TROUPE_API_KEYS format: comma-separated entries
+// KEY=SCOPE+SCOPE@USER, where @USER is optional, for example
+//
+//	sk-admin-0123456789abcdef=admin,sk-alice-0123456789abcdef=agents:read+agents:run+sessions:read@alice
+//
+// Errors never include the keys.
+func ParseKeys(spec string) (*Keyring, error) {
+	r := &Keyring{}
+	for i, entry := range strings.Split(spec, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		name := fmt.Sprintf("#%d", i+1)
+		secret, grants, ok := strings.Cut(entry, "=")
+		if !ok {
+			return nil, fmt.Errorf("API key %s: write KEY=SCOPE+SCOPE@USER", name)
+		}
+		grants, user, _ := strings.Cut(grants, "@")
+		k, err := newKey(name, strings.TrimSpace(secret), "", strings.TrimSpace(user), strings.Split(grants, "+"))
+		if err != nil {
+			return nil, err
+		}
+		if err := r.add(k); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// maxKeysFileBytes bounds the API keys file: ten thousand keys fit in it.
+const maxKeysFileBytes = 4 << 20
+
+// LoadKeysFile reads keys from a YAML file:
+//
+//	keys:
+//	  - name: alice-app
+//	    key_sha256: 5e88...   # or key: <the key itself>
+//	    scopes: [agents:run, sessions:read]
+//	    user_id: alice
+func LoadKeysFile(path string, into *Keyring) error {
+	// Bounded and regular only: a FIFO or a device given by mistake must
+	// fail startup, not hang it or exhaust memory.
+	data, err := spec.ReadFile(path, maxKeysFileBytes)
+	if err != nil {
+		return fmt.Errorf("reading API keys file: %w", err)
+	}
+	var doc struct {
+		Keys []struct {
+			Name      string   `yaml:"name"`
+			Key       string   `yaml:"key"`
+			KeySHA256 string   `yaml:"key_sha256"`
+			Scopes    []string `yaml:"scopes"`
+			UserID    string   `yaml:"user_id"`
+		} `yaml:"keys"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("API keys file %s: %w", path, err)
+	}
+	for i, e := range doc.Keys {
+		name := e.Name
+		if name == "" {
+			name = fmt.Sprintf("%s #%d", path, i+1)
+		}
+		k, err := newKey(name, e.Key, e.KeySHA256, e.UserID, e.Scopes)
+		if err != nil {
+			return err
+		}
+		if err := into.add(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,364 @@
+// Package openai serves Troupe's OpenAI-compatible surface under /v1: every
+// agent and team is a "model", so OpenAI SDKs and chat UIs can talk to them.
+// Runs go through the run service like every other run; errors use OpenAI's
+// error shape here, because that is what those clients parse, with statuses
+// from the API's one table (api.Status).
+package openai
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/troupehq/troupe/console/api"
+	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/sse"
+	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/engine/session"
+	"github.com/troupehq/troupe/spec"
+)
+
+// Engine is what the OpenAI surface needs from the engine.
+type Engine interface {
+	Current() *engine.Snapshot
+}
+
+// Runs is what the OpenAI surface needs from the run service.
+type Runs interface {
+	Start(ctx context.Context, p session.Params) (*session.Turn, error)
+}
+
+var (
+	_ Engine = (*engine.Engine)(nil)
+	_ Runs   = (*session.Service)(nil)
+)
+
+// Options configure a Handler.
+type Options struct {
+	Engine  Engine
+	Runs    Runs
+	Streams *sse.Streams
+	Keys    *auth.Keyring
+	// Deny answers requests without a valid key or scope. The API's Deny
+	// keeps refusals alike on every API route.
+	Deny   auth.Deny
+	Logger *slog.Logger
+	// Body bounds a request's body, in size and in the time it may take to
+	// arrive. Timeout bounds GET /v1/models; completions are runs, bounded
+	// by their specs. The server builds both; nil bounds nothing.
+	Body, Timeout gin.HandlerFunc
+}
+
+// Handler serves /v1.
+type Handler struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// New returns a Handler; Register mounts its routes.
+func New(opts Options) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	for _, m := range []*gin.HandlerFunc{&opts.Body, &opts.Timeout} {
+		if *m == nil {
+			*m = func(*gin.Context) {}
+		}
+	}
+	return &Handler{opts: opts, log: opts.Logger}
+}
+
+// Register mounts /v1/models and /v1/chat/completions on r, which carries
+// the server's own middleware (host check, CORS).
+func (h *Handler) Register(r gin.IRouter) {
+	keyed := r.Group("", h.opts.Body, auth.Bearer(h.opts.Keys, h.opts.Deny))
+	keyed.GET("/v1/models", h.opts.Timeout, auth.Require(auth.ScopeAgentsRead, h.opts.Deny), h.wrap(h.models))
+	keyed.POST("/v1/chat/completions", auth.Require(auth.ScopeAgentsRun, h.opts.Deny), h.wrap(h.chatCompletions))
+}
+
+// Routes document the surface in the API's OpenAPI document.
+func Routes() []api.Route {
+	return []api.Route{
+		{Method: "get", Path: "/v1/models", Tag: "OpenAI", Summary: "List models (OpenAI)", Desc: "Agents and teams as OpenAI models.", Resp: openaiModelList{}},
+		{Method: "post", Path: "/v1/chat/completions", Tag: "OpenAI", Summary: "Chat completions (OpenAI)",
+			Desc: "model is an agent or team name; the messages are the context. Streaming sends chat.completion.chunk frames and data: [DONE]. Send X-Session-Id to store the turns in a session.",
+			Body: chatRequest{}, RespType: "object", Streams: true},
+	}
+}
+
+// Error is a refusal in OpenAI's terms: its type and code are what OpenAI
+// clients branch on.
+type Error struct {
+	Status int
+	Type   string // invalid_request_error, server_error
+	Code   string
+	Msg    string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// invalid is a request OpenAI would call an invalid_request_error.
+func invalid(status int, code, msg string) *Error {
+	return &Error{Status: status, Type: "invalid_request_error", Code: code, Msg: msg}
+}
+
+// wrap adapts a handler that returns its error to gin, answering the error
+// in OpenAI's shape: an *Error as it says, others with the status the API's
+// table gives them.
+func (h *Handler) wrap(f func(c *gin.Context) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		err := f(c)
+		if err == nil {
+			return
+		}
+		var oe *Error
+		if !errors.As(err, &oe) {
+			status, msg, ok := api.Status(err)
+			oe = invalid(status, "", msg)
+			if !ok {
+				h.log.Error("chat completion failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
+				oe.Type = "server_error"
+			}
+		}
+		c.AbortWithStatusJSON(oe.Status, toOpenAIError(oe))
+	}
+}
+
+// teamModelPrefix names a team whose name is also an agent's.
+const teamModelPrefix = "team/"
+
+type openaiError struct {
+	Error struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Param   *string `json:"param"`
+		Code    string  `json:"code,omitempty"`
+	} `json:"error"`
+}
+
+func toOpenAIError(e *Error) openaiError {
+	var out openaiError
+	out.Error.Message, out.Error.Type, out.Error.Code = e.Msg, e.Type, e.Code
+	return out
+}
+
+// openaiModelList answers GET /v1/models.
+type openaiModelList struct {
+	Object string        `json:"object"` // list
+	Data   []openaiModel `json:"data"`
+}
+
+type openaiModel struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+	// Description and Type are Troupe additions; OpenAI clients ignore them.
+	Description string `json:"description,omitempty"`
+	Type        string `json:"type"`
+}
+
+// modelIDs maps OpenAI model ids to targets in a snapshot.
+func modelIDs(snap *engine.Snapshot) []openaiModel {
+	created := snap.Created().Unix()
+	var out []openaiModel
+	for _, a := range snap.Agents() {
+		out = append(out, openaiModel{ID: a.Name(), Object: "model", Created: created, OwnedBy: "troupe", Description: a.Spec.Description, Type: "agent"})
+	}
+	for _, t := range snap.Teams() {
+		id := t.Name()
+		if _, clash := snap.Agent(id); clash {
+			id = teamModelPrefix + id
+		}
+		out = append(out, openaiModel{ID: id, Object: "model", Created: created, OwnedBy: "troupe", Description: t.Spec.Description, Type: "team"})
+	}
+	return out
+}
+
+func (h *Handler) models(c *gin.Context) error {
+	models := modelIDs(h.opts.Engine.Current())
+	if models == nil {
+		models = []openaiModel{}
+	}
+	c.JSON(http.StatusOK, openaiModelList{Object: "list", Data: models})
+	return nil
+}
+
+// resolveModel finds the agent or team a model id names: agents first, then
+// teams; "team/<name>" always means the team.
+func resolveModel(snap *engine.Snapshot, id string) (spec.Kind, string) {
+	if name, ok := strings.CutPrefix(id, teamModelPrefix); ok {
+		return spec.KindTeam, name
+	}
+	if _, ok := snap.Agent(id); ok {
+		return spec.KindAgent, id
+	}
+	if _, ok := snap.Team(id); ok {
+		return spec.KindTeam, id
+	}
+	return spec.KindAgent, id
+}
+
+type chatRequest struct {
+	Model         string        `json:"model" openapi:"required"`
+	Messages      []chatMessage `json:"messages" openapi:"required"`
+	Stream        bool          `json:"stream"`
+	StreamOptions *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	User string `json:"user"`
+}
+
+// OpenAPIName names the request's schema as OpenAI does.
+func (chatRequest) OpenAPIName() string { return "ChatCompletionRequest" }
+
+type chatMessage struct {
+	Role    string          `json:"role"`
+	Content json.RawMessage `json:"content"`
+}
+
+// text returns a message's text: a string, or the text parts of an array.
+func (m chatMessage) text() (string, error) {
+	if len(m.Content) == 0 || string(m.Content) == "null" {
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(m.Content, &s); err == nil {
+		return s, nil
+	}
+	var parts []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if err := json.Unmarshal(m.Content, &parts); err != nil {
+		return "", errors.New("content must be a string or an array of content parts")
+	}
+	var b strings.Builder
+	for _, p := range parts {
+		if p.Type == "text" {
+			b.WriteString(p.Text)
+		}
+	}
+	return b.String(), nil
+}
+
+// SessionHeader binds an OpenAI-compatible request to a Troupe session, so
+// its turns are stored together and listed in /sessions.
+const SessionHeader = "X-Session-Id"
+
+func (h *Handler) chatCompletions(c *gin.Context) error {
+	var req chatRequest
+	if err := json.NewDecoder(c.Request.Body).Decode(&req); err != nil {
+		return api.BodyError(err)
+	}
+	if req.Model == "" {
+		return invalid(http.StatusBadRequest, "", "model is required: use an agent or team name from GET /v1/models")
+	}
+	// The last user message is the turn; everything before it is context.
+	last := -1
+	for i := len(req.Messages) - 1; i >= 0; i-- {
+		if req.Messages[i].Role == "user" {
+			last = i
+			break
+		}
+	}
+	if last < 0 {
+		return invalid(http.StatusBadRequest, "", "messages must contain a user message")
+	}
+	message, err := req.Messages[last].text()
+	if err != nil {
+		return invalid(http.StatusBadRequest, "", "messages["+fmt.Sprint(last)+"]: "+err.Error())
+	}
+	history := []model.Message{}
+	for _, m := range req.Messages[:last] {
+		text, err := m.text()
+		if err != nil {
+			return invalid(http.StatusBadRequest, "", err.Error())
+		}
+		switch m.Role {
+		case "user":
+			history = append(history, model.Message{Role: model.RoleUser, Content: text})
+		case "assistant":
+			history = append(history, model.Message{Role: model.RoleAssistant, Content: text})
+		}
+		// System and developer messages are ignored: the agent's own
+		// instructions from its spec apply.
+	}
+
+	kind, name := resolveModel(h.opts.Engine.Current(), req.Model)
+	p := auth.Of(c)
+	turn, err := h.opts.Runs.Start(c.Request.Context(), session.Params{Kind: kind, Name: name, Message: message, History: history,
+		SessionID: c.GetHeader(SessionHeader), UserID: p.UserID(req.User), Stream: req.Stream, BoundUser: p.Bound(), Link: api.RunLink(c)})
+	if err != nil {
+		var se *session.Error
+		switch {
+		case errors.Is(err, session.ErrSessionNotFound):
+			return invalid(http.StatusNotFound, "session_not_found", err.Error())
+		case errors.Is(err, session.ErrNotFound):
+			return invalid(http.StatusNotFound, "model_not_found", fmt.Sprintf("The model `%s` does not exist: use an agent or team name from GET /v1/models", req.Model))
+		case errors.As(err, &se):
+			return err // a refusal, classified by the API's table
+		}
+		return fmt.Errorf("starting chat completion: %w", err)
+	}
+	c.Header(SessionHeader, turn.SessionID())
+	id := "chatcmpl-" + turn.RunID()
+	created := time.Now().Unix()
+	if !req.Stream {
+		run := turn.Execute(c.Request.Context(), func(event.Event) {})
+		if run.Status != event.StatusCompleted {
+			return &Error{Status: statusFor(run), Type: "server_error", Code: strings.ToLower(string(run.Status)), Msg: "the run did not complete: " + run.Error}
+		}
+		c.JSON(http.StatusOK, gin.H{
+			"id": id, "object": "chat.completion", "created": created, "model": req.Model,
+			"choices": []gin.H{{"index": 0, "message": gin.H{"role": "assistant", "content": run.Content}, "finish_reason": "stop", "logprobs": nil}},
+			"usage":   usage(run.Metrics),
+		})
+		return nil
+	}
+	w, closed := h.opts.Streams.Open(c.Writer)
+	defer closed()
+	chunk := func(delta gin.H, finish any) gin.H {
+		return gin.H{"id": id, "object": "chat.completion.chunk", "created": created, "model": req.Model,
+			"choices": []gin.H{{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": nil}}}
+	}
+	_ = w.Event("", chunk(gin.H{"role": "assistant", "content": ""}, nil))
+	run := turn.Execute(c.Request.Context(), func(e event.Event) {
+		// Only the target's own answer is content; members and tools are
+		// internal to the run.
+		if e.Depth == 0 && e.Type == event.RunContent && e.Content != "" {
+			_ = w.Event("", chunk(gin.H{"content": e.Content}, nil))
+		}
+	})
+	if run.Status != event.StatusCompleted {
+		_ = w.Event("", toOpenAIError(&Error{Type: "server_error", Code: strings.ToLower(string(run.Status)), Msg: "the run did not complete: " + run.Error}))
+	} else {
+		_ = w.Event("", chunk(gin.H{}, "stop"))
+		if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
+			_ = w.Event("", gin.H{"id": id, "object": "chat.completion.chunk", "created": created, "model": req.Model, "choices": []gin.H{}, "usage": usage(run.Metrics)})
+		}
+	}
+	_ = w.Data("[DONE]")
+	return nil
+}
+
+func usage(m event.Metrics) gin.H {
+	return gin.H{"prompt_tokens": m.InputTokens, "completion_tokens": m.OutputTokens, "total_tokens": m.TotalTokens}
+}
+
+// statusFor maps a failed run to an HTTP status for non-streaming answers.
+func statusFor(r *session.Run) int {
+	if r.Status == event.StatusCancelled {
+		return 499 // client closed request, as nginx reports it
+	}
+	return http.StatusBadGateway
+}

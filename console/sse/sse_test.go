@@ -1,0 +1,77 @@
+package sse_test
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/console/sse"
+)
+
+type counter struct{ open atomic.Int64 }
+
+func (c *counter) StreamOpened() { c.open.Add(1) }
+func (c *counter) StreamClosed() { c.open.Add(-1) }
+
+func TestWriterFrames(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		write func(w *sse.Writer) error
+		want  string
+	}{
+		{"named event", func(w *sse.Writer) error { return w.Event("RunContent", map[string]string{"a": "b"}) }, "event: RunContent\ndata: {\"a\":\"b\"}\n\n"},
+		{"data only", func(w *sse.Writer) error { return w.Event("", 1) }, "data: 1\n\n"},
+		{"raw data", func(w *sse.Writer) error { return w.Data(" [DONE]\n") }, "data: [DONE]\n\n"},
+		{"heartbeat", func(w *sse.Writer) error { return w.Heartbeat() }, ": ping\n\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := httptest.NewRecorder()
+			w := sse.NewWriter(rec)
+			require.NoError(t, tt.write(w))
+			require.Equal(t, http.StatusOK, rec.Code)
+			require.Equal(t, "text/event-stream", rec.Header().Get("Content-Type"))
+			require.Equal(t, "no", rec.Header().Get("X-Accel-Buffering"))
+			require.True(t, rec.Flushed)
+			require.Equal(t, tt.want, rec.Body.String())
+		})
+	}
+}
+
+// failing is a client that went away: every write fails.
+type failing struct{ http.ResponseWriter }
+
+var errGone = errors.New("client gone")
+
+func (failing) Write([]byte) (int, error) { return 0, errGone }
+
+func TestWriterKeepsTheFirstError(t *testing.T) {
+	t.Parallel()
+	w := sse.NewWriter(failing{httptest.NewRecorder()})
+	require.ErrorIs(t, w.Event("a", 1), errGone)
+	require.ErrorIs(t, w.Heartbeat(), errGone)
+	require.ErrorIs(t, w.Data("x"), errGone)
+}
+
+func TestStreamsCountOpenStreams(t *testing.T) {
+	t.Parallel()
+	var c counter
+	s := sse.NewStreams(&c)
+	_, closeA := s.Open(httptest.NewRecorder())
+	_, closeB := s.Open(httptest.NewRecorder())
+	require.Equal(t, int64(2), c.open.Load())
+	closeA()
+	closeB()
+	require.Equal(t, int64(0), c.open.Load())
+
+	var none *sse.Streams // no metrics: nothing counted, nothing fails
+	w, closed := none.Open(httptest.NewRecorder())
+	require.NoError(t, w.Heartbeat())
+	closed()
+}
