@@ -115,6 +115,9 @@ type Options struct {
 	// DBID identifies the database in AgentOS responses.
 	DBID    string
 	Version string
+	// ReplicaID names this process among the replicas on one database, for
+	// GET /config.
+	ReplicaID string
 }
 
 // Handler serves the REST API.
