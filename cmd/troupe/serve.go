@@ -254,7 +254,9 @@ func newRunService(eng *engine.Engine, db *store.DB, rec *telemetry.Recorder, m 
 	if m != nil {
 		observers = append(observers, m)
 	}
-	return session.New(session.Options{Targets: eng, Store: db, Observers: observers, DrainTimeout: drain,
+	// Cancels: a cancel or session deletion that lands on another replica
+	// of the same database reaches the runs executing on this one.
+	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Observers: observers, DrainTimeout: drain,
 		Logger: logger.With("component", "runs")})
 }
 

@@ -72,7 +72,7 @@ type Knowledge interface {
 // stops runs; the service owns their whole lifecycle.
 type Runs interface {
 	Start(ctx context.Context, p session.Params) (*session.Turn, error)
-	Cancel(runID string, m session.Match) bool
+	Cancel(ctx context.Context, runID string, m session.Match) (bool, error)
 	StopSessions(ctx context.Context, ids []string, userID string)
 }
 
