@@ -240,6 +240,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	}
 	wg.Go(func() { _ = ts.eng.Run(ctx, dirty) })
 	wg.Go(func() { _ = ts.kb.Run(ctx) })
+	wg.Go(func() { _ = ts.kb.Follow(ctx) })
 	wg.Go(func() { _ = ts.recorder.Run(ctx) })
 	var stopped sync.Once
 	ts.stop = func() {

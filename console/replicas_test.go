@@ -110,3 +110,43 @@ func TestCancelFromAnotherReplica(t *testing.T) {
 		})
 	}
 }
+
+// TestSearchFollowsOtherReplicas: the embedded vector store of a replica
+// follows the documents ingested, changed and deleted through another on the
+// same database, within seconds and without a reload.
+func TestSearchFollowsOtherReplicas(t *testing.T) {
+	t.Parallel()
+	for name, database := range replicaDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dsn := database(t)
+			a := startServer(t, withDatabase(dsn))
+			b := startServer(t, withDatabase(dsn))
+			const unique = "the quokka festival takes place on Rottnest Island every March"
+			found := func(ts *testServer) bool {
+				for _, h := range search(t, ts, "quokka festival Rottnest", "keyword") {
+					if strings.Contains(h["content"].(string), "quokka") {
+						return true
+					}
+				}
+				return false
+			}
+			require.False(t, found(b))
+
+			status, doc := upload(t, a, "", map[string]string{"text_content": unique, "name": "quokka.txt"}, "")
+			require.Equal(t, http.StatusAccepted, status, doc)
+			id := doc["id"].(string)
+			waitCompleted(t, a, id)
+			start := time.Now()
+			require.True(t, found(a))
+			require.Eventually(t, func() bool { return found(b) }, 5*time.Second, 50*time.Millisecond,
+				"a document ingested through A is found on B")
+			t.Logf("B found the document %s after A had it", time.Since(start))
+
+			a.json(http.MethodDelete, "/knowledge/content/"+id, "", "", http.StatusNoContent, nil)
+			require.False(t, found(a))
+			require.Eventually(t, func() bool { return !found(b) }, 5*time.Second, 50*time.Millisecond,
+				"a document deleted through A is gone from B")
+		})
+	}
+}

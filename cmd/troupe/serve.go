@@ -206,6 +206,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	g.Go(func() error { return srv.Serve(gctx, ln) })
 	g.Go(func() error { return runs.Run(gctx) })
 	g.Go(func() error { return kbs.Run(gctx) })
+	g.Go(func() error { return kbs.Follow(gctx) })
 	if tel.retain != nil {
 		g.Go(func() error { return tel.retain(gctx) })
 	}
