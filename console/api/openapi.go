@@ -78,7 +78,7 @@ var apiRoutes = []Route{
 	{Method: "get", Path: "/agents", Tag: "Agents", Summary: "List agents", Desc: "Every serving agent.", Resp: []agentResponse{}},
 	{Method: "get", Path: "/agents/{agent_id}", Tag: "Agents", Summary: "Get an agent", Params: []Param{PathParam("agent_id", "Agent name")}, Resp: agentResponse{},
 		Errors: map[int]string{404: "No such agent", 409: "The agent's spec is broken"}},
-	{Method: "post", Path: "/agents/{agent_id}/runs/{run_id}/cancel", Tag: "Agents", Summary: "Cancel a run", Desc: "Cancels a run started by another request.",
+	{Method: "post", Path: "/agents/{agent_id}/runs/{run_id}/cancel", Tag: "Agents", Summary: "Cancel a run", Desc: "Cancels a run started by another request, on this replica or another one on the same database (which stops it within a second).",
 		Params: []Param{PathParam("agent_id", "Agent name"), PathParam("run_id", "Run id")}, Resp: cancelResponse{}, Errors: map[int]string{404: "No such run in progress"}},
 	{Method: "get", Path: "/teams", Tag: "Teams", Summary: "List teams", Desc: "Every serving team.", Resp: []teamResponse{}},
 	{Method: "get", Path: "/teams/{team_id}", Tag: "Teams", Summary: "Get a team", Params: []Param{PathParam("team_id", "Team name")}, Resp: teamResponse{},
