@@ -1,0 +1,201 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+)
+
+// NoTimeout is a Kind's Timeout for jobs that run as long as they need.
+const NoTimeout = -1 * time.Nanosecond
+
+// Args are a job's arguments: JSON-encoded into the job row; Kind names the
+// job kind and must never change once jobs of it exist.
+type Args interface {
+	Kind() string
+}
+
+// Kind declares a job kind: how its jobs are inserted and run. Declare one
+// package-level value per kind, next to its Args type.
+type Kind[A Args] struct {
+	// MaxAttempts bounds how often a job is tried (River's default, 25,
+	// when 0). 1 means at most once.
+	MaxAttempts int
+	// Timeout bounds one attempt (River's default, one minute, when 0;
+	// NoTimeout for none).
+	Timeout time.Duration
+	// Unique makes a job with the same arguments a no-op while one is
+	// pending, scheduled, available, running or retryable.
+	Unique bool
+	// Queue is the queue the kind's jobs go to (DefaultQueue when empty).
+	Queue string
+}
+
+func (k Kind[A]) insertOpts() *river.InsertOpts {
+	o := &river.InsertOpts{MaxAttempts: k.MaxAttempts, Queue: k.Queue}
+	if k.Unique {
+		o.UniqueOpts = river.UniqueOpts{ByArgs: true}
+	}
+	return o
+}
+
+// DefaultQueue is the queue of kinds that name none.
+const DefaultQueue = river.QueueDefault
+
+// Registry holds the workers of the job kinds a client runs. Build it in the
+// composition root; a kind registered twice panics (a wiring mistake).
+type Registry struct {
+	workers *river.Workers
+	queues  map[string]bool
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{workers: river.NewWorkers(), queues: map[string]bool{DefaultQueue: true}}
+}
+
+// Register makes the clients built on r run jobs of kind k with work.
+// Register before the client's Run: workers added later are not run.
+func Register[A Args](r *Registry, k Kind[A], work func(ctx context.Context, args A) error) {
+	river.AddWorker(r.workers, &worker[A]{kind: k, work: work})
+	if k.Queue != "" {
+		r.queues[k.Queue] = true
+	}
+}
+
+// worker adapts a work function to River.
+type worker[A Args] struct {
+	river.WorkerDefaults[A]
+	kind Kind[A]
+	work func(ctx context.Context, args A) error
+}
+
+var _ river.Worker[Args] = (*worker[Args])(nil)
+
+func (w *worker[A]) Work(ctx context.Context, j *river.Job[A]) error { return w.work(ctx, j.Args) }
+
+func (w *worker[A]) Timeout(*river.Job[A]) time.Duration { return w.kind.Timeout }
+
+// Options configure a Client.
+type Options struct {
+	Registry *Registry
+	// Workers is how many jobs of each queue run at once in this process
+	// (default 2).
+	Workers int
+	// StopTimeout is how long Run waits at shutdown for running jobs to
+	// finish before cancelling them (default 10s); cancelled jobs are
+	// retried by the next client to start.
+	StopTimeout time.Duration
+	// RescueAfter is how long a job may stay running before it counts as
+	// abandoned by a dead process and is retried, or discarded once out of
+	// attempts (River's default, one hour, when 0).
+	RescueAfter time.Duration
+	// PollInterval is how often the client looks for new jobs when the
+	// database cannot notify it (SQLite); default one second on
+	// PostgreSQL, 50ms on drivers without notifications.
+	PollInterval time.Duration
+	Logger       *slog.Logger
+}
+
+// riverClient is the part of river.Client[TTx] the Client uses, free of the
+// transaction type parameter so Client need not be generic.
+type riverClient interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	StopAndCancel(ctx context.Context) error
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error)
+}
+
+var _ riverClient = (*river.Client[any])(nil)
+
+// Client inserts jobs and, while Run runs, works them. It is safe for
+// concurrent use.
+type Client struct {
+	river riverClient
+	opts  Options
+	log   *slog.Logger
+}
+
+// New migrates River's tables on driver's database up to date and returns a
+// client on it. TTx is the driver's transaction type; store.DB provides the
+// driver for its database.
+func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], opts Options) (*Client, error) {
+	if opts.Registry == nil {
+		opts.Registry = NewRegistry()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	if opts.StopTimeout <= 0 {
+		opts.StopTimeout = 10 * time.Second
+	}
+	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: preparing migrations: %w", err)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return nil, fmt.Errorf("jobs: migrating the job tables: %w", err)
+	}
+	poll := opts.PollInterval
+	if poll <= 0 && !driver.SupportsListenNotify() {
+		// Without notifications a new job waits for the next poll: keep
+		// the wait short, SQLite polls are cheap.
+		poll = 50 * time.Millisecond
+	}
+	queues := map[string]river.QueueConfig{}
+	for q := range opts.Registry.queues {
+		queues[q] = river.QueueConfig{MaxWorkers: opts.Workers}
+	}
+	c, err := river.NewClient(driver, &river.Config{
+		Queues: queues, Workers: opts.Registry.workers, FetchPollInterval: poll, FetchCooldown: min(poll, river.FetchCooldownDefault),
+		RescueStuckJobsAfter: opts.RescueAfter, Logger: opts.Logger, JobTimeout: river.JobTimeoutDefault,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: creating the client: %w", err)
+	}
+	return &Client{river: c, opts: opts, log: opts.Logger}, nil
+}
+
+// Run works jobs until ctx ends, then stops gracefully: running jobs get
+// StopTimeout to finish before their contexts are cancelled (a cancelled
+// job is retried by the next client). The caller (serve's errgroup) owns it.
+func (c *Client) Run(ctx context.Context) error {
+	if err := c.river.Start(ctx); err != nil {
+		return fmt.Errorf("jobs: starting: %w", err)
+	}
+	<-ctx.Done()
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.StopTimeout)
+	defer cancel()
+	err := c.river.Stop(stopCtx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		c.log.Warn("jobs still running at the stop timeout: cancelling them; they are retried on the next start", "timeout", c.opts.StopTimeout)
+		cancelCtx, cancel2 := context.WithTimeout(context.WithoutCancel(ctx), c.opts.StopTimeout)
+		defer cancel2()
+		err = c.river.StopAndCancel(cancelCtx)
+	}
+	if err != nil {
+		return fmt.Errorf("jobs: stopping: %w", err)
+	}
+	return nil
+}
+
+// Enqueue inserts a job of kind k. inserted is false when a unique kind
+// already has a job with these arguments.
+func Enqueue[A Args](ctx context.Context, c *Client, k Kind[A], args A) (inserted bool, err error) {
+	res, err := c.river.Insert(ctx, args, k.insertOpts())
+	if err != nil {
+		return false, fmt.Errorf("jobs: inserting a %s job: %w", args.Kind(), err)
+	}
+	return !res.UniqueSkippedAsDuplicate, nil
+}
