@@ -22,6 +22,7 @@ import (
 	"github.com/troupehq/troupe/console"
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/tool/egress"
@@ -153,14 +154,22 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	}
 	defer db.Close()
 
+	// The job client is built before the services that queue jobs on it;
+	// their workers are registered before it runs.
+	jobReg := jobs.NewRegistry()
+	jobClient, err := openJobs(ctx, db, jobs.Options{Registry: jobReg, StopTimeout: cfg.shutdownTimeout, Logger: logger.With("component", "jobs")})
+	if err != nil {
+		return err
+	}
 	kbs, err := kb.New(ctx, kb.Options{
-		Documents: db.Knowledge(), Chunks: db.Knowledge(), Stats: db.Knowledge(), Env: spec.Env(getenv),
+		Documents: db.Knowledge(), Chunks: db.Knowledge(), Stats: db.Knowledge(), Env: spec.Env(getenv), Queue: jobs.IngestQueue{Client: jobClient},
 		NewMilvus: newMilvus, HTTPClient: egress.Policy{}.Client(time.Minute), Logger: logger.With("component", "knowledge"),
 	})
 	if err != nil {
 		return err
 	}
 	defer kbs.Close()
+	jobs.RegisterIngestion(jobReg, kbs)
 	rt, pool := newRuntime(getenv, logger, kbs)
 	defer pool.Close()
 	eng, err := engine.New(engine.Options{Dirs: []string{cfg.dir}, ReadRoots: cfg.readRoots, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt})
@@ -203,6 +212,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	g.Go(func() error { return srv.Serve(gctx, ln) })
 	g.Go(func() error { return runs.Run(gctx) })
 	g.Go(func() error { return kbs.Run(gctx) })
+	g.Go(func() error { return jobClient.Run(gctx) })
 	if tel.retain != nil {
 		g.Go(func() error { return tel.retain(gctx) })
 	}

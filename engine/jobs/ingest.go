@@ -1,6 +1,9 @@
 package jobs
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // IngestArgs are the arguments of a knowledge document's ingestion.
 type IngestArgs struct {
@@ -36,5 +39,13 @@ type IngestQueue struct{ Client *Client }
 // running.
 func (q IngestQueue) Enqueue(ctx context.Context, documentID string) error {
 	_, err := Enqueue(ctx, q.Client, Ingest, IngestArgs{DocumentID: documentID})
+	return err
+}
+
+// Requeue queues a document's ingestion again (a retry, a re-index): the
+// document's previous job may still be being recorded as finished, so a
+// running one is waited for, briefly, instead of counting as queued.
+func (q IngestQueue) Requeue(ctx context.Context, documentID string) error {
+	_, err := EnqueueAfterRunning(ctx, q.Client, Ingest, IngestArgs{DocumentID: documentID}, 5*time.Second)
 	return err
 }

@@ -32,7 +32,8 @@ type Kind[A Args] struct {
 	// NoTimeout for none).
 	Timeout time.Duration
 	// Unique makes a job with the same arguments a no-op while one is
-	// pending, scheduled, available, running or retryable.
+	// pending, scheduled, available, running or retryable (not once it has
+	// completed, been discarded or cancelled).
 	Unique bool
 	// Queue is the queue the kind's jobs go to (DefaultQueue when empty).
 	Queue string
@@ -41,7 +42,12 @@ type Kind[A Args] struct {
 func (k Kind[A]) insertOpts() *river.InsertOpts {
 	o := &river.InsertOpts{MaxAttempts: k.MaxAttempts, Queue: k.Queue}
 	if k.Unique {
-		o.UniqueOpts = river.UniqueOpts{ByArgs: true}
+		// River's default states include completed, which would make a
+		// finished job block its arguments for good (a retried document).
+		o.UniqueOpts = river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
+			rivertype.JobStateRunning, rivertype.JobStateScheduled,
+		}}
 	}
 	return o
 }
@@ -193,9 +199,43 @@ func (c *Client) Run(ctx context.Context) error {
 // Enqueue inserts a job of kind k. inserted is false when a unique kind
 // already has a job with these arguments.
 func Enqueue[A Args](ctx context.Context, c *Client, k Kind[A], args A) (inserted bool, err error) {
-	res, err := c.river.Insert(ctx, args, k.insertOpts())
+	res, err := c.insert(ctx, k, args)
 	if err != nil {
-		return false, fmt.Errorf("jobs: inserting a %s job: %w", args.Kind(), err)
+		return false, err
 	}
 	return !res.UniqueSkippedAsDuplicate, nil
+}
+
+// EnqueueAfterRunning is Enqueue for a unique kind whose caller knows any
+// job with these arguments has done its work and is only being recorded as
+// finished (a retry right after a failure): while that job is still
+// running it waits, up to wait, and inserts once it has ended. A job
+// queued but not yet running makes it a no-op, as with Enqueue.
+func EnqueueAfterRunning[A Args](ctx context.Context, c *Client, k Kind[A], args A, wait time.Duration) (inserted bool, err error) {
+	deadline := time.Now().Add(wait)
+	for {
+		res, err := c.insert(ctx, k, args)
+		if err != nil {
+			return false, err
+		}
+		if !res.UniqueSkippedAsDuplicate {
+			return true, nil
+		}
+		if res.Job.State != rivertype.JobStateRunning || time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("jobs: waiting to insert a %s job: %w", args.Kind(), ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Client) insert(ctx context.Context, k interface{ insertOpts() *river.InsertOpts }, args Args) (*rivertype.JobInsertResult, error) {
+	res, err := c.river.Insert(ctx, args, k.insertOpts())
+	if err != nil {
+		return nil, fmt.Errorf("jobs: inserting a %s job: %w", args.Kind(), err)
+	}
+	return res, nil
 }
