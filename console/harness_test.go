@@ -21,6 +21,7 @@ import (
 	"github.com/troupehq/troupe/console"
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/model/echo"
@@ -181,8 +182,15 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	var err error
 	ts.db, err = store.Open(context.Background(), h.dsn, store.Options{})
 	require.NoError(t, err)
-	ts.kb, err = kb.New(context.Background(), kb.Options{Documents: ts.db.Knowledge(), Chunks: ts.db.Knowledge(), Stats: ts.db.Knowledge()})
+	// As in troupe serve: ingestion runs on the job engine, on the store's
+	// database.
+	jobReg := jobs.NewRegistry()
+	jobClient, err := ts.db.OpenJobs(context.Background(), jobs.Options{Registry: jobReg, StopTimeout: 5 * time.Second})
 	require.NoError(t, err)
+	ts.kb, err = kb.New(context.Background(), kb.Options{Documents: ts.db.Knowledge(), Chunks: ts.db.Knowledge(), Stats: ts.db.Knowledge(),
+		Queue: jobs.IngestQueue{Client: jobClient}})
+	require.NoError(t, err)
+	jobs.RegisterIngestion(jobReg, ts.kb)
 	rt := &engine.Runtime{Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}})}
 	ts.eng, err = engine.New(engine.Options{Dirs: []string{ts.dir}, Env: env, Runtime: rt})
 	require.NoError(t, err)
@@ -240,6 +248,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	}
 	wg.Go(func() { _ = ts.eng.Run(ctx, dirty) })
 	wg.Go(func() { _ = ts.kb.Run(ctx) })
+	wg.Go(func() { _ = jobClient.Run(ctx) })
 	wg.Go(func() { _ = ts.recorder.Run(ctx) })
 	var stopped sync.Once
 	ts.stop = func() {

@@ -8,6 +8,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
+
+	"github.com/troupehq/troupe/engine/jobs"
 )
 
 // ErrWrongDialect reports a job driver asked of the other database.
@@ -44,4 +46,32 @@ func (db *DB) PostgresJobDriver(ctx context.Context) (*riverpgxv5.Driver, error)
 		db.pool = pool
 	}
 	return riverpgxv5.New(db.pool), nil
+}
+
+// OpenJobs opens the job engine on the database with the driver of its
+// dialect. The engine is generic in the driver's transaction type, and only
+// the store knows which one its database has, so the choice is made here,
+// once, for the server, the commands and the tests.
+func (db *DB) OpenJobs(ctx context.Context, opts jobs.Options) (*jobs.Client, error) {
+	var (
+		c   *jobs.Client
+		err error
+	)
+	if db.dialect == DialectPostgres {
+		d, derr := db.PostgresJobDriver(ctx)
+		if derr != nil {
+			return nil, derr
+		}
+		c, err = jobs.New(ctx, d, opts)
+	} else {
+		d, derr := db.SQLiteJobDriver()
+		if derr != nil {
+			return nil, derr
+		}
+		c, err = jobs.New(ctx, d, opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: opening the job engine: %w", err)
+	}
+	return c, nil
 }

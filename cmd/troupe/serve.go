@@ -157,7 +157,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	// The job client is built before the services that queue jobs on it;
 	// their workers are registered before it runs.
 	jobReg := jobs.NewRegistry()
-	jobClient, err := openJobs(ctx, db, jobs.Options{Registry: jobReg, StopTimeout: cfg.shutdownTimeout, Logger: logger.With("component", "jobs")})
+	jobClient, err := db.OpenJobs(ctx, jobs.Options{Registry: jobReg, StopTimeout: cfg.shutdownTimeout, Logger: logger.With("component", "jobs")})
 	if err != nil {
 		return err
 	}

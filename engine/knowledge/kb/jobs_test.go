@@ -31,12 +31,10 @@ func newJobEngine(t testing.TB, path string) *jobEngine {
 	db, err := store.Open(context.Background(), path, store.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
-	d, err := db.SQLiteJobDriver()
-	require.NoError(t, err)
 	reg := jobs.NewRegistry()
 	// A short stop timeout: a test's "crash" cancels ingestions that a
 	// paused embedder holds.
-	c, err := jobs.New(context.Background(), d, jobs.Options{Registry: reg, StopTimeout: 50 * time.Millisecond})
+	c, err := db.OpenJobs(context.Background(), jobs.Options{Registry: reg, StopTimeout: 50 * time.Millisecond})
 	require.NoError(t, err)
 	return &jobEngine{db: db, reg: reg, client: c}
 }
