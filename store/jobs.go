@@ -51,8 +51,11 @@ func (db *DB) PostgresJobDriver(ctx context.Context) (*riverpgxv5.Driver, error)
 // OpenJobs opens the job engine on the database with the driver of its
 // dialect. The engine is generic in the driver's transaction type, and only
 // the store knows which one its database has, so the choice is made here,
-// once, for the server, the commands and the tests.
+// once, for the server, the commands and the tests. On SQLite the database
+// is one process's (opts.Exclusive): jobs a killed process left running are
+// given back when the client starts.
 func (db *DB) OpenJobs(ctx context.Context, opts jobs.Options) (*jobs.Client, error) {
+	opts.Exclusive = db.dialect == DialectSQLite
 	var (
 		c   *jobs.Client
 		err error

@@ -175,6 +175,9 @@ func TestIngestionSurvivesRestart(t *testing.T) {
 				return nil
 			}))
 			require.Len(t, seen, expected, "exactly the expected chunks")
+			// The count follows the document's last update, which the
+			// wait above may see first.
+			require.Eventually(t, func() bool { return ingested.total() >= len(ids) }, 5*time.Second, time.Millisecond)
 			for _, id := range ids {
 				require.Equal(t, 1, ingested.completed(id), "document %s completed exactly once", id)
 			}
@@ -243,6 +246,9 @@ func TestTwoJobClientsNeverIngestTwice(t *testing.T) {
 		return nil
 	}))
 	require.Len(t, seen, expected, "exactly the expected chunks")
+	// The count follows the document's last update, which the wait above
+	// may see first.
+	require.Eventually(t, func() bool { return ingested.total() >= docs }, 5*time.Second, time.Millisecond)
 	for _, id := range ids {
 		require.Equal(t, 1, ingested.completed(id), "document %s ingested exactly once", id)
 	}

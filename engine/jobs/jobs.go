@@ -107,7 +107,11 @@ type Options struct {
 	// database cannot notify it (SQLite); default one second on
 	// PostgreSQL, 50ms on drivers without notifications.
 	PollInterval time.Duration
-	Logger       *slog.Logger
+	// Exclusive says no other process uses the database (SQLite): jobs
+	// found running when Run starts were abandoned by a process that died,
+	// and are given back at once instead of after RescueAfter.
+	Exclusive bool
+	Logger    *slog.Logger
 }
 
 // riverClient is the part of river.Client[TTx] the Client uses, free of the
@@ -128,6 +132,8 @@ type Client struct {
 	river riverClient
 	opts  Options
 	log   *slog.Logger
+	// rescue gives back abandoned jobs (Options.Exclusive).
+	rescue func(ctx context.Context) (int, error)
 }
 
 // New migrates River's tables on driver's database up to date and returns a
@@ -170,13 +176,23 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], opts Opti
 	if err != nil {
 		return nil, fmt.Errorf("jobs: creating the client: %w", err)
 	}
-	return &Client{river: c, opts: opts, log: opts.Logger}, nil
+	return &Client{river: c, opts: opts, log: opts.Logger,
+		rescue: func(ctx context.Context) (int, error) { return rescueAbandoned(ctx, driver, time.Now().UTC()) }}, nil
 }
 
 // Run works jobs until ctx ends, then stops gracefully: running jobs get
 // StopTimeout to finish before their contexts are cancelled (a cancelled
 // job is retried by the next client). The caller (serve's errgroup) owns it.
 func (c *Client) Run(ctx context.Context) error {
+	if c.opts.Exclusive {
+		n, err := c.rescue(ctx)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			c.log.Info("gave back jobs abandoned by a stopped process", "jobs", n)
+		}
+	}
 	if err := c.river.Start(ctx); err != nil {
 		return fmt.Errorf("jobs: starting: %w", err)
 	}
