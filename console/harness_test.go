@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -102,6 +103,9 @@ type harness struct {
 	specs     string // more documents, in a second spec file
 	opts      func(*console.Options)
 	providers map[string]model.Provider // registered by provider name, besides openai and echo
+	// maxRuns and maxQueued bound background runs (default 4 at once, any
+	// number queued).
+	maxRuns, maxQueued int
 }
 
 // traceStore is a trace sink the console can also read back.
@@ -136,6 +140,12 @@ func withProvider(name string, p model.Provider) serverOption {
 		}
 		h.providers[name] = p
 	}
+}
+
+// withBackground bounds background runs: maxRuns execute at once, and
+// maxQueued may wait (0: any number).
+func withBackground(maxRuns, maxQueued int) serverOption {
+	return func(h *harness) { h.maxRuns, h.maxQueued = maxRuns, maxQueued }
 }
 
 // withOptions changes the server's options before it starts.
@@ -185,7 +195,8 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	// As in troupe serve: ingestion runs on the job engine, on the store's
 	// database.
 	jobReg := jobs.NewRegistry()
-	jobClient, err := ts.db.OpenJobs(context.Background(), jobs.Options{Registry: jobReg, StopTimeout: 5 * time.Second})
+	jobClient, err := ts.db.OpenJobs(context.Background(), jobs.Options{Registry: jobReg, StopTimeout: 5 * time.Second,
+		Queues: map[string]int{jobs.RunQueueName: cmp.Or(h.maxRuns, 4)}})
 	require.NoError(t, err)
 	ts.kb, err = kb.New(context.Background(), kb.Options{Documents: ts.db.Knowledge(), Chunks: ts.db.Knowledge(), Stats: ts.db.Knowledge(),
 		Queue: jobs.IngestQueue{Client: jobClient}})
@@ -223,6 +234,11 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		h.opts(&o)
 	}
 	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout})
+	// As in troupe serve: background runs are jobs any replica executes.
+	jobs.RegisterRuns(jobReg, ts.runs)
+	if o.Background == nil {
+		o.Background = &jobs.RunQueue{Client: jobClient, Runs: ts.runs, MaxDepth: h.maxQueued}
+	}
 	var rec *telemetry.Recorder
 	if !h.noTracing {
 		rec = ts.recorder

@@ -45,6 +45,9 @@ type serveConfig struct {
 	bodyTimeout, uploadTimeout, idleTimeout                             time.Duration
 	maxConnections                                                      int
 	traceTTLDays                                                        int
+	// maxRuns is this replica's concurrent background runs; maxQueued the
+	// background runs that may wait to start, over every replica.
+	maxRuns, maxQueued int
 }
 
 func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, error) {
@@ -96,14 +99,26 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	fs.IntVar(&c.traceTTLDays, "trace-ttl-days", ttlDays,
 		"days the sql trace sink keeps traces, 0 for ever; for ClickHouse use ttl_days in its URL (env TROUPE_TRACE_TTL_DAYS)")
 	fs.IntVar(&c.maxConnections, "max-connections", maxConns, "connections served at once; more wait to be accepted (env TROUPE_MAX_CONNECTIONS)")
+	intFlag := func(p *int, name, key string, def int, usage string) {
+		if v, ok := getenv(key); ok && v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				envErr = errors.Join(envErr, fmt.Errorf("%s %q: use a positive number", key, v))
+			}
+			def = n
+		}
+		fs.IntVar(p, name, def, usage+" (env "+key+")")
+	}
+	intFlag(&c.maxRuns, "max-background-runs", "TROUPE_MAX_BACKGROUND_RUNS", 8, "background runs this replica executes at once")
+	intFlag(&c.maxQueued, "max-queued-runs", "TROUPE_MAX_QUEUED_RUNS", 1000, "background runs that may wait to start; more are refused with 429")
 	if err := fs.Parse(args); err != nil {
 		return nil, exitError(2)
 	}
 	if envErr != nil {
 		return nil, envErr
 	}
-	if c.bodyTimeout <= 0 || c.uploadTimeout <= 0 || c.idleTimeout <= 0 || c.maxConnections <= 0 {
-		return nil, errors.New("--body-timeout, --upload-timeout, --idle-timeout and --max-connections must be positive")
+	if c.bodyTimeout <= 0 || c.uploadTimeout <= 0 || c.idleTimeout <= 0 || c.maxConnections <= 0 || c.maxRuns <= 0 || c.maxQueued <= 0 {
+		return nil, errors.New("--body-timeout, --upload-timeout, --idle-timeout, --max-connections, --max-background-runs and --max-queued-runs must be positive")
 	}
 	if c.traceTTLDays < 0 {
 		return nil, errors.New("--trace-ttl-days must be 0 (keep traces forever) or more")
@@ -157,7 +172,8 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	// The job client is built before the services that queue jobs on it;
 	// their workers are registered before it runs.
 	jobReg := jobs.NewRegistry()
-	jobClient, err := db.OpenJobs(ctx, jobs.Options{Registry: jobReg, StopTimeout: cfg.shutdownTimeout, Logger: logger.With("component", "jobs")})
+	jobClient, err := db.OpenJobs(ctx, jobs.Options{Registry: jobReg, StopTimeout: cfg.shutdownTimeout,
+		Queues: map[string]int{jobs.RunQueueName: cfg.maxRuns}, Logger: logger.With("component", "jobs")})
 	if err != nil {
 		return err
 	}
@@ -191,9 +207,11 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	metrics := telemetry.NewMetrics()
 	wireMetrics(metrics, eng, tel.recorder, kbs)
 	runs := newRunService(eng, db, tel.recorder, metrics, cfg.shutdownTimeout, logger)
+	jobs.RegisterRuns(jobReg, runs)
 	srv := console.New(console.Options{
 		Engine: eng, Store: db, Knowledge: kbs, Runs: runs, Traces: tel.reader, Metrics: metrics,
-		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
+		Background: &jobs.RunQueue{Client: jobClient, Runs: runs, MaxDepth: cfg.maxQueued},
+		Logger:     logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
 		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,
 		ShutdownTimeout: cfg.shutdownTimeout, DBID: "troupe-" + db.Dialect(), Version: version,
 	})

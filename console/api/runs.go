@@ -13,6 +13,7 @@ import (
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
+	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
 )
 
@@ -22,6 +23,9 @@ type runRequest struct {
 	Stream    *bool  `json:"stream" form:"stream"`
 	SessionID string `json:"session_id" form:"session_id"`
 	UserID    string `json:"user_id" form:"user_id"`
+	// Background queues the run and answers 202 at once; any replica
+	// executes it, and GET …/runs/{run_id} tells its state and result.
+	Background *bool `json:"background" form:"background"`
 }
 
 func parseRunRequest(c *gin.Context) (runRequest, error) {
@@ -41,12 +45,14 @@ func parseRunRequest(c *gin.Context) (runRequest, error) {
 		req.Message = c.PostForm("message")
 		req.SessionID = c.PostForm("session_id")
 		req.UserID = c.PostForm("user_id")
-		if v, ok := c.GetPostForm("stream"); ok && v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return req, Errorf(http.StatusUnprocessableEntity, "stream must be true or false, got %q", v)
+		for name, dst := range map[string]**bool{"stream": &req.Stream, "background": &req.Background} {
+			if v, ok := c.GetPostForm(name); ok && v != "" {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return req, Errorf(http.StatusUnprocessableEntity, "%s must be true or false, got %q", name, v)
+				}
+				*dst = &b
 			}
-			req.Stream = &b
 		}
 	default:
 		return req, &Error{Status: http.StatusUnsupportedMediaType, Msg: "send the run as application/json or a form (multipart/form-data or urlencoded)"}
@@ -77,6 +83,9 @@ func (h *Handler) createRun(typ string) handlerFunc {
 		stream := req.Stream == nil || *req.Stream
 		p := session.Params{Kind: kind, Name: c.Param("id"), Message: req.Message, SessionID: req.SessionID,
 			UserID: auth.Of(c).UserID(req.UserID), Stream: stream, BoundUser: auth.Of(c).Bound(), Link: RunLink(c)}
+		if req.Background != nil && *req.Background {
+			return h.submitRun(c, p)
+		}
 		turn, err := h.opts.Runs.Start(c.Request.Context(), p)
 		if err != nil {
 			return err
@@ -98,6 +107,39 @@ func (h *Handler) createRun(typ string) handlerFunc {
 			frame := toSSE(e)
 			_ = w.Event(frame.Event, frame)
 		})
+		return nil
+	}
+}
+
+// submitRun answers a run request with background=true: the run is stored
+// PENDING and queued, and the client polls GET …/runs/{run_id}.
+func (h *Handler) submitRun(c *gin.Context, p session.Params) error {
+	if h.opts.Background == nil {
+		return Errorf(http.StatusUnprocessableEntity, "background runs are not available on this server")
+	}
+	p.Stream = false // nobody is listening
+	r, err := h.opts.Background.Submit(c.Request.Context(), p)
+	if err != nil {
+		return err
+	}
+	c.Header("X-Run-Id", r.ID)
+	c.Header("X-Session-Id", r.SessionID)
+	c.JSON(http.StatusAccepted, backgroundRunResponse{RunID: r.ID, SessionID: r.SessionID, Status: string(r.Status)})
+	return nil
+}
+
+// getRun answers GET /agents/{id}/runs/{run_id}: a run of that agent (or
+// team) the caller may see, in any state, with its result once it ended.
+func (h *Handler) getRun(typ string) handlerFunc {
+	return func(c *gin.Context) error {
+		r, err := h.opts.Store.GetRun(c.Request.Context(), c.Param("run_id"), store.Filter{UserID: auth.Of(c).UserID("")})
+		if err != nil {
+			return about("run", err)
+		}
+		if r.ComponentID != c.Param("id") || r.Type != typ || r.ParentRunID != "" {
+			return Errorf(http.StatusNotFound, "no run %s of %s %s", c.Param("run_id"), typ, c.Param("id"))
+		}
+		c.JSON(http.StatusOK, toRun(r, false))
 		return nil
 	}
 }

@@ -93,8 +93,11 @@ func (w *worker[A]) Timeout(*river.Job[A]) time.Duration { return w.kind.Timeout
 type Options struct {
 	Registry *Registry
 	// Workers is how many jobs of each queue run at once in this process
-	// (default 2).
+	// (default 2), unless Queues names the queue.
 	Workers int
+	// Queues sets how many jobs of a queue run at once in this process
+	// (RunQueueName: the replica's concurrent background runs).
+	Queues map[string]int
 	// StopTimeout is how long Run waits at shutdown for running jobs to
 	// finish before cancelling them (default 10s); cancelled jobs are
 	// retried by the next client to start.
@@ -166,8 +169,15 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], opts Opti
 		poll = 50 * time.Millisecond
 	}
 	queues := map[string]river.QueueConfig{}
+	for q := range opts.Queues {
+		opts.Registry.queues[q] = true
+	}
 	for q := range opts.Registry.queues {
-		queues[q] = river.QueueConfig{MaxWorkers: opts.Workers}
+		n := opts.Workers
+		if m := opts.Queues[q]; m > 0 {
+			n = m
+		}
+		queues[q] = river.QueueConfig{MaxWorkers: n}
 	}
 	c, err := river.NewClient(driver, &river.Config{
 		Queues: queues, Workers: opts.Registry.workers, FetchPollInterval: poll, FetchCooldown: min(poll, river.FetchCooldownDefault),
