@@ -3,14 +3,38 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"time"
 
+	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/session"
 )
 
-var _ interface {
-	ClaimRun(ctx context.Context, id string) (*session.Run, error)
-} = (*DB)(nil)
+var _ session.Claimer = (*DB)(nil)
+
+// FailRunning ends run id ERROR with reason if it is RUNNING (a background
+// run whose worker died) and reports whether it was. It is called only once
+// the run's job lease expired, when its worker is presumed dead, so it reads
+// and then finishes the run (FinishRun, which also records its latency)
+// rather than racing a worker that could still save a result.
+func (db *DB) FailRunning(ctx context.Context, id, reason string) (bool, error) {
+	r, err := db.GetRun(ctx, id, Filter{})
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if r.Status != event.StatusRunning {
+		return false, nil
+	}
+	r.Status, r.Error, r.UpdatedAt = event.StatusError, reason, time.Time{}
+	if err := db.FinishRun(ctx, r); err != nil {
+		return false, err
+	}
+	return true, nil
+}
 
 const sqlClaimRun = `UPDATE runs SET status = 'RUNNING', updated_at = $1 WHERE id = $2 AND status = 'PENDING'`
 

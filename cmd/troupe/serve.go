@@ -43,8 +43,11 @@ type serveConfig struct {
 	insecure                                                            bool
 	shutdownTimeout                                                     time.Duration
 	bodyTimeout, uploadTimeout, idleTimeout                             time.Duration
-	maxConnections                                                      int
-	traceTTLDays                                                        int
+	// jobLease is how long a job may run before it counts as abandoned by
+	// a dead replica (River's rescue delay).
+	jobLease       time.Duration
+	maxConnections int
+	traceTTLDays   int
 	// maxRuns is this replica's concurrent background runs; maxQueued the
 	// background runs that may wait to start, over every replica.
 	maxRuns, maxQueued int
@@ -80,6 +83,8 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	durationFlag(&c.bodyTimeout, "body-timeout", "TROUPE_BODY_TIMEOUT", 30*time.Second, "how long reading a request body may take, uploads aside")
 	durationFlag(&c.uploadTimeout, "upload-timeout", "TROUPE_UPLOAD_TIMEOUT", 10*time.Minute, "how long reading an upload may take")
 	durationFlag(&c.idleTimeout, "idle-timeout", "TROUPE_IDLE_TIMEOUT", 60*time.Second, "how long a kept-alive connection may wait for its next request")
+	durationFlag(&c.jobLease, "job-lease", "TROUPE_JOB_LEASE", time.Hour,
+		"how long a job (an ingestion, a background run) may run before it counts as abandoned by a dead replica: then an ingestion is retried and a background run ends ERROR; longer than the longest run")
 	maxConns := 1024
 	if v, ok := getenv("TROUPE_MAX_CONNECTIONS"); ok && v != "" {
 		n, err := strconv.Atoi(v)
@@ -173,7 +178,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	// their workers are registered before it runs.
 	jobReg := jobs.NewRegistry()
 	jobClient, err := db.OpenJobs(ctx, jobs.Options{Registry: jobReg, StopTimeout: cfg.shutdownTimeout,
-		Queues: map[string]int{jobs.RunQueueName: cfg.maxRuns}, Logger: logger.With("component", "jobs")})
+		Queues: map[string]int{jobs.RunQueueName: cfg.maxRuns}, RescueAfter: cfg.jobLease, Logger: logger.With("component", "jobs")})
 	if err != nil {
 		return err
 	}

@@ -85,7 +85,19 @@ type worker[A Args] struct {
 
 var _ river.Worker[Args] = (*worker[Args])(nil)
 
-func (w *worker[A]) Work(ctx context.Context, j *river.Job[A]) error { return w.work(ctx, j.Args) }
+func (w *worker[A]) Work(ctx context.Context, j *river.Job[A]) error {
+	return w.work(context.WithValue(ctx, attemptKey{}, j.Attempt), j.Args)
+}
+
+// attemptKey carries a job's attempt number in its work's context.
+type attemptKey struct{}
+
+// Attempt returns the attempt number (from 1) of the job whose work ctx
+// belongs to; 0 outside a job.
+func Attempt(ctx context.Context) int {
+	n, _ := ctx.Value(attemptKey{}).(int)
+	return n
+}
 
 func (w *worker[A]) Timeout(*river.Job[A]) time.Duration { return w.kind.Timeout }
 

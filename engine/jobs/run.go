@@ -23,23 +23,37 @@ type RunArgs struct {
 // Kind names the background run kind.
 func (RunArgs) Kind() string { return "background_run" }
 
-// BackgroundRun executes a run submitted with background=true. At most
-// once: one attempt, and the run service claims the run before executing
-// it, so a job worked twice (rescued while still running) does nothing the
-// second time. A job whose process died is discarded by River's rescuer
-// (after Options.RescueAfter; at once on SQLite when the next process
-// starts); the run's store marks such a run ERROR when it reopens.
-var BackgroundRun = Kind[RunArgs]{MaxAttempts: 1, Timeout: NoTimeout, Unique: true, Queue: RunQueueName}
+// BackgroundRun executes a run submitted with background=true, at most
+// once: the run service claims the run (PENDING to RUNNING, which only one
+// caller can do) before executing it. The job has a second attempt, which
+// never executes a run already claimed: it exists for a job whose process
+// died, which River's rescuer gives back once its lease expires
+// (Options.RescueAfter; at once on SQLite when the next process starts),
+// and it ends such a run ERROR with the reason. A run not claimed yet by
+// the first attempt is executed by the second.
+var BackgroundRun = Kind[RunArgs]{MaxAttempts: 2, Timeout: NoTimeout, Unique: true, Queue: RunQueueName}
 
 // Executor executes background runs (the run service).
 type Executor interface {
 	ExecuteQueued(ctx context.Context, runID string) (*session.Run, error)
+	// FailAbandoned ends run runID ERROR with reason if it is still
+	// RUNNING (its worker died); false if it was not.
+	FailAbandoned(ctx context.Context, runID, reason string) (bool, error)
 }
+
+// abandonedRun is the error of a background run whose worker died.
+const abandonedRun = "the process executing this background run stopped before it finished (its job's lease expired); the run was not retried"
 
 // RegisterRuns makes clients built on r execute background runs with ex.
 func RegisterRuns(r *Registry, ex Executor) {
 	Register(r, BackgroundRun, func(ctx context.Context, a RunArgs) error {
-		_, err := ex.ExecuteQueued(ctx, a.RunID)
+		r, err := ex.ExecuteQueued(ctx, a.RunID)
+		if err != nil || r != nil || Attempt(ctx) < 2 {
+			return err
+		}
+		// Claimed by the first attempt, whose process died: never run
+		// it again, say why it ended.
+		_, err = ex.FailAbandoned(ctx, a.RunID, abandonedRun)
 		return err
 	})
 }

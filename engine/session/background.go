@@ -16,6 +16,33 @@ type Claimer interface {
 	// ClaimRun moves run id from PENDING to RUNNING and returns it. Only
 	// one caller succeeds; the others get an error wrapping ErrNotFound.
 	ClaimRun(ctx context.Context, id string) (*Run, error)
+	// FailRunning ends run id ERROR with reason if it is RUNNING, and
+	// reports whether it was.
+	FailRunning(ctx context.Context, id, reason string) (bool, error)
+}
+
+// FailAbandoned ends a background run ERROR with reason when it is still
+// RUNNING but no run of this process (its worker died elsewhere, or before
+// a restart); it reports whether it did.
+func (s *Service) FailAbandoned(ctx context.Context, runID, reason string) (bool, error) {
+	s.mu.Lock()
+	_, here := s.active[runID]
+	s.mu.Unlock()
+	if here {
+		return false, nil
+	}
+	c, ok := s.opts.Store.(Claimer)
+	if !ok {
+		return false, errors.New("the run store cannot claim background runs")
+	}
+	failed, err := c.FailRunning(ctx, runID, reason)
+	if err != nil {
+		return false, fmt.Errorf("failing abandoned run %s: %w", runID, err)
+	}
+	if failed {
+		s.log.Warn("background run abandoned by its worker", "run_id", runID)
+	}
+	return failed, nil
 }
 
 // Submit validates a background turn and stores its run PENDING, to be
