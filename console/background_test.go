@@ -2,8 +2,10 @@ package console_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,4 +110,59 @@ func TestBackgroundQueueFull(t *testing.T) {
 	status, third, _ := submit()
 	require.Equal(t, http.StatusAccepted, status, "the queue drained")
 	waitRun(t, ts, "/agents/slowcalc/runs/"+third.RunID, "COMPLETED")
+}
+
+// TestIdempotencyKey checks run requests repeated with an Idempotency-Key,
+// foreground and background: the same key and body answer with the first
+// request's run (no second run is made), the same key with another body is
+// a 422, and keys are per request, not global.
+func TestIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	send := func(key, body string) (int, string, http.Header) {
+		req, err := http.NewRequest(http.MethodPost, ts.url+"/agents/helpdesk/runs", strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(b), resp.Header
+	}
+	tests := []struct {
+		name, key, body, other string
+		status                 int
+	}{
+		{name: "foreground", key: "key-fg", body: `{"message":"hello","stream":false}`, other: `{"message":"bye","stream":false}`, status: http.StatusOK},
+		{name: "background", key: "key-bg", body: `{"message":"hello","background":true}`, other: `{"message":"hello","background":true,"session_id":"elsewhere"}`, status: http.StatusAccepted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body, h := send(tt.key, tt.body)
+			require.Equal(t, tt.status, status, body)
+			require.Empty(t, h.Get("Idempotent-Replayed"))
+			first := h.Get("X-Run-Id")
+			require.NotEmpty(t, first)
+			done := waitRun(t, ts, "/agents/helpdesk/runs/"+first, "COMPLETED")
+
+			status, body, h = send(tt.key, tt.body)
+			require.Equal(t, tt.status, status, body)
+			require.Equal(t, "true", h.Get("Idempotent-Replayed"))
+			require.Equal(t, first, h.Get("X-Run-Id"), "the same run")
+			var again runState
+			require.NoError(t, json.Unmarshal([]byte(body), &again))
+			require.Equal(t, first, again.RunID)
+			require.Equal(t, "COMPLETED", again.Status)
+
+			var runs []runState
+			ts.json(http.MethodGet, "/sessions/"+done.SessionID+"/runs", "", "", http.StatusOK, &runs)
+			require.Len(t, runs, 1, "no second run was made")
+
+			status, body, _ = send(tt.key, tt.other)
+			require.Equal(t, http.StatusUnprocessableEntity, status, body)
+			require.Contains(t, body, "Idempotency-Key")
+		})
+	}
 }

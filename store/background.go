@@ -11,7 +11,10 @@ import (
 	"github.com/troupehq/troupe/engine/session"
 )
 
-var _ session.Claimer = (*DB)(nil)
+var (
+	_ session.Claimer  = (*DB)(nil)
+	_ session.KeyStore = (*DB)(nil)
+)
 
 // FailRunning ends run id ERROR with reason if it is RUNNING (a background
 // run whose worker died) and reports whether it was. It is called only once
@@ -61,4 +64,49 @@ func (db *DB) ClaimRun(ctx context.Context, id string) (*Run, error) {
 		return nil, fmt.Errorf("store: claiming run %s: %w", id, err)
 	}
 	return &r, nil
+}
+
+const (
+	sqlReserveKey = `INSERT INTO idempotency_keys (user_id, key, body_hash, run_id, created_at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (user_id, key) DO NOTHING`
+	sqlGetKey     = `SELECT run_id, body_hash FROM idempotency_keys WHERE user_id = $1 AND key = $2`
+	sqlReleaseKey = `DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND run_id = $3`
+)
+
+// ReserveKey records idempotency key for userID's new run runID, made by a
+// request whose hash is hash. When the key is taken it records nothing and
+// returns the run and request hash stored with it (reserved false).
+func (db *DB) ReserveKey(ctx context.Context, userID, key, hash, runID string) (existingRun, existingHash string, reserved bool, err error) {
+	err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, sqlReserveKey, userID, key, hash, runID, db.timeArg(now()))
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			reserved = true
+			return nil
+		}
+		return tx.QueryRowContext(ctx, sqlGetKey, userID, key).Scan(&existingRun, &existingHash)
+	})
+	if err != nil {
+		return "", "", false, fmt.Errorf("store: reserving idempotency key: %w", err)
+	}
+	return existingRun, existingHash, reserved, nil
+}
+
+// ReleaseKey forgets the key reserved for runID, whose run could not be
+// stored, so the request can be made again.
+func (db *DB) ReleaseKey(ctx context.Context, userID, key, runID string) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, sqlReleaseKey, userID, key, runID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: releasing idempotency key: %w", err)
+	}
+	return nil
 }

@@ -184,7 +184,8 @@ func (h *Handler) openAPIDocument(snap *engine.Snapshot) map[string]any {
 	runOp := func(tag, kind, name, desc string) map[string]any {
 		o := operation(Route{Tag: tag, Summary: "Run " + kind + " " + name, Streams: true, Resp: runResponse{}, RespDesc: "The run: an event stream (RunEvent frames), or JSON when stream is false",
 			Desc: strings.TrimSpace(desc + "\n\nStreams server-sent events (`event: Name` and a JSON `data:` line with the same `event`) unless `stream` is false, in which case the whole run is returned as JSON. " +
-				"With `background` true the run is queued and answered at once with 202 `{run_id, session_id, status: PENDING}`; any replica executes it, and GET …/runs/{run_id} returns its state and result."),
+				"With `background` true the run is queued and answered at once with 202 `{run_id, session_id, status: PENDING}`; any replica executes it, and GET …/runs/{run_id} returns its state and result. " +
+				"An `Idempotency-Key` header makes the request repeatable: the same key and body answer with the run the first request made (its current state, header Idempotent-Replayed: true; 202 for a background run), the same key with another body is a 422."),
 			Errors: map[int]string{404: "No such " + kind + ", or the session belongs to someone else", 409: "The " + kind + "'s spec is broken", 422: "message is missing", 429: "background: too many runs are queued; retry after Retry-After seconds"}})
 		o["operationId"] = "run_" + kind + "_" + strings.ReplaceAll(name, "-", "_")
 		o["requestBody"] = map[string]any{"required": true, "content": map[string]any{

@@ -1,7 +1,10 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"mime"
 	"net/http"
 	"strconv"
@@ -83,10 +86,17 @@ func (h *Handler) createRun(typ string) handlerFunc {
 		stream := req.Stream == nil || *req.Stream
 		p := session.Params{Kind: kind, Name: c.Param("id"), Message: req.Message, SessionID: req.SessionID,
 			UserID: auth.Of(c).UserID(req.UserID), Stream: stream, BoundUser: auth.Of(c).Bound(), Link: RunLink(c)}
-		if req.Background != nil && *req.Background {
+		background := req.Background != nil && *req.Background
+		if key := c.GetHeader("Idempotency-Key"); key != "" {
+			p.IdempotencyKey, p.RequestHash = key, requestHash(p, background)
+		}
+		if background {
 			return h.submitRun(c, p)
 		}
 		turn, err := h.opts.Runs.Start(c.Request.Context(), p)
+		if replay, ok := errors.AsType[*session.ReplayError](err); ok {
+			return h.replayRun(c, typ, replay.RunID, false)
+		}
 		if err != nil {
 			return err
 		}
@@ -119,12 +129,46 @@ func (h *Handler) submitRun(c *gin.Context, p session.Params) error {
 	}
 	p.Stream = false // nobody is listening
 	r, err := h.opts.Background.Submit(c.Request.Context(), p)
+	if replay, ok := errors.AsType[*session.ReplayError](err); ok {
+		return h.replayRun(c, string(session.TypeOf(p.Kind)), replay.RunID, true)
+	}
 	if err != nil {
 		return err
 	}
 	c.Header("X-Run-Id", r.ID)
 	c.Header("X-Session-Id", r.SessionID)
 	c.JSON(http.StatusAccepted, backgroundRunResponse{RunID: r.ID, SessionID: r.SessionID, Status: string(r.Status)})
+	return nil
+}
+
+// requestHash identifies a run request for its Idempotency-Key: the same
+// key with another request is refused.
+func requestHash(p session.Params, background bool) string {
+	b, _ := json.Marshal(struct {
+		Kind, Name, Message, SessionID, UserID string
+		Stream, Background                     bool
+	}{string(p.Kind), p.Name, p.Message, p.SessionID, p.UserID, p.Stream, background})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// replayRun answers a run request repeated with its Idempotency-Key: with
+// the run the first request made, in its current state (202 with its
+// status for a background run, 200 with the run otherwise; a stream is
+// not replayed).
+func (h *Handler) replayRun(c *gin.Context, typ, runID string, background bool) error {
+	r, err := h.opts.Store.GetRun(c.Request.Context(), runID, store.Filter{UserID: auth.Of(c).UserID("")})
+	if err != nil {
+		return about("run", err)
+	}
+	c.Header("Idempotent-Replayed", "true")
+	c.Header("X-Run-Id", r.ID)
+	c.Header("X-Session-Id", r.SessionID)
+	if background {
+		c.JSON(http.StatusAccepted, backgroundRunResponse{RunID: r.ID, SessionID: r.SessionID, Status: string(r.Status)})
+		return nil
+	}
+	c.JSON(http.StatusOK, toRun(r, false))
 	return nil
 }
 

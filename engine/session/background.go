@@ -56,7 +56,7 @@ func (s *Service) Submit(ctx context.Context, p Params) (*Run, error) {
 	}
 	defer tg.Release()
 	sess, r := newRun(p, tg, event.StatusPending)
-	if err := s.store(ctx, sess, r); err != nil {
+	if err := s.store(ctx, p, sess, r); err != nil {
 		return nil, err
 	}
 	return r, nil

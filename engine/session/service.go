@@ -108,6 +108,12 @@ type Params struct {
 	History []model.Message
 	// Link is the caller's span, which the run's trace links to.
 	Link Link
+	// IdempotencyKey, when set, makes the request repeatable: the same key
+	// (per user) with the same RequestHash returns a *ReplayError naming
+	// the run the first request made; with another hash, ErrInvalid.
+	IdempotencyKey string
+	// RequestHash identifies the request the key was sent with.
+	RequestHash string
 }
 
 // Start validates a turn, pins its target and stores the new run; the
@@ -121,7 +127,7 @@ func (s *Service) Start(ctx context.Context, p Params) (*Turn, error) {
 	}
 	t := &Turn{s: s, p: p, runner: tg.Runner, release: tg.Release}
 	t.session, t.run = newRun(p, tg, event.StatusRunning)
-	if err := s.store(ctx, t.session, t.run); err != nil {
+	if err := s.store(ctx, p, t.session, t.run); err != nil {
 		tg.Release()
 		return nil, err
 	}
@@ -173,9 +179,14 @@ func newRun(p Params, tg Target, status event.Status) (*Session, *Run) {
 	}
 }
 
-// store stores a new run, with its session when that is new.
-func (s *Service) store(ctx context.Context, sess *Session, r *Run) error {
+// store stores a new run, with its session when that is new, after
+// reserving the request's idempotency key for it.
+func (s *Service) store(ctx context.Context, p Params, sess *Session, r *Run) error {
+	if err := s.reserveKey(ctx, p, r.ID); err != nil {
+		return err
+	}
 	if err := s.opts.Store.StartRun(ctx, sess, r); err != nil {
+		s.releaseKey(ctx, p, r.ID)
 		if errors.Is(err, ErrNotFound) {
 			return &Error{Kind: ErrSessionNotFound, Msg: fmt.Sprintf("session %q not found", sess.ID)}
 		}

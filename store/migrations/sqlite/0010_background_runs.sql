@@ -40,3 +40,14 @@ CREATE INDEX runs_session_id_created_at ON runs (session_id, created_at);
 CREATE INDEX runs_status_running ON runs (status) WHERE status = 'RUNNING';
 CREATE INDEX runs_finished_created_at ON runs (created_at, status, latency_us, user_id)
     WHERE parent_run_id = '' AND latency_us IS NOT NULL;
+
+-- Idempotency keys of run requests, per user: a request repeated with the
+-- same key and body gets the run the first one made.
+CREATE TABLE idempotency_keys (
+    user_id    TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    body_hash  TEXT NOT NULL,
+    run_id     TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (user_id, key)
+) STRICT;
