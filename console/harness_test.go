@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -21,6 +22,7 @@ import (
 	"github.com/troupehq/troupe/console"
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/model/echo"
@@ -101,6 +103,9 @@ type harness struct {
 	specs     string // more documents, in a second spec file
 	opts      func(*console.Options)
 	providers map[string]model.Provider // registered by provider name, besides openai and echo
+	// maxRuns and maxQueued bound background runs (default 4 at once, any
+	// number queued).
+	maxRuns, maxQueued int
 }
 
 // traceStore is a trace sink the console can also read back.
@@ -135,6 +140,12 @@ func withProvider(name string, p model.Provider) serverOption {
 		}
 		h.providers[name] = p
 	}
+}
+
+// withBackground bounds background runs: maxRuns execute at once, and
+// maxQueued may wait (0: any number).
+func withBackground(maxRuns, maxQueued int) serverOption {
+	return func(h *harness) { h.maxRuns, h.maxQueued = maxRuns, maxQueued }
 }
 
 // withOptions changes the server's options before it starts.
@@ -181,8 +192,16 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	var err error
 	ts.db, err = store.Open(context.Background(), h.dsn, store.Options{})
 	require.NoError(t, err)
-	ts.kb, err = kb.New(context.Background(), kb.Options{Documents: ts.db.Knowledge(), Chunks: ts.db.Knowledge(), Stats: ts.db.Knowledge()})
+	// As in troupe serve: ingestion runs on the job engine, on the store's
+	// database.
+	jobReg := jobs.NewRegistry()
+	jobClient, err := ts.db.OpenJobs(context.Background(), jobs.Options{Registry: jobReg, StopTimeout: 5 * time.Second,
+		Queues: map[string]int{jobs.RunQueueName: cmp.Or(h.maxRuns, 4)}})
 	require.NoError(t, err)
+	ts.kb, err = kb.New(context.Background(), kb.Options{Documents: ts.db.Knowledge(), Chunks: ts.db.Knowledge(), Stats: ts.db.Knowledge(),
+		Queue: jobs.IngestQueue{Client: jobClient}})
+	require.NoError(t, err)
+	jobs.RegisterIngestion(jobReg, ts.kb)
 	rt := &engine.Runtime{Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}})}
 	ts.eng, err = engine.New(engine.Options{Dirs: []string{ts.dir}, Env: env, Runtime: rt})
 	require.NoError(t, err)
@@ -215,6 +234,11 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		h.opts(&o)
 	}
 	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Cancels: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout})
+	// As in troupe serve: background runs are jobs any replica executes.
+	jobs.RegisterRuns(jobReg, ts.runs)
+	if o.Background == nil {
+		o.Background = &jobs.RunQueue{Client: jobClient, Runs: ts.runs, MaxDepth: h.maxQueued}
+	}
 	var rec *telemetry.Recorder
 	if !h.noTracing {
 		rec = ts.recorder
@@ -241,6 +265,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	wg.Go(func() { _ = ts.eng.Run(ctx, dirty) })
 	wg.Go(func() { _ = ts.kb.Run(ctx) })
 	wg.Go(func() { _ = ts.kb.Follow(ctx) })
+	wg.Go(func() { _ = jobClient.Run(ctx) })
 	wg.Go(func() { _ = ts.recorder.Run(ctx) })
 	var stopped sync.Once
 	ts.stop = func() {

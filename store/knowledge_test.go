@@ -1,19 +1,18 @@
 package store_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/bm25"
 	"github.com/troupehq/troupe/engine/knowledge/embed"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
-	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -124,24 +123,19 @@ func TestKnowledgeDocumentsAndChunks(t *testing.T) {
 	}
 }
 
-// TestIngestionSurvivesRestart is the crash test on a real database: ingestion
-// is cancelled mid-way, the store is closed and reopened, a new service
-// resumes, and every document ends completed with exactly its chunks.
+// TestIngestionSurvivesRestart is the crash test on a real database: the
+// job client is stopped mid-ingestion, the store is closed and reopened, a
+// new service and job client resume the queued and interrupted jobs, and
+// every document ends completed, exactly once, with exactly its chunks.
 func TestIngestionSurvivesRestart(t *testing.T) {
 	for name, open := range dbOpeners(t) {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			ks := knowledgeSpecs(t, dir)
 			slow := &slowEmbedder{Embedder: embed.NewLocal(embed.LocalOptions{Dimension: 64}), delay: 3 * time.Millisecond}
+			ingested := &ingestCounter{}
 			newService := func(db *store.DB) (*kb.Service, func()) {
-				s, err := kb.New(t.Context(), kb.Options{Documents: db.Knowledge(), Chunks: db.Knowledge(), Stats: db.Knowledge(),
-					NewEmbedder: func(*spec.Knowledge) (knowledge.Embedder, error) { return slow, nil }})
-				require.NoError(t, err)
-				s.Configure(t.Context(), ks)
-				ctx, cancel := context.WithCancel(t.Context())
-				done := make(chan struct{})
-				go func() { _ = s.Run(ctx); close(done) }()
-				return s, func() { cancel(); <-done }
+				return startKnowledge(t, db, ks, slow, ingested)
 			}
 			db1 := open(t)
 			s1, stop1 := newService(db1)
@@ -181,9 +175,82 @@ func TestIngestionSurvivesRestart(t *testing.T) {
 				return nil
 			}))
 			require.Len(t, seen, expected, "exactly the expected chunks")
+			// The count follows the document's last update, which the
+			// wait above may see first.
+			require.Eventually(t, func() bool { return ingested.total() >= len(ids) }, 5*time.Second, time.Millisecond)
+			for _, id := range ids {
+				require.Equal(t, 1, ingested.completed(id), "document %s completed exactly once", id)
+			}
 			hits, err := s2.Search(t.Context(), []string{"docs"}, "procedure step 7", knowledge.ModeHybrid, 3, nil)
 			require.NoError(t, err)
 			require.NotEmpty(t, hits)
 		})
 	}
+}
+
+// TestTwoJobClientsNeverIngestTwice runs two services, each with its own
+// store and job client, on one PostgreSQL database, as two replicas would:
+// every document is uploaded through both, and each is still ingested
+// exactly once, with exactly its chunks.
+func TestTwoJobClientsNeverIngestTwice(t *testing.T) {
+	dsn := newSchema(t, postgresDSN(t))
+	ks := knowledgeSpecs(t, t.TempDir())
+	slow := &slowEmbedder{Embedder: embed.NewLocal(embed.LocalOptions{Dimension: 64}), delay: time.Millisecond}
+	ingested := &ingestCounter{}
+	var services []*kb.Service
+	var dbs []*store.DB
+	for range 2 {
+		db := openPostgres(t, dsn, store.Options{MaxOpenConns: 8})
+		s, stop := startKnowledge(t, db, ks, slow, ingested)
+		t.Cleanup(stop)
+		services, dbs = append(services, s), append(dbs, db)
+	}
+	const docs = 20
+	got := make([][2]string, docs) // each document's id, as each service returned it
+	var g errgroup.Group
+	for i := range docs {
+		var b strings.Builder
+		for j := range 30 {
+			fmt.Fprintf(&b, "## Part %d.%d\n\nDocument %d explains step %d of the procedure in detail.\n\n", i, j, i, j)
+		}
+		for k, s := range services {
+			g.Go(func() error {
+				d, _, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: fmt.Sprintf("d%d.md", i), Content: []byte(b.String())})
+				if err == nil {
+					got[i][k] = d.ID
+				}
+				return err
+			})
+		}
+	}
+	require.NoError(t, g.Wait())
+	ids := make([]string, docs)
+	for i, pair := range got {
+		require.Equal(t, pair[0], pair[1], "the same bytes are the same document")
+		ids[i] = pair[0]
+	}
+	expected := 0
+	for _, id := range ids {
+		require.Eventually(t, func() bool {
+			d, err := services[0].Get(t.Context(), id)
+			return err == nil && d.Status == kb.StatusCompleted
+		}, 30*time.Second, 5*time.Millisecond)
+		d, err := services[0].Get(t.Context(), id)
+		require.NoError(t, err)
+		expected += d.Chunks
+	}
+	seen := map[string]bool{}
+	require.NoError(t, dbs[0].Knowledge().Load(t.Context(), func(r knowledge.ChunkRecord) error {
+		require.False(t, seen[r.Chunk.ID], "duplicate chunk")
+		seen[r.Chunk.ID] = true
+		return nil
+	}))
+	require.Len(t, seen, expected, "exactly the expected chunks")
+	// The count follows the document's last update, which the wait above
+	// may see first.
+	require.Eventually(t, func() bool { return ingested.total() >= docs }, 5*time.Second, time.Millisecond)
+	for _, id := range ids {
+		require.Equal(t, 1, ingested.completed(id), "document %s ingested exactly once", id)
+	}
+	require.Equal(t, docs, ingested.total(), "no ingestion ran twice")
 }

@@ -103,7 +103,7 @@ func postgresLatencyUS(updated, created string) string {
 // another user or component (type and id), StartRun writes nothing and returns
 // an error wrapping ErrNotFound.
 //
-// On success r is RUNNING with SessionID, UserID and timestamps filled in (and
+// On success r is RUNNING (PENDING if it was: a background run) with SessionID, UserID and timestamps filled in (and
 // ComponentID and Type defaulted from s), and s describes the stored session:
 // for an existing session its stored name, state and times. RunCount is left
 // alone; GetSession and ListSessions fill it.
@@ -112,7 +112,11 @@ func (db *DB) StartRun(ctx context.Context, s *Session, r *Run) error {
 		return fmt.Errorf("store: starting run: %w", err)
 	}
 	run := *r
-	run.SessionID, run.UserID, run.Status = s.ID, s.UserID, event.StatusRunning
+	run.SessionID, run.UserID = s.ID, s.UserID
+	if run.Status != event.StatusPending {
+		// Only a background run is stored before it runs.
+		run.Status = event.StatusRunning
+	}
 	if run.ComponentID == "" {
 		run.ComponentID = s.ComponentID
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/uptrace/bun"
 
 	"github.com/troupehq/troupe/engine/event"
@@ -77,6 +78,12 @@ type DB struct {
 	log  *slog.Logger
 	st   stmts
 
+	// dsn and pool serve the job engine on PostgreSQL (PostgresJobDriver):
+	// the pool is opened on first use and closed with the DB.
+	dsn    string
+	poolMu sync.Mutex
+	pool   *pgxpool.Pool
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -96,6 +103,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	)
 	if isPostgres(dsn) {
 		db, err = openPostgres(ctx, dsn, opts)
+		if db != nil {
+			db.dsn = dsn
+		}
 	} else {
 		db, err = openSQLite(ctx, dsn)
 	}
@@ -143,6 +153,11 @@ func (db *DB) Close() error {
 		if db.wq != nil {
 			db.wq.close()
 		}
+		db.poolMu.Lock()
+		if db.pool != nil {
+			db.pool.Close()
+		}
+		db.poolMu.Unlock()
 		errs := []error{db.st.close()}
 		if db.r != db.w {
 			errs = append(errs, db.r.Close())

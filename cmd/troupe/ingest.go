@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/troupehq/troupe/engine"
@@ -64,10 +63,13 @@ func ingest(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 		return fmt.Errorf("opening the database: %w", err)
 	}
 	defer db.Close()
-	// OwnDocuments: documents a server left processing are the server's to
-	// resume, not this command's, which knows only one knowledge base.
+	// No Queue: the command ingests the files it is given itself, inside
+	// Submit, rather than running a job client that would also take the
+	// jobs a server queued for other knowledge bases (this command knows
+	// only one). A document it leaves unfinished stays processing, and a
+	// server queues it when it starts.
 	kbs, err := kb.New(ctx, kb.Options{Documents: db.Knowledge(), Chunks: db.Knowledge(), Stats: db.Knowledge(), Env: spec.Env(getenv),
-		NewMilvus: newMilvus, Logger: logger, OwnDocuments: true})
+		NewMilvus: newMilvus, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -93,6 +95,9 @@ func ingest(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 			continue
 		}
 		d, created, err := kbs.Submit(ctx, kb.Upload{KnowledgeID: name, Name: filepath.Base(f), Content: data, Source: "upload"})
+		if ctx.Err() != nil {
+			return errors.New("interrupted: unfinished documents resume on the next start")
+		}
 		if err != nil {
 			it.err = err
 			continue
@@ -100,11 +105,6 @@ func ingest(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 		// A document left unfinished is ingested now, not unchanged.
 		it.id, it.new = d.ID, created || d.Status == kb.StatusProcessing
 	}
-
-	runCtx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = kbs.Run(runCtx) })
-	defer func() { stop(); wg.Wait() }()
 
 	tty := isTerminal(stderr)
 	failed := 0

@@ -62,10 +62,8 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	}
 	defer eng.Close()
 	if bases := eng.Current().Knowledge(); len(bases) > 0 {
-		kbCtx, stopKB := context.WithCancel(ctx)
-		var kbWG sync.WaitGroup
-		kbWG.Go(func() { _ = kbs.Run(kbCtx) })
-		defer func() { stopKB(); kbWG.Wait() }()
+		// Without a Queue, SyncSources ingests each source as it submits
+		// it; no Run loop is needed for a one-shot turn.
 		kbs.Configure(ctx, bases)
 		kbs.SyncSources(ctx)
 		if err := kbs.Wait(ctx); err != nil {

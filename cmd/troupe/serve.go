@@ -22,6 +22,7 @@ import (
 	"github.com/troupehq/troupe/console"
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/tool/egress"
@@ -43,8 +44,14 @@ type serveConfig struct {
 	insecure                                                            bool
 	shutdownTimeout                                                     time.Duration
 	bodyTimeout, uploadTimeout, idleTimeout                             time.Duration
-	maxConnections                                                      int
-	traceTTLDays                                                        int
+	// jobLease is how long a job may run before it counts as abandoned by
+	// a dead replica (River's rescue delay).
+	jobLease       time.Duration
+	maxConnections int
+	traceTTLDays   int
+	// maxRuns is this replica's concurrent background runs; maxQueued the
+	// background runs that may wait to start, over every replica.
+	maxRuns, maxQueued int
 }
 
 func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, error) {
@@ -78,6 +85,8 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	durationFlag(&c.bodyTimeout, "body-timeout", "TROUPE_BODY_TIMEOUT", 30*time.Second, "how long reading a request body may take, uploads aside")
 	durationFlag(&c.uploadTimeout, "upload-timeout", "TROUPE_UPLOAD_TIMEOUT", 10*time.Minute, "how long reading an upload may take")
 	durationFlag(&c.idleTimeout, "idle-timeout", "TROUPE_IDLE_TIMEOUT", 60*time.Second, "how long a kept-alive connection may wait for its next request")
+	durationFlag(&c.jobLease, "job-lease", "TROUPE_JOB_LEASE", time.Hour,
+		"how long a job (an ingestion, a background run) may run before it counts as abandoned by a dead replica: then an ingestion is retried and a background run ends ERROR; longer than the longest run")
 	maxConns := 1024
 	if v, ok := getenv("TROUPE_MAX_CONNECTIONS"); ok && v != "" {
 		n, err := strconv.Atoi(v)
@@ -97,14 +106,26 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	fs.IntVar(&c.traceTTLDays, "trace-ttl-days", ttlDays,
 		"days the sql trace sink keeps traces, 0 for ever; for ClickHouse use ttl_days in its URL (env TROUPE_TRACE_TTL_DAYS)")
 	fs.IntVar(&c.maxConnections, "max-connections", maxConns, "connections served at once; more wait to be accepted (env TROUPE_MAX_CONNECTIONS)")
+	intFlag := func(p *int, name, key string, def int, usage string) {
+		if v, ok := getenv(key); ok && v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				envErr = errors.Join(envErr, fmt.Errorf("%s %q: use a positive number", key, v))
+			}
+			def = n
+		}
+		fs.IntVar(p, name, def, usage+" (env "+key+")")
+	}
+	intFlag(&c.maxRuns, "max-background-runs", "TROUPE_MAX_BACKGROUND_RUNS", 8, "background runs this replica executes at once")
+	intFlag(&c.maxQueued, "max-queued-runs", "TROUPE_MAX_QUEUED_RUNS", 1000, "background runs that may wait to start; more are refused with 429")
 	if err := fs.Parse(args); err != nil {
 		return nil, exitError(2)
 	}
 	if envErr != nil {
 		return nil, envErr
 	}
-	if c.bodyTimeout <= 0 || c.uploadTimeout <= 0 || c.idleTimeout <= 0 || c.maxConnections <= 0 {
-		return nil, errors.New("--body-timeout, --upload-timeout, --idle-timeout and --max-connections must be positive")
+	if c.bodyTimeout <= 0 || c.uploadTimeout <= 0 || c.idleTimeout <= 0 || c.maxConnections <= 0 || c.maxRuns <= 0 || c.maxQueued <= 0 {
+		return nil, errors.New("--body-timeout, --upload-timeout, --idle-timeout, --max-connections, --max-background-runs and --max-queued-runs must be positive")
 	}
 	if c.traceTTLDays < 0 {
 		return nil, errors.New("--trace-ttl-days must be 0 (keep traces forever) or more")
@@ -155,14 +176,23 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	}
 	defer db.Close()
 
+	// The job client is built before the services that queue jobs on it;
+	// their workers are registered before it runs.
+	jobReg := jobs.NewRegistry()
+	jobClient, err := db.OpenJobs(ctx, jobs.Options{Registry: jobReg, StopTimeout: cfg.shutdownTimeout,
+		Queues: map[string]int{jobs.RunQueueName: cfg.maxRuns}, RescueAfter: cfg.jobLease, Logger: logger.With("component", "jobs")})
+	if err != nil {
+		return err
+	}
 	kbs, err := kb.New(ctx, kb.Options{
-		Documents: db.Knowledge(), Chunks: db.Knowledge(), Stats: db.Knowledge(), Env: spec.Env(getenv),
+		Documents: db.Knowledge(), Chunks: db.Knowledge(), Stats: db.Knowledge(), Env: spec.Env(getenv), Queue: jobs.IngestQueue{Client: jobClient},
 		NewMilvus: newMilvus, HTTPClient: egress.Policy{}.Client(time.Minute), Logger: logger.With("component", "knowledge"),
 	})
 	if err != nil {
 		return err
 	}
 	defer kbs.Close()
+	jobs.RegisterIngestion(jobReg, kbs)
 	rt, pool := newRuntime(getenv, logger, kbs)
 	defer pool.Close()
 	eng, err := engine.New(engine.Options{Dirs: []string{cfg.dir}, ReadRoots: cfg.readRoots, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt})
@@ -184,9 +214,11 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	metrics := telemetry.NewMetrics()
 	wireMetrics(metrics, eng, tel.recorder, kbs)
 	runs := newRunService(eng, db, tel.recorder, metrics, cfg.shutdownTimeout, logger)
+	jobs.RegisterRuns(jobReg, runs)
 	srv := console.New(console.Options{
 		Engine: eng, Store: db, Knowledge: kbs, Runs: runs, Traces: tel.reader, Metrics: metrics,
-		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
+		Background: &jobs.RunQueue{Client: jobClient, Runs: runs, MaxDepth: cfg.maxQueued},
+		Logger:     logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
 		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,
 		ShutdownTimeout: cfg.shutdownTimeout, DBID: "troupe-" + db.Dialect(), Version: version,
 		ReplicaID: cfg.replicaID,
@@ -207,6 +239,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	g.Go(func() error { return runs.Run(gctx) })
 	g.Go(func() error { return kbs.Run(gctx) })
 	g.Go(func() error { return kbs.Follow(gctx) })
+	g.Go(func() error { return jobClient.Run(gctx) })
 	if tel.retain != nil {
 		g.Go(func() error { return tel.retain(gctx) })
 	}

@@ -48,6 +48,7 @@ type Store interface {
 	DeleteSessions(ctx context.Context, ids []string, f store.Filter) (int, error)
 	RunsPage(ctx context.Context, sessionID string, f store.Filter, limit, offset int) ([]store.Run, int, error)
 	HasFinishedRun(ctx context.Context, sessionID string, f store.Filter) (bool, error)
+	GetRun(ctx context.Context, id string, f store.Filter) (*store.Run, error)
 	DailyMetrics(ctx context.Context, from, to time.Time) ([]store.DailyMetrics, error)
 	// Ready runs a cheap real query, for the readiness probe.
 	Ready(ctx context.Context) error
@@ -76,6 +77,12 @@ type Runs interface {
 	StopSessions(ctx context.Context, ids []string, userID string)
 }
 
+// Background queues runs for any replica to execute (background=true); the
+// job engine's jobs.RunQueue.
+type Background interface {
+	Submit(ctx context.Context, p session.Params) (*session.Run, error)
+}
+
 var (
 	_ Engine    = (*engine.Engine)(nil)
 	_ Store     = (*store.DB)(nil)
@@ -88,6 +95,8 @@ type Options struct {
 	Engine Engine
 	Store  Store
 	Runs   Runs
+	// Background runs background=true runs; nil refuses them (422).
+	Background Background
 	// Knowledge serves /knowledge routes; nil leaves them out.
 	Knowledge Knowledge
 	// Traces answers /traces; nil leaves the routes out.
@@ -165,10 +174,12 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.GET("/agents", need(auth.ScopeAgentsRead), h.wrap(h.listAgents))
 	timed.GET("/agents/:id", need(auth.ScopeAgentsRead), h.wrap(h.getAgent))
 	keyed.POST("/agents/:id/runs", need(auth.ScopeAgentsRun), h.wrap(h.createRun("agent")))
+	timed.GET("/agents/:id/runs/:run_id", need(auth.ScopeSessionsRead), h.wrap(h.getRun("agent")))
 	timed.POST("/agents/:id/runs/:run_id/cancel", need(auth.ScopeAgentsRun), h.wrap(h.cancelRun("agent")))
 	timed.GET("/teams", need(auth.ScopeAgentsRead), h.wrap(h.listTeams))
 	timed.GET("/teams/:id", need(auth.ScopeAgentsRead), h.wrap(h.getTeam))
 	keyed.POST("/teams/:id/runs", need(auth.ScopeAgentsRun), h.wrap(h.createRun("team")))
+	timed.GET("/teams/:id/runs/:run_id", need(auth.ScopeSessionsRead), h.wrap(h.getRun("team")))
 	timed.POST("/teams/:id/runs/:run_id/cancel", need(auth.ScopeAgentsRun), h.wrap(h.cancelRun("team")))
 
 	timed.GET("/sessions", need(auth.ScopeSessionsRead), h.wrap(h.listSessions))

@@ -3,7 +3,9 @@ package api
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -85,6 +87,8 @@ func Status(err error) (status int, msg string, ok bool) {
 			return http.StatusConflict, se.Msg, true
 		case errors.Is(err, session.ErrNotFound):
 			return http.StatusNotFound, se.Msg, true
+		case errors.Is(err, session.ErrBusy):
+			return http.StatusTooManyRequests, se.Msg, true
 		}
 		return http.StatusInternalServerError, se.Msg, true
 	case errors.Is(err, session.ErrNotFound):
@@ -115,6 +119,10 @@ func (h *Handler) Fail(c *gin.Context, err error) {
 	status, msg, ok := Status(err)
 	if !ok {
 		h.log.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
+	}
+	var se *session.Error
+	if errors.As(err, &se) && se.RetryAfter > 0 {
+		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(se.RetryAfter.Seconds()))))
 	}
 	var e *Error
 	if errors.As(err, &e) && e.Diagnostics != nil {

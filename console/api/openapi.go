@@ -78,11 +78,15 @@ var apiRoutes = []Route{
 	{Method: "get", Path: "/agents", Tag: "Agents", Summary: "List agents", Desc: "Every serving agent.", Resp: []agentResponse{}},
 	{Method: "get", Path: "/agents/{agent_id}", Tag: "Agents", Summary: "Get an agent", Params: []Param{PathParam("agent_id", "Agent name")}, Resp: agentResponse{},
 		Errors: map[int]string{404: "No such agent", 409: "The agent's spec is broken"}},
+	{Method: "get", Path: "/agents/{agent_id}/runs/{run_id}", Tag: "Agents", Summary: "Get a run", Desc: "A run of the agent in any state (PENDING, RUNNING, COMPLETED, ERROR, CANCELLED), with its result once it ended: how clients follow a background run.",
+		Params: []Param{PathParam("agent_id", "Agent name"), PathParam("run_id", "Run id")}, Resp: runResponse{}, Errors: map[int]string{404: "No such run of this agent"}},
 	{Method: "post", Path: "/agents/{agent_id}/runs/{run_id}/cancel", Tag: "Agents", Summary: "Cancel a run", Desc: "Cancels a run started by another request, on this replica or another one on the same database (which stops it within a second).",
 		Params: []Param{PathParam("agent_id", "Agent name"), PathParam("run_id", "Run id")}, Resp: cancelResponse{}, Errors: map[int]string{404: "No such run in progress"}},
 	{Method: "get", Path: "/teams", Tag: "Teams", Summary: "List teams", Desc: "Every serving team.", Resp: []teamResponse{}},
 	{Method: "get", Path: "/teams/{team_id}", Tag: "Teams", Summary: "Get a team", Params: []Param{PathParam("team_id", "Team name")}, Resp: teamResponse{},
 		Errors: map[int]string{404: "No such team", 409: "The team's spec is broken"}},
+	{Method: "get", Path: "/teams/{team_id}/runs/{run_id}", Tag: "Teams", Summary: "Get a team run", Desc: "A run of the team in any state, with its result once it ended.",
+		Params: []Param{PathParam("team_id", "Team name"), PathParam("run_id", "Run id")}, Resp: runResponse{}, Errors: map[int]string{404: "No such run of this team"}},
 	{Method: "post", Path: "/teams/{team_id}/runs/{run_id}/cancel", Tag: "Teams", Summary: "Cancel a team run",
 		Params: []Param{PathParam("team_id", "Team name"), PathParam("run_id", "Run id")}, Resp: cancelResponse{}, Errors: map[int]string{404: "No such run in progress"}},
 
@@ -179,8 +183,10 @@ func (h *Handler) openAPIDocument(snap *engine.Snapshot) map[string]any {
 	}
 	runOp := func(tag, kind, name, desc string) map[string]any {
 		o := operation(Route{Tag: tag, Summary: "Run " + kind + " " + name, Streams: true, Resp: runResponse{}, RespDesc: "The run: an event stream (RunEvent frames), or JSON when stream is false",
-			Desc:   strings.TrimSpace(desc + "\n\nStreams server-sent events (`event: Name` and a JSON `data:` line with the same `event`) unless `stream` is false, in which case the whole run is returned as JSON."),
-			Errors: map[int]string{404: "No such " + kind + ", or the session belongs to someone else", 409: "The " + kind + "'s spec is broken", 422: "message is missing"}})
+			Desc: strings.TrimSpace(desc + "\n\nStreams server-sent events (`event: Name` and a JSON `data:` line with the same `event`) unless `stream` is false, in which case the whole run is returned as JSON. " +
+				"With `background` true the run is queued and answered at once with 202 `{run_id, session_id, status: PENDING}`; any replica executes it, and GET …/runs/{run_id} returns its state and result. " +
+				"An `Idempotency-Key` header makes the request repeatable: the same key and body answer with the run the first request made (its current state, header Idempotent-Replayed: true; 202 for a background run), the same key with another body is a 422."),
+			Errors: map[int]string{404: "No such " + kind + ", or the session belongs to someone else", 409: "The " + kind + "'s spec is broken", 422: "message is missing", 429: "background: too many runs are queued; retry after Retry-After seconds"}})
 		o["operationId"] = "run_" + kind + "_" + strings.ReplaceAll(name, "-", "_")
 		o["requestBody"] = map[string]any{"required": true, "content": map[string]any{
 			"application/json":    map[string]any{"schema": g.of(runRequest{})},

@@ -1,7 +1,10 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -14,6 +17,7 @@ import (
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
+	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
 )
 
@@ -23,6 +27,9 @@ type runRequest struct {
 	Stream    *bool  `json:"stream" form:"stream"`
 	SessionID string `json:"session_id" form:"session_id"`
 	UserID    string `json:"user_id" form:"user_id"`
+	// Background queues the run and answers 202 at once; any replica
+	// executes it, and GET …/runs/{run_id} tells its state and result.
+	Background *bool `json:"background" form:"background"`
 }
 
 func parseRunRequest(c *gin.Context) (runRequest, error) {
@@ -42,12 +49,14 @@ func parseRunRequest(c *gin.Context) (runRequest, error) {
 		req.Message = c.PostForm("message")
 		req.SessionID = c.PostForm("session_id")
 		req.UserID = c.PostForm("user_id")
-		if v, ok := c.GetPostForm("stream"); ok && v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return req, Errorf(http.StatusUnprocessableEntity, "stream must be true or false, got %q", v)
+		for name, dst := range map[string]**bool{"stream": &req.Stream, "background": &req.Background} {
+			if v, ok := c.GetPostForm(name); ok && v != "" {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return req, Errorf(http.StatusUnprocessableEntity, "%s must be true or false, got %q", name, v)
+				}
+				*dst = &b
 			}
-			req.Stream = &b
 		}
 	default:
 		return req, &Error{Status: http.StatusUnsupportedMediaType, Msg: "send the run as application/json or a form (multipart/form-data or urlencoded)"}
@@ -78,7 +87,17 @@ func (h *Handler) createRun(typ string) handlerFunc {
 		stream := req.Stream == nil || *req.Stream
 		p := session.Params{Kind: kind, Name: c.Param("id"), Message: req.Message, SessionID: req.SessionID,
 			UserID: auth.Of(c).UserID(req.UserID), Stream: stream, BoundUser: auth.Of(c).Bound(), Link: RunLink(c)}
+		background := req.Background != nil && *req.Background
+		if key := c.GetHeader("Idempotency-Key"); key != "" {
+			p.IdempotencyKey, p.RequestHash = key, requestHash(p, background)
+		}
+		if background {
+			return h.submitRun(c, p)
+		}
 		turn, err := h.opts.Runs.Start(c.Request.Context(), p)
+		if replay, ok := errors.AsType[*session.ReplayError](err); ok {
+			return h.replayRun(c, typ, replay.RunID, false)
+		}
 		if err != nil {
 			return err
 		}
@@ -99,6 +118,73 @@ func (h *Handler) createRun(typ string) handlerFunc {
 			frame := toSSE(e)
 			_ = w.Event(frame.Event, frame)
 		})
+		return nil
+	}
+}
+
+// submitRun answers a run request with background=true: the run is stored
+// PENDING and queued, and the client polls GET …/runs/{run_id}.
+func (h *Handler) submitRun(c *gin.Context, p session.Params) error {
+	if h.opts.Background == nil {
+		return Errorf(http.StatusUnprocessableEntity, "background runs are not available on this server")
+	}
+	p.Stream = false // nobody is listening
+	r, err := h.opts.Background.Submit(c.Request.Context(), p)
+	if replay, ok := errors.AsType[*session.ReplayError](err); ok {
+		return h.replayRun(c, string(session.TypeOf(p.Kind)), replay.RunID, true)
+	}
+	if err != nil {
+		return err
+	}
+	c.Header("X-Run-Id", r.ID)
+	c.Header("X-Session-Id", r.SessionID)
+	c.JSON(http.StatusAccepted, backgroundRunResponse{RunID: r.ID, SessionID: r.SessionID, Status: string(r.Status)})
+	return nil
+}
+
+// requestHash identifies a run request for its Idempotency-Key: the same
+// key with another request is refused.
+func requestHash(p session.Params, background bool) string {
+	b, _ := json.Marshal(struct {
+		Kind, Name, Message, SessionID, UserID string
+		Stream, Background                     bool
+	}{string(p.Kind), p.Name, p.Message, p.SessionID, p.UserID, p.Stream, background})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// replayRun answers a run request repeated with its Idempotency-Key: with
+// the run the first request made, in its current state (202 with its
+// status for a background run, 200 with the run otherwise; a stream is
+// not replayed).
+func (h *Handler) replayRun(c *gin.Context, typ, runID string, background bool) error {
+	r, err := h.opts.Store.GetRun(c.Request.Context(), runID, store.Filter{UserID: auth.Of(c).UserID("")})
+	if err != nil {
+		return about("run", err)
+	}
+	c.Header("Idempotent-Replayed", "true")
+	c.Header("X-Run-Id", r.ID)
+	c.Header("X-Session-Id", r.SessionID)
+	if background {
+		c.JSON(http.StatusAccepted, backgroundRunResponse{RunID: r.ID, SessionID: r.SessionID, Status: string(r.Status)})
+		return nil
+	}
+	c.JSON(http.StatusOK, toRun(r, false))
+	return nil
+}
+
+// getRun answers GET /agents/{id}/runs/{run_id}: a run of that agent (or
+// team) the caller may see, in any state, with its result once it ended.
+func (h *Handler) getRun(typ string) handlerFunc {
+	return func(c *gin.Context) error {
+		r, err := h.opts.Store.GetRun(c.Request.Context(), c.Param("run_id"), store.Filter{UserID: auth.Of(c).UserID("")})
+		if err != nil {
+			return about("run", err)
+		}
+		if r.ComponentID != c.Param("id") || r.Type != typ || r.ParentRunID != "" {
+			return Errorf(http.StatusNotFound, "no run %s of %s %s", c.Param("run_id"), typ, c.Param("id"))
+		}
+		c.JSON(http.StatusOK, toRun(r, false))
 		return nil
 	}
 }

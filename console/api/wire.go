@@ -60,6 +60,13 @@ type healthResponse struct {
 }
 
 // cancelResponse answers the cancel routes.
+// backgroundRunResponse answers a run request with background=true (202).
+type backgroundRunResponse struct {
+	RunID     string `json:"run_id"`
+	SessionID string `json:"session_id"`
+	Status    string `json:"status"` // PENDING
+}
+
 type cancelResponse struct {
 	RunID  string `json:"run_id"`
 	Status string `json:"status"` // cancelling

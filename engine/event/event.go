@@ -53,8 +53,10 @@ func (t Type) Status() Status {
 type Status string
 
 // Run statuses. A run is StatusRunning from its start until it ends with one
-// of the other three; the values are those AgentOS reports.
+// of the three final ones; a background run is StatusPending from its
+// submission until a worker starts it. The values are those AgentOS reports.
 const (
+	StatusPending   Status = "PENDING"
 	StatusRunning   Status = "RUNNING"
 	StatusCompleted Status = "COMPLETED"
 	StatusError     Status = "ERROR"

@@ -90,7 +90,7 @@ type Store interface {
 	// StartRun records the start of r in session s, creating s when no
 	// session s.ID exists. When s.ID exists but belongs to another user or
 	// component it writes nothing and returns an error wrapping ErrNotFound.
-	// On success r is RUNNING with its timestamps set, and s is the stored
+	// On success r is RUNNING (PENDING if it was) with its timestamps set, and s is the stored
 	// session.
 	StartRun(ctx context.Context, s *Session, r *Run) error
 	// FinishRun stores r's final state; r.Status must be terminal. It
@@ -141,6 +141,9 @@ var (
 	// ErrInvalid reports input the service refuses (a malformed session id,
 	// a NUL byte in the message); the HTTP layer answers 422.
 	ErrInvalid = errors.New("invalid input")
+	// ErrBusy reports a background run refused because the queue of runs
+	// is full; the client should retry later (Error.RetryAfter).
+	ErrBusy = errors.New("too many queued runs")
 
 	// ErrCancelled is the cause of a run cancelled through Cancel.
 	ErrCancelled = errors.New("cancelled by request")
@@ -167,6 +170,8 @@ func (e *kindError) Unwrap() error { return e.kind }
 type Error struct {
 	Kind error
 	Msg  string
+	// RetryAfter says when to try again, for ErrBusy.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Msg }

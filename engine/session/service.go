@@ -119,6 +119,12 @@ type Params struct {
 	History []model.Message
 	// Link is the caller's span, which the run's trace links to.
 	Link Link
+	// IdempotencyKey, when set, makes the request repeatable: the same key
+	// (per user) with the same RequestHash returns a *ReplayError naming
+	// the run the first request made; with another hash, ErrInvalid.
+	IdempotencyKey string
+	// RequestHash identifies the request the key was sent with.
+	RequestHash string
 }
 
 // Start validates a turn, pins its target and stores the new run; the
@@ -126,23 +132,39 @@ type Params struct {
 // what Start pinned. Refusals are *Error values: ErrInvalid, ErrNotFound
 // (ErrSessionNotFound for a session that is someone else's), ErrBroken.
 func (s *Service) Start(ctx context.Context, p Params) (*Turn, error) {
+	tg, err := s.resolve(ctx, &p)
+	if err != nil {
+		return nil, err
+	}
+	t := &Turn{s: s, p: p, runner: tg.Runner, release: tg.Release}
+	t.session, t.run = newRun(p, tg, event.StatusRunning)
+	if err := s.store(ctx, p, t.session, t.run); err != nil {
+		tg.Release()
+		return nil, err
+	}
+	t.begin(ctx)
+	return t, nil
+}
+
+// resolve validates a turn and pins its target; it sets p.UserID to the
+// session's user for an unbound caller continuing a session.
+func (s *Service) resolve(ctx context.Context, p *Params) (Target, error) {
 	if p.SessionID != "" && !ValidSessionID(p.SessionID) {
-		return nil, &Error{Kind: ErrInvalid, Msg: SessionIDRule}
+		return Target{}, &Error{Kind: ErrInvalid, Msg: SessionIDRule}
 	}
 	if strings.IndexByte(p.Message, 0) >= 0 {
 		// PostgreSQL cannot store NUL in text, and stripping it silently
 		// would store something other than what was sent: refuse it on
 		// every database alike.
-		return nil, &Error{Kind: ErrInvalid, Msg: "message contains a NUL byte (\\u0000); remove it and send again"}
+		return Target{}, &Error{Kind: ErrInvalid, Msg: "message contains a NUL byte (\\u0000); remove it and send again"}
 	}
 	tg, err := s.opts.Targets.Pin(p.Kind, p.Name)
 	if err != nil {
 		if errors.Is(err, ErrBroken) {
-			return nil, &Error{Kind: ErrBroken, Msg: err.Error() + " (fix the spec file; the previous version is not available)"}
+			return Target{}, &Error{Kind: ErrBroken, Msg: err.Error() + " (fix the spec file; the previous version is not available)"}
 		}
-		return nil, &Error{Kind: ErrNotFound, Msg: fmt.Sprintf("%s %q not found", p.Kind.Lower(), p.Name)}
+		return Target{}, &Error{Kind: ErrNotFound, Msg: fmt.Sprintf("%s %q not found", p.Kind.Lower(), p.Name)}
 	}
-	typ := TypeOf(p.Kind)
 	if p.SessionID != "" && p.UserID == "" && !p.BoundUser {
 		// An unbound caller (open server or admin key) continuing a session
 		// acts as the session's user, so the turn lands in the same history.
@@ -150,24 +172,44 @@ func (s *Service) Start(ctx context.Context, p Params) (*Turn, error) {
 			p.UserID = existing.UserID
 		}
 	}
-	t := &Turn{s: s, p: p, runner: tg.Runner, release: tg.Release}
-	t.session = &Session{ID: p.SessionID, Type: typ, ComponentID: p.Name, UserID: p.UserID}
-	if t.session.ID == "" {
-		t.session.ID = NewID()
+	return tg, nil
+}
+
+// newRun builds the session and run records of a turn on tg.
+func newRun(p Params, tg Target, status event.Status) (*Session, *Run) {
+	typ := TypeOf(p.Kind)
+	sess := &Session{ID: p.SessionID, Type: typ, ComponentID: p.Name, UserID: p.UserID}
+	if sess.ID == "" {
+		sess.ID = NewID()
 	}
 	modelID, provider := tg.Runner.ModelInfo()
-	t.run = &Run{
-		ID: NewID(), SessionID: t.session.ID, ComponentID: p.Name, Type: typ,
-		Input: p.Message, Status: event.StatusRunning, SpecVersion: tg.Version, UserID: p.UserID,
+	return sess, &Run{
+		ID: NewID(), SessionID: sess.ID, ComponentID: p.Name, Type: typ,
+		Input: p.Message, Status: status, SpecVersion: tg.Version, UserID: p.UserID,
 		Model: modelID, Provider: provider,
 	}
-	if err := s.opts.Store.StartRun(ctx, t.session, t.run); err != nil {
-		tg.Release()
-		if errors.Is(err, ErrNotFound) {
-			return nil, &Error{Kind: ErrSessionNotFound, Msg: fmt.Sprintf("session %q not found", p.SessionID)}
-		}
-		return nil, fmt.Errorf("starting run: %w", err)
+}
+
+// store stores a new run, with its session when that is new, after
+// reserving the request's idempotency key for it.
+func (s *Service) store(ctx context.Context, p Params, sess *Session, r *Run) error {
+	if err := s.reserveKey(ctx, p, r.ID); err != nil {
+		return err
 	}
+	if err := s.opts.Store.StartRun(ctx, sess, r); err != nil {
+		s.releaseKey(ctx, p, r.ID)
+		if errors.Is(err, ErrNotFound) {
+			return &Error{Kind: ErrSessionNotFound, Msg: fmt.Sprintf("session %q not found", sess.ID)}
+		}
+		return fmt.Errorf("starting run: %w", err)
+	}
+	return nil
+}
+
+// begin tells the observers the turn's run started and loads the history it
+// answers with.
+func (t *Turn) begin(ctx context.Context) {
+	s, p := t.s, t.p
 	for _, o := range s.opts.Observers {
 		if ro := o.RunStarted(t.run, p.Link); ro != nil {
 			t.obs = append(t.obs, ro)
@@ -175,7 +217,7 @@ func (s *Service) Start(ctx context.Context, p Params) (*Turn, error) {
 	}
 	t.history = p.History
 	if t.history == nil && p.SessionID != "" {
-		if n := tg.Runner.HistoryRuns(); n > 0 {
+		if n := t.runner.HistoryRuns(); n > 0 {
 			h, err := s.opts.Store.History(ctx, t.session.ID, n)
 			if err != nil {
 				s.log.Warn("loading session history; answering without it", "session_id", t.session.ID, "err", err)
@@ -183,7 +225,6 @@ func (s *Service) Start(ctx context.Context, p Params) (*Turn, error) {
 			t.history = h
 		}
 	}
-	return t, nil
 }
 
 // Turn is a stored run about to execute on the snapshot Start pinned.

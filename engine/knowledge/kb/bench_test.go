@@ -268,7 +268,7 @@ func BenchmarkIngestMarkdown(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				docs := &notifyingDocs{MemoryDocuments: kb.NewMemoryDocuments(), done: make(chan string, len(contents))}
-				s, err := kb.New(context.Background(), kb.Options{Documents: docs, Chunks: embedded.NewMemoryRepository(), Workers: 1})
+				s, err := kb.New(context.Background(), kb.Options{Documents: docs, Chunks: embedded.NewMemoryRepository()})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -322,7 +322,7 @@ func BenchmarkSearch100k(b *testing.B) {
 	start := time.Now()
 	docs := &notifyingDocs{MemoryDocuments: kb.NewMemoryDocuments(), done: make(chan string, searchDocs)}
 	repo := embedded.NewMemoryRepository()
-	s, err := kb.New(ctx, kb.Options{Documents: docs, Chunks: repo, Workers: runtime.GOMAXPROCS(0)})
+	s, err := kb.New(ctx, kb.Options{Documents: docs, Chunks: repo})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -84,7 +84,8 @@ type env struct {
 	docs      *kb.MemoryDocuments
 	chunks    *embedded.MemoryRepository
 	gate      *gate
-	maxChunks int // kb.Options.MaxChunks
+	maxChunks int    // kb.Options.MaxChunks
+	jobsDB    string // the job engine's SQLite file, kept across restarts
 }
 
 func newEnv() *env {
@@ -92,18 +93,19 @@ func newEnv() *env {
 		gate: &gate{Embedder: embed.NewLocal(embed.LocalOptions{Dimension: kb.LocalDimension})}}
 }
 
-// start opens a service over the env's repositories and runs it until the
-// returned stop is called.
+// start opens a service over the env's repositories, with a job engine on
+// the env's job database, and runs both until the returned stop is called.
 func (e *env) start(t *testing.T, ks []*spec.Knowledge) (*kb.Service, func()) {
 	t.Helper()
-	s, err := kb.New(t.Context(), kb.Options{Documents: e.docs, Chunks: e.chunks, Stats: e.docs, MaxChunks: e.maxChunks,
+	if e.jobsDB == "" {
+		e.jobsDB = filepath.Join(t.TempDir(), "jobs.db")
+	}
+	j := newJobEngine(t, e.jobsDB)
+	s, err := kb.New(t.Context(), kb.Options{Documents: e.docs, Chunks: e.chunks, Stats: e.docs, MaxChunks: e.maxChunks, Queue: j.queue(),
 		NewEmbedder: func(*spec.Knowledge) (knowledge.Embedder, error) { return e.gate, nil }})
 	require.NoError(t, err)
 	s.Configure(t.Context(), ks)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { _ = s.Run(ctx); close(done) }()
-	return s, func() { cancel(); <-done }
+	return s, j.run(s)
 }
 
 func waitStatus(t *testing.T, s *kb.Service, id, status string) *kb.Document {
@@ -594,16 +596,15 @@ func (h *holdingDocs) Update(ctx context.Context, d *kb.Document) error {
 // cancelled, must not put it back.
 func TestDeleteBeforeKeywordShareIsCounted(t *testing.T) {
 	docs := &holdingDocs{MemoryDocuments: kb.NewMemoryDocuments(), held: make(chan struct{}), hold: make(chan struct{})}
-	s, err := kb.New(t.Context(), kb.Options{Documents: docs, Stats: docs.MemoryDocuments,
+	j := newJobEngine(t, "")
+	s, err := kb.New(t.Context(), kb.Options{Documents: docs, Stats: docs.MemoryDocuments, Queue: j.queue(),
 		NewMilvus: func(ctx context.Context, k *spec.Knowledge, dimension int) (knowledge.VectorStore, error) {
 			return embedded.Open(ctx, embedded.NewMemoryRepository(), embedded.Options{})
 		}})
 	require.NoError(t, err)
 	s.Configure(t.Context(), specs(t, t.TempDir(), "kind: Knowledge\nname: docs\nstore: {type: milvus, address: 127.0.0.1:19530}\n"))
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { _ = s.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done; s.Close() }()
+	stop := j.run(s)
+	defer func() { stop(); s.Close() }()
 
 	d, _, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "billing.md", Content: markdownDoc("billing", 4)})
 	require.NoError(t, err)

@@ -99,10 +99,11 @@ func TestRetrievalQuality(t *testing.T) {
 	t.Parallel()
 	corpus, questions := loadQualityCorpus(t)
 
-	// One worker, documents submitted in name order: BM25 document weights
+	// No queue, so each document is ingested as it is submitted, in name
+	// order: BM25 document weights
 	// depend on the average chunk length when each document is ingested, so
 	// this keeps the scores, and the table, reproducible.
-	s, err := kb.New(t.Context(), kb.Options{Documents: kb.NewMemoryDocuments(), Workers: 1})
+	s, err := kb.New(t.Context(), kb.Options{Documents: kb.NewMemoryDocuments()})
 	require.NoError(t, err)
 	s.Configure(t.Context(), knowledgeSpecs(t, qualityKB))
 	stop := runService(s)

@@ -48,17 +48,16 @@ type Options struct {
 	// nil builds the local or OpenAI-wire embedder the spec names.
 	NewEmbedder func(k *spec.Knowledge) (knowledge.Embedder, error)
 	Env         spec.Env
-	Workers     int   // concurrent ingestions (default 2)
-	MaxBytes    int64 // per document (default DefaultMaxBytes)
+	// Queue queues ingestions durably (the job engine: jobs.IngestQueue,
+	// whose worker calls Ingest). Nil ingests each document at once,
+	// inside the call that submits it: for one-shot commands, which have
+	// no job engine and wait for their documents anyway.
+	Queue    Queue
+	MaxBytes int64 // per document (default DefaultMaxBytes)
 	// MaxChunks bounds the chunks of one document (default
 	// chunk.DefaultMaxPieces); a document that would make more fails with
 	// a message saying so, before anything is embedded or stored.
 	MaxChunks int
-	// OwnDocuments makes Run ingest only the documents submitted through
-	// this service, for one-shot commands (troupe ingest): documents left
-	// processing by others belong to a server, which resumes them, and a
-	// command that knows only some knowledge bases would fail the rest.
-	OwnDocuments bool
 	// HTTPClient fetches URL sources and uploads; it should refuse private
 	// addresses (egress policy). Nil means http.DefaultClient.
 	HTTPClient *http.Client
@@ -66,21 +65,34 @@ type Options struct {
 	Now        func() time.Time
 }
 
+// Queue queues a document's ingestion durably; the job engine's worker then
+// calls Service.Ingest, on this process or another sharing the database.
+// Enqueueing a document already queued or being ingested is a no-op.
+type Queue interface {
+	Enqueue(ctx context.Context, documentID string) error
+	// Requeue queues a document whose last ingestion ended (a retry, a
+	// re-index); its job may still be being recorded as finished and
+	// must not count as queued.
+	Requeue(ctx context.Context, documentID string) error
+}
+
 // Service runs knowledge bases. Configure it with each snapshot's knowledge
-// specs; Run owns the ingestion workers.
+// specs; Run syncs their sources, and the job engine runs ingestions
+// (Ingest) from the Queue.
 type Service struct {
 	opts Options
 	log  *slog.Logger
 
 	embedded *embedded.Store
 
-	mu       sync.RWMutex
-	bases    map[string]*base
-	inflight map[string]context.CancelCauseFunc // documents being ingested
-	own      map[string]bool                    // with OwnDocuments: the documents Run may ingest
+	mu    sync.RWMutex
+	bases map[string]*base
+	// running are the ingestions running in this process, so that Delete
+	// can stop the one of the document it deletes. (Which documents are
+	// queued, and that none is ingested twice, is the job engine's.)
+	running map[string]context.CancelCauseFunc
 
-	queue chan string
-	sync  chan struct{} // sources need syncing
+	sync chan struct{} // sources need syncing
 }
 
 // base is one configured knowledge base.
@@ -150,9 +162,6 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Workers <= 0 {
-		opts.Workers = 2
-	}
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = DefaultMaxBytes
 	}
@@ -177,8 +186,8 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	return &Service{
 		opts: opts, log: opts.Logger, embedded: emb,
-		bases: map[string]*base{}, inflight: map[string]context.CancelCauseFunc{}, own: map[string]bool{},
-		queue: make(chan string, 4096), sync: make(chan struct{}, 1),
+		bases: map[string]*base{}, running: map[string]context.CancelCauseFunc{},
+		sync: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -376,16 +385,18 @@ func (s *Service) Submit(ctx context.Context, u Upload) (*Document, bool, error)
 		return nil, false, fmt.Errorf("storing document: %w", err)
 	}
 	if !created {
-		if s.opts.OwnDocuments && existing.Status == StatusProcessing {
-			// Left unfinished, and asked for again: this command
-			// finishes it (no one else may be about to).
-			s.claim(existing.ID)
-			s.enqueue(existing.ID)
+		if existing.Status == StatusProcessing {
+			// Left unfinished, and asked for again: make sure it is
+			// queued (a no-op if it is queued or being ingested).
+			if err := s.enqueue(ctx, existing.ID); err != nil {
+				return nil, false, err
+			}
 		}
 		return existing, false, nil
 	}
-	s.claim(d.ID)
-	s.enqueue(d.ID)
+	if err := s.enqueue(ctx, d.ID); err != nil {
+		return nil, false, err
+	}
 	return d, true, nil
 }
 
@@ -417,29 +428,28 @@ func (s *Service) FetchURL(ctx context.Context, url string) ([]byte, string, err
 	return data, name, nil
 }
 
-// claim marks a document as this service's to ingest (see OwnDocuments).
-func (s *Service) claim(id string) {
-	if !s.opts.OwnDocuments {
-		return
+// enqueue queues a processing document's ingestion, or without a Queue
+// ingests it now. A document whose job could not be queued stays processing
+// and is queued again when Run starts.
+func (s *Service) enqueue(ctx context.Context, id string) error {
+	if s.opts.Queue == nil {
+		return s.Ingest(ctx, id)
 	}
-	s.mu.Lock()
-	s.own[id] = true
-	s.mu.Unlock()
+	if err := s.opts.Queue.Enqueue(ctx, id); err != nil {
+		return fmt.Errorf("queueing the ingestion of %s: %w", id, err)
+	}
+	return nil
 }
 
-// mineLocked reports whether Run may ingest a document left processing;
-// s.mu must be held.
-func (s *Service) mineLocked(id string) bool {
-	return !s.opts.OwnDocuments || s.own[id]
-}
-
-func (s *Service) enqueue(id string) {
-	select {
-	case s.queue <- id:
-	default:
-		// The queue is full: the document stays processing in the database
-		// and the periodic sweep picks it up.
+// requeue is enqueue for a document whose last ingestion ended.
+func (s *Service) requeue(ctx context.Context, id string) error {
+	if s.opts.Queue == nil {
+		return s.Ingest(ctx, id)
 	}
+	if err := s.opts.Queue.Requeue(ctx, id); err != nil {
+		return fmt.Errorf("queueing the ingestion of %s: %w", id, err)
+	}
+	return nil
 }
 
 // Retry queues a failed document again.
@@ -458,8 +468,9 @@ func (s *Service) Retry(ctx context.Context, id string) (*Document, error) {
 	if err := s.opts.Documents.Update(ctx, d); err != nil {
 		return nil, err
 	}
-	s.claim(d.ID)
-	s.enqueue(d.ID)
+	if err := s.requeue(ctx, d.ID); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -486,7 +497,9 @@ func (s *Service) Patch(ctx context.Context, id string, name, description *strin
 		return nil, err
 	}
 	if reindex {
-		s.enqueue(d.ID)
+		if err := s.requeue(ctx, d.ID); err != nil {
+			return nil, err
+		}
 	}
 	return d, nil
 }
@@ -499,7 +512,7 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	s.mu.Lock()
-	if cancel, ok := s.inflight[id]; ok {
+	if cancel, ok := s.running[id]; ok {
 		cancel(errDeleted)
 	}
 	s.mu.Unlock()
@@ -568,98 +581,79 @@ func (s *Service) markOrphanLocked(d *Document) {
 	d.Message = fmt.Sprintf("knowledge base %q is not configured any more: add it back to the YAML to use this document again, or delete it", d.KnowledgeID)
 }
 
-// Run ingests queued documents with a bounded worker pool until ctx ends. At
-// start it resumes every document left processing, and it syncs YAML sources
-// whenever Configure asks.
+// Run syncs the knowledge bases' YAML sources whenever Configure asks, until
+// ctx ends. At start, and after each sync, it queues every processing
+// document of a configured base that may have no job: one left by a crash
+// between storing it and queueing it, or one whose base left the
+// configuration and came back. Queueing is idempotent, so this is safe on
+// every replica.
 func (s *Service) Run(ctx context.Context) error {
-	pending, err := s.opts.Documents.Pending(ctx)
-	if err != nil {
-		return fmt.Errorf("listing unfinished documents: %w", err)
+	if n := s.resume(ctx); n > 0 {
+		s.log.Info("resuming unfinished ingestion", "documents", n)
 	}
-	resumed := 0
-	s.mu.RLock()
-	for _, d := range pending {
-		if s.mineLocked(d.ID) && s.bases[d.KnowledgeID] != nil {
-			s.enqueue(d.ID)
-			resumed++
-		}
-	}
-	s.mu.RUnlock()
-	if resumed > 0 {
-		s.log.Info("resuming unfinished ingestion", "documents", resumed)
-	}
-	var wg sync.WaitGroup
-	for range s.opts.Workers {
-		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case id := <-s.queue:
-					s.process(ctx, id)
-				}
-			}
-		})
-	}
-	sweep := time.NewTicker(5 * time.Second)
-	defer sweep.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			wg.Wait()
 			return nil
 		case <-s.sync:
 			s.syncSources(ctx)
-			// A knowledge base back in the configuration resumes the
-			// documents it left processing now, not at the next sweep.
-			s.sweep(ctx)
-		case <-sweep.C:
-			s.sweep(ctx)
+			s.resume(ctx)
 		}
 	}
 }
 
-// sweep re-queues processing documents that are neither queued nor in flight
-// (the queue overflowed, or a worker died with the process). Documents of a
-// knowledge base no longer configured wait, still processing, until it comes
-// back.
-func (s *Service) sweep(ctx context.Context) {
-	if len(s.queue) > 0 {
-		return
-	}
+// resume queues the processing documents of configured bases and returns
+// how many it queued or found queued. Documents of a knowledge base no
+// longer configured wait, still processing, until it comes back.
+func (s *Service) resume(ctx context.Context) int {
 	pending, err := s.opts.Documents.Pending(ctx)
 	if err != nil {
-		return
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, d := range pending {
-		if _, busy := s.inflight[d.ID]; !busy && s.mineLocked(d.ID) && s.bases[d.KnowledgeID] != nil {
-			s.enqueue(d.ID)
+		if ctx.Err() == nil {
+			s.log.Warn("listing unfinished documents", "err", err)
 		}
+		return 0
 	}
+	n := 0
+	for _, d := range pending {
+		if !s.has(d.KnowledgeID) {
+			continue
+		}
+		if err := s.enqueue(ctx, d.ID); err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("queueing unfinished document", "document", d.ID, "err", err)
+			}
+			continue
+		}
+		n++
+	}
+	return n
 }
 
-// process ingests one document, recording success or the reason it failed.
-func (s *Service) process(parent context.Context, id string) {
+// Ingest ingests one document, recording on it success or the reason it
+// failed; it is the ingestion job's work. It returns an error only when the
+// ingestion was cut short by ctx (a shutdown): the document stays
+// processing and the job engine retries it. A document deleted, finished or
+// no longer processing is left alone.
+func (s *Service) Ingest(parent context.Context, id string) error {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	s.mu.Lock()
-	if _, busy := s.inflight[id]; busy {
-		s.mu.Unlock()
-		return
-	}
-	s.inflight[id] = cancel
+	s.running[id] = cancel
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		delete(s.inflight, id)
+		delete(s.running, id)
 		s.mu.Unlock()
 	}()
 
 	d, err := s.opts.Documents.Get(ctx, id)
-	if err != nil || d.Status != StatusProcessing {
-		return // deleted or already done
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil // deleted
+	case err != nil:
+		return fmt.Errorf("loading document %s: %w", id, err)
+	case d.Status != StatusProcessing:
+		return nil // already done
 	}
 	d.Attempts++
 	start := s.opts.Now()
@@ -671,14 +665,16 @@ func (s *Service) process(parent context.Context, id string) {
 			_ = b.store.DeleteDocument(context.WithoutCancel(ctx), d.KnowledgeID, d.ID)
 			b.release(s.log)
 		}
-		return
+		return nil
 	case parent.Err() != nil:
-		return // shutting down: the document stays processing and resumes
+		// Shutting down: the document stays processing and resumes.
+		return fmt.Errorf("ingesting %s: %w", id, context.Cause(parent))
 	case errors.Is(err, errUnconfigured):
 		// Its knowledge base left the configuration before the ingestion
 		// began: failing the document would lose it for good should the
-		// base come back, so it stays processing (shown as orphaned).
-		return
+		// base come back, so it stays processing (shown as orphaned) and
+		// Run queues it again when the base is back.
+		return nil
 	case err != nil:
 		d.Status, d.Message = StatusFailed, err.Error()
 		s.log.Warn("ingestion failed", "document", d.Name, "knowledge", d.KnowledgeID, "err", err)
@@ -688,8 +684,9 @@ func (s *Service) process(parent context.Context, id string) {
 	}
 	d.UpdatedAt = s.opts.Now().UTC()
 	if err := s.opts.Documents.Update(context.WithoutCancel(ctx), d); err != nil {
-		s.log.Error("recording ingestion result", "document", d.ID, "err", err)
+		return fmt.Errorf("recording the ingestion result of %s: %w", id, err)
 	}
+	return nil
 }
 
 // batchSize is how many chunks are embedded and written together: large enough
@@ -991,8 +988,9 @@ func (s *Service) submitSource(ctx context.Context, k *spec.Knowledge, key, name
 // waiting for the run loop (one-shot commands call it before Wait).
 func (s *Service) SyncSources(ctx context.Context) { s.syncSources(ctx) }
 
-// Wait blocks until no document is queued, processing or in flight, or ctx
-// ends. Run must be running for documents to make progress.
+// Wait blocks until no document of a configured base is processing, or ctx
+// ends. The job engine must be running for queued documents to make
+// progress.
 func (s *Service) Wait(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
@@ -1002,7 +1000,6 @@ func (s *Service) Wait(ctx context.Context) error {
 			return err
 		}
 		s.mu.RLock()
-		busy := len(s.inflight)
 		// Documents of a base no longer configured wait for it, not here.
 		waiting := 0
 		for _, d := range pending {
@@ -1011,7 +1008,7 @@ func (s *Service) Wait(ctx context.Context) error {
 			}
 		}
 		s.mu.RUnlock()
-		if waiting == 0 && busy == 0 {
+		if waiting == 0 {
 			return nil
 		}
 		select {

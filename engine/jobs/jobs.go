@@ -1,0 +1,279 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+)
+
+// NoTimeout is a Kind's Timeout for jobs that run as long as they need.
+const NoTimeout = -1 * time.Nanosecond
+
+// Args are a job's arguments: JSON-encoded into the job row; Kind names the
+// job kind and must never change once jobs of it exist.
+type Args interface {
+	Kind() string
+}
+
+// Kind declares a job kind: how its jobs are inserted and run. Declare one
+// package-level value per kind, next to its Args type.
+type Kind[A Args] struct {
+	// MaxAttempts bounds how often a job is tried (River's default, 25,
+	// when 0). 1 means at most once.
+	MaxAttempts int
+	// Timeout bounds one attempt (River's default, one minute, when 0;
+	// NoTimeout for none).
+	Timeout time.Duration
+	// Unique makes a job with the same arguments a no-op while one is
+	// pending, scheduled, available, running or retryable (not once it has
+	// completed, been discarded or cancelled).
+	Unique bool
+	// Queue is the queue the kind's jobs go to (DefaultQueue when empty).
+	Queue string
+}
+
+func (k Kind[A]) insertOpts() *river.InsertOpts {
+	o := &river.InsertOpts{MaxAttempts: k.MaxAttempts, Queue: k.Queue}
+	if k.Unique {
+		// River's default states include completed, which would make a
+		// finished job block its arguments for good (a retried document).
+		o.UniqueOpts = river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
+			rivertype.JobStateRunning, rivertype.JobStateScheduled,
+		}}
+	}
+	return o
+}
+
+// DefaultQueue is the queue of kinds that name none.
+const DefaultQueue = river.QueueDefault
+
+// Registry holds the workers of the job kinds a client runs. Build it in the
+// composition root; a kind registered twice panics (a wiring mistake).
+type Registry struct {
+	workers *river.Workers
+	queues  map[string]bool
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{workers: river.NewWorkers(), queues: map[string]bool{DefaultQueue: true}}
+}
+
+// Register makes the clients built on r run jobs of kind k with work.
+// Register before the client's Run: workers added later are not run.
+func Register[A Args](r *Registry, k Kind[A], work func(ctx context.Context, args A) error) {
+	river.AddWorker(r.workers, &worker[A]{kind: k, work: work})
+	if k.Queue != "" {
+		r.queues[k.Queue] = true
+	}
+}
+
+// worker adapts a work function to River.
+type worker[A Args] struct {
+	river.WorkerDefaults[A]
+	kind Kind[A]
+	work func(ctx context.Context, args A) error
+}
+
+var _ river.Worker[Args] = (*worker[Args])(nil)
+
+func (w *worker[A]) Work(ctx context.Context, j *river.Job[A]) error {
+	return w.work(context.WithValue(ctx, attemptKey{}, j.Attempt), j.Args)
+}
+
+// attemptKey carries a job's attempt number in its work's context.
+type attemptKey struct{}
+
+// Attempt returns the attempt number (from 1) of the job whose work ctx
+// belongs to; 0 outside a job.
+func Attempt(ctx context.Context) int {
+	n, _ := ctx.Value(attemptKey{}).(int)
+	return n
+}
+
+func (w *worker[A]) Timeout(*river.Job[A]) time.Duration { return w.kind.Timeout }
+
+// Options configure a Client.
+type Options struct {
+	Registry *Registry
+	// Workers is how many jobs of each queue run at once in this process
+	// (default 2), unless Queues names the queue.
+	Workers int
+	// Queues sets how many jobs of a queue run at once in this process
+	// (RunQueueName: the replica's concurrent background runs).
+	Queues map[string]int
+	// StopTimeout is how long Run waits at shutdown for running jobs to
+	// finish before cancelling them (default 10s); cancelled jobs are
+	// retried by the next client to start.
+	StopTimeout time.Duration
+	// RescueAfter is how long a job may stay running before it counts as
+	// abandoned by a dead process and is retried, or discarded once out of
+	// attempts (River's default, one hour, when 0).
+	RescueAfter time.Duration
+	// PollInterval is how often the client looks for new jobs when the
+	// database cannot notify it (SQLite); default one second on
+	// PostgreSQL, 50ms on drivers without notifications.
+	PollInterval time.Duration
+	// Exclusive says no other process uses the database (SQLite): jobs
+	// found running when Run starts were abandoned by a process that died,
+	// and are given back at once instead of after RescueAfter.
+	Exclusive bool
+	Logger    *slog.Logger
+}
+
+// riverClient is the part of river.Client[TTx] the Client uses, free of the
+// transaction type parameter so Client need not be generic.
+type riverClient interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	StopAndCancel(ctx context.Context) error
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error)
+}
+
+var _ riverClient = (*river.Client[any])(nil)
+
+// Client inserts jobs and, while Run runs, works them. It is safe for
+// concurrent use.
+type Client struct {
+	river riverClient
+	opts  Options
+	log   *slog.Logger
+	// rescue gives back abandoned jobs (Options.Exclusive).
+	rescue func(ctx context.Context) (int, error)
+}
+
+// New migrates River's tables on driver's database up to date and returns a
+// client on it. TTx is the driver's transaction type; store.DB provides the
+// driver for its database.
+func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], opts Options) (*Client, error) {
+	if opts.Registry == nil {
+		opts.Registry = NewRegistry()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	if opts.StopTimeout <= 0 {
+		opts.StopTimeout = 10 * time.Second
+	}
+	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: preparing migrations: %w", err)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return nil, fmt.Errorf("jobs: migrating the job tables: %w", err)
+	}
+	poll := opts.PollInterval
+	if poll <= 0 && !driver.SupportsListenNotify() {
+		// Without notifications a new job waits for the next poll: keep
+		// the wait short, SQLite polls are cheap.
+		poll = 50 * time.Millisecond
+	}
+	queues := map[string]river.QueueConfig{}
+	for q := range opts.Queues {
+		opts.Registry.queues[q] = true
+	}
+	for q := range opts.Registry.queues {
+		n := opts.Workers
+		if m := opts.Queues[q]; m > 0 {
+			n = m
+		}
+		queues[q] = river.QueueConfig{MaxWorkers: n}
+	}
+	c, err := river.NewClient(driver, &river.Config{
+		Queues: queues, Workers: opts.Registry.workers, FetchPollInterval: poll, FetchCooldown: min(poll, river.FetchCooldownDefault),
+		RescueStuckJobsAfter: opts.RescueAfter, Logger: opts.Logger, JobTimeout: river.JobTimeoutDefault,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: creating the client: %w", err)
+	}
+	return &Client{river: c, opts: opts, log: opts.Logger,
+		rescue: func(ctx context.Context) (int, error) { return rescueAbandoned(ctx, driver, time.Now().UTC()) }}, nil
+}
+
+// Run works jobs until ctx ends, then stops gracefully: running jobs get
+// StopTimeout to finish before their contexts are cancelled (a cancelled
+// job is retried by the next client). The caller (serve's errgroup) owns it.
+func (c *Client) Run(ctx context.Context) error {
+	if c.opts.Exclusive {
+		n, err := c.rescue(ctx)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			c.log.Info("gave back jobs abandoned by a stopped process", "jobs", n)
+		}
+	}
+	if err := c.river.Start(ctx); err != nil {
+		return fmt.Errorf("jobs: starting: %w", err)
+	}
+	<-ctx.Done()
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.StopTimeout)
+	defer cancel()
+	err := c.river.Stop(stopCtx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		c.log.Warn("jobs still running at the stop timeout: cancelling them; they are retried on the next start", "timeout", c.opts.StopTimeout)
+		cancelCtx, cancel2 := context.WithTimeout(context.WithoutCancel(ctx), c.opts.StopTimeout)
+		defer cancel2()
+		err = c.river.StopAndCancel(cancelCtx)
+	}
+	if err != nil {
+		return fmt.Errorf("jobs: stopping: %w", err)
+	}
+	return nil
+}
+
+// Enqueue inserts a job of kind k. inserted is false when a unique kind
+// already has a job with these arguments.
+func Enqueue[A Args](ctx context.Context, c *Client, k Kind[A], args A) (inserted bool, err error) {
+	res, err := c.insert(ctx, k, args)
+	if err != nil {
+		return false, err
+	}
+	return !res.UniqueSkippedAsDuplicate, nil
+}
+
+// EnqueueAfterRunning is Enqueue for a unique kind whose caller knows any
+// job with these arguments has done its work and is only being recorded as
+// finished (a retry right after a failure): while that job is still
+// running it waits, up to wait, and inserts once it has ended. A job
+// queued but not yet running makes it a no-op, as with Enqueue.
+func EnqueueAfterRunning[A Args](ctx context.Context, c *Client, k Kind[A], args A, wait time.Duration) (inserted bool, err error) {
+	deadline := time.Now().Add(wait)
+	for {
+		res, err := c.insert(ctx, k, args)
+		if err != nil {
+			return false, err
+		}
+		if !res.UniqueSkippedAsDuplicate {
+			return true, nil
+		}
+		if res.Job.State != rivertype.JobStateRunning || time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("jobs: waiting to insert a %s job: %w", args.Kind(), ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Client) insert(ctx context.Context, k interface{ insertOpts() *river.InsertOpts }, args Args) (*rivertype.JobInsertResult, error) {
+	res, err := c.river.Insert(ctx, args, k.insertOpts())
+	if err != nil {
+		return nil, fmt.Errorf("jobs: inserting a %s job: %w", args.Kind(), err)
+	}
+	return res, nil
+}

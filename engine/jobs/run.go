@@ -1,0 +1,117 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/troupehq/troupe/engine/session"
+)
+
+// RunQueueName is the queue of background runs: its workers are the
+// replica's concurrent background runs (Options.Queues).
+const RunQueueName = "runs"
+
+// RunArgs are the arguments of a background run's job.
+type RunArgs struct {
+	RunID string `json:"run_id"`
+}
+
+// Kind names the background run kind.
+func (RunArgs) Kind() string { return "background_run" }
+
+// BackgroundRun executes a run submitted with background=true, at most
+// once: the run service claims the run (PENDING to RUNNING, which only one
+// caller can do) before executing it. The job has a second attempt, which
+// never executes a run already claimed: it exists for a job whose process
+// died, which River's rescuer gives back once its lease expires
+// (Options.RescueAfter; at once on SQLite when the next process starts),
+// and it ends such a run ERROR with the reason. A run not claimed yet by
+// the first attempt is executed by the second.
+var BackgroundRun = Kind[RunArgs]{MaxAttempts: 2, Timeout: NoTimeout, Unique: true, Queue: RunQueueName}
+
+// Executor executes background runs (the run service).
+type Executor interface {
+	ExecuteQueued(ctx context.Context, runID string) (*session.Run, error)
+	// FailAbandoned ends run runID ERROR with reason if it is still
+	// RUNNING (its worker died); false if it was not.
+	FailAbandoned(ctx context.Context, runID, reason string) (bool, error)
+}
+
+// abandonedRun is the error of a background run whose worker died.
+const abandonedRun = "the process executing this background run stopped before it finished (its job's lease expired); the run was not retried"
+
+// RegisterRuns makes clients built on r execute background runs with ex.
+func RegisterRuns(r *Registry, ex Executor) {
+	Register(r, BackgroundRun, func(ctx context.Context, a RunArgs) error {
+		r, err := ex.ExecuteQueued(ctx, a.RunID)
+		if err != nil || r != nil || Attempt(ctx) < 2 {
+			return err
+		}
+		// Claimed by the first attempt, whose process died: never run
+		// it again, say why it ended.
+		_, err = ex.FailAbandoned(ctx, a.RunID, abandonedRun)
+		return err
+	})
+}
+
+// Submitter stores background runs PENDING (the run service).
+type Submitter interface {
+	Submit(ctx context.Context, p session.Params) (*session.Run, error)
+	Abandon(ctx context.Context, r *session.Run, reason string) error
+}
+
+// RunQueue submits background runs and queues their jobs, refusing new ones
+// while MaxDepth runs wait.
+type RunQueue struct {
+	Client *Client
+	Runs   Submitter
+	// MaxDepth bounds the runs waiting to start, over every replica; 0
+	// means no bound.
+	MaxDepth int
+	// RetryAfter is what a refusal tells the client to wait (default 2s).
+	RetryAfter time.Duration
+}
+
+// Submit stores the run PENDING and queues it; a full queue is a
+// *session.Error of kind session.ErrBusy.
+func (q *RunQueue) Submit(ctx context.Context, p session.Params) (*session.Run, error) {
+	if q.MaxDepth > 0 {
+		n, err := q.Client.waiting(ctx, RunQueueName, q.MaxDepth)
+		if err != nil {
+			return nil, err
+		}
+		if n >= q.MaxDepth {
+			wait := q.RetryAfter
+			if wait <= 0 {
+				wait = 2 * time.Second
+			}
+			return nil, &session.Error{Kind: session.ErrBusy, RetryAfter: wait,
+				Msg: fmt.Sprintf("%d background runs are waiting to start, the most this server queues; retry later", n)}
+		}
+	}
+	r, err := q.Runs.Submit(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := Enqueue(ctx, q.Client, BackgroundRun, RunArgs{RunID: r.ID}); err != nil {
+		if aerr := q.Runs.Abandon(ctx, r, "the run could not be queued: "+err.Error()); aerr != nil {
+			return nil, fmt.Errorf("%w (and %w)", err, aerr)
+		}
+		return nil, err
+	}
+	return r, nil
+}
+
+// waiting counts the jobs of queue not started yet, up to limit.
+func (c *Client) waiting(ctx context.Context, queue string, limit int) (int, error) {
+	res, err := c.river.JobList(ctx, river.NewJobListParams().Queues(queue).
+		States(rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateScheduled, rivertype.JobStateRetryable).First(limit))
+	if err != nil {
+		return 0, fmt.Errorf("jobs: counting waiting jobs: %w", err)
+	}
+	return len(res.Jobs), nil
+}

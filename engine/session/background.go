@@ -1,0 +1,112 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/spec"
+)
+
+// Claimer is the store's ability background runs need: taking a PENDING run
+// for execution. store.DB has it; a Store without it cannot run background
+// runs.
+type Claimer interface {
+	// ClaimRun moves run id from PENDING to RUNNING and returns it. Only
+	// one caller succeeds; the others get an error wrapping ErrNotFound.
+	ClaimRun(ctx context.Context, id string) (*Run, error)
+	// FailRunning ends run id ERROR with reason if it is RUNNING, and
+	// reports whether it was.
+	FailRunning(ctx context.Context, id, reason string) (bool, error)
+}
+
+// FailAbandoned ends a background run ERROR with reason when it is still
+// RUNNING but no run of this process (its worker died elsewhere, or before
+// a restart); it reports whether it did.
+func (s *Service) FailAbandoned(ctx context.Context, runID, reason string) (bool, error) {
+	s.mu.Lock()
+	_, here := s.active[runID]
+	s.mu.Unlock()
+	if here {
+		return false, nil
+	}
+	c, ok := s.opts.Store.(Claimer)
+	if !ok {
+		return false, errors.New("the run store cannot claim background runs")
+	}
+	failed, err := c.FailRunning(ctx, runID, reason)
+	if err != nil {
+		return false, fmt.Errorf("failing abandoned run %s: %w", runID, err)
+	}
+	if failed {
+		s.log.Warn("background run abandoned by its worker", "run_id", runID)
+	}
+	return failed, nil
+}
+
+// Submit validates a background turn and stores its run PENDING, to be
+// executed by ExecuteQueued, on this process or another; the caller queues
+// it. Refusals are those of Start. Nothing is pinned: the run executes on
+// the snapshot current when it starts.
+func (s *Service) Submit(ctx context.Context, p Params) (*Run, error) {
+	tg, err := s.resolve(ctx, &p)
+	if err != nil {
+		return nil, err
+	}
+	defer tg.Release()
+	sess, r := newRun(p, tg, event.StatusPending)
+	if err := s.store(ctx, p, sess, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Abandon ends a PENDING run that will never execute (its job could not be
+// queued) as ERROR with reason.
+func (s *Service) Abandon(ctx context.Context, r *Run, reason string) error {
+	done := *r
+	done.Status, done.Error = event.StatusError, reason
+	if err := s.opts.Store.FinishRun(context.WithoutCancel(ctx), &done); err != nil {
+		return fmt.Errorf("abandoning run %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// ExecuteQueued executes the background run runID, stored by Submit: it
+// claims the run (so it executes at most once, whichever process asks),
+// pins its target on the current snapshot and runs it like Start and
+// Execute would, cancellable and drained like any run of this service. A
+// run already claimed, or deleted with its session, is left alone (nil,
+// nil). A target gone since the submission ends the run as ERROR.
+func (s *Service) ExecuteQueued(ctx context.Context, runID string) (*Run, error) {
+	c, ok := s.opts.Store.(Claimer)
+	if !ok {
+		return nil, errors.New("the run store cannot claim background runs")
+	}
+	r, err := c.ClaimRun(ctx, runID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claiming run %s: %w", runID, err)
+	}
+	kind := spec.KindAgent
+	if r.Type == TypeTeam {
+		kind = spec.KindTeam
+	}
+	p := Params{Kind: kind, Name: r.ComponentID, Message: r.Input, SessionID: r.SessionID, UserID: r.UserID, BoundUser: true}
+	tg, err := s.opts.Targets.Pin(kind, r.ComponentID)
+	if err != nil {
+		r.Status, r.Error = event.StatusError, fmt.Sprintf("%s %q is not available any more: %v", kind.Lower(), r.ComponentID, err)
+		if ferr := s.opts.Store.FinishRun(context.WithoutCancel(ctx), r); ferr != nil {
+			return nil, fmt.Errorf("finishing run %s: %w", runID, ferr)
+		}
+		return r, nil
+	}
+	t := &Turn{s: s, p: p, runner: tg.Runner, release: tg.Release, run: r,
+		session: &Session{ID: r.SessionID, Type: r.Type, ComponentID: r.ComponentID, UserID: r.UserID}}
+	r.SpecVersion = tg.Version
+	t.begin(ctx)
+	return t.Execute(ctx, func(event.Event) {}), nil
+}

@@ -1,0 +1,112 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/session"
+)
+
+var (
+	_ session.Claimer  = (*DB)(nil)
+	_ session.KeyStore = (*DB)(nil)
+)
+
+// FailRunning ends run id ERROR with reason if it is RUNNING (a background
+// run whose worker died) and reports whether it was. It is called only once
+// the run's job lease expired, when its worker is presumed dead, so it reads
+// and then finishes the run (FinishRun, which also records its latency)
+// rather than racing a worker that could still save a result.
+func (db *DB) FailRunning(ctx context.Context, id, reason string) (bool, error) {
+	r, err := db.GetRun(ctx, id, Filter{})
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if r.Status != event.StatusRunning {
+		return false, nil
+	}
+	r.Status, r.Error, r.UpdatedAt = event.StatusError, reason, time.Time{}
+	if err := db.FinishRun(ctx, r); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+const sqlClaimRun = `UPDATE runs SET status = 'RUNNING', updated_at = $1 WHERE id = $2 AND status = 'PENDING'`
+
+// ClaimRun moves background run id from PENDING to RUNNING and returns it.
+// Only one caller ever succeeds: the others (another replica, a job run
+// again) get an error wrapping ErrNotFound, as for a run that does not
+// exist, so a run is executed at most once.
+func (db *DB) ClaimRun(ctx context.Context, id string) (*Run, error) {
+	var r Run
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, sqlClaimRun, db.timeArg(now()), id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrNotFound
+		}
+		r, err = scanRun(tx.QueryRowContext(ctx, sqlGetRun, id, ""))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: claiming run %s: %w", id, err)
+	}
+	return &r, nil
+}
+
+const (
+	sqlReserveKey = `INSERT INTO idempotency_keys (user_id, key, body_hash, run_id, created_at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (user_id, key) DO NOTHING`
+	sqlGetKey     = `SELECT run_id, body_hash FROM idempotency_keys WHERE user_id = $1 AND key = $2`
+	sqlReleaseKey = `DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND run_id = $3`
+)
+
+// ReserveKey records idempotency key for userID's new run runID, made by a
+// request whose hash is hash. When the key is taken it records nothing and
+// returns the run and request hash stored with it (reserved false).
+func (db *DB) ReserveKey(ctx context.Context, userID, key, hash, runID string) (existingRun, existingHash string, reserved bool, err error) {
+	err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, sqlReserveKey, userID, key, hash, runID, db.timeArg(now()))
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			reserved = true
+			return nil
+		}
+		return tx.QueryRowContext(ctx, sqlGetKey, userID, key).Scan(&existingRun, &existingHash)
+	})
+	if err != nil {
+		return "", "", false, fmt.Errorf("store: reserving idempotency key: %w", err)
+	}
+	return existingRun, existingHash, reserved, nil
+}
+
+// ReleaseKey forgets the key reserved for runID, whose run could not be
+// stored, so the request can be made again.
+func (db *DB) ReleaseKey(ctx context.Context, userID, key, runID string) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, sqlReleaseKey, userID, key, runID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: releasing idempotency key: %w", err)
+	}
+	return nil
+}
