@@ -39,7 +39,9 @@ func (db *DB) FailRunning(ctx context.Context, id, reason string) (bool, error) 
 	return true, nil
 }
 
-const sqlClaimRun = `UPDATE runs SET status = 'RUNNING', updated_at = $1 WHERE id = $2 AND status = 'PENDING'`
+// The claiming replica is recorded, so that recovery fails the run when that
+// replica dies with it.
+const sqlClaimRun = `UPDATE runs SET status = 'RUNNING', updated_at = $1, replica_id = $2 WHERE id = $3 AND status = 'PENDING'`
 
 // ClaimRun moves background run id from PENDING to RUNNING and returns it.
 // Only one caller ever succeeds: the others (another replica, a job run
@@ -48,7 +50,7 @@ const sqlClaimRun = `UPDATE runs SET status = 'RUNNING', updated_at = $1 WHERE i
 func (db *DB) ClaimRun(ctx context.Context, id string) (*Run, error) {
 	var r Run
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, sqlClaimRun, db.timeArg(now()), id)
+		res, err := tx.ExecContext(ctx, sqlClaimRun, db.timeArg(now()), db.replica, id)
 		if err != nil {
 			return err
 		}

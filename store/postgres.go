@@ -49,8 +49,8 @@ func openPostgres(ctx context.Context, dsn string, opts Options) (*DB, error) {
 // and costs one network round trip, where the portable transaction (kept for
 // SQLite, which runs in-process and has no data-modifying CTEs) costs four.
 const (
-	// $1..$8 are the session's columns and $9..$26 the run's, in runColumns
-	// order; the run's are cast because INSERT ... SELECT does not infer
+	// $1..$8 are the session's columns and $9..$27 the run's, in runColumns
+	// order then replica_id; the run's are cast because INSERT ... SELECT does not infer
 	// parameter types from the target columns.
 	//
 	// cur is the session: the one just inserted, or the existing one. The run
@@ -67,9 +67,9 @@ const (
 		SELECT false, type, component_id, user_id, name, state, created_at, updated_at
 		FROM sessions WHERE id = $1 AND NOT EXISTS (SELECT FROM ins)
 	), run AS (
-		INSERT INTO runs (` + runColumns + `)
+		INSERT INTO runs (` + runColumns + `, replica_id)
 		SELECT $9::text, $10::text, $11::text, $12::text, $13::text, $14::text, $15::text, $16::text, $17::text,
-			$18::text, $19::json, $20::json, $21::json, $22::text, $23::text, $24::text, $25::timestamptz, $26::timestamptz
+			$18::text, $19::json, $20::json, $21::json, $22::text, $23::text, $24::text, $25::timestamptz, $26::timestamptz, $27::text
 		FROM cur WHERE cur.type = $2 AND cur.component_id = $3 AND cur.user_id = $4
 	)
 	SELECT created, type, component_id, user_id, name, state, created_at, updated_at FROM cur`

@@ -32,8 +32,9 @@ const (
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`
 	sqlSelectSessionForRun = `SELECT type, component_id, user_id, name, state, created_at, updated_at
 		FROM sessions WHERE id = $1`
-	sqlInsertRun = `INSERT INTO runs (` + runColumns + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
+	// A new run also records the replica executing it (see runArgs).
+	sqlInsertRun = `INSERT INTO runs (` + runColumns + `, replica_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`
 	// The session's updated_at only moves forward, whatever order concurrent
 	// runs of one session finish in.
 	sqlTouchSession = `UPDATE sessions SET updated_at = $1
@@ -274,17 +275,23 @@ func validateStart(s *Session, r *Run) error {
 	return nil
 }
 
-// runArgs returns the arguments of sqlInsertRun for r.
+// runArgs returns the arguments of sqlInsertRun for r. A RUNNING run is
+// executed by this replica, which recovery must know; a PENDING one gets its
+// replica when one claims it (ClaimRun).
 func (db *DB) runArgs(r *Run) ([]any, error) {
 	tools, messages, metrics, err := runJSON(r)
 	if err != nil {
 		return nil, err
 	}
+	replica := ""
+	if r.Status == event.StatusRunning {
+		replica = db.replica
+	}
 	return []any{
 		r.ID, r.SessionID, r.ParentRunID, r.ComponentID, r.Type, r.UserID,
 		text(r.Input), text(r.Content), string(r.Status), text(r.Error),
 		tools, messages, metrics, r.Model, r.Provider, r.SpecVersion,
-		db.timeArg(r.CreatedAt), db.timeArg(r.UpdatedAt),
+		db.timeArg(r.CreatedAt), db.timeArg(r.UpdatedAt), replica,
 	}, nil
 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/uptrace/bun"
 
-	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/session"
 )
 
@@ -48,6 +47,18 @@ type Options struct {
 	// MaxOpenConns bounds the PostgreSQL connection pool (default 16). SQLite
 	// always writes through a single connection and sizes its read pool itself.
 	MaxOpenConns int
+	// ReplicaID names this process among the replicas sharing the database:
+	// the runs it starts or claims record it, and it keeps a heartbeat row
+	// under it (see Heartbeat). A process that opens the database under the
+	// id of one that died recovers that one's runs at once, so the default,
+	// DefaultReplicaID, suits a database one process serves at a time (the
+	// SQLite default); replicas sharing a database need distinct ids.
+	ReplicaID string
+	// ReplicaLease is how long after its last heartbeat a replica counts as
+	// dead, its RUNNING runs then failed by the recovery of any replica
+	// (default DefaultReplicaLease). It must exceed the heartbeat interval
+	// several times over, so that a slow heartbeat does not fail live runs.
+	ReplicaLease time.Duration
 
 	// lastMigration stops the migrations after this version (0: apply
 	// all), for the tests of a migration's data conversion.
@@ -72,6 +83,12 @@ type DB struct {
 	bun *bun.DB
 	// interrupted are the runs Open found RUNNING and marked failed.
 	interrupted []Run
+	// replica and lease are Options.ReplicaID and ReplicaLease; started is
+	// when this process registered its heartbeat row, which tells its row
+	// from that of a later process under the same id.
+	replica string
+	lease   time.Duration
+	started time.Time
 	// file is the SQLite database file, for the readiness check; empty for
 	// PostgreSQL and in-memory databases.
 	file string
@@ -92,10 +109,9 @@ type DB struct {
 // pgx's database/sql driver); anything else is a SQLite file path (parent
 // directories are created; ":memory:" is allowed for tests). It runs the
 // embedded, versioned migrations, then marks runs left RUNNING by a crash as
-// ERROR with InterruptedRunError.
-//
-// Recovery assumes one server process per database: replicas sharing one
-// PostgreSQL database would mark each other's in-flight runs as interrupted.
+// ERROR with InterruptedRunError (see RecoverRuns: runs of this replica id's
+// previous process, and of replicas whose heartbeat is stale), and registers
+// this replica's heartbeat row.
 func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	var (
 		db  *DB
@@ -113,6 +129,13 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	db.log = opts.Logger
+	db.replica, db.lease = opts.ReplicaID, opts.ReplicaLease
+	if db.replica == "" {
+		db.replica = DefaultReplicaID
+	}
+	if db.lease <= 0 {
+		db.lease = DefaultReplicaLease
+	}
 	if db.log == nil {
 		db.log = slog.New(slog.DiscardHandler)
 	}
@@ -133,9 +156,18 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	if db.dialect == DialectSQLite {
 		db.wq = newWriter(db.w, &db.st)
 	}
-	if err := db.recoverRuns(ctx); err != nil {
-		_ = db.Close()
-		return nil, err
+	if opts.lastMigration == 0 {
+		// Recovery needs the columns of migration 0013.
+		recovered, err := db.recoverRuns(ctx, true)
+		if err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+		db.interrupted = recovered
+		if err := db.register(ctx); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
 	}
 	return db, nil
 }
@@ -216,49 +248,11 @@ func (db *DB) Ready(ctx context.Context) error {
 // The store owns it; close the DB, not the bun.DB.
 func (db *DB) Bun() *bun.DB { return db.bun }
 
-// recoverRuns marks runs that a previous process left RUNNING as failed: no one
-// will ever finish them, and clients polling them must not wait forever. It
-// keeps what it marked for Interrupted, so that the server can give each its
-// trace: the process that ran them died before recording one.
-func (db *DB) recoverRuns(ctx context.Context) error {
-	// The literal 'RUNNING' (not a parameter) lets PostgreSQL use the partial
-	// index on running runs. The latencies are computed in SQL, as migration
-	// 0004 backfills them: this runs once, over the few runs in flight.
-	latency := sqliteLatencyUS("$3", "created_at")
-	if db.dialect == DialectPostgres {
-		latency = postgresLatencyUS("$3::timestamptz", "created_at")
-	}
-	rows, err := db.w.QueryContext(ctx,
-		`UPDATE runs SET status = $1, error = $2, updated_at = $3, latency_us = `+latency+` WHERE status = 'RUNNING'
-		RETURNING id, session_id, parent_run_id, component_id, type, user_id, input, model, provider, spec_version, created_at, updated_at`,
-		string(event.StatusError), InterruptedRunError, db.timeArg(now()))
-	if err != nil {
-		return fmt.Errorf("store: recovering interrupted runs: %w", err)
-	}
-	defer rows.Close()
-	var recovered []Run
-	for rows.Next() {
-		r := Run{Status: event.StatusError, Error: InterruptedRunError}
-		if err := rows.Scan(&r.ID, &r.SessionID, &r.ParentRunID, &r.ComponentID, &r.Type, &r.UserID, &r.Input,
-			&r.Model, &r.Provider, &r.SpecVersion, timeDest{&r.CreatedAt}, timeDest{&r.UpdatedAt}); err != nil {
-			return fmt.Errorf("store: recovering interrupted runs: %w", err)
-		}
-		recovered = append(recovered, r)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: recovering interrupted runs: %w", err)
-	}
-	if len(recovered) > 0 {
-		db.log.Warn("marked runs interrupted by the previous shutdown as failed", "runs", len(recovered))
-	}
-	db.interrupted = recovered
-	return nil
-}
-
 // Interrupted returns the runs that Open found still RUNNING, left by a
 // process that stopped without finishing them, and marked as failed with
 // InterruptedRunError (a run's Content and Tools are not included). The
-// caller must not modify them.
+// caller must not modify them. Runs recovered later by RecoverRuns are
+// returned by that call only.
 func (db *DB) Interrupted() []Run { return db.interrupted }
 
 // inTx runs fn in a transaction of its own on the write pool, committing when

@@ -50,6 +50,16 @@ type Options struct {
 	// CancelPoll is how often Run looks for cancel requests from other
 	// replicas while runs are active (default 250ms).
 	CancelPoll time.Duration
+	// Liveness, when set, lets replicas on one database tell which runs are
+	// still executing: Run keeps this replica's heartbeat and fails the runs
+	// of replicas that died. Nil leaves recovery to the store's opening.
+	Liveness Liveness
+	// HeartbeatInterval is how often Run refreshes this replica's heartbeat
+	// (default 5s); the store's lease must be several of them.
+	HeartbeatInterval time.Duration
+	// RecoverInterval is how often Run looks for runs of dead replicas
+	// (default 30s).
+	RecoverInterval time.Duration
 }
 
 // Service starts, tracks and persists runs. It is safe for concurrent use.
@@ -86,17 +96,14 @@ func New(opts Options) *Service {
 	if opts.CancelPoll <= 0 {
 		opts.CancelPoll = 250 * time.Millisecond
 	}
-	s := &Service{opts: opts, log: opts.Logger, active: map[string]*active{}}
-	if len(opts.Observers) > 0 {
-		for _, r := range opts.Store.Interrupted() {
-			if r.ParentRunID != "" {
-				continue // members belong to their team's run
-			}
-			for _, o := range opts.Observers {
-				o.RunInterrupted(&r)
-			}
-		}
+	if opts.HeartbeatInterval <= 0 {
+		opts.HeartbeatInterval = 5 * time.Second
 	}
+	if opts.RecoverInterval <= 0 {
+		opts.RecoverInterval = 30 * time.Second
+	}
+	s := &Service{opts: opts, log: opts.Logger, active: map[string]*active{}}
+	s.interrupted(opts.Store.Interrupted())
 	return s
 }
 
@@ -534,6 +541,15 @@ func (s *Service) Run(ctx context.Context) error {
 		wg.Go(func() { s.watchCancels(watch) })
 		defer wg.Wait()
 		defer stopWatch()
+	}
+	if s.opts.Liveness != nil {
+		// Runs still draining are alive: the heartbeat outlives ctx until
+		// Run returns, and only then is it removed.
+		live, stopLive := context.WithCancel(context.WithoutCancel(ctx))
+		var wg sync.WaitGroup
+		wg.Go(func() { s.keepAlive(live) })
+		defer wg.Wait()
+		defer stopLive()
 	}
 	<-ctx.Done()
 	drain, cancel := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
