@@ -172,6 +172,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	return db, nil
 }
 
+// IsPostgres reports whether Open takes dsn for a PostgreSQL database.
+func IsPostgres(dsn string) bool { return isPostgres(dsn) }
+
 func isPostgres(dsn string) bool {
 	l := strings.ToLower(dsn)
 	return strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://")

@@ -67,7 +67,7 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	fs.StringVar(&c.allowedHosts, "allowed-hosts", envOr(getenv, "TROUPE_ALLOWED_HOSTS", ""),
 		"comma-separated host names the server answers to besides its own addresses, e.g. troupe.example.com or *.example.com; * turns the check off (API keys required) (env TROUPE_ALLOWED_HOSTS)")
 	fs.StringVar(&c.traces, "traces", envOr(getenv, "TROUPE_TRACES", "sql"), "where traces go: sql, clickhouse://host:9000/db or off (env TROUPE_TRACES)")
-	fs.StringVar(&c.replicaID, "replica-id", envOr(getenv, "TROUPE_REPLICA_ID", ""), "this replica's name in GET /config (default host name and process id) (env TROUPE_REPLICA_ID)")
+	fs.StringVar(&c.replicaID, "replica-id", envOr(getenv, "TROUPE_REPLICA_ID", ""), "this replica's name in GET /config and on the runs it executes; a restart under the same name fails at once the runs its previous process left running (default host name and process id) (env TROUPE_REPLICA_ID)")
 	fs.BoolVar(&c.insecure, "insecure", envOr(getenv, "TROUPE_INSECURE", "") == "1", "serve without API keys on a non-loopback address (env TROUPE_INSECURE=1)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight runs may finish on shutdown")
 	readRootsFlag(fs, getenv, &c.readRoots)
@@ -170,7 +170,16 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		hosts = append(hosts, host)
 	}
 
-	db, err := store.Open(ctx, cfg.db, store.Options{Logger: logger.With("component", "store")})
+	// Replicas sharing a PostgreSQL database record their runs under
+	// distinct ids (host name and process id by default), so that recovery
+	// fails only the runs of replicas that died. A SQLite database serves one
+	// process: unless told otherwise it keeps the store's fixed default, so
+	// that a restart fails at once what the previous process left running.
+	replicaID := cfg.replicaID
+	if replicaID == "" && store.IsPostgres(cfg.db) {
+		replicaID = console.DefaultReplicaID()
+	}
+	db, err := store.Open(ctx, cfg.db, store.Options{Logger: logger.With("component", "store"), ReplicaID: replicaID})
 	if err != nil {
 		return fmt.Errorf("opening the database: %w", err)
 	}
@@ -221,7 +230,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		Logger:     logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
 		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,
 		ShutdownTimeout: cfg.shutdownTimeout, DBID: "troupe-" + db.Dialect(), Version: version,
-		ReplicaID: cfg.replicaID,
+		ReplicaID: replicaID,
 	})
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -290,7 +299,9 @@ func newRunService(eng *engine.Engine, db *store.DB, rec *telemetry.Recorder, m 
 	}
 	// Cancels: a cancel or session deletion that lands on another replica
 	// of the same database reaches the runs executing on this one.
-	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Observers: observers, DrainTimeout: drain,
+	// Liveness: this replica's heartbeat, and recovery of the runs of
+	// replicas that died while this one serves.
+	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Liveness: db, Observers: observers, DrainTimeout: drain,
 		Logger: logger.With("component", "runs")})
 }
 
