@@ -532,6 +532,8 @@ func (s *Service) cancelAll(cause error) {
 // Options.DrainTimeout before it cancels them (cause ErrShutdown) and waits
 // for their final saves. A run's own context usually ends sooner: the HTTP
 // server cancels its requests' runs after its own shutdown timeout.
+// With Options.Liveness it also keeps this replica's heartbeat and recovers
+// the runs of dead replicas (see keepAlive) until the drain is over.
 func (s *Service) Run(ctx context.Context) error {
 	if s.opts.Cancels != nil {
 		// Cancels from other replicas must reach runs through the drain
