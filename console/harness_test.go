@@ -214,7 +214,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	if h.opts != nil {
 		h.opts(&o)
 	}
-	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout})
+	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Events: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout})
 	var rec *telemetry.Recorder
 	if !h.noTracing {
 		rec = ts.recorder

@@ -251,7 +251,7 @@ func newRunService(eng *engine.Engine, db *store.DB, rec *telemetry.Recorder, m 
 	if m != nil {
 		observers = append(observers, m)
 	}
-	return session.New(session.Options{Targets: eng, Store: db, Observers: observers, DrainTimeout: drain,
+	return session.New(session.Options{Targets: eng, Store: db, Events: db, Observers: observers, DrainTimeout: drain,
 		Logger: logger.With("component", "runs")})
 }
 

@@ -42,6 +42,20 @@ type Options struct {
 	// SessionStopWait bounds how long StopSessions waits for the runs it
 	// cancels to save their final state (default 5s).
 	SessionStopWait time.Duration
+	// Events, when set, keeps every top-level run's events so that their
+	// streams can be resumed on any replica (see Resume); without it only
+	// runs executing in this process can be resumed.
+	Events EventLog
+	// FlushInterval and FlushEvents batch the writes of a run's events to
+	// Events: every FlushInterval (default 50ms) or as soon as FlushEvents
+	// (default 64) wait, whichever comes first, off the run's own path. The
+	// last batch, terminal event included, is written before the run's
+	// final state is committed.
+	FlushInterval time.Duration
+	FlushEvents   int
+	// PollInterval is how often a resumed stream of a run executing on
+	// another replica reads the event log for more (default 100ms).
+	PollInterval time.Duration
 }
 
 // Service starts, tracks and persists runs. It is safe for concurrent use.
@@ -61,6 +75,7 @@ type active struct {
 	sessionID string
 	cancel    context.CancelCauseFunc
 	done      chan struct{} // closed once the run's final state is saved
+	journal   *journal      // the run's events, for resumed streams
 }
 
 // New builds a service and reports the runs the previous process left
@@ -74,6 +89,15 @@ func New(opts Options) *Service {
 	}
 	if opts.SessionStopWait <= 0 {
 		opts.SessionStopWait = 5 * time.Second
+	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = defaultFlushInterval
+	}
+	if opts.FlushEvents <= 0 {
+		opts.FlushEvents = defaultFlushEvents
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = defaultPollInterval
 	}
 	s := &Service{opts: opts, log: opts.Logger, active: map[string]*active{}}
 	if len(opts.Observers) > 0 {
@@ -221,9 +245,20 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	defer t.release()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	j := newJournal(s.opts.FlushEvents)
 	s.register(t.run.ID, &active{kind: t.p.Kind, name: t.p.Name, userID: t.p.UserID, sessionID: t.session.ID,
-		cancel: cancel, done: make(chan struct{})})
+		cancel: cancel, done: make(chan struct{}), journal: j})
 	defer s.unregister(t.run.ID)
+	defer j.end()
+	// The log is written even when the client went away: a resume is what
+	// it is for.
+	logCtx := context.WithoutCancel(ctx)
+	var stopFlush chan struct{}
+	var flushing sync.WaitGroup
+	if s.opts.Events != nil {
+		stopFlush = make(chan struct{})
+		flushing.Go(func() { t.flush(logCtx, j, stopFlush) })
+	}
 
 	var terminal *event.Event
 	// streamed is the answer text the client has seen, kept for a run that
@@ -255,7 +290,7 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 		if e.Depth == 0 && e.Type == event.RunContent {
 			streamed.WriteString(e.Content)
 		}
-		emit(e)
+		emit(j.append(e))
 	})
 
 	r := t.run
@@ -274,6 +309,24 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 		case errors.Is(cause, ErrShutdown):
 			r.Error = ErrShutdown.Error()
 		}
+	}
+	// The rest of the log, terminal event included, goes in before the
+	// final state is committed, so whoever reads the run finished finds
+	// every event logged. Its index is reserved here and taken below.
+	if terminal != nil {
+		terminal.Index = j.next()
+		if terminal.Type == event.RunCompleted {
+			terminal.References = res.References
+		}
+	}
+	if s.opts.Events != nil {
+		close(stopFlush)
+		flushing.Wait()
+		rest := j.take()
+		if terminal != nil {
+			rest = append(rest, *terminal)
+		}
+		t.writeLog(logCtx, rest)
 	}
 	// Commit even when the client went away: the run happened.
 	saveCtx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -295,14 +348,16 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 		s.log.Error("saving run", "run_id", r.ID, "err", err)
 		if terminal != nil {
 			terminal.Type, terminal.Content, terminal.ErrorKind = event.RunError, "the run finished but could not be saved: "+err.Error(), "store"
+			terminal.References = nil
+			if s.opts.Events != nil {
+				// Replace the logged terminal event with the one sent.
+				t.writeLog(logCtx, []event.Event{*terminal})
+			}
 		}
 		r.Status, r.Error = event.StatusError, "could not be saved: "+err.Error()
 	}
 	if terminal != nil {
-		if terminal.Type == event.RunCompleted {
-			terminal.References = res.References
-		}
-		emit(*terminal)
+		emit(j.append(*terminal))
 	}
 	for _, o := range t.obs {
 		o.RunFinished(r, res.ErrorKind)

@@ -1,0 +1,106 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/session"
+)
+
+var _ session.EventLog = (*DB)(nil)
+
+// eventBatch bounds the rows of one INSERT into run_events: 4 arguments a
+// row stays far below SQLite's and PostgreSQL's parameter limits, and the
+// run service's batches are this size anyway.
+const eventBatch = 64
+
+// maxEventsRead bounds one EventsAfter read.
+const maxEventsRead = 1000
+
+const sqlEventsAfter = `SELECT idx, payload FROM run_events WHERE run_id = $1 AND idx > $2 ORDER BY idx LIMIT $3`
+
+// AppendEvents stores events of run runID under their indexes (event.Event
+// Index), in one transaction. Writing an index again replaces the event
+// stored under it: the run service rewrites the terminal event when the
+// run's final state could not be saved. It returns an error when the run
+// does not exist.
+func (db *DB) AppendEvents(ctx context.Context, runID string, events []event.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	var q strings.Builder
+	stmts := make([]string, 0, (len(events)+eventBatch-1)/eventBatch)
+	batches := make([][]any, 0, cap(stmts))
+	for chunk := range slices.Chunk(events, eventBatch) {
+		q.Reset()
+		args := make([]any, 0, 4*len(chunk))
+		q.WriteString("INSERT INTO run_events (run_id, idx, type, payload) VALUES ")
+		for i, e := range chunk {
+			payload, err := json.Marshal(e)
+			if err != nil {
+				return fmt.Errorf("store: appending events of run %s: encoding event %d: %w", runID, e.Index, err)
+			}
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			n := len(args)
+			q.WriteString("($" + strconv.Itoa(n+1) + ", $" + strconv.Itoa(n+2) + ", $" + strconv.Itoa(n+3) + ", $" + strconv.Itoa(n+4) + ")")
+			args = append(args, runID, e.Index, string(e.Type), text(string(payload)))
+		}
+		q.WriteString(" ON CONFLICT (run_id, idx) DO UPDATE SET type = excluded.type, payload = excluded.payload")
+		stmts = append(stmts, q.String())
+		batches = append(batches, args)
+	}
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for i, s := range stmts {
+			if _, err := tx.ExecContext(ctx, s, batches[i]...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: appending events of run %s: %w", runID, err)
+	}
+	return nil
+}
+
+// EventsAfter returns the stored events of run runID whose index is above
+// after, in order, at most limit of them (and never more than 1000). The
+// events carry their index.
+func (db *DB) EventsAfter(ctx context.Context, runID string, after, limit int) ([]event.Event, error) {
+	if limit <= 0 || limit > maxEventsRead {
+		limit = maxEventsRead
+	}
+	rows, err := db.r.QueryContext(ctx, sqlEventsAfter, runID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: reading events of run %s: %w", runID, err)
+	}
+	defer rows.Close()
+	var out []event.Event
+	for rows.Next() {
+		var (
+			idx     int
+			payload string
+		)
+		if err := rows.Scan(&idx, &payload); err != nil {
+			return nil, fmt.Errorf("store: reading events of run %s: %w", runID, err)
+		}
+		var e event.Event
+		if err := json.Unmarshal([]byte(payload), &e); err != nil {
+			return nil, fmt.Errorf("store: reading event %d of run %s: %w", idx, runID, err)
+		}
+		e.Index = idx
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: reading events of run %s: %w", runID, err)
+	}
+	return out, nil
+}
