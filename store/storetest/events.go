@@ -1,0 +1,61 @@
+package storetest
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/store"
+)
+
+// testRunEvents: a run's events are read back after an index, in order,
+// with their index; writing an index again replaces it; batches larger than
+// one INSERT work; a missing run refuses events; events go with their
+// session.
+func testRunEvents(t *testing.T, open Opener) {
+	db := open(t)
+	ctx := t.Context()
+	s, r := startRun(t, db, agentSession("ev", "alice", "helper"), "run-ev", "hi", base)
+	var evs []event.Event
+	for i := range 150 {
+		evs = append(evs, event.Event{Index: i, Type: event.RunContent, RunID: r.ID, SessionID: s.ID, AgentID: "helper",
+			Content: fmt.Sprintf("delta %d", i), CreatedAt: base})
+	}
+	require.NoError(t, db.AppendEvents(ctx, r.ID, evs[:100]))
+	require.NoError(t, db.AppendEvents(ctx, r.ID, evs[100:]))
+
+	tests := []struct {
+		name         string
+		after, limit int
+		want         []event.Event
+	}{
+		{"from the start", -1, 0, evs},
+		{"after an index", 97, 0, evs[98:]},
+		{"limited", 10, 5, evs[11:16]},
+		{"after the last", 149, 0, nil},
+	}
+	for _, tt := range tests {
+		got, err := db.EventsAfter(ctx, r.ID, tt.after, tt.limit)
+		require.NoError(t, err, tt.name)
+		require.Equal(t, tt.want, got, tt.name)
+	}
+
+	terminal := event.Event{Index: 149, Type: event.RunError, RunID: r.ID, Content: "could not be saved", CreatedAt: base}
+	require.NoError(t, db.AppendEvents(ctx, r.ID, []event.Event{terminal}))
+	got, err := db.EventsAfter(ctx, r.ID, 148, 0)
+	require.NoError(t, err)
+	require.Equal(t, []event.Event{terminal}, got)
+
+	require.Error(t, db.AppendEvents(ctx, "no-such-run", evs[:1]), "events belong to a stored run")
+	other, err := db.EventsAfter(ctx, "no-such-run", -1, 0)
+	require.NoError(t, err)
+	require.Empty(t, other)
+
+	_, err = db.DeleteSessions(ctx, []string{s.ID}, store.Filter{})
+	require.NoError(t, err)
+	got, err = db.EventsAfter(ctx, r.ID, -1, 0)
+	require.NoError(t, err)
+	require.Empty(t, got, "events go with their session")
+}
