@@ -34,9 +34,46 @@ func (db *DB) AppendEvents(ctx context.Context, runID string, events []event.Eve
 	if len(events) == 0 {
 		return nil
 	}
+	ins, err := eventInserts(runID, events)
+	if err != nil {
+		return fmt.Errorf("store: appending events of run %s: %w", runID, err)
+	}
+	if err := db.write(ctx, ins.exec); err != nil {
+		return fmt.Errorf("store: appending events of run %s: %w", runID, err)
+	}
+	return nil
+}
+
+// FinishRunWithEvents stores events of run r (as AppendEvents does) and r's
+// final state (as FinishRun does) in one transaction: a run's last events
+// cost no commit of their own, and whoever reads the run finished finds all
+// of them. When the run does not exist it writes nothing and returns an
+// error wrapping ErrNotFound.
+func (db *DB) FinishRunWithEvents(ctx context.Context, r *Run, events []event.Event) error {
+	return db.finishRun(ctx, r, events)
+}
+
+// inserts are the INSERT statements of a batch of events, with their
+// arguments.
+type inserts struct {
+	stmts []string
+	args  [][]any
+}
+
+// exec runs the inserts in tx (a writeFunc).
+func (ins inserts) exec(ctx context.Context, tx *sql.Tx) error {
+	for i, s := range ins.stmts {
+		if _, err := tx.ExecContext(ctx, s, ins.args[i]...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// eventInserts builds multi-row inserts of events, eventBatch rows each.
+func eventInserts(runID string, events []event.Event) (inserts, error) {
+	var ins inserts
 	var q strings.Builder
-	stmts := make([]string, 0, (len(events)+eventBatch-1)/eventBatch)
-	batches := make([][]any, 0, cap(stmts))
 	for chunk := range slices.Chunk(events, eventBatch) {
 		q.Reset()
 		args := make([]any, 0, 4*len(chunk))
@@ -44,7 +81,7 @@ func (db *DB) AppendEvents(ctx context.Context, runID string, events []event.Eve
 		for i, e := range chunk {
 			payload, err := json.Marshal(e)
 			if err != nil {
-				return fmt.Errorf("store: appending events of run %s: encoding event %d: %w", runID, e.Index, err)
+				return ins, fmt.Errorf("encoding event %d: %w", e.Index, err)
 			}
 			if i > 0 {
 				q.WriteString(", ")
@@ -53,22 +90,27 @@ func (db *DB) AppendEvents(ctx context.Context, runID string, events []event.Eve
 			q.WriteString("($" + strconv.Itoa(n+1) + ", $" + strconv.Itoa(n+2) + ", $" + strconv.Itoa(n+3) + ", $" + strconv.Itoa(n+4) + ")")
 			args = append(args, runID, e.Index, string(e.Type), text(string(payload)))
 		}
-		q.WriteString(" ON CONFLICT (run_id, idx) DO UPDATE SET type = excluded.type, payload = excluded.payload")
-		stmts = append(stmts, q.String())
-		batches = append(batches, args)
+		q.WriteString(sqlEventsUpsert)
+		ins.stmts = append(ins.stmts, q.String())
+		ins.args = append(ins.args, args)
 	}
-	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		for i, s := range stmts {
-			if _, err := tx.ExecContext(ctx, s, batches[i]...); err != nil {
-				return err
-			}
+	return ins, nil
+}
+
+const sqlEventsUpsert = " ON CONFLICT (run_id, idx) DO UPDATE SET type = excluded.type, payload = excluded.payload"
+
+// eventArrays returns the columns of events as arrays, for PostgreSQL's
+// unnest: one statement whatever their number.
+func eventArrays(events []event.Event) (idx []int64, types, payloads []string, err error) {
+	idx, types, payloads = make([]int64, len(events)), make([]string, len(events)), make([]string, len(events))
+	for i, e := range events {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("encoding event %d: %w", e.Index, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("store: appending events of run %s: %w", runID, err)
+		idx[i], types[i], payloads[i] = int64(e.Index), string(e.Type), text(string(b))
 	}
-	return nil
+	return idx, types, payloads, nil
 }
 
 // EventsAfter returns the stored events of run runID whose index is above

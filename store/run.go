@@ -309,7 +309,11 @@ func runJSON(r *Run) (tools, messages, metrics string, err error) {
 //
 // A run often finishes because its context was cancelled; pass a context that
 // outlives it (context.WithoutCancel) or the result will not be saved.
-func (db *DB) FinishRun(ctx context.Context, r *Run) error {
+func (db *DB) FinishRun(ctx context.Context, r *Run) error { return db.finishRun(ctx, r, nil) }
+
+// finishRun is FinishRun, storing events of the run in the same transaction
+// (see FinishRunWithEvents).
+func (db *DB) finishRun(ctx context.Context, r *Run, events []event.Event) error {
 	if r.ID == "" {
 		return fmt.Errorf("store: finishing run: run id is required: %w", ErrInvalid)
 	}
@@ -337,13 +341,31 @@ func (db *DB) FinishRun(ctx context.Context, r *Run) error {
 	}
 	args := []any{text(r.Content), string(r.Status), text(r.Error), tools, messages, metrics, r.Model, r.Provider, ts,
 		refs, created, latency, r.ID, r.Partial}
-	if db.dialect == DialectPostgres {
+	switch {
+	case db.dialect == DialectPostgres && len(events) > 0:
+		// Still one statement: the events go in through unnest.
+		idx, types, payloads, err2 := eventArrays(events)
+		if err2 != nil {
+			return fmt.Errorf("store: finishing run %s: %w", r.ID, err2)
+		}
+		var n int
+		args = append(args, idx, types, payloads)
+		if err = db.w.QueryRowContext(ctx, sqlFinishRunWithEventsPostgres, args...).Scan(&n); err == nil && n == 0 {
+			err = ErrNotFound
+		}
+	case db.dialect == DialectPostgres:
 		// One statement, one round trip: see sqlFinishRunPostgres.
 		var n int
 		if err = db.st.finishRun.QueryRowContext(ctx, args...).Scan(&n); err == nil && n == 0 {
 			err = ErrNotFound
 		}
-	} else {
+	default:
+		var ins inserts
+		if len(events) > 0 {
+			if ins, err = eventInserts(r.ID, events); err != nil {
+				return fmt.Errorf("store: finishing run %s: %w", r.ID, err)
+			}
+		}
 		err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			res, err := tx.StmtContext(ctx, db.st.finishRun).ExecContext(ctx, args...)
 			if err != nil {
@@ -353,6 +375,11 @@ func (db *DB) FinishRun(ctx context.Context, r *Run) error {
 				return err
 			} else if n == 0 {
 				return ErrNotFound
+			}
+			// After the update, which found the run: the events' foreign
+			// key holds.
+			if err := ins.exec(ctx, tx); err != nil {
+				return err
 			}
 			_, err = tx.StmtContext(ctx, db.st.touchSession).ExecContext(ctx, ts, r.ID)
 			return err

@@ -310,30 +310,32 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 			r.Error = ErrShutdown.Error()
 		}
 	}
-	// The rest of the log, terminal event included, goes in before the
-	// final state is committed, so whoever reads the run finished finds
-	// every event logged. Its index is reserved here and taken below.
+	// The rest of the log, terminal event included, is committed with the
+	// final state, so whoever reads the run finished finds every event
+	// logged. The terminal event's index is reserved here, taken below.
 	if terminal != nil {
 		terminal.Index = j.next()
 		if terminal.Type == event.RunCompleted {
 			terminal.References = res.References
 		}
 	}
+	var rest []event.Event
 	if s.opts.Events != nil {
 		close(stopFlush)
 		flushing.Wait()
-		rest := j.take()
+		rest = j.take()
 		if terminal != nil {
 			rest = append(rest, *terminal)
 		}
-		t.writeLog(logCtx, rest)
 	}
 	// Commit even when the client went away: the run happened.
 	saveCtx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancelSave()
 	saveStart := time.Now()
 	err := t.saveMembers(saveCtx, r.ID, res.Members, members)
-	if err == nil {
+	if err == nil && s.opts.Events != nil {
+		err = s.opts.Events.FinishRunWithEvents(saveCtx, r, rest)
+	} else if err == nil {
 		err = s.opts.Store.FinishRun(saveCtx, r)
 	}
 	for _, o := range t.obs {
@@ -349,10 +351,14 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 		if terminal != nil {
 			terminal.Type, terminal.Content, terminal.ErrorKind = event.RunError, "the run finished but could not be saved: "+err.Error(), "store"
 			terminal.References = nil
-			if s.opts.Events != nil {
-				// Replace the logged terminal event with the one sent.
-				t.writeLog(logCtx, []event.Event{*terminal})
+		}
+		if s.opts.Events != nil {
+			// The last events were not committed with the run: log them
+			// on their own, with the terminal event the client gets.
+			if terminal != nil && len(rest) > 0 {
+				rest[len(rest)-1] = *terminal
 			}
+			t.writeLog(logCtx, rest)
 		}
 		r.Status, r.Error = event.StatusError, "could not be saved: "+err.Error()
 	}

@@ -21,6 +21,10 @@ type EventLog interface {
 	// EventsAfter returns up to limit stored events of run runID with an
 	// Index above after, in order, Index set. The caller may keep them.
 	EventsAfter(ctx context.Context, runID string, after, limit int) ([]event.Event, error)
+	// FinishRunWithEvents stores events of run r, as AppendEvents, and r's
+	// final state, as Store.FinishRun, in one transaction: the last batch
+	// costs no commit of its own. Nothing is written when it fails.
+	FinishRunWithEvents(ctx context.Context, r *Run, events []event.Event) error
 	// GetRun returns run id if f lets the caller see it, or an error
 	// wrapping ErrNotFound.
 	GetRun(ctx context.Context, id string, f Filter) (*Run, error)

@@ -42,6 +42,18 @@ func (l *memLog) AppendEvents(_ context.Context, runID string, evs []event.Event
 	return nil
 }
 
+// FinishRunWithEvents logs events, then commits r's state: what a
+// transaction does, as seen by the store's finished hook.
+func (l *memLog) FinishRunWithEvents(ctx context.Context, r *session.Run, evs []event.Event) error {
+	if l.st.run(r.ID).ID == "" {
+		return session.ErrNotFound
+	}
+	if err := l.AppendEvents(ctx, r.ID, evs); err != nil {
+		return err
+	}
+	return l.st.FinishRun(ctx, r)
+}
+
 func (l *memLog) EventsAfter(_ context.Context, runID string, after, limit int) ([]event.Event, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -98,7 +110,7 @@ func follow(t *testing.T, svc *session.Service, p session.ResumeParams) <-chan [
 	return out
 }
 
-func TestEventsAreIndexedAndLoggedBeforeTheCommit(t *testing.T) {
+func TestEventsAreIndexedAndLoggedWithTheCommit(t *testing.T) {
 	t.Parallel()
 	p := fake.New(fake.Step{Deltas: []string{"a", "b", "c"}})
 	f := newFixture(t, newAgent(t, "greeter", p, 0))
@@ -114,7 +126,7 @@ func TestEventsAreIndexedAndLoggedBeforeTheCommit(t *testing.T) {
 		require.Equal(t, i, e.Index, "indexes count from 0 in the order sent")
 	}
 	require.Equal(t, event.RunCompleted, c.events[len(c.events)-1].Type)
-	require.Equal(t, c.events, atCommit, "every event, the terminal one included, is logged before the final state is committed")
+	require.Equal(t, c.events, atCommit, "every event, the terminal one included, is logged with the final state")
 }
 
 func TestResumeFollowsARunLiveAndFromTheLog(t *testing.T) {

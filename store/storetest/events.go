@@ -53,6 +53,22 @@ func testRunEvents(t *testing.T, open Opener) {
 	require.NoError(t, err)
 	require.Empty(t, other)
 
+	// The last events go in with the run's final state.
+	last := []event.Event{
+		{Index: 150, Type: event.RunContent, RunID: r.ID, Content: "last delta", CreatedAt: base},
+		{Index: 151, Type: event.RunCompleted, RunID: r.ID, Content: "answer", CreatedAt: base},
+	}
+	r.Status, r.Content = event.StatusCompleted, "answer"
+	require.NoError(t, db.FinishRunWithEvents(ctx, r, last))
+	got, err = db.EventsAfter(ctx, r.ID, 149, 0)
+	require.NoError(t, err)
+	require.Equal(t, last, got)
+	stored, err := db.GetRun(ctx, r.ID, store.Filter{})
+	require.NoError(t, err)
+	require.Equal(t, event.StatusCompleted, stored.Status)
+	gone := &store.Run{ID: "no-such-run", Status: event.StatusCompleted}
+	require.ErrorIs(t, db.FinishRunWithEvents(ctx, gone, last), store.ErrNotFound, "nothing is written for a missing run")
+
 	_, err = db.DeleteSessions(ctx, []string{s.ID}, store.Filter{})
 	require.NoError(t, err)
 	got, err = db.EventsAfter(ctx, r.ID, -1, 0)
