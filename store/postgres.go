@@ -82,13 +82,13 @@ var sqlFinishRunPostgres = `WITH ` + sqlFinishRunPostgresCTE + `
 	SELECT COUNT(*) FROM r`
 
 // sqlFinishRunWithEventsPostgres is sqlFinishRunPostgres that also stores
-// the run's last events, given as arrays $15 (indexes), $16 (types) and $17
-// (payloads), in the same statement. The events go in only when the run
+// the run's last batch of events ($15 first index, $16 last, $17 the JSON),
+// in the same statement. The events go in only when the run
 // exists (a deleted session took it): the caller then gets ErrNotFound
 // rather than a foreign-key error.
 var sqlFinishRunWithEventsPostgres = `WITH ` + sqlFinishRunPostgresCTE + `, ev AS (
-		INSERT INTO run_events (run_id, idx, type, payload)
-		SELECT $13, e.idx, e.type, e.payload FROM unnest($15::int[], $16::text[], $17::text[]) AS e (idx, type, payload)
+		INSERT INTO run_events (run_id, idx, last_idx, events)
+		SELECT $13, $15::int, $16::int, $17::text
 		WHERE EXISTS (SELECT 1 FROM runs WHERE id = $13)` + sqlEventsUpsert + `
 	)
 	SELECT COUNT(*) FROM r`

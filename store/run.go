@@ -343,13 +343,13 @@ func (db *DB) finishRun(ctx context.Context, r *Run, events []event.Event) error
 		refs, created, latency, r.ID, r.Partial}
 	switch {
 	case db.dialect == DialectPostgres && len(events) > 0:
-		// Still one statement: the events go in through unnest.
-		idx, types, payloads, err2 := eventArrays(events)
+		// Still one statement, the batch in the same CTE.
+		first, last, data, err2 := encodeEvents(events)
 		if err2 != nil {
 			return fmt.Errorf("store: finishing run %s: %w", r.ID, err2)
 		}
 		var n int
-		args = append(args, idx, types, payloads)
+		args = append(args, first, last, data)
 		if err = db.w.QueryRowContext(ctx, sqlFinishRunWithEventsPostgres, args...).Scan(&n); err == nil && n == 0 {
 			err = ErrNotFound
 		}
@@ -360,9 +360,10 @@ func (db *DB) finishRun(ctx context.Context, r *Run, events []event.Event) error
 			err = ErrNotFound
 		}
 	default:
-		var ins inserts
+		var first, last int
+		var data string
 		if len(events) > 0 {
-			if ins, err = eventInserts(r.ID, events); err != nil {
+			if first, last, data, err = encodeEvents(events); err != nil {
 				return fmt.Errorf("store: finishing run %s: %w", r.ID, err)
 			}
 		}
@@ -378,8 +379,10 @@ func (db *DB) finishRun(ctx context.Context, r *Run, events []event.Event) error
 			}
 			// After the update, which found the run: the events' foreign
 			// key holds.
-			if err := ins.exec(ctx, tx); err != nil {
-				return err
+			if len(events) > 0 {
+				if _, err := tx.StmtContext(ctx, db.st.insertEvents).ExecContext(ctx, r.ID, first, last, data); err != nil {
+					return err
+				}
 			}
 			_, err = tx.StmtContext(ctx, db.st.touchSession).ExecContext(ctx, ts, r.ID)
 			return err

@@ -272,7 +272,7 @@ func (r *Replay) Stream(ctx context.Context, emit func(event.Event) error) error
 				return nil
 			}
 		}
-		if len(evs) == readBatch {
+		if len(evs) >= readBatch {
 			continue
 		}
 		if len(evs) == 0 {

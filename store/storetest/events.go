@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -11,9 +12,9 @@ import (
 )
 
 // testRunEvents: a run's events are read back after an index, in order,
-// with their index; writing an index again replaces it; batches larger than
-// one INSERT work; a missing run refuses events; events go with their
-// session.
+// with their index, across and inside batches; writing a batch again
+// replaces it; a missing run refuses events; the last batch goes in with
+// the run's final state; events go with their session.
 func testRunEvents(t *testing.T, open Opener) {
 	db := open(t)
 	ctx := t.Context()
@@ -43,7 +44,8 @@ func testRunEvents(t *testing.T, open Opener) {
 	}
 
 	terminal := event.Event{Index: 149, Type: event.RunError, RunID: r.ID, Content: "could not be saved", CreatedAt: base}
-	require.NoError(t, db.AppendEvents(ctx, r.ID, []event.Event{terminal}))
+	rewritten := append(slices.Clone(evs[100:149]), terminal)
+	require.NoError(t, db.AppendEvents(ctx, r.ID, rewritten), "a batch written again replaces the first")
 	got, err := db.EventsAfter(ctx, r.ID, 148, 0)
 	require.NoError(t, err)
 	require.Equal(t, []event.Event{terminal}, got)
