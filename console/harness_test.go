@@ -214,7 +214,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	if h.opts != nil {
 		h.opts(&o)
 	}
-	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Events: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout})
+	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Cancels: ts.db, Events: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout})
 	var rec *telemetry.Recorder
 	if !h.noTracing {
 		rec = ts.recorder
@@ -240,6 +240,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	}
 	wg.Go(func() { _ = ts.eng.Run(ctx, dirty) })
 	wg.Go(func() { _ = ts.kb.Run(ctx) })
+	wg.Go(func() { _ = ts.kb.Follow(ctx) })
 	wg.Go(func() { _ = ts.recorder.Run(ctx) })
 	var stopped sync.Once
 	ts.stop = func() {

@@ -166,6 +166,10 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	var agent, session map[string]any
 	ts.json(http.MethodGet, "/agents/calc", "", "", http.StatusOK, &agent)
 	ts.json(http.MethodGet, "/sessions/"+run["session_id"].(string), "", "", http.StatusOK, &session)
+	var config, kbConfig, completion map[string]any
+	ts.json(http.MethodGet, "/config", "", "", http.StatusOK, &config)
+	ts.json(http.MethodGet, "/knowledge/config", "", "", http.StatusOK, &kbConfig)
+	ts.json(http.MethodPost, "/v1/chat/completions", "", `{"model":"calc","messages":[{"role":"user","content":"calc: 6*7"}]}`, http.StatusOK, &completion)
 	tests := []struct {
 		schema string
 		body   map[string]any
@@ -177,6 +181,18 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 		{"Agent", agent},
 		{"Model", agent["model"].(map[string]any)},
 		{"Session", session},
+		{"Config", config},
+		{"ConfigAgent", config["agents"].([]any)[0].(map[string]any)},
+		{"ConfigTeam", config["teams"].([]any)[0].(map[string]any)},
+		{"ConfigFile", config["files"].([]any)[0].(map[string]any)},
+		{"ObjectStatus", config["objects"].([]any)[0].(map[string]any)},
+		{"Reload", config["reload"].(map[string]any)},
+		{"KnowledgeConfig", kbConfig},
+		{"KnowledgeBase", kbConfig["knowledge_bases"].([]any)[0].(map[string]any)},
+		{"Chunking", kbConfig["knowledge_bases"].([]any)[0].(map[string]any)["chunking"].(map[string]any)},
+		{"ChatCompletion", completion},
+		{"ChatChoice", completion["choices"].([]any)[0].(map[string]any)},
+		{"ChatUsage", completion["usage"].(map[string]any)},
 	}
 	for _, tc := range tests {
 		s, ok := doc.Components.Schemas[tc.schema]

@@ -1,13 +1,19 @@
 package console_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/console"
 )
 
 // TestReadiness: /health stays the liveness probe (200 while the process
@@ -48,6 +54,81 @@ func TestReadiness(t *testing.T) {
 
 			status, body, _ = ts.do(http.MethodGet, "/health", "", "", "")
 			require.Equal(t, http.StatusOK, status, body)
+		})
+	}
+}
+
+// TestReadinessFailsWhileDraining: once shutdown begins, the readiness probe
+// answers 503 so that a load balancer sends no new work to the replica, while
+// the runs in flight finish.
+func TestReadinessFailsWhileDraining(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	ready := func() (int, string) {
+		// In process: the listener stops accepting as soon as shutdown
+		// begins, but a load balancer's kept-alive probe still reaches the
+		// handler.
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/health/ready", nil)
+		req.Host = strings.TrimPrefix(ts.url, "http://")
+		rec := httptest.NewRecorder()
+		console.Handler(ts.srv).ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	// Over the network first: once it answers, Serve has set up the host
+	// check the in-process probe goes through too.
+	status, body, _ := ts.do(http.MethodGet, "/health/ready", "", "", "")
+	require.Equal(t, http.StatusOK, status, body)
+	status, body = ready()
+	require.Equal(t, http.StatusOK, status, body)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ts.url+"/agents/writer/runs", strings.NewReader(`{"message":"please block"}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); ts.stop() }()
+	require.Eventually(t, func() bool {
+		status, body = ready()
+		return status == http.StatusServiceUnavailable
+	}, 5*time.Second, 10*time.Millisecond)
+	require.JSONEq(t, `{"status":"unavailable","detail":"the server is shutting down"}`, body)
+	select {
+	case <-stopped:
+		t.Fatal("the server stopped before its run finished")
+	default:
+	}
+	cancel() // the client goes away: its run ends and the drain with it
+	<-stopped
+}
+
+// TestConfigNamesTheReplica: GET /config tells which replica answered and
+// the spec version it serves, so an operator behind a load balancer can tell
+// replicas apart and see whether they agree.
+func TestConfigNamesTheReplica(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, id, want string
+	}{
+		{"chosen", "replica-a", "replica-a"},
+		{"default", "", console.DefaultReplicaID()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ts := startServer(t, withOptions(func(o *console.Options) { o.ReplicaID = tt.id }))
+			var cfg struct {
+				ReplicaID   string `json:"replica_id"`
+				SpecVersion string `json:"spec_version"`
+			}
+			ts.json(http.MethodGet, "/config", "", "", http.StatusOK, &cfg)
+			require.Equal(t, tt.want, cfg.ReplicaID)
+			require.NotEmpty(t, cfg.SpecVersion)
+			require.Equal(t, ts.eng.Current().Version(), cfg.SpecVersion)
 		})
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,6 +83,19 @@ type Options struct {
 	// DBID identifies the database in AgentOS responses (default "troupe-db").
 	DBID    string
 	Version string
+	// ReplicaID names this process among the replicas serving one database,
+	// shown by GET /config (default: host name and process id).
+	ReplicaID string
+}
+
+// DefaultReplicaID names a replica by its host name (a container's id under
+// Docker) and process id, which tell apart two processes on one host too.
+func DefaultReplicaID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return host + "-" + strconv.Itoa(os.Getpid())
 }
 
 // Server is the HTTP surface of Troupe.
@@ -140,6 +155,9 @@ func New(opts Options) *Server {
 	if opts.DBID == "" {
 		opts.DBID = "troupe-db"
 	}
+	if opts.ReplicaID == "" {
+		opts.ReplicaID = DefaultReplicaID()
+	}
 	if len(opts.CORSOrigins) == 0 {
 		opts.CORSOrigins = DefaultCORSOrigins
 	}
@@ -158,7 +176,7 @@ func New(opts Options) *Server {
 	s.api = api.New(api.Options{
 		Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Traces: opts.Traces, Prometheus: prom,
 		Streams: s.streams, Keys: opts.Keys, Logger: opts.Logger, Started: s.start, Closing: s.closing,
-		Documented: openai.Routes(), Body: body, Upload: upload, Timeout: s.timeout, DBID: opts.DBID, Version: opts.Version,
+		Documented: openai.Routes(), Body: body, Upload: upload, Timeout: s.timeout, DBID: opts.DBID, Version: opts.Version, ReplicaID: opts.ReplicaID,
 	})
 	s.openai = openai.New(openai.Options{Engine: opts.Engine, Runs: opts.Runs, Streams: s.streams, Keys: opts.Keys, Deny: s.api.Deny,
 		Logger: opts.Logger, Body: body, Timeout: s.timeout})

@@ -325,8 +325,14 @@ func (k *Knowledge) SaveStats(ctx context.Context, knowledgeID string, total *bm
 
 // Load implements knowledge.ChunkRepository: every chunk, without its text.
 func (k *Knowledge) Load(ctx context.Context, fn func(knowledge.ChunkRecord) error) error {
+	return k.loadChunks(ctx, fn, `ORDER BY knowledge_id, id`)
+}
+
+// loadChunks streams the chunks that the rest of the query (a WHERE and
+// ORDER BY) selects to fn.
+func (k *Knowledge) loadChunks(ctx context.Context, fn func(knowledge.ChunkRecord) error, rest string, args ...any) error {
 	rows, err := k.db.r.QueryContext(ctx, `SELECT id, knowledge_id, document_id, document_name, idx, page, heading, metadata, dense, sparse, len
-		FROM knowledge_chunks ORDER BY knowledge_id, id`)
+		FROM knowledge_chunks `+rest, args...)
 	if err != nil {
 		return fmt.Errorf("store: loading chunks: %w", err)
 	}
@@ -368,7 +374,7 @@ func (k *Knowledge) Put(ctx context.Context, records []knowledge.ChunkRecord) er
 				return err
 			}
 		}
-		return nil
+		return k.logChanges(ctx, tx, records)
 	})
 	if err != nil {
 		return fmt.Errorf("store: writing chunks: %w", err)
@@ -397,8 +403,10 @@ func (k *Knowledge) DeleteDocument(ctx context.Context, knowledgeID, documentID 
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM knowledge_chunks WHERE knowledge_id = $1 AND document_id = $2`, knowledgeID, documentID)
-		return err
+		if _, err = tx.ExecContext(ctx, `DELETE FROM knowledge_chunks WHERE knowledge_id = $1 AND document_id = $2`, knowledgeID, documentID); err != nil {
+			return err
+		}
+		return k.logChanges(ctx, tx, []knowledge.ChunkRecord{{Chunk: knowledge.Chunk{KnowledgeID: knowledgeID, DocumentID: documentID}}})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: deleting chunks: %w", err)

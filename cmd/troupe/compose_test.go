@@ -36,8 +36,14 @@ const (
 	composeClickHouseProfile = "clickhouse"
 )
 
+// composeReplicas are the Troupe services: two replicas of one definition
+// behind the load balancer composeLB.
+var composeReplicas = []string{"troupe-1", "troupe-2"}
+
+const composeLB = "lb"
+
 // composeProfileServices lists the services each profile enables; the rest
-// (troupe and postgres) run without any.
+// (the replicas, the load balancer and postgres) run without any.
 var composeProfileServices = map[string][]string{
 	composeMilvusProfile:     {"etcd", "milvus", "minio"},
 	composeClickHouseProfile: {"clickhouse"},
@@ -139,7 +145,7 @@ func composeTracesExample(t *testing.T) string {
 // checkComposeProfiles checks that troupe and postgres run with any profiles
 // and every other service exactly with its own profile.
 func checkComposeProfiles(t *testing.T, p *types.Project, profiles []string) {
-	wantActive := []string{"postgres", "troupe"}
+	wantActive := append([]string{"postgres", composeLB}, composeReplicas...)
 	var wantDisabled []string
 	for profile, services := range composeProfileServices {
 		if slices.Contains(profiles, profile) {
@@ -163,7 +169,16 @@ func checkComposeProfiles(t *testing.T, p *types.Project, profiles []string) {
 
 func checkComposeProject(t *testing.T, p *types.Project, env map[string]string) {
 	require.Equal(t, "troupe", p.Name)
-	troupe, err := p.GetService("troupe")
+	for _, name := range composeReplicas {
+		checkComposeReplica(t, p, env, name)
+	}
+	checkComposeLB(t, p)
+}
+
+// checkComposeReplica checks one Troupe replica: built from this repository,
+// on the postgres service, with the spec folder mounted.
+func checkComposeReplica(t *testing.T, p *types.Project, env map[string]string, name string) {
+	troupe, err := p.GetService(name)
 	require.NoError(t, err)
 	pg, err := p.GetService("postgres")
 	require.NoError(t, err)
@@ -252,17 +267,80 @@ func checkComposeProject(t *testing.T, p *types.Project, env map[string]string) 
 	require.Equal(t, filepath.Join(root, "agents.d"), specs.Source)
 	require.DirExists(t, specs.Source)
 
-	// The published port is the one the server listens on, on all interfaces
-	// (which is why API keys are required rather than --insecure).
-	addrHost, addrPort, err := net.SplitHostPort(tenv["TROUPE_ADDR"])
+	// The server listens on all interfaces, where the load balancer reaches
+	// it (which is why API keys are required rather than --insecure); only
+	// the load balancer is published.
+	addrHost, _, err := net.SplitHostPort(tenv["TROUPE_ADDR"])
 	require.NoError(t, err)
-	require.Contains(t, []string{"", "0.0.0.0", "::"}, addrHost, "a loopback TROUPE_ADDR is unreachable through the port mapping")
+	require.Contains(t, []string{"", "0.0.0.0", "::"}, addrHost, "a loopback TROUPE_ADDR is unreachable from the load balancer")
 	require.NotContains(t, tenv, "TROUPE_INSECURE")
-	require.NotEmpty(t, troupe.Ports)
-	for _, port := range troupe.Ports {
-		require.Equal(t, addrPort, strconv.FormatUint(uint64(port.Target), 10), "container port")
-		require.Equal(t, addrPort, port.Published, "published port")
+	require.Empty(t, troupe.Ports, "%s is reached through %s", name, composeLB)
+	// Replicas differ in nothing but their names: same build, image,
+	// environment and mounts (each names itself by host name and pid).
+	first, err := p.GetService(composeReplicas[0])
+	require.NoError(t, err)
+	require.Equal(t, composeEnv(t, first), tenv, "%s and %s have the same environment", name, first.Name)
+	require.NotContains(t, tenv, "TROUPE_REPLICA_ID", "a shared replica id would name both replicas alike")
+	require.Equal(t, first.Image, troupe.Image)
+	require.Equal(t, first.Build, troupe.Build)
+	require.Equal(t, first.Volumes, troupe.Volumes)
+	require.Equal(t, first.DependsOn, troupe.DependsOn)
+}
+
+// checkComposeLB checks the load balancer: Caddy's official image, publishing
+// the replicas' port, with a Caddyfile that proxies to both replicas on the
+// port they listen on, routes by their readiness probe and streams events
+// unbuffered.
+func checkComposeLB(t *testing.T, p *types.Project) {
+	lb, err := p.GetService(composeLB)
+	require.NoError(t, err)
+	require.Regexp(t, `^caddy:\d+\.\d+(\.\d+)?-alpine$`, lb.Image, "the official Caddy image, pinned")
+	require.Empty(t, lb.Profiles, "the load balancer starts with a plain `docker compose up`")
+	first, err := p.GetService(composeReplicas[0])
+	require.NoError(t, err)
+	_, addrPort, err := net.SplitHostPort(composeEnv(t, first)["TROUPE_ADDR"])
+	require.NoError(t, err)
+	for _, name := range composeReplicas {
+		require.Contains(t, lb.DependsOn, name)
 	}
+
+	// The Caddyfile of the repository, mounted where the image reads it.
+	root, err := filepath.Abs(composeRepoRoot)
+	require.NoError(t, err)
+	var caddyfile string
+	for _, v := range lb.Volumes {
+		if v.Type == types.VolumeTypeBind && v.Target == "/etc/caddy/Caddyfile" {
+			require.True(t, v.ReadOnly)
+			caddyfile = v.Source
+		}
+	}
+	require.Equal(t, filepath.Join(root, "Caddyfile"), caddyfile, "no Caddyfile mounted at /etc/caddy/Caddyfile")
+	data, err := os.ReadFile(caddyfile)
+	require.NoError(t, err)
+	directives := map[string][]string{}
+	var site string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if strings.HasPrefix(f[0], ":") && f[len(f)-1] == "{" {
+			site = f[0]
+		}
+		directives[f[0]] = f[1:]
+	}
+	// It listens on the published port, which reaches the container's.
+	require.Equal(t, ":"+addrPort, site, "the Caddyfile's site address")
+	require.Len(t, lb.Ports, 1)
+	require.Equal(t, addrPort, strconv.FormatUint(uint64(lb.Ports[0].Target), 10), "container port")
+	require.Equal(t, addrPort, lb.Ports[0].Published, "published port")
+	var upstreams []string
+	for _, name := range composeReplicas {
+		upstreams = append(upstreams, net.JoinHostPort(name, addrPort))
+	}
+	require.Equal(t, append(upstreams, "{"), directives["reverse_proxy"], "reverse_proxy names every replica on TROUPE_ADDR's port")
+	require.Equal(t, []string{"/health/ready"}, directives["health_uri"], "routes by the readiness probe")
+	require.Equal(t, []string{"-1"}, directives["flush_interval"], "server-sent events pass unbuffered")
 }
 
 // checkComposeMilvus checks the Milvus standalone stack (etcd, MinIO, Milvus),
@@ -348,14 +426,16 @@ func checkComposeMilvus(t *testing.T, p *types.Project, env map[string]string, e
 	// troupe knows where Milvus is, with or without the profile: the milvus
 	// service on its gRPC port unless TROUPE_MILVUS_ADDRESS overrides it. It
 	// does not depend on milvus, which would break a plain `docker compose up`.
-	troupe := all["troupe"]
-	tenv := composeEnv(t, troupe)
-	if want, ok := env["TROUPE_MILVUS_ADDRESS"]; ok {
-		require.Equal(t, want, tenv["TROUPE_MILVUS_ADDRESS"])
-	} else {
-		requireServiceAddr(t, tenv["TROUPE_MILVUS_ADDRESS"], milvus, "19530", "TROUPE_MILVUS_ADDRESS")
+	for _, name := range composeReplicas {
+		troupe := all[name]
+		tenv := composeEnv(t, troupe)
+		if want, ok := env["TROUPE_MILVUS_ADDRESS"]; ok {
+			require.Equal(t, want, tenv["TROUPE_MILVUS_ADDRESS"])
+		} else {
+			requireServiceAddr(t, tenv["TROUPE_MILVUS_ADDRESS"], milvus, "19530", "TROUPE_MILVUS_ADDRESS")
+		}
+		require.NotContains(t, troupe.DependsOn, "milvus")
 	}
-	require.NotContains(t, troupe.DependsOn, "milvus")
 }
 
 // checkComposeClickHouse checks the ClickHouse service for traces, which only
@@ -418,9 +498,13 @@ func checkComposeClickHouse(t *testing.T, p *types.Project, env map[string]strin
 	// troupe writes traces to its database unless TROUPE_TRACES says
 	// otherwise, and does not depend on clickhouse, which would break a plain
 	// `docker compose up`.
-	troupe := all["troupe"]
-	require.NotContains(t, troupe.DependsOn, "clickhouse")
-	traces := composeEnv(t, troupe)["TROUPE_TRACES"]
+	for _, name := range composeReplicas[1:] {
+		require.Equal(t, composeEnv(t, all[composeReplicas[0]])["TROUPE_TRACES"], composeEnv(t, all[name])["TROUPE_TRACES"])
+	}
+	for _, name := range composeReplicas {
+		require.NotContains(t, all[name].DependsOn, "clickhouse")
+	}
+	traces := composeEnv(t, all[composeReplicas[0]])["TROUPE_TRACES"]
 	if want, ok := env["TROUPE_TRACES"]; ok {
 		require.Equal(t, want, traces)
 	} else {

@@ -38,6 +38,7 @@ var version = "dev"
 // serveConfig is everything serve reads from flags and the environment.
 type serveConfig struct {
 	dir, addr, db, logLevel, keys, keysFile, cors, traces, allowedHosts string
+	replicaID                                                           string
 	readRoots                                                           []string
 	insecure                                                            bool
 	shutdownTimeout                                                     time.Duration
@@ -59,6 +60,7 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	fs.StringVar(&c.allowedHosts, "allowed-hosts", envOr(getenv, "TROUPE_ALLOWED_HOSTS", ""),
 		"comma-separated host names the server answers to besides its own addresses, e.g. troupe.example.com or *.example.com; * turns the check off (API keys required) (env TROUPE_ALLOWED_HOSTS)")
 	fs.StringVar(&c.traces, "traces", envOr(getenv, "TROUPE_TRACES", "sql"), "where traces go: sql, clickhouse://host:9000/db or off (env TROUPE_TRACES)")
+	fs.StringVar(&c.replicaID, "replica-id", envOr(getenv, "TROUPE_REPLICA_ID", ""), "this replica's name in GET /config (default host name and process id) (env TROUPE_REPLICA_ID)")
 	fs.BoolVar(&c.insecure, "insecure", envOr(getenv, "TROUPE_INSECURE", "") == "1", "serve without API keys on a non-loopback address (env TROUPE_INSECURE=1)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight runs may finish on shutdown")
 	readRootsFlag(fs, getenv, &c.readRoots)
@@ -187,6 +189,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
 		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,
 		ShutdownTimeout: cfg.shutdownTimeout, DBID: "troupe-" + db.Dialect(), Version: version,
+		ReplicaID: cfg.replicaID,
 	})
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -203,6 +206,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	g.Go(func() error { return srv.Serve(gctx, ln) })
 	g.Go(func() error { return runs.Run(gctx) })
 	g.Go(func() error { return kbs.Run(gctx) })
+	g.Go(func() error { return kbs.Follow(gctx) })
 	if tel.retain != nil {
 		g.Go(func() error { return tel.retain(gctx) })
 	}
@@ -251,7 +255,9 @@ func newRunService(eng *engine.Engine, db *store.DB, rec *telemetry.Recorder, m 
 	if m != nil {
 		observers = append(observers, m)
 	}
-	return session.New(session.Options{Targets: eng, Store: db, Events: db, Observers: observers, DrainTimeout: drain,
+	// Cancels: a cancel or session deletion that lands on another replica
+	// of the same database reaches the runs executing on this one.
+	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Events: db, Observers: observers, DrainTimeout: drain,
 		Logger: logger.With("component", "runs")})
 }
 

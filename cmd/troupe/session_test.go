@@ -137,7 +137,9 @@ func TestRunServiceWithoutHTTP(t *testing.T) {
 	}()
 	<-streaming
 	require.Equal(t, 1, runs.Active())
-	require.True(t, runs.Cancel(turn.RunID(), session.Match{UserID: "ann"}))
+	ok, err := runs.Cancel(t.Context(), turn.RunID(), session.Match{UserID: "ann"})
+	require.NoError(t, err)
+	require.True(t, ok)
 	cancelled := <-done
 	require.Equal(t, event.StatusCancelled, cancelled.Status)
 	stored, err := db.GetRun(t.Context(), turn.RunID(), store.Filter{})

@@ -72,7 +72,7 @@ type Knowledge interface {
 // stops runs; the service owns their whole lifecycle.
 type Runs interface {
 	Start(ctx context.Context, p session.Params) (*session.Turn, error)
-	Cancel(runID string, m session.Match) bool
+	Cancel(ctx context.Context, runID string, m session.Match) (bool, error)
 	Resume(ctx context.Context, p session.ResumeParams) (*session.Replay, error)
 	StopSessions(ctx context.Context, ids []string, userID string)
 }
@@ -116,6 +116,9 @@ type Options struct {
 	// DBID identifies the database in AgentOS responses.
 	DBID    string
 	Version string
+	// ReplicaID names this process among the replicas on one database, for
+	// GET /config.
+	ReplicaID string
 }
 
 // Handler serves the REST API.

@@ -100,42 +100,108 @@ func (h *Handler) reloadStatus(res *engine.ReloadResult, snap *engine.Snapshot) 
 	return out
 }
 
+// configResponse is GET /config: AgentOS's shape plus Troupe's reload status
+// and which replica answered.
+type configResponse struct {
+	OSID            string           `json:"os_id"`
+	Name            string           `json:"name"`
+	Version         string           `json:"version"`
+	AvailableModels []string         `json:"available_models"`
+	OSDatabase      string           `json:"os_database"`
+	Databases       []string         `json:"databases"`
+	DatabaseDialect string           `json:"database_dialect"`
+	Agents          []configAgent    `json:"agents"`
+	Teams           []configTeam     `json:"teams"`
+	Workflows       []configWorkflow `json:"workflows"`
+	Interfaces      []configIface    `json:"interfaces"`
+	SpecDirs        []string         `json:"spec_dirs"`
+	Reload          reloadJSON       `json:"reload"`
+	Objects         []objectStatus   `json:"objects"`
+	Files           []configFile     `json:"files"`
+	// ReplicaID names the process that answered, so that an operator behind
+	// a load balancer can tell replicas apart.
+	ReplicaID string `json:"replica_id"`
+	// SpecVersion is the version of the snapshot this replica serves;
+	// replicas on the same spec folder agree on it once they have reloaded.
+	SpecVersion string `json:"spec_version"`
+}
+
+func (configResponse) OpenAPIName() string { return "Config" }
+
+type configAgent struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	DBID        string `json:"db_id"`
+}
+
+type configTeam struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	DBID        string `json:"db_id"`
+	Mode        string `json:"mode"`
+}
+
+// configWorkflow is a workflow of /config; Troupe has none yet, and AgentOS
+// clients expect the list.
+type configWorkflow struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+type configIface struct {
+	Type    string `json:"type"`
+	Version string `json:"version"`
+	Route   string `json:"route"`
+}
+
+type configFile struct {
+	Path        string           `json:"path"`
+	Hash        string           `json:"hash"`
+	Size        int              `json:"size"`
+	Failed      bool             `json:"failed"`
+	Diagnostics []diagnosticJSON `json:"diagnostics"`
+}
+
 // getConfig answers GET /config: what this server serves and the state of the
 // spec folder, in AgentOS's shape plus Troupe's reload status.
 func (h *Handler) getConfig(c *gin.Context) error {
 	snap := h.opts.Engine.Current()
-	agents := []gin.H{}
+	agents := []configAgent{}
 	for _, a := range snap.Agents() {
-		agents = append(agents, gin.H{"id": a.Name(), "name": a.Name(), "description": a.Spec.Description, "db_id": h.opts.DBID})
+		agents = append(agents, configAgent{ID: a.Name(), Name: a.Name(), Description: a.Spec.Description, DBID: h.opts.DBID})
 	}
-	teams := []gin.H{}
+	teams := []configTeam{}
 	for _, t := range snap.Teams() {
-		teams = append(teams, gin.H{"id": t.Name(), "name": t.Name(), "description": t.Spec.Description, "db_id": h.opts.DBID, "mode": t.Spec.Mode})
+		teams = append(teams, configTeam{ID: t.Name(), Name: t.Name(), Description: t.Spec.Description, DBID: h.opts.DBID, Mode: t.Spec.Mode})
 	}
 	var objects []objectStatus
 	for _, o := range snap.Objects() {
 		objects = append(objects, objectStatus{Kind: string(o.Key.Kind), Name: o.Key.Name, Status: string(o.Status), File: o.File, Generation: o.Generation, Diagnostics: toDiagnostics(o.Diagnostics)})
 	}
-	var files []gin.H
+	var files []configFile
 	for _, f := range snap.Files() {
-		files = append(files, gin.H{"path": f.Path, "hash": f.Hash, "size": f.Size, "failed": f.Failed, "diagnostics": toDiagnostics(f.Diagnostics)})
+		files = append(files, configFile{Path: f.Path, Hash: f.Hash, Size: f.Size, Failed: f.Failed, Diagnostics: toDiagnostics(f.Diagnostics)})
 	}
-	c.JSON(http.StatusOK, gin.H{
-		"os_id":            "troupe",
-		"name":             "Troupe",
-		"version":          h.opts.Version,
-		"available_models": h.modelNames(snap),
-		"os_database":      h.opts.DBID,
-		"databases":        []string{h.opts.DBID},
-		"database_dialect": h.opts.Store.Dialect(),
-		"agents":           agents,
-		"teams":            teams,
-		"workflows":        []gin.H{},
-		"interfaces":       []gin.H{{"type": "openai", "version": "v1", "route": "/v1"}},
-		"spec_dirs":        h.opts.Engine.Dirs(),
-		"reload":           h.reloadStatus(h.opts.Engine.LastReload(), snap),
-		"objects":          objects,
-		"files":            files,
+	c.JSON(http.StatusOK, configResponse{
+		OSID:            "troupe",
+		Name:            "Troupe",
+		Version:         h.opts.Version,
+		AvailableModels: h.modelNames(snap),
+		OSDatabase:      h.opts.DBID,
+		Databases:       []string{h.opts.DBID},
+		DatabaseDialect: h.opts.Store.Dialect(),
+		Agents:          agents,
+		Teams:           teams,
+		Workflows:       []configWorkflow{},
+		Interfaces:      []configIface{{Type: "openai", Version: "v1", Route: "/v1"}},
+		SpecDirs:        h.opts.Engine.Dirs(),
+		Reload:          h.reloadStatus(h.opts.Engine.LastReload(), snap),
+		Objects:         objects,
+		Files:           files,
+		ReplicaID:       h.opts.ReplicaID,
+		SpecVersion:     snap.Version(),
 	})
 	return nil
 }

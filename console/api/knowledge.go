@@ -248,15 +248,32 @@ func (h *Handler) retryContent(c *gin.Context) error {
 	return nil
 }
 
+// knowledgeConfigResponse is GET /knowledge/config.
+type knowledgeConfigResponse struct {
+	kb.Config
+	Bases []knowledgeBase `json:"knowledge_bases"`
+}
+
+func (knowledgeConfigResponse) OpenAPIName() string { return "KnowledgeConfig" }
+
+type knowledgeBase struct {
+	ID          string        `json:"id"`
+	Name        string        `json:"name"`
+	Description string        `json:"description"`
+	Store       string        `json:"store"`
+	Embedder    string        `json:"embedder"`
+	SearchMode  string        `json:"search_mode"`
+	TopK        int           `json:"top_k"`
+	Chunking    spec.Chunking `json:"chunking"`
+}
+
 func (h *Handler) knowledgeConfig(c *gin.Context) error {
-	cfg := h.opts.Knowledge.Config()
-	var bases []gin.H
+	out := knowledgeConfigResponse{Config: h.opts.Knowledge.Config()}
 	for _, b := range h.opts.Knowledge.Bases() {
-		bases = append(bases, gin.H{"id": b.Name, "name": b.Name, "description": b.Description, "store": b.Store.Type,
-			"embedder": b.Embedder, "search_mode": b.Search.Mode, "top_k": b.Search.TopK, "chunking": b.Chunking})
+		out.Bases = append(out.Bases, knowledgeBase{ID: b.Name, Name: b.Name, Description: b.Description, Store: b.Store.Type,
+			Embedder: b.Embedder, SearchMode: b.Search.Mode, TopK: b.Search.TopK, Chunking: b.Chunking})
 	}
-	c.JSON(http.StatusOK, gin.H{"readers": cfg.Readers, "chunkers": cfg.Chunkers, "vector_dbs": cfg.Stores, "embedders": cfg.Embedders,
-		"max_upload_bytes": cfg.MaxBytes, "knowledge_bases": bases})
+	c.JSON(http.StatusOK, out)
 	return nil
 }
 

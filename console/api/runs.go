@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -191,7 +192,11 @@ func (h *Handler) cancelRun(typ string) handlerFunc {
 	kind := kindOf(typ)
 	return func(c *gin.Context) error {
 		m := session.Match{Kind: kind, Name: c.Param("id"), UserID: auth.Of(c).UserID("")}
-		if !h.opts.Runs.Cancel(c.Param("run_id"), m) {
+		ok, err := h.opts.Runs.Cancel(c.Request.Context(), c.Param("run_id"), m)
+		if err != nil {
+			return fmt.Errorf("cancelling run %s: %w", c.Param("run_id"), err)
+		}
+		if !ok {
 			return Errorf(http.StatusNotFound, "no run %s of %s %s is in progress", c.Param("run_id"), typ, c.Param("id"))
 		}
 		c.JSON(http.StatusOK, cancelResponse{RunID: c.Param("run_id"), Status: "cancelling"})

@@ -91,7 +91,7 @@ func Routes() []api.Route {
 		{Method: "get", Path: "/v1/models", Tag: "OpenAI", Summary: "List models (OpenAI)", Desc: "Agents and teams as OpenAI models.", Resp: openaiModelList{}},
 		{Method: "post", Path: "/v1/chat/completions", Tag: "OpenAI", Summary: "Chat completions (OpenAI)",
 			Desc: "model is an agent or team name; the messages are the context. Streaming sends chat.completion.chunk frames and data: [DONE]. Send X-Session-Id to store the turns in a session.",
-			Body: chatRequest{}, RespType: "object", Streams: true},
+			Body: chatRequest{}, Resp: chatCompletion{}, Streams: true},
 	}
 }
 
@@ -318,41 +318,96 @@ func (h *Handler) chatCompletions(c *gin.Context) error {
 		if run.Status != event.StatusCompleted {
 			return &Error{Status: statusFor(run), Type: "server_error", Code: strings.ToLower(string(run.Status)), Msg: "the run did not complete: " + run.Error}
 		}
-		c.JSON(http.StatusOK, gin.H{
-			"id": id, "object": "chat.completion", "created": created, "model": req.Model,
-			"choices": []gin.H{{"index": 0, "message": gin.H{"role": "assistant", "content": run.Content}, "finish_reason": "stop", "logprobs": nil}},
-			"usage":   usage(run.Metrics),
+		c.JSON(http.StatusOK, chatCompletion{
+			ID: id, Object: "chat.completion", Created: created, Model: req.Model,
+			Choices: []chatChoice{{Index: 0, Message: &chatReply{Role: "assistant", Content: &run.Content}, FinishReason: "stop"}},
+			Usage:   usage(run.Metrics),
 		})
 		return nil
 	}
 	w, closed := h.opts.Streams.Open(c.Writer)
 	defer closed()
-	chunk := func(delta gin.H, finish any) gin.H {
-		return gin.H{"id": id, "object": "chat.completion.chunk", "created": created, "model": req.Model,
-			"choices": []gin.H{{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": nil}}}
+	chunk := func(delta chatReply, finish *string) chatChunk {
+		return chatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: req.Model,
+			Choices: []chatChunkChoice{{Index: 0, Delta: delta, FinishReason: finish}}}
 	}
-	_ = w.Event("", chunk(gin.H{"role": "assistant", "content": ""}, nil))
+	_ = w.Event("", chunk(chatReply{Role: "assistant", Content: new(string)}, nil))
 	run := turn.Execute(c.Request.Context(), func(e event.Event) {
 		// Only the target's own answer is content; members and tools are
 		// internal to the run.
 		if e.Depth == 0 && e.Type == event.RunContent && e.Content != "" {
-			_ = w.Event("", chunk(gin.H{"content": e.Content}, nil))
+			_ = w.Event("", chunk(chatReply{Content: &e.Content}, nil))
 		}
 	})
 	if run.Status != event.StatusCompleted {
 		_ = w.Event("", toOpenAIError(&Error{Type: "server_error", Code: strings.ToLower(string(run.Status)), Msg: "the run did not complete: " + run.Error}))
 	} else {
-		_ = w.Event("", chunk(gin.H{}, "stop"))
+		stop := "stop"
+		_ = w.Event("", chunk(chatReply{}, &stop))
 		if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
-			_ = w.Event("", gin.H{"id": id, "object": "chat.completion.chunk", "created": created, "model": req.Model, "choices": []gin.H{}, "usage": usage(run.Metrics)})
+			u := usage(run.Metrics)
+			_ = w.Event("", chatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: req.Model, Choices: []chatChunkChoice{}, Usage: &u})
 		}
 	}
 	_ = w.Data("[DONE]")
 	return nil
 }
 
-func usage(m event.Metrics) gin.H {
-	return gin.H{"prompt_tokens": m.InputTokens, "completion_tokens": m.OutputTokens, "total_tokens": m.TotalTokens}
+// chatCompletion answers a chat completion that does not stream, in OpenAI's
+// shape.
+type chatCompletion struct {
+	ID      string       `json:"id"`
+	Object  string       `json:"object"` // chat.completion
+	Created int64        `json:"created"`
+	Model   string       `json:"model"`
+	Choices []chatChoice `json:"choices"`
+	Usage   chatUsage    `json:"usage"`
+}
+
+// OpenAPIName names the response's schema as OpenAI does.
+func (chatCompletion) OpenAPIName() string { return "ChatCompletion" }
+
+type chatChoice struct {
+	Index        int        `json:"index"`
+	Message      *chatReply `json:"message"`
+	FinishReason string     `json:"finish_reason"`
+	// Logprobs is always null: runs report none.
+	Logprobs *struct{} `json:"logprobs"`
+}
+
+// chatReply is a choice's message, or a chunk's delta, whose fields are
+// sent only when set (the last chunk's delta is {}).
+type chatReply struct {
+	Role    string  `json:"role,omitempty"`
+	Content *string `json:"content,omitempty"`
+}
+
+// chatChunk is one streamed frame of a chat completion.
+type chatChunk struct {
+	ID      string            `json:"id"`
+	Object  string            `json:"object"` // chat.completion.chunk
+	Created int64             `json:"created"`
+	Model   string            `json:"model"`
+	Choices []chatChunkChoice `json:"choices"`
+	// Usage is sent in a last frame of its own when stream_options asks.
+	Usage *chatUsage `json:"usage,omitempty"`
+}
+
+type chatChunkChoice struct {
+	Index        int       `json:"index"`
+	Delta        chatReply `json:"delta"`
+	FinishReason *string   `json:"finish_reason"`
+	Logprobs     *struct{} `json:"logprobs"`
+}
+
+type chatUsage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+func usage(m event.Metrics) chatUsage {
+	return chatUsage{PromptTokens: m.InputTokens, CompletionTokens: m.OutputTokens, TotalTokens: m.TotalTokens}
 }
 
 // statusFor maps a failed run to an HTTP status for non-streaming answers.

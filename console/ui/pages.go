@@ -576,7 +576,13 @@ func (h *Handler) reloadFromConsole(c *gin.Context) {
 }
 
 func (h *Handler) cancelFromConsole(c *gin.Context) {
-	if !h.opts.Runs.Cancel(c.Param("run_id"), session.Match{UserID: auth.Of(c).UserID("")}) {
+	ok, err := h.opts.Runs.Cancel(c.Request.Context(), c.Param("run_id"), session.Match{UserID: auth.Of(c).UserID("")})
+	if err != nil {
+		h.log.Error("cancelling a run", "run_id", c.Param("run_id"), "err", err)
+		c.Data(http.StatusInternalServerError, "text/plain; charset=utf-8", []byte("could not cancel the run; see the server log"))
+		return
+	}
+	if !ok {
 		c.Data(http.StatusNotFound, "text/plain; charset=utf-8", []byte("that run is not in progress"))
 		return
 	}

@@ -73,7 +73,7 @@ type Knowledge interface {
 // Runs is what the console needs from the run service.
 type Runs interface {
 	Start(ctx context.Context, p session.Params) (*session.Turn, error)
-	Cancel(runID string, m session.Match) bool
+	Cancel(ctx context.Context, runID string, m session.Match) (bool, error)
 	StopSessions(ctx context.Context, ids []string, userID string)
 }
 

@@ -56,6 +56,14 @@ type Options struct {
 	// PollInterval is how often a resumed stream of a run executing on
 	// another replica reads the event log for more (default 100ms).
 	PollInterval time.Duration
+	// Cancels, when set, carries cancels to and from the other replicas on
+	// the same database: Cancel and StopSessions reach runs executing
+	// elsewhere, and Run watches for requests to stop the runs executing
+	// here. Nil confines them to this process.
+	Cancels Cancels
+	// CancelPoll is how often Run looks for cancel requests from other
+	// replicas while runs are active (default 250ms).
+	CancelPoll time.Duration
 }
 
 // Service starts, tracks and persists runs. It is safe for concurrent use.
@@ -98,6 +106,9 @@ func New(opts Options) *Service {
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = defaultPollInterval
+	}
+	if opts.CancelPoll <= 0 {
+		opts.CancelPoll = 250 * time.Millisecond
 	}
 	s := &Service{opts: opts, log: opts.Logger, active: map[string]*active{}}
 	if len(opts.Observers) > 0 {
@@ -434,25 +445,30 @@ func (m Match) matches(a *active) bool {
 	return (m.Kind == "" || m.Kind == a.kind) && (m.Name == "" || m.Name == a.name) && (m.UserID == "" || m.UserID == a.userID)
 }
 
-// Cancel stops active run runID if m matches it, and reports whether it did.
-// The run ends cancelled, with ErrCancelled's message as its error.
-func (s *Service) Cancel(runID string, m Match) bool {
+// Cancel stops run runID if m matches it, and reports whether it did. The
+// run ends cancelled, with ErrCancelled's message as its error. A run that
+// another replica executes (see Options.Cancels) is stopped by that replica
+// within Options.CancelPoll of the request being recorded.
+func (s *Service) Cancel(ctx context.Context, runID string, m Match) (bool, error) {
 	s.mu.Lock()
 	a, ok := s.active[runID]
 	s.mu.Unlock()
-	if !ok || !m.matches(a) {
-		return false
+	if ok {
+		if !m.matches(a) {
+			return false, nil
+		}
+		a.cancel(ErrCancelled)
+		return true, nil
 	}
-	a.cancel(ErrCancelled)
-	return true
+	return s.cancelElsewhere(ctx, runID, m)
 }
 
 // StopSessions cancels the active runs of the sessions among ids that a
-// caller bound to userID (every run when empty) may see, and waits until they
-// have saved their final state or ctx ends, at most Options.SessionStopWait.
-// Deleting a session calls it first, so that no run keeps working (and
-// spending) for a session that no longer exists, and no final save races the
-// deletion.
+// caller bound to userID (every run when empty) may see, on this replica and
+// (through Options.Cancels) on the others, and waits until they have saved
+// their final state or ctx ends, at most Options.SessionStopWait. Deleting a
+// session calls it first, so that no run keeps working (and spending) for a
+// session that no longer exists, and no final save races the deletion.
 func (s *Service) StopSessions(ctx context.Context, ids []string, userID string) {
 	want := make(map[string]bool, len(ids))
 	for _, id := range ids {
@@ -466,7 +482,7 @@ func (s *Service) StopSessions(ctx context.Context, ids []string, userID string)
 		}
 	}
 	s.mu.Unlock()
-	if len(stopping) == 0 {
+	if len(stopping) == 0 && s.opts.Cancels == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.SessionStopWait)
@@ -482,6 +498,7 @@ func (s *Service) StopSessions(ctx context.Context, ids []string, userID string)
 			return
 		}
 	}
+	s.stopElsewhere(ctx, ids, userID)
 }
 
 // Active returns how many runs are in flight.
@@ -529,6 +546,15 @@ func (s *Service) cancelAll(cause error) {
 // for their final saves. A run's own context usually ends sooner: the HTTP
 // server cancels its requests' runs after its own shutdown timeout.
 func (s *Service) Run(ctx context.Context) error {
+	if s.opts.Cancels != nil {
+		// Cancels from other replicas must reach runs through the drain
+		// too, so the watcher outlives ctx until Run returns.
+		watch, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+		var wg sync.WaitGroup
+		wg.Go(func() { s.watchCancels(watch) })
+		defer wg.Wait()
+		defer stopWatch()
+	}
 	<-ctx.Done()
 	drain, cancel := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
 	defer cancel()

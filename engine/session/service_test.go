@@ -410,10 +410,10 @@ func TestServiceCancelKeepsPartialAnswer(t *testing.T) {
 		error string
 	}{
 		{"cancel", func(f *fixture, turn *session.Turn) {
-			require.False(t, f.svc.Cancel(turn.RunID(), session.Match{UserID: "bob"}), "another user's run")
-			require.False(t, f.svc.Cancel(turn.RunID(), session.Match{Kind: spec.KindTeam}), "another kind")
-			require.False(t, f.svc.Cancel("no-such-run", session.Match{}))
-			require.True(t, f.svc.Cancel(turn.RunID(), session.Match{Kind: spec.KindAgent, Name: "slow", UserID: "ann"}))
+			require.False(t, cancel(t, f.svc, turn.RunID(), session.Match{UserID: "bob"}), "another user's run")
+			require.False(t, cancel(t, f.svc, turn.RunID(), session.Match{Kind: spec.KindTeam}), "another kind")
+			require.False(t, cancel(t, f.svc, "no-such-run", session.Match{}))
+			require.True(t, cancel(t, f.svc, turn.RunID(), session.Match{Kind: spec.KindAgent, Name: "slow", UserID: "ann"}))
 		}, session.ErrCancelled.Error()},
 		{"session deleted", func(f *fixture, turn *session.Turn) {
 			// Deleting a session stops its runs first and waits for their save.
@@ -530,4 +530,12 @@ func TestValidSessionID(t *testing.T) {
 	for _, tt := range tests {
 		require.Equal(t, tt.want, session.ValidSessionID(tt.id), tt.id)
 	}
+}
+
+// cancel calls svc.Cancel, which must not fail.
+func cancel(t *testing.T, svc *session.Service, runID string, m session.Match) bool {
+	t.Helper()
+	ok, err := svc.Cancel(t.Context(), runID, m)
+	require.NoError(t, err)
+	return ok
 }

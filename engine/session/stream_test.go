@@ -162,7 +162,9 @@ func TestResumeFollowsARunLiveAndFromTheLog(t *testing.T) {
 				require.Eventually(t, func() bool { return len(log.logged(turn.RunID())) >= 3 }, 5*time.Second, time.Millisecond)
 			}
 			got := follow(t, svc, session.ResumeParams{Kind: spec.KindAgent, Name: "greeter", RunID: turn.RunID(), After: 0, UserID: "ann"})
-			require.True(t, f.svc.Cancel(turn.RunID(), session.Match{}))
+			ok, err := f.svc.Cancel(t.Context(), turn.RunID(), session.Match{})
+			require.NoError(t, err)
+			require.True(t, ok)
 			<-done
 			resumed := <-got
 			require.Equal(t, c.events[1:], resumed, "the events after index 0, once, in order")

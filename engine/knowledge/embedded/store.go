@@ -47,6 +47,12 @@ type Store struct {
 
 	mu  sync.RWMutex
 	kbs map[string]*index
+
+	// feed is repo's change feed, when it has one (see Follow).
+	feed ChangeFeed
+	// syncMu serialises Syncs; cursor is the last change applied.
+	syncMu sync.Mutex
+	cursor int64
 }
 
 var _ knowledge.VectorStore = (*Store)(nil)
@@ -62,6 +68,15 @@ func Open(ctx context.Context, repo knowledge.ChunkRepository, opts Options) (*S
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{repo: repo, log: opts.Logger, kbs: map[string]*index{}}
+	if f, ok := repo.(ChangeFeed); ok {
+		// Before the load: a change committed while it reads is replayed
+		// by the first Sync (again, if the load saw it: no harm).
+		cursor, err := f.LastChange(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("loading knowledge chunks: %w", err)
+		}
+		s.feed, s.cursor = f, cursor
+	}
 	start := time.Now()
 	chunks, skipped := 0, map[string]int{}
 	err := repo.Load(ctx, func(r knowledge.ChunkRecord) error {
