@@ -42,20 +42,27 @@ type Options struct {
 	// SessionStopWait bounds how long StopSessions waits for the runs it
 	// cancels to save their final state (default 5s).
 	SessionStopWait time.Duration
-	// Events, when set, keeps every top-level run's events so that their
-	// streams can be resumed on any replica (see Resume); without it only
-	// runs executing in this process can be resumed.
+	// Events, when set, logs the events of the top-level runs whose
+	// events are wanted (Params.KeepEvents, or a stream request from
+	// another replica: see EventLog) so that their streams can be resumed
+	// on any replica (see Resume), and Run watches for those requests;
+	// without it only runs executing in this process can be resumed.
 	Events EventLog
-	// FlushInterval and FlushEvents batch the writes of a run's events to
-	// Events: every FlushInterval (default 50ms) or as soon as FlushEvents
-	// (default 64) wait, whichever comes first, off the run's own path. The
-	// last batch, terminal event included, is written before the run's
-	// final state is committed.
+	// FlushInterval and FlushEvents batch the writes of a logged run's
+	// events to Events: every FlushInterval (default 50ms) or as soon as
+	// FlushEvents (default 64) wait, whichever comes first, off the run's
+	// own path. The last batch, terminal event included, is committed with
+	// the run's final state.
 	FlushInterval time.Duration
 	FlushEvents   int
 	// PollInterval is how often a resumed stream of a run executing on
 	// another replica reads the event log for more (default 100ms).
 	PollInterval time.Duration
+	// JournalRetention is how long the events of a run that ended stay in
+	// memory (default 1m; negative keeps none), so that a stream lost
+	// right before the end resumes on this replica with every event. At
+	// most 1024 journals and 32 MiB are kept; the oldest go first.
+	JournalRetention time.Duration
 	// Cancels, when set, carries cancels to and from the other replicas on
 	// the same database: Cancel and StopSessions reach runs executing
 	// elsewhere, and Run watches for requests to stop the runs executing
@@ -73,6 +80,12 @@ type Service struct {
 
 	mu     sync.Mutex
 	active map[string]*active
+	// ended holds the runs that ended less than Options.JournalRetention
+	// ago, for their journals; endedOrder is their ids, oldest first, and
+	// endedBytes the size of their journals.
+	ended      map[string]*active
+	endedOrder []string
+	endedBytes int
 }
 
 // active is a run in flight.
@@ -84,6 +97,10 @@ type active struct {
 	cancel    context.CancelCauseFunc
 	done      chan struct{} // closed once the run's final state is saved
 	journal   *journal      // the run's events, for resumed streams
+	// logEvents starts logging the run's events (a stream request).
+	logEvents func()
+	// until is when the journal of an ended run is dropped.
+	until time.Time
 }
 
 // New builds a service and reports the runs the previous process left
@@ -107,10 +124,13 @@ func New(opts Options) *Service {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = defaultPollInterval
 	}
+	if opts.JournalRetention == 0 {
+		opts.JournalRetention = defaultJournalRetention
+	}
 	if opts.CancelPoll <= 0 {
 		opts.CancelPoll = 250 * time.Millisecond
 	}
-	s := &Service{opts: opts, log: opts.Logger, active: map[string]*active{}}
+	s := &Service{opts: opts, log: opts.Logger, active: map[string]*active{}, ended: map[string]*active{}}
 	if len(opts.Observers) > 0 {
 		for _, r := range opts.Store.Interrupted() {
 			if r.ParentRunID != "" {
@@ -143,6 +163,10 @@ type Params struct {
 	History []model.Message
 	// Link is the caller's span, which the run's trace links to.
 	Link Link
+	// KeepEvents logs the run's events to Options.Events from the first,
+	// whether or not a stream is resumed on another replica: a background
+	// run, which nobody streams as it executes, wants them all.
+	KeepEvents bool
 }
 
 // Start validates a turn, pins its target and stores the new run; the
@@ -257,19 +281,20 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	j := newJournal(s.opts.FlushEvents)
-	s.register(t.run.ID, &active{kind: t.p.Kind, name: t.p.Name, userID: t.p.UserID, sessionID: t.session.ID,
-		cancel: cancel, done: make(chan struct{}), journal: j})
-	defer s.unregister(t.run.ID)
-	defer j.end()
 	// The log is written even when the client went away: a resume is what
 	// it is for.
 	logCtx := context.WithoutCancel(ctx)
-	var stopFlush chan struct{}
-	var flushing sync.WaitGroup
+	a := &active{kind: t.p.Kind, name: t.p.Name, userID: t.p.UserID, sessionID: t.session.ID,
+		cancel: cancel, done: make(chan struct{}), journal: j}
 	if s.opts.Events != nil {
-		stopFlush = make(chan struct{})
-		flushing.Go(func() { t.flush(logCtx, j, stopFlush) })
+		a.logEvents = func() { j.want(func(stop, kick <-chan struct{}) { t.flush(logCtx, j, stop, kick) }) }
+		if t.p.KeepEvents {
+			a.logEvents()
+		}
 	}
+	s.register(t.run.ID, a)
+	defer s.unregister(t.run.ID)
+	defer j.end()
 
 	var terminal *event.Event
 	// streamed is the answer text the client has seen, kept for a run that
@@ -330,10 +355,11 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 			terminal.References = res.References
 		}
 	}
+	// Once close returns no flusher starts: the events are logged now or
+	// never.
+	logged := j.close()
 	var rest []event.Event
-	if s.opts.Events != nil {
-		close(stopFlush)
-		flushing.Wait()
+	if logged {
 		rest = j.take()
 		if terminal != nil {
 			rest = append(rest, *terminal)
@@ -344,7 +370,7 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	defer cancelSave()
 	saveStart := time.Now()
 	err := t.saveMembers(saveCtx, r.ID, res.Members, members)
-	if err == nil && s.opts.Events != nil {
+	if err == nil && logged {
 		err = s.opts.Events.FinishRunWithEvents(saveCtx, r, rest)
 	} else if err == nil {
 		err = s.opts.Store.FinishRun(saveCtx, r)
@@ -363,7 +389,7 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 			terminal.Type, terminal.Content, terminal.ErrorKind = event.RunError, "the run finished but could not be saved: "+err.Error(), "store"
 			terminal.References = nil
 		}
-		if s.opts.Events != nil {
+		if logged {
 			// The last events were not committed with the run: log them
 			// on their own, with the terminal event the client gets.
 			if terminal != nil && len(rest) > 0 {
@@ -429,6 +455,7 @@ func (s *Service) unregister(id string) {
 	if a, ok := s.active[id]; ok {
 		delete(s.active, id)
 		close(a.done)
+		s.retainLocked(id, a)
 	}
 }
 
@@ -546,9 +573,10 @@ func (s *Service) cancelAll(cause error) {
 // for their final saves. A run's own context usually ends sooner: the HTTP
 // server cancels its requests' runs after its own shutdown timeout.
 func (s *Service) Run(ctx context.Context) error {
-	if s.opts.Cancels != nil {
-		// Cancels from other replicas must reach runs through the drain
-		// too, so the watcher outlives ctx until Run returns.
+	if s.opts.Cancels != nil || s.opts.Events != nil {
+		// Cancels and stream requests from other replicas must reach runs
+		// through the drain too, so the watcher outlives ctx until Run
+		// returns.
 		watch, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 		var wg sync.WaitGroup
 		wg.Go(func() { s.watchCancels(watch) })

@@ -9,3 +9,9 @@ CREATE TABLE run_events (
     events   TEXT    NOT NULL,
     PRIMARY KEY (run_id, idx)
 );
+
+-- Stream requests: see the SQLite migration of the same number.
+CREATE TABLE run_streams (
+    run_id     TEXT PRIMARY KEY,
+    created_at TIMESTAMPTZ NOT NULL
+);
