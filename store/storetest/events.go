@@ -77,3 +77,40 @@ func testRunEvents(t *testing.T, open Opener) {
 	require.NoError(t, err)
 	require.Empty(t, got, "events go with their session")
 }
+
+// testStreamRequests: a stream request is recorded for a RUNNING top-level
+// run only, and claimed once, by the ids of the runs a replica executes.
+func testStreamRequests(t *testing.T, open Opener) {
+	db := open(t)
+	ctx := t.Context()
+	_, running := startRun(t, db, agentSession("st", "alice", "helper"), "run-st", "hi", base)
+	_, done := startRun(t, db, agentSession("st-done", "alice", "helper"), "run-st-done", "hi", base)
+	done.Status, done.Content = event.StatusCompleted, "answer"
+	require.NoError(t, db.FinishRun(ctx, done))
+
+	tests := []struct {
+		name  string
+		runID string
+		want  bool
+	}{
+		{"running", running.ID, true},
+		{"asked again", running.ID, true},
+		{"finished", done.ID, false},
+		{"unknown", "no-such-run", false},
+	}
+	for _, tt := range tests {
+		ok, err := db.RequestStream(ctx, tt.runID)
+		require.NoError(t, err, tt.name)
+		require.Equal(t, tt.want, ok, tt.name)
+	}
+
+	none, err := db.ClaimStreams(ctx, []string{"other-run"})
+	require.NoError(t, err)
+	require.Empty(t, none, "only the runs asked about are claimed")
+	claimed, err := db.ClaimStreams(ctx, []string{"other-run", running.ID, done.ID})
+	require.NoError(t, err)
+	require.Equal(t, []string{running.ID}, claimed)
+	again, err := db.ClaimStreams(ctx, []string{running.ID})
+	require.NoError(t, err)
+	require.Empty(t, again, "a request is claimed once")
+}

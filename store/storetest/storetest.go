@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"MigrationsApplyOnce", testMigrationsOnce},
 		{"Concurrency", testConcurrency},
 		{"RunEvents", testRunEvents},
+		{"StreamRequests", testStreamRequests},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
