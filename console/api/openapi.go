@@ -49,7 +49,7 @@ func PathParam(name, desc string) Param { return Param{name, "path", desc, "stri
 func QueryParam(name, desc string) Param { return Param{name, "query", desc, "string"} }
 
 // resumeDesc documents the resume routes.
-const resumeDesc = "Streams a run's events again from the one after `last_event_index` (JSON or form; AgentOS's name) or the `Last-Event-ID` header, on any replica: the missed events, then the live ones, each once and in order, each with its index on the SSE `id:` line, ending with the terminal event (at once for a finished run). Heartbeat comments keep an idle stream open."
+const resumeDesc = "Streams a run's events again from the one after `last_event_index` (JSON or form; AgentOS's name) or the `Last-Event-ID` header, on any replica: the missed events, then the live ones, each once and in order, each with its index on the SSE `id:` line, ending with the terminal event (at once for a finished run). The replica that executes (or executed, within the last minute) the run serves every event from memory; another replica asks it to log the run's events and tails that log, a few hundred milliseconds behind. A finished run whose events were never logged (nobody resumed it elsewhere while it ran, and it was no background run) ends, on another replica, with one terminal event made from the stored run: its content, tools, references, metrics and status. Heartbeat comments keep an idle stream open."
 
 // HeaderParam documents a request header.
 func HeaderParam(name, desc string) Param { return Param{name, "header", desc, "string"} }

@@ -327,7 +327,9 @@ func (s *Service) retainLocked(id string, a *active) {
 	}
 	now := time.Now()
 	a.until = now.Add(s.opts.JournalRetention)
-	a.logEvents = nil // it holds the turn, which the journal outlives
+	// What the journal outlives: the turn (logEvents) and the request's
+	// context (cancel); only s.active's runs are ever cancelled.
+	a.logEvents, a.cancel = nil, nil
 	a.journal.mu.Lock()
 	size := a.journal.size
 	a.journal.mu.Unlock()
@@ -358,11 +360,15 @@ func (s *Service) claimStreams(ctx context.Context) error {
 		return fmt.Errorf("claiming stream requests: %w", err)
 	}
 	for _, id := range wanted {
+		// Read under the lock: retainLocked clears it when the run ends.
+		var logEvents func()
 		s.mu.Lock()
-		a, ok := s.active[id]
+		if a, ok := s.active[id]; ok {
+			logEvents = a.logEvents
+		}
 		s.mu.Unlock()
-		if ok && a.logEvents != nil {
-			a.logEvents()
+		if logEvents != nil {
+			logEvents()
 		}
 	}
 	return nil
