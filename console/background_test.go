@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -164,5 +165,29 @@ func TestIdempotencyKey(t *testing.T) {
 			require.Equal(t, http.StatusUnprocessableEntity, status, body)
 			require.Contains(t, body, "Idempotency-Key")
 		})
+	}
+}
+
+// TestBackgroundRunStreamsFromAnyReplica: nobody streams a background run as
+// it executes, so it logs every event; a client that follows it later gets
+// the whole run, in order, from either replica on the database — not only
+// the terminal event built from the stored run, which is all a foreground
+// run nobody resumed leaves behind.
+func TestBackgroundRunStreamsFromAnyReplica(t *testing.T) {
+	t.Parallel()
+	dsn := filepath.Join(t.TempDir(), "troupe.db")
+	a := startServer(t, withDatabase(dsn))
+	b := startServer(t, withDatabase(dsn))
+	status, body, _ := a.do(http.MethodPost, "/agents/helpdesk/runs", "", "application/json", `{"message":"hello there","background":true}`)
+	require.Equal(t, http.StatusAccepted, status, body)
+	var br backgroundRun
+	require.NoError(t, json.Unmarshal([]byte(body), &br))
+	waitRun(t, a, "/agents/helpdesk/runs/"+br.RunID, "COMPLETED")
+	for name, ts := range map[string]*testServer{"a": a, "b": b} {
+		fs := openIDStream(t, ts, http.MethodGet, "/agents/helpdesk/runs/"+br.RunID+"/resume", "", "", "", nil).rest()
+		require.Equal(t, "RunStarted", fs[0].Event, name)
+		require.Equal(t, 0, fs[0].ID, name)
+		require.Greater(t, len(fs), 2, "%s: every event of the run, not just its end", name)
+		requireRunStream(t, fs, "RunCompleted")
 	}
 }

@@ -47,6 +47,9 @@ func postRun(client *http.Client, url, body string) (time.Duration, time.Duratio
 	if resp.Header.Get("Content-Type") == "text/event-stream" {
 		r := bufio.NewReader(resp.Body)
 		line, err := r.ReadString('\n')
+		if strings.HasPrefix(line, "id: ") {
+			line, err = r.ReadString('\n') // the frame's event line follows its id
+		}
 		if err != nil || !strings.HasPrefix(line, "event: RunStarted") {
 			return 0, 0, fmt.Errorf("first line %q: %v", line, err)
 		}

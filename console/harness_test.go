@@ -233,7 +233,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	if h.opts != nil {
 		h.opts(&o)
 	}
-	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Cancels: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout})
+	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Cancels: ts.db, Events: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout})
 	// As in troupe serve: background runs are jobs any replica executes.
 	jobs.RegisterRuns(jobReg, ts.runs)
 	if o.Background == nil {

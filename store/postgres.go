@@ -78,7 +78,22 @@ const (
 // sqlFinishRunPostgres takes sqlFinishRun's arguments and stores the latency
 // the same way; the session's updated_at only moves forward, as in
 // sqlTouchSession.
-var sqlFinishRunPostgres = `WITH r AS (
+var sqlFinishRunPostgres = `WITH ` + sqlFinishRunPostgresCTE + `
+	SELECT COUNT(*) FROM r`
+
+// sqlFinishRunWithEventsPostgres is sqlFinishRunPostgres that also stores
+// the run's last batch of events ($15 first index, $16 last, $17 the JSON),
+// in the same statement. The events go in only when the run
+// exists (a deleted session took it): the caller then gets ErrNotFound
+// rather than a foreign-key error.
+var sqlFinishRunWithEventsPostgres = `WITH ` + sqlFinishRunPostgresCTE + `, ev AS (
+		INSERT INTO run_events (run_id, idx, last_idx, events)
+		SELECT $13, $15::int, $16::int, $17::text
+		WHERE EXISTS (SELECT 1 FROM runs WHERE id = $13)` + sqlEventsUpsert + `
+	)
+	SELECT COUNT(*) FROM r`
+
+var sqlFinishRunPostgresCTE = `r AS (
 		UPDATE runs SET content = $1, status = $2, error = $3, tools = $4, messages = $5, metrics = $6,
 			model = $7, provider = $8, updated_at = $9, refs = $10,
 			latency_us = CASE WHEN created_at = $11::timestamptz THEN $12::bigint
@@ -89,5 +104,4 @@ var sqlFinishRunPostgres = `WITH r AS (
 	), s AS (
 		UPDATE sessions SET updated_at = $9
 		WHERE id = (SELECT session_id FROM r) AND updated_at < $9
-	)
-	SELECT COUNT(*) FROM r`
+	)`

@@ -320,7 +320,11 @@ func runJSON(r *Run) (tools, messages, metrics string, err error) {
 //
 // A run often finishes because its context was cancelled; pass a context that
 // outlives it (context.WithoutCancel) or the result will not be saved.
-func (db *DB) FinishRun(ctx context.Context, r *Run) error {
+func (db *DB) FinishRun(ctx context.Context, r *Run) error { return db.finishRun(ctx, r, nil) }
+
+// finishRun is FinishRun, storing events of the run in the same transaction
+// (see FinishRunWithEvents).
+func (db *DB) finishRun(ctx context.Context, r *Run, events []event.Event) error {
 	if r.ID == "" {
 		return fmt.Errorf("store: finishing run: run id is required: %w", ErrInvalid)
 	}
@@ -348,13 +352,32 @@ func (db *DB) FinishRun(ctx context.Context, r *Run) error {
 	}
 	args := []any{text(r.Content), string(r.Status), text(r.Error), tools, messages, metrics, r.Model, r.Provider, ts,
 		refs, created, latency, r.ID, r.Partial}
-	if db.dialect == DialectPostgres {
+	switch {
+	case db.dialect == DialectPostgres && len(events) > 0:
+		// Still one statement, the batch in the same CTE.
+		first, last, data, err2 := encodeEvents(events)
+		if err2 != nil {
+			return fmt.Errorf("store: finishing run %s: %w", r.ID, err2)
+		}
+		var n int
+		args = append(args, first, last, data)
+		if err = db.w.QueryRowContext(ctx, sqlFinishRunWithEventsPostgres, args...).Scan(&n); err == nil && n == 0 {
+			err = ErrNotFound
+		}
+	case db.dialect == DialectPostgres:
 		// One statement, one round trip: see sqlFinishRunPostgres.
 		var n int
 		if err = db.st.finishRun.QueryRowContext(ctx, args...).Scan(&n); err == nil && n == 0 {
 			err = ErrNotFound
 		}
-	} else {
+	default:
+		var first, last int
+		var data string
+		if len(events) > 0 {
+			if first, last, data, err = encodeEvents(events); err != nil {
+				return fmt.Errorf("store: finishing run %s: %w", r.ID, err)
+			}
+		}
 		err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			res, err := tx.StmtContext(ctx, db.st.finishRun).ExecContext(ctx, args...)
 			if err != nil {
@@ -364,6 +387,13 @@ func (db *DB) FinishRun(ctx context.Context, r *Run) error {
 				return err
 			} else if n == 0 {
 				return ErrNotFound
+			}
+			// After the update, which found the run: the events' foreign
+			// key holds.
+			if len(events) > 0 {
+				if _, err := tx.StmtContext(ctx, db.st.insertEvents).ExecContext(ctx, r.ID, first, last, data); err != nil {
+					return err
+				}
 			}
 			_, err = tx.StmtContext(ctx, db.st.touchSession).ExecContext(ctx, ts, r.ID)
 			return err

@@ -18,6 +18,7 @@ type stmts struct {
 	selectSessionForRun *sql.Stmt // SQLite
 	insertRun           *sql.Stmt // SQLite
 	touchSession        *sql.Stmt // SQLite
+	insertEvents        *sql.Stmt // SQLite
 	startRun            *sql.Stmt // PostgreSQL
 	finishRun           *sql.Stmt
 	// SQLite's group commit runs each operation of a batch in a savepoint
@@ -79,6 +80,7 @@ func (db *DB) prepare(ctx context.Context) error {
 			stmtDef{&db.st.insertRun, db.w, sqlInsertRun},
 			stmtDef{&db.st.finishRun, db.w, sqlFinishRun},
 			stmtDef{&db.st.touchSession, db.w, sqlTouchSession},
+			stmtDef{&db.st.insertEvents, db.w, sqlInsertEvents},
 			stmtDef{&db.st.runsPage, db.r, runsPageSQL(`'` + sqliteFarFuture + `'`)},
 			stmtDef{&db.st.savepoint, db.w, `SAVEPOINT op`},
 			stmtDef{&db.st.releaseSavepoint, db.w, `RELEASE op`},

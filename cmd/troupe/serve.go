@@ -301,7 +301,7 @@ func newRunService(eng *engine.Engine, db *store.DB, rec *telemetry.Recorder, m 
 	// of the same database reaches the runs executing on this one.
 	// Liveness: this replica's heartbeat, and recovery of the runs of
 	// replicas that died while this one serves.
-	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Liveness: db, Observers: observers, DrainTimeout: drain,
+	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Events: db, Liveness: db, Observers: observers, DrainTimeout: drain,
 		Logger: logger.With("component", "runs")})
 }
 

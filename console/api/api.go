@@ -74,6 +74,7 @@ type Knowledge interface {
 type Runs interface {
 	Start(ctx context.Context, p session.Params) (*session.Turn, error)
 	Cancel(ctx context.Context, runID string, m session.Match) (bool, error)
+	Resume(ctx context.Context, p session.ResumeParams) (*session.Replay, error)
 	StopSessions(ctx context.Context, ids []string, userID string)
 }
 
@@ -176,11 +177,16 @@ func (h *Handler) Register(r gin.IRouter) {
 	keyed.POST("/agents/:id/runs", need(auth.ScopeAgentsRun), h.wrap(h.createRun("agent")))
 	timed.GET("/agents/:id/runs/:run_id", need(auth.ScopeSessionsRead), h.wrap(h.getRun("agent")))
 	timed.POST("/agents/:id/runs/:run_id/cancel", need(auth.ScopeAgentsRun), h.wrap(h.cancelRun("agent")))
+	// Resumed streams last as long as their run, like the run routes.
+	keyed.POST("/agents/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("agent")))
+	keyed.GET("/agents/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("agent")))
 	timed.GET("/teams", need(auth.ScopeAgentsRead), h.wrap(h.listTeams))
 	timed.GET("/teams/:id", need(auth.ScopeAgentsRead), h.wrap(h.getTeam))
 	keyed.POST("/teams/:id/runs", need(auth.ScopeAgentsRun), h.wrap(h.createRun("team")))
 	timed.GET("/teams/:id/runs/:run_id", need(auth.ScopeSessionsRead), h.wrap(h.getRun("team")))
 	timed.POST("/teams/:id/runs/:run_id/cancel", need(auth.ScopeAgentsRun), h.wrap(h.cancelRun("team")))
+	keyed.POST("/teams/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("team")))
+	keyed.GET("/teams/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("team")))
 
 	timed.GET("/sessions", need(auth.ScopeSessionsRead), h.wrap(h.listSessions))
 	timed.GET("/sessions/:id", need(auth.ScopeSessionsRead), h.wrap(h.getSession))

@@ -48,6 +48,12 @@ func PathParam(name, desc string) Param { return Param{name, "path", desc, "stri
 // QueryParam documents a string query parameter.
 func QueryParam(name, desc string) Param { return Param{name, "query", desc, "string"} }
 
+// resumeDesc documents the resume routes.
+const resumeDesc = "Streams a run's events again from the one after `last_event_index` (JSON or form; AgentOS's name) or the `Last-Event-ID` header, on any replica: the missed events, then the live ones, each once and in order, each with its index on the SSE `id:` line, ending with the terminal event (at once for a finished run). The replica that executes (or executed, within the last minute) the run serves every event from memory; another replica asks it to log the run's events and tails that log, a few hundred milliseconds behind. A finished run whose events were never logged (nobody resumed it elsewhere while it ran, and it was no background run) ends, on another replica, with one terminal event made from the stored run: its content, tools, references, metrics and status. Heartbeat comments keep an idle stream open."
+
+// HeaderParam documents a request header.
+func HeaderParam(name, desc string) Param { return Param{name, "header", desc, "string"} }
+
 // IntParam documents an integer query parameter.
 func IntParam(name, desc string) Param { return Param{name, "query", desc, "integer"} }
 
@@ -82,6 +88,16 @@ var apiRoutes = []Route{
 		Params: []Param{PathParam("agent_id", "Agent name"), PathParam("run_id", "Run id")}, Resp: runResponse{}, Errors: map[int]string{404: "No such run of this agent"}},
 	{Method: "post", Path: "/agents/{agent_id}/runs/{run_id}/cancel", Tag: "Agents", Summary: "Cancel a run", Desc: "Cancels a run started by another request, on this replica or another one on the same database (which stops it within a second).",
 		Params: []Param{PathParam("agent_id", "Agent name"), PathParam("run_id", "Run id")}, Resp: cancelResponse{}, Errors: map[int]string{404: "No such run in progress"}},
+	{Method: "post", Path: "/agents/{agent_id}/runs/{run_id}/resume", Tag: "Agents", Summary: "Resume an agent run's stream",
+		Desc:   resumeDesc,
+		Params: []Param{PathParam("agent_id", "Agent name"), PathParam("run_id", "Run id"), HeaderParam("Last-Event-ID", "Index of the last event received, when the body has no last_event_index")},
+		Body:   resumeRequest{}, Streams: true, RespDesc: "The run's events after last_event_index (RunEvent frames with their index as id), then its live events, up to its terminal event",
+		Errors: map[int]string{404: "No such run of this agent", 422: "last_event_index or Last-Event-ID is not an event index"}},
+	{Method: "get", Path: "/agents/{agent_id}/runs/{run_id}/resume", Tag: "Agents", Summary: "Resume an agent run's stream (EventSource)",
+		Desc:    resumeDesc,
+		Params:  []Param{PathParam("agent_id", "Agent name"), PathParam("run_id", "Run id"), HeaderParam("Last-Event-ID", "Index of the last event received; absent: from the first event")},
+		Streams: true, RespDesc: "The run's events after Last-Event-ID, then its live events, up to its terminal event",
+		Errors: map[int]string{404: "No such run of this agent", 422: "Last-Event-ID is not an event index"}},
 	{Method: "get", Path: "/teams", Tag: "Teams", Summary: "List teams", Desc: "Every serving team.", Resp: []teamResponse{}},
 	{Method: "get", Path: "/teams/{team_id}", Tag: "Teams", Summary: "Get a team", Params: []Param{PathParam("team_id", "Team name")}, Resp: teamResponse{},
 		Errors: map[int]string{404: "No such team", 409: "The team's spec is broken"}},
@@ -90,6 +106,16 @@ var apiRoutes = []Route{
 	{Method: "post", Path: "/teams/{team_id}/runs/{run_id}/cancel", Tag: "Teams", Summary: "Cancel a team run",
 		Params: []Param{PathParam("team_id", "Team name"), PathParam("run_id", "Run id")}, Resp: cancelResponse{}, Errors: map[int]string{404: "No such run in progress"}},
 
+	{Method: "post", Path: "/teams/{team_id}/runs/{run_id}/resume", Tag: "Teams", Summary: "Resume a team run's stream",
+		Desc:   resumeDesc,
+		Params: []Param{PathParam("team_id", "Team name"), PathParam("run_id", "Run id"), HeaderParam("Last-Event-ID", "Index of the last event received, when the body has no last_event_index")},
+		Body:   resumeRequest{}, Streams: true, RespDesc: "The run's events after last_event_index (RunEvent frames with their index as id), then its live events, up to its terminal event",
+		Errors: map[int]string{404: "No such run of this team", 422: "last_event_index or Last-Event-ID is not an event index"}},
+	{Method: "get", Path: "/teams/{team_id}/runs/{run_id}/resume", Tag: "Teams", Summary: "Resume a team run's stream (EventSource)",
+		Desc:    resumeDesc,
+		Params:  []Param{PathParam("team_id", "Team name"), PathParam("run_id", "Run id"), HeaderParam("Last-Event-ID", "Index of the last event received; absent: from the first event")},
+		Streams: true, RespDesc: "The run's events after Last-Event-ID, then its live events, up to its terminal event",
+		Errors: map[int]string{404: "No such run of this team", 422: "Last-Event-ID is not an event index"}},
 	{Method: "get", Path: "/sessions", Tag: "Sessions", Summary: "List sessions", Desc: "Paged; a key bound to a user sees only that user's sessions.",
 		Params: append([]Param{QueryParam("type", "agent or team"), QueryParam("component_id", "Agent or team name"), QueryParam("user_id", "User id"),
 			QueryParam("search", "Substring of the session name"), QueryParam("sort_by", "created_at, updated_at or session_name"), QueryParam("sort_order", "asc or desc")}, pageParams()...),

@@ -1,19 +1,23 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
@@ -111,13 +115,7 @@ func (h *Handler) createRun(typ string) handlerFunc {
 		}
 		w, closed := h.opts.Streams.Open(c.Writer)
 		defer closed()
-		turn.Execute(c.Request.Context(), func(e event.Event) {
-			if e.Type == event.ModelRequestCompleted {
-				return // internal accounting; AgentOS clients do not expect it
-			}
-			frame := toSSE(e)
-			_ = w.Event(frame.Event, frame)
-		})
+		turn.Execute(c.Request.Context(), func(e event.Event) { _ = writeFrame(w, e) })
 		return nil
 	}
 }
@@ -187,6 +185,92 @@ func (h *Handler) getRun(typ string) handlerFunc {
 		c.JSON(http.StatusOK, toRun(r, false))
 		return nil
 	}
+}
+
+// writeFrame sends e as an AgentOS frame with its index as the SSE id, so an
+// EventSource that reconnects says where to resume.
+func writeFrame(w *sse.Writer, e event.Event) error {
+	if e.Type == event.ModelRequestCompleted {
+		return nil // internal accounting; AgentOS clients do not expect it
+	}
+	frame := toSSE(e)
+	return w.EventID(strconv.Itoa(e.Index), frame.Event, frame)
+}
+
+// resumeRun answers POST and GET /agents|teams/{id}/runs/{run_id}/resume:
+// the run's events after the last one the client has (last_event_index in
+// the body, else the Last-Event-ID header, else none), then its live ones,
+// until its terminal event. The run service finds them on any replica.
+func (h *Handler) resumeRun(typ string) handlerFunc {
+	kind := kindOf(typ)
+	return func(c *gin.Context) error {
+		after, err := parseResume(c)
+		if err != nil {
+			return err
+		}
+		replay, err := h.opts.Runs.Resume(c.Request.Context(), session.ResumeParams{Kind: kind, Name: c.Param("id"),
+			RunID: c.Param("run_id"), After: after, UserID: auth.Of(c).UserID("")})
+		if err != nil {
+			return err
+		}
+		w, closed := h.opts.Streams.Open(c.Writer)
+		defer closed()
+		ctx, stop := context.WithCancel(c.Request.Context())
+		var beats sync.WaitGroup
+		beats.Go(func() { w.Heartbeats(ctx, sse.HeartbeatInterval) })
+		defer beats.Wait()
+		defer stop()
+		if err := replay.Stream(ctx, func(e event.Event) error { return writeFrame(w, e) }); err != nil && ctx.Err() == nil {
+			// The stream has started: all that can be said is a log line.
+			h.log.Warn("resumed stream ended early", "run_id", c.Param("run_id"), "err", err)
+		}
+		return nil
+	}
+}
+
+// parseResume returns the index of the last event the client has, -1 for
+// none: last_event_index from a POST body (JSON or form), else the
+// Last-Event-ID header.
+func parseResume(c *gin.Context) (int, error) {
+	if c.Request.Method == http.MethodPost && c.Request.ContentLength != 0 {
+		var req resumeRequest
+		ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+		switch ct {
+		case "application/json":
+			if err := json.NewDecoder(c.Request.Body).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+				return 0, BodyError(err)
+			}
+		case "multipart/form-data", "application/x-www-form-urlencoded", "":
+			if ct == "multipart/form-data" {
+				if err := c.Request.ParseMultipartForm(1 << 20); err != nil {
+					return 0, BodyError(err)
+				}
+			}
+			if v := c.PostForm("last_event_index"); v != "" {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					return 0, Errorf(http.StatusUnprocessableEntity, "last_event_index must be an event index (0 or more), got %q", v)
+				}
+				req.LastEventIndex = &n
+			}
+		default:
+			return 0, &Error{Status: http.StatusUnsupportedMediaType, Msg: "send last_event_index as application/json or a form"}
+		}
+		if req.LastEventIndex != nil {
+			if *req.LastEventIndex < 0 {
+				return 0, Errorf(http.StatusUnprocessableEntity, "last_event_index must be an event index (0 or more), got %d", *req.LastEventIndex)
+			}
+			return *req.LastEventIndex, nil
+		}
+	}
+	n, ok, err := sse.LastEventID(c.Request)
+	if err != nil {
+		return 0, &Error{Status: http.StatusUnprocessableEntity, Msg: err.Error()}
+	}
+	if !ok {
+		return -1, nil
+	}
+	return n, nil
 }
 
 func (h *Handler) cancelRun(typ string) handlerFunc {

@@ -59,6 +59,13 @@ type healthResponse struct {
 	Detail         string     `json:"detail,omitempty"`
 }
 
+// resumeRequest is the body of POST …/runs/{run_id}/resume, as JSON or as a
+// form; AgentOS names the field last_event_index. Absent, the stream starts
+// from the Last-Event-ID header, or from the first event.
+type resumeRequest struct {
+	LastEventIndex *int `json:"last_event_index" form:"last_event_index"`
+}
+
 // cancelResponse answers the cancel routes.
 // backgroundRunResponse answers a run request with background=true (202).
 type backgroundRunResponse struct {

@@ -7,9 +7,11 @@ package sse
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -76,7 +78,13 @@ func NewWriter(w http.ResponseWriter) *Writer {
 // when name is empty. After a failed write (a client that went away) every
 // write returns that error; the request's context cancellation ends the
 // producer.
-func (s *Writer) Event(name string, v any) error {
+func (s *Writer) Event(name string, v any) error { return s.EventID("", name, v) }
+
+// EventID sends one frame with an id line, "id: id\nevent: name\ndata:
+// json\n\n", or no id line when id is empty. A browser's EventSource
+// sends the last id it received as Last-Event-ID when it reconnects, which
+// is how a resumed stream knows where to start.
+func (s *Writer) EventID(id, name string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encoding event %s: %w", name, err)
@@ -85,6 +93,11 @@ func (s *Writer) Event(name string, v any) error {
 	defer s.mu.Unlock()
 	if s.err != nil {
 		return s.err
+	}
+	if id != "" {
+		s.w.WriteString("id: ")
+		s.w.WriteString(id)
+		s.w.WriteByte('\n')
 	}
 	if name != "" {
 		s.w.WriteString("event: ")
@@ -103,6 +116,40 @@ func (s *Writer) Comment(text string) error { return s.frame(": " + text + "\n\n
 // Heartbeat sends the comment that keeps an idle stream open through
 // proxies; send one every HeartbeatInterval.
 func (s *Writer) Heartbeat() error { return s.Comment("ping") }
+
+// Heartbeats sends a Heartbeat every interval until ctx ends or a write
+// fails. Its caller runs it in a goroutine that it cancels and waits for
+// when the stream ends.
+func (s *Writer) Heartbeats(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if s.Heartbeat() != nil {
+				return
+			}
+		}
+	}
+}
+
+// LastEventID reads the Last-Event-ID header that an EventSource sends when
+// it reconnects: the index of the last event the client received (see
+// EventID). ok is false when the header is absent; a value that is not an
+// index is an error.
+func LastEventID(r *http.Request) (idx int, ok bool, err error) {
+	v := strings.TrimSpace(r.Header.Get("Last-Event-ID"))
+	if v == "" {
+		return 0, false, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, false, fmt.Errorf("Last-Event-ID must be the index of an event (0 or more), got %q", v)
+	}
+	return n, true, nil
+}
 
 // Data sends a data-only frame with literal content (OpenAI's [DONE]).
 func (s *Writer) Data(data string) error { return s.frame("data: " + strings.TrimSpace(data) + "\n\n") }

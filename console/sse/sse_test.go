@@ -1,11 +1,13 @@
 package sse_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -25,6 +27,7 @@ func TestWriterFrames(t *testing.T) {
 		want  string
 	}{
 		{"named event", func(w *sse.Writer) error { return w.Event("RunContent", map[string]string{"a": "b"}) }, "event: RunContent\ndata: {\"a\":\"b\"}\n\n"},
+		{"event with id", func(w *sse.Writer) error { return w.EventID("7", "RunContent", 1) }, "id: 7\nevent: RunContent\ndata: 1\n\n"},
 		{"data only", func(w *sse.Writer) error { return w.Event("", 1) }, "data: 1\n\n"},
 		{"raw data", func(w *sse.Writer) error { return w.Data(" [DONE]\n") }, "data: [DONE]\n\n"},
 		{"heartbeat", func(w *sse.Writer) error { return w.Heartbeat() }, ": ping\n\n"},
@@ -74,4 +77,63 @@ func TestStreamsCountOpenStreams(t *testing.T) {
 	w, closed := none.Open(httptest.NewRecorder())
 	require.NoError(t, w.Heartbeat())
 	closed()
+}
+
+func TestLastEventID(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		header string
+		want   int
+		ok     bool
+		err    bool
+	}{
+		{"absent", "", 0, false, false},
+		{"index", "12", 12, true, false},
+		{"spaces", " 3 ", 3, true, false},
+		{"first", "0", 0, true, false},
+		{"not a number", "abc", 0, false, true},
+		{"negative", "-2", 0, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			if tt.header != "" {
+				r.Header.Set("Last-Event-ID", tt.header)
+			}
+			got, ok, err := sse.LastEventID(r)
+			require.Equal(t, tt.err, err != nil, err)
+			require.Equal(t, tt.ok, ok)
+			require.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestHeartbeatsUntilCancelled(t *testing.T) {
+	t.Parallel()
+	cw := &counting{ResponseWriter: httptest.NewRecorder()}
+	w := sse.NewWriter(cw)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Heartbeats(ctx, time.Millisecond)
+	}()
+	require.Eventually(t, func() bool {
+		return cw.writes.Load() >= 2
+	}, 5*time.Second, time.Millisecond)
+	cancel()
+	<-done
+}
+
+// counting is a client that counts the writes reaching it.
+type counting struct {
+	http.ResponseWriter
+	writes atomic.Int64
+}
+
+func (c *counting) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return len(p), nil
 }

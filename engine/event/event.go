@@ -71,6 +71,13 @@ func (s Status) Terminal() bool {
 // Event is one thing that happened in a run. Fields not relevant to a type are
 // empty.
 type Event struct {
+	// Index numbers a top-level run's events from 0 in the order the run
+	// service sends them, members' events included, so a client that lost
+	// its stream can resume after the last one it saw. Only the run service
+	// sets it; it travels beside the event (the SSE id line, the event
+	// log's own column), never inside its JSON.
+	Index int `json:"-"`
+
 	Type      Type      `json:"event"`
 	RunID     string    `json:"run_id"`
 	SessionID string    `json:"session_id,omitempty"`

@@ -95,7 +95,9 @@ func (s *Service) ExecuteQueued(ctx context.Context, runID string) (*Run, error)
 	if r.Type == TypeTeam {
 		kind = spec.KindTeam
 	}
-	p := Params{Kind: kind, Name: r.ComponentID, Message: r.Input, SessionID: r.SessionID, UserID: r.UserID, BoundUser: true}
+	// KeepEvents: nobody streams a background run as it executes, so every
+	// event is logged for clients that follow it with resume, on any replica.
+	p := Params{Kind: kind, Name: r.ComponentID, Message: r.Input, SessionID: r.SessionID, UserID: r.UserID, BoundUser: true, KeepEvents: true}
 	tg, err := s.opts.Targets.Pin(kind, r.ComponentID)
 	if err != nil {
 		r.Status, r.Error = event.StatusError, fmt.Sprintf("%s %q is not available any more: %v", kind.Lower(), r.ComponentID, err)

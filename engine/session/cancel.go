@@ -54,10 +54,11 @@ type Cancels interface {
 	Running(ctx context.Context, ids []string) ([]string, error)
 }
 
-// watchCancels claims, every Options.CancelPoll, the cancel requests other
-// replicas recorded for the runs this one executes, and cancels those runs.
-// It asks only while runs are active, about those runs only: one query by
-// primary key. Run owns it; it stops when ctx ends.
+// watchCancels claims, every Options.CancelPoll, the cancel and stream
+// requests other replicas recorded for the runs this one executes, and
+// cancels those runs or logs their events. It asks only while runs are
+// active, about those runs only: one query by primary key per kind. Run
+// owns it; it stops when ctx ends.
 func (s *Service) watchCancels(ctx context.Context) {
 	tick := time.NewTicker(s.opts.CancelPoll)
 	defer tick.Stop()
@@ -67,20 +68,33 @@ func (s *Service) watchCancels(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		if err := s.claimCancels(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("reading the cancel requests of other replicas", "err", err)
+		if s.opts.Cancels != nil {
+			if err := s.claimCancels(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("reading the cancel requests of other replicas", "err", err)
+			}
+		}
+		if s.opts.Events != nil {
+			if err := s.claimStreams(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("reading the stream requests of other replicas", "err", err)
+			}
 		}
 	}
 }
 
-// claimCancels cancels the active runs for which a cancel was recorded.
-func (s *Service) claimCancels(ctx context.Context) error {
+// activeIDs returns the ids of the runs executing here.
+func (s *Service) activeIDs() []string {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	ids := make([]string, 0, len(s.active))
 	for id := range s.active {
 		ids = append(ids, id)
 	}
-	s.mu.Unlock()
+	return ids
+}
+
+// claimCancels cancels the active runs for which a cancel was recorded.
+func (s *Service) claimCancels(ctx context.Context) error {
+	ids := s.activeIDs()
 	if len(ids) == 0 {
 		return nil
 	}

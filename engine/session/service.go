@@ -42,6 +42,27 @@ type Options struct {
 	// SessionStopWait bounds how long StopSessions waits for the runs it
 	// cancels to save their final state (default 5s).
 	SessionStopWait time.Duration
+	// Events, when set, logs the events of the top-level runs whose
+	// events are wanted (Params.KeepEvents, or a stream request from
+	// another replica: see EventLog) so that their streams can be resumed
+	// on any replica (see Resume), and Run watches for those requests;
+	// without it only runs executing in this process can be resumed.
+	Events EventLog
+	// FlushInterval and FlushEvents batch the writes of a logged run's
+	// events to Events: every FlushInterval (default 50ms) or as soon as
+	// FlushEvents (default 64) wait, whichever comes first, off the run's
+	// own path. The last batch, terminal event included, is committed with
+	// the run's final state.
+	FlushInterval time.Duration
+	FlushEvents   int
+	// PollInterval is how often a resumed stream of a run executing on
+	// another replica reads the event log for more (default 100ms).
+	PollInterval time.Duration
+	// JournalRetention is how long the events of a run that ended stay in
+	// memory (default 1m; negative keeps none), so that a stream lost
+	// right before the end resumes on this replica with every event. At
+	// most 1024 journals and 32 MiB are kept; the oldest go first.
+	JournalRetention time.Duration
 	// Cancels, when set, carries cancels to and from the other replicas on
 	// the same database: Cancel and StopSessions reach runs executing
 	// elsewhere, and Run watches for requests to stop the runs executing
@@ -69,6 +90,12 @@ type Service struct {
 
 	mu     sync.Mutex
 	active map[string]*active
+	// ended holds the runs that ended less than Options.JournalRetention
+	// ago, for their journals; endedOrder is their ids, oldest first, and
+	// endedBytes the size of their journals.
+	ended      map[string]*active
+	endedOrder []string
+	endedBytes int
 }
 
 // active is a run in flight.
@@ -79,6 +106,11 @@ type active struct {
 	sessionID string
 	cancel    context.CancelCauseFunc
 	done      chan struct{} // closed once the run's final state is saved
+	journal   *journal      // the run's events, for resumed streams
+	// logEvents starts logging the run's events (a stream request).
+	logEvents func()
+	// until is when the journal of an ended run is dropped.
+	until time.Time
 }
 
 // New builds a service and reports the runs the previous process left
@@ -93,6 +125,18 @@ func New(opts Options) *Service {
 	if opts.SessionStopWait <= 0 {
 		opts.SessionStopWait = 5 * time.Second
 	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = defaultFlushInterval
+	}
+	if opts.FlushEvents <= 0 {
+		opts.FlushEvents = defaultFlushEvents
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = defaultPollInterval
+	}
+	if opts.JournalRetention == 0 {
+		opts.JournalRetention = defaultJournalRetention
+	}
 	if opts.CancelPoll <= 0 {
 		opts.CancelPoll = 250 * time.Millisecond
 	}
@@ -102,7 +146,7 @@ func New(opts Options) *Service {
 	if opts.RecoverInterval <= 0 {
 		opts.RecoverInterval = 30 * time.Second
 	}
-	s := &Service{opts: opts, log: opts.Logger, active: map[string]*active{}}
+	s := &Service{opts: opts, log: opts.Logger, active: map[string]*active{}, ended: map[string]*active{}}
 	s.interrupted(opts.Store.Interrupted())
 	return s
 }
@@ -132,6 +176,10 @@ type Params struct {
 	IdempotencyKey string
 	// RequestHash identifies the request the key was sent with.
 	RequestHash string
+	// KeepEvents logs the run's events to Options.Events from the first,
+	// whether or not a stream is resumed on another replica: a background
+	// run, which nobody streams as it executes, wants them all.
+	KeepEvents bool
 }
 
 // Start validates a turn, pins its target and stores the new run; the
@@ -280,9 +328,21 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	defer t.release()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	s.register(t.run.ID, &active{kind: t.p.Kind, name: t.p.Name, userID: t.p.UserID, sessionID: t.session.ID,
-		cancel: cancel, done: make(chan struct{})})
+	j := newJournal(s.opts.FlushEvents)
+	// The log is written even when the client went away: a resume is what
+	// it is for.
+	logCtx := context.WithoutCancel(ctx)
+	a := &active{kind: t.p.Kind, name: t.p.Name, userID: t.p.UserID, sessionID: t.session.ID,
+		cancel: cancel, done: make(chan struct{}), journal: j}
+	if s.opts.Events != nil {
+		a.logEvents = func() { j.want(func(stop, kick <-chan struct{}) { t.flush(logCtx, j, stop, kick) }) }
+		if t.p.KeepEvents {
+			a.logEvents()
+		}
+	}
+	s.register(t.run.ID, a)
 	defer s.unregister(t.run.ID)
+	defer j.end()
 
 	var terminal *event.Event
 	// streamed is the answer text the client has seen, kept for a run that
@@ -314,7 +374,7 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 		if e.Depth == 0 && e.Type == event.RunContent {
 			streamed.WriteString(e.Content)
 		}
-		emit(e)
+		emit(j.append(e))
 	})
 
 	r := t.run
@@ -334,12 +394,33 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 			r.Error = ErrShutdown.Error()
 		}
 	}
+	// The rest of the log, terminal event included, is committed with the
+	// final state, so whoever reads the run finished finds every event
+	// logged. The terminal event's index is reserved here, taken below.
+	if terminal != nil {
+		terminal.Index = j.next()
+		if terminal.Type == event.RunCompleted {
+			terminal.References = res.References
+		}
+	}
+	// Once close returns no flusher starts: the events are logged now or
+	// never.
+	logged := j.close()
+	var rest []event.Event
+	if logged {
+		rest = j.take()
+		if terminal != nil {
+			rest = append(rest, *terminal)
+		}
+	}
 	// Commit even when the client went away: the run happened.
 	saveCtx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancelSave()
 	saveStart := time.Now()
 	err := t.saveMembers(saveCtx, r.ID, res.Members, members)
-	if err == nil {
+	if err == nil && logged {
+		err = s.opts.Events.FinishRunWithEvents(saveCtx, r, rest)
+	} else if err == nil {
 		err = s.opts.Store.FinishRun(saveCtx, r)
 	}
 	for _, o := range t.obs {
@@ -354,14 +435,20 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 		s.log.Error("saving run", "run_id", r.ID, "err", err)
 		if terminal != nil {
 			terminal.Type, terminal.Content, terminal.ErrorKind = event.RunError, "the run finished but could not be saved: "+err.Error(), "store"
+			terminal.References = nil
+		}
+		if logged {
+			// The last events were not committed with the run: log them
+			// on their own, with the terminal event the client gets.
+			if terminal != nil && len(rest) > 0 {
+				rest[len(rest)-1] = *terminal
+			}
+			t.writeLog(logCtx, rest)
 		}
 		r.Status, r.Error = event.StatusError, "could not be saved: "+err.Error()
 	}
 	if terminal != nil {
-		if terminal.Type == event.RunCompleted {
-			terminal.References = res.References
-		}
-		emit(*terminal)
+		emit(j.append(*terminal))
 	}
 	for _, o := range t.obs {
 		o.RunFinished(r, res.ErrorKind)
@@ -416,6 +503,7 @@ func (s *Service) unregister(id string) {
 	if a, ok := s.active[id]; ok {
 		delete(s.active, id)
 		close(a.done)
+		s.retainLocked(id, a)
 	}
 }
 
@@ -535,9 +623,10 @@ func (s *Service) cancelAll(cause error) {
 // With Options.Liveness it also keeps this replica's heartbeat and recovers
 // the runs of dead replicas (see keepAlive) until the drain is over.
 func (s *Service) Run(ctx context.Context) error {
-	if s.opts.Cancels != nil {
-		// Cancels from other replicas must reach runs through the drain
-		// too, so the watcher outlives ctx until Run returns.
+	if s.opts.Cancels != nil || s.opts.Events != nil {
+		// Cancels and stream requests from other replicas must reach runs
+		// through the drain too, so the watcher outlives ctx until Run
+		// returns.
 		watch, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 		var wg sync.WaitGroup
 		wg.Go(func() { s.watchCancels(watch) })

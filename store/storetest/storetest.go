@@ -55,6 +55,8 @@ func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"CrashRecovery", testCrashRecovery},
 		{"MigrationsApplyOnce", testMigrationsOnce},
 		{"Concurrency", testConcurrency},
+		{"RunEvents", testRunEvents},
+		{"StreamRequests", testStreamRequests},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
