@@ -209,6 +209,9 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.opts.Exclusive {
 		n, err := c.rescue(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while giving jobs back: the next start finishes it
+			}
 			return err
 		}
 		if n > 0 {
@@ -216,6 +219,9 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 	}
 	if err := c.river.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started: nothing to drain
+		}
 		return fmt.Errorf("jobs: starting: %w", err)
 	}
 	<-ctx.Done()
