@@ -201,7 +201,10 @@ func (r *run) runTools(ctx context.Context, calls []model.ToolCall, byName map[s
 	for i, c := range calls {
 		rec := event.ToolCall{ID: c.ID, Name: c.Name, Args: marshalArgs(c.Arguments), StartedAt: r.a.cfg.Now()}
 		e := r.event(event.ToolCallStarted)
-		e.Tool = &rec
+		// Consumers keep events (a stream's journal encodes them later), so
+		// an event must not share the record this call goes on to fill in.
+		started := rec
+		e.Tool = &started
 		r.send(e)
 		wg.Go(func() {
 			out, err := r.callTool(ctx, c, byName[c.Name], byName)

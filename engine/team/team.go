@@ -300,7 +300,9 @@ func (r *teamRun) route(ctx context.Context) *agent.Result {
 		}
 		rec := event.ToolCall{ID: call.ID, Name: call.Name, Args: map[string]any{"member": args.Member, "task": task}, StartedAt: t.cfg.Now()}
 		ev := r.event(event.ToolCallStarted)
-		ev.Tool = &rec
+		// Consumers keep events: the started one must not change with rec.
+		started := rec
+		ev.Tool = &started
 		r.send(ev)
 		res := r.runMember(ctx, args.Member, task, true)
 		rec.Duration, rec.Result, rec.Error = t.cfg.Now().Sub(rec.StartedAt), res.Content, res.Status != event.StatusCompleted
