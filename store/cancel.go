@@ -92,34 +92,16 @@ func (db *DB) ClaimCancels(ctx context.Context, ids []string) (map[string]sessio
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	// A read first: almost always nothing is pending, and a poll should not
-	// take SQLite's write lock (or a PostgreSQL write) to learn that.
-	var b strings.Builder
-	b.WriteString(`SELECT run_id FROM run_cancels WHERE run_id IN `)
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
-	}
-	placeholders(&b, 0, len(ids))
-	pending, err := queryIDs(ctx, db.r, b.String(), args...)
+	pending, err := db.pendingRequests(ctx, "run_cancels", ids)
 	if err != nil || len(pending) == 0 {
-		if err != nil {
-			return nil, fmt.Errorf("store: reading cancel requests: %w", err)
-		}
-		return nil, nil
+		return nil, err
 	}
-	b.Reset()
-	b.WriteString(`DELETE FROM run_cancels WHERE run_id IN `)
-	placeholders(&b, 0, len(pending))
-	b.WriteString(` RETURNING run_id, reason`)
-	args = args[:0]
-	for _, id := range pending {
-		args = append(args, id)
-	}
+	query, args := inIDs(`DELETE FROM run_cancels WHERE run_id IN `, pending)
+	query += ` RETURNING run_id, reason`
 	out := map[string]session.CancelReason{}
 	err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		clear(out)
-		rows, err := tx.QueryContext(ctx, b.String(), args...)
+		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
 			return err
 		}
@@ -144,14 +126,8 @@ func (db *DB) Running(ctx context.Context, ids []string) ([]string, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	var b strings.Builder
-	b.WriteString(`SELECT id FROM runs WHERE status = 'RUNNING' AND id IN `)
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
-	}
-	placeholders(&b, 0, len(ids))
-	out, err := queryIDs(ctx, db.r, b.String(), args...)
+	query, args := inIDs(`SELECT id FROM runs WHERE status = 'RUNNING' AND id IN `, ids)
+	out, err := queryIDs(ctx, db.r, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: reading running runs: %w", err)
 	}
@@ -167,6 +143,32 @@ func (db *DB) purgeCancels(ctx context.Context, tx *sql.Tx) error {
 // querier is a pool or a transaction.
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// inIDs appends a list of placeholders for ids to query, which ends in
+// "IN ", and returns it with ids as its arguments.
+func inIDs(query string, ids []string) (string, []any) {
+	var b strings.Builder
+	b.WriteString(query)
+	placeholders(&b, 0, len(ids))
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return b.String(), args
+}
+
+// pendingRequests returns the runs among ids that have a request in table
+// (run_cancels, run_streams). It reads from the read pool: the replicas poll
+// four times a second, almost always find nothing, and must not take
+// SQLite's write lock (or make a PostgreSQL write) to learn that.
+func (db *DB) pendingRequests(ctx context.Context, table string, ids []string) ([]string, error) {
+	query, args := inIDs(`SELECT run_id FROM `+table+` WHERE run_id IN `, ids)
+	pending, err := queryIDs(ctx, db.r, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: reading %s: %w", table, err)
+	}
+	return pending, nil
 }
 
 // queryIDs returns the first column of the rows of query.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 )
 
 // RequestStream implements session.EventLog: it records that the events of
@@ -44,34 +43,16 @@ func (db *DB) ClaimStreams(ctx context.Context, ids []string) ([]string, error) 
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	// A read first: almost always nothing is pending, and a poll should not
-	// take SQLite's write lock (or a PostgreSQL write) to learn that.
-	var b strings.Builder
-	b.WriteString(`SELECT run_id FROM run_streams WHERE run_id IN `)
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
+	pending, err := db.pendingRequests(ctx, "run_streams", ids)
+	if err != nil || len(pending) == 0 {
+		return nil, err
 	}
-	placeholders(&b, 0, len(ids))
-	pending, err := queryIDs(ctx, db.r, b.String(), args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: reading stream requests: %w", err)
-	}
-	if len(pending) == 0 {
-		return nil, nil
-	}
-	b.Reset()
-	b.WriteString(`DELETE FROM run_streams WHERE run_id IN `)
-	placeholders(&b, 0, len(pending))
-	b.WriteString(` RETURNING run_id`)
-	args = args[:0]
-	for _, id := range pending {
-		args = append(args, id)
-	}
+	query, args := inIDs(`DELETE FROM run_streams WHERE run_id IN `, pending)
+	query += ` RETURNING run_id`
 	var claimed []string
 	err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		claimed, err = queryIDs(ctx, tx, b.String(), args...)
+		claimed, err = queryIDs(ctx, tx, query, args...)
 		return err
 	})
 	if err != nil {

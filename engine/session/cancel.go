@@ -68,13 +68,19 @@ func (s *Service) watchCancels(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		// One listing serves both kinds of request: the poll runs four
+		// times a second on every replica.
+		ids := s.activeIDs()
+		if len(ids) == 0 {
+			continue
+		}
 		if s.opts.Cancels != nil {
-			if err := s.claimCancels(ctx); err != nil && ctx.Err() == nil {
+			if err := s.claimCancels(ctx, ids); err != nil && ctx.Err() == nil {
 				s.log.Warn("reading the cancel requests of other replicas", "err", err)
 			}
 		}
 		if s.opts.Events != nil {
-			if err := s.claimStreams(ctx); err != nil && ctx.Err() == nil {
+			if err := s.claimStreams(ctx, ids); err != nil && ctx.Err() == nil {
 				s.log.Warn("reading the stream requests of other replicas", "err", err)
 			}
 		}
@@ -92,12 +98,9 @@ func (s *Service) activeIDs() []string {
 	return ids
 }
 
-// claimCancels cancels the active runs for which a cancel was recorded.
-func (s *Service) claimCancels(ctx context.Context) error {
-	ids := s.activeIDs()
-	if len(ids) == 0 {
-		return nil
-	}
+// claimCancels cancels the active runs among ids for which a cancel was
+// recorded.
+func (s *Service) claimCancels(ctx context.Context, ids []string) error {
 	claimed, err := s.opts.Cancels.ClaimCancels(ctx, ids)
 	if err != nil {
 		return fmt.Errorf("claiming cancel requests: %w", err)

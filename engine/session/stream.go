@@ -348,13 +348,9 @@ func (s *Service) retainLocked(id string, a *active) {
 	}
 }
 
-// claimStreams starts logging the events of the active runs that other
-// replicas asked to stream (see EventLog).
-func (s *Service) claimStreams(ctx context.Context) error {
-	ids := s.activeIDs()
-	if len(ids) == 0 {
-		return nil
-	}
+// claimStreams starts logging the events of the active runs among ids that
+// other replicas asked to stream (see EventLog).
+func (s *Service) claimStreams(ctx context.Context, ids []string) error {
 	wanted, err := s.opts.Events.ClaimStreams(ctx, ids)
 	if err != nil {
 		return fmt.Errorf("claiming stream requests: %w", err)
