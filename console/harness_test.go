@@ -23,6 +23,7 @@ import (
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/jobs"
+	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/model/echo"
@@ -295,8 +296,8 @@ func wireMetrics(m *telemetry.Metrics, eng *engine.Engine, rec *telemetry.Record
 	}
 	m.SetIngestionSource(func() map[string]int {
 		out := map[string]int{}
-		for _, st := range []string{kb.StatusProcessing, kb.StatusCompleted, kb.StatusFailed} {
-			if _, n, err := k.List(context.Background(), kb.DocumentQuery{Status: st, Limit: 1}); err == nil {
+		for _, st := range []string{knowledge.StatusProcessing, knowledge.StatusCompleted, knowledge.StatusFailed} {
+			if _, n, err := k.List(context.Background(), knowledge.DocumentQuery{Status: st, Limit: 1}); err == nil {
 				out[st] = n
 			}
 		}

@@ -77,7 +77,7 @@ func (i countingIngester) Ingest(ctx context.Context, id string) error {
 	before, err := i.s.Get(ctx, id)
 	err2 := i.s.Ingest(ctx, id)
 	after, err3 := i.s.Get(context.WithoutCancel(ctx), id)
-	if err == nil && err3 == nil && before.Status == kb.StatusProcessing && after.Status == kb.StatusCompleted {
+	if err == nil && err3 == nil && before.Status == knowledge.StatusProcessing && after.Status == knowledge.StatusCompleted {
 		i.c.mu.Lock()
 		if i.c.count == nil {
 			i.c.count = map[string]int{}

@@ -23,12 +23,12 @@ func TestKnowledgeDocumentsAndChunks(t *testing.T) {
 			k := db.Knowledge()
 			ctx := t.Context()
 			now := time.Now().UTC().Truncate(time.Microsecond)
-			d := &kb.Document{ID: "doc1", KnowledgeID: "docs", Name: "a.md", Type: "markdown", Source: "file:docs/a.md",
-				Metadata: map[string]any{"lang": "en"}, Size: 5, Status: kb.StatusProcessing, CreatedAt: now, UpdatedAt: now}
+			d := &knowledge.Document{ID: "doc1", KnowledgeID: "docs", Name: "a.md", Type: "markdown", Source: "file:docs/a.md",
+				Metadata: map[string]any{"lang": "en"}, Size: 5, Status: knowledge.StatusProcessing, CreatedAt: now, UpdatedAt: now}
 			_, created, err := k.Create(ctx, d, []byte("hello"))
 			require.NoError(t, err)
 			require.True(t, created)
-			again, created, err := k.Create(ctx, &kb.Document{ID: "doc1", KnowledgeID: "docs", Name: "other.md", CreatedAt: now, UpdatedAt: now}, []byte("x"))
+			again, created, err := k.Create(ctx, &knowledge.Document{ID: "doc1", KnowledgeID: "docs", Name: "other.md", CreatedAt: now, UpdatedAt: now}, []byte("x"))
 			require.NoError(t, err)
 			require.False(t, created)
 			require.Equal(t, "a.md", again.Name)
@@ -39,7 +39,7 @@ func TestKnowledgeDocumentsAndChunks(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, "hello", string(content))
 
-			d.Status, d.Progress, d.Chunks, d.Attempts, d.Message = kb.StatusFailed, 0.5, 3, 1, "boom"
+			d.Status, d.Progress, d.Chunks, d.Attempts, d.Message = knowledge.StatusFailed, 0.5, 3, 1, "boom"
 			require.NoError(t, k.Update(ctx, d))
 			got, _ = k.Get(ctx, "doc1")
 			require.Equal(t, d, got)
@@ -51,11 +51,11 @@ func TestKnowledgeDocumentsAndChunks(t *testing.T) {
 			require.Contains(t, sources, "file:docs/a.md")
 
 			for i := range 5 {
-				_, _, err := k.Create(ctx, &kb.Document{ID: fmt.Sprintf("p%d", i), KnowledgeID: "other", Name: fmt.Sprintf("p%d", i), Type: "text", Source: "upload",
-					Status: kb.StatusProcessing, Size: int64(i), CreatedAt: now.Add(time.Duration(i) * time.Second), UpdatedAt: now}, []byte("x"))
+				_, _, err := k.Create(ctx, &knowledge.Document{ID: fmt.Sprintf("p%d", i), KnowledgeID: "other", Name: fmt.Sprintf("p%d", i), Type: "text", Source: "upload",
+					Status: knowledge.StatusProcessing, Size: int64(i), CreatedAt: now.Add(time.Duration(i) * time.Second), UpdatedAt: now}, []byte("x"))
 				require.NoError(t, err)
 			}
-			page, total, err := k.List(ctx, kb.DocumentQuery{KnowledgeID: "other", Limit: 2, Page: 2, SortBy: "size", SortOrder: "asc"})
+			page, total, err := k.List(ctx, knowledge.DocumentQuery{KnowledgeID: "other", Limit: 2, Page: 2, SortBy: "size", SortOrder: "asc"})
 			require.NoError(t, err)
 			require.Equal(t, 5, total)
 			require.Equal(t, []string{"p2", "p3"}, []string{page[0].ID, page[1].ID})
@@ -117,8 +117,8 @@ func TestKnowledgeDocumentsAndChunks(t *testing.T) {
 			require.NoError(t, err)
 			require.Nil(t, none, "deleting the document deletes its share")
 			_, err = k.Get(ctx, "doc1")
-			require.ErrorIs(t, err, kb.ErrNotFound)
-			require.ErrorIs(t, k.Delete(ctx, "doc1"), kb.ErrNotFound)
+			require.ErrorIs(t, err, knowledge.ErrNotFound)
+			require.ErrorIs(t, k.Delete(ctx, "doc1"), knowledge.ErrNotFound)
 		})
 	}
 }
@@ -163,7 +163,7 @@ func TestIngestionSurvivesRestart(t *testing.T) {
 			for _, id := range ids {
 				require.Eventually(t, func() bool {
 					d, err := s2.Get(t.Context(), id)
-					return err == nil && d.Status == kb.StatusCompleted
+					return err == nil && d.Status == knowledge.StatusCompleted
 				}, 20*time.Second, 5*time.Millisecond)
 				d, _ := s2.Get(t.Context(), id)
 				expected += d.Chunks
@@ -233,7 +233,7 @@ func TestTwoJobClientsNeverIngestTwice(t *testing.T) {
 	for _, id := range ids {
 		require.Eventually(t, func() bool {
 			d, err := services[0].Get(t.Context(), id)
-			return err == nil && d.Status == kb.StatusCompleted
+			return err == nil && d.Status == knowledge.StatusCompleted
 		}, 30*time.Second, 5*time.Millisecond)
 		d, err := services[0].Get(t.Context(), id)
 		require.NoError(t, err)

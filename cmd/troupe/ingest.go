@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/store"
@@ -103,7 +104,7 @@ func ingest(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 			continue
 		}
 		// A document left unfinished is ingested now, not unchanged.
-		it.id, it.new = d.ID, created || d.Status == kb.StatusProcessing
+		it.id, it.new = d.ID, created || d.Status == knowledge.StatusProcessing
 	}
 
 	tty := isTerminal(stderr)
@@ -123,12 +124,12 @@ func ingest(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 			if tty {
 				fmt.Fprintf(stderr, "\r%s %3.0f%% %s (%d chunks)\x1b[K", bar(d.Progress, 30), d.Progress*100, label, d.Chunks)
 			}
-			if d.Status != kb.StatusProcessing {
+			if d.Status != knowledge.StatusProcessing {
 				if tty {
 					fmt.Fprint(stderr, "\r\x1b[K")
 				}
 				switch {
-				case d.Status == kb.StatusFailed:
+				case d.Status == knowledge.StatusFailed:
 					fmt.Fprintf(stdout, "✗ %s: %s\n", label, d.Message)
 					failed++
 				case !it.new:

@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/engine/knowledge"
-	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
 )
@@ -277,9 +276,9 @@ func TestIngestLeavesOthersDocuments(t *testing.T) {
 	db, err := store.Open(t.Context(), dbPath, store.Options{})
 	require.NoError(t, err)
 	now := time.Now().UTC()
-	for _, d := range []*kb.Document{
-		{ID: "elsewhere-doc", KnowledgeID: "elsewhere", Name: "notes.md", Type: "markdown", Source: "upload", Status: kb.StatusProcessing, CreatedAt: now, UpdatedAt: now},
-		{ID: knowledge.DocumentID("product-docs", guide), KnowledgeID: "product-docs", Name: "guide.md", Type: "markdown", Source: "upload", Status: kb.StatusProcessing, CreatedAt: now, UpdatedAt: now},
+	for _, d := range []*knowledge.Document{
+		{ID: "elsewhere-doc", KnowledgeID: "elsewhere", Name: "notes.md", Type: "markdown", Source: "upload", Status: knowledge.StatusProcessing, CreatedAt: now, UpdatedAt: now},
+		{ID: knowledge.DocumentID("product-docs", guide), KnowledgeID: "product-docs", Name: "guide.md", Type: "markdown", Source: "upload", Status: knowledge.StatusProcessing, CreatedAt: now, UpdatedAt: now},
 	} {
 		_, created, err := db.Knowledge().Create(t.Context(), d, guide)
 		require.NoError(t, err)
@@ -298,10 +297,10 @@ func TestIngestLeavesOthersDocuments(t *testing.T) {
 	defer db.Close()
 	other, err := db.Knowledge().Get(t.Context(), "elsewhere-doc")
 	require.NoError(t, err)
-	require.Equal(t, kb.StatusProcessing, other.Status, "left for the server: %s", other.Message)
+	require.Equal(t, knowledge.StatusProcessing, other.Status, "left for the server: %s", other.Message)
 	mine, err := db.Knowledge().Get(t.Context(), knowledge.DocumentID("product-docs", guide))
 	require.NoError(t, err)
-	require.Equal(t, kb.StatusCompleted, mine.Status)
+	require.Equal(t, knowledge.StatusCompleted, mine.Status)
 	require.Positive(t, mine.Chunks)
 }
 

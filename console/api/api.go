@@ -57,13 +57,13 @@ type Store interface {
 // Knowledge is what the API needs from the knowledge service.
 type Knowledge interface {
 	Bases() []*spec.Knowledge
-	Submit(ctx context.Context, u kb.Upload) (*kb.Document, bool, error)
+	Submit(ctx context.Context, u kb.Upload) (*knowledge.Document, bool, error)
 	FetchURL(ctx context.Context, url string) ([]byte, string, error)
-	Get(ctx context.Context, id string) (*kb.Document, error)
-	List(ctx context.Context, q kb.DocumentQuery) ([]kb.Document, int, error)
-	Patch(ctx context.Context, id string, name, description *string, metadata map[string]any) (*kb.Document, error)
+	Get(ctx context.Context, id string) (*knowledge.Document, error)
+	List(ctx context.Context, q knowledge.DocumentQuery) ([]knowledge.Document, int, error)
+	Patch(ctx context.Context, id string, name, description *string, metadata map[string]any) (*knowledge.Document, error)
 	Delete(ctx context.Context, id string) error
-	Retry(ctx context.Context, id string) (*kb.Document, error)
+	Retry(ctx context.Context, id string) (*knowledge.Document, error)
 	Search(ctx context.Context, knowledgeIDs []string, query, mode string, topK int, filters knowledge.Filters) ([]knowledge.Hit, error)
 	MaxBytes() int64
 	Config() kb.Config

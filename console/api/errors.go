@@ -99,7 +99,7 @@ func Status(err error) (status int, msg string, ok bool) {
 			what = nf.what
 		}
 		return http.StatusNotFound, what + " not found", true
-	case errors.Is(err, kb.ErrNotFound):
+	case errors.Is(err, knowledge.ErrNotFound):
 		return http.StatusNotFound, err.Error(), true
 	case errors.Is(err, kb.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge, err.Error(), true

@@ -39,7 +39,7 @@ func TestStatusTable(t *testing.T) {
 		{"missing session", &session.Error{Kind: session.ErrSessionNotFound, Msg: `session "s" not found`}, 404, `session "s" not found`, true},
 		{"other refusal", &session.Error{Kind: session.ErrShutdown, Msg: "shutting down"}, 500, "shutting down", true},
 		{"store not found", wrap(store.ErrNotFound), 404, "resource not found", true},
-		{"document not found", wrap(kb.ErrNotFound), 404, "loading: not found", true},
+		{"document not found", wrap(knowledge.ErrNotFound), 404, "loading: not found", true},
 		{"too large", kb.ErrTooLarge, 413, kb.ErrTooLarge.Error(), true},
 		{"unsupported", kb.ErrUnsupported, 415, kb.ErrUnsupported.Error(), true},
 		{"bad filter", knowledge.ErrInvalidFilter, 422, knowledge.ErrInvalidFilter.Error(), true},

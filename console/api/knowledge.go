@@ -36,7 +36,7 @@ type contentResponse struct {
 	UpdatedAt     time.Time      `json:"updated_at"`
 }
 
-func toContent(d *kb.Document) contentResponse {
+func toContent(d *knowledge.Document) contentResponse {
 	md := d.Metadata
 	if md == nil {
 		md = map[string]any{}
@@ -82,7 +82,7 @@ func (h *Handler) uploadContent(c *gin.Context) error {
 // Uploads is what ReadUpload needs from the knowledge service.
 type Uploads interface {
 	Bases() []*spec.Knowledge
-	Submit(ctx context.Context, u kb.Upload) (*kb.Document, bool, error)
+	Submit(ctx context.Context, u kb.Upload) (*knowledge.Document, bool, error)
 	FetchURL(ctx context.Context, url string) ([]byte, string, error)
 	MaxBytes() int64
 }
@@ -90,7 +90,7 @@ type Uploads interface {
 // ReadUpload reads an upload form and queues the document for ingestion in
 // k; the API and the console's upload both use it. Errors are *Error or the
 // knowledge service's.
-func ReadUpload(c *gin.Context, k Uploads) (*kb.Document, error) {
+func ReadUpload(c *gin.Context, k Uploads) (*knowledge.Document, error) {
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, k.MaxBytes()+1<<20)
 	if err := c.Request.ParseMultipartForm(8 << 20); err != nil && !errors.Is(err, http.ErrNotMultipart) {
 		var tooBig *http.MaxBytesError
@@ -161,7 +161,7 @@ func ReadUpload(c *gin.Context, k Uploads) (*kb.Document, error) {
 }
 
 func (h *Handler) listContent(c *gin.Context) error {
-	q := kb.DocumentQuery{KnowledgeID: c.Query("knowledge_id"), Status: c.Query("status"), SortBy: c.Query("sort_by"), SortOrder: c.Query("sort_order")}
+	q := knowledge.DocumentQuery{KnowledgeID: c.Query("knowledge_id"), Status: c.Query("status"), SortBy: c.Query("sort_by"), SortOrder: c.Query("sort_order")}
 	switch q.SortBy {
 	case "", "created_at", "updated_at", "name", "size":
 	default:

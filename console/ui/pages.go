@@ -18,7 +18,6 @@ import (
 	"github.com/troupehq/troupe/console/ui/view"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/knowledge"
-	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/store"
@@ -456,14 +455,14 @@ func (h *Handler) knowledgePage(c *gin.Context) {
 		ctx := c.Request.Context()
 		p.MaxBytes = h.opts.Knowledge.MaxBytes()
 		for _, b := range h.opts.Knowledge.Bases() {
-			_, n, err := h.opts.Knowledge.List(ctx, kb.DocumentQuery{KnowledgeID: b.Name, Limit: 1})
+			_, n, err := h.opts.Knowledge.List(ctx, knowledge.DocumentQuery{KnowledgeID: b.Name, Limit: 1})
 			if err != nil {
 				h.fail(c, "knowledge bases", err)
 				return
 			}
 			p.Bases = append(p.Bases, view.Base{Name: b.Name, Store: b.Store.Type, Search: b.Search.Mode, Embedder: b.Embedder, Documents: n})
 		}
-		q := kb.DocumentQuery{Limit: docsPerPage, Page: pageParam(c), SortBy: "updated_at", SortOrder: "desc"}
+		q := knowledge.DocumentQuery{Limit: docsPerPage, Page: pageParam(c), SortBy: "updated_at", SortOrder: "desc"}
 		var err error
 		if p.Docs, p.Total, err = h.opts.Knowledge.List(ctx, q); err != nil {
 			h.fail(c, "documents", err)
@@ -478,7 +477,7 @@ const docsPerPage = 50
 
 func (h *Handler) docRow(c *gin.Context) {
 	d, err := h.opts.Knowledge.Get(c.Request.Context(), c.Param("id"))
-	if errors.Is(err, kb.ErrNotFound) {
+	if errors.Is(err, knowledge.ErrNotFound) {
 		c.Data(http.StatusOK, "text/html; charset=utf-8", nil) // deleted: the row goes away
 		return
 	}
@@ -499,7 +498,7 @@ func (h *Handler) uploadFromConsole(c *gin.Context) {
 }
 
 func (h *Handler) deleteDocFromConsole(c *gin.Context) {
-	if err := h.opts.Knowledge.Delete(c.Request.Context(), c.Param("id")); err != nil && !errors.Is(err, kb.ErrNotFound) {
+	if err := h.opts.Knowledge.Delete(c.Request.Context(), c.Param("id")); err != nil && !errors.Is(err, knowledge.ErrNotFound) {
 		h.fail(c, "the document", err)
 		return
 	}

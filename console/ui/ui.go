@@ -63,10 +63,10 @@ type Store interface {
 // Knowledge is what the console needs from the knowledge service.
 type Knowledge interface {
 	api.Uploads
-	Get(ctx context.Context, id string) (*kb.Document, error)
-	List(ctx context.Context, q kb.DocumentQuery) ([]kb.Document, int, error)
+	Get(ctx context.Context, id string) (*knowledge.Document, error)
+	List(ctx context.Context, q knowledge.DocumentQuery) ([]knowledge.Document, int, error)
 	Delete(ctx context.Context, id string) error
-	Retry(ctx context.Context, id string) (*kb.Document, error)
+	Retry(ctx context.Context, id string) (*knowledge.Document, error)
 	Search(ctx context.Context, knowledgeIDs []string, query, mode string, topK int, filters knowledge.Filters) ([]knowledge.Hit, error)
 }
 
@@ -332,7 +332,7 @@ func (h *Handler) fail(c *gin.Context, what string, err error) {
 	case errors.As(err, &refusal):
 		// The run service's refusal says what to change.
 		h.Problem(c, status, http.StatusText(status), msg, "")
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, kb.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, knowledge.ErrNotFound):
 		noun := strings.TrimPrefix(what, "the ")
 		h.Problem(c, http.StatusNotFound, strings.ToUpper(noun[:1])+noun[1:]+" not found",
 			"There is no such "+noun+" you can see.", "It may have been deleted.")

@@ -11,7 +11,7 @@ import templruntime "github.com/a-h/templ/runtime"
 import (
 	"strconv"
 
-	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/engine/knowledge"
 )
 
 func KnowledgePage(f Frame, k Knowledge) templ.Component {
@@ -298,7 +298,7 @@ sources: ["docs/**/*.md"]
 search: hybrid`
 
 // DocRow is one document; while it is being ingested it polls for its status.
-func DocRow(d kb.Document, canWrite bool) templ.Component {
+func DocRow(d knowledge.Document, canWrite bool) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -319,7 +319,7 @@ func DocRow(d kb.Document, canWrite bool) templ.Component {
 			templ_7745c5c3_Var15 = templ.NopComponent
 		}
 		ctx = templ.ClearChildren(ctx)
-		if d.Status == kb.StatusProcessing {
+		if d.Status == knowledge.StatusProcessing {
 			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 27, "<tr id=\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
@@ -415,7 +415,7 @@ func DocRow(d kb.Document, canWrite bool) templ.Component {
 	})
 }
 
-func docCells(d kb.Document, canWrite bool) templ.Component {
+func docCells(d knowledge.Document, canWrite bool) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -474,7 +474,7 @@ func docCells(d kb.Document, canWrite bool) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		if d.Status == kb.StatusProcessing {
+		if d.Status == knowledge.StatusProcessing {
 			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 40, "<progress max=\"1\" value=\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
@@ -582,7 +582,7 @@ func docCells(d kb.Document, canWrite bool) templ.Component {
 			return templ_7745c5c3_Err
 		}
 		if canWrite {
-			if d.Status == kb.StatusFailed {
+			if d.Status == knowledge.StatusFailed {
 				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 50, "<button type=\"button\" class=\"small\" hx-post=\"")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err

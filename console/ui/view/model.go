@@ -9,7 +9,6 @@ import (
 
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/knowledge"
-	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
@@ -184,7 +183,7 @@ type Base struct {
 type Knowledge struct {
 	Enabled  bool
 	Bases    []Base
-	Docs     []kb.Document // one page, the most recently updated first
+	Docs     []knowledge.Document // one page, the most recently updated first
 	Total    int
 	Page     int
 	Pages    int

@@ -13,7 +13,6 @@ import (
 	"github.com/troupehq/troupe/console/ui/view"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/knowledge"
-	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
 )
@@ -209,19 +208,19 @@ func inTable(t *testing.T, c templ.Component) *goquery.Document {
 }
 
 func TestDocRowPollsOnlyWhileProcessing(t *testing.T) {
-	d := kb.Document{ID: "d1", Name: "guide.md", KnowledgeID: "docs", Status: kb.StatusProcessing, Progress: 0.5, Size: 2048}
+	d := knowledge.Document{ID: "d1", Name: "guide.md", KnowledgeID: "docs", Status: knowledge.StatusProcessing, Progress: 0.5, Size: 2048}
 	row := inTable(t, view.DocRow(d, true)).Find(`[data-testid=doc-row]`)
 	require.Equal(t, "every 1s", row.AttrOr("hx-trigger", ""))
 	require.Equal(t, "/ui/knowledge/docs/d1", row.AttrOr("hx-get", ""))
 	require.Equal(t, "0.50", row.Find("progress").AttrOr("value", ""))
 
-	d.Status, d.Chunks = kb.StatusCompleted, 4
+	d.Status, d.Chunks = knowledge.StatusCompleted, 4
 	row = inTable(t, view.DocRow(d, true)).Find(`[data-testid=doc-row]`)
 	require.False(t, row.Is("[hx-trigger]"), "a finished document stops polling")
 	require.Equal(t, "completed", row.AttrOr("data-status", ""))
 	require.Equal(t, 0, row.Find(`[data-testid=doc-retry]`).Length())
 
-	d.Status = kb.StatusFailed
+	d.Status = knowledge.StatusFailed
 	row = inTable(t, view.DocRow(d, true)).Find(`[data-testid=doc-row]`)
 	require.Equal(t, 1, row.Find(`[data-testid=doc-retry]`).Length())
 	row = inTable(t, view.DocRow(d, false)).Find(`[data-testid=doc-row]`)

@@ -214,9 +214,9 @@ type notifyingDocs struct {
 	done chan string
 }
 
-func (n *notifyingDocs) Update(ctx context.Context, d *kb.Document) error {
+func (n *notifyingDocs) Update(ctx context.Context, d *knowledge.Document) error {
 	err := n.MemoryDocuments.Update(ctx, d)
-	if err == nil && d.Status != kb.StatusProcessing {
+	if err == nil && d.Status != knowledge.StatusProcessing {
 		n.done <- d.ID
 	}
 	return err
@@ -234,7 +234,7 @@ func ingest(b *testing.B, s *kb.Service, docs *notifyingDocs, knowledgeID string
 	for range contents {
 		id := <-docs.done
 		d, err := s.Get(ctx, id)
-		if err != nil || d.Status != kb.StatusCompleted {
+		if err != nil || d.Status != knowledge.StatusCompleted {
 			b.Fatalf("document %s did not complete: %+v, %v", id, d, err)
 		}
 		chunks += d.Chunks

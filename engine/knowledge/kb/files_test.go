@@ -69,7 +69,7 @@ func TestSourcesReadOnlyBoundedRegularFilesInside(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("syncing the sources did not return: a read blocked or never ended")
 			}
-			got, _, err := s.List(t.Context(), kb.DocumentQuery{KnowledgeID: "docs", Limit: 100})
+			got, _, err := s.List(t.Context(), knowledge.DocumentQuery{KnowledgeID: "docs", Limit: 100})
 			require.NoError(t, err)
 			require.Equal(t, []string{"a.md"}, names(got))
 		})
@@ -92,7 +92,7 @@ func TestSourceLinkedOutIsRemoved(t *testing.T) {
 	s, stop := e.start(t, ks)
 	defer stop()
 	s.SyncSources(t.Context())
-	got, _, err := s.List(t.Context(), kb.DocumentQuery{KnowledgeID: "docs", Limit: 100})
+	got, _, err := s.List(t.Context(), knowledge.DocumentQuery{KnowledgeID: "docs", Limit: 100})
 	require.NoError(t, err)
 	require.Equal(t, []string{"a.md"}, names(got))
 
@@ -100,7 +100,7 @@ func TestSourceLinkedOutIsRemoved(t *testing.T) {
 	require.NoError(t, os.Remove(path))
 	require.NoError(t, os.Symlink(filepath.Join(outside, "shadow.md"), path))
 	s.SyncSources(t.Context())
-	got, _, err = s.List(t.Context(), kb.DocumentQuery{KnowledgeID: "docs", Limit: 100})
+	got, _, err = s.List(t.Context(), knowledge.DocumentQuery{KnowledgeID: "docs", Limit: 100})
 	require.NoError(t, err)
 	require.Empty(t, names(got))
 }
@@ -117,7 +117,7 @@ func TestRemovedKnowledgeBaseKeepsItsDocuments(t *testing.T) {
 	s1, stop := e.start(t, ks)
 	done, _, err := s1.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "done.md", Content: markdownDoc("alpha", 2)})
 	require.NoError(t, err)
-	waitStatus(t, s1, done.ID, kb.StatusCompleted)
+	waitStatus(t, s1, done.ID, knowledge.StatusCompleted)
 	stop()
 	// Submitted while no run loop works: left processing, as by a server
 	// stopped mid-ingestion.
@@ -131,41 +131,41 @@ func TestRemovedKnowledgeBaseKeepsItsDocuments(t *testing.T) {
 	defer stop2()
 	require.Never(t, func() bool {
 		d, err := e.docs.Get(context.Background(), pending.ID)
-		return err != nil || d.Status != kb.StatusProcessing
+		return err != nil || d.Status != knowledge.StatusProcessing
 	}, 300*time.Millisecond, 10*time.Millisecond, "a pending document of a removed base stays pending")
 	for _, id := range []string{done.ID, pending.ID} {
 		d, err := s2.Get(t.Context(), id)
 		require.NoError(t, err)
-		require.Equal(t, kb.StatusOrphaned, d.Status)
+		require.Equal(t, knowledge.StatusOrphaned, d.Status)
 		require.Equal(t, `knowledge base "docs" is not configured any more: add it back to the YAML to use this document again, or delete it`, d.Message)
 	}
-	listed, _, err := s2.List(t.Context(), kb.DocumentQuery{Limit: 100})
+	listed, _, err := s2.List(t.Context(), knowledge.DocumentQuery{Limit: 100})
 	require.NoError(t, err)
 	for _, d := range listed {
-		require.Equal(t, kb.StatusOrphaned, d.Status, d.Name)
+		require.Equal(t, knowledge.StatusOrphaned, d.Status, d.Name)
 	}
 	_, err = s2.Retry(t.Context(), done.ID)
-	require.ErrorIs(t, err, kb.ErrNotFound)
+	require.ErrorIs(t, err, knowledge.ErrNotFound)
 	waitCtx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
 	require.NoError(t, s2.Wait(waitCtx), "orphaned documents are not waited for")
 	require.NoError(t, s2.Delete(t.Context(), extra.ID), "an orphaned document is deletable")
 	_, err = s2.Get(t.Context(), extra.ID)
-	require.ErrorIs(t, err, kb.ErrNotFound)
+	require.ErrorIs(t, err, knowledge.ErrNotFound)
 
 	// The base comes back: the pending document resumes, the completed one
 	// is served again.
 	s2.Configure(t.Context(), ks)
-	waitStatus(t, s2, pending.ID, kb.StatusCompleted)
+	waitStatus(t, s2, pending.ID, knowledge.StatusCompleted)
 	d, err := s2.Get(t.Context(), done.ID)
 	require.NoError(t, err)
-	require.Equal(t, kb.StatusCompleted, d.Status)
+	require.Equal(t, knowledge.StatusCompleted, d.Status)
 	hits, err := s2.Search(t.Context(), []string{"docs"}, "beta procedure", knowledge.ModeKeyword, 5, nil)
 	require.NoError(t, err)
 	require.NotEmpty(t, hits)
 }
 
-func names(docs []kb.Document) []string {
+func names(docs []knowledge.Document) []string {
 	out := make([]string, 0, len(docs))
 	for _, d := range docs {
 		out = append(out, d.Name)

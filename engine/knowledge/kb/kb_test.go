@@ -108,9 +108,9 @@ func (e *env) start(t *testing.T, ks []*spec.Knowledge) (*kb.Service, func()) {
 	return s, j.run(s)
 }
 
-func waitStatus(t *testing.T, s *kb.Service, id, status string) *kb.Document {
+func waitStatus(t *testing.T, s *kb.Service, id, status string) *knowledge.Document {
 	t.Helper()
-	var d *kb.Document
+	var d *knowledge.Document
 	require.Eventually(t, func() bool {
 		var err error
 		d, err = s.Get(context.Background(), id)
@@ -136,14 +136,14 @@ func TestUploadIngestSearchAndDedup(t *testing.T) {
 	d, created, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "billing.md", Content: markdownDoc("billing", 5), Metadata: map[string]any{"team": "finance"}})
 	require.NoError(t, err)
 	require.True(t, created)
-	require.Equal(t, kb.StatusProcessing, d.Status)
+	require.Equal(t, knowledge.StatusProcessing, d.Status)
 	require.Equal(t, "markdown", d.Type)
 	d2, _, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "passwords.md", Content: markdownDoc("password", 5)})
 	require.NoError(t, err)
-	done := waitStatus(t, s, d.ID, kb.StatusCompleted)
+	done := waitStatus(t, s, d.ID, knowledge.StatusCompleted)
 	require.Greater(t, done.Chunks, 1)
 	require.InDelta(t, 1.0, done.Progress, 1e-9)
-	waitStatus(t, s, d2.ID, kb.StatusCompleted)
+	waitStatus(t, s, d2.ID, knowledge.StatusCompleted)
 
 	again, created, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "copy.md", Content: markdownDoc("billing", 5)})
 	require.NoError(t, err)
@@ -167,7 +167,7 @@ func TestUploadIngestSearchAndDedup(t *testing.T) {
 	_, _, err = s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "logo.png", Content: []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")})
 	require.ErrorIs(t, err, kb.ErrUnsupported)
 	_, _, err = s.Submit(t.Context(), kb.Upload{KnowledgeID: "nope", Name: "a.txt", Content: []byte("x")})
-	require.ErrorIs(t, err, kb.ErrNotFound)
+	require.ErrorIs(t, err, knowledge.ErrNotFound)
 }
 
 // TestCrashResume stops ingestion midway (cancelling the service as a crash
@@ -201,7 +201,7 @@ func TestCrashResume(t *testing.T) {
 	defer stop2()
 	total := 0
 	for _, id := range ids {
-		d := waitStatus(t, s2, id, kb.StatusCompleted)
+		d := waitStatus(t, s2, id, knowledge.StatusCompleted)
 		total += d.Chunks
 	}
 	var stored int
@@ -227,7 +227,7 @@ func TestDeleteWhileIngesting(t *testing.T) {
 	require.NoError(t, s.Delete(t.Context(), d.ID))
 	e.gate.resume()
 	_, err = s.Get(t.Context(), d.ID)
-	require.ErrorIs(t, err, kb.ErrNotFound)
+	require.ErrorIs(t, err, knowledge.ErrNotFound)
 	require.Eventually(t, func() bool {
 		n := 0
 		_ = e.chunks.Load(t.Context(), func(knowledge.ChunkRecord) error { n++; return nil })
@@ -242,14 +242,14 @@ func TestFailedDocumentAndRetry(t *testing.T) {
 	defer stop()
 	d, _, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "broken.pdf", Content: []byte("%PDF-1.4\nthis is not really a pdf")})
 	require.NoError(t, err)
-	failed := waitStatus(t, s, d.ID, kb.StatusFailed)
+	failed := waitStatus(t, s, d.ID, knowledge.StatusFailed)
 	require.NotEmpty(t, failed.Message)
 	require.Equal(t, 1, failed.Attempts)
 	_, err = s.Retry(t.Context(), d.ID)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		got, err := s.Get(t.Context(), d.ID)
-		return err == nil && got.Status == kb.StatusFailed && got.Attempts == 2
+		return err == nil && got.Status == knowledge.StatusFailed && got.Attempts == 2
 	}, 5*time.Second, 5*time.Millisecond)
 }
 
@@ -287,7 +287,7 @@ func TestChunkBounds(t *testing.T) {
 
 	d, _, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "long.md", Content: markdownDoc("billing", 40), ChunkSize: 32})
 	require.NoError(t, err)
-	failed := waitStatus(t, s, d.ID, kb.StatusFailed)
+	failed := waitStatus(t, s, d.ID, knowledge.StatusFailed)
 	require.Contains(t, failed.Message, "more than 5 chunks of 32 tokens")
 	require.Contains(t, failed.Message, "use a larger chunk size or split the document")
 	require.Zero(t, failed.Chunks)
@@ -306,14 +306,14 @@ func TestSourcesSync(t *testing.T) {
 	e := newEnv()
 	s, stop := e.start(t, ks)
 	defer stop()
-	list := func() map[string]kb.Document {
-		out := map[string]kb.Document{}
+	list := func() map[string]knowledge.Document {
+		out := map[string]knowledge.Document{}
 		require.Eventually(t, func() bool {
-			docs, _, err := s.List(t.Context(), kb.DocumentQuery{KnowledgeID: "docs", Limit: 100})
+			docs, _, err := s.List(t.Context(), knowledge.DocumentQuery{KnowledgeID: "docs", Limit: 100})
 			require.NoError(t, err)
 			clear(out)
 			for _, d := range docs {
-				if d.Status != kb.StatusCompleted {
+				if d.Status != knowledge.StatusCompleted {
 					return false
 				}
 				out[d.Name] = d
@@ -533,10 +533,10 @@ func TestExternalKeywordStatsCountEachChunkOnce(t *testing.T) {
 		require.NotNil(t, st)
 		return st.Clone()
 	}
-	upload := func(s *kb.Service, name string, content []byte) *kb.Document {
+	upload := func(s *kb.Service, name string, content []byte) *knowledge.Document {
 		d, _, err := s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: name, Content: content})
 		require.NoError(t, err)
-		return waitStatus(t, s, d.ID, kb.StatusCompleted)
+		return waitStatus(t, s, d.ID, knowledge.StatusCompleted)
 	}
 
 	s, stop := open()
@@ -548,7 +548,7 @@ func TestExternalKeywordStatsCountEachChunkOnce(t *testing.T) {
 	// Ingesting the same document again counts its chunks once.
 	_, err := s.Retry(t.Context(), billing.ID)
 	require.NoError(t, err)
-	waitStatus(t, s, billing.ID, kb.StatusCompleted)
+	waitStatus(t, s, billing.ID, knowledge.StatusCompleted)
 	require.Equal(t, onlyBilling, total())
 
 	shipping := upload(s, "shipping.md", markdownDoc("shipping", 4))
@@ -582,9 +582,9 @@ type holdingDocs struct {
 	held, hold chan struct{}
 }
 
-func (h *holdingDocs) Update(ctx context.Context, d *kb.Document) error {
+func (h *holdingDocs) Update(ctx context.Context, d *knowledge.Document) error {
 	err := h.MemoryDocuments.Update(ctx, d)
-	if d.Status == kb.StatusProcessing && d.Progress == 1 {
+	if d.Status == knowledge.StatusProcessing && d.Progress == 1 {
 		h.once.Do(func() { close(h.held); <-h.hold })
 	}
 	return err

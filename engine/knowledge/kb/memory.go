@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/bm25"
 )
 
@@ -18,28 +19,28 @@ type MemoryDocuments struct {
 	MemoryStats
 
 	mu      sync.Mutex
-	docs    map[string]*Document
+	docs    map[string]*knowledge.Document
 	content map[string][]byte
 }
 
 var (
-	_ Documents  = (*MemoryDocuments)(nil)
-	_ StatsStore = (*MemoryDocuments)(nil)
+	_ knowledge.Documents  = (*MemoryDocuments)(nil)
+	_ knowledge.StatsStore = (*MemoryDocuments)(nil)
 )
 
 // NewMemoryDocuments returns an empty document store.
 func NewMemoryDocuments() *MemoryDocuments {
-	return &MemoryDocuments{docs: map[string]*Document{}, content: map[string][]byte{}}
+	return &MemoryDocuments{docs: map[string]*knowledge.Document{}, content: map[string][]byte{}}
 }
 
-func clone(d *Document) *Document {
+func clone(d *knowledge.Document) *knowledge.Document {
 	c := *d
 	c.Metadata = maps.Clone(d.Metadata)
 	return &c
 }
 
 // Create implements Documents.
-func (m *MemoryDocuments) Create(_ context.Context, d *Document, content []byte) (*Document, bool, error) {
+func (m *MemoryDocuments) Create(_ context.Context, d *knowledge.Document, content []byte) (*knowledge.Document, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if old, ok := m.docs[d.ID]; ok {
@@ -51,12 +52,12 @@ func (m *MemoryDocuments) Create(_ context.Context, d *Document, content []byte)
 }
 
 // Get implements Documents.
-func (m *MemoryDocuments) Get(_ context.Context, id string) (*Document, error) {
+func (m *MemoryDocuments) Get(_ context.Context, id string) (*knowledge.Document, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	d, ok := m.docs[id]
 	if !ok {
-		return nil, fmt.Errorf("document %q: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("document %q: %w", id, knowledge.ErrNotFound)
 	}
 	return clone(d), nil
 }
@@ -67,22 +68,22 @@ func (m *MemoryDocuments) Content(_ context.Context, id string) ([]byte, error) 
 	defer m.mu.Unlock()
 	c, ok := m.content[id]
 	if !ok {
-		return nil, fmt.Errorf("document %q: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("document %q: %w", id, knowledge.ErrNotFound)
 	}
 	return c, nil
 }
 
 // List implements Documents.
-func (m *MemoryDocuments) List(_ context.Context, q DocumentQuery) ([]Document, int, error) {
+func (m *MemoryDocuments) List(_ context.Context, q knowledge.DocumentQuery) ([]knowledge.Document, int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var all []Document
+	var all []knowledge.Document
 	for _, d := range m.docs {
 		if (q.KnowledgeID == "" || d.KnowledgeID == q.KnowledgeID) && (q.Status == "" || d.Status == q.Status) {
 			all = append(all, *clone(d))
 		}
 	}
-	slices.SortFunc(all, func(a, b Document) int {
+	slices.SortFunc(all, func(a, b knowledge.Document) int {
 		c := 0
 		switch q.SortBy {
 		case "name":
@@ -111,11 +112,11 @@ func (m *MemoryDocuments) List(_ context.Context, q DocumentQuery) ([]Document, 
 }
 
 // Update implements Documents.
-func (m *MemoryDocuments) Update(_ context.Context, d *Document) error {
+func (m *MemoryDocuments) Update(_ context.Context, d *knowledge.Document) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.docs[d.ID]; !ok {
-		return fmt.Errorf("document %q: %w", d.ID, ErrNotFound)
+		return fmt.Errorf("document %q: %w", d.ID, knowledge.ErrNotFound)
 	}
 	m.docs[d.ID] = clone(d)
 	return nil
@@ -126,7 +127,7 @@ func (m *MemoryDocuments) Delete(_ context.Context, id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.docs[id]; !ok {
-		return fmt.Errorf("document %q: %w", id, ErrNotFound)
+		return fmt.Errorf("document %q: %w", id, knowledge.ErrNotFound)
 	}
 	delete(m.docs, id)
 	delete(m.content, id)
@@ -134,16 +135,16 @@ func (m *MemoryDocuments) Delete(_ context.Context, id string) error {
 }
 
 // Pending implements Documents.
-func (m *MemoryDocuments) Pending(ctx context.Context) ([]Document, error) {
-	docs, _, err := m.List(ctx, DocumentQuery{Status: StatusProcessing, Limit: 1 << 30, SortOrder: "asc"})
+func (m *MemoryDocuments) Pending(ctx context.Context) ([]knowledge.Document, error) {
+	docs, _, err := m.List(ctx, knowledge.DocumentQuery{Status: knowledge.StatusProcessing, Limit: 1 << 30, SortOrder: "asc"})
 	return docs, err
 }
 
 // Sources implements Documents.
-func (m *MemoryDocuments) Sources(_ context.Context, knowledgeID string) (map[string]Document, error) {
+func (m *MemoryDocuments) Sources(_ context.Context, knowledgeID string) (map[string]knowledge.Document, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := map[string]Document{}
+	out := map[string]knowledge.Document{}
 	for _, d := range m.docs {
 		if d.KnowledgeID == knowledgeID && (strings.HasPrefix(d.Source, "file:") || strings.HasPrefix(d.Source, "url:")) {
 			out[d.Source] = *clone(d)
@@ -160,7 +161,7 @@ type MemoryStats struct {
 	docs  map[[2]string]*bm25.Stats // by knowledge base and document
 }
 
-var _ StatsStore = (*MemoryStats)(nil)
+var _ knowledge.StatsStore = (*MemoryStats)(nil)
 
 func cloneStats(s *bm25.Stats) *bm25.Stats {
 	if s == nil {

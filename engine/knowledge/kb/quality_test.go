@@ -119,12 +119,12 @@ func TestRetrievalQuality(t *testing.T) {
 	}
 	chunks := 0
 	for _, id := range ids {
-		var d *kb.Document
+		var d *knowledge.Document
 		require.Eventually(t, func() bool {
 			d, err = s.Get(t.Context(), id)
-			return err == nil && d.Status != kb.StatusProcessing
+			return err == nil && d.Status != knowledge.StatusProcessing
 		}, 30*time.Second, 2*time.Millisecond)
-		require.Equal(t, kb.StatusCompleted, d.Status, "%s: %s", d.Name, d.Message)
+		require.Equal(t, knowledge.StatusCompleted, d.Status, "%s: %s", d.Name, d.Message)
 		chunks += d.Chunks
 	}
 	t.Logf("corpus: %d documents, %d chunks; %d questions", len(ids), chunks, len(questions))

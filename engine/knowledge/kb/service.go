@@ -35,12 +35,12 @@ const LocalDimension = 384
 
 // Options configure a Service.
 type Options struct {
-	Documents Documents
+	Documents knowledge.Documents
 	// Chunks persists the embedded index (SQL in production, memory in tests).
 	Chunks knowledge.ChunkRepository
 	// Stats persists BM25 statistics of knowledge bases whose vectors live
 	// outside the process (Milvus); nil keeps them in memory only.
-	Stats StatsStore
+	Stats knowledge.StatsStore
 	// NewMilvus opens a Milvus-backed store; nil makes milvus knowledge bases
 	// fail with a clear message.
 	NewMilvus func(ctx context.Context, k *spec.Knowledge, dimension int) (knowledge.VectorStore, error)
@@ -294,7 +294,7 @@ func (s *Service) acquire(id string) (*base, error) {
 	defer s.mu.RUnlock()
 	b, ok := s.bases[id]
 	if !ok {
-		return nil, fmt.Errorf("knowledge base %q: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("knowledge base %q: %w", id, knowledge.ErrNotFound)
 	}
 	b.users.Add(1)
 	return b, nil
@@ -348,9 +348,9 @@ type Upload struct {
 // Submit validates and stores a document, then queues it for ingestion. The
 // same bytes in the same knowledge base are the same document: submitting
 // them again returns the existing document (created false).
-func (s *Service) Submit(ctx context.Context, u Upload) (*Document, bool, error) {
+func (s *Service) Submit(ctx context.Context, u Upload) (*knowledge.Document, bool, error) {
 	if !s.has(u.KnowledgeID) {
-		return nil, false, fmt.Errorf("knowledge base %q: %w", u.KnowledgeID, ErrNotFound)
+		return nil, false, fmt.Errorf("knowledge base %q: %w", u.KnowledgeID, knowledge.ErrNotFound)
 	}
 	if int64(len(u.Content)) > s.opts.MaxBytes {
 		return nil, false, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(u.Content), s.opts.MaxBytes)
@@ -375,9 +375,9 @@ func (s *Service) Submit(ctx context.Context, u Upload) (*Document, bool, error)
 		u.Source = "upload"
 	}
 	now := s.opts.Now().UTC()
-	d := &Document{
+	d := &knowledge.Document{
 		ID: knowledge.DocumentID(u.KnowledgeID, u.Content), KnowledgeID: u.KnowledgeID, Name: u.Name, Description: u.Description,
-		Type: typ, Source: u.Source, Metadata: u.Metadata, Size: int64(len(u.Content)), Status: StatusProcessing,
+		Type: typ, Source: u.Source, Metadata: u.Metadata, Size: int64(len(u.Content)), Status: knowledge.StatusProcessing,
 		ChunkStrategy: u.ChunkStrategy, ChunkSize: u.ChunkSize, ChunkOverlap: u.ChunkOverlap, CreatedAt: now, UpdatedAt: now,
 	}
 	existing, created, err := s.opts.Documents.Create(ctx, d, u.Content)
@@ -385,7 +385,7 @@ func (s *Service) Submit(ctx context.Context, u Upload) (*Document, bool, error)
 		return nil, false, fmt.Errorf("storing document: %w", err)
 	}
 	if !created {
-		if existing.Status == StatusProcessing {
+		if existing.Status == knowledge.StatusProcessing {
 			// Left unfinished, and asked for again: make sure it is
 			// queued (a no-op if it is queued or being ingested).
 			if err := s.enqueue(ctx, existing.ID); err != nil {
@@ -453,18 +453,18 @@ func (s *Service) requeue(ctx context.Context, id string) error {
 }
 
 // Retry queues a failed document again.
-func (s *Service) Retry(ctx context.Context, id string) (*Document, error) {
+func (s *Service) Retry(ctx context.Context, id string) (*knowledge.Document, error) {
 	d, err := s.opts.Documents.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	if !s.has(d.KnowledgeID) {
-		return nil, fmt.Errorf("knowledge base %q is not configured any more: add it back to the YAML to ingest its documents, or delete the document: %w", d.KnowledgeID, ErrNotFound)
+		return nil, fmt.Errorf("knowledge base %q is not configured any more: add it back to the YAML to ingest its documents, or delete the document: %w", d.KnowledgeID, knowledge.ErrNotFound)
 	}
-	if d.Status == StatusProcessing {
+	if d.Status == knowledge.StatusProcessing {
 		return d, nil
 	}
-	d.Status, d.Message, d.Progress, d.UpdatedAt = StatusProcessing, "", 0, s.opts.Now().UTC()
+	d.Status, d.Message, d.Progress, d.UpdatedAt = knowledge.StatusProcessing, "", 0, s.opts.Now().UTC()
 	if err := s.opts.Documents.Update(ctx, d); err != nil {
 		return nil, err
 	}
@@ -476,7 +476,7 @@ func (s *Service) Retry(ctx context.Context, id string) (*Document, error) {
 
 // Patch updates a document's name, description and metadata; a metadata
 // change re-indexes the document so filters see it.
-func (s *Service) Patch(ctx context.Context, id string, name, description *string, metadata map[string]any) (*Document, error) {
+func (s *Service) Patch(ctx context.Context, id string, name, description *string, metadata map[string]any) (*knowledge.Document, error) {
 	d, err := s.opts.Documents.Get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -490,7 +490,7 @@ func (s *Service) Patch(ctx context.Context, id string, name, description *strin
 	reindex := metadata != nil
 	if reindex {
 		d.Metadata = metadata
-		d.Status, d.Progress = StatusProcessing, 0
+		d.Status, d.Progress = knowledge.StatusProcessing, 0
 	}
 	d.UpdatedAt = s.opts.Now().UTC()
 	if err := s.opts.Documents.Update(ctx, d); err != nil {
@@ -543,7 +543,7 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 
 // Get returns one document; one whose knowledge base is no longer
 // configured is shown orphaned.
-func (s *Service) Get(ctx context.Context, id string) (*Document, error) {
+func (s *Service) Get(ctx context.Context, id string) (*knowledge.Document, error) {
 	d, err := s.opts.Documents.Get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -556,7 +556,7 @@ func (s *Service) Get(ctx context.Context, id string) (*Document, error) {
 
 // List lists documents; those whose knowledge base is no longer configured
 // are shown orphaned.
-func (s *Service) List(ctx context.Context, q DocumentQuery) ([]Document, int, error) {
+func (s *Service) List(ctx context.Context, q knowledge.DocumentQuery) ([]knowledge.Document, int, error) {
 	docs, total, err := s.opts.Documents.List(ctx, q)
 	if err != nil {
 		return nil, 0, err
@@ -573,11 +573,11 @@ func (s *Service) List(ctx context.Context, q DocumentQuery) ([]Document, int, e
 // configuration as orphaned: it cannot be searched, and its ingestion (if
 // unfinished) waits. The stored status is kept, so the base coming back
 // resumes or serves it as before. s.mu must be held.
-func (s *Service) markOrphanLocked(d *Document) {
+func (s *Service) markOrphanLocked(d *knowledge.Document) {
 	if s.bases[d.KnowledgeID] != nil {
 		return
 	}
-	d.Status = StatusOrphaned
+	d.Status = knowledge.StatusOrphaned
 	d.Message = fmt.Sprintf("knowledge base %q is not configured any more: add it back to the YAML to use this document again, or delete it", d.KnowledgeID)
 }
 
@@ -648,11 +648,11 @@ func (s *Service) Ingest(parent context.Context, id string) error {
 
 	d, err := s.opts.Documents.Get(ctx, id)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, knowledge.ErrNotFound):
 		return nil // deleted
 	case err != nil:
 		return fmt.Errorf("loading document %s: %w", id, err)
-	case d.Status != StatusProcessing:
+	case d.Status != knowledge.StatusProcessing:
 		return nil // already done
 	}
 	d.Attempts++
@@ -676,10 +676,10 @@ func (s *Service) Ingest(parent context.Context, id string) error {
 		// Run queues it again when the base is back.
 		return nil
 	case err != nil:
-		d.Status, d.Message = StatusFailed, err.Error()
+		d.Status, d.Message = knowledge.StatusFailed, err.Error()
 		s.log.Warn("ingestion failed", "document", d.Name, "knowledge", d.KnowledgeID, "err", err)
 	default:
-		d.Status, d.Message, d.Progress = StatusCompleted, "", 1
+		d.Status, d.Message, d.Progress = knowledge.StatusCompleted, "", 1
 		s.log.Info("ingested", "document", d.Name, "knowledge", d.KnowledgeID, "chunks", d.Chunks, "duration", s.opts.Now().Sub(start))
 	}
 	d.UpdatedAt = s.opts.Now().UTC()
@@ -693,7 +693,7 @@ func (s *Service) Ingest(parent context.Context, id string) error {
 // to amortize embedding requests, small enough for steady progress updates.
 const batchSize = 64
 
-func (s *Service) ingest(ctx context.Context, d *Document) error {
+func (s *Service) ingest(ctx context.Context, d *knowledge.Document) error {
 	b, err := s.acquire(d.KnowledgeID)
 	if err != nil {
 		return errUnconfigured
@@ -951,7 +951,7 @@ func (s *Service) syncBase(ctx context.Context, k *spec.Knowledge) error {
 	}
 	for key, d := range existing {
 		if !seen[key] {
-			if err := s.Delete(ctx, d.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			if err := s.Delete(ctx, d.ID); err != nil && !errors.Is(err, knowledge.ErrNotFound) {
 				s.log.Warn("removing deleted knowledge source", "source", key, "err", err)
 			}
 		}
@@ -969,13 +969,13 @@ func refused(err error) bool {
 
 // submitSource ingests a source unless it is unchanged, replacing the
 // previous version's document when its content changed.
-func (s *Service) submitSource(ctx context.Context, k *spec.Knowledge, key, name string, data []byte, existing map[string]Document) {
+func (s *Service) submitSource(ctx context.Context, k *spec.Knowledge, key, name string, data []byte, existing map[string]knowledge.Document) {
 	id := knowledge.DocumentID(k.Name, data)
 	if old, ok := existing[key]; ok {
 		if old.ID == id {
 			return
 		}
-		if err := s.Delete(ctx, old.ID); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := s.Delete(ctx, old.ID); err != nil && !errors.Is(err, knowledge.ErrNotFound) {
 			s.log.Warn("replacing changed knowledge source", "source", key, "err", err)
 		}
 	}
