@@ -444,3 +444,29 @@ func TestServeExpiresOldTraces(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, spans, 1)
 }
+
+// TestServeNamesItsReplicaAsItsRuns: GET /config names the replica by the id
+// the store stamps on the runs it executes, whether chosen or the default.
+func TestServeNamesItsReplicaAsItsRuns(t *testing.T) {
+	t.Parallel()
+	for name, tt := range map[string]struct {
+		flags []string
+		want  string
+	}{
+		"sqlite default": {want: "local"},
+		"chosen":         {flags: []string{"--replica-id", "replica-7"}, want: "replica-7"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			p := startServe(t, t.TempDir(), tt.flags...)
+			resp, err := http.Get(p.addr + "/config")
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			var cfg struct {
+				ReplicaID string `json:"replica_id"`
+			}
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&cfg))
+			require.Equal(t, tt.want, cfg.ReplicaID)
+		})
+	}
+}

@@ -231,7 +231,9 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		Logger:     logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
 		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,
 		ShutdownTimeout: cfg.shutdownTimeout, DBID: "troupe-" + db.Dialect(), Version: version,
-		ReplicaID: replicaID,
+		// The id the store stamps on this replica's runs ("local" on SQLite
+		// unless set), so /config names the replica as the runs do.
+		ReplicaID: db.ReplicaID(),
 	})
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
