@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"syscall"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -71,20 +73,51 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) error {
 // queryRow runs a query returning one row and scans it into dest. After an
 // error, dest may still be written (by an abandoned call): do not read it.
 func (s *Store) queryRow(ctx context.Context, dest []any, query string, args ...any) error {
-	_, err := bounded(ctx, func() (struct{}, error) {
-		return struct{}{}, s.conn.QueryRow(ctx, query, args...).Scan(dest...)
-	}, nil)
+	_, err := retryDropped(ctx, func() (struct{}, error) {
+		return bounded(ctx, func() (struct{}, error) {
+			return struct{}{}, s.conn.QueryRow(ctx, query, args...).Scan(dest...)
+		}, nil)
+	})
 	return err
 }
 
 func (s *Store) query(ctx context.Context, query string, args ...any) (driver.Rows, error) {
-	return bounded(ctx, func() (driver.Rows, error) {
-		return s.conn.Query(ctx, query, args...)
-	}, func(r driver.Rows) { _ = r.Close() })
+	return retryDropped(ctx, func() (driver.Rows, error) {
+		return bounded(ctx, func() (driver.Rows, error) {
+			return s.conn.Query(ctx, query, args...)
+		}, func(r driver.Rows) { _ = r.Close() })
+	})
 }
 
+// prepareBatch starts an INSERT. Retrying it is safe: a batch sends no data
+// until Send, so a statement that failed here inserted nothing.
 func (s *Store) prepareBatch(ctx context.Context, query string) (driver.Batch, error) {
-	return bounded(ctx, func() (driver.Batch, error) {
-		return s.conn.PrepareBatch(ctx, query)
-	}, func(b driver.Batch) { _ = b.Abort() })
+	return retryDropped(ctx, func() (driver.Batch, error) {
+		return bounded(ctx, func() (driver.Batch, error) {
+			return s.conn.PrepareBatch(ctx, query)
+		}, func(b driver.Batch) { _ = b.Abort() })
+	})
+}
+
+// retryDropped calls f a second time when the first call failed because
+// the server dropped the connection it ran on. The driver checks a pooled
+// connection before reusing it, but a server that restarts, or a proxy or
+// load balancer that closes idle connections, can do so after that check and
+// before the query reaches it; the retry dials afresh (the driver discards a
+// connection that failed). Only for calls that changed nothing when they
+// failed: reads, and preparing an insert.
+func retryDropped[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	v, err := f()
+	if err == nil || ctx.Err() != nil || !droppedConn(err) {
+		return v, err
+	}
+	return f()
+}
+
+// droppedConn reports whether err says the peer closed or reset the
+// connection, as opposed to refusing it, timing out or answering with an
+// error.
+func droppedConn(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }

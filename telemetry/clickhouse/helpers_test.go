@@ -214,7 +214,8 @@ type proxy struct {
 	conns     map[net.Conn]struct{}
 	blackhole bool
 	frozen    bool // established connections stop forwarding
-	gen       int  // incremented by cut
+	resetGen  int  // connections of this generation reset when next used; -1 for none
+	gen       int  // incremented by cut and resetOnUse
 	wg        sync.WaitGroup
 }
 
@@ -222,7 +223,7 @@ func newProxy(tb testing.TB, target string) *proxy {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(tb, err)
-	p := &proxy{tb: tb, target: target, addr: ln.Addr().String(), conns: map[net.Conn]struct{}{}}
+	p := &proxy{tb: tb, target: target, addr: ln.Addr().String(), conns: map[net.Conn]struct{}{}, resetGen: -1}
 	p.thawed = sync.NewCond(&p.mu)
 	p.start(ln)
 	tb.Cleanup(p.close)
@@ -290,6 +291,12 @@ func (p *proxy) handle(client net.Conn) {
 		buf := make([]byte, 64<<10)
 		for {
 			n, err := src.Read(buf)
+			if n > 0 && src == client && p.resetting(gen) {
+				// An abortive close: the client sees a reset, not an
+				// orderly end, and only once it has sent its query.
+				_ = client.(*net.TCPConn).SetLinger(0)
+				break
+			}
 			if n > 0 {
 				if !p.waitThawed(gen) {
 					break
@@ -321,6 +328,23 @@ func (p *proxy) waitThawed(gen int) bool {
 		p.thawed.Wait()
 	}
 	return p.gen == gen
+}
+
+// resetOnUse makes every established connection reset (RST) the next time
+// the client sends on it, as a server that restarted or a proxy that dropped
+// idle connections looks to a client whose pooled connection passed its
+// liveness check. Connections made afterwards are unaffected.
+func (p *proxy) resetOnUse() {
+	p.mu.Lock()
+	p.resetGen = p.gen
+	p.gen++
+	p.mu.Unlock()
+}
+
+func (p *proxy) resetting(gen int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.resetGen == gen
 }
 
 // freeze makes established connections stop forwarding (a server that

@@ -131,6 +131,30 @@ func TestOutageMidSession(t *testing.T) {
 	assert.Len(t, got, 2)
 }
 
+// TestOutageDroppedAfterCheck has the server side drop pooled connections
+// in the window the driver's liveness check cannot see: the connection looks
+// healthy when taken from the pool and is reset once the query is on it.
+// Writes and reads retry once on a fresh connection; nothing is written
+// twice.
+func TestOutageDroppedAfterCheck(t *testing.T) {
+	o := testOptions(t)
+	p := newProxy(t, o.Addr)
+	o.Addr = p.addr
+	s := openStore(t, o)
+	ctx := ctxT(t)
+	for _, run := range []string{"a", "b", "c"} {
+		require.NoError(t, s.Write(ctx, buildTrace(traceSpec{RunID: run, Start: time.Now()})))
+		p.resetOnUse()
+	}
+	got, total, err := s.ListTraces(ctx, telemetry.TraceQuery{})
+	require.NoError(t, err)
+	assert.Equal(t, 3, total)
+	assert.ElementsMatch(t, []string{"a", "b", "c"}, runIDs(got))
+	p.resetOnUse()
+	_, err = s.GetTrace(ctx, got[0].TraceID)
+	require.NoError(t, err)
+}
+
 // TestOpenWithoutServerFailsFast needs no server: nothing listens on the
 // port.
 func TestOpenWithoutServerFailsFast(t *testing.T) {
