@@ -19,6 +19,7 @@ import (
 
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
 	"github.com/troupehq/troupe/telemetry/clickhouse"
@@ -362,4 +363,141 @@ func BenchmarkConsolePages(b *testing.B) {
 			b.ReportMetric(float64(size), "bytes")
 		})
 	}
+}
+
+// BenchmarkBackgroundRuns measures background runs, on SQLite and (with
+// TROUPE_TEST_POSTGRES_DSN) PostgreSQL, with the instant OpenAI-wire fake:
+//
+//   - latency: one run at a time, the time from the run's enqueueing (its
+//     PENDING record) to a worker starting it (claimed, about to call the
+//     model), p50 and p99;
+//   - throughput: b.N runs at concurrency 32 as foreground runs, then as
+//     background runs (submitted by 32 clients, timed until the last one
+//     finished) at the replica's default of 8 executing at once; it reports
+//     both rates and background/foreground.
+func BenchmarkBackgroundRuns(b *testing.B) {
+	dbs := map[string]func(b *testing.B) string{"sqlite": func(b *testing.B) string { return "" }}
+	if dsn := os.Getenv("TROUPE_TEST_POSTGRES_DSN"); dsn != "" {
+		dbs["postgres"] = func(b *testing.B) string { return pgSchema(b, dsn) }
+	}
+	for _, name := range []string{"sqlite", "postgres"} {
+		db, ok := dbs[name]
+		if !ok {
+			continue
+		}
+		b.Run("db="+name+"/latency", func(b *testing.B) {
+			obs := newStartObserver()
+			ts := startServer(b, withDatabase(db(b)), withBackground(8, 0), withObserver(obs))
+			ts.v.quiet = true
+			client := benchClient(1)
+			submit := func() {
+				if err := postBackground(client, ts.url+"/agents/writer/runs"); err != nil {
+					b.Fatal(err)
+				}
+				<-obs.finished
+			}
+			submit() // warm up: connections, prepared statements, the worker
+			obs.reset()
+			b.ResetTimer()
+			for range b.N {
+				submit()
+			}
+			b.StopTimer()
+			lat := obs.latencies()
+			b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+			b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
+		})
+		b.Run("db="+name+"/throughput/c=32", func(b *testing.B) {
+			obs := newStartObserver()
+			ts := startServer(b, withDatabase(db(b)), withBackground(8, 0), withObserver(obs))
+			ts.v.quiet = true
+			fg := postRuns(b, ts, 32, `{"message":"hi","stream":false}`)
+			fgRate := float64(b.N) / fg.elapsed.Seconds()
+
+			client := benchClient(32)
+			obs.reset()
+			var next atomic.Int64
+			start := time.Now()
+			var g errgroup.Group
+			for range 32 {
+				g.Go(func() error {
+					for next.Add(1) <= int64(b.N) {
+						if err := postBackground(client, ts.url+"/agents/writer/runs"); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			}
+			if err := g.Wait(); err != nil {
+				b.Fatal(err)
+			}
+			for range b.N {
+				<-obs.finished
+			}
+			bgRate := float64(b.N) / time.Since(start).Seconds()
+			b.ReportMetric(fgRate, "fg-runs/s")
+			b.ReportMetric(bgRate, "bg-runs/s")
+			b.ReportMetric(bgRate/fgRate, "bg/fg")
+		})
+	}
+}
+
+func postBackground(client *http.Client, url string) error {
+	resp, err := client.Post(url, "application/json", strings.NewReader(`{"message":"hi","background":true}`))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
+}
+
+// startObserver records, for each top-level run, how long after its record
+// was created it started executing, and signals each run's end.
+type startObserver struct {
+	mu       sync.Mutex
+	waits    []time.Duration
+	finished chan struct{}
+}
+
+func newStartObserver() *startObserver {
+	return &startObserver{finished: make(chan struct{}, 1<<20)}
+}
+
+func (o *startObserver) RunStarted(r *session.Run, _ session.Link) session.RunObserver {
+	if r.ParentRunID != "" {
+		return nil
+	}
+	wait := time.Since(r.CreatedAt)
+	o.mu.Lock()
+	o.waits = append(o.waits, wait)
+	o.mu.Unlock()
+	return o
+}
+
+func (o *startObserver) RunInterrupted(*session.Run)                   {}
+func (o *startObserver) Event(event.Event)                             {}
+func (o *startObserver) StoreSpan(string, time.Time, time.Time, error) {}
+func (o *startObserver) RunFinished(*session.Run, string)              { o.finished <- struct{}{} }
+
+func (o *startObserver) reset() {
+	o.mu.Lock()
+	o.waits = o.waits[:0]
+	o.mu.Unlock()
+	for len(o.finished) > 0 {
+		<-o.finished
+	}
+}
+
+func (o *startObserver) latencies() []time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	lat := slices.Clone(o.waits)
+	slices.Sort(lat)
+	return lat
 }

@@ -107,6 +107,7 @@ type harness struct {
 	// maxRuns and maxQueued bound background runs (default 4 at once, any
 	// number queued).
 	maxRuns, maxQueued int
+	observers          []session.Observer // besides tracing and metrics
 }
 
 // traceStore is a trace sink the console can also read back.
@@ -147,6 +148,11 @@ func withProvider(name string, p model.Provider) serverOption {
 // maxQueued may wait (0: any number).
 func withBackground(maxRuns, maxQueued int) serverOption {
 	return func(h *harness) { h.maxRuns, h.maxQueued = maxRuns, maxQueued }
+}
+
+// withObserver adds an observer of the run service's runs.
+func withObserver(o session.Observer) serverOption {
+	return func(h *harness) { h.observers = append(h.observers, o) }
 }
 
 // withOptions changes the server's options before it starts.
@@ -229,6 +235,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		observers = append(observers, telemetry.NewTracer(ts.recorder))
 	}
 	observers = append(observers, ts.metrics)
+	observers = append(observers, h.observers...)
 	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, ShutdownTimeout: 5 * time.Second,
 		Traces: ts.traces, Metrics: ts.metrics, Keys: h.keys}
 	if h.opts != nil {

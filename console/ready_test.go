@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -131,4 +132,55 @@ func TestConfigNamesTheReplica(t *testing.T) {
 			require.Equal(t, ts.eng.Current().Version(), cfg.SpecVersion)
 		})
 	}
+}
+
+// TestDrainDelayKeepsAccepting: with a drain delay, shutdown first only fails
+// the readiness probe, seen on new connections as a load balancer's probe
+// would see it, and keeps serving requests (a run among them) until the
+// delay is over; then the listener closes.
+func TestDrainDelayKeepsAccepting(t *testing.T) {
+	t.Parallel()
+	const delay = 2 * time.Second
+	ts := startServer(t, withOptions(func(o *console.Options) { o.DrainDelay = delay }))
+	fresh := func(path, body string) (int, string, error) {
+		// A new connection each time: no kept-alive connection hides a
+		// closed listener.
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		method := http.MethodGet
+		if body != "" {
+			method = http.MethodPost
+		}
+		req, err := http.NewRequest(method, ts.url+path, strings.NewReader(body))
+		if err != nil {
+			return 0, "", err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), err
+	}
+	status, body, err := fresh("/health/ready", "")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status, body)
+
+	begun := time.Now()
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); ts.stop() }()
+	require.Eventually(t, func() bool {
+		status, _, err := fresh("/health/ready", "")
+		return err == nil && status == http.StatusServiceUnavailable
+	}, delay/2, 10*time.Millisecond, "readiness must fail on a new connection while the delay runs")
+	status, body, err = fresh("/agents/writer/runs", `{"message":"hi","stream":false}`)
+	require.NoError(t, err, "a request during the delay must still be served")
+	require.Equal(t, http.StatusOK, status, body)
+	require.Less(t, time.Since(begun), delay, "the checks above must run within the delay")
+
+	<-stopped
+	require.GreaterOrEqual(t, time.Since(begun), delay, "the server stopped before its drain delay was over")
+	_, _, err = fresh("/health", "")
+	require.Error(t, err, "the listener must be closed after the delay")
 }

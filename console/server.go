@@ -80,6 +80,12 @@ type Options struct {
 	// RequestTimeout bounds every request except runs, whose limits come from
 	// their specs (default 30s).
 	RequestTimeout time.Duration
+	// DrainDelay is how long the server keeps accepting requests after
+	// shutdown begins, with its readiness probe already failing, so that a
+	// load balancer polling the probe stops sending it work before its
+	// listener closes (0: close at once). Set it a little above the load
+	// balancer's health check interval.
+	DrainDelay time.Duration
 	// ShutdownTimeout is how long in-flight requests may finish after shutdown
 	// begins before their runs are cancelled (default 30s).
 	ShutdownTimeout time.Duration
@@ -374,6 +380,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.closeOnce.Do(func() { close(s.closing) })
+	if s.opts.DrainDelay > 0 {
+		s.log.Info("shutting down: readiness fails; still accepting requests while load balancers notice", "delay", s.opts.DrainDelay)
+		time.Sleep(s.opts.DrainDelay)
+	}
 	s.log.Info("shutting down: draining in-flight requests", "runs", s.opts.Runs.Active(), "timeout", s.opts.ShutdownTimeout)
 	drain, cancelDrain := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancelDrain()

@@ -26,7 +26,7 @@ import (
 )
 
 // pgSchema gives a test its own PostgreSQL schema, dropped at cleanup.
-func pgSchema(t *testing.T, dsn string) string {
+func pgSchema(t testing.TB, dsn string) string {
 	t.Helper()
 	admin, err := sql.Open("pgx", dsn)
 	require.NoError(t, err)

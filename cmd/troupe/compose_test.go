@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/template"
@@ -227,6 +228,18 @@ func checkComposeReplica(t *testing.T, p *types.Project, env map[string]string, 
 	require.NoError(t, err)
 	require.Empty(t, cfg.allowedHosts)
 	require.Equal(t, 7, cfg.traceTTLDays)
+	// A stop drains: readiness fails for longer than lb's health checks take
+	// to notice, then runs get the shutdown timeout, all before Docker's
+	// grace period ends in SIGKILL.
+	caddy, err := os.ReadFile(filepath.Join(composeRepoRoot, "Caddyfile"))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^\s*health_interval\s+(\S+)`).FindSubmatch(caddy)
+	require.NotNil(t, m, "the Caddyfile sets no health_interval")
+	interval, err := time.ParseDuration(string(m[1]))
+	require.NoError(t, err)
+	require.Greater(t, cfg.drainDelay, interval, "TROUPE_DRAIN_DELAY must exceed the Caddyfile's health_interval")
+	require.NotNil(t, troupe.StopGracePeriod, "without stop_grace_period Docker kills a replica 10s into its shutdown")
+	require.Greater(t, time.Duration(*troupe.StopGracePeriod), cfg.drainDelay+cfg.shutdownTimeout)
 
 	// TROUPE_DB points at the postgres service with its credentials.
 	u, err := url.Parse(tenv["TROUPE_DB"])

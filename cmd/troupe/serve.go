@@ -44,6 +44,7 @@ type serveConfig struct {
 	readRoots                                                           []string
 	insecure                                                            bool
 	shutdownTimeout                                                     time.Duration
+	drainDelay                                                          time.Duration
 	bodyTimeout, uploadTimeout, idleTimeout                             time.Duration
 	// jobLease is how long a job may run before it counts as abandoned by
 	// a dead replica (River's rescue delay).
@@ -88,6 +89,16 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	durationFlag(&c.idleTimeout, "idle-timeout", "TROUPE_IDLE_TIMEOUT", 60*time.Second, "how long a kept-alive connection may wait for its next request")
 	durationFlag(&c.jobLease, "job-lease", "TROUPE_JOB_LEASE", time.Hour,
 		"how long a job (an ingestion, a background run) may run before it counts as abandoned by a dead replica: then an ingestion is retried and a background run ends ERROR; longer than the longest run")
+	drainDelay := time.Duration(0)
+	if v, ok := getenv("TROUPE_DRAIN_DELAY"); ok && v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			envErr = errors.Join(envErr, fmt.Errorf("TROUPE_DRAIN_DELAY %q: use a duration such as 3s, or 0", v))
+		}
+		drainDelay = d
+	}
+	fs.DurationVar(&c.drainDelay, "drain-delay", drainDelay,
+		"on shutdown, how long to keep accepting requests with the readiness probe failing, so a load balancer stops sending work first; a little over its health check interval (env TROUPE_DRAIN_DELAY)")
 	maxConns := 1024
 	if v, ok := getenv("TROUPE_MAX_CONNECTIONS"); ok && v != "" {
 		n, err := strconv.Atoi(v)
@@ -230,7 +241,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		Background: &jobs.RunQueue{Client: jobClient, Runs: runs, MaxDepth: cfg.maxQueued},
 		Logger:     logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
 		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,
-		ShutdownTimeout: cfg.shutdownTimeout, DBID: "troupe-" + db.Dialect(), Version: version,
+		ShutdownTimeout: cfg.shutdownTimeout, DrainDelay: cfg.drainDelay, DBID: "troupe-" + db.Dialect(), Version: version,
 		// The id the store stamps on this replica's runs ("local" on SQLite
 		// unless set), so /config names the replica as the runs do.
 		ReplicaID: db.ReplicaID(),
