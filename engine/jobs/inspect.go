@@ -197,14 +197,17 @@ type Query struct {
 	States []string
 	Kind   string
 	Queue  string
-	// Limit bounds the page (default 50, at most MaxLimit).
+	// Limit bounds the page (DefaultLimit when 0, at most MaxLimit).
 	Limit int
 	// Cursor continues after the last job of a previous page (its Next).
 	Cursor string
 }
 
-// MaxLimit is the largest page Jobs returns.
-const MaxLimit = 200
+// Page sizes of Jobs: the default, and the largest.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 200
+)
 
 // AttemptError is the error of one failed attempt.
 type AttemptError struct {
@@ -243,7 +246,7 @@ type Page struct {
 func (c *Client) Jobs(ctx context.Context, q Query) (*Page, error) {
 	limit := q.Limit
 	if limit <= 0 {
-		limit = 50
+		limit = DefaultLimit
 	}
 	limit = min(limit, MaxLimit)
 	p := river.NewJobListParams().OrderBy(river.JobListOrderByID, river.SortOrderDesc).First(limit)
