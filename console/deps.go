@@ -34,6 +34,7 @@ type Knowledge interface {
 // Queue is what the server needs from the job engine.
 type Queue interface {
 	api.Queue
+	ui.Queue
 }
 
 var (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,6 +24,20 @@ type ghostArgs struct {
 }
 
 func (ghostArgs) Kind() string { return "test_ghost" }
+
+// enqueueGhost queues a job the server's job client has no worker for. It
+// is inserted by a client that knows the kind (River refuses to insert
+// unknown kinds) and never runs; the server's fails it, once.
+func enqueueGhost(t *testing.T, ts *testServer) {
+	t.Helper()
+	reg := jobs.NewRegistry()
+	kind := jobs.Kind[ghostArgs]{MaxAttempts: 1}
+	jobs.Register(reg, kind, func(context.Context, ghostArgs) error { return nil })
+	inserter, err := ts.db.OpenJobs(t.Context(), jobs.Options{Registry: reg})
+	require.NoError(t, err)
+	_, err = jobs.Enqueue(t.Context(), inserter, kind, ghostArgs{N: 1})
+	require.NoError(t, err)
+}
 
 // queueStats is the part of GET /queue/stats these tests read.
 type queueStats struct {
@@ -103,15 +118,7 @@ func TestQueueRoutes(t *testing.T) {
 			status, up := upload(t, ts, adminKey, nil, doc)
 			require.Equal(t, http.StatusAccepted, status, up)
 			docID := up["id"].(string)
-			// Inserted by a client that knows the kind (River refuses to
-			// insert unknown kinds) and never runs: the server's fails it.
-			ghostReg := jobs.NewRegistry()
-			ghostKind := jobs.Kind[ghostArgs]{MaxAttempts: 1}
-			jobs.Register(ghostReg, ghostKind, func(context.Context, ghostArgs) error { return nil })
-			inserter, err := ts.db.OpenJobs(t.Context(), jobs.Options{Registry: ghostReg})
-			require.NoError(t, err)
-			_, err = jobs.Enqueue(t.Context(), inserter, ghostKind, ghostArgs{N: 1})
-			require.NoError(t, err)
+			enqueueGhost(t, ts)
 
 			var st queueStats
 			queue := func(name string) int {
@@ -315,4 +322,86 @@ func findJob(l jobList, id int64) (jobRow, bool) {
 		}
 	}
 	return jobRow{}, false
+}
+
+// TestConsoleJobsPage renders the console's jobs page: the queues' counts,
+// the jobs with their errors, filters, paging, and the requeue button for
+// admins, which posts like the console's other forms (same origin only).
+func TestConsoleJobsPage(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withKeys(keys))
+	enqueueGhost(t, ts)
+	doc1 := filepath.Join(t.TempDir(), "notes.md")
+	require.NoError(t, os.WriteFile(doc1, []byte("# Notes\n\nJobs.\n"), 0o644))
+	status, up := upload(t, ts, adminKey, nil, doc1)
+	require.Equal(t, http.StatusAccepted, status, up)
+	require.Eventually(t, func() bool {
+		l := listJobs(t, ts, "state=completed,discarded")
+		return len(l.Data) == 2
+	}, 15*time.Second, 20*time.Millisecond)
+
+	resp, body := ts.page("GET", "/ui/queue", readerKey, nil, "Accept", "text/html")
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Contains(t, body, "admin")
+
+	resp, body = ts.page("GET", "/ui/queue", adminKey, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	d := doc(t, body)
+	require.Equal(t, "page", d.Find("[data-testid=nav-queue]").AttrOr("aria-current", ""))
+	def := d.Find("[data-testid=queue-default]")
+	require.Equal(t, "1", def.Find("[data-testid=queue-discarded]").Text())
+	require.Equal(t, "1", def.Find("[data-testid=queue-completed]").Text())
+	require.Equal(t, 1, d.Find("[data-testid=queue-runs]").Length(), "the runs queue is listed without jobs")
+	rows := d.Find("[data-testid=job-row]")
+	require.Equal(t, 2, rows.Length())
+	ghost := rows.Last() // newest first: the ghost was queued before the upload
+	require.Equal(t, "discarded", ghost.AttrOr("data-state", ""))
+	require.Contains(t, ghost.Find("[data-testid=job-error]").Text(), "test_ghost")
+	require.Equal(t, 1, ghost.Find("[data-testid=job-requeue]").Length())
+	require.Contains(t, rows.First().Text(), "knowledge=docs")
+	ghostID := ghost.AttrOr("data-job-id", "")
+
+	filtered := []struct {
+		query string
+		ids   int
+		next  bool
+	}{
+		{"?state=discarded", 1, false},
+		{"?state=running", 0, false},
+		{"?kind=knowledge_ingest", 1, false},
+		{"?limit=1", 1, true},
+	}
+	for _, f := range filtered {
+		resp, body = ts.page("GET", "/ui/queue"+f.query, adminKey, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, f.query)
+		d = doc(t, body)
+		require.Equal(t, f.ids, d.Find("[data-testid=job-row]").Length(), f.query)
+		require.Equal(t, f.next, d.Find("[data-testid=jobs-next]").Length() == 1, f.query)
+	}
+	first := d.Find("[data-testid=job-row]").AttrOr("data-job-id", "")
+	next := d.Find("[data-testid=jobs-next]").AttrOr("href", "")
+	resp, body = ts.page("GET", next+"&limit=1", adminKey, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	second := doc(t, body).Find("[data-testid=job-row]")
+	require.Equal(t, 1, second.Length())
+	require.Equal(t, ghostID, second.AttrOr("data-job-id", ""), "the next page goes on after the first")
+	require.NotEqual(t, first, ghostID)
+
+	path := "/ui/queue/jobs/" + ghostID + "/requeue"
+	resp, _ = ts.page("POST", path, adminKey, url.Values{}, "Sec-Fetch-Site", "cross-site", "Origin", "http://evil.example")
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	resp, _ = ts.page("POST", path, readerKey, url.Values{})
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	resp, _ = ts.page("POST", path, adminKey, url.Values{}, "Sec-Fetch-Site", "same-origin", "Origin", ts.url)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/ui/queue?requeued="+ghostID, resp.Header.Get("Location"))
+	resp, body = ts.page("GET", resp.Header.Get("Location"), adminKey, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, doc(t, body).Find("[data-testid=flash]").Text(), "Job "+ghostID+" is available again")
+	require.Eventually(t, func() bool {
+		l := listJobs(t, ts, "kind=test_ghost")
+		return l.Data[0].State == "discarded" && l.Data[0].Attempt == 2
+	}, 15*time.Second, 20*time.Millisecond)
+	resp, _ = ts.page("POST", "/ui/queue/jobs/999999999/requeue", adminKey, url.Values{}, "Sec-Fetch-Site", "same-origin", "Origin", ts.url)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
