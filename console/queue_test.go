@@ -405,3 +405,23 @@ func TestConsoleJobsPage(t *testing.T) {
 	resp, _ = ts.page("POST", "/ui/queue/jobs/999999999/requeue", adminKey, url.Values{}, "Sec-Fetch-Site", "same-origin", "Origin", ts.url)
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
+
+// TestBrowserJobsRequeue requeues a discarded job from the jobs page in
+// Chromium: the form posts from the page's own origin and the page comes
+// back with the flash.
+func TestBrowserJobsRequeue(t *testing.T) {
+	ts := startServer(t)
+	enqueueGhost(t, ts)
+	require.Eventually(t, func() bool { return len(listJobs(t, ts, "state=discarded").Data) == 1 }, 15*time.Second, 20*time.Millisecond)
+	b := newBrowser(t, ts.url)
+	b.open("/ui/queue", "[data-testid=job-requeue]")
+	require.Contains(t, b.text("[data-testid=job-error]"), "test_ghost")
+	b.click("[data-testid=job-requeue]")
+	b.until(`document.querySelector("[data-testid=flash]") !== null`, 10*time.Second)
+	require.Contains(t, b.text("[data-testid=flash]"), "is available again")
+	require.Eventually(t, func() bool {
+		l := listJobs(t, ts, "kind=test_ghost")
+		return l.Data[0].Attempt == 2
+	}, 15*time.Second, 20*time.Millisecond)
+	b.screenshot("jobs")
+}
