@@ -23,16 +23,16 @@ import (
 
 // databases opens a fresh database per test: a SQLite file, and a
 // PostgreSQL schema when TROUPE_TEST_POSTGRES_DSN is set.
-func databases(t *testing.T) map[string]func(t *testing.T) *store.DB {
-	out := map[string]func(t *testing.T) *store.DB{
-		"sqlite": func(t *testing.T) *store.DB { return openDB(t, filepath.Join(t.TempDir(), "jobs.db")) },
+func databases(t testing.TB) map[string]func(t testing.TB) *store.DB {
+	out := map[string]func(t testing.TB) *store.DB{
+		"sqlite": func(t testing.TB) *store.DB { return openDB(t, filepath.Join(t.TempDir(), "jobs.db")) },
 	}
 	dsn := os.Getenv("TROUPE_TEST_POSTGRES_DSN")
 	if dsn == "" {
 		t.Log("TROUPE_TEST_POSTGRES_DSN not set: the PostgreSQL variant is skipped")
 		return out
 	}
-	out["postgres"] = func(t *testing.T) *store.DB {
+	out["postgres"] = func(t testing.TB) *store.DB {
 		admin, err := sql.Open("pgx", dsn)
 		require.NoError(t, err)
 		schema := "troupe_jobs_" + strings.ToLower(rand.Text()[:12])
