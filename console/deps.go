@@ -4,6 +4,7 @@ import (
 	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/ui"
 	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/store"
 )
@@ -30,7 +31,14 @@ type Knowledge interface {
 	ui.Knowledge
 }
 
+// Queue is what the server needs from the job engine.
+type Queue interface {
+	api.Queue
+	ui.Queue
+}
+
 var (
+	_ Queue     = (*jobs.Client)(nil)
 	_ Engine    = (*engine.Engine)(nil)
 	_ Store     = (*store.DB)(nil)
 	_ Knowledge = (*kb.Service)(nil)

@@ -89,6 +89,7 @@ type testServer struct {
 	recorder *telemetry.Recorder
 	traces   traceStore
 	metrics  *telemetry.Metrics
+	jobs     *jobs.Client
 	v        *vendor
 	stop     func()
 	errc     chan error
@@ -205,6 +206,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	jobClient, err := ts.db.OpenJobs(context.Background(), jobs.Options{Registry: jobReg, StopTimeout: 5 * time.Second,
 		Queues: map[string]int{jobs.RunQueueName: cmp.Or(h.maxRuns, 4)}})
 	require.NoError(t, err)
+	ts.jobs = jobClient
 	ts.kb, err = kb.New(context.Background(), kb.Options{Documents: ts.db.Knowledge(), Chunks: ts.db.Knowledge(), Stats: ts.db.Knowledge(),
 		Queue: jobs.IngestQueue{Client: jobClient}})
 	require.NoError(t, err)
@@ -237,7 +239,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	observers = append(observers, ts.metrics)
 	observers = append(observers, h.observers...)
 	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, ShutdownTimeout: 5 * time.Second,
-		Traces: ts.traces, Metrics: ts.metrics, Keys: h.keys}
+		Traces: ts.traces, Metrics: ts.metrics, Keys: h.keys, Queue: jobClient}
 	if h.opts != nil {
 		h.opts(&o)
 	}
@@ -251,7 +253,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	if !h.noTracing {
 		rec = ts.recorder
 	}
-	wireMetrics(ts.metrics, ts.eng, rec, ts.kb)
+	wireMetrics(ts.metrics, ts.eng, rec, ts.kb, jobClient)
 	o.Runs = ts.runs
 	srv := console.New(o)
 	ts.srv = srv
@@ -289,8 +291,9 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 }
 
 // wireMetrics lets the metrics read, at scrape time, the state of the
-// engine, the span recorder and ingestion, as troupe serve wires them.
-func wireMetrics(m *telemetry.Metrics, eng *engine.Engine, rec *telemetry.Recorder, k *kb.Service) {
+// engine, the span recorder, ingestion and the job engine, as troupe serve
+// wires them.
+func wireMetrics(m *telemetry.Metrics, eng *engine.Engine, rec *telemetry.Recorder, k *kb.Service, q *jobs.Client) {
 	m.SetReloadSource(func() (bool, time.Time, time.Duration, uint64) {
 		r := eng.LastReload()
 		if r == nil {
@@ -307,6 +310,19 @@ func wireMetrics(m *telemetry.Metrics, eng *engine.Engine, rec *telemetry.Record
 			if _, n, err := k.List(context.Background(), knowledge.DocumentQuery{Status: st, Limit: 1}); err == nil {
 				out[st] = n
 			}
+		}
+		return out
+	})
+	m.SetQueueSource(func() telemetry.QueueMetrics {
+		cs := q.Counters()
+		out := telemetry.QueueMetrics{FailedAttempts: cs.FailedAttempts, LeaseExpired: cs.LeaseExpired, Rescued: cs.Rescued}
+		stats, err := q.Stats(context.Background())
+		if err != nil {
+			return out
+		}
+		for _, s := range stats {
+			out.Queues = append(out.Queues, telemetry.QueueGauges{Queue: s.Queue, Depth: s.Counts.Waiting(), Running: s.Counts.Running,
+				Discarded: s.Counts.Discarded, OldestAvailable: s.OldestAvailable})
 		}
 		return out
 	})

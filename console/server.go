@@ -41,6 +41,9 @@ type Options struct {
 	// Background queues background=true runs (the job engine's run queue);
 	// nil refuses them.
 	Background api.Background
+	// Queue shows the job engine's queues and jobs to operators (/queue
+	// routes, the console's jobs page); nil leaves them out.
+	Queue Queue
 	// Traces answers /traces; nil leaves the routes out.
 	Traces telemetry.Reader
 	// Metrics observes runs for /metrics/prometheus; nil leaves it out.
@@ -183,13 +186,13 @@ func New(opts Options) *Server {
 		prom = opts.Metrics.Handler()
 	}
 	s.api = api.New(api.Options{
-		Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Background: opts.Background, Knowledge: opts.Knowledge, Traces: opts.Traces, Prometheus: prom,
+		Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Background: opts.Background, Queue: opts.Queue, Knowledge: opts.Knowledge, Traces: opts.Traces, Prometheus: prom,
 		Streams: s.streams, Keys: opts.Keys, Logger: opts.Logger, Started: s.start, Closing: s.closing,
 		Documented: openai.Routes(), Body: body, Upload: upload, Timeout: s.timeout, DBID: opts.DBID, Version: opts.Version, ReplicaID: opts.ReplicaID,
 	})
 	s.openai = openai.New(openai.Options{Engine: opts.Engine, Runs: opts.Runs, Streams: s.streams, Keys: opts.Keys, Deny: s.api.Deny,
 		Logger: opts.Logger, Body: body, Timeout: s.timeout})
-	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Traces: opts.Traces, Streams: s.streams,
+	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Traces: opts.Traces, Queue: opts.Queue, Streams: s.streams,
 		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Body: body, Upload: upload, Timeout: s.timeout, Version: opts.Version})
 	s.router = s.routes()
 	return s

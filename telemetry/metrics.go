@@ -228,12 +228,49 @@ func (m *Metrics) SetIngestionSource(f func() map[string]int) {
 	m.sources.ingestion.Store(&f)
 }
 
+// QueueMetrics are the job engine's figures at a scrape: gauges per queue,
+// over every replica on the database, and this process's counters.
+type QueueMetrics struct {
+	// Queues are nil when the database could not be read; the counters
+	// are still reported.
+	Queues []QueueGauges
+	// FailedAttempts are attempts whose work failed, by job kind.
+	FailedAttempts map[string]uint64
+	// LeaseExpired are background runs ended ERROR because their worker
+	// died and their job's lease expired.
+	LeaseExpired uint64
+	// Rescued are jobs found running at start and given back.
+	Rescued uint64
+}
+
+// QueueGauges are one queue's jobs.
+type QueueGauges struct {
+	Queue string
+	// Depth is the jobs waiting: available, scheduled, pending and
+	// retryable.
+	Depth, Running, Discarded int
+	// OldestAvailable is how long the oldest available job has waited.
+	OldestAvailable time.Duration
+}
+
+// SetQueueSource sets the function that reports the job engine's queues,
+// read at every scrape (one grouped query: keep it cheap). Nil removes the
+// source and its series.
+func (m *Metrics) SetQueueSource(f func() QueueMetrics) {
+	if f == nil {
+		m.sources.queue.Store(nil)
+		return
+	}
+	m.sources.queue.Store(&f)
+}
+
 // sourceCollector reads the gauges that other subsystems own when Prometheus
 // scrapes.
 type sourceCollector struct {
 	reload    atomic.Pointer[func() (bool, time.Time, time.Duration, uint64)]
 	spans     atomic.Pointer[func() (int, uint64)]
 	ingestion atomic.Pointer[func() map[string]int]
+	queue     atomic.Pointer[func() QueueMetrics]
 
 	// lastSuccess is the time of the latest successful reload seen at a
 	// scrape, in Unix nanoseconds (0: none yet), kept for when the latest
@@ -243,6 +280,8 @@ type sourceCollector struct {
 	reloadOK, reloadSuccessTime, reloadDuration, generation *prometheus.Desc
 	spanQueue, spansDropped                                 *prometheus.Desc
 	documents                                               *prometheus.Desc
+	queueDepth, queueOldest, queueRunning, queueDiscarded   *prometheus.Desc
+	jobsFailed, leaseExpired, jobsRescued                   *prometheus.Desc
 }
 
 func newSourceCollector() *sourceCollector {
@@ -261,11 +300,26 @@ func newSourceCollector() *sourceCollector {
 			"Spans the recorder dropped because its queue was full or a sink failed.", nil, nil),
 		documents: prometheus.NewDesc("troupe_knowledge_documents",
 			"Knowledge documents by ingestion state.", []string{"state"}, nil),
+		queueDepth: prometheus.NewDesc("troupe_jobs_queue_depth",
+			"Jobs waiting in a queue of the job engine (available, scheduled, pending or retryable), over every replica on the database.", []string{"queue"}, nil),
+		queueOldest: prometheus.NewDesc("troupe_jobs_oldest_available_age_seconds",
+			"How long the oldest available job of a queue has waited to start (0 when none waits).", []string{"queue"}, nil),
+		queueRunning: prometheus.NewDesc("troupe_jobs_running",
+			"Jobs of a queue running, over every replica on the database.", []string{"queue"}, nil),
+		queueDiscarded: prometheus.NewDesc("troupe_jobs_discarded",
+			"Jobs of a queue that failed for good (discarded) and are still kept by the job engine.", []string{"queue"}, nil),
+		jobsFailed: prometheus.NewDesc("troupe_jobs_failed_attempts_total",
+			"Job attempts whose work failed in this process, by job kind.", []string{"kind"}, nil),
+		leaseExpired: prometheus.NewDesc("troupe_jobs_lease_expiries_total",
+			"Background runs this process ended ERROR because the process executing them died and their job's lease expired.", nil, nil),
+		jobsRescued: prometheus.NewDesc("troupe_jobs_rescued_total",
+			"Jobs found running when this process started, left by a process that died, and given back.", nil, nil),
 	}
 }
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.reloadOK, c.reloadSuccessTime, c.reloadDuration, c.generation, c.spanQueue, c.spansDropped, c.documents} {
+	for _, d := range []*prometheus.Desc{c.reloadOK, c.reloadSuccessTime, c.reloadDuration, c.generation, c.spanQueue, c.spansDropped, c.documents,
+		c.queueDepth, c.queueOldest, c.queueRunning, c.queueDiscarded, c.jobsFailed, c.leaseExpired, c.jobsRescued} {
 		ch <- d
 	}
 }
@@ -301,6 +355,35 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.documents, prometheus.GaugeValue, float64(n), state)
 		}
 	}
+	if f := c.queue.Load(); f != nil {
+		c.collectQueue(ch, (*f)())
+	}
+}
+
+func (c *sourceCollector) collectQueue(ch chan<- prometheus.Metric, q QueueMetrics) {
+	seen := make(map[string]bool)
+	for _, g := range q.Queues {
+		name := cleanLabel(g.Queue)
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		ch <- prometheus.MustNewConstMetric(c.queueDepth, prometheus.GaugeValue, float64(g.Depth), name)
+		ch <- prometheus.MustNewConstMetric(c.queueOldest, prometheus.GaugeValue, g.OldestAvailable.Seconds(), name)
+		ch <- prometheus.MustNewConstMetric(c.queueRunning, prometheus.GaugeValue, float64(g.Running), name)
+		ch <- prometheus.MustNewConstMetric(c.queueDiscarded, prometheus.GaugeValue, float64(g.Discarded), name)
+	}
+	clear(seen)
+	for kind, n := range q.FailedAttempts {
+		kind = cleanLabel(kind)
+		if seen[kind] {
+			continue
+		}
+		seen[kind] = true
+		ch <- prometheus.MustNewConstMetric(c.jobsFailed, prometheus.CounterValue, float64(n), kind)
+	}
+	ch <- prometheus.MustNewConstMetric(c.leaseExpired, prometheus.CounterValue, float64(q.LeaseExpired))
+	ch <- prometheus.MustNewConstMetric(c.jobsRescued, prometheus.CounterValue, float64(q.Rescued))
 }
 
 // noteSuccess keeps the latest successful reload time; concurrent scrapes

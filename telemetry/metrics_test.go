@@ -436,3 +436,51 @@ func TestMetricsConcurrentObserve(t *testing.T) {
 	}
 	require.Equal(t, uint64(workers*rounds*(1+3)), sum, "every call is counted, capped or not")
 }
+
+func TestMetricsQueueSource(t *testing.T) {
+	m := telemetry.NewMetrics()
+	q := telemetry.QueueMetrics{
+		Queues: []telemetry.QueueGauges{
+			{Queue: "runs", Depth: 3, Running: 2, Discarded: 1, OldestAvailable: 1500 * time.Millisecond},
+			{Queue: "default"},
+		},
+		FailedAttempts: map[string]uint64{"knowledge_ingest": 4, "background_run": 0},
+		LeaseExpired:   2, Rescued: 5,
+	}
+	m.SetQueueSource(func() telemetry.QueueMetrics { return q })
+	fams := scrapeMetrics(t, m)
+	tests := []struct {
+		name   string
+		labels promLabels
+		gauge  bool
+		want   float64
+	}{
+		{"troupe_jobs_queue_depth", promLabels{"queue": "runs"}, true, 3},
+		{"troupe_jobs_running", promLabels{"queue": "runs"}, true, 2},
+		{"troupe_jobs_discarded", promLabels{"queue": "runs"}, true, 1},
+		{"troupe_jobs_oldest_available_age_seconds", promLabels{"queue": "runs"}, true, 1.5},
+		{"troupe_jobs_queue_depth", promLabels{"queue": "default"}, true, 0},
+		{"troupe_jobs_oldest_available_age_seconds", promLabels{"queue": "default"}, true, 0},
+		{"troupe_jobs_failed_attempts_total", promLabels{"kind": "knowledge_ingest"}, false, 4},
+		{"troupe_jobs_failed_attempts_total", promLabels{"kind": "background_run"}, false, 0},
+		{"troupe_jobs_lease_expiries_total", promLabels{}, false, 2},
+		{"troupe_jobs_rescued_total", promLabels{}, false, 5},
+	}
+	for _, tt := range tests {
+		if tt.gauge {
+			require.InDelta(t, tt.want, gaugeValue(t, fams, tt.name, tt.labels), 1e-9, tt.name)
+		} else {
+			require.InDelta(t, tt.want, counterValue(t, fams, tt.name, tt.labels), 1e-9, tt.name)
+		}
+	}
+
+	// A database that cannot be read drops the gauges, not the counters.
+	q.Queues = nil
+	fams = scrapeMetrics(t, m)
+	require.NotContains(t, fams, "troupe_jobs_queue_depth")
+	require.InDelta(t, 2.0, counterValue(t, fams, "troupe_jobs_lease_expiries_total", promLabels{}), 1e-9)
+
+	m.SetQueueSource(nil)
+	fams = scrapeMetrics(t, m)
+	require.NotContains(t, fams, "troupe_jobs_lease_expiries_total")
+}

@@ -233,12 +233,12 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	}
 	defer tel.close()
 	metrics := telemetry.NewMetrics()
-	wireMetrics(metrics, eng, tel.recorder, kbs)
+	wireMetrics(metrics, eng, tel.recorder, kbs, jobClient)
 	runs := newRunService(eng, db, tel.recorder, metrics, cfg.shutdownTimeout, logger)
 	jobs.RegisterRuns(jobReg, runs)
 	srv := console.New(console.Options{
 		Engine: eng, Store: db, Knowledge: kbs, Runs: runs, Traces: tel.reader, Metrics: metrics,
-		Background: &jobs.RunQueue{Client: jobClient, Runs: runs, MaxDepth: cfg.maxQueued},
+		Background: &jobs.RunQueue{Client: jobClient, Runs: runs, MaxDepth: cfg.maxQueued}, Queue: jobClient,
 		Logger:     logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
 		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,
 		ShutdownTimeout: cfg.shutdownTimeout, DrainDelay: cfg.drainDelay, DBID: "troupe-" + db.Dialect(), Version: version,
@@ -320,8 +320,9 @@ func newRunService(eng *engine.Engine, db *store.DB, rec *telemetry.Recorder, m 
 }
 
 // wireMetrics lets the Prometheus metrics read, at scrape time, the state
-// the server's parts already know: reloads, the span queue and ingestion.
-func wireMetrics(m *telemetry.Metrics, eng *engine.Engine, rec *telemetry.Recorder, k *kb.Service) {
+// the server's parts already know: reloads, the span queue, ingestion and
+// the job engine's queues.
+func wireMetrics(m *telemetry.Metrics, eng *engine.Engine, rec *telemetry.Recorder, k *kb.Service, q *jobs.Client) {
 	m.SetReloadSource(func() (bool, time.Time, time.Duration, uint64) {
 		r := eng.LastReload()
 		if r == nil {
@@ -341,6 +342,28 @@ func wireMetrics(m *telemetry.Metrics, eng *engine.Engine, rec *telemetry.Record
 		}
 		return out
 	})
+	m.SetQueueSource(queueMetrics(q))
+}
+
+// queueMetrics reads the job engine's queues for a scrape: one grouped
+// count over the job table, bounded in time so a slow database cannot hold
+// the scrape (its gauges are then left out, the counters kept).
+func queueMetrics(c *jobs.Client) func() telemetry.QueueMetrics {
+	return func() telemetry.QueueMetrics {
+		cs := c.Counters()
+		out := telemetry.QueueMetrics{FailedAttempts: cs.FailedAttempts, LeaseExpired: cs.LeaseExpired, Rescued: cs.Rescued}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stats, err := c.Stats(ctx)
+		if err != nil {
+			return out
+		}
+		for _, q := range stats {
+			out.Queues = append(out.Queues, telemetry.QueueGauges{Queue: q.Queue, Depth: q.Counts.Waiting(), Running: q.Counts.Running,
+				Discarded: q.Counts.Discarded, OldestAvailable: q.OldestAvailable})
+		}
+		return out
+	}
 }
 
 // tracing is where spans go and are read from.

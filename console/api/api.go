@@ -100,6 +100,9 @@ type Options struct {
 	Background Background
 	// Knowledge serves /knowledge routes; nil leaves them out.
 	Knowledge Knowledge
+	// Queue serves /queue routes (the job engine's client); nil leaves
+	// them out.
+	Queue Queue
 	// Traces answers /traces; nil leaves the routes out.
 	Traces telemetry.Reader
 	// Prometheus serves /metrics/prometheus; nil leaves it out.
@@ -210,6 +213,14 @@ func (h *Handler) Register(r gin.IRouter) {
 	if h.opts.Traces != nil {
 		timed.GET("/traces", need(auth.ScopeSessionsRead), h.wrap(h.listTraces))
 		timed.GET("/traces/:trace_id", need(auth.ScopeSessionsRead), h.wrap(h.getTrace))
+	}
+	// The job engine's queues hold every user's jobs (their run and
+	// session ids, their errors): they are operators' business, like the
+	// metrics.
+	if h.opts.Queue != nil {
+		timed.GET("/queue/stats", need(auth.ScopeAdmin), h.wrap(h.queueStats))
+		timed.GET("/queue/jobs", need(auth.ScopeAdmin), h.wrap(h.listJobs))
+		timed.POST("/queue/jobs/:job_id/requeue", need(auth.ScopeAdmin), h.wrap(h.requeueJob))
 	}
 	timed.GET("/metrics", need(auth.ScopeAdmin), h.wrap(h.dailyMetrics))
 	if prom := h.opts.Prometheus; prom != nil {

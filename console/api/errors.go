@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/session"
@@ -106,6 +107,12 @@ func Status(err error) (status int, msg string, ok bool) {
 	case errors.Is(err, kb.ErrUnsupported):
 		return http.StatusUnsupportedMediaType, err.Error(), true
 	case errors.Is(err, knowledge.ErrInvalidFilter), errors.Is(err, kb.ErrInvalid):
+		return http.StatusUnprocessableEntity, err.Error(), true
+	case errors.Is(err, jobs.ErrNotFound):
+		return http.StatusNotFound, "job not found: it never existed, or it finished long enough ago that the job engine deleted it", true
+	case errors.Is(err, jobs.ErrRunning):
+		return http.StatusConflict, "the job is running; requeue it once it has finished", true
+	case errors.Is(err, jobs.ErrInvalid):
 		return http.StatusUnprocessableEntity, err.Error(), true
 	case errors.Is(err, telemetry.ErrUnavailable):
 		return http.StatusServiceUnavailable, unavailableTraces + err.Error(), true

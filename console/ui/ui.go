@@ -94,6 +94,8 @@ type Options struct {
 	Knowledge Knowledge
 	// Traces serves the trace pages; nil shows tracing as off.
 	Traces telemetry.Reader
+	// Queue serves the jobs page (the job engine); nil leaves it out.
+	Queue Queue
 	// Streams opens (and counts) the chat's and the reload events' streams.
 	Streams *sse.Streams
 	// Keys are the accepted API keys; none means the console runs open.
@@ -196,6 +198,11 @@ func (h *Handler) Register(r gin.IRouter) {
 		timed.POST("/ui/knowledge/search", h.pageRequire(auth.ScopeKnowledgeRead), h.searchFromConsole)
 	}
 
+	if h.opts.Queue != nil {
+		// Every user's jobs: operators' business, as on the API.
+		timed.GET("/ui/queue", h.pageRequire(auth.ScopeAdmin), h.queuePage)
+		timed.POST("/ui/queue/jobs/:job_id/requeue", h.pageRequire(auth.ScopeAdmin), h.requeueFromConsole)
+	}
 	timed.GET("/ui/config", h.pageRequire(auth.ScopeAgentsRead), h.configPage)
 	timed.POST("/ui/config/reload", h.pageRequire(auth.ScopeAdmin), h.reloadFromConsole)
 	pages.GET("/ui/events", h.pageRequire(auth.ScopeAgentsRead), h.events)

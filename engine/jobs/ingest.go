@@ -3,11 +3,18 @@ package jobs
 import (
 	"context"
 	"time"
+
+	"github.com/troupehq/troupe/engine/knowledge"
 )
 
 // IngestArgs are the arguments of a knowledge document's ingestion.
 type IngestArgs struct {
 	DocumentID string `json:"document_id"`
+}
+
+// Summary names the document.
+func (a IngestArgs) Summary() map[string]string {
+	return map[string]string{"document_id": a.DocumentID}
 }
 
 // Kind names the ingestion kind.
@@ -27,8 +34,30 @@ type Ingester interface {
 }
 
 // RegisterIngestion makes clients built on r ingest documents with ing.
+// When ing can also read documents, the queue pages name each document's
+// knowledge base.
 func RegisterIngestion(r *Registry, ing Ingester) {
 	Register(r, Ingest, func(ctx context.Context, a IngestArgs) error { return ing.Ingest(ctx, a.DocumentID) })
+	if docs, ok := ing.(documentReader); ok {
+		r.summaries[IngestArgs{}.Kind()] = func(ctx context.Context, raw []byte) map[string]string {
+			s := summarize[IngestArgs](ctx, raw)
+			if s == nil {
+				return nil
+			}
+			// The knowledge base is not in the arguments (the document id
+			// is the queue's uniqueness key): it is read from the document,
+			// which may be gone.
+			if d, err := docs.Get(ctx, s["document_id"]); err == nil {
+				s["knowledge"] = d.KnowledgeID
+			}
+			return s
+		}
+	}
+}
+
+// documentReader reads a document (knowledge's kb.Service).
+type documentReader interface {
+	Get(ctx context.Context, id string) (*knowledge.Document, error)
 }
 
 // IngestQueue queues documents for ingestion on a client; it is the queue of

@@ -60,17 +60,28 @@ const DefaultQueue = river.QueueDefault
 type Registry struct {
 	workers *river.Workers
 	queues  map[string]bool
+	// summaries summarize each kind's encoded arguments for operators.
+	summaries map[string]func(ctx context.Context, raw []byte) map[string]string
+	counters  *counters
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{workers: river.NewWorkers(), queues: map[string]bool{DefaultQueue: true}}
+	return &Registry{workers: river.NewWorkers(), queues: map[string]bool{DefaultQueue: true},
+		summaries: map[string]func(context.Context, []byte) map[string]string{}, counters: &counters{failed: map[string]uint64{}}}
 }
 
 // Register makes the clients built on r run jobs of kind k with work.
 // Register before the client's Run: workers added later are not run.
 func Register[A Args](r *Registry, k Kind[A], work func(ctx context.Context, args A) error) {
-	river.AddWorker(r.workers, &worker[A]{kind: k, work: work})
+	river.AddWorker(r.workers, &worker[A]{kind: k, work: work, counters: r.counters})
+	var a A
+	r.summaries[a.Kind()] = summarize[A]
+	// Every kind's failure counter exists from the start, so that rates of
+	// failures have both sides.
+	r.counters.mu.Lock()
+	r.counters.failed[a.Kind()] += 0
+	r.counters.mu.Unlock()
 	if k.Queue != "" {
 		r.queues[k.Queue] = true
 	}
@@ -79,14 +90,19 @@ func Register[A Args](r *Registry, k Kind[A], work func(ctx context.Context, arg
 // worker adapts a work function to River.
 type worker[A Args] struct {
 	river.WorkerDefaults[A]
-	kind Kind[A]
-	work func(ctx context.Context, args A) error
+	kind     Kind[A]
+	work     func(ctx context.Context, args A) error
+	counters *counters
 }
 
 var _ river.Worker[Args] = (*worker[Args])(nil)
 
 func (w *worker[A]) Work(ctx context.Context, j *river.Job[A]) error {
-	return w.work(context.WithValue(ctx, attemptKey{}, j.Attempt), j.Args)
+	err := w.work(context.WithValue(ctx, attemptKey{}, j.Attempt), j.Args)
+	if err != nil {
+		w.counters.attemptFailed(j.Kind)
+	}
+	return err
 }
 
 // attemptKey carries a job's attempt number in its work's context.
@@ -145,6 +161,8 @@ type riverClient interface {
 	StopAndCancel(ctx context.Context) error
 	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
 	JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error)
+	JobGet(ctx context.Context, id int64) (*rivertype.JobRow, error)
+	JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error)
 }
 
 var _ riverClient = (*river.Client[any])(nil)
@@ -157,6 +175,10 @@ type Client struct {
 	log   *slog.Logger
 	// rescue gives back abandoned jobs (Options.Exclusive).
 	rescue func(ctx context.Context) (int, error)
+	// counts runs the stats query on the driver's database.
+	counts func(ctx context.Context) ([]countRow, error)
+	// concurrency is how many jobs of each queue this client runs at once.
+	concurrency map[string]int
 }
 
 // New migrates River's tables on driver's database up to date and returns a
@@ -197,6 +219,7 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], opts Opti
 		}
 	}
 	queues := map[string]river.QueueConfig{}
+	concurrency := map[string]int{}
 	for q := range opts.Queues {
 		opts.Registry.queues[q] = true
 	}
@@ -206,6 +229,7 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], opts Opti
 			n = m
 		}
 		queues[q] = river.QueueConfig{MaxWorkers: n}
+		concurrency[q] = n
 	}
 	c, err := river.NewClient(driver, &river.Config{
 		Queues: queues, Workers: opts.Registry.workers, FetchPollInterval: poll, FetchCooldown: fetchCooldown,
@@ -214,7 +238,7 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], opts Opti
 	if err != nil {
 		return nil, fmt.Errorf("jobs: creating the client: %w", err)
 	}
-	return &Client{river: c, opts: opts, log: opts.Logger,
+	return &Client{river: c, opts: opts, log: opts.Logger, counts: countsQuery(driver), concurrency: concurrency,
 		rescue: func(ctx context.Context) (int, error) { return rescueAbandoned(ctx, driver, time.Now().UTC()) }}, nil
 }
 
@@ -231,6 +255,7 @@ func (c *Client) Run(ctx context.Context) error {
 			return err
 		}
 		if n > 0 {
+			c.opts.Registry.counters.rescued.Add(uint64(n))
 			c.log.Info("gave back jobs abandoned by a stopped process", "jobs", n)
 		}
 	}

@@ -58,7 +58,7 @@ func (r *recorder) texts() []string {
 
 // openDB opens the SQLite file path through the store, which provides the
 // job engine's driver, and closes it when the test ends.
-func openDB(t *testing.T, path string) *store.DB {
+func openDB(t testing.TB, path string) *store.DB {
 	t.Helper()
 	db, err := store.Open(t.Context(), path, store.Options{})
 	require.NoError(t, err)

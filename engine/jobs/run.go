@@ -18,6 +18,23 @@ const RunQueueName = "runs"
 // RunArgs are the arguments of a background run's job.
 type RunArgs struct {
 	RunID string `json:"run_id"`
+	// SessionID and Component (the agent or team, "agent:name") say whose
+	// run it is on the queue pages; jobs queued before they existed lack
+	// them.
+	SessionID string `json:"session_id,omitempty"`
+	Component string `json:"component,omitempty"`
+}
+
+// Summary names the run, its session and component: never its input.
+func (a RunArgs) Summary() map[string]string {
+	s := map[string]string{"run_id": a.RunID}
+	if a.SessionID != "" {
+		s["session_id"] = a.SessionID
+	}
+	if a.Component != "" {
+		s["component"] = a.Component
+	}
+	return s
 }
 
 // Kind names the background run kind.
@@ -47,13 +64,17 @@ const abandonedRun = "the process executing this background run stopped before i
 // RegisterRuns makes clients built on r execute background runs with ex.
 func RegisterRuns(r *Registry, ex Executor) {
 	Register(r, BackgroundRun, func(ctx context.Context, a RunArgs) error {
-		r, err := ex.ExecuteQueued(ctx, a.RunID)
-		if err != nil || r != nil || Attempt(ctx) < 2 {
+		run, err := ex.ExecuteQueued(ctx, a.RunID)
+		if err != nil || run != nil || Attempt(ctx) < 2 {
 			return err
 		}
 		// Claimed by the first attempt, whose process died: never run
-		// it again, say why it ended.
-		_, err = ex.FailAbandoned(ctx, a.RunID, abandonedRun)
+		// it again, say why it ended. (A requeued job of a run that ended
+		// lands here too, and finds nothing to end.)
+		ended, err := ex.FailAbandoned(ctx, a.RunID, abandonedRun)
+		if ended {
+			r.counters.leaseExpired.Add(1)
+		}
 		return err
 	})
 }
@@ -97,7 +118,7 @@ func (q *RunQueue) Submit(ctx context.Context, p session.Params) (*session.Run, 
 	if err != nil {
 		return nil, err
 	}
-	if _, err := Enqueue(ctx, q.Client, BackgroundRun, RunArgs{RunID: r.ID}); err != nil {
+	if _, err := Enqueue(ctx, q.Client, BackgroundRun, RunArgs{RunID: r.ID, SessionID: r.SessionID, Component: r.Type + ":" + r.ComponentID}); err != nil {
 		if aerr := q.Runs.Abandon(ctx, r, "the run could not be queued: "+err.Error()); aerr != nil {
 			return nil, fmt.Errorf("%w (and %w)", err, aerr)
 		}

@@ -56,8 +56,11 @@ func TestBackgroundRunAtMostOnce(t *testing.T) {
 		claimed      bool // the dead process had claimed (started) the run
 		wantStatus   event.Status
 		wantExecuted int32
+		// wantExpired is the lease expiries counted (the run ended ERROR
+		// because its worker died).
+		wantExpired uint64
 	}{
-		{name: "claimed: ends ERROR, not run again", claimed: true, wantStatus: event.StatusError, wantExecuted: 0},
+		{name: "claimed: ends ERROR, not run again", claimed: true, wantStatus: event.StatusError, wantExecuted: 0, wantExpired: 1},
 		{name: "not claimed yet: executed once", claimed: false, wantStatus: event.StatusCompleted, wantExecuted: 1},
 	}
 	for _, tt := range tests {
@@ -97,6 +100,8 @@ func TestBackgroundRunAtMostOnce(t *testing.T) {
 			require.NoError(t, stop())
 			require.Equal(t, tt.wantStatus, r.Status)
 			require.Equal(t, tt.wantExecuted, ex.executed.Load())
+			require.Equal(t, jobs.Counters{FailedAttempts: map[string]uint64{"background_run": 0}, LeaseExpired: tt.wantExpired, Rescued: 1}, c.Counters(),
+				"the abandoned job was given back at start")
 			if tt.claimed {
 				require.Contains(t, r.Error, "stopped before it finished")
 			}

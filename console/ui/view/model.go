@@ -251,3 +251,49 @@ type ChatUsage struct {
 	// SessionLink links the run in its session's page.
 	SessionLink bool
 }
+
+// Jobs is the job engine's page: its queues' counts and a page of jobs.
+type Jobs struct {
+	Queues []JobQueue
+	Rows   []JobRow
+	Filter JobFilter
+	// States and Kinds are what the filters offer.
+	States, Kinds, QueueNames []string
+	// Next continues the list (a cursor); empty on the last page.
+	Next     string
+	CanAdmin bool
+	// Flash reports a requeue the user asked for.
+	Flash string
+}
+
+// JobFilter is the job list's filter.
+type JobFilter struct {
+	State, Kind, Queue string
+}
+
+// JobQueue is one queue's counts.
+type JobQueue struct {
+	Name                                                                      string
+	Concurrency                                                               int
+	Available, Scheduled, Running, Retryable, Completed, Cancelled, Discarded int
+	OldestAvailable                                                           time.Duration
+}
+
+// JobRow is one job.
+type JobRow struct {
+	ID                   int64
+	Kind, Queue, State   string
+	Attempt, MaxAttempts int
+	CreatedAt            time.Time
+	FinalizedAt          *time.Time
+	// Summary is "key=value" pairs naming the job (never its input).
+	Summary []string
+	Errors  []JobError
+}
+
+// JobError is one failed attempt.
+type JobError struct {
+	At      time.Time
+	Attempt int
+	Error   string
+}
