@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -183,6 +184,44 @@ func (h *Handler) getRun(typ string) handlerFunc {
 			return Errorf(http.StatusNotFound, "no run %s of %s %s", c.Param("run_id"), typ, c.Param("id"))
 		}
 		c.JSON(http.StatusOK, toRun(r, false))
+		return nil
+	}
+}
+
+// runStatuses are the statuses GET …/runs filters by.
+var runStatuses = []event.Status{event.StatusPending, event.StatusRunning, event.StatusCompleted, event.StatusError, event.StatusCancelled}
+
+// listRuns answers GET /agents/{id}/runs and GET /teams/{id}/runs: the
+// agent's (or team's) top-level runs the caller may see, newest first, of
+// one session (session_id, which AgentOS requires and Troupe does not) and
+// one status when asked, one page at a time. It is a bare array, AgentOS's
+// shape, paged like GET /sessions/{id}/runs (limit, page, X-Total-* and
+// Link headers). Each run has the shape GET …/runs/{run_id} answers with;
+// neither has messages. Runs of an agent removed from the spec folder are
+// still listed: they are history.
+func (h *Handler) listRuns(typ string) handlerFunc {
+	return func(c *gin.Context) error {
+		q := store.RunQuery{Filter: filter(c), Type: typ, ComponentID: c.Param("id"), SessionID: c.Query("session_id")}
+		var err error
+		if q.Limit, q.Page, err = paging(c); err != nil {
+			return err
+		}
+		if v := c.Query("status"); v != "" {
+			q.Status = event.Status(strings.ToUpper(v))
+			if !slices.Contains(runStatuses, q.Status) {
+				return Errorf(http.StatusUnprocessableEntity, "status must be one of %v, got %q", runStatuses, v)
+			}
+		}
+		runs, total, err := h.opts.Store.ListComponentRuns(c.Request.Context(), q)
+		if err != nil {
+			return err
+		}
+		pageHeaders(c, q.Page, q.Limit, total)
+		out := make([]runResponse, len(runs))
+		for i := range runs {
+			out[i] = toRun(&runs[i], false)
+		}
+		c.JSON(http.StatusOK, out)
 		return nil
 	}
 }
