@@ -107,6 +107,9 @@ type harness struct {
 	// maxRuns and maxQueued bound background runs (default 4 at once, any
 	// number queued).
 	maxRuns, maxQueued int
+	// keyTTL is how long idempotency keys last (the service's default
+	// when 0).
+	keyTTL time.Duration
 }
 
 // traceStore is a trace sink the console can also read back.
@@ -148,6 +151,9 @@ func withProvider(name string, p model.Provider) serverOption {
 func withBackground(maxRuns, maxQueued int) serverOption {
 	return func(h *harness) { h.maxRuns, h.maxQueued = maxRuns, maxQueued }
 }
+
+// withKeyTTL keeps idempotency keys for ttl, and purges them as often.
+func withKeyTTL(ttl time.Duration) serverOption { return func(h *harness) { h.keyTTL = ttl } }
 
 // withOptions changes the server's options before it starts.
 func withOptions(f func(*console.Options)) serverOption { return func(h *harness) { h.opts = f } }
@@ -234,9 +240,13 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	if h.opts != nil {
 		h.opts(&o)
 	}
-	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Cancels: ts.db, Events: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout})
+	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Cancels: ts.db, Events: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout,
+		IdempotencyTTL: h.keyTTL})
 	// As in troupe serve: background runs are jobs any replica executes.
 	jobs.RegisterRuns(jobReg, ts.runs)
+	if h.keyTTL > 0 {
+		jobs.RegisterKeyPurge(jobReg, ts.db, ts.runs.KeyCutoff, h.keyTTL)
+	}
 	if o.Background == nil {
 		o.Background = &jobs.RunQueue{Client: jobClient, Runs: ts.runs, MaxDepth: h.maxQueued}
 	}

@@ -101,7 +101,7 @@ func (h *Handler) createRun(typ string) handlerFunc {
 		}
 		turn, err := h.opts.Runs.Start(c.Request.Context(), p)
 		if replay, ok := errors.AsType[*session.ReplayError](err); ok {
-			return h.replayRun(c, typ, replay.RunID, false)
+			return h.replayRun(c, typ, replay.RunID, false, stream)
 		}
 		if err != nil {
 			return err
@@ -130,7 +130,7 @@ func (h *Handler) submitRun(c *gin.Context, p session.Params) error {
 	p.Stream = false // nobody is listening
 	r, err := h.opts.Background.Submit(c.Request.Context(), p)
 	if replay, ok := errors.AsType[*session.ReplayError](err); ok {
-		return h.replayRun(c, string(session.TypeOf(p.Kind)), replay.RunID, true)
+		return h.replayRun(c, string(session.TypeOf(p.Kind)), replay.RunID, true, false)
 	}
 	if err != nil {
 		return err
@@ -153,22 +153,36 @@ func requestHash(p session.Params, background bool) string {
 }
 
 // replayRun answers a run request repeated with its Idempotency-Key: with
-// the run the first request made, in its current state (202 with its
-// status for a background run, 200 with the run otherwise; a stream is
-// not replayed).
-func (h *Handler) replayRun(c *gin.Context, typ, runID string, background bool) error {
+// the run the first request made, in its current state: 202 with its
+// status for a background run; for a streaming request (stream), the
+// run's stream from its first event, as resume serves it (every event
+// while the run executes or its journal or log has them, followed live
+// until its end; else the terminal event made from the stored run); 200
+// with the run otherwise.
+func (h *Handler) replayRun(c *gin.Context, typ, runID string, background, stream bool) error {
 	r, err := h.opts.Store.GetRun(c.Request.Context(), runID, store.Filter{UserID: auth.Of(c).UserID("")})
 	if err != nil {
 		return about("run", err)
 	}
+	var replay *session.Replay
+	if stream {
+		replay, err = h.opts.Runs.Resume(c.Request.Context(), session.ResumeParams{Kind: kindOf(typ), Name: r.ComponentID,
+			RunID: r.ID, After: -1, UserID: auth.Of(c).UserID("")})
+		if err != nil {
+			return err
+		}
+	}
 	c.Header("Idempotent-Replayed", "true")
 	c.Header("X-Run-Id", r.ID)
 	c.Header("X-Session-Id", r.SessionID)
-	if background {
+	switch {
+	case background:
 		c.JSON(http.StatusAccepted, backgroundRunResponse{RunID: r.ID, SessionID: r.SessionID, Status: string(r.Status)})
-		return nil
+	case stream:
+		h.streamReplay(c, replay, r.ID)
+	default:
+		c.JSON(http.StatusOK, toRun(r, false))
 	}
-	c.JSON(http.StatusOK, toRun(r, false))
 	return nil
 }
 
@@ -252,18 +266,24 @@ func (h *Handler) resumeRun(typ string) handlerFunc {
 		if err != nil {
 			return err
 		}
-		w, closed := h.opts.Streams.Open(c.Writer)
-		defer closed()
-		ctx, stop := context.WithCancel(c.Request.Context())
-		var beats sync.WaitGroup
-		beats.Go(func() { w.Heartbeats(ctx, sse.HeartbeatInterval) })
-		defer beats.Wait()
-		defer stop()
-		if err := replay.Stream(ctx, func(e event.Event) error { return writeFrame(w, e) }); err != nil && ctx.Err() == nil {
-			// The stream has started: all that can be said is a log line.
-			h.log.Warn("resumed stream ended early", "run_id", c.Param("run_id"), "err", err)
-		}
+		h.streamReplay(c, replay, c.Param("run_id"))
 		return nil
+	}
+}
+
+// streamReplay streams replay's events as AgentOS frames, with heartbeats,
+// until the run's terminal event or the client leaves.
+func (h *Handler) streamReplay(c *gin.Context, replay *session.Replay, runID string) {
+	w, closed := h.opts.Streams.Open(c.Writer)
+	defer closed()
+	ctx, stop := context.WithCancel(c.Request.Context())
+	var beats sync.WaitGroup
+	beats.Go(func() { w.Heartbeats(ctx, sse.HeartbeatInterval) })
+	defer beats.Wait()
+	defer stop()
+	if err := replay.Stream(ctx, func(e event.Event) error { return writeFrame(w, e) }); err != nil && ctx.Err() == nil {
+		// The stream has started: all that can be said is a log line.
+		h.log.Warn("resumed stream ended early", "run_id", runID, "err", err)
 	}
 }
 

@@ -58,8 +58,9 @@ const DefaultQueue = river.QueueDefault
 // Registry holds the workers of the job kinds a client runs. Build it in the
 // composition root; a kind registered twice panics (a wiring mistake).
 type Registry struct {
-	workers *river.Workers
-	queues  map[string]bool
+	workers  *river.Workers
+	queues   map[string]bool
+	periodic []*river.PeriodicJob
 }
 
 // NewRegistry returns an empty registry.
@@ -74,6 +75,17 @@ func Register[A Args](r *Registry, k Kind[A], work func(ctx context.Context, arg
 	if k.Queue != "" {
 		r.queues[k.Queue] = true
 	}
+}
+
+// Periodic makes the clients built on r (and run after this call) insert a job of kind k with args
+// every interval, and once as they start. These are River's periodic jobs:
+// only the leader elected among the clients on one database inserts them,
+// so each period's job runs once however many replicas run. Register the
+// kind's worker too.
+func Periodic[A Args](r *Registry, every time.Duration, k Kind[A], args A) {
+	r.periodic = append(r.periodic, river.NewPeriodicJob(river.PeriodicInterval(every),
+		func() (river.JobArgs, *river.InsertOpts) { return args, k.insertOpts() },
+		&river.PeriodicJobOpts{ID: args.Kind(), RunOnStart: true}))
 }
 
 // worker adapts a work function to River.
@@ -137,6 +149,7 @@ type riverClient interface {
 	StopAndCancel(ctx context.Context) error
 	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
 	JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error)
+	PeriodicJobs() *river.PeriodicJobBundle
 }
 
 var _ riverClient = (*river.Client[any])(nil)
@@ -217,6 +230,11 @@ func (c *Client) Run(ctx context.Context) error {
 		if n > 0 {
 			c.log.Info("gave back jobs abandoned by a stopped process", "jobs", n)
 		}
+	}
+	// Periodic jobs are handed over here rather than at New, so that, as
+	// workers, they may be registered until Run.
+	if _, err := c.river.PeriodicJobs().AddManySafely(c.opts.Registry.periodic); err != nil {
+		return fmt.Errorf("jobs: adding periodic jobs: %w", err)
 	}
 	if err := c.river.Start(ctx); err != nil {
 		if ctx.Err() != nil {
