@@ -25,11 +25,13 @@ func events(fs []idFrame) []string {
 	return out
 }
 
-// TestIdempotencyKeyReplaysStreams: a streaming request repeated with its
-// key answers a stream, not JSON: every event of the first run when they
-// are still kept, the run followed live while it runs, and at least its
-// terminal event made from the stored run on a replica that has none.
-func TestIdempotencyKeyReplaysStreams(t *testing.T) {
+// TestIdempotencyKeyReplaysAsAnswered: a request repeated with its key is
+// answered as the first one was. A streaming one gets a stream, not JSON:
+// every event of the first run when they are still kept, the run followed
+// live while it runs, and at least its terminal event made from the stored
+// run on a replica that has none. A JSON one gets the run's result, waiting
+// for the run's end as the first request does.
+func TestIdempotencyKeyReplaysAsAnswered(t *testing.T) {
 	t.Parallel()
 	const body = `{"message":"hello there","stream":true}`
 
@@ -64,6 +66,52 @@ func TestIdempotencyKeyReplaysStreams(t *testing.T) {
 		require.Equal(t, 0, again[0].ID)
 		require.Equal(t, "forty-two", again[len(again)-1].Data["content"])
 		require.Equal(t, events(orig.rest()), events(again))
+		require.Len(t, script.Requests(), 1, "one run, one model call")
+	})
+
+	t.Run("a JSON replay of a running run waits for its end", func(t *testing.T) {
+		t.Parallel()
+		script := fake.New(fake.Step{Delay: time.Second, Content: "forty-two"})
+		ts := startServer(t, withProvider("anthropic", script), withSpecs(slowCalc))
+		const calc = `{"message":"what is 6*7?","stream":false}`
+		send := func() (int, runState, http.Header) {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.url+"/agents/slowcalc/runs", strings.NewReader(calc))
+			if err != nil {
+				return 0, runState{}, nil
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Idempotency-Key", "json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return 0, runState{}, nil
+			}
+			defer resp.Body.Close()
+			var r runState
+			_ = json.NewDecoder(resp.Body).Decode(&r)
+			return resp.StatusCode, r, resp.Header
+		}
+		type answer struct {
+			status int
+			run    runState
+		}
+		firstDone := make(chan answer, 1)
+		go func() {
+			status, r, _ := send()
+			firstDone <- answer{status, r}
+		}()
+		var runs []runState
+		require.Eventually(t, func() bool {
+			ts.json(http.MethodGet, "/agents/slowcalc/runs?status=RUNNING", "", "", http.StatusOK, &runs)
+			return len(runs) == 1
+		}, 15*time.Second, 10*time.Millisecond)
+		status, again, h := send()
+		require.Equal(t, http.StatusOK, status)
+		require.Equal(t, "true", h.Get("Idempotent-Replayed"))
+		require.Equal(t, runs[0].RunID, again.RunID)
+		require.Equal(t, "COMPLETED", again.Status, "the replay answers the run's result, not its progress")
+		require.Equal(t, "forty-two", again.Content)
+		first := <-firstDone
+		require.Equal(t, answer{http.StatusOK, again}, first)
 		require.Len(t, script.Requests(), 1, "one run, one model call")
 	})
 

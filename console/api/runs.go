@@ -152,24 +152,38 @@ func requestHash(p session.Params, background bool) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// replayRun answers a run request repeated with its Idempotency-Key: with
-// the run the first request made, in its current state: 202 with its
-// status for a background run; for a streaming request (stream), the
-// run's stream from its first event, as resume serves it (every event
-// while the run executes or its journal or log has them, followed live
-// until its end; else the terminal event made from the stored run); 200
-// with the run otherwise.
+// replayRun answers a run request repeated with its Idempotency-Key with
+// the run the first request made, as the first request was answered: 202
+// with its current status for a background run; for a streaming request
+// (stream), the run's stream from its first event, as resume serves it
+// (every event while the run executes or its journal or log has them,
+// followed live until its end; else the terminal event made from the
+// stored run); otherwise 200 with the run once it has ended, waiting for
+// it like the first request does when it is still running (a client that
+// retries a request that timed out gets the answer, not RUNNING).
 func (h *Handler) replayRun(c *gin.Context, typ, runID string, background, stream bool) error {
-	r, err := h.opts.Store.GetRun(c.Request.Context(), runID, store.Filter{UserID: auth.Of(c).UserID("")})
+	ctx := c.Request.Context()
+	f := store.Filter{UserID: auth.Of(c).UserID("")}
+	r, err := h.opts.Store.GetRun(ctx, runID, f)
 	if err != nil {
 		return about("run", err)
 	}
 	var replay *session.Replay
-	if stream {
-		replay, err = h.opts.Runs.Resume(c.Request.Context(), session.ResumeParams{Kind: kindOf(typ), Name: r.ComponentID,
-			RunID: r.ID, After: -1, UserID: auth.Of(c).UserID("")})
+	if stream || !background && !r.Status.Terminal() {
+		replay, err = h.opts.Runs.Resume(ctx, session.ResumeParams{Kind: kindOf(typ), Name: r.ComponentID,
+			RunID: r.ID, After: -1, UserID: f.UserID})
 		if err != nil {
 			return err
+		}
+	}
+	if !stream && replay != nil {
+		// The run's end is its terminal event; the events themselves are
+		// not wanted.
+		if err := replay.Stream(ctx, func(event.Event) error { return nil }); err != nil {
+			return fmt.Errorf("waiting for run %s to end: %w", r.ID, err)
+		}
+		if r, err = h.opts.Store.GetRun(ctx, runID, f); err != nil {
+			return about("run", err)
 		}
 	}
 	c.Header("Idempotent-Replayed", "true")
