@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -162,6 +163,9 @@ type Client struct {
 	log   *slog.Logger
 	// rescue gives back abandoned jobs (Options.Exclusive).
 	rescue func(ctx context.Context) (int, error)
+	// periodic hands the registry's periodic jobs to River once, however
+	// often Run is called.
+	periodic sync.Once
 }
 
 // New migrates River's tables on driver's database up to date and returns a
@@ -233,8 +237,10 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	// Periodic jobs are handed over here rather than at New, so that, as
 	// workers, they may be registered until Run.
-	if _, err := c.river.PeriodicJobs().AddManySafely(c.opts.Registry.periodic); err != nil {
-		return fmt.Errorf("jobs: adding periodic jobs: %w", err)
+	var perr error
+	c.periodic.Do(func() { _, perr = c.river.PeriodicJobs().AddManySafely(c.opts.Registry.periodic) })
+	if perr != nil {
+		return fmt.Errorf("jobs: adding periodic jobs: %w", perr)
 	}
 	if err := c.river.Start(ctx); err != nil {
 		if ctx.Err() != nil {
