@@ -61,8 +61,17 @@ func (db *DB) listComponentRuns(ctx context.Context, q RunQuery) ([]Run, int, er
 		return "$" + strconv.Itoa(len(args))
 	}
 	// parent_run_id is compared with a literal so that both dialects can
-	// use the partial index.
-	conds := []string{"parent_run_id = ''", "component_id = " + arg(q.ComponentID), "type = " + arg(q.Type)}
+	// use the partial index. With a session, the session's index reads
+	// just its runs; SQLite, without statistics, would rather take the
+	// component's (two equalities against one) and read all of the
+	// component's runs, so there the component's columns are written as
+	// expressions (+col), which no index serves. PostgreSQL's planner
+	// weighs both with its statistics.
+	col := func(c string) string { return c }
+	if q.SessionID != "" && db.dialect == DialectSQLite {
+		col = func(c string) string { return "+" + c }
+	}
+	conds := []string{"parent_run_id = ''", col("component_id") + " = " + arg(q.ComponentID), col("type") + " = " + arg(q.Type)}
 	if q.SessionID != "" {
 		conds = append(conds, "session_id = "+arg(q.SessionID))
 	}
