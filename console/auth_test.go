@@ -92,6 +92,18 @@ func TestUserIsolation(t *testing.T) {
 	ts.json(http.MethodPost, "/agents/writer/runs", bobKey, `{"message":"continue","session_id":"`+alice+`","stream":false}`, http.StatusNotFound, nil)
 	status, body, _ := ts.do(http.MethodPost, "/v1/chat/completions", bobKey, "application/json", `{"model":"writer","messages":[{"role":"user","content":"x"}]}`)
 	require.Equal(t, http.StatusOK, status, body)
+	// Listing an agent's runs shows only the caller's, whatever it asks for.
+	var listed []runJSON
+	for _, path := range []string{"/agents/writer/runs?session_id=" + alice, "/agents/writer/runs?session_id=" + alice + "&user_id=alice"} {
+		ts.json(http.MethodGet, path, bobKey, "", http.StatusOK, &listed)
+		require.Empty(t, listed, path)
+	}
+	ts.json(http.MethodGet, "/agents/writer/runs?user_id=alice", bobKey, "", http.StatusOK, &listed)
+	require.NotEmpty(t, listed)
+	for _, r := range listed {
+		require.NotEqual(t, alice, r.SessionID)
+		require.NotEqual(t, "alice secret", r.RunInput)
+	}
 
 	// Alice's session is intact and hers.
 	var s sessionJSON
@@ -101,11 +113,17 @@ func TestUserIsolation(t *testing.T) {
 	var runs []runJSON
 	ts.json(http.MethodGet, "/sessions/"+alice+"/runs", aliceKey, "", http.StatusOK, &runs)
 	require.Len(t, runs, 1)
+	ts.json(http.MethodGet, "/agents/writer/runs", aliceKey, "", http.StatusOK, &listed)
+	require.Len(t, listed, 1)
+	require.Equal(t, runs[0].RunID, listed[0].RunID)
 
 	// The admin sees everyone's sessions and may filter by user.
 	ts.json(http.MethodGet, "/sessions", adminKey, "", http.StatusOK, &page)
 	require.Equal(t, 3, page.Meta.TotalCount)
 	ts.json(http.MethodGet, "/sessions?user_id=alice", adminKey, "", http.StatusOK, &page)
 	require.Len(t, page.Data, 1)
+	ts.json(http.MethodGet, "/agents/writer/runs?user_id=alice", adminKey, "", http.StatusOK, &listed)
+	require.Len(t, listed, 1)
+	require.Equal(t, alice, listed[0].SessionID)
 	ts.json(http.MethodDelete, "/sessions/"+alice, adminKey, "", http.StatusNoContent, nil)
 }

@@ -109,6 +109,9 @@ type harness struct {
 	// number queued).
 	maxRuns, maxQueued int
 	observers          []session.Observer // besides tracing and metrics
+	// keyTTL is how long idempotency keys last (the service's default
+	// when 0).
+	keyTTL time.Duration
 }
 
 // traceStore is a trace sink the console can also read back.
@@ -155,6 +158,9 @@ func withBackground(maxRuns, maxQueued int) serverOption {
 func withObserver(o session.Observer) serverOption {
 	return func(h *harness) { h.observers = append(h.observers, o) }
 }
+
+// withKeyTTL keeps idempotency keys for ttl, and purges them as often.
+func withKeyTTL(ttl time.Duration) serverOption { return func(h *harness) { h.keyTTL = ttl } }
 
 // withOptions changes the server's options before it starts.
 func withOptions(f func(*console.Options)) serverOption { return func(h *harness) { h.opts = f } }
@@ -243,9 +249,13 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	if h.opts != nil {
 		h.opts(&o)
 	}
-	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Cancels: ts.db, Events: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout})
+	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Cancels: ts.db, Events: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout,
+		IdempotencyTTL: h.keyTTL})
 	// As in troupe serve: background runs are jobs any replica executes.
 	jobs.RegisterRuns(jobReg, ts.runs)
+	if h.keyTTL > 0 {
+		jobs.RegisterKeyPurge(jobReg, ts.db, ts.runs.KeyCutoff, h.keyTTL)
+	}
 	if o.Background == nil {
 		o.Background = &jobs.RunQueue{Client: jobClient, Runs: ts.runs, MaxDepth: h.maxQueued}
 	}

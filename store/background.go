@@ -68,19 +68,29 @@ func (db *DB) ClaimRun(ctx context.Context, id string) (*Run, error) {
 	return &r, nil
 }
 
+// A key created before the retention cutoff ($6) is past its retention:
+// the request that brings it again is a new one, so it takes the key over
+// (the conflict's update) instead of replaying the old run. The purge job
+// deletes such keys in bulk; this makes one expired a moment ago, not yet
+// purged, behave the same.
 const (
 	sqlReserveKey = `INSERT INTO idempotency_keys (user_id, key, body_hash, run_id, created_at) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (user_id, key) DO NOTHING`
+		ON CONFLICT (user_id, key) DO UPDATE SET body_hash = excluded.body_hash, run_id = excluded.run_id, created_at = excluded.created_at
+		WHERE idempotency_keys.created_at < $6`
 	sqlGetKey     = `SELECT run_id, body_hash FROM idempotency_keys WHERE user_id = $1 AND key = $2`
+	sqlLookupKey  = `SELECT run_id, body_hash FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND created_at >= $3`
 	sqlReleaseKey = `DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND run_id = $3`
+	sqlPurgeKeys  = `DELETE FROM idempotency_keys WHERE created_at < $1`
 )
 
 // ReserveKey records idempotency key for userID's new run runID, made by a
-// request whose hash is hash. When the key is taken it records nothing and
-// returns the run and request hash stored with it (reserved false).
-func (db *DB) ReserveKey(ctx context.Context, userID, key, hash, runID string) (existingRun, existingHash string, reserved bool, err error) {
+// request whose hash is hash. When the key is taken, and was created at or
+// after expired, it records nothing and returns the run and request hash
+// stored with it (reserved false); a key created before expired is past its
+// retention and is taken over.
+func (db *DB) ReserveKey(ctx context.Context, userID, key, hash, runID string, expired time.Time) (existingRun, existingHash string, reserved bool, err error) {
 	err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, sqlReserveKey, userID, key, hash, runID, db.timeArg(now()))
+		res, err := tx.ExecContext(ctx, sqlReserveKey, userID, key, hash, runID, db.timeArg(now()), db.timeArg(normTime(expired)))
 		if err != nil {
 			return err
 		}
@@ -98,6 +108,37 @@ func (db *DB) ReserveKey(ctx context.Context, userID, key, hash, runID string) (
 		return "", "", false, fmt.Errorf("store: reserving idempotency key: %w", err)
 	}
 	return existingRun, existingHash, reserved, nil
+}
+
+// LookupKey returns the run and request hash stored with userID's
+// idempotency key, unless it has none created at or after expired.
+func (db *DB) LookupKey(ctx context.Context, userID, key string, expired time.Time) (runID, hash string, found bool, err error) {
+	err = db.r.QueryRowContext(ctx, sqlLookupKey, userID, key, db.timeArg(normTime(expired))).Scan(&runID, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", false, nil
+	}
+	if err != nil {
+		return "", "", false, fmt.Errorf("store: looking up idempotency key: %w", err)
+	}
+	return runID, hash, true, nil
+}
+
+// PurgeKeys deletes the idempotency keys created before cutoff, which are
+// past their retention, and returns how many it deleted.
+func (db *DB) PurgeKeys(ctx context.Context, cutoff time.Time) (int, error) {
+	var n int64
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, sqlPurgeKeys, db.timeArg(normTime(cutoff)))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: purging expired idempotency keys: %w", err)
+	}
+	return int(n), nil
 }
 
 // ReleaseKey forgets the key reserved for runID, whose run could not be

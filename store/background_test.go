@@ -3,6 +3,7 @@ package store_test
 import (
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -54,6 +55,63 @@ func TestClaimRunOnce(t *testing.T) {
 			require.ErrorIs(t, err, store.ErrNotFound)
 			_, err = db.ClaimRun(t.Context(), "no-such-run")
 			require.ErrorIs(t, err, store.ErrNotFound)
+		})
+	}
+}
+
+// TestIdempotencyKeyRetention checks keys on both databases: a key replays
+// within its retention (the cutoff passed in), is taken over past it, is
+// looked up only within it, and the purge deletes exactly the keys created
+// before its cutoff.
+func TestIdempotencyKeyRetention(t *testing.T) {
+	for name, open := range dbOpeners(t) {
+		t.Run(name, func(t *testing.T) {
+			db := open(t)
+			ctx := t.Context()
+			past := time.Now().Add(-time.Hour) // nothing stored is older
+			future := time.Now().Add(time.Hour)
+
+			run, hash, reserved, err := db.ReserveKey(ctx, "u1", "k", "h1", "run1", past)
+			require.NoError(t, err)
+			require.True(t, reserved)
+			require.Empty(t, run+hash)
+			run, hash, reserved, err = db.ReserveKey(ctx, "u1", "k", "h2", "run2", past)
+			require.NoError(t, err)
+			require.Equal(t, []any{"run1", "h1", false}, []any{run, hash, reserved}, "within its retention the key is the first run's")
+			_, _, reserved, err = db.ReserveKey(ctx, "u2", "k", "h2", "run3", past)
+			require.NoError(t, err)
+			require.True(t, reserved, "keys are per user")
+
+			run, hash, found, err := db.LookupKey(ctx, "u1", "k", past)
+			require.NoError(t, err)
+			require.Equal(t, []any{"run1", "h1", true}, []any{run, hash, found})
+			_, _, found, err = db.LookupKey(ctx, "u1", "k", future)
+			require.NoError(t, err)
+			require.False(t, found, "past its retention the key is not found")
+			_, _, found, err = db.LookupKey(ctx, "u1", "missing", past)
+			require.NoError(t, err)
+			require.False(t, found)
+
+			// Past its retention, the next request takes the key over.
+			run, hash, reserved, err = db.ReserveKey(ctx, "u1", "k", "h4", "run4", future)
+			require.NoError(t, err)
+			require.True(t, reserved)
+			require.Empty(t, run+hash)
+			run, hash, found, err = db.LookupKey(ctx, "u1", "k", past)
+			require.NoError(t, err)
+			require.Equal(t, []any{"run4", "h4", true}, []any{run, hash, found})
+
+			n, err := db.PurgeKeys(ctx, past)
+			require.NoError(t, err)
+			require.Zero(t, n, "no key is that old")
+			n, err = db.PurgeKeys(ctx, future)
+			require.NoError(t, err)
+			require.Equal(t, 2, n)
+			for _, user := range []string{"u1", "u2"} {
+				_, _, found, err = db.LookupKey(ctx, user, "k", time.Time{})
+				require.NoError(t, err)
+				require.False(t, found)
+			}
 		})
 	}
 }

@@ -54,6 +54,8 @@ type serveConfig struct {
 	// maxRuns is this replica's concurrent background runs; maxQueued the
 	// background runs that may wait to start, over every replica.
 	maxRuns, maxQueued int
+	// idempotencyTTL is how long an Idempotency-Key replays its run.
+	idempotencyTTL time.Duration
 }
 
 func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, error) {
@@ -99,6 +101,8 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	}
 	fs.DurationVar(&c.drainDelay, "drain-delay", drainDelay,
 		"on shutdown, how long to keep accepting requests with the readiness probe failing, so a load balancer stops sending work first; a little over its health check interval (env TROUPE_DRAIN_DELAY)")
+	durationFlag(&c.idempotencyTTL, "idempotency-ttl", "TROUPE_IDEMPOTENCY_TTL", session.DefaultIdempotencyTTL,
+		"how long an Idempotency-Key replays the run its first request made; after that the key is new again and expired keys are purged")
 	maxConns := 1024
 	if v, ok := getenv("TROUPE_MAX_CONNECTIONS"); ok && v != "" {
 		n, err := strconv.Atoi(v)
@@ -136,8 +140,8 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	if envErr != nil {
 		return nil, envErr
 	}
-	if c.bodyTimeout <= 0 || c.uploadTimeout <= 0 || c.idleTimeout <= 0 || c.maxConnections <= 0 || c.maxRuns <= 0 || c.maxQueued <= 0 {
-		return nil, errors.New("--body-timeout, --upload-timeout, --idle-timeout, --max-connections, --max-background-runs and --max-queued-runs must be positive")
+	if c.bodyTimeout <= 0 || c.uploadTimeout <= 0 || c.idleTimeout <= 0 || c.maxConnections <= 0 || c.maxRuns <= 0 || c.maxQueued <= 0 || c.idempotencyTTL <= 0 {
+		return nil, errors.New("--body-timeout, --upload-timeout, --idle-timeout, --max-connections, --max-background-runs, --max-queued-runs and --idempotency-ttl must be positive")
 	}
 	if c.traceTTLDays < 0 {
 		return nil, errors.New("--trace-ttl-days must be 0 (keep traces forever) or more")
@@ -234,12 +238,15 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	defer tel.close()
 	metrics := telemetry.NewMetrics()
 	wireMetrics(metrics, eng, tel.recorder, kbs, jobClient)
-	runs := newRunService(eng, db, tel.recorder, metrics, cfg.shutdownTimeout, logger)
+	runs := newRunService(eng, db, tel.recorder, metrics, cfg.shutdownTimeout, cfg.idempotencyTTL, logger)
 	jobs.RegisterRuns(jobReg, runs)
+	// Expired keys already count as new; purging them keeps the table to a
+	// retention's worth, checked at least hourly.
+	jobs.RegisterKeyPurge(jobReg, db, runs.KeyCutoff, min(time.Hour, cfg.idempotencyTTL))
 	srv := console.New(console.Options{
 		Engine: eng, Store: db, Knowledge: kbs, Runs: runs, Traces: tel.reader, Metrics: metrics,
 		Background: &jobs.RunQueue{Client: jobClient, Runs: runs, MaxDepth: cfg.maxQueued}, Queue: jobClient,
-		Logger:     logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
+		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
 		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,
 		ShutdownTimeout: cfg.shutdownTimeout, DrainDelay: cfg.drainDelay, DBID: "troupe-" + db.Dialect(), Version: version,
 		// The id the store stamps on this replica's runs ("local" on SQLite
@@ -303,7 +310,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 // newRunService builds the run service every run goes through, with tracing
 // (when rec is not nil) and metrics (when m is not nil) observing its runs.
 // drain is how long in-flight runs may finish at shutdown.
-func newRunService(eng *engine.Engine, db *store.DB, rec *telemetry.Recorder, m *telemetry.Metrics, drain time.Duration, logger *slog.Logger) *session.Service {
+func newRunService(eng *engine.Engine, db *store.DB, rec *telemetry.Recorder, m *telemetry.Metrics, drain, keyTTL time.Duration, logger *slog.Logger) *session.Service {
 	var observers []session.Observer
 	if rec != nil {
 		observers = append(observers, telemetry.NewTracer(rec))
@@ -316,7 +323,7 @@ func newRunService(eng *engine.Engine, db *store.DB, rec *telemetry.Recorder, m 
 	// Liveness: this replica's heartbeat, and recovery of the runs of
 	// replicas that died while this one serves.
 	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Events: db, Liveness: db, Observers: observers, DrainTimeout: drain,
-		Logger: logger.With("component", "runs")})
+		IdempotencyTTL: keyTTL, Logger: logger.With("component", "runs")})
 }
 
 // wireMetrics lets the Prometheus metrics read, at scrape time, the state

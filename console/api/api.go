@@ -49,6 +49,7 @@ type Store interface {
 	RunsPage(ctx context.Context, sessionID string, f store.Filter, limit, offset int) ([]store.Run, int, error)
 	HasFinishedRun(ctx context.Context, sessionID string, f store.Filter) (bool, error)
 	GetRun(ctx context.Context, id string, f store.Filter) (*store.Run, error)
+	ListComponentRuns(ctx context.Context, q store.RunQuery) ([]store.Run, int, error)
 	DailyMetrics(ctx context.Context, from, to time.Time) ([]store.DailyMetrics, error)
 	// Ready runs a cheap real query, for the readiness probe.
 	Ready(ctx context.Context) error
@@ -178,6 +179,7 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.GET("/agents", need(auth.ScopeAgentsRead), h.wrap(h.listAgents))
 	timed.GET("/agents/:id", need(auth.ScopeAgentsRead), h.wrap(h.getAgent))
 	keyed.POST("/agents/:id/runs", need(auth.ScopeAgentsRun), h.wrap(h.createRun("agent")))
+	timed.GET("/agents/:id/runs", need(auth.ScopeSessionsRead), h.wrap(h.listRuns("agent")))
 	timed.GET("/agents/:id/runs/:run_id", need(auth.ScopeSessionsRead), h.wrap(h.getRun("agent")))
 	timed.POST("/agents/:id/runs/:run_id/cancel", need(auth.ScopeAgentsRun), h.wrap(h.cancelRun("agent")))
 	// Resumed streams last as long as their run, like the run routes.
@@ -186,6 +188,7 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.GET("/teams", need(auth.ScopeAgentsRead), h.wrap(h.listTeams))
 	timed.GET("/teams/:id", need(auth.ScopeAgentsRead), h.wrap(h.getTeam))
 	keyed.POST("/teams/:id/runs", need(auth.ScopeAgentsRun), h.wrap(h.createRun("team")))
+	timed.GET("/teams/:id/runs", need(auth.ScopeSessionsRead), h.wrap(h.listRuns("team")))
 	timed.GET("/teams/:id/runs/:run_id", need(auth.ScopeSessionsRead), h.wrap(h.getRun("team")))
 	timed.POST("/teams/:id/runs/:run_id/cancel", need(auth.ScopeAgentsRun), h.wrap(h.cancelRun("team")))
 	keyed.POST("/teams/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("team")))

@@ -51,6 +51,9 @@ func QueryParam(name, desc string) Param { return Param{name, "query", desc, "st
 // resumeDesc documents the resume routes.
 const resumeDesc = "Streams a run's events again from the one after `last_event_index` (JSON or form; AgentOS's name) or the `Last-Event-ID` header, on any replica: the missed events, then the live ones, each once and in order, each with its index on the SSE `id:` line, ending with the terminal event (at once for a finished run). The replica that executes (or executed, within the last minute) the run serves every event from memory; another replica asks it to log the run's events and tails that log, a few hundred milliseconds behind. A finished run whose events were never logged (nobody resumed it elsewhere while it ran, and it was no background run) ends, on another replica, with one terminal event made from the stored run: its content, tools, references, metrics and status. Heartbeat comments keep an idle stream open."
 
+// listRunsDesc documents the routes listing a component's runs.
+const listRunsDesc = "Top-level runs (a team's members' runs are part of it) the caller may see, newest first, in the shape GET …/runs/{run_id} answers with, without messages (GET /sessions/{session_id}/runs has them); of one session and one status when asked. AgentOS requires session_id; here it is optional. A bare array, as AgentOS answers, paged like GET /sessions/{session_id}/runs: the X-Total-Count, X-Total-Pages and X-Page headers and a Link header (rel=next for older runs, rel=prev) describe the paging. Runs of an agent or team no longer in the spec folder are still listed."
+
 // HeaderParam documents a request header.
 func HeaderParam(name, desc string) Param { return Param{name, "header", desc, "string"} }
 
@@ -84,6 +87,9 @@ var apiRoutes = []Route{
 	{Method: "get", Path: "/agents", Tag: "Agents", Summary: "List agents", Desc: "Every serving agent.", Resp: []agentResponse{}},
 	{Method: "get", Path: "/agents/{agent_id}", Tag: "Agents", Summary: "Get an agent", Params: []Param{PathParam("agent_id", "Agent name")}, Resp: agentResponse{},
 		Errors: map[int]string{404: "No such agent", 409: "The agent's spec is broken"}},
+	{Method: "get", Path: "/agents/{agent_id}/runs", Tag: "Agents", Summary: "List an agent's runs", Desc: listRunsDesc,
+		Params: append([]Param{PathParam("agent_id", "Agent name"), QueryParam("session_id", "Only this session's runs"), QueryParam("status", "Only runs in this status: PENDING, RUNNING, COMPLETED, ERROR or CANCELLED"), QueryParam("user_id", "User id")}, pageParams()...),
+		Resp:   []runResponse{}, Errors: map[int]string{422: "status, limit or page is not valid"}},
 	{Method: "get", Path: "/agents/{agent_id}/runs/{run_id}", Tag: "Agents", Summary: "Get a run", Desc: "A run of the agent in any state (PENDING, RUNNING, COMPLETED, ERROR, CANCELLED), with its result once it ended: how clients follow a background run.",
 		Params: []Param{PathParam("agent_id", "Agent name"), PathParam("run_id", "Run id")}, Resp: runResponse{}, Errors: map[int]string{404: "No such run of this agent"}},
 	{Method: "post", Path: "/agents/{agent_id}/runs/{run_id}/cancel", Tag: "Agents", Summary: "Cancel a run", Desc: "Cancels a run started by another request, on this replica or another one on the same database (which stops it within a second).",
@@ -101,6 +107,9 @@ var apiRoutes = []Route{
 	{Method: "get", Path: "/teams", Tag: "Teams", Summary: "List teams", Desc: "Every serving team.", Resp: []teamResponse{}},
 	{Method: "get", Path: "/teams/{team_id}", Tag: "Teams", Summary: "Get a team", Params: []Param{PathParam("team_id", "Team name")}, Resp: teamResponse{},
 		Errors: map[int]string{404: "No such team", 409: "The team's spec is broken"}},
+	{Method: "get", Path: "/teams/{team_id}/runs", Tag: "Teams", Summary: "List a team's runs", Desc: listRunsDesc,
+		Params: append([]Param{PathParam("team_id", "Team name"), QueryParam("session_id", "Only this session's runs"), QueryParam("status", "Only runs in this status: PENDING, RUNNING, COMPLETED, ERROR or CANCELLED"), QueryParam("user_id", "User id")}, pageParams()...),
+		Resp:   []runResponse{}, Errors: map[int]string{422: "status, limit or page is not valid"}},
 	{Method: "get", Path: "/teams/{team_id}/runs/{run_id}", Tag: "Teams", Summary: "Get a team run", Desc: "A run of the team in any state, with its result once it ended.",
 		Params: []Param{PathParam("team_id", "Team name"), PathParam("run_id", "Run id")}, Resp: runResponse{}, Errors: map[int]string{404: "No such run of this team"}},
 	{Method: "post", Path: "/teams/{team_id}/runs/{run_id}/cancel", Tag: "Teams", Summary: "Cancel a team run",
@@ -211,7 +220,7 @@ func (h *Handler) openAPIDocument(snap *engine.Snapshot) map[string]any {
 		o := operation(Route{Tag: tag, Summary: "Run " + kind + " " + name, Streams: true, Resp: runResponse{}, RespDesc: "The run: an event stream (RunEvent frames), or JSON when stream is false",
 			Desc: strings.TrimSpace(desc + "\n\nStreams server-sent events (`event: Name` and a JSON `data:` line with the same `event`) unless `stream` is false, in which case the whole run is returned as JSON. " +
 				"With `background` true the run is queued and answered at once with 202 `{run_id, session_id, status: PENDING}`; any replica executes it, and GET …/runs/{run_id} returns its state and result. " +
-				"An `Idempotency-Key` header makes the request repeatable: the same key and body answer with the run the first request made (its current state, header Idempotent-Replayed: true; 202 for a background run), the same key with another body is a 422."),
+				"An `Idempotency-Key` header makes the request repeatable: the same key and body answer with the run the first request made (header Idempotent-Replayed: true): 202 with its status for a background run, even when the queue is full; for a streaming request, the run's event stream from its first event (followed live while it runs; a finished run another replica executed, or that ended over a minute ago, and whose events were never logged, replays as its terminal event); the run as JSON otherwise. The same key with another body is a 422. Keys last --idempotency-ttl (default 24h), then count as new."),
 			Errors: map[int]string{404: "No such " + kind + ", or the session belongs to someone else", 409: "The " + kind + "'s spec is broken", 422: "message is missing", 429: "background: too many runs are queued; retry after Retry-After seconds"}})
 		o["operationId"] = "run_" + kind + "_" + strings.ReplaceAll(name, "-", "_")
 		o["requestBody"] = map[string]any{"required": true, "content": map[string]any{
@@ -251,12 +260,12 @@ func (h *Handler) openAPIDocument(snap *engine.Snapshot) map[string]any {
 	if len(agents) > maxDocumentedTargets {
 		o := runOp("Agents", "agent", "{agent_id}", fmt.Sprintf("Runs any agent; %d agents are served, the first %d have their own entries.", len(agents), maxDocumentedTargets))
 		o["parameters"], o["operationId"] = []any{map[string]any{"name": "agent_id", "in": "path", "required": true, "description": "Agent name", "schema": map[string]any{"type": "string"}}}, "run_agent"
-		paths["/agents/{agent_id}/runs"] = map[string]any{"post": o}
+		addOp(paths, "/agents/{agent_id}/runs", "post", o)
 	}
 	if len(teams) > maxDocumentedTargets {
 		o := runOp("Teams", "team", "{team_id}", fmt.Sprintf("Runs any team; %d teams are served, the first %d have their own entries.", len(teams), maxDocumentedTargets))
 		o["parameters"], o["operationId"] = []any{map[string]any{"name": "team_id", "in": "path", "required": true, "description": "Team name", "schema": map[string]any{"type": "string"}}}, "run_team"
-		paths["/teams/{team_id}/runs"] = map[string]any{"post": o}
+		addOp(paths, "/teams/{team_id}/runs", "post", o)
 	}
 
 	doc := map[string]any{
@@ -271,6 +280,16 @@ func (h *Handler) openAPIDocument(snap *engine.Snapshot) map[string]any {
 		doc["security"] = []any{map[string]any{"bearer": []any{}}}
 	}
 	return doc
+}
+
+// addOp documents operation o on path, next to the path's other methods.
+func addOp(paths map[string]any, path, method string, o map[string]any) {
+	item, _ := paths[path].(map[string]any)
+	if item == nil {
+		item = map[string]any{}
+		paths[path] = item
+	}
+	item[method] = o
 }
 
 // docsPage renders the OpenAPI document as a self-contained HTML page: no

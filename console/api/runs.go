@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,7 +101,7 @@ func (h *Handler) createRun(typ string) handlerFunc {
 		}
 		turn, err := h.opts.Runs.Start(c.Request.Context(), p)
 		if replay, ok := errors.AsType[*session.ReplayError](err); ok {
-			return h.replayRun(c, typ, replay.RunID, false)
+			return h.replayRun(c, typ, replay.RunID, false, stream)
 		}
 		if err != nil {
 			return err
@@ -129,7 +130,7 @@ func (h *Handler) submitRun(c *gin.Context, p session.Params) error {
 	p.Stream = false // nobody is listening
 	r, err := h.opts.Background.Submit(c.Request.Context(), p)
 	if replay, ok := errors.AsType[*session.ReplayError](err); ok {
-		return h.replayRun(c, string(session.TypeOf(p.Kind)), replay.RunID, true)
+		return h.replayRun(c, string(session.TypeOf(p.Kind)), replay.RunID, true, false)
 	}
 	if err != nil {
 		return err
@@ -151,23 +152,51 @@ func requestHash(p session.Params, background bool) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// replayRun answers a run request repeated with its Idempotency-Key: with
-// the run the first request made, in its current state (202 with its
-// status for a background run, 200 with the run otherwise; a stream is
-// not replayed).
-func (h *Handler) replayRun(c *gin.Context, typ, runID string, background bool) error {
-	r, err := h.opts.Store.GetRun(c.Request.Context(), runID, store.Filter{UserID: auth.Of(c).UserID("")})
+// replayRun answers a run request repeated with its Idempotency-Key with
+// the run the first request made, as the first request was answered: 202
+// with its current status for a background run; for a streaming request
+// (stream), the run's stream from its first event, as resume serves it
+// (every event while the run executes or its journal or log has them,
+// followed live until its end; else the terminal event made from the
+// stored run); otherwise 200 with the run once it has ended, waiting for
+// it like the first request does when it is still running (a client that
+// retries a request that timed out gets the answer, not RUNNING).
+func (h *Handler) replayRun(c *gin.Context, typ, runID string, background, stream bool) error {
+	ctx := c.Request.Context()
+	f := store.Filter{UserID: auth.Of(c).UserID("")}
+	r, err := h.opts.Store.GetRun(ctx, runID, f)
 	if err != nil {
 		return about("run", err)
+	}
+	var replay *session.Replay
+	if stream || !background && !r.Status.Terminal() {
+		replay, err = h.opts.Runs.Resume(ctx, session.ResumeParams{Kind: kindOf(typ), Name: r.ComponentID,
+			RunID: r.ID, After: -1, UserID: f.UserID})
+		if err != nil {
+			return err
+		}
+	}
+	if !stream && replay != nil {
+		// The run's end is its terminal event; the events themselves are
+		// not wanted.
+		if err := replay.Stream(ctx, func(event.Event) error { return nil }); err != nil {
+			return fmt.Errorf("waiting for run %s to end: %w", r.ID, err)
+		}
+		if r, err = h.opts.Store.GetRun(ctx, runID, f); err != nil {
+			return about("run", err)
+		}
 	}
 	c.Header("Idempotent-Replayed", "true")
 	c.Header("X-Run-Id", r.ID)
 	c.Header("X-Session-Id", r.SessionID)
-	if background {
+	switch {
+	case background:
 		c.JSON(http.StatusAccepted, backgroundRunResponse{RunID: r.ID, SessionID: r.SessionID, Status: string(r.Status)})
-		return nil
+	case stream:
+		h.streamReplay(c, replay, r.ID)
+	default:
+		c.JSON(http.StatusOK, toRun(r, false))
 	}
-	c.JSON(http.StatusOK, toRun(r, false))
 	return nil
 }
 
@@ -183,6 +212,44 @@ func (h *Handler) getRun(typ string) handlerFunc {
 			return Errorf(http.StatusNotFound, "no run %s of %s %s", c.Param("run_id"), typ, c.Param("id"))
 		}
 		c.JSON(http.StatusOK, toRun(r, false))
+		return nil
+	}
+}
+
+// runStatuses are the statuses GET …/runs filters by.
+var runStatuses = []event.Status{event.StatusPending, event.StatusRunning, event.StatusCompleted, event.StatusError, event.StatusCancelled}
+
+// listRuns answers GET /agents/{id}/runs and GET /teams/{id}/runs: the
+// agent's (or team's) top-level runs the caller may see, newest first, of
+// one session (session_id, which AgentOS requires and Troupe does not) and
+// one status when asked, one page at a time. It is a bare array, AgentOS's
+// shape, paged like GET /sessions/{id}/runs (limit, page, X-Total-* and
+// Link headers). Each run has the shape GET …/runs/{run_id} answers with;
+// neither has messages. Runs of an agent removed from the spec folder are
+// still listed: they are history.
+func (h *Handler) listRuns(typ string) handlerFunc {
+	return func(c *gin.Context) error {
+		q := store.RunQuery{Filter: filter(c), Type: typ, ComponentID: c.Param("id"), SessionID: c.Query("session_id")}
+		var err error
+		if q.Limit, q.Page, err = paging(c); err != nil {
+			return err
+		}
+		if v := c.Query("status"); v != "" {
+			q.Status = event.Status(strings.ToUpper(v))
+			if !slices.Contains(runStatuses, q.Status) {
+				return Errorf(http.StatusUnprocessableEntity, "status must be one of %v, got %q", runStatuses, v)
+			}
+		}
+		runs, total, err := h.opts.Store.ListComponentRuns(c.Request.Context(), q)
+		if err != nil {
+			return err
+		}
+		pageHeaders(c, q.Page, q.Limit, total)
+		out := make([]runResponse, len(runs))
+		for i := range runs {
+			out[i] = toRun(&runs[i], false)
+		}
+		c.JSON(http.StatusOK, out)
 		return nil
 	}
 }
@@ -213,18 +280,24 @@ func (h *Handler) resumeRun(typ string) handlerFunc {
 		if err != nil {
 			return err
 		}
-		w, closed := h.opts.Streams.Open(c.Writer)
-		defer closed()
-		ctx, stop := context.WithCancel(c.Request.Context())
-		var beats sync.WaitGroup
-		beats.Go(func() { w.Heartbeats(ctx, sse.HeartbeatInterval) })
-		defer beats.Wait()
-		defer stop()
-		if err := replay.Stream(ctx, func(e event.Event) error { return writeFrame(w, e) }); err != nil && ctx.Err() == nil {
-			// The stream has started: all that can be said is a log line.
-			h.log.Warn("resumed stream ended early", "run_id", c.Param("run_id"), "err", err)
-		}
+		h.streamReplay(c, replay, c.Param("run_id"))
 		return nil
+	}
+}
+
+// streamReplay streams replay's events as AgentOS frames, with heartbeats,
+// until the run's terminal event or the client leaves.
+func (h *Handler) streamReplay(c *gin.Context, replay *session.Replay, runID string) {
+	w, closed := h.opts.Streams.Open(c.Writer)
+	defer closed()
+	ctx, stop := context.WithCancel(c.Request.Context())
+	var beats sync.WaitGroup
+	beats.Go(func() { w.Heartbeats(ctx, sse.HeartbeatInterval) })
+	defer beats.Wait()
+	defer stop()
+	if err := replay.Stream(ctx, func(e event.Event) error { return writeFrame(w, e) }); err != nil && ctx.Err() == nil {
+		// The stream has started: all that can be said is a log line.
+		h.log.Warn("resumed stream ended early", "run_id", runID, "err", err)
 	}
 }
 

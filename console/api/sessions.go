@@ -139,6 +139,20 @@ func (h *Handler) listSessionRuns(c *gin.Context) error {
 	if err != nil {
 		return about("session", err)
 	}
+	pageHeaders(c, page, limit, total)
+	out := make([]runResponse, len(runs))
+	for i := range runs {
+		out[i] = toRun(&runs[i], true)
+	}
+	c.JSON(http.StatusOK, out)
+	return nil
+}
+
+// pageHeaders describes the paging of a list answered as a bare JSON array
+// (AgentOS's shape for lists of runs): the X-Total-Count, X-Total-Pages and
+// X-Page headers and a Link header to the next (rel=next, older runs) and
+// previous pages.
+func pageHeaders(c *gin.Context, page, limit, total int) {
 	pages := pageCount(total, limit)
 	c.Header("X-Total-Count", strconv.Itoa(total))
 	c.Header("X-Total-Pages", strconv.Itoa(pages))
@@ -151,7 +165,7 @@ func (h *Handler) listSessionRuns(c *gin.Context) error {
 		links = append(links, fmt.Sprintf("<%s?%s>; rel=%q", c.Request.URL.Path, q.Encode(), rel))
 	}
 	if page < pages {
-		link(page+1, "next") // older turns
+		link(page+1, "next")
 	}
 	if page > 1 {
 		link(page-1, "prev")
@@ -159,12 +173,6 @@ func (h *Handler) listSessionRuns(c *gin.Context) error {
 	if len(links) > 0 {
 		c.Header("Link", strings.Join(links, ", "))
 	}
-	out := make([]runResponse, len(runs))
-	for i := range runs {
-		out[i] = toRun(&runs[i], true)
-	}
-	c.JSON(http.StatusOK, out)
-	return nil
 }
 
 func (h *Handler) renameSession(c *gin.Context) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -63,6 +64,7 @@ type Registry struct {
 	// summaries summarize each kind's encoded arguments for operators.
 	summaries map[string]func(ctx context.Context, raw []byte) map[string]string
 	counters  *counters
+	periodic  []*river.PeriodicJob
 }
 
 // NewRegistry returns an empty registry.
@@ -85,6 +87,17 @@ func Register[A Args](r *Registry, k Kind[A], work func(ctx context.Context, arg
 	if k.Queue != "" {
 		r.queues[k.Queue] = true
 	}
+}
+
+// Periodic makes the clients built on r (and run after this call) insert a job of kind k with args
+// every interval, and once as they start. These are River's periodic jobs:
+// only the leader elected among the clients on one database inserts them,
+// so each period's job runs once however many replicas run. Register the
+// kind's worker too.
+func Periodic[A Args](r *Registry, every time.Duration, k Kind[A], args A) {
+	r.periodic = append(r.periodic, river.NewPeriodicJob(river.PeriodicInterval(every),
+		func() (river.JobArgs, *river.InsertOpts) { return args, k.insertOpts() },
+		&river.PeriodicJobOpts{ID: args.Kind(), RunOnStart: true}))
 }
 
 // worker adapts a work function to River.
@@ -163,6 +176,7 @@ type riverClient interface {
 	JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error)
 	JobGet(ctx context.Context, id int64) (*rivertype.JobRow, error)
 	JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error)
+	PeriodicJobs() *river.PeriodicJobBundle
 }
 
 var _ riverClient = (*river.Client[any])(nil)
@@ -179,6 +193,9 @@ type Client struct {
 	counts func(ctx context.Context) ([]countRow, error)
 	// concurrency is how many jobs of each queue this client runs at once.
 	concurrency map[string]int
+	// periodic hands the registry's periodic jobs to River once, however
+	// often Run is called.
+	periodic sync.Once
 }
 
 // New migrates River's tables on driver's database up to date and returns a
@@ -258,6 +275,13 @@ func (c *Client) Run(ctx context.Context) error {
 			c.opts.Registry.counters.rescued.Add(uint64(n))
 			c.log.Info("gave back jobs abandoned by a stopped process", "jobs", n)
 		}
+	}
+	// Periodic jobs are handed over here rather than at New, so that, as
+	// workers, they may be registered until Run.
+	var perr error
+	c.periodic.Do(func() { _, perr = c.river.PeriodicJobs().AddManySafely(c.opts.Registry.periodic) })
+	if perr != nil {
+		return fmt.Errorf("jobs: adding periodic jobs: %w", perr)
 	}
 	if err := c.river.Start(ctx); err != nil {
 		if ctx.Err() != nil {

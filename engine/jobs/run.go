@@ -83,7 +83,12 @@ func RegisterRuns(r *Registry, ex Executor) {
 type Submitter interface {
 	Submit(ctx context.Context, p session.Params) (*session.Run, error)
 	Abandon(ctx context.Context, r *session.Run, reason string) error
+	// CheckKey answers a request whose idempotency key is in use (a
+	// *session.ReplayError, or a refusal), nil otherwise.
+	CheckKey(ctx context.Context, p session.Params) error
 }
+
+var _ Submitter = (*session.Service)(nil)
 
 // RunQueue submits background runs and queues their jobs, refusing new ones
 // while MaxDepth runs wait.
@@ -98,8 +103,14 @@ type RunQueue struct {
 }
 
 // Submit stores the run PENDING and queues it; a full queue is a
-// *session.Error of kind session.ErrBusy.
+// *session.Error of kind session.ErrBusy. A request repeated with its
+// idempotency key is answered (*session.ReplayError) before the queue's
+// depth is looked at: its run exists already, so a full queue is no reason
+// to refuse it.
 func (q *RunQueue) Submit(ctx context.Context, p session.Params) (*session.Run, error) {
+	if err := q.Runs.CheckKey(ctx, p); err != nil {
+		return nil, err
+	}
 	if q.MaxDepth > 0 {
 		n, err := q.Client.waiting(ctx, RunQueueName, q.MaxDepth)
 		if err != nil {

@@ -81,6 +81,11 @@ type Options struct {
 	// RecoverInterval is how often Run looks for runs of dead replicas
 	// (default 30s).
 	RecoverInterval time.Duration
+	// IdempotencyTTL is how long an Idempotency-Key is kept (default
+	// DefaultIdempotencyTTL): within it the same key and request replay
+	// the first run; past it the key is treated as new, and the purge job
+	// deletes it.
+	IdempotencyTTL time.Duration
 }
 
 // Service starts, tracks and persists runs. It is safe for concurrent use.
@@ -145,6 +150,9 @@ func New(opts Options) *Service {
 	}
 	if opts.RecoverInterval <= 0 {
 		opts.RecoverInterval = 30 * time.Second
+	}
+	if opts.IdempotencyTTL <= 0 {
+		opts.IdempotencyTTL = DefaultIdempotencyTTL
 	}
 	s := &Service{opts: opts, log: opts.Logger, active: map[string]*active{}, ended: map[string]*active{}}
 	s.interrupted(opts.Store.Interrupted())

@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"ListRuns", testListRuns},
 		{"LatestRuns", testLatestRuns},
 		{"GetRun", testGetRun},
+		{"ComponentRuns", testComponentRuns},
 		{"History", testHistory},
 		{"RecentRuns", testRecentRuns},
 		{"RunActivity", testRunActivity},
