@@ -191,9 +191,16 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], opts Opti
 		}
 		queues[q] = river.QueueConfig{MaxWorkers: n}
 	}
+	// A kind without a Timeout gets River's default (a minute), which River
+	// requires to be no longer than the rescue delay: a job must time out
+	// before it can count as abandoned. A shorter lease shortens it too.
+	timeout := river.JobTimeoutDefault
+	if opts.RescueAfter > 0 {
+		timeout = min(timeout, opts.RescueAfter)
+	}
 	c, err := river.NewClient(driver, &river.Config{
 		Queues: queues, Workers: opts.Registry.workers, FetchPollInterval: poll, FetchCooldown: min(poll, river.FetchCooldownDefault),
-		RescueStuckJobsAfter: opts.RescueAfter, Logger: opts.Logger, JobTimeout: river.JobTimeoutDefault,
+		RescueStuckJobsAfter: opts.RescueAfter, Logger: opts.Logger, JobTimeout: timeout,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: creating the client: %w", err)

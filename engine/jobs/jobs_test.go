@@ -194,3 +194,23 @@ func TestAbandonedJobsAreGivenBack(t *testing.T) {
 		})
 	}
 }
+
+// TestShortRescueDelay: a rescue delay (serve's --job-lease) shorter than
+// River's default job timeout of a minute is accepted and jobs run; River
+// refused to create the client before.
+func TestShortRescueDelay(t *testing.T) {
+	t.Parallel()
+	db := openDB(t, filepath.Join(t.TempDir(), "jobs.db"))
+	reg := jobs.NewRegistry()
+	rec := &recorder{}
+	kind := jobs.Kind[echoArgs]{}
+	jobs.Register(reg, kind, rec.work)
+	c, err := db.OpenJobs(t.Context(), jobs.Options{Registry: reg, RescueAfter: 5 * time.Second})
+	require.NoError(t, err)
+	_, err = jobs.Enqueue(t.Context(), c, kind, echoArgs{Text: "soon"})
+	require.NoError(t, err)
+	stop := run(c)
+	require.Eventually(t, func() bool { return len(rec.texts()) == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+	require.Equal(t, []string{"soon"}, rec.texts())
+}
