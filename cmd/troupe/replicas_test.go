@@ -62,7 +62,10 @@ type replicaConfig struct {
 	db    string   // --db
 	model string   // the fake model's base URL
 	dir   string   // its spec folder; written when empty
+	addr  string   // its listen address; a free port when empty
 	extra []string // more flags
+	// defaultID leaves --replica-id to its default.
+	defaultID bool
 }
 
 // replicaSpecs is the spec folder of every replica: one agent on the fake
@@ -95,17 +98,24 @@ store: embedded
 // startReplica starts `troupe serve` on a free loopback port and returns
 // once its readiness probe answers 200. Its output goes to a file printed
 // if the test fails; the test's end kills it.
-func startReplica(t *testing.T, c replicaConfig) *replica {
+func startReplica(t *testing.T, c replicaConfig) (*replica, replicaConfig) {
 	t.Helper()
 	if c.dir == "" {
 		c.dir = t.TempDir()
 		require.NoError(t, os.WriteFile(filepath.Join(c.dir, "specs.yaml"), fmt.Appendf(nil, replicaSpecs, c.model, c.name), 0o644))
 	}
-	addr := freeAddr(t)
+	addr := c.addr
+	if addr == "" {
+		addr = freeAddr(t)
+	}
 	logPath := filepath.Join(t.TempDir(), c.name+".log")
 	logFile, err := os.Create(logPath)
 	require.NoError(t, err)
-	args := append([]string{"serve", "--dir", c.dir, "--addr", addr, "--db", c.db, "--replica-id", c.name, "--traces", "off", "--log-level", "info"}, c.extra...)
+	args := []string{"serve", "--dir", c.dir, "--addr", addr, "--db", c.db, "--traces", "off", "--log-level", "info"}
+	if !c.defaultID {
+		args = append(args, "--replica-id", c.name)
+	}
+	args = append(args, c.extra...)
 	cmd := exec.Command(os.Args[0], args...)
 	// Only what the test sets: a developer's TROUPE_* or provider keys must
 	// not change the servers under test.
@@ -130,7 +140,8 @@ func startReplica(t *testing.T, c replicaConfig) *replica {
 		default:
 		}
 		if status, _ := r.get(t, "/health/ready", nil); status == http.StatusOK {
-			return r
+			c.addr = addr
+			return r, c
 		}
 		require.True(t, time.Now().Before(deadline), "replica %s not ready within 30s", c.name)
 		time.Sleep(20 * time.Millisecond)
@@ -578,8 +589,8 @@ func TestTwoReplicasSurviveKill(t *testing.T) {
 	flags := []string{"--replica-lease", testReplicaLease.String(), "--job-lease", testJobLease.String(), "--max-background-runs", "4", "--shutdown-timeout", "2s"}
 	// A starts first, so it is most likely River's leader: its death then
 	// also exercises B taking over leadership and rescuing A's jobs.
-	a := startReplica(t, replicaConfig{name: "a", db: dsn, model: fm.srv.URL, extra: flags})
-	b := startReplica(t, replicaConfig{name: "b", db: dsn, model: fm.srv.URL, extra: flags})
+	a, _ := startReplica(t, replicaConfig{name: "a", db: dsn, model: fm.srv.URL, extra: flags})
+	b, _ := startReplica(t, replicaConfig{name: "b", db: dsn, model: fm.srv.URL, extra: flags})
 	t.Logf("two replicas ready in %s", time.Since(start).Round(time.Millisecond))
 
 	// Search follows the other replica: each finds, within 5s of its
@@ -814,6 +825,96 @@ func TestTwoReplicasSurviveKill(t *testing.T) {
 	var nDocsStored int
 	require.NoError(t, db.QueryRowContext(t.Context(), `SELECT count(*) FROM knowledge_documents`).Scan(&nDocsStored))
 	require.Equal(t, len(all), nDocsStored)
+	t.Logf("test took %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestKilledProcessResumesOnRestart is the single-process bar of issue 15,
+// on the embedded default (SQLite): `troupe serve` is killed with SIGKILL
+// while background runs execute and others wait, and the same command is
+// started again. The waiting runs then run, each once, to COMPLETED; the
+// runs that were executing end ERROR with the interrupted reason (at most
+// once: they are not run again).
+func TestKilledProcessResumesOnRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills server processes")
+	}
+	t.Parallel()
+	start := time.Now()
+	fm := newFakeModel(t, 4, 20*time.Millisecond)
+	const n, workers = 6, 2
+	var opens []func()
+	for i := range n {
+		opens = append(opens, fm.gate(fmt.Sprintf("sq%d", i)))
+	}
+	cfg := replicaConfig{name: "solo", db: filepath.Join(t.TempDir(), "troupe.db"), model: fm.srv.URL, defaultID: true,
+		extra: []string{"--max-background-runs", strconv.Itoa(workers)}}
+	p, cfg := startReplica(t, cfg)
+	ids := make([]string, n)
+	for i := range n {
+		id, err := p.submit(t, fmt.Sprintf("job %d [run:sq%d]", i, i))
+		require.NoError(t, err)
+		ids[i] = id
+	}
+	// The model holds every answer: two runs execute, four wait.
+	require.Eventually(t, func() bool { _, inFlight := fm.counts(); return inFlight["solo"] == workers }, 10*time.Second, 5*time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // no third run starts
+	executing := map[string]bool{}
+	calls, _ := fm.counts()
+	for i := range n {
+		if calls[fmt.Sprintf("sq%d", i)] > 0 {
+			executing[ids[i]] = true
+		}
+	}
+	require.Len(t, executing, workers)
+	for i, id := range ids {
+		var r runState
+		status, _ := p.get(t, "/agents/worker/runs/"+id, &r)
+		require.Equal(t, http.StatusOK, status)
+		want := "PENDING"
+		if executing[id] {
+			want = "RUNNING"
+		}
+		require.Equal(t, want, r.Status, "run %d before the kill", i)
+	}
+	p.kill(t)
+	for _, open := range opens {
+		open()
+	}
+
+	restarted := time.Now()
+	p, _ = startReplica(t, cfg)
+	states := map[string]runState{}
+	require.Eventually(t, func() bool {
+		for _, id := range ids {
+			var r runState
+			status, _ := p.get(t, "/agents/worker/runs/"+id, &r)
+			require.Equal(t, http.StatusOK, status)
+			states[id] = r
+			if r.Status == "PENDING" || r.Status == "RUNNING" {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, 20*time.Millisecond, "every run ends after the restart")
+	t.Logf("every run ended %s after the restart", time.Since(restarted).Round(time.Millisecond))
+	// Nothing more happens: no run is executed a second time.
+	time.Sleep(500 * time.Millisecond)
+	calls, _ = fm.counts()
+	for i, id := range ids {
+		marker := fmt.Sprintf("sq%d", i)
+		var r runState
+		status, _ := p.get(t, "/agents/worker/runs/"+id, &r)
+		require.Equal(t, http.StatusOK, status)
+		require.Equal(t, states[id], r, "run %d ended once", i)
+		require.Equal(t, 1, calls[marker], "the model saw run %d once", i)
+		if executing[id] {
+			require.Equal(t, "ERROR", r.Status, "run %d was executing", i)
+			require.Equal(t, "the server stopped while this run was in progress", r.Error)
+		} else {
+			require.Equal(t, "COMPLETED", r.Status, "run %d was waiting", i)
+			require.Equal(t, fm.answer(marker), r.Content)
+		}
+	}
 	t.Logf("test took %s", time.Since(start).Round(time.Millisecond))
 }
 
