@@ -399,6 +399,8 @@ func TestServeLimitsFromFlagsAndEnv(t *testing.T) {
 		{name: "bad env", env: map[string]string{"TROUPE_BODY_TIMEOUT": "soon"}, wantErr: `TROUPE_BODY_TIMEOUT "soon": use a positive duration such as 30s or 5m`},
 		{name: "bad count", env: map[string]string{"TROUPE_MAX_CONNECTIONS": "0"}, wantErr: `TROUPE_MAX_CONNECTIONS "0": use a positive number`},
 		{name: "bad flag", args: []string{"--idle-timeout", "0s"}, wantErr: "must be positive"},
+		{name: "short replica lease", args: []string{"--replica-lease", "500ms"}, wantErr: "--replica-lease must be at least 1s"},
+		{name: "bad replica lease env", env: map[string]string{"TROUPE_REPLICA_LEASE": "0s"}, wantErr: `TROUPE_REPLICA_LEASE "0s": use a positive duration`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

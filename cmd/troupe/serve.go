@@ -48,7 +48,11 @@ type serveConfig struct {
 	bodyTimeout, uploadTimeout, idleTimeout                             time.Duration
 	// jobLease is how long a job may run before it counts as abandoned by
 	// a dead replica (River's rescue delay).
-	jobLease       time.Duration
+	jobLease time.Duration
+	// replicaLease is how long a silent replica's runs stay RUNNING before
+	// another replica fails them (the store's lease; the heartbeat and the
+	// recovery sweep are paced from it).
+	replicaLease   time.Duration
 	maxConnections int
 	traceTTLDays   int
 	// maxRuns is this replica's concurrent background runs; maxQueued the
@@ -90,7 +94,9 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	durationFlag(&c.uploadTimeout, "upload-timeout", "TROUPE_UPLOAD_TIMEOUT", 10*time.Minute, "how long reading an upload may take")
 	durationFlag(&c.idleTimeout, "idle-timeout", "TROUPE_IDLE_TIMEOUT", 60*time.Second, "how long a kept-alive connection may wait for its next request")
 	durationFlag(&c.jobLease, "job-lease", "TROUPE_JOB_LEASE", time.Hour,
-		"how long a job (an ingestion, a background run) may run before it counts as abandoned by a dead replica: then an ingestion is retried and a background run ends ERROR; longer than the longest run")
+		"how long a job (an ingestion, a background run) may run: one whose replica died is given back after it (an ingestion is retried, a background run ends ERROR), one still running then is cancelled; longer than the longest run")
+	durationFlag(&c.replicaLease, "replica-lease", "TROUPE_REPLICA_LEASE", store.DefaultReplicaLease,
+		"how long after its last heartbeat a replica counts as dead, its running runs then ended ERROR by another replica; it heartbeats every third of it and looks for dead replicas every two leases; at least 1s")
 	drainDelay := time.Duration(0)
 	if v, ok := getenv("TROUPE_DRAIN_DELAY"); ok && v != "" {
 		d, err := time.ParseDuration(v)
@@ -142,6 +148,9 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	}
 	if c.bodyTimeout <= 0 || c.uploadTimeout <= 0 || c.idleTimeout <= 0 || c.maxConnections <= 0 || c.maxRuns <= 0 || c.maxQueued <= 0 || c.idempotencyTTL <= 0 {
 		return nil, errors.New("--body-timeout, --upload-timeout, --idle-timeout, --max-connections, --max-background-runs, --max-queued-runs and --idempotency-ttl must be positive")
+	}
+	if c.replicaLease < time.Second {
+		return nil, errors.New("--replica-lease must be at least 1s: a replica heartbeats every third of it")
 	}
 	if c.traceTTLDays < 0 {
 		return nil, errors.New("--trace-ttl-days must be 0 (keep traces forever) or more")
@@ -195,7 +204,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	if replicaID == "" && store.IsPostgres(cfg.db) {
 		replicaID = console.DefaultReplicaID()
 	}
-	db, err := store.Open(ctx, cfg.db, store.Options{Logger: logger.With("component", "store"), ReplicaID: replicaID})
+	db, err := store.Open(ctx, cfg.db, store.Options{Logger: logger.With("component", "store"), ReplicaID: replicaID, ReplicaLease: cfg.replicaLease})
 	if err != nil {
 		return fmt.Errorf("opening the database: %w", err)
 	}
@@ -238,7 +247,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	defer tel.close()
 	metrics := telemetry.NewMetrics()
 	wireMetrics(metrics, eng, tel.recorder, kbs, jobClient)
-	runs := newRunService(eng, db, tel.recorder, metrics, cfg.shutdownTimeout, cfg.idempotencyTTL, logger)
+	runs := newRunService(eng, db, tel.recorder, metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger)
 	jobs.RegisterRuns(jobReg, runs)
 	// Expired keys already count as new; purging them keeps the table to a
 	// retention's worth, checked at least hourly.
@@ -309,8 +318,12 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 
 // newRunService builds the run service every run goes through, with tracing
 // (when rec is not nil) and metrics (when m is not nil) observing its runs.
-// drain is how long in-flight runs may finish at shutdown.
-func newRunService(eng *engine.Engine, db *store.DB, rec *telemetry.Recorder, m *telemetry.Metrics, drain, keyTTL time.Duration, logger *slog.Logger) *session.Service {
+// drain is how long in-flight runs may finish at shutdown; lease is the
+// store's replica lease, which paces the heartbeat (a third of it, so two
+// missed beats are tolerated) and the recovery sweep (two leases, the
+// defaults' 5s and 30s for the default 15s lease); 0 keeps the defaults.
+// keyTTL is how long idempotency keys replay their runs.
+func newRunService(eng *engine.Engine, db *store.DB, rec *telemetry.Recorder, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger) *session.Service {
 	var observers []session.Observer
 	if rec != nil {
 		observers = append(observers, telemetry.NewTracer(rec))
@@ -323,7 +336,7 @@ func newRunService(eng *engine.Engine, db *store.DB, rec *telemetry.Recorder, m 
 	// Liveness: this replica's heartbeat, and recovery of the runs of
 	// replicas that died while this one serves.
 	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Events: db, Liveness: db, Observers: observers, DrainTimeout: drain,
-		IdempotencyTTL: keyTTL, Logger: logger.With("component", "runs")})
+		HeartbeatInterval: lease / 3, RecoverInterval: 2 * lease, IdempotencyTTL: keyTTL, Logger: logger.With("component", "runs")})
 }
 
 // wireMetrics lets the Prometheus metrics read, at scrape time, the state

@@ -14,7 +14,10 @@ import (
 	"github.com/riverqueue/river/rivertype"
 )
 
-// NoTimeout is a Kind's Timeout for jobs that run as long as they need.
+// NoTimeout is a Kind's Timeout for jobs that run as long as they need, up
+// to the lease (Options.RescueAfter): River's rescuer gives back only a job
+// whose attempt has timed out, so a job with no bound at all would never be
+// given back when the process working it dies.
 const NoTimeout = -1 * time.Nanosecond
 
 // Args are a job's arguments: JSON-encoded into the job row; Kind names the
@@ -29,8 +32,9 @@ type Kind[A Args] struct {
 	// MaxAttempts bounds how often a job is tried (River's default, 25,
 	// when 0). 1 means at most once.
 	MaxAttempts int
-	// Timeout bounds one attempt (River's default, one minute, when 0;
-	// NoTimeout for none).
+	// Timeout bounds one attempt (River's default, one minute, or the
+	// lease if shorter, when 0; NoTimeout for the lease, Options.RescueAfter).
+	// An attempt that outlives its bound is cancelled.
 	Timeout time.Duration
 	// Unique makes a job with the same arguments a no-op while one is
 	// pending, scheduled, available, running or retryable (not once it has
@@ -65,6 +69,9 @@ type Registry struct {
 	summaries map[string]func(ctx context.Context, raw []byte) map[string]string
 	counters  *counters
 	periodic  []*river.PeriodicJob
+	// lease bounds the attempts of NoTimeout kinds: the rescue delay of
+	// the client built on the registry (set by New).
+	lease time.Duration
 }
 
 // NewRegistry returns an empty registry.
@@ -76,7 +83,7 @@ func NewRegistry() *Registry {
 // Register makes the clients built on r run jobs of kind k with work.
 // Register before the client's Run: workers added later are not run.
 func Register[A Args](r *Registry, k Kind[A], work func(ctx context.Context, args A) error) {
-	river.AddWorker(r.workers, &worker[A]{kind: k, work: work, counters: r.counters})
+	river.AddWorker(r.workers, &worker[A]{kind: k, work: work, reg: r})
 	var a A
 	r.summaries[a.Kind()] = summarize[A]
 	// Every kind's failure counter exists from the start, so that rates of
@@ -103,9 +110,9 @@ func Periodic[A Args](r *Registry, every time.Duration, k Kind[A], args A) {
 // worker adapts a work function to River.
 type worker[A Args] struct {
 	river.WorkerDefaults[A]
-	kind     Kind[A]
-	work     func(ctx context.Context, args A) error
-	counters *counters
+	kind Kind[A]
+	work func(ctx context.Context, args A) error
+	reg  *Registry // its failure counters, and the lease of NoTimeout kinds
 }
 
 var _ river.Worker[Args] = (*worker[Args])(nil)
@@ -113,7 +120,7 @@ var _ river.Worker[Args] = (*worker[Args])(nil)
 func (w *worker[A]) Work(ctx context.Context, j *river.Job[A]) error {
 	err := w.work(context.WithValue(ctx, attemptKey{}, j.Attempt), j.Args)
 	if err != nil {
-		w.counters.attemptFailed(j.Kind)
+		w.reg.counters.attemptFailed(j.Kind)
 	}
 	return err
 }
@@ -128,7 +135,19 @@ func Attempt(ctx context.Context) int {
 	return n
 }
 
-func (w *worker[A]) Timeout(*river.Job[A]) time.Duration { return w.kind.Timeout }
+// Timeout is the kind's; for NoTimeout, the client's lease (JobTimeout set
+// by New when the kind's Timeout is NoTimeout), so that River's rescuer gives
+// the job back once its lease expires instead of ignoring it for ever.
+func (w *worker[A]) Timeout(*river.Job[A]) time.Duration {
+	if w.kind.Timeout == NoTimeout {
+		return w.reg.lease
+	}
+	return w.kind.Timeout
+}
+
+// defaultRescueAfter is River's rescue delay, used when Options.RescueAfter
+// is 0.
+const defaultRescueAfter = time.Hour
 
 // fetchCooldown is the least time between two fetches of a queue's jobs,
 // and between two insert notifications of a queue. River's default, 100ms,
@@ -248,9 +267,18 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], opts Opti
 		queues[q] = river.QueueConfig{MaxWorkers: n}
 		concurrency[q] = n
 	}
+	// A kind without a Timeout gets River's default (a minute), which River
+	// requires to be no longer than the rescue delay: a job must time out
+	// before it can count as abandoned. A shorter lease shortens it too.
+	lease := opts.RescueAfter
+	if lease <= 0 {
+		lease = defaultRescueAfter
+	}
+	timeout := min(river.JobTimeoutDefault, lease)
+	opts.Registry.lease = lease
 	c, err := river.NewClient(driver, &river.Config{
 		Queues: queues, Workers: opts.Registry.workers, FetchPollInterval: poll, FetchCooldown: fetchCooldown,
-		RescueStuckJobsAfter: opts.RescueAfter, Logger: opts.Logger, JobTimeout: river.JobTimeoutDefault,
+		RescueStuckJobsAfter: lease, Logger: opts.Logger, JobTimeout: timeout,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: creating the client: %w", err)

@@ -194,3 +194,57 @@ func TestAbandonedJobsAreGivenBack(t *testing.T) {
 		})
 	}
 }
+
+// TestShortRescueDelay: a rescue delay (serve's --job-lease) shorter than
+// River's default job timeout of a minute is accepted and jobs run; River
+// refused to create the client before.
+func TestShortRescueDelay(t *testing.T) {
+	t.Parallel()
+	db := openDB(t, filepath.Join(t.TempDir(), "jobs.db"))
+	reg := jobs.NewRegistry()
+	rec := &recorder{}
+	kind := jobs.Kind[echoArgs]{}
+	jobs.Register(reg, kind, rec.work)
+	c, err := db.OpenJobs(t.Context(), jobs.Options{Registry: reg, RescueAfter: 5 * time.Second})
+	require.NoError(t, err)
+	_, err = jobs.Enqueue(t.Context(), c, kind, echoArgs{Text: "soon"})
+	require.NoError(t, err)
+	stop := run(c)
+	require.Eventually(t, func() bool { return len(rec.texts()) == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+	require.Equal(t, []string{"soon"}, rec.texts())
+}
+
+// TestDeadClientsJobsAreRescued: on a database other processes share (no
+// Exclusive), River's rescuer gives back a job a dead process left running
+// once its lease (RescueAfter) has expired, also for a kind with NoTimeout,
+// which River's rescuer used to ignore for ever.
+func TestDeadClientsJobsAreRescued(t *testing.T) {
+	t.Parallel()
+	db := openDB(t, filepath.Join(t.TempDir(), "jobs.db"))
+	d, err := db.SQLiteJobDriver()
+	require.NoError(t, err)
+	reg := jobs.NewRegistry()
+	rec := &recorder{}
+	kind := jobs.Kind[echoArgs]{MaxAttempts: 2, Timeout: jobs.NoTimeout}
+	jobs.Register(reg, kind, rec.work)
+	c, err := jobs.New(t.Context(), d, jobs.Options{Registry: reg, RescueAfter: time.Second})
+	require.NoError(t, err)
+	args, err := json.Marshal(echoArgs{Text: "orphan"})
+	require.NoError(t, err)
+	at := time.Now().Add(-10 * time.Second).UTC()
+	row, err := d.GetExecutor().JobInsertFull(t.Context(), &riverdriver.JobInsertFullParams{
+		Attempt: 1, AttemptedAt: &at, CreatedAt: &at, ScheduledAt: &at, EncodedArgs: args, Kind: echoArgs{}.Kind(),
+		MaxAttempts: 2, Metadata: []byte("{}"), Priority: 1, Queue: jobs.DefaultQueue, State: rivertype.JobStateRunning,
+	})
+	require.NoError(t, err)
+	stop := run(c)
+	var got *rivertype.JobRow
+	require.Eventually(t, func() bool {
+		got, err = d.GetExecutor().JobGetByID(t.Context(), &riverdriver.JobGetByIDParams{ID: row.ID})
+		return err == nil && got.State == rivertype.JobStateCompleted
+	}, 15*time.Second, 10*time.Millisecond)
+	require.NoError(t, stop())
+	require.Equal(t, []string{"orphan"}, rec.texts())
+	require.Equal(t, 2, got.Attempt)
+}
