@@ -153,3 +153,29 @@ func (db *DB) ReleaseKey(ctx context.Context, userID, key, runID string) error {
 	}
 	return nil
 }
+
+// StalePendingRuns returns the ids of the top-level runs still PENDING that
+// were created before before, oldest first, at most limit: background runs
+// that may have lost their job (jobs.RegisterOrphanSweep checks). The
+// partial index of migration 0015 holds exactly the PENDING runs, so this
+// reads no others however many runs the database keeps.
+func (db *DB) StalePendingRuns(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT id FROM runs WHERE status = 'PENDING' AND parent_run_id = '' AND created_at < $1 ORDER BY created_at LIMIT $2`,
+		db.timeArg(before), limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing waiting runs: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("store: listing waiting runs: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: listing waiting runs: %w", err)
+	}
+	return ids, nil
+}

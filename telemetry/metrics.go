@@ -241,6 +241,9 @@ type QueueMetrics struct {
 	LeaseExpired uint64
 	// Rescued are jobs found running at start and given back.
 	Rescued uint64
+	// Orphaned are background runs this process ended ERROR because no
+	// job was left to start them.
+	Orphaned uint64
 }
 
 // QueueGauges are one queue's jobs.
@@ -281,7 +284,7 @@ type sourceCollector struct {
 	spanQueue, spansDropped                                 *prometheus.Desc
 	documents                                               *prometheus.Desc
 	queueDepth, queueOldest, queueRunning, queueDiscarded   *prometheus.Desc
-	jobsFailed, leaseExpired, jobsRescued                   *prometheus.Desc
+	jobsFailed, leaseExpired, jobsRescued, runsOrphaned     *prometheus.Desc
 }
 
 func newSourceCollector() *sourceCollector {
@@ -314,12 +317,14 @@ func newSourceCollector() *sourceCollector {
 			"Background runs this process ended ERROR because the process executing them died and their job's lease expired.", nil, nil),
 		jobsRescued: prometheus.NewDesc("troupe_jobs_rescued_total",
 			"Jobs found running when this process started, left by a process that died, and given back.", nil, nil),
+		runsOrphaned: prometheus.NewDesc("troupe_jobs_orphaned_runs_total",
+			"Background runs this process ended ERROR, never started, because their job was lost (a process died while queueing them, or the job failed first).", nil, nil),
 	}
 }
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.reloadOK, c.reloadSuccessTime, c.reloadDuration, c.generation, c.spanQueue, c.spansDropped, c.documents,
-		c.queueDepth, c.queueOldest, c.queueRunning, c.queueDiscarded, c.jobsFailed, c.leaseExpired, c.jobsRescued} {
+		c.queueDepth, c.queueOldest, c.queueRunning, c.queueDiscarded, c.jobsFailed, c.leaseExpired, c.jobsRescued, c.runsOrphaned} {
 		ch <- d
 	}
 }
@@ -384,6 +389,7 @@ func (c *sourceCollector) collectQueue(ch chan<- prometheus.Metric, q QueueMetri
 	}
 	ch <- prometheus.MustNewConstMetric(c.leaseExpired, prometheus.CounterValue, float64(q.LeaseExpired))
 	ch <- prometheus.MustNewConstMetric(c.jobsRescued, prometheus.CounterValue, float64(q.Rescued))
+	ch <- prometheus.MustNewConstMetric(c.runsOrphaned, prometheus.CounterValue, float64(q.Orphaned))
 }
 
 // noteSuccess keeps the latest successful reload time; concurrent scrapes

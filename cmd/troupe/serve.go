@@ -252,6 +252,9 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	// Expired keys already count as new; purging them keeps the table to a
 	// retention's worth, checked at least hourly.
 	jobs.RegisterKeyPurge(jobReg, db, runs.KeyCutoff, min(time.Hour, cfg.idempotencyTTL))
+	// A run whose job was lost (its replica died between storing the run
+	// and queueing the job) ends ERROR instead of waiting for ever.
+	jobs.RegisterOrphanSweep(jobReg, jobClient, db, runs, time.Minute, 2*time.Minute)
 	srv := console.New(console.Options{
 		Engine: eng, Store: db, Knowledge: kbs, Runs: runs, Traces: tel.reader, Metrics: metrics,
 		Background: &jobs.RunQueue{Client: jobClient, Runs: runs, MaxDepth: cfg.maxQueued}, Queue: jobClient,
@@ -371,7 +374,7 @@ func wireMetrics(m *telemetry.Metrics, eng *engine.Engine, rec *telemetry.Record
 func queueMetrics(c *jobs.Client) func() telemetry.QueueMetrics {
 	return func() telemetry.QueueMetrics {
 		cs := c.Counters()
-		out := telemetry.QueueMetrics{FailedAttempts: cs.FailedAttempts, LeaseExpired: cs.LeaseExpired, Rescued: cs.Rescued}
+		out := telemetry.QueueMetrics{FailedAttempts: cs.FailedAttempts, LeaseExpired: cs.LeaseExpired, Rescued: cs.Rescued, Orphaned: cs.Orphaned}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		stats, err := c.Stats(ctx)

@@ -383,6 +383,9 @@ type Counters struct {
 	// Rescued are jobs found running at start and given back (SQLite:
 	// Options.Exclusive).
 	Rescued uint64
+	// Orphaned are background runs ended ERROR, never started, because no
+	// job was left to start them (RegisterOrphanSweep).
+	Orphaned uint64
 }
 
 // counters are a Registry's Counters, written by its workers.
@@ -391,7 +394,10 @@ type counters struct {
 	failed       map[string]uint64
 	leaseExpired atomic.Uint64
 	rescued      atomic.Uint64
+	orphans      atomic.Uint64
 }
+
+func (c *counters) orphaned() { c.orphans.Add(1) }
 
 func (c *counters) attemptFailed(kind string) {
 	c.mu.Lock()
@@ -411,5 +417,5 @@ func (c *Client) Counters() Counters {
 		failed[k] = n
 	}
 	r.mu.Unlock()
-	return Counters{FailedAttempts: failed, LeaseExpired: r.leaseExpired.Load(), Rescued: r.rescued.Load()}
+	return Counters{FailedAttempts: failed, LeaseExpired: r.leaseExpired.Load(), Rescued: r.rescued.Load(), Orphaned: r.orphans.Load()}
 }

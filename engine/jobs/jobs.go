@@ -215,6 +215,9 @@ type Client struct {
 	// periodic hands the registry's periodic jobs to River once, however
 	// often Run is called.
 	periodic sync.Once
+	// argEquals is the SQL condition, in the database's dialect, that a
+	// job's argument @field equals @value.
+	argEquals string
 }
 
 // New migrates River's tables on driver's database up to date and returns a
@@ -283,7 +286,11 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], opts Opti
 	if err != nil {
 		return nil, fmt.Errorf("jobs: creating the client: %w", err)
 	}
-	return &Client{river: c, opts: opts, log: opts.Logger, counts: countsQuery(driver), concurrency: concurrency,
+	argEquals := "json_extract(args, '$.' || @field) = @value"
+	if driver.DatabaseName() == riverdriver.DatabaseNamePostgres {
+		argEquals = "args->>@field::text = @value::text"
+	}
+	return &Client{river: c, opts: opts, log: opts.Logger, counts: countsQuery(driver), concurrency: concurrency, argEquals: argEquals,
 		rescue: func(ctx context.Context) (int, error) { return rescueAbandoned(ctx, driver, time.Now().UTC()) }}, nil
 }
 

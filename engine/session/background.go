@@ -45,6 +45,30 @@ func (s *Service) FailAbandoned(ctx context.Context, runID, reason string) (bool
 	return failed, nil
 }
 
+// FailPending ends background run runID ERROR with reason if it still waits
+// to start (its job was lost), and reports whether it did. It claims the run
+// first, as a worker would, so that a job that turns up afterwards finds it
+// taken and never executes it: the run stays at most once.
+func (s *Service) FailPending(ctx context.Context, runID, reason string) (bool, error) {
+	c, ok := s.opts.Store.(Claimer)
+	if !ok {
+		return false, errors.New("the run store cannot claim background runs")
+	}
+	r, err := c.ClaimRun(ctx, runID)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("claiming waiting run %s: %w", runID, err)
+	}
+	r.Status, r.Error = event.StatusError, reason
+	if err := s.opts.Store.FinishRun(context.WithoutCancel(ctx), r); err != nil {
+		return false, fmt.Errorf("failing waiting run %s: %w", runID, err)
+	}
+	s.log.Warn("background run never started: its job was lost", "run_id", runID)
+	return true, nil
+}
+
 // Submit validates a background turn and stores its run PENDING, to be
 // executed by ExecuteQueued, on this process or another; the caller queues
 // it. Refusals are those of Start. Nothing is pinned: the run executes on
