@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -99,6 +100,7 @@ func TestQueueRoutes(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			ts := startServer(t, withDatabase(setup(t)), withBackground(1, 0), withKeys(keys))
+			began := time.Now()
 			var runIDs []string
 			for i := range 3 {
 				status, body, _ := ts.do(http.MethodPost, "/agents/writer/runs", adminKey, "application/json",
@@ -254,7 +256,14 @@ func TestQueueRoutes(t *testing.T) {
 			} {
 				require.Contains(t, body, line+"\n")
 			}
-			require.Regexp(t, `troupe_jobs_oldest_available_age_seconds\{queue="runs"\} 0\.\d+`, body)
+			// The waiting runs have waited since they were queued: more than
+			// nothing, less than the test has taken.
+			m := regexp.MustCompile(`troupe_jobs_oldest_available_age_seconds\{queue="runs"\} (\d+\.\d+)\n`).FindStringSubmatch(body)
+			require.NotNil(t, m, body)
+			age, err := strconv.ParseFloat(m[1], 64)
+			require.NoError(t, err)
+			require.Greater(t, age, 0.0)
+			require.Less(t, age, time.Since(began).Seconds())
 
 			// Requeueing the discarded job runs it again: a second attempt,
 			// a second error.
