@@ -274,8 +274,78 @@ func (k *Knowledge) LoadDocumentStats(ctx context.Context, knowledgeID, document
 // loadStats reads the one JSON-encoded bm25.Stats query selects; nil when
 // there is none.
 func (k *Knowledge) loadStats(ctx context.Context, query string, args ...any) (*bm25.Stats, error) {
+	return scanStats(k.db.r.QueryRowContext(ctx, query, args...))
+}
+
+// ReplaceDocumentStats implements knowledge.StatsStore: it reads the base's
+// totals and the document's previous share, swaps the share, and writes
+// both back in one transaction. On PostgreSQL the totals' row is locked
+// (created first if need be) so that replicas ingesting into one base take
+// turns; on SQLite the writer's transaction already does.
+func (k *Knowledge) ReplaceDocumentStats(ctx context.Context, knowledgeID, documentID string, share *bm25.Stats) (*bm25.Stats, error) {
+	var shareJSON []byte
+	if share != nil {
+		var err error
+		if shareJSON, err = json.Marshal(share); err != nil {
+			return nil, fmt.Errorf("store: encoding keyword statistics: %w", err)
+		}
+	}
+	db := k.db
+	lock := ""
+	if db.dialect == DialectPostgres {
+		lock = " FOR UPDATE"
+	}
+	var next bm25.Stats
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		empty, err := json.Marshal(bm25.Stats{DF: map[uint32]int{}})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO knowledge_stats (knowledge_id, stats, updated_at) VALUES ($1, $2, $3)
+			ON CONFLICT (knowledge_id) DO NOTHING`, knowledgeID, empty, db.timeArg(now())); err != nil {
+			return err
+		}
+		total, err := scanStats(tx.QueryRowContext(ctx, `SELECT stats FROM knowledge_stats WHERE knowledge_id = $1`+lock, knowledgeID))
+		if err != nil {
+			return fmt.Errorf("reading the totals: %w", err)
+		}
+		prev, err := scanStats(tx.QueryRowContext(ctx, `SELECT stats FROM knowledge_document_stats WHERE knowledge_id = $1 AND document_id = $2`, knowledgeID, documentID))
+		if err != nil {
+			return fmt.Errorf("reading the document's share: %w", err)
+		}
+		next = bm25.Stats{DF: map[uint32]int{}}
+		if total != nil {
+			next = total.Clone()
+		}
+		next.Subtract(prev)
+		next.Merge(share)
+		b, err := json.Marshal(&next)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE knowledge_stats SET stats = $2, updated_at = $3 WHERE knowledge_id = $1`,
+			knowledgeID, b, db.timeArg(now())); err != nil {
+			return err
+		}
+		if shareJSON == nil {
+			_, err = tx.ExecContext(ctx, `DELETE FROM knowledge_document_stats WHERE knowledge_id = $1 AND document_id = $2`, knowledgeID, documentID)
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO knowledge_document_stats (knowledge_id, document_id, stats) VALUES ($1, $2, $3)
+			ON CONFLICT (knowledge_id, document_id) DO UPDATE SET stats = excluded.stats`, knowledgeID, documentID, shareJSON)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: saving the keyword statistics of %s: %w", knowledgeID, err)
+	}
+	return &next, nil
+}
+
+// scanStats decodes the one JSON-encoded bm25.Stats row gives; nil when
+// there is none.
+func scanStats(row *sql.Row) (*bm25.Stats, error) {
 	var b []byte
-	err := k.db.r.QueryRowContext(ctx, query, args...).Scan(&b)
+	err := row.Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -287,40 +357,6 @@ func (k *Knowledge) loadStats(ctx context.Context, query string, args ...any) (*
 		return nil, fmt.Errorf("decoding: %w", err)
 	}
 	return &s, nil
-}
-
-// SaveStats implements knowledge.StatsStore: the totals and the document's share in
-// one transaction.
-func (k *Knowledge) SaveStats(ctx context.Context, knowledgeID string, total *bm25.Stats, documentID string, doc *bm25.Stats) error {
-	b, err := json.Marshal(total)
-	if err != nil {
-		return err
-	}
-	var share []byte
-	if doc != nil {
-		if share, err = json.Marshal(doc); err != nil {
-			return err
-		}
-	}
-	db := k.db
-	err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO knowledge_stats (knowledge_id, stats, updated_at) VALUES ($1, $2, $3)
-			ON CONFLICT (knowledge_id) DO UPDATE SET stats = excluded.stats, updated_at = excluded.updated_at`, knowledgeID, b, db.timeArg(now()))
-		if err != nil {
-			return err
-		}
-		if share == nil {
-			_, err = tx.ExecContext(ctx, `DELETE FROM knowledge_document_stats WHERE knowledge_id = $1 AND document_id = $2`, knowledgeID, documentID)
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO knowledge_document_stats (knowledge_id, document_id, stats) VALUES ($1, $2, $3)
-			ON CONFLICT (knowledge_id, document_id) DO UPDATE SET stats = excluded.stats`, knowledgeID, documentID, share)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("store: saving keyword statistics: %w", err)
-	}
-	return nil
 }
 
 // Load implements knowledge.ChunkRepository: every chunk, without its text.

@@ -85,32 +85,35 @@ func TestKnowledgeDocumentsAndChunks(t *testing.T) {
 			require.NoError(t, err)
 			require.ElementsMatch(t, []string{"doc1-00000", "doc1-00001"}, ids)
 
-			stats := &bm25.Stats{N: 3, TotalLen: 30, DF: map[uint32]int{1: 2, 99: 1}}
+			// Shares add up to the totals; replacing or dropping one
+			// takes the old one out.
 			share := &bm25.Stats{N: 2, TotalLen: 20, DF: map[uint32]int{1: 2}}
-			require.NoError(t, k.SaveStats(ctx, "docs", stats, "doc1", share))
-			loadedStats, err := k.LoadStats(ctx, "docs")
-			require.NoError(t, err)
-			require.Equal(t, stats, loadedStats)
-			loadedShare, err := k.LoadDocumentStats(ctx, "docs", "doc1")
-			require.NoError(t, err)
-			require.Equal(t, share, loadedShare)
+			other := &bm25.Stats{N: 1, TotalLen: 10, DF: map[uint32]int{99: 1}}
+			replace := func(doc string, share *bm25.Stats, want *bm25.Stats) {
+				t.Helper()
+				got, err := k.ReplaceDocumentStats(ctx, "docs", doc, share)
+				require.NoError(t, err)
+				require.Equal(t, want, got)
+				loaded, err := k.LoadStats(ctx, "docs")
+				require.NoError(t, err)
+				require.Equal(t, want, loaded)
+				loadedShare, err := k.LoadDocumentStats(ctx, "docs", doc)
+				require.NoError(t, err)
+				require.Equal(t, share, loadedShare)
+			}
+			replace("doc1", share, &bm25.Stats{N: 2, TotalLen: 20, DF: map[uint32]int{1: 2}})
+			replace("doc2", other, &bm25.Stats{N: 3, TotalLen: 30, DF: map[uint32]int{1: 2, 99: 1}})
+			replace("doc1", other, &bm25.Stats{N: 2, TotalLen: 20, DF: map[uint32]int{99: 2}})
+			replace("doc1", nil, &bm25.Stats{N: 1, TotalLen: 10, DF: map[uint32]int{99: 1}})
 			none, err := k.LoadStats(ctx, "nothing")
 			require.NoError(t, err)
 			require.Nil(t, none)
-			none, err = k.LoadDocumentStats(ctx, "docs", "doc2")
-			require.NoError(t, err)
-			require.Nil(t, none)
-			// Saving without a share forgets the document's, with the totals.
-			fewer := &bm25.Stats{N: 1, TotalLen: 10, DF: map[uint32]int{99: 1}}
-			require.NoError(t, k.SaveStats(ctx, "docs", fewer, "doc1", nil))
-			loadedStats, err = k.LoadStats(ctx, "docs")
-			require.NoError(t, err)
-			require.Equal(t, fewer, loadedStats)
-			none, err = k.LoadDocumentStats(ctx, "docs", "doc1")
+			none, err = k.LoadDocumentStats(ctx, "docs", "doc3")
 			require.NoError(t, err)
 			require.Nil(t, none)
 			// A share left behind goes with its document.
-			require.NoError(t, k.SaveStats(ctx, "docs", stats, "doc1", share))
+			_, err = k.ReplaceDocumentStats(ctx, "docs", "doc1", share)
+			require.NoError(t, err)
 
 			require.NoError(t, k.Delete(ctx, "doc1"))
 			none, err = k.LoadDocumentStats(ctx, "docs", "doc1")
@@ -253,4 +256,42 @@ func TestTwoJobClientsNeverIngestTwice(t *testing.T) {
 		require.Equal(t, 1, ingested.completed(id), "document %s ingested exactly once", id)
 	}
 	require.Equal(t, docs, ingested.total(), "no ingestion ran twice")
+}
+
+// TestKnowledgeStatsAcrossReplicas: two handles on one database (two
+// replicas) change the shares of different documents of one base at once;
+// the totals are the sum of the last shares, none lost to the other's write.
+func TestKnowledgeStatsAcrossReplicas(t *testing.T) {
+	for name, open := range dbOpeners(t) {
+		t.Run(name, func(t *testing.T) {
+			a, b := open(t).Knowledge(), open(t).Knowledge()
+			const docs, rounds = 8, 5
+			var g errgroup.Group
+			for d := range docs {
+				k := a
+				if d%2 == 1 {
+					k = b
+				}
+				g.Go(func() error {
+					for r := 1; r <= rounds; r++ {
+						share := &bm25.Stats{N: r, TotalLen: 10 * r, DF: map[uint32]int{uint32(d): r}}
+						if _, err := k.ReplaceDocumentStats(t.Context(), "docs", fmt.Sprint("doc", d), share); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			}
+			require.NoError(t, g.Wait())
+			want := &bm25.Stats{N: docs * rounds, TotalLen: docs * rounds * 10, DF: map[uint32]int{}}
+			for d := range docs {
+				want.DF[uint32(d)] = rounds
+			}
+			for _, k := range []*store.Knowledge{a, b} {
+				got, err := k.LoadStats(t.Context(), "docs")
+				require.NoError(t, err)
+				require.Equal(t, want, got)
+			}
+		})
+	}
 }

@@ -215,6 +215,10 @@ type Client struct {
 	// periodic hands the registry's periodic jobs to River once, however
 	// often Run is called.
 	periodic sync.Once
+	// starting keeps inserts out while River starts: River's wake-up of
+	// local workers on insert races with its producers' start (a data race
+	// in River 0.51 on drivers without a listener).
+	starting sync.RWMutex
 	// argEquals is the SQL condition, in the database's dialect, that a
 	// job's argument @field equals @value.
 	argEquals string
@@ -321,7 +325,10 @@ func (c *Client) Run(ctx context.Context) error {
 	if perr != nil {
 		return fmt.Errorf("jobs: adding periodic jobs: %w", perr)
 	}
-	if err := c.river.Start(ctx); err != nil {
+	c.starting.Lock()
+	err := c.river.Start(ctx)
+	c.starting.Unlock()
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped before it started: nothing to drain
 		}
@@ -330,10 +337,13 @@ func (c *Client) Run(ctx context.Context) error {
 	<-ctx.Done()
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.StopTimeout)
 	defer cancel()
-	err := c.river.Stop(stopCtx)
+	err = c.river.Stop(stopCtx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		c.log.Warn("jobs still running at the stop timeout: cancelling them; they are retried on the next start", "timeout", c.opts.StopTimeout)
-		cancelCtx, cancel2 := context.WithTimeout(context.WithoutCancel(ctx), c.opts.StopTimeout)
+		// The cancelled jobs return, and River records how they ended:
+		// cutting that short would leave them running in the database,
+		// and River's goroutines writing to a database about to close.
+		cancelCtx, cancel2 := context.WithTimeout(context.WithoutCancel(ctx), max(c.opts.StopTimeout, cancelGrace))
 		defer cancel2()
 		err = c.river.StopAndCancel(cancelCtx)
 	}
@@ -342,6 +352,10 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// cancelGrace is the least time Run gives cancelled jobs to return and
+// River to record them, after the stop timeout.
+const cancelGrace = 5 * time.Second
 
 // Enqueue inserts a job of kind k. inserted is false when a unique kind
 // already has a job with these arguments.
@@ -380,7 +394,11 @@ func EnqueueAfterRunning[A Args](ctx context.Context, c *Client, k Kind[A], args
 }
 
 func (c *Client) insert(ctx context.Context, k interface{ insertOpts() *river.InsertOpts }, args Args) (*rivertype.JobInsertResult, error) {
+	// Without a listener (SQLite) River wakes this process's workers from
+	// Insert, reading state that Start writes: never both at once.
+	c.starting.RLock()
 	res, err := c.river.Insert(ctx, args, k.insertOpts())
+	c.starting.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("jobs: inserting a %s job: %w", args.Kind(), err)
 	}

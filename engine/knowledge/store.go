@@ -92,9 +92,13 @@ type StatsStore interface {
 	// LoadDocumentStats returns what a document's chunks add to its
 	// base's statistics, nil when nothing is recorded.
 	LoadDocumentStats(ctx context.Context, knowledgeID, documentID string) (*bm25.Stats, error)
-	// SaveStats saves a base's statistics and, atomically with them, one
-	// document's share (doc nil: the document has no share any more).
-	SaveStats(ctx context.Context, knowledgeID string, total *bm25.Stats, documentID string, doc *bm25.Stats) error
+	// ReplaceDocumentStats makes share a document's part of its base's
+	// statistics in place of the part recorded before (share nil: the
+	// document has none any more) and returns the base's statistics after
+	// the change. It reads and writes the totals in one transaction, so
+	// that replicas ingesting into one base at once each add their share
+	// instead of overwriting the other's.
+	ReplaceDocumentStats(ctx context.Context, knowledgeID, documentID string, share *bm25.Stats) (*bm25.Stats, error)
 }
 
 // ChunkRepository persists the chunks of the embedded vector store; the store

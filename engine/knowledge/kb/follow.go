@@ -2,6 +2,7 @@ package kb
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -10,10 +11,55 @@ import (
 // (or gone) on every other within about this long.
 const FollowInterval = time.Second
 
-// Follow keeps the embedded vector store in step with the chunks that other
-// processes on the same database write and delete (see embedded.Store.Follow),
-// until ctx ends. Milvus-backed bases need nothing: every replica searches
-// the same collection. The caller owns it, beside Run.
+// Follow keeps this process in step with the knowledge that other processes
+// on the same database change, until ctx ends: the embedded vector store
+// applies the chunks they write and delete (see embedded.Store.Follow), and
+// Milvus-backed bases, whose chunks every replica shares already, reload
+// the keyword statistics they weigh keywords with, which every replica's
+// ingestions update. The caller owns it, beside Run.
 func (s *Service) Follow(ctx context.Context) error {
-	return s.embedded.Follow(ctx, FollowInterval)
+	var wg sync.WaitGroup
+	var err error
+	wg.Go(func() { err = s.embedded.Follow(ctx, FollowInterval) })
+	t := time.NewTicker(FollowInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return err
+		case <-t.C:
+			s.refreshStats(ctx)
+		}
+	}
+}
+
+// refreshStats reloads the keyword statistics of the Milvus-backed bases. A
+// statistics change this process made while the load ran wins: it is newer.
+func (s *Service) refreshStats(ctx context.Context) {
+	s.mu.RLock()
+	var external []*base
+	for _, b := range s.bases {
+		if b.external {
+			external = append(external, b)
+		}
+	}
+	s.mu.RUnlock()
+	for _, b := range external {
+		b.statsMu.Lock()
+		gen := b.statsGen
+		b.statsMu.Unlock()
+		st, err := s.opts.Stats.LoadStats(ctx, b.spec.Name)
+		if err != nil || st == nil {
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("reloading keyword statistics; keeping the ones in memory", "knowledge", b.spec.Name, "err", err)
+			}
+			continue
+		}
+		b.statsMu.Lock()
+		if b.statsGen == gen {
+			b.stats = st
+		}
+		b.statsMu.Unlock()
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -622,4 +623,53 @@ func TestDeleteBeforeKeywordShareIsCounted(t *testing.T) {
 	share, err := docs.LoadDocumentStats(t.Context(), "docs", d.ID)
 	require.NoError(t, err)
 	require.Nil(t, share)
+}
+
+// TestExternalKeywordStatsFollowOtherReplicas: two services (two replicas)
+// share a Milvus-backed base and its statistics. Documents ingested through
+// one change the keyword weights the other searches with within about
+// FollowInterval: both then score the same chunks the same.
+func TestExternalKeywordStatsFollowOtherReplicas(t *testing.T) {
+	docs := kb.NewMemoryDocuments()
+	shared, err := embedded.Open(t.Context(), embedded.NewMemoryRepository(), embedded.Options{})
+	require.NoError(t, err)
+	const yaml = "kind: Knowledge\nname: docs\nstore: {type: milvus, address: 127.0.0.1:19530}\n"
+	open := func(q kb.Queue) *kb.Service {
+		s, err := kb.New(t.Context(), kb.Options{Documents: docs, Stats: docs, Queue: q,
+			NewMilvus: func(context.Context, *spec.Knowledge, int) (knowledge.VectorStore, error) { return shared, nil }})
+		require.NoError(t, err)
+		s.Configure(t.Context(), specs(t, t.TempDir(), yaml))
+		return s
+	}
+	j := newJobEngine(t, "")
+	a := open(j.queue())
+	stopA := j.run(a)
+	defer stopA()
+	b := open(nil) // configured before any document: empty statistics
+	ctx, cancel := context.WithCancel(t.Context())
+	followed := make(chan error, 1)
+	go func() { followed <- b.Follow(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-followed) }()
+
+	for _, d := range []struct {
+		name     string
+		sections int
+	}{{"billing.md", 6}, {"shipping.md", 3}} {
+		up, _, err := a.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: d.name, Content: markdownDoc(strings.TrimSuffix(d.name, ".md"), d.sections)})
+		require.NoError(t, err)
+		waitStatus(t, a, up.ID, knowledge.StatusCompleted)
+	}
+	scores := func(s *kb.Service) []float64 {
+		hits, err := s.Search(t.Context(), []string{"docs"}, "billing procedure", knowledge.ModeKeyword, 5, nil)
+		require.NoError(t, err)
+		require.NotEmpty(t, hits)
+		out := make([]float64, len(hits))
+		for i, h := range hits {
+			out[i] = h.Score
+		}
+		return out
+	}
+	want := scores(a)
+	require.Eventually(t, func() bool { return slices.Equal(want, scores(b)) }, 3*kb.FollowInterval+time.Second, 50*time.Millisecond,
+		"b searches with a's keyword statistics")
 }

@@ -185,18 +185,25 @@ func (m *MemoryStats) LoadDocumentStats(_ context.Context, knowledgeID, document
 	return cloneStats(m.docs[[2]string{knowledgeID, documentID}]), nil
 }
 
-// SaveStats implements StatsStore.
-func (m *MemoryStats) SaveStats(_ context.Context, knowledgeID string, total *bm25.Stats, documentID string, doc *bm25.Stats) error {
+// ReplaceDocumentStats implements StatsStore.
+func (m *MemoryStats) ReplaceDocumentStats(_ context.Context, knowledgeID, documentID string, share *bm25.Stats) (*bm25.Stats, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.total == nil {
 		m.total, m.docs = map[string]*bm25.Stats{}, map[[2]string]*bm25.Stats{}
 	}
-	m.total[knowledgeID] = cloneStats(total)
-	if key := [2]string{knowledgeID, documentID}; doc == nil {
+	key := [2]string{knowledgeID, documentID}
+	next := bm25.Stats{DF: map[uint32]int{}}
+	if t := m.total[knowledgeID]; t != nil {
+		next = t.Clone()
+	}
+	next.Subtract(m.docs[key])
+	next.Merge(share)
+	m.total[knowledgeID] = cloneStats(&next)
+	if share == nil {
 		delete(m.docs, key)
 	} else {
-		m.docs[key] = cloneStats(doc)
+		m.docs[key] = cloneStats(share)
 	}
-	return nil
+	return &next, nil
 }

@@ -93,6 +93,10 @@ type Service struct {
 	running map[string]context.CancelCauseFunc
 
 	sync chan struct{} // sources need syncing
+	// configured is set by the first Configure; returned holds the bases
+	// a later one added (under mu), until resume queues their documents.
+	configured bool
+	returned   map[string]bool
 }
 
 // base is one configured knowledge base.
@@ -104,6 +108,9 @@ type base struct {
 
 	statsMu sync.Mutex
 	stats   *bm25.Stats
+	// statsGen counts this process's changes to stats (under statsMu), so
+	// that a refresh read before one does not overwrite it.
+	statsGen uint64
 
 	// An external store holds a connection (Milvus: a gRPC client). When a
 	// reload replaces or removes the base, the store is closed once the
@@ -212,6 +219,17 @@ func (s *Service) Configure(ctx context.Context, specs []*spec.Knowledge) {
 	}
 	s.mu.Lock()
 	s.bases = next
+	if s.configured {
+		for name := range next {
+			if prev[name] == nil {
+				if s.returned == nil {
+					s.returned = map[string]bool{}
+				}
+				s.returned[name] = true
+			}
+		}
+	}
+	s.configured = true
 	s.mu.Unlock()
 	for name, b := range prev {
 		if next[name] != b {
@@ -613,12 +631,24 @@ func (s *Service) resume(ctx context.Context) int {
 		}
 		return 0
 	}
+	// A base added back to the configuration may have had its documents'
+	// jobs run while it was gone, ending at once (errUnconfigured); such a
+	// job may still be recorded as running, which would make a new one a
+	// duplicate and leave its document waiting: requeue waits for it.
+	s.mu.Lock()
+	returned := s.returned
+	s.returned = nil
+	s.mu.Unlock()
 	n := 0
 	for _, d := range pending {
 		if !s.has(d.KnowledgeID) {
 			continue
 		}
-		if err := s.enqueue(ctx, d.ID); err != nil {
+		queue := s.enqueue
+		if returned[d.KnowledgeID] {
+			queue = s.requeue
+		}
+		if err := queue(ctx, d.ID); err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("queueing unfinished document", "document", d.ID, "err", err)
 			}
@@ -784,20 +814,12 @@ func (s *Service) countShare(ctx context.Context, b *base, documentID string, sh
 	if share != nil && errors.Is(context.Cause(ctx), errDeleted) {
 		return context.Cause(ctx)
 	}
-	prev, err := s.opts.Stats.LoadDocumentStats(ctx, b.spec.Name, documentID)
+	next, err := s.opts.Stats.ReplaceDocumentStats(ctx, b.spec.Name, documentID, share)
 	if err != nil {
 		return err
 	}
-	if prev == nil && share == nil {
-		return nil
-	}
-	next := b.stats.Clone()
-	next.Subtract(prev)
-	next.Merge(share)
-	if err := s.opts.Stats.SaveStats(ctx, b.spec.Name, &next, documentID, share); err != nil {
-		return err
-	}
-	b.stats = &next
+	b.stats = next
+	b.statsGen++
 	return nil
 }
 
