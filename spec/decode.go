@@ -290,6 +290,9 @@ func (d *decoder) scalarText(n *yaml.Node, path, want string) (string, bool) {
 	if isNull(n) {
 		return "", false
 	}
+	if n.Style != 0 {
+		d.meta.styles[path] = n.Style
+	}
 	if d.noInterp[path] {
 		return n.Value, true
 	}

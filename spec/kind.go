@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Kind names a document type. It is the value of the kind key.
@@ -19,10 +21,11 @@ const (
 	KindTool      Kind = "Tool"
 	KindKnowledge Kind = "Knowledge"
 	KindModel     Kind = "Model"
+	KindWorkflow  Kind = "Workflow"
 )
 
 // Kinds lists every kind in the order they are shown to users.
-var Kinds = []Kind{KindAgent, KindTeam, KindTool, KindKnowledge, KindModel}
+var Kinds = []Kind{KindAgent, KindTeam, KindTool, KindKnowledge, KindModel, KindWorkflow}
 
 // Plural is the first element of an object path: agents.support.tools[1].
 func (k Kind) Plural() string {
@@ -50,6 +53,8 @@ func newDocument(k Kind) Document {
 		return new(Knowledge)
 	case KindModel:
 		return new(Model)
+	case KindWorkflow:
+		return new(Workflow)
 	}
 	return nil
 }
@@ -72,20 +77,28 @@ type Document interface {
 	validate(v *validator)
 }
 
+// checker is a document with checks that need nothing but the document
+// itself (a workflow compiles its expressions). They run once, when the
+// document is decoded, before it is shared between Sets.
+type checker interface {
+	check() Diagnostics
+}
+
 // Meta holds the fields every document has, plus where the document came from.
 type Meta struct {
-	Kind        Kind   `yaml:"kind" spec:"required" doc:"Document kind: Agent, Team, Tool, Knowledge or Model."`
+	Kind        Kind   `yaml:"kind" spec:"required" doc:"Document kind: Agent, Team, Tool, Knowledge, Model or Workflow."`
 	Name        string `yaml:"name" spec:"required" doc:"Unique name within the kind: lower-case letters, digits, - and _."`
 	Version     int    `yaml:"version" doc:"Language version of this document; only 1 exists."`
 	Description string `yaml:"description" doc:"What this object is for; shown in the API, OpenAPI and console."`
 
-	pos       Pos                 // position of the document's mapping
-	index     int                 // document index within its file
-	positions map[string]Pos      // object path → position of its value
-	sources   map[string]string   // object path → raw text, for values interpolated from the environment
-	envValues map[string][]string // object path → the environment's values substituted there
-	diags     Diagnostics         // problems found within this document alone
-	hash      string              // hash of the decoded content, independent of position
+	pos       Pos                   // position of the document's mapping
+	index     int                   // document index within its file
+	positions map[string]Pos        // object path → position of its value
+	sources   map[string]string     // object path → raw text, for values interpolated from the environment
+	envValues map[string][]string   // object path → the environment's values substituted there
+	diags     Diagnostics           // problems found within this document alone
+	hash      string                // hash of the decoded content, independent of position
+	styles    map[string]yaml.Style // object path → style of a quoted or block string scalar, to position errors inside it
 }
 
 // Header returns the document's common fields and origin.

@@ -112,7 +112,7 @@ func decodeDocument(path string, index int, n *yaml.Node, env Env) (Document, Di
 	m := doc.Header()
 	m.Kind = Kind(kindNode.Value)
 	m.pos, m.index = pos, index
-	m.positions, m.sources, m.envValues = map[string]Pos{}, map[string]string{}, map[string][]string{}
+	m.positions, m.sources, m.envValues, m.styles = map[string]Pos{}, map[string]string{}, map[string][]string{}, map[string]yaml.Style{}
 	if nameNode != nil && nameNode.Kind == yaml.ScalarNode {
 		m.Name = nameNode.Value // provisional, so the object path is right while decoding
 	}
@@ -132,6 +132,9 @@ func decodeDocument(path string, index int, n *yaml.Node, env Env) (Document, Di
 		}
 	}
 	doc.applyDefaults()
+	if c, ok := doc.(checker); ok && !d.tooBig {
+		d.diags = append(d.diags, c.check()...)
+	}
 	m.diags = d.diags
 	m.hash = hashDocument(doc)
 	return doc, d.diags

@@ -44,6 +44,11 @@ func Schema(builtins []BuiltinTool) map[string]any {
 			"then": map[string]any{"$ref": "#/$defs/" + string(k)},
 		})
 	}
+	// Steps nest (parallel, condition, loop and router hold steps): the one
+	// recursive type is a definition of its own, referred to by $ref.
+	step := structSchema(stepType)
+	step["description"] = "One workflow step: exactly one of agent, team, workflow, parallel, condition, loop, router or approval."
+	defs["Step"] = step
 	return map[string]any{
 		"$schema":     "https://json-schema.org/draft/2020-12/schema",
 		"$id":         SchemaID,
@@ -63,6 +68,7 @@ var kindDescriptions = map[Kind]string{
 	KindTool:      "An HTTP endpoint, an MCP server, or a configured builtin tool, that agents may call.",
 	KindKnowledge: "A searchable knowledge base.",
 	KindModel:     "A named model configuration.",
+	KindWorkflow:  "A workflow: steps of agents, teams and nested workflows run in order, with parallel, condition, loop, router and approval steps.",
 }
 
 // SchemaJSON returns Schema as indented JSON.
@@ -73,6 +79,8 @@ func SchemaJSON(builtins []BuiltinTool) []byte {
 	}
 	return append(b, '\n')
 }
+
+var stepType = reflect.TypeFor[Step]()
 
 func structSchema(t reflect.Type) map[string]any {
 	si := infoOf(t)
@@ -115,6 +123,8 @@ func typeSchema(t reflect.Type, f *fieldInfo) map[string]any {
 		return map[string]any{"type": "string", "pattern": `^(\$\{.*\}|[0-9.]+(ns|us|µs|ms|s|m|h)([0-9.]+(ns|us|µs|ms|s|m|h))*)$`}
 	case t == jsonSchemaType:
 		return map[string]any{"type": "object"}
+	case t == stepType:
+		return map[string]any{"$ref": "#/$defs/Step"}
 	}
 	switch t.Kind() {
 	case reflect.Pointer:

@@ -69,12 +69,15 @@ func TestSchemaMatchesGoTypes(t *testing.T) {
 	defs := sch["$defs"].(map[string]any)
 	types := map[spec.Kind]any{
 		spec.KindAgent: spec.Agent{}, spec.KindTeam: spec.Team{}, spec.KindTool: spec.Tool{},
-		spec.KindKnowledge: spec.Knowledge{}, spec.KindModel: spec.Model{},
+		spec.KindKnowledge: spec.Knowledge{}, spec.KindModel: spec.Model{}, spec.KindWorkflow: spec.Workflow{},
 	}
-	require.Len(t, defs, len(spec.Kinds))
+	require.Len(t, types, len(spec.Kinds))
+	// Plus Step: workflow steps nest, so they are one definition used by $ref.
+	require.Len(t, defs, len(spec.Kinds)+1)
 	for kind, v := range types {
 		checkStruct(t, string(kind), reflect.TypeOf(v), defs[string(kind)].(map[string]any))
 	}
+	checkStruct(t, "Step", reflect.TypeFor[spec.Step](), defs["Step"].(map[string]any))
 }
 
 func checkStruct(t *testing.T, where string, typ reflect.Type, s map[string]any) {

@@ -70,6 +70,7 @@ func NewSet(files []*File, builtins ...BuiltinTool) *Set {
 		}
 	}
 	s.checkCycles()
+	s.checkWorkflowCycles()
 	s.checkUsage()
 	s.diags = s.diags.sorted()
 	for k, ds := range s.objDiags {
@@ -120,6 +121,49 @@ func (s *Set) teamPath(from, to string, seen map[string]bool) []string {
 			return []string{from, to}
 		}
 		if rest := s.teamPath(m, to, seen); rest != nil {
+			return append([]string{from}, rest...)
+		}
+	}
+	return nil
+}
+
+// checkWorkflowCycles reports workflows that run themselves through nested
+// workflows (a → b → a); a workflow naming itself is reported by validate.
+func (s *Set) checkWorkflowCycles() {
+	for _, k := range s.keys {
+		if k.Kind != KindWorkflow {
+			continue
+		}
+		w := s.objects[k].(*Workflow)
+		names, paths := w.workflowRefs()
+		for i, n := range names {
+			if n == w.Name {
+				continue
+			}
+			if chain := s.workflowPath(n, w.Name, map[string]bool{}); chain != nil {
+				s.addObj(k, Diagnostic{Pos: w.PosOf(paths[i]), Path: paths[i], Severity: Error,
+					Msg: "workflow cycle: " + strings.Join(append([]string{w.Name}, chain...), " → ") + ": a workflow cannot run itself, even through others"})
+			}
+		}
+	}
+}
+
+// workflowPath returns the nesting chain from workflow from to workflow to, or nil.
+func (s *Set) workflowPath(from, to string, seen map[string]bool) []string {
+	if seen[from] {
+		return nil
+	}
+	seen[from] = true
+	w, ok := s.objects[Key{KindWorkflow, from}].(*Workflow)
+	if !ok {
+		return nil
+	}
+	names, _ := w.workflowRefs()
+	for _, n := range names {
+		if n == to {
+			return []string{from, to}
+		}
+		if rest := s.workflowPath(n, to, seen); rest != nil {
 			return append([]string{from}, rest...)
 		}
 	}
@@ -215,6 +259,12 @@ func (s *Set) Tool(name string) *Tool { t, _ := s.objects[Key{KindTool, name}].(
 func (s *Set) Knowledge(name string) *Knowledge {
 	k, _ := s.objects[Key{KindKnowledge, name}].(*Knowledge)
 	return k
+}
+
+// Workflow returns the workflow named name, or nil.
+func (s *Set) Workflow(name string) *Workflow {
+	w, _ := s.objects[Key{KindWorkflow, name}].(*Workflow)
+	return w
 }
 
 // Model returns the model configuration named name, or nil.

@@ -171,7 +171,12 @@ func issueError(src string, iss *cel.Issues) *Error {
 func cleanMessage(s string) string {
 	s = firstLine(s)
 	s = strings.ReplaceAll(s, " (in container '')", "")
-	return strings.TrimPrefix(s, "Syntax error: ")
+	if strings.HasPrefix(s, "Syntax error: ") {
+		// CEL lists every token it would accept: too long to help.
+		s, _, _ = strings.Cut(s, " expecting ")
+		s = "syntax error: " + strings.TrimPrefix(s, "Syntax error: ")
+	}
+	return s
 }
 
 func firstLine(s string) string {

@@ -66,7 +66,7 @@ func TestCompileErrors(t *testing.T) {
 		offset int
 		msg    string
 	}{
-		{`message +`, 9, "mismatched input '<EOF>'"},
+		{`message +`, 9, "syntax error: mismatched input '<EOF>'"},
 		{`size(nope) > 1`, 5, "undeclared reference to 'nope'"},
 		{`n + "x"`, 2, "found no matching overload for '_+_'"},
 		{`  `, 0, "empty expression"},
@@ -195,7 +195,7 @@ func TestTemplateErrors(t *testing.T) {
 		{`Hello {{ input.topic`, 6, "unclosed {{"},
 		{`Hello {{ }} there`, 6, "empty {{ }}"},
 		{`Hello {{ nope }}`, 9, "undeclared reference to 'nope'"},
-		{`a {{ n }} b {{ n + }}`, 19, "mismatched input"},
+		{`a {{ n }} b {{ n + }}`, 19, "syntax error: mismatched input"},
 		{`{{ 'unterminated }}`, 0, "unclosed {{"},
 	} {
 		t.Run(tc.src, func(t *testing.T) {
