@@ -44,6 +44,7 @@ func Compile(set *spec.Set, prev *Snapshot, generation uint64, now time.Time, rt
 		objects:    c.objects,
 		agents:     map[string]*Agent{},
 		teams:      map[string]*Team{},
+		workflows:  map[string]*Workflow{},
 		files:      set.Files(),
 		res:        c.res,
 	}
@@ -181,6 +182,17 @@ func (c *compiler) dependencies(doc spec.Document) []spec.Key {
 		for _, f := range d.Fallbacks {
 			model(f)
 		}
+	case *spec.Workflow:
+		d.Walk(func(_ string, st *spec.Step) {
+			for _, dep := range []spec.Key{{Kind: spec.KindAgent, Name: st.Agent}, {Kind: spec.KindTeam, Name: st.Team}, {Kind: spec.KindWorkflow, Name: st.Workflow}} {
+				if dep.Name != "" {
+					out = append(out, dep)
+				}
+			}
+			if st.Router != nil && st.Router.Agent != "" {
+				out = append(out, spec.Key{Kind: spec.KindAgent, Name: st.Router.Agent})
+			}
+		})
 	}
 	return out
 }
@@ -225,7 +237,7 @@ func (c *compiler) memberKey(name string) spec.Key {
 	return spec.Key{Kind: spec.KindAgent, Name: name}
 }
 
-// build creates the compiled agents and teams of the serving objects.
+// build creates the compiled agents, teams and workflows of the serving objects.
 func (c *compiler) build(s *Snapshot) {
 	models := map[string]*ModelRef{}
 	for _, k := range c.keys {
@@ -242,6 +254,12 @@ func (c *compiler) build(s *Snapshot) {
 	for _, k := range c.keys {
 		if t, ok := c.objects[k].Doc.(*spec.Team); ok {
 			c.team(s, t, models, building)
+		}
+	}
+	building = map[string]bool{}
+	for _, k := range c.keys {
+		if w, ok := c.objects[k].Doc.(*spec.Workflow); ok {
+			c.workflow(s, w, building)
 		}
 	}
 }

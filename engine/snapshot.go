@@ -112,6 +112,7 @@ type Snapshot struct {
 	keys        []spec.Key
 	agents      map[string]*Agent
 	teams       map[string]*Team
+	workflows   map[string]*Workflow
 	files       []*spec.File
 	diagnostics spec.Diagnostics
 
@@ -198,6 +199,20 @@ func (s *Snapshot) Teams() []*Team {
 	for _, k := range s.keys {
 		if t, ok := s.teams[k.Name]; ok && k.Kind == spec.KindTeam {
 			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Workflow returns a serving workflow by name.
+func (s *Snapshot) Workflow(name string) (*Workflow, bool) { w, ok := s.workflows[name]; return w, ok }
+
+// Workflows returns the serving workflows sorted by name.
+func (s *Snapshot) Workflows() []*Workflow {
+	out := make([]*Workflow, 0, len(s.workflows))
+	for _, k := range s.keys {
+		if w, ok := s.workflows[k.Name]; ok && k.Kind == spec.KindWorkflow {
+			out = append(out, w)
 		}
 	}
 	return out
