@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/troupehq/troupe/spec"
 )
@@ -44,12 +45,46 @@ func check(args []string, getenv env, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, d.Error())
 		}
 	}
+	if line := workflowSummary(set); line != "" {
+		fmt.Fprintln(stderr, line)
+	}
 	errs := len(diags.Errors())
 	fmt.Fprintf(stderr, "%d files, %d objects: %d errors, %d warnings\n", len(set.Files()), len(set.Keys()), errs, len(diags)-errs)
 	if errs > 0 {
 		return exitError(1)
 	}
 	return nil
+}
+
+// workflowSummary lists the folder's workflows with their step counts (nested
+// steps included), so a check shows what each workflow will run; stdout stays
+// diagnostics only.
+func workflowSummary(set *spec.Set) string {
+	var parts []string
+	for _, k := range set.Keys() {
+		w, ok := set.Lookup(k).(*spec.Workflow)
+		if !ok {
+			continue
+		}
+		n := 0
+		w.Walk(func(string, *spec.Step) { n++ })
+		state := ""
+		if set.Broken(k) {
+			state = ", broken"
+		}
+		parts = append(parts, fmt.Sprintf("%s (%d %s%s)", w.Name, n, plural(n, "step", "steps"), state))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "workflows: " + strings.Join(parts, ", ")
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // schema prints the JSON Schema of the spec language.

@@ -121,6 +121,10 @@ var importRules = []importRule{
 	vendorRule("the MCP SDK", []string{"github.com/modelcontextprotocol/go-sdk"}, "engine/tool/mcp"),
 	vendorRule("River", []string{"github.com/riverqueue/river"}, "engine/jobs", "store"),
 	vendorRule("franz-go", []string{"github.com/twmb/franz-go"}, "engine/knowledge/kafka"),
+	// spec may import its own subpackages only, and spec/expr is the one
+	// home of CEL: every runtime expression is compiled there, with its size
+	// and cost limits, so no caller can evaluate an unbounded one.
+	vendorRule("cel-go", []string{"github.com/google/cel-go", "cel.dev/expr"}, "spec/expr"),
 }
 
 // goPackage is the part of `go list -json` the rules read.
@@ -253,6 +257,8 @@ func TestImportRulesCatchViolations(t *testing.T) {
 		m("engine/tool/mcp"):        {"github.com/modelcontextprotocol/go-sdk/mcp"},
 		m("console/mcp"):            {"github.com/modelcontextprotocol/go-sdk/mcp"},
 		m("engine/knowledge/kafka"): {"github.com/twmb/franz-go/pkg/kgo"},
+		m("spec/expr"):              {"github.com/google/cel-go/cel"},
+		m("engine/flow"):            {m("spec/expr"), "github.com/google/cel-go/common/types"},
 	}
 	byName := map[string][]string{}
 	for _, r := range importRules {
@@ -273,6 +279,7 @@ func TestImportRulesCatchViolations(t *testing.T) {
 		"bun is imported only by store":                          {m("console") + " -> github.com/uptrace/bun/dialect"},
 		"clickhouse-go is imported only by telemetry/clickhouse": {m("telemetry") + " -> github.com/ClickHouse/ch-go/proto"},
 		"the MCP SDK is imported only by engine/tool/mcp":        {m("console/mcp") + " -> github.com/modelcontextprotocol/go-sdk/mcp"},
+		"cel-go is imported only by spec/expr":                   {m("engine/flow") + " -> github.com/google/cel-go/common/types"},
 	}, byName)
 
 	g[m("spec")] = append(g[m("spec")], m("engine/model"))

@@ -65,6 +65,27 @@ func hasError(golden string) bool {
 	return false
 }
 
+// TestCheckListsWorkflows checks that troupe check names each workflow with
+// its step count on stderr, broken ones marked, keeping stdout diagnostics only.
+func TestCheckListsWorkflows(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		path, want string
+		fails      bool
+	}{
+		{"../../spec/testdata/good/workflow.yaml", "workflows: article (21 steps), other (1 step)\n", false},
+		{"../../spec/testdata/bad/wf_cycle.yaml", "workflows: first (1 step, broken), second (1 step, broken), selfish (1 step, broken)\n", true},
+	} {
+		var out, errOut bytes.Buffer
+		err := run(t.Context(), []string{"check", tc.path}, noEnv, &out, &errOut)
+		require.Equal(t, tc.fails, err != nil, tc.path)
+		require.Contains(t, errOut.String(), tc.want)
+		if !tc.fails {
+			require.Empty(t, out.String())
+		}
+	}
+}
+
 func TestCheckJSONAndMissingDir(t *testing.T) {
 	t.Parallel()
 	var out, errOut bytes.Buffer
