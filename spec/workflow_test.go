@@ -1,6 +1,7 @@
 package spec_test
 
 import (
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -88,5 +89,18 @@ func TestWorkflowScopes(t *testing.T) {
 			require.Len(t, set.Diagnostics(), 1, set.Diagnostics().Error())
 			require.Contains(t, set.Diagnostics()[0].Msg, tc.want)
 		})
+	}
+}
+
+// BenchmarkParseWorkflow is what a reload pays for a changed workflow file:
+// decoding, and compiling and checking its 17 expressions and templates (22 CEL sources).
+func BenchmarkParseWorkflow(b *testing.B) {
+	data, err := os.ReadFile("testdata/good/workflow.yaml")
+	require.NoError(b, err)
+	for b.Loop() {
+		f := spec.ParseFile("workflow.yaml", data, testEnv)
+		if len(f.Diagnostics) > 0 {
+			b.Fatal(f.Diagnostics)
+		}
 	}
 }

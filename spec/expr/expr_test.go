@@ -10,7 +10,9 @@ import (
 	"github.com/troupehq/troupe/spec/expr"
 )
 
-func testEnv(t *testing.T) *expr.Env {
+func testEnv(t *testing.T) *expr.Env { return testEnvB(t) }
+
+func testEnvB(t testing.TB) *expr.Env {
 	t.Helper()
 	env, err := expr.NewEnv(
 		expr.Var{Name: "input", Type: expr.MapOf(expr.String, expr.Dyn)},
