@@ -212,6 +212,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, fi *fieldIn
 			d.errorf(n, path, "invalid %s %q: must be one of %s%s", fi.key, n.Value, strings.Join(fi.enum, ", "), suggestionOnly(s, fi.enum))
 			return
 		}
+		if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
+			if d.meta.quoted == nil {
+				d.meta.quoted = map[string]bool{}
+			}
+			d.meta.quoted[path] = true
+		}
 		v.SetString(s)
 	case reflect.Int:
 		s, ok := d.scalarText(n, path, "an integer")
@@ -262,6 +268,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, fi *fieldIn
 		v.Set(s)
 	case reflect.Map:
 		if isNull(n) {
+			return
+		}
+		if n.Kind == yaml.MappingNode && t.Elem().Kind() == reflect.Interface {
+			// Free-form values (a trigger's static input), like a JSON Schema.
+			if m, ok := d.toAny(n, path).(map[string]any); ok {
+				v.Set(reflect.ValueOf(m))
+			}
 			return
 		}
 		if n.Kind != yaml.MappingNode {

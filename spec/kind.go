@@ -19,10 +19,11 @@ const (
 	KindTool      Kind = "Tool"
 	KindKnowledge Kind = "Knowledge"
 	KindModel     Kind = "Model"
+	KindTrigger   Kind = "Trigger"
 )
 
 // Kinds lists every kind in the order they are shown to users.
-var Kinds = []Kind{KindAgent, KindTeam, KindTool, KindKnowledge, KindModel}
+var Kinds = []Kind{KindAgent, KindTeam, KindTool, KindKnowledge, KindModel, KindTrigger}
 
 // Plural is the first element of an object path: agents.support.tools[1].
 func (k Kind) Plural() string {
@@ -50,6 +51,8 @@ func newDocument(k Kind) Document {
 		return new(Knowledge)
 	case KindModel:
 		return new(Model)
+	case KindTrigger:
+		return new(Trigger)
 	}
 	return nil
 }
@@ -74,7 +77,7 @@ type Document interface {
 
 // Meta holds the fields every document has, plus where the document came from.
 type Meta struct {
-	Kind        Kind   `yaml:"kind" spec:"required" doc:"Document kind: Agent, Team, Tool, Knowledge or Model."`
+	Kind        Kind   `yaml:"kind" spec:"required" doc:"Document kind: Agent, Team, Tool, Knowledge, Model or Trigger."`
 	Name        string `yaml:"name" spec:"required" doc:"Unique name within the kind: lower-case letters, digits, - and _."`
 	Version     int    `yaml:"version" doc:"Language version of this document; only 1 exists."`
 	Description string `yaml:"description" doc:"What this object is for; shown in the API, OpenAPI and console."`
@@ -86,6 +89,7 @@ type Meta struct {
 	envValues map[string][]string // object path → the environment's values substituted there
 	diags     Diagnostics         // problems found within this document alone
 	hash      string              // hash of the decoded content, independent of position
+	quoted    map[string]bool     // object paths of quoted scalars, whose text starts a column later
 }
 
 // Header returns the document's common fields and origin.

@@ -63,6 +63,7 @@ var kindDescriptions = map[Kind]string{
 	KindTool:      "An HTTP endpoint, an MCP server, or a configured builtin tool, that agents may call.",
 	KindKnowledge: "A searchable knowledge base.",
 	KindModel:     "A named model configuration.",
+	KindTrigger:   "A schedule or a webhook that starts runs of an agent, a team or a workflow.",
 }
 
 // SchemaJSON returns Schema as indented JSON.
@@ -139,6 +140,9 @@ func typeSchema(t reflect.Type, f *fieldInfo) map[string]any {
 	case reflect.Slice:
 		return map[string]any{"type": "array", "items": typeSchema(t.Elem(), f)}
 	case reflect.Map:
+		if t.Elem().Kind() == reflect.Interface {
+			return map[string]any{"type": "object"}
+		}
 		return map[string]any{"type": "object", "additionalProperties": typeSchema(t.Elem(), nil)}
 	}
 	panic("spec: no schema for " + t.String())
