@@ -44,6 +44,9 @@ type Options struct {
 	// Queue shows the job engine's queues and jobs to operators (/queue
 	// routes, the console's jobs page); nil leaves them out.
 	Queue Queue
+	// Triggers answers webhooks at POST /hooks/{path}; nil leaves the
+	// route out.
+	Triggers Triggers
 	// Traces answers /traces; nil leaves the routes out.
 	Traces telemetry.Reader
 	// Metrics observes runs for /metrics/prometheus; nil leaves it out.
@@ -216,6 +219,9 @@ func (s *Server) routes() *gin.Engine {
 	s.api.Register(apis)
 	s.openai.Register(apis)
 	s.ui.Register(r.Group("", uiChain...))
+	if s.opts.Triggers != nil {
+		r.POST("/hooks/*path", s.checkHost(s.misdirectedAPI), s.limitBody(s.opts.BodyTimeout, s.opts.MaxBodyBytes), s.timeout, s.hook)
+	}
 
 	// A request no route matches belongs to no group, and gin has no
 	// fallback per group (nor may a catch-all share a prefix with routes):
