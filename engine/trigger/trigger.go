@@ -285,7 +285,8 @@ func (s *Service) catchUp(ctx context.Context, name string, sched jobs.Schedule)
 // so that an edited schedule replaces the job.
 func periodicID(t *spec.Trigger) string {
 	s := t.Schedule
-	return fmt.Sprintf("trigger:%s:%s|%s|%s", t.Name, s.Cron, s.Every, s.Timezone)
+	h := sha256.Sum256([]byte(s.Cron + "\x00" + s.Every.String() + "\x00" + s.Timezone))
+	return "trigger:" + t.Name + ":" + hex.EncodeToString(h[:6])
 }
 
 // Run reconciles with every snapshot the engine publishes until ctx ends.
