@@ -188,10 +188,14 @@ func New(opts Options) *Server {
 	if opts.Metrics != nil {
 		prom = opts.Metrics.Handler()
 	}
+	documented := openai.Routes()
+	if opts.Triggers != nil {
+		documented = append(documented, hookRoutes()...)
+	}
 	s.api = api.New(api.Options{
 		Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Background: opts.Background, Queue: opts.Queue, Knowledge: opts.Knowledge, Traces: opts.Traces, Prometheus: prom,
 		Streams: s.streams, Keys: opts.Keys, Logger: opts.Logger, Started: s.start, Closing: s.closing,
-		Documented: openai.Routes(), Body: body, Upload: upload, Timeout: s.timeout, DBID: opts.DBID, Version: opts.Version, ReplicaID: opts.ReplicaID,
+		Documented: documented, Body: body, Upload: upload, Timeout: s.timeout, DBID: opts.DBID, Version: opts.Version, ReplicaID: opts.ReplicaID,
 	})
 	s.openai = openai.New(openai.Options{Engine: opts.Engine, Runs: opts.Runs, Streams: s.streams, Keys: opts.Keys, Deny: s.api.Deny,
 		Logger: opts.Logger, Body: body, Timeout: s.timeout})
