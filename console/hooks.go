@@ -63,7 +63,7 @@ func (s *Server) hook(c *gin.Context) {
 // hookRoutes document the webhook route in the OpenAPI document.
 func hookRoutes() []api.Route {
 	return []api.Route{{Method: "post", Path: "/hooks/{path}", Tag: "Triggers", Summary: "Call a webhook trigger",
-		Desc: "Starts a background run of the trigger's agent or team. Authenticated by the body's HMAC-SHA256 under the trigger's secret, sent as sha256=<hex> in the trigger's signature header (X-Hub-Signature-256 by default), not by an API key. The run's message is the raw body unless the trigger sets message. {path} may contain /.",
+		Desc:   "Starts a background run of the trigger's agent or team. Authenticated by the body's HMAC-SHA256 under the trigger's secret, sent as sha256=<hex> in the trigger's signature header (X-Hub-Signature-256 by default), not by an API key. The run's message is the raw body unless the trigger sets message. {path} may contain /.",
 		Params: []api.Param{api.PathParam("path", "The trigger's webhook path")}, Body: map[string]any{}, Status: http.StatusAccepted, Resp: webhookAccepted{},
 		Errors: map[int]string{http.StatusUnauthorized: "Missing or invalid signature: no run is started", http.StatusNotFound: "No webhook trigger has this path"}, NoAuth: true}}
 }
