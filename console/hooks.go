@@ -10,18 +10,34 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/troupehq/troupe/console/api"
+	"github.com/troupehq/troupe/console/ui"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/trigger"
 )
 
 // Triggers fires Trigger documents (trigger.Service).
 type Triggers interface {
+	// RunNow fires trigger name at once (the API's and the console's "run
+	// now").
+	RunNow(ctx context.Context, name string) (*session.Run, error)
 	// Webhook starts a run of the trigger whose webhook path is path when
 	// body's signature in header is right.
 	Webhook(ctx context.Context, path string, header http.Header, body []byte) (*session.Run, error)
 }
 
 var _ Triggers = (*trigger.Service)(nil)
+
+// triggersOf hands t to the API and the console, keeping a nil interface
+// nil (they leave "run now" out then).
+func triggersOf(t Triggers) interface {
+	api.Triggers
+	ui.Triggers
+} {
+	if t == nil {
+		return nil
+	}
+	return t
+}
 
 // webhookAccepted answers a webhook call that started a run.
 type webhookAccepted struct {

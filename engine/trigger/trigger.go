@@ -60,11 +60,20 @@ var _ Submitter = (*jobs.RunQueue)(nil)
 // Store records firings (store.DB). Safe for concurrent use.
 type Store interface {
 	// RecordFire records that trigger started run runID for the tick
-	// scheduled, and names the trigger on the run.
-	RecordFire(ctx context.Context, trigger, runID string, scheduled, fired time.Time) error
-	// LastFire returns when trigger last fired; ok is false if never.
+	// scheduled, fired by source (a Source*), and names the trigger on the
+	// run.
+	RecordFire(ctx context.Context, trigger, runID, source string, scheduled, fired time.Time) error
+	// LastFire returns when trigger last fired by its schedule or webhook
+	// (not by "run now"); ok is false if never.
 	LastFire(ctx context.Context, trigger string) (fired time.Time, ok bool, err error)
 }
+
+// How a firing happened, as the store records it.
+const (
+	SourceSchedule = "schedule" // a tick of its schedule (or its catch-up)
+	SourceWebhook  = "webhook"  // a signed call of its webhook
+	SourceManual   = "manual"   // "run now" from the API or the console
+)
 
 // Snapshots gives the serving snapshot (engine.Engine).
 type Snapshots interface {
@@ -152,7 +161,7 @@ func (s *Service) Register(r *jobs.Registry) {
 		if err != nil {
 			return fmt.Errorf("trigger %s: bad tick %q: %w", a.Trigger, a.Tick, err)
 		}
-		_, err = s.fire(ctx, a.Trigger, tick, nil)
+		_, err = s.fire(ctx, a.Trigger, SourceSchedule, tick, nil)
 		if errors.Is(err, ErrNotFound) {
 			s.log.Info("trigger removed before its tick fired", "trigger", a.Trigger, "tick", a.Tick)
 			return nil
@@ -302,22 +311,26 @@ func (s *Service) Run(ctx context.Context, current *engine.Snapshot, updates <-c
 	}
 }
 
-// RunNow fires trigger name at once ("run now"), whatever its kind.
+// RunNow fires trigger name at once ("run now"), whatever its kind, as a
+// manual firing: the run gets the trigger's message or input (a webhook's
+// message as written, there being no request), else a line naming the
+// trigger and the time. It does not move the
+// schedule's ticks nor count for its catch-up.
 func (s *Service) RunNow(ctx context.Context, name string) (*session.Run, error) {
-	return s.fire(ctx, name, s.opts.Now(), nil)
+	return s.fire(ctx, name, SourceManual, s.opts.Now(), nil)
 }
 
 // fire starts a background run of trigger name's target for tick; body is
 // a webhook call's, nil otherwise.
-func (s *Service) fire(ctx context.Context, name string, tick time.Time, body []byte) (*session.Run, error) {
+func (s *Service) fire(ctx context.Context, name, source string, tick time.Time, body []byte) (*session.Run, error) {
 	t, ok := Lookup(s.opts.Snapshots.Current(), name)
 	if !ok {
 		return nil, fmt.Errorf("trigger %q: %w", name, ErrNotFound)
 	}
-	return s.start(ctx, t, tick, body)
+	return s.start(ctx, t, source, tick, body)
 }
 
-func (s *Service) start(ctx context.Context, t *spec.Trigger, tick time.Time, body []byte) (*session.Run, error) {
+func (s *Service) start(ctx context.Context, t *spec.Trigger, source string, tick time.Time, body []byte) (*session.Run, error) {
 	target := t.Target.Key()
 	if target.Kind == spec.KindWorkflow {
 		return nil, fmt.Errorf("trigger %q: %w", t.Name, ErrWorkflowTarget)
@@ -330,19 +343,19 @@ func (s *Service) start(ctx context.Context, t *spec.Trigger, tick time.Time, bo
 	if err != nil {
 		return nil, fmt.Errorf("trigger %q: starting a run of %s %q: %w", t.Name, target.Kind.Lower(), target.Name, err)
 	}
-	if err := s.opts.Store.RecordFire(context.WithoutCancel(ctx), t.Name, r.ID, tick, s.opts.Now()); err != nil {
+	if err := s.opts.Store.RecordFire(context.WithoutCancel(ctx), t.Name, r.ID, source, tick, s.opts.Now()); err != nil {
 		// The run is queued: recording is for the listing and catch-up.
 		s.log.Error("trigger fired but its firing was not recorded", "trigger", t.Name, "run_id", r.ID, "err", err)
 	}
 	r.Trigger = t.Name
-	s.log.Info("trigger fired", "trigger", t.Name, "run_id", r.ID, "tick", tick.UTC())
+	s.log.Info("trigger fired", "trigger", t.Name, "source", source, "run_id", r.ID, "tick", tick.UTC())
 	return r, nil
 }
 
 // message is the message a firing's run gets.
 func message(t *spec.Trigger, tick time.Time, body []byte) (string, error) {
 	switch {
-	case t.Webhook != nil:
+	case t.Webhook != nil && body != nil:
 		return renderWebhookMessage(t.Message, body)
 	case t.Message != "":
 		return t.Message, nil
@@ -391,7 +404,7 @@ func (s *Service) Webhook(ctx context.Context, path string, header http.Header, 
 			"header", t.Webhook.SignatureHeader, "refused_total", n)
 		return nil, fmt.Errorf("webhook %q: %w", path, ErrSignature)
 	}
-	return s.start(ctx, t, s.opts.Now(), body)
+	return s.start(ctx, t, SourceWebhook, s.opts.Now(), body)
 }
 
 // Refused counts the webhook calls refused for their signature.
