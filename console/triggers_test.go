@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -197,7 +198,7 @@ func TestCatchUpOnce(t *testing.T) {
 	require.NoError(t, err)
 	threeHoursAgo := time.Now().Add(-3 * time.Hour).Truncate(time.Hour)
 	for _, name := range []string{"hourly-once", "hourly-skip"} {
-		require.NoError(t, db.RecordFire(t.Context(), name, "old-"+name, threeHoursAgo, threeHoursAgo))
+		require.NoError(t, db.RecordFire(t.Context(), name, "old-"+name, trigger.SourceSchedule, threeHoursAgo, threeHoursAgo))
 	}
 	require.NoError(t, db.Close())
 
@@ -227,4 +228,231 @@ message: skip
 	skipped, err := ts.db.TriggerFires(t.Context(), "hourly-skip", 10)
 	require.NoError(t, err)
 	require.Len(t, skipped, 1, "a skip schedule caught up")
+}
+
+// triggerSpecs are a nightly cron schedule in a time zone and a webhook,
+// neither of which fires during a test by itself.
+const triggerSpecs = `
+kind: Trigger
+name: nightly
+description: The nightly digest
+target: {agent: writer}
+schedule: {cron: "0 2 * * *", timezone: Europe/Paris, catch_up: once}
+message: Write the nightly digest.
+---
+kind: Trigger
+name: github
+target: {team: crew}
+webhook: {path: github/push, secret: ` + hookSecret + `}
+`
+
+const hookSecret = "0123456789abcdef-secret"
+
+type triggerJSON struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Target      struct {
+		Kind string `json:"kind"`
+		Name string `json:"name"`
+	} `json:"target"`
+	Schedule *struct {
+		Cron     string `json:"cron"`
+		Every    string `json:"every"`
+		Timezone string `json:"timezone"`
+		CatchUp  string `json:"catch_up"`
+	} `json:"schedule"`
+	Webhook *struct {
+		Path            string `json:"path"`
+		URL             string `json:"url"`
+		SignatureHeader string `json:"signature_header"`
+	} `json:"webhook"`
+	NextFireAt *time.Time `json:"next_fire_at"`
+	LastFires  []struct {
+		RunID     string    `json:"run_id"`
+		SessionID string    `json:"session_id"`
+		Source    string    `json:"source"`
+		Tick      time.Time `json:"tick"`
+		FiredAt   time.Time `json:"fired_at"`
+		Status    string    `json:"status"`
+	} `json:"last_fires"`
+}
+
+// TestTriggersAPI: GET /triggers lists every trigger with its schedule or
+// webhook (never the secret), next fire time and last firings; GET
+// /triggers/{name} shows one; POST /triggers/{name}/fire (admin) starts a
+// background run recorded as a manual firing, which names its trigger and
+// does not count for the catch-up.
+func TestTriggersAPI(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withKeys(keys), withSpecs(triggerSpecs))
+
+	status, body, _ := ts.do(http.MethodGet, "/triggers", readerKey, "", "")
+	require.Equal(t, http.StatusOK, status, body)
+	require.NotContains(t, body, hookSecret, "the webhook's secret is shown")
+	var list []triggerJSON
+	require.NoError(t, json.Unmarshal([]byte(body), &list))
+	require.Len(t, list, 2)
+	hook, nightly := list[0], list[1] // sorted by name
+	require.Equal(t, "github", hook.Name)
+	require.Equal(t, "team", hook.Target.Kind)
+	require.Equal(t, "crew", hook.Target.Name)
+	require.Nil(t, hook.Schedule)
+	require.Nil(t, hook.NextFireAt)
+	require.NotNil(t, hook.Webhook)
+	require.Equal(t, "github/push", hook.Webhook.Path)
+	require.Equal(t, "/hooks/github/push", hook.Webhook.URL)
+	require.Equal(t, "X-Hub-Signature-256", hook.Webhook.SignatureHeader)
+	require.Empty(t, hook.LastFires)
+
+	require.Equal(t, "nightly", nightly.Name)
+	require.Equal(t, "The nightly digest", nightly.Description)
+	require.Equal(t, "agent", nightly.Target.Kind)
+	require.Nil(t, nightly.Webhook)
+	require.NotNil(t, nightly.Schedule)
+	require.Equal(t, "0 2 * * *", nightly.Schedule.Cron)
+	require.Equal(t, "Europe/Paris", nightly.Schedule.Timezone)
+	require.Equal(t, "once", nightly.Schedule.CatchUp)
+	require.NotNil(t, nightly.NextFireAt)
+	paris, err := time.LoadLocation("Europe/Paris")
+	require.NoError(t, err)
+	next := nightly.NextFireAt.In(paris)
+	require.Equal(t, []int{2, 0, 0}, []int{next.Hour(), next.Minute(), next.Second()}, "the next tick is 02:00 in Paris: %s", next)
+	require.True(t, next.After(time.Now()), "the next tick is in the future: %s", next)
+	require.Less(t, time.Until(next), 25*time.Hour, "the next tick is the next night: %s", next)
+
+	var one triggerJSON
+	ts.json(http.MethodGet, "/triggers/nightly", readerKey, "", http.StatusOK, &one)
+	require.Equal(t, nightly, one)
+	status, body, _ = ts.do(http.MethodGet, "/triggers/nope", readerKey, "", "")
+	require.Equal(t, http.StatusNotFound, status)
+	require.Contains(t, body, "GET /triggers lists them")
+
+	refused := []struct {
+		name, path, key string
+		want            int
+	}{
+		{"no key", "/triggers/nightly/fire", "", http.StatusUnauthorized},
+		{"not admin", "/triggers/nightly/fire", readerKey, http.StatusForbidden},
+		{"unknown trigger", "/triggers/nope/fire", adminKey, http.StatusNotFound},
+	}
+	for _, tc := range refused {
+		status, body, _ := ts.do(http.MethodPost, tc.path, tc.key, "", "")
+		require.Equal(t, tc.want, status, "%s: %s", tc.name, body)
+	}
+	fires, err := ts.db.TriggerFires(t.Context(), "nightly", 10)
+	require.NoError(t, err)
+	require.Empty(t, fires, "a refused run now fired")
+
+	var fired struct {
+		RunID     string `json:"run_id"`
+		SessionID string `json:"session_id"`
+		Trigger   string `json:"trigger"`
+	}
+	ts.json(http.MethodPost, "/triggers/nightly/fire", adminKey, "", http.StatusAccepted, &fired)
+	require.NotEmpty(t, fired.RunID)
+	require.NotEmpty(t, fired.SessionID)
+	require.Equal(t, "nightly", fired.Trigger)
+
+	var run struct {
+		Status   string `json:"status"`
+		Trigger  string `json:"trigger"`
+		RunInput string `json:"run_input"`
+	}
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/agents/writer/runs/"+fired.RunID, adminKey, "", http.StatusOK, &run)
+		return run.Status == "COMPLETED"
+	}, 30*time.Second, 50*time.Millisecond)
+	require.Equal(t, "nightly", run.Trigger)
+	require.Equal(t, "Write the nightly digest.", run.RunInput)
+
+	ts.json(http.MethodGet, "/triggers/nightly", readerKey, "", http.StatusOK, &one)
+	require.Len(t, one.LastFires, 1)
+	f := one.LastFires[0]
+	require.Equal(t, fired.RunID, f.RunID)
+	require.Equal(t, fired.SessionID, f.SessionID)
+	require.Equal(t, trigger.SourceManual, f.Source)
+	require.Equal(t, "COMPLETED", f.Status)
+	require.WithinDuration(t, time.Now(), f.FiredAt, time.Minute)
+	require.Equal(t, *nightly.NextFireAt, *one.NextFireAt, "run now moved the schedule")
+	_, ok, err := ts.db.LastFire(t.Context(), "nightly")
+	require.NoError(t, err)
+	require.False(t, ok, "run now counts for the catch-up")
+
+	// A webhook trigger runs now too, with no body: its run gets a line
+	// naming the trigger.
+	ts.json(http.MethodPost, "/triggers/github/fire", adminKey, "", http.StatusAccepted, &fired)
+	require.Equal(t, "github", fired.Trigger)
+	ts.json(http.MethodGet, "/teams/crew/runs/"+fired.RunID, adminKey, "", http.StatusOK, &run)
+	require.Equal(t, "github", run.Trigger)
+	require.True(t, strings.HasPrefix(run.RunInput, "Trigger github fired for "), run.RunInput)
+}
+
+// TestConsoleTriggersPage renders the triggers page (next fire time, last
+// runs with links to their sessions) and runs a trigger with its Run now
+// button, which admins alone see and which posts like the console's other
+// forms (same origin only).
+func TestConsoleTriggersPage(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withKeys(keys), withSpecs(triggerSpecs))
+
+	resp, body := ts.page("GET", "/ui/triggers", readerKey, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	d := doc(t, body)
+	require.Equal(t, "page", d.Find("[data-testid=nav-triggers]").AttrOr("aria-current", ""))
+	cards := d.Find("[data-testid=trigger]")
+	require.Equal(t, 2, cards.Length())
+	nightly := d.Find("[data-trigger=nightly]")
+	require.Contains(t, nightly.Find("[data-testid=trigger-when]").Text(), "0 2 * * * (Europe/Paris)")
+	require.Contains(t, nightly.Find("[data-testid=trigger-target]").Text(), "agent writer")
+	next := nightly.Find("[data-testid=trigger-next] time")
+	require.True(t, strings.HasPrefix(next.Text(), "in "), next.Text())
+	at, err := time.Parse(time.RFC3339, next.AttrOr("datetime", ""))
+	require.NoError(t, err)
+	require.Equal(t, 2, at.In(must(time.LoadLocation("Europe/Paris"))).Hour())
+	require.Equal(t, 1, nightly.Find("[data-testid=no-fires]").Length())
+	hook := d.Find("[data-trigger=github]")
+	require.Contains(t, hook.Find("[data-testid=trigger-when]").Text(), "POST /hooks/github/push")
+	require.Zero(t, hook.Find("[data-testid=trigger-next]").Length())
+	require.NotContains(t, body, hookSecret)
+	require.Zero(t, d.Find("[data-testid=trigger-fire]").Length(), "a reader sees Run now")
+
+	resp, body = ts.page("GET", "/ui/triggers", adminKey, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, 2, doc(t, body).Find("[data-testid=trigger-fire]").Length())
+
+	path := "/ui/triggers/nightly/fire"
+	resp, _ = ts.page("POST", path, adminKey, url.Values{}, "Sec-Fetch-Site", "cross-site", "Origin", "http://evil.example")
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	resp, _ = ts.page("POST", path, readerKey, url.Values{})
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	fires, err := ts.db.TriggerFires(t.Context(), "nightly", 10)
+	require.NoError(t, err)
+	require.Empty(t, fires, "a refused Run now fired")
+	resp, _ = ts.page("POST", "/ui/triggers/nope/fire", adminKey, url.Values{}, "Sec-Fetch-Site", "same-origin", "Origin", ts.url)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+
+	resp, _ = ts.page("POST", path, adminKey, url.Values{}, "Sec-Fetch-Site", "same-origin", "Origin", ts.url)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	fires, err = ts.db.TriggerFires(t.Context(), "nightly", 10)
+	require.NoError(t, err)
+	require.Len(t, fires, 1)
+	runID := fires[0].RunID
+	require.Equal(t, "/ui/triggers?fired=nightly&run="+runID, resp.Header.Get("Location"))
+	resp, body = ts.page("GET", resp.Header.Get("Location"), adminKey, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	d = doc(t, body)
+	require.Contains(t, d.Find("[data-testid=flash]").Text(), "Trigger nightly started run "+runID)
+	row := d.Find("[data-trigger=nightly] [data-testid=trigger-fire-row]")
+	require.Equal(t, 1, row.Length())
+	require.Equal(t, runID, row.AttrOr("data-run-id", ""))
+	require.Equal(t, "manual", row.AttrOr("data-source", ""))
+	require.Equal(t, "/ui/sessions/"+fires[0].SessionID, row.Find("[data-testid=fire-session]").AttrOr("href", ""))
+	require.Equal(t, 1, d.Find("[data-trigger=github] [data-testid=no-fires]").Length())
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
