@@ -456,3 +456,43 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestExampleNightlyTrigger serves agents.d's nightly trigger with the hello
+// agent it runs, offline on echo: its next tick is 02:00 in Paris, and run
+// now completes a run of hello with the trigger's message.
+func TestExampleNightlyTrigger(t *testing.T) {
+	t.Parallel()
+	var docs []string
+	for _, f := range []string{"hello.yaml", "nightly.yaml"} {
+		b, err := os.ReadFile(filepath.Join("..", "agents.d", f))
+		require.NoError(t, err)
+		docs = append(docs, string(b))
+	}
+	ts := startServer(t, withSpecs(strings.Join(docs, "\n---\n")))
+	var tr triggerJSON
+	ts.json(http.MethodGet, "/triggers/nightly-hello", "", "", http.StatusOK, &tr)
+	require.Equal(t, "hello", tr.Target.Name)
+	require.NotNil(t, tr.NextFireAt)
+	next := tr.NextFireAt.In(must(time.LoadLocation("Europe/Paris")))
+	require.Equal(t, []int{2, 0}, []int{next.Hour(), next.Minute()}, next.String())
+
+	var fired struct {
+		RunID string `json:"run_id"`
+	}
+	ts.json(http.MethodPost, "/triggers/nightly-hello/fire", "", "", http.StatusAccepted, &fired)
+	var run struct {
+		Status   string `json:"status"`
+		Content  string `json:"content"`
+		RunInput string `json:"run_input"`
+		Trigger  string `json:"trigger"`
+		Model    string `json:"model"`
+	}
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/agents/hello/runs/"+fired.RunID, "", "", http.StatusOK, &run)
+		return run.Status == "COMPLETED"
+	}, 30*time.Second, 50*time.Millisecond)
+	require.Equal(t, "What is today's date? Answer in one line.", run.RunInput)
+	require.Equal(t, "nightly-hello", run.Trigger)
+	require.Equal(t, "echo", run.Model)
+	require.Contains(t, run.Content, "What is today's date?")
+}
