@@ -30,6 +30,7 @@ import (
 	"github.com/troupehq/troupe/engine/model/openai"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/tool/builtin"
+	"github.com/troupehq/troupe/engine/trigger"
 	"github.com/troupehq/troupe/spec/watch"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
@@ -90,6 +91,7 @@ type testServer struct {
 	traces   traceStore
 	metrics  *telemetry.Metrics
 	jobs     *jobs.Client
+	triggers *trigger.Service
 	v        *vendor
 	stop     func()
 	errc     chan error
@@ -264,6 +266,13 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		rec = ts.recorder
 	}
 	wireMetrics(ts.metrics, ts.eng, rec, ts.kb, jobClient)
+	// As in troupe serve: triggers fire through the job engine and the run
+	// queue.
+	ts.triggers = trigger.New(trigger.Options{Snapshots: ts.eng, Jobs: jobClient, Runs: o.Background, Store: ts.db})
+	ts.triggers.Register(jobReg)
+	if o.Triggers == nil {
+		o.Triggers = ts.triggers
+	}
 	o.Runs = ts.runs
 	srv := console.New(o)
 	ts.srv = srv
@@ -285,6 +294,8 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	wg.Go(func() { _ = ts.eng.Run(ctx, dirty) })
 	wg.Go(func() { _ = ts.kb.Run(ctx) })
 	wg.Go(func() { _ = ts.kb.Follow(ctx) })
+	updates, unsubscribe := ts.eng.Subscribe()
+	wg.Go(func() { defer unsubscribe(); _ = ts.triggers.Run(ctx, ts.eng.Current(), updates) })
 	wg.Go(func() { _ = jobClient.Run(ctx) })
 	wg.Go(func() { _ = ts.recorder.Run(ctx) })
 	var stopped sync.Once

@@ -86,7 +86,7 @@ func TestExamples(t *testing.T) {
 	for _, k := range set.Keys() {
 		kinds = append(kinds, k.Kind)
 	}
-	for _, k := range []spec.Kind{spec.KindAgent, spec.KindTeam, spec.KindTool, spec.KindKnowledge} {
+	for _, k := range []spec.Kind{spec.KindAgent, spec.KindTeam, spec.KindTool, spec.KindKnowledge, spec.KindTrigger} {
 		require.Contains(t, kinds, k)
 	}
 	// Offline by default: every agent and team runs on echo unless TROUPE_MODEL says otherwise.

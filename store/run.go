@@ -22,7 +22,7 @@ const runColumns = `id, session_id, parent_run_id, component_id, type, user_id, 
 	tools, messages, metrics, model, provider, spec_version, created_at, updated_at`
 
 // runSelectColumns are runColumns plus those written only when a run finishes.
-const runSelectColumns = runColumns + `, refs, partial`
+const runSelectColumns = runColumns + `, refs, partial, trigger_name`
 
 // Both dialects take $N placeholders. They are numbered in order of first
 // appearance in every statement, because SQLite numbers parameters that way
@@ -622,7 +622,7 @@ func scanRun(sc scanner) (Run, error) {
 	)
 	err := sc.Scan(&r.ID, &r.SessionID, &r.ParentRunID, &r.ComponentID, &r.Type, &r.UserID, &r.Input, &r.Content,
 		&status, &r.Error, &tools, &messages, &metrics, &r.Model, &r.Provider, &r.SpecVersion,
-		timeDest{&r.CreatedAt}, timeDest{&r.UpdatedAt}, &refs, &r.Partial)
+		timeDest{&r.CreatedAt}, timeDest{&r.UpdatedAt}, &refs, &r.Partial, &r.Trigger)
 	if err != nil {
 		return Run{}, err
 	}

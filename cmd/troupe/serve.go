@@ -27,6 +27,7 @@ import (
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/tool/egress"
+	"github.com/troupehq/troupe/engine/trigger"
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/spec/watch"
 	"github.com/troupehq/troupe/store"
@@ -255,9 +256,13 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	// A run whose job was lost (its replica died between storing the run
 	// and queueing the job) ends ERROR instead of waiting for ever.
 	jobs.RegisterOrphanSweep(jobReg, jobClient, db, runs, time.Minute, 2*time.Minute)
+	background := &jobs.RunQueue{Client: jobClient, Runs: runs, MaxDepth: cfg.maxQueued}
+	// Triggers fire through the job engine (schedules) and the run queue.
+	triggers := trigger.New(trigger.Options{Snapshots: eng, Jobs: jobClient, Runs: background, Store: db, Logger: logger.With("component", "triggers")})
+	triggers.Register(jobReg)
 	srv := console.New(console.Options{
-		Engine: eng, Store: db, Knowledge: kbs, Runs: runs, Traces: tel.reader, Metrics: metrics,
-		Background: &jobs.RunQueue{Client: jobClient, Runs: runs, MaxDepth: cfg.maxQueued}, Queue: jobClient,
+		Engine: eng, Store: db, Knowledge: kbs, Runs: runs, Traces: tel.reader, Metrics: metrics, Triggers: triggers,
+		Background: background, Queue: jobClient,
 		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
 		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,
 		ShutdownTimeout: cfg.shutdownTimeout, DrainDelay: cfg.drainDelay, DBID: "troupe-" + db.Dialect(), Version: version,
@@ -294,6 +299,11 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		defer func() { stopRec(); <-recDone }()
 	}
 	g.Go(func() error { return followKnowledge(gctx, eng, kbs) })
+	g.Go(func() error {
+		updates, unsubscribe := eng.Subscribe()
+		defer unsubscribe()
+		return triggers.Run(gctx, eng.Current(), updates)
+	})
 	g.Go(func() error {
 		for {
 			select {

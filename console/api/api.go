@@ -51,6 +51,7 @@ type Store interface {
 	GetRun(ctx context.Context, id string, f store.Filter) (*store.Run, error)
 	ListComponentRuns(ctx context.Context, q store.RunQuery) ([]store.Run, int, error)
 	DailyMetrics(ctx context.Context, from, to time.Time) ([]store.DailyMetrics, error)
+	Fires
 	// Ready runs a cheap real query, for the readiness probe.
 	Ready(ctx context.Context) error
 }
@@ -104,6 +105,9 @@ type Options struct {
 	// Queue serves /queue routes (the job engine's client); nil leaves
 	// them out.
 	Queue Queue
+	// Triggers runs triggers now (POST /triggers/{name}/fire); nil leaves
+	// that route out.
+	Triggers Triggers
 	// Traces answers /traces; nil leaves the routes out.
 	Traces telemetry.Reader
 	// Prometheus serves /metrics/prometheus; nil leaves it out.
@@ -224,6 +228,13 @@ func (h *Handler) Register(r gin.IRouter) {
 		timed.GET("/queue/stats", need(auth.ScopeAdmin), h.wrap(h.queueStats))
 		timed.GET("/queue/jobs", need(auth.ScopeAdmin), h.wrap(h.listJobs))
 		timed.POST("/queue/jobs/:job_id/requeue", need(auth.ScopeAdmin), h.wrap(h.requeueJob))
+	}
+	timed.GET("/triggers", need(auth.ScopeAgentsRead), h.wrap(h.listTriggers))
+	timed.GET("/triggers/:name", need(auth.ScopeAgentsRead), h.wrap(h.getTrigger))
+	if h.opts.Triggers != nil {
+		// Starting a run nobody asked for at the trigger's target, with
+		// the trigger's input, is an operator's decision.
+		timed.POST("/triggers/:name/fire", need(auth.ScopeAdmin), h.wrap(h.fireTrigger))
 	}
 	timed.GET("/metrics", need(auth.ScopeAdmin), h.wrap(h.dailyMetrics))
 	if prom := h.opts.Prometheus; prom != nil {

@@ -78,6 +78,9 @@ type Run struct {
 	Model       string
 	Provider    string
 	SpecVersion string // the spec snapshot version the run used
+	// Trigger names the trigger that started the run, if one did; the
+	// store records it with the trigger's firing (store.RecordFire).
+	Trigger string
 	// References are the knowledge passages the run used.
 	References []event.Reference
 	CreatedAt  time.Time
