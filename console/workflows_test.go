@@ -2,9 +2,13 @@ package console_test
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/PuerkitoBio/goquery"
 	"github.com/stretchr/testify/require"
 )
 
@@ -55,12 +59,22 @@ steps:
   - name: nested
     workflow: inner
 output: "{{ steps.check.output }}"
----
+`
+
+// brokenWorkflow refers to an agent nobody defines.
+const brokenWorkflow = `---
 kind: Workflow
 name: broken
 steps:
   - {name: only, agent: nobody}
 `
+
+// addWorkflows adds workflowSpecs to a running server's spec folder.
+func addWorkflows(t *testing.T, ts *testServer, key string) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(filepath.Join(ts.dir, "workflows.yaml"), []byte(workflowSpecs), 0o644))
+	ts.json(http.MethodPost, "/config/reload", key, "", http.StatusOK, nil)
+}
 
 // pipelineSteps names every step of pipeline, nested ones included.
 var pipelineSteps = []string{"research", "drafts", "short", "long", "check", "publish", "give_up", "per_section", "write_section",
@@ -88,7 +102,7 @@ type wfStep struct {
 
 func TestWorkflowListAndDetail(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, withSpecs(workflowSpecs))
+	ts := startServer(t, withSpecs(workflowSpecs+brokenWorkflow))
 
 	var list []map[string]any
 	ts.json(http.MethodGet, "/workflows", "", "", http.StatusOK, &list)
@@ -198,7 +212,7 @@ func TestWorkflowListAndDetail(t *testing.T) {
 func TestWorkflowRoutesNeedAgentsRead(t *testing.T) {
 	t.Parallel()
 	const reader, sessions = "sk-wfread-0123456789abcdef", "sk-wfsess-0123456789abcdef"
-	ts := startServer(t, withSpecs(workflowSpecs), withKeys(reader+"=agents:read,"+sessions+"=sessions:read"))
+	ts := startServer(t, withSpecs(workflowSpecs+brokenWorkflow), withKeys(reader+"=agents:read,"+sessions+"=sessions:read"))
 	for _, path := range []string{"/workflows", "/workflows/pipeline"} {
 		for _, tc := range []struct {
 			key  string
@@ -214,7 +228,7 @@ func TestWorkflowRoutesNeedAgentsRead(t *testing.T) {
 // its own input schema, and the listing routes are documented.
 func TestOpenAPIDocumentsWorkflows(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, withSpecs(workflowSpecs))
+	ts := startServer(t, withSpecs(workflowSpecs+brokenWorkflow))
 	var doc struct {
 		Paths map[string]map[string]struct {
 			Summary     string   `json:"summary"`
@@ -249,4 +263,96 @@ func TestOpenAPIDocumentsWorkflows(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, page, "<h2>Workflows</h2>")
 	require.Contains(t, page, "<code>/workflows/pipeline/runs</code>")
+}
+
+// TestWorkflowPages renders the Workflows list and a workflow's page: its
+// SVG graph has a box per step saying what it runs, linked to the agent,
+// team or nested workflow, branches in labelled frames, and the approval
+// marked.
+func TestWorkflowPages(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(workflowSpecs+brokenWorkflow))
+
+	resp, body := ts.page("GET", "/ui/workflows", "", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	d := doc(t, body)
+	require.Equal(t, "/ui/workflows/pipeline", d.Find("[data-testid=workflow-pipeline] [data-testid=workflow-link]").AttrOr("href", ""))
+	require.Equal(t, "14", strings.TrimSpace(d.Find("[data-testid=workflow-pipeline] td").Eq(1).Text()), "every step, nested ones included")
+	require.Contains(t, d.Find("[data-testid=diagnostics]").Text(), `unknown agent "nobody"`)
+	require.Equal(t, "page", d.Find("[data-testid=nav-workflows]").AttrOr("aria-current", ""))
+
+	resp, body = ts.page("GET", "/ui/workflows/pipeline", "", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, resp.Header.Get("Content-Security-Policy"), "default-src 'self'")
+	d = doc(t, body)
+	require.Equal(t, "Every step kind.", d.Find("[data-testid=workflow-description]").Text())
+	require.Contains(t, d.Find("[data-testid=input-schema]").Text(), `"sections"`)
+	require.Equal(t, "{{ steps.check.output }}", d.Find("[data-testid=workflow-output]").Text())
+	svg := d.Find("[data-testid=workflow-graph] svg")
+	require.Equal(t, 1, svg.Length())
+	var drawn []string
+	svg.Find("[data-testid=step]").Each(func(_ int, s *goquery.Selection) { drawn = append(drawn, s.AttrOr("data-step", "")) })
+	require.ElementsMatch(t, pipelineSteps, drawn, "a box per step")
+	for _, tc := range []struct{ step, kind, line, href string }{
+		{"research", "agent", "agent helpdesk", "/ui/agents/helpdesk"},
+		{"long", "agent", "team crew", "/ui/teams/crew"},
+		{"nested", "workflow", "workflow inner", "/ui/workflows/inner"},
+		{"check", "condition", "condition: if size(steps.rese…", ""},
+		{"per_section", "loop", "loop: each section in input.s…", ""},
+		{"review", "approval", "approval: Publish {{ steps.ch…", ""},
+	} {
+		box := svg.Find("[data-step=" + tc.step + "]")
+		require.Equal(t, 1, box.Length(), tc.step)
+		require.Equal(t, tc.line, box.Find("text").Eq(1).Text(), tc.step)
+		require.Equal(t, tc.href, box.Parent().AttrOr("href", ""), tc.step)
+	}
+	require.Equal(t, 1, svg.Find("[data-testid=approval-mark]").Length(), "the approval is marked")
+	var frames []string
+	svg.Find("[data-testid=graph-branch] text").Each(func(_ int, s *goquery.Selection) { frames = append(frames, s.Text()) })
+	require.Equal(t, []string{"branch", "branch", "then", "else", "body, at most 5×", "choice tech", "choice general"}, frames)
+
+	// Parallel branches sit side by side, sequential steps top to bottom.
+	y := func(step string) string { return svg.Find("[data-step="+step+"] rect").AttrOr("y", "") }
+	x := func(step string) string { return svg.Find("[data-step="+step+"] rect").AttrOr("x", "") }
+	require.Equal(t, y("short"), y("long"))
+	require.NotEqual(t, x("short"), x("long"))
+	require.Less(t, num(t, y("research")), num(t, y("drafts")))
+	require.Less(t, num(t, y("drafts")), num(t, y("short")))
+	require.Less(t, num(t, y("short")), num(t, y("check")))
+
+	for _, name := range []string{"broken", "nope"} {
+		resp, body = ts.page("GET", "/ui/workflows/"+name, "", nil)
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, name)
+		require.Contains(t, body, "workflow "+name+" is not served")
+	}
+}
+
+// TestWorkflowPageOfExample renders the example workflow of agents.d over
+// the example agents and team it runs.
+func TestWorkflowPageOfExample(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	require.NoError(t, os.Remove(filepath.Join(ts.dir, "specs.yaml")))
+	for _, f := range []string{"research.yaml", "briefing.yaml"} {
+		b, err := os.ReadFile(filepath.Join("..", "agents.d", f))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(ts.dir, f), b, 0o644))
+	}
+	ts.json(http.MethodPost, "/config/reload", "", "", http.StatusOK, nil)
+
+	resp, body := ts.page("GET", "/ui/workflows/briefing", "", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	svg := doc(t, body).Find("[data-testid=workflow-graph] svg")
+	for _, s := range []string{"research", "drafts", "short", "long", "check", "publish", "too_little"} {
+		require.Equal(t, 1, svg.Find("[data-step="+s+"]").Length(), s)
+	}
+	require.Equal(t, "/ui/teams/research", svg.Find("[data-step=long]").Parent().AttrOr("href", ""))
+	require.Equal(t, "/ui/agents/researcher", svg.Find("[data-step=research]").Parent().AttrOr("href", ""))
+}
+
+func num(t *testing.T, s string) float64 {
+	t.Helper()
+	f, err := strconv.ParseFloat(s, 64)
+	require.NoError(t, err, s)
+	return f
 }
