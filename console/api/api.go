@@ -197,6 +197,8 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.POST("/teams/:id/runs/:run_id/cancel", need(auth.ScopeAgentsRun), h.wrap(h.cancelRun("team")))
 	keyed.POST("/teams/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("team")))
 	keyed.GET("/teams/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("team")))
+	timed.GET("/workflows", need(auth.ScopeAgentsRead), h.wrap(h.listWorkflows))
+	timed.GET("/workflows/:id", need(auth.ScopeAgentsRead), h.wrap(h.getWorkflow))
 
 	timed.GET("/sessions", need(auth.ScopeSessionsRead), h.wrap(h.listSessions))
 	timed.GET("/sessions/:id", need(auth.ScopeSessionsRead), h.wrap(h.getSession))

@@ -72,7 +72,7 @@ var apiRoutes = []Route{
 	{Method: "get", Path: "/health", Tag: "System", Summary: "Health", Desc: "Always 200 while the server runs; needs no key.", NoAuth: true, Resp: healthResponse{}},
 	{Method: "get", Path: "/health/ready", Tag: "System", Summary: "Readiness", Desc: "200 when the server can serve runs: its database answers a query and it is not shutting down; 503 with a detail otherwise. Needs no key.",
 		NoAuth: true, Resp: healthResponse{}, Errors: map[int]string{503: "Not ready: the database does not answer, or the server is shutting down"}},
-	{Method: "get", Path: "/config", Tag: "System", Summary: "Configuration and reload status", Desc: "Agents, teams, databases, the spec folder's reload status with per-object diagnostics, and which replica answered with the spec version it serves.",
+	{Method: "get", Path: "/config", Tag: "System", Summary: "Configuration and reload status", Desc: "Agents, teams, workflows, databases, the spec folder's reload status with per-object diagnostics, and which replica answered with the spec version it serves.",
 		Resp: configResponse{}},
 	{Method: "post", Path: "/config/reload", Tag: "System", Summary: "Reload the spec folder", Desc: "Reloads now and returns the result. Requires admin.", Resp: reloadJSON{},
 		Errors: map[int]string{422: "The reload failed; the previous snapshot keeps serving"}},
@@ -104,6 +104,11 @@ var apiRoutes = []Route{
 		Params:  []Param{PathParam("agent_id", "Agent name"), PathParam("run_id", "Run id"), HeaderParam("Last-Event-ID", "Index of the last event received; absent: from the first event")},
 		Streams: true, RespDesc: "The run's events after Last-Event-ID, then its live events, up to its terminal event",
 		Errors: map[int]string{404: "No such run of this agent", 422: "Last-Event-ID is not an event index"}},
+	{Method: "get", Path: "/workflows", Tag: "Workflows", Summary: "List workflows", Desc: "Every serving workflow, in AgentOS's summary shape plus its status (ok, or stale when an edit broke it and its last good version serves).", Resp: []workflowSummary{}},
+	{Method: "get", Path: "/workflows/{workflow_id}", Tag: "Workflows", Summary: "Get a workflow",
+		Desc:   "The workflow's input JSON Schema (its own, or {message} when it declares none) and its tree of steps: each with its AgentOS type, its YAML kind, what it runs and its expressions; a parallel's branches, a condition's then steps, a loop's body and a router's choices under steps, a condition's else under else_steps.",
+		Params: []Param{PathParam("workflow_id", "Workflow name")}, Resp: workflowResponse{},
+		Errors: map[int]string{404: "No such workflow, or its spec is broken (the detail lists its diagnostics)"}},
 	{Method: "get", Path: "/teams", Tag: "Teams", Summary: "List teams", Desc: "Every serving team.", Resp: []teamResponse{}},
 	{Method: "get", Path: "/teams/{team_id}", Tag: "Teams", Summary: "Get a team", Params: []Param{PathParam("team_id", "Team name")}, Resp: teamResponse{},
 		Errors: map[int]string{404: "No such team", 409: "The team's spec is broken"}},
@@ -257,6 +262,13 @@ func (h *Handler) openAPIDocument(snap *engine.Snapshot) map[string]any {
 	for _, t := range teams[:min(len(teams), maxDocumentedTargets)] {
 		paths["/teams/"+t.Name()+"/runs"] = map[string]any{"post": runOp("Teams", "team", t.Name(), t.Spec.Description)}
 	}
+	// Each workflow's run endpoint takes its own input schema. The run
+	// routes themselves are the workflow runner's; the document describes
+	// every workflow the snapshot serves.
+	workflows := snap.Workflows()
+	for _, w := range workflows[:min(len(workflows), maxDocumentedTargets)] {
+		addOp(paths, "/workflows/"+w.Name()+"/runs", "post", workflowRunOp(runOp, w))
+	}
 	if len(agents) > maxDocumentedTargets {
 		o := runOp("Agents", "agent", "{agent_id}", fmt.Sprintf("Runs any agent; %d agents are served, the first %d have their own entries.", len(agents), maxDocumentedTargets))
 		o["parameters"], o["operationId"] = []any{map[string]any{"name": "agent_id", "in": "path", "required": true, "description": "Agent name", "schema": map[string]any{"type": "string"}}}, "run_agent"
@@ -345,7 +357,7 @@ func renderDocs(doc map[string]any) []byte {
 		Tags                        []docTag
 	}
 	data.Title, data.Version, data.Description = info["title"].(string), info["version"].(string), info["description"].(string)
-	for _, t := range []string{"Agents", "Teams", "Sessions", "Knowledge", "Traces", "OpenAI", "System"} {
+	for _, t := range []string{"Agents", "Teams", "Workflows", "Sessions", "Knowledge", "Traces", "OpenAI", "System"} {
 		data.Tags = append(data.Tags, docTag{Name: t, Ops: tags[t]})
 	}
 	var b bytes.Buffer

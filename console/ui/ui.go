@@ -180,6 +180,8 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.GET("/ui/agents/:id", h.pageRequire(auth.ScopeAgentsRead), h.targetPage("agent"))
 	timed.GET("/ui/teams", func(c *gin.Context) { c.Redirect(http.StatusSeeOther, "/ui/agents") })
 	timed.GET("/ui/teams/:id", h.pageRequire(auth.ScopeAgentsRead), h.targetPage("team"))
+	timed.GET("/ui/workflows", h.pageRequire(auth.ScopeAgentsRead), h.workflowsPage)
+	timed.GET("/ui/workflows/:id", h.pageRequire(auth.ScopeAgentsRead), h.workflowPage)
 	pages.POST("/ui/agents/:id/chat", h.pageRequire(auth.ScopeAgentsRun), h.chat("agent"))
 	pages.POST("/ui/teams/:id/chat", h.pageRequire(auth.ScopeAgentsRun), h.chat("team"))
 	timed.POST("/ui/runs/:run_id/cancel", h.pageRequire(auth.ScopeAgentsRun), h.cancelFromConsole)
