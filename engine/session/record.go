@@ -15,13 +15,19 @@ import (
 const (
 	TypeAgent = "agent"
 	TypeTeam  = "team"
+	// TypeWorkflow is a workflow's session and run; its steps' agent and
+	// team runs are child runs of types agent and team.
+	TypeWorkflow = "workflow"
 )
 
-// TypeOf returns the session type of a kind: TypeTeam for teams, TypeAgent
-// for anything else.
+// TypeOf returns the session type of a kind: TypeTeam for teams,
+// TypeWorkflow for workflows, TypeAgent for anything else.
 func TypeOf(kind spec.Kind) string {
-	if kind == spec.KindTeam {
+	switch kind {
+	case spec.KindTeam:
 		return TypeTeam
+	case spec.KindWorkflow:
+		return TypeWorkflow
 	}
 	return TypeAgent
 }
