@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/troupehq/troupe/engine/event"
-	"github.com/troupehq/troupe/spec"
 )
 
 // Claimer is the store's ability background runs need: taking a PENDING run
@@ -115,10 +114,7 @@ func (s *Service) ExecuteQueued(ctx context.Context, runID string) (*Run, error)
 	if err != nil {
 		return nil, fmt.Errorf("claiming run %s: %w", runID, err)
 	}
-	kind := spec.KindAgent
-	if r.Type == TypeTeam {
-		kind = spec.KindTeam
-	}
+	kind := KindOf(r.Type)
 	// KeepEvents: nobody streams a background run as it executes, so every
 	// event is logged for clients that follow it with resume, on any replica.
 	p := Params{Kind: kind, Name: r.ComponentID, Message: r.Input, SessionID: r.SessionID, UserID: r.UserID, BoundUser: true, KeepEvents: true}

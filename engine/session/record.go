@@ -32,6 +32,17 @@ func TypeOf(kind spec.Kind) string {
 	return TypeAgent
 }
 
+// KindOf returns the kind a session or run type runs: the inverse of TypeOf.
+func KindOf(typ string) spec.Kind {
+	switch typ {
+	case TypeTeam:
+		return spec.KindTeam
+	case TypeWorkflow:
+		return spec.KindWorkflow
+	}
+	return spec.KindAgent
+}
+
 // MaxSessionName bounds a session's name in characters: the API's rename,
 // the console's form and its pages all hold to it.
 const MaxSessionName = 200

@@ -74,3 +74,41 @@ func testWorkflowSteps(t *testing.T, open Opener) {
 	require.NoError(t, err)
 	require.Empty(t, cps, "checkpoints go with their run")
 }
+
+// testWorkflowRecovery: a workflow run left RUNNING by a dead process is set
+// back to PENDING (to resume from its checkpoints), not failed; the child
+// run of its interrupted step is failed as any run; an abandoned job never
+// fails a workflow run; the requeued run can be claimed again.
+func testWorkflowRecovery(t *testing.T, open Opener) {
+	db := open(t)
+	ctx := t.Context()
+	s := &store.Session{ID: "ws", Type: store.SessionWorkflow, ComponentID: "flow", UserID: "u"}
+	_, run := startRun(t, db, s, "wr", "go", at(0))
+	require.NoError(t, db.StartRun(ctx, s, &store.Run{ID: "wr-s3-1", ParentRunID: "wr", ComponentID: "writer", Type: store.SessionAgent, CreatedAt: at(1)}))
+	require.NoError(t, db.SaveStep(ctx, workflow.Checkpoint{RunID: "wr", Path: "s1", Status: event.StatusCompleted, Output: json.RawMessage(`"one"`), Attempts: 1, StartedAt: at(0), UpdatedAt: at(1)}))
+	failed, err := db.FailRunning(ctx, "wr", "abandoned")
+	require.NoError(t, err)
+	require.False(t, failed, "a workflow run's abandoned job leaves it to recovery")
+	require.NoError(t, db.Close(), "the process dies during the run")
+
+	db = open(t)
+	got, err := db.GetRun(ctx, "wr", store.Filter{})
+	require.NoError(t, err)
+	require.Equal(t, event.StatusPending, got.Status)
+	require.Empty(t, got.Error)
+	require.Equal(t, run.CreatedAt, got.CreatedAt)
+	child, err := db.GetRun(ctx, "wr-s3-1", store.Filter{})
+	require.NoError(t, err)
+	require.Equal(t, event.StatusError, child.Status)
+	statuses := map[string]event.Status{}
+	for _, r := range db.Interrupted() {
+		statuses[r.ID] = r.Status
+	}
+	require.Equal(t, map[string]event.Status{"wr": event.StatusPending, "wr-s3-1": event.StatusError}, statuses)
+	claimed, err := db.ClaimRun(ctx, "wr")
+	require.NoError(t, err)
+	require.Equal(t, event.StatusRunning, claimed.Status)
+	cps, err := db.Steps(ctx, "wr")
+	require.NoError(t, err)
+	require.Len(t, cps, 1, "checkpoints survive the crash")
+}
