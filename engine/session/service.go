@@ -377,8 +377,11 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 				members = map[string]member{}
 			}
 			typ := TypeAgent
-			if e.TeamID != "" && e.AgentID == "" {
+			switch {
+			case e.TeamID != "" && e.AgentID == "":
 				typ = TypeTeam
+			case e.WorkflowID != "" && e.AgentID == "" && e.TeamID == "":
+				typ = TypeWorkflow // a nested workflow step
 			}
 			members[e.RunID] = member{typ: typ, started: e.CreatedAt}
 		}

@@ -374,7 +374,12 @@ func (x *run) once(ctx context.Context, st *engine.WorkflowStep, sc scope, path 
 		case st.Team != nil:
 			runner = st.Team.Runner
 		default:
-			runner = New(st.Workflow, x.r.opts)
+			// A nested workflow checkpoints under this run, its paths
+			// prefixed with the step's: its own run is stored only when
+			// this one ends, and a resume must find its finished steps.
+			opts := x.r.opts
+			opts.Checkpoints = &nested{cps: x.cps, runID: x.in.RunID, prefix: path + "/"}
+			runner = New(st.Workflow, opts)
 		}
 		if runner == nil {
 			return nil, input, fmt.Errorf("%s %s cannot run here (compiled without a runtime)", st.Kind, st.Name)
@@ -618,6 +623,36 @@ func normalize(v any) any {
 		}
 	}
 	return v
+}
+
+// nested stores a nested workflow's checkpoints as its parent run's, under
+// the nesting step's path.
+type nested struct {
+	cps    Checkpoints
+	runID  string
+	prefix string
+}
+
+var _ Checkpoints = (*nested)(nil)
+
+func (n *nested) Steps(ctx context.Context, runID string) ([]Checkpoint, error) {
+	all, err := n.cps.Steps(ctx, n.runID)
+	if err != nil {
+		return nil, err
+	}
+	var out []Checkpoint
+	for _, c := range all {
+		if rest, ok := strings.CutPrefix(c.Path, n.prefix); ok {
+			c.RunID, c.Path = runID, rest
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func (n *nested) SaveStep(ctx context.Context, c Checkpoint) error {
+	c.RunID, c.Path = n.runID, n.prefix+c.Path
+	return n.cps.SaveStep(ctx, c)
 }
 
 // Memory keeps checkpoints in memory: for runs without a store (troupe run,

@@ -1,0 +1,318 @@
+package console_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The workflows of the end-to-end tests: their agents are "writer" (the
+// OpenAI-wire fake vendor, which answers "system=Write.|user=<message>|
+// history=0") and the echo team "crew".
+const workflowSpecs = `
+kind: Workflow
+name: seq
+steps:
+  - {name: one, agent: writer, input: "first {{ message }}"}
+  - {name: two, agent: writer, input: "second"}
+output: "{{ steps.one.output }} / {{ steps.two.output }}"
+---
+kind: Workflow
+name: fan
+steps:
+  - name: both
+    parallel:
+      - {name: left, agent: writer, input: "left"}
+      - {name: right, agent: writer, input: "right"}
+  - {name: join, agent: writer, input: "{{ size(steps.left.output) }}+{{ size(steps.right.output) }}"}
+---
+kind: Workflow
+name: branch
+steps:
+  - name: check
+    condition:
+      if: "message == 'yes'"
+      then: [{name: yes_step, agent: writer, input: "then"}]
+      else: [{name: no_step, agent: writer, input: "else"}]
+---
+kind: Workflow
+name: each
+input:
+  type: object
+  properties: {items: {type: array, items: {type: string}}}
+  required: [items]
+steps:
+  - name: per_item
+    loop:
+      over: "input.items"
+      as: it
+      max: 5
+      steps: [{name: write_item, agent: writer, input: "item {{ it }} #{{ iteration.index }}"}]
+output: "{{ steps.per_item.output }}"
+---
+kind: Workflow
+name: route
+steps:
+  - name: pick
+    router:
+      expression: "message.startsWith('t') ? 'tech' : 'other'"
+      choices:
+        - {name: tech, agent: writer, input: "tech"}
+        - {name: other, team: crew, input: "other"}
+---
+kind: Workflow
+name: outer
+steps:
+  - {name: first, team: crew, input: "hello crew"}
+  - {name: inner, workflow: seq, input: "nested"}
+---
+kind: Workflow
+name: slow
+steps:
+  - {name: wait, agent: writer, input: "block here"}
+  - {name: after, agent: writer, input: "after"}
+`
+
+// own returns the workflow's own frames (depth 0) as "event:step".
+func own(fs []frame) []string {
+	var out []string
+	for _, f := range fs {
+		if _, nested := f.Data["depth"]; nested {
+			continue
+		}
+		s := f.Event
+		if step, ok := f.Data["step_name"].(string); ok {
+			s += ":" + step
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+type wfStep struct {
+	Name      string          `json:"step_name"`
+	Path      string          `json:"path"`
+	Status    string          `json:"status"`
+	Input     string          `json:"input"`
+	Output    json.RawMessage `json:"output"`
+	Attempts  int             `json:"attempts"`
+	Iteration int             `json:"iteration"`
+	Duration  time.Duration   `json:"duration_ns"`
+}
+
+type wfRun struct {
+	RunID      string   `json:"run_id"`
+	WorkflowID string   `json:"workflow_id"`
+	Status     string   `json:"status"`
+	Content    string   `json:"content"`
+	Error      string   `json:"error"`
+	Steps      []wfStep `json:"steps"`
+}
+
+func TestWorkflowRunsEveryStepKind(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(workflowSpecs))
+	const v = "system=Write.|user=%s|history=0"
+	cases := []struct {
+		name, workflow, body string
+		events               []string // the workflow's own frames
+		content              string
+		steps                []string // stored step paths, in order
+	}{
+		{
+			name: "agents in sequence", workflow: "seq", body: `{"message": "go"}`,
+			events:  []string{"WorkflowStarted", "StepStarted:one", "StepCompleted:one", "StepStarted:two", "StepCompleted:two", "WorkflowCompleted"},
+			content: fmt.Sprintf(v, "first go") + " / " + fmt.Sprintf(v, "second"),
+			steps:   []string{"one", "two"},
+		},
+		{
+			name: "parallel", workflow: "fan", body: `{"message": "go"}`,
+			content: fmt.Sprintf(v, fmt.Sprintf("%d+%d", len(fmt.Sprintf(v, "left")), len(fmt.Sprintf(v, "right")))),
+			steps:   []string{"both", "left", "right", "join"},
+		},
+		{
+			name: "condition", workflow: "branch", body: `{"message": "no"}`,
+			events:  []string{"WorkflowStarted", "StepStarted:check", "ConditionExecutionStarted:check", "StepStarted:no_step", "StepCompleted:no_step", "ConditionExecutionCompleted:check", "StepCompleted:check", "WorkflowCompleted"},
+			content: fmt.Sprintf(v, "else"),
+			steps:   []string{"check", "no_step"},
+		},
+		{
+			name: "loop over the input", workflow: "each", body: `{"input": {"items": ["a", "b"]}}`,
+			events: []string{"WorkflowStarted", "StepStarted:per_item", "LoopExecutionStarted:per_item",
+				"LoopIterationStarted:per_item", "StepStarted:write_item", "StepCompleted:write_item", "LoopIterationCompleted:per_item",
+				"LoopIterationStarted:per_item", "StepStarted:write_item", "StepCompleted:write_item", "LoopIterationCompleted:per_item",
+				"LoopExecutionCompleted:per_item", "StepCompleted:per_item", "WorkflowCompleted"},
+			content: mustJSON(t, []string{fmt.Sprintf(v, "item a #0"), fmt.Sprintf(v, "item b #1")}),
+			steps:   []string{"per_item", "per_item[0]/write_item", "per_item[1]/write_item"},
+		},
+		{
+			name: "router", workflow: "route", body: `{"message": "tx"}`,
+			events:  []string{"WorkflowStarted", "StepStarted:pick", "RouterExecutionStarted:pick", "StepStarted:tech", "StepCompleted:tech", "RouterExecutionCompleted:pick", "StepCompleted:pick", "WorkflowCompleted"},
+			content: fmt.Sprintf(v, "tech"),
+			steps:   []string{"pick", "tech"},
+		},
+		{
+			name: "team and nested workflow", workflow: "outer", body: `{"message": "go"}`,
+			events:  []string{"WorkflowStarted", "StepStarted:first", "StepCompleted:first", "StepStarted:inner", "StepCompleted:inner", "WorkflowCompleted"},
+			content: fmt.Sprintf(v, "first nested") + " / " + fmt.Sprintf(v, "second"),
+			steps:   []string{"first", "inner", "inner/one", "inner/two"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			frames, hdr := ts.stream("/workflows/"+tc.workflow+"/runs", "", "application/json", tc.body)
+			runID := hdr.Get("X-Run-Id")
+			require.NotEmpty(t, runID)
+			if tc.events != nil {
+				require.Equal(t, tc.events, own(frames))
+			}
+			last := frames[len(frames)-1]
+			require.Equal(t, "WorkflowCompleted", last.Event)
+			require.Equal(t, tc.content, last.Data["content"])
+			require.Equal(t, tc.workflow, last.Data["workflow_id"])
+			inner := 0
+			for _, f := range frames {
+				if _, nested := f.Data["depth"]; nested {
+					inner++
+					require.NotEmpty(t, f.Data["step_name"], "nested frames are tagged with their step: %v", f.Data)
+				}
+			}
+			require.Positive(t, inner, "the steps' agent events stream inside the workflow's")
+
+			var run wfRun
+			ts.json(http.MethodGet, "/workflows/"+tc.workflow+"/runs/"+runID, "", "", http.StatusOK, &run)
+			require.Equal(t, "COMPLETED", run.Status)
+			require.Equal(t, tc.workflow, run.WorkflowID)
+			require.Equal(t, tc.content, run.Content)
+			var paths []string
+			for _, s := range run.Steps {
+				paths = append(paths, s.Path)
+				require.Equal(t, "COMPLETED", s.Status, s.Path)
+				require.Equal(t, 1, s.Attempts, s.Path)
+				require.NotEmpty(t, s.Output, s.Path)
+			}
+			if tc.workflow == "fan" {
+				// Branches start in any order, after their parallel, before the join.
+				require.ElementsMatch(t, tc.steps, paths)
+				require.Equal(t, []string{"both", "join"}, []string{paths[0], paths[3]})
+			} else {
+				require.Equal(t, tc.steps, paths)
+			}
+			var listed []wfRun
+			ts.json(http.MethodGet, "/workflows/"+tc.workflow+"/runs", "", "", http.StatusOK, &listed)
+			require.Contains(t, runIDs(listed), runID)
+		})
+	}
+}
+
+func runIDs(rs []wfRun) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.RunID
+	}
+	return out
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// TestWorkflowRunOptions: a form request without streaming, a background
+// run polled to its end, a step's input and output stored, and refusals.
+func TestWorkflowRunOptions(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(workflowSpecs))
+	form := url.Values{"message": {"hi"}, "stream": {"false"}}.Encode()
+	var run wfRun
+	code, body, _ := ts.do(http.MethodPost, "/workflows/seq/runs", "", "application/x-www-form-urlencoded", form)
+	require.Equal(t, http.StatusOK, code, body)
+	require.NoError(t, json.Unmarshal([]byte(body), &run))
+	require.Equal(t, "COMPLETED", run.Status)
+	require.Contains(t, run.Content, "user=first hi")
+
+	code, body, _ = ts.do(http.MethodPost, "/workflows/each/runs", "", "application/json", `{"message": "go", "background": true}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	var accepted struct {
+		RunID string `json:"run_id"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &accepted))
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/workflows/each/runs/"+accepted.RunID, "", "", http.StatusOK, &run)
+		return run.Status == "ERROR"
+	}, 10*time.Second, 20*time.Millisecond, "a workflow with an input schema refuses a bare message")
+	require.Contains(t, run.Error, "send input as an object")
+
+	code, body, _ = ts.do(http.MethodPost, "/workflows/each/runs", "", "application/json", `{"input": {"items": ["x"]}, "background": true}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	require.NoError(t, json.Unmarshal([]byte(body), &accepted))
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/workflows/each/runs/"+accepted.RunID, "", "", http.StatusOK, &run)
+		return run.Status == "COMPLETED"
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Len(t, run.Steps, 2)
+	require.Equal(t, "per_item[0]/write_item", run.Steps[1].Path)
+	require.Equal(t, "item x #0", run.Steps[1].Input)
+	require.JSONEq(t, mustJSON(t, "system=Write.|user=item x #0|history=0"), string(run.Steps[1].Output))
+
+	for _, tc := range []struct{ path, body string }{
+		{"/workflows/nope/runs", `{"message": "x", "stream": false}`},
+		{"/workflows/seq/runs/" + accepted.RunID, ""},
+	} {
+		method := http.MethodPost
+		if tc.body == "" {
+			method = http.MethodGet
+		}
+		code, body, _ := ts.do(method, tc.path, "", "application/json", tc.body)
+		require.Equal(t, http.StatusNotFound, code, body)
+	}
+	code, body, _ = ts.do(http.MethodPost, "/workflows/seq/runs", "", "application/json", `{"message": "x", "input": {"a": 1}}`)
+	require.Equal(t, http.StatusUnprocessableEntity, code, body)
+}
+
+// TestWorkflowCancel cancels a workflow during its first step: the step's
+// model call ends, the run ends CANCELLED, the next step never runs.
+func TestWorkflowCancel(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(workflowSpecs))
+	done := make(chan []frame, 1)
+	go func() {
+		frames, _ := ts.stream("/workflows/slow/runs", "", "application/json", `{"message": "go"}`)
+		done <- frames
+	}()
+	var runID string
+	require.Eventually(t, func() bool {
+		var listed []wfRun
+		ts.json(http.MethodGet, "/workflows/slow/runs?status=RUNNING", "", "", http.StatusOK, &listed)
+		if len(listed) == 1 {
+			runID = listed[0].RunID
+		}
+		return runID != "" && len(ts.v.requests()) > 0
+	}, 10*time.Second, 10*time.Millisecond)
+	code, body, _ := ts.do(http.MethodPost, "/workflows/slow/runs/"+runID+"/cancel", "", "", "")
+	require.Equal(t, http.StatusOK, code, body)
+	var frames []frame
+	select {
+	case frames = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the workflow did not stop")
+	}
+	require.Equal(t, "WorkflowCancelled", frames[len(frames)-1].Event)
+	var run wfRun
+	ts.json(http.MethodGet, "/workflows/slow/runs/"+runID, "", "", http.StatusOK, &run)
+	require.Equal(t, "CANCELLED", run.Status)
+	require.Len(t, run.Steps, 1)
+	require.Equal(t, "CANCELLED", run.Steps[0].Status)
+	for _, r := range ts.v.requests() {
+		require.NotContains(t, strings.ToLower(fmt.Sprint(r.Messages)), "after", "the next step never ran")
+	}
+}
