@@ -316,3 +316,46 @@ func TestWorkflowCancel(t *testing.T) {
 		require.NotContains(t, strings.ToLower(fmt.Sprint(r.Messages)), "after", "the next step never ran")
 	}
 }
+
+// TestWorkflowChatCompletions runs a workflow through the OpenAI surface,
+// named by its name as the model, streamed and not.
+func TestWorkflowChatCompletions(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(workflowSpecs))
+	want := "system=Write.|user=first hi|history=0 / system=Write.|user=second|history=0"
+	var out struct {
+		Choices []struct {
+			Message struct{ Content string } `json:"message"`
+		} `json:"choices"`
+	}
+	ts.json(http.MethodPost, "/v1/chat/completions", "", `{"model": "seq", "messages": [{"role": "user", "content": "hi"}]}`, http.StatusOK, &out)
+	require.Len(t, out.Choices, 1)
+	require.Equal(t, want, out.Choices[0].Message.Content)
+
+	code, body, _ := ts.do(http.MethodPost, "/v1/chat/completions", "", "application/json", `{"model": "seq", "stream": true, "messages": [{"role": "user", "content": "hi"}]}`)
+	require.Equal(t, http.StatusOK, code)
+	var content strings.Builder
+	for _, line := range strings.Split(body, "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok || data == "[DONE]" {
+			continue
+		}
+		var chunk struct {
+			Choices []struct {
+				Delta struct{ Content string } `json:"delta"`
+			} `json:"choices"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(data), &chunk), data)
+		for _, c := range chunk.Choices {
+			content.WriteString(c.Delta.Content)
+		}
+	}
+	require.Equal(t, want, content.String())
+	require.True(t, strings.HasSuffix(strings.TrimSpace(body), "data: [DONE]"))
+
+	var models struct {
+		Data []struct{ ID, Type string } `json:"data"`
+	}
+	ts.json(http.MethodGet, "/v1/models", "", "", http.StatusOK, &models)
+	require.Contains(t, models.Data, struct{ ID, Type string }{"seq", "workflow"})
+}
