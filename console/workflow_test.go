@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -358,4 +359,45 @@ func TestWorkflowChatCompletions(t *testing.T) {
 	}
 	ts.json(http.MethodGet, "/v1/models", "", "", http.StatusOK, &models)
 	require.Contains(t, models.Data, struct{ ID, Type string }{"seq", "workflow"})
+}
+
+// TestWorkflowTrace: a workflow run's trace has a span per step under the
+// run (branches under their parallel), each step's agent run inside its
+// step, and the model requests inside those.
+func TestWorkflowTrace(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(workflowSpecs))
+	code, body, hdr := ts.do(http.MethodPost, "/workflows/fan/runs", "", "application/json", `{"message": "go", "stream": false}`)
+	require.Equal(t, http.StatusOK, code, body)
+	traceID := hdr.Get("X-Trace-Id")
+	require.NotEmpty(t, traceID)
+	var got struct {
+		Tree []traceNode `json:"tree"`
+	}
+	require.Eventually(t, func() bool {
+		status, body, _ := ts.do(http.MethodGet, "/traces/"+traceID, "", "", "")
+		return status == http.StatusOK && json.Unmarshal([]byte(body), &got) == nil
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Len(t, got.Tree, 1)
+	root := got.Tree[0]
+	require.Equal(t, "workflow.run fan", root.Name)
+	// shape renders a span tree as "name(children)".
+	var shape func(n traceNode) string
+	shape = func(n traceNode) string {
+		var kids []string
+		for _, c := range n.Spans {
+			if c.Kind != "store" {
+				kids = append(kids, shape(c))
+			}
+		}
+		slices.Sort(kids)
+		if len(kids) == 0 {
+			return n.Name
+		}
+		return n.Name + "(" + strings.Join(kids, " ") + ")"
+	}
+	const model = "model.request openai/test-model"
+	require.Equal(t, "workflow.run fan("+
+		"workflow.step both(workflow.step left(step.run writer("+model+")) workflow.step right(step.run writer("+model+"))) "+
+		"workflow.step join(step.run writer("+model+")))", shape(root))
 }
