@@ -74,6 +74,14 @@ steps:
   - {name: inner, workflow: seq, input: "nested"}
 ---
 kind: Workflow
+name: review
+steps:
+  - {name: draft, agent: writer, input: "draft {{ message }}"}
+  - name: ok
+    approval: {message: "Publish {{ steps.draft.output }}?"}
+  - {name: publish, agent: writer, input: "publish {{ steps.ok.output.comment }}"}
+---
+kind: Workflow
 name: slow
 steps:
   - {name: wait, agent: writer, input: "block here"}
@@ -400,4 +408,64 @@ func TestWorkflowTrace(t *testing.T) {
 	require.Equal(t, "workflow.run fan("+
 		"workflow.step both(workflow.step left(step.run writer("+model+")) workflow.step right(step.run writer("+model+"))) "+
 		"workflow.step join(step.run writer("+model+")))", shape(root))
+}
+
+// TestWorkflowApproval pauses a run at its approval step, continues it with
+// an approval (the steps before are not executed again, the decision is the
+// step's output) and rejects another one.
+func TestWorkflowApproval(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(workflowSpecs))
+	const v = "system=Write.|user=%s|history=0"
+	start := func(msg string) string {
+		frames, hdr := ts.stream("/workflows/review/runs", "", "application/json", `{"message": "`+msg+`"}`)
+		require.Equal(t, []string{"WorkflowStarted", "StepStarted:draft", "StepCompleted:draft", "StepStarted:ok", "WorkflowPaused"}, own(frames))
+		require.Equal(t, "Publish "+fmt.Sprintf(v, "draft "+msg)+"?", frames[len(frames)-1].Data["content"])
+		var run wfRun
+		ts.json(http.MethodGet, "/workflows/review/runs/"+hdr.Get("X-Run-Id"), "", "", http.StatusOK, &run)
+		require.Equal(t, "PAUSED", run.Status)
+		require.Len(t, run.Steps, 2)
+		require.Equal(t, "PAUSED", run.Steps[1].Status)
+		require.Equal(t, "Publish "+fmt.Sprintf(v, "draft "+msg)+"?", run.Steps[1].Input)
+		return run.RunID
+	}
+	wait := func(id string) wfRun {
+		var run wfRun
+		require.Eventually(t, func() bool {
+			ts.json(http.MethodGet, "/workflows/review/runs/"+id, "", "", http.StatusOK, &run)
+			return run.Status != "PENDING" && run.Status != "RUNNING" && run.Status != "PAUSED"
+		}, 10*time.Second, 20*time.Millisecond)
+		return run
+	}
+	drafts := func(msg string) int {
+		n := 0
+		for _, r := range ts.v.requests() {
+			if fmt.Sprint(r.Messages[len(r.Messages)-1].Content) == "draft "+msg {
+				n++
+			}
+		}
+		return n
+	}
+
+	approved := start("a")
+	code, body, _ := ts.do(http.MethodPost, "/workflows/review/runs/"+approved+"/continue", "", "application/json", `{"approved": true, "comment": "ship it"}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	run := wait(approved)
+	require.Equal(t, "COMPLETED", run.Status, run.Error)
+	require.Equal(t, fmt.Sprintf(v, "publish ship it"), run.Content)
+	require.Len(t, run.Steps, 3)
+	require.JSONEq(t, `{"approved": true, "comment": "ship it"}`, string(run.Steps[1].Output))
+	require.Equal(t, 1, drafts("a"), "the draft is not written again")
+	code, body, _ = ts.do(http.MethodPost, "/workflows/review/runs/"+approved+"/continue", "", "application/json", `{"approved": true}`)
+	require.Equal(t, http.StatusConflict, code, body)
+
+	rejected := start("b")
+	code, body, _ = ts.do(http.MethodPost, "/workflows/review/runs/"+rejected+"/continue", "", "application/json", `{}`)
+	require.Equal(t, http.StatusUnprocessableEntity, code, body)
+	code, body, _ = ts.do(http.MethodPost, "/workflows/review/runs/"+rejected+"/continue", "", "application/json", `{"approved": false, "comment": "too short"}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	run = wait(rejected)
+	require.Equal(t, "CANCELLED", run.Status)
+	require.Contains(t, run.Error, "rejected by the reviewer: too short")
+	require.Len(t, run.Steps, 2, "publish never ran")
 }

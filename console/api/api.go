@@ -197,6 +197,7 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.GET("/workflows/:id/runs", need(auth.ScopeSessionsRead), h.wrap(h.listRuns("workflow")))
 	timed.GET("/workflows/:id/runs/:run_id", need(auth.ScopeSessionsRead), h.wrap(h.getWorkflowRun))
 	timed.POST("/workflows/:id/runs/:run_id/cancel", need(auth.ScopeAgentsRun), h.wrap(h.cancelRun("workflow")))
+	timed.POST("/workflows/:id/runs/:run_id/continue", need(auth.ScopeAgentsRun), h.wrap(h.continueRun))
 	keyed.POST("/workflows/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("workflow")))
 	keyed.GET("/workflows/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("workflow")))
 

@@ -67,7 +67,7 @@ func toSSE(e event.Event) sseEvent {
 	case event.RunContent, event.RunCompleted:
 		c := e.Content
 		out.Content, out.ContentType = &c, "str"
-	case event.RunError, event.RunCancelled:
+	case event.RunError, event.RunCancelled, event.RunPaused:
 		c := e.Content
 		out.Content = &c
 	case event.StepCompleted, event.StepError, event.RouterExecutionStarted, event.ConditionExecutionStarted:

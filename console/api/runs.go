@@ -231,7 +231,7 @@ func (h *Handler) getRun(typ string) handlerFunc {
 }
 
 // runStatuses are the statuses GET …/runs filters by.
-var runStatuses = []event.Status{event.StatusPending, event.StatusRunning, event.StatusCompleted, event.StatusError, event.StatusCancelled}
+var runStatuses = []event.Status{event.StatusPending, event.StatusRunning, event.StatusCompleted, event.StatusError, event.StatusCancelled, event.StatusPaused}
 
 // listRuns answers GET /agents/{id}/runs and GET /teams/{id}/runs: the
 // agent's (or team's) top-level runs the caller may see, newest first, of

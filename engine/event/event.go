@@ -24,6 +24,9 @@ const (
 	RunCompleted          Type = "RunCompleted"
 	RunError              Type = "RunError"
 	RunCancelled          Type = "RunCancelled"
+	// RunPaused ends a workflow run that waits at an approval step; it
+	// continues (as a new execution of the same run) once approved.
+	RunPaused Type = "RunPaused"
 )
 
 // Workflow step events, named as AgentOS names them. A workflow run's own
@@ -48,7 +51,7 @@ const (
 
 // Terminal reports whether t ends a run.
 func (t Type) Terminal() bool {
-	return t == RunCompleted || t == RunError || t == RunCancelled
+	return t == RunCompleted || t == RunError || t == RunCancelled || t == RunPaused
 }
 
 // Status returns the run status a terminal event ends a run with, and
@@ -61,6 +64,8 @@ func (t Type) Status() Status {
 		return StatusError
 	case RunCancelled:
 		return StatusCancelled
+	case RunPaused:
+		return StatusPaused
 	}
 	return StatusRunning
 }
@@ -81,11 +86,15 @@ const (
 	StatusCompleted Status = "COMPLETED"
 	StatusError     Status = "ERROR"
 	StatusCancelled Status = "CANCELLED"
+	// StatusPaused is a workflow run waiting at an approval step: it has
+	// ended for now (Terminal), and POST …/continue sets it PENDING again.
+	StatusPaused Status = "PAUSED"
 )
 
-// Terminal reports whether s is a final status.
+// Terminal reports whether s is a final status (PAUSED included: nothing
+// executes the run until it is continued).
 func (s Status) Terminal() bool {
-	return s == StatusCompleted || s == StatusError || s == StatusCancelled
+	return s == StatusCompleted || s == StatusError || s == StatusCancelled || s == StatusPaused
 }
 
 // Event is one thing that happened in a run. Fields not relevant to a type are

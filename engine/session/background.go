@@ -132,3 +132,27 @@ func (s *Service) ExecuteQueued(ctx context.Context, runID string) (*Run, error)
 	t.begin(ctx)
 	return t.Execute(ctx, func(event.Event) {}), nil
 }
+
+// Reopener sets a paused run PENDING again (store.DB).
+type Reopener interface {
+	ReopenRun(ctx context.Context, id string) (*Run, error)
+}
+
+// Continue queues a PAUSED workflow run to execute again, after its
+// approval step's decision was recorded: any replica's worker claims it and
+// the workflow resumes from its checkpoints. A run that is not paused is an
+// error wrapping ErrNotFound.
+func (s *Service) Continue(ctx context.Context, runID string) (*Run, error) {
+	ro, ok := s.opts.Store.(Reopener)
+	if !ok || s.opts.Requeue == nil {
+		return nil, errors.New("this server cannot continue paused runs: it has no job engine")
+	}
+	r, err := ro.ReopenRun(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.opts.Requeue.Requeue(ctx, r); err != nil {
+		return nil, fmt.Errorf("queueing run %s: %w", runID, err)
+	}
+	return r, nil
+}

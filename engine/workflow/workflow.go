@@ -27,6 +27,20 @@ import (
 	"github.com/troupehq/troupe/spec/expr"
 )
 
+// Approval outcomes: a run reaching an approval step without a decision
+// pauses; a rejection ends the run CANCELLED.
+var (
+	errPaused   = errors.New("waiting for approval")
+	errRejected = errors.New("rejected by the reviewer")
+)
+
+// Decision is an approval step's output, written by whoever continues the
+// paused run (POST …/continue).
+type Decision struct {
+	Approved bool   `json:"approved"`
+	Comment  string `json:"comment,omitempty"`
+}
+
 // Checkpoint is the recorded state of one step execution of one run: a step
 // of the top-level list, a parallel branch, or a step of one loop iteration.
 type Checkpoint struct {
@@ -35,8 +49,10 @@ type Checkpoint struct {
 	// prefixed by its enclosing loops' "name[i]/" and nested workflows'
 	// "name/" (names are unique within one workflow, not across nesting).
 	Path      string
-	Iteration int          // the innermost loop iteration, 0 outside loops
-	Status    event.Status // RUNNING while it executes, then COMPLETED or ERROR
+	Iteration int // the innermost loop iteration, 0 outside loops
+	// Status is RUNNING while it executes, then COMPLETED, ERROR or
+	// CANCELLED; PAUSED for an approval step waiting for its decision.
+	Status    event.Status
 	Input     string
 	Output    json.RawMessage // the step's output as JSON, when COMPLETED
 	Error     string
@@ -114,6 +130,7 @@ type run struct {
 	state   map[string]any        // set_state
 	done    map[string]Checkpoint // by path, as found at the start
 	members []*agent.Result       // child runs
+	paused  string                // the approval message the run paused at
 	seq     atomic.Int64
 }
 
@@ -195,6 +212,13 @@ func (r *Runner) Execute(ctx context.Context, in agent.Input, emit func(event.Ev
 	case err == nil:
 		res.Status, res.Content = event.StatusCompleted, out
 		e.Content = out
+	case errors.Is(err, errPaused):
+		// Not an error: the run ends for now, its reviewer decides.
+		res.Status, res.Content = event.StatusPaused, x.paused
+		e.Type, e.Content = event.RunPaused, x.paused
+	case errors.Is(err, errRejected):
+		res.Status, res.Err = event.StatusCancelled, err
+		e.Type, e.Content = event.RunCancelled, err.Error()
 	case ctx.Err() != nil:
 		res.Status, res.Err = event.StatusCancelled, context.Canceled
 		e.Type, e.Content = event.RunCancelled, "run cancelled"
@@ -271,6 +295,16 @@ func (x *run) step(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 	x.mu.Unlock()
 	if seen && cp.Status == event.StatusCompleted {
 		out := decode(cp.Output)
+		if st.Kind == spec.StepApproval {
+			var d Decision
+			_ = json.Unmarshal(cp.Output, &d)
+			if !d.Approved {
+				if d.Comment != "" {
+					return nil, fmt.Errorf("step %s: %w: %s", st.Name, errRejected, d.Comment)
+				}
+				return nil, fmt.Errorf("step %s: %w", st.Name, errRejected)
+			}
+		}
 		x.finished(st.Name, out, event.StatusCompleted)
 		// Inner steps visible after a parallel: restore its branches too.
 		for _, b := range st.Parallel {
@@ -286,6 +320,9 @@ func (x *run) step(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 		stepStart = cp.StartedAt // an interrupted execution: the step started then
 	}
 	x.send(x.event(event.StepStarted, st, sc))
+	if st.Kind == spec.StepApproval {
+		return nil, x.pause(ctx, st, sc, path, stepStart)
+	}
 	var out any
 	var input string
 	var err error
@@ -311,6 +348,11 @@ func (x *run) step(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 			x.state[k] = v
 			x.mu.Unlock()
 		}
+	}
+	if errors.Is(err, errPaused) {
+		// A step inside this one waits for approval: this one stays
+		// RUNNING, to run again (its finished steps skipped) once continued.
+		return nil, err
 	}
 	c := Checkpoint{RunID: x.in.RunID, Path: path, Iteration: sc.iteration, Input: input, Attempts: attempts, StartedAt: stepStart, UpdatedAt: x.r.opts.Now()}
 	if err != nil {
@@ -339,6 +381,26 @@ func (x *run) step(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 	e.Content = text(out)
 	x.send(e)
 	return out, nil
+}
+
+// pause records an approval step waiting for its decision and ends the
+// run's execution: the run is PAUSED until continued.
+func (x *run) pause(ctx context.Context, st *engine.WorkflowStep, sc scope, path string, started time.Time) error {
+	msg := fmt.Sprintf("Approve step %s of workflow %s?", st.Name, x.r.Name())
+	if st.Message != nil {
+		var err error
+		if msg, err = st.Message.Render(ctx, x.vars(sc)); err != nil {
+			return fmt.Errorf("step %s: message: %w", st.Name, err)
+		}
+	}
+	if err := x.cps.SaveStep(ctx, Checkpoint{RunID: x.in.RunID, Path: path, Iteration: sc.iteration, Status: event.StatusPaused,
+		Input: msg, StartedAt: started, UpdatedAt: x.r.opts.Now()}); err != nil {
+		return fmt.Errorf("step %s: checkpoint: %w", st.Name, err)
+	}
+	x.mu.Lock()
+	x.paused = msg
+	x.mu.Unlock()
+	return fmt.Errorf("step %s: %w", st.Name, errPaused)
 }
 
 // retryable reports whether a failed step may run again: leaf steps only;
@@ -423,8 +485,6 @@ func (x *run) once(ctx context.Context, st *engine.WorkflowStep, sc scope, path 
 		return x.loop(ctx, st, sc)
 	case spec.StepRouter:
 		return x.router(ctx, st, sc, path, attempt)
-	case spec.StepApproval:
-		return nil, "", errors.New("approval steps cannot run yet: remove the step or replace it with a condition")
 	}
 	return nil, "", fmt.Errorf("step %s has an unknown kind %q", st.Name, st.Kind)
 }

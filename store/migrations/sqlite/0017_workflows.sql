@@ -13,18 +13,24 @@ PRAGMA writable_schema = ON;
 UPDATE sqlite_schema
 SET sql = replace(sql, 'CHECK (type IN (''agent'', ''team''))', 'CHECK (type IN (''agent'', ''team'', ''workflow''))')
 WHERE type = 'table' AND name IN ('sessions', 'runs');
+-- A workflow run waiting at an approval step is PAUSED.
+UPDATE sqlite_schema
+SET sql = replace(sql, 'CHECK (status IN (''PENDING'', ''RUNNING'', ''COMPLETED'', ''ERROR'', ''CANCELLED''))',
+    'CHECK (status IN (''PENDING'', ''RUNNING'', ''COMPLETED'', ''ERROR'', ''CANCELLED'', ''PAUSED''))')
+WHERE type = 'table' AND name = 'runs';
 PRAGMA writable_schema = RESET;
 
 -- One row per step execution of a workflow run: a step, a parallel branch,
 -- or a step of one loop iteration (path "loop[2]/step"). A step is written
 -- RUNNING (attempts counted) before it executes and COMPLETED with its output
--- before the next one starts, so a resumed run skips what completed.
+-- before the next one starts, so a resumed run skips what completed. An
+-- approval step waiting for its decision is PAUSED.
 CREATE TABLE workflow_steps (
     run_id     TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     path       TEXT    NOT NULL,
     seq        INTEGER NOT NULL,
     iteration  INTEGER NOT NULL DEFAULT 0,
-    status     TEXT    NOT NULL CHECK (status IN ('RUNNING', 'COMPLETED', 'ERROR', 'CANCELLED')),
+    status     TEXT    NOT NULL CHECK (status IN ('RUNNING', 'COMPLETED', 'ERROR', 'CANCELLED', 'PAUSED')),
     input      TEXT    NOT NULL DEFAULT '',
     output     TEXT    NOT NULL DEFAULT 'null',
     error      TEXT    NOT NULL DEFAULT '',
