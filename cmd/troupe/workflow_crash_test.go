@@ -25,6 +25,13 @@ steps:
   - {name: s4, agent: worker, input: "four [run:s4] after {{ steps.s3.output }}"}
   - {name: s5, agent: worker, input: "five [run:s5] after {{ steps.s4.output }}"}
 output: "{{ steps.s1.output }} | {{ steps.s5.output }}"
+---
+kind: Workflow
+name: gated
+steps:
+  - {name: g1, agent: worker, input: "draft [run:g1]"}
+  - {name: ok, approval: "Publish {{ steps.g1.output }}?"}
+  - {name: g2, agent: worker, input: "publish [run:g2] {{ steps.ok.output.comment }}"}
 `
 
 // TestKilledWorkflowResumesOnRestart kills -9 the server during step 3 of a
@@ -80,4 +87,42 @@ func TestKilledWorkflowResumesOnRestart(t *testing.T) {
 	require.Equal(t, []string{"s1:1", "s2:1", "s3:2", "s4:1", "s5:1"}, got)
 	b, _ := json.Marshal(run)
 	t.Logf("run: %s", b)
+}
+
+// TestApprovalContinuesAcrossRestart pauses a workflow at its approval step,
+// kills the server, and continues the run on the restarted one: it
+// completes without executing its first step again.
+func TestApprovalContinuesAcrossRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills server processes")
+	}
+	t.Parallel()
+	fm := newFakeModel(t, 2, time.Millisecond)
+	dir := t.TempDir()
+	cfg := replicaConfig{name: "solo", db: filepath.Join(t.TempDir(), "troupe.db"), model: fm.srv.URL, defaultID: true, dir: dir}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "specs.yaml"), fmt.Appendf(nil, replicaSpecs+crashWorkflow, fm.srv.URL, cfg.name), 0o644))
+	p, cfg := startReplica(t, cfg)
+	var run runState
+	status, _ := p.do(t, http.MethodPost, "/workflows/gated/runs", "application/json", `{"message": "go", "background": true}`, &run)
+	require.Equal(t, http.StatusAccepted, status)
+	id := run.RunID
+	require.Eventually(t, func() bool {
+		p.get(t, "/workflows/gated/runs/"+id, &run)
+		return run.Status == "PAUSED"
+	}, 20*time.Second, 10*time.Millisecond)
+	require.Equal(t, "Publish "+fm.answer("g1")+"?", run.Content)
+	p.kill(t)
+
+	p, _ = startReplica(t, cfg)
+	p.get(t, "/workflows/gated/runs/"+id, &run)
+	require.Equal(t, "PAUSED", run.Status, "a paused run stays paused across a restart")
+	status, _ = p.do(t, http.MethodPost, "/workflows/gated/runs/"+id+"/continue", "application/json", `{"approved": true, "comment": "yes"}`, nil)
+	require.Equal(t, http.StatusAccepted, status)
+	require.Eventually(t, func() bool {
+		p.get(t, "/workflows/gated/runs/"+id, &run)
+		return run.Status == "COMPLETED"
+	}, 20*time.Second, 10*time.Millisecond)
+	require.Equal(t, fm.answer("g2"), run.Content)
+	calls, _ := fm.counts()
+	require.Equal(t, map[string]int{"g1": 1, "g2": 1}, calls)
 }
