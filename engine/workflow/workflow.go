@@ -307,10 +307,19 @@ func (x *run) step(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 		}
 		x.finished(st.Name, out, event.StatusCompleted)
 		// Inner steps visible after a parallel: restore its branches too.
+		// State is not checkpointed: the set_state of the restored steps
+		// is evaluated again, from the same outputs.
 		for _, b := range st.Parallel {
 			if bc, ok := x.done[sc.prefix+b.Name]; ok && bc.Status == event.StatusCompleted {
-				x.finished(b.Name, decode(bc.Output), event.StatusCompleted)
+				bout := decode(bc.Output)
+				x.finished(b.Name, bout, event.StatusCompleted)
+				if err := x.setState(ctx, b, sc); err != nil {
+					return nil, fmt.Errorf("step %s: %w", b.Name, err)
+				}
 			}
+		}
+		if err := x.setState(ctx, st, sc); err != nil {
+			return nil, fmt.Errorf("step %s: %w", st.Name, err)
 		}
 		return out, nil
 	}
@@ -336,18 +345,9 @@ func (x *run) step(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 			break
 		}
 	}
-	if err == nil {
-		for k, e := range st.SetState {
-			x.finished(st.Name, out, event.StatusCompleted) // set_state may read the step itself
-			v, serr := e.Eval(ctx, x.vars(sc))
-			if serr != nil {
-				err = fmt.Errorf("set_state %s: %w", k, serr)
-				break
-			}
-			x.mu.Lock()
-			x.state[k] = v
-			x.mu.Unlock()
-		}
+	if err == nil && len(st.SetState) > 0 {
+		x.finished(st.Name, out, event.StatusCompleted) // set_state may read the step itself
+		err = x.setState(ctx, st, sc)
 	}
 	if errors.Is(err, errPaused) {
 		// A step inside this one waits for approval: this one stays
@@ -401,6 +401,29 @@ func (x *run) pause(ctx context.Context, st *engine.WorkflowStep, sc scope, path
 	x.paused = msg
 	x.mu.Unlock()
 	return fmt.Errorf("step %s: %w", st.Name, errPaused)
+}
+
+// setState writes a finished step's set_state: every expression sees the
+// state as it was before the step, so their order does not matter.
+func (x *run) setState(ctx context.Context, st *engine.WorkflowStep, sc scope) error {
+	if len(st.SetState) == 0 {
+		return nil
+	}
+	vars := x.vars(sc)
+	vals := make(map[string]any, len(st.SetState))
+	for k, e := range st.SetState {
+		v, err := e.Eval(ctx, vars)
+		if err != nil {
+			return fmt.Errorf("set_state %s: %w", k, err)
+		}
+		vals[k] = v
+	}
+	x.mu.Lock()
+	for k, v := range vals {
+		x.state[k] = v
+	}
+	x.mu.Unlock()
+	return nil
 }
 
 // retryable reports whether a failed step may run again: leaf steps only;

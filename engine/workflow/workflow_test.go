@@ -245,3 +245,28 @@ const (
 	testTimeout = 5 * time.Second
 	tick        = 5 * time.Millisecond
 )
+
+// TestResumeRestoresState: state written by a step that completed before
+// the interruption is there for the steps after it when the run resumes.
+func TestResumeRestoresState(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, agents+"---\nkind: Workflow\nname: flow\nsteps:\n"+
+		"  - {name: a, agent: w, input: 'x', set_state: {k: \"steps.a.output + '!'\", n: \"size(steps.a.output)\"}}\n"+
+		"  - {name: b, agent: w, input: 'block {{ state.k }} {{ state.n }}'}\n")
+	f.model.block = "block"
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, _ := f.run(t, ctx, "flow", "r", "go")
+		require.Equal(t, event.StatusCancelled, res.Status)
+	}()
+	require.Eventually(t, func() bool { return f.model.count("block Echo: x! 7") == 1 }, testTimeout, tick)
+	cancel()
+	<-done
+	f.model.block = ""
+	res, _ := f.run(t, t.Context(), "flow", "r", "go")
+	require.Equal(t, event.StatusCompleted, res.Status, "%v", res.Err)
+	require.Equal(t, "Echo: block Echo: x! 7", res.Content)
+	require.Equal(t, 1, f.model.count("x"))
+}
