@@ -469,3 +469,27 @@ func TestWorkflowApproval(t *testing.T) {
 	require.Contains(t, run.Error, "rejected by the reviewer: too short")
 	require.Len(t, run.Steps, 2, "publish never ran")
 }
+
+// TestWorkflowOpenAPI: every workflow has its run route documented, with
+// its input schema as the body's input.
+func TestWorkflowOpenAPI(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(workflowSpecs))
+	var doc struct {
+		Paths map[string]map[string]struct {
+			RequestBody struct {
+				Content map[string]struct {
+					Schema map[string]any `json:"schema"`
+				} `json:"content"`
+			} `json:"requestBody"`
+		} `json:"paths"`
+	}
+	ts.json(http.MethodGet, "/openapi.json", "", "", http.StatusOK, &doc)
+	for _, name := range []string{"seq", "fan", "branch", "each", "route", "outer", "review", "slow"} {
+		require.Contains(t, doc.Paths, "/workflows/"+name+"/runs")
+	}
+	schema := doc.Paths["/workflows/each/runs"]["post"].RequestBody.Content["application/json"].Schema
+	input := schema["properties"].(map[string]any)["input"].(map[string]any)
+	require.Equal(t, []any{"items"}, input["required"])
+	require.Equal(t, []any{"input"}, schema["required"])
+}

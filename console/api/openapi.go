@@ -285,6 +285,22 @@ func (h *Handler) openAPIDocument(snap *engine.Snapshot) map[string]any {
 	for _, t := range teams[:min(len(teams), maxDocumentedTargets)] {
 		paths["/teams/"+t.Name()+"/runs"] = map[string]any{"post": runOp("Teams", "team", t.Name(), t.Spec.Description)}
 	}
+	// Workflows too, each with its input schema as the body's input.
+	workflows := snap.Workflows()
+	for _, w := range workflows[:min(len(workflows), maxDocumentedTargets)] {
+		o := runOp("Workflows", "workflow", w.Name(), w.Spec.Description)
+		if w.Spec.Input != nil {
+			body := map[string]any{"type": "object", "required": []any{"input"}, "properties": map[string]any{
+				"input":      map[string]any(w.Spec.Input),
+				"stream":     map[string]any{"type": "boolean", "description": "Stream the run's events (default true)."},
+				"background": map[string]any{"type": "boolean", "description": "Queue the run and answer 202 at once."},
+				"session_id": map[string]any{"type": "string"},
+				"user_id":    map[string]any{"type": "string"},
+			}}
+			o["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": body}}}
+		}
+		paths["/workflows/"+w.Name()+"/runs"] = map[string]any{"post": o}
+	}
 	if len(agents) > maxDocumentedTargets {
 		o := runOp("Agents", "agent", "{agent_id}", fmt.Sprintf("Runs any agent; %d agents are served, the first %d have their own entries.", len(agents), maxDocumentedTargets))
 		o["parameters"], o["operationId"] = []any{map[string]any{"name": "agent_id", "in": "path", "required": true, "description": "Agent name", "schema": map[string]any{"type": "string"}}}, "run_agent"
