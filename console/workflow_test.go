@@ -82,6 +82,14 @@ steps:
   - {name: publish, agent: writer, input: "publish {{ steps.ok.output.comment }}"}
 ---
 kind: Workflow
+name: counter
+steps:
+  - name: c
+    agent: writer
+    input: "count {{ has(state.n) ? state.n : 0 }}"
+    set_state: {n: "(has(state.n) ? state.n : 0) + 1"}
+---
+kind: Workflow
 name: slow
 steps:
   - {name: wait, agent: writer, input: "block here"}
@@ -485,11 +493,48 @@ func TestWorkflowOpenAPI(t *testing.T) {
 		} `json:"paths"`
 	}
 	ts.json(http.MethodGet, "/openapi.json", "", "", http.StatusOK, &doc)
-	for _, name := range []string{"seq", "fan", "branch", "each", "route", "outer", "review", "slow"} {
+	for _, name := range []string{"seq", "fan", "branch", "each", "route", "outer", "review", "counter", "slow"} {
 		require.Contains(t, doc.Paths, "/workflows/"+name+"/runs")
 	}
 	schema := doc.Paths["/workflows/each/runs"]["post"].RequestBody.Content["application/json"].Schema
 	input := schema["properties"].(map[string]any)["input"].(map[string]any)
 	require.Equal(t, []any{"items"}, input["required"])
 	require.Equal(t, []any{"input"}, schema["required"])
+}
+
+// TestWorkflowSessionState: set_state persists in the workflow's session,
+// read by the session's next runs (foreground and background).
+func TestWorkflowSessionState(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(workflowSpecs))
+	var run wfRun
+	ts.json(http.MethodPost, "/workflows/counter/runs", "", `{"message": "x", "stream": false, "session_id": "counting"}`, http.StatusOK, &run)
+	require.Equal(t, "system=Write.|user=count 0|history=0", run.Content)
+	ts.json(http.MethodPost, "/workflows/counter/runs", "", `{"message": "x", "stream": false, "session_id": "counting"}`, http.StatusOK, &run)
+	require.Equal(t, "system=Write.|user=count 1|history=0", run.Content)
+	code, body, _ := ts.do(http.MethodPost, "/workflows/counter/runs", "", "application/json", `{"message": "x", "background": true, "session_id": "counting"}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	require.NoError(t, json.Unmarshal([]byte(body), &run))
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/workflows/counter/runs/"+run.RunID, "", "", http.StatusOK, &run)
+		return run.Status == "COMPLETED"
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, "system=Write.|user=count 2|history=0", run.Content)
+	var sess struct {
+		State map[string]any `json:"session_state"`
+		Type  string         `json:"session_type"`
+	}
+	ts.json(http.MethodGet, "/sessions/counting", "", "", http.StatusOK, &sess)
+	require.Equal(t, map[string]any{"n": float64(3)}, sess.State)
+	require.Equal(t, "workflow", sess.Type)
+	var listed struct {
+		Data []struct {
+			ID string `json:"session_id"`
+		} `json:"data"`
+	}
+	ts.json(http.MethodGet, "/sessions?type=workflow", "", "", http.StatusOK, &listed)
+	require.Len(t, listed.Data, 1)
+	require.Equal(t, "counting", listed.Data[0].ID)
+	ts.json(http.MethodPost, "/workflows/counter/runs", "", `{"message": "x", "stream": false}`, http.StatusOK, &run)
+	require.Equal(t, "system=Write.|user=count 0|history=0", run.Content, "another session starts afresh")
 }

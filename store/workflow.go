@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/workflow"
 )
 
@@ -97,4 +98,19 @@ func (db *DB) ReopenRun(ctx context.Context, id string) (*Run, error) {
 		return nil, fmt.Errorf("store: continuing run %s: %w", id, err)
 	}
 	return &r, nil
+}
+
+var _ session.StateSaver = (*DB)(nil)
+
+// SetSessionState replaces a session's key-value state (a workflow's
+// set_state, saved when its run ends).
+func (db *DB) SetSessionState(ctx context.Context, sessionID string, state map[string]any) error {
+	data, err := jsonArg(state)
+	if err != nil {
+		return fmt.Errorf("store: saving the state of session %s: %w", sessionID, err)
+	}
+	if err := db.exec(ctx, `UPDATE sessions SET state = $1 WHERE id = $2`, data, sessionID); err != nil {
+		return fmt.Errorf("store: saving the state of session %s: %w", sessionID, err)
+	}
+	return nil
 }

@@ -154,7 +154,7 @@ var apiRoutes = []Route{
 		Streams: true, RespDesc: "The run's events after Last-Event-ID, then its live events, up to its terminal event",
 		Errors: map[int]string{404: "No such run of this workflow", 422: "Last-Event-ID is not an event index"}},
 	{Method: "get", Path: "/sessions", Tag: "Sessions", Summary: "List sessions", Desc: "Paged; a key bound to a user sees only that user's sessions.",
-		Params: append([]Param{QueryParam("type", "agent or team"), QueryParam("component_id", "Agent or team name"), QueryParam("user_id", "User id"),
+		Params: append([]Param{QueryParam("type", "agent, team or workflow"), QueryParam("component_id", "Agent or team name"), QueryParam("user_id", "User id"),
 			QueryParam("search", "Substring of the session name"), QueryParam("sort_by", "created_at, updated_at or session_name"), QueryParam("sort_order", "asc or desc")}, pageParams()...),
 		Resp: paged[sessionResponse]{}},
 	{Method: "delete", Path: "/sessions", Tag: "Sessions", Summary: "Delete sessions", Desc: "Cancels their runs in progress, then deletes them with their runs.", Body: deleteSessionsRequest{}, Status: 204},

@@ -128,6 +128,14 @@ func (s *Service) ExecuteQueued(ctx context.Context, runID string) (*Run, error)
 	}
 	t := &Turn{s: s, p: p, runner: tg.Runner, release: tg.Release, run: r,
 		session: &Session{ID: r.SessionID, Type: r.Type, ComponentID: r.ComponentID, UserID: r.UserID}}
+	if r.Type == TypeWorkflow {
+		// A workflow reads its session's state; the other runs never do.
+		if sess, err := s.opts.Store.GetSession(ctx, r.SessionID, Filter{}); err == nil {
+			t.session.State = sess.State
+		} else {
+			s.log.Warn("reading a workflow session's state; starting from an empty state", "session_id", r.SessionID, "err", err)
+		}
+	}
 	r.SpecVersion = tg.Version
 	t.begin(ctx)
 	return t.Execute(ctx, func(event.Event) {}), nil

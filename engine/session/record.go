@@ -126,6 +126,12 @@ type Store interface {
 	Interrupted() []Run
 }
 
+// StateSaver saves a session's key-value state, written by a workflow's
+// set_state (store.DB).
+type StateSaver interface {
+	SetSessionState(ctx context.Context, sessionID string, state map[string]any) error
+}
+
 // Target is an agent or team resolved on the current snapshot and pinned for
 // one run: the snapshot's resources stay open until Release is called.
 type Target struct {

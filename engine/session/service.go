@@ -367,7 +367,7 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	var members map[string]member
 	res := t.runner.Execute(ctx, agent.Input{
 		Message: t.p.Message, History: t.history, RunID: t.run.ID,
-		SessionID: t.session.ID, UserID: t.p.UserID, Stream: t.p.Stream,
+		SessionID: t.session.ID, UserID: t.p.UserID, Stream: t.p.Stream, State: t.session.State,
 	}, func(e event.Event) {
 		for _, o := range t.obs {
 			o.Event(e)
@@ -436,6 +436,9 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	defer cancelSave()
 	saveStart := time.Now()
 	err := t.saveMembers(saveCtx, r.ID, res.Members, members)
+	if ss, ok := s.opts.Store.(StateSaver); ok && err == nil && res.State != nil {
+		err = ss.SetSessionState(saveCtx, t.session.ID, res.State)
+	}
 	if err == nil && logged {
 		err = s.opts.Events.FinishRunWithEvents(saveCtx, r, rest)
 	} else if err == nil {

@@ -131,7 +131,9 @@ type run struct {
 	done    map[string]Checkpoint // by path, as found at the start
 	members []*agent.Result       // child runs
 	paused  string                // the approval message the run paused at
-	seq     atomic.Int64
+	// stateSet: a set_state ran, so the session's state is saved.
+	stateSet bool
+	seq      atomic.Int64
 }
 
 // scope is where a step runs: its path prefix, its loop variables and
@@ -189,7 +191,16 @@ func (x *run) finished(name string, output any, status event.Status) {
 // Execute implements agent.Runner.
 func (r *Runner) Execute(ctx context.Context, in agent.Input, emit func(event.Event)) *agent.Result {
 	start := r.opts.Now()
-	x := &run{r: r, in: in, emit: emit, cps: r.opts.Checkpoints, steps: map[string]any{}, state: map[string]any{}, done: map[string]Checkpoint{}}
+	x := &run{r: r, in: in, emit: emit, cps: r.opts.Checkpoints, steps: map[string]any{}, state: make(map[string]any, len(in.State)), done: map[string]Checkpoint{}}
+	if len(in.State) > 0 {
+		// A copy, with JSON's whole numbers as CEL's ints (the state was
+		// stored as JSON).
+		if b, err := json.Marshal(in.State); err == nil {
+			if m, ok := decode(b).(map[string]any); ok {
+				x.state = m
+			}
+		}
+	}
 	if x.cps == nil {
 		x.cps = &Memory{}
 	}
@@ -207,6 +218,11 @@ func (r *Runner) Execute(ctx context.Context, in agent.Input, emit func(event.Ev
 	}
 	res.Metrics.TotalTokens = res.Metrics.InputTokens + res.Metrics.OutputTokens
 	res.Metrics.Duration = r.opts.Now().Sub(start)
+	x.mu.Lock()
+	if x.stateSet {
+		res.State = x.state
+	}
+	x.mu.Unlock()
 	e := x.event(event.RunCompleted, nil, scope{})
 	switch {
 	case err == nil:
@@ -419,12 +435,31 @@ func (x *run) setState(ctx context.Context, st *engine.WorkflowStep, sc scope) e
 		vals[k] = v
 	}
 	x.mu.Lock()
-	for k, v := range vals {
-		x.state[k] = v
+	defer x.mu.Unlock()
+	next := make(map[string]any, len(x.state)+len(vals))
+	for k, v := range x.state {
+		next[k] = v
 	}
-	x.mu.Unlock()
+	for k, v := range vals {
+		next[k] = v
+	}
+	if len(next) > MaxStateKeys {
+		return fmt.Errorf("set_state: the session state would hold %d keys, more than %d: write fewer keys or reuse them", len(next), MaxStateKeys)
+	}
+	if b, err := json.Marshal(next); err != nil {
+		return fmt.Errorf("set_state: the state is not JSON: %w", err)
+	} else if len(b) > MaxStateBytes {
+		return fmt.Errorf("set_state: the session state would take %d bytes as JSON, more than %d: keep smaller values in it", len(b), MaxStateBytes)
+	}
+	x.state, x.stateSet = next, true
 	return nil
 }
+
+// Bounds of a workflow session's key-value state.
+const (
+	MaxStateKeys  = 100
+	MaxStateBytes = 64 << 10
+)
 
 // retryable reports whether a failed step may run again: leaf steps only;
 // a container's own steps carry their own retries.
