@@ -22,6 +22,7 @@ import (
 	"github.com/troupehq/troupe/console"
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
@@ -31,6 +32,7 @@ import (
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/tool/builtin"
 	"github.com/troupehq/troupe/engine/trigger"
+	"github.com/troupehq/troupe/engine/workflow"
 	"github.com/troupehq/troupe/spec/watch"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
@@ -219,7 +221,9 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		Queue: jobs.IngestQueue{Client: jobClient}})
 	require.NoError(t, err)
 	jobs.RegisterIngestion(jobReg, ts.kb)
-	rt := &engine.Runtime{Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}})}
+	rt := &engine.Runtime{Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}}),
+		// As in troupe serve: workflow steps are checkpointed in the store.
+		Workflows: func(w *engine.Workflow) agent.Runner { return workflow.New(w, workflow.Options{Checkpoints: ts.db}) }}
 	ts.eng, err = engine.New(engine.Options{Dirs: []string{ts.dir}, Env: env, Runtime: rt})
 	require.NoError(t, err)
 	ts.kb.Configure(context.Background(), ts.eng.Current().Knowledge())
@@ -252,7 +256,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		h.opts(&o)
 	}
 	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Cancels: ts.db, Events: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout,
-		IdempotencyTTL: h.keyTTL})
+		IdempotencyTTL: h.keyTTL, Requeue: jobs.Resumer{Client: jobClient}})
 	// As in troupe serve: background runs are jobs any replica executes.
 	jobs.RegisterRuns(jobReg, ts.runs)
 	if h.keyTTL > 0 {

@@ -513,3 +513,39 @@ func TestExampleNightlyTrigger(t *testing.T) {
 	require.Equal(t, "echo", run.Model)
 	require.Contains(t, run.Content, "What is today's date?")
 }
+
+// TestTriggerFiresWorkflow: a trigger may target a workflow; its firing
+// (here "run now") is a background workflow run with the trigger's input,
+// which executes every step and names its trigger.
+func TestTriggerFiresWorkflow(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(runWorkflowSpecs+`
+---
+kind: Trigger
+name: each-night
+target: {workflow: each}
+schedule: {cron: "0 0 29 2 *"}
+input: {items: [a, b]}
+`))
+	var fired struct {
+		RunID string `json:"run_id"`
+	}
+	ts.json(http.MethodPost, "/triggers/each-night/fire", "", "", http.StatusAccepted, &fired)
+	var run wfRun
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/workflows/each/runs/"+fired.RunID, "", "", http.StatusOK, &run)
+		return run.Status == "COMPLETED" || run.Status == "ERROR"
+	}, 30*time.Second, 50*time.Millisecond)
+	require.Equal(t, "COMPLETED", run.Status, run.Error)
+	var names []string
+	for _, s := range run.Steps {
+		require.Equal(t, "COMPLETED", s.Status, s.Name)
+		names = append(names, s.Name)
+	}
+	require.NotEmpty(t, names)
+	var tagged struct {
+		Trigger string `json:"trigger"`
+	}
+	ts.json(http.MethodGet, "/workflows/each/runs/"+fired.RunID, "", "", http.StatusOK, &tagged)
+	require.Equal(t, "each-night", tagged.Trigger)
+}

@@ -259,8 +259,8 @@ func validateStart(s *Session, r *Run) error {
 	switch {
 	case s.ID == "":
 		return fmt.Errorf("session id is required: %w", ErrInvalid)
-	case s.Type != SessionAgent && s.Type != SessionTeam:
-		return fmt.Errorf("session type %q is not %q or %q: %w", s.Type, SessionAgent, SessionTeam, ErrInvalid)
+	case s.Type != SessionAgent && s.Type != SessionTeam && s.Type != SessionWorkflow:
+		return fmt.Errorf("session type %q is not %q, %q or %q: %w", s.Type, SessionAgent, SessionTeam, SessionWorkflow, ErrInvalid)
 	case s.ComponentID == "":
 		return fmt.Errorf("session component id is required: %w", ErrInvalid)
 	case r.ID == "":
@@ -269,8 +269,8 @@ func validateStart(s *Session, r *Run) error {
 		return fmt.Errorf("run session id %q differs from the session's %q: %w", r.SessionID, s.ID, ErrInvalid)
 	case r.UserID != "" && r.UserID != s.UserID:
 		return fmt.Errorf("run user id differs from the session's: %w", ErrInvalid)
-	case r.Type != "" && r.Type != SessionAgent && r.Type != SessionTeam:
-		return fmt.Errorf("run type %q is not %q or %q: %w", r.Type, SessionAgent, SessionTeam, ErrInvalid)
+	case r.Type != "" && r.Type != SessionAgent && r.Type != SessionTeam && r.Type != SessionWorkflow:
+		return fmt.Errorf("run type %q is not %q, %q or %q: %w", r.Type, SessionAgent, SessionTeam, SessionWorkflow, ErrInvalid)
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 // members' runs are part of their team's run, never listed).
 type RunQuery struct {
 	Filter
-	Type        string // SessionAgent or SessionTeam
+	Type        string // SessionAgent, SessionTeam or SessionWorkflow
 	ComponentID string
 	// SessionID, when set, keeps the runs of that session only.
 	SessionID string
@@ -44,8 +44,8 @@ func (db *DB) ListComponentRuns(ctx context.Context, q RunQuery) ([]Run, int, er
 }
 
 func (db *DB) listComponentRuns(ctx context.Context, q RunQuery) ([]Run, int, error) {
-	if q.Type != SessionAgent && q.Type != SessionTeam {
-		return nil, 0, fmt.Errorf("type %q: must be %s or %s: %w", q.Type, SessionAgent, SessionTeam, ErrInvalid)
+	if q.Type != SessionAgent && q.Type != SessionTeam && q.Type != SessionWorkflow {
+		return nil, 0, fmt.Errorf("type %q: must be %s, %s or %s: %w", q.Type, SessionAgent, SessionTeam, SessionWorkflow, ErrInvalid)
 	}
 	if q.ComponentID == "" {
 		return nil, 0, fmt.Errorf("no component: %w", ErrInvalid)

@@ -199,6 +199,13 @@ func (h *Handler) Register(r gin.IRouter) {
 	keyed.GET("/teams/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("team")))
 	timed.GET("/workflows", need(auth.ScopeAgentsRead), h.wrap(h.listWorkflows))
 	timed.GET("/workflows/:id", need(auth.ScopeAgentsRead), h.wrap(h.getWorkflow))
+	keyed.POST("/workflows/:id/runs", need(auth.ScopeAgentsRun), h.wrap(h.createRun("workflow")))
+	timed.GET("/workflows/:id/runs", need(auth.ScopeSessionsRead), h.wrap(h.listRuns("workflow")))
+	timed.GET("/workflows/:id/runs/:run_id", need(auth.ScopeSessionsRead), h.wrap(h.getWorkflowRun))
+	timed.POST("/workflows/:id/runs/:run_id/cancel", need(auth.ScopeAgentsRun), h.wrap(h.cancelRun("workflow")))
+	timed.POST("/workflows/:id/runs/:run_id/continue", need(auth.ScopeAgentsRun), h.wrap(h.continueRun))
+	keyed.POST("/workflows/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("workflow")))
+	keyed.GET("/workflows/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("workflow")))
 
 	timed.GET("/sessions", need(auth.ScopeSessionsRead), h.wrap(h.listSessions))
 	timed.GET("/sessions/:id", need(auth.ScopeSessionsRead), h.wrap(h.getSession))

@@ -98,7 +98,7 @@ var triggerRoutes = []Route{
 	{Method: "post", Path: "/triggers/{name}/fire", Tag: "Triggers", Summary: "Run a trigger now",
 		Desc:   "Starts a background run of the trigger's target as a firing would, recorded as a manual firing (it neither moves the schedule's ticks nor counts for its catch-up). The run gets the trigger's message or input. Follow it with GET /agents/{agent_id}/runs/{run_id} (or /teams/...). Requires admin.",
 		Params: []Param{PathParam("name", "Trigger name")}, Status: http.StatusAccepted, Resp: fireResponse{},
-		Errors: map[int]string{404: "No serving trigger has this name", 409: "The trigger targets a workflow, which this server cannot run yet", 429: "The background queue is full; retry later"}},
+		Errors: map[int]string{404: "No serving trigger has this name", 429: "The background queue is full; retry later"}},
 }
 
 // TriggerList returns snap's triggers with their next fire time after now
@@ -184,8 +184,6 @@ func triggerStatus(err error) (int, string, bool) {
 	switch {
 	case errors.Is(err, trigger.ErrNotFound):
 		return http.StatusNotFound, err.Error() + ": GET /triggers lists the serving triggers", true
-	case errors.Is(err, trigger.ErrWorkflowTarget):
-		return http.StatusConflict, err.Error(), true
 	case errors.Is(err, trigger.ErrSignature):
 		return http.StatusUnauthorized, err.Error(), true
 	}

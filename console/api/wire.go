@@ -298,6 +298,7 @@ type runResponse struct {
 	SessionID   string `json:"session_id"`
 	AgentID     string `json:"agent_id,omitempty"`
 	TeamID      string `json:"team_id,omitempty"`
+	WorkflowID  string `json:"workflow_id,omitempty"`
 	UserID      string `json:"user_id,omitempty"`
 	Status      string `json:"status"`
 	RunInput    string `json:"run_input"`
@@ -335,9 +336,12 @@ func toRun(r *store.Run, withMessages bool) runResponse {
 		out.References = []event.Reference{}
 	}
 	out.ExtraData = toExtraData(r.References)
-	if r.Type == "team" {
+	switch r.Type {
+	case "team":
 		out.TeamID = r.ComponentID
-	} else {
+	case "workflow":
+		out.WorkflowID = r.ComponentID
+	default:
 		out.AgentID = r.ComponentID
 	}
 	if withMessages {

@@ -46,8 +46,6 @@ var (
 	ErrNotFound = errors.New("trigger not found")
 	// ErrSignature: a webhook call's signature is missing or wrong.
 	ErrSignature = errors.New("missing or invalid webhook signature")
-	// ErrWorkflowTarget: firing workflows is not there yet.
-	ErrWorkflowTarget = errors.New("this trigger targets a workflow, which this server cannot run yet: target an agent or a team")
 )
 
 // Submitter queues background runs (jobs.RunQueue).
@@ -332,9 +330,6 @@ func (s *Service) fire(ctx context.Context, name, source string, tick time.Time,
 
 func (s *Service) start(ctx context.Context, t *spec.Trigger, source string, tick time.Time, body []byte) (*session.Run, error) {
 	target := t.Target.Key()
-	if target.Kind == spec.KindWorkflow {
-		return nil, fmt.Errorf("trigger %q: %w", t.Name, ErrWorkflowTarget)
-	}
 	msg, err := message(t, tick, body)
 	if err != nil {
 		return nil, err
