@@ -339,6 +339,7 @@ func BenchmarkConsolePages(b *testing.B) {
 		{"traces-filtered", "/ui/traces?target=helpdesk&status=OK&since=1h"},
 		{"trace", "/ui/traces/" + fx.traceID},
 		{"knowledge", "/ui/knowledge"},
+		{"triggers", "/ui/triggers"},
 		{"config", "/ui/config"},
 	} {
 		b.Run(p.name, func(b *testing.B) {

@@ -22,6 +22,7 @@ import (
 	"github.com/troupehq/troupe/console"
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
@@ -30,6 +31,8 @@ import (
 	"github.com/troupehq/troupe/engine/model/openai"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/tool/builtin"
+	"github.com/troupehq/troupe/engine/trigger"
+	"github.com/troupehq/troupe/engine/workflow"
 	"github.com/troupehq/troupe/spec/watch"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
@@ -90,6 +93,7 @@ type testServer struct {
 	traces   traceStore
 	metrics  *telemetry.Metrics
 	jobs     *jobs.Client
+	triggers *trigger.Service
 	v        *vendor
 	stop     func()
 	errc     chan error
@@ -217,7 +221,9 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		Queue: jobs.IngestQueue{Client: jobClient}})
 	require.NoError(t, err)
 	jobs.RegisterIngestion(jobReg, ts.kb)
-	rt := &engine.Runtime{Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}})}
+	rt := &engine.Runtime{Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}}),
+		// As in troupe serve: workflow steps are checkpointed in the store.
+		Workflows: func(w *engine.Workflow) agent.Runner { return workflow.New(w, workflow.Options{Checkpoints: ts.db}) }}
 	ts.eng, err = engine.New(engine.Options{Dirs: []string{ts.dir}, Env: env, Runtime: rt})
 	require.NoError(t, err)
 	ts.kb.Configure(context.Background(), ts.eng.Current().Knowledge())
@@ -250,7 +256,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		h.opts(&o)
 	}
 	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Cancels: ts.db, Events: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout,
-		IdempotencyTTL: h.keyTTL})
+		IdempotencyTTL: h.keyTTL, Requeue: jobs.Resumer{Client: jobClient}})
 	// As in troupe serve: background runs are jobs any replica executes.
 	jobs.RegisterRuns(jobReg, ts.runs)
 	if h.keyTTL > 0 {
@@ -264,6 +270,13 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		rec = ts.recorder
 	}
 	wireMetrics(ts.metrics, ts.eng, rec, ts.kb, jobClient)
+	// As in troupe serve: triggers fire through the job engine and the run
+	// queue.
+	ts.triggers = trigger.New(trigger.Options{Snapshots: ts.eng, Jobs: jobClient, Runs: o.Background, Store: ts.db})
+	ts.triggers.Register(jobReg)
+	if o.Triggers == nil {
+		o.Triggers = ts.triggers
+	}
 	o.Runs = ts.runs
 	srv := console.New(o)
 	ts.srv = srv
@@ -285,6 +298,8 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	wg.Go(func() { _ = ts.eng.Run(ctx, dirty) })
 	wg.Go(func() { _ = ts.kb.Run(ctx) })
 	wg.Go(func() { _ = ts.kb.Follow(ctx) })
+	updates, unsubscribe := ts.eng.Subscribe()
+	wg.Go(func() { defer unsubscribe(); _ = ts.triggers.Run(ctx, ts.eng.Current(), updates) })
 	wg.Go(func() { _ = jobClient.Run(ctx) })
 	wg.Go(func() { _ = ts.recorder.Run(ctx) })
 	var stopped sync.Once

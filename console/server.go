@@ -44,6 +44,9 @@ type Options struct {
 	// Queue shows the job engine's queues and jobs to operators (/queue
 	// routes, the console's jobs page); nil leaves them out.
 	Queue Queue
+	// Triggers answers webhooks at POST /hooks/{path}; nil leaves the
+	// route out.
+	Triggers Triggers
 	// Traces answers /traces; nil leaves the routes out.
 	Traces telemetry.Reader
 	// Metrics observes runs for /metrics/prometheus; nil leaves it out.
@@ -185,14 +188,18 @@ func New(opts Options) *Server {
 	if opts.Metrics != nil {
 		prom = opts.Metrics.Handler()
 	}
+	documented := openai.Routes()
+	if opts.Triggers != nil {
+		documented = append(documented, hookRoutes()...)
+	}
 	s.api = api.New(api.Options{
-		Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Background: opts.Background, Queue: opts.Queue, Knowledge: opts.Knowledge, Traces: opts.Traces, Prometheus: prom,
+		Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Background: opts.Background, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Knowledge: opts.Knowledge, Traces: opts.Traces, Prometheus: prom,
 		Streams: s.streams, Keys: opts.Keys, Logger: opts.Logger, Started: s.start, Closing: s.closing,
-		Documented: openai.Routes(), Body: body, Upload: upload, Timeout: s.timeout, DBID: opts.DBID, Version: opts.Version, ReplicaID: opts.ReplicaID,
+		Documented: documented, Body: body, Upload: upload, Timeout: s.timeout, DBID: opts.DBID, Version: opts.Version, ReplicaID: opts.ReplicaID,
 	})
 	s.openai = openai.New(openai.Options{Engine: opts.Engine, Runs: opts.Runs, Streams: s.streams, Keys: opts.Keys, Deny: s.api.Deny,
 		Logger: opts.Logger, Body: body, Timeout: s.timeout})
-	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Traces: opts.Traces, Queue: opts.Queue, Streams: s.streams,
+	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Traces: opts.Traces, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Streams: s.streams,
 		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Body: body, Upload: upload, Timeout: s.timeout, Version: opts.Version})
 	s.router = s.routes()
 	return s
@@ -216,6 +223,9 @@ func (s *Server) routes() *gin.Engine {
 	s.api.Register(apis)
 	s.openai.Register(apis)
 	s.ui.Register(r.Group("", uiChain...))
+	if s.opts.Triggers != nil {
+		r.POST("/hooks/*path", s.checkHost(s.misdirectedAPI), s.limitBody(s.opts.BodyTimeout, s.opts.MaxBodyBytes), s.timeout, s.hook)
+	}
 
 	// A request no route matches belongs to no group, and gin has no
 	// fallback per group (nor may a catch-all share a prefix with routes):

@@ -348,8 +348,9 @@ func TestConsolePageWeight(t *testing.T) {
 		ts.json("GET", "/traces?limit=1", "", "", 200, &traces)
 		return len(traces.Data) > 0
 	}, 5*time.Second, 50*time.Millisecond)
+	addWorkflows(t, ts, "")
 	for _, path := range []string{"/", "/ui/agents", "/ui/agents/helpdesk", "/ui/teams/crew", "/ui/sessions", "/ui/sessions/" + sessions.Data[0].SessionID,
-		"/ui/traces", "/ui/traces/" + traces.Data[0].TraceID, "/ui/knowledge", "/ui/config"} {
+		"/ui/traces", "/ui/traces/" + traces.Data[0].TraceID, "/ui/knowledge", "/ui/triggers", "/ui/config", "/ui/workflows", "/ui/workflows/pipeline"} {
 		resp, body := ts.page("GET", path, "", nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, path)
 		require.Less(t, len(body), 100_000, path)
@@ -415,7 +416,7 @@ func TestConsolePagesOnPostgres(t *testing.T) {
 	require.Equal(t, "1 runs", doc(t, body).Find("[data-testid=run-count]").Text())
 	_, body = ts.page("GET", "/ui/sessions/"+run.SessionID, "", nil)
 	require.Equal(t, "3", strings.TrimSpace(doc(t, body).Find("[data-testid=tool-result]").Text()))
-	for _, path := range []string{"/ui/agents", "/ui/sessions?q=call", "/ui/traces?status=OK&since=1h", "/ui/knowledge", "/ui/config"} {
+	for _, path := range []string{"/ui/agents", "/ui/sessions?q=call", "/ui/traces?status=OK&since=1h", "/ui/knowledge", "/ui/triggers", "/ui/config"} {
 		resp, _ := ts.page("GET", path, "", nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, path)
 	}

@@ -35,6 +35,10 @@ func (s *Snapshot) Runner(kind spec.Kind, name string) (agent.Runner, error) {
 		if t, ok := s.teams[name]; ok && t.Runner != nil {
 			return t.Runner, nil
 		}
+	case spec.KindWorkflow:
+		if w, ok := s.workflows[name]; ok && w.Runner != nil {
+			return w.Runner, nil
+		}
 	}
 	if o, ok := s.objects[spec.Key{Kind: kind, Name: name}]; ok && o.Doc == nil {
 		return nil, fmt.Errorf("%s %q is broken: %w", kind.Lower(), name, &BrokenError{Diagnostics: o.Diagnostics})

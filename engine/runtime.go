@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
 	"github.com/troupehq/troupe/spec"
@@ -28,6 +29,11 @@ type Runtime struct {
 	// Now is the clock of runs; nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Workflows builds the runner of a compiled workflow (engine/workflow's
+	// New, bound to the store's checkpoints by cmd/troupe). It is injected
+	// because the workflow runner walks the engine's compiled tree, so the
+	// engine cannot import it. Nil: workflows compile but do not run.
+	Workflows func(*Workflow) agent.Runner
 
 	defaultTools sync.Once
 	tools        *tool.Registry

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/troupehq/troupe/engine/agent"
+
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/spec/expr"
 )
@@ -30,6 +32,9 @@ type Workflow struct {
 	// Output renders the workflow's output; nil means the last step's output.
 	Output  *expr.Template
 	Timeout time.Duration
+	// Runner runs the workflow; nil when the snapshot was compiled without a
+	// runtime or without Runtime.Workflows (spec tooling).
+	Runner agent.Runner
 
 	byName map[string]*WorkflowStep
 }
@@ -114,6 +119,9 @@ func (c *compiler) workflow(s *Snapshot, w *spec.Workflow, building map[string]b
 		return nil
 	}
 	out.Steps = steps
+	if c.rt != nil && c.rt.Workflows != nil {
+		out.Runner = c.rt.Workflows(out)
+	}
 	s.workflows[w.Name] = out
 	return out
 }

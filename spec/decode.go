@@ -264,6 +264,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, fi *fieldIn
 		if isNull(n) {
 			return
 		}
+		if n.Kind == yaml.MappingNode && t.Elem().Kind() == reflect.Interface {
+			// Free-form values (a trigger's static input), like a JSON Schema.
+			if m, ok := d.toAny(n, path).(map[string]any); ok {
+				v.Set(reflect.ValueOf(m))
+			}
+			return
+		}
 		if n.Kind != yaml.MappingNode {
 			d.errorf(n, path, "expected a mapping, got %s", describe(n))
 			return

@@ -69,6 +69,7 @@ var kindDescriptions = map[Kind]string{
 	KindKnowledge: "A searchable knowledge base.",
 	KindModel:     "A named model configuration.",
 	KindWorkflow:  "A workflow: steps of agents, teams and nested workflows run in order, with parallel, condition, loop, router and approval steps.",
+	KindTrigger:   "A schedule or a webhook that starts runs of an agent, a team or a workflow.",
 }
 
 // SchemaJSON returns Schema as indented JSON.
@@ -149,6 +150,9 @@ func typeSchema(t reflect.Type, f *fieldInfo) map[string]any {
 	case reflect.Slice:
 		return map[string]any{"type": "array", "items": typeSchema(t.Elem(), f)}
 	case reflect.Map:
+		if t.Elem().Kind() == reflect.Interface {
+			return map[string]any{"type": "object"}
+		}
 		return map[string]any{"type": "object", "additionalProperties": typeSchema(t.Elem(), nil)}
 	}
 	panic("spec: no schema for " + t.String())

@@ -86,8 +86,16 @@ func TestExamples(t *testing.T) {
 	for _, k := range set.Keys() {
 		kinds = append(kinds, k.Kind)
 	}
-	for _, k := range []spec.Kind{spec.KindAgent, spec.KindTeam, spec.KindTool, spec.KindKnowledge} {
+	for _, k := range []spec.Kind{spec.KindAgent, spec.KindTeam, spec.KindTool, spec.KindKnowledge, spec.KindWorkflow, spec.KindTrigger} {
 		require.Contains(t, kinds, k)
+	}
+	// The example workflow shows a parallel fan-out and a condition.
+	w, ok := set.Lookup(spec.Key{Kind: spec.KindWorkflow, Name: "briefing"}).(*spec.Workflow)
+	require.True(t, ok, "agents.d has the briefing workflow")
+	stepKinds := map[string]bool{}
+	w.Walk(func(_ string, s *spec.Step) { stepKinds[s.Kind()] = true })
+	for _, k := range []string{spec.StepAgent, spec.StepTeam, spec.StepParallel, spec.StepCondition} {
+		require.True(t, stepKinds[k], "briefing has a %s step", k)
 	}
 	// Offline by default: every agent and team runs on echo unless TROUPE_MODEL says otherwise.
 	for _, k := range set.Keys() {

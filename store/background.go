@@ -32,6 +32,11 @@ func (db *DB) FailRunning(ctx context.Context, id, reason string) (bool, error) 
 	if r.Status != event.StatusRunning {
 		return false, nil
 	}
+	if r.Type == SessionWorkflow && r.ParentRunID == "" {
+		// A workflow run resumes from its checkpoints instead: recovery
+		// requeues it once its replica is found dead (recoverRuns).
+		return false, nil
+	}
 	r.Status, r.Error, r.UpdatedAt = event.StatusError, reason, time.Time{}
 	if err := db.FinishRun(ctx, r); err != nil {
 		return false, err

@@ -76,6 +76,10 @@ func (db *DB) Leave(ctx context.Context) error {
 //
 // Open also recovers the runs of this replica id's previous process, which
 // cannot be alive any more under the same id.
+//
+// Top-level workflow runs are the exception: they are set back to PENDING
+// (returned with that status and no error), for the caller to queue their
+// jobs; they resume after their last checkpointed step.
 func (db *DB) RecoverRuns(ctx context.Context) ([]session.Run, error) {
 	return db.recoverRuns(ctx, false)
 }
@@ -94,26 +98,36 @@ func (db *DB) recoverRuns(ctx context.Context, own bool) ([]Run, error) {
 	if own {
 		ownRuns = ` OR replica_id = $4`
 	}
+	// Top-level workflow runs are not failed but requeued PENDING: they
+	// resume from their checkpoints (the caller queues their jobs).
+	const requeued = `(type = 'workflow' AND parent_run_id = '')`
 	t := now()
 	cutoff := t.Add(-db.lease)
 	var recovered []Run
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		recovered = recovered[:0] // a group commit may retry fn
 		rows, err := tx.QueryContext(ctx,
-			`UPDATE runs SET status = $1, error = $2, updated_at = $3, latency_us = `+latency+` WHERE status = 'RUNNING' AND (
+			`UPDATE runs SET status = CASE WHEN `+requeued+` THEN 'PENDING' ELSE $1 END,
+				error = CASE WHEN `+requeued+` THEN '' ELSE $2 END, updated_at = $3,
+				replica_id = CASE WHEN `+requeued+` THEN '' ELSE replica_id END,
+				latency_us = CASE WHEN `+requeued+` THEN NULL ELSE `+latency+` END WHERE status = 'RUNNING' AND (
 				(replica_id <> '' AND replica_id <> $4 AND NOT EXISTS (SELECT 1 FROM replicas p WHERE p.id = runs.replica_id AND p.seen_at >= $5))
 				OR (replica_id = '' AND NOT EXISTS (SELECT 1 FROM replicas p WHERE p.id <> $4 AND p.seen_at >= $5))`+ownRuns+`)
-			RETURNING id, session_id, parent_run_id, component_id, type, user_id, input, model, provider, spec_version, created_at, updated_at`,
+			RETURNING id, session_id, parent_run_id, component_id, type, user_id, input, model, provider, spec_version, created_at, updated_at, status`,
 			string(event.StatusError), InterruptedRunError, db.timeArg(t), db.replica, db.timeArg(cutoff))
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			r := Run{Status: event.StatusError, Error: InterruptedRunError}
+			r := Run{Error: InterruptedRunError}
+			var status string
 			if err := rows.Scan(&r.ID, &r.SessionID, &r.ParentRunID, &r.ComponentID, &r.Type, &r.UserID, &r.Input,
-				&r.Model, &r.Provider, &r.SpecVersion, timeDest{&r.CreatedAt}, timeDest{&r.UpdatedAt}); err != nil {
+				&r.Model, &r.Provider, &r.SpecVersion, timeDest{&r.CreatedAt}, timeDest{&r.UpdatedAt}, &status); err != nil {
 				return err
+			}
+			if r.Status = event.Status(status); r.Status == event.StatusPending {
+				r.Error = ""
 			}
 			recovered = append(recovered, r)
 		}
@@ -129,7 +143,7 @@ func (db *DB) recoverRuns(ctx context.Context, own bool) ([]Run, error) {
 		return nil, fmt.Errorf("store: recovering interrupted runs: %w", err)
 	}
 	if len(recovered) > 0 {
-		db.log.Warn("marked runs interrupted by a stopped replica as failed", "runs", len(recovered))
+		db.log.Warn("recovered runs interrupted by a stopped replica (failed, or requeued for workflows)", "runs", len(recovered))
 	}
 	return recovered, nil
 }

@@ -22,7 +22,7 @@ const runColumns = `id, session_id, parent_run_id, component_id, type, user_id, 
 	tools, messages, metrics, model, provider, spec_version, created_at, updated_at`
 
 // runSelectColumns are runColumns plus those written only when a run finishes.
-const runSelectColumns = runColumns + `, refs, partial`
+const runSelectColumns = runColumns + `, refs, partial, trigger_name`
 
 // Both dialects take $N placeholders. They are numbered in order of first
 // appearance in every statement, because SQLite numbers parameters that way
@@ -259,8 +259,8 @@ func validateStart(s *Session, r *Run) error {
 	switch {
 	case s.ID == "":
 		return fmt.Errorf("session id is required: %w", ErrInvalid)
-	case s.Type != SessionAgent && s.Type != SessionTeam:
-		return fmt.Errorf("session type %q is not %q or %q: %w", s.Type, SessionAgent, SessionTeam, ErrInvalid)
+	case s.Type != SessionAgent && s.Type != SessionTeam && s.Type != SessionWorkflow:
+		return fmt.Errorf("session type %q is not %q, %q or %q: %w", s.Type, SessionAgent, SessionTeam, SessionWorkflow, ErrInvalid)
 	case s.ComponentID == "":
 		return fmt.Errorf("session component id is required: %w", ErrInvalid)
 	case r.ID == "":
@@ -269,8 +269,8 @@ func validateStart(s *Session, r *Run) error {
 		return fmt.Errorf("run session id %q differs from the session's %q: %w", r.SessionID, s.ID, ErrInvalid)
 	case r.UserID != "" && r.UserID != s.UserID:
 		return fmt.Errorf("run user id differs from the session's: %w", ErrInvalid)
-	case r.Type != "" && r.Type != SessionAgent && r.Type != SessionTeam:
-		return fmt.Errorf("run type %q is not %q or %q: %w", r.Type, SessionAgent, SessionTeam, ErrInvalid)
+	case r.Type != "" && r.Type != SessionAgent && r.Type != SessionTeam && r.Type != SessionWorkflow:
+		return fmt.Errorf("run type %q is not %q, %q or %q: %w", r.Type, SessionAgent, SessionTeam, SessionWorkflow, ErrInvalid)
 	}
 	return nil
 }
@@ -622,7 +622,7 @@ func scanRun(sc scanner) (Run, error) {
 	)
 	err := sc.Scan(&r.ID, &r.SessionID, &r.ParentRunID, &r.ComponentID, &r.Type, &r.UserID, &r.Input, &r.Content,
 		&status, &r.Error, &tools, &messages, &metrics, &r.Model, &r.Provider, &r.SpecVersion,
-		timeDest{&r.CreatedAt}, timeDest{&r.UpdatedAt}, &refs, &r.Partial)
+		timeDest{&r.CreatedAt}, timeDest{&r.UpdatedAt}, &refs, &r.Partial, &r.Trigger)
 	if err != nil {
 		return Run{}, err
 	}

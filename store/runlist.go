@@ -13,7 +13,7 @@ import (
 // members' runs are part of their team's run, never listed).
 type RunQuery struct {
 	Filter
-	Type        string // SessionAgent or SessionTeam
+	Type        string // SessionAgent, SessionTeam or SessionWorkflow
 	ComponentID string
 	// SessionID, when set, keeps the runs of that session only.
 	SessionID string
@@ -27,7 +27,7 @@ type RunQuery struct {
 // messages repeat its whole context and are by far its largest part, and a
 // list shows runs, not conversations (GET /sessions/{id}/runs has them).
 const listRunColumns = `id, session_id, parent_run_id, component_id, type, user_id, input, content, status, error,
-	tools, NULL, metrics, model, provider, spec_version, created_at, updated_at, refs, partial`
+	tools, NULL, metrics, model, provider, spec_version, created_at, updated_at, refs, partial, trigger_name`
 
 // ListComponentRuns returns one page of the top-level runs q selects, newest
 // first (ties broken by id, descending, so pages never overlap or skip
@@ -44,8 +44,8 @@ func (db *DB) ListComponentRuns(ctx context.Context, q RunQuery) ([]Run, int, er
 }
 
 func (db *DB) listComponentRuns(ctx context.Context, q RunQuery) ([]Run, int, error) {
-	if q.Type != SessionAgent && q.Type != SessionTeam {
-		return nil, 0, fmt.Errorf("type %q: must be %s or %s: %w", q.Type, SessionAgent, SessionTeam, ErrInvalid)
+	if q.Type != SessionAgent && q.Type != SessionTeam && q.Type != SessionWorkflow {
+		return nil, 0, fmt.Errorf("type %q: must be %s, %s or %s: %w", q.Type, SessionAgent, SessionTeam, SessionWorkflow, ErrInvalid)
 	}
 	if q.ComponentID == "" {
 		return nil, 0, fmt.Errorf("no component: %w", ErrInvalid)

@@ -18,6 +18,8 @@ import (
 const (
 	SessionAgent = session.TypeAgent
 	SessionTeam  = session.TypeTeam
+	// SessionWorkflow is a workflow's session and its top-level runs.
+	SessionWorkflow = session.TypeWorkflow
 )
 
 // Session is the run service's record of a conversation with one agent or

@@ -181,6 +181,8 @@ func runStatusLabel(t event.Type) string {
 		return "error"
 	case event.StatusCancelled:
 		return "cancelled"
+	case event.StatusPaused:
+		return "paused"
 	default:
 		return "completed"
 	}

@@ -17,6 +17,7 @@ const (
 	KindTool      = "tool"      // one tool call
 	KindKnowledge = "knowledge" // a knowledge search (a knowledge_search tool call)
 	KindStore     = "store"     // persisting the run
+	KindStep      = "step"      // one workflow step (its agent, team or nested workflow run inside)
 )
 
 // Span statuses.

@@ -38,6 +38,7 @@ type Trace struct {
 	open     map[string]int // tool call id → index in spans
 	runs     map[string]int // member run id → index in spans
 	memberOf map[string]string
+	steps    map[string]int // workflow step (name#iteration) → index in spans
 }
 
 // NewTrace starts the root span of a run now, always in a new trace of its
@@ -52,7 +53,7 @@ func NewTrace(info RunInfo, link Parent, start time.Time, maxAttr int) *Trace {
 	if maxAttr <= 0 {
 		maxAttr = DefaultMaxAttribute
 	}
-	t := &Trace{maxAttr: maxAttr, open: map[string]int{}, runs: map[string]int{}, memberOf: map[string]string{}}
+	t := &Trace{maxAttr: maxAttr, open: map[string]int{}, runs: map[string]int{}, memberOf: map[string]string{}, steps: map[string]int{}}
 	t.root = Span{
 		TraceID: NewTraceID(), SpanID: NewSpanID(), Name: info.Kind + ".run " + info.Target, Kind: KindRun,
 		Start: start, RunID: info.RunID, SessionID: info.SessionID, UserID: info.UserID, Status: StatusOK,
@@ -108,8 +109,35 @@ func (t *Trace) Observe(e event.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch e.Type {
+	case event.StepStarted:
+		s := t.child(KindStep, "workflow.step "+e.Step, t.openContainer(), e.CreatedAt)
+		s.Attributes["troupe.step"], s.Attributes["troupe.step_type"] = e.Step, e.StepType
+		s.Attributes["troupe.iteration"] = strconv.Itoa(e.Iteration)
+		t.steps[stepKey(e)] = len(t.spans)
+		t.spans = append(t.spans, s)
+	case event.StepCompleted, event.StepError:
+		i, ok := t.steps[stepKey(e)]
+		if !ok {
+			return
+		}
+		delete(t.steps, stepKey(e))
+		t.spans[i].End = e.CreatedAt
+		if e.Type == event.StepError {
+			t.spans[i].Status, t.spans[i].StatusMessage = StatusError, t.clip(e.Content)
+		}
 	case event.RunStarted:
 		if e.Depth == 0 {
+			return
+		}
+		if i, ok := t.steps[stepKey(e)]; ok && e.Step != "" {
+			// The agent, team or workflow a workflow step runs.
+			s := t.child(KindRun, "step.run "+e.Member, t.spans[i].SpanID, e.CreatedAt)
+			s.AgentID, s.TeamID = e.AgentID, e.TeamID
+			s.Attributes["troupe.member"], s.Attributes["troupe.step"] = e.Member, e.Step
+			s.Attributes["troupe.depth"] = strconv.Itoa(e.Depth)
+			s.Attributes["model"], s.Attributes["provider"] = e.Model, e.Provider
+			t.runs[e.RunID] = len(t.spans)
+			t.spans = append(t.spans, s)
 			return
 		}
 		// A member run: under the delegation that started it, if any.
@@ -199,6 +227,26 @@ func (t *Trace) Observe(e event.Event) {
 			s.Status, s.StatusMessage = StatusError, t.clip(e.ErrorKind+": "+e.Content)
 		}
 	}
+}
+
+// stepKey identifies a workflow step execution among a trace's spans.
+func stepKey(e event.Event) string { return e.Step + "#" + strconv.Itoa(e.Iteration) }
+
+// openContainer returns the span a workflow step starts under: the latest
+// step still open that contains others (parallel, condition, loop, router,
+// nested workflow), else the run's root.
+func (t *Trace) openContainer() string {
+	for i := len(t.spans) - 1; i >= 0; i-- {
+		s := t.spans[i]
+		if s.Kind != KindStep || !s.End.IsZero() {
+			continue
+		}
+		switch s.Attributes["troupe.step_type"] {
+		case "parallel", "condition", "loop", "router", "workflow":
+			return s.SpanID
+		}
+	}
+	return t.root.SpanID
 }
 
 // parentByDepth finds the run span one level up for a nested member: the most

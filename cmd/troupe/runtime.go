@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/knowledge/milvus"
@@ -14,6 +15,7 @@ import (
 	"github.com/troupehq/troupe/engine/model/openai"
 	"github.com/troupehq/troupe/engine/tool/builtin"
 	"github.com/troupehq/troupe/engine/tool/mcp"
+	"github.com/troupehq/troupe/engine/workflow"
 	"github.com/troupehq/troupe/spec"
 )
 
@@ -64,5 +66,8 @@ func newRuntime(getenv env, logger *slog.Logger, kbs *kb.Service) (*engine.Runti
 		Tools:  engine.DefaultTools(engine.ToolOptions{MCP: pool, Builtin: builtin.Options{Knowledge: kbs}}),
 		Env:    spec.Env(getenv),
 		Logger: logger.With("component", "model"),
+		// Without a store (troupe run) workflow steps are checkpointed in
+		// memory; serve replaces this with the database's checkpoints.
+		Workflows: func(w *engine.Workflow) agent.Runner { return workflow.New(w, workflow.Options{}) },
 	}, pool
 }

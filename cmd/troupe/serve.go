@@ -22,11 +22,14 @@ import (
 	"github.com/troupehq/troupe/console"
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/tool/egress"
+	"github.com/troupehq/troupe/engine/trigger"
+	"github.com/troupehq/troupe/engine/workflow"
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/spec/watch"
 	"github.com/troupehq/troupe/store"
@@ -229,6 +232,11 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	jobs.RegisterIngestion(jobReg, kbs)
 	rt, pool := newRuntime(getenv, logger, kbs)
 	defer pool.Close()
+	// Workflow runs checkpoint their steps in the database, so a run
+	// interrupted by a crash resumes after its last finished step.
+	rt.Workflows = func(w *engine.Workflow) agent.Runner {
+		return workflow.New(w, workflow.Options{Checkpoints: db})
+	}
 	eng, err := engine.New(engine.Options{Dirs: []string{cfg.dir}, ReadRoots: cfg.readRoots, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt})
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", cfg.dir, err)
@@ -247,7 +255,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	defer tel.close()
 	metrics := telemetry.NewMetrics()
 	wireMetrics(metrics, eng, tel.recorder, kbs, jobClient)
-	runs := newRunService(eng, db, tel.recorder, metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger)
+	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, tel.recorder, metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger)
 	jobs.RegisterRuns(jobReg, runs)
 	// Expired keys already count as new; purging them keeps the table to a
 	// retention's worth, checked at least hourly.
@@ -255,9 +263,13 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	// A run whose job was lost (its replica died between storing the run
 	// and queueing the job) ends ERROR instead of waiting for ever.
 	jobs.RegisterOrphanSweep(jobReg, jobClient, db, runs, time.Minute, 2*time.Minute)
+	background := &jobs.RunQueue{Client: jobClient, Runs: runs, MaxDepth: cfg.maxQueued}
+	// Triggers fire through the job engine (schedules) and the run queue.
+	triggers := trigger.New(trigger.Options{Snapshots: eng, Jobs: jobClient, Runs: background, Store: db, Logger: logger.With("component", "triggers")})
+	triggers.Register(jobReg)
 	srv := console.New(console.Options{
-		Engine: eng, Store: db, Knowledge: kbs, Runs: runs, Traces: tel.reader, Metrics: metrics,
-		Background: &jobs.RunQueue{Client: jobClient, Runs: runs, MaxDepth: cfg.maxQueued}, Queue: jobClient,
+		Engine: eng, Store: db, Knowledge: kbs, Runs: runs, Traces: tel.reader, Metrics: metrics, Triggers: triggers,
+		Background: background, Queue: jobClient,
 		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
 		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,
 		ShutdownTimeout: cfg.shutdownTimeout, DrainDelay: cfg.drainDelay, DBID: "troupe-" + db.Dialect(), Version: version,
@@ -295,6 +307,11 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	}
 	g.Go(func() error { return followKnowledge(gctx, eng, kbs) })
 	g.Go(func() error {
+		updates, unsubscribe := eng.Subscribe()
+		defer unsubscribe()
+		return triggers.Run(gctx, eng.Current(), updates)
+	})
+	g.Go(func() error {
 		for {
 			select {
 			case <-gctx.Done():
@@ -326,7 +343,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 // missed beats are tolerated) and the recovery sweep (two leases, the
 // defaults' 5s and 30s for the default 15s lease); 0 keeps the defaults.
 // keyTTL is how long idempotency keys replay their runs.
-func newRunService(eng *engine.Engine, db *store.DB, rec *telemetry.Recorder, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger) *session.Service {
+func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, rec *telemetry.Recorder, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger) *session.Service {
 	var observers []session.Observer
 	if rec != nil {
 		observers = append(observers, telemetry.NewTracer(rec))
@@ -338,7 +355,7 @@ func newRunService(eng *engine.Engine, db *store.DB, rec *telemetry.Recorder, m 
 	// of the same database reaches the runs executing on this one.
 	// Liveness: this replica's heartbeat, and recovery of the runs of
 	// replicas that died while this one serves.
-	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Events: db, Liveness: db, Observers: observers, DrainTimeout: drain,
+	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Events: db, Liveness: db, Requeue: requeue, Observers: observers, DrainTimeout: drain,
 		HeartbeatInterval: lease / 3, RecoverInterval: 2 * lease, IdempotencyTTL: keyTTL, Logger: logger.With("component", "runs")})
 }
 

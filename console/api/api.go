@@ -51,6 +51,7 @@ type Store interface {
 	GetRun(ctx context.Context, id string, f store.Filter) (*store.Run, error)
 	ListComponentRuns(ctx context.Context, q store.RunQuery) ([]store.Run, int, error)
 	DailyMetrics(ctx context.Context, from, to time.Time) ([]store.DailyMetrics, error)
+	Fires
 	// Ready runs a cheap real query, for the readiness probe.
 	Ready(ctx context.Context) error
 }
@@ -104,6 +105,9 @@ type Options struct {
 	// Queue serves /queue routes (the job engine's client); nil leaves
 	// them out.
 	Queue Queue
+	// Triggers runs triggers now (POST /triggers/{name}/fire); nil leaves
+	// that route out.
+	Triggers Triggers
 	// Traces answers /traces; nil leaves the routes out.
 	Traces telemetry.Reader
 	// Prometheus serves /metrics/prometheus; nil leaves it out.
@@ -193,6 +197,15 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.POST("/teams/:id/runs/:run_id/cancel", need(auth.ScopeAgentsRun), h.wrap(h.cancelRun("team")))
 	keyed.POST("/teams/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("team")))
 	keyed.GET("/teams/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("team")))
+	timed.GET("/workflows", need(auth.ScopeAgentsRead), h.wrap(h.listWorkflows))
+	timed.GET("/workflows/:id", need(auth.ScopeAgentsRead), h.wrap(h.getWorkflow))
+	keyed.POST("/workflows/:id/runs", need(auth.ScopeAgentsRun), h.wrap(h.createRun("workflow")))
+	timed.GET("/workflows/:id/runs", need(auth.ScopeSessionsRead), h.wrap(h.listRuns("workflow")))
+	timed.GET("/workflows/:id/runs/:run_id", need(auth.ScopeSessionsRead), h.wrap(h.getWorkflowRun))
+	timed.POST("/workflows/:id/runs/:run_id/cancel", need(auth.ScopeAgentsRun), h.wrap(h.cancelRun("workflow")))
+	timed.POST("/workflows/:id/runs/:run_id/continue", need(auth.ScopeAgentsRun), h.wrap(h.continueRun))
+	keyed.POST("/workflows/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("workflow")))
+	keyed.GET("/workflows/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("workflow")))
 
 	timed.GET("/sessions", need(auth.ScopeSessionsRead), h.wrap(h.listSessions))
 	timed.GET("/sessions/:id", need(auth.ScopeSessionsRead), h.wrap(h.getSession))
@@ -224,6 +237,13 @@ func (h *Handler) Register(r gin.IRouter) {
 		timed.GET("/queue/stats", need(auth.ScopeAdmin), h.wrap(h.queueStats))
 		timed.GET("/queue/jobs", need(auth.ScopeAdmin), h.wrap(h.listJobs))
 		timed.POST("/queue/jobs/:job_id/requeue", need(auth.ScopeAdmin), h.wrap(h.requeueJob))
+	}
+	timed.GET("/triggers", need(auth.ScopeAgentsRead), h.wrap(h.listTriggers))
+	timed.GET("/triggers/:name", need(auth.ScopeAgentsRead), h.wrap(h.getTrigger))
+	if h.opts.Triggers != nil {
+		// Starting a run nobody asked for at the trigger's target, with
+		// the trigger's input, is an operator's decision.
+		timed.POST("/triggers/:name/fire", need(auth.ScopeAdmin), h.wrap(h.fireTrigger))
 	}
 	timed.GET("/metrics", need(auth.ScopeAdmin), h.wrap(h.dailyMetrics))
 	if prom := h.opts.Prometheus; prom != nil {

@@ -143,11 +143,15 @@ type configTeam struct {
 	Mode        string `json:"mode"`
 }
 
-// configWorkflow is a workflow of /config; Troupe has none yet, and AgentOS
-// clients expect the list.
+// configWorkflow is a workflow of /config, in AgentOS's shape plus its
+// status (ok, or stale when an edit broke it and its last good version
+// serves; broken workflows are not served and appear only in objects).
 type configWorkflow struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	DBID        string `json:"db_id"`
+	Status      string `json:"status"`
 }
 
 type configIface struct {
@@ -176,6 +180,11 @@ func (h *Handler) getConfig(c *gin.Context) error {
 	for _, t := range snap.Teams() {
 		teams = append(teams, configTeam{ID: t.Name(), Name: t.Name(), Description: t.Spec.Description, DBID: h.opts.DBID, Mode: t.Spec.Mode})
 	}
+	workflows := []configWorkflow{}
+	for _, w := range snap.Workflows() {
+		workflows = append(workflows, configWorkflow{ID: w.Name(), Name: w.Name(), Description: w.Spec.Description, DBID: h.opts.DBID,
+			Status: objectState(snap, spec.KindWorkflow, w.Name())})
+	}
 	var objects []objectStatus
 	for _, o := range snap.Objects() {
 		objects = append(objects, objectStatus{Kind: string(o.Key.Kind), Name: o.Key.Name, Status: string(o.Status), File: o.File, Generation: o.Generation, Diagnostics: toDiagnostics(o.Diagnostics)})
@@ -194,7 +203,7 @@ func (h *Handler) getConfig(c *gin.Context) error {
 		DatabaseDialect: h.opts.Store.Dialect(),
 		Agents:          agents,
 		Teams:           teams,
-		Workflows:       []configWorkflow{},
+		Workflows:       workflows,
 		Interfaces:      []configIface{{Type: "openai", Version: "v1", Route: "/v1"}},
 		SpecDirs:        h.opts.Engine.Dirs(),
 		Reload:          h.reloadStatus(h.opts.Engine.LastReload(), snap),

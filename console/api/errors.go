@@ -76,6 +76,9 @@ func Status(err error) (status int, msg string, ok bool) {
 		se *session.Error
 		nf *notFound
 	)
+	if status, msg, ok := triggerStatus(err); ok {
+		return status, msg, true
+	}
 	switch {
 	case errors.As(err, &sc):
 		return sc.StatusCode(), sc.Error(), true

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"strings"
+
 	"github.com/troupehq/troupe/engine/event"
 )
 
@@ -15,6 +17,11 @@ type sseEvent struct {
 	AgentName     string            `json:"agent_name,omitempty"`
 	TeamID        string            `json:"team_id,omitempty"`
 	TeamName      string            `json:"team_name,omitempty"`
+	WorkflowID    string            `json:"workflow_id,omitempty"`
+	WorkflowName  string            `json:"workflow_name,omitempty"`
+	StepName      string            `json:"step_name,omitempty"`
+	StepType      string            `json:"step_type,omitempty"`
+	Iteration     int               `json:"iteration,omitempty"`
 	Member        string            `json:"member,omitempty"`
 	Depth         int               `json:"depth,omitempty"`
 	Model         string            `json:"model,omitempty"`
@@ -34,6 +41,15 @@ type sseEvent struct {
 // eventName returns the AgentOS name of an event: a team run's own events are
 // prefixed with Team; its members' events keep their own names.
 func eventName(e event.Event) string {
+	if e.WorkflowID != "" && e.TeamID == "" && e.AgentID == "" {
+		// A workflow run's own start and end: WorkflowStarted,
+		// WorkflowCompleted, WorkflowError, WorkflowCancelled (its step
+		// events have names of their own).
+		if rest, ok := strings.CutPrefix(string(e.Type), "Run"); ok {
+			return "Workflow" + rest
+		}
+		return string(e.Type)
+	}
 	if e.TeamID != "" && e.AgentID == "" {
 		return "Team" + string(e.Type)
 	}
@@ -45,14 +61,21 @@ func toSSE(e event.Event) sseEvent {
 		Event: eventName(e), CreatedAt: e.CreatedAt.Unix(), RunID: e.RunID, SessionID: e.SessionID,
 		AgentID: e.AgentID, AgentName: e.AgentID, TeamID: e.TeamID, TeamName: e.TeamID,
 		Member: e.Member, Depth: e.Depth, Model: e.Model, ModelProvider: e.Provider, ErrorType: e.ErrorKind,
+		WorkflowID: e.WorkflowID, WorkflowName: e.WorkflowID, StepName: e.Step, StepType: e.StepType, Iteration: e.Iteration,
 	}
 	switch e.Type {
 	case event.RunContent, event.RunCompleted:
 		c := e.Content
 		out.Content, out.ContentType = &c, "str"
-	case event.RunError, event.RunCancelled:
+	case event.RunError, event.RunCancelled, event.RunPaused:
 		c := e.Content
 		out.Content = &c
+	case event.StepCompleted, event.StepError, event.RouterExecutionStarted, event.ConditionExecutionStarted:
+		// The step's output or error, the chosen route, the condition's value.
+		if e.Content != "" {
+			c := e.Content
+			out.Content = &c
+		}
 	}
 	out.References = e.References
 	if e.Type == event.RunCompleted {

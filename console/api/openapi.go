@@ -72,7 +72,7 @@ var apiRoutes = []Route{
 	{Method: "get", Path: "/health", Tag: "System", Summary: "Health", Desc: "Always 200 while the server runs; needs no key.", NoAuth: true, Resp: healthResponse{}},
 	{Method: "get", Path: "/health/ready", Tag: "System", Summary: "Readiness", Desc: "200 when the server can serve runs: its database answers a query and it is not shutting down; 503 with a detail otherwise. Needs no key.",
 		NoAuth: true, Resp: healthResponse{}, Errors: map[int]string{503: "Not ready: the database does not answer, or the server is shutting down"}},
-	{Method: "get", Path: "/config", Tag: "System", Summary: "Configuration and reload status", Desc: "Agents, teams, databases, the spec folder's reload status with per-object diagnostics, and which replica answered with the spec version it serves.",
+	{Method: "get", Path: "/config", Tag: "System", Summary: "Configuration and reload status", Desc: "Agents, teams, workflows, databases, the spec folder's reload status with per-object diagnostics, and which replica answered with the spec version it serves.",
 		Resp: configResponse{}},
 	{Method: "post", Path: "/config/reload", Tag: "System", Summary: "Reload the spec folder", Desc: "Reloads now and returns the result. Requires admin.", Resp: reloadJSON{},
 		Errors: map[int]string{422: "The reload failed; the previous snapshot keeps serving"}},
@@ -104,6 +104,11 @@ var apiRoutes = []Route{
 		Params:  []Param{PathParam("agent_id", "Agent name"), PathParam("run_id", "Run id"), HeaderParam("Last-Event-ID", "Index of the last event received; absent: from the first event")},
 		Streams: true, RespDesc: "The run's events after Last-Event-ID, then its live events, up to its terminal event",
 		Errors: map[int]string{404: "No such run of this agent", 422: "Last-Event-ID is not an event index"}},
+	{Method: "get", Path: "/workflows", Tag: "Workflows", Summary: "List workflows", Desc: "Every serving workflow, in AgentOS's summary shape plus its status (ok, or stale when an edit broke it and its last good version serves).", Resp: []workflowSummary{}},
+	{Method: "get", Path: "/workflows/{workflow_id}", Tag: "Workflows", Summary: "Get a workflow",
+		Desc:   "The workflow's input JSON Schema (its own, or {message} when it declares none) and its tree of steps: each with its AgentOS type, its YAML kind, what it runs and its expressions; a parallel's branches, a condition's then steps, a loop's body and a router's choices under steps, a condition's else under else_steps.",
+		Params: []Param{PathParam("workflow_id", "Workflow name")}, Resp: workflowResponse{},
+		Errors: map[int]string{404: "No such workflow, or its spec is broken (the detail lists its diagnostics)"}},
 	{Method: "get", Path: "/teams", Tag: "Teams", Summary: "List teams", Desc: "Every serving team.", Resp: []teamResponse{}},
 	{Method: "get", Path: "/teams/{team_id}", Tag: "Teams", Summary: "Get a team", Params: []Param{PathParam("team_id", "Team name")}, Resp: teamResponse{},
 		Errors: map[int]string{404: "No such team", 409: "The team's spec is broken"}},
@@ -125,8 +130,36 @@ var apiRoutes = []Route{
 		Params:  []Param{PathParam("team_id", "Team name"), PathParam("run_id", "Run id"), HeaderParam("Last-Event-ID", "Index of the last event received; absent: from the first event")},
 		Streams: true, RespDesc: "The run's events after Last-Event-ID, then its live events, up to its terminal event",
 		Errors: map[int]string{404: "No such run of this team", 422: "Last-Event-ID is not an event index"}},
+	{Method: "post", Path: "/workflows/{workflow_id}/runs", Tag: "Workflows", Summary: "Run a workflow",
+		Desc:   "Runs the workflow on message (workflows without an input schema) or input (an object following its input schema). Streams WorkflowStarted, StepStarted, StepCompleted, StepError, the parallel, condition, loop and router events and the inner agent and team events (tagged with step_name, one depth deeper), then WorkflowCompleted, WorkflowError or WorkflowCancelled; stream=false answers the run once it ended; background=true answers 202 at once. Each finished step is checkpointed: a run interrupted by a crash resumes after its last finished step.",
+		Params: []Param{PathParam("workflow_id", "Workflow name"), HeaderParam("Idempotency-Key", "Repeat the request safely: the same key and body get the same run")},
+		Body:   runRequest{}, Resp: runResponse{}, Streams: true, RespDesc: "The run's events (stream=true, the default), or the run once it ended",
+		Errors: map[int]string{404: "No such workflow", 409: "The workflow's spec is broken", 422: "message or input is missing or not valid", 429: "Too many background runs are waiting"}},
+	{Method: "get", Path: "/workflows/{workflow_id}/runs", Tag: "Workflows", Summary: "List a workflow's runs", Desc: listRunsDesc,
+		Params: append([]Param{PathParam("workflow_id", "Workflow name"), QueryParam("session_id", "Only this session's runs"), QueryParam("status", "Only runs in this status: PENDING, RUNNING, COMPLETED, ERROR or CANCELLED"), QueryParam("user_id", "User id")}, pageParams()...),
+		Resp:   []runResponse{}, Errors: map[int]string{422: "status, limit or page is not valid"}},
+	{Method: "get", Path: "/workflows/{workflow_id}/runs/{run_id}", Tag: "Workflows", Summary: "Get a workflow run with its steps",
+		Desc:   "A run of the workflow in any state, with every step execution checkpointed so far (name, path, status, input, output, attempts, duration), in the order they started.",
+		Params: []Param{PathParam("workflow_id", "Workflow name"), PathParam("run_id", "Run id")}, Resp: workflowRunResponse{}, Errors: map[int]string{404: "No such run of this workflow"}},
+	{Method: "post", Path: "/workflows/{workflow_id}/runs/{run_id}/cancel", Tag: "Workflows", Summary: "Cancel a workflow run",
+		Desc:   "Cancels the run and the step running in it, on this replica or another one on the same database.",
+		Params: []Param{PathParam("workflow_id", "Workflow name"), PathParam("run_id", "Run id")}, Resp: cancelResponse{}, Errors: map[int]string{404: "No such run in progress"}},
+	{Method: "post", Path: "/workflows/{workflow_id}/runs/{run_id}/continue", Tag: "Workflows", Summary: "Continue a paused workflow run",
+		Desc:   "Records the reviewer's decision on the approval step a PAUSED run waits at (approved, comment: the step's output) and queues the run to execute again from its checkpoints, on any replica. A rejection ends the run CANCELLED. Follow it with GET …/runs/{run_id} or resume.",
+		Params: []Param{PathParam("workflow_id", "Workflow name"), PathParam("run_id", "Run id")}, Body: continueRequest{}, Resp: backgroundRunResponse{},
+		Errors: map[int]string{404: "No such run of this workflow", 409: "The run is not paused at an approval step", 422: "approved is missing"}},
+	{Method: "post", Path: "/workflows/{workflow_id}/runs/{run_id}/resume", Tag: "Workflows", Summary: "Resume a workflow run's stream",
+		Desc:   resumeDesc,
+		Params: []Param{PathParam("workflow_id", "Workflow name"), PathParam("run_id", "Run id"), HeaderParam("Last-Event-ID", "Index of the last event received, when the body has no last_event_index")},
+		Body:   resumeRequest{}, Streams: true, RespDesc: "The run's events after last_event_index, then its live events, up to its terminal event",
+		Errors: map[int]string{404: "No such run of this workflow", 422: "last_event_index or Last-Event-ID is not an event index"}},
+	{Method: "get", Path: "/workflows/{workflow_id}/runs/{run_id}/resume", Tag: "Workflows", Summary: "Resume a workflow run's stream (EventSource)",
+		Desc:    resumeDesc,
+		Params:  []Param{PathParam("workflow_id", "Workflow name"), PathParam("run_id", "Run id"), HeaderParam("Last-Event-ID", "Index of the last event received; absent: from the first event")},
+		Streams: true, RespDesc: "The run's events after Last-Event-ID, then its live events, up to its terminal event",
+		Errors: map[int]string{404: "No such run of this workflow", 422: "Last-Event-ID is not an event index"}},
 	{Method: "get", Path: "/sessions", Tag: "Sessions", Summary: "List sessions", Desc: "Paged; a key bound to a user sees only that user's sessions.",
-		Params: append([]Param{QueryParam("type", "agent or team"), QueryParam("component_id", "Agent or team name"), QueryParam("user_id", "User id"),
+		Params: append([]Param{QueryParam("type", "agent, team or workflow"), QueryParam("component_id", "Agent or team name"), QueryParam("user_id", "User id"),
 			QueryParam("search", "Substring of the session name"), QueryParam("sort_by", "created_at, updated_at or session_name"), QueryParam("sort_order", "asc or desc")}, pageParams()...),
 		Resp: paged[sessionResponse]{}},
 	{Method: "delete", Path: "/sessions", Tag: "Sessions", Summary: "Delete sessions", Desc: "Cancels their runs in progress, then deletes them with their runs.", Body: deleteSessionsRequest{}, Status: 204},
@@ -234,7 +267,7 @@ func (h *Handler) openAPIDocument(snap *engine.Snapshot) map[string]any {
 	}
 
 	paths := map[string]any{}
-	for _, r := range slices.Concat(apiRoutes, queueRoutes, h.opts.Documented) {
+	for _, r := range slices.Concat(apiRoutes, queueRoutes, triggerRoutes, h.opts.Documented) {
 		if r.Tag == "Knowledge" && h.opts.Knowledge == nil || r.Tag == "Traces" && h.opts.Traces == nil ||
 			r.Path == "/metrics/prometheus" && h.opts.Prometheus == nil {
 			continue // not served by this server
@@ -256,6 +289,13 @@ func (h *Handler) openAPIDocument(snap *engine.Snapshot) map[string]any {
 	}
 	for _, t := range teams[:min(len(teams), maxDocumentedTargets)] {
 		paths["/teams/"+t.Name()+"/runs"] = map[string]any{"post": runOp("Teams", "team", t.Name(), t.Spec.Description)}
+	}
+	// Each workflow's run endpoint takes its own input schema. The run
+	// routes themselves are the workflow runner's; the document describes
+	// every workflow the snapshot serves.
+	workflows := snap.Workflows()
+	for _, w := range workflows[:min(len(workflows), maxDocumentedTargets)] {
+		addOp(paths, "/workflows/"+w.Name()+"/runs", "post", workflowRunOp(runOp, w))
 	}
 	if len(agents) > maxDocumentedTargets {
 		o := runOp("Agents", "agent", "{agent_id}", fmt.Sprintf("Runs any agent; %d agents are served, the first %d have their own entries.", len(agents), maxDocumentedTargets))
@@ -345,7 +385,7 @@ func renderDocs(doc map[string]any) []byte {
 		Tags                        []docTag
 	}
 	data.Title, data.Version, data.Description = info["title"].(string), info["version"].(string), info["description"].(string)
-	for _, t := range []string{"Agents", "Teams", "Sessions", "Knowledge", "Traces", "OpenAI", "System"} {
+	for _, t := range []string{"Agents", "Teams", "Workflows", "Sessions", "Knowledge", "Traces", "OpenAI", "System"} {
 		data.Tags = append(data.Tags, docTag{Name: t, Ops: tags[t]})
 	}
 	var b bytes.Buffer

@@ -28,10 +28,13 @@ import (
 
 // runRequest is the body of POST /agents/{id}/runs, as JSON or as a form.
 type runRequest struct {
-	Message   string `json:"message" form:"message" openapi:"required"`
-	Stream    *bool  `json:"stream" form:"stream"`
-	SessionID string `json:"session_id" form:"session_id"`
-	UserID    string `json:"user_id" form:"user_id"`
+	Message string `json:"message" form:"message" openapi:"required"`
+	// Input is a workflow's input object (its input schema), instead of
+	// message; as a form field, its JSON.
+	Input     map[string]any `json:"input,omitempty" form:"input"`
+	Stream    *bool          `json:"stream" form:"stream"`
+	SessionID string         `json:"session_id" form:"session_id"`
+	UserID    string         `json:"user_id" form:"user_id"`
 	// Background queues the run and answers 202 at once; any replica
 	// executes it, and GET …/runs/{run_id} tells its state and result.
 	Background *bool `json:"background" form:"background"`
@@ -52,6 +55,11 @@ func parseRunRequest(c *gin.Context) (runRequest, error) {
 			}
 		}
 		req.Message = c.PostForm("message")
+		if v := c.PostForm("input"); v != "" {
+			if err := json.Unmarshal([]byte(v), &req.Input); err != nil {
+				return req, Errorf(http.StatusUnprocessableEntity, "input must be a JSON object: %v", err)
+			}
+		}
 		req.SessionID = c.PostForm("session_id")
 		req.UserID = c.PostForm("user_id")
 		for name, dst := range map[string]**bool{"stream": &req.Stream, "background": &req.Background} {
@@ -66,18 +74,24 @@ func parseRunRequest(c *gin.Context) (runRequest, error) {
 	default:
 		return req, &Error{Status: http.StatusUnsupportedMediaType, Msg: "send the run as application/json or a form (multipart/form-data or urlencoded)"}
 	}
+	if req.Input != nil {
+		if req.Message != "" {
+			return req, &Error{Status: http.StatusUnprocessableEntity, Msg: "send message or input, not both"}
+		}
+		// A workflow's run input is its input object as JSON.
+		b, err := json.Marshal(req.Input)
+		if err != nil {
+			return req, Errorf(http.StatusUnprocessableEntity, "input: %v", err)
+		}
+		req.Message = string(b)
+	}
 	if strings.TrimSpace(req.Message) == "" {
 		return req, &Error{Status: http.StatusUnprocessableEntity, Msg: "message is required"}
 	}
 	return req, nil
 }
 
-func kindOf(typ string) spec.Kind {
-	if typ == "team" {
-		return spec.KindTeam
-	}
-	return spec.KindAgent
-}
+func kindOf(typ string) spec.Kind { return session.KindOf(typ) }
 
 // createRun answers POST /agents/{id}/runs and POST /teams/{id}/runs: the
 // run service does the run; this translates the request into its Params and
@@ -217,7 +231,7 @@ func (h *Handler) getRun(typ string) handlerFunc {
 }
 
 // runStatuses are the statuses GET …/runs filters by.
-var runStatuses = []event.Status{event.StatusPending, event.StatusRunning, event.StatusCompleted, event.StatusError, event.StatusCancelled}
+var runStatuses = []event.Status{event.StatusPending, event.StatusRunning, event.StatusCompleted, event.StatusError, event.StatusCancelled, event.StatusPaused}
 
 // listRuns answers GET /agents/{id}/runs and GET /teams/{id}/runs: the
 // agent's (or team's) top-level runs the caller may see, newest first, of

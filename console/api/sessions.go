@@ -30,8 +30,8 @@ func (h *Handler) listSessions(c *gin.Context) error {
 	if q.Limit, q.Page, err = paging(c); err != nil {
 		return err
 	}
-	if q.Type != "" && q.Type != "agent" && q.Type != "team" {
-		return &Error{Status: http.StatusUnprocessableEntity, Msg: "type must be agent or team"}
+	if q.Type != "" && q.Type != "agent" && q.Type != "team" && q.Type != "workflow" {
+		return &Error{Status: http.StatusUnprocessableEntity, Msg: "type must be agent, team or workflow"}
 	}
 	switch q.SortBy {
 	case "", "created_at", "updated_at", "name", "session_name":

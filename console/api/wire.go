@@ -298,23 +298,26 @@ type runResponse struct {
 	SessionID   string `json:"session_id"`
 	AgentID     string `json:"agent_id,omitempty"`
 	TeamID      string `json:"team_id,omitempty"`
+	WorkflowID  string `json:"workflow_id,omitempty"`
 	UserID      string `json:"user_id,omitempty"`
 	Status      string `json:"status"`
 	RunInput    string `json:"run_input"`
 	Content     string `json:"content"`
 	// Partial marks content as the part of the answer streamed before the
 	// run was cancelled or failed.
-	Partial           bool              `json:"partial,omitempty"`
-	ContentType       string            `json:"content_type"`
-	RunResponseFormat string            `json:"run_response_format"`
-	Error             string            `json:"error,omitempty"`
-	Model             string            `json:"model,omitempty"`
-	ModelProvider     string            `json:"model_provider,omitempty"`
-	Tools             []toolResponse    `json:"tools"`
-	Messages          []any             `json:"messages,omitempty"`
-	Metrics           metricsResponse   `json:"metrics"`
-	SpecVersion       string            `json:"spec_version,omitempty"`
-	References        []event.Reference `json:"references"`
+	Partial           bool            `json:"partial,omitempty"`
+	ContentType       string          `json:"content_type"`
+	RunResponseFormat string          `json:"run_response_format"`
+	Error             string          `json:"error,omitempty"`
+	Model             string          `json:"model,omitempty"`
+	ModelProvider     string          `json:"model_provider,omitempty"`
+	Tools             []toolResponse  `json:"tools"`
+	Messages          []any           `json:"messages,omitempty"`
+	Metrics           metricsResponse `json:"metrics"`
+	SpecVersion       string          `json:"spec_version,omitempty"`
+	// Trigger names the trigger that started the run, if one did.
+	Trigger    string            `json:"trigger,omitempty"`
+	References []event.Reference `json:"references"`
 	// ExtraData carries the references again in AgentOS's shape, which is
 	// where Agent UI looks for them.
 	ExtraData *extraData `json:"extra_data,omitempty"`
@@ -327,15 +330,18 @@ func toRun(r *store.Run, withMessages bool) runResponse {
 		RunID: r.ID, ParentRunID: r.ParentRunID, SessionID: r.SessionID, UserID: r.UserID, Status: string(r.Status),
 		RunInput: r.Input, Content: r.Content, Partial: r.Partial, ContentType: "str", RunResponseFormat: "text", Error: r.Error,
 		Model: r.Model, ModelProvider: r.Provider, Tools: toTools(r.Tools), Metrics: toMetrics(r.Metrics),
-		SpecVersion: r.SpecVersion, References: r.References, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+		SpecVersion: r.SpecVersion, Trigger: r.Trigger, References: r.References, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
 	}
 	if out.References == nil {
 		out.References = []event.Reference{}
 	}
 	out.ExtraData = toExtraData(r.References)
-	if r.Type == "team" {
+	switch r.Type {
+	case "team":
 		out.TeamID = r.ComponentID
-	} else {
+	case "workflow":
+		out.WorkflowID = r.ComponentID
+	default:
 		out.AgentID = r.ComponentID
 	}
 	if withMessages {

@@ -136,6 +136,9 @@ func (h *Handler) wrap(f func(c *gin.Context) error) gin.HandlerFunc {
 // teamModelPrefix names a team whose name is also an agent's.
 const teamModelPrefix = "team/"
 
+// workflowModelPrefix names a workflow whose name an agent or team also has.
+const workflowModelPrefix = "workflow/"
+
 type openaiError struct {
 	Error struct {
 		Message string  `json:"message"`
@@ -181,6 +184,15 @@ func modelIDs(snap *engine.Snapshot) []openaiModel {
 		}
 		out = append(out, openaiModel{ID: id, Object: "model", Created: created, OwnedBy: "troupe", Description: t.Spec.Description, Type: "team"})
 	}
+	for _, wf := range snap.Workflows() {
+		id := wf.Name()
+		_, agentClash := snap.Agent(id)
+		_, teamClash := snap.Team(id)
+		if agentClash || teamClash {
+			id = workflowModelPrefix + id
+		}
+		out = append(out, openaiModel{ID: id, Object: "model", Created: created, OwnedBy: "troupe", Description: wf.Spec.Description, Type: "workflow"})
+	}
 	return out
 }
 
@@ -193,17 +205,24 @@ func (h *Handler) models(c *gin.Context) error {
 	return nil
 }
 
-// resolveModel finds the agent or team a model id names: agents first, then
-// teams; "team/<name>" always means the team.
+// resolveModel finds the agent, team or workflow a model id names: agents
+// first, then teams, then workflows; "team/<name>" always means the team,
+// "workflow/<name>" the workflow.
 func resolveModel(snap *engine.Snapshot, id string) (spec.Kind, string) {
 	if name, ok := strings.CutPrefix(id, teamModelPrefix); ok {
 		return spec.KindTeam, name
+	}
+	if name, ok := strings.CutPrefix(id, workflowModelPrefix); ok {
+		return spec.KindWorkflow, name
 	}
 	if _, ok := snap.Agent(id); ok {
 		return spec.KindAgent, id
 	}
 	if _, ok := snap.Team(id); ok {
 		return spec.KindTeam, id
+	}
+	if _, ok := snap.Workflow(id); ok {
+		return spec.KindWorkflow, id
 	}
 	return spec.KindAgent, id
 }
@@ -332,13 +351,19 @@ func (h *Handler) chatCompletions(c *gin.Context) error {
 			Choices: []chatChunkChoice{{Index: 0, Delta: delta, FinishReason: finish}}}
 	}
 	_ = w.Event("", chunk(chatReply{Role: "assistant", Content: new(string)}, nil))
+	streamed := false
 	run := turn.Execute(c.Request.Context(), func(e event.Event) {
 		// Only the target's own answer is content; members and tools are
 		// internal to the run.
 		if e.Depth == 0 && e.Type == event.RunContent && e.Content != "" {
+			streamed = true
 			_ = w.Event("", chunk(chatReply{Content: &e.Content}, nil))
 		}
 	})
+	if run.Status == event.StatusCompleted && !streamed && run.Content != "" {
+		// A workflow's answer is its output, known only at its end.
+		_ = w.Event("", chunk(chatReply{Content: &run.Content}, nil))
+	}
 	if run.Status != event.StatusCompleted {
 		_ = w.Event("", toOpenAIError(&Error{Type: "server_error", Code: strings.ToLower(string(run.Status)), Msg: "the run did not complete: " + run.Error}))
 	} else {

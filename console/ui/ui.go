@@ -58,6 +58,7 @@ type Store interface {
 	LatestRuns(ctx context.Context, sessionID string, f store.Filter, n int) ([]store.Run, int, error)
 	RecentRuns(ctx context.Context, limit int, f store.Filter) ([]store.Run, error)
 	RunActivity(ctx context.Context, from, to time.Time, buckets int, f store.Filter) ([]store.ActivityBucket, error)
+	api.Fires
 }
 
 // Knowledge is what the console needs from the knowledge service.
@@ -96,6 +97,9 @@ type Options struct {
 	Traces telemetry.Reader
 	// Queue serves the jobs page (the job engine); nil leaves it out.
 	Queue Queue
+	// Triggers runs triggers now from the triggers page; nil leaves the
+	// Run now buttons out.
+	Triggers Triggers
 	// Streams opens (and counts) the chat's and the reload events' streams.
 	Streams *sse.Streams
 	// Keys are the accepted API keys; none means the console runs open.
@@ -176,6 +180,8 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.GET("/ui/agents/:id", h.pageRequire(auth.ScopeAgentsRead), h.targetPage("agent"))
 	timed.GET("/ui/teams", func(c *gin.Context) { c.Redirect(http.StatusSeeOther, "/ui/agents") })
 	timed.GET("/ui/teams/:id", h.pageRequire(auth.ScopeAgentsRead), h.targetPage("team"))
+	timed.GET("/ui/workflows", h.pageRequire(auth.ScopeAgentsRead), h.workflowsPage)
+	timed.GET("/ui/workflows/:id", h.pageRequire(auth.ScopeAgentsRead), h.workflowPage)
 	pages.POST("/ui/agents/:id/chat", h.pageRequire(auth.ScopeAgentsRun), h.chat("agent"))
 	pages.POST("/ui/teams/:id/chat", h.pageRequire(auth.ScopeAgentsRun), h.chat("team"))
 	timed.POST("/ui/runs/:run_id/cancel", h.pageRequire(auth.ScopeAgentsRun), h.cancelFromConsole)
@@ -202,6 +208,12 @@ func (h *Handler) Register(r gin.IRouter) {
 		// Every user's jobs: operators' business, as on the API.
 		timed.GET("/ui/queue", h.pageRequire(auth.ScopeAdmin), h.queuePage)
 		timed.POST("/ui/queue/jobs/:job_id/requeue", h.pageRequire(auth.ScopeAdmin), h.requeueFromConsole)
+	}
+	timed.GET("/ui/triggers", h.pageRequire(auth.ScopeAgentsRead), h.triggersPage)
+	if h.opts.Triggers != nil {
+		// As on the API: starting runs nobody asked for is an operator's
+		// decision.
+		timed.POST("/ui/triggers/:name/fire", h.pageRequire(auth.ScopeAdmin), h.fireFromConsole)
 	}
 	timed.GET("/ui/config", h.pageRequire(auth.ScopeAgentsRead), h.configPage)
 	timed.POST("/ui/config/reload", h.pageRequire(auth.ScopeAdmin), h.reloadFromConsole)

@@ -50,6 +50,9 @@ type Input struct {
 	// Stream asks the model to stream, so RunContent events carry deltas as
 	// they arrive. Without it the answer arrives in one RunContent event.
 	Stream bool
+	// State is the session's key-value state (workflows read and write it;
+	// agents and teams ignore it). The runner must not modify it.
+	State map[string]any
 }
 
 // Result is the outcome of a run.
@@ -75,6 +78,9 @@ type Result struct {
 	References []event.Reference
 	// Runner names who produced the result (agent or team name).
 	Runner string
+	// State, when not nil, is the session's new key-value state (a
+	// workflow's set_state), saved with the run.
+	State map[string]any
 }
 
 // Config is everything an agent needs, resolved by the engine's compiler.

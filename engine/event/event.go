@@ -24,11 +24,34 @@ const (
 	RunCompleted          Type = "RunCompleted"
 	RunError              Type = "RunError"
 	RunCancelled          Type = "RunCancelled"
+	// RunPaused ends a workflow run that waits at an approval step; it
+	// continues (as a new execution of the same run) once approved.
+	RunPaused Type = "RunPaused"
+)
+
+// Workflow step events, named as AgentOS names them. A workflow run's own
+// start and end are RunStarted and the terminal Run events with WorkflowID
+// set (the HTTP layer names them WorkflowStarted, WorkflowCompleted, ...);
+// these describe its steps and carry Step, StepType and Iteration.
+const (
+	StepStarted                Type = "StepStarted"
+	StepCompleted              Type = "StepCompleted"
+	StepError                  Type = "StepError"
+	ParallelExecutionStarted   Type = "ParallelExecutionStarted"
+	ParallelExecutionCompleted Type = "ParallelExecutionCompleted"
+	ConditionExecutionStarted  Type = "ConditionExecutionStarted"
+	ConditionExecutionComplete Type = "ConditionExecutionCompleted"
+	LoopExecutionStarted       Type = "LoopExecutionStarted"
+	LoopIterationStarted       Type = "LoopIterationStarted"
+	LoopIterationCompleted     Type = "LoopIterationCompleted"
+	LoopExecutionCompleted     Type = "LoopExecutionCompleted"
+	RouterExecutionStarted     Type = "RouterExecutionStarted"
+	RouterExecutionCompleted   Type = "RouterExecutionCompleted"
 )
 
 // Terminal reports whether t ends a run.
 func (t Type) Terminal() bool {
-	return t == RunCompleted || t == RunError || t == RunCancelled
+	return t == RunCompleted || t == RunError || t == RunCancelled || t == RunPaused
 }
 
 // Status returns the run status a terminal event ends a run with, and
@@ -41,6 +64,8 @@ func (t Type) Status() Status {
 		return StatusError
 	case RunCancelled:
 		return StatusCancelled
+	case RunPaused:
+		return StatusPaused
 	}
 	return StatusRunning
 }
@@ -61,11 +86,15 @@ const (
 	StatusCompleted Status = "COMPLETED"
 	StatusError     Status = "ERROR"
 	StatusCancelled Status = "CANCELLED"
+	// StatusPaused is a workflow run waiting at an approval step: it has
+	// ended for now (Terminal), and POST …/continue sets it PENDING again.
+	StatusPaused Status = "PAUSED"
 )
 
-// Terminal reports whether s is a final status.
+// Terminal reports whether s is a final status (PAUSED included: nothing
+// executes the run until it is continued).
 func (s Status) Terminal() bool {
-	return s == StatusCompleted || s == StatusError || s == StatusCancelled
+	return s == StatusCompleted || s == StatusError || s == StatusCancelled || s == StatusPaused
 }
 
 // Event is one thing that happened in a run. Fields not relevant to a type are
@@ -78,12 +107,23 @@ type Event struct {
 	// log's own column), never inside its JSON.
 	Index int `json:"-"`
 
-	Type      Type      `json:"event"`
-	RunID     string    `json:"run_id"`
-	SessionID string    `json:"session_id,omitempty"`
-	AgentID   string    `json:"agent_id,omitempty"`
-	TeamID    string    `json:"team_id,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	Type      Type   `json:"event"`
+	RunID     string `json:"run_id"`
+	SessionID string `json:"session_id,omitempty"`
+	AgentID   string `json:"agent_id,omitempty"`
+	TeamID    string `json:"team_id,omitempty"`
+	// WorkflowID names the workflow of a workflow run's own events (its
+	// start, end and step events).
+	WorkflowID string    `json:"workflow_id,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+
+	// Step is the workflow step an event belongs to: set on step events and
+	// on the events of the agents, teams and workflows a step runs.
+	// StepType is its kind (agent, parallel, loop, ...); Iteration the loop
+	// iteration it runs in, from 0.
+	Step      string `json:"step_name,omitempty"`
+	StepType  string `json:"step_type,omitempty"`
+	Iteration int    `json:"iteration,omitempty"`
 
 	// Member events of a team run: the member that emitted it and how deep it is
 	// (0 is the team itself, 1 its direct members, ...).

@@ -40,19 +40,27 @@ type Kind[A Args] struct {
 	// pending, scheduled, available, running or retryable (not once it has
 	// completed, been discarded or cancelled).
 	Unique bool
+	// UniqueDone extends Unique to completed jobs, for as long as River
+	// keeps them (a day by default): a job with the same arguments is then
+	// done at most once (a trigger's tick).
+	UniqueDone bool
 	// Queue is the queue the kind's jobs go to (DefaultQueue when empty).
 	Queue string
 }
 
 func (k Kind[A]) insertOpts() *river.InsertOpts {
 	o := &river.InsertOpts{MaxAttempts: k.MaxAttempts, Queue: k.Queue}
-	if k.Unique {
+	if k.Unique || k.UniqueDone {
 		// River's default states include completed, which would make a
 		// finished job block its arguments for good (a retried document).
-		o.UniqueOpts = river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+		states := []rivertype.JobState{
 			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
 			rivertype.JobStateRunning, rivertype.JobStateScheduled,
-		}}
+		}
+		if k.UniqueDone {
+			states = append(states, rivertype.JobStateCompleted)
+		}
+		o.UniqueOpts = river.UniqueOpts{ByArgs: true, ByState: states}
 	}
 	return o
 }
@@ -118,7 +126,8 @@ type worker[A Args] struct {
 var _ river.Worker[Args] = (*worker[Args])(nil)
 
 func (w *worker[A]) Work(ctx context.Context, j *river.Job[A]) error {
-	err := w.work(context.WithValue(ctx, attemptKey{}, j.Attempt), j.Args)
+	ctx = context.WithValue(ctx, attemptKey{}, j.Attempt)
+	err := w.work(context.WithValue(ctx, scheduledKey{}, j.ScheduledAt), j.Args)
 	if err != nil {
 		w.reg.counters.attemptFailed(j.Kind)
 	}
@@ -133,6 +142,16 @@ type attemptKey struct{}
 func Attempt(ctx context.Context) int {
 	n, _ := ctx.Value(attemptKey{}).(int)
 	return n
+}
+
+// scheduledKey carries a job's scheduled time in its work's context.
+type scheduledKey struct{}
+
+// ScheduledAt returns when the job whose work ctx belongs to was scheduled
+// to run: for a periodic job, the tick it was inserted for.
+func ScheduledAt(ctx context.Context) time.Time {
+	t, _ := ctx.Value(scheduledKey{}).(time.Time)
+	return t
 }
 
 // Timeout is the kind's; for NoTimeout, the client's lease (JobTimeout set

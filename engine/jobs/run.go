@@ -23,6 +23,10 @@ type RunArgs struct {
 	// them.
 	SessionID string `json:"session_id,omitempty"`
 	Component string `json:"component,omitempty"`
+	// Resumed is when recovery set an interrupted workflow run back to
+	// PENDING: it makes the resuming job distinct from the run's earlier
+	// jobs (jobs are unique by their arguments).
+	Resumed string `json:"resumed,omitempty"`
 }
 
 // Summary names the run, its session and component: never its input.
@@ -146,4 +150,18 @@ func (c *Client) waiting(ctx context.Context, queue string, limit int) (int, err
 		return 0, fmt.Errorf("jobs: counting waiting jobs: %w", err)
 	}
 	return len(res.Jobs), nil
+}
+
+// Resumer queues the jobs of workflow runs interrupted by a crash, which
+// recovery sets back to PENDING: a worker of any replica claims the run and
+// the workflow resumes after its last checkpointed step.
+type Resumer struct{ Client *Client }
+
+var _ session.Requeuer = Resumer{}
+
+// Requeue implements session.Requeuer.
+func (q Resumer) Requeue(ctx context.Context, r *session.Run) error {
+	_, err := Enqueue(ctx, q.Client, BackgroundRun, RunArgs{RunID: r.ID, SessionID: r.SessionID, Component: r.Type + ":" + r.ComponentID,
+		Resumed: r.UpdatedAt.UTC().Format(time.RFC3339Nano)})
+	return err
 }

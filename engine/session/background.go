@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/troupehq/troupe/engine/event"
-	"github.com/troupehq/troupe/spec"
 )
 
 // Claimer is the store's ability background runs need: taking a PENDING run
@@ -115,10 +114,7 @@ func (s *Service) ExecuteQueued(ctx context.Context, runID string) (*Run, error)
 	if err != nil {
 		return nil, fmt.Errorf("claiming run %s: %w", runID, err)
 	}
-	kind := spec.KindAgent
-	if r.Type == TypeTeam {
-		kind = spec.KindTeam
-	}
+	kind := KindOf(r.Type)
 	// KeepEvents: nobody streams a background run as it executes, so every
 	// event is logged for clients that follow it with resume, on any replica.
 	p := Params{Kind: kind, Name: r.ComponentID, Message: r.Input, SessionID: r.SessionID, UserID: r.UserID, BoundUser: true, KeepEvents: true}
@@ -132,7 +128,39 @@ func (s *Service) ExecuteQueued(ctx context.Context, runID string) (*Run, error)
 	}
 	t := &Turn{s: s, p: p, runner: tg.Runner, release: tg.Release, run: r,
 		session: &Session{ID: r.SessionID, Type: r.Type, ComponentID: r.ComponentID, UserID: r.UserID}}
+	if r.Type == TypeWorkflow {
+		// A workflow reads its session's state; the other runs never do.
+		if sess, err := s.opts.Store.GetSession(ctx, r.SessionID, Filter{}); err == nil {
+			t.session.State = sess.State
+		} else {
+			s.log.Warn("reading a workflow session's state; starting from an empty state", "session_id", r.SessionID, "err", err)
+		}
+	}
 	r.SpecVersion = tg.Version
 	t.begin(ctx)
 	return t.Execute(ctx, func(event.Event) {}), nil
+}
+
+// Reopener sets a paused run PENDING again (store.DB).
+type Reopener interface {
+	ReopenRun(ctx context.Context, id string) (*Run, error)
+}
+
+// Continue queues a PAUSED workflow run to execute again, after its
+// approval step's decision was recorded: any replica's worker claims it and
+// the workflow resumes from its checkpoints. A run that is not paused is an
+// error wrapping ErrNotFound.
+func (s *Service) Continue(ctx context.Context, runID string) (*Run, error) {
+	ro, ok := s.opts.Store.(Reopener)
+	if !ok || s.opts.Requeue == nil {
+		return nil, errors.New("this server cannot continue paused runs: it has no job engine")
+	}
+	r, err := ro.ReopenRun(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.opts.Requeue.Requeue(ctx, r); err != nil {
+		return nil, fmt.Errorf("queueing run %s: %w", runID, err)
+	}
+	return r, nil
 }

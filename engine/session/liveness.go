@@ -3,6 +3,8 @@ package session
 import (
 	"context"
 	"time"
+
+	"github.com/troupehq/troupe/engine/event"
 )
 
 // Liveness is how replicas sharing one database tell which runs are still
@@ -54,15 +56,44 @@ func (s *Service) keepAlive(ctx context.Context) {
 				}
 				continue
 			}
-			s.interrupted(runs)
+			s.requeue(ctx, s.interrupted(runs))
 		}
 	}
 }
 
+// Requeuer queues the job of a run set back to PENDING to resume (a
+// workflow run interrupted by a crash). engine/jobs implements it.
+type Requeuer interface {
+	Requeue(ctx context.Context, r *Run) error
+}
+
+// requeue queues the jobs of workflow runs the store set back to PENDING.
+// A run whose job cannot be queued is left PENDING: the orphan sweep ends
+// it with the reason.
+func (s *Service) requeue(ctx context.Context, runs []Run) {
+	for i := range runs {
+		if s.opts.Requeue == nil {
+			s.log.Warn("a workflow run interrupted by a crash waits to resume, but this server queues no jobs", "run_id", runs[i].ID)
+			continue
+		}
+		if err := s.opts.Requeue.Requeue(ctx, &runs[i]); err != nil {
+			s.log.Warn("queueing an interrupted workflow run to resume", "run_id", runs[i].ID, "err", err)
+			continue
+		}
+		s.log.Info("workflow run interrupted by a crash queued to resume from its checkpoints", "run_id", runs[i].ID)
+	}
+}
+
 // interrupted tells the observers of runs a dead process left unfinished and
-// the store marked failed: that process could not trace them.
-func (s *Service) interrupted(runs []Run) {
+// the store marked failed: that process could not trace them. It returns
+// the workflow runs the store set back to PENDING instead, to requeue.
+func (s *Service) interrupted(runs []Run) []Run {
+	var pending []Run
 	for _, r := range runs {
+		if r.Status == event.StatusPending {
+			pending = append(pending, r)
+			continue
+		}
 		if r.ParentRunID != "" {
 			continue // members belong to their team's run
 		}
@@ -70,4 +101,5 @@ func (s *Service) interrupted(runs []Run) {
 			o.RunInterrupted(&r)
 		}
 	}
+	return pending
 }

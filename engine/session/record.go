@@ -15,15 +15,32 @@ import (
 const (
 	TypeAgent = "agent"
 	TypeTeam  = "team"
+	// TypeWorkflow is a workflow's session and run; its steps' agent and
+	// team runs are child runs of types agent and team.
+	TypeWorkflow = "workflow"
 )
 
-// TypeOf returns the session type of a kind: TypeTeam for teams, TypeAgent
-// for anything else.
+// TypeOf returns the session type of a kind: TypeTeam for teams,
+// TypeWorkflow for workflows, TypeAgent for anything else.
 func TypeOf(kind spec.Kind) string {
-	if kind == spec.KindTeam {
+	switch kind {
+	case spec.KindTeam:
 		return TypeTeam
+	case spec.KindWorkflow:
+		return TypeWorkflow
 	}
 	return TypeAgent
+}
+
+// KindOf returns the kind a session or run type runs: the inverse of TypeOf.
+func KindOf(typ string) spec.Kind {
+	switch typ {
+	case TypeTeam:
+		return spec.KindTeam
+	case TypeWorkflow:
+		return spec.KindWorkflow
+	}
+	return spec.KindAgent
 }
 
 // MaxSessionName bounds a session's name in characters: the API's rename,
@@ -78,6 +95,9 @@ type Run struct {
 	Model       string
 	Provider    string
 	SpecVersion string // the spec snapshot version the run used
+	// Trigger names the trigger that started the run, if one did; the
+	// store records it with the trigger's firing (store.RecordFire).
+	Trigger string
 	// References are the knowledge passages the run used.
 	References []event.Reference
 	CreatedAt  time.Time
@@ -107,6 +127,12 @@ type Store interface {
 	// by a process that died, and already marked failed. The caller must
 	// not modify them.
 	Interrupted() []Run
+}
+
+// StateSaver saves a session's key-value state, written by a workflow's
+// set_state (store.DB).
+type StateSaver interface {
+	SetSessionState(ctx context.Context, sessionID string, state map[string]any) error
 }
 
 // Target is an agent or team resolved on the current snapshot and pinned for

@@ -86,6 +86,9 @@ type Options struct {
 	// the first run; past it the key is treated as new, and the purge job
 	// deletes it.
 	IdempotencyTTL time.Duration
+	// Requeue queues the jobs of workflow runs interrupted by a crash, which
+	// the store sets back to PENDING; nil leaves them waiting.
+	Requeue Requeuer
 }
 
 // Service starts, tracks and persists runs. It is safe for concurrent use.
@@ -101,6 +104,10 @@ type Service struct {
 	ended      map[string]*active
 	endedOrder []string
 	endedBytes int
+
+	// resumable are the workflow runs the previous process left, set back
+	// to PENDING by the store; Run queues them.
+	resumable []Run
 }
 
 // active is a run in flight.
@@ -155,7 +162,7 @@ func New(opts Options) *Service {
 		opts.IdempotencyTTL = DefaultIdempotencyTTL
 	}
 	s := &Service{opts: opts, log: opts.Logger, active: map[string]*active{}, ended: map[string]*active{}}
-	s.interrupted(opts.Store.Interrupted())
+	s.resumable = s.interrupted(opts.Store.Interrupted())
 	return s
 }
 
@@ -360,7 +367,7 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	var members map[string]member
 	res := t.runner.Execute(ctx, agent.Input{
 		Message: t.p.Message, History: t.history, RunID: t.run.ID,
-		SessionID: t.session.ID, UserID: t.p.UserID, Stream: t.p.Stream,
+		SessionID: t.session.ID, UserID: t.p.UserID, Stream: t.p.Stream, State: t.session.State,
 	}, func(e event.Event) {
 		for _, o := range t.obs {
 			o.Event(e)
@@ -370,8 +377,11 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 				members = map[string]member{}
 			}
 			typ := TypeAgent
-			if e.TeamID != "" && e.AgentID == "" {
+			switch {
+			case e.TeamID != "" && e.AgentID == "":
 				typ = TypeTeam
+			case e.WorkflowID != "" && e.AgentID == "" && e.TeamID == "":
+				typ = TypeWorkflow // a nested workflow step
 			}
 			members[e.RunID] = member{typ: typ, started: e.CreatedAt}
 		}
@@ -426,6 +436,9 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	defer cancelSave()
 	saveStart := time.Now()
 	err := t.saveMembers(saveCtx, r.ID, res.Members, members)
+	if ss, ok := s.opts.Store.(StateSaver); ok && err == nil && res.State != nil {
+		err = ss.SetSessionState(saveCtx, t.session.ID, res.State)
+	}
 	if err == nil && logged {
 		err = s.opts.Events.FinishRunWithEvents(saveCtx, r, rest)
 	} else if err == nil {
@@ -640,6 +653,11 @@ func (s *Service) Run(ctx context.Context) error {
 		wg.Go(func() { s.watchCancels(watch) })
 		defer wg.Wait()
 		defer stopWatch()
+	}
+	if len(s.resumable) > 0 {
+		var wg sync.WaitGroup
+		wg.Go(func() { s.requeue(ctx, s.resumable) })
+		defer wg.Wait()
 	}
 	if s.opts.Liveness != nil {
 		// Runs still draining are alive: the heartbeat outlives ctx until

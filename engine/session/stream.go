@@ -451,12 +451,17 @@ func (r *Replay) Stream(ctx context.Context, emit func(event.Event) error) error
 // with index idx.
 func terminalOf(r *Run, idx int) event.Event {
 	e := event.Event{Index: idx, RunID: r.ID, SessionID: r.SessionID, CreatedAt: r.UpdatedAt}
-	if r.Type == TypeTeam {
+	switch r.Type {
+	case TypeTeam:
 		e.TeamID = r.ComponentID
-	} else {
+	case TypeWorkflow:
+		e.WorkflowID = r.ComponentID
+	default:
 		e.AgentID = r.ComponentID
 	}
 	switch r.Status {
+	case event.StatusPaused:
+		e.Type, e.Content = event.RunPaused, r.Content
 	case event.StatusCompleted:
 		e.Type, e.Content, e.References, e.Tools = event.RunCompleted, r.Content, r.References, r.Tools
 		m := r.Metrics

@@ -58,6 +58,8 @@ func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"Concurrency", testConcurrency},
 		{"RunEvents", testRunEvents},
 		{"StreamRequests", testStreamRequests},
+		{"WorkflowSteps", testWorkflowSteps},
+		{"WorkflowRecovery", testWorkflowRecovery},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,541 @@
+package console_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The workflows of the end-to-end tests: their agents are "writer" (the
+// OpenAI-wire fake vendor, which answers "system=Write.|user=<message>|
+// history=0") and the echo team "crew".
+const runWorkflowSpecs = `
+kind: Workflow
+name: seq
+steps:
+  - {name: one, agent: writer, input: "first {{ message }}"}
+  - {name: two, agent: writer, input: "second"}
+output: "{{ steps.one.output }} / {{ steps.two.output }}"
+---
+kind: Workflow
+name: fan
+steps:
+  - name: both
+    parallel:
+      - {name: left, agent: writer, input: "left"}
+      - {name: right, agent: writer, input: "right"}
+  - {name: join, agent: writer, input: "{{ size(steps.left.output) }}+{{ size(steps.right.output) }}"}
+---
+kind: Workflow
+name: branch
+steps:
+  - name: check
+    condition:
+      if: "message == 'yes'"
+      then: [{name: yes_step, agent: writer, input: "then"}]
+      else: [{name: no_step, agent: writer, input: "else"}]
+---
+kind: Workflow
+name: each
+input:
+  type: object
+  properties: {items: {type: array, items: {type: string}}}
+  required: [items]
+steps:
+  - name: per_item
+    loop:
+      over: "input.items"
+      as: it
+      max: 5
+      steps: [{name: write_item, agent: writer, input: "item {{ it }} #{{ iteration.index }}"}]
+output: "{{ steps.per_item.output }}"
+---
+kind: Workflow
+name: route
+steps:
+  - name: pick
+    router:
+      expression: "message.startsWith('t') ? 'tech' : 'other'"
+      choices:
+        - {name: tech, agent: writer, input: "tech"}
+        - {name: other, team: crew, input: "other"}
+---
+kind: Workflow
+name: outer
+steps:
+  - {name: first, team: crew, input: "hello crew"}
+  - {name: inner, workflow: seq, input: "nested"}
+---
+kind: Workflow
+name: review
+steps:
+  - {name: draft, agent: writer, input: "draft {{ message }}"}
+  - name: ok
+    approval: {message: "Publish {{ steps.draft.output }}?"}
+  - {name: publish, agent: writer, input: "publish {{ steps.ok.output.comment }}"}
+---
+kind: Workflow
+name: counter
+steps:
+  - name: c
+    agent: writer
+    input: "count {{ has(state.n) ? state.n : 0 }}"
+    set_state: {n: "(has(state.n) ? state.n : 0) + 1"}
+---
+kind: Workflow
+name: slow
+steps:
+  - {name: wait, agent: writer, input: "block here"}
+  - {name: after, agent: writer, input: "after"}
+`
+
+// own returns the workflow's own frames (depth 0) as "event:step".
+func own(fs []frame) []string {
+	var out []string
+	for _, f := range fs {
+		if _, nested := f.Data["depth"]; nested {
+			continue
+		}
+		s := f.Event
+		if step, ok := f.Data["step_name"].(string); ok {
+			s += ":" + step
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+type runStepRow struct {
+	Name      string          `json:"step_name"`
+	Path      string          `json:"path"`
+	Status    string          `json:"status"`
+	Input     string          `json:"input"`
+	Output    json.RawMessage `json:"output"`
+	Attempts  int             `json:"attempts"`
+	Iteration int             `json:"iteration"`
+	Duration  time.Duration   `json:"duration_ns"`
+}
+
+type wfRun struct {
+	RunID      string       `json:"run_id"`
+	WorkflowID string       `json:"workflow_id"`
+	Status     string       `json:"status"`
+	Content    string       `json:"content"`
+	Error      string       `json:"error"`
+	Steps      []runStepRow `json:"steps"`
+}
+
+func TestWorkflowRunsEveryStepKind(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(runWorkflowSpecs))
+	const v = "system=Write.|user=%s|history=0"
+	cases := []struct {
+		name, workflow, body string
+		events               []string // the workflow's own frames
+		content              string
+		steps                []string // stored step paths, in order
+	}{
+		{
+			name: "agents in sequence", workflow: "seq", body: `{"message": "go"}`,
+			events:  []string{"WorkflowStarted", "StepStarted:one", "StepCompleted:one", "StepStarted:two", "StepCompleted:two", "WorkflowCompleted"},
+			content: fmt.Sprintf(v, "first go") + " / " + fmt.Sprintf(v, "second"),
+			steps:   []string{"one", "two"},
+		},
+		{
+			name: "parallel", workflow: "fan", body: `{"message": "go"}`,
+			content: fmt.Sprintf(v, fmt.Sprintf("%d+%d", len(fmt.Sprintf(v, "left")), len(fmt.Sprintf(v, "right")))),
+			steps:   []string{"both", "left", "right", "join"},
+		},
+		{
+			name: "condition", workflow: "branch", body: `{"message": "no"}`,
+			events:  []string{"WorkflowStarted", "StepStarted:check", "ConditionExecutionStarted:check", "StepStarted:no_step", "StepCompleted:no_step", "ConditionExecutionCompleted:check", "StepCompleted:check", "WorkflowCompleted"},
+			content: fmt.Sprintf(v, "else"),
+			steps:   []string{"check", "no_step"},
+		},
+		{
+			name: "loop over the input", workflow: "each", body: `{"input": {"items": ["a", "b"]}}`,
+			events: []string{"WorkflowStarted", "StepStarted:per_item", "LoopExecutionStarted:per_item",
+				"LoopIterationStarted:per_item", "StepStarted:write_item", "StepCompleted:write_item", "LoopIterationCompleted:per_item",
+				"LoopIterationStarted:per_item", "StepStarted:write_item", "StepCompleted:write_item", "LoopIterationCompleted:per_item",
+				"LoopExecutionCompleted:per_item", "StepCompleted:per_item", "WorkflowCompleted"},
+			content: mustJSON(t, []string{fmt.Sprintf(v, "item a #0"), fmt.Sprintf(v, "item b #1")}),
+			steps:   []string{"per_item", "per_item[0]/write_item", "per_item[1]/write_item"},
+		},
+		{
+			name: "router", workflow: "route", body: `{"message": "tx"}`,
+			events:  []string{"WorkflowStarted", "StepStarted:pick", "RouterExecutionStarted:pick", "StepStarted:tech", "StepCompleted:tech", "RouterExecutionCompleted:pick", "StepCompleted:pick", "WorkflowCompleted"},
+			content: fmt.Sprintf(v, "tech"),
+			steps:   []string{"pick", "tech"},
+		},
+		{
+			name: "team and nested workflow", workflow: "outer", body: `{"message": "go"}`,
+			events:  []string{"WorkflowStarted", "StepStarted:first", "StepCompleted:first", "StepStarted:inner", "StepCompleted:inner", "WorkflowCompleted"},
+			content: fmt.Sprintf(v, "first nested") + " / " + fmt.Sprintf(v, "second"),
+			steps:   []string{"first", "inner", "inner/one", "inner/two"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			frames, hdr := ts.stream("/workflows/"+tc.workflow+"/runs", "", "application/json", tc.body)
+			runID := hdr.Get("X-Run-Id")
+			require.NotEmpty(t, runID)
+			if tc.events != nil {
+				require.Equal(t, tc.events, own(frames))
+			}
+			last := frames[len(frames)-1]
+			require.Equal(t, "WorkflowCompleted", last.Event)
+			require.Equal(t, tc.content, last.Data["content"])
+			require.Equal(t, tc.workflow, last.Data["workflow_id"])
+			inner := 0
+			for _, f := range frames {
+				if _, nested := f.Data["depth"]; nested {
+					inner++
+					require.NotEmpty(t, f.Data["step_name"], "nested frames are tagged with their step: %v", f.Data)
+				}
+			}
+			require.Positive(t, inner, "the steps' agent events stream inside the workflow's")
+
+			var run wfRun
+			ts.json(http.MethodGet, "/workflows/"+tc.workflow+"/runs/"+runID, "", "", http.StatusOK, &run)
+			require.Equal(t, "COMPLETED", run.Status)
+			require.Equal(t, tc.workflow, run.WorkflowID)
+			require.Equal(t, tc.content, run.Content)
+			var paths []string
+			for _, s := range run.Steps {
+				paths = append(paths, s.Path)
+				require.Equal(t, "COMPLETED", s.Status, s.Path)
+				require.Equal(t, 1, s.Attempts, s.Path)
+				require.NotEmpty(t, s.Output, s.Path)
+			}
+			if tc.workflow == "fan" {
+				// Branches start in any order, after their parallel, before the join.
+				require.ElementsMatch(t, tc.steps, paths)
+				require.Equal(t, []string{"both", "join"}, []string{paths[0], paths[3]})
+			} else {
+				require.Equal(t, tc.steps, paths)
+			}
+			var listed []wfRun
+			ts.json(http.MethodGet, "/workflows/"+tc.workflow+"/runs", "", "", http.StatusOK, &listed)
+			require.Contains(t, runIDs(listed), runID)
+		})
+	}
+}
+
+func runIDs(rs []wfRun) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.RunID
+	}
+	return out
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// TestWorkflowRunOptions: a form request without streaming, a background
+// run polled to its end, a step's input and output stored, and refusals.
+func TestWorkflowRunOptions(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(runWorkflowSpecs))
+	form := url.Values{"message": {"hi"}, "stream": {"false"}}.Encode()
+	var run wfRun
+	code, body, _ := ts.do(http.MethodPost, "/workflows/seq/runs", "", "application/x-www-form-urlencoded", form)
+	require.Equal(t, http.StatusOK, code, body)
+	require.NoError(t, json.Unmarshal([]byte(body), &run))
+	require.Equal(t, "COMPLETED", run.Status)
+	require.Contains(t, run.Content, "user=first hi")
+
+	code, body, _ = ts.do(http.MethodPost, "/workflows/each/runs", "", "application/json", `{"message": "go", "background": true}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	var accepted struct {
+		RunID string `json:"run_id"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &accepted))
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/workflows/each/runs/"+accepted.RunID, "", "", http.StatusOK, &run)
+		return run.Status == "ERROR"
+	}, 10*time.Second, 20*time.Millisecond, "a workflow with an input schema refuses a bare message")
+	require.Contains(t, run.Error, "send input as an object")
+
+	code, body, _ = ts.do(http.MethodPost, "/workflows/each/runs", "", "application/json", `{"input": {"items": ["x"]}, "background": true}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	require.NoError(t, json.Unmarshal([]byte(body), &accepted))
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/workflows/each/runs/"+accepted.RunID, "", "", http.StatusOK, &run)
+		return run.Status == "COMPLETED"
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Len(t, run.Steps, 2)
+	require.Equal(t, "per_item[0]/write_item", run.Steps[1].Path)
+	require.Equal(t, "item x #0", run.Steps[1].Input)
+	require.JSONEq(t, mustJSON(t, "system=Write.|user=item x #0|history=0"), string(run.Steps[1].Output))
+
+	for _, tc := range []struct{ path, body string }{
+		{"/workflows/nope/runs", `{"message": "x", "stream": false}`},
+		{"/workflows/seq/runs/" + accepted.RunID, ""},
+	} {
+		method := http.MethodPost
+		if tc.body == "" {
+			method = http.MethodGet
+		}
+		code, body, _ := ts.do(method, tc.path, "", "application/json", tc.body)
+		require.Equal(t, http.StatusNotFound, code, body)
+	}
+	code, body, _ = ts.do(http.MethodPost, "/workflows/seq/runs", "", "application/json", `{"message": "x", "input": {"a": 1}}`)
+	require.Equal(t, http.StatusUnprocessableEntity, code, body)
+}
+
+// TestWorkflowCancel cancels a workflow during its first step: the step's
+// model call ends, the run ends CANCELLED, the next step never runs.
+func TestWorkflowCancel(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(runWorkflowSpecs))
+	done := make(chan []frame, 1)
+	go func() {
+		frames, _ := ts.stream("/workflows/slow/runs", "", "application/json", `{"message": "go"}`)
+		done <- frames
+	}()
+	var runID string
+	require.Eventually(t, func() bool {
+		var listed []wfRun
+		ts.json(http.MethodGet, "/workflows/slow/runs?status=RUNNING", "", "", http.StatusOK, &listed)
+		if len(listed) == 1 {
+			runID = listed[0].RunID
+		}
+		return runID != "" && len(ts.v.requests()) > 0
+	}, 10*time.Second, 10*time.Millisecond)
+	code, body, _ := ts.do(http.MethodPost, "/workflows/slow/runs/"+runID+"/cancel", "", "", "")
+	require.Equal(t, http.StatusOK, code, body)
+	var frames []frame
+	select {
+	case frames = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the workflow did not stop")
+	}
+	require.Equal(t, "WorkflowCancelled", frames[len(frames)-1].Event)
+	var run wfRun
+	ts.json(http.MethodGet, "/workflows/slow/runs/"+runID, "", "", http.StatusOK, &run)
+	require.Equal(t, "CANCELLED", run.Status)
+	require.Len(t, run.Steps, 1)
+	require.Equal(t, "CANCELLED", run.Steps[0].Status)
+	for _, r := range ts.v.requests() {
+		require.NotContains(t, strings.ToLower(fmt.Sprint(r.Messages)), "after", "the next step never ran")
+	}
+}
+
+// TestWorkflowChatCompletions runs a workflow through the OpenAI surface,
+// named by its name as the model, streamed and not.
+func TestWorkflowChatCompletions(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(runWorkflowSpecs))
+	want := "system=Write.|user=first hi|history=0 / system=Write.|user=second|history=0"
+	var out struct {
+		Choices []struct {
+			Message struct{ Content string } `json:"message"`
+		} `json:"choices"`
+	}
+	ts.json(http.MethodPost, "/v1/chat/completions", "", `{"model": "seq", "messages": [{"role": "user", "content": "hi"}]}`, http.StatusOK, &out)
+	require.Len(t, out.Choices, 1)
+	require.Equal(t, want, out.Choices[0].Message.Content)
+
+	code, body, _ := ts.do(http.MethodPost, "/v1/chat/completions", "", "application/json", `{"model": "seq", "stream": true, "messages": [{"role": "user", "content": "hi"}]}`)
+	require.Equal(t, http.StatusOK, code)
+	var content strings.Builder
+	for _, line := range strings.Split(body, "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok || data == "[DONE]" {
+			continue
+		}
+		var chunk struct {
+			Choices []struct {
+				Delta struct{ Content string } `json:"delta"`
+			} `json:"choices"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(data), &chunk), data)
+		for _, c := range chunk.Choices {
+			content.WriteString(c.Delta.Content)
+		}
+	}
+	require.Equal(t, want, content.String())
+	require.True(t, strings.HasSuffix(strings.TrimSpace(body), "data: [DONE]"))
+
+	var models struct {
+		Data []struct{ ID, Type string } `json:"data"`
+	}
+	ts.json(http.MethodGet, "/v1/models", "", "", http.StatusOK, &models)
+	require.Contains(t, models.Data, struct{ ID, Type string }{"seq", "workflow"})
+}
+
+// TestWorkflowTrace: a workflow run's trace has a span per step under the
+// run (branches under their parallel), each step's agent run inside its
+// step, and the model requests inside those.
+func TestWorkflowTrace(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(runWorkflowSpecs))
+	code, body, hdr := ts.do(http.MethodPost, "/workflows/fan/runs", "", "application/json", `{"message": "go", "stream": false}`)
+	require.Equal(t, http.StatusOK, code, body)
+	traceID := hdr.Get("X-Trace-Id")
+	require.NotEmpty(t, traceID)
+	var got struct {
+		Tree []traceNode `json:"tree"`
+	}
+	require.Eventually(t, func() bool {
+		status, body, _ := ts.do(http.MethodGet, "/traces/"+traceID, "", "", "")
+		return status == http.StatusOK && json.Unmarshal([]byte(body), &got) == nil
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Len(t, got.Tree, 1)
+	root := got.Tree[0]
+	require.Equal(t, "workflow.run fan", root.Name)
+	// shape renders a span tree as "name(children)".
+	var shape func(n traceNode) string
+	shape = func(n traceNode) string {
+		var kids []string
+		for _, c := range n.Spans {
+			if c.Kind != "store" {
+				kids = append(kids, shape(c))
+			}
+		}
+		slices.Sort(kids)
+		if len(kids) == 0 {
+			return n.Name
+		}
+		return n.Name + "(" + strings.Join(kids, " ") + ")"
+	}
+	const model = "model.request openai/test-model"
+	require.Equal(t, "workflow.run fan("+
+		"workflow.step both(workflow.step left(step.run writer("+model+")) workflow.step right(step.run writer("+model+"))) "+
+		"workflow.step join(step.run writer("+model+")))", shape(root))
+}
+
+// TestWorkflowApproval pauses a run at its approval step, continues it with
+// an approval (the steps before are not executed again, the decision is the
+// step's output) and rejects another one.
+func TestWorkflowApproval(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(runWorkflowSpecs))
+	const v = "system=Write.|user=%s|history=0"
+	start := func(msg string) string {
+		frames, hdr := ts.stream("/workflows/review/runs", "", "application/json", `{"message": "`+msg+`"}`)
+		require.Equal(t, []string{"WorkflowStarted", "StepStarted:draft", "StepCompleted:draft", "StepStarted:ok", "WorkflowPaused"}, own(frames))
+		require.Equal(t, "Publish "+fmt.Sprintf(v, "draft "+msg)+"?", frames[len(frames)-1].Data["content"])
+		var run wfRun
+		ts.json(http.MethodGet, "/workflows/review/runs/"+hdr.Get("X-Run-Id"), "", "", http.StatusOK, &run)
+		require.Equal(t, "PAUSED", run.Status)
+		require.Len(t, run.Steps, 2)
+		require.Equal(t, "PAUSED", run.Steps[1].Status)
+		require.Equal(t, "Publish "+fmt.Sprintf(v, "draft "+msg)+"?", run.Steps[1].Input)
+		return run.RunID
+	}
+	wait := func(id string) wfRun {
+		var run wfRun
+		require.Eventually(t, func() bool {
+			ts.json(http.MethodGet, "/workflows/review/runs/"+id, "", "", http.StatusOK, &run)
+			return run.Status != "PENDING" && run.Status != "RUNNING" && run.Status != "PAUSED"
+		}, 10*time.Second, 20*time.Millisecond)
+		return run
+	}
+	drafts := func(msg string) int {
+		n := 0
+		for _, r := range ts.v.requests() {
+			if fmt.Sprint(r.Messages[len(r.Messages)-1].Content) == "draft "+msg {
+				n++
+			}
+		}
+		return n
+	}
+
+	approved := start("a")
+	code, body, _ := ts.do(http.MethodPost, "/workflows/review/runs/"+approved+"/continue", "", "application/json", `{"approved": true, "comment": "ship it"}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	run := wait(approved)
+	require.Equal(t, "COMPLETED", run.Status, run.Error)
+	require.Equal(t, fmt.Sprintf(v, "publish ship it"), run.Content)
+	require.Len(t, run.Steps, 3)
+	require.JSONEq(t, `{"approved": true, "comment": "ship it"}`, string(run.Steps[1].Output))
+	require.Equal(t, 1, drafts("a"), "the draft is not written again")
+	code, body, _ = ts.do(http.MethodPost, "/workflows/review/runs/"+approved+"/continue", "", "application/json", `{"approved": true}`)
+	require.Equal(t, http.StatusConflict, code, body)
+
+	rejected := start("b")
+	code, body, _ = ts.do(http.MethodPost, "/workflows/review/runs/"+rejected+"/continue", "", "application/json", `{}`)
+	require.Equal(t, http.StatusUnprocessableEntity, code, body)
+	code, body, _ = ts.do(http.MethodPost, "/workflows/review/runs/"+rejected+"/continue", "", "application/json", `{"approved": false, "comment": "too short"}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	run = wait(rejected)
+	require.Equal(t, "CANCELLED", run.Status)
+	require.Contains(t, run.Error, "rejected by the reviewer: too short")
+	require.Len(t, run.Steps, 2, "publish never ran")
+}
+
+// TestWorkflowOpenAPI: every workflow has its run route documented, with
+// its input schema as the body's input.
+func TestWorkflowOpenAPI(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(runWorkflowSpecs))
+	var doc struct {
+		Paths map[string]map[string]struct {
+			RequestBody struct {
+				Content map[string]struct {
+					Schema map[string]any `json:"schema"`
+				} `json:"content"`
+			} `json:"requestBody"`
+		} `json:"paths"`
+	}
+	ts.json(http.MethodGet, "/openapi.json", "", "", http.StatusOK, &doc)
+	for _, name := range []string{"seq", "fan", "branch", "each", "route", "outer", "review", "counter", "slow"} {
+		require.Contains(t, doc.Paths, "/workflows/"+name+"/runs")
+	}
+	schema := doc.Paths["/workflows/each/runs"]["post"].RequestBody.Content["application/json"].Schema
+	input := schema["properties"].(map[string]any)["input"].(map[string]any)
+	require.Equal(t, []any{"items"}, input["required"])
+	// The input may also come as JSON text in message.
+	require.Contains(t, schema["properties"], "message")
+}
+
+// TestWorkflowSessionState: set_state persists in the workflow's session,
+// read by the session's next runs (foreground and background).
+func TestWorkflowSessionState(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(runWorkflowSpecs))
+	var run wfRun
+	ts.json(http.MethodPost, "/workflows/counter/runs", "", `{"message": "x", "stream": false, "session_id": "counting"}`, http.StatusOK, &run)
+	require.Equal(t, "system=Write.|user=count 0|history=0", run.Content)
+	ts.json(http.MethodPost, "/workflows/counter/runs", "", `{"message": "x", "stream": false, "session_id": "counting"}`, http.StatusOK, &run)
+	require.Equal(t, "system=Write.|user=count 1|history=0", run.Content)
+	code, body, _ := ts.do(http.MethodPost, "/workflows/counter/runs", "", "application/json", `{"message": "x", "background": true, "session_id": "counting"}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	require.NoError(t, json.Unmarshal([]byte(body), &run))
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/workflows/counter/runs/"+run.RunID, "", "", http.StatusOK, &run)
+		return run.Status == "COMPLETED"
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, "system=Write.|user=count 2|history=0", run.Content)
+	var sess struct {
+		State map[string]any `json:"session_state"`
+		Type  string         `json:"session_type"`
+	}
+	ts.json(http.MethodGet, "/sessions/counting", "", "", http.StatusOK, &sess)
+	require.Equal(t, map[string]any{"n": float64(3)}, sess.State)
+	require.Equal(t, "workflow", sess.Type)
+	var listed struct {
+		Data []struct {
+			ID string `json:"session_id"`
+		} `json:"data"`
+	}
+	ts.json(http.MethodGet, "/sessions?type=workflow", "", "", http.StatusOK, &listed)
+	require.Len(t, listed.Data, 1)
+	require.Equal(t, "counting", listed.Data[0].ID)
+	ts.json(http.MethodPost, "/workflows/counter/runs", "", `{"message": "x", "stream": false}`, http.StatusOK, &run)
+	require.Equal(t, "system=Write.|user=count 0|history=0", run.Content, "another session starts afresh")
+}

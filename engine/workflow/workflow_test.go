@@ -1,0 +1,272 @@
+package workflow_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/engine/model/echo"
+	"github.com/troupehq/troupe/engine/workflow"
+	"github.com/troupehq/troupe/spec"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// counting is the echo model, counting the requests per last user message.
+type counting struct {
+	model.Provider
+	mu    sync.Mutex
+	calls map[string]int
+	block string // a message whose call blocks until cancelled
+}
+
+func (c *counting) Generate(ctx context.Context, req *model.Request, onDelta func(model.Delta)) (*model.Response, error) {
+	msg := req.Messages[len(req.Messages)-1].Content
+	c.mu.Lock()
+	c.calls[msg]++
+	c.mu.Unlock()
+	if c.block != "" && strings.Contains(msg, c.block) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return c.Provider.Generate(ctx, req, onDelta)
+}
+
+func (c *counting) count(msg string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[msg]
+}
+
+type fixture struct {
+	eng   *engine.Engine
+	model *counting
+	cps   *workflow.Memory
+}
+
+func newFixture(t *testing.T, yaml string) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "w.yaml"), []byte(yaml), 0o600))
+	e, _ := echo.New(model.Config{})
+	f := &fixture{model: &counting{Provider: e, calls: map[string]int{}}, cps: &workflow.Memory{}}
+	reg := model.NewRegistry()
+	reg.Register("echo", func(model.Config) (model.Provider, error) { return f.model, nil })
+	rt := &engine.Runtime{Models: reg, Workflows: func(w *engine.Workflow) agent.Runner {
+		return workflow.New(w, workflow.Options{Checkpoints: f.cps})
+	}}
+	eng, err := engine.New(engine.Options{Dirs: []string{dir}, Env: func(string) (string, bool) { return "", false }, Runtime: rt})
+	require.NoError(t, err)
+	t.Cleanup(func() { eng.Close() })
+	require.Empty(t, eng.Current().Diagnostics().Errors())
+	f.eng = eng
+	return f
+}
+
+func (f *fixture) run(t *testing.T, ctx context.Context, name, runID, msg string) (*agent.Result, []event.Event) {
+	t.Helper()
+	var mu sync.Mutex
+	var evs []event.Event
+	res, _, err := f.eng.Execute(ctx, spec.KindWorkflow, name, agent.Input{Message: msg, RunID: runID, SessionID: "s"}, func(e event.Event) {
+		mu.Lock()
+		evs = append(evs, e)
+		mu.Unlock()
+	})
+	require.NoError(t, err)
+	return res, evs
+}
+
+// own returns the workflow's own events (depth 0) as "Type:step" strings.
+func own(evs []event.Event) []string {
+	var out []string
+	for _, e := range evs {
+		if e.Depth == 0 {
+			out = append(out, string(e.Type)+":"+e.Step)
+		}
+	}
+	return out
+}
+
+const agents = `
+kind: Agent
+name: w
+model: echo
+---
+kind: Agent
+name: picker
+model: echo
+instructions: pick
+---
+kind: Team
+name: t
+mode: broadcast
+model: echo
+members: [w]
+`
+
+func TestStepKinds(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, yaml, input, output string
+		events                    []string
+		children                  int
+	}{
+		{
+			name:  "agents in order, templates over earlier outputs",
+			yaml:  "steps:\n  - {name: a, agent: w, input: 'one {{ message }}'}\n  - {name: b, agent: w, input: 'two {{ steps.a.output }}'}\n",
+			input: "x", output: "Echo: two Echo: one x", children: 2,
+			events: []string{"RunStarted:", "StepStarted:a", "StepCompleted:a", "StepStarted:b", "StepCompleted:b", "RunCompleted:"},
+		},
+		{
+			name:  "team and nested workflow",
+			yaml:  "steps:\n  - {name: a, team: t, input: 'hi'}\n  - {name: n, workflow: inner, input: 'in'}\n",
+			input: "x", output: "Echo: in", children: 2,
+			events: []string{"RunStarted:", "StepStarted:a", "StepCompleted:a", "StepStarted:n", "StepCompleted:n", "RunCompleted:"},
+		},
+		{
+			name:  "parallel joins its branches",
+			yaml:  "steps:\n  - name: p\n    parallel:\n      - {name: l, agent: w, input: 'left'}\n      - {name: r, agent: w, input: 'right'}\n  - {name: j, agent: w, input: '{{ steps.l.output }}+{{ steps.r.output }}'}\n",
+			input: "x", output: "Echo: Echo: left+Echo: right", children: 3,
+		},
+		{
+			name:  "condition runs else",
+			yaml:  "steps:\n  - name: c\n    condition:\n      if: \"message == 'yes'\"\n      then: [{name: t1, agent: w, input: 'then'}]\n      else: [{name: e1, agent: w, input: 'else'}]\n",
+			input: "no", output: "Echo: else", children: 1,
+			events: []string{"RunStarted:", "StepStarted:c", "ConditionExecutionStarted:c", "StepStarted:e1", "StepCompleted:e1", "ConditionExecutionCompleted:c", "StepCompleted:c", "RunCompleted:"},
+		},
+		{
+			name:  "loop over a list",
+			yaml:  "steps:\n  - name: l\n    loop:\n      over: \"['a', 'b']\"\n      as: s\n      max: 5\n      steps: [{name: body, agent: w, input: '{{ s }}{{ iteration.index }}'}]\n  - {name: after, agent: w, input: '{{ steps.l.output }}'}\n",
+			input: "x", output: `Echo: ["Echo: a0","Echo: b1"]`, children: 3,
+		},
+		{
+			name:  "loop until, bounded by max",
+			yaml:  "steps:\n  - name: l\n    loop:\n      until: \"steps.body.output.contains('2')\"\n      max: 5\n      steps: [{name: body, agent: w, input: 'n{{ iteration.index }}'}]\n",
+			input: "x", output: `["Echo: n0","Echo: n1","Echo: n2"]`, children: 3,
+		},
+		{
+			name:  "router by expression",
+			yaml:  "steps:\n  - name: r\n    router:\n      expression: \"message.startsWith('t') ? 'tech' : 'other'\"\n      choices:\n        - {name: tech, agent: w, input: 'tech'}\n        - {name: other, agent: w, input: 'other'}\n",
+			input: "tx", output: "Echo: tech", children: 1,
+			events: []string{"RunStarted:", "StepStarted:r", "RouterExecutionStarted:r", "StepStarted:tech", "StepCompleted:tech", "RouterExecutionCompleted:r", "StepCompleted:r", "RunCompleted:"},
+		},
+		{
+			name:  "set_state is readable later",
+			yaml:  "steps:\n  - {name: a, agent: w, input: 'x', set_state: {k: \"steps.a.output + '!'\"}}\n  - {name: b, agent: w, input: '{{ state.k }}'}\n",
+			input: "x", output: "Echo: Echo: x!", children: 2,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, agents+"---\nkind: Workflow\nname: inner\nsteps: [{name: i1, agent: w}]\n---\nkind: Workflow\nname: flow\n"+tc.yaml)
+			res, evs := f.run(t, t.Context(), "flow", "run1", tc.input)
+			require.Equal(t, event.StatusCompleted, res.Status, "%v", res.Err)
+			require.Equal(t, tc.output, res.Content)
+			require.Len(t, res.Members, tc.children)
+			if tc.events != nil {
+				require.Equal(t, tc.events, own(evs))
+			}
+			last := evs[len(evs)-1]
+			require.Equal(t, event.RunCompleted, last.Type)
+			require.Equal(t, "flow", last.WorkflowID)
+			for _, e := range evs {
+				if e.Depth > 0 {
+					require.NotEmpty(t, e.Step, "inner events are tagged with their step: %+v", e)
+				}
+			}
+			cps, err := f.cps.Steps(t.Context(), "run1")
+			require.NoError(t, err)
+			for _, c := range cps {
+				require.Equal(t, event.StatusCompleted, c.Status, c.Path)
+				require.Equal(t, 1, c.Attempts, c.Path)
+			}
+		})
+	}
+}
+
+// TestResumeSkipsCompletedSteps runs a workflow whose first two steps were
+// checkpointed by an earlier (interrupted) execution: they do not run again.
+func TestResumeSkipsCompletedSteps(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, agents+"---\nkind: Workflow\nname: flow\nsteps:\n"+
+		"  - {name: s1, agent: w, input: 'one'}\n  - {name: s2, agent: w, input: 'two {{ steps.s1.output }}'}\n"+
+		"  - {name: s3, agent: w, input: 'three {{ steps.s2.output }}'}\n")
+	ctx, cancel := context.WithCancel(t.Context())
+	f.model.block = "three"
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, _ := f.run(t, ctx, "flow", "r", "x")
+		require.Equal(t, event.StatusCancelled, res.Status)
+	}()
+	require.Eventually(t, func() bool { return f.model.count("three Echo: two Echo: one") == 1 }, testTimeout, tick)
+	cancel()
+	<-done
+	f.model.block = ""
+	res, evs := f.run(t, t.Context(), "flow", "r", "x")
+	require.Equal(t, event.StatusCompleted, res.Status, "%v", res.Err)
+	require.Equal(t, "Echo: three Echo: two Echo: one", res.Content)
+	require.Equal(t, 1, f.model.count("one"))
+	require.Equal(t, 1, f.model.count("two Echo: one"))
+	require.Equal(t, 2, f.model.count("three Echo: two Echo: one"), "the interrupted step runs again")
+	require.Equal(t, []string{"RunStarted:", "StepStarted:s3", "StepCompleted:s3", "RunCompleted:"}, own(evs))
+	cps, err := f.cps.Steps(t.Context(), "r")
+	require.NoError(t, err)
+	require.Len(t, cps, 3)
+	require.Equal(t, 2, cps[2].Attempts)
+}
+
+func TestFailureRetriesAndTimeout(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, agents+"---\nkind: Workflow\nname: flow\nsteps:\n"+
+		"  - {name: slow, agent: w, input: 'block', timeout: 50ms, retries: 1}\n  - {name: never, agent: w, input: 'never'}\n")
+	f.model.block = "block"
+	res, evs := f.run(t, t.Context(), "flow", "r", "x")
+	require.Equal(t, event.StatusError, res.Status)
+	require.ErrorContains(t, res.Err, "step slow ran longer than its timeout")
+	require.Equal(t, 2, f.model.count("block"), "one retry")
+	require.Zero(t, f.model.count("never"))
+	require.Equal(t, []string{"RunStarted:", "StepStarted:slow", "StepError:slow", "RunError:"}, own(evs))
+}
+
+const (
+	testTimeout = 5 * time.Second
+	tick        = 5 * time.Millisecond
+)
+
+// TestResumeRestoresState: state written by a step that completed before
+// the interruption is there for the steps after it when the run resumes.
+func TestResumeRestoresState(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, agents+"---\nkind: Workflow\nname: flow\nsteps:\n"+
+		"  - {name: a, agent: w, input: 'x', set_state: {k: \"steps.a.output + '!'\", n: \"size(steps.a.output)\"}}\n"+
+		"  - {name: b, agent: w, input: 'block {{ state.k }} {{ state.n }}'}\n")
+	f.model.block = "block"
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, _ := f.run(t, ctx, "flow", "r", "go")
+		require.Equal(t, event.StatusCancelled, res.Status)
+	}()
+	require.Eventually(t, func() bool { return f.model.count("block Echo: x! 7") == 1 }, testTimeout, tick)
+	cancel()
+	<-done
+	f.model.block = ""
+	res, _ := f.run(t, t.Context(), "flow", "r", "go")
+	require.Equal(t, event.StatusCompleted, res.Status, "%v", res.Err)
+	require.Equal(t, "Echo: block Echo: x! 7", res.Content)
+	require.Equal(t, 1, f.model.count("x"))
+}
