@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -174,6 +175,38 @@ webhook: {path: github/push, secret: `+secret+`}
 	ts.json(http.MethodGet, "/agents/writer/runs/"+accepted.RunID, "", "", http.StatusOK, &run)
 	require.Equal(t, "github", run.Trigger)
 	require.Equal(t, body, run.RunInput)
+}
+
+// TestWebhookMessageTemplate: a webhook's message is a template over the
+// request: the JSON body, the headers and the raw body.
+func TestWebhookMessageTemplate(t *testing.T) {
+	t.Parallel()
+	const secret = "0123456789abcdef0123"
+	ts := startServer(t, withSpecs(`
+kind: Trigger
+name: github
+target: {agent: writer}
+webhook: {path: push, secret: `+secret+`}
+message: "{{ headers['X-Github-Event'] }} to {{ body.repository.full_name }}: {{ body.commits.map(c, c.message).join(', ') }} ({{ size(raw) }} bytes)"
+`))
+	body := `{"repository":{"full_name":"troupehq/troupe"},"commits":[{"message":"fix"},{"message":"docs"}]}`
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.url+"/hooks/push", strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("X-Hub-Signature-256", trigger.Sign(secret, []byte(body)))
+	req.Header.Set("X-GitHub-Event", "push")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	var accepted struct {
+		RunID string `json:"run_id"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&accepted))
+	var run struct {
+		RunInput string `json:"run_input"`
+	}
+	ts.json(http.MethodGet, "/agents/writer/runs/"+accepted.RunID, "", "", http.StatusOK, &run)
+	require.Equal(t, fmt.Sprintf("push to troupehq/troupe: fix, docs (%d bytes)", len(body)), run.RunInput)
 }
 
 // TestReloadSchedules: a schedule added by a reload starts firing, and one

@@ -2,12 +2,15 @@ package spec
 
 import (
 	"fmt"
-	"gopkg.in/yaml.v3"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
+	"gopkg.in/yaml.v3"
+
+	"github.com/troupehq/troupe/spec/expr"
 )
 
 // Catch-up policies of a schedule: what happens to ticks missed while no
@@ -38,8 +41,53 @@ type Trigger struct {
 	Target   Target         `yaml:"target" spec:"required" doc:"What the trigger runs: exactly one of agent, team or workflow."`
 	Schedule *Schedule      `yaml:"schedule" doc:"Fire on a schedule (exactly one of schedule or webhook)."`
 	Webhook  *Webhook       `yaml:"webhook" doc:"Fire when POST /hooks/{path} is called with a valid signature (exactly one of schedule or webhook)."`
-	Message  string         `yaml:"message" doc:"The message the run gets. For webhooks, empty means the raw request body."`
+	Message  string         `yaml:"message" doc:"The message the run gets. For webhooks a template over the request: {{ body.field }} (the JSON body), {{ headers['X-Name'] }}, {{ raw }}; empty means the raw request body."`
 	Input    map[string]any `yaml:"input" doc:"Static input of the run, sent as JSON when message is empty."`
+
+	// message is Message compiled as a webhook template (check).
+	message *expr.Template
+}
+
+// WebhookMessage returns a webhook trigger's message template, compiled
+// against the variables body (the request's JSON body, null when it is not
+// JSON), headers (the request's headers, by canonical name) and raw (the
+// body as text); nil when the trigger has no message or no webhook.
+func (t *Trigger) WebhookMessage() *expr.Template { return t.message }
+
+// webhookEnv declares the variables of a webhook's message template.
+var webhookEnv = sync.OnceValues(func() (*expr.Env, error) {
+	return expr.NewEnv(
+		expr.Var{Name: "body", Type: expr.Dyn},
+		expr.Var{Name: "headers", Type: expr.MapOf(expr.String, expr.String)},
+		expr.Var{Name: "raw", Type: expr.String},
+	)
+})
+
+// check compiles a webhook trigger's message template once, when the
+// document is decoded, as workflows compile theirs.
+func (t *Trigger) check() Diagnostics {
+	if t.Webhook == nil || t.Message == "" {
+		return nil
+	}
+	path := t.Path() + ".message"
+	env, err := webhookEnv()
+	if err != nil {
+		return Diagnostics{{Pos: t.PosOf(path), Path: path, Severity: Error, Msg: err.Error()}}
+	}
+	tmpl, err := env.CompileTemplate(t.Message)
+	if err != nil {
+		pos := t.PosOf(path)
+		msg := err.Error()
+		if e, ok := err.(*expr.Error); ok {
+			pos, msg = t.scalarPos(path, t.Message, e.Offset), e.Msg
+			if strings.HasPrefix(msg, "undeclared reference") {
+				msg += "; the variables here are body, headers, raw"
+			}
+		}
+		return Diagnostics{{Pos: pos, Path: path, Severity: Error, Msg: msg}}
+	}
+	t.message = tmpl
+	return nil
 }
 
 // Target names what a trigger runs.

@@ -38,6 +38,7 @@ import (
 	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
+	"github.com/troupehq/troupe/spec/expr"
 )
 
 // Errors of Fire and Webhook.
@@ -325,12 +326,12 @@ func (s *Service) fire(ctx context.Context, name, source string, tick time.Time,
 	if !ok {
 		return nil, fmt.Errorf("trigger %q: %w", name, ErrNotFound)
 	}
-	return s.start(ctx, t, source, tick, body)
+	return s.start(ctx, t, source, tick, nil, body)
 }
 
-func (s *Service) start(ctx context.Context, t *spec.Trigger, source string, tick time.Time, body []byte) (*session.Run, error) {
+func (s *Service) start(ctx context.Context, t *spec.Trigger, source string, tick time.Time, header http.Header, body []byte) (*session.Run, error) {
 	target := t.Target.Key()
-	msg, err := message(t, tick, body)
+	msg, err := message(ctx, t, tick, header, body)
 	if err != nil {
 		return nil, err
 	}
@@ -348,10 +349,10 @@ func (s *Service) start(ctx context.Context, t *spec.Trigger, source string, tic
 }
 
 // message is the message a firing's run gets.
-func message(t *spec.Trigger, tick time.Time, body []byte) (string, error) {
+func message(ctx context.Context, t *spec.Trigger, tick time.Time, header http.Header, body []byte) (string, error) {
 	switch {
 	case t.Webhook != nil && body != nil:
-		return renderWebhookMessage(t.Message, body)
+		return renderWebhookMessage(ctx, t, header, body)
 	case t.Message != "":
 		return t.Message, nil
 	case len(t.Input) > 0:
@@ -364,15 +365,33 @@ func message(t *spec.Trigger, tick time.Time, body []byte) (string, error) {
 	return fmt.Sprintf("Trigger %s fired for %s", t.Name, tick.UTC().Format(time.RFC3339)), nil
 }
 
-// renderWebhookMessage is where a webhook's message template is rendered
-// over the request (body, headers, raw) once the expression language
-// (spec/expr) exists. Until then the message is used as written, and an
-// empty message means the raw body.
-func renderWebhookMessage(tmpl string, body []byte) (string, error) {
-	if tmpl == "" {
+// renderWebhookMessage renders a webhook trigger's message template over
+// the request: body is the JSON body (null when the body is not JSON),
+// headers the request's headers (the first value of each, by canonical
+// name), raw the body as text. Without a message the run gets the raw body.
+func renderWebhookMessage(ctx context.Context, t *spec.Trigger, header http.Header, body []byte) (string, error) {
+	tmpl := t.WebhookMessage()
+	if tmpl == nil {
+		if t.Message != "" {
+			return t.Message, nil
+		}
 		return string(body), nil
 	}
-	return tmpl, nil
+	var parsed any
+	if err := json.Unmarshal(body, &parsed); err != nil {
+		parsed = nil
+	}
+	headers := make(map[string]any, len(header))
+	for k, v := range header {
+		if len(v) > 0 {
+			headers[http.CanonicalHeaderKey(k)] = v[0]
+		}
+	}
+	msg, err := tmpl.Render(ctx, expr.Vars{"body": parsed, "headers": headers, "raw": string(body)})
+	if err != nil {
+		return "", fmt.Errorf("trigger %q: rendering its message over the request: %w", t.Name, err)
+	}
+	return msg, nil
 }
 
 // WebhookTrigger returns the serving trigger whose webhook path is path.
@@ -399,7 +418,7 @@ func (s *Service) Webhook(ctx context.Context, path string, header http.Header, 
 			"header", t.Webhook.SignatureHeader, "refused_total", n)
 		return nil, fmt.Errorf("webhook %q: %w", path, ErrSignature)
 	}
-	return s.start(ctx, t, SourceWebhook, s.opts.Now(), body)
+	return s.start(ctx, t, SourceWebhook, s.opts.Now(), header, body)
 }
 
 // Refused counts the webhook calls refused for their signature.

@@ -93,7 +93,7 @@ func TestMessage(t *testing.T) {
 	}
 	for _, tc := range tests {
 		tc.trigger.Name = "t"
-		got, err := message(&tc.trigger, tick, tc.body)
+		got, err := message(t.Context(), &tc.trigger, tick, nil, tc.body)
 		require.NoError(t, err, tc.name)
 		require.Equal(t, tc.want, got, tc.name)
 	}
