@@ -84,33 +84,39 @@ func TestBackgroundRun(t *testing.T) {
 // until the queue drains. A cancelled background run ends CANCELLED.
 func TestBackgroundQueueFull(t *testing.T) {
 	t.Parallel()
-	script := fake.New(fake.Step{Block: true})
-	script.Repeat = &fake.Step{Content: "done"}
-	ts := startServer(t, withProvider("anthropic", script), withSpecs(slowCalc), withBackground(1, 1))
-	submit := func() (int, backgroundRun, http.Header) {
-		status, body, h := ts.do(http.MethodPost, "/agents/slowcalc/runs", "", "application/json", `{"message":"what is 6*7?","background":true}`)
-		var br backgroundRun
-		if status == http.StatusAccepted {
-			require.NoError(t, json.Unmarshal([]byte(body), &br))
-		}
-		return status, br, h
-	}
-	status, first, _ := submit()
-	require.Equal(t, http.StatusAccepted, status)
-	waitRun(t, ts, "/agents/slowcalc/runs/"+first.RunID, "RUNNING")
-	status, second, _ := submit()
-	require.Equal(t, http.StatusAccepted, status, "one run may wait")
-	status, _, h := submit()
-	require.Equal(t, http.StatusTooManyRequests, status, "the queue is full")
-	require.Equal(t, "2", h.Get("Retry-After"))
+	// Both databases: the depth is counted by SQL of each dialect.
+	for name, setup := range replicaDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			script := fake.New(fake.Step{Block: true})
+			script.Repeat = &fake.Step{Content: "done"}
+			ts := startServer(t, withProvider("anthropic", script), withSpecs(slowCalc), withBackground(1, 1), withDatabase(setup(t)))
+			submit := func() (int, backgroundRun, http.Header) {
+				status, body, h := ts.do(http.MethodPost, "/agents/slowcalc/runs", "", "application/json", `{"message":"what is 6*7?","background":true}`)
+				var br backgroundRun
+				if status == http.StatusAccepted {
+					require.NoError(t, json.Unmarshal([]byte(body), &br))
+				}
+				return status, br, h
+			}
+			status, first, _ := submit()
+			require.Equal(t, http.StatusAccepted, status)
+			waitRun(t, ts, "/agents/slowcalc/runs/"+first.RunID, "RUNNING")
+			status, second, _ := submit()
+			require.Equal(t, http.StatusAccepted, status, "one run may wait")
+			status, _, h := submit()
+			require.Equal(t, http.StatusTooManyRequests, status, "the queue is full")
+			require.Equal(t, "2", h.Get("Retry-After"))
 
-	ts.json(http.MethodPost, "/agents/slowcalc/runs/"+first.RunID+"/cancel", "", "", http.StatusOK, nil)
-	cancelled := waitRun(t, ts, "/agents/slowcalc/runs/"+first.RunID, "CANCELLED")
-	require.NotEmpty(t, cancelled.Error)
-	require.Equal(t, "done", waitRun(t, ts, "/agents/slowcalc/runs/"+second.RunID, "COMPLETED").Content)
-	status, third, _ := submit()
-	require.Equal(t, http.StatusAccepted, status, "the queue drained")
-	waitRun(t, ts, "/agents/slowcalc/runs/"+third.RunID, "COMPLETED")
+			ts.json(http.MethodPost, "/agents/slowcalc/runs/"+first.RunID+"/cancel", "", "", http.StatusOK, nil)
+			cancelled := waitRun(t, ts, "/agents/slowcalc/runs/"+first.RunID, "CANCELLED")
+			require.NotEmpty(t, cancelled.Error)
+			require.Equal(t, "done", waitRun(t, ts, "/agents/slowcalc/runs/"+second.RunID, "COMPLETED").Content)
+			status, third, _ := submit()
+			require.Equal(t, http.StatusAccepted, status, "the queue drained")
+			waitRun(t, ts, "/agents/slowcalc/runs/"+third.RunID, "COMPLETED")
+		})
+	}
 }
 
 // TestIdempotencyKey checks run requests repeated with an Idempotency-Key,

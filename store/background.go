@@ -53,9 +53,20 @@ const sqlClaimRun = `UPDATE runs SET status = 'RUNNING', updated_at = $1, replic
 // again) get an error wrapping ErrNotFound, as for a run that does not
 // exist, so a run is executed at most once.
 func (db *DB) ClaimRun(ctx context.Context, id string) (*Run, error) {
+	r, err := db.transitionRun(ctx, id, sqlClaimRun, db.timeArg(now()), db.replica, id)
+	if err != nil {
+		return nil, fmt.Errorf("store: claiming run %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// transitionRun runs update, a conditional UPDATE of run id's status, and
+// returns the run as it left it; ErrNotFound when the update matched no row
+// (another caller won, or the run was not in the status it requires).
+func (db *DB) transitionRun(ctx context.Context, id, update string, args ...any) (*Run, error) {
 	var r Run
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, sqlClaimRun, db.timeArg(now()), db.replica, id)
+		res, err := tx.ExecContext(ctx, update, args...)
 		if err != nil {
 			return err
 		}
@@ -68,7 +79,7 @@ func (db *DB) ClaimRun(ctx context.Context, id string) (*Run, error) {
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: claiming run %s: %w", id, err)
+		return nil, err
 	}
 	return &r, nil
 }

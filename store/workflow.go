@@ -79,25 +79,12 @@ func (db *DB) Steps(ctx context.Context, runID string) ([]workflow.Checkpoint, e
 // succeeds; the others, and callers naming a run that is not paused, get an
 // error wrapping ErrNotFound.
 func (db *DB) ReopenRun(ctx context.Context, id string) (*Run, error) {
-	var r Run
-	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET status = 'PENDING', updated_at = $1, latency_us = NULL WHERE id = $2 AND status = 'PAUSED'`,
-			db.timeArg(now()), id)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return ErrNotFound
-		}
-		r, err = scanRun(tx.QueryRowContext(ctx, sqlGetRun, id, ""))
-		return err
-	})
+	r, err := db.transitionRun(ctx, id, `UPDATE runs SET status = 'PENDING', updated_at = $1, latency_us = NULL WHERE id = $2 AND status = 'PAUSED'`,
+		db.timeArg(now()), id)
 	if err != nil {
 		return nil, fmt.Errorf("store: continuing run %s: %w", id, err)
 	}
-	return &r, nil
+	return r, nil
 }
 
 var _ session.StateSaver = (*DB)(nil)

@@ -218,16 +218,27 @@ func (h *Handler) replayRun(c *gin.Context, typ, runID string, background, strea
 // team) the caller may see, in any state, with its result once it ended.
 func (h *Handler) getRun(typ string) handlerFunc {
 	return func(c *gin.Context) error {
-		r, err := h.opts.Store.GetRun(c.Request.Context(), c.Param("run_id"), store.Filter{UserID: auth.Of(c).UserID("")})
+		r, err := h.routeRun(c, typ)
 		if err != nil {
-			return about("run", err)
-		}
-		if r.ComponentID != c.Param("id") || r.Type != typ || r.ParentRunID != "" {
-			return Errorf(http.StatusNotFound, "no run %s of %s %s", c.Param("run_id"), typ, c.Param("id"))
+			return err
 		}
 		c.JSON(http.StatusOK, toRun(r, false))
 		return nil
 	}
+}
+
+// routeRun returns the top-level run the route names (run_id) of the agent,
+// team or workflow it names (id), if the caller may see it; a run of
+// another component, or a member's run, is not found.
+func (h *Handler) routeRun(c *gin.Context, typ string) (*store.Run, error) {
+	r, err := h.opts.Store.GetRun(c.Request.Context(), c.Param("run_id"), store.Filter{UserID: auth.Of(c).UserID("")})
+	if err != nil {
+		return nil, about("run", err)
+	}
+	if r.ComponentID != c.Param("id") || r.Type != typ || r.ParentRunID != "" {
+		return nil, Errorf(http.StatusNotFound, "no run %s of %s %s", c.Param("run_id"), typ, c.Param("id"))
+	}
+	return r, nil
 }
 
 // runStatuses are the statuses GET …/runs filters by.

@@ -9,7 +9,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/workflow"
@@ -52,12 +51,9 @@ type workflowRunResponse struct {
 // state, with every step execution checkpointed so far, in the order they
 // started.
 func (h *Handler) getWorkflowRun(c *gin.Context) error {
-	r, err := h.opts.Store.GetRun(c.Request.Context(), c.Param("run_id"), store.Filter{UserID: auth.Of(c).UserID("")})
+	r, err := h.routeRun(c, "workflow")
 	if err != nil {
-		return about("run", err)
-	}
-	if r.ComponentID != c.Param("id") || r.Type != "workflow" || r.ParentRunID != "" {
-		return Errorf(http.StatusNotFound, "no run %s of workflow %s", c.Param("run_id"), c.Param("id"))
+		return err
 	}
 	out := workflowRunResponse{runResponse: toRun(r, false), Steps: []stepResponse{}}
 	if ws, ok := h.opts.Store.(WorkflowSteps); ok {
@@ -102,12 +98,9 @@ func (h *Handler) continueRun(c *gin.Context) error {
 		return Errorf(http.StatusUnprocessableEntity, "approved is required: true to continue the workflow, false to reject it")
 	}
 	ctx := c.Request.Context()
-	r, err := h.opts.Store.GetRun(ctx, c.Param("run_id"), store.Filter{UserID: auth.Of(c).UserID("")})
+	r, err := h.routeRun(c, "workflow")
 	if err != nil {
-		return about("run", err)
-	}
-	if r.ComponentID != c.Param("id") || r.Type != "workflow" || r.ParentRunID != "" {
-		return Errorf(http.StatusNotFound, "no run %s of workflow %s", c.Param("run_id"), c.Param("id"))
+		return err
 	}
 	if r.Status != event.StatusPaused {
 		return Errorf(http.StatusConflict, "run %s is %s, not PAUSED at an approval step: only a paused run can be continued", r.ID, r.Status)

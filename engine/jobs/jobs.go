@@ -229,6 +229,8 @@ type Client struct {
 	rescue func(ctx context.Context) (int, error)
 	// counts runs the stats query on the driver's database.
 	counts func(ctx context.Context) ([]countRow, error)
+	// exec runs the few queries River has no API for (waiting).
+	exec riverdriver.Executor
 	// concurrency is how many jobs of each queue this client runs at once.
 	concurrency map[string]int
 	// periodic hands the registry's periodic jobs to River once, however
@@ -316,7 +318,7 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], opts Opti
 	if driver.DatabaseName() == riverdriver.DatabaseNamePostgres {
 		argEquals = "args->>@field::text = @value::text"
 	}
-	return &Client{river: c, opts: opts, log: opts.Logger, counts: countsQuery(driver), concurrency: concurrency, argEquals: argEquals,
+	return &Client{river: c, opts: opts, log: opts.Logger, counts: countsQuery(driver), exec: driver.GetExecutor(), concurrency: concurrency, argEquals: argEquals,
 		rescue: func(ctx context.Context) (int, error) { return rescueAbandoned(ctx, driver, time.Now().UTC()) }}, nil
 }
 

@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
-
 	"github.com/troupehq/troupe/engine/session"
 )
 
@@ -142,14 +139,20 @@ func (q *RunQueue) Submit(ctx context.Context, p session.Params) (*session.Run, 
 	return r, nil
 }
 
+// waitingSQL counts, up to a limit, the jobs of a queue not started yet.
+// The depth check runs on every background submission: a bounded count
+// reads at most limit index entries, where listing the jobs read whole rows
+// (arguments, errors, metadata) — up to --max-queued-runs of them.
+const waitingSQL = `SELECT count(*) FROM (SELECT 1 FROM river_job
+	WHERE queue = $1 AND state IN ('available', 'pending', 'scheduled', 'retryable') LIMIT $2) AS w`
+
 // waiting counts the jobs of queue not started yet, up to limit.
 func (c *Client) waiting(ctx context.Context, queue string, limit int) (int, error) {
-	res, err := c.river.JobList(ctx, river.NewJobListParams().Queues(queue).
-		States(rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateScheduled, rivertype.JobStateRetryable).First(limit))
-	if err != nil {
+	var n int
+	if err := c.exec.QueryRow(ctx, waitingSQL, queue, limit).Scan(&n); err != nil {
 		return 0, fmt.Errorf("jobs: counting waiting jobs: %w", err)
 	}
-	return len(res.Jobs), nil
+	return n, nil
 }
 
 // Resumer queues the jobs of workflow runs interrupted by a crash, which
