@@ -445,7 +445,7 @@ func TestMetricsQueueSource(t *testing.T) {
 			{Queue: "default"},
 		},
 		FailedAttempts: map[string]uint64{"knowledge_ingest": 4, "background_run": 0},
-		LeaseExpired:   2, Rescued: 5,
+		LeaseExpired:   2, Rescued: 5, Orphaned: 4,
 	}
 	m.SetQueueSource(func() telemetry.QueueMetrics { return q })
 	fams := scrapeMetrics(t, m)
@@ -465,6 +465,7 @@ func TestMetricsQueueSource(t *testing.T) {
 		{"troupe_jobs_failed_attempts_total", promLabels{"kind": "background_run"}, false, 0},
 		{"troupe_jobs_lease_expiries_total", promLabels{}, false, 2},
 		{"troupe_jobs_rescued_total", promLabels{}, false, 5},
+		{"troupe_jobs_orphaned_runs_total", promLabels{}, false, 4},
 	}
 	for _, tt := range tests {
 		if tt.gauge {
