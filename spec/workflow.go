@@ -53,7 +53,8 @@ type Workflow struct {
 	Output string         `yaml:"output" doc:"Template of the workflow's output, such as \"{{ steps.draft.output }}\"; default: the last step's output."`
 	Limits WorkflowLimits `yaml:"limits" doc:"Bounds on one workflow run."`
 
-	output *expr.Template // compiled by check; nil when Output is empty
+	output      *expr.Template // compiled by check; nil when Output is empty
+	inputSchema *expr.Schema   // derived by check; nil when input is untyped
 }
 
 // WorkflowLimits bound one workflow run.
@@ -290,21 +291,45 @@ var baseEnv = sync.OnceValues(func() (map[bool]*expr.Env, error) {
 	return map[bool]*expr.Env{true: withSchema, false: noSchema}, nil
 })
 
+// env is the environment of the workflow's expressions. With an input schema
+// of type object with properties, input is typed by it (see expr.Schema):
+// troupe check then reports misspelt input fields (where the schema says
+// additionalProperties: false) and type errors such as input.count + "x".
+func (w *Workflow) env() (*expr.Env, error) {
+	envs, err := baseEnv()
+	if err != nil {
+		return nil, err
+	}
+	props, _ := w.Input["properties"].(map[string]any)
+	if w.Input["type"] != "object" || len(props) == 0 {
+		return envs[w.Input != nil], nil
+	}
+	w.inputSchema = expr.NewSchema("input", w.Input)
+	vars := envs[true].Vars()
+	vars[0] = expr.SchemaVar("input", w.inputSchema) // in place, so messages list the variables as usual
+	return expr.NewEnv(vars...)
+}
+
+// InputSchema is the CEL view of the input schema, or nil when input is
+// untyped (no schema, or one without properties). The runner coerces the
+// input with it, so integer fields hold ints as the checker assumed.
+func (w *Workflow) InputSchema() *expr.Schema { return w.inputSchema }
+
 // check compiles every expression and template of the workflow and checks
 // what the document alone decides: step names, kinds, loops, and which steps
 // each expression refers to. It runs once per decoded document, before the
 // document is shared, so the compiled expressions it stores are immutable
 // afterwards.
 func (w *Workflow) check() Diagnostics {
-	envs, err := baseEnv()
+	env, err := w.env()
 	if err != nil {
 		return Diagnostics{{Pos: w.pos, Path: w.Path(), Severity: Error, Msg: err.Error()}}
 	}
 	c := &wfChecker{w: w, steps: map[string]*stepInfo{}}
 	c.index(w.Path()+".steps", w.Steps, nil)
-	visible := c.sequence(w.Path()+".steps", w.Steps, scope{env: envs[w.Input != nil], visible: map[string]bool{}})
+	visible := c.sequence(w.Path()+".steps", w.Steps, scope{env: env, visible: map[string]bool{}})
 	if w.Output != "" {
-		w.output = c.template(w.Path()+".output", w.Output, scope{env: envs[w.Input != nil], visible: visible}, "")
+		w.output = c.template(w.Path()+".output", w.Output, scope{env: env, visible: visible}, "")
 	}
 	return c.diags
 }

@@ -265,6 +265,15 @@ func (x *run) start(ctx context.Context) (string, error) {
 		if err := json.Unmarshal([]byte(x.in.Message), &x.input); err != nil || x.input == nil {
 			return "", fmt.Errorf("workflow %s takes a JSON object as input (its input schema): send input as an object", w.Name())
 		}
+		if s := w.Spec.InputSchema(); s != nil {
+			// JSON numbers are float64: integer fields become the ints
+			// their expressions were checked against.
+			in, err := s.Coerce(x.input)
+			if err != nil {
+				return "", fmt.Errorf("workflow %s: %w: send a whole number", w.Name(), err)
+			}
+			x.input, _ = in.(map[string]any)
+		}
 	} else {
 		x.input = map[string]any{"message": x.in.Message}
 	}

@@ -69,7 +69,14 @@ const (
 type Var struct {
 	Name string
 	Type *Type
+	// Schema, when set, is where Type comes from: its object types are
+	// declared to the checker with the variable (see SchemaVar).
+	Schema *Schema
 }
+
+// SchemaVar declares a variable holding values valid against s: its fields
+// are typed, so the checker reports a misspelt field or a type error.
+func SchemaVar(name string, s *Schema) Var { return Var{Name: name, Type: s.Type(), Schema: s} }
 
 // Env is a set of declared variables expressions are checked against. It is
 // immutable and safe for concurrent use.
@@ -86,8 +93,19 @@ func NewEnv(vars ...Var) (*Env, error) {
 		cel.ParserExpressionSizeLimit(MaxSourceLen),
 		cel.ParserRecursionLimit(maxRecursion),
 	}
+	var schemas []*Schema
 	for _, v := range vars {
 		opts = append(opts, cel.Variable(v.Name, v.Type))
+		if v.Schema != nil {
+			schemas = append(schemas, v.Schema)
+		}
+	}
+	if len(schemas) > 0 {
+		p, err := newProvider(schemas)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, cel.CustomTypeProvider(p))
 	}
 	env, err := cel.NewEnv(opts...)
 	if err != nil {
@@ -103,8 +121,9 @@ func (e *Env) With(vars ...Var) (*Env, error) {
 	kept := slices.DeleteFunc(slices.Clone(e.vars), func(old Var) bool {
 		return slices.ContainsFunc(vars, func(v Var) bool { return v.Name == old.Name })
 	})
-	if len(kept) != len(e.vars) {
-		// CEL refuses to redeclare a variable: start again from scratch.
+	if len(kept) != len(e.vars) || slices.ContainsFunc(vars, func(v Var) bool { return v.Schema != nil }) {
+		// CEL refuses to redeclare a variable, and the type provider is
+		// fixed when an environment is created: start again from scratch.
 		return NewEnv(append(kept, vars...)...)
 	}
 	for _, v := range vars {

@@ -223,3 +223,102 @@ func TestWithShadows(t *testing.T) {
 	_, err = env.Compile(`item`)
 	require.Error(t, err, "the outer environment is unchanged")
 }
+
+func schemaEnv(t testing.TB) (*expr.Env, *expr.Schema) {
+	t.Helper()
+	s := expr.NewSchema("input", map[string]any{
+		"type": "object",
+		"properties": map[string]any{
+			"topic": map[string]any{"type": "string"},
+			"count": map[string]any{"type": "integer"},
+			"ratio": map[string]any{"type": "number"},
+			"draft": map[string]any{"type": "boolean"},
+			"tags":  map[string]any{"type": "array", "items": map[string]any{"type": "string"}},
+			"any":   map[string]any{"type": "array"},
+			"address": map[string]any{"type": "object", "additionalProperties": false, "properties": map[string]any{
+				"city": map[string]any{"type": "string"},
+				"zip":  map[string]any{"type": "integer"},
+			}},
+			"free": map[string]any{"type": "object"},
+		},
+	})
+	env, err := expr.NewEnv(expr.SchemaVar("input", s), expr.Var{Name: "n", Type: expr.Int})
+	require.NoError(t, err)
+	return env, s
+}
+
+func TestSchemaTypes(t *testing.T) {
+	t.Parallel()
+	env, s := schemaEnv(t)
+	in, err := s.Coerce(map[string]any{"topic": "go", "count": 3.0, "ratio": 2.0, "draft": true,
+		"tags": []any{"a"}, "address": map[string]any{"city": "Oslo", "zip": 150.0}, "extra": 1.5})
+	require.NoError(t, err)
+	vars := expr.Vars{"input": in, "n": int64(1)}
+	for _, tc := range []struct {
+		src  string
+		want any
+		typ  string
+	}{
+		{`input.count + n`, int64(4), "int"},
+		{`input.ratio * 2.0`, 4.0, "double"},
+		{`input.topic + "!"`, "go!", "string"},
+		{`!input.draft`, false, "bool"},
+		{`input.tags[0]`, "a", "string"},
+		{`input.address.zip - 50`, int64(100), "int"},
+		{`input.address.city`, "Oslo", "string"},
+		{`input.extra`, 1.5, "dyn"}, // additional properties are allowed by default
+		{`has(input.address) && has(input.address.city)`, true, "bool"},
+		{`input.count > 2 ? "many" : "few"`, "many", "string"},
+	} {
+		t.Run(tc.src, func(t *testing.T) {
+			x, err := env.Compile(tc.src)
+			require.NoError(t, err)
+			require.Equal(t, tc.typ, x.TypeName())
+			got, err := x.Eval(t.Context(), vars)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestSchemaTypeErrors(t *testing.T) {
+	t.Parallel()
+	env, _ := schemaEnv(t)
+	for _, tc := range []struct {
+		src    string
+		offset int
+		msg    string
+	}{
+		{`input.count + "x"`, 12, "found no matching overload for '_+_' applied to '(int, string)'"},
+		{`input.address.cty == "Oslo"`, 13, "undefined field 'cty'"},
+		{`input.address.zip + "1"`, 18, "found no matching overload for '_+_' applied to '(int, string)'"},
+		{`input.topic > 1`, 12, "found no matching overload for '_>_' applied to '(string, int)'"},
+		{`input.tags[0] + 1`, 14, "found no matching overload"},
+	} {
+		t.Run(tc.src, func(t *testing.T) {
+			_, err := env.Compile(tc.src)
+			var e *expr.Error
+			require.ErrorAs(t, err, &e)
+			require.Equal(t, tc.offset, e.Offset)
+			require.Contains(t, e.Msg, tc.msg)
+		})
+	}
+}
+
+func TestSchemaCoerce(t *testing.T) {
+	t.Parallel()
+	_, s := schemaEnv(t)
+	got, err := s.Coerce(map[string]any{"count": 7.0, "ratio": 1, "address": map[string]any{"zip": 1.0}})
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"count": int64(7), "ratio": 1.0, "address": map[string]any{"zip": int64(1)}}, got)
+	for _, tc := range []struct {
+		in  map[string]any
+		msg string
+	}{
+		{map[string]any{"count": 2.5}, "input.count must be an integer, got 2.5"},
+		{map[string]any{"address": map[string]any{"zip": 0.1}}, "input.address.zip must be an integer, got 0.1"},
+	} {
+		_, err := s.Coerce(tc.in)
+		require.EqualError(t, err, tc.msg)
+	}
+}
