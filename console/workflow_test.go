@@ -539,3 +539,47 @@ func TestWorkflowSessionState(t *testing.T) {
 	ts.json(http.MethodPost, "/workflows/counter/runs", "", `{"message": "x", "stream": false}`, http.StatusOK, &run)
 	require.Equal(t, "system=Write.|user=count 0|history=0", run.Content, "another session starts afresh")
 }
+
+// TestWorkflowTypedInput: a workflow whose expressions use an integer input
+// field gets the JSON number as an int (3 + 1 is 4, not an overload error),
+// and a fraction there is refused with 422 before any run starts.
+func TestWorkflowTypedInput(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(`
+kind: Workflow
+name: typed
+input:
+  type: object
+  additionalProperties: false
+  properties:
+    count: {type: integer}
+    topic: {type: string}
+    box: {type: object, properties: {size: {type: integer}}}
+  required: [count, topic]
+steps:
+  - name: big
+    condition:
+      if: input.count + input.box.size > 3
+      then: [{name: many, agent: writer, input: "{{ input.count + 1 }} {{ input.topic }}"}]
+      else: [{name: few, agent: writer, input: "few"}]
+`))
+	for _, tc := range []struct {
+		name, body, content string
+	}{
+		{"integers from JSON", `{"input": {"count": 3, "topic": "go", "box": {"size": 1}}, "stream": false}`, "system=Write.|user=4 go|history=0"},
+		{"a whole float", `{"input": {"count": 1.0, "topic": "go", "box": {"size": 0}}, "stream": false}`, "system=Write.|user=few|history=0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var run wfRun
+			ts.json(http.MethodPost, "/workflows/typed/runs", "", tc.body, http.StatusOK, &run)
+			require.Equal(t, "COMPLETED", run.Status, run.Error)
+			require.Equal(t, tc.content, run.Content)
+		})
+	}
+	code, body, _ := ts.do(http.MethodPost, "/workflows/typed/runs", "", "application/json", `{"input": {"count": 2.5, "topic": "go", "box": {"size": 0}}, "stream": false}`)
+	require.Equal(t, http.StatusUnprocessableEntity, code, body)
+	require.Contains(t, body, "input.count must be an integer, got 2.5")
+	var listed []wfRun
+	ts.json(http.MethodGet, "/workflows/typed/runs", "", "", http.StatusOK, &listed)
+	require.Len(t, listed, 2, "the refused input started no run")
+}

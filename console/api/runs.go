@@ -103,6 +103,11 @@ func (h *Handler) createRun(typ string) handlerFunc {
 		if err != nil {
 			return err
 		}
+		if kind == spec.KindWorkflow && req.Input != nil {
+			if err := h.checkWorkflowInput(c.Param("id"), req.Input); err != nil {
+				return err
+			}
+		}
 		stream := req.Stream == nil || *req.Stream
 		p := session.Params{Kind: kind, Name: c.Param("id"), Message: req.Message, SessionID: req.SessionID,
 			UserID: auth.Of(c).UserID(req.UserID), Stream: stream, BoundUser: auth.Of(c).Bound(), Link: RunLink(c)}
