@@ -583,3 +583,118 @@ steps:
 	ts.json(http.MethodGet, "/workflows/typed/runs", "", "", http.StatusOK, &listed)
 	require.Len(t, listed, 2, "the refused input started no run")
 }
+
+// The workflows of TestWorkflowStructuredOutput: output.schema over an
+// agent's structured answer, over a template, and violated two ways.
+const structuredWorkflowSpecs = `
+kind: Agent
+name: judge
+model: echo
+output_schema:
+  type: object
+  properties: {title: {type: string}}
+  required: [title]
+---
+kind: Workflow
+name: shaped
+steps:
+  - {name: verdict, agent: judge}
+output:
+  schema:
+    type: object
+    properties: {title: {type: string}}
+    required: [title]
+---
+kind: Workflow
+name: templated
+steps:
+  - {name: draft, agent: writer, input: "draft"}
+output:
+  template: "{{ {'text': steps.draft.output, 'size': size(steps.draft.output)} }}"
+  schema:
+    type: object
+    properties: {text: {type: string}, size: {type: integer, minimum: 1}}
+    required: [text, size]
+    additionalProperties: false
+---
+kind: Workflow
+name: wrong
+steps:
+  - {name: draft, agent: writer, input: "draft"}
+output:
+  template: "{{ {'title': size(steps.draft.output)} }}"
+  schema:
+    type: object
+    properties: {title: {type: string}}
+---
+kind: Workflow
+name: prose
+steps:
+  - {name: draft, agent: writer, input: "draft"}
+output: {schema: {type: object}}
+`
+
+// TestWorkflowStructuredOutput: with output.schema, a valid output is stored
+// as its JSON; an invalid one ends the run with WorkflowError naming the
+// violated path; the schema shows in GET /workflows/{id} and in OpenAPI.
+func TestWorkflowStructuredOutput(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(structuredWorkflowSpecs))
+	draft := "system=Write.|user=draft|history=0"
+	for _, tc := range []struct {
+		workflow string
+		content  map[string]any // nil: the run fails
+		error    string
+	}{
+		{workflow: "shaped", content: map[string]any{"title": "Echo: go"}},
+		{workflow: "templated", content: map[string]any{"text": draft, "size": float64(len(draft))}},
+		{workflow: "wrong", error: "the output does not match output.schema: at /title: got number, want string"},
+		{workflow: "prose", error: "the output is not JSON, but output.schema requires it"},
+	} {
+		t.Run(tc.workflow, func(t *testing.T) {
+			t.Parallel()
+			frames, hdr := ts.stream("/workflows/"+tc.workflow+"/runs", "", "application/json", `{"message": "go"}`)
+			last := frames[len(frames)-1]
+			var run wfRun
+			ts.json(http.MethodGet, "/workflows/"+tc.workflow+"/runs/"+hdr.Get("X-Run-Id"), "", "", http.StatusOK, &run)
+			if tc.content == nil {
+				require.Equal(t, "WorkflowError", last.Event, last.Data)
+				require.Contains(t, last.Data["content"], tc.error)
+				require.Equal(t, "ERROR", run.Status)
+				require.Contains(t, run.Error, tc.error)
+				return
+			}
+			require.Equal(t, "WorkflowCompleted", last.Event, last.Data)
+			require.Equal(t, "COMPLETED", run.Status)
+			var got map[string]any
+			require.NoError(t, json.Unmarshal([]byte(run.Content), &got), run.Content)
+			require.Equal(t, tc.content, got)
+			require.Equal(t, run.Content, last.Data["content"])
+		})
+	}
+
+	var w struct {
+		Output       string         `json:"output"`
+		OutputSchema map[string]any `json:"output_schema"`
+	}
+	ts.json(http.MethodGet, "/workflows/templated", "", "", http.StatusOK, &w)
+	require.Equal(t, []any{"text", "size"}, w.OutputSchema["required"])
+	require.Contains(t, w.Output, "steps.draft.output")
+
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]struct {
+				Content map[string]struct {
+					Schema map[string]any `json:"schema"`
+				} `json:"content"`
+			} `json:"responses"`
+		} `json:"paths"`
+	}
+	ts.json(http.MethodGet, "/openapi.json", "", "", http.StatusOK, &doc)
+	schema := doc.Paths["/workflows/shaped/runs"]["post"].Responses["200"].Content["application/json"].Schema
+	parts := schema["allOf"].([]any)
+	require.Len(t, parts, 2)
+	content := parts[1].(map[string]any)["properties"].(map[string]any)["content"].(map[string]any)
+	require.Equal(t, "application/json", content["contentMediaType"])
+	require.Equal(t, []any{"title"}, content["contentSchema"].(map[string]any)["required"])
+}

@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/troupehq/troupe/engine/agent"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/spec/expr"
 )
@@ -30,8 +31,11 @@ type Workflow struct {
 	Spec  *spec.Workflow
 	Steps []*WorkflowStep
 	// Output renders the workflow's output; nil means the last step's output.
-	Output  *expr.Template
-	Timeout time.Duration
+	Output *expr.Template
+	// OutputSchema, when the spec declares output.schema, is what the
+	// output must satisfy (as JSON); nil accepts any output.
+	OutputSchema *jsonschema.Schema
+	Timeout      time.Duration
 	// Runner runs the workflow; nil when the snapshot was compiled without a
 	// runtime or without Runtime.Workflows (spec tooling).
 	Runner agent.Runner
@@ -111,6 +115,19 @@ func (c *compiler) workflow(s *Snapshot, w *spec.Workflow, building map[string]b
 	building[w.Name] = true
 	defer delete(building, w.Name)
 	out := &Workflow{Spec: w, Output: w.OutputTemplate(), Timeout: w.Limits.Timeout.D(), byName: map[string]*WorkflowStep{}}
+	if w.Output.Schema != nil {
+		// spec validation has compiled the schema already; this cannot fail
+		// for a document that passed it.
+		sc := jsonschema.NewCompiler()
+		err := sc.AddResource("troupe://output.json", map[string]any(w.Output.Schema))
+		if err == nil {
+			out.OutputSchema, err = sc.Compile("troupe://output.json")
+		}
+		if err != nil {
+			c.breakObject(k, fmt.Errorf("workflow %s: output.schema: %w", w.Name, err))
+			return nil
+		}
+	}
 	steps, err := c.workflowSteps(s, out, w.Steps, building)
 	if err != nil {
 		if o := c.objects[k]; o.Doc != nil {

@@ -50,11 +50,21 @@ type Workflow struct {
 
 	Input  JSONSchema     `yaml:"input" doc:"JSON Schema (type object) of the workflow input; without it the input is {message: string}."`
 	Steps  []Step         `yaml:"steps" spec:"required" doc:"The steps, run in order."`
-	Output string         `yaml:"output" doc:"Template of the workflow's output, such as \"{{ steps.draft.output }}\"; default: the last step's output."`
+	Output WorkflowOutput `yaml:"output" doc:"The workflow's output: a template such as \"{{ steps.draft.output }}\", or a mapping with template and schema; default: the last step's output."`
 	Limits WorkflowLimits `yaml:"limits" doc:"Bounds on one workflow run."`
 
 	output      *expr.Template // compiled by check; nil when Output is empty
 	inputSchema *expr.Schema   // derived by check; nil when input is untyped
+}
+
+// WorkflowOutput is a workflow's output: written as a string, the template;
+// as a mapping, a template, a JSON Schema, or both. With a schema the output
+// (the template's result, or the last step's output) must be JSON valid
+// against it, or the run fails naming the violated path; the stored run's
+// content is then that JSON.
+type WorkflowOutput struct {
+	Template string     `yaml:"template" spec:"short" doc:"Template of the output, such as \"{{ steps.draft.output }}\"; default: the last step's output."`
+	Schema   JSONSchema `yaml:"schema" doc:"JSON Schema the output must satisfy; the output is then JSON (the run fails when it does not match)."`
 }
 
 // WorkflowLimits bound one workflow run.
@@ -239,6 +249,7 @@ func (w *Workflow) applyDefaults() {
 func (w *Workflow) validate(v *validator) {
 	p := w.Path()
 	v.schema(p+".input", w.Input, true)
+	v.schema(p+".output.schema", w.Output.Schema, false)
 	v.duration(p+".limits.timeout", w.Limits.Timeout)
 	w.Walk(func(sp string, s *Step) {
 		if s.Agent != "" {
@@ -328,8 +339,8 @@ func (w *Workflow) check() Diagnostics {
 	c := &wfChecker{w: w, steps: map[string]*stepInfo{}}
 	c.index(w.Path()+".steps", w.Steps, nil)
 	visible := c.sequence(w.Path()+".steps", w.Steps, scope{env: env, visible: map[string]bool{}})
-	if w.Output != "" {
-		w.output = c.template(w.Path()+".output", w.Output, scope{env: env, visible: visible}, "")
+	if w.Output.Template != "" {
+		w.output = c.template(w.Path()+".output.template", w.Output.Template, scope{env: env, visible: visible}, "")
 	}
 	return c.diags
 }

@@ -34,10 +34,13 @@ type workflowResponse struct {
 	// or {message: string} when it declares none.
 	InputSchema map[string]any `json:"input_schema"`
 	Steps       []workflowStep `json:"steps"`
-	Output      string         `json:"output,omitempty"`
-	Timeout     string         `json:"timeout"`
-	Status      string         `json:"status"`
-	SpecVersion string         `json:"spec_version"`
+	// Output is the output template; OutputSchema the JSON Schema the
+	// output satisfies (the run's content is then that JSON).
+	Output       string         `json:"output,omitempty"`
+	OutputSchema map[string]any `json:"output_schema,omitempty"`
+	Timeout      string         `json:"timeout"`
+	Status       string         `json:"status"`
+	SpecVersion  string         `json:"spec_version"`
 }
 
 func (workflowResponse) OpenAPIName() string { return "Workflow" }
@@ -93,7 +96,7 @@ func (h *Handler) toWorkflowSummary(snap *engine.Snapshot, w *engine.Workflow) w
 func (h *Handler) toWorkflow(snap *engine.Snapshot, w *engine.Workflow) workflowResponse {
 	return workflowResponse{
 		ID: w.Name(), Name: w.Name(), Description: w.Spec.Description, DBID: h.opts.DBID,
-		InputSchema: WorkflowInputSchema(w.Spec), Steps: toWorkflowSteps(w.Steps), Output: w.Spec.Output, Timeout: w.Timeout.String(),
+		InputSchema: WorkflowInputSchema(w.Spec), Steps: toWorkflowSteps(w.Steps), Output: w.Spec.Output.Template, OutputSchema: w.Spec.Output.Schema, Timeout: w.Timeout.String(),
 		Status: objectState(snap, spec.KindWorkflow, w.Name()), SpecVersion: snap.Version(),
 	}
 }
@@ -193,6 +196,21 @@ func workflowRunOp(runOp func(tag, kind, name, desc string) map[string]any, w *e
 	}}
 	if r, ok := o["responses"].(map[string]any)["422"].(map[string]any); ok {
 		r["description"] = "The input is missing or does not match the workflow's input schema"
+	}
+	if w.Spec.Output.Schema != nil {
+		// The run's content is JSON text valid against output.schema:
+		// OpenAPI 3.1 (JSON Schema 2020-12) says so with contentSchema.
+		if content, ok := o["responses"].(map[string]any)["200"].(map[string]any)["content"].(map[string]any); ok {
+			if js, ok := content["application/json"].(map[string]any); ok {
+				js["schema"] = map[string]any{"allOf": []any{js["schema"], map[string]any{
+					"properties": map[string]any{"content": map[string]any{
+						"type": "string", "contentMediaType": "application/json",
+						"contentSchema": map[string]any(w.Spec.Output.Schema),
+						"description":   "The workflow's output: JSON valid against its output schema",
+					}},
+				}}}
+			}
+		}
 	}
 	return o
 }

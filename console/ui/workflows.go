@@ -46,7 +46,7 @@ func (h *Handler) workflowPage(c *gin.Context) {
 		h.fail(c, "the input schema", err)
 		return
 	}
-	p := view.WorkflowPage{WorkflowRow: workflowRow(snap, w), InputSchema: string(schema), Output: w.Spec.Output,
+	p := view.WorkflowPage{WorkflowRow: workflowRow(snap, w), InputSchema: string(schema), Output: w.Spec.Output.Template,
 		Timeout: w.Timeout.String(), Steps: viewSteps(w.Steps)}
 	if found {
 		p.File, p.Diagnostics = o.File, viewDiagnostics(o.Diagnostics)

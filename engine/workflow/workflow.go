@@ -20,6 +20,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/event"
@@ -293,10 +297,50 @@ func (x *run) start(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	out := last
 	if w.Output != nil {
-		return w.Output.Render(ctx, x.vars(scope{}))
+		if out, err = w.Output.Render(ctx, x.vars(scope{})); err != nil {
+			return "", err
+		}
 	}
-	return text(last), nil
+	if w.OutputSchema != nil {
+		return structured(w, out)
+	}
+	return text(out), nil
+}
+
+// structured checks the output against the workflow's output schema and
+// returns it as JSON: the output is the JSON a template rendered or the
+// last step gave (an agent with output_schema gives it decoded already).
+func structured(w *engine.Workflow, out any) (string, error) {
+	if s, ok := out.(string); ok {
+		if err := json.Unmarshal([]byte(strings.TrimSpace(s)), &out); err != nil {
+			return "", fmt.Errorf("workflow %s: the output is not JSON, but output.schema requires it: %w (give the last step an agent with output_schema, or an output template that renders JSON)", w.Name(), err)
+		}
+	}
+	if err := w.OutputSchema.Validate(out); err != nil {
+		return "", fmt.Errorf("workflow %s: the output does not match output.schema: %s", w.Name(), schemaViolation(err))
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return "", fmt.Errorf("workflow %s: encode the output: %w", w.Name(), err)
+	}
+	return string(b), nil
+}
+
+var english = message.NewPrinter(language.English)
+
+// schemaViolation names the first violated place of the output, as a JSON
+// pointer, and why.
+func schemaViolation(err error) string {
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return err.Error()
+	}
+	for len(ve.Causes) > 0 {
+		ve = ve.Causes[0]
+	}
+	return fmt.Sprintf("at /%s: %s", strings.Join(ve.InstanceLocation, "/"), ve.ErrorKind.LocalizedString(english))
 }
 
 func (x *run) sequence(ctx context.Context, steps []*engine.WorkflowStep, sc scope) (any, error) {
