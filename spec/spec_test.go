@@ -230,6 +230,9 @@ func TestSchemaRejects(t *testing.T) {
 		"kind: Agent\nname: Bad Name\nmodel: echo\n",
 		"kind: Agent\nname: a\nmodel: echo\nhistory: many\n",
 		"kind: Tool\nname: t\ntype: http\nurl: https://x\nfoo: 1\n",
+		"kind: Workflow\nname: w\nsteps: [{name: a, agent: x}]\noutput: {templte: x}\n",
+		"kind: Workflow\nname: w\nsteps: [{name: a, agent: x}]\noutput: {schema: [x]}\n",
+		"kind: Workflow\nname: w\nsteps: [{name: a, agent: x}]\noutput: 3\n",
 	} {
 		doc := yamlDoc(t, src)
 		require.Error(t, sch.Validate(doc), src)
