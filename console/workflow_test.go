@@ -542,7 +542,8 @@ func TestWorkflowSessionState(t *testing.T) {
 
 // TestWorkflowTypedInput: a workflow whose expressions use an integer input
 // field gets the JSON number as an int (3 + 1 is 4, not an overload error),
-// and a fraction there is refused with 422 before any run starts.
+// and an input its schema refuses (a fraction there, a missing or mistyped
+// field) is refused with 422 naming the field before any run starts.
 func TestWorkflowTypedInput(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, withSpecs(`
@@ -576,9 +577,20 @@ steps:
 			require.Equal(t, tc.content, run.Content)
 		})
 	}
-	code, body, _ := ts.do(http.MethodPost, "/workflows/typed/runs", "", "application/json", `{"input": {"count": 2.5, "topic": "go", "box": {"size": 0}}, "stream": false}`)
-	require.Equal(t, http.StatusUnprocessableEntity, code, body)
-	require.Contains(t, body, "input.count must be an integer, got 2.5")
+	for _, tc := range []struct{ name, input, want string }{
+		{"a fraction for an integer", `{"count": 2.5, "topic": "go", "box": {"size": 0}}`, "at /count: got number, want integer"},
+		{"a required field missing", `{"count": 2}`, "missing property 'topic'"},
+		{"a wrong type", `{"count": 2, "topic": 7}`, "at /topic: got number, want string"},
+		{"an undeclared field", `{"count": 2, "topic": "go", "extra": true}`, "additional properties 'extra' not allowed"},
+		{"a nested wrong type", `{"count": 2, "topic": "go", "box": {"size": "big"}}`, "at /box/size: got string, want integer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body, _ := ts.do(http.MethodPost, "/workflows/typed/runs", "", "application/json", `{"input": `+tc.input+`, "stream": false}`)
+			require.Equal(t, http.StatusUnprocessableEntity, code, body)
+			require.Contains(t, body, "the input does not match workflow typed's input schema")
+			require.Contains(t, body, tc.want)
+		})
+	}
 	var listed []wfRun
 	ts.json(http.MethodGet, "/workflows/typed/runs", "", "", http.StatusOK, &listed)
 	require.Len(t, listed, 2, "the refused input started no run")

@@ -1,10 +1,14 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 
 	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/spec"
@@ -35,7 +39,9 @@ type Workflow struct {
 	// OutputSchema, when the spec declares output.schema, is what the
 	// output must satisfy (as JSON); nil accepts any output.
 	OutputSchema *jsonschema.Schema
-	Timeout      time.Duration
+	// inputSchema validates a run's input when the spec declares input.
+	inputSchema *jsonschema.Schema
+	Timeout     time.Duration
 	// Runner runs the workflow; nil when the snapshot was compiled without a
 	// runtime or without Runtime.Workflows (spec tooling).
 	Runner agent.Runner
@@ -115,18 +121,16 @@ func (c *compiler) workflow(s *Snapshot, w *spec.Workflow, building map[string]b
 	building[w.Name] = true
 	defer delete(building, w.Name)
 	out := &Workflow{Spec: w, Output: w.OutputTemplate(), Timeout: w.Limits.Timeout.D(), byName: map[string]*WorkflowStep{}}
-	if w.Output.Schema != nil {
-		// spec validation has compiled the schema already; this cannot fail
-		// for a document that passed it.
-		sc := jsonschema.NewCompiler()
-		err := sc.AddResource("troupe://output.json", map[string]any(w.Output.Schema))
-		if err == nil {
-			out.OutputSchema, err = sc.Compile("troupe://output.json")
-		}
-		if err != nil {
-			c.breakObject(k, fmt.Errorf("workflow %s: output.schema: %w", w.Name, err))
-			return nil
-		}
+	// spec validation has compiled both schemas already; this cannot fail
+	// for a document that passed it.
+	var err error
+	if out.OutputSchema, err = compileSchema(w.Output.Schema); err != nil {
+		c.breakObject(k, fmt.Errorf("workflow %s: output.schema: %w", w.Name, err))
+		return nil
+	}
+	if out.inputSchema, err = compileSchema(w.Input); err != nil {
+		c.breakObject(k, fmt.Errorf("workflow %s: input: %w", w.Name, err))
+		return nil
 	}
 	steps, err := c.workflowSteps(s, out, w.Steps, building)
 	if err != nil {
@@ -209,4 +213,54 @@ func (c *compiler) workflowStep(s *Snapshot, w *Workflow, sp *spec.Step, buildin
 		return nil, err
 	}
 	return st, nil
+}
+
+// compileSchema compiles a JSON Schema from a spec; nil for none.
+func compileSchema(schema spec.JSONSchema) (*jsonschema.Schema, error) {
+	if schema == nil {
+		return nil, nil
+	}
+	sc := jsonschema.NewCompiler()
+	if err := sc.AddResource("troupe://schema.json", map[string]any(schema)); err != nil {
+		return nil, err
+	}
+	return sc.Compile("troupe://schema.json")
+}
+
+// CheckInput validates a run's input against the workflow's input schema
+// and returns it with JSON numbers in integer fields made ints, the types
+// its expressions were checked against. Workflows without an input schema
+// take any input. The error says which field is wrong and why.
+func (w *Workflow) CheckInput(input map[string]any) (map[string]any, error) {
+	if w.inputSchema == nil {
+		return input, nil
+	}
+	if err := w.inputSchema.Validate(input); err != nil {
+		return nil, fmt.Errorf("the input does not match workflow %s's input schema: %s", w.Name(), SchemaViolation(err))
+	}
+	s := w.Spec.InputSchema()
+	if s == nil {
+		return input, nil
+	}
+	in, err := s.Coerce(input)
+	if err != nil {
+		return nil, fmt.Errorf("workflow %s: %w: send a whole number", w.Name(), err)
+	}
+	m, _ := in.(map[string]any)
+	return m, nil
+}
+
+var english = message.NewPrinter(language.English)
+
+// SchemaViolation names the first violated place of a JSON value, as a JSON
+// pointer, and why; other errors are returned as they are.
+func SchemaViolation(err error) string {
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return err.Error()
+	}
+	for len(ve.Causes) > 0 {
+		ve = ve.Causes[0]
+	}
+	return fmt.Sprintf("at /%s: %s", strings.Join(ve.InstanceLocation, "/"), ve.ErrorKind.LocalizedString(english))
 }

@@ -149,16 +149,17 @@ func (h *Handler) listWorkflows(c *gin.Context) error {
 	return nil
 }
 
-// checkWorkflowInput refuses, before a run starts, an input its workflow's
-// typed expressions cannot take: a fraction where the schema says integer.
-// The runner coerces the same way, for runs that do not come through here.
+// checkWorkflowInput refuses, before a run starts, an input that does not
+// match its workflow's input schema (or that its typed expressions cannot
+// take: a fraction where the schema says integer). The runner checks the same
+// way, for runs that do not come through here.
 func (h *Handler) checkWorkflowInput(name string, input map[string]any) error {
 	w, ok := h.opts.Engine.Current().Workflow(name)
-	if !ok || w.Spec.InputSchema() == nil {
+	if !ok {
 		return nil // the run service answers for unknown workflows
 	}
-	if _, err := w.Spec.InputSchema().Coerce(input); err != nil {
-		return Errorf(http.StatusUnprocessableEntity, "%v: send a whole number", err)
+	if _, err := w.CheckInput(input); err != nil {
+		return Errorf(http.StatusUnprocessableEntity, "%v", err)
 	}
 	return nil
 }

@@ -20,10 +20,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
-
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/event"
@@ -269,15 +265,14 @@ func (x *run) start(ctx context.Context) (string, error) {
 		if err := json.Unmarshal([]byte(x.in.Message), &x.input); err != nil || x.input == nil {
 			return "", fmt.Errorf("workflow %s takes a JSON object as input (its input schema): send input as an object", w.Name())
 		}
-		if s := w.Spec.InputSchema(); s != nil {
-			// JSON numbers are float64: integer fields become the ints
-			// their expressions were checked against.
-			in, err := s.Coerce(x.input)
-			if err != nil {
-				return "", fmt.Errorf("workflow %s: %w: send a whole number", w.Name(), err)
-			}
-			x.input, _ = in.(map[string]any)
+		// Runs that did not come through the run route (triggers, resumed
+		// runs) are checked here; JSON numbers in integer fields become the
+		// ints their expressions were checked against.
+		in, err := w.CheckInput(x.input)
+		if err != nil {
+			return "", err
 		}
+		x.input = in
 	} else {
 		x.input = map[string]any{"message": x.in.Message}
 	}
@@ -319,28 +314,13 @@ func structured(w *engine.Workflow, out any) (string, error) {
 		}
 	}
 	if err := w.OutputSchema.Validate(out); err != nil {
-		return "", fmt.Errorf("workflow %s: the output does not match output.schema: %s", w.Name(), schemaViolation(err))
+		return "", fmt.Errorf("workflow %s: the output does not match output.schema: %s", w.Name(), engine.SchemaViolation(err))
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
 		return "", fmt.Errorf("workflow %s: encode the output: %w", w.Name(), err)
 	}
 	return string(b), nil
-}
-
-var english = message.NewPrinter(language.English)
-
-// schemaViolation names the first violated place of the output, as a JSON
-// pointer, and why.
-func schemaViolation(err error) string {
-	var ve *jsonschema.ValidationError
-	if !errors.As(err, &ve) {
-		return err.Error()
-	}
-	for len(ve.Causes) > 0 {
-		ve = ve.Causes[0]
-	}
-	return fmt.Sprintf("at /%s: %s", strings.Join(ve.InstanceLocation, "/"), ve.ErrorKind.LocalizedString(english))
 }
 
 func (x *run) sequence(ctx context.Context, steps []*engine.WorkflowStep, sc scope) (any, error) {
