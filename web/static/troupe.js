@@ -12,7 +12,8 @@
   };
 
   // Chat: a POST answers with server-sent events carrying HTML rendered by
-  // the server (console/ui_chat.go): start, text, append, replace, end.
+  // the server (console/ui/chat.go): start, text, append, replace, end; the
+  // workflow runner (console/ui/workflowrun.go) adds step.
   function initChat(form) {
     const input = byId("chat-input"), send = byId("chat-send"), cancel = byId("chat-cancel");
     const transcript = byId("transcript"), status = byId("chat-status"), session = byId("chat-session");
@@ -37,7 +38,7 @@
       switch (name) {
         case "start":
           runID = d.run;
-          session.value = d.session;
+          if (session) session.value = d.session;
           $(".hint-empty", transcript)?.remove();
           transcript.append(frag(d.h));
           status.textContent = "answering…";
@@ -45,6 +46,9 @@
         case "text": byId(d.t)?.append(d.s); break;
         case "append": byId(d.t)?.append(frag(d.h)); break;
         case "replace": byId(d.t)?.replaceWith(frag(d.h)); break;
+        case "step": // a workflow step's status, on its graph nodes
+          for (const el of document.querySelectorAll("[data-step]")) if (el.dataset.step === d.n && el.tagName === "g") el.dataset.status = d.s;
+          break;
         case "end":
           byId(d.t)?.append(frag(d.h));
           byId(d.t)?.classList.remove("streaming");
@@ -55,8 +59,8 @@
     };
 
     async function submit() {
-      const message = input.value.trim();
-      if (!message || controller) return;
+      // The workflow runner's form has fields, not one message box.
+      if ((input && !input.value.trim()) || controller) return;
       controller = new AbortController();
       busy(true);
       try {
@@ -69,7 +73,7 @@
           fail((await res.text()) || res.statusText);
           return;
         }
-        input.value = "";
+        if (session) input.value = ""; // a chat's message is sent; a workflow's form stays
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
         let buf = "";
         for (;;) {
@@ -94,12 +98,12 @@
         controller = null;
         runID = "";
         busy(false);
-        input.focus();
+        input?.focus();
       }
     }
 
     form.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
-    input.addEventListener("keydown", (e) => {
+    if (session) input.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
     });
     const stop = () => {
