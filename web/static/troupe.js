@@ -44,8 +44,9 @@
           status.textContent = "answering…";
           break;
         case "text": byId(d.t)?.append(d.s); break;
-        case "append": byId(d.t)?.append(frag(d.h)); break;
-        case "replace": byId(d.t)?.replaceWith(frag(d.h)); break;
+        // Parsed where they go: a workflow's step rows need their table.
+        case "append": { const el = byId(d.t); el?.append(frag(d.h, el)); break; }
+        case "replace": { const el = byId(d.t); el?.replaceWith(frag(d.h, el.parentNode)); break; }
         case "step": // a workflow step's status, on its graph nodes
           for (const el of document.querySelectorAll("[data-step]")) if (el.dataset.step === d.n && el.tagName === "g") el.dataset.status = d.s;
           break;
