@@ -179,7 +179,8 @@ func TestBrowserOverviewWithSignIn(t *testing.T) {
 	// Every page fits a phone's width without sideways scrolling.
 	b.do(chromedp.EmulateViewport(390, 844))
 	addWorkflows(t, ts, "sk-admin-0123456789abcdef")
-	for _, p := range []string{"/", "/ui/agents", "/ui/agents/helpdesk", "/ui/sessions", "/ui/traces", "/ui/knowledge", "/ui/queue", "/ui/triggers", "/ui/config", "/ui/workflows", "/ui/workflows/pipeline"} {
+	runPage := pipelineRunPage(t, ts, "sk-admin-0123456789abcdef")
+	for _, p := range []string{"/", "/ui/agents", "/ui/agents/helpdesk", "/ui/sessions", "/ui/traces", "/ui/knowledge", "/ui/queue", "/ui/triggers", "/ui/config", "/ui/workflows", "/ui/workflows/pipeline", runPage} {
 		b.open(p, "main")
 		fits := evalAs[bool](b, "document.documentElement.scrollWidth <= window.innerWidth + 1")
 		if !fits {

@@ -299,3 +299,17 @@ func TestWorkflowRunnerNeedsRunScope(t *testing.T) {
 	resp, _ = ts.page("POST", "/ui/workflows/gated/runs/x/continue", readerKey, url.Values{"approved": {"true"}})
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
 }
+
+// pipelineRunPage runs pipeline (every step kind; see workflowSpecs) to its
+// end or its approval and returns its run page, for the page-enumerating
+// tests.
+func pipelineRunPage(t *testing.T, ts *testServer, key string) string {
+	t.Helper()
+	_, out, _ := ts.do(http.MethodPost, "/workflows/pipeline/runs", key, "application/json", `{"input":{"topic":"owls","sections":["a","b"]},"stream":false}`)
+	var run struct {
+		RunID string `json:"run_id"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &run), out)
+	require.NotEmpty(t, run.RunID, out)
+	return "/ui/workflows/pipeline/runs/" + run.RunID
+}
