@@ -203,11 +203,22 @@ func TestWorkflowRunPage(t *testing.T) {
 			link := doc(t, body).Find("[data-testid=workflow-run] [data-testid=run-link]")
 			require.Equal(t, "/ui/workflows/"+tc.workflow+"/runs/"+runID, link.AttrOr("href", ""))
 
-			// The trace link leads to the run's trace once it is stored.
+			// The trace links lead to the run's trace once it is stored,
+			// each anchored at its step's span.
+			var trace string
 			require.Eventually(t, func() bool {
 				resp, _ := ts.page("GET", "/ui/runs/"+runID+"/trace", "", nil)
-				return resp.StatusCode == http.StatusSeeOther && strings.HasPrefix(resp.Header.Get("Location"), "/ui/traces/")
+				trace = resp.Header.Get("Location")
+				return resp.StatusCode == http.StatusSeeOther && strings.HasPrefix(trace, "/ui/traces/")
 			}, 10*time.Second, 50*time.Millisecond)
+			_, body = ts.page("GET", trace, "", nil)
+			spans := doc(t, body)
+			rows.Each(func(_ int, row *goquery.Selection) {
+				_, anchor, _ := strings.Cut(row.Find("[data-testid=step-trace]").AttrOr("href", ""), "#")
+				span := spans.Find("[data-testid=span]#" + strings.NewReplacer("[", `\[`, "]", `\]`).Replace(anchor))
+				require.Equal(t, 1, span.Length(), anchor)
+				require.Contains(t, span.Find(".span-name").Text(), "workflow.step "+row.Find("code").First().Text()[strings.LastIndex(row.Find("code").First().Text(), "/")+1:], anchor)
+			})
 		})
 	}
 }
