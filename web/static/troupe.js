@@ -12,8 +12,8 @@
   };
 
   // Chat: a POST answers with server-sent events carrying HTML rendered by
-  // the server (console/ui/chat.go): start, text, append, replace, end; the
-  // workflow runner (console/ui/workflowrun.go) adds step.
+  // the server (console/ui/chat.go, workflowrun.go): start, text, append,
+  // replace, step, end. Workflow forms: fields, no message.
   function initChat(form) {
     const input = byId("chat-input"), send = byId("chat-send"), cancel = byId("chat-cancel");
     const transcript = byId("transcript"), status = byId("chat-status"), session = byId("chat-session");
@@ -35,6 +35,7 @@
       scroll();
     };
     const handle = (name, d) => {
+      const t = byId(d.t);
       switch (name) {
         case "start":
           runID = d.run;
@@ -43,16 +44,13 @@
           transcript.append(frag(d.h));
           status.textContent = "answering…";
           break;
-        case "text": byId(d.t)?.append(d.s); break;
-        // Parsed where they go: a workflow's step rows need their table.
-        case "append": { const el = byId(d.t); el?.append(frag(d.h, el)); break; }
-        case "replace": { const el = byId(d.t); el?.replaceWith(frag(d.h, el.parentNode)); break; }
-        case "step": // a workflow step's status, on its graph nodes
-          for (const el of document.querySelectorAll("[data-step]")) if (el.dataset.step === d.n && el.tagName === "g") el.dataset.status = d.s;
-          break;
+        case "text": t?.append(d.s); break;
+        case "append": t?.append(frag(d.h, t)); break;
+        case "replace": t?.replaceWith(frag(d.h, t.parentNode)); break;
+        case "step": for (const g of document.querySelectorAll("g[data-step]")) if (g.dataset.step === d.n) g.dataset.status = d.s; break;
         case "end":
-          byId(d.t)?.append(frag(d.h));
-          byId(d.t)?.classList.remove("streaming");
+          t?.append(frag(d.h));
+          t?.classList.remove("streaming");
           status.textContent = "";
           break;
       }
@@ -60,7 +58,6 @@
     };
 
     async function submit() {
-      // The workflow runner's form has fields, not one message box.
       if ((input && !input.value.trim()) || controller) return;
       controller = new AbortController();
       busy(true);
@@ -74,7 +71,7 @@
           fail((await res.text()) || res.statusText);
           return;
         }
-        if (session) input.value = ""; // a chat's message is sent; a workflow's form stays
+        if (session) input.value = "";
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
         let buf = "";
         for (;;) {
