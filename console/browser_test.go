@@ -179,7 +179,8 @@ func TestBrowserOverviewWithSignIn(t *testing.T) {
 	// Every page fits a phone's width without sideways scrolling.
 	b.do(chromedp.EmulateViewport(390, 844))
 	addWorkflows(t, ts, "sk-admin-0123456789abcdef")
-	for _, p := range []string{"/", "/ui/agents", "/ui/agents/helpdesk", "/ui/sessions", "/ui/traces", "/ui/knowledge", "/ui/queue", "/ui/triggers", "/ui/config", "/ui/workflows", "/ui/workflows/pipeline"} {
+	runPage := pipelineRunPage(t, ts, "sk-admin-0123456789abcdef")
+	for _, p := range []string{"/", "/ui/agents", "/ui/agents/helpdesk", "/ui/sessions", "/ui/traces", "/ui/knowledge", "/ui/queue", "/ui/triggers", "/ui/config", "/ui/workflows", "/ui/workflows/pipeline", runPage} {
 		b.open(p, "main")
 		fits := evalAs[bool](b, "document.documentElement.scrollWidth <= window.innerWidth + 1")
 		if !fits {
@@ -339,4 +340,52 @@ func TestBrowserConfigShowsBrokenFileWithoutReload(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte("kind: Agent\nname: broken\nmodel: echo\ntools: [calculator]\n"), 0o644))
 	b.until(`![...document.querySelectorAll("[data-testid=diagnostic]")].some(d => d.textContent.includes("broken.yaml"))`, 10*time.Second)
 	b.until(`document.querySelector("[data-testid=object-broken] .badge").textContent === "ok"`, 5*time.Second)
+}
+
+// TestBrowserWorkflowRunLive runs a workflow from its page and watches its
+// steps complete live: the model holds the second step until the test
+// releases it, so the first step is seen COMPLETED and the second RUNNING
+// (in its row and in the graph) while the run is still going. Then the run
+// page shows each step's output, and an approval is given with its button.
+func TestBrowserWorkflowRunLive(t *testing.T) {
+	ts, m := startRunner(t)
+	b := newBrowser(t, ts.url)
+
+	b.open("/ui/workflows/gated", "[data-testid=run-form]")
+	b.do(chromedp.SendKeys(chromedp.CSS("#chat-input"), "go"))
+	b.click("[data-testid=run-send]")
+	b.until(`document.querySelector("#transcript tr[data-step=held][data-status=RUNNING]") !== null`, 20*time.Second)
+	require.Equal(t, "COMPLETED", evalAs[string](b, `document.querySelector("#transcript tr[data-step=first]").dataset.status`))
+	require.Contains(t, b.text("#transcript tr[data-step=first] [data-testid=step-output]"), "did first go")
+	require.Equal(t, "RUNNING", evalAs[string](b, `document.querySelector("[data-testid=workflow-graph] g[data-step=held]").dataset.status`))
+	require.Equal(t, "COMPLETED", evalAs[string](b, `document.querySelector("[data-testid=workflow-graph] g[data-step=first]").dataset.status`))
+	require.False(t, evalAs[bool](b, `document.querySelector("#transcript [data-testid=usage]") !== null`), "the workflow has not ended")
+	require.True(t, evalAs[bool](b, `!document.querySelector("[data-testid=chat-cancel]").hidden`), "a running workflow can be cancelled")
+	b.screenshot("running")
+
+	close(m.release)
+	b.until(`document.querySelector("#transcript [data-testid=usage]") !== null`, 20*time.Second)
+	require.Contains(t, b.text("#transcript [data-testid=usage] .badge"), "COMPLETED")
+	require.Equal(t, "did last go", b.text("#transcript [data-testid=run-output]"))
+	require.Equal(t, "COMPLETED", evalAs[string](b, `document.querySelector("[data-testid=workflow-graph] g[data-step=last]").dataset.status`))
+
+	b.click("[data-testid=run-page-link]")
+	b.visible("[data-testid=workflow-run-page]")
+	for step, out := range map[string]string{"first": "did first go", "held": "did hold go", "last": "did last go"} {
+		require.Equal(t, out, b.text("[data-testid=step-run][data-path="+step+"] [data-testid=step-output]"), step)
+	}
+
+	// A typed form, a pause at the approval step, Approve.
+	b.open("/ui/workflows/approve", "[data-testid=run-form]")
+	b.do(chromedp.SendKeys(chromedp.CSS("#f-topic"), "owls"))
+	b.click("#f-urgent")
+	b.click("[data-testid=run-send]")
+	b.until(`document.querySelector("#transcript [data-testid=usage]") !== null`, 20*time.Second)
+	require.Equal(t, "PAUSED", b.text("#transcript [data-testid=usage] .badge"))
+	require.Contains(t, b.text("#transcript tr[data-step=ok]"), "waiting for approval")
+	b.do(chromedp.SendKeys(chromedp.CSS("[data-testid=approval-comment]"), "lgtm"))
+	b.click("[data-testid=approve]")
+	b.until(`document.querySelector("[data-testid=workflow-run-page][data-status=COMPLETED]") !== null`, 20*time.Second)
+	require.Equal(t, "did publish lgtm", b.text("[data-testid=step-run][data-path=publish] [data-testid=step-output]"))
+	require.Equal(t, "COMPLETED", evalAs[string](b, `document.querySelector("[data-testid=workflow-graph] g[data-step=ok]").dataset.status`))
 }

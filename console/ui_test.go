@@ -350,7 +350,8 @@ func TestConsolePageWeight(t *testing.T) {
 	}, 5*time.Second, 50*time.Millisecond)
 	addWorkflows(t, ts, "")
 	for _, path := range []string{"/", "/ui/agents", "/ui/agents/helpdesk", "/ui/teams/crew", "/ui/sessions", "/ui/sessions/" + sessions.Data[0].SessionID,
-		"/ui/traces", "/ui/traces/" + traces.Data[0].TraceID, "/ui/knowledge", "/ui/triggers", "/ui/config", "/ui/workflows", "/ui/workflows/pipeline"} {
+		"/ui/traces", "/ui/traces/" + traces.Data[0].TraceID, "/ui/knowledge", "/ui/triggers", "/ui/config", "/ui/workflows", "/ui/workflows/pipeline",
+		pipelineRunPage(t, ts, "")} {
 		resp, body := ts.page("GET", path, "", nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, path)
 		require.Less(t, len(body), 100_000, path)

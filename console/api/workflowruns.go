@@ -78,6 +78,52 @@ type Continuer interface {
 
 var _ Continuer = (*session.Service)(nil)
 
+// ContinueWorkflow records a reviewer's decision on the approval step the
+// PAUSED workflow run r waits at as the step's output, and queues the run
+// to execute again from its checkpoints (a rejection ends it CANCELLED).
+// The API's continue route and the console's approval buttons share it;
+// st and runs must be able to read and save checkpoints and continue runs
+// (store.DB, session.Service), else the answer is a 422.
+func ContinueWorkflow(ctx context.Context, st, runs any, r *store.Run, approved bool, comment string) (*session.Run, error) {
+	if r.Status != event.StatusPaused {
+		return nil, Errorf(http.StatusConflict, "run %s is %s, not PAUSED at an approval step: only a paused run can be continued", r.ID, r.Status)
+	}
+	ws, ok := st.(WorkflowSteps)
+	cont, ok2 := runs.(Continuer)
+	saver, ok3 := st.(interface {
+		SaveStep(ctx context.Context, c workflow.Checkpoint) error
+	})
+	if !ok || !ok2 || !ok3 {
+		return nil, Errorf(http.StatusUnprocessableEntity, "this server cannot continue workflow runs")
+	}
+	cps, err := ws.Steps(ctx, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	var step *workflow.Checkpoint
+	for i := range cps {
+		if cps[i].Status == event.StatusPaused {
+			step = &cps[i]
+		}
+	}
+	if step == nil {
+		return nil, Errorf(http.StatusConflict, "run %s has no approval step waiting", r.ID)
+	}
+	out, err := json.Marshal(workflow.Decision{Approved: approved, Comment: comment})
+	if err != nil {
+		return nil, err
+	}
+	step.Status, step.Output, step.UpdatedAt = event.StatusCompleted, out, time.Now()
+	if err := saver.SaveStep(ctx, *step); err != nil {
+		return nil, err
+	}
+	run, err := cont.Continue(ctx, r.ID)
+	if errors.Is(err, session.ErrNotFound) {
+		return nil, Errorf(http.StatusConflict, "run %s was continued already", r.ID)
+	}
+	return run, err
+}
+
 // continueRequest is the body of POST /workflows/{id}/runs/{run_id}/continue.
 type continueRequest struct {
 	Approved *bool  `json:"approved" openapi:"required"`
@@ -97,50 +143,11 @@ func (h *Handler) continueRun(c *gin.Context) error {
 	if req.Approved == nil {
 		return Errorf(http.StatusUnprocessableEntity, "approved is required: true to continue the workflow, false to reject it")
 	}
-	ctx := c.Request.Context()
 	r, err := h.routeRun(c, "workflow")
 	if err != nil {
 		return err
 	}
-	if r.Status != event.StatusPaused {
-		return Errorf(http.StatusConflict, "run %s is %s, not PAUSED at an approval step: only a paused run can be continued", r.ID, r.Status)
-	}
-	ws, ok := h.opts.Store.(WorkflowSteps)
-	cont, ok2 := h.opts.Runs.(Continuer)
-	if !ok || !ok2 {
-		return Errorf(http.StatusUnprocessableEntity, "this server cannot continue workflow runs")
-	}
-	saver, ok := h.opts.Store.(interface {
-		SaveStep(ctx context.Context, c workflow.Checkpoint) error
-	})
-	if !ok {
-		return Errorf(http.StatusUnprocessableEntity, "this server cannot continue workflow runs")
-	}
-	cps, err := ws.Steps(ctx, r.ID)
-	if err != nil {
-		return err
-	}
-	var step *workflow.Checkpoint
-	for i := range cps {
-		if cps[i].Status == event.StatusPaused {
-			step = &cps[i]
-		}
-	}
-	if step == nil {
-		return Errorf(http.StatusConflict, "run %s has no approval step waiting", r.ID)
-	}
-	out, err := json.Marshal(workflow.Decision{Approved: *req.Approved, Comment: req.Comment})
-	if err != nil {
-		return err
-	}
-	step.Status, step.Output, step.UpdatedAt = event.StatusCompleted, out, time.Now()
-	if err := saver.SaveStep(ctx, *step); err != nil {
-		return err
-	}
-	run, err := cont.Continue(ctx, r.ID)
-	if errors.Is(err, session.ErrNotFound) {
-		return Errorf(http.StatusConflict, "run %s was continued already", r.ID)
-	}
+	run, err := ContinueWorkflow(c.Request.Context(), h.opts.Store, h.opts.Runs, r, *req.Approved, req.Comment)
 	if err != nil {
 		return err
 	}

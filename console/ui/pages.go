@@ -427,6 +427,7 @@ func waterfall(t api.TraceTree) view.TracePage {
 	}
 	total := float64(max(end.Sub(start), 1))
 	used := 0
+	anchors := map[string]bool{}
 	var walk func(i, depth int)
 	walk = func(i, depth int) {
 		sp := t.Spans[i]
@@ -437,6 +438,12 @@ func waterfall(t api.TraceTree) view.TracePage {
 			Offset: 100 * float64(sp.Start.Sub(start)) / total, Width: 100 * float64(sp.Duration()) / total}
 		for _, k := range slices.Sorted(maps.Keys(sp.Attributes)) {
 			row.Attributes = append(row.Attributes, [2]string{k, sp.Attributes[k]})
+		}
+		if name := sp.Attributes["troupe.step"]; name != "" && sp.Kind == telemetry.KindStep {
+			iteration, _ := strconv.Atoi(sp.Attributes["troupe.iteration"])
+			if a := stepAnchor(name, iteration); !anchors[a] {
+				anchors[a], row.Anchor = true, a // the first: a nested workflow may reuse the name
+			}
 		}
 		p.Rows = append(p.Rows, row)
 		for _, ch := range t.Children[sp.SpanID] {

@@ -59,6 +59,10 @@ type Store interface {
 	RecentRuns(ctx context.Context, limit int, f store.Filter) ([]store.Run, error)
 	RunActivity(ctx context.Context, from, to time.Time, buckets int, f store.Filter) ([]store.ActivityBucket, error)
 	api.Fires
+	// Workflow runs: one run, a workflow's runs, a run's step checkpoints.
+	GetRun(ctx context.Context, id string, f store.Filter) (*store.Run, error)
+	ListComponentRuns(ctx context.Context, q store.RunQuery) ([]store.Run, int, error)
+	api.WorkflowSteps
 }
 
 // Knowledge is what the console needs from the knowledge service.
@@ -182,6 +186,9 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.GET("/ui/teams/:id", h.pageRequire(auth.ScopeAgentsRead), h.targetPage("team"))
 	timed.GET("/ui/workflows", h.pageRequire(auth.ScopeAgentsRead), h.workflowsPage)
 	timed.GET("/ui/workflows/:id", h.pageRequire(auth.ScopeAgentsRead), h.workflowPage)
+	pages.POST("/ui/workflows/:id/run", h.pageRequire(auth.ScopeAgentsRun), h.runWorkflow)
+	timed.GET("/ui/workflows/:id/runs/:run_id", h.pageRequire(auth.ScopeSessionsRead), h.workflowRunPage)
+	timed.POST("/ui/workflows/:id/runs/:run_id/continue", h.pageRequire(auth.ScopeAgentsRun), h.continueFromConsole)
 	pages.POST("/ui/agents/:id/chat", h.pageRequire(auth.ScopeAgentsRun), h.chat("agent"))
 	pages.POST("/ui/teams/:id/chat", h.pageRequire(auth.ScopeAgentsRun), h.chat("team"))
 	timed.POST("/ui/runs/:run_id/cancel", h.pageRequire(auth.ScopeAgentsRun), h.cancelFromConsole)

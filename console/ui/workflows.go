@@ -8,9 +8,11 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/troupehq/troupe/console/api"
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/console/ui/view"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/spec"
+	"github.com/troupehq/troupe/store"
 )
 
 func workflowRow(snap *engine.Snapshot, w *engine.Workflow) view.WorkflowRow {
@@ -47,7 +49,18 @@ func (h *Handler) workflowPage(c *gin.Context) {
 		return
 	}
 	p := view.WorkflowPage{WorkflowRow: workflowRow(snap, w), InputSchema: string(schema), Output: w.Spec.Output.Template,
-		Timeout: w.Timeout.String(), Steps: viewSteps(w.Steps)}
+		Timeout: w.Timeout.String(), Steps: viewSteps(w.Steps), Fields: formFields(w.Spec.Input), CanRun: auth.Of(c).Has(auth.ScopeAgentsRun)}
+	if auth.Of(c).Has(auth.ScopeSessionsRead) {
+		runs, _, err := h.opts.Store.ListComponentRuns(c.Request.Context(), store.RunQuery{Filter: userFilter(c), Type: store.SessionWorkflow,
+			ComponentID: name, Limit: maxWorkflowRuns, Page: 1})
+		if err != nil {
+			h.fail(c, "the workflow's runs", err)
+			return
+		}
+		for _, r := range runs {
+			p.Runs = append(p.Runs, view.WorkflowRunRow{RunID: r.ID, Status: string(r.Status), Input: r.Input, Created: r.CreatedAt, Duration: r.UpdatedAt.Sub(r.CreatedAt)})
+		}
+	}
 	if found {
 		p.File, p.Diagnostics = o.File, viewDiagnostics(o.Diagnostics)
 	}

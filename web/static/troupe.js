@@ -12,7 +12,8 @@
   };
 
   // Chat: a POST answers with server-sent events carrying HTML rendered by
-  // the server (console/ui_chat.go): start, text, append, replace, end.
+  // the server (console/ui/chat.go, workflowrun.go): start, text, append,
+  // replace, step, end. Workflow forms: fields, no message.
   function initChat(form) {
     const input = byId("chat-input"), send = byId("chat-send"), cancel = byId("chat-cancel");
     const transcript = byId("transcript"), status = byId("chat-status"), session = byId("chat-session");
@@ -34,20 +35,22 @@
       scroll();
     };
     const handle = (name, d) => {
+      const t = byId(d.t);
       switch (name) {
         case "start":
           runID = d.run;
-          session.value = d.session;
+          if (session) session.value = d.session;
           $(".hint-empty", transcript)?.remove();
           transcript.append(frag(d.h));
           status.textContent = "answering…";
           break;
-        case "text": byId(d.t)?.append(d.s); break;
-        case "append": byId(d.t)?.append(frag(d.h)); break;
-        case "replace": byId(d.t)?.replaceWith(frag(d.h)); break;
+        case "text": t?.append(d.s); break;
+        case "append": t?.append(frag(d.h, t)); break;
+        case "replace": t?.replaceWith(frag(d.h, t.parentNode)); break;
+        case "step": for (const g of document.querySelectorAll("g[data-step]")) if (g.dataset.step === d.n) g.dataset.status = d.s; break;
         case "end":
-          byId(d.t)?.append(frag(d.h));
-          byId(d.t)?.classList.remove("streaming");
+          t?.append(frag(d.h));
+          t?.classList.remove("streaming");
           status.textContent = "";
           break;
       }
@@ -55,8 +58,7 @@
     };
 
     async function submit() {
-      const message = input.value.trim();
-      if (!message || controller) return;
+      if ((input && !input.value.trim()) || controller) return;
       controller = new AbortController();
       busy(true);
       try {
@@ -69,7 +71,7 @@
           fail((await res.text()) || res.statusText);
           return;
         }
-        input.value = "";
+        if (session) input.value = "";
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
         let buf = "";
         for (;;) {
@@ -94,12 +96,12 @@
         controller = null;
         runID = "";
         busy(false);
-        input.focus();
+        input?.focus();
       }
     }
 
     form.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
-    input.addEventListener("keydown", (e) => {
+    if (session) input.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
     });
     const stop = () => {

@@ -162,6 +162,9 @@ type SpanRow struct {
 	Offset     float64 // percent of the trace's duration before the span starts
 	Width      float64 // percent of the trace's duration the span lasts
 	Attributes [][2]string
+	// Anchor is the row's element id for a workflow step's span, which a
+	// workflow run page's step links point at; empty for other spans.
+	Anchor string
 }
 
 // TracePage is one trace's waterfall.

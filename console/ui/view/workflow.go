@@ -22,6 +22,11 @@ type WorkflowPage struct {
 	Timeout     string
 	Steps       []WorkflowStep
 	Diagnostics []Diagnostic
+	// Fields are the runner's form; CanRun says whether the user may run it.
+	Fields []FormField
+	CanRun bool
+	// Runs are the workflow's recent runs, newest first.
+	Runs []WorkflowRunRow
 }
 
 // WorkflowStep is a step of a workflow page's graph. Target is what an
@@ -61,6 +66,9 @@ type GraphNode struct {
 	Approval     bool // drawn with a double outline: the run pauses here
 	TargetKind   string
 	Target       string
+	// Status is the step's status in a run (a run's page and the live
+	// runner colour nodes by it); empty on a workflow's own graph.
+	Status string
 }
 
 // GraphEdge is an arrow between steps.
