@@ -693,6 +693,13 @@ func TestWorkflowStructuredOutput(t *testing.T) {
 	require.Equal(t, []any{"text", "size"}, w.OutputSchema["required"])
 	require.Contains(t, w.Output, "steps.draft.output")
 
+	// The console's workflow page shows the output schema too.
+	resp, body := ts.page("GET", "/ui/workflows/templated", "", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	d := doc(t, body)
+	require.Contains(t, d.Find("[data-testid=output-schema]").Text(), `"required": [`)
+	require.Contains(t, d.Find("[data-testid=workflow-output]").Text(), "steps.draft.output")
+
 	var doc struct {
 		Paths map[string]map[string]struct {
 			Responses map[string]struct {

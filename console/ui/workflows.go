@@ -61,6 +61,14 @@ func (h *Handler) workflowPage(c *gin.Context) {
 			p.Runs = append(p.Runs, view.WorkflowRunRow{RunID: r.ID, Status: string(r.Status), Input: r.Input, Created: r.CreatedAt, Duration: r.UpdatedAt.Sub(r.CreatedAt)})
 		}
 	}
+	if w.Spec.Output.Schema != nil {
+		out, err := json.MarshalIndent(w.Spec.Output.Schema, "", "  ")
+		if err != nil {
+			h.fail(c, "the output schema", err)
+			return
+		}
+		p.OutputSchema = string(out)
+	}
 	if found {
 		p.File, p.Diagnostics = o.File, viewDiagnostics(o.Diagnostics)
 	}

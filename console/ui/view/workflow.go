@@ -19,9 +19,12 @@ type WorkflowPage struct {
 	File        string
 	InputSchema string // indented JSON
 	Output      string // output template; empty: the last step's output
-	Timeout     string
-	Steps       []WorkflowStep
-	Diagnostics []Diagnostic
+	// OutputSchema is the indented JSON Schema the output must match; empty
+	// when the workflow declares none.
+	OutputSchema string
+	Timeout      string
+	Steps        []WorkflowStep
+	Diagnostics  []Diagnostic
 	// Fields are the runner's form; CanRun says whether the user may run it.
 	Fields []FormField
 	CanRun bool
