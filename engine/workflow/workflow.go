@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -321,21 +322,8 @@ func (x *run) step(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 				return nil, fmt.Errorf("step %s: %w", st.Name, errRejected)
 			}
 		}
-		x.finished(st.Name, out, event.StatusCompleted)
-		// Inner steps visible after a parallel: restore its branches too.
-		// State is not checkpointed: the set_state of the restored steps
-		// is evaluated again, from the same outputs.
-		for _, b := range st.Parallel {
-			if bc, ok := x.done[sc.prefix+b.Name]; ok && bc.Status == event.StatusCompleted {
-				bout := decode(bc.Output)
-				x.finished(b.Name, bout, event.StatusCompleted)
-				if err := x.setState(ctx, b, sc); err != nil {
-					return nil, fmt.Errorf("step %s: %w", b.Name, err)
-				}
-			}
-		}
-		if err := x.setState(ctx, st, sc); err != nil {
-			return nil, fmt.Errorf("step %s: %w", st.Name, err)
+		if err := x.replay(ctx, st, sc, out); err != nil {
+			return nil, err
 		}
 		return out, nil
 	}
@@ -397,6 +385,60 @@ func (x *run) step(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 	e.Content = text(out)
 	x.send(e)
 	return out, nil
+}
+
+// replay restores a completed step without running it: its output, and,
+// in the order they ran, the outputs and set_state of the steps inside it
+// (parallel branches, the condition's branch that ran, each loop
+// iteration's body, the router's choice), then its own set_state. State is
+// not checkpointed: replaying set_state from the same outputs gives the
+// state an uninterrupted run had.
+func (x *run) replay(ctx context.Context, st *engine.WorkflowStep, sc scope, out any) error {
+	inner := func(steps []*engine.WorkflowStep, sc scope) error {
+		for _, s := range steps {
+			x.mu.Lock()
+			c, ok := x.done[sc.prefix+s.Name]
+			x.mu.Unlock()
+			if !ok || c.Status != event.StatusCompleted {
+				continue // a branch that did not run
+			}
+			if err := x.replay(ctx, s, sc, decode(c.Output)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var err error
+	switch st.Kind {
+	case spec.StepParallel:
+		err = inner(st.Parallel, sc)
+	case spec.StepCondition:
+		err = inner(append(slices.Clip(st.Then), st.Else...), sc)
+	case spec.StepRouter:
+		err = inner(st.Choices, sc)
+	case spec.StepLoop:
+		outs, _ := out.([]any)
+		var items []any
+		if st.Over != nil {
+			// Best effort: the list as the loop saw it, for set_state
+			// reading the loop variable.
+			items, _ = st.Over.EvalList(ctx, x.vars(sc))
+		}
+		for i := range outs {
+			isc := x.iteration(st, sc, i, items)
+			if err = inner(st.Body, isc); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	x.finished(st.Name, out, event.StatusCompleted)
+	if err := x.setState(ctx, st, sc); err != nil {
+		return fmt.Errorf("step %s: %w", st.Name, err)
+	}
+	return nil
 }
 
 // pause records an approval step waiting for its decision and ends the
@@ -624,15 +666,7 @@ func (x *run) loop(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 		if st.Over != nil && i >= len(items) {
 			break
 		}
-		inner := scope{prefix: fmt.Sprintf("%s%s[%d]/", sc.prefix, st.Name, i), iteration: i, loopVars: map[string]any{"iteration": map[string]any{"index": int64(i)}}}
-		for k, v := range sc.loopVars {
-			if _, ok := inner.loopVars[k]; !ok {
-				inner.loopVars[k] = v
-			}
-		}
-		if st.Over != nil {
-			inner.loopVars[st.As] = items[i]
-		}
+		inner := x.iteration(st, sc, i, items)
 		x.send(x.event(event.LoopIterationStarted, st, inner))
 		out, err := x.sequence(ctx, st.Body, inner)
 		if err != nil {
@@ -652,6 +686,20 @@ func (x *run) loop(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 	}
 	x.send(x.event(event.LoopExecutionCompleted, st, sc))
 	return outs, "", nil
+}
+
+// iteration returns the scope of a loop's iteration i.
+func (x *run) iteration(st *engine.WorkflowStep, sc scope, i int, items []any) scope {
+	inner := scope{prefix: fmt.Sprintf("%s%s[%d]/", sc.prefix, st.Name, i), iteration: i, loopVars: map[string]any{"iteration": map[string]any{"index": int64(i)}}}
+	for k, v := range sc.loopVars {
+		if _, ok := inner.loopVars[k]; !ok {
+			inner.loopVars[k] = v
+		}
+	}
+	if st.Over != nil && i < len(items) {
+		inner.loopVars[st.As] = items[i]
+	}
+	return inner
 }
 
 // router runs the choice named by the expression or the router agent.

@@ -270,3 +270,53 @@ func TestResumeRestoresState(t *testing.T) {
 	require.Equal(t, "Echo: block Echo: x! 7", res.Content)
 	require.Equal(t, 1, f.model.count("x"))
 }
+
+// TestResumeReplaysStateInContainers: set_state of steps inside a parallel
+// branch, a condition's branch, a loop body and a router's choice is
+// replayed on resume, so the state after a resumed run equals the state
+// after an uninterrupted one.
+func TestResumeReplaysStateInContainers(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, agents+"---\nkind: Workflow\nname: flow\nsteps:\n"+
+		"  - name: p\n    parallel:\n"+
+		"      - {name: p1, agent: w, input: 'left', set_state: {left: \"steps.p1.output\"}}\n"+
+		"      - {name: p2, agent: w, input: 'right'}\n"+
+		"  - name: c\n    condition:\n      if: \"message == 'go'\"\n"+
+		"      then: [{name: t1, agent: w, input: 'then', set_state: {then: \"size(steps.t1.output)\"}}]\n"+
+		"      else: [{name: e1, agent: w, input: 'else', set_state: {then: \"0\"}}]\n"+
+		"  - name: l\n    loop:\n      over: \"['a', 'b', 'c']\"\n      as: s\n      max: 5\n"+
+		"      steps: [{name: body, agent: w, input: '{{ s }}', set_state: {sum: \"(has(state.sum) ? state.sum : 0) + iteration.index + 1\", seen: \"(has(state.seen) ? state.seen : '') + s\"}}]\n"+
+		"    set_state: {loops: \"size(steps.l.output)\"}\n"+
+		"  - name: r\n    router:\n      expression: \"'x'\"\n      choices:\n        - {name: x, agent: w, input: 'x', set_state: {routed: \"steps.x.output\"}}\n"+
+		"  - {name: final, agent: w, input: 'final {{ state.left }} {{ state.then }} {{ state.sum }} {{ state.seen }} {{ state.loops }} {{ state.routed }}'}\n")
+	want := map[string]any{"left": "Echo: left", "then": int64(10), "sum": int64(6), "seen": "abc", "loops": int64(3), "routed": "Echo: x"}
+
+	res, _ := f.run(t, t.Context(), "flow", "uninterrupted", "go")
+	require.Equal(t, event.StatusCompleted, res.Status, "%v", res.Err)
+	require.Equal(t, want, res.State)
+	finalMsg := "final Echo: left 10 6 abc 3 Echo: x"
+	require.Equal(t, 1, f.model.count(finalMsg))
+
+	f.model.mu.Lock()
+	f.model.block = "final"
+	f.model.mu.Unlock()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, _ := f.run(t, ctx, "flow", "r", "go")
+		require.Equal(t, event.StatusCancelled, res.Status)
+	}()
+	require.Eventually(t, func() bool { return f.model.count(finalMsg) == 2 }, testTimeout, tick)
+	cancel()
+	<-done
+	f.model.mu.Lock()
+	f.model.block = ""
+	f.model.mu.Unlock()
+	res, evs := f.run(t, t.Context(), "flow", "r", "go")
+	require.Equal(t, event.StatusCompleted, res.Status, "%v", res.Err)
+	require.Equal(t, want, res.State, "the resumed run's state is the uninterrupted run's")
+	require.Equal(t, 3, f.model.count(finalMsg), "the resumed run saw the same state")
+	require.Equal(t, 2, f.model.count("a"), "finished loop iterations are not run again")
+	require.Equal(t, []string{"RunStarted:", "StepStarted:final", "StepCompleted:final", "RunCompleted:"}, own(evs))
+}
