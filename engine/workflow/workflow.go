@@ -592,9 +592,17 @@ func (x *run) once(ctx context.Context, st *engine.WorkflowStep, sc scope, path 
 // child runs an agent, team or nested workflow for a step, forwarding its
 // events tagged with the step, one level deeper.
 func (x *run) child(ctx context.Context, runner agent.Runner, st *engine.WorkflowStep, sc scope, path string, attempt int, input string) *agent.Result {
+	id := fmt.Sprintf("%s-%s", x.in.RunID, strings.NewReplacer("/", ".", "[", ".", "]", "").Replace(path))
+	if st.Kind != spec.StepWorkflow || runner.Name() != st.Workflow.Name() {
+		// Agents and teams start over on each attempt: a new child run.
+		id = fmt.Sprintf("%s-%d", id, attempt)
+	}
+	// A nested workflow keeps one child run across attempts and resumes
+	// (its checkpoints are under this run's): the same id, so the store
+	// holds one child run, updated by each execution.
 	in := agent.Input{
 		Message:   input,
-		RunID:     fmt.Sprintf("%s-%s-%d", x.in.RunID, strings.NewReplacer("/", ".", "[", ".", "]", "").Replace(path), attempt),
+		RunID:     id,
 		SessionID: x.in.SessionID,
 		UserID:    x.in.UserID,
 		Stream:    x.in.Stream,
@@ -613,8 +621,12 @@ func (x *run) child(ctx context.Context, runner agent.Runner, st *engine.Workflo
 		res.Runner = runner.Name()
 	}
 	x.mu.Lock()
-	x.members = append(x.members, res)
-	x.mu.Unlock()
+	defer x.mu.Unlock()
+	if i := slices.IndexFunc(x.members, func(m *agent.Result) bool { return m.RunID == res.RunID }); i >= 0 {
+		x.members[i] = res // a nested workflow's retry: its latest execution
+	} else {
+		x.members = append(x.members, res)
+	}
 	return res
 }
 

@@ -320,3 +320,61 @@ func TestResumeReplaysStateInContainers(t *testing.T) {
 	require.Equal(t, 2, f.model.count("a"), "finished loop iterations are not run again")
 	require.Equal(t, []string{"RunStarted:", "StepStarted:final", "StepCompleted:final", "RunCompleted:"}, own(evs))
 }
+
+// TestResumeReusesNestedRun: a nested workflow interrupted during its second
+// inner step resumes in the same child run, its finished inner step not run
+// again.
+func TestResumeReusesNestedRun(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, agents+"---\nkind: Workflow\nname: inner\nsteps:\n"+
+		"  - {name: i1, agent: w, input: 'inner one'}\n  - {name: i2, agent: w, input: 'inner two {{ steps.i1.output }}'}\n"+
+		"---\nkind: Workflow\nname: flow\nsteps:\n  - {name: a, agent: w, input: 'first'}\n  - {name: n, workflow: inner}\n")
+	f.model.block = "inner two"
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	var first *agent.Result
+	go func() {
+		defer close(done)
+		first, _ = f.run(t, ctx, "flow", "r", "x")
+	}()
+	require.Eventually(t, func() bool { return f.model.count("inner two Echo: inner one") == 1 }, testTimeout, tick)
+	cancel()
+	<-done
+	require.Equal(t, event.StatusCancelled, first.Status)
+	f.model.block = ""
+	res, evs := f.run(t, t.Context(), "flow", "r", "x")
+	require.Equal(t, event.StatusCompleted, res.Status, "%v", res.Err)
+	require.Equal(t, "Echo: inner two Echo: inner one", res.Content)
+	require.Equal(t, 1, f.model.count("first"))
+	require.Equal(t, 1, f.model.count("inner one"), "the nested run's finished step is not run again")
+	require.Equal(t, 2, f.model.count("inner two Echo: inner one"))
+
+	nestedRun := func(r *agent.Result) *agent.Result {
+		for _, m := range r.Members {
+			if m.Runner == "inner" {
+				return m
+			}
+		}
+		return nil
+	}
+	before, after := nestedRun(first), nestedRun(res)
+	require.NotNil(t, before)
+	require.NotNil(t, after)
+	require.Equal(t, "r-n", after.RunID)
+	require.Equal(t, before.RunID, after.RunID, "the resumed step reuses its child run")
+	require.Len(t, res.Members, 1, "one child run: the nested workflow's (a finished before)")
+	require.Len(t, after.Members, 1, "the nested run executes only its unfinished step")
+	for _, e := range evs {
+		if e.Type == event.RunStarted && e.Depth == 1 {
+			require.Equal(t, "r-n", e.RunID)
+		}
+	}
+	cps, err := f.cps.Steps(t.Context(), "r")
+	require.NoError(t, err)
+	paths := make([]string, len(cps))
+	for i, c := range cps {
+		paths[i] = c.Path
+		require.Equal(t, event.StatusCompleted, c.Status, c.Path)
+	}
+	require.Equal(t, []string{"a", "n", "n/i1", "n/i2"}, paths)
+}
