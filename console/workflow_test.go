@@ -107,6 +107,15 @@ func own(fs []frame) []string {
 		if step, ok := f.Data["step_name"].(string); ok {
 			s += ":" + step
 		}
+		// AgentOS's step_id (the step's path) and step_index (its
+		// position, or the loop iteration), when they differ from the name
+		// and 0.
+		if id, ok := f.Data["step_id"].(string); ok && id != f.Data["step_name"] {
+			s += "@" + id
+		}
+		if i, ok := f.Data["step_index"].(float64); ok && i != 0 {
+			s += fmt.Sprintf("#%d", int(i))
+		}
 		out = append(out, s)
 	}
 	return out
@@ -144,7 +153,7 @@ func TestWorkflowRunsEveryStepKind(t *testing.T) {
 	}{
 		{
 			name: "agents in sequence", workflow: "seq", body: `{"message": "go"}`,
-			events:  []string{"WorkflowStarted", "StepStarted:one", "StepCompleted:one", "StepStarted:two", "StepCompleted:two", "WorkflowCompleted"},
+			events:  []string{"WorkflowStarted", "StepStarted:one", "StepCompleted:one", "StepStarted:two#1", "StepCompleted:two#1", "WorkflowCompleted"},
 			content: fmt.Sprintf(v, "first go") + " / " + fmt.Sprintf(v, "second"),
 			steps:   []string{"one", "two"},
 		},
@@ -162,8 +171,8 @@ func TestWorkflowRunsEveryStepKind(t *testing.T) {
 		{
 			name: "loop over the input", workflow: "each", body: `{"input": {"items": ["a", "b"]}}`,
 			events: []string{"WorkflowStarted", "StepStarted:per_item", "LoopExecutionStarted:per_item",
-				"LoopIterationStarted:per_item", "StepStarted:write_item", "StepCompleted:write_item", "LoopIterationCompleted:per_item",
-				"LoopIterationStarted:per_item", "StepStarted:write_item", "StepCompleted:write_item", "LoopIterationCompleted:per_item",
+				"LoopIterationStarted:per_item@per_item[0]", "StepStarted:write_item@per_item[0]/write_item", "StepCompleted:write_item@per_item[0]/write_item", "LoopIterationCompleted:per_item@per_item[0]",
+				"LoopIterationStarted:per_item@per_item[1]#1", "StepStarted:write_item@per_item[1]/write_item", "StepCompleted:write_item@per_item[1]/write_item", "LoopIterationCompleted:per_item@per_item[1]#1",
 				"LoopExecutionCompleted:per_item", "StepCompleted:per_item", "WorkflowCompleted"},
 			content: mustJSON(t, []string{fmt.Sprintf(v, "item a #0"), fmt.Sprintf(v, "item b #1")}),
 			steps:   []string{"per_item", "per_item[0]/write_item", "per_item[1]/write_item"},
@@ -176,7 +185,7 @@ func TestWorkflowRunsEveryStepKind(t *testing.T) {
 		},
 		{
 			name: "team and nested workflow", workflow: "outer", body: `{"message": "go"}`,
-			events:  []string{"WorkflowStarted", "StepStarted:first", "StepCompleted:first", "StepStarted:inner", "StepCompleted:inner", "WorkflowCompleted"},
+			events:  []string{"WorkflowStarted", "StepStarted:first", "StepCompleted:first", "StepStarted:inner#1", "StepCompleted:inner#1", "WorkflowCompleted"},
 			content: fmt.Sprintf(v, "first nested") + " / " + fmt.Sprintf(v, "second"),
 			steps:   []string{"first", "inner", "inner/one", "inner/two"},
 		},
@@ -202,6 +211,17 @@ func TestWorkflowRunsEveryStepKind(t *testing.T) {
 				}
 			}
 			require.Positive(t, inner, "the steps' agent events stream inside the workflow's")
+			if tc.workflow == "outer" {
+				// The nested workflow's step events carry their path in
+				// this run and their position in the nested workflow.
+				var nested []string
+				for _, f := range frames {
+					if f.Event == "StepStarted" && f.Data["depth"] != nil {
+						nested = append(nested, fmt.Sprintf("%v#%v", f.Data["step_id"], f.Data["step_index"]))
+					}
+				}
+				require.Equal(t, []string{"inner/one#0", "inner/two#1"}, nested)
+			}
 
 			var run wfRun
 			ts.json(http.MethodGet, "/workflows/"+tc.workflow+"/runs/"+runID, "", "", http.StatusOK, &run)
@@ -427,7 +447,7 @@ func TestWorkflowApproval(t *testing.T) {
 	const v = "system=Write.|user=%s|history=0"
 	start := func(msg string) string {
 		frames, hdr := ts.stream("/workflows/review/runs", "", "application/json", `{"message": "`+msg+`"}`)
-		require.Equal(t, []string{"WorkflowStarted", "StepStarted:draft", "StepCompleted:draft", "StepStarted:ok", "WorkflowPaused"}, own(frames))
+		require.Equal(t, []string{"WorkflowStarted", "StepStarted:draft", "StepCompleted:draft", "StepStarted:ok#1", "WorkflowPaused"}, own(frames))
 		require.Equal(t, "Publish "+fmt.Sprintf(v, "draft "+msg)+"?", frames[len(frames)-1].Data["content"])
 		var run wfRun
 		ts.json(http.MethodGet, "/workflows/review/runs/"+hdr.Get("X-Run-Id"), "", "", http.StatusOK, &run)
@@ -501,6 +521,22 @@ func TestWorkflowOpenAPI(t *testing.T) {
 	require.Equal(t, []any{"items"}, input["required"])
 	// The input may also come as JSON text in message.
 	require.Contains(t, schema["properties"], "message")
+
+	// The event schema has AgentOS's step fields.
+	var raw struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]struct {
+					Type string `json:"type"`
+				} `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	ts.json(http.MethodGet, "/openapi.json", "", "", http.StatusOK, &raw)
+	props := raw.Components.Schemas["RunEvent"].Properties
+	require.Equal(t, "string", props["step_name"].Type)
+	require.Equal(t, "string", props["step_id"].Type)
+	require.Equal(t, "integer", props["step_index"].Type)
 }
 
 // TestWorkflowSessionState: set_state persists in the workflow's session,

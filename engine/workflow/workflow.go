@@ -154,7 +154,14 @@ func (x *run) send(e event.Event) {
 func (x *run) event(typ event.Type, st *engine.WorkflowStep, sc scope) event.Event {
 	e := event.Event{Type: typ, RunID: x.in.RunID, SessionID: x.in.SessionID, WorkflowID: x.r.Name(), CreatedAt: x.r.opts.Now(), Iteration: sc.iteration}
 	if st != nil {
-		e.Step, e.StepType = st.Name, st.Kind
+		idx := st.Index
+		e.Step, e.StepType, e.StepID, e.StepIndex = st.Name, st.Kind, sc.prefix+st.Name, &idx
+		if typ == event.LoopIterationStarted || typ == event.LoopIterationCompleted {
+			// An iteration's events are the loop's, in the iteration's
+			// scope: its path "loop[i]" and its index i.
+			idx = sc.iteration
+			e.StepID = strings.TrimSuffix(sc.prefix, "/")
+		}
 	}
 	return e
 }
@@ -608,8 +615,13 @@ func (x *run) child(ctx context.Context, runner agent.Runner, st *engine.Workflo
 		Stream:    x.in.Stream,
 	}
 	res := runner.Execute(ctx, in, func(e event.Event) {
-		if e.Step == "" {
-			e.Step, e.StepType, e.Iteration = st.Name, st.Kind, sc.iteration
+		switch {
+		case e.Step == "":
+			idx := st.Index
+			e.Step, e.StepType, e.Iteration, e.StepID, e.StepIndex = st.Name, st.Kind, sc.iteration, path, &idx
+		case e.StepID != "":
+			// A nested workflow's step: its path in this run.
+			e.StepID = path + "/" + e.StepID
 		}
 		if e.Member == "" {
 			e.Member = runner.Name()
