@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -574,4 +575,56 @@ func TestWorkflowSessionState(t *testing.T) {
 	require.Equal(t, "counting", listed.Data[0].ID)
 	ts.json(http.MethodPost, "/workflows/counter/runs", "", `{"message": "x", "stream": false}`, http.StatusOK, &run)
 	require.Equal(t, "system=Write.|user=count 0|history=0", run.Content, "another session starts afresh")
+}
+
+// TestWorkflowContinueRace: racing continue requests on a PAUSED run, sent
+// to two servers sharing one database: exactly one wins (202), the others
+// get 409, and the decision recorded and acted on is the winner's.
+func TestWorkflowContinueRace(t *testing.T) {
+	t.Parallel()
+	for name, setup := range replicaDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dsn := setup(t)
+			servers := []*testServer{startServer(t, withDatabase(dsn), withSpecs(runWorkflowSpecs)), startServer(t, withDatabase(dsn), withSpecs(runWorkflowSpecs))}
+			frames, hdr := servers[0].stream("/workflows/review/runs", "", "application/json", `{"message": "race"}`)
+			require.Equal(t, "WorkflowPaused", frames[len(frames)-1].Event)
+			id := hdr.Get("X-Run-Id")
+
+			const n = 8
+			codes := make([]int, n)
+			var wg sync.WaitGroup
+			ready := make(chan struct{})
+			for i := range n {
+				wg.Go(func() {
+					<-ready
+					codes[i], _, _ = servers[i%2].do(http.MethodPost, "/workflows/review/runs/"+id+"/continue", "", "application/json",
+						fmt.Sprintf(`{"approved": true, "comment": "reviewer%d"}`, i))
+				})
+			}
+			close(ready)
+			wg.Wait()
+			winner := -1
+			for i, code := range codes {
+				switch code {
+				case http.StatusAccepted:
+					require.Equal(t, -1, winner, "only one continue wins: %v", codes)
+					winner = i
+				default:
+					require.Equal(t, http.StatusConflict, code, "the losers get 409: %v", codes)
+				}
+			}
+			require.NotEqual(t, -1, winner, "one continue wins: %v", codes)
+
+			var run wfRun
+			require.Eventually(t, func() bool {
+				servers[1].json(http.MethodGet, "/workflows/review/runs/"+id, "", "", http.StatusOK, &run)
+				return run.Status == "COMPLETED" || run.Status == "ERROR" || run.Status == "CANCELLED"
+			}, 10*time.Second, 20*time.Millisecond)
+			require.Equal(t, "COMPLETED", run.Status, run.Error)
+			require.Len(t, run.Steps, 3)
+			require.JSONEq(t, fmt.Sprintf(`{"approved": true, "comment": "reviewer%d"}`, winner), string(run.Steps[1].Output), "the recorded decision is the winner's")
+			require.Equal(t, fmt.Sprintf("system=Write.|user=publish reviewer%d|history=0", winner), run.Content)
+		})
+	}
 }

@@ -73,7 +73,7 @@ func (h *Handler) getWorkflowRun(c *gin.Context) error {
 
 // Continuer continues paused workflow runs (session.Service).
 type Continuer interface {
-	Continue(ctx context.Context, runID string) (*session.Run, error)
+	Continue(ctx context.Context, runID, path string, decision json.RawMessage) (*session.Run, error)
 }
 
 var _ Continuer = (*session.Service)(nil)
@@ -110,12 +110,6 @@ func (h *Handler) continueRun(c *gin.Context) error {
 	if !ok || !ok2 {
 		return Errorf(http.StatusUnprocessableEntity, "this server cannot continue workflow runs")
 	}
-	saver, ok := h.opts.Store.(interface {
-		SaveStep(ctx context.Context, c workflow.Checkpoint) error
-	})
-	if !ok {
-		return Errorf(http.StatusUnprocessableEntity, "this server cannot continue workflow runs")
-	}
 	cps, err := ws.Steps(ctx, r.ID)
 	if err != nil {
 		return err
@@ -133,13 +127,12 @@ func (h *Handler) continueRun(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	step.Status, step.Output, step.UpdatedAt = event.StatusCompleted, out, time.Now()
-	if err := saver.SaveStep(ctx, *step); err != nil {
-		return err
-	}
-	run, err := cont.Continue(ctx, r.ID)
+	// The decision and the run's reopening commit together, conditional on
+	// both being PAUSED: of racing continues one wins, and the decision
+	// recorded is the winner's.
+	run, err := cont.Continue(ctx, r.ID, step.Path, out)
 	if errors.Is(err, session.ErrNotFound) {
-		return Errorf(http.StatusConflict, "run %s was continued already", r.ID)
+		return Errorf(http.StatusConflict, "run %s was continued already: read its decision in GET …/runs/%s", r.ID, r.ID)
 	}
 	if err != nil {
 		return err
