@@ -628,3 +628,56 @@ func TestWorkflowContinueRace(t *testing.T) {
 		})
 	}
 }
+
+// TestWorkflowPausedTrace: the trace of a run paused at an approval step
+// says so (its root span and the approval step's span carry troupe.paused;
+// neither is failed), and the continuation's trace links to the paused
+// execution's root span.
+func TestWorkflowPausedTrace(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(runWorkflowSpecs))
+	frames, hdr := ts.stream("/workflows/review/runs", "", "application/json", `{"message": "traced"}`)
+	require.Equal(t, "WorkflowPaused", frames[len(frames)-1].Event)
+	id, pausedTrace := hdr.Get("X-Run-Id"), hdr.Get("X-Trace-Id")
+	require.NotEmpty(t, pausedTrace)
+	trace := func(traceID string) traceNode {
+		var got struct {
+			Tree []traceNode `json:"tree"`
+		}
+		require.Eventually(t, func() bool {
+			status, body, _ := ts.do(http.MethodGet, "/traces/"+traceID, "", "", "")
+			return status == http.StatusOK && json.Unmarshal([]byte(body), &got) == nil && len(got.Tree) == 1
+		}, 10*time.Second, 20*time.Millisecond)
+		return got.Tree[0]
+	}
+	paused := trace(pausedTrace)
+	require.Equal(t, "workflow.run review", paused.Name)
+	require.Equal(t, "OK", paused.Status, "a pause is no failure")
+	require.Equal(t, "true", paused.Attributes["troupe.paused"])
+	steps := map[string]traceNode{}
+	for _, s := range paused.Spans {
+		steps[s.Name] = s
+	}
+	require.Equal(t, "OK", steps["workflow.step ok"].Status)
+	require.Equal(t, "true", steps["workflow.step ok"].Attributes["troupe.paused"], "the approval step waits")
+	require.Empty(t, steps["workflow.step draft"].Attributes["troupe.paused"], "the draft step finished")
+
+	code, body, _ := ts.do(http.MethodPost, "/workflows/review/runs/"+id+"/continue", "", "application/json", `{"approved": true, "comment": "go"}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	var list struct {
+		Data []struct {
+			TraceID string `json:"trace_id"`
+		} `json:"data"`
+	}
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/traces?run_id="+id, "", "", http.StatusOK, &list)
+		return len(list.Data) == 2
+	}, 10*time.Second, 20*time.Millisecond, "the continuation has a trace of its own")
+	require.Equal(t, pausedTrace, list.Data[1].TraceID, "newest first")
+	continued := trace(list.Data[0].TraceID)
+	require.Equal(t, "workflow.run review", continued.Name)
+	require.Equal(t, "OK", continued.Status)
+	require.Empty(t, continued.Attributes["troupe.paused"])
+	require.Equal(t, pausedTrace, continued.Attributes["link.trace_id"], "the continuation links to the paused execution")
+	require.Equal(t, paused.SpanID, continued.Attributes["link.span_id"])
+}
