@@ -681,3 +681,56 @@ func TestWorkflowPausedTrace(t *testing.T) {
 	require.Equal(t, pausedTrace, continued.Attributes["link.trace_id"], "the continuation links to the paused execution")
 	require.Equal(t, paused.SpanID, continued.Attributes["link.span_id"])
 }
+
+// TestWorkflowNestedApproval: an approval inside a nested workflow pauses
+// the outer run; continued, the outer run resumes in the same child run, so
+// the session holds one run of the nested workflow, completed.
+func TestWorkflowNestedApproval(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(runWorkflowSpecs+`
+---
+kind: Workflow
+name: outer_review
+steps:
+  - {name: inner, workflow: review, input: "{{ message }}"}
+  - {name: after, agent: writer, input: "after {{ steps.inner.output }}"}
+`))
+	const v = "system=Write.|user=%s|history=0"
+	frames, hdr := ts.stream("/workflows/outer_review/runs", "", "application/json", `{"message": "nest"}`)
+	require.Equal(t, "WorkflowPaused", frames[len(frames)-1].Event)
+	require.Equal(t, "Publish "+fmt.Sprintf(v, "draft nest")+"?", frames[len(frames)-1].Data["content"])
+	id, sid := hdr.Get("X-Run-Id"), hdr.Get("X-Session-Id")
+	var run wfRun
+	ts.json(http.MethodGet, "/workflows/outer_review/runs/"+id, "", "", http.StatusOK, &run)
+	require.Equal(t, "PAUSED", run.Status)
+
+	code, body, _ := ts.do(http.MethodPost, "/workflows/outer_review/runs/"+id+"/continue", "", "application/json", `{"approved": true, "comment": "deep"}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/workflows/outer_review/runs/"+id, "", "", http.StatusOK, &run)
+		return run.Status == "COMPLETED" || run.Status == "ERROR" || run.Status == "CANCELLED"
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, "COMPLETED", run.Status, run.Error)
+	require.Equal(t, fmt.Sprintf(v, "after "+fmt.Sprintf(v, "publish deep")), run.Content)
+	var paths []string
+	for _, s := range run.Steps {
+		paths = append(paths, s.Path+":"+s.Status)
+	}
+	require.Equal(t, []string{"inner:COMPLETED", "inner/draft:COMPLETED", "inner/ok:COMPLETED", "inner/publish:COMPLETED", "after:COMPLETED"}, paths)
+
+	var runs []struct {
+		RunID       string `json:"run_id"`
+		ParentRunID string `json:"parent_run_id"`
+		WorkflowID  string `json:"workflow_id"`
+		AgentID     string `json:"agent_id"`
+		Status      string `json:"status"`
+	}
+	ts.json(http.MethodGet, "/sessions/"+sid+"/runs", "", "", http.StatusOK, &runs)
+	var nested []string
+	for _, r := range runs {
+		if r.ParentRunID == id && r.WorkflowID == "review" {
+			nested = append(nested, r.RunID+":"+r.Status)
+		}
+	}
+	require.Equal(t, []string{id + "-inner:COMPLETED"}, nested, "one child run of the nested workflow, updated by the continuation: %+v", runs)
+}

@@ -554,6 +554,14 @@ func (x *run) once(ctx context.Context, st *engine.WorkflowStep, sc scope, path 
 			return nil, input, fmt.Errorf("%s %s cannot run here (compiled without a runtime)", st.Kind, st.Name)
 		}
 		res := x.child(ctx, runner, st, sc, path, attempt, input)
+		if res.Status == event.StatusPaused {
+			// An approval inside a nested workflow pauses this run too,
+			// with its message; its checkpoint is under this run's.
+			x.mu.Lock()
+			x.paused = res.Content
+			x.mu.Unlock()
+			return nil, input, errPaused
+		}
 		if res.Status != event.StatusCompleted {
 			if err := context.Cause(ctx); err != nil {
 				return nil, input, err

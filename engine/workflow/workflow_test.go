@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -377,4 +378,46 @@ func TestResumeReusesNestedRun(t *testing.T) {
 		require.Equal(t, event.StatusCompleted, c.Status, c.Path)
 	}
 	require.Equal(t, []string{"a", "n", "n/i1", "n/i2"}, paths)
+}
+
+// TestNestedApproval: an approval inside a nested workflow pauses the
+// outer run; once decided, the outer run resumes in the same child run,
+// neither run's finished steps executed again.
+func TestNestedApproval(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, agents+"---\nkind: Workflow\nname: inner\nsteps:\n"+
+		"  - {name: draft, agent: w, input: 'draft'}\n  - {name: ok, approval: {message: 'Publish {{ steps.draft.output }}?'}}\n"+
+		"  - {name: publish, agent: w, input: 'publish {{ steps.ok.output.comment }}'}\n"+
+		"---\nkind: Workflow\nname: flow\nsteps:\n  - {name: a, agent: w, input: 'first'}\n  - {name: n, workflow: inner}\n  - {name: z, agent: w, input: 'last {{ steps.n.output }}'}\n")
+	res, evs := f.run(t, t.Context(), "flow", "r", "x")
+	require.Equal(t, event.StatusPaused, res.Status, "%v", res.Err)
+	require.Equal(t, "Publish Echo: draft?", res.Content)
+	require.Equal(t, []string{"RunStarted:", "StepStarted:a", "StepCompleted:a", "StepStarted:n", "RunPaused:"}, own(evs))
+	cps, err := f.cps.Steps(t.Context(), "r")
+	require.NoError(t, err)
+	var waiting *workflow.Checkpoint
+	for i := range cps {
+		if cps[i].Status == event.StatusPaused {
+			waiting = &cps[i]
+		}
+	}
+	require.NotNil(t, waiting)
+	require.Equal(t, "n/ok", waiting.Path)
+
+	// The reviewer's decision, as POST …/continue records it.
+	waiting.Status, waiting.Output = event.StatusCompleted, []byte(`{"approved": true, "comment": "now"}`)
+	require.NoError(t, f.cps.SaveStep(t.Context(), *waiting))
+	again, _ := f.run(t, t.Context(), "flow", "r", "x")
+	require.Equal(t, event.StatusCompleted, again.Status, "%v", again.Err)
+	require.Equal(t, "Echo: last Echo: publish now", again.Content)
+	require.Equal(t, 1, f.model.count("first"))
+	require.Equal(t, 1, f.model.count("draft"))
+	require.Equal(t, 1, f.model.count("publish now"))
+	var nestedIDs []string
+	for _, r := range append(slices.Clone(res.Members), again.Members...) {
+		if r.Runner == "inner" {
+			nestedIDs = append(nestedIDs, r.RunID)
+		}
+	}
+	require.Equal(t, []string{"r-n", "r-n"}, nestedIDs, "both executions are the same child run")
 }
