@@ -734,3 +734,34 @@ steps:
 	}
 	require.Equal(t, []string{id + "-inner:COMPLETED"}, nested, "one child run of the nested workflow, updated by the continuation: %+v", runs)
 }
+
+// TestWorkflowStateAcrossApproval: set_state of the steps before an
+// approval counts once for the run: the continuation replays it from the
+// state the run started with, not on top of a state already holding it.
+func TestWorkflowStateAcrossApproval(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(runWorkflowSpecs+`
+---
+kind: Workflow
+name: counted_review
+steps:
+  - name: count
+    agent: writer
+    input: "count"
+    set_state: {n: "(has(state.n) ? state.n : 0) + 1"}
+  - {name: ok, approval: "Go?"}
+  - {name: report, agent: writer, input: "n={{ state.n }}"}
+`))
+	frames, hdr := ts.stream("/workflows/counted_review/runs", "", "application/json", `{"message": "x", "session_id": "counted"}`)
+	require.Equal(t, "WorkflowPaused", frames[len(frames)-1].Event)
+	id := hdr.Get("X-Run-Id")
+	code, body, _ := ts.do(http.MethodPost, "/workflows/counted_review/runs/"+id+"/continue", "", "application/json", `{"approved": true}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	var run wfRun
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/workflows/counted_review/runs/"+id, "", "", http.StatusOK, &run)
+		return run.Status == "COMPLETED" || run.Status == "ERROR" || run.Status == "CANCELLED"
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, "COMPLETED", run.Status, run.Error)
+	require.Equal(t, "system=Write.|user=n=1|history=0", run.Content, "the count step ran once: its set_state counts once")
+}

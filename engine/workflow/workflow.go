@@ -227,7 +227,10 @@ func (r *Runner) Execute(ctx context.Context, in agent.Input, emit func(event.Ev
 	res.Metrics.TotalTokens = res.Metrics.InputTokens + res.Metrics.OutputTokens
 	res.Metrics.Duration = r.opts.Now().Sub(start)
 	x.mu.Lock()
-	if x.stateSet {
+	if x.stateSet && !errors.Is(err, errPaused) {
+		// A paused run saves no state: its continuation replays the
+		// set_state of its finished steps from the session's state, which
+		// must not hold them already.
 		res.State = x.state
 	}
 	x.mu.Unlock()
