@@ -246,7 +246,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: discard{}}) // never fed: the runs have no tracer
 	} else {
 		ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: h.traces, FlushInterval: 100 * time.Millisecond})
-		observers = append(observers, telemetry.NewTracer(ts.recorder))
+		observers = append(observers, telemetry.NewTracer(ts.recorder).LinkEarlier(h.traces))
 	}
 	observers = append(observers, ts.metrics)
 	observers = append(observers, h.observers...)

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,6 +108,15 @@ func own(fs []frame) []string {
 		if step, ok := f.Data["step_name"].(string); ok {
 			s += ":" + step
 		}
+		// AgentOS's step_id (the step's path) and step_index (its
+		// position, or the loop iteration), when they differ from the name
+		// and 0.
+		if id, ok := f.Data["step_id"].(string); ok && id != f.Data["step_name"] {
+			s += "@" + id
+		}
+		if i, ok := f.Data["step_index"].(float64); ok && i != 0 {
+			s += fmt.Sprintf("#%d", int(i))
+		}
 		out = append(out, s)
 	}
 	return out
@@ -144,7 +154,7 @@ func TestWorkflowRunsEveryStepKind(t *testing.T) {
 	}{
 		{
 			name: "agents in sequence", workflow: "seq", body: `{"message": "go"}`,
-			events:  []string{"WorkflowStarted", "StepStarted:one", "StepCompleted:one", "StepStarted:two", "StepCompleted:two", "WorkflowCompleted"},
+			events:  []string{"WorkflowStarted", "StepStarted:one", "StepCompleted:one", "StepStarted:two#1", "StepCompleted:two#1", "WorkflowCompleted"},
 			content: fmt.Sprintf(v, "first go") + " / " + fmt.Sprintf(v, "second"),
 			steps:   []string{"one", "two"},
 		},
@@ -162,8 +172,8 @@ func TestWorkflowRunsEveryStepKind(t *testing.T) {
 		{
 			name: "loop over the input", workflow: "each", body: `{"input": {"items": ["a", "b"]}}`,
 			events: []string{"WorkflowStarted", "StepStarted:per_item", "LoopExecutionStarted:per_item",
-				"LoopIterationStarted:per_item", "StepStarted:write_item", "StepCompleted:write_item", "LoopIterationCompleted:per_item",
-				"LoopIterationStarted:per_item", "StepStarted:write_item", "StepCompleted:write_item", "LoopIterationCompleted:per_item",
+				"LoopIterationStarted:per_item@per_item[0]", "StepStarted:write_item@per_item[0]/write_item", "StepCompleted:write_item@per_item[0]/write_item", "LoopIterationCompleted:per_item@per_item[0]",
+				"LoopIterationStarted:per_item@per_item[1]#1", "StepStarted:write_item@per_item[1]/write_item", "StepCompleted:write_item@per_item[1]/write_item", "LoopIterationCompleted:per_item@per_item[1]#1",
 				"LoopExecutionCompleted:per_item", "StepCompleted:per_item", "WorkflowCompleted"},
 			content: mustJSON(t, []string{fmt.Sprintf(v, "item a #0"), fmt.Sprintf(v, "item b #1")}),
 			steps:   []string{"per_item", "per_item[0]/write_item", "per_item[1]/write_item"},
@@ -176,7 +186,7 @@ func TestWorkflowRunsEveryStepKind(t *testing.T) {
 		},
 		{
 			name: "team and nested workflow", workflow: "outer", body: `{"message": "go"}`,
-			events:  []string{"WorkflowStarted", "StepStarted:first", "StepCompleted:first", "StepStarted:inner", "StepCompleted:inner", "WorkflowCompleted"},
+			events:  []string{"WorkflowStarted", "StepStarted:first", "StepCompleted:first", "StepStarted:inner#1", "StepCompleted:inner#1", "WorkflowCompleted"},
 			content: fmt.Sprintf(v, "first nested") + " / " + fmt.Sprintf(v, "second"),
 			steps:   []string{"first", "inner", "inner/one", "inner/two"},
 		},
@@ -202,6 +212,17 @@ func TestWorkflowRunsEveryStepKind(t *testing.T) {
 				}
 			}
 			require.Positive(t, inner, "the steps' agent events stream inside the workflow's")
+			if tc.workflow == "outer" {
+				// The nested workflow's step events carry their path in
+				// this run and their position in the nested workflow.
+				var nested []string
+				for _, f := range frames {
+					if f.Event == "StepStarted" && f.Data["depth"] != nil {
+						nested = append(nested, fmt.Sprintf("%v#%v", f.Data["step_id"], f.Data["step_index"]))
+					}
+				}
+				require.Equal(t, []string{"inner/one#0", "inner/two#1"}, nested)
+			}
 
 			var run wfRun
 			ts.json(http.MethodGet, "/workflows/"+tc.workflow+"/runs/"+runID, "", "", http.StatusOK, &run)
@@ -427,7 +448,7 @@ func TestWorkflowApproval(t *testing.T) {
 	const v = "system=Write.|user=%s|history=0"
 	start := func(msg string) string {
 		frames, hdr := ts.stream("/workflows/review/runs", "", "application/json", `{"message": "`+msg+`"}`)
-		require.Equal(t, []string{"WorkflowStarted", "StepStarted:draft", "StepCompleted:draft", "StepStarted:ok", "WorkflowPaused"}, own(frames))
+		require.Equal(t, []string{"WorkflowStarted", "StepStarted:draft", "StepCompleted:draft", "StepStarted:ok#1", "WorkflowPaused"}, own(frames))
 		require.Equal(t, "Publish "+fmt.Sprintf(v, "draft "+msg)+"?", frames[len(frames)-1].Data["content"])
 		var run wfRun
 		ts.json(http.MethodGet, "/workflows/review/runs/"+hdr.Get("X-Run-Id"), "", "", http.StatusOK, &run)
@@ -501,6 +522,22 @@ func TestWorkflowOpenAPI(t *testing.T) {
 	require.Equal(t, []any{"items"}, input["required"])
 	// The input may also come as JSON text in message.
 	require.Contains(t, schema["properties"], "message")
+
+	// The event schema has AgentOS's step fields.
+	var raw struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]struct {
+					Type string `json:"type"`
+				} `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	ts.json(http.MethodGet, "/openapi.json", "", "", http.StatusOK, &raw)
+	props := raw.Components.Schemas["RunEvent"].Properties
+	require.Equal(t, "string", props["step_name"].Type)
+	require.Equal(t, "string", props["step_id"].Type)
+	require.Equal(t, "integer", props["step_index"].Type)
 }
 
 // TestWorkflowSessionState: set_state persists in the workflow's session,
@@ -716,4 +753,193 @@ func TestWorkflowStructuredOutput(t *testing.T) {
 	content := parts[1].(map[string]any)["properties"].(map[string]any)["content"].(map[string]any)
 	require.Equal(t, "application/json", content["contentMediaType"])
 	require.Equal(t, []any{"title"}, content["contentSchema"].(map[string]any)["required"])
+}
+
+// TestWorkflowContinueRace: racing continue requests on a PAUSED run, sent
+// to two servers sharing one database: exactly one wins (202), the others
+// get 409, and the decision recorded and acted on is the winner's.
+func TestWorkflowContinueRace(t *testing.T) {
+	t.Parallel()
+	for name, setup := range replicaDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dsn := setup(t)
+			servers := []*testServer{startServer(t, withDatabase(dsn), withSpecs(runWorkflowSpecs)), startServer(t, withDatabase(dsn), withSpecs(runWorkflowSpecs))}
+			frames, hdr := servers[0].stream("/workflows/review/runs", "", "application/json", `{"message": "race"}`)
+			require.Equal(t, "WorkflowPaused", frames[len(frames)-1].Event)
+			id := hdr.Get("X-Run-Id")
+
+			const n = 8
+			codes := make([]int, n)
+			var wg sync.WaitGroup
+			ready := make(chan struct{})
+			for i := range n {
+				wg.Go(func() {
+					<-ready
+					codes[i], _, _ = servers[i%2].do(http.MethodPost, "/workflows/review/runs/"+id+"/continue", "", "application/json",
+						fmt.Sprintf(`{"approved": true, "comment": "reviewer%d"}`, i))
+				})
+			}
+			close(ready)
+			wg.Wait()
+			winner := -1
+			for i, code := range codes {
+				switch code {
+				case http.StatusAccepted:
+					require.Equal(t, -1, winner, "only one continue wins: %v", codes)
+					winner = i
+				default:
+					require.Equal(t, http.StatusConflict, code, "the losers get 409: %v", codes)
+				}
+			}
+			require.NotEqual(t, -1, winner, "one continue wins: %v", codes)
+
+			var run wfRun
+			require.Eventually(t, func() bool {
+				servers[1].json(http.MethodGet, "/workflows/review/runs/"+id, "", "", http.StatusOK, &run)
+				return run.Status == "COMPLETED" || run.Status == "ERROR" || run.Status == "CANCELLED"
+			}, 10*time.Second, 20*time.Millisecond)
+			require.Equal(t, "COMPLETED", run.Status, run.Error)
+			require.Len(t, run.Steps, 3)
+			require.JSONEq(t, fmt.Sprintf(`{"approved": true, "comment": "reviewer%d"}`, winner), string(run.Steps[1].Output), "the recorded decision is the winner's")
+			require.Equal(t, fmt.Sprintf("system=Write.|user=publish reviewer%d|history=0", winner), run.Content)
+		})
+	}
+}
+
+// TestWorkflowPausedTrace: the trace of a run paused at an approval step
+// says so (its root span and the approval step's span carry troupe.paused;
+// neither is failed), and the continuation's trace links to the paused
+// execution's root span.
+func TestWorkflowPausedTrace(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(runWorkflowSpecs))
+	frames, hdr := ts.stream("/workflows/review/runs", "", "application/json", `{"message": "traced"}`)
+	require.Equal(t, "WorkflowPaused", frames[len(frames)-1].Event)
+	id, pausedTrace := hdr.Get("X-Run-Id"), hdr.Get("X-Trace-Id")
+	require.NotEmpty(t, pausedTrace)
+	trace := func(traceID string) traceNode {
+		var got struct {
+			Tree []traceNode `json:"tree"`
+		}
+		require.Eventually(t, func() bool {
+			status, body, _ := ts.do(http.MethodGet, "/traces/"+traceID, "", "", "")
+			return status == http.StatusOK && json.Unmarshal([]byte(body), &got) == nil && len(got.Tree) == 1
+		}, 10*time.Second, 20*time.Millisecond)
+		return got.Tree[0]
+	}
+	paused := trace(pausedTrace)
+	require.Equal(t, "workflow.run review", paused.Name)
+	require.Equal(t, "OK", paused.Status, "a pause is no failure")
+	require.Equal(t, "true", paused.Attributes["troupe.paused"])
+	steps := map[string]traceNode{}
+	for _, s := range paused.Spans {
+		steps[s.Name] = s
+	}
+	require.Equal(t, "OK", steps["workflow.step ok"].Status)
+	require.Equal(t, "true", steps["workflow.step ok"].Attributes["troupe.paused"], "the approval step waits")
+	require.Empty(t, steps["workflow.step draft"].Attributes["troupe.paused"], "the draft step finished")
+
+	code, body, _ := ts.do(http.MethodPost, "/workflows/review/runs/"+id+"/continue", "", "application/json", `{"approved": true, "comment": "go"}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	var list struct {
+		Data []struct {
+			TraceID string `json:"trace_id"`
+		} `json:"data"`
+	}
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/traces?run_id="+id, "", "", http.StatusOK, &list)
+		return len(list.Data) == 2
+	}, 10*time.Second, 20*time.Millisecond, "the continuation has a trace of its own")
+	require.Equal(t, pausedTrace, list.Data[1].TraceID, "newest first")
+	continued := trace(list.Data[0].TraceID)
+	require.Equal(t, "workflow.run review", continued.Name)
+	require.Equal(t, "OK", continued.Status)
+	require.Empty(t, continued.Attributes["troupe.paused"])
+	require.Equal(t, pausedTrace, continued.Attributes["link.trace_id"], "the continuation links to the paused execution")
+	require.Equal(t, paused.SpanID, continued.Attributes["link.span_id"])
+}
+
+// TestWorkflowNestedApproval: an approval inside a nested workflow pauses
+// the outer run; continued, the outer run resumes in the same child run, so
+// the session holds one run of the nested workflow, completed.
+func TestWorkflowNestedApproval(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(runWorkflowSpecs+`
+---
+kind: Workflow
+name: outer_review
+steps:
+  - {name: inner, workflow: review, input: "{{ message }}"}
+  - {name: after, agent: writer, input: "after {{ steps.inner.output }}"}
+`))
+	const v = "system=Write.|user=%s|history=0"
+	frames, hdr := ts.stream("/workflows/outer_review/runs", "", "application/json", `{"message": "nest"}`)
+	require.Equal(t, "WorkflowPaused", frames[len(frames)-1].Event)
+	require.Equal(t, "Publish "+fmt.Sprintf(v, "draft nest")+"?", frames[len(frames)-1].Data["content"])
+	id, sid := hdr.Get("X-Run-Id"), hdr.Get("X-Session-Id")
+	var run wfRun
+	ts.json(http.MethodGet, "/workflows/outer_review/runs/"+id, "", "", http.StatusOK, &run)
+	require.Equal(t, "PAUSED", run.Status)
+
+	code, body, _ := ts.do(http.MethodPost, "/workflows/outer_review/runs/"+id+"/continue", "", "application/json", `{"approved": true, "comment": "deep"}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/workflows/outer_review/runs/"+id, "", "", http.StatusOK, &run)
+		return run.Status == "COMPLETED" || run.Status == "ERROR" || run.Status == "CANCELLED"
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, "COMPLETED", run.Status, run.Error)
+	require.Equal(t, fmt.Sprintf(v, "after "+fmt.Sprintf(v, "publish deep")), run.Content)
+	var paths []string
+	for _, s := range run.Steps {
+		paths = append(paths, s.Path+":"+s.Status)
+	}
+	require.Equal(t, []string{"inner:COMPLETED", "inner/draft:COMPLETED", "inner/ok:COMPLETED", "inner/publish:COMPLETED", "after:COMPLETED"}, paths)
+
+	var runs []struct {
+		RunID       string `json:"run_id"`
+		ParentRunID string `json:"parent_run_id"`
+		WorkflowID  string `json:"workflow_id"`
+		AgentID     string `json:"agent_id"`
+		Status      string `json:"status"`
+	}
+	ts.json(http.MethodGet, "/sessions/"+sid+"/runs", "", "", http.StatusOK, &runs)
+	var nested []string
+	for _, r := range runs {
+		if r.ParentRunID == id && r.WorkflowID == "review" {
+			nested = append(nested, r.RunID+":"+r.Status)
+		}
+	}
+	require.Equal(t, []string{id + "-inner:COMPLETED"}, nested, "one child run of the nested workflow, updated by the continuation: %+v", runs)
+}
+
+// TestWorkflowStateAcrossApproval: set_state of the steps before an
+// approval counts once for the run: the continuation replays it from the
+// state the run started with, not on top of a state already holding it.
+func TestWorkflowStateAcrossApproval(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(runWorkflowSpecs+`
+---
+kind: Workflow
+name: counted_review
+steps:
+  - name: count
+    agent: writer
+    input: "count"
+    set_state: {n: "(has(state.n) ? state.n : 0) + 1"}
+  - {name: ok, approval: "Go?"}
+  - {name: report, agent: writer, input: "n={{ state.n }}"}
+`))
+	frames, hdr := ts.stream("/workflows/counted_review/runs", "", "application/json", `{"message": "x", "session_id": "counted"}`)
+	require.Equal(t, "WorkflowPaused", frames[len(frames)-1].Event)
+	id := hdr.Get("X-Run-Id")
+	code, body, _ := ts.do(http.MethodPost, "/workflows/counted_review/runs/"+id+"/continue", "", "application/json", `{"approved": true}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	var run wfRun
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/workflows/counted_review/runs/"+id, "", "", http.StatusOK, &run)
+		return run.Status == "COMPLETED" || run.Status == "ERROR" || run.Status == "CANCELLED"
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, "COMPLETED", run.Status, run.Error)
+	require.Equal(t, "system=Write.|user=n=1|history=0", run.Content, "the count step ran once: its set_state counts once")
 }

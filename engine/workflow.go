@@ -62,6 +62,9 @@ type WorkflowStep struct {
 	Spec *spec.Step
 	Name string
 	Kind string // one of spec.StepKinds
+	// Index is the step's position among its siblings (the steps of its
+	// list, branches or choices), from 0: events carry it as step_index.
+	Index int
 
 	// Agent, team and workflow steps: what runs, and its input template (nil:
 	// the workflow input as text).
@@ -154,6 +157,7 @@ func (c *compiler) workflowSteps(s *Snapshot, w *Workflow, steps []spec.Step, bu
 		if err != nil {
 			return nil, err
 		}
+		st.Index = i
 		out = append(out, st)
 	}
 	return out, nil

@@ -74,17 +74,44 @@ func (db *DB) Steps(ctx context.Context, runID string) ([]workflow.Checkpoint, e
 	return out, nil
 }
 
-// ReopenRun sets a PAUSED run (a workflow waiting at an approval step)
-// PENDING again, for a job to execute it, and returns it. Only one caller
-// succeeds; the others, and callers naming a run that is not paused, get an
-// error wrapping ErrNotFound.
-func (db *DB) ReopenRun(ctx context.Context, id string) (*Run, error) {
-	r, err := db.transitionRun(ctx, id, `UPDATE runs SET status = 'PENDING', updated_at = $1, latency_us = NULL WHERE id = $2 AND status = 'PAUSED'`,
-		db.timeArg(now()), id)
+// ReopenRun implements session.Reopener: in one transaction it sets PAUSED
+// run id PENDING again, for a job to execute it, and records output as the
+// output of its PAUSED step at path (COMPLETED), and returns the run. Both
+// updates are conditional on the PAUSED status, so of concurrent callers
+// exactly one succeeds and the recorded decision is the winner's; the
+// others, and callers naming a run or step that is not paused, get an error
+// wrapping ErrNotFound and change nothing.
+func (db *DB) ReopenRun(ctx context.Context, id, path string, output json.RawMessage) (*Run, error) {
+	var r Run
+	ts := db.timeArg(now())
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		// The run's row first: on PostgreSQL the loser waits on its lock and
+		// then finds it PENDING.
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`UPDATE runs SET status = 'PENDING', updated_at = $1, latency_us = NULL WHERE id = $2 AND status = 'PAUSED'`, []any{ts, id}},
+			{`UPDATE workflow_steps SET status = 'COMPLETED', output = $1, updated_at = $2 WHERE run_id = $3 AND path = $4 AND status = 'PAUSED'`, []any{string(output), ts, id, path}},
+		} {
+			res, err := tx.ExecContext(ctx, q.sql, q.args...)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				return ErrNotFound
+			}
+		}
+		var err error
+		r, err = scanRun(tx.QueryRowContext(ctx, sqlGetRun, id, ""))
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("store: continuing run %s: %w", id, err)
+		return nil, fmt.Errorf("store: continuing run %s at step %s: %w", id, path, err)
 	}
-	return r, nil
+	return &r, nil
 }
 
 var _ session.StateSaver = (*DB)(nil)

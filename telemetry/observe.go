@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"context"
 	"time"
 
 	"github.com/troupehq/troupe/engine/event"
@@ -11,11 +12,27 @@ import (
 // run's trace from its events (see Trace) and hands its spans to a Recorder
 // when the run finishes.
 type Tracer struct {
-	rec *Recorder
+	rec     *Recorder
+	earlier Reader
 }
 
 // NewTracer returns a tracer recording to rec.
 func NewTracer(rec *Recorder) *Tracer { return &Tracer{rec: rec} }
+
+// LinkEarlier makes the tracer link a workflow run's trace to the trace
+// of the run's previous execution, read from r: a run continued after a
+// pause, or resumed after a crash, executes again under the same run id,
+// and its new trace links (LinkTraceIDAttribute, LinkSpanIDAttribute) to
+// the root span of the one before. It costs one trace query when a workflow
+// run starts without a caller's span. It returns t.
+func (t *Tracer) LinkEarlier(r Reader) *Tracer {
+	t.earlier = r
+	return t
+}
+
+// earlierLookup bounds the query for a run's earlier trace: the run starts
+// without the link rather than wait.
+const earlierLookup = 2 * time.Second
 
 var (
 	_ session.Observer    = (*Tracer)(nil)
@@ -27,6 +44,9 @@ var (
 
 // RunStarted starts the run's trace now.
 func (t *Tracer) RunStarted(r *session.Run, link session.Link) session.RunObserver {
+	if link.TraceID == "" && t.earlier != nil && r.Type == session.TypeWorkflow {
+		link = t.earlierTrace(r.ID)
+	}
 	tr := NewTrace(runInfo(r), Parent(link), time.Now(), 0)
 	return &runTrace{tr: tr, rec: t.rec}
 }
@@ -40,6 +60,27 @@ func (t *Tracer) RunStarted(r *session.Run, link session.Link) session.RunObserv
 func (t *Tracer) RunInterrupted(r *session.Run) {
 	tr := NewTrace(runInfo(r), Parent{}, r.CreatedAt, 0)
 	t.rec.Record(tr.Finish(r.UpdatedAt, StatusError, "interrupted", r.Error, event.Metrics{})...)
+}
+
+// earlierTrace returns the root span of the newest trace of run id, or the
+// zero Link when it has none (yet: spans are written in batches).
+func (t *Tracer) earlierTrace(id string) session.Link {
+	ctx, cancel := context.WithTimeout(context.Background(), earlierLookup)
+	defer cancel()
+	traces, _, err := t.earlier.ListTraces(ctx, TraceQuery{RunID: id, Limit: 1})
+	if err != nil || len(traces) == 0 {
+		return session.Link{}
+	}
+	spans, err := t.earlier.GetTrace(ctx, traces[0].TraceID)
+	if err != nil {
+		return session.Link{}
+	}
+	for _, s := range spans {
+		if s.RunID == id && s.Attributes[RootAttribute] == "true" {
+			return session.Link{TraceID: s.TraceID, SpanID: s.SpanID}
+		}
+	}
+	return session.Link{}
 }
 
 func runInfo(r *session.Run) RunInfo {
@@ -61,6 +102,10 @@ func (rt *runTrace) StoreSpan(name string, start, end time.Time, err error) {
 
 // RunFinished ends the trace with the run's outcome and records its spans.
 func (rt *runTrace) RunFinished(r *session.Run, errorKind string) {
+	if r.Status == event.StatusPaused {
+		rt.rec.Record(rt.tr.Paused(time.Now(), r.Metrics)...)
+		return
+	}
 	status := StatusOK
 	if r.Status != event.StatusCompleted {
 		status = StatusError

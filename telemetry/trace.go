@@ -277,6 +277,24 @@ func (t *Trace) StoreSpan(name string, start, end time.Time, err error) {
 // Finish ends the run at end with its outcome and returns every span, root
 // first. Spans left open (a cancelled tool call) end with the run.
 func (t *Trace) Finish(end time.Time, status, errorKind, message string, m event.Metrics) []Span {
+	return t.finish(end, status, errorKind, message, m, false)
+}
+
+// PausedAttribute marks the spans of a workflow run that paused at an
+// approval step: the root span and the steps still open (the approval step
+// and the containers around it), with the value "true". Their status stays
+// OK (pausing is no failure); the run's continuation is another execution,
+// whose root span is a child of this root in the same trace.
+const PausedAttribute = "troupe.paused"
+
+// Paused ends the trace of a workflow run that paused at an approval step
+// and returns its spans: like Finish with StatusOK, but the root span and
+// the steps still open are marked PausedAttribute instead of failed.
+func (t *Trace) Paused(end time.Time, m event.Metrics) []Span {
+	return t.finish(end, StatusOK, "", "", m, true)
+}
+
+func (t *Trace) finish(end time.Time, status, errorKind, message string, m event.Metrics, paused bool) []Span {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.root.End = end
@@ -286,12 +304,18 @@ func (t *Trace) Finish(end time.Time, status, errorKind, message string, m event
 		t.root.StatusMessage = t.clip(message)
 		t.root.Attributes["error.class"] = errorKind
 	}
+	if paused {
+		t.root.Attributes[PausedAttribute] = "true"
+	}
 	out := make([]Span, 0, len(t.spans)+1)
 	out = append(out, t.root)
 	for _, s := range t.spans {
 		if s.End.IsZero() {
 			s.End = end
-			if s.Status == StatusOK {
+			switch {
+			case paused && s.Kind == KindStep:
+				s.Attributes[PausedAttribute] = "true"
+			case s.Status == StatusOK:
 				s.Status, s.StatusMessage = StatusError, "did not finish before the run ended"
 			}
 		}

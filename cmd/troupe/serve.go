@@ -255,7 +255,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	defer tel.close()
 	metrics := telemetry.NewMetrics()
 	wireMetrics(metrics, eng, tel.recorder, kbs, jobClient)
-	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, tel.recorder, metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger)
+	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, newTracer(tel.recorder, tel.reader), metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger)
 	jobs.RegisterRuns(jobReg, runs)
 	// Expired keys already count as new; purging them keeps the table to a
 	// retention's worth, checked at least hourly.
@@ -343,10 +343,10 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 // missed beats are tolerated) and the recovery sweep (two leases, the
 // defaults' 5s and 30s for the default 15s lease); 0 keeps the defaults.
 // keyTTL is how long idempotency keys replay their runs.
-func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, rec *telemetry.Recorder, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger) *session.Service {
+func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, tr *telemetry.Tracer, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger) *session.Service {
 	var observers []session.Observer
-	if rec != nil {
-		observers = append(observers, telemetry.NewTracer(rec))
+	if tr != nil {
+		observers = append(observers, tr)
 	}
 	if m != nil {
 		observers = append(observers, m)
@@ -357,6 +357,20 @@ func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, r
 	// replicas that died while this one serves.
 	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Events: db, Liveness: db, Requeue: requeue, Observers: observers, DrainTimeout: drain,
 		HeartbeatInterval: lease / 3, RecoverInterval: 2 * lease, IdempotencyTTL: keyTTL, Logger: logger.With("component", "runs")})
+}
+
+// newTracer returns the tracing of runs recorded by rec (nil when tracing
+// is off), whose continued and resumed workflow runs link to their earlier
+// execution's trace, read from earlier.
+func newTracer(rec *telemetry.Recorder, earlier telemetry.Reader) *telemetry.Tracer {
+	if rec == nil {
+		return nil
+	}
+	t := telemetry.NewTracer(rec)
+	if earlier != nil {
+		t.LinkEarlier(earlier)
+	}
+	return t
 }
 
 // wireMetrics lets the Prometheus metrics read, at scrape time, the state

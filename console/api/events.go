@@ -22,6 +22,8 @@ type sseEvent struct {
 	StepName      string            `json:"step_name,omitempty"`
 	StepType      string            `json:"step_type,omitempty"`
 	Iteration     int               `json:"iteration,omitempty"`
+	StepID        string            `json:"step_id,omitempty"`
+	StepIndex     *int              `json:"step_index,omitempty"`
 	Member        string            `json:"member,omitempty"`
 	Depth         int               `json:"depth,omitempty"`
 	Model         string            `json:"model,omitempty"`
@@ -62,6 +64,7 @@ func toSSE(e event.Event) sseEvent {
 		AgentID: e.AgentID, AgentName: e.AgentID, TeamID: e.TeamID, TeamName: e.TeamID,
 		Member: e.Member, Depth: e.Depth, Model: e.Model, ModelProvider: e.Provider, ErrorType: e.ErrorKind,
 		WorkflowID: e.WorkflowID, WorkflowName: e.WorkflowID, StepName: e.Step, StepType: e.StepType, Iteration: e.Iteration,
+		StepID: e.StepID, StepIndex: e.StepIndex,
 	}
 	switch e.Type {
 	case event.RunContent, event.RunCompleted:

@@ -73,7 +73,7 @@ func (h *Handler) getWorkflowRun(c *gin.Context) error {
 
 // Continuer continues paused workflow runs (session.Service).
 type Continuer interface {
-	Continue(ctx context.Context, runID string) (*session.Run, error)
+	Continue(ctx context.Context, runID, path string, decision json.RawMessage) (*session.Run, error)
 }
 
 var _ Continuer = (*session.Service)(nil)
@@ -90,10 +90,7 @@ func ContinueWorkflow(ctx context.Context, st, runs any, r *store.Run, approved 
 	}
 	ws, ok := st.(WorkflowSteps)
 	cont, ok2 := runs.(Continuer)
-	saver, ok3 := st.(interface {
-		SaveStep(ctx context.Context, c workflow.Checkpoint) error
-	})
-	if !ok || !ok2 || !ok3 {
+	if !ok || !ok2 {
 		return nil, Errorf(http.StatusUnprocessableEntity, "this server cannot continue workflow runs")
 	}
 	cps, err := ws.Steps(ctx, r.ID)
@@ -113,13 +110,12 @@ func ContinueWorkflow(ctx context.Context, st, runs any, r *store.Run, approved 
 	if err != nil {
 		return nil, err
 	}
-	step.Status, step.Output, step.UpdatedAt = event.StatusCompleted, out, time.Now()
-	if err := saver.SaveStep(ctx, *step); err != nil {
-		return nil, err
-	}
-	run, err := cont.Continue(ctx, r.ID)
+	// The decision and the run's reopening commit together, conditional on
+	// both being PAUSED: of racing continues one wins, and the decision
+	// recorded is the winner's.
+	run, err := cont.Continue(ctx, r.ID, step.Path, out)
 	if errors.Is(err, session.ErrNotFound) {
-		return nil, Errorf(http.StatusConflict, "run %s was continued already", r.ID)
+		return nil, Errorf(http.StatusConflict, "run %s was continued already: read its decision in GET …/runs/%s", r.ID, r.ID)
 	}
 	return run, err
 }

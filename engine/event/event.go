@@ -124,6 +124,12 @@ type Event struct {
 	Step      string `json:"step_name,omitempty"`
 	StepType  string `json:"step_type,omitempty"`
 	Iteration int    `json:"iteration,omitempty"`
+	// StepID is the step's path in the run ("name", "loop[1]/name",
+	// "nested/name"), as its checkpoint records it; StepIndex its position
+	// among its siblings from 0, or the iteration for a loop iteration's
+	// events (nil on events of no step). AgentOS's step_id and step_index.
+	StepID    string `json:"step_id,omitempty"`
+	StepIndex *int   `json:"step_index,omitempty"`
 
 	// Member events of a team run: the member that emitted it and how deep it is
 	// (0 is the team itself, 1 its direct members, ...).

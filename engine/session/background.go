@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -143,19 +144,25 @@ func (s *Service) ExecuteQueued(ctx context.Context, runID string) (*Run, error)
 
 // Reopener sets a paused run PENDING again (store.DB).
 type Reopener interface {
-	ReopenRun(ctx context.Context, id string) (*Run, error)
+	// ReopenRun records output as the output of the PAUSED step at path
+	// of PAUSED run id, and sets the run PENDING, both or neither: of
+	// concurrent callers exactly one succeeds, so the recorded decision is
+	// the one whose run resumes. The others, and callers naming a run or a
+	// step that is not paused, get an error wrapping ErrNotFound.
+	ReopenRun(ctx context.Context, id, path string, output json.RawMessage) (*Run, error)
 }
 
-// Continue queues a PAUSED workflow run to execute again, after its
-// approval step's decision was recorded: any replica's worker claims it and
-// the workflow resumes from its checkpoints. A run that is not paused is an
-// error wrapping ErrNotFound.
-func (s *Service) Continue(ctx context.Context, runID string) (*Run, error) {
+// Continue records the decision of a PAUSED workflow run's approval step
+// (the step at path) and queues the run to execute again: any replica's
+// worker claims it and the workflow resumes from its checkpoints. A run
+// that is not paused, or that another caller continued first, is an error
+// wrapping ErrNotFound.
+func (s *Service) Continue(ctx context.Context, runID, path string, decision json.RawMessage) (*Run, error) {
 	ro, ok := s.opts.Store.(Reopener)
 	if !ok || s.opts.Requeue == nil {
 		return nil, errors.New("this server cannot continue paused runs: it has no job engine")
 	}
-	r, err := ro.ReopenRun(ctx, runID)
+	r, err := ro.ReopenRun(ctx, runID, path, decision)
 	if err != nil {
 		return nil, err
 	}

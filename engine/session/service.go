@@ -495,14 +495,26 @@ func (t *Turn) saveMembers(ctx context.Context, parent string, results []*agent.
 			UserID: t.session.UserID, Input: m.Input, Status: event.StatusRunning, SpecVersion: t.run.SpecVersion,
 			Model: m.Model, Provider: m.Provider, CreatedAt: info.started,
 		}
-		if err := t.s.opts.Store.StartRun(ctx, &sess, mr); err != nil {
-			return fmt.Errorf("storing member run %s: %w", m.RunID, err)
+		finish := func() error {
+			mr.Content, mr.Status, mr.Tools, mr.Messages, mr.Metrics, mr.References = m.Content, m.Status, m.Tools, m.Messages, m.Metrics, m.References
+			if m.Err != nil {
+				mr.Error = m.Err.Error()
+			}
+			return t.s.opts.Store.FinishRun(ctx, mr)
 		}
-		mr.Content, mr.Status, mr.Tools, mr.Messages, mr.Metrics, mr.References = m.Content, m.Status, m.Tools, m.Messages, m.Metrics, m.References
-		if m.Err != nil {
-			mr.Error = m.Err.Error()
+		// A nested workflow's child run keeps its id when its parent
+		// resumes (after a pause or a crash): update it when it exists.
+		err := ErrNotFound
+		if info.typ == TypeWorkflow {
+			err = finish()
 		}
-		if err := t.s.opts.Store.FinishRun(ctx, mr); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			mr.Status, mr.Content, mr.Error = event.StatusRunning, "", ""
+			if err = t.s.opts.Store.StartRun(ctx, &sess, mr); err == nil {
+				err = finish()
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("storing member run %s: %w", m.RunID, err)
 		}
 		if err := t.saveMembers(ctx, m.RunID, m.Members, seen); err != nil {

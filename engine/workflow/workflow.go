@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -153,7 +154,14 @@ func (x *run) send(e event.Event) {
 func (x *run) event(typ event.Type, st *engine.WorkflowStep, sc scope) event.Event {
 	e := event.Event{Type: typ, RunID: x.in.RunID, SessionID: x.in.SessionID, WorkflowID: x.r.Name(), CreatedAt: x.r.opts.Now(), Iteration: sc.iteration}
 	if st != nil {
-		e.Step, e.StepType = st.Name, st.Kind
+		idx := st.Index
+		e.Step, e.StepType, e.StepID, e.StepIndex = st.Name, st.Kind, sc.prefix+st.Name, &idx
+		if typ == event.LoopIterationStarted || typ == event.LoopIterationCompleted {
+			// An iteration's events are the loop's, in the iteration's
+			// scope: its path "loop[i]" and its index i.
+			idx = sc.iteration
+			e.StepID = strings.TrimSuffix(sc.prefix, "/")
+		}
 	}
 	return e
 }
@@ -219,7 +227,10 @@ func (r *Runner) Execute(ctx context.Context, in agent.Input, emit func(event.Ev
 	res.Metrics.TotalTokens = res.Metrics.InputTokens + res.Metrics.OutputTokens
 	res.Metrics.Duration = r.opts.Now().Sub(start)
 	x.mu.Lock()
-	if x.stateSet {
+	if x.stateSet && !errors.Is(err, errPaused) {
+		// A paused run saves no state: its continuation replays the
+		// set_state of its finished steps from the session's state, which
+		// must not hold them already.
 		res.State = x.state
 	}
 	x.mu.Unlock()
@@ -354,21 +365,8 @@ func (x *run) step(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 				return nil, fmt.Errorf("step %s: %w", st.Name, errRejected)
 			}
 		}
-		x.finished(st.Name, out, event.StatusCompleted)
-		// Inner steps visible after a parallel: restore its branches too.
-		// State is not checkpointed: the set_state of the restored steps
-		// is evaluated again, from the same outputs.
-		for _, b := range st.Parallel {
-			if bc, ok := x.done[sc.prefix+b.Name]; ok && bc.Status == event.StatusCompleted {
-				bout := decode(bc.Output)
-				x.finished(b.Name, bout, event.StatusCompleted)
-				if err := x.setState(ctx, b, sc); err != nil {
-					return nil, fmt.Errorf("step %s: %w", b.Name, err)
-				}
-			}
-		}
-		if err := x.setState(ctx, st, sc); err != nil {
-			return nil, fmt.Errorf("step %s: %w", st.Name, err)
+		if err := x.replay(ctx, st, sc, out); err != nil {
+			return nil, err
 		}
 		return out, nil
 	}
@@ -430,6 +428,60 @@ func (x *run) step(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 	e.Content = text(out)
 	x.send(e)
 	return out, nil
+}
+
+// replay restores a completed step without running it: its output, and,
+// in the order they ran, the outputs and set_state of the steps inside it
+// (parallel branches, the condition's branch that ran, each loop
+// iteration's body, the router's choice), then its own set_state. State is
+// not checkpointed: replaying set_state from the same outputs gives the
+// state an uninterrupted run had.
+func (x *run) replay(ctx context.Context, st *engine.WorkflowStep, sc scope, out any) error {
+	inner := func(steps []*engine.WorkflowStep, sc scope) error {
+		for _, s := range steps {
+			x.mu.Lock()
+			c, ok := x.done[sc.prefix+s.Name]
+			x.mu.Unlock()
+			if !ok || c.Status != event.StatusCompleted {
+				continue // a branch that did not run
+			}
+			if err := x.replay(ctx, s, sc, decode(c.Output)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var err error
+	switch st.Kind {
+	case spec.StepParallel:
+		err = inner(st.Parallel, sc)
+	case spec.StepCondition:
+		err = inner(append(slices.Clip(st.Then), st.Else...), sc)
+	case spec.StepRouter:
+		err = inner(st.Choices, sc)
+	case spec.StepLoop:
+		outs, _ := out.([]any)
+		var items []any
+		if st.Over != nil {
+			// Best effort: the list as the loop saw it, for set_state
+			// reading the loop variable.
+			items, _ = st.Over.EvalList(ctx, x.vars(sc))
+		}
+		for i := range outs {
+			isc := x.iteration(st, sc, i, items)
+			if err = inner(st.Body, isc); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	x.finished(st.Name, out, event.StatusCompleted)
+	if err := x.setState(ctx, st, sc); err != nil {
+		return fmt.Errorf("step %s: %w", st.Name, err)
+	}
+	return nil
 }
 
 // pause records an approval step waiting for its decision and ends the
@@ -538,6 +590,14 @@ func (x *run) once(ctx context.Context, st *engine.WorkflowStep, sc scope, path 
 			return nil, input, fmt.Errorf("%s %s cannot run here (compiled without a runtime)", st.Kind, st.Name)
 		}
 		res := x.child(ctx, runner, st, sc, path, attempt, input)
+		if res.Status == event.StatusPaused {
+			// An approval inside a nested workflow pauses this run too,
+			// with its message; its checkpoint is under this run's.
+			x.mu.Lock()
+			x.paused = res.Content
+			x.mu.Unlock()
+			return nil, input, errPaused
+		}
 		if res.Status != event.StatusCompleted {
 			if err := context.Cause(ctx); err != nil {
 				return nil, input, err
@@ -583,16 +643,29 @@ func (x *run) once(ctx context.Context, st *engine.WorkflowStep, sc scope, path 
 // child runs an agent, team or nested workflow for a step, forwarding its
 // events tagged with the step, one level deeper.
 func (x *run) child(ctx context.Context, runner agent.Runner, st *engine.WorkflowStep, sc scope, path string, attempt int, input string) *agent.Result {
+	id := fmt.Sprintf("%s-%s", x.in.RunID, strings.NewReplacer("/", ".", "[", ".", "]", "").Replace(path))
+	if st.Kind != spec.StepWorkflow || runner.Name() != st.Workflow.Name() {
+		// Agents and teams start over on each attempt: a new child run.
+		id = fmt.Sprintf("%s-%d", id, attempt)
+	}
+	// A nested workflow keeps one child run across attempts and resumes
+	// (its checkpoints are under this run's): the same id, so the store
+	// holds one child run, updated by each execution.
 	in := agent.Input{
 		Message:   input,
-		RunID:     fmt.Sprintf("%s-%s-%d", x.in.RunID, strings.NewReplacer("/", ".", "[", ".", "]", "").Replace(path), attempt),
+		RunID:     id,
 		SessionID: x.in.SessionID,
 		UserID:    x.in.UserID,
 		Stream:    x.in.Stream,
 	}
 	res := runner.Execute(ctx, in, func(e event.Event) {
-		if e.Step == "" {
-			e.Step, e.StepType, e.Iteration = st.Name, st.Kind, sc.iteration
+		switch {
+		case e.Step == "":
+			idx := st.Index
+			e.Step, e.StepType, e.Iteration, e.StepID, e.StepIndex = st.Name, st.Kind, sc.iteration, path, &idx
+		case e.StepID != "":
+			// A nested workflow's step: its path in this run.
+			e.StepID = path + "/" + e.StepID
 		}
 		if e.Member == "" {
 			e.Member = runner.Name()
@@ -604,8 +677,12 @@ func (x *run) child(ctx context.Context, runner agent.Runner, st *engine.Workflo
 		res.Runner = runner.Name()
 	}
 	x.mu.Lock()
-	x.members = append(x.members, res)
-	x.mu.Unlock()
+	defer x.mu.Unlock()
+	if i := slices.IndexFunc(x.members, func(m *agent.Result) bool { return m.RunID == res.RunID }); i >= 0 {
+		x.members[i] = res // a nested workflow's retry: its latest execution
+	} else {
+		x.members = append(x.members, res)
+	}
 	return res
 }
 
@@ -657,15 +734,7 @@ func (x *run) loop(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 		if st.Over != nil && i >= len(items) {
 			break
 		}
-		inner := scope{prefix: fmt.Sprintf("%s%s[%d]/", sc.prefix, st.Name, i), iteration: i, loopVars: map[string]any{"iteration": map[string]any{"index": int64(i)}}}
-		for k, v := range sc.loopVars {
-			if _, ok := inner.loopVars[k]; !ok {
-				inner.loopVars[k] = v
-			}
-		}
-		if st.Over != nil {
-			inner.loopVars[st.As] = items[i]
-		}
+		inner := x.iteration(st, sc, i, items)
 		x.send(x.event(event.LoopIterationStarted, st, inner))
 		out, err := x.sequence(ctx, st.Body, inner)
 		if err != nil {
@@ -685,6 +754,20 @@ func (x *run) loop(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 	}
 	x.send(x.event(event.LoopExecutionCompleted, st, sc))
 	return outs, "", nil
+}
+
+// iteration returns the scope of a loop's iteration i.
+func (x *run) iteration(st *engine.WorkflowStep, sc scope, i int, items []any) scope {
+	inner := scope{prefix: fmt.Sprintf("%s%s[%d]/", sc.prefix, st.Name, i), iteration: i, loopVars: map[string]any{"iteration": map[string]any{"index": int64(i)}}}
+	for k, v := range sc.loopVars {
+		if _, ok := inner.loopVars[k]; !ok {
+			inner.loopVars[k] = v
+		}
+	}
+	if st.Over != nil && i < len(items) {
+		inner.loopVars[st.As] = items[i]
+	}
+	return inner
 }
 
 // router runs the choice named by the expression or the router agent.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -269,4 +270,154 @@ func TestResumeRestoresState(t *testing.T) {
 	require.Equal(t, event.StatusCompleted, res.Status, "%v", res.Err)
 	require.Equal(t, "Echo: block Echo: x! 7", res.Content)
 	require.Equal(t, 1, f.model.count("x"))
+}
+
+// TestResumeReplaysStateInContainers: set_state of steps inside a parallel
+// branch, a condition's branch, a loop body and a router's choice is
+// replayed on resume, so the state after a resumed run equals the state
+// after an uninterrupted one.
+func TestResumeReplaysStateInContainers(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, agents+"---\nkind: Workflow\nname: flow\nsteps:\n"+
+		"  - name: p\n    parallel:\n"+
+		"      - {name: p1, agent: w, input: 'left', set_state: {left: \"steps.p1.output\"}}\n"+
+		"      - {name: p2, agent: w, input: 'right'}\n"+
+		"  - name: c\n    condition:\n      if: \"message == 'go'\"\n"+
+		"      then: [{name: t1, agent: w, input: 'then', set_state: {then: \"size(steps.t1.output)\"}}]\n"+
+		"      else: [{name: e1, agent: w, input: 'else', set_state: {then: \"0\"}}]\n"+
+		"  - name: l\n    loop:\n      over: \"['a', 'b', 'c']\"\n      as: s\n      max: 5\n"+
+		"      steps: [{name: body, agent: w, input: '{{ s }}', set_state: {sum: \"(has(state.sum) ? state.sum : 0) + iteration.index + 1\", seen: \"(has(state.seen) ? state.seen : '') + s\"}}]\n"+
+		"    set_state: {loops: \"size(steps.l.output)\"}\n"+
+		"  - name: r\n    router:\n      expression: \"'x'\"\n      choices:\n        - {name: x, agent: w, input: 'x', set_state: {routed: \"steps.x.output\"}}\n"+
+		"  - {name: final, agent: w, input: 'final {{ state.left }} {{ state.then }} {{ state.sum }} {{ state.seen }} {{ state.loops }} {{ state.routed }}'}\n")
+	want := map[string]any{"left": "Echo: left", "then": int64(10), "sum": int64(6), "seen": "abc", "loops": int64(3), "routed": "Echo: x"}
+
+	res, _ := f.run(t, t.Context(), "flow", "uninterrupted", "go")
+	require.Equal(t, event.StatusCompleted, res.Status, "%v", res.Err)
+	require.Equal(t, want, res.State)
+	finalMsg := "final Echo: left 10 6 abc 3 Echo: x"
+	require.Equal(t, 1, f.model.count(finalMsg))
+
+	f.model.mu.Lock()
+	f.model.block = "final"
+	f.model.mu.Unlock()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, _ := f.run(t, ctx, "flow", "r", "go")
+		require.Equal(t, event.StatusCancelled, res.Status)
+	}()
+	require.Eventually(t, func() bool { return f.model.count(finalMsg) == 2 }, testTimeout, tick)
+	cancel()
+	<-done
+	f.model.mu.Lock()
+	f.model.block = ""
+	f.model.mu.Unlock()
+	res, evs := f.run(t, t.Context(), "flow", "r", "go")
+	require.Equal(t, event.StatusCompleted, res.Status, "%v", res.Err)
+	require.Equal(t, want, res.State, "the resumed run's state is the uninterrupted run's")
+	require.Equal(t, 3, f.model.count(finalMsg), "the resumed run saw the same state")
+	require.Equal(t, 2, f.model.count("a"), "finished loop iterations are not run again")
+	require.Equal(t, []string{"RunStarted:", "StepStarted:final", "StepCompleted:final", "RunCompleted:"}, own(evs))
+}
+
+// TestResumeReusesNestedRun: a nested workflow interrupted during its second
+// inner step resumes in the same child run, its finished inner step not run
+// again.
+func TestResumeReusesNestedRun(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, agents+"---\nkind: Workflow\nname: inner\nsteps:\n"+
+		"  - {name: i1, agent: w, input: 'inner one'}\n  - {name: i2, agent: w, input: 'inner two {{ steps.i1.output }}'}\n"+
+		"---\nkind: Workflow\nname: flow\nsteps:\n  - {name: a, agent: w, input: 'first'}\n  - {name: n, workflow: inner}\n")
+	f.model.block = "inner two"
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	var first *agent.Result
+	go func() {
+		defer close(done)
+		first, _ = f.run(t, ctx, "flow", "r", "x")
+	}()
+	require.Eventually(t, func() bool { return f.model.count("inner two Echo: inner one") == 1 }, testTimeout, tick)
+	cancel()
+	<-done
+	require.Equal(t, event.StatusCancelled, first.Status)
+	f.model.block = ""
+	res, evs := f.run(t, t.Context(), "flow", "r", "x")
+	require.Equal(t, event.StatusCompleted, res.Status, "%v", res.Err)
+	require.Equal(t, "Echo: inner two Echo: inner one", res.Content)
+	require.Equal(t, 1, f.model.count("first"))
+	require.Equal(t, 1, f.model.count("inner one"), "the nested run's finished step is not run again")
+	require.Equal(t, 2, f.model.count("inner two Echo: inner one"))
+
+	nestedRun := func(r *agent.Result) *agent.Result {
+		for _, m := range r.Members {
+			if m.Runner == "inner" {
+				return m
+			}
+		}
+		return nil
+	}
+	before, after := nestedRun(first), nestedRun(res)
+	require.NotNil(t, before)
+	require.NotNil(t, after)
+	require.Equal(t, "r-n", after.RunID)
+	require.Equal(t, before.RunID, after.RunID, "the resumed step reuses its child run")
+	require.Len(t, res.Members, 1, "one child run: the nested workflow's (a finished before)")
+	require.Len(t, after.Members, 1, "the nested run executes only its unfinished step")
+	for _, e := range evs {
+		if e.Type == event.RunStarted && e.Depth == 1 {
+			require.Equal(t, "r-n", e.RunID)
+		}
+	}
+	cps, err := f.cps.Steps(t.Context(), "r")
+	require.NoError(t, err)
+	paths := make([]string, len(cps))
+	for i, c := range cps {
+		paths[i] = c.Path
+		require.Equal(t, event.StatusCompleted, c.Status, c.Path)
+	}
+	require.Equal(t, []string{"a", "n", "n/i1", "n/i2"}, paths)
+}
+
+// TestNestedApproval: an approval inside a nested workflow pauses the
+// outer run; once decided, the outer run resumes in the same child run,
+// neither run's finished steps executed again.
+func TestNestedApproval(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, agents+"---\nkind: Workflow\nname: inner\nsteps:\n"+
+		"  - {name: draft, agent: w, input: 'draft'}\n  - {name: ok, approval: {message: 'Publish {{ steps.draft.output }}?'}}\n"+
+		"  - {name: publish, agent: w, input: 'publish {{ steps.ok.output.comment }}'}\n"+
+		"---\nkind: Workflow\nname: flow\nsteps:\n  - {name: a, agent: w, input: 'first'}\n  - {name: n, workflow: inner}\n  - {name: z, agent: w, input: 'last {{ steps.n.output }}'}\n")
+	res, evs := f.run(t, t.Context(), "flow", "r", "x")
+	require.Equal(t, event.StatusPaused, res.Status, "%v", res.Err)
+	require.Equal(t, "Publish Echo: draft?", res.Content)
+	require.Equal(t, []string{"RunStarted:", "StepStarted:a", "StepCompleted:a", "StepStarted:n", "RunPaused:"}, own(evs))
+	cps, err := f.cps.Steps(t.Context(), "r")
+	require.NoError(t, err)
+	var waiting *workflow.Checkpoint
+	for i := range cps {
+		if cps[i].Status == event.StatusPaused {
+			waiting = &cps[i]
+		}
+	}
+	require.NotNil(t, waiting)
+	require.Equal(t, "n/ok", waiting.Path)
+
+	// The reviewer's decision, as POST …/continue records it.
+	waiting.Status, waiting.Output = event.StatusCompleted, []byte(`{"approved": true, "comment": "now"}`)
+	require.NoError(t, f.cps.SaveStep(t.Context(), *waiting))
+	again, _ := f.run(t, t.Context(), "flow", "r", "x")
+	require.Equal(t, event.StatusCompleted, again.Status, "%v", again.Err)
+	require.Equal(t, "Echo: last Echo: publish now", again.Content)
+	require.Equal(t, 1, f.model.count("first"))
+	require.Equal(t, 1, f.model.count("draft"))
+	require.Equal(t, 1, f.model.count("publish now"))
+	var nestedIDs []string
+	for _, r := range append(slices.Clone(res.Members), again.Members...) {
+		if r.Runner == "inner" {
+			nestedIDs = append(nestedIDs, r.RunID)
+		}
+	}
+	require.Equal(t, []string{"r-n", "r-n"}, nestedIDs, "both executions are the same child run")
 }
