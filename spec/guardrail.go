@@ -219,4 +219,3 @@ func (g *Guardrail) validate(v *validator, p string) {
 		v.duration(p+".http.timeout", g.HTTP.Timeout)
 	}
 }
-
