@@ -76,6 +76,7 @@ func findPII(s string, set kindSet) []Match {
 		}
 		var m Match
 		var ok bool
+		skip := i + 1
 		switch {
 		case set&bitAPIKey != 0 && isAlpha(c):
 			m, ok = apiKeyAt(s, i)
@@ -88,14 +89,16 @@ func findPII(s string, set kindSet) []Match {
 				m, ok = ibanAt(s, i)
 			}
 		case (set&(bitCard|bitPhone) != 0) && (isDigit(c) || c == '+' || c == '('):
-			m, ok = numberAt(s, i, set)
+			m, ok, skip = numberAt(s, i, set)
 		}
 		if ok {
 			out = append(out, m)
 			i = m.End
 			continue
 		}
-		i++
+		// A number that is neither card nor phone is skipped whole, so its
+		// tail is not read as a shorter number.
+		i = max(skip, i+1)
 	}
 	if set&bitEmail != 0 {
 		out = mergeMatches(out, findEmails(s))
@@ -220,7 +223,7 @@ func allAlpha(s string) bool {
 // parentheses) starting at i, and classifies it as a payment card (13–19
 // digits, a known issuer prefix and a valid Luhn checksum) or a phone number
 // (international with +, or a common national layout).
-func numberAt(s string, i int, set kindSet) (Match, bool) {
+func numberAt(s string, i int, set kindSet) (Match, bool, int) {
 	var digits [24]byte
 	var groups [12]int
 	nd, ng := 0, 0
@@ -237,13 +240,13 @@ func numberAt(s string, i int, set kindSet) (Match, bool) {
 		switch {
 		case isDigit(c):
 			if nd == len(digits) {
-				return Match{}, false
+				return Match{}, false, end
 			}
 			digits[nd] = c
 			nd++
 			if ng == 0 || (j > 0 && !isDigit(s[j-1])) {
 				if ng == len(groups) {
-					return Match{}, false
+					return Match{}, false, end
 				}
 				ng++
 			}
@@ -269,26 +272,26 @@ func numberAt(s string, i int, set kindSet) (Match, bool) {
 		break
 	}
 	if nd == 0 || (end < len(s) && (isWordByte(s[end]) || (s[end] == '.' && end+1 < len(s) && isDigit(s[end+1])))) {
-		return Match{}, false
+		return Match{}, false, end
 	}
 	d := string(digits[:nd])
 	g := groups[:ng]
 	if set&bitCard != 0 && !plus && !paren && !seps.has('.') && nd >= 13 && nd <= 19 && cardPrefix(d) && luhn(d) {
-		return Match{Start: i, End: end, Kind: KindCard}, true
+		return Match{Start: i, End: end, Kind: KindCard}, true, end
 	}
 	if set&bitPhone == 0 {
-		return Match{}, false
+		return Match{}, false, end
 	}
 	if plus {
 		if nd >= 8 && nd <= 15 && d[0] != '0' {
-			return Match{Start: i, End: end, Kind: KindPhone}, true
+			return Match{Start: i, End: end, Kind: KindPhone}, true, end
 		}
-		return Match{}, false
+		return Match{}, false, end
 	}
 	if seps.count() <= 1 && nationalPhone(d, g, paren, seps) {
-		return Match{Start: i, End: end, Kind: KindPhone}, true
+		return Match{Start: i, End: end, Kind: KindPhone}, true, end
 	}
-	return Match{}, false
+	return Match{}, false, end
 }
 
 // nationalPhone accepts the layouts people write phone numbers in without a
@@ -487,6 +490,11 @@ var keyShapes = []keyShape{
 }
 
 func apiKeyAt(s string, i int) (Match, bool) {
+	switch s[i] {
+	case 's', 'g', 'A', 'x', 'r', 'p':
+	default:
+		return Match{}, false // no key shape starts with it: skip the prefix loop
+	}
 	rest := s[i:]
 	for _, k := range keyShapes {
 		if !strings.HasPrefix(rest, k.prefix) {
