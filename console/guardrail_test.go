@@ -105,10 +105,10 @@ func (m *moderation) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 type storedRun struct {
-	RunID    string `json:"run_id"`
-	Status   string `json:"status"`
-	Content  string `json:"content"`
-	Error    string `json:"error"`
+	RunID   string `json:"run_id"`
+	Status  string `json:"status"`
+	Content string `json:"content"`
+	Error   string `json:"error"`
 }
 
 func startGuarded(t *testing.T) (*testServer, *fake.Provider, *fake.Provider, *moderation) {
