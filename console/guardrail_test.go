@@ -188,6 +188,7 @@ func TestGuardrailRedactsInputAndOutput(t *testing.T) {
 		contents = append(contents, m.Content)
 	}
 	require.Contains(t, contents, "I am [REDACTED:email], IBAN [REDACTED:iban]")
+	require.Equal(t, "I am [REDACTED:email], IBAN [REDACTED:iban]", run.Input, "the stored input is the redacted one")
 	require.NotContains(t, strings.Join(contents, "\n"), "bob@example.com")
 	require.NotContains(t, strings.Join(contents, "\n"), "jane@example.com")
 }
