@@ -31,6 +31,7 @@ import (
 	"github.com/troupehq/troupe/engine/model/openai"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/tool/builtin"
+	"github.com/troupehq/troupe/engine/tool/egress"
 	"github.com/troupehq/troupe/engine/trigger"
 	"github.com/troupehq/troupe/engine/workflow"
 	"github.com/troupehq/troupe/spec/watch"
@@ -113,6 +114,7 @@ type harness struct {
 	// number queued).
 	maxRuns, maxQueued int
 	observers          []session.Observer // besides tracing and metrics
+	egress             []string           // hosts guardrails' HTTP calls may reach (engine.Runtime.Egress)
 	// keyTTL is how long idempotency keys last (the service's default
 	// when 0).
 	keyTTL time.Duration
@@ -164,6 +166,9 @@ func withObserver(o session.Observer) serverOption {
 }
 
 // withKeyTTL keeps idempotency keys for ttl, and purges them as often.
+// withEgress lets guardrails' HTTP calls reach hosts (loopback test servers).
+func withEgress(hosts ...string) serverOption { return func(h *harness) { h.egress = hosts } }
+
 func withKeyTTL(ttl time.Duration) serverOption { return func(h *harness) { h.keyTTL = ttl } }
 
 // withOptions changes the server's options before it starts.
@@ -223,7 +228,8 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	jobs.RegisterIngestion(jobReg, ts.kb)
 	rt := &engine.Runtime{Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}}),
 		// As in troupe serve: workflow steps are checkpointed in the store.
-		Workflows: func(w *engine.Workflow) agent.Runner { return workflow.New(w, workflow.Options{Checkpoints: ts.db}) }}
+		Workflows: func(w *engine.Workflow) agent.Runner { return workflow.New(w, workflow.Options{Checkpoints: ts.db}) },
+		Egress:    egress.Policy{AllowedHosts: h.egress}}
 	ts.eng, err = engine.New(engine.Options{Dirs: []string{ts.dir}, Env: env, Runtime: rt})
 	require.NoError(t, err)
 	ts.kb.Configure(context.Background(), ts.eng.Current().Knowledge())

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/guard"
 	"github.com/troupehq/troupe/engine/team"
 	"github.com/troupehq/troupe/engine/tool"
 	"github.com/troupehq/troupe/spec"
@@ -324,6 +325,11 @@ func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 		}
 		cfg.KnowledgeHint = fmt.Sprintf("You have access to the knowledge base(s) %s. Search them with knowledge_search before answering questions they may cover, answer from what you find, and cite the documents you used.", strings.Join(names, ", "))
 	}
+	g, err := c.guardrails(a.Spec.Guardrails, guard.Who{Kind: spec.KindAgent, Name: a.Spec.Name, Model: cfg.Model, Provider: cfg.Vendor})
+	if err != nil {
+		return nil, err
+	}
+	cfg.Guardrails = g
 	return agent.New(cfg)
 }
 
@@ -385,6 +391,11 @@ func (c *compiler) teamRunner(t *Team) (*team.Team, error) {
 			cfg.Members = append(cfg.Members, m.Team.Runner)
 		}
 	}
+	g, err := c.guardrails(t.Spec.Guardrails, guard.Who{Kind: spec.KindTeam, Name: t.Spec.Name, Model: cfg.Model, Provider: cfg.Vendor})
+	if err != nil {
+		return nil, err
+	}
+	cfg.Guardrails = g
 	return team.New(cfg)
 }
 

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/guard"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
+	"github.com/troupehq/troupe/engine/tool/egress"
 	"github.com/troupehq/troupe/spec"
 )
 
@@ -34,12 +37,45 @@ type Runtime struct {
 	// because the workflow runner walks the engine's compiled tree, so the
 	// engine cannot import it. Nil: workflows compile but do not run.
 	Workflows func(*Workflow) agent.Runner
+	// Egress is the policy of guardrails' HTTP calls (http guardrails), as
+	// tools have theirs; the zero value reaches public addresses only.
+	Egress egress.Policy
+
+	guardHTTPOnce sync.Once
+	guardHTTP     *http.Client
 
 	defaultTools sync.Once
 	tools        *tool.Registry
 
 	builtinMu sync.Mutex
 	builtins  map[string]tool.Tool
+}
+
+// guardClient returns the one egress-filtered client of http guardrails,
+// shared by every snapshot so its connections are reused; each check bounds
+// its own time.
+func (rt *Runtime) guardClient() *http.Client {
+	rt.guardHTTPOnce.Do(func() { rt.guardHTTP = rt.Egress.Client(0) })
+	return rt.guardHTTP
+}
+
+// guardrails compiles a runner's guardrails; nil when it has none, so the
+// runner's Guardrails stay a nil interface and cost nothing.
+func (c *compiler) guardrails(g spec.Guardrails, who guard.Who) (agent.Guardrails, error) {
+	if g.Empty() {
+		return nil, nil
+	}
+	set, err := guard.New(g, who, guard.Options{
+		Model: func(ref string) (model.Provider, error) {
+			return c.rt.chain(c.model(ref, map[string]*ModelRef{}, true))
+		},
+		HTTP: c.rt.guardClient(),
+		Now:  c.rt.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("guardrails: %w", err)
+	}
+	return set, nil
 }
 
 // registry returns the tool registry; it is safe on a nil Runtime (spec

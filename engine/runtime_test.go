@@ -196,3 +196,22 @@ func BenchmarkTurnWithToolCall(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTurnWithGuardrails is BenchmarkTurnWithToolCall with PII and
+// injection guardrails on the input and PII redaction on the output: what
+// builtin guardrails add to a turn.
+func BenchmarkTurnWithGuardrails(b *testing.B) {
+	f := newFolder(b)
+	f.write("a.yaml", "kind: Agent\nname: a\nmodel: openai/gpt-test\ninstructions: Add.\ntools: [calculator]\n"+
+		"guardrails:\n  input:\n    - pii: {action: redact}\n    - injection: {}\n  output:\n    - pii: {action: redact}\n")
+	e := f.runtimeEngine(fakeRuntime(instantProvider{}))
+	defer e.Close()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		res, _, err := e.Execute(ctx, spec.KindAgent, "a", agent.Input{Message: "2+2?", RunID: "r"}, func(event.Event) {})
+		if err != nil || res.Status != event.StatusCompleted || res.Content != "4" {
+			b.Fatalf("%v %+v", err, res)
+		}
+	}
+}

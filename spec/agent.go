@@ -17,6 +17,7 @@ type Agent struct {
 	Temperature  *float64   `yaml:"temperature" doc:"Sampling temperature, 0 to 2; overrides the model's."`
 	MaxTokens    int        `yaml:"max_tokens" doc:"Upper bound on tokens generated per model request; overrides the model's."`
 	Limits       Limits     `yaml:"limits" doc:"Bounds on one run."`
+	Guardrails   Guardrails `yaml:"guardrails" doc:"Checks on the user message (input) and the final answer (output): pii, injection, size, model, http."`
 }
 
 // Limits bound the work one run may do.
@@ -55,7 +56,7 @@ func (l *Limits) applyDefaults() {
 	}
 }
 
-func (a *Agent) applyDefaults() { a.Limits.applyDefaults() }
+func (a *Agent) applyDefaults() { a.Limits.applyDefaults(); a.Guardrails.applyDefaults() }
 
 func (a *Agent) validate(v *validator) {
 	p := a.Path()
@@ -73,6 +74,7 @@ func (a *Agent) validate(v *validator) {
 	v.temperature(p+".temperature", a.Temperature)
 	v.schema(p+".output_schema", a.OutputSchema, true)
 	a.Limits.validate(v, p+".limits")
+	a.Guardrails.validate(v, p+".guardrails")
 }
 
 func (l *Limits) validate(v *validator, p string) {

@@ -11,15 +11,16 @@ const (
 type Team struct {
 	Meta `yaml:",inline"`
 
-	Mode                    string   `yaml:"mode" spec:"required" enum:"route,coordinate,broadcast" doc:"route: the leader picks one member and returns its answer; coordinate: the leader delegates tasks to members and writes the answer; broadcast: every member answers in parallel and the leader synthesizes."`
-	Members                 []string `yaml:"members" spec:"required" doc:"Names of the agents or teams in this team."`
-	Model                   string   `yaml:"model" spec:"required" doc:"The leader's model: provider/model, echo, or a Model document name."`
-	Instructions            string   `yaml:"instructions" doc:"The leader's instructions."`
-	ShareMemberInteractions bool     `yaml:"share_member_interactions" doc:"Show members what earlier members said in the same run."`
-	Limits                  Limits   `yaml:"limits" doc:"Bounds on one team run (tool calls are delegations)."`
+	Mode                    string     `yaml:"mode" spec:"required" enum:"route,coordinate,broadcast" doc:"route: the leader picks one member and returns its answer; coordinate: the leader delegates tasks to members and writes the answer; broadcast: every member answers in parallel and the leader synthesizes."`
+	Members                 []string   `yaml:"members" spec:"required" doc:"Names of the agents or teams in this team."`
+	Model                   string     `yaml:"model" spec:"required" doc:"The leader's model: provider/model, echo, or a Model document name."`
+	Instructions            string     `yaml:"instructions" doc:"The leader's instructions."`
+	ShareMemberInteractions bool       `yaml:"share_member_interactions" doc:"Show members what earlier members said in the same run."`
+	Limits                  Limits     `yaml:"limits" doc:"Bounds on one team run (tool calls are delegations)."`
+	Guardrails              Guardrails `yaml:"guardrails" doc:"Checks on the user message (input) and the final answer (output): pii, injection, size, model, http."`
 }
 
-func (t *Team) applyDefaults() { t.Limits.applyDefaults() }
+func (t *Team) applyDefaults() { t.Limits.applyDefaults(); t.Guardrails.applyDefaults() }
 
 func (t *Team) validate(v *validator) {
 	p := t.Path()
@@ -29,4 +30,5 @@ func (t *Team) validate(v *validator) {
 	}
 	v.unique(p+".members", t.Members)
 	t.Limits.validate(v, p+".limits")
+	t.Guardrails.validate(v, p+".guardrails")
 }

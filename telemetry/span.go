@@ -18,6 +18,7 @@ const (
 	KindKnowledge = "knowledge" // a knowledge search (a knowledge_search tool call)
 	KindStore     = "store"     // persisting the run
 	KindStep      = "step"      // one workflow step (its agent, team or nested workflow run inside)
+	KindGuardrail = "guardrail" // one guardrail's check of a run's input or output
 )
 
 // Span statuses.

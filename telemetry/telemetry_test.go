@@ -291,3 +291,33 @@ func TestTraceIDsGrowWithTime(t *testing.T) {
 	require.NoError(t, err)
 	require.InDelta(t, ms, got, 1000, "the first 6 bytes are Unix milliseconds")
 }
+
+func TestTraceGuardrailSpans(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tr := telemetry.NewTrace(telemetry.RunInfo{Kind: "agent", Target: "support", RunID: "r1"}, telemetry.Parent{}, t0, 0)
+	tr.Observe(event.Event{Type: event.GuardrailChecked, RunID: "r1", AgentID: "support", Guardrail: &event.GuardrailCheck{
+		Name: "pii", Kind: "pii", Direction: "input", Action: "redact", Decision: "redact", Matched: []string{"email"},
+		Redactions: map[string]int{"email": 2}, StartedAt: t0, Duration: 30 * time.Microsecond, Reason: "redacted email"}})
+	tr.Observe(event.Event{Type: event.GuardrailChecked, RunID: "r1", AgentID: "support", Guardrail: &event.GuardrailCheck{
+		Name: "inj", Kind: "injection", Direction: "input", Action: "block", Decision: "block", Matched: []string{"ignore_previous"},
+		Score: 0.85, StartedAt: t0, Duration: time.Millisecond, Reason: "it looks like a prompt injection"}})
+	spans := tr.Finish(t0.Add(time.Second), "error", "guardrail", "guardrail inj blocked the input", event.Metrics{})
+	var got []telemetry.Span
+	for _, s := range spans {
+		if s.Kind == telemetry.KindGuardrail {
+			got = append(got, s)
+		}
+	}
+	require.Len(t, got, 2)
+	require.Equal(t, "guardrail.pii", got[0].Name)
+	require.Equal(t, spans[0].SpanID, got[0].ParentID)
+	require.Equal(t, telemetry.StatusOK, got[0].Status)
+	require.Equal(t, map[string]string{"guardrail.name": "pii", "guardrail.kind": "pii", "guardrail.direction": "input", "guardrail.action": "redact",
+		"guardrail.decision": "redact", "guardrail.matched": "email", "guardrail.redactions.email": "2", "guardrail.reason": "redacted email"}, got[0].Attributes)
+	require.Equal(t, t0.Add(30*time.Microsecond), got[0].End)
+	require.Equal(t, "guardrail.inj", got[1].Name)
+	require.Equal(t, telemetry.StatusError, got[1].Status)
+	require.Equal(t, "0.850", got[1].Attributes["guardrail.score"])
+	require.Equal(t, "ignore_previous", got[1].Attributes["guardrail.matched"])
+}

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -191,6 +192,35 @@ func (t *Trace) Observe(e event.Event) {
 			t.memberOf[e.RunID+"/"+e.Tool.ID] = m
 		}
 		t.open[e.RunID+"/"+e.Tool.ID] = len(t.spans)
+		t.spans = append(t.spans, s)
+	case event.GuardrailChecked:
+		g := e.Guardrail
+		if g == nil {
+			return
+		}
+		s := t.child(KindGuardrail, "guardrail."+g.Name, t.parentOf(e), g.StartedAt)
+		s.End = g.StartedAt.Add(g.Duration)
+		s.Attributes["guardrail.name"], s.Attributes["guardrail.kind"] = g.Name, g.Kind
+		s.Attributes["guardrail.direction"], s.Attributes["guardrail.action"] = g.Direction, g.Action
+		s.Attributes["guardrail.decision"] = g.Decision
+		if len(g.Matched) > 0 {
+			s.Attributes["guardrail.matched"] = strings.Join(g.Matched, ",")
+		}
+		if g.Kind == "injection" {
+			s.Attributes["guardrail.score"] = strconv.FormatFloat(g.Score, 'f', 3, 64)
+		}
+		for kind, n := range g.Redactions {
+			s.Attributes["guardrail.redactions."+kind] = strconv.Itoa(n)
+		}
+		if g.Reason != "" {
+			s.Attributes["guardrail.reason"] = t.clip(g.Reason)
+		}
+		if g.Error != "" {
+			s.Attributes["guardrail.error"] = t.clip(g.Error)
+		}
+		if g.Decision == "block" {
+			s.Status, s.StatusMessage = StatusError, t.clip(g.Reason)
+		}
 		t.spans = append(t.spans, s)
 	case event.ToolCallCompleted, event.ToolCallError:
 		if e.Tool == nil {

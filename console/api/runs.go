@@ -287,8 +287,8 @@ func (h *Handler) listRuns(typ string) handlerFunc {
 // writeFrame sends e as an AgentOS frame with its index as the SSE id, so an
 // EventSource that reconnects says where to resume.
 func writeFrame(w *sse.Writer, e event.Event) error {
-	if e.Type == event.ModelRequestCompleted {
-		return nil // internal accounting; AgentOS clients do not expect it
+	if e.Type == event.ModelRequestCompleted || e.Type == event.GuardrailChecked {
+		return nil // internal accounting and trace spans; AgentOS clients do not expect them
 	}
 	frame := toSSE(e)
 	return w.EventID(strconv.Itoa(e.Index), frame.Event, frame)

@@ -94,6 +94,17 @@ type Config struct {
 	// KnowledgeHint is added to the instructions when the agent has knowledge.
 	KnowledgeHint string
 	Now           func() time.Time
+	// Guardrails check the run's input and answer; nil runs none at no cost.
+	Guardrails Guardrails
+}
+
+// Guardrails check a run's input before its first model call and its answer
+// before it is stored and sent; engine/guard implements it for agents and
+// teams. Run calls next at most once, with the checked input, and returns its
+// result with the checked answer; when it blocks, it emits the run's
+// RunStarted and RunError itself. Safe for concurrent runs.
+type Guardrails interface {
+	Run(ctx context.Context, in Input, emit func(event.Event), next func(context.Context, Input, func(event.Event)) *Result) *Result
 }
 
 // Agent is a run-ready agent. It is immutable and safe for concurrent runs.
@@ -204,6 +215,13 @@ var ErrToolLimit = errors.New("tool call limit reached")
 
 // Execute implements Runner.
 func (a *Agent) Execute(ctx context.Context, in Input, emit func(event.Event)) *Result {
+	if a.cfg.Guardrails != nil {
+		return a.cfg.Guardrails.Run(ctx, in, emit, a.execute)
+	}
+	return a.execute(ctx, in, emit)
+}
+
+func (a *Agent) execute(ctx context.Context, in Input, emit func(event.Event)) *Result {
 	r := &run{a: a, in: in, emit: emit, start: a.cfg.Now()}
 	return r.execute(ctx)
 }

@@ -27,6 +27,10 @@ const (
 	// RunPaused ends a workflow run that waits at an approval step; it
 	// continues (as a new execution of the same run) once approved.
 	RunPaused Type = "RunPaused"
+	// GuardrailChecked reports one guardrail's decision on a run's input or
+	// output (engine/guard); traces turn it into a guardrail.<name> span.
+	// It is internal: AgentOS streams do not carry it.
+	GuardrailChecked Type = "GuardrailChecked"
 )
 
 // Workflow step events, named as AgentOS names them. A workflow run's own
@@ -153,6 +157,8 @@ type Event struct {
 	// ToolCall events (AgentOS clients reload a new session's messages
 	// while it streams) can still show them.
 	Tools []ToolCall `json:"tools,omitempty"`
+	// Guardrail is the decision of a GuardrailChecked event.
+	Guardrail *GuardrailCheck `json:"guardrail,omitempty"`
 	// ErrorKind classifies RunError (a model.ErrorKind, or "limit", "timeout",
 	// "output_schema", "tool").
 	ErrorKind string `json:"error_kind,omitempty"`
@@ -168,6 +174,25 @@ type ToolCall struct {
 	StartedAt time.Time      `json:"started_at"`
 	Duration  time.Duration  `json:"duration_ns,omitempty"`
 	Member    string         `json:"member,omitempty"`
+}
+
+// GuardrailCheck is one guardrail's decision on a run's input or output.
+type GuardrailCheck struct {
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`      // pii, injection, size, model, http
+	Direction string `json:"direction"` // input or output
+	Action    string `json:"action"`    // the configured action: block or redact
+	Decision  string `json:"decision"`  // allow, block or redact
+	// Matched names what was found: PII kinds, injection rules.
+	Matched []string `json:"matched,omitempty"`
+	// Redactions counts the replaced matches per PII kind.
+	Redactions map[string]int `json:"redactions,omitempty"`
+	Score      float64        `json:"score,omitempty"` // injection score, 0..1
+	Reason     string         `json:"reason,omitempty"`
+	// Error is the judge's or endpoint's failure that on_error decided.
+	Error     string        `json:"error,omitempty"`
+	StartedAt time.Time     `json:"started_at"`
+	Duration  time.Duration `json:"duration_ns"`
 }
 
 // Reference is a knowledge passage a run used to answer.

@@ -83,7 +83,11 @@ type Run struct {
 	Type        string // TypeAgent or TypeTeam
 	UserID      string // always the session's user
 	Input       string
-	Content     string
+	// InputRewritten marks Input as changed by the run after it started (an
+	// input guardrail redacted it): FinishRun stores it over the input
+	// recorded at start, so the stored run never keeps what was redacted.
+	InputRewritten bool
+	Content        string
 	// Partial marks Content as the part of the answer streamed before the
 	// run was cancelled or failed, not a whole answer.
 	Partial     bool

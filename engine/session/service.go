@@ -398,6 +398,9 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	r := t.run
 	r.Content, r.Status, r.Tools, r.Messages, r.Metrics = res.Content, res.Status, res.Tools, res.Messages, res.Metrics
 	r.References = res.References
+	if res.Input != "" && res.Input != r.Input {
+		r.Input, r.InputRewritten = res.Input, true
+	}
 	if r.Status != event.StatusCompleted && r.Content == "" && streamed.Len() > 0 {
 		r.Content, r.Partial = streamed.String(), true
 	}

@@ -45,6 +45,8 @@ type Config struct {
 	Vendor   string
 	Members  []agent.Runner
 	Now      func() time.Time
+	// Guardrails check the team's input and final answer; nil runs none.
+	Guardrails agent.Guardrails
 }
 
 // Team is a run-ready team. Immutable and safe for concurrent runs.
@@ -226,6 +228,13 @@ func (r *teamRun) runMember(ctx context.Context, name, task string, mirror bool)
 
 // Execute implements agent.Runner.
 func (t *Team) Execute(ctx context.Context, in agent.Input, emit func(event.Event)) *agent.Result {
+	if t.cfg.Guardrails != nil {
+		return t.cfg.Guardrails.Run(ctx, in, emit, t.execute)
+	}
+	return t.execute(ctx, in, emit)
+}
+
+func (t *Team) execute(ctx context.Context, in agent.Input, emit func(event.Event)) *agent.Result {
 	r := &teamRun{t: t, in: in, emit: emit}
 	ctx = context.WithValue(ctx, runKey{}, r)
 	var res *agent.Result
