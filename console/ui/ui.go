@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/console/ui/view"
 	"github.com/troupehq/troupe/engine"
@@ -114,6 +116,9 @@ type Options struct {
 	// chat, uploads and event streams. The server builds all three; nil
 	// bounds nothing.
 	Body, Upload, Timeout gin.HandlerFunc
+	// Limits enforces the keys' and users' rate limits on chats; nil
+	// limits nothing.
+	Limits *ratelimit.Limiter
 	// Version is shown in the pages' footer.
 	Version string
 }
@@ -182,8 +187,17 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.GET("/ui/teams/:id", h.pageRequire(auth.ScopeAgentsRead), h.targetPage("team"))
 	timed.GET("/ui/workflows", h.pageRequire(auth.ScopeAgentsRead), h.workflowsPage)
 	timed.GET("/ui/workflows/:id", h.pageRequire(auth.ScopeAgentsRead), h.workflowPage)
-	pages.POST("/ui/agents/:id/chat", h.pageRequire(auth.ScopeAgentsRun), h.chat("agent"))
-	pages.POST("/ui/teams/:id/chat", h.pageRequire(auth.ScopeAgentsRun), h.chat("team"))
+	// Chats are runs: they count towards the caller's limits (the other
+	// pages do not).
+	chat := []gin.HandlerFunc{h.pageRequire(auth.ScopeAgentsRun)}
+	if h.opts.Limits != nil {
+		chat = append(chat, h.opts.Limits.Middleware(func(c *gin.Context, err error) {
+			c.Data(http.StatusTooManyRequests, "text/plain; charset=utf-8", []byte(err.Error()))
+			c.Abort()
+		}))
+	}
+	pages.POST("/ui/agents/:id/chat", append(slices.Clip(chat), h.chat("agent"))...)
+	pages.POST("/ui/teams/:id/chat", append(slices.Clip(chat), h.chat("team"))...)
 	timed.POST("/ui/runs/:run_id/cancel", h.pageRequire(auth.ScopeAgentsRun), h.cancelFromConsole)
 	timed.GET("/ui/runs/:run_id/trace", h.pageRequire(auth.ScopeSessionsRead), h.runTrace)
 
