@@ -156,6 +156,8 @@ func TestRateLimitConcurrentRuns(t *testing.T) {
 	ts.json("POST", "/agents/writer/runs", rlAppKey, `{"message":"please block","background":true}`, http.StatusAccepted, &bg)
 	status, body, _ := ts.do("POST", "/agents/writer/runs", rlAppKey, "application/json", `{"message":"hi","stream":false}`)
 	require.Equal(t, http.StatusTooManyRequests, status, body)
+	// Cancelling needs it started (a PENDING run counts as well, above).
+	ts.waitStatus(t, bg.RunID, "RUNNING")
 	ts.json("POST", "/agents/writer/runs/"+bg.RunID+"/cancel", rlAppKey, "", http.StatusOK, nil)
 	ts.waitStatus(t, bg.RunID, "CANCELLED")
 	ts.json("POST", "/agents/writer/runs", rlAppKey, `{"message":"hi","stream":false}`, http.StatusOK, nil)
