@@ -108,6 +108,18 @@ func TestRateLimitKeyRequests(t *testing.T) {
 	}
 	require.Contains(t, body, `troupe_rate_limited_total{limit="requests",subject_kind="key"} 2`)
 	require.NotContains(t, body, `limit="concurrent_runs"`)
+
+	// The API's document tells clients about the 429.
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]struct {
+				Description string `json:"description"`
+			} `json:"responses"`
+		} `json:"paths"`
+	}
+	ts.json("GET", "/openapi.json", rlOtherKey, "", http.StatusOK, &doc)
+	require.Contains(t, doc.Paths["/agents"]["get"].Responses["429"].Description, "a rate limit of the API key or the user is exceeded")
+	require.Contains(t, doc.Paths["/agents/writer/runs"]["post"].Responses["429"].Description, "too many runs are queued; retry after Retry-After seconds; or a rate limit")
 }
 
 // TestRateLimitConcurrentRuns: a key allowed one run at a time is refused a
