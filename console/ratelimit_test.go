@@ -308,3 +308,42 @@ func (ts *testServer) waitStatus(t *testing.T, runID, status string) {
 		return run.Status == status
 	}, 10*time.Second, 20*time.Millisecond)
 }
+
+// TestRateLimitContinue: a paused workflow run holds no slot, continuing it
+// takes one, and a continue over the limit is refused until the run holding
+// the slot ends.
+func TestRateLimitContinue(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(runWorkflowSpecs), withLimits(rateKeys(t, "{concurrent_runs: 1}"), auth.RateLimit{}, time.Now))
+	start := func() string {
+		_, hdr := ts.stream("/workflows/review/runs", rlAppKey, "application/json", `{"message": "x"}`)
+		ts.waitWorkflow(t, hdr.Get("X-Run-Id"), "PAUSED")
+		return hdr.Get("X-Run-Id")
+	}
+	a, b := start(), start() // a paused run holds no slot
+	// The publish step's input is the comment: "block" holds the run.
+	ts.json("POST", "/workflows/review/runs/"+a+"/continue", rlAppKey, `{"approved": true, "comment": "block"}`, http.StatusAccepted, nil)
+	ts.waitWorkflow(t, a, "RUNNING")
+	status, body, h := ts.do("POST", "/workflows/review/runs/"+b+"/continue", rlAppKey, "application/json", `{"approved": true, "comment": "fine"}`)
+	require.Equal(t, http.StatusTooManyRequests, status, body)
+	require.Equal(t, "1", h.Get("Retry-After"))
+	require.Contains(t, detail(t, body), "concurrent runs limit reached for key:app: 1 of 1")
+	ts.waitWorkflow(t, b, "PAUSED") // refused before anything was decided
+
+	ts.json("POST", "/workflows/review/runs/"+a+"/cancel", rlAppKey, "", http.StatusOK, nil)
+	ts.waitWorkflow(t, a, "CANCELLED")
+	ts.json("POST", "/workflows/review/runs/"+b+"/continue", rlAppKey, `{"approved": true, "comment": "fine"}`, http.StatusAccepted, nil)
+	ts.waitWorkflow(t, b, "COMPLETED")
+}
+
+// waitWorkflow waits for the review workflow's run runID to reach status.
+func (ts *testServer) waitWorkflow(t *testing.T, runID, status string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		var run struct {
+			Status string `json:"status"`
+		}
+		ts.json("GET", "/workflows/review/runs/"+runID, rlAdminKey, "", http.StatusOK, &run)
+		return run.Status == status
+	}, 10*time.Second, 20*time.Millisecond)
+}

@@ -99,8 +99,8 @@ func (r *Refusal) StatusCode() int { return http.StatusTooManyRequests }
 type Deny func(c *gin.Context, err error)
 
 // runRoutes are the routes that start (or continue) a run: they count
-// towards concurrent runs. Continuing names its run in the path; the others
-// tell the run they started with Started.
+// towards concurrent runs, and their handlers tell the run they started
+// (or continued) with Started.
 var runRoutes = map[string]bool{
 	"/agents/:id/runs":                     true,
 	"/teams/:id/runs":                      true,
@@ -172,10 +172,6 @@ func (l *Limiter) Middleware(deny Deny) gin.HandlerFunc {
 			held = append(held, s.id)
 		}
 		if len(held) == 0 {
-			return
-		}
-		if runID := c.Param("run_id"); runID != "" {
-			l.hold(ctx, held, runID)
 			return
 		}
 		c.Set(startedKey, func(runID string) { l.hold(context.WithoutCancel(ctx), held, runID) })
