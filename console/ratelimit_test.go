@@ -212,8 +212,11 @@ func TestRateLimitUsers(t *testing.T) {
 	ts.json("POST", "/agents/writer/runs", rlAdminKey, `{"message":"hello","user_id":"dave","stream":false}`, http.StatusOK, &run)
 	require.Equal(t, "dave", run.UserID)
 
-	// Without a user, the admin key's requests are the client address's.
-	for range 3 {
+	// Without a user, the admin key's requests are the client address's;
+	// uploads count like any request and still work.
+	status, out := upload(t, ts, rlAdminKey, nil, filepath.Join("..", "engine", "knowledge", "reader", "testdata", "notes.txt"))
+	require.Equal(t, http.StatusAccepted, status, out)
+	for range 2 {
 		ts.json("GET", "/agents", rlAdminKey, "", http.StatusOK, nil)
 	}
 	status, body, _ = ts.do("GET", "/agents", rlAdminKey, "", "")

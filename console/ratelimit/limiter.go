@@ -132,7 +132,7 @@ func (l *Limiter) Middleware(deny Deny) gin.HandlerFunc {
 			return
 		}
 		isRun := c.Request.Method == http.MethodPost && runRoutes[c.FullPath()]
-		subs := l.subjects(c)
+		subs := l.subjects(c, isRun)
 		ctx := c.Request.Context()
 		for _, s := range subs {
 			if !s.hasRate {
@@ -195,9 +195,9 @@ func (l *Limiter) refuse(c *gin.Context, deny Deny, s subject, limit string, ret
 // subjects are the limited callers of a request: its key, when the key
 // has a limit, and its user, when users are limited. The user is the key's
 // bound user; else the user_id the request names (query, or the JSON or
-// form body of a POST; user on the OpenAI surface); else, for lack of
+// form body of a run route; user on the OpenAI surface); else, for lack of
 // anyone, the client's address.
-func (l *Limiter) subjects(c *gin.Context) []subject {
+func (l *Limiter) subjects(c *gin.Context, isRun bool) []subject {
 	var subs []subject
 	p := auth.Of(c)
 	if k := p.Key(); k != nil && !k.Limit.IsZero() {
@@ -207,7 +207,7 @@ func (l *Limiter) subjects(c *gin.Context) []subject {
 	if l.opts.User.IsZero() {
 		return subs
 	}
-	user := p.UserID(requestedUser(c))
+	user := p.UserID(requestedUser(c, isRun))
 	s := subject{id: "user:" + user, kind: "user", rate: l.user, hasRate: l.userRPS, runs: l.opts.User.ConcurrentRuns}
 	if user == "" {
 		s.id, s.kind = "ip:"+c.ClientIP(), "ip"
@@ -220,11 +220,13 @@ func (l *Limiter) subjects(c *gin.Context) []subject {
 const maxPeek = 1 << 20
 
 // requestedUser is the user_id a request names, without consuming its body.
-func requestedUser(c *gin.Context) string {
+// Only run routes' bodies are read: other routes name no user in theirs,
+// and an upload's may be large.
+func requestedUser(c *gin.Context, isRun bool) string {
 	if u := c.Query("user_id"); u != "" {
 		return u
 	}
-	if c.Request.Method != http.MethodPost || c.Request.Body == nil || c.Request.Body == http.NoBody {
+	if !isRun || c.Request.Body == nil || c.Request.Body == http.NoBody {
 		return ""
 	}
 	ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
