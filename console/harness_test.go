@@ -21,6 +21,7 @@ import (
 
 	"github.com/troupehq/troupe/console"
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/jobs"
@@ -118,6 +119,8 @@ type harness struct {
 	// keyTTL is how long idempotency keys last (the service's default
 	// when 0).
 	keyTTL time.Duration
+	// limits builds the rate limiter on the server's store (none when nil).
+	limits func(db *store.DB) *ratelimit.Limiter
 }
 
 // traceStore is a trace sink the console can also read back.
@@ -258,6 +261,9 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	observers = append(observers, h.observers...)
 	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, ShutdownTimeout: 5 * time.Second,
 		Traces: ts.traces, Metrics: ts.metrics, Keys: h.keys, Queue: jobClient}
+	if h.limits != nil {
+		o.Limits = h.limits(ts.db)
+	}
 	if h.opts != nil {
 		h.opts(&o)
 	}

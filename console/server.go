@@ -23,6 +23,7 @@ import (
 	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/console/openai"
+	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/console/ui"
 	"github.com/troupehq/troupe/engine/session"
@@ -101,6 +102,9 @@ type Options struct {
 	// ReplicaID names this process among the replicas serving one database,
 	// shown by GET /config (default: host name and process id).
 	ReplicaID string
+	// Limits enforces the API keys' and users' rate limits on the API, the
+	// OpenAI surface and the console's chats; nil limits nothing.
+	Limits *ratelimit.Limiter
 }
 
 // DefaultReplicaID names a replica by its host name (a container's id under
@@ -187,6 +191,9 @@ func New(opts Options) *Server {
 	var prom http.Handler
 	if opts.Metrics != nil {
 		prom = opts.Metrics.Handler()
+		if opts.Limits != nil {
+			opts.Metrics.MustRegister(opts.Limits.Collector())
+		}
 	}
 	documented := openai.Routes()
 	if opts.Triggers != nil {
@@ -195,12 +202,12 @@ func New(opts Options) *Server {
 	s.api = api.New(api.Options{
 		Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Background: opts.Background, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Knowledge: opts.Knowledge, Traces: opts.Traces, Prometheus: prom,
 		Streams: s.streams, Keys: opts.Keys, Logger: opts.Logger, Started: s.start, Closing: s.closing,
-		Documented: documented, Body: body, Upload: upload, Timeout: s.timeout, DBID: opts.DBID, Version: opts.Version, ReplicaID: opts.ReplicaID,
+		Documented: documented, Body: body, Upload: upload, Timeout: s.timeout, DBID: opts.DBID, Version: opts.Version, ReplicaID: opts.ReplicaID, Limits: opts.Limits,
 	})
 	s.openai = openai.New(openai.Options{Engine: opts.Engine, Runs: opts.Runs, Streams: s.streams, Keys: opts.Keys, Deny: s.api.Deny,
-		Logger: opts.Logger, Body: body, Timeout: s.timeout})
+		Logger: opts.Logger, Body: body, Timeout: s.timeout, Limits: opts.Limits})
 	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Traces: opts.Traces, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Streams: s.streams,
-		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Body: body, Upload: upload, Timeout: s.timeout, Version: opts.Version})
+		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Body: body, Upload: upload, Timeout: s.timeout, Version: opts.Version, Limits: opts.Limits})
 	s.router = s.routes()
 	return s
 }

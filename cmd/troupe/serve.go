@@ -21,6 +21,7 @@ import (
 
 	"github.com/troupehq/troupe/console"
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/jobs"
@@ -63,6 +64,9 @@ type serveConfig struct {
 	maxRuns, maxQueued int
 	// idempotencyTTL is how long an Idempotency-Key replays its run.
 	idempotencyTTL time.Duration
+	// userLimit is every user's rate limit (--user-rate-limit,
+	// --user-burst, --user-concurrent-runs).
+	userLimit auth.RateLimit
 }
 
 func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, error) {
@@ -143,6 +147,29 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	}
 	intFlag(&c.maxRuns, "max-background-runs", "TROUPE_MAX_BACKGROUND_RUNS", 8, "background runs this replica executes at once")
 	intFlag(&c.maxQueued, "max-queued-runs", "TROUPE_MAX_QUEUED_RUNS", 1000, "background runs that may wait to start; more are refused with 429")
+	userRate := 0.0
+	if v, ok := getenv("TROUPE_USER_RATE_LIMIT"); ok && v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			envErr = errors.Join(envErr, fmt.Errorf("TROUPE_USER_RATE_LIMIT %q: use requests per second, such as 5 or 0.5", v))
+		}
+		userRate = f
+	}
+	fs.Float64Var(&c.userLimit.RequestsPerSecond, "user-rate-limit", userRate,
+		"requests per second each user may send to the API (the key's user, else the request's user_id, else the client address); 0 for no limit (env TROUPE_USER_RATE_LIMIT)")
+	limitFlag := func(p *int, name, key, usage string) {
+		def := 0
+		if v, ok := getenv(key); ok && v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				envErr = errors.Join(envErr, fmt.Errorf("%s %q: use a whole number, 0 for no limit", key, v))
+			}
+			def = n
+		}
+		fs.IntVar(p, name, def, usage+" (env "+key+")")
+	}
+	limitFlag(&c.userLimit.Burst, "user-burst", "TROUPE_USER_BURST", "requests a user may send at once above --user-rate-limit after a quiet spell (default: the rate rounded up)")
+	limitFlag(&c.userLimit.ConcurrentRuns, "user-concurrent-runs", "TROUPE_USER_CONCURRENT_RUNS", "runs each user may have pending or running at once, over every replica; more are refused with 429; 0 for no limit")
 	if err := fs.Parse(args); err != nil {
 		return nil, exitError(2)
 	}
@@ -154,6 +181,9 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	}
 	if c.replicaLease < time.Second {
 		return nil, errors.New("--replica-lease must be at least 1s: a replica heartbeats every third of it")
+	}
+	if err := c.userLimit.Validate("user rate limit"); err != nil {
+		return nil, fmt.Errorf("%w (set with --user-rate-limit, --user-burst and --user-concurrent-runs)", err)
 	}
 	if c.traceTTLDays < 0 {
 		return nil, errors.New("--trace-ttl-days must be 0 (keep traces forever) or more")
@@ -276,6 +306,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		// The id the store stamps on this replica's runs ("local" on SQLite
 		// unless set), so /config names the replica as the runs do.
 		ReplicaID: db.ReplicaID(),
+		Limits:    ratelimit.New(ratelimit.Options{Store: db, Keys: keys, User: cfg.userLimit, Logger: logger.With("component", "ratelimit")}),
 	})
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

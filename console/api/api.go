@@ -21,6 +21,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/knowledge"
@@ -136,6 +137,9 @@ type Options struct {
 	// ReplicaID names this process among the replicas on one database, for
 	// GET /config.
 	ReplicaID string
+	// Limits enforces the keys' and users' rate limits on every keyed
+	// route; nil limits nothing (and costs nothing).
+	Limits *ratelimit.Limiter
 }
 
 // Handler serves the REST API.
@@ -170,8 +174,12 @@ func (h *Handler) Register(r gin.IRouter) {
 	bounded.GET("/health", h.health)
 	bounded.GET("/health/ready", h.ready)
 
-	keyed := bounded.Group("", bearer)
-	uploads := r.Group("", h.opts.Upload, bearer)
+	authn := []gin.HandlerFunc{bearer}
+	if h.opts.Limits != nil {
+		authn = append(authn, h.opts.Limits.Middleware(h.Fail))
+	}
+	keyed := bounded.Group("", authn...)
+	uploads := r.Group("", append([]gin.HandlerFunc{h.opts.Upload}, authn...)...)
 	timed := keyed.Group("", h.opts.Timeout)
 	need := h.Require
 	timed.GET("/config", need(auth.ScopeAgentsRead), h.wrap(h.getConfig))

@@ -197,6 +197,10 @@ var apiRoutes = []Route{
 		Resp: traceResponse{}, Errors: map[int]string{404: "No such trace", 503: "The trace store cannot be reached"}},
 }
 
+// rateLimited documents the 429 of every keyed route when rate limits are
+// configured.
+const rateLimited = "a rate limit of the API key or the user is exceeded (requests per second, or concurrent runs on routes that start runs); retry after Retry-After seconds"
+
 // openAPIDocument describes the API as it stands for this snapshot: the fixed
 // routes plus one run endpoint per agent and team, documented with the
 // object's own description, so generated clients and the docs page always
@@ -216,6 +220,13 @@ func (h *Handler) openAPIDocument(snap *engine.Snapshot) map[string]any {
 		}
 		for code, desc := range r.Errors {
 			responses[strconv.Itoa(code)] = errResp(desc)
+		}
+		if h.opts.Limits != nil && !r.NoAuth {
+			desc := rateLimited
+			if d, ok := r.Errors[429]; ok {
+				desc = d + "; or " + desc
+			}
+			responses["429"] = errResp(desc)
 		}
 		ok := map[string]any{"description": cmp.Or(r.RespDesc, "OK")}
 		content := map[string]any{}

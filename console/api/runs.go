@@ -18,6 +18,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/session"
@@ -125,6 +126,7 @@ func (h *Handler) createRun(typ string) handlerFunc {
 		if err != nil {
 			return err
 		}
+		ratelimit.Started(c, turn.RunID())
 		c.Header("X-Run-Id", turn.RunID())
 		c.Header("X-Session-Id", turn.SessionID())
 		traceHeaders(c, turn)
@@ -154,6 +156,7 @@ func (h *Handler) submitRun(c *gin.Context, p session.Params) error {
 	if err != nil {
 		return err
 	}
+	ratelimit.Started(c, r.ID)
 	c.Header("X-Run-Id", r.ID)
 	c.Header("X-Session-Id", r.SessionID)
 	c.JSON(http.StatusAccepted, backgroundRunResponse{RunID: r.ID, SessionID: r.SessionID, Status: string(r.Status)})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/workflow"
@@ -147,6 +148,7 @@ func (h *Handler) continueRun(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	ratelimit.Started(c, run.ID)
 	c.JSON(http.StatusAccepted, backgroundRunResponse{RunID: run.ID, SessionID: run.SessionID, Status: string(run.Status)})
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -39,6 +40,9 @@ var Scopes = []Scope{ScopeAgentsRead, ScopeAgentsRun, ScopeSessionsRead, ScopeSe
 type Key struct {
 	Name   string
 	UserID string // when set, the key acts as this user only
+	// Limit is the key's own rate limit (keys file only); the zero value
+	// limits nothing.
+	Limit  RateLimit
 	scopes map[Scope]bool
 	hash   [32]byte
 }
@@ -46,10 +50,45 @@ type Key struct {
 // Has reports whether the key grants scope.
 func (k *Key) Has(s Scope) bool { return k.scopes[ScopeAdmin] || k.scopes[s] }
 
+// RateLimit bounds a caller: requests per second with a burst, and runs
+// (PENDING or RUNNING) at once. A zero field leaves that dimension unlimited.
+type RateLimit struct {
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	// Burst is how many requests may arrive at once after a quiet spell
+	// (default: requests_per_second rounded up, at least 1).
+	Burst          int `yaml:"burst"`
+	ConcurrentRuns int `yaml:"concurrent_runs"`
+}
+
+// IsZero reports whether l limits nothing.
+func (l RateLimit) IsZero() bool { return l.RequestsPerSecond == 0 && l.ConcurrentRuns == 0 }
+
+// Validate says what to fix in a limit; what names it in the message.
+func (l RateLimit) Validate(what string) error {
+	switch {
+	case l.RequestsPerSecond < 0 || math.IsNaN(l.RequestsPerSecond) || math.IsInf(l.RequestsPerSecond, 0):
+		return fmt.Errorf("%s: requests_per_second must be a positive number (or 0 for no limit), got %v", what, l.RequestsPerSecond)
+	case l.RequestsPerSecond > 0 && l.RequestsPerSecond < 1e-3:
+		return fmt.Errorf("%s: requests_per_second %v is below the smallest limit, 0.001 (one request in 1000s)", what, l.RequestsPerSecond)
+	case l.Burst < 0:
+		return fmt.Errorf("%s: burst must be at least 1 (or 0 for the default, requests_per_second rounded up), got %d", what, l.Burst)
+	case l.Burst > 0 && l.RequestsPerSecond == 0:
+		return fmt.Errorf("%s: burst %d needs requests_per_second", what, l.Burst)
+	case l.ConcurrentRuns < 0:
+		return fmt.Errorf("%s: concurrent_runs must be at least 1 (or 0 for no limit), got %d", what, l.ConcurrentRuns)
+	}
+	return nil
+}
+
 // Keyring holds the API keys the server accepts.
 type Keyring struct {
 	keys map[[32]byte]*Key
+	// limited counts the keys with a rate limit.
+	limited int
 }
+
+// Limited reports whether any key has a rate limit.
+func (r *Keyring) Limited() bool { return r != nil && r.limited > 0 }
 
 // Len returns how many keys there are; zero means the server runs open.
 func (r *Keyring) Len() int {
@@ -77,6 +116,9 @@ func (r *Keyring) add(k *Key) error {
 		return fmt.Errorf("API key %q is listed twice", k.Name)
 	}
 	r.keys[k.hash] = k
+	if !k.Limit.IsZero() {
+		r.limited++
+	}
 	return nil
 }
 
@@ -159,6 +201,10 @@ const maxKeysFileBytes = 4 << 20
 //	    key_sha256: 5e88...   # or key: <the key itself>
 //	    scopes: [agents:run, sessions:read]
 //	    user_id: alice
+//	    rate_limit: {requests_per_second: 5, burst: 10, concurrent_runs: 3}
+//
+// Rate limits are given in the file only: the TROUPE_API_KEYS format has no
+// readable place for them.
 func LoadKeysFile(path string, into *Keyring) error {
 	// Bounded and regular only: a FIFO or a device given by mistake must
 	// fail startup, not hang it or exhaust memory.
@@ -168,11 +214,12 @@ func LoadKeysFile(path string, into *Keyring) error {
 	}
 	var doc struct {
 		Keys []struct {
-			Name      string   `yaml:"name"`
-			Key       string   `yaml:"key"`
-			KeySHA256 string   `yaml:"key_sha256"`
-			Scopes    []string `yaml:"scopes"`
-			UserID    string   `yaml:"user_id"`
+			Name      string    `yaml:"name"`
+			Key       string    `yaml:"key"`
+			KeySHA256 string    `yaml:"key_sha256"`
+			Scopes    []string  `yaml:"scopes"`
+			UserID    string    `yaml:"user_id"`
+			RateLimit RateLimit `yaml:"rate_limit"`
 		} `yaml:"keys"`
 	}
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -187,6 +234,10 @@ func LoadKeysFile(path string, into *Keyring) error {
 		if err != nil {
 			return err
 		}
+		if err := e.RateLimit.Validate(fmt.Sprintf("API key %q: rate_limit", name)); err != nil {
+			return fmt.Errorf("API keys file %s: %w", path, err)
+		}
+		k.Limit = e.RateLimit
 		if err := into.add(k); err != nil {
 			return err
 		}

@@ -61,3 +61,47 @@ func TestParseKeys(t *testing.T) {
 	require.True(t, k.Has(auth.ScopeAgentsRun))
 	require.False(t, k.Has(auth.ScopeSessionsRead))
 }
+
+// TestLoadKeysFileRateLimit reads a key's rate_limit and refuses bad ones
+// with what to fix.
+func TestLoadKeysFileRateLimit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, limit string
+		want        auth.RateLimit
+		err         string
+	}{
+		{name: "none", limit: "", want: auth.RateLimit{}},
+		{name: "full", limit: "{requests_per_second: 5, burst: 10, concurrent_runs: 3}", want: auth.RateLimit{RequestsPerSecond: 5, Burst: 10, ConcurrentRuns: 3}},
+		{name: "runs only", limit: "{concurrent_runs: 1}", want: auth.RateLimit{ConcurrentRuns: 1}},
+		{name: "fraction", limit: "{requests_per_second: 0.5}", want: auth.RateLimit{RequestsPerSecond: 0.5}},
+		{name: "negative rate", limit: "{requests_per_second: -1}", err: `API key "alice-app": rate_limit: requests_per_second must be a positive number (or 0 for no limit), got -1`},
+		{name: "tiny rate", limit: "{requests_per_second: 0.0001}", err: "below the smallest limit, 0.001"},
+		{name: "burst without rate", limit: "{burst: 4}", err: "burst 4 needs requests_per_second"},
+		{name: "negative burst", limit: "{requests_per_second: 1, burst: -2}", err: "burst must be at least 1"},
+		{name: "negative runs", limit: "{concurrent_runs: -1}", err: "concurrent_runs must be at least 1 (or 0 for no limit), got -1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			doc := "keys:\n  - name: alice-app\n    key: " + aliceKey + "\n    scopes: [agents:run]\n"
+			if tt.limit != "" {
+				doc += "    rate_limit: " + tt.limit + "\n"
+			}
+			path := filepath.Join(t.TempDir(), "keys.yaml")
+			require.NoError(t, os.WriteFile(path, []byte(doc), 0o600))
+			keys, err := auth.ParseKeys("")
+			require.NoError(t, err)
+			err = auth.LoadKeysFile(path, keys)
+			if tt.err != "" {
+				require.ErrorContains(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			k, ok := keys.Lookup(aliceKey)
+			require.True(t, ok)
+			require.Equal(t, tt.want, k.Limit)
+			require.Equal(t, tt.want != auth.RateLimit{}, keys.Limited())
+		})
+	}
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/event"
@@ -56,6 +57,9 @@ type Options struct {
 	// arrive. Timeout bounds GET /v1/models; completions are runs, bounded
 	// by their specs. The server builds both; nil bounds nothing.
 	Body, Timeout gin.HandlerFunc
+	// Limits enforces the keys' and users' rate limits; nil limits
+	// nothing.
+	Limits *ratelimit.Limiter
 }
 
 // Handler serves /v1.
@@ -81,6 +85,12 @@ func New(opts Options) *Handler {
 // the server's own middleware (host check, CORS).
 func (h *Handler) Register(r gin.IRouter) {
 	keyed := r.Group("", h.opts.Body, auth.Bearer(h.opts.Keys, h.opts.Deny))
+	if h.opts.Limits != nil {
+		// Refusals in the OpenAI error format, like the handlers'.
+		keyed.Use(h.opts.Limits.Middleware(func(c *gin.Context, err error) {
+			h.wrap(func(*gin.Context) error { return err })(c)
+		}))
+	}
 	keyed.GET("/v1/models", h.opts.Timeout, auth.Require(auth.ScopeAgentsRead, h.opts.Deny), h.wrap(h.models))
 	keyed.POST("/v1/chat/completions", auth.Require(auth.ScopeAgentsRun, h.opts.Deny), h.wrap(h.chatCompletions))
 }
@@ -329,6 +339,7 @@ func (h *Handler) chatCompletions(c *gin.Context) error {
 		}
 		return fmt.Errorf("starting chat completion: %w", err)
 	}
+	ratelimit.Started(c, turn.RunID())
 	c.Header(SessionHeader, turn.SessionID())
 	id := "chatcmpl-" + turn.RunID()
 	created := time.Now().Unix()

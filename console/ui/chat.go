@@ -11,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/console/ui/view"
 	"github.com/troupehq/troupe/engine/event"
@@ -45,6 +46,7 @@ func (h *Handler) chat(typ string) gin.HandlerFunc {
 			return
 		}
 		runID, sessionID := turn.RunID(), turn.SessionID()
+		ratelimit.Started(c, runID)
 		w, closed := h.opts.Streams.Open(c.Writer)
 		defer closed()
 		ctx := c.Request.Context()

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/console/ui/view"
 	"github.com/troupehq/troupe/engine"
@@ -118,6 +120,9 @@ type Options struct {
 	// chat, uploads and event streams. The server builds all three; nil
 	// bounds nothing.
 	Body, Upload, Timeout gin.HandlerFunc
+	// Limits enforces the keys' and users' rate limits on chats; nil
+	// limits nothing.
+	Limits *ratelimit.Limiter
 	// Version is shown in the pages' footer.
 	Version string
 }
@@ -186,11 +191,20 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.GET("/ui/teams/:id", h.pageRequire(auth.ScopeAgentsRead), h.targetPage("team"))
 	timed.GET("/ui/workflows", h.pageRequire(auth.ScopeAgentsRead), h.workflowsPage)
 	timed.GET("/ui/workflows/:id", h.pageRequire(auth.ScopeAgentsRead), h.workflowPage)
-	pages.POST("/ui/workflows/:id/run", h.pageRequire(auth.ScopeAgentsRun), h.runWorkflow)
+	// Chats and workflow runs are runs: they count towards the caller's
+	// limits (the other pages do not).
+	run := []gin.HandlerFunc{h.pageRequire(auth.ScopeAgentsRun)}
+	if h.opts.Limits != nil {
+		run = append(run, h.opts.Limits.Middleware(func(c *gin.Context, err error) {
+			c.Data(http.StatusTooManyRequests, "text/plain; charset=utf-8", []byte(err.Error()))
+			c.Abort()
+		}))
+	}
+	pages.POST("/ui/workflows/:id/run", append(slices.Clip(run), h.runWorkflow)...)
 	timed.GET("/ui/workflows/:id/runs/:run_id", h.pageRequire(auth.ScopeSessionsRead), h.workflowRunPage)
-	timed.POST("/ui/workflows/:id/runs/:run_id/continue", h.pageRequire(auth.ScopeAgentsRun), h.continueFromConsole)
-	pages.POST("/ui/agents/:id/chat", h.pageRequire(auth.ScopeAgentsRun), h.chat("agent"))
-	pages.POST("/ui/teams/:id/chat", h.pageRequire(auth.ScopeAgentsRun), h.chat("team"))
+	timed.POST("/ui/workflows/:id/runs/:run_id/continue", append(slices.Clip(run), h.continueFromConsole)...)
+	pages.POST("/ui/agents/:id/chat", append(slices.Clip(run), h.chat("agent"))...)
+	pages.POST("/ui/teams/:id/chat", append(slices.Clip(run), h.chat("team"))...)
 	timed.POST("/ui/runs/:run_id/cancel", h.pageRequire(auth.ScopeAgentsRun), h.cancelFromConsole)
 	timed.GET("/ui/runs/:run_id/trace", h.pageRequire(auth.ScopeSessionsRead), h.runTrace)
 

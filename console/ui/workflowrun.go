@@ -14,6 +14,7 @@ import (
 
 	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/console/ui/view"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/event"
@@ -174,6 +175,7 @@ func (h *Handler) runWorkflow(c *gin.Context) {
 		return
 	}
 	runID := turn.RunID()
+	ratelimit.Started(c, runID)
 	sw, closed := h.opts.Streams.Open(c.Writer)
 	defer closed()
 	ctx := c.Request.Context()
@@ -388,9 +390,11 @@ func (h *Handler) continueFromConsole(c *gin.Context) {
 		h.Problem(c, http.StatusUnprocessableEntity, "Approve or reject", "Press Approve or Reject.", "")
 		return
 	}
-	if _, err := api.ContinueWorkflow(c.Request.Context(), h.opts.Store, h.opts.Runs, r, approved, strings.TrimSpace(c.PostForm("comment"))); err != nil {
+	run, err := api.ContinueWorkflow(c.Request.Context(), h.opts.Store, h.opts.Runs, r, approved, strings.TrimSpace(c.PostForm("comment")))
+	if err != nil {
 		h.fail(c, "the run", err)
 		return
 	}
+	ratelimit.Started(c, run.ID)
 	c.Redirect(http.StatusSeeOther, view.WorkflowRunURL(c.Param("id"), r.ID))
 }
