@@ -17,6 +17,7 @@ type Agent struct {
 	Temperature  *float64   `yaml:"temperature" doc:"Sampling temperature, 0 to 2; overrides the model's."`
 	MaxTokens    int        `yaml:"max_tokens" doc:"Upper bound on tokens generated per model request; overrides the model's."`
 	Limits       Limits     `yaml:"limits" doc:"Bounds on one run."`
+	Budgets      []string   `yaml:"budgets" doc:"Names of Budget documents capping this agent's cost, tokens, tool calls and wall time."`
 }
 
 // Limits bound the work one run may do.
@@ -73,6 +74,7 @@ func (a *Agent) validate(v *validator) {
 	v.temperature(p+".temperature", a.Temperature)
 	v.schema(p+".output_schema", a.OutputSchema, true)
 	a.Limits.validate(v, p+".limits")
+	v.budgetRefs(p+".budgets", a.Budgets)
 }
 
 func (l *Limits) validate(v *validator, p string) {

@@ -17,6 +17,7 @@ type Team struct {
 	Instructions            string   `yaml:"instructions" doc:"The leader's instructions."`
 	ShareMemberInteractions bool     `yaml:"share_member_interactions" doc:"Show members what earlier members said in the same run."`
 	Limits                  Limits   `yaml:"limits" doc:"Bounds on one team run (tool calls are delegations)."`
+	Budgets                 []string `yaml:"budgets" doc:"Names of Budget documents capping this team's runs, members included."`
 }
 
 func (t *Team) applyDefaults() { t.Limits.applyDefaults() }
@@ -29,4 +30,5 @@ func (t *Team) validate(v *validator) {
 	}
 	v.unique(p+".members", t.Members)
 	t.Limits.validate(v, p+".limits")
+	v.budgetRefs(p+".budgets", t.Budgets)
 }

@@ -48,10 +48,11 @@ import (
 type Workflow struct {
 	Meta `yaml:",inline"`
 
-	Input  JSONSchema     `yaml:"input" doc:"JSON Schema (type object) of the workflow input; without it the input is {message: string}."`
-	Steps  []Step         `yaml:"steps" spec:"required" doc:"The steps, run in order."`
-	Output string         `yaml:"output" doc:"Template of the workflow's output, such as \"{{ steps.draft.output }}\"; default: the last step's output."`
-	Limits WorkflowLimits `yaml:"limits" doc:"Bounds on one workflow run."`
+	Input   JSONSchema     `yaml:"input" doc:"JSON Schema (type object) of the workflow input; without it the input is {message: string}."`
+	Steps   []Step         `yaml:"steps" spec:"required" doc:"The steps, run in order."`
+	Output  string         `yaml:"output" doc:"Template of the workflow's output, such as \"{{ steps.draft.output }}\"; default: the last step's output."`
+	Limits  WorkflowLimits `yaml:"limits" doc:"Bounds on one workflow run."`
+	Budgets []string       `yaml:"budgets" doc:"Names of Budget documents capping this workflow's runs, steps included."`
 
 	output *expr.Template // compiled by check; nil when Output is empty
 }
@@ -239,6 +240,7 @@ func (w *Workflow) validate(v *validator) {
 	p := w.Path()
 	v.schema(p+".input", w.Input, true)
 	v.duration(p+".limits.timeout", w.Limits.Timeout)
+	v.budgetRefs(p+".budgets", w.Budgets)
 	w.Walk(func(sp string, s *Step) {
 		if s.Agent != "" {
 			v.ref(sp+".agent", KindAgent, s.Agent)
