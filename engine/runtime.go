@@ -114,6 +114,14 @@ func (rt *Runtime) target(ref *ModelRef) (model.Target, error) {
 		cfg.BaseURL, cfg.APIKey, cfg.Headers = m.BaseURL, m.APIKey, m.Headers
 		t.Timeout, t.Retries = m.Timeout.D(), *m.Retries
 		t.Temperature, t.MaxTokens = m.Temperature, m.MaxTokens
+		if m.Pricing != nil {
+			t.Price = &model.Price{Input: m.Pricing.Input, Output: m.Pricing.Output}
+		}
+	}
+	if t.Price == nil {
+		if p, ok := model.KnownPrice(ref.Model); ok {
+			t.Price = &p
+		}
 	}
 	if cfg.APIKey == "" && rt.Env != nil {
 		if v, ok := apiKeyVars[cfg.Provider]; ok {

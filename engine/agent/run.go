@@ -174,7 +174,9 @@ func (r *run) callModel(ctx context.Context, req *model.Request) (*model.Respons
 		return nil, err
 	}
 	m.AddUsage(resp.Usage)
+	m.AddCost(resp)
 	r.metrics.AddUsage(resp.Usage)
+	r.metrics.AddCost(resp)
 	if !r.in.Stream && resp.Content != "" && len(resp.ToolCalls) == 0 {
 		if r.firstAt.IsZero() {
 			r.firstAt = r.a.cfg.Now()

@@ -195,6 +195,30 @@ type Metrics struct {
 	TimeToFirstToken time.Duration `json:"time_to_first_token_ns,omitempty"`
 	ModelRequests    int           `json:"model_requests,omitempty"`
 	ToolCalls        int           `json:"tool_calls,omitempty"`
+	// Cost is what the model calls cost, in USD on the wire (Agno's metrics
+	// field name); CostUnknown is set when some call's model has no price.
+	Cost        model.Cost `json:"cost"`
+	CostUnknown bool       `json:"cost_unknown,omitempty"`
+}
+
+// AddCost accumulates a model answer's cost.
+func (m *Metrics) AddCost(r *model.Response) {
+	m.Cost += r.Cost
+	if !r.CostKnown {
+		m.CostUnknown = true
+	}
+}
+
+// Add accumulates the usage, cost and counts of another run (a team member's,
+// a workflow step's) into m; durations are not added.
+func (m *Metrics) Add(o Metrics) {
+	m.InputTokens += o.InputTokens
+	m.OutputTokens += o.OutputTokens
+	m.TotalTokens = m.InputTokens + m.OutputTokens
+	m.ModelRequests += o.ModelRequests
+	m.ToolCalls += o.ToolCalls
+	m.Cost += o.Cost
+	m.CostUnknown = m.CostUnknown || o.CostUnknown
 }
 
 // AddUsage accumulates token usage.

@@ -245,6 +245,9 @@ func (t *Team) Execute(ctx context.Context, in agent.Input, emit func(event.Even
 		res.Metrics.InputTokens += m.Metrics.InputTokens
 		res.Metrics.OutputTokens += m.Metrics.OutputTokens
 		res.Metrics.ModelRequests += m.Metrics.ModelRequests
+		// A team's run costs what its members' runs cost, plus the leader.
+		res.Metrics.Cost += m.Metrics.Cost
+		res.Metrics.CostUnknown = res.Metrics.CostUnknown || m.Metrics.CostUnknown
 	}
 	res.Metrics.TotalTokens = res.Metrics.InputTokens + res.Metrics.OutputTokens
 	r.mu.Unlock()
@@ -272,10 +275,12 @@ func (r *teamRun) route(ctx context.Context) *agent.Result {
 			return r.finish(ctx, start, metrics, "", err, string(model.KindOf(err)))
 		}
 		metrics.AddUsage(resp.Usage)
+		metrics.AddCost(resp)
 		metrics.ModelRequests++
 		done := r.event(event.ModelRequestCompleted)
 		m := event.Metrics{Duration: t.cfg.Now().Sub(reqStart), ModelRequests: 1}
 		m.AddUsage(resp.Usage)
+		m.AddCost(resp)
 		done.Model, done.Provider, done.Metrics = resp.Model, t.cfg.Vendor, &m
 		r.send(done)
 		if len(resp.ToolCalls) == 0 {

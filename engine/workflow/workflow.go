@@ -215,6 +215,9 @@ func (r *Runner) Execute(ctx context.Context, in agent.Input, emit func(event.Ev
 		res.Metrics.InputTokens += m.Metrics.InputTokens
 		res.Metrics.OutputTokens += m.Metrics.OutputTokens
 		res.Metrics.ModelRequests += m.Metrics.ModelRequests
+		// A workflow run costs what its steps cost.
+		res.Metrics.Cost += m.Metrics.Cost
+		res.Metrics.CostUnknown = res.Metrics.CostUnknown || m.Metrics.CostUnknown
 	}
 	res.Metrics.TotalTokens = res.Metrics.InputTokens + res.Metrics.OutputTokens
 	res.Metrics.Duration = r.opts.Now().Sub(start)
