@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
 	"github.com/troupehq/troupe/spec"
@@ -34,6 +35,8 @@ type Runtime struct {
 	// because the workflow runner walks the engine's compiled tree, so the
 	// engine cannot import it. Nil: workflows compile but do not run.
 	Workflows func(*Workflow) agent.Runner
+	// Budgets keeps budget counters (the store); nil enforces no budgets.
+	Budgets budget.Store
 
 	defaultTools sync.Once
 	tools        *tool.Registry

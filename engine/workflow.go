@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/budget"
 
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/spec/expr"
@@ -35,6 +36,8 @@ type Workflow struct {
 	// Runner runs the workflow; nil when the snapshot was compiled without a
 	// runtime or without Runtime.Workflows (spec tooling).
 	Runner agent.Runner
+	// Budgets govern the workflow's runs, steps included.
+	Budgets budget.Policy
 
 	byName map[string]*WorkflowStep
 }
@@ -111,6 +114,7 @@ func (c *compiler) workflow(s *Snapshot, w *spec.Workflow, building map[string]b
 	building[w.Name] = true
 	defer delete(building, w.Name)
 	out := &Workflow{Spec: w, Output: w.OutputTemplate(), Timeout: w.Limits.Timeout.D(), byName: map[string]*WorkflowStep{}}
+	out.Budgets = c.policy(w.Budgets)
 	steps, err := c.workflowSteps(s, out, w.Steps, building)
 	if err != nil {
 		if o := c.objects[k]; o.Doc != nil {

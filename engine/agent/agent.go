@@ -17,6 +17,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
@@ -94,6 +95,8 @@ type Config struct {
 	// KnowledgeHint is added to the instructions when the agent has knowledge.
 	KnowledgeHint string
 	Now           func() time.Time
+	// Budgets are the agent's budgets (the zero Policy: none).
+	Budgets budget.Policy
 }
 
 // Agent is a run-ready agent. It is immutable and safe for concurrent runs.

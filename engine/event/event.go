@@ -27,6 +27,9 @@ const (
 	// RunPaused ends a workflow run that waits at an approval step; it
 	// continues (as a new execution of the same run) once approved.
 	RunPaused Type = "RunPaused"
+	// BudgetExceeded precedes the RunError of a run a budget refused, and
+	// names the budget, its key, the limit and the usage (Budget).
+	BudgetExceeded Type = "BudgetExceeded"
 )
 
 // Workflow step events, named as AgentOS names them. A workflow run's own
@@ -147,6 +150,8 @@ type Event struct {
 	// ToolCall events (AgentOS clients reload a new session's messages
 	// while it streams) can still show them.
 	Tools []ToolCall `json:"tools,omitempty"`
+	// Budget describes the budget of a BudgetExceeded event.
+	Budget *Budget `json:"budget,omitempty"`
 	// ErrorKind classifies RunError (a model.ErrorKind, or "limit", "timeout",
 	// "output_schema", "tool").
 	ErrorKind string `json:"error_kind,omitempty"`
@@ -162,6 +167,18 @@ type ToolCall struct {
 	StartedAt time.Time      `json:"started_at"`
 	Duration  time.Duration  `json:"duration_ns,omitempty"`
 	Member    string         `json:"member,omitempty"`
+}
+
+// Budget names the budget a run exceeded: its name, the counter's scope and
+// window, the limit (cost, tokens, tool_calls, wall_time), the cap and the
+// usage, formatted.
+type Budget struct {
+	Name   string `json:"name"`
+	Scope  string `json:"scope,omitempty"`
+	Window string `json:"window,omitempty"`
+	Limit  string `json:"limit"`
+	Max    string `json:"max"`
+	Used   string `json:"used"`
 }
 
 // Reference is a knowledge passage a run used to answer.

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
@@ -45,6 +46,8 @@ type Config struct {
 	Vendor   string
 	Members  []agent.Runner
 	Now      func() time.Time
+	// Budgets are the team's budgets; they also govern its members' runs.
+	Budgets budget.Policy
 }
 
 // Team is a run-ready team. Immutable and safe for concurrent runs.
@@ -228,6 +231,16 @@ func (r *teamRun) runMember(ctx context.Context, name, task string, mirror bool)
 func (t *Team) Execute(ctx context.Context, in agent.Input, emit func(event.Event)) *agent.Result {
 	r := &teamRun{t: t, in: in, emit: emit}
 	ctx = context.WithValue(ctx, runKey{}, r)
+	ctx, tracker, err := budget.Open(ctx, t.cfg.Budgets, budget.Subject{RunID: in.RunID, SessionID: in.SessionID, UserID: in.UserID, Runner: t.Name()})
+	if err != nil {
+		started := r.event(event.RunStarted)
+		started.Model, started.Provider = t.cfg.Model, t.cfg.Vendor
+		r.send(started)
+		res := r.finish(ctx, t.cfg.Now(), event.Metrics{}, "", err, "budget")
+		res.Runner, res.Input = t.Name(), in.Message
+		return res
+	}
+	defer func() { _ = tracker.Close(ctx) }() // best effort: the run has ended either way
 	var res *agent.Result
 	switch t.cfg.Spec.Mode {
 	case spec.ModeRoute:
@@ -269,10 +282,19 @@ func (r *teamRun) route(ctx context.Context) *agent.Result {
 	var metrics event.Metrics
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
+		if err := budget.Check(ctx); err != nil {
+			be := r.event(event.BudgetExceeded)
+			be.Budget, be.Content = agent.BudgetEvent(err), err.Error()
+			r.send(be)
+			return r.finish(ctx, start, metrics, "", err, budget.ErrorKind)
+		}
 		reqStart := t.cfg.Now()
 		resp, err := t.cfg.Provider.Generate(ctx, req, nil)
 		if err != nil {
 			return r.finish(ctx, start, metrics, "", err, string(model.KindOf(err)))
+		}
+		if err := budget.Record(ctx, budget.OfResponse(resp)); err != nil {
+			return r.finish(ctx, start, metrics, "", err, "budget")
 		}
 		metrics.AddUsage(resp.Usage)
 		metrics.AddCost(resp)
