@@ -253,13 +253,17 @@ type metricsResponse struct {
 	TimeToFirstToken float64 `json:"time_to_first_token,omitempty"` // seconds
 	ModelRequests    int     `json:"model_requests,omitempty"`
 	ToolCalls        int     `json:"tool_calls,omitempty"`
+	// Cost is in USD (Agno's field name); CostUnknown is set when a model
+	// of the run has no price (see Model pricing).
+	Cost        model.Cost `json:"cost"`
+	CostUnknown bool       `json:"cost_unknown,omitempty"`
 }
 
 func toMetrics(m event.Metrics) metricsResponse {
 	return metricsResponse{
 		InputTokens: m.InputTokens, OutputTokens: m.OutputTokens, TotalTokens: m.TotalTokens,
 		Duration: m.Duration.Seconds(), TimeToFirstToken: m.TimeToFirstToken.Seconds(),
-		ModelRequests: m.ModelRequests, ToolCalls: m.ToolCalls,
+		ModelRequests: m.ModelRequests, ToolCalls: m.ToolCalls, Cost: m.Cost, CostUnknown: m.CostUnknown,
 	}
 }
 

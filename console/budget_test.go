@@ -1,0 +1,201 @@
+package console_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/engine/model/fake"
+)
+
+// budgetSpecs price the scripted model at $3 / $15 per million tokens.
+const budgetSpecs = `kind: Model
+name: priced
+provider: anthropic
+model: scripted
+api_key: sk-test
+pricing: {input: 3, output: 15}
+---
+kind: Budget
+name: daily-user
+per: user
+period: day
+limits: {cost: 0.001}
+---
+kind: Budget
+name: pot
+limits: {tokens: 100}
+---
+kind: Budget
+name: per-run
+per: run
+limits: {tool_calls: 1, tokens: 1000}
+---
+kind: Agent
+name: spender
+model: priced
+budgets: [daily-user]
+---
+kind: Agent
+name: left
+model: priced
+budgets: [pot]
+---
+kind: Agent
+name: right
+model: priced
+budgets: [pot]
+---
+kind: Agent
+name: worker
+model: priced
+tools: [calculator]
+budgets: [per-run]
+`
+
+type budgetRun struct {
+	RunID     string `json:"run_id"`
+	SessionID string `json:"session_id"`
+	Status    string `json:"status"`
+	Metrics   struct {
+		InputTokens  int     `json:"input_tokens"`
+		OutputTokens int     `json:"output_tokens"`
+		Cost         float64 `json:"cost"`
+	} `json:"metrics"`
+}
+
+// runAs streams a run of agent for user and returns its frames' event names,
+// the terminal frame and the run id.
+func runAs(t *testing.T, ts *testServer, agent, user string) ([]string, frame) {
+	t.Helper()
+	fs, _ := ts.stream("/agents/"+agent+"/runs", "", "application/json", `{"message":"go","stream":true,"user_id":"`+user+`"}`)
+	require.NotEmpty(t, fs)
+	return names(fs), fs[len(fs)-1]
+}
+
+func requireFrame(t *testing.T, fs []string, name string) {
+	t.Helper()
+	require.Contains(t, fs, name)
+}
+
+// TestUserBudgetStopsTheRunAfterTheOneThatCrossedIt: alice's first run
+// costs $0.0021 (200 in × $3 + 100 out × $15, per million), over her $0.001
+// a day; it completes, carrying its cost into the stored run, the session,
+// the run's trace and the daily metrics. Her next run is refused before any
+// model call, with a BudgetExceeded event and a budget_exceeded RunError;
+// bob's run is unaffected.
+func TestUserBudgetStopsTheRunAfterTheOneThatCrossedIt(t *testing.T) {
+	t.Parallel()
+	script := fake.New(
+		fake.Step{Content: "first", Usage: model.Usage{InputTokens: 200, OutputTokens: 100}},
+		fake.Step{Content: "bob's", Usage: model.Usage{InputTokens: 10, OutputTokens: 10}},
+	)
+	ts := startServer(t, withProvider("anthropic", script), withSpecs(budgetSpecs))
+
+	evs, last := runAs(t, ts, "spender", "alice")
+	require.Equal(t, "RunCompleted", last.Event, evs)
+	runID, sessionID := last.Data["run_id"].(string), last.Data["session_id"].(string)
+	const want = 200*3.0/1e6 + 100*15.0/1e6
+	require.InDelta(t, want, last.Data["metrics"].(map[string]any)["cost"], 1e-12)
+
+	var run budgetRun
+	ts.json(http.MethodGet, "/agents/spender/runs/"+runID, "", "", http.StatusOK, &run)
+	require.Equal(t, "COMPLETED", run.Status)
+	require.InDelta(t, want, run.Metrics.Cost, 1e-12, "the stored run's cost")
+	var sess struct {
+		Cost float64 `json:"cost"`
+	}
+	ts.json(http.MethodGet, "/sessions/"+sessionID, "", "", http.StatusOK, &sess)
+	require.InDelta(t, want, sess.Cost, 1e-12, "the session's cost")
+
+	var daily struct {
+		Metrics []struct {
+			TokenMetrics struct {
+				Cost float64 `json:"cost"`
+			} `json:"token_metrics"`
+			ModelMetrics []struct {
+				ModelID string  `json:"model_id"`
+				Cost    float64 `json:"cost"`
+			} `json:"model_metrics"`
+		} `json:"metrics"`
+	}
+	ts.json(http.MethodGet, "/metrics", "", "", http.StatusOK, &daily)
+	require.Len(t, daily.Metrics, 1)
+	require.InDelta(t, want, daily.Metrics[0].TokenMetrics.Cost, 1e-12, "the day's cost")
+	require.Len(t, daily.Metrics[0].ModelMetrics, 1)
+	require.InDelta(t, want, daily.Metrics[0].ModelMetrics[0].Cost, 1e-12)
+
+	evs, last = runAs(t, ts, "spender", "alice")
+	require.Equal(t, "RunError", last.Event, evs)
+	require.Equal(t, "budget_exceeded", last.Data["error_type"])
+	require.Contains(t, last.Data["content"], "budget daily-user exceeded")
+	requireFrame(t, evs, "BudgetExceeded")
+	require.NotContains(t, evs, "ModelRequestCompleted")
+	require.Len(t, script.Requests(), 1, "the refused run made no model call")
+
+	evs, last = runAs(t, ts, "spender", "bob")
+	require.Equal(t, "RunCompleted", last.Event, evs)
+	require.Equal(t, "bob's", last.Data["content"])
+	require.Len(t, script.Requests(), 2)
+}
+
+// TestBudgetSharedPotAcrossAgents: two agents reference one per-all budget
+// of 100 tokens; the first spends 150 and completes, the other is refused.
+func TestBudgetSharedPotAcrossAgents(t *testing.T) {
+	t.Parallel()
+	script := fake.New(fake.Step{Content: "spent", Usage: model.Usage{InputTokens: 100, OutputTokens: 50}})
+	ts := startServer(t, withProvider("anthropic", script), withSpecs(budgetSpecs))
+
+	evs, last := runAs(t, ts, "left", "alice")
+	require.Equal(t, "RunCompleted", last.Event, evs)
+	evs, last = runAs(t, ts, "right", "bob")
+	require.Equal(t, "RunError", last.Event, evs)
+	require.Equal(t, "budget_exceeded", last.Data["error_type"])
+	require.Contains(t, last.Data["content"], "budget pot exceeded: tokens 150 of 100 used")
+	require.Len(t, script.Requests(), 1)
+}
+
+// TestRunBudgetEndsTheRunBeforeTheNextModelCall: a per-run budget of one
+// tool call lets the model's two concurrent calls finish (never mid-tool)
+// and ends the run before the model call that would read their results.
+func TestRunBudgetEndsTheRunBeforeTheNextModelCall(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		step  fake.Step
+		limit string
+	}{
+		{"tool calls", fake.Step{ToolCalls: []model.ToolCall{
+			{ID: "c1", Name: "calculator", Arguments: `{"expression":"6*7"}`},
+			{ID: "c2", Name: "calculator", Arguments: `{"expression":"2+2"}`},
+		}, Usage: model.Usage{InputTokens: 10, OutputTokens: 10}}, "tool_calls"},
+		{"tokens", fake.Step{ToolCalls: []model.ToolCall{{ID: "c1", Name: "calculator", Arguments: `{"expression":"6*7"}`}},
+			Usage: model.Usage{InputTokens: 900, OutputTokens: 200}}, "tokens"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			script := fake.New(tc.step, fake.Step{Content: "never asked"})
+			ts := startServer(t, withProvider("anthropic", script), withSpecs(budgetSpecs))
+			fs, _ := ts.stream("/agents/worker/runs", "", "application/json", `{"message":"go","stream":true}`)
+			evs := names(fs)
+			last := fs[len(fs)-1]
+			require.Equal(t, "RunError", last.Event, evs)
+			require.Equal(t, "budget_exceeded", last.Data["error_type"])
+			completed := 0
+			for i, f := range fs {
+				if f.Event == "ToolCallCompleted" {
+					completed++
+				}
+				if f.Event == "BudgetExceeded" {
+					require.Equal(t, len(tc.step.ToolCalls), completed, "every tool call finished before the refusal")
+					require.Equal(t, tc.limit, f.Data["budget"].(map[string]any)["limit"])
+					require.Equal(t, len(fs)-2, i)
+				}
+			}
+			requireFrame(t, evs, "BudgetExceeded")
+			require.Len(t, script.Requests(), 1, "no model call after the limit")
+		})
+	}
+}
