@@ -3,6 +3,7 @@ package console_test
 import (
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -126,6 +127,24 @@ func TestUserBudgetStopsTheRunAfterTheOneThatCrossedIt(t *testing.T) {
 	require.InDelta(t, want, daily.Metrics[0].TokenMetrics.Cost, 1e-12, "the day's cost")
 	require.Len(t, daily.Metrics[0].ModelMetrics, 1)
 	require.InDelta(t, want, daily.Metrics[0].ModelMetrics[0].Cost, 1e-12)
+
+	var list struct {
+		Data []map[string]any `json:"data"`
+	}
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/traces?run_id="+runID, "", "", http.StatusOK, &list)
+		return len(list.Data) == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	var trace struct {
+		Tree []traceNode `json:"tree"`
+	}
+	ts.json(http.MethodGet, "/traces/"+list.Data[0]["trace_id"].(string), "", "", http.StatusOK, &trace)
+	require.Len(t, trace.Tree, 1)
+	root := trace.Tree[0]
+	require.Equal(t, "0.0021", root.Attributes["cost_usd"], "the run span's cost")
+	require.NotEmpty(t, root.Spans)
+	require.Equal(t, "model", root.Spans[0].Kind)
+	require.Equal(t, "0.0021", root.Spans[0].Attributes["cost_usd"], "the model span's cost")
 
 	evs, last = runAs(t, ts, "spender", "alice")
 	require.Equal(t, "RunError", last.Event, evs)
