@@ -158,6 +158,28 @@ func TestUserBudgetStopsTheRunAfterTheOneThatCrossedIt(t *testing.T) {
 	require.Equal(t, "RunCompleted", last.Event, evs)
 	require.Equal(t, "bob's", last.Data["content"])
 	require.Len(t, script.Requests(), 2)
+
+	var b struct {
+		Window string `json:"window"`
+		Limits struct {
+			Cost float64 `json:"cost"`
+		} `json:"limits"`
+		Usage []struct {
+			Scope  string  `json:"scope"`
+			Cost   float64 `json:"cost"`
+			Tokens int     `json:"tokens"`
+		} `json:"usage"`
+	}
+	ts.json(http.MethodGet, "/budgets/daily-user", "", "", http.StatusOK, &b)
+	require.Equal(t, time.Now().UTC().Format("2006-01-02"), b.Window)
+	require.InDelta(t, 0.001, b.Limits.Cost, 1e-12)
+	require.Len(t, b.Usage, 2)
+	require.Equal(t, "user:alice", b.Usage[0].Scope)
+	require.InDelta(t, want, b.Usage[0].Cost, 1e-12)
+	require.Equal(t, 300, b.Usage[0].Tokens)
+	require.Equal(t, "user:bob", b.Usage[1].Scope)
+	require.Equal(t, 20, b.Usage[1].Tokens)
+	ts.json(http.MethodGet, "/budgets/nope", "", "", http.StatusNotFound, nil)
 }
 
 // TestBudgetSharedPotAcrossAgents: two agents reference one per-all budget
