@@ -240,3 +240,30 @@ func TestRunBudgetEndsTheRunBeforeTheNextModelCall(t *testing.T) {
 		})
 	}
 }
+
+// TestBudgetHoldsAcrossReplicas: two servers on one database (PostgreSQL
+// when configured, and a shared SQLite file). Alice's run on A crosses her
+// daily budget; her next run, on B, is refused before any model call,
+// because B reads the counters A's run wrote.
+func TestBudgetHoldsAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	for name, database := range replicaDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dsn := database(t)
+			scriptA := fake.New(fake.Step{Content: "first", Usage: model.Usage{InputTokens: 200, OutputTokens: 100}})
+			scriptB := fake.New(fake.Step{Content: "bob's", Usage: model.Usage{InputTokens: 10, OutputTokens: 10}})
+			a := startServer(t, withDatabase(dsn), withProvider("anthropic", scriptA), withSpecs(budgetSpecs))
+			b := startServer(t, withDatabase(dsn), withProvider("anthropic", scriptB), withSpecs(budgetSpecs))
+
+			evs, last := runAs(t, a, "spender", "alice")
+			require.Equal(t, "RunCompleted", last.Event, evs)
+			evs, last = runAs(t, b, "spender", "alice")
+			require.Equal(t, "RunError", last.Event, evs)
+			require.Equal(t, "budget_exceeded", last.Data["error_type"])
+			require.Empty(t, scriptB.Requests(), "replica B made no model call for alice")
+			evs, last = runAs(t, b, "spender", "bob")
+			require.Equal(t, "RunCompleted", last.Event, evs)
+		})
+	}
+}
