@@ -30,7 +30,9 @@ RETURNING cost, tokens, tool_calls, wall_time_ns`
 // returns the new totals, all in one transaction.
 func (db *DB) AddBudgetUsage(ctx context.Context, keys []budget.Key, d budget.Usage) ([]budget.Usage, error) {
 	out := make([]budget.Usage, len(keys))
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	// Through the write path: on SQLite, concurrent runs' increments share
+	// a group commit.
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		at := db.timeArg(now())
 		for i, k := range keys {
 			row := tx.QueryRowContext(ctx, sqlAddBudgetUsage, k.Budget, k.Scope, k.Window, int64(d.Cost), d.Tokens, d.ToolCalls, int64(d.WallTime), at)
