@@ -267,3 +267,84 @@ func TestBudgetHoldsAcrossReplicas(t *testing.T) {
 		})
 	}
 }
+
+const groupBudgetSpecs = `kind: Model
+name: priced
+provider: anthropic
+model: scripted
+api_key: sk-test
+pricing: {input: 3, output: 15}
+---
+kind: Agent
+name: member
+model: priced
+---
+kind: Team
+name: crew2
+mode: route
+members: [member]
+model: priced
+budgets: [team-pot]
+---
+kind: Budget
+name: team-pot
+per: team
+limits: {tokens: 250}
+---
+kind: Workflow
+name: pair
+budgets: [wf-pot]
+steps:
+  - {name: one, agent: member, input: "a"}
+  - {name: two, agent: member, input: "b"}
+---
+kind: Budget
+name: wf-pot
+limits: {tokens: 150}
+`
+
+// TestTeamRunCostsItsMembersAndItsBudgetGovernsThem: a routed team run
+// costs the leader's call plus the member's; the team's budget counts both
+// and refuses the team's next run before the leader's model call.
+func TestTeamRunCostsItsMembersAndItsBudgetGovernsThem(t *testing.T) {
+	t.Parallel()
+	script := fake.New(
+		fake.Step{ToolCalls: []model.ToolCall{{ID: "r1", Name: "route_to_member", Arguments: `{"member":"member","task":"answer"}`}}, Usage: model.Usage{InputTokens: 100}},
+		fake.Step{Content: "member's answer", Usage: model.Usage{InputTokens: 100, OutputTokens: 100}},
+	)
+	ts := startServer(t, withProvider("anthropic", script), withSpecs(groupBudgetSpecs))
+	fs, _ := ts.stream("/teams/crew2/runs", "", "application/json", `{"message":"go","stream":true}`)
+	last := fs[len(fs)-1]
+	require.Equal(t, "TeamRunCompleted", last.Event, names(fs))
+	const want = 100*3.0/1e6 + (100*3.0+100*15.0)/1e6
+	var run budgetRun
+	ts.json(http.MethodGet, "/teams/crew2/runs/"+last.Data["run_id"].(string), "", "", http.StatusOK, &run)
+	require.InDelta(t, want, run.Metrics.Cost, 1e-12, "the team run's cost includes its member's")
+
+	fs, _ = ts.stream("/teams/crew2/runs", "", "application/json", `{"message":"again","stream":true}`)
+	last = fs[len(fs)-1]
+	require.Equal(t, "TeamRunError", last.Event, names(fs))
+	require.Equal(t, "budget_exceeded", last.Data["error_type"])
+	require.Contains(t, last.Data["content"], "budget team-pot exceeded: tokens 300 of 250 used")
+	require.Len(t, script.Requests(), 2, "the refused team run made no model call")
+}
+
+// TestWorkflowBudgetRefusesTheNextStep: the first step spends the
+// workflow's pot; the second step's agent is refused before its model call,
+// and the workflow run's cost is its first step's.
+func TestWorkflowBudgetRefusesTheNextStep(t *testing.T) {
+	t.Parallel()
+	script := fake.New(
+		fake.Step{Content: "one", Usage: model.Usage{InputTokens: 100, OutputTokens: 100}},
+		fake.Step{Content: "never asked"},
+	)
+	ts := startServer(t, withProvider("anthropic", script), withSpecs(groupBudgetSpecs))
+	fs, _ := ts.stream("/workflows/pair/runs", "", "application/json", `{"message":"go","stream":true}`)
+	last := fs[len(fs)-1]
+	require.Equal(t, "WorkflowError", last.Event, names(fs))
+	require.Contains(t, names(fs), "BudgetExceeded")
+	require.Len(t, script.Requests(), 1, "the second step made no model call")
+	var run budgetRun
+	ts.json(http.MethodGet, "/workflows/pair/runs/"+last.Data["run_id"].(string), "", "", http.StatusOK, &run)
+	require.InDelta(t, (100*3.0+100*15.0)/1e6, run.Metrics.Cost, 1e-12, "the workflow run's cost is its steps'")
+}
