@@ -1,9 +1,7 @@
 package budget_test
 
 import (
-	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,41 +11,6 @@ import (
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/spec"
 )
-
-// memStore is an in-memory budget.Store for the package's own tests (the
-// store package's tests cover the SQL one).
-type memStore struct {
-	mu     sync.Mutex
-	totals map[budget.Key]budget.Usage
-	adds   int
-}
-
-func (m *memStore) BudgetUsage(_ context.Context, keys []budget.Key) ([]budget.Usage, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]budget.Usage, len(keys))
-	for i, k := range keys {
-		out[i] = m.totals[k]
-	}
-	return out, nil
-}
-
-func (m *memStore) AddBudgetUsage(_ context.Context, keys []budget.Key, d budget.Usage) ([]budget.Usage, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.adds++
-	out := make([]budget.Usage, len(keys))
-	for i, k := range keys {
-		u := m.totals[k]
-		u.Cost += d.Cost
-		u.Tokens += d.Tokens
-		u.ToolCalls += d.ToolCalls
-		u.WallTime += d.WallTime
-		m.totals[k] = u
-		out[i] = u
-	}
-	return out, nil
-}
 
 func compile(name, per, period, tz string, l spec.BudgetLimits) *budget.Budget {
 	return budget.Compile(&spec.Budget{Meta: spec.Meta{Name: name}, Per: per, Period: period, TimeZone: tz, Limits: l})
@@ -93,9 +56,10 @@ func TestCheckRefusesAtOrOverAnyLimit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			st := &memStore{totals: map[budget.Key]budget.Usage{}}
+			st := budget.NewMemory()
 			b := compile("cap", "all", "none", "UTC", spec.BudgetLimits{Cost: &cost, Tokens: 100, ToolCalls: 5, WallTime: spec.Duration(time.Second)})
-			st.totals[budget.Key{Budget: "cap"}] = tc.used
+			_, err := st.AddBudgetUsage(t.Context(), []budget.Key{{Budget: "cap"}}, tc.used)
+			require.NoError(t, err)
 			ctx, tr, err := budget.Open(t.Context(), budget.Policy{Budgets: []*budget.Budget{b}, Store: st}, budget.Subject{})
 			require.NoError(t, err)
 			require.NotNil(t, tr)
@@ -117,7 +81,7 @@ func TestCheckRefusesAtOrOverAnyLimit(t *testing.T) {
 // read of its own; a tracker nested in another counts a key they share once.
 func TestRecordRefreshesTheCachedTotals(t *testing.T) {
 	t.Parallel()
-	st := &memStore{totals: map[budget.Key]budget.Usage{}}
+	st := budget.NewMemory()
 	pot := compile("pot", "all", "none", "UTC", spec.BudgetLimits{Tokens: 100})
 	user := compile("user", "user", "none", "UTC", spec.BudgetLimits{ToolCalls: 2})
 	team := budget.Policy{Budgets: []*budget.Budget{pot}, Store: st}
@@ -132,11 +96,14 @@ func TestRecordRefreshesTheCachedTotals(t *testing.T) {
 
 	require.NoError(t, budget.Record(ctx, budget.Usage{Tokens: 60, ToolCalls: 1}))
 	require.NoError(t, budget.Check(ctx))
-	require.Equal(t, int64(60), st.totals[budget.Key{Budget: "pot"}].Tokens, "counted once")
+	got, err := st.BudgetUsage(t.Context(), []budget.Key{{Budget: "pot"}})
+	require.NoError(t, err)
+	require.Equal(t, int64(60), got[0].Tokens, "counted once")
 
 	// Another run spends from the pot meanwhile; this run learns of it from
 	// its next increment's totals.
-	st.totals[budget.Key{Budget: "pot"}] = budget.Usage{Tokens: 90}
+	_, err = st.AddBudgetUsage(t.Context(), []budget.Key{{Budget: "pot"}}, budget.Usage{Tokens: 30})
+	require.NoError(t, err)
 	require.NoError(t, budget.Check(ctx), "no read: the cache still says 60")
 	require.NoError(t, budget.Record(ctx, budget.Usage{Tokens: 10}))
 	var be *budget.ExceededError
