@@ -348,3 +348,45 @@ func TestWorkflowBudgetRefusesTheNextStep(t *testing.T) {
 	ts.json(http.MethodGet, "/workflows/pair/runs/"+last.Data["run_id"].(string), "", "", http.StatusOK, &run)
 	require.InDelta(t, (100*3.0+100*15.0)/1e6, run.Metrics.Cost, 1e-12, "the workflow run's cost is its steps'")
 }
+
+// TestBudgetsListingForAUserBoundKey: admin sees every counter; alice's key
+// sees only her own, and nothing of budgets that are not per user.
+func TestBudgetsListingForAUserBoundKey(t *testing.T) {
+	t.Parallel()
+	script := fake.New(
+		fake.Step{Content: "a", Usage: model.Usage{InputTokens: 1, OutputTokens: 1}},
+		fake.Step{Content: "b", Usage: model.Usage{InputTokens: 2, OutputTokens: 2}},
+		fake.Step{Content: "c", Usage: model.Usage{InputTokens: 3, OutputTokens: 3}},
+	)
+	ts := startServer(t, withProvider("anthropic", script), withSpecs(budgetSpecs), withKeys(keys))
+	for _, key := range []string{aliceKey, bobKey} {
+		fs, _ := ts.stream("/agents/spender/runs", key, "application/json", `{"message":"go","stream":true}`)
+		require.Equal(t, "RunCompleted", fs[len(fs)-1].Event)
+	}
+	fs, _ := ts.stream("/agents/left/runs", aliceKey, "application/json", `{"message":"go","stream":true}`)
+	require.Equal(t, "RunCompleted", fs[len(fs)-1].Event)
+
+	type listed struct {
+		Name  string `json:"name"`
+		Usage []struct {
+			Scope  string `json:"scope"`
+			Tokens int    `json:"tokens"`
+		} `json:"usage"`
+	}
+	scopes := func(key string) map[string][]string {
+		var all []listed
+		ts.json(http.MethodGet, "/budgets", key, "", http.StatusOK, &all)
+		out := map[string][]string{}
+		for _, b := range all {
+			out[b.Name] = []string{}
+			for _, u := range b.Usage {
+				out[b.Name] = append(out[b.Name], u.Scope)
+			}
+		}
+		return out
+	}
+	require.Equal(t, map[string][]string{"daily-user": {"user:alice", "user:bob"}, "pot": {""}, "per-run": {}}, scopes(adminKey))
+	require.Equal(t, map[string][]string{"daily-user": {"user:alice"}, "pot": {}, "per-run": {}}, scopes(aliceKey))
+	status, _, _ := ts.do(http.MethodGet, "/budgets", readerKey, "", "")
+	require.Equal(t, http.StatusForbidden, status, "listing budgets needs sessions:read")
+}
