@@ -232,7 +232,9 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	rt := &engine.Runtime{Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}}),
 		// As in troupe serve: workflow steps are checkpointed in the store.
 		Workflows: func(w *engine.Workflow) agent.Runner { return workflow.New(w, workflow.Options{Checkpoints: ts.db}) },
-		Egress:    egress.Policy{AllowedHosts: h.egress}}
+		Egress:    egress.Policy{AllowedHosts: h.egress},
+		// As in troupe serve: budget counters live in the store.
+		Budgets: ts.db}
 	ts.eng, err = engine.New(engine.Options{Dirs: []string{ts.dir}, Env: env, Runtime: rt})
 	require.NoError(t, err)
 	ts.kb.Configure(context.Background(), ts.eng.Current().Knowledge())

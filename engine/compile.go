@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/guard"
 	"github.com/troupehq/troupe/engine/team"
 	"github.com/troupehq/troupe/engine/tool"
@@ -165,9 +166,15 @@ func (c *compiler) dependencies(doc spec.Document) []spec.Key {
 			out = append(out, spec.Key{Kind: spec.KindModel, Name: ref})
 		}
 	}
+	budgets := func(names []string) {
+		for _, n := range names {
+			out = append(out, spec.Key{Kind: spec.KindBudget, Name: n})
+		}
+	}
 	switch d := doc.(type) {
 	case *spec.Agent:
 		model(d.Model)
+		budgets(d.Budgets)
 		for _, t := range d.Tools {
 			if _, builtin := c.set.BuiltinTool(t); !builtin {
 				out = append(out, spec.Key{Kind: spec.KindTool, Name: t})
@@ -178,12 +185,14 @@ func (c *compiler) dependencies(doc spec.Document) []spec.Key {
 		}
 	case *spec.Team:
 		model(d.Model)
+		budgets(d.Budgets)
 		// Members are resolved in build, where agent and team names are known.
 	case *spec.Model:
 		for _, f := range d.Fallbacks {
 			model(f)
 		}
 	case *spec.Workflow:
+		budgets(d.Budgets)
 		d.Walk(func(_ string, st *spec.Step) {
 			for _, dep := range []spec.Key{{Kind: spec.KindAgent, Name: st.Agent}, {Kind: spec.KindTeam, Name: st.Team}, {Kind: spec.KindWorkflow, Name: st.Workflow}} {
 				if dep.Name != "" {
@@ -288,13 +297,34 @@ func (c *compiler) agent(a *spec.Agent, models map[string]*ModelRef) (*Agent, er
 	return out, nil
 }
 
+// budgets compiles the Budget documents names refers to (dependencies
+// have made sure they serve).
+func (c *compiler) budgets(names []string) []*budget.Budget {
+	var out []*budget.Budget
+	for _, n := range names {
+		if o, ok := c.objects[spec.Key{Kind: spec.KindBudget, Name: n}]; ok && o.Doc != nil {
+			out = append(out, budget.Compile(o.Doc.(*spec.Budget)))
+		}
+	}
+	return out
+}
+
+// policy is the budget policy of a runner referencing names; the zero
+// Policy (nothing enforced) without a budget store.
+func (c *compiler) policy(names []string) budget.Policy {
+	if len(names) == 0 || c.rt == nil || c.rt.Budgets == nil {
+		return budget.Policy{}
+	}
+	return budget.Policy{Budgets: c.budgets(names), Store: c.rt.Budgets, Now: c.rt.Now}
+}
+
 // runner builds the run-ready form of a compiled agent.
 func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 	provider, err := c.rt.chain(a.Model)
 	if err != nil {
 		return nil, err
 	}
-	cfg := agent.Config{Spec: a.Spec, Provider: provider, Model: a.Model.Model, Vendor: a.Model.Provider, Now: c.rt.Now}
+	cfg := agent.Config{Spec: a.Spec, Provider: provider, Model: a.Model.Model, Vendor: a.Model.Provider, Now: c.rt.Now, Budgets: c.policy(a.Spec.Budgets)}
 	// Factories open no connections (tools connect lazily on first call), so
 	// compiling needs no context of its own.
 	ctx := context.Background()
@@ -383,7 +413,7 @@ func (c *compiler) teamRunner(t *Team) (*team.Team, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := team.Config{Spec: t.Spec, Provider: provider, Model: t.Model.Model, Vendor: t.Model.Provider, Now: c.rt.Now}
+	cfg := team.Config{Spec: t.Spec, Provider: provider, Model: t.Model.Model, Vendor: t.Model.Provider, Now: c.rt.Now, Budgets: c.policy(t.Spec.Budgets)}
 	for _, m := range t.Members {
 		if m.Agent != nil {
 			cfg.Members = append(cfg.Members, m.Agent.Runner)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/guard"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
@@ -43,6 +44,8 @@ type Runtime struct {
 
 	guardHTTPOnce sync.Once
 	guardHTTP     *http.Client
+	// Budgets keeps budget counters (the store); nil enforces no budgets.
+	Budgets budget.Store
 
 	defaultTools sync.Once
 	tools        *tool.Registry
@@ -150,6 +153,14 @@ func (rt *Runtime) target(ref *ModelRef) (model.Target, error) {
 		cfg.BaseURL, cfg.APIKey, cfg.Headers = m.BaseURL, m.APIKey, m.Headers
 		t.Timeout, t.Retries = m.Timeout.D(), *m.Retries
 		t.Temperature, t.MaxTokens = m.Temperature, m.MaxTokens
+		if m.Pricing != nil {
+			t.Price = &model.Price{Input: m.Pricing.Input, Output: m.Pricing.Output}
+		}
+	}
+	if t.Price == nil {
+		if p, ok := model.KnownPrice(ref.Model); ok {
+			t.Price = &p
+		}
 	}
 	if cfg.APIKey == "" && rt.Env != nil {
 		if v, ok := apiKeyVars[cfg.Provider]; ok {

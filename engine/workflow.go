@@ -11,6 +11,7 @@ import (
 	"golang.org/x/text/message"
 
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/spec/expr"
 )
@@ -45,6 +46,8 @@ type Workflow struct {
 	// Runner runs the workflow; nil when the snapshot was compiled without a
 	// runtime or without Runtime.Workflows (spec tooling).
 	Runner agent.Runner
+	// Budgets govern the workflow's runs, steps included.
+	Budgets budget.Policy
 
 	byName map[string]*WorkflowStep
 }
@@ -135,6 +138,7 @@ func (c *compiler) workflow(s *Snapshot, w *spec.Workflow, building map[string]b
 		c.breakObject(k, fmt.Errorf("workflow %s: input: %w", w.Name, err))
 		return nil
 	}
+	out.Budgets = c.policy(w.Budgets)
 	steps, err := c.workflowSteps(s, out, w.Steps, building)
 	if err != nil {
 		if o := c.objects[k]; o.Doc != nil {

@@ -18,6 +18,7 @@ type Agent struct {
 	MaxTokens    int        `yaml:"max_tokens" doc:"Upper bound on tokens generated per model request; overrides the model's."`
 	Limits       Limits     `yaml:"limits" doc:"Bounds on one run."`
 	Guardrails   Guardrails `yaml:"guardrails" doc:"Checks on the user message (input) and the final answer (output): pii, injection, size, model, http."`
+	Budgets      []string   `yaml:"budgets" doc:"Names of Budget documents capping this agent's cost, tokens, tool calls and wall time."`
 }
 
 // Limits bound the work one run may do.
@@ -75,6 +76,7 @@ func (a *Agent) validate(v *validator) {
 	v.schema(p+".output_schema", a.OutputSchema, true)
 	a.Limits.validate(v, p+".limits")
 	a.Guardrails.validate(v, p+".guardrails")
+	v.budgetRefs(p+".budgets", a.Budgets)
 }
 
 func (l *Limits) validate(v *validator, p string) {

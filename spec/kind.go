@@ -23,10 +23,11 @@ const (
 	KindModel     Kind = "Model"
 	KindWorkflow  Kind = "Workflow"
 	KindTrigger   Kind = "Trigger"
+	KindBudget    Kind = "Budget"
 )
 
 // Kinds lists every kind in the order they are shown to users.
-var Kinds = []Kind{KindAgent, KindTeam, KindTool, KindKnowledge, KindModel, KindWorkflow, KindTrigger}
+var Kinds = []Kind{KindAgent, KindTeam, KindTool, KindKnowledge, KindModel, KindWorkflow, KindTrigger, KindBudget}
 
 // Plural is the first element of an object path: agents.support.tools[1].
 func (k Kind) Plural() string {
@@ -58,6 +59,8 @@ func newDocument(k Kind) Document {
 		return new(Workflow)
 	case KindTrigger:
 		return new(Trigger)
+	case KindBudget:
+		return new(Budget)
 	}
 	return nil
 }
@@ -89,7 +92,7 @@ type checker interface {
 
 // Meta holds the fields every document has, plus where the document came from.
 type Meta struct {
-	Kind        Kind   `yaml:"kind" spec:"required" doc:"Document kind: Agent, Team, Tool, Knowledge, Model, Workflow or Trigger."`
+	Kind        Kind   `yaml:"kind" spec:"required" doc:"Document kind: Agent, Team, Tool, Knowledge, Model, Workflow, Trigger or Budget."`
 	Name        string `yaml:"name" spec:"required" doc:"Unique name within the kind: lower-case letters, digits, - and _."`
 	Version     int    `yaml:"version" doc:"Language version of this document; only 1 exists."`
 	Description string `yaml:"description" doc:"What this object is for; shown in the API, OpenAPI and console."`

@@ -27,6 +27,13 @@ type Model struct {
 	Timeout     Duration          `yaml:"timeout" doc:"Limit for one request (default 2m)."`
 	Retries     *int              `yaml:"retries" doc:"Retries of rate-limited or failed requests (default 2)."`
 	Fallbacks   []string          `yaml:"fallbacks" doc:"Models tried in order when this one fails: Model names or provider/model strings."`
+	Pricing     *Pricing          `yaml:"pricing" doc:"Price in USD per million tokens; overrides the built-in table of well-known models."`
+}
+
+// Pricing is what a model charges, in USD per million tokens.
+type Pricing struct {
+	Input  float64 `yaml:"input" doc:"USD per million input tokens."`
+	Output float64 `yaml:"output" doc:"USD per million output tokens."`
 }
 
 // Model defaults.
@@ -56,6 +63,14 @@ func (m *Model) validate(v *validator) {
 	v.duration(p+".timeout", m.Timeout)
 	if m.Retries != nil {
 		v.nonNegative(p+".retries", *m.Retries)
+	}
+	if m.Pricing != nil {
+		if m.Pricing.Input < 0 {
+			v.errorf(p+".pricing.input", "price must not be negative, got %s", formatFloat(m.Pricing.Input))
+		}
+		if m.Pricing.Output < 0 {
+			v.errorf(p+".pricing.output", "price must not be negative, got %s", formatFloat(m.Pricing.Output))
+		}
 	}
 	for i, f := range m.Fallbacks {
 		fp := indexPath(p+".fallbacks", i)

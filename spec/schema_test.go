@@ -70,6 +70,7 @@ func TestSchemaMatchesGoTypes(t *testing.T) {
 	types := map[spec.Kind]any{
 		spec.KindAgent: spec.Agent{}, spec.KindTeam: spec.Team{}, spec.KindTool: spec.Tool{},
 		spec.KindKnowledge: spec.Knowledge{}, spec.KindModel: spec.Model{}, spec.KindWorkflow: spec.Workflow{}, spec.KindTrigger: spec.Trigger{},
+		spec.KindBudget: spec.Budget{},
 	}
 	require.Len(t, types, len(spec.Kinds))
 	// Plus Step: workflow steps nest, so they are one definition used by $ref.

@@ -18,6 +18,7 @@ type Team struct {
 	ShareMemberInteractions bool       `yaml:"share_member_interactions" doc:"Show members what earlier members said in the same run."`
 	Limits                  Limits     `yaml:"limits" doc:"Bounds on one team run (tool calls are delegations)."`
 	Guardrails              Guardrails `yaml:"guardrails" doc:"Checks on the user message (input) and the final answer (output): pii, injection, size, model, http."`
+	Budgets                 []string   `yaml:"budgets" doc:"Names of Budget documents capping this team's runs, members included."`
 }
 
 func (t *Team) applyDefaults() { t.Limits.applyDefaults(); t.Guardrails.applyDefaults() }
@@ -31,4 +32,5 @@ func (t *Team) validate(v *validator) {
 	v.unique(p+".members", t.Members)
 	t.Limits.validate(v, p+".limits")
 	t.Guardrails.validate(v, p+".guardrails")
+	v.budgetRefs(p+".budgets", t.Budgets)
 }

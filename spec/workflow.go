@@ -48,10 +48,11 @@ import (
 type Workflow struct {
 	Meta `yaml:",inline"`
 
-	Input  JSONSchema     `yaml:"input" doc:"JSON Schema (type object) of the workflow input; without it the input is {message: string}."`
-	Steps  []Step         `yaml:"steps" spec:"required" doc:"The steps, run in order."`
-	Output WorkflowOutput `yaml:"output" doc:"The workflow's output: a template such as \"{{ steps.draft.output }}\", or a mapping with template and schema; default: the last step's output."`
-	Limits WorkflowLimits `yaml:"limits" doc:"Bounds on one workflow run."`
+	Input   JSONSchema     `yaml:"input" doc:"JSON Schema (type object) of the workflow input; without it the input is {message: string}."`
+	Steps   []Step         `yaml:"steps" spec:"required" doc:"The steps, run in order."`
+	Output  WorkflowOutput `yaml:"output" doc:"The workflow's output: a template such as \"{{ steps.draft.output }}\", or a mapping with template and schema; default: the last step's output."`
+	Limits  WorkflowLimits `yaml:"limits" doc:"Bounds on one workflow run."`
+	Budgets []string       `yaml:"budgets" doc:"Names of Budget documents capping this workflow's runs, steps included."`
 
 	output      *expr.Template // compiled by check; nil when Output is empty
 	inputSchema *expr.Schema   // derived by check; nil when input is untyped
@@ -251,6 +252,7 @@ func (w *Workflow) validate(v *validator) {
 	v.schema(p+".input", w.Input, true)
 	v.schema(p+".output.schema", w.Output.Schema, false)
 	v.duration(p+".limits.timeout", w.Limits.Timeout)
+	v.budgetRefs(p+".budgets", w.Budgets)
 	w.Walk(func(sp string, s *Step) {
 		if s.Agent != "" {
 			v.ref(sp+".agent", KindAgent, s.Agent)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	modelpkg "github.com/troupehq/troupe/engine/model"
 )
 
 // DailyMetrics aggregates one UTC day of runs, for GET /metrics. Only the runs
@@ -22,6 +24,8 @@ type DailyMetrics struct {
 	InputTokens  int
 	OutputTokens int
 	TotalTokens  int
+	// Cost is what the day's runs cost (team runs include their members').
+	Cost modelpkg.Cost
 	// Models are the day's runs by model and provider, most runs first; runs
 	// that recorded no model are left out.
 	Models []ModelMetrics
@@ -34,6 +38,7 @@ type ModelMetrics struct {
 	Runs         int
 	InputTokens  int
 	OutputTokens int
+	Cost         modelpkg.Cost
 }
 
 // The day and token expressions of each dialect. SQLite keeps timestamps as
@@ -61,16 +66,16 @@ func sqlDailyMetrics(day, in, out, total string) string {
 		SELECT ` + day + ` AS day, type, model, provider, session_id, user_id,
 			COALESCE(` + in + `, 0) AS input_tokens,
 			COALESCE(` + out + `, 0) AS output_tokens,
-			COALESCE(` + total + `, 0) AS total_tokens
+			COALESCE(` + total + `, 0) AS total_tokens, cost
 		FROM runs
 		WHERE parent_run_id = '' AND created_at >= $1 AND created_at < $2
 	)
 	SELECT 0 AS grp, day, type, model, provider, COUNT(*) AS n,
 		CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT),
-		0 AS sessions, 0 AS users
+		CAST(SUM(cost) AS BIGINT), 0 AS sessions, 0 AS users
 	FROM r GROUP BY day, type, model, provider
 	UNION ALL
-	SELECT 1, day, '', '', '', 0, 0, 0, 0,
+	SELECT 1, day, '', '', '', 0, 0, 0, 0, 0,
 		COUNT(DISTINCT session_id), COUNT(DISTINCT CASE WHEN user_id <> '' THEN user_id END)
 	FROM r GROUP BY day`
 }
@@ -116,8 +121,9 @@ func (db *DB) DailyMetrics(ctx context.Context, from, to time.Time) ([]DailyMetr
 			grp                           int
 			day, typ, model, provider     string
 			runs, in, outTok, total, s, u int64
+			cost                          int64
 		)
-		if err := rows.Scan(&grp, &day, &typ, &model, &provider, &runs, &in, &outTok, &total, &s, &u); err != nil {
+		if err := rows.Scan(&grp, &day, &typ, &model, &provider, &runs, &in, &outTok, &total, &cost, &s, &u); err != nil {
 			return nil, fmt.Errorf("store: reading daily metrics: %w", err)
 		}
 		d := days[day]
@@ -138,6 +144,7 @@ func (db *DB) DailyMetrics(ctx context.Context, from, to time.Time) ([]DailyMetr
 		d.InputTokens += int(in)
 		d.OutputTokens += int(outTok)
 		d.TotalTokens += int(total)
+		d.Cost += modelpkg.Cost(cost)
 		if model == "" {
 			continue
 		}
@@ -150,6 +157,7 @@ func (db *DB) DailyMetrics(ctx context.Context, from, to time.Time) ([]DailyMetr
 		m.Runs += int(runs)
 		m.InputTokens += int(in)
 		m.OutputTokens += int(outTok)
+		m.Cost += modelpkg.Cost(cost)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: reading daily metrics: %w", err)

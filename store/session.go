@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	modelpkg "github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/session"
 )
 
@@ -105,21 +106,30 @@ const sessionColumns = `s.id, s.type, s.component_id, s.user_id, s.name, s.state
 const (
 	// The run count is a correlated subquery over the (session_id, created_at)
 	// index: cheap per session, and only computed for the rows returned.
-	sqlGetSession = `SELECT ` + sessionColumns + `, (SELECT COUNT(*) FROM runs r WHERE r.session_id = s.id)
+	sqlGetSession = `SELECT ` + sessionColumns + `, (SELECT COUNT(*) FROM runs r WHERE r.session_id = s.id), ` + sqlSessionCostS + `
 		FROM sessions s WHERE s.id = $1 AND ($2 = '' OR s.user_id = $2)`
 	sqlRenameSession = `UPDATE sessions SET name = $1, updated_at = $2 WHERE id = $3 AND ($4 = '' OR user_id = $4)`
+)
+
+// sqlSessionCost is the cost of session s's (or p's) runs: its top-level
+// runs', which include their members' and steps'.
+const (
+	sqlSessionCostS = `(SELECT CAST(COALESCE(SUM(r.cost), 0) AS BIGINT) FROM runs r WHERE r.session_id = s.id AND r.parent_run_id = '')`
+	sqlSessionCostP = `(SELECT CAST(COALESCE(SUM(r.cost), 0) AS BIGINT) FROM runs r WHERE r.session_id = p.id AND r.parent_run_id = '')`
 )
 
 func scanSession(sc scanner, extra ...any) (Session, error) {
 	var (
 		s     Session
 		state []byte
+		cost  int64
 	)
 	dest := append([]any{&s.ID, &s.Type, &s.ComponentID, &s.UserID, &s.Name, &state,
-		timeDest{&s.CreatedAt}, timeDest{&s.UpdatedAt}, &s.RunCount}, extra...)
+		timeDest{&s.CreatedAt}, timeDest{&s.UpdatedAt}, &s.RunCount, &cost}, extra...)
 	if err := sc.Scan(dest...); err != nil {
 		return Session{}, err
 	}
+	s.Cost = modelpkg.Cost(cost)
 	if err := decodeJSON(state, &s.State); err != nil {
 		return Session{}, fmt.Errorf("decoding state of session %s: %w", s.ID, err)
 	}
@@ -205,7 +215,7 @@ func (db *DB) listSessions(ctx context.Context, q SessionQuery) ([]Session, int,
 		return sessions, total, nil
 	}
 	query := `SELECT p.id, p.type, p.component_id, p.user_id, p.name, p.state, p.created_at, p.updated_at,
-		(SELECT COUNT(*) FROM runs r WHERE r.session_id = p.id)
+		(SELECT COUNT(*) FROM runs r WHERE r.session_id = p.id), ` + sqlSessionCostP + `
 		FROM (SELECT ` + sessionColumns + ` FROM sessions s` + where +
 		` ORDER BY ` + order("s") + ` LIMIT ` + arg(q.Limit) + ` OFFSET ` + arg((q.Page-1)*q.Limit) + `) p
 		ORDER BY ` + order("p")

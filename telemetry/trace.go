@@ -171,6 +171,7 @@ func (t *Trace) Observe(e event.Event) {
 		s.End = e.CreatedAt
 		s.InputTokens, s.OutputTokens = e.Metrics.InputTokens, e.Metrics.OutputTokens
 		s.Attributes["model"], s.Attributes["provider"] = e.Model, e.Provider
+		setCost(s.Attributes, *e.Metrics)
 		if e.Metrics.TimeToFirstToken > 0 {
 			s.Attributes["time_to_first_token_ms"] = strconv.FormatFloat(float64(e.Metrics.TimeToFirstToken.Microseconds())/1000, 'f', 3, 64)
 		}
@@ -252,6 +253,7 @@ func (t *Trace) Observe(e event.Event) {
 		s.End = e.CreatedAt
 		if e.Metrics != nil {
 			s.InputTokens, s.OutputTokens = e.Metrics.InputTokens, e.Metrics.OutputTokens
+			setCost(s.Attributes, *e.Metrics)
 		}
 		if e.Type != event.RunCompleted {
 			s.Status, s.StatusMessage = StatusError, t.clip(e.ErrorKind+": "+e.Content)
@@ -304,6 +306,24 @@ func (t *Trace) StoreSpan(name string, start, end time.Time, err error) {
 	t.spans = append(t.spans, s)
 }
 
+// CostAttribute is the span attribute of a model request's or a run's cost
+// in USD; CostUnknownAttribute is "true" when a model's price is unknown.
+const (
+	CostAttribute        = "cost_usd"
+	CostUnknownAttribute = "cost_unknown"
+)
+
+// setCost records m's cost on a span, when there is one to record: spans
+// of runs that made no priced call keep their attributes as they were.
+func setCost(attrs map[string]string, m event.Metrics) {
+	if m.Cost != 0 {
+		attrs[CostAttribute] = strconv.FormatFloat(m.Cost.Dollars(), 'f', -1, 64)
+	}
+	if m.CostUnknown {
+		attrs[CostUnknownAttribute] = "true"
+	}
+}
+
 // Finish ends the run at end with its outcome and returns every span, root
 // first. Spans left open (a cancelled tool call) end with the run.
 func (t *Trace) Finish(end time.Time, status, errorKind, message string, m event.Metrics) []Span {
@@ -329,6 +349,7 @@ func (t *Trace) finish(end time.Time, status, errorKind, message string, m event
 	defer t.mu.Unlock()
 	t.root.End = end
 	t.root.InputTokens, t.root.OutputTokens = m.InputTokens, m.OutputTokens
+	setCost(t.root.Attributes, m)
 	if status != StatusOK {
 		t.root.Status = StatusError
 		t.root.StatusMessage = t.clip(message)

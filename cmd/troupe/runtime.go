@@ -6,6 +6,7 @@ import (
 
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/knowledge/milvus"
@@ -69,5 +70,8 @@ func newRuntime(getenv env, logger *slog.Logger, kbs *kb.Service) (*engine.Runti
 		// Without a store (troupe run) workflow steps are checkpointed in
 		// memory; serve replaces this with the database's checkpoints.
 		Workflows: func(w *engine.Workflow) agent.Runner { return workflow.New(w, workflow.Options{}) },
+		// Likewise budgets count in memory; serve counts them in the
+		// database, shared by every replica.
+		Budgets: budget.NewMemory(),
 	}, pool
 }

@@ -267,6 +267,8 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	rt.Workflows = func(w *engine.Workflow) agent.Runner {
 		return workflow.New(w, workflow.Options{Checkpoints: db})
 	}
+	// Budget counters live in the database, shared by every replica.
+	rt.Budgets = db
 	eng, err := engine.New(engine.Options{Dirs: []string{cfg.dir}, ReadRoots: cfg.readRoots, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt})
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", cfg.dir, err)

@@ -53,6 +53,7 @@ type Store interface {
 	ListComponentRuns(ctx context.Context, q store.RunQuery) ([]store.Run, int, error)
 	DailyMetrics(ctx context.Context, from, to time.Time) ([]store.DailyMetrics, error)
 	Fires
+	BudgetCounters
 	// Ready runs a cheap real query, for the readiness probe.
 	Ready(ctx context.Context) error
 }
@@ -248,6 +249,8 @@ func (h *Handler) Register(r gin.IRouter) {
 	}
 	timed.GET("/triggers", need(auth.ScopeAgentsRead), h.wrap(h.listTriggers))
 	timed.GET("/triggers/:name", need(auth.ScopeAgentsRead), h.wrap(h.getTrigger))
+	timed.GET("/budgets", need(auth.ScopeSessionsRead), h.wrap(h.listBudgets))
+	timed.GET("/budgets/:name", need(auth.ScopeSessionsRead), h.wrap(h.getBudget))
 	if h.opts.Triggers != nil {
 		// Starting a run nobody asked for at the trigger's target, with
 		// the trigger's input, is an operator's decision.

@@ -9,31 +9,33 @@ import (
 // sseEvent is the JSON of one streamed run event, in AgentOS's shape: the event
 // name is both on the SSE "event:" line and in the JSON.
 type sseEvent struct {
-	Event         string            `json:"event"`
-	CreatedAt     int64             `json:"created_at"`
-	RunID         string            `json:"run_id"`
-	SessionID     string            `json:"session_id,omitempty"`
-	AgentID       string            `json:"agent_id,omitempty"`
-	AgentName     string            `json:"agent_name,omitempty"`
-	TeamID        string            `json:"team_id,omitempty"`
-	TeamName      string            `json:"team_name,omitempty"`
-	WorkflowID    string            `json:"workflow_id,omitempty"`
-	WorkflowName  string            `json:"workflow_name,omitempty"`
-	StepName      string            `json:"step_name,omitempty"`
-	StepType      string            `json:"step_type,omitempty"`
-	Iteration     int               `json:"iteration,omitempty"`
-	StepID        string            `json:"step_id,omitempty"`
-	StepIndex     *int              `json:"step_index,omitempty"`
-	Member        string            `json:"member,omitempty"`
-	Depth         int               `json:"depth,omitempty"`
-	Model         string            `json:"model,omitempty"`
-	ModelProvider string            `json:"model_provider,omitempty"`
-	Content       *string           `json:"content,omitempty"`
-	ContentType   string            `json:"content_type,omitempty"`
-	Tool          *toolResponse     `json:"tool,omitempty"`
-	Metrics       *metricsResponse  `json:"metrics,omitempty"`
-	ErrorType     string            `json:"error_type,omitempty"`
-	References    []event.Reference `json:"references,omitempty"`
+	Event         string           `json:"event"`
+	CreatedAt     int64            `json:"created_at"`
+	RunID         string           `json:"run_id"`
+	SessionID     string           `json:"session_id,omitempty"`
+	AgentID       string           `json:"agent_id,omitempty"`
+	AgentName     string           `json:"agent_name,omitempty"`
+	TeamID        string           `json:"team_id,omitempty"`
+	TeamName      string           `json:"team_name,omitempty"`
+	WorkflowID    string           `json:"workflow_id,omitempty"`
+	WorkflowName  string           `json:"workflow_name,omitempty"`
+	StepName      string           `json:"step_name,omitempty"`
+	StepType      string           `json:"step_type,omitempty"`
+	Iteration     int              `json:"iteration,omitempty"`
+	StepID        string           `json:"step_id,omitempty"`
+	StepIndex     *int             `json:"step_index,omitempty"`
+	Member        string           `json:"member,omitempty"`
+	Depth         int              `json:"depth,omitempty"`
+	Model         string           `json:"model,omitempty"`
+	ModelProvider string           `json:"model_provider,omitempty"`
+	Content       *string          `json:"content,omitempty"`
+	ContentType   string           `json:"content_type,omitempty"`
+	Tool          *toolResponse    `json:"tool,omitempty"`
+	Metrics       *metricsResponse `json:"metrics,omitempty"`
+	ErrorType     string           `json:"error_type,omitempty"`
+	// Budget names the budget of a BudgetExceeded event.
+	Budget     *event.Budget     `json:"budget,omitempty"`
+	References []event.Reference `json:"references,omitempty"`
 	// Tools and ExtraData complete RunCompleted as AgentOS's does: every
 	// tool call of the run, and the references in Agent UI's shape.
 	Tools     []toolResponse `json:"tools,omitempty"`
@@ -81,6 +83,11 @@ func toSSE(e event.Event) sseEvent {
 		}
 	}
 	out.References = e.References
+	out.Budget = e.Budget
+	if e.Type == event.BudgetExceeded {
+		c := e.Content
+		out.Content = &c
+	}
 	if e.Type == event.RunCompleted {
 		out.ExtraData = toExtraData(e.References)
 		if len(e.Tools) > 0 {

@@ -278,7 +278,7 @@ func (h *Handler) openAPIDocument(snap *engine.Snapshot) map[string]any {
 	}
 
 	paths := map[string]any{}
-	for _, r := range slices.Concat(apiRoutes, queueRoutes, triggerRoutes, h.opts.Documented) {
+	for _, r := range slices.Concat(apiRoutes, queueRoutes, triggerRoutes, budgetRoutes, h.opts.Documented) {
 		if r.Tag == "Knowledge" && h.opts.Knowledge == nil || r.Tag == "Traces" && h.opts.Traces == nil ||
 			r.Path == "/metrics/prometheus" && h.opts.Prometheus == nil {
 			continue // not served by this server

@@ -205,11 +205,11 @@ func (h *Handler) dailyMetrics(c *gin.Context) error {
 	for i, d := range days {
 		models := make([]modelMetrics, len(d.Models))
 		for j, m := range d.Models {
-			models[j] = modelMetrics{ModelID: m.Model, ModelProvider: m.Provider, Count: m.Runs, InputTokens: m.InputTokens, OutputTokens: m.OutputTokens}
+			models[j] = modelMetrics{ModelID: m.Model, ModelProvider: m.Provider, Count: m.Runs, InputTokens: m.InputTokens, OutputTokens: m.OutputTokens, Cost: m.Cost}
 		}
 		out[i] = dayMetrics{Date: d.Date, AgentRunsCount: d.AgentRuns, TeamRunsCount: d.TeamRuns, AgentRuns: d.AgentRuns, TeamRuns: d.TeamRuns,
 			SessionsCount: d.Sessions, UsersCount: d.Users,
-			TokenMetrics: tokenMetrics{InputTokens: d.InputTokens, OutputTokens: d.OutputTokens, TotalTokens: d.TotalTokens},
+			TokenMetrics: tokenMetrics{InputTokens: d.InputTokens, OutputTokens: d.OutputTokens, TotalTokens: d.TotalTokens, Cost: d.Cost},
 			ModelMetrics: models}
 	}
 	c.JSON(http.StatusOK, dailyMetricsResponse{Metrics: out, UpdatedAt: time.Now().UTC()})

@@ -5,6 +5,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -130,14 +131,17 @@ type tokenMetrics struct {
 	InputTokens  int `json:"input_tokens"`
 	OutputTokens int `json:"output_tokens"`
 	TotalTokens  int `json:"total_tokens"`
+	// Cost is the day's model cost in USD (Agno's metrics field name).
+	Cost model.Cost `json:"cost"`
 }
 
 type modelMetrics struct {
-	ModelID       string `json:"model_id"`
-	ModelProvider string `json:"model_provider"`
-	Count         int    `json:"count"`
-	InputTokens   int    `json:"input_tokens"`
-	OutputTokens  int    `json:"output_tokens"`
+	ModelID       string     `json:"model_id"`
+	ModelProvider string     `json:"model_provider"`
+	Count         int        `json:"count"`
+	InputTokens   int        `json:"input_tokens"`
+	OutputTokens  int        `json:"output_tokens"`
+	Cost          model.Cost `json:"cost"`
 }
 
 type errorBody struct {
@@ -220,6 +224,7 @@ type sessionResponse struct {
 	TeamID       string         `json:"team_id,omitempty"`
 	UserID       string         `json:"user_id,omitempty"`
 	RunCount     int            `json:"run_count"`
+	Cost         model.Cost     `json:"cost"`
 	CreatedAt    time.Time      `json:"created_at"`
 	UpdatedAt    time.Time      `json:"updated_at"`
 }
@@ -227,7 +232,7 @@ type sessionResponse struct {
 func toSession(s *store.Session) sessionResponse {
 	out := sessionResponse{
 		SessionID: s.ID, SessionName: s.Name, SessionState: s.State, SessionType: s.Type,
-		UserID: s.UserID, RunCount: s.RunCount, CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
+		UserID: s.UserID, RunCount: s.RunCount, Cost: s.Cost, CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
 	}
 	if out.SessionState == nil {
 		out.SessionState = map[string]any{}
@@ -248,13 +253,17 @@ type metricsResponse struct {
 	TimeToFirstToken float64 `json:"time_to_first_token,omitempty"` // seconds
 	ModelRequests    int     `json:"model_requests,omitempty"`
 	ToolCalls        int     `json:"tool_calls,omitempty"`
+	// Cost is in USD (Agno's field name); CostUnknown is set when a model
+	// of the run has no price (see Model pricing).
+	Cost        model.Cost `json:"cost"`
+	CostUnknown bool       `json:"cost_unknown,omitempty"`
 }
 
 func toMetrics(m event.Metrics) metricsResponse {
 	return metricsResponse{
 		InputTokens: m.InputTokens, OutputTokens: m.OutputTokens, TotalTokens: m.TotalTokens,
 		Duration: m.Duration.Seconds(), TimeToFirstToken: m.TimeToFirstToken.Seconds(),
-		ModelRequests: m.ModelRequests, ToolCalls: m.ToolCalls,
+		ModelRequests: m.ModelRequests, ToolCalls: m.ToolCalls, Cost: m.Cost, CostUnknown: m.CostUnknown,
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
@@ -96,6 +97,8 @@ type Config struct {
 	Now           func() time.Time
 	// Guardrails check the run's input and answer; nil runs none at no cost.
 	Guardrails Guardrails
+	// Budgets are the agent's budgets (the zero Policy: none).
+	Budgets budget.Policy
 }
 
 // Guardrails check a run's input before its first model call and its answer

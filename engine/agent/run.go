@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
@@ -26,6 +27,9 @@ type run struct {
 	metrics event.Metrics
 	tools   []event.ToolCall
 	firstAt time.Time // first content delta
+	// budgeted is set when ctx carries budgets (the agent's or an enclosing
+	// team's or workflow's), so the unbudgeted loop skips even the lookups.
+	budgeted bool
 }
 
 func (r *run) event(t event.Type) event.Event {
@@ -47,6 +51,13 @@ func (r *run) execute(parent context.Context) *Result {
 	started := r.event(event.RunStarted)
 	started.Model, started.Provider = r.a.cfg.Model, r.a.cfg.Vendor
 	r.send(started)
+
+	ctx, tracker, err := budget.Open(ctx, r.a.cfg.Budgets, budget.Subject{RunID: r.in.RunID, SessionID: r.in.SessionID, UserID: r.in.UserID, Runner: r.a.name})
+	if err != nil {
+		return r.fail(ctx, err, "budget", nil)
+	}
+	defer func() { _ = tracker.Close(ctx) }() // best effort: the run has ended either way
+	r.budgeted = budget.Tracking(ctx)
 
 	defs, byName, err := r.gatherTools(ctx)
 	if err != nil {
@@ -72,9 +83,19 @@ func (r *run) execute(parent context.Context) *Result {
 			return r.fail(ctx, fmt.Errorf("%w: the run made %d model requests without finishing (limits.max_model_turns)", ErrToolLimit, turn), "limit", msgs[turnStart:])
 		}
 		req.Messages = msgs
+		if r.budgeted {
+			if err := budget.Check(ctx); err != nil {
+				return r.exceeded(ctx, err, msgs[turnStart:])
+			}
+		}
 		resp, err := r.callModel(ctx, req)
 		if err != nil {
 			return r.fail(ctx, err, string(model.KindOf(err)), msgs[turnStart:])
+		}
+		if r.budgeted {
+			if err := budget.Record(ctx, budget.OfResponse(resp)); err != nil {
+				return r.fail(ctx, err, "budget", msgs[turnStart:])
+			}
 		}
 		msgs = append(msgs, model.Message{Role: model.RoleAssistant, Content: resp.Content, ToolCalls: resp.ToolCalls})
 
@@ -98,6 +119,11 @@ func (r *run) execute(parent context.Context) *Result {
 		results := r.runTools(ctx, resp.ToolCalls, byName)
 		if ctx.Err() != nil {
 			return r.fail(ctx, context.Cause(ctx), "", msgs[turnStart:])
+		}
+		if r.budgeted {
+			if err := budget.Record(ctx, budget.Usage{ToolCalls: int64(len(resp.ToolCalls))}); err != nil {
+				return r.fail(ctx, err, "budget", msgs[turnStart:])
+			}
 		}
 		msgs = append(msgs, results...)
 	}
@@ -174,7 +200,9 @@ func (r *run) callModel(ctx context.Context, req *model.Request) (*model.Respons
 		return nil, err
 	}
 	m.AddUsage(resp.Usage)
+	m.AddCost(resp)
 	r.metrics.AddUsage(resp.Usage)
+	r.metrics.AddCost(resp)
 	if !r.in.Stream && resp.Content != "" && len(resp.ToolCalls) == 0 {
 		if r.firstAt.IsZero() {
 			r.firstAt = r.a.cfg.Now()
@@ -314,6 +342,27 @@ func (r *run) complete(content string, msgs []model.Message) *Result {
 	e.Content, e.Metrics, e.References, e.Tools = content, &res.Metrics, res.References, slices.Clone(res.Tools)
 	r.send(e)
 	return res
+}
+
+// exceeded ends the run refused by a budget: a BudgetExceeded event naming it,
+// then the RunError.
+func (r *run) exceeded(ctx context.Context, err error, msgs []model.Message) *Result {
+	if e := BudgetEvent(err); e != nil {
+		be := r.event(event.BudgetExceeded)
+		be.Budget, be.Content = e, err.Error()
+		r.send(be)
+	}
+	return r.fail(ctx, err, budget.ErrorKind, msgs)
+}
+
+// BudgetEvent describes a budget refusal for a BudgetExceeded event; nil
+// when err is not one.
+func BudgetEvent(err error) *event.Budget {
+	var be *budget.ExceededError
+	if !errors.As(err, &be) {
+		return nil
+	}
+	return &event.Budget{Name: be.Budget, Scope: be.Key.Scope, Window: be.Key.Window, Limit: be.Limit, Max: be.Max, Used: be.Used}
 }
 
 // fail ends the run with an error, or as cancelled when the caller cancelled.

@@ -31,6 +31,9 @@ const (
 	// output (engine/guard); traces turn it into a guardrail.<name> span.
 	// It is internal: AgentOS streams do not carry it.
 	GuardrailChecked Type = "GuardrailChecked"
+	// BudgetExceeded precedes the RunError of a run a budget refused, and
+	// names the budget, its key, the limit and the usage (Budget).
+	BudgetExceeded Type = "BudgetExceeded"
 )
 
 // Workflow step events, named as AgentOS names them. A workflow run's own
@@ -159,6 +162,8 @@ type Event struct {
 	Tools []ToolCall `json:"tools,omitempty"`
 	// Guardrail is the decision of a GuardrailChecked event.
 	Guardrail *GuardrailCheck `json:"guardrail,omitempty"`
+	// Budget describes the budget of a BudgetExceeded event.
+	Budget *Budget `json:"budget,omitempty"`
 	// ErrorKind classifies RunError (a model.ErrorKind, or "limit", "timeout",
 	// "output_schema", "tool").
 	ErrorKind string `json:"error_kind,omitempty"`
@@ -195,6 +200,18 @@ type GuardrailCheck struct {
 	Duration  time.Duration `json:"duration_ns"`
 }
 
+// Budget names the budget a run exceeded: its name, the counter's scope and
+// window, the limit (cost, tokens, tool_calls, wall_time), the cap and the
+// usage, formatted.
+type Budget struct {
+	Name   string `json:"name"`
+	Scope  string `json:"scope,omitempty"`
+	Window string `json:"window,omitempty"`
+	Limit  string `json:"limit"`
+	Max    string `json:"max"`
+	Used   string `json:"used"`
+}
+
 // Reference is a knowledge passage a run used to answer.
 type Reference struct {
 	KnowledgeID  string  `json:"knowledge_id"`
@@ -226,6 +243,30 @@ type Metrics struct {
 	TimeToFirstToken time.Duration `json:"time_to_first_token_ns,omitempty"`
 	ModelRequests    int           `json:"model_requests,omitempty"`
 	ToolCalls        int           `json:"tool_calls,omitempty"`
+	// Cost is what the model calls cost, in USD on the wire (Agno's metrics
+	// field name); CostUnknown is set when some call's model has no price.
+	Cost        model.Cost `json:"cost"`
+	CostUnknown bool       `json:"cost_unknown,omitempty"`
+}
+
+// AddCost accumulates a model answer's cost.
+func (m *Metrics) AddCost(r *model.Response) {
+	m.Cost += r.Cost
+	if !r.CostKnown {
+		m.CostUnknown = true
+	}
+}
+
+// Add accumulates the usage, cost and counts of another run (a team member's,
+// a workflow step's) into m; durations are not added.
+func (m *Metrics) Add(o Metrics) {
+	m.InputTokens += o.InputTokens
+	m.OutputTokens += o.OutputTokens
+	m.TotalTokens = m.InputTokens + m.OutputTokens
+	m.ModelRequests += o.ModelRequests
+	m.ToolCalls += o.ToolCalls
+	m.Cost += o.Cost
+	m.CostUnknown = m.CostUnknown || o.CostUnknown
 }
 
 // AddUsage accumulates token usage.

@@ -90,6 +90,10 @@ type Response struct {
 	Usage      Usage      `json:"usage"`
 	StopReason string     `json:"stop_reason"`
 	Model      string     `json:"model"` // as reported by the vendor
+	// Cost is what the answer cost at its target's price; CostKnown is false
+	// when the model's price is unknown (Cost is then 0). Set by Chain.
+	Cost      Cost `json:"cost,omitempty"`
+	CostKnown bool `json:"cost_known,omitempty"`
 }
 
 // Delta is an incremental piece of a streamed answer.

@@ -20,6 +20,10 @@ type Target struct {
 	// values win.
 	Temperature *float64
 	MaxTokens   int
+	// Price is what the model charges (a Model spec's pricing, else the
+	// built-in table); nil when unknown, and the answer's cost is then 0 and
+	// flagged as unknown.
+	Price *Price
 }
 
 // Backoff is the retry schedule: exponential from Base, capped at Max, with full
@@ -78,6 +82,11 @@ func (c *Chain) Generate(ctx context.Context, req *Request, onDelta func(Delta))
 	for _, t := range c.Targets {
 		resp, delivered, err := c.try(ctx, t, req, onDelta, backoff)
 		if err == nil {
+			// Priced here, where the answering target (primary or
+			// fallback) is known, so every loop gets cost for free.
+			if t.Price != nil {
+				resp.Cost, resp.CostKnown = t.Price.Cost(resp.Usage), true
+			}
 			return resp, nil
 		}
 		if ctx.Err() != nil || delivered {

@@ -63,6 +63,8 @@ type Session struct {
 	// Stores fill it when they list or read sessions, not when they start a
 	// run.
 	RunCount int
+	// Cost is what the session's runs cost; filled with RunCount.
+	Cost model.Cost
 }
 
 // Filter restricts reads and changes to one user's rows. An empty UserID

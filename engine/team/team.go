@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
@@ -47,6 +48,8 @@ type Config struct {
 	Now      func() time.Time
 	// Guardrails check the team's input and final answer; nil runs none.
 	Guardrails agent.Guardrails
+	// Budgets are the team's budgets; they also govern its members' runs.
+	Budgets budget.Policy
 }
 
 // Team is a run-ready team. Immutable and safe for concurrent runs.
@@ -237,6 +240,16 @@ func (t *Team) Execute(ctx context.Context, in agent.Input, emit func(event.Even
 func (t *Team) execute(ctx context.Context, in agent.Input, emit func(event.Event)) *agent.Result {
 	r := &teamRun{t: t, in: in, emit: emit}
 	ctx = context.WithValue(ctx, runKey{}, r)
+	ctx, tracker, err := budget.Open(ctx, t.cfg.Budgets, budget.Subject{RunID: in.RunID, SessionID: in.SessionID, UserID: in.UserID, Runner: t.Name()})
+	if err != nil {
+		started := r.event(event.RunStarted)
+		started.Model, started.Provider = t.cfg.Model, t.cfg.Vendor
+		r.send(started)
+		res := r.finish(ctx, t.cfg.Now(), event.Metrics{}, "", err, "budget")
+		res.Runner, res.Input = t.Name(), in.Message
+		return res
+	}
+	defer func() { _ = tracker.Close(ctx) }() // best effort: the run has ended either way
 	var res *agent.Result
 	switch t.cfg.Spec.Mode {
 	case spec.ModeRoute:
@@ -254,6 +267,9 @@ func (t *Team) execute(ctx context.Context, in agent.Input, emit func(event.Even
 		res.Metrics.InputTokens += m.Metrics.InputTokens
 		res.Metrics.OutputTokens += m.Metrics.OutputTokens
 		res.Metrics.ModelRequests += m.Metrics.ModelRequests
+		// A team's run costs what its members' runs cost, plus the leader.
+		res.Metrics.Cost += m.Metrics.Cost
+		res.Metrics.CostUnknown = res.Metrics.CostUnknown || m.Metrics.CostUnknown
 	}
 	res.Metrics.TotalTokens = res.Metrics.InputTokens + res.Metrics.OutputTokens
 	r.mu.Unlock()
@@ -275,16 +291,27 @@ func (r *teamRun) route(ctx context.Context) *agent.Result {
 	var metrics event.Metrics
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
+		if err := budget.Check(ctx); err != nil {
+			be := r.event(event.BudgetExceeded)
+			be.Budget, be.Content = agent.BudgetEvent(err), err.Error()
+			r.send(be)
+			return r.finish(ctx, start, metrics, "", err, budget.ErrorKind)
+		}
 		reqStart := t.cfg.Now()
 		resp, err := t.cfg.Provider.Generate(ctx, req, nil)
 		if err != nil {
 			return r.finish(ctx, start, metrics, "", err, string(model.KindOf(err)))
 		}
+		if err := budget.Record(ctx, budget.OfResponse(resp)); err != nil {
+			return r.finish(ctx, start, metrics, "", err, "budget")
+		}
 		metrics.AddUsage(resp.Usage)
+		metrics.AddCost(resp)
 		metrics.ModelRequests++
 		done := r.event(event.ModelRequestCompleted)
 		m := event.Metrics{Duration: t.cfg.Now().Sub(reqStart), ModelRequests: 1}
 		m.AddUsage(resp.Usage)
+		m.AddCost(resp)
 		done.Model, done.Provider, done.Metrics = resp.Model, t.cfg.Vendor, &m
 		r.send(done)
 		if len(resp.ToolCalls) == 0 {

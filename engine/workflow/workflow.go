@@ -23,6 +23,7 @@ import (
 
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/spec/expr"
@@ -190,6 +191,17 @@ func (x *run) vars(sc scope) expr.Vars {
 	return v
 }
 
+// startBudgeted runs the workflow under its budgets, which then govern every
+// model call of its steps (their agents check the budgets in ctx).
+func (x *run) startBudgeted(ctx context.Context) (string, error) {
+	ctx, tracker, err := budget.Open(ctx, x.r.w.Budgets, budget.Subject{RunID: x.in.RunID, SessionID: x.in.SessionID, UserID: x.in.UserID, Runner: x.r.Name()})
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = tracker.Close(ctx) }() // best effort: the run has ended either way
+	return x.start(ctx)
+}
+
 func (x *run) finished(name string, output any, status event.Status) {
 	x.mu.Lock()
 	x.steps[name] = map[string]any{"output": output, "status": string(status)}
@@ -214,7 +226,7 @@ func (r *Runner) Execute(ctx context.Context, in agent.Input, emit func(event.Ev
 	}
 	started := x.event(event.RunStarted, nil, scope{})
 	x.send(started)
-	out, err := x.start(ctx)
+	out, err := x.startBudgeted(ctx)
 	res := &agent.Result{RunID: in.RunID, Input: in.Message, Runner: r.Name()}
 	x.mu.Lock()
 	res.Members = x.members
@@ -223,6 +235,9 @@ func (r *Runner) Execute(ctx context.Context, in agent.Input, emit func(event.Ev
 		res.Metrics.InputTokens += m.Metrics.InputTokens
 		res.Metrics.OutputTokens += m.Metrics.OutputTokens
 		res.Metrics.ModelRequests += m.Metrics.ModelRequests
+		// A workflow run costs what its steps cost.
+		res.Metrics.Cost += m.Metrics.Cost
+		res.Metrics.CostUnknown = res.Metrics.CostUnknown || m.Metrics.CostUnknown
 	}
 	res.Metrics.TotalTokens = res.Metrics.InputTokens + res.Metrics.OutputTokens
 	res.Metrics.Duration = r.opts.Now().Sub(start)

@@ -2,14 +2,10 @@
 -- "user:<id>", "ip:<address>") holds the GCRA theoretical arrival time in
 -- microseconds since the Unix epoch; every request moves it with one
 -- conditional upsert, so replicas sharing the database share the limit.
--- Numbered 0018 on its branch; approvals (0018) and budgets (0019) are written
--- in parallel, so this becomes 0020 at merge.
--- UNLOGGED: the state is worth less than a WAL flush per request; after a
--- crash PostgreSQL empties the table, which only refills every allowance.
-CREATE UNLOGGED TABLE rate_limits (
+CREATE TABLE rate_limits (
     subject TEXT    NOT NULL PRIMARY KEY,
-    tat_us  BIGINT  NOT NULL
-);
+    tat_us  INTEGER NOT NULL
+) STRICT;
 
 -- The runs a subject started, for its concurrent-runs limit: a subject's
 -- PENDING or RUNNING runs are counted through this table (rows of finished
@@ -18,4 +14,4 @@ CREATE TABLE rate_limit_runs (
     subject TEXT NOT NULL,
     run_id  TEXT NOT NULL,
     PRIMARY KEY (subject, run_id)
-);
+) STRICT;
