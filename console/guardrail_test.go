@@ -119,8 +119,8 @@ func startGuarded(t *testing.T) (*testServer, *fake.Provider, *fake.Provider, *m
 	main := fake.New()
 	main.Repeat = &fake.Step{Deltas: []string{"Sure: write to ", "bob@example.com", " any time."}}
 	judge := fake.New(
-		fake.Step{Content: "BLOCK: abusive language", Match: func(r *model.Request) bool { return strings.Contains(r.Messages[0].Content, "idiot") }},
-		fake.Step{Content: "ALLOW", Match: func(r *model.Request) bool { return strings.Contains(r.Messages[0].Content, "kind") }},
+		fake.Step{Content: "BLOCK: abusive language", Usage: model.Usage{InputTokens: 40, OutputTokens: 3}, Match: func(r *model.Request) bool { return strings.Contains(r.Messages[0].Content, "idiot") }},
+		fake.Step{Content: "ALLOW", Usage: model.Usage{InputTokens: 40, OutputTokens: 3}, Match: func(r *model.Request) bool { return strings.Contains(r.Messages[0].Content, "kind") }},
 		fake.Step{Block: true, Match: func(r *model.Request) bool { return strings.Contains(r.Messages[0].Content, "slow") }},
 		fake.Step{Block: true, Match: func(r *model.Request) bool { return strings.Contains(r.Messages[0].Content, "slow") }},
 	)
@@ -198,11 +198,12 @@ func TestGuardrailModelJudge(t *testing.T) {
 	tests := []struct {
 		name, agent, message string
 		wantEvent, wantError string
+		judgeTokens          float64 // what the judge's answer used, counted in the run's
 	}{
-		{"judge blocks", "judged-open", "you idiot", "RunError", "guardrail judge blocked the input: abusive language"},
-		{"judge allows", "judged-closed", "a kind question", "RunCompleted", ""},
-		{"slow judge fails open", "judged-open", "a slow question", "RunCompleted", ""},
-		{"slow judge fails closed", "judged-closed", "a slow question", "RunError", "guardrail judge blocked the input: the check failed and on_error is block: the judge model did not answer within 300ms (timeout)"},
+		{"judge blocks", "judged-open", "you idiot", "RunError", "guardrail judge blocked the input: abusive language", 43},
+		{"judge allows", "judged-closed", "a kind question", "RunCompleted", "", 43},
+		{"slow judge fails open", "judged-open", "a slow question", "RunCompleted", "", 0},
+		{"slow judge fails closed", "judged-closed", "a slow question", "RunError", "guardrail judge blocked the input: the check failed and on_error is block: the judge model did not answer within 300ms (timeout)", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,6 +218,12 @@ func TestGuardrailModelJudge(t *testing.T) {
 			} else {
 				require.Len(t, main.Requests(), before+1)
 			}
+			metrics, _ := last.Data["metrics"].(map[string]any)
+			require.Equal(t, tt.judgeTokens, metrics["total_tokens"], "the judge's tokens are the run's")
+			stored := ts.storedRun(t, "agent", tt.agent, frames[0].Data["run_id"].(string))
+			run, err := ts.db.GetRun(t.Context(), stored.RunID, session.Filter{})
+			require.NoError(t, err)
+			require.Equal(t, int(tt.judgeTokens), run.Metrics.TotalTokens)
 		})
 	}
 	for _, r := range judge.Requests() {

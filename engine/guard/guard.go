@@ -102,6 +102,9 @@ type checker interface {
 type call struct {
 	dir Direction
 	who *Who
+	// spent accumulates what model guardrails' judges used: the run's
+	// tokens and cost include them.
+	spent *event.Metrics
 }
 
 type verdict struct {
@@ -201,10 +204,11 @@ func orDefault(d time.Duration) time.Duration {
 func (s *Set) Run(ctx context.Context, in agent.Input, emit func(event.Event), next func(context.Context, agent.Input, func(event.Event)) *agent.Result) *agent.Result {
 	start := s.now()
 	var pending []event.Event
+	var spent event.Metrics // judges' usage, added to the run's
 	if len(s.input) > 0 {
-		text, err := s.check(ctx, s.input, Input, in.Message, in, func(e event.Event) { pending = append(pending, e) })
+		text, err := s.check(ctx, s.input, Input, in.Message, in, &spent, func(e event.Event) { pending = append(pending, e) })
 		if err != nil {
-			return s.blocked(in, emit, start, pending, err)
+			return s.blocked(in, emit, start, pending, spent, err)
 		}
 		in.Message = text
 	}
@@ -214,6 +218,11 @@ func (s *Set) Run(ctx context.Context, in agent.Input, emit func(event.Event), n
 	var held *event.Event
 	res := next(ctx, in, func(e event.Event) {
 		if e.Depth == 0 {
+			if e.Type.Terminal() && e.Metrics != nil && spent != (event.Metrics{}) {
+				m := *e.Metrics
+				m.Add(spent)
+				e.Metrics = &m
+			}
 			switch {
 			case e.Type == event.RunStarted && pending != nil:
 				emit(e)
@@ -231,6 +240,7 @@ func (s *Set) Run(ctx context.Context, in agent.Input, emit func(event.Event), n
 		}
 		emit(e)
 	})
+	res.Metrics.Add(spent)
 	if held == nil {
 		return res
 	}
@@ -238,7 +248,14 @@ func (s *Set) Run(ctx context.Context, in agent.Input, emit func(event.Event), n
 		emit(*held) // cannot happen: a completed event ends a completed run
 		return res
 	}
-	text, err := s.check(ctx, s.output, Output, res.Content, in, emit)
+	var judged event.Metrics
+	text, err := s.check(ctx, s.output, Output, res.Content, in, &judged, emit)
+	res.Metrics.Add(judged)
+	if held.Metrics != nil {
+		m := *held.Metrics
+		m.Add(judged)
+		held.Metrics = &m
+	}
 	if err != nil {
 		res.Status, res.Err, res.ErrorKind, res.Content = event.StatusError, err, ErrorKind, ""
 		e := *held
@@ -278,7 +295,7 @@ func (s *Set) base(t event.Type, in agent.Input) event.Event {
 
 // blocked ends a run whose input a guardrail blocked: it never started, but
 // its stream still has the RunStarted and RunError every run has.
-func (s *Set) blocked(in agent.Input, emit func(event.Event), start time.Time, pending []event.Event, err error) *agent.Result {
+func (s *Set) blocked(in agent.Input, emit func(event.Event), start time.Time, pending []event.Event, spent event.Metrics, err error) *agent.Result {
 	started := s.base(event.RunStarted, in)
 	started.CreatedAt = start
 	started.Model, started.Provider = s.who.Model, s.who.Provider
@@ -290,6 +307,7 @@ func (s *Set) blocked(in agent.Input, emit func(event.Event), start time.Time, p
 		RunID: in.RunID, Input: in.Message, Runner: s.who.Name, Status: event.StatusError, Err: err, ErrorKind: ErrorKind,
 		Model: s.who.Model, Provider: s.who.Provider, Metrics: event.Metrics{Duration: s.now().Sub(start)},
 	}
+	res.Metrics.Add(spent)
 	e := s.base(event.RunError, in)
 	m := res.Metrics
 	e.Content, e.ErrorKind, e.Metrics = err.Error(), ErrorKind, &m
@@ -300,8 +318,8 @@ func (s *Set) blocked(in agent.Input, emit func(event.Event), start time.Time, p
 // check runs list on text in order, reporting each decision, and returns
 // the text as redacted, or a *BlockError from the first guardrail that
 // blocks.
-func (s *Set) check(ctx context.Context, list []*guardrail, dir Direction, text string, in agent.Input, emit func(event.Event)) (string, error) {
-	c := &call{dir: dir, who: &s.who}
+func (s *Set) check(ctx context.Context, list []*guardrail, dir Direction, text string, in agent.Input, spent *event.Metrics, emit func(event.Event)) (string, error) {
+	c := &call{dir: dir, who: &s.who, spent: spent}
 	for _, g := range list {
 		t0 := s.now()
 		v, err := g.check.check(ctx, text, c)

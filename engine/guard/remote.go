@@ -21,7 +21,7 @@ type modelCheck struct {
 	timeout  time.Duration
 }
 
-func (c *modelCheck) check(ctx context.Context, text string, _ *call) (verdict, error) {
+func (c *modelCheck) check(ctx context.Context, text string, cl *call) (verdict, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	req := &model.Request{
@@ -29,6 +29,11 @@ func (c *modelCheck) check(ctx context.Context, text string, _ *call) (verdict, 
 		Messages: []model.Message{{Role: model.RoleUser, Content: text}},
 	}
 	resp, err := c.provider.Generate(ctx, req, nil)
+	if resp != nil && cl.spent != nil {
+		cl.spent.AddUsage(resp.Usage)
+		cl.spent.AddCost(resp)
+		cl.spent.ModelRequests++
+	}
 	if err != nil {
 		return verdict{}, timeoutError(ctx, "the judge model", c.timeout, fmt.Errorf("the judge model failed: %w", err))
 	}
