@@ -29,11 +29,14 @@ const (
 	ScopeSessionsWrite  Scope = "sessions:write"
 	ScopeKnowledgeRead  Scope = "knowledge:read"
 	ScopeKnowledgeWrite Scope = "knowledge:write"
+	// ScopeApprovalsWrite lets a key see and decide the approvals whose
+	// approvers include its user or one of its scopes.
+	ScopeApprovalsWrite Scope = "approvals:write"
 	ScopeAdmin          Scope = "admin"
 )
 
 // Scopes lists every scope.
-var Scopes = []Scope{ScopeAgentsRead, ScopeAgentsRun, ScopeSessionsRead, ScopeSessionsWrite, ScopeKnowledgeRead, ScopeKnowledgeWrite, ScopeAdmin}
+var Scopes = []Scope{ScopeAgentsRead, ScopeAgentsRun, ScopeSessionsRead, ScopeSessionsWrite, ScopeKnowledgeRead, ScopeKnowledgeWrite, ScopeApprovalsWrite, ScopeAdmin}
 
 // Key is one API key's grants. The key itself is kept only as a hash.
 type Key struct {
@@ -45,6 +48,16 @@ type Key struct {
 
 // Has reports whether the key grants scope.
 func (k *Key) Has(s Scope) bool { return k.scopes[ScopeAdmin] || k.scopes[s] }
+
+// ScopeNames returns the key's scopes, sorted.
+func (k *Key) ScopeNames() []string {
+	out := make([]string, 0, len(k.scopes))
+	for s := range k.scopes {
+		out = append(out, string(s))
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Keyring holds the API keys the server accepts.
 type Keyring struct {

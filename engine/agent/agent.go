@@ -17,6 +17,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/troupehq/troupe/engine/approval"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
@@ -53,6 +54,22 @@ type Input struct {
 	// State is the session's key-value state (workflows read and write it;
 	// agents and teams ignore it). The runner must not modify it.
 	State map[string]any
+	// Resume, when set, continues a run that paused on tool calls, instead
+	// of answering Message afresh.
+	Resume *Resume
+}
+
+// Resume is the stored state of a paused run and the decisions taken since.
+type Resume struct {
+	// Messages are the turn's messages when it paused: the user's message
+	// first, the assistant's message with the held tool calls last.
+	Messages []model.Message
+	Tools    []event.ToolCall
+	Metrics  event.Metrics
+	// Decided are the paused calls with their decisions (confirmed,
+	// tool_args, user input values, result); calls of the assistant's last
+	// message that are not here needed no decision and run as asked.
+	Decided []event.ToolExecution
 }
 
 // Result is the outcome of a run.
@@ -81,6 +98,9 @@ type Result struct {
 	// State, when not nil, is the session's new key-value state (a
 	// workflow's set_state), saved with the run.
 	State map[string]any
+	// Pending are the calls a PAUSED run waits on, with what the inbox
+	// needs to know of their confirmation policies.
+	Pending []approval.Need
 }
 
 // Config is everything an agent needs, resolved by the engine's compiler.
@@ -91,6 +111,11 @@ type Config struct {
 	Vendor   string         // primary provider name, for events
 	Tools    []tool.Tool
 	Toolsets []tool.Toolset
+	// Gates are the control points of static tools, by tool name, and
+	// ToolsetGates those of each toolset (same order as Toolsets): calls
+	// they flag pause the run instead of executing.
+	Gates        map[string]*approval.Gate
+	ToolsetGates []*approval.Gate
 	// KnowledgeHint is added to the instructions when the agent has knowledge.
 	KnowledgeHint string
 	Now           func() time.Time

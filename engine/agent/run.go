@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/troupehq/troupe/engine/approval"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
@@ -44,18 +46,40 @@ func (r *run) execute(parent context.Context) *Result {
 	defer cancel()
 	ctx = tool.WithReferences(ctx, &r.refs)
 
+	rs := r.in.Resume
 	started := r.event(event.RunStarted)
+	if rs != nil {
+		started.Type = event.RunContinued
+	}
 	started.Model, started.Provider = r.a.cfg.Model, r.a.cfg.Vendor
 	r.send(started)
 
-	defs, byName, err := r.gatherTools(ctx)
+	defs, byName, gates, err := r.gatherTools(ctx)
 	if err != nil {
 		return r.fail(ctx, err, "tool", nil)
 	}
 	msgs := make([]model.Message, 0, len(r.in.History)+4)
 	msgs = append(msgs, r.in.History...)
 	turnStart := len(msgs)
-	msgs = append(msgs, model.Message{Role: model.RoleUser, Content: r.in.Message})
+	if rs == nil {
+		msgs = append(msgs, model.Message{Role: model.RoleUser, Content: r.in.Message})
+	} else {
+		// The held calls run now, with their decisions, and the loop goes
+		// on from the model's next turn.
+		msgs = append(msgs, rs.Messages...)
+		r.tools, r.metrics = slices.Clone(rs.Tools), rs.Metrics
+		if n := len(msgs); n > turnStart && msgs[n-1].Role == model.RoleAssistant && len(msgs[n-1].ToolCalls) > 0 {
+			decided := map[string]event.ToolExecution{}
+			for _, d := range rs.Decided {
+				decided[d.ToolCallID] = d
+			}
+			results := r.runTools(ctx, msgs[n-1].ToolCalls, byName, decided)
+			if ctx.Err() != nil {
+				return r.fail(ctx, context.Cause(ctx), "", msgs[turnStart:])
+			}
+			msgs = append(msgs, results...)
+		}
+	}
 
 	req := &model.Request{
 		System:      r.systemPrompt(),
@@ -95,7 +119,10 @@ func (r *run) execute(parent context.Context) *Result {
 		if r.metrics.ToolCalls+len(resp.ToolCalls) > lim.MaxToolCalls {
 			return r.fail(ctx, fmt.Errorf("%w: the model asked for more than %d tool calls in one run (limits.max_tool_calls)", ErrToolLimit, lim.MaxToolCalls), "limit", msgs[turnStart:])
 		}
-		results := r.runTools(ctx, resp.ToolCalls, byName)
+		if needs := r.check(ctx, resp.ToolCalls, gates); len(needs) > 0 {
+			return r.pause(needs, msgs[turnStart:])
+		}
+		results := r.runTools(ctx, resp.ToolCalls, byName, nil)
 		if ctx.Err() != nil {
 			return r.fail(ctx, context.Cause(ctx), "", msgs[turnStart:])
 		}
@@ -106,20 +133,21 @@ func (r *run) execute(parent context.Context) *Result {
 var errRunTimeout = errors.New("run timeout")
 
 // gatherTools lists the static tools and those of toolsets, starting toolsets
-// (MCP servers) on first use.
-func (r *run) gatherTools(ctx context.Context) ([]model.ToolDef, map[string]tool.Tool, error) {
+// (MCP servers) on first use, with the gates of each by name.
+func (r *run) gatherTools(ctx context.Context) ([]model.ToolDef, map[string]tool.Tool, map[string]*approval.Gate, error) {
 	if len(r.a.cfg.Toolsets) == 0 {
-		return r.a.defs, r.a.byName, nil
+		return r.a.defs, r.a.byName, r.a.cfg.Gates, nil
 	}
 	defs := slices.Clone(r.a.defs)
 	byName := make(map[string]tool.Tool, len(r.a.byName))
 	for k, v := range r.a.byName {
 		byName[k] = v
 	}
-	for _, ts := range r.a.cfg.Toolsets {
+	gates := maps.Clone(r.a.cfg.Gates)
+	for i, ts := range r.a.cfg.Toolsets {
 		tools, err := ts.Tools(ctx)
 		if err != nil {
-			return nil, nil, fmt.Errorf("starting toolset: %w", err)
+			return nil, nil, nil, fmt.Errorf("starting toolset: %w", err)
 		}
 		for _, t := range tools {
 			d := t.Def()
@@ -128,9 +156,89 @@ func (r *run) gatherTools(ctx context.Context) ([]model.ToolDef, map[string]tool
 			}
 			defs = append(defs, d)
 			byName[d.Name] = t
+			if i < len(r.a.cfg.ToolsetGates) && r.a.cfg.ToolsetGates[i] != nil {
+				if gates == nil {
+					gates = map[string]*approval.Gate{}
+				}
+				gates[d.Name] = r.a.cfg.ToolsetGates[i]
+			}
 		}
 	}
-	return defs, byName, nil
+	return defs, byName, gates, nil
+}
+
+// check returns the calls of one model turn that need a decision before
+// they run. When any does, the whole turn is held, the calls that need
+// nothing included: they run with the others once the run continues, so a
+// rejected call never sees its siblings' side effects half-done, and the
+// turn's results reach the model together, as they always do.
+func (r *run) check(ctx context.Context, calls []model.ToolCall, gates map[string]*approval.Gate) []approval.Need {
+	if len(gates) == 0 {
+		return nil
+	}
+	var needs []approval.Need
+	for _, c := range calls {
+		g := gates[c.Name]
+		if g == nil {
+			continue
+		}
+		n, err := g.Check(ctx, approval.Call{ID: c.ID, Tool: c.Name, Args: marshalArgs(c.Arguments), Agent: r.a.name, User: r.in.UserID})
+		if err != nil || n == nil {
+			continue
+		}
+		if n.Exec.RequiresConfirmation {
+			n.Exec.ApprovalID = approval.NewID()
+		}
+		needs = append(needs, *n)
+	}
+	return needs
+}
+
+// pause ends the run PAUSED on needs, with the turn's messages so far (the
+// assistant's held tool calls last) for the run to continue from.
+func (r *run) pause(needs []approval.Need, msgs []model.Message) *Result {
+	res := r.result(event.StatusPaused, "", msgs)
+	res.Pending = needs
+	e := r.event(event.RunPaused)
+	e.Metrics = &res.Metrics
+	e.Content = fmt.Sprintf("the run is paused: %d tool call(s) need a decision", len(needs))
+	for _, n := range needs {
+		e.Paused = append(e.Paused, n.Exec)
+	}
+	r.send(e)
+	return res
+}
+
+// decide applies a decision to a held call: the call to run (edited
+// arguments, user input filled in), or the result it gets without running
+// (rejected, or executed by the client).
+func decide(c model.ToolCall, d event.ToolExecution) (model.ToolCall, *string) {
+	switch {
+	case d.RequiresConfirmation && d.Confirmed != nil && !*d.Confirmed:
+		out := "The tool call was rejected by the approver; it did not run."
+		if d.ConfirmationNote != "" {
+			out += " Their comment: " + d.ConfirmationNote
+		}
+		return c, &out
+	case d.ExternalExecutionRequired && d.Result != nil:
+		return c, d.Result
+	}
+	args := d.ToolArgs
+	if len(d.UserInputSchema) > 0 {
+		args = maps.Clone(args)
+		if args == nil {
+			args = map[string]any{}
+		}
+		for _, f := range d.UserInputSchema {
+			args[f.Name] = f.Value
+		}
+	}
+	if args != nil {
+		if b, err := json.Marshal(args); err == nil {
+			c.Arguments = string(b)
+		}
+	}
+	return c, nil
 }
 
 func (r *run) systemPrompt() string {
@@ -194,11 +302,15 @@ func (r *run) callModel(ctx context.Context, req *model.Request) (*model.Respons
 
 // runTools runs one turn's tool calls concurrently and returns their results in
 // the order the model asked for them.
-func (r *run) runTools(ctx context.Context, calls []model.ToolCall, byName map[string]tool.Tool) []model.Message {
+func (r *run) runTools(ctx context.Context, calls []model.ToolCall, byName map[string]tool.Tool, decided map[string]event.ToolExecution) []model.Message {
 	results := make([]model.Message, len(calls))
 	records := make([]event.ToolCall, len(calls))
 	var wg sync.WaitGroup
 	for i, c := range calls {
+		var given *string
+		if d, ok := decided[c.ID]; ok {
+			c, given = decide(c, d)
+		}
 		rec := event.ToolCall{ID: c.ID, Name: c.Name, Args: marshalArgs(c.Arguments), StartedAt: r.a.cfg.Now()}
 		e := r.event(event.ToolCallStarted)
 		// Consumers keep events (a stream's journal encodes them later), so
@@ -207,7 +319,13 @@ func (r *run) runTools(ctx context.Context, calls []model.ToolCall, byName map[s
 		e.Tool = &started
 		r.send(e)
 		wg.Go(func() {
-			out, err := r.callTool(ctx, c, byName[c.Name], byName)
+			var out string
+			var err error
+			if given != nil {
+				out = *given
+			} else {
+				out, err = r.callTool(ctx, c, byName[c.Name], byName)
+			}
 			rec.Duration = r.a.cfg.Now().Sub(rec.StartedAt)
 			msg := model.Message{Role: model.RoleTool, ToolCallID: c.ID, Name: c.Name}
 			done := r.event(event.ToolCallCompleted)

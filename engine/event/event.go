@@ -27,6 +27,9 @@ const (
 	// RunPaused ends a workflow run that waits at an approval step; it
 	// continues (as a new execution of the same run) once approved.
 	RunPaused Type = "RunPaused"
+	// RunContinued starts the execution of a paused agent or team run that
+	// was continued (in place of RunStarted).
+	RunContinued Type = "RunContinued"
 )
 
 // Workflow step events, named as AgentOS names them. A workflow run's own
@@ -147,6 +150,9 @@ type Event struct {
 	// ToolCall events (AgentOS clients reload a new session's messages
 	// while it streams) can still show them.
 	Tools []ToolCall `json:"tools,omitempty"`
+	// Paused are the tool calls a RunPaused agent or team run waits on a
+	// decision for (confirmation, user input, an external result).
+	Paused []ToolExecution `json:"paused_tools,omitempty"`
 	// ErrorKind classifies RunError (a model.ErrorKind, or "limit", "timeout",
 	// "output_schema", "tool").
 	ErrorKind string `json:"error_kind,omitempty"`
@@ -162,6 +168,56 @@ type ToolCall struct {
 	StartedAt time.Time      `json:"started_at"`
 	Duration  time.Duration  `json:"duration_ns,omitempty"`
 	Member    string         `json:"member,omitempty"`
+}
+
+// ToolExecution is a tool call a paused run waits on, in AgentOS's shape:
+// what it needs (requires_confirmation, requires_user_input with
+// user_input_schema, external_execution_required) and, once decided, the
+// decision (confirmed, edited tool_args, filled user_input_schema values,
+// result).
+type ToolExecution struct {
+	ToolCallID                string           `json:"tool_call_id"`
+	ToolName                  string           `json:"tool_name"`
+	ToolArgs                  map[string]any   `json:"tool_args"`
+	RequiresConfirmation      bool             `json:"requires_confirmation,omitempty"`
+	RequiresUserInput         bool             `json:"requires_user_input,omitempty"`
+	UserInputSchema           []UserInputField `json:"user_input_schema,omitempty"`
+	ExternalExecutionRequired bool             `json:"external_execution_required,omitempty"`
+	// ApprovalID names the inbox record of a call that needs confirmation.
+	ApprovalID string `json:"approval_id,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	// Member is the team member whose call it is, for a team run.
+	Member string `json:"member,omitempty"`
+
+	// The decision.
+	Confirmed        *bool   `json:"confirmed,omitempty"`
+	ConfirmationNote string  `json:"confirmation_note,omitempty"`
+	Result           *string `json:"result,omitempty"`
+}
+
+// UserInputField is one parameter a call asks of the user.
+type UserInputField struct {
+	Name        string `json:"name"`
+	FieldType   string `json:"field_type"`
+	Description string `json:"description,omitempty"`
+	Value       any    `json:"value"`
+}
+
+// Missing says what decision the call still lacks, or "" when it has all.
+func (t *ToolExecution) Missing() string {
+	switch {
+	case t.RequiresConfirmation && t.Confirmed == nil:
+		return "confirmed"
+	case t.ExternalExecutionRequired && t.Result == nil:
+		return "result"
+	case t.RequiresUserInput:
+		for _, f := range t.UserInputSchema {
+			if f.Value == nil {
+				return "user_input_schema value of " + f.Name
+			}
+		}
+	}
+	return ""
 }
 
 // Reference is a knowledge passage a run used to answer.
