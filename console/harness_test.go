@@ -256,9 +256,10 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		h.opts(&o)
 	}
 	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Cancels: ts.db, Events: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout,
-		IdempotencyTTL: h.keyTTL, Requeue: jobs.Resumer{Client: jobClient}})
+		IdempotencyTTL: h.keyTTL, Requeue: jobs.Resumer{Client: jobClient}, Announcer: jobs.Approvals{Client: jobClient}})
 	// As in troupe serve: background runs are jobs any replica executes.
 	jobs.RegisterRuns(jobReg, ts.runs)
+	jobs.RegisterApprovals(jobReg, ts.db, ts.runs)
 	if h.keyTTL > 0 {
 		jobs.RegisterKeyPurge(jobReg, ts.db, ts.runs.KeyCutoff, h.keyTTL)
 	}

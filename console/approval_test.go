@@ -1,0 +1,369 @@
+package console_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/engine/model/fake"
+)
+
+// approvalSpecs are tools with each control point, on an upstream recorder.
+const approvalSpecs = `kind: Model
+name: scripted
+provider: anthropic
+model: scripted
+api_key: sk-test
+---
+kind: Tool
+name: refund
+description: Refunds an order.
+type: http
+method: POST
+url: %[1]s/refund
+parameters: {type: object, properties: {order: {type: string}, amount: {type: number}}, required: [order, amount]}
+allowed_hosts: [127.0.0.1]
+approval:
+  when: 'args.amount > 100'
+  reason: 'Refund of {{ args.amount }} for {{ args.order }}'
+  approvers: {users: [alice]}
+  timeout: %[2]s
+  default: approve
+---
+kind: Tool
+name: pick_file
+description: Lets the user pick a file.
+type: external
+parameters: {type: object, properties: {path: {type: string}}}
+---
+kind: Tool
+name: send_email
+description: Sends an email.
+type: http
+method: POST
+url: %[1]s/email
+parameters: {type: object, properties: {to: {type: string}, subject: {type: string}}}
+user_input: [to]
+allowed_hosts: [127.0.0.1]
+---
+kind: Agent
+name: clerk
+description: Refunds orders.
+model: scripted
+tools: [refund, pick_file, send_email]
+`
+
+// upstream records the bodies the tools sent.
+type upstream struct {
+	mu     sync.Mutex
+	bodies []map[string]any
+}
+
+func (u *upstream) got() []map[string]any {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]map[string]any(nil), u.bodies...)
+}
+
+func startApprovals(t *testing.T, timeout string, call model.ToolCall, opts ...serverOption) (*testServer, *fake.Provider, *upstream) {
+	t.Helper()
+	up := &upstream{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		b, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(b, &m)
+		m["_path"] = r.URL.Path
+		up.mu.Lock()
+		up.bodies = append(up.bodies, m)
+		up.mu.Unlock()
+		fmt.Fprint(w, `{"ok":true}`)
+	}))
+	t.Cleanup(srv.Close)
+	script := fake.New(fake.Step{ToolCalls: []model.ToolCall{call}})
+	script.Repeat = &fake.Step{Content: "done"}
+	opts = append([]serverOption{withProvider("anthropic", script), withSpecs(fmt.Sprintf(approvalSpecs, srv.URL, timeout))}, opts...)
+	return startServer(t, opts...), script, up
+}
+
+// pausedRun is a RunPaused frame's data.
+type pausedTool struct {
+	ToolCallID                string           `json:"tool_call_id"`
+	ToolName                  string           `json:"tool_name"`
+	ToolArgs                  map[string]any   `json:"tool_args"`
+	RequiresConfirmation      bool             `json:"requires_confirmation"`
+	RequiresUserInput         bool             `json:"requires_user_input"`
+	UserInputSchema           []map[string]any `json:"user_input_schema"`
+	ExternalExecutionRequired bool             `json:"external_execution_required"`
+	ApprovalID                string           `json:"approval_id"`
+	Reason                    string           `json:"reason"`
+}
+
+// pause starts a run of clerk and returns its run id and the held calls.
+func pause(t *testing.T, ts *testServer) (string, []pausedTool) {
+	t.Helper()
+	frames, h := ts.stream("/agents/clerk/runs", "", "application/json", `{"message":"refund order A1"}`)
+	last := frames[len(frames)-1]
+	require.Equal(t, "RunPaused", last.Event, names(frames))
+	b, err := json.Marshal(last.Data["tools"])
+	require.NoError(t, err)
+	var tools []pausedTool
+	require.NoError(t, json.Unmarshal(b, &tools))
+	runID := h.Get("X-Run-Id")
+	require.Equal(t, "PAUSED", waitRun(t, ts, "/agents/clerk/runs/"+runID, "PAUSED").Status)
+	return runID, tools
+}
+
+// toolMessage returns the content of the last tool result the model read.
+func toolMessage(t *testing.T, p *fake.Provider) string {
+	t.Helper()
+	reqs := p.Requests()
+	require.NotEmpty(t, reqs)
+	msgs := reqs[len(reqs)-1].Messages
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if msgs[i].Role == model.RoleTool {
+			return msgs[i].Content
+		}
+	}
+	t.Fatalf("the model read no tool result")
+	return ""
+}
+
+type approvalRecord struct {
+	ID        string         `json:"id"`
+	RunID     string         `json:"run_id"`
+	Status    string         `json:"status"`
+	Tool      string         `json:"tool_name"`
+	Args      map[string]any `json:"tool_args"`
+	Reason    string         `json:"reason"`
+	DecidedBy string         `json:"decided_by"`
+	Comment   string         `json:"comment"`
+	Default   string         `json:"default_decision"`
+	AgentID   string         `json:"agent_id"`
+}
+
+var refundCall = model.ToolCall{ID: "call-1", Name: "refund", Arguments: `{"order":"A1","amount":500}`}
+
+// TestApprovalContinue pauses a run on each kind of held call and continues
+// it through POST …/continue with each kind of decision.
+func TestApprovalContinue(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		call     model.ToolCall
+		decision string // the tools item, %s is the call id
+		check    func(t *testing.T, held pausedTool, p *fake.Provider, up *upstream)
+	}{
+		{name: "confirmed", call: refundCall, decision: `{"tool_call_id":"%s","confirmed":true}`,
+			check: func(t *testing.T, held pausedTool, p *fake.Provider, up *upstream) {
+				require.True(t, held.RequiresConfirmation)
+				require.NotEmpty(t, held.ApprovalID)
+				require.Equal(t, "Refund of 500 for A1", held.Reason)
+				require.Len(t, up.got(), 1)
+				require.Equal(t, 500.0, up.got()[0]["amount"])
+				require.Equal(t, `{"ok":true}`, toolMessage(t, p))
+			}},
+		{name: "rejected", call: refundCall, decision: `{"tool_call_id":"%s","confirmed":false,"confirmation_note":"too much"}`,
+			check: func(t *testing.T, _ pausedTool, p *fake.Provider, up *upstream) {
+				require.Empty(t, up.got(), "a rejected call never runs")
+				msg := toolMessage(t, p)
+				require.Contains(t, msg, "rejected")
+				require.Contains(t, msg, "too much")
+			}},
+		{name: "edited args", call: refundCall, decision: `{"tool_call_id":"%s","confirmed":true,"tool_args":{"order":"A1","amount":150}}`,
+			check: func(t *testing.T, _ pausedTool, _ *fake.Provider, up *upstream) {
+				require.Len(t, up.got(), 1)
+				require.Equal(t, 150.0, up.got()[0]["amount"])
+			}},
+		{name: "external", call: model.ToolCall{ID: "call-1", Name: "pick_file", Arguments: `{}`}, decision: `{"tool_call_id":"%s","result":"/home/a/report.pdf"}`,
+			check: func(t *testing.T, held pausedTool, p *fake.Provider, up *upstream) {
+				require.True(t, held.ExternalExecutionRequired)
+				require.False(t, held.RequiresConfirmation)
+				require.Equal(t, "/home/a/report.pdf", toolMessage(t, p))
+				require.Empty(t, up.got())
+			}},
+		{name: "user input", call: model.ToolCall{ID: "call-1", Name: "send_email", Arguments: `{"subject":"hi"}`},
+			decision: `{"tool_call_id":"%s","user_input_schema":[{"name":"to","value":"bob@example.com"}]}`,
+			check: func(t *testing.T, held pausedTool, _ *fake.Provider, up *upstream) {
+				require.True(t, held.RequiresUserInput)
+				require.Equal(t, "to", held.UserInputSchema[0]["name"])
+				require.Equal(t, "str", held.UserInputSchema[0]["field_type"])
+				require.Len(t, up.got(), 1)
+				require.Equal(t, "bob@example.com", up.got()[0]["to"])
+				require.Equal(t, "hi", up.got()[0]["subject"])
+			}},
+	}
+	for _, tt := range tests {
+		for _, stream := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s stream=%v", tt.name, stream), func(t *testing.T) {
+				t.Parallel()
+				ts, p, up := startApprovals(t, "1h", tt.call)
+				runID, held := pause(t, ts)
+				require.Len(t, held, 1)
+				require.Equal(t, "call-1", held[0].ToolCallID)
+				require.Empty(t, up.got(), "a held call does not run before its decision")
+
+				path := "/agents/clerk/runs/" + runID + "/continue"
+				// Nothing decided: 422 naming the call.
+				status, body, _ := ts.do(http.MethodPost, path, "", "application/json", `{"tools":[]}`)
+				require.Equal(t, http.StatusUnprocessableEntity, status, body)
+				require.Contains(t, body, "call-1")
+
+				req := fmt.Sprintf(`{"tools":[%s],"stream":%v}`, fmt.Sprintf(tt.decision, "call-1"), stream)
+				if stream {
+					frames, _ := ts.stream(path, "", "application/json", req)
+					require.Equal(t, "RunContinued", frames[0].Event, names(frames))
+					require.Equal(t, "RunCompleted", frames[len(frames)-1].Event, names(frames))
+				} else {
+					var done runState
+					ts.json(http.MethodPost, path, "", req, http.StatusOK, &done)
+					require.Equal(t, "COMPLETED", done.Status)
+				}
+				got := waitRun(t, ts, "/agents/clerk/runs/"+runID, "COMPLETED")
+				require.Equal(t, "done", got.Content)
+				tt.check(t, held[0], p, up)
+
+				// Continuing again: the run is not paused.
+				status, body, _ = ts.do(http.MethodPost, path, "", "application/json", req)
+				require.Equal(t, http.StatusConflict, status, body)
+			})
+		}
+	}
+}
+
+// TestApprovalNotNeeded: a call the policy's condition lets through runs
+// without a pause, and no approval is recorded.
+func TestApprovalNotNeeded(t *testing.T) {
+	t.Parallel()
+	ts, _, up := startApprovals(t, "1h", model.ToolCall{ID: "c", Name: "refund", Arguments: `{"order":"A2","amount":50}`})
+	frames, _ := ts.stream("/agents/clerk/runs", "", "application/json", `{"message":"refund A2"}`)
+	require.Equal(t, "RunCompleted", frames[len(frames)-1].Event, names(frames))
+	require.Len(t, up.got(), 1)
+	var count struct{ Count int }
+	ts.json(http.MethodGet, "/approvals/count", "", "", http.StatusOK, &count)
+	require.Zero(t, count.Count)
+}
+
+// TestApprovalResolve decides through the inbox: the run resumes by
+// itself, a second decision is a 409 naming who decided, and the record
+// keeps the decision.
+func TestApprovalResolve(t *testing.T) {
+	t.Parallel()
+	ts, p, up := startApprovals(t, "1h", refundCall)
+	runID, held := pause(t, ts)
+
+	var count struct{ Count int }
+	ts.json(http.MethodGet, "/approvals/count", "", "", http.StatusOK, &count)
+	require.Equal(t, 1, count.Count)
+	var list struct {
+		Data []approvalRecord
+		Meta struct {
+			TotalCount int `json:"total_count"`
+		}
+	}
+	ts.json(http.MethodGet, "/approvals?status=pending&agent_id=clerk", "", "", http.StatusOK, &list)
+	require.Len(t, list.Data, 1)
+	require.Equal(t, 1, list.Meta.TotalCount)
+	rec := list.Data[0]
+	require.Equal(t, held[0].ApprovalID, rec.ID)
+	require.Equal(t, runID, rec.RunID)
+	require.Equal(t, "refund", rec.Tool)
+	require.Equal(t, "clerk", rec.AgentID)
+	require.Equal(t, 500.0, rec.Args["amount"])
+	require.Equal(t, "approve", rec.Default)
+	ts.json(http.MethodGet, "/approvals?agent_id=other", "", "", http.StatusOK, &list)
+	require.Empty(t, list.Data)
+
+	ts.json(http.MethodPost, "/approvals/"+rec.ID+"/resolve", "", `{"approved":false,"comment":"not this one"}`, http.StatusOK, &rec)
+	require.Equal(t, "rejected", rec.Status)
+	require.Equal(t, "anonymous", rec.DecidedBy)
+	require.Equal(t, "done", waitRun(t, ts, "/agents/clerk/runs/"+runID, "COMPLETED").Content)
+	require.Empty(t, up.got())
+	require.Contains(t, toolMessage(t, p), "not this one")
+
+	status, body, _ := ts.do(http.MethodPost, "/approvals/"+rec.ID+"/resolve", "", "application/json", `{"approved":true}`)
+	require.Equal(t, http.StatusConflict, status, body)
+	require.Contains(t, body, "rejected by anonymous")
+	ts.json(http.MethodGet, "/approvals/"+rec.ID, "", "", http.StatusOK, &rec)
+	require.Equal(t, "rejected", rec.Status)
+	require.Equal(t, "not this one", rec.Comment)
+	ts.json(http.MethodGet, "/approvals/count", "", "", http.StatusOK, &count)
+	require.Zero(t, count.Count)
+	status, _, _ = ts.do(http.MethodPost, "/approvals/nope/resolve", "", "application/json", `{"approved":true}`)
+	require.Equal(t, http.StatusNotFound, status)
+}
+
+// TestApprovalTimeout: nobody decides; at the deadline the job applies the
+// default (approve) and the run completes, the call having run.
+func TestApprovalTimeout(t *testing.T) {
+	t.Parallel()
+	ts, _, up := startApprovals(t, "1s", refundCall)
+	runID, held := pause(t, ts)
+	var r runState
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/agents/clerk/runs/"+runID, "", "", http.StatusOK, &r)
+		return r.Status == "COMPLETED"
+	}, 30*time.Second, 50*time.Millisecond, "the timeout never resumed the run (last: %+v)", r)
+	require.Len(t, up.got(), 1)
+	var rec approvalRecord
+	ts.json(http.MethodGet, "/approvals/"+held[0].ApprovalID, "", "", http.StatusOK, &rec)
+	require.Equal(t, "expired", rec.Status)
+	require.Equal(t, "timeout", rec.DecidedBy)
+	status, _, _ := ts.do(http.MethodPost, "/approvals/"+rec.ID+"/resolve", "", "application/json", `{"approved":false}`)
+	require.Equal(t, http.StatusConflict, status, "an expired approval is decided")
+}
+
+// TestApprovalVisibility: a user-bound key sees and decides only the
+// approvals whose approvers name its user (or its scopes); others are not
+// found, not forbidden.
+func TestApprovalVisibility(t *testing.T) {
+	t.Parallel()
+	const (
+		admin  = "sk-admin-0123456789abcdef"
+		alice  = "sk-alice-0123456789abcdef"
+		bob    = "sk-bob-00123456789abcdef"
+		runner = "sk-run-00123456789abcdef"
+	)
+	ts, _, _ := startApprovals(t, "1h", refundCall, withKeys(admin+"=admin,"+alice+"=approvals:write@alice,"+bob+"=approvals:write@bob,"+runner+"=agents:run+sessions:read"))
+	frames, h := ts.stream("/agents/clerk/runs", admin, "application/json", `{"message":"refund order A1"}`)
+	require.Equal(t, "RunPaused", frames[len(frames)-1].Event)
+	runID := h.Get("X-Run-Id")
+	var list struct{ Data []approvalRecord }
+	status, body, _ := ts.do(http.MethodGet, "/approvals", runner, "", "")
+	require.Equal(t, http.StatusForbidden, status, "approvals:write is needed: %s", body)
+
+	ts.json(http.MethodGet, "/approvals", bob, "", http.StatusOK, &list)
+	require.Empty(t, list.Data, "bob is no approver")
+	var count struct{ Count int }
+	ts.json(http.MethodGet, "/approvals/count", bob, "", http.StatusOK, &count)
+	require.Zero(t, count.Count)
+	ts.json(http.MethodGet, "/approvals", admin, "", http.StatusOK, &list)
+	require.Len(t, list.Data, 1)
+	id := list.Data[0].ID
+	for _, path := range []string{"/approvals/" + id} {
+		status, _, _ := ts.do(http.MethodGet, path, bob, "", "")
+		require.Equal(t, http.StatusNotFound, status)
+	}
+	status, _, _ = ts.do(http.MethodPost, "/approvals/"+id+"/resolve", bob, "application/json", `{"approved":true}`)
+	require.Equal(t, http.StatusNotFound, status, "bob may not decide, and is not told it exists")
+
+	ts.json(http.MethodGet, "/approvals", alice, "", http.StatusOK, &list)
+	require.Len(t, list.Data, 1)
+	var rec approvalRecord
+	ts.json(http.MethodPost, "/approvals/"+id+"/resolve", alice, `{"approved":true,"comment":"ok"}`, http.StatusOK, &rec)
+	require.Equal(t, "alice", rec.DecidedBy)
+	var r runState
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/agents/clerk/runs/"+runID, admin, "", http.StatusOK, &r)
+		return r.Status == "COMPLETED"
+	}, 15*time.Second, 20*time.Millisecond)
+	require.True(t, strings.HasPrefix(r.Content, "done"))
+}
