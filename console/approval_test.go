@@ -260,6 +260,16 @@ func TestApprovalResolve(t *testing.T) {
 	ts, p, up := startApprovals(t, "1h", refundCall)
 	runID, held := pause(t, ts)
 
+	// The paused run lists its held call, as AgentOS lists them.
+	var paused struct {
+		Tools []pausedTool `json:"tools"`
+	}
+	ts.json(http.MethodGet, "/agents/clerk/runs/"+runID, "", "", http.StatusOK, &paused)
+	require.Len(t, paused.Tools, 1)
+	require.True(t, paused.Tools[0].RequiresConfirmation)
+	require.Equal(t, held[0].ApprovalID, paused.Tools[0].ApprovalID)
+	require.Equal(t, "call-1", paused.Tools[0].ToolCallID)
+
 	var count struct{ Count int }
 	ts.json(http.MethodGet, "/approvals/count", "", "", http.StatusOK, &count)
 	require.Equal(t, 1, count.Count)

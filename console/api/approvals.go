@@ -120,7 +120,7 @@ func (h *Handler) continueAgentRun(typ string) handlerFunc {
 		traceHeaders(c, turn)
 		if !stream {
 			done := turn.Execute(c.Request.Context(), func(event.Event) {})
-			c.JSON(http.StatusOK, toRun(done, false))
+			c.JSON(http.StatusOK, h.runWithHeld(c.Request.Context(), done))
 			return nil
 		}
 		w, closed := h.opts.Streams.Open(c.Writer)
@@ -345,4 +345,28 @@ func (h *Handler) resolveApproval(c *gin.Context) error {
 	}
 	c.JSON(http.StatusOK, toApproval(rec))
 	return nil
+}
+
+// runWithHeld answers a run, with the calls it holds when it is PAUSED on
+// them (so that a client that did not stream learns what to decide).
+func (h *Handler) runWithHeld(ctx context.Context, r *store.Run) runResponse {
+	out := toRun(r, false)
+	if r.Status != event.StatusPaused || r.Type == session.TypeWorkflow {
+		return out
+	}
+	ps, ok := h.opts.Store.(session.Pauser)
+	if !ok {
+		return out
+	}
+	p, err := ps.LoadPause(ctx, r.ID)
+	if err != nil {
+		if !errors.Is(err, session.ErrNotFound) {
+			h.log.Warn("reading a paused run's held calls", "run_id", r.ID, "err", err)
+		}
+		return out
+	}
+	for _, c := range p.Calls {
+		out.Tools = append(out.Tools, heldTool(c))
+	}
+	return out
 }

@@ -125,7 +125,7 @@ func (h *Handler) createRun(typ string) handlerFunc {
 		traceHeaders(c, turn)
 		if !stream {
 			run := turn.Execute(c.Request.Context(), func(event.Event) {})
-			c.JSON(http.StatusOK, toRun(run, false))
+			c.JSON(http.StatusOK, h.runWithHeld(c.Request.Context(), run))
 			return nil
 		}
 		w, closed := h.opts.Streams.Open(c.Writer)
@@ -222,7 +222,7 @@ func (h *Handler) getRun(typ string) handlerFunc {
 		if err != nil {
 			return err
 		}
-		c.JSON(http.StatusOK, toRun(r, false))
+		c.JSON(http.StatusOK, h.runWithHeld(c.Request.Context(), r))
 		return nil
 	}
 }
