@@ -1,6 +1,9 @@
 package console_test
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -376,4 +380,59 @@ func TestApprovalVisibility(t *testing.T) {
 		return r.Status == "COMPLETED"
 	}, 15*time.Second, 20*time.Millisecond)
 	require.True(t, strings.HasPrefix(r.Content, "done"))
+}
+
+// TestApprovalWebhook: a new approval is POSTed to the webhook, signed with
+// HMAC-SHA256 of the body; a receiver that fails first gets it again.
+func TestApprovalWebhook(t *testing.T) {
+	t.Parallel()
+	const secret = "whsec-0123456789"
+	type delivery struct {
+		sig  string
+		body []byte
+	}
+	got := make(chan delivery, 4)
+	var attempts atomic.Int32
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if attempts.Add(1) == 1 {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		got <- delivery{sig: r.Header.Get("X-Troupe-Signature"), body: b}
+	}))
+	t.Cleanup(hook.Close)
+	ts, _, _ := startApprovals(t, "1h", refundCall, withApprovalWebhook(hook.URL, secret))
+	runID, held := pause(t, ts)
+
+	var d delivery
+	select {
+	case d = <-got:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the webhook was not delivered (attempts: %d)", attempts.Load())
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(d.body)
+	require.Equal(t, "sha256="+hex.EncodeToString(mac.Sum(nil)), d.sig)
+	var ann struct {
+		Event    string `json:"event"`
+		Approval struct {
+			ID     string         `json:"id"`
+			RunID  string         `json:"run_id"`
+			Tool   string         `json:"tool_name"`
+			Args   map[string]any `json:"tool_args"`
+			Reason string         `json:"reason"`
+			Users  []string       `json:"approver_users"`
+			Status string         `json:"status"`
+		} `json:"approval"`
+	}
+	require.NoError(t, json.Unmarshal(d.body, &ann))
+	require.Equal(t, "approval.created", ann.Event)
+	require.Equal(t, held[0].ApprovalID, ann.Approval.ID)
+	require.Equal(t, runID, ann.Approval.RunID)
+	require.Equal(t, "refund", ann.Approval.Tool)
+	require.Equal(t, "Refund of 500 for A1", ann.Approval.Reason)
+	require.Equal(t, []string{"alice"}, ann.Approval.Users)
+	require.Equal(t, "pending", ann.Approval.Status)
+	require.Equal(t, int32(2), attempts.Load(), "delivered on the retry after a 503")
 }

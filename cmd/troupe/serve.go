@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -63,6 +64,10 @@ type serveConfig struct {
 	maxRuns, maxQueued int
 	// idempotencyTTL is how long an Idempotency-Key replays its run.
 	idempotencyTTL time.Duration
+	// approvalsWebhook announces new approvals, signed with
+	// approvalsWebhookSecret; approvalsWebhookHosts may be reached even on
+	// private addresses.
+	approvalsWebhook, approvalsWebhookSecret, approvalsWebhookHosts string
 }
 
 func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, error) {
@@ -141,10 +146,21 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 		}
 		fs.IntVar(p, name, def, usage+" (env "+key+")")
 	}
+	fs.StringVar(&c.approvalsWebhook, "approvals-webhook", envOr(getenv, "TROUPE_APPROVALS_WEBHOOK", ""),
+		"URL that new approvals are POSTed to as JSON, retried until it answers 2xx (env TROUPE_APPROVALS_WEBHOOK)")
+	fs.StringVar(&c.approvalsWebhookSecret, "approvals-webhook-secret", envOr(getenv, "TROUPE_APPROVALS_WEBHOOK_SECRET", ""),
+		"secret of the HMAC-SHA256 signature in the webhook's X-Troupe-Signature header (sha256=<hex>); prefer the env variable (env TROUPE_APPROVALS_WEBHOOK_SECRET)")
+	fs.StringVar(&c.approvalsWebhookHosts, "approvals-webhook-allowed-hosts", envOr(getenv, "TROUPE_APPROVALS_WEBHOOK_ALLOWED_HOSTS", ""),
+		"comma-separated hosts the webhook may reach on private or loopback addresses; public addresses need none (env TROUPE_APPROVALS_WEBHOOK_ALLOWED_HOSTS)")
 	intFlag(&c.maxRuns, "max-background-runs", "TROUPE_MAX_BACKGROUND_RUNS", 8, "background runs this replica executes at once")
 	intFlag(&c.maxQueued, "max-queued-runs", "TROUPE_MAX_QUEUED_RUNS", 1000, "background runs that may wait to start; more are refused with 429")
 	if err := fs.Parse(args); err != nil {
 		return nil, exitError(2)
+	}
+	if c.approvalsWebhook != "" {
+		if u, err := url.Parse(c.approvalsWebhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			envErr = errors.Join(envErr, fmt.Errorf("--approvals-webhook %q: use an http or https URL", c.approvalsWebhook))
+		}
 	}
 	if envErr != nil {
 		return nil, envErr
@@ -255,10 +271,16 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	defer tel.close()
 	metrics := telemetry.NewMetrics()
 	wireMetrics(metrics, eng, tel.recorder, kbs, jobClient)
-	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, jobs.Approvals{Client: jobClient}, tel.recorder, metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger)
+	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, jobs.Approvals{Client: jobClient, Webhook: cfg.approvalsWebhook != ""}, tel.recorder, metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger)
 	jobs.RegisterRuns(jobReg, runs)
-	// Approvals' deadlines apply their defaults and resume their runs.
-	jobs.RegisterApprovals(jobReg, db, runs)
+	// Approvals' deadlines apply their defaults and resume their runs; new
+	// approvals are announced to the webhook, through the egress guard.
+	var hook *jobs.Webhook
+	if cfg.approvalsWebhook != "" {
+		hook = &jobs.Webhook{URL: cfg.approvalsWebhook, Secret: cfg.approvalsWebhookSecret,
+			Client: egress.Policy{AllowedHosts: splitList(cfg.approvalsWebhookHosts)}.Client(30 * time.Second)}
+	}
+	jobs.RegisterApprovals(jobReg, db, runs, hook)
 	// Expired keys already count as new; purging them keeps the table to a
 	// retention's worth, checked at least hourly.
 	jobs.RegisterKeyPurge(jobReg, db, runs.KeyCutoff, min(time.Hour, cfg.idempotencyTTL))
