@@ -306,6 +306,41 @@ func TestApprovalResolve(t *testing.T) {
 	status, body, _ := ts.do(http.MethodPost, "/approvals/"+rec.ID+"/resolve", "", "application/json", `{"approved":true}`)
 	require.Equal(t, http.StatusConflict, status, body)
 	require.Contains(t, body, "rejected by anonymous")
+
+	// Traced: the paused execution's trace shows the held call, the
+	// continued one's the decision (who, when, what).
+	spans := map[string]traceNode{}
+	require.Eventually(t, func() bool {
+		var list struct {
+			Data []map[string]any `json:"data"`
+		}
+		ts.json(http.MethodGet, "/traces?run_id="+runID, "", "", http.StatusOK, &list)
+		for _, tr := range list.Data {
+			var trace struct {
+				Tree []traceNode `json:"tree"`
+			}
+			ts.json(http.MethodGet, "/traces/"+tr["trace_id"].(string), "", "", http.StatusOK, &trace)
+			var walk func([]traceNode)
+			walk = func(ns []traceNode) {
+				for _, n := range ns {
+					spans[n.Name] = n
+					walk(n.Spans)
+				}
+			}
+			walk(trace.Tree)
+		}
+		_, wait := spans["approval.wait refund"]
+		_, decided := spans["approval.decision refund"]
+		return wait && decided
+	}, 10*time.Second, 50*time.Millisecond, "spans: %v", spans)
+	d := spans["approval.decision refund"]
+	require.Equal(t, "approval", d.Kind)
+	require.Equal(t, "rejected", d.Attributes["approval.decision"])
+	require.Equal(t, "anonymous", d.Attributes["approval.decided_by"])
+	require.Equal(t, "not this one", d.Attributes["approval.comment"])
+	require.Equal(t, rec.ID, d.Attributes["approval.id"])
+	require.NotEmpty(t, d.Attributes["approval.decided_at"])
+	require.Equal(t, "Refund of 500 for A1", spans["approval.wait refund"].Attributes["approval.reason"])
 	ts.json(http.MethodGet, "/approvals/"+rec.ID, "", "", http.StatusOK, &rec)
 	require.Equal(t, "rejected", rec.Status)
 	require.Equal(t, "not this one", rec.Comment)

@@ -18,6 +18,7 @@ const (
 	KindKnowledge = "knowledge" // a knowledge search (a knowledge_search tool call)
 	KindStore     = "store"     // persisting the run
 	KindStep      = "step"      // one workflow step (its agent, team or nested workflow run inside)
+	KindApproval  = "approval"  // a tool call held for a decision, or the decision it got
 )
 
 // Span statuses.

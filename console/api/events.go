@@ -79,7 +79,7 @@ func toSSE(e event.Event) sseEvent {
 		}
 	}
 	out.References = e.References
-	if e.Type == event.RunPaused && len(e.Paused) > 0 {
+	if (e.Type == event.RunPaused || e.Type == event.RunContinued) && len(e.Paused) > 0 {
 		out.Tools = e.Paused
 	}
 	if e.Type == event.RunCompleted {

@@ -49,7 +49,8 @@ func (r *run) execute(parent context.Context) *Result {
 	rs := r.in.Resume
 	started := r.event(event.RunStarted)
 	if rs != nil {
-		started.Type = event.RunContinued
+		// The decisions the run continues with, for clients and traces.
+		started.Type, started.Paused = event.RunContinued, slices.Clone(rs.Decided)
 	}
 	started.Model, started.Provider = r.a.cfg.Model, r.a.cfg.Vendor
 	r.send(started)

@@ -151,7 +151,8 @@ type Event struct {
 	// while it streams) can still show them.
 	Tools []ToolCall `json:"tools,omitempty"`
 	// Paused are the tool calls a RunPaused agent or team run waits on a
-	// decision for (confirmation, user input, an external result).
+	// decision for (confirmation, user input, an external result); on
+	// RunContinued, the same calls with their decisions.
 	Paused []ToolExecution `json:"paused_tools,omitempty"`
 	// ErrorKind classifies RunError (a model.ErrorKind, or "limit", "timeout",
 	// "output_schema", "tool").
@@ -193,6 +194,10 @@ type ToolExecution struct {
 	Confirmed        *bool   `json:"confirmed,omitempty"`
 	ConfirmationNote string  `json:"confirmation_note,omitempty"`
 	Result           *string `json:"result,omitempty"`
+	// DecidedBy and DecidedAt say who confirmed or rejected the call, and
+	// when (from its inbox record), on RunContinued events.
+	DecidedBy string     `json:"decided_by,omitempty"`
+	DecidedAt *time.Time `json:"decided_at,omitempty"`
 }
 
 // UserInputField is one parameter a call asks of the user.

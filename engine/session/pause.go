@@ -123,7 +123,8 @@ func merge(calls []event.ToolExecution, recs []approval.Record) {
 			continue
 		}
 		ok := r.Approved()
-		c.Confirmed, c.ConfirmationNote = &ok, r.Comment
+		at := r.DecidedAt
+		c.Confirmed, c.ConfirmationNote, c.DecidedBy, c.DecidedAt = &ok, r.Comment, r.DecidedBy, &at
 		if r.Status == approval.StatusExpired {
 			c.ConfirmationNote = fmt.Sprintf("no decision before the deadline; the default (%s) applied", r.Default)
 		}
