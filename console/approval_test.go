@@ -471,3 +471,103 @@ func TestApprovalWebhook(t *testing.T) {
 	require.Equal(t, "pending", ann.Approval.Status)
 	require.Equal(t, int32(2), attempts.Load(), "delivered on the retry after a 503")
 }
+
+// teamSpecs put clerk in a team of each mode, led by the echo model.
+const teamSpecs = `
+---
+kind: Team
+name: desk-route
+description: Routes to the clerk.
+mode: route
+model: echo
+members: [clerk]
+---
+kind: Team
+name: desk-coordinate
+description: Delegates to the clerk.
+mode: coordinate
+model: echo
+members: [clerk]
+---
+kind: Team
+name: desk-broadcast
+description: Asks the clerk.
+mode: broadcast
+model: echo
+members: [clerk]
+`
+
+// TestApprovalTeams: a member's held call pauses the team run (stored
+// PAUSED, the call tagged with the member); continuing it, through the
+// team's continue route or the inbox, continues the member, and the team
+// finishes with the member's answer.
+func TestApprovalTeams(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"route", "coordinate", "broadcast"} {
+		for _, via := range []string{"continue", "inbox"} {
+			t.Run(mode+" via "+via, func(t *testing.T) {
+				t.Parallel()
+				up := &upstream{}
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					up.mu.Lock()
+					up.bodies = append(up.bodies, map[string]any{"path": r.URL.Path})
+					up.mu.Unlock()
+					fmt.Fprint(w, "refunded")
+				}))
+				t.Cleanup(srv.Close)
+				script := fake.New(fake.Step{ToolCalls: []model.ToolCall{refundCall}})
+				script.Repeat = &fake.Step{Content: "clerk done"}
+				ts := startServer(t, withProvider("anthropic", script), withSpecs(fmt.Sprintf(approvalSpecs, srv.URL, "1h")+teamSpecs))
+				team := "/teams/desk-" + mode
+
+				frames, h := ts.stream(team+"/runs", "", "application/json", `{"message":"refund order A1"}`)
+				last := frames[len(frames)-1]
+				require.Equal(t, "TeamRunPaused", last.Event, names(frames))
+				runID := h.Get("X-Run-Id")
+				b, _ := json.Marshal(last.Data["tools"])
+				var held []struct {
+					pausedTool
+					Member string `json:"member"`
+				}
+				require.NoError(t, json.Unmarshal(b, &held))
+				require.Len(t, held, 1)
+				require.Equal(t, "clerk", held[0].Member)
+				require.Equal(t, "call-1", held[0].ToolCallID)
+				require.True(t, held[0].RequiresConfirmation)
+				require.Equal(t, "PAUSED", waitRun(t, ts, team+"/runs/"+runID, "PAUSED").Status)
+				require.Empty(t, up.got())
+
+				var rec approvalRecord
+				ts.json(http.MethodGet, "/approvals/"+held[0].ApprovalID, "", "", http.StatusOK, &rec)
+				require.Equal(t, runID, rec.RunID)
+				require.Equal(t, "pending", rec.Status)
+
+				if via == "continue" {
+					frames, _ = ts.stream(team+"/runs/"+runID+"/continue", "", "application/json", `{"tools":[{"tool_call_id":"call-1","confirmed":true}]}`)
+					require.Equal(t, "TeamRunCompleted", frames[len(frames)-1].Event, names(frames))
+				} else {
+					ts.json(http.MethodPost, "/approvals/"+rec.ID+"/resolve", "", `{"approved":true}`, http.StatusOK, nil)
+				}
+				done := waitRun(t, ts, team+"/runs/"+runID, "COMPLETED")
+				require.Contains(t, done.Content, "clerk done")
+				require.Len(t, up.got(), 1, "the held call ran once")
+
+				// The member's run is stored once, completed.
+				var runs []struct {
+					RunID       string `json:"run_id"`
+					ParentRunID string `json:"parent_run_id"`
+					Status      string `json:"status"`
+					AgentID     string `json:"agent_id"`
+				}
+				ts.json(http.MethodGet, "/sessions/"+done.SessionID+"/runs", "", "", http.StatusOK, &runs)
+				var members []string
+				for _, r := range runs {
+					if r.ParentRunID == runID {
+						members = append(members, r.Status)
+					}
+				}
+				require.Equal(t, []string{"COMPLETED"}, members)
+			})
+		}
+	}
+}

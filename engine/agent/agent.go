@@ -63,13 +63,32 @@ type Input struct {
 type Resume struct {
 	// Messages are the turn's messages when it paused: the user's message
 	// first, the assistant's message with the held tool calls last.
-	Messages []model.Message
-	Tools    []event.ToolCall
-	Metrics  event.Metrics
+	Messages []model.Message  `json:"messages"`
+	Tools    []event.ToolCall `json:"tools,omitempty"`
+	Metrics  event.Metrics    `json:"metrics"`
 	// Decided are the paused calls with their decisions (confirmed,
 	// tool_args, user input values, result); calls of the assistant's last
 	// message that are not here needed no decision and run as asked.
-	Decided []event.ToolExecution
+	Decided []event.ToolExecution `json:"-"`
+	// Done are the results of the held turn's calls that had run when the
+	// run paused (beside a call whose own work paused: a team member's).
+	Done []model.Message `json:"done,omitempty"`
+	// Team is a team's own state when it paused; Members the held state of
+	// its members that paused, by member run id.
+	Team    json.RawMessage    `json:"team,omitempty"`
+	Members map[string]*Resume `json:"members,omitempty"`
+}
+
+// HeldError is what a tool returns when its work paused rather than
+// finished (a team member waiting for a decision): the run pauses, holding
+// the call, once the turn's other calls are done.
+type HeldError struct {
+	// Pending are the calls the held work waits on.
+	Pending []approval.Need
+}
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("paused: %d tool call(s) need a decision", len(e.Pending))
 }
 
 // Result is the outcome of a run.
@@ -101,6 +120,11 @@ type Result struct {
 	// Pending are the calls a PAUSED run waits on, with what the inbox
 	// needs to know of their confirmation policies.
 	Pending []approval.Need
+	// Held is a PAUSED run's state, to store and continue from.
+	Held *Resume
+	// Continued marks the result of a run that continued a paused one: its
+	// run record exists already.
+	Continued bool
 }
 
 // Config is everything an agent needs, resolved by the engine's compiler.
@@ -231,6 +255,16 @@ var ErrToolLimit = errors.New("tool call limit reached")
 func (a *Agent) Execute(ctx context.Context, in Input, emit func(event.Event)) *Result {
 	r := &run{a: a, in: in, emit: emit, start: a.cfg.Now()}
 	return r.execute(ctx)
+}
+
+type callIDKey struct{}
+
+// CallID returns the id of the tool call a tool's Call runs for, "" outside
+// one: a tool whose work may pause (a team's delegation) keys its held state
+// by it.
+func CallID(ctx context.Context) string {
+	id, _ := ctx.Value(callIDKey{}).(string)
+	return id
 }
 
 func marshalArgs(args string) map[string]any {

@@ -74,9 +74,16 @@ func (r *run) execute(parent context.Context) *Result {
 			for _, d := range rs.Decided {
 				decided[d.ToolCallID] = d
 			}
-			results := r.runTools(ctx, msgs[n-1].ToolCalls, byName, decided)
+			done := map[string]model.Message{}
+			for _, m := range rs.Done {
+				done[m.ToolCallID] = m
+			}
+			results, held := r.runTools(ctx, msgs[n-1].ToolCalls, byName, decided, done)
 			if ctx.Err() != nil {
 				return r.fail(ctx, context.Cause(ctx), "", msgs[turnStart:])
+			}
+			if len(held) > 0 {
+				return r.hold(held, results, msgs[turnStart:])
 			}
 			msgs = append(msgs, results...)
 		}
@@ -123,9 +130,12 @@ func (r *run) execute(parent context.Context) *Result {
 		if needs := r.check(ctx, resp.ToolCalls, gates); len(needs) > 0 {
 			return r.pause(needs, msgs[turnStart:])
 		}
-		results := r.runTools(ctx, resp.ToolCalls, byName, nil)
+		results, held := r.runTools(ctx, resp.ToolCalls, byName, nil, nil)
 		if ctx.Err() != nil {
 			return r.fail(ctx, context.Cause(ctx), "", msgs[turnStart:])
+		}
+		if len(held) > 0 {
+			return r.hold(held, results, msgs[turnStart:])
 		}
 		msgs = append(msgs, results...)
 	}
@@ -198,8 +208,28 @@ func (r *run) check(ctx context.Context, calls []model.ToolCall, gates map[strin
 // pause ends the run PAUSED on needs, with the turn's messages so far (the
 // assistant's held tool calls last) for the run to continue from.
 func (r *run) pause(needs []approval.Need, msgs []model.Message) *Result {
+	return r.pauseWith(needs, msgs, nil)
+}
+
+// hold pauses the run on calls whose own work paused (held), keeping the
+// results of the turn's other calls for when it continues.
+func (r *run) hold(held map[int]*HeldError, results []model.Message, msgs []model.Message) *Result {
+	var needs []approval.Need
+	var done []model.Message
+	for i, m := range results {
+		if h, ok := held[i]; ok {
+			needs = append(needs, h.Pending...)
+			continue
+		}
+		done = append(done, m)
+	}
+	return r.pauseWith(needs, msgs, done)
+}
+
+func (r *run) pauseWith(needs []approval.Need, msgs []model.Message, done []model.Message) *Result {
 	res := r.result(event.StatusPaused, "", msgs)
 	res.Pending = needs
+	res.Held = &Resume{Messages: slices.Clone(msgs), Tools: slices.Clone(r.tools), Metrics: r.metrics, Done: done}
 	e := r.event(event.RunPaused)
 	e.Metrics = &res.Metrics
 	e.Content = fmt.Sprintf("the run is paused: %d tool call(s) need a decision", len(needs))
@@ -303,11 +333,23 @@ func (r *run) callModel(ctx context.Context, req *model.Request) (*model.Respons
 
 // runTools runs one turn's tool calls concurrently and returns their results in
 // the order the model asked for them.
-func (r *run) runTools(ctx context.Context, calls []model.ToolCall, byName map[string]tool.Tool, decided map[string]event.ToolExecution) []model.Message {
+//
+// A call whose tool returns a *HeldError (its work paused) has no result:
+// it is returned in held, by index, and left out of the run's tools. Calls
+// in done ran before the run paused: their results are reused as they are.
+func (r *run) runTools(ctx context.Context, calls []model.ToolCall, byName map[string]tool.Tool, decided map[string]event.ToolExecution, done map[string]model.Message) ([]model.Message, map[int]*HeldError) {
 	results := make([]model.Message, len(calls))
-	records := make([]event.ToolCall, len(calls))
+	records := make([]*event.ToolCall, len(calls))
+	var heldMu sync.Mutex
+	var held map[int]*HeldError
 	var wg sync.WaitGroup
+	ran := 0
 	for i, c := range calls {
+		if m, ok := done[c.ID]; ok {
+			results[i] = m
+			continue
+		}
+		ran++
 		var given *string
 		if d, ok := decided[c.ID]; ok {
 			c, given = decide(c, d)
@@ -327,6 +369,15 @@ func (r *run) runTools(ctx context.Context, calls []model.ToolCall, byName map[s
 			} else {
 				out, err = r.callTool(ctx, c, byName[c.Name], byName)
 			}
+			if h, ok := errors.AsType[*HeldError](err); ok {
+				heldMu.Lock()
+				if held == nil {
+					held = map[int]*HeldError{}
+				}
+				held[i] = h
+				heldMu.Unlock()
+				return
+			}
 			rec.Duration = r.a.cfg.Now().Sub(rec.StartedAt)
 			msg := model.Message{Role: model.RoleTool, ToolCallID: c.ID, Name: c.Name}
 			done := r.event(event.ToolCallCompleted)
@@ -345,13 +396,17 @@ func (r *run) runTools(ctx context.Context, calls []model.ToolCall, byName map[s
 			final := rec
 			done.Tool = &final
 			r.send(done)
-			results[i], records[i] = msg, rec
+			results[i], records[i] = msg, &rec
 		})
 	}
 	wg.Wait()
-	r.metrics.ToolCalls += len(calls)
-	r.tools = append(r.tools, records...)
-	return results
+	r.metrics.ToolCalls += ran - len(held)
+	for _, rec := range records {
+		if rec != nil {
+			r.tools = append(r.tools, *rec)
+		}
+	}
+	return results, held
 }
 
 // callTool runs one tool with its own timeout, turning panics into errors so a
@@ -377,7 +432,7 @@ func (r *run) callTool(ctx context.Context, c model.ToolCall, t tool.Tool, byNam
 			err = fmt.Errorf("tool %s failed unexpectedly (panic: %v)", c.Name, p)
 		}
 	}()
-	out, err = t.Call(tctx, json.RawMessage(args))
+	out, err = t.Call(context.WithValue(tctx, callIDKey{}, c.ID), json.RawMessage(args))
 	if err != nil && tctx.Err() != nil && ctx.Err() == nil {
 		return "", fmt.Errorf("tool %s timed out after %s (limits.tool_timeout)", c.Name, timeout)
 	}
@@ -424,6 +479,7 @@ func (r *run) result(status event.Status, content string, msgs []model.Message) 
 	return &Result{
 		RunID: r.in.RunID, Input: r.in.Message, Runner: r.a.name, Status: status, Content: content, Tools: r.tools, Metrics: r.finalMetrics(),
 		Model: r.a.cfg.Model, Provider: r.a.cfg.Vendor, Messages: slices.Clone(msgs), References: r.refs.List(),
+		Continued: r.in.Resume != nil,
 	}
 }
 

@@ -10,18 +10,18 @@ import (
 	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/approval"
 	"github.com/troupehq/troupe/engine/event"
-	"github.com/troupehq/troupe/engine/model"
 )
 
 // Pause is the held state of an agent or team run PAUSED on tool calls:
 // what it needs to continue on any replica (stored with the run, never only
 // in memory).
 type Pause struct {
-	RunID    string                `json:"-"`
-	Messages []model.Message       `json:"messages"`
-	Tools    []event.ToolCall      `json:"tools,omitempty"`
-	Metrics  event.Metrics         `json:"metrics"`
-	Calls    []event.ToolExecution `json:"calls"`
+	RunID string `json:"-"`
+	// Held is the runner's state (a team's includes its members').
+	Held *agent.Resume `json:"held"`
+	// Calls are the held calls the client sees and decides, team members'
+	// tagged with the member.
+	Calls []event.ToolExecution `json:"calls"`
 }
 
 // Pauser keeps paused runs (store.DB).
@@ -59,7 +59,10 @@ func (t *Turn) savePause(ctx context.Context, res *agent.Result) error {
 	if !ok {
 		return errors.New("this server cannot pause runs: its store keeps no paused state")
 	}
-	p := &Pause{RunID: t.run.ID, Messages: res.Messages, Tools: res.Tools, Metrics: res.Metrics}
+	p := &Pause{RunID: t.run.ID, Held: res.Held}
+	if p.Held == nil {
+		p.Held = &agent.Resume{Messages: res.Messages, Tools: res.Tools, Metrics: res.Metrics}
+	}
 	var recs []approval.Record
 	now := time.Now().UTC()
 	for _, n := range res.Pending {
@@ -107,7 +110,12 @@ func (s *Service) resumeOf(ctx context.Context, runID string) (*agent.Resume, er
 		return nil, err
 	}
 	merge(p.Calls, recs)
-	return &agent.Resume{Messages: p.Messages, Tools: p.Tools, Metrics: p.Metrics, Decided: p.Calls}, nil
+	rs := p.Held
+	if rs == nil {
+		rs = &agent.Resume{}
+	}
+	rs.Decided = p.Calls
+	return rs, nil
 }
 
 // merge takes each call's confirmation from its decided inbox record.

@@ -502,8 +502,13 @@ func (t *Turn) saveMembers(ctx context.Context, parent string, results []*agent.
 			UserID: t.session.UserID, Input: m.Input, Status: event.StatusRunning, SpecVersion: t.run.SpecVersion,
 			Model: m.Model, Provider: m.Provider, CreatedAt: info.started,
 		}
-		if err := t.s.opts.Store.StartRun(ctx, &sess, mr); err != nil {
-			return fmt.Errorf("storing member run %s: %w", m.RunID, err)
+		// A member that continued its paused run was stored when it paused.
+		if !m.Continued {
+			if err := t.s.opts.Store.StartRun(ctx, &sess, mr); err != nil {
+				return fmt.Errorf("storing member run %s: %w", m.RunID, err)
+			}
+		} else {
+			mr.CreatedAt = time.Time{}
 		}
 		mr.Content, mr.Status, mr.Tools, mr.Messages, mr.Metrics, mr.References = m.Content, m.Status, m.Tools, m.Messages, m.Metrics, m.References
 		if m.Err != nil {
