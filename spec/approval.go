@@ -5,6 +5,7 @@ import (
 	"path"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -171,8 +172,11 @@ func (t *Tool) validateApproval(v *validator) {
 			}
 		}
 		for j, s := range p.Approvers.Scopes {
-			if s != "admin" && !scopeRE.MatchString(s) {
+			switch {
+			case s != "admin" && !scopeRE.MatchString(s):
 				v.errorf(indexPath(base+".approvers.scopes", j), "invalid scope %q: write resource:verb, such as approvals:write", s)
+			case len(v.set.scopes) > 0 && !slices.Contains(v.set.scopes, s):
+				v.errorf(indexPath(base+".approvers.scopes", j), "unknown scope %q: must be one of %s%s", s, strings.Join(v.set.scopes, ", "), suggestionOnly(s, v.set.scopes))
 			}
 		}
 		for j, u := range p.Approvers.Users {

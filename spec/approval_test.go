@@ -79,3 +79,16 @@ parameters: {type: object, properties: {path: {type: string}}}
 	require.True(t, gh[1].Covers("anything"))
 	require.Equal(t, spec.ToolExternal, set.Tool("pick").Type)
 }
+
+// TestApproverScopesKnown: given the server's scopes, a policy naming
+// another is an error with a suggestion; without them only the shape is
+// checked.
+func TestApproverScopesKnown(t *testing.T) {
+	t.Parallel()
+	src := []byte("kind: Tool\nname: t\ntype: http\nurl: https://x.example.com\napproval: {approvers: {scopes: [approvals:wirte]}}\n")
+	file := spec.ParseFile("t.yaml", src, testEnv)
+	require.Empty(t, spec.NewSet([]*spec.File{file}).Diagnostics().Errors())
+	ds := spec.NewSetWith([]*spec.File{file}, spec.SetOptions{ApproverScopes: []string{"agents:run", "approvals:write", "admin"}}).Diagnostics().Errors()
+	require.Len(t, ds, 1)
+	require.Equal(t, `t.yaml:5:33: tools.t.approval.approvers.scopes[0]: unknown scope "approvals:wirte": must be one of agents:run, approvals:write, admin (did you mean "approvals:write"?)`, ds[0].Error())
+}

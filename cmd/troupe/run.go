@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
@@ -56,7 +57,7 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	defer kbs.Close()
 	rt, pool := newRuntime(getenv, logger, kbs)
 	defer pool.Close()
-	eng, err := engine.New(engine.Options{Dirs: []string{*dir}, ReadRoots: roots, Env: spec.Env(getenv), Logger: logger, Runtime: rt})
+	eng, err := engine.New(engine.Options{Dirs: []string{*dir}, ReadRoots: roots, Env: spec.Env(getenv), Logger: logger, Runtime: rt, ApproverScopes: auth.ScopeNames()})
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", *dir, err)
 	}

@@ -253,7 +253,8 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	rt.Workflows = func(w *engine.Workflow) agent.Runner {
 		return workflow.New(w, workflow.Options{Checkpoints: db})
 	}
-	eng, err := engine.New(engine.Options{Dirs: []string{cfg.dir}, ReadRoots: cfg.readRoots, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt})
+	eng, err := engine.New(engine.Options{Dirs: []string{cfg.dir}, ReadRoots: cfg.readRoots, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt,
+		ApproverScopes: auth.ScopeNames()})
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", cfg.dir, err)
 	}

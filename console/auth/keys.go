@@ -124,6 +124,16 @@ func newKey(name, secret, hash, user string, scopes []string) (*Key, error) {
 	return k, nil
 }
 
+// ScopeNames lists every scope's name, for what must name a known scope
+// (approval policies).
+func ScopeNames() []string {
+	out := make([]string, len(Scopes))
+	for i, sc := range Scopes {
+		out[i] = string(sc)
+	}
+	return out
+}
+
 func scopeList() string {
 	s := make([]string, len(Scopes))
 	for i, sc := range Scopes {
