@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,13 +197,22 @@ func TestApprovalContinue(t *testing.T) {
 			}},
 		{name: "user input", call: model.ToolCall{ID: "call-1", Name: "send_email", Arguments: `{"subject":"hi"}`},
 			decision: `{"tool_call_id":"%s","user_input_schema":[{"name":"to","value":"bob@example.com"}]}`,
-			check: func(t *testing.T, held pausedTool, _ *fake.Provider, up *upstream) {
+			check: func(t *testing.T, held pausedTool, p *fake.Provider, up *upstream) {
 				require.True(t, held.RequiresUserInput)
 				require.Equal(t, "to", held.UserInputSchema[0]["name"])
 				require.Equal(t, "str", held.UserInputSchema[0]["field_type"])
 				require.Len(t, up.got(), 1)
 				require.Equal(t, "bob@example.com", up.got()[0]["to"])
 				require.Equal(t, "hi", up.got()[0]["subject"])
+				// The model is not offered what the user fills in.
+				var offered map[string]any
+				for _, d := range p.Requests()[0].Tools {
+					if d.Name == "send_email" {
+						offered = d.Parameters["properties"].(map[string]any)
+					}
+				}
+				require.Contains(t, offered, "subject")
+				require.NotContains(t, offered, "to")
 			}},
 	}
 	for _, tt := range tests {
@@ -570,4 +580,23 @@ func TestApprovalTeams(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestApprovalContinueBackground continues a paused run as a form
+// (AgentOS's client sends tools as a JSON form field) with background=true:
+// 202 at once, and a job finishes the run.
+func TestApprovalContinueBackground(t *testing.T) {
+	t.Parallel()
+	ts, _, up := startApprovals(t, "1h", refundCall)
+	runID, _ := pause(t, ts)
+	form := url.Values{"tools": {`[{"tool_call_id":"call-1","confirmed":true}]`}, "background": {"true"}}.Encode()
+	status, body, h := ts.do(http.MethodPost, "/agents/clerk/runs/"+runID+"/continue", "", "application/x-www-form-urlencoded", form)
+	require.Equal(t, http.StatusAccepted, status, body)
+	require.Equal(t, runID, h.Get("X-Run-Id"))
+	require.Equal(t, "done", waitRun(t, ts, "/agents/clerk/runs/"+runID, "COMPLETED").Content)
+	require.Len(t, up.got(), 1)
+	// Its events were logged for followers: resume replays the continued run.
+	frames, _ := ts.stream("/agents/clerk/runs/"+runID+"/resume", "", "application/json", `{}`)
+	require.Equal(t, "RunContinued", frames[0].Event, names(frames))
+	require.Equal(t, "RunCompleted", frames[len(frames)-1].Event, names(frames))
 }

@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -170,8 +172,11 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, name: cfg.Spec.Name, byName: map[string]tool.Tool{}}
 	for _, t := range cfg.Tools {
 		d := t.Def()
-		a.defs = append(a.defs, d)
 		a.byName[d.Name] = t
+		if ask := cfg.Gates[d.Name].UserInput(); len(ask) > 0 {
+			d = withoutParams(d, ask)
+		}
+		a.defs = append(a.defs, d)
 	}
 	var holders []any
 	for _, t := range cfg.Tools {
@@ -255,6 +260,24 @@ var ErrToolLimit = errors.New("tool call limit reached")
 func (a *Agent) Execute(ctx context.Context, in Input, emit func(event.Event)) *Result {
 	r := &run{a: a, in: in, emit: emit, start: a.cfg.Now()}
 	return r.execute(ctx)
+}
+
+// withoutParams returns d without the parameters names: they are asked of
+// the user (user_input), so the model is not offered them.
+func withoutParams(d model.ToolDef, names []string) model.ToolDef {
+	params := maps.Clone(d.Parameters)
+	if props, ok := params["properties"].(map[string]any); ok {
+		props = maps.Clone(props)
+		for _, n := range names {
+			delete(props, n)
+		}
+		params["properties"] = props
+	}
+	if req, ok := params["required"].([]any); ok {
+		params["required"] = slices.DeleteFunc(slices.Clone(req), func(v any) bool { s, _ := v.(string); return slices.Contains(names, s) })
+	}
+	d.Parameters = params
+	return d
 }
 
 type callIDKey struct{}
