@@ -600,3 +600,30 @@ func TestApprovalContinueBackground(t *testing.T) {
 	require.Equal(t, "RunContinued", frames[0].Event, names(frames))
 	require.Equal(t, "RunCompleted", frames[len(frames)-1].Event, names(frames))
 }
+
+// TestApprovalInWorkflowStep: a step's agent that needs a decision fails
+// the step with a clear error (workflows pause only at approval steps), and
+// the held call never runs.
+func TestApprovalInWorkflowStep(t *testing.T) {
+	t.Parallel()
+	up := &upstream{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		up.mu.Lock()
+		up.bodies = append(up.bodies, map[string]any{})
+		up.mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	script := fake.New(fake.Step{ToolCalls: []model.ToolCall{refundCall}})
+	ts := startServer(t, withProvider("anthropic", script), withSpecs(fmt.Sprintf(approvalSpecs, srv.URL, "1h")+`
+---
+kind: Workflow
+name: refunds
+steps:
+  - {name: refund, agent: clerk}
+`))
+	var r runState
+	ts.json(http.MethodPost, "/workflows/refunds/runs", "", `{"message":"refund A1","stream":false}`, http.StatusOK, &r)
+	require.Equal(t, "ERROR", r.Status)
+	require.Contains(t, r.Error, "workflow steps do not support")
+	require.Empty(t, up.got())
+}
