@@ -627,3 +627,25 @@ steps:
 	require.Contains(t, r.Error, "workflow steps do not support")
 	require.Empty(t, up.got())
 }
+
+// TestApprovalOpenAI: a chat completion whose agent pauses answers 409 with
+// code paused and says how to go on.
+func TestApprovalOpenAI(t *testing.T) {
+	t.Parallel()
+	ts, _, _ := startApprovals(t, "1h", refundCall)
+	status, body, _ := ts.do(http.MethodPost, "/v1/chat/completions", "", "application/json", `{"model":"clerk","messages":[{"role":"user","content":"refund A1"}]}`)
+	require.Equal(t, http.StatusConflict, status, body)
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &e))
+	require.Equal(t, "paused", e.Error.Code)
+	require.Contains(t, e.Error.Message, "/approvals/{id}/resolve")
+	require.Contains(t, e.Error.Message, "/agents/clerk/runs/")
+	var count struct{ Count int }
+	ts.json(http.MethodGet, "/approvals/count", "", "", http.StatusOK, &count)
+	require.Equal(t, 1, count.Count)
+}
