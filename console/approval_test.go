@@ -649,3 +649,24 @@ func TestApprovalOpenAI(t *testing.T) {
 	ts.json(http.MethodGet, "/approvals/count", "", "", http.StatusOK, &count)
 	require.Equal(t, 1, count.Count)
 }
+
+// TestApprovalCancelPaused: cancelling a paused run ends it CANCELLED at
+// once and rejects its pending approvals; it cannot be continued after.
+func TestApprovalCancelPaused(t *testing.T) {
+	t.Parallel()
+	ts, _, up := startApprovals(t, "1h", refundCall)
+	runID, held := pause(t, ts)
+	var out struct{ Status string }
+	ts.json(http.MethodPost, "/agents/clerk/runs/"+runID+"/cancel", "", "", http.StatusOK, &out)
+	require.Equal(t, "cancelled", out.Status)
+	require.Equal(t, "CANCELLED", waitRun(t, ts, "/agents/clerk/runs/"+runID, "CANCELLED").Status)
+	var rec approvalRecord
+	ts.json(http.MethodGet, "/approvals/"+held[0].ApprovalID, "", "", http.StatusOK, &rec)
+	require.Equal(t, "rejected", rec.Status)
+	require.Equal(t, "the run was cancelled", rec.Comment)
+	status, _, _ := ts.do(http.MethodPost, "/agents/clerk/runs/"+runID+"/continue", "", "application/json", `{"tools":[{"tool_call_id":"call-1","confirmed":true}]}`)
+	require.Equal(t, http.StatusConflict, status)
+	status, _, _ = ts.do(http.MethodPost, "/agents/clerk/runs/"+runID+"/cancel", "", "", "")
+	require.Equal(t, http.StatusNotFound, status, "nothing left to cancel")
+	require.Empty(t, up.got())
+}

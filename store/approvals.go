@@ -303,3 +303,32 @@ func (db *DB) queryApprovals(ctx context.Context, query string, args ...any) ([]
 	}
 	return out, nil
 }
+
+// CancelPaused implements session.Pauser: the run ends CANCELLED, and its
+// pending approvals are rejected in its name.
+func (db *DB) CancelPaused(ctx context.Context, runID, reason, by string) (*Run, error) {
+	ts := db.timeArg(now())
+	var r Run
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET status = 'CANCELLED', error = $1, updated_at = $2 WHERE id = $3 AND status = 'PAUSED'`,
+			text(reason), ts, runID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrNotFound
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE approvals SET status = 'rejected', decided_by = $1, decided_at = $2, comment = $3
+			WHERE run_id = $4 AND status = 'pending'`, by, ts, "the run was cancelled", runID); err != nil {
+			return err
+		}
+		r, err = scanRun(tx.QueryRowContext(ctx, sqlGetRun, runID, ""))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: cancelling paused run %s: %w", runID, err)
+	}
+	return &r, nil
+}

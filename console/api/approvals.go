@@ -24,6 +24,7 @@ import (
 type Pauses interface {
 	ContinuePaused(ctx context.Context, p session.ContinueParams) (*session.Turn, *session.Run, error)
 	ResumeDecided(ctx context.Context, runID, by string) (bool, error)
+	CancelPaused(ctx context.Context, runID, by string) (bool, error)
 }
 
 var (

@@ -379,10 +379,23 @@ func (h *Handler) cancelRun(typ string) handlerFunc {
 		if err != nil {
 			return fmt.Errorf("cancelling run %s: %w", c.Param("run_id"), err)
 		}
+		status := "cancelling"
+		if !ok {
+			// A run paused on tool calls is not in progress anywhere: it
+			// ends CANCELLED at once, its pending approvals rejected.
+			if p, isPauses := h.opts.Runs.(Pauses); isPauses && typ != session.TypeWorkflow {
+				if r, err := h.routeRun(c, typ); err == nil && r.Status == event.StatusPaused {
+					if ok, err = p.CancelPaused(c.Request.Context(), r.ID, decider(c)); err != nil {
+						return err
+					}
+					status = "cancelled"
+				}
+			}
+		}
 		if !ok {
 			return Errorf(http.StatusNotFound, "no run %s of %s %s is in progress", c.Param("run_id"), typ, c.Param("id"))
 		}
-		c.JSON(http.StatusOK, cancelResponse{RunID: c.Param("run_id"), Status: "cancelling"})
+		c.JSON(http.StatusOK, cancelResponse{RunID: c.Param("run_id"), Status: status})
 		return nil
 	}
 }

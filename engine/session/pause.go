@@ -40,6 +40,25 @@ type Pauser interface {
 	// pause (the continued run's stream starts afresh). A run that is not
 	// PAUSED is an error wrapping ErrNotFound.
 	ContinuePaused(ctx context.Context, runID string, calls []event.ToolExecution, status event.Status, by string) (*Run, error)
+	// CancelPaused ends PAUSED run runID CANCELLED with reason and rejects
+	// its pending approvals in by's name; a run that is not PAUSED is an
+	// error wrapping ErrNotFound.
+	CancelPaused(ctx context.Context, runID, reason, by string) (*Run, error)
+}
+
+// CancelPaused cancels a PAUSED agent or team run: nothing executes it, so
+// cancelling ends it at once, and its pending approvals are rejected. It
+// reports false for a run that is not paused.
+func (s *Service) CancelPaused(ctx context.Context, runID, by string) (bool, error) {
+	ps, ok := s.opts.Store.(Pauser)
+	if !ok {
+		return false, nil
+	}
+	_, err := ps.CancelPaused(ctx, runID, ErrCancelled.Error(), by)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Announcer is told of new inbox records (cmd/troupe schedules their
