@@ -99,7 +99,7 @@ var apiRoutes = []Route{
 		Resp:   []runResponse{}, Errors: map[int]string{422: "status, limit or page is not valid"}},
 	{Method: "get", Path: "/agents/{agent_id}/runs/{run_id}", Tag: "Agents", Summary: "Get a run", Desc: "A run of the agent in any state (PENDING, RUNNING, COMPLETED, ERROR, CANCELLED), with its result once it ended: how clients follow a background run.",
 		Params: []Param{PathParam("agent_id", "Agent name"), PathParam("run_id", "Run id")}, Resp: runResponse{}, Errors: map[int]string{404: "No such run of this agent"}},
-	{Method: "post", Path: "/agents/{agent_id}/runs/{run_id}/cancel", Tag: "Agents", Summary: "Cancel a run", Desc: "Cancels a run started by another request, on this replica or another one on the same database (which stops it within a second).",
+	{Method: "post", Path: "/agents/{agent_id}/runs/{run_id}/cancel", Tag: "Agents", Summary: "Cancel a run", Desc: "Cancels a run started by another request, on this replica or another one on the same database (which stops it within a second); a run PAUSED on tool calls ends CANCELLED at once (status cancelled) and its pending approvals are rejected.",
 		Params: []Param{PathParam("agent_id", "Agent name"), PathParam("run_id", "Run id")}, Resp: cancelResponse{}, Errors: map[int]string{404: "No such run in progress"}},
 	{Method: "post", Path: "/agents/{agent_id}/runs/{run_id}/resume", Tag: "Agents", Summary: "Resume an agent run's stream",
 		Desc:   resumeDesc,
@@ -125,6 +125,7 @@ var apiRoutes = []Route{
 	{Method: "get", Path: "/teams/{team_id}/runs/{run_id}", Tag: "Teams", Summary: "Get a team run", Desc: "A run of the team in any state, with its result once it ended.",
 		Params: []Param{PathParam("team_id", "Team name"), PathParam("run_id", "Run id")}, Resp: runResponse{}, Errors: map[int]string{404: "No such run of this team"}},
 	{Method: "post", Path: "/teams/{team_id}/runs/{run_id}/cancel", Tag: "Teams", Summary: "Cancel a team run",
+		Desc:   "Cancels the run on whichever replica executes it; a run PAUSED on tool calls ends CANCELLED at once (status cancelled) and its pending approvals are rejected.",
 		Params: []Param{PathParam("team_id", "Team name"), PathParam("run_id", "Run id")}, Resp: cancelResponse{}, Errors: map[int]string{404: "No such run in progress"}},
 
 	{Method: "post", Path: "/teams/{team_id}/runs/{run_id}/resume", Tag: "Teams", Summary: "Resume a team run's stream",
