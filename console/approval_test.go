@@ -414,6 +414,12 @@ func TestApprovalVisibility(t *testing.T) {
 	status, _, _ = ts.do(http.MethodPost, "/approvals/"+id+"/resolve", bob, "application/json", `{"approved":true}`)
 	require.Equal(t, http.StatusNotFound, status, "bob may not decide, and is not told it exists")
 
+	// The run's continue route holds to the approvers too: a key that may
+	// run agents but is no approver cannot confirm the call there.
+	status, body, _ = ts.do(http.MethodPost, "/agents/clerk/runs/"+runID+"/continue", runner, "application/json", `{"tools":[{"tool_call_id":"call-1","confirmed":true}],"stream":false}`)
+	require.Equal(t, http.StatusForbidden, status, body)
+	require.Contains(t, body, "approvals inbox")
+
 	ts.json(http.MethodGet, "/approvals", alice, "", http.StatusOK, &list)
 	require.Len(t, list.Data, 1)
 	var rec approvalRecord

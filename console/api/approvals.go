@@ -107,7 +107,7 @@ func (h *Handler) continueAgentRun(typ string) handlerFunc {
 		}
 		stream := req.Stream == nil || *req.Stream
 		background := req.Background != nil && *req.Background
-		turn, run, err := pauses.ContinuePaused(c.Request.Context(), session.ContinueParams{Run: r, Calls: req.Tools, By: decider(c),
+		turn, run, err := pauses.ContinuePaused(c.Request.Context(), session.ContinueParams{Run: r, Calls: req.Tools, By: decider(c), Viewer: viewer(c),
 			Background: background, Stream: stream && !background})
 		if err != nil {
 			return err

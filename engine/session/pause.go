@@ -67,6 +67,10 @@ type Announcer interface {
 	Announce(ctx context.Context, records []approval.Record) error
 }
 
+// ErrForbidden reports a decision the caller may not take (it is not among
+// the call's approvers); the HTTP layer answers 403.
+var ErrForbidden = errors.New("forbidden")
+
 // ErrConflict reports a request that does not fit the run's state (continuing
 // a run that is not paused); the HTTP layer answers 409.
 var ErrConflict = errors.New("conflict")
@@ -166,6 +170,10 @@ type ContinueParams struct {
 	Calls []event.ToolExecution
 	// By names who decided (the key's user or name), for the inbox.
 	By string
+	// Viewer is who decides, for confirmations: a call that needs one may
+	// be confirmed or rejected here only by one of its approvers (nil: an
+	// administrator, or an open server).
+	Viewer *approval.Viewer
 	// Background queues the continued run for a job instead of returning a
 	// turn to execute here.
 	Background bool
@@ -199,6 +207,21 @@ func (s *Service) ContinuePaused(ctx context.Context, p ContinueParams) (*Turn, 
 	given := map[string]event.ToolExecution{}
 	for _, c := range p.Calls {
 		given[c.ToolCallID] = c
+	}
+	byApproval := map[string]*approval.Record{}
+	for i := range recs {
+		byApproval[recs[i].ID] = &recs[i]
+	}
+	for _, c := range held.Calls {
+		g, ok := given[c.ToolCallID]
+		rec := byApproval[c.ApprovalID]
+		if !ok || g.Confirmed == nil || rec == nil || rec.Status != approval.StatusPending {
+			continue
+		}
+		if !p.Viewer.CanDecide(rec) {
+			return nil, nil, &Error{Kind: ErrForbidden, Msg: fmt.Sprintf("tool call %s (%s) needs a decision by its approvers (users %v, scopes %v); this key is not one of them: leave it to the approvals inbox",
+				c.ToolCallID, c.ToolName, rec.Approvers.Users, rec.Approvers.Scopes)}
+		}
 	}
 	calls := held.Calls
 	for i := range calls {
