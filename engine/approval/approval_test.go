@@ -9,7 +9,7 @@ import (
 	"github.com/troupehq/troupe/spec"
 )
 
-func tools(t *testing.T, src string) *spec.Set {
+func tools(t testing.TB, src string) *spec.Set {
 	t.Helper()
 	set := spec.NewSet([]*spec.File{spec.ParseFile("t.yaml", []byte(src), func(string) (string, bool) { return "", false })})
 	require.Empty(t, set.Diagnostics().Errors())
