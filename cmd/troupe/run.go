@@ -120,6 +120,9 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	if *dbPath != "" {
 		p.line("— session %s · run %s", run.SessionID, run.ID)
 	}
+	if run.Status == event.StatusPaused {
+		p.line("— the run is stored PAUSED: serve this database (--db) and decide it in the approvals inbox (POST /approvals/{id}/resolve) or continue it (POST /%ss/%s/runs/%s/continue)", run.Type, run.ComponentID, run.ID)
+	}
 	if run.Status != event.StatusCompleted {
 		return exitError(1)
 	}
@@ -184,6 +187,21 @@ func (p *printer) print(e event.Event) {
 		p.line("%s✗ %serror: %s", indent, who, e.Content)
 	case event.RunCancelled:
 		p.line("%s✗ %scancelled", indent, who)
+	case event.RunPaused:
+		for _, c := range e.Paused {
+			what := "approval"
+			switch {
+			case c.ExternalExecutionRequired:
+				what = "the client's result"
+			case c.RequiresUserInput && !c.RequiresConfirmation:
+				what = "user input"
+			}
+			reason := ""
+			if c.Reason != "" {
+				reason = ": " + oneLine(c.Reason, 120)
+			}
+			p.line("%s⏸ %s%s(%s) waits for %s%s", indent, who, c.ToolName, compactArgs(c.ToolArgs), what, reason)
+		}
 	}
 }
 
