@@ -15,7 +15,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/troupehq/troupe/engine/event"
@@ -295,14 +294,4 @@ func NewID() string {
 	b[6] = b[6]&0x0f | 0x70
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
-// Sorted returns the names of fields missing from calls, sorted, for a 422.
-func Sorted(missing map[string]string) []string {
-	out := make([]string, 0, len(missing))
-	for id, what := range missing {
-		out = append(out, id+" ("+what+")")
-	}
-	sort.Strings(out)
-	return out
 }

@@ -24,8 +24,9 @@ const (
 	RunCompleted          Type = "RunCompleted"
 	RunError              Type = "RunError"
 	RunCancelled          Type = "RunCancelled"
-	// RunPaused ends a workflow run that waits at an approval step; it
-	// continues (as a new execution of the same run) once approved.
+	// RunPaused ends a workflow run that waits at an approval step, or an
+	// agent or team run that holds tool calls for a decision (Paused lists
+	// them); it continues (as a new execution of the same run) once decided.
 	RunPaused Type = "RunPaused"
 	// RunContinued starts the execution of a paused agent or team run that
 	// was continued (in place of RunStarted).
@@ -89,8 +90,10 @@ const (
 	StatusCompleted Status = "COMPLETED"
 	StatusError     Status = "ERROR"
 	StatusCancelled Status = "CANCELLED"
-	// StatusPaused is a workflow run waiting at an approval step: it has
-	// ended for now (Terminal), and POST …/continue sets it PENDING again.
+	// StatusPaused is a workflow run waiting at an approval step, or an
+	// agent or team run holding tool calls for a decision: it has ended for
+	// now (Terminal), and continuing it (POST …/continue, or its last
+	// decision in the approvals inbox) executes it again.
 	StatusPaused Status = "PAUSED"
 )
 
