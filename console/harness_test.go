@@ -121,6 +121,13 @@ type harness struct {
 	keyTTL time.Duration
 	// limits builds the rate limiter on the server's store (none when nil).
 	limits func(db *store.DB) *ratelimit.Limiter
+	// webhook and webhookSecret announce new approvals.
+	webhook, webhookSecret string
+}
+
+// withApprovalWebhook announces new approvals to url, signed with secret.
+func withApprovalWebhook(url, secret string) serverOption {
+	return func(h *harness) { h.webhook, h.webhookSecret = url, secret }
 }
 
 // traceStore is a trace sink the console can also read back.
@@ -270,9 +277,15 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		h.opts(&o)
 	}
 	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Cancels: ts.db, Events: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout,
-		IdempotencyTTL: h.keyTTL, Requeue: jobs.Resumer{Client: jobClient}})
+		IdempotencyTTL: h.keyTTL, Requeue: jobs.Resumer{Client: jobClient}, Announcer: jobs.Approvals{Client: jobClient, Webhook: h.webhook != ""}})
 	// As in troupe serve: background runs are jobs any replica executes.
 	jobs.RegisterRuns(jobReg, ts.runs)
+	var hook *jobs.Webhook
+	if h.webhook != "" {
+		// The test's receiver listens on loopback, allowed by name.
+		hook = &jobs.Webhook{URL: h.webhook, Secret: h.webhookSecret, Client: egress.Policy{AllowedHosts: []string{"127.0.0.1"}}.Client(5 * time.Second)}
+	}
+	jobs.RegisterApprovals(jobReg, ts.db, ts.runs, hook)
 	if h.keyTTL > 0 {
 		jobs.RegisterKeyPurge(jobReg, ts.db, ts.runs.KeyCutoff, h.keyTTL)
 	}

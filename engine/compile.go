@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/approval"
 	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/guard"
 	"github.com/troupehq/troupe/engine/team"
@@ -342,10 +343,19 @@ func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 		if err != nil {
 			return nil, err
 		}
+		// The tool's control points (approval, external, user_input).
+		gate := approval.NewGate(ref.Spec)
 		if in.toolset != nil {
 			cfg.Toolsets = append(cfg.Toolsets, in.toolset)
+			cfg.ToolsetGates = append(cfg.ToolsetGates, gate)
 		} else {
 			cfg.Tools = append(cfg.Tools, in.tool)
+			if gate != nil {
+				if cfg.Gates == nil {
+					cfg.Gates = map[string]*approval.Gate{}
+				}
+				cfg.Gates[in.tool.Def().Name] = gate
+			}
 		}
 	}
 	if len(a.Knowledge) > 0 {

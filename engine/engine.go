@@ -28,6 +28,9 @@ type Options struct {
 	// Runtime supplies providers and tools. Nil compiles specs without making
 	// them runnable (only useful to tools that inspect specs).
 	Runtime *Runtime
+	// ApproverScopes are the API key scopes approval policies may name (the
+	// server's auth scopes); empty accepts any resource:verb.
+	ApproverScopes []string
 }
 
 // ReloadResult describes one reload attempt.
@@ -83,7 +86,7 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{
 		dirs:    opts.Dirs,
 		runtime: opts.Runtime,
-		loader:  spec.NewLoader(spec.LoaderOptions{Env: opts.Env, ReadRoots: opts.ReadRoots, BuiltinTools: opts.Runtime.registry().Builtins()}),
+		loader:  spec.NewLoader(spec.LoaderOptions{Env: opts.Env, ReadRoots: opts.ReadRoots, BuiltinTools: opts.Runtime.registry().Builtins(), ApproverScopes: opts.ApproverScopes}),
 		log:     opts.Logger,
 		now:     opts.Now,
 		trigger: make(chan struct{}, 1),

@@ -6,6 +6,7 @@ import (
 
 	"github.com/troupehq/troupe/engine/tool"
 	"github.com/troupehq/troupe/engine/tool/builtin"
+	"github.com/troupehq/troupe/engine/tool/external"
 	"github.com/troupehq/troupe/engine/tool/httptool"
 	"github.com/troupehq/troupe/engine/tool/mcp"
 	"github.com/troupehq/troupe/spec"
@@ -25,7 +26,7 @@ type ToolOptions struct {
 // http and mcp document types and the builtins. cmd/troupe calls it with its
 // services; tests call it with fakes, or build a tool.Registry of their own.
 func DefaultTools(o ToolOptions) *tool.Registry {
-	mods := append([]tool.Module{httptool.Module()}, builtin.Modules(o.Builtin)...)
+	mods := append([]tool.Module{httptool.Module(), external.Module()}, builtin.Modules(o.Builtin)...)
 	if o.MCP != nil {
 		mods = append(mods, mcp.Module(o.MCP))
 	} else {

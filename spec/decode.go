@@ -174,6 +174,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, fi *fieldIn
 		}
 		v.SetInt(int64(dur))
 		return
+	case t == approvalType:
+		d.decodeApproval(n, v, path, fi)
+		return
 	case t == jsonSchemaType:
 		if isNull(n) {
 			return
@@ -513,4 +516,34 @@ func keyPath(path, key string) string {
 		return path + "." + key
 	}
 	return path + "[" + strconv.Quote(key) + "]"
+}
+
+// decodeApproval decodes a tool's approval: the scalar required (one policy
+// with the defaults), one policy as a mapping, or a list of policies.
+func (d *decoder) decodeApproval(n *yaml.Node, v reflect.Value, path string, fi *fieldInfo) {
+	switch {
+	case isNull(n):
+	case n.Kind == yaml.ScalarNode:
+		s, ok := d.scalarText(n, path, "required, a policy or a list of policies")
+		if !ok {
+			return
+		}
+		if s != ApprovalRequired {
+			d.errorf(n, path, "invalid approval %q: write required, a policy (when, approvers, timeout, default, reason) or a list of policies%s", n.Value, suggestionOnly(s, []string{ApprovalRequired}))
+			return
+		}
+		v.Set(reflect.ValueOf(ToolApproval{{}}))
+	case n.Kind == yaml.MappingNode:
+		var p ApprovalPolicy
+		d.decodeMapping(n, reflect.ValueOf(&p).Elem(), path, infoOf(reflect.TypeFor[ApprovalPolicy]()))
+		v.Set(reflect.ValueOf(ToolApproval{p}))
+	case n.Kind == yaml.SequenceNode:
+		a := make(ToolApproval, len(n.Content))
+		for i, c := range n.Content {
+			d.decode(c, reflect.ValueOf(&a[i]).Elem(), indexPath(path, i), fi)
+		}
+		v.Set(reflect.ValueOf(a))
+	default:
+		d.errorf(n, path, "expected required, a policy or a list of policies, got %s", describe(n))
+	}
 }

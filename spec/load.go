@@ -25,6 +25,9 @@ type LoaderOptions struct {
 	// registry (engine.Tools.Builtins). Without them every tool an agent
 	// lists needs a Tool document.
 	BuiltinTools []BuiltinTool
+	// ApproverScopes are the API key scopes approval policies may name
+	// (the server's auth scopes); empty accepts any resource:verb.
+	ApproverScopes []string
 }
 
 // Loader reads spec folders. It remembers parsed files by content hash, so a
@@ -35,6 +38,7 @@ type Loader struct {
 	maxSize  int64
 	roots    []string
 	builtins []BuiltinTool
+	scopes   []string
 
 	mu    sync.Mutex
 	cache map[string]*File // by path; valid while the content hash matches
@@ -42,7 +46,7 @@ type Loader struct {
 
 // NewLoader returns a Loader.
 func NewLoader(opts LoaderOptions) *Loader {
-	l := &Loader{env: opts.Env, maxSize: opts.MaxFileSize, roots: opts.ReadRoots, builtins: opts.BuiltinTools, cache: map[string]*File{}}
+	l := &Loader{env: opts.Env, maxSize: opts.MaxFileSize, roots: opts.ReadRoots, builtins: opts.BuiltinTools, scopes: opts.ApproverScopes, cache: map[string]*File{}}
 	if l.env == nil {
 		l.env = os.LookupEnv
 	}
@@ -80,7 +84,7 @@ func (l *Loader) Load(dirs ...string) (*Set, error) {
 		files = append(files, f)
 	}
 	l.cache = next // forget deleted files
-	return NewSet(files, l.builtins...), nil
+	return NewSetWith(files, SetOptions{Builtins: l.builtins, ApproverScopes: l.scopes}), nil
 }
 
 func (l *Loader) loadFile(sf specFile) (*File, error) {

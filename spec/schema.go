@@ -30,7 +30,7 @@ func Schema(builtins []BuiltinTool) map[string]any {
 		def := structSchema(t)
 		def["description"] = kindDescriptions[k]
 		if k == KindTool {
-			types := []any{ToolHTTP, ToolMCP}
+			types := []any{ToolHTTP, ToolMCP, ToolExternal}
 			for _, b := range builtins {
 				types = append(types, b.Name)
 			}
@@ -124,6 +124,9 @@ func typeSchema(t reflect.Type, f *fieldInfo) map[string]any {
 		return map[string]any{"type": "string", "pattern": `^(\$\{.*\}|[0-9.]+(ns|us|µs|ms|s|m|h)([0-9.]+(ns|us|µs|ms|s|m|h))*)$`}
 	case t == jsonSchemaType:
 		return map[string]any{"type": "object"}
+	case t == approvalType:
+		policy := structSchema(reflect.TypeFor[ApprovalPolicy]())
+		return map[string]any{"anyOf": []any{map[string]any{"type": "array", "items": policy}, policy, map[string]any{"enum": []any{ApprovalRequired}}}}
 	case t == stepType:
 		return map[string]any{"$ref": "#/$defs/Step"}
 	}

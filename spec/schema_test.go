@@ -138,6 +138,14 @@ func checkType(t *testing.T, where string, typ reflect.Type, p map[string]any) {
 		require.Equal(t, "string", jsonType(), where)
 	case typ == reflect.TypeFor[spec.JSONSchema]():
 		require.Equal(t, "object", jsonType(), where)
+	case typ == reflect.TypeFor[spec.ToolApproval]():
+		// required, one policy, or a list of policies.
+		anyOf := p["anyOf"].([]any)
+		require.Len(t, anyOf, 3, where)
+		require.Equal(t, "array", jsonType(), where)
+		checkStruct(t, where+"[]", reflect.TypeFor[spec.ApprovalPolicy](), anyOf[0].(map[string]any)["items"].(map[string]any))
+		checkStruct(t, where, reflect.TypeFor[spec.ApprovalPolicy](), anyOf[1].(map[string]any))
+		require.Equal(t, []any{spec.ApprovalRequired}, anyOf[2].(map[string]any)["enum"], where)
 	case typ.Kind() == reflect.Struct:
 		checkStruct(t, where, typ, p)
 	case typ.Kind() == reflect.String:

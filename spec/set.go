@@ -20,6 +20,7 @@ type Set struct {
 	diags    Diagnostics
 	keys     []Key
 	builtins []BuiltinTool
+	scopes   []string // known approver scopes; empty: any resource:verb
 }
 
 // NewSet validates files as one folder: references, duplicates and cycles.
@@ -27,7 +28,22 @@ type Set struct {
 // an agent may list them without a Tool document, and a Tool document may use
 // their names as its type.
 func NewSet(files []*File, builtins ...BuiltinTool) *Set {
-	s := &Set{objects: map[Key]Document{}, objDiags: map[Key]Diagnostics{}, builtins: slices.Clone(builtins)}
+	return NewSetWith(files, SetOptions{Builtins: builtins})
+}
+
+// SetOptions are what a Set is validated against besides its files.
+type SetOptions struct {
+	// Builtins are the tools the engine provides by name.
+	Builtins []BuiltinTool
+	// ApproverScopes are the API key scopes the server knows: approval
+	// policies may name only these (spec checks their shape alone when it
+	// is empty).
+	ApproverScopes []string
+}
+
+// NewSetWith is NewSet with every option.
+func NewSetWith(files []*File, o SetOptions) *Set {
+	s := &Set{objects: map[Key]Document{}, objDiags: map[Key]Diagnostics{}, builtins: slices.Clone(o.Builtins), scopes: slices.Clone(o.ApproverScopes)}
 	s.files = slices.SortedFunc(slices.Values(files), func(a, b *File) int { return cmp.Compare(a.Path, b.Path) })
 	h := sha256.New()
 	for _, f := range s.files {

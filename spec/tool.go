@@ -50,6 +50,10 @@ type Tool struct {
 	Args    []string          `yaml:"args" doc:"mcp over stdio: its arguments."`
 	Env     map[string]string `yaml:"env" doc:"mcp over stdio: extra environment variables."`
 	Allow   []string          `yaml:"allow" doc:"mcp: only these server tools are offered to agents (default all)."`
+
+	// Control points (any type).
+	Approval  ToolApproval `yaml:"approval" doc:"Calls that need a human decision before they run: required, a policy (tools, when, approvers, timeout, default, reason) or a list of policies (first match wins)."`
+	UserInput []string     `yaml:"user_input" doc:"http and external: parameters asked of the user, not the model; a call pauses until they are filled."`
 }
 
 // Tool defaults.
@@ -59,6 +63,7 @@ const (
 )
 
 func (t *Tool) applyDefaults() {
+	t.Approval.applyDefaults()
 	// A builtin's defaults belong to the builtin (http_fetch waits 15s, not
 	// 30s), so only the document types defined here get them.
 	if t.Timeout == 0 && (t.Type == ToolHTTP || t.Type == ToolMCP) {
@@ -85,10 +90,21 @@ func (t *Tool) Placeholders() []string {
 	return out
 }
 
+// check compiles the approval policies' expressions once, at decode.
+func (t *Tool) check() Diagnostics { return t.checkApproval() }
+
 func (t *Tool) validate(v *validator) {
 	p := t.Path()
 	v.duration(p+".timeout", t.Timeout)
+	t.validateApproval(v)
 	switch t.Type {
+	case ToolExternal:
+		for _, f := range t.fields() {
+			if f.set && f.name != "parameters" {
+				v.errorf(p+"."+f.name, "field %s is not valid for type external: the client runs the tool", f.name)
+			}
+		}
+		v.schema(p+".parameters", t.Parameters, true)
 	case ToolHTTP:
 		for _, f := range []struct {
 			name string
@@ -175,7 +191,7 @@ func (t *Tool) validateBuiltin(v *validator) {
 	p := t.Path()
 	b, ok := v.set.builtin(t.Type)
 	if !ok {
-		types := append([]string{ToolHTTP, ToolMCP}, v.set.builtinNames()...)
+		types := append([]string{ToolHTTP, ToolMCP, ToolExternal}, v.set.builtinNames()...)
 		v.errorf(p+".type", "invalid type %q: must be one of %s%s", v.display(p+".type", t.Type), strings.Join(types, ", "), suggestionOnly(t.Type, types))
 		return
 	}

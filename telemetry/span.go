@@ -19,6 +19,7 @@ const (
 	KindStore     = "store"     // persisting the run
 	KindStep      = "step"      // one workflow step (its agent, team or nested workflow run inside)
 	KindGuardrail = "guardrail" // one guardrail's check of a run's input or output
+	KindApproval  = "approval"  // a tool call held for a decision, or the decision it got
 )
 
 // Span statuses.

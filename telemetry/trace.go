@@ -241,6 +241,8 @@ func (t *Trace) Observe(e event.Event) {
 		if e.Type == event.ToolCallError {
 			s.Status, s.StatusMessage = StatusError, t.clip(e.Tool.Result)
 		}
+	case event.RunPaused, event.RunContinued:
+		t.approvals(e)
 	case event.RunCompleted, event.RunError, event.RunCancelled:
 		if e.Depth == 0 {
 			return // the root ends in Finish
@@ -259,6 +261,57 @@ func (t *Trace) Observe(e event.Event) {
 			s.Status, s.StatusMessage = StatusError, t.clip(e.ErrorKind+": "+e.Content)
 		}
 	}
+}
+
+// approvals records the calls a run holds (RunPaused) and the decisions it
+// continues with (RunContinued: who decided, when, what), one span each.
+func (t *Trace) approvals(e event.Event) {
+	for _, c := range e.Paused {
+		name := "approval.wait " + c.ToolName
+		at := e.CreatedAt
+		if e.Type == event.RunContinued {
+			name = "approval.decision " + c.ToolName
+			if c.DecidedAt != nil && !c.DecidedAt.IsZero() {
+				at = *c.DecidedAt
+			}
+		}
+		s := t.child(KindApproval, name, t.parentOf(e), at)
+		s.End = at
+		s.Attributes["tool.name"], s.Attributes["tool.call_id"] = c.ToolName, c.ToolCallID
+		if c.ApprovalID != "" {
+			s.Attributes["approval.id"] = c.ApprovalID
+		}
+		if e.Type == event.RunContinued {
+			s.Attributes["approval.decision"] = decision(c)
+			if c.DecidedBy != "" {
+				s.Attributes["approval.decided_by"] = c.DecidedBy
+			}
+			if c.DecidedAt != nil {
+				s.Attributes["approval.decided_at"] = c.DecidedAt.UTC().Format(time.RFC3339Nano)
+			}
+			if c.ConfirmationNote != "" {
+				s.Attributes["approval.comment"] = t.clip(c.ConfirmationNote)
+			}
+		} else if c.Reason != "" {
+			s.Attributes["approval.reason"] = t.clip(c.Reason)
+		}
+		t.spans = append(t.spans, s)
+	}
+}
+
+// decision names what a held call got.
+func decision(c event.ToolExecution) string {
+	switch {
+	case c.Confirmed != nil && *c.Confirmed:
+		return "approved"
+	case c.Confirmed != nil:
+		return "rejected"
+	case c.Result != nil:
+		return "external_result"
+	case c.RequiresUserInput:
+		return "user_input"
+	}
+	return "none"
 }
 
 // stepKey identifies a workflow step execution among a trace's spans.

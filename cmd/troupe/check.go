@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/spec"
 )
 
@@ -26,7 +27,7 @@ func check(args []string, getenv env, stdout, stderr io.Writer) error {
 	if len(dirs) == 0 {
 		dirs = []string{*dir}
 	}
-	set, err := spec.NewLoader(spec.LoaderOptions{Env: spec.Env(getenv), ReadRoots: roots, BuiltinTools: builtinTools()}).Load(dirs...)
+	set, err := spec.NewLoader(spec.LoaderOptions{Env: spec.Env(getenv), ReadRoots: roots, BuiltinTools: builtinTools(), ApproverScopes: auth.ScopeNames()}).Load(dirs...)
 	if err != nil {
 		return err
 	}

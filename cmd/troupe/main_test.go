@@ -202,7 +202,7 @@ func TestServeReloadsOnSave(t *testing.T) {
 // defaults: no keys, no network, the echo model.
 func TestRunOffline(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"hello", "support", "researcher", "writer", "weather", "research"} {
+	for _, name := range []string{"hello", "support", "researcher", "writer", "weather", "research", "cashier"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			var out, errOut bytes.Buffer
@@ -211,6 +211,24 @@ func TestRunOffline(t *testing.T) {
 			require.Contains(t, out.String(), "— completed · echo (offline demo model)")
 		})
 	}
+}
+
+// TestRunPausesOnApproval: the example's multiplication waits for
+// approval: troupe run says what is held and how to go on, and exits 1.
+func TestRunPausesOnApproval(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	err := run(t.Context(), []string{"run", "--dir", "../../agents.d", "cashier", `/call careful_calculator {"expression":"6*7"}`}, noEnv, &out, &errOut)
+	require.Equal(t, exitError(1), err, errOut.String())
+	require.Contains(t, out.String(), "⏸ careful_calculator(expression=6*7) waits for approval: Evaluate 6*7")
+	require.Contains(t, out.String(), "— paused · echo")
+	require.Contains(t, out.String(), "/continue")
+	require.NotContains(t, out.String(), "careful_calculator → 42", "the held call did not run")
+
+	out.Reset()
+	err = run(t.Context(), []string{"run", "--dir", "../../agents.d", "cashier", `/call careful_calculator {"expression":"6+7"}`}, noEnv, &out, &errOut)
+	require.NoError(t, err, errOut.String())
+	require.Contains(t, out.String(), "✓ careful_calculator → 13", "an addition needs no approval")
 }
 
 func TestRunToolDirectiveAndErrors(t *testing.T) {
@@ -227,7 +245,7 @@ func TestRunToolDirectiveAndErrors(t *testing.T) {
 	require.Equal(t, "Echo: quiet please\n", out.String())
 
 	err = run(t.Context(), []string{"run", "--dir", "../../agents.d", "nobody", "hi"}, noEnv, &out, &errOut)
-	require.ErrorContains(t, err, `agent "nobody": not found; agents: hello, mcp-demo, researcher, support, weather, writer; teams: research`)
+	require.ErrorContains(t, err, `agent "nobody": not found; agents: cashier, hello, mcp-demo, researcher, support, weather, writer; teams: research`)
 	require.Equal(t, exitError(2), run(t.Context(), []string{"run", "hello"}, noEnv, &out, &errOut))
 }
 

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
@@ -56,7 +57,7 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	defer kbs.Close()
 	rt, pool := newRuntime(getenv, logger, kbs)
 	defer pool.Close()
-	eng, err := engine.New(engine.Options{Dirs: []string{*dir}, ReadRoots: roots, Env: spec.Env(getenv), Logger: logger, Runtime: rt})
+	eng, err := engine.New(engine.Options{Dirs: []string{*dir}, ReadRoots: roots, Env: spec.Env(getenv), Logger: logger, Runtime: rt, ApproverScopes: auth.ScopeNames()})
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", *dir, err)
 	}
@@ -108,7 +109,7 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 		// databases close.
 		defer func() { stopRec(); recWG.Wait() }()
 	}
-	runs := newRunService(eng, db, nil, newTracer(rec, nil), nil, 0, 0, 0, logger)
+	runs := newRunService(eng, db, nil, nil, newTracer(rec, nil), nil, 0, 0, 0, logger)
 	turn, err := runs.Start(ctx, session.Params{Kind: kind, Name: name, Message: message, SessionID: *sessionID, Stream: true})
 	if err != nil {
 		return err
@@ -118,6 +119,9 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	p.finish(run)
 	if *dbPath != "" {
 		p.line("— session %s · run %s", run.SessionID, run.ID)
+	}
+	if run.Status == event.StatusPaused {
+		p.line("— the run is stored PAUSED: serve this database (--db) and decide it in the approvals inbox (POST /approvals/{id}/resolve) or continue it (POST /%ss/%s/runs/%s/continue)", run.Type, run.ComponentID, run.ID)
 	}
 	if run.Status != event.StatusCompleted {
 		return exitError(1)
@@ -183,6 +187,21 @@ func (p *printer) print(e event.Event) {
 		p.line("%s✗ %serror: %s", indent, who, e.Content)
 	case event.RunCancelled:
 		p.line("%s✗ %scancelled", indent, who)
+	case event.RunPaused:
+		for _, c := range e.Paused {
+			what := "approval"
+			switch {
+			case c.ExternalExecutionRequired:
+				what = "the client's result"
+			case c.RequiresUserInput && !c.RequiresConfirmation:
+				what = "user input"
+			}
+			reason := ""
+			if c.Reason != "" {
+				reason = ": " + oneLine(c.Reason, 120)
+			}
+			p.line("%s⏸ %s%s(%s) waits for %s%s", indent, who, c.ToolName, compactArgs(c.ToolArgs), what, reason)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -67,6 +68,10 @@ type serveConfig struct {
 	// userLimit is every user's rate limit (--user-rate-limit,
 	// --user-burst, --user-concurrent-runs).
 	userLimit auth.RateLimit
+	// approvalsWebhook announces new approvals, signed with
+	// approvalsWebhookSecret; approvalsWebhookHosts may be reached even on
+	// private addresses.
+	approvalsWebhook, approvalsWebhookSecret, approvalsWebhookHosts string
 }
 
 func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, error) {
@@ -145,6 +150,12 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 		}
 		fs.IntVar(p, name, def, usage+" (env "+key+")")
 	}
+	fs.StringVar(&c.approvalsWebhook, "approvals-webhook", envOr(getenv, "TROUPE_APPROVALS_WEBHOOK", ""),
+		"URL that new approvals are POSTed to as JSON, retried until it answers 2xx (env TROUPE_APPROVALS_WEBHOOK)")
+	fs.StringVar(&c.approvalsWebhookSecret, "approvals-webhook-secret", envOr(getenv, "TROUPE_APPROVALS_WEBHOOK_SECRET", ""),
+		"secret of the HMAC-SHA256 signature in the webhook's X-Troupe-Signature header (sha256=<hex>); prefer the env variable (env TROUPE_APPROVALS_WEBHOOK_SECRET)")
+	fs.StringVar(&c.approvalsWebhookHosts, "approvals-webhook-allowed-hosts", envOr(getenv, "TROUPE_APPROVALS_WEBHOOK_ALLOWED_HOSTS", ""),
+		"comma-separated hosts the webhook may reach on private or loopback addresses; public addresses need none (env TROUPE_APPROVALS_WEBHOOK_ALLOWED_HOSTS)")
 	intFlag(&c.maxRuns, "max-background-runs", "TROUPE_MAX_BACKGROUND_RUNS", 8, "background runs this replica executes at once")
 	intFlag(&c.maxQueued, "max-queued-runs", "TROUPE_MAX_QUEUED_RUNS", 1000, "background runs that may wait to start; more are refused with 429")
 	userRate := 0.0
@@ -172,6 +183,11 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	limitFlag(&c.userLimit.ConcurrentRuns, "user-concurrent-runs", "TROUPE_USER_CONCURRENT_RUNS", "runs each user may have pending or running at once, over every replica; more are refused with 429; 0 for no limit")
 	if err := fs.Parse(args); err != nil {
 		return nil, exitError(2)
+	}
+	if c.approvalsWebhook != "" {
+		if u, err := url.Parse(c.approvalsWebhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			envErr = errors.Join(envErr, fmt.Errorf("--approvals-webhook %q: use an http or https URL", c.approvalsWebhook))
+		}
 	}
 	if envErr != nil {
 		return nil, envErr
@@ -269,7 +285,8 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	}
 	// Budget counters live in the database, shared by every replica.
 	rt.Budgets = db
-	eng, err := engine.New(engine.Options{Dirs: []string{cfg.dir}, ReadRoots: cfg.readRoots, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt})
+	eng, err := engine.New(engine.Options{Dirs: []string{cfg.dir}, ReadRoots: cfg.readRoots, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt,
+		ApproverScopes: auth.ScopeNames()})
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", cfg.dir, err)
 	}
@@ -287,8 +304,16 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	defer tel.close()
 	metrics := telemetry.NewMetrics()
 	wireMetrics(metrics, eng, tel.recorder, kbs, jobClient)
-	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, newTracer(tel.recorder, tel.reader), metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger)
+	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, jobs.Approvals{Client: jobClient, Webhook: cfg.approvalsWebhook != ""}, newTracer(tel.recorder, tel.reader), metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger)
 	jobs.RegisterRuns(jobReg, runs)
+	// Approvals' deadlines apply their defaults and resume their runs; new
+	// approvals are announced to the webhook, through the egress guard.
+	var hook *jobs.Webhook
+	if cfg.approvalsWebhook != "" {
+		hook = &jobs.Webhook{URL: cfg.approvalsWebhook, Secret: cfg.approvalsWebhookSecret,
+			Client: egress.Policy{AllowedHosts: splitList(cfg.approvalsWebhookHosts)}.Client(30 * time.Second)}
+	}
+	jobs.RegisterApprovals(jobReg, db, runs, hook)
 	// Expired keys already count as new; purging them keeps the table to a
 	// retention's worth, checked at least hourly.
 	jobs.RegisterKeyPurge(jobReg, db, runs.KeyCutoff, min(time.Hour, cfg.idempotencyTTL))
@@ -376,7 +401,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 // missed beats are tolerated) and the recovery sweep (two leases, the
 // defaults' 5s and 30s for the default 15s lease); 0 keeps the defaults.
 // keyTTL is how long idempotency keys replay their runs.
-func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, tr *telemetry.Tracer, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger) *session.Service {
+func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, announce session.Announcer, tr *telemetry.Tracer, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger) *session.Service {
 	var observers []session.Observer
 	if tr != nil {
 		observers = append(observers, tr)
@@ -388,7 +413,7 @@ func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, t
 	// of the same database reaches the runs executing on this one.
 	// Liveness: this replica's heartbeat, and recovery of the runs of
 	// replicas that died while this one serves.
-	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Events: db, Liveness: db, Requeue: requeue, Observers: observers, DrainTimeout: drain,
+	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Events: db, Liveness: db, Requeue: requeue, Announcer: announce, Observers: observers, DrainTimeout: drain,
 		HeartbeatInterval: lease / 3, RecoverInterval: 2 * lease, IdempotencyTTL: keyTTL, Logger: logger.With("component", "runs")})
 }
 

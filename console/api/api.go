@@ -196,6 +196,7 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.GET("/agents/:id/runs/:run_id", need(auth.ScopeSessionsRead), h.wrap(h.getRun("agent")))
 	timed.POST("/agents/:id/runs/:run_id/cancel", need(auth.ScopeAgentsRun), h.wrap(h.cancelRun("agent")))
 	// Resumed streams last as long as their run, like the run routes.
+	keyed.POST("/agents/:id/runs/:run_id/continue", need(auth.ScopeAgentsRun), h.wrap(h.continueAgentRun("agent")))
 	keyed.POST("/agents/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("agent")))
 	keyed.GET("/agents/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("agent")))
 	timed.GET("/teams", need(auth.ScopeAgentsRead), h.wrap(h.listTeams))
@@ -204,6 +205,7 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.GET("/teams/:id/runs", need(auth.ScopeSessionsRead), h.wrap(h.listRuns("team")))
 	timed.GET("/teams/:id/runs/:run_id", need(auth.ScopeSessionsRead), h.wrap(h.getRun("team")))
 	timed.POST("/teams/:id/runs/:run_id/cancel", need(auth.ScopeAgentsRun), h.wrap(h.cancelRun("team")))
+	keyed.POST("/teams/:id/runs/:run_id/continue", need(auth.ScopeAgentsRun), h.wrap(h.continueAgentRun("team")))
 	keyed.POST("/teams/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("team")))
 	keyed.GET("/teams/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("team")))
 	timed.GET("/workflows", need(auth.ScopeAgentsRead), h.wrap(h.listWorkflows))
@@ -216,6 +218,10 @@ func (h *Handler) Register(r gin.IRouter) {
 	keyed.POST("/workflows/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("workflow")))
 	keyed.GET("/workflows/:id/runs/:run_id/resume", need(auth.ScopeAgentsRun), h.wrap(h.resumeRun("workflow")))
 
+	timed.GET("/approvals", need(auth.ScopeApprovalsWrite), h.wrap(h.listApprovals))
+	timed.GET("/approvals/count", need(auth.ScopeApprovalsWrite), h.wrap(h.countApprovals))
+	timed.GET("/approvals/:id", need(auth.ScopeApprovalsWrite), h.wrap(h.getApproval))
+	timed.POST("/approvals/:id/resolve", need(auth.ScopeApprovalsWrite), h.wrap(h.resolveApproval))
 	timed.GET("/sessions", need(auth.ScopeSessionsRead), h.wrap(h.listSessions))
 	timed.GET("/sessions/:id", need(auth.ScopeSessionsRead), h.wrap(h.getSession))
 	timed.GET("/sessions/:id/runs", need(auth.ScopeSessionsRead), h.wrap(h.listSessionRuns))

@@ -87,8 +87,10 @@ func Status(err error) (status int, msg string, ok bool) {
 		switch {
 		case errors.Is(err, session.ErrInvalid):
 			return http.StatusUnprocessableEntity, se.Msg, true
-		case errors.Is(err, session.ErrBroken):
+		case errors.Is(err, session.ErrBroken), errors.Is(err, session.ErrConflict):
 			return http.StatusConflict, se.Msg, true
+		case errors.Is(err, session.ErrForbidden):
+			return http.StatusForbidden, se.Msg, true
 		case errors.Is(err, session.ErrNotFound):
 			return http.StatusNotFound, se.Msg, true
 		case errors.Is(err, session.ErrBusy):

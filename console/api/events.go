@@ -38,8 +38,9 @@ type sseEvent struct {
 	References []event.Reference `json:"references,omitempty"`
 	// Tools and ExtraData complete RunCompleted as AgentOS's does: every
 	// tool call of the run, and the references in Agent UI's shape.
-	Tools     []toolResponse `json:"tools,omitempty"`
-	ExtraData *extraData     `json:"extra_data,omitempty"`
+	// A RunPaused event's tools are the held calls (ToolExecution).
+	Tools     any        `json:"tools,omitempty"`
+	ExtraData *extraData `json:"extra_data,omitempty"`
 }
 
 // eventName returns the AgentOS name of an event: a team run's own events are
@@ -87,6 +88,9 @@ func toSSE(e event.Event) sseEvent {
 	if e.Type == event.BudgetExceeded {
 		c := e.Content
 		out.Content = &c
+	}
+	if (e.Type == event.RunPaused || e.Type == event.RunContinued) && len(e.Paused) > 0 {
+		out.Tools = e.Paused
 	}
 	if e.Type == event.RunCompleted {
 		out.ExtraData = toExtraData(e.References)

@@ -48,6 +48,13 @@ func PathParam(name, desc string) Param { return Param{name, "path", desc, "stri
 // QueryParam documents a string query parameter.
 func QueryParam(name, desc string) Param { return Param{name, "query", desc, "string"} }
 
+const (
+	continueDesc     = "Gives the tool calls a PAUSED run holds their decisions, in AgentOS's shape: tools is the RunPaused event's list, each with confirmed (true or false, and confirmation_note), optionally edited tool_args, user_input_schema values filled, or result (external tools); as JSON or as a form field holding the JSON. Calls decided in the approvals inbox need not be sent again; a confirmation sent here must come from one of the call's approvers (its users or scopes; admin always), others are 403. The run goes on from where it paused: streamed on this request (stream=true, the default: RunContinued first), answered once it ended (stream=false), or queued for any replica (background=true, 202)."
+	continueRespDesc = "The rest of the run's events (stream=true), or the run once it ended"
+)
+
+var continueErrors = map[int]string{403: "A call's confirmation belongs to its approvers, and this key is not one", 404: "No such run", 409: "The run is not PAUSED (or was continued already)", 422: "A held call still needs a decision (the message lists them)"}
+
 // resumeDesc documents the resume routes.
 const resumeDesc = "Streams a run's events again from the one after `last_event_index` (JSON or form; AgentOS's name) or the `Last-Event-ID` header, on any replica: the missed events, then the live ones, each once and in order, each with its index on the SSE `id:` line, ending with the terminal event (at once for a finished run). The replica that executes (or executed, within the last minute) the run serves every event from memory; another replica asks it to log the run's events and tails that log, a few hundred milliseconds behind. A finished run whose events were never logged (nobody resumed it elsewhere while it ran, and it was no background run) ends, on another replica, with one terminal event made from the stored run: its content, tools, references, metrics and status. Heartbeat comments keep an idle stream open."
 
@@ -92,7 +99,7 @@ var apiRoutes = []Route{
 		Resp:   []runResponse{}, Errors: map[int]string{422: "status, limit or page is not valid"}},
 	{Method: "get", Path: "/agents/{agent_id}/runs/{run_id}", Tag: "Agents", Summary: "Get a run", Desc: "A run of the agent in any state (PENDING, RUNNING, COMPLETED, ERROR, CANCELLED), with its result once it ended: how clients follow a background run.",
 		Params: []Param{PathParam("agent_id", "Agent name"), PathParam("run_id", "Run id")}, Resp: runResponse{}, Errors: map[int]string{404: "No such run of this agent"}},
-	{Method: "post", Path: "/agents/{agent_id}/runs/{run_id}/cancel", Tag: "Agents", Summary: "Cancel a run", Desc: "Cancels a run started by another request, on this replica or another one on the same database (which stops it within a second).",
+	{Method: "post", Path: "/agents/{agent_id}/runs/{run_id}/cancel", Tag: "Agents", Summary: "Cancel a run", Desc: "Cancels a run started by another request, on this replica or another one on the same database (which stops it within a second); a run PAUSED on tool calls ends CANCELLED at once (status cancelled) and its pending approvals are rejected.",
 		Params: []Param{PathParam("agent_id", "Agent name"), PathParam("run_id", "Run id")}, Resp: cancelResponse{}, Errors: map[int]string{404: "No such run in progress"}},
 	{Method: "post", Path: "/agents/{agent_id}/runs/{run_id}/resume", Tag: "Agents", Summary: "Resume an agent run's stream",
 		Desc:   resumeDesc,
@@ -118,6 +125,7 @@ var apiRoutes = []Route{
 	{Method: "get", Path: "/teams/{team_id}/runs/{run_id}", Tag: "Teams", Summary: "Get a team run", Desc: "A run of the team in any state, with its result once it ended.",
 		Params: []Param{PathParam("team_id", "Team name"), PathParam("run_id", "Run id")}, Resp: runResponse{}, Errors: map[int]string{404: "No such run of this team"}},
 	{Method: "post", Path: "/teams/{team_id}/runs/{run_id}/cancel", Tag: "Teams", Summary: "Cancel a team run",
+		Desc:   "Cancels the run on whichever replica executes it; a run PAUSED on tool calls ends CANCELLED at once (status cancelled) and its pending approvals are rejected.",
 		Params: []Param{PathParam("team_id", "Team name"), PathParam("run_id", "Run id")}, Resp: cancelResponse{}, Errors: map[int]string{404: "No such run in progress"}},
 
 	{Method: "post", Path: "/teams/{team_id}/runs/{run_id}/resume", Tag: "Teams", Summary: "Resume a team run's stream",
@@ -130,6 +138,26 @@ var apiRoutes = []Route{
 		Params:  []Param{PathParam("team_id", "Team name"), PathParam("run_id", "Run id"), HeaderParam("Last-Event-ID", "Index of the last event received; absent: from the first event")},
 		Streams: true, RespDesc: "The run's events after Last-Event-ID, then its live events, up to its terminal event",
 		Errors: map[int]string{404: "No such run of this team", 422: "Last-Event-ID is not an event index"}},
+	{Method: "post", Path: "/agents/{agent_id}/runs/{run_id}/continue", Tag: "Agents", Summary: "Continue a paused agent run",
+		Desc: continueDesc, Params: []Param{PathParam("agent_id", "Agent name"), PathParam("run_id", "Run id")},
+		Body: continueToolsRequest{}, Resp: runResponse{}, Streams: true, RespDesc: continueRespDesc, Errors: continueErrors},
+	{Method: "post", Path: "/teams/{team_id}/runs/{run_id}/continue", Tag: "Teams", Summary: "Continue a paused team run",
+		Desc: continueDesc, Params: []Param{PathParam("team_id", "Team name"), PathParam("run_id", "Run id")},
+		Body: continueToolsRequest{}, Resp: runResponse{}, Streams: true, RespDesc: continueRespDesc, Errors: continueErrors},
+	{Method: "get", Path: "/approvals", Tag: "Approvals", Summary: "List approvals",
+		Desc:   "The tool calls waiting for (or given) a decision that the caller may decide, newest first. A key with admin sees all; any other key those whose approvers name its user or one of its scopes. Requires approvals:write.",
+		Params: append([]Param{QueryParam("status", "pending, approved, rejected or expired"), QueryParam("agent_id", "Agent name"), QueryParam("team_id", "Team name"), QueryParam("user_id", "The run's user")}, pageParams()...),
+		Resp:   paged[approvalResponse]{}, Errors: map[int]string{422: "status, limit or page is not valid"}},
+	{Method: "get", Path: "/approvals/count", Tag: "Approvals", Summary: "Count pending approvals",
+		Desc:   "How many approvals the caller may decide are pending (status and the other filters of GET /approvals apply), for the console's badge.",
+		Params: []Param{QueryParam("status", "Default pending"), QueryParam("agent_id", "Agent name"), QueryParam("team_id", "Team name"), QueryParam("user_id", "The run's user")},
+		Resp:   approvalCountResponse{}},
+	{Method: "get", Path: "/approvals/{approval_id}", Tag: "Approvals", Summary: "Get an approval",
+		Params: []Param{PathParam("approval_id", "Approval id")}, Resp: approvalResponse{}, Errors: map[int]string{404: "No such approval, or the caller may not decide it"}},
+	{Method: "post", Path: "/approvals/{approval_id}/resolve", Tag: "Approvals", Summary: "Approve or reject",
+		Desc:   "Records the decision once, with who took it and when; a second decision is refused. When it was the last decision the run waited for, the run resumes by itself on any replica (a rejected call gives the model a tool result saying so, with the comment).",
+		Params: []Param{PathParam("approval_id", "Approval id")}, Body: resolveRequest{}, Resp: approvalResponse{},
+		Errors: map[int]string{404: "No such approval, or the caller may not decide it", 409: "Already decided (the message says by whom)", 422: "approved is missing"}},
 	{Method: "post", Path: "/workflows/{workflow_id}/runs", Tag: "Workflows", Summary: "Run a workflow",
 		Desc:   "Runs the workflow on message (workflows without an input schema) or input (an object following its input schema). Streams WorkflowStarted, StepStarted, StepCompleted, StepError, the parallel, condition, loop and router events (each with step_name, step_id, the step's path in the run as its checkpoint records it, and step_index, its position among its siblings or the loop iteration) and the inner agent and team events (tagged with their step, one depth deeper), then WorkflowCompleted, WorkflowError or WorkflowCancelled; stream=false answers the run once it ended; background=true answers 202 at once. Each finished step is checkpointed: a run interrupted by a crash resumes after its last finished step.",
 		Params: []Param{PathParam("workflow_id", "Workflow name"), HeaderParam("Idempotency-Key", "Repeat the request safely: the same key and body get the same run")},

@@ -132,7 +132,7 @@ func (h *Handler) createRun(typ string) handlerFunc {
 		traceHeaders(c, turn)
 		if !stream {
 			run := turn.Execute(c.Request.Context(), func(event.Event) {})
-			c.JSON(http.StatusOK, toRun(run, false))
+			c.JSON(http.StatusOK, h.runWithHeld(c.Request.Context(), run))
 			return nil
 		}
 		w, closed := h.opts.Streams.Open(c.Writer)
@@ -230,7 +230,7 @@ func (h *Handler) getRun(typ string) handlerFunc {
 		if err != nil {
 			return err
 		}
-		c.JSON(http.StatusOK, toRun(r, false))
+		c.JSON(http.StatusOK, h.runWithHeld(c.Request.Context(), r))
 		return nil
 	}
 }
@@ -387,10 +387,23 @@ func (h *Handler) cancelRun(typ string) handlerFunc {
 		if err != nil {
 			return fmt.Errorf("cancelling run %s: %w", c.Param("run_id"), err)
 		}
+		status := "cancelling"
+		if !ok {
+			// A run paused on tool calls is not in progress anywhere: it
+			// ends CANCELLED at once, its pending approvals rejected.
+			if p, isPauses := h.opts.Runs.(Pauses); isPauses && typ != session.TypeWorkflow {
+				if r, err := h.routeRun(c, typ); err == nil && r.Status == event.StatusPaused {
+					if ok, err = p.CancelPaused(c.Request.Context(), r.ID, decider(c)); err != nil {
+						return err
+					}
+					status = "cancelled"
+				}
+			}
+		}
 		if !ok {
 			return Errorf(http.StatusNotFound, "no run %s of %s %s is in progress", c.Param("run_id"), typ, c.Param("id"))
 		}
-		c.JSON(http.StatusOK, cancelResponse{RunID: c.Param("run_id"), Status: "cancelling"})
+		c.JSON(http.StatusOK, cancelResponse{RunID: c.Param("run_id"), Status: status})
 		return nil
 	}
 }

@@ -278,6 +278,25 @@ type toolResponse struct {
 	Metrics       *struct {
 		Duration float64 `json:"duration"`
 	} `json:"metrics,omitempty"`
+	// A PAUSED run's held calls are listed after its executed ones, with
+	// what each waits for, as AgentOS lists them on a paused run.
+	RequiresConfirmation      bool                   `json:"requires_confirmation,omitempty"`
+	RequiresUserInput         bool                   `json:"requires_user_input,omitempty"`
+	UserInputSchema           []event.UserInputField `json:"user_input_schema,omitempty"`
+	ExternalExecutionRequired bool                   `json:"external_execution_required,omitempty"`
+	ApprovalID                string                 `json:"approval_id,omitempty"`
+	Reason                    string                 `json:"reason,omitempty"`
+}
+
+// heldTool is a paused run's held call as a tool of the run.
+func heldTool(t event.ToolExecution) toolResponse {
+	out := toolResponse{ToolCallID: t.ToolCallID, ToolName: t.ToolName, ToolArgs: t.ToolArgs, Member: t.Member,
+		RequiresConfirmation: t.RequiresConfirmation, RequiresUserInput: t.RequiresUserInput, UserInputSchema: t.UserInputSchema,
+		ExternalExecutionRequired: t.ExternalExecutionRequired, ApprovalID: t.ApprovalID, Reason: t.Reason}
+	if out.ToolArgs == nil {
+		out.ToolArgs = map[string]any{}
+	}
+	return out
 }
 
 func toTool(t event.ToolCall) toolResponse {

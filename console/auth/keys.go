@@ -30,11 +30,14 @@ const (
 	ScopeSessionsWrite  Scope = "sessions:write"
 	ScopeKnowledgeRead  Scope = "knowledge:read"
 	ScopeKnowledgeWrite Scope = "knowledge:write"
+	// ScopeApprovalsWrite lets a key see and decide the approvals whose
+	// approvers include its user or one of its scopes.
+	ScopeApprovalsWrite Scope = "approvals:write"
 	ScopeAdmin          Scope = "admin"
 )
 
 // Scopes lists every scope.
-var Scopes = []Scope{ScopeAgentsRead, ScopeAgentsRun, ScopeSessionsRead, ScopeSessionsWrite, ScopeKnowledgeRead, ScopeKnowledgeWrite, ScopeAdmin}
+var Scopes = []Scope{ScopeAgentsRead, ScopeAgentsRun, ScopeSessionsRead, ScopeSessionsWrite, ScopeKnowledgeRead, ScopeKnowledgeWrite, ScopeApprovalsWrite, ScopeAdmin}
 
 // Key is one API key's grants. The key itself is kept only as a hash.
 type Key struct {
@@ -78,6 +81,16 @@ func (l RateLimit) Validate(what string) error {
 		return fmt.Errorf("%s: concurrent_runs must be at least 1 (or 0 for no limit), got %d", what, l.ConcurrentRuns)
 	}
 	return nil
+}
+
+// ScopeNames returns the key's scopes, sorted.
+func (k *Key) ScopeNames() []string {
+	out := make([]string, 0, len(k.scopes))
+	for s := range k.scopes {
+		out = append(out, string(s))
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Keyring holds the API keys the server accepts.
@@ -151,6 +164,16 @@ func newKey(name, secret, hash, user string, scopes []string) (*Key, error) {
 		k.scopes[Scope(s)] = true
 	}
 	return k, nil
+}
+
+// ScopeNames lists every scope's name, for what must name a known scope
+// (approval policies).
+func ScopeNames() []string {
+	out := make([]string, len(Scopes))
+	for i, sc := range Scopes {
+		out[i] = string(sc)
+	}
+	return out
 }
 
 func scopeList() string {

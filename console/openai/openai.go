@@ -346,7 +346,7 @@ func (h *Handler) chatCompletions(c *gin.Context) error {
 	if !req.Stream {
 		run := turn.Execute(c.Request.Context(), func(event.Event) {})
 		if run.Status != event.StatusCompleted {
-			return &Error{Status: statusFor(run), Type: "server_error", Code: strings.ToLower(string(run.Status)), Msg: "the run did not complete: " + run.Error}
+			return &Error{Status: statusFor(run), Type: "server_error", Code: strings.ToLower(string(run.Status)), Msg: incomplete(run)}
 		}
 		c.JSON(http.StatusOK, chatCompletion{
 			ID: id, Object: "chat.completion", Created: created, Model: req.Model,
@@ -376,7 +376,7 @@ func (h *Handler) chatCompletions(c *gin.Context) error {
 		_ = w.Event("", chunk(chatReply{Content: &run.Content}, nil))
 	}
 	if run.Status != event.StatusCompleted {
-		_ = w.Event("", toOpenAIError(&Error{Type: "server_error", Code: strings.ToLower(string(run.Status)), Msg: "the run did not complete: " + run.Error}))
+		_ = w.Event("", toOpenAIError(&Error{Type: "server_error", Code: strings.ToLower(string(run.Status)), Msg: incomplete(run)}))
 	} else {
 		stop := "stop"
 		_ = w.Event("", chunk(chatReply{}, &stop))
@@ -448,8 +448,22 @@ func usage(m event.Metrics) chatUsage {
 
 // statusFor maps a failed run to an HTTP status for non-streaming answers.
 func statusFor(r *session.Run) int {
-	if r.Status == event.StatusCancelled {
+	switch r.Status {
+	case event.StatusCancelled:
 		return 499 // client closed request, as nginx reports it
+	case event.StatusPaused:
+		// Not a failure: the run waits for a decision, which this
+		// surface cannot take.
+		return http.StatusConflict
 	}
 	return http.StatusBadGateway
+}
+
+// incomplete says why a run did not complete, and for a paused one how to
+// go on.
+func incomplete(r *session.Run) string {
+	if r.Status == event.StatusPaused {
+		return fmt.Sprintf("run %s is paused: tool calls need a decision; decide them in the approvals inbox (POST /approvals/{id}/resolve) or continue the run with POST /%ss/%s/runs/%s/continue", r.ID, r.Type, r.ComponentID, r.ID)
+	}
+	return "the run did not complete: " + r.Error
 }

@@ -12,11 +12,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/troupehq/troupe/engine/approval"
 	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
@@ -54,6 +57,41 @@ type Input struct {
 	// State is the session's key-value state (workflows read and write it;
 	// agents and teams ignore it). The runner must not modify it.
 	State map[string]any
+	// Resume, when set, continues a run that paused on tool calls, instead
+	// of answering Message afresh.
+	Resume *Resume
+}
+
+// Resume is the stored state of a paused run and the decisions taken since.
+type Resume struct {
+	// Messages are the turn's messages when it paused: the user's message
+	// first, the assistant's message with the held tool calls last.
+	Messages []model.Message  `json:"messages"`
+	Tools    []event.ToolCall `json:"tools,omitempty"`
+	Metrics  event.Metrics    `json:"metrics"`
+	// Decided are the paused calls with their decisions (confirmed,
+	// tool_args, user input values, result); calls of the assistant's last
+	// message that are not here needed no decision and run as asked.
+	Decided []event.ToolExecution `json:"-"`
+	// Done are the results of the held turn's calls that had run when the
+	// run paused (beside a call whose own work paused: a team member's).
+	Done []model.Message `json:"done,omitempty"`
+	// Team is a team's own state when it paused; Members the held state of
+	// its members that paused, by member run id.
+	Team    json.RawMessage    `json:"team,omitempty"`
+	Members map[string]*Resume `json:"members,omitempty"`
+}
+
+// HeldError is what a tool returns when its work paused rather than
+// finished (a team member waiting for a decision): the run pauses, holding
+// the call, once the turn's other calls are done.
+type HeldError struct {
+	// Pending are the calls the held work waits on.
+	Pending []approval.Need
+}
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("paused: %d tool call(s) need a decision", len(e.Pending))
 }
 
 // Result is the outcome of a run.
@@ -82,6 +120,14 @@ type Result struct {
 	// State, when not nil, is the session's new key-value state (a
 	// workflow's set_state), saved with the run.
 	State map[string]any
+	// Pending are the calls a PAUSED run waits on, with what the inbox
+	// needs to know of their confirmation policies.
+	Pending []approval.Need
+	// Held is a PAUSED run's state, to store and continue from.
+	Held *Resume
+	// Continued marks the result of a run that continued a paused one: its
+	// run record exists already.
+	Continued bool
 }
 
 // Config is everything an agent needs, resolved by the engine's compiler.
@@ -92,6 +138,11 @@ type Config struct {
 	Vendor   string         // primary provider name, for events
 	Tools    []tool.Tool
 	Toolsets []tool.Toolset
+	// Gates are the control points of static tools, by tool name, and
+	// ToolsetGates those of each toolset (same order as Toolsets): calls
+	// they flag pause the run instead of executing.
+	Gates        map[string]*approval.Gate
+	ToolsetGates []*approval.Gate
 	// KnowledgeHint is added to the instructions when the agent has knowledge.
 	KnowledgeHint string
 	Now           func() time.Time
@@ -135,8 +186,11 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, name: cfg.Spec.Name, byName: map[string]tool.Tool{}}
 	for _, t := range cfg.Tools {
 		d := t.Def()
-		a.defs = append(a.defs, d)
 		a.byName[d.Name] = t
+		if ask := cfg.Gates[d.Name].UserInput(); len(ask) > 0 {
+			d = withoutParams(d, ask)
+		}
+		a.defs = append(a.defs, d)
 	}
 	var holders []any
 	for _, t := range cfg.Tools {
@@ -227,6 +281,34 @@ func (a *Agent) Execute(ctx context.Context, in Input, emit func(event.Event)) *
 func (a *Agent) execute(ctx context.Context, in Input, emit func(event.Event)) *Result {
 	r := &run{a: a, in: in, emit: emit, start: a.cfg.Now()}
 	return r.execute(ctx)
+}
+
+// withoutParams returns d without the parameters names: they are asked of
+// the user (user_input), so the model is not offered them.
+func withoutParams(d model.ToolDef, names []string) model.ToolDef {
+	params := maps.Clone(d.Parameters)
+	if props, ok := params["properties"].(map[string]any); ok {
+		props = maps.Clone(props)
+		for _, n := range names {
+			delete(props, n)
+		}
+		params["properties"] = props
+	}
+	if req, ok := params["required"].([]any); ok {
+		params["required"] = slices.DeleteFunc(slices.Clone(req), func(v any) bool { s, _ := v.(string); return slices.Contains(names, s) })
+	}
+	d.Parameters = params
+	return d
+}
+
+type callIDKey struct{}
+
+// CallID returns the id of the tool call a tool's Call runs for, "" outside
+// one: a tool whose work may pause (a team's delegation) keys its held state
+// by it.
+func CallID(ctx context.Context) string {
+	id, _ := ctx.Value(callIDKey{}).(string)
+	return id
 }
 
 func marshalArgs(args string) map[string]any {

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/troupehq/troupe/engine/approval"
 	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
@@ -48,7 +50,12 @@ func (r *run) execute(parent context.Context) *Result {
 	defer cancel()
 	ctx = tool.WithReferences(ctx, &r.refs)
 
+	rs := r.in.Resume
 	started := r.event(event.RunStarted)
+	if rs != nil {
+		// The decisions the run continues with, for clients and traces.
+		started.Type, started.Paused = event.RunContinued, slices.Clone(rs.Decided)
+	}
 	started.Model, started.Provider = r.a.cfg.Model, r.a.cfg.Vendor
 	r.send(started)
 
@@ -59,14 +66,42 @@ func (r *run) execute(parent context.Context) *Result {
 	defer func() { _ = tracker.Close(ctx) }() // best effort: the run has ended either way
 	r.budgeted = budget.Tracking(ctx)
 
-	defs, byName, err := r.gatherTools(ctx)
+	defs, byName, gates, err := r.gatherTools(ctx)
 	if err != nil {
 		return r.fail(ctx, err, "tool", nil)
 	}
 	msgs := make([]model.Message, 0, len(r.in.History)+4)
 	msgs = append(msgs, r.in.History...)
 	turnStart := len(msgs)
-	msgs = append(msgs, model.Message{Role: model.RoleUser, Content: r.in.Message})
+	if rs == nil {
+		msgs = append(msgs, model.Message{Role: model.RoleUser, Content: r.in.Message})
+	} else {
+		// The held calls run now, with their decisions, and the loop goes
+		// on from the model's next turn.
+		msgs = append(msgs, rs.Messages...)
+		r.tools, r.metrics = slices.Clone(rs.Tools), rs.Metrics
+		if n := len(msgs); n > turnStart && msgs[n-1].Role == model.RoleAssistant && len(msgs[n-1].ToolCalls) > 0 {
+			decided := map[string]event.ToolExecution{}
+			for _, d := range rs.Decided {
+				decided[d.ToolCallID] = d
+			}
+			done := map[string]model.Message{}
+			for _, m := range rs.Done {
+				done[m.ToolCallID] = m
+			}
+			results, held := r.runTools(ctx, msgs[n-1].ToolCalls, byName, decided, done)
+			if ctx.Err() != nil {
+				return r.fail(ctx, context.Cause(ctx), "", msgs[turnStart:])
+			}
+			if err := r.recordToolCalls(ctx, len(msgs[n-1].ToolCalls)-len(done)-len(held)); err != nil {
+				return r.fail(ctx, err, "budget", msgs[turnStart:])
+			}
+			if len(held) > 0 {
+				return r.hold(held, results, msgs[turnStart:])
+			}
+			msgs = append(msgs, results...)
+		}
+	}
 
 	req := &model.Request{
 		System:      r.systemPrompt(),
@@ -116,14 +151,20 @@ func (r *run) execute(parent context.Context) *Result {
 		if r.metrics.ToolCalls+len(resp.ToolCalls) > lim.MaxToolCalls {
 			return r.fail(ctx, fmt.Errorf("%w: the model asked for more than %d tool calls in one run (limits.max_tool_calls)", ErrToolLimit, lim.MaxToolCalls), "limit", msgs[turnStart:])
 		}
-		results := r.runTools(ctx, resp.ToolCalls, byName)
+		if needs := r.check(ctx, resp.ToolCalls, gates); len(needs) > 0 {
+			return r.pause(needs, msgs[turnStart:])
+		}
+		results, held := r.runTools(ctx, resp.ToolCalls, byName, nil, nil)
 		if ctx.Err() != nil {
 			return r.fail(ctx, context.Cause(ctx), "", msgs[turnStart:])
 		}
-		if r.budgeted {
-			if err := budget.Record(ctx, budget.Usage{ToolCalls: int64(len(resp.ToolCalls))}); err != nil {
-				return r.fail(ctx, err, "budget", msgs[turnStart:])
-			}
+		// Held calls (a member's paused delegation) are counted when they
+		// run, after the run continues.
+		if err := r.recordToolCalls(ctx, len(resp.ToolCalls)-len(held)); err != nil {
+			return r.fail(ctx, err, "budget", msgs[turnStart:])
+		}
+		if len(held) > 0 {
+			return r.hold(held, results, msgs[turnStart:])
 		}
 		msgs = append(msgs, results...)
 	}
@@ -131,21 +172,30 @@ func (r *run) execute(parent context.Context) *Result {
 
 var errRunTimeout = errors.New("run timeout")
 
+// recordToolCalls adds n executed tool calls to the run's budgets.
+func (r *run) recordToolCalls(ctx context.Context, n int) error {
+	if !r.budgeted || n <= 0 {
+		return nil
+	}
+	return budget.Record(ctx, budget.Usage{ToolCalls: int64(n)})
+}
+
 // gatherTools lists the static tools and those of toolsets, starting toolsets
-// (MCP servers) on first use.
-func (r *run) gatherTools(ctx context.Context) ([]model.ToolDef, map[string]tool.Tool, error) {
+// (MCP servers) on first use, with the gates of each by name.
+func (r *run) gatherTools(ctx context.Context) ([]model.ToolDef, map[string]tool.Tool, map[string]*approval.Gate, error) {
 	if len(r.a.cfg.Toolsets) == 0 {
-		return r.a.defs, r.a.byName, nil
+		return r.a.defs, r.a.byName, r.a.cfg.Gates, nil
 	}
 	defs := slices.Clone(r.a.defs)
 	byName := make(map[string]tool.Tool, len(r.a.byName))
 	for k, v := range r.a.byName {
 		byName[k] = v
 	}
-	for _, ts := range r.a.cfg.Toolsets {
+	gates := maps.Clone(r.a.cfg.Gates)
+	for i, ts := range r.a.cfg.Toolsets {
 		tools, err := ts.Tools(ctx)
 		if err != nil {
-			return nil, nil, fmt.Errorf("starting toolset: %w", err)
+			return nil, nil, nil, fmt.Errorf("starting toolset: %w", err)
 		}
 		for _, t := range tools {
 			d := t.Def()
@@ -154,9 +204,109 @@ func (r *run) gatherTools(ctx context.Context) ([]model.ToolDef, map[string]tool
 			}
 			defs = append(defs, d)
 			byName[d.Name] = t
+			if i < len(r.a.cfg.ToolsetGates) && r.a.cfg.ToolsetGates[i] != nil {
+				if gates == nil {
+					gates = map[string]*approval.Gate{}
+				}
+				gates[d.Name] = r.a.cfg.ToolsetGates[i]
+			}
 		}
 	}
-	return defs, byName, nil
+	return defs, byName, gates, nil
+}
+
+// check returns the calls of one model turn that need a decision before
+// they run. When any does, the whole turn is held, the calls that need
+// nothing included: they run with the others once the run continues, so a
+// rejected call never sees its siblings' side effects half-done, and the
+// turn's results reach the model together, as they always do.
+func (r *run) check(ctx context.Context, calls []model.ToolCall, gates map[string]*approval.Gate) []approval.Need {
+	if len(gates) == 0 {
+		return nil
+	}
+	var needs []approval.Need
+	for _, c := range calls {
+		g := gates[c.Name]
+		if g == nil {
+			continue
+		}
+		n, err := g.Check(ctx, approval.Call{ID: c.ID, Tool: c.Name, Args: marshalArgs(c.Arguments), Agent: r.a.name, User: r.in.UserID})
+		if err != nil || n == nil {
+			continue
+		}
+		if n.Exec.RequiresConfirmation {
+			n.Exec.ApprovalID = approval.NewID()
+		}
+		needs = append(needs, *n)
+	}
+	return needs
+}
+
+// pause ends the run PAUSED on needs, with the turn's messages so far (the
+// assistant's held tool calls last) for the run to continue from.
+func (r *run) pause(needs []approval.Need, msgs []model.Message) *Result {
+	return r.pauseWith(needs, msgs, nil)
+}
+
+// hold pauses the run on calls whose own work paused (held), keeping the
+// results of the turn's other calls for when it continues.
+func (r *run) hold(held map[int]*HeldError, results []model.Message, msgs []model.Message) *Result {
+	var needs []approval.Need
+	var done []model.Message
+	for i, m := range results {
+		if h, ok := held[i]; ok {
+			needs = append(needs, h.Pending...)
+			continue
+		}
+		done = append(done, m)
+	}
+	return r.pauseWith(needs, msgs, done)
+}
+
+func (r *run) pauseWith(needs []approval.Need, msgs []model.Message, done []model.Message) *Result {
+	res := r.result(event.StatusPaused, "", msgs)
+	res.Pending = needs
+	res.Held = &Resume{Messages: slices.Clone(msgs), Tools: slices.Clone(r.tools), Metrics: r.metrics, Done: done}
+	e := r.event(event.RunPaused)
+	e.Metrics = &res.Metrics
+	e.Content = fmt.Sprintf("the run is paused: %d tool call(s) need a decision", len(needs))
+	for _, n := range needs {
+		e.Paused = append(e.Paused, n.Exec)
+	}
+	r.send(e)
+	return res
+}
+
+// decide applies a decision to a held call: the call to run (edited
+// arguments, user input filled in), or the result it gets without running
+// (rejected, or executed by the client).
+func decide(c model.ToolCall, d event.ToolExecution) (model.ToolCall, *string) {
+	switch {
+	case d.RequiresConfirmation && d.Confirmed != nil && !*d.Confirmed:
+		out := "The tool call was rejected by the approver; it did not run."
+		if d.ConfirmationNote != "" {
+			out += " Their comment: " + d.ConfirmationNote
+		}
+		return c, &out
+	case d.ExternalExecutionRequired && d.Result != nil:
+		return c, d.Result
+	}
+	args := d.ToolArgs
+	if len(d.UserInputSchema) > 0 {
+		args = maps.Clone(args)
+		if args == nil {
+			args = map[string]any{}
+		}
+		for _, f := range d.UserInputSchema {
+			args[f.Name] = f.Value
+		}
+	}
+	if args != nil {
+		if b, err := json.Marshal(args); err == nil {
+			c.Arguments = string(b)
+		}
+	}
+	return c, nil
 }
 
 func (r *run) systemPrompt() string {
@@ -222,11 +372,27 @@ func (r *run) callModel(ctx context.Context, req *model.Request) (*model.Respons
 
 // runTools runs one turn's tool calls concurrently and returns their results in
 // the order the model asked for them.
-func (r *run) runTools(ctx context.Context, calls []model.ToolCall, byName map[string]tool.Tool) []model.Message {
+//
+// A call whose tool returns a *HeldError (its work paused) has no result:
+// it is returned in held, by index, and left out of the run's tools. Calls
+// in done ran before the run paused: their results are reused as they are.
+func (r *run) runTools(ctx context.Context, calls []model.ToolCall, byName map[string]tool.Tool, decided map[string]event.ToolExecution, done map[string]model.Message) ([]model.Message, map[int]*HeldError) {
 	results := make([]model.Message, len(calls))
-	records := make([]event.ToolCall, len(calls))
+	records := make([]*event.ToolCall, len(calls))
+	var heldMu sync.Mutex
+	var held map[int]*HeldError
 	var wg sync.WaitGroup
+	ran := 0
 	for i, c := range calls {
+		if m, ok := done[c.ID]; ok {
+			results[i] = m
+			continue
+		}
+		ran++
+		var given *string
+		if d, ok := decided[c.ID]; ok {
+			c, given = decide(c, d)
+		}
 		rec := event.ToolCall{ID: c.ID, Name: c.Name, Args: marshalArgs(c.Arguments), StartedAt: r.a.cfg.Now()}
 		e := r.event(event.ToolCallStarted)
 		// Consumers keep events (a stream's journal encodes them later), so
@@ -235,7 +401,22 @@ func (r *run) runTools(ctx context.Context, calls []model.ToolCall, byName map[s
 		e.Tool = &started
 		r.send(e)
 		wg.Go(func() {
-			out, err := r.callTool(ctx, c, byName[c.Name], byName)
+			var out string
+			var err error
+			if given != nil {
+				out = *given
+			} else {
+				out, err = r.callTool(ctx, c, byName[c.Name], byName)
+			}
+			if h, ok := errors.AsType[*HeldError](err); ok {
+				heldMu.Lock()
+				if held == nil {
+					held = map[int]*HeldError{}
+				}
+				held[i] = h
+				heldMu.Unlock()
+				return
+			}
 			rec.Duration = r.a.cfg.Now().Sub(rec.StartedAt)
 			msg := model.Message{Role: model.RoleTool, ToolCallID: c.ID, Name: c.Name}
 			done := r.event(event.ToolCallCompleted)
@@ -254,13 +435,17 @@ func (r *run) runTools(ctx context.Context, calls []model.ToolCall, byName map[s
 			final := rec
 			done.Tool = &final
 			r.send(done)
-			results[i], records[i] = msg, rec
+			results[i], records[i] = msg, &rec
 		})
 	}
 	wg.Wait()
-	r.metrics.ToolCalls += len(calls)
-	r.tools = append(r.tools, records...)
-	return results
+	r.metrics.ToolCalls += ran - len(held)
+	for _, rec := range records {
+		if rec != nil {
+			r.tools = append(r.tools, *rec)
+		}
+	}
+	return results, held
 }
 
 // callTool runs one tool with its own timeout, turning panics into errors so a
@@ -286,7 +471,7 @@ func (r *run) callTool(ctx context.Context, c model.ToolCall, t tool.Tool, byNam
 			err = fmt.Errorf("tool %s failed unexpectedly (panic: %v)", c.Name, p)
 		}
 	}()
-	out, err = t.Call(tctx, json.RawMessage(args))
+	out, err = t.Call(context.WithValue(tctx, callIDKey{}, c.ID), json.RawMessage(args))
 	if err != nil && tctx.Err() != nil && ctx.Err() == nil {
 		return "", fmt.Errorf("tool %s timed out after %s (limits.tool_timeout)", c.Name, timeout)
 	}
@@ -333,6 +518,7 @@ func (r *run) result(status event.Status, content string, msgs []model.Message) 
 	return &Result{
 		RunID: r.in.RunID, Input: r.in.Message, Runner: r.a.name, Status: status, Content: content, Tools: r.tools, Metrics: r.finalMetrics(),
 		Model: r.a.cfg.Model, Provider: r.a.cfg.Vendor, Messages: slices.Clone(msgs), References: r.refs.List(),
+		Continued: r.in.Resume != nil,
 	}
 }
 

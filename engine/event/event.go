@@ -24,8 +24,9 @@ const (
 	RunCompleted          Type = "RunCompleted"
 	RunError              Type = "RunError"
 	RunCancelled          Type = "RunCancelled"
-	// RunPaused ends a workflow run that waits at an approval step; it
-	// continues (as a new execution of the same run) once approved.
+	// RunPaused ends a workflow run that waits at an approval step, or an
+	// agent or team run that holds tool calls for a decision (Paused lists
+	// them); it continues (as a new execution of the same run) once decided.
 	RunPaused Type = "RunPaused"
 	// GuardrailChecked reports one guardrail's decision on a run's input or
 	// output (engine/guard); traces turn it into a guardrail.<name> span.
@@ -34,6 +35,9 @@ const (
 	// BudgetExceeded precedes the RunError of a run a budget refused, and
 	// names the budget, its key, the limit and the usage (Budget).
 	BudgetExceeded Type = "BudgetExceeded"
+	// RunContinued starts the execution of a paused agent or team run that
+	// was continued (in place of RunStarted).
+	RunContinued Type = "RunContinued"
 )
 
 // Workflow step events, named as AgentOS names them. A workflow run's own
@@ -93,8 +97,10 @@ const (
 	StatusCompleted Status = "COMPLETED"
 	StatusError     Status = "ERROR"
 	StatusCancelled Status = "CANCELLED"
-	// StatusPaused is a workflow run waiting at an approval step: it has
-	// ended for now (Terminal), and POST …/continue sets it PENDING again.
+	// StatusPaused is a workflow run waiting at an approval step, or an
+	// agent or team run holding tool calls for a decision: it has ended for
+	// now (Terminal), and continuing it (POST …/continue, or its last
+	// decision in the approvals inbox) executes it again.
 	StatusPaused Status = "PAUSED"
 )
 
@@ -164,6 +170,10 @@ type Event struct {
 	Guardrail *GuardrailCheck `json:"guardrail,omitempty"`
 	// Budget describes the budget of a BudgetExceeded event.
 	Budget *Budget `json:"budget,omitempty"`
+	// Paused are the tool calls a RunPaused agent or team run waits on a
+	// decision for (confirmation, user input, an external result); on
+	// RunContinued, the same calls with their decisions.
+	Paused []ToolExecution `json:"paused_tools,omitempty"`
 	// ErrorKind classifies RunError (a model.ErrorKind, or "limit", "timeout",
 	// "output_schema", "tool").
 	ErrorKind string `json:"error_kind,omitempty"`
@@ -210,6 +220,60 @@ type Budget struct {
 	Limit  string `json:"limit"`
 	Max    string `json:"max"`
 	Used   string `json:"used"`
+}
+
+// ToolExecution is a tool call a paused run waits on, in AgentOS's shape:
+// what it needs (requires_confirmation, requires_user_input with
+// user_input_schema, external_execution_required) and, once decided, the
+// decision (confirmed, edited tool_args, filled user_input_schema values,
+// result).
+type ToolExecution struct {
+	ToolCallID                string           `json:"tool_call_id"`
+	ToolName                  string           `json:"tool_name"`
+	ToolArgs                  map[string]any   `json:"tool_args"`
+	RequiresConfirmation      bool             `json:"requires_confirmation,omitempty"`
+	RequiresUserInput         bool             `json:"requires_user_input,omitempty"`
+	UserInputSchema           []UserInputField `json:"user_input_schema,omitempty"`
+	ExternalExecutionRequired bool             `json:"external_execution_required,omitempty"`
+	// ApprovalID names the inbox record of a call that needs confirmation.
+	ApprovalID string `json:"approval_id,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	// Member is the team member whose call it is, for a team run.
+	Member string `json:"member,omitempty"`
+
+	// The decision.
+	Confirmed        *bool   `json:"confirmed,omitempty"`
+	ConfirmationNote string  `json:"confirmation_note,omitempty"`
+	Result           *string `json:"result,omitempty"`
+	// DecidedBy and DecidedAt say who confirmed or rejected the call, and
+	// when (from its inbox record), on RunContinued events.
+	DecidedBy string     `json:"decided_by,omitempty"`
+	DecidedAt *time.Time `json:"decided_at,omitempty"`
+}
+
+// UserInputField is one parameter a call asks of the user.
+type UserInputField struct {
+	Name        string `json:"name"`
+	FieldType   string `json:"field_type"`
+	Description string `json:"description,omitempty"`
+	Value       any    `json:"value"`
+}
+
+// Missing says what decision the call still lacks, or "" when it has all.
+func (t *ToolExecution) Missing() string {
+	switch {
+	case t.RequiresConfirmation && t.Confirmed == nil:
+		return "confirmed"
+	case t.ExternalExecutionRequired && t.Result == nil:
+		return "result"
+	case t.RequiresUserInput:
+		for _, f := range t.UserInputSchema {
+			if f.Value == nil {
+				return "user_input_schema value of " + f.Name
+			}
+		}
+	}
+	return ""
 }
 
 // Reference is a knowledge passage a run used to answer.

@@ -138,6 +138,13 @@ func (s *Service) ExecuteQueued(ctx context.Context, runID string) (*Run, error)
 		}
 	}
 	r.SpecVersion = tg.Version
+	// A paused agent or team run, continued: from its held state.
+	if r.Type != TypeWorkflow {
+		if t.resume, err = s.resumeOf(ctx, r.ID); err != nil {
+			tg.Release()
+			return nil, fmt.Errorf("reading the paused state of run %s: %w", r.ID, err)
+		}
+	}
 	t.begin(ctx)
 	return t.Execute(ctx, func(event.Event) {}), nil
 }

@@ -86,6 +86,8 @@ type Options struct {
 	// the first run; past it the key is treated as new, and the purge job
 	// deletes it.
 	IdempotencyTTL time.Duration
+	// Announcer, when set, is told of new approvals (timeouts, webhooks).
+	Announcer Announcer
 	// Requeue queues the jobs of workflow runs interrupted by a crash, which
 	// the store sets back to PENDING; nil leaves them waiting.
 	Requeue Requeuer
@@ -307,6 +309,8 @@ type Turn struct {
 	run     *Run
 	history []model.Message
 	obs     []RunObserver
+	// resume continues a paused run from its held state.
+	resume *agent.Resume
 }
 
 // RunID returns the run's id.
@@ -367,7 +371,7 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	var members map[string]member
 	res := t.runner.Execute(ctx, agent.Input{
 		Message: t.p.Message, History: t.history, RunID: t.run.ID,
-		SessionID: t.session.ID, UserID: t.p.UserID, Stream: t.p.Stream, State: t.session.State,
+		SessionID: t.session.ID, UserID: t.p.UserID, Stream: t.p.Stream, State: t.session.State, Resume: t.resume,
 	}, func(e event.Event) {
 		for _, o := range t.obs {
 			o.Event(e)
@@ -439,6 +443,9 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	defer cancelSave()
 	saveStart := time.Now()
 	err := t.saveMembers(saveCtx, r.ID, res.Members, members)
+	if err == nil && res.Status == event.StatusPaused && len(res.Pending) > 0 {
+		err = t.savePause(saveCtx, res)
+	}
 	if ss, ok := s.opts.Store.(StateSaver); ok && err == nil && res.State != nil {
 		err = ss.SetSessionState(saveCtx, t.session.ID, res.State)
 	}
@@ -506,9 +513,14 @@ func (t *Turn) saveMembers(ctx context.Context, parent string, results []*agent.
 			return t.s.opts.Store.FinishRun(ctx, mr)
 		}
 		// A nested workflow's child run keeps its id when its parent
-		// resumes (after a pause or a crash): update it when it exists.
+		// resumes (after a pause or a crash), and a member that continued
+		// its paused run was stored when it paused: update those when they
+		// exist.
 		err := ErrNotFound
-		if info.typ == TypeWorkflow {
+		if m.Continued {
+			mr.CreatedAt = time.Time{}
+		}
+		if info.typ == TypeWorkflow || m.Continued {
 			err = finish()
 		}
 		if errors.Is(err, ErrNotFound) {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/approval"
 	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
@@ -167,6 +168,10 @@ type teamRun struct {
 	mu           sync.Mutex
 	members      []*agent.Result
 	interactions []model.Message // member tasks and answers, for sharing
+	// held are the members that paused, by member run id, and delegations
+	// the coordinate leader's calls they hold, by call id.
+	held        map[string]*agent.Resume
+	delegations map[string]delegation
 }
 
 type runKey struct{}
@@ -191,13 +196,21 @@ func (r *teamRun) event(typ event.Type) event.Event {
 // depth one deeper. mirror, when set, also streams the member's answer as the
 // team's own content (route mode).
 func (r *teamRun) runMember(ctx context.Context, name, task string, mirror bool) *agent.Result {
+	return r.runMemberAs(ctx, name, task, fmt.Sprintf("%s-%s-%d", r.in.RunID, name, r.seq.Add(1)), nil, mirror)
+}
+
+// runMemberAs runs member name as run runID, continuing it from resume
+// when set. A member that pauses is recorded in r.held, its pending calls
+// tagged with its name.
+func (r *teamRun) runMemberAs(ctx context.Context, name, task, runID string, resume *agent.Resume, mirror bool) *agent.Result {
 	m := r.t.members[name]
 	in := agent.Input{
 		Message:   task,
-		RunID:     fmt.Sprintf("%s-%s-%d", r.in.RunID, name, r.seq.Add(1)),
+		RunID:     runID,
 		SessionID: r.in.SessionID,
 		UserID:    r.in.UserID,
 		Stream:    r.in.Stream,
+		Resume:    resume,
 	}
 	if r.t.cfg.Spec.ShareMemberInteractions {
 		r.mu.Lock()
@@ -218,6 +231,21 @@ func (r *teamRun) runMember(ctx context.Context, name, task string, mirror bool)
 	})
 	r.mu.Lock()
 	r.members = append(r.members, res)
+	if res.Status == event.StatusPaused {
+		for i := range res.Pending {
+			res.Pending[i].Exec.Member = memberPath(name, res.Pending[i].Exec.Member)
+		}
+		if r.held == nil {
+			r.held = map[string]*agent.Resume{}
+		}
+		held := res.Held
+		if held == nil {
+			held = &agent.Resume{Messages: res.Messages, Tools: res.Tools, Metrics: res.Metrics}
+		}
+		r.held[runID] = held
+		r.mu.Unlock()
+		return res
+	}
 	answer := res.Content
 	if res.Status != event.StatusCompleted {
 		answer = fmt.Sprintf("(%s did not answer: %v)", name, res.Err)
@@ -251,13 +279,15 @@ func (t *Team) execute(ctx context.Context, in agent.Input, emit func(event.Even
 	}
 	defer func() { _ = tracker.Close(ctx) }() // best effort: the run has ended either way
 	var res *agent.Result
-	switch t.cfg.Spec.Mode {
-	case spec.ModeRoute:
+	switch {
+	case in.Resume != nil:
+		res = r.resume(ctx)
+	case t.cfg.Spec.Mode == spec.ModeRoute:
 		res = r.route(ctx)
-	case spec.ModeBroadcast:
+	case t.cfg.Spec.Mode == spec.ModeBroadcast:
 		res = r.broadcast(ctx)
 	default:
-		res = t.leader.Execute(ctx, in, func(e event.Event) { r.send(r.own(e)) })
+		res = r.coordinate(ctx, in)
 	}
 	res.Runner, res.Input = t.Name(), in.Message
 	r.mu.Lock()
@@ -340,21 +370,30 @@ func (r *teamRun) route(ctx context.Context) *agent.Result {
 		started := rec
 		ev.Tool = &started
 		r.send(ev)
-		res := r.runMember(ctx, args.Member, task, true)
-		rec.Duration, rec.Result, rec.Error = t.cfg.Now().Sub(rec.StartedAt), res.Content, res.Status != event.StatusCompleted
-		ev = r.event(event.ToolCallCompleted)
-		if rec.Error {
-			ev.Type, rec.Result = event.ToolCallError, fmt.Sprint(res.Err)
+		runID := fmt.Sprintf("%s-%s-%d", r.in.RunID, args.Member, r.seq.Add(1))
+		res := r.runMemberAs(ctx, args.Member, task, runID, nil, true)
+		if res.Status == event.StatusPaused {
+			return r.pause(start, metrics, teamState{Mode: spec.ModeRoute, Member: args.Member, Task: task, MemberRun: runID, Call: &rec}, res.Pending)
 		}
-		final := rec
-		ev.Tool = &final
-		r.send(ev)
-		if res.Status != event.StatusCompleted {
-			return r.finish(ctx, start, metrics, "", fmt.Errorf("member %s: %w", args.Member, res.Err), res.ErrorKind, rec)
-		}
-		return r.finish(ctx, start, metrics, res.Content, nil, "", rec)
+		return r.routed(ctx, start, metrics, args.Member, rec, res)
 	}
 	return r.finish(ctx, start, metrics, "", lastErr, "team")
+}
+
+// routed ends a route run with the routed member's result.
+func (r *teamRun) routed(ctx context.Context, start time.Time, metrics event.Metrics, member string, rec event.ToolCall, res *agent.Result) *agent.Result {
+	rec.Duration, rec.Result, rec.Error = r.t.cfg.Now().Sub(rec.StartedAt), res.Content, res.Status != event.StatusCompleted
+	ev := r.event(event.ToolCallCompleted)
+	if rec.Error {
+		ev.Type, rec.Result = event.ToolCallError, fmt.Sprint(res.Err)
+	}
+	final := rec
+	ev.Tool = &final
+	r.send(ev)
+	if res.Status != event.StatusCompleted {
+		return r.finish(ctx, start, metrics, "", fmt.Errorf("member %s: %w", member, res.Err), res.ErrorKind, rec)
+	}
+	return r.finish(ctx, start, metrics, res.Content, nil, "", rec)
 }
 
 // broadcast runs every member in parallel, then lets the leader synthesize.
@@ -365,26 +404,47 @@ func (r *teamRun) broadcast(ctx context.Context) *agent.Result {
 	started.Model, started.Provider = t.cfg.Model, t.cfg.Vendor
 	r.send(started)
 	results := make([]*agent.Result, len(t.names))
+	runIDs := make([]string, len(t.names))
 	var wg sync.WaitGroup
 	for i, name := range t.names {
-		wg.Go(func() { results[i] = r.runMember(ctx, name, r.in.Message, false) })
+		runIDs[i] = fmt.Sprintf("%s-%s-%d", r.in.RunID, name, r.seq.Add(1))
+		wg.Go(func() { results[i] = r.runMemberAs(ctx, name, r.in.Message, runIDs[i], nil, false) })
 	}
 	wg.Wait()
+	return r.synthesize(ctx, start, results, runIDs)
+}
+
+// synthesize lets the leader write a broadcast run's answer from its
+// members' results, or pauses the run when a member paused.
+func (r *teamRun) synthesize(ctx context.Context, start time.Time, results []*agent.Result, runIDs []string) *agent.Result {
+	t := r.t
 	if ctx.Err() != nil {
 		return r.finish(ctx, start, event.Metrics{}, "", ctx.Err(), "")
 	}
+	st := teamState{Mode: spec.ModeBroadcast, Answers: map[string]string{}, Runs: map[string]string{}}
+	var pending []approval.Need
+	for i, name := range t.names {
+		switch res := results[i]; {
+		case res.Status == event.StatusPaused:
+			st.Runs[name] = runIDs[i]
+			pending = append(pending, res.Pending...)
+		case res.Status == event.StatusCompleted:
+			st.Answers[name] = res.Content
+		default:
+			st.Answers[name] = fmt.Sprintf("(no answer: %v)", res.Err)
+		}
+	}
+	if len(pending) > 0 {
+		return r.pause(start, event.Metrics{}, st, pending)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "The user's message:\n%s\n\nYour team's answers:\n", r.in.Message)
-	for i, name := range t.names {
-		answer := results[i].Content
-		if results[i].Status != event.StatusCompleted {
-			answer = fmt.Sprintf("(no answer: %v)", results[i].Err)
-		}
-		fmt.Fprintf(&b, "\n## %s\n%s\n", name, answer)
+	for _, name := range t.names {
+		fmt.Fprintf(&b, "\n## %s\n%s\n", name, st.Answers[name])
 	}
 	b.WriteString("\nWrite the final answer for the user.")
 	in := r.in
-	in.Message = b.String()
+	in.Message, in.Resume = b.String(), nil // a continued team's leader starts afresh
 	res := t.leader.Execute(ctx, in, func(e event.Event) {
 		if e.Type == event.RunStarted {
 			return // the team already started
@@ -449,9 +509,21 @@ func (d *delegate) Call(ctx context.Context, raw json.RawMessage) (string, error
 	if strings.TrimSpace(args.Task) == "" {
 		return "", tool.ArgumentError("task must not be empty")
 	}
-	res := r.runMember(ctx, args.Member, args.Task, false)
+	runID := fmt.Sprintf("%s-%s-%d", r.in.RunID, args.Member, r.seq.Add(1))
+	res := r.runMemberAs(ctx, args.Member, args.Task, runID, nil, false)
+	if res.Status == event.StatusPaused {
+		// The leader holds this call until the member continues.
+		r.delegate(agent.CallID(ctx), delegation{Member: args.Member, Task: args.Task, MemberRun: runID})
+		return "", &agent.HeldError{Pending: res.Pending}
+	}
+	return delegationAnswer(args.Member, res)
+}
+
+// delegationAnswer is a member's answer to a delegated task, as the
+// delegate tool returns it.
+func delegationAnswer(member string, res *agent.Result) (string, error) {
 	if res.Status != event.StatusCompleted {
-		return "", fmt.Errorf("%s could not complete the task: %v", args.Member, res.Err)
+		return "", fmt.Errorf("%s could not complete the task: %v", member, res.Err)
 	}
 	return res.Content, nil
 }

@@ -617,7 +617,7 @@ func (x *run) once(ctx context.Context, st *engine.WorkflowStep, sc scope, path 
 			if err := context.Cause(ctx); err != nil {
 				return nil, input, err
 			}
-			return nil, input, res.Err
+			return nil, input, stepErr(res)
 		}
 		var out any = res.Content
 		if st.Agent != nil && st.Agent.Spec.OutputSchema != nil {
@@ -804,7 +804,7 @@ func (x *run) router(ctx context.Context, st *engine.WorkflowStep, sc scope, pat
 		ask := fmt.Sprintf("Choose the next step for this input. Answer with exactly one of: %s.\n\nInput:\n%s", strings.Join(names, ", "), x.in.Message)
 		res := x.child(ctx, st.RouterAgent.Runner, st, sc, path+".router", attempt, ask)
 		if res.Status != event.StatusCompleted {
-			return nil, "", fmt.Errorf("router agent %s: %w", st.RouterAgent.Name(), res.Err)
+			return nil, "", fmt.Errorf("router agent %s: %w", st.RouterAgent.Name(), stepErr(res))
 		}
 		name = strings.Trim(strings.TrimSpace(res.Content), "\"'`.")
 	}
@@ -940,4 +940,17 @@ func (m *Memory) SaveStep(_ context.Context, c Checkpoint) error {
 	}
 	m.cps[k] = c
 	return nil
+}
+
+// errHeldInStep ends a step whose agent or team paused on tool calls that
+// need a decision (tool approvals): inside a workflow the step fails rather
+// than pausing the workflow, which pauses only at approval steps.
+var errHeldInStep = errors.New("tool calls need a decision (a tool approval, user input or external tool), which workflow steps do not support: put an approval step before the step instead")
+
+// stepErr is why a step's agent or team run did not complete.
+func stepErr(res *agent.Result) error {
+	if res.Status == event.StatusPaused && res.Err == nil {
+		return errHeldInStep
+	}
+	return res.Err
 }

@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"StreamRequests", testStreamRequests},
 		{"WorkflowSteps", testWorkflowSteps},
 		{"WorkflowRecovery", testWorkflowRecovery},
+		{"Approvals", testApprovals},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

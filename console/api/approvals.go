@@ -1,0 +1,373 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/engine/approval"
+	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/session"
+	"github.com/troupehq/troupe/store"
+)
+
+// Pauses continues paused agent and team runs (session.Service).
+type Pauses interface {
+	ContinuePaused(ctx context.Context, p session.ContinueParams) (*session.Turn, *session.Run, error)
+	ResumeDecided(ctx context.Context, runID, by string) (bool, error)
+	CancelPaused(ctx context.Context, runID, by string) (bool, error)
+}
+
+var (
+	_ Pauses         = (*session.Service)(nil)
+	_ approval.Inbox = (*store.DB)(nil)
+)
+
+// continueToolsRequest is the body of POST /agents|teams/{id}/runs/{run_id}/continue,
+// in AgentOS's shape: tools, the paused calls with their decisions.
+type continueToolsRequest struct {
+	Tools      []event.ToolExecution `json:"tools" openapi:"required"`
+	Stream     *bool                 `json:"stream"`
+	Background *bool                 `json:"background"`
+}
+
+func parseContinue(c *gin.Context) (continueToolsRequest, error) {
+	var req continueToolsRequest
+	ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	switch ct {
+	case "application/json":
+		if err := json.NewDecoder(c.Request.Body).Decode(&req); err != nil {
+			return req, BodyError(err)
+		}
+	case "multipart/form-data", "application/x-www-form-urlencoded", "":
+		if ct == "multipart/form-data" {
+			if err := c.Request.ParseMultipartForm(1 << 20); err != nil {
+				return req, BodyError(err)
+			}
+		}
+		if v := c.PostForm("tools"); v != "" {
+			if err := json.Unmarshal([]byte(v), &req.Tools); err != nil {
+				return req, Errorf(http.StatusUnprocessableEntity, "tools must be a JSON array of tool executions: %v", err)
+			}
+		}
+		for name, dst := range map[string]**bool{"stream": &req.Stream, "background": &req.Background} {
+			if v, ok := c.GetPostForm(name); ok && v != "" {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return req, Errorf(http.StatusUnprocessableEntity, "%s must be true or false, got %q", name, v)
+				}
+				*dst = &b
+			}
+		}
+	default:
+		return req, &Error{Status: http.StatusUnsupportedMediaType, Msg: "send the decisions as application/json or a form (multipart/form-data or urlencoded)"}
+	}
+	return req, nil
+}
+
+// decider names who decides, for the inbox: the key's user, else its name.
+func decider(c *gin.Context) string {
+	k := auth.Of(c).Key()
+	switch {
+	case k == nil:
+		return "anonymous"
+	case k.UserID != "":
+		return k.UserID
+	}
+	return "key:" + k.Name
+}
+
+// continueAgentRun answers POST /agents|teams/{id}/runs/{run_id}/continue:
+// the paused run's held calls get the client's decisions (confirmed, edited
+// tool_args, user_input_schema values, result) and the run goes on: on this
+// request (streamed by default, or one JSON answer with stream=false), or
+// queued for any replica (background=true, 202).
+func (h *Handler) continueAgentRun(typ string) handlerFunc {
+	return func(c *gin.Context) error {
+		req, err := parseContinue(c)
+		if err != nil {
+			return err
+		}
+		pauses, ok := h.opts.Runs.(Pauses)
+		if !ok {
+			return Errorf(http.StatusUnprocessableEntity, "this server cannot continue paused runs")
+		}
+		r, err := h.routeRun(c, typ)
+		if err != nil {
+			return err
+		}
+		stream := req.Stream == nil || *req.Stream
+		background := req.Background != nil && *req.Background
+		turn, run, err := pauses.ContinuePaused(c.Request.Context(), session.ContinueParams{Run: r, Calls: req.Tools, By: decider(c), Viewer: viewer(c),
+			Background: background, Stream: stream && !background})
+		if err != nil {
+			return err
+		}
+		c.Header("X-Run-Id", run.ID)
+		c.Header("X-Session-Id", run.SessionID)
+		if background {
+			c.JSON(http.StatusAccepted, backgroundRunResponse{RunID: run.ID, SessionID: run.SessionID, Status: string(run.Status)})
+			return nil
+		}
+		traceHeaders(c, turn)
+		if !stream {
+			done := turn.Execute(c.Request.Context(), func(event.Event) {})
+			c.JSON(http.StatusOK, h.runWithHeld(c.Request.Context(), done))
+			return nil
+		}
+		w, closed := h.opts.Streams.Open(c.Writer)
+		defer closed()
+		turn.Execute(c.Request.Context(), func(e event.Event) { _ = writeFrame(w, e) })
+		return nil
+	}
+}
+
+// approvalResponse is one inbox record.
+type approvalResponse struct {
+	ID         string         `json:"id"`
+	RunID      string         `json:"run_id"`
+	SessionID  string         `json:"session_id"`
+	ToolCallID string         `json:"tool_call_id"`
+	TargetKind string         `json:"target_kind"`
+	TargetName string         `json:"target_name"`
+	AgentID    string         `json:"agent_id,omitempty"`
+	TeamID     string         `json:"team_id,omitempty"`
+	UserID     string         `json:"user_id,omitempty"`
+	Tool       string         `json:"tool_name"`
+	Args       map[string]any `json:"tool_args"`
+	Reason     string         `json:"reason,omitempty"`
+	Approvers  struct {
+		Users  []string `json:"users"`
+		Scopes []string `json:"scopes"`
+	} `json:"approvers"`
+	Status    string     `json:"status"`
+	Default   string     `json:"default_decision"`
+	Deadline  *time.Time `json:"deadline,omitempty"`
+	DecidedBy string     `json:"decided_by,omitempty"`
+	DecidedAt *time.Time `json:"decided_at,omitempty"`
+	Comment   string     `json:"comment,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+}
+
+func toApproval(r *approval.Record) approvalResponse {
+	out := approvalResponse{ID: r.ID, RunID: r.RunID, SessionID: r.SessionID, ToolCallID: r.ToolCallID, TargetKind: r.TargetKind,
+		TargetName: r.TargetName, UserID: r.UserID, Tool: r.Tool, Args: r.Args, Reason: r.Reason, Status: string(r.Status),
+		Default: r.Default, DecidedBy: r.DecidedBy, Comment: r.Comment, CreatedAt: r.CreatedAt.UTC()}
+	if r.TargetKind == session.TypeTeam {
+		out.TeamID = r.TargetName
+	} else {
+		out.AgentID = r.TargetName
+	}
+	out.Approvers.Users, out.Approvers.Scopes = orEmpty(r.Approvers.Users), orEmpty(r.Approvers.Scopes)
+	if !r.Deadline.IsZero() {
+		d := r.Deadline.UTC()
+		out.Deadline = &d
+	}
+	if !r.DecidedAt.IsZero() {
+		d := r.DecidedAt.UTC()
+		out.DecidedAt = &d
+	}
+	return out
+}
+
+func orEmpty(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
+}
+
+// viewer is who may see which approvals: an administrator (or an open
+// server) all; any other key those whose approvers name its user or one of
+// its scopes.
+func viewer(c *gin.Context) *approval.Viewer {
+	p := auth.Of(c)
+	k := p.Key()
+	if k == nil || p.Has(auth.ScopeAdmin) {
+		return nil
+	}
+	return &approval.Viewer{UserID: k.UserID, Scopes: k.ScopeNames()}
+}
+
+func (h *Handler) inbox() (approval.Inbox, error) {
+	in, ok := h.opts.Store.(approval.Inbox)
+	if !ok {
+		return nil, Errorf(http.StatusUnprocessableEntity, "this server keeps no approvals")
+	}
+	return in, nil
+}
+
+// approvalQuery reads the filters of GET /approvals and /approvals/count.
+func approvalQuery(c *gin.Context) (approval.Query, error) {
+	q := approval.Query{Viewer: viewer(c), UserID: c.Query("user_id")}
+	if v := c.Query("status"); v != "" {
+		q.Status = approval.Status(strings.ToLower(v))
+		if !slices.Contains(approval.Statuses, q.Status) {
+			return q, Errorf(http.StatusUnprocessableEntity, "status must be one of %v, got %q", approval.Statuses, v)
+		}
+	}
+	if v := c.Query("agent_id"); v != "" {
+		q.TargetKind, q.TargetName = session.TypeAgent, v
+	}
+	if v := c.Query("team_id"); v != "" {
+		if q.TargetName != "" {
+			return q, Errorf(http.StatusUnprocessableEntity, "filter by agent_id or team_id, not both")
+		}
+		q.TargetKind, q.TargetName = session.TypeTeam, v
+	}
+	return q, nil
+}
+
+// listApprovals answers GET /approvals: the approvals the caller may
+// decide, newest first, filtered by status, agent_id or team_id, and
+// user_id, one page at a time ({data, meta}).
+func (h *Handler) listApprovals(c *gin.Context) error {
+	in, err := h.inbox()
+	if err != nil {
+		return err
+	}
+	q, err := approvalQuery(c)
+	if err != nil {
+		return err
+	}
+	if q.Limit, q.Page, err = paging(c); err != nil {
+		return err
+	}
+	recs, total, err := in.ListApprovals(c.Request.Context(), q)
+	if err != nil {
+		return err
+	}
+	out := paged[approvalResponse]{Data: make([]approvalResponse, len(recs)), Meta: newPageMeta(q.Page, q.Limit, total)}
+	for i := range recs {
+		out.Data[i] = toApproval(&recs[i])
+	}
+	c.JSON(http.StatusOK, out)
+	return nil
+}
+
+type approvalCountResponse struct {
+	Count int `json:"count"`
+}
+
+// countApprovals answers GET /approvals/count: how many approvals the caller
+// may decide are pending (the console's badge); the other filters apply too.
+func (h *Handler) countApprovals(c *gin.Context) error {
+	in, err := h.inbox()
+	if err != nil {
+		return err
+	}
+	q, err := approvalQuery(c)
+	if err != nil {
+		return err
+	}
+	if q.Status == "" {
+		q.Status = approval.StatusPending
+	}
+	n, err := in.CountApprovals(c.Request.Context(), q)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, approvalCountResponse{Count: n})
+	return nil
+}
+
+// getApproval answers GET /approvals/{id}; one the caller may not decide is
+// not found.
+func (h *Handler) getApproval(c *gin.Context) error {
+	in, err := h.inbox()
+	if err != nil {
+		return err
+	}
+	r, err := in.GetApproval(c.Request.Context(), c.Param("id"), viewer(c))
+	if errors.Is(err, approval.ErrNotFound) {
+		return Errorf(http.StatusNotFound, "approval %s not found", c.Param("id"))
+	}
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, toApproval(r))
+	return nil
+}
+
+// resolveRequest is the body of POST /approvals/{id}/resolve.
+type resolveRequest struct {
+	Approved *bool  `json:"approved" openapi:"required"`
+	Comment  string `json:"comment"`
+}
+
+// resolveApproval answers POST /approvals/{id}/resolve: the decision is
+// recorded once (a second one is 409 naming who decided); when it was the
+// run's last pending decision, the run resumes by itself on any replica.
+func (h *Handler) resolveApproval(c *gin.Context) error {
+	in, err := h.inbox()
+	if err != nil {
+		return err
+	}
+	var req resolveRequest
+	if err := json.NewDecoder(c.Request.Body).Decode(&req); err != nil {
+		return BodyError(err)
+	}
+	if req.Approved == nil {
+		return Errorf(http.StatusUnprocessableEntity, "approved is required: true to let the call run, false to reject it")
+	}
+	if len(req.Comment) > 4096 {
+		return Errorf(http.StatusUnprocessableEntity, "comment is longer than 4096 bytes; shorten it")
+	}
+	ctx := c.Request.Context()
+	if _, err := in.GetApproval(ctx, c.Param("id"), viewer(c)); errors.Is(err, approval.ErrNotFound) {
+		return Errorf(http.StatusNotFound, "approval %s not found", c.Param("id"))
+	} else if err != nil {
+		return err
+	}
+	by := decider(c)
+	rec, left, err := in.ResolveApproval(ctx, c.Param("id"), approval.Decision{Approved: *req.Approved, Comment: req.Comment, By: by})
+	if de, ok := errors.AsType[*approval.DecidedError](err); ok {
+		return Errorf(http.StatusConflict, "%s", de.Error())
+	}
+	if err != nil {
+		return err
+	}
+	h.log.Info("approval decided", "approval_id", rec.ID, "run_id", rec.RunID, "status", rec.Status, "decided_by", by)
+	if left == 0 {
+		if p, ok := h.opts.Runs.(Pauses); ok {
+			if _, err := p.ResumeDecided(ctx, rec.RunID, by); err != nil {
+				return err
+			}
+		}
+	}
+	c.JSON(http.StatusOK, toApproval(rec))
+	return nil
+}
+
+// runWithHeld answers a run, with the calls it holds when it is PAUSED on
+// them (so that a client that did not stream learns what to decide).
+func (h *Handler) runWithHeld(ctx context.Context, r *store.Run) runResponse {
+	out := toRun(r, false)
+	if r.Status != event.StatusPaused || r.Type == session.TypeWorkflow {
+		return out
+	}
+	ps, ok := h.opts.Store.(session.Pauser)
+	if !ok {
+		return out
+	}
+	p, err := ps.LoadPause(ctx, r.ID)
+	if err != nil {
+		if !errors.Is(err, session.ErrNotFound) {
+			h.log.Warn("reading a paused run's held calls", "run_id", r.ID, "err", err)
+		}
+		return out
+	}
+	for _, c := range p.Calls {
+		out.Tools = append(out.Tools, heldTool(c))
+	}
+	return out
+}
