@@ -605,7 +605,7 @@ func (x *run) once(ctx context.Context, st *engine.WorkflowStep, sc scope, path 
 			return nil, input, fmt.Errorf("%s %s cannot run here (compiled without a runtime)", st.Kind, st.Name)
 		}
 		res := x.child(ctx, runner, st, sc, path, attempt, input)
-		if res.Status == event.StatusPaused {
+		if res.Status == event.StatusPaused && st.Kind == spec.StepWorkflow {
 			// An approval inside a nested workflow pauses this run too,
 			// with its message; its checkpoint is under this run's.
 			x.mu.Lock()
