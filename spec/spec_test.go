@@ -86,7 +86,7 @@ func TestExamples(t *testing.T) {
 	for _, k := range set.Keys() {
 		kinds = append(kinds, k.Kind)
 	}
-	for _, k := range []spec.Kind{spec.KindAgent, spec.KindTeam, spec.KindTool, spec.KindKnowledge, spec.KindWorkflow, spec.KindTrigger} {
+	for _, k := range []spec.Kind{spec.KindAgent, spec.KindTeam, spec.KindTool, spec.KindKnowledge, spec.KindWorkflow, spec.KindTrigger, spec.KindBudget} {
 		require.Contains(t, kinds, k)
 	}
 	// The example workflow shows a parallel fan-out and a condition.
