@@ -1,0 +1,155 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	modelpkg "github.com/troupehq/troupe/engine/model"
+)
+
+// SpendLine is what one component (agent, team or workflow) or one user
+// spent in a window: its top-level runs, their tokens and cost.
+type SpendLine struct {
+	// Type is the component's type (SessionAgent, SessionTeam or
+	// "workflow"); empty on a user's line.
+	Type string
+	// Name is the component's id, or the user id ("" for runs without one).
+	Name   string
+	Runs   int
+	Tokens int64
+	Cost   modelpkg.Cost
+	// CostUnknown is set when some run called a model that has no price, so
+	// Cost is less than what was spent.
+	CostUnknown bool
+}
+
+// SpendDay is one UTC day's cost.
+type SpendDay struct {
+	Date string // YYYY-MM-DD, UTC
+	Runs int
+	Cost modelpkg.Cost
+}
+
+// Spend is what the top-level runs created in a window cost, in total, by
+// component, by user and by UTC day. Team members' runs are part of their
+// team's run (whose cost includes theirs), and a workflow's steps part of
+// the workflow's, so they are not counted again.
+type Spend struct {
+	Total SpendLine
+	// Components and Users are ordered by cost, then runs, most first.
+	Components []SpendLine
+	Users      []SpendLine
+	// Days are the days with runs, oldest first.
+	Days []SpendDay
+}
+
+// sqlSpend groups the top-level runs created in [$1, $2) by day, component
+// and user in one pass; Spend folds the groups into its three views, whose
+// sizes are bounded by components × users × days, not by runs.
+func sqlSpend(day, total, costUnknown, userCond string) string {
+	return `SELECT ` + day + ` AS day, type, component_id, user_id, COUNT(*),
+		CAST(COALESCE(SUM(` + total + `), 0) AS BIGINT), CAST(COALESCE(SUM(cost), 0) AS BIGINT),
+		MAX(CASE WHEN ` + costUnknown + ` THEN 1 ELSE 0 END)
+	FROM runs
+	WHERE parent_run_id = '' AND created_at >= $1 AND created_at < $2` + userCond + `
+	GROUP BY 1, type, component_id, user_id`
+}
+
+var (
+	sqlSpendSQLite       = sqlSpend(sqliteDay, sqliteTotalTokens, `json_extract(metrics, '$.cost_unknown')`, "")
+	sqlSpendSQLiteUser   = sqlSpend(sqliteDay, sqliteTotalTokens, `json_extract(metrics, '$.cost_unknown')`, " AND user_id = $3")
+	sqlSpendPostgres     = sqlSpend(postgresDay, postgresTotalTokens, `metrics->>'cost_unknown' = 'true'`, "")
+	sqlSpendPostgresUser = sqlSpend(postgresDay, postgresTotalTokens, `metrics->>'cost_unknown' = 'true'`, " AND user_id = $3")
+)
+
+// Spend sums what the top-level runs created in [from, to) cost, of every
+// status (a failed run's calls were paid for too); with f.UserID set, only
+// that user's runs.
+//
+// Like DailyMetrics it reads the runs in the window whole (tokens are in
+// the metrics JSON): an occasional console query, not a hot path.
+func (db *DB) Spend(ctx context.Context, from, to time.Time, f Filter) (*Spend, error) {
+	if to.After(maxStoredTime) {
+		to = maxStoredTime
+	}
+	out := &Spend{Components: []SpendLine{}, Users: []SpendLine{}, Days: []SpendDay{}}
+	if !from.Before(to) {
+		return out, nil
+	}
+	query, args := sqlSpendSQLite, []any{db.timeArg(from), db.timeArg(to)}
+	if db.dialect == DialectPostgres {
+		query = sqlSpendPostgres
+	}
+	if f.UserID != "" {
+		query = sqlSpendSQLiteUser
+		if db.dialect == DialectPostgres {
+			query = sqlSpendPostgresUser
+		}
+		args = append(args, f.UserID)
+	}
+	rows, err := db.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: reading spend: %w", err)
+	}
+	defer rows.Close()
+	type compKey struct{ typ, name string }
+	comps, users, days := map[compKey]*SpendLine{}, map[string]*SpendLine{}, map[string]*SpendDay{}
+	for rows.Next() {
+		var (
+			day, typ, comp, user string
+			runs, tokens, cost   int64
+			unknown              int
+		)
+		if err := rows.Scan(&day, &typ, &comp, &user, &runs, &tokens, &cost, &unknown); err != nil {
+			return nil, fmt.Errorf("store: reading spend: %w", err)
+		}
+		add := func(l *SpendLine) {
+			l.Runs += int(runs)
+			l.Tokens += tokens
+			l.Cost += modelpkg.Cost(cost)
+			l.CostUnknown = l.CostUnknown || unknown != 0
+		}
+		add(&out.Total)
+		c := comps[compKey{typ, comp}]
+		if c == nil {
+			c = &SpendLine{Type: typ, Name: comp}
+			comps[compKey{typ, comp}] = c
+		}
+		add(c)
+		u := users[user]
+		if u == nil {
+			u = &SpendLine{Name: user}
+			users[user] = u
+		}
+		add(u)
+		d := days[day]
+		if d == nil {
+			d = &SpendDay{Date: day}
+			days[day] = d
+		}
+		d.Runs += int(runs)
+		d.Cost += modelpkg.Cost(cost)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: reading spend: %w", err)
+	}
+	byCost := func(a, b SpendLine) int {
+		return cmp.Or(cmp.Compare(b.Cost, a.Cost), cmp.Compare(b.Runs, a.Runs), cmp.Compare(a.Type, b.Type), cmp.Compare(a.Name, b.Name))
+	}
+	for _, c := range comps {
+		out.Components = append(out.Components, *c)
+	}
+	for _, u := range users {
+		out.Users = append(out.Users, *u)
+	}
+	for _, d := range days {
+		out.Days = append(out.Days, *d)
+	}
+	slices.SortFunc(out.Components, byCost)
+	slices.SortFunc(out.Users, byCost)
+	slices.SortFunc(out.Days, func(a, b SpendDay) int { return cmp.Compare(a.Date, b.Date) })
+	return out, nil
+}
