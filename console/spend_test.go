@@ -132,7 +132,18 @@ func TestConsoleSpendPage(t *testing.T) {
 	}
 	// Today's bar is the chart's highest, the others empty.
 	_, body := ts.page(http.MethodGet, "/ui/spend", admin, nil)
+	require.Equal(t, 1, doc(t, body).Find("[data-testid=window-today][aria-current=page]").Length())
 	require.Contains(t, doc(t, body).Find("[data-testid=spend-chart] title").Text(), today+": $0.0078, 3 runs")
+
+	// Both pages keep to the console's CSP: no inline script or style
+	// attribute; the charts and bars are SVG attributes and classes.
+	for _, path := range []string{"/ui/spend?window=7d", "/ui/budgets"} {
+		resp, body := ts.page(http.MethodGet, path, admin, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Contains(t, resp.Header.Get("Content-Security-Policy"), "default-src 'self'")
+		require.NotRegexp(t, `<script>|<script [^>]*>[^<]|\sstyle=`, body, path)
+		require.Equal(t, "page", doc(t, body).Find("[data-testid=nav-"+strings.TrimPrefix(strings.Split(path, "?")[0], "/ui/")+"]").AttrOr("aria-current", ""))
+	}
 
 	resp, body := ts.page(http.MethodGet, "/ui/spend?window=custom&from=2026-02-10&to=2026-01-01", admin, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
