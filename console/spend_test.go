@@ -208,3 +208,48 @@ func TestConsoleBudgetsPage(t *testing.T) {
 	require.Equal(t, 1, d.Find("[data-testid=budget-counter][data-scope='user:alice']").Length())
 	require.NotContains(t, body, "user:bob")
 }
+
+// TestConsoleCostWhereTokensShow: the overview's card of today's cost and
+// its recent runs, the session page's runs and the trace page's spans show
+// cost next to tokens.
+func TestConsoleCostWhereTokensShow(t *testing.T) {
+	t.Parallel()
+	ts := spendServer(t)
+	const admin = "sk-admin-0123456789abcdef"
+	_, body := ts.page(http.MethodGet, "/", admin, nil)
+	d := doc(t, body)
+	require.Equal(t, "$0.0078+", d.Find("[data-testid=today-cost-value]").Text(), "three runs today, one unpriced")
+	var costs []string
+	d.Find("[data-testid=run-row] [data-testid=run-cost]").Each(func(_ int, s *goquery.Selection) { costs = append(costs, s.Text()) })
+	require.ElementsMatch(t, []string{"$0.006", "$0.006", "$0.0018", "$0+"}, costs, "the recent runs, bob's older one included")
+
+	_, body = ts.page(http.MethodGet, "/", "sk-alice-0123456789abcdef", nil)
+	require.Equal(t, "$0.0078", doc(t, body).Find("[data-testid=today-cost-value]").Text(), "alice's own runs")
+
+	var page struct {
+		Data []struct {
+			SessionID string `json:"session_id"`
+		} `json:"data"`
+	}
+	ts.json(http.MethodGet, "/sessions?type=agent&component_id=a2", admin, "", http.StatusOK, &page)
+	require.Len(t, page.Data, 1)
+	_, body = ts.page(http.MethodGet, "/ui/sessions/"+page.Data[0].SessionID, admin, nil)
+	require.Equal(t, "$0.0018", doc(t, body).Find("[data-testid=usage] [data-testid=usage-cost]").Text())
+
+	var runs []struct {
+		RunID string `json:"run_id"`
+	}
+	ts.json(http.MethodGet, "/agents/a2/runs", admin, "", http.StatusOK, &runs)
+	require.Len(t, runs, 1)
+	var list struct {
+		Data []map[string]any `json:"data"`
+	}
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/traces?run_id="+runs[0].RunID, admin, "", http.StatusOK, &list)
+		return len(list.Data) == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	_, body = ts.page(http.MethodGet, "/ui/traces/"+list.Data[0]["trace_id"].(string), admin, nil)
+	var spans []string
+	doc(t, body).Find("[data-testid=span-cost]").Each(func(_ int, s *goquery.Selection) { spans = append(spans, s.Text()) })
+	require.Equal(t, []string{"$0.0018", "$0.0018"}, spans, "the run's span and its model call's")
+}

@@ -5,8 +5,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/telemetry"
 )
 
 // SpendWindows are the Spend page's windows besides a custom from–to.
@@ -199,3 +201,26 @@ func componentURL(typ, name string) string {
 }
 
 func i64(n int64) string { return strconv.FormatInt(n, 10) }
+
+// runCost shows a run's cost where its tokens show; empty for a run that
+// cost nothing known (echo, or no model call).
+func runCost(m event.Metrics) string {
+	if m.Cost == 0 && !m.CostUnknown {
+		return ""
+	}
+	return cost(m.Cost, m.CostUnknown)
+}
+
+// spanCost shows a run's or a model call's cost from its span's cost_usd
+// attribute; empty when the span has none.
+func spanCost(s telemetry.Span) string {
+	v, ok := s.Attributes[telemetry.CostAttribute]
+	if !ok {
+		return ""
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return v
+	}
+	return cost(model.CostFromDollars(f), s.Attributes[telemetry.CostUnknownAttribute] == "true")
+}
