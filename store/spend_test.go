@@ -67,6 +67,13 @@ func TestSpend(t *testing.T) {
 			}, got.Users)
 			require.Equal(t, []store.SpendDay{{Date: "2026-03-02", Runs: 2, Cost: 3_000_000}, {Date: "2026-03-03", Runs: 2, Cost: 5_000_000}}, got.Days)
 
+			total, err := db.SpendTotal(t.Context(), marchDay(2), marchDay(4), store.Filter{})
+			require.NoError(t, err)
+			require.Equal(t, got.Total, total, "SpendTotal is Spend's Total")
+			total, err = db.SpendTotal(t.Context(), marchDay(2), marchDay(4), store.Filter{UserID: "bob"})
+			require.NoError(t, err)
+			require.Equal(t, store.SpendLine{Runs: 2, Tokens: 500, Cost: 7_000_000}, total)
+
 			mine, err := db.Spend(t.Context(), marchDay(2), marchDay(4), store.Filter{UserID: "alice"})
 			require.NoError(t, err)
 			require.Equal(t, store.SpendLine{Runs: 2, Tokens: 150, Cost: 1_000_000, CostUnknown: true}, mine.Total)
@@ -83,7 +90,7 @@ func TestSpend(t *testing.T) {
 
 // BenchmarkSpend is the console's Spend page over 100,000 top-level runs
 // spread over 30 days, 10 agents and 100 users: a 30-day window (every run),
-// a 7-day one, and one user's 30 days.
+// a 7-day one, and one user's 30 days; and SpendTotal over the same.
 func BenchmarkSpend(b *testing.B) {
 	benchStores(b, func(b *testing.B, db *store.DB) {
 		const runs = 100_000
@@ -132,6 +139,17 @@ func BenchmarkSpend(b *testing.B) {
 					}
 					if tc.want > 0 && got.Total.Runs != tc.want {
 						b.Fatalf("%d runs, want %d", got.Total.Runs, tc.want)
+					}
+				}
+			})
+			b.Run("total/"+tc.name, func(b *testing.B) {
+				for b.Loop() {
+					got, err := db.SpendTotal(b.Context(), tc.from, to, tc.f)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if tc.want > 0 && got.Runs != tc.want {
+						b.Fatalf("%d runs, want %d", got.Runs, tc.want)
 					}
 				}
 			})

@@ -94,12 +94,12 @@ func (h *Handler) overviewPage(c *gin.Context) {
 			return
 		}
 		today := utcDay(now)
-		spend, err := h.opts.Store.Spend(ctx, today, today.AddDate(0, 0, 1), f)
+		total, err := h.opts.Store.SpendTotal(ctx, today, today.AddDate(0, 0, 1), f)
 		if err != nil {
 			h.fail(c, "today's spend", err)
 			return
 		}
-		o.Today = &spend.Total
+		o.Today = &total
 	}
 	h.render(c, http.StatusOK, view.OverviewPage(h.frame(c, "Overview", "overview"), o))
 }

@@ -67,6 +67,7 @@ type Store interface {
 	api.WorkflowSteps
 	// Spend and budget counters: the Spend and Budgets pages.
 	Spend(ctx context.Context, from, to time.Time, f store.Filter) (*store.Spend, error)
+	SpendTotal(ctx context.Context, from, to time.Time, f store.Filter) (store.SpendLine, error)
 	api.BudgetCounters
 }
 
