@@ -46,14 +46,14 @@ type Spend struct {
 	Days []SpendDay
 }
 
-// sqlSpend groups the finished top-level runs created in [$1, $2) by day,
+// sqlSpend groups the ended or paused top-level runs created in [$1, $2) by day,
 // component and user in one pass, from runs_finished_spend alone; Spend folds the groups into its three views, whose
 // sizes are bounded by components × users × days, not by runs.
 func sqlSpend(day, from, userCond string) string {
 	return `SELECT ` + day + ` AS day, type, component_id, user_id, COUNT(*),
 		CAST(SUM(tokens) AS BIGINT), CAST(SUM(cost) AS BIGINT), MAX(CASE WHEN cost_unknown THEN 1 ELSE 0 END)
 	FROM ` + from + `
-	WHERE parent_run_id = '' AND latency_us IS NOT NULL AND created_at >= $1 AND created_at < $2` + userCond + `
+	WHERE parent_run_id = '' AND status NOT IN ('PENDING', 'RUNNING') AND created_at >= $1 AND created_at < $2` + userCond + `
 	GROUP BY 1, type, component_id, user_id`
 }
 
@@ -66,9 +66,9 @@ var (
 	sqlSpendPostgresUser = sqlSpend(postgresDay, "runs", " AND user_id = $3")
 )
 
-// Spend sums what the finished top-level runs created in [from, to) cost,
-// whatever their status (a failed run's calls were paid for too); a run
-// still running has no cost yet. With f.UserID set, only that user's runs.
+// Spend sums what the top-level runs created in [from, to) cost once they
+// ended, whatever the outcome (a failed run's calls were paid for too), or
+// paused; a pending or running run has no cost yet. With f.UserID set, only that user's runs.
 //
 // It reads the index of migration 0020 only, never the runs' rows: 100,000
 // runs take tens of milliseconds (BenchmarkSpend).
@@ -161,7 +161,7 @@ func sqlSpendTotal(from, userCond string) string {
 	return `SELECT COUNT(*), CAST(COALESCE(SUM(tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cost), 0) AS BIGINT),
 		COALESCE(MAX(CASE WHEN cost_unknown THEN 1 ELSE 0 END), 0)
 	FROM ` + from + `
-	WHERE parent_run_id = '' AND latency_us IS NOT NULL AND created_at >= $1 AND created_at < $2` + userCond
+	WHERE parent_run_id = '' AND status NOT IN ('PENDING', 'RUNNING') AND created_at >= $1 AND created_at < $2` + userCond
 }
 
 var (

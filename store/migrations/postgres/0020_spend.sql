@@ -9,4 +9,4 @@ WHERE metrics::text <> '{}';
 
 CREATE INDEX IF NOT EXISTS runs_finished_spend ON runs (created_at)
     INCLUDE (type, component_id, user_id, cost, tokens, cost_unknown)
-    WHERE parent_run_id = '' AND latency_us IS NOT NULL;
+    WHERE parent_run_id = '' AND status NOT IN ('PENDING', 'RUNNING');
