@@ -340,6 +340,8 @@ func BenchmarkConsolePages(b *testing.B) {
 		{"trace", "/ui/traces/" + fx.traceID},
 		{"knowledge", "/ui/knowledge"},
 		{"triggers", "/ui/triggers"},
+		{"spend-month", "/ui/spend?window=month"},
+		{"budgets", "/ui/budgets"},
 		{"config", "/ui/config"},
 	} {
 		b.Run(p.name, func(b *testing.B) {

@@ -351,7 +351,7 @@ func TestConsolePageWeight(t *testing.T) {
 	addWorkflows(t, ts, "")
 	for _, path := range []string{"/", "/ui/agents", "/ui/agents/helpdesk", "/ui/teams/crew", "/ui/sessions", "/ui/sessions/" + sessions.Data[0].SessionID,
 		"/ui/traces", "/ui/traces/" + traces.Data[0].TraceID, "/ui/knowledge", "/ui/triggers", "/ui/config", "/ui/workflows", "/ui/workflows/pipeline",
-		pipelineRunPage(t, ts, "")} {
+		"/ui/spend", "/ui/spend?window=month", "/ui/budgets", pipelineRunPage(t, ts, "")} {
 		resp, body := ts.page("GET", path, "", nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, path)
 		require.Less(t, len(body), 100_000, path)
@@ -417,7 +417,7 @@ func TestConsolePagesOnPostgres(t *testing.T) {
 	require.Equal(t, "1 runs", doc(t, body).Find("[data-testid=run-count]").Text())
 	_, body = ts.page("GET", "/ui/sessions/"+run.SessionID, "", nil)
 	require.Equal(t, "3", strings.TrimSpace(doc(t, body).Find("[data-testid=tool-result]").Text()))
-	for _, path := range []string{"/ui/agents", "/ui/sessions?q=call", "/ui/traces?status=OK&since=1h", "/ui/knowledge", "/ui/triggers", "/ui/config"} {
+	for _, path := range []string{"/ui/agents", "/ui/sessions?q=call", "/ui/traces?status=OK&since=1h", "/ui/knowledge", "/ui/triggers", "/ui/config", "/ui/spend?window=7d", "/ui/budgets"} {
 		resp, _ := ts.page("GET", path, "", nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, path)
 	}

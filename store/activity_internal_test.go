@@ -36,6 +36,11 @@ func TestSQLiteOverviewPlans(t *testing.T) {
 		{"RunActivity", sqlRunActivitySQLiteAll, "runs_finished_created_at", []any{[]byte{}, 1}, true, ""},
 		{"RunActivity of a user", sqlRunActivitySQLiteUser, "runs_finished_created_at", []any{[]byte{}, 1, "u"}, true, ""},
 		{"running runs", sqlRunningRuns, "runs_status_running", []any{"a", "b", ""}, false, ""},
+		// The Spend page's groups need a sort; the overview's total none.
+		{"Spend", sqlSpendSQLite, "runs_finished_spend", []any{"a", "b"}, true, "USE TEMP B-TREE FOR GROUP BY"},
+		{"Spend of a user", sqlSpendSQLiteUser, "runs_finished_spend", []any{"a", "b", "u"}, true, "USE TEMP B-TREE FOR GROUP BY"},
+		{"SpendTotal", sqlSpendTotalSQLite, "runs_finished_spend", []any{"a", "b"}, true, ""},
+		{"SpendTotal of a user", sqlSpendTotalSQLiteUser, "runs_finished_spend", []any{"a", "b", "u"}, true, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

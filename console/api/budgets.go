@@ -80,32 +80,47 @@ func servingBudgets(snap *engine.Snapshot) []*spec.Budget {
 	return out
 }
 
-func (h *Handler) budgetView(ctx context.Context, c *gin.Context, b *spec.Budget, now time.Time) (Budget, error) {
+// BudgetView is a serving budget with its counters in now's window, what
+// GET /budgets/{name} answers and the console's Budgets page shows. A
+// non-empty user (a user-bound key's) sees only that user's counters, of
+// per-user budgets only.
+func BudgetView(ctx context.Context, counters BudgetCounters, b *spec.Budget, user string, now time.Time) (Budget, error) {
 	cb := budget.Compile(b)
 	window := cb.Key(budget.Subject{}, now).Window
 	out := Budget{Name: b.Name, Description: b.Description, Per: b.Per, Period: b.Period, TimeZone: b.TimeZone, Window: window,
 		Limits: BudgetLimits{Cost: cb.Limits.Cost, Tokens: cb.Limits.Tokens, ToolCalls: cb.Limits.ToolCalls, WallTime: cb.Limits.WallTime.Seconds()},
 		Usage:  []BudgetUsage{}}
 	scope := ""
-	if p := auth.Of(c); p.Bound() {
+	if user != "" {
 		// A user's key sees its own counters, of per-user budgets only.
 		if b.Per != "user" {
 			return out, nil
 		}
-		scope = "user:" + p.UserID("")
+		scope = "user:" + user
 	}
 	if b.Per == "run" || b.Per == "session" {
 		window = "*"
 	}
-	counters, err := h.opts.Store.BudgetCounters(ctx, b.Name, window, scope, MaxBudgetCounters)
+	list, err := counters.BudgetCounters(ctx, b.Name, window, scope, MaxBudgetCounters)
 	if err != nil {
 		return Budget{}, err
 	}
-	for _, k := range counters {
+	for _, k := range list {
 		out.Usage = append(out.Usage, BudgetUsage{Scope: k.Key.Scope, Window: k.Key.Window, Cost: k.Usage.Cost,
 			Tokens: k.Usage.Tokens, ToolCalls: k.Usage.ToolCalls, WallTime: k.Usage.WallTime.Seconds()})
 	}
 	return out, nil
+}
+
+// ServingBudgets returns snap's serving Budget documents.
+func ServingBudgets(snap *engine.Snapshot) []*spec.Budget { return servingBudgets(snap) }
+
+func (h *Handler) budgetView(ctx context.Context, c *gin.Context, b *spec.Budget, now time.Time) (Budget, error) {
+	user := ""
+	if p := auth.Of(c); p.Bound() {
+		user = p.UserID("")
+	}
+	return BudgetView(ctx, h.opts.Store, b, user, now)
 }
 
 func (h *Handler) listBudgets(c *gin.Context) error {

@@ -93,6 +93,13 @@ func (h *Handler) overviewPage(c *gin.Context) {
 			h.fail(c, "run activity", err)
 			return
 		}
+		today := utcDay(now)
+		total, err := h.opts.Store.SpendTotal(ctx, today, today.AddDate(0, 0, 1), f)
+		if err != nil {
+			h.fail(c, "today's spend", err)
+			return
+		}
+		o.Today = &total
 	}
 	h.render(c, http.StatusOK, view.OverviewPage(h.frame(c, "Overview", "overview"), o))
 }

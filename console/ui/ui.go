@@ -65,6 +65,10 @@ type Store interface {
 	GetRun(ctx context.Context, id string, f store.Filter) (*store.Run, error)
 	ListComponentRuns(ctx context.Context, q store.RunQuery) ([]store.Run, int, error)
 	api.WorkflowSteps
+	// Spend and budget counters: the Spend and Budgets pages.
+	Spend(ctx context.Context, from, to time.Time, f store.Filter) (*store.Spend, error)
+	SpendTotal(ctx context.Context, from, to time.Time, f store.Filter) (store.SpendLine, error)
+	api.BudgetCounters
 }
 
 // Knowledge is what the console needs from the knowledge service.
@@ -213,6 +217,8 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.POST("/ui/sessions/:id/rename", h.pageRequire(auth.ScopeSessionsWrite), h.renameFromConsole)
 	timed.POST("/ui/sessions/:id/delete", h.pageRequire(auth.ScopeSessionsWrite), h.deleteFromConsole)
 
+	timed.GET("/ui/spend", h.pageRequire(auth.ScopeSessionsRead), h.spendPage)
+	timed.GET("/ui/budgets", h.pageRequire(auth.ScopeSessionsRead), h.budgetsPage)
 	timed.GET("/ui/traces", h.pageRequire(auth.ScopeSessionsRead), h.tracesPage)
 	timed.GET("/ui/traces/:trace_id", h.pageRequire(auth.ScopeSessionsRead), h.tracePage)
 

@@ -55,6 +55,8 @@ type Overview struct {
 	Broken   []Diagnostic
 	Recent   []store.Run
 	Activity []store.ActivityBucket
+	// Today is what today's (UTC) runs cost, nil without sessions:read.
+	Today *store.SpendLine
 }
 
 // Target is an agent or a team as the console lists it.
