@@ -59,7 +59,7 @@ func sqlSpend(day, from, userCond string) string {
 
 var (
 	// SQLite's planner, without statistics, would rather read the rows
-	// through runs_finished_created_at (see migration 0020).
+	// through runs_finished_created_at (see migration 0021).
 	sqlSpendSQLite       = sqlSpend(sqliteDay, "runs INDEXED BY runs_finished_spend", "")
 	sqlSpendSQLiteUser   = sqlSpend(sqliteDay, "runs INDEXED BY runs_finished_spend", " AND user_id = $3")
 	sqlSpendPostgres     = sqlSpend(postgresDay, "runs", "")
@@ -70,7 +70,7 @@ var (
 // ended, whatever the outcome (a failed run's calls were paid for too), or
 // paused; a pending or running run has no cost yet. With f.UserID set, only that user's runs.
 //
-// It reads the index of migration 0020 only, never the runs' rows: 100,000
+// It reads the index of migration 0021 only, never the runs' rows: 100,000
 // runs take tens of milliseconds (BenchmarkSpend).
 func (db *DB) Spend(ctx context.Context, from, to time.Time, f Filter) (*Spend, error) {
 	if to.After(maxStoredTime) {
