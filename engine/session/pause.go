@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -22,6 +23,10 @@ type Pause struct {
 	// Calls are the held calls the client sees and decides, team members'
 	// tagged with the member.
 	Calls []event.ToolExecution `json:"calls"`
+	// Workflow marks a workflow run paused at approval steps: each call is
+	// a step (tool_call_id is its path), continued through its checkpoint
+	// (Continue), not through held tool calls.
+	Workflow bool `json:"workflow,omitempty"`
 }
 
 // Pauser keeps paused runs (store.DB).
@@ -82,8 +87,8 @@ func (t *Turn) savePause(ctx context.Context, res *agent.Result) error {
 	if !ok {
 		return errors.New("this server cannot pause runs: its store keeps no paused state")
 	}
-	p := &Pause{RunID: t.run.ID, Held: res.Held}
-	if p.Held == nil {
+	p := &Pause{RunID: t.run.ID, Held: res.Held, Workflow: t.run.Type == TypeWorkflow}
+	if p.Held == nil && !p.Workflow {
 		p.Held = &agent.Resume{Messages: res.Messages, Tools: res.Tools, Metrics: res.Metrics}
 	}
 	var recs []approval.Record
@@ -327,6 +332,9 @@ func (s *Service) ResumeDecided(ctx context.Context, runID, by string) (bool, er
 	if err != nil {
 		return false, err
 	}
+	if held.Workflow {
+		return s.continueDecidedStep(ctx, runID, held, recs)
+	}
 	calls := append([]event.ToolExecution(nil), held.Calls...)
 	merge(calls, recs)
 	for _, c := range calls {
@@ -345,4 +353,44 @@ func (s *Service) ResumeDecided(ctx context.Context, runID, by string) (bool, er
 		return false, fmt.Errorf("queueing run %s: %w", runID, err)
 	}
 	return true, nil
+}
+
+// stepDecision is an approval step's output as the workflow runner reads it
+// (workflow.Decision; engine/workflow builds on this package, so the shape
+// is repeated here).
+type stepDecision struct {
+	Approved bool   `json:"approved"`
+	Comment  string `json:"comment,omitempty"`
+}
+
+// continueDecidedStep continues PAUSED workflow run runID at the first of its
+// waiting approval steps whose inbox record is decided: the decision becomes
+// the step's output in the same atomic reopen as POST …/continue. It reports
+// false when no step is decided, or the run is not paused (continued
+// already, or running: it finds the decision when it pauses again).
+func (s *Service) continueDecidedStep(ctx context.Context, runID string, held *Pause, recs []approval.Record) (bool, error) {
+	byID := map[string]*approval.Record{}
+	for i := range recs {
+		byID[recs[i].ID] = &recs[i]
+	}
+	for _, c := range held.Calls {
+		r := byID[c.ApprovalID]
+		if r == nil || r.Status == approval.StatusPending {
+			continue
+		}
+		d := stepDecision{Approved: r.Approved(), Comment: r.Comment}
+		if r.Status == approval.StatusExpired {
+			d.Comment = fmt.Sprintf("no decision before the deadline; the default (%s) applied", r.Default)
+		}
+		out, err := json.Marshal(d)
+		if err != nil {
+			return false, err
+		}
+		_, err = s.Continue(ctx, runID, c.ToolCallID, out)
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	return false, nil
 }

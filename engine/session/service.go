@@ -478,6 +478,13 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 		}
 		r.Status, r.Error = event.StatusError, "could not be saved: "+err.Error()
 	}
+	if err == nil && r.Type == TypeWorkflow && res.Status == event.StatusPaused && len(res.Pending) > 0 {
+		// A step decided in the inbox while the run still ran (a parallel
+		// branch's approval) continues now that the run is PAUSED.
+		if _, rerr := s.ResumeDecided(saveCtx, r.ID, ""); rerr != nil {
+			s.log.Error("continuing a decided approval step", "run_id", r.ID, "err", rerr)
+		}
+	}
 	if terminal != nil {
 		emit(j.append(*terminal))
 	}

@@ -12,6 +12,7 @@ package workflow
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/approval"
 	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/spec"
@@ -133,6 +135,8 @@ type run struct {
 	done    map[string]Checkpoint // by path, as found at the start
 	members []*agent.Result       // child runs
 	paused  string                // the approval message the run paused at
+	// pending are the approval steps the run paused at, as inbox needs.
+	pending []approval.Need
 	// stateSet: a set_state ran, so the session's state is saved.
 	stateSet bool
 	seq      atomic.Int64
@@ -257,6 +261,9 @@ func (r *Runner) Execute(ctx context.Context, in agent.Input, emit func(event.Ev
 	case errors.Is(err, errPaused):
 		// Not an error: the run ends for now, its reviewer decides.
 		res.Status, res.Content = event.StatusPaused, x.paused
+		x.mu.Lock()
+		res.Pending = x.pending
+		x.mu.Unlock()
 		e.Type, e.Content = event.RunPaused, x.paused
 	case errors.Is(err, errRejected):
 		res.Status, res.Err = event.StatusCancelled, err
@@ -513,8 +520,20 @@ func (x *run) pause(ctx context.Context, st *engine.WorkflowStep, sc scope, path
 		Input: msg, StartedAt: started, UpdatedAt: x.r.opts.Now()}); err != nil {
 		return fmt.Errorf("step %s: checkpoint: %w", st.Name, err)
 	}
+	n := approval.Need{Exec: event.ToolExecution{ToolCallID: path, ToolName: path, RequiresConfirmation: true, Reason: msg,
+		ApprovalID: StepApprovalID(x.in.RunID, path)}}
+	if a := st.Spec.Approval; a != nil {
+		n.Approvers, n.Timeout, n.Default = a.Approvers, a.Timeout.D(), a.Default
+	}
+	if n.Default == "" {
+		n.Default = spec.DecisionReject
+	}
+	if len(n.Approvers.Scopes) == 0 && len(n.Approvers.Users) == 0 {
+		n.Approvers.Scopes = []string{spec.DefaultApproverScope}
+	}
 	x.mu.Lock()
 	x.paused = msg
+	x.pending = append(x.pending, n)
 	x.mu.Unlock()
 	return fmt.Errorf("step %s: %w", st.Name, errPaused)
 }
@@ -608,8 +627,15 @@ func (x *run) once(ctx context.Context, st *engine.WorkflowStep, sc scope, path 
 		if res.Status == event.StatusPaused && st.Kind == spec.StepWorkflow {
 			// An approval inside a nested workflow pauses this run too,
 			// with its message; its checkpoint is under this run's.
+			// Its pending steps are named by their paths in this run,
+			// where their checkpoints are.
 			x.mu.Lock()
 			x.paused = res.Content
+			for _, n := range res.Pending {
+				n.Exec.ToolCallID, n.Exec.ToolName = path+"/"+n.Exec.ToolCallID, path+"/"+n.Exec.ToolName
+				n.Exec.ApprovalID = StepApprovalID(x.in.RunID, n.Exec.ToolCallID)
+				x.pending = append(x.pending, n)
+			}
 			x.mu.Unlock()
 			return nil, input, errPaused
 		}
@@ -953,4 +979,14 @@ func stepErr(res *agent.Result) error {
 		return errHeldInStep
 	}
 	return res.Err
+}
+
+// StepApprovalID is the inbox id of the approval step at path of run runID:
+// derived from both (in UUID form), so a run that pauses again at a step
+// still waiting names the same record instead of adding one.
+func StepApprovalID(runID, path string) string {
+	h := sha256.Sum256([]byte(runID + "\x00" + path))
+	h[6] = h[6]&0x0f | 0x80 // version 8: custom
+	h[8] = h[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
