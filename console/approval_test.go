@@ -230,6 +230,15 @@ func TestApprovalContinue(t *testing.T) {
 				status, body, _ := ts.do(http.MethodPost, path, "", "application/json", `{"tools":[]}`)
 				require.Equal(t, http.StatusUnprocessableEntity, status, body)
 				require.Contains(t, body, "call-1")
+				// A decision for a call the run does not hold: 422 naming
+				// it, and nothing is decided (the held call's decision
+				// sent with it included).
+				bad := fmt.Sprintf(`{"tools":[%s,{"tool_call_id":"call-9","confirmed":true}],"stream":false}`, fmt.Sprintf(tt.decision, "call-1"))
+				status, body, _ = ts.do(http.MethodPost, path, "", "application/json", bad)
+				require.Equal(t, http.StatusUnprocessableEntity, status, body)
+				require.Contains(t, body, `tool_call_id \"call-9\" is not held`)
+				require.Equal(t, "PAUSED", waitRun(t, ts, "/agents/clerk/runs/"+runID, "PAUSED").Status)
+				require.Empty(t, up.got())
 
 				req := fmt.Sprintf(`{"tools":[%s],"stream":%v}`, fmt.Sprintf(tt.decision, "call-1"), stream)
 				if stream {

@@ -209,8 +209,20 @@ func (s *Service) ContinuePaused(ctx context.Context, p ContinueParams) (*Turn, 
 	if err != nil {
 		return nil, nil, err
 	}
+	heldIDs := make(map[string]bool, len(held.Calls))
+	var ids []string
+	for _, c := range held.Calls {
+		heldIDs[c.ToolCallID] = true
+		ids = append(ids, c.ToolCallID)
+	}
 	given := map[string]event.ToolExecution{}
 	for _, c := range p.Calls {
+		if !heldIDs[c.ToolCallID] {
+			// A decision for a call the run does not hold would be
+			// dropped silently; the client has the wrong id.
+			return nil, nil, &Error{Kind: ErrInvalid, Msg: fmt.Sprintf("tool_call_id %q is not held by run %s (it holds %s): send the ids RunPaused listed",
+				c.ToolCallID, p.Run.ID, strings.Join(ids, ", "))}
+		}
 		given[c.ToolCallID] = c
 	}
 	byApproval := map[string]*approval.Record{}

@@ -376,7 +376,9 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 		for _, o := range t.obs {
 			o.Event(e)
 		}
-		if e.Depth > 0 && e.Type == event.RunStarted {
+		// A continued member starts with RunContinued: its kind counts
+		// too, for a member stored only now.
+		if e.Depth > 0 && (e.Type == event.RunStarted || e.Type == event.RunContinued) && members[e.RunID].typ == "" {
 			if members == nil {
 				members = map[string]member{}
 			}
