@@ -83,11 +83,98 @@ var ErrConflict = errors.New("conflict")
 // savePause stores the held state of a run the runner paused, with its
 // inbox records, and announces them.
 func (t *Turn) savePause(ctx context.Context, res *agent.Result) error {
+	return t.savePauseOf(ctx, res, t.run.ID, t.run.Type, t.run.ComponentID)
+}
+
+// saveHeldSteps stores, as paused runs of their own with inbox records, the
+// agent and team runs of a PAUSED workflow's steps that wait for tool
+// decisions (through nested workflows): each continues on its own, and its
+// completion resumes the workflow (reopenWorkflow).
+func (t *Turn) saveHeldSteps(ctx context.Context, results []*agent.Result, seen map[string]member) error {
+	for _, m := range results {
+		if m == nil || m.Status != event.StatusPaused {
+			continue
+		}
+		typ := seen[m.RunID].typ
+		if typ == TypeWorkflow {
+			if err := t.saveHeldSteps(ctx, m.Members, seen); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(m.Pending) == 0 {
+			continue
+		}
+		if typ == "" {
+			typ = TypeAgent
+		}
+		if err := t.savePauseOf(ctx, m, m.RunID, typ, m.Runner); err != nil {
+			return fmt.Errorf("storing the paused state of step run %s: %w", m.RunID, err)
+		}
+	}
+	return nil
+}
+
+// HeldReopener reopens a PAUSED workflow run whose step's run, paused on
+// tool decisions, has ended (store.DB).
+type HeldReopener interface {
+	// ReopenHeld sets PAUSED workflow run id PENDING; a run that is not a
+	// PAUSED workflow (or that another caller reopened) is an error
+	// wrapping ErrNotFound.
+	ReopenHeld(ctx context.Context, id string) (*Run, error)
+	// GetRun returns run id if f lets the caller see it.
+	GetRun(ctx context.Context, id string, f Filter) (*Run, error)
+}
+
+// reopenWorkflow queues the workflow that run r is a step of, now that r,
+// continued after a pause on tool decisions, has ended: the workflow
+// resumes from its checkpoints on any replica and takes r's answer as the
+// step's output. A step of a nested workflow resumes the outermost one,
+// which runs the nested one.
+func (s *Service) reopenWorkflow(ctx context.Context, r *Run) error {
+	ro, ok := s.opts.Store.(HeldReopener)
+	if !ok || s.opts.Requeue == nil || r.ParentRunID == "" {
+		return nil
+	}
+	id := r.ParentRunID
+	for range 16 { // nesting is bounded; so is this walk
+		p, err := ro.GetRun(ctx, id, Filter{})
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if p.Type != TypeWorkflow {
+			return nil // a team's member: the team continues it
+		}
+		if p.ParentRunID == "" {
+			break
+		}
+		id = p.ParentRunID
+	}
+	w, err := ro.ReopenHeld(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil // not paused: running, or reopened by another caller
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.opts.Requeue.Requeue(ctx, w); err != nil {
+		return fmt.Errorf("queueing workflow run %s: %w", id, err)
+	}
+	return nil
+}
+
+// savePauseOf stores the held state of run runID (of type typ, running
+// component), paused by its runner, with its inbox records, and announces
+// them.
+func (t *Turn) savePauseOf(ctx context.Context, res *agent.Result, runID, typ, component string) error {
 	ps, ok := t.s.opts.Store.(Pauser)
 	if !ok {
 		return errors.New("this server cannot pause runs: its store keeps no paused state")
 	}
-	p := &Pause{RunID: t.run.ID, Held: res.Held, Workflow: t.run.Type == TypeWorkflow}
+	p := &Pause{RunID: runID, Held: res.Held, Workflow: typ == TypeWorkflow}
 	if p.Held == nil && !p.Workflow {
 		p.Held = &agent.Resume{Messages: res.Messages, Tools: res.Tools, Metrics: res.Metrics}
 	}
@@ -98,8 +185,8 @@ func (t *Turn) savePause(ctx context.Context, res *agent.Result) error {
 		if !n.Exec.RequiresConfirmation {
 			continue
 		}
-		rec := approval.Record{ID: n.Exec.ApprovalID, RunID: t.run.ID, SessionID: t.session.ID, ToolCallID: n.Exec.ToolCallID,
-			TargetKind: t.run.Type, TargetName: t.run.ComponentID, UserID: t.run.UserID, Tool: n.Exec.ToolName, Args: n.Exec.ToolArgs,
+		rec := approval.Record{ID: n.Exec.ApprovalID, RunID: runID, SessionID: t.session.ID, ToolCallID: n.Exec.ToolCallID,
+			TargetKind: typ, TargetName: component, UserID: t.run.UserID, Tool: n.Exec.ToolName, Args: n.Exec.ToolArgs,
 			Reason: n.Exec.Reason, Approvers: n.Approvers, Status: approval.StatusPending, Default: n.Default, CreatedAt: now}
 		if n.Timeout > 0 {
 			rec.Deadline = now.Add(n.Timeout)
@@ -113,7 +200,7 @@ func (t *Turn) savePause(ctx context.Context, res *agent.Result) error {
 		if err := a.Announce(ctx, recs); err != nil {
 			// The records are stored: the inbox shows them, only their
 			// timeouts or webhook are late.
-			t.s.log.Error("announcing approvals", "run_id", t.run.ID, "err", err)
+			t.s.log.Error("announcing approvals", "run_id", runID, "err", err)
 		}
 	}
 	return nil
