@@ -706,6 +706,36 @@ steps:
 	}
 }
 
+// TestApprovalInWorkflowStepCancelled: cancelling the paused run of a
+// workflow's step rejects its approvals and resumes the workflow, whose
+// step then fails: nothing stays paused.
+func TestApprovalInWorkflowStepCancelled(t *testing.T) {
+	t.Parallel()
+	script := fake.New(fake.Step{ToolCalls: []model.ToolCall{refundCall}})
+	script.Repeat = &fake.Step{Content: "clerk done"}
+	ts := startServer(t, withProvider("anthropic", script), withSpecs(fmt.Sprintf(approvalSpecs, "http://127.0.0.1:9", "1h")+`
+---
+kind: Workflow
+name: refunds
+steps:
+  - {name: refund, agent: clerk}
+`))
+	var r runState
+	ts.json(http.MethodPost, "/workflows/refunds/runs", "", `{"message":"refund A1","stream":false}`, http.StatusOK, &r)
+	require.Equal(t, "PAUSED", r.Status, r.Error)
+	var list struct{ Data []approvalRecord }
+	ts.json(http.MethodGet, "/approvals?status=pending&agent_id=clerk", "", "", http.StatusOK, &list)
+	require.Len(t, list.Data, 1)
+	child := list.Data[0].RunID
+	ts.json(http.MethodPost, "/agents/clerk/runs/"+child+"/cancel", "", "", http.StatusOK, nil)
+	run := waitWorkflow(t, ts, "refunds", r.RunID)
+	require.Equal(t, "ERROR", run.Status)
+	require.Contains(t, run.Error, "run "+child+": ")
+	var rec approvalRecord
+	ts.json(http.MethodGet, "/approvals/"+list.Data[0].ID, "", "", http.StatusOK, &rec)
+	require.Equal(t, "rejected", rec.Status)
+}
+
 // TestApprovalOpenAI: a chat completion whose agent pauses answers 409 with
 // code paused and says how to go on.
 func TestApprovalOpenAI(t *testing.T) {

@@ -59,11 +59,18 @@ func (s *Service) CancelPaused(ctx context.Context, runID, by string) (bool, err
 	if !ok {
 		return false, nil
 	}
-	_, err := ps.CancelPaused(ctx, runID, ErrCancelled.Error(), by)
+	r, err := ps.CancelPaused(ctx, runID, ErrCancelled.Error(), by)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
-	return err == nil, err
+	if err != nil {
+		return false, err
+	}
+	// A workflow step's run: the workflow goes on, and the step fails.
+	if err := s.reopenWorkflow(ctx, r); err != nil {
+		s.log.Error("resuming the workflow of a cancelled step run", "run_id", r.ID, "err", err)
+	}
+	return true, nil
 }
 
 // Announcer is told of new inbox records (cmd/troupe schedules their
