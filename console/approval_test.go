@@ -683,6 +683,10 @@ steps:
 			require.Equal(t, child.Tools[0].ApprovalID, rec.ID)
 			require.Equal(t, "refund", rec.Tool)
 			require.Empty(t, up.got(), "nothing ran before the decision")
+			// The workflow's own continue route decides approval steps only.
+			status, body, _ := ts.do(http.MethodPost, "/workflows/refunds/runs/"+r.RunID+"/continue", "", "application/json", `{"approved":true}`)
+			require.Equal(t, http.StatusConflict, status, body)
+			require.Contains(t, body, "waits on run "+held.ChildRunID)
 
 			if via == "inbox" {
 				ts.json(http.MethodPost, "/approvals/"+rec.ID+"/resolve", "", `{"approved":true}`, http.StatusOK, nil)
@@ -700,7 +704,7 @@ steps:
 			require.Len(t, up.got(), 1, "the held call ran once")
 			require.Equal(t, "COMPLETED", waitRun(t, ts, "/agents/clerk/runs/"+held.ChildRunID, "COMPLETED").Status)
 
-			status, body, _ := ts.do(http.MethodPost, "/approvals/"+rec.ID+"/resolve", "", "application/json", `{"approved":false}`)
+			status, body, _ = ts.do(http.MethodPost, "/approvals/"+rec.ID+"/resolve", "", "application/json", `{"approved":false}`)
 			require.Equal(t, http.StatusConflict, status, body)
 		})
 	}

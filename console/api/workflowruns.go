@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -104,10 +106,20 @@ func ContinueWorkflow(ctx context.Context, st, runs any, r *store.Run, approved 
 		return nil, err
 	}
 	var step *workflow.Checkpoint
+	var held []string
 	for i := range cps {
-		if cps[i].Status == event.StatusPaused {
-			step = &cps[i]
+		if cps[i].Status != event.StatusPaused {
+			continue
 		}
+		if id := cps[i].HeldRun(); id != "" {
+			held = append(held, fmt.Sprintf("step %s waits on run %s", cps[i].Path, id))
+			continue
+		}
+		step = &cps[i]
+	}
+	if step == nil && len(held) > 0 {
+		return nil, Errorf(http.StatusConflict, "run %s has no approval step waiting: %s, paused on tool calls; decide them in the approvals inbox (GET /approvals) or through that run's continue route",
+			r.ID, strings.Join(held, ", "))
 	}
 	if step == nil {
 		return nil, Errorf(http.StatusConflict, "run %s has no approval step waiting", r.ID)

@@ -70,6 +70,18 @@ func (c Checkpoint) Name() string {
 	return c.Path[strings.LastIndexByte(c.Path, '/')+1:]
 }
 
+// HeldRun returns the run a PAUSED agent or team step waits on (paused on
+// tool decisions), "" for any other checkpoint (an approval step waiting
+// for its decision among them).
+func (c Checkpoint) HeldRun() string {
+	if c.Status != event.StatusPaused || len(c.Output) == 0 {
+		return ""
+	}
+	var h heldOutput
+	_ = json.Unmarshal(c.Output, &h) // not JSON: not a held step
+	return h.ChildRunID
+}
+
 // Checkpoints is where a runner records its steps. store.DB implements it.
 // Methods are called concurrently (parallel branches).
 type Checkpoints interface {
