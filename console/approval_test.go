@@ -230,6 +230,15 @@ func TestApprovalContinue(t *testing.T) {
 				status, body, _ := ts.do(http.MethodPost, path, "", "application/json", `{"tools":[]}`)
 				require.Equal(t, http.StatusUnprocessableEntity, status, body)
 				require.Contains(t, body, "call-1")
+				// A decision for a call the run does not hold: 422 naming
+				// it, and nothing is decided (the held call's decision
+				// sent with it included).
+				bad := fmt.Sprintf(`{"tools":[%s,{"tool_call_id":"call-9","confirmed":true}],"stream":false}`, fmt.Sprintf(tt.decision, "call-1"))
+				status, body, _ = ts.do(http.MethodPost, path, "", "application/json", bad)
+				require.Equal(t, http.StatusUnprocessableEntity, status, body)
+				require.Contains(t, body, `tool_call_id \"call-9\" is not held`)
+				require.Equal(t, "PAUSED", waitRun(t, ts, "/agents/clerk/runs/"+runID, "PAUSED").Status)
+				require.Empty(t, up.got())
 
 				req := fmt.Sprintf(`{"tools":[%s],"stream":%v}`, fmt.Sprintf(tt.decision, "call-1"), stream)
 				if stream {
@@ -607,20 +616,108 @@ func TestApprovalContinueBackground(t *testing.T) {
 	require.Equal(t, "RunCompleted", frames[len(frames)-1].Event, names(frames))
 }
 
-// TestApprovalInWorkflowStep: a step's agent that needs a decision fails
-// the step with a clear error (workflows pause only at approval steps), and
-// the held call never runs.
+// TestApprovalInWorkflowStep: a step's agent that needs a decision pauses
+// the workflow: the step is checkpointed PAUSED with its agent run, which
+// is PAUSED on its own with the call in the inbox; deciding it (in the inbox
+// or through the agent run's continue route) continues the agent run, and
+// its completion resumes the workflow from its checkpoints with the agent's
+// answer as the step's output. The call runs once; the steps before it do
+// not run again.
 func TestApprovalInWorkflowStep(t *testing.T) {
 	t.Parallel()
-	up := &upstream{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		up.mu.Lock()
-		up.bodies = append(up.bodies, map[string]any{})
-		up.mu.Unlock()
-	}))
-	t.Cleanup(srv.Close)
+	for _, via := range []string{"inbox", "continue"} {
+		t.Run(via, func(t *testing.T) {
+			t.Parallel()
+			up := &upstream{}
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				up.mu.Lock()
+				up.bodies = append(up.bodies, map[string]any{})
+				up.mu.Unlock()
+				fmt.Fprint(w, "refunded")
+			}))
+			t.Cleanup(srv.Close)
+			script := fake.New(fake.Step{ToolCalls: []model.ToolCall{refundCall}})
+			script.Repeat = &fake.Step{Content: "clerk done"}
+			ts := startServer(t, withProvider("anthropic", script), withSpecs(fmt.Sprintf(approvalSpecs, srv.URL, "1h")+`
+---
+kind: Agent
+name: noter
+model: echo
+---
+kind: Workflow
+name: refunds
+steps:
+  - {name: note, agent: noter, input: "noted {{ message }}"}
+  - {name: refund, agent: clerk}
+  - {name: after, agent: noter, input: "after {{ steps.refund.output }}"}
+`))
+			var r runState
+			ts.json(http.MethodPost, "/workflows/refunds/runs", "", `{"message":"refund A1","stream":false}`, http.StatusOK, &r)
+			require.Equal(t, "PAUSED", r.Status, r.Error)
+			require.Contains(t, r.Content, "tool calls")
+			var run wfRun
+			ts.json(http.MethodGet, "/workflows/refunds/runs/"+r.RunID, "", "", http.StatusOK, &run)
+			require.Len(t, run.Steps, 2)
+			require.Equal(t, "PAUSED", run.Steps[1].Status)
+			var held struct {
+				ChildRunID string `json:"child_run_id"`
+			}
+			require.NoError(t, json.Unmarshal(run.Steps[1].Output, &held))
+			require.NotEmpty(t, held.ChildRunID)
+
+			// The agent run is paused on its own, its call in the inbox.
+			var child struct {
+				runState
+				ParentRunID string       `json:"parent_run_id"`
+				Tools       []pausedTool `json:"tools"`
+			}
+			ts.json(http.MethodGet, "/agents/clerk/runs/"+held.ChildRunID, "", "", http.StatusOK, &child)
+			require.Equal(t, "PAUSED", child.Status)
+			require.Equal(t, r.RunID, child.ParentRunID)
+			require.Len(t, child.Tools, 1)
+			var list struct{ Data []approvalRecord }
+			ts.json(http.MethodGet, "/approvals?status=pending&agent_id=clerk", "", "", http.StatusOK, &list)
+			require.Len(t, list.Data, 1)
+			rec := list.Data[0]
+			require.Equal(t, held.ChildRunID, rec.RunID)
+			require.Equal(t, child.Tools[0].ApprovalID, rec.ID)
+			require.Equal(t, "refund", rec.Tool)
+			require.Empty(t, up.got(), "nothing ran before the decision")
+			// The workflow's own continue route decides approval steps only.
+			status, body, _ := ts.do(http.MethodPost, "/workflows/refunds/runs/"+r.RunID+"/continue", "", "application/json", `{"approved":true}`)
+			require.Equal(t, http.StatusConflict, status, body)
+			require.Contains(t, body, "waits on run "+held.ChildRunID)
+
+			if via == "inbox" {
+				ts.json(http.MethodPost, "/approvals/"+rec.ID+"/resolve", "", `{"approved":true}`, http.StatusOK, nil)
+			} else {
+				var done runState
+				ts.json(http.MethodPost, "/agents/clerk/runs/"+held.ChildRunID+"/continue", "", `{"tools":[{"tool_call_id":"call-1","confirmed":true}],"stream":false}`, http.StatusOK, &done)
+				require.Equal(t, "COMPLETED", done.Status, done.Error)
+			}
+			run = waitWorkflow(t, ts, "refunds", r.RunID)
+			require.Equal(t, "COMPLETED", run.Status, run.Error)
+			require.Equal(t, "Echo: after clerk done", run.Content)
+			require.Len(t, run.Steps, 3)
+			require.JSONEq(t, `"clerk done"`, string(run.Steps[1].Output))
+			require.Equal(t, 1, run.Steps[0].Attempts, "the step before the pause did not run again")
+			require.Len(t, up.got(), 1, "the held call ran once")
+			require.Equal(t, "COMPLETED", waitRun(t, ts, "/agents/clerk/runs/"+held.ChildRunID, "COMPLETED").Status)
+
+			status, body, _ = ts.do(http.MethodPost, "/approvals/"+rec.ID+"/resolve", "", "application/json", `{"approved":false}`)
+			require.Equal(t, http.StatusConflict, status, body)
+		})
+	}
+}
+
+// TestApprovalInWorkflowStepCancelled: cancelling the paused run of a
+// workflow's step rejects its approvals and resumes the workflow, whose
+// step then fails: nothing stays paused.
+func TestApprovalInWorkflowStepCancelled(t *testing.T) {
+	t.Parallel()
 	script := fake.New(fake.Step{ToolCalls: []model.ToolCall{refundCall}})
-	ts := startServer(t, withProvider("anthropic", script), withSpecs(fmt.Sprintf(approvalSpecs, srv.URL, "1h")+`
+	script.Repeat = &fake.Step{Content: "clerk done"}
+	ts := startServer(t, withProvider("anthropic", script), withSpecs(fmt.Sprintf(approvalSpecs, "http://127.0.0.1:9", "1h")+`
 ---
 kind: Workflow
 name: refunds
@@ -629,9 +726,18 @@ steps:
 `))
 	var r runState
 	ts.json(http.MethodPost, "/workflows/refunds/runs", "", `{"message":"refund A1","stream":false}`, http.StatusOK, &r)
-	require.Equal(t, "ERROR", r.Status)
-	require.Contains(t, r.Error, "workflow steps do not support")
-	require.Empty(t, up.got())
+	require.Equal(t, "PAUSED", r.Status, r.Error)
+	var list struct{ Data []approvalRecord }
+	ts.json(http.MethodGet, "/approvals?status=pending&agent_id=clerk", "", "", http.StatusOK, &list)
+	require.Len(t, list.Data, 1)
+	child := list.Data[0].RunID
+	ts.json(http.MethodPost, "/agents/clerk/runs/"+child+"/cancel", "", "", http.StatusOK, nil)
+	run := waitWorkflow(t, ts, "refunds", r.RunID)
+	require.Equal(t, "ERROR", run.Status)
+	require.Contains(t, run.Error, "run "+child+": ")
+	var rec approvalRecord
+	ts.json(http.MethodGet, "/approvals/"+list.Data[0].ID, "", "", http.StatusOK, &rec)
+	require.Equal(t, "rejected", rec.Status)
 }
 
 // TestApprovalOpenAI: a chat completion whose agent pauses answers 409 with

@@ -238,8 +238,10 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	jobs.RegisterIngestion(jobReg, ts.kb)
 	rt := &engine.Runtime{Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}}),
 		// As in troupe serve: workflow steps are checkpointed in the store.
-		Workflows: func(w *engine.Workflow) agent.Runner { return workflow.New(w, workflow.Options{Checkpoints: ts.db}) },
-		Egress:    egress.Policy{AllowedHosts: h.egress},
+		Workflows: func(w *engine.Workflow) agent.Runner {
+			return workflow.New(w, workflow.Options{Checkpoints: ts.db, Runs: ts.db})
+		},
+		Egress: egress.Policy{AllowedHosts: h.egress},
 		// As in troupe serve: budget counters live in the store.
 		Budgets: ts.db}
 	ts.eng, err = engine.New(engine.Options{Dirs: []string{ts.dir}, Env: env, Runtime: rt})

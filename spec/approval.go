@@ -171,19 +171,7 @@ func (t *Tool) validateApproval(v *validator) {
 				v.errorf(indexPath(base+".tools", j), "invalid glob %q: %v", g, err)
 			}
 		}
-		for j, s := range p.Approvers.Scopes {
-			switch {
-			case s != "admin" && !scopeRE.MatchString(s):
-				v.errorf(indexPath(base+".approvers.scopes", j), "invalid scope %q: write resource:verb, such as approvals:write", s)
-			case len(v.set.scopes) > 0 && !slices.Contains(v.set.scopes, s):
-				v.errorf(indexPath(base+".approvers.scopes", j), "unknown scope %q: must be one of %s%s", s, strings.Join(v.set.scopes, ", "), suggestionOnly(s, v.set.scopes))
-			}
-		}
-		for j, u := range p.Approvers.Users {
-			if strings.TrimSpace(u) == "" {
-				v.errorf(indexPath(base+".approvers.users", j), "empty user id")
-			}
-		}
+		v.approvers(base+".approvers", p.Approvers)
 		v.duration(base+".timeout", p.Timeout)
 	}
 	if t.Type == ToolExternal && len(t.Approval) > 0 {
@@ -200,5 +188,23 @@ func (t *Tool) validateApproval(v *validator) {
 			}
 		}
 		v.unique(t.Path()+".user_input", t.UserInput)
+	}
+}
+
+// approvers checks the shapes of an approval's approvers at path (tool
+// policies and workflow approval steps).
+func (v *validator) approvers(path string, a Approvers) {
+	for j, s := range a.Scopes {
+		switch {
+		case s != "admin" && !scopeRE.MatchString(s):
+			v.errorf(indexPath(path+".scopes", j), "invalid scope %q: write resource:verb, such as approvals:write", s)
+		case len(v.set.scopes) > 0 && !slices.Contains(v.set.scopes, s):
+			v.errorf(indexPath(path+".scopes", j), "unknown scope %q: must be one of %s%s", s, strings.Join(v.set.scopes, ", "), suggestionOnly(s, v.set.scopes))
+		}
+	}
+	for j, u := range a.Users {
+		if strings.TrimSpace(u) == "" {
+			v.errorf(indexPath(path+".users", j), "empty user id")
+		}
 	}
 }

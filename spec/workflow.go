@@ -125,6 +125,11 @@ type Router struct {
 // Approval pauses the workflow until a person approves.
 type Approval struct {
 	Message string `yaml:"message" spec:"short" doc:"Template of what the reviewer is asked."`
+	// Who decides, and what a timeout decides, as on tool approval
+	// policies: the step is a row of the approvals inbox.
+	Approvers Approvers `yaml:"approvers" doc:"Who may decide (default: any key with scope approvals:write)."`
+	Timeout   Duration  `yaml:"timeout" doc:"How long a decision may take before default applies (default: no limit)."`
+	Default   string    `yaml:"default" enum:"approve,reject" doc:"The decision applied on timeout (default reject)."`
 }
 
 // Step kinds, as returned by Step.Kind.
@@ -242,6 +247,16 @@ func (w *Workflow) applyDefaults() {
 	if w.Limits.Timeout == 0 {
 		w.Limits.Timeout = Duration(DefaultWorkflowTimeout)
 	}
+	w.Walk(func(_ string, s *Step) {
+		if a := s.Approval; a != nil {
+			if a.Default == "" {
+				a.Default = DecisionReject
+			}
+			if len(a.Approvers.Scopes) == 0 && len(a.Approvers.Users) == 0 {
+				a.Approvers.Scopes = []string{DefaultApproverScope}
+			}
+		}
+	})
 }
 
 // validate checks what needs the rest of the folder: the agents, teams and
@@ -272,6 +287,10 @@ func (w *Workflow) validate(v *validator) {
 		}
 		v.nonNegative(sp+".retries", s.Retries)
 		v.duration(sp+".timeout", s.Timeout)
+		if s.Approval != nil {
+			v.approvers(sp+".approval.approvers", s.Approval.Approvers)
+			v.duration(sp+".approval.timeout", s.Approval.Timeout)
+		}
 	})
 }
 

@@ -59,7 +59,8 @@ func (db *DB) SavePause(ctx context.Context, p *session.Pause, records []approva
 				deadline = db.timeArg(normTime(r.Deadline))
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO approvals (`+approvalColumns+`)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, '', NULL, '', $16)`,
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, '', NULL, '', $16)
+				ON CONFLICT (id) DO NOTHING`, // a workflow paused again at a step still waiting keeps its record
 				r.ID, r.RunID, r.SessionID, r.ToolCallID, r.TargetKind, r.TargetName, r.UserID, r.Tool, args, text(r.Reason),
 				joinList(r.Approvers.Users), joinList(r.Approvers.Scopes), string(r.Status), r.Default, deadline, db.timeArg(normTime(r.CreatedAt))); err != nil {
 				return err

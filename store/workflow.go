@@ -128,3 +128,44 @@ func (db *DB) SetSessionState(ctx context.Context, sessionID string, state map[s
 	}
 	return nil
 }
+
+var (
+	_ workflow.Runs        = (*DB)(nil)
+	_ session.HeldReopener = (*DB)(nil)
+)
+
+// ChildRun implements workflow.Runs: a step's run that paused on tool
+// decisions, as it stands.
+func (db *DB) ChildRun(ctx context.Context, runID string) (*workflow.ChildRun, error) {
+	r, err := db.GetRun(ctx, runID, Filter{})
+	if err != nil {
+		return nil, err
+	}
+	return &workflow.ChildRun{Status: r.Status, Content: r.Content, Error: r.Error}, nil
+}
+
+// ReopenHeld implements session.HeldReopener: PAUSED workflow run id goes
+// PENDING, conditionally, so that of concurrent callers one requeues it;
+// the others, and a run that is not a PAUSED workflow, get an error
+// wrapping ErrNotFound.
+func (db *DB) ReopenHeld(ctx context.Context, id string) (*Run, error) {
+	var r Run
+	ts := db.timeArg(now())
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET status = 'PENDING', updated_at = $1, latency_us = NULL WHERE id = $2 AND status = 'PAUSED' AND type = 'workflow'`, ts, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrNotFound
+		}
+		r, err = scanRun(tx.QueryRowContext(ctx, sqlGetRun, id, ""))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: reopening workflow run %s: %w", id, err)
+	}
+	return &r, nil
+}

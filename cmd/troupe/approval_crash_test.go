@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -91,6 +92,82 @@ func TestPausedRunSurvivesKill(t *testing.T) {
 	b.get(t, "/approvals/"+inbox.Data[0].ID, &rec)
 	require.Equal(t, "approved", rec.Status)
 	require.Equal(t, "anonymous", rec.DecidedBy)
+	time.Sleep(100 * time.Millisecond)
+	require.Equal(t, int32(1), refunds.Load(), "the call ran once")
+}
+
+// TestPausedTeamRunSurvivesKill pauses a team run on its member's held call
+// on replica A, kills A with SIGKILL, and decides the call in replica B's
+// inbox: B's job engine continues the team and its member from the held
+// state, the call runs once, and the team run completes with the member
+// stored once, completed.
+func TestPausedTeamRunSurvivesKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills server processes")
+	}
+	t.Parallel()
+	dsn, _ := pgDatabase(t)
+	var refunds atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		refunds.Add(1)
+		fmt.Fprintf(w, "refunded %s", b)
+	}))
+	t.Cleanup(up.Close)
+	dir := t.TempDir()
+	team := "---\nkind: Team\nname: desk\ndescription: Routes refunds to the clerk.\nmode: route\nmodel: echo\nmembers: [clerk]\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "specs.yaml"), fmt.Appendf(nil, approvalCrashSpecs+team, up.URL), 0o644))
+	a, _ := startReplica(t, replicaConfig{name: "a", db: dsn, dir: dir})
+	b, _ := startReplica(t, replicaConfig{name: "b", db: dsn, dir: dir})
+
+	var run runState
+	// The echo leader routes as told: the clerk's task is the refund call.
+	route, _ := json.Marshal(map[string]string{"member": "clerk", "task": `/call refund {"order":"T1"}`})
+	msg, _ := json.Marshal(map[string]any{"message": "/call route_to_member " + string(route), "stream": false})
+	status, _ := a.do(t, http.MethodPost, "/teams/desk/runs", "application/json", string(msg), &run)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, "PAUSED", run.Status, run.Error)
+	id := run.RunID
+	a.kill(t)
+
+	b.get(t, "/teams/desk/runs/"+id, &run)
+	require.Equal(t, "PAUSED", run.Status, "the paused team run outlives the process that paused it")
+	var inbox struct {
+		Data []struct {
+			ID     string `json:"id"`
+			TeamID string `json:"team_id"`
+			RunID  string `json:"run_id"`
+		} `json:"data"`
+	}
+	b.get(t, "/approvals?status=pending&team_id=desk", &inbox)
+	require.Len(t, inbox.Data, 1)
+	require.Equal(t, id, inbox.Data[0].RunID)
+	require.Zero(t, refunds.Load(), "nothing ran before the decision")
+
+	status, _ = b.do(t, http.MethodPost, "/approvals/"+inbox.Data[0].ID+"/resolve", "application/json", `{"approved":true,"comment":"go"}`, nil)
+	require.Equal(t, http.StatusOK, status)
+	require.Eventually(t, func() bool {
+		b.get(t, "/teams/desk/runs/"+id, &run)
+		return run.Status == "COMPLETED" || run.Status == "ERROR"
+	}, 30*time.Second, 50*time.Millisecond)
+	require.Equal(t, "COMPLETED", run.Status, run.Error)
+	require.Contains(t, run.Content, `refunded {"order":"T1"}`)
+	status, _ = b.do(t, http.MethodPost, "/approvals/"+inbox.Data[0].ID+"/resolve", "application/json", `{"approved":false}`, nil)
+	require.Equal(t, http.StatusConflict, status, "a second decision")
+
+	var runs []struct {
+		ParentRunID string `json:"parent_run_id"`
+		AgentID     string `json:"agent_id"`
+		Status      string `json:"status"`
+	}
+	b.get(t, "/sessions/"+run.SessionID+"/runs", &runs)
+	var members []string
+	for _, r := range runs {
+		if r.ParentRunID == id {
+			members = append(members, r.AgentID+" "+r.Status)
+		}
+	}
+	require.Equal(t, []string{"clerk COMPLETED"}, members)
 	time.Sleep(100 * time.Millisecond)
 	require.Equal(t, int32(1), refunds.Load(), "the call ran once")
 }

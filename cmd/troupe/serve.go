@@ -281,7 +281,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	// Workflow runs checkpoint their steps in the database, so a run
 	// interrupted by a crash resumes after its last finished step.
 	rt.Workflows = func(w *engine.Workflow) agent.Runner {
-		return workflow.New(w, workflow.Options{Checkpoints: db})
+		return workflow.New(w, workflow.Options{Checkpoints: db, Runs: db})
 	}
 	// Budget counters live in the database, shared by every replica.
 	rt.Budgets = db

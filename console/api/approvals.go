@@ -141,6 +141,7 @@ type approvalResponse struct {
 	TargetName string         `json:"target_name"`
 	AgentID    string         `json:"agent_id,omitempty"`
 	TeamID     string         `json:"team_id,omitempty"`
+	WorkflowID string         `json:"workflow_id,omitempty"`
 	UserID     string         `json:"user_id,omitempty"`
 	Tool       string         `json:"tool_name"`
 	Args       map[string]any `json:"tool_args"`
@@ -162,9 +163,12 @@ func toApproval(r *approval.Record) approvalResponse {
 	out := approvalResponse{ID: r.ID, RunID: r.RunID, SessionID: r.SessionID, ToolCallID: r.ToolCallID, TargetKind: r.TargetKind,
 		TargetName: r.TargetName, UserID: r.UserID, Tool: r.Tool, Args: r.Args, Reason: r.Reason, Status: string(r.Status),
 		Default: r.Default, DecidedBy: r.DecidedBy, Comment: r.Comment, CreatedAt: r.CreatedAt.UTC()}
-	if r.TargetKind == session.TypeTeam {
+	switch r.TargetKind {
+	case session.TypeTeam:
 		out.TeamID = r.TargetName
-	} else {
+	case session.TypeWorkflow:
+		out.WorkflowID = r.TargetName
+	default:
 		out.AgentID = r.TargetName
 	}
 	out.Approvers.Users, out.Approvers.Scopes = orEmpty(r.Approvers.Users), orEmpty(r.Approvers.Scopes)
@@ -220,9 +224,15 @@ func approvalQuery(c *gin.Context) (approval.Query, error) {
 	}
 	if v := c.Query("team_id"); v != "" {
 		if q.TargetName != "" {
-			return q, Errorf(http.StatusUnprocessableEntity, "filter by agent_id or team_id, not both")
+			return q, Errorf(http.StatusUnprocessableEntity, "filter by one of agent_id, team_id and workflow_id")
 		}
 		q.TargetKind, q.TargetName = session.TypeTeam, v
+	}
+	if v := c.Query("workflow_id"); v != "" {
+		if q.TargetName != "" {
+			return q, Errorf(http.StatusUnprocessableEntity, "filter by one of agent_id, team_id and workflow_id")
+		}
+		q.TargetKind, q.TargetName = session.TypeWorkflow, v
 	}
 	return q, nil
 }
@@ -337,7 +347,9 @@ func (h *Handler) resolveApproval(c *gin.Context) error {
 		return err
 	}
 	h.log.Info("approval decided", "approval_id", rec.ID, "run_id", rec.RunID, "status", rec.Status, "decided_by", by)
-	if left == 0 {
+	// A workflow continues at each decided approval step; a tool call's
+	// run once all its calls are decided.
+	if left == 0 || rec.TargetKind == approval.TargetWorkflow {
 		if p, ok := h.opts.Runs.(Pauses); ok {
 			if _, err := p.ResumeDecided(ctx, rec.RunID, by); err != nil {
 				return err

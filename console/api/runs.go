@@ -243,10 +243,19 @@ func (h *Handler) routeRun(c *gin.Context, typ string) (*store.Run, error) {
 	if err != nil {
 		return nil, about("run", err)
 	}
-	if r.ComponentID != c.Param("id") || r.Type != typ || r.ParentRunID != "" {
+	if r.ComponentID != c.Param("id") || r.Type != typ || r.ParentRunID != "" && !h.workflowStep(c, r) {
 		return nil, Errorf(http.StatusNotFound, "no run %s of %s %s", c.Param("run_id"), typ, c.Param("id"))
 	}
 	return r, nil
+}
+
+// workflowStep reports whether child run r is the run of a workflow's step:
+// those are addressed as their agent's or team's runs (a step paused on tool
+// decisions continues through its own run's continue route), a team
+// member's are not.
+func (h *Handler) workflowStep(c *gin.Context, r *store.Run) bool {
+	p, err := h.opts.Store.GetRun(c.Request.Context(), r.ParentRunID, store.Filter{UserID: auth.Of(c).UserID("")})
+	return err == nil && p.Type == session.TypeWorkflow
 }
 
 // runStatuses are the statuses GET …/runs filters by.

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/troupehq/troupe/console/ratelimit"
+	"github.com/troupehq/troupe/engine/approval"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/workflow"
@@ -85,7 +88,11 @@ var _ Continuer = (*session.Service)(nil)
 // The API's continue route and the console's approval buttons share it;
 // st and runs must be able to read and save checkpoints and continue runs
 // (store.DB, session.Service), else the answer is a 422.
-func ContinueWorkflow(ctx context.Context, st, runs any, r *store.Run, approved bool, comment string) (*session.Run, error) {
+//
+// The step's inbox record is decided first (by by, who must be one of its
+// approvers: v nil for an administrator): a step decided already, here or in
+// the inbox, is a 409, so the inbox never shows a decided step as pending.
+func ContinueWorkflow(ctx context.Context, st, runs any, r *store.Run, approved bool, comment, by string, v *approval.Viewer) (*session.Run, error) {
 	if r.Status != event.StatusPaused {
 		return nil, Errorf(http.StatusConflict, "run %s is %s, not PAUSED at an approval step: only a paused run can be continued", r.ID, r.Status)
 	}
@@ -99,13 +106,26 @@ func ContinueWorkflow(ctx context.Context, st, runs any, r *store.Run, approved 
 		return nil, err
 	}
 	var step *workflow.Checkpoint
+	var held []string
 	for i := range cps {
-		if cps[i].Status == event.StatusPaused {
-			step = &cps[i]
+		if cps[i].Status != event.StatusPaused {
+			continue
 		}
+		if id := cps[i].HeldRun(); id != "" {
+			held = append(held, fmt.Sprintf("step %s waits on run %s", cps[i].Path, id))
+			continue
+		}
+		step = &cps[i]
+	}
+	if step == nil && len(held) > 0 {
+		return nil, Errorf(http.StatusConflict, "run %s has no approval step waiting: %s, paused on tool calls; decide them in the approvals inbox (GET /approvals) or through that run's continue route",
+			r.ID, strings.Join(held, ", "))
 	}
 	if step == nil {
 		return nil, Errorf(http.StatusConflict, "run %s has no approval step waiting", r.ID)
+	}
+	if err := decideStep(ctx, st, r.ID, step.Path, approved, comment, by, v); err != nil {
+		return nil, err
 	}
 	out, err := json.Marshal(workflow.Decision{Approved: approved, Comment: comment})
 	if err != nil {
@@ -144,7 +164,7 @@ func (h *Handler) continueRun(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	run, err := ContinueWorkflow(c.Request.Context(), h.opts.Store, h.opts.Runs, r, *req.Approved, req.Comment)
+	run, err := ContinueWorkflow(c.Request.Context(), h.opts.Store, h.opts.Runs, r, *req.Approved, req.Comment, decider(c), viewer(c))
 	if err != nil {
 		return err
 	}
@@ -152,3 +172,41 @@ func (h *Handler) continueRun(c *gin.Context) error {
 	c.JSON(http.StatusAccepted, backgroundRunResponse{RunID: run.ID, SessionID: run.SessionID, Status: string(run.Status)})
 	return nil
 }
+
+// decideStep records the decision on the inbox record of run runID's
+// approval step at path, if it has one (runs paused before approval steps
+// had records have none).
+func decideStep(ctx context.Context, st any, runID, path string, approved bool, comment, by string, v *approval.Viewer) error {
+	ps, ok := st.(session.Pauser)
+	in, ok2 := st.(approval.Inbox)
+	if !ok || !ok2 {
+		return nil
+	}
+	recs, err := ps.RunApprovals(ctx, runID)
+	if err != nil {
+		return err
+	}
+	id := workflow.StepApprovalID(runID, path)
+	for i := range recs {
+		rec := &recs[i]
+		if rec.ID != id {
+			continue
+		}
+		if rec.Status == approval.StatusPending && !v.CanDecide(rec) {
+			return Errorf(http.StatusForbidden, "step %s needs a decision by its approvers (users %v, scopes %v); this key is not one of them",
+				path, rec.Approvers.Users, rec.Approvers.Scopes)
+		}
+		_, _, err := in.ResolveApproval(ctx, id, approval.Decision{Approved: approved, Comment: comment, By: by})
+		if de, ok := errors.AsType[*approval.DecidedError](err); ok {
+			return Errorf(http.StatusConflict, "%s", de.Error())
+		}
+		return err
+	}
+	return nil
+}
+
+// Decider names who decides, for the inbox (the console's buttons).
+func Decider(c *gin.Context) string { return decider(c) }
+
+// Viewer is who may decide which approvals (the console's buttons).
+func Viewer(c *gin.Context) *approval.Viewer { return viewer(c) }

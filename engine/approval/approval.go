@@ -179,7 +179,8 @@ type Record struct {
 	RunID      string
 	SessionID  string
 	ToolCallID string
-	// TargetKind is agent or team; TargetName its name.
+	// TargetKind is agent, team or workflow (an approval step: Tool and
+	// ToolCallID are the step's path); TargetName its name.
 	TargetKind string
 	TargetName string
 	UserID     string
@@ -197,6 +198,9 @@ type Record struct {
 	Comment   string
 	CreatedAt time.Time
 }
+
+// TargetWorkflow is the TargetKind of a workflow's approval step.
+const TargetWorkflow = "workflow"
 
 // Approved reports whether a decided record lets the call run: approved,
 // or expired with an approving default.

@@ -136,7 +136,9 @@ func RegisterApprovals(r *Registry, inbox approval.Inbox, runs DecidedResumer, h
 		if err != nil {
 			return err
 		}
-		if left == 0 {
+		// A workflow continues at each decided step; a tool call's run
+		// once all its calls are decided.
+		if left == 0 || rec.TargetKind == approval.TargetWorkflow {
 			if _, err := runs.ResumeDecided(ctx, rec.RunID, TimeoutDecider); err != nil {
 				return fmt.Errorf("resuming run %s: %w", rec.RunID, err)
 			}

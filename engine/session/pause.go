@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -22,6 +23,10 @@ type Pause struct {
 	// Calls are the held calls the client sees and decides, team members'
 	// tagged with the member.
 	Calls []event.ToolExecution `json:"calls"`
+	// Workflow marks a workflow run paused at approval steps: each call is
+	// a step (tool_call_id is its path), continued through its checkpoint
+	// (Continue), not through held tool calls.
+	Workflow bool `json:"workflow,omitempty"`
 }
 
 // Pauser keeps paused runs (store.DB).
@@ -54,11 +59,18 @@ func (s *Service) CancelPaused(ctx context.Context, runID, by string) (bool, err
 	if !ok {
 		return false, nil
 	}
-	_, err := ps.CancelPaused(ctx, runID, ErrCancelled.Error(), by)
+	r, err := ps.CancelPaused(ctx, runID, ErrCancelled.Error(), by)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
-	return err == nil, err
+	if err != nil {
+		return false, err
+	}
+	// A workflow step's run: the workflow goes on, and the step fails.
+	if err := s.reopenWorkflow(ctx, r); err != nil {
+		s.log.Error("resuming the workflow of a cancelled step run", "run_id", r.ID, "err", err)
+	}
+	return true, nil
 }
 
 // Announcer is told of new inbox records (cmd/troupe schedules their
@@ -78,12 +90,99 @@ var ErrConflict = errors.New("conflict")
 // savePause stores the held state of a run the runner paused, with its
 // inbox records, and announces them.
 func (t *Turn) savePause(ctx context.Context, res *agent.Result) error {
+	return t.savePauseOf(ctx, res, t.run.ID, t.run.Type, t.run.ComponentID)
+}
+
+// saveHeldSteps stores, as paused runs of their own with inbox records, the
+// agent and team runs of a PAUSED workflow's steps that wait for tool
+// decisions (through nested workflows): each continues on its own, and its
+// completion resumes the workflow (reopenWorkflow).
+func (t *Turn) saveHeldSteps(ctx context.Context, results []*agent.Result, seen map[string]member) error {
+	for _, m := range results {
+		if m == nil || m.Status != event.StatusPaused {
+			continue
+		}
+		typ := seen[m.RunID].typ
+		if typ == TypeWorkflow {
+			if err := t.saveHeldSteps(ctx, m.Members, seen); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(m.Pending) == 0 {
+			continue
+		}
+		if typ == "" {
+			typ = TypeAgent
+		}
+		if err := t.savePauseOf(ctx, m, m.RunID, typ, m.Runner); err != nil {
+			return fmt.Errorf("storing the paused state of step run %s: %w", m.RunID, err)
+		}
+	}
+	return nil
+}
+
+// HeldReopener reopens a PAUSED workflow run whose step's run, paused on
+// tool decisions, has ended (store.DB).
+type HeldReopener interface {
+	// ReopenHeld sets PAUSED workflow run id PENDING; a run that is not a
+	// PAUSED workflow (or that another caller reopened) is an error
+	// wrapping ErrNotFound.
+	ReopenHeld(ctx context.Context, id string) (*Run, error)
+	// GetRun returns run id if f lets the caller see it.
+	GetRun(ctx context.Context, id string, f Filter) (*Run, error)
+}
+
+// reopenWorkflow queues the workflow that run r is a step of, now that r,
+// continued after a pause on tool decisions, has ended: the workflow
+// resumes from its checkpoints on any replica and takes r's answer as the
+// step's output. A step of a nested workflow resumes the outermost one,
+// which runs the nested one.
+func (s *Service) reopenWorkflow(ctx context.Context, r *Run) error {
+	ro, ok := s.opts.Store.(HeldReopener)
+	if !ok || s.opts.Requeue == nil || r.ParentRunID == "" {
+		return nil
+	}
+	id := r.ParentRunID
+	for range 16 { // nesting is bounded; so is this walk
+		p, err := ro.GetRun(ctx, id, Filter{})
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if p.Type != TypeWorkflow {
+			return nil // a team's member: the team continues it
+		}
+		if p.ParentRunID == "" {
+			break
+		}
+		id = p.ParentRunID
+	}
+	w, err := ro.ReopenHeld(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil // not paused: running, or reopened by another caller
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.opts.Requeue.Requeue(ctx, w); err != nil {
+		return fmt.Errorf("queueing workflow run %s: %w", id, err)
+	}
+	return nil
+}
+
+// savePauseOf stores the held state of run runID (of type typ, running
+// component), paused by its runner, with its inbox records, and announces
+// them.
+func (t *Turn) savePauseOf(ctx context.Context, res *agent.Result, runID, typ, component string) error {
 	ps, ok := t.s.opts.Store.(Pauser)
 	if !ok {
 		return errors.New("this server cannot pause runs: its store keeps no paused state")
 	}
-	p := &Pause{RunID: t.run.ID, Held: res.Held}
-	if p.Held == nil {
+	p := &Pause{RunID: runID, Held: res.Held, Workflow: typ == TypeWorkflow}
+	if p.Held == nil && !p.Workflow {
 		p.Held = &agent.Resume{Messages: res.Messages, Tools: res.Tools, Metrics: res.Metrics}
 	}
 	var recs []approval.Record
@@ -93,8 +192,8 @@ func (t *Turn) savePause(ctx context.Context, res *agent.Result) error {
 		if !n.Exec.RequiresConfirmation {
 			continue
 		}
-		rec := approval.Record{ID: n.Exec.ApprovalID, RunID: t.run.ID, SessionID: t.session.ID, ToolCallID: n.Exec.ToolCallID,
-			TargetKind: t.run.Type, TargetName: t.run.ComponentID, UserID: t.run.UserID, Tool: n.Exec.ToolName, Args: n.Exec.ToolArgs,
+		rec := approval.Record{ID: n.Exec.ApprovalID, RunID: runID, SessionID: t.session.ID, ToolCallID: n.Exec.ToolCallID,
+			TargetKind: typ, TargetName: component, UserID: t.run.UserID, Tool: n.Exec.ToolName, Args: n.Exec.ToolArgs,
 			Reason: n.Exec.Reason, Approvers: n.Approvers, Status: approval.StatusPending, Default: n.Default, CreatedAt: now}
 		if n.Timeout > 0 {
 			rec.Deadline = now.Add(n.Timeout)
@@ -108,7 +207,7 @@ func (t *Turn) savePause(ctx context.Context, res *agent.Result) error {
 		if err := a.Announce(ctx, recs); err != nil {
 			// The records are stored: the inbox shows them, only their
 			// timeouts or webhook are late.
-			t.s.log.Error("announcing approvals", "run_id", t.run.ID, "err", err)
+			t.s.log.Error("announcing approvals", "run_id", runID, "err", err)
 		}
 	}
 	return nil
@@ -204,8 +303,20 @@ func (s *Service) ContinuePaused(ctx context.Context, p ContinueParams) (*Turn, 
 	if err != nil {
 		return nil, nil, err
 	}
+	heldIDs := make(map[string]bool, len(held.Calls))
+	var ids []string
+	for _, c := range held.Calls {
+		heldIDs[c.ToolCallID] = true
+		ids = append(ids, c.ToolCallID)
+	}
 	given := map[string]event.ToolExecution{}
 	for _, c := range p.Calls {
+		if !heldIDs[c.ToolCallID] {
+			// A decision for a call the run does not hold would be
+			// dropped silently; the client has the wrong id.
+			return nil, nil, &Error{Kind: ErrInvalid, Msg: fmt.Sprintf("tool_call_id %q is not held by run %s (it holds %s): send the ids RunPaused listed",
+				c.ToolCallID, p.Run.ID, strings.Join(ids, ", "))}
+		}
 		given[c.ToolCallID] = c
 	}
 	byApproval := map[string]*approval.Record{}
@@ -327,6 +438,9 @@ func (s *Service) ResumeDecided(ctx context.Context, runID, by string) (bool, er
 	if err != nil {
 		return false, err
 	}
+	if held.Workflow {
+		return s.continueDecidedStep(ctx, runID, held, recs)
+	}
 	calls := append([]event.ToolExecution(nil), held.Calls...)
 	merge(calls, recs)
 	for _, c := range calls {
@@ -345,4 +459,44 @@ func (s *Service) ResumeDecided(ctx context.Context, runID, by string) (bool, er
 		return false, fmt.Errorf("queueing run %s: %w", runID, err)
 	}
 	return true, nil
+}
+
+// stepDecision is an approval step's output as the workflow runner reads it
+// (workflow.Decision; engine/workflow builds on this package, so the shape
+// is repeated here).
+type stepDecision struct {
+	Approved bool   `json:"approved"`
+	Comment  string `json:"comment,omitempty"`
+}
+
+// continueDecidedStep continues PAUSED workflow run runID at the first of its
+// waiting approval steps whose inbox record is decided: the decision becomes
+// the step's output in the same atomic reopen as POST …/continue. It reports
+// false when no step is decided, or the run is not paused (continued
+// already, or running: it finds the decision when it pauses again).
+func (s *Service) continueDecidedStep(ctx context.Context, runID string, held *Pause, recs []approval.Record) (bool, error) {
+	byID := map[string]*approval.Record{}
+	for i := range recs {
+		byID[recs[i].ID] = &recs[i]
+	}
+	for _, c := range held.Calls {
+		r := byID[c.ApprovalID]
+		if r == nil || r.Status == approval.StatusPending {
+			continue
+		}
+		d := stepDecision{Approved: r.Approved(), Comment: r.Comment}
+		if r.Status == approval.StatusExpired {
+			d.Comment = fmt.Sprintf("no decision before the deadline; the default (%s) applied", r.Default)
+		}
+		out, err := json.Marshal(d)
+		if err != nil {
+			return false, err
+		}
+		_, err = s.Continue(ctx, runID, c.ToolCallID, out)
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	return false, nil
 }

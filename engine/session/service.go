@@ -376,7 +376,9 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 		for _, o := range t.obs {
 			o.Event(e)
 		}
-		if e.Depth > 0 && e.Type == event.RunStarted {
+		// A continued member starts with RunContinued: its kind counts
+		// too, for a member stored only now.
+		if e.Depth > 0 && (e.Type == event.RunStarted || e.Type == event.RunContinued) && members[e.RunID].typ == "" {
 			if members == nil {
 				members = map[string]member{}
 			}
@@ -446,6 +448,9 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	if err == nil && res.Status == event.StatusPaused && len(res.Pending) > 0 {
 		err = t.savePause(saveCtx, res)
 	}
+	if err == nil && r.Type == TypeWorkflow && res.Status == event.StatusPaused {
+		err = t.saveHeldSteps(saveCtx, res.Members, members)
+	}
 	if ss, ok := s.opts.Store.(StateSaver); ok && err == nil && res.State != nil {
 		err = ss.SetSessionState(saveCtx, t.session.ID, res.State)
 	}
@@ -477,6 +482,20 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 			t.writeLog(logCtx, rest)
 		}
 		r.Status, r.Error = event.StatusError, "could not be saved: "+err.Error()
+	}
+	if err == nil && t.resume != nil && r.ParentRunID != "" && res.Status != event.StatusPaused {
+		// A workflow step's run, continued after tool decisions, ended:
+		// its workflow goes on.
+		if rerr := s.reopenWorkflow(saveCtx, r); rerr != nil {
+			s.log.Error("resuming the workflow of a continued step run", "run_id", r.ID, "err", rerr)
+		}
+	}
+	if err == nil && r.Type == TypeWorkflow && res.Status == event.StatusPaused && len(res.Pending) > 0 {
+		// A step decided in the inbox while the run still ran (a parallel
+		// branch's approval) continues now that the run is PAUSED.
+		if _, rerr := s.ResumeDecided(saveCtx, r.ID, ""); rerr != nil {
+			s.log.Error("continuing a decided approval step", "run_id", r.ID, "err", rerr)
+		}
 	}
 	if terminal != nil {
 		emit(j.append(*terminal))

@@ -458,6 +458,7 @@ func (r *teamRun) synthesize(ctx context.Context, start time.Time, results []*ag
 		r.send(r.own(e))
 	})
 	res.Metrics.Duration = t.cfg.Now().Sub(start)
+	res.Continued = r.in.Resume != nil // the team's run, not its leader's
 	return res
 }
 
@@ -465,7 +466,10 @@ func (r *teamRun) synthesize(ctx context.Context, start time.Time, results []*ag
 func (r *teamRun) finish(ctx context.Context, start time.Time, m event.Metrics, content string, err error, kind string, tools ...event.ToolCall) *agent.Result {
 	m.Duration = r.t.cfg.Now().Sub(start)
 	m.ToolCalls = len(tools)
-	res := &agent.Result{RunID: r.in.RunID, Content: content, Tools: tools, Metrics: m, Model: r.t.cfg.Model, Provider: r.t.cfg.Vendor}
+	// Continued: a continued team member's run was stored when it paused,
+	// and is updated, not inserted again.
+	res := &agent.Result{RunID: r.in.RunID, Content: content, Tools: tools, Metrics: m, Model: r.t.cfg.Model, Provider: r.t.cfg.Vendor,
+		Continued: r.in.Resume != nil}
 	e := r.event(event.RunCompleted)
 	switch {
 	case err == nil:

@@ -12,6 +12,7 @@ package workflow
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/approval"
 	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/spec"
@@ -68,6 +70,18 @@ func (c Checkpoint) Name() string {
 	return c.Path[strings.LastIndexByte(c.Path, '/')+1:]
 }
 
+// HeldRun returns the run a PAUSED agent or team step waits on (paused on
+// tool decisions), "" for any other checkpoint (an approval step waiting
+// for its decision among them).
+func (c Checkpoint) HeldRun() string {
+	if c.Status != event.StatusPaused || len(c.Output) == 0 {
+		return ""
+	}
+	var h heldOutput
+	_ = json.Unmarshal(c.Output, &h) // not JSON: not a held step
+	return h.ChildRunID
+}
+
 // Checkpoints is where a runner records its steps. store.DB implements it.
 // Methods are called concurrently (parallel branches).
 type Checkpoints interface {
@@ -83,7 +97,10 @@ type Options struct {
 	// Checkpoints records steps; nil keeps them in memory only (a run
 	// interrupted by a crash then starts again from its first step).
 	Checkpoints Checkpoints
-	Now         func() time.Time
+	// Runs reads the runs of steps that paused on tool decisions; nil
+	// fails such steps when the workflow resumes.
+	Runs Runs
+	Now  func() time.Time
 }
 
 // Runner runs one compiled workflow. Immutable and safe for concurrent runs.
@@ -133,6 +150,8 @@ type run struct {
 	done    map[string]Checkpoint // by path, as found at the start
 	members []*agent.Result       // child runs
 	paused  string                // the approval message the run paused at
+	// pending are the approval steps the run paused at, as inbox needs.
+	pending []approval.Need
 	// stateSet: a set_state ran, so the session's state is saved.
 	stateSet bool
 	seq      atomic.Int64
@@ -257,6 +276,9 @@ func (r *Runner) Execute(ctx context.Context, in agent.Input, emit func(event.Ev
 	case errors.Is(err, errPaused):
 		// Not an error: the run ends for now, its reviewer decides.
 		res.Status, res.Content = event.StatusPaused, x.paused
+		x.mu.Lock()
+		res.Pending = x.pending
+		x.mu.Unlock()
 		e.Type, e.Content = event.RunPaused, x.paused
 	case errors.Is(err, errRejected):
 		res.Status, res.Err = event.StatusCancelled, err
@@ -397,19 +419,41 @@ func (x *run) step(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 	var out any
 	var input string
 	var err error
-	for {
+	held := seen && cp.Status == event.StatusPaused && (st.Kind == spec.StepAgent || st.Kind == spec.StepTeam)
+	if held {
+		// Its agent or team run waited for tool decisions: its result,
+		// once it ran on, is the step's; no new attempt.
+		input = cp.Input
+		out, err = x.heldResult(ctx, st, cp)
+	}
+	for !held {
 		attempts++
 		if err = x.cps.SaveStep(ctx, Checkpoint{RunID: x.in.RunID, Path: path, Iteration: sc.iteration, Status: event.StatusRunning, Attempts: attempts, StartedAt: stepStart, UpdatedAt: x.r.opts.Now()}); err != nil {
 			return nil, fmt.Errorf("step %s: checkpoint: %w", st.Name, err)
 		}
 		out, input, err = x.once(ctx, st, sc, path, attempts)
-		if err == nil || ctx.Err() != nil || attempts > st.Retries || !retryable(st) {
+		_, paused := errors.AsType[*heldError](err)
+		if err == nil || paused || ctx.Err() != nil || attempts > st.Retries || !retryable(st) {
 			break
 		}
 	}
 	if err == nil && len(st.SetState) > 0 {
 		x.finished(st.Name, out, event.StatusCompleted) // set_state may read the step itself
 		err = x.setState(ctx, st, sc)
+	}
+	if h, ok := errors.AsType[*heldError](err); ok {
+		// Its agent or team run is PAUSED on tool calls: so is the
+		// workflow, until that run completes (its approvals are the
+		// child run's, in the inbox).
+		raw, _ := json.Marshal(heldOutput{ChildRunID: h.runID})
+		if serr := x.cps.SaveStep(ctx, Checkpoint{RunID: x.in.RunID, Path: path, Iteration: sc.iteration, Status: event.StatusPaused, Input: input,
+			Output: raw, Attempts: attempts, StartedAt: stepStart, UpdatedAt: x.r.opts.Now()}); serr != nil {
+			return nil, fmt.Errorf("step %s: checkpoint: %w", st.Name, serr)
+		}
+		x.mu.Lock()
+		x.paused = fmt.Sprintf("Step %s waits for decisions on the tool calls of %s run %s: decide them in the approvals inbox or through that run's continue route", st.Name, st.Kind, h.runID)
+		x.mu.Unlock()
+		return nil, fmt.Errorf("step %s: %w", st.Name, errPaused)
 	}
 	if errors.Is(err, errPaused) {
 		// A step inside this one waits for approval: this one stays
@@ -513,8 +557,20 @@ func (x *run) pause(ctx context.Context, st *engine.WorkflowStep, sc scope, path
 		Input: msg, StartedAt: started, UpdatedAt: x.r.opts.Now()}); err != nil {
 		return fmt.Errorf("step %s: checkpoint: %w", st.Name, err)
 	}
+	n := approval.Need{Exec: event.ToolExecution{ToolCallID: path, ToolName: path, RequiresConfirmation: true, Reason: msg,
+		ApprovalID: StepApprovalID(x.in.RunID, path)}}
+	if a := st.Spec.Approval; a != nil {
+		n.Approvers, n.Timeout, n.Default = a.Approvers, a.Timeout.D(), a.Default
+	}
+	if n.Default == "" {
+		n.Default = spec.DecisionReject
+	}
+	if len(n.Approvers.Scopes) == 0 && len(n.Approvers.Users) == 0 {
+		n.Approvers.Scopes = []string{spec.DefaultApproverScope}
+	}
 	x.mu.Lock()
 	x.paused = msg
+	x.pending = append(x.pending, n)
 	x.mu.Unlock()
 	return fmt.Errorf("step %s: %w", st.Name, errPaused)
 }
@@ -608,10 +664,20 @@ func (x *run) once(ctx context.Context, st *engine.WorkflowStep, sc scope, path 
 		if res.Status == event.StatusPaused && st.Kind == spec.StepWorkflow {
 			// An approval inside a nested workflow pauses this run too,
 			// with its message; its checkpoint is under this run's.
+			// Its pending steps are named by their paths in this run,
+			// where their checkpoints are.
 			x.mu.Lock()
 			x.paused = res.Content
+			for _, n := range res.Pending {
+				n.Exec.ToolCallID, n.Exec.ToolName = path+"/"+n.Exec.ToolCallID, path+"/"+n.Exec.ToolName
+				n.Exec.ApprovalID = StepApprovalID(x.in.RunID, n.Exec.ToolCallID)
+				x.pending = append(x.pending, n)
+			}
 			x.mu.Unlock()
 			return nil, input, errPaused
+		}
+		if res.Status == event.StatusPaused && res.Err == nil && len(res.Pending) > 0 && st.Kind != spec.StepWorkflow {
+			return nil, input, &heldError{runID: res.RunID}
 		}
 		if res.Status != event.StatusCompleted {
 			if err := context.Cause(ctx); err != nil {
@@ -619,14 +685,7 @@ func (x *run) once(ctx context.Context, st *engine.WorkflowStep, sc scope, path 
 			}
 			return nil, input, stepErr(res)
 		}
-		var out any = res.Content
-		if st.Agent != nil && st.Agent.Spec.OutputSchema != nil {
-			var v any
-			if err := json.Unmarshal([]byte(res.Content), &v); err == nil {
-				out = v
-			}
-		}
-		return out, input, nil
+		return stepOutput(st, res.Content), input, nil
 	case spec.StepParallel:
 		return x.parallel(ctx, st, sc)
 	case spec.StepCondition:
@@ -942,10 +1001,9 @@ func (m *Memory) SaveStep(_ context.Context, c Checkpoint) error {
 	return nil
 }
 
-// errHeldInStep ends a step whose agent or team paused on tool calls that
-// need a decision (tool approvals): inside a workflow the step fails rather
-// than pausing the workflow, which pauses only at approval steps.
-var errHeldInStep = errors.New("tool calls need a decision (a tool approval, user input or external tool), which workflow steps do not support: put an approval step before the step instead")
+// errHeldInStep ends a step whose run paused without saying on what (a
+// runner that pauses must list its pending calls).
+var errHeldInStep = errors.New("the step's run paused without pending tool calls to decide")
 
 // stepErr is why a step's agent or team run did not complete.
 func stepErr(res *agent.Result) error {
@@ -953,4 +1011,81 @@ func stepErr(res *agent.Result) error {
 		return errHeldInStep
 	}
 	return res.Err
+}
+
+// heldError reports a step's agent or team run PAUSED on tool calls that
+// need a decision: the workflow pauses with it.
+type heldError struct{ runID string }
+
+func (e *heldError) Error() string { return fmt.Sprintf("run %s waits for tool decisions", e.runID) }
+
+// heldOutput is the output of a PAUSED agent or team step's checkpoint: the
+// child run it waits on.
+type heldOutput struct {
+	ChildRunID string `json:"child_run_id"`
+}
+
+// stepOutput is an agent or team step's output from its run's answer: an
+// agent with output_schema gives the decoded JSON.
+func stepOutput(st *engine.WorkflowStep, content string) any {
+	if st.Agent != nil && st.Agent.Spec.OutputSchema != nil {
+		var v any
+		if err := json.Unmarshal([]byte(content), &v); err == nil {
+			return v
+		}
+	}
+	return content
+}
+
+// ChildRun is what a workflow reads of a step's run continued on its own.
+type ChildRun struct {
+	Status  event.Status
+	Content string
+	Error   string
+}
+
+// Runs reads the runs of steps that paused on tool decisions (store.DB
+// through cmd/troupe's adapter).
+type Runs interface {
+	ChildRun(ctx context.Context, runID string) (*ChildRun, error)
+}
+
+// heldResult is the output of a step whose run paused on tool decisions,
+// now that the workflow runs again: its run's answer once it completed;
+// still paused (or not finished), the workflow pauses again.
+func (x *run) heldResult(ctx context.Context, st *engine.WorkflowStep, cp Checkpoint) (any, error) {
+	var h heldOutput
+	if err := json.Unmarshal(cp.Output, &h); err != nil || h.ChildRunID == "" {
+		return nil, fmt.Errorf("the paused step's checkpoint names no run to wait on")
+	}
+	if x.r.opts.Runs == nil {
+		return nil, fmt.Errorf("run %s of the step waited for tool decisions, and this server cannot read it", h.ChildRunID)
+	}
+	c, err := x.r.opts.Runs.ChildRun(ctx, h.ChildRunID)
+	if err != nil {
+		return nil, fmt.Errorf("reading run %s of the step: %w", h.ChildRunID, err)
+	}
+	switch c.Status {
+	case event.StatusCompleted:
+		// Stored already, completed, by its own execution: not one of this
+		// execution's members.
+		return stepOutput(st, c.Content), nil
+	case event.StatusError, event.StatusCancelled:
+		msg := c.Error
+		if msg == "" {
+			msg = strings.ToLower(string(c.Status))
+		}
+		return nil, fmt.Errorf("%s run %s: %s", st.Kind, h.ChildRunID, msg)
+	}
+	return nil, &heldError{runID: h.ChildRunID}
+}
+
+// StepApprovalID is the inbox id of the approval step at path of run runID:
+// derived from both (in UUID form), so a run that pauses again at a step
+// still waiting names the same record instead of adding one.
+func StepApprovalID(runID, path string) string {
+	h := sha256.Sum256([]byte(runID + "\x00" + path))
+	h[6] = h[6]&0x0f | 0x80 // version 8: custom
+	h[8] = h[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }

@@ -403,6 +403,16 @@ func TestNestedApproval(t *testing.T) {
 	}
 	require.NotNil(t, waiting)
 	require.Equal(t, "n/ok", waiting.Path)
+	// The inbox record the run service stores: the step's path in the
+	// outer run, where its checkpoint is, and the id derived from both.
+	require.Len(t, res.Pending, 1)
+	n := res.Pending[0]
+	require.Equal(t, "n/ok", n.Exec.ToolCallID)
+	require.True(t, n.Exec.RequiresConfirmation)
+	require.Equal(t, "Publish Echo: draft?", n.Exec.Reason)
+	require.Equal(t, workflow.StepApprovalID("r", "n/ok"), n.Exec.ApprovalID)
+	require.Equal(t, []string{spec.DefaultApproverScope}, n.Approvers.Scopes)
+	require.Equal(t, spec.DecisionReject, n.Default)
 
 	// The reviewer's decision, as POST …/continue records it.
 	waiting.Status, waiting.Output = event.StatusCompleted, []byte(`{"approved": true, "comment": "now"}`)
@@ -420,4 +430,28 @@ func TestNestedApproval(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{"r-n", "r-n"}, nestedIDs, "both executions are the same child run")
+}
+
+// TestApprovalStepNeed: an approval step's approvers, timeout and default
+// are its inbox record's; pausing again at the step still waiting names the
+// same record.
+func TestApprovalStepNeed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, agents+"---\nkind: Workflow\nname: flow\nsteps:\n"+
+		"  - name: ok\n    approval: {message: 'Go?', approvers: {users: [alice], scopes: ['ops:approve']}, timeout: 90s, default: approve}\n")
+	res, _ := f.run(t, t.Context(), "flow", "r1", "x")
+	require.Equal(t, event.StatusPaused, res.Status, "%v", res.Err)
+	require.Len(t, res.Pending, 1)
+	n := res.Pending[0]
+	require.Equal(t, "ok", n.Exec.ToolCallID)
+	require.Equal(t, "Go?", n.Exec.Reason)
+	require.Equal(t, []string{"alice"}, n.Approvers.Users)
+	require.Equal(t, []string{"ops:approve"}, n.Approvers.Scopes)
+	require.Equal(t, 90*time.Second, n.Timeout)
+	require.Equal(t, spec.DecisionApprove, n.Default)
+	again, _ := f.run(t, t.Context(), "flow", "r1", "x")
+	require.Equal(t, n.Exec.ApprovalID, again.Pending[0].Exec.ApprovalID, "the same record")
+	other, _ := f.run(t, t.Context(), "flow", "r2", "x")
+	require.NotEqual(t, n.Exec.ApprovalID, other.Pending[0].Exec.ApprovalID, "another run's record")
+	require.Regexp(t, `^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`, n.Exec.ApprovalID)
 }
