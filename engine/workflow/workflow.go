@@ -224,6 +224,15 @@ func (x *run) vars(sc scope) expr.Vars {
 
 // startBudgeted runs the workflow under its budgets, which then govern every
 // model call of its steps (their agents check the budgets in ctx).
+//
+// Each execution opens them anew, reading the counters as they stand, so a
+// run resumed after a pause or a crash is checked against what its earlier
+// executions spent. Steps restored from checkpoints call no model and are
+// not recorded again: their usage reached the counters when they ran (the
+// run's stored metrics add it, the counters must not). A held step's run
+// that continued on its own (after its tool decisions) ran outside this
+// workflow's execution: its usage after the pause counts against its own
+// agent's or team's budgets only, not the workflow's.
 func (x *run) startBudgeted(ctx context.Context) (string, error) {
 	ctx, tracker, err := budget.Open(ctx, x.r.w.Budgets, budget.Subject{RunID: x.in.RunID, SessionID: x.in.SessionID, UserID: x.in.UserID, Runner: x.r.Name()})
 	if err != nil {
