@@ -47,6 +47,7 @@ tools: [refund]
 ---
 kind: Workflow
 name: paid_refunds
+budgets: [wfpot]
 steps:
   - {name: note, agent: pw, input: "note {{ message }}"}
   - {name: refund, agent: pclerk}
@@ -85,7 +86,9 @@ func TestWorkflowCostAcrossPauses(t *testing.T) {
 		resume               func(t *testing.T, ts *testServer, id string)
 		in, out, requests    int
 		toolCalls, stepsDone int
-		budget               bool
+		// budgetIn and budgetOut are the tokens counted against the
+		// workflow's budget.
+		budgetIn, budgetOut int
 	}{
 		{
 			name: "approval step", workflow: "reviewed",
@@ -95,7 +98,7 @@ func TestWorkflowCostAcrossPauses(t *testing.T) {
 				code, body, _ := ts.do(http.MethodPost, "/workflows/reviewed/runs/"+id+"/continue", "", "application/json", `{"approved": true}`)
 				require.Equal(t, http.StatusAccepted, code, body)
 			},
-			in: 1500, out: 150, requests: 2, stepsDone: 3, budget: true,
+			in: 1500, out: 150, requests: 2, stepsDone: 3, budgetIn: 1500, budgetOut: 150,
 		},
 		{
 			name: "step held on a tool approval", workflow: "paid_refunds",
@@ -111,6 +114,9 @@ func TestWorkflowCostAcrossPauses(t *testing.T) {
 				ts.json(http.MethodPost, "/approvals/"+list.Data[0].ID+"/resolve", "", `{"approved":true}`, http.StatusOK, nil)
 			},
 			in: 1300, out: 130, requests: 3, toolCalls: 1, stepsDone: 2,
+			// The held run's answer after its continue counts against its
+			// own agent's budgets, not the workflow's.
+			budgetIn: 1100, budgetOut: 110,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -146,21 +152,18 @@ func TestWorkflowCostAcrossPauses(t *testing.T) {
 			rows := spendRows(doc(t, body), "spend-components")
 			require.Equal(t, spendRow{fmt.Sprintf("$%g", price(tc.in, tc.out)), "1", fmt.Sprint(tc.in + tc.out)}, rows[tc.workflow], rows)
 
-			if tc.budget {
-				// Each step's usage reached the workflow's budget when it
-				// ran, and the resumed execution recorded no restored step
-				// again.
-				var b struct {
-					Usage []struct {
-						Tokens int     `json:"tokens"`
-						Cost   float64 `json:"cost"`
-					} `json:"usage"`
-				}
-				ts.json(http.MethodGet, "/budgets/wfpot", "", "", http.StatusOK, &b)
-				require.Len(t, b.Usage, 1)
-				require.Equal(t, tc.in+tc.out, b.Usage[0].Tokens)
-				require.InDelta(t, price(tc.in, tc.out), b.Usage[0].Cost, 1e-12)
+			// Each step's usage reached the workflow's budget when it ran,
+			// and the resumed execution recorded no restored step again.
+			var b struct {
+				Usage []struct {
+					Tokens int     `json:"tokens"`
+					Cost   float64 `json:"cost"`
+				} `json:"usage"`
 			}
+			ts.json(http.MethodGet, "/budgets/wfpot", "", "", http.StatusOK, &b)
+			require.Len(t, b.Usage, 1)
+			require.Equal(t, tc.budgetIn+tc.budgetOut, b.Usage[0].Tokens)
+			require.InDelta(t, price(tc.budgetIn, tc.budgetOut), b.Usage[0].Cost, 1e-12)
 		})
 	}
 }
