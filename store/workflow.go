@@ -16,11 +16,11 @@ var _ workflow.Checkpoints = (*DB)(nil)
 const (
 	// sqlSaveStep writes a step's checkpoint; seq keeps the order of first
 	// writes, so the steps of a run list in the order they started.
-	sqlSaveStep = `INSERT INTO workflow_steps (run_id, path, seq, iteration, status, input, output, error, attempts, started_at, updated_at)
-VALUES ($1, $2, (SELECT COUNT(*) FROM workflow_steps WHERE run_id = $1), $3, $4, $5, $6, $7, $8, $9, $10)
+	sqlSaveStep = `INSERT INTO workflow_steps (run_id, path, seq, iteration, status, input, output, error, attempts, started_at, updated_at, metrics)
+VALUES ($1, $2, (SELECT COUNT(*) FROM workflow_steps WHERE run_id = $1), $3, $4, $5, $6, $7, $8, $9, $10, $11)
 ON CONFLICT (run_id, path) DO UPDATE SET iteration = excluded.iteration, status = excluded.status, input = excluded.input,
-output = excluded.output, error = excluded.error, attempts = excluded.attempts, updated_at = excluded.updated_at`
-	sqlSteps = `SELECT path, iteration, status, input, output, error, attempts, started_at, updated_at
+output = excluded.output, error = excluded.error, attempts = excluded.attempts, updated_at = excluded.updated_at, metrics = excluded.metrics`
+	sqlSteps = `SELECT path, iteration, status, input, output, error, attempts, started_at, updated_at, metrics
 FROM workflow_steps WHERE run_id = $1 ORDER BY seq`
 )
 
@@ -31,9 +31,12 @@ func (db *DB) SaveStep(ctx context.Context, c workflow.Checkpoint) error {
 	if out == "" {
 		out = "null"
 	}
+	metrics, err := jsonArg(c.Metrics)
+	if err != nil {
+		return fmt.Errorf("store: saving step %s of run %s: metrics: %w", c.Path, c.RunID, err)
+	}
 	args := []any{c.RunID, c.Path, c.Iteration, string(c.Status), c.Input, out, c.Error, c.Attempts,
-		db.timeArg(normTime(c.StartedAt)), db.timeArg(normTime(c.UpdatedAt))}
-	var err error
+		db.timeArg(normTime(c.StartedAt)), db.timeArg(normTime(c.UpdatedAt)), metrics}
 	if db.dialect == DialectPostgres {
 		_, err = db.w.ExecContext(ctx, sqlSaveStep, args...)
 	} else {
@@ -57,10 +60,13 @@ func (db *DB) Steps(ctx context.Context, runID string) ([]workflow.Checkpoint, e
 	for rows.Next() {
 		c := workflow.Checkpoint{RunID: runID}
 		var status string
-		var output sql.RawBytes
+		var output, metrics sql.RawBytes
 		if err := rows.Scan(&c.Path, &c.Iteration, &status, &c.Input, &output, &c.Error, &c.Attempts,
-			timeDest{&c.StartedAt}, timeDest{&c.UpdatedAt}); err != nil {
+			timeDest{&c.StartedAt}, timeDest{&c.UpdatedAt}, &metrics); err != nil {
 			return nil, fmt.Errorf("store: reading steps of run %s: %w", runID, err)
+		}
+		if err := decodeJSON(metrics, &c.Metrics); err != nil {
+			return nil, fmt.Errorf("store: reading the metrics of step %s of run %s: %w", c.Path, runID, err)
 		}
 		c.Status = event.Status(status)
 		if s := string(output); s != "null" {
@@ -141,7 +147,7 @@ func (db *DB) ChildRun(ctx context.Context, runID string) (*workflow.ChildRun, e
 	if err != nil {
 		return nil, err
 	}
-	return &workflow.ChildRun{Status: r.Status, Content: r.Content, Error: r.Error}, nil
+	return &workflow.ChildRun{Status: r.Status, Content: r.Content, Error: r.Error, Metrics: r.Metrics}, nil
 }
 
 // ReopenHeld implements session.HeldReopener: PAUSED workflow run id goes

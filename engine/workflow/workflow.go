@@ -56,11 +56,19 @@ type Checkpoint struct {
 	Iteration int // the innermost loop iteration, 0 outside loops
 	// Status is RUNNING while it executes, then COMPLETED, ERROR or
 	// CANCELLED; PAUSED for an approval step waiting for its decision.
-	Status    event.Status
-	Input     string
-	Output    json.RawMessage // the step's output as JSON, when COMPLETED
-	Error     string
-	Attempts  int // executions started, the interrupted ones included
+	Status   event.Status
+	Input    string
+	Output   json.RawMessage // the step's output as JSON, when COMPLETED
+	Error    string
+	Attempts int // executions started, the interrupted ones included
+	// Metrics is the usage of the runs the step started itself: its
+	// agent's or team's (every attempt's, those of earlier executions of
+	// the workflow run included), its nested workflow's (whose own steps'
+	// usage it sums), a router's agent's; not that of the steps inside a
+	// container, which have their own checkpoints. A resumed run adds the
+	// Metrics of the steps it restores, so its stored usage is the whole
+	// run's.
+	Metrics   event.Metrics
 	StartedAt time.Time
 	UpdatedAt time.Time
 }
@@ -149,7 +157,11 @@ type run struct {
 	state   map[string]any        // set_state
 	done    map[string]Checkpoint // by path, as found at the start
 	members []*agent.Result       // child runs
-	paused  string                // the approval message the run paused at
+	// carried is usage that is no member of this execution: restored
+	// steps', earlier executions' attempts of steps run again, and held
+	// steps' runs that continued on their own.
+	carried event.Metrics
+	paused  string // the approval message the run paused at
 	// pending are the approval steps the run paused at, as inbox needs.
 	pending []approval.Need
 	// stateSet: a set_state ran, so the session's state is saved.
@@ -212,6 +224,15 @@ func (x *run) vars(sc scope) expr.Vars {
 
 // startBudgeted runs the workflow under its budgets, which then govern every
 // model call of its steps (their agents check the budgets in ctx).
+//
+// Each execution opens them anew, reading the counters as they stand, so a
+// run resumed after a pause or a crash is checked against what its earlier
+// executions spent. Steps restored from checkpoints call no model and are
+// not recorded again: their usage reached the counters when they ran (the
+// run's stored metrics add it, the counters must not). A held step's run
+// that continued on its own (after its tool decisions) ran outside this
+// workflow's execution: its usage after the pause counts against its own
+// agent's or team's budgets only, not the workflow's.
 func (x *run) startBudgeted(ctx context.Context) (string, error) {
 	ctx, tracker, err := budget.Open(ctx, x.r.w.Budgets, budget.Subject{RunID: x.in.RunID, SessionID: x.in.SessionID, UserID: x.in.UserID, Runner: x.r.Name()})
 	if err != nil {
@@ -249,16 +270,13 @@ func (r *Runner) Execute(ctx context.Context, in agent.Input, emit func(event.Ev
 	res := &agent.Result{RunID: in.RunID, Input: in.Message, Runner: r.Name()}
 	x.mu.Lock()
 	res.Members = x.members
-	x.mu.Unlock()
+	// A workflow run costs what its steps cost, over all its executions:
+	// the stored run's metrics are replaced by each execution's.
+	res.Metrics.Add(x.carried)
 	for _, m := range res.Members {
-		res.Metrics.InputTokens += m.Metrics.InputTokens
-		res.Metrics.OutputTokens += m.Metrics.OutputTokens
-		res.Metrics.ModelRequests += m.Metrics.ModelRequests
-		// A workflow run costs what its steps cost.
-		res.Metrics.Cost += m.Metrics.Cost
-		res.Metrics.CostUnknown = res.Metrics.CostUnknown || m.Metrics.CostUnknown
+		res.Metrics.Add(m.Metrics)
 	}
-	res.Metrics.TotalTokens = res.Metrics.InputTokens + res.Metrics.OutputTokens
+	x.mu.Unlock()
 	res.Metrics.Duration = r.opts.Now().Sub(start)
 	x.mu.Lock()
 	if x.stateSet && !errors.Is(err, errPaused) {
@@ -391,6 +409,7 @@ func (x *run) step(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 	cp, seen := x.done[path]
 	x.mu.Unlock()
 	if seen && cp.Status == event.StatusCompleted {
+		x.carry(cp.Metrics) // it ran in an earlier execution
 		out := decode(cp.Output)
 		if st.Kind == spec.StepApproval {
 			var d Decision
@@ -416,6 +435,16 @@ func (x *run) step(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 	if st.Kind == spec.StepApproval {
 		return nil, x.pause(ctx, st, sc, path, stepStart)
 	}
+	// use is the step's own usage (Checkpoint.Metrics), carried over from
+	// the attempts of earlier executions: those that failed, or held the
+	// step. An attempt cut off by a crash was never recorded: its usage is
+	// lost with its process. A nested workflow's run sums its own steps'
+	// checkpoints, so its latest result is all of its usage.
+	use := &stepUsage{}
+	if seen && st.Kind != spec.StepWorkflow {
+		use.sum = cp.Metrics
+		x.carry(cp.Metrics)
+	}
 	var out any
 	var input string
 	var err error
@@ -424,14 +453,14 @@ func (x *run) step(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 		// Its agent or team run waited for tool decisions: its result,
 		// once it ran on, is the step's; no new attempt.
 		input = cp.Input
-		out, err = x.heldResult(ctx, st, cp)
+		out, err = x.heldResult(ctx, st, cp, use)
 	}
 	for !held {
 		attempts++
-		if err = x.cps.SaveStep(ctx, Checkpoint{RunID: x.in.RunID, Path: path, Iteration: sc.iteration, Status: event.StatusRunning, Attempts: attempts, StartedAt: stepStart, UpdatedAt: x.r.opts.Now()}); err != nil {
+		if err = x.cps.SaveStep(ctx, Checkpoint{RunID: x.in.RunID, Path: path, Iteration: sc.iteration, Status: event.StatusRunning, Attempts: attempts, Metrics: use.total(), StartedAt: stepStart, UpdatedAt: x.r.opts.Now()}); err != nil {
 			return nil, fmt.Errorf("step %s: checkpoint: %w", st.Name, err)
 		}
-		out, input, err = x.once(ctx, st, sc, path, attempts)
+		out, input, err = x.once(ctx, st, sc, path, attempts, use)
 		_, paused := errors.AsType[*heldError](err)
 		if err == nil || paused || ctx.Err() != nil || attempts > st.Retries || !retryable(st) {
 			break
@@ -447,7 +476,7 @@ func (x *run) step(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 		// child run's, in the inbox).
 		raw, _ := json.Marshal(heldOutput{ChildRunID: h.runID})
 		if serr := x.cps.SaveStep(ctx, Checkpoint{RunID: x.in.RunID, Path: path, Iteration: sc.iteration, Status: event.StatusPaused, Input: input,
-			Output: raw, Attempts: attempts, StartedAt: stepStart, UpdatedAt: x.r.opts.Now()}); serr != nil {
+			Output: raw, Attempts: attempts, Metrics: use.total(), StartedAt: stepStart, UpdatedAt: x.r.opts.Now()}); serr != nil {
 			return nil, fmt.Errorf("step %s: checkpoint: %w", st.Name, serr)
 		}
 		x.mu.Lock()
@@ -460,7 +489,7 @@ func (x *run) step(ctx context.Context, st *engine.WorkflowStep, sc scope) (any,
 		// RUNNING, to run again (its finished steps skipped) once continued.
 		return nil, err
 	}
-	c := Checkpoint{RunID: x.in.RunID, Path: path, Iteration: sc.iteration, Input: input, Attempts: attempts, StartedAt: stepStart, UpdatedAt: x.r.opts.Now()}
+	c := Checkpoint{RunID: x.in.RunID, Path: path, Iteration: sc.iteration, Input: input, Attempts: attempts, Metrics: use.total(), StartedAt: stepStart, UpdatedAt: x.r.opts.Now()}
 	if err != nil {
 		c.Status, c.Error = event.StatusError, err.Error()
 		if ctx.Err() != nil {
@@ -504,6 +533,7 @@ func (x *run) replay(ctx context.Context, st *engine.WorkflowStep, sc scope, out
 			if !ok || c.Status != event.StatusCompleted {
 				continue // a branch that did not run
 			}
+			x.carry(c.Metrics)
 			if err := x.replay(ctx, s, sc, decode(c.Output)); err != nil {
 				return err
 			}
@@ -628,7 +658,7 @@ func retryable(st *engine.WorkflowStep) bool {
 }
 
 // once executes a step: its input (for leaf steps) and its output.
-func (x *run) once(ctx context.Context, st *engine.WorkflowStep, sc scope, path string, attempt int) (any, string, error) {
+func (x *run) once(ctx context.Context, st *engine.WorkflowStep, sc scope, path string, attempt int, use *stepUsage) (any, string, error) {
 	if st.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, st.Timeout, fmt.Errorf("step %s ran longer than its timeout %s: %w", st.Name, st.Timeout, context.DeadlineExceeded))
@@ -661,6 +691,14 @@ func (x *run) once(ctx context.Context, st *engine.WorkflowStep, sc scope, path 
 			return nil, input, fmt.Errorf("%s %s cannot run here (compiled without a runtime)", st.Kind, st.Name)
 		}
 		res := x.child(ctx, runner, st, sc, path, attempt, input)
+		switch {
+		case st.Kind == spec.StepWorkflow:
+			use.nested = res.Metrics // its latest execution sums all of its usage
+		case res.Status != event.StatusPaused || res.Err != nil || len(res.Pending) == 0:
+			use.sum.Add(res.Metrics)
+			// A held run's usage is read whole once it has continued on
+			// its own (heldResult), and is not part of the step's yet.
+		}
 		if res.Status == event.StatusPaused && st.Kind == spec.StepWorkflow {
 			// An approval inside a nested workflow pauses this run too,
 			// with its message; its checkpoint is under this run's.
@@ -709,7 +747,7 @@ func (x *run) once(ctx context.Context, st *engine.WorkflowStep, sc scope, path 
 	case spec.StepLoop:
 		return x.loop(ctx, st, sc)
 	case spec.StepRouter:
-		return x.router(ctx, st, sc, path, attempt)
+		return x.router(ctx, st, sc, path, attempt, use)
 	}
 	return nil, "", fmt.Errorf("step %s has an unknown kind %q", st.Name, st.Kind)
 }
@@ -845,7 +883,7 @@ func (x *run) iteration(st *engine.WorkflowStep, sc scope, i int, items []any) s
 }
 
 // router runs the choice named by the expression or the router agent.
-func (x *run) router(ctx context.Context, st *engine.WorkflowStep, sc scope, path string, attempt int) (any, string, error) {
+func (x *run) router(ctx context.Context, st *engine.WorkflowStep, sc scope, path string, attempt int, use *stepUsage) (any, string, error) {
 	var name string
 	if st.Route != nil {
 		var err error
@@ -862,6 +900,7 @@ func (x *run) router(ctx context.Context, st *engine.WorkflowStep, sc scope, pat
 		}
 		ask := fmt.Sprintf("Choose the next step for this input. Answer with exactly one of: %s.\n\nInput:\n%s", strings.Join(names, ", "), x.in.Message)
 		res := x.child(ctx, st.RouterAgent.Runner, st, sc, path+".router", attempt, ask)
+		use.sum.Add(res.Metrics)
 		if res.Status != event.StatusCompleted {
 			return nil, "", fmt.Errorf("router agent %s: %w", st.RouterAgent.Name(), stepErr(res))
 		}
@@ -1042,6 +1081,8 @@ type ChildRun struct {
 	Status  event.Status
 	Content string
 	Error   string
+	// Metrics is the run's usage, before its pause and after it.
+	Metrics event.Metrics
 }
 
 // Runs reads the runs of steps that paused on tool decisions (store.DB
@@ -1053,7 +1094,7 @@ type Runs interface {
 // heldResult is the output of a step whose run paused on tool decisions,
 // now that the workflow runs again: its run's answer once it completed;
 // still paused (or not finished), the workflow pauses again.
-func (x *run) heldResult(ctx context.Context, st *engine.WorkflowStep, cp Checkpoint) (any, error) {
+func (x *run) heldResult(ctx context.Context, st *engine.WorkflowStep, cp Checkpoint, use *stepUsage) (any, error) {
 	var h heldOutput
 	if err := json.Unmarshal(cp.Output, &h); err != nil || h.ChildRunID == "" {
 		return nil, fmt.Errorf("the paused step's checkpoint names no run to wait on")
@@ -1065,12 +1106,20 @@ func (x *run) heldResult(ctx context.Context, st *engine.WorkflowStep, cp Checkp
 	if err != nil {
 		return nil, fmt.Errorf("reading run %s of the step: %w", h.ChildRunID, err)
 	}
+	// Its usage counts for the workflow run (it is no member of this
+	// execution): all of it once it has ended, the step's then; while it
+	// still waits, the workflow run shows what it used so far. Its usage
+	// was counted into its own agent's budgets as it ran, not the
+	// workflow's: it continued outside the workflow's execution.
+	x.carry(c.Metrics)
 	switch c.Status {
 	case event.StatusCompleted:
 		// Stored already, completed, by its own execution: not one of this
 		// execution's members.
+		use.sum.Add(c.Metrics)
 		return stepOutput(st, c.Content), nil
 	case event.StatusError, event.StatusCancelled:
+		use.sum.Add(c.Metrics)
 		msg := c.Error
 		if msg == "" {
 			msg = strings.ToLower(string(c.Status))
@@ -1088,4 +1137,23 @@ func StepApprovalID(runID, path string) string {
 	h[6] = h[6]&0x0f | 0x80 // version 8: custom
 	h[8] = h[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+}
+
+// stepUsage is a step's own usage (Checkpoint.Metrics) as it runs.
+type stepUsage struct {
+	sum    event.Metrics // agent, team and router-agent runs, every attempt
+	nested event.Metrics // a nested workflow's latest run, which sums its attempts
+}
+
+func (u *stepUsage) total() event.Metrics {
+	t := u.sum
+	t.Add(u.nested)
+	return t
+}
+
+// carry adds usage that no member of this execution holds to the run's.
+func (x *run) carry(m event.Metrics) {
+	x.mu.Lock()
+	x.carried.Add(m)
+	x.mu.Unlock()
 }

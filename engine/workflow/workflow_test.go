@@ -455,3 +455,108 @@ func TestApprovalStepNeed(t *testing.T) {
 	require.NotEqual(t, n.Exec.ApprovalID, other.Pending[0].Exec.ApprovalID, "another run's record")
 	require.Regexp(t, `^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`, n.Exec.ApprovalID)
 }
+
+// TestResumeCountsRestoredStepsOnce: a run resumed after an interruption
+// (cancelled, or cut off by a crash, which leaves its step RUNNING) reports
+// the usage of the whole run: the steps it restores from their checkpoints
+// count once, as in a run never interrupted. The cancelled execution
+// recorded its interrupted request (no tokens); a crash loses what the
+// cut-off attempt used. Nested workflows sum their own steps.
+func TestResumeCountsRestoredStepsOnce(t *testing.T) {
+	t.Parallel()
+	const flow = "---\nkind: Workflow\nname: flow\nsteps:\n" +
+		"  - {name: s1, agent: w, input: 'one'}\n  - {name: s2, agent: w, input: 'two {{ steps.s1.output }}'}\n" +
+		"  - {name: s3, agent: w, input: 'three {{ steps.s2.output }}'}\n" +
+		"---\nkind: Workflow\nname: outer\nsteps:\n" +
+		"  - {name: first, agent: w, input: 'first words here'}\n  - {name: inner, workflow: flow, input: 'nested'}\n"
+	for _, tc := range []struct {
+		name, workflow, blocked, path string
+		crash                         bool
+		requests                      int
+	}{
+		{name: "cancelled", workflow: "flow", blocked: "three Echo: two Echo: one", path: "s3", requests: 3},
+		{name: "crashed", workflow: "flow", blocked: "three Echo: two Echo: one", path: "s3", crash: true, requests: 3},
+		{name: "nested, crashed", workflow: "outer", blocked: "three Echo: two Echo: one", path: "inner/s3", crash: true, requests: 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, agents+flow)
+			ref, _ := f.run(t, t.Context(), tc.workflow, "ref", "x")
+			require.Equal(t, event.StatusCompleted, ref.Status, "%v", ref.Err)
+			require.Equal(t, tc.requests, ref.Metrics.ModelRequests)
+			require.Positive(t, ref.Metrics.TotalTokens)
+
+			ctx, cancel := context.WithCancel(t.Context())
+			f.model.mu.Lock()
+			f.model.block = "three"
+			f.model.mu.Unlock()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				res, _ := f.run(t, ctx, tc.workflow, "r", "x")
+				require.Equal(t, event.StatusCancelled, res.Status)
+			}()
+			require.Eventually(t, func() bool { return f.model.count(tc.blocked) == 2 }, testTimeout, tick)
+			cancel()
+			<-done
+			f.model.mu.Lock()
+			f.model.block = ""
+			f.model.mu.Unlock()
+			if tc.crash {
+				// A killed process leaves its step RUNNING, without usage.
+				cps, err := f.cps.Steps(t.Context(), "r")
+				require.NoError(t, err)
+				for _, c := range cps {
+					if c.Status == event.StatusCancelled {
+						c.Status, c.Metrics, c.Error = event.StatusRunning, event.Metrics{}, ""
+						require.NoError(t, f.cps.SaveStep(t.Context(), c))
+					}
+				}
+			}
+			res, _ := f.run(t, t.Context(), tc.workflow, "r", "x")
+			require.Equal(t, event.StatusCompleted, res.Status, "%v", res.Err)
+			require.Equal(t, 3, f.model.count(tc.blocked), "only the interrupted step ran again")
+			got, want := res.Metrics, ref.Metrics
+			got.Duration, want.Duration, got.TimeToFirstToken, want.TimeToFirstToken = 0, 0, 0, 0
+			if !tc.crash {
+				// The cancelled execution recorded its step's request,
+				// which was made (and answered nothing).
+				want.ModelRequests++
+			}
+			require.Equal(t, want, got)
+
+			cps, err := f.cps.Steps(t.Context(), "r")
+			require.NoError(t, err)
+			for _, c := range cps {
+				require.Equal(t, event.StatusCompleted, c.Status, c.Path)
+				require.Positive(t, c.Metrics.ModelRequests, "step %s records its usage", c.Path)
+			}
+		})
+	}
+}
+
+// TestRetriedStepCountsEveryAttempt: a step's failed attempts cost what
+// they used, and a run resumed after a crash between attempts still counts
+// the attempts that ended before it.
+func TestRetriedStepCountsEveryAttempt(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, agents+"---\nkind: Workflow\nname: flow\nsteps:\n"+
+		"  - {name: s1, agent: w, input: 'one two'}\n")
+	// A checkpoint as a crash leaves it: attempt 2 RUNNING, attempt 1's
+	// usage recorded before it started.
+	prior := event.Metrics{InputTokens: 7, OutputTokens: 3, TotalTokens: 10, ModelRequests: 1}
+	require.NoError(t, f.cps.SaveStep(t.Context(), workflow.Checkpoint{RunID: "r", Path: "s1", Status: event.StatusRunning, Attempts: 2, Metrics: prior, StartedAt: time.Now(), UpdatedAt: time.Now()}))
+	ref, _ := f.run(t, t.Context(), "flow", "ref", "x")
+	res, _ := f.run(t, t.Context(), "flow", "r", "x")
+	require.Equal(t, event.StatusCompleted, res.Status, "%v", res.Err)
+	want := ref.Metrics
+	want.Add(prior)
+	got := res.Metrics
+	got.Duration, want.Duration, got.TimeToFirstToken, want.TimeToFirstToken = 0, 0, 0, 0
+	require.Equal(t, want, got)
+	cps, err := f.cps.Steps(t.Context(), "r")
+	require.NoError(t, err)
+	require.Len(t, cps, 1)
+	require.Equal(t, 3, cps[0].Attempts)
+	require.Equal(t, want.TotalTokens, cps[0].Metrics.TotalTokens, "the checkpoint holds every attempt's usage")
+}

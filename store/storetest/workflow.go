@@ -15,7 +15,8 @@ import (
 
 // testWorkflowSteps stores a workflow run and its step checkpoints: written
 // RUNNING then COMPLETED in place, listed in the order they started, outputs
-// as JSON, concurrent branches all kept, and deleted with their run.
+// as JSON, usage (cost to the nano-dollar) kept, concurrent branches all
+// kept, and deleted with their run.
 func testWorkflowSteps(t *testing.T, open Opener) {
 	db := open(t)
 	ctx := t.Context()
@@ -30,7 +31,8 @@ func testWorkflowSteps(t *testing.T, open Opener) {
 		require.NoError(t, db.SaveStep(ctx, c))
 	}
 	save(workflow.Checkpoint{Path: "a", Status: event.StatusRunning, Attempts: 1, StartedAt: at(1), UpdatedAt: at(1)})
-	save(workflow.Checkpoint{Path: "a", Status: event.StatusCompleted, Input: "in", Output: json.RawMessage(`{"k": [1, "x"]}`), Attempts: 1, StartedAt: at(1), UpdatedAt: at(2)})
+	usage := event.Metrics{InputTokens: 1200, OutputTokens: 34, TotalTokens: 1234, ModelRequests: 2, ToolCalls: 1, Cost: 4_123_457, CostUnknown: true}
+	save(workflow.Checkpoint{Path: "a", Status: event.StatusCompleted, Input: "in", Output: json.RawMessage(`{"k": [1, "x"]}`), Attempts: 1, Metrics: usage, StartedAt: at(1), UpdatedAt: at(2)})
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
@@ -50,6 +52,7 @@ func testWorkflowSteps(t *testing.T, open Opener) {
 	require.JSONEq(t, `{"k": [1, "x"]}`, string(a.Output))
 	require.Equal(t, at(1), a.StartedAt)
 	require.Equal(t, at(2), a.UpdatedAt)
+	require.Equal(t, usage, a.Metrics)
 	iters := map[int]bool{}
 	for _, c := range cps[1:9] {
 		iters[c.Iteration] = true
@@ -63,6 +66,7 @@ func testWorkflowSteps(t *testing.T, open Opener) {
 	require.Equal(t, "boom", c.Error)
 	require.Equal(t, 2, c.Attempts)
 	require.Nil(t, c.Output)
+	require.Equal(t, event.Metrics{}, c.Metrics, "a step that recorded no usage has none")
 
 	none, err := db.Steps(ctx, "other")
 	require.NoError(t, err)
