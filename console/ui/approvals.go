@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -25,6 +26,7 @@ func (h *Handler) inbox() (approval.Inbox, bool) {
 	return in, ok
 }
 
+// approvalsPageSize is the inbox page's default length (limit= changes it).
 const approvalsPageSize = 20
 
 // approvalsPage lists the approvals the principal may decide, as GET
@@ -36,7 +38,11 @@ func (h *Handler) approvalsPage(c *gin.Context) {
 		return
 	}
 	p := view.Approvals{Status: c.DefaultQuery("status", string(approval.StatusPending)), Target: c.Query("target"), User: strings.TrimSpace(c.Query("user")), Page: 1}
-	q := approval.Query{Viewer: api.ApprovalViewer(c), UserID: p.User, Limit: approvalsPageSize}
+	limit := approvalsPageSize
+	if n, err := strconv.Atoi(c.Query("limit")); err == nil && n >= 1 && n <= 100 {
+		limit = n
+	}
+	q := approval.Query{Viewer: api.ApprovalViewer(c), UserID: p.User, Limit: limit}
 	if p.Status != "all" {
 		q.Status = approval.Status(p.Status)
 		if !slices.Contains(approval.Statuses, q.Status) {
@@ -60,7 +66,7 @@ func (h *Handler) approvalsPage(c *gin.Context) {
 		h.fail(c, "the approvals", err)
 		return
 	}
-	p.Total, p.TotalPages = total, pageCount(total, approvalsPageSize)
+	p.Total, p.TotalPages = total, pageCount(total, limit)
 	for i := range recs {
 		p.Rows = append(p.Rows, h.approvalRow(c, &recs[i]))
 	}
@@ -77,6 +83,9 @@ func (h *Handler) approvalsPage(c *gin.Context) {
 	}
 	if p.User != "" {
 		v.Set("user", p.User)
+	}
+	if limit != approvalsPageSize {
+		v.Set("limit", strconv.Itoa(limit))
 	}
 	p.Base = "/ui/approvals?" + v.Encode()
 	h.render(c, http.StatusOK, view.ApprovalsPage(h.frame(c, "Approvals", "approvals"), p))
