@@ -128,8 +128,10 @@ func TestConsoleApprovalsInbox(t *testing.T) {
 	for key, want := range map[string]string{inboxAlice: "3", inboxBob: "0", inboxAdmin: "3"} {
 		resp, body := ts.page(http.MethodGet, "/ui/approvals/count", key, nil, "HX-Request", "true")
 		require.Equal(t, http.StatusOK, resp.StatusCode)
-		v, _ := doc(t, body).Find(`[data-testid="approval-count"]`).Attr("data-count")
-		require.Equal(t, want, v, key)
+		badge := doc(t, body).Find(`[data-testid="approval-count"]`)
+		require.Equal(t, want, badge.AttrOr("data-count", ""), key)
+		require.NotContains(t, badge.AttrOr("hx-trigger", ""), "load", "a loaded count must not load itself again")
+		require.Contains(t, badge.AttrOr("hx-trigger", ""), "every 3s")
 	}
 
 	// The navigation links the inbox for approvers only; a reader gets 403.

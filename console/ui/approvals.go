@@ -202,6 +202,9 @@ func (h *Handler) resolveFromConsole(c *gin.Context) {
 		c.Redirect(http.StatusSeeOther, "/ui/approvals")
 		return
 	}
+	if notice == "" {
+		c.Header("HX-Trigger", "approvals-decided") // the badge counts again
+	}
 	// htmx swaps only 2xx answers: a refused decision is answered 200 too,
 	// its row saying who decided and when.
 	h.render(c, http.StatusOK, view.ApprovalItem(row))
