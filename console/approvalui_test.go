@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -197,4 +198,90 @@ func TestConsoleApprovalsResolve(t *testing.T) {
 	// The badge dropped to what is left.
 	_, body = ts.page(http.MethodGet, "/ui/approvals/count", inboxAlice, nil, "HX-Request", "true")
 	require.Equal(t, "2", doc(t, body).Find(`[data-testid="approval-count"]`).AttrOr("data-count", ""))
+}
+
+// chatEvent is one event of the chat pane's stream.
+type chatEvent struct {
+	Name string
+	Data map[string]string
+}
+
+func chatEvents(t *testing.T, body string) []chatEvent {
+	t.Helper()
+	var out []chatEvent
+	for _, frame := range strings.Split(body, "\n\n") {
+		name, rest, ok := strings.Cut(frame, "\n")
+		name, isEvent := strings.CutPrefix(name, "event: ")
+		data, isData := strings.CutPrefix(rest, "data: ")
+		if !ok || !isEvent || !isData {
+			continue
+		}
+		var d map[string]string
+		require.NoError(t, json.Unmarshal([]byte(data), &d), data)
+		out = append(out, chatEvent{name, d})
+	}
+	return out
+}
+
+// TestConsolePausedChat: a chat turn that pauses ends with its held call,
+// and a form for a principal who may decide it, or a pointer to the inbox
+// for one who may not; the form continues the run through the continue
+// route's logic and streams the rest into the same turn.
+func TestConsolePausedChat(t *testing.T) {
+	t.Parallel()
+	const runner = "sk-runner-0123456789abcdef"
+	script := fake.New(askRefund(500), askRefund(600))
+	script.Repeat = &fake.Step{Content: "done"}
+	ts := startServer(t, withProvider("anthropic", script), withSpecs(fmt.Sprintf(inboxSpecs, startUpstream(t), "1h")),
+		withKeys(inboxAll+","+runner+"=agents:run+agents:read+sessions:read"))
+
+	// One that may run agents but decide nothing is pointed to the inbox.
+	resp, body := ts.page(http.MethodPost, "/ui/agents/clerk/chat", runner, url.Values{"message": {"refund A500"}})
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	evs := chatEvents(t, body)
+	end := evs[len(evs)-1]
+	require.Equal(t, "end", end.Name)
+	held := doc(t, end.Data["h"])
+	require.Contains(t, held.Find(`[data-testid="usage"]`).Text(), "PAUSED")
+	require.Equal(t, "refund", held.Find(`[data-testid="held-tool"]`).Text())
+	require.Equal(t, "Refund of 500 for A500", held.Find(`[data-testid="held-reason"]`).Text())
+	require.Zero(t, held.Find(`[data-testid="held-form"]`).Length())
+	require.Contains(t, held.Find(`[data-testid="held-waiting"]`).Text(), "approvals inbox")
+
+	// Alice, the approver, gets the form; rejecting continues the run.
+	resp, body = ts.page(http.MethodPost, "/ui/agents/clerk/chat", inboxAlice, url.Values{"message": {"refund A600"}})
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	evs = chatEvents(t, body)
+	runID := evs[0].Data["run"]
+	form := doc(t, evs[len(evs)-1].Data["h"]).Find(`[data-testid="held-form"]`)
+	require.Equal(t, 1, form.Length())
+	action := form.AttrOr("data-continue", "")
+	require.Equal(t, "/ui/agents/clerk/runs/"+runID+"/continue", action)
+	require.Equal(t, 1, form.Find(`[data-testid="held-reject"]`).Length())
+
+	resp, body = ts.page(http.MethodPost, action, runner, url.Values{"decision": {"approve"}}, "HX-Request", "true")
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "as on the continue route, only approvers confirm: %s", body)
+	require.Contains(t, body, "approvals inbox")
+	resp, body = ts.page(http.MethodPost, action, inboxAlice, url.Values{"decision": {"reject"}, "comment": {"too much"}})
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	evs = chatEvents(t, body)
+	require.Equal(t, "replace", evs[0].Name)
+	require.Equal(t, "held-"+runID, evs[0].Data["t"])
+	require.Contains(t, evs[0].Data["h"], "Rejected by alice")
+	var answer strings.Builder
+	for _, e := range evs {
+		if e.Name == "text" {
+			require.Equal(t, "a-"+runID, e.Data["t"], "the answer streams into the same turn")
+			answer.WriteString(e.Data["s"])
+		}
+	}
+	require.Equal(t, "done", answer.String())
+	last := evs[len(evs)-1]
+	require.Equal(t, "m-"+runID, last.Data["t"])
+	require.Contains(t, last.Data["h"], "COMPLETED")
+	require.Contains(t, toolMessage(t, script), "too much", "the model read the rejection and its comment")
+
+	resp, body = ts.page(http.MethodPost, action, inboxAlice, url.Values{"decision": {"approve"}})
+	require.Equal(t, http.StatusConflict, resp.StatusCode, body)
+	require.Contains(t, body, "only a paused run can be continued")
 }
