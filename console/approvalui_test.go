@@ -247,6 +247,9 @@ func TestConsolePausedChat(t *testing.T) {
 	require.Equal(t, "Refund of 500 for A500", held.Find(`[data-testid="held-reason"]`).Text())
 	require.Zero(t, held.Find(`[data-testid="held-form"]`).Length())
 	require.Contains(t, held.Find(`[data-testid="held-waiting"]`).Text(), "approvals inbox")
+	waiting := evs[0].Data["run"]
+	poll := held.Find(`[data-testid="held"]`).AttrOr("hx-get", "")
+	require.Equal(t, "/ui/agents/clerk/runs/"+waiting+"/held", poll, "the waiting turn polls")
 
 	// Alice, the approver, gets the form; rejecting continues the run.
 	resp, body = ts.page(http.MethodPost, "/ui/agents/clerk/chat", inboxAlice, url.Values{"message": {"refund A600"}})
@@ -280,6 +283,24 @@ func TestConsolePausedChat(t *testing.T) {
 	require.Equal(t, "m-"+runID, last.Data["t"])
 	require.Contains(t, last.Data["h"], "COMPLETED")
 	require.Contains(t, toolMessage(t, script), "too much", "the model read the rejection and its comment")
+
+	// Alice approves the waiting turn's call in the inbox: its poll shows the
+	// answer, and stops.
+	resp, body = ts.page(http.MethodGet, poll, runner, nil, "HX-Request", "true")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	require.Equal(t, poll, doc(t, body).Find(`[data-testid="held"]`).AttrOr("hx-get", ""), "still paused: still polling")
+	var list struct{ Data []approvalRecord }
+	ts.json(http.MethodGet, "/approvals?status=pending", inboxAlice, "", http.StatusOK, &list)
+	require.Len(t, list.Data, 1)
+	resp, _ = ts.page(http.MethodPost, "/ui/approvals/"+list.Data[0].ID+"/resolve", inboxAlice, url.Values{"decision": {"approve"}}, "HX-Request", "true")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Eventually(t, func() bool {
+		_, body = ts.page(http.MethodGet, poll, runner, nil, "HX-Request", "true")
+		return doc(t, body).Find(`[data-testid="held-outcome"]`).AttrOr("data-status", "") == "COMPLETED"
+	}, 15*time.Second, 20*time.Millisecond)
+	out := doc(t, body)
+	require.Equal(t, "done", out.Find(`[data-testid="held-answer"]`).Text())
+	require.Zero(t, out.Find(`[hx-get]`).Length(), "a finished run ends the polling")
 
 	resp, body = ts.page(http.MethodPost, action, inboxAlice, url.Values{"decision": {"approve"}})
 	require.Equal(t, http.StatusConflict, resp.StatusCode, body)

@@ -23,7 +23,8 @@ import (
 // (the inbox's rule, api.ApprovalViewer); user input and external results
 // are the chatter's to give.
 func (h *Handler) held(c *gin.Context, typ, runID string, calls []event.ToolExecution) view.Held {
-	out := view.Held{RunID: runID, Continue: "/ui/" + typ + "s/" + c.Param("id") + "/runs/" + runID + "/continue", CanDecide: true}
+	base := "/ui/" + typ + "s/" + c.Param("id") + "/runs/" + runID
+	out := view.Held{RunID: runID, Continue: base + "/continue", Poll: base + "/held", CanDecide: true}
 	in, keeps := h.inbox()
 	v := api.ApprovalViewer(c)
 	for _, call := range calls {
@@ -126,4 +127,39 @@ func pauseConfirms(calls []event.ToolExecution) bool {
 		}
 	}
 	return false
+}
+
+// heldRun answers a waiting turn's poll: the same held block while the run
+// is still paused, its outcome and answer once someone else decided and it
+// went on (and finished), which ends the polling.
+func (h *Handler) heldRun(typ string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		run, err := h.opts.Store.GetRun(c.Request.Context(), c.Param("run_id"), store.Filter{UserID: auth.Of(c).UserID("")})
+		if err == nil && (run.ComponentID != c.Param("id") || run.Type != typ || run.ParentRunID != "") {
+			err = store.ErrNotFound
+		}
+		if err != nil {
+			h.fail(c, "the run", err)
+			return
+		}
+		switch run.Status {
+		case event.StatusPaused:
+			ps, ok := h.opts.Store.(session.Pauser)
+			if !ok {
+				break
+			}
+			pause, err := ps.LoadPause(c.Request.Context(), run.ID)
+			if err != nil {
+				h.fail(c, "the run", err)
+				return
+			}
+			h.render(c, http.StatusOK, view.ChatHeld(h.held(c, typ, run.ID, pause.Calls)))
+			return
+		case event.StatusPending, event.StatusRunning:
+			// Decided, still going: keep polling, the calls are decided.
+			h.render(c, http.StatusOK, view.ChatHeld(view.Held{RunID: run.ID, Poll: c.Request.URL.Path}))
+			return
+		}
+		h.render(c, http.StatusOK, view.HeldRun(view.HeldOutcome{RunID: run.ID, Status: string(run.Status), Content: run.Content, Error: run.Error, SessionID: run.SessionID}))
+	}
 }

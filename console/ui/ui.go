@@ -207,6 +207,8 @@ func (h *Handler) Register(r gin.IRouter) {
 	pages.POST("/ui/teams/:id/chat", append(slices.Clip(run), h.chat("team"))...)
 	pages.POST("/ui/agents/:id/runs/:run_id/continue", append(slices.Clip(run), h.continueChat("agent"))...)
 	pages.POST("/ui/teams/:id/runs/:run_id/continue", append(slices.Clip(run), h.continueChat("team"))...)
+	timed.GET("/ui/agents/:id/runs/:run_id/held", h.pageRequire(auth.ScopeAgentsRun), h.heldRun("agent"))
+	timed.GET("/ui/teams/:id/runs/:run_id/held", h.pageRequire(auth.ScopeAgentsRun), h.heldRun("team"))
 	timed.POST("/ui/runs/:run_id/cancel", h.pageRequire(auth.ScopeAgentsRun), h.cancelFromConsole)
 	timed.GET("/ui/runs/:run_id/trace", h.pageRequire(auth.ScopeSessionsRead), h.runTrace)
 

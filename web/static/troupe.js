@@ -41,8 +41,7 @@
         case "replace": t?.replaceWith(frag(d.h, t.parentNode)); break;
         case "step": for (const g of document.querySelectorAll("g[data-step]")) if (g.dataset.step === d.n) g.dataset.status = d.s; break;
         case "end":
-          t?.append(frag(d.h));
-          t?.classList.remove("streaming");
+          if (t) { t.append(frag(d.h)); t.classList.remove("streaming"); htmx.process(t); }
           status.textContent = "";
           break;
       }
@@ -90,7 +89,7 @@
       post(form.dataset.chat, new URLSearchParams(new FormData(form)), () => { if (session) input.value = ""; });
     };
     form.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
-    // A paused turn's decisions: the rest of the answer streams into it.
+    // A paused turn's decisions stream the rest into it.
     transcript.addEventListener("submit", (e) => {
       const u = e.target.dataset.continue;
       if (u) { e.preventDefault(); post(u, new URLSearchParams(new FormData(e.target, e.submitter))); }
