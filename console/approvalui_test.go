@@ -140,6 +140,8 @@ func TestConsoleApprovalsInbox(t *testing.T) {
 	require.Equal(t, 1, doc(t, body).Find(`[data-testid="nav-approvals"]`).Length())
 	_, body = ts.page(http.MethodGet, "/ui/agents", inboxReader, nil)
 	require.Zero(t, doc(t, body).Find(`[data-testid="nav-approvals"]`).Length())
+	_, body = ts.page(http.MethodGet, "/ui/login", "", nil)
+	require.Zero(t, doc(t, body).Find(`[data-testid="nav-approvals"]`).Length(), "before sign-in the badge's poll would reload the page forever")
 	for _, path := range []string{"/ui/approvals", "/ui/approvals/count"} {
 		resp, _ := ts.page(http.MethodGet, path, inboxReader, nil)
 		require.Equal(t, http.StatusForbidden, resp.StatusCode, path)

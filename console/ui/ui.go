@@ -333,7 +333,10 @@ func isLocalPath(p string) bool {
 func (h *Handler) frame(c *gin.Context, title, active string) view.Frame {
 	f := view.Frame{Title: title, Active: active, AuthOn: h.opts.Keys.Len() > 0, Version: h.opts.Version, Assets: h.asset}
 	p := auth.Of(c)
-	if _, keeps := h.inbox(); keeps && p.Has(auth.ScopeApprovalsWrite) {
+	// Not on pages shown before sign-in (no key while keys are on): their
+	// badge's poll would be sent to sign in, reloading the page forever.
+	signedIn := h.opts.Keys.Len() == 0 || p.Key() != nil
+	if _, keeps := h.inbox(); keeps && signedIn && p.Has(auth.ScopeApprovalsWrite) {
 		f.Approvals = true
 	}
 	if p.Key() != nil {
