@@ -13,6 +13,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/engine/model/fake"
 )
 
 // The browser tests drive the console in a real Chromium (Debian's package,
@@ -180,7 +182,7 @@ func TestBrowserOverviewWithSignIn(t *testing.T) {
 	b.do(chromedp.EmulateViewport(390, 844))
 	addWorkflows(t, ts, "sk-admin-0123456789abcdef")
 	runPage := pipelineRunPage(t, ts, "sk-admin-0123456789abcdef")
-	for _, p := range []string{"/", "/ui/agents", "/ui/agents/helpdesk", "/ui/sessions", "/ui/traces", "/ui/knowledge", "/ui/queue", "/ui/triggers", "/ui/config", "/ui/workflows", "/ui/workflows/pipeline", runPage, "/ui/spend", "/ui/budgets"} {
+	for _, p := range []string{"/", "/ui/agents", "/ui/agents/helpdesk", "/ui/sessions", "/ui/traces", "/ui/knowledge", "/ui/queue", "/ui/triggers", "/ui/config", "/ui/workflows", "/ui/workflows/pipeline", runPage, "/ui/spend", "/ui/budgets", "/ui/approvals"} {
 		b.open(p, "main")
 		fits := evalAs[bool](b, "document.documentElement.scrollWidth <= window.innerWidth + 1")
 		if !fits {
@@ -388,4 +390,69 @@ func TestBrowserWorkflowRunLive(t *testing.T) {
 	b.until(`document.querySelector("[data-testid=workflow-run-page][data-status=COMPLETED]") !== null`, 20*time.Second)
 	require.Equal(t, "did publish lgtm", b.text("[data-testid=step-run][data-path=publish] [data-testid=step-output]"))
 	require.Equal(t, "COMPLETED", evalAs[string](b, `document.querySelector("[data-testid=workflow-graph] g[data-step=ok]").dataset.status`))
+}
+
+// TestBrowserApprovalInboxAndPausedChat: a chat pauses on a tool that needs
+// approval and shows the held call; the inbox shows it with the live count
+// in the navigation; approving there finishes the run and the count drops
+// without a reload. Then a second chat is approved inline, its answer
+// streaming into the same turn.
+func TestBrowserApprovalInboxAndPausedChat(t *testing.T) {
+	script := fake.New(askRefund(500), askRefund(600))
+	script.Repeat = &fake.Step{Content: "refund done"}
+	ts := startServer(t, withProvider("anthropic", script), withSpecs(fmt.Sprintf(inboxSpecs, startUpstream(t), "1h")))
+	b := newBrowser(t, ts.url)
+
+	b.open("/ui/agents/clerk", "[data-testid=chat-input]")
+	b.keys("#chat-input", "refund order A500"+kb.Enter)
+	b.until(`document.querySelector("#transcript [data-testid=held]") !== null`, 20*time.Second)
+	require.Equal(t, "refund", b.text("#transcript [data-testid=held-tool]"))
+	require.Equal(t, "Refund of 500 for A500", b.text("#transcript [data-testid=held-reason]"))
+	require.Contains(t, b.text("#transcript [data-testid=held-args]"), `"amount": 500`)
+	require.Contains(t, b.text("#transcript [data-testid=usage]"), "PAUSED")
+	b.visible("#transcript [data-testid=held-approve]")
+	sessionID := evalAs[string](b, `document.getElementById("chat-session").value`)
+	require.NotEmpty(t, sessionID)
+	b.screenshot("paused-chat")
+
+	// The inbox, in the same browser: the badge counts it.
+	b.click("[data-testid=nav-approvals]")
+	b.visible("[data-testid=approval] [data-testid=approve]")
+	b.until(`document.querySelector("[data-testid=approval-count]").dataset.count === "1"`, 10*time.Second)
+	require.Equal(t, "1", b.text("[data-testid=approval-count]"))
+	require.Equal(t, "refund order A500", b.text("[data-testid=approval-message]"))
+	_ = evalAs[bool](b, `window.stayed = true`)
+	b.keys("[data-testid=approval-comment]", "ok by me")
+	b.click("[data-testid=approval] [data-testid=approve]")
+	b.until(`document.querySelector("[data-testid=approval]").dataset.status === "approved"`, 10*time.Second)
+	require.Contains(t, b.text("[data-testid=approval-decided]"), "ok by me")
+	b.until(`document.querySelector("[data-testid=approval-count]").dataset.count === "0"`, 10*time.Second)
+	require.True(t, evalAs[bool](b, `window.stayed === true`), "the row and the badge changed without a reload")
+	const polls = `performance.getEntriesByType("resource").filter(e => e.name.endsWith("/ui/approvals/count")).length`
+	before := evalAs[int](b, polls)
+	time.Sleep(1500 * time.Millisecond)
+	require.LessOrEqual(t, evalAs[int](b, polls)-before, 1, "the badge polls every few seconds, not in a loop")
+	b.screenshot("inbox")
+
+	// The run went on by itself: the session shows the final answer.
+	b.open("/ui/sessions/"+sessionID, "main")
+	b.until(`document.querySelector("main").textContent.includes("refund done")`, 20*time.Second)
+
+	// Inline: approving in the chat pane streams the rest of the answer
+	// into the same turn.
+	b.open("/ui/agents/clerk", "[data-testid=chat-input]")
+	b.keys("#chat-input", "refund order A600"+kb.Enter)
+	b.until(`document.querySelector("#transcript [data-testid=held-approve]") !== null`, 20*time.Second)
+	b.click("#transcript [data-testid=held-approve]")
+	b.until(`document.querySelector("#transcript [data-testid=held-decided]") !== null`, 20*time.Second)
+	b.until(`document.querySelector("#transcript [data-testid=answer]").textContent.includes("refund done")`, 20*time.Second)
+	b.until(`[...document.querySelectorAll("#transcript [data-testid=usage]")].some(u => u.textContent.includes("COMPLETED"))`, 20*time.Second)
+	require.Equal(t, 1, evalAs[int](b, `document.querySelectorAll("#transcript [data-testid=turn]").length`), "one turn, continued in place")
+	require.Contains(t, b.text("#transcript [data-testid=held-decided]"), "Approved by")
+	b.screenshot("inline")
+
+	// The inbox fits a phone.
+	b.do(chromedp.EmulateViewport(390, 844))
+	b.open("/ui/approvals?status=all", "[data-testid=approval]")
+	require.True(t, evalAs[bool](b, "document.documentElement.scrollWidth <= window.innerWidth + 1"), "the inbox overflows a 390 px wide screen")
 }

@@ -332,33 +332,51 @@ func (h *Handler) resolveApproval(c *gin.Context) error {
 	if len(req.Comment) > 4096 {
 		return Errorf(http.StatusUnprocessableEntity, "comment is longer than 4096 bytes; shorten it")
 	}
-	ctx := c.Request.Context()
-	if _, err := in.GetApproval(ctx, c.Param("id"), viewer(c)); errors.Is(err, approval.ErrNotFound) {
-		return Errorf(http.StatusNotFound, "approval %s not found", c.Param("id"))
-	} else if err != nil {
-		return err
-	}
 	by := decider(c)
-	rec, left, err := in.ResolveApproval(ctx, c.Param("id"), approval.Decision{Approved: *req.Approved, Comment: req.Comment, By: by})
-	if de, ok := errors.AsType[*approval.DecidedError](err); ok {
-		return Errorf(http.StatusConflict, "%s", de.Error())
-	}
+	rec, err := Resolve(c.Request.Context(), in, h.opts.Runs, viewer(c), c.Param("id"), approval.Decision{Approved: *req.Approved, Comment: req.Comment, By: by})
 	if err != nil {
 		return err
 	}
 	h.log.Info("approval decided", "approval_id", rec.ID, "run_id", rec.RunID, "status", rec.Status, "decided_by", by)
-	// A workflow continues at each decided approval step; a tool call's
-	// run once all its calls are decided.
-	if left == 0 || rec.TargetKind == approval.TargetWorkflow {
-		if p, ok := h.opts.Runs.(Pauses); ok {
-			if _, err := p.ResumeDecided(ctx, rec.RunID, by); err != nil {
-				return err
-			}
-		}
-	}
 	c.JSON(http.StatusOK, toApproval(rec))
 	return nil
 }
+
+// Resolve records decision d on approval id for viewer v, and resumes its
+// run by itself when it was the run's last pending decision, or at once for
+// a workflow's approval step (runs, when it implements Pauses). It is the resolve route's logic, shared with the
+// console's inbox: an approval v may not decide is a 404 *Error, one already
+// decided a 409 *Error naming who decided it and when.
+func Resolve(ctx context.Context, in approval.Inbox, runs any, v *approval.Viewer, id string, d approval.Decision) (*approval.Record, error) {
+	if _, err := in.GetApproval(ctx, id, v); errors.Is(err, approval.ErrNotFound) {
+		return nil, Errorf(http.StatusNotFound, "approval %s not found", id)
+	} else if err != nil {
+		return nil, err
+	}
+	rec, left, err := in.ResolveApproval(ctx, id, d)
+	if de, ok := errors.AsType[*approval.DecidedError](err); ok {
+		return nil, Errorf(http.StatusConflict, "%s", de.Error())
+	}
+	if err != nil {
+		return nil, err
+	}
+	// A workflow continues at each decided approval step; a tool call's
+	// run once all its calls are decided.
+	if left == 0 || rec.TargetKind == approval.TargetWorkflow {
+		if p, ok := runs.(Pauses); ok {
+			if _, err := p.ResumeDecided(ctx, rec.RunID, d.By); err != nil {
+				return rec, err
+			}
+		}
+	}
+	return rec, nil
+}
+
+// Decider names who decides, for the inbox: the key's user, else its name.
+func Decider(c *gin.Context) string { return decider(c) }
+
+// ApprovalViewer is who may see and decide which approvals (nil: all).
+func ApprovalViewer(c *gin.Context) *approval.Viewer { return viewer(c) }
 
 // runWithHeld answers a run, with the calls it holds when it is PAUSED on
 // them (so that a client that did not stream learns what to decide).

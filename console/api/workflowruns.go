@@ -204,9 +204,3 @@ func decideStep(ctx context.Context, st any, runID, path string, approved bool, 
 	}
 	return nil
 }
-
-// Decider names who decides, for the inbox (the console's buttons).
-func Decider(c *gin.Context) string { return decider(c) }
-
-// Viewer is who may decide which approvals (the console's buttons).
-func Viewer(c *gin.Context) *approval.Viewer { return viewer(c) }

@@ -49,31 +49,42 @@ func (h *Handler) chat(typ string) gin.HandlerFunc {
 		ratelimit.Started(c, runID)
 		w, closed := h.opts.Streams.Open(c.Writer)
 		defer closed()
-		ctx := c.Request.Context()
-		st := &chatStream{w: w, ctx: ctx, run: runID, members: map[string]string{}}
+		st := &chatStream{w: w, ctx: c.Request.Context(), run: runID, members: map[string]string{}}
 		st.send("start", map[string]string{"run": runID, "session": sessionID, "h": st.html(view.ChatTurn(runID, message))})
-		traceURL := ""
-		if traceID, _ := turn.TraceContext(); traceID != "" {
-			traceURL = "/ui/traces/" + traceID
-		}
-		turn.Execute(ctx, func(e event.Event) {
-			if e.Depth == 0 && e.Type.Terminal() {
-				u := view.ChatUsage{RunID: runID, SessionID: sessionID, TraceURL: traceURL, SessionLink: true, Status: string(e.Type.Status())}
-				if e.Metrics != nil {
-					u.Metrics = *e.Metrics
-				}
-				switch e.Type {
-				case event.RunError:
-					u.Error = e.Content
-				case event.RunCancelled:
-					u.Error = "Cancelled."
-				}
-				st.send("end", map[string]string{"t": "m-" + runID, "h": st.html(view.ChatEnd(u))})
-				return
-			}
-			st.event(e)
-		})
+		h.streamTurn(c, st, turn, typ)
 	}
+}
+
+// streamTurn executes turn, sending its events to the chat pane; a turn
+// that pauses ends with its held calls and, for a principal who may decide
+// them, the form that continues it (continueChat).
+func (h *Handler) streamTurn(c *gin.Context, st *chatStream, turn *session.Turn, typ string) {
+	runID, sessionID := turn.RunID(), turn.SessionID()
+	traceURL := ""
+	if traceID, _ := turn.TraceContext(); traceID != "" {
+		traceURL = "/ui/traces/" + traceID
+	}
+	turn.Execute(st.ctx, func(e event.Event) {
+		if e.Depth == 0 && e.Type.Terminal() {
+			u := view.ChatUsage{RunID: runID, SessionID: sessionID, TraceURL: traceURL, SessionLink: true, Status: string(e.Type.Status())}
+			if e.Metrics != nil {
+				u.Metrics = *e.Metrics
+			}
+			switch e.Type {
+			case event.RunError:
+				u.Error = e.Content
+			case event.RunCancelled:
+				u.Error = "Cancelled."
+			}
+			out := st.html(view.ChatEnd(u))
+			if e.Type == event.RunPaused {
+				out += st.html(view.ChatHeld(h.held(c, typ, runID, e.Paused)))
+			}
+			st.send("end", map[string]string{"t": "m-" + runID, "h": out})
+			return
+		}
+		st.event(e)
+	})
 }
 
 func kindOf(typ string) spec.Kind {

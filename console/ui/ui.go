@@ -209,6 +209,10 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.POST("/ui/workflows/:id/runs/:run_id/continue", append(slices.Clip(run), h.continueFromConsole)...)
 	pages.POST("/ui/agents/:id/chat", append(slices.Clip(run), h.chat("agent"))...)
 	pages.POST("/ui/teams/:id/chat", append(slices.Clip(run), h.chat("team"))...)
+	pages.POST("/ui/agents/:id/runs/:run_id/continue", append(slices.Clip(run), h.continueChat("agent"))...)
+	pages.POST("/ui/teams/:id/runs/:run_id/continue", append(slices.Clip(run), h.continueChat("team"))...)
+	timed.GET("/ui/agents/:id/runs/:run_id/held", h.pageRequire(auth.ScopeAgentsRun), h.heldRun("agent"))
+	timed.GET("/ui/teams/:id/runs/:run_id/held", h.pageRequire(auth.ScopeAgentsRun), h.heldRun("team"))
 	timed.POST("/ui/runs/:run_id/cancel", h.pageRequire(auth.ScopeAgentsRun), h.cancelFromConsole)
 	timed.GET("/ui/runs/:run_id/trace", h.pageRequire(auth.ScopeSessionsRead), h.runTrace)
 
@@ -242,6 +246,10 @@ func (h *Handler) Register(r gin.IRouter) {
 		// decision.
 		timed.POST("/ui/triggers/:name/fire", h.pageRequire(auth.ScopeAdmin), h.fireFromConsole)
 	}
+	// The inbox: what a key sees and may decide is the API's (api.Resolve).
+	timed.GET("/ui/approvals", h.pageRequire(auth.ScopeApprovalsWrite), h.approvalsPage)
+	timed.GET("/ui/approvals/count", h.pageRequire(auth.ScopeApprovalsWrite), h.approvalCount)
+	timed.POST("/ui/approvals/:id/resolve", h.pageRequire(auth.ScopeApprovalsWrite), h.resolveFromConsole)
 	timed.GET("/ui/config", h.pageRequire(auth.ScopeAgentsRead), h.configPage)
 	timed.POST("/ui/config/reload", h.pageRequire(auth.ScopeAdmin), h.reloadFromConsole)
 	pages.GET("/ui/events", h.pageRequire(auth.ScopeAgentsRead), h.events)
@@ -330,7 +338,14 @@ func isLocalPath(p string) bool {
 
 func (h *Handler) frame(c *gin.Context, title, active string) view.Frame {
 	f := view.Frame{Title: title, Active: active, AuthOn: h.opts.Keys.Len() > 0, Version: h.opts.Version, Assets: h.asset}
-	if p := auth.Of(c); p.Key() != nil {
+	p := auth.Of(c)
+	// Not on pages shown before sign-in (no key while keys are on): their
+	// badge's poll would be sent to sign in, reloading the page forever.
+	signedIn := h.opts.Keys.Len() == 0 || p.Key() != nil
+	if _, keeps := h.inbox(); keeps && signedIn && p.Has(auth.ScopeApprovalsWrite) {
+		f.Approvals = true
+	}
+	if p.Key() != nil {
 		f.KeyName = p.Key().Name
 	}
 	return f

@@ -390,7 +390,7 @@ func (h *Handler) continueFromConsole(c *gin.Context) {
 		h.Problem(c, http.StatusUnprocessableEntity, "Approve or reject", "Press Approve or Reject.", "")
 		return
 	}
-	run, err := api.ContinueWorkflow(c.Request.Context(), h.opts.Store, h.opts.Runs, r, approved, strings.TrimSpace(c.PostForm("comment")), api.Decider(c), api.Viewer(c))
+	run, err := api.ContinueWorkflow(c.Request.Context(), h.opts.Store, h.opts.Runs, r, approved, strings.TrimSpace(c.PostForm("comment")), api.Decider(c), api.ApprovalViewer(c))
 	if err != nil {
 		h.fail(c, "the run", err)
 		return

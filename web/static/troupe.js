@@ -11,27 +11,19 @@
     return r.createContextualFragment(html);
   };
 
-  // Chat: a POST answers with server-sent events carrying HTML rendered by
-  // the server (console/ui/chat.go, workflowrun.go): start, text, append,
+  // Chat: a POST answers with server-sent events of server-rendered HTML
+  // (console/ui/chat.go, held.go, workflowrun.go): start, text, append,
   // replace, step, end. Workflow forms: fields, no message.
   function initChat(form) {
     const input = byId("chat-input"), send = byId("chat-send"), cancel = byId("chat-cancel");
     const transcript = byId("transcript"), status = byId("chat-status"), session = byId("chat-session");
-    let runID = "", controller = null;
+    let runID = "", controller;
 
-    const busy = (on) => {
-      send.disabled = on;
-      cancel.hidden = !on;
-      transcript.setAttribute("aria-busy", on ? "true" : "false");
-    };
+    const busy = (on) => { send.disabled = on; cancel.hidden = !on; transcript.ariaBusy = on; };
     const scroll = () => { transcript.scrollTop = transcript.scrollHeight; };
     const fail = (msg) => {
-      const p = document.createElement("p");
-      p.className = "error";
-      p.setAttribute("role", "alert");
-      p.dataset.testid = "chat-error";
-      p.textContent = msg;
-      transcript.append(p);
+      transcript.append(frag('<p class="error" role="alert" data-testid="chat-error"></p>'));
+      transcript.lastChild.textContent = msg;
       scroll();
     };
     const handle = (name, d) => {
@@ -49,29 +41,25 @@
         case "replace": t?.replaceWith(frag(d.h, t.parentNode)); break;
         case "step": for (const g of document.querySelectorAll("g[data-step]")) if (g.dataset.step === d.n) g.dataset.status = d.s; break;
         case "end":
-          t?.append(frag(d.h));
-          t?.classList.remove("streaming");
+          if (t) { t.append(frag(d.h)); t.classList.remove("streaming"); htmx.process(t); }
           status.textContent = "";
           break;
       }
       scroll();
     };
 
-    async function submit() {
-      if ((input && !input.value.trim()) || controller) return;
+    // post streams the answer to the chat form or to a paused turn's form.
+    async function post(url, body, sent) {
+      if (controller) return;
       controller = new AbortController();
       busy(true);
       try {
-        const res = await fetch(form.dataset.chat, {
-          method: "POST",
-          body: new URLSearchParams(new FormData(form)),
-          signal: controller.signal,
-        });
+        const res = await fetch(url, { method: "POST", body, signal: controller.signal });
         if (!res.ok) {
           fail((await res.text()) || res.statusText);
           return;
         }
-        if (session) input.value = "";
+        sent?.();
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
         let buf = "";
         for (;;) {
@@ -80,14 +68,10 @@
           buf += value;
           let i;
           while ((i = buf.indexOf("\n\n")) >= 0) {
-            const frame = buf.slice(0, i);
+            // event: and data: lines (console/sse); pings are comments.
+            const m = /event: (.*)\ndata: (.*)/.exec(buf.slice(0, i));
             buf = buf.slice(i + 2);
-            let name = "message", data = "";
-            for (const line of frame.split("\n")) {
-              if (line.startsWith("event: ")) name = line.slice(7);
-              else if (line.startsWith("data: ")) data += line.slice(6);
-            }
-            if (data) handle(name, JSON.parse(data));
+            if (m) handle(m[1], JSON.parse(m[2]));
           }
         }
       } catch (err) {
@@ -100,7 +84,16 @@
       }
     }
 
+    const submit = () => {
+      if (input && !input.value.trim()) return;
+      post(form.dataset.chat, new URLSearchParams(new FormData(form)), () => { if (session) input.value = ""; });
+    };
     form.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
+    // A paused turn's decisions stream the rest into it.
+    transcript.addEventListener("submit", (e) => {
+      const u = e.target.dataset.continue;
+      if (u) { e.preventDefault(); post(u, new URLSearchParams(new FormData(e.target, e.submitter))); }
+    });
     if (session) input.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
     });
@@ -113,20 +106,14 @@
     scroll();
   }
 
-  // Uploads: one request per file, for per-file progress; the answer is the
-  // document's table row, which polls its status until completed or failed.
+  // Uploads: a request per file, for its progress; the answer is the
+  // document's table row, which polls its status until it is done.
   function initUpload(form) {
     const list = byId("uploads"), picker = $("input[type=file]", form);
     const upload = (file) => {
-      const li = document.createElement("li");
-      li.dataset.testid = "upload";
-      const bar = document.createElement("progress");
-      bar.max = 1;
-      bar.value = 0;
-      const label = document.createElement("span");
+      list.append(frag('<li data-testid="upload"><span></span> <progress max="1"></progress></li>'));
+      const li = list.lastChild, label = li.firstChild, bar = li.lastChild;
       label.textContent = file.name + ": uploading";
-      li.append(label, " ", bar);
-      list.append(li);
       const body = new FormData();
       body.append("knowledge_id", form.elements.knowledge_id.value);
       body.append("file", file, file.name);
@@ -159,7 +146,7 @@
     form.addEventListener("submit", (e) => e.preventDefault());
   }
 
-  // Live refresh: regions marked data-live re-render when the folder reloads.
+  // Live refresh: data-live regions re-render when the folder reloads.
   function initLive() {
     const live = document.querySelectorAll("[data-live][id]");
     if (!live.length || !window.EventSource) return;

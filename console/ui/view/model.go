@@ -21,7 +21,10 @@ type Frame struct {
 	// KeyName names the API key in use when auth is on (empty when open).
 	KeyName string
 	AuthOn  bool
-	Version string
+	// Approvals shows the approvals inbox in the navigation, with its live
+	// pending count (principals with approvals:write).
+	Approvals bool
+	Version   string
 	// Assets maps static file names to their versioned URLs.
 	Assets func(name string) string
 }
