@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"mime"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -42,36 +40,15 @@ type continueToolsRequest struct {
 
 func parseContinue(c *gin.Context) (continueToolsRequest, error) {
 	var req continueToolsRequest
-	ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
-	switch ct {
-	case "application/json":
-		if err := json.NewDecoder(c.Request.Body).Decode(&req); err != nil {
-			return req, BodyError(err)
-		}
-	case "multipart/form-data", "application/x-www-form-urlencoded", "":
-		if ct == "multipart/form-data" {
-			if err := c.Request.ParseMultipartForm(1 << 20); err != nil {
-				return req, BodyError(err)
-			}
-		}
+	err := decodeRunBody(c, &req, "the decisions", func() error {
 		if v := c.PostForm("tools"); v != "" {
 			if err := json.Unmarshal([]byte(v), &req.Tools); err != nil {
-				return req, Errorf(http.StatusUnprocessableEntity, "tools must be a JSON array of tool executions: %v", err)
+				return Errorf(http.StatusUnprocessableEntity, "tools must be a JSON array of tool executions: %v", err)
 			}
 		}
-		for name, dst := range map[string]**bool{"stream": &req.Stream, "background": &req.Background} {
-			if v, ok := c.GetPostForm(name); ok && v != "" {
-				b, err := strconv.ParseBool(v)
-				if err != nil {
-					return req, Errorf(http.StatusUnprocessableEntity, "%s must be true or false, got %q", name, v)
-				}
-				*dst = &b
-			}
-		}
-	default:
-		return req, &Error{Status: http.StatusUnsupportedMediaType, Msg: "send the decisions as application/json or a form (multipart/form-data or urlencoded)"}
-	}
-	return req, nil
+		return formFlags(c, map[string]**bool{"stream": &req.Stream, "background": &req.Background})
+	})
+	return req, err
 }
 
 // decider names who decides, for the inbox: the key's user, else its name.

@@ -41,39 +41,58 @@ type runRequest struct {
 	Background *bool `json:"background" form:"background"`
 }
 
-func parseRunRequest(c *gin.Context) (runRequest, error) {
-	var req runRequest
+// decodeRunBody decodes the body of a run route into req: JSON, or a form
+// (multipart or urlencoded, as AgentOS clients send) whose fields fromForm
+// reads. what names the body in the unsupported-type error.
+func decodeRunBody(c *gin.Context, req any, what string, fromForm func() error) error {
 	ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	switch ct {
 	case "application/json":
-		if err := json.NewDecoder(c.Request.Body).Decode(&req); err != nil {
-			return req, BodyError(err)
+		if err := json.NewDecoder(c.Request.Body).Decode(req); err != nil {
+			return BodyError(err)
 		}
+		return nil
 	case "multipart/form-data", "application/x-www-form-urlencoded", "":
 		if ct == "multipart/form-data" {
 			if err := c.Request.ParseMultipartForm(1 << 20); err != nil {
-				return req, BodyError(err)
+				return BodyError(err)
 			}
 		}
+		return fromForm()
+	}
+	return &Error{Status: http.StatusUnsupportedMediaType, Msg: "send " + what + " as application/json or a form (multipart/form-data or urlencoded)"}
+}
+
+// formFlags reads the form's true/false fields into flags (left nil when
+// absent or empty).
+func formFlags(c *gin.Context, flags map[string]**bool) error {
+	for name, dst := range flags {
+		if v, ok := c.GetPostForm(name); ok && v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return Errorf(http.StatusUnprocessableEntity, "%s must be true or false, got %q", name, v)
+			}
+			*dst = &b
+		}
+	}
+	return nil
+}
+
+func parseRunRequest(c *gin.Context) (runRequest, error) {
+	var req runRequest
+	err := decodeRunBody(c, &req, "the run", func() error {
 		req.Message = c.PostForm("message")
 		if v := c.PostForm("input"); v != "" {
 			if err := json.Unmarshal([]byte(v), &req.Input); err != nil {
-				return req, Errorf(http.StatusUnprocessableEntity, "input must be a JSON object: %v", err)
+				return Errorf(http.StatusUnprocessableEntity, "input must be a JSON object: %v", err)
 			}
 		}
 		req.SessionID = c.PostForm("session_id")
 		req.UserID = c.PostForm("user_id")
-		for name, dst := range map[string]**bool{"stream": &req.Stream, "background": &req.Background} {
-			if v, ok := c.GetPostForm(name); ok && v != "" {
-				b, err := strconv.ParseBool(v)
-				if err != nil {
-					return req, Errorf(http.StatusUnprocessableEntity, "%s must be true or false, got %q", name, v)
-				}
-				*dst = &b
-			}
-		}
-	default:
-		return req, &Error{Status: http.StatusUnsupportedMediaType, Msg: "send the run as application/json or a form (multipart/form-data or urlencoded)"}
+		return formFlags(c, map[string]**bool{"stream": &req.Stream, "background": &req.Background})
+	})
+	if err != nil {
+		return req, err
 	}
 	if req.Input != nil {
 		if req.Message != "" {
