@@ -55,12 +55,18 @@ func (p Price) Cost(u Usage) Cost {
 }
 
 // prices are list prices of well-known models, USD per million tokens
-// (standard tier, uncached input, no batch discount), taken from
-// https://openai.com/api/pricing and https://www.anthropic.com/pricing
-// (Claude API) as of 2025-11. Vendors change prices: a Model document's
-// pricing overrides this table, and models not listed cost unknown (0).
+// (standard tier, uncached input, no batch discount), from
+// https://openai.com/api/pricing and
+// https://docs.anthropic.com/en/docs/about-claude/pricing, checked against
+// published copies of both tables dated 2026-03. Vendors change prices: a
+// Model document's pricing overrides this table, and models not listed cost
+// unknown (0).
 var prices = map[string]Price{
 	// OpenAI
+	"gpt-5":        {Input: 1.25, Output: 10.00},
+	"gpt-5.1":      {Input: 1.25, Output: 10.00},
+	"gpt-5-mini":   {Input: 0.25, Output: 2.00},
+	"gpt-5-nano":   {Input: 0.05, Output: 0.40},
 	"gpt-4o":       {Input: 2.50, Output: 10.00},
 	"gpt-4o-mini":  {Input: 0.15, Output: 0.60},
 	"gpt-4.1":      {Input: 2.00, Output: 8.00},
@@ -75,10 +81,14 @@ var prices = map[string]Price{
 	"claude-opus-4":     {Input: 15.00, Output: 75.00},
 	"claude-opus-4-1":   {Input: 15.00, Output: 75.00},
 	"claude-opus-4-5":   {Input: 5.00, Output: 25.00},
+	"claude-opus-4-6":   {Input: 5.00, Output: 25.00},
 	"claude-sonnet-4":   {Input: 3.00, Output: 15.00},
 	"claude-sonnet-4-5": {Input: 3.00, Output: 15.00},
+	"claude-sonnet-4-6": {Input: 3.00, Output: 15.00},
+	"claude-3-7-sonnet": {Input: 3.00, Output: 15.00},
 	"claude-haiku-4-5":  {Input: 1.00, Output: 5.00},
 	"claude-3-5-haiku":  {Input: 0.80, Output: 4.00},
+	"claude-3-haiku":    {Input: 0.25, Output: 1.25},
 	// The offline demo model is free.
 	"echo": {},
 }
