@@ -7,18 +7,19 @@ import "time"
 type Agent struct {
 	Meta `yaml:",inline"`
 
-	Model        string     `yaml:"model" spec:"required" doc:"A provider/model string (openai/gpt-4o-mini, anthropic/claude-sonnet-4-5, ollama/llama3.2), the offline demo model echo, or the name of a Model document."`
-	Instructions string     `yaml:"instructions" doc:"System instructions given to the model on every run."`
-	Tools        []string   `yaml:"tools" doc:"Names of builtin tools (current_time, calculator, http_fetch, knowledge_search) or Tool documents."`
-	Knowledge    []string   `yaml:"knowledge" doc:"Names of Knowledge documents the agent can search."`
-	History      int        `yaml:"history" doc:"How many earlier runs of the session go into the context (0 = none)."`
-	AddDate      bool       `yaml:"add_date" doc:"Tell the model today's date and time."`
-	OutputSchema JSONSchema `yaml:"output_schema" doc:"JSON Schema (type object) the answer must satisfy; the answer is requested and validated as JSON."`
-	Temperature  *float64   `yaml:"temperature" doc:"Sampling temperature, 0 to 2; overrides the model's."`
-	MaxTokens    int        `yaml:"max_tokens" doc:"Upper bound on tokens generated per model request; overrides the model's."`
-	Limits       Limits     `yaml:"limits" doc:"Bounds on one run."`
-	Guardrails   Guardrails `yaml:"guardrails" doc:"Checks on the user message (input) and the final answer (output): pii, injection, size, model, http."`
-	Budgets      []string   `yaml:"budgets" doc:"Names of Budget documents capping this agent's cost, tokens, tool calls and wall time."`
+	Model         string     `yaml:"model" spec:"required" doc:"A provider/model string (openai/gpt-4o-mini, anthropic/claude-sonnet-4-5, ollama/llama3.2), the offline demo model echo, or the name of a Model document."`
+	Instructions  string     `yaml:"instructions" doc:"System instructions given to the model on every run."`
+	Tools         []string   `yaml:"tools" doc:"Names of builtin tools (current_time, calculator, http_fetch, knowledge_search) or Tool documents."`
+	Knowledge     []string   `yaml:"knowledge" doc:"Names of Knowledge documents the agent can search."`
+	History       *int       `yaml:"history" doc:"How many earlier completed runs of the session go into the context (default 10; 0 = none)."`
+	HistoryTokens int        `yaml:"history_tokens" doc:"Estimated tokens (about 4 bytes each) the history may take; the oldest whole runs are dropped first (default 8000)."`
+	AddDate       bool       `yaml:"add_date" doc:"Tell the model today's date and time."`
+	OutputSchema  JSONSchema `yaml:"output_schema" doc:"JSON Schema (type object) the answer must satisfy; the answer is requested and validated as JSON."`
+	Temperature   *float64   `yaml:"temperature" doc:"Sampling temperature, 0 to 2; overrides the model's."`
+	MaxTokens     int        `yaml:"max_tokens" doc:"Upper bound on tokens generated per model request; overrides the model's."`
+	Limits        Limits     `yaml:"limits" doc:"Bounds on one run."`
+	Guardrails    Guardrails `yaml:"guardrails" doc:"Checks on the user message (input) and the final answer (output): pii, injection, size, model, http."`
+	Budgets       []string   `yaml:"budgets" doc:"Names of Budget documents capping this agent's cost, tokens, tool calls and wall time."`
 }
 
 // Limits bound the work one run may do.
@@ -37,7 +38,41 @@ const (
 	DefaultToolTimeout   = 30 * time.Second
 	DefaultMaxToolResult = 16 << 10
 	DefaultMaxModelTurns = 25
+
+	// A session remembers its recent turns unless told otherwise; the token
+	// bound keeps a chatty session from filling a small model's window.
+	DefaultHistoryRuns   = 10
+	DefaultHistoryTokens = 8000
 )
+
+// applyHistoryDefaults fills an unset history (nil, not 0: 0 turns it off)
+// and token budget.
+func applyHistoryDefaults(runs **int, tokens *int) {
+	if *runs == nil {
+		n := DefaultHistoryRuns
+		*runs = &n
+	}
+	if *tokens == 0 {
+		*tokens = DefaultHistoryTokens
+	}
+}
+
+// historyRuns is the number of runs a history field asks for. Decoding
+// applies the default, so nil is only seen on a spec built in Go, which
+// gets no history, as before defaults existed.
+func historyRuns(runs *int) int {
+	if runs == nil {
+		return 0
+	}
+	return *runs
+}
+
+func validateHistory(v *validator, p string, runs *int, tokens int) {
+	if runs != nil {
+		v.nonNegative(p+".history", *runs)
+	}
+	v.nonNegative(p+".history_tokens", tokens)
+}
 
 func (l *Limits) applyDefaults() {
 	if l.MaxToolCalls == 0 {
@@ -57,7 +92,14 @@ func (l *Limits) applyDefaults() {
 	}
 }
 
-func (a *Agent) applyDefaults() { a.Limits.applyDefaults(); a.Guardrails.applyDefaults() }
+func (a *Agent) applyDefaults() {
+	a.Limits.applyDefaults()
+	a.Guardrails.applyDefaults()
+	applyHistoryDefaults(&a.History, &a.HistoryTokens)
+}
+
+// HistoryRuns is how many earlier runs of the session the agent sees.
+func (a *Agent) HistoryRuns() int { return historyRuns(a.History) }
 
 func (a *Agent) validate(v *validator) {
 	p := a.Path()
@@ -70,7 +112,7 @@ func (a *Agent) validate(v *validator) {
 	}
 	v.unique(p+".tools", a.Tools)
 	v.unique(p+".knowledge", a.Knowledge)
-	v.nonNegative(p+".history", a.History)
+	validateHistory(v, p, a.History, a.HistoryTokens)
 	v.nonNegative(p+".max_tokens", a.MaxTokens)
 	v.temperature(p+".temperature", a.Temperature)
 	v.schema(p+".output_schema", a.OutputSchema, true)

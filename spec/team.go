@@ -16,12 +16,21 @@ type Team struct {
 	Model                   string     `yaml:"model" spec:"required" doc:"The leader's model: provider/model, echo, or a Model document name."`
 	Instructions            string     `yaml:"instructions" doc:"The leader's instructions."`
 	ShareMemberInteractions bool       `yaml:"share_member_interactions" doc:"Show members what earlier members said in the same run."`
+	History                 *int       `yaml:"history" doc:"How many earlier completed team turns of the session (user message and team answer) go into the context (default 10; 0 = none). The leader sees them in every mode; the chosen member in route mode and every member in broadcast mode see them too; coordinate members get only their task."`
+	HistoryTokens           int        `yaml:"history_tokens" doc:"Estimated tokens (about 4 bytes each) the history may take; the oldest whole turns are dropped first (default 8000)."`
 	Limits                  Limits     `yaml:"limits" doc:"Bounds on one team run (tool calls are delegations)."`
 	Guardrails              Guardrails `yaml:"guardrails" doc:"Checks on the user message (input) and the final answer (output): pii, injection, size, model, http."`
 	Budgets                 []string   `yaml:"budgets" doc:"Names of Budget documents capping this team's runs, members included."`
 }
 
-func (t *Team) applyDefaults() { t.Limits.applyDefaults(); t.Guardrails.applyDefaults() }
+func (t *Team) applyDefaults() {
+	t.Limits.applyDefaults()
+	t.Guardrails.applyDefaults()
+	applyHistoryDefaults(&t.History, &t.HistoryTokens)
+}
+
+// HistoryRuns is how many earlier team turns of the session the team sees.
+func (t *Team) HistoryRuns() int { return historyRuns(t.History) }
 
 func (t *Team) validate(v *validator) {
 	p := t.Path()
@@ -30,6 +39,7 @@ func (t *Team) validate(v *validator) {
 		v.member(indexPath(p+".members", i), t.Name, m)
 	}
 	v.unique(p+".members", t.Members)
+	validateHistory(v, p, t.History, t.HistoryTokens)
 	t.Limits.validate(v, p+".limits")
 	t.Guardrails.validate(v, p+".guardrails")
 	v.budgetRefs(p+".budgets", t.Budgets)

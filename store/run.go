@@ -582,9 +582,10 @@ func (db *DB) RunsPage(ctx context.Context, sessionID string, f Filter, limit, o
 }
 
 // History returns the messages of the last n COMPLETED runs of the session,
-// oldest first, for the next turn's context. Runs of team members are not part
+// one slice per run, oldest run first, for the next turn's context; the caller
+// trims it to a token budget by whole runs. Runs of team members are not part
 // of it. An unknown session has no history.
-func (db *DB) History(ctx context.Context, sessionID string, n int) ([]model.Message, error) {
+func (db *DB) History(ctx context.Context, sessionID string, n int) ([][]model.Message, error) {
 	if n <= 0 {
 		return nil, nil
 	}
@@ -594,7 +595,6 @@ func (db *DB) History(ctx context.Context, sessionID string, n int) ([]model.Mes
 	}
 	defer rows.Close()
 	var turns [][]model.Message
-	total := 0
 	for rows.Next() {
 		var raw []byte
 		if err := rows.Scan(&raw); err != nil {
@@ -605,16 +605,12 @@ func (db *DB) History(ctx context.Context, sessionID string, n int) ([]model.Mes
 			return nil, fmt.Errorf("store: decoding history of session %s: %w", sessionID, err)
 		}
 		turns = append(turns, msgs)
-		total += len(msgs)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: reading history of session %s: %w", sessionID, err)
 	}
-	out := make([]model.Message, 0, total)
-	for _, msgs := range slices.Backward(turns) {
-		out = append(out, msgs...)
-	}
-	return out, nil
+	slices.Reverse(turns)
+	return turns, nil
 }
 
 type scanner interface{ Scan(dest ...any) error }

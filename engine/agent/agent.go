@@ -35,8 +35,9 @@ type Runner interface {
 	// leader's), recorded on runs and traces before any request is made.
 	ModelInfo() (modelID, provider string)
 	// HistoryRuns is how many earlier completed runs of the session the
-	// runner reads as context (the spec's history; zero for teams, which
-	// answer each message afresh).
+	// runner reads as context (the spec's history; zero for none). A runner
+	// may also bound them by tokens with HistoryTokens() int, which the
+	// session service discovers by type assertion.
 	HistoryRuns() int
 	// Execute runs one turn, calling emit for each event (from any goroutine,
 	// never concurrently), and returns the outcome. The last event emitted is
@@ -236,7 +237,11 @@ func (a *Agent) ModelInfo() (modelID, provider string) { return a.cfg.Model, a.c
 
 // HistoryRuns returns the spec's history: how many earlier runs of the
 // session the agent reads.
-func (a *Agent) HistoryRuns() int { return a.cfg.Spec.History }
+func (a *Agent) HistoryRuns() int { return a.cfg.Spec.HistoryRuns() }
+
+// HistoryTokens returns the spec's history_tokens: the estimated tokens the
+// session's earlier runs may take in the context.
+func (a *Agent) HistoryTokens() int { return a.cfg.Spec.HistoryTokens }
 
 // Stream runs one turn and returns its events on a channel that is closed after
 // the terminal event. The caller must drain the channel or cancel ctx.

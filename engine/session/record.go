@@ -127,8 +127,9 @@ type Store interface {
 	// error wrapping ErrNotFound.
 	GetSession(ctx context.Context, id string, f Filter) (*Session, error)
 	// History returns the messages of the last n completed top-level runs of
-	// the session, oldest first.
-	History(ctx context.Context, sessionID string, n int) ([]model.Message, error)
+	// the session, one slice per run, oldest run first. The caller may
+	// retain and modify the result.
+	History(ctx context.Context, sessionID string, n int) ([][]model.Message, error)
 	// Interrupted lists the runs found RUNNING when the store opened, left
 	// by a process that died, and already marked failed. The caller must
 	// not modify them.

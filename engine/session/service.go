@@ -290,11 +290,15 @@ func (t *Turn) begin(ctx context.Context) {
 	t.history = p.History
 	if t.history == nil && p.SessionID != "" {
 		if n := t.runner.HistoryRuns(); n > 0 {
-			h, err := s.opts.Store.History(ctx, t.session.ID, n)
+			runs, err := s.opts.Store.History(ctx, t.session.ID, n)
 			if err != nil {
 				s.log.Warn("loading session history; answering without it", "session_id", t.session.ID, "err", err)
 			}
-			t.history = h
+			budget := 0
+			if b, ok := t.runner.(historyBudgeter); ok {
+				budget = b.HistoryTokens()
+			}
+			t.history = FitHistory(runs, budget)
 		}
 	}
 }

@@ -93,7 +93,7 @@ func (m *memStore) GetSession(_ context.Context, id string, f session.Filter) (*
 	return &s, nil
 }
 
-func (m *memStore) History(_ context.Context, sessionID string, n int) ([]model.Message, error) {
+func (m *memStore) History(_ context.Context, sessionID string, n int) ([][]model.Message, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var turns [][]model.Message
@@ -102,11 +102,8 @@ func (m *memStore) History(_ context.Context, sessionID string, n int) ([]model.
 			turns = append(turns, r.Messages)
 		}
 	}
-	var out []model.Message
-	for _, t := range slices.Backward(turns) {
-		out = append(out, t...)
-	}
-	return out, nil
+	slices.Reverse(turns)
+	return turns, nil
 }
 
 func (m *memStore) Interrupted() []session.Run { return m.interrupted }
@@ -217,7 +214,7 @@ var limits = spec.Limits{MaxToolCalls: 10, Timeout: spec.Duration(10 * time.Seco
 
 func newAgent(t *testing.T, name string, p model.Provider, history int) *agent.Agent {
 	t.Helper()
-	a, err := agent.New(agent.Config{Spec: &spec.Agent{Meta: spec.Meta{Kind: spec.KindAgent, Name: name}, Model: "fake/m", History: history, Limits: limits},
+	a, err := agent.New(agent.Config{Spec: &spec.Agent{Meta: spec.Meta{Kind: spec.KindAgent, Name: name}, Model: "fake/m", History: &history, Limits: limits},
 		Provider: p, Model: "m", Vendor: "fake"})
 	require.NoError(t, err)
 	return a

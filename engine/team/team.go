@@ -109,9 +109,12 @@ func (t *Team) Members() []string { return t.names }
 // ModelInfo returns the leader's primary model and its provider.
 func (t *Team) ModelInfo() (modelID, provider string) { return t.cfg.Model, t.cfg.Vendor }
 
-// HistoryRuns returns zero: a team answers each message without the
-// session's earlier runs, as it always has.
-func (t *Team) HistoryRuns() int { return 0 }
+// HistoryRuns returns the spec's history: how many earlier team turns of the
+// session the team reads.
+func (t *Team) HistoryRuns() int { return t.cfg.Spec.HistoryRuns() }
+
+// HistoryTokens returns the spec's history_tokens.
+func (t *Team) HistoryTokens() int { return t.cfg.Spec.HistoryTokens }
 
 func (t *Team) roster() string {
 	var b strings.Builder
@@ -212,9 +215,15 @@ func (r *teamRun) runMemberAs(ctx context.Context, name, task, runID string, res
 		Stream:    r.in.Stream,
 		Resume:    resume,
 	}
+	if r.t.cfg.Spec.Mode != spec.ModeCoordinate {
+		// A routed member answers the user in the team's place and a
+		// broadcast member answers the user's message itself, so both see
+		// the conversation; a coordinate member gets a self-contained task.
+		in.History = slices.Clone(r.in.History)
+	}
 	if r.t.cfg.Spec.ShareMemberInteractions {
 		r.mu.Lock()
-		in.History = append([]model.Message(nil), r.interactions...)
+		in.History = append(in.History, r.interactions...)
 		r.mu.Unlock()
 	}
 	res := m.Execute(ctx, in, func(e event.Event) {
@@ -266,6 +275,7 @@ func (t *Team) Execute(ctx context.Context, in agent.Input, emit func(event.Even
 }
 
 func (t *Team) execute(ctx context.Context, in agent.Input, emit func(event.Event)) *agent.Result {
+	in.History = conversation(in.History)
 	r := &teamRun{t: t, in: in, emit: emit}
 	ctx = context.WithValue(ctx, runKey{}, r)
 	ctx, tracker, err := budget.Open(ctx, t.cfg.Budgets, budget.Subject{RunID: in.RunID, SessionID: in.SessionID, UserID: in.UserID, Runner: t.Name()})
@@ -530,4 +540,21 @@ func delegationAnswer(member string, res *agent.Result) (string, error) {
 		return "", fmt.Errorf("%s could not complete the task: %v", member, res.Err)
 	}
 	return res.Content, nil
+}
+
+// conversation keeps the user's messages and the answers of earlier team
+// turns: a coordinate leader's stored run also holds its delegations (tool
+// calls and their results), which are the team's working, not the
+// conversation. Dropping every call with every result never splits a pair.
+func conversation(h []model.Message) []model.Message {
+	if len(h) == 0 {
+		return nil
+	}
+	out := make([]model.Message, 0, len(h))
+	for _, m := range h {
+		if m.Role == model.RoleUser || m.Role == model.RoleAssistant && len(m.ToolCalls) == 0 && m.Content != "" {
+			out = append(out, m)
+		}
+	}
+	return out
 }

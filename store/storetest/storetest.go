@@ -917,10 +917,10 @@ func testHistory(t *testing.T, open Opener) {
 	turn := func(id string) []model.Message {
 		return []model.Message{{Role: model.RoleUser, Content: "q" + id}, {Role: model.RoleAssistant, Content: "answer to q" + id}}
 	}
-	concat := func(ids ...string) []model.Message {
-		var out []model.Message
+	concat := func(ids ...string) [][]model.Message {
+		var out [][]model.Message
 		for _, id := range ids {
-			out = append(out, turn(id)...)
+			out = append(out, turn(id))
 		}
 		return out
 	}
@@ -928,7 +928,7 @@ func testHistory(t *testing.T, open Opener) {
 		name    string
 		session string
 		n       int
-		want    []model.Message
+		want    [][]model.Message
 	}{
 		{"last one", "s", 1, concat("r5")},
 		{"last two", "s", 2, concat("r3", "r5")},
