@@ -469,6 +469,12 @@ func (r *teamRun) synthesize(ctx context.Context, start time.Time, results []*ag
 	})
 	res.Metrics.Duration = t.cfg.Now().Sub(start)
 	res.Continued = r.in.Resume != nil // the team's run, not its leader's
+	if res.Status == event.StatusCompleted {
+		// The team's turn is the user's message and its answer, as in route
+		// mode; the synthesis prompt is the leader's working, and would
+		// otherwise come back as the user's words in later turns' history.
+		res.Messages = []model.Message{{Role: model.RoleUser, Content: r.in.Message}, {Role: model.RoleAssistant, Content: res.Content}}
+	}
 	return res
 }
 
