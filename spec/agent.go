@@ -13,6 +13,7 @@ type Agent struct {
 	Knowledge     []string   `yaml:"knowledge" doc:"Names of Knowledge documents the agent can search."`
 	History       *int       `yaml:"history" doc:"How many earlier completed runs of the session go into the context (default 10; 0 = none)."`
 	HistoryTokens int        `yaml:"history_tokens" doc:"Estimated tokens (about 4 bytes each) the history may take; the oldest whole runs are dropped first (default 8000)."`
+	SessionState  bool       `yaml:"session_state" doc:"Give the model the session's key-value state (JSON, at most 100 keys and 64 KiB) in its instructions, and the get_state and set_state tools to read and change it; the state is kept with the session across turns."`
 	AddDate       bool       `yaml:"add_date" doc:"Tell the model today's date and time."`
 	OutputSchema  JSONSchema `yaml:"output_schema" doc:"JSON Schema (type object) the answer must satisfy; the answer is requested and validated as JSON."`
 	Temperature   *float64   `yaml:"temperature" doc:"Sampling temperature, 0 to 2; overrides the model's."`

@@ -39,6 +39,10 @@ type runRequest struct {
 	// Background queues the run and answers 202 at once; any replica
 	// executes it, and GET …/runs/{run_id} tells its state and result.
 	Background *bool `json:"background" form:"background"`
+	// SessionState is merged into the session's key-value state before
+	// the run (AgentOS session_state; null deletes a key); as a form
+	// field, its JSON.
+	SessionState map[string]any `json:"session_state,omitempty" form:"session_state"`
 }
 
 // decodeRunBody decodes the body of a run route into req: JSON, or a form
@@ -87,6 +91,11 @@ func parseRunRequest(c *gin.Context) (runRequest, error) {
 				return Errorf(http.StatusUnprocessableEntity, "input must be a JSON object: %v", err)
 			}
 		}
+		if v := c.PostForm("session_state"); v != "" {
+			if err := json.Unmarshal([]byte(v), &req.SessionState); err != nil {
+				return Errorf(http.StatusUnprocessableEntity, "session_state must be a JSON object: %v", err)
+			}
+		}
 		req.SessionID = c.PostForm("session_id")
 		req.UserID = c.PostForm("user_id")
 		return formFlags(c, map[string]**bool{"stream": &req.Stream, "background": &req.Background})
@@ -130,8 +139,13 @@ func (h *Handler) createRun(typ string) handlerFunc {
 		}
 		stream := req.Stream == nil || *req.Stream
 		p := session.Params{Kind: kind, Name: c.Param("id"), Message: req.Message, SessionID: req.SessionID,
-			UserID: auth.Of(c).UserID(req.UserID), Stream: stream, BoundUser: auth.Of(c).Bound(), Link: RunLink(c)}
+			UserID: auth.Of(c).UserID(req.UserID), Stream: stream, BoundUser: auth.Of(c).Bound(), Link: RunLink(c), State: req.SessionState}
 		background := req.Background != nil && *req.Background
+		if background && req.SessionState != nil {
+			// The queue carries the request's run, not its state: refused
+			// rather than dropped.
+			return Errorf(http.StatusUnprocessableEntity, "session_state cannot be sent with background: true; send it on a foreground run")
+		}
 		if key := c.GetHeader("Idempotency-Key"); key != "" {
 			p.IdempotencyKey, p.RequestHash = key, requestHash(p, background)
 		}
@@ -188,7 +202,8 @@ func requestHash(p session.Params, background bool) string {
 	b, _ := json.Marshal(struct {
 		Kind, Name, Message, SessionID, UserID string
 		Stream, Background                     bool
-	}{string(p.Kind), p.Name, p.Message, p.SessionID, p.UserID, p.Stream, background})
+		State                                  map[string]any `json:",omitempty"`
+	}{string(p.Kind), p.Name, p.Message, p.SessionID, p.UserID, p.Stream, background, p.State})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }

@@ -55,8 +55,8 @@ type Input struct {
 	// Stream asks the model to stream, so RunContent events carry deltas as
 	// they arrive. Without it the answer arrives in one RunContent event.
 	Stream bool
-	// State is the session's key-value state (workflows read and write it;
-	// agents and teams ignore it). The runner must not modify it.
+	// State is the session's key-value state (workflows, and agents with
+	// session_state, read and write it). The runner must not modify it.
 	State map[string]any
 	// Resume, when set, continues a run that paused on tool calls, instead
 	// of answering Message afresh.
@@ -285,6 +285,9 @@ func (a *Agent) Execute(ctx context.Context, in Input, emit func(event.Event)) *
 
 func (a *Agent) execute(ctx context.Context, in Input, emit func(event.Event)) *Result {
 	r := &run{a: a, in: in, emit: emit, start: a.cfg.Now()}
+	if a.cfg.Spec.SessionState {
+		r.state = &runState{state: maps.Clone(in.State)}
+	}
 	return r.execute(ctx)
 }
 

@@ -29,6 +29,9 @@ type run struct {
 	metrics event.Metrics
 	tools   []event.ToolCall
 	firstAt time.Time // first content delta
+	// state is the session state the run's tools read and write, when the
+	// agent has session_state.
+	state *runState
 	// budgeted is set when ctx carries budgets (the agent's or an enclosing
 	// team's or workflow's), so the unbudgeted loop skips even the lookups.
 	budgeted bool
@@ -70,6 +73,7 @@ func (r *run) execute(parent context.Context) *Result {
 	if err != nil {
 		return r.fail(ctx, err, "tool", nil)
 	}
+	defs, byName = r.withStateTools(defs, byName)
 	msgs := make([]model.Message, 0, len(r.in.History)+4)
 	msgs = append(msgs, r.in.History...)
 	turnStart := len(msgs)
@@ -310,14 +314,17 @@ func decide(c model.ToolCall, d event.ToolExecution) (model.ToolCall, *string) {
 }
 
 func (r *run) systemPrompt() string {
-	if !r.a.cfg.Spec.AddDate {
-		return r.a.system
+	parts := make([]string, 0, 3)
+	if r.a.system != "" {
+		parts = append(parts, r.a.system)
 	}
-	date := "The current date and time is " + r.a.cfg.Now().UTC().Format("Monday, 2 January 2006 15:04 MST") + "."
-	if r.a.system == "" {
-		return date
+	if r.a.cfg.Spec.AddDate {
+		parts = append(parts, "The current date and time is "+r.a.cfg.Now().UTC().Format("Monday, 2 January 2006 15:04 MST")+".")
 	}
-	return r.a.system + "\n\n" + date
+	if r.state != nil {
+		parts = append(parts, "The session state (JSON; read it with get_state, change it with set_state):\n"+r.state.stateJSON())
+	}
+	return strings.Join(parts, "\n\n")
 }
 
 func (r *run) callModel(ctx context.Context, req *model.Request) (*model.Response, error) {
@@ -518,8 +525,24 @@ func (r *run) result(status event.Status, content string, msgs []model.Message) 
 	return &Result{
 		RunID: r.in.RunID, Input: r.in.Message, Runner: r.a.name, Status: status, Content: content, Tools: r.tools, Metrics: r.finalMetrics(),
 		Model: r.a.cfg.Model, Provider: r.a.cfg.Vendor, Messages: slices.Clone(msgs), References: r.refs.List(),
-		Continued: r.in.Resume != nil,
+		Continued: r.in.Resume != nil, State: r.changedState(),
 	}
+}
+
+// changedState is the session state to save with the run: nil unless the
+// run's tools changed it.
+func (r *run) changedState() map[string]any {
+	if r.state == nil {
+		return nil
+	}
+	st, changed := r.state.snapshot()
+	if !changed {
+		return nil
+	}
+	if st == nil {
+		st = map[string]any{}
+	}
+	return st
 }
 
 func (r *run) complete(content string, msgs []model.Message) *Result {

@@ -182,6 +182,9 @@ type Params struct {
 	BoundUser bool
 	// Stream asks the model to stream, so RunContent events carry deltas.
 	Stream bool
+	// State, when not nil, is merged into the session's key-value state
+	// before the run (AgentOS session_state; a null value deletes its key).
+	State map[string]any
 	// History, when not nil, is the conversation to answer (the OpenAI
 	// endpoint sends it with every request) instead of the session's.
 	History []model.Message
@@ -214,6 +217,9 @@ func (s *Service) Start(ctx context.Context, p Params) (*Turn, error) {
 		tg.Release()
 		return nil, err
 	}
+	if p.State != nil {
+		t.session.State, t.stateSent = agent.MergeState(t.session.State, p.State), true
+	}
 	t.begin(ctx)
 	return t, nil
 }
@@ -242,6 +248,21 @@ func (s *Service) resolve(ctx context.Context, p *Params) (Target, error) {
 		// acts as the session's user, so the turn lands in the same history.
 		if existing, err := s.opts.Store.GetSession(ctx, p.SessionID, Filter{}); err == nil {
 			p.UserID = existing.UserID
+		}
+	}
+	if p.State != nil {
+		// Checked before the run is stored, against the state it merges
+		// into: a session the caller may not see has none here, and
+		// storing the run refuses it anyway.
+		var current map[string]any
+		if p.SessionID != "" {
+			if existing, err := s.opts.Store.GetSession(ctx, p.SessionID, Filter{UserID: p.UserID}); err == nil {
+				current = existing.State
+			}
+		}
+		if err := agent.CheckState(agent.MergeState(current, p.State)); err != nil {
+			tg.Release()
+			return Target{}, &Error{Kind: ErrInvalid, Msg: "session_state: " + err.Error()}
 		}
 	}
 	return tg, nil
@@ -312,6 +333,10 @@ type Turn struct {
 	session *Session
 	run     *Run
 	history []model.Message
+	// stateSent is set when the request merged session_state into the
+	// session's state, which is saved with the run even if the run leaves
+	// it alone.
+	stateSent bool
 	obs     []RunObserver
 	// resume continues a paused run from its held state.
 	resume *agent.Resume
@@ -455,8 +480,12 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	if err == nil && r.Type == TypeWorkflow && res.Status == event.StatusPaused {
 		err = t.saveHeldSteps(saveCtx, res.Members, members)
 	}
-	if ss, ok := s.opts.Store.(StateSaver); ok && err == nil && res.State != nil {
-		err = ss.SetSessionState(saveCtx, t.session.ID, res.State)
+	if ss, ok := s.opts.Store.(StateSaver); ok && err == nil && (res.State != nil || t.stateSent) {
+		state := res.State
+		if state == nil {
+			state = t.session.State
+		}
+		err = ss.SetSessionState(saveCtx, t.session.ID, state)
 	}
 	if err == nil && logged {
 		err = s.opts.Events.FinishRunWithEvents(saveCtx, r, rest)

@@ -643,8 +643,8 @@ func (x *run) setState(ctx context.Context, st *engine.WorkflowStep, sc scope) e
 
 // Bounds of a workflow session's key-value state.
 const (
-	MaxStateKeys  = 100
-	MaxStateBytes = 64 << 10
+	MaxStateKeys  = agent.MaxStateKeys
+	MaxStateBytes = agent.MaxStateBytes
 )
 
 // retryable reports whether a failed step may run again: leaf steps only;
