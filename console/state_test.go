@@ -3,8 +3,8 @@ package console_test
 import (
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"

@@ -337,7 +337,7 @@ type Turn struct {
 	// session's state, which is saved with the run even if the run leaves
 	// it alone.
 	stateSent bool
-	obs     []RunObserver
+	obs       []RunObserver
 	// resume continues a paused run from its held state.
 	resume *agent.Resume
 }
