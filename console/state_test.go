@@ -54,6 +54,14 @@ func TestAgentSessionState(t *testing.T) {
 	ts.json(http.MethodPost, "/agents/keeper/runs", "", `{"message":"hi","stream":false,"session_id":"`+run.SessionID+`","session_state":{"count":null,"lang":"fr"}}`, http.StatusOK, nil)
 	require.Equal(t, "The session state (JSON; read it with get_state, change it with set_state):\n{\"city\":\"Lyon\",\"lang\":\"fr\"}", script.Requests()[3].System)
 	waitState(t, ts, run.SessionID, "", map[string]any{"city": "Lyon", "lang": "fr"})
+
+	// The console's session page shows it.
+	resp, body := ts.page("GET", "/ui/sessions/"+run.SessionID, "", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, `<section aria-label="Session state" data-testid="session-state"><h2>Session state</h2><pre>{
+  &#34;city&#34;: &#34;Lyon&#34;,
+  &#34;lang&#34;: &#34;fr&#34;
+}</pre></section>`)
 }
 
 // TestSessionStateBounds: a tool call or a request that would take the state
