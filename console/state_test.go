@@ -146,3 +146,36 @@ func waitState(t *testing.T, ts *testServer, id, key string, want map[string]any
 		return status == http.StatusOK && json.Unmarshal([]byte(body), &got) == nil && reflect.DeepEqual(want, got.SessionState)
 	}, 5*time.Second, 10*time.Millisecond, "session %s state: got %v, want %v", id, got.SessionState, want)
 }
+
+// TestTeamSessionState: members with session_state share the session's
+// state in every mode; what one sets in turn 1 is in turn 2's request, and
+// the session routes return it.
+func TestTeamSessionState(t *testing.T) {
+	t.Parallel()
+	route := fake.Step{ToolCalls: []model.ToolCall{{ID: "r", Name: "route_to_member", Arguments: `{"member":"st-keeper"}`}}}
+	delegate := fake.Step{ToolCalls: []model.ToolCall{{ID: "d", Name: "delegate_task_to_member", Arguments: `{"member":"st-keeper","task":"do it"}`}}}
+	for _, tc := range []struct {
+		mode   string
+		leader []fake.Step
+	}{
+		{"route", []fake.Step{route, route}},
+		{"coordinate", []fake.Step{delegate, {Content: "done 1"}, delegate, {Content: "done 2"}}},
+		{"broadcast", []fake.Step{{Content: "done 1"}, {Content: "done 2"}}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			t.Parallel()
+			leader := fake.New(tc.leader...)
+			members := fake.New(setStateCall(`{"step":1}`), fake.Step{Content: "noted"}, fake.Step{Content: "ok"})
+			specs := historyModels + "kind: Agent\nname: st-keeper\ndescription: Keeps.\nmodel: scripted\nsession_state: true\nhistory: 0\n---\n" +
+				"kind: Team\nname: st-crew\nmode: " + tc.mode + "\nmodel: lead\nmembers: [st-keeper]\nhistory: 0\n"
+			ts := startServer(t, withProvider("ollama", leader), withProvider("anthropic", members), withSpecs(specs))
+			var run runJSON
+			ts.json(http.MethodPost, "/teams/st-crew/runs", "", `{"message":"first","stream":false}`, http.StatusOK, &run)
+			waitState(t, ts, run.SessionID, "", map[string]any{"step": float64(1)})
+			ts.json(http.MethodPost, "/teams/st-crew/runs", "", `{"message":"second","stream":false,"session_id":"`+run.SessionID+`"}`, http.StatusOK, nil)
+			reqs := members.Requests()
+			require.Len(t, reqs, 3)
+			require.Equal(t, "The session state (JSON; read it with get_state, change it with set_state):\n{\"step\":1}", reqs[2].System)
+		})
+	}
+}

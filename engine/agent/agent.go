@@ -286,7 +286,11 @@ func (a *Agent) Execute(ctx context.Context, in Input, emit func(event.Event)) *
 func (a *Agent) execute(ctx context.Context, in Input, emit func(event.Event)) *Result {
 	r := &run{a: a, in: in, emit: emit, start: a.cfg.Now()}
 	if a.cfg.Spec.SessionState {
-		r.state = &runState{state: maps.Clone(in.State)}
+		if shared, ok := ctx.Value(sharedStateKey{}).(*runState); ok {
+			r.state = shared // a team member: the team saves the state
+		} else {
+			r.state = &runState{state: maps.Clone(in.State)}
+		}
 	}
 	return r.execute(ctx)
 }

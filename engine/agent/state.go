@@ -57,6 +57,32 @@ func MergeState(state, update map[string]any) map[string]any {
 	return next
 }
 
+type sharedStateKey struct{}
+
+// ShareState returns ctx carrying the session state for the agent runs
+// started under it (a team's members), so that every member with
+// session_state reads and writes one state, safely when they run in
+// parallel. changed reports the state to save with the team's run: nil
+// unless a member changed it, and always nil under a ctx already sharing.
+func ShareState(ctx context.Context, state map[string]any) (_ context.Context, changed func() map[string]any) {
+	if _, ok := ctx.Value(sharedStateKey{}).(*runState); ok {
+		// A team inside a team: its members share the outer team's state,
+		// which the outer team saves.
+		return ctx, func() map[string]any { return nil }
+	}
+	s := &runState{state: maps.Clone(state)}
+	return context.WithValue(ctx, sharedStateKey{}, s), func() map[string]any {
+		st, ok := s.snapshot()
+		if !ok {
+			return nil
+		}
+		if st == nil {
+			st = map[string]any{}
+		}
+		return st
+	}
+}
+
 // runState is one run's view of the session state; its tools may be called
 // concurrently within a model turn.
 type runState struct {

@@ -278,6 +278,7 @@ func (t *Team) execute(ctx context.Context, in agent.Input, emit func(event.Even
 	in.History = conversation(in.History)
 	r := &teamRun{t: t, in: in, emit: emit}
 	ctx = context.WithValue(ctx, runKey{}, r)
+	ctx, changedState := agent.ShareState(ctx, in.State)
 	ctx, tracker, err := budget.Open(ctx, t.cfg.Budgets, budget.Subject{RunID: in.RunID, SessionID: in.SessionID, UserID: in.UserID, Runner: t.Name()})
 	if err != nil {
 		started := r.event(event.RunStarted)
@@ -300,6 +301,7 @@ func (t *Team) execute(ctx context.Context, in agent.Input, emit func(event.Even
 		res = r.coordinate(ctx, in)
 	}
 	res.Runner, res.Input = t.Name(), in.Message
+	res.State = changedState()
 	r.mu.Lock()
 	res.Members = r.members
 	for _, m := range r.members {
