@@ -11,6 +11,8 @@ import (
 
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
+	"github.com/troupehq/troupe/engine/session"
+	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -214,6 +216,42 @@ func BenchmarkRecentRuns(b *testing.B) {
 					}
 				}
 			})
+		}
+	})
+}
+
+// BenchmarkHistoryDefault is the history a turn assembles by default: the
+// last 10 completed runs of the session read from the store (each with a
+// tool call and its result), fitted to the default token budget.
+func BenchmarkHistoryDefault(b *testing.B) {
+	benchStores(b, func(b *testing.B, db *store.DB) {
+		ctx := b.Context()
+		s := &store.Session{ID: "s", Type: store.SessionAgent, ComponentID: "bench", UserID: "u"}
+		for i := range 12 {
+			r := &store.Run{ID: fmt.Sprint("r", i), Input: fmt.Sprintf("What is %d+%d, and why?", i, i)}
+			if err := db.StartRun(ctx, s, r); err != nil {
+				b.Fatal(err)
+			}
+			finishedRun(r)
+			r.Messages = []model.Message{
+				{Role: model.RoleUser, Content: r.Input},
+				{Role: model.RoleAssistant, ToolCalls: []model.ToolCall{{ID: "c", Name: "calculator", Arguments: fmt.Sprintf(`{"expression":"%d+%d"}`, i, i)}}},
+				{Role: model.RoleTool, ToolCallID: "c", Name: "calculator", Content: fmt.Sprint(2 * i)},
+				{Role: model.RoleAssistant, Content: r.Content},
+			}
+			if err := db.FinishRun(ctx, r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			runs, err := db.History(ctx, s.ID, spec.DefaultHistoryRuns)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if h := session.FitHistory(runs, spec.DefaultHistoryTokens); len(h) != 40 {
+				b.Fatalf("history has %d messages, want 40", len(h))
+			}
 		}
 	})
 }
