@@ -175,6 +175,9 @@ func (c *compiler) dependencies(doc spec.Document) []spec.Key {
 	switch d := doc.(type) {
 	case *spec.Agent:
 		model(d.Model)
+		if d.Reasoning != nil {
+			model(d.Reasoning.Model)
+		}
 		budgets(d.Budgets)
 		for _, t := range d.Tools {
 			if _, builtin := c.set.BuiltinTool(t); !builtin {
@@ -326,6 +329,13 @@ func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 		return nil, err
 	}
 	cfg := agent.Config{Spec: a.Spec, Provider: provider, Model: a.Model.Model, Vendor: a.Model.Provider, Now: c.rt.Now, Budgets: c.policy(a.Spec.Budgets)}
+	if r := a.Spec.Reasoning; r != nil && r.Model != "" {
+		ref := c.model(r.Model, map[string]*ModelRef{}, true)
+		if cfg.Reasoner, err = c.rt.chain(ref); err != nil {
+			return nil, fmt.Errorf("reasoning model: %w", err)
+		}
+		cfg.ReasonerModel = ref.Model
+	}
 	// Factories open no connections (tools connect lazily on first call), so
 	// compiling needs no context of its own.
 	ctx := context.Background()
