@@ -334,7 +334,7 @@ func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 		if cfg.Reasoner, err = c.rt.chain(ref); err != nil {
 			return nil, fmt.Errorf("reasoning model: %w", err)
 		}
-		cfg.ReasonerModel = ref.Model
+		cfg.ReasonerModel, cfg.ReasonerVendor = ref.Model, ref.Provider
 	}
 	// Factories open no connections (tools connect lazily on first call), so
 	// compiling needs no context of its own.

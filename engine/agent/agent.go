@@ -156,9 +156,10 @@ type Config struct {
 	// Budgets are the agent's budgets (the zero Policy: none).
 	Budgets budget.Policy
 	// Reasoner is the planning model of reasoning.model (nil without one),
-	// and ReasonerModel its vendor model id.
-	Reasoner      model.Provider
-	ReasonerModel string
+	// ReasonerModel its vendor model id and ReasonerVendor its provider.
+	Reasoner       model.Provider
+	ReasonerModel  string
+	ReasonerVendor string
 }
 
 // Guardrails check a run's input before its first model call and its answer

@@ -112,6 +112,7 @@ func (r *run) plan(ctx context.Context, msgs []model.Message) ([]event.Thought, 
 		}
 	}
 	req := &model.Request{Model: r.a.cfg.ReasonerModel, System: planPrompt(rs.Steps()), Messages: msgs}
+	start := r.a.cfg.Now()
 	resp, err := r.a.cfg.Reasoner.Generate(ctx, req, nil)
 	r.metrics.ModelRequests++
 	if err != nil {
@@ -119,6 +120,17 @@ func (r *run) plan(ctx context.Context, msgs []model.Message) ([]event.Thought, 
 	}
 	r.metrics.AddUsage(resp.Usage)
 	r.metrics.AddCost(resp)
+	// The request is reported as any other, so traces and metrics show
+	// the planning model's tokens and cost.
+	m := event.Metrics{Duration: r.a.cfg.Now().Sub(start), ModelRequests: 1}
+	m.AddUsage(resp.Usage)
+	m.AddCost(resp)
+	done := r.event(event.ModelRequestCompleted)
+	done.Model, done.Provider, done.Metrics = resp.Model, r.a.cfg.ReasonerVendor, &m
+	if done.Model == "" {
+		done.Model = r.a.cfg.ReasonerModel
+	}
+	r.send(done)
 	if r.budgeted {
 		if err := budget.Record(ctx, budget.OfResponse(resp)); err != nil {
 			return nil, err

@@ -66,13 +66,15 @@ func TestPlanningPassGivesStepsToTheAnsweringModel(t *testing.T) {
 			require.Equal(t, tt.want, steps)
 			require.Equal(t, "final_answer", res.ReasoningSteps[len(steps)-1].NextAction)
 
-			wantTypes := []event.Type{event.RunStarted, event.ReasoningStarted}
+			wantTypes := []event.Type{event.RunStarted, event.ReasoningStarted, event.ModelRequestCompleted}
 			for range tt.want {
 				wantTypes = append(wantTypes, event.ReasoningStep)
 			}
 			wantTypes = append(wantTypes, event.ReasoningCompleted, event.RunContent, event.ModelRequestCompleted, event.RunCompleted)
 			require.Equal(t, wantTypes, types(events))
-			require.Equal(t, "Step 1: "+tt.want[0], events[2].Content)
+			require.Equal(t, "Step 1: "+tt.want[0], events[3].Content)
+			require.Equal(t, "planner-1", events[2].Model)
+			require.Equal(t, 18, events[2].Metrics.TotalTokens)
 			require.Equal(t, res.ReasoningSteps, events[len(events)-1].ReasoningSteps)
 			// The plan's tokens count for the run.
 			require.Equal(t, 2, res.Metrics.ModelRequests)
