@@ -132,3 +132,65 @@ func TestConsoleChatShowsReasoning(t *testing.T) {
 	require.Equal(t, 1, stored.Length())
 	require.Equal(t, "Step 2 Say it in one word.", stored.Find(`[data-testid="reasoning-step"]`).Last().Text())
 }
+
+const teamReasoningSpecs = reasoningSpecs + `
+---
+kind: Agent
+name: geographer
+description: Knows capitals.
+model: answer-model
+---
+kind: Team
+name: bureau
+mode: coordinate
+members: [geographer]
+model: lead-model
+reasoning: {model: plan-model, max_steps: 2}
+---
+kind: Model
+name: lead-model
+provider: anthropic
+model: lead-1
+api_key: sk-test
+`
+
+// TestTeamLeaderReasons: a coordinate team's leader plans before it
+// delegates; the plan streams as the team's own reasoning events and is
+// stored with the team's run.
+func TestTeamLeaderReasons(t *testing.T) {
+	t.Parallel()
+	isModel := func(id string) func(*model.Request) bool { return func(r *model.Request) bool { return r.Model == id } }
+	script := fake.New(
+		fake.Step{Match: isModel("plan-1"), Content: "1. Ask the geographer.\n2. Report its answer."},
+		fake.Step{Match: isModel("lead-1"), ToolCalls: []model.ToolCall{{ID: "d1", Name: "delegate_task_to_member", Arguments: `{"member":"geographer","task":"Capital of France?"}`}}},
+		fake.Step{Match: isModel("answer-1"), Content: "Paris."},
+		fake.Step{Match: isModel("lead-1"), Content: "The geographer says Paris."},
+	)
+	ts := startServer(t, withProvider("anthropic", script), withSpecs(teamReasoningSpecs))
+	frames, _ := ts.stream("/teams/bureau/runs", "", "application/json", `{"message":"Capital of France?"}`)
+	var reasoning []string
+	for _, f := range frames {
+		if strings.Contains(f.Event, "Reasoning") {
+			reasoning = append(reasoning, f.Event)
+		}
+	}
+	require.Equal(t, []string{"TeamReasoningStarted", "TeamReasoningStep", "TeamReasoningStep", "TeamReasoningCompleted"}, reasoning)
+	done := frames[len(frames)-1]
+	require.Equal(t, "TeamRunCompleted", done.Event)
+	require.Equal(t, "The geographer says Paris.", done.Data["content"])
+	require.Len(t, done.Data["reasoning_steps"], 2)
+
+	var lead []model.Request
+	for _, r := range script.Requests() {
+		if r.Model == "lead-1" {
+			lead = append(lead, r)
+		}
+	}
+	require.Len(t, lead, 2)
+	require.Contains(t, lead[0].System, "follow them:\n1. Ask the geographer.\n2. Report its answer.")
+
+	var runs []map[string]any
+	ts.json(http.MethodGet, "/sessions/"+frames[0].Data["session_id"].(string)+"/runs", "", "", http.StatusOK, &runs)
+	require.Len(t, runs, 1)
+	require.Len(t, runs[0]["reasoning_steps"], 2)
+}
