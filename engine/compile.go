@@ -12,6 +12,7 @@ import (
 	"github.com/troupehq/troupe/engine/approval"
 	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/guard"
+	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/team"
 	"github.com/troupehq/troupe/engine/tool"
 	"github.com/troupehq/troupe/spec"
@@ -175,6 +176,9 @@ func (c *compiler) dependencies(doc spec.Document) []spec.Key {
 	switch d := doc.(type) {
 	case *spec.Agent:
 		model(d.Model)
+		if d.Reasoning != nil {
+			model(d.Reasoning.Model)
+		}
 		budgets(d.Budgets)
 		for _, t := range d.Tools {
 			if _, builtin := c.set.BuiltinTool(t); !builtin {
@@ -186,6 +190,9 @@ func (c *compiler) dependencies(doc spec.Document) []spec.Key {
 		}
 	case *spec.Team:
 		model(d.Model)
+		if d.Reasoning != nil {
+			model(d.Reasoning.Model)
+		}
 		budgets(d.Budgets)
 		// Members are resolved in build, where agent and team names are known.
 	case *spec.Model:
@@ -319,6 +326,20 @@ func (c *compiler) policy(names []string) budget.Policy {
 	return budget.Policy{Budgets: c.budgets(names), Store: c.rt.Budgets, Now: c.rt.Now}
 }
 
+// reasoner builds the planning model of reasoning.model, with its model id
+// and provider; nil without one.
+func (c *compiler) reasoner(r *spec.Reasoning) (model.Provider, string, string, error) {
+	if r == nil || r.Model == "" {
+		return nil, "", "", nil
+	}
+	ref := c.model(r.Model, map[string]*ModelRef{}, true)
+	p, err := c.rt.chain(ref)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("reasoning model: %w", err)
+	}
+	return p, ref.Model, ref.Provider, nil
+}
+
 // runner builds the run-ready form of a compiled agent.
 func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 	provider, err := c.rt.chain(a.Model)
@@ -326,6 +347,9 @@ func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 		return nil, err
 	}
 	cfg := agent.Config{Spec: a.Spec, Provider: provider, Model: a.Model.Model, Vendor: a.Model.Provider, Now: c.rt.Now, Budgets: c.policy(a.Spec.Budgets)}
+	if cfg.Reasoner, cfg.ReasonerModel, cfg.ReasonerVendor, err = c.reasoner(a.Spec.Reasoning); err != nil {
+		return nil, err
+	}
 	// Factories open no connections (tools connect lazily on first call), so
 	// compiling needs no context of its own.
 	ctx := context.Background()
@@ -424,6 +448,9 @@ func (c *compiler) teamRunner(t *Team) (*team.Team, error) {
 		return nil, err
 	}
 	cfg := team.Config{Spec: t.Spec, Provider: provider, Model: t.Model.Model, Vendor: t.Model.Provider, Now: c.rt.Now, Budgets: c.policy(t.Spec.Budgets)}
+	if cfg.Reasoner, cfg.ReasonerModel, cfg.ReasonerVendor, err = c.reasoner(t.Spec.Reasoning); err != nil {
+		return nil, err
+	}
 	for _, m := range t.Members {
 		if m.Agent != nil {
 			cfg.Members = append(cfg.Members, m.Agent.Runner)

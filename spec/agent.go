@@ -21,6 +21,7 @@ type Agent struct {
 	Limits        Limits     `yaml:"limits" doc:"Bounds on one run."`
 	Guardrails    Guardrails `yaml:"guardrails" doc:"Checks on the user message (input) and the final answer (output): pii, injection, size, model, http."`
 	Budgets       []string   `yaml:"budgets" doc:"Names of Budget documents capping this agent's cost, tokens, tool calls and wall time."`
+	Reasoning     *Reasoning `yaml:"reasoning" doc:"Reason before answering: a planning pass ({model, max_steps}), a think tool ({tool: think}) or the provider's native reasoning ({native: true, budget_tokens})."`
 }
 
 // Limits bound the work one run may do.
@@ -120,6 +121,9 @@ func (a *Agent) validate(v *validator) {
 	a.Limits.validate(v, p+".limits")
 	a.Guardrails.validate(v, p+".guardrails")
 	v.budgetRefs(p+".budgets", a.Budgets)
+	if a.Reasoning != nil {
+		a.Reasoning.validate(v, p+".reasoning", a.Model)
+	}
 }
 
 func (l *Limits) validate(v *validator, p string) {

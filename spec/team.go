@@ -21,6 +21,7 @@ type Team struct {
 	Limits                  Limits     `yaml:"limits" doc:"Bounds on one team run (tool calls are delegations)."`
 	Guardrails              Guardrails `yaml:"guardrails" doc:"Checks on the user message (input) and the final answer (output): pii, injection, size, model, http."`
 	Budgets                 []string   `yaml:"budgets" doc:"Names of Budget documents capping this team's runs, members included."`
+	Reasoning               *Reasoning `yaml:"reasoning" doc:"The leader reasons before answering, as an agent's reasoning does (coordinate and broadcast modes)."`
 }
 
 func (t *Team) applyDefaults() {
@@ -40,6 +41,12 @@ func (t *Team) validate(v *validator) {
 	}
 	v.unique(p+".members", t.Members)
 	validateHistory(v, p, t.History, t.HistoryTokens)
+	if t.Reasoning != nil {
+		if t.Mode == ModeRoute {
+			v.errorf(p+".reasoning", "a route leader only picks a member and does not reason: use mode coordinate or broadcast, or remove reasoning")
+		}
+		t.Reasoning.validate(v, p+".reasoning", t.Model)
+	}
 	t.Limits.validate(v, p+".limits")
 	t.Guardrails.validate(v, p+".guardrails")
 	v.budgetRefs(p+".budgets", t.Budgets)

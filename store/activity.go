@@ -32,10 +32,10 @@ const (
 	maxActivityWindow = 365250 * 24 * 3600 * 1_000_000
 )
 
-// recentRunColumns are runSelectColumns with NULL for tools, messages and
-// refs, which can be large and which an overview does not show.
+// recentRunColumns are runSelectColumns with NULL for tools, messages,
+// refs and reasoning, which can be large and which an overview does not show.
 const recentRunColumns = `id, session_id, parent_run_id, component_id, type, user_id, input, content, status, error,
-	NULL, NULL, metrics, model, provider, spec_version, created_at, updated_at, NULL, partial, trigger_name`
+	NULL, NULL, metrics, model, provider, spec_version, created_at, updated_at, NULL, partial, trigger_name, NULL`
 
 // RecentRuns reads the finished runs and the running ones apart, each through
 // its partial index (migrations 0004 and 0001), and merges them. Comparing

@@ -22,7 +22,7 @@ const runColumns = `id, session_id, parent_run_id, component_id, type, user_id, 
 	tools, messages, metrics, model, provider, spec_version, created_at, updated_at`
 
 // runSelectColumns are runColumns plus those written only when a run finishes.
-const runSelectColumns = runColumns + `, refs, partial, trigger_name`
+const runSelectColumns = runColumns + `, refs, partial, trigger_name, reasoning`
 
 // Both dialects take $N placeholders. They are numbered in order of first
 // appearance in every statement, because SQLite numbers parameters that way
@@ -72,7 +72,7 @@ const (
 var sqlFinishRun = `UPDATE runs SET content = $1, status = $2, error = $3, tools = $4, messages = $5, metrics = $6,
 		model = $7, provider = $8, updated_at = $9, refs = $10,
 		latency_us = CASE WHEN created_at = $11 THEN $12 ELSE ` + sqliteLatencyUS("$9", "created_at") + ` END,
-		partial = $14, input = COALESCE($15, input), cost = $16, tokens = $17, cost_unknown = $18
+		partial = $14, input = COALESCE($15, input), cost = $16, tokens = $17, cost_unknown = $18, reasoning = $19
 	WHERE id = $13`
 
 // latencyUS is a finished run's latency as the latency_us column holds it:
@@ -343,6 +343,10 @@ func (db *DB) finishRun(ctx context.Context, r *Run, events []event.Event) error
 	if err != nil {
 		return fmt.Errorf("store: finishing run %s: encoding references: %w", r.ID, err)
 	}
+	reasoning, err := jsonArg(orEmptySteps(r.ReasoningSteps))
+	if err != nil {
+		return fmt.Errorf("store: finishing run %s: encoding reasoning steps: %w", r.ID, err)
+	}
 	ts := db.timeArg(updated)
 	// The latency of sqlFinishRun and sqlFinishRunPostgres, and the created_at
 	// it was computed from.
@@ -356,7 +360,7 @@ func (db *DB) finishRun(ctx context.Context, r *Run, events []event.Event) error
 		input = text(r.Input)
 	}
 	args := []any{text(r.Content), string(r.Status), text(r.Error), tools, messages, metrics, r.Model, r.Provider, ts,
-		refs, created, latency, r.ID, r.Partial, input, int64(r.Metrics.Cost), int64(r.Metrics.TotalTokens), r.Metrics.CostUnknown}
+		refs, created, latency, r.ID, r.Partial, input, int64(r.Metrics.Cost), int64(r.Metrics.TotalTokens), r.Metrics.CostUnknown, reasoning}
 	switch {
 	case db.dialect == DialectPostgres && len(events) > 0:
 		// Still one statement, the batch in the same CTE.
@@ -620,10 +624,11 @@ func scanRun(sc scanner) (Run, error) {
 		r                              Run
 		status                         string
 		tools, messages, metrics, refs []byte
+		reasoning                      []byte
 	)
 	err := sc.Scan(&r.ID, &r.SessionID, &r.ParentRunID, &r.ComponentID, &r.Type, &r.UserID, &r.Input, &r.Content,
 		&status, &r.Error, &tools, &messages, &metrics, &r.Model, &r.Provider, &r.SpecVersion,
-		timeDest{&r.CreatedAt}, timeDest{&r.UpdatedAt}, &refs, &r.Partial, &r.Trigger)
+		timeDest{&r.CreatedAt}, timeDest{&r.UpdatedAt}, &refs, &r.Partial, &r.Trigger, &reasoning)
 	if err != nil {
 		return Run{}, err
 	}
@@ -643,6 +648,12 @@ func scanRun(sc scanner) (Run, error) {
 	if len(r.References) == 0 {
 		r.References = nil
 	}
+	if err := decodeJSON(reasoning, &r.ReasoningSteps); err != nil {
+		return Run{}, fmt.Errorf("decoding reasoning steps of run %s: %w", r.ID, err)
+	}
+	if len(r.ReasoningSteps) == 0 {
+		r.ReasoningSteps = nil
+	}
 	return r, nil
 }
 
@@ -651,4 +662,12 @@ func orEmptyRefs(r []event.Reference) []event.Reference {
 		return []event.Reference{}
 	}
 	return r
+}
+
+// orEmptySteps returns s, or an empty slice for nil, so the column holds [].
+func orEmptySteps(s []event.Thought) []event.Thought {
+	if s == nil {
+		return []event.Thought{}
+	}
+	return s
 }

@@ -27,7 +27,7 @@ type RunQuery struct {
 // messages repeat its whole context and are by far its largest part, and a
 // list shows runs, not conversations (GET /sessions/{id}/runs has them).
 const listRunColumns = `id, session_id, parent_run_id, component_id, type, user_id, input, content, status, error,
-	tools, NULL, metrics, model, provider, spec_version, created_at, updated_at, refs, partial, trigger_name`
+	tools, NULL, metrics, model, provider, spec_version, created_at, updated_at, refs, partial, trigger_name, reasoning`
 
 // ListComponentRuns returns one page of the top-level runs q selects, newest
 // first (ties broken by id, descending, so pages never overlap or skip

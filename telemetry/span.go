@@ -20,6 +20,7 @@ const (
 	KindStep      = "step"      // one workflow step (its agent, team or nested workflow run inside)
 	KindGuardrail = "guardrail" // one guardrail's check of a run's input or output
 	KindApproval  = "approval"  // a tool call held for a decision, or the decision it got
+	KindReasoning = "reasoning" // an agent's reasoning, from ReasoningStarted to ReasoningCompleted, its steps as attributes
 )
 
 // Span statuses.

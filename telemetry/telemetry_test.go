@@ -321,3 +321,31 @@ func TestTraceGuardrailSpans(t *testing.T) {
 	require.Equal(t, "0.850", got[1].Attributes["guardrail.score"])
 	require.Equal(t, "ignore_previous", got[1].Attributes["guardrail.matched"])
 }
+
+func TestTraceReasoningSpan(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tr := telemetry.NewTrace(telemetry.RunInfo{Kind: "agent", Target: "planner", RunID: "r1"}, telemetry.Parent{}, t0, 0)
+	ev := func(typ event.Type, at time.Duration, step *event.Thought) event.Event {
+		return event.Event{Type: typ, RunID: "r1", AgentID: "planner", CreatedAt: t0.Add(at), Reasoning: step}
+	}
+	tr.Observe(ev(event.ReasoningStarted, time.Millisecond, nil))
+	tr.Observe(ev(event.ReasoningStep, 2*time.Millisecond, &event.Thought{Title: "Step 1", Action: "Read the question.", Source: event.ReasoningPlan}))
+	tr.Observe(ev(event.ReasoningStep, 3*time.Millisecond, &event.Thought{Title: "Step 2", Action: "Answer it.", Source: event.ReasoningPlan}))
+	tr.Observe(ev(event.ReasoningCompleted, 4*time.Millisecond, nil))
+	spans := tr.Finish(t0.Add(time.Second), telemetry.StatusOK, "", "", event.Metrics{})
+	var got []telemetry.Span
+	for _, s := range spans {
+		if s.Kind == telemetry.KindReasoning {
+			got = append(got, s)
+		}
+	}
+	require.Len(t, got, 1)
+	require.Equal(t, "reasoning", got[0].Name)
+	require.Equal(t, spans[0].SpanID, got[0].ParentID)
+	require.Equal(t, telemetry.StatusOK, got[0].Status)
+	require.Equal(t, t0.Add(time.Millisecond), got[0].Start)
+	require.Equal(t, t0.Add(4*time.Millisecond), got[0].End)
+	require.Equal(t, map[string]string{"reasoning.steps": "2", "reasoning.source": "plan",
+		"reasoning.step.1": "Step 1: Read the question.", "reasoning.step.2": "Step 2: Answer it."}, got[0].Attributes)
+}

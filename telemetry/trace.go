@@ -241,6 +241,8 @@ func (t *Trace) Observe(e event.Event) {
 		if e.Type == event.ToolCallError {
 			s.Status, s.StatusMessage = StatusError, t.clip(e.Tool.Result)
 		}
+	case event.ReasoningStarted, event.ReasoningStep, event.ReasoningCompleted:
+		t.reasoning(e)
 	case event.RunPaused, event.RunContinued:
 		t.approvals(e)
 	case event.RunCompleted, event.RunError, event.RunCancelled:
@@ -260,6 +262,40 @@ func (t *Trace) Observe(e event.Event) {
 		if e.Type != event.RunCompleted {
 			s.Status, s.StatusMessage = StatusError, t.clip(e.ErrorKind+": "+e.Content)
 		}
+	}
+}
+
+// reasoning records a run's reasoning as one span: opened at
+// ReasoningStarted, a reasoning.step.N attribute per step (clipped), ended
+// at ReasoningCompleted with the number of steps.
+func (t *Trace) reasoning(e event.Event) {
+	key := e.RunID + "/reasoning"
+	i, ok := t.open[key]
+	if !ok {
+		if e.Type != event.ReasoningStarted {
+			return
+		}
+		s := t.child(KindReasoning, "reasoning", t.parentOf(e), e.CreatedAt)
+		s.Attributes["reasoning.steps"] = "0"
+		t.open[key] = len(t.spans)
+		t.spans = append(t.spans, s)
+		return
+	}
+	s := &t.spans[i]
+	switch e.Type {
+	case event.ReasoningStep:
+		n, _ := strconv.Atoi(s.Attributes["reasoning.steps"])
+		n++
+		s.Attributes["reasoning.steps"] = strconv.Itoa(n)
+		if e.Reasoning != nil {
+			s.Attributes["reasoning.step."+strconv.Itoa(n)] = t.clip(e.Reasoning.Text())
+			if e.Reasoning.Source != "" {
+				s.Attributes["reasoning.source"] = e.Reasoning.Source
+			}
+		}
+	case event.ReasoningCompleted:
+		s.End = e.CreatedAt
+		delete(t.open, key)
 	}
 }
 

@@ -41,6 +41,11 @@ type sseEvent struct {
 	// A RunPaused event's tools are the held calls (ToolExecution).
 	Tools     any        `json:"tools,omitempty"`
 	ExtraData *extraData `json:"extra_data,omitempty"`
+	// ReasoningStep is a ReasoningStep event's step (its content is the
+	// step as text); ReasoningSteps are every step, on ReasoningCompleted
+	// and RunCompleted.
+	ReasoningStep  *event.Thought  `json:"reasoning_step,omitempty"`
+	ReasoningSteps []event.Thought `json:"reasoning_steps,omitempty"`
 }
 
 // eventName returns the AgentOS name of an event: a team run's own events are
@@ -76,6 +81,10 @@ func toSSE(e event.Event) sseEvent {
 	case event.RunError, event.RunCancelled, event.RunPaused:
 		c := e.Content
 		out.Content = &c
+	case event.ReasoningStep:
+		c := e.Content
+		out.Content, out.ContentType = &c, "ReasoningStep"
+		out.ReasoningStep = e.Reasoning
 	case event.StepCompleted, event.StepError, event.RouterExecutionStarted, event.ConditionExecutionStarted:
 		// The step's output or error, the chosen route, the condition's value.
 		if e.Content != "" {
@@ -92,8 +101,9 @@ func toSSE(e event.Event) sseEvent {
 	if (e.Type == event.RunPaused || e.Type == event.RunContinued) && len(e.Paused) > 0 {
 		out.Tools = e.Paused
 	}
+	out.ReasoningSteps = e.ReasoningSteps
 	if e.Type == event.RunCompleted {
-		out.ExtraData = toExtraData(e.References)
+		out.ExtraData = toExtraData(e.References, e.ReasoningSteps)
 		if len(e.Tools) > 0 {
 			out.Tools = toTools(e.Tools)
 		}

@@ -349,8 +349,11 @@ type runResponse struct {
 	// ExtraData carries the references again in AgentOS's shape, which is
 	// where Agent UI looks for them.
 	ExtraData *extraData `json:"extra_data,omitempty"`
-	CreatedAt time.Time  `json:"created_at"`
-	UpdatedAt time.Time  `json:"updated_at"`
+	// ReasoningSteps are the run's reasoning steps (AgentOS's
+	// reasoning_steps); extra_data has them too, where Agent UI reads them.
+	ReasoningSteps []event.Thought `json:"reasoning_steps,omitempty"`
+	CreatedAt      time.Time       `json:"created_at"`
+	UpdatedAt      time.Time       `json:"updated_at"`
 }
 
 func toRun(r *store.Run, withMessages bool) runResponse {
@@ -363,7 +366,8 @@ func toRun(r *store.Run, withMessages bool) runResponse {
 	if out.References == nil {
 		out.References = []event.Reference{}
 	}
-	out.ExtraData = toExtraData(r.References)
+	out.ExtraData = toExtraData(r.References, r.ReasoningSteps)
+	out.ReasoningSteps = r.ReasoningSteps
 	switch r.Type {
 	case "team":
 		out.TeamID = r.ComponentID
@@ -381,9 +385,10 @@ func toRun(r *store.Run, withMessages bool) runResponse {
 }
 
 // extraData is AgentOS's extra_data of a run and of its RunCompleted event.
-// Troupe fills only references; AgentOS also puts reasoning there.
+// Troupe fills references and reasoning steps.
 type extraData struct {
-	References []referencesOfQuery `json:"references,omitempty"`
+	References     []referencesOfQuery `json:"references,omitempty"`
+	ReasoningSteps []event.Thought     `json:"reasoning_steps,omitempty"`
 }
 
 // referencesOfQuery is one knowledge search of a run: what it looked for,
@@ -412,11 +417,15 @@ type referenceMetaData struct {
 }
 
 // toExtraData groups references by the query that found them, in the order
-// the searches ran, or returns nil when there are none. References stored
-// before queries were recorded share one group with an empty query.
-func toExtraData(refs []event.Reference) *extraData {
-	if len(refs) == 0 {
+// the searches ran, and adds the reasoning steps, or returns nil when there
+// are neither. References stored before queries were recorded share one
+// group with an empty query.
+func toExtraData(refs []event.Reference, steps []event.Thought) *extraData {
+	if len(refs) == 0 && len(steps) == 0 {
 		return nil
+	}
+	if len(refs) == 0 {
+		return &extraData{ReasoningSteps: steps}
 	}
 	var groups []referencesOfQuery
 	at := map[string]int{}
@@ -436,5 +445,5 @@ func toExtraData(refs []event.Reference) *extraData {
 			Score: r.Score, Page: r.Page, Heading: r.Heading,
 		}})
 	}
-	return &extraData{References: groups}
+	return &extraData{References: groups, ReasoningSteps: steps}
 }

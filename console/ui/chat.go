@@ -147,5 +147,15 @@ func (st *chatStream) event(e event.Event) {
 			b := st.block(e)
 			st.send("replace", map[string]string{"t": view.ToolCardID(b, e.Tool.ID), "h": st.html(view.ToolCard(b, *e.Tool, true))})
 		}
+	case event.ReasoningStarted:
+		b := st.block(e)
+		st.send("append", map[string]string{"t": "s-" + b, "h": st.html(view.ChatReasoning(b, nil, false))})
+	case event.ReasoningStep:
+		if e.Reasoning != nil {
+			st.send("append", map[string]string{"t": view.ReasoningID(st.block(e)) + "-steps", "h": st.html(view.ReasoningStep(*e.Reasoning))})
+		}
+	case event.ReasoningCompleted:
+		b := st.block(e)
+		st.send("replace", map[string]string{"t": view.ReasoningID(b), "h": st.html(view.ChatReasoning(b, e.ReasoningSteps, true))})
 	}
 }

@@ -70,6 +70,8 @@ type Resume struct {
 	Messages []model.Message  `json:"messages"`
 	Tools    []event.ToolCall `json:"tools,omitempty"`
 	Metrics  event.Metrics    `json:"metrics"`
+	// Thoughts are the run's reasoning steps when it paused.
+	Thoughts []event.Thought `json:"reasoning_steps,omitempty"`
 	// Decided are the paused calls with their decisions (confirmed,
 	// tool_args, user input values, result); calls of the assistant's last
 	// message that are not here needed no decision and run as asked.
@@ -129,6 +131,9 @@ type Result struct {
 	// Continued marks the result of a run that continued a paused one: its
 	// run record exists already.
 	Continued bool
+	// ReasoningSteps are the run's reasoning steps (planning pass, think
+	// calls, native reasoning), in order.
+	ReasoningSteps []event.Thought
 }
 
 // Config is everything an agent needs, resolved by the engine's compiler.
@@ -151,6 +156,11 @@ type Config struct {
 	Guardrails Guardrails
 	// Budgets are the agent's budgets (the zero Policy: none).
 	Budgets budget.Policy
+	// Reasoner is the planning model of reasoning.model (nil without one),
+	// ReasonerModel its vendor model id and ReasonerVendor its provider.
+	Reasoner       model.Provider
+	ReasonerModel  string
+	ReasonerVendor string
 }
 
 // Guardrails check a run's input before its first model call and its answer
@@ -174,6 +184,8 @@ type Agent struct {
 	// their results and errors reach: the model's context, events, the stored
 	// run and traces.
 	redact *tool.Redactor
+	// think is set when the agent offers the think tool (reasoning.tool).
+	think bool
 }
 
 var _ Runner = (*Agent)(nil)
@@ -192,6 +204,12 @@ func New(cfg Config) (*Agent, error) {
 			d = withoutParams(d, ask)
 		}
 		a.defs = append(a.defs, d)
+	}
+	if rs := cfg.Spec.Reasoning; rs != nil && rs.Tool == spec.ThinkTool {
+		if _, taken := a.byName[spec.ThinkTool]; !taken {
+			a.byName[spec.ThinkTool], a.think = thinkTool{}, true
+			a.defs = append(a.defs, thinkDef)
+		}
 	}
 	var holders []any
 	for _, t := range cfg.Tools {

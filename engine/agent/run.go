@@ -35,6 +35,10 @@ type run struct {
 	// budgeted is set when ctx carries budgets (the agent's or an enclosing
 	// team's or workflow's), so the unbudgeted loop skips even the lookups.
 	budgeted bool
+	// thoughts are the run's reasoning steps; reasoning is set once
+	// ReasoningStarted was sent, reasoned once ReasoningCompleted was.
+	thoughts            []event.Thought
+	reasoning, reasoned bool
 }
 
 func (r *run) event(t event.Type) event.Event {
@@ -84,6 +88,8 @@ func (r *run) execute(parent context.Context) *Result {
 		// on from the model's next turn.
 		msgs = append(msgs, rs.Messages...)
 		r.tools, r.metrics = slices.Clone(rs.Tools), rs.Metrics
+		r.thoughts = slices.Clone(rs.Thoughts)
+		r.reasoning = len(r.thoughts) > 0
 		if n := len(msgs); n > turnStart && msgs[n-1].Role == model.RoleAssistant && len(msgs[n-1].ToolCalls) > 0 {
 			decided := map[string]event.ToolExecution{}
 			for _, d := range rs.Decided {
@@ -116,6 +122,25 @@ func (r *run) execute(parent context.Context) *Result {
 	if r.a.schema != nil {
 		req.OutputSchema, req.OutputSchemaName = r.a.cfg.Spec.OutputSchema, "answer"
 	}
+	if reason := r.a.cfg.Spec.Reasoning; reason != nil {
+		if reason.Native {
+			req.ReasoningBudget = reason.Budget()
+		}
+		// A planning pass runs once per run, before the first answer: a
+		// continued run already answered with its plan.
+		if r.a.cfg.Reasoner != nil && rs == nil {
+			steps, err := r.plan(ctx, msgs)
+			if err != nil {
+				if BudgetEvent(err) != nil {
+					return r.exceeded(ctx, err, msgs[turnStart:])
+				}
+				return r.fail(ctx, err, string(model.KindOf(err)), msgs[turnStart:])
+			}
+			if len(steps) > 0 {
+				req.System = strings.TrimSpace(req.System + "\n\n" + planContext(steps))
+			}
+		}
+	}
 	schemaRetried := false
 	for turn := 0; ; turn++ {
 		if turn >= lim.MaxModelTurns {
@@ -136,7 +161,8 @@ func (r *run) execute(parent context.Context) *Result {
 				return r.fail(ctx, err, "budget", msgs[turnStart:])
 			}
 		}
-		msgs = append(msgs, model.Message{Role: model.RoleAssistant, Content: resp.Content, ToolCalls: resp.ToolCalls})
+		msgs = append(msgs, model.Message{Role: model.RoleAssistant, Content: resp.Content, ToolCalls: resp.ToolCalls,
+			Reasoning: resp.Reasoning, ReasoningSignature: resp.ReasoningSignature})
 
 		if len(resp.ToolCalls) == 0 {
 			if r.a.schema != nil {
@@ -170,6 +196,7 @@ func (r *run) execute(parent context.Context) *Result {
 		if len(held) > 0 {
 			return r.hold(held, results, msgs[turnStart:])
 		}
+		r.thinkCalls(resp.ToolCalls, results)
 		msgs = append(msgs, results...)
 	}
 }
@@ -270,7 +297,7 @@ func (r *run) hold(held map[int]*HeldError, results []model.Message, msgs []mode
 func (r *run) pauseWith(needs []approval.Need, msgs []model.Message, done []model.Message) *Result {
 	res := r.result(event.StatusPaused, "", msgs)
 	res.Pending = needs
-	res.Held = &Resume{Messages: slices.Clone(msgs), Tools: slices.Clone(r.tools), Metrics: r.metrics, Done: done}
+	res.Held = &Resume{Messages: slices.Clone(msgs), Tools: slices.Clone(r.tools), Metrics: r.metrics, Done: done, Thoughts: slices.Clone(r.thoughts)}
 	e := r.event(event.RunPaused)
 	e.Metrics = &res.Metrics
 	e.Content = fmt.Sprintf("the run is paused: %d tool call(s) need a decision", len(needs))
@@ -360,6 +387,9 @@ func (r *run) callModel(ctx context.Context, req *model.Request) (*model.Respons
 	m.AddCost(resp)
 	r.metrics.AddUsage(resp.Usage)
 	r.metrics.AddCost(resp)
+	if resp.Reasoning != "" {
+		r.thought(event.Thought{Title: "Reasoning", Reasoning: resp.Reasoning, NextAction: "continue", Source: event.ReasoningNative})
+	}
 	if !r.in.Stream && resp.Content != "" && len(resp.ToolCalls) == 0 {
 		if r.firstAt.IsZero() {
 			r.firstAt = r.a.cfg.Now()
@@ -525,7 +555,7 @@ func (r *run) result(status event.Status, content string, msgs []model.Message) 
 	return &Result{
 		RunID: r.in.RunID, Input: r.in.Message, Runner: r.a.name, Status: status, Content: content, Tools: r.tools, Metrics: r.finalMetrics(),
 		Model: r.a.cfg.Model, Provider: r.a.cfg.Vendor, Messages: slices.Clone(msgs), References: r.refs.List(),
-		Continued: r.in.Resume != nil, State: r.changedState(),
+		Continued: r.in.Resume != nil, State: r.changedState(), ReasoningSteps: slices.Clone(r.thoughts),
 	}
 }
 
@@ -546,9 +576,11 @@ func (r *run) changedState() map[string]any {
 }
 
 func (r *run) complete(content string, msgs []model.Message) *Result {
+	r.thoughtsCompleted()
 	res := r.result(event.StatusCompleted, content, msgs)
 	e := r.event(event.RunCompleted)
 	e.Content, e.Metrics, e.References, e.Tools = content, &res.Metrics, res.References, slices.Clone(res.Tools)
+	e.ReasoningSteps = slices.Clone(res.ReasoningSteps)
 	r.send(e)
 	return res
 }

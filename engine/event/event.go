@@ -38,6 +38,13 @@ const (
 	// RunContinued starts the execution of a paused agent or team run that
 	// was continued (in place of RunStarted).
 	RunContinued Type = "RunContinued"
+	// ReasoningStarted, ReasoningStep and ReasoningCompleted report an
+	// agent's reasoning (a planning pass, think tool calls, or the model's
+	// native reasoning): each ReasoningStep carries one step in Reasoning,
+	// ReasoningCompleted all of the run's steps in ReasoningSteps.
+	ReasoningStarted   Type = "ReasoningStarted"
+	ReasoningStep      Type = "ReasoningStep"
+	ReasoningCompleted Type = "ReasoningCompleted"
 )
 
 // Workflow step events, named as AgentOS names them. A workflow run's own
@@ -174,6 +181,10 @@ type Event struct {
 	// decision for (confirmation, user input, an external result); on
 	// RunContinued, the same calls with their decisions.
 	Paused []ToolExecution `json:"paused_tools,omitempty"`
+	// Reasoning is the step of a ReasoningStep event; ReasoningSteps the
+	// steps so far on ReasoningCompleted and RunCompleted.
+	Reasoning      *Thought  `json:"reasoning_step,omitempty"`
+	ReasoningSteps []Thought `json:"reasoning_steps,omitempty"`
 	// ErrorKind classifies RunError (a model.ErrorKind, or "limit", "timeout",
 	// "output_schema", "tool").
 	ErrorKind string `json:"error_kind,omitempty"`
@@ -190,6 +201,28 @@ type ToolCall struct {
 	Duration  time.Duration  `json:"duration_ns,omitempty"`
 	Member    string         `json:"member,omitempty"`
 }
+
+// Thought is one step of an agent's reasoning, in Agno's shape (title,
+// action, result, reasoning, next_action, confidence). Troupe fills what its
+// sources give: a planning pass's numbered step as Title and Action, a think
+// tool's thought or a model's native reasoning as Reasoning.
+type Thought struct {
+	Title      string  `json:"title,omitempty"`
+	Action     string  `json:"action,omitempty"`
+	Result     string  `json:"result,omitempty"`
+	Reasoning  string  `json:"reasoning,omitempty"`
+	NextAction string  `json:"next_action,omitempty"` // continue, final_answer
+	Confidence float64 `json:"confidence,omitempty"`
+	// Source says where the step came from: plan, think or native.
+	Source string `json:"source,omitempty"`
+}
+
+// Reasoning step sources.
+const (
+	ReasoningPlan   = "plan"
+	ReasoningThink  = "think"
+	ReasoningNative = "native"
+)
 
 // GuardrailCheck is one guardrail's decision on a run's input or output.
 type GuardrailCheck struct {
@@ -338,4 +371,16 @@ func (m *Metrics) AddUsage(u model.Usage) {
 	m.InputTokens += u.InputTokens
 	m.OutputTokens += u.OutputTokens
 	m.TotalTokens = m.InputTokens + m.OutputTokens
+}
+
+// Text is the step as one line of text: its title and what it says.
+func (t *Thought) Text() string {
+	body := t.Action
+	if body == "" {
+		body = t.Reasoning
+	}
+	if t.Title == "" {
+		return body
+	}
+	return t.Title + ": " + body
 }

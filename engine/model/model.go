@@ -33,6 +33,12 @@ type Message struct {
 	ToolCallID string `json:"tool_call_id,omitempty"`
 	Name       string `json:"name,omitempty"`
 	IsError    bool   `json:"is_error,omitempty"`
+	// Reasoning is an assistant message's native reasoning (Anthropic
+	// thinking, reasoning_content), and ReasoningSignature the vendor's
+	// signature over it: Anthropic requires a thinking turn's signed block
+	// back with its tool calls, so it travels with the conversation.
+	Reasoning          string `json:"reasoning,omitempty"`
+	ReasoningSignature string `json:"reasoning_signature,omitempty"`
 }
 
 // ToolCall is a model's request to call a tool.
@@ -62,6 +68,11 @@ type Request struct {
 	// instruction; the agent loop validates the answer either way.
 	OutputSchema     map[string]any
 	OutputSchemaName string
+	// ReasoningBudget, when positive, asks a provider with native reasoning
+	// (Anthropic extended thinking) to think with up to this many tokens
+	// before answering. Providers without such a switch ignore it; servers
+	// that always reason (DeepSeek R1) report their reasoning regardless.
+	ReasoningBudget int
 }
 
 // Usage counts tokens.
@@ -94,11 +105,18 @@ type Response struct {
 	// when the model's price is unknown (Cost is then 0). Set by Chain.
 	Cost      Cost `json:"cost,omitempty"`
 	CostKnown bool `json:"cost_known,omitempty"`
+	// Reasoning is the model's native reasoning, when the vendor reports it
+	// (Anthropic thinking blocks, reasoning_content on the OpenAI wire), and
+	// ReasoningSignature the vendor's signature over it (Anthropic).
+	Reasoning          string `json:"reasoning,omitempty"`
+	ReasoningSignature string `json:"reasoning_signature,omitempty"`
 }
 
-// Delta is an incremental piece of a streamed answer.
+// Delta is an incremental piece of a streamed answer: answer text in Content,
+// or native reasoning text in Reasoning (one of them is set).
 type Delta struct {
-	Content string
+	Content   string
+	Reasoning string
 }
 
 // Provider calls one vendor API. Implementations are safe for concurrent use and

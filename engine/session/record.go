@@ -106,8 +106,10 @@ type Run struct {
 	Trigger string
 	// References are the knowledge passages the run used.
 	References []event.Reference
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// ReasoningSteps are the run's reasoning steps (agent.Result's).
+	ReasoningSteps []event.Thought
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
 }
 
 // Store is where the service keeps sessions and runs. store.DB implements it

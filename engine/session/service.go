@@ -432,7 +432,7 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 
 	r := t.run
 	r.Content, r.Status, r.Tools, r.Messages, r.Metrics = res.Content, res.Status, res.Tools, res.Messages, res.Metrics
-	r.References = res.References
+	r.References, r.ReasoningSteps = res.References, res.ReasoningSteps
 	if res.Input != "" && res.Input != r.Input {
 		r.Input, r.InputRewritten = res.Input, true
 	}
@@ -559,6 +559,7 @@ func (t *Turn) saveMembers(ctx context.Context, parent string, results []*agent.
 		}
 		finish := func() error {
 			mr.Content, mr.Status, mr.Tools, mr.Messages, mr.Metrics, mr.References = m.Content, m.Status, m.Tools, m.Messages, m.Metrics, m.References
+			mr.ReasoningSteps = m.ReasoningSteps
 			if m.Err != nil {
 				mr.Error = m.Err.Error()
 			}

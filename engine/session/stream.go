@@ -464,6 +464,7 @@ func terminalOf(r *Run, idx int) event.Event {
 		e.Type, e.Content = event.RunPaused, r.Content
 	case event.StatusCompleted:
 		e.Type, e.Content, e.References, e.Tools = event.RunCompleted, r.Content, r.References, r.Tools
+		e.ReasoningSteps = r.ReasoningSteps
 		m := r.Metrics
 		e.Metrics = &m
 	case event.StatusCancelled:

@@ -133,7 +133,7 @@ func (r *teamRun) keepDelegations(res *agent.Result, earlier map[string]delegati
 		st.Delegations[id] = d
 	}
 	if res.Held == nil {
-		res.Held = &agent.Resume{Messages: res.Messages, Tools: res.Tools, Metrics: res.Metrics}
+		res.Held = &agent.Resume{Messages: res.Messages, Tools: res.Tools, Metrics: res.Metrics, Thoughts: res.ReasoningSteps}
 	}
 	res.Held.Team, _ = json.Marshal(st)
 	res.Held.Members = maps.Clone(r.held)
@@ -193,7 +193,7 @@ func (r *teamRun) resume(ctx context.Context) *agent.Result {
 // then the leader with their answers as the delegations' results.
 func (r *teamRun) resumeCoordinate(ctx context.Context, st teamState) *agent.Result {
 	rs := r.in.Resume
-	leader := &agent.Resume{Messages: rs.Messages, Tools: rs.Tools, Metrics: rs.Metrics, Done: slices.Clone(rs.Done)}
+	leader := &agent.Resume{Messages: rs.Messages, Tools: rs.Tools, Metrics: rs.Metrics, Done: slices.Clone(rs.Done), Thoughts: rs.Thoughts}
 	for _, d := range rs.Decided {
 		if d.Member == "" {
 			leader.Decided = append(leader.Decided, d) // the leader's own calls

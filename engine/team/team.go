@@ -51,6 +51,11 @@ type Config struct {
 	Guardrails agent.Guardrails
 	// Budgets are the team's budgets; they also govern its members' runs.
 	Budgets budget.Policy
+	// Reasoner, ReasonerModel and ReasonerVendor are the leader's planning
+	// model (reasoning.model), as agent.Config's.
+	Reasoner       model.Provider
+	ReasonerModel  string
+	ReasonerVendor string
 }
 
 // Team is a run-ready team. Immutable and safe for concurrent runs.
@@ -81,12 +86,14 @@ func New(cfg Config) (*Team, error) {
 		Model:        cfg.Spec.Model,
 		Instructions: t.leaderInstructions(),
 		Limits:       cfg.Spec.Limits,
+		Reasoning:    cfg.Spec.Reasoning,
 	}
 	var tools []tool.Tool
 	if cfg.Spec.Mode == spec.ModeCoordinate {
 		tools = append(tools, &delegate{team: t})
 	}
-	leader, err := agent.New(agent.Config{Spec: leaderSpec, Provider: cfg.Provider, Model: cfg.Model, Vendor: cfg.Vendor, Tools: tools, Now: cfg.Now})
+	leader, err := agent.New(agent.Config{Spec: leaderSpec, Provider: cfg.Provider, Model: cfg.Model, Vendor: cfg.Vendor, Tools: tools, Now: cfg.Now,
+		Reasoner: cfg.Reasoner, ReasonerModel: cfg.ReasonerModel, ReasonerVendor: cfg.ReasonerVendor})
 	if err != nil {
 		return nil, fmt.Errorf("team %s leader: %w", cfg.Spec.Name, err)
 	}

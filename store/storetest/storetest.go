@@ -160,6 +160,7 @@ func testStartFinishRun(t *testing.T, open Opener) {
 	r.Messages = []model.Message{{Role: model.RoleUser, Content: r.Input}, {Role: model.RoleAssistant, Content: r.Content}}
 	r.Metrics = event.Metrics{InputTokens: 10, OutputTokens: 20, TotalTokens: 30, Duration: time.Second, ModelRequests: 1, ToolCalls: 1}
 	r.References = []event.Reference{{KnowledgeID: "docs", DocumentID: "d1", DocumentName: "poems.md", ChunkID: "d1-00002", Score: 0.75, Page: 3, Heading: "Sea"}}
+	r.ReasoningSteps = []event.Thought{{Title: "Step 1", Action: "Find a rhyme for sea.", NextAction: "final_answer", Source: event.ReasoningPlan, Confidence: 0.5}}
 	r.Model = "gpt-y"
 	before := r.UpdatedAt
 	require.NoError(t, db.FinishRun(ctx, r))

@@ -163,7 +163,17 @@ type wireRequest struct {
 	Tools       []wireTool    `json:"tools,omitempty"`
 	Temperature *float64      `json:"temperature,omitempty"`
 	Stream      bool          `json:"stream,omitempty"`
+	Thinking    *wireThinking `json:"thinking,omitempty"`
 }
+
+// wireThinking turns on extended thinking.
+type wireThinking struct {
+	Type         string `json:"type"` // enabled
+	BudgetTokens int    `json:"budget_tokens"`
+}
+
+// minThinkingBudget is the smallest budget_tokens the API accepts.
+const minThinkingBudget = 1024
 
 type wireMessage struct {
 	Role    string      `json:"role"`
@@ -179,6 +189,9 @@ type wireBlock struct {
 	ID    string          `json:"id,omitempty"`
 	Name  string          `json:"name,omitempty"`
 	Input json.RawMessage `json:"input,omitempty"`
+	// thinking
+	Thinking  string `json:"thinking,omitempty"`
+	Signature string `json:"signature,omitempty"`
 	// tool_result
 	ToolUseID string `json:"tool_use_id,omitempty"`
 	Content   string `json:"content,omitempty"`
@@ -207,6 +220,16 @@ func buildRequest(req *model.Request, stream bool) ([]byte, error) {
 	}
 	if w.MaxTokens <= 0 {
 		w.MaxTokens = DefaultMaxTokens
+	}
+	if b := req.ReasoningBudget; b > 0 {
+		b = max(b, minThinkingBudget)
+		w.Thinking = &wireThinking{Type: "enabled", BudgetTokens: b}
+		// The thinking budget counts against max_tokens, which must exceed
+		// it, and the API refuses a temperature other than 1 with thinking.
+		if w.MaxTokens <= b {
+			w.MaxTokens = b + DefaultMaxTokens
+		}
+		w.Temperature = nil
 	}
 	for _, t := range req.Tools {
 		schema := t.Parameters
@@ -260,6 +283,11 @@ func convertMessages(msgs []model.Message) []wireMessage {
 		switch m.Role {
 		case model.RoleAssistant:
 			role = "assistant"
+			// A signed thinking block goes back first: the API requires it
+			// on the turn that asked for tools while thinking was on.
+			if m.ReasoningSignature != "" {
+				blocks = append(blocks, wireBlock{Type: "thinking", Thinking: m.Reasoning, Signature: m.ReasoningSignature})
+			}
 			if m.Content != "" {
 				blocks = append(blocks, wireBlock{Type: "text", Text: m.Content})
 			}
@@ -331,11 +359,13 @@ type wireUsage struct {
 
 // wireContent is a response content block.
 type wireContent struct {
-	Type  string          `json:"type"`
-	Text  string          `json:"text"`
-	ID    string          `json:"id"`
-	Name  string          `json:"name"`
-	Input json.RawMessage `json:"input"`
+	Type      string          `json:"type"`
+	Text      string          `json:"text"`
+	Thinking  string          `json:"thinking"`
+	Signature string          `json:"signature"`
+	ID        string          `json:"id"`
+	Name      string          `json:"name"`
+	Input     json.RawMessage `json:"input"`
 }
 
 type wireResponse struct {
@@ -371,18 +401,22 @@ func (c *Client) readResponse(ctx context.Context, body io.Reader) (*model.Respo
 		Model: w.Model,
 		Usage: model.Usage{InputTokens: w.Usage.InputTokens, OutputTokens: w.Usage.OutputTokens},
 	}
-	var text strings.Builder
+	var text, thinking strings.Builder
 	for _, b := range w.Content {
 		switch b.Type {
 		case "text":
 			text.WriteString(b.Text)
+		case "thinking":
+			thinking.WriteString(b.Thinking)
+			resp.ReasoningSignature = b.Signature
 		case "tool_use":
 			resp.ToolCalls = append(resp.ToolCalls, model.ToolCall{ID: b.ID, Name: b.Name, Arguments: inputArguments(b.Input)})
 		}
-		// Other blocks (thinking, redacted_thinking, server tool blocks) carry
+		// Other blocks (redacted_thinking, server tool blocks) carry
 		// nothing the engine uses.
 	}
 	resp.Content = text.String()
+	resp.Reasoning = thinking.String()
 	resp.StopReason = stopReason(w.StopReason, len(resp.ToolCalls) > 0)
 	return resp, nil
 }

@@ -33,6 +33,8 @@ type streamEvent struct {
 		Type        string `json:"type"`
 		Text        string `json:"text"`
 		PartialJSON string `json:"partial_json"`
+		Thinking    string `json:"thinking"`
+		Signature   string `json:"signature"`
 		StopReason  string `json:"stop_reason"`
 	} `json:"delta"`
 	// message_delta
@@ -55,6 +57,8 @@ type toolBlock struct {
 type streamState struct {
 	resp       model.Response
 	text       strings.Builder
+	thinking   strings.Builder
+	signature  string
 	tools      map[int]*toolBlock // by content block index
 	stopReason string
 }
@@ -122,6 +126,11 @@ func (c *Client) handleEvent(st *streamState, ev sse.Event, onDelta func(model.D
 			}
 		case "tool_use":
 			st.tools[e.Index] = &toolBlock{id: b.ID, name: b.Name, input: b.Input}
+		case "thinking":
+			if b.Thinking != "" {
+				st.thinking.WriteString(b.Thinking)
+				onDelta(model.Delta{Reasoning: b.Thinking})
+			}
 		}
 	case "content_block_delta":
 		if e.Delta == nil {
@@ -139,8 +148,15 @@ func (c *Client) handleEvent(st *streamState, ev sse.Event, onDelta func(model.D
 				return false, protocolError("input_json_delta for a block that is not tool_use", nil)
 			}
 			tb.args.WriteString(e.Delta.PartialJSON)
+		case "thinking_delta":
+			if e.Delta.Thinking != "" {
+				st.thinking.WriteString(e.Delta.Thinking)
+				onDelta(model.Delta{Reasoning: e.Delta.Thinking})
+			}
+		case "signature_delta":
+			st.signature += e.Delta.Signature
 		}
-		// thinking_delta, signature_delta, citations_delta: nothing to keep.
+		// citations_delta: nothing to keep.
 	case "message_delta":
 		if e.Delta != nil && e.Delta.StopReason != "" {
 			st.stopReason = e.Delta.StopReason
@@ -176,6 +192,7 @@ func eventName(ev sse.Event, typ string) string {
 func (st *streamState) finish() *model.Response {
 	resp := st.resp
 	resp.Content = st.text.String()
+	resp.Reasoning, resp.ReasoningSignature = st.thinking.String(), st.signature
 	indices := make([]int, 0, len(st.tools))
 	for i := range st.tools {
 		indices = append(indices, i)

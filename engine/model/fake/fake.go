@@ -17,6 +17,9 @@ type Step struct {
 	Content   string
 	ToolCalls []model.ToolCall
 	Usage     model.Usage
+	// Reasoning is the step's native reasoning (as a vendor reports it),
+	// streamed as one reasoning delta before the content.
+	Reasoning string
 	Err       error
 	// Deltas, when set, are streamed in order instead of Content in one piece
 	// (Content is then their concatenation if left empty).
@@ -92,6 +95,9 @@ func (p *Provider) Generate(ctx context.Context, req *model.Request, onDelta fun
 			content += d
 		}
 	}
+	if onDelta != nil && s.Reasoning != "" {
+		onDelta(model.Delta{Reasoning: s.Reasoning})
+	}
 	if onDelta != nil {
 		deltas := s.Deltas
 		if len(deltas) == 0 && content != "" {
@@ -111,7 +117,7 @@ func (p *Provider) Generate(ctx context.Context, req *model.Request, onDelta fun
 	if s.Err != nil {
 		return nil, s.Err
 	}
-	resp := &model.Response{Content: content, ToolCalls: s.ToolCalls, Usage: s.Usage, Model: req.Model, StopReason: model.StopEnd}
+	resp := &model.Response{Content: content, ToolCalls: s.ToolCalls, Usage: s.Usage, Model: req.Model, StopReason: model.StopEnd, Reasoning: s.Reasoning}
 	if len(s.ToolCalls) > 0 {
 		resp.StopReason = model.StopToolCalls
 	}

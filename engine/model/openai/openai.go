@@ -212,9 +212,13 @@ func (c *Client) readResponse(ctx context.Context, body io.Reader, onDelta func(
 		ToolCalls:  calls,
 		StopReason: stopReason(choice.FinishReason, len(calls) > 0),
 		Model:      cr.Model,
+		Reasoning:  msg.reasoning(),
 	}
 	if cr.Usage != nil {
 		resp.Usage = cr.Usage.model()
+	}
+	if onDelta != nil && resp.Reasoning != "" {
+		onDelta(model.Delta{Reasoning: resp.Reasoning})
 	}
 	if onDelta != nil && content != "" {
 		onDelta(model.Delta{Content: content})

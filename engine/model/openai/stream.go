@@ -69,13 +69,14 @@ type streamState struct {
 	c       *Client
 	onDelta func(model.Delta)
 
-	content strings.Builder
-	calls   []*partialCall       // in order of first appearance
-	byIndex map[int]*partialCall // calls by their stream index
-	finish  string               // the last finish_reason seen
-	usage   model.Usage
-	model   string
-	done    bool // [DONE] received
+	content   strings.Builder
+	reasoning strings.Builder
+	calls     []*partialCall       // in order of first appearance
+	byIndex   map[int]*partialCall // calls by their stream index
+	finish    string               // the last finish_reason seen
+	usage     model.Usage
+	model     string
+	done      bool // [DONE] received
 }
 
 // partialCall is a tool call being assembled from deltas.
@@ -134,6 +135,10 @@ func (st *streamState) apply(chunk *chatResponse) {
 	}
 	if d == nil {
 		return
+	}
+	if text := d.reasoning(); text != "" {
+		st.reasoning.WriteString(text)
+		st.onDelta(model.Delta{Reasoning: text})
 	}
 	// A refusal (structured outputs) replaces the content and is shown the
 	// same way, as in a non-streamed answer.
@@ -203,5 +208,6 @@ func (st *streamState) response() *model.Response {
 		Usage:      st.usage,
 		StopReason: stopReason(st.finish, len(out) > 0),
 		Model:      st.model,
+		Reasoning:  st.reasoning.String(),
 	}
 }

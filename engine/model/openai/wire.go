@@ -175,6 +175,11 @@ type respMessage struct {
 	Content   string         `json:"content"`
 	Refusal   string         `json:"refusal"`
 	ToolCalls []respToolCall `json:"tool_calls"`
+	// ReasoningContent is the native reasoning DeepSeek, vLLM and other
+	// OpenAI-wire servers of reasoning models add beside the content
+	// (some name it reasoning).
+	ReasoningContent string `json:"reasoning_content"`
+	Reasoning        string `json:"reasoning"`
 }
 
 // respToolCall is a tool call in an answer, or a fragment of one in a
@@ -253,4 +258,12 @@ func (e *APIError) UnmarshalJSON(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// reasoning returns a message's or delta's native reasoning text.
+func (m *respMessage) reasoning() string {
+	if m.ReasoningContent != "" {
+		return m.ReasoningContent
+	}
+	return m.Reasoning
 }
