@@ -262,3 +262,51 @@ func TestGuardrailOnTeamInput(t *testing.T) {
 	require.Contains(t, frames[1].Data["content"], "guardrail injection blocked the input: it looks like a prompt injection")
 	require.Empty(t, main.Requests())
 }
+
+// TestGuardrailOpenAIContentFilter: on /v1/chat/completions a run a
+// guardrail blocked is what OpenAI clients know as a filtered answer: 200
+// with finish_reason content_filter and no content, streamed or not; other
+// run errors stay errors.
+func TestGuardrailOpenAIContentFilter(t *testing.T) {
+	ts, main, _, _ := startGuarded(t)
+
+	var out struct {
+		Choices []struct {
+			Message      map[string]any `json:"message"`
+			FinishReason string         `json:"finish_reason"`
+		} `json:"choices"`
+	}
+	ts.json(http.MethodPost, "/v1/chat/completions", "", `{"model":"card-block","messages":[{"role":"user","content":"charge 4111 1111 1111 1111"}]}`, http.StatusOK, &out)
+	require.Len(t, out.Choices, 1)
+	require.Equal(t, "content_filter", out.Choices[0].FinishReason)
+	require.Nil(t, out.Choices[0].Message["content"], "no content is given")
+	require.Equal(t, "assistant", out.Choices[0].Message["role"])
+
+	code, body, _ := ts.do(http.MethodPost, "/v1/chat/completions", "", "application/json", `{"model":"card-block","stream":true,"messages":[{"role":"user","content":"card 5555-5555-5555-4444"}]}`)
+	require.Equal(t, http.StatusOK, code, body)
+	var reasons []string
+	for _, line := range strings.Split(body, "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok || data == "[DONE]" {
+			continue
+		}
+		var chunk struct {
+			Choices []struct {
+				Delta        struct{ Content string } `json:"delta"`
+				FinishReason *string                  `json:"finish_reason"`
+			} `json:"choices"`
+			Error any `json:"error"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(data), &chunk), data)
+		require.Nil(t, chunk.Error, "a filtered answer is not an error")
+		for _, c := range chunk.Choices {
+			require.Empty(t, c.Delta.Content)
+			if c.FinishReason != nil {
+				reasons = append(reasons, *c.FinishReason)
+			}
+		}
+	}
+	require.Equal(t, []string{"content_filter"}, reasons)
+	require.True(t, strings.HasSuffix(strings.TrimSpace(body), "data: [DONE]"))
+	require.Empty(t, main.Requests(), "the model never saw the blocked input")
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/guard"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
@@ -345,6 +346,16 @@ func (h *Handler) chatCompletions(c *gin.Context) error {
 	created := time.Now().Unix()
 	if !req.Stream {
 		run := turn.Execute(c.Request.Context(), func(event.Event) {})
+		if filtered(run) {
+			// As OpenAI answers content its filter stopped: a choice with no
+			// content and finish_reason content_filter, not an error.
+			c.JSON(http.StatusOK, chatCompletion{
+				ID: id, Object: "chat.completion", Created: created, Model: req.Model,
+				Choices: []chatChoice{{Index: 0, Message: &chatReply{Role: "assistant"}, FinishReason: "content_filter"}},
+				Usage:   usage(run.Metrics),
+			})
+			return nil
+		}
 		if run.Status != event.StatusCompleted {
 			return &Error{Status: statusFor(run), Type: "server_error", Code: strings.ToLower(string(run.Status)), Msg: incomplete(run)}
 		}
@@ -375,9 +386,13 @@ func (h *Handler) chatCompletions(c *gin.Context) error {
 		// A workflow's answer is its output, known only at its end.
 		_ = w.Event("", chunk(chatReply{Content: &run.Content}, nil))
 	}
-	if run.Status != event.StatusCompleted {
+	switch {
+	case filtered(run):
+		reason := "content_filter"
+		_ = w.Event("", chunk(chatReply{}, &reason))
+	case run.Status != event.StatusCompleted:
 		_ = w.Event("", toOpenAIError(&Error{Type: "server_error", Code: strings.ToLower(string(run.Status)), Msg: incomplete(run)}))
-	} else {
+	default:
 		stop := "stop"
 		_ = w.Event("", chunk(chatReply{}, &stop))
 		if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
@@ -457,6 +472,12 @@ func statusFor(r *session.Run) int {
 		return http.StatusConflict
 	}
 	return http.StatusBadGateway
+}
+
+// filtered reports whether a guardrail blocked the run's input or answer,
+// which OpenAI clients know as finish_reason content_filter.
+func filtered(r *session.Run) bool {
+	return r.Status == event.StatusError && r.ErrorKind == guard.ErrorKind
 }
 
 // incomplete says why a run did not complete, and for a paused one how to

@@ -92,9 +92,12 @@ type Run struct {
 	Content        string
 	// Partial marks Content as the part of the answer streamed before the
 	// run was cancelled or failed, not a whole answer.
-	Partial     bool
-	Status      event.Status
-	Error       string
+	Partial bool
+	Status  event.Status
+	Error   string
+	// ErrorKind classifies Error as the run's RunError does (guardrail,
+	// budget_exceeded, model, tool…); not stored.
+	ErrorKind   string
 	Tools       []event.ToolCall
 	Messages    []model.Message // the turn's messages, fed back as history
 	Metrics     event.Metrics

@@ -440,7 +440,7 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 		r.Content, r.Partial = streamed.String(), true
 	}
 	if res.Err != nil {
-		r.Error = res.Err.Error()
+		r.Error, r.ErrorKind = res.Err.Error(), res.ErrorKind
 		switch cause := context.Cause(ctx); {
 		case errors.Is(cause, ErrCancelled):
 			r.Error = ErrCancelled.Error()
