@@ -108,18 +108,7 @@ func (db *DB) ContinuePaused(ctx context.Context, runID string, calls []event.To
 		return nil, fmt.Errorf("store: continuing run %s: %w", runID, err)
 	}
 	ts := db.timeArg(now())
-	var r Run
-	err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET status = $1, updated_at = $2, latency_us = NULL, replica_id = $3 WHERE id = $4 AND status = 'PAUSED'`,
-			string(status), ts, db.replica, runID)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return ErrNotFound
-		}
+	r, err := db.transitionRun(ctx, runID, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE run_pauses SET state = $1 WHERE run_id = $2`, state, runID); err != nil {
 			return err
 		}
@@ -140,13 +129,13 @@ func (db *DB) ContinuePaused(ctx context.Context, runID string, calls []event.To
 		if _, err := tx.ExecContext(ctx, `DELETE FROM run_events WHERE run_id = $1`, runID); err != nil {
 			return err
 		}
-		r, err = scanRun(tx.QueryRowContext(ctx, sqlGetRun, runID, ""))
-		return err
-	})
+		return nil
+	}, `UPDATE runs SET status = $1, updated_at = $2, latency_us = NULL, replica_id = $3 WHERE id = $4 AND status = 'PAUSED'`,
+		string(status), ts, db.replica, runID)
 	if err != nil {
 		return nil, fmt.Errorf("store: continuing run %s: %w", runID, err)
 	}
-	return &r, nil
+	return r, nil
 }
 
 // approvalWhere builds the WHERE clause of q, with its arguments from $1.
@@ -309,27 +298,13 @@ func (db *DB) queryApprovals(ctx context.Context, query string, args ...any) ([]
 // pending approvals are rejected in its name.
 func (db *DB) CancelPaused(ctx context.Context, runID, reason, by string) (*Run, error) {
 	ts := db.timeArg(now())
-	var r Run
-	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET status = 'CANCELLED', error = $1, updated_at = $2 WHERE id = $3 AND status = 'PAUSED'`,
-			text(reason), ts, runID)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return ErrNotFound
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE approvals SET status = 'rejected', decided_by = $1, decided_at = $2, comment = $3
-			WHERE run_id = $4 AND status = 'pending'`, by, ts, "the run was cancelled", runID); err != nil {
-			return err
-		}
-		r, err = scanRun(tx.QueryRowContext(ctx, sqlGetRun, runID, ""))
+	r, err := db.transitionRun(ctx, runID, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE approvals SET status = 'rejected', decided_by = $1, decided_at = $2, comment = $3
+			WHERE run_id = $4 AND status = 'pending'`, by, ts, "the run was cancelled", runID)
 		return err
-	})
+	}, `UPDATE runs SET status = 'CANCELLED', error = $1, updated_at = $2 WHERE id = $3 AND status = 'PAUSED'`, text(reason), ts, runID)
 	if err != nil {
 		return nil, fmt.Errorf("store: cancelling paused run %s: %w", runID, err)
 	}
-	return &r, nil
+	return r, nil
 }

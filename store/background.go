@@ -53,27 +53,32 @@ const sqlClaimRun = `UPDATE runs SET status = 'RUNNING', updated_at = $1, replic
 // again) get an error wrapping ErrNotFound, as for a run that does not
 // exist, so a run is executed at most once.
 func (db *DB) ClaimRun(ctx context.Context, id string) (*Run, error) {
-	r, err := db.transitionRun(ctx, id, sqlClaimRun, db.timeArg(now()), db.replica, id)
+	r, err := db.transitionRun(ctx, id, nil, sqlClaimRun, db.timeArg(now()), db.replica, id)
 	if err != nil {
 		return nil, fmt.Errorf("store: claiming run %s: %w", id, err)
 	}
 	return r, nil
 }
 
-// transitionRun runs update, a conditional UPDATE of run id's status, and
-// returns the run as it left it; ErrNotFound when the update matched no row
-// (another caller won, or the run was not in the status it requires).
-func (db *DB) transitionRun(ctx context.Context, id, update string, args ...any) (*Run, error) {
+// transitionRun runs update, a conditional UPDATE of run id's status, then
+// (when not nil) the statements that must commit with it, in one
+// transaction, and returns the run as it left it; ErrNotFound when the
+// update matched no row (another caller won, or the run was not in the
+// status it requires), and then nothing changes.
+func (db *DB) transitionRun(ctx context.Context, id string, then func(context.Context, *sql.Tx) error, update string, args ...any) (*Run, error) {
 	var r Run
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, update, args...)
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
+		if err := oneOrMore(res); err != nil {
 			return err
-		} else if n == 0 {
-			return ErrNotFound
+		}
+		if then != nil {
+			if err := then(ctx, tx); err != nil {
+				return err
+			}
 		}
 		r, err = scanRun(tx.QueryRowContext(ctx, sqlGetRun, id, ""))
 		return err
@@ -82,6 +87,18 @@ func (db *DB) transitionRun(ctx context.Context, id, update string, args ...any)
 		return nil, err
 	}
 	return &r, nil
+}
+
+// oneOrMore is ErrNotFound when a conditional statement matched no row.
+func oneOrMore(res sql.Result) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
 }
 
 // A key created before the retention cutoff ($6) is past its retention:

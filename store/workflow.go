@@ -88,36 +88,21 @@ func (db *DB) Steps(ctx context.Context, runID string) ([]workflow.Checkpoint, e
 // others, and callers naming a run or step that is not paused, get an error
 // wrapping ErrNotFound and change nothing.
 func (db *DB) ReopenRun(ctx context.Context, id, path string, output json.RawMessage) (*Run, error) {
-	var r Run
 	ts := db.timeArg(now())
-	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		// The run's row first: on PostgreSQL the loser waits on its lock and
-		// then finds it PENDING.
-		for _, q := range []struct {
-			sql  string
-			args []any
-		}{
-			{`UPDATE runs SET status = 'PENDING', updated_at = $1, latency_us = NULL WHERE id = $2 AND status = 'PAUSED'`, []any{ts, id}},
-			{`UPDATE workflow_steps SET status = 'COMPLETED', output = $1, updated_at = $2 WHERE run_id = $3 AND path = $4 AND status = 'PAUSED'`, []any{string(output), ts, id, path}},
-		} {
-			res, err := tx.ExecContext(ctx, q.sql, q.args...)
-			if err != nil {
-				return err
-			}
-			if n, err := res.RowsAffected(); err != nil {
-				return err
-			} else if n == 0 {
-				return ErrNotFound
-			}
+	// The run's row first: on PostgreSQL the loser waits on its lock and
+	// then finds it PENDING.
+	r, err := db.transitionRun(ctx, id, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE workflow_steps SET status = 'COMPLETED', output = $1, updated_at = $2 WHERE run_id = $3 AND path = $4 AND status = 'PAUSED'`,
+			string(output), ts, id, path)
+		if err != nil {
+			return err
 		}
-		var err error
-		r, err = scanRun(tx.QueryRowContext(ctx, sqlGetRun, id, ""))
-		return err
-	})
+		return oneOrMore(res)
+	}, `UPDATE runs SET status = 'PENDING', updated_at = $1, latency_us = NULL WHERE id = $2 AND status = 'PAUSED'`, ts, id)
 	if err != nil {
 		return nil, fmt.Errorf("store: continuing run %s at step %s: %w", id, path, err)
 	}
-	return &r, nil
+	return r, nil
 }
 
 var _ session.StateSaver = (*DB)(nil)
@@ -155,23 +140,10 @@ func (db *DB) ChildRun(ctx context.Context, runID string) (*workflow.ChildRun, e
 // the others, and a run that is not a PAUSED workflow, get an error
 // wrapping ErrNotFound.
 func (db *DB) ReopenHeld(ctx context.Context, id string) (*Run, error) {
-	var r Run
-	ts := db.timeArg(now())
-	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET status = 'PENDING', updated_at = $1, latency_us = NULL WHERE id = $2 AND status = 'PAUSED' AND type = 'workflow'`, ts, id)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return ErrNotFound
-		}
-		r, err = scanRun(tx.QueryRowContext(ctx, sqlGetRun, id, ""))
-		return err
-	})
+	r, err := db.transitionRun(ctx, id, nil, `UPDATE runs SET status = 'PENDING', updated_at = $1, latency_us = NULL WHERE id = $2 AND status = 'PAUSED' AND type = 'workflow'`,
+		db.timeArg(now()), id)
 	if err != nil {
 		return nil, fmt.Errorf("store: reopening workflow run %s: %w", id, err)
 	}
-	return &r, nil
+	return r, nil
 }
