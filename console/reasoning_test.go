@@ -1,7 +1,10 @@
 package console_test
 
 import (
+	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -193,4 +196,125 @@ func TestTeamLeaderReasons(t *testing.T) {
 	ts.json(http.MethodGet, "/sessions/"+frames[0].Data["session_id"].(string)+"/runs", "", "", http.StatusOK, &runs)
 	require.Len(t, runs, 1)
 	require.Len(t, runs[0]["reasoning_steps"], 2)
+}
+
+// deepSeekStream is a streamed chat completion as DeepSeek and vLLM send
+// it: reasoning_content deltas, then the answer.
+const deepSeekStream = `data: {"id":"1","model":"deepseek-reasoner","choices":[{"index":0,"delta":{"role":"assistant","content":null,"reasoning_content":"Six "},"finish_reason":null}]}
+
+data: {"id":"1","model":"deepseek-reasoner","choices":[{"index":0,"delta":{"content":null,"reasoning_content":"sevens."},"finish_reason":null}]}
+
+data: {"id":"1","model":"deepseek-reasoner","choices":[{"index":0,"delta":{"content":"42","reasoning_content":null},"finish_reason":null}]}
+
+data: {"id":"1","model":"deepseek-reasoner","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":5,"total_tokens":14}}
+
+data: [DONE]
+
+`
+
+// deepSeek serves deepSeekStream (or its whole answer when not streamed)
+// on loopback.
+func deepSeek(t *testing.T) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Stream bool `json:"stream"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		if !req.Stream {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"id":"1","model":"deepseek-reasoner","choices":[{"index":0,"message":{"role":"assistant","content":"42","reasoning_content":"Six sevens."},"finish_reason":"stop"}]}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, part := range strings.SplitAfter(deepSeekStream, "\n\n") {
+			_, _ = io.WriteString(w, part)
+			w.(http.Flusher).Flush()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func deepSeekSpecs(url string) string {
+	return `
+kind: Model
+name: reasoner
+provider: openai
+model: deepseek-reasoner
+base_url: ` + url + `
+api_key: sk-test
+retries: 0
+---
+kind: Agent
+name: thinker
+description: Thinks natively.
+model: reasoner
+`
+}
+
+// TestNativeReasoningStreamsLive: a model's native reasoning
+// (reasoning_content on the OpenAI wire) streams as it is generated — as
+// ReasoningContentDelta events on AgentOS routes, reasoning_content deltas
+// on /v1/chat/completions, and text into the console chat's open reasoning
+// block — and is then kept whole as one step.
+func TestNativeReasoningStreamsLive(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(deepSeekSpecs(deepSeek(t))))
+
+	frames, _ := ts.stream("/agents/thinker/runs", "", "application/json", `{"message":"6 times 7?"}`)
+	require.Equal(t, []string{"RunStarted", "ReasoningStarted", "ReasoningContentDelta", "ReasoningContentDelta", "RunContent",
+		"ReasoningStep", "ReasoningCompleted", "RunCompleted"}, names(frames))
+	require.Equal(t, "Six ", frames[2].Data["reasoning_content"])
+	require.Equal(t, "sevens.", frames[3].Data["reasoning_content"])
+	require.Equal(t, "Six sevens.", frames[5].Data["reasoning_step"].(map[string]any)["reasoning"])
+	require.Equal(t, "42", frames[len(frames)-1].Data["content"])
+
+	// The OpenAI-compatible endpoint passes the reasoning on as DeepSeek does.
+	status, body, _ := ts.do(http.MethodPost, "/v1/chat/completions", "", "application/json", `{"model":"thinker","stream":true,"messages":[{"role":"user","content":"6 times 7?"}]}`)
+	require.Equal(t, http.StatusOK, status, body)
+	var reasoning, content strings.Builder
+	for _, line := range strings.Split(body, "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok || data == "[DONE]" {
+			continue
+		}
+		var c struct {
+			Choices []struct {
+				Delta struct {
+					Content          string `json:"content"`
+					ReasoningContent string `json:"reasoning_content"`
+				} `json:"delta"`
+			} `json:"choices"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(data), &c), data)
+		for _, ch := range c.Choices {
+			reasoning.WriteString(ch.Delta.ReasoningContent)
+			content.WriteString(ch.Delta.Content)
+		}
+	}
+	require.Equal(t, "Six sevens.", reasoning.String())
+	require.Equal(t, "42", content.String())
+
+	// The console chat writes the text into the open block as it arrives,
+	// then empties it when the step it became is listed.
+	resp, page := ts.page(http.MethodPost, "/ui/agents/thinker/chat", "", url.Values{"message": {"6 times 7?"}})
+	require.Equal(t, http.StatusOK, resp.StatusCode, page)
+	evs := chatEvents(t, page)
+	live := "r-" + evs[0].Data["run"] + "-live"
+	var texts []string
+	cleared := false
+	for _, e := range evs {
+		switch {
+		case e.Name == "append" && e.Data["t"] == "s-"+evs[0].Data["run"]:
+			require.Equal(t, 1, doc(t, e.Data["h"]).Find(`#`+live).Length(), "the open block has a live paragraph")
+		case e.Name == "text" && e.Data["t"] == live:
+			require.False(t, cleared)
+			texts = append(texts, e.Data["s"])
+		case e.Name == "replace" && e.Data["t"] == live:
+			cleared = true
+			require.Empty(t, doc(t, e.Data["h"]).Find(`#`+live).Text())
+		}
+	}
+	require.Equal(t, []string{"Six ", "sevens."}, texts)
+	require.True(t, cleared)
 }

@@ -46,6 +46,9 @@ type sseEvent struct {
 	// and RunCompleted.
 	ReasoningStep  *event.Thought  `json:"reasoning_step,omitempty"`
 	ReasoningSteps []event.Thought `json:"reasoning_steps,omitempty"`
+	// ReasoningContent is a ReasoningContentDelta's piece of the model's
+	// native reasoning, as AgentOS streams it.
+	ReasoningContent string `json:"reasoning_content,omitempty"`
 }
 
 // eventName returns the AgentOS name of an event: a team run's own events are
@@ -102,6 +105,7 @@ func toSSE(e event.Event) sseEvent {
 		out.Tools = e.Paused
 	}
 	out.ReasoningSteps = e.ReasoningSteps
+	out.ReasoningContent = e.ReasoningContent
 	if e.Type == event.RunCompleted {
 		out.ExtraData = toExtraData(e.References, e.ReasoningSteps)
 		if len(e.Tools) > 0 {

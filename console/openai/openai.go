@@ -377,9 +377,12 @@ func (h *Handler) chatCompletions(c *gin.Context) error {
 	run := turn.Execute(c.Request.Context(), func(e event.Event) {
 		// Only the target's own answer is content; members and tools are
 		// internal to the run.
-		if e.Depth == 0 && e.Type == event.RunContent && e.Content != "" {
+		switch {
+		case e.Depth == 0 && e.Type == event.RunContent && e.Content != "":
 			streamed = true
 			_ = w.Event("", chunk(chatReply{Content: &e.Content}, nil))
+		case e.Depth == 0 && e.Type == event.ReasoningContentDelta:
+			_ = w.Event("", chunk(chatReply{ReasoningContent: e.ReasoningContent}, nil))
 		}
 	})
 	if run.Status == event.StatusCompleted && !streamed && run.Content != "" {
@@ -431,6 +434,9 @@ type chatChoice struct {
 type chatReply struct {
 	Role    string  `json:"role,omitempty"`
 	Content *string `json:"content,omitempty"`
+	// ReasoningContent streams the model's native reasoning, as DeepSeek,
+	// vLLM and other OpenAI-wire servers do.
+	ReasoningContent string `json:"reasoning_content,omitempty"`
 }
 
 // chatChunk is one streamed frame of a chat completion.

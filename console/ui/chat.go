@@ -150,9 +150,16 @@ func (st *chatStream) event(e event.Event) {
 	case event.ReasoningStarted:
 		b := st.block(e)
 		st.send("append", map[string]string{"t": "s-" + b, "h": st.html(view.ChatReasoning(b, nil, false))})
+	case event.ReasoningContentDelta:
+		st.send("text", map[string]string{"t": view.ReasoningID(st.block(e)) + "-live", "s": e.ReasoningContent})
 	case event.ReasoningStep:
 		if e.Reasoning != nil {
-			st.send("append", map[string]string{"t": view.ReasoningID(st.block(e)) + "-steps", "h": st.html(view.ReasoningStep(*e.Reasoning))})
+			b := view.ReasoningID(st.block(e))
+			if e.Reasoning.Source == event.ReasoningNative {
+				// The streamed text is now a step of its own.
+				st.send("replace", map[string]string{"t": b + "-live", "h": st.html(view.ReasoningLive(st.block(e)))})
+			}
+			st.send("append", map[string]string{"t": b + "-steps", "h": st.html(view.ReasoningStep(*e.Reasoning))})
 		}
 	case event.ReasoningCompleted:
 		b := st.block(e)

@@ -360,6 +360,14 @@ func (r *run) callModel(ctx context.Context, req *model.Request) (*model.Respons
 	var onDelta func(model.Delta)
 	if r.in.Stream {
 		onDelta = func(d model.Delta) {
+			if d.Reasoning != "" {
+				// Native reasoning streams live; it is also kept whole as
+				// a step once the answer is complete.
+				r.thoughtsStarted()
+				e := r.event(event.ReasoningContentDelta)
+				e.ReasoningContent = d.Reasoning
+				r.send(e)
+			}
 			if d.Content == "" {
 				return
 			}

@@ -45,6 +45,10 @@ const (
 	ReasoningStarted   Type = "ReasoningStarted"
 	ReasoningStep      Type = "ReasoningStep"
 	ReasoningCompleted Type = "ReasoningCompleted"
+	// ReasoningContentDelta streams a model's native reasoning as it is
+	// generated (ReasoningContent), in streamed runs; the whole text then
+	// arrives as one ReasoningStep when the model's answer is complete.
+	ReasoningContentDelta Type = "ReasoningContentDelta"
 )
 
 // Workflow step events, named as AgentOS names them. A workflow run's own
@@ -185,6 +189,9 @@ type Event struct {
 	// steps so far on ReasoningCompleted and RunCompleted.
 	Reasoning      *Thought  `json:"reasoning_step,omitempty"`
 	ReasoningSteps []Thought `json:"reasoning_steps,omitempty"`
+	// ReasoningContent is a ReasoningContentDelta's piece of native
+	// reasoning.
+	ReasoningContent string `json:"reasoning_content,omitempty"`
 	// ErrorKind classifies RunError (a model.ErrorKind, or "limit", "timeout",
 	// "output_schema", "tool").
 	ErrorKind string `json:"error_kind,omitempty"`
