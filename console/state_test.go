@@ -179,3 +179,48 @@ func TestTeamSessionState(t *testing.T) {
 		})
 	}
 }
+
+// TestTeamLeaderSessionState: a coordinate or broadcast team with
+// session_state gives its leader the state and the state tools; what the
+// leader sets in turn 1 is in its instructions in turn 2, while a member
+// that did not opt in never sees it.
+func TestTeamLeaderSessionState(t *testing.T) {
+	t.Parallel()
+	delegate := fake.Step{ToolCalls: []model.ToolCall{{ID: "d", Name: "delegate_task_to_member", Arguments: `{"member":"st-helper","task":"do it"}`}}}
+	for _, tc := range []struct {
+		mode   string
+		leader []fake.Step
+	}{
+		{"coordinate", []fake.Step{setStateCall(`{"plan":"A"}`), delegate, {Content: "done 1"}, {Content: "done 2"}}},
+		{"broadcast", []fake.Step{setStateCall(`{"plan":"A"}`), {Content: "done 1"}, {Content: "done 2"}}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			t.Parallel()
+			leader := fake.New(tc.leader...)
+			members := fake.New(fake.Step{Content: "helped"}, fake.Step{Content: "helped again"})
+			specs := historyModels + "kind: Agent\nname: st-helper\ndescription: Helps.\nmodel: scripted\nhistory: 0\n---\n" +
+				"kind: Team\nname: st-lead\nmode: " + tc.mode + "\nmodel: lead\nmembers: [st-helper]\nhistory: 0\nsession_state: true\n"
+			ts := startServer(t, withProvider("ollama", leader), withProvider("anthropic", members), withSpecs(specs))
+			var run runJSON
+			ts.json(http.MethodPost, "/teams/st-lead/runs", "", `{"message":"first","stream":false}`, http.StatusOK, &run)
+			waitState(t, ts, run.SessionID, "", map[string]any{"plan": "A"})
+			ts.json(http.MethodPost, "/teams/st-lead/runs", "", `{"message":"second","stream":false,"session_id":"`+run.SessionID+`"}`, http.StatusOK, nil)
+
+			reqs := leader.Requests()
+			require.Len(t, reqs, len(tc.leader))
+			const section = "The session state (JSON; read it with get_state, change it with set_state):\n"
+			require.True(t, strings.HasSuffix(reqs[0].System, section+"{}"), reqs[0].System)
+			last := reqs[len(reqs)-1]
+			require.True(t, strings.HasSuffix(last.System, section+`{"plan":"A"}`), last.System)
+			var tools []string
+			for _, d := range last.Tools {
+				tools = append(tools, d.Name)
+			}
+			require.Contains(t, tools, "get_state")
+			require.Contains(t, tools, "set_state")
+			for _, r := range members.Requests() {
+				require.NotContains(t, r.System, "plan", "a member without session_state never sees the state")
+			}
+		})
+	}
+}

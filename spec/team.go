@@ -22,6 +22,7 @@ type Team struct {
 	Guardrails              Guardrails `yaml:"guardrails" doc:"Checks on the user message (input) and the final answer (output): pii, injection, size, model, http."`
 	Budgets                 []string   `yaml:"budgets" doc:"Names of Budget documents capping this team's runs, members included."`
 	Reasoning               *Reasoning `yaml:"reasoning" doc:"The leader reasons before answering, as an agent's reasoning does (coordinate and broadcast modes)."`
+	SessionState            bool       `yaml:"session_state" doc:"Give the leader (coordinate and broadcast modes) the session's key-value state in its instructions and the get_state and set_state tools; members that set session_state themselves share the same state during the run."`
 }
 
 func (t *Team) applyDefaults() {
@@ -46,6 +47,9 @@ func (t *Team) validate(v *validator) {
 			v.errorf(p+".reasoning", "a route leader only picks a member and does not reason: use mode coordinate or broadcast, or remove reasoning")
 		}
 		t.Reasoning.validate(v, p+".reasoning", t.Model)
+	}
+	if t.SessionState && t.Mode == ModeRoute {
+		v.errorf(p+".session_state", "a route leader only picks a member and never reads the state: give session_state to the members, or use mode coordinate or broadcast")
 	}
 	t.Limits.validate(v, p+".limits")
 	t.Guardrails.validate(v, p+".guardrails")

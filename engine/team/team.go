@@ -87,6 +87,7 @@ func New(cfg Config) (*Team, error) {
 		Instructions: t.leaderInstructions(),
 		Limits:       cfg.Spec.Limits,
 		Reasoning:    cfg.Spec.Reasoning,
+		SessionState: cfg.Spec.SessionState,
 	}
 	var tools []tool.Tool
 	if cfg.Spec.Mode == spec.ModeCoordinate {
