@@ -120,6 +120,10 @@ func (t *Team) ModelInfo() (modelID, provider string) { return t.cfg.Model, t.cf
 // session the team reads.
 func (t *Team) HistoryRuns() int { return t.cfg.Spec.HistoryRuns() }
 
+// SummarySpec returns the spec's summary and the leader's model, its
+// default summarizer.
+func (t *Team) SummarySpec() (*spec.Summary, string) { return t.cfg.Spec.Summary, t.cfg.Spec.Model }
+
 // HistoryTokens returns the spec's history_tokens.
 func (t *Team) HistoryTokens() int { return t.cfg.Spec.HistoryTokens }
 
@@ -333,7 +337,7 @@ func (r *teamRun) route(ctx context.Context) *agent.Result {
 	started.Model, started.Provider = t.cfg.Model, t.cfg.Vendor
 	r.send(started)
 	req := &model.Request{
-		System:   t.leader.Spec().Instructions,
+		System:   joinSystem(t.leader.Spec().Instructions, r.in.Summary),
 		Messages: append(append([]model.Message(nil), r.in.History...), model.Message{Role: model.RoleUser, Content: r.in.Message}),
 		Tools:    []model.ToolDef{{Name: RouteTool, Description: "Send the user's message to the one member best suited to answer it.", Parameters: t.memberSchema()}},
 	}
@@ -572,4 +576,16 @@ func conversation(h []model.Message) []model.Message {
 		}
 	}
 	return out
+}
+
+// joinSystem is the route leader's instructions followed by the session's
+// summary section, when there is one.
+func joinSystem(instructions, summary string) string {
+	if summary == "" {
+		return instructions
+	}
+	if instructions == "" {
+		return summary
+	}
+	return instructions + "\n\n" + summary
 }
