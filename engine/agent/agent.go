@@ -165,6 +165,12 @@ type Config struct {
 	Reasoner       model.Provider
 	ReasonerModel  string
 	ReasonerVendor string
+	// Summarizer writes the session summaries of summary (nil when off),
+	// SummarizerModel its vendor model id and SummarizerVendor its
+	// provider; the summary job calls it, never a run.
+	Summarizer       model.Provider
+	SummarizerModel  string
+	SummarizerVendor string
 }
 
 // Guardrails check a run's input before its first model call and its answer
@@ -260,6 +266,12 @@ func (a *Agent) ModelInfo() (modelID, provider string) { return a.cfg.Model, a.c
 // HistoryRuns returns the spec's history: how many earlier runs of the
 // session the agent reads.
 func (a *Agent) HistoryRuns() int { return a.cfg.Spec.HistoryRuns() }
+
+// SummaryModel returns the model that writes the session's summaries,
+// its vendor model id and provider (nil when summary is off).
+func (a *Agent) SummaryModel() (model.Provider, string, string) {
+	return a.cfg.Summarizer, a.cfg.SummarizerModel, a.cfg.SummarizerVendor
+}
 
 // SummarySpec returns the spec's summary and the agent's model, its
 // default summarizer (the session service folds older turns with them).

@@ -45,6 +45,12 @@ const (
 	ReasoningStarted   Type = "ReasoningStarted"
 	ReasoningStep      Type = "ReasoningStep"
 	ReasoningCompleted Type = "ReasoningCompleted"
+	// SessionSummaryStarted and SessionSummaryCompleted (AgentOS names)
+	// mark the background job that folds a session's older turns into its
+	// summary. The job runs after the run's stream has closed, so they are
+	// the job's log lines, not stream events.
+	SessionSummaryStarted   Type = "SessionSummaryStarted"
+	SessionSummaryCompleted Type = "SessionSummaryCompleted"
 )
 
 // Workflow step events, named as AgentOS names them. A workflow run's own

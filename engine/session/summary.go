@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/spec"
 )
@@ -19,6 +20,9 @@ type Summary struct {
 	// the session's unfolded history. Zero for a summary written through
 	// the API before any run was folded.
 	Through FoldPoint `json:"through,omitzero"`
+	// Metrics add up the model calls that wrote the session's summaries
+	// (tokens, cost): summaries cost what the runs' model calls cost.
+	Metrics event.Metrics `json:"metrics,omitzero"`
 }
 
 // FoldPoint names a run by its creation time and id, the order of a
@@ -95,9 +99,9 @@ type summarized interface {
 	SummarySpec() (s *spec.Summary, modelRef string)
 }
 
-// summaryConfig returns the summary configuration of runner, nil when it
+// SummaryConfigOf returns the summary configuration of runner, nil when it
 // has summaries off.
-func summaryConfig(runner any) *SummaryConfig {
+func SummaryConfigOf(runner any) *SummaryConfig {
 	sr, ok := runner.(summarized)
 	if !ok {
 		return nil
@@ -154,4 +158,69 @@ func SummaryPrompt(s *Summary) string {
 	}
 	b.WriteString("\n</session_summary>")
 	return b.String()
+}
+
+// beginSummarized loads the context of a turn whose runner has summary on:
+// the session's summary and the runs after it (bounded by history and
+// history_tokens like any history). It reports false, loading nothing, when
+// summaries are off or the store keeps none.
+func (t *Turn) beginSummarized(ctx context.Context) bool {
+	cfg := SummaryConfigOf(t.runner)
+	ss, ok := t.s.opts.Store.(SummaryStore)
+	n := t.runner.HistoryRuns()
+	if cfg == nil || !ok || n <= 0 {
+		return false
+	}
+	t.summaryCfg = cfg
+	if t.p.SessionID == "" {
+		return true // a new session: nothing to read
+	}
+	id := t.session.ID
+	sum, err := ss.SessionSummary(ctx, id)
+	if err != nil {
+		t.s.log.Warn("loading session summary; answering without it", "session_id", id, "err", err)
+	}
+	var after FoldPoint
+	if sum != nil {
+		t.summary, after = sum, sum.Through
+	}
+	// The unfolded runs are read whole (up to maxUnfoldedRuns), not only
+	// the history's n: they decide after the run whether to fold, without
+	// another read. Folding keeps them few.
+	runs, err := ss.HistoryAfter(ctx, id, after, max(n, maxUnfoldedRuns))
+	if err != nil {
+		t.s.log.Warn("loading session history; answering without it", "session_id", id, "err", err)
+	}
+	t.unfolded = runs
+	recent := runs[max(0, len(runs)-n):]
+	msgs := make([][]model.Message, len(recent))
+	for i, r := range recent {
+		msgs[i] = r.Messages
+	}
+	budget := 0
+	if b, ok := t.runner.(historyBudgeter); ok {
+		budget = b.HistoryTokens()
+	}
+	t.history = FitHistory(msgs, budget)
+	return true
+}
+
+// foldAfter queues the session's summary job when run r, completed, takes
+// the unfolded runs over the threshold. It costs an estimate of the runs
+// read at the start and, on a crossing, one insert; the model call is the
+// job's, off the request's path.
+func (t *Turn) foldAfter(ctx context.Context, r *Run) {
+	q := t.s.opts.Summaries
+	if t.summaryCfg == nil || q == nil || r.Status != event.StatusCompleted || r.ParentRunID != "" {
+		return
+	}
+	runs := append(t.unfolded, HistoryRun{FoldPoint: FoldPoint{RunID: r.ID, CreatedAt: r.CreatedAt}, Messages: r.Messages})
+	through, ok := FoldThrough(runs, t.summaryCfg)
+	if !ok {
+		return
+	}
+	if err := q.EnqueueSummary(ctx, t.session.ID, through); err != nil {
+		// The next run crosses again and queues it then.
+		t.s.log.Warn("queueing the session's summary job", "session_id", t.session.ID, "err", err)
+	}
 }

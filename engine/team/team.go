@@ -56,6 +56,12 @@ type Config struct {
 	Reasoner       model.Provider
 	ReasonerModel  string
 	ReasonerVendor string
+	// Summarizer writes the session summaries of summary (nil when off),
+	// SummarizerModel its vendor model id and SummarizerVendor its
+	// provider; the summary job calls it, never a run.
+	Summarizer       model.Provider
+	SummarizerModel  string
+	SummarizerVendor string
 }
 
 // Team is a run-ready team. Immutable and safe for concurrent runs.
@@ -119,6 +125,12 @@ func (t *Team) ModelInfo() (modelID, provider string) { return t.cfg.Model, t.cf
 // HistoryRuns returns the spec's history: how many earlier team turns of the
 // session the team reads.
 func (t *Team) HistoryRuns() int { return t.cfg.Spec.HistoryRuns() }
+
+// SummaryModel returns the model that writes the session's summaries,
+// its vendor model id and provider (nil when summary is off).
+func (t *Team) SummaryModel() (model.Provider, string, string) {
+	return t.cfg.Summarizer, t.cfg.SummarizerModel, t.cfg.SummarizerVendor
+}
 
 // SummarySpec returns the spec's summary and the leader's model, its
 // default summarizer.
