@@ -255,7 +255,26 @@ func TestSummaryBudget(t *testing.T) {
 	summ := &summarizer{}
 	ts := startServer(t, withProvider("anthropic", byModel{summ: summ, rest: script}),
 		withSpecs(summaryModels+fmt.Sprintf("kind: Agent\nname: long\nmodel: scripted\nhistory: 50\nhistory_tokens: %d\nsummary: {model: summ, threshold_tokens: %d, keep_runs: 2}\n", historyTokens, threshold)))
-	summaryTurns(t, ts, "/agents/long/runs", questions(turns)...)
+	// Each turn from the third crosses (three unfolded runs of 23 tokens
+	// pass 60; two are kept): the turn waits for its summary S<turn-2>,
+	// read from the store, before the next.
+	sessionID := ""
+	for i, m := range questions(turns) {
+		body := fmt.Sprintf(`{"message":%q,"stream":false,"session_id":%q}`, m, sessionID)
+		if sessionID == "" {
+			body = fmt.Sprintf(`{"message":%q,"stream":false}`, m)
+		}
+		var out runJSON
+		ts.json(http.MethodPost, "/agents/long/runs", "", body, http.StatusOK, &out)
+		sessionID = out.SessionID
+		if want := i + 1 - 2; want > 0 {
+			require.Eventually(t, func() bool {
+				sum, err := ts.db.SessionSummary(t.Context(), sessionID)
+				return err == nil && sum != nil && sum.Summary == fmt.Sprintf("S%d", want)
+			}, 10*time.Second, time.Millisecond, "turn %d", i+1)
+		}
+	}
+	waitJobsIdle(t, ts)
 
 	reqs := script.Requests()
 	require.Len(t, reqs, turns)
