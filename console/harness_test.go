@@ -31,6 +31,7 @@ import (
 	"github.com/troupehq/troupe/engine/model/echo"
 	"github.com/troupehq/troupe/engine/model/openai"
 	"github.com/troupehq/troupe/engine/session"
+	"github.com/troupehq/troupe/engine/summary"
 	"github.com/troupehq/troupe/engine/tool/builtin"
 	"github.com/troupehq/troupe/engine/tool/egress"
 	"github.com/troupehq/troupe/engine/trigger"
@@ -279,7 +280,10 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		h.opts(&o)
 	}
 	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Cancels: ts.db, Events: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout,
-		IdempotencyTTL: h.keyTTL, Requeue: jobs.Resumer{Client: jobClient}, Announcer: jobs.Approvals{Client: jobClient, Webhook: h.webhook != ""}})
+		IdempotencyTTL: h.keyTTL, Requeue: jobs.Resumer{Client: jobClient}, Announcer: jobs.Approvals{Client: jobClient, Webhook: h.webhook != ""},
+		Summaries: summary.Queue{Client: jobClient}})
+	// As in troupe serve: session summaries are folded by a job.
+	summary.Register(jobReg, &summary.Worker{Store: ts.db, Targets: ts.eng})
 	// As in troupe serve: background runs are jobs any replica executes.
 	jobs.RegisterRuns(jobReg, ts.runs)
 	var hook *jobs.Webhook

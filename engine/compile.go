@@ -340,6 +340,23 @@ func (c *compiler) reasoner(r *spec.Reasoning) (model.Provider, string, string, 
 	return p, ref.Model, ref.Provider, nil
 }
 
+// summarizer resolves the model of a summary: its own, or the agent's (the
+// leader's) provider and ref when it names none.
+func (c *compiler) summarizer(s *spec.Summary, own model.Provider, ownRef *ModelRef) (model.Provider, string, string, error) {
+	if !s.On() {
+		return nil, "", "", nil
+	}
+	if s.Model == "" {
+		return own, ownRef.Model, ownRef.Provider, nil
+	}
+	ref := c.model(s.Model, map[string]*ModelRef{}, true)
+	p, err := c.rt.chain(ref)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("summary model: %w", err)
+	}
+	return p, ref.Model, ref.Provider, nil
+}
+
 // runner builds the run-ready form of a compiled agent.
 func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 	provider, err := c.rt.chain(a.Model)
@@ -348,6 +365,9 @@ func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 	}
 	cfg := agent.Config{Spec: a.Spec, Provider: provider, Model: a.Model.Model, Vendor: a.Model.Provider, Now: c.rt.Now, Budgets: c.policy(a.Spec.Budgets)}
 	if cfg.Reasoner, cfg.ReasonerModel, cfg.ReasonerVendor, err = c.reasoner(a.Spec.Reasoning); err != nil {
+		return nil, err
+	}
+	if cfg.Summarizer, cfg.SummarizerModel, cfg.SummarizerVendor, err = c.summarizer(a.Spec.Summary, provider, a.Model); err != nil {
 		return nil, err
 	}
 	// Factories open no connections (tools connect lazily on first call), so
@@ -449,6 +469,9 @@ func (c *compiler) teamRunner(t *Team) (*team.Team, error) {
 	}
 	cfg := team.Config{Spec: t.Spec, Provider: provider, Model: t.Model.Model, Vendor: t.Model.Provider, Now: c.rt.Now, Budgets: c.policy(t.Spec.Budgets)}
 	if cfg.Reasoner, cfg.ReasonerModel, cfg.ReasonerVendor, err = c.reasoner(t.Spec.Reasoning); err != nil {
+		return nil, err
+	}
+	if cfg.Summarizer, cfg.SummarizerModel, cfg.SummarizerVendor, err = c.summarizer(t.Spec.Summary, provider, t.Model); err != nil {
 		return nil, err
 	}
 	for _, m := range t.Members {

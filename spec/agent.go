@@ -13,6 +13,7 @@ type Agent struct {
 	Knowledge     []string   `yaml:"knowledge" doc:"Names of Knowledge documents the agent can search."`
 	History       *int       `yaml:"history" doc:"How many earlier completed runs of the session go into the context (default 10; 0 = none)."`
 	HistoryTokens int        `yaml:"history_tokens" doc:"Estimated tokens (about 4 bytes each) the history may take; the oldest whole runs are dropped first (default 8000)."`
+	Summary       *Summary   `yaml:"summary" doc:"Fold the session's older turns into a running summary (summary: true, or {model, threshold_tokens, keep_runs, prompt}): once the runs not yet folded exceed threshold_tokens, a background job after the run asks the model to fold all but the keep_runs newest into the summary, which then goes into the instructions in place of those runs."`
 	SessionState  bool       `yaml:"session_state" doc:"Give the model the session's key-value state (JSON, at most 100 keys and 64 KiB) in its instructions, and the get_state and set_state tools to read and change it; the state is kept with the session across turns."`
 	AddDate       bool       `yaml:"add_date" doc:"Tell the model today's date and time."`
 	OutputSchema  JSONSchema `yaml:"output_schema" doc:"JSON Schema (type object) the answer must satisfy; the answer is requested and validated as JSON."`
@@ -115,6 +116,9 @@ func (a *Agent) validate(v *validator) {
 	v.unique(p+".tools", a.Tools)
 	v.unique(p+".knowledge", a.Knowledge)
 	validateHistory(v, p, a.History, a.HistoryTokens)
+	if a.Summary != nil {
+		a.Summary.validate(v, p+".summary", historyRuns(a.History))
+	}
 	v.nonNegative(p+".max_tokens", a.MaxTokens)
 	v.temperature(p+".temperature", a.Temperature)
 	v.schema(p+".output_schema", a.OutputSchema, true)

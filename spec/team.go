@@ -18,6 +18,7 @@ type Team struct {
 	ShareMemberInteractions bool       `yaml:"share_member_interactions" doc:"Show members what earlier members said in the same run."`
 	History                 *int       `yaml:"history" doc:"How many earlier completed team turns of the session (user message and team answer) go into the context (default 10; 0 = none). The leader sees them in every mode; the chosen member in route mode and every member in broadcast mode see them too; coordinate members get only their task."`
 	HistoryTokens           int        `yaml:"history_tokens" doc:"Estimated tokens (about 4 bytes each) the history may take; the oldest whole turns are dropped first (default 8000)."`
+	Summary                 *Summary   `yaml:"summary" doc:"Fold the team session's older turns into a running summary given to the leader, as an agent's summary does (model defaults to the leader's)."`
 	Limits                  Limits     `yaml:"limits" doc:"Bounds on one team run (tool calls are delegations)."`
 	Guardrails              Guardrails `yaml:"guardrails" doc:"Checks on the user message (input) and the final answer (output): pii, injection, size, model, http."`
 	Budgets                 []string   `yaml:"budgets" doc:"Names of Budget documents capping this team's runs, members included."`
@@ -42,6 +43,9 @@ func (t *Team) validate(v *validator) {
 	}
 	v.unique(p+".members", t.Members)
 	validateHistory(v, p, t.History, t.HistoryTokens)
+	if t.Summary != nil {
+		t.Summary.validate(v, p+".summary", historyRuns(t.History))
+	}
 	if t.Reasoning != nil {
 		if t.Mode == ModeRoute {
 			v.errorf(p+".reasoning", "a route leader only picks a member and does not reason: use mode coordinate or broadcast, or remove reasoning")

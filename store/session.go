@@ -101,7 +101,7 @@ func SessionName(input string) string {
 	return strings.TrimRightFunc(line[:cut], unicode.IsSpace) + "…"
 }
 
-const sessionColumns = `s.id, s.type, s.component_id, s.user_id, s.name, s.state, s.created_at, s.updated_at`
+const sessionColumns = `s.id, s.type, s.component_id, s.user_id, s.name, s.state, s.created_at, s.updated_at, s.summary`
 
 const (
 	// The run count is a correlated subquery over the (session_id, created_at)
@@ -120,18 +120,22 @@ const (
 
 func scanSession(sc scanner, extra ...any) (Session, error) {
 	var (
-		s     Session
-		state []byte
-		cost  int64
+		s       Session
+		state   []byte
+		summary []byte
+		cost    int64
 	)
 	dest := append([]any{&s.ID, &s.Type, &s.ComponentID, &s.UserID, &s.Name, &state,
-		timeDest{&s.CreatedAt}, timeDest{&s.UpdatedAt}, &s.RunCount, &cost}, extra...)
+		timeDest{&s.CreatedAt}, timeDest{&s.UpdatedAt}, &summary, &s.RunCount, &cost}, extra...)
 	if err := sc.Scan(dest...); err != nil {
 		return Session{}, err
 	}
 	s.Cost = modelpkg.Cost(cost)
 	if err := decodeJSON(state, &s.State); err != nil {
 		return Session{}, fmt.Errorf("decoding state of session %s: %w", s.ID, err)
+	}
+	if err := decodeJSON(summary, &s.Summary); err != nil {
+		return Session{}, fmt.Errorf("decoding summary of session %s: %w", s.ID, err)
 	}
 	return s, nil
 }
@@ -214,7 +218,7 @@ func (db *DB) listSessions(ctx context.Context, q SessionQuery) ([]Session, int,
 	if total <= (q.Page-1)*q.Limit {
 		return sessions, total, nil
 	}
-	query := `SELECT p.id, p.type, p.component_id, p.user_id, p.name, p.state, p.created_at, p.updated_at,
+	query := `SELECT p.id, p.type, p.component_id, p.user_id, p.name, p.state, p.created_at, p.updated_at, p.summary,
 		(SELECT COUNT(*) FROM runs r WHERE r.session_id = p.id), ` + sqlSessionCostP + `
 		FROM (SELECT ` + sessionColumns + ` FROM sessions s` + where +
 		` ORDER BY ` + order("s") + ` LIMIT ` + arg(q.Limit) + ` OFFSET ` + arg((q.Page-1)*q.Limit) + `) p

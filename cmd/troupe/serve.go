@@ -29,6 +29,7 @@ import (
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/session"
+	"github.com/troupehq/troupe/engine/summary"
 	"github.com/troupehq/troupe/engine/tool/egress"
 	"github.com/troupehq/troupe/engine/trigger"
 	"github.com/troupehq/troupe/engine/workflow"
@@ -304,8 +305,11 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	defer tel.close()
 	metrics := telemetry.NewMetrics()
 	wireMetrics(metrics, eng, tel.recorder, kbs, jobClient)
-	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, jobs.Approvals{Client: jobClient, Webhook: cfg.approvalsWebhook != ""}, newTracer(tel.recorder, tel.reader), metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger)
+	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, jobs.Approvals{Client: jobClient, Webhook: cfg.approvalsWebhook != ""}, newTracer(tel.recorder, tel.reader), metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger, summary.Queue{Client: jobClient})
 	jobs.RegisterRuns(jobReg, runs)
+	// Session summaries are folded by a job after the run that crossed the
+	// threshold, on whichever replica takes it.
+	summary.Register(jobReg, &summary.Worker{Store: db, Targets: eng, Log: logger.With("component", "summaries")})
 	// Approvals' deadlines apply their defaults and resume their runs; new
 	// approvals are announced to the webhook, through the egress guard.
 	var hook *jobs.Webhook
@@ -401,7 +405,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 // missed beats are tolerated) and the recovery sweep (two leases, the
 // defaults' 5s and 30s for the default 15s lease); 0 keeps the defaults.
 // keyTTL is how long idempotency keys replay their runs.
-func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, announce session.Announcer, tr *telemetry.Tracer, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger) *session.Service {
+func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, announce session.Announcer, tr *telemetry.Tracer, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger, summaries session.SummaryQueue) *session.Service {
 	var observers []session.Observer
 	if tr != nil {
 		observers = append(observers, tr)
@@ -413,7 +417,7 @@ func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, a
 	// of the same database reaches the runs executing on this one.
 	// Liveness: this replica's heartbeat, and recovery of the runs of
 	// replicas that died while this one serves.
-	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Events: db, Liveness: db, Requeue: requeue, Announcer: announce, Observers: observers, DrainTimeout: drain,
+	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Events: db, Liveness: db, Requeue: requeue, Announcer: announce, Summaries: summaries, Observers: observers, DrainTimeout: drain,
 		HeartbeatInterval: lease / 3, RecoverInterval: 2 * lease, IdempotencyTTL: keyTTL, Logger: logger.With("component", "runs")})
 }
 

@@ -46,6 +46,7 @@ type Store interface {
 	GetSession(ctx context.Context, id string, f store.Filter) (*store.Session, error)
 	ListSessions(ctx context.Context, q store.SessionQuery) ([]store.Session, int, error)
 	RenameSession(ctx context.Context, id, name string, f store.Filter) (*store.Session, error)
+	EditSummary(ctx context.Context, id, summary string, topics []string, f store.Filter) (*store.Session, error)
 	DeleteSessions(ctx context.Context, ids []string, f store.Filter) (int, error)
 	RunsPage(ctx context.Context, sessionID string, f store.Filter, limit, offset int) ([]store.Run, int, error)
 	HasFinishedRun(ctx context.Context, sessionID string, f store.Filter) (bool, error)
@@ -226,6 +227,7 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.GET("/sessions/:id", need(auth.ScopeSessionsRead), h.wrap(h.getSession))
 	timed.GET("/sessions/:id/runs", need(auth.ScopeSessionsRead), h.wrap(h.listSessionRuns))
 	timed.POST("/sessions/:id/rename", need(auth.ScopeSessionsWrite), h.wrap(h.renameSession))
+	timed.PATCH("/sessions/:id", need(auth.ScopeSessionsWrite), h.wrap(h.updateSession))
 	timed.DELETE("/sessions/:id", need(auth.ScopeSessionsWrite), h.wrap(h.deleteSession))
 	timed.DELETE("/sessions", need(auth.ScopeSessionsWrite), h.wrap(h.deleteSessions))
 

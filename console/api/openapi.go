@@ -199,6 +199,9 @@ var apiRoutes = []Route{
 		Desc:   "One page of turns, oldest first, with messages and tool calls: by default the latest 100 top-level runs with their members' runs. Older turns are on later pages; the X-Total-Count (top-level runs), X-Total-Pages and X-Page headers and a Link header (rel=next for older turns, rel=prev) describe the paging. 404 until the session's first run has finished, as AgentOS stores a session then.",
 		Params: []Param{PathParam("session_id", "Session id"), IntParam("limit", "Top-level runs per page (1-500, default 100)"), IntParam("page", "Page number from 1; page 1 holds the latest turns")},
 		Resp:   []runResponse{}, Errors: map[int]string{404: "No such session, or its first run has not finished"}},
+	{Method: "patch", Path: "/sessions/{session_id}", Tag: "Sessions", Summary: "Update a session", Desc: "Changes the session's name and its summary (AgentOS SessionSummary: summary and topics; updated_at is set by the server). An edited summary keeps the point it covers, so the next fold starts from it.",
+		Params: []Param{PathParam("session_id", "Session id")}, Body: updateSessionRequest{}, Resp: sessionResponse{},
+		Errors: map[int]string{404: "No such session", 422: "Nothing to change, a bad name, or a summary too long"}},
 	{Method: "post", Path: "/sessions/{session_id}/rename", Tag: "Sessions", Summary: "Rename a session", Params: []Param{PathParam("session_id", "Session id")},
 		Body: renameRequest{}, Resp: sessionResponse{}, Errors: map[int]string{404: "No such session", 422: "The name is empty, too long or has control characters"}},
 

@@ -196,6 +196,52 @@ func (h *Handler) renameSession(c *gin.Context) error {
 	return nil
 }
 
+// updateSession changes a session's name and summary (AgentOS's PATCH
+// /sessions/{id}); the summary keeps the point it covers, so the next fold
+// starts from the edited text.
+func (h *Handler) updateSession(c *gin.Context) error {
+	var body updateSessionRequest
+	if err := json.NewDecoder(c.Request.Body).Decode(&body); err != nil {
+		return BodyError(err)
+	}
+	if body.SessionName == nil && body.Summary == nil {
+		return Errorf(http.StatusUnprocessableEntity, "send session_name or summary ({\"summary\": \"...\", \"topics\": [...]}) to change")
+	}
+	var name string
+	if body.SessionName != nil {
+		n, err := CheckSessionName(*body.SessionName)
+		if err != nil {
+			return err
+		}
+		name = n
+	}
+	if body.Summary != nil {
+		if strings.IndexByte(body.Summary.Summary, 0) >= 0 || len(body.Summary.Summary) > store.MaxSummaryBytes {
+			return Errorf(http.StatusUnprocessableEntity, "summary.summary must be at most %d bytes of text without NUL bytes", store.MaxSummaryBytes)
+		}
+		if len(body.Summary.Topics) > store.MaxSummaryTopics {
+			return Errorf(http.StatusUnprocessableEntity, "summary.topics may hold at most %d topics", store.MaxSummaryTopics)
+		}
+	}
+	ctx := c.Request.Context()
+	var (
+		sess *store.Session
+		err  error
+	)
+	if body.SessionName != nil {
+		if sess, err = h.opts.Store.RenameSession(ctx, c.Param("id"), name, filter(c)); err != nil {
+			return about("session", err)
+		}
+	}
+	if body.Summary != nil {
+		if sess, err = h.opts.Store.EditSummary(ctx, c.Param("id"), body.Summary.Summary, body.Summary.Topics, filter(c)); err != nil {
+			return about("session", err)
+		}
+	}
+	c.JSON(http.StatusOK, toSession(sess))
+	return nil
+}
+
 func (h *Handler) deleteSession(c *gin.Context) error {
 	if err := DeleteSession(c.Request.Context(), h.opts.Runs, h.opts.Store, c.Param("id"), filter(c)); err != nil {
 		return about("session", err)

@@ -48,6 +48,27 @@ type renameRequest struct {
 	SessionName string `json:"session_name" form:"session_name" openapi:"required"`
 }
 
+// summaryResponse is a session's summary, AgentOS's SessionSummary.
+type summaryResponse struct {
+	Summary   string    `json:"summary"`
+	Topics    []string  `json:"topics"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// updateSessionRequest is the body of PATCH /sessions/{id}: the fields to
+// change (AgentOS's session update); at least one is required.
+type updateSessionRequest struct {
+	SessionName *string         `json:"session_name,omitempty"`
+	Summary     *summaryRequest `json:"summary,omitempty"`
+}
+
+// summaryRequest is a session summary sent by a client: its text and
+// topics (updated_at is the server's).
+type summaryRequest struct {
+	Summary string   `json:"summary" openapi:"required"`
+	Topics  []string `json:"topics,omitempty"`
+}
+
 // deleteSessionsRequest is the body of DELETE /sessions.
 type deleteSessionsRequest struct {
 	SessionIDs []string `json:"session_ids" openapi:"required"`
@@ -219,14 +240,17 @@ type sessionResponse struct {
 	SessionID    string         `json:"session_id"`
 	SessionName  string         `json:"session_name"`
 	SessionState map[string]any `json:"session_state"`
-	SessionType  string         `json:"session_type"`
-	AgentID      string         `json:"agent_id,omitempty"`
-	TeamID       string         `json:"team_id,omitempty"`
-	UserID       string         `json:"user_id,omitempty"`
-	RunCount     int            `json:"run_count"`
-	Cost         model.Cost     `json:"cost"`
-	CreatedAt    time.Time      `json:"created_at"`
-	UpdatedAt    time.Time      `json:"updated_at"`
+	// SessionSummary is the session's running summary (agents and teams
+	// with summary on, or one set through PATCH); absent when it has none.
+	SessionSummary *summaryResponse `json:"session_summary,omitempty"`
+	SessionType    string           `json:"session_type"`
+	AgentID        string           `json:"agent_id,omitempty"`
+	TeamID         string           `json:"team_id,omitempty"`
+	UserID         string           `json:"user_id,omitempty"`
+	RunCount       int              `json:"run_count"`
+	Cost           model.Cost       `json:"cost"`
+	CreatedAt      time.Time        `json:"created_at"`
+	UpdatedAt      time.Time        `json:"updated_at"`
 }
 
 func toSession(s *store.Session) sessionResponse {
@@ -236,6 +260,12 @@ func toSession(s *store.Session) sessionResponse {
 	}
 	if out.SessionState == nil {
 		out.SessionState = map[string]any{}
+	}
+	if sum := s.Summary; sum != nil {
+		out.SessionSummary = &summaryResponse{Summary: sum.Summary, Topics: sum.Topics, UpdatedAt: sum.UpdatedAt.UTC()}
+		if out.SessionSummary.Topics == nil {
+			out.SessionSummary.Topics = []string{}
+		}
 	}
 	if s.Type == "team" {
 		out.TeamID = s.ComponentID

@@ -58,6 +58,10 @@ type Input struct {
 	// State is the session's key-value state (workflows, and agents with
 	// session_state, read and write it). The runner must not modify it.
 	State map[string]any
+	// Summary is the session's summary as a delimited section of the
+	// instructions (session.SummaryPrompt), empty when it has none; History
+	// then holds only the runs after it.
+	Summary string
 	// Resume, when set, continues a run that paused on tool calls, instead
 	// of answering Message afresh.
 	Resume *Resume
@@ -161,6 +165,12 @@ type Config struct {
 	Reasoner       model.Provider
 	ReasonerModel  string
 	ReasonerVendor string
+	// Summarizer writes the session summaries of summary (nil when off),
+	// SummarizerModel its vendor model id and SummarizerVendor its
+	// provider; the summary job calls it, never a run.
+	Summarizer       model.Provider
+	SummarizerModel  string
+	SummarizerVendor string
 }
 
 // Guardrails check a run's input before its first model call and its answer
@@ -256,6 +266,16 @@ func (a *Agent) ModelInfo() (modelID, provider string) { return a.cfg.Model, a.c
 // HistoryRuns returns the spec's history: how many earlier runs of the
 // session the agent reads.
 func (a *Agent) HistoryRuns() int { return a.cfg.Spec.HistoryRuns() }
+
+// SummaryModel returns the model that writes the session's summaries,
+// its vendor model id and provider (nil when summary is off).
+func (a *Agent) SummaryModel() (model.Provider, string, string) {
+	return a.cfg.Summarizer, a.cfg.SummarizerModel, a.cfg.SummarizerVendor
+}
+
+// SummarySpec returns the spec's summary and the agent's model, its
+// default summarizer (the session service folds older turns with them).
+func (a *Agent) SummarySpec() (*spec.Summary, string) { return a.cfg.Spec.Summary, a.cfg.Spec.Model }
 
 // HistoryTokens returns the spec's history_tokens: the estimated tokens the
 // session's earlier runs may take in the context.

@@ -341,7 +341,7 @@ func decide(c model.ToolCall, d event.ToolExecution) (model.ToolCall, *string) {
 }
 
 func (r *run) systemPrompt() string {
-	parts := make([]string, 0, 3)
+	parts := make([]string, 0, 4)
 	if r.a.system != "" {
 		parts = append(parts, r.a.system)
 	}
@@ -350,6 +350,9 @@ func (r *run) systemPrompt() string {
 	}
 	if r.state != nil {
 		parts = append(parts, "The session state (JSON; read it with get_state, change it with set_state):\n"+r.state.stateJSON())
+	}
+	if r.in.Summary != "" {
+		parts = append(parts, r.in.Summary)
 	}
 	return strings.Join(parts, "\n\n")
 }

@@ -49,6 +49,12 @@ const (
 	// generated (ReasoningContent), in streamed runs; the whole text then
 	// arrives as one ReasoningStep when the model's answer is complete.
 	ReasoningContentDelta Type = "ReasoningContentDelta"
+	// SessionSummaryStarted and SessionSummaryCompleted (AgentOS names)
+	// mark the background job that folds a session's older turns into its
+	// summary. The job runs after the run's stream has closed, so they are
+	// the job's log lines, not stream events.
+	SessionSummaryStarted   Type = "SessionSummaryStarted"
+	SessionSummaryCompleted Type = "SessionSummaryCompleted"
 )
 
 // Workflow step events, named as AgentOS names them. A workflow run's own

@@ -55,8 +55,12 @@ type Session struct {
 	UserID      string
 	// Name is derived from the first run's input unless the caller gives
 	// one or the session is renamed.
-	Name      string
-	State     map[string]any
+	Name  string
+	State map[string]any
+	// Summary is the session's running summary (nil when it has none);
+	// stores fill it when they list or read sessions, not when they start
+	// a run.
+	Summary   *Summary
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	// RunCount is the number of runs in the session, team members' included.

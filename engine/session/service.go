@@ -91,6 +91,11 @@ type Options struct {
 	// Requeue queues the jobs of workflow runs interrupted by a crash, which
 	// the store sets back to PENDING; nil leaves them waiting.
 	Requeue Requeuer
+	// Summaries queues the summary jobs of sessions whose agent or team has
+	// summary on, after a run takes their unfolded history over the
+	// threshold; nil folds nothing (the summary a session has is still
+	// used). The Store must implement SummaryStore for summaries to work.
+	Summaries SummaryQueue
 }
 
 // Service starts, tracks and persists runs. It is safe for concurrent use.
@@ -309,6 +314,9 @@ func (t *Turn) begin(ctx context.Context) {
 		}
 	}
 	t.history = p.History
+	if t.history == nil && t.beginSummarized(ctx) {
+		return
+	}
 	if t.history == nil && p.SessionID != "" {
 		if n := t.runner.HistoryRuns(); n > 0 {
 			runs, err := s.opts.Store.History(ctx, t.session.ID, n)
@@ -340,6 +348,13 @@ type Turn struct {
 	obs       []RunObserver
 	// resume continues a paused run from its held state.
 	resume *agent.Resume
+	// summaryCfg is the runner's summary configuration (nil when off),
+	// summary the session's summary when it has one, and unfolded the
+	// session's completed runs after it, oldest first: with the turn's own
+	// run they decide whether to fold (see foldAfter).
+	summaryCfg *SummaryConfig
+	summary    *Summary
+	unfolded   []HistoryRun
 }
 
 // RunID returns the run's id.
@@ -401,6 +416,7 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	res := t.runner.Execute(ctx, agent.Input{
 		Message: t.p.Message, History: t.history, RunID: t.run.ID,
 		SessionID: t.session.ID, UserID: t.p.UserID, Stream: t.p.Stream, State: t.session.State, Resume: t.resume,
+		Summary: SummaryPrompt(t.summary),
 	}, func(e event.Event) {
 		for _, o := range t.obs {
 			o.Event(e)
@@ -535,6 +551,9 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	}
 	for _, o := range t.obs {
 		o.RunFinished(r, res.ErrorKind)
+	}
+	if err == nil {
+		t.foldAfter(saveCtx, r)
 	}
 	return r
 }

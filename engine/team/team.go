@@ -56,6 +56,12 @@ type Config struct {
 	Reasoner       model.Provider
 	ReasonerModel  string
 	ReasonerVendor string
+	// Summarizer writes the session summaries of summary (nil when off),
+	// SummarizerModel its vendor model id and SummarizerVendor its
+	// provider; the summary job calls it, never a run.
+	Summarizer       model.Provider
+	SummarizerModel  string
+	SummarizerVendor string
 }
 
 // Team is a run-ready team. Immutable and safe for concurrent runs.
@@ -120,6 +126,16 @@ func (t *Team) ModelInfo() (modelID, provider string) { return t.cfg.Model, t.cf
 // HistoryRuns returns the spec's history: how many earlier team turns of the
 // session the team reads.
 func (t *Team) HistoryRuns() int { return t.cfg.Spec.HistoryRuns() }
+
+// SummaryModel returns the model that writes the session's summaries,
+// its vendor model id and provider (nil when summary is off).
+func (t *Team) SummaryModel() (model.Provider, string, string) {
+	return t.cfg.Summarizer, t.cfg.SummarizerModel, t.cfg.SummarizerVendor
+}
+
+// SummarySpec returns the spec's summary and the leader's model, its
+// default summarizer.
+func (t *Team) SummarySpec() (*spec.Summary, string) { return t.cfg.Spec.Summary, t.cfg.Spec.Model }
 
 // HistoryTokens returns the spec's history_tokens.
 func (t *Team) HistoryTokens() int { return t.cfg.Spec.HistoryTokens }
@@ -334,7 +350,7 @@ func (r *teamRun) route(ctx context.Context) *agent.Result {
 	started.Model, started.Provider = t.cfg.Model, t.cfg.Vendor
 	r.send(started)
 	req := &model.Request{
-		System:   t.leader.Spec().Instructions,
+		System:   joinSystem(t.leader.Spec().Instructions, r.in.Summary),
 		Messages: append(append([]model.Message(nil), r.in.History...), model.Message{Role: model.RoleUser, Content: r.in.Message}),
 		Tools:    []model.ToolDef{{Name: RouteTool, Description: "Send the user's message to the one member best suited to answer it.", Parameters: t.memberSchema()}},
 	}
@@ -573,4 +589,16 @@ func conversation(h []model.Message) []model.Message {
 		}
 	}
 	return out
+}
+
+// joinSystem is the route leader's instructions followed by the session's
+// summary section, when there is one.
+func joinSystem(instructions, summary string) string {
+	if summary == "" {
+		return instructions
+	}
+	if instructions == "" {
+		return summary
+	}
+	return instructions + "\n\n" + summary
 }

@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"GetRun", testGetRun},
 		{"ComponentRuns", testComponentRuns},
 		{"History", testHistory},
+		{"Summary", testSummary},
 		{"RecentRuns", testRecentRuns},
 		{"RunActivity", testRunActivity},
 		{"RunLatency", testRunLatency},
