@@ -15,6 +15,7 @@ import (
 	"github.com/troupehq/troupe/engine/model/fake"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/summary"
+	"github.com/troupehq/troupe/store"
 )
 
 // summaryModels add the summarizer's Model document (on the anthropic fake,
@@ -320,4 +321,44 @@ func TestSummaryAPI(t *testing.T) {
 	require.Equal(t, session.SummaryPrompt(&session.Summary{Summary: "Alice likes tea.", Topics: []string{"tea"}}), reqs[1].System)
 	// The edited summary covers no run yet: the history is the whole session.
 	require.Equal(t, []model.Message{user("hi"), assistant("ok"), user("again")}, reqs[1].Messages)
+}
+
+// TestSummaryCountsAgainstBudgetsAndSpend: the summarizer's tokens count
+// against the agent's budgets, as its runs' do, and in the spend of the
+// run that caused the summary; a spent budget skips a summary rather than
+// overrunning it. Each turn spends 10 tokens, the summarizer 110; turns 3
+// and 5 cross the threshold.
+func TestSummaryCountsAgainstBudgetsAndSpend(t *testing.T) {
+	t.Parallel()
+	var steps []fake.Step
+	for i := 1; i <= 6; i++ {
+		steps = append(steps, fake.Step{Content: fmt.Sprintf("answer %d", i), Usage: model.Usage{InputTokens: 5, OutputTokens: 5}})
+	}
+	script, summ := fake.New(steps...), &summarizer{}
+	ts := startServer(t, withProvider("anthropic", byModel{summ: summ, rest: script}),
+		withSpecs(summaryModels+"kind: Budget\nname: pot\nlimits: {tokens: 160}\n---\n"+
+			"kind: Agent\nname: thrifty\nmodel: scripted\nbudgets: [pot]\nsummary: {model: summ, threshold_tokens: 30, keep_runs: 1}\n"))
+	sessionID := summaryTurns(t, ts, "/agents/thrifty/runs", questions(5)...)
+	// After turn 3: 30 + 110 tokens. Turn 5 starts at 150 (under 160) and
+	// ends at 160: its crossing finds the pot spent.
+	require.Len(t, summ.requests(), 1, "the second crossing is skipped: the pot is spent")
+	var sess struct {
+		SessionSummary struct {
+			Summary string `json:"summary"`
+		} `json:"session_summary"`
+	}
+	ts.json(http.MethodGet, "/sessions/"+sessionID, "", "", http.StatusOK, &sess)
+	require.Equal(t, "S1", sess.SessionSummary.Summary)
+
+	var b struct {
+		Usage []struct {
+			Tokens int `json:"tokens"`
+		} `json:"usage"`
+	}
+	ts.json(http.MethodGet, "/budgets/pot", "", "", http.StatusOK, &b)
+	require.Len(t, b.Usage, 1)
+	require.Equal(t, 5*10+110, b.Usage[0].Tokens, "five turns and one summary")
+	spend, err := ts.db.SpendTotal(t.Context(), time.Now().Add(-time.Hour), time.Now().Add(time.Hour), store.Filter{})
+	require.NoError(t, err)
+	require.Equal(t, int64(5*10+110), spend.Tokens, "the summary is in the spend of the run it followed")
 }

@@ -101,3 +101,15 @@ func (db *DB) BudgetCounters(ctx context.Context, name, window, scope string, li
 	}
 	return out, nil
 }
+
+// AddRunUsage adds the tokens and cost of background model work done for a
+// finished run (its session's summary, memories, learnings) to the run's
+// spend columns, so session totals and the Spend page count what the run
+// caused, not only its own calls. The run's metrics keep its own calls.
+func (db *DB) AddRunUsage(ctx context.Context, runID string, tokens int64, cost model.Cost, costUnknown bool) error {
+	if err := db.exec(ctx, `UPDATE runs SET tokens = tokens + $1, cost = cost + $2, cost_unknown = (cost_unknown OR $3) WHERE id = $4`,
+		tokens, int64(cost), costUnknown, runID); err != nil {
+		return fmt.Errorf("store: adding background usage to run %s: %w", runID, err)
+	}
+	return nil
+}

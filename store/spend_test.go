@@ -156,3 +156,24 @@ func BenchmarkSpend(b *testing.B) {
 		}
 	})
 }
+
+// TestAddRunUsage: background work's usage (a summary, memories, a
+// learning) adds to the spend of the run it followed, on both dialects.
+func TestAddRunUsage(t *testing.T) {
+	for name, open := range metricsOpeners(t) {
+		t.Run(name, func(t *testing.T) {
+			db := open(t)
+			seedSpendRuns(t, db, []spendSeedRun{
+				{id: "r1", typ: store.SessionAgent, component: "support", user: "alice", at: marchDay(2), tokens: 100, cost: 1_000_000},
+			})
+			require.NoError(t, db.AddRunUsage(t.Context(), "r1", 50, 500_000, false))
+			total, err := db.SpendTotal(t.Context(), marchDay(2), marchDay(3), store.Filter{})
+			require.NoError(t, err)
+			require.Equal(t, store.SpendLine{Runs: 1, Tokens: 150, Cost: 1_500_000}, total)
+			require.NoError(t, db.AddRunUsage(t.Context(), "r1", 10, 0, true))
+			total, err = db.SpendTotal(t.Context(), marchDay(2), marchDay(3), store.Filter{})
+			require.NoError(t, err)
+			require.Equal(t, store.SpendLine{Runs: 1, Tokens: 160, Cost: 1_500_000, CostUnknown: true}, total, "an unpriced model makes the cost a floor")
+		})
+	}
+}

@@ -278,6 +278,10 @@ func (a *Agent) SummaryModel() (model.Provider, string, string) {
 func (a *Agent) SummarySpec() (*spec.Summary, string) { return a.cfg.Spec.Summary, a.cfg.Spec.Model }
 
 // HistoryTokens returns the spec's history_tokens: the estimated tokens the
+// BudgetPolicy is the budgets the runner's runs count against, for the
+// background work that follows them (summaries, memories, learnings).
+func (a *Agent) BudgetPolicy() budget.Policy { return a.cfg.Budgets }
+
 // session's earlier runs may take in the context.
 func (a *Agent) HistoryTokens() int { return a.cfg.Spec.HistoryTokens }
 

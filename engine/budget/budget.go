@@ -336,3 +336,27 @@ func (t *Tracker) Totals() ([]Key, []Usage) {
 func OfResponse(r *model.Response) Usage {
 	return Usage{Cost: r.Cost, Tokens: int64(r.Usage.InputTokens + r.Usage.OutputTokens)}
 }
+
+// Charge makes one model call of the background work that follows a run (a
+// session summary, a memory extraction, a distilled learning) count against
+// p's budgets for s, as the run's own calls do: it is refused with an
+// *ExceededError, without calling, when one of them is spent, and its usage
+// is added after. The run itself has ended, so its tracker is gone; this
+// opens one for the call alone.
+func Charge(ctx context.Context, p Policy, s Subject, call func(context.Context) (*model.Response, error)) (*model.Response, error) {
+	ctx, _, err := Open(ctx, p, s)
+	if err != nil {
+		return nil, err
+	}
+	if err := Check(ctx); err != nil {
+		return nil, err
+	}
+	resp, err := call(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := Record(ctx, OfResponse(resp)); err != nil {
+		return resp, err
+	}
+	return resp, nil
+}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/model"
@@ -52,6 +53,18 @@ type Store interface {
 // modeled is a runner that writes summaries (agents and teams).
 type modeled interface {
 	SummaryModel() (p model.Provider, modelID, vendor string)
+}
+
+// budgeted is a runner with budgets (agents and teams): the summary counts
+// against them as the run's own model calls do.
+type budgeted interface {
+	BudgetPolicy() budget.Policy
+}
+
+// UsageStore adds background usage to the run it followed (store.DB), so
+// session totals and spend reports count the summary.
+type UsageStore interface {
+	AddRunUsage(ctx context.Context, runID string, tokens int64, cost model.Cost, costUnknown bool) error
 }
 
 // maxFold bounds the runs one job folds; a longer backlog is folded by the
@@ -146,9 +159,25 @@ func (w *Worker) Work(ctx context.Context, a Args) error {
 	start := w.now()
 	log.Info(string(event.SessionSummaryStarted), "runs", len(fold), "model", modelID, "provider", vendor)
 	req := &model.Request{Model: modelID, System: instructions(cfg.Prompt), Messages: []model.Message{{Role: model.RoleUser, Content: conversation(prev, fold)}}}
-	resp, err := provider.Generate(ctx, req, nil)
+	var policy budget.Policy
+	if b, ok := tg.Runner.(budgeted); ok {
+		policy = b.BudgetPolicy()
+	}
+	resp, err := budget.Charge(ctx, policy, budget.Subject{RunID: a.RunID, SessionID: a.SessionID, UserID: sess.UserID, Runner: sess.ComponentID},
+		func(ctx context.Context) (*model.Response, error) { return provider.Generate(ctx, req, nil) })
+	if exceeded := (*budget.ExceededError)(nil); errors.As(err, &exceeded) {
+		// Retrying cannot help before the budget's window turns; the next
+		// crossing tries again, and the history stays bounded meanwhile.
+		log.Warn("session summary skipped: a budget is spent", "err", err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("summary: asking %s for the summary of session %s: %w", modelID, a.SessionID, err)
+	}
+	if u, ok := w.Store.(UsageStore); ok {
+		if err := u.AddRunUsage(ctx, a.RunID, budget.OfResponse(resp).Tokens, resp.Cost, !resp.CostKnown); err != nil {
+			log.Warn("session summary: counting its usage in the run's spend", "err", err)
+		}
 	}
 	next := parse(resp.Content)
 	if next.Summary == "" {

@@ -137,6 +137,10 @@ func (t *Team) SummaryModel() (model.Provider, string, string) {
 // default summarizer.
 func (t *Team) SummarySpec() (*spec.Summary, string) { return t.cfg.Spec.Summary, t.cfg.Spec.Model }
 
+// BudgetPolicy is the budgets the runner's runs count against, for the
+// background work that follows them (summaries, memories, learnings).
+func (t *Team) BudgetPolicy() budget.Policy { return t.cfg.Budgets }
+
 // HistoryTokens returns the spec's history_tokens.
 func (t *Team) HistoryTokens() int { return t.cfg.Spec.HistoryTokens }
 
