@@ -99,10 +99,23 @@ func (x *Index) remove(ctx context.Context, ms []Memory) error {
 	return nil
 }
 
-// search returns the hits of the memories of userID (and of agentID or of
-// no agent, when agentID is set) best matching query, with their fused
-// scores.
-func (x *Index) search(ctx context.Context, userID, agentID, query string, n int) ([]knowledge.Hit, error) {
+// candidate is a memory the index found, with its relevance in [0, 1].
+type candidate struct {
+	id        string
+	relevance float64
+}
+
+// search returns the memories of userID (and of agentID or of no agent, when
+// agentID is set) best matching query, at most n, best first.
+//
+// The store ranks a dense list (cosine of the embeddings) and a keyword list
+// (BM25); the candidates are the best n of the two fused by reciprocal rank
+// (knowledge.Fuse). Reciprocal rank keeps only ranks, so a memory far more
+// similar than the next counts no more than one barely so; the relevance
+// of a candidate is therefore the mean of its two scores, each divided by
+// the best of its list (a list with no hit counts for nothing), which keeps
+// the margins that recency must not overturn.
+func (x *Index) search(ctx context.Context, userID, agentID, query string, n int) ([]candidate, error) {
 	v, err := x.embedder.Embed(ctx, []string{query})
 	if err != nil {
 		return nil, fmt.Errorf("embedding the query: %w", err)
@@ -114,16 +127,42 @@ func (x *Index) search(ctx context.Context, userID, agentID, query string, n int
 	x.mu.Lock()
 	sparse := x.stats.Query(query)
 	x.mu.Unlock()
-	// Hybrid: the store ranks a dense and a keyword list and fuses them by
-	// reciprocal rank (knowledge.Fuse on the embedded store, its RRF
-	// ranker on Milvus), in one request.
-	hits, err := x.store.Search(ctx, ReservedKnowledgeID, knowledge.Query{
-		Text: query, Vector: v[0], Sparse: sparse, Mode: knowledge.ModeHybrid, TopK: n, Filters: filters,
-	})
+	q := knowledge.Query{Text: query, Vector: v[0], Mode: knowledge.ModeVector, TopK: n, Filters: filters}
+	dense, err := x.store.Search(ctx, ReservedKnowledgeID, q)
 	if err != nil {
 		return nil, fmt.Errorf("searching memories: %w", err)
 	}
-	return hits, nil
+	var keyword []knowledge.Hit
+	if len(sparse) > 0 {
+		q.Mode, q.Vector, q.Sparse = knowledge.ModeKeyword, nil, sparse
+		if keyword, err = x.store.Search(ctx, ReservedKnowledgeID, q); err != nil {
+			return nil, fmt.Errorf("searching memories: %w", err)
+		}
+	}
+	norm := func(hs []knowledge.Hit) map[string]float64 {
+		out := make(map[string]float64, len(hs))
+		best := 0.0
+		for _, h := range hs {
+			best = max(best, h.Score)
+		}
+		for _, h := range hs {
+			if best > 0 && h.Score > 0 {
+				out[h.DocumentID] = h.Score / best
+			}
+		}
+		return out
+	}
+	d, k := norm(dense), norm(keyword)
+	lists := 1.0
+	if len(k) > 0 {
+		lists = 2
+	}
+	fused := knowledge.Fuse(n, dense, keyword)
+	out := make([]candidate, len(fused))
+	for i, h := range fused {
+		out[i] = candidate{id: h.DocumentID, relevance: (d[h.DocumentID] + k[h.DocumentID]) / lists}
+	}
+	return out, nil
 }
 
 // count is the number of memories in the index, -1 when the store cannot

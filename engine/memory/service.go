@@ -25,7 +25,7 @@ const (
 	DefaultRecencyHalfLife = 30 * 24 * time.Hour
 	// DefaultRecencyWeight is how much recency lifts a memory's relevance:
 	// a memory updated now scores up to 5% above an equally relevant one
-	// updated long ago, about three ranks of one fused list near the top.
+	// updated long ago.
 	DefaultRecencyWeight = 0.05
 	// MaxMemoryBytes bounds the text of a memory, MaxTopics its topics and
 	// MaxTopicBytes one topic.
@@ -292,11 +292,13 @@ func (s *Service) Stats(ctx context.Context, userID string, limit, page int) ([]
 // otherwise. An empty query returns the k most recently updated.
 //
 // Scoring: the index ranks the user's memories by a dense list (cosine of
-// the embeddings) and a BM25 list, fused by reciprocal rank:
-// rrf = Σ 1/(60 + rank). The final score is rrf · (1 + w · recency), where
-// recency = 0.5^(age/half-life) of the memory's last update (half-life 30
-// days, w = 0.05 by default): relevance decides, and among memories about
-// as relevant the fresher ranks first. Hits are re-read from SQL for
+// the embeddings) and a BM25 list; the candidates are the best of the two
+// fused by reciprocal rank (knowledge.Fuse), and a candidate's relevance is
+// the mean of its dense and keyword scores, each divided by the best of its
+// list (so in [0, 1]). The final score is relevance · (1 + w · recency),
+// where recency = 0.5^(age/half-life) of the memory's last update
+// (half-life 30 days, w = 0.05 by default): relevance decides, and among
+// memories within about 5% of each other the fresher ranks first. Hits are re-read from SQL for
 // userID, so a memory deleted or belonging to someone else is never
 // returned, whatever the index holds.
 func (s *Service) Recall(ctx context.Context, userID, agentID, query string, k int) ([]Memory, error) {
@@ -317,7 +319,7 @@ func (s *Service) Recall(ctx context.Context, userID, agentID, query string, k i
 	}
 	ids := make([]string, len(hits))
 	for i, h := range hits {
-		ids[i] = h.DocumentID
+		ids[i] = h.id
 	}
 	rows, err := s.opts.Store.MemoriesByID(ctx, userID, ids)
 	if err != nil {
@@ -336,12 +338,12 @@ func (s *Service) Recall(ctx context.Context, userID, agentID, query string, k i
 	}
 	out := make([]scored, 0, len(hits))
 	for _, h := range hits {
-		m, ok := byID[h.DocumentID]
+		m, ok := byID[h.id]
 		if !ok {
 			continue
 		}
-		delete(byID, h.DocumentID)
-		out = append(out, scored{m, h.Score * (1 + s.opts.RecencyWeight*s.recency(now, m.UpdatedAt))})
+		delete(byID, h.id)
+		out = append(out, scored{m, h.relevance * (1 + s.opts.RecencyWeight*s.recency(now, m.UpdatedAt))})
 	}
 	slices.SortStableFunc(out, func(a, b scored) int {
 		switch {
