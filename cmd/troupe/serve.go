@@ -27,7 +27,9 @@ import (
 	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge"
+	"github.com/troupehq/troupe/engine/knowledge/embed"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/engine/memory"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/tool/egress"
 	"github.com/troupehq/troupe/engine/trigger"
@@ -63,6 +65,9 @@ type serveConfig struct {
 	// maxRuns is this replica's concurrent background runs; maxQueued the
 	// background runs that may wait to start, over every replica.
 	maxRuns, maxQueued int
+	// memoriesPerUser and memoriesPerAgent bound a user's memories, and
+	// those of one agent of a user.
+	memoriesPerUser, memoriesPerAgent int
 	// idempotencyTTL is how long an Idempotency-Key replays its run.
 	idempotencyTTL time.Duration
 	// userLimit is every user's rate limit (--user-rate-limit,
@@ -156,6 +161,8 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 		"secret of the HMAC-SHA256 signature in the webhook's X-Troupe-Signature header (sha256=<hex>); prefer the env variable (env TROUPE_APPROVALS_WEBHOOK_SECRET)")
 	fs.StringVar(&c.approvalsWebhookHosts, "approvals-webhook-allowed-hosts", envOr(getenv, "TROUPE_APPROVALS_WEBHOOK_ALLOWED_HOSTS", ""),
 		"comma-separated hosts the webhook may reach on private or loopback addresses; public addresses need none (env TROUPE_APPROVALS_WEBHOOK_ALLOWED_HOSTS)")
+	intFlag(&c.memoriesPerUser, "max-memories-per-user", "TROUPE_MAX_MEMORIES_PER_USER", memory.DefaultMaxPerUser, "memories kept per user; adding past it deletes the least recently updated")
+	intFlag(&c.memoriesPerAgent, "max-memories-per-agent", "TROUPE_MAX_MEMORIES_PER_AGENT", memory.DefaultMaxPerAgent, "memories kept per agent of a user; adding past it deletes the agent's least recently updated")
 	intFlag(&c.maxRuns, "max-background-runs", "TROUPE_MAX_BACKGROUND_RUNS", 8, "background runs this replica executes at once")
 	intFlag(&c.maxQueued, "max-queued-runs", "TROUPE_MAX_QUEUED_RUNS", 1000, "background runs that may wait to start; more are refused with 429")
 	userRate := 0.0
@@ -192,7 +199,7 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	if envErr != nil {
 		return nil, envErr
 	}
-	if c.bodyTimeout <= 0 || c.uploadTimeout <= 0 || c.idleTimeout <= 0 || c.maxConnections <= 0 || c.maxRuns <= 0 || c.maxQueued <= 0 || c.idempotencyTTL <= 0 {
+	if c.bodyTimeout <= 0 || c.uploadTimeout <= 0 || c.idleTimeout <= 0 || c.maxConnections <= 0 || c.maxRuns <= 0 || c.maxQueued <= 0 || c.memoriesPerUser <= 0 || c.memoriesPerAgent <= 0 || c.idempotencyTTL <= 0 {
 		return nil, errors.New("--body-timeout, --upload-timeout, --idle-timeout, --max-connections, --max-background-runs, --max-queued-runs and --idempotency-ttl must be positive")
 	}
 	if c.replicaLease < time.Second {
@@ -276,6 +283,15 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	}
 	defer kbs.Close()
 	jobs.RegisterIngestion(jobReg, kbs)
+	// User memories: rows in SQL, indexed with the local embedder in the
+	// embedded store the knowledge bases share (persisted, followed across
+	// replicas), under a knowledge id no spec can name.
+	memories := memory.New(memory.Options{Store: db,
+		Index:      memory.NewIndex(embed.NewLocal(embed.LocalOptions{Dimension: kb.LocalDimension}), kbs.Embedded()),
+		MaxPerUser: cfg.memoriesPerUser, MaxPerAgent: cfg.memoriesPerAgent, Logger: logger.With("component", "memory")})
+	if _, err := memories.Sync(ctx); err != nil {
+		return fmt.Errorf("indexing user memories: %w", err)
+	}
 	rt, pool := newRuntime(getenv, logger, kbs)
 	defer pool.Close()
 	// Workflow runs checkpoint their steps in the database, so a run
@@ -325,7 +341,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	triggers := trigger.New(trigger.Options{Snapshots: eng, Jobs: jobClient, Runs: background, Store: db, Logger: logger.With("component", "triggers")})
 	triggers.Register(jobReg)
 	srv := console.New(console.Options{
-		Engine: eng, Store: db, Knowledge: kbs, Runs: runs, Traces: tel.reader, Metrics: metrics, Triggers: triggers,
+		Engine: eng, Store: db, Knowledge: kbs, Memories: memories, Runs: runs, Traces: tel.reader, Metrics: metrics, Triggers: triggers,
 		Background: background, Queue: jobClient,
 		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
 		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,

@@ -89,7 +89,9 @@ type IndexState struct {
 
 // Store persists memories; the store package implements it in SQL. Every
 // method taking a userID is constrained to that user's memories: an id of
-// another user's memory behaves as unknown.
+// another user's memory behaves as unknown. GetMemory and DeleteMemories
+// take an empty userID as "any user", for callers not bound to one (an
+// unbound API key); keys bound to a user always pass theirs.
 type Store interface {
 	// CreateMemory inserts m (ID, timestamps set by the caller).
 	CreateMemory(ctx context.Context, m *Memory) error

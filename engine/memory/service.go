@@ -181,7 +181,7 @@ func (s *Service) enforce(ctx context.Context, userID, agentID, keep string) err
 	return nil
 }
 
-// Get returns a memory of userID.
+// Get returns a memory of userID (of any user when empty).
 func (s *Service) Get(ctx context.Context, userID, id string) (*Memory, error) {
 	return s.opts.Store.GetMemory(ctx, userID, id)
 }
@@ -195,7 +195,8 @@ type Patch struct {
 	TeamID  *string
 }
 
-// Update changes a memory of userID and re-indexes it.
+// Update changes a memory of userID (of any user when empty) and re-indexes
+// it.
 func (s *Service) Update(ctx context.Context, userID, id string, p Patch) (*Memory, error) {
 	m, err := s.opts.Store.GetMemory(ctx, userID, id)
 	if err != nil {
@@ -226,19 +227,16 @@ func (s *Service) Update(ctx context.Context, userID, id string, p Patch) (*Memo
 	}
 	s.indexPut(ctx, []Memory{*m}, old)
 	if p.AgentID != nil && m.AgentID != "" {
-		if err := s.enforce(ctx, userID, m.AgentID, m.ID); err != nil {
+		if err := s.enforce(ctx, m.UserID, m.AgentID, m.ID); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
 }
 
-// Delete deletes memories of userID by id and returns the ids deleted;
-// other users' and unknown ids are skipped.
+// Delete deletes memories of userID (any user's when empty) by id and
+// returns the ids deleted; other users' and unknown ids are skipped.
 func (s *Service) Delete(ctx context.Context, userID string, ids []string) ([]string, error) {
-	if userID == "" {
-		return nil, fmt.Errorf("%w: deleting memories needs a user_id", ErrInvalid)
-	}
 	return s.delete(ctx, userID, ids)
 }
 

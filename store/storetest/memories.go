@@ -33,6 +33,9 @@ func testMemories(t *testing.T, open Opener) {
 		require.ErrorIs(t, err, memory.ErrNotFound)
 		_, err = db.GetMemory(ctx, "alice", "nope")
 		require.ErrorIs(t, err, memory.ErrNotFound)
+		got, err = db.GetMemory(ctx, "", "m1") // not bound to a user: any user's
+		require.NoError(t, err)
+		require.Equal(t, m1, *got)
 	})
 
 	ids := func(ms []memory.Memory) []string {

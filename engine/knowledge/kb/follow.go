@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/troupehq/troupe/engine/knowledge/embedded"
 )
 
 // FollowInterval is how often Follow applies the knowledge changes other
@@ -63,3 +65,8 @@ func (s *Service) refreshStats(ctx context.Context) {
 		b.statsMu.Unlock()
 	}
 }
+
+// Embedded returns the embedded vector store every embedded knowledge base
+// shares, persisted in SQL and followed across replicas: user memories index
+// themselves in it under a knowledge id no spec can name (engine/memory).
+func (s *Service) Embedded() *embedded.Store { return s.embedded }
