@@ -208,7 +208,7 @@ func New(opts Options) *Server {
 	})
 	s.openai = openai.New(openai.Options{Engine: opts.Engine, Runs: opts.Runs, Streams: s.streams, Keys: opts.Keys, Deny: s.api.Deny,
 		Logger: opts.Logger, Body: body, Timeout: s.timeout, Limits: opts.Limits})
-	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Traces: opts.Traces, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Streams: s.streams,
+	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Memories: opts.Memories, Traces: opts.Traces, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Streams: s.streams,
 		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Body: body, Upload: upload, Timeout: s.timeout, Version: opts.Version, Limits: opts.Limits})
 	s.router = s.routes()
 	return s
