@@ -67,4 +67,3 @@ func (h *Handler) deleteMemoryFromConsole(c *gin.Context) {
 	}
 	c.Redirect(http.StatusSeeOther, memoriesBack(c))
 }
-
