@@ -17,12 +17,16 @@ import (
 // it weighs query terms the same way on the embedded store and on Milvus.
 // Safe for concurrent use.
 type Index struct {
-	embedder knowledge.Embedder
-	store    knowledge.VectorStore
+	backend Backend
 
 	mu    sync.Mutex
 	stats *bm25.Stats
 }
+
+// Backend lends the embedder and vector store for one operation; release
+// ends the use. A knowledge base's (kb.Service.Backend) can change or go
+// with a reload, so the index borrows it each time instead of keeping it.
+type Backend func(ctx context.Context) (e knowledge.Embedder, st knowledge.VectorStore, release func(), err error)
 
 // counter is what the embedded store offers to tell an empty or stale index.
 type counter interface {
@@ -31,7 +35,14 @@ type counter interface {
 
 // NewIndex returns an index of memories in store, embedded by embedder.
 func NewIndex(embedder knowledge.Embedder, store knowledge.VectorStore) *Index {
-	return &Index{embedder: embedder, store: store, stats: &bm25.Stats{DF: map[uint32]int{}}}
+	return NewIndexOn(func(context.Context) (knowledge.Embedder, knowledge.VectorStore, func(), error) {
+		return embedder, store, func() {}, nil
+	})
+}
+
+// NewIndexOn returns an index of memories on a borrowed backend.
+func NewIndexOn(b Backend) *Index {
+	return &Index{backend: b, stats: &bm25.Stats{DF: map[uint32]int{}}}
 }
 
 // indexText is what a memory is searched by: its text and its topics, which
@@ -63,7 +74,12 @@ func (x *Index) put(ctx context.Context, ms []Memory, old map[string]string) err
 		chunks[i] = chunkOf(&ms[i])
 		texts[i] = chunks[i].Text
 	}
-	dense, err := x.embedder.Embed(ctx, texts)
+	embedder, store, release, err := x.backend(ctx)
+	if err != nil {
+		return fmt.Errorf("opening the memory index: %w", err)
+	}
+	defer release()
+	dense, err := embedder.Embed(ctx, texts)
 	if err != nil {
 		return fmt.Errorf("embedding memories: %w", err)
 	}
@@ -79,7 +95,7 @@ func (x *Index) put(ctx context.Context, ms []Memory, old map[string]string) err
 		sparse[i] = w
 	}
 	x.mu.Unlock()
-	if err := x.store.Upsert(ctx, ReservedKnowledgeID, chunks, dense, sparse); err != nil {
+	if err := store.Upsert(ctx, ReservedKnowledgeID, chunks, dense, sparse); err != nil {
 		return fmt.Errorf("indexing memories: %w", err)
 	}
 	return nil
@@ -87,8 +103,13 @@ func (x *Index) put(ctx context.Context, ms []Memory, old map[string]string) err
 
 // remove drops memories from the index.
 func (x *Index) remove(ctx context.Context, ms []Memory) error {
+	_, store, release, err := x.backend(ctx)
+	if err != nil {
+		return fmt.Errorf("opening the memory index: %w", err)
+	}
+	defer release()
 	for i := range ms {
-		if err := x.store.DeleteDocument(ctx, ReservedKnowledgeID, ms[i].ID); err != nil {
+		if err := store.DeleteDocument(ctx, ReservedKnowledgeID, ms[i].ID); err != nil {
 			return fmt.Errorf("removing memory %s from the index: %w", ms[i].ID, err)
 		}
 		w, dl := bm25.Doc(indexText(&ms[i]), 0)
@@ -116,7 +137,12 @@ type candidate struct {
 // the best of its list (a list with no hit counts for nothing), which keeps
 // the margins that recency must not overturn.
 func (x *Index) search(ctx context.Context, userID, agentID, query string, n int) ([]candidate, error) {
-	v, err := x.embedder.Embed(ctx, []string{query})
+	embedder, store, release, err := x.backend(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("opening the memory index: %w", err)
+	}
+	defer release()
+	v, err := embedder.Embed(ctx, []string{query})
 	if err != nil {
 		return nil, fmt.Errorf("embedding the query: %w", err)
 	}
@@ -128,14 +154,14 @@ func (x *Index) search(ctx context.Context, userID, agentID, query string, n int
 	sparse := x.stats.Query(query)
 	x.mu.Unlock()
 	q := knowledge.Query{Text: query, Vector: v[0], Mode: knowledge.ModeVector, TopK: n, Filters: filters}
-	dense, err := x.store.Search(ctx, ReservedKnowledgeID, q)
+	dense, err := store.Search(ctx, ReservedKnowledgeID, q)
 	if err != nil {
 		return nil, fmt.Errorf("searching memories: %w", err)
 	}
 	var keyword []knowledge.Hit
 	if len(sparse) > 0 {
 		q.Mode, q.Vector, q.Sparse = knowledge.ModeKeyword, nil, sparse
-		if keyword, err = x.store.Search(ctx, ReservedKnowledgeID, q); err != nil {
+		if keyword, err = store.Search(ctx, ReservedKnowledgeID, q); err != nil {
 			return nil, fmt.Errorf("searching memories: %w", err)
 		}
 	}
@@ -166,12 +192,17 @@ func (x *Index) search(ctx context.Context, userID, agentID, query string, n int
 }
 
 // count is the number of memories in the index, -1 when the store cannot
-// tell.
-func (x *Index) count() int {
-	if c, ok := x.store.(counter); ok {
-		return c.Count(ReservedKnowledgeID)
+// tell (Milvus: Sync then re-indexes every memory at start).
+func (x *Index) count(ctx context.Context) (int, error) {
+	_, store, release, err := x.backend(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("opening the memory index: %w", err)
 	}
-	return -1
+	defer release()
+	if c, ok := store.(counter); ok {
+		return c.Count(ReservedKnowledgeID), nil
+	}
+	return -1, nil
 }
 
 // resetStats replaces the statistics (Sync builds them from SQL).

@@ -429,7 +429,11 @@ func (s *Service) sync(ctx context.Context, force bool) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading the state of memories: %w", err)
 	}
-	if !force && x.count() == st.Count {
+	have, err := x.count(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if !force && have == st.Count {
 		stats := &bm25.Stats{DF: map[uint32]int{}}
 		err := s.opts.Store.AllMemories(ctx, func(m Memory) error {
 			w, dl := bm25.Doc(indexText(&m), 0)

@@ -1,11 +1,13 @@
 package memory_test
 
 import (
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/engine/knowledge"
@@ -273,4 +275,39 @@ func TestAddValidates(t *testing.T) {
 	m := e.add(t, "u", "", " text ", " Food ", "food", "")
 	require.Equal(t, "text", m.Memory)
 	require.Equal(t, []string{"food"}, m.Topics)
+}
+
+// TestConcurrentUse: adds, updates, recalls and deletes from several
+// goroutines at once keep SQL and the index consistent (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	e := newEnv(t, memory.Options{MaxPerUser: 20})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			user := []string{"alice", "bob"}[w%2]
+			for i := range 15 {
+				m, err := e.svc.Add(t.Context(), &memory.Memory{UserID: user, Memory: fmt.Sprintf("%s fact %d from worker %d", user, i, w)})
+				if !assert.NoError(t, err) {
+					return
+				}
+				if _, err := e.svc.Recall(t.Context(), user, "", "fact from worker", 3); !assert.NoError(t, err) {
+					return
+				}
+				if i%5 == 0 {
+					_, err = e.svc.Delete(t.Context(), user, []string{m.ID})
+					assert.NoError(t, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, user := range []string{"alice", "bob"} {
+		n, err := e.db.CountMemories(t.Context(), user, "")
+		require.NoError(t, err)
+		require.LessOrEqual(t, n, 20, "the bound holds")
+		require.Greater(t, n, 10)
+	}
+	st, err := e.db.MemoryIndexState(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, st.Count, e.vec.Count(memory.ReservedKnowledgeID), "the index holds what SQL holds")
 }
