@@ -55,7 +55,9 @@ func TestIndexOnKnowledgeBase(t *testing.T) {
 	kbs.Configure(t.Context(), []*spec.Knowledge{set.Knowledge("facts")})
 
 	backend := func(name string) memory.Backend {
-		return func(context.Context) (knowledge.Embedder, knowledge.VectorStore, func(), error) { return kbs.Backend(name) }
+		return func(context.Context) (knowledge.Embedder, knowledge.VectorStore, func(), error) {
+			return kbs.Backend(name)
+		}
 	}
 	svc := memory.New(memory.Options{Store: e.db, Index: memory.NewIndexOn(backend("facts"))})
 	for _, s := range []string{"Dana's greyhound is called Pepper", "Dana lives in Melbourne", "Dana charges 90 dollars an hour"} {
