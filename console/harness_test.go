@@ -26,7 +26,9 @@ import (
 	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge"
+	"github.com/troupehq/troupe/engine/knowledge/embed"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/engine/memory"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/model/echo"
 	"github.com/troupehq/troupe/engine/model/openai"
@@ -92,6 +94,7 @@ type testServer struct {
 	eng      *engine.Engine
 	db       *store.DB
 	kb       *kb.Service
+	memories *memory.Service
 	recorder *telemetry.Recorder
 	traces   traceStore
 	metrics  *telemetry.Metrics
@@ -271,7 +274,13 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	}
 	observers = append(observers, ts.metrics)
 	observers = append(observers, h.observers...)
-	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, ShutdownTimeout: 5 * time.Second,
+	// As in troupe serve: memories indexed in the knowledge bases' embedded
+	// store with the local embedder.
+	ts.memories = memory.New(memory.Options{Store: ts.db,
+		Index: memory.NewIndex(embed.NewLocal(embed.LocalOptions{Dimension: kb.LocalDimension}), ts.kb.Embedded())})
+	_, err = ts.memories.Sync(context.Background())
+	require.NoError(t, err)
+	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, Memories: ts.memories, ShutdownTimeout: 5 * time.Second,
 		Traces: ts.traces, Metrics: ts.metrics, Keys: h.keys, Queue: jobClient}
 	if h.limits != nil {
 		o.Limits = h.limits(ts.db)

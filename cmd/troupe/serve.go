@@ -27,7 +27,9 @@ import (
 	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge"
+	"github.com/troupehq/troupe/engine/knowledge/embed"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/engine/memory"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/summary"
 	"github.com/troupehq/troupe/engine/tool/egress"
@@ -64,6 +66,12 @@ type serveConfig struct {
 	// maxRuns is this replica's concurrent background runs; maxQueued the
 	// background runs that may wait to start, over every replica.
 	maxRuns, maxQueued int
+	// memoriesPerUser and memoriesPerAgent bound a user's memories, and
+	// those of one agent of a user.
+	memoriesPerUser, memoriesPerAgent int
+	// memoryKnowledge names the knowledge base whose embedder and vector
+	// store index memories (empty: the local embedder, the embedded store).
+	memoryKnowledge string
 	// idempotencyTTL is how long an Idempotency-Key replays its run.
 	idempotencyTTL time.Duration
 	// userLimit is every user's rate limit (--user-rate-limit,
@@ -157,6 +165,9 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 		"secret of the HMAC-SHA256 signature in the webhook's X-Troupe-Signature header (sha256=<hex>); prefer the env variable (env TROUPE_APPROVALS_WEBHOOK_SECRET)")
 	fs.StringVar(&c.approvalsWebhookHosts, "approvals-webhook-allowed-hosts", envOr(getenv, "TROUPE_APPROVALS_WEBHOOK_ALLOWED_HOSTS", ""),
 		"comma-separated hosts the webhook may reach on private or loopback addresses; public addresses need none (env TROUPE_APPROVALS_WEBHOOK_ALLOWED_HOSTS)")
+	fs.StringVar(&c.memoryKnowledge, "memory-knowledge", envOr(getenv, "TROUPE_MEMORY_KNOWLEDGE", ""), "knowledge base whose embedder and vector store (embedded or Milvus) index user memories; empty: the local embedder and the embedded store (env TROUPE_MEMORY_KNOWLEDGE)")
+	intFlag(&c.memoriesPerUser, "max-memories-per-user", "TROUPE_MAX_MEMORIES_PER_USER", memory.DefaultMaxPerUser, "memories kept per user; adding past it deletes the least recently updated")
+	intFlag(&c.memoriesPerAgent, "max-memories-per-agent", "TROUPE_MAX_MEMORIES_PER_AGENT", memory.DefaultMaxPerAgent, "memories kept per agent of a user; adding past it deletes the agent's least recently updated")
 	intFlag(&c.maxRuns, "max-background-runs", "TROUPE_MAX_BACKGROUND_RUNS", 8, "background runs this replica executes at once")
 	intFlag(&c.maxQueued, "max-queued-runs", "TROUPE_MAX_QUEUED_RUNS", 1000, "background runs that may wait to start; more are refused with 429")
 	userRate := 0.0
@@ -193,7 +204,7 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	if envErr != nil {
 		return nil, envErr
 	}
-	if c.bodyTimeout <= 0 || c.uploadTimeout <= 0 || c.idleTimeout <= 0 || c.maxConnections <= 0 || c.maxRuns <= 0 || c.maxQueued <= 0 || c.idempotencyTTL <= 0 {
+	if c.bodyTimeout <= 0 || c.uploadTimeout <= 0 || c.idleTimeout <= 0 || c.maxConnections <= 0 || c.maxRuns <= 0 || c.maxQueued <= 0 || c.memoriesPerUser <= 0 || c.memoriesPerAgent <= 0 || c.idempotencyTTL <= 0 {
 		return nil, errors.New("--body-timeout, --upload-timeout, --idle-timeout, --max-connections, --max-background-runs, --max-queued-runs and --idempotency-ttl must be positive")
 	}
 	if c.replicaLease < time.Second {
@@ -277,6 +288,18 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	}
 	defer kbs.Close()
 	jobs.RegisterIngestion(jobReg, kbs)
+	// User memories: rows in SQL, indexed under a knowledge id no spec can
+	// name, by default with the local embedder in the embedded store the
+	// knowledge bases share (persisted, followed across replicas), or in
+	// the named knowledge base's store with its embedder.
+	memIndex := memory.NewIndex(embed.NewLocal(embed.LocalOptions{Dimension: kb.LocalDimension}), kbs.Embedded())
+	if name := cfg.memoryKnowledge; name != "" {
+		memIndex = memory.NewIndexOn(func(context.Context) (knowledge.Embedder, knowledge.VectorStore, func(), error) {
+			return kbs.Backend(name)
+		})
+	}
+	memories := memory.New(memory.Options{Store: db, Index: memIndex,
+		MaxPerUser: cfg.memoriesPerUser, MaxPerAgent: cfg.memoriesPerAgent, Logger: logger.With("component", "memory")})
 	rt, pool := newRuntime(getenv, logger, kbs)
 	defer pool.Close()
 	// Workflow runs checkpoint their steps in the database, so a run
@@ -292,6 +315,17 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		return fmt.Errorf("loading %s: %w", cfg.dir, err)
 	}
 	defer eng.Close()
+	if cfg.memoryKnowledge != "" {
+		// The memories' knowledge base must be open before they index;
+		// followKnowledge configures the same bases again, a no-op.
+		kbs.Configure(ctx, eng.Current().Knowledge())
+	}
+	if _, err := memories.Sync(ctx); err != nil {
+		// Memories stay readable and writable in SQL; recalling them
+		// fails until the index is back (an unreachable Milvus), or the
+		// configuration names a knowledge base that exists.
+		logger.Error("user memories cannot be indexed: check --memory-knowledge and its store", "knowledge", cfg.memoryKnowledge, "err", err)
+	}
 	w, err := watch.New(watch.Options{Dirs: []string{cfg.dir}, Logger: logger.With("component", "watch")})
 	if err != nil {
 		return fmt.Errorf("watching %s: %w", cfg.dir, err)
@@ -329,7 +363,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	triggers := trigger.New(trigger.Options{Snapshots: eng, Jobs: jobClient, Runs: background, Store: db, Logger: logger.With("component", "triggers")})
 	triggers.Register(jobReg)
 	srv := console.New(console.Options{
-		Engine: eng, Store: db, Knowledge: kbs, Runs: runs, Traces: tel.reader, Metrics: metrics, Triggers: triggers,
+		Engine: eng, Store: db, Knowledge: kbs, Memories: memories, Runs: runs, Traces: tel.reader, Metrics: metrics, Triggers: triggers,
 		Background: background, Queue: jobClient,
 		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
 		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,

@@ -105,6 +105,9 @@ type Options struct {
 	Background Background
 	// Knowledge serves /knowledge routes; nil leaves them out.
 	Knowledge Knowledge
+	// Memories serves /memories, /memory_topics and /user_memory_stats;
+	// nil leaves them out.
+	Memories Memories
 	// Queue serves /queue routes (the job engine's client); nil leaves
 	// them out.
 	Queue Queue
@@ -231,6 +234,17 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.DELETE("/sessions/:id", need(auth.ScopeSessionsWrite), h.wrap(h.deleteSession))
 	timed.DELETE("/sessions", need(auth.ScopeSessionsWrite), h.wrap(h.deleteSessions))
 
+	if h.opts.Memories != nil {
+		// Memories are a user's data, like their sessions: the same scopes.
+		timed.GET("/memories", need(auth.ScopeSessionsRead), h.wrap(h.listMemories))
+		timed.POST("/memories", need(auth.ScopeSessionsWrite), h.wrap(h.createMemory))
+		timed.DELETE("/memories", need(auth.ScopeSessionsWrite), h.wrap(h.deleteMemories))
+		timed.GET("/memories/:memory_id", need(auth.ScopeSessionsRead), h.wrap(h.getMemory))
+		timed.PATCH("/memories/:memory_id", need(auth.ScopeSessionsWrite), h.wrap(h.patchMemory))
+		timed.DELETE("/memories/:memory_id", need(auth.ScopeSessionsWrite), h.wrap(h.deleteMemory))
+		timed.GET("/memory_topics", need(auth.ScopeSessionsRead), h.wrap(h.memoryTopics))
+		timed.GET("/user_memory_stats", need(auth.ScopeSessionsRead), h.wrap(h.userMemoryStats))
+	}
 	if h.opts.Knowledge != nil {
 		timed.GET("/knowledge/config", need(auth.ScopeKnowledgeRead), h.wrap(h.knowledgeConfig))
 		uploads.POST("/knowledge/content", need(auth.ScopeKnowledgeWrite), h.wrap(h.uploadContent))

@@ -12,6 +12,7 @@ import (
 	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/engine/memory"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/telemetry"
 )
@@ -107,6 +108,11 @@ func Status(err error) (status int, msg string, ok bool) {
 		return http.StatusNotFound, what + " not found", true
 	case errors.Is(err, knowledge.ErrNotFound):
 		return http.StatusNotFound, err.Error(), true
+	case errors.Is(err, memory.ErrNotFound):
+		// The same answer for a memory of another user as for none.
+		return http.StatusNotFound, "memory not found", true
+	case errors.Is(err, memory.ErrInvalid):
+		return http.StatusUnprocessableEntity, err.Error(), true
 	case errors.Is(err, kb.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge, err.Error(), true
 	case errors.Is(err, kb.ErrUnsupported):

@@ -103,6 +103,8 @@ type Options struct {
 	// Knowledge serves the knowledge pages' documents and search; nil
 	// shows knowledge as off.
 	Knowledge Knowledge
+	// Memories serves the memories page; nil shows memories as off.
+	Memories api.Memories
 	// Traces serves the trace pages; nil shows tracing as off.
 	Traces telemetry.Reader
 	// Queue serves the jobs page (the job engine); nil leaves it out.
@@ -226,6 +228,11 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.GET("/ui/traces", h.pageRequire(auth.ScopeSessionsRead), h.tracesPage)
 	timed.GET("/ui/traces/:trace_id", h.pageRequire(auth.ScopeSessionsRead), h.tracePage)
 
+	timed.GET("/ui/memories", h.pageRequire(auth.ScopeSessionsRead), h.memoriesPage)
+	if h.opts.Memories != nil {
+		timed.POST("/ui/memories/:id/edit", h.pageRequire(auth.ScopeSessionsWrite), h.editMemoryFromConsole)
+		timed.POST("/ui/memories/:id/delete", h.pageRequire(auth.ScopeSessionsWrite), h.deleteMemoryFromConsole)
+	}
 	timed.GET("/ui/knowledge", h.pageRequire(auth.ScopeKnowledgeRead), h.knowledgePage)
 	if h.opts.Knowledge != nil {
 		uploads.POST("/ui/knowledge/upload", h.pageRequire(auth.ScopeKnowledgeWrite), h.uploadFromConsole)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/knowledge"
+	"github.com/troupehq/troupe/engine/memory"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
@@ -114,6 +115,22 @@ type TargetPage struct {
 type Sessions struct {
 	Search     string
 	Rows       []store.Session
+	Page       int
+	TotalPages int
+	Total      int
+	CanWrite   bool
+}
+
+// Memories is the memories page: one page of memories, of one user when
+// the key is bound or the filter names one.
+type Memories struct {
+	// Enabled is false when the server runs without memories.
+	Enabled bool
+	// User filters by user; Bound means the key is tied to it.
+	User       string
+	Bound      bool
+	Search     string
+	Rows       []memory.Memory
 	Page       int
 	TotalPages int
 	Total      int

@@ -4,6 +4,9 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/troupehq/troupe/engine/knowledge"
+	"github.com/troupehq/troupe/engine/knowledge/embedded"
 )
 
 // FollowInterval is how often Follow applies the knowledge changes other
@@ -63,3 +66,20 @@ func (s *Service) refreshStats(ctx context.Context) {
 		b.statsMu.Unlock()
 	}
 }
+
+// Backend lends the embedder and vector store of a configured knowledge base
+// for one use (user memories indexed with a knowledge base's embedder, in its
+// store: Milvus when it is a milvus base); the caller calls release when
+// done, so that a reload that replaces the base closes its store after.
+func (s *Service) Backend(name string) (e knowledge.Embedder, st knowledge.VectorStore, release func(), err error) {
+	b, err := s.acquire(name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return b.embedder, b.store, func() { b.release(s.log) }, nil
+}
+
+// Embedded returns the embedded vector store every embedded knowledge base
+// shares, persisted in SQL and followed across replicas: user memories index
+// themselves in it under a knowledge id no spec can name (engine/memory).
+func (s *Service) Embedded() *embedded.Store { return s.embedded }
