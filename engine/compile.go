@@ -179,6 +179,10 @@ func (c *compiler) dependencies(doc spec.Document) []spec.Key {
 		if d.Reasoning != nil {
 			model(d.Reasoning.Model)
 		}
+		if d.Learning != nil {
+			model(d.Learning.Model)
+			out = append(out, spec.Key{Kind: spec.KindKnowledge, Name: d.Learning.Knowledge})
+		}
 		budgets(d.Budgets)
 		for _, t := range d.Tools {
 			if _, builtin := c.set.BuiltinTool(t); !builtin {
@@ -388,6 +392,19 @@ func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 			names[i] = k.Name
 		}
 		cfg.KnowledgeHint = fmt.Sprintf("You have access to the knowledge base(s) %s. Search them with knowledge_search before answering questions they may cover, answer from what you find, and cite the documents you used.", strings.Join(names, ", "))
+	}
+	if l := a.Spec.Learning; l != nil {
+		cfg.LearningModel, cfg.LearningModelID = provider, a.Model.Model
+		if l.Model != "" {
+			ref := c.model(l.Model, map[string]*ModelRef{}, true)
+			if cfg.LearningModel, err = c.rt.chain(ref); err != nil {
+				return nil, fmt.Errorf("learning model: %w", err)
+			}
+			cfg.LearningModelID = ref.Model
+		}
+		if l.Tool() && c.rt.Learning != nil {
+			cfg.Tools = append(cfg.Tools, c.rt.Learning.SaveTool(a.Spec))
+		}
 	}
 	g, err := c.guardrails(a.Spec.Guardrails, guard.Who{Kind: spec.KindAgent, Name: a.Spec.Name, Model: cfg.Model, Provider: cfg.Vendor})
 	if err != nil {
