@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/console"
+	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/engine"
@@ -27,6 +28,7 @@ import (
 	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/engine/learning"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/model/echo"
 	"github.com/troupehq/troupe/engine/model/openai"
@@ -35,6 +37,7 @@ import (
 	"github.com/troupehq/troupe/engine/tool/egress"
 	"github.com/troupehq/troupe/engine/trigger"
 	"github.com/troupehq/troupe/engine/workflow"
+	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/spec/watch"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
@@ -91,6 +94,7 @@ type testServer struct {
 	eng      *engine.Engine
 	db       *store.DB
 	kb       *kb.Service
+	learner  *learning.Learner
 	recorder *telemetry.Recorder
 	traces   traceStore
 	metrics  *telemetry.Metrics
@@ -236,7 +240,12 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		Queue: jobs.IngestQueue{Client: jobClient}})
 	require.NoError(t, err)
 	jobs.RegisterIngestion(jobReg, ts.kb)
-	rt := &engine.Runtime{Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}}),
+	// As in troupe serve: agents with learning save insights through the
+	// learner, which pins them on the engine built below.
+	ts.learner = learning.New(learning.Options{Knowledge: ts.kb, Proposals: ts.db, Queue: jobs.LearningQueue{Client: jobClient},
+		Agents: learning.PinFunc(func(k spec.Kind, name string) (session.Target, error) { return ts.eng.Pin(k, name) })})
+	jobs.RegisterLearning(jobReg, ts.learner)
+	rt := &engine.Runtime{Learning: ts.learner, Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}}),
 		// As in troupe serve: workflow steps are checkpointed in the store.
 		Workflows: func(w *engine.Workflow) agent.Runner {
 			return workflow.New(w, workflow.Options{Checkpoints: ts.db, Runs: ts.db})
@@ -270,8 +279,9 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	}
 	observers = append(observers, ts.metrics)
 	observers = append(observers, h.observers...)
+	observers = append(observers, ts.learner)
 	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, ShutdownTimeout: 5 * time.Second,
-		Traces: ts.traces, Metrics: ts.metrics, Keys: h.keys, Queue: jobClient}
+		Traces: ts.traces, Metrics: ts.metrics, Keys: h.keys, Queue: jobClient, Learning: ts.learner, Erasers: []api.UserEraser{ts.learner}}
 	if h.limits != nil {
 		o.Limits = h.limits(ts.db)
 	}
