@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"WorkflowSteps", testWorkflowSteps},
 		{"WorkflowRecovery", testWorkflowRecovery},
 		{"Approvals", testApprovals},
+		{"ProposedApprovals", testProposedApprovals},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
