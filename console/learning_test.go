@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -358,4 +359,36 @@ func TestDeleteUserErasesLearnings(t *testing.T) {
 	require.Equal(t, map[string]int{"learnings": 0, "sessions": 0}, erased.Erased)
 	var raw json.RawMessage
 	ts.json(http.MethodGet, "/sessions/"+sessions["bob"], bobKey, "", http.StatusOK, &raw)
+}
+
+// TestLearningJobRetries: a distillation whose model call fails is retried
+// by the job engine (as after a crash) and then saves its insight, once;
+// the queue shows the job by run, without the run's input.
+func TestLearningJobRetries(t *testing.T) {
+	t.Parallel()
+	script := fake.New(
+		fake.Step{Match: answers("secret refunds?"), Content: "90 days."},
+		fake.Step{Match: distils("secret refunds?"), Err: errors.New("model down")},
+		fake.Step{Match: distils("secret refunds?"), Content: `["` + insightPayments + `"]`},
+	)
+	ts := startServer(t, withKeys(keys), withProvider("anthropic", script), withSpecs(learningSpecs("always")))
+	var run runJSON
+	ts.json(http.MethodPost, "/agents/student/runs", aliceKey, `{"message":"secret refunds?","stream":false}`, http.StatusOK, &run)
+	d := waitLearnings(t, ts, 1)[0]
+	require.Equal(t, run.RunID, d.Metadata["run_id"])
+
+	var l jobList
+	require.Eventually(t, func() bool {
+		status, body, _ := ts.do(http.MethodGet, "/queue/jobs?kind=learning_distil", adminKey, "", "")
+		require.Equal(t, http.StatusOK, status, body)
+		require.NotContains(t, body, "secret refunds")
+		require.NoError(t, json.Unmarshal([]byte(body), &l))
+		return len(l.Data) == 1 && l.Data[0].State == "completed"
+	}, 15*time.Second, 20*time.Millisecond)
+	j := l.Data[0]
+	require.Equal(t, 2, j.Attempt)
+	require.Len(t, j.Errors, 1)
+	require.Contains(t, j.Errors[0]["error"], "model down")
+	require.Equal(t, map[string]string{"run_id": run.RunID, "agent": "student"}, j.Summary)
+	require.Len(t, learnings(t, ts), 1)
 }
