@@ -392,3 +392,33 @@ func TestLearningJobRetries(t *testing.T) {
 	require.Equal(t, map[string]string{"run_id": run.RunID, "agent": "student"}, j.Summary)
 	require.Len(t, learnings(t, ts), 1)
 }
+
+// BenchmarkLearningOverhead measures what learning (mode always) adds to a
+// run's latency as its client sees it: the distillation job is queued as
+// the run finishes and runs in the background (its model answers [] at
+// once, so no document is written). Runs are sequential, off then on.
+func BenchmarkLearningOverhead(b *testing.B) {
+	specs := learningSpecs("always") + "---\nkind: Agent\nname: plain\nmodel: scripted\nhistory: 0\n"
+	for _, agent := range []string{"plain", "student"} {
+		b.Run(agent, func(b *testing.B) {
+			script := fake.New()
+			script.Repeat = &fake.Step{Content: "[]"}
+			ts := startServer(b, withProvider("anthropic", script), withSpecs(specs))
+			client := benchClient(1)
+			url := ts.url + "/agents/" + agent + "/runs"
+			lat := make([]time.Duration, b.N)
+			b.ResetTimer()
+			for i := range b.N {
+				d, _, err := postRun(client, url, `{"message":"hi","stream":false}`)
+				if err != nil {
+					b.Fatal(err)
+				}
+				lat[i] = d
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+			b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
+		})
+	}
+}
