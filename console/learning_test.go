@@ -422,3 +422,35 @@ func BenchmarkLearningOverhead(b *testing.B) {
 		})
 	}
 }
+
+// TestTeamLearning: a team with learning (mode always, its own distilling
+// model) saves the insights of its runs, linked to the team's run.
+func TestTeamLearning(t *testing.T) {
+	t.Parallel()
+	specs := learningSpecs("always") + `---
+kind: Agent
+name: plain
+model: scripted
+history: 0
+---
+kind: Team
+name: tutors
+mode: route
+model: echo
+members: [plain]
+history: 0
+learning: {knowledge: lessons, model: scripted}
+`
+	script := fake.New(
+		fake.Step{Match: distils("team refunds?"), Content: `[{"text":"` + insightPayments + `"}]`},
+		fake.Step{Match: func(r *model.Request) bool { return r.System != learning.DefaultPrompt }, Content: "Refunds older than 90 days fail."},
+	)
+	ts := startServer(t, withKeys(keys), withProvider("anthropic", script), withSpecs(specs))
+	var run runJSON
+	ts.json(http.MethodPost, "/teams/tutors/runs", aliceKey, `{"message":"team refunds?","stream":false}`, http.StatusOK, &run)
+	d := waitLearnings(t, ts, 1)[0]
+	require.Equal(t, run.RunID, d.Metadata["run_id"])
+	require.Equal(t, "tutors", d.Metadata["team"])
+	require.Nil(t, d.Metadata["agent"])
+	require.Equal(t, "alice", d.Metadata["user_id"])
+}

@@ -197,6 +197,10 @@ func (c *compiler) dependencies(doc spec.Document) []spec.Key {
 		if d.Reasoning != nil {
 			model(d.Reasoning.Model)
 		}
+		if d.Learning != nil {
+			model(d.Learning.Model)
+			out = append(out, spec.Key{Kind: spec.KindKnowledge, Name: d.Learning.Knowledge})
+		}
 		budgets(d.Budgets)
 		// Members are resolved in build, where agent and team names are known.
 	case *spec.Model:
@@ -344,6 +348,20 @@ func (c *compiler) reasoner(r *spec.Reasoning) (model.Provider, string, string, 
 	return p, ref.Model, ref.Provider, nil
 }
 
+// learningModel resolves the model that distils runs of a runner with
+// learning l: l.model, or the runner's own (provider, id).
+func (c *compiler) learningModel(l *spec.Learning, provider model.Provider, id string) (model.Provider, string, error) {
+	if l.Model == "" {
+		return provider, id, nil
+	}
+	ref := c.model(l.Model, map[string]*ModelRef{}, true)
+	p, err := c.rt.chain(ref)
+	if err != nil {
+		return nil, "", fmt.Errorf("learning model: %w", err)
+	}
+	return p, ref.Model, nil
+}
+
 // runner builds the run-ready form of a compiled agent.
 func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 	provider, err := c.rt.chain(a.Model)
@@ -394,13 +412,8 @@ func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 		cfg.KnowledgeHint = fmt.Sprintf("You have access to the knowledge base(s) %s. Search them with knowledge_search before answering questions they may cover, answer from what you find, and cite the documents you used.", strings.Join(names, ", "))
 	}
 	if l := a.Spec.Learning; l != nil {
-		cfg.LearningModel, cfg.LearningModelID = provider, a.Model.Model
-		if l.Model != "" {
-			ref := c.model(l.Model, map[string]*ModelRef{}, true)
-			if cfg.LearningModel, err = c.rt.chain(ref); err != nil {
-				return nil, fmt.Errorf("learning model: %w", err)
-			}
-			cfg.LearningModelID = ref.Model
+		if cfg.LearningModel, cfg.LearningModelID, err = c.learningModel(l, provider, a.Model.Model); err != nil {
+			return nil, err
 		}
 		if l.Tool() && c.rt.Learning != nil {
 			cfg.Tools = append(cfg.Tools, c.rt.Learning.SaveTool(a.Spec))
@@ -467,6 +480,11 @@ func (c *compiler) teamRunner(t *Team) (*team.Team, error) {
 	cfg := team.Config{Spec: t.Spec, Provider: provider, Model: t.Model.Model, Vendor: t.Model.Provider, Now: c.rt.Now, Budgets: c.policy(t.Spec.Budgets)}
 	if cfg.Reasoner, cfg.ReasonerModel, cfg.ReasonerVendor, err = c.reasoner(t.Spec.Reasoning); err != nil {
 		return nil, err
+	}
+	if l := t.Spec.Learning; l != nil {
+		if cfg.LearningModel, cfg.LearningModelID, err = c.learningModel(l, provider, t.Model.Model); err != nil {
+			return nil, err
+		}
 	}
 	for _, m := range t.Members {
 		if m.Agent != nil {

@@ -22,12 +22,16 @@ type Team struct {
 	Guardrails              Guardrails `yaml:"guardrails" doc:"Checks on the user message (input) and the final answer (output): pii, injection, size, model, http."`
 	Budgets                 []string   `yaml:"budgets" doc:"Names of Budget documents capping this team's runs, members included."`
 	Reasoning               *Reasoning `yaml:"reasoning" doc:"The leader reasons before answering, as an agent's reasoning does (coordinate and broadcast modes)."`
+	Learning                *Learning  `yaml:"learning" doc:"Learn from the team's runs: after each completed run a background job saves reusable insights into a knowledge base (mode always), or proposes them in the approvals inbox (mode propose); agentic is for agents."`
 }
 
 func (t *Team) applyDefaults() {
 	t.Limits.applyDefaults()
 	t.Guardrails.applyDefaults()
 	applyHistoryDefaults(&t.History, &t.HistoryTokens)
+	if t.Learning != nil {
+		t.Learning.applyDefaults()
+	}
 }
 
 // HistoryRuns is how many earlier team turns of the session the team sees.
@@ -50,4 +54,10 @@ func (t *Team) validate(v *validator) {
 	t.Limits.validate(v, p+".limits")
 	t.Guardrails.validate(v, p+".guardrails")
 	v.budgetRefs(p+".budgets", t.Budgets)
+	if t.Learning != nil {
+		if t.Learning.Mode == LearnAgentic {
+			v.errorf(p+".learning.mode", "a team's leader has no save_learning tool: use mode always or propose (or give a member agent learning: {mode: agentic})")
+		}
+		t.Learning.validate(v, p+".learning")
+	}
 }

@@ -107,6 +107,10 @@ func (h *Handler) approvalRow(c *gin.Context, r *approval.Record) view.ApprovalR
 		row.Insight, _ = r.Args["text"].(string)
 		row.Topic, _ = r.Args["topic"].(string)
 		row.Knowledge, _ = r.Args["knowledge"].(string)
+		row.Runner = "agent"
+		if r.Args["kind"] == "team" {
+			row.Runner = "team"
+		}
 	}
 	var who []string
 	for _, u := range r.Approvers.Users {

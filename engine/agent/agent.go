@@ -255,6 +255,9 @@ func (a *Agent) Description() string { return a.cfg.Spec.Description }
 // Spec returns the agent's definition.
 func (a *Agent) Spec() *spec.Agent { return a.cfg.Spec }
 
+// Learning returns the agent's learning, nil without one.
+func (a *Agent) Learning() *spec.Learning { return a.cfg.Spec.Learning }
+
 // LearningModel returns the model that distils the agent's runs into
 // insights and its model id; nil without learning.
 func (a *Agent) LearningModel() (model.Provider, string) {

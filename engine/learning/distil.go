@@ -22,7 +22,7 @@ const enqueueTimeout = 5 * time.Second
 // finish. Only the job's insertion happens as the run finishes; the model
 // is asked in the background job.
 func (l *Learner) RunStarted(r *session.Run, _ session.Link) session.RunObserver {
-	if l.opts.Queue == nil || r.Type != session.TypeAgent || r.ParentRunID != "" {
+	if l.opts.Queue == nil || (r.Type != session.TypeAgent && r.Type != session.TypeTeam) || r.ParentRunID != "" {
 		return nil
 	}
 	return &finish{l: l}
@@ -42,20 +42,21 @@ func (f *finish) RunFinished(r *session.Run, _ string) {
 	if r.Status != event.StatusCompleted {
 		return
 	}
-	ls, _, _, err := f.l.agent(r.ComponentID)
+	j := JobOf(r)
+	ls, _, _, err := f.l.runner(j.kind(), r.ComponentID)
 	if err != nil || ls == nil || !ls.Distils() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), enqueueTimeout)
 	defer cancel()
-	if err := f.l.opts.Queue.EnqueueLearning(ctx, JobOf(r)); err != nil {
+	if err := f.l.opts.Queue.EnqueueLearning(ctx, j); err != nil {
 		f.l.log.Warn("learning: queueing the distillation of a run failed; the run is not learned from", "run_id", r.ID, "agent", r.ComponentID, "err", err)
 	}
 }
 
 // JobOf returns the distillation job of run r, its parts bounded.
 func JobOf(r *session.Run) Job {
-	j := Job{Origin: Origin{RunID: r.ID, SessionID: r.SessionID, UserID: r.UserID, Agent: r.ComponentID},
+	j := Job{Origin: Origin{RunID: r.ID, SessionID: r.SessionID, UserID: r.UserID, Agent: r.ComponentID, Team: r.Type == session.TypeTeam},
 		Input: tool.Truncate(r.Input, maxTranscript), Answer: tool.Truncate(r.Content, maxTranscript)}
 	budget := maxTranscript
 	for _, c := range r.Tools {
@@ -75,7 +76,7 @@ func JobOf(r *session.Run) Job {
 // dropped, not retried: asking again would likely fail the same way. Model
 // and storage errors are returned, so the job is retried.
 func (l *Learner) Distil(ctx context.Context, j Job) error {
-	ls, p, modelID, err := l.agent(j.Agent)
+	ls, p, modelID, err := l.runner(j.kind(), j.Agent)
 	if err != nil {
 		l.log.Warn("learning: the run's agent is not available; its run is not learned from", "run_id", j.RunID, "agent", j.Agent, "err", err)
 		return nil
@@ -210,5 +211,8 @@ func (t *saveTool) Call(ctx context.Context, args json.RawMessage) (string, erro
 
 // Summary names the run, for the job queue's pages.
 func (j Job) Summary() map[string]string {
+	if j.Team {
+		return map[string]string{"run_id": j.RunID, "team": j.Agent}
+	}
 	return map[string]string{"run_id": j.RunID, "agent": j.Agent}
 }

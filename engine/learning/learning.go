@@ -80,7 +80,17 @@ type Origin struct {
 	RunID     string `json:"run_id"`
 	SessionID string `json:"session_id"`
 	UserID    string `json:"user_id,omitempty"`
-	Agent     string `json:"agent"`
+	// Agent names the agent, or the team when Team is set, that ran it.
+	Agent string `json:"agent"`
+	Team  bool   `json:"team,omitempty"`
+}
+
+// kind is the spec kind of the runner that ran o.
+func (o Origin) kind() spec.Kind {
+	if o.Team {
+		return spec.KindTeam
+	}
+	return spec.KindAgent
 }
 
 // Job is the distillation of one completed run: the job engine's
@@ -126,9 +136,10 @@ type Queue interface {
 	EnqueueLearning(ctx context.Context, j Job) error
 }
 
-// learner is what a pinned agent with learning offers (agent.Agent).
+// learner is what a pinned agent or team with learning offers
+// (agent.Agent, team.Team).
 type learner interface {
-	Spec() *spec.Agent
+	Learning() *spec.Learning
 	LearningModel() (model.Provider, string)
 }
 
@@ -195,23 +206,23 @@ const (
 	Proposed Outcome = "proposed" // waiting in the approvals inbox
 )
 
-// agent returns the learning spec and model of agent name on the current
-// snapshot; nil when the agent is gone or learns no more.
-func (l *Learner) agent(name string) (*spec.Learning, model.Provider, string, error) {
+// runner returns the learning spec and model of agent or team name (kind)
+// on the current snapshot; nil when it is gone or learns no more.
+func (l *Learner) runner(kind spec.Kind, name string) (*spec.Learning, model.Provider, string, error) {
 	if l.opts.Agents == nil {
 		return nil, nil, "", errors.New("no agents to learn for")
 	}
-	t, err := l.opts.Agents.Pin(spec.KindAgent, name)
+	t, err := l.opts.Agents.Pin(kind, name)
 	if err != nil {
 		return nil, nil, "", err
 	}
 	defer t.Release()
 	a, ok := t.Runner.(learner)
-	if !ok || a.Spec().Learning == nil {
+	if !ok || a.Learning() == nil {
 		return nil, nil, "", nil
 	}
 	p, id := a.LearningModel()
-	return a.Spec().Learning, p, id, nil
+	return a.Learning(), p, id, nil
 }
 
 // Keep saves an insight of the run o, or proposes it when l's mode is
@@ -252,10 +263,14 @@ func (l *Learner) propose(ctx context.Context, ls *spec.Learning, o Origin, in I
 	if in.Topic != "" {
 		args["topic"] = in.Topic
 	}
+	who := "agent"
+	if o.Team {
+		who, args["kind"] = "team", "team"
+	}
 	r := approval.Record{
 		ID: proposalID(o.RunID, ls.Knowledge, in.Text), RunID: o.RunID, SessionID: o.SessionID,
 		TargetKind: approval.TargetLearning, TargetName: o.Agent, UserID: o.UserID, Tool: "save_learning", Args: args,
-		Reason:    fmt.Sprintf("agent %s proposes a learning for knowledge base %s", o.Agent, ls.Knowledge),
+		Reason:    fmt.Sprintf("%s %s proposes a learning for knowledge base %s", who, o.Agent, ls.Knowledge),
 		Approvers: ls.Approvers, Status: approval.StatusPending, Default: spec.DecisionReject, CreatedAt: l.opts.Now().UTC(),
 	}
 	if err := l.opts.Proposals.ProposeApproval(ctx, r); err != nil {
@@ -286,7 +301,8 @@ func (l *Learner) Decide(ctx context.Context, r *approval.Record) error {
 	if base == "" {
 		return fmt.Errorf("approval %s names no knowledge base", r.ID)
 	}
-	_, err := l.Save(ctx, base, Origin{RunID: r.RunID, SessionID: r.SessionID, UserID: r.UserID, Agent: r.TargetName}, Insight{Text: text, Topic: topic})
+	o := Origin{RunID: r.RunID, SessionID: r.SessionID, UserID: r.UserID, Agent: r.TargetName, Team: r.Args["kind"] == "team"}
+	_, err := l.Save(ctx, base, o, Insight{Text: text, Topic: topic})
 	return err
 }
 
@@ -317,6 +333,10 @@ func (l *Learner) Save(ctx context.Context, base string, o Origin, in Insight) (
 	meta := map[string]any{
 		"source": Source, "run_id": o.RunID, "session_id": o.SessionID, "user_id": o.UserID, "agent": o.Agent,
 		"created_at": now.Format(time.RFC3339), MetaCount: 1, MetaRunIDs: []any{o.RunID}, MetaUserIDs: []any{o.UserID},
+	}
+	if o.Team {
+		delete(meta, "agent")
+		meta["team"] = o.Agent
 	}
 	if in.Topic != "" {
 		meta["topic"] = in.Topic

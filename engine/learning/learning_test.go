@@ -258,6 +258,24 @@ func TestProposeAndDecide(t *testing.T) {
 	require.Equal(t, "r1", docs[0].Metadata["run_id"])
 	require.Equal(t, "alice", docs[0].Metadata["user_id"])
 
-	_, err := learning.New(learning.Options{Knowledge: s}).Keep(t.Context(), ls, o, learning.Insight{Text: "x"})
+	// A team's proposal says so, and its learning names the team.
+	team := learning.Origin{RunID: "r2", UserID: "alice", Agent: "crew", Team: true}
+	_, err := l.Keep(t.Context(), ls, team, learning.Insight{Text: "Teams split work by topic."})
+	require.NoError(t, err)
+	tr := p.got[2]
+	require.Equal(t, "team crew proposes a learning for knowledge base lessons", tr.Reason)
+	require.Equal(t, "team", tr.Args["kind"])
+	tr.Status = approval.StatusApproved
+	require.NoError(t, l.Decide(t.Context(), &tr))
+	docs = listLearnings(t, s, "lessons")
+	require.Len(t, docs, 2)
+	for _, d := range docs {
+		if d.Metadata["run_id"] == "r2" {
+			require.Equal(t, "crew", d.Metadata["team"])
+			require.Nil(t, d.Metadata["agent"])
+		}
+	}
+
+	_, err = learning.New(learning.Options{Knowledge: s}).Keep(t.Context(), ls, o, learning.Insight{Text: "x"})
 	require.ErrorContains(t, err, "use learning mode always or agentic")
 }
