@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/console"
+	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/engine"
@@ -28,6 +29,7 @@ import (
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/embed"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/engine/learning"
 	"github.com/troupehq/troupe/engine/memory"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/model/echo"
@@ -38,6 +40,7 @@ import (
 	"github.com/troupehq/troupe/engine/tool/egress"
 	"github.com/troupehq/troupe/engine/trigger"
 	"github.com/troupehq/troupe/engine/workflow"
+	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/spec/watch"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
@@ -95,6 +98,7 @@ type testServer struct {
 	db       *store.DB
 	kb       *kb.Service
 	memories *memory.Service
+	learner  *learning.Learner
 	recorder *telemetry.Recorder
 	traces   traceStore
 	metrics  *telemetry.Metrics
@@ -240,7 +244,12 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		Queue: jobs.IngestQueue{Client: jobClient}})
 	require.NoError(t, err)
 	jobs.RegisterIngestion(jobReg, ts.kb)
-	rt := &engine.Runtime{Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}}),
+	// As in troupe serve: agents with learning save insights through the
+	// learner, which pins them on the engine built below.
+	ts.learner = learning.New(learning.Options{Knowledge: ts.kb, Proposals: ts.db, Queue: jobs.LearningQueue{Client: jobClient},
+		Agents: learning.PinFunc(func(k spec.Kind, name string) (session.Target, error) { return ts.eng.Pin(k, name) })})
+	jobs.RegisterLearning(jobReg, ts.learner)
+	rt := &engine.Runtime{Learning: ts.learner, Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}}),
 		// As in troupe serve: workflow steps are checkpointed in the store.
 		Workflows: func(w *engine.Workflow) agent.Runner {
 			return workflow.New(w, workflow.Options{Checkpoints: ts.db, Runs: ts.db})
@@ -280,8 +289,9 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		Index: memory.NewIndex(embed.NewLocal(embed.LocalOptions{Dimension: kb.LocalDimension}), ts.kb.Embedded())})
 	_, err = ts.memories.Sync(context.Background())
 	require.NoError(t, err)
+	observers = append(observers, ts.learner)
 	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, Memories: ts.memories, ShutdownTimeout: 5 * time.Second,
-		Traces: ts.traces, Metrics: ts.metrics, Keys: h.keys, Queue: jobClient}
+		Traces: ts.traces, Metrics: ts.metrics, Keys: h.keys, Queue: jobClient, Learning: ts.learner, Erasers: []api.UserEraser{ts.learner, ts.memories}}
 	if h.limits != nil {
 		o.Limits = h.limits(ts.db)
 	}

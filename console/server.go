@@ -107,6 +107,12 @@ type Options struct {
 	// Limits enforces the API keys' and users' rate limits on the API, the
 	// OpenAI surface and the console's chats; nil limits nothing.
 	Limits *ratelimit.Limiter
+	// Learning applies decided learning proposals (engine/learning); nil
+	// leaves them decided but unapplied.
+	Learning api.LearningDecider
+	// Erasers erase a user's data besides their sessions on DELETE
+	// /users/{user_id}: learnings, memories (one per kind of data).
+	Erasers []api.UserEraser
 }
 
 // DefaultReplicaID names a replica by its host name (a container's id under
@@ -205,11 +211,12 @@ func New(opts Options) *Server {
 		Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Background: opts.Background, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Knowledge: opts.Knowledge, Memories: opts.Memories, Traces: opts.Traces, Prometheus: prom,
 		Streams: s.streams, Keys: opts.Keys, Logger: opts.Logger, Started: s.start, Closing: s.closing,
 		Documented: documented, Body: body, Upload: upload, Timeout: s.timeout, DBID: opts.DBID, Version: opts.Version, ReplicaID: opts.ReplicaID, Limits: opts.Limits,
+		Learning: opts.Learning, Erasers: opts.Erasers,
 	})
 	s.openai = openai.New(openai.Options{Engine: opts.Engine, Runs: opts.Runs, Streams: s.streams, Keys: opts.Keys, Deny: s.api.Deny,
 		Logger: opts.Logger, Body: body, Timeout: s.timeout, Limits: opts.Limits})
 	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Memories: opts.Memories, Traces: opts.Traces, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Streams: s.streams,
-		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Body: body, Upload: upload, Timeout: s.timeout, Version: opts.Version, Limits: opts.Limits})
+		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Body: body, Upload: upload, Timeout: s.timeout, Version: opts.Version, Limits: opts.Limits, Learning: opts.Learning})
 	s.router = s.routes()
 	return s
 }

@@ -179,6 +179,10 @@ func (c *compiler) dependencies(doc spec.Document) []spec.Key {
 		if d.Reasoning != nil {
 			model(d.Reasoning.Model)
 		}
+		if d.Learning != nil {
+			model(d.Learning.Model)
+			out = append(out, spec.Key{Kind: spec.KindKnowledge, Name: d.Learning.Knowledge})
+		}
 		budgets(d.Budgets)
 		for _, t := range d.Tools {
 			if _, builtin := c.set.BuiltinTool(t); !builtin {
@@ -192,6 +196,10 @@ func (c *compiler) dependencies(doc spec.Document) []spec.Key {
 		model(d.Model)
 		if d.Reasoning != nil {
 			model(d.Reasoning.Model)
+		}
+		if d.Learning != nil {
+			model(d.Learning.Model)
+			out = append(out, spec.Key{Kind: spec.KindKnowledge, Name: d.Learning.Knowledge})
 		}
 		budgets(d.Budgets)
 		// Members are resolved in build, where agent and team names are known.
@@ -357,6 +365,20 @@ func (c *compiler) summarizer(s *spec.Summary, own model.Provider, ownRef *Model
 	return p, ref.Model, ref.Provider, nil
 }
 
+// learningModel resolves the model that distils runs of a runner with
+// learning l: l.model, or the runner's own (provider, id).
+func (c *compiler) learningModel(l *spec.Learning, provider model.Provider, id string) (model.Provider, string, error) {
+	if l.Model == "" {
+		return provider, id, nil
+	}
+	ref := c.model(l.Model, map[string]*ModelRef{}, true)
+	p, err := c.rt.chain(ref)
+	if err != nil {
+		return nil, "", fmt.Errorf("learning model: %w", err)
+	}
+	return p, ref.Model, nil
+}
+
 // runner builds the run-ready form of a compiled agent.
 func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 	provider, err := c.rt.chain(a.Model)
@@ -408,6 +430,14 @@ func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 			names[i] = k.Name
 		}
 		cfg.KnowledgeHint = fmt.Sprintf("You have access to the knowledge base(s) %s. Search them with knowledge_search before answering questions they may cover, answer from what you find, and cite the documents you used.", strings.Join(names, ", "))
+	}
+	if l := a.Spec.Learning; l != nil {
+		if cfg.LearningModel, cfg.LearningModelID, err = c.learningModel(l, provider, a.Model.Model); err != nil {
+			return nil, err
+		}
+		if l.Tool() && c.rt.Learning != nil {
+			cfg.Tools = append(cfg.Tools, c.rt.Learning.SaveTool(a.Spec))
+		}
 	}
 	g, err := c.guardrails(a.Spec.Guardrails, guard.Who{Kind: spec.KindAgent, Name: a.Spec.Name, Model: cfg.Model, Provider: cfg.Vendor})
 	if err != nil {
@@ -473,6 +503,11 @@ func (c *compiler) teamRunner(t *Team) (*team.Team, error) {
 	}
 	if cfg.Summarizer, cfg.SummarizerModel, cfg.SummarizerVendor, err = c.summarizer(t.Spec.Summary, provider, t.Model); err != nil {
 		return nil, err
+	}
+	if l := t.Spec.Learning; l != nil {
+		if cfg.LearningModel, cfg.LearningModelID, err = c.learningModel(l, provider, t.Model.Model); err != nil {
+			return nil, err
+		}
 	}
 	for _, m := range t.Members {
 		if m.Agent != nil {

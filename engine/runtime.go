@@ -46,12 +46,24 @@ type Runtime struct {
 	guardHTTP     *http.Client
 	// Budgets keeps budget counters (the store); nil enforces no budgets.
 	Budgets budget.Store
+	// Learning provides the save_learning tool of agents whose learning
+	// offers it (engine/learning's Learner); nil offers none.
+	Learning LearningTools
 
 	defaultTools sync.Once
 	tools        *tool.Registry
 
 	builtinMu sync.Mutex
 	builtins  map[string]tool.Tool
+}
+
+// LearningTools builds the save_learning tool of an agent with learning
+// (engine/learning implements it; the engine cannot import it, since it
+// pins the engine's agents to distil their runs).
+type LearningTools interface {
+	// SaveTool returns the tool that saves (or, in mode propose,
+	// proposes) one insight of agent a's runs.
+	SaveTool(a *spec.Agent) tool.Tool
 }
 
 // guardClient returns the one egress-filtered client of http guardrails,

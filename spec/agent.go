@@ -23,6 +23,7 @@ type Agent struct {
 	Guardrails    Guardrails `yaml:"guardrails" doc:"Checks on the user message (input) and the final answer (output): pii, injection, size, model, http."`
 	Budgets       []string   `yaml:"budgets" doc:"Names of Budget documents capping this agent's cost, tokens, tool calls and wall time."`
 	Reasoning     *Reasoning `yaml:"reasoning" doc:"Reason before answering: a planning pass ({model, max_steps}), a think tool ({tool: think}) or the provider's native reasoning ({native: true, budget_tokens})."`
+	Learning      *Learning  `yaml:"learning" doc:"Learn from runs: reusable insights are saved into a knowledge base ({knowledge, mode: always | agentic | propose, model, prompt, approvers})."`
 }
 
 // Limits bound the work one run may do.
@@ -99,6 +100,9 @@ func (a *Agent) applyDefaults() {
 	a.Limits.applyDefaults()
 	a.Guardrails.applyDefaults()
 	applyHistoryDefaults(&a.History, &a.HistoryTokens)
+	if a.Learning != nil {
+		a.Learning.applyDefaults()
+	}
 }
 
 // HistoryRuns is how many earlier runs of the session the agent sees.
@@ -127,6 +131,9 @@ func (a *Agent) validate(v *validator) {
 	v.budgetRefs(p+".budgets", a.Budgets)
 	if a.Reasoning != nil {
 		a.Reasoning.validate(v, p+".reasoning", a.Model)
+	}
+	if a.Learning != nil {
+		a.Learning.validate(v, p+".learning")
 	}
 }
 

@@ -24,12 +24,16 @@ type Team struct {
 	Budgets                 []string   `yaml:"budgets" doc:"Names of Budget documents capping this team's runs, members included."`
 	Reasoning               *Reasoning `yaml:"reasoning" doc:"The leader reasons before answering, as an agent's reasoning does (coordinate and broadcast modes)."`
 	SessionState            bool       `yaml:"session_state" doc:"Give the leader (coordinate and broadcast modes) the session's key-value state in its instructions and the get_state and set_state tools; members that set session_state themselves share the same state during the run."`
+	Learning                *Learning  `yaml:"learning" doc:"Learn from the team's runs: after each completed run a background job saves reusable insights into a knowledge base (mode always), or proposes them in the approvals inbox (mode propose); agentic is for agents."`
 }
 
 func (t *Team) applyDefaults() {
 	t.Limits.applyDefaults()
 	t.Guardrails.applyDefaults()
 	applyHistoryDefaults(&t.History, &t.HistoryTokens)
+	if t.Learning != nil {
+		t.Learning.applyDefaults()
+	}
 }
 
 // HistoryRuns is how many earlier team turns of the session the team sees.
@@ -58,4 +62,10 @@ func (t *Team) validate(v *validator) {
 	t.Limits.validate(v, p+".limits")
 	t.Guardrails.validate(v, p+".guardrails")
 	v.budgetRefs(p+".budgets", t.Budgets)
+	if t.Learning != nil {
+		if t.Learning.Mode == LearnAgentic {
+			v.errorf(p+".learning.mode", "a team's leader has no save_learning tool: use mode always or propose (or give a member agent learning: {mode: agentic})")
+		}
+		t.Learning.validate(v, p+".learning")
+	}
 }

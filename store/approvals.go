@@ -92,8 +92,30 @@ func (db *DB) LoadPause(ctx context.Context, runID string) (*session.Pause, erro
 }
 
 // RunApprovals implements session.Pauser.
+// Proposed learnings (TargetKind learning) are left out: they hold no run.
 func (db *DB) RunApprovals(ctx context.Context, runID string) ([]approval.Record, error) {
-	return db.queryApprovals(ctx, `SELECT `+approvalColumns+` FROM approvals WHERE run_id = $1 ORDER BY created_at, id`, runID)
+	return db.queryApprovals(ctx, `SELECT `+approvalColumns+` FROM approvals WHERE run_id = $1 AND target_kind <> $2 ORDER BY created_at, id`, runID, approval.TargetLearning)
+}
+
+// ProposeApproval adds a pending record that holds no run (a proposed
+// learning, engine/learning): a record whose id exists is left as it is.
+func (db *DB) ProposeApproval(ctx context.Context, r approval.Record) error {
+	args, err := jsonArg(r.Args)
+	if err != nil {
+		return fmt.Errorf("store: proposing approval %s: %w", r.ID, err)
+	}
+	err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO approvals (`+approvalColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL, '', NULL, '', $15)
+			ON CONFLICT (id) DO NOTHING`,
+			r.ID, r.RunID, r.SessionID, r.ToolCallID, r.TargetKind, r.TargetName, r.UserID, r.Tool, args, text(r.Reason),
+			joinList(r.Approvers.Users), joinList(r.Approvers.Scopes), string(approval.StatusPending), r.Default, db.timeArg(normTime(r.CreatedAt)))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: proposing approval %s: %w", r.ID, err)
+	}
+	return nil
 }
 
 // ContinuePaused implements session.Pauser.
@@ -259,9 +281,11 @@ func (db *DB) ResolveApproval(ctx context.Context, id string, d approval.Decisio
 	if updated == 0 {
 		return nil, 0, &approval.DecidedError{Record: rec}
 	}
-	left, err := db.CountApprovals(ctx, approval.Query{RunID: rec.RunID, Status: approval.StatusPending})
-	if err != nil {
-		return nil, 0, err
+	// What the run still waits for: proposed learnings hold no run.
+	var left int
+	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM approvals WHERE run_id = $1 AND status = 'pending' AND target_kind <> $2`,
+		rec.RunID, approval.TargetLearning).Scan(&left); err != nil {
+		return nil, 0, fmt.Errorf("store: counting the pending approvals of run %s: %w", rec.RunID, err)
 	}
 	return rec, left, nil
 }

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/troupehq/troupe/console"
+	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/engine"
@@ -29,6 +30,7 @@ import (
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/embed"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
+	"github.com/troupehq/troupe/engine/learning"
 	"github.com/troupehq/troupe/engine/memory"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/summary"
@@ -309,7 +311,16 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	}
 	// Budget counters live in the database, shared by every replica.
 	rt.Budgets = db
-	eng, err := engine.New(engine.Options{Dirs: []string{cfg.dir}, ReadRoots: cfg.readRoots, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt,
+	// Agents with learning save insights into knowledge bases: distilled
+	// after their runs by a job, or through their save_learning tool, or
+	// proposed in the approvals inbox. The learner pins agents on the
+	// engine, built next with the learner's tool.
+	var eng *engine.Engine
+	learner := learning.New(learning.Options{Knowledge: kbs, Proposals: db, Queue: jobs.LearningQueue{Client: jobClient},
+		Agents: learning.PinFunc(func(k spec.Kind, name string) (session.Target, error) { return eng.Pin(k, name) }), Logger: logger})
+	rt.Learning = learner
+	jobs.RegisterLearning(jobReg, learner)
+	eng, err = engine.New(engine.Options{Dirs: []string{cfg.dir}, ReadRoots: cfg.readRoots, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt,
 		ApproverScopes: auth.ScopeNames()})
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", cfg.dir, err)
@@ -339,7 +350,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	defer tel.close()
 	metrics := telemetry.NewMetrics()
 	wireMetrics(metrics, eng, tel.recorder, kbs, jobClient)
-	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, jobs.Approvals{Client: jobClient, Webhook: cfg.approvalsWebhook != ""}, newTracer(tel.recorder, tel.reader), metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger, summary.Queue{Client: jobClient})
+	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, jobs.Approvals{Client: jobClient, Webhook: cfg.approvalsWebhook != ""}, newTracer(tel.recorder, tel.reader), metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger, summary.Queue{Client: jobClient}, learner)
 	jobs.RegisterRuns(jobReg, runs)
 	// Session summaries are folded by a job after the run that crossed the
 	// threshold, on whichever replica takes it.
@@ -365,6 +376,9 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	srv := console.New(console.Options{
 		Engine: eng, Store: db, Knowledge: kbs, Memories: memories, Runs: runs, Traces: tel.reader, Metrics: metrics, Triggers: triggers,
 		Background: background, Queue: jobClient,
+		// Approved learnings are saved; erasing a user erases their
+		// learnings and memories too.
+		Learning: learner, Erasers: []api.UserEraser{learner, memories},
 		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
 		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,
 		ShutdownTimeout: cfg.shutdownTimeout, DrainDelay: cfg.drainDelay, DBID: "troupe-" + db.Dialect(), Version: version,
@@ -439,7 +453,8 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 // missed beats are tolerated) and the recovery sweep (two leases, the
 // defaults' 5s and 30s for the default 15s lease); 0 keeps the defaults.
 // keyTTL is how long idempotency keys replay their runs.
-func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, announce session.Announcer, tr *telemetry.Tracer, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger, summaries session.SummaryQueue) *session.Service {
+// more are further observers (the learner, which queues distillations).
+func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, announce session.Announcer, tr *telemetry.Tracer, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger, summaries session.SummaryQueue, more ...session.Observer) *session.Service {
 	var observers []session.Observer
 	if tr != nil {
 		observers = append(observers, tr)
@@ -447,6 +462,7 @@ func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, a
 	if m != nil {
 		observers = append(observers, m)
 	}
+	observers = append(observers, more...)
 	// Cancels: a cancel or session deletion that lands on another replica
 	// of the same database reaches the runs executing on this one.
 	// Liveness: this replica's heartbeat, and recovery of the runs of

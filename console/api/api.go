@@ -145,6 +145,12 @@ type Options struct {
 	// Limits enforces the keys' and users' rate limits on every keyed
 	// route; nil limits nothing (and costs nothing).
 	Limits *ratelimit.Limiter
+	// Learning applies decided learning proposals; nil leaves them
+	// decided but unapplied.
+	Learning LearningDecider
+	// Erasers erase a user's data besides their sessions (which the API
+	// always erases) on DELETE /users/{user_id}.
+	Erasers []UserEraser
 }
 
 // Handler serves the REST API.
@@ -279,6 +285,7 @@ func (h *Handler) Register(r gin.IRouter) {
 		timed.POST("/triggers/:name/fire", need(auth.ScopeAdmin), h.wrap(h.fireTrigger))
 	}
 	timed.GET("/metrics", need(auth.ScopeAdmin), h.wrap(h.dailyMetrics))
+	timed.DELETE("/users/:user_id", need(auth.ScopeAdmin), h.wrap(h.deleteUser))
 	if prom := h.opts.Prometheus; prom != nil {
 		timed.GET("/metrics/prometheus", need(auth.ScopeAdmin), func(c *gin.Context) { prom.ServeHTTP(c.Writer, c.Request) })
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -310,7 +311,7 @@ func (h *Handler) resolveApproval(c *gin.Context) error {
 		return Errorf(http.StatusUnprocessableEntity, "comment is longer than 4096 bytes; shorten it")
 	}
 	by := decider(c)
-	rec, err := Resolve(c.Request.Context(), in, h.opts.Runs, viewer(c), c.Param("id"), approval.Decision{Approved: *req.Approved, Comment: req.Comment, By: by})
+	rec, err := Resolve(c.Request.Context(), in, h.opts.Runs, h.opts.Learning, viewer(c), c.Param("id"), approval.Decision{Approved: *req.Approved, Comment: req.Comment, By: by})
 	if err != nil {
 		return err
 	}
@@ -324,7 +325,7 @@ func (h *Handler) resolveApproval(c *gin.Context) error {
 // a workflow's approval step (runs, when it implements Pauses). It is the resolve route's logic, shared with the
 // console's inbox: an approval v may not decide is a 404 *Error, one already
 // decided a 409 *Error naming who decided it and when.
-func Resolve(ctx context.Context, in approval.Inbox, runs any, v *approval.Viewer, id string, d approval.Decision) (*approval.Record, error) {
+func Resolve(ctx context.Context, in approval.Inbox, runs any, learn LearningDecider, v *approval.Viewer, id string, d approval.Decision) (*approval.Record, error) {
 	if _, err := in.GetApproval(ctx, id, v); errors.Is(err, approval.ErrNotFound) {
 		return nil, Errorf(http.StatusNotFound, "approval %s not found", id)
 	} else if err != nil {
@@ -336,6 +337,16 @@ func Resolve(ctx context.Context, in approval.Inbox, runs any, v *approval.Viewe
 	}
 	if err != nil {
 		return nil, err
+	}
+	if rec.TargetKind == approval.TargetLearning {
+		// A proposed learning holds no run: approving it saves it.
+		if learn == nil {
+			return rec, errors.New("this server cannot apply learning decisions: the decision is recorded, but the learning is not saved")
+		}
+		if err := learn.Decide(ctx, rec); err != nil {
+			return rec, fmt.Errorf("saving the approved learning %s: %w", rec.ID, err)
+		}
+		return rec, nil
 	}
 	// A workflow continues at each decided approval step; a tool call's
 	// run once all its calls are decided.

@@ -103,6 +103,15 @@ func (h *Handler) approvalRow(c *gin.Context, r *approval.Record) view.ApprovalR
 		UserID: r.UserID, Tool: r.Tool, Args: string(args), Reason: r.Reason, Status: string(r.Status), Default: r.Default,
 		Deadline: r.Deadline, DecidedBy: r.DecidedBy, DecidedAt: r.DecidedAt, Comment: r.Comment, CreatedAt: r.CreatedAt,
 		TraceURL: "/ui/runs/" + r.RunID + "/trace"}
+	if r.TargetKind == approval.TargetLearning {
+		row.Insight, _ = r.Args["text"].(string)
+		row.Topic, _ = r.Args["topic"].(string)
+		row.Knowledge, _ = r.Args["knowledge"].(string)
+		row.Runner = "agent"
+		if r.Args["kind"] == "team" {
+			row.Runner = "team"
+		}
+	}
 	var who []string
 	for _, u := range r.Approvers.Users {
 		who = append(who, "user "+u)
@@ -170,7 +179,7 @@ func (h *Handler) resolveFromConsole(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	id, v, by := c.Param("id"), api.ApprovalViewer(c), api.Decider(c)
-	rec, err := api.Resolve(ctx, in, h.opts.Runs, v, id, approval.Decision{Approved: approved, Comment: comment, By: by})
+	rec, err := api.Resolve(ctx, in, h.opts.Runs, h.opts.Learning, v, id, approval.Decision{Approved: approved, Comment: comment, By: by})
 	notice := ""
 	if err != nil {
 		var ae *api.Error

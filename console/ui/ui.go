@@ -129,6 +129,9 @@ type Options struct {
 	// Limits enforces the keys' and users' rate limits on chats; nil
 	// limits nothing.
 	Limits *ratelimit.Limiter
+	// Learning applies decided learning proposals from the inbox (as the
+	// API's does); nil leaves them decided but unapplied.
+	Learning api.LearningDecider
 	// Version is shown in the pages' footer.
 	Version string
 }

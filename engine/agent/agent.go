@@ -171,6 +171,11 @@ type Config struct {
 	Summarizer       model.Provider
 	SummarizerModel  string
 	SummarizerVendor string
+	// LearningModel distils the insights of the agent's runs (learning.model,
+	// or the agent's own model); nil without learning. LearningModelID is
+	// its vendor model id.
+	LearningModel   model.Provider
+	LearningModelID string
 }
 
 // Guardrails check a run's input before its first model call and its answer
@@ -259,6 +264,15 @@ func (a *Agent) Description() string { return a.cfg.Spec.Description }
 
 // Spec returns the agent's definition.
 func (a *Agent) Spec() *spec.Agent { return a.cfg.Spec }
+
+// Learning returns the agent's learning, nil without one.
+func (a *Agent) Learning() *spec.Learning { return a.cfg.Spec.Learning }
+
+// LearningModel returns the model that distils the agent's runs into
+// insights and its model id; nil without learning.
+func (a *Agent) LearningModel() (model.Provider, string) {
+	return a.cfg.LearningModel, a.cfg.LearningModelID
+}
 
 // ModelInfo returns the primary model and its provider.
 func (a *Agent) ModelInfo() (modelID, provider string) { return a.cfg.Model, a.cfg.Vendor }

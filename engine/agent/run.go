@@ -56,6 +56,7 @@ func (r *run) execute(parent context.Context) *Result {
 	ctx, cancel := context.WithTimeoutCause(parent, lim.Timeout.D(), errRunTimeout)
 	defer cancel()
 	ctx = tool.WithReferences(ctx, &r.refs)
+	ctx = tool.WithRun(ctx, tool.Run{RunID: r.in.RunID, SessionID: r.in.SessionID, UserID: r.in.UserID, Agent: r.a.name})
 
 	rs := r.in.Resume
 	started := r.event(event.RunStarted)

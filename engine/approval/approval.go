@@ -202,6 +202,12 @@ type Record struct {
 // TargetWorkflow is the TargetKind of a workflow's approval step.
 const TargetWorkflow = "workflow"
 
+// TargetLearning is the TargetKind of a proposed learning (an agent's
+// learning in mode propose): TargetName is the agent, Args the insight
+// ({text, topic, knowledge}). Approving it saves the insight into the
+// knowledge base; it holds no run (its run has finished, or goes on).
+const TargetLearning = "learning"
+
 // Approved reports whether a decided record lets the call run: approved,
 // or expired with an approving default.
 func (r *Record) Approved() bool {

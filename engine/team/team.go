@@ -62,6 +62,11 @@ type Config struct {
 	Summarizer       model.Provider
 	SummarizerModel  string
 	SummarizerVendor string
+	// LearningModel distils the team's runs into insights (learning.model,
+	// or the leader's model); nil without learning. LearningModelID is its
+	// vendor model id.
+	LearningModel   model.Provider
+	LearningModelID string
 }
 
 // Team is a run-ready team. Immutable and safe for concurrent runs.
@@ -113,6 +118,16 @@ func (t *Team) Name() string { return t.cfg.Spec.Name }
 
 // Description returns the team's description.
 func (t *Team) Description() string { return t.cfg.Spec.Description }
+
+// Learning returns the team's learning (nil without one), and LearningModel
+// the model that distils its runs and its model id.
+func (t *Team) Learning() *spec.Learning { return t.cfg.Spec.Learning }
+
+// LearningModel returns the model that distils the team's runs into
+// insights and its model id; nil without learning.
+func (t *Team) LearningModel() (model.Provider, string) {
+	return t.cfg.LearningModel, t.cfg.LearningModelID
+}
 
 // Spec returns the team's definition.
 func (t *Team) Spec() *spec.Team { return t.cfg.Spec }

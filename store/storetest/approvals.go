@@ -158,3 +158,51 @@ func testApprovals(t *testing.T, open Opener) {
 	_, err = db.GetApproval(ctx, "r1-c1", nil)
 	require.ErrorIs(t, err, approval.ErrNotFound)
 }
+
+// testProposedApprovals: a proposed learning is an inbox record of a run
+// that holds nothing: added once, listed and decided like the others, but
+// neither among the run's approvals nor counted as what the run waits for.
+func testProposedApprovals(t *testing.T, open Opener) {
+	db := open(t)
+	ctx := t.Context()
+	pauseRun(t, db, "r1", "alice", 0, spec.Approvers{Scopes: []string{"approvals:write"}}, "c1", "c2")
+	rec := approval.Record{ID: "l1", RunID: "r1", SessionID: "s-r1", TargetKind: approval.TargetLearning, TargetName: "clerk", UserID: "alice",
+		Tool: "save_learning", Args: map[string]any{"text": "Refunds need a reason.", "knowledge": "lessons"}, Reason: "proposed",
+		Approvers: spec.Approvers{Users: []string{"bob"}}, Status: approval.StatusPending, Default: spec.DecisionReject, CreatedAt: at(5)}
+	require.NoError(t, db.ProposeApproval(ctx, rec))
+	again := rec
+	again.Args = map[string]any{"text": "changed"}
+	require.NoError(t, db.ProposeApproval(ctx, again), "proposing an id again is a no-op")
+
+	got, err := db.GetApproval(ctx, "l1", &approval.Viewer{UserID: "bob"})
+	require.NoError(t, err)
+	require.Equal(t, rec.Args, got.Args)
+	require.Equal(t, approval.TargetLearning, got.TargetKind)
+	require.Equal(t, approval.StatusPending, got.Status)
+	require.True(t, got.Deadline.IsZero())
+	list, total, err := db.ListApprovals(ctx, approval.Query{TargetKind: approval.TargetLearning})
+	require.NoError(t, err)
+	require.Equal(t, 1, total)
+	require.Equal(t, "l1", list[0].ID)
+
+	own, err := db.RunApprovals(ctx, "r1")
+	require.NoError(t, err)
+	var ids []string
+	for _, r := range own {
+		ids = append(ids, r.ID)
+	}
+	require.Equal(t, []string{"r1-c1", "r1-c2"}, ids)
+
+	_, left, err := db.ResolveApproval(ctx, "r1-c1", approval.Decision{Approved: true, By: "bob", At: at(10)})
+	require.NoError(t, err)
+	require.Equal(t, 1, left, "the pending learning is not what the run waits for")
+	_, left, err = db.ResolveApproval(ctx, "r1-c2", approval.Decision{Approved: true, By: "bob", At: at(10)})
+	require.NoError(t, err)
+	require.Zero(t, left)
+	decided, _, err := db.ResolveApproval(ctx, "l1", approval.Decision{Approved: true, By: "bob", At: at(11)})
+	require.NoError(t, err)
+	require.Equal(t, approval.StatusApproved, decided.Status)
+	_, _, err = db.ResolveApproval(ctx, "l1", approval.Decision{By: "eve", At: at(12)})
+	_, ok := errors.AsType[*approval.DecidedError](err)
+	require.True(t, ok, "%v", err)
+}

@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"WorkflowRecovery", testWorkflowRecovery},
 		{"Approvals", testApprovals},
 		{"Memories", testMemories},
+		{"ProposedApprovals", testProposedApprovals},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -141,3 +142,24 @@ func pageURL(base string, page int) string {
 }
 
 func queryEscape(s string) string { return url.QueryEscape(s) }
+
+// metadataLine shows a document's metadata on one line, keys sorted, each
+// value clipped: learnings carry their run, session, user and agent.
+func metadataLine(m map[string]any) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		v := fmt.Sprint(m[k])
+		if b, err := json.Marshal(m[k]); err == nil {
+			if _, isString := m[k].(string); !isString {
+				v = string(b)
+			}
+		}
+		parts[i] = k + "=" + clip(v, 80)
+	}
+	return strings.Join(parts, " · ")
+}

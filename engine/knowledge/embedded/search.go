@@ -91,6 +91,11 @@ func (x *index) compileFilter(f knowledge.Filters, buf []bool) filter {
 		return nil
 	}
 	ok := slices.Grow(buf[:0], len(x.metas))[:len(x.metas)]
+	if ok == nil {
+		// No chunk has metadata, so none matches: an empty filter, never
+		// the nil one that matches everything.
+		ok = []bool{}
+	}
 	for i, m := range x.metas {
 		ok[i] = match(f, m)
 	}

@@ -694,3 +694,18 @@ func TestKernelSelection(t *testing.T) {
 	require.Equal(t, dotCodesImpl != nil, useCodes)
 	require.Equal(t, useCodes, newIndex().quant)
 }
+
+// TestFiltersWithoutMetadata: when no chunk has metadata, a filter matches
+// nothing (it once compiled to the filter that matches everything).
+func TestFiltersWithoutMetadata(t *testing.T) {
+	s := open(t, NewMemoryRepository())
+	upsert(t, s, kb, doc{id: "plain", texts: []string{"Installing the server is quick"}, vecs: [][]float32{norm([]float32{1, 0, 0, 0})}})
+	st := s.Stats(kb)
+	for _, mode := range []string{knowledge.ModeVector, knowledge.ModeKeyword, knowledge.ModeHybrid} {
+		text := "installing the server"
+		q := knowledge.Query{Mode: mode, Text: text, Vector: norm([]float32{1, 0, 0, 0}), Sparse: st.Query(text), TopK: 10}
+		require.Len(t, search(t, s, q), 1, mode)
+		q.Filters = knowledge.Filters{"source": "learning"}
+		require.Empty(t, search(t, s, q), mode)
+	}
+}
