@@ -246,7 +246,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	jobs.RegisterIngestion(jobReg, ts.kb)
 	// As in troupe serve: agents with learning save insights through the
 	// learner, which pins them on the engine built below.
-	ts.learner = learning.New(learning.Options{Knowledge: ts.kb, Proposals: ts.db, Queue: jobs.LearningQueue{Client: jobClient},
+	ts.learner = learning.New(learning.Options{Knowledge: ts.kb, Proposals: ts.db, Usage: ts.db, Queue: jobs.LearningQueue{Client: jobClient},
 		Agents: learning.PinFunc(func(k spec.Kind, name string) (session.Target, error) { return ts.eng.Pin(k, name) })})
 	jobs.RegisterLearning(jobReg, ts.learner)
 	rt := &engine.Runtime{Learning: ts.learner, Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}}),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/troupehq/troupe/engine/learning"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/model/fake"
+	"github.com/troupehq/troupe/store"
 )
 
 // learningSpecs: student learns into lessons (mode set per test), reader
@@ -464,4 +466,56 @@ learning: {knowledge: lessons, model: scripted}
 	require.Equal(t, "tutors", d.Metadata["team"])
 	require.Nil(t, d.Metadata["agent"])
 	require.Equal(t, "alice", d.Metadata["user_id"])
+}
+
+// TestLearningCountsAgainstBudgets: a distillation's tokens count against
+// the agent's budgets and in the spend of the run it distilled; with the
+// budget spent by the run itself, the distillation is skipped (the model
+// is not asked), not retried.
+func TestLearningCountsAgainstBudgets(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		limit     int
+		learned   int
+		usage     int
+		distilled bool
+	}{
+		{"within", 100, 1, 10 + 40, true},
+		{"spent", 10, 0, 10, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			script := fake.New(
+				fake.Step{Match: answers("how do refunds work?"), Content: "90 days.", Usage: model.Usage{InputTokens: 5, OutputTokens: 5}},
+				fake.Step{Match: distils("how do refunds work?"), Content: `[{"text": "` + insightPayments + `"}]`, Usage: model.Usage{InputTokens: 30, OutputTokens: 10}},
+			)
+			specs := strings.Replace(learningSpecs("always"), "learning: {", "budgets: [pot]\nlearning: {", 1) +
+				fmt.Sprintf("---\nkind: Budget\nname: pot\nlimits: {tokens: %d}\n", tc.limit)
+			ts := startServer(t, withProvider("anthropic", script), withSpecs(specs))
+			ts.json(http.MethodPost, "/agents/student/runs", "", `{"message":"how do refunds work?","stream":false}`, http.StatusOK, nil)
+			waitJobsIdle(t, ts)
+			if tc.learned > 0 {
+				waitLearnings(t, ts, tc.learned)
+			}
+			require.Len(t, learnings(t, ts), tc.learned)
+			asked := false
+			for _, r := range script.Requests() {
+				asked = asked || distils("how do refunds work?")(&r)
+			}
+			require.Equal(t, tc.distilled, asked)
+
+			var b struct {
+				Usage []struct {
+					Tokens int `json:"tokens"`
+				} `json:"usage"`
+			}
+			ts.json(http.MethodGet, "/budgets/pot", "", "", http.StatusOK, &b)
+			require.Len(t, b.Usage, 1)
+			require.Equal(t, tc.usage, b.Usage[0].Tokens)
+			spend, err := ts.db.SpendTotal(t.Context(), time.Now().Add(-time.Hour), time.Now().Add(time.Hour), store.Filter{})
+			require.NoError(t, err)
+			require.Equal(t, int64(tc.usage), spend.Tokens)
+		})
+	}
 }

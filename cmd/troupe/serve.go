@@ -316,7 +316,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	// proposed in the approvals inbox. The learner pins agents on the
 	// engine, built next with the learner's tool.
 	var eng *engine.Engine
-	learner := learning.New(learning.Options{Knowledge: kbs, Proposals: db, Queue: jobs.LearningQueue{Client: jobClient},
+	learner := learning.New(learning.Options{Knowledge: kbs, Proposals: db, Usage: db, Queue: jobs.LearningQueue{Client: jobClient},
 		Agents: learning.PinFunc(func(k spec.Kind, name string) (session.Target, error) { return eng.Pin(k, name) }), Logger: logger})
 	rt.Learning = learner
 	jobs.RegisterLearning(jobReg, learner)

@@ -3,10 +3,12 @@ package learning
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/session"
@@ -43,7 +45,7 @@ func (f *finish) RunFinished(r *session.Run, _ string) {
 		return
 	}
 	j := JobOf(r)
-	ls, _, _, err := f.l.runner(j.kind(), r.ComponentID)
+	ls, _, _, _, err := f.l.runner(j.kind(), r.ComponentID)
 	if err != nil || ls == nil || !ls.Distils() {
 		return
 	}
@@ -76,7 +78,7 @@ func JobOf(r *session.Run) Job {
 // dropped, not retried: asking again would likely fail the same way. Model
 // and storage errors are returned, so the job is retried.
 func (l *Learner) Distil(ctx context.Context, j Job) error {
-	ls, p, modelID, err := l.runner(j.kind(), j.Agent)
+	ls, p, modelID, policy, err := l.runner(j.kind(), j.Agent)
 	if err != nil {
 		l.log.Warn("learning: the run's agent is not available; its run is not learned from", "run_id", j.RunID, "agent", j.Agent, "err", err)
 		return nil
@@ -89,9 +91,20 @@ func (l *Learner) Distil(ctx context.Context, j Job) error {
 		prompt = DefaultPrompt
 	}
 	req := &model.Request{Model: modelID, System: prompt, Messages: []model.Message{{Role: model.RoleUser, Content: Transcript(j)}}}
-	resp, err := p.Generate(ctx, req, nil)
+	resp, err := budget.Charge(ctx, policy, budget.Subject{RunID: j.RunID, SessionID: j.SessionID, UserID: j.UserID, Runner: j.Agent},
+		func(ctx context.Context) (*model.Response, error) { return p.Generate(ctx, req, nil) })
+	if exceeded := (*budget.ExceededError)(nil); errors.As(err, &exceeded) {
+		// Retrying cannot help before the budget's window turns.
+		l.log.Warn("learning: a budget is spent; the run is not learned from", "run_id", j.RunID, "agent", j.Agent, "err", err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("distilling run %s: %w", j.RunID, err)
+	}
+	if l.opts.Usage != nil {
+		if err := l.opts.Usage.AddRunUsage(ctx, j.RunID, budget.OfResponse(resp).Tokens, resp.Cost, !resp.CostKnown); err != nil {
+			l.log.Warn("learning: counting the distillation in the run's spend", "run_id", j.RunID, "err", err)
+		}
 	}
 	insights, err := ParseInsights(resp.Content)
 	if err != nil {

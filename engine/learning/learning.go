@@ -27,6 +27,7 @@ import (
 	"unicode"
 
 	"github.com/troupehq/troupe/engine/approval"
+	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/model"
@@ -153,11 +154,19 @@ type Options struct {
 	Agents session.Targets
 	// Queue queues distillations; nil distils nothing after runs.
 	Queue Queue
+	// Usage, when set, adds a distillation's tokens and cost to the spend
+	// of the run it distilled (store.DB).
+	Usage UsageStore
 	// Threshold is the near-duplicate cosine similarity (DefaultThreshold
 	// when 0).
 	Threshold float64
 	Logger    *slog.Logger
 	Now       func() time.Time
+}
+
+// UsageStore adds background usage to the run it followed (store.DB).
+type UsageStore interface {
+	AddRunUsage(ctx context.Context, runID string, tokens int64, cost model.Cost, costUnknown bool) error
 }
 
 // Learner saves, proposes and erases learnings, distils runs, and observes
@@ -208,21 +217,25 @@ const (
 
 // runner returns the learning spec and model of agent or team name (kind)
 // on the current snapshot; nil when it is gone or learns no more.
-func (l *Learner) runner(kind spec.Kind, name string) (*spec.Learning, model.Provider, string, error) {
+func (l *Learner) runner(kind spec.Kind, name string) (*spec.Learning, model.Provider, string, budget.Policy, error) {
 	if l.opts.Agents == nil {
-		return nil, nil, "", errors.New("no agents to learn for")
+		return nil, nil, "", budget.Policy{}, errors.New("no agents to learn for")
 	}
 	t, err := l.opts.Agents.Pin(kind, name)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", budget.Policy{}, err
 	}
 	defer t.Release()
 	a, ok := t.Runner.(learner)
 	if !ok || a.Learning() == nil {
-		return nil, nil, "", nil
+		return nil, nil, "", budget.Policy{}, nil
 	}
 	p, id := a.LearningModel()
-	return a.Learning(), p, id, nil
+	var policy budget.Policy
+	if b, ok := t.Runner.(interface{ BudgetPolicy() budget.Policy }); ok {
+		policy = b.BudgetPolicy()
+	}
+	return a.Learning(), p, id, policy, nil
 }
 
 // Keep saves an insight of the run o, or proposes it when l's mode is
