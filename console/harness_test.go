@@ -101,15 +101,15 @@ type testServer struct {
 	memories *memory.Service
 	// extractor extracts memories after runs (memory: automatic).
 	extractor *extract.Extractor
-	learner  *learning.Learner
-	recorder *telemetry.Recorder
-	traces   traceStore
-	metrics  *telemetry.Metrics
-	jobs     *jobs.Client
-	triggers *trigger.Service
-	v        *vendor
-	stop     func()
-	errc     chan error
+	learner   *learning.Learner
+	recorder  *telemetry.Recorder
+	traces    traceStore
+	metrics   *telemetry.Metrics
+	jobs      *jobs.Client
+	triggers  *trigger.Service
+	v         *vendor
+	stop      func()
+	errc      chan error
 }
 
 // harness is what the options of startServer choose.
