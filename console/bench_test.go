@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/troupehq/troupe/engine/memory"
 	"io"
 	"net/http"
 	"os"
@@ -154,8 +155,13 @@ type runLoad struct {
 // run per client to open their connections, and stops the benchmark timer
 // after the last. A failed run fails the benchmark.
 func postRuns(b *testing.B, ts *testServer, conc int, body string) runLoad {
+	return postRunsTo(b, ts, "/agents/writer/runs", conc, body)
+}
+
+// postRunsTo is postRuns against the run route path.
+func postRunsTo(b *testing.B, ts *testServer, path string, conc int, body string) runLoad {
 	client := benchClient(conc)
-	url := ts.url + "/agents/writer/runs"
+	url := ts.url + path
 	for range conc {
 		if _, _, err := postRun(client, url, body); err != nil {
 			b.Fatal(err)
@@ -503,4 +509,36 @@ func (o *startObserver) latencies() []time.Duration {
 	lat := slices.Clone(o.waits)
 	slices.Sort(lat)
 	return lat
+}
+
+// BenchmarkMemorySummariesOnOff measures a run of the same agent without
+// and with memory: automatic + summary, back to back on one server: a
+// session with history, a user with 50 memories. The extraction and the
+// summary are background jobs; the foreground adds one Recall.
+func BenchmarkMemorySummariesOnOff(b *testing.B) {
+	specs := "kind: Agent\nname: mem-off\nmodel: echo\n---\n" +
+		"kind: Agent\nname: mem-on\nmodel: echo\nmemory: automatic\nsummary: true\n"
+	ts := startServer(b, withSpecs(specs))
+	ts.v.quiet = true
+	for i := range 50 {
+		_, err := ts.memories.Add(b.Context(), &memory.Memory{UserID: "u1", Memory: fmt.Sprintf("The user fact number %d is about topic %d.", i, i%7), Topics: []string{"t"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, conc := range []int{1, 32} {
+		for _, name := range []string{"off", "on"} {
+			b.Run(fmt.Sprintf("c=%d/%s", conc, name), func(b *testing.B) {
+				path := "/agents/mem-" + name + "/runs"
+				var first runJSON
+				ts.json(http.MethodPost, path, "", `{"message":"hello","stream":false,"user_id":"u1"}`, http.StatusOK, &first)
+				body := `{"message":"what about topic 3?","stream":false,"user_id":"u1","session_id":"` + first.SessionID + `"}`
+				load := postRunsTo(b, ts, path, conc, body)
+				lat := load.lat
+				b.ReportMetric(float64(b.N)/load.elapsed.Seconds(), "runs/s")
+				b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+				b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
+			})
+		}
+	}
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/learning"
 	"github.com/troupehq/troupe/engine/memory"
+	"github.com/troupehq/troupe/engine/memory/extract"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/model/echo"
 	"github.com/troupehq/troupe/engine/model/openai"
@@ -98,15 +99,17 @@ type testServer struct {
 	db       *store.DB
 	kb       *kb.Service
 	memories *memory.Service
-	learner  *learning.Learner
-	recorder *telemetry.Recorder
-	traces   traceStore
-	metrics  *telemetry.Metrics
-	jobs     *jobs.Client
-	triggers *trigger.Service
-	v        *vendor
-	stop     func()
-	errc     chan error
+	// extractor extracts memories after runs (memory: automatic).
+	extractor *extract.Extractor
+	learner   *learning.Learner
+	recorder  *telemetry.Recorder
+	traces    traceStore
+	metrics   *telemetry.Metrics
+	jobs      *jobs.Client
+	triggers  *trigger.Service
+	v         *vendor
+	stop      func()
+	errc      chan error
 }
 
 // harness is what the options of startServer choose.
@@ -249,7 +252,17 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	ts.learner = learning.New(learning.Options{Knowledge: ts.kb, Proposals: ts.db, Usage: ts.db, Queue: jobs.LearningQueue{Client: jobClient},
 		Agents: learning.PinFunc(func(k spec.Kind, name string) (session.Target, error) { return ts.eng.Pin(k, name) })})
 	jobs.RegisterLearning(jobReg, ts.learner)
-	rt := &engine.Runtime{Learning: ts.learner, Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}}),
+	// As in troupe serve: memories indexed in the knowledge bases' embedded
+	// store with the local embedder.
+	ts.memories = memory.New(memory.Options{Store: ts.db,
+		Index: memory.NewIndex(embed.NewLocal(embed.LocalOptions{Dimension: kb.LocalDimension}), ts.kb.Embedded())})
+	// As in troupe serve: memories are recalled into runs' context and
+	// offered as tools (memory: agentic), and extracted by a job after runs
+	// (memory: automatic).
+	ts.extractor = &extract.Extractor{Memories: ts.memories, Queue: extract.Queue{Client: jobClient}, Usage: ts.db,
+		Targets: learning.PinFunc(func(k spec.Kind, name string) (session.Target, error) { return ts.eng.Pin(k, name) })}
+	extract.Register(jobReg, ts.extractor)
+	rt := &engine.Runtime{Learning: ts.learner, Memory: ts.memories, Models: reg, Env: env, Tools: engine.DefaultTools(engine.ToolOptions{Builtin: builtin.Options{Knowledge: ts.kb}}),
 		// As in troupe serve: workflow steps are checkpointed in the store.
 		Workflows: func(w *engine.Workflow) agent.Runner {
 			return workflow.New(w, workflow.Options{Checkpoints: ts.db, Runs: ts.db})
@@ -283,13 +296,9 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	}
 	observers = append(observers, ts.metrics)
 	observers = append(observers, h.observers...)
-	// As in troupe serve: memories indexed in the knowledge bases' embedded
-	// store with the local embedder.
-	ts.memories = memory.New(memory.Options{Store: ts.db,
-		Index: memory.NewIndex(embed.NewLocal(embed.LocalOptions{Dimension: kb.LocalDimension}), ts.kb.Embedded())})
 	_, err = ts.memories.Sync(context.Background())
 	require.NoError(t, err)
-	observers = append(observers, ts.learner)
+	observers = append(observers, ts.learner, ts.extractor)
 	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, Memories: ts.memories, ShutdownTimeout: 5 * time.Second,
 		Traces: ts.traces, Metrics: ts.metrics, Keys: h.keys, Queue: jobClient, Learning: ts.learner, Erasers: []api.UserEraser{ts.learner, ts.memories}}
 	if h.limits != nil {
@@ -300,7 +309,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	}
 	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Cancels: ts.db, Events: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout,
 		IdempotencyTTL: h.keyTTL, Requeue: jobs.Resumer{Client: jobClient}, Announcer: jobs.Approvals{Client: jobClient, Webhook: h.webhook != ""},
-		Summaries: summary.Queue{Client: jobClient}})
+		Summaries: summary.Queue{Client: jobClient}, Memories: ts.memories})
 	// As in troupe serve: session summaries are folded by a job.
 	summary.Register(jobReg, &summary.Worker{Store: ts.db, Targets: ts.eng})
 	// As in troupe serve: background runs are jobs any replica executes.

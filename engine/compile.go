@@ -183,6 +183,9 @@ func (c *compiler) dependencies(doc spec.Document) []spec.Key {
 			model(d.Learning.Model)
 			out = append(out, spec.Key{Kind: spec.KindKnowledge, Name: d.Learning.Knowledge})
 		}
+		if d.Memory != nil {
+			model(d.Memory.Model)
+		}
 		budgets(d.Budgets)
 		for _, t := range d.Tools {
 			if _, builtin := c.set.BuiltinTool(t); !builtin {
@@ -200,6 +203,9 @@ func (c *compiler) dependencies(doc spec.Document) []spec.Key {
 		if d.Learning != nil {
 			model(d.Learning.Model)
 			out = append(out, spec.Key{Kind: spec.KindKnowledge, Name: d.Learning.Knowledge})
+		}
+		if d.Memory != nil {
+			model(d.Memory.Model)
 		}
 		budgets(d.Budgets)
 		// Members are resolved in build, where agent and team names are known.
@@ -379,6 +385,24 @@ func (c *compiler) learningModel(l *spec.Learning, provider model.Provider, id s
 	return p, ref.Model, nil
 }
 
+// memoryModel resolves the model that extracts the memories of a runner
+// with memory m: m.model, or the runner's own (provider, id); nil when m
+// does not extract.
+func (c *compiler) memoryModel(m *spec.Memory, provider model.Provider, id string) (model.Provider, string, error) {
+	if !m.Extracts() {
+		return nil, "", nil
+	}
+	if m.Model == "" {
+		return provider, id, nil
+	}
+	ref := c.model(m.Model, map[string]*ModelRef{}, true)
+	p, err := c.rt.chain(ref)
+	if err != nil {
+		return nil, "", fmt.Errorf("memory model: %w", err)
+	}
+	return p, ref.Model, nil
+}
+
 // runner builds the run-ready form of a compiled agent.
 func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 	provider, err := c.rt.chain(a.Model)
@@ -438,6 +462,12 @@ func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 		if l.Tool() && c.rt.Learning != nil {
 			cfg.Tools = append(cfg.Tools, c.rt.Learning.SaveTool(a.Spec))
 		}
+	}
+	if m := a.Spec.Memory; m != nil {
+		if cfg.MemoryModel, cfg.MemoryModelID, err = c.memoryModel(m, provider, a.Model.Model); err != nil {
+			return nil, err
+		}
+		cfg.Tools = append(cfg.Tools, c.rt.memoryTools(m, a.Spec.Name, false)...)
 	}
 	g, err := c.guardrails(a.Spec.Guardrails, guard.Who{Kind: spec.KindAgent, Name: a.Spec.Name, Model: cfg.Model, Provider: cfg.Vendor})
 	if err != nil {
@@ -508,6 +538,12 @@ func (c *compiler) teamRunner(t *Team) (*team.Team, error) {
 		if cfg.LearningModel, cfg.LearningModelID, err = c.learningModel(l, provider, t.Model.Model); err != nil {
 			return nil, err
 		}
+	}
+	if m := t.Spec.Memory; m != nil {
+		if cfg.MemoryModel, cfg.MemoryModelID, err = c.memoryModel(m, provider, t.Model.Model); err != nil {
+			return nil, err
+		}
+		cfg.LeaderTools = c.rt.memoryTools(m, t.Spec.Name, true)
 	}
 	for _, m := range t.Members {
 		if m.Agent != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/budget"
 	"github.com/troupehq/troupe/engine/guard"
+	"github.com/troupehq/troupe/engine/memory"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/tool"
 	"github.com/troupehq/troupe/engine/tool/egress"
@@ -49,6 +50,10 @@ type Runtime struct {
 	// Learning provides the save_learning tool of agents whose learning
 	// offers it (engine/learning's Learner); nil offers none.
 	Learning LearningTools
+	// Memory provides the remember, forget and recall tools of agents and
+	// team leaders with memory: agentic (engine/memory's Service); nil
+	// offers none.
+	Memory MemoryTools
 
 	defaultTools sync.Once
 	tools        *tool.Registry
@@ -64,6 +69,31 @@ type LearningTools interface {
 	// SaveTool returns the tool that saves (or, in mode propose,
 	// proposes) one insight of agent a's runs.
 	SaveTool(a *spec.Agent) tool.Tool
+}
+
+// MemoryTools builds the memory tools of a runner (memory.Service).
+type MemoryTools interface {
+	// Tools returns the tools acting on the run's user's memories, kept
+	// under sc.
+	Tools(sc memory.Scope) []tool.Tool
+}
+
+var _ MemoryTools = (*memory.Service)(nil)
+
+// memoryTools returns the memory tools of runner name (a team when team)
+// with memory m, none unless m offers them.
+func (rt *Runtime) memoryTools(m *spec.Memory, name string, team bool) []tool.Tool {
+	if m == nil || !m.Tools() || rt.Memory == nil {
+		return nil
+	}
+	sc := memory.Scope{}
+	if m.AgentScoped() {
+		sc.AgentID = name
+	}
+	if team {
+		sc.TeamID = name
+	}
+	return rt.Memory.Tools(sc)
 }
 
 // guardClient returns the one egress-filtered client of http guardrails,

@@ -24,6 +24,7 @@ type Agent struct {
 	Budgets       []string   `yaml:"budgets" doc:"Names of Budget documents capping this agent's cost, tokens, tool calls and wall time."`
 	Reasoning     *Reasoning `yaml:"reasoning" doc:"Reason before answering: a planning pass ({model, max_steps}), a think tool ({tool: think}) or the provider's native reasoning ({native: true, budget_tokens})."`
 	Learning      *Learning  `yaml:"learning" doc:"Learn from runs: reusable insights are saved into a knowledge base ({knowledge, mode: always | agentic | propose, model, prompt, approvers})."`
+	Memory        *Memory    `yaml:"memory" doc:"Remember facts about the user across sessions (memory: agentic | automatic | both, or {mode, scope: user | agent, recall, model, prompt}): runs with a user id get the user's most relevant memories in their instructions; agentic gives the model remember, forget and recall tools, automatic extracts memories in a background job after each run."`
 }
 
 // Limits bound the work one run may do.
@@ -103,6 +104,9 @@ func (a *Agent) applyDefaults() {
 	if a.Learning != nil {
 		a.Learning.applyDefaults()
 	}
+	if a.Memory != nil {
+		a.Memory.applyDefaults()
+	}
 }
 
 // HistoryRuns is how many earlier runs of the session the agent sees.
@@ -134,6 +138,9 @@ func (a *Agent) validate(v *validator) {
 	}
 	if a.Learning != nil {
 		a.Learning.validate(v, p+".learning")
+	}
+	if a.Memory != nil {
+		a.Memory.validate(v, p+".memory")
 	}
 }
 

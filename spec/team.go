@@ -25,6 +25,7 @@ type Team struct {
 	Reasoning               *Reasoning `yaml:"reasoning" doc:"The leader reasons before answering, as an agent's reasoning does (coordinate and broadcast modes)."`
 	SessionState            bool       `yaml:"session_state" doc:"Give the leader (coordinate and broadcast modes) the session's key-value state in its instructions and the get_state and set_state tools; members that set session_state themselves share the same state during the run."`
 	Learning                *Learning  `yaml:"learning" doc:"Learn from the team's runs: after each completed run a background job saves reusable insights into a knowledge base (mode always), or proposes them in the approvals inbox (mode propose); agentic is for agents."`
+	Memory                  *Memory    `yaml:"memory" doc:"Remember facts about the user across sessions, as an agent's memory does: the leader gets the user's most relevant memories in its instructions (members get their task, or the conversation, but not the memories); agentic gives the leader remember, forget and recall tools (coordinate and broadcast modes); automatic extracts memories from each team run."`
 }
 
 func (t *Team) applyDefaults() {
@@ -33,6 +34,9 @@ func (t *Team) applyDefaults() {
 	applyHistoryDefaults(&t.History, &t.HistoryTokens)
 	if t.Learning != nil {
 		t.Learning.applyDefaults()
+	}
+	if t.Memory != nil {
+		t.Memory.applyDefaults()
 	}
 }
 
@@ -67,5 +71,11 @@ func (t *Team) validate(v *validator) {
 			v.errorf(p+".learning.mode", "a team's leader has no save_learning tool: use mode always or propose (or give a member agent learning: {mode: agentic})")
 		}
 		t.Learning.validate(v, p+".learning")
+	}
+	if t.Memory != nil {
+		if t.Memory.Tools() && t.Mode == ModeRoute {
+			v.errorf(p+".memory.mode", "a route leader only picks a member and has no memory tools: use mode automatic, or mode coordinate or broadcast, or give a member agent memory: agentic")
+		}
+		t.Memory.validate(v, p+".memory")
 	}
 }

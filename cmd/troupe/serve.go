@@ -32,6 +32,7 @@ import (
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/learning"
 	"github.com/troupehq/troupe/engine/memory"
+	"github.com/troupehq/troupe/engine/memory/extract"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/engine/summary"
 	"github.com/troupehq/troupe/engine/tool/egress"
@@ -319,6 +320,13 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	learner := learning.New(learning.Options{Knowledge: kbs, Proposals: db, Usage: db, Queue: jobs.LearningQueue{Client: jobClient},
 		Agents: learning.PinFunc(func(k spec.Kind, name string) (session.Target, error) { return eng.Pin(k, name) }), Logger: logger})
 	rt.Learning = learner
+	// Agents and teams with memory recall the user's memories into their
+	// context, get the memory tools (agentic), and have their runs'
+	// memories extracted by a job after the run (automatic).
+	rt.Memory = memories
+	extractor := &extract.Extractor{Memories: memories, Queue: extract.Queue{Client: jobClient}, Usage: db, Log: logger.With("component", "memory"),
+		Targets: learning.PinFunc(func(k spec.Kind, name string) (session.Target, error) { return eng.Pin(k, name) })}
+	extract.Register(jobReg, extractor)
 	jobs.RegisterLearning(jobReg, learner)
 	eng, err = engine.New(engine.Options{Dirs: []string{cfg.dir}, ReadRoots: cfg.readRoots, Env: spec.Env(getenv), Logger: logger.With("component", "engine"), Runtime: rt,
 		ApproverScopes: auth.ScopeNames()})
@@ -350,7 +358,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	defer tel.close()
 	metrics := telemetry.NewMetrics()
 	wireMetrics(metrics, eng, tel.recorder, kbs, jobClient)
-	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, jobs.Approvals{Client: jobClient, Webhook: cfg.approvalsWebhook != ""}, newTracer(tel.recorder, tel.reader), metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger, summary.Queue{Client: jobClient}, learner)
+	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, jobs.Approvals{Client: jobClient, Webhook: cfg.approvalsWebhook != ""}, newTracer(tel.recorder, tel.reader), metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger, summary.Queue{Client: jobClient}, memories, learner, extractor)
 	jobs.RegisterRuns(jobReg, runs)
 	// Session summaries are folded by a job after the run that crossed the
 	// threshold, on whichever replica takes it.
@@ -454,7 +462,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 // defaults' 5s and 30s for the default 15s lease); 0 keeps the defaults.
 // keyTTL is how long idempotency keys replay their runs.
 // more are further observers (the learner, which queues distillations).
-func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, announce session.Announcer, tr *telemetry.Tracer, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger, summaries session.SummaryQueue, more ...session.Observer) *session.Service {
+func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, announce session.Announcer, tr *telemetry.Tracer, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger, summaries session.SummaryQueue, memories session.Memories, more ...session.Observer) *session.Service {
 	var observers []session.Observer
 	if tr != nil {
 		observers = append(observers, tr)
@@ -467,7 +475,7 @@ func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, a
 	// of the same database reaches the runs executing on this one.
 	// Liveness: this replica's heartbeat, and recovery of the runs of
 	// replicas that died while this one serves.
-	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Events: db, Liveness: db, Requeue: requeue, Announcer: announce, Summaries: summaries, Observers: observers, DrainTimeout: drain,
+	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Events: db, Liveness: db, Requeue: requeue, Announcer: announce, Summaries: summaries, Memories: memories, Observers: observers, DrainTimeout: drain,
 		HeartbeatInterval: lease / 3, RecoverInterval: 2 * lease, IdempotencyTTL: keyTTL, Logger: logger.With("component", "runs")})
 }
 

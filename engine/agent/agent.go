@@ -62,6 +62,10 @@ type Input struct {
 	// instructions (session.SummaryPrompt), empty when it has none; History
 	// then holds only the runs after it.
 	Summary string
+	// Memories are the user's memories recalled for this run as a
+	// delimited section of the instructions (session.MemoryPrompt), empty
+	// without a user, without memory, or when none is recalled.
+	Memories string
 	// Resume, when set, continues a run that paused on tool calls, instead
 	// of answering Message afresh.
 	Resume *Resume
@@ -176,6 +180,11 @@ type Config struct {
 	// its vendor model id.
 	LearningModel   model.Provider
 	LearningModelID string
+	// MemoryModel extracts the memories of the agent's runs
+	// (memory.model, or the agent's own model); nil unless memory
+	// extracts. MemoryModelID is its vendor model id.
+	MemoryModel   model.Provider
+	MemoryModelID string
 }
 
 // Guardrails check a run's input before its first model call and its answer
@@ -273,6 +282,13 @@ func (a *Agent) Learning() *spec.Learning { return a.cfg.Spec.Learning }
 func (a *Agent) LearningModel() (model.Provider, string) {
 	return a.cfg.LearningModel, a.cfg.LearningModelID
 }
+
+// Memory returns the agent's memory (nil without one).
+func (a *Agent) Memory() *spec.Memory { return a.cfg.Spec.Memory }
+
+// MemoryModel returns the model that extracts memories from the agent's
+// runs and its vendor model id (nil unless memory extracts).
+func (a *Agent) MemoryModel() (model.Provider, string) { return a.cfg.MemoryModel, a.cfg.MemoryModelID }
 
 // ModelInfo returns the primary model and its provider.
 func (a *Agent) ModelInfo() (modelID, provider string) { return a.cfg.Model, a.cfg.Vendor }

@@ -355,6 +355,9 @@ func (r *run) systemPrompt() string {
 	if r.in.Summary != "" {
 		parts = append(parts, r.in.Summary)
 	}
+	if r.in.Memories != "" {
+		parts = append(parts, r.in.Memories)
+	}
 	return strings.Join(parts, "\n\n")
 }
 

@@ -261,7 +261,9 @@ func (s *Service) delete(ctx context.Context, userID string, ids []string) ([]st
 func (s *Service) Kind() string { return "memories" }
 
 // Erase deletes every memory of user; see Kind.
-func (s *Service) Erase(ctx context.Context, user string) (int, error) { return s.DeleteUser(ctx, user) }
+func (s *Service) Erase(ctx context.Context, user string) (int, error) {
+	return s.DeleteUser(ctx, user)
+}
 
 // DeleteUser deletes every memory of userID and returns how many.
 func (s *Service) DeleteUser(ctx context.Context, userID string) (int, error) {

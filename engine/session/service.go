@@ -96,6 +96,9 @@ type Options struct {
 	// threshold; nil folds nothing (the summary a session has is still
 	// used). The Store must implement SummaryStore for summaries to work.
 	Summaries SummaryQueue
+	// Memories recalls the user's memories into the context of runs whose
+	// agent or team has memory; nil recalls none.
+	Memories Memories
 }
 
 // Service starts, tracks and persists runs. It is safe for concurrent use.
@@ -313,6 +316,7 @@ func (t *Turn) begin(ctx context.Context) {
 			t.obs = append(t.obs, ro)
 		}
 	}
+	t.recallMemories(ctx)
 	t.history = p.History
 	if t.history == nil && t.beginSummarized(ctx) {
 		return
@@ -355,6 +359,9 @@ type Turn struct {
 	summaryCfg *SummaryConfig
 	summary    *Summary
 	unfolded   []HistoryRun
+	// memories is the section of the user's memories recalled for the
+	// turn (see recallMemories).
+	memories string
 }
 
 // RunID returns the run's id.
@@ -416,7 +423,7 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	res := t.runner.Execute(ctx, agent.Input{
 		Message: t.p.Message, History: t.history, RunID: t.run.ID,
 		SessionID: t.session.ID, UserID: t.p.UserID, Stream: t.p.Stream, State: t.session.State, Resume: t.resume,
-		Summary: SummaryPrompt(t.summary),
+		Summary: SummaryPrompt(t.summary), Memories: t.memories,
 	}, func(e event.Event) {
 		for _, o := range t.obs {
 			o.Event(e)

@@ -67,6 +67,14 @@ type Config struct {
 	// vendor model id.
 	LearningModel   model.Provider
 	LearningModelID string
+	// MemoryModel extracts the memories of the team's runs (memory.model,
+	// or the leader's model); nil unless memory extracts. MemoryModelID
+	// is its vendor model id.
+	MemoryModel   model.Provider
+	MemoryModelID string
+	// LeaderTools are tools of the leader besides delegation (the memory
+	// tools of memory: agentic), in coordinate and broadcast modes.
+	LeaderTools []tool.Tool
 }
 
 // Team is a run-ready team. Immutable and safe for concurrent runs.
@@ -104,6 +112,9 @@ func New(cfg Config) (*Team, error) {
 	if cfg.Spec.Mode == spec.ModeCoordinate {
 		tools = append(tools, &delegate{team: t})
 	}
+	if cfg.Spec.Mode != spec.ModeRoute {
+		tools = append(tools, cfg.LeaderTools...)
+	}
 	leader, err := agent.New(agent.Config{Spec: leaderSpec, Provider: cfg.Provider, Model: cfg.Model, Vendor: cfg.Vendor, Tools: tools, Now: cfg.Now,
 		Reasoner: cfg.Reasoner, ReasonerModel: cfg.ReasonerModel, ReasonerVendor: cfg.ReasonerVendor})
 	if err != nil {
@@ -128,6 +139,13 @@ func (t *Team) Learning() *spec.Learning { return t.cfg.Spec.Learning }
 func (t *Team) LearningModel() (model.Provider, string) {
 	return t.cfg.LearningModel, t.cfg.LearningModelID
 }
+
+// Memory returns the team's memory (nil without one).
+func (t *Team) Memory() *spec.Memory { return t.cfg.Spec.Memory }
+
+// MemoryModel returns the model that extracts memories from the team's
+// runs and its vendor model id (nil unless memory extracts).
+func (t *Team) MemoryModel() (model.Provider, string) { return t.cfg.MemoryModel, t.cfg.MemoryModelID }
 
 // Spec returns the team's definition.
 func (t *Team) Spec() *spec.Team { return t.cfg.Spec }
@@ -369,7 +387,7 @@ func (r *teamRun) route(ctx context.Context) *agent.Result {
 	started.Model, started.Provider = t.cfg.Model, t.cfg.Vendor
 	r.send(started)
 	req := &model.Request{
-		System:   joinSystem(t.leader.Spec().Instructions, r.in.Summary),
+		System:   joinSystem(t.leader.Spec().Instructions, r.in.Summary, r.in.Memories),
 		Messages: append(append([]model.Message(nil), r.in.History...), model.Message{Role: model.RoleUser, Content: r.in.Message}),
 		Tools:    []model.ToolDef{{Name: RouteTool, Description: "Send the user's message to the one member best suited to answer it.", Parameters: t.memberSchema()}},
 	}
@@ -611,13 +629,13 @@ func conversation(h []model.Message) []model.Message {
 }
 
 // joinSystem is the route leader's instructions followed by the session's
-// summary section, when there is one.
-func joinSystem(instructions, summary string) string {
-	if summary == "" {
-		return instructions
+// summary section and the user's memories, when there are.
+func joinSystem(instructions string, sections ...string) string {
+	parts := make([]string, 0, 1+len(sections))
+	for _, s := range append([]string{instructions}, sections...) {
+		if s != "" {
+			parts = append(parts, s)
+		}
 	}
-	if instructions == "" {
-		return summary
-	}
-	return instructions + "\n\n" + summary
+	return strings.Join(parts, "\n\n")
 }
