@@ -69,9 +69,15 @@ func (s *summarizer) requests() []model.Request {
 
 // waitJobsIdle waits until the server's job queues have nothing waiting or
 // running: the summary job a turn queued has run.
-func waitJobsIdle(t *testing.T, ts *testServer) {
+func waitJobsIdle(t testing.TB, ts *testServer) { t.Helper(); waitJobsIdleFor(t, ts, 10*time.Second) }
+
+// waitJobsIdleFor is waitJobsIdle, waiting up to d.
+func waitJobsIdleFor(t testing.TB, ts *testServer, d time.Duration) {
 	t.Helper()
 	require.Eventually(t, func() bool {
+		if ts.jobs.Deferred() > 0 {
+			return false // a run's jobs are still being inserted
+		}
 		stats, err := ts.jobs.Stats(t.Context())
 		if err != nil {
 			return false
@@ -82,7 +88,7 @@ func waitJobsIdle(t *testing.T, ts *testServer) {
 			}
 		}
 		return true
-	}, 10*time.Second, 5*time.Millisecond)
+	}, d, 5*time.Millisecond)
 }
 
 // summaryTurns runs messages as turns of one session, waiting after each

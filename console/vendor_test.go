@@ -24,6 +24,9 @@ type vendor struct {
 	mu    sync.Mutex
 	log   []vendorRequest
 	quiet bool // benchmarks: do not record requests
+	// delay, when set, is how long every answer takes (a real model's
+	// latency, for benchmarks).
+	delay time.Duration
 }
 
 type vendorRequest struct {
@@ -66,6 +69,9 @@ func (v *vendor) serve(w http.ResponseWriter, r *http.Request) {
 		v.mu.Unlock()
 	}
 
+	if v.delay > 0 {
+		time.Sleep(v.delay)
+	}
 	system, lastUser := "", ""
 	for _, m := range req.Messages {
 		switch m.Role {

@@ -17,6 +17,12 @@ var _ memory.Store = (*DB)(nil)
 
 const memoryColumns = `id, user_id, agent_id, team_id, memory, topics, input, run_id, session_id, created_at, updated_at`
 
+// The statements of MemoriesByID: ids come as one JSON list.
+const (
+	sqlMemoriesByIDSQLite   = `SELECT ` + memoryColumns + ` FROM memories WHERE user_id = $1 AND id IN (SELECT value FROM json_each($2))`
+	sqlMemoriesByIDPostgres = `SELECT ` + memoryColumns + ` FROM memories WHERE user_id = $1 AND id IN (SELECT json_array_elements_text($2::json))`
+)
+
 // maxMemoryPage bounds a page of memories.
 const maxMemoryPage = 1000
 
@@ -37,6 +43,10 @@ func (db *DB) queryMemories(ctx context.Context, query string, args ...any) ([]m
 	if err != nil {
 		return nil, err
 	}
+	return scanMemories(rows)
+}
+
+func scanMemories(rows *sql.Rows) ([]memory.Memory, error) {
 	defer rows.Close()
 	out := []memory.Memory{}
 	for rows.Next() {
@@ -359,8 +369,18 @@ func (db *DB) MemoriesByID(ctx context.Context, userID string, ids []string) ([]
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	args := []any{userID}
-	ms, err := db.queryMemories(ctx, `SELECT `+memoryColumns+` FROM memories WHERE user_id = $1 AND id IN `+inList(&args, ids), args...)
+	// One prepared statement whatever the number of ids (a JSON list): a
+	// run's recall reads on the hot path, and parsing a new IN list each
+	// time cost more than the read.
+	list, err := jsonArg(ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: reading memories: %w", err)
+	}
+	rows, err := db.st.memoriesByID.QueryContext(ctx, userID, list)
+	if err != nil {
+		return nil, fmt.Errorf("store: reading memories: %w", err)
+	}
+	ms, err := scanMemories(rows)
 	if err != nil {
 		return nil, fmt.Errorf("store: reading memories: %w", err)
 	}

@@ -82,13 +82,13 @@ var sqlFinishRunPostgres = `WITH ` + sqlFinishRunPostgresCTE + `
 	SELECT COUNT(*) FROM r`
 
 // sqlFinishRunWithEventsPostgres is sqlFinishRunPostgres that also stores
-// the run's last batch of events ($20 first index, $21 last, $22 the JSON),
+// the run's last batch of events ($21 first index, $22 last, $23 the JSON),
 // in the same statement. The events go in only when the run
 // exists (a deleted session took it): the caller then gets ErrNotFound
 // rather than a foreign-key error.
 var sqlFinishRunWithEventsPostgres = `WITH ` + sqlFinishRunPostgresCTE + `, ev AS (
 		INSERT INTO run_events (run_id, idx, last_idx, events)
-		SELECT $13, $20::int, $21::int, $22::text
+		SELECT $13, $21::int, $22::int, $23::text
 		WHERE EXISTS (SELECT 1 FROM runs WHERE id = $13)` + sqlEventsUpsert + `
 	)
 	SELECT COUNT(*) FROM r`
@@ -98,7 +98,8 @@ var sqlFinishRunPostgresCTE = `r AS (
 			model = $7, provider = $8, updated_at = $9, refs = $10,
 			latency_us = CASE WHEN created_at = $11::timestamptz THEN $12::bigint
 				ELSE ` + postgresLatencyUS("$9::timestamptz", "created_at") + ` END,
-			partial = $14, input = COALESCE($15::text, input), cost = $16, tokens = $17, cost_unknown = $18, reasoning = $19
+			partial = $14, input = COALESCE($15::text, input), cost = $16, tokens = $17, cost_unknown = $18, reasoning = $19,
+			history_tokens = $20
 		WHERE id = $13
 		RETURNING session_id
 	), s AS (

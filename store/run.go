@@ -72,7 +72,8 @@ const (
 var sqlFinishRun = `UPDATE runs SET content = $1, status = $2, error = $3, tools = $4, messages = $5, metrics = $6,
 		model = $7, provider = $8, updated_at = $9, refs = $10,
 		latency_us = CASE WHEN created_at = $11 THEN $12 ELSE ` + sqliteLatencyUS("$9", "created_at") + ` END,
-		partial = $14, input = COALESCE($15, input), cost = $16, tokens = $17, cost_unknown = $18, reasoning = $19
+		partial = $14, input = COALESCE($15, input), cost = $16, tokens = $17, cost_unknown = $18, reasoning = $19,
+		history_tokens = $20
 	WHERE id = $13`
 
 // latencyUS is a finished run's latency as the latency_us column holds it:
@@ -360,7 +361,8 @@ func (db *DB) finishRun(ctx context.Context, r *Run, events []event.Event) error
 		input = text(r.Input)
 	}
 	args := []any{text(r.Content), string(r.Status), text(r.Error), tools, messages, metrics, r.Model, r.Provider, ts,
-		refs, created, latency, r.ID, r.Partial, input, int64(r.Metrics.Cost), int64(r.Metrics.TotalTokens), r.Metrics.CostUnknown, reasoning}
+		refs, created, latency, r.ID, r.Partial, input, int64(r.Metrics.Cost), int64(r.Metrics.TotalTokens), r.Metrics.CostUnknown, reasoning,
+		session.EstimateTokens(r.Messages)}
 	switch {
 	case db.dialect == DialectPostgres && len(events) > 0:
 		// Still one statement, the batch in the same CTE.

@@ -35,6 +35,11 @@ type stmts struct {
 	sessionVisible    *sql.Stmt
 	finishedRun       *sql.Stmt
 	history           *sql.Stmt
+	// A run's recall and summarized history (memories, summaries).
+	memoriesByID   *sql.Stmt
+	historyAfter   *sql.Stmt
+	unfoldedSize   *sql.Stmt
+	sessionSummary *sql.Stmt
 	// The overview's reads, with and without a user to filter by.
 	recentFinished, recentRunning *sql.Stmt
 	runActivity, runActivityUser  *sql.Stmt
@@ -59,6 +64,9 @@ func (db *DB) prepare(ctx context.Context) error {
 		{&db.st.sessionVisible, db.r, sqlSessionVisible},
 		{&db.st.finishedRun, db.r, sqlFinishedRun},
 		{&db.st.history, db.r, sqlHistory},
+		{&db.st.historyAfter, db.r, sqlHistoryAfter},
+		{&db.st.unfoldedSize, db.r, sqlUnfoldedSize},
+		{&db.st.sessionSummary, db.r, sqlSessionSummary},
 		{&db.st.recentFinished, db.r, sqlRecentFinishedRuns},
 		{&db.st.recentRunning, db.r, sqlRecentRunningRuns},
 		{&db.st.runningRuns, db.r, sqlRunningRuns},
@@ -70,6 +78,7 @@ func (db *DB) prepare(ctx context.Context) error {
 			stmtDef{&db.st.startRun, db.w, sqlStartRunPostgres},
 			stmtDef{&db.st.finishRun, db.w, sqlFinishRunPostgres},
 			stmtDef{&db.st.runsPage, db.r, runsPageSQL(`'infinity'::timestamptz`)},
+			stmtDef{&db.st.memoriesByID, db.r, sqlMemoriesByIDPostgres},
 		)
 	} else {
 		defs = append(defs,
@@ -82,6 +91,7 @@ func (db *DB) prepare(ctx context.Context) error {
 			stmtDef{&db.st.touchSession, db.w, sqlTouchSession},
 			stmtDef{&db.st.insertEvents, db.w, sqlInsertEvents},
 			stmtDef{&db.st.runsPage, db.r, runsPageSQL(`'` + sqliteFarFuture + `'`)},
+			stmtDef{&db.st.memoriesByID, db.r, sqlMemoriesByIDSQLite},
 			stmtDef{&db.st.savepoint, db.w, `SAVEPOINT op`},
 			stmtDef{&db.st.releaseSavepoint, db.w, `RELEASE op`},
 			stmtDef{&db.st.rollbackToSavepoint, db.w, `ROLLBACK TO op`},

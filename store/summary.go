@@ -31,6 +31,12 @@ const (
 )
 
 const (
+	sqlSessionSummary = `SELECT summary FROM sessions WHERE id = $1`
+	// sqlUnfoldedSize counts the completed top-level runs after a fold
+	// point and sums their stored estimates, without reading messages.
+	sqlUnfoldedSize = `SELECT COUNT(*), COALESCE(SUM(history_tokens), 0) FROM runs
+		WHERE session_id = $1 AND status = 'COMPLETED' AND parent_run_id = ''
+		AND (created_at > $2 OR (created_at = $2 AND id > $3))`
 	sqlHistoryAfter = `SELECT id, created_at, messages FROM runs
 		WHERE session_id = $1 AND status = 'COMPLETED' AND parent_run_id = ''
 		AND (created_at > $2 OR (created_at = $2 AND id > $3))
@@ -43,7 +49,7 @@ const (
 // SessionSummary implements session.SummaryStore.
 func (db *DB) SessionSummary(ctx context.Context, id string) (*Summary, error) {
 	var raw []byte
-	err := db.r.QueryRowContext(ctx, `SELECT summary FROM sessions WHERE id = $1`, id).Scan(&raw)
+	err := db.st.sessionSummary.QueryRowContext(ctx, id).Scan(&raw)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = ErrNotFound
 	}
@@ -62,7 +68,7 @@ func (db *DB) HistoryAfter(ctx context.Context, sessionID string, p session.Fold
 	if n <= 0 {
 		return nil, nil
 	}
-	rows, err := db.r.QueryContext(ctx, sqlHistoryAfter, sessionID, db.timeArg(p.CreatedAt), p.RunID, n)
+	rows, err := db.st.historyAfter.QueryContext(ctx, sessionID, db.timeArg(p.CreatedAt), p.RunID, n)
 	if err != nil {
 		return nil, fmt.Errorf("store: reading history of session %s: %w", sessionID, err)
 	}
@@ -88,6 +94,16 @@ func (db *DB) HistoryAfter(ctx context.Context, sessionID string, p session.Fold
 	}
 	slices.Reverse(runs)
 	return runs, nil
+}
+
+// UnfoldedSize implements session.SummaryStore: the number of completed
+// top-level runs of the session after p and their estimated tokens, as
+// FinishRun stored them.
+func (db *DB) UnfoldedSize(ctx context.Context, sessionID string, p session.FoldPoint) (runs, tokens int, err error) {
+	if err := db.st.unfoldedSize.QueryRowContext(ctx, sessionID, db.timeArg(p.CreatedAt), p.RunID).Scan(&runs, &tokens); err != nil {
+		return 0, 0, fmt.Errorf("store: sizing the history of session %s: %w", sessionID, err)
+	}
+	return runs, tokens, nil
 }
 
 // SaveSummary implements session.SummaryStore: it stores s unless the

@@ -211,6 +211,7 @@ type riverClient interface {
 	Stop(ctx context.Context) error
 	StopAndCancel(ctx context.Context) error
 	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	InsertMany(ctx context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
 	JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error)
 	JobGet(ctx context.Context, id int64) (*rivertype.JobRow, error)
 	JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error)
@@ -243,6 +244,15 @@ type Client struct {
 	// argEquals is the SQL condition, in the database's dialect, that a
 	// job's argument @field equals @value.
 	argEquals string
+
+	// The deferred inserts (deferred.go): deferOn while Run's flusher
+	// runs, the jobs waiting, how many are being inserted, and the
+	// flusher's wake-up.
+	deferMu       sync.Mutex
+	deferOn       bool
+	deferred      []river.InsertManyParams
+	deferInFlight int
+	deferWake     chan struct{}
 }
 
 // New migrates River's tables on driver's database up to date and returns a
@@ -318,7 +328,7 @@ func New[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], opts Opti
 	if driver.DatabaseName() == riverdriver.DatabaseNamePostgres {
 		argEquals = "args->>@field::text = @value::text"
 	}
-	return &Client{river: c, opts: opts, log: opts.Logger, counts: countsQuery(driver), exec: driver.GetExecutor(), concurrency: concurrency, argEquals: argEquals,
+	return &Client{river: c, opts: opts, log: opts.Logger, counts: countsQuery(driver), exec: driver.GetExecutor(), concurrency: concurrency, argEquals: argEquals, deferWake: make(chan struct{}, 1),
 		rescue: func(ctx context.Context) (int, error) { return rescueAbandoned(ctx, driver, time.Now().UTC()) }}, nil
 }
 
@@ -355,9 +365,24 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("jobs: starting: %w", err)
 	}
+	flushed := make(chan struct{})
+	c.deferMu.Lock()
+	c.deferOn = true
+	c.deferMu.Unlock()
+	go func() {
+		defer close(flushed)
+		c.flushDeferred(ctx)
+	}()
 	<-ctx.Done()
+	<-flushed
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.StopTimeout)
 	defer cancel()
+	// From here jobs are inserted at once; the ones still queued go in
+	// before River stops.
+	c.deferMu.Lock()
+	c.deferOn = false
+	c.deferMu.Unlock()
+	c.insertDeferred(stopCtx)
 	err = c.river.Stop(stopCtx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		c.log.Warn("jobs still running at the stop timeout: cancelling them; they are retried on the next start", "timeout", c.opts.StopTimeout)

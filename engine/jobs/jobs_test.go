@@ -3,6 +3,7 @@ package jobs_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -247,4 +248,51 @@ func TestDeadClientsJobsAreRescued(t *testing.T) {
 	require.NoError(t, stop())
 	require.Equal(t, []string{"orphan"}, rec.texts())
 	require.Equal(t, 2, got.Attempt)
+}
+
+// TestEnqueueDeferred: jobs queued with EnqueueDeferred are inserted by
+// Run's flusher (unique kinds stay unique, repeats in one batch included)
+// and worked; queued before Run or after it stopped, they are inserted at
+// once, and the next client works them.
+func TestEnqueueDeferred(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "jobs.db")
+	db := openDB(t, path)
+	reg := jobs.NewRegistry()
+	rec := &recorder{}
+	kind := jobs.Kind[echoArgs]{UniqueDone: true}
+	jobs.Register(reg, kind, rec.work)
+	c, err := db.OpenJobs(t.Context(), jobs.Options{Registry: reg})
+	require.NoError(t, err)
+
+	// Before Run: inserted at once.
+	require.NoError(t, jobs.EnqueueDeferred(t.Context(), c, kind, echoArgs{Text: "early"}))
+	require.Zero(t, c.Deferred())
+	stop := run(c)
+	require.Eventually(t, func() bool { return len(rec.texts()) == 1 }, 10*time.Second, 5*time.Millisecond)
+
+	// While Run runs: queued, inserted by the flusher, unique per args.
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			require.NoError(t, jobs.EnqueueDeferred(t.Context(), c, kind, echoArgs{Text: fmt.Sprintf("job %d", i%25)}))
+		}()
+	}
+	wg.Wait()
+	require.Eventually(t, func() bool { return len(rec.texts()) == 26 && c.Deferred() == 0 }, 10*time.Second, 5*time.Millisecond, "worked %d, deferred %d", len(rec.texts()), c.Deferred())
+	time.Sleep(100 * time.Millisecond)
+	require.Len(t, rec.texts(), 26, "each unique job once")
+	require.NoError(t, stop())
+
+	// After Run: inserted at once, and the next client works it.
+	require.NoError(t, jobs.EnqueueDeferred(t.Context(), c, kind, echoArgs{Text: "late"}))
+	require.Zero(t, c.Deferred())
+	c2, err := db.OpenJobs(t.Context(), jobs.Options{Registry: reg})
+	require.NoError(t, err)
+	stop2 := run(c2)
+	require.Eventually(t, func() bool { return len(rec.texts()) == 27 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop2())
+	require.Equal(t, "late", rec.texts()[26])
 }

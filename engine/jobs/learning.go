@@ -35,6 +35,6 @@ type LearningQueue struct{ Client *Client }
 
 // EnqueueLearning queues the distillation of a run, once.
 func (q LearningQueue) EnqueueLearning(ctx context.Context, j learning.Job) error {
-	_, err := Enqueue(ctx, q.Client, Learn, j)
-	return err
+	// Off the run's path: the run's answer never waits for the insert.
+	return EnqueueDeferred(ctx, q.Client, Learn, j)
 }

@@ -82,6 +82,11 @@ type Query struct {
 	Mode    string
 	TopK    int
 	Filters Filters
+	// WithoutText asks for hits without their chunk text (ids, document
+	// ids, metadata and scores only), for callers that read the text from
+	// elsewhere: user memories re-read their rows from SQL. A store may
+	// fill the text anyway.
+	WithoutText bool
 }
 
 // Filters restrict a search to chunks whose document metadata matches every

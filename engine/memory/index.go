@@ -153,7 +153,8 @@ func (x *Index) search(ctx context.Context, userID, agentID, query string, n int
 	x.mu.Lock()
 	sparse := x.stats.Query(query)
 	x.mu.Unlock()
-	q := knowledge.Query{Text: query, Vector: v[0], Mode: knowledge.ModeVector, TopK: n, Filters: filters}
+	// The texts are the SQL rows', read by Recall: the index gives ids.
+	q := knowledge.Query{Text: query, Vector: v[0], Mode: knowledge.ModeVector, TopK: n, Filters: filters, WithoutText: true}
 	dense, err := store.Search(ctx, ReservedKnowledgeID, q)
 	if err != nil {
 		return nil, fmt.Errorf("searching memories: %w", err)

@@ -359,6 +359,9 @@ type Turn struct {
 	summaryCfg *SummaryConfig
 	summary    *Summary
 	unfolded   []HistoryRun
+	// unfoldedRuns and unfoldedTokens size all of the session's unfolded
+	// runs (unfolded holds only the newest).
+	unfoldedRuns, unfoldedTokens int
 	// memories is the section of the user's memories recalled for the
 	// turn (see recallMemories).
 	memories string

@@ -63,6 +63,11 @@ type SummaryStore interface {
 	// HistoryAfter returns the last n completed top-level runs of the
 	// session created after p (all of them when p is zero), oldest first.
 	HistoryAfter(ctx context.Context, sessionID string, p FoldPoint, n int) ([]HistoryRun, error)
+	// UnfoldedSize returns how many completed top-level runs of the
+	// session come after p and their estimated tokens (EstimateTokens of
+	// each run's messages, stored when the run finished), without reading
+	// the messages.
+	UnfoldedSize(ctx context.Context, sessionID string, p FoldPoint) (runs, tokens int, err error)
 	// SaveSummary stores s as the summary of session id unless the stored
 	// summary already covers s.Through; saved is false then.
 	SaveSummary(ctx context.Context, id string, s *Summary) (saved bool, err error)
@@ -120,27 +125,26 @@ type SummaryQueue interface {
 	EnqueueSummary(ctx context.Context, sessionID string, through FoldPoint) error
 }
 
-// maxUnfoldedRuns bounds the unfolded runs a turn reads to decide whether
-// to fold: a summary job that keeps failing must not make every turn read
-// the whole session.
-const maxUnfoldedRuns = 500
-
 // FoldThrough returns the run through which runs (the session's unfolded
 // runs, oldest first, the turn's own run last) should be folded: the last
 // of all but the keep newest, once their estimated tokens exceed the
 // threshold. ok is false when nothing needs folding.
 func FoldThrough(runs []HistoryRun, c *SummaryConfig) (FoldPoint, bool) {
-	if len(runs) <= c.Keep {
-		return FoldPoint{}, false
-	}
 	total := 0
 	for _, r := range runs {
 		total += EstimateTokens(r.Messages)
 	}
-	if total <= c.Threshold {
+	return foldThrough(runs, len(runs), total, c)
+}
+
+// foldThrough is FoldThrough of count unfolded runs taking total estimated
+// tokens, of which recent are the newest (oldest first, the turn's own run
+// last): the turn reads only those, and the size of the rest.
+func foldThrough(recent []HistoryRun, count, total int, c *SummaryConfig) (FoldPoint, bool) {
+	if count <= c.Keep || len(recent) <= c.Keep || total <= c.Threshold {
 		return FoldPoint{}, false
 	}
-	return runs[len(runs)-1-c.Keep].FoldPoint, true
+	return recent[len(recent)-1-c.Keep].FoldPoint, true
 }
 
 // SummaryPrompt is the section of the instructions that carries a session's
@@ -184,12 +188,18 @@ func (t *Turn) beginSummarized(ctx context.Context) bool {
 	if sum != nil {
 		t.summary, after = sum, sum.Through
 	}
-	// The unfolded runs are read whole (up to maxUnfoldedRuns), not only
-	// the history's n: they decide after the run whether to fold, without
-	// another read. Folding keeps them few.
-	runs, err := ss.HistoryAfter(ctx, id, after, max(n, maxUnfoldedRuns))
+	// The history's n newest runs (at least keep_runs of them, for the
+	// fold point) are read whole; of the older unfolded runs only their
+	// number and stored token estimates, which decide after the run
+	// whether to fold.
+	runs, err := ss.HistoryAfter(ctx, id, after, max(n, cfg.Keep))
 	if err != nil {
 		t.s.log.Warn("loading session history; answering without it", "session_id", id, "err", err)
+	}
+	if t.unfoldedRuns, t.unfoldedTokens, err = ss.UnfoldedSize(ctx, id, after); err != nil {
+		// Without the size nothing folds this turn; the next one retries.
+		t.s.log.Warn("sizing the session's unfolded history", "session_id", id, "err", err)
+		t.unfoldedRuns, t.unfoldedTokens = 0, 0
 	}
 	t.unfolded = runs
 	recent := runs[max(0, len(runs)-n):]
@@ -215,7 +225,7 @@ func (t *Turn) foldAfter(ctx context.Context, r *Run) {
 		return
 	}
 	runs := append(t.unfolded, HistoryRun{FoldPoint: FoldPoint{RunID: r.ID, CreatedAt: r.CreatedAt}, Messages: r.Messages})
-	through, ok := FoldThrough(runs, t.summaryCfg)
+	through, ok := foldThrough(runs, t.unfoldedRuns+1, t.unfoldedTokens+EstimateTokens(r.Messages), t.summaryCfg)
 	if !ok {
 		return
 	}

@@ -102,8 +102,8 @@ var _ session.SummaryQueue = Queue{}
 
 // EnqueueSummary implements session.SummaryQueue.
 func (q Queue) EnqueueSummary(ctx context.Context, sessionID string, through session.FoldPoint) error {
-	_, err := jobs.Enqueue(ctx, q.Client, Job, Args{SessionID: sessionID, RunID: through.RunID, CreatedAt: through.CreatedAt.UTC()})
-	return err
+	// Off the run's path: the run's answer never waits for the insert.
+	return jobs.EnqueueDeferred(ctx, q.Client, Job, Args{SessionID: sessionID, RunID: through.RunID, CreatedAt: through.CreatedAt.UTC()})
 }
 
 // Work folds the session's runs up to a.RunID into its summary, unless the

@@ -7,6 +7,7 @@ import (
 
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/model"
+	enginesession "github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -67,6 +68,25 @@ func testSummary(t *testing.T, open Opener) {
 			require.Equal(t, tc.want, ids(got))
 		})
 	}
+	// The unfolded size: how many runs and their stored token estimates
+	// (each run here is "q<id>" and "answer to q<id>").
+	each := enginesession.EstimateTokens([]model.Message{{Role: model.RoleUser, Content: "qr1"}, {Role: model.RoleAssistant, Content: "answer to qr1"}})
+	for _, tc := range []struct {
+		name  string
+		after store.FoldPoint
+		runs  int
+	}{
+		{"nothing folded", store.FoldPoint{}, 5},
+		{"after r2", point(stored[1]), 3},
+		{"after r4, tie on time", point(stored[3]), 1},
+		{"after the last", point(tie), 0},
+	} {
+		n, tokens, err := db.UnfoldedSize(ctx, "s", tc.after)
+		require.NoError(t, err, tc.name)
+		require.Equal(t, tc.runs, n, tc.name)
+		require.Equal(t, tc.runs*each, tokens, tc.name)
+	}
+
 	runs, err := db.HistoryAfter(ctx, "s", point(stored[2]), 10)
 	require.NoError(t, err)
 	require.Equal(t, []model.Message{{Role: model.RoleUser, Content: "qr4"}, {Role: model.RoleAssistant, Content: "answer to qr4"}}, runs[0].Messages)

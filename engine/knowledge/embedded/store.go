@@ -257,7 +257,7 @@ func (s *Store) Search(ctx context.Context, knowledgeID string, q knowledge.Quer
 	x.mu.RLock()
 	hits, err := x.search(knowledgeID, q, mode, k, sc)
 	x.mu.RUnlock()
-	if err != nil || len(hits) == 0 {
+	if err != nil || len(hits) == 0 || q.WithoutText {
 		return hits, err
 	}
 	return s.withTexts(ctx, hits)

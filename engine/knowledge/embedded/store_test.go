@@ -130,6 +130,13 @@ func TestVectorSearch(t *testing.T) {
 
 	hits = search(t, s, knowledge.Query{Mode: knowledge.ModeVector, Vector: norm([]float32{0, 0, 0.1, 1}), TopK: 2})
 	require.Equal(t, []string{"faq-00001", "faq-00000"}, ids(hits))
+
+	// Without texts: the same hits, their texts never read.
+	bare := search(t, s, knowledge.Query{Mode: knowledge.ModeVector, Vector: norm([]float32{1, 0, 0, 0}), TopK: 3, WithoutText: true})
+	require.Equal(t, []string{"install-00000", "install-00001", "faq-00000"}, ids(bare))
+	require.Empty(t, bare[0].Text)
+	require.Equal(t, "install", bare[0].DocumentID)
+	require.Equal(t, "go", bare[0].Metadata["lang"])
 }
 
 func TestKeywordSearch(t *testing.T) {

@@ -108,8 +108,8 @@ type Queue struct{ Client *jobs.Client }
 
 // Enqueue queues the extraction of run a.RunID, once.
 func (q Queue) Enqueue(ctx context.Context, a Args) error {
-	_, err := jobs.Enqueue(ctx, q.Client, Job, a)
-	return err
+	// Off the run's path: the run's answer never waits for the insert.
+	return jobs.EnqueueDeferred(ctx, q.Client, Job, a)
 }
 
 // Enqueuer queues extractions (Queue).
