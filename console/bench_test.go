@@ -523,9 +523,8 @@ func (o *startObserver) latencies() []time.Duration {
 // answering every call, extraction included, in 20 ms, as a fast real model
 // would.
 func BenchmarkMemorySummariesOnOff(b *testing.B) {
-	vendor := "kind: Model\nname: vendor\nprovider: openai\nmodel: test-model\nbase_url: ${VENDOR_URL}\napi_key: sk-test\nretries: 0\n---\n"
-	specs := vendor +
-		"kind: Agent\nname: mem-off-instant\nmodel: echo\n---\n" +
+	// The harness's fixture defines the vendor model (VENDOR_URL).
+	specs := "kind: Agent\nname: mem-off-instant\nmodel: echo\n---\n" +
 		"kind: Agent\nname: mem-on-instant\nmodel: echo\nmemory: automatic\nsummary: true\n---\n" +
 		"kind: Agent\nname: mem-off-20ms\nmodel: vendor\n---\n" +
 		"kind: Agent\nname: mem-on-20ms\nmodel: vendor\nmemory: automatic\nsummary: true\n"
