@@ -22,6 +22,7 @@ type Agent struct {
 	Guardrails    Guardrails `yaml:"guardrails" doc:"Checks on the user message (input) and the final answer (output): pii, injection, size, model, http."`
 	Budgets       []string   `yaml:"budgets" doc:"Names of Budget documents capping this agent's cost, tokens, tool calls and wall time."`
 	Reasoning     *Reasoning `yaml:"reasoning" doc:"Reason before answering: a planning pass ({model, max_steps}), a think tool ({tool: think}) or the provider's native reasoning ({native: true, budget_tokens})."`
+	Trace         *Trace     `yaml:"trace" doc:"What traces record: {content: false} keeps the messages sent to the model and its answers off spans."`
 }
 
 // Limits bound the work one run may do.

@@ -22,6 +22,7 @@ type Team struct {
 	Guardrails              Guardrails `yaml:"guardrails" doc:"Checks on the user message (input) and the final answer (output): pii, injection, size, model, http."`
 	Budgets                 []string   `yaml:"budgets" doc:"Names of Budget documents capping this team's runs, members included."`
 	Reasoning               *Reasoning `yaml:"reasoning" doc:"The leader reasons before answering, as an agent's reasoning does (coordinate and broadcast modes)."`
+	Trace                   *Trace     `yaml:"trace" doc:"What traces record: {content: false} keeps the messages sent to the model and its answers off spans."`
 	SessionState            bool       `yaml:"session_state" doc:"Give the leader (coordinate and broadcast modes) the session's key-value state in its instructions and the get_state and set_state tools; members that set session_state themselves share the same state during the run."`
 }
 
