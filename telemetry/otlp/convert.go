@@ -72,12 +72,14 @@ func convert(s *telemetry.Span, res *resource.Resource) (sdktrace.ReadOnlySpan, 
 	if s.UserID != "" {
 		attrs = append(attrs, attribute.String("user.id", s.UserID))
 	}
-	if a[telemetry.RootAttribute] == "true" {
+	if a[telemetry.RootAttribute] == "true" && a[OwnTraceIDAttribute] == "" {
 		// The trace store's id of this run's trace, which may differ from
 		// the exported one (a caller's traceparent).
-		attrs = append(attrs, attribute.String("troupe.trace_id", s.TraceID))
+		attrs = append(attrs, attribute.String(OwnTraceIDAttribute, s.TraceID))
 	}
-	if s.InputTokens > 0 || s.OutputTokens > 0 {
+	if s.Kind == telemetry.KindModel || s.InputTokens > 0 || s.OutputTokens > 0 {
+		// A model request always reports its usage (zero included); a run
+		// its total when it made any.
 		attrs = append(attrs, attribute.Int(inputTokens, s.InputTokens), attribute.Int(outputTokens, s.OutputTokens),
 			attribute.Int("llm.token_count.prompt", s.InputTokens), attribute.Int("llm.token_count.completion", s.OutputTokens))
 	}

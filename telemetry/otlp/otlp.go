@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"strings"
 
@@ -55,6 +56,12 @@ type Options struct {
 	Getenv   func(string) string
 	Logger   *slog.Logger
 }
+
+// OwnTraceIDAttribute holds, on an exported run's root span, the id of
+// the run's trace in the trace store (the console's and the trace API's),
+// which differs from the exported trace id when the caller sent a
+// traceparent.
+const OwnTraceIDAttribute = "troupe.trace_id"
 
 // Enabled reports whether the environment asks for OTLP export (an
 // endpoint variable is set).
@@ -170,6 +177,11 @@ func (e *Exporter) Record(spans ...telemetry.Span) {
 			joined[i].TraceID = link
 			if joined[i].ParentID == "" && joined[i].SpanID == root.SpanID {
 				joined[i].ParentID = linkSpan
+				// The span's attributes are the trace store's too: a copy
+				// names the run's own trace.
+				attrs := maps.Clone(joined[i].Attributes)
+				attrs[OwnTraceIDAttribute] = own
+				joined[i].Attributes = attrs
 			}
 		}
 	}
