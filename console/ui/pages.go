@@ -1,8 +1,8 @@
 package ui
 
 import (
-	"encoding/json"
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
