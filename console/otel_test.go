@@ -369,3 +369,84 @@ func TestTraceContentOff(t *testing.T) {
 		})
 	}
 }
+
+// discardCollector accepts OTLP/HTTP exports without decoding them: the
+// benchmark measures what exporting costs Troupe, not a collector.
+type discardCollector struct{}
+
+func (discardCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	w.Header().Set("Content-Type", "application/x-protobuf")
+}
+
+// BenchmarkOTLPOverhead compares the instant-model run at concurrency 8
+// with tracing to a discarding sink, with the conversation recorded, and
+// with OTLP export (HTTP/protobuf to a loopback collector that discards,
+// and gRPC to the decoding receiver): the difference in cpu-µs/run is
+// what export costs a run.
+func BenchmarkOTLPOverhead(b *testing.B) {
+	collector := func(b *testing.B, protocol string) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(b, err)
+		if protocol == otlp.ProtocolGRPC {
+			srv := grpc.NewServer()
+			collectortrace.RegisterTraceServiceServer(srv, &discardTraces{})
+			go func() { _ = srv.Serve(ln) }()
+			b.Cleanup(srv.Stop)
+		} else {
+			srv := &http.Server{Handler: discardCollector{}, ReadHeaderTimeout: 5 * time.Second}
+			go func() { _ = srv.Serve(ln) }()
+			b.Cleanup(func() { _ = srv.Close() })
+		}
+		return "http://" + ln.Addr().String()
+	}
+	exporter := func(b *testing.B, protocol string) *otlp.Exporter {
+		exp, err := otlp.New(b.Context(), otlp.Options{Endpoint: collector(b, protocol), Protocol: protocol})
+		require.NoError(b, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = exp.Run(ctx) }()
+		b.Cleanup(func() {
+			cancel()
+			<-done
+			_, dropped, sent := exp.Stats()
+			b.Logf("spans sent %d, dropped %d", sent, dropped)
+			_ = exp.Shutdown(context.Background())
+		})
+		return exp
+	}
+	for _, tc := range []struct {
+		name  string
+		setup func(b *testing.B) func(*telemetry.Tracer)
+	}{
+		{"discard", func(*testing.B) func(*telemetry.Tracer) { return func(*telemetry.Tracer) {} }},
+		{"discard+content", func(*testing.B) func(*telemetry.Tracer) { return contentOn }},
+		{"otlp-http", func(b *testing.B) func(*telemetry.Tracer) {
+			exp := exporter(b, otlp.ProtocolHTTP)
+			return func(tr *telemetry.Tracer) { tr.Export(exp) }
+		}},
+		{"otlp-http+content", func(b *testing.B) func(*telemetry.Tracer) {
+			exp := exporter(b, otlp.ProtocolHTTP)
+			return func(tr *telemetry.Tracer) { contentOn(tr); tr.Export(exp) }
+		}},
+		{"otlp-grpc+content", func(b *testing.B) func(*telemetry.Tracer) {
+			exp := exporter(b, otlp.ProtocolGRPC)
+			return func(tr *telemetry.Tracer) { contentOn(tr); tr.Export(exp) }
+		}},
+	} {
+		b.Run(tc.name+"/c=8", func(b *testing.B) {
+			ts := startServer(b, withTraces(discardReader{}), withTracer(tc.setup(b)))
+			ts.v.quiet = true
+			runsPerSecond(b, ts, 8, `{"message":"hi","stream":false}`)
+		})
+	}
+}
+
+// discardTraces is a gRPC trace service that keeps nothing.
+type discardTraces struct {
+	collectortrace.UnimplementedTraceServiceServer
+}
+
+func (*discardTraces) Export(context.Context, *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}

@@ -1,20 +1,19 @@
 package otlp
 
 import (
-	"time"
+	"encoding/hex"
+	"fmt"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/troupehq/troupe/telemetry"
 )
 
-// scope names the instrumentation that made the spans.
-var scope = instrumentation.Scope{Name: "github.com/troupehq/troupe/telemetry"}
+// scopeName names the instrumentation that made the spans.
+const scopeName = "github.com/troupehq/troupe/telemetry"
 
 // GenAI semantic-convention and OpenInference attribute keys.
 const (
@@ -34,80 +33,196 @@ const (
 	oiOutput      = "output.value"
 )
 
-// convert turns a stored span into the SDK's read-only span: GenAI names
-// ("chat {model}", "execute_tool {tool}", "invoke_agent {agent}") and
-// attributes, OpenInference attributes for Phoenix and Langfuse, and every
-// attribute the trace store keeps.
-func convert(s *telemetry.Span, res *resource.Resource) (sdktrace.ReadOnlySpan, error) {
-	var tid trace.TraceID
-	var sid, pid trace.SpanID
-	if err := parseID(tid[:], s.TraceID); err != nil {
+// renamed are the stored attributes exported under their GenAI names
+// only (model, provider, tool.name, tool.call_id), or not at all (marks
+// that only the trace store reads): every attribute costs each export.
+var renamed = map[string]bool{"model": true, "provider": true, "tool.name": true, "tool.call_id": true, telemetry.RootAttribute: true}
+
+// extraAttrs bounds the attributes convert adds to a span's stored ones.
+const extraAttrs = 14
+
+// batch builds the OTLP protobuf of a batch of spans. Messages are
+// allocated in slabs sized for the batch up front, a few allocations per
+// batch instead of three per attribute: export runs for every span, and
+// the SDK's own conversion (its ReadOnlySpan, then the protobuf) costs
+// several times more.
+type batch struct {
+	spans []tracepb.Span
+	kvs   []commonpb.KeyValue
+	vals  []commonpb.AnyValue
+	strs  []commonpb.AnyValue_StringValue
+	ints  []commonpb.AnyValue_IntValue
+	ids   []byte
+	nkv   int
+	attrs []*commonpb.KeyValue // the current span's, a window of all
+}
+
+// reset readies b for spans, reusing its slabs when they are large
+// enough: the sink writes one batch at a time, and once UploadTraces
+// returns, the batch's messages have been encoded and are garbage.
+func (b *batch) reset(spans []telemetry.Span) {
+	n := 0
+	for i := range spans {
+		n += len(spans[i].Attributes) + extraAttrs
+	}
+	if len(b.spans) < len(spans) {
+		b.spans = make([]tracepb.Span, len(spans))
+	} else {
+		clear(b.spans)
+	}
+	if len(b.kvs) < n {
+		b.kvs, b.vals = make([]commonpb.KeyValue, n), make([]commonpb.AnyValue, n)
+		b.strs, b.attrs = make([]commonpb.AnyValue_StringValue, 0, n), make([]*commonpb.KeyValue, 0, n)
+	} else {
+		clear(b.kvs[:b.nkv])
+		clear(b.vals[:b.nkv])
+		clear(b.strs)
+		clear(b.attrs)
+	}
+	if cap(b.ints) < 4*len(spans) {
+		b.ints = make([]commonpb.AnyValue_IntValue, 0, 4*len(spans))
+	}
+	if cap(b.ids) < 40*len(spans) {
+		b.ids = make([]byte, 0, 40*len(spans))
+	}
+	b.strs, b.attrs, b.ints, b.ids, b.nkv = b.strs[:0], b.attrs[:0], b.ints[:0], b.ids[:0], 0
+}
+
+func (b *batch) next() *commonpb.KeyValue {
+	kv, v := &b.kvs[b.nkv], &b.vals[b.nkv]
+	b.nkv++
+	kv.Value = v
+	b.attrs = append(b.attrs, kv)
+	return kv
+}
+
+func (b *batch) str(k, v string) {
+	if b.nkv == len(b.kvs) {
+		return // the bound above is never reached
+	}
+	kv := b.next()
+	kv.Key = k
+	b.strs = append(b.strs, commonpb.AnyValue_StringValue{StringValue: v})
+	kv.Value.Value = &b.strs[len(b.strs)-1]
+}
+
+func (b *batch) int(k string, v int) {
+	if b.nkv == len(b.kvs) || len(b.ints) == cap(b.ints) {
+		return
+	}
+	kv := b.next()
+	kv.Key = k
+	b.ints = append(b.ints, commonpb.AnyValue_IntValue{IntValue: int64(v)})
+	kv.Value.Value = &b.ints[len(b.ints)-1]
+}
+
+// id decodes a hex id of n bytes into the batch's id slab.
+func (b *batch) id(s string, n int) ([]byte, error) {
+	if len(s) != 2*n {
+		return nil, fmt.Errorf("id %q: want %d hex digits", s, 2*n)
+	}
+	start := len(b.ids)
+	if start+n > cap(b.ids) {
+		b.ids = make([]byte, 0, 40*16) // a later batch of ids; those taken keep the old slab
+		start = 0
+	}
+	b.ids = b.ids[:start+n]
+	if _, err := hex.Decode(b.ids[start:], []byte(s)); err != nil {
+		return nil, fmt.Errorf("id %q: %w", s, err)
+	}
+	return b.ids[start : start+n : start+n], nil
+}
+
+// span converts one stored span: GenAI names ("chat {model}",
+// "execute_tool {tool}", "invoke_agent {agent}") and attributes,
+// OpenInference attributes for Phoenix and Langfuse, and the attributes
+// the trace store keeps.
+func (b *batch) span(i int, s *telemetry.Span) (*tracepb.Span, error) {
+	out := &b.spans[i]
+	var err error
+	if out.TraceId, err = b.id(s.TraceID, 16); err != nil {
 		return nil, err
 	}
-	if err := parseID(sid[:], s.SpanID); err != nil {
+	if out.SpanId, err = b.id(s.SpanID, 8); err != nil {
 		return nil, err
 	}
-	r := &span{name: s.Name, start: s.Start, end: s.End, res: res, kind: trace.SpanKindInternal}
-	r.sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled})
 	if s.ParentID != "" {
-		if err := parseID(pid[:], s.ParentID); err == nil {
-			r.parent = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: pid, TraceFlags: trace.FlagsSampled, Remote: s.Attributes[telemetry.RootAttribute] == "true"})
+		if out.ParentSpanId, err = b.id(s.ParentID, 8); err != nil {
+			return nil, err
 		}
 	}
+	out.Name, out.Kind = s.Name, tracepb.Span_SPAN_KIND_INTERNAL
+	out.StartTimeUnixNano, out.EndTimeUnixNano = uint64(s.Start.UnixNano()), uint64(s.End.UnixNano())
+	// Sampled (the W3C flag), and whether the parent is remote is known:
+	// it is for a run's root under the caller's span (see join).
+	out.Flags = 0x101
+	if s.ParentID != "" && s.Attributes[OwnTraceIDAttribute] != "" {
+		out.Flags |= 0x200
+	}
 	if s.Status == telemetry.StatusError {
-		r.status = sdktrace.Status{Code: codes.Error, Description: s.StatusMessage}
+		out.Status = &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR, Message: s.StatusMessage}
 	}
+	start := len(b.attrs)
 	a := s.Attributes
-	attrs := make([]attribute.KeyValue, 0, len(a)+12)
 	for k, v := range a {
-		attrs = append(attrs, attribute.String(k, v))
+		if !renamed[k] && v != "" {
+			b.str(k, v)
+		}
 	}
-	attrs = append(attrs, attribute.String("troupe.span_kind", s.Kind))
-	if s.RunID != "" {
-		attrs = append(attrs, attribute.String("troupe.run_id", s.RunID))
-	}
-	if s.SessionID != "" {
-		attrs = append(attrs, attribute.String(conversation, s.SessionID), attribute.String("session.id", s.SessionID))
-	}
-	if s.UserID != "" {
-		attrs = append(attrs, attribute.String("user.id", s.UserID))
+	if s.Kind == telemetry.KindRun {
+		// Who and which conversation, on the run spans only: the spans
+		// inside a run share them, and every attribute costs each export.
+		if s.RunID != "" {
+			b.str("troupe.run_id", s.RunID)
+		}
+		if s.SessionID != "" {
+			b.str(conversation, s.SessionID)
+		}
+		if s.UserID != "" {
+			b.str("user.id", s.UserID)
+		}
 	}
 	if a[telemetry.RootAttribute] == "true" && a[OwnTraceIDAttribute] == "" {
-		// The trace store's id of this run's trace, which may differ from
-		// the exported one (a caller's traceparent).
-		attrs = append(attrs, attribute.String(OwnTraceIDAttribute, s.TraceID))
+		// The trace store's id of this run's trace (the same here: no
+		// caller's traceparent joined).
+		b.str(OwnTraceIDAttribute, s.TraceID)
 	}
 	if s.Kind == telemetry.KindModel || s.InputTokens > 0 || s.OutputTokens > 0 {
 		// A model request always reports its usage (zero included); a run
 		// its total when it made any.
-		attrs = append(attrs, attribute.Int(inputTokens, s.InputTokens), attribute.Int(outputTokens, s.OutputTokens),
-			attribute.Int("llm.token_count.prompt", s.InputTokens), attribute.Int("llm.token_count.completion", s.OutputTokens))
+		b.int(inputTokens, s.InputTokens)
+		b.int(outputTokens, s.OutputTokens)
 	}
 	switch s.Kind {
 	case telemetry.KindModel:
-		r.kind = trace.SpanKindClient
-		r.name = "chat " + a["model"]
-		attrs = append(attrs, attribute.String(opName, "chat"), attribute.String(providerName, a["provider"]),
-			attribute.String(requestModel, a["model"]), attribute.String(responseModel, a["model"]),
-			attribute.String(oiKind, "LLM"), attribute.String(oiModel, a["model"]), attribute.String("llm.provider", a["provider"]))
+		out.Kind = tracepb.Span_SPAN_KIND_CLIENT
+		out.Name = "chat " + a["model"]
+		b.str(opName, "chat")
+		b.str(providerName, a["provider"])
+		b.str(requestModel, a["model"])
+		b.str(responseModel, a["model"])
+		b.str(oiKind, "LLM")
+		b.str(oiModel, a["model"])
 		if v := a[telemetry.InputMessagesAttribute]; v != "" {
-			attrs = append(attrs, attribute.String(oiInput, v), attribute.String("input.mime_type", "application/json"))
+			b.str(oiInput, v)
 		}
 		if v := a[telemetry.OutputMessagesAttribute]; v != "" {
-			attrs = append(attrs, attribute.String(oiOutput, v), attribute.String("output.mime_type", "application/json"))
+			b.str(oiOutput, v)
 		}
 	case telemetry.KindTool, telemetry.KindKnowledge:
-		r.name = "execute_tool " + a["tool.name"]
-		attrs = append(attrs, attribute.String(opName, "execute_tool"), attribute.String(toolName, a["tool.name"]), attribute.String("gen_ai.tool.type", "function"))
+		out.Name = "execute_tool " + a["tool.name"]
+		b.str(opName, "execute_tool")
+		b.str(toolName, a["tool.name"])
 		if id := a["tool.call_id"]; id != "" {
-			attrs = append(attrs, attribute.String(toolCallID, id))
+			b.str(toolCallID, id)
 		}
 		kind := "TOOL"
 		if s.Kind == telemetry.KindKnowledge {
 			kind = "RETRIEVER"
 		}
-		attrs = append(attrs, attribute.String(oiKind, kind), attribute.String("tool.parameters", a["tool.arguments"]),
-			attribute.String(oiInput, a["tool.arguments"]), attribute.String(oiOutput, a["tool.result"]))
+		b.str(oiKind, kind)
+		b.str(oiInput, a["tool.arguments"])
+		b.str(oiOutput, a["tool.result"])
 	case telemetry.KindRun:
 		name := s.AgentID
 		if name == "" {
@@ -116,65 +231,42 @@ func convert(s *telemetry.Span, res *resource.Resource) (sdktrace.ReadOnlySpan, 
 		if m := a["troupe.member"]; m != "" {
 			name = m
 		}
-		r.name = "invoke_agent " + name
-		attrs = append(attrs, attribute.String(opName, "invoke_agent"), attribute.String(agentName, name), attribute.String(oiKind, "AGENT"))
+		out.Name = "invoke_agent " + name
+		b.str(opName, "invoke_agent")
+		b.str(agentName, name)
+		b.str(oiKind, "AGENT")
 		if v := a["provider"]; v != "" {
-			attrs = append(attrs, attribute.String(providerName, v))
+			b.str(providerName, v)
 		}
 		if v := a["model"]; v != "" {
-			attrs = append(attrs, attribute.String(requestModel, v))
+			b.str(requestModel, v)
 		}
 		if v := a[telemetry.InputAttribute]; v != "" {
-			attrs = append(attrs, attribute.String(oiInput, v))
+			b.str(oiInput, v)
 		}
 	case telemetry.KindGuardrail:
-		attrs = append(attrs, attribute.String(oiKind, "GUARDRAIL"))
+		b.str(oiKind, "GUARDRAIL")
 	default:
-		attrs = append(attrs, attribute.String(oiKind, "CHAIN"))
+		b.str(oiKind, "CHAIN")
 	}
 	if t, sp := a[telemetry.LinkTraceIDAttribute], a[telemetry.LinkSpanIDAttribute]; t != "" && a[telemetry.LinkKindAttribute] == telemetry.LinkEarlier {
 		// A continued workflow run: linked to the execution before it.
-		var lt trace.TraceID
-		var ls trace.SpanID
-		if parseID(lt[:], t) == nil && parseID(ls[:], sp) == nil {
-			r.links = []sdktrace.Link{{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: lt, SpanID: ls, TraceFlags: trace.FlagsSampled})}}
+		lt, err1 := b.id(t, 16)
+		ls, err2 := b.id(sp, 8)
+		if err1 == nil && err2 == nil {
+			out.Links = []*tracepb.Span_Link{{TraceId: lt, SpanId: ls, Flags: 0x101}}
 		}
 	}
-	r.attrs = attrs
-	return r, nil
+	out.Attributes = b.attrs[start:len(b.attrs):len(b.attrs)]
+	return out, nil
 }
 
-// span is a finished span as the SDK's exporters read it. The embedded
-// interface is never called: it only supplies ReadOnlySpan's unexported
-// method, which keeps implementations inside the SDK otherwise.
-type span struct {
-	sdktrace.ReadOnlySpan
-	name       string
-	sc, parent trace.SpanContext
-	kind       trace.SpanKind
-	start, end time.Time
-	attrs      []attribute.KeyValue
-	links      []sdktrace.Link
-	status     sdktrace.Status
-	res        *resource.Resource
+// resourceOf converts the SDK's resource (service.name and the rest).
+func resourceOf(res *resource.Resource) *resourcepb.Resource {
+	out := &resourcepb.Resource{}
+	for _, kv := range res.Attributes() {
+		out.Attributes = append(out.Attributes, &commonpb.KeyValue{Key: string(kv.Key),
+			Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: kv.Value.Emit()}}})
+	}
+	return out
 }
-
-func (s *span) Name() string                                    { return s.name }
-func (s *span) SpanContext() trace.SpanContext                  { return s.sc }
-func (s *span) Parent() trace.SpanContext                       { return s.parent }
-func (s *span) SpanKind() trace.SpanKind                        { return s.kind }
-func (s *span) StartTime() time.Time                            { return s.start }
-func (s *span) EndTime() time.Time                              { return s.end }
-func (s *span) Attributes() []attribute.KeyValue                { return s.attrs }
-func (s *span) Links() []sdktrace.Link                          { return s.links }
-func (s *span) Events() []sdktrace.Event                        { return nil }
-func (s *span) Status() sdktrace.Status                         { return s.status }
-func (s *span) InstrumentationScope() instrumentation.Scope     { return scope }
-func (s *span) InstrumentationLibrary() instrumentation.Library { return scope }
-func (s *span) Resource() *resource.Resource                    { return s.res }
-func (s *span) DroppedAttributes() int                          { return 0 }
-func (s *span) DroppedLinks() int                               { return 0 }
-func (s *span) DroppedEvents() int                              { return 0 }
-func (s *span) ChildSpanCount() int                             { return 0 }
-
-var _ sdktrace.ReadOnlySpan = (*span)(nil)

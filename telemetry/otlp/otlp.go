@@ -4,8 +4,9 @@
 // and mirrors the key run metrics through the OTLP metric exporter.
 //
 // Spans are built by telemetry.Trace as they are for every sink; this
-// package converts them to the SDK's read-only spans and hands them to the
-// official exporters (otlptracegrpc, otlptracehttp). Export is
+// package converts them to OTLP protobuf and sends them with the official
+// exporters' clients (otlptracegrpc, otlptracehttp), which read the
+// standard OTEL_EXPORTER_OTLP_* variables. Export is
 // asynchronous and bounded: an Exporter queues spans in a telemetry.Recorder
 // (a bounded batching queue with backoff) so a collector that is slow or
 // down costs runs nothing but counted drops.
@@ -13,19 +14,20 @@ package otlp
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net/url"
-	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/troupehq/troupe/telemetry"
 )
@@ -91,8 +93,7 @@ func New(ctx context.Context, o Options) (*Exporter, error) {
 	if protocol == "" {
 		protocol = ProtocolHTTP
 	}
-	var exp sdktrace.SpanExporter
-	var err error
+	var client otlptrace.Client
 	switch protocol {
 	case ProtocolGRPC:
 		// No retries in the exporter: the recorder backs off and drops
@@ -101,24 +102,24 @@ func New(ctx context.Context, o Options) (*Exporter, error) {
 		if o.Endpoint != "" {
 			opts = append(opts, otlptracegrpc.WithEndpointURL(o.Endpoint))
 		}
-		exp, err = otlptracegrpc.New(ctx, opts...)
+		client = otlptracegrpc.NewClient(opts...)
 	case ProtocolHTTP:
 		opts := []otlptracehttp.Option{otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: false})}
 		if o.Endpoint != "" {
 			opts = append(opts, otlptracehttp.WithEndpointURL(tracesURL(o.Endpoint)))
 		}
-		exp, err = otlptracehttp.New(ctx, opts...)
+		client = otlptracehttp.NewClient(opts...)
 	default:
 		return nil, fmt.Errorf("OTLP protocol %q: use grpc or http/protobuf", protocol)
 	}
-	if err != nil {
+	if err := client.Start(ctx); err != nil {
 		return nil, fmt.Errorf("OTLP exporter: %w", err)
 	}
 	res, err := newResource(ctx, o.ServiceName)
 	if err != nil {
 		return nil, err
 	}
-	s := &sink{exp: exp, res: res}
+	s := &sink{client: client, res: resourceOf(res)}
 	ro := o.Recorder
 	ro.Sink = s
 	if ro.Logger == nil {
@@ -145,7 +146,7 @@ func newResource(ctx context.Context, name string) (*resource.Resource, error) {
 func (e *Exporter) Run(ctx context.Context) error { return e.rec.Run(ctx) }
 
 // Shutdown closes the exporter's connection (after Run returned).
-func (e *Exporter) Shutdown(ctx context.Context) error { return e.sink.exp.Shutdown(ctx) }
+func (e *Exporter) Shutdown(ctx context.Context) error { return e.sink.client.Stop(ctx) }
 
 // Stats returns the queue depth and the spans dropped (queue full, or a
 // failed export) and sent so far.
@@ -159,15 +160,18 @@ func (e *Exporter) Stats() (queued int, dropped, sent uint64) { return e.rec.Sta
 // parent, so the collector shows the run inside the caller's trace. The
 // trace store keeps the run's own trace id (see telemetry.NewTrace for
 // why); the root carries it as troupe.trace_id to find it there.
-func (e *Exporter) Record(spans ...telemetry.Span) {
+func (e *Exporter) Record(spans ...telemetry.Span) { e.rec.Record(join(spans)...) }
+
+// join returns a run's spans in the trace of the caller's span its root
+// links to, if any (see Record); spans as they are otherwise.
+func join(spans []telemetry.Span) []telemetry.Span {
 	if len(spans) == 0 {
-		return
+		return spans
 	}
 	root := spans[0]
 	link, linkSpan := root.Attributes[telemetry.LinkTraceIDAttribute], root.Attributes[telemetry.LinkSpanIDAttribute]
 	if link == "" || root.Attributes[telemetry.LinkKindAttribute] == telemetry.LinkEarlier {
-		e.rec.Record(spans...)
-		return
+		return spans
 	}
 	own := root.TraceID
 	joined := make([]telemetry.Span, len(spans))
@@ -185,44 +189,39 @@ func (e *Exporter) Record(spans ...telemetry.Span) {
 			}
 		}
 	}
-	e.rec.Record(joined...)
+	return joined
 }
 
-// sink writes batches through the SDK exporter.
+// sink writes batches through the official exporter's client.
 type sink struct {
-	exp sdktrace.SpanExporter
-	res *resource.Resource
+	client otlptrace.Client
+	res    *resourcepb.Resource
+	b      batch // reused by each Write: the recorder writes one batch at a time
 }
 
 var _ telemetry.Sink = (*sink)(nil)
 
 func (s *sink) Write(ctx context.Context, spans []telemetry.Span) error {
-	ro := make([]sdktrace.ReadOnlySpan, 0, len(spans))
+	b := &s.b
+	b.reset(spans)
+	out := make([]*tracepb.Span, 0, len(spans))
 	var bad error
 	for i := range spans {
-		r, err := convert(&spans[i], s.res)
+		sp, err := b.span(i, &spans[i])
 		if err != nil {
 			bad = errors.Join(bad, err)
 			continue
 		}
-		ro = append(ro, r)
+		out = append(out, sp)
 	}
-	if len(ro) == 0 {
+	if len(out) == 0 {
 		return bad
 	}
-	if err := s.exp.ExportSpans(ctx, ro); err != nil {
-		return fmt.Errorf("OTLP export of %d spans: %w", len(ro), err)
+	rs := &tracepb.ResourceSpans{Resource: s.res, ScopeSpans: []*tracepb.ScopeSpans{{Scope: &commonpb.InstrumentationScope{Name: scopeName}, Spans: out}}}
+	if err := s.client.UploadTraces(ctx, []*tracepb.ResourceSpans{rs}); err != nil {
+		return fmt.Errorf("OTLP export of %d spans: %w", len(out), err)
 	}
 	return nil
-}
-
-// parseID decodes a hex id into dst (8 or 16 bytes).
-func parseID(dst []byte, s string) error {
-	if hex.DecodedLen(len(s)) != len(dst) {
-		return fmt.Errorf("id %q: want %d hex digits", s, 2*len(dst))
-	}
-	_, err := hex.Decode(dst, []byte(strings.ToLower(s)))
-	return err
 }
 
 // tracesURL adds the traces path to a base URL without one, as
