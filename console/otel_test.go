@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	collectormetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -449,4 +450,54 @@ type discardTraces struct {
 
 func (*discardTraces) Export(context.Context, *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
 	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+// TestOTLPMetrics: the key run metrics (runs, durations, tokens) reach an
+// in-process OTLP/HTTP receiver that decodes the real protobuf.
+func TestOTLPMetrics(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	got := map[string]bool{}
+	var runs int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var req collectormetrics.ExportMetricsServiceRequest
+		if r.URL.Path != "/v1/metrics" || proto.Unmarshal(body, &req) != nil {
+			http.Error(w, "want ExportMetricsServiceRequest at /v1/metrics", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, rm := range req.GetResourceMetrics() {
+			for _, sm := range rm.GetScopeMetrics() {
+				for _, m := range sm.GetMetrics() {
+					got[m.GetName()] = true
+					if m.GetName() == "troupe.runs" {
+						for _, p := range m.GetSum().GetDataPoints() {
+							runs = max(runs, p.GetAsInt())
+						}
+					}
+				}
+			}
+		}
+		b, _ := proto.Marshal(&collectormetrics.ExportMetricsServiceResponse{})
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, _ = w.Write(b)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	m, err := otlp.NewMetrics(t.Context(), otlp.MetricsOptions{Endpoint: "http://" + ln.Addr().String(), Protocol: otlp.ProtocolHTTP, Interval: 50 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Shutdown(context.Background()) })
+	ts := startServer(t, withObserver(m))
+	for range 2 {
+		ts.json(http.MethodPost, "/agents/writer/runs", "", `{"message":"hi","stream":false}`, http.StatusOK, nil)
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return got["troupe.runs"] && got["troupe.run.duration"] && got["gen_ai.client.token.usage"] && runs == 2
+	}, 10*time.Second, 20*time.Millisecond)
 }

@@ -327,7 +327,21 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		metrics.SetExportSource(func() (int, uint64) { q, d, _ := exp.Stats(); return q, d })
 	}
 	tracer := newTracer(tel.recorder, tel.reader, exp, telemetry.ContentPolicy{Content: telemetry.Content{Enabled: cfg.traceContent}, SkipBoundKeys: !cfg.traceContentBound})
-	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, jobs.Approvals{Client: jobClient, Webhook: cfg.approvalsWebhook != ""}, tracer, metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger)
+	var extra []session.Observer
+	if exp != nil {
+		// With spans, the key run metrics go to the collector too.
+		om, err := otlp.NewMetrics(ctx, otlp.MetricsOptions{Endpoint: cfg.otlpEndpoint, Protocol: cfg.otlpProtocol, Getenv: func(k string) string { v, _ := getenv(k); return v }})
+		if err != nil {
+			return fmt.Errorf("--otlp-endpoint: %w", err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = om.Shutdown(sctx)
+		}()
+		extra = append(extra, om)
+	}
+	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, jobs.Approvals{Client: jobClient, Webhook: cfg.approvalsWebhook != ""}, tracer, metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger, extra...)
 	jobs.RegisterRuns(jobReg, runs)
 	// Approvals' deadlines apply their defaults and resume their runs; new
 	// approvals are announced to the webhook, through the egress guard.
@@ -438,8 +452,8 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 // missed beats are tolerated) and the recovery sweep (two leases, the
 // defaults' 5s and 30s for the default 15s lease); 0 keeps the defaults.
 // keyTTL is how long idempotency keys replay their runs.
-func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, announce session.Announcer, tr *telemetry.Tracer, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger) *session.Service {
-	var observers []session.Observer
+func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, announce session.Announcer, tr *telemetry.Tracer, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger, extra ...session.Observer) *session.Service {
+	observers := append([]session.Observer(nil), extra...)
 	if tr != nil {
 		observers = append(observers, tr)
 	}
