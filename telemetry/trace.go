@@ -283,10 +283,6 @@ type Content struct {
 	// (default DefaultMaxContentPart); MaxMessages the input messages kept,
 	// the newest (default DefaultMaxContentMessages).
 	MaxPart, MaxMessages int
-	// Scrub, when set, removes secrets from the rendered JSON (configured
-	// secrets the run's agent does not know of); the agent has already
-	// removed its own tools', models' and specs' secrets.
-	Scrub func(string) string
 }
 
 // Bounds of recorded conversations: a model span keeps at most about
@@ -317,15 +313,15 @@ func (t *Trace) SetContent(c Content) {
 	t.mu.Unlock()
 }
 
-// exchange records a model request's conversation on its span.
+// exchange records a model request's conversation on its span. The agent
+// or team rendering it has scrubbed it of the configured secrets (its
+// tools' credentials, model API keys, values the specs take from the
+// environment).
 func (t *Trace) exchange(s *Span, x *event.Exchange) {
 	sys, in, out := x.Render(t.content.MaxPart, t.content.MaxMessages)
 	for k, v := range map[string]string{SystemInstructionsAttribute: sys, InputMessagesAttribute: in, OutputMessagesAttribute: out} {
 		if v == "" {
 			continue
-		}
-		if t.content.Scrub != nil {
-			v = t.content.Scrub(v)
 		}
 		s.Attributes[k] = v
 	}
