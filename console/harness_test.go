@@ -134,6 +134,21 @@ type harness struct {
 	limits func(db *store.DB) *ratelimit.Limiter
 	// webhook and webhookSecret announce new approvals.
 	webhook, webhookSecret string
+	tracer                 func(*telemetry.Tracer) // configures the runs' tracer
+	env                    map[string]string       // the specs' environment, besides VENDOR_URL
+}
+
+// withTracer lets f configure the runs' tracer (exporters, content).
+func withTracer(f func(*telemetry.Tracer)) serverOption { return func(h *harness) { h.tracer = f } }
+
+// withEnv sets a variable of the specs' environment.
+func withEnv(k, v string) serverOption {
+	return func(h *harness) {
+		if h.env == nil {
+			h.env = map[string]string{}
+		}
+		h.env[k] = v
+	}
 }
 
 // withApprovalWebhook announces new approvals to url, signed with secret.
@@ -209,18 +224,19 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	t.Helper()
 	ts := &testServer{t: t, dir: t.TempDir(), v: newVendor(t)}
 	require.NoError(t, os.WriteFile(filepath.Join(ts.dir, "specs.yaml"), []byte(fixture), 0o644))
+	var h harness
 	env := func(k string) (string, bool) {
 		if k == "VENDOR_URL" {
 			return ts.v.srv.URL, true
 		}
-		return "", false
+		v, ok := h.env[k]
+		return v, ok
 	}
 	reg := model.NewRegistry()
 	reg.Register("openai", func(c model.Config) (model.Provider, error) {
 		return openai.New(openai.Options{BaseURL: c.BaseURL, APIKey: c.APIKey}), nil
 	})
 	reg.Register("echo", echo.New)
-	var h harness
 	for _, opt := range opts {
 		opt(&h)
 	}
@@ -292,7 +308,11 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: discard{}}) // never fed: the runs have no tracer
 	} else {
 		ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: h.traces, FlushInterval: 100 * time.Millisecond})
-		observers = append(observers, telemetry.NewTracer(ts.recorder).LinkEarlier(h.traces))
+		tr := telemetry.NewTracer(ts.recorder).LinkEarlier(h.traces)
+		if h.tracer != nil {
+			h.tracer(tr)
+		}
+		observers = append(observers, tr)
 	}
 	observers = append(observers, ts.metrics)
 	observers = append(observers, h.observers...)

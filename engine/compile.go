@@ -83,6 +83,38 @@ type compiler struct {
 	rt      *Runtime
 	res     *resources // this snapshot's
 	prevRes *resources // the previous snapshot's, for reuse
+
+	secrets []string // see configuredSecrets; built on first use
+	secOnce bool
+}
+
+// configuredSecrets returns the credentials the configuration holds: every
+// value the specs take from the environment (${VAR}), the api_key of every
+// Model document and the providers' usual key variables. Agents and teams
+// keep them out of the conversations traces record.
+func (c *compiler) configuredSecrets() []string {
+	if c.secOnce {
+		return c.secrets
+	}
+	c.secOnce = true
+	for _, k := range c.set.Keys() {
+		d := c.set.Lookup(k)
+		if d == nil {
+			continue
+		}
+		c.secrets = append(c.secrets, d.Header().AllEnvValues()...)
+		if m, ok := d.(*spec.Model); ok && m.APIKey != "" {
+			c.secrets = append(c.secrets, m.APIKey)
+		}
+	}
+	if c.rt != nil && c.rt.Env != nil {
+		for _, v := range apiKeyVars {
+			if key, ok := c.rt.Env(v); ok && key != "" {
+				c.secrets = append(c.secrets, key)
+			}
+		}
+	}
+	return c.secrets
 }
 
 // breakObject marks a serving object broken because it could not be built.
@@ -409,7 +441,8 @@ func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := agent.Config{Spec: a.Spec, Provider: provider, Model: a.Model.Model, Vendor: a.Model.Provider, Now: c.rt.Now, Budgets: c.policy(a.Spec.Budgets)}
+	cfg := agent.Config{Spec: a.Spec, Provider: provider, Model: a.Model.Model, Vendor: a.Model.Provider, Now: c.rt.Now, Budgets: c.policy(a.Spec.Budgets),
+		Secrets: c.configuredSecrets()}
 	if cfg.Reasoner, cfg.ReasonerModel, cfg.ReasonerVendor, err = c.reasoner(a.Spec.Reasoning); err != nil {
 		return nil, err
 	}
@@ -527,7 +560,8 @@ func (c *compiler) teamRunner(t *Team) (*team.Team, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := team.Config{Spec: t.Spec, Provider: provider, Model: t.Model.Model, Vendor: t.Model.Provider, Now: c.rt.Now, Budgets: c.policy(t.Spec.Budgets)}
+	cfg := team.Config{Spec: t.Spec, Provider: provider, Model: t.Model.Model, Vendor: t.Model.Provider, Now: c.rt.Now, Budgets: c.policy(t.Spec.Budgets),
+		Secrets: c.configuredSecrets()}
 	if cfg.Reasoner, cfg.ReasonerModel, cfg.ReasonerVendor, err = c.reasoner(t.Spec.Reasoning); err != nil {
 		return nil, err
 	}

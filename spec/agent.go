@@ -25,6 +25,7 @@ type Agent struct {
 	Reasoning     *Reasoning `yaml:"reasoning" doc:"Reason before answering: a planning pass ({model, max_steps}), a think tool ({tool: think}) or the provider's native reasoning ({native: true, budget_tokens})."`
 	Learning      *Learning  `yaml:"learning" doc:"Learn from runs: reusable insights are saved into a knowledge base ({knowledge, mode: always | agentic | propose, model, prompt, approvers})."`
 	Memory        *Memory    `yaml:"memory" doc:"Remember facts about the user across sessions (memory: agentic | automatic | both, or {mode, scope: user | agent, recall, model, prompt}): runs with a user id get the user's most relevant memories in their instructions; agentic gives the model remember, forget and recall tools, automatic extracts memories in a background job after each run."`
+	Trace         *Trace     `yaml:"trace" doc:"What traces record: {content: false} keeps the messages sent to the model and its answers off spans."`
 }
 
 // Limits bound the work one run may do.

@@ -159,6 +159,16 @@ func (m *Meta) Interpolated(path string) bool {
 	return ok
 }
 
+// AllEnvValues returns every value the environment supplied to the
+// document (see EnvValues).
+func (m *Meta) AllEnvValues() []string {
+	var out []string
+	for _, vs := range m.envValues {
+		out = append(out, vs...)
+	}
+	return out
+}
+
 // EnvValues returns the values the environment supplied (through ${VAR}) at
 // path and below it, such as every variable's value in a tool's headers for
 // path "tools.api.headers". Specs bring credentials in this way, so these are

@@ -219,6 +219,18 @@ func (m *Metrics) SetSpanQueueSource(f func() (depth int, dropped uint64)) {
 	m.sources.spans.Store(&f)
 }
 
+// SetExportSource sets the function that reports the OTLP exporter's queue
+// depth and the spans it dropped (queue full, or an export that failed:
+// a collector that is down), read at every scrape. Nil removes the source
+// and its series.
+func (m *Metrics) SetExportSource(f func() (depth int, dropped uint64)) {
+	if f == nil {
+		m.sources.export.Store(nil)
+		return
+	}
+	m.sources.export.Store(&f)
+}
+
 // SetIngestionSource sets the function that counts knowledge documents by
 // state (a small, fixed set of states), read at every scrape. Nil removes the
 // source and its series.
@@ -274,6 +286,7 @@ func (m *Metrics) SetQueueSource(f func() QueueMetrics) {
 type sourceCollector struct {
 	reload    atomic.Pointer[func() (bool, time.Time, time.Duration, uint64)]
 	spans     atomic.Pointer[func() (int, uint64)]
+	export    atomic.Pointer[func() (int, uint64)]
 	ingestion atomic.Pointer[func() map[string]int]
 	queue     atomic.Pointer[func() QueueMetrics]
 
@@ -284,6 +297,7 @@ type sourceCollector struct {
 
 	reloadOK, reloadSuccessTime, reloadDuration, generation *prometheus.Desc
 	spanQueue, spansDropped                                 *prometheus.Desc
+	exportQueue, exportDropped                              *prometheus.Desc
 	documents                                               *prometheus.Desc
 	queueDepth, queueOldest, queueRunning, queueDiscarded   *prometheus.Desc
 	jobsFailed, leaseExpired, jobsRescued, runsOrphaned     *prometheus.Desc
@@ -303,6 +317,10 @@ func newSourceCollector() *sourceCollector {
 			"Spans waiting in the recorder's queue to be written.", nil, nil),
 		spansDropped: prometheus.NewDesc("troupe_trace_spans_dropped_total",
 			"Spans the recorder dropped because its queue was full or a sink failed.", nil, nil),
+		exportQueue: prometheus.NewDesc("troupe_otlp_span_queue_depth",
+			"Spans waiting to be exported over OTLP.", nil, nil),
+		exportDropped: prometheus.NewDesc("troupe_otlp_spans_dropped_total",
+			"Spans the OTLP exporter dropped because its queue was full or an export failed (a collector that is down).", nil, nil),
 		documents: prometheus.NewDesc("troupe_knowledge_documents",
 			"Knowledge documents by ingestion state.", []string{"state"}, nil),
 		queueDepth: prometheus.NewDesc("troupe_jobs_queue_depth",
@@ -325,7 +343,7 @@ func newSourceCollector() *sourceCollector {
 }
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.reloadOK, c.reloadSuccessTime, c.reloadDuration, c.generation, c.spanQueue, c.spansDropped, c.documents,
+	for _, d := range []*prometheus.Desc{c.reloadOK, c.reloadSuccessTime, c.reloadDuration, c.generation, c.spanQueue, c.spansDropped, c.exportQueue, c.exportDropped, c.documents,
 		c.queueDepth, c.queueOldest, c.queueRunning, c.queueDiscarded, c.jobsFailed, c.leaseExpired, c.jobsRescued, c.runsOrphaned} {
 		ch <- d
 	}
@@ -350,6 +368,11 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		depth, dropped := (*f)()
 		ch <- prometheus.MustNewConstMetric(c.spanQueue, prometheus.GaugeValue, float64(depth))
 		ch <- prometheus.MustNewConstMetric(c.spansDropped, prometheus.CounterValue, float64(dropped))
+	}
+	if f := c.export.Load(); f != nil {
+		depth, dropped := (*f)()
+		ch <- prometheus.MustNewConstMetric(c.exportQueue, prometheus.GaugeValue, float64(depth))
+		ch <- prometheus.MustNewConstMetric(c.exportDropped, prometheus.CounterValue, float64(dropped))
 	}
 	if f := c.ingestion.Load(); f != nil {
 		seen := make(map[string]bool)

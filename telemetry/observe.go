@@ -14,9 +14,52 @@ import (
 type Tracer struct {
 	rec     *Recorder
 	earlier Reader
+	export  []SpanRecorder
+	content ContentPolicy
 }
 
-// NewTracer returns a tracer recording to rec.
+// SpanRecorder takes a finished trace's spans, root first, without
+// blocking: an exporter beside the trace store (package otlp).
+type SpanRecorder interface {
+	Record(spans ...Span)
+}
+
+// ContentPolicy says whose runs' traces record the conversation (see
+// Content).
+type ContentPolicy struct {
+	// Content is the recording of runs whose agent or team allow it;
+	// Content.Enabled false records none.
+	Content
+	// SkipBoundKeys records none for runs a user-bound API key started
+	// (the caller acts as its user), for operators who must not see what
+	// their users' conversations say.
+	SkipBoundKeys bool
+}
+
+// Export makes the tracer hand every trace to r too (an OTLP exporter). It
+// returns t.
+func (t *Tracer) Export(r SpanRecorder) *Tracer {
+	t.export = append(t.export, r)
+	return t
+}
+
+// RecordContent sets whose runs' traces record the conversation. It returns t.
+func (t *Tracer) RecordContent(p ContentPolicy) *Tracer {
+	t.content = p
+	return t
+}
+
+// record hands a finished trace to the store and every exporter.
+func (t *Tracer) record(spans []Span) {
+	if t.rec != nil {
+		t.rec.Record(spans...)
+	}
+	for _, r := range t.export {
+		r.Record(spans...)
+	}
+}
+
+// NewTracer returns a tracer recording to rec (nil: to its exporters only).
 func NewTracer(rec *Recorder) *Tracer { return &Tracer{rec: rec} }
 
 // LinkEarlier makes the tracer link a workflow run's trace to the trace
@@ -44,11 +87,20 @@ var (
 
 // RunStarted starts the run's trace now.
 func (t *Tracer) RunStarted(r *session.Run, link session.Link) session.RunObserver {
+	earlier := false
 	if link.TraceID == "" && t.earlier != nil && r.Type == session.TypeWorkflow {
-		link = t.earlierTrace(r.ID)
+		bound := link.BoundUser
+		link, earlier = t.earlierTrace(r.ID), true
+		link.BoundUser = bound
 	}
-	tr := NewTrace(runInfo(r), Parent(link), time.Now(), 0)
-	return &runTrace{tr: tr, rec: t.rec}
+	tr := NewTrace(runInfo(r), Parent{TraceID: link.TraceID, SpanID: link.SpanID}, time.Now(), 0)
+	if earlier && link.TraceID != "" {
+		tr.root.Attributes[LinkKindAttribute] = LinkEarlier
+	}
+	if t.content.Enabled && !(link.BoundUser && t.content.SkipBoundKeys) {
+		tr.SetContent(t.content.Content)
+	}
+	return &runTrace{tr: tr, t: t}
 }
 
 // RunInterrupted records a trace for a run the previous process left
@@ -59,7 +111,7 @@ func (t *Tracer) RunStarted(r *session.Run, link session.Link) session.RunObserv
 // by the run's id, session, agent or team, and user.
 func (t *Tracer) RunInterrupted(r *session.Run) {
 	tr := NewTrace(runInfo(r), Parent{}, r.CreatedAt, 0)
-	t.rec.Record(tr.Finish(r.UpdatedAt, StatusError, "interrupted", r.Error, event.Metrics{})...)
+	t.record(tr.Finish(r.UpdatedAt, StatusError, "interrupted", r.Error, event.Metrics{}))
 }
 
 // earlierTrace returns the root span of the newest trace of run id, or the
@@ -90,8 +142,8 @@ func runInfo(r *session.Run) RunInfo {
 
 // runTrace is the trace of one run in progress.
 type runTrace struct {
-	tr  *Trace
-	rec *Recorder
+	tr *Trace
+	t  *Tracer
 }
 
 func (rt *runTrace) Event(e event.Event) { rt.tr.Observe(e) }
@@ -103,14 +155,14 @@ func (rt *runTrace) StoreSpan(name string, start, end time.Time, err error) {
 // RunFinished ends the trace with the run's outcome and records its spans.
 func (rt *runTrace) RunFinished(r *session.Run, errorKind string) {
 	if r.Status == event.StatusPaused {
-		rt.rec.Record(rt.tr.Paused(time.Now(), r.Metrics)...)
+		rt.t.record(rt.tr.Paused(time.Now(), r.Metrics))
 		return
 	}
 	status := StatusOK
 	if r.Status != event.StatusCompleted {
 		status = StatusError
 	}
-	rt.rec.Record(rt.tr.Finish(time.Now(), status, errorKind, r.Error, r.Metrics)...)
+	rt.t.record(rt.tr.Finish(time.Now(), status, errorKind, r.Error, r.Metrics))
 }
 
 // TraceContext returns the run's trace id and root span id.

@@ -201,3 +201,12 @@ const (
 	LinkTraceIDAttribute = "link.trace_id"
 	LinkSpanIDAttribute  = "link.span_id"
 )
+
+// LinkKindAttribute says, on a root span with a link, what it links to:
+// LinkEarlier for the earlier execution of the same workflow run (its
+// previous trace); absent for the caller's span from a traceparent, which
+// OTLP export makes the run's parent (see package otlp).
+const (
+	LinkKindAttribute = "link.kind"
+	LinkEarlier       = "earlier"
+)

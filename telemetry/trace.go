@@ -32,8 +32,11 @@ type RunInfo struct {
 // model request, tool call and knowledge search, and team members' runs. Safe
 // for concurrent use (parallel tool calls report from several goroutines).
 type Trace struct {
-	mu       sync.Mutex
-	maxAttr  int
+	mu      sync.Mutex
+	maxAttr int
+	// content is how much of the conversation model-request spans record;
+	// the zero value records none.
+	content  Content
 	root     Span
 	spans    []Span
 	open     map[string]int // tool call id → index in spans
@@ -175,6 +178,9 @@ func (t *Trace) Observe(e event.Event) {
 		if e.Metrics.TimeToFirstToken > 0 {
 			s.Attributes["time_to_first_token_ms"] = strconv.FormatFloat(float64(e.Metrics.TimeToFirstToken.Microseconds())/1000, 'f', 3, 64)
 		}
+		if t.content.Enabled && e.Exchange != nil {
+			t.exchange(&s, e.Exchange)
+		}
 		t.spans = append(t.spans, s)
 	case event.ToolCallStarted:
 		if e.Tool == nil {
@@ -185,7 +191,7 @@ func (t *Trace) Observe(e event.Event) {
 			kind, name = KindKnowledge, "knowledge.search"
 		}
 		s := t.child(kind, name, t.parentOf(e), e.Tool.StartedAt)
-		s.Attributes["tool.name"] = e.Tool.Name
+		s.Attributes["tool.name"], s.Attributes["tool.call_id"] = e.Tool.Name, e.Tool.ID
 		if args, err := json.Marshal(e.Tool.Args); err == nil {
 			s.Attributes["tool.arguments"] = t.clip(string(args))
 		}
@@ -262,6 +268,62 @@ func (t *Trace) Observe(e event.Event) {
 		if e.Type != event.RunCompleted {
 			s.Status, s.StatusMessage = StatusError, t.clip(e.ErrorKind+": "+e.Content)
 		}
+	}
+}
+
+// Content configures what model-request spans record of the conversation.
+type Content struct {
+	// Enabled records, on each model request an agent or team lets trace
+	// its content, the system instructions, the input messages and the
+	// answer (tool calls included) as GenAI message JSON
+	// (SystemInstructionsAttribute, InputMessagesAttribute,
+	// OutputMessagesAttribute).
+	Enabled bool
+	// MaxPart bounds each text, tool argument and tool result in bytes
+	// (default DefaultMaxContentPart); MaxMessages the input messages kept,
+	// the newest (default DefaultMaxContentMessages).
+	MaxPart, MaxMessages int
+}
+
+// Bounds of recorded conversations: a model span keeps at most about
+// MaxMessages × MaxPart bytes of them.
+const (
+	DefaultMaxContentPart     = 2048
+	DefaultMaxContentMessages = 32
+)
+
+// GenAI semantic-convention attributes of a model request's conversation.
+const (
+	SystemInstructionsAttribute = "gen_ai.system_instructions"
+	InputMessagesAttribute      = "gen_ai.input.messages"
+	OutputMessagesAttribute     = "gen_ai.output.messages"
+)
+
+// SetContent sets what model-request spans record of the conversation.
+// Call it before the run's first event.
+func (t *Trace) SetContent(c Content) {
+	if c.MaxPart <= 0 {
+		c.MaxPart = DefaultMaxContentPart
+	}
+	if c.MaxMessages <= 0 {
+		c.MaxMessages = DefaultMaxContentMessages
+	}
+	t.mu.Lock()
+	t.content = c
+	t.mu.Unlock()
+}
+
+// exchange records a model request's conversation on its span. The agent
+// or team rendering it has scrubbed it of the configured secrets (its
+// tools' credentials, model API keys, values the specs take from the
+// environment).
+func (t *Trace) exchange(s *Span, x *event.Exchange) {
+	sys, in, out := x.Render(t.content.MaxPart, t.content.MaxMessages)
+	for k, v := range map[string]string{SystemInstructionsAttribute: sys, InputMessagesAttribute: in, OutputMessagesAttribute: out} {
+		if v == "" {
+			continue
+		}
+		s.Attributes[k] = v
 	}
 }
 

@@ -121,6 +121,7 @@ var importRules = []importRule{
 	vendorRule("the MCP SDK", []string{"github.com/modelcontextprotocol/go-sdk"}, "engine/tool/mcp"),
 	vendorRule("River", []string{"github.com/riverqueue/river"}, "engine/jobs", "store"),
 	vendorRule("franz-go", []string{"github.com/twmb/franz-go"}, "engine/knowledge/kafka"),
+	vendorRule("the OpenTelemetry SDK", []string{"go.opentelemetry.io/otel", "go.opentelemetry.io/proto/otlp"}, "telemetry/otlp"),
 	// spec may import its own subpackages only, and spec/expr is the one
 	// home of CEL: every runtime expression is compiled there, with its size
 	// and cost limits, so no caller can evaluate an unbounded one.

@@ -109,7 +109,7 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 		// databases close.
 		defer func() { stopRec(); recWG.Wait() }()
 	}
-	runs := newRunService(eng, db, nil, nil, newTracer(rec, nil), nil, 0, 0, 0, logger, nil, nil)
+	runs := newRunService(eng, db, nil, nil, newTracer(rec, nil, nil, telemetry.ContentPolicy{Content: telemetry.Content{Enabled: true}}), nil, 0, 0, 0, logger, nil, nil)
 	turn, err := runs.Start(ctx, session.Params{Kind: kind, Name: name, Message: message, SessionID: *sessionID, Stream: true})
 	if err != nil {
 		return err

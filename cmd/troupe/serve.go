@@ -43,6 +43,7 @@ import (
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
 	"github.com/troupehq/troupe/telemetry/clickhouse"
+	"github.com/troupehq/troupe/telemetry/otlp"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -84,6 +85,12 @@ type serveConfig struct {
 	// approvalsWebhookSecret; approvalsWebhookHosts may be reached even on
 	// private addresses.
 	approvalsWebhook, approvalsWebhookSecret, approvalsWebhookHosts string
+	// otlpEndpoint and otlpProtocol send spans to an OTLP collector (also
+	// on when OTEL_EXPORTER_OTLP_ENDPOINT is set); traceContent and
+	// traceContentBound say whether traces record conversations, and for
+	// the runs of user-bound keys.
+	otlpEndpoint, otlpProtocol      string
+	traceContent, traceContentBound bool
 }
 
 func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, error) {
@@ -100,6 +107,14 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 		"comma-separated host names the server answers to besides its own addresses, e.g. troupe.example.com or *.example.com; * turns the check off (API keys required) (env TROUPE_ALLOWED_HOSTS)")
 	fs.StringVar(&c.traces, "traces", envOr(getenv, "TROUPE_TRACES", "sql"), "where traces go: sql, clickhouse://host:9000/db or off (env TROUPE_TRACES)")
 	fs.StringVar(&c.replicaID, "replica-id", envOr(getenv, "TROUPE_REPLICA_ID", ""), "this replica's name in GET /config and on the runs it executes; a restart under the same name fails at once the runs its previous process left running (default host name and process id) (env TROUPE_REPLICA_ID)")
+	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", envOr(getenv, "TROUPE_OTLP_ENDPOINT", ""),
+		"OpenTelemetry collector to export spans to, beside --traces, such as http://127.0.0.1:4318 (HTTP) or http://127.0.0.1:4317 (gRPC); OTEL_EXPORTER_OTLP_ENDPOINT also turns export on (env TROUPE_OTLP_ENDPOINT)")
+	fs.StringVar(&c.otlpProtocol, "otlp-protocol", envOr(getenv, "TROUPE_OTLP_PROTOCOL", ""),
+		"grpc or http/protobuf (default OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf) (env TROUPE_OTLP_PROTOCOL)")
+	fs.BoolVar(&c.traceContent, "trace-content", envOr(getenv, "TROUPE_TRACE_CONTENT", "true") != "false",
+		"record on model-request spans what the model was sent and answered, scrubbed of configured secrets; agents and teams opt out with trace: {content: false} (env TROUPE_TRACE_CONTENT=false turns it off)")
+	fs.BoolVar(&c.traceContentBound, "trace-content-bound-keys", envOr(getenv, "TROUPE_TRACE_CONTENT_BOUND_KEYS", "true") != "false",
+		"record conversations for runs started by user-bound API keys too; false keeps users' conversations out of traces (env TROUPE_TRACE_CONTENT_BOUND_KEYS)")
 	fs.BoolVar(&c.insecure, "insecure", envOr(getenv, "TROUPE_INSECURE", "") == "1", "serve without API keys on a non-loopback address (env TROUPE_INSECURE=1)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight runs may finish on shutdown")
 	readRootsFlag(fs, getenv, &c.readRoots)
@@ -356,9 +371,32 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		return err
 	}
 	defer tel.close()
+	exp, err := openOTLP(ctx, cfg, getenv, logger)
+	if err != nil {
+		return err
+	}
 	metrics := telemetry.NewMetrics()
 	wireMetrics(metrics, eng, tel.recorder, kbs, jobClient)
-	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, jobs.Approvals{Client: jobClient, Webhook: cfg.approvalsWebhook != ""}, newTracer(tel.recorder, tel.reader), metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger, summary.Queue{Client: jobClient}, memories, learner, extractor)
+	if exp != nil {
+		metrics.SetExportSource(func() (int, uint64) { q, d, _ := exp.Stats(); return q, d })
+	}
+	tracer := newTracer(tel.recorder, tel.reader, exp, telemetry.ContentPolicy{Content: telemetry.Content{Enabled: cfg.traceContent}, SkipBoundKeys: !cfg.traceContentBound})
+	var extra []session.Observer
+	if exp != nil {
+		// With spans, the key run metrics go to the collector too.
+		om, err := otlp.NewMetrics(ctx, otlp.MetricsOptions{Endpoint: cfg.otlpEndpoint, Protocol: cfg.otlpProtocol, Getenv: func(k string) string { v, _ := getenv(k); return v }})
+		if err != nil {
+			return fmt.Errorf("--otlp-endpoint: %w", err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = om.Shutdown(sctx)
+		}()
+		extra = append(extra, om)
+	}
+	extra = append(extra, learner, extractor)
+	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, jobs.Approvals{Client: jobClient, Webhook: cfg.approvalsWebhook != ""}, tracer, metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger, summary.Queue{Client: jobClient}, memories, extra...)
 	jobs.RegisterRuns(jobReg, runs)
 	// Session summaries are folded by a job after the run that crossed the
 	// threshold, on whichever replica takes it.
@@ -423,6 +461,20 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		go func() { recDone <- tel.recorder.Run(recCtx) }()
 		defer func() { stopRec(); <-recDone }()
 	}
+	if exp != nil {
+		// Like the recorder, the exporter outlives the server to send the
+		// spans of runs drained at shutdown.
+		expCtx, stopExp := context.WithCancel(context.WithoutCancel(ctx))
+		expDone := make(chan error, 1)
+		go func() { expDone <- exp.Run(expCtx) }()
+		defer func() {
+			stopExp()
+			<-expDone
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = exp.Shutdown(sctx)
+		}()
+	}
 	g.Go(func() error { return followKnowledge(gctx, eng, kbs) })
 	g.Go(func() error {
 		updates, unsubscribe := eng.Subscribe()
@@ -482,15 +534,34 @@ func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, a
 // newTracer returns the tracing of runs recorded by rec (nil when tracing
 // is off), whose continued and resumed workflow runs link to their earlier
 // execution's trace, read from earlier.
-func newTracer(rec *telemetry.Recorder, earlier telemetry.Reader) *telemetry.Tracer {
-	if rec == nil {
+func newTracer(rec *telemetry.Recorder, earlier telemetry.Reader, exp *otlp.Exporter, content telemetry.ContentPolicy) *telemetry.Tracer {
+	if rec == nil && exp == nil {
 		return nil
 	}
-	t := telemetry.NewTracer(rec)
+	t := telemetry.NewTracer(rec).RecordContent(content)
 	if earlier != nil {
 		t.LinkEarlier(earlier)
 	}
+	if exp != nil {
+		t.Export(exp)
+	}
 	return t
+}
+
+// openOTLP returns the OTLP exporter --otlp-endpoint or the standard
+// OTEL_EXPORTER_OTLP_* variables ask for, or nil.
+func openOTLP(ctx context.Context, cfg *serveConfig, getenv env, logger *slog.Logger) (*otlp.Exporter, error) {
+	std := func(k string) string { v, _ := getenv(k); return v }
+	if cfg.otlpEndpoint == "" && !otlp.Enabled(std) {
+		return nil, nil
+	}
+	log := logger.With("component", "otlp")
+	exp, err := otlp.New(ctx, otlp.Options{Endpoint: cfg.otlpEndpoint, Protocol: cfg.otlpProtocol, Getenv: std, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("--otlp-endpoint: %w", err)
+	}
+	log.Info("exporting spans over OTLP", "endpoint", cfg.otlpEndpoint)
+	return exp, nil
 }
 
 // wireMetrics lets the Prometheus metrics read, at scrape time, the state

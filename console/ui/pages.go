@@ -2,6 +2,7 @@ package ui
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -443,7 +444,11 @@ func waterfall(t api.TraceTree) view.TracePage {
 		}
 		row := view.SpanRow{Span: sp, Depth: depth,
 			Offset: 100 * float64(sp.Start.Sub(start)) / total, Width: 100 * float64(sp.Duration()) / total}
+		row.Conversation = conversation(sp.Attributes)
 		for _, k := range slices.Sorted(maps.Keys(sp.Attributes)) {
+			if row.Conversation != nil && conversationAttrs[k] {
+				continue // shown as the conversation
+			}
 			row.Attributes = append(row.Attributes, [2]string{k, sp.Attributes[k]})
 		}
 		if name := sp.Attributes["troupe.step"]; name != "" && sp.Kind == telemetry.KindStep {
@@ -600,4 +605,74 @@ func (h *Handler) cancelFromConsole(c *gin.Context) {
 		return
 	}
 	c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte("cancelling"))
+}
+
+// conversationAttrs are the span attributes a conversation is read from.
+var conversationAttrs = map[string]bool{telemetry.SystemInstructionsAttribute: true, telemetry.InputMessagesAttribute: true, telemetry.OutputMessagesAttribute: true}
+
+// genaiMessage is a message of the GenAI message attributes.
+type genaiMessage struct {
+	Role  string `json:"role"`
+	Parts []struct {
+		Type      string          `json:"type"`
+		Content   string          `json:"content"`
+		ID        string          `json:"id"`
+		Name      string          `json:"name"`
+		Arguments json.RawMessage `json:"arguments"`
+		Response  string          `json:"response"`
+	} `json:"parts"`
+}
+
+// conversation reads a model-request span's GenAI message attributes into
+// the messages the trace page shows; nil when it has none (or they do not
+// parse: the attributes are then listed as they are).
+func conversation(attrs map[string]string) []view.ChatMessage {
+	in, out := attrs[telemetry.InputMessagesAttribute], attrs[telemetry.OutputMessagesAttribute]
+	if in == "" && out == "" {
+		return nil
+	}
+	var msgs []view.ChatMessage
+	if sys := attrs[telemetry.SystemInstructionsAttribute]; sys != "" {
+		var parts []struct {
+			Content string `json:"content"`
+		}
+		if json.Unmarshal([]byte(sys), &parts) != nil {
+			return nil
+		}
+		m := view.ChatMessage{Role: "system"}
+		for _, p := range parts {
+			m.Parts = append(m.Parts, view.ChatPart{Type: "text", Text: p.Content})
+		}
+		msgs = append(msgs, m)
+	}
+	for _, src := range []struct {
+		json   string
+		output bool
+	}{{in, false}, {out, true}} {
+		if src.json == "" {
+			continue
+		}
+		var gm []genaiMessage
+		if json.Unmarshal([]byte(src.json), &gm) != nil {
+			return nil
+		}
+		for _, g := range gm {
+			m := view.ChatMessage{Role: g.Role, Output: src.output}
+			for _, p := range g.Parts {
+				cp := view.ChatPart{Type: p.Type, ID: p.ID, Name: p.Name, Text: p.Content}
+				switch p.Type {
+				case "tool_call":
+					cp.Text = string(p.Arguments)
+					if s, err := strconv.Unquote(cp.Text); err == nil {
+						cp.Text = s // arguments clipped to a string
+					}
+				case "tool_call_response":
+					cp.Text = p.Response
+				}
+				m.Parts = append(m.Parts, cp)
+			}
+			msgs = append(msgs, m)
+		}
+	}
+	return msgs
 }

@@ -185,6 +185,10 @@ type Config struct {
 	// extracts. MemoryModelID is its vendor model id.
 	MemoryModel   model.Provider
 	MemoryModelID string
+	// Secrets are configured credentials the agent's tools do not hold
+	// (model API keys, values the specs take from the environment), kept
+	// out of the conversations traces record.
+	Secrets []string
 }
 
 // Guardrails check a run's input before its first model call and its answer
@@ -208,6 +212,9 @@ type Agent struct {
 	// their results and errors reach: the model's context, events, the stored
 	// run and traces.
 	redact *tool.Redactor
+	// scrub removes those and Config.Secrets from the conversations traces
+	// record (event.Event.Exchange).
+	scrub *tool.Redactor
 	// think is set when the agent offers the think tool (reasoning.tool).
 	think bool
 }
@@ -242,7 +249,9 @@ func New(cfg Config) (*Agent, error) {
 	for _, ts := range cfg.Toolsets {
 		holders = append(holders, ts)
 	}
-	a.redact = tool.NewRedactor(tool.CollectSecrets(holders...)...)
+	secrets := tool.CollectSecrets(holders...)
+	a.redact = tool.NewRedactor(secrets...)
+	a.scrub = tool.NewRedactor(append(secrets, cfg.Secrets...)...)
 	var parts []string
 	if s := strings.TrimSpace(cfg.Spec.Instructions); s != "" {
 		parts = append(parts, s)
@@ -401,4 +410,19 @@ func marshalArgs(args string) map[string]any {
 		return map[string]any{"_raw": args}
 	}
 	return m
+}
+
+// Exchange returns the renderer of a model request's conversation for its
+// ModelRequestCompleted event (event.Event.Exchange), scrubbed of the
+// agent's secrets; nil when the agent's spec keeps content out of traces.
+// It copies req so that later turns, which append to the request, do not
+// change what this one sent.
+func (a *Agent) Exchange(req *model.Request, resp *model.Response) *event.Exchange {
+	if !a.cfg.Spec.Trace.TraceContent() {
+		return nil
+	}
+	sent, scrub := *req, a.scrub.Redact
+	return &event.Exchange{Render: func(maxPart, maxMessages int) (string, string, string) {
+		return model.Exchange(&sent, resp, scrub, maxPart, maxMessages)
+	}}
 }

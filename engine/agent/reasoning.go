@@ -130,6 +130,7 @@ func (r *run) plan(ctx context.Context, msgs []model.Message) ([]event.Thought, 
 	if done.Model == "" {
 		done.Model = r.a.cfg.ReasonerModel
 	}
+	done.Exchange = r.a.Exchange(req, resp)
 	r.send(done)
 	if r.budgeted {
 		if err := budget.Record(ctx, budget.OfResponse(resp)); err != nil {

@@ -418,6 +418,7 @@ func (r *run) callModel(ctx context.Context, req *model.Request) (*model.Respons
 	if done.Model == "" {
 		done.Model = r.a.cfg.Model
 	}
+	done.Exchange = r.a.Exchange(req, resp)
 	r.send(done)
 	return resp, nil
 }

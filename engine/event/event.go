@@ -198,6 +198,13 @@ type Event struct {
 	// ReasoningContent is a ReasoningContentDelta's piece of native
 	// reasoning.
 	ReasoningContent string `json:"reasoning_content,omitempty"`
+	// Exchange, on ModelRequestCompleted, renders what the request sent the
+	// model and what it answered as GenAI message JSON (see model.Exchange),
+	// for traces that show them: lazily, so runs whose traces keep no content
+	// pay nothing. Nil when the agent's or team's spec keeps content out of
+	// traces (trace: {content: false}). Never encoded: events reach clients
+	// and journals, the conversation only traces.
+	Exchange *Exchange `json:"-"`
 	// ErrorKind classifies RunError (a model.ErrorKind, or "limit", "timeout",
 	// "output_schema", "tool").
 	ErrorKind string `json:"error_kind,omitempty"`
@@ -396,4 +403,13 @@ func (t *Thought) Text() string {
 		return body
 	}
 	return t.Title + ": " + body
+}
+
+// Exchange renders a model request's conversation (Event.Exchange). A
+// pointer in events, so events stay comparable.
+type Exchange struct {
+	// Render returns the system instructions, the input messages and the
+	// output messages as GenAI JSON, each text cut to maxPart bytes and
+	// the input to its last maxMessages messages.
+	Render func(maxPart, maxMessages int) (system, input, output string)
 }

@@ -11,6 +11,10 @@ import (
 type Link struct {
 	TraceID string
 	SpanID  string
+	// BoundUser is set when the caller acts as the user its API key is
+	// bound to (Params.BoundUser), for observers that treat such runs
+	// apart (traces that leave their conversations out).
+	BoundUser bool
 }
 
 // Observer is told about runs as the service executes them: tracing and

@@ -311,8 +311,10 @@ func (s *Service) store(ctx context.Context, p Params, sess *Session, r *Run) er
 // answers with.
 func (t *Turn) begin(ctx context.Context) {
 	s, p := t.s, t.p
+	link := p.Link
+	link.BoundUser = p.BoundUser
 	for _, o := range s.opts.Observers {
-		if ro := o.RunStarted(t.run, p.Link); ro != nil {
+		if ro := o.RunStarted(t.run, link); ro != nil {
 			t.obs = append(t.obs, ro)
 		}
 	}

@@ -75,6 +75,9 @@ type Config struct {
 	// LeaderTools are tools of the leader besides delegation (the memory
 	// tools of memory: agentic), in coordinate and broadcast modes.
 	LeaderTools []tool.Tool
+	// Secrets are kept out of the conversations traces record, as
+	// agent.Config's.
+	Secrets []string
 }
 
 // Team is a run-ready team. Immutable and safe for concurrent runs.
@@ -107,6 +110,7 @@ func New(cfg Config) (*Team, error) {
 		Limits:       cfg.Spec.Limits,
 		Reasoning:    cfg.Spec.Reasoning,
 		SessionState: cfg.Spec.SessionState,
+		Trace:        cfg.Spec.Trace,
 	}
 	var tools []tool.Tool
 	if cfg.Spec.Mode == spec.ModeCoordinate {
@@ -116,7 +120,7 @@ func New(cfg Config) (*Team, error) {
 		tools = append(tools, cfg.LeaderTools...)
 	}
 	leader, err := agent.New(agent.Config{Spec: leaderSpec, Provider: cfg.Provider, Model: cfg.Model, Vendor: cfg.Vendor, Tools: tools, Now: cfg.Now,
-		Reasoner: cfg.Reasoner, ReasonerModel: cfg.ReasonerModel, ReasonerVendor: cfg.ReasonerVendor})
+		Reasoner: cfg.Reasoner, ReasonerModel: cfg.ReasonerModel, ReasonerVendor: cfg.ReasonerVendor, Secrets: cfg.Secrets})
 	if err != nil {
 		return nil, fmt.Errorf("team %s leader: %w", cfg.Spec.Name, err)
 	}
@@ -416,6 +420,7 @@ func (r *teamRun) route(ctx context.Context) *agent.Result {
 		m.AddUsage(resp.Usage)
 		m.AddCost(resp)
 		done.Model, done.Provider, done.Metrics = resp.Model, t.cfg.Vendor, &m
+		done.Exchange = t.leader.Exchange(req, resp)
 		r.send(done)
 		if len(resp.ToolCalls) == 0 {
 			// The leader answered itself rather than routing.

@@ -187,6 +187,27 @@ type SpanRow struct {
 	// Anchor is the row's element id for a workflow step's span, which a
 	// workflow run page's step links point at; empty for other spans.
 	Anchor string
+	// Conversation is what a model request sent and what it answered (the
+	// GenAI message attributes), shown as a conversation; nil when the
+	// span records none.
+	Conversation []ChatMessage
+}
+
+// ChatMessage is one message of a model request's conversation: the system
+// instructions, an input message or the answer.
+type ChatMessage struct {
+	Role   string // system, user, assistant or tool
+	Output bool   // the model's answer to this request
+	Parts  []ChatPart
+}
+
+// ChatPart is a text, a tool call (Name, Text its arguments) or a tool
+// result (Text), with the call's ID.
+type ChatPart struct {
+	Type string // text, tool_call or tool_call_response
+	Text string
+	Name string
+	ID   string
 }
 
 // TracePage is one trace's waterfall.
