@@ -22,6 +22,7 @@ import (
 
 	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/mcpserver"
 	"github.com/troupehq/troupe/console/openai"
 	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/console/sse"
@@ -105,6 +106,9 @@ type Options struct {
 	// Limits enforces the API keys' and users' rate limits on the API, the
 	// OpenAI surface and the console's chats; nil limits nothing.
 	Limits *ratelimit.Limiter
+	// DisableMCP leaves out the MCP server at /mcp (troupe serve
+	// --mcp=false); it is served by default.
+	DisableMCP bool
 }
 
 // DefaultReplicaID names a replica by its host name (a container's id under
@@ -134,6 +138,8 @@ type Server struct {
 	api    *api.Handler
 	openai *openai.Handler
 	ui     *ui.Handler
+	// mcp serves /mcp; nil when Options.DisableMCP.
+	mcp *mcpserver.Server
 	// hosts is the Host check of the listener being served (set by Serve);
 	// nil refuses every request.
 	hosts atomic.Pointer[hostPolicy]
@@ -208,6 +214,17 @@ func New(opts Options) *Server {
 		Logger: opts.Logger, Body: body, Timeout: s.timeout, Limits: opts.Limits})
 	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Traces: opts.Traces, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Streams: s.streams,
 		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Body: body, Upload: upload, Timeout: s.timeout, Version: opts.Version, Limits: opts.Limits})
+	if !opts.DisableMCP {
+		// Operator tools call the API's routes in process: the same
+		// handlers, scopes and user isolation as over HTTP, past the host
+		// check and CORS the /mcp request itself went through.
+		gin.SetMode(gin.ReleaseMode)
+		internal := gin.New()
+		internal.Use(s.recoverPanics)
+		s.api.Register(internal)
+		s.mcp = mcpserver.New(mcpserver.Options{Engine: opts.Engine, Runs: opts.Runs, Store: opts.Store, API: internal,
+			Keys: opts.Keys, Logger: opts.Logger.With("component", "mcp"), Version: opts.Version})
+	}
 	s.router = s.routes()
 	return s
 }
@@ -230,6 +247,15 @@ func (s *Server) routes() *gin.Engine {
 	s.api.Register(apis)
 	s.openai.Register(apis)
 	s.ui.Register(r.Group("", uiChain...))
+	if s.mcp != nil {
+		// MCP clients authenticate like API clients; listing tools needs
+		// agents:read, running one agents:run (checked per call).
+		chain := []gin.HandlerFunc{s.checkHost(s.misdirectedAPI), s.limitBody(s.opts.BodyTimeout, s.opts.MaxBodyBytes), auth.Bearer(s.opts.Keys, s.api.Deny)}
+		if s.opts.Limits != nil {
+			chain = append(chain, s.opts.Limits.Middleware(s.api.Fail))
+		}
+		r.Any("/mcp", append(chain, s.api.Require(auth.ScopeAgentsRead), s.mcp.Handle)...)
+	}
 	if s.opts.Triggers != nil {
 		r.POST("/hooks/*path", s.checkHost(s.misdirectedAPI), s.limitBody(s.opts.BodyTimeout, s.opts.MaxBodyBytes), s.timeout, s.hook)
 	}
@@ -394,6 +420,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if s.mcp != nil {
+		// The MCP server follows reloads until shutdown begins, then
+		// closes its sessions' event streams.
+		mcpDone := make(chan struct{})
+		go func() { defer close(mcpDone); _ = s.mcp.Run(ctx) }()
+		defer func() { <-mcpDone }()
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving HTTP: %w", err)

@@ -48,6 +48,7 @@ type serveConfig struct {
 	replicaID                                                           string
 	readRoots                                                           []string
 	insecure                                                            bool
+	mcp                                                                 bool
 	shutdownTimeout                                                     time.Duration
 	drainDelay                                                          time.Duration
 	bodyTimeout, uploadTimeout, idleTimeout                             time.Duration
@@ -89,6 +90,7 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	fs.StringVar(&c.traces, "traces", envOr(getenv, "TROUPE_TRACES", "sql"), "where traces go: sql, clickhouse://host:9000/db or off (env TROUPE_TRACES)")
 	fs.StringVar(&c.replicaID, "replica-id", envOr(getenv, "TROUPE_REPLICA_ID", ""), "this replica's name in GET /config and on the runs it executes; a restart under the same name fails at once the runs its previous process left running (default host name and process id) (env TROUPE_REPLICA_ID)")
 	fs.BoolVar(&c.insecure, "insecure", envOr(getenv, "TROUPE_INSECURE", "") == "1", "serve without API keys on a non-loopback address (env TROUPE_INSECURE=1)")
+	fs.BoolVar(&c.mcp, "mcp", envOr(getenv, "TROUPE_MCP", "1") != "0", "serve agents, teams and workflows as MCP tools at /mcp (env TROUPE_MCP=0 turns it off)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight runs may finish on shutdown")
 	readRootsFlag(fs, getenv, &c.readRoots)
 	var envErr error
@@ -332,8 +334,9 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		ShutdownTimeout: cfg.shutdownTimeout, DrainDelay: cfg.drainDelay, DBID: "troupe-" + db.Dialect(), Version: version,
 		// The id the store stamps on this replica's runs ("local" on SQLite
 		// unless set), so /config names the replica as the runs do.
-		ReplicaID: db.ReplicaID(),
-		Limits:    ratelimit.New(ratelimit.Options{Store: db, Keys: keys, User: cfg.userLimit, Logger: logger.With("component", "ratelimit")}),
+		ReplicaID:  db.ReplicaID(),
+		Limits:     ratelimit.New(ratelimit.Options{Store: db, Keys: keys, User: cfg.userLimit, Logger: logger.With("component", "ratelimit")}),
+		DisableMCP: !cfg.mcp,
 	})
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

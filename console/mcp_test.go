@@ -1,0 +1,341 @@
+package console_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/console"
+)
+
+// mcpSpecs add to the fixture an echo agent, a team named like an agent
+// (calc), a workflow named like a team (crew), a workflow with an input
+// schema and one with an object output schema.
+const mcpSpecs = `kind: Agent
+name: echoer
+description: Echoes.
+model: echo
+---
+kind: Team
+name: calc
+mode: route
+model: echo
+members: [echoer]
+---
+kind: Workflow
+name: crew
+steps:
+  - {name: only, agent: echoer}
+---
+kind: Workflow
+name: brief
+description: Briefs on a topic.
+input:
+  type: object
+  properties: {topic: {type: string}}
+  required: [topic]
+steps:
+  - {name: about, agent: echoer, input: "about {{ input.topic }}"}
+---
+kind: Agent
+name: judge
+model: echo
+output_schema:
+  type: object
+  properties: {title: {type: string}}
+  required: [title]
+---
+kind: Workflow
+name: shaped
+steps:
+  - {name: verdict, agent: judge}
+output:
+  schema:
+    type: object
+    properties: {title: {type: string}}
+    required: [title]
+---
+kind: Workflow
+name: wrong
+steps:
+  - {name: draft, agent: echoer}
+output:
+  template: "{{ {'title': size(steps.draft.output)} }}"
+  schema:
+    type: object
+    properties: {title: {type: string}}
+`
+
+// bearerTransport sends key on every request of an MCP client.
+type bearerTransport struct{ key string }
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	if b.key != "" {
+		r.Header.Set("Authorization", "Bearer "+b.key)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// connectMCP connects the go-sdk client to the server's /mcp with key.
+func connectMCP(t *testing.T, ts *testServer, key string, opts *sdk.ClientOptions) (*sdk.ClientSession, error) {
+	t.Helper()
+	c := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, opts)
+	cs, err := c.Connect(t.Context(), &sdk.StreamableClientTransport{Endpoint: ts.url + "/mcp", HTTPClient: &http.Client{Transport: bearerTransport{key}}, MaxRetries: -1}, nil)
+	if err == nil {
+		t.Cleanup(func() { _ = cs.Close() })
+	}
+	return cs, err
+}
+
+func toolNames(t *testing.T, cs *sdk.ClientSession) []string {
+	t.Helper()
+	res, err := cs.ListTools(t.Context(), nil)
+	require.NoError(t, err)
+	var names []string
+	for _, tool := range res.Tools {
+		names = append(names, tool.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func toolText(t *testing.T, res *sdk.CallToolResult) string {
+	t.Helper()
+	var parts []string
+	for _, c := range res.Content {
+		tc, ok := c.(*sdk.TextContent)
+		require.True(t, ok, "content %T", c)
+		parts = append(parts, tc.Text)
+	}
+	return strings.Join(parts, "\n")
+}
+
+func callTool(t *testing.T, cs *sdk.ClientSession, name string, args map[string]any) *sdk.CallToolResult {
+	t.Helper()
+	res, err := cs.CallTool(t.Context(), &sdk.CallToolParams{Name: name, Arguments: args})
+	require.NoError(t, err)
+	return res
+}
+
+// TestMCPServerTools: the go-sdk client lists every agent, team and
+// workflow as a tool (kind-prefixed on a name clash) beside the operator
+// tools, and calling them runs them: an agent (streaming its answer as
+// progress, continuing its session), a workflow with an input schema and
+// one with structured output.
+func TestMCPServerTools(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(mcpSpecs))
+	var progress []string
+	var mu sync.Mutex
+	cs, err := connectMCP(t, ts, "", &sdk.ClientOptions{ProgressNotificationHandler: func(_ context.Context, r *sdk.ProgressNotificationClientRequest) {
+		mu.Lock()
+		defer mu.Unlock()
+		progress = append(progress, r.Params.Message)
+	}})
+	require.NoError(t, err)
+
+	require.Equal(t, []string{"brief", "calc", "cancel_run", "continue_run", "crew", "echoer", "get_session_runs", "helpdesk", "judge",
+		"list_sessions", "shaped", "team.calc", "workflow.crew", "writer", "wrong"}, toolNames(t, cs))
+	res, err := cs.ListTools(t.Context(), nil)
+	require.NoError(t, err)
+	byName := map[string]*sdk.Tool{}
+	for _, tool := range res.Tools {
+		byName[tool.Name] = tool
+	}
+	require.Equal(t, "Echoes.", byName["echoer"].Description)
+	require.Equal(t, map[string]any{"type": "object", "required": []any{"message"}, "properties": map[string]any{
+		"message":    map[string]any{"type": "string", "description": "The input message"},
+		"session_id": map[string]any{"type": "string", "description": "Continue this session (its history applies); a new session when empty. Results name their session in _meta."},
+	}}, byName["echoer"].InputSchema)
+	require.Equal(t, map[string]any{"type": "object", "properties": map[string]any{"topic": map[string]any{"type": "string"}}, "required": []any{"topic"}},
+		byName["brief"].InputSchema)
+	require.Equal(t, map[string]any{"type": "object", "properties": map[string]any{"title": map[string]any{"type": "string"}}, "required": []any{"title"}},
+		byName["shaped"].OutputSchema)
+	require.Nil(t, byName["brief"].OutputSchema)
+
+	// An agent: its answer, streamed as progress when the call asks.
+	params := &sdk.CallToolParams{Name: "echoer", Arguments: map[string]any{"message": "hello there"}}
+	params.SetProgressToken("p1")
+	got, err := cs.CallTool(t.Context(), params)
+	require.NoError(t, err)
+	require.False(t, got.IsError, toolText(t, got))
+	require.Equal(t, "Echo: hello there", toolText(t, got))
+	require.Equal(t, "COMPLETED", got.Meta["troupe/status"])
+	sessionID, _ := got.Meta["troupe/session_id"].(string)
+	require.NotEmpty(t, sessionID)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(progress, "") == "Echo: hello there"
+	}, 5*time.Second, 10*time.Millisecond)
+
+	// The session continues: the second run is stored in it.
+	again := callTool(t, cs, "echoer", map[string]any{"message": "again", "session_id": sessionID})
+	require.Equal(t, "Echo: again", toolText(t, again))
+	require.Equal(t, sessionID, again.Meta["troupe/session_id"])
+	runs := callTool(t, cs, "get_session_runs", map[string]any{"session_id": sessionID})
+	require.False(t, runs.IsError, toolText(t, runs))
+	var stored []struct {
+		RunInput string `json:"run_input"`
+		Content  string `json:"content"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(toolText(t, runs)), &stored))
+	require.Len(t, stored, 2)
+	require.ElementsMatch(t, []string{"Echo: hello there", "Echo: again"}, []string{stored[0].Content, stored[1].Content})
+
+	// A team named like an agent, and a workflow named like a team.
+	require.Equal(t, "Echo: hi team", toolText(t, callTool(t, cs, "team.calc", map[string]any{"message": "hi team"})))
+	require.Equal(t, "Echo: hi flow", toolText(t, callTool(t, cs, "workflow.crew", map[string]any{"message": "hi flow"})))
+
+	// A workflow takes its input object; a wrong one is refused.
+	require.Equal(t, "Echo: about go", toolText(t, callTool(t, cs, "brief", map[string]any{"topic": "go"})))
+	bad := callTool(t, cs, "brief", map[string]any{"topic": 3})
+	require.True(t, bad.IsError)
+	require.Contains(t, toolText(t, bad), "the input does not match workflow brief's input schema")
+
+	// Structured output.
+	shaped := callTool(t, cs, "shaped", map[string]any{"message": "go"})
+	require.False(t, shaped.IsError, toolText(t, shaped))
+	require.Equal(t, map[string]any{"title": "Echo: go"}, shaped.StructuredContent)
+	require.JSONEq(t, `{"title":"Echo: go"}`, toolText(t, shaped))
+
+	// A failed run is an error result with its message.
+	wrong := callTool(t, cs, "wrong", map[string]any{"message": "x"})
+	require.True(t, wrong.IsError, toolText(t, wrong))
+	require.Equal(t, "the run failed: workflow wrong: the output does not match output.schema: at /title: got number, want string", toolText(t, wrong))
+	require.Equal(t, "ERROR", wrong.Meta["troupe/status"])
+}
+
+// TestMCPServerFollowsReloads: a new agent file adds a tool; the connected
+// client is told (notifications/tools/list_changed) and lists and calls it
+// without reconnecting; removing the file removes the tool.
+func TestMCPServerFollowsReloads(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withWatcher())
+	changed := make(chan struct{}, 16)
+	cs, err := connectMCP(t, ts, "", &sdk.ClientOptions{ToolListChangedHandler: func(context.Context, *sdk.ToolListChangedRequest) {
+		changed <- struct{}{}
+	}})
+	require.NoError(t, err)
+	require.NotContains(t, toolNames(t, cs), "fresh")
+
+	path := filepath.Join(ts.dir, "fresh.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("kind: Agent\nname: fresh\ndescription: Just added.\nmodel: echo\n"), 0o644))
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notifications/tools/list_changed after a new agent was saved")
+	}
+	require.Contains(t, toolNames(t, cs), "fresh")
+	require.Equal(t, "Echo: new", toolText(t, callTool(t, cs, "fresh", map[string]any{"message": "new"})))
+
+	require.NoError(t, os.Remove(path))
+	require.Eventually(t, func() bool { return !slices.Contains(toolNames(t, cs), "fresh") }, 10*time.Second, 20*time.Millisecond)
+}
+
+// TestMCPServerAuth: /mcp wants a key like the API; a key without the run
+// scope lists the tools but may not run them; a bound key runs as its user
+// and its operator tools see only that user's sessions and runs.
+func TestMCPServerAuth(t *testing.T) {
+	t.Parallel()
+	const (
+		admin  = "sk-admin-0123456789abcdef"
+		reader = "sk-reader-0123456789abcdef"
+		alice  = "sk-alice-0123456789abcdef"
+		bob    = "sk-bob-0123456789abcdef"
+		none   = "sk-none-0123456789abcdef"
+	)
+	user := "=agents:read+agents:run+sessions:read"
+	ts := startServer(t, withSpecs(mcpSpecs), withKeys(admin+"=admin,"+reader+"=agents:read+sessions:read,"+alice+user+"@alice,"+bob+user+"@bob,"+none+"=sessions:read"))
+
+	_, err := connectMCP(t, ts, "", nil)
+	require.ErrorContains(t, err, "Unauthorized")
+	_, err = connectMCP(t, ts, "sk-wrong-0123456789abcdef", nil)
+	require.ErrorContains(t, err, "Unauthorized")
+	_, err = connectMCP(t, ts, none, nil)
+	require.ErrorContains(t, err, "Forbidden")
+
+	rc, err := connectMCP(t, ts, reader, nil)
+	require.NoError(t, err)
+	require.Contains(t, toolNames(t, rc), "echoer")
+	refused := callTool(t, rc, "echoer", map[string]any{"message": "hi"})
+	require.True(t, refused.IsError)
+	require.Equal(t, "this API key lacks the agents:run scope: use a key with it to run agent echoer", toolText(t, refused))
+
+	ac, err := connectMCP(t, ts, alice, nil)
+	require.NoError(t, err)
+	bc, err := connectMCP(t, ts, bob, nil)
+	require.NoError(t, err)
+	aRun := callTool(t, ac, "echoer", map[string]any{"message": "from alice"})
+	require.Equal(t, "Echo: from alice", toolText(t, aRun))
+	bRun := callTool(t, bc, "echoer", map[string]any{"message": "from bob"})
+	require.Equal(t, "Echo: from bob", toolText(t, bRun))
+	aSession := aRun.Meta["troupe/session_id"].(string)
+
+	type sessionList struct {
+		Data []struct {
+			SessionID string `json:"session_id"`
+			UserID    string `json:"user_id"`
+		} `json:"data"`
+	}
+	sessionsOf := func(cs *sdk.ClientSession) []string {
+		res := callTool(t, cs, "list_sessions", nil)
+		require.False(t, res.IsError, toolText(t, res))
+		var l sessionList
+		require.NoError(t, json.Unmarshal([]byte(toolText(t, res)), &l))
+		var out []string
+		for _, s := range l.Data {
+			out = append(out, s.UserID+":"+s.SessionID)
+		}
+		return out
+	}
+	require.Equal(t, []string{"alice:" + aSession}, sessionsOf(ac))
+	require.Equal(t, []string{"bob:" + bRun.Meta["troupe/session_id"].(string)}, sessionsOf(bc))
+	// The reader's key is not bound: it sees both, and the refused call
+	// started no run.
+	require.Len(t, sessionsOf(rc), 2)
+
+	// Bob can neither read nor cancel alice's runs.
+	theirs := callTool(t, bc, "get_session_runs", map[string]any{"session_id": aSession})
+	require.True(t, theirs.IsError)
+	require.Contains(t, toolText(t, theirs), "not found")
+	cancel := callTool(t, bc, "cancel_run", map[string]any{"run_id": aRun.Meta["troupe/run_id"].(string)})
+	require.True(t, cancel.IsError)
+	require.Equal(t, "no run "+aRun.Meta["troupe/run_id"].(string)+": list_sessions and get_session_runs name the runs you may see", toolText(t, cancel))
+	// Alice's own run has finished: nothing to cancel, as the route says.
+	own := callTool(t, ac, "cancel_run", map[string]any{"run_id": aRun.Meta["troupe/run_id"].(string)})
+	require.True(t, own.IsError)
+	require.Equal(t, "no run "+aRun.Meta["troupe/run_id"].(string)+" of agent echoer is in progress", toolText(t, own))
+
+	// A session opened with one key cannot be used with another.
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.url+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":9,"method":"tools/list"}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+bob)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", ac.ID())
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+}
+
+// TestMCPServerDisabled: Options.DisableMCP (troupe serve --mcp=false)
+// leaves /mcp out.
+func TestMCPServerDisabled(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withOptions(func(o *console.Options) { o.DisableMCP = true }))
+	status, _, _ := ts.do(http.MethodPost, "/mcp", "", "application/json", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	require.Equal(t, http.StatusNotFound, status)
+}
