@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -338,4 +339,59 @@ func TestMCPServerDisabled(t *testing.T) {
 	ts := startServer(t, withOptions(func(o *console.Options) { o.DisableMCP = true }))
 	status, _, _ := ts.do(http.MethodPost, "/mcp", "", "application/json", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
 	require.Equal(t, http.StatusNotFound, status)
+}
+
+// TestMCPServerTypeScriptClient: a third-party client, the official
+// TypeScript SDK from npm run by node, lists the tools and calls an agent
+// and two workflows through /mcp with a bound key. It needs Node.js and the
+// npm registry, so it runs only when TROUPE_TEST_NPX=1.
+func TestMCPServerTypeScriptClient(t *testing.T) {
+	if os.Getenv("TROUPE_TEST_NPX") != "1" {
+		t.Skip("set TROUPE_TEST_NPX=1 to run the MCP TypeScript SDK from npm against /mcp (needs node, npm and the npm registry)")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	for _, f := range []string{"client.mjs", "package.json"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "mcpclient", f))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, f), b, 0o644))
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	install := exec.CommandContext(ctx, "npm", "install", "--no-audit", "--no-fund", "--loglevel=error")
+	install.Dir = dir
+	out, err := install.CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	const alice = "sk-alice-0123456789abcdef"
+	ts := startServer(t, withSpecs(mcpSpecs), withKeys(alice+"=agents:read+agents:run+sessions:read@alice"))
+	node := exec.CommandContext(ctx, "node", "client.mjs", ts.url+"/mcp", alice)
+	node.Dir = dir
+	var stderr strings.Builder
+	node.Stderr = &stderr
+	out, err = node.Output()
+	require.NoError(t, err, stderr.String())
+	var got map[string]any
+	require.NoError(t, json.Unmarshal(out, &got), string(out))
+	require.Equal(t, map[string]any{
+		"server": "troupe",
+		"tools": []any{"brief", "calc", "cancel_run", "continue_run", "crew", "echoer", "get_session_runs", "helpdesk", "judge",
+			"list_sessions", "shaped", "team.calc", "workflow.crew", "writer", "wrong"},
+		"agent":   "Echo: from node",
+		"session": "yes",
+		"brief":   "Echo: about node",
+		"shaped":  map[string]any{"title": "Echo: node"},
+	}, got)
+
+	// The runs are alice's.
+	var sessions struct {
+		Data []struct {
+			UserID string `json:"user_id"`
+		} `json:"data"`
+	}
+	ts.json(http.MethodGet, "/sessions", alice, "", http.StatusOK, &sessions)
+	require.Len(t, sessions.Data, 3)
+	for _, s := range sessions.Data {
+		require.Equal(t, "alice", s.UserID)
+	}
 }
