@@ -395,3 +395,50 @@ func TestMCPServerTypeScriptClient(t *testing.T) {
 		require.Equal(t, "alice", s.UserID)
 	}
 }
+
+// TestMCPServerPausedRuns: a run paused on a tool call that needs approval
+// answers with its run id and the held call; continue_run confirms it and
+// the run completes, as POST …/continue does; cancel_run ends another
+// paused run.
+func TestMCPServerPausedRuns(t *testing.T) {
+	t.Parallel()
+	ts, _, up := startApprovals(t, "1h", refundCall)
+	cs, err := connectMCP(t, ts, "", nil)
+	require.NoError(t, err)
+
+	paused := callTool(t, cs, "clerk", map[string]any{"message": "refund A1"})
+	require.False(t, paused.IsError, toolText(t, paused))
+	require.Equal(t, "PAUSED", paused.Meta["troupe/status"])
+	runID := paused.Meta["troupe/run_id"].(string)
+	require.Len(t, paused.Content, 2)
+	require.Equal(t, "run "+runID+` is paused: it waits on a decision. Decide with continue_run {run_id: "`+runID+`", ...} (tools with confirmed for an agent or team, approved for a workflow) or in the approvals inbox; cancel_run ends it.`,
+		paused.Content[0].(*sdk.TextContent).Text)
+	var held struct {
+		Status string       `json:"status"`
+		Tools  []pausedTool `json:"tools"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(paused.Content[1].(*sdk.TextContent).Text), &held))
+	require.Equal(t, "PAUSED", held.Status)
+	require.Len(t, held.Tools, 1)
+	require.Equal(t, "call-1", held.Tools[0].ToolCallID)
+	require.True(t, held.Tools[0].RequiresConfirmation)
+	require.Equal(t, "Refund of 500 for A1", held.Tools[0].Reason)
+	require.Empty(t, up.got())
+
+	done := callTool(t, cs, "continue_run", map[string]any{"run_id": runID, "tools": []any{map[string]any{"tool_call_id": "call-1", "confirmed": true}}})
+	require.False(t, done.IsError, toolText(t, done))
+	require.Equal(t, "COMPLETED", done.StructuredContent.(map[string]any)["status"])
+	require.Equal(t, "done", done.StructuredContent.(map[string]any)["content"])
+	require.Len(t, up.got(), 1, "the confirmed refund ran")
+
+	// The fake model pauses once per server: another one for the cancel.
+	ts2, _, up2 := startApprovals(t, "1h", refundCall)
+	cs2, err := connectMCP(t, ts2, "", nil)
+	require.NoError(t, err)
+	again := callTool(t, cs2, "clerk", map[string]any{"message": "refund A1 again"})
+	require.Equal(t, "PAUSED", again.Meta["troupe/status"])
+	cancelled := callTool(t, cs2, "cancel_run", map[string]any{"run_id": again.Meta["troupe/run_id"]})
+	require.False(t, cancelled.IsError, toolText(t, cancelled))
+	require.Equal(t, map[string]any{"run_id": again.Meta["troupe/run_id"], "status": "cancelled"}, cancelled.StructuredContent)
+	require.Empty(t, up2.got(), "the cancelled refund never ran")
+}
