@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/console"
+	"github.com/troupehq/troupe/engine/model/fake"
 )
 
 // mcpSpecs add to the fixture an echo agent, a team named like an agent
@@ -441,4 +442,44 @@ func TestMCPServerPausedRuns(t *testing.T) {
 	require.False(t, cancelled.IsError, toolText(t, cancelled))
 	require.Equal(t, map[string]any{"run_id": again.Meta["troupe/run_id"], "status": "cancelled"}, cancelled.StructuredContent)
 	require.Empty(t, up2.got(), "the cancelled refund never ran")
+}
+
+// TestMCPServerShutdown: a connected client's event stream does not hold
+// the server's shutdown until its timeout: the MCP sessions close when
+// shutdown begins.
+func TestMCPServerShutdown(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withOptions(func(o *console.Options) { o.ShutdownTimeout = 30 * time.Second }))
+	cs, err := connectMCP(t, ts, "", nil)
+	require.NoError(t, err)
+	require.Contains(t, toolNames(t, cs), "writer")
+	start := time.Now()
+	ts.stop()
+	require.Less(t, time.Since(start), 15*time.Second, "the shutdown timeout is 30s")
+}
+
+// TestMCPServerShutdownDrains: a run a tool call started when shutdown
+// begins finishes, and its answer reaches the client, before the sessions
+// close.
+func TestMCPServerShutdownDrains(t *testing.T) {
+	t.Parallel()
+	slow := fake.New(fake.Step{Content: "finished", Delay: 700 * time.Millisecond})
+	ts := startServer(t, withProvider("anthropic", slow), withSpecs(historyModels+"kind: Agent\nname: slow\nmodel: scripted\n"))
+	cs, err := connectMCP(t, ts, "", nil)
+	require.NoError(t, err)
+	type answer struct {
+		res *sdk.CallToolResult
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		res, err := cs.CallTool(t.Context(), &sdk.CallToolParams{Name: "slow", Arguments: map[string]any{"message": "take your time"}})
+		got <- answer{res, err}
+	}()
+	require.Eventually(t, func() bool { return len(slow.Requests()) == 1 }, 5*time.Second, 5*time.Millisecond)
+	ts.stop()
+	a := <-got
+	require.NoError(t, a.err)
+	require.Equal(t, "finished", toolText(t, a.res))
+	require.Equal(t, "COMPLETED", a.res.Meta["troupe/status"])
 }

@@ -100,6 +100,12 @@ type Server struct {
 	tools map[string]runnerTool
 	gen   uint64
 	built bool
+
+	// calls counts the runner tool calls in progress; idle is closed when
+	// it drops to zero while shutdown waits for it.
+	callsMu sync.Mutex
+	calls   int
+	idle    chan struct{}
 }
 
 // runnerTool is a served tool that runs an agent, team or workflow;
@@ -163,14 +169,17 @@ func (s *Server) Handle(c *gin.Context) {
 }
 
 // Run keeps the tool set in step with the engine's snapshots until ctx is
-// cancelled, then closes the MCP sessions, whose event streams would
-// otherwise hold the server's shutdown.
+// cancelled. Then, once the runs tool calls started have ended (the
+// server's drain lets them finish, or cancels them at its timeout), it
+// closes the MCP sessions, whose event streams would otherwise hold the
+// server's shutdown until its timeout.
 func (s *Server) Run(ctx context.Context) error {
 	snaps, stop := s.opts.Engine.Subscribe()
 	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
+			s.waitIdle()
 			for ss := range s.mcp.Sessions() {
 				_ = ss.Close()
 			}
@@ -179,6 +188,37 @@ func (s *Server) Run(ctx context.Context) error {
 			s.Sync(snap)
 		}
 	}
+}
+
+// enter and leave count a runner tool call in progress.
+func (s *Server) enter() {
+	s.callsMu.Lock()
+	s.calls++
+	s.callsMu.Unlock()
+}
+
+func (s *Server) leave() {
+	s.callsMu.Lock()
+	defer s.callsMu.Unlock()
+	if s.calls--; s.calls == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+}
+
+// waitIdle returns when no runner tool call is in progress.
+func (s *Server) waitIdle() {
+	s.callsMu.Lock()
+	if s.calls == 0 {
+		s.callsMu.Unlock()
+		return
+	}
+	if s.idle == nil {
+		s.idle = make(chan struct{})
+	}
+	idle := s.idle
+	s.callsMu.Unlock()
+	<-idle
 }
 
 // Sync makes the runner tools those of snap: tools of new objects are
@@ -321,6 +361,8 @@ func fail(format string, args ...any) *sdk.CallToolResult {
 // runHandler runs kind/name for each call, through the run service.
 func (s *Server) runHandler(kind spec.Kind, name string) sdk.ToolHandler {
 	return func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
+		s.enter()
+		defer s.leave()
 		p, err := s.principal(req)
 		if err != nil {
 			return fail("%v", err), nil
