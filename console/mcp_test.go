@@ -465,8 +465,12 @@ func TestMCPServerShutdownDrains(t *testing.T) {
 	t.Parallel()
 	slow := fake.New(fake.Step{Content: "finished", Delay: 700 * time.Millisecond})
 	ts := startServer(t, withProvider("anthropic", slow), withSpecs(historyModels+"kind: Agent\nname: slow\nmodel: scripted\n"))
-	cs, err := connectMCP(t, ts, "", nil)
+	// The client may retry its event stream, which ends with the session
+	// (the call's answer comes on its own request's stream).
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, nil).
+		Connect(t.Context(), &sdk.StreamableClientTransport{Endpoint: ts.url + "/mcp"}, nil)
 	require.NoError(t, err)
+	defer cs.Close()
 	type answer struct {
 		res *sdk.CallToolResult
 		err error

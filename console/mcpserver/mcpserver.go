@@ -101,8 +101,9 @@ type Server struct {
 	gen   uint64
 	built bool
 
-	// calls counts the runner tool calls in progress; idle is closed when
-	// it drops to zero while shutdown waits for it.
+	// calls counts the POST requests in progress (a tool call's answers
+	// it once its run has ended); idle is closed when it drops to zero
+	// while shutdown waits for it.
 	callsMu sync.Mutex
 	calls   int
 	idle    chan struct{}
@@ -165,13 +166,19 @@ func (s *Server) Handle(c *gin.Context) {
 		// Keys sent as X-API-Key are as good as a bearer token here.
 		r.Header.Set("Authorization", "Bearer "+r.Header.Get("X-API-Key"))
 	}
+	if r.Method == http.MethodPost {
+		// Shutdown closes the sessions once these have answered: a tool
+		// call's request answers when its run has ended.
+		s.enter()
+		defer s.leave()
+	}
 	s.handler.ServeHTTP(c.Writer, r)
 }
 
 // Run keeps the tool set in step with the engine's snapshots until ctx is
-// cancelled. Then, once the runs tool calls started have ended (the
-// server's drain lets them finish, or cancels them at its timeout), it
-// closes the MCP sessions, whose event streams would otherwise hold the
+// cancelled. Then, once the requests in progress have answered (tool calls
+// answer when their runs end, which the server's drain lets finish or
+// cancels at its timeout), it closes the MCP sessions, whose event streams would otherwise hold the
 // server's shutdown until its timeout.
 func (s *Server) Run(ctx context.Context) error {
 	snaps, stop := s.opts.Engine.Subscribe()
@@ -190,7 +197,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
-// enter and leave count a runner tool call in progress.
+// enter and leave count a POST request in progress.
 func (s *Server) enter() {
 	s.callsMu.Lock()
 	s.calls++
@@ -206,7 +213,7 @@ func (s *Server) leave() {
 	}
 }
 
-// waitIdle returns when no runner tool call is in progress.
+// waitIdle returns when no POST request is in progress.
 func (s *Server) waitIdle() {
 	s.callsMu.Lock()
 	if s.calls == 0 {
@@ -361,8 +368,6 @@ func fail(format string, args ...any) *sdk.CallToolResult {
 // runHandler runs kind/name for each call, through the run service.
 func (s *Server) runHandler(kind spec.Kind, name string) sdk.ToolHandler {
 	return func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
-		s.enter()
-		defer s.leave()
 		p, err := s.principal(req)
 		if err != nil {
 			return fail("%v", err), nil
