@@ -90,7 +90,7 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // connectMCP connects the go-sdk client to the server's /mcp with key.
-func connectMCP(t *testing.T, ts *testServer, key string, opts *sdk.ClientOptions) (*sdk.ClientSession, error) {
+func connectMCP(t testing.TB, ts *testServer, key string, opts *sdk.ClientOptions) (*sdk.ClientSession, error) {
 	t.Helper()
 	c := sdk.NewClient(&sdk.Implementation{Name: "test", Version: "1"}, opts)
 	cs, err := c.Connect(t.Context(), &sdk.StreamableClientTransport{Endpoint: ts.url + "/mcp", HTTPClient: &http.Client{Transport: bearerTransport{key}}, MaxRetries: -1}, nil)
@@ -486,4 +486,29 @@ func TestMCPServerShutdownDrains(t *testing.T) {
 	require.NoError(t, a.err)
 	require.Equal(t, "finished", toolText(t, a.res))
 	require.Equal(t, "COMPLETED", a.res.Meta["troupe/status"])
+}
+
+// BenchmarkMCPToolCall compares one agent run (the echo model) called as an
+// MCP tool with the same run through POST /agents/{id}/runs (stream=false),
+// one at a time: the difference is what MCP's framing costs.
+func BenchmarkMCPToolCall(b *testing.B) {
+	ts := startServer(b, withSpecs(mcpSpecs))
+	b.Run("mcp", func(b *testing.B) {
+		cs, err := connectMCP(b, ts, "", nil)
+		require.NoError(b, err)
+		for b.Loop() {
+			res, err := cs.CallTool(b.Context(), &sdk.CallToolParams{Name: "echoer", Arguments: map[string]any{"message": "hi"}})
+			if err != nil || res.IsError {
+				b.Fatal(err, res)
+			}
+		}
+	})
+	b.Run("http", func(b *testing.B) {
+		for b.Loop() {
+			status, body, _ := ts.do(http.MethodPost, "/agents/echoer/runs", "", "application/json", `{"message":"hi","stream":false}`)
+			if status != http.StatusOK {
+				b.Fatal(status, body)
+			}
+		}
+	})
 }
