@@ -205,6 +205,9 @@ func New(opts Options) *Server {
 	if opts.Triggers != nil {
 		documented = append(documented, hookRoutes()...)
 	}
+	if !opts.DisableMCP {
+		documented = append(documented, mcpserver.Routes()...)
+	}
 	s.api = api.New(api.Options{
 		Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Background: opts.Background, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Knowledge: opts.Knowledge, Traces: opts.Traces, Prometheus: prom,
 		Streams: s.streams, Keys: opts.Keys, Logger: opts.Logger, Started: s.start, Closing: s.closing,
@@ -254,7 +257,12 @@ func (s *Server) routes() *gin.Engine {
 		if s.opts.Limits != nil {
 			chain = append(chain, s.opts.Limits.Middleware(s.api.Fail))
 		}
-		r.Any("/mcp", append(chain, s.api.Require(auth.ScopeAgentsRead), s.mcp.Handle)...)
+		chain = append(chain, s.api.Require(auth.ScopeAgentsRead), s.mcp.Handle)
+		// The streamable HTTP transport's methods: messages, the event
+		// stream, and the end of a session.
+		for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
+			r.Handle(m, "/mcp", chain...)
+		}
 	}
 	if s.opts.Triggers != nil {
 		r.POST("/hooks/*path", s.checkHost(s.misdirectedAPI), s.limitBody(s.opts.BodyTimeout, s.opts.MaxBodyBytes), s.timeout, s.hook)

@@ -153,6 +153,21 @@ func New(opts Options) *Server {
 	return s
 }
 
+// Routes document /mcp in the API's OpenAPI document: the streamable HTTP
+// transport's three methods, whose bodies are MCP's JSON-RPC messages.
+func Routes() []api.Route {
+	errs := map[int]string{http.StatusNotFound: "No MCP session has the Mcp-Session-Id sent: initialize a new one",
+		http.StatusForbidden: "The key lacks agents:read, or the Mcp-Session-Id belongs to another key's session"}
+	return []api.Route{
+		{Method: "post", Path: "/mcp", Tag: "MCP", Summary: "Send MCP messages",
+			Desc: "The Model Context Protocol over streamable HTTP: JSON-RPC requests (initialize, tools/list, tools/call …) answered as JSON or server-sent events. Every agent, team and workflow is a tool; list_sessions, get_session_runs, continue_run and cancel_run are operator tools. Running a tool needs agents:run.",
+			Body: map[string]any{}, Resp: map[string]any{}, Streams: true, Errors: errs},
+		{Method: "get", Path: "/mcp", Tag: "MCP", Summary: "Listen for MCP notifications",
+			Desc: "The session's event stream (Mcp-Session-Id): notifications/tools/list_changed when a reload changes the tools.", Streams: true, Errors: errs},
+		{Method: "delete", Path: "/mcp", Tag: "MCP", Summary: "End an MCP session", Desc: "Ends the session named by Mcp-Session-Id.", Errors: errs},
+	}
+}
+
 // principalCtx carries the caller the API's middleware resolved from the
 // gin request to the SDK's token check.
 type principalCtx struct{}
