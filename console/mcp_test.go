@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/console"
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine/model/fake"
 )
 
@@ -511,4 +512,46 @@ func BenchmarkMCPToolCall(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestMCPServerConcurrentRuns: a key allowed one run at a time is refused a
+// second run through /mcp while its first one (started through /mcp)
+// holds the slot, and is let through once that run ends, as on the run
+// routes.
+func TestMCPServerConcurrentRuns(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withLimits(rateKeys(t, "{concurrent_runs: 1}"), auth.RateLimit{}, time.Now))
+	cs, err := connectMCP(t, ts, rlAppKey, nil)
+	require.NoError(t, err)
+	first := make(chan *sdk.CallToolResult, 1)
+	go func() {
+		res, err := cs.CallTool(t.Context(), &sdk.CallToolParams{Name: "writer", Arguments: map[string]any{"message": "please block"}})
+		if err != nil {
+			res = &sdk.CallToolResult{IsError: true, Content: []sdk.Content{&sdk.TextContent{Text: err.Error()}}}
+		}
+		first <- res
+	}()
+	var runs []struct {
+		RunID  string `json:"run_id"`
+		Status string `json:"status"`
+	}
+	require.Eventually(t, func() bool {
+		ts.json(http.MethodGet, "/agents/writer/runs", rlAdminKey, "", http.StatusOK, &runs)
+		return len(runs) == 1 && runs[0].Status == "RUNNING"
+	}, 10*time.Second, 10*time.Millisecond)
+
+	refused := callTool(t, cs, "writer", map[string]any{"message": "hi"})
+	require.True(t, refused.IsError)
+	require.Equal(t, "concurrent runs limit reached for key:app: 1 of 1 runs are pending or running; retry when one ends", toolText(t, refused))
+	// The API counts the MCP run too.
+	status, body, _ := ts.do(http.MethodPost, "/agents/writer/runs", rlAppKey, "application/json", `{"message":"hi","stream":false}`)
+	require.Equal(t, http.StatusTooManyRequests, status, body)
+
+	cancelled := callTool(t, cs, "cancel_run", map[string]any{"run_id": runs[0].RunID})
+	require.False(t, cancelled.IsError, toolText(t, cancelled))
+	res := <-first
+	require.True(t, res.IsError)
+	require.Equal(t, "CANCELLED", res.Meta["troupe/status"])
+	ok := callTool(t, cs, "writer", map[string]any{"message": "hi"})
+	require.False(t, ok.IsError, toolText(t, ok))
 }

@@ -226,7 +226,7 @@ func New(opts Options) *Server {
 		internal.Use(s.recoverPanics)
 		s.api.Register(internal)
 		s.mcp = mcpserver.New(mcpserver.Options{Engine: opts.Engine, Runs: opts.Runs, Store: opts.Store, API: internal,
-			Keys: opts.Keys, Logger: opts.Logger.With("component", "mcp"), Version: opts.Version})
+			Keys: opts.Keys, Limits: opts.Limits, Logger: opts.Logger.With("component", "mcp"), Version: opts.Version})
 	}
 	s.router = s.routes()
 	return s

@@ -20,6 +20,7 @@ package mcpserver
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -40,6 +41,7 @@ import (
 
 	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/session"
@@ -81,7 +83,11 @@ type Options struct {
 	// it in process with the caller's key.
 	API http.Handler
 	// Keys are the accepted API keys; none means the server runs open.
-	Keys    *auth.Keyring
+	Keys *auth.Keyring
+	// Limits checks the callers' concurrent runs for the runs tool calls
+	// start (their requests' rates are checked by the middleware on /mcp);
+	// nil limits nothing.
+	Limits  *ratelimit.Limiter
 	Logger  *slog.Logger
 	Version string
 }
@@ -115,9 +121,17 @@ type runnerTool struct {
 	fingerprint string
 }
 
-// principalKey keeps the caller in the go-sdk's token info, which reaches
+// callerKey keeps the caller in the go-sdk's token info, which reaches
 // every tool call of the request.
-const principalKey = "troupe.principal"
+const callerKey = "troupe.caller"
+
+// caller is who sent an /mcp request, as the API's middleware saw it.
+type caller struct {
+	p auth.Principal
+	// admit checks the caller's concurrent runs limits for a run a tool
+	// call starts; it returns what counts the run, or the refusal.
+	admit func() (func(runID string), error)
+}
 
 // New returns a Server serving the engine's current snapshot. Run keeps its
 // tools in step with reloads.
@@ -138,18 +152,21 @@ func New(opts Options) *Server {
 	// those behind a proxy.
 	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s.mcp },
 		&sdk.StreamableHTTPOptions{Logger: opts.Logger, DisableLocalhostProtection: true})
-	s.handler = h
-	if opts.Keys.Len() > 0 {
-		// The SDK ties each MCP session to the key that opened it (its
-		// UserID), so another key cannot use a session id it learned.
-		s.handler = sdkauth.RequireBearerToken(func(ctx context.Context, _ string, r *http.Request) (*sdkauth.TokenInfo, error) {
-			p, ok := r.Context().Value(principalCtx{}).(auth.Principal)
-			if !ok || p.Key() == nil {
-				return nil, sdkauth.ErrInvalidToken
-			}
-			return &sdkauth.TokenInfo{UserID: "key:" + p.Key().Name, Extra: map[string]any{principalKey: p}}, nil
-		}, &sdkauth.RequireBearerTokenOptions{AllowMissingExpiration: true})(h) // API keys do not expire
-	}
+	// The SDK hands tool handlers nothing of the HTTP request but its
+	// headers and its token info: the caller goes there. It also ties each
+	// MCP session to the key that opened it (the token's UserID), so
+	// another key cannot use a session id it learned.
+	s.handler = sdkauth.RequireBearerToken(func(ctx context.Context, _ string, r *http.Request) (*sdkauth.TokenInfo, error) {
+		c, ok := r.Context().Value(callerCtx{}).(*caller)
+		if !ok || opts.Keys.Len() > 0 && c.p.Key() == nil {
+			return nil, sdkauth.ErrInvalidToken
+		}
+		ti := &sdkauth.TokenInfo{Extra: map[string]any{callerKey: c}}
+		if k := c.p.Key(); k != nil {
+			ti.UserID = "key:" + k.Name
+		}
+		return ti, nil
+	}, &sdkauth.RequireBearerTokenOptions{AllowMissingExpiration: true})(h) // API keys do not expire
 	return s
 }
 
@@ -168,18 +185,21 @@ func Routes() []api.Route {
 	}
 }
 
-// principalCtx carries the caller the API's middleware resolved from the
-// gin request to the SDK's token check.
-type principalCtx struct{}
+// callerCtx carries the caller from the gin request to the SDK's token
+// check.
+type callerCtx struct{}
 
 // Handle serves /mcp after the API's authentication middleware (auth.Bearer
 // and the rate limits) has let the request through.
 func (s *Server) Handle(c *gin.Context) {
 	s.Sync(s.opts.Engine.Current())
-	r := c.Request.WithContext(context.WithValue(c.Request.Context(), principalCtx{}, auth.Of(c)))
-	if s.opts.Keys.Len() > 0 && r.Header.Get("Authorization") == "" {
-		// Keys sent as X-API-Key are as good as a bearer token here.
-		r.Header.Set("Authorization", "Bearer "+r.Header.Get("X-API-Key"))
+	who := &caller{p: auth.Of(c), admit: func() (func(string), error) { return s.opts.Limits.AdmitRun(c) }}
+	r := c.Request.WithContext(context.WithValue(c.Request.Context(), callerCtx{}, who))
+	if r.Header.Get("Authorization") == "" {
+		// Keys sent as X-API-Key are as good as a bearer token here; an
+		// open server needs none, but the SDK's token check wants one.
+		r.Header = r.Header.Clone()
+		r.Header.Set("Authorization", "Bearer "+cmp.Or(r.Header.Get("X-API-Key"), "open"))
 	}
 	if r.Method == http.MethodPost {
 		// Shutdown closes the sessions once these have answered: a tool
@@ -361,18 +381,15 @@ func (s *Server) runnerTools(snap *engine.Snapshot) map[string]wantedTool {
 	return out
 }
 
-// principal returns the caller of a tool call: the key the request came
-// with, or anyone when the server runs open.
-func (s *Server) principal(req *sdk.CallToolRequest) (auth.Principal, error) {
+// caller returns who sent a tool call: the key the request came with, or
+// anyone when the server runs open.
+func (s *Server) caller(req *sdk.CallToolRequest) (*caller, error) {
 	if ti := req.Extra; ti != nil && ti.TokenInfo != nil {
-		if p, ok := ti.TokenInfo.Extra[principalKey].(auth.Principal); ok {
-			return p, nil
+		if c, ok := ti.TokenInfo.Extra[callerKey].(*caller); ok {
+			return c, nil
 		}
 	}
-	if s.opts.Keys.Len() > 0 {
-		return auth.Principal{}, errors.New("missing API key: send Authorization: Bearer <key>")
-	}
-	return auth.Principal{}, nil
+	return nil, errors.New("missing API key: send Authorization: Bearer <key>")
 }
 
 // fail is a tool result that reports an error to the model or user.
@@ -383,10 +400,11 @@ func fail(format string, args ...any) *sdk.CallToolResult {
 // runHandler runs kind/name for each call, through the run service.
 func (s *Server) runHandler(kind spec.Kind, name string) sdk.ToolHandler {
 	return func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
-		p, err := s.principal(req)
+		who, err := s.caller(req)
 		if err != nil {
 			return fail("%v", err), nil
 		}
+		p := who.p
 		if !p.Has(auth.ScopeAgentsRun) {
 			return fail("this API key lacks the %s scope: use a key with it to run %s %s", auth.ScopeAgentsRun, kind.Lower(), name), nil
 		}
@@ -406,10 +424,19 @@ func (s *Server) runHandler(kind spec.Kind, name string) sdk.ToolHandler {
 		}
 		token := req.Params.GetProgressToken()
 		params.Stream = token != nil
+		// Rate limits: the request was counted by the middleware; the
+		// caller's concurrent runs are checked per run, as on run routes.
+		hold, err := who.admit()
+		if err != nil {
+			return fail("%v", err), nil
+		}
 		turn, err := s.opts.Runs.Start(ctx, params)
 		if err != nil {
 			_, msg, _ := api.Status(err)
 			return fail("%s", msg), nil
+		}
+		if hold != nil {
+			hold(turn.RunID())
 		}
 		var progress float64
 		run := turn.Execute(ctx, func(e event.Event) {
@@ -592,7 +619,7 @@ func (s *Server) addOperatorTools() {
 					return fail("the arguments do not match the tool's input schema: %v", err), nil
 				}
 			}
-			if _, err := s.principal(req); err != nil {
+			if _, err := s.caller(req); err != nil {
 				return fail("%v", err), nil
 			}
 			return route(ctx, req, a)
@@ -669,11 +696,11 @@ func (s *Server) findRun(ctx context.Context, req *sdk.CallToolRequest, id strin
 	if id == "" {
 		return nil, fail("run_id is required")
 	}
-	p, err := s.principal(req)
+	who, err := s.caller(req)
 	if err != nil {
 		return nil, fail("%v", err)
 	}
-	r, err := s.opts.Store.GetRun(ctx, id, store.Filter{UserID: p.UserID("")})
+	r, err := s.opts.Store.GetRun(ctx, id, store.Filter{UserID: who.p.UserID("")})
 	if err != nil {
 		_, msg, _ := api.Status(err)
 		if errors.Is(err, store.ErrNotFound) {
