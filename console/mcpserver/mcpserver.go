@@ -113,6 +113,9 @@ type Server struct {
 	callsMu sync.Mutex
 	calls   int
 	idle    chan struct{}
+	// closed is set once shutdown has closed the sessions: a session
+	// opened after would hold the shutdown with its event stream.
+	closed bool
 }
 
 // runnerTool is a served tool that runs an agent, team or workflow;
@@ -142,7 +145,7 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, log: opts.Logger, tools: map[string]runnerTool{}}
 	s.mcp = sdk.NewServer(&sdk.Implementation{Name: "troupe", Title: "Troupe", Version: opts.Version}, &sdk.ServerOptions{
 		Instructions: "Each tool but the operator tools (list_sessions, get_session_runs, continue_run, cancel_run) runs a Troupe agent, team or workflow and answers with its result. Pass session_id (from a result's _meta) to continue a conversation.",
-		Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{ListChanged: true}, Logging: &sdk.LoggingCapabilities{}},
+		Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{ListChanged: true}},
 		Logger:       opts.Logger,
 	})
 	s.addOperatorTools()
@@ -192,6 +195,15 @@ type callerCtx struct{}
 // Handle serves /mcp after the API's authentication middleware (auth.Bearer
 // and the rate limits) has let the request through.
 func (s *Server) Handle(c *gin.Context) {
+	post := c.Request.Method == http.MethodPost
+	if !s.enter(post) {
+		c.Header("Retry-After", "1")
+		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"detail": "the server is shutting down: reconnect to another replica"})
+		return
+	}
+	if post {
+		defer s.leave()
+	}
 	s.Sync(s.opts.Engine.Current())
 	who := &caller{p: auth.Of(c), admit: func() (func(string), error) { return s.opts.Limits.AdmitRun(c) }}
 	r := c.Request.WithContext(context.WithValue(c.Request.Context(), callerCtx{}, who))
@@ -201,20 +213,15 @@ func (s *Server) Handle(c *gin.Context) {
 		r.Header = r.Header.Clone()
 		r.Header.Set("Authorization", "Bearer "+cmp.Or(r.Header.Get("X-API-Key"), "open"))
 	}
-	if r.Method == http.MethodPost {
-		// Shutdown closes the sessions once these have answered: a tool
-		// call's request answers when its run has ended.
-		s.enter()
-		defer s.leave()
-	}
 	s.handler.ServeHTTP(c.Writer, r)
 }
 
 // Run keeps the tool set in step with the engine's snapshots until ctx is
-// cancelled. Then, once the requests in progress have answered (tool calls
-// answer when their runs end, which the server's drain lets finish or
-// cancels at its timeout), it closes the MCP sessions, whose event streams would otherwise hold the
-// server's shutdown until its timeout.
+// cancelled. Then, once the messages in progress have been answered (a
+// tool call is when its run ends, which the server's drain lets finish or
+// cancels at its timeout), it closes the MCP sessions, whose event streams
+// would otherwise hold the server's shutdown until its timeout, and
+// refuses new requests (503).
 func (s *Server) Run(ctx context.Context) error {
 	snaps, stop := s.opts.Engine.Subscribe()
 	defer stop()
@@ -232,11 +239,19 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
-// enter and leave count a POST request in progress.
-func (s *Server) enter() {
+// enter and leave count a message (POST) in progress; enter refuses any
+// request once the sessions are closed. Event streams (GET) are not
+// counted: they last as long as their session.
+func (s *Server) enter(count bool) bool {
 	s.callsMu.Lock()
-	s.calls++
-	s.callsMu.Unlock()
+	defer s.callsMu.Unlock()
+	if s.closed {
+		return false
+	}
+	if count {
+		s.calls++
+	}
+	return true
 }
 
 func (s *Server) leave() {
@@ -248,19 +263,23 @@ func (s *Server) leave() {
 	}
 }
 
-// waitIdle returns when no POST request is in progress.
+// waitIdle returns when no message is in progress; from then on, enter
+// refuses.
 func (s *Server) waitIdle() {
-	s.callsMu.Lock()
-	if s.calls == 0 {
+	for {
+		s.callsMu.Lock()
+		if s.calls == 0 {
+			s.closed = true
+			s.callsMu.Unlock()
+			return
+		}
+		if s.idle == nil {
+			s.idle = make(chan struct{})
+		}
+		idle := s.idle
 		s.callsMu.Unlock()
-		return
+		<-idle
 	}
-	if s.idle == nil {
-		s.idle = make(chan struct{})
-	}
-	idle := s.idle
-	s.callsMu.Unlock()
-	<-idle
 }
 
 // Sync makes the runner tools those of snap: tools of new objects are
