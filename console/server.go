@@ -22,6 +22,7 @@ import (
 
 	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/mcpserver"
 	"github.com/troupehq/troupe/console/openai"
 	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/console/sse"
@@ -113,6 +114,9 @@ type Options struct {
 	// Erasers erase a user's data besides their sessions on DELETE
 	// /users/{user_id}: learnings, memories (one per kind of data).
 	Erasers []api.UserEraser
+	// DisableMCP leaves out the MCP server at /mcp (troupe serve
+	// --mcp=false); it is served by default.
+	DisableMCP bool
 }
 
 // DefaultReplicaID names a replica by its host name (a container's id under
@@ -142,6 +146,8 @@ type Server struct {
 	api    *api.Handler
 	openai *openai.Handler
 	ui     *ui.Handler
+	// mcp serves /mcp; nil when Options.DisableMCP.
+	mcp *mcpserver.Server
 	// hosts is the Host check of the listener being served (set by Serve);
 	// nil refuses every request.
 	hosts atomic.Pointer[hostPolicy]
@@ -207,6 +213,9 @@ func New(opts Options) *Server {
 	if opts.Triggers != nil {
 		documented = append(documented, hookRoutes()...)
 	}
+	if !opts.DisableMCP {
+		documented = append(documented, mcpserver.Routes()...)
+	}
 	s.api = api.New(api.Options{
 		Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Background: opts.Background, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Knowledge: opts.Knowledge, Memories: opts.Memories, Traces: opts.Traces, Prometheus: prom,
 		Streams: s.streams, Keys: opts.Keys, Logger: opts.Logger, Started: s.start, Closing: s.closing,
@@ -217,6 +226,17 @@ func New(opts Options) *Server {
 		Logger: opts.Logger, Body: body, Timeout: s.timeout, Limits: opts.Limits})
 	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Memories: opts.Memories, Traces: opts.Traces, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Streams: s.streams,
 		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Body: body, Upload: upload, Timeout: s.timeout, Version: opts.Version, Limits: opts.Limits, Learning: opts.Learning})
+	if !opts.DisableMCP {
+		// Operator tools call the API's routes in process: the same
+		// handlers, scopes and user isolation as over HTTP, past the host
+		// check and CORS the /mcp request itself went through.
+		gin.SetMode(gin.ReleaseMode)
+		internal := gin.New()
+		internal.Use(s.recoverPanics)
+		s.api.Register(internal)
+		s.mcp = mcpserver.New(mcpserver.Options{Engine: opts.Engine, Runs: opts.Runs, Store: opts.Store, API: internal,
+			Keys: opts.Keys, Limits: opts.Limits, Logger: opts.Logger.With("component", "mcp"), Version: opts.Version})
+	}
 	s.router = s.routes()
 	return s
 }
@@ -239,6 +259,20 @@ func (s *Server) routes() *gin.Engine {
 	s.api.Register(apis)
 	s.openai.Register(apis)
 	s.ui.Register(r.Group("", uiChain...))
+	if s.mcp != nil {
+		// MCP clients authenticate like API clients; listing tools needs
+		// agents:read, running one agents:run (checked per call).
+		chain := []gin.HandlerFunc{s.checkHost(s.misdirectedAPI), s.limitBody(s.opts.BodyTimeout, s.opts.MaxBodyBytes), auth.Bearer(s.opts.Keys, s.api.Deny)}
+		if s.opts.Limits != nil {
+			chain = append(chain, s.opts.Limits.Middleware(s.api.Fail))
+		}
+		chain = append(chain, s.api.Require(auth.ScopeAgentsRead), s.mcp.Handle)
+		// The streamable HTTP transport's methods: messages, the event
+		// stream, and the end of a session.
+		for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
+			r.Handle(m, "/mcp", chain...)
+		}
+	}
 	if s.opts.Triggers != nil {
 		r.POST("/hooks/*path", s.checkHost(s.misdirectedAPI), s.limitBody(s.opts.BodyTimeout, s.opts.MaxBodyBytes), s.timeout, s.hook)
 	}
@@ -403,6 +437,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if s.mcp != nil {
+		// The MCP server follows reloads until shutdown begins, then
+		// closes its sessions' event streams.
+		mcpDone := make(chan struct{})
+		go func() { defer close(mcpDone); _ = s.mcp.Run(ctx) }()
+		defer func() { <-mcpDone }()
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving HTTP: %w", err)

@@ -118,7 +118,9 @@ var importRules = []importRule{
 	vendorRule("bun", []string{"github.com/uptrace/bun"}, "store"),
 	vendorRule("clickhouse-go", []string{"github.com/ClickHouse/clickhouse-go", "github.com/ClickHouse/ch-go"}, "telemetry/clickhouse"),
 	vendorRule("the Milvus SDK", []string{"github.com/milvus-io/milvus-sdk-go", "github.com/milvus-io/milvus-proto"}, "engine/knowledge/milvus"),
-	vendorRule("the MCP SDK", []string{"github.com/modelcontextprotocol/go-sdk"}, "engine/tool/mcp"),
+	// The MCP SDK has two homes: the client side (type: mcp tools) and the
+	// server side (/mcp), which share nothing but the protocol.
+	vendorRule("the MCP SDK", []string{"github.com/modelcontextprotocol/go-sdk"}, "engine/tool/mcp", "console/mcpserver"),
 	vendorRule("River", []string{"github.com/riverqueue/river"}, "engine/jobs", "store"),
 	vendorRule("franz-go", []string{"github.com/twmb/franz-go"}, "engine/knowledge/kafka"),
 	vendorRule("the OpenTelemetry SDK", []string{"go.opentelemetry.io/otel", "go.opentelemetry.io/proto/otlp"}, "telemetry/otlp"),
@@ -277,10 +279,10 @@ func TestImportRulesCatchViolations(t *testing.T) {
 			m("console/api") + " -> " + m("console/api/wire") + " -> " + m("console/ui/view"),
 			m("console/api/wire") + " -> " + m("console/ui/view"),
 		},
-		"bun is imported only by store":                          {m("console") + " -> github.com/uptrace/bun/dialect"},
-		"clickhouse-go is imported only by telemetry/clickhouse": {m("telemetry") + " -> github.com/ClickHouse/ch-go/proto"},
-		"the MCP SDK is imported only by engine/tool/mcp":        {m("console/mcp") + " -> github.com/modelcontextprotocol/go-sdk/mcp"},
-		"cel-go is imported only by spec/expr":                   {m("engine/flow") + " -> github.com/google/cel-go/common/types"},
+		"bun is imported only by store":                                      {m("console") + " -> github.com/uptrace/bun/dialect"},
+		"clickhouse-go is imported only by telemetry/clickhouse":             {m("telemetry") + " -> github.com/ClickHouse/ch-go/proto"},
+		"the MCP SDK is imported only by engine/tool/mcp, console/mcpserver": {m("console/mcp") + " -> github.com/modelcontextprotocol/go-sdk/mcp"},
+		"cel-go is imported only by spec/expr":                               {m("engine/flow") + " -> github.com/google/cel-go/common/types"},
 	}, byName)
 
 	g[m("spec")] = append(g[m("spec")], m("engine/model"))

@@ -55,6 +55,7 @@ type serveConfig struct {
 	replicaID                                                           string
 	readRoots                                                           []string
 	insecure                                                            bool
+	mcp                                                                 bool
 	shutdownTimeout                                                     time.Duration
 	drainDelay                                                          time.Duration
 	bodyTimeout, uploadTimeout, idleTimeout                             time.Duration
@@ -116,6 +117,7 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	fs.BoolVar(&c.traceContentBound, "trace-content-bound-keys", envOr(getenv, "TROUPE_TRACE_CONTENT_BOUND_KEYS", "true") != "false",
 		"record conversations for runs started by user-bound API keys too; false keeps users' conversations out of traces (env TROUPE_TRACE_CONTENT_BOUND_KEYS)")
 	fs.BoolVar(&c.insecure, "insecure", envOr(getenv, "TROUPE_INSECURE", "") == "1", "serve without API keys on a non-loopback address (env TROUPE_INSECURE=1)")
+	fs.BoolVar(&c.mcp, "mcp", envOr(getenv, "TROUPE_MCP", "1") != "0", "serve agents, teams and workflows as MCP tools at /mcp (env TROUPE_MCP=0 turns it off)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight runs may finish on shutdown")
 	readRootsFlag(fs, getenv, &c.readRoots)
 	var envErr error
@@ -430,8 +432,9 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		ShutdownTimeout: cfg.shutdownTimeout, DrainDelay: cfg.drainDelay, DBID: "troupe-" + db.Dialect(), Version: version,
 		// The id the store stamps on this replica's runs ("local" on SQLite
 		// unless set), so /config names the replica as the runs do.
-		ReplicaID: db.ReplicaID(),
-		Limits:    ratelimit.New(ratelimit.Options{Store: db, Keys: keys, User: cfg.userLimit, Logger: logger.With("component", "ratelimit")}),
+		ReplicaID:  db.ReplicaID(),
+		Limits:     ratelimit.New(ratelimit.Options{Store: db, Keys: keys, User: cfg.userLimit, Logger: logger.With("component", "ratelimit")}),
+		DisableMCP: !cfg.mcp,
 	})
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

@@ -154,28 +154,58 @@ func (l *Limiter) Middleware(deny Deny) gin.HandlerFunc {
 		if !isRun {
 			return
 		}
-		var held []string
-		for _, s := range subs {
-			if s.runs <= 0 {
-				continue
-			}
-			n, err := l.opts.Store.ActiveRuns(ctx, s.id)
-			if err != nil {
-				l.opts.Logger.Warn("concurrent runs not checked", "subject", s.id, "err", err)
-				continue
-			}
-			if n >= s.runs {
-				l.refuse(c, deny, s, "concurrent_runs", 1,
-					fmt.Sprintf("concurrent runs limit reached for %s: %d of %d runs are pending or running; retry when one ends", s.id, n, s.runs))
-				return
-			}
-			held = append(held, s.id)
+		held, refused, msg := l.admitRuns(ctx, subs)
+		if refused != nil {
+			l.refuse(c, deny, *refused, "concurrent_runs", 1, msg)
+			return
 		}
 		if len(held) == 0 {
 			return
 		}
 		c.Set(startedKey, func(runID string) { l.hold(context.WithoutCancel(ctx), held, runID) })
 	}
+}
+
+// admitRuns checks subs' concurrent runs limits: the subject refused and
+// why when one is reached, else the subjects the run started counts for.
+func (l *Limiter) admitRuns(ctx context.Context, subs []subject) (held []string, refused *subject, msg string) {
+	for _, s := range subs {
+		if s.runs <= 0 {
+			continue
+		}
+		n, err := l.opts.Store.ActiveRuns(ctx, s.id)
+		if err != nil {
+			l.opts.Logger.Warn("concurrent runs not checked", "subject", s.id, "err", err)
+			continue
+		}
+		if n >= s.runs {
+			return nil, &s, fmt.Sprintf("concurrent runs limit reached for %s: %d of %d runs are pending or running; retry when one ends", s.id, n, s.runs)
+		}
+		held = append(held, s.id)
+	}
+	return held, nil, ""
+}
+
+// AdmitRun checks the caller's concurrent runs limits for a run that a
+// request other than a run route starts (an MCP tool call, several of which
+// may share one request's session): a *Refusal when a limit is reached,
+// else the function that counts the run once started (nil when no limit
+// applies). The caller is the one the middleware saw on c, which must still
+// be in flight.
+func (l *Limiter) AdmitRun(c *gin.Context) (func(runID string), error) {
+	if l == nil {
+		return nil, nil
+	}
+	ctx := c.Request.Context()
+	held, refused, msg := l.admitRuns(ctx, l.subjects(c, false))
+	if refused != nil {
+		l.limited.WithLabelValues(refused.kind, "concurrent_runs").Inc()
+		return nil, &Refusal{Subject: refused.id, Limit: "concurrent_runs", RetryAfter: 1, Msg: msg}
+	}
+	if len(held) == 0 {
+		return nil, nil
+	}
+	return func(runID string) { l.hold(context.WithoutCancel(ctx), held, runID) }, nil
 }
 
 func (l *Limiter) hold(ctx context.Context, subjects []string, runID string) {
