@@ -119,6 +119,9 @@ var importRules = []importRule{
 	vendorRule("clickhouse-go", []string{"github.com/ClickHouse/clickhouse-go", "github.com/ClickHouse/ch-go"}, "telemetry/clickhouse"),
 	vendorRule("the Milvus SDK", []string{"github.com/milvus-io/milvus-sdk-go", "github.com/milvus-io/milvus-proto"}, "engine/knowledge/milvus"),
 	vendorRule("the MCP SDK", []string{"github.com/modelcontextprotocol/go-sdk"}, "engine/tool/mcp"),
+	// The A2A SDK has two homes: the server surface and the client tool
+	// (which teams also use for remote members).
+	vendorRule("the A2A SDK", []string{"github.com/a2aproject/a2a-go"}, "console/a2a", "engine/tool/a2a"),
 	vendorRule("River", []string{"github.com/riverqueue/river"}, "engine/jobs", "store"),
 	vendorRule("franz-go", []string{"github.com/twmb/franz-go"}, "engine/knowledge/kafka"),
 	// spec may import its own subpackages only, and spec/expr is the one
