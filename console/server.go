@@ -20,9 +20,9 @@ import (
 	"github.com/gin-gonic/gin"
 	"golang.org/x/net/netutil"
 
+	"github.com/troupehq/troupe/console/a2a"
 	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
-	"github.com/troupehq/troupe/console/a2a"
 	"github.com/troupehq/troupe/console/openai"
 	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/console/sse"
