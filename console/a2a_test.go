@@ -204,3 +204,104 @@ func fakeRequests(t *testing.T, ts *testServer) []runJSON {
 	ts.json(http.MethodGet, "/agents/helper/runs", adminKey, "", http.StatusOK, &runs)
 	return runs
 }
+
+// TestA2ARemoteMember: a Troupe team lists a remote A2A agent (another
+// Troupe server on loopback, reached with its API key) as a member; the
+// team's stream shows the remote answer's chunks as the member's content,
+// and an agent calls the same remote agent as a tool.
+func TestA2ARemoteMember(t *testing.T) {
+	t.Parallel()
+	remoteModel := fake.New()
+	remoteModel.Repeat = &fake.Step{Deltas: []string{"Bon", "jour"}}
+	remote := startServer(t, withProvider("anthropic", remoteModel), withKeys(keys),
+		withSpecs(historyModels+"kind: Agent\nname: scribe\ndescription: Writes greetings.\nmodel: scripted\n"))
+
+	lead := fake.New(
+		fake.Step{ToolCalls: []model.ToolCall{{ID: "r1", Name: "route_to_member", Arguments: `{"member":"a2a:writer","task":"greet in French"}`}}},
+	)
+	asker := fake.New(
+		fake.Step{ToolCalls: []model.ToolCall{{ID: "t1", Name: "writer", Arguments: `{"message":"greet me"}`}}},
+		fake.Step{Content: "they said Bonjour"},
+	)
+	local := startServer(t, withProvider("ollama", lead), withProvider("anthropic", asker), withSpecs(historyModels+`kind: Tool
+name: writer
+type: a2a
+description: A remote writer.
+url: `+remote.url+`/a2a/agents/scribe
+headers:
+  Authorization: Bearer `+aliceKey+`
+allowed_hosts: ["127.0.0.1"]
+---
+kind: Team
+name: crew-remote
+mode: route
+model: lead
+members: ["a2a:writer"]
+---
+kind: Agent
+name: asker
+model: scripted
+tools: [writer]
+`))
+
+	frames, _ := local.stream("/teams/crew-remote/runs", "", "application/json", `{"message":"say hello"}`)
+	var chunks []string
+	for _, f := range frames {
+		if f.Event == "RunContent" && f.Data["agent_id"] == "a2a:writer" {
+			chunks = append(chunks, f.Data["content"].(string))
+		}
+	}
+	require.Equal(t, []string{"Bon", "jour"}, chunks)
+	last := frames[len(frames)-1]
+	require.Equal(t, "TeamRunCompleted", last.Event)
+	require.Equal(t, "Bonjour", last.Data["content"])
+	require.Equal(t, "greet in French", remoteModel.Requests()[0].Messages[0].Content)
+
+	// The remote run is alice's, in the remote server's sessions.
+	var runs []runJSON
+	remote.json(http.MethodGet, "/agents/scribe/runs", aliceKey, "", http.StatusOK, &runs)
+	require.Len(t, runs, 1)
+	require.Equal(t, "Bonjour", runs[0].Content)
+
+	// As a tool: the answer is the tool result the model reads.
+	var run runJSON
+	local.json(http.MethodPost, "/agents/asker/runs", "", `{"message":"ask the writer","stream":false}`, http.StatusOK, &run)
+	require.Equal(t, "they said Bonjour", run.Content)
+	require.Equal(t, model.Message{Role: model.RoleTool, ToolCallID: "t1", Name: "writer", Content: "Bonjour"}, asker.Requests()[1].Messages[2])
+}
+
+// TestA2ARemoteRefused: the egress guard applies to remote agents (loopback
+// is refused unless allowed), and a remote refusal (no key) is the member's
+// error, not a hang.
+func TestA2ARemoteRefused(t *testing.T) {
+	t.Parallel()
+	remote := startServer(t, withProvider("anthropic", fake.New()), withKeys(keys),
+		withSpecs(historyModels+"kind: Agent\nname: scribe\nmodel: scripted\n"))
+	asker := fake.New(
+		fake.Step{ToolCalls: []model.ToolCall{{ID: "t1", Name: "guarded", Arguments: `{"message":"hi"}`}, {ID: "t2", Name: "keyless", Arguments: `{"message":"hi"}`}}},
+		fake.Step{Content: "done"},
+	)
+	local := startServer(t, withProvider("anthropic", asker), withSpecs(historyModels+`kind: Tool
+name: guarded
+type: a2a
+url: `+remote.url+`/a2a/agents/scribe
+---
+kind: Tool
+name: keyless
+type: a2a
+url: `+remote.url+`/a2a/agents/scribe
+allowed_hosts: ["127.0.0.1"]
+---
+kind: Agent
+name: asker
+model: scripted
+tools: [guarded, keyless]
+`))
+	local.json(http.MethodPost, "/agents/asker/runs", "", `{"message":"ask","stream":false}`, http.StatusOK, nil)
+	msgs := asker.Requests()[1].Messages
+	require.Contains(t, msgs[2].Content, "refusing to connect to 127.0.0.1")
+	require.Contains(t, msgs[3].Content, "401 Unauthorized")
+	var runs []runJSON
+	remote.json(http.MethodGet, "/agents/scribe/runs", adminKey, "", http.StatusOK, &runs)
+	require.Empty(t, runs)
+}
