@@ -305,3 +305,25 @@ tools: [guarded, keyless]
 	remote.json(http.MethodGet, "/agents/scribe/runs", adminKey, "", http.StatusOK, &runs)
 	require.Empty(t, runs)
 }
+
+// TestA2AInputRequired: a run paused on an approval is an input-required
+// task (message/send and tasks/get say so, with what it waits for), and
+// tasks/cancel ends it canceled.
+func TestA2AInputRequired(t *testing.T) {
+	t.Parallel()
+	ts, _, up := startApprovals(t, "1h", refundCall)
+	c, _ := a2aClient(t, ts, "agents/clerk", "")
+	res, err := c.SendMessage(t.Context(), userText("refund order A1", ""))
+	require.NoError(t, err)
+	task := res.(*sdk.Task)
+	require.Equal(t, sdk.TaskStateInputRequired, task.Status.State)
+	require.Contains(t, textOf(task.Status.Message.Parts), "waiting for approval")
+	got, err := c.GetTask(t.Context(), &sdk.TaskQueryParams{ID: task.ID})
+	require.NoError(t, err)
+	require.Equal(t, sdk.TaskStateInputRequired, got.Status.State)
+
+	canceled, err := c.CancelTask(t.Context(), &sdk.TaskIDParams{ID: task.ID})
+	require.NoError(t, err)
+	require.Equal(t, sdk.TaskStateCanceled, canceled.Status.State)
+	require.Empty(t, up.got(), "the held refund never ran")
+}

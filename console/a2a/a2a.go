@@ -538,12 +538,18 @@ func (r *requests) OnCancelTask(ctx context.Context, p *sdk.TaskIDParams) (*sdk.
 		return nil, err
 	}
 	switch {
-	case run.Status.Terminal():
-		return nil, fmt.Errorf("%w: task %s has ended (%s)", sdk.ErrTaskNotCancelable, p.ID, State(run.Status))
 	case run.Status == event.StatusPaused:
-		if _, err := r.h.opts.Runs.CancelPaused(ctx, run.ID, r.by); err != nil {
+		// Paused counts as an end for the run service; for A2A it is
+		// input-required, which a client may cancel.
+		ok, err := r.h.opts.Runs.CancelPaused(ctx, run.ID, r.by)
+		if err != nil {
 			return nil, r.refusal(err)
 		}
+		if !ok {
+			return nil, fmt.Errorf("%w: task %s is no longer paused", sdk.ErrTaskNotCancelable, p.ID)
+		}
+	case run.Status.Terminal():
+		return nil, fmt.Errorf("%w: task %s has ended (%s)", sdk.ErrTaskNotCancelable, p.ID, State(run.Status))
 	default:
 		ok, err := r.h.opts.Runs.Cancel(ctx, run.ID, session.Match{Kind: r.target.kind, Name: r.target.name, UserID: r.userID})
 		if err != nil {
@@ -557,7 +563,7 @@ func (r *requests) OnCancelTask(ctx context.Context, p *sdk.TaskIDParams) (*sdk.
 	defer stop()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for !run.Status.Terminal() {
+	for !run.Status.Terminal() || run.Status == event.StatusPaused {
 		select {
 		case <-wait.Done():
 			return task(run), nil
