@@ -244,6 +244,12 @@ model: scripted
 tools: [writer]
 `))
 
+	var team struct {
+		Members []map[string]string `json:"members"`
+	}
+	local.json(http.MethodGet, "/teams/crew-remote", "", "", http.StatusOK, &team)
+	require.Equal(t, []map[string]string{{"id": "a2a:writer", "name": "a2a:writer", "type": "a2a"}}, team.Members)
+
 	frames, _ := local.stream("/teams/crew-remote/runs", "", "application/json", `{"message":"say hello"}`)
 	var chunks []string
 	for _, f := range frames {
