@@ -20,6 +20,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"golang.org/x/net/netutil"
 
+	"github.com/troupehq/troupe/console/a2a"
 	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/console/mcpserver"
@@ -145,6 +146,7 @@ type Server struct {
 	// api, openai and ui serve the route groups the server mounts.
 	api    *api.Handler
 	openai *openai.Handler
+	a2a    *a2a.Handler
 	ui     *ui.Handler
 	// mcp serves /mcp; nil when Options.DisableMCP.
 	mcp *mcpserver.Server
@@ -209,7 +211,7 @@ func New(opts Options) *Server {
 			opts.Metrics.MustRegister(opts.Limits.Collector())
 		}
 	}
-	documented := openai.Routes()
+	documented := append(openai.Routes(), a2a.Routes()...)
 	if opts.Triggers != nil {
 		documented = append(documented, hookRoutes()...)
 	}
@@ -224,6 +226,8 @@ func New(opts Options) *Server {
 	})
 	s.openai = openai.New(openai.Options{Engine: opts.Engine, Runs: opts.Runs, Streams: s.streams, Keys: opts.Keys, Deny: s.api.Deny,
 		Logger: opts.Logger, Body: body, Timeout: s.timeout, Limits: opts.Limits})
+	s.a2a = a2a.New(a2a.Options{Engine: opts.Engine, Runs: opts.Runs, Store: opts.Store, Keys: opts.Keys, Deny: s.api.Deny,
+		Logger: opts.Logger, Body: body, Timeout: s.timeout, Limits: opts.Limits, Version: opts.Version})
 	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Memories: opts.Memories, Traces: opts.Traces, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Streams: s.streams,
 		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Body: body, Upload: upload, Timeout: s.timeout, Version: opts.Version, Limits: opts.Limits, Learning: opts.Learning})
 	if !opts.DisableMCP {
@@ -258,6 +262,7 @@ func (s *Server) routes() *gin.Engine {
 	apis := r.Group("", apiChain...)
 	s.api.Register(apis)
 	s.openai.Register(apis)
+	s.a2a.Register(apis)
 	s.ui.Register(r.Group("", uiChain...))
 	if s.mcp != nil {
 		// MCP clients authenticate like API clients; listing tools needs

@@ -11,6 +11,7 @@ import (
 	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/approval"
 	"github.com/troupehq/troupe/engine/budget"
+	"github.com/troupehq/troupe/engine/event"
 	"github.com/troupehq/troupe/engine/guard"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/team"
@@ -295,6 +296,9 @@ func (c *compiler) checkDependencies() {
 }
 
 func (c *compiler) memberKey(name string) spec.Key {
+	if tool, ok := strings.CutPrefix(name, spec.A2AMemberPrefix); ok {
+		return spec.Key{Kind: spec.KindTool, Name: tool}
+	}
 	if o, ok := c.objects[spec.Key{Kind: spec.KindTeam, Name: name}]; ok && o.Doc != nil {
 		return o.Key
 	}
@@ -435,6 +439,43 @@ func (c *compiler) memoryModel(m *spec.Memory, provider model.Provider, id strin
 	return p, ref.Model, nil
 }
 
+// remoteRunner is a tool that can also be a team member: a remote A2A
+// agent.
+type remoteRunner interface {
+	Member(name string) agent.Runner
+}
+
+// remoteMember builds team member name ("a2a:<tool>") from its Tool
+// document, sharing the tool's instance (and its connection).
+func (c *compiler) remoteMember(name string) (agent.Runner, error) {
+	toolName := strings.TrimPrefix(name, spec.A2AMemberPrefix)
+	o, ok := c.objects[spec.Key{Kind: spec.KindTool, Name: toolName}]
+	if !ok || o.Doc == nil {
+		return nil, fmt.Errorf("member %s: tool %s is not serving", name, toolName)
+	}
+	in, err := c.res.fromDocument(context.Background(), o.Doc.(*spec.Tool), tool.Deps{}, c.prevRes)
+	if err != nil {
+		return nil, err
+	}
+	r, ok := in.tool.(remoteRunner)
+	if !ok {
+		return nil, fmt.Errorf("member %s: tool %s cannot be a team member: only a Tool of type a2a can", name, toolName)
+	}
+	return r.Member(name), nil
+}
+
+// remoteName is a member that only has a name, for spec tooling that
+// compiles without a runtime.
+type remoteName string
+
+func (n remoteName) Name() string                          { return string(n) }
+func (n remoteName) Description() string                   { return "" }
+func (n remoteName) ModelInfo() (modelID, provider string) { return "", spec.ToolA2A }
+func (n remoteName) HistoryRuns() int                      { return 0 }
+func (n remoteName) Execute(_ context.Context, in agent.Input, _ func(event.Event)) *agent.Result {
+	return &agent.Result{RunID: in.RunID, Status: event.StatusError, Err: errors.New("remote members do not run without a runtime")}
+}
+
 // runner builds the run-ready form of a compiled agent.
 func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 	provider, err := c.rt.chain(a.Model)
@@ -525,6 +566,20 @@ func (c *compiler) team(s *Snapshot, t *spec.Team, models map[string]*ModelRef, 
 	out := &Team{Spec: t, Model: c.model(t.Model, models, true)}
 	tk := spec.Key{Kind: spec.KindTeam, Name: t.Name}
 	for _, name := range t.Members {
+		if _, ok := strings.CutPrefix(name, spec.A2AMemberPrefix); ok {
+			if c.rt == nil {
+				// Spec tooling: the member is checked, not run.
+				out.Members = append(out.Members, Member{Remote: remoteName(name)})
+				continue
+			}
+			r, err := c.remoteMember(name)
+			if err != nil {
+				c.breakObject(tk, err)
+				return nil
+			}
+			out.Members = append(out.Members, Member{Remote: r})
+			continue
+		}
 		if a, ok := s.agents[name]; ok {
 			out.Members = append(out.Members, Member{Agent: a})
 			continue
@@ -580,9 +635,12 @@ func (c *compiler) teamRunner(t *Team) (*team.Team, error) {
 		cfg.LeaderTools = c.rt.memoryTools(m, t.Spec.Name, true)
 	}
 	for _, m := range t.Members {
-		if m.Agent != nil {
+		switch {
+		case m.Agent != nil:
 			cfg.Members = append(cfg.Members, m.Agent.Runner)
-		} else {
+		case m.Remote != nil:
+			cfg.Members = append(cfg.Members, m.Remote)
+		default:
 			cfg.Members = append(cfg.Members, m.Team.Runner)
 		}
 	}

@@ -72,14 +72,31 @@ func (t *Team) Name() string { return t.Spec.Name }
 type Member struct {
 	Agent *Agent
 	Team  *Team
+	// Remote is a remote A2A agent ("a2a:<tool name>"), run through its
+	// Tool of type a2a.
+	Remote agent.Runner
 }
 
 // Name returns the member's name.
 func (m Member) Name() string {
-	if m.Agent != nil {
+	switch {
+	case m.Agent != nil:
 		return m.Agent.Name()
+	case m.Remote != nil:
+		return m.Remote.Name()
 	}
 	return m.Team.Name()
+}
+
+// Kind names what the member is: agent, team or a2a.
+func (m Member) Kind() string {
+	switch {
+	case m.Agent != nil:
+		return "agent"
+	case m.Remote != nil:
+		return spec.ToolA2A
+	}
+	return "team"
 }
 
 // ModelRef is a resolved model reference: either an inline provider/model string

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/troupehq/troupe/engine/tool"
+	"github.com/troupehq/troupe/engine/tool/a2a"
 	"github.com/troupehq/troupe/engine/tool/builtin"
 	"github.com/troupehq/troupe/engine/tool/external"
 	"github.com/troupehq/troupe/engine/tool/httptool"
@@ -26,7 +27,7 @@ type ToolOptions struct {
 // http and mcp document types and the builtins. cmd/troupe calls it with its
 // services; tests call it with fakes, or build a tool.Registry of their own.
 func DefaultTools(o ToolOptions) *tool.Registry {
-	mods := append([]tool.Module{httptool.Module(), external.Module()}, builtin.Modules(o.Builtin)...)
+	mods := append([]tool.Module{httptool.Module(), external.Module(), a2a.Module()}, builtin.Modules(o.Builtin)...)
 	if o.MCP != nil {
 		mods = append(mods, mcp.Module(o.MCP))
 	} else {

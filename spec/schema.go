@@ -30,7 +30,7 @@ func Schema(builtins []BuiltinTool) map[string]any {
 		def := structSchema(t)
 		def["description"] = kindDescriptions[k]
 		if k == KindTool {
-			types := []any{ToolHTTP, ToolMCP, ToolExternal}
+			types := []any{ToolHTTP, ToolMCP, ToolA2A, ToolExternal}
 			for _, b := range builtins {
 				types = append(types, b.Name)
 			}

@@ -200,6 +200,14 @@ func (s *Set) checkUsage() {
 				s.addObj(k, Diagnostic{Pos: a.PosOf(p), Path: p, Severity: Warning, Msg: "knowledge_search has nothing to search: list knowledge for this agent"})
 			}
 		}
+		if t, ok := s.objects[k].(*Team); ok {
+			// A remote A2A member uses its tool.
+			for _, m := range t.Members {
+				if name, ok := strings.CutPrefix(m, A2AMemberPrefix); ok {
+					used[name] = true
+				}
+			}
+		}
 	}
 	for _, k := range s.keys {
 		if t, ok := s.objects[k].(*Tool); ok && !used[t.Name] {

@@ -5,13 +5,25 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Tool types.
 const (
 	ToolHTTP = "http"
 	ToolMCP  = "mcp"
+	// ToolA2A is a remote A2A agent: called as a tool with a message, and
+	// listed in a team's members as "a2a:<tool name>".
+	ToolA2A = "a2a"
 )
+
+// A2AMemberPrefix marks a team member that is a remote A2A agent: the rest
+// names a Tool of type a2a.
+const A2AMemberPrefix = "a2a:"
+
+// DefaultA2ATimeout bounds one call of a remote A2A agent, which runs a
+// whole agent turn.
+const DefaultA2ATimeout = 5 * time.Minute
 
 // BuiltinTool describes a tool the engine provides by name. Agents may list it
 // without a Tool document (it then runs with its defaults), and a Tool document
@@ -32,17 +44,17 @@ type Tool struct {
 
 	// Type has no enum tag: besides http and mcp it may name any builtin the
 	// engine registered, which validate checks against the Set's builtins.
-	Type string `yaml:"type" spec:"required" doc:"http: one declarative HTTP call; mcp: every tool of an MCP server; a builtin tool's name (such as http_fetch): that builtin with the options set here."`
+	Type string `yaml:"type" spec:"required" doc:"http: one declarative HTTP call; mcp: every tool of an MCP server; a2a: a remote A2A agent (url of its agent card or endpoint); a builtin tool's name (such as http_fetch): that builtin with the options set here."`
 
 	// Shared by http and mcp (streamable HTTP transport).
-	URL     string            `yaml:"url" doc:"http: URL template with {param} placeholders; mcp: streamable HTTP endpoint."`
+	URL     string            `yaml:"url" doc:"http: URL template with {param} placeholders; mcp: streamable HTTP endpoint; a2a: the remote agent's card (…/agent-card.json), its base URL (the card is at /.well-known/agent-card.json under it) or its JSON-RPC endpoint."`
 	Headers map[string]string `yaml:"headers" doc:"HTTP headers; use ${VAR} for secrets."`
 	Timeout Duration          `yaml:"timeout" doc:"Limit for one call (default 30s)."`
 
 	// http only.
 	Method       string     `yaml:"method" enum:"GET,POST,PUT,PATCH,DELETE" doc:"HTTP method (default GET)."`
 	Parameters   JSONSchema `yaml:"parameters" doc:"JSON Schema (type object) of the arguments; placeholders in url must be properties."`
-	AllowedHosts []string   `yaml:"allowed_hosts" doc:"http and http_fetch: hosts the tool may reach; loopback and private addresses are refused unless listed."`
+	AllowedHosts []string   `yaml:"allowed_hosts" doc:"http, a2a and http_fetch: hosts the tool may reach; loopback and private addresses are refused unless listed."`
 	MaxResponse  int        `yaml:"max_response" doc:"http and http_fetch: bytes of response body read (default 1048576; http_fetch 2097152)."`
 
 	// mcp only.
@@ -68,6 +80,9 @@ func (t *Tool) applyDefaults() {
 	// 30s), so only the document types defined here get them.
 	if t.Timeout == 0 && (t.Type == ToolHTTP || t.Type == ToolMCP) {
 		t.Timeout = Duration(DefaultToolTimeout)
+	}
+	if t.Timeout == 0 && t.Type == ToolA2A {
+		t.Timeout = Duration(DefaultA2ATimeout)
 	}
 	if t.Type == ToolHTTP {
 		if t.Method == "" {
@@ -132,6 +147,18 @@ func (t *Tool) validate(v *validator) {
 				v.errorf(indexPath(p+".allowed_hosts", i), "invalid host %q: write a host name or host:port", v.display(indexPath(p+".allowed_hosts", i), h))
 			}
 		}
+	case ToolA2A:
+		for _, f := range t.fields() {
+			if f.set && !slices.Contains([]string{"url", "headers", "timeout", "allowed_hosts"}, f.name) {
+				v.errorf(p+"."+f.name, "field %s is not valid for type a2a (fields: url, headers, timeout, allowed_hosts)", f.name)
+			}
+		}
+		if t.URL == "" {
+			v.errorf(p, "missing required field \"url\" for type a2a: the remote agent's card or endpoint")
+		} else {
+			v.url(p+".url", t.URL)
+		}
+		t.validateHosts(v)
 	case ToolMCP:
 		for _, f := range []struct {
 			name string
@@ -191,7 +218,7 @@ func (t *Tool) validateBuiltin(v *validator) {
 	p := t.Path()
 	b, ok := v.set.builtin(t.Type)
 	if !ok {
-		types := append([]string{ToolHTTP, ToolMCP, ToolExternal}, v.set.builtinNames()...)
+		types := append([]string{ToolHTTP, ToolMCP, ToolA2A, ToolExternal}, v.set.builtinNames()...)
 		v.errorf(p+".type", "invalid type %q: must be one of %s%s", v.display(p+".type", t.Type), strings.Join(types, ", "), suggestionOnly(t.Type, types))
 		return
 	}
@@ -205,6 +232,12 @@ func (t *Tool) validateBuiltin(v *validator) {
 		}
 	}
 	v.nonNegative(p+".max_response", t.MaxResponse)
+	t.validateHosts(v)
+}
+
+// validateHosts checks allowed_hosts entries.
+func (t *Tool) validateHosts(v *validator) {
+	p := t.Path()
 	for i, h := range t.AllowedHosts {
 		if h == "" || strings.ContainsAny(h, "/ ") {
 			v.errorf(indexPath(p+".allowed_hosts", i), "invalid host %q: write a host name or host:port", v.display(indexPath(p+".allowed_hosts", i), h))

@@ -71,6 +71,22 @@ func (v *validator) modelRef(path, ref string) {
 
 // member checks a team member, which may be an agent or a team.
 func (v *validator) member(path, team, name string) {
+	if tool, ok := strings.CutPrefix(name, A2AMemberPrefix); ok {
+		t, _ := v.set.lookup(KindTool, tool).(*Tool)
+		switch {
+		case t == nil:
+			var candidates []string
+			for _, n := range v.set.names(KindTool) {
+				if d, _ := v.set.lookup(KindTool, n).(*Tool); d != nil && d.Type == ToolA2A {
+					candidates = append(candidates, A2AMemberPrefix+n)
+				}
+			}
+			v.errorf(path, "unknown member %q: no Tool of type a2a is named %q%s", name, tool, suggestionOnly(name, candidates))
+		case t.Type != ToolA2A:
+			v.errorf(path, "member %q names tool %q of type %s: a remote member must be a Tool of type a2a", name, tool, t.Type)
+		}
+		return
+	}
 	if name == team {
 		v.errorf(path, "team %q cannot be a member of itself", team)
 		return

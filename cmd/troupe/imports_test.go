@@ -121,6 +121,9 @@ var importRules = []importRule{
 	// The MCP SDK has two homes: the client side (type: mcp tools) and the
 	// server side (/mcp), which share nothing but the protocol.
 	vendorRule("the MCP SDK", []string{"github.com/modelcontextprotocol/go-sdk"}, "engine/tool/mcp", "console/mcpserver"),
+	// The A2A SDK has two homes: the server surface and the client tool
+	// (which teams also use for remote members).
+	vendorRule("the A2A SDK", []string{"github.com/a2aproject/a2a-go"}, "console/a2a", "engine/tool/a2a"),
 	vendorRule("River", []string{"github.com/riverqueue/river"}, "engine/jobs", "store"),
 	vendorRule("franz-go", []string{"github.com/twmb/franz-go"}, "engine/knowledge/kafka"),
 	vendorRule("the OpenTelemetry SDK", []string{"go.opentelemetry.io/otel", "go.opentelemetry.io/proto/otlp"}, "telemetry/otlp"),

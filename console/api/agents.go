@@ -40,11 +40,7 @@ func (h *Handler) toTeam(snap *engine.Snapshot, t *engine.Team) teamResponse {
 		out.Status = string(o.Status)
 	}
 	for _, m := range t.Members {
-		typ := "agent"
-		if m.Team != nil {
-			typ = "team"
-		}
-		out.Members = append(out.Members, memberRef{ID: m.Name(), Name: m.Name(), Type: typ})
+		out.Members = append(out.Members, memberRef{ID: m.Name(), Name: m.Name(), Type: m.Kind()})
 	}
 	return out
 }

@@ -213,7 +213,7 @@ type teamResponse struct {
 type memberRef struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
-	Type string `json:"type"` // agent or team
+	Type string `json:"type"` // agent, team or a2a (a remote A2A agent)
 }
 
 type pageMeta struct {

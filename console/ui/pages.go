@@ -124,11 +124,7 @@ func viewTeam(snap *engine.Snapshot, tm *engine.Team) view.Target {
 	t := view.Target{Kind: "team", Name: tm.Name(), Description: tm.Spec.Description, Status: targetStatus(snap, spec.KindTeam, tm.Name()), Mode: tm.Spec.Mode}
 	t.Model, t.Demo = viewModel(tm.Model)
 	for _, m := range tm.Members {
-		kind := "agent"
-		if m.Team != nil {
-			kind = "team"
-		}
-		t.Members = append(t.Members, view.Member{Kind: kind, Name: m.Name()})
+		t.Members = append(t.Members, view.Member{Kind: m.Kind(), Name: m.Name()})
 	}
 	return t
 }

@@ -127,8 +127,13 @@ func runDuration(r store.Run) time.Duration {
 }
 
 func targetURL(typ, name string) string {
-	if typ == "team" {
+	switch typ {
+	case "team":
 		return "/ui/teams/" + name
+	case "a2a":
+		// A remote A2A member has no page here; its Tool document is on the
+		// config page.
+		return "/ui/config"
 	}
 	return "/ui/agents/" + name
 }
