@@ -99,19 +99,24 @@ func (s *Store) prepareBatch(ctx context.Context, query string) (driver.Batch, e
 	})
 }
 
-// retryDropped calls f a second time when the first call failed because
-// the server dropped the connection it ran on. The driver checks a pooled
-// connection before reusing it, but a server that restarts, or a proxy or
-// load balancer that closes idle connections, can do so after that check and
-// before the query reaches it; the retry dials afresh (the driver discards a
-// connection that failed). Only for calls that changed nothing when they
-// failed: reads, and preparing an insert.
+// retryDropped calls f again when it failed because the server dropped the
+// connection it ran on. The driver checks a pooled connection before
+// reusing it, but a server that restarts, or a proxy or load balancer that
+// closes idle connections, can do so after that check and before the query
+// reaches it — and then usually dropped every pooled connection, not one.
+// The driver discards a connection that failed, so each retry takes the
+// next pooled one or dials afresh: at most maxIdleConns+1 calls reach a
+// fresh connection. Only for calls that changed nothing when they failed:
+// reads, and preparing an insert.
 func retryDropped[T any](ctx context.Context, f func() (T, error)) (T, error) {
 	v, err := f()
-	if err == nil || ctx.Err() != nil || !droppedConn(err) {
-		return v, err
+	for range maxIdleConns {
+		if err == nil || ctx.Err() != nil || !droppedConn(err) {
+			break
+		}
+		v, err = f()
 	}
-	return f()
+	return v, err
 }
 
 // droppedConn reports whether err says the peer closed or reset the

@@ -36,6 +36,10 @@ const (
 	defaultPort        = "9000"
 )
 
+// maxIdleConns bounds the pooled connections, and so the retries of a
+// call whose connection the server dropped (retryDropped).
+const maxIdleConns = 5
+
 // Options configures a Store.
 type Options struct {
 	Addr        string // host:port of the native protocol (9000)
@@ -189,7 +193,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		DialTimeout:     o.DialTimeout,
 		ReadTimeout:     time.Minute,
 		MaxOpenConns:    10,
-		MaxIdleConns:    5,
+		MaxIdleConns:    maxIdleConns,
 		ConnMaxLifetime: time.Hour,
 		Compression:     &ch.Compression{Method: ch.CompressionNone},
 	})

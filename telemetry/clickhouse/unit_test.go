@@ -3,7 +3,9 @@ package clickhouse
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -208,4 +210,37 @@ func TestWithCtxErr(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 	// Already matching: left alone.
 	assert.Equal(t, context.Canceled, withCtxErr(cancelled, context.Canceled))
+}
+
+// TestRetryDropped: a call whose connection the server dropped is retried
+// until it reaches a live connection — every pooled one may be dead after a
+// server restart — at most maxIdleConns times; other errors are not
+// retried.
+func TestRetryDropped(t *testing.T) {
+	reset := fmt.Errorf("read: %w", syscall.ECONNRESET)
+	for _, tc := range []struct {
+		name      string
+		failures  int
+		err       error
+		wantCalls int
+		wantErr   bool
+	}{
+		{"first call works", 0, reset, 1, false},
+		{"three dead pooled connections", 3, reset, 4, false},
+		{"all dead", 100, reset, maxIdleConns + 1, true},
+		{"refused, not dropped", 100, syscall.ECONNREFUSED, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			_, err := retryDropped(context.Background(), func() (int, error) {
+				calls++
+				if calls <= tc.failures {
+					return 0, tc.err
+				}
+				return 1, nil
+			})
+			require.Equal(t, tc.wantCalls, calls)
+			require.Equal(t, tc.wantErr, err != nil)
+		})
+	}
 }
