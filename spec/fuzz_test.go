@@ -61,6 +61,10 @@ func TestHostileInputIsCheap(t *testing.T) {
 		start := time.Now()
 		set := spec.NewSet([]*spec.File{spec.ParseFile(name+".yaml", []byte(src), testEnv)})
 		require.True(t, set.Diagnostics().HasErrors(), name)
-		require.Less(t, time.Since(start), 2*time.Second, name)
+		// The bound catches expansion blowing up (a billion laughs, merge
+		// keys copied over and over), which takes minutes and gigabytes,
+		// not how fast parsing is: that is the benchmarks' job, and a
+		// loaded CI machine takes a second or two here.
+		require.Less(t, time.Since(start), 10*time.Second, name)
 	}
 }
