@@ -246,6 +246,10 @@ func (c *compiler) dependencies(doc spec.Document) []spec.Key {
 		for _, f := range d.Fallbacks {
 			model(f)
 		}
+	case *spec.Knowledge:
+		if name := d.Embedder.ModelName(); name != "" {
+			out = append(out, spec.Key{Kind: spec.KindModel, Name: name})
+		}
 	case *spec.Workflow:
 		budgets(d.Budgets)
 		d.Walk(func(_ string, st *spec.Step) {

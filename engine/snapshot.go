@@ -265,16 +265,30 @@ func (s *Snapshot) Counts() map[spec.Kind]map[Status]int {
 	return out
 }
 
-// Knowledge returns the serving knowledge bases, sorted by name.
+// Knowledge returns the serving knowledge bases, sorted by name. A base
+// whose embedder names a Model document is returned as a copy with the
+// Model's endpoint written inline, so the knowledge service needs no other
+// document and sees a change to the Model as a change of embedder.
 func (s *Snapshot) Knowledge() []*spec.Knowledge {
 	var out []*spec.Knowledge
 	for _, k := range s.keys {
 		if k.Kind != spec.KindKnowledge {
 			continue
 		}
-		if kn, ok := s.objects[k].Doc.(*spec.Knowledge); ok {
-			out = append(out, kn)
+		kn, ok := s.objects[k].Doc.(*spec.Knowledge)
+		if !ok {
+			continue
 		}
+		if name := kn.Embedder.ModelName(); name != "" {
+			if o := s.objects[spec.Key{Kind: spec.KindModel, Name: name}]; o != nil {
+				if m, ok := o.Doc.(*spec.Model); ok {
+					c := *kn
+					c.Embedder = kn.Embedder.WithModel(m)
+					kn = &c
+				}
+			}
+		}
+		out = append(out, kn)
 	}
 	return out
 }

@@ -13,7 +13,7 @@ type Knowledge struct {
 
 	Sources  []string `yaml:"sources" doc:"File globs relative to this YAML file, inside the spec folder or a read root (--read-roots); or http(s) URLs."`
 	Chunking Chunking `yaml:"chunking" doc:"How documents are split into chunks."`
-	Embedder string   `yaml:"embedder" doc:"local (feature hashing, no weights) or provider/model for an embeddings API (default local)."`
+	Embedder Embedder `yaml:"embedder" doc:"What embeds the chunks: local (default), provider/model, the name of a Model document, or an inline endpoint {provider, model, base_url, api_key, headers, dimensions}."`
 	Store    Store    `yaml:"store" doc:"Where vectors live: embedded (default) or milvus."`
 	Search   Search   `yaml:"search" doc:"How agents search this knowledge."`
 
@@ -93,9 +93,7 @@ func (k *Knowledge) applyDefaults() {
 	if k.Chunking.Overlap == 0 && k.Chunking.Size > DefaultChunkOverlap*2 {
 		k.Chunking.Overlap = DefaultChunkOverlap
 	}
-	if k.Embedder == "" {
-		k.Embedder = "local"
-	}
+	k.Embedder.applyDefaults()
 	if k.Store.Type == "" {
 		k.Store.Type = "embedded"
 	}
@@ -156,11 +154,7 @@ func (k *Knowledge) validate(v *validator) {
 	if overlapErr != nil {
 		v.errorf(p+".chunking.overlap", "%v", overlapErr)
 	}
-	if k.Embedder != "local" {
-		if prov, model, ok := SplitModelRef(k.Embedder); !ok || model == "" || (prov != "openai" && prov != "ollama") {
-			v.errorf(p+".embedder", "invalid embedder %q: use local or openai/<model> (ollama/<model> for Ollama)", v.display(p+".embedder", k.Embedder))
-		}
-	}
+	v.embedder(p+".embedder", &k.Embedder)
 	switch k.Store.Type {
 	case "milvus":
 		if k.Store.Address == "" {

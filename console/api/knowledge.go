@@ -271,7 +271,7 @@ func (h *Handler) knowledgeConfig(c *gin.Context) error {
 	out := knowledgeConfigResponse{Config: h.opts.Knowledge.Config()}
 	for _, b := range h.opts.Knowledge.Bases() {
 		out.Bases = append(out.Bases, knowledgeBase{ID: b.Name, Name: b.Name, Description: b.Description, Store: b.Store.Type,
-			Embedder: b.Embedder, SearchMode: b.Search.Mode, TopK: b.Search.TopK, Chunking: b.Chunking})
+			Embedder: b.Embedder.String(), SearchMode: b.Search.Mode, TopK: b.Search.TopK, Chunking: b.Chunking})
 	}
 	c.JSON(http.StatusOK, out)
 	return nil

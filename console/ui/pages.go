@@ -475,7 +475,7 @@ func (h *Handler) knowledgePage(c *gin.Context) {
 				h.fail(c, "knowledge bases", err)
 				return
 			}
-			p.Bases = append(p.Bases, view.Base{Name: b.Name, Store: b.Store.Type, Search: b.Search.Mode, Embedder: b.Embedder, Documents: n})
+			p.Bases = append(p.Bases, view.Base{Name: b.Name, Store: b.Store.Type, Search: b.Search.Mode, Embedder: b.Embedder.String(), Documents: n})
 		}
 		q := knowledge.DocumentQuery{Limit: docsPerPage, Page: pageParam(c), SortBy: "updated_at", SortOrder: "desc"}
 		var err error

@@ -7,7 +7,9 @@
 //     (feature hashing). It captures lexical and morphological overlap, not
 //     meaning, and is fast enough to embed while ingesting.
 //   - OpenAI speaks the OpenAI embeddings wire format, which OpenAI itself,
-//     Ollama (/v1/embeddings), vLLM and most other model servers accept.
+//     Azure, vLLM, LM Studio, TEI and most other model servers accept, or
+//     Ollama's native /api/embed (WireOllama). Its retries and error classes
+//     are the chat providers' (engine/model).
 //
 // Both return L2-normalised vectors, so the dot product of two vectors is
 // their cosine similarity. The one exception is a text with nothing to embed

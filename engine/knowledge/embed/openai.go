@@ -35,8 +35,22 @@ const (
 	DefaultRetries       = 3
 	DefaultTimeout       = 60 * time.Second
 	// MaxInFlight is how many requests one OpenAI embedder has open at once,
-	// across all its Embed calls.
+	// across all its Embed calls, by default.
 	MaxInFlight = 4
+	// DefaultOllamaHost is where Ollama's native API listens unless
+	// OLLAMA_HOST or a base URL says otherwise.
+	DefaultOllamaHost = "http://localhost:11434"
+)
+
+// Wires an embedder speaks.
+const (
+	// WireOpenAI is POST {base_url}/embeddings with {"model", "input",
+	// "encoding_format", "dimensions"}, answered with {"data": [{"index",
+	// "embedding"}]}: OpenAI, Azure, vLLM, LM Studio, TEI, Ollama's /v1.
+	WireOpenAI = "openai"
+	// WireOllama is Ollama's native POST {base_url}/api/embed with
+	// {"model", "input", "dimensions"}, answered with {"embeddings": [...]}.
+	WireOllama = "ollama"
 )
 
 const (
@@ -55,12 +69,26 @@ type OpenAIOptions struct {
 	// APIKey is sent as "Authorization: Bearer"; empty sends no header. It
 	// never appears in errors.
 	APIKey string
+	// Headers are sent with every request (an Azure api-key, a gateway's
+	// routing header); they may override Authorization.
+	Headers map[string]string
+	// Wire is WireOpenAI (default) or WireOllama. With WireOllama, BaseURL
+	// is the server's root (default DefaultOllamaHost; a trailing /v1, as an
+	// Ollama chat Model writes it, is dropped) and Name is "ollama/<model>".
+	Wire string
 	// Dimension is the expected vector length. Zero learns it from the first
 	// response; either way a response of another length is an error.
 	Dimension int
+	// SendDimension asks the server for Dimension-long vectors (the
+	// request's "dimensions", which OpenAI's text-embedding-3 models, vLLM
+	// and Ollama accept) instead of only checking what comes back.
+	SendDimension bool
 	// BatchSize is the most texts per request; default and maximum
 	// MaxBatchSize.
 	BatchSize int
+	// Concurrency is how many requests the embedder has open at once,
+	// across all its Embed calls; default MaxInFlight.
+	Concurrency int
 	// MaxBatchChars bounds the total length of one request's texts, counted
 	// in bytes of UTF-8 (which is at least their number of characters);
 	// default DefaultMaxBatchChars. A single longer text is sent alone.
@@ -77,13 +105,14 @@ type OpenAIOptions struct {
 	HTTPClient *http.Client
 }
 
-// OpenAI is a knowledge.Embedder that calls a server speaking the OpenAI
-// embeddings wire format: POST {base_url}/embeddings with
-// {"model", "input": [...], "encoding_format": "float"}, answered with
-// {"data": [{"index", "embedding"}]}.
+// OpenAI is a knowledge.Embedder that calls an embeddings API: by default
+// one speaking the OpenAI embeddings wire format, POST {base_url}/embeddings
+// with {"model", "input": [...], "encoding_format": "float"}, answered with
+// {"data": [{"index", "embedding"}]}; with WireOllama, Ollama's native
+// /api/embed.
 //
 // Embed splits its texts into batches (BatchSize texts and MaxBatchChars at
-// most), sends up to MaxInFlight of them at once, retries retryable failures
+// most), sends up to Concurrency of them at once, retries retryable failures
 // with exponential backoff and jitter (a longer Retry-After wins), and puts
 // the vectors back in input order using each item's index. Vectors are
 // L2-normalised here, since not every server normalises them. Blank texts are
@@ -96,7 +125,10 @@ type OpenAI struct {
 	name      string
 	model     string
 	url       string
+	wire      string
 	apiKey    string
+	headers   map[string]string
+	sendDim   bool
 	batchSize int
 	maxChars  int
 	retries   int
@@ -112,26 +144,44 @@ var _ knowledge.Embedder = (*OpenAI)(nil)
 
 // NewOpenAI returns an OpenAI embedder for opts, filling in defaults.
 func NewOpenAI(opts OpenAIOptions) *OpenAI {
+	concurrency := opts.Concurrency
+	if concurrency <= 0 {
+		concurrency = MaxInFlight
+	}
 	e := &OpenAI{
 		model:     opts.Model,
+		wire:      opts.Wire,
 		apiKey:    opts.APIKey,
+		headers:   opts.Headers,
+		sendDim:   opts.SendDimension && opts.Dimension > 0,
 		batchSize: opts.BatchSize,
 		maxChars:  opts.MaxBatchChars,
 		retries:   opts.Retries,
 		timeout:   opts.Timeout,
 		http:      opts.HTTPClient,
-		sem:       make(chan struct{}, MaxInFlight),
+		sem:       make(chan struct{}, concurrency),
 		backoff:   model.DefaultBackoff,
 	}
 	if e.model == "" {
 		e.model = DefaultOpenAIModel
 	}
-	e.name = "openai/" + e.model
-	base := opts.BaseURL
-	if base == "" {
-		base = DefaultOpenAIBaseURL
+	base := strings.TrimRight(opts.BaseURL, "/")
+	if e.wire == WireOllama {
+		e.name = "ollama/" + e.model
+		if base == "" {
+			base = DefaultOllamaHost
+		}
+		// An Ollama Model document points chat at the OpenAI-compatible
+		// /v1; the native API is at the root.
+		e.url = strings.TrimSuffix(base, "/v1") + "/api/embed"
+	} else {
+		e.wire = WireOpenAI
+		e.name = "openai/" + e.model
+		if base == "" {
+			base = DefaultOpenAIBaseURL
+		}
+		e.url = base + "/embeddings"
 	}
-	e.url = strings.TrimRight(base, "/") + "/embeddings"
 	if e.batchSize <= 0 || e.batchSize > MaxBatchSize {
 		e.batchSize = MaxBatchSize
 	}
@@ -157,7 +207,7 @@ func NewOpenAI(opts OpenAIOptions) *OpenAI {
 	return e
 }
 
-// Name implements knowledge.Embedder: "openai/<model>".
+// Name implements knowledge.Embedder: "openai/<model>" or "ollama/<model>".
 func (e *OpenAI) Name() string { return e.name }
 
 // Dimension implements knowledge.Embedder. Without OpenAIOptions.Dimension it
@@ -298,11 +348,20 @@ func (e *OpenAI) embedBatch(ctx context.Context, inputs []string) ([][]float32, 
 	}
 }
 
-// embeddingRequest is the body of POST /embeddings.
+// embeddingRequest is the body of POST /embeddings, and without
+// EncodingFormat of Ollama's POST /api/embed.
 type embeddingRequest struct {
 	Model          string   `json:"model"`
 	Input          []string `json:"input"`
-	EncodingFormat string   `json:"encoding_format"`
+	EncodingFormat string   `json:"encoding_format,omitempty"`
+	Dimensions     int      `json:"dimensions,omitempty"`
+}
+
+// ollamaResponse is the answer of Ollama's /api/embed: one vector per
+// input, in input order.
+type ollamaResponse struct {
+	Embeddings []vector `json:"embeddings"`
+	Error      string   `json:"error"`
 }
 
 // embeddingResponse is the answer. Index is a pointer so a server that omits
@@ -347,7 +406,14 @@ func (v *vector) UnmarshalJSON(b []byte) error {
 func (e *OpenAI) once(ctx context.Context, inputs []string) ([][]float32, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, e.timeout, errRequestTimeout)
 	defer cancel()
-	body, err := json.Marshal(embeddingRequest{Model: e.model, Input: inputs, EncodingFormat: "float"})
+	er := embeddingRequest{Model: e.model, Input: inputs}
+	if e.wire == WireOpenAI {
+		er.EncodingFormat = "float"
+	}
+	if e.sendDim {
+		er.Dimensions = int(e.dim.Load())
+	}
+	body, err := json.Marshal(er)
 	if err != nil {
 		return nil, &model.Error{Kind: model.ErrBadRequest, Provider: e.name, Message: "encoding request: " + e.redact(err.Error()), Err: err}
 	}
@@ -359,6 +425,9 @@ func (e *OpenAI) once(ctx context.Context, inputs []string) ([][]float32, error)
 	req.Header.Set("Accept", "application/json")
 	if e.apiKey != "" {
 		req.Header.Set("Authorization", "Bearer "+e.apiKey)
+	}
+	for k, v := range e.headers {
+		req.Header.Set(k, v)
 	}
 	resp, err := e.http.Do(req)
 	if err != nil {
@@ -386,6 +455,9 @@ func (e *OpenAI) once(ctx context.Context, inputs []string) ([][]float32, error)
 // parse decodes a response to n inputs into n normalised vectors in input
 // order.
 func (e *OpenAI) parse(data []byte, n int) ([][]float32, error) {
+	if e.wire == WireOllama {
+		return e.parseOllama(data, n)
+	}
 	var er embeddingResponse
 	if err := json.Unmarshal(data, &er); err != nil {
 		return nil, e.protocolError("invalid JSON response", err)
@@ -408,22 +480,54 @@ func (e *OpenAI) parse(data []byte, n int) ([][]float32, error) {
 		if out[i] != nil {
 			return nil, e.protocolError(fmt.Sprintf("embedding index %d repeated", i), nil)
 		}
-		v := []float32(d.Embedding)
-		if len(v) == 0 {
-			return nil, e.protocolError(fmt.Sprintf("embedding %d is empty", i), nil)
-		}
-		for _, x := range v {
-			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-				return nil, e.protocolError(fmt.Sprintf("embedding %d has a non-finite component", i), nil)
-			}
-		}
-		if err := e.checkDimension(len(v)); err != nil {
+		v, err := e.check(i, d.Embedding)
+		if err != nil {
 			return nil, err
 		}
-		normalize(v)
 		out[i] = v
 	}
 	return out, nil
+}
+
+// parseOllama decodes an answer of Ollama's /api/embed.
+func (e *OpenAI) parseOllama(data []byte, n int) ([][]float32, error) {
+	var or ollamaResponse
+	if err := json.Unmarshal(data, &or); err != nil {
+		return nil, e.protocolError("invalid JSON response", err)
+	}
+	if or.Error != "" {
+		return nil, &model.Error{Kind: model.ErrProtocol, Provider: e.name, Message: e.redact(or.Error)}
+	}
+	if len(or.Embeddings) != n {
+		return nil, e.protocolError(fmt.Sprintf("%d embeddings for %d inputs", len(or.Embeddings), n), nil)
+	}
+	out := make([][]float32, n)
+	for i, raw := range or.Embeddings {
+		v, err := e.check(i, raw)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// check validates the i-th vector of a response and normalises it.
+func (e *OpenAI) check(i int, raw vector) ([]float32, error) {
+	v := []float32(raw)
+	if len(v) == 0 {
+		return nil, e.protocolError(fmt.Sprintf("embedding %d is empty", i), nil)
+	}
+	for _, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return nil, e.protocolError(fmt.Sprintf("embedding %d has a non-finite component", i), nil)
+		}
+	}
+	if err := e.checkDimension(len(v)); err != nil {
+		return nil, err
+	}
+	normalize(v)
+	return v, nil
 }
 
 // checkDimension learns the dimension from the first vector and rejects
@@ -433,11 +537,10 @@ func (e *OpenAI) checkDimension(d int) error {
 		return nil
 	}
 	if want := e.dim.Load(); int64(d) != want {
-		how := "earlier responses had"
 		if e.fixedDim {
-			how = "configured dimension is"
+			return e.protocolError(fmt.Sprintf("embedding has %d dimensions, configured dimension is %d: set the embedder's dimensions to %d, or use a model (or server) that returns %d", d, want, d, want), nil)
 		}
-		return e.protocolError(fmt.Sprintf("embedding has %d dimensions, %s %d", d, how, want), nil)
+		return e.protocolError(fmt.Sprintf("embedding has %d dimensions, earlier responses had %d", d, want), nil)
 	}
 	return nil
 }

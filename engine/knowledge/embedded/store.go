@@ -342,6 +342,21 @@ func (s *Store) AvgDL(knowledgeID string) float64 {
 	return x.stats.AvgDL()
 }
 
+// Dimension is the length of the vectors a knowledge base holds, 0 when it
+// holds none.
+func (s *Store) Dimension(knowledgeID string) int {
+	x := s.index(knowledgeID, false)
+	if x == nil {
+		return 0
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.live() == 0 {
+		return 0
+	}
+	return x.dim
+}
+
 // Count is the number of chunks of a knowledge base.
 func (s *Store) Count(knowledgeID string) int {
 	x := s.index(knowledgeID, false)

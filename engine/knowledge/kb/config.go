@@ -21,7 +21,7 @@ func (s *Service) Config() Config {
 		stores = append(stores, "milvus")
 	}
 	return Config{Readers: reader.Readers(), Chunkers: chunk.Strategies, Stores: stores,
-		Embedders: []string{"local", "openai/<model>", "ollama/<model>"}, MaxBytes: s.opts.MaxBytes}
+		Embedders: []string{"local", "openai/<model>", "ollama/<model>", "<Model name>", "{provider, model, base_url}"}, MaxBytes: s.opts.MaxBytes}
 }
 
 // MaxBytes is the size limit of one document.

@@ -20,7 +20,6 @@ import (
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/bm25"
 	"github.com/troupehq/troupe/engine/knowledge/chunk"
-	"github.com/troupehq/troupe/engine/knowledge/embed"
 	"github.com/troupehq/troupe/engine/knowledge/embedded"
 	"github.com/troupehq/troupe/engine/knowledge/reader"
 	"github.com/troupehq/troupe/spec"
@@ -97,6 +96,9 @@ type Service struct {
 	// a later one added (under mu), until resume queues their documents.
 	configured bool
 	returned   map[string]bool
+	// reembed holds the bases whose vectors another embedder made (under
+	// mu), with why, until the run loop re-embeds them: see reembedBases.
+	reembed map[string]string
 }
 
 // base is one configured knowledge base.
@@ -202,11 +204,14 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 // their stores; sources are synced by the run loop.
 func (s *Service) Configure(ctx context.Context, specs []*spec.Knowledge) {
 	next := map[string]*base{}
+	reembed := map[string]string{}
 	s.mu.RLock()
 	prev := maps.Clone(s.bases)
 	s.mu.RUnlock()
 	for _, k := range specs {
-		if b, ok := prev[k.Name]; ok && b.spec.Hash() == k.Hash() {
+		// A Model document the embedder names is written into k, so a
+		// change to it shows in the embedder's key, not in k's hash.
+		if b, ok := prev[k.Name]; ok && b.spec.Hash() == k.Hash() && b.spec.Embedder.Key() == k.Embedder.Key() {
 			next[k.Name] = b
 			continue
 		}
@@ -216,8 +221,17 @@ func (s *Service) Configure(ctx context.Context, specs []*spec.Knowledge) {
 			continue
 		}
 		next[k.Name] = b
+		if why := s.staleVectors(prev[k.Name], b); why != "" {
+			reembed[k.Name] = why
+		}
 	}
 	s.mu.Lock()
+	for name, why := range reembed {
+		if s.reembed == nil {
+			s.reembed = map[string]string{}
+		}
+		s.reembed[name] = why
+	}
 	s.bases = next
 	if s.configured {
 		for name := range next {
@@ -251,20 +265,12 @@ func (s *Service) open(ctx context.Context, k *spec.Knowledge) (*base, error) {
 			return nil, err
 		}
 		b.embedder = e
-	case k.Embedder == "local":
-		b.embedder = embed.NewLocal(embed.LocalOptions{Dimension: LocalDimension})
 	default:
-		provider, modelName, _ := spec.SplitModelRef(k.Embedder)
-		o := embed.OpenAIOptions{Model: modelName}
-		if provider == "ollama" {
-			o.BaseURL = embed.OllamaOpenAIBaseURL
-		} else if s.opts.Env != nil {
-			o.APIKey, _ = s.opts.Env("OPENAI_API_KEY")
-			if o.APIKey == "" {
-				return nil, fmt.Errorf("embedder %s needs an API key: set OPENAI_API_KEY", k.Embedder)
-			}
+		e, err := s.newEmbedder(k)
+		if err != nil {
+			return nil, err
 		}
-		b.embedder = embed.NewOpenAI(o)
+		b.embedder = e
 	}
 	switch k.Store.Type {
 	case "milvus":
@@ -279,7 +285,7 @@ func (s *Service) open(ctx context.Context, k *spec.Knowledge) (*base, error) {
 		}); ok && dim == 0 {
 			d, err := p.Probe(ctx)
 			if err != nil {
-				return nil, fmt.Errorf("learning the dimension of embedder %s: %w", k.Embedder, err)
+				return nil, fmt.Errorf("learning the dimension of embedder %s: %w", k.Embedder.String(), err)
 			}
 			dim = d
 		}
@@ -866,9 +872,9 @@ func (s *Service) Search(ctx context.Context, knowledgeIDs []string, query, mode
 }
 
 // searchBase searches one acquired base and returns its hits and the top_k
-// it used. vectors holds the query's embedding by embedder (as the spec names
-// it: two endpoints may serve models of one name), shared across the bases of
-// one search.
+// it used. vectors holds the query's embedding by embedder (its spec.Embedder
+// Key: model, endpoint and dimensions, since two endpoints may serve models
+// of one name), shared across the bases of one search.
 func (s *Service) searchBase(ctx context.Context, b *base, query, mode string, topK int, filters knowledge.Filters, vectors map[string][]float32) ([]knowledge.Hit, int, error) {
 	q := knowledge.Query{Text: query, Mode: mode, TopK: topK, Filters: filters}
 	if q.Mode == "" {
@@ -878,14 +884,14 @@ func (s *Service) searchBase(ctx context.Context, b *base, query, mode string, t
 		q.TopK = b.spec.Search.TopK
 	}
 	if q.Mode != knowledge.ModeKeyword {
-		q.Vector = vectors[b.spec.Embedder]
+		q.Vector = vectors[b.spec.Embedder.Key()]
 		if q.Vector == nil {
 			v, err := b.embedder.Embed(ctx, []string{query})
 			if err != nil {
 				return nil, 0, fmt.Errorf("embedding the query: %w", err)
 			}
 			q.Vector = v[0]
-			vectors[b.spec.Embedder] = q.Vector
+			vectors[b.spec.Embedder.Key()] = q.Vector
 		}
 	}
 	// The embedded store weighs the query's terms itself, under its own
@@ -907,6 +913,7 @@ func (s *Service) searchBase(ctx context.Context, b *base, query, mode string, t
 // removes the documents of sources that disappeared. Unchanged files are
 // skipped by content hash.
 func (s *Service) syncSources(ctx context.Context) {
+	s.reembedBases(ctx)
 	for _, k := range s.Bases() {
 		if err := s.syncBase(ctx, k); err != nil {
 			s.log.Warn("syncing knowledge sources", "knowledge", k.Name, "err", err)
