@@ -381,3 +381,31 @@ func TestGroupSplitsPartitions(t *testing.T) {
 	require.Len(t, b.state(t), sent)
 	t.Logf("the consumers put %d and %d documents", len(a), len(c))
 }
+
+// TestManagerFollowsConfiguration: the manager starts a consumer for a base
+// with a kafka source, reports its lag, and stops it when the source leaves
+// the configuration.
+func TestManagerFollowsConfiguration(t *testing.T) {
+	brokers := cluster(t, 2)
+	b := newBase(t, brokers)
+	m := kafka.NewManager(kafka.ManagerOptions{Index: b.svc, ClientOptions: fastGroup})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+	m.Configure([]*spec.Knowledge{b.spec})
+	produce(t, brokers, texts(t, 20)...)
+	require.Eventually(t, func() bool { return len(mustState(t, b)) == 20 }, 20*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return m.Lag()["events"] == 0 && len(m.Lag()) == 1 }, 10*time.Second, 20*time.Millisecond)
+
+	plain := *b.spec
+	plain.Kafka = nil
+	m.Configure([]*spec.Knowledge{&plain})
+	require.Eventually(t, func() bool { return len(m.Lag()) == 0 }, 10*time.Second, 20*time.Millisecond)
+	produce(t, brokers, msg(t, map[string]any{"id": "late", "text": "not consumed"}))
+	time.Sleep(500 * time.Millisecond)
+	require.Len(t, mustState(t, b), 20)
+}
