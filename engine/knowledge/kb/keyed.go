@@ -86,15 +86,27 @@ func (s *Service) Put(ctx context.Context, k Keyed) (changed bool, err error) {
 	now := s.opts.Now().UTC()
 	d := &knowledge.Document{ID: id, KnowledgeID: k.KnowledgeID, Name: k.Name, Type: typ, Source: k.Key, Metadata: k.Metadata,
 		Size: int64(len(k.Content)), Status: knowledge.StatusProcessing, CreatedAt: now, UpdatedAt: now}
-	if _, _, err := s.opts.Documents.Create(ctx, d, k.Content); err != nil {
+	_, created, err := s.opts.Documents.Create(ctx, d, k.Content)
+	if err != nil {
 		return false, fmt.Errorf("storing document %s: %w", k.Key, err)
 	}
-	if err := s.Ingest(ctx, id); err != nil {
+	// A document just created has no chunks yet (any left by an earlier
+	// attempt went with its row, deleted above): its ingestion needs no
+	// clearing, nor to read back what is in hand.
+	var f *fresh
+	if created {
+		f = &fresh{doc: d, content: k.Content}
+	}
+	got, err := s.ingestDocument(ctx, id, f)
+	if err != nil {
 		return false, err
 	}
-	got, err := s.opts.Documents.Get(ctx, id)
-	if err != nil {
-		return false, fmt.Errorf("reading the result of ingesting %s: %w", k.Key, err)
+	if got == nil {
+		// Another ingestion of the same document (a replica given the
+		// partition in a rebalance) finished it first, or it was deleted.
+		if got, err = s.opts.Documents.Get(ctx, id); err != nil {
+			return false, fmt.Errorf("reading the result of ingesting %s: %w", k.Key, err)
+		}
 	}
 	if got.Status != knowledge.StatusCompleted {
 		msg := got.Message
