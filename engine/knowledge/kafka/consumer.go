@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/spec"
 )
@@ -223,7 +224,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil // shutting down: the poll is processed again
 			}
-			return err
+			return fmt.Errorf("kafka source of knowledge %s: %w", c.opts.Knowledge, err)
 		}
 		c.cl.MarkCommitRecords(recs...)
 		if err := c.cl.CommitMarkedOffsets(ctx); err != nil && ctx.Err() == nil {
@@ -289,6 +290,12 @@ func (c *Consumer) process(ctx context.Context, recs []*kgo.Record) error {
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
+			if errors.Is(err, knowledge.ErrNotFound) {
+				// The knowledge base left the configuration (or is not
+				// in it yet): the message is fine, so the poll stays
+				// uncommitted for when the base is back.
+				return err
+			}
 			mu.Lock()
 			poison, reasons = append(poison, t.rec), append(reasons, err)
 			mu.Unlock()
@@ -309,7 +316,7 @@ func (c *Consumer) applyWithRetry(ctx context.Context, m Message) error {
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = c.apply(ctx, m)
-		if err == nil || errors.Is(err, errPoison) || permanent(err) || attempt >= c.opts.Attempts || ctx.Err() != nil {
+		if err == nil || errors.Is(err, errPoison) || permanent(err) || errors.Is(err, knowledge.ErrNotFound) || attempt >= c.opts.Attempts || ctx.Err() != nil {
 			return err
 		}
 		c.log.Warn("applying a kafka message failed; retrying", "document", m.ID, "attempt", attempt, "err", err)

@@ -409,3 +409,27 @@ func TestManagerFollowsConfiguration(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	require.Len(t, mustState(t, b), 20)
 }
+
+// TestUnconfiguredBaseCommitsNothing: messages for a knowledge base that is
+// not configured are not dead-lettered, and stay uncommitted until it is.
+func TestUnconfiguredBaseCommitsNothing(t *testing.T) {
+	brokers := cluster(t, 1)
+	b := newBase(t, brokers)
+	b.svc.Configure(t.Context(), nil)
+	produce(t, brokers, texts(t, 5)...)
+	c := b.consumer(t, b.svc, 100)
+	err := c.Run(t.Context())
+	require.ErrorIs(t, err, knowledge.ErrNotFound)
+	applied, dead, _ := c.Stats()
+	require.Zero(t, applied)
+	require.Zero(t, dead)
+
+	b.svc.Configure(t.Context(), []*spec.Knowledge{b.spec})
+	again := b.consumer(t, b.svc, 100)
+	stop := run(t, again)
+	require.Eventually(t, func() bool { return len(mustState(t, b)) == 5 }, 20*time.Second, 20*time.Millisecond)
+	stop()
+	applied, dead, _ = again.Stats()
+	require.Equal(t, int64(5), applied)
+	require.Zero(t, dead)
+}

@@ -114,7 +114,7 @@ func (s *Service) Put(ctx context.Context, k Keyed) (changed bool, err error) {
 			s.log.Warn("removing a document that failed", "document", k.Key, "err", err)
 		}
 		if got.Status == knowledge.StatusProcessing {
-			return false, fmt.Errorf("ingesting %s: knowledge base %q is not configured", k.Key, k.KnowledgeID)
+			return false, fmt.Errorf("ingesting %s: knowledge base %q: %w", k.Key, k.KnowledgeID, knowledge.ErrNotFound)
 		}
 		return false, fmt.Errorf("ingesting %s: %s", k.Key, msg)
 	}
@@ -124,6 +124,9 @@ func (s *Service) Put(ctx context.Context, k Keyed) (changed bool, err error) {
 // Remove deletes the keyed document of a knowledge base, and reports
 // whether there was one: removing a key that holds nothing is a no-op.
 func (s *Service) Remove(ctx context.Context, knowledgeID, key string) (bool, error) {
+	if !s.has(knowledgeID) {
+		return false, fmt.Errorf("knowledge base %q: %w", knowledgeID, knowledge.ErrNotFound)
+	}
 	existing, err := s.opts.Documents.BySource(ctx, knowledgeID, key)
 	if err != nil {
 		return false, fmt.Errorf("looking up document %s: %w", key, err)
