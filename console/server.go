@@ -38,6 +38,9 @@ type Options struct {
 	Store  Store
 	// Knowledge serves /knowledge routes; nil leaves them out.
 	Knowledge Knowledge
+	// KafkaLag reports each knowledge base's Kafka lag for the knowledge
+	// page; nil shows no event sources.
+	KafkaLag func() map[string]int64
 	// Memories serves the memory routes; nil leaves them out.
 	Memories api.Memories
 	// Runs is the run service every run route starts, cancels and waits on
@@ -228,7 +231,7 @@ func New(opts Options) *Server {
 		Logger: opts.Logger, Body: body, Timeout: s.timeout, Limits: opts.Limits})
 	s.a2a = a2a.New(a2a.Options{Engine: opts.Engine, Runs: opts.Runs, Store: opts.Store, Keys: opts.Keys, Deny: s.api.Deny,
 		Logger: opts.Logger, Body: body, Timeout: s.timeout, Limits: opts.Limits, Version: opts.Version})
-	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, Memories: opts.Memories, Traces: opts.Traces, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Streams: s.streams,
+	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, KafkaLag: opts.KafkaLag, Memories: opts.Memories, Traces: opts.Traces, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Streams: s.streams,
 		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Body: body, Upload: upload, Timeout: s.timeout, Version: opts.Version, Limits: opts.Limits, Learning: opts.Learning})
 	if !opts.DisableMCP {
 		// Operator tools call the API's routes in process: the same

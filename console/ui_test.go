@@ -19,6 +19,7 @@ import (
 	"github.com/PuerkitoBio/goquery"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupehq/troupe/console"
 	"github.com/troupehq/troupe/telemetry"
 )
 
@@ -436,6 +437,34 @@ func TestConsoleKnowledgePages(t *testing.T) {
 	require.Equal(t, "/ui/knowledge?page=2", d.Find("[data-testid=pager] a[rel=next]").AttrOr("href", ""))
 	_, body = ts.page("GET", "/ui/knowledge?page=2", "", nil)
 	require.Equal(t, 5, doc(t, body).Find("[data-testid=doc-row]").Length())
+}
+
+// TestConsoleKnowledgeKafkaLag: the knowledge page shows each base's Kafka
+// topic and this replica's lag on it, server-rendered.
+func TestConsoleKnowledgeKafkaLag(t *testing.T) {
+	const events = "kind: Knowledge\nname: events\nkafka: {brokers: [\"127.0.0.1:9092\"], topic: docs}\n---\nkind: Knowledge\nname: news\nkafka: {brokers: [\"127.0.0.1:9092\"], topic: news}\n"
+	tests := []struct {
+		name string
+		lag  func() map[string]int64
+		want map[string]string
+	}{
+		{"consuming", func() map[string]int64 { return map[string]int64{"events": 7, "news": 0} },
+			map[string]string{"events": "docs · lag 7", "news": "news · lag 0", "docs": "—"}},
+		{"not consuming yet", func() map[string]int64 { return map[string]int64{"events": 7} },
+			map[string]string{"events": "docs · lag 7", "news": "news · not consuming", "docs": "—"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, withSpecs(events), withOptions(func(o *console.Options) { o.KafkaLag = tt.lag }))
+			_, body := ts.page("GET", "/ui/knowledge", "", nil)
+			d := doc(t, body)
+			got := map[string]string{}
+			for name := range tt.want {
+				got[name] = strings.Join(strings.Fields(d.Find("[data-testid=kafka-"+name+"]").Text()), " ")
+			}
+			require.Equal(t, tt.want, got)
+		})
+	}
 }
 
 // TestConsoleDocumentActions deletes and retries documents through the

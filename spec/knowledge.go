@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 )
@@ -16,6 +17,7 @@ type Knowledge struct {
 	Embedder Embedder `yaml:"embedder" doc:"What embeds the chunks: local (default), provider/model, the name of a Model document, or an inline endpoint {provider, model, base_url, api_key, headers, dimensions}."`
 	Store    Store    `yaml:"store" doc:"Where vectors live: embedded (default) or milvus."`
 	Search   Search   `yaml:"search" doc:"How agents search this knowledge."`
+	Kafka    *Kafka   `yaml:"kafka" doc:"Keep the base in sync with a Kafka topic of document upserts and deletes (JSON {id, text | url, metadata, op: upsert | delete, name}); offsets are committed once the index is written, poison messages go to the dead-letter topic."`
 
 	roots []string // where file sources may resolve: see ReadRoots
 }
@@ -43,6 +45,33 @@ type Store struct {
 	Type       string `yaml:"type" spec:"short" enum:"embedded,milvus" doc:"embedded (in-process, persisted in the database) or milvus."`
 	Address    string `yaml:"address" doc:"milvus: host:port of the Milvus server."`
 	Collection string `yaml:"collection" doc:"milvus: collection name (default troupe_<knowledge name>)."`
+}
+
+// Kafka is an event source of a knowledge base: a topic whose messages
+// upsert and delete documents. Producers should key messages by document id,
+// so that a document's versions stay in order on one partition.
+type Kafka struct {
+	Brokers         []string   `yaml:"brokers" doc:"Bootstrap brokers, host:port."`
+	Topic           string     `yaml:"topic" doc:"The topic of document messages."`
+	Group           string     `yaml:"group" doc:"Consumer group; replicas sharing it split the topic's partitions (default troupe-<knowledge name>)."`
+	DeadLetterTopic string     `yaml:"dead_letter_topic" doc:"Where poison messages go, with the error in the troupe-error header (default <topic>.dlq)."`
+	TLS             *KafkaTLS  `yaml:"tls" doc:"Connect with TLS ({} for the system roots, or ca_file, cert_file, key_file)."`
+	SASL            *KafkaSASL `yaml:"sasl" doc:"Authenticate with SASL: {mechanism: plain | scram-sha-256 | scram-sha-512, username, password}; write ${VAR}s so secrets stay in the environment."`
+}
+
+// KafkaTLS configures TLS to the brokers.
+type KafkaTLS struct {
+	CAFile     string `yaml:"ca_file" doc:"PEM file of the certificate authorities to trust (default the system roots)."`
+	CertFile   string `yaml:"cert_file" doc:"PEM client certificate, for mutual TLS (with key_file)."`
+	KeyFile    string `yaml:"key_file" doc:"PEM client key, for mutual TLS (with cert_file)."`
+	ServerName string `yaml:"server_name" doc:"Name to verify the brokers' certificates against (default the broker host)."`
+}
+
+// KafkaSASL configures SASL authentication.
+type KafkaSASL struct {
+	Mechanism string `yaml:"mechanism" spec:"short" enum:"plain,scram-sha-256,scram-sha-512" doc:"plain, scram-sha-256 or scram-sha-512."`
+	Username  string `yaml:"username" doc:"User name; write ${VAR}."`
+	Password  string `yaml:"password" doc:"Password; write ${VAR} so the secret stays in the environment."`
 }
 
 // Search configures retrieval.
@@ -106,6 +135,14 @@ func (k *Knowledge) applyDefaults() {
 	if k.Search.TopK == 0 {
 		k.Search.TopK = DefaultTopK
 	}
+	if k.Kafka != nil {
+		if k.Kafka.Group == "" {
+			k.Kafka.Group = "troupe-" + k.Name
+		}
+		if k.Kafka.DeadLetterTopic == "" && k.Kafka.Topic != "" {
+			k.Kafka.DeadLetterTopic = k.Kafka.Topic + ".dlq"
+		}
+	}
 }
 
 // sourceWithinRoots reports whether a file source pattern stays, as written,
@@ -168,5 +205,38 @@ func (k *Knowledge) validate(v *validator) {
 	v.positive(p+".search.top_k", k.Search.TopK)
 	if k.Search.TopK > 100 {
 		v.errorf(p+".search.top_k", "top_k %d is too large: at most 100", k.Search.TopK)
+	}
+	if k.Kafka != nil {
+		k.Kafka.validate(v, p+".kafka")
+	}
+}
+
+func (c *Kafka) validate(v *validator, p string) {
+	if len(c.Brokers) == 0 {
+		v.errorf(p, "missing required field \"brokers\": list the bootstrap brokers as host:port")
+	}
+	for i, b := range c.Brokers {
+		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+			v.errorf(indexPath(p+".brokers", i), "broker %q is not host:port: write it like kafka:9092", v.display(indexPath(p+".brokers", i), b))
+		}
+	}
+	v.unique(p+".brokers", c.Brokers)
+	if c.Topic == "" {
+		v.errorf(p, "missing required field \"topic\"")
+	} else if c.DeadLetterTopic == c.Topic {
+		v.errorf(p+".dead_letter_topic", "the dead-letter topic must differ from the topic: poison messages would be read again")
+	}
+	if t := c.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
+		v.errorf(p+".tls", "cert_file and key_file go together: set both for mutual TLS, or neither")
+	}
+	if s := c.SASL; s != nil {
+		switch s.Mechanism {
+		case "plain", "scram-sha-256", "scram-sha-512":
+		case "":
+			v.errorf(p+".sasl", "missing required field \"mechanism\": use plain, scram-sha-256 or scram-sha-512")
+		}
+		if s.Username == "" || s.Password == "" {
+			v.errorf(p+".sasl", "sasl needs a username and a password: write them as ${VAR}s")
+		}
 	}
 }

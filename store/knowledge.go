@@ -253,6 +253,25 @@ func (k *Knowledge) Sources(ctx context.Context, knowledgeID string) (map[string
 	return out, rows.Err()
 }
 
+// BySource implements knowledge.Documents.
+func (k *Knowledge) BySource(ctx context.Context, knowledgeID, source string) ([]knowledge.Document, error) {
+	rows, err := k.db.r.QueryContext(ctx, `SELECT `+docColumns+` FROM knowledge_documents
+		WHERE knowledge_id = $1 AND source = $2 ORDER BY id`, knowledgeID, source)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing documents by source: %w", err)
+	}
+	defer rows.Close()
+	var out []knowledge.Document
+	for rows.Next() {
+		d, err := scanDoc(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: listing documents by source: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
 // LoadStats implements knowledge.StatsStore.
 func (k *Knowledge) LoadStats(ctx context.Context, knowledgeID string) (*bm25.Stats, error) {
 	s, err := k.loadStats(ctx, `SELECT stats FROM knowledge_stats WHERE knowledge_id = $1`, knowledgeID)

@@ -49,6 +49,22 @@ func TestKnowledgeDocumentsAndChunks(t *testing.T) {
 			sources, err := k.Sources(ctx, "docs")
 			require.NoError(t, err)
 			require.Contains(t, sources, "file:docs/a.md")
+			// A keyed (Kafka) document is found by its source, and is not a
+			// YAML source the sync would remove.
+			_, _, err = k.Create(ctx, &knowledge.Document{ID: "kdoc", KnowledgeID: "docs", Name: "k.txt", Type: "text", Source: "kafka:k1",
+				Status: knowledge.StatusCompleted, CreatedAt: now, UpdatedAt: now}, []byte("keyed"))
+			require.NoError(t, err)
+			byKey, err := k.BySource(ctx, "docs", "kafka:k1")
+			require.NoError(t, err)
+			require.Equal(t, []string{"kdoc"}, []string{byKey[0].ID})
+			require.Len(t, byKey, 1)
+			noKey, err := k.BySource(ctx, "other", "kafka:k1")
+			require.NoError(t, err)
+			require.Empty(t, noKey)
+			sources, err = k.Sources(ctx, "docs")
+			require.NoError(t, err)
+			require.NotContains(t, sources, "kafka:k1")
+			require.NoError(t, k.Delete(ctx, "kdoc"))
 
 			for i := range 5 {
 				_, _, err := k.Create(ctx, &knowledge.Document{ID: fmt.Sprintf("p%d", i), KnowledgeID: "other", Name: fmt.Sprintf("p%d", i), Type: "text", Source: "upload",

@@ -242,6 +242,18 @@ func (m *Metrics) SetIngestionSource(f func() map[string]int) {
 	m.sources.ingestion.Store(&f)
 }
 
+// SetKafkaLagSource sets the function that reports, by knowledge base, the
+// records of its Kafka topic this process's consumer has not processed yet
+// (over the partitions it owns), read at every scrape. Nil removes the
+// source and its series.
+func (m *Metrics) SetKafkaLagSource(f func() map[string]int64) {
+	if f == nil {
+		m.sources.kafkaLag.Store(nil)
+		return
+	}
+	m.sources.kafkaLag.Store(&f)
+}
+
 // QueueMetrics are the job engine's figures at a scrape: gauges per queue,
 // over every replica on the database, and this process's counters.
 type QueueMetrics struct {
@@ -289,6 +301,7 @@ type sourceCollector struct {
 	export    atomic.Pointer[func() (int, uint64)]
 	ingestion atomic.Pointer[func() map[string]int]
 	queue     atomic.Pointer[func() QueueMetrics]
+	kafkaLag  atomic.Pointer[func() map[string]int64]
 
 	// lastSuccess is the time of the latest successful reload seen at a
 	// scrape, in Unix nanoseconds (0: none yet), kept for when the latest
@@ -298,7 +311,7 @@ type sourceCollector struct {
 	reloadOK, reloadSuccessTime, reloadDuration, generation *prometheus.Desc
 	spanQueue, spansDropped                                 *prometheus.Desc
 	exportQueue, exportDropped                              *prometheus.Desc
-	documents                                               *prometheus.Desc
+	documents, lagDesc                                      *prometheus.Desc
 	queueDepth, queueOldest, queueRunning, queueDiscarded   *prometheus.Desc
 	jobsFailed, leaseExpired, jobsRescued, runsOrphaned     *prometheus.Desc
 }
@@ -323,6 +336,8 @@ func newSourceCollector() *sourceCollector {
 			"Spans the OTLP exporter dropped because its queue was full or an export failed (a collector that is down).", nil, nil),
 		documents: prometheus.NewDesc("troupe_knowledge_documents",
 			"Knowledge documents by ingestion state.", []string{"state"}, nil),
+		lagDesc: prometheus.NewDesc("troupe_knowledge_kafka_lag",
+			"Records of a knowledge base's Kafka topic not yet in its index, over the partitions this replica consumes (sum over replicas for the group's lag).", []string{"knowledge"}, nil),
 		queueDepth: prometheus.NewDesc("troupe_jobs_queue_depth",
 			"Jobs waiting in a queue of the job engine (available, scheduled, pending or retryable), over every replica on the database.", []string{"queue"}, nil),
 		queueOldest: prometheus.NewDesc("troupe_jobs_oldest_available_age_seconds",
@@ -343,7 +358,7 @@ func newSourceCollector() *sourceCollector {
 }
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.reloadOK, c.reloadSuccessTime, c.reloadDuration, c.generation, c.spanQueue, c.spansDropped, c.exportQueue, c.exportDropped, c.documents,
+	for _, d := range []*prometheus.Desc{c.reloadOK, c.reloadSuccessTime, c.reloadDuration, c.generation, c.spanQueue, c.spansDropped, c.exportQueue, c.exportDropped, c.documents, c.lagDesc,
 		c.queueDepth, c.queueOldest, c.queueRunning, c.queueDiscarded, c.jobsFailed, c.leaseExpired, c.jobsRescued, c.runsOrphaned} {
 		ch <- d
 	}
@@ -383,6 +398,17 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			seen[state] = true
 			ch <- prometheus.MustNewConstMetric(c.documents, prometheus.GaugeValue, float64(n), state)
+		}
+	}
+	if f := c.kafkaLag.Load(); f != nil {
+		seen := make(map[string]bool)
+		for name, n := range (*f)() {
+			name = cleanLabel(name)
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			ch <- prometheus.MustNewConstMetric(c.lagDesc, prometheus.GaugeValue, float64(n), name)
 		}
 	}
 	if f := c.queue.Load(); f != nil {

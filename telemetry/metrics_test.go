@@ -280,6 +280,7 @@ func TestMetricsSources(t *testing.T) {
 	m.SetIngestionSource(func() map[string]int {
 		return map[string]int{"processing": 2, "completed": 10, "failed": 1}
 	})
+	m.SetKafkaLagSource(func() map[string]int64 { return map[string]int64{"events": 42, "news": 0} })
 
 	fams := scrapeMetrics(t, m)
 	require.Equal(t, 1.0, gaugeValue(t, fams, "troupe_config_last_reload_successful", promLabels{}))
@@ -291,6 +292,8 @@ func TestMetricsSources(t *testing.T) {
 	require.Equal(t, 2.0, gaugeValue(t, fams, "troupe_knowledge_documents", promLabels{"state": "processing"}))
 	require.Equal(t, 10.0, gaugeValue(t, fams, "troupe_knowledge_documents", promLabels{"state": "completed"}))
 	require.Equal(t, 1.0, gaugeValue(t, fams, "troupe_knowledge_documents", promLabels{"state": "failed"}))
+	require.Equal(t, 42.0, gaugeValue(t, fams, "troupe_knowledge_kafka_lag", promLabels{"knowledge": "events"}))
+	require.Equal(t, 0.0, gaugeValue(t, fams, "troupe_knowledge_kafka_lag", promLabels{"knowledge": "news"}))
 
 	// Values are read at every scrape. A failed reload keeps the time of the
 	// last success.
@@ -315,7 +318,9 @@ func TestMetricsSources(t *testing.T) {
 	// Removing a source removes its series.
 	m.SetSpanQueueSource(nil)
 	m.SetIngestionSource(nil)
+	m.SetKafkaLagSource(nil)
 	fams = scrapeMetrics(t, m)
+	require.NotContains(t, fams, "troupe_knowledge_kafka_lag")
 	require.NotContains(t, fams, "troupe_trace_span_queue_depth")
 	require.NotContains(t, fams, "troupe_knowledge_documents")
 	require.Contains(t, fams, "troupe_config_generation")

@@ -31,10 +31,12 @@ const (
 	composeAPIKeys  = "sk-test=admin"
 )
 
-// The compose profiles: one for the Milvus stack, one for ClickHouse (traces).
+// The compose profiles: one for the Milvus stack, one for ClickHouse
+// (traces), one for Kafka (knowledge kept in sync with a topic).
 const (
 	composeMilvusProfile     = "milvus"
 	composeClickHouseProfile = "clickhouse"
+	composeKafkaProfile      = "kafka"
 )
 
 // composeReplicas are the Troupe services: two replicas of one definition
@@ -48,6 +50,7 @@ const composeLB = "lb"
 var composeProfileServices = map[string][]string{
 	composeMilvusProfile:     {"etcd", "milvus", "minio"},
 	composeClickHouseProfile: {"clickhouse"},
+	composeKafkaProfile:      {"kafka"},
 }
 
 // loadComposeProject loads docker-compose.yml as `docker compose` would, with
@@ -105,12 +108,14 @@ func TestComposeFile(t *testing.T) {
 		"custom minio":      {"TROUPE_API_KEYS": composeAPIKeys, "MINIO_ACCESS_KEY": "troupe-minio", "MINIO_SECRET_KEY": "s3cret-minio-key"},
 		"external milvus":   {"TROUPE_API_KEYS": composeAPIKeys, "TROUPE_MILVUS_ADDRESS": "vectors.internal:19531"},
 		"traces off":        {"TROUPE_API_KEYS": composeAPIKeys, "TROUPE_TRACES": "off"},
+		"external kafka":    {"TROUPE_API_KEYS": composeAPIKeys, "TROUPE_KAFKA_BROKERS": "broker-1.internal:9094"},
 		"clickhouse traces": withTraces(map[string]string{"TROUPE_API_KEYS": composeAPIKeys}),
 		"clickhouse traces, custom password": withTraces(map[string]string{
 			"TROUPE_API_KEYS": composeAPIKeys, "CLICKHOUSE_PASSWORD": "s3cret-CH_pass1",
 		}),
 	} {
-		for _, profiles := range [][]string{nil, {composeMilvusProfile}, {composeClickHouseProfile}, {composeMilvusProfile, composeClickHouseProfile}} {
+		for _, profiles := range [][]string{nil, {composeMilvusProfile}, {composeClickHouseProfile}, {composeKafkaProfile},
+			{composeMilvusProfile, composeClickHouseProfile, composeKafkaProfile}} {
 			label := name
 			if len(profiles) > 0 {
 				label += " with profile " + strings.Join(profiles, ",")
@@ -123,6 +128,7 @@ func TestComposeFile(t *testing.T) {
 				checkComposeProfiles(t, p, profiles)
 				checkComposeMilvus(t, p, env, slices.Contains(profiles, composeMilvusProfile))
 				checkComposeClickHouse(t, p, env, slices.Contains(profiles, composeClickHouseProfile))
+				checkComposeKafka(t, p, env, slices.Contains(profiles, composeKafkaProfile))
 			})
 		}
 	}
@@ -448,6 +454,49 @@ func checkComposeMilvus(t *testing.T, p *types.Project, env map[string]string, e
 			requireServiceAddr(t, tenv["TROUPE_MILVUS_ADDRESS"], milvus, "19530", "TROUPE_MILVUS_ADDRESS")
 		}
 		require.NotContains(t, troupe.DependsOn, "milvus")
+	}
+}
+
+// checkComposeKafka checks the Kafka broker, which only runs with the kafka
+// profile: the official image as one KRaft node, advertising the address
+// troupe is given, its data on a named volume.
+func checkComposeKafka(t *testing.T, p *types.Project, env map[string]string, enabled bool) {
+	all := p.AllServices()
+	k, ok := all["kafka"]
+	require.True(t, ok, "service kafka is missing")
+	_, active := p.Services["kafka"]
+	require.Equal(t, enabled, active, "kafka active")
+	require.Equal(t, []string{composeKafkaProfile}, k.Profiles)
+	require.Regexp(t, `^apache/kafka:\d+\.\d+\.\d+$`, k.Image, "the official image, pinned")
+	require.Empty(t, k.Ports, "kafka is not published by default")
+	kenv := composeEnv(t, k)
+	require.Equal(t, "broker,controller", kenv["KAFKA_PROCESS_ROLES"])
+	require.Equal(t, "1@localhost:9093", kenv["KAFKA_CONTROLLER_QUORUM_VOTERS"], "one node votes for itself on the controller listener")
+	require.Contains(t, kenv["KAFKA_LISTENERS"], "CONTROLLER://:9093")
+	require.Equal(t, "CONTROLLER", kenv["KAFKA_CONTROLLER_LISTENER_NAMES"])
+	require.Equal(t, "1", kenv["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"], "one node cannot hold more replicas of the offsets topic")
+	require.Equal(t, "true", kenv["KAFKA_AUTO_CREATE_TOPICS_ENABLE"], "dead-letter topics are created on first use")
+	advertised, err := url.Parse(kenv["KAFKA_ADVERTISED_LISTENERS"])
+	require.NoError(t, err)
+	require.Equal(t, "plaintext", advertised.Scheme) // url.Parse lowers the listener name
+	requireServiceAddr(t, advertised.Host, k, "9092", "KAFKA_ADVERTISED_LISTENERS")
+	require.Contains(t, kenv["KAFKA_LISTENERS"], "PLAINTEXT://:9092")
+	requireNamedVolumeAt(t, p, k, kenv["KAFKA_LOG_DIRS"])
+	require.NotNil(t, k.HealthCheck)
+	require.Equal(t, "CMD-SHELL", k.HealthCheck.Test[0])
+	require.Contains(t, k.HealthCheck.Test[1], "--bootstrap-server localhost:9092")
+
+	// troupe is told where the brokers are, with or without the profile,
+	// and does not depend on kafka (a plain `docker compose up` works).
+	for _, name := range composeReplicas {
+		troupe := all[name]
+		tenv := composeEnv(t, troupe)
+		if want, ok := env["TROUPE_KAFKA_BROKERS"]; ok {
+			require.Equal(t, want, tenv["TROUPE_KAFKA_BROKERS"])
+		} else {
+			requireServiceAddr(t, tenv["TROUPE_KAFKA_BROKERS"], k, "9092", "TROUPE_KAFKA_BROKERS")
+		}
+		require.NotContains(t, troupe.DependsOn, "kafka")
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/embed"
+	"github.com/troupehq/troupe/engine/knowledge/kafka"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/learning"
 	"github.com/troupehq/troupe/engine/memory"
@@ -308,6 +309,9 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	}
 	defer kbs.Close()
 	jobs.RegisterIngestion(jobReg, kbs)
+	// Knowledge bases with a kafka source: one consumer each in this
+	// process, joining the group the other replicas join.
+	streams := kafka.NewManager(kafka.ManagerOptions{Index: kbs, Logger: logger.With("component", "kafka")})
 	// User memories: rows in SQL, indexed under a knowledge id no spec can
 	// name, by default with the local embedder in the embedded store the
 	// knowledge bases share (persisted, followed across replicas), or in
@@ -379,6 +383,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	}
 	metrics := telemetry.NewMetrics()
 	wireMetrics(metrics, eng, tel.recorder, kbs, jobClient)
+	metrics.SetKafkaLagSource(streams.Lag)
 	if exp != nil {
 		metrics.SetExportSource(func() (int, uint64) { q, d, _ := exp.Stats(); return q, d })
 	}
@@ -422,7 +427,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	triggers := trigger.New(trigger.Options{Snapshots: eng, Jobs: jobClient, Runs: background, Store: db, Logger: logger.With("component", "triggers")})
 	triggers.Register(jobReg)
 	srv := console.New(console.Options{
-		Engine: eng, Store: db, Knowledge: kbs, Memories: memories, Runs: runs, Traces: tel.reader, Metrics: metrics, Triggers: triggers,
+		Engine: eng, Store: db, Knowledge: kbs, KafkaLag: streams.Lag, Memories: memories, Runs: runs, Traces: tel.reader, Metrics: metrics, Triggers: triggers,
 		Background: background, Queue: jobClient,
 		// Approved learnings are saved; erasing a user erases their
 		// learnings and memories too.
@@ -478,7 +483,8 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 			_ = exp.Shutdown(sctx)
 		}()
 	}
-	g.Go(func() error { return followKnowledge(gctx, eng, kbs) })
+	g.Go(func() error { return followKnowledge(gctx, eng, kbs, streams) })
+	g.Go(func() error { return streams.Run(gctx) })
 	g.Go(func() error {
 		updates, unsubscribe := eng.Subscribe()
 		defer unsubscribe()
@@ -672,18 +678,22 @@ func openTelemetry(ctx context.Context, spec, dsn string, db *store.DB, ttl time
 	return nil, fmt.Errorf("TROUPE_TRACES %q: use sql, clickhouse://host:9000/db or off", spec)
 }
 
-// followKnowledge configures the knowledge service with every new snapshot's
-// knowledge bases, so a saved YAML file changes ingestion and search too.
-func followKnowledge(ctx context.Context, eng *engine.Engine, kbs *kb.Service) error {
+// followKnowledge configures the knowledge service and the Kafka consumers
+// with every new snapshot's knowledge bases, so a saved YAML file changes
+// ingestion and search too. The service goes first: a consumer's documents
+// need their base configured.
+func followKnowledge(ctx context.Context, eng *engine.Engine, kbs *kb.Service, streams *kafka.Manager) error {
 	updates, unsubscribe := eng.Subscribe()
 	defer unsubscribe()
 	kbs.Configure(ctx, eng.Current().Knowledge())
+	streams.Configure(eng.Current().Knowledge())
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case snap := <-updates:
 			kbs.Configure(ctx, snap.Knowledge())
+			streams.Configure(snap.Knowledge())
 		}
 	}
 }

@@ -469,13 +469,24 @@ func (h *Handler) knowledgePage(c *gin.Context) {
 	if p.Enabled {
 		ctx := c.Request.Context()
 		p.MaxBytes = h.opts.Knowledge.MaxBytes()
+		var lag map[string]int64
+		if h.opts.KafkaLag != nil {
+			lag = h.opts.KafkaLag()
+		}
 		for _, b := range h.opts.Knowledge.Bases() {
 			_, n, err := h.opts.Knowledge.List(ctx, knowledge.DocumentQuery{KnowledgeID: b.Name, Limit: 1})
 			if err != nil {
 				h.fail(c, "knowledge bases", err)
 				return
 			}
-			p.Bases = append(p.Bases, view.Base{Name: b.Name, Store: b.Store.Type, Search: b.Search.Mode, Embedder: b.Embedder.String(), Documents: n})
+			base := view.Base{Name: b.Name, Store: b.Store.Type, Search: b.Search.Mode, Embedder: b.Embedder.String(), Documents: n}
+			if b.Kafka != nil {
+				base.Kafka = b.Kafka.Topic
+				if l, ok := lag[b.Name]; ok {
+					base.Lag = &l
+				}
+			}
+			p.Bases = append(p.Bases, base)
 		}
 		q := knowledge.DocumentQuery{Limit: docsPerPage, Page: pageParam(c), SortBy: "updated_at", SortOrder: "desc"}
 		var err error

@@ -103,6 +103,9 @@ type Options struct {
 	// Knowledge serves the knowledge pages' documents and search; nil
 	// shows knowledge as off.
 	Knowledge Knowledge
+	// KafkaLag reports, by knowledge base, the records of its Kafka topic
+	// this replica has not indexed yet; nil shows no lag.
+	KafkaLag func() map[string]int64
 	// Memories serves the memories page; nil shows memories as off.
 	Memories api.Memories
 	// Traces serves the trace pages; nil shows tracing as off.

@@ -79,6 +79,9 @@ type Documents interface {
 	// Sources lists the documents of a knowledge base that came from YAML
 	// sources, by source.
 	Sources(ctx context.Context, knowledgeID string) (map[string]Document, error)
+	// BySource lists the documents of a knowledge base with one source
+	// (normally one; more only if a crash interrupted a replacement).
+	BySource(ctx context.Context, knowledgeID, source string) ([]Document, error)
 }
 
 // StatsStore persists the BM25 statistics of knowledge bases whose vectors

@@ -223,6 +223,11 @@ type Base struct {
 	Search    string
 	Embedder  string
 	Documents int
+	// Kafka is the topic the base follows ("" for none); Lag the records
+	// of it this replica has not indexed yet, nil while its consumer is
+	// not running.
+	Kafka string
+	Lag   *int64
 }
 
 // Knowledge is the knowledge page.

@@ -21,6 +21,9 @@ type MemoryDocuments struct {
 	mu      sync.Mutex
 	docs    map[string]*knowledge.Document
 	content map[string][]byte
+	// bySource indexes documents by knowledge base and source, so that a
+	// keyed document (Kafka) is found without a scan.
+	bySource map[[2]string]map[string]bool
 }
 
 var (
@@ -30,7 +33,7 @@ var (
 
 // NewMemoryDocuments returns an empty document store.
 func NewMemoryDocuments() *MemoryDocuments {
-	return &MemoryDocuments{docs: map[string]*knowledge.Document{}, content: map[string][]byte{}}
+	return &MemoryDocuments{docs: map[string]*knowledge.Document{}, content: map[string][]byte{}, bySource: map[[2]string]map[string]bool{}}
 }
 
 func clone(d *knowledge.Document) *knowledge.Document {
@@ -48,6 +51,11 @@ func (m *MemoryDocuments) Create(_ context.Context, d *knowledge.Document, conte
 	}
 	m.docs[d.ID] = clone(d)
 	m.content[d.ID] = slices.Clone(content)
+	key := [2]string{d.KnowledgeID, d.Source}
+	if m.bySource[key] == nil {
+		m.bySource[key] = map[string]bool{}
+	}
+	m.bySource[key][d.ID] = true
 	return clone(d), true, nil
 }
 
@@ -126,8 +134,14 @@ func (m *MemoryDocuments) Update(_ context.Context, d *knowledge.Document) error
 func (m *MemoryDocuments) Delete(_ context.Context, id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.docs[id]; !ok {
+	d, ok := m.docs[id]
+	if !ok {
 		return fmt.Errorf("document %q: %w", id, knowledge.ErrNotFound)
+	}
+	key := [2]string{d.KnowledgeID, d.Source}
+	delete(m.bySource[key], id)
+	if len(m.bySource[key]) == 0 {
+		delete(m.bySource, key)
 	}
 	delete(m.docs, id)
 	delete(m.content, id)
@@ -150,6 +164,18 @@ func (m *MemoryDocuments) Sources(_ context.Context, knowledgeID string) (map[st
 			out[d.Source] = *clone(d)
 		}
 	}
+	return out, nil
+}
+
+// BySource implements Documents.
+func (m *MemoryDocuments) BySource(_ context.Context, knowledgeID, source string) ([]knowledge.Document, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []knowledge.Document
+	for id := range m.bySource[[2]string{knowledgeID, source}] {
+		out = append(out, *clone(m.docs[id]))
+	}
+	slices.SortFunc(out, func(a, b knowledge.Document) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 

@@ -671,6 +671,22 @@ func (s *Service) resume(ctx context.Context) int {
 // processing and the job engine retries it. A document deleted, finished or
 // no longer processing is left alone.
 func (s *Service) Ingest(parent context.Context, id string) error {
+	_, err := s.ingestDocument(parent, id, nil)
+	return err
+}
+
+// fresh is a document just created with its content in hand (a keyed put):
+// it has no chunks to clear, and is small enough not to need progress
+// reports before its result.
+type fresh struct {
+	doc     *knowledge.Document
+	content []byte
+}
+
+// ingestDocument is Ingest; it also returns the document as recorded after
+// the ingestion (nil when it left the document alone). f, when set, is the
+// document just created, saving its reads.
+func (s *Service) ingestDocument(parent context.Context, id string, f *fresh) (*knowledge.Document, error) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	s.mu.Lock()
@@ -682,18 +698,24 @@ func (s *Service) Ingest(parent context.Context, id string) error {
 		s.mu.Unlock()
 	}()
 
-	d, err := s.opts.Documents.Get(ctx, id)
+	var d *knowledge.Document
+	var err error
+	if f != nil {
+		d = f.doc
+	} else {
+		d, err = s.opts.Documents.Get(ctx, id)
+	}
 	switch {
 	case errors.Is(err, knowledge.ErrNotFound):
-		return nil // deleted
+		return nil, nil // deleted
 	case err != nil:
-		return fmt.Errorf("loading document %s: %w", id, err)
+		return nil, fmt.Errorf("loading document %s: %w", id, err)
 	case d.Status != knowledge.StatusProcessing:
-		return nil // already done
+		return nil, nil // already done
 	}
 	d.Attempts++
 	start := s.opts.Now()
-	err = s.ingest(ctx, d)
+	err = s.ingest(ctx, d, f)
 	switch {
 	case errors.Is(context.Cause(ctx), errDeleted):
 		// Deleted while ingesting: remove what was written meanwhile.
@@ -701,16 +723,16 @@ func (s *Service) Ingest(parent context.Context, id string) error {
 			_ = b.store.DeleteDocument(context.WithoutCancel(ctx), d.KnowledgeID, d.ID)
 			b.release(s.log)
 		}
-		return nil
+		return nil, nil
 	case parent.Err() != nil:
 		// Shutting down: the document stays processing and resumes.
-		return fmt.Errorf("ingesting %s: %w", id, context.Cause(parent))
+		return nil, fmt.Errorf("ingesting %s: %w", id, context.Cause(parent))
 	case errors.Is(err, errUnconfigured):
 		// Its knowledge base left the configuration before the ingestion
 		// began: failing the document would lose it for good should the
 		// base come back, so it stays processing (shown as orphaned) and
 		// Run queues it again when the base is back.
-		return nil
+		return d, nil
 	case err != nil:
 		d.Status, d.Message = knowledge.StatusFailed, err.Error()
 		s.log.Warn("ingestion failed", "document", d.Name, "knowledge", d.KnowledgeID, "err", err)
@@ -720,23 +742,25 @@ func (s *Service) Ingest(parent context.Context, id string) error {
 	}
 	d.UpdatedAt = s.opts.Now().UTC()
 	if err := s.opts.Documents.Update(context.WithoutCancel(ctx), d); err != nil {
-		return fmt.Errorf("recording the ingestion result of %s: %w", id, err)
+		return nil, fmt.Errorf("recording the ingestion result of %s: %w", id, err)
 	}
-	return nil
+	return d, nil
 }
 
 // batchSize is how many chunks are embedded and written together: large enough
 // to amortize embedding requests, small enough for steady progress updates.
 const batchSize = 64
 
-func (s *Service) ingest(ctx context.Context, d *knowledge.Document) error {
+func (s *Service) ingest(ctx context.Context, d *knowledge.Document, f *fresh) error {
 	b, err := s.acquire(d.KnowledgeID)
 	if err != nil {
 		return errUnconfigured
 	}
 	defer b.release(s.log)
-	content, err := s.opts.Documents.Content(ctx, d.ID)
-	if err != nil {
+	var content []byte
+	if f != nil {
+		content = f.content
+	} else if content, err = s.opts.Documents.Content(ctx, d.ID); err != nil {
 		return fmt.Errorf("reading stored content: %w", err)
 	}
 	sections, err := reader.Read(d.Type, d.Name, content)
@@ -756,8 +780,10 @@ func (s *Service) ingest(ctx context.Context, d *knowledge.Document) error {
 	}
 	// Start from a clean slate: a resumed or re-indexed document may have
 	// left chunks a new chunking would not overwrite.
-	if err := b.store.DeleteDocument(ctx, d.KnowledgeID, d.ID); err != nil {
-		return fmt.Errorf("clearing previous chunks: %w", err)
+	if f == nil {
+		if err := b.store.DeleteDocument(ctx, d.KnowledgeID, d.ID); err != nil {
+			return fmt.Errorf("clearing previous chunks: %w", err)
+		}
 	}
 	avgdl := s.avgDL(b)
 	// An external base counts this ingestion's chunks apart, and swaps
@@ -794,6 +820,9 @@ func (s *Service) ingest(ctx context.Context, d *knowledge.Document) error {
 		}
 		d.Chunks = start + len(batch)
 		d.Progress = float64(d.Chunks) / float64(len(pieces))
+		if f != nil && d.Chunks == len(pieces) {
+			break // the result, recorded next, says as much
+		}
 		d.UpdatedAt = s.opts.Now().UTC()
 		if err := s.opts.Documents.Update(ctx, d); err != nil {
 			return fmt.Errorf("recording progress: %w", err)
