@@ -85,7 +85,7 @@ func BenchmarkIngest(b *testing.B) {
 				}
 				name := fmt.Sprintf("bench-%d", time.Now().UnixNano()) // PostgreSQL keeps earlier runs' documents
 				k := &spec.Knowledge{Meta: spec.Meta{Name: name}, Chunking: spec.Chunking{Strategy: "recursive", Size: spec.DefaultChunkSize, Overlap: spec.DefaultChunkOverlap},
-					Embedder: "local", Store: spec.Store{Type: "embedded"}, Search: spec.Search{Mode: "hybrid", TopK: 5},
+					Embedder: spec.Embedder{Model: "local"}, Store: spec.Store{Type: "embedded"}, Search: spec.Search{Mode: "hybrid", TopK: 5},
 					Kafka: &spec.Kafka{Brokers: brokers, Topic: "docs", Group: fmt.Sprintf("bench-%d", i), DeadLetterTopic: "docs.dlq"}}
 				svc.Configure(b.Context(), []*spec.Knowledge{k})
 				cons, err := kafka.New(kafka.Options{Knowledge: name, Config: *k.Kafka, Index: svc, Concurrency: benchConcurrency, ClientOptions: []kgo.Opt{kgo.FetchMaxWait(50 * time.Millisecond)}})
