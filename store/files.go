@@ -11,6 +11,12 @@ import (
 	"github.com/troupehq/troupe/engine/session"
 )
 
+// Blobs is where the bytes of run files are kept (files.Disk, or an
+// S3-compatible store): DeleteSessions deletes a session's files there.
+type Blobs interface {
+	Delete(ctx context.Context, key string) error
+}
+
 // RunFile is a file sent with a run (see session.File).
 type RunFile = session.File
 
