@@ -115,14 +115,14 @@ type testServer struct {
 
 // harness is what the options of startServer choose.
 type harness struct {
-	dsn       string     // database URL; a fresh SQLite file when empty
-	traces    traceStore // where spans go and traces are read; the database's own when nil
-	noTracing bool       // run without a recorder, as troupe serve does with tracing off
-	keys      *auth.Keyring
-	watch     bool   // reload when files in the spec folder change, as troupe serve does
-	specs     string // more documents, in a second spec file
-	opts      func(*console.Options)
-	providers map[string]model.Provider // registered by provider name, besides openai and echo
+	dsn        string     // database URL; a fresh SQLite file when empty
+	traces     traceStore // where spans go and traces are read; the database's own when nil
+	noTracing  bool       // run without a recorder, as troupe serve does with tracing off
+	keys       *auth.Keyring
+	watch      bool   // reload when files in the spec folder change, as troupe serve does
+	specs      string // more documents, in a second spec file
+	opts       func(*console.Options)
+	providers  map[string]model.Provider // registered by provider name, besides openai and echo
 	filesDir   string
 	fileLimits files.Limits
 	// maxRuns and maxQueued bound background runs (default 4 at once, any
