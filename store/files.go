@@ -31,10 +31,10 @@ func (db *DB) insertRunFiles(ctx context.Context, r *Run) error {
 		f.RunID, f.SessionID, f.CreatedAt = r.ID, r.SessionID, r.CreatedAt
 	}
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		for _, f := range r.Files {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO run_files (`+runFileColumns+`)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-				f.ID, f.RunID, f.SessionID, text(f.Name), f.MediaType, f.Size, f.SHA256, f.Key, db.timeArg(f.CreatedAt)); err != nil {
+		for i, f := range r.Files {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO run_files (`+runFileColumns+`, position)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+				f.ID, f.RunID, f.SessionID, text(f.Name), f.MediaType, f.Size, f.SHA256, f.Key, db.timeArg(f.CreatedAt), i); err != nil {
 				return err
 			}
 		}
@@ -51,11 +51,11 @@ func (db *DB) insertRunFiles(ctx context.Context, r *Run) error {
 }
 
 // SessionFiles returns the files sent with the runs of session id, oldest
-// first, if f lets the caller see the session (none otherwise).
+// run first and each run's in the order they were sent, if f lets the caller see the session (none otherwise).
 func (db *DB) SessionFiles(ctx context.Context, id string, f Filter) ([]RunFile, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT `+runFileColumns+` FROM run_files
 		WHERE session_id = $1 AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = $1 AND ($2 = '' OR s.user_id = $2))
-		ORDER BY created_at, id`, id, f.UserID)
+		ORDER BY created_at, run_id, position`, id, f.UserID)
 	if err != nil {
 		return nil, fmt.Errorf("store: listing files of session %s: %w", id, err)
 	}

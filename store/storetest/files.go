@@ -14,8 +14,8 @@ func testRunFiles(t *testing.T, open Opener) {
 	db := open(t)
 	ctx := t.Context()
 	files := []store.RunFile{
-		{ID: "f1", Name: "cat.png", MediaType: "image/png", Size: 3, SHA256: "aa", Key: "ab/abcdef012345"},
-		{ID: "f2", Name: "notes.md", MediaType: "text/markdown", Size: 5, SHA256: "bb", Key: "cd/cdef01234567"},
+		{ID: "fz", Name: "cat.png", MediaType: "image/png", Size: 3, SHA256: "aa", Key: "ab/abcdef012345"},
+		{ID: "fa", Name: "notes.md", MediaType: "text/markdown", Size: 5, SHA256: "bb", Key: "cd/cdef01234567"},
 	}
 	s := agentSession("s", "alice", "a")
 	r := &store.Run{ID: "r1", Input: "look", CreatedAt: at(1), Files: files}
@@ -43,7 +43,7 @@ func testRunFiles(t *testing.T, open Opener) {
 			got, err := db.SessionFiles(ctx, "s", store.Filter{UserID: tt.user})
 			require.NoError(t, err)
 			require.Equal(t, tt.want, got)
-			f, err := db.GetRunFile(ctx, "s", "f2", store.Filter{UserID: tt.user})
+			f, err := db.GetRunFile(ctx, "s", "fa", store.Filter{UserID: tt.user})
 			if tt.want == nil {
 				require.ErrorIs(t, err, store.ErrNotFound)
 				return
@@ -53,7 +53,7 @@ func testRunFiles(t *testing.T, open Opener) {
 		})
 	}
 	// A file is addressed through its own session only.
-	_, err := db.GetRunFile(ctx, "s2", "f1", store.Filter{})
+	_, err := db.GetRunFile(ctx, "s2", "fz", store.Filter{})
 	require.ErrorIs(t, err, store.ErrNotFound)
 
 	keys, err := db.SessionFileKeys(ctx, []string{"s", "s2"}, store.Filter{UserID: "alice"})

@@ -4,6 +4,8 @@
 CREATE TABLE run_files (
     id          TEXT NOT NULL PRIMARY KEY,
     run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    -- position orders a run's files as they were sent.
+    position    INTEGER NOT NULL,
     session_id  TEXT NOT NULL,
     name        TEXT NOT NULL,
     media_type  TEXT NOT NULL,
