@@ -362,3 +362,27 @@ func TestConsoleChatFiles(t *testing.T) {
 	_, page = bare.page(http.MethodGet, "/ui/agents/writer", "", nil)
 	require.NotContains(t, page, `type="file"`)
 }
+
+// TestRunImageModelWithoutVision: Troupe cannot know which served model
+// sees images (an OpenAI-wire server may serve anything), so it sends them;
+// a model without vision is answered with its server's refusal as the
+// run's error.
+func TestRunImageModelWithoutVision(t *testing.T) {
+	t.Parallel()
+	blind := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"error":{"message":"Invalid content type. image_url is only supported by certain models.","type":"invalid_request_error"}}`)
+	}))
+	t.Cleanup(blind.Close)
+	specs := "kind: Model\nname: blind\nprovider: openai\nmodel: text-only\nbase_url: " + blind.URL + "\napi_key: sk-test\nretries: 0\n---\n" +
+		"kind: Agent\nname: reader\nmodel: blind\n"
+	ts := startServer(t, withFiles(t.TempDir(), files.Limits{}), withSpecs(specs))
+	ct, body := multipartRun(t, map[string]string{"message": "what is this?", "stream": "false"}, runUpload{"cat.png", testPNG(t)})
+	status, out, _ := ts.do(http.MethodPost, "/agents/reader/runs", "", ct, body)
+	require.Equal(t, http.StatusOK, status, out)
+	var run struct{ Status, Error string }
+	require.NoError(t, json.Unmarshal([]byte(out), &run))
+	require.Equal(t, "ERROR", run.Status)
+	require.Contains(t, run.Error, "image_url is only supported by certain models")
+}
