@@ -25,6 +25,7 @@ import (
 	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/files"
 	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/embed"
@@ -114,14 +115,16 @@ type testServer struct {
 
 // harness is what the options of startServer choose.
 type harness struct {
-	dsn       string     // database URL; a fresh SQLite file when empty
-	traces    traceStore // where spans go and traces are read; the database's own when nil
-	noTracing bool       // run without a recorder, as troupe serve does with tracing off
-	keys      *auth.Keyring
-	watch     bool   // reload when files in the spec folder change, as troupe serve does
-	specs     string // more documents, in a second spec file
-	opts      func(*console.Options)
-	providers map[string]model.Provider // registered by provider name, besides openai and echo
+	dsn        string     // database URL; a fresh SQLite file when empty
+	traces     traceStore // where spans go and traces are read; the database's own when nil
+	noTracing  bool       // run without a recorder, as troupe serve does with tracing off
+	keys       *auth.Keyring
+	watch      bool   // reload when files in the spec folder change, as troupe serve does
+	specs      string // more documents, in a second spec file
+	opts       func(*console.Options)
+	providers  map[string]model.Provider // registered by provider name, besides openai and echo
+	filesDir   string
+	fileLimits files.Limits
 	// maxRuns and maxQueued bound background runs (default 4 at once, any
 	// number queued).
 	maxRuns, maxQueued int
@@ -210,6 +213,12 @@ func withKeyTTL(ttl time.Duration) serverOption { return func(h *harness) { h.ke
 // withOptions changes the server's options before it starts.
 func withOptions(f func(*console.Options)) serverOption { return func(h *harness) { h.opts = f } }
 
+// withFiles keeps run files on disk in dir, as troupe serve does under
+// --files-dir, with limits (zero fields: the defaults).
+func withFiles(dir string, limits files.Limits) serverOption {
+	return func(h *harness) { h.filesDir, h.fileLimits = dir, limits }
+}
+
 func withKeys(spec string) serverOption {
 	return func(h *harness) {
 		k, err := auth.ParseKeys(spec)
@@ -250,7 +259,16 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		h.dsn = filepath.Join(t.TempDir(), "troupe.db")
 	}
 	var err error
-	ts.db, err = store.Open(context.Background(), h.dsn, store.Options{})
+	var disk *files.Disk
+	if h.filesDir != "" {
+		disk, err = files.NewDisk(h.filesDir)
+		require.NoError(t, err)
+	}
+	storeOpts := store.Options{}
+	if disk != nil {
+		storeOpts.Blobs = disk
+	}
+	ts.db, err = store.Open(context.Background(), h.dsn, storeOpts)
 	require.NoError(t, err)
 	// As in troupe serve: ingestion runs on the job engine, on the store's
 	// database.
@@ -323,6 +341,9 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		Traces: ts.traces, Metrics: ts.metrics, Keys: h.keys, Queue: jobClient, Learning: ts.learner, Erasers: []api.UserEraser{ts.learner, ts.memories}}
 	if h.limits != nil {
 		o.Limits = h.limits(ts.db)
+	}
+	if disk != nil {
+		o.Files, o.FileLimits, o.FileRecords = disk, h.fileLimits, ts.db
 	}
 	if h.opts != nil {
 		h.opts(&o)

@@ -170,6 +170,10 @@ func (db *DB) StartRun(ctx context.Context, s *Session, r *Run) error {
 			err = decodeJSON(stored.state, &sess.State)
 		}
 	}
+	if err == nil && len(run.Files) > 0 {
+		run.Files = slices.Clone(run.Files)
+		err = db.insertRunFiles(ctx, &run)
+	}
 	if err != nil {
 		return fmt.Errorf("store: starting run %s: %w", run.ID, err)
 	}

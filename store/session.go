@@ -296,6 +296,13 @@ func (db *DB) DeleteSessions(ctx context.Context, ids []string, f Filter) (int, 
 	if len(ids) == 0 {
 		return 0, nil
 	}
+	var keys []string
+	if db.blobs != nil {
+		var err error
+		if keys, err = db.SessionFileKeys(ctx, ids, f); err != nil {
+			return 0, fmt.Errorf("store: deleting sessions: %w", err)
+		}
+	}
 	deleted := 0
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		deleted = 0 // this may be a second run (see writeFunc)
@@ -330,6 +337,13 @@ func (db *DB) DeleteSessions(ctx context.Context, ids []string, f Filter) (int, 
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: deleting sessions: %w", err)
+	}
+	// The rows are gone: their bytes go now. A failure leaves an orphan
+	// file no row names (logged), never a row without its file.
+	for _, k := range keys {
+		if err := db.blobs.Delete(ctx, k); err != nil {
+			db.log.Warn("deleting a deleted session's file", "key", k, "err", err)
+		}
 	}
 	return deleted, nil
 }

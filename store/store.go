@@ -59,6 +59,10 @@ type Options struct {
 	// (default DefaultReplicaLease). It must exceed the heartbeat interval
 	// several times over, so that a slow heartbeat does not fail live runs.
 	ReplicaLease time.Duration
+	// Blobs holds the bytes of the files sent with runs: DeleteSessions
+	// deletes a deleted session's files from it too. Nil keeps no bytes to
+	// delete.
+	Blobs Blobs
 
 	// lastMigration stops the migrations after this version (0: apply
 	// all), for the tests of a migration's data conversion.
@@ -68,6 +72,7 @@ type Options struct {
 // DB is a session store. It is safe for concurrent use.
 type DB struct {
 	dialect string
+	blobs   Blobs
 	// w takes every write. On SQLite it holds exactly one connection: SQLite
 	// allows one writer at a time anyway, and queueing in-process is far
 	// cheaper than connections fighting over the file lock with busy retries.
@@ -130,6 +135,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	}
 	db.log = opts.Logger
 	db.replica, db.lease = opts.ReplicaID, opts.ReplicaLease
+	db.blobs = opts.Blobs
 	if db.replica == "" {
 		db.replica = DefaultReplicaID
 	}

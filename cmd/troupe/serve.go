@@ -26,6 +26,7 @@ import (
 	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/agent"
+	"github.com/troupehq/troupe/engine/files"
 	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/embed"
@@ -66,9 +67,12 @@ type serveConfig struct {
 	// replicaLease is how long a silent replica's runs stay RUNNING before
 	// another replica fails them (the store's lease; the heartbeat and the
 	// recovery sweep are paced from it).
-	replicaLease   time.Duration
-	maxConnections int
-	traceTTLDays   int
+	replicaLease time.Duration
+	// filesDir keeps the files sent with runs; the limits bound them.
+	filesDir                                   string
+	maxFileBytes, maxRunFileBytes, maxRunFiles int
+	maxConnections                             int
+	traceTTLDays                               int
 	// maxRuns is this replica's concurrent background runs; maxQueued the
 	// background runs that may wait to start, over every replica.
 	maxRuns, maxQueued int
@@ -189,6 +193,11 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	fs.StringVar(&c.memoryKnowledge, "memory-knowledge", envOr(getenv, "TROUPE_MEMORY_KNOWLEDGE", ""), "knowledge base whose embedder and vector store (embedded or Milvus) index user memories; empty: the local embedder and the embedded store (env TROUPE_MEMORY_KNOWLEDGE)")
 	intFlag(&c.memoriesPerUser, "max-memories-per-user", "TROUPE_MAX_MEMORIES_PER_USER", memory.DefaultMaxPerUser, "memories kept per user; adding past it deletes the least recently updated")
 	intFlag(&c.memoriesPerAgent, "max-memories-per-agent", "TROUPE_MAX_MEMORIES_PER_AGENT", memory.DefaultMaxPerAgent, "memories kept per agent of a user; adding past it deletes the agent's least recently updated")
+	fs.StringVar(&c.filesDir, "files-dir", envOr(getenv, "TROUPE_FILES_DIR", filepath.Join("data", "files")),
+		"directory that keeps the files sent with runs; replicas sharing a database need it shared too (env TROUPE_FILES_DIR)")
+	intFlag(&c.maxFileBytes, "max-run-file-bytes", "TROUPE_MAX_RUN_FILE_BYTES", files.DefaultMaxFileBytes, "bytes of one file sent with a run (413 past it)")
+	intFlag(&c.maxRunFileBytes, "max-run-files-bytes", "TROUPE_MAX_RUN_FILES_BYTES", files.DefaultMaxRunBytes, "bytes of all the files sent with one run (413 past it); the request body limit bounds it too")
+	intFlag(&c.maxRunFiles, "max-run-files", "TROUPE_MAX_RUN_FILES", files.DefaultMaxFiles, "files sent with one run (413 past it)")
 	intFlag(&c.maxRuns, "max-background-runs", "TROUPE_MAX_BACKGROUND_RUNS", 8, "background runs this replica executes at once")
 	intFlag(&c.maxQueued, "max-queued-runs", "TROUPE_MAX_QUEUED_RUNS", 1000, "background runs that may wait to start; more are refused with 429")
 	userRate := 0.0
@@ -286,7 +295,11 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	if replicaID == "" && store.IsPostgres(cfg.db) {
 		replicaID = console.DefaultReplicaID()
 	}
-	db, err := store.Open(ctx, cfg.db, store.Options{Logger: logger.With("component", "store"), ReplicaID: replicaID, ReplicaLease: cfg.replicaLease})
+	runFiles, err := files.NewDisk(cfg.filesDir)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, cfg.db, store.Options{Logger: logger.With("component", "store"), ReplicaID: replicaID, ReplicaLease: cfg.replicaLease, Blobs: runFiles})
 	if err != nil {
 		return fmt.Errorf("opening the database: %w", err)
 	}
@@ -440,6 +453,8 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		ReplicaID:  db.ReplicaID(),
 		Limits:     ratelimit.New(ratelimit.Options{Store: db, Keys: keys, User: cfg.userLimit, Logger: logger.With("component", "ratelimit")}),
 		DisableMCP: !cfg.mcp,
+		Files:      runFiles, FileRecords: db,
+		FileLimits: files.Limits{MaxFileBytes: int64(cfg.maxFileBytes), MaxRunBytes: int64(cfg.maxRunFileBytes), MaxFiles: cfg.maxRunFiles},
 	})
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/files"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/session"
@@ -151,6 +152,12 @@ type Options struct {
 	// Erasers erase a user's data besides their sessions (which the API
 	// always erases) on DELETE /users/{user_id}.
 	Erasers []UserEraser
+	// Files keeps the files sent with runs (multipart files); nil refuses
+	// them. FileLimits bounds them; FileRecords reads their metadata, which
+	// the store keeps with the runs.
+	Files       files.Store
+	FileLimits  files.Limits
+	FileRecords FileRecords
 }
 
 // Handler serves the REST API.
@@ -237,6 +244,8 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.GET("/sessions/:id/runs", need(auth.ScopeSessionsRead), h.wrap(h.listSessionRuns))
 	timed.POST("/sessions/:id/rename", need(auth.ScopeSessionsWrite), h.wrap(h.renameSession))
 	timed.PATCH("/sessions/:id", need(auth.ScopeSessionsWrite), h.wrap(h.updateSession))
+	timed.GET("/sessions/:id/files", need(auth.ScopeSessionsRead), h.wrap(h.listSessionFiles))
+	timed.GET("/sessions/:id/files/:file_id", need(auth.ScopeSessionsRead), h.wrap(h.downloadFile))
 	timed.DELETE("/sessions/:id", need(auth.ScopeSessionsWrite), h.wrap(h.deleteSession))
 	timed.DELETE("/sessions", need(auth.ScopeSessionsWrite), h.wrap(h.deleteSessions))
 

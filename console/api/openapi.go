@@ -202,6 +202,12 @@ var apiRoutes = []Route{
 		Desc:   "One page of turns, oldest first, with messages and tool calls: by default the latest 100 top-level runs with their members' runs. Older turns are on later pages; the X-Total-Count (top-level runs), X-Total-Pages and X-Page headers and a Link header (rel=next for older turns, rel=prev) describe the paging. 404 until the session's first run has finished, as AgentOS stores a session then.",
 		Params: []Param{PathParam("session_id", "Session id"), IntParam("limit", "Top-level runs per page (1-500, default 100)"), IntParam("page", "Page number from 1; page 1 holds the latest turns")},
 		Resp:   []runResponse{}, Errors: map[int]string{404: "No such session, or its first run has not finished"}},
+	{Method: "get", Path: "/sessions/{session_id}/files", Tag: "Sessions", Summary: "A session's files",
+		Desc:   "The files sent with the session's runs (multipart files on POST …/runs), oldest run first, each with the URL that downloads it.",
+		Params: []Param{PathParam("session_id", "Session id")}, Resp: []fileResponse{}, Errors: map[int]string{404: "No such session"}},
+	{Method: "get", Path: "/sessions/{session_id}/files/{file_id}", Tag: "Sessions", Summary: "Download a run's file",
+		Desc:   "The file's bytes with its media type; images inline, other files as attachments. Visible to the session's user, as the session is.",
+		Params: []Param{PathParam("session_id", "Session id"), PathParam("file_id", "File id")}, Errors: map[int]string{404: "No such file in a session you can see"}},
 	{Method: "patch", Path: "/sessions/{session_id}", Tag: "Sessions", Summary: "Update a session", Desc: "Changes the session's name and its summary (AgentOS SessionSummary: summary and topics; updated_at is set by the server). An edited summary keeps the point it covers, so the next fold starts from it.",
 		Params: []Param{PathParam("session_id", "Session id")}, Body: updateSessionRequest{}, Resp: sessionResponse{},
 		Errors: map[int]string{404: "No such session", 422: "Nothing to change, a bad name, or a summary too long"}},
@@ -321,11 +327,12 @@ func (h *Handler) openAPIDocument(snap *engine.Snapshot) map[string]any {
 			Desc: strings.TrimSpace(desc + "\n\nStreams server-sent events (`event: Name` and a JSON `data:` line with the same `event`) unless `stream` is false, in which case the whole run is returned as JSON. " +
 				"With `background` true the run is queued and answered at once with 202 `{run_id, session_id, status: PENDING}`; any replica executes it, and GET …/runs/{run_id} returns its state and result. " +
 				"An `Idempotency-Key` header makes the request repeatable: the same key and body answer with the run the first request made (header Idempotent-Replayed: true): 202 with its status for a background run, even when the queue is full; for a streaming request, the run's event stream from its first event (followed live while it runs; a finished run another replica executed, or that ended over a minute ago, and whose events were never logged, replays as its terminal event); the run as JSON otherwise. The same key with another body is a 422. Keys last --idempotency-ttl (default 24h), then count as new."),
-			Errors: map[int]string{404: "No such " + kind + ", or the session belongs to someone else", 409: "The " + kind + "'s spec is broken", 422: "message is missing", 429: "background: too many runs are queued; retry after Retry-After seconds"}})
+			Errors: map[int]string{404: "No such " + kind + ", or the session belongs to someone else", 409: "The " + kind + "'s spec is broken", 422: "message is missing", 429: "background: too many runs are queued; retry after Retry-After seconds",
+				413: "A file, or the run's files together, over the limits", 415: "A file that is neither an image (PNG, JPEG, GIF, WebP) nor a document a knowledge reader reads"}})
 		o["operationId"] = "run_" + kind + "_" + strings.ReplaceAll(name, "-", "_")
 		o["requestBody"] = map[string]any{"required": true, "content": map[string]any{
 			"application/json":    map[string]any{"schema": g.of(runRequest{})},
-			"multipart/form-data": map[string]any{"schema": g.of(runRequest{})},
+			"multipart/form-data": map[string]any{"schema": map[string]any{"allOf": []any{g.of(runRequest{}), runFilesSchema}}},
 		}}
 		// The frames' schema, for clients that parse the stream.
 		o["responses"].(map[string]any)["200"].(map[string]any)["content"].(map[string]any)["text/event-stream"] =
@@ -461,3 +468,10 @@ func renderDocs(doc map[string]any) []byte {
 	}
 	return b.Bytes()
 }
+
+// runFilesSchema documents a run form's files (AgentOS's files field).
+var runFilesSchema = map[string]any{"type": "object", "properties": map[string]any{"files": map[string]any{
+	"type": "array", "items": map[string]any{"type": "string", "format": "binary"},
+	"description": "Files for the model: images (PNG, JPEG, GIF, WebP) go to the model beside the message; PDF, Markdown, text, HTML, CSV and JSON documents are read into the message as delimited sections. " +
+		"Stored with the run (GET /sessions/{session_id}/files); not with background runs.",
+}}}

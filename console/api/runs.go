@@ -21,6 +21,7 @@ import (
 	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/files"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/store"
@@ -43,6 +44,9 @@ type runRequest struct {
 	// the run (AgentOS session_state; null deletes a key); as a form
 	// field, its JSON.
 	SessionState map[string]any `json:"session_state,omitempty" form:"session_state"`
+	// Files are AgentOS's files: images for vision models, documents
+	// (PDF, Markdown, text…) whose text the model reads; multipart only.
+	Files []files.Upload `json:"-" form:"-"`
 }
 
 // decodeRunBody decodes the body of a run route into req: JSON, or a form
@@ -82,7 +86,7 @@ func formFlags(c *gin.Context, flags map[string]**bool) error {
 	return nil
 }
 
-func parseRunRequest(c *gin.Context) (runRequest, error) {
+func parseRunRequest(c *gin.Context, limits files.Limits) (runRequest, error) {
 	var req runRequest
 	err := decodeRunBody(c, &req, "the run", func() error {
 		req.Message = c.PostForm("message")
@@ -98,6 +102,10 @@ func parseRunRequest(c *gin.Context) (runRequest, error) {
 		}
 		req.SessionID = c.PostForm("session_id")
 		req.UserID = c.PostForm("user_id")
+		var err error
+		if req.Files, err = formUploads(c.Request.MultipartForm, limits); err != nil {
+			return fileError(err)
+		}
 		return formFlags(c, map[string]**bool{"stream": &req.Stream, "background": &req.Background})
 	})
 	if err != nil {
@@ -128,9 +136,12 @@ func kindOf(typ string) spec.Kind { return session.KindOf(typ) }
 func (h *Handler) createRun(typ string) handlerFunc {
 	kind := kindOf(typ)
 	return func(c *gin.Context) error {
-		req, err := parseRunRequest(c)
+		req, err := parseRunRequest(c, h.opts.FileLimits)
 		if err != nil {
 			return err
+		}
+		if len(req.Files) > 0 && kind == spec.KindWorkflow {
+			return Errorf(http.StatusUnprocessableEntity, "workflows take an input object, not files; send files to an agent or a team")
 		}
 		if kind == spec.KindWorkflow && req.Input != nil {
 			if err := h.checkWorkflowInput(c.Param("id"), req.Input); err != nil {
@@ -146,6 +157,14 @@ func (h *Handler) createRun(typ string) handlerFunc {
 			// rather than dropped.
 			return Errorf(http.StatusUnprocessableEntity, "session_state cannot be sent with background: true; send it on a foreground run")
 		}
+		if background && len(req.Files) > 0 {
+			return Errorf(http.StatusUnprocessableEntity, "files cannot be sent with background: true; send them on a foreground run")
+		}
+		if len(req.Files) > 0 {
+			if p.Files, err = h.putFiles(c.Request.Context(), req.Files); err != nil {
+				return err
+			}
+		}
 		if key := c.GetHeader("Idempotency-Key"); key != "" {
 			p.IdempotencyKey, p.RequestHash = key, requestHash(p, background)
 		}
@@ -153,6 +172,9 @@ func (h *Handler) createRun(typ string) handlerFunc {
 			return h.submitRun(c, p)
 		}
 		turn, err := h.opts.Runs.Start(c.Request.Context(), p)
+		if err != nil && len(p.Files) > 0 {
+			h.dropFiles(p.Files)
+		}
 		if replay, ok := errors.AsType[*session.ReplayError](err); ok {
 			return h.replayRun(c, typ, replay.RunID, false, stream)
 		}
@@ -203,9 +225,19 @@ func requestHash(p session.Params, background bool) string {
 		Kind, Name, Message, SessionID, UserID string
 		Stream, Background                     bool
 		State                                  map[string]any `json:",omitempty"`
-	}{string(p.Kind), p.Name, p.Message, p.SessionID, p.UserID, p.Stream, background, p.State})
+		Files                                  []string       `json:",omitempty"`
+	}{string(p.Kind), p.Name, p.Message, p.SessionID, p.UserID, p.Stream, background, p.State, fileSums(p.Files)})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// fileSums are the names and contents of a request's files, for its hash.
+func fileSums(fs []files.File) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.Name+":"+f.SHA256)
+	}
+	return out
 }
 
 // replayRun answers a run request repeated with its Idempotency-Key with

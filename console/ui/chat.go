@@ -10,6 +10,7 @@ import (
 	"github.com/a-h/templ"
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/console/sse"
@@ -39,9 +40,21 @@ func (h *Handler) chat(typ string) gin.HandlerFunc {
 			return
 		}
 		p := auth.Of(c)
-		turn, err := h.opts.Runs.Start(c.Request.Context(), session.Params{Kind: kind, Name: c.Param("id"), Message: message,
-			SessionID: c.PostForm("session_id"), UserID: p.UserID(""), Stream: true, BoundUser: p.Bound()})
+		params := session.Params{Kind: kind, Name: c.Param("id"), Message: message,
+			SessionID: c.PostForm("session_id"), UserID: p.UserID(""), Stream: true, BoundUser: p.Bound()}
+		uploads, err := api.FormUploads(c.Request.MultipartForm, h.opts.FileLimits)
+		if err == nil && len(uploads) > 0 {
+			params.Files, err = api.PutFiles(c.Request.Context(), h.opts.Files, h.opts.FileLimits, uploads)
+		}
 		if err != nil {
+			h.fail(c, "the files", err)
+			return
+		}
+		turn, err := h.opts.Runs.Start(c.Request.Context(), params)
+		if err != nil {
+			if len(params.Files) > 0 {
+				api.DropFiles(h.opts.Files, params.Files, h.log)
+			}
 			h.fail(c, "the run", err)
 			return
 		}

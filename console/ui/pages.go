@@ -188,7 +188,7 @@ func (h *Handler) targetPage(typ string) gin.HandlerFunc {
 			h.Problem(c, http.StatusNotFound, typ+" "+name+" is not served", "No "+typ+" named "+name+" is being served.", hint)
 			return
 		}
-		p := view.TargetPage{Target: t, CanRun: auth.Of(c).Has(auth.ScopeAgentsRun)}
+		p := view.TargetPage{Target: t, CanRun: auth.Of(c).Has(auth.ScopeAgentsRun), Files: h.opts.Files != nil}
 		if found {
 			p.File = o.File
 			p.Diagnostics = viewDiagnostics(o.Diagnostics)
@@ -214,6 +214,7 @@ func (h *Handler) targetPage(typ string) gin.HandlerFunc {
 				return
 			}
 			p.SessionID, p.Omitted = id, omitted
+			h.withFiles(c, id, runs)
 			for _, r := range runs {
 				if r.ParentRunID == "" {
 					p.Transcript = append(p.Transcript, r)
@@ -287,6 +288,7 @@ func (h *Handler) sessionPage(c *gin.Context) {
 		h.fail(c, "the session's runs", err)
 		return
 	}
+	h.withFiles(c, sess.ID, runs)
 	p := view.SessionPage{Session: *sess, Members: map[string][]store.Run{}, CanWrite: auth.Of(c).Has(auth.ScopeSessionsWrite), Traces: h.opts.Traces != nil,
 		Omitted: omitted}
 	for _, r := range runs {
@@ -297,6 +299,43 @@ func (h *Handler) sessionPage(c *gin.Context) {
 		}
 	}
 	h.render(c, http.StatusOK, view.SessionDetail(h.frame(c, cmp.Or(sess.Name, "Session"), "sessions"), p))
+}
+
+// withFiles fills in the files sent with the runs of session id, which
+// the pages show under each message. A failure to read them costs the
+// page its attachments, not the conversation.
+func (h *Handler) withFiles(c *gin.Context, id string, runs []store.Run) {
+	if h.opts.FileRecords == nil {
+		return
+	}
+	fs, err := h.opts.FileRecords.SessionFiles(c.Request.Context(), id, userFilter(c))
+	if err != nil {
+		h.log.Warn("listing a session's files", "session_id", id, "err", err)
+		return
+	}
+	byRun := map[string][]store.RunFile{}
+	for _, f := range fs {
+		byRun[f.RunID] = append(byRun[f.RunID], f)
+	}
+	for i := range runs {
+		runs[i].Files = byRun[runs[i].ID]
+	}
+}
+
+// sessionFile serves a file sent with a run of the session to whoever may
+// read the session (image thumbnails and download links on the pages).
+func (h *Handler) sessionFile(c *gin.Context) {
+	if h.opts.FileRecords == nil || h.opts.Files == nil {
+		h.Problem(c, http.StatusNotFound, "File not found", "This server keeps no run files.", "")
+		return
+	}
+	rf, err := h.opts.FileRecords.GetRunFile(c.Request.Context(), c.Param("id"), c.Param("file_id"), userFilter(c))
+	if err == nil {
+		err = api.ServeFile(c, h.opts.Files, rf)
+	}
+	if err != nil {
+		h.fail(c, "the file", err)
+	}
 }
 
 func (h *Handler) renameFromConsole(c *gin.Context) {

@@ -33,6 +33,7 @@ import (
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/console/ui/view"
 	"github.com/troupehq/troupe/engine"
+	"github.com/troupehq/troupe/engine/files"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/session"
@@ -135,6 +136,12 @@ type Options struct {
 	// Learning applies decided learning proposals from the inbox (as the
 	// API's does); nil leaves them decided but unapplied.
 	Learning api.LearningDecider
+	// Files keeps the files sent with runs (the chat's attachments),
+	// FileLimits bounds them and FileRecords reads their metadata; without
+	// Files the chat takes no files.
+	Files       files.Store
+	FileLimits  files.Limits
+	FileRecords api.FileRecords
 	// Version is shown in the pages' footer.
 	Version string
 }
@@ -226,6 +233,7 @@ func (h *Handler) Register(r gin.IRouter) {
 
 	timed.GET("/ui/sessions", h.pageRequire(auth.ScopeSessionsRead), h.sessionsPage)
 	timed.GET("/ui/sessions/:id", h.pageRequire(auth.ScopeSessionsRead), h.sessionPage)
+	timed.GET("/ui/sessions/:id/files/:file_id", h.pageRequire(auth.ScopeSessionsRead), h.sessionFile)
 	timed.POST("/ui/sessions/:id/rename", h.pageRequire(auth.ScopeSessionsWrite), h.renameFromConsole)
 	timed.POST("/ui/sessions/:id/delete", h.pageRequire(auth.ScopeSessionsWrite), h.deleteFromConsole)
 

@@ -47,7 +47,9 @@ type Runner interface {
 
 // Input is one turn of a conversation.
 type Input struct {
-	Message   string
+	Message string
+	// Images are sent with Message to the model (see model.Message.Images).
+	Images    []model.Image
 	History   []model.Message // earlier turns of the session, oldest first
 	RunID     string
 	SessionID string

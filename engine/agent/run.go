@@ -83,7 +83,7 @@ func (r *run) execute(parent context.Context) *Result {
 	msgs = append(msgs, r.in.History...)
 	turnStart := len(msgs)
 	if rs == nil {
-		msgs = append(msgs, model.Message{Role: model.RoleUser, Content: r.in.Message})
+		msgs = append(msgs, model.Message{Role: model.RoleUser, Content: r.in.Message, Images: r.in.Images})
 	} else {
 		// The held calls run now, with their decisions, and the loop goes
 		// on from the model's next turn.

@@ -9,6 +9,7 @@ package model
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 )
 
@@ -39,6 +40,23 @@ type Message struct {
 	// back with its tool calls, so it travels with the conversation.
 	Reasoning          string `json:"reasoning,omitempty"`
 	ReasoningSignature string `json:"reasoning_signature,omitempty"`
+	// Images travel with a user message to a vision model, each in its
+	// vendor's wire shape (OpenAI image_url parts, Anthropic image
+	// blocks). They are not stored with the run's messages, so a later
+	// turn's history replays the message's text and not its images.
+	Images []Image `json:"-"`
+}
+
+// Image is an image a user sent with a message: its bytes and media type
+// (image/png, image/jpeg, image/gif or image/webp).
+type Image struct {
+	MediaType string
+	Data      []byte
+}
+
+// DataURL returns the image as a data: URL, the OpenAI wire's inline form.
+func (i Image) DataURL() string {
+	return "data:" + i.MediaType + ";base64," + base64.StdEncoding.EncodeToString(i.Data)
 }
 
 // ToolCall is a model's request to call a tool.

@@ -115,8 +115,24 @@ type Run struct {
 	References []event.Reference
 	// ReasoningSteps are the run's reasoning steps (agent.Result's).
 	ReasoningSteps []event.Thought
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	// Files are the files sent with the run; StartRun stores them with it.
+	Files     []File
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// File is a file a user sent with a run, as stored with it: its bytes are
+// in a files.Store under Key.
+type File struct {
+	ID        string
+	RunID     string
+	SessionID string
+	Name      string
+	MediaType string
+	Size      int64
+	SHA256    string
+	Key       string
+	CreatedAt time.Time
 }
 
 // Store is where the service keeps sessions and runs. store.DB implements it

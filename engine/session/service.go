@@ -24,6 +24,7 @@ import (
 
 	"github.com/troupehq/troupe/engine/agent"
 	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/files"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/spec"
 )
@@ -208,6 +209,11 @@ type Params struct {
 	// whether or not a stream is resumed on another replica: a background
 	// run, which nobody streams as it executes, wants them all.
 	KeepEvents bool
+	// Files are the checked files sent with the message, their bytes
+	// already in a files.Store (Key set): their metadata is stored with the
+	// run, documents reach the model as delimited text after the message
+	// and images beside it (files.Attach).
+	Files []files.File
 }
 
 // Start validates a turn, pins its target and stores the new run; the
@@ -284,11 +290,16 @@ func newRun(p Params, tg Target, status event.Status) (*Session, *Run) {
 		sess.ID = NewID()
 	}
 	modelID, provider := tg.Runner.ModelInfo()
-	return sess, &Run{
+	r := &Run{
 		ID: NewID(), SessionID: sess.ID, ComponentID: p.Name, Type: typ,
 		Input: p.Message, Status: status, SpecVersion: tg.Version, UserID: p.UserID,
 		Model: modelID, Provider: provider,
 	}
+	for _, f := range p.Files {
+		r.Files = append(r.Files, File{ID: NewID(), RunID: r.ID, SessionID: sess.ID, Name: f.Name,
+			MediaType: f.MediaType, Size: f.Size, SHA256: f.SHA256, Key: f.Key})
+	}
+	return sess, r
 }
 
 // store stores a new run, with its session when that is new, after
@@ -425,8 +436,9 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	// started to stream.
 	var streamed strings.Builder
 	var members map[string]member
+	message, images := files.Attach(t.p.Message, t.p.Files)
 	res := t.runner.Execute(ctx, agent.Input{
-		Message: t.p.Message, History: t.history, RunID: t.run.ID,
+		Message: message, Images: images, History: t.history, RunID: t.run.ID,
 		SessionID: t.session.ID, UserID: t.p.UserID, Stream: t.p.Stream, State: t.session.State, Resume: t.resume,
 		Summary: SummaryPrompt(t.summary), Memories: t.memories,
 	}, func(e event.Event) {
@@ -461,7 +473,7 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 	r := t.run
 	r.Content, r.Status, r.Tools, r.Messages, r.Metrics = res.Content, res.Status, res.Tools, res.Messages, res.Metrics
 	r.References, r.ReasoningSteps = res.References, res.ReasoningSteps
-	if res.Input != "" && res.Input != r.Input {
+	if res.Input != "" && res.Input != message {
 		r.Input, r.InputRewritten = res.Input, true
 	}
 	if r.Status != event.StatusCompleted && r.Content == "" && streamed.Len() > 0 {

@@ -285,6 +285,10 @@ func (r *teamRun) runMemberAs(ctx context.Context, name, task, runID string, res
 		// broadcast member answers the user's message itself, so both see
 		// the conversation; a coordinate member gets a self-contained task.
 		in.History = slices.Clone(r.in.History)
+		if task == r.in.Message {
+			// The member answers the user's own message: with its images.
+			in.Images = r.in.Images
+		}
 	}
 	if r.t.cfg.Spec.ShareMemberInteractions {
 		r.mu.Lock()
@@ -392,7 +396,7 @@ func (r *teamRun) route(ctx context.Context) *agent.Result {
 	r.send(started)
 	req := &model.Request{
 		System:   joinSystem(t.leader.Spec().Instructions, r.in.Summary, r.in.Memories),
-		Messages: append(append([]model.Message(nil), r.in.History...), model.Message{Role: model.RoleUser, Content: r.in.Message}),
+		Messages: append(append([]model.Message(nil), r.in.History...), model.Message{Role: model.RoleUser, Content: r.in.Message, Images: r.in.Images}),
 		Tools:    []model.ToolDef{{Name: RouteTool, Description: "Send the user's message to the one member best suited to answer it.", Parameters: t.memberSchema()}},
 	}
 	var metrics event.Metrics

@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"Approvals", testApprovals},
 		{"Memories", testMemories},
 		{"ProposedApprovals", testProposedApprovals},
+		{"RunFiles", testRunFiles},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -86,7 +86,7 @@
 
     const submit = () => {
       if (input && !input.value.trim()) return;
-      post(form.dataset.chat, new URLSearchParams(new FormData(form)), () => { if (session) input.value = ""; });
+      post(form.dataset.chat, new FormData(form), () => { if (session) form.reset(); });
     };
     form.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
     // A paused turn's decisions stream the rest into it.

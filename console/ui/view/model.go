@@ -109,6 +109,8 @@ type TargetPage struct {
 	Transcript []store.Run
 	Omitted    int // older runs left out
 	CanRun     bool
+	// Files shows the chat's file input: the server keeps run files.
+	Files bool
 }
 
 // Sessions is the sessions list.
@@ -347,4 +349,9 @@ type JobError struct {
 	At      time.Time
 	Attempt int
 	Error   string
+}
+
+// fileURL is the console's download route of a file sent with a run.
+func fileURL(f store.RunFile) string {
+	return "/ui/sessions/" + f.SessionID + "/files/" + f.ID
 }

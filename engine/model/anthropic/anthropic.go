@@ -17,6 +17,7 @@ package anthropic
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -196,6 +197,15 @@ type wireBlock struct {
 	ToolUseID string `json:"tool_use_id,omitempty"`
 	Content   string `json:"content,omitempty"`
 	IsError   bool   `json:"is_error,omitempty"`
+	// image
+	Source *imageSource `json:"source,omitempty"`
+}
+
+// imageSource is an image block's inline image.
+type imageSource struct {
+	Type      string `json:"type"` // always base64
+	MediaType string `json:"media_type"`
+	Data      string `json:"data"`
 }
 
 type wireTool struct {
@@ -299,6 +309,11 @@ func convertMessages(msgs []model.Message) []wireMessage {
 			blocks = append(blocks, wireBlock{Type: "tool_result", ToolUseID: m.ToolCallID, Content: m.Content, IsError: m.IsError})
 		default: // model.RoleUser
 			role = "user"
+			// Images go before the text, as Anthropic recommends.
+			for _, img := range m.Images {
+				blocks = append(blocks, wireBlock{Type: "image", Source: &imageSource{Type: "base64",
+					MediaType: img.MediaType, Data: base64.StdEncoding.EncodeToString(img.Data)}})
+			}
 			if m.Content != "" {
 				blocks = append(blocks, wireBlock{Type: "text", Text: m.Content})
 			}

@@ -26,10 +26,36 @@ type chatRequest struct {
 // chatMessage is one request message. Content is a pointer because an
 // assistant message that only calls tools carries "content": null.
 type chatMessage struct {
-	Role       string        `json:"role"`
-	Content    *string       `json:"content"`
+	Role    string  `json:"role"`
+	Content *string `json:"content"`
+	// Parts replace Content for a user message with images: a text part
+	// and one image_url part per image.
+	Parts      []contentPart `json:"-"`
 	ToolCalls  []reqToolCall `json:"tool_calls,omitempty"`
 	ToolCallID string        `json:"tool_call_id,omitempty"`
+}
+
+// MarshalJSON writes Parts as the message's content when it has them.
+func (m chatMessage) MarshalJSON() ([]byte, error) {
+	type plain chatMessage
+	if len(m.Parts) == 0 {
+		return json.Marshal(plain(m))
+	}
+	return json.Marshal(struct {
+		plain
+		Content []contentPart `json:"content"`
+	}{plain(m), m.Parts})
+}
+
+// contentPart is one part of a multi-part user message.
+type contentPart struct {
+	Type     string    `json:"type"` // text or image_url
+	Text     string    `json:"text,omitempty"`
+	ImageURL *imageURL `json:"image_url,omitempty"`
+}
+
+type imageURL struct {
+	URL string `json:"url"` // a data: URL
 }
 
 // reqToolCall is a tool call replayed in an assistant message.
@@ -134,6 +160,15 @@ func buildMessage(m model.Message) chatMessage {
 		}
 		if m.Content == "" && len(cm.ToolCalls) > 0 {
 			cm.Content = nil
+		}
+	case model.RoleUser:
+		if len(m.Images) > 0 {
+			if m.Content != "" {
+				cm.Parts = append(cm.Parts, contentPart{Type: "text", Text: m.Content})
+			}
+			for _, img := range m.Images {
+				cm.Parts = append(cm.Parts, contentPart{Type: "image_url", ImageURL: &imageURL{URL: img.DataURL()}})
+			}
 		}
 	case model.RoleTool:
 		// The wire format has no error flag for tool results: the content
