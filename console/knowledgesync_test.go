@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,4 +114,45 @@ func TestConsoleSyncNow(t *testing.T) {
 
 	resp, body = ts.page("POST", "/ui/knowledge/bases/nope/sync", "", url.Values{}, "HX-Request", "true")
 	require.Equal(t, http.StatusNotFound, resp.StatusCode, body)
+}
+
+// TestUploadByURLHonoursAllowedHosts checks uploads by URL through the API:
+// a knowledge base listing 127.0.0.1 in allowed_hosts fetches a loopback
+// page, while the egress guard refuses it for a base without, before any
+// connection, saying which field to set.
+func TestUploadByURLHonoursAllowedHosts(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		_, _ = w.Write([]byte("# Intranet\n\nThe intranet page about parking permits.\n"))
+	}))
+	t.Cleanup(srv.Close)
+	ts := startServer(t, withSpecs("\n---\nkind: Knowledge\nname: intranet\nallowed_hosts: [127.0.0.1]\n"))
+	tests := []struct {
+		base    string
+		status  int
+		detail  string
+		fetches int64
+	}{
+		{base: "docs", status: http.StatusUnprocessableEntity, detail: "loopback addresses are blocked; add 127.0.0.1 to allowed_hosts of knowledge docs to permit it"},
+		{base: "intranet", status: http.StatusAccepted, fetches: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.base, func(t *testing.T) {
+			before := hits.Load()
+			form := url.Values{"knowledge_id": {tt.base}, "url": {srv.URL + "/parking.md"}}
+			status, body, _ := ts.do(http.MethodPost, "/knowledge/content", "", "application/x-www-form-urlencoded", form.Encode())
+			require.Equal(t, tt.status, status, body)
+			require.Equal(t, tt.fetches, hits.Load()-before)
+			var out map[string]any
+			require.NoError(t, json.Unmarshal([]byte(body), &out))
+			if tt.detail != "" {
+				require.Contains(t, out["detail"], tt.detail)
+				return
+			}
+			require.Equal(t, "parking.md", out["name"])
+			waitCompleted(t, ts, out["id"].(string))
+		})
+	}
 }
