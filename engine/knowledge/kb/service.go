@@ -61,12 +61,23 @@ type Options struct {
 	// HTTPClient fetches URL sources and uploads; it should refuse private
 	// addresses (egress policy). Nil means http.DefaultClient.
 	HTTPClient *http.Client
+	// Fetches persists what URL sources answered last (the store), so
+	// that a restart or another replica keeps their refresh interval and
+	// validators; nil keeps them in this process's memory only.
+	Fetches Fetches
 	// HostsClient returns the client for a knowledge base that lists
 	// allowed_hosts: the egress policy with those hosts let through (and
 	// only those). Nil means HTTPClient for every base.
 	HostsClient func(allowedHosts []string) *http.Client
 	Logger      *slog.Logger
 	Now         func() time.Time
+}
+
+// Fetches persists what URL sources answered last.
+type Fetches interface {
+	// SourceFetches returns a knowledge base's, by URL.
+	SourceFetches(ctx context.Context, knowledgeID string) (map[string]knowledge.SourceFetch, error)
+	SaveSourceFetch(ctx context.Context, f knowledge.SourceFetch) error
 }
 
 // Queue queues a document's ingestion durably; the job engine's worker then
@@ -108,6 +119,7 @@ type Service struct {
 	// allowed_hosts).
 	fetchMu sync.Mutex
 	fetched map[string]fetchState
+	loaded  map[string]bool // bases whose fetches were read from Fetches
 	clients map[string]*http.Client
 }
 

@@ -67,10 +67,11 @@ const (
 	scopeForce
 )
 
-// fetchState is what this process knows of a URL source's last fetch: the
-// validators for a conditional GET, and when it was fetched. It lives in
-// memory: after a restart the first refresh fetches in full, and the content
-// hash still keeps an unchanged page from being ingested again.
+// fetchState is what is known of a URL source's last fetch: the validators
+// for a conditional GET, and when it was fetched. It is cached in memory and
+// persisted through Options.Fetches when set; without it, the first refresh
+// after a restart fetches in full, and the content hash still keeps an
+// unchanged page from being ingested again.
 type fetchState struct {
 	etag, lastModified string
 	at                 time.Time
@@ -96,7 +97,7 @@ func (s *Service) Sync(ctx context.Context, id string) (SyncResult, error) {
 // refreshURLs fetches the URL sources whose refresh interval has passed.
 func (s *Service) refreshURLs(ctx context.Context) {
 	for _, k := range s.Bases() {
-		if k.Refresh <= 0 || !s.urlDue(k) {
+		if k.Refresh <= 0 || !s.urlDue(ctx, k) {
 			continue
 		}
 		if _, err := s.syncBase(ctx, k, scopeDueURLs); err != nil && ctx.Err() == nil {
@@ -106,12 +107,10 @@ func (s *Service) refreshURLs(ctx context.Context) {
 }
 
 // urlDue reports whether one of a base's URL sources is due for a refresh.
-func (s *Service) urlDue(k *spec.Knowledge) bool {
+func (s *Service) urlDue(ctx context.Context, k *spec.Knowledge) bool {
 	now := s.opts.Now()
-	s.fetchMu.Lock()
-	defer s.fetchMu.Unlock()
 	for _, src := range k.Sources {
-		if spec.IsURLSource(src) && now.Sub(s.fetched[fetchKey(k.Name, src)].at) >= k.Refresh.D() {
+		if spec.IsURLSource(src) && now.Sub(s.fetchStateOf(ctx, k.Name, src).at) >= k.Refresh.D() {
 			return true
 		}
 	}
@@ -120,15 +119,47 @@ func (s *Service) urlDue(k *spec.Knowledge) bool {
 
 func fetchKey(knowledgeID, url string) string { return knowledgeID + "\x00" + url }
 
-func (s *Service) fetchStateOf(knowledgeID, url string) fetchState {
+// fetchStateOf returns what is known of a URL source's last fetch, reading
+// the base's from Options.Fetches the first time.
+func (s *Service) fetchStateOf(ctx context.Context, knowledgeID, url string) fetchState {
 	s.fetchMu.Lock()
 	defer s.fetchMu.Unlock()
+	if s.opts.Fetches != nil && !s.loaded[knowledgeID] {
+		stored, err := s.opts.Fetches.SourceFetches(ctx, knowledgeID)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("loading what URL sources answered last; fetching them in full", "knowledge", knowledgeID, "err", err)
+			}
+		} else {
+			if s.loaded == nil {
+				s.loaded = map[string]bool{}
+			}
+			s.loaded[knowledgeID] = true
+			for u, f := range stored {
+				if _, ok := s.fetched[fetchKey(knowledgeID, u)]; !ok {
+					s.setFetchLocked(knowledgeID, u, fetchState{etag: f.ETag, lastModified: f.LastModified, at: f.FetchedAt})
+				}
+			}
+		}
+	}
 	return s.fetched[fetchKey(knowledgeID, url)]
 }
 
-func (s *Service) setFetchState(knowledgeID, url string, st fetchState) {
+// setFetchState records a URL source's fetch, in memory and in Fetches.
+func (s *Service) setFetchState(ctx context.Context, knowledgeID, url string, st fetchState) {
 	s.fetchMu.Lock()
-	defer s.fetchMu.Unlock()
+	s.setFetchLocked(knowledgeID, url, st)
+	s.fetchMu.Unlock()
+	if s.opts.Fetches == nil {
+		return
+	}
+	err := s.opts.Fetches.SaveSourceFetch(ctx, knowledge.SourceFetch{KnowledgeID: knowledgeID, URL: url, ETag: st.etag, LastModified: st.lastModified, FetchedAt: st.at.UTC()})
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("recording what a URL source answered", "knowledge", knowledgeID, "url", url, "err", err)
+	}
+}
+
+func (s *Service) setFetchLocked(knowledgeID, url string, st fetchState) {
 	if s.fetched == nil {
 		s.fetched = map[string]fetchState{}
 	}
@@ -139,7 +170,7 @@ func (s *Service) setFetchState(knowledgeID, url string, st fetchState) {
 func (s *Service) syncURL(ctx context.Context, k *spec.Knowledge, src string, sc scope, existing map[string]knowledge.Document, res *SyncResult) {
 	key := "url:" + src
 	_, has := existing[key]
-	st := s.fetchStateOf(k.Name, src)
+	st := s.fetchStateOf(ctx, k.Name, src)
 	now := s.opts.Now()
 	due := !has || sc == scopeForce || (k.Refresh > 0 && now.Sub(st.at) >= k.Refresh.D())
 	if !due {
@@ -160,7 +191,7 @@ func (s *Service) syncURL(ctx context.Context, k *spec.Knowledge, src string, sc
 		return
 	}
 	next.at = now
-	s.setFetchState(k.Name, src, next)
+	s.setFetchState(ctx, k.Name, src, next)
 	if data == nil {
 		res.Unchanged++ // 304 Not Modified
 		return
