@@ -93,26 +93,27 @@ func TestKnowledgeSyncRoute(t *testing.T) {
 	}
 }
 
-// TestConsoleSyncNow checks the knowledge page's "Sync now" button: one per
-// base for a key that may write, posting to a route that answers what
-// changed and tells the page to count again.
+// TestConsoleSyncNow checks the knowledge page's "Sync now" form: a base to
+// pick and a button, posting to a route that answers what changed and tells
+// the page to count again.
 func TestConsoleSyncNow(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, withSpecs(handbookKB))
 	_, body := ts.page("GET", "/ui/knowledge", "", nil)
-	buttons := doc(t, body).Find("[data-testid=sync-now]")
-	require.Equal(t, 2, buttons.Length(), "one button per base (docs, handbook)")
-	var targets []string
-	buttons.Each(func(_ int, s *goquery.Selection) { targets = append(targets, s.AttrOr("hx-post", "")) })
-	require.Contains(t, targets, "/ui/knowledge/bases/handbook/sync")
-	require.Equal(t, 1, doc(t, body).Find("#sync-result[data-testid=sync-result]").Length())
+	form := doc(t, body).Find("[data-testid=sync-form]")
+	require.Equal(t, "/ui/knowledge/sync", form.AttrOr("hx-post", ""))
+	var bases []string
+	form.Find("option").Each(func(_ int, s *goquery.Selection) { bases = append(bases, s.AttrOr("value", "")) })
+	require.Equal(t, []string{"docs", "handbook"}, bases)
+	require.Equal(t, 1, form.Find("[data-testid=sync-now]").Length())
+	require.Equal(t, 1, form.Find("#sync-result[data-testid=sync-result]").Length())
 
-	resp, body := ts.page("POST", "/ui/knowledge/bases/handbook/sync", "", url.Values{}, "HX-Request", "true")
+	resp, body := ts.page("POST", "/ui/knowledge/sync", "", url.Values{"knowledge_id": {"handbook"}}, "HX-Request", "true")
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
 	require.Equal(t, "troupe-docs", resp.Header.Get("HX-Trigger"))
 	require.Equal(t, "Synced handbook: 0 added, 0 updated, 0 deleted, 0 unchanged.", strings.Join(strings.Fields(body), " "))
 
-	resp, body = ts.page("POST", "/ui/knowledge/bases/nope/sync", "", url.Values{}, "HX-Request", "true")
+	resp, body = ts.page("POST", "/ui/knowledge/sync", "", url.Values{"knowledge_id": {"nope"}}, "HX-Request", "true")
 	require.Equal(t, http.StatusNotFound, resp.StatusCode, body)
 }
 

@@ -532,7 +532,7 @@ func (h *Handler) retryDocFromConsole(c *gin.Context) {
 // syncFromConsole is the knowledge page's "Sync now": it syncs one base's
 // sources and answers what changed, and makes the page count again.
 func (h *Handler) syncFromConsole(c *gin.Context) {
-	name := c.Param("name")
+	name := c.PostForm("knowledge_id")
 	r, err := h.opts.Knowledge.Sync(c.Request.Context(), name)
 	if err != nil {
 		h.fail(c, "the knowledge base", err)

@@ -244,7 +244,7 @@ func (h *Handler) Register(r gin.IRouter) {
 		timed.POST("/ui/knowledge/docs/:id/delete", h.pageRequire(auth.ScopeKnowledgeWrite), h.deleteDocFromConsole)
 		timed.POST("/ui/knowledge/docs/:id/retry", h.pageRequire(auth.ScopeKnowledgeWrite), h.retryDocFromConsole)
 		timed.POST("/ui/knowledge/search", h.pageRequire(auth.ScopeKnowledgeRead), h.searchFromConsole)
-		timed.POST("/ui/knowledge/bases/:name/sync", h.pageRequire(auth.ScopeKnowledgeWrite), h.syncFromConsole)
+		timed.POST("/ui/knowledge/sync", h.pageRequire(auth.ScopeKnowledgeWrite), h.syncFromConsole)
 	}
 
 	if h.opts.Queue != nil {
