@@ -323,6 +323,24 @@ func TestBrowserKnowledgeUploadAndSearch(t *testing.T) {
 	b.screenshot("search")
 }
 
+// TestBrowserKnowledgeSyncNow clicks a base's "Sync now" on the knowledge
+// page (htmx, no script of ours) and reads what the sync found.
+func TestBrowserKnowledgeSyncNow(t *testing.T) {
+	ts := startServer(t, withSpecs(handbookKB))
+	dir := filepath.Join(ts.dir, "handbook")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "parking.md"), []byte("# Parking\n\nPermits are renewed every April.\n"), 0o644))
+	require.Eventually(t, func() bool { return len(handbookDocs(t, ts)) == 1 }, 5*time.Second, 20*time.Millisecond, "the watch ingests the new file")
+	b := newBrowser(t, ts.url)
+	b.open("/ui/knowledge", "[data-testid=sync-now]")
+	b.do(chromedp.SetValue(chromedp.CSS("#sync-kb"), "handbook"))
+	b.click("[data-testid=sync-now]")
+	b.until(`(document.querySelector("[data-testid=sync-result]").textContent || "").includes("Synced")`, 10*time.Second)
+	require.Equal(t, "Synced handbook: 0 added, 0 updated, 0 deleted, 1 unchanged.", strings.TrimSpace(b.text("[data-testid=sync-result]")))
+	require.Contains(t, b.text("[data-testid=documents]"), "parking.md")
+	b.screenshot("synced")
+}
+
 func TestBrowserConfigShowsBrokenFileWithoutReload(t *testing.T) {
 	ts := startServer(t, withWatcher())
 	b := newBrowser(t, ts.url)

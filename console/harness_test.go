@@ -277,8 +277,12 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		Queues: map[string]int{jobs.RunQueueName: cmp.Or(h.maxRuns, 4)}})
 	require.NoError(t, err)
 	ts.jobs = jobClient
-	ts.kb, err = kb.New(context.Background(), kb.Options{Documents: ts.db.Knowledge(), Chunks: ts.db.Knowledge(), Stats: ts.db.Knowledge(),
-		Queue: jobs.IngestQueue{Client: jobClient}})
+	ts.kb, err = kb.New(context.Background(), kb.Options{Documents: ts.db.Knowledge(), Chunks: ts.db.Knowledge(), Stats: ts.db.Knowledge(), Fetches: ts.db.Knowledge(),
+		Queue: jobs.IngestQueue{Client: jobClient},
+		// As in troupe serve: URL fetches go through the egress guard, which
+		// a knowledge base's allowed_hosts opens for its hosts.
+		HTTPClient:  egress.Policy{}.Client(time.Minute),
+		HostsClient: func(hosts []string) *http.Client { return egress.Policy{AllowedHosts: hosts}.Client(time.Minute) }})
 	require.NoError(t, err)
 	jobs.RegisterIngestion(jobReg, ts.kb)
 	// As in troupe serve: agents with learning save insights through the

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 )
 
 // Knowledge is a searchable collection of documents: its sources are ingested when
@@ -12,12 +14,14 @@ import (
 type Knowledge struct {
 	Meta `yaml:",inline"`
 
-	Sources  []string `yaml:"sources" doc:"File globs relative to this YAML file, inside the spec folder or a read root (--read-roots); or http(s) URLs."`
-	Chunking Chunking `yaml:"chunking" doc:"How documents are split into chunks."`
-	Embedder Embedder `yaml:"embedder" doc:"What embeds the chunks: local (default), provider/model, the name of a Model document, or an inline endpoint {provider, model, base_url, api_key, headers, dimensions}."`
-	Store    Store    `yaml:"store" doc:"Where vectors live: embedded (default) or milvus."`
-	Search   Search   `yaml:"search" doc:"How agents search this knowledge."`
-	Kafka    *Kafka   `yaml:"kafka" doc:"Keep the base in sync with a Kafka topic of document upserts and deletes (JSON {id, text | url, metadata, op: upsert | delete, name}); offsets are committed once the index is written, poison messages go to the dead-letter topic."`
+	Sources      []string `yaml:"sources" doc:"File globs relative to this YAML file, inside the spec folder or a read root (--read-roots); or http(s) URLs. Files added, changed, renamed or deleted under the globs are ingested or removed within seconds."`
+	Refresh      Duration `yaml:"refresh" doc:"How often URL sources are fetched again (conditional GET with ETag / Last-Modified; re-ingested only when changed), at least 1s; default: fetched once."`
+	AllowedHosts []string `yaml:"allowed_hosts" doc:"Hosts (or host:port) URL sources and uploads by URL may reach; loopback and private addresses are refused unless listed, and when set only these hosts are reached."`
+	Chunking     Chunking `yaml:"chunking" doc:"How documents are split into chunks."`
+	Embedder     Embedder `yaml:"embedder" doc:"What embeds the chunks: local (default), provider/model, the name of a Model document, or an inline endpoint {provider, model, base_url, api_key, headers, dimensions}."`
+	Store        Store    `yaml:"store" doc:"Where vectors live: embedded (default) or milvus."`
+	Search       Search   `yaml:"search" doc:"How agents search this knowledge."`
+	Kafka        *Kafka   `yaml:"kafka" doc:"Keep the base in sync with a Kafka topic of document upserts and deletes (JSON {id, text | url, metadata, op: upsert | delete, name}); offsets are committed once the index is written, poison messages go to the dead-letter topic."`
 
 	roots []string // where file sources may resolve: see ReadRoots
 }
@@ -78,6 +82,16 @@ type KafkaSASL struct {
 type Search struct {
 	Mode string `yaml:"mode" spec:"short" enum:"vector,keyword,hybrid" doc:"vector, keyword (BM25) or hybrid (both, fused with reciprocal rank fusion); default hybrid."`
 	TopK int    `yaml:"top_k" doc:"Results returned per search (default 5)."`
+}
+
+// MinRefresh is the shortest refresh interval of URL sources: shorter would
+// hammer the sites they come from.
+const MinRefresh = time.Second
+
+// IsURLSource reports whether a knowledge source is a URL rather than a file
+// glob.
+func IsURLSource(s string) bool {
+	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
 }
 
 // Knowledge defaults.
@@ -171,7 +185,7 @@ func (k *Knowledge) validate(v *validator) {
 	for i, s := range k.Sources {
 		sp := indexPath(p+".sources", i)
 		switch {
-		case strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://"):
+		case IsURLSource(s):
 			v.url(sp, s)
 		case s == "":
 			v.errorf(sp, "empty source: write a file glob or a URL")
@@ -181,6 +195,20 @@ func (k *Knowledge) validate(v *validator) {
 			} else if !k.sourceWithinRoots(s) {
 				v.errorf(sp, "source %q reaches outside the spec folder: keep sources inside it, or add their folder to the read roots (--read-roots, TROUPE_READ_ROOTS)", v.display(sp, s))
 			}
+		}
+	}
+	if k.Refresh != 0 {
+		switch {
+		case k.Refresh.D() < MinRefresh:
+			v.errorf(p+".refresh", "refresh %s is too short: use at least %s", k.Refresh, MinRefresh)
+		case !slices.ContainsFunc(k.Sources, IsURLSource):
+			v.errorf(p+".refresh", "refresh applies to URL sources and this knowledge base has none: add an http(s) URL to sources or remove refresh")
+		}
+	}
+	for i, h := range k.AllowedHosts {
+		hp := indexPath(p+".allowed_hosts", i)
+		if h == "" || strings.ContainsAny(h, "/ ") {
+			v.errorf(hp, "invalid host %q: write a host name or host:port", v.display(hp, h))
 		}
 	}
 	c := k.Chunking

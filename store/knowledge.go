@@ -536,3 +536,37 @@ func decodeSparse(b []byte) map[uint32]float32 {
 	}
 	return m
 }
+
+// SourceFetches returns what the URL sources of a knowledge base answered
+// last, by URL.
+func (k *Knowledge) SourceFetches(ctx context.Context, knowledgeID string) (map[string]knowledge.SourceFetch, error) {
+	rows, err := k.db.r.QueryContext(ctx, `SELECT url, etag, last_modified, fetched_at FROM knowledge_fetches WHERE knowledge_id = $1`, knowledgeID)
+	if err != nil {
+		return nil, fmt.Errorf("store: loading the URL source fetches of %s: %w", knowledgeID, err)
+	}
+	defer rows.Close()
+	out := map[string]knowledge.SourceFetch{}
+	for rows.Next() {
+		f := knowledge.SourceFetch{KnowledgeID: knowledgeID}
+		if err := rows.Scan(&f.URL, &f.ETag, &f.LastModified, timeDest{&f.FetchedAt}); err != nil {
+			return nil, fmt.Errorf("store: loading the URL source fetches of %s: %w", knowledgeID, err)
+		}
+		out[f.URL] = f
+	}
+	return out, rows.Err()
+}
+
+// SaveSourceFetch records what a URL source answered, replacing what it
+// answered before.
+func (k *Knowledge) SaveSourceFetch(ctx context.Context, f knowledge.SourceFetch) error {
+	err := k.db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO knowledge_fetches (knowledge_id, url, etag, last_modified, fetched_at) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (knowledge_id, url) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified, fetched_at = excluded.fetched_at`,
+			f.KnowledgeID, f.URL, f.ETag, f.LastModified, k.db.timeArg(f.FetchedAt))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: recording the fetch of %s: %w", f.URL, err)
+	}
+	return nil
+}

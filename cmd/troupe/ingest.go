@@ -69,7 +69,7 @@ func ingest(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	// jobs a server queued for other knowledge bases (this command knows
 	// only one). A document it leaves unfinished stays processing, and a
 	// server queues it when it starts.
-	kbs, err := kb.New(ctx, kb.Options{Documents: db.Knowledge(), Chunks: db.Knowledge(), Stats: db.Knowledge(), Env: spec.Env(getenv),
+	kbs, err := kb.New(ctx, kb.Options{Documents: db.Knowledge(), Chunks: db.Knowledge(), Stats: db.Knowledge(), Fetches: db.Knowledge(), Env: spec.Env(getenv),
 		NewMilvus: newMilvus, Logger: logger})
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -314,8 +315,11 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		return err
 	}
 	kbs, err := kb.New(ctx, kb.Options{
-		Documents: db.Knowledge(), Chunks: db.Knowledge(), Stats: db.Knowledge(), Env: spec.Env(getenv), Queue: jobs.IngestQueue{Client: jobClient},
+		Documents: db.Knowledge(), Chunks: db.Knowledge(), Stats: db.Knowledge(), Fetches: db.Knowledge(), Env: spec.Env(getenv), Queue: jobs.IngestQueue{Client: jobClient},
 		NewMilvus: newMilvus, HTTPClient: egress.Policy{}.Client(time.Minute), Logger: logger.With("component", "knowledge"),
+		// A knowledge base's allowed_hosts let its URL sources and uploads
+		// by URL reach those hosts (and only those), private or not.
+		HostsClient: func(hosts []string) *http.Client { return egress.Policy{AllowedHosts: hosts}.Client(time.Minute) },
 	})
 	if err != nil {
 		return err

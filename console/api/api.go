@@ -64,12 +64,14 @@ type Store interface {
 type Knowledge interface {
 	Bases() []*spec.Knowledge
 	Submit(ctx context.Context, u kb.Upload) (*knowledge.Document, bool, error)
-	FetchURL(ctx context.Context, url string) ([]byte, string, error)
+	FetchURL(ctx context.Context, knowledgeID, url string) ([]byte, string, error)
 	Get(ctx context.Context, id string) (*knowledge.Document, error)
 	List(ctx context.Context, q knowledge.DocumentQuery) ([]knowledge.Document, int, error)
 	Patch(ctx context.Context, id string, name, description *string, metadata map[string]any) (*knowledge.Document, error)
 	Delete(ctx context.Context, id string) error
 	Retry(ctx context.Context, id string) (*knowledge.Document, error)
+	// Sync syncs a knowledge base's sources now and says what changed.
+	Sync(ctx context.Context, id string) (kb.SyncResult, error)
 	Search(ctx context.Context, knowledgeIDs []string, query, mode string, topK int, filters knowledge.Filters) ([]knowledge.Hit, error)
 	MaxBytes() int64
 	Config() kb.Config
@@ -270,6 +272,7 @@ func (h *Handler) Register(r gin.IRouter) {
 		timed.DELETE("/knowledge/content/:id", need(auth.ScopeKnowledgeWrite), h.wrap(h.deleteContent))
 		timed.POST("/knowledge/content/:id/retry", need(auth.ScopeKnowledgeWrite), h.wrap(h.retryContent))
 		timed.POST("/knowledge/search", need(auth.ScopeKnowledgeRead), h.wrap(h.searchKnowledge))
+		timed.POST("/knowledge/:id/sync", need(auth.ScopeKnowledgeWrite), h.wrap(h.syncKnowledge))
 	}
 
 	if h.opts.Traces != nil {

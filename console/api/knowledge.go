@@ -83,7 +83,7 @@ func (h *Handler) uploadContent(c *gin.Context) error {
 type Uploads interface {
 	Bases() []*spec.Knowledge
 	Submit(ctx context.Context, u kb.Upload) (*knowledge.Document, bool, error)
-	FetchURL(ctx context.Context, url string) ([]byte, string, error)
+	FetchURL(ctx context.Context, knowledgeID, url string) ([]byte, string, error)
 	MaxBytes() int64
 }
 
@@ -137,7 +137,7 @@ func ReadUpload(c *gin.Context, k Uploads) (*knowledge.Document, error) {
 		}
 	case c.PostForm("url") != "":
 		url := c.PostForm("url")
-		data, name, err := k.FetchURL(c.Request.Context(), url)
+		data, name, err := k.FetchURL(c.Request.Context(), kbID, url)
 		if err != nil {
 			if errors.Is(err, kb.ErrTooLarge) {
 				return nil, err
@@ -246,6 +246,24 @@ func (h *Handler) retryContent(c *gin.Context) error {
 	}
 	c.JSON(http.StatusAccepted, toContent(d))
 	return nil
+}
+
+// syncKnowledge answers POST /knowledge/{id}/sync: it syncs the knowledge
+// base's sources now (files, and every URL source with a conditional GET)
+// and says what changed.
+func (h *Handler) syncKnowledge(c *gin.Context) error {
+	res, err := h.opts.Knowledge.Sync(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, syncResponse{KnowledgeID: c.Param("id"), SyncResult: res})
+	return nil
+}
+
+// syncResponse is POST /knowledge/{id}/sync.
+type syncResponse struct {
+	KnowledgeID string `json:"knowledge_id"`
+	kb.SyncResult
 }
 
 // knowledgeConfigResponse is GET /knowledge/config.

@@ -249,6 +249,9 @@ var apiRoutes = []Route{
 		Body: patchContentRequest{}, Resp: contentResponse{}, Errors: map[int]string{404: "No such document"}},
 	{Method: "delete", Path: "/knowledge/content/{content_id}", Tag: "Knowledge", Summary: "Delete a document and its vectors", Params: []Param{PathParam("content_id", "Document id")}, Status: 204, Errors: map[int]string{404: "No such document"}},
 	{Method: "post", Path: "/knowledge/content/{content_id}/retry", Tag: "Knowledge", Summary: "Ingest a failed document again", Params: []Param{PathParam("content_id", "Document id")}, Status: 202, Resp: contentResponse{}, Errors: map[int]string{404: "No such document"}},
+	{Method: "post", Path: "/knowledge/{knowledge_id}/sync", Tag: "Knowledge", Summary: "Sync a knowledge base's sources now",
+		Desc:   "Reads the files under its source globs and fetches its URL sources (conditionally, with ETag / Last-Modified); answers how many documents were added, updated, deleted, unchanged or could not be read. Needs knowledge:write.",
+		Params: []Param{PathParam("knowledge_id", "Knowledge base name")}, Resp: syncResponse{}, Errors: map[int]string{404: "No such knowledge base"}},
 	{Method: "post", Path: "/knowledge/search", Tag: "Knowledge", Summary: "Search knowledge bases", Body: searchRequest{}, Resp: searchResponse{}, Errors: map[int]string{422: "query is missing, or a field is out of range"}},
 
 	{Method: "get", Path: "/traces", Tag: "Traces", Summary: "List traces", Desc: "Paged; a key bound to a user sees only that user's traces.",

@@ -579,6 +579,19 @@ func (h *Handler) retryDocFromConsole(c *gin.Context) {
 	h.render(c, http.StatusOK, view.DocRow(*d, true))
 }
 
+// syncFromConsole is the knowledge page's "Sync now": it syncs one base's
+// sources and answers what changed, and makes the page count again.
+func (h *Handler) syncFromConsole(c *gin.Context) {
+	name := c.PostForm("knowledge_id")
+	r, err := h.opts.Knowledge.Sync(c.Request.Context(), name)
+	if err != nil {
+		h.fail(c, "the knowledge base", err)
+		return
+	}
+	c.Header("HX-Trigger", "troupe-docs")
+	h.render(c, http.StatusOK, view.SyncResult(name, r.Added, r.Updated, r.Deleted, r.Unchanged, r.Failed))
+}
+
 func (h *Handler) searchFromConsole(c *gin.Context) {
 	r := view.SearchResult{Query: strings.TrimSpace(c.PostForm("query")), Mode: c.PostForm("mode")}
 	switch r.Mode {

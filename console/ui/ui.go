@@ -79,6 +79,7 @@ type Knowledge interface {
 	List(ctx context.Context, q knowledge.DocumentQuery) ([]knowledge.Document, int, error)
 	Delete(ctx context.Context, id string) error
 	Retry(ctx context.Context, id string) (*knowledge.Document, error)
+	Sync(ctx context.Context, id string) (kb.SyncResult, error)
 	Search(ctx context.Context, knowledgeIDs []string, query, mode string, topK int, filters knowledge.Filters) ([]knowledge.Hit, error)
 }
 
@@ -254,6 +255,7 @@ func (h *Handler) Register(r gin.IRouter) {
 		timed.POST("/ui/knowledge/docs/:id/delete", h.pageRequire(auth.ScopeKnowledgeWrite), h.deleteDocFromConsole)
 		timed.POST("/ui/knowledge/docs/:id/retry", h.pageRequire(auth.ScopeKnowledgeWrite), h.retryDocFromConsole)
 		timed.POST("/ui/knowledge/search", h.pageRequire(auth.ScopeKnowledgeRead), h.searchFromConsole)
+		timed.POST("/ui/knowledge/sync", h.pageRequire(auth.ScopeKnowledgeWrite), h.syncFromConsole)
 	}
 
 	if h.opts.Queue != nil {

@@ -26,6 +26,14 @@ const (
 	StatusOrphaned = "orphaned"
 )
 
+// SourceFetch is what a URL source of a knowledge base answered last: the
+// validators of the next conditional GET, and when it was fetched.
+type SourceFetch struct {
+	KnowledgeID, URL   string
+	ETag, LastModified string
+	FetchedAt          time.Time
+}
+
 // Document is one ingested (or ingesting) document of a knowledge base.
 type Document struct {
 	ID          string         `json:"id"`

@@ -76,6 +76,10 @@ type Options struct {
 	Debounce time.Duration // quiet period before signalling; 0 means 50ms. Must stay <= 100ms by default.
 	Rescan   time.Duration // periodic full rescan that catches missed events; 0 means 2s, negative disables
 	Logger   *slog.Logger  // nil means discard
+	// Relevant reports whether a file with this base name matters to the
+	// owner; nil means spec files (.yaml, .yml). The knowledge service
+	// watches its sources' folders with the globs' file patterns.
+	Relevant func(name string) bool
 }
 
 // Watcher watches folder trees of YAML spec files. Create it with [New], run
@@ -91,6 +95,7 @@ type Watcher struct {
 	rescan   time.Duration // <= 0: periodic rescans disabled
 	log      *slog.Logger
 	out      chan struct{} // cap 1; see C
+	relevant func(name string) bool
 
 	started atomic.Bool
 
@@ -134,6 +139,7 @@ func New(opts Options) (*Watcher, error) {
 		rescan:   orDefault(opts.Rescan, defaultRescan),
 		log:      opts.Logger,
 		out:      make(chan struct{}, 1),
+		relevant: opts.Relevant,
 		queue:    make(chan notification, queueSize),
 		kick:     make(chan struct{}, 1),
 		watched:  make(map[string]bool),
@@ -141,6 +147,9 @@ func New(opts Options) (*Watcher, error) {
 	}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
+	}
+	if w.relevant == nil {
+		w.relevant = isRelevant
 	}
 
 	w.fsw, err = fsnotify.NewWatcher()
@@ -405,7 +414,7 @@ func (w *Watcher) handle(ev fsnotify.Event) bool {
 		}
 	}
 
-	return isRelevant(name)
+	return w.relevant(name)
 }
 
 // isDirLink reports whether the symlink at path points to a directory.
@@ -484,7 +493,7 @@ func (w *Watcher) unwatch(dir string) {
 // that exist (adding missing ones, dropping vanished ones) and reports
 // whether the fingerprint of the relevant files changed since the last sync.
 func (w *Watcher) sync() (changed bool) {
-	s := fingerprint(w.roots)
+	s := fingerprint(w.roots, w.relevant)
 	if s.err != nil {
 		// Unreadable folders are reported by addWatch when it matters;
 		// here they would repeat every rescan.
@@ -519,7 +528,7 @@ type scan struct {
 // differ when a relevant file was added, removed, renamed, resized or
 // rewritten (with an mtime change, which every write makes on the local
 // filesystems we care about).
-func fingerprint(roots []string) scan {
+func fingerprint(roots []string, isRelevant func(name string) bool) scan {
 	var s scan
 	h := sha256.New()
 	var buf []byte

@@ -378,7 +378,7 @@ func TestFingerprint(t *testing.T) {
 	spec := filepath.Join(root, "agent.yaml")
 	writeFile(t, spec, "v: 1\n")
 	fp := func() scan {
-		s := fingerprint([]string{root})
+		s := fingerprint([]string{root}, isRelevant)
 		require.NoError(t, s.err)
 		return s
 	}
@@ -427,12 +427,12 @@ func TestFingerprintFollowsSymlinks(t *testing.T) {
 		t.Skipf("symlinks not supported: %v", err)
 	}
 	require.NoError(t, os.Symlink(filepath.Join("..data", "agent.yaml"), filepath.Join(root, "agent.yaml")))
-	before := fingerprint([]string{root})
+	before := fingerprint([]string{root}, isRelevant)
 	require.Equal(t, 1, before.files)
 
 	require.NoError(t, os.Remove(filepath.Join(root, "..data")))
 	require.NoError(t, os.Symlink("..v2", filepath.Join(root, "..data")))
-	require.NotEqual(t, before.sum, fingerprint([]string{root}).sum, "the link target changed")
+	require.NotEqual(t, before.sum, fingerprint([]string{root}, isRelevant).sum, "the link target changed")
 }
 
 func TestCancelStopsRunPromptly(t *testing.T) {

@@ -30,8 +30,8 @@ type Index interface {
 	Put(ctx context.Context, k kb.Keyed) (bool, error)
 	// Remove deletes a keyed document; a missing one is no error.
 	Remove(ctx context.Context, knowledgeID, key string) (bool, error)
-	// FetchURL downloads a document named by URL, through the egress policy.
-	FetchURL(ctx context.Context, url string) ([]byte, string, error)
+	// FetchURL downloads a document named by URL for a knowledge base, through the egress policy and its allowed_hosts.
+	FetchURL(ctx context.Context, knowledgeID, url string) ([]byte, string, error)
 }
 
 var _ Index = (*kb.Service)(nil)
@@ -345,7 +345,7 @@ func (c *Consumer) apply(ctx context.Context, m Message) error {
 	if m.Text != nil {
 		content = []byte(*m.Text)
 	} else {
-		data, urlName, err := c.opts.Index.FetchURL(ctx, m.URL)
+		data, urlName, err := c.opts.Index.FetchURL(ctx, c.opts.Knowledge, m.URL)
 		if err != nil {
 			return err
 		}

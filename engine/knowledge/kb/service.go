@@ -60,8 +60,23 @@ type Options struct {
 	// HTTPClient fetches URL sources and uploads; it should refuse private
 	// addresses (egress policy). Nil means http.DefaultClient.
 	HTTPClient *http.Client
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// Fetches persists what URL sources answered last (the store), so
+	// that a restart or another replica keeps their refresh interval and
+	// validators; nil keeps them in this process's memory only.
+	Fetches Fetches
+	// HostsClient returns the client for a knowledge base that lists
+	// allowed_hosts: the egress policy with those hosts let through (and
+	// only those). Nil means HTTPClient for every base.
+	HostsClient func(allowedHosts []string) *http.Client
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// Fetches persists what URL sources answered last.
+type Fetches interface {
+	// SourceFetches returns a knowledge base's, by URL.
+	SourceFetches(ctx context.Context, knowledgeID string) (map[string]knowledge.SourceFetch, error)
+	SaveSourceFetch(ctx context.Context, f knowledge.SourceFetch) error
 }
 
 // Queue queues a document's ingestion durably; the job engine's worker then
@@ -99,6 +114,15 @@ type Service struct {
 	// reembed holds the bases whose vectors another embedder made (under
 	// mu), with why, until the run loop re-embeds them: see reembedBases.
 	reembed map[string]string
+
+	// syncMu serializes source syncs (the run loop's and forced ones).
+	syncMu sync.Mutex
+	// fetchMu guards fetched (URL sources' validators) and clients (by
+	// allowed_hosts).
+	fetchMu sync.Mutex
+	fetched map[string]fetchState
+	loaded  map[string]bool // bases whose fetches were read from Fetches
+	clients map[string]*http.Client
 }
 
 // base is one configured knowledge base.
@@ -424,34 +448,6 @@ func (s *Service) Submit(ctx context.Context, u Upload) (*knowledge.Document, bo
 	return d, true, nil
 }
 
-// FetchURL downloads a document for Submit, within the size limit.
-func (s *Service) FetchURL(ctx context.Context, url string) ([]byte, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, "", fmt.Errorf("invalid URL %q: %w", url, err)
-	}
-	resp, err := s.opts.HTTPClient.Do(req)
-	if err != nil {
-		return nil, "", fmt.Errorf("fetching %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return nil, "", fmt.Errorf("fetching %s: HTTP %d", url, resp.StatusCode)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, s.opts.MaxBytes+1))
-	if err != nil {
-		return nil, "", fmt.Errorf("fetching %s: %w", url, err)
-	}
-	if int64(len(data)) > s.opts.MaxBytes {
-		return nil, "", fmt.Errorf("%w: %s is larger than %d bytes", ErrTooLarge, url, s.opts.MaxBytes)
-	}
-	name := filepath.Base(req.URL.Path)
-	if name == "/" || name == "." || name == "" {
-		name = req.URL.Host
-	}
-	return data, name, nil
-}
-
 // enqueue queues a processing document's ingestion, or without a Queue
 // ingests it now. A document whose job could not be queued stays processing
 // and is queued again when Run starts.
@@ -615,13 +611,29 @@ func (s *Service) Run(ctx context.Context) error {
 	if n := s.resume(ctx); n > 0 {
 		s.log.Info("resuming unfinished ingestion", "documents", n)
 	}
+	// The watch of the source folders is owned here: changed with the
+	// configuration, stopped when Run returns.
+	var w *watcher
+	defer func() { w.stop() }()
+	rescan := time.NewTicker(RescanInterval)
+	defer rescan.Stop()
+	refresh := time.NewTicker(refreshTick)
+	defer refresh.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.sync:
+			w = s.rewatch(ctx, w)
 			s.syncSources(ctx)
 			s.resume(ctx)
+		case <-w.changes():
+			s.syncSources(ctx)
+		case <-rescan.C:
+			s.syncSources(ctx)
+			s.resume(ctx)
+		case <-refresh.C:
+			s.refreshURLs(ctx)
 		}
 	}
 }
@@ -944,42 +956,49 @@ func (s *Service) searchBase(ctx context.Context, b *base, query, mode string, t
 func (s *Service) syncSources(ctx context.Context) {
 	s.reembedBases(ctx)
 	for _, k := range s.Bases() {
-		if err := s.syncBase(ctx, k); err != nil {
+		if _, err := s.syncBase(ctx, k, scopeAll); err != nil && ctx.Err() == nil {
 			s.log.Warn("syncing knowledge sources", "knowledge", k.Name, "err", err)
 		}
 	}
 }
 
-func (s *Service) syncBase(ctx context.Context, k *spec.Knowledge) error {
+// syncBase syncs what sc says of one base's sources and counts what changed.
+func (s *Service) syncBase(ctx context.Context, k *spec.Knowledge, sc scope) (SyncResult, error) {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	var res SyncResult
 	existing, err := s.opts.Documents.Sources(ctx, k.Name)
 	if err != nil {
-		return err
+		return res, err
 	}
+	files := sc != scopeDueURLs
 	seen := map[string]bool{}
+	var changed []changedFile
+	deleted := map[string]bool{}
 	dir := filepath.Dir(k.Pos().File)
 	roots := k.ReadRoots()
 	for _, src := range k.Sources {
-		if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
-			key := "url:" + src
-			seen[key] = true
-			if _, ok := existing[key]; ok {
-				continue // URLs are fetched once; delete the document to refetch
-			}
-			data, name, err := s.FetchURL(ctx, src)
-			if err != nil {
-				s.log.Warn("fetching knowledge source", "knowledge", k.Name, "url", src, "err", err)
-				continue
-			}
-			s.submitSource(ctx, k, key, name, data, existing)
+		if spec.IsURLSource(src) {
+			// Fetched once, then again every refresh interval (or on a
+			// forced sync) with the validators of the last answer.
+			seen["url:"+src] = true
+			s.syncURL(ctx, k, src, sc, existing, &res)
 			continue
 		}
-		matches, err := filepath.Glob(filepath.Join(dir, src))
+		if !files {
+			continue
+		}
+		pattern := src
+		if !filepath.IsAbs(pattern) {
+			pattern = filepath.Join(dir, src)
+		}
+		matches, err := filepath.Glob(pattern)
 		if err != nil {
-			return fmt.Errorf("source %q: %w", src, err)
+			return res, fmt.Errorf("source %q: %w", src, err)
 		}
 		for _, path := range matches {
 			if err := ctx.Err(); err != nil {
-				return err // shutting down: the next start syncs again
+				return res, err // shutting down: the next start syncs again
 			}
 			rel, _ := filepath.Rel(dir, path)
 			key := "file:" + filepath.ToSlash(rel)
@@ -1000,22 +1019,55 @@ func (s *Service) syncBase(ctx context.Context, k *spec.Knowledge) error {
 				if !refused(err) {
 					seen[key] = true
 				}
+				res.Failed++
 				s.log.Warn("skipping knowledge source", "knowledge", k.Name, "path", path, "err", err)
 				continue
 			}
 			seen[key] = true
-			s.submitSource(ctx, k, key, filepath.Base(path), data, existing)
+			if old, ok := existing[key]; ok && old.ID == knowledge.DocumentID(k.Name, data) {
+				res.Unchanged++
+				continue
+			}
+			changed = append(changed, changedFile{key: key, path: path})
 		}
 	}
+	// Removed sources go first: a file renamed with its content unchanged
+	// is the same document (its id is the content's hash), which must be
+	// deleted under its old name before it is submitted under the new one.
 	for key, d := range existing {
-		if !seen[key] {
-			if err := s.Delete(ctx, d.ID); err != nil && !errors.Is(err, knowledge.ErrNotFound) {
-				s.log.Warn("removing deleted knowledge source", "source", key, "err", err)
+		if seen[key] || (!files && strings.HasPrefix(key, "file:")) {
+			continue
+		}
+		if err := s.Delete(ctx, d.ID); err != nil && !errors.Is(err, knowledge.ErrNotFound) {
+			s.log.Warn("removing deleted knowledge source", "source", key, "err", err)
+			continue
+		}
+		deleted[d.ID] = true
+		res.Deleted++
+	}
+	// Changed files are read again rather than held in memory since the
+	// scan (each may be up to MaxBytes).
+	for _, f := range changed {
+		data, err := spec.ReadFileWithin(f.path, s.opts.MaxBytes, roots)
+		if err != nil {
+			res.Failed++
+			s.log.Warn("skipping knowledge source", "knowledge", k.Name, "path", f.path, "err", err)
+			continue
+		}
+		if s.submitSource(ctx, k, f.key, filepath.Base(f.path), data, existing, &res) && deleted[knowledge.DocumentID(k.Name, data)] {
+			// The same document deleted above and created again: its
+			// last job may still be recorded as running, which would make
+			// the new one a duplicate and leave it waiting.
+			if err := s.requeue(ctx, knowledge.DocumentID(k.Name, data)); err != nil && ctx.Err() == nil {
+				s.log.Warn("queueing renamed knowledge source", "source", f.key, "err", err)
 			}
 		}
 	}
-	return nil
+	return res, nil
 }
+
+// changedFile is a file source whose content differs from its document's.
+type changedFile struct{ key, path string }
 
 // refused reports whether a source file is refused for what it is (outside
 // the read roots, not a regular file, too large) or gone, rather than
@@ -1027,19 +1079,33 @@ func refused(err error) bool {
 
 // submitSource ingests a source unless it is unchanged, replacing the
 // previous version's document when its content changed.
-func (s *Service) submitSource(ctx context.Context, k *spec.Knowledge, key, name string, data []byte, existing map[string]knowledge.Document) {
+func (s *Service) submitSource(ctx context.Context, k *spec.Knowledge, key, name string, data []byte, existing map[string]knowledge.Document, res *SyncResult) (created bool) {
 	id := knowledge.DocumentID(k.Name, data)
-	if old, ok := existing[key]; ok {
+	old, had := existing[key]
+	if had {
 		if old.ID == id {
-			return
+			res.Unchanged++
+			return false
 		}
 		if err := s.Delete(ctx, old.ID); err != nil && !errors.Is(err, knowledge.ErrNotFound) {
 			s.log.Warn("replacing changed knowledge source", "source", key, "err", err)
 		}
 	}
-	if _, _, err := s.Submit(ctx, Upload{KnowledgeID: k.Name, Name: name, Content: data, Source: key}); err != nil {
+	_, created, err := s.Submit(ctx, Upload{KnowledgeID: k.Name, Name: name, Content: data, Source: key})
+	switch {
+	case err != nil:
+		res.Failed++
 		s.log.Warn("ingesting knowledge source", "knowledge", k.Name, "source", key, "err", err)
+	case had:
+		res.Updated++
+	case created:
+		res.Added++
+	default:
+		// The same content as another source of this base: one
+		// document serves both.
+		res.Unchanged++
 	}
+	return created
 }
 
 // SyncSources ingests the knowledge bases' YAML sources now, instead of

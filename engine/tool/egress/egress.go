@@ -189,7 +189,12 @@ func (p Policy) CheckURL(u *url.URL) error {
 	return nil
 }
 
-const hint = "; add the host to allowed_hosts to permit it"
+// AllowHint ends the reason of a refusal an allowed_hosts entry would lift;
+// callers that know which allowed_hosts field applies replace it with a
+// precise one.
+const AllowHint = "; add the host to allowed_hosts to permit it"
+
+const hint = AllowHint
 
 func (p Policy) notListed(host string) error {
 	return &RefusedError{Host: host, Reason: fmt.Sprintf("the host is not in allowed_hosts (%s)", strings.Join(p.AllowedHosts, ", "))}
