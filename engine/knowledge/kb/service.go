@@ -862,7 +862,8 @@ func (s *Service) Search(ctx context.Context, knowledgeIDs []string, query, mode
 	if len(lists) == 1 {
 		return lists[0], nil
 	}
-	return knowledge.Fuse(want, lists...), nil
+	// Scores are readable, so comparable across bases: the best of all.
+	return knowledge.Merge(want, lists...), nil
 }
 
 // searchBase searches one acquired base and returns its hits and the top_k
@@ -888,19 +889,36 @@ func (s *Service) searchBase(ctx context.Context, b *base, query, mode string, t
 			vectors[b.spec.Embedder] = q.Vector
 		}
 	}
-	// The embedded store weighs the query's terms itself, under its own
-	// lock; asking it for a snapshot of its statistics would make its next
-	// write copy them all.
-	if q.Mode != knowledge.ModeVector && b.external {
-		b.statsMu.Lock()
-		q.Sparse = b.stats.Query(query)
-		b.statsMu.Unlock()
+	// The embedded store weighs the query's terms in place, under its
+	// own lock (a snapshot of its statistics would make its next write copy
+	// them all); the weights also give the IDF mass that makes keyword
+	// scores readable.
+	if q.Mode != knowledge.ModeVector {
+		if b.external {
+			b.statsMu.Lock()
+			q.Sparse = b.stats.Query(query)
+			b.statsMu.Unlock()
+		} else {
+			q.Sparse = s.embedded.QueryWeights(b.spec.Name, query)
+		}
 	}
-	hits, err := b.store.Search(ctx, b.spec.Name, q)
+	hits, err := s.storeSearch(ctx, b, q)
 	if err != nil {
 		return nil, 0, fmt.Errorf("searching %s: %w", b.spec.Name, err)
 	}
 	return hits, q.TopK, nil
+}
+
+// storeSearch runs q on b's store and returns hits with readable scores:
+// stores score hybrid searches themselves (they hold both sides of every
+// candidate); vector and keyword scores are mapped here
+// (knowledge.ScoreHits).
+func (s *Service) storeSearch(ctx context.Context, b *base, q knowledge.Query) ([]knowledge.Hit, error) {
+	hits, err := b.store.Search(ctx, b.spec.Name, q)
+	if q.Mode != knowledge.ModeHybrid {
+		knowledge.ScoreHits(q.Mode, hits, knowledge.IDFMass(q.Sparse))
+	}
+	return hits, err
 }
 
 // syncSources ingests new and changed source files of every knowledge base and
