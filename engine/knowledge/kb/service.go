@@ -61,8 +61,15 @@ type Options struct {
 	// HTTPClient fetches URL sources and uploads; it should refuse private
 	// addresses (egress policy). Nil means http.DefaultClient.
 	HTTPClient *http.Client
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// NewReranker overrides how a base's rerank: is served (tests); nil
+	// calls the /rerank wire of the Model it names.
+	NewReranker func(k *spec.Knowledge) (Reranker, error)
+	// RerankHTTPClient calls rerankers; nil means http.DefaultClient. Like
+	// a model's base_url, a reranker's is the operator's choice, so it is
+	// not held to the egress policy of URL sources.
+	RerankHTTPClient *http.Client
+	Logger           *slog.Logger
+	Now              func() time.Time
 }
 
 // Queue queues a document's ingestion durably; the job engine's worker then
@@ -84,6 +91,8 @@ type Service struct {
 	log  *slog.Logger
 
 	embedded *embedded.Store
+
+	rerankFallbacks atomic.Int64
 
 	mu    sync.RWMutex
 	bases map[string]*base
@@ -833,13 +842,24 @@ func (s *Service) avgDL(b *base) float64 {
 }
 
 // Search searches knowledge bases. mode "" uses each base's configured mode,
-// topK 0 its configured top_k.
+// topK 0 its configured top_k; each base's search.min_score applies.
 func (s *Service) Search(ctx context.Context, knowledgeIDs []string, query, mode string, topK int, filters knowledge.Filters) ([]knowledge.Hit, error) {
+	return s.SearchWith(ctx, SearchRequest{KnowledgeIDs: knowledgeIDs, Query: query, Mode: mode, TopK: topK, Filters: filters})
+}
+
+// SearchWith searches knowledge bases as r says: each base's best hits
+// (reranked when the base has rerank:), those scoring below the minimum
+// dropped, then the best of all bases by score.
+func (s *Service) SearchWith(ctx context.Context, r SearchRequest) ([]knowledge.Hit, error) {
+	knowledgeIDs, query, mode, topK, filters := r.KnowledgeIDs, r.Query, r.Mode, r.TopK, r.Filters
 	if strings.TrimSpace(query) == "" {
 		return nil, errors.New("the query is empty")
 	}
 	if err := filters.Validate(); err != nil {
 		return nil, err
+	}
+	if m := r.MinScore; m != nil && !(*m >= 0 && *m <= 1) {
+		return nil, fmt.Errorf("min_score %g is out of range: scores run from 0 to 1", *m)
 	}
 	var lists [][]knowledge.Hit
 	want := topK
@@ -851,7 +871,7 @@ func (s *Service) Search(ctx context.Context, knowledgeIDs []string, query, mode
 		if err != nil {
 			return nil, err
 		}
-		hits, k, err := s.searchBase(ctx, b, query, mode, topK, filters, vectors)
+		hits, k, err := s.searchBase(ctx, b, query, mode, topK, filters, vectors, r.MinScore)
 		b.release(s.log)
 		if err != nil {
 			return nil, err
@@ -870,13 +890,17 @@ func (s *Service) Search(ctx context.Context, knowledgeIDs []string, query, mode
 // it used. vectors holds the query's embedding by embedder (as the spec names
 // it: two endpoints may serve models of one name), shared across the bases of
 // one search.
-func (s *Service) searchBase(ctx context.Context, b *base, query, mode string, topK int, filters knowledge.Filters, vectors map[string][]float32) ([]knowledge.Hit, int, error) {
+func (s *Service) searchBase(ctx context.Context, b *base, query, mode string, topK int, filters knowledge.Filters, vectors map[string][]float32, minScore *float64) ([]knowledge.Hit, int, error) {
 	q := knowledge.Query{Text: query, Mode: mode, TopK: topK, Filters: filters}
 	if q.Mode == "" {
 		q.Mode = b.spec.Search.Mode
 	}
 	if q.TopK <= 0 {
 		q.TopK = b.spec.Search.TopK
+	}
+	k := q.TopK
+	if rr := b.spec.Rerank; rr != nil {
+		q.TopK = max(k, rr.Candidates)
 	}
 	if q.Mode != knowledge.ModeKeyword {
 		q.Vector = vectors[b.spec.Embedder]
@@ -906,7 +930,16 @@ func (s *Service) searchBase(ctx context.Context, b *base, query, mode string, t
 	if err != nil {
 		return nil, 0, fmt.Errorf("searching %s: %w", b.spec.Name, err)
 	}
-	return hits, q.TopK, nil
+	if b.spec.Rerank != nil {
+		hits = s.rerank(ctx, b.spec, query, hits)
+	}
+	if len(hits) > k {
+		hits = hits[:k]
+	}
+	if minScore == nil {
+		minScore = b.spec.Search.MinScore
+	}
+	return cutBelow(hits, minScore), k, nil
 }
 
 // storeSearch runs q on b's store and returns hits with readable scores:
