@@ -49,7 +49,7 @@ type Store struct {
 
 // Search configures retrieval.
 type Search struct {
-	Mode string `yaml:"mode" spec:"short" enum:"vector,keyword,hybrid" doc:"vector, keyword (BM25) or hybrid (both, fused with reciprocal rank fusion); default hybrid."`
+	Mode string `yaml:"mode" spec:"short" enum:"vector,keyword,hybrid" doc:"vector, keyword (BM25) or hybrid (both, scored by the mean of their 0–1 scores); default hybrid."`
 	TopK int    `yaml:"top_k" doc:"Results returned per search (default 5)."`
 	// MinScore is a pointer so that 0 (keep everything) can be told from
 	// unset, should the default ever change.
