@@ -3,6 +3,8 @@ package console_test
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -57,4 +59,21 @@ func TestKnowledgeSearchMinScore(t *testing.T) {
 		})
 	}
 	ts.json(http.MethodPost, "/knowledge/search", "", `{"query":"x","knowledge_id":"docs","min_score":1.5}`, http.StatusUnprocessableEntity, nil)
+
+	// The console's search playground takes a min score too.
+	hybrid := find(t, "hybrid", nil)
+	playground := func(minScore string) (hits int, text string) {
+		form := url.Values{"query": {"reranker relevance of search hits"}, "knowledge_id": {"docs"}, "mode": {"hybrid"}, "min_score": {minScore}}
+		resp, body := ts.page("POST", "/ui/knowledge/search", "", form, "HX-Request", "true")
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		d := doc(t, body)
+		return d.Find("[data-testid=hit]").Length(), d.Text()
+	}
+	n, _ := playground("")
+	require.Len(t, hybrid, n)
+	n, _ = playground(strconv.FormatFloat(hybrid[1]["score"].(float64), 'f', -1, 64))
+	require.Equal(t, 2, n)
+	n, text := playground("2")
+	require.Zero(t, n)
+	require.Contains(t, text, "Min score must be a number from 0 to 1.")
 }

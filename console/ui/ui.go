@@ -79,6 +79,7 @@ type Knowledge interface {
 	Delete(ctx context.Context, id string) error
 	Retry(ctx context.Context, id string) (*knowledge.Document, error)
 	Search(ctx context.Context, knowledgeIDs []string, query, mode string, topK int, filters knowledge.Filters) ([]knowledge.Hit, error)
+	SearchWith(ctx context.Context, r kb.SearchRequest) ([]knowledge.Hit, error)
 }
 
 // Runs is what the console needs from the run service.
