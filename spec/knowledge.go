@@ -22,6 +22,7 @@ type Knowledge struct {
 	Store        Store    `yaml:"store" doc:"Where vectors live: embedded (default) or milvus."`
 	Search       Search   `yaml:"search" doc:"How agents search this knowledge."`
 	Kafka        *Kafka   `yaml:"kafka" doc:"Keep the base in sync with a Kafka topic of document upserts and deletes (JSON {id, text | url, metadata, op: upsert | delete, name}); offsets are committed once the index is written, poison messages go to the dead-letter topic."`
+	Rerank       *Rerank  `yaml:"rerank" doc:"Reorders the best hits with a reranking model (Cohere, Jina or TEI /rerank wire); optional."`
 
 	roots []string // where file sources may resolve: see ReadRoots
 }
@@ -80,8 +81,11 @@ type KafkaSASL struct {
 
 // Search configures retrieval.
 type Search struct {
-	Mode string `yaml:"mode" spec:"short" enum:"vector,keyword,hybrid" doc:"vector, keyword (BM25) or hybrid (both, fused with reciprocal rank fusion); default hybrid."`
+	Mode string `yaml:"mode" spec:"short" enum:"vector,keyword,hybrid" doc:"vector, keyword (BM25) or hybrid (both, scored by the mean of their 0–1 scores); default hybrid."`
 	TopK int    `yaml:"top_k" doc:"Results returned per search (default 5)."`
+	// MinScore is a pointer so that 0 (keep everything) can be told from
+	// unset, should the default ever change.
+	MinScore *float64 `yaml:"min_score" doc:"Hits scoring below this (0 to 1) are dropped instead of filling top_k; default 0. Scores: vector = cosine similarity, keyword = share of the query's IDF-weighted terms found, hybrid = their mean, rerank = the reranker's relevance."`
 }
 
 // MinRefresh is the shortest refresh interval of URL sources: shorter would
@@ -93,6 +97,25 @@ const MinRefresh = time.Second
 func IsURLSource(s string) bool {
 	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
 }
+
+// Rerank configures the reranking of a knowledge base's hits.
+type Rerank struct {
+	Model      string   `yaml:"model" spec:"required" doc:"Name of a Model document whose base_url serves POST <base_url>/rerank (Cohere, Jina, TEI); its model, api_key and headers are sent."`
+	Timeout    Duration `yaml:"timeout" doc:"Limit for one rerank request (default 2s); on timeout or error the hits keep their search order."`
+	Candidates int      `yaml:"candidates" doc:"Hits fetched and sent to the reranker before the best top_k are kept (default max(3·top_k, 20), at most 100)."`
+
+	model *Model // resolved when the set is validated
+}
+
+// ModelSpec is the Model document Model names, as loaded with this
+// knowledge base (nil before validation or when it is unknown).
+func (r *Rerank) ModelSpec() *Model { return r.model }
+
+// Rerank defaults.
+const (
+	DefaultRerankTimeout = 2 * time.Second
+	MaxRerankCandidates  = 100
+)
 
 // Knowledge defaults.
 const (
@@ -155,6 +178,14 @@ func (k *Knowledge) applyDefaults() {
 		}
 		if k.Kafka.DeadLetterTopic == "" && k.Kafka.Topic != "" {
 			k.Kafka.DeadLetterTopic = k.Kafka.Topic + ".dlq"
+		}
+	}
+	if r := k.Rerank; r != nil {
+		if r.Timeout == 0 {
+			r.Timeout = Duration(DefaultRerankTimeout)
+		}
+		if r.Candidates == 0 {
+			r.Candidates = min(max(3*k.Search.TopK, 20), MaxRerankCandidates)
 		}
 	}
 }
@@ -233,6 +264,28 @@ func (k *Knowledge) validate(v *validator) {
 	v.positive(p+".search.top_k", k.Search.TopK)
 	if k.Search.TopK > 100 {
 		v.errorf(p+".search.top_k", "top_k %d is too large: at most 100", k.Search.TopK)
+	}
+	if m := k.Search.MinScore; m != nil && !(*m >= 0 && *m <= 1) {
+		v.errorf(p+".search.min_score", "min_score %g is out of range: scores run from 0 to 1", *m)
+	}
+	if r := k.Rerank; r != nil {
+		rp := p + ".rerank"
+		if r.Model != "" {
+			v.ref(rp+".model", KindModel, r.Model)
+			m, _ := v.set.lookup(KindModel, r.Model).(*Model)
+			// Resolved here, where the set is at hand, so the knowledge
+			// service needs no access to the snapshot's models.
+			r.model = m
+			if m != nil && m.BaseURL == "" {
+				v.errorf(rp+".model", "model %q has no base_url: a reranker is reached at <base_url>/rerank (Cohere https://api.cohere.com/v2, Jina https://api.jina.ai/v1, TEI http://host:port)", r.Model)
+			}
+		}
+		if r.Timeout < 0 {
+			v.errorf(rp+".timeout", "timeout must be positive")
+		}
+		if r.Candidates < 0 || r.Candidates > MaxRerankCandidates {
+			v.errorf(rp+".candidates", "candidates %d is out of range: 1 to %d", r.Candidates, MaxRerankCandidates)
+		}
 	}
 	if k.Kafka != nil {
 		k.Kafka.validate(v, p+".kafka")

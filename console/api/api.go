@@ -73,6 +73,7 @@ type Knowledge interface {
 	// Sync syncs a knowledge base's sources now and says what changed.
 	Sync(ctx context.Context, id string) (kb.SyncResult, error)
 	Search(ctx context.Context, knowledgeIDs []string, query, mode string, topK int, filters knowledge.Filters) ([]knowledge.Hit, error)
+	SearchWith(ctx context.Context, r kb.SearchRequest) ([]knowledge.Hit, error)
 	MaxBytes() int64
 	Config() kb.Config
 }

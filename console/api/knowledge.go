@@ -340,8 +340,14 @@ func (h *Handler) searchKnowledge(c *gin.Context) error {
 	if body.MaxResults < 0 || body.MaxResults > 100 {
 		return &Error{Status: http.StatusUnprocessableEntity, Msg: "max_results must be from 1 to 100"}
 	}
+	if m := body.MinScore; m != nil && !(*m >= 0 && *m <= 1) {
+		return &Error{Status: http.StatusUnprocessableEntity, Msg: "min_score must be from 0 to 1 (scores are cosine similarity for vector, the share of the query's weighted terms found for keyword, their mean for hybrid)"}
+	}
 	start := time.Now()
-	hits, err := h.opts.Knowledge.Search(c.Request.Context(), SearchIDs(h.opts.Knowledge, body.KnowledgeID), body.Query, body.SearchType, body.MaxResults, body.Filters)
+	hits, err := h.opts.Knowledge.SearchWith(c.Request.Context(), kb.SearchRequest{
+		KnowledgeIDs: SearchIDs(h.opts.Knowledge, body.KnowledgeID), Query: body.Query, Mode: body.SearchType,
+		TopK: body.MaxResults, Filters: body.Filters, MinScore: body.MinScore,
+	})
 	if err != nil {
 		return err
 	}

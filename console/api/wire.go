@@ -21,6 +21,9 @@ type searchRequest struct {
 	SearchType  string         `json:"search_type"` // vector, keyword or hybrid
 	MaxResults  int            `json:"max_results"` // 1 to 100
 	Filters     map[string]any `json:"filters"`
+	// MinScore drops hits scoring below it, 0 to 1; absent: each knowledge
+	// base's search.min_score.
+	MinScore *float64 `json:"min_score"`
 }
 
 // patchContentRequest is the body of PATCH /knowledge/content/{id}: the

@@ -19,6 +19,7 @@ import (
 	"github.com/troupehq/troupe/console/ui/view"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/knowledge"
+	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
 	"github.com/troupehq/troupe/store"
@@ -599,11 +600,23 @@ func (h *Handler) searchFromConsole(c *gin.Context) {
 	default:
 		r.Mode = knowledge.ModeHybrid
 	}
-	if r.Query == "" {
+	var minScore *float64
+	if v := strings.TrimSpace(c.PostForm("min_score")); v != "" {
+		m, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(m >= 0 && m <= 1) {
+			r.Error = "Min score must be a number from 0 to 1."
+		}
+		minScore = &m
+	}
+	switch {
+	case r.Error != "":
+	case r.Query == "":
 		r.Error = "Type something to search for."
-	} else {
+	default:
 		start := time.Now()
-		hits, err := h.opts.Knowledge.Search(c.Request.Context(), api.SearchIDs(h.opts.Knowledge, c.PostForm("knowledge_id")), r.Query, r.Mode, 10, nil)
+		hits, err := h.opts.Knowledge.SearchWith(c.Request.Context(), kb.SearchRequest{
+			KnowledgeIDs: api.SearchIDs(h.opts.Knowledge, c.PostForm("knowledge_id")), Query: r.Query, Mode: r.Mode, TopK: 10, MinScore: minScore,
+		})
 		r.Took = time.Since(start)
 		if err != nil {
 			// The service's own refusals say what to change; anything

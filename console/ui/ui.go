@@ -81,6 +81,7 @@ type Knowledge interface {
 	Retry(ctx context.Context, id string) (*knowledge.Document, error)
 	Sync(ctx context.Context, id string) (kb.SyncResult, error)
 	Search(ctx context.Context, knowledgeIDs []string, query, mode string, topK int, filters knowledge.Filters) ([]knowledge.Hit, error)
+	SearchWith(ctx context.Context, r kb.SearchRequest) ([]knowledge.Hit, error)
 }
 
 // Runs is what the console needs from the run service.

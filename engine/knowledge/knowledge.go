@@ -1,6 +1,7 @@
 // Package knowledge is retrieval for agents: the types shared by readers,
 // chunkers, embedders and vector stores, and the search logic that combines
-// dense (vector) and keyword (BM25) scores with reciprocal rank fusion.
+// dense (vector) and keyword (BM25) scores into readable 0–1 scores (see
+// score.go).
 //
 // The pieces live in subpackages: reader (file types to text), chunk (text to
 // chunks), embed (chunks to vectors), embedded (the in-process store, persisted

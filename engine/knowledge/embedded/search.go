@@ -217,6 +217,34 @@ func (x *index) keyword(q map[uint32]float32, k int, f filter, sc *scratch) []ca
 	return top.sorted()
 }
 
+// hybrid returns the k best of the union of a vector and a keyword
+// candidate list by knowledge.HybridScore, each candidate scored exactly on
+// both sides: its cosine from its vector, its BM25 score from the keyword
+// accumulators (which hold every matching slot's score, not only the best
+// n). It runs right after keyword, whose accumulators it reads.
+func (x *index) hybrid(q []float32, vc, kc []cand, k int, idfMass float64, sc *scratch) []cand {
+	d := x.dim
+	q = q[:d]
+	all := make([]cand, 0, len(vc)+len(kc))
+	all = append(all, vc...)
+	all = append(all, kc...)
+	slices.SortFunc(all, func(a, b cand) int { return int(a.slot) - int(b.slot) })
+	t := topK{x: x, k: k, h: make([]cand, 0, k)}
+	for i, c := range all {
+		if i > 0 && all[i-1].slot == c.slot {
+			continue
+		}
+		s := int(c.slot)
+		var bm float64
+		if sc.mark[s] == sc.epoch {
+			bm = float64(sc.acc[s])
+		}
+		cos := float64(dot(q, x.vecs[s*d:s*d+d]))
+		t.offer(cand{c.slot, float32(knowledge.HybridScore(cos, bm, idfMass))})
+	}
+	return t.sorted()
+}
+
 func (x *index) hits(knowledgeID string, cs []cand) []knowledge.Hit {
 	out := make([]knowledge.Hit, len(cs))
 	for i, c := range cs {

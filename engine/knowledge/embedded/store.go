@@ -217,7 +217,13 @@ func (s *Store) DeleteDocument(ctx context.Context, knowledgeID, documentID stri
 //   - vector: exact inner product of q.Vector with every matching chunk;
 //   - keyword: BM25, q.Sparse (bm25.Stats.Query) against the postings; when
 //     q.Sparse is nil it is computed from q.Text with the index's statistics;
-//   - hybrid: both lists, max(TopK·4, 50) long, fused by reciprocal rank.
+//   - hybrid: the union of both lists, max(TopK·4, 50) long each, ranked
+//     by knowledge.HybridScore with both sides computed exactly for every
+//     candidate.
+//
+// Vector and keyword hits carry the raw scores (cosine, BM25: callers such
+// as the memory index weigh them themselves); knowledge.ScoreHits makes them
+// readable. Hybrid hits carry the readable 0–1 hybrid score.
 //
 // An empty mode means hybrid with a vector and keyword without. Filters are
 // evaluated once per distinct metadata map; a chunk that does not match is
@@ -287,9 +293,9 @@ func (x *index) search(knowledgeID string, q knowledge.Query, mode string, k int
 		hits = x.hits(knowledgeID, x.keyword(sparse, k, f, sc))
 	default:
 		n := max(4*k, 50)
-		vh := x.hits(knowledgeID, x.vector(q.Vector, n, f, sc))
-		kh := x.hits(knowledgeID, x.keyword(sparse, n, f, sc))
-		hits = knowledge.Fuse(k, vh, kh)
+		vc := x.vector(q.Vector, n, f, sc)
+		kc := x.keyword(sparse, n, f, sc)
+		hits = x.hits(knowledgeID, x.hybrid(q.Vector, vc, kc, k, knowledge.IDFMass(sparse), sc))
 	}
 	for i := range hits {
 		hits[i].Metadata = maps.Clone(hits[i].Metadata)
@@ -316,6 +322,18 @@ func (s *Store) withTexts(ctx context.Context, hits []knowledge.Hit) ([]knowledg
 		}
 	}
 	return out, nil
+}
+
+// QueryWeights returns the BM25 query weights of text in a knowledge base
+// (bm25.Stats.Query with its current statistics), read in place.
+func (s *Store) QueryWeights(knowledgeID, text string) map[uint32]float32 {
+	x := s.index(knowledgeID, false)
+	if x == nil {
+		return (&bm25.Stats{}).Query(text)
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.stats.Query(text)
 }
 
 // Stats returns a copy of the BM25 statistics of a knowledge base (for

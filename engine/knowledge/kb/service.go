@@ -68,8 +68,15 @@ type Options struct {
 	// allowed_hosts: the egress policy with those hosts let through (and
 	// only those). Nil means HTTPClient for every base.
 	HostsClient func(allowedHosts []string) *http.Client
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// NewReranker overrides how a base's rerank: is served (tests); nil
+	// calls the /rerank wire of the Model it names.
+	NewReranker func(k *spec.Knowledge) (Reranker, error)
+	// RerankHTTPClient calls rerankers; nil means http.DefaultClient. Like
+	// a model's base_url, a reranker's is the operator's choice, so it is
+	// not held to the egress policy of URL sources.
+	RerankHTTPClient *http.Client
+	Logger           *slog.Logger
+	Now              func() time.Time
 }
 
 // Fetches persists what URL sources answered last.
@@ -98,6 +105,8 @@ type Service struct {
 	log  *slog.Logger
 
 	embedded *embedded.Store
+
+	rerankFallbacks atomic.Int64
 
 	mu    sync.RWMutex
 	bases map[string]*base
@@ -880,13 +889,24 @@ func (s *Service) avgDL(b *base) float64 {
 }
 
 // Search searches knowledge bases. mode "" uses each base's configured mode,
-// topK 0 its configured top_k.
+// topK 0 its configured top_k; each base's search.min_score applies.
 func (s *Service) Search(ctx context.Context, knowledgeIDs []string, query, mode string, topK int, filters knowledge.Filters) ([]knowledge.Hit, error) {
+	return s.SearchWith(ctx, SearchRequest{KnowledgeIDs: knowledgeIDs, Query: query, Mode: mode, TopK: topK, Filters: filters})
+}
+
+// SearchWith searches knowledge bases as r says: each base's best hits
+// (reranked when the base has rerank:), those scoring below the minimum
+// dropped, then the best of all bases by score.
+func (s *Service) SearchWith(ctx context.Context, r SearchRequest) ([]knowledge.Hit, error) {
+	knowledgeIDs, query, mode, topK, filters := r.KnowledgeIDs, r.Query, r.Mode, r.TopK, r.Filters
 	if strings.TrimSpace(query) == "" {
 		return nil, errors.New("the query is empty")
 	}
 	if err := filters.Validate(); err != nil {
 		return nil, err
+	}
+	if m := r.MinScore; m != nil && !(*m >= 0 && *m <= 1) {
+		return nil, fmt.Errorf("min_score %g is out of range: scores run from 0 to 1", *m)
 	}
 	var lists [][]knowledge.Hit
 	want := topK
@@ -898,7 +918,7 @@ func (s *Service) Search(ctx context.Context, knowledgeIDs []string, query, mode
 		if err != nil {
 			return nil, err
 		}
-		hits, k, err := s.searchBase(ctx, b, query, mode, topK, filters, vectors)
+		hits, k, err := s.searchBase(ctx, b, query, mode, topK, filters, vectors, r.MinScore)
 		b.release(s.log)
 		if err != nil {
 			return nil, err
@@ -909,20 +929,25 @@ func (s *Service) Search(ctx context.Context, knowledgeIDs []string, query, mode
 	if len(lists) == 1 {
 		return lists[0], nil
 	}
-	return knowledge.Fuse(want, lists...), nil
+	// Scores are readable, so comparable across bases: the best of all.
+	return knowledge.Merge(want, lists...), nil
 }
 
 // searchBase searches one acquired base and returns its hits and the top_k
 // it used. vectors holds the query's embedding by embedder (its spec.Embedder
 // Key: model, endpoint and dimensions, since two endpoints may serve models
 // of one name), shared across the bases of one search.
-func (s *Service) searchBase(ctx context.Context, b *base, query, mode string, topK int, filters knowledge.Filters, vectors map[string][]float32) ([]knowledge.Hit, int, error) {
+func (s *Service) searchBase(ctx context.Context, b *base, query, mode string, topK int, filters knowledge.Filters, vectors map[string][]float32, minScore *float64) ([]knowledge.Hit, int, error) {
 	q := knowledge.Query{Text: query, Mode: mode, TopK: topK, Filters: filters}
 	if q.Mode == "" {
 		q.Mode = b.spec.Search.Mode
 	}
 	if q.TopK <= 0 {
 		q.TopK = b.spec.Search.TopK
+	}
+	k := q.TopK
+	if rr := b.spec.Rerank; rr != nil {
+		q.TopK = max(k, rr.Candidates)
 	}
 	if q.Mode != knowledge.ModeKeyword {
 		q.Vector = vectors[b.spec.Embedder.Key()]
@@ -935,19 +960,45 @@ func (s *Service) searchBase(ctx context.Context, b *base, query, mode string, t
 			vectors[b.spec.Embedder.Key()] = q.Vector
 		}
 	}
-	// The embedded store weighs the query's terms itself, under its own
-	// lock; asking it for a snapshot of its statistics would make its next
-	// write copy them all.
-	if q.Mode != knowledge.ModeVector && b.external {
-		b.statsMu.Lock()
-		q.Sparse = b.stats.Query(query)
-		b.statsMu.Unlock()
+	// The embedded store weighs the query's terms in place, under its
+	// own lock (a snapshot of its statistics would make its next write copy
+	// them all); the weights also give the IDF mass that makes keyword
+	// scores readable.
+	if q.Mode != knowledge.ModeVector {
+		if b.external {
+			b.statsMu.Lock()
+			q.Sparse = b.stats.Query(query)
+			b.statsMu.Unlock()
+		} else {
+			q.Sparse = s.embedded.QueryWeights(b.spec.Name, query)
+		}
 	}
-	hits, err := b.store.Search(ctx, b.spec.Name, q)
+	hits, err := s.storeSearch(ctx, b, q)
 	if err != nil {
 		return nil, 0, fmt.Errorf("searching %s: %w", b.spec.Name, err)
 	}
-	return hits, q.TopK, nil
+	if b.spec.Rerank != nil {
+		hits = s.rerank(ctx, b.spec, query, hits)
+	}
+	if len(hits) > k {
+		hits = hits[:k]
+	}
+	if minScore == nil {
+		minScore = b.spec.Search.MinScore
+	}
+	return cutBelow(hits, minScore), k, nil
+}
+
+// storeSearch runs q on b's store and returns hits with readable scores:
+// stores score hybrid searches themselves (they hold both sides of every
+// candidate); vector and keyword scores are mapped here
+// (knowledge.ScoreHits).
+func (s *Service) storeSearch(ctx context.Context, b *base, q knowledge.Query) ([]knowledge.Hit, error) {
+	hits, err := b.store.Search(ctx, b.spec.Name, q)
+	if q.Mode != knowledge.ModeHybrid {
+		knowledge.ScoreHits(q.Mode, hits, knowledge.IDFMass(q.Sparse))
+	}
+	return hits, err
 }
 
 // syncSources ingests new and changed source files of every knowledge base and

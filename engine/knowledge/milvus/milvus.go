@@ -2,7 +2,7 @@
 // knowledge base, holding each chunk with its dense vector (HNSW, inner
 // product) and its BM25 sparse vector (SPARSE_INVERTED_INDEX, inner product).
 // Vector search is a dense ANN search, keyword search a sparse one, and hybrid
-// search Milvus' HybridSearch fusing both with reciprocal rank fusion.
+// search both, fused here into the readable score (knowledge.FuseScores).
 //
 // This is the only package that imports the Milvus SDK.
 package milvus

@@ -301,7 +301,9 @@ var outputFields = []string{fieldDocument, fieldKnowledge, fieldText, fieldMetad
 
 // Search returns the best chunks of knowledgeID for q, best first. Mode ""
 // means hybrid. A keyword search without terms finds nothing; a hybrid search
-// missing the vector or the terms uses the other alone (still RRF-scored).
+// missing the vector or the terms uses the other alone. Vector and keyword
+// hits carry raw scores (inner product, BM25); hybrid hits the readable
+// knowledge.HybridScore, a side a candidate is missing from counting 0.
 func (s *Store) Search(ctx context.Context, knowledgeID string, q knowledge.Query) ([]knowledge.Hit, error) {
 	if err := checkID("knowledge id", knowledgeID); err != nil {
 		return nil, err
@@ -371,7 +373,7 @@ func (s *Store) Search(ctx context.Context, knowledgeID string, q knowledge.Quer
 	if err != nil {
 		return nil, err
 	}
-	var results []client.SearchResult
+	var results, keywordResults []client.SearchResult
 	what := fmt.Sprintf("%s search in collection %s", mode, s.opts.Collection)
 	err = s.do(ctx, what, func(ctx context.Context) error {
 		var err error
@@ -383,17 +385,19 @@ func (s *Store) Search(ctx context.Context, knowledgeID string, q knowledge.Quer
 			results, err = c.Search(ctx, s.opts.Collection, nil, expr, outputFields,
 				[]entity.Vector{sparse}, fieldSparse, entity.IP, topK, sparseParam)
 		default:
-			var reqs []*client.ANNSearchRequest
+			// Both lists with their raw scores, fused here: Milvus'
+			// rerankers report RRF or arctan-squashed scores, not the
+			// readable hybrid score (knowledge.HybridScore).
 			if wantDense {
-				reqs = append(reqs, client.NewANNSearchRequest(fieldDense, entity.IP, expr,
-					[]entity.Vector{entity.FloatVector(q.Vector)}, denseParam, pool))
+				if results, err = c.Search(ctx, s.opts.Collection, nil, expr, outputFields,
+					[]entity.Vector{entity.FloatVector(q.Vector)}, fieldDense, entity.IP, pool, denseParam); err != nil {
+					return err
+				}
 			}
 			if wantSparse {
-				reqs = append(reqs, client.NewANNSearchRequest(fieldSparse, entity.IP, expr,
-					[]entity.Vector{sparse}, sparseParam, pool))
+				keywordResults, err = c.Search(ctx, s.opts.Collection, nil, expr, outputFields,
+					[]entity.Vector{sparse}, fieldSparse, entity.IP, pool, sparseParam)
 			}
-			results, err = c.HybridSearch(ctx, s.opts.Collection, nil, topK, outputFields,
-				client.NewRRFReranker().WithK(knowledge.RRFK), reqs)
 		}
 		return err
 	})
@@ -403,6 +407,13 @@ func (s *Store) Search(ctx context.Context, knowledgeID string, q knowledge.Quer
 	hits, err := toHits(results)
 	if err != nil {
 		return nil, fmt.Errorf("milvus at %s: %s: %w", s.opts.Address, what, err)
+	}
+	if mode == knowledge.ModeHybrid {
+		keyword, err := toHits(keywordResults)
+		if err != nil {
+			return nil, fmt.Errorf("milvus at %s: %s: %w", s.opts.Address, what, err)
+		}
+		return knowledge.FuseScores(topK, knowledge.IDFMass(q.Sparse), hits, keyword), nil
 	}
 	knowledge.SortHits(hits)
 	if len(hits) > topK {

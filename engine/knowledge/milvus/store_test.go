@@ -210,10 +210,10 @@ func runStoreSuite(t *testing.T, newStore func(t *testing.T) *Store) {
 		hq := knowledge.Query{Mode: knowledge.ModeHybrid, Vector: queryVector, Sparse: map[uint32]float32{3: 1}, TopK: 10}
 		hyb := search(t, s, c.kb, hq)
 		assert.Equal(t, c.ids("a1", "b0", "a0", "b1", "c0"), hitIDs(hyb), "a1 is second in both lists, so first fused")
-		// Same as fusing the two lists here.
+		// Same as fusing the two lists here, into the readable hybrid score.
 		v20 := search(t, s, c.kb, vectorQuery(20, nil))
 		k20 := search(t, s, c.kb, knowledge.Query{Mode: knowledge.ModeKeyword, Sparse: hq.Sparse, TopK: 20})
-		want := knowledge.Fuse(10, v20, k20)
+		want := knowledge.FuseScores(10, knowledge.IDFMass(hq.Sparse), v20, k20)
 		require.Equal(t, hitIDs(want), hitIDs(hyb))
 		for i := range want {
 			assert.InDelta(t, want[i].Score, hyb[i].Score, 1e-6)
@@ -222,7 +222,7 @@ func runStoreSuite(t *testing.T, newStore func(t *testing.T) *Store) {
 		// Hybrid with only one side, and the default mode.
 		only := search(t, s, c.kb, knowledge.Query{Mode: knowledge.ModeHybrid, Sparse: map[uint32]float32{1: 1}, TopK: 10})
 		assert.Equal(t, c.ids("a0", "a1"), hitIDs(only))
-		assert.InDelta(t, 1.0/61, only[0].Score, 1e-6)
+		assert.InDelta(t, 0.5, only[0].Score, 1e-6, "keyword score capped at 1, weighted by half")
 		def := search(t, s, c.kb, knowledge.Query{Vector: queryVector, Sparse: hq.Sparse, TopK: 10})
 		assert.Equal(t, hitIDs(hyb), hitIDs(def))
 		// A keyword search without terms finds nothing.
