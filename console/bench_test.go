@@ -540,9 +540,11 @@ func BenchmarkMemorySummariesOnOff(b *testing.B) {
 		for _, conc := range []int{1, 32} {
 			for _, name := range []string{"off", "on"} {
 				b.Run(fmt.Sprintf("model=%s/c=%d/%s", lat, conc, name), func(b *testing.B) {
-					ts.v.delay = 0
+					ts.v.delay, ts.v.reply = 0, ""
 					if lat == "20ms" {
+						// A fast model with answers of a realistic size.
 						ts.v.delay = 20 * time.Millisecond
+						ts.v.reply = strings.Repeat("A short answer of about a hundred tokens. ", 10)
 					}
 					path := "/agents/mem-" + name + "-" + lat + "/runs"
 					var first runJSON

@@ -27,6 +27,10 @@ type vendor struct {
 	// delay, when set, is how long every answer takes (a real model's
 	// latency, for benchmarks).
 	delay time.Duration
+	// reply, when set, is every plain answer (a model's answer of a fixed
+	// size, for benchmarks: the default answer repeats the request, which
+	// a summary of a summary makes grow turn after turn).
+	reply string
 }
 
 type vendorRequest struct {
@@ -101,6 +105,8 @@ func (v *vendor) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		<-r.Context().Done()
 		return
+	case v.reply != "":
+		content = v.reply
 	default:
 		content = fmt.Sprintf("system=%s|user=%s|history=%d", system, lastUser, len(req.Messages)-2)
 	}
