@@ -594,7 +594,13 @@ func (c *compiler) team(s *Snapshot, t *spec.Team, models map[string]*ModelRef, 
 		}
 		if sub == nil {
 			to := c.objects[spec.Key{Kind: spec.KindTeam, Name: t.Name}]
-			diag := spec.Diagnostic{Pos: t.Pos(), Path: t.Path(), Severity: spec.Error, Msg: fmt.Sprintf("member %q is not serving (a cycle between old and new team definitions)", name)}
+			// Only a member being built is a cycle; any other member that is
+			// not serving has errors of its own, reported on it.
+			msg := fmt.Sprintf("member %q is not serving: fix its errors first", name)
+			if building[name] {
+				msg = fmt.Sprintf("member %q is not serving (a cycle between old and new team definitions)", name)
+			}
+			diag := spec.Diagnostic{Pos: t.Pos(), Path: t.Path(), Severity: spec.Error, Msg: msg}
 			to.Diagnostics = append(slices.Clone(to.Diagnostics), diag)
 			to.Doc, to.Status = nil, StatusBroken
 			c.extra = append(c.extra, diag)
