@@ -155,7 +155,9 @@ func runTurn(ctx context.Context, o runOptions, getenv env, stdout, stderr io.Wr
 	} else if err != nil {
 		// A missing key breaks every agent and team of that provider (the
 		// team for its members): the key is what to fix, said once.
-		if keys := missingKeys(eng.Current().Diagnostics()); len(keys) > 0 {
+		var keys []string
+		missingKeys(eng.Current(), spec.Key{Kind: kind, Name: name}, map[spec.Key]bool{}, &keys)
+		if len(keys) > 0 {
 			return fmt.Errorf("%s %q cannot run: %s", strings.ToLower(string(kind)), name, strings.Join(keys, "; "))
 		}
 		return err
@@ -326,14 +328,36 @@ func oneLine(s string, max int) string {
 	return s
 }
 
-// missingKeys are the distinct "needs an API key" errors among diagnostics,
-// without the object each was reported on.
-func missingKeys(diags spec.Diagnostics) []string {
-	var out []string
-	for _, d := range diags.Errors() {
-		if strings.Contains(d.Msg, engine.MissingKeyPhrase) && !slices.Contains(out, d.Msg) {
-			out = append(out, d.Msg)
+// missingKeys collects the distinct "needs an API key" errors of an object
+// and, for a team, of its members, without the object each was reported on.
+func missingKeys(s *engine.Snapshot, k spec.Key, seen map[spec.Key]bool, out *[]string) {
+	o, ok := s.Object(k)
+	if !ok || seen[k] {
+		return
+	}
+	seen[k] = true
+	for _, d := range o.Diagnostics.Errors() {
+		if strings.Contains(d.Msg, engine.MissingKeyPhrase) && !slices.Contains(*out, d.Msg) {
+			*out = append(*out, d.Msg)
 		}
 	}
-	return out
+	if k.Kind != spec.KindTeam {
+		return
+	}
+	// A broken team serves no document: its members are in its file's.
+	for _, f := range s.Files() {
+		for _, doc := range f.Docs {
+			t, ok := doc.(*spec.Team)
+			if !ok || t.Name != k.Name {
+				continue
+			}
+			for _, m := range t.Members {
+				mk := spec.Key{Kind: spec.KindAgent, Name: m}
+				if _, ok := s.Object(mk); !ok {
+					mk.Kind = spec.KindTeam
+				}
+				missingKeys(s, mk, seen, out)
+			}
+		}
+	}
 }
