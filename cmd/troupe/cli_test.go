@@ -269,3 +269,56 @@ members: [a, local]
 	require.Equal(t, "troupe: team \"t\" cannot run: model openai/gpt-4o-mini needs an API key: set OPENAI_API_KEY, or api_key in a Model document\n", errOut.String())
 	require.Empty(t, out.String())
 }
+
+// TestKnowledgeGivesItsSearch: an agent listing knowledge searches it without
+// naming the knowledge_search tool; knowledge_search: false opts out, and
+// contradicting tools is an error troupe check reports.
+func TestKnowledgeGivesItsSearch(t *testing.T) {
+	t.Parallel()
+	const base = `kind: Knowledge
+name: notes
+sources: [notes.md]
+embedder: local
+store: embedded
+---
+kind: Agent
+name: reader
+model: echo
+knowledge: [notes]
+`
+	for _, tt := range []struct {
+		name, extra string
+		searches    bool
+		checkErr    string // a troupe check error, when the spec is wrong
+	}{
+		{name: "knowledge alone", searches: true},
+		{name: "opted out", extra: "knowledge_search: false\n"},
+		{name: "explicit true", extra: "knowledge_search: true\n", searches: true},
+		{name: "contradiction", extra: "knowledge_search: false\ntools: [knowledge_search]\n", checkErr: "agents.reader.knowledge_search: knowledge_search: false contradicts tools listing knowledge_search: remove one of them"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "notes.md"), []byte("# Parrots\n\nThe parrot's name is Polly and she likes crackers.\n"), 0o644))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(base+tt.extra), 0o644))
+			var out, errOut bytes.Buffer
+			err := run(t.Context(), []string{"check", dir}, noEnv, &out, &errOut)
+			if tt.checkErr != "" {
+				require.Equal(t, exitError(1), err)
+				require.Contains(t, out.String(), tt.checkErr)
+				return
+			}
+			require.NoError(t, err, out.String())
+			out.Reset()
+			err = run(t.Context(), []string{"run", "--dir", dir, "reader", "What is the parrot's name?"}, noEnv, &out, &errOut)
+			require.NoError(t, err, errOut.String())
+			if tt.searches {
+				require.Contains(t, out.String(), "⚙ knowledge_search(query=What is the parrot's name?)")
+				require.Contains(t, out.String(), "— sources: notes.md")
+			} else {
+				require.NotContains(t, out.String(), "knowledge_search")
+				require.NotContains(t, out.String(), "— sources:")
+			}
+		})
+	}
+}
