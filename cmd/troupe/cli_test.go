@@ -147,8 +147,10 @@ func TestInitScaffoldsACheckedFolder(t *testing.T) {
 	// and changes nothing.
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "assistant.yaml"), []byte("# mine\n"), 0o644))
 	require.NoError(t, os.Remove(filepath.Join(dir, "local.yaml")))
+	errOut.Reset()
 	err = run(t.Context(), []string{"init", dir}, noEnv, &out, &errOut)
-	require.ErrorContains(t, err, "assistant.yaml already exists: troupe init never overwrites files")
+	require.Equal(t, exitError(1), err)
+	require.Contains(t, errOut.String(), "assistant.yaml already exists: troupe init never overwrites files")
 	mine, rerr := os.ReadFile(filepath.Join(dir, "assistant.yaml"))
 	require.NoError(t, rerr)
 	require.Equal(t, "# mine\n", string(mine))

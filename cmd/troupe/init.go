@@ -60,7 +60,8 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 	for _, f := range scaffold {
 		path := filepath.Join(dir, f.name)
 		if _, err := os.Lstat(path); err == nil {
-			return fmt.Errorf("%s already exists: troupe init never overwrites files; pick another folder (troupe init DIR) or move it away", path)
+			fmt.Fprintf(stderr, "troupe init: %s already exists: troupe init never overwrites files; pick another folder (troupe init DIR) or move it away\n", path)
+			return exitError(1)
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("checking %s: %w", path, err)
 		}
