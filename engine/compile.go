@@ -345,6 +345,12 @@ func (c *compiler) agent(a *spec.Agent, models map[string]*ModelRef) (*Agent, er
 		}
 		out.Tools = append(out.Tools, ToolRef{Name: t, Spec: c.objects[spec.Key{Kind: spec.KindTool, Name: t}].Doc.(*spec.Tool)})
 	}
+	// Listing knowledge gives the agent its search unless it opts out.
+	if a.SearchesKnowledge() && !slices.Contains(a.Tools, "knowledge_search") {
+		if _, builtin := c.set.BuiltinTool("knowledge_search"); builtin {
+			out.Tools = append(out.Tools, ToolRef{Name: "knowledge_search", Builtin: true})
+		}
+	}
 	for _, k := range a.Knowledge {
 		out.Knowledge = append(out.Knowledge, c.objects[spec.Key{Kind: spec.KindKnowledge, Name: k}].Doc.(*spec.Knowledge))
 	}
@@ -526,7 +532,7 @@ func (c *compiler) runner(a *Agent) (*agent.Agent, error) {
 			}
 		}
 	}
-	if len(a.Knowledge) > 0 {
+	if len(a.Knowledge) > 0 && a.Spec.SearchesKnowledge() {
 		names := make([]string, len(a.Knowledge))
 		for i, k := range a.Knowledge {
 			names[i] = k.Name
@@ -594,7 +600,13 @@ func (c *compiler) team(s *Snapshot, t *spec.Team, models map[string]*ModelRef, 
 		}
 		if sub == nil {
 			to := c.objects[spec.Key{Kind: spec.KindTeam, Name: t.Name}]
-			diag := spec.Diagnostic{Pos: t.Pos(), Path: t.Path(), Severity: spec.Error, Msg: fmt.Sprintf("member %q is not serving (a cycle between old and new team definitions)", name)}
+			// Only a member being built is a cycle; any other member that is
+			// not serving has errors of its own, reported on it.
+			msg := fmt.Sprintf("member %q is not serving: fix its errors first", name)
+			if building[name] {
+				msg = fmt.Sprintf("member %q is not serving (a cycle between old and new team definitions)", name)
+			}
+			diag := spec.Diagnostic{Pos: t.Pos(), Path: t.Path(), Severity: spec.Error, Msg: msg}
 			to.Diagnostics = append(slices.Clone(to.Diagnostics), diag)
 			to.Doc, to.Status = nil, StatusBroken
 			c.extra = append(c.extra, diag)

@@ -168,6 +168,11 @@ func (rt *Runtime) builtin(ctx context.Context, name string, d tool.Deps) (tool.
 // has none, as the vendors' own SDKs do.
 var apiKeyVars = map[string]string{"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
+// MissingKeyPhrase is in the diagnostic of every object broken because its
+// model's provider has no API key, so commands can say "set the key" once
+// instead of once per object.
+const MissingKeyPhrase = "needs an API key"
+
 // chain builds the provider chain for a model reference: the model itself, then
 // its fallbacks, each with the retry and timeout policy of its Model spec.
 func (rt *Runtime) chain(ref *ModelRef) (*model.Chain, error) {
@@ -211,7 +216,7 @@ func (rt *Runtime) target(ref *ModelRef) (model.Target, error) {
 	}
 	if cfg.APIKey == "" && cfg.BaseURL == "" {
 		if v, ok := apiKeyVars[cfg.Provider]; ok {
-			return t, fmt.Errorf("model %s needs an API key: set %s, or api_key in a Model document", ref.Ref, v)
+			return t, fmt.Errorf("model %s %s: set %s, or api_key in a Model document", ref.Ref, MissingKeyPhrase, v)
 		}
 	}
 	if rt.Models == nil {

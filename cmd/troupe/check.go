@@ -5,9 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/spec"
 )
 
@@ -21,7 +24,7 @@ func check(args []string, getenv env, stdout, stderr io.Writer) error {
 	var roots []string
 	readRootsFlag(fs, getenv, &roots)
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return parseError(err)
 	}
 	dirs := fs.Args()
 	if len(dirs) == 0 {
@@ -32,6 +35,19 @@ func check(args []string, getenv env, stdout, stderr io.Writer) error {
 		return err
 	}
 	diags := set.Diagnostics()
+	// Compiling as serve does finds what only the runtime knows: a
+	// provider's missing API key, which serve reports and a check must too
+	// (a green check gate would otherwise start a server that cannot run
+	// them). Compiling opens no connections. Only those errors are added:
+	// the others it reports follow from the spec's own.
+	rt, pool := newRuntime(getenv, slog.New(slog.DiscardHandler), nil)
+	defer pool.Close()
+	for _, d := range engine.Compile(set, nil, 1, time.Now(), rt).Diagnostics().Errors() {
+		if strings.Contains(d.Msg, engine.MissingKeyPhrase) {
+			diags = append(diags, d)
+		}
+	}
+	diags.Sort()
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -93,7 +109,7 @@ func schema(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("schema", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return parseError(err)
 	}
 	_, err := stdout.Write(spec.SchemaJSON(builtinTools()))
 	return err

@@ -35,7 +35,7 @@ func ingest(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return parseError(err)
 	}
 	if fs.NArg() < 2 {
 		fs.Usage()

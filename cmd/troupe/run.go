@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -24,8 +25,9 @@ import (
 )
 
 // runCmd runs one turn of an agent or team from the terminal and prints the
-// streamed answer, tool calls and token usage.
-func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+// streamed answer, tool calls and token usage. Usage errors exit 2; a run that
+// cannot start or does not complete exits 1.
+func runCmd(ctx context.Context, args []string, getenv env, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", envOr(getenv, "TROUPE_DIR", "agents.d"), "spec folder (env TROUPE_DIR)")
@@ -35,18 +37,83 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	dbPath := fs.String("db", "", "SQLite file or postgres:// URL to store the session and run in, as serve does (default: an in-memory database)")
 	sessionID := fs.String("session", "", "continue this session of --db (default: a new session)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: troupe run [--dir agents.d] [--db FILE [--session ID]] [-q] <agent-or-team> \"message\"")
+		fmt.Fprintln(fs.Output(), "Usage: troupe run [flags] <agent-or-team> [message...|-]\n\nFlags may come before or after the message; -- ends them. Without a message, or with -, the message is read from standard input.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return parseError(err)
 	}
-	if fs.NArg() < 2 {
+	if len(pos) == 0 {
 		fs.Usage()
 		return exitError(2)
 	}
-	name, message := fs.Arg(0), strings.Join(fs.Args()[1:], " ")
+	name, message := pos[0], strings.Join(pos[1:], " ")
+	if (len(pos) == 1 && !readsTerminal(stdin)) || (len(pos) == 2 && pos[1] == "-") {
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			return fmt.Errorf("reading the message from standard input: %w", err)
+		}
+		message = strings.TrimRight(string(b), "\r\n")
+	}
+	if strings.TrimSpace(message) == "" {
+		fmt.Fprintln(stderr, "troupe run: the message is empty: give it after the agent's name or on standard input")
+		return exitError(2)
+	}
+	err = runTurn(ctx, runOptions{dir: *dir, roots: roots, quiet: *quiet, db: *dbPath, session: *sessionID, name: name, message: message}, getenv, stdout, stderr)
+	var ee exitError
+	var ue usageError
+	if errors.As(err, &ue) {
+		return ue.error // main prints it and exits 2
+	}
+	if err != nil && !errors.As(err, &ee) {
+		// Anything that stops the run once the command line was right is
+		// a failed run (exit 1), not a usage error.
+		fmt.Fprintln(stderr, "troupe:", err)
+		return exitError(1)
+	}
+	return err
+}
 
+// usageError is a mistake on the command line found after parsing, such as
+// an agent that does not exist: exit 2, not a failed run.
+type usageError struct{ error }
+
+// readsTerminal says whether r is a terminal: `troupe run hello` typed at
+// one is a usage error, not a wait for a message that is never coming.
+func readsTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && isTerminal(f)
+}
+
+// parseInterspersed parses flags wherever they appear among the positional
+// arguments, as `troupe run hello hi -q` means; "--" ends the flags.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+}
+
+// runOptions is what runTurn needs from the command line.
+type runOptions struct {
+	dir, db, session, name, message string
+	roots                           []string
+	quiet                           bool
+}
+
+func runTurn(ctx context.Context, o runOptions, getenv env, stdout, stderr io.Writer) error {
+	dir, quiet, dbPath, sessionID, name, message, roots := &o.dir, &o.quiet, &o.db, &o.session, o.name, o.message, o.roots
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// Knowledge for a one-shot run lives in memory: the YAML sources of the
 	// knowledge bases are ingested before the turn.
@@ -57,7 +124,11 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	defer kbs.Close()
 	rt, pool := newRuntime(getenv, logger, kbs)
 	defer pool.Close()
-	eng, err := engine.New(engine.Options{Dirs: []string{*dir}, ReadRoots: roots, Env: spec.Env(getenv), Logger: logger, Runtime: rt, ApproverScopes: auth.ScopeNames()})
+	// The folder's problems are not this run's unless they break the agent
+	// or team it runs, and then Runner reports them as one error: the
+	// engine's warning per broken object would bury it.
+	engineLog := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	eng, err := engine.New(engine.Options{Dirs: []string{*dir}, ReadRoots: roots, Env: spec.Env(getenv), Logger: engineLog, Runtime: rt, ApproverScopes: auth.ScopeNames()})
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", *dir, err)
 	}
@@ -73,12 +144,23 @@ func runCmd(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	}
 
 	kind := spec.KindAgent
-	if _, ok := eng.Current().Team(name); ok {
+	// A broken team is still a team: its errors, not "agent not found".
+	if _, ok := eng.Current().Object(spec.Key{Kind: spec.KindTeam, Name: name}); ok {
 		kind = spec.KindTeam
 	}
 	if _, err := eng.Current().Runner(kind, name); errors.Is(err, engine.ErrNotFound) {
-		// Said before a database is opened, with what there is instead.
-		return fmt.Errorf("%w; agents: %s; teams: %s", err, names(eng.Current(), spec.KindAgent), names(eng.Current(), spec.KindTeam))
+		// Said before a database is opened, with what there is instead; a
+		// wrong name is a usage error (exit 2).
+		return usageError{fmt.Errorf("%w; agents: %s; teams: %s", err, names(eng.Current(), spec.KindAgent), names(eng.Current(), spec.KindTeam))}
+	} else if err != nil {
+		// A missing key breaks every agent and team of that provider (the
+		// team for its members): the key is what to fix, said once.
+		var keys []string
+		missingKeys(eng.Current(), spec.Key{Kind: kind, Name: name}, map[spec.Key]bool{}, &keys)
+		if len(keys) > 0 {
+			return fmt.Errorf("%s %q cannot run: %s", strings.ToLower(string(kind)), name, strings.Join(keys, "; "))
+		}
+		return err
 	}
 
 	// The run goes through the run service, as every run of the server
@@ -244,4 +326,38 @@ func oneLine(s string, max int) string {
 		s = s[:max] + "…"
 	}
 	return s
+}
+
+// missingKeys collects the distinct "needs an API key" errors of an object
+// and, for a team, of its members, without the object each was reported on.
+func missingKeys(s *engine.Snapshot, k spec.Key, seen map[spec.Key]bool, out *[]string) {
+	o, ok := s.Object(k)
+	if !ok || seen[k] {
+		return
+	}
+	seen[k] = true
+	for _, d := range o.Diagnostics.Errors() {
+		if strings.Contains(d.Msg, engine.MissingKeyPhrase) && !slices.Contains(*out, d.Msg) {
+			*out = append(*out, d.Msg)
+		}
+	}
+	if k.Kind != spec.KindTeam {
+		return
+	}
+	// A broken team serves no document: its members are in its file's.
+	for _, f := range s.Files() {
+		for _, doc := range f.Docs {
+			t, ok := doc.(*spec.Team)
+			if !ok || t.Name != k.Name {
+				continue
+			}
+			for _, m := range t.Members {
+				mk := spec.Key{Kind: spec.KindAgent, Name: m}
+				if _, ok := s.Object(mk); !ok {
+					mk.Kind = spec.KindTeam
+				}
+				missingKeys(s, mk, seen, out)
+			}
+		}
+	}
 }

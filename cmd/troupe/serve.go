@@ -49,9 +49,6 @@ import (
 	"github.com/troupehq/troupe/telemetry/otlp"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // serveConfig is everything serve reads from flags and the environment.
 type serveConfig struct {
 	dir, addr, db, logLevel, keys, keysFile, cors, traces, allowedHosts string
@@ -225,7 +222,7 @@ func parseServe(args []string, getenv env, stderr io.Writer) (*serveConfig, erro
 	limitFlag(&c.userLimit.Burst, "user-burst", "TROUPE_USER_BURST", "requests a user may send at once above --user-rate-limit after a quiet spell (default: the rate rounded up)")
 	limitFlag(&c.userLimit.ConcurrentRuns, "user-concurrent-runs", "TROUPE_USER_CONCURRENT_RUNS", "runs each user may have pending or running at once, over every replica; more are refused with 429; 0 for no limit")
 	if err := fs.Parse(args); err != nil {
-		return nil, exitError(2)
+		return nil, parseError(err)
 	}
 	if c.approvalsWebhook != "" {
 		if u, err := url.Parse(c.approvalsWebhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -451,7 +448,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		Learning: learner, Erasers: []api.UserEraser{learner, memories},
 		Logger: logger.With("component", "http"), Keys: keys, CORSOrigins: origins, AllowedHosts: hosts,
 		BodyTimeout: cfg.bodyTimeout, UploadTimeout: cfg.uploadTimeout, IdleTimeout: cfg.idleTimeout, MaxConnections: cfg.maxConnections,
-		ShutdownTimeout: cfg.shutdownTimeout, DrainDelay: cfg.drainDelay, DBID: "troupe-" + db.Dialect(), Version: version,
+		ShutdownTimeout: cfg.shutdownTimeout, DrainDelay: cfg.drainDelay, DBID: "troupe-" + db.Dialect(), Version: buildVersion(),
 		// The id the store stamps on this replica's runs ("local" on SQLite
 		// unless set), so /config names the replica as the runs do.
 		ReplicaID:  db.ReplicaID(),
