@@ -144,7 +144,7 @@ func ReadUpload(c *gin.Context, k Uploads) (*knowledge.Document, error) {
 			}
 			return nil, &Error{Status: http.StatusUnprocessableEntity, Msg: err.Error()}
 		}
-		u.Content, u.Source = data, "url:"+url
+		u.Content, u.Source = data, "upload:"+url
 		if u.Name == "" {
 			u.Name = name
 		}

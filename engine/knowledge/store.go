@@ -41,7 +41,7 @@ type Document struct {
 	Name        string         `json:"name"`
 	Description string         `json:"description,omitempty"`
 	Type        string         `json:"type"`   // reader type: text, markdown, html, pdf, csv, json
-	Source      string         `json:"source"` // "upload", "text", "url:<url>" or "file:<path>"
+	Source      string         `json:"source"` // "upload", "upload:<url>" (an upload by URL), "text", or a YAML source: "url:<url>", "file:<path>"
 	Metadata    map[string]any `json:"metadata,omitempty"`
 	Size        int64          `json:"size"`
 	Status      string         `json:"status"`
