@@ -337,26 +337,51 @@ func OfResponse(r *model.Response) Usage {
 	return Usage{Cost: r.Cost, Tokens: int64(r.Usage.InputTokens + r.Usage.OutputTokens)}
 }
 
-// Charge makes one model call of the background work that follows a run (a
-// session summary, a memory extraction, a distilled learning) count against
-// p's budgets for s, as the run's own calls do: it is refused with an
-// *ExceededError, without calling, when one of them is spent, and its usage
-// is added after. The run itself has ended, so its tracker is gone; this
-// opens one for the call alone.
-func Charge(ctx context.Context, p Policy, s Subject, call func(context.Context) (*model.Response, error)) (*model.Response, error) {
-	ctx, _, err := Open(ctx, p, s)
+// Budgeted is a runner with budgets (agents and teams).
+type Budgeted interface {
+	BudgetPolicy() Policy
+}
+
+// PolicyOf returns the budgets of runner, the zero Policy (none) when it
+// has none.
+func PolicyOf(runner any) Policy {
+	if b, ok := runner.(Budgeted); ok {
+		return b.BudgetPolicy()
+	}
+	return Policy{}
+}
+
+// Spend adds the usage of background model work to the spend of the run it
+// followed (store.DB), so session totals and spend reports count what the
+// run caused, not only its own calls.
+type Spend interface {
+	AddRunUsage(ctx context.Context, runID string, tokens int64, cost model.Cost, costUnknown bool) error
+}
+
+// Background makes one model call of the work that follows run s.RunID (a
+// session summary, a memory extraction, a distilled learning) and counts
+// it as the run's own calls are counted: against p's budgets — refused
+// with an *ExceededError, without calling, when one of them is spent — and
+// in the run's spend through spend (nil: budgets only). The run has ended,
+// so its tracker is gone; this opens one for the call alone. spendErr is a
+// failure of that last step only: the call happened and its answer is
+// good, so callers log it rather than fail.
+func Background(ctx context.Context, p Policy, s Subject, spend Spend, call func(context.Context) (*model.Response, error)) (resp *model.Response, spendErr, err error) {
+	ctx, _, err = Open(ctx, p, s)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := Check(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	resp, err := call(ctx)
-	if err != nil {
-		return nil, err
+	if resp, err = call(ctx); err != nil {
+		return nil, nil, err
 	}
 	if err := Record(ctx, OfResponse(resp)); err != nil {
-		return resp, err
+		return resp, nil, err
 	}
-	return resp, nil
+	if spend != nil {
+		spendErr = spend.AddRunUsage(ctx, s.RunID, OfResponse(resp).Tokens, resp.Cost, !resp.CostKnown)
+	}
+	return resp, spendErr, nil
 }

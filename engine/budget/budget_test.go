@@ -1,6 +1,7 @@
 package budget_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -121,4 +122,60 @@ func TestNoBudgetsOpenNothing(t *testing.T) {
 	require.NoError(t, budget.Check(ctx))
 	require.NoError(t, budget.Record(ctx, budget.Usage{Tokens: 5}))
 	require.NoError(t, tr.Close(ctx))
+}
+
+// spendLog records what Background adds to runs' spend.
+type spendLog struct {
+	runs   []string
+	tokens int64
+	err    error
+}
+
+func (s *spendLog) AddRunUsage(_ context.Context, runID string, tokens int64, _ model.Cost, _ bool) error {
+	s.runs = append(s.runs, runID)
+	s.tokens += tokens
+	return s.err
+}
+
+// TestBackground: background work after a run counts against the budgets
+// and in the run's spend; a spent budget refuses it without calling the
+// model; a failure to add the spend is reported apart from the answer.
+func TestBackground(t *testing.T) {
+	t.Parallel()
+	pot := compile("pot", "", "", "", spec.BudgetLimits{Tokens: 50})
+	p := budget.Policy{Budgets: []*budget.Budget{pot}, Store: budget.NewMemory()}
+	s := budget.Subject{RunID: "r1", Runner: "support"}
+	calls := 0
+	call := func(context.Context) (*model.Response, error) {
+		calls++
+		return &model.Response{Content: "ok", Usage: model.Usage{InputTokens: 30, OutputTokens: 10}}, nil
+	}
+	spend := &spendLog{}
+
+	resp, spendErr, err := budget.Background(t.Context(), p, s, spend, call)
+	require.NoError(t, err)
+	require.NoError(t, spendErr)
+	require.Equal(t, "ok", resp.Content)
+	require.Equal(t, []string{"r1"}, spend.runs)
+	require.Equal(t, int64(40), spend.tokens)
+
+	// 40 of 50: a second call goes ahead and crosses; a third is refused
+	// before the model is asked.
+	_, _, err = budget.Background(t.Context(), p, s, spend, call)
+	require.NoError(t, err)
+	_, _, err = budget.Background(t.Context(), p, s, spend, call)
+	var exceeded *budget.ExceededError
+	require.True(t, errors.As(err, &exceeded), "got %v", err)
+	require.Equal(t, 2, calls)
+
+	// Without budgets or spend: just the call. A spend that fails is
+	// reported as such, with the answer.
+	_, _, err = budget.Background(t.Context(), budget.Policy{}, s, nil, call)
+	require.NoError(t, err)
+	resp, spendErr, err = budget.Background(t.Context(), budget.Policy{}, s, &spendLog{err: errors.New("db down")}, call)
+	require.NoError(t, err)
+	require.EqualError(t, spendErr, "db down")
+	require.Equal(t, "ok", resp.Content)
+
+	require.Equal(t, budget.Policy{}, budget.PolicyOf(struct{}{}), "a runner without budgets")
 }

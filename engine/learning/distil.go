@@ -91,8 +91,8 @@ func (l *Learner) Distil(ctx context.Context, j Job) error {
 		prompt = DefaultPrompt
 	}
 	req := &model.Request{Model: modelID, System: prompt, Messages: []model.Message{{Role: model.RoleUser, Content: Transcript(j)}}}
-	resp, err := budget.Charge(ctx, policy, budget.Subject{RunID: j.RunID, SessionID: j.SessionID, UserID: j.UserID, Runner: j.Agent},
-		func(ctx context.Context) (*model.Response, error) { return p.Generate(ctx, req, nil) })
+	resp, spendErr, err := budget.Background(ctx, policy, budget.Subject{RunID: j.RunID, SessionID: j.SessionID, UserID: j.UserID, Runner: j.Agent},
+		l.opts.Usage, func(ctx context.Context) (*model.Response, error) { return p.Generate(ctx, req, nil) })
 	if exceeded := (*budget.ExceededError)(nil); errors.As(err, &exceeded) {
 		// Retrying cannot help before the budget's window turns.
 		l.log.Warn("learning: a budget is spent; the run is not learned from", "run_id", j.RunID, "agent", j.Agent, "err", err)
@@ -101,10 +101,8 @@ func (l *Learner) Distil(ctx context.Context, j Job) error {
 	if err != nil {
 		return fmt.Errorf("distilling run %s: %w", j.RunID, err)
 	}
-	if l.opts.Usage != nil {
-		if err := l.opts.Usage.AddRunUsage(ctx, j.RunID, budget.OfResponse(resp).Tokens, resp.Cost, !resp.CostKnown); err != nil {
-			l.log.Warn("learning: counting the distillation in the run's spend", "run_id", j.RunID, "err", err)
-		}
+	if spendErr != nil {
+		l.log.Warn("learning: counting the distillation in the run's spend", "run_id", j.RunID, "err", spendErr)
 	}
 	insights, err := ParseInsights(resp.Content)
 	if err != nil {

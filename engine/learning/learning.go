@@ -156,17 +156,12 @@ type Options struct {
 	Queue Queue
 	// Usage, when set, adds a distillation's tokens and cost to the spend
 	// of the run it distilled (store.DB).
-	Usage UsageStore
+	Usage budget.Spend
 	// Threshold is the near-duplicate cosine similarity (DefaultThreshold
 	// when 0).
 	Threshold float64
 	Logger    *slog.Logger
 	Now       func() time.Time
-}
-
-// UsageStore adds background usage to the run it followed (store.DB).
-type UsageStore interface {
-	AddRunUsage(ctx context.Context, runID string, tokens int64, cost model.Cost, costUnknown bool) error
 }
 
 // Learner saves, proposes and erases learnings, distils runs, and observes
@@ -231,11 +226,7 @@ func (l *Learner) runner(kind spec.Kind, name string) (*spec.Learning, model.Pro
 		return nil, nil, "", budget.Policy{}, nil
 	}
 	p, id := a.LearningModel()
-	var policy budget.Policy
-	if b, ok := t.Runner.(interface{ BudgetPolicy() budget.Policy }); ok {
-		policy = b.BudgetPolicy()
-	}
-	return a.Learning(), p, id, policy, nil
+	return a.Learning(), p, id, budget.PolicyOf(t.Runner), nil
 }
 
 // Keep saves an insight of the run o, or proposes it when l's mode is

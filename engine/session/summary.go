@@ -216,9 +216,9 @@ func (t *Turn) beginSummarized(ctx context.Context) bool {
 }
 
 // foldAfter queues the session's summary job when run r, completed, takes
-// the unfolded runs over the threshold. It costs an estimate of the runs
-// read at the start and, on a crossing, one insert; the model call is the
-// job's, off the request's path.
+// the unfolded runs over the threshold. It costs an addition to the size
+// read at the start and, on a crossing, queueing the job (the job client
+// inserts it off the run's path); the model call is the job's.
 func (t *Turn) foldAfter(ctx context.Context, r *Run) {
 	q := t.s.opts.Summaries
 	if t.summaryCfg == nil || q == nil || r.Status != event.StatusCompleted || r.ParentRunID != "" {

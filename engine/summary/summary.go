@@ -55,18 +55,6 @@ type modeled interface {
 	SummaryModel() (p model.Provider, modelID, vendor string)
 }
 
-// budgeted is a runner with budgets (agents and teams): the summary counts
-// against them as the run's own model calls do.
-type budgeted interface {
-	BudgetPolicy() budget.Policy
-}
-
-// UsageStore adds background usage to the run it followed (store.DB), so
-// session totals and spend reports count the summary.
-type UsageStore interface {
-	AddRunUsage(ctx context.Context, runID string, tokens int64, cost model.Cost, costUnknown bool) error
-}
-
 // maxFold bounds the runs one job folds; a longer backlog is folded by the
 // next crossing's job.
 const maxFold = 500
@@ -159,12 +147,11 @@ func (w *Worker) Work(ctx context.Context, a Args) error {
 	start := w.now()
 	log.Info(string(event.SessionSummaryStarted), "runs", len(fold), "model", modelID, "provider", vendor)
 	req := &model.Request{Model: modelID, System: instructions(cfg.Prompt), Messages: []model.Message{{Role: model.RoleUser, Content: conversation(prev, fold)}}}
-	var policy budget.Policy
-	if b, ok := tg.Runner.(budgeted); ok {
-		policy = b.BudgetPolicy()
-	}
-	resp, err := budget.Charge(ctx, policy, budget.Subject{RunID: a.RunID, SessionID: a.SessionID, UserID: sess.UserID, Runner: sess.ComponentID},
-		func(ctx context.Context) (*model.Response, error) { return provider.Generate(ctx, req, nil) })
+	// The summary counts against the runner's budgets and in the spend of
+	// the run it folds through, when the store keeps spend.
+	spend, _ := w.Store.(budget.Spend)
+	resp, spendErr, err := budget.Background(ctx, budget.PolicyOf(tg.Runner), budget.Subject{RunID: a.RunID, SessionID: a.SessionID, UserID: sess.UserID, Runner: sess.ComponentID},
+		spend, func(ctx context.Context) (*model.Response, error) { return provider.Generate(ctx, req, nil) })
 	if exceeded := (*budget.ExceededError)(nil); errors.As(err, &exceeded) {
 		// Retrying cannot help before the budget's window turns; the next
 		// crossing tries again, and the history stays bounded meanwhile.
@@ -174,10 +161,8 @@ func (w *Worker) Work(ctx context.Context, a Args) error {
 	if err != nil {
 		return fmt.Errorf("summary: asking %s for the summary of session %s: %w", modelID, a.SessionID, err)
 	}
-	if u, ok := w.Store.(UsageStore); ok {
-		if err := u.AddRunUsage(ctx, a.RunID, budget.OfResponse(resp).Tokens, resp.Cost, !resp.CostKnown); err != nil {
-			log.Warn("session summary: counting its usage in the run's spend", "err", err)
-		}
+	if spendErr != nil {
+		log.Warn("session summary: counting its usage in the run's spend", "err", spendErr)
 	}
 	next := parse(resp.Content)
 	if next.Summary == "" {

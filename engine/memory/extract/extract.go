@@ -87,20 +87,9 @@ type Memories interface {
 
 var _ Memories = (*memory.Service)(nil)
 
-// UsageStore adds background usage to the run it followed (store.DB), so
-// session totals, spend reports and budgets count the extraction.
-type UsageStore interface {
-	AddRunUsage(ctx context.Context, runID string, tokens int64, cost model.Cost, costUnknown bool) error
-}
-
 // modeled is a runner whose memory extracts (agent.Agent, team.Team).
 type modeled interface {
 	MemoryModel() (model.Provider, string)
-}
-
-// budgeted is a runner with budgets: the extraction counts against them.
-type budgeted interface {
-	BudgetPolicy() budget.Policy
 }
 
 // Queue queues extraction jobs on a jobs client.
@@ -125,7 +114,7 @@ type Extractor struct {
 	Queue    Enqueuer
 	// Usage counts the extraction's tokens and cost in its run; nil counts
 	// them nowhere.
-	Usage UsageStore
+	Usage budget.Spend
 	Log   *slog.Logger
 }
 
@@ -221,12 +210,8 @@ func (x *Extractor) Work(ctx context.Context, a Args) error {
 		return fmt.Errorf("memory: recalling the memories of user %s: %w", a.UserID, err)
 	}
 	req := &model.Request{Model: modelID, System: instructions(mem.Prompt), Messages: []model.Message{{Role: model.RoleUser, Content: Transcript(existing, a)}}}
-	var policy budget.Policy
-	if b, ok := tg.Runner.(budgeted); ok {
-		policy = b.BudgetPolicy()
-	}
-	resp, err := budget.Charge(ctx, policy, budget.Subject{RunID: a.RunID, SessionID: a.SessionID, UserID: a.UserID, Runner: a.Runner},
-		func(ctx context.Context) (*model.Response, error) { return provider.Generate(ctx, req, nil) })
+	resp, spendErr, err := budget.Background(ctx, budget.PolicyOf(tg.Runner), budget.Subject{RunID: a.RunID, SessionID: a.SessionID, UserID: a.UserID, Runner: a.Runner},
+		x.Usage, func(ctx context.Context) (*model.Response, error) { return provider.Generate(ctx, req, nil) })
 	if exceeded := (*budget.ExceededError)(nil); errors.As(err, &exceeded) {
 		// Retrying cannot help before the budget's window turns.
 		log.Warn("memory extraction skipped: a budget is spent", "err", err)
@@ -235,10 +220,8 @@ func (x *Extractor) Work(ctx context.Context, a Args) error {
 	if err != nil {
 		return fmt.Errorf("memory: asking %s for the memories of run %s: %w", modelID, a.RunID, err)
 	}
-	if x.Usage != nil {
-		if err := x.Usage.AddRunUsage(ctx, a.RunID, budget.OfResponse(resp).Tokens, resp.Cost, !resp.CostKnown); err != nil {
-			log.Warn("memory extraction: counting its usage in the run's spend", "err", err)
-		}
+	if spendErr != nil {
+		log.Warn("memory extraction: counting its usage in the run's spend", "err", spendErr)
 	}
 	ops, err := ParseOps(resp.Content)
 	if err != nil {
