@@ -1,0 +1,145 @@
+package console_test
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestDeleteSessionsSaysWhatWasDeleted checks DELETE /sessions against one
+// user's and another user's ids: all deleted answers 204 (as AgentOS), some
+// answers 200 naming what was deleted and what was not, none answers 404 as
+// DELETE /sessions/{id} does for another user's session.
+func TestDeleteSessionsSaysWhatWasDeleted(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withKeys(keys))
+	newSession := func(key string) string {
+		var run runJSON
+		ts.json(http.MethodPost, "/agents/writer/runs", key, `{"message":"hi","stream":false}`, http.StatusOK, &run)
+		return run.SessionID
+	}
+	alice1, alice2, alice3, bob := newSession(aliceKey), newSession(aliceKey), newSession(aliceKey), newSession(bobKey)
+	ids := func(ids ...string) string { return `{"session_ids":["` + strings.Join(ids, `","`) + `"]}` }
+
+	// None of them bob's: 404, and alice's sessions stay.
+	ts.json(http.MethodDelete, "/sessions", bobKey, ids(alice1, "no-such-session"), http.StatusNotFound, nil)
+	ts.json(http.MethodGet, "/sessions/"+alice1, aliceKey, "", http.StatusOK, nil)
+
+	// Some of them alice's: 200 with both lists; bob's session stays.
+	var partial struct {
+		Deleted  []string `json:"deleted"`
+		NotFound []string `json:"not_found"`
+	}
+	ts.json(http.MethodDelete, "/sessions", aliceKey, ids(alice1, bob, alice1, "no-such-session"), http.StatusOK, &partial)
+	require.Equal(t, []string{alice1}, partial.Deleted)
+	require.Equal(t, []string{bob, "no-such-session"}, partial.NotFound)
+	ts.json(http.MethodGet, "/sessions/"+alice1, aliceKey, "", http.StatusNotFound, nil)
+	ts.json(http.MethodGet, "/sessions/"+bob, bobKey, "", http.StatusOK, nil)
+
+	// All of them alice's: 204, and they are gone.
+	status, body, _ := ts.do(http.MethodDelete, "/sessions", aliceKey, "application/json", ids(alice2, alice3))
+	require.Equal(t, http.StatusNoContent, status, body)
+	require.Empty(t, body)
+	var page sessionPage
+	ts.json(http.MethodGet, "/sessions", aliceKey, "", http.StatusOK, &page)
+	require.Empty(t, page.Data)
+}
+
+// TestOutputSchemaContentType checks that a run of an agent with an
+// output_schema reports the schema's title as its content_type (AgentOS
+// reports the output schema's class name), "json" without a title, and "str"
+// for plain agents — in the run, the session's runs and the stream.
+func TestOutputSchemaContentType(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withSpecs(`kind: Agent
+name: verdict
+model: echo
+output_schema:
+  title: Verdict
+  type: object
+  properties: {title: {type: string}}
+  required: [title]
+---
+kind: Agent
+name: shape
+model: echo
+output_schema:
+  type: object
+  properties: {title: {type: string}}
+`))
+	tests := []struct{ agent, message, want string }{
+		{agent: "verdict", message: `{\"title\":\"ok\"}`, want: "Verdict"},
+		{agent: "shape", message: `{\"title\":\"ok\"}`, want: "json"},
+		{agent: "helpdesk", message: "hello", want: "str"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.agent, func(t *testing.T) {
+			var run struct {
+				runJSON
+				ContentType string `json:"content_type"`
+			}
+			ts.json(http.MethodPost, "/agents/"+tt.agent+"/runs", "", `{"message":"`+tt.message+`","stream":false}`, http.StatusOK, &run)
+			require.Equal(t, "COMPLETED", run.Status, run.Content)
+			require.Equal(t, tt.want, run.ContentType)
+
+			var runs []map[string]any
+			ts.json(http.MethodGet, "/sessions/"+run.SessionID+"/runs", "", "", http.StatusOK, &runs)
+			require.Len(t, runs, 1)
+			require.Equal(t, tt.want, runs[0]["content_type"])
+
+			frames, _ := ts.stream("/agents/"+tt.agent+"/runs", "", "application/json", `{"message":"`+tt.message+`","stream":true}`)
+			i := slices.IndexFunc(frames, func(f frame) bool { return f.Event == "RunCompleted" })
+			require.GreaterOrEqual(t, i, 0, names(frames))
+			require.Equal(t, tt.want, frames[i].Data["content_type"])
+		})
+	}
+}
+
+// TestChatCompletionsWithoutSessionHeader checks what the docs promise: a
+// call without X-Session-Id starts a session of its own, listed in /sessions
+// and named by the answer's X-Session-Id, which continues it when sent back.
+func TestChatCompletionsWithoutSessionHeader(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withKeys(keys))
+	chat := `{"model":"helpdesk","messages":[{"role":"user","content":"hi"}]}`
+	status, body, h1 := ts.do(http.MethodPost, "/v1/chat/completions", aliceKey, "application/json", chat)
+	require.Equal(t, http.StatusOK, status, body)
+	status, body, h2 := ts.do(http.MethodPost, "/v1/chat/completions", aliceKey, "application/json", chat)
+	require.Equal(t, http.StatusOK, status, body)
+	first, second := h1.Get("X-Session-Id"), h2.Get("X-Session-Id")
+	require.NotEmpty(t, first)
+	require.NotEqual(t, first, second, "each call without X-Session-Id starts its own session")
+
+	var page sessionPage
+	ts.json(http.MethodGet, "/sessions", aliceKey, "", http.StatusOK, &page)
+	listed := []string{}
+	for _, s := range page.Data {
+		listed = append(listed, s.SessionID)
+	}
+	require.ElementsMatch(t, []string{first, second}, listed)
+
+	// Sending the header back continues the session rather than adding one.
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.url+"/v1/chat/completions", strings.NewReader(chat))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+aliceKey)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Session-Id", first)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, first, resp.Header.Get("X-Session-Id"))
+	var runs []map[string]any
+	ts.json(http.MethodGet, "/sessions/"+first+"/runs", aliceKey, "", http.StatusOK, &runs)
+	require.Len(t, runs, 2)
+	ts.json(http.MethodGet, "/sessions", aliceKey, "", http.StatusOK, &page)
+	require.Len(t, page.Data, 2)
+
+	// The API docs say so.
+	status, body, _ = ts.do(http.MethodGet, "/openapi.json", aliceKey, "", "")
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, body, "without X-Session-Id each call starts a new session")
+}
