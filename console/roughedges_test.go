@@ -1,8 +1,12 @@
 package console_test
 
 import (
+	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -142,4 +146,63 @@ func TestChatCompletionsWithoutSessionHeader(t *testing.T) {
 	status, body, _ = ts.do(http.MethodGet, "/openapi.json", aliceKey, "", "")
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, body, "without X-Session-Id each call starts a new session")
+}
+
+// TestKnowledgeAPIShapes checks /knowledge/config in snake_case, search's
+// meta.limit as the limit asked for, a document's size as AgentOS's string
+// of bytes, and that a renamed document shows its new name in search hits
+// and in a run's references.
+func TestKnowledgeAPIShapes(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+
+	var cfg map[string]any
+	status, body, _ := ts.do(http.MethodGet, "/knowledge/config", "", "", "")
+	require.Equal(t, http.StatusOK, status, body)
+	require.NotContains(t, body, `"Strategy"`)
+	require.NotContains(t, body, `"Size"`)
+	require.NoError(t, json.Unmarshal([]byte(body), &cfg))
+	bases := cfg["knowledge_bases"].([]any)
+	require.Len(t, bases, 1)
+	require.Equal(t, map[string]any{"strategy": "recursive", "size": 120.0, "overlap": 20.0}, bases[0].(map[string]any)["chunking"])
+
+	status, out := upload(t, ts, "", nil, filepath.Join("..", "engine", "knowledge", "reader", "testdata", "notes.txt"))
+	require.Equal(t, http.StatusAccepted, status, out)
+	id := out["id"].(string)
+	waitCompleted(t, ts, id)
+	var doc map[string]any
+	ts.json(http.MethodGet, "/knowledge/content/"+id, "", "", http.StatusOK, &doc)
+	info, err := os.Stat(filepath.Join("..", "engine", "knowledge", "reader", "testdata", "notes.txt"))
+	require.NoError(t, err)
+	require.Equal(t, strconv.FormatInt(info.Size(), 10), doc["size"], "size is the byte count as a string, as AgentOS answers")
+
+	for _, tt := range []struct {
+		name, body string
+		limit      float64
+	}{
+		{name: "asked", body: `{"query":"knowledge base feature","knowledge_id":"docs","max_results":7}`, limit: 7},
+		{name: "default top_k", body: `{"query":"knowledge base feature","knowledge_id":"docs"}`, limit: 5},
+	} {
+		var res struct {
+			Data []map[string]any `json:"data"`
+			Meta map[string]any   `json:"meta"`
+		}
+		ts.json(http.MethodPost, "/knowledge/search", "", tt.body, http.StatusOK, &res)
+		require.NotEmpty(t, res.Data, tt.name)
+		require.Less(t, len(res.Data), int(tt.limit), "%s: fewer hits than the limit, so the two cannot be confused", tt.name)
+		require.Equal(t, tt.limit, res.Meta["limit"], tt.name)
+		require.EqualValues(t, len(res.Data), res.Meta["total_count"], tt.name)
+	}
+
+	ts.json(http.MethodPatch, "/knowledge/content/"+id, "", `{"name":"meeting-notes.txt"}`, http.StatusOK, &out)
+	hits := search(t, ts, "Ship the knowledge base feature in April", "hybrid")
+	require.NotEmpty(t, hits)
+	require.Equal(t, id, hits[0]["content_id"])
+	require.Equal(t, "meeting-notes.txt", hits[0]["name"])
+	frames, _ := ts.stream("/agents/helpdesk/runs", "", "application/json", `{"message":"When does the knowledge base feature ship?"}`)
+	done := frames[len(frames)-1]
+	require.Equal(t, "RunCompleted", done.Event)
+	refs := done.Data["references"].([]any)
+	require.NotEmpty(t, refs)
+	require.Equal(t, "meeting-notes.txt", refs[0].(map[string]any)["document_name"])
 }
