@@ -2,6 +2,8 @@ package console_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -9,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -205,4 +208,40 @@ func TestKnowledgeAPIShapes(t *testing.T) {
 	refs := done.Data["references"].([]any)
 	require.NotEmpty(t, refs)
 	require.Equal(t, "meeting-notes.txt", refs[0].(map[string]any)["document_name"])
+}
+
+// TestTraceReadableWhenRunEnds checks that a run's trace answers 200, with
+// its root span, as soon as the run's final event or answer has arrived,
+// although the recorder has written nothing yet (it flushes hourly here):
+// the pending spans are read from the recorder.
+func TestTraceReadableWhenRunEnds(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withFlushInterval(time.Hour))
+	for _, stream := range []bool{true, false} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.url+"/agents/helpdesk/runs", strings.NewReader(fmt.Sprintf(`{"message":"hello","stream":%v}`, stream)))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			body, err := io.ReadAll(resp.Body) // to the final event
+			resp.Body.Close()
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+			traceID := resp.Header.Get("X-Trace-Id")
+			require.Len(t, traceID, 32)
+
+			_, _, written := ts.recorder.Stats()
+			require.Zero(t, written, "nothing written yet: the trace must come from the pending spans")
+			var got struct {
+				Trace map[string]any `json:"trace"`
+				Tree  []traceNode    `json:"tree"`
+			}
+			ts.json(http.MethodGet, "/traces/"+traceID, "", "", http.StatusOK, &got)
+			require.Equal(t, traceID, got.Trace["trace_id"])
+			require.Len(t, got.Tree, 1)
+			require.Equal(t, "agent.run helpdesk", got.Tree[0].Name)
+			require.Equal(t, "OK", got.Trace["status"])
+		})
+	}
 }

@@ -49,8 +49,11 @@ type Recorder struct {
 	log  *slog.Logger
 
 	mu    sync.Mutex
-	queue []Span        // at most QueueSize spans
-	full  chan struct{} // holds a token when the queue has a batch to write
+	queue []Span // at most QueueSize spans
+	// writing is the batch being written, read by Pending: a span leaves
+	// the queue before its write ends.
+	writing []Span
+	full    chan struct{} // holds a token when the queue has a batch to write
 
 	dropped atomic.Uint64
 	written atomic.Uint64
@@ -101,6 +104,25 @@ func (r *Recorder) Record(spans ...Span) {
 	}
 }
 
+// Pending returns the spans of trace traceID that are queued or
+// being written (sharing their attribute maps, which are never changed once
+// recorded), so a trace can be read before its batch reaches the sink.
+// It scans the queue under the lock (a few microseconds for a full batch);
+// only trace reads call it, never runs.
+func (r *Recorder) Pending(traceID string) []Span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Span
+	for _, q := range [2][]Span{r.writing, r.queue} {
+		for _, sp := range q {
+			if sp.TraceID == traceID {
+				out = append(out, sp)
+			}
+		}
+	}
+	return out
+}
+
 // Stats returns the queue depth and the spans dropped and written so far.
 func (r *Recorder) Stats() (queued int, dropped, written uint64) {
 	r.mu.Lock()
@@ -136,8 +158,14 @@ func (r *Recorder) Run(ctx context.Context) error {
 	// write writes batch, or drops it when the sink fails.
 	write := func(ctx context.Context) {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.WriteTimeout)
+		r.mu.Lock()
+		r.writing = batch
+		r.mu.Unlock()
 		err := r.opts.Sink.Write(wctx, batch)
 		cancel()
+		r.mu.Lock()
+		r.writing = nil
+		r.mu.Unlock()
 		if err != nil {
 			r.dropped.Add(uint64(len(batch)))
 			backoff = min(max(2*backoff, 500*time.Millisecond), r.opts.MaxBackoff)
