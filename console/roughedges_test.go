@@ -245,3 +245,73 @@ func TestTraceReadableWhenRunEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestDocsPage checks /docs: examples name the address the page was read
+// at, inline code is rendered (no literal backticks), a browser signed in to
+// the console reads it with its cookie and one signed out is sent to sign
+// in, while API calls keep their 401; and the console links to it.
+func TestDocsPage(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withKeys(keys))
+	get := func(headers map[string]string) (*http.Response, string) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, ts.url+"/docs", nil)
+		require.NoError(t, err)
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp, string(body)
+	}
+	navigate := map[string]string{"Sec-Fetch-Dest": "document", "Sec-Fetch-Mode": "navigate", "Accept": "text/html"}
+	withCookie := func(h map[string]string, key string) map[string]string {
+		out := map[string]string{"Cookie": "troupe_key=" + key}
+		for k, v := range h {
+			out[k] = v
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		headers  map[string]string
+		status   int
+		location string
+	}{
+		{name: "api key", headers: map[string]string{"Authorization": "Bearer " + readerKey}, status: http.StatusOK},
+		{name: "signed-in browser", headers: withCookie(navigate, readerKey), status: http.StatusOK},
+		{name: "older browser", headers: withCookie(map[string]string{"Accept": "text/html,application/xhtml+xml"}, readerKey), status: http.StatusOK},
+		{name: "signed-out browser", headers: navigate, status: http.StatusSeeOther, location: "/ui/login?next=%2Fdocs"},
+		{name: "stale cookie", headers: withCookie(navigate, "sk-gone-0123456789abcdef"), status: http.StatusSeeOther, location: "/ui/login?next=%2Fdocs"},
+		{name: "script fetch with cookie", headers: withCookie(map[string]string{"Sec-Fetch-Dest": "empty", "Sec-Fetch-Mode": "cors"}, readerKey), status: http.StatusUnauthorized},
+		{name: "no key", headers: nil, status: http.StatusUnauthorized},
+		{name: "bad key header beats cookie", headers: withCookie(map[string]string{"Authorization": "Bearer nope-0123456789abcdef"}, readerKey), status: http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := get(tt.headers)
+			require.Equal(t, tt.status, resp.StatusCode, body)
+			require.Equal(t, tt.location, resp.Header.Get("Location"))
+			if tt.status == http.StatusUnauthorized {
+				require.Contains(t, resp.Header.Get("Content-Type"), "application/json")
+			}
+		})
+	}
+
+	_, page := get(map[string]string{"Authorization": "Bearer " + readerKey})
+	require.Contains(t, page, "curl -N -X POST "+ts.url+"/agents/calc/runs")
+	require.NotContains(t, page, "7777")
+	require.NotContains(t, page, "`", "inline code is rendered, not shown as backticks")
+	require.Contains(t, page, "<code>last_event_index</code>")
+	require.Contains(t, page, "<code>event: Name</code>")
+	_, page = get(map[string]string{"Authorization": "Bearer " + readerKey, "X-Forwarded-Proto": "https"})
+	require.Contains(t, page, "curl -N -X POST https://"+strings.TrimPrefix(ts.url, "http://")+"/agents/calc/runs")
+
+	// The console links to it.
+	resp, body := ts.page("GET", "/ui/agents", readerKey, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "/docs", doc(t, body).Find("[data-testid=api-docs]").AttrOr("href", ""))
+}
