@@ -213,12 +213,13 @@ func TestKnowledgeAPIShapes(t *testing.T) {
 // TestTraceReadableWhenRunEnds checks that a run's trace answers 200, with
 // its root span, as soon as the run's final event or answer has arrived,
 // although the recorder has written nothing yet (it flushes hourly here):
-// the pending spans are read from the recorder.
+// reading the trace has the recorder write it, after which it is listed too.
 func TestTraceReadableWhenRunEnds(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, withFlushInterval(time.Hour))
 	for _, stream := range []bool{true, false} {
 		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			_, _, before := ts.recorder.Stats()
 			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.url+"/agents/helpdesk/runs", strings.NewReader(fmt.Sprintf(`{"message":"hello","stream":%v}`, stream)))
 			require.NoError(t, err)
 			req.Header.Set("Content-Type", "application/json")
@@ -232,7 +233,7 @@ func TestTraceReadableWhenRunEnds(t *testing.T) {
 			require.Len(t, traceID, 32)
 
 			_, _, written := ts.recorder.Stats()
-			require.Zero(t, written, "nothing written yet: the trace must come from the pending spans")
+			require.Equal(t, before, written, "nothing written yet: the trace must come from the recorder")
 			var got struct {
 				Trace map[string]any `json:"trace"`
 				Tree  []traceNode    `json:"tree"`
@@ -242,6 +243,19 @@ func TestTraceReadableWhenRunEnds(t *testing.T) {
 			require.Len(t, got.Tree, 1)
 			require.Equal(t, "agent.run helpdesk", got.Tree[0].Name)
 			require.Equal(t, "OK", got.Trace["status"])
+
+			// Reading it wrote it: it is listed from then on.
+			_, _, written = ts.recorder.Stats()
+			require.Greater(t, written, before)
+			var list struct {
+				Data []map[string]any `json:"data"`
+			}
+			ts.json(http.MethodGet, "/traces?agent_id=helpdesk&limit=100", "", "", http.StatusOK, &list)
+			listed := []any{}
+			for _, tr := range list.Data {
+				listed = append(listed, tr["trace_id"])
+			}
+			require.Contains(t, listed, traceID)
 		})
 	}
 }

@@ -54,6 +54,9 @@ type Recorder struct {
 	// the queue before its write ends.
 	writing []Span
 	full    chan struct{} // holds a token when the queue has a batch to write
+	// flushes asks Run to write everything queued now; Run closes the
+	// channel sent once it has tried.
+	flushes chan chan struct{}
 
 	dropped atomic.Uint64
 	written atomic.Uint64
@@ -82,7 +85,7 @@ func NewRecorder(opts RecorderOptions) *Recorder {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Recorder{opts: opts, log: opts.Logger, full: make(chan struct{}, 1)}
+	return &Recorder{opts: opts, log: opts.Logger, full: make(chan struct{}, 1), flushes: make(chan chan struct{})}
 }
 
 // Record queues spans without blocking; spans that do not fit are dropped and
@@ -121,6 +124,25 @@ func (r *Recorder) Pending(traceID string) []Span {
 		}
 	}
 	return out
+}
+
+// Flush asks Run to write what is queued now, not at the next
+// FlushInterval, and waits until it has tried (a sink backing off keeps the
+// spans queued) or ctx ends. Reading a trace calls it, so a trace read as
+// soon as its run ends is written, and listed, from then on.
+func (r *Recorder) Flush(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case r.flushes <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Stats returns the queue depth and the spans dropped and written so far.
@@ -208,6 +230,9 @@ func (r *Recorder) Run(ctx context.Context) error {
 			return nil
 		case <-r.full:
 			flush(ctx, true)
+		case done := <-r.flushes:
+			flush(ctx, false)
+			close(done)
 		case <-tick.C:
 			flush(ctx, false)
 		}
