@@ -3,7 +3,7 @@
 # Multi-stage build: a static troupe binary on a minimal, non-root image.
 #
 #   docker build -t troupe .
-#   docker run --rm -p 7777:7777 -e TROUPE_API_KEYS=sk-admin=admin \
+#   docker run --rm -p 7777:7777 -e TROUPE_API_KEYS=sk-admin-0123456789abcdef=admin \
 #       -v troupe-data:/var/lib/troupe troupe
 #
 # The image listens on 0.0.0.0:7777, so the server refuses to start without API

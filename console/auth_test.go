@@ -88,7 +88,7 @@ func TestUserIsolation(t *testing.T) {
 	ts.json(http.MethodGet, "/sessions/"+alice+"/runs", bobKey, "", http.StatusNotFound, nil)
 	ts.json(http.MethodPost, "/sessions/"+alice+"/rename", bobKey, `{"session_name":"pwned"}`, http.StatusNotFound, nil)
 	ts.json(http.MethodDelete, "/sessions/"+alice, bobKey, "", http.StatusNotFound, nil)
-	ts.json(http.MethodDelete, "/sessions", bobKey, `{"session_ids":["`+alice+`"]}`, http.StatusNoContent, nil)
+	ts.json(http.MethodDelete, "/sessions", bobKey, `{"session_ids":["`+alice+`"]}`, http.StatusNotFound, nil)
 	ts.json(http.MethodPost, "/agents/writer/runs", bobKey, `{"message":"continue","session_id":"`+alice+`","stream":false}`, http.StatusNotFound, nil)
 	status, body, _ := ts.do(http.MethodPost, "/v1/chat/completions", bobKey, "application/json", `{"model":"writer","messages":[{"role":"user","content":"x"}]}`)
 	require.Equal(t, http.StatusOK, status, body)

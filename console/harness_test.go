@@ -117,7 +117,8 @@ type testServer struct {
 type harness struct {
 	dsn        string     // database URL; a fresh SQLite file when empty
 	traces     traceStore // where spans go and traces are read; the database's own when nil
-	noTracing  bool       // run without a recorder, as troupe serve does with tracing off
+	flush      time.Duration
+	noTracing  bool // run without a recorder, as troupe serve does with tracing off
 	keys       *auth.Keyring
 	watch      bool   // reload when files in the spec folder change, as troupe serve does
 	specs      string // more documents, in a second spec file
@@ -174,6 +175,9 @@ func withDatabase(dsn string) serverOption { return func(h *harness) { h.dsn = d
 func withTraces(s traceStore) serverOption { return func(h *harness) { h.traces = s } }
 
 // withoutTracing turns tracing off.
+// withFlushInterval sets how often the span recorder writes (100ms unless set).
+func withFlushInterval(d time.Duration) serverOption { return func(h *harness) { h.flush = d } }
+
 func withoutTracing() serverOption { return func(h *harness) { h.noTracing = true } }
 
 // withWatcher reloads on file changes, as troupe serve does.
@@ -329,7 +333,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	if h.noTracing {
 		ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: discard{}}) // never fed: the runs have no tracer
 	} else {
-		ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: h.traces, FlushInterval: 100 * time.Millisecond})
+		ts.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{Sink: h.traces, FlushInterval: cmp.Or(h.flush, 100*time.Millisecond)})
 		tr := telemetry.NewTracer(ts.recorder).LinkEarlier(h.traces)
 		if h.tracer != nil {
 			h.tracer(tr)
@@ -342,7 +346,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	require.NoError(t, err)
 	observers = append(observers, ts.learner, ts.extractor)
 	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, Memories: ts.memories, ShutdownTimeout: 5 * time.Second,
-		Traces: ts.traces, Metrics: ts.metrics, Keys: h.keys, Queue: jobClient, Learning: ts.learner, Erasers: []api.UserEraser{ts.learner, ts.memories}}
+		Traces: telemetry.PendingReader{Reader: ts.traces, Recorder: ts.recorder}, Metrics: ts.metrics, Keys: h.keys, Queue: jobClient, Learning: ts.learner, Erasers: []api.UserEraser{ts.learner, ts.memories}}
 	if h.limits != nil {
 		o.Limits = h.limits(ts.db)
 	}

@@ -37,7 +37,7 @@ func TestOpenAPIFollowsTheSnapshot(t *testing.T) {
 	status, page, _ := ts.do(http.MethodGet, "/docs", "", "", "")
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, page, "<code>/agents/calc/runs</code>")
-	require.Contains(t, page, "curl -N -X POST http://127.0.0.1:7777/agents/calc/runs")
+	require.Contains(t, page, "curl -N -X POST "+ts.url+"/agents/calc/runs")
 	require.NotContains(t, page, "<script", "the docs page needs no scripts or CDN")
 
 	// A new agent gets its documented endpoint with the next reload.

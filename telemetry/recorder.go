@@ -49,8 +49,14 @@ type Recorder struct {
 	log  *slog.Logger
 
 	mu    sync.Mutex
-	queue []Span        // at most QueueSize spans
-	full  chan struct{} // holds a token when the queue has a batch to write
+	queue []Span // at most QueueSize spans
+	// writing is the batch being written, read by Pending: a span leaves
+	// the queue before its write ends.
+	writing []Span
+	full    chan struct{} // holds a token when the queue has a batch to write
+	// flushes asks Run to write everything queued now; Run closes the
+	// channel sent once it has tried.
+	flushes chan chan struct{}
 
 	dropped atomic.Uint64
 	written atomic.Uint64
@@ -79,7 +85,7 @@ func NewRecorder(opts RecorderOptions) *Recorder {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Recorder{opts: opts, log: opts.Logger, full: make(chan struct{}, 1)}
+	return &Recorder{opts: opts, log: opts.Logger, full: make(chan struct{}, 1), flushes: make(chan chan struct{})}
 }
 
 // Record queues spans without blocking; spans that do not fit are dropped and
@@ -98,6 +104,44 @@ func (r *Recorder) Record(spans ...Span) {
 		case r.full <- struct{}{}:
 		default: // already signalled
 		}
+	}
+}
+
+// Pending returns the spans of trace traceID that are queued or
+// being written (sharing their attribute maps, which are never changed once
+// recorded), so a trace can be read before its batch reaches the sink.
+// It scans the queue under the lock (a few microseconds for a full batch);
+// only trace reads call it, never runs.
+func (r *Recorder) Pending(traceID string) []Span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Span
+	for _, q := range [2][]Span{r.writing, r.queue} {
+		for _, sp := range q {
+			if sp.TraceID == traceID {
+				out = append(out, sp)
+			}
+		}
+	}
+	return out
+}
+
+// Flush asks Run to write what is queued now, not at the next
+// FlushInterval, and waits until it has tried (a sink backing off keeps the
+// spans queued) or ctx ends. Reading a trace calls it, so a trace read as
+// soon as its run ends is written, and listed, from then on.
+func (r *Recorder) Flush(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case r.flushes <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -136,8 +180,14 @@ func (r *Recorder) Run(ctx context.Context) error {
 	// write writes batch, or drops it when the sink fails.
 	write := func(ctx context.Context) {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.WriteTimeout)
+		r.mu.Lock()
+		r.writing = batch
+		r.mu.Unlock()
 		err := r.opts.Sink.Write(wctx, batch)
 		cancel()
+		r.mu.Lock()
+		r.writing = nil
+		r.mu.Unlock()
 		if err != nil {
 			r.dropped.Add(uint64(len(batch)))
 			backoff = min(max(2*backoff, 500*time.Millisecond), r.opts.MaxBackoff)
@@ -180,6 +230,9 @@ func (r *Recorder) Run(ctx context.Context) error {
 			return nil
 		case <-r.full:
 			flush(ctx, true)
+		case done := <-r.flushes:
+			flush(ctx, false)
+			close(done)
 		case <-tick.C:
 			flush(ctx, false)
 		}

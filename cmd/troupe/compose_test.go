@@ -21,6 +21,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/telemetry/clickhouse"
 )
 
@@ -75,7 +76,7 @@ func TestComposeFile(t *testing.T) {
 
 	t.Run("requires TROUPE_API_KEYS", func(t *testing.T) {
 		t.Parallel()
-		const msg = "required variable TROUPE_API_KEYS is missing a value: set TROUPE_API_KEYS, e.g. sk-admin=admin"
+		const msg = "required variable TROUPE_API_KEYS is missing a value: set TROUPE_API_KEYS, e.g. sk-admin-0123456789abcdef=admin (keys are 16+ characters)"
 		for name, env := range map[string]map[string]string{
 			"unset": {},
 			"empty": {"TROUPE_API_KEYS": ""},
@@ -832,4 +833,24 @@ func TestDockerfile(t *testing.T) {
 	_, port, err := net.SplitHostPort(final.env("TROUPE_ADDR"))
 	require.NoError(t, err)
 	require.Contains(t, exposed, port)
+}
+
+// TestDocumentedKeysAreAccepted checks that every example API key in the
+// Dockerfile, the compose file and the README is one the server accepts, so
+// copying an example never ends in "key too short" at start-up.
+func TestDocumentedKeysAreAccepted(t *testing.T) {
+	t.Parallel()
+	example := regexp.MustCompile(`TROUPE_API_KEYS[=:]\s*['"]?(?:\$\{TROUPE_API_KEYS:\?[^}]*?e\.g\. )?([^\s'"}]+=[^\s'"}]+)`)
+	for _, file := range []string{"Dockerfile", "docker-compose.yml", "README.md"} {
+		t.Run(file, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join(composeRepoRoot, file))
+			require.NoError(t, err)
+			found := example.FindAllSubmatch(data, -1)
+			require.NotEmpty(t, found, "no TROUPE_API_KEYS example in %s", file)
+			for _, m := range found {
+				_, err := auth.ParseKeys(string(m[1]))
+				require.NoError(t, err, "%s: example %s", file, m[1])
+			}
+		})
+	}
 }

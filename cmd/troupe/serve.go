@@ -441,7 +441,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 	triggers := trigger.New(trigger.Options{Snapshots: eng, Jobs: jobClient, Runs: background, Store: db, Logger: logger.With("component", "triggers")})
 	triggers.Register(jobReg)
 	srv := console.New(console.Options{
-		Engine: eng, Store: db, Knowledge: kbs, KafkaLag: streams.Lag, Memories: memories, Runs: runs, Traces: tel.reader, Metrics: metrics, Triggers: triggers,
+		Engine: eng, Store: db, Knowledge: kbs, KafkaLag: streams.Lag, Memories: memories, Runs: runs, Traces: tel.traces(), Metrics: metrics, Triggers: triggers,
 		Background: background, Queue: jobClient,
 		// Approved learnings are saved; erasing a user erases their
 		// learnings and memories too.
@@ -644,6 +644,16 @@ type tracing struct {
 	// sink expires them itself (ClickHouse) or keeps them forever.
 	retain func(context.Context) error
 	close  func()
+}
+
+// traces is what the API reads traces from: the sink, plus the spans the
+// recorder has not written yet, so a run's trace is readable when its final
+// event is sent; nil when tracing is off.
+func (t *tracing) traces() telemetry.Reader {
+	if t.reader == nil {
+		return nil
+	}
+	return telemetry.PendingReader{Reader: t.reader, Recorder: t.recorder}
 }
 
 // openTelemetry selects the trace sink: "sql" (the store's database, the

@@ -207,7 +207,12 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.POST("/config/reload", need(auth.ScopeAdmin), h.wrap(h.reload))
 	timed.GET("/models", need(auth.ScopeAgentsRead), h.wrap(h.listModels))
 	timed.GET("/openapi.json", need(auth.ScopeAgentsRead), h.wrap(h.openapi))
-	timed.GET("/docs", need(auth.ScopeAgentsRead), h.wrap(h.docs))
+	// /docs is also read in a browser: the console's sign-in works for it.
+	docsAuthn := []gin.HandlerFunc{auth.Document(h.opts.Keys, h.Deny, signIn)}
+	if h.opts.Limits != nil {
+		docsAuthn = append(docsAuthn, h.opts.Limits.Middleware(h.Fail))
+	}
+	bounded.Group("", docsAuthn...).GET("/docs", h.opts.Timeout, need(auth.ScopeAgentsRead), h.wrap(h.docs))
 
 	timed.GET("/agents", need(auth.ScopeAgentsRead), h.wrap(h.listAgents))
 	timed.GET("/agents/:id", need(auth.ScopeAgentsRead), h.wrap(h.getAgent))

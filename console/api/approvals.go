@@ -104,7 +104,7 @@ func (h *Handler) continueAgentRun(typ string) handlerFunc {
 		}
 		w, closed := h.opts.Streams.Open(c.Writer)
 		defer closed()
-		turn.Execute(c.Request.Context(), func(e event.Event) { _ = writeFrame(w, e) })
+		turn.Execute(c.Request.Context(), func(e event.Event) { _ = h.writeFrame(w, e) })
 		return nil
 	}
 }
@@ -369,7 +369,7 @@ func ApprovalViewer(c *gin.Context) *approval.Viewer { return viewer(c) }
 // runWithHeld answers a run, with the calls it holds when it is PAUSED on
 // them (so that a client that did not stream learns what to decide).
 func (h *Handler) runWithHeld(ctx context.Context, r *store.Run) runResponse {
-	out := toRun(r, false)
+	out := h.toRun(r, false)
 	if r.Status != event.StatusPaused || r.Type == session.TypeWorkflow {
 		return out
 	}

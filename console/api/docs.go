@@ -1,8 +1,12 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
+	"html/template"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 
 	"github.com/gin-gonic/gin"
@@ -67,8 +71,27 @@ func (h *Handler) docs(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Data(http.StatusOK, "text/html; charset=utf-8", d.html)
+	base := []byte(template.HTMLEscapeString(baseURL(c.Request)))
+	c.Data(http.StatusOK, "text/html; charset=utf-8", bytes.ReplaceAll(d.html, []byte(docsBaseURL), base))
 	return nil
+}
+
+// baseURL is the scheme and host r was sent to: https when it came over TLS
+// or through a proxy that says so (X-Forwarded-Proto), as a browser's
+// address bar shows it. The host passed the server's host check.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// signIn sends a browser opening /docs without a valid sign-in to the
+// console's sign-in page, which comes back here.
+func signIn(c *gin.Context) {
+	c.Redirect(http.StatusSeeOther, "/ui/login?next="+url.QueryEscape(c.Request.URL.RequestURI()))
+	c.Abort()
 }
 
 // DocsBuilds is how many times h built its OpenAPI document and docs page:

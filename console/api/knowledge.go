@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,10 +20,12 @@ import (
 )
 
 type contentResponse struct {
-	ID            string         `json:"id"`
-	Name          string         `json:"name"`
-	Description   string         `json:"description"`
-	Type          string         `json:"type"`
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Type        string `json:"type"`
+	// Size is the byte count as a string, as AgentOS answers it (its
+	// ContentResponseSchema has size: Optional[str]); clients parse it.
 	Size          string         `json:"size"`
 	KnowledgeID   string         `json:"knowledge_id"`
 	LinkedTo      string         `json:"linked_to"`
@@ -275,21 +278,30 @@ type knowledgeConfigResponse struct {
 func (knowledgeConfigResponse) OpenAPIName() string { return "KnowledgeConfig" }
 
 type knowledgeBase struct {
-	ID          string        `json:"id"`
-	Name        string        `json:"name"`
-	Description string        `json:"description"`
-	Store       string        `json:"store"`
-	Embedder    string        `json:"embedder"`
-	SearchMode  string        `json:"search_mode"`
-	TopK        int           `json:"top_k"`
-	Chunking    spec.Chunking `json:"chunking"`
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Store       string   `json:"store"`
+	Embedder    string   `json:"embedder"`
+	SearchMode  string   `json:"search_mode"`
+	TopK        int      `json:"top_k"`
+	Chunking    chunking `json:"chunking"`
+}
+
+// chunking is a base's chunking in the API's snake_case; spec.Chunking has
+// YAML names only, and encoding it leaked Go's field names (Strategy, Size).
+type chunking struct {
+	Strategy string `json:"strategy"`
+	Size     int    `json:"size" doc:"target chunk size in tokens"`
+	Overlap  int    `json:"overlap" doc:"tokens shared by consecutive chunks"`
 }
 
 func (h *Handler) knowledgeConfig(c *gin.Context) error {
 	out := knowledgeConfigResponse{Config: h.opts.Knowledge.Config()}
 	for _, b := range h.opts.Knowledge.Bases() {
 		out.Bases = append(out.Bases, knowledgeBase{ID: b.Name, Name: b.Name, Description: b.Description, Store: b.Store.Type,
-			Embedder: b.Embedder.String(), SearchMode: b.Search.Mode, TopK: b.Search.TopK, Chunking: b.Chunking})
+			Embedder: b.Embedder.String(), SearchMode: b.Search.Mode, TopK: b.Search.TopK,
+			Chunking: chunking{Strategy: b.Chunking.Strategy, Size: b.Chunking.Size, Overlap: b.Chunking.Overlap}})
 	}
 	c.JSON(http.StatusOK, out)
 	return nil
@@ -344,8 +356,19 @@ func (h *Handler) searchKnowledge(c *gin.Context) error {
 		return &Error{Status: http.StatusUnprocessableEntity, Msg: "min_score must be from 0 to 1 (scores are cosine similarity for vector, the share of the query's weighted terms found for keyword, their mean for hybrid)"}
 	}
 	start := time.Now()
+	ids := SearchIDs(h.opts.Knowledge, body.KnowledgeID)
+	// meta.limit is the limit asked for (or the bases' top_k it defaults
+	// to), not how many hits there were: a client pages by it.
+	limit := body.MaxResults
+	if limit == 0 {
+		for _, b := range h.opts.Knowledge.Bases() {
+			if len(ids) == 0 || slices.Contains(ids, b.Name) {
+				limit = max(limit, b.Search.TopK)
+			}
+		}
+	}
 	hits, err := h.opts.Knowledge.SearchWith(c.Request.Context(), kb.SearchRequest{
-		KnowledgeIDs: SearchIDs(h.opts.Knowledge, body.KnowledgeID), Query: body.Query, Mode: body.SearchType,
+		KnowledgeIDs: ids, Query: body.Query, Mode: body.SearchType,
 		TopK: body.MaxResults, Filters: body.Filters, MinScore: body.MinScore,
 	})
 	if err != nil {
@@ -360,7 +383,7 @@ func (h *Handler) searchKnowledge(c *gin.Context) error {
 		out[i] = searchHit{ID: h.ID, Content: h.Text, Name: h.Document, ContentID: h.DocumentID, KnowledgeID: h.KnowledgeID,
 			ChunkIndex: h.Index, Page: h.Page, Heading: h.Heading, Score: h.Score, MetaData: md}
 	}
-	c.JSON(http.StatusOK, searchResponse{Data: out, Meta: searchMeta{pageMeta: pageMeta{Page: 1, Limit: len(out), TotalPages: 1, TotalCount: len(out)},
+	c.JSON(http.StatusOK, searchResponse{Data: out, Meta: searchMeta{pageMeta: pageMeta{Page: 1, Limit: limit, TotalPages: 1, TotalCount: len(out)},
 		SearchTimeMS: float64(time.Since(start).Microseconds()) / 1000}})
 	return nil
 }

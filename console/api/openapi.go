@@ -193,7 +193,8 @@ var apiRoutes = []Route{
 	{Method: "delete", Path: "/users/{user_id}", Tag: "Sessions", Summary: "Erase a user's data",
 		Desc:   "Erases everything kept for the user: their sessions with their runs (runs in progress are cancelled first), and their learnings (removed from the knowledge bases; a learning merged from several users' runs only loses this user). Answers how many items of each kind were erased. Requires admin.",
 		Params: []Param{PathParam("user_id", "User id")}, Resp: eraseUserResponse{}},
-	{Method: "delete", Path: "/sessions", Tag: "Sessions", Summary: "Delete sessions", Desc: "Cancels their runs in progress, then deletes them with their runs.", Body: deleteSessionsRequest{}, Status: 204},
+	{Method: "delete", Path: "/sessions", Tag: "Sessions", Summary: "Delete sessions", Desc: "Cancels their runs in progress, then deletes them with their runs. 204 when every id was deleted; 200 with the deleted and not_found ids when only some were; 404 when none is a session this key can see (another user's sessions count as none, as for one session).", Body: deleteSessionsRequest{}, Status: 204,
+		Errors: map[int]string{404: "None of the ids is a session this key can see"}},
 	{Method: "get", Path: "/sessions/{session_id}", Tag: "Sessions", Summary: "Get a session", Desc: "404 until the session's first run has finished, as AgentOS stores a session then.",
 		Params: []Param{PathParam("session_id", "Session id")}, Resp: sessionResponse{}, Errors: map[int]string{404: "No such session, or its first run has not finished"}},
 	{Method: "delete", Path: "/sessions/{session_id}", Tag: "Sessions", Summary: "Delete a session", Desc: "Cancels its runs in progress, then deletes it with its runs.",
@@ -411,7 +412,7 @@ func addOp(paths map[string]any, path, method string, o map[string]any) {
 
 // docsPage renders the OpenAPI document as a self-contained HTML page: no
 // scripts, no CDN, readable without a network.
-var docsPage = template.Must(template.New("docs").Parse(`<!doctype html>
+var docsPage = template.Must(template.New("docs").Funcs(template.FuncMap{"inline": inlineCode}).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{.Title}} API</title>
 <style>
@@ -422,13 +423,38 @@ code,pre{font:13px ui-monospace,monospace;background:#f4f5f7;border-radius:4px}p
 h2{margin-top:2rem;border-bottom:1px solid #d8dde3}
 </style></head><body>
 <h1>{{.Title}} API <small>{{.Version}}</small></h1>
-<p>{{.Description}}</p>
+<p>{{inline .Description}}</p>
 <p>Machine-readable: <a href="openapi.json">openapi.json</a>.</p>
 {{range .Tags}}<h2>{{.Name}}</h2>
-{{range .Ops}}<div class="op" data-testid="op"><span class="m {{.Method}}">{{.MethodUpper}}</span> <code>{{.Path}}</code> — {{.Summary}}
-{{if .Description}}<p>{{.Description}}</p>{{end}}{{if .Curl}}<pre>{{.Curl}}</pre>{{end}}</div>
+{{range .Ops}}<div class="op" data-testid="op"><span class="m {{.Method}}">{{.MethodUpper}}</span> <code>{{.Path}}</code> — {{inline .Summary}}
+{{if .Description}}<p>{{inline .Description}}</p>{{end}}{{if .Curl}}<pre>{{.Curl}}</pre>{{end}}</div>
 {{end}}{{end}}
 </body></html>`))
+
+// docsBaseURL stands for the server's address in the cached docs page;
+// each request replaces it with its own scheme and host, so the examples
+// work as copied whatever address and port the server is reached at.
+const docsBaseURL = "http://troupe.base.invalid"
+
+// inlineCode renders text written with Markdown's inline code spans
+// (`like this`) as HTML: the text escaped, the spans in <code>. Only
+// backticks are interpreted; a lone backtick is kept as written.
+func inlineCode(text string) template.HTML {
+	parts := strings.Split(text, "`")
+	if len(parts)%2 == 0 { // an odd number of backticks: the last one is text
+		parts[len(parts)-2] += "`" + parts[len(parts)-1]
+		parts = parts[:len(parts)-1]
+	}
+	var b strings.Builder
+	for i, part := range parts {
+		if i%2 == 1 {
+			b.WriteString("<code>" + template.HTMLEscapeString(part) + "</code>")
+		} else {
+			b.WriteString(template.HTMLEscapeString(part))
+		}
+	}
+	return template.HTML(b.String()) //nolint:gosec // every part is escaped above
+}
 
 type docOp struct {
 	Method, MethodUpper, Path, Summary, Description, Curl string
@@ -451,7 +477,7 @@ func renderDocs(doc map[string]any) []byte {
 			}
 			d := docOp{Method: m, MethodUpper: strings.ToUpper(m), Path: p, Summary: o["summary"].(string), Description: o["description"].(string)}
 			if strings.HasSuffix(p, "/runs") && !strings.Contains(p, "{") {
-				d.Curl = "curl -N -X POST http://127.0.0.1:7777" + p + " \\\n  -H \"Authorization: Bearer $TROUPE_API_KEY\" \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"message\": \"Hello!\"}'"
+				d.Curl = "curl -N -X POST " + docsBaseURL + p + " \\\n  -H \"Authorization: Bearer $TROUPE_API_KEY\" \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"message\": \"Hello!\"}'"
 			}
 			tag := o["tags"].([]string)[0]
 			tags[tag] = append(tags[tag], d)

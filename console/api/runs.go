@@ -192,7 +192,7 @@ func (h *Handler) createRun(typ string) handlerFunc {
 		}
 		w, closed := h.opts.Streams.Open(c.Writer)
 		defer closed()
-		turn.Execute(c.Request.Context(), func(e event.Event) { _ = writeFrame(w, e) })
+		turn.Execute(c.Request.Context(), func(e event.Event) { _ = h.writeFrame(w, e) })
 		return nil
 	}
 }
@@ -283,7 +283,7 @@ func (h *Handler) replayRun(c *gin.Context, typ, runID string, background, strea
 	case stream:
 		h.streamReplay(c, replay, r.ID)
 	default:
-		c.JSON(http.StatusOK, toRun(r, false))
+		c.JSON(http.StatusOK, h.toRun(r, false))
 	}
 	return nil
 }
@@ -355,7 +355,7 @@ func (h *Handler) listRuns(typ string) handlerFunc {
 		pageHeaders(c, q.Page, q.Limit, total)
 		out := make([]runResponse, len(runs))
 		for i := range runs {
-			out[i] = toRun(&runs[i], false)
+			out[i] = h.toRun(&runs[i], false)
 		}
 		c.JSON(http.StatusOK, out)
 		return nil
@@ -364,11 +364,14 @@ func (h *Handler) listRuns(typ string) handlerFunc {
 
 // writeFrame sends e as an AgentOS frame with its index as the SSE id, so an
 // EventSource that reconnects says where to resume.
-func writeFrame(w *sse.Writer, e event.Event) error {
+func (h *Handler) writeFrame(w *sse.Writer, e event.Event) error {
 	if e.Type == event.ModelRequestCompleted || e.Type == event.GuardrailChecked {
 		return nil // internal accounting and trace spans; AgentOS clients do not expect them
 	}
 	frame := toSSE(e)
+	if frame.ContentType == "str" && e.AgentID != "" {
+		frame.ContentType = h.contentType(e.AgentID)
+	}
 	return w.EventID(strconv.Itoa(e.Index), frame.Event, frame)
 }
 
@@ -403,7 +406,7 @@ func (h *Handler) streamReplay(c *gin.Context, replay *session.Replay, runID str
 	beats.Go(func() { w.Heartbeats(ctx, sse.HeartbeatInterval) })
 	defer beats.Wait()
 	defer stop()
-	if err := replay.Stream(ctx, func(e event.Event) error { return writeFrame(w, e) }); err != nil && ctx.Err() == nil {
+	if err := replay.Stream(ctx, func(e event.Event) error { return h.writeFrame(w, e) }); err != nil && ctx.Err() == nil {
 		// The stream has started: all that can be said is a log line.
 		h.log.Warn("resumed stream ended early", "run_id", runID, "err", err)
 	}

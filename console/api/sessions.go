@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -142,7 +143,7 @@ func (h *Handler) listSessionRuns(c *gin.Context) error {
 	pageHeaders(c, page, limit, total)
 	out := make([]runResponse, len(runs))
 	for i := range runs {
-		out[i] = toRun(&runs[i], true)
+		out[i] = h.toRun(&runs[i], true)
 	}
 	c.JSON(http.StatusOK, out)
 	return nil
@@ -296,10 +297,46 @@ func (h *Handler) deleteSessions(c *gin.Context) error {
 	if len(body.SessionIDs) == 0 || len(body.SessionIDs) > 1000 {
 		return &Error{Status: http.StatusUnprocessableEntity, Msg: "session_ids must list 1 to 1000 session ids"}
 	}
-	h.opts.Runs.StopSessions(c.Request.Context(), body.SessionIDs, filter(c).UserID)
-	if _, err := h.opts.Store.DeleteSessions(c.Request.Context(), body.SessionIDs, filter(c)); err != nil {
+	// Which ids the caller may delete is looked up first, so the answer can
+	// say what was deleted: a silent 204 for another user's ids read as
+	// success. One lookup per id is bounded by the 1000 ids above.
+	ctx, f := c.Request.Context(), filter(c)
+	var mine, missing []string
+	seen := map[string]bool{}
+	for _, id := range body.SessionIDs {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		switch _, err := h.opts.Store.GetSession(ctx, id, f); {
+		case errors.Is(err, store.ErrNotFound):
+			missing = append(missing, id)
+		case err != nil:
+			return err
+		default:
+			mine = append(mine, id)
+		}
+	}
+	if len(mine) == 0 {
+		// As DELETE /sessions/{id} answers for one: another user's session
+		// is indistinguishable from none.
+		return &Error{Status: http.StatusNotFound, Msg: "none of session_ids is a session this key can see; list them with GET /sessions"}
+	}
+	h.opts.Runs.StopSessions(ctx, mine, f.UserID)
+	if _, err := h.opts.Store.DeleteSessions(ctx, mine, f); err != nil {
 		return err
 	}
-	c.Status(http.StatusNoContent)
+	if len(missing) == 0 {
+		c.Status(http.StatusNoContent) // as AgentOS answers
+		return nil
+	}
+	c.JSON(http.StatusOK, deleteSessionsResponse{Deleted: mine, NotFound: missing})
 	return nil
+}
+
+// deleteSessionsResponse answers a DELETE /sessions that deleted only some
+// of the ids it was given.
+type deleteSessionsResponse struct {
+	Deleted  []string `json:"deleted" doc:"ids of the sessions deleted"`
+	NotFound []string `json:"not_found" doc:"ids that are no session this key can see (none exists, or another user's); nothing was done for them"`
 }

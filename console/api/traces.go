@@ -166,7 +166,7 @@ func (h *Handler) getTrace(c *gin.Context) error {
 		return err
 	}
 	if !found {
-		return &Error{Status: http.StatusNotFound, Msg: "trace not found (traces are written within a second or two of a run's end)"}
+		return &Error{Status: http.StatusNotFound, Msg: "trace not found (a run's trace is readable at once on the replica that ran it, within a second or two on the others)"}
 	}
 	t := NewTraceTree(c.Param("trace_id"), spans)
 	roots := make([]*spanNode, len(t.Roots))

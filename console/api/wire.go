@@ -1,6 +1,7 @@
 package api
 
 import (
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -387,6 +388,31 @@ type runResponse struct {
 	ReasoningSteps []event.Thought `json:"reasoning_steps,omitempty"`
 	CreatedAt      time.Time       `json:"created_at"`
 	UpdatedAt      time.Time       `json:"updated_at"`
+}
+
+// toRun is toRun with the content type of the agent's answer.
+func (h *Handler) toRun(r *store.Run, withMessages bool) runResponse {
+	out := toRun(r, withMessages)
+	if out.AgentID != "" {
+		out.ContentType = h.contentType(out.AgentID)
+	}
+	return out
+}
+
+// contentType is the content_type of an agent's answers: "str", or for an
+// agent with an output_schema the schema's title, else "json". AgentOS
+// reports the output schema's class name, which a Pydantic model's JSON
+// schema carries as its title, so a client that switches on it keeps working.
+// The agent's current spec decides, as the run's spec is not stored.
+func (h *Handler) contentType(agentID string) string {
+	a, ok := h.opts.Engine.Current().Agent(agentID)
+	if !ok || a.Spec.OutputSchema == nil {
+		return "str"
+	}
+	if title, ok := a.Spec.OutputSchema["title"].(string); ok && strings.TrimSpace(title) != "" {
+		return strings.TrimSpace(title)
+	}
+	return "json"
 }
 
 func toRun(r *store.Run, withMessages bool) runResponse {

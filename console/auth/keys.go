@@ -236,16 +236,9 @@ func LoadKeysFile(path string, into *Keyring) error {
 		return fmt.Errorf("reading API keys file: %w", err)
 	}
 	var doc struct {
-		Keys []struct {
-			Name      string    `yaml:"name"`
-			Key       string    `yaml:"key"`
-			KeySHA256 string    `yaml:"key_sha256"`
-			Scopes    []string  `yaml:"scopes"`
-			UserID    string    `yaml:"user_id"`
-			RateLimit RateLimit `yaml:"rate_limit"`
-		} `yaml:"keys"`
+		Keys []keysFileEntry `yaml:"keys"`
 	}
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	if err := decodeKeysFile(data, &doc.Keys); err != nil {
 		return fmt.Errorf("API keys file %s: %w", path, err)
 	}
 	for i, e := range doc.Keys {
@@ -266,4 +259,87 @@ func LoadKeysFile(path string, into *Keyring) error {
 		}
 	}
 	return nil
+}
+
+// keysFileEntry is one entry of the API keys file.
+type keysFileEntry struct {
+	Name      string    `yaml:"name"`
+	Key       string    `yaml:"key"`
+	KeySHA256 string    `yaml:"key_sha256"`
+	Scopes    []string  `yaml:"scopes"`
+	UserID    string    `yaml:"user_id"`
+	RateLimit RateLimit `yaml:"rate_limit"`
+}
+
+// keysFileShape is what an error about the file's shape shows, so a wrong
+// file is fixed from the message alone rather than from a Go type name.
+const keysFileShape = "expected `keys:` followed by a list of entries with name, key or key_sha256, scopes (a list), user_id and rate_limit"
+
+// keysFileFields maps each field of an entry to the YAML node kind it takes.
+var keysFileFields = map[string]yaml.Kind{
+	"name": yaml.ScalarNode, "key": yaml.ScalarNode, "key_sha256": yaml.ScalarNode,
+	"scopes": yaml.SequenceNode, "user_id": yaml.ScalarNode, "rate_limit": yaml.MappingNode,
+}
+
+// decodeKeysFile checks the file's shape node by node before decoding, since
+// yaml.v3's own errors name Go types ("cannot unmarshal !!str into
+// []auth.keysFileEntry") and say nothing of what the file should hold.
+func decodeKeysFile(data []byte, into *[]keysFileEntry) error {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return fmt.Errorf("not valid YAML: %w", err)
+	}
+	if root.Kind == 0 {
+		return nil // an empty file lists no keys
+	}
+	doc := root.Content[0]
+	if doc.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: %s", doc.Line, keysFileShape)
+	}
+	var list *yaml.Node
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		k, v := doc.Content[i], doc.Content[i+1]
+		if k.Value != "keys" {
+			return fmt.Errorf("line %d: unknown field %q; %s", k.Line, k.Value, keysFileShape)
+		}
+		list = v
+	}
+	if list == nil || list.Tag == "!!null" {
+		return nil
+	}
+	if list.Kind != yaml.SequenceNode {
+		return fmt.Errorf("line %d: `keys` must be a list (each entry starting with \"- name: ...\"); %s", list.Line, keysFileShape)
+	}
+	for n, item := range list.Content {
+		if item.Kind != yaml.MappingNode {
+			return fmt.Errorf("line %d: key entry #%d must be a mapping; %s", item.Line, n+1, keysFileShape)
+		}
+		for i := 0; i+1 < len(item.Content); i += 2 {
+			k, v := item.Content[i], item.Content[i+1]
+			want, ok := keysFileFields[k.Value]
+			if !ok {
+				return fmt.Errorf("line %d: key entry #%d: unknown field %q; %s", k.Line, n+1, k.Value, keysFileShape)
+			}
+			if v.Kind != want && v.Tag != "!!null" {
+				return fmt.Errorf("line %d: key entry #%d: %s must be %s", v.Line, n+1, k.Value, kindName(want))
+			}
+		}
+		var e keysFileEntry
+		if err := item.Decode(&e); err != nil {
+			return fmt.Errorf("line %d: key entry #%d: %w", item.Line, n+1, err)
+		}
+		*into = append(*into, e)
+	}
+	return nil
+}
+
+func kindName(k yaml.Kind) string {
+	switch k {
+	case yaml.SequenceNode:
+		return "a list, for example [agents:run, sessions:read]"
+	case yaml.MappingNode:
+		return "a mapping, for example {requests_per_second: 5, burst: 10, concurrent_runs: 3}"
+	default:
+		return "a single value (a string)"
+	}
 }

@@ -105,3 +105,45 @@ func TestLoadKeysFileRateLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadKeysFileShape checks that a keys file of the wrong shape is refused
+// with the file, the line and what the file should hold, not a Go type name.
+func TestLoadKeysFileShape(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, doc string
+		err       []string // substrings of the error, besides the path
+		keys      int
+	}{
+		{name: "good", doc: "keys:\n  - name: a\n    key: " + aliceKey + "\n    scopes: [agents:run]\n", keys: 1},
+		{name: "empty", doc: "", keys: 0},
+		{name: "top-level list", doc: "- name: a\n  key: " + aliceKey + "\n", err: []string{"line 1:", "expected `keys:` followed by a list"}},
+		{name: "keys is a mapping", doc: "keys:\n  a:\n    key: " + aliceKey + "\n", err: []string{"line 2:", "`keys` must be a list"}},
+		{name: "entry is a string", doc: "keys:\n  - " + aliceKey + "=admin\n", err: []string{"line 2:", "key entry #1 must be a mapping"}},
+		{name: "scopes is a string", doc: "keys:\n  - name: a\n    key: " + aliceKey + "\n    scopes: agents:run\n", err: []string{"line 4:", "key entry #1: scopes must be a list, for example [agents:run, sessions:read]"}},
+		{name: "unknown field", doc: "keys:\n  - name: a\n    secret: " + aliceKey + "\n", err: []string{"line 3:", `unknown field "secret"`}},
+		{name: "unknown top field", doc: "api_keys: []\n", err: []string{"line 1:", `unknown field "api_keys"`}},
+		{name: "bad yaml", doc: "keys: [\n", err: []string{"not valid YAML"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "keys.yaml")
+			require.NoError(t, os.WriteFile(path, []byte(tt.doc), 0o600))
+			keys, err := auth.ParseKeys("")
+			require.NoError(t, err)
+			err = auth.LoadKeysFile(path, keys)
+			if tt.err == nil {
+				require.NoError(t, err)
+				require.Equal(t, tt.keys, keys.Len())
+				return
+			}
+			require.ErrorContains(t, err, "API keys file "+path+": ")
+			for _, s := range tt.err {
+				require.ErrorContains(t, err, s)
+			}
+			require.NotContains(t, err.Error(), "auth.")
+			require.NotContains(t, err.Error(), "!!")
+		})
+	}
+}

@@ -130,3 +130,35 @@ func CSRF(deny Deny) gin.HandlerFunc {
 		}
 	}
 }
+
+// Document resolves the caller of an API page that people open in a
+// browser (GET /docs). A request with a key header is an API call and gets
+// Bearer's answer. A top-level navigation (Sec-Fetch-Dest: document, or an
+// older browser asking for HTML) may use the console's sign-in cookie
+// instead, and without a valid one is sent to sign in: a signed-in browser
+// got a JSON 401 before. Fetches from scripts never use the cookie, so an
+// origin allowed by CORS still cannot read the page with it.
+func Document(keys *Keyring, deny Deny, signIn gin.HandlerFunc) gin.HandlerFunc {
+	api := Bearer(keys, deny)
+	return func(c *gin.Context) {
+		if keys.Len() == 0 || c.GetHeader("Authorization") != "" || c.GetHeader("X-API-Key") != "" || !navigation(c.Request) {
+			api(c)
+			return
+		}
+		token, _ := c.Cookie(CookieName)
+		if k, ok := keys.Lookup(token); ok {
+			set(c, Principal{key: k})
+			return
+		}
+		signIn(c)
+	}
+}
+
+// navigation reports whether r is a browser loading a page, not a script's
+// fetch.
+func navigation(r *http.Request) bool {
+	if dest := r.Header.Get("Sec-Fetch-Dest"); dest != "" {
+		return dest == "document" && r.Header.Get("Sec-Fetch-Mode") == "navigate"
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}

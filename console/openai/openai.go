@@ -101,7 +101,7 @@ func Routes() []api.Route {
 	return []api.Route{
 		{Method: "get", Path: "/v1/models", Tag: "OpenAI", Summary: "List models (OpenAI)", Desc: "Agents and teams as OpenAI models.", Resp: openaiModelList{}},
 		{Method: "post", Path: "/v1/chat/completions", Tag: "OpenAI", Summary: "Chat completions (OpenAI)",
-			Desc: "model is an agent or team name; the messages are the context. Streaming sends chat.completion.chunk frames and data: [DONE]. Send X-Session-Id to store the turns in a session.",
+			Desc: "model is an agent or team name; the messages are the context. Streaming sends chat.completion.chunk frames and data: [DONE]. Every call is stored as a run in a session: without X-Session-Id each call starts a new session (listed in /sessions) and the answer's X-Session-Id header names it; send it back to continue that session.",
 			Body: chatRequest{}, Resp: chatCompletion{}, Streams: true},
 	}
 }

@@ -570,11 +570,22 @@ func (t *Turn) Execute(ctx context.Context, emit func(event.Event)) *Run {
 			s.log.Error("continuing a decided approval step", "run_id", r.ID, "err", rerr)
 		}
 	}
+	// The trace is recorded before the terminal event goes out, so a client
+	// that follows the trace link on it finds the run's spans (pending in
+	// the recorder if not yet written); the other observers queue work and
+	// need not delay the answer.
+	for _, o := range t.obs {
+		if _, traced := o.(Traced); traced {
+			o.RunFinished(r, res.ErrorKind)
+		}
+	}
 	if terminal != nil {
 		emit(j.append(*terminal))
 	}
 	for _, o := range t.obs {
-		o.RunFinished(r, res.ErrorKind)
+		if _, traced := o.(Traced); !traced {
+			o.RunFinished(r, res.ErrorKind)
+		}
 	}
 	if err == nil {
 		t.foldAfter(saveCtx, r)

@@ -926,11 +926,38 @@ func (s *Service) SearchWith(ctx context.Context, r SearchRequest) ([]knowledge.
 		want = max(want, k)
 		lists = append(lists, hits)
 	}
-	if len(lists) == 1 {
-		return lists[0], nil
+	hits := lists[0]
+	if len(lists) > 1 {
+		// Scores are readable, so comparable across bases: the best of all.
+		hits = knowledge.Merge(want, lists...)
 	}
-	// Scores are readable, so comparable across bases: the best of all.
-	return knowledge.Merge(want, lists...), nil
+	return s.currentNames(ctx, hits), nil
+}
+
+// currentNames gives hits their documents' current names. Chunks carry the
+// name the document had when it was indexed, and renaming a document does
+// not reindex it (that would re-embed every chunk, and Milvus keeps the name
+// in its rows), so search hits and run references would show the old name.
+// One lookup per distinct document is bounded by top_k; a document deleted
+// meanwhile keeps the name its chunk has.
+func (s *Service) currentNames(ctx context.Context, hits []knowledge.Hit) []knowledge.Hit {
+	names := map[string]string{}
+	for i := range hits {
+		id := hits[i].DocumentID
+		if id == "" {
+			continue
+		}
+		name, ok := names[id]
+		if !ok {
+			name = hits[i].Document
+			if d, err := s.opts.Documents.Get(ctx, id); err == nil {
+				name = d.Name
+			}
+			names[id] = name
+		}
+		hits[i].Document = name
+	}
+	return hits
 }
 
 // searchBase searches one acquired base and returns its hits and the top_k
