@@ -120,7 +120,7 @@ func TestVersionEverywhere(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(get("/config"), &cfg))
 	require.Equal(t, v, cfg.Version)
-	require.Contains(t, string(get("/")), "Troupe "+v+"</footer>")
+	require.Contains(t, string(get("/")), `<footer class="foot">Troupe `+v+` <a href="/docs"`)
 }
 
 // TestInitScaffoldsACheckedFolder: troupe init writes an agent and a local
