@@ -329,3 +329,27 @@ func TestDocsPage(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, "/docs", doc(t, body).Find("[data-testid=api-docs]").AttrOr("href", ""))
 }
+
+// TestHealthShapeIsDocumented checks that the README's /health row shows
+// every field /health answers, so the documented shape is the real one.
+func TestHealthShapeIsDocumented(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	var health map[string]any
+	ts.json(http.MethodGet, "/health", "", "", http.StatusOK, &health)
+	require.Equal(t, "ok", health["status"])
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	require.NoError(t, err)
+	var row string
+	for line := range strings.SplitSeq(string(readme), "\n") {
+		if strings.HasPrefix(line, "| `GET /health` |") {
+			row = line
+		}
+	}
+	require.NotEmpty(t, row, "the README has no GET /health row")
+	for field := range health {
+		require.Contains(t, row, `"`+field+`"`, "the README's /health row does not show %q", field)
+	}
+	_, err = time.Parse(time.RFC3339, fmt.Sprint(health["instantiated_at"]))
+	require.NoError(t, err, "instantiated_at is an RFC 3339 time, as documented")
+}
