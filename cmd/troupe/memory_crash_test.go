@@ -15,10 +15,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/engine/knowledge/embed"
 )
 
 // memoryCrashSpecs is an agent with automatic memory on an OpenAI-compatible
-// model served by the test.
+// model served by the test, and a knowledge base embedding through the same
+// endpoint, which indexes the memories when --memory-knowledge names it.
 const memoryCrashSpecs = `kind: Model
 name: fake
 provider: openai
@@ -33,6 +36,10 @@ description: Remembers its users.
 model: fake
 instructions: Answer briefly.
 memory: automatic
+---
+kind: Knowledge
+name: recall
+embedder: {model: fake, dimensions: 96}
 `
 
 // extractionMarker is in the extraction's system prompt (extract.DefaultPrompt),
@@ -42,22 +49,48 @@ const extractionMarker = "You maintain an assistant"
 // extractionOps is the fake model's extraction answer: two memories.
 const extractionOps = `[{"op":"add","memory":"The user lives in Lisbon.","topics":["home"]},{"op":"add","memory":"The user keeps bees.","topics":["hobbies"]}]`
 
-// memoryModel is an OpenAI-compatible chat completions server on loopback
-// that answers runs at once and holds the first memory extraction until
-// its client goes away (the test kills the process); later extractions are
-// answered with extractionOps.
+// memoryModel is an OpenAI-compatible server on loopback: chat completions
+// answer runs at once and extractions with extractionOps; embeddings are
+// the local embedder's. It holds one request until its client goes away
+// (the test kills the process): the first extraction (holdExtraction), or
+// the first embedding of a text holding heldMemory (the index embeds a
+// memory's text with its topics).
 type memoryModel struct {
+	holdExtraction bool
+	heldMemory     string
+	held           chan struct{} // closed when the held request arrived
+
 	mu          sync.Mutex
 	extractions int
-	held        chan struct{} // closed when the first extraction arrived
+	holding     bool
+}
+
+// hold reports whether this request is the one to hold, once.
+func (f *memoryModel) hold(match bool) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !match || f.holding {
+		return false
+	}
+	f.holding = true
+	close(f.held)
+	return true
 }
 
 func (f *memoryModel) serve(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, "reading the request", http.StatusBadRequest)
+		return
+	}
+	if r.URL.Path == "/embeddings" {
+		f.embed(w, r, body)
+		return
+	}
 	var req struct {
 		Stream bool `json:"stream"`
 	}
-	if err != nil || r.URL.Path != "/chat/completions" || json.Unmarshal(body, &req) != nil {
+	if r.URL.Path != "/chat/completions" || json.Unmarshal(body, &req) != nil {
 		http.Error(w, "not a chat completion request", http.StatusBadRequest)
 		return
 	}
@@ -65,10 +98,8 @@ func (f *memoryModel) serve(w http.ResponseWriter, r *http.Request) {
 	if strings.Contains(string(body), extractionMarker) {
 		f.mu.Lock()
 		f.extractions++
-		first := f.extractions == 1
 		f.mu.Unlock()
-		if first {
-			close(f.held)
+		if f.hold(f.holdExtraction) {
 			<-r.Context().Done() // the process was killed mid-job
 			return
 		}
@@ -91,6 +122,33 @@ func (f *memoryModel) serve(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, "data: [DONE]\n\n")
 }
 
+// embed answers an embeddings request with the local embedder's vectors.
+func (f *memoryModel) embed(w http.ResponseWriter, r *http.Request, body []byte) {
+	var req struct {
+		Input      []string `json:"input"`
+		Dimensions int      `json:"dimensions"`
+	}
+	if json.Unmarshal(body, &req) != nil || req.Dimensions <= 0 {
+		http.Error(w, `{"error":{"message":"bad request"}}`, http.StatusBadRequest)
+		return
+	}
+	if f.hold(f.heldMemory != "" && slices.ContainsFunc(req.Input, func(in string) bool { return strings.Contains(in, f.heldMemory) })) {
+		<-r.Context().Done() // the process was killed mid-job
+		return
+	}
+	vecs, err := embed.NewLocal(embed.LocalOptions{Dimension: req.Dimensions}).Embed(r.Context(), req.Input)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	data := make([]map[string]any, len(vecs))
+	for i, v := range vecs {
+		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": v}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"object": "list", "data": data, "model": "fake-1"})
+}
+
 func (f *memoryModel) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -98,52 +156,73 @@ func (f *memoryModel) count() int {
 }
 
 // TestMemoryExtractionResumesAfterKill runs an agent with automatic memory
-// on SQLite, kills the `troupe serve` process with SIGKILL while the
-// run's memory_extract job waits for the model, and restarts it on the same
-// database: the job is given back at once (the database is the process's
-// alone), its second attempt completes, and the user's memories are stored
-// once each.
+// on SQLite, kills the `troupe serve` process with SIGKILL while the run's
+// memory_extract job is in progress, and restarts it on the same database:
+// the job is given back at once (the database is the process's alone), its
+// second attempt completes, and the user's memories are stored once each —
+// also when the first attempt had stored one of them before the kill.
 func TestMemoryExtractionResumesAfterKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and kills server processes")
 	}
 	t.Parallel()
-	fm := &memoryModel{held: make(chan struct{})}
-	srv := httptest.NewServer(http.HandlerFunc(fm.serve))
-	t.Cleanup(srv.Close)
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "specs.yaml"), fmt.Appendf(nil, memoryCrashSpecs, srv.URL), 0o644))
-	cfg := replicaConfig{name: "solo", db: filepath.Join(t.TempDir(), "troupe.db"), dir: dir}
-	p, cfg := startReplica(t, cfg)
-
-	var run runState
-	status, _ := p.do(t, http.MethodPost, "/agents/keeper/runs", "application/json",
-		`{"message":"I live in Lisbon and I keep bees.","stream":false,"user_id":"alice"}`, &run)
-	require.Equal(t, http.StatusOK, status)
-	require.Equal(t, "COMPLETED", run.Status, run.Error)
-	select {
-	case <-fm.held:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the run's memory extraction never asked the model")
+	tests := []struct {
+		name           string
+		holdExtraction bool
+		heldMemory     string
+		extra          []string
+		// stored are the memories in the database at the kill.
+		stored []string
+	}{
+		{name: "killed while the model answers", holdExtraction: true},
+		{name: "killed after one memory was stored", heldMemory: "The user lives in Lisbon.",
+			// Memories indexed through the test's embedder, which holds
+			// the first memory's embedding: its row is written, the
+			// second add has not started.
+			extra: []string{"--memory-knowledge", "recall"}, stored: []string{"The user lives in Lisbon."}},
 	}
-	job := extractJob(t, p)
-	require.Equal(t, "running", job.State)
-	require.Equal(t, 1, job.Attempt)
-	p.kill(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fm := &memoryModel{holdExtraction: tt.holdExtraction, heldMemory: tt.heldMemory, held: make(chan struct{})}
+			srv := httptest.NewServer(http.HandlerFunc(fm.serve))
+			t.Cleanup(srv.Close)
+			dir := t.TempDir()
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "specs.yaml"), fmt.Appendf(nil, memoryCrashSpecs, srv.URL), 0o644))
+			cfg := replicaConfig{name: "solo", db: filepath.Join(t.TempDir(), "troupe.db"), dir: dir, extra: tt.extra}
+			p, cfg := startReplica(t, cfg)
 
-	p, _ = startReplica(t, cfg)
-	require.Eventually(t, func() bool { return extractJob(t, p).State == "completed" }, 15*time.Second, 20*time.Millisecond,
-		"the killed process's job is given back and completes")
-	job = extractJob(t, p)
-	require.Equal(t, 2, job.Attempt, "the second attempt completed it")
-	require.Equal(t, 2, fm.count(), "the model was asked once per attempt")
+			var run runState
+			status, _ := p.do(t, http.MethodPost, "/agents/keeper/runs", "application/json",
+				`{"message":"I live in Lisbon and I keep bees.","stream":false,"user_id":"alice"}`, &run)
+			require.Equal(t, http.StatusOK, status)
+			require.Equal(t, "COMPLETED", run.Status, run.Error)
+			select {
+			case <-fm.held:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the run's memory extraction never reached the held request")
+			}
+			job := extractJob(t, p)
+			require.Equal(t, "running", job.State)
+			require.Equal(t, 1, job.Attempt)
+			require.Equal(t, tt.stored, memoryTexts(t, p, "alice"), "stored before the kill")
+			p.kill(t)
 
-	want := []string{"The user keeps bees.", "The user lives in Lisbon."}
-	require.Equal(t, want, memoryTexts(t, p, "alice"))
-	// Nothing more happens: the completed job is not run again.
-	time.Sleep(300 * time.Millisecond)
-	require.Equal(t, want, memoryTexts(t, p, "alice"), "each memory stored once")
-	require.Equal(t, 2, fm.count())
+			p, _ = startReplica(t, cfg)
+			require.Eventually(t, func() bool { return extractJob(t, p).State == "completed" }, 15*time.Second, 20*time.Millisecond,
+				"the killed process's job is given back and completes")
+			job = extractJob(t, p)
+			require.Equal(t, 2, job.Attempt, "the second attempt completed it")
+			require.Equal(t, 2, fm.count(), "the model was asked once per attempt")
+
+			want := []string{"The user keeps bees.", "The user lives in Lisbon."}
+			require.Equal(t, want, memoryTexts(t, p, "alice"))
+			// Nothing more happens: the completed job is not run again.
+			time.Sleep(300 * time.Millisecond)
+			require.Equal(t, want, memoryTexts(t, p, "alice"), "each memory stored once")
+			require.Equal(t, 2, fm.count())
+		})
+	}
 }
 
 // extractJob is the one memory_extract job on the replica's queues.
