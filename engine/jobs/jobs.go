@@ -253,6 +253,9 @@ type Client struct {
 	deferred      []river.InsertManyParams
 	deferInFlight int
 	deferWake     chan struct{}
+	// holdDeferred keeps the flusher from inserting (tests only: it leaves
+	// the insert at shutdown as the jobs' only way into the database).
+	holdDeferred bool
 }
 
 // New migrates River's tables on driver's database up to date and returns a
