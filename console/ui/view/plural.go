@@ -18,7 +18,7 @@ func plural(n int, one, many string) string {
 }
 
 // kindLabels name the spec kinds in the plural, as headings show them.
-// TestKindLabelsCoverEveryKind keeps it whole.
+// TestPluralsAndKindLabels keeps it whole.
 var kindLabels = map[spec.Kind]string{
 	spec.KindAgent:     "Agents",
 	spec.KindTeam:      "Teams",
