@@ -415,7 +415,7 @@ func TestConsolePagesOnPostgres(t *testing.T) {
 	ts.json("POST", "/agents/helpdesk/runs", "", `{"message": "/call calculator {\"expression\": \"1+2\"}", "stream": false}`, 200, &run)
 	_, body := ts.page("GET", "/", "", nil)
 	require.Equal(t, 1, doc(t, body).Find("[data-testid=run-row]").Length())
-	require.Equal(t, "1 runs", doc(t, body).Find("[data-testid=run-count]").Text())
+	require.Equal(t, "1 run", doc(t, body).Find("[data-testid=run-count]").Text())
 	_, body = ts.page("GET", "/ui/sessions/"+run.SessionID, "", nil)
 	require.Equal(t, "3", strings.TrimSpace(doc(t, body).Find("[data-testid=tool-result]").Text()))
 	for _, path := range []string{"/ui/agents", "/ui/sessions?q=call", "/ui/traces?status=OK&since=1h", "/ui/knowledge", "/ui/triggers", "/ui/config", "/ui/spend?window=7d", "/ui/budgets"} {

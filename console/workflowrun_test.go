@@ -187,7 +187,7 @@ func TestWorkflowRunPage(t *testing.T) {
 					require.Equal(t, out, shown, s.Path)
 				}
 				require.Regexp(t, `\d`, row.Find("[data-testid=step-duration]").Text(), s.Path)
-				require.Contains(t, row.Find("summary").Text(), " 1 attempts", s.Path)
+				require.Contains(t, row.Find("summary").Text(), " 1 attempt ", s.Path)
 				require.True(t, strings.HasPrefix(row.Find("[data-testid=step-trace]").AttrOr("href", ""), "/ui/runs/"+runID+"/trace#step-"), s.Path)
 				if s.Path == tc.failed {
 					require.Contains(t, row.Find("[data-testid=step-error]").Text(), "the model refused: fail")

@@ -31,6 +31,10 @@ import (
 //	append  {t, h}             HTML to append to element t (tool cards, members)
 //	replace {t, h}             HTML replacing element t (finished tool cards)
 //	end     {t, h}             the outcome and numbers, appended to element t
+//
+// Answers stream in as plain text and are replaced, once complete, by
+// their Markdown rendered here (view.Markdown), so the page's script needs
+// no Markdown of its own.
 func (h *Handler) chat(typ string) gin.HandlerFunc {
 	kind := kindOf(typ)
 	return func(c *gin.Context) {
@@ -88,6 +92,11 @@ func (h *Handler) streamTurn(c *gin.Context, st *chatStream, turn *session.Turn,
 				u.Error = e.Content
 			case event.RunCancelled:
 				u.Error = "Cancelled."
+			}
+			if e.Type == event.RunCompleted && e.Content != "" {
+				// The answer streamed in as plain text; now that it is
+				// whole, show it as the session page does: Markdown.
+				st.send("replace", map[string]string{"t": "a-" + runID, "h": st.html(view.ChatAnswer("a-"+runID, e.Content))})
 			}
 			out := st.html(view.ChatEnd(u))
 			if e.Type == event.RunPaused {
@@ -149,6 +158,13 @@ func (st *chatStream) event(e event.Event) {
 	case event.RunContent:
 		if e.Content != "" {
 			st.send("text", map[string]string{"t": "a-" + st.block(e), "s": e.Content})
+		}
+	case event.RunCompleted:
+		// A team member's answer is whole: Markdown, as the stream's own
+		// answer at its end (streamTurn).
+		if e.Depth > 0 && e.Member != "" && e.Content != "" {
+			b := st.block(e)
+			st.send("replace", map[string]string{"t": "a-" + b, "h": st.html(view.MemberAnswer("a-"+b, e.Content))})
 		}
 	case event.ToolCallStarted:
 		if e.Tool != nil {

@@ -514,12 +514,21 @@ func (h *Handler) knowledgePage(c *gin.Context) {
 			lag = h.opts.KafkaLag()
 		}
 		for _, b := range h.opts.Knowledge.Bases() {
-			_, n, err := h.opts.Knowledge.List(ctx, knowledge.DocumentQuery{KnowledgeID: b.Name, Limit: 1})
-			if err != nil {
-				h.fail(c, "knowledge bases", err)
-				return
+			base := view.Base{Name: b.Name, Store: b.Store.Type, Search: b.Search.Mode, Embedder: b.Embedder.String()}
+			// Every count is the document list's own count, as the rows
+			// and the total below are: one source, refreshed together
+			// (view.KnowledgePage) whenever a row changes status.
+			for _, n := range []struct {
+				status string
+				to     *int
+			}{{"", &base.Documents}, {knowledge.StatusProcessing, &base.Processing}, {knowledge.StatusFailed, &base.Failed}} {
+				_, count, err := h.opts.Knowledge.List(ctx, knowledge.DocumentQuery{KnowledgeID: b.Name, Status: n.status, Limit: 1})
+				if err != nil {
+					h.fail(c, "knowledge bases", err)
+					return
+				}
+				*n.to = count
 			}
-			base := view.Base{Name: b.Name, Store: b.Store.Type, Search: b.Search.Mode, Embedder: b.Embedder.String(), Documents: n}
 			if b.Kafka != nil {
 				base.Kafka = b.Kafka.Topic
 				if l, ok := lag[b.Name]; ok {
@@ -550,6 +559,11 @@ func (h *Handler) docRow(c *gin.Context) {
 	if err != nil {
 		h.fail(c, "the document", err)
 		return
+	}
+	if d.Status != knowledge.StatusProcessing {
+		// The row stops polling with this answer: the page's counts,
+		// which include its status, are out of date now.
+		c.Header("HX-Trigger", "troupe-docs")
 	}
 	h.render(c, http.StatusOK, view.DocRow(*d, auth.Of(c).Has(auth.ScopeKnowledgeWrite)))
 }

@@ -175,7 +175,7 @@ func New(opts Options) *Handler {
 // own; the server asks it only of a request no route matches, to answer
 // with a page rather than JSON.
 func Owns(p string) bool {
-	return p == "/" || strings.HasPrefix(p, "/ui/") || p == "/ui" || strings.HasPrefix(p, "/static/")
+	return p == "/" || strings.HasPrefix(p, "/ui/") || p == "/ui" || strings.HasPrefix(p, "/static/") || p == "/favicon.ico"
 }
 
 // Register mounts the console's pages, fragments, streams and assets on r,
@@ -194,6 +194,12 @@ func (h *Handler) Register(r gin.IRouter) {
 			c.Header("Cache-Control", "public, max-age=31536000, immutable")
 		}
 		static.ServeHTTP(c.Writer, c.Request)
+	})
+	// Browsers ask for /favicon.ico whatever the page links; send them to
+	// the icon the layout links rather than a 404 on every first visit.
+	bounded.GET("/favicon.ico", func(c *gin.Context) {
+		c.Header("Cache-Control", "public, max-age=86400")
+		c.Redirect(http.StatusMovedPermanently, h.asset("favicon.svg"))
 	})
 
 	ui := bounded.Group("", csrf)
@@ -369,10 +375,43 @@ func (h *Handler) frame(c *gin.Context, title, active string) view.Frame {
 	if _, keeps := h.inbox(); keeps && signedIn && p.Has(auth.ScopeApprovalsWrite) {
 		f.Approvals = true
 	}
-	if p.Key() != nil {
-		f.KeyName = p.Key().Name
+	if k := p.Key(); k != nil {
+		f.KeyName = "key " + k.Name
+		if k.UserID != "" {
+			f.KeyName = k.UserID + " · key " + k.Name
+		}
+	}
+	f.Hide = map[string]bool{}
+	for _, n := range navScopes {
+		if !signedIn || !p.Has(n.scope) {
+			f.Hide[n.id] = true
+		}
+	}
+	if h.opts.Queue == nil {
+		f.Hide["queue"] = true // no job engine: no jobs page
 	}
 	return f
+}
+
+// navScopes are the scopes the pages in the navigation need: the same as
+// their routes' pageRequire in Register, so the navigation shows only the
+// pages the key may open (TestNavigationShowsOnlyPagesTheKeyMayOpen).
+var navScopes = []struct {
+	id    string
+	scope auth.Scope
+}{
+	{"overview", auth.ScopeAgentsRead},
+	{"agents", auth.ScopeAgentsRead},
+	{"workflows", auth.ScopeAgentsRead},
+	{"sessions", auth.ScopeSessionsRead},
+	{"traces", auth.ScopeSessionsRead},
+	{"spend", auth.ScopeSessionsRead},
+	{"budgets", auth.ScopeSessionsRead},
+	{"knowledge", auth.ScopeKnowledgeRead},
+	{"memories", auth.ScopeSessionsRead},
+	{"queue", auth.ScopeAdmin},
+	{"triggers", auth.ScopeAgentsRead},
+	{"config", auth.ScopeAgentsRead},
 }
 
 // render writes a component as the response. Pages are rendered into a

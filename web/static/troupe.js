@@ -122,7 +122,7 @@
       xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = e.loaded / e.total; };
       xhr.onload = () => {
         if (xhr.status >= 200 && xhr.status < 300) {
-          bar.value = 1;
+          bar.remove();
           label.textContent = file.name + ": uploaded, ingesting (status below)";
           const row = frag(xhr.responseText, byId("doc-rows")).firstElementChild;
           const old = row && byId(row.id);

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/a-h/templ"
+
 	"github.com/troupehq/troupe/store"
 )
 
@@ -32,7 +34,21 @@ type chart struct {
 	MaxLatency time.Duration
 	Runs       int
 	Errors     int
+	// Ticks label the time axis every tickEvery, placed as percentages of
+	// the width (the SVG stretches, so the labels are HTML beside it);
+	// From and To bound the chart, for its accessible name.
+	Ticks    []tick
+	From, To time.Time
 }
+
+// tick is one time label under the chart.
+type tick struct {
+	Label string // 08:15, UTC like every time on the console's pages
+	Style templ.SafeCSS
+}
+
+// tickEvery spaces the time axis' labels.
+const tickEvery = 15 * time.Minute
 
 func newChart(buckets []store.ActivityBucket) chart {
 	c := chart{}
@@ -57,7 +73,7 @@ func newChart(buckets []store.ActivityBucket) chart {
 			br.OkY, br.OkH = chartH-okH, okH
 			br.ErrY, br.ErrH = chartH-okH-errH, errH
 		}
-		br.Title = b.Start.UTC().Format("15:04") + ": " + strconv.Itoa(b.Runs) + " runs, " + strconv.Itoa(b.Errors) + " errors"
+		br.Title = b.Start.UTC().Format("15:04") + ": " + plural(b.Runs, "run", "runs") + ", " + plural(b.Errors, "error", "errors")
 		if b.Finished > 0 {
 			br.Title += ", mean " + dur(b.AvgLatency) + ", max " + dur(b.MaxLatency)
 		}
@@ -68,7 +84,40 @@ func newChart(buckets []store.ActivityBucket) chart {
 		}
 	}
 	c.Line = strings.Join(pts, " ")
+	c.From = buckets[0].Start
+	step := time.Hour / time.Duration(len(buckets))
+	if len(buckets) > 1 && buckets[1].Start.After(buckets[0].Start) {
+		step = buckets[1].Start.Sub(buckets[0].Start)
+	}
+	c.To = buckets[len(buckets)-1].Start.Add(step)
+	c.Ticks = ticks(c.From, c.To)
 	return c
+}
+
+// ticks places a label at each whole quarter hour in [from, to]. A label
+// near an edge is aligned to it rather than centred, so it never sticks
+// out of the chart (and out of a 390 px page).
+func ticks(from, to time.Time) []tick {
+	span := to.Sub(from)
+	if span <= 0 {
+		return nil
+	}
+	var out []tick
+	for t := from.Truncate(tickEvery); !t.After(to); t = t.Add(tickEvery) {
+		if t.Before(from) {
+			continue
+		}
+		left := 100 * float64(t.Sub(from)) / float64(span)
+		shift := "-50%"
+		switch {
+		case left < 8:
+			shift = "0"
+		case left > 92:
+			shift = "-100%"
+		}
+		out = append(out, tick{Label: t.UTC().Format("15:04"), Style: templ.SafeCSS("left:" + num(left) + "%;transform:translateX(" + shift + ")")})
+	}
+	return out
 }
 
 // ErrorRate is the share of runs that failed, as a percentage string.
@@ -80,3 +129,18 @@ func (c chart) ErrorRate() string {
 }
 
 func num(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) }
+
+// chartLabel is the chart's accessible name: what it shows, over which
+// times, and the totals (the axis labels are hidden from screen readers,
+// this says it all).
+func chartLabel(c chart) string {
+	l := "Runs per interval over the last hour"
+	if !c.From.IsZero() {
+		l += ", " + c.From.UTC().Format("15:04") + " to " + c.To.UTC().Format("15:04") + " UTC"
+	}
+	l += ": " + plural(c.Runs, "run", "runs") + ", " + plural(c.Errors, "error", "errors")
+	if c.MaxRuns > 0 {
+		l += "; the tallest bar is " + plural(c.MaxRuns, "run", "runs")
+	}
+	return l
+}

@@ -19,9 +19,13 @@ import (
 type Frame struct {
 	Title  string
 	Active string // the nav entry to highlight: overview, agents, sessions, traces, knowledge, config
-	// KeyName names the API key in use when auth is on (empty when open).
+	// KeyName says who is signed in, by the key's bound user and name
+	// ("alice · key #1"), when auth is on; empty when signed out or open.
 	KeyName string
-	AuthOn  bool
+	// Hide holds the navigation entries (by id) whose page the key may not
+	// open; nil shows them all.
+	Hide   map[string]bool
+	AuthOn bool
 	// Approvals shows the approvals inbox in the navigation, with its live
 	// pending count (principals with approvals:write).
 	Approvals bool
@@ -225,6 +229,8 @@ type Base struct {
 	Search    string
 	Embedder  string
 	Documents int
+	// Of those, still being ingested and failed.
+	Processing, Failed int
 	// Kafka is the topic the base follows ("" for none); Lag the records
 	// of it this replica has not indexed yet, nil while its consumer is
 	// not running.

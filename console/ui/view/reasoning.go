@@ -1,8 +1,6 @@
 package view
 
 import (
-	"strconv"
-
 	"github.com/troupehq/troupe/engine/event"
 )
 
@@ -14,9 +12,4 @@ func stepBody(st event.Thought) string {
 	return st.Reasoning
 }
 
-func stepCount(n int) string {
-	if n == 1 {
-		return "1 step"
-	}
-	return strconv.Itoa(n) + " steps"
-}
+func stepCount(n int) string { return plural(n, "step", "steps") }

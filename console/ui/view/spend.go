@@ -178,7 +178,7 @@ func newSpendChart(s Spend) spendChart {
 	for i := range n {
 		day := from.AddDate(0, 0, i).Format(time.DateOnly)
 		d := byDay[day]
-		b := spendBar{X: float64(i)*slot + slot*0.1, W: slot * 0.8, Title: day + ": " + usd(d.Cost) + ", " + strconv.Itoa(d.Runs) + " runs"}
+		b := spendBar{X: float64(i)*slot + slot*0.1, W: slot * 0.8, Title: day + ": " + usd(d.Cost) + ", " + plural(d.Runs, "run", "runs")}
 		if c.Max > 0 {
 			b.H = h * float64(d.Cost) / float64(c.Max)
 		}
