@@ -241,7 +241,8 @@ function init(root) {
     }
     const gen = reload.generation;
     ui.status.dataset.generation = String(gen);
-    const ds = (reload.diagnostics || []).map((d) => (typeof d === "string" ? d : d.path + ":" + d.line + ":" + d.column + ": " + d.message));
+    const ds = (reload.diagnostics || []).filter((d) => typeof d === "string" || d.severity !== "warning").map((d) => (typeof d === "string" ? d
+      : d.text || (d.path || d.file) + ":" + d.line + ":" + (d.column || d.col) + ": " + d.message));
     if (reload.success) {
       setStatus(done + " Reloaded: generation " + gen + ".", "ok");
     } else {
