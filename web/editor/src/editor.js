@@ -7,7 +7,8 @@ import {
   EditorView, keymap, lineNumbers, highlightActiveLine, highlightActiveLineGutter,
   highlightSpecialChars, drawSelection,
 } from "@codemirror/view";
-import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
+// (CodeMirror's history is the undo history; window.history is the page's.)
+import { defaultKeymap, history as undoHistory, historyKeymap, indentWithTab } from "@codemirror/commands";
 import { syntaxHighlighting, defaultHighlightStyle, indentOnInput, bracketMatching, indentUnit } from "@codemirror/language";
 import { setDiagnostics, lintGutter, lintKeymap } from "@codemirror/lint";
 import { autocompletion, completionKeymap } from "@codemirror/autocomplete";
@@ -77,7 +78,7 @@ function init(root) {
   });
   function extensions() {
     return [
-      lineNumbers(), highlightActiveLineGutter(), highlightSpecialChars(), history(), drawSelection(),
+      lineNumbers(), highlightActiveLineGutter(), highlightSpecialChars(), undoHistory(), drawSelection(),
       indentOnInput(), indentUnit.of("  "), EditorState.tabSize.of(2), bracketMatching(),
       syntaxHighlighting(defaultHighlightStyle, { fallback: true }), highlightActiveLine(),
       highlightSelectionMatches(), yaml(), lintGutter(),
@@ -195,7 +196,7 @@ function init(root) {
     }
     load(r.body.path, r.body.content, r.body.hash);
     setStatus("Opened " + r.body.path + ".");
-    if (push) history.pushState(null, "", "/ui/editor?path=" + encodeURIComponent(r.body.path));
+    if (push) window.history.pushState(null, "", "/ui/editor?path=" + encodeURIComponent(r.body.path));
   }
 
   async function startNew(kind, name) {
@@ -229,7 +230,7 @@ function init(root) {
     hideConflict();
     showPath();
     showReload((created ? "Created " : "Saved ") + file.path + ".", r.body.reload);
-    history.replaceState(null, "", "/ui/editor?path=" + encodeURIComponent(file.path));
+    window.history.replaceState(null, "", "/ui/editor?path=" + encodeURIComponent(file.path));
     listFiles();
   }
 
@@ -297,7 +298,7 @@ function init(root) {
     hideForms();
     showPath();
     showReload("Renamed " + from + " to " + file.path + ".", r.body.reload);
-    history.replaceState(null, "", "/ui/editor?path=" + encodeURIComponent(file.path));
+    window.history.replaceState(null, "", "/ui/editor?path=" + encodeURIComponent(file.path));
     listFiles();
     check();
   });
@@ -321,7 +322,7 @@ function init(root) {
     hideForms();
     showPath();
     showReload("Deleted " + r.body.path + ".", r.body.reload);
-    history.replaceState(null, "", "/ui/editor");
+    window.history.replaceState(null, "", "/ui/editor");
     listFiles();
   });
 
