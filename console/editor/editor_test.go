@@ -168,4 +168,3 @@ func BenchmarkEditorCheck(b *testing.B) {
 		}
 	}
 }
-
