@@ -146,6 +146,9 @@ type Options struct {
 	FileRecords api.FileRecords
 	// Version is shown in the pages' footer.
 	Version string
+	// Editor serves the spec editor's JSON routes under /ui/editor (see
+	// editorapi.go); nil leaves them out.
+	Editor api.Editor
 }
 
 // Handler serves the console.
@@ -279,6 +282,7 @@ func (h *Handler) Register(r gin.IRouter) {
 	// The editor writes the spec folder: an administrator's page.
 	timed.GET("/ui/editor", h.pageRequire(auth.ScopeAdmin), h.editorPage)
 	timed.GET("/ui/editor/schema.json", h.pageRequire(auth.ScopeAdmin), h.editorSchemaJSON)
+	h.registerEditor(timed)
 	pages.GET("/ui/events", h.pageRequire(auth.ScopeAgentsRead), h.events)
 }
 
