@@ -51,15 +51,33 @@ func (h *Handler) editorSchemaJSON(c *gin.Context) {
 	c.Data(http.StatusOK, "application/schema+json", data)
 }
 
-// editPath is the editor's path of a spec file: relative to the spec folder
-// (the engine's first folder, the one the editor edits), slash-separated; ""
-// when the key may not edit or the file is elsewhere.
+// editorPaths is an editor that names spec files itself: with several spec
+// folders it prefixes each file with its folder's name.
+type editorPaths interface {
+	EditorPath(file string) (path string, ok bool)
+}
+
+// editPath is the editor's path of a spec file (slash-separated, relative
+// to the spec folder); "" when there is no editor, the key may not edit, or
+// the file is not in a folder the editor edits.
 func (h *Handler) editPath(c *gin.Context, file string) string {
-	dirs := h.opts.Engine.Dirs()
-	if file == "" || len(dirs) == 0 || !auth.Of(c).Has(auth.ScopeAdmin) {
+	if h.opts.Editor == nil || file == "" || !auth.Of(c).Has(auth.ScopeAdmin) {
 		return ""
 	}
-	rel, err := filepath.Rel(dirs[0], file)
+	if e, ok := h.opts.Editor.(editorPaths); ok {
+		p, ok := e.EditorPath(file)
+		if !ok {
+			return ""
+		}
+		return p
+	}
+	// One folder: paths are relative to it. With several the editor names
+	// them by folder, which only it knows.
+	dirs := h.opts.Engine.Dirs()
+	if len(dirs) != 1 {
+		return ""
+	}
+	rel, err := filepath.Rel(filepath.Clean(dirs[0]), file)
 	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
 		return ""
 	}

@@ -279,9 +279,11 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.POST("/ui/approvals/:id/resolve", h.pageRequire(auth.ScopeApprovalsWrite), h.resolveFromConsole)
 	timed.GET("/ui/config", h.pageRequire(auth.ScopeAgentsRead), h.configPage)
 	timed.POST("/ui/config/reload", h.pageRequire(auth.ScopeAdmin), h.reloadFromConsole)
-	// The editor writes the spec folder: an administrator's page.
-	timed.GET("/ui/editor", h.pageRequire(auth.ScopeAdmin), h.editorPage)
-	timed.GET("/ui/editor/schema.json", h.pageRequire(auth.ScopeAdmin), h.editorSchemaJSON)
+	if h.opts.Editor != nil {
+		// The editor writes the spec folder: an administrator's page.
+		timed.GET("/ui/editor", h.pageRequire(auth.ScopeAdmin), h.editorPage)
+		timed.GET("/ui/editor/schema.json", h.pageRequire(auth.ScopeAdmin), h.editorSchemaJSON)
+	}
 	h.registerEditor(timed)
 	pages.GET("/ui/events", h.pageRequire(auth.ScopeAgentsRead), h.events)
 }
