@@ -78,7 +78,10 @@ func (b *browserTab) typeKeys(text string) {
 	}
 }
 
-func (b *browserTab) buffer() string { b.t.Helper(); return evalAs[string](b, editorJS+".state.doc.toString()") }
+func (b *browserTab) buffer() string {
+	b.t.Helper()
+	return evalAs[string](b, editorJS+".state.doc.toString()")
+}
 
 // TestBrowserEditorDiagnosticsAndSave: from an agent's page to its file in
 // the editor; a mistake typed there is underlined with the checker's message
