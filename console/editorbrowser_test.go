@@ -279,3 +279,52 @@ func TestBrowserEditorCompletion(t *testing.T) {
 	require.Equal(t, []string{"broadcast"}, evalAs[[]string](b, labels))
 	b.screenshot("completion")
 }
+
+// TestBrowserEditorRenameAndDelete: rename a file from the page, then
+// delete it after confirming; what it defined stops being served, and a
+// problem in another file links to that file.
+func TestBrowserEditorRenameAndDelete(t *testing.T) {
+	ts := startServer(t)
+	require.NoError(t, os.WriteFile(filepath.Join(ts.dir, "extra.yaml"), []byte("kind: Agent\nname: extra\nmodel: echo\n"), 0o644))
+	ts.json(http.MethodPost, "/config/reload", "", "", http.StatusOK, nil)
+	b := newBrowser(t, ts.url)
+	b.openEditor("extra.yaml", "name: extra")
+
+	b.click("[data-testid=editor-rename]")
+	b.visible("[data-testid=editor-rename-to]")
+	b.do(chromedp.SetValue(chromedp.CSS("[data-testid=editor-rename-to]"), "agents/extra.yaml"))
+	b.click("[data-testid=editor-rename-submit]")
+	b.until(`document.querySelector("[data-testid=editor-status]").textContent.startsWith("Renamed extra.yaml to agents/extra.yaml.")`, 10*time.Second)
+	require.Equal(t, "agents/extra.yaml", b.text("[data-testid=editor-path]"))
+	require.Equal(t, "/ui/editor?path="+url.QueryEscape("agents/extra.yaml"), evalAs[string](b, `location.pathname + location.search`))
+	_, err := os.Stat(filepath.Join(ts.dir, "extra.yaml"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+	data, err := os.ReadFile(filepath.Join(ts.dir, "agents", "extra.yaml"))
+	require.NoError(t, err)
+	require.Equal(t, "kind: Agent\nname: extra\nmodel: echo\n", string(data))
+
+	// A problem the buffer causes in another file is listed with a link to
+	// that file: a second agent named helpdesk clashes with specs.yaml's.
+	b.insertAfter("model: echo\n", "---\nkind: Agent\nname: helpdesk\nmodel: echo\n")
+	b.until(`[...document.querySelectorAll("[data-testid=editor-problem] a")].some(a => a.getAttribute("href") === "/ui/editor?path=specs.yaml")`, 5*time.Second)
+	b.typeKeys(kb.Escape)
+	_ = evalAs[bool](b, editorJS+`.dispatch({changes: {from: 0, to: `+editorJS+`.state.doc.length, insert: "kind: Agent\nname: extra\nmodel: echo\n"}}) || true`)
+	b.until(`document.getElementById("ed-problems").dataset.count === "0"`, 5*time.Second)
+
+	b.click("[data-testid=editor-delete]")
+	b.visible("[data-testid=editor-delete-confirm]")
+	require.Equal(t, "agents/extra.yaml", b.text("#ed-delete-name"))
+	b.click("[data-testid=editor-delete-confirm]")
+	b.until(`document.querySelector("[data-testid=editor-status]").textContent.startsWith("Deleted agents/extra.yaml.")`, 10*time.Second)
+	_, err = os.Stat(filepath.Join(ts.dir, "agents", "extra.yaml"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+	b.visible("[data-testid=editor-empty]")
+	require.False(t, evalAs[bool](b, `[...document.querySelectorAll("[data-testid=editor-file]")].some(a => a.dataset.path.includes("extra"))`))
+	var agents []struct {
+		ID string `json:"id"`
+	}
+	ts.json(http.MethodGet, "/agents", "", "", http.StatusOK, &agents)
+	for _, a := range agents {
+		require.NotEqual(t, "extra", a.ID)
+	}
+}
