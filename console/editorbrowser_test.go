@@ -328,3 +328,26 @@ func TestBrowserEditorRenameAndDelete(t *testing.T) {
 		require.NotEqual(t, "extra", a.ID)
 	}
 }
+
+// TestBrowserEditorIgnoresStaleChecks: a check answered after a newer one
+// (here the first is held back in the page) does not bring back problems
+// that were already fixed.
+func TestBrowserEditorIgnoresStaleChecks(t *testing.T) {
+	ts := startServer(t)
+	b := newBrowser(t, ts.url)
+	b.openEditor("specs.yaml", "name: helpdesk")
+	b.until(`document.getElementById("ed-problems").dataset.count === "0"`, 5*time.Second)
+	_ = evalAs[bool](b, `window.held = 0; window.late = false; const realFetch = window.fetch;
+		window.fetch = (u, o) => String(u).endsWith("/ui/editor/check") && window.held++ === 0
+			? new Promise(r => setTimeout(() => { window.late = true; r(realFetch(u, o)) }, 800))
+			: realFetch(u, o); true`)
+	b.cursorAfter("description: Answers from the docs.\nmodel: echo")
+	b.typeKeys("\rcolour: blue")
+	b.until(`window.held === 1`, 5*time.Second) // the check of the mistake is sent, and held
+	b.typeKeys(strings.Repeat(kb.Backspace, len("\rcolour: blue")))
+	b.until(`window.held === 2`, 5*time.Second)
+	b.until(`window.late`, 5*time.Second)
+	time.Sleep(200 * time.Millisecond) // the held answer has arrived and been read
+	require.Equal(t, "0", evalAs[string](b, `document.getElementById("ed-problems").dataset.count`))
+	require.False(t, evalAs[bool](b, `document.querySelector(".cm-lintRange-error") !== null`))
+}
