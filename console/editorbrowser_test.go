@@ -303,6 +303,22 @@ func TestBrowserEditorRenameAndDelete(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "kind: Agent\nname: extra\nmodel: echo\n", string(data))
 
+	// Saved with a mistake: written, reloaded, and the page says what is
+	// not served.
+	b.cursorAfter("model: echo")
+	b.typeKeys("\rtools: [calculater]")
+	b.until(`document.querySelector(".cm-lintRange-error") !== null`, 5*time.Second)
+	b.click("[data-testid=editor-save]")
+	b.until(`document.querySelector("[data-testid=editor-status]").textContent.startsWith("Saved agents/extra.yaml. Reloaded: generation")`, 10*time.Second)
+	status := b.text("[data-testid=editor-status]")
+	require.Contains(t, status, "1 error keeps objects from being served")
+	require.Contains(t, status, "agents/extra.yaml:4:9: ")
+	require.Contains(t, status, `did you mean "calculator"`)
+	b.cursorAfter("calculater]")
+	b.typeKeys(strings.Repeat(kb.Backspace, len("\rtools: [calculater]")))
+	b.click("[data-testid=editor-save]")
+	b.until(`document.querySelector("[data-testid=editor-status]").className === "ed-status ok"`, 10*time.Second)
+
 	// A problem the buffer causes in another file is listed with a link to
 	// that file: a second agent named helpdesk clashes with specs.yaml's.
 	b.insertAfter("model: echo\n", "---\nkind: Agent\nname: helpdesk\nmodel: echo\n")

@@ -234,7 +234,9 @@ function init(root) {
     listFiles();
   }
 
-  // showReload reports the reload that followed a write.
+  // showReload reports the reload that followed a write: its generation,
+  // and the errors that keep objects of the folder from being served (the
+  // last good version of each keeps serving).
   function showReload(done, reload) {
     if (!reload) {
       setStatus(done);
@@ -242,12 +244,18 @@ function init(root) {
     }
     const gen = reload.generation;
     ui.status.dataset.generation = String(gen);
-    const ds = (reload.diagnostics || []).filter((d) => typeof d === "string" || d.severity !== "warning").map((d) => (typeof d === "string" ? d
+    if (!reload.success) {
+      setStatus(done + " The reload failed: " + (reload.error || "see the server log") + ".", "error");
+      return;
+    }
+    const errors = (reload.diagnostics || []).filter((d) => typeof d === "string" || d.severity !== "warning").map((d) => (typeof d === "string" ? d
       : d.text || (d.path || d.file) + ":" + d.line + ":" + (d.column || d.col) + ": " + d.message));
-    if (reload.success) {
-      setStatus(done + " Reloaded: generation " + gen + ".", "ok");
+    const what = " Reloaded: generation " + gen + (reload.changed === false ? " (nothing to change)" : "") + ".";
+    if (errors.length) {
+      setStatus(done + what + " " + errors.length + (errors.length === 1 ? " error keeps" : " errors keep") +
+        " objects from being served (the last good version of each serves): " + errors.slice(0, 3).join("; ") + (errors.length > 3 ? "; …" : ""), "error");
     } else {
-      setStatus(done + " Reload to generation " + gen + " reported problems: " + ds.join("; "), "error");
+      setStatus(done + what, "ok");
     }
   }
 
