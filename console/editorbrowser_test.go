@@ -138,7 +138,8 @@ func TestBrowserEditorDiagnosticsAndSave(t *testing.T) {
 	b.typeKeys(strings.Repeat(kb.Backspace, len("colour: blue")) + "history: 3")
 	b.until(`document.querySelector(".cm-lintRange-error") === null && document.getElementById("ed-problems").dataset.count === "0"`, 5*time.Second)
 
-	b.do(chromedp.KeyEvent("s", chromedp.KeyModifiers(chromedp.ModifierCtrl)))
+	// Ctrl-S with the focus outside the editor, on the file list.
+	b.do(chromedp.Focus(chromedp.CSS("[data-testid=editor-file]")), chromedp.KeyEvent("s", chromedp.KeyModifiers(chromedp.ModifierCtrl)))
 	b.until(`document.querySelector("[data-testid=editor-status]").dataset.generation !== undefined`, 10*time.Second)
 	ts.json(http.MethodGet, "/config", "", "", http.StatusOK, &cfg)
 	require.Greater(t, cfg.Reload.Generation, before, "the save reloaded")
@@ -171,8 +172,10 @@ func TestBrowserEditorConflict(t *testing.T) {
 
 	b.cursorAfter("description: Writes.")
 	b.typeKeys(" Mine.")
-	b.click("[data-testid=editor-save]")
+	b.do(chromedp.KeyEvent("s", chromedp.KeyModifiers(chromedp.ModifierCtrl))) // in the editor
 	b.visible("[data-testid=editor-conflict]")
+	time.Sleep(300 * time.Millisecond) // time for a second save, were there one
+	require.Equal(t, 1, evalAs[int](b, `performance.getEntriesByType("resource").filter(e => e.initiatorType === "fetch" && e.name.endsWith("/ui/editor/files/specs.yaml")).length - 1`), "one save, not two")
 	diff := b.text("[data-testid=editor-diff]")
 	require.Contains(t, diff, "− instructions: Write well.")
 	require.Contains(t, diff, "+ description: Writes. Mine.")

@@ -392,6 +392,14 @@ function init(root) {
     if (p && p !== file.path) open(p, false);
   });
   window.addEventListener("beforeunload", (e) => { if (dirty()) e.preventDefault(); });
+  // Ctrl-S (⌘-S) saves wherever the focus is on the page; in the editor its
+  // own key binding has handled it already.
+  document.addEventListener("keydown", (e) => {
+    if ((e.ctrlKey || e.metaKey) && !e.altKey && e.key.toLowerCase() === "s" && !e.defaultPrevented) {
+      e.preventDefault();
+      save(false);
+    }
+  });
 
   listFiles();
   const q = new URLSearchParams(location.search);
