@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -531,4 +533,73 @@ func TestEditorAuditOnPostgres(t *testing.T) {
 	a := audit.Data[0]
 	require.Equal(t, [6]string{"#1", "ops", "create", "teams/greeter.yaml", "", saved.Hash}, [6]string{a.Actor, a.UserID, a.Action, a.Path, a.HashBefore, a.HashAfter})
 	ts.json(http.MethodGet, "/config/audit?limit=0", key, "", http.StatusBadRequest, nil)
+}
+
+// TestEditorOpenAPI: the editor's routes are in the OpenAPI document (and
+// so on /docs), and their schemas list every field real answers carry.
+func TestEditorOpenAPI(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	var doc struct {
+		Paths      map[string]map[string]json.RawMessage `json:"paths"`
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]any `json:"properties"`
+				Required   []string       `json:"required"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	ts.json(http.MethodGet, "/openapi.json", "", "", http.StatusOK, &doc)
+	for path, methods := range map[string][]string{
+		"/config/files": {"get"}, "/config/files/{path}": {"get", "put", "delete"}, "/config/check": {"post"},
+		"/config/rename": {"post"}, "/config/templates/{kind}": {"get"}, "/config/audit": {"get"},
+	} {
+		for _, m := range methods {
+			require.Contains(t, doc.Paths[path], m, "%s %s", m, path)
+		}
+	}
+
+	var files, content, created, renamed, deleted, conflict, checked, tpl, audit map[string]any
+	ts.json(http.MethodGet, "/config/files", "", "", http.StatusOK, &files)
+	ts.json(http.MethodGet, "/config/files/specs.yaml", "", "", http.StatusOK, &content)
+	ts.json(http.MethodPut, "/config/files/new.yaml", "", jsonBody(t, map[string]string{"content": greeterYAML}), http.StatusOK, &created)
+	ts.json(http.MethodPut, "/config/files/new.yaml", "", jsonBody(t, map[string]string{"content": greeterYAML}), http.StatusConflict, &conflict)
+	ts.json(http.MethodPost, "/config/rename", "", jsonBody(t, map[string]string{"from": "new.yaml", "to": "b/new.yaml", "base_hash": created["hash"].(string)}), http.StatusOK, &renamed)
+	ts.json(http.MethodDelete, "/config/files/b/new.yaml?base_hash="+created["hash"].(string), "", "", http.StatusOK, &deleted)
+	ts.json(http.MethodPost, "/config/check", "", jsonBody(t, map[string]string{"path": "x.yaml", "content": "kind: Agent\nname: x\n"}), http.StatusOK, &checked)
+	ts.json(http.MethodGet, "/config/templates/team?name=t", "", "", http.StatusOK, &tpl)
+	ts.json(http.MethodGet, "/config/audit", "", "", http.StatusOK, &audit)
+	// A 409's body is described in words (the document has no error
+	// schemas); its fields are the contract's.
+	require.ElementsMatch(t, []string{"detail", "path", "current_hash", "current_content", "exists"}, slices.Collect(maps.Keys(conflict)))
+	require.Equal(t, "", deleted["hash"])
+	require.Equal(t, created["hash"], deleted["previous_hash"])
+	tests := []struct {
+		schema string
+		body   map[string]any
+	}{
+		{"EditorFiles", files},
+		{"EditorFile", files["files"].([]any)[0].(map[string]any)},
+		{"EditorTemplateKind", files["templates"].([]any)[0].(map[string]any)},
+		{"EditorContent", content},
+		{"EditorSaved", created},
+		{"EditorSaved", renamed},
+		{"EditorSaved", deleted},
+		{"EditorReload", created["reload"].(map[string]any)},
+		{"EditorDiagnostics", checked},
+		{"EditorDiagnostic", checked["diagnostics"].([]any)[0].(map[string]any)},
+		{"EditorTemplate", tpl},
+		{"EditorAuditList", audit},
+		{"EditorAuditEntry", audit["data"].([]any)[0].(map[string]any)},
+	}
+	for _, tc := range tests {
+		s, ok := doc.Components.Schemas[tc.schema]
+		require.True(t, ok, tc.schema)
+		for k := range tc.body {
+			require.Contains(t, s.Properties, k, "%s has %s", tc.schema, k)
+		}
+		for _, k := range s.Required {
+			require.Contains(t, tc.body, k, "%s always has %s", tc.schema, k)
+		}
+	}
 }
