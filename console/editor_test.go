@@ -2,9 +2,9 @@ package console_test
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
