@@ -2,11 +2,15 @@ package console_test
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -451,5 +455,151 @@ func TestEditorTemplates(t *testing.T) {
 	}
 	for _, bad := range []string{"/config/templates/gadget?name=x", "/config/templates/agent?name=Bad%20Name", "/config/templates/agent?name=" + strings.Repeat("x", 60)} {
 		ts.json(http.MethodGet, bad, "", "", http.StatusBadRequest, nil)
+	}
+}
+
+// TestEditorSaveWithWatcher: the watcher's reload after a save finds the
+// folder unchanged: one new generation per save, not two.
+func TestEditorSaveWithWatcher(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withWatcher())
+	var f editorFile
+	ts.json(http.MethodGet, "/config/files/specs.yaml", "", "", http.StatusOK, &f)
+	before := ts.eng.Current().Generation()
+	var saved editorSaved
+	content := f.Content + "---\nkind: Agent\nname: added\nmodel: echo\n"
+	ts.json(http.MethodPut, "/config/files/specs.yaml", "", jsonBody(t, map[string]string{"content": content, "base_hash": f.Hash}), http.StatusOK, &saved)
+	require.Equal(t, before+1, saved.Reload.Generation)
+	// The watcher debounces and rescans; give it well over its delay.
+	time.Sleep(700 * time.Millisecond)
+	require.Equal(t, saved.Reload.Generation, ts.eng.Current().Generation())
+	ts.json(http.MethodGet, "/agents/added", "", "", http.StatusOK, nil)
+}
+
+// TestEditorConcurrentSaves: saves racing from the same base hash: one
+// wins, every other is a conflict, and the file holds the winner's content.
+func TestEditorConcurrentSaves(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	var f editorFile
+	ts.json(http.MethodGet, "/config/files/specs.yaml", "", "", http.StatusOK, &f)
+	const n = 8
+	statuses := make([]int, n)
+	bodies := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			content := f.Content + "# writer " + strconv.Itoa(i) + "\n"
+			statuses[i], bodies[i], _ = ts.do(http.MethodPut, "/config/files/specs.yaml", "", "application/json", jsonBody(t, map[string]string{"content": content, "base_hash": f.Hash}))
+		})
+	}
+	wg.Wait()
+	winner := -1
+	for i, s := range statuses {
+		switch s {
+		case http.StatusOK:
+			require.Equal(t, -1, winner, "one save wins")
+			winner = i
+		default:
+			require.Equal(t, http.StatusConflict, s, bodies[i])
+		}
+	}
+	require.NotEqual(t, -1, winner)
+	onDisk, err := os.ReadFile(filepath.Join(ts.dir, "specs.yaml"))
+	require.NoError(t, err)
+	require.Equal(t, f.Content+"# writer "+strconv.Itoa(winner)+"\n", string(onDisk))
+	var audit editorAudit
+	ts.json(http.MethodGet, "/config/audit", "", "", http.StatusOK, &audit)
+	require.Len(t, audit.Data, 1)
+	require.Equal(t, "open", audit.Data[0].Actor)
+}
+
+// TestEditorAuditOnPostgres: the editor's writes are audited in
+// PostgreSQL as in SQLite, with the bound user of the key that wrote.
+func TestEditorAuditOnPostgres(t *testing.T) {
+	t.Parallel()
+	dsn := os.Getenv("TROUPE_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("TROUPE_TEST_POSTGRES_DSN not set")
+	}
+	ts := startServer(t, withDatabase(pgSchema(t, dsn)), withKeys("sk-ops-0123456789abcdef=admin@ops"))
+	const key = "sk-ops-0123456789abcdef"
+	var saved editorSaved
+	ts.json(http.MethodPut, "/config/files/teams/greeter.yaml", key, jsonBody(t, map[string]string{"content": greeterYAML}), http.StatusOK, &saved)
+	require.True(t, saved.Reload.Success)
+	var audit editorAudit
+	ts.json(http.MethodGet, "/config/audit?limit=1", key, "", http.StatusOK, &audit)
+	require.Len(t, audit.Data, 1)
+	a := audit.Data[0]
+	require.Equal(t, [6]string{"#1", "ops", "create", "teams/greeter.yaml", "", saved.Hash}, [6]string{a.Actor, a.UserID, a.Action, a.Path, a.HashBefore, a.HashAfter})
+	ts.json(http.MethodGet, "/config/audit?limit=0", key, "", http.StatusBadRequest, nil)
+}
+
+// TestEditorOpenAPI: the editor's routes are in the OpenAPI document (and
+// so on /docs), and their schemas list every field real answers carry.
+func TestEditorOpenAPI(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	var doc struct {
+		Paths      map[string]map[string]json.RawMessage `json:"paths"`
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]any `json:"properties"`
+				Required   []string       `json:"required"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	ts.json(http.MethodGet, "/openapi.json", "", "", http.StatusOK, &doc)
+	for path, methods := range map[string][]string{
+		"/config/files": {"get"}, "/config/files/{path}": {"get", "put", "delete"}, "/config/check": {"post"},
+		"/config/rename": {"post"}, "/config/templates/{kind}": {"get"}, "/config/audit": {"get"},
+	} {
+		for _, m := range methods {
+			require.Contains(t, doc.Paths[path], m, "%s %s", m, path)
+		}
+	}
+
+	var files, content, created, renamed, deleted, conflict, checked, tpl, audit map[string]any
+	ts.json(http.MethodGet, "/config/files", "", "", http.StatusOK, &files)
+	ts.json(http.MethodGet, "/config/files/specs.yaml", "", "", http.StatusOK, &content)
+	ts.json(http.MethodPut, "/config/files/new.yaml", "", jsonBody(t, map[string]string{"content": greeterYAML}), http.StatusOK, &created)
+	ts.json(http.MethodPut, "/config/files/new.yaml", "", jsonBody(t, map[string]string{"content": greeterYAML}), http.StatusConflict, &conflict)
+	ts.json(http.MethodPost, "/config/rename", "", jsonBody(t, map[string]string{"from": "new.yaml", "to": "b/new.yaml", "base_hash": created["hash"].(string)}), http.StatusOK, &renamed)
+	ts.json(http.MethodDelete, "/config/files/b/new.yaml?base_hash="+created["hash"].(string), "", "", http.StatusOK, &deleted)
+	ts.json(http.MethodPost, "/config/check", "", jsonBody(t, map[string]string{"path": "x.yaml", "content": "kind: Agent\nname: x\n"}), http.StatusOK, &checked)
+	ts.json(http.MethodGet, "/config/templates/team?name=t", "", "", http.StatusOK, &tpl)
+	ts.json(http.MethodGet, "/config/audit", "", "", http.StatusOK, &audit)
+	// A 409's body is described in words (the document has no error
+	// schemas); its fields are the contract's.
+	require.ElementsMatch(t, []string{"detail", "path", "current_hash", "current_content", "exists"}, slices.Collect(maps.Keys(conflict)))
+	require.Equal(t, "", deleted["hash"])
+	require.Equal(t, created["hash"], deleted["previous_hash"])
+	tests := []struct {
+		schema string
+		body   map[string]any
+	}{
+		{"EditorFiles", files},
+		{"EditorFile", files["files"].([]any)[0].(map[string]any)},
+		{"EditorTemplateKind", files["templates"].([]any)[0].(map[string]any)},
+		{"EditorContent", content},
+		{"EditorSaved", created},
+		{"EditorSaved", renamed},
+		{"EditorSaved", deleted},
+		{"EditorReload", created["reload"].(map[string]any)},
+		{"EditorDiagnostics", checked},
+		{"EditorDiagnostic", checked["diagnostics"].([]any)[0].(map[string]any)},
+		{"EditorTemplate", tpl},
+		{"EditorAuditList", audit},
+		{"EditorAuditEntry", audit["data"].([]any)[0].(map[string]any)},
+	}
+	for _, tc := range tests {
+		s, ok := doc.Components.Schemas[tc.schema]
+		require.True(t, ok, tc.schema)
+		for k := range tc.body {
+			require.Contains(t, s.Properties, k, "%s has %s", tc.schema, k)
+		}
+		for _, k := range s.Required {
+			require.Contains(t, tc.body, k, "%s always has %s", tc.schema, k)
+		}
 	}
 }

@@ -317,11 +317,12 @@ type Reload struct {
 	Diagnostics []Diagnostic `json:"diagnostics"`
 }
 
-// Saved is the answer to a write.
+// Saved is the answer to a write: the file's hash after it (” once
+// deleted) and before it (” when it was created).
 type Saved struct {
 	Path         string  `json:"path"`
-	Hash         string  `json:"hash,omitempty"`
-	PreviousHash string  `json:"previous_hash,omitempty"`
+	Hash         string  `json:"hash"`
+	PreviousHash string  `json:"previous_hash"`
 	Reload       *Reload `json:"reload"`
 }
 
@@ -424,7 +425,7 @@ func (s *Service) Rename(ctx context.Context, who Actor, from, to, baseHash stri
 		return nil, errWrite(from, err)
 	}
 	s.record(ctx, who, store.EditorAudit{Action: "rename", Path: to, FromPath: from, HashBefore: cur.hash, HashAfter: cur.hash}, start)
-	return &Saved{Path: to, Hash: cur.hash, Reload: s.reload(ctx)}, nil
+	return &Saved{Path: to, Hash: cur.hash, PreviousHash: cur.hash, Reload: s.reload(ctx)}, nil
 }
 
 // moveNoReplace renames from to to, failing with os.ErrExist when to
@@ -476,7 +477,7 @@ func (s *Service) Delete(ctx context.Context, who Actor, p, baseHash string) (*S
 		return nil, errWrite(p, err)
 	}
 	s.record(ctx, who, store.EditorAudit{Action: "delete", Path: p, HashBefore: cur.hash}, start)
-	return &Saved{Path: p, Reload: s.reload(ctx)}, nil
+	return &Saved{Path: p, PreviousHash: cur.hash, Reload: s.reload(ctx)}, nil
 }
 
 // record logs a write: a row in the audit, a span, a log line. The write
