@@ -192,7 +192,7 @@ func TestBrowserOverviewWithSignIn(t *testing.T) {
 	b.do(chromedp.EmulateViewport(390, 844))
 	addWorkflows(t, ts, "sk-admin-0123456789abcdef")
 	runPage := pipelineRunPage(t, ts, "sk-admin-0123456789abcdef")
-	for _, p := range []string{"/", "/ui/agents", "/ui/agents/helpdesk", "/ui/sessions", "/ui/traces", "/ui/knowledge", "/ui/queue", "/ui/triggers", "/ui/config", "/ui/workflows", "/ui/workflows/pipeline", runPage, "/ui/spend", "/ui/budgets", "/ui/approvals"} {
+	for _, p := range []string{"/", "/ui/agents", "/ui/agents/helpdesk", "/ui/sessions", "/ui/traces", "/ui/knowledge", "/ui/queue", "/ui/triggers", "/ui/config", "/ui/workflows", "/ui/workflows/pipeline", runPage, "/ui/spend", "/ui/budgets", "/ui/approvals", "/ui/editor?path=specs.yaml"} {
 		b.open(p, "main")
 		fits := evalAs[bool](b, "document.documentElement.scrollWidth <= window.innerWidth + 1")
 		if !fits {

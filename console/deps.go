@@ -2,6 +2,7 @@ package console
 
 import (
 	"github.com/troupehq/troupe/console/api"
+	"github.com/troupehq/troupe/console/editor"
 	"github.com/troupehq/troupe/console/ui"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/jobs"
@@ -17,12 +18,14 @@ import (
 type Engine interface {
 	api.Engine
 	ui.Engine
+	editor.Engine
 }
 
 // Store is what the server needs from the session store.
 type Store interface {
 	api.Store
 	ui.Store
+	editor.Audit
 }
 
 // Knowledge is what the server needs from the knowledge service.

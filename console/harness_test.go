@@ -346,7 +346,9 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	require.NoError(t, err)
 	observers = append(observers, ts.learner, ts.extractor)
 	o := console.Options{Engine: ts.eng, Store: ts.db, Knowledge: ts.kb, Memories: ts.memories, ShutdownTimeout: 5 * time.Second,
-		Traces: telemetry.PendingReader{Reader: ts.traces, Recorder: ts.recorder}, Metrics: ts.metrics, Keys: h.keys, Queue: jobClient, Learning: ts.learner, Erasers: []api.UserEraser{ts.learner, ts.memories}}
+		Traces: telemetry.PendingReader{Reader: ts.traces, Recorder: ts.recorder}, Metrics: ts.metrics, Keys: h.keys, Queue: jobClient, Learning: ts.learner, Erasers: []api.UserEraser{ts.learner, ts.memories},
+		// As in troupe serve: the spec editor's writes are traced.
+		Spans: ts.recorder}
 	if h.limits != nil {
 		o.Limits = h.limits(ts.db)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/troupehq/troupe/console/a2a"
 	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/editor"
 	"github.com/troupehq/troupe/console/mcpserver"
 	"github.com/troupehq/troupe/console/openai"
 	"github.com/troupehq/troupe/console/ratelimit"
@@ -128,6 +129,9 @@ type Options struct {
 	// DisableMCP leaves out the MCP server at /mcp (troupe serve
 	// --mcp=false); it is served by default.
 	DisableMCP bool
+	// Spans records a span per write of the spec editor (the telemetry
+	// recorder); nil records none.
+	Spans editor.Spans
 }
 
 // DefaultReplicaID names a replica by its host name (a container's id under
@@ -228,7 +232,10 @@ func New(opts Options) *Server {
 	if !opts.DisableMCP {
 		documented = append(documented, mcpserver.Routes()...)
 	}
-	s.api = api.New(api.Options{
+	// The spec editor: the API serves it under /config, the console under
+	// /ui/editor, with the same handlers.
+	ed := editor.New(editor.Options{Engine: opts.Engine, Audit: opts.Store, Spans: opts.Spans, Logger: opts.Logger})
+	s.api = api.New(api.Options{Editor: ed,
 		Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Background: opts.Background, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Knowledge: opts.Knowledge, Memories: opts.Memories, Traces: opts.Traces, Prometheus: prom,
 		Streams: s.streams, Keys: opts.Keys, Logger: opts.Logger, Started: s.start, Closing: s.closing,
 		Documented: documented, Body: body, Upload: upload, Timeout: s.timeout, DBID: opts.DBID, Version: opts.Version, ReplicaID: opts.ReplicaID, Limits: opts.Limits,
@@ -238,7 +245,7 @@ func New(opts Options) *Server {
 		Logger: opts.Logger, Body: body, Timeout: s.timeout, Limits: opts.Limits})
 	s.a2a = a2a.New(a2a.Options{Engine: opts.Engine, Runs: opts.Runs, Store: opts.Store, Keys: opts.Keys, Deny: s.api.Deny,
 		Logger: opts.Logger, Body: body, Timeout: s.timeout, Limits: opts.Limits, Version: opts.Version})
-	s.ui = ui.New(ui.Options{Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, KafkaLag: opts.KafkaLag, Memories: opts.Memories, Traces: opts.Traces, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Streams: s.streams,
+	s.ui = ui.New(ui.Options{Editor: ed, Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, KafkaLag: opts.KafkaLag, Memories: opts.Memories, Traces: opts.Traces, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Streams: s.streams,
 		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Body: body, Upload: upload, Timeout: s.timeout, Version: opts.Version, Limits: opts.Limits, Learning: opts.Learning,
 		Files: opts.Files, FileLimits: opts.FileLimits, FileRecords: opts.FileRecords})
 	if !opts.DisableMCP {

@@ -352,7 +352,7 @@ func TestConsolePageWeight(t *testing.T) {
 	addWorkflows(t, ts, "")
 	for _, path := range []string{"/", "/ui/agents", "/ui/agents/helpdesk", "/ui/teams/crew", "/ui/sessions", "/ui/sessions/" + sessions.Data[0].SessionID,
 		"/ui/traces", "/ui/traces/" + traces.Data[0].TraceID, "/ui/knowledge", "/ui/triggers", "/ui/config", "/ui/workflows", "/ui/workflows/pipeline",
-		"/ui/spend", "/ui/spend?window=month", "/ui/budgets", pipelineRunPage(t, ts, ""), "/ui/approvals"} {
+		"/ui/spend", "/ui/spend?window=month", "/ui/budgets", pipelineRunPage(t, ts, ""), "/ui/approvals", "/ui/editor", "/ui/editor?path=specs.yaml"} {
 		resp, body := ts.page("GET", path, "", nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, path)
 		require.Less(t, len(body), 100_000, path)

@@ -198,6 +198,10 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 func validName(s string) bool { return nameRE.MatchString(s) }
 
+// ValidName reports whether s may name a document: lower-case letters,
+// digits, '-' and '_', starting with a letter or digit, at most 63 bytes.
+func ValidName(s string) bool { return validName(s) }
+
 // Duration is a time.Duration written as a Go duration string ("30s", "1m30s").
 type Duration time.Duration
 

@@ -87,6 +87,52 @@ func (l *Loader) Load(dirs ...string) (*Set, error) {
 	return NewSetWith(files, SetOptions{Builtins: l.builtins, ApproverScopes: l.scopes}), nil
 }
 
+// LoadOverlay validates dirs as Load does, with the contents of overlay (by
+// path, as Load lists them: the folder joined with the file's relative path)
+// in place of those files on disk, or added to the folder when they are not
+// on it. It is how an editor checks a buffer before saving it: the same
+// parser, options and cross-file validation as the reload that follows a
+// save. It reuses parsed files but never changes what the Loader
+// remembers, so it does not disturb the reload loop.
+func (l *Loader) LoadOverlay(overlay map[string][]byte, dirs ...string) (*Set, error) {
+	listed, err := specFiles(dirs...)
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(listed))
+	for _, sf := range listed {
+		seen[sf.path] = true
+	}
+	for path := range overlay {
+		if !seen[path] {
+			listed = append(listed, specFile{path: path, root: rootOf(path, dirs)})
+		}
+	}
+	files := make([]*File, 0, len(listed))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, sf := range listed {
+		var f *File
+		if data, ok := overlay[sf.path]; ok {
+			f = l.parse(sf, data)
+		} else if f, err = l.loadFile(sf); err != nil {
+			return nil, err
+		}
+		files = append(files, f)
+	}
+	return NewSetWith(files, SetOptions{Builtins: l.builtins, ApproverScopes: l.scopes}), nil
+}
+
+// rootOf is the folder of dirs that path lies in, "" for none.
+func rootOf(path string, dirs []string) string {
+	for _, d := range dirs {
+		if contains(filepath.Clean(d), filepath.Clean(path)) {
+			return d
+		}
+	}
+	return ""
+}
+
 func (l *Loader) loadFile(sf specFile) (*File, error) {
 	path := sf.path
 	var data []byte
@@ -111,8 +157,15 @@ func (l *Loader) loadFile(sf specFile) (*File, error) {
 	case err != nil:
 		return nil, fmt.Errorf("reading spec file: %w", err)
 	}
+	return l.parse(sf, data), nil
+}
+
+// parse parses a spec file's content, or returns the remembered parse of
+// the same content. l.mu is held.
+func (l *Loader) parse(sf specFile, data []byte) *File {
+	path := sf.path
 	if c, ok := l.cache[path]; ok && c.Hash == hashBytes(data) {
-		return c, nil
+		return c
 	}
 	f := ParseFile(path, data, l.env)
 	// A knowledge base's file sources may resolve into the folder its file
@@ -127,7 +180,7 @@ func (l *Loader) loadFile(sf specFile) (*File, error) {
 			k.roots = roots
 		}
 	}
-	return f, nil
+	return f
 }
 
 // pathErrText is an error's text without the path a diagnostic's position

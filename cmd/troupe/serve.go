@@ -24,6 +24,7 @@ import (
 	"github.com/troupehq/troupe/console"
 	"github.com/troupehq/troupe/console/api"
 	"github.com/troupehq/troupe/console/auth"
+	"github.com/troupehq/troupe/console/editor"
 	"github.com/troupehq/troupe/console/ratelimit"
 	"github.com/troupehq/troupe/engine"
 	"github.com/troupehq/troupe/engine/agent"
@@ -456,6 +457,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		DisableMCP: !cfg.mcp,
 		Files:      runFiles, FileRecords: db,
 		FileLimits: files.Limits{MaxFileBytes: int64(cfg.maxFileBytes), MaxRunBytes: int64(cfg.maxRunFileBytes), MaxFiles: cfg.maxRunFiles},
+		Spans:      tel.spans(),
 	})
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -644,6 +646,16 @@ type tracing struct {
 	// sink expires them itself (ClickHouse) or keeps them forever.
 	retain func(context.Context) error
 	close  func()
+}
+
+// spans is where the spec editor records its writes' spans: the recorder,
+// or nothing when tracing is off (a nil *Recorder in an interface would
+// not be nil).
+func (t *tracing) spans() editor.Spans {
+	if t.recorder == nil {
+		return nil
+	}
+	return t.recorder
 }
 
 // traces is what the API reads traces from: the sink, plus the spans the

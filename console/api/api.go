@@ -161,6 +161,14 @@ type Options struct {
 	Files       files.Store
 	FileLimits  files.Limits
 	FileRecords FileRecords
+	// Editor serves the spec editor's routes under /config (admin only);
+	// nil leaves them out.
+	Editor Editor
+}
+
+// Editor mounts the spec editor's JSON routes (console/editor.Service).
+type Editor interface {
+	Register(r gin.IRouter)
 }
 
 // Handler serves the REST API.
@@ -205,6 +213,10 @@ func (h *Handler) Register(r gin.IRouter) {
 	need := h.Require
 	timed.GET("/config", need(auth.ScopeAgentsRead), h.wrap(h.getConfig))
 	timed.POST("/config/reload", need(auth.ScopeAdmin), h.wrap(h.reload))
+	if h.opts.Editor != nil {
+		// Editing the spec files the server runs is an operator's act.
+		h.opts.Editor.Register(timed.Group("/config", need(auth.ScopeAdmin)))
+	}
 	timed.GET("/models", need(auth.ScopeAgentsRead), h.wrap(h.listModels))
 	timed.GET("/openapi.json", need(auth.ScopeAgentsRead), h.wrap(h.openapi))
 	// /docs is also read in a browser: the console's sign-in works for it.

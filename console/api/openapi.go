@@ -10,8 +10,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/troupehq/troupe/console/editor"
 	"github.com/troupehq/troupe/engine"
 )
+
+// editorDesc introduces the spec editor's routes.
+const editorDesc = "The spec editor edits the YAML files the server serves, in place: files stay the source of truth. Paths are relative to the spec folder (with several folders, the first segment is the folder's base name), separated by '/', name .yaml or .yml files, and never lead outside the folder."
 
 // maxDocumentedTargets bounds the agents, and the teams, that get their own
 // run endpoint in the OpenAPI document.
@@ -83,6 +87,25 @@ var apiRoutes = []Route{
 		Resp: configResponse{}},
 	{Method: "post", Path: "/config/reload", Tag: "System", Summary: "Reload the spec folder", Desc: "Reloads now and returns the result. Requires admin.", Resp: reloadJSON{},
 		Errors: map[int]string{422: "The reload failed; the previous snapshot keeps serving"}},
+	{Method: "get", Path: "/config/files", Tag: "Editor", Summary: "List the spec files", Desc: editorDesc + " The files under the spec folder (sorted by path, with size, sha256 hash and modification time) and the templates new files can start from. Requires admin.", Resp: editor.FileList{}},
+	{Method: "get", Path: "/config/files/{path}", Tag: "Editor", Summary: "Read a spec file", Desc: "The file's content and its sha256 hash, which a save, rename or delete sends back as base_hash. Requires admin.",
+		Params: []Param{PathParam("path", "The file's path relative to the spec folder, such as teams/crew.yaml")}, Resp: editor.Content{},
+		Errors: map[int]string{400: "The path is not allowed (the detail says what is)", 404: "No such file"}},
+	{Method: "put", Path: "/config/files/{path}", Tag: "Editor", Summary: "Save a spec file", Desc: "Writes the file atomically if its hash on disk is base_hash (empty base_hash: creates a file that must not exist), logs the write in the audit, then reloads as any save does and returns the reload's result. Requires admin.",
+		Params: []Param{PathParam("path", "The file's path relative to the spec folder")}, Body: editor.SaveRequest{}, Resp: editor.Saved{},
+		Errors: map[int]string{400: "The path is not allowed or the content too large", 409: "The file changed on disk (or exists, or was deleted): the body (EditorConflict) holds its current content and hash; nothing was written"}},
+	{Method: "delete", Path: "/config/files/{path}", Tag: "Editor", Summary: "Delete a spec file", Desc: "Deletes the file if its hash on disk is base_hash, logs it in the audit, then reloads. Requires admin.",
+		Params: []Param{PathParam("path", "The file's path relative to the spec folder"), QueryParam("base_hash", "The hash of the content the editor opened (required)")}, Resp: editor.Saved{},
+		Errors: map[int]string{400: "The path is not allowed, or base_hash is missing", 409: "The file changed on disk or is gone: the body (EditorConflict) holds its current content and hash"}},
+	{Method: "post", Path: "/config/check", Tag: "Editor", Summary: "Check a buffer", Desc: "Checks content as the file at path (in place of the file on disk, or added for a new file) together with every other file of the folder, with the loader and compiler the reload uses, and returns every file's diagnostics with 1-based positions and where each ends (an empty list when clean). Writes nothing. Requires admin.",
+		Body: editor.CheckRequest{}, Resp: editor.CheckResponse{}, Errors: map[int]string{400: "The path is not allowed or the content too large"}},
+	{Method: "post", Path: "/config/rename", Tag: "Editor", Summary: "Rename a spec file", Desc: "Moves the file at from (whose hash on disk must be base_hash) to to, creating its folders inside the spec folder, logs it in the audit, then reloads. Requires admin.",
+		Body: editor.RenameRequest{}, Resp: editor.Saved{}, Errors: map[int]string{400: "A path is not allowed, or base_hash is missing", 409: "from changed on disk, or to exists: the body (EditorConflict) says which"}},
+	{Method: "get", Path: "/config/templates/{kind}", Tag: "Editor", Summary: "A new spec file from a template", Desc: "The content of a new agent, team, workflow, knowledge base or model named name (default new-<kind>), and the path suggested for it. Every template checks clean on its own. Requires admin.",
+		Params: []Param{PathParam("kind", "agent, team, workflow, knowledge or model"), QueryParam("name", "The new object's name")}, Resp: editor.Filled{},
+		Errors: map[int]string{400: "Unknown kind, or a name the spec language does not allow"}},
+	{Method: "get", Path: "/config/audit", Tag: "Editor", Summary: "The editor's writes", Desc: "Every create, update, rename and delete made through the editor, newest first: who (the key's name and bound user), the file, the content hash before and after, when, and the trace id of its span. Requires admin.",
+		Params: []Param{IntParam("limit", "How many (1-500, default 50)")}, Resp: editor.AuditList{}, Errors: map[int]string{400: "limit out of range"}},
 	{Method: "get", Path: "/models", Tag: "System", Summary: "Models in use", Desc: "The distinct models agents and teams use.", Resp: []modelInfo{}},
 	{Method: "get", Path: "/openapi.json", Tag: "System", Summary: "This document", Desc: "Generated from the live snapshot.", RespType: "object"},
 	{Method: "get", Path: "/docs", Tag: "System", Summary: "API docs page", Desc: "This document as a page without scripts.", RespDesc: "text/html"},

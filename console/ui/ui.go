@@ -146,6 +146,9 @@ type Options struct {
 	FileRecords api.FileRecords
 	// Version is shown in the pages' footer.
 	Version string
+	// Editor serves the spec editor's JSON routes under /ui/editor (see
+	// editorapi.go); nil leaves them out.
+	Editor api.Editor
 }
 
 // Handler serves the console.
@@ -282,6 +285,12 @@ func (h *Handler) Register(r gin.IRouter) {
 	timed.POST("/ui/approvals/:id/resolve", h.pageRequire(auth.ScopeApprovalsWrite), h.resolveFromConsole)
 	timed.GET("/ui/config", h.pageRequire(auth.ScopeAgentsRead), h.configPage)
 	timed.POST("/ui/config/reload", h.pageRequire(auth.ScopeAdmin), h.reloadFromConsole)
+	if h.opts.Editor != nil {
+		// The editor writes the spec folder: an administrator's page.
+		timed.GET("/ui/editor", h.pageRequire(auth.ScopeAdmin), h.editorPage)
+		timed.GET("/ui/editor/schema.json", h.pageRequire(auth.ScopeAdmin), h.editorSchemaJSON)
+	}
+	h.registerEditor(timed)
 	pages.GET("/ui/events", h.pageRequire(auth.ScopeAgentsRead), h.events)
 }
 

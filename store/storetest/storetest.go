@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) *store.DB) {
 		{"Memories", testMemories},
 		{"ProposedApprovals", testProposedApprovals},
 		{"RunFiles", testRunFiles},
+		{"EditorAudit", testEditorAudit},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -103,8 +103,10 @@ type Endpoint struct {
 
 // TargetPage is an agent's or team's page with its chat pane.
 type TargetPage struct {
-	Target      Target
-	File        string
+	Target Target
+	File   string
+	// Edit opens File in the editor; "" for keys that may not edit.
+	Edit        string
 	YAML        string
 	Diagnostics []Diagnostic
 	Endpoints   []Endpoint
@@ -261,7 +263,9 @@ type SearchResult struct {
 
 // ConfigFile is one YAML file with its documents.
 type ConfigFile struct {
-	Path        string
+	Path string
+	// Edit opens the file in the editor; "" for keys that may not edit.
+	Edit        string
 	Size        int
 	Failed      bool
 	Diagnostics []Diagnostic

@@ -16,7 +16,9 @@ type Workflows struct {
 // WorkflowPage is one workflow's page.
 type WorkflowPage struct {
 	WorkflowRow
-	File        string
+	File string
+	// Edit opens File in the editor; "" for keys that may not edit.
+	Edit        string
 	InputSchema string // indented JSON
 	Output      string // output template; empty: the last step's output
 	// OutputSchema is the indented JSON Schema the output must match; empty
