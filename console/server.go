@@ -500,3 +500,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	return nil
 }
+
+// The spec editor serves both the API's and the console's routes.
+var (
+	_ api.Editor = (*editor.Service)(nil)
+	_ ui.Editor  = (*editor.Service)(nil)
+)

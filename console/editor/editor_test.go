@@ -151,6 +151,18 @@ func TestSeveralFolders(t *testing.T) {
 	tpl, err := ed.Template("agent", "")
 	require.NoError(t, err)
 	require.Equal(t, "specs/new-agent.yaml", tpl.Path)
+
+	// The pages' Edit links name files the same way.
+	for file, want := range map[string]string{
+		filepath.Join(b, "a.yaml"):         "specs-2/a.yaml",
+		filepath.Join(c, "sub", "x.yaml"):  "more/sub/x.yaml",
+		filepath.Join(root, "x", "a.yaml"): "",
+		c:                                  "",
+	} {
+		got, ok := ed.EditorPath(file)
+		require.Equal(t, want, got, file)
+		require.Equal(t, want != "", ok, file)
+	}
 }
 
 // BenchmarkEditorCheck measures a check of a buffer as the browser sends

@@ -247,17 +247,28 @@ func (s *Service) diagnostics(ds spec.Diagnostics, buffers map[string][]byte) []
 // editorPath names a loader path as the editor does; a path outside every
 // folder is returned as is.
 func (s *Service) editorPath(file string) string {
+	if p, ok := s.EditorPath(file); ok {
+		return p
+	}
+	return filepath.ToSlash(file)
+}
+
+// EditorPath names a spec file (a path as the loader lists it) as the
+// editor's routes do: relative to its spec folder, slash-separated, prefixed
+// by the folder's name when there are several. ok is false for a file in no
+// folder the editor edits.
+func (s *Service) EditorPath(file string) (string, bool) {
 	for _, f := range s.folders {
 		rel, err := filepath.Rel(filepath.Clean(f.dir), file)
-		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
 			continue
 		}
 		if f.name != "" {
-			return f.name + "/" + filepath.ToSlash(rel)
+			return f.name + "/" + filepath.ToSlash(rel), true
 		}
-		return filepath.ToSlash(rel)
+		return filepath.ToSlash(rel), true
 	}
-	return filepath.ToSlash(file)
+	return "", false
 }
 
 // tokenEnd finds the end (exclusive, 1-based, in characters) of the YAML

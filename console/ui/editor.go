@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
-	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/gin-gonic/gin"
@@ -51,35 +49,16 @@ func (h *Handler) editorSchemaJSON(c *gin.Context) {
 	c.Data(http.StatusOK, "application/schema+json", data)
 }
 
-// editorPaths is an editor that names spec files itself: with several spec
-// folders it prefixes each file with its folder's name.
-type editorPaths interface {
-	EditorPath(file string) (path string, ok bool)
-}
-
-// editPath is the editor's path of a spec file (slash-separated, relative
-// to the spec folder); "" when there is no editor, the key may not edit, or
-// the file is not in a folder the editor edits.
+// editPath is the editor's path of a spec file; "" when there is no
+// editor, the key may not edit, or the file is not in a folder the editor
+// edits.
 func (h *Handler) editPath(c *gin.Context, file string) string {
 	if h.opts.Editor == nil || file == "" || !auth.Of(c).Has(auth.ScopeAdmin) {
 		return ""
 	}
-	if e, ok := h.opts.Editor.(editorPaths); ok {
-		p, ok := e.EditorPath(file)
-		if !ok {
-			return ""
-		}
-		return p
-	}
-	// One folder: paths are relative to it. With several the editor names
-	// them by folder, which only it knows.
-	dirs := h.opts.Engine.Dirs()
-	if len(dirs) != 1 {
+	p, ok := h.opts.Editor.EditorPath(file)
+	if !ok {
 		return ""
 	}
-	rel, err := filepath.Rel(filepath.Clean(dirs[0]), file)
-	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
-		return ""
-	}
-	return filepath.ToSlash(rel)
+	return p
 }

@@ -147,8 +147,17 @@ type Options struct {
 	// Version is shown in the pages' footer.
 	Version string
 	// Editor serves the spec editor's JSON routes under /ui/editor (see
-	// editorapi.go); nil leaves them out.
-	Editor api.Editor
+	// editorapi.go) and names the files it edits; nil leaves the editor out.
+	Editor Editor
+}
+
+// Editor is the spec editor as the console uses it: its JSON routes, and
+// the name it gives a spec file (slash-separated, relative to the spec
+// folder, prefixed by the folder's name when there are several), which the
+// pages' Edit links open.
+type Editor interface {
+	Register(r gin.IRouter)
+	EditorPath(file string) (path string, ok bool)
 }
 
 // Handler serves the console.
