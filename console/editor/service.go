@@ -328,8 +328,8 @@ type Reload struct {
 	Diagnostics []Diagnostic `json:"diagnostics"`
 }
 
-// Saved is the answer to a write: the file's hash after it (” once
-// deleted) and before it (” when it was created).
+// Saved is the answer to a write: the file's hash after it (empty once
+// deleted) and before it (empty when it was created).
 type Saved struct {
 	Path         string  `json:"path"`
 	Hash         string  `json:"hash"`
