@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/riverqueue/river"
 )
@@ -24,6 +25,15 @@ const maxDeferred = 4096
 
 // deferBatch bounds the jobs of one insert.
 const deferBatch = 200
+
+// deferLinger is how long the flusher waits after a job is queued before it
+// inserts. A run's answer has just been sent when its jobs are queued, and
+// the caller's next request starts at that moment: inserting at once (and
+// the job's fetch that follows) competed with that request's start for the
+// CPU and SQLite's writer, where a few milliseconds later both are idle
+// while the request waits for its model. It also gathers the jobs of runs
+// that end together into one transaction.
+const deferLinger = 10 * time.Millisecond
 
 // EnqueueDeferred queues a job of kind k to be inserted off the caller's
 // path (see above). Unique kinds stay unique: the insert is River's.
@@ -65,6 +75,11 @@ func (c *Client) flushDeferred(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-c.deferWake:
+		}
+		select {
+		case <-ctx.Done(): // Run inserts what is left
+			return
+		case <-time.After(deferLinger):
 		}
 		c.insertDeferred(context.WithoutCancel(ctx))
 	}
