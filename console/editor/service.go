@@ -71,7 +71,9 @@ type Service struct {
 	maxSize int64
 	folders []folder
 
-	mu sync.Mutex // serializes writes
+	mu sync.Mutex // serializes writes (see lock)
+	// warnUnlocked logs once that the folder cannot be locked.
+	warnUnlocked sync.Once
 }
 
 // New returns a Service over the engine's spec folders.
@@ -348,32 +350,35 @@ func (s *Service) Save(ctx context.Context, who Actor, p string, content []byte,
 		return nil, s.tooLarge(p)
 	}
 	start := s.now()
-	s.mu.Lock()
+	unlock, err := s.lock(t.folder)
+	if err != nil {
+		return nil, err
+	}
 	cur, resolved, err := s.read(t)
 	if err != nil {
-		s.mu.Unlock()
+		unlock()
 		return nil, err
 	}
 	action := "update"
 	switch {
 	case baseHash == "" && cur.exists:
-		s.mu.Unlock()
+		unlock()
 		return nil, conflict(p, cur, p+" already exists: open it, or choose another name")
 	case baseHash == "":
 		action = "create"
-		if err := mkdirWithin(t); err == nil {
+		if err = mkdirWithin(t); err == nil {
 			err = writeAtomic(t.abs, content, 0o644)
 		}
 	case !cur.exists:
-		s.mu.Unlock()
+		unlock()
 		return nil, conflict(p, cur, p+" was deleted since it was opened: save it again with an empty base_hash to create it")
 	case cur.hash != baseHash:
-		s.mu.Unlock()
+		unlock()
 		return nil, conflict(p, cur, p+" changed on disk since it was opened: merge the changes shown and save again with the current hash")
 	default:
 		err = writeAtomic(resolved, content, cur.mode)
 	}
-	s.mu.Unlock()
+	unlock()
 	if err != nil {
 		return nil, errWrite(p, err)
 	}
@@ -409,7 +414,10 @@ func (s *Service) Rename(ctx context.Context, who Actor, from, to, baseHash stri
 		return nil, err
 	}
 	start := s.now()
-	s.mu.Lock()
+	unlock, err := s.lock(src.folder, dst.folder)
+	if err != nil {
+		return nil, err
+	}
 	cur, _, err := s.read(src)
 	if err == nil && (!cur.exists || cur.hash != baseHash) {
 		err = conflict(from, cur, from+" changed on disk since it was opened (or was deleted): reload it before renaming")
@@ -431,7 +439,7 @@ func (s *Service) Rename(ctx context.Context, who Actor, from, to, baseHash stri
 			err = conflict(to, there, to+" already exists: choose another name")
 		}
 	}
-	s.mu.Unlock()
+	unlock()
 	if err != nil {
 		return nil, errWrite(from, err)
 	}
@@ -474,7 +482,10 @@ func (s *Service) Delete(ctx context.Context, who Actor, p, baseHash string) (*S
 		return nil, &Error{Status: http.StatusBadRequest, Msg: "base_hash is required: send the hash of the content you opened"}
 	}
 	start := s.now()
-	s.mu.Lock()
+	unlock, err := s.lock(t.folder)
+	if err != nil {
+		return nil, err
+	}
 	cur, _, err := s.read(t)
 	if err == nil && (!cur.exists || cur.hash != baseHash) {
 		err = conflict(p, cur, p+" changed on disk since it was opened (or was deleted): reload it before deleting")
@@ -483,7 +494,7 @@ func (s *Service) Delete(ctx context.Context, who Actor, p, baseHash string) (*S
 		err = os.Remove(t.abs)
 		syncDir(filepath.Dir(t.abs))
 	}
-	s.mu.Unlock()
+	unlock()
 	if err != nil {
 		return nil, errWrite(p, err)
 	}
