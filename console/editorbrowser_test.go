@@ -281,6 +281,50 @@ func TestBrowserEditorCompletion(t *testing.T) {
 	b.until(`document.querySelector(".cm-tooltip-autocomplete") !== null`, 5*time.Second)
 	require.Equal(t, []string{"broadcast"}, evalAs[[]string](b, labels))
 	b.screenshot("completion")
+	b.typeKeys(kb.Escape)
+
+	// Keys the mapping already has are not offered again: the writer agent
+	// has model and instructions, so they are left out at its root while
+	// other keys that match what is typed are offered.
+	open := `document.querySelector(".cm-tooltip-autocomplete") !== null`
+	b.insertAfter("instructions: Write.", "\n")
+	b.typeKeys("mo")
+	b.until(open, 5*time.Second)
+	got := evalAs[[]string](b, labels)
+	require.NotContains(t, got, "model")
+	require.Contains(t, got, "memory")
+	b.typeKeys(kb.Escape + strings.Repeat(kb.Backspace, len("mo")) + "ins")
+	b.until(open, 5*time.Second)
+	got = evalAs[[]string](b, labels)
+	require.NotContains(t, got, "instructions")
+	require.Contains(t, got, "session_state")
+	b.typeKeys(kb.Escape + strings.Repeat(kb.Backspace, len("ins")))
+
+	// In a list of mappings each item is its own mapping: the second step
+	// is offered agent although the first step has one, but not its own
+	// name again.
+	b.insertAfter("members: [writer]", "\n---\nkind: Workflow\nname: flow\nsteps:\n  - name: one\n    agent: writer\n  - name: two\n    ")
+	b.typeKeys("ag")
+	b.until(open, 5*time.Second)
+	require.Equal(t, []string{"agent"}, evalAs[[]string](b, labels))
+	// Asked for every key (Ctrl-Space on the empty line): all but name.
+	b.typeKeys(kb.Escape + strings.Repeat(kb.Backspace, len("ag")))
+	b.do(chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		for _, k := range kb.Encode(' ') {
+			if k.Type == kb.KeyChar {
+				continue // CodeMirror handles the key down; the character would add a space
+			}
+			k.Modifiers = int64(chromedp.ModifierCtrl)
+			if _, err := cdp.Call(ctx, t, input.DispatchKeyEvent, *k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	b.until(open, 5*time.Second)
+	got = evalAs[[]string](b, labels)
+	require.NotContains(t, got, "name")
+	require.Subset(t, got, []string{"agent", "team", "input", "condition"})
 }
 
 // TestBrowserEditorRenameAndDelete: rename a file from the page, then

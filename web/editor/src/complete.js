@@ -55,6 +55,41 @@ function pathAt(doc, lineNo, col, ownDashes) {
   return segs;
 }
 
+// siblingKeys answers the keys the mapping at column col of line lineNo
+// already has, so completion does not offer them again: the keys at col
+// above it up to where the mapping starts (its parent, or the "- " of its
+// list item) and below it until something less indented ends it, within the
+// same document. The cursor's own line is left out: its key is the one being
+// typed. ownDashes are the list markers left of col on that line: a line
+// that starts a list item starts a new mapping, so nothing above is in it.
+function siblingKeys(doc, lineNo, col, ownDashes) {
+  const keys = new Set();
+  // The first column with text: the first "- " marker or the key.
+  const start = (l, text) => (l.dashes.length ? l.dashes[0] : text.length - text.trimStart().length);
+  const scan = (from, step, up) => {
+    for (let n = from; n >= 1 && n <= doc.lines; n += step) {
+      const text = doc.line(n).text;
+      if (/^(---|\.\.\.)(\s|$)/.test(text)) return;
+      if (/^\s*(#|$)/.test(text)) continue;
+      const l = parseLine(text);
+      if (l.key !== undefined && l.keyCol === col) {
+        if (!l.dashes.length) {
+          keys.add(l.key);
+          continue;
+        }
+        // The first key of a list item: ours when looking up from inside
+        // the item; below, the next item has begun.
+        if (up) keys.add(l.key);
+        return;
+      }
+      if (start(l, text) < col) return; // the mapping has ended (or begins below its parent)
+    }
+  };
+  if (!ownDashes.length) scan(lineNo - 1, -1, true);
+  scan(lineNo + 1, 1, false);
+  return keys;
+}
+
 // The document around line lineNo: its kind, for the root's keys.
 function kindAt(doc, lineNo) {
   let first = lineNo, last = lineNo;
@@ -162,7 +197,9 @@ export function schemaCompletion(getSchema) {
     const path = pathAt(doc, line.number, m[1].length, own);
     const node = path && walk(schema, kind, path);
     if (!node) return null;
-    const options = [...keyOptions(schema, node), ...valueOptions(schema, node)];
+    const present = siblingKeys(doc, line.number, m[1].length, own);
+    const keys = keyOptions(schema, node).filter((o) => !present.has(o.label));
+    const options = [...keys, ...valueOptions(schema, node)];
     if (!options.length) return null;
     return { from: ctx.pos - (m[2] || "").length, options, validFor: /^[\w.-]*$/ };
   };
