@@ -673,3 +673,37 @@ func TestExternalKeywordStatsFollowOtherReplicas(t *testing.T) {
 	require.Eventually(t, func() bool { return slices.Equal(want, scores(b)) }, 3*kb.FollowInterval+time.Second, 50*time.Millisecond,
 		"b searches with a's keyword statistics")
 }
+
+// TestResumeLeavesARunningIngestionAlone: without a job queue an upload is
+// ingested by the caller, and a reload's resume lists it as unfinished
+// while that runs. Ingesting it a second time would clear the first
+// ingestion's chunks under searches and write them again with other
+// keyword weights; resume leaves it to the ingestion under way.
+func TestResumeLeavesARunningIngestionAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.gate.paused = make(chan struct{})
+	ks := specs(t, t.TempDir(), docsKB)
+	s, err := kb.New(t.Context(), kb.Options{Documents: e.docs, Chunks: e.chunks, Stats: e.docs,
+		NewEmbedder: func(*spec.Knowledge) (knowledge.Embedder, error) { return e.gate, nil }})
+	require.NoError(t, err)
+	s.Configure(t.Context(), ks)
+	stop := runService(s)
+	defer stop()
+
+	submitted := make(chan error, 1)
+	go func() {
+		_, _, err := s.Submit(context.Background(), kb.Upload{KnowledgeID: "docs", Name: "billing.md", Content: markdownDoc("billing", 2)})
+		submitted <- err
+	}()
+	require.Eventually(t, func() bool { return e.gate.calls.Load() >= 1 }, 5*time.Second, time.Millisecond, "the upload's ingestion embeds")
+	s.Configure(t.Context(), ks) // a reload: its resume finds the document processing
+	require.Never(t, func() bool { return e.gate.calls.Load() > 1 }, 300*time.Millisecond, 5*time.Millisecond, "a second ingestion of the same document started")
+	e.gate.resume()
+	require.NoError(t, <-submitted)
+	docs, _, err := s.List(t.Context(), knowledge.DocumentQuery{KnowledgeID: "docs"})
+	require.NoError(t, err)
+	require.Len(t, docs, 1)
+	require.Equal(t, knowledge.StatusCompleted, docs[0].Status)
+	require.EqualValues(t, 1, e.gate.calls.Load(), "one ingestion, one embedding batch")
+}

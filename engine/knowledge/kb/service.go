@@ -711,6 +711,16 @@ func (s *Service) ingestDocument(parent context.Context, id string, f *fresh) (*
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	s.mu.Lock()
+	if _, busy := s.running[id]; busy {
+		// Already being ingested here: without a job queue, resume (at a
+		// reload) can reach a document its upload is still ingesting. A
+		// second ingestion would clear the first one's chunks and write
+		// them again, so searches meanwhile missed some, and with other
+		// keyword weights (they depend on the base's average length when
+		// written).
+		s.mu.Unlock()
+		return nil, nil
+	}
 	s.running[id] = cancel
 	s.mu.Unlock()
 	defer func() {
