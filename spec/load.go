@@ -67,24 +67,7 @@ func NewLoader(opts LoaderOptions) *Loader {
 // folder read any file the server can. A file named on the command line is
 // the operator's own choice and is read wherever it resolves.
 func (l *Loader) Load(dirs ...string) (*Set, error) {
-	listed, err := specFiles(dirs...)
-	if err != nil {
-		return nil, err
-	}
-	files := make([]*File, 0, len(listed))
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	next := make(map[string]*File, len(listed))
-	for _, sf := range listed {
-		f, err := l.loadFile(sf)
-		if err != nil {
-			return nil, err
-		}
-		next[sf.path] = f
-		files = append(files, f)
-	}
-	l.cache = next // forget deleted files
-	return NewSetWith(files, SetOptions{Builtins: l.builtins, ApproverScopes: l.scopes}), nil
+	return l.load(dirs, nil, true)
 }
 
 // LoadOverlay validates dirs as Load does, with the contents of overlay (by
@@ -95,22 +78,32 @@ func (l *Loader) Load(dirs ...string) (*Set, error) {
 // save. It reuses parsed files but never changes what the Loader
 // remembers, so it does not disturb the reload loop.
 func (l *Loader) LoadOverlay(overlay map[string][]byte, dirs ...string) (*Set, error) {
+	return l.load(dirs, overlay, false)
+}
+
+// load is Load and LoadOverlay: the files under dirs, overlay's contents in
+// place of (or besides) those on disk, parsed files reused from the cache.
+// remember makes what was read the cache, forgetting deleted files.
+func (l *Loader) load(dirs []string, overlay map[string][]byte, remember bool) (*Set, error) {
 	listed, err := specFiles(dirs...)
 	if err != nil {
 		return nil, err
 	}
-	seen := make(map[string]bool, len(listed))
-	for _, sf := range listed {
-		seen[sf.path] = true
-	}
-	for path := range overlay {
-		if !seen[path] {
-			listed = append(listed, specFile{path: path, root: rootOf(path, dirs)})
+	if len(overlay) > 0 {
+		seen := make(map[string]bool, len(listed))
+		for _, sf := range listed {
+			seen[sf.path] = true
+		}
+		for path := range overlay {
+			if !seen[path] {
+				listed = append(listed, specFile{path: path, root: rootOf(path, dirs)})
+			}
 		}
 	}
 	files := make([]*File, 0, len(listed))
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	next := make(map[string]*File, len(listed))
 	for _, sf := range listed {
 		var f *File
 		if data, ok := overlay[sf.path]; ok {
@@ -118,7 +111,11 @@ func (l *Loader) LoadOverlay(overlay map[string][]byte, dirs ...string) (*Set, e
 		} else if f, err = l.loadFile(sf); err != nil {
 			return nil, err
 		}
+		next[sf.path] = f
 		files = append(files, f)
+	}
+	if remember {
+		l.cache = next
 	}
 	return NewSetWith(files, SetOptions{Builtins: l.builtins, ApproverScopes: l.scopes}), nil
 }

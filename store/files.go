@@ -5,8 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/troupehq/troupe/engine/session"
 )
@@ -96,24 +96,14 @@ func (db *DB) GetRunFile(ctx context.Context, sessionID, fileID string, f Filter
 // store once DeleteSessions has deleted their rows.
 func (db *DB) SessionFileKeys(ctx context.Context, ids []string, f Filter) ([]string, error) {
 	var keys []string
-	for start := 0; start < len(ids); start += idBatch {
-		batch := ids[start:min(start+idBatch, len(ids))]
-		var b strings.Builder
+	for batch := range slices.Chunk(ids, idBatch) {
 		args := make([]any, 0, len(batch)+1)
-		b.WriteString(`SELECT rf.storage_key FROM run_files rf JOIN sessions s ON s.id = rf.session_id WHERE rf.session_id IN (`)
-		for i, id := range batch {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			args = append(args, id)
-			b.WriteString("$" + strconv.Itoa(len(args)))
-		}
-		b.WriteString(")")
+		q := `SELECT rf.storage_key FROM run_files rf JOIN sessions s ON s.id = rf.session_id WHERE rf.session_id IN ` + inList(&args, batch)
 		if f.UserID != "" {
 			args = append(args, f.UserID)
-			b.WriteString(" AND s.user_id = $" + strconv.Itoa(len(args)))
+			q += " AND s.user_id = $" + strconv.Itoa(len(args))
 		}
-		rows, err := db.r.QueryContext(ctx, b.String(), args...)
+		rows, err := db.r.QueryContext(ctx, q, args...)
 		if err != nil {
 			return nil, fmt.Errorf("store: listing session files: %w", err)
 		}
