@@ -52,3 +52,42 @@ func TestCheckOverlay(t *testing.T) {
 	require.False(t, res.Changed, "the next reload finds nothing changed")
 	require.Equal(t, snap.Generation(), e.Current().Generation())
 }
+
+// TestCheckDuringReloads: an editor checks while the folder reloads (run
+// it with -race): checks and reloads share the loader's cache and the
+// serving snapshot, and neither disturbs the other.
+func TestCheckDuringReloads(t *testing.T) {
+	t.Parallel()
+	f := newFolder(t)
+	f.write("a.yaml", agentYAML("a", "v1"))
+	e := f.engine()
+	defer e.Close()
+	overlay := map[string][]byte{filepath.Join(f.dir, "a.yaml"): []byte(agentYAML("a", "v2", "nope"))}
+	done := make(chan struct{})
+	checked := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-done:
+				checked <- n
+				return
+			default:
+			}
+			ds, err := e.Check(overlay)
+			if err != nil || len(ds) != 1 {
+				checked <- -1
+				return
+			}
+			n++
+		}
+	}()
+	for i := range 20 {
+		f.write("b.yaml", agentYAML("b", "v"+string(rune('a'+i))))
+		res := e.Load()
+		require.True(t, res.Success(), "%v", res.Err)
+		require.Empty(t, e.Current().Diagnostics(), "a check's buffer reached the served snapshot")
+	}
+	close(done)
+	require.Positive(t, <-checked, "every check saw exactly the buffer's problem")
+}

@@ -292,7 +292,13 @@ func tokenEnd(lines []string, line, col int) (int, int) {
 	}
 	if q := rs[i]; q == '"' || q == '\'' {
 		for j := i + 1; j < len(rs); j++ {
-			if rs[j] == q && (q == '\'' || rs[j-1] != '\\') {
+			switch {
+			case q == '"' && rs[j] == '\\':
+				j++ // an escape: the next character is part of the string
+			case rs[j] != q:
+			case q == '\'' && j+1 < len(rs) && rs[j+1] == '\'':
+				j++ // '' is a quote inside single quotes
+			default:
 				return line, j + 2
 			}
 		}

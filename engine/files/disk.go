@@ -1,7 +1,6 @@
 package files
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -54,8 +53,8 @@ func (d *Disk) path(key string) (string, error) {
 	return filepath.Join(d.root, filepath.FromSlash(key)), nil
 }
 
-// Put writes data under key through a temporary file and a rename, so a
-// crash never leaves half a file under a key.
+// Put writes data under key through a synced temporary file and a rename,
+// so a crash never leaves half a file under a key.
 func (d *Disk) Put(_ context.Context, key string, data []byte) error {
 	p, err := d.path(key)
 	if err != nil {
@@ -68,9 +67,12 @@ func (d *Disk) Put(_ context.Context, key string, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("storing run file: %w", err)
 	}
-	_, werr := io.Copy(tmp, bytes.NewReader(data))
+	// Synced before the rename: the run's row names the file once this
+	// returns, and a power loss must not leave it empty under its name.
+	_, werr := tmp.Write(data)
+	serr := tmp.Sync()
 	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
+	if err := errors.Join(werr, serr, cerr); err != nil {
 		_ = os.Remove(tmp.Name())
 		return fmt.Errorf("storing run file: %w", err)
 	}

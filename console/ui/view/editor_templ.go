@@ -84,7 +84,7 @@ func EditorPage(f Frame, e Editor) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 4, "\"> <label for=\"ed-new-name\">Name</label> <input type=\"text\" id=\"ed-new-name\" required pattern=\"[a-z0-9][a-z0-9_.\\-]*\" autocomplete=\"off\" spellcheck=\"false\" data-testid=\"editor-new-name\"> <button type=\"submit\" data-testid=\"editor-new-submit\">Start</button></form><div class=\"ed-bar\"><code id=\"ed-path\" data-testid=\"editor-path\">")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 4, "\"> <label for=\"ed-new-name\">Name</label> <input type=\"text\" id=\"ed-new-name\" required pattern=\"[a-z0-9][a-z0-9_\\-]{0,51}\" maxlength=\"52\" autocomplete=\"off\" spellcheck=\"false\" data-testid=\"editor-new-name\"> <button type=\"submit\" data-testid=\"editor-new-submit\">Start</button></form><div class=\"ed-bar\"><code id=\"ed-path\" data-testid=\"editor-path\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
