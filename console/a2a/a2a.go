@@ -188,15 +188,6 @@ func (h *Handler) find(c *gin.Context) (target, bool) {
 	return target{}, false
 }
 
-// baseURL is the server's URL as the caller reached it.
-func baseURL(c *gin.Context) string {
-	scheme := "http"
-	if c.Request.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + c.Request.Host
-}
-
 // card describes a target as an A2A agent: text in, text out, streaming,
 // one skill (what its description says).
 func (h *Handler) card(c *gin.Context, t target) *sdk.AgentCard {
@@ -205,13 +196,13 @@ func (h *Handler) card(c *gin.Context, t target) *sdk.AgentCard {
 		desc = fmt.Sprintf("Troupe %s %s.", strings.ToLower(string(t.kind)), t.name)
 	}
 	card := &sdk.AgentCard{
-		Name: t.name, Description: desc, URL: baseURL(c) + "/a2a/" + t.segment + "/" + t.name,
+		Name: t.name, Description: desc, URL: api.BaseURL(c.Request) + "/a2a/" + t.segment + "/" + t.name,
 		PreferredTransport: sdk.TransportProtocolJSONRPC, ProtocolVersion: ProtocolVersion, Version: h.opts.Version,
 		Capabilities:      sdk.AgentCapabilities{Streaming: true},
 		DefaultInputModes: []string{"text/plain"}, DefaultOutputModes: []string{"text/plain"},
 		Skills: []sdk.AgentSkill{{ID: t.segment + "/" + t.name, Name: t.name, Description: desc,
 			Tags: []string{strings.ToLower(string(t.kind))}}},
-		Provider: &sdk.AgentProvider{Org: "Troupe", URL: baseURL(c)},
+		Provider: &sdk.AgentProvider{Org: "Troupe", URL: api.BaseURL(c.Request)},
 	}
 	h.secure(card)
 	return card
@@ -249,7 +240,7 @@ func (h *Handler) directoryCard(c *gin.Context) {
 		Capabilities:      sdk.AgentCapabilities{Streaming: true},
 		DefaultInputModes: []string{"text/plain"}, DefaultOutputModes: []string{"text/plain"},
 		Skills:   []sdk.AgentSkill{},
-		Provider: &sdk.AgentProvider{Org: "Troupe", URL: baseURL(c)},
+		Provider: &sdk.AgentProvider{Org: "Troupe", URL: api.BaseURL(c.Request)},
 	}
 	for i, t := range ts {
 		one := h.card(c, t)

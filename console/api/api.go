@@ -72,7 +72,6 @@ type Knowledge interface {
 	Retry(ctx context.Context, id string) (*knowledge.Document, error)
 	// Sync syncs a knowledge base's sources now and says what changed.
 	Sync(ctx context.Context, id string) (kb.SyncResult, error)
-	Search(ctx context.Context, knowledgeIDs []string, query, mode string, topK int, filters knowledge.Filters) ([]knowledge.Hit, error)
 	SearchWith(ctx context.Context, r kb.SearchRequest) ([]knowledge.Hit, error)
 	MaxBytes() int64
 	Config() kb.Config

@@ -71,15 +71,17 @@ func (h *Handler) docs(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	base := []byte(template.HTMLEscapeString(baseURL(c.Request)))
+	base := []byte(template.HTMLEscapeString(BaseURL(c.Request)))
 	c.Data(http.StatusOK, "text/html; charset=utf-8", bytes.ReplaceAll(d.html, []byte(docsBaseURL), base))
 	return nil
 }
 
-// baseURL is the scheme and host r was sent to: https when it came over TLS
+// BaseURL is the scheme and host r was sent to: https when it came over TLS
 // or through a proxy that says so (X-Forwarded-Proto), as a browser's
-// address bar shows it. The host passed the server's host check.
-func baseURL(r *http.Request) string {
+// address bar shows it. The host passed the server's host check. The docs,
+// the console's endpoint snippets and the A2A agent cards all name the
+// server with it.
+func BaseURL(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
 		scheme = "https"

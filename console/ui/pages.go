@@ -246,11 +246,7 @@ const maxPageRuns, maxChatRuns = 50, 20
 // endpoints documents a target's API routes with curl commands against the
 // address the browser used.
 func (h *Handler) endpoints(c *gin.Context, t view.Target) []view.Endpoint {
-	scheme := "http"
-	if c.Request.TLS != nil {
-		scheme = "https"
-	}
-	base := scheme + "://" + c.Request.Host
+	base := api.BaseURL(c.Request)
 	auth := ""
 	if h.opts.Keys.Len() > 0 {
 		auth = ` \` + "\n  -H \"Authorization: Bearer $TROUPE_API_KEY\""

@@ -80,7 +80,6 @@ type Knowledge interface {
 	Delete(ctx context.Context, id string) error
 	Retry(ctx context.Context, id string) (*knowledge.Document, error)
 	Sync(ctx context.Context, id string) (kb.SyncResult, error)
-	Search(ctx context.Context, knowledgeIDs []string, query, mode string, topK int, filters knowledge.Filters) ([]knowledge.Hit, error)
 	SearchWith(ctx context.Context, r kb.SearchRequest) ([]knowledge.Hit, error)
 }
 
