@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/troupehq/troupe/engine/files"
 	"github.com/troupehq/troupe/engine/jobs"
 	"github.com/troupehq/troupe/engine/knowledge"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
@@ -112,6 +113,12 @@ func Status(err error) (status int, msg string, ok bool) {
 		// The same answer for a memory of another user as for none.
 		return http.StatusNotFound, "memory not found", true
 	case errors.Is(err, memory.ErrInvalid):
+		return http.StatusUnprocessableEntity, err.Error(), true
+	case errors.Is(err, files.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, err.Error(), true
+	case errors.Is(err, files.ErrUnsupported):
+		return http.StatusUnsupportedMediaType, err.Error(), true
+	case errors.Is(err, files.ErrUnreadable):
 		return http.StatusUnprocessableEntity, err.Error(), true
 	case errors.Is(err, kb.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge, err.Error(), true

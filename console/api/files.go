@@ -41,10 +41,10 @@ func FileURL(sessionID, id string) string {
 	return "/sessions/" + sessionID + "/files/" + id
 }
 
-// formUploads reads the files of a multipart run form (AgentOS's files
+// FormUploads reads the files of a multipart run form (AgentOS's files
 // field), each bounded by limits: a file over its limit is refused before
 // it is read whole.
-func formUploads(form *multipart.Form, limits files.Limits) ([]files.Upload, error) {
+func FormUploads(form *multipart.Form, limits files.Limits) ([]files.Upload, error) {
 	if form == nil {
 		return nil, nil
 	}
@@ -72,40 +72,18 @@ func formUploads(form *multipart.Form, limits files.Limits) ([]files.Upload, err
 	return out, nil
 }
 
-// fileError maps a refused file to its status: 413 too large, 415 a type
-// nothing reads, 422 a document whose text cannot be read.
-func fileError(err error) error {
-	switch {
-	case errors.Is(err, files.ErrTooLarge):
-		return &Error{Status: http.StatusRequestEntityTooLarge, Msg: err.Error()}
-	case errors.Is(err, files.ErrUnsupported):
-		return &Error{Status: http.StatusUnsupportedMediaType, Msg: err.Error()}
-	case errors.Is(err, files.ErrUnreadable):
-		return &Error{Status: http.StatusUnprocessableEntity, Msg: err.Error()}
-	}
-	return err
-}
-
-// putFiles checks a run's uploads and keeps their bytes; the run stores
-// their metadata when it starts. On error nothing stays stored.
-func (h *Handler) putFiles(ctx context.Context, uploads []files.Upload) ([]files.File, error) {
-	return PutFiles(ctx, h.opts.Files, h.opts.FileLimits, uploads)
-}
-
-// dropFiles deletes the bytes of files whose run was not stored.
-func (h *Handler) dropFiles(fs []files.File) { DropFiles(h.opts.Files, fs, h.log) }
-
 // PutFiles checks a run's uploads against limits and keeps their bytes in
 // fs (nil: the server takes no files); the run stores their metadata when
 // it starts, and DropFiles deletes them when it does not. Errors carry
-// their status (413, 415, 422). The API and the console chat share it.
+// their status in Status (413, 415, 422). The API and the console chat
+// share it.
 func PutFiles(ctx context.Context, fs files.Store, limits files.Limits, uploads []files.Upload) ([]files.File, error) {
 	if fs == nil {
 		return nil, Errorf(http.StatusUnprocessableEntity, "this server takes no files with runs; send the message alone")
 	}
 	checked, err := files.Check(uploads, limits)
 	if err != nil {
-		return nil, fileError(err)
+		return nil, err
 	}
 	for i := range checked {
 		checked[i].Key = files.NewKey()
@@ -125,12 +103,6 @@ func DropFiles(fs files.Store, stored []files.File, log *slog.Logger) {
 			log.Warn("deleting the file of a run that did not start", "key", f.Key, "err", err)
 		}
 	}
-}
-
-// FormUploads reads the files of a multipart run form (field files).
-func FormUploads(form *multipart.Form, limits files.Limits) ([]files.Upload, error) {
-	u, err := formUploads(form, limits)
-	return u, fileError(err)
 }
 
 // listSessionFiles answers GET /sessions/{id}/files: the files sent with

@@ -103,8 +103,8 @@ func parseRunRequest(c *gin.Context, limits files.Limits) (runRequest, error) {
 		req.SessionID = c.PostForm("session_id")
 		req.UserID = c.PostForm("user_id")
 		var err error
-		if req.Files, err = formUploads(c.Request.MultipartForm, limits); err != nil {
-			return fileError(err)
+		if req.Files, err = FormUploads(c.Request.MultipartForm, limits); err != nil {
+			return err
 		}
 		return formFlags(c, map[string]**bool{"stream": &req.Stream, "background": &req.Background})
 	})
@@ -161,7 +161,7 @@ func (h *Handler) createRun(typ string) handlerFunc {
 			return Errorf(http.StatusUnprocessableEntity, "files cannot be sent with background: true; send them on a foreground run")
 		}
 		if len(req.Files) > 0 {
-			if p.Files, err = h.putFiles(c.Request.Context(), req.Files); err != nil {
+			if p.Files, err = PutFiles(c.Request.Context(), h.opts.Files, h.opts.FileLimits, req.Files); err != nil {
 				return err
 			}
 		}
@@ -173,7 +173,7 @@ func (h *Handler) createRun(typ string) handlerFunc {
 		}
 		turn, err := h.opts.Runs.Start(c.Request.Context(), p)
 		if err != nil && len(p.Files) > 0 {
-			h.dropFiles(p.Files)
+			DropFiles(h.opts.Files, p.Files, h.log)
 		}
 		if replay, ok := errors.AsType[*session.ReplayError](err); ok {
 			return h.replayRun(c, typ, replay.RunID, false, stream)
