@@ -226,6 +226,10 @@ func TestRunFileLimits(t *testing.T) {
 			http.StatusUnprocessableEntity, "workflows take an input object, not files; send files to an agent or a team"},
 		{"server without files", bare, "/agents/writer/runs", nil, []runUpload{{"a.txt", []byte("a")}},
 			http.StatusUnprocessableEntity, "this server takes no files with runs; send the message alone"},
+		// Accepted files, stored, then a run that does not start: its
+		// files are deleted again.
+		{"unknown agent", ts, "/agents/nope/runs", nil, []runUpload{{"a.txt", []byte("a")}},
+			http.StatusNotFound, "nope"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
