@@ -131,10 +131,8 @@ function init(root) {
         const end = doc.line(Math.max(d.end_line, 1));
         to = Math.min(end.from + Math.max((d.end_column || 1) - 1, 0), end.to);
       }
-      if (to <= from) { // no range: underline the word at the position, or the line's rest
-        const m = /^[^\s:,\]\}]+/.exec(doc.sliceString(from, line.to));
-        to = m ? from + m[0].length : line.to;
-      }
+      // The server ends every range at its token; one past the text has
+      // none, and gets a character so it shows.
       if (to <= from && from < doc.length) to = from + 1;
       return { from, to, severity: d.severity === "warning" ? "warning" : "error", message: d.message, source: "troupe" };
     });
@@ -248,8 +246,8 @@ function init(root) {
       setStatus(done + " The reload failed: " + (reload.error || "see the server log") + ".", "error");
       return;
     }
-    const errors = (reload.diagnostics || []).filter((d) => typeof d === "string" || d.severity !== "warning").map((d) => (typeof d === "string" ? d
-      : d.text || (d.path || d.file) + ":" + d.line + ":" + (d.column || d.col) + ": " + d.message));
+    const errors = (reload.diagnostics || []).filter((d) => d.severity !== "warning")
+      .map((d) => d.path + ":" + d.line + ":" + d.column + ": " + d.message);
     const what = " Reloaded: generation " + gen + (reload.changed === false ? " (nothing to change)" : "") + ".";
     if (errors.length) {
       setStatus(done + what + " " + errors.length + (errors.length === 1 ? " error keeps" : " errors keep") +
