@@ -353,7 +353,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		o.Limits = h.limits(ts.db)
 	}
 	if disk != nil {
-		o.Files, o.FileLimits, o.FileRecords = disk, h.fileLimits, ts.db
+		o.Files, o.FileLimits = disk, h.fileLimits
 	}
 	if h.opts != nil {
 		h.opts(&o)

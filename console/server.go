@@ -120,12 +120,10 @@ type Options struct {
 	// Erasers erase a user's data besides their sessions on DELETE
 	// /users/{user_id}: learnings, memories (one per kind of data).
 	Erasers []api.UserEraser
-	// Files keeps the files sent with runs, FileLimits bounds them and
-	// FileRecords reads their metadata (the store); without Files, runs
-	// take no files.
-	Files       files.Store
-	FileLimits  files.Limits
-	FileRecords api.FileRecords
+	// Files keeps the files sent with runs and FileLimits bounds them (the
+	// store keeps their metadata); without Files, runs take no files.
+	Files      files.Store
+	FileLimits files.Limits
 	// DisableMCP leaves out the MCP server at /mcp (troupe serve
 	// --mcp=false); it is served by default.
 	DisableMCP bool
@@ -239,7 +237,7 @@ func New(opts Options) *Server {
 		Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Background: opts.Background, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Knowledge: opts.Knowledge, Memories: opts.Memories, Traces: opts.Traces, Prometheus: prom,
 		Streams: s.streams, Keys: opts.Keys, Logger: opts.Logger, Started: s.start, Closing: s.closing,
 		Documented: documented, Body: body, Upload: upload, Timeout: s.timeout, DBID: opts.DBID, Version: opts.Version, ReplicaID: opts.ReplicaID, Limits: opts.Limits,
-		Learning: opts.Learning, Erasers: opts.Erasers, Files: opts.Files, FileLimits: opts.FileLimits, FileRecords: opts.FileRecords,
+		Learning: opts.Learning, Erasers: opts.Erasers, Files: opts.Files, FileLimits: opts.FileLimits,
 	})
 	s.openai = openai.New(openai.Options{Engine: opts.Engine, Runs: opts.Runs, Streams: s.streams, Keys: opts.Keys, Deny: s.api.Deny,
 		Logger: opts.Logger, Body: body, Timeout: s.timeout, Limits: opts.Limits})
@@ -247,7 +245,7 @@ func New(opts Options) *Server {
 		Logger: opts.Logger, Body: body, Timeout: s.timeout, Limits: opts.Limits, Version: opts.Version})
 	s.ui = ui.New(ui.Options{Editor: ed, Engine: opts.Engine, Store: opts.Store, Runs: opts.Runs, Knowledge: opts.Knowledge, KafkaLag: opts.KafkaLag, Memories: opts.Memories, Traces: opts.Traces, Queue: opts.Queue, Triggers: triggersOf(opts.Triggers), Streams: s.streams,
 		Keys: opts.Keys, Logger: opts.Logger, Closing: s.closing, Body: body, Upload: upload, Timeout: s.timeout, Version: opts.Version, Limits: opts.Limits, Learning: opts.Learning,
-		Files: opts.Files, FileLimits: opts.FileLimits, FileRecords: opts.FileRecords})
+		Files: opts.Files, FileLimits: opts.FileLimits})
 	if !opts.DisableMCP {
 		// Operator tools call the API's routes in process: the same
 		// handlers, scopes and user isolation as over HTTP, past the host

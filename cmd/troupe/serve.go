@@ -455,7 +455,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		ReplicaID:  db.ReplicaID(),
 		Limits:     ratelimit.New(ratelimit.Options{Store: db, Keys: keys, User: cfg.userLimit, Logger: logger.With("component", "ratelimit")}),
 		DisableMCP: !cfg.mcp,
-		Files:      runFiles, FileRecords: db,
+		Files:      runFiles,
 		FileLimits: files.Limits{MaxFileBytes: int64(cfg.maxFileBytes), MaxRunBytes: int64(cfg.maxRunFileBytes), MaxFiles: cfg.maxRunFiles},
 		Spans:      tel.spans(),
 	})

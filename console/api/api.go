@@ -55,6 +55,7 @@ type Store interface {
 	ListComponentRuns(ctx context.Context, q store.RunQuery) ([]store.Run, int, error)
 	DailyMetrics(ctx context.Context, from, to time.Time) ([]store.DailyMetrics, error)
 	Fires
+	FileRecords
 	BudgetCounters
 	// Ready runs a cheap real query, for the readiness probe.
 	Ready(ctx context.Context) error
@@ -155,11 +156,10 @@ type Options struct {
 	// always erases) on DELETE /users/{user_id}.
 	Erasers []UserEraser
 	// Files keeps the files sent with runs (multipart files); nil refuses
-	// them. FileLimits bounds them; FileRecords reads their metadata, which
-	// the store keeps with the runs.
-	Files       files.Store
-	FileLimits  files.Limits
-	FileRecords FileRecords
+	// them. FileLimits bounds them; the store keeps their metadata with the
+	// runs.
+	Files      files.Store
+	FileLimits files.Limits
 	// Editor serves the spec editor's routes under /config (admin only);
 	// nil leaves them out.
 	Editor Editor

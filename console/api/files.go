@@ -108,14 +108,14 @@ func DropFiles(fs files.Store, stored []files.File, log *slog.Logger) {
 // listSessionFiles answers GET /sessions/{id}/files: the files sent with
 // the session's runs, oldest first, to its user (or an administrator).
 func (h *Handler) listSessionFiles(c *gin.Context) error {
-	if h.opts.FileRecords == nil {
+	if h.opts.Files == nil {
 		return Errorf(http.StatusNotFound, "this server keeps no run files")
 	}
 	f := filter(c)
 	if _, err := h.opts.Store.GetSession(c.Request.Context(), c.Param("id"), f); err != nil {
 		return about("session", err)
 	}
-	rows, err := h.opts.FileRecords.SessionFiles(c.Request.Context(), c.Param("id"), f)
+	rows, err := h.opts.Store.SessionFiles(c.Request.Context(), c.Param("id"), f)
 	if err != nil {
 		return err
 	}
@@ -132,10 +132,10 @@ func (h *Handler) listSessionFiles(c *gin.Context) error {
 // to the session's user (or an administrator); anyone else gets 404, as
 // for a file that does not exist.
 func (h *Handler) downloadFile(c *gin.Context) error {
-	if h.opts.FileRecords == nil || h.opts.Files == nil {
+	if h.opts.Files == nil {
 		return Errorf(http.StatusNotFound, "this server keeps no run files")
 	}
-	rf, err := h.opts.FileRecords.GetRunFile(c.Request.Context(), c.Param("id"), c.Param("file_id"), filter(c))
+	rf, err := h.opts.Store.GetRunFile(c.Request.Context(), c.Param("id"), c.Param("file_id"), filter(c))
 	if err != nil {
 		return about("file", err)
 	}

@@ -303,10 +303,10 @@ func (h *Handler) sessionPage(c *gin.Context) {
 // the pages show under each message. A failure to read them costs the
 // page its attachments, not the conversation.
 func (h *Handler) withFiles(c *gin.Context, id string, runs []store.Run) {
-	if h.opts.FileRecords == nil {
+	if h.opts.Files == nil {
 		return
 	}
-	fs, err := h.opts.FileRecords.SessionFiles(c.Request.Context(), id, userFilter(c))
+	fs, err := h.opts.Store.SessionFiles(c.Request.Context(), id, userFilter(c))
 	if err != nil {
 		h.log.Warn("listing a session's files", "session_id", id, "err", err)
 		return
@@ -323,11 +323,11 @@ func (h *Handler) withFiles(c *gin.Context, id string, runs []store.Run) {
 // sessionFile serves a file sent with a run of the session to whoever may
 // read the session (image thumbnails and download links on the pages).
 func (h *Handler) sessionFile(c *gin.Context) {
-	if h.opts.FileRecords == nil || h.opts.Files == nil {
+	if h.opts.Files == nil {
 		h.Problem(c, http.StatusNotFound, "File not found", "This server keeps no run files.", "")
 		return
 	}
-	rf, err := h.opts.FileRecords.GetRunFile(c.Request.Context(), c.Param("id"), c.Param("file_id"), userFilter(c))
+	rf, err := h.opts.Store.GetRunFile(c.Request.Context(), c.Param("id"), c.Param("file_id"), userFilter(c))
 	if err == nil {
 		err = api.ServeFile(c, h.opts.Files, rf)
 	}

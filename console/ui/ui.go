@@ -62,6 +62,7 @@ type Store interface {
 	RecentRuns(ctx context.Context, limit int, f store.Filter) ([]store.Run, error)
 	RunActivity(ctx context.Context, from, to time.Time, buckets int, f store.Filter) ([]store.ActivityBucket, error)
 	api.Fires
+	api.FileRecords
 	// Workflow runs: one run, a workflow's runs, a run's step checkpoints.
 	GetRun(ctx context.Context, id string, f store.Filter) (*store.Run, error)
 	ListComponentRuns(ctx context.Context, q store.RunQuery) ([]store.Run, int, error)
@@ -137,12 +138,11 @@ type Options struct {
 	// Learning applies decided learning proposals from the inbox (as the
 	// API's does); nil leaves them decided but unapplied.
 	Learning api.LearningDecider
-	// Files keeps the files sent with runs (the chat's attachments),
-	// FileLimits bounds them and FileRecords reads their metadata; without
+	// Files keeps the files sent with runs (the chat's attachments) and
+	// FileLimits bounds them (the store keeps their metadata); without
 	// Files the chat takes no files.
-	Files       files.Store
-	FileLimits  files.Limits
-	FileRecords api.FileRecords
+	Files      files.Store
+	FileLimits files.Limits
 	// Version is shown in the pages' footer.
 	Version string
 	// Editor serves the spec editor's JSON routes under /ui/editor (see
