@@ -49,10 +49,10 @@ func (h *Handler) editorSchemaJSON(c *gin.Context) {
 	c.Data(http.StatusOK, "application/schema+json", data)
 }
 
-// editPath is the editor's path of a spec file; "" when there is no
+// editURL is the editor's page for a spec file; "" when there is no
 // editor, the key may not edit, or the file is not in a folder the editor
 // edits.
-func (h *Handler) editPath(c *gin.Context, file string) string {
+func (h *Handler) editURL(c *gin.Context, file string) string {
 	if h.opts.Editor == nil || file == "" || !auth.Of(c).Has(auth.ScopeAdmin) {
 		return ""
 	}
@@ -60,5 +60,5 @@ func (h *Handler) editPath(c *gin.Context, file string) string {
 	if !ok {
 		return ""
 	}
-	return p
+	return view.EditURL(p)
 }

@@ -192,7 +192,7 @@ func (h *Handler) targetPage(typ string) gin.HandlerFunc {
 		p := view.TargetPage{Target: t, CanRun: auth.Of(c).Has(auth.ScopeAgentsRun), Files: h.opts.Files != nil}
 		if found {
 			p.File = o.File
-			p.Edit = view.EditURL(h.editPath(c, o.File))
+			p.Edit = h.editURL(c, o.File)
 			p.Diagnostics = viewDiagnostics(o.Diagnostics)
 			if o.Doc != nil {
 				yaml, err := spec.Resolved(o.Doc)
@@ -657,7 +657,7 @@ func (h *Handler) renderConfig(c *gin.Context, flash string) {
 			Generation: o.Generation, Diagnostics: viewDiagnostics(o.Diagnostics)})
 	}
 	for _, f := range snap.Files() {
-		p.Files = append(p.Files, view.ConfigFile{Path: f.Path, Edit: view.EditURL(h.editPath(c, f.Path)), Size: f.Size, Failed: f.Failed, Diagnostics: viewDiagnostics(f.Diagnostics), Objects: byFile[f.Path]})
+		p.Files = append(p.Files, view.ConfigFile{Path: f.Path, Edit: h.editURL(c, f.Path), Size: f.Size, Failed: f.Failed, Diagnostics: viewDiagnostics(f.Diagnostics), Objects: byFile[f.Path]})
 	}
 	h.render(c, http.StatusOK, view.ConfigPage(h.frame(c, "Config", "config"), p))
 }

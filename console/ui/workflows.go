@@ -71,7 +71,7 @@ func (h *Handler) workflowPage(c *gin.Context) {
 	}
 	if found {
 		p.File, p.Diagnostics = o.File, viewDiagnostics(o.Diagnostics)
-		p.Edit = view.EditURL(h.editPath(c, o.File))
+		p.Edit = h.editURL(c, o.File)
 	}
 	h.render(c, http.StatusOK, view.WorkflowDetail(h.frame(c, name, "workflows"), p, view.NewStepGraph(p.Steps)))
 }
