@@ -707,3 +707,18 @@ func TestResumeLeavesARunningIngestionAlone(t *testing.T) {
 	require.Equal(t, knowledge.StatusCompleted, docs[0].Status)
 	require.EqualValues(t, 1, e.gate.calls.Load(), "one ingestion, one embedding batch")
 }
+
+// TestSearchWithNoBasesFindsNothing: a server without knowledge bases
+// searches an empty list (console search, /knowledge/search); that finds
+// nothing rather than failing.
+func TestSearchWithNoBasesFindsNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	s, stop := e.start(t, specs(t, t.TempDir(), docsKB))
+	defer stop()
+	for _, ids := range [][]string{nil, {}} {
+		hits, err := s.SearchWith(t.Context(), kb.SearchRequest{KnowledgeIDs: ids, Query: "widgets", Mode: knowledge.ModeHybrid, TopK: 3})
+		require.NoError(t, err)
+		require.Empty(t, hits)
+	}
+}

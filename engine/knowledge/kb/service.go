@@ -918,6 +918,11 @@ func (s *Service) SearchWith(ctx context.Context, r SearchRequest) ([]knowledge.
 	if m := r.MinScore; m != nil && !(*m >= 0 && *m <= 1) {
 		return nil, fmt.Errorf("min_score %g is out of range: scores run from 0 to 1", *m)
 	}
+	if len(knowledgeIDs) == 0 {
+		// No base configured (SearchIDs of a server without knowledge):
+		// nothing to search, so nothing found.
+		return nil, nil
+	}
 	var lists [][]knowledge.Hit
 	want := topK
 	// Bases sharing an embedder share the query's embedding: one request,
