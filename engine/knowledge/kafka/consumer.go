@@ -316,7 +316,13 @@ func (c *Consumer) applyWithRetry(ctx context.Context, m Message) error {
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = c.apply(ctx, m)
-		if err == nil || errors.Is(err, errPoison) || permanent(err) || errors.Is(err, knowledge.ErrNotFound) || attempt >= c.opts.Attempts || ctx.Err() != nil {
+		if kb.Busy(err) && ctx.Err() == nil {
+			// The same document is being ingested in this process (a
+			// redelivery after a rebalance): that ingestion ends, so
+			// waiting for it does not use up an attempt and never
+			// dead-letters the message.
+			attempt--
+		} else if err == nil || errors.Is(err, errPoison) || permanent(err) || errors.Is(err, knowledge.ErrNotFound) || attempt >= c.opts.Attempts || ctx.Err() != nil {
 			return err
 		}
 		c.log.Warn("applying a kafka message failed; retrying", "document", m.ID, "attempt", attempt, "err", err)
@@ -325,9 +331,13 @@ func (c *Consumer) applyWithRetry(ctx context.Context, m Message) error {
 			return ctx.Err()
 		case <-time.After(delay):
 		}
-		delay *= 2
+		delay = min(delay*2, maxRetryDelay)
 	}
 }
+
+// maxRetryDelay caps the doubling pause between attempts: waiting out a busy
+// document can take many.
+const maxRetryDelay = 5 * time.Second
 
 // permanent reports errors another attempt cannot fix.
 func permanent(err error) bool {
