@@ -244,7 +244,8 @@ func (s *Service) Configure(ctx context.Context, specs []*spec.Knowledge) {
 	for _, k := range specs {
 		// A Model document the embedder names is written into k, so a
 		// change to it shows in the embedder's key, not in k's hash.
-		if b, ok := prev[k.Name]; ok && b.spec.Hash() == k.Hash() && b.spec.Embedder.Key() == k.Embedder.Key() {
+		// So is the Model the reranker names (Snapshot.Knowledge).
+		if b, ok := prev[k.Name]; ok && b.spec.Hash() == k.Hash() && b.spec.Embedder.Key() == k.Embedder.Key() && rerankModel(b.spec) == rerankModel(k) {
 			next[k.Name] = b
 			continue
 		}
@@ -1257,4 +1258,13 @@ func (s *Service) Wait(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// rerankModel identifies the Model a base's reranker was resolved to: its
+// content hash, "" without one.
+func rerankModel(k *spec.Knowledge) string {
+	if k.Rerank == nil || k.Rerank.ModelSpec() == nil {
+		return ""
+	}
+	return k.Rerank.ModelSpec().Hash()
 }
