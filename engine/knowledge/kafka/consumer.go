@@ -45,9 +45,11 @@ const (
 // Options configure a Consumer.
 type Options struct {
 	Knowledge string
-	Config    spec.Kafka
-	Index     Index
-	Logger    *slog.Logger
+	// Config is the base's kafka block as spec loads it: with its group
+	// and dead-letter topic defaulted.
+	Config spec.Kafka
+	Index  Index
+	Logger *slog.Logger
 	// Attempts bounds how often an ingestion that fails is tried before its
 	// message is dead-lettered (default 3); RetryDelay is the first pause
 	// between them, doubled each time (default 200ms).
@@ -97,13 +99,9 @@ func New(o Options) (*Consumer, error) {
 	}
 	c := &Consumer{opts: o, log: o.Logger.With("knowledge", o.Knowledge, "topic", o.Config.Topic), lag: map[int32]int64{}}
 	cfg := o.Config
-	if cfg.Group == "" {
-		cfg.Group = "troupe-" + o.Knowledge
+	if cfg.Group == "" || cfg.DeadLetterTopic == "" {
+		return nil, fmt.Errorf("kafka source of %s: the group and dead-letter topic are unset; pass the kafka block as spec loads it, which defaults them", o.Knowledge)
 	}
-	if cfg.DeadLetterTopic == "" {
-		cfg.DeadLetterTopic = cfg.Topic + ".dlq"
-	}
-	c.opts.Config = cfg
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
