@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/troupehq/troupe/engine/knowledge"
+	"github.com/troupehq/troupe/engine/knowledge/embed"
 	"github.com/troupehq/troupe/engine/knowledge/kafka"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/spec"
@@ -506,4 +507,71 @@ func TestNewWantsTheDefaultedConfig(t *testing.T) {
 			require.ErrorContains(t, err, "pass the kafka block as spec loads it")
 		})
 	}
+}
+
+// holdEmbedder holds every embedding until held is closed, saying when the
+// first one arrives.
+type holdEmbedder struct {
+	knowledge.Embedder
+	held    chan struct{}
+	entered chan struct{} // buffered 1
+}
+
+func (h *holdEmbedder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	select {
+	case h.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-h.held:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return h.Embedder.Embed(ctx, texts)
+}
+
+// TestBusyDocumentIsWaitedOut: a message for a document whose ingestion is
+// still running in this process (a redelivery after a rebalance) is
+// retried until that ingestion ends — however many attempts that takes —
+// and is never dead-lettered nor taken for an unconfigured base.
+func TestBusyDocumentIsWaitedOut(t *testing.T) {
+	brokers := cluster(t, 1)
+	b := newBase(t, brokers)
+	emb := &holdEmbedder{Embedder: embed.NewLocal(embed.LocalOptions{Dimension: kb.LocalDimension}),
+		held: make(chan struct{}), entered: make(chan struct{}, 1)}
+	docs := kb.NewMemoryDocuments()
+	svc, err := kb.New(t.Context(), kb.Options{Documents: docs, Stats: docs,
+		NewEmbedder: func(*spec.Knowledge) (knowledge.Embedder, error) { return emb, nil }})
+	require.NoError(t, err)
+	t.Cleanup(svc.Close)
+	svc.Configure(t.Context(), []*spec.Knowledge{b.spec})
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := svc.Put(context.Background(), kb.Keyed{KnowledgeID: "events", Key: "kafka:held", Content: []byte("the held document")})
+		first <- err
+	}()
+	<-emb.entered
+	produce(t, brokers, msg(t, map[string]any{"id": "held", "text": "the held document"}))
+	c := b.consumer(t, svc, 100) // 3 attempts, 1ms apart at first
+	stop := run(t, c)
+	require.Never(t, func() bool {
+		applied, dead, unchanged := c.Stats()
+		return applied+dead+unchanged > 0
+	}, 700*time.Millisecond, 10*time.Millisecond, "the message was settled while its document was busy")
+
+	close(emb.held)
+	require.NoError(t, <-first)
+	require.Eventually(t, func() bool {
+		_, _, unchanged := c.Stats()
+		return unchanged == 1
+	}, 10*time.Second, 10*time.Millisecond, "the retry finds the document the first put finished")
+	stop()
+	applied, dead, _ := c.Stats()
+	require.Zero(t, applied)
+	require.Zero(t, dead)
+	ds, _, err := docs.List(t.Context(), knowledge.DocumentQuery{KnowledgeID: "events"})
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, knowledge.StatusCompleted, ds[0].Status)
 }
