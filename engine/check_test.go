@@ -91,3 +91,39 @@ func TestCheckDuringReloads(t *testing.T) {
 	close(done)
 	require.Positive(t, <-checked, "every check saw exactly the buffer's problem")
 }
+
+// TestCheckLeavesTheServingRerankModelAlone: the loader shares an unchanged
+// Knowledge document between the serving set and a check's, so resolving
+// its rerank Model during validation made an unsaved edit of that Model
+// change live searches (and raced with them). The Model is resolved on a
+// copy, per snapshot; a save and reload still brings the edit in.
+func TestCheckLeavesTheServingRerankModelAlone(t *testing.T) {
+	t.Parallel()
+	f := newFolder(t)
+	model := func(port string) string {
+		return "kind: Model\nname: reranker\nprovider: openai\nmodel: rerank-test\nbase_url: http://127.0.0.1:" + port + "\n"
+	}
+	f.write("kb.yaml", "kind: Knowledge\nname: docs\nrerank: {model: reranker}\n")
+	f.write("model.yaml", model("1"))
+	e := f.engine()
+	defer e.Close()
+	baseURL := func(s interface{ Knowledge() []*spec.Knowledge }) string {
+		ks := s.Knowledge()
+		require.Len(t, ks, 1)
+		m := ks[0].Rerank.ModelSpec()
+		require.NotNil(t, m, "the snapshot resolves the rerank model")
+		return m.BaseURL
+	}
+	serving := e.Current()
+	require.Equal(t, "http://127.0.0.1:1", baseURL(serving))
+
+	ds, err := e.Check(map[string][]byte{filepath.Join(f.dir, "model.yaml"): []byte(model("2"))})
+	require.NoError(t, err)
+	require.Empty(t, ds)
+	require.Equal(t, "http://127.0.0.1:1", baseURL(e.Current()), "an unsaved edit changed the serving rerank model")
+
+	f.write("model.yaml", model("2"))
+	require.True(t, e.Load().Changed)
+	require.Equal(t, "http://127.0.0.1:2", baseURL(e.Current()), "a saved edit is served")
+	require.Equal(t, "http://127.0.0.1:1", baseURL(serving), "the earlier snapshot keeps its model")
+}

@@ -266,10 +266,18 @@ func (s *Snapshot) Counts() map[spec.Kind]map[Status]int {
 }
 
 // Knowledge returns the serving knowledge bases, sorted by name. A base
-// whose embedder names a Model document is returned as a copy with the
-// Model's endpoint written inline, so the knowledge service needs no other
-// document and sees a change to the Model as a change of embedder.
+// whose embedder or reranker names a Model document is returned as a copy
+// with the Model resolved (spec.Knowledge.WithModels), so the knowledge
+// service needs no other document and sees a change to the Model; the
+// loaded document, shared with other sets, is never written.
 func (s *Snapshot) Knowledge() []*spec.Knowledge {
+	model := func(name string) *spec.Model {
+		if o := s.objects[spec.Key{Kind: spec.KindModel, Name: name}]; o != nil {
+			m, _ := o.Doc.(*spec.Model)
+			return m
+		}
+		return nil
+	}
 	var out []*spec.Knowledge
 	for _, k := range s.keys {
 		if k.Kind != spec.KindKnowledge {
@@ -279,16 +287,7 @@ func (s *Snapshot) Knowledge() []*spec.Knowledge {
 		if !ok {
 			continue
 		}
-		if name := kn.Embedder.ModelName(); name != "" {
-			if o := s.objects[spec.Key{Kind: spec.KindModel, Name: name}]; o != nil {
-				if m, ok := o.Doc.(*spec.Model); ok {
-					c := *kn
-					c.Embedder = kn.Embedder.WithModel(m)
-					kn = &c
-				}
-			}
-		}
-		out = append(out, kn)
+		out = append(out, kn.WithModels(model))
 	}
 	return out
 }

@@ -104,12 +104,40 @@ type Rerank struct {
 	Timeout    Duration `yaml:"timeout" doc:"Limit for one rerank request (default 2s); on timeout or error the hits keep their search order."`
 	Candidates int      `yaml:"candidates" doc:"Hits fetched and sent to the reranker before the best top_k are kept (default max(3·top_k, 20), at most 100)."`
 
-	model *Model // resolved when the set is validated
+	model *Model // written by WithModels on a copy, never on the loaded document
 }
 
-// ModelSpec is the Model document Model names, as loaded with this
-// knowledge base (nil before validation or when it is unknown).
+// ModelSpec is the Model document Model names, as resolved by
+// Knowledge.WithModels (nil before that or when it is unknown).
 func (r *Rerank) ModelSpec() *Model { return r.model }
+
+// WithModels returns the knowledge base with the Model documents its
+// embedder and reranker name resolved through model, so the knowledge
+// service needs no other document. k is left as it is — the loader shares
+// it between sets (serving, and the editor's checks of unsaved edits) — and
+// a copy is returned when anything was resolved.
+func (k *Knowledge) WithModels(model func(name string) *Model) *Knowledge {
+	out := k
+	if name := k.Embedder.ModelName(); name != "" {
+		if m := model(name); m != nil {
+			c := *out
+			c.Embedder = k.Embedder.WithModel(m)
+			out = &c
+		}
+	}
+	if k.Rerank != nil && k.Rerank.Model != "" {
+		if m := model(k.Rerank.Model); m != nil {
+			if out == k {
+				c := *k
+				out = &c
+			}
+			r := *k.Rerank
+			r.model = m
+			out.Rerank = &r
+		}
+	}
+	return out
+}
 
 // Rerank defaults.
 const (
@@ -273,9 +301,6 @@ func (k *Knowledge) validate(v *validator) {
 		if r.Model != "" {
 			v.ref(rp+".model", KindModel, r.Model)
 			m, _ := v.set.lookup(KindModel, r.Model).(*Model)
-			// Resolved here, where the set is at hand, so the knowledge
-			// service needs no access to the snapshot's models.
-			r.model = m
 			if m != nil && m.BaseURL == "" {
 				v.errorf(rp+".model", "model %q has no base_url: a reranker is reached at <base_url>/rerank (Cohere https://api.cohere.com/v2, Jina https://api.jina.ai/v1, TEI http://host:port)", r.Model)
 			}

@@ -45,9 +45,11 @@ const (
 // Options configure a Consumer.
 type Options struct {
 	Knowledge string
-	Config    spec.Kafka
-	Index     Index
-	Logger    *slog.Logger
+	// Config is the base's kafka block as spec loads it: with its group
+	// and dead-letter topic defaulted.
+	Config spec.Kafka
+	Index  Index
+	Logger *slog.Logger
 	// Attempts bounds how often an ingestion that fails is tried before its
 	// message is dead-lettered (default 3); RetryDelay is the first pause
 	// between them, doubled each time (default 200ms).
@@ -97,13 +99,9 @@ func New(o Options) (*Consumer, error) {
 	}
 	c := &Consumer{opts: o, log: o.Logger.With("knowledge", o.Knowledge, "topic", o.Config.Topic), lag: map[int32]int64{}}
 	cfg := o.Config
-	if cfg.Group == "" {
-		cfg.Group = "troupe-" + o.Knowledge
+	if cfg.Group == "" || cfg.DeadLetterTopic == "" {
+		return nil, fmt.Errorf("kafka source of %s: the group and dead-letter topic are unset; pass the kafka block as spec loads it, which defaults them", o.Knowledge)
 	}
-	if cfg.DeadLetterTopic == "" {
-		cfg.DeadLetterTopic = cfg.Topic + ".dlq"
-	}
-	c.opts.Config = cfg
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
@@ -316,7 +314,13 @@ func (c *Consumer) applyWithRetry(ctx context.Context, m Message) error {
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = c.apply(ctx, m)
-		if err == nil || errors.Is(err, errPoison) || permanent(err) || errors.Is(err, knowledge.ErrNotFound) || attempt >= c.opts.Attempts || ctx.Err() != nil {
+		if kb.Busy(err) && ctx.Err() == nil {
+			// The same document is being ingested in this process (a
+			// redelivery after a rebalance): that ingestion ends, so
+			// waiting for it does not use up an attempt and never
+			// dead-letters the message.
+			attempt--
+		} else if err == nil || errors.Is(err, errPoison) || permanent(err) || errors.Is(err, knowledge.ErrNotFound) || attempt >= c.opts.Attempts || ctx.Err() != nil {
 			return err
 		}
 		c.log.Warn("applying a kafka message failed; retrying", "document", m.ID, "attempt", attempt, "err", err)
@@ -325,9 +329,13 @@ func (c *Consumer) applyWithRetry(ctx context.Context, m Message) error {
 			return ctx.Err()
 		case <-time.After(delay):
 		}
-		delay *= 2
+		delay = min(delay*2, maxRetryDelay)
 	}
 }
+
+// maxRetryDelay caps the doubling pause between attempts: waiting out a busy
+// document can take many.
+const maxRetryDelay = 5 * time.Second
 
 // permanent reports errors another attempt cannot fix.
 func permanent(err error) bool {

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/troupehq/troupe/engine/knowledge"
+	"github.com/troupehq/troupe/engine/knowledge/embed"
 	"github.com/troupehq/troupe/engine/knowledge/kafka"
 	"github.com/troupehq/troupe/engine/knowledge/kb"
 	"github.com/troupehq/troupe/spec"
@@ -432,4 +433,145 @@ func TestUnconfiguredBaseCommitsNothing(t *testing.T) {
 	applied, dead, _ = again.Stats()
 	require.Equal(t, int64(5), applied)
 	require.Zero(t, dead)
+}
+
+// TestManagerRestartsOnlyForKafkaEdits: an edit of a base outside its kafka
+// block (here search.top_k) keeps its consumer — a restart would leave and
+// rejoin the group, rebalancing every replica — while an edit of the kafka
+// block starts a new one.
+func TestManagerRestartsOnlyForKafkaEdits(t *testing.T) {
+	brokers := cluster(t, 1)
+	b := newBase(t, brokers)
+	load := func(extra string) *spec.Knowledge {
+		dir := t.TempDir()
+		src := fmt.Sprintf("kind: Knowledge\nname: events\nkafka:\n  brokers: [%s]\n  topic: docs\n%s", strings.Join(brokers, ", "), extra)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "kb.yaml"), []byte(src), 0o644))
+		set, err := spec.NewLoader(spec.LoaderOptions{Env: func(string) (string, bool) { return "", false }}).Load(dir)
+		require.NoError(t, err)
+		require.Empty(t, set.Diagnostics().Errors())
+		return set.Knowledge("events")
+	}
+	m := kafka.NewManager(kafka.ManagerOptions{Index: b.svc, ClientOptions: fastGroup})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+	m.Configure([]*spec.Knowledge{b.spec})
+	produce(t, brokers, texts(t, 5)...)
+	require.Eventually(t, func() bool { return len(mustState(t, b)) == 5 }, 20*time.Second, 20*time.Millisecond)
+	first := m.Live("events")
+	require.NotNil(t, first)
+
+	edited := load("search: {top_k: 7}\n")
+	require.NotEqual(t, b.spec.Hash(), edited.Hash(), "the edit changes the document")
+	m.Configure([]*spec.Knowledge{edited})
+	require.Never(t, func() bool { return m.Live("events") != first }, time.Second, 10*time.Millisecond, "an edit outside kafka restarted the consumer")
+
+	produce(t, brokers, msg(t, map[string]any{"id": "after-edit", "text": "still consumed"}))
+	require.Eventually(t, func() bool { return len(mustState(t, b)) == 6 }, 20*time.Second, 20*time.Millisecond)
+
+	m.Configure([]*spec.Knowledge{load("  dead_letter_topic: docs.dlq\nsearch: {top_k: 7}\n")})
+	require.Never(t, func() bool { return m.Live("events") != first }, 500*time.Millisecond, 10*time.Millisecond, "writing out a default is no change")
+	m.Configure([]*spec.Knowledge{load("  group: events-v2\nsearch: {top_k: 7}\n")})
+	require.Eventually(t, func() bool { c := m.Live("events"); return c != nil && c != first }, 10*time.Second, 10*time.Millisecond, "a kafka edit starts a new consumer")
+	produce(t, brokers, msg(t, map[string]any{"id": "after-restart", "text": "consumed by the new group"}))
+	require.Eventually(t, func() bool { return len(mustState(t, b)) == 7 }, 20*time.Second, 20*time.Millisecond)
+}
+
+// TestNewWantsTheDefaultedConfig: spec defaults the group and dead-letter
+// topic; a config that skipped spec is refused rather than consuming under
+// an empty group or dead-lettering nowhere.
+func TestNewWantsTheDefaultedConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  spec.Kafka
+		ok   bool
+	}{
+		{"defaulted", spec.Kafka{Brokers: []string{"127.0.0.1:1"}, Topic: "docs", Group: "troupe-events", DeadLetterTopic: "docs.dlq"}, true},
+		{"no group", spec.Kafka{Brokers: []string{"127.0.0.1:1"}, Topic: "docs", DeadLetterTopic: "docs.dlq"}, false},
+		{"no dead-letter topic", spec.Kafka{Brokers: []string{"127.0.0.1:1"}, Topic: "docs", Group: "troupe-events"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := kafka.New(kafka.Options{Knowledge: "events", Config: tt.cfg})
+			if tt.ok {
+				require.NoError(t, err)
+				ctx, cancel := context.WithCancel(t.Context())
+				cancel()
+				_ = c.Run(ctx) // closes the client New made
+				return
+			}
+			require.ErrorContains(t, err, "pass the kafka block as spec loads it")
+		})
+	}
+}
+
+// holdEmbedder holds every embedding until held is closed, saying when the
+// first one arrives.
+type holdEmbedder struct {
+	knowledge.Embedder
+	held    chan struct{}
+	entered chan struct{} // buffered 1
+}
+
+func (h *holdEmbedder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	select {
+	case h.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-h.held:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return h.Embedder.Embed(ctx, texts)
+}
+
+// TestBusyDocumentIsWaitedOut: a message for a document whose ingestion is
+// still running in this process (a redelivery after a rebalance) is
+// retried until that ingestion ends — however many attempts that takes —
+// and is never dead-lettered nor taken for an unconfigured base.
+func TestBusyDocumentIsWaitedOut(t *testing.T) {
+	brokers := cluster(t, 1)
+	b := newBase(t, brokers)
+	emb := &holdEmbedder{Embedder: embed.NewLocal(embed.LocalOptions{Dimension: kb.LocalDimension}),
+		held: make(chan struct{}), entered: make(chan struct{}, 1)}
+	docs := kb.NewMemoryDocuments()
+	svc, err := kb.New(t.Context(), kb.Options{Documents: docs, Stats: docs,
+		NewEmbedder: func(*spec.Knowledge) (knowledge.Embedder, error) { return emb, nil }})
+	require.NoError(t, err)
+	t.Cleanup(svc.Close)
+	svc.Configure(t.Context(), []*spec.Knowledge{b.spec})
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := svc.Put(context.Background(), kb.Keyed{KnowledgeID: "events", Key: "kafka:held", Content: []byte("the held document")})
+		first <- err
+	}()
+	<-emb.entered
+	produce(t, brokers, msg(t, map[string]any{"id": "held", "text": "the held document"}))
+	c := b.consumer(t, svc, 100) // 3 attempts, 1ms apart at first
+	stop := run(t, c)
+	require.Never(t, func() bool {
+		applied, dead, unchanged := c.Stats()
+		return applied+dead+unchanged > 0
+	}, 700*time.Millisecond, 10*time.Millisecond, "the message was settled while its document was busy")
+
+	close(emb.held)
+	require.NoError(t, <-first)
+	require.Eventually(t, func() bool {
+		_, _, unchanged := c.Stats()
+		return unchanged == 1
+	}, 10*time.Second, 10*time.Millisecond, "the retry finds the document the first put finished")
+	stop()
+	applied, dead, _ := c.Stats()
+	require.Zero(t, applied)
+	require.Zero(t, dead)
+	ds, _, err := docs.List(t.Context(), knowledge.DocumentQuery{KnowledgeID: "events"})
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, knowledge.StatusCompleted, ds[0].Status)
 }

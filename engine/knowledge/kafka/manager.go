@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"maps"
+	"reflect"
 	"sync"
 	"time"
 
@@ -45,7 +46,7 @@ func NewManager(o ManagerOptions) *Manager {
 }
 
 // Configure sets the knowledge bases; Run starts, restarts (when a base's
-// spec changed) and stops consumers to match.
+// kafka block changed) and stops consumers to match.
 func (m *Manager) Configure(specs []*spec.Knowledge) {
 	want := map[string]*spec.Knowledge{}
 	for _, k := range specs {
@@ -105,7 +106,11 @@ func (m *Manager) Run(ctx context.Context) error {
 		want := maps.Clone(m.want)
 		m.mu.Unlock()
 		for name, r := range runs {
-			if k := want[name]; k == nil || k.Hash() != r.spec.Hash() {
+			// Only the kafka block matters to a consumer: restarting it
+			// for another edit of its base (chunking, search, a
+			// description) would leave and rejoin the group, rebalancing
+			// every replica's partitions, for nothing.
+			if k := want[name]; k == nil || !reflect.DeepEqual(*k.Kafka, *r.spec.Kafka) {
 				stop(name)
 			}
 		}

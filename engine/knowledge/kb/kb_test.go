@@ -707,3 +707,58 @@ func TestResumeLeavesARunningIngestionAlone(t *testing.T) {
 	require.Equal(t, knowledge.StatusCompleted, docs[0].Status)
 	require.EqualValues(t, 1, e.gate.calls.Load(), "one ingestion, one embedding batch")
 }
+
+// TestSearchWithNoBasesFindsNothing: a server without knowledge bases
+// searches an empty list (console search, /knowledge/search); that finds
+// nothing rather than failing.
+func TestSearchWithNoBasesFindsNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	s, stop := e.start(t, specs(t, t.TempDir(), docsKB))
+	defer stop()
+	for _, ids := range [][]string{nil, {}} {
+		hits, err := s.SearchWith(t.Context(), kb.SearchRequest{KnowledgeIDs: ids, Query: "widgets", Mode: knowledge.ModeHybrid, TopK: 3})
+		require.NoError(t, err)
+		require.Empty(t, hits)
+	}
+}
+
+// TestPutWhileTheSameDocumentIsIngesting: a second put of a keyed document
+// whose ingestion is still running in this process (a Kafka redelivery
+// after a rebalance) neither deletes the document — cancelling that
+// ingestion — nor reports the base missing: it says the document is busy,
+// and the first put finishes the document.
+func TestPutWhileTheSameDocumentIsIngesting(t *testing.T) {
+	t.Parallel()
+	e := newEnv()
+	e.gate.paused = make(chan struct{})
+	s, stop := e.start(t, specs(t, t.TempDir(), docsKB))
+	defer stop()
+	k := kb.Keyed{KnowledgeID: "docs", Key: "kafka:billing", Name: "billing.md", Content: markdownDoc("billing", 2)}
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Put(context.Background(), k)
+		first <- err
+	}()
+	require.Eventually(t, func() bool { return e.gate.calls.Load() >= 1 }, 5*time.Second, time.Millisecond, "the first put embeds")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	changed, err := s.Put(ctx, k)
+	require.Error(t, err)
+	require.True(t, kb.Busy(err), "got %v", err)
+	require.NotErrorIs(t, err, knowledge.ErrNotFound)
+	require.False(t, changed)
+	docs, _, err := s.List(t.Context(), knowledge.DocumentQuery{KnowledgeID: "docs"})
+	require.NoError(t, err)
+	require.Len(t, docs, 1, "the document under ingestion stays")
+	require.Equal(t, knowledge.StatusProcessing, docs[0].Status)
+
+	e.gate.resume()
+	require.NoError(t, <-first, "the first put's ingestion was left alone")
+	waitStatus(t, s, docs[0].ID, knowledge.StatusCompleted)
+	changed, err = s.Put(t.Context(), k)
+	require.NoError(t, err, "once the ingestion ends, the retry finds the document done")
+	require.False(t, changed)
+	require.EqualValues(t, 1, e.gate.calls.Load(), "one ingestion, one embedding batch")
+}

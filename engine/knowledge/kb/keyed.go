@@ -72,6 +72,13 @@ func (s *Service) Put(ctx context.Context, k Keyed) (changed bool, err error) {
 			found = true
 			continue
 		}
+		if d.ID == id && s.ingesting(id) {
+			// This very version is being ingested here (a redelivery
+			// while the first put runs, or a reload's resume of it):
+			// deleting it would cancel that ingestion. The caller tries
+			// again, and then finds it finished.
+			return false, fmt.Errorf("ingesting %s: %w", k.Key, errBusy)
+		}
 		// An older version, or this one left unfinished or failed: the
 		// old version goes first, so a crash before the new one is
 		// written leaves the key empty until the message is replayed,
@@ -98,6 +105,11 @@ func (s *Service) Put(ctx context.Context, k Keyed) (changed bool, err error) {
 		f = &fresh{doc: d, content: k.Content}
 	}
 	got, err := s.ingestDocument(ctx, id, f)
+	if errors.Is(err, errBusy) {
+		// Started elsewhere in this process since the look-up above: that
+		// ingestion owns the document, so nothing is deleted here.
+		return false, fmt.Errorf("ingesting %s: %w", k.Key, errBusy)
+	}
 	if err != nil {
 		return false, err
 	}

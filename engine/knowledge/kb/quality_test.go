@@ -45,7 +45,7 @@ func knowledgeSpecs(tb testing.TB, src string) []*spec.Knowledge {
 	var out []*spec.Knowledge
 	for _, k := range set.Keys() {
 		if kn := set.Knowledge(k.Name); kn != nil && k.Kind == spec.KindKnowledge {
-			out = append(out, kn)
+			out = append(out, kn.WithModels(set.Model)) // as Snapshot.Knowledge gives them
 		}
 	}
 	require.NotEmpty(tb, out)

@@ -370,3 +370,35 @@ func TestRerank(t *testing.T) {
 		require.EqualValues(t, 1, s.RerankFallbacks())
 	})
 }
+
+// TestConfigureFollowsAChangedRerankModel: the rerank Model is resolved
+// per snapshot, so a reload where only the Model changed (its base_url)
+// hands Configure an unchanged Knowledge document; the next search must
+// still reach the new reranker.
+func TestConfigureFollowsAChangedRerankModel(t *testing.T) {
+	t.Parallel()
+	first := &fakeReranker{score: func(string, string) float64 { return 0.5 }, calls: make(chan []string, 10)}
+	second := &fakeReranker{score: func(string, string) float64 { return 0.5 }, calls: make(chan []string, 10)}
+	src := func(url string) string {
+		return "kind: Knowledge\nname: docs\nrerank: {model: reranker}\n" +
+			"---\nkind: Model\nname: reranker\nprovider: openai\nmodel: rerank-test\nbase_url: " + url + "\n"
+	}
+	s, err := kb.New(t.Context(), kb.Options{Documents: kb.NewMemoryDocuments()})
+	require.NoError(t, err)
+	s.Configure(t.Context(), knowledgeSpecs(t, src(first.start(t))))
+	stop := runService(s)
+	defer stop()
+	_, _, err = s.Submit(t.Context(), kb.Upload{KnowledgeID: "docs", Name: "billing.md", Content: markdownDoc("billing", 2)})
+	require.NoError(t, err)
+	hits, err := s.Search(t.Context(), []string{"docs"}, "billing widgets", knowledge.ModeHybrid, 3, nil)
+	require.NoError(t, err)
+	require.NotEmpty(t, hits)
+	require.NotEmpty(t, <-first.calls)
+
+	s.Configure(t.Context(), knowledgeSpecs(t, src(second.start(t))))
+	_, err = s.Search(t.Context(), []string{"docs"}, "billing widgets", knowledge.ModeHybrid, 3, nil)
+	require.NoError(t, err)
+	require.Len(t, second.calls, 1, "the search reached the new model's reranker")
+	require.Empty(t, first.calls, "not the old one")
+	require.Zero(t, s.RerankFallbacks())
+}

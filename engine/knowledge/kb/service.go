@@ -244,7 +244,8 @@ func (s *Service) Configure(ctx context.Context, specs []*spec.Knowledge) {
 	for _, k := range specs {
 		// A Model document the embedder names is written into k, so a
 		// change to it shows in the embedder's key, not in k's hash.
-		if b, ok := prev[k.Name]; ok && b.spec.Hash() == k.Hash() && b.spec.Embedder.Key() == k.Embedder.Key() {
+		// So is the Model the reranker names (Snapshot.Knowledge).
+		if b, ok := prev[k.Name]; ok && b.spec.Hash() == k.Hash() && b.spec.Embedder.Key() == k.Embedder.Key() && rerankModel(b.spec) == rerankModel(k) {
 			next[k.Name] = b
 			continue
 		}
@@ -693,7 +694,29 @@ func (s *Service) resume(ctx context.Context) int {
 // no longer processing is left alone.
 func (s *Service) Ingest(parent context.Context, id string) error {
 	_, err := s.ingestDocument(parent, id, nil)
+	if errors.Is(err, errBusy) {
+		// The ingestion under way finishes the document: nothing to do.
+		return nil
+	}
 	return err
+}
+
+// errBusy is ingestDocument's answer for a document already being ingested
+// in this process. Ingest leaves it to that ingestion; Put cannot (it must
+// return only once the document is indexed), so it reports it for its
+// caller to try again later.
+var errBusy = errors.New("the document is already being ingested; try again when that ingestion ends")
+
+// Busy reports whether err says the document is already being ingested in
+// this process: a Put to try again shortly, not a failure of the message.
+func Busy(err error) bool { return errors.Is(err, errBusy) }
+
+// ingesting reports whether id is being ingested in this process.
+func (s *Service) ingesting(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.running[id]
+	return ok
 }
 
 // fresh is a document just created with its content in hand (a keyed put):
@@ -705,7 +728,8 @@ type fresh struct {
 }
 
 // ingestDocument is Ingest; it also returns the document as recorded after
-// the ingestion (nil when it left the document alone). f, when set, is the
+// the ingestion (nil when it left the document alone), and errBusy when
+// the document is already being ingested in this process. f, when set, is the
 // document just created, saving its reads.
 func (s *Service) ingestDocument(parent context.Context, id string, f *fresh) (*knowledge.Document, error) {
 	ctx, cancel := context.WithCancelCause(parent)
@@ -719,7 +743,7 @@ func (s *Service) ingestDocument(parent context.Context, id string, f *fresh) (*
 		// keyword weights (they depend on the base's average length when
 		// written).
 		s.mu.Unlock()
-		return nil, nil
+		return nil, errBusy
 	}
 	s.running[id] = cancel
 	s.mu.Unlock()
@@ -917,6 +941,11 @@ func (s *Service) SearchWith(ctx context.Context, r SearchRequest) ([]knowledge.
 	}
 	if m := r.MinScore; m != nil && !(*m >= 0 && *m <= 1) {
 		return nil, fmt.Errorf("min_score %g is out of range: scores run from 0 to 1", *m)
+	}
+	if len(knowledgeIDs) == 0 {
+		// No base configured (SearchIDs of a server without knowledge):
+		// nothing to search, so nothing found.
+		return nil, nil
 	}
 	var lists [][]knowledge.Hit
 	want := topK
@@ -1229,4 +1258,13 @@ func (s *Service) Wait(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// rerankModel identifies the Model a base's reranker was resolved to: its
+// content hash, "" without one.
+func rerankModel(k *spec.Knowledge) string {
+	if k.Rerank == nil || k.Rerank.ModelSpec() == nil {
+		return ""
+	}
+	return k.Rerank.ModelSpec().Hash()
 }

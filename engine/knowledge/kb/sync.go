@@ -40,6 +40,13 @@ const (
 	// refreshTick is how often Run looks for URL sources whose refresh
 	// interval has passed; a check costs no I/O unless one is due.
 	refreshTick = time.Second
+
+	// failedRetry bounds the wait before a URL source whose fetch failed is
+	// fetched again: its refresh interval when shorter, else this. Without
+	// a wait, a failing source was due on every refreshTick and fetched
+	// every second; with the full interval, a page down for a moment would
+	// stay missing for hours.
+	failedRetry = time.Minute
 )
 
 // SyncResult counts what a sync of a knowledge base's sources did.
@@ -75,6 +82,19 @@ const (
 type fetchState struct {
 	etag, lastModified string
 	at                 time.Time
+	// failed is when the last fetch failed, zero after a success; kept in
+	// memory only (a restart tries again at once).
+	failed time.Time
+}
+
+// retrying reports whether a fetch failed too recently to try again now:
+// see failedRetry.
+func (st fetchState) retrying(now time.Time, refresh time.Duration) bool {
+	wait := failedRetry
+	if refresh > 0 {
+		wait = min(refresh, failedRetry)
+	}
+	return !st.failed.IsZero() && now.Sub(st.failed) < wait
 }
 
 // Sync syncs one knowledge base's sources now, fetching every URL source
@@ -110,7 +130,10 @@ func (s *Service) refreshURLs(ctx context.Context) {
 func (s *Service) urlDue(ctx context.Context, k *spec.Knowledge) bool {
 	now := s.opts.Now()
 	for _, src := range k.Sources {
-		if spec.IsURLSource(src) && now.Sub(s.fetchStateOf(ctx, k.Name, src).at) >= k.Refresh.D() {
+		if !spec.IsURLSource(src) {
+			continue
+		}
+		if st := s.fetchStateOf(ctx, k.Name, src); now.Sub(st.at) >= k.Refresh.D() && !st.retrying(now, k.Refresh.D()) {
 			return true
 		}
 	}
@@ -159,6 +182,16 @@ func (s *Service) setFetchState(ctx context.Context, knowledgeID, url string, st
 	}
 }
 
+// fetchFailed records, in memory, that fetching a URL source failed at now,
+// keeping its validators and last success.
+func (s *Service) fetchFailed(knowledgeID, url string, now time.Time) {
+	s.fetchMu.Lock()
+	defer s.fetchMu.Unlock()
+	st := s.fetched[fetchKey(knowledgeID, url)]
+	st.failed = now
+	s.setFetchLocked(knowledgeID, url, st)
+}
+
 func (s *Service) setFetchLocked(knowledgeID, url string, st fetchState) {
 	if s.fetched == nil {
 		s.fetched = map[string]fetchState{}
@@ -172,7 +205,7 @@ func (s *Service) syncURL(ctx context.Context, k *spec.Knowledge, src string, sc
 	_, has := existing[key]
 	st := s.fetchStateOf(ctx, k.Name, src)
 	now := s.opts.Now()
-	due := !has || sc == scopeForce || (k.Refresh > 0 && now.Sub(st.at) >= k.Refresh.D())
+	due := sc == scopeForce || ((!has || (k.Refresh > 0 && now.Sub(st.at) >= k.Refresh.D())) && !st.retrying(now, k.Refresh.D()))
 	if !due {
 		res.Unchanged++
 		return
@@ -187,6 +220,7 @@ func (s *Service) syncURL(ctx context.Context, k *spec.Knowledge, src string, sc
 		res.Failed++
 		if ctx.Err() == nil {
 			s.log.Warn("fetching knowledge source", "knowledge", k.Name, "url", src, "err", err)
+			s.fetchFailed(k.Name, src, now)
 		}
 		return
 	}

@@ -308,3 +308,38 @@ func TestAllowedHostsLetsALoopbackURLThrough(t *testing.T) {
 		})
 	}
 }
+
+// TestFailingURLSourceWaitsBeforeRetrying: a URL source whose server
+// answers 500 is not fetched again on every refresh tick (every second)
+// but after min(refresh, a minute); a forced sync still fetches it.
+func TestFailingURLSourceWaitsBeforeRetrying(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Error(w, "down", http.StatusInternalServerError)
+	}))
+	t.Cleanup(srv.Close)
+	var skew atomic.Int64 // how far the service's clock is ahead
+	ks := loadSpecs(t, t.TempDir(), docsKB+fmt.Sprintf("sources: [%q]\nrefresh: 1h\n", srv.URL+"/guide.md"))
+	e := newEnv()
+	s, err := kb.New(t.Context(), kb.Options{Documents: e.docs, Chunks: e.chunks,
+		Now:         func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
+		NewEmbedder: func(*spec.Knowledge) (knowledge.Embedder, error) { return e.gate, nil }})
+	require.NoError(t, err)
+	s.Configure(t.Context(), ks)
+	stop := runService(s)
+	defer stop()
+
+	require.Eventually(t, func() bool { return hits.Load() >= 1 }, 5*time.Second, 10*time.Millisecond, "the first sync fetches the source")
+	require.Never(t, func() bool { return hits.Load() > 1 }, 3500*time.Millisecond, 20*time.Millisecond, "refresh ticks fetched a failing source again at once")
+
+	skew.Store(int64(time.Minute + time.Second)) // the retry wait has passed
+	require.Eventually(t, func() bool { return hits.Load() == 2 }, 5*time.Second, 10*time.Millisecond, "a minute later the source is tried again")
+	require.Never(t, func() bool { return hits.Load() > 2 }, 2500*time.Millisecond, 20*time.Millisecond, "and then waits again")
+
+	got, err := s.Sync(t.Context(), "docs")
+	require.NoError(t, err)
+	require.Equal(t, kb.SyncResult{Failed: 1}, got, "a forced sync fetches regardless")
+	require.EqualValues(t, 3, hits.Load())
+}
