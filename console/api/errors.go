@@ -124,7 +124,7 @@ func Status(err error) (status int, msg string, ok bool) {
 		return http.StatusRequestEntityTooLarge, err.Error(), true
 	case errors.Is(err, kb.ErrUnsupported):
 		return http.StatusUnsupportedMediaType, err.Error(), true
-	case errors.Is(err, knowledge.ErrInvalidFilter), errors.Is(err, kb.ErrInvalid):
+	case errors.Is(err, knowledge.ErrInvalidFilter), errors.Is(err, kb.ErrInvalid), errors.Is(err, kb.ErrInvalidSearch):
 		return http.StatusUnprocessableEntity, err.Error(), true
 	case errors.Is(err, jobs.ErrNotFound):
 		return http.StatusNotFound, "job not found: it never existed, or it finished long enough ago that the job engine deleted it", true

@@ -352,9 +352,6 @@ func (h *Handler) searchKnowledge(c *gin.Context) error {
 	if body.MaxResults < 0 || body.MaxResults > 100 {
 		return &Error{Status: http.StatusUnprocessableEntity, Msg: "max_results must be from 1 to 100"}
 	}
-	if m := body.MinScore; m != nil && !(*m >= 0 && *m <= 1) {
-		return &Error{Status: http.StatusUnprocessableEntity, Msg: "min_score must be from 0 to 1 (scores are cosine similarity for vector, the share of the query's weighted terms found for keyword, their mean for hybrid)"}
-	}
 	start := time.Now()
 	ids := SearchIDs(h.opts.Knowledge, body.KnowledgeID)
 	// meta.limit is the limit asked for (or the bases' top_k it defaults

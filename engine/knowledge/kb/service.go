@@ -193,7 +193,10 @@ var (
 	ErrUnsupported = reader.ErrUnsupported
 	// ErrInvalid reports an upload whose options are out of range.
 	ErrInvalid = errors.New("invalid upload")
-	errDeleted = errors.New("document deleted")
+	// ErrInvalidSearch reports a search asked for with values out of range
+	// (the API answers it 422).
+	ErrInvalidSearch = errors.New("invalid search")
+	errDeleted       = errors.New("document deleted")
 	// errUnconfigured: the document's knowledge base is not configured (any
 	// more); its documents wait for it, see StatusOrphaned.
 	errUnconfigured = errors.New("knowledge base not configured")
@@ -934,13 +937,13 @@ func (s *Service) Search(ctx context.Context, knowledgeIDs []string, query, mode
 func (s *Service) SearchWith(ctx context.Context, r SearchRequest) ([]knowledge.Hit, error) {
 	knowledgeIDs, query, mode, topK, filters := r.KnowledgeIDs, r.Query, r.Mode, r.TopK, r.Filters
 	if strings.TrimSpace(query) == "" {
-		return nil, errors.New("the query is empty")
+		return nil, fmt.Errorf("%w: the query is empty", ErrInvalidSearch)
 	}
 	if err := filters.Validate(); err != nil {
 		return nil, err
 	}
 	if m := r.MinScore; m != nil && !(*m >= 0 && *m <= 1) {
-		return nil, fmt.Errorf("min_score %g is out of range: scores run from 0 to 1", *m)
+		return nil, fmt.Errorf("%w: min_score %g is out of range: it must be from 0 to 1 (scores are cosine similarity for vector, the share of the query's weighted terms found for keyword, their mean for hybrid)", ErrInvalidSearch, *m)
 	}
 	if len(knowledgeIDs) == 0 {
 		// No base configured (SearchIDs of a server without knowledge):
