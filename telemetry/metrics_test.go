@@ -385,6 +385,34 @@ func TestMetricsConcurrentObserve(t *testing.T) {
 	m.SetSpanQueueSource(func() (int, uint64) { return 1, 2 })
 	const workers, rounds = 8, 200
 	events := append(metricsAgentRun(), metricsTeamRun()...)
+	// Scrapes race with the observations. The scraper starts first and
+	// keeps going until the workers are done and it has scraped a few
+	// times, so a slow machine cannot finish the workers before any scrape.
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	done := make(chan struct{})
+	var scrapes sync.WaitGroup
+	scraped := 0
+	scrapes.Go(func() {
+		for {
+			select {
+			case <-done:
+				if scraped >= 3 {
+					return
+				}
+			default:
+			}
+			resp, err := http.Get(srv.URL)
+			if err != nil {
+				t.Errorf("scrape: %v", err)
+				return
+			}
+			if _, err := io.Copy(io.Discard, resp.Body); err == nil && resp.StatusCode == http.StatusOK {
+				scraped++
+			}
+			resp.Body.Close()
+		}
+	})
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
@@ -399,29 +427,6 @@ func TestMetricsConcurrentObserve(t *testing.T) {
 			}
 		})
 	}
-	// Scrapes race with the observations.
-	srv := httptest.NewServer(m.Handler())
-	defer srv.Close()
-	done := make(chan struct{})
-	var scrapes sync.WaitGroup
-	scraped := 0
-	scrapes.Go(func() {
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			resp, err := http.Get(srv.URL)
-			if err != nil {
-				continue
-			}
-			if _, err := io.Copy(io.Discard, resp.Body); err == nil && resp.StatusCode == http.StatusOK {
-				scraped++
-			}
-			resp.Body.Close()
-		}
-	})
 	wg.Wait()
 	close(done)
 	scrapes.Wait()
