@@ -78,7 +78,12 @@ func TestUploadByURLSurvivesSourceSync(t *testing.T) {
 	dir := filepath.Join(ts.dir, "wiki")
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	for name, topic := range map[string]string{"laptops.md": "onboarding laptops", "expenses.md": "expense reports"} {
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte("# "+topic+"\n\nHow "+topic+" work here.\n"), 0o644))
+		// Written beside and renamed in, as editors save: the watch could
+		// otherwise ingest a file created but not yet written, and the
+		// complete one would then count as an update in the sync below.
+		tmp := filepath.Join(dir, name+".tmp")
+		require.NoError(t, os.WriteFile(tmp, []byte("# "+topic+"\n\nHow "+topic+" work here.\n"), 0o644))
+		require.NoError(t, os.Rename(tmp, filepath.Join(dir, name)))
 	}
 	require.Eventually(t, func() bool { return len(wikiDocs(t, ts)) == 2 }, 5*time.Second, 20*time.Millisecond)
 
