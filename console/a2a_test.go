@@ -12,6 +12,7 @@ import (
 	"github.com/a2aproject/a2a-go/a2aclient/agentcard"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupehq/troupe/console/auth"
 	"github.com/troupehq/troupe/engine/model"
 	"github.com/troupehq/troupe/engine/model/fake"
 )
@@ -332,4 +333,50 @@ func TestA2AInputRequired(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, sdk.TaskStateCanceled, canceled.Status.State)
 	require.Empty(t, up.got(), "the held refund never ran")
+}
+
+// TestA2AConcurrentRuns: a message is a run like any other: a key allowed
+// one run at a time is refused a second while its first, sent over A2A,
+// runs, with an error naming the limit; the API counts the A2A run too, and
+// once it ends the next message goes through.
+func TestA2AConcurrentRuns(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withLimits(rateKeys(t, "{concurrent_runs: 1}"), auth.RateLimit{}, time.Now))
+	c, _ := a2aClient(t, ts, "agents/writer", rlAppKey)
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.SendMessage(t.Context(), userText("please block", ""))
+		first <- err
+	}()
+	var runs []struct {
+		RunID  string `json:"run_id"`
+		Status string `json:"status"`
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-first:
+			t.Fatalf("the blocking message ended before its run was seen: %v", err)
+		default:
+		}
+		ts.json(http.MethodGet, "/agents/writer/runs", rlAdminKey, "", http.StatusOK, &runs)
+		if len(runs) == 1 && runs[0].Status == "RUNNING" {
+			break
+		}
+		require.False(t, time.Now().After(deadline), "the run never showed as RUNNING: %+v", runs)
+	}
+
+	_, err := c.SendMessage(t.Context(), userText("hi", ""))
+	require.ErrorIs(t, err, sdk.ErrServerError)
+	require.ErrorContains(t, err, "concurrent runs limit reached for key:app: 1 of 1 runs are pending or running; retry when one ends")
+	status, body, _ := ts.do(http.MethodPost, "/agents/writer/runs", rlAppKey, "application/json", `{"message":"hi","stream":false}`)
+	require.Equal(t, http.StatusTooManyRequests, status, body)
+
+	ts.json(http.MethodPost, "/agents/writer/runs/"+runs[0].RunID+"/cancel", rlAdminKey, "", http.StatusOK, nil)
+	ts.waitStatus(t, runs[0].RunID, "CANCELLED")
+	<-first
+	res, err := c.SendMessage(t.Context(), userText("hi", ""))
+	require.NoError(t, err)
+	task, ok := res.(*sdk.Task)
+	require.True(t, ok, "%T", res)
+	require.Equal(t, sdk.TaskStateCompleted, task.Status.State)
 }

@@ -535,10 +535,20 @@ func TestMCPServerConcurrentRuns(t *testing.T) {
 		RunID  string `json:"run_id"`
 		Status string `json:"status"`
 	}
-	require.Eventually(t, func() bool {
+	// The first call must still be blocking when its run shows: if it
+	// ended, what it answered says why the run never did.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		select {
+		case res := <-first:
+			t.Fatalf("the blocking call ended before its run was seen: %s", toolText(t, res))
+		default:
+		}
 		ts.json(http.MethodGet, "/agents/writer/runs", rlAdminKey, "", http.StatusOK, &runs)
-		return len(runs) == 1 && runs[0].Status == "RUNNING"
-	}, 10*time.Second, 10*time.Millisecond)
+		if len(runs) == 1 && runs[0].Status == "RUNNING" {
+			break
+		}
+		require.False(t, time.Now().After(deadline), "the run never showed as RUNNING: %+v", runs)
+	}
 
 	refused := callTool(t, cs, "writer", map[string]any{"message": "hi"})
 	require.True(t, refused.IsError)

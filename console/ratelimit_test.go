@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,6 +177,50 @@ func TestRateLimitConcurrentRuns(t *testing.T) {
 
 	_, body, _ = ts.do("GET", "/metrics/prometheus", rlAdminKey, "", "")
 	require.Contains(t, body, `troupe_rate_limited_total{limit="concurrent_runs",subject_kind="key"} 5`)
+}
+
+// TestRateLimitConcurrentStartsAtOnce: a dozen runs asked for at once by a
+// key allowed two at a time start exactly two; the rest are refused, and a
+// refused or failed request gives back no slot it did not take.
+func TestRateLimitConcurrentStartsAtOnce(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, withLimits(rateKeys(t, "{concurrent_runs: 2}"), auth.RateLimit{}, time.Now))
+	// A request that starts no run (an unknown agent) leaves no slot taken.
+	ts.json("POST", "/agents/nobody/runs", rlAppKey, `{"message":"hi","stream":false}`, http.StatusNotFound, nil)
+
+	var mu sync.Mutex
+	var started []string
+	refused := 0
+	var wg sync.WaitGroup
+	for range 12 {
+		wg.Go(func() {
+			status, body, _ := ts.do("POST", "/agents/writer/runs", rlAppKey, "application/json", `{"message":"please block","background":true}`)
+			mu.Lock()
+			defer mu.Unlock()
+			switch status {
+			case http.StatusAccepted:
+				var run struct {
+					RunID string `json:"run_id"`
+				}
+				if err := json.Unmarshal([]byte(body), &run); err == nil {
+					started = append(started, run.RunID)
+				}
+			case http.StatusTooManyRequests:
+				refused++
+			default:
+				t.Errorf("status %d: %s", status, body)
+			}
+		})
+	}
+	wg.Wait()
+	require.Len(t, started, 2, "exactly the limit starts")
+	require.Equal(t, 10, refused)
+	for _, id := range started {
+		ts.waitStatus(t, id, "RUNNING")
+		ts.json("POST", "/agents/writer/runs/"+id+"/cancel", rlAppKey, "", http.StatusOK, nil)
+		ts.waitStatus(t, id, "CANCELLED")
+	}
+	ts.json("POST", "/agents/writer/runs", rlAppKey, `{"message":"hi","stream":false}`, http.StatusOK, nil)
 }
 
 // TestRateLimitUsers: the per-user limit (--user-rate-limit and friends)

@@ -74,35 +74,103 @@ func TestTakeRateConcurrent(t *testing.T) {
 	})
 }
 
-// TestActiveRuns counts a subject's held runs while they are pending or
-// running, and forgets them when they end.
-func TestActiveRuns(t *testing.T) {
+// TestReserveRun: reservations take a subject's concurrent runs until they
+// are released, expire, or are bound to a run, which then counts while it
+// is PENDING or RUNNING.
+func TestReserveRun(t *testing.T) {
 	t.Parallel()
 	rateStores(t, func(t *testing.T, db *store.DB) {
 		ctx := t.Context()
-		runs := make([]*store.Run, 3)
-		for i := range runs {
-			s := &store.Session{ID: fmt.Sprint("s", i), Type: store.SessionAgent, ComponentID: "echo", UserID: "u"}
-			runs[i] = &store.Run{ID: fmt.Sprint("r", i), Input: "hi"}
-			require.NoError(t, db.StartRun(ctx, s, runs[i]))
-			require.NoError(t, db.HoldRun(ctx, "key:a", runs[i].ID))
-		}
-		require.NoError(t, db.HoldRun(ctx, "key:a", "r0"), "holding twice is harmless")
-		require.NoError(t, db.HoldRun(ctx, "user:u", "r0"))
-		count := func(subject string) int {
-			n, err := db.ActiveRuns(ctx, subject)
+		now := time.Unix(1_700_000_000, 0)
+		const ttl = time.Minute
+		reserve := func(subject, token string, limit int, at time.Time) (int, bool) {
+			n, ok, err := db.ReserveRun(ctx, subject, token, limit, at, ttl)
 			require.NoError(t, err)
-			return n
+			return n, ok
 		}
-		require.Equal(t, 3, count("key:a"))
-		require.Equal(t, 1, count("user:u"))
-		require.Equal(t, 0, count("key:other"))
-		runs[0].Status = event.StatusCompleted
-		require.NoError(t, db.FinishRun(ctx, runs[0]))
-		require.Equal(t, 2, count("key:a"))
-		require.Equal(t, 0, count("user:u"))
-		require.NoError(t, db.HoldRun(ctx, "key:a", "no-such-run"))
-		require.Equal(t, 2, count("key:a"), "a run that is not stored does not count")
+		n, ok := reserve("key:a", "t1", 2, now)
+		require.True(t, ok)
+		require.Zero(t, n)
+		n, ok = reserve("key:a", "t2", 2, now)
+		require.True(t, ok)
+		require.Equal(t, 1, n)
+		n, ok = reserve("key:a", "t3", 2, now)
+		require.False(t, ok, "two reservations fill a limit of two")
+		require.Equal(t, 2, n)
+		_, ok = reserve("key:b", "t3", 2, now)
+		require.True(t, ok, "another subject has its own slots")
+
+		// t1 becomes a running run, counted for the user too.
+		run := &store.Run{ID: "r0", Input: "hi"}
+		require.NoError(t, db.StartRun(ctx, &store.Session{ID: "s0", Type: store.SessionAgent, ComponentID: "echo", UserID: "u"}, run))
+		_, ok = reserve("user:u", "t1", 5, now)
+		require.True(t, ok)
+		require.NoError(t, db.BindRun(ctx, []string{"key:a", "user:u"}, "t1", run.ID))
+		n, ok = reserve("user:u", "t4", 1, now)
+		require.False(t, ok, "the bound run counts")
+		require.Equal(t, 1, n, "the reservation it replaced does not count twice")
+
+		// Releasing t2 frees its slot.
+		require.NoError(t, db.ReleaseRun(ctx, []string{"key:a"}, "t2"))
+		n, ok = reserve("key:a", "t5", 2, now)
+		require.True(t, ok)
+		require.Equal(t, 1, n)
+
+		// An expired reservation (its request died) frees its slot; the
+		// bound run still counts.
+		_, ok = reserve("key:a", "t6", 2, now.Add(ttl-time.Second))
+		require.False(t, ok)
+		n, ok = reserve("key:a", "t6", 2, now.Add(ttl+time.Second))
+		require.True(t, ok)
+		require.Equal(t, 1, n)
+
+		// A finished run frees its slot.
+		run.Status = event.StatusCompleted
+		require.NoError(t, db.FinishRun(ctx, run))
+		n, ok = reserve("user:u", "t7", 1, now)
+		require.True(t, ok)
+		require.Zero(t, n)
+
+		// A reservation bound after it expired is recorded anew, and a run
+		// that is not stored does not count.
+		require.NoError(t, db.BindRun(ctx, []string{"user:u"}, "t7", "no-such-run"))
+		_, ok = reserve("user:u", "t8", 1, now.Add(2*ttl))
+		require.True(t, ok)
+	})
+}
+
+// TestReserveRunConcurrently: requests at once, through three replicas
+// sharing the database, never take more slots than the limit.
+func TestReserveRunConcurrently(t *testing.T) {
+	t.Parallel()
+	check := func(t *testing.T, replicas []*store.DB) {
+		now := time.Now()
+		for round := range 5 {
+			subject := fmt.Sprint("key:x", round)
+			var taken atomic.Int32
+			var g errgroup.Group
+			for i := range 30 {
+				g.Go(func() error {
+					_, ok, err := replicas[i%len(replicas)].ReserveRun(t.Context(), subject, fmt.Sprint("t", i), 3, now, time.Minute)
+					if ok {
+						taken.Add(1)
+					}
+					return err
+				})
+			}
+			require.NoError(t, g.Wait())
+			require.Equal(t, int32(3), taken.Load(), "round %d", round)
+		}
+	}
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), "troupe.db")
+		check(t, []*store.DB{openSQLite(t, path), openSQLite(t, path), openSQLite(t, path)})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		dsn := newSchema(t, postgresDSN(t))
+		check(t, []*store.DB{openPostgres(t, dsn, store.Options{}), openPostgres(t, dsn, store.Options{}), openPostgres(t, dsn, store.Options{})})
 	})
 }
 
@@ -114,6 +182,27 @@ func BenchmarkTakeRate(b *testing.B) {
 		for b.Loop() {
 			i++
 			if _, err := db.TakeRate(b.Context(), "key:bench", start.Add(time.Duration(i)*time.Millisecond), time.Millisecond, time.Second); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkReserveRun is the database's share of starting a run under a
+// concurrent-runs limit: the reservation, then binding it to the run.
+func BenchmarkReserveRun(b *testing.B) {
+	benchStores(b, func(b *testing.B, db *store.DB) {
+		now := time.Now()
+		subjects := []string{"key:bench"}
+		i := 0
+		for b.Loop() {
+			i++
+			token := fmt.Sprint("reservation:", i)
+			if _, ok, err := db.ReserveRun(b.Context(), "key:bench", token, 3, now, time.Minute); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+			// Bound to a run that is not stored, so it never fills the limit.
+			if err := db.BindRun(b.Context(), subjects, token, fmt.Sprint("run-", i)); err != nil {
 				b.Fatal(err)
 			}
 		}

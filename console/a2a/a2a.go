@@ -268,19 +268,23 @@ func (h *Handler) rpc(c *gin.Context) {
 	} else if k != nil {
 		by = "key:" + k.Name
 	}
-	rh := &requests{h: h, target: t, userID: p.UserID(""), bound: p.Bound(), by: by, link: api.RunLink(c), started: func(id string) { ratelimit.Started(c, id) }}
+	rh := &requests{h: h, target: t, userID: p.UserID(""), bound: p.Bound(), by: by, link: api.RunLink(c),
+		admit: func() (*ratelimit.Admission, error) { return h.opts.Limits.AdmitRun(c) }}
 	a2asrv.NewJSONRPCHandler(rh).ServeHTTP(c.Writer, c.Request)
 }
 
 // requests answers one JSON-RPC request for one target and caller.
 type requests struct {
-	h       *Handler
-	target  target
-	userID  string
-	bound   bool
-	by      string
-	link    session.Link
-	started func(runID string)
+	h      *Handler
+	target target
+	userID string
+	bound  bool
+	by     string
+	link   session.Link
+	// admit reserves the caller's concurrent runs for a run a message
+	// starts, or refuses it: the JSON-RPC route is not a run route, since
+	// most of its methods start nothing.
+	admit func() (*ratelimit.Admission, error)
 }
 
 var _ a2asrv.RequestHandler = (*requests)(nil)
@@ -319,12 +323,18 @@ func (r *requests) start(ctx context.Context, params *sdk.MessageSendParams, str
 	if err != nil {
 		return nil, "", err
 	}
+	adm, err := r.admit()
+	if err != nil {
+		// A limit is the server's to lift, not a fault in the params.
+		return nil, "", fmt.Errorf("%w: %w", sdk.ErrServerError, err)
+	}
 	turn, err := r.h.opts.Runs.Start(ctx, session.Params{Kind: r.target.kind, Name: r.target.name, Message: msg,
 		SessionID: params.Message.ContextID, UserID: r.userID, BoundUser: r.bound, Stream: stream, Link: r.link})
 	if err != nil {
+		adm.Release()
 		return nil, "", r.refusal(err)
 	}
-	r.started(turn.RunID())
+	adm.Bind(turn.RunID())
 	return turn, msg, nil
 }
 

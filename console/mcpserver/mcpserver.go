@@ -131,9 +131,9 @@ const callerKey = "troupe.caller"
 // caller is who sent an /mcp request, as the API's middleware saw it.
 type caller struct {
 	p auth.Principal
-	// admit checks the caller's concurrent runs limits for a run a tool
-	// call starts; it returns what counts the run, or the refusal.
-	admit func() (func(runID string), error)
+	// admit reserves the caller's concurrent runs for a run a tool call
+	// starts, or refuses it.
+	admit func() (*ratelimit.Admission, error)
 }
 
 // New returns a Server serving the engine's current snapshot. Run keeps its
@@ -205,7 +205,7 @@ func (s *Server) Handle(c *gin.Context) {
 		defer s.leave()
 	}
 	s.Sync(s.opts.Engine.Current())
-	who := &caller{p: auth.Of(c), admit: func() (func(string), error) { return s.opts.Limits.AdmitRun(c) }}
+	who := &caller{p: auth.Of(c), admit: func() (*ratelimit.Admission, error) { return s.opts.Limits.AdmitRun(c) }}
 	r := c.Request.WithContext(context.WithValue(c.Request.Context(), callerCtx{}, who))
 	if r.Header.Get("Authorization") == "" {
 		// Keys sent as X-API-Key are as good as a bearer token here; an
@@ -445,18 +445,17 @@ func (s *Server) runHandler(kind spec.Kind, name string) sdk.ToolHandler {
 		params.Stream = token != nil
 		// Rate limits: the request was counted by the middleware; the
 		// caller's concurrent runs are checked per run, as on run routes.
-		hold, err := who.admit()
+		adm, err := who.admit()
 		if err != nil {
 			return fail("%v", err), nil
 		}
 		turn, err := s.opts.Runs.Start(ctx, params)
 		if err != nil {
+			adm.Release()
 			_, msg, _ := api.Status(err)
 			return fail("%s", msg), nil
 		}
-		if hold != nil {
-			hold(turn.RunID())
-		}
+		adm.Bind(turn.RunID())
 		var progress float64
 		run := turn.Execute(ctx, func(e event.Event) {
 			// The target's own answer streams as progress; members and

@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -24,11 +26,16 @@ type Store interface {
 	// TakeRate spends one request of subject's GCRA allowance and returns
 	// 0, or how long until a request would be allowed (spending nothing).
 	TakeRate(ctx context.Context, subject string, now time.Time, emission, tolerance time.Duration) (time.Duration, error)
-	// ActiveRuns counts subject's PENDING and RUNNING runs among those
-	// HoldRun recorded.
-	ActiveRuns(ctx context.Context, subject string) (int, error)
-	// HoldRun records that subject started run runID.
-	HoldRun(ctx context.Context, subject, runID string) error
+	// ReserveRun takes one of subject's limit concurrent runs for a run
+	// about to start, as reservation token that counts until ttl from now
+	// (unless bound or released): the subject's runs at once and whether
+	// it was taken. Counting and taking are one decision.
+	ReserveRun(ctx context.Context, subject, token string, limit int, now time.Time, ttl time.Duration) (int, bool, error)
+	// BindRun turns reservation token of subjects into run runID, which
+	// counts while it is PENDING or RUNNING.
+	BindRun(ctx context.Context, subjects []string, token, runID string) error
+	// ReleaseRun gives back the slots reservation token took.
+	ReleaseRun(ctx context.Context, subjects []string, token string) error
 }
 
 var _ Store = (*store.DB)(nil)
@@ -154,66 +161,108 @@ func (l *Limiter) Middleware(deny Deny) gin.HandlerFunc {
 		if !isRun {
 			return
 		}
-		held, refused, msg := l.admitRuns(ctx, subs)
+		adm, refused, msg := l.admitRuns(ctx, subs)
 		if refused != nil {
 			l.refuse(c, deny, *refused, "concurrent_runs", 1, msg)
 			return
 		}
-		if len(held) == 0 {
+		if adm == nil {
 			return
 		}
-		c.Set(startedKey, func(runID string) { l.hold(context.WithoutCancel(ctx), held, runID) })
+		c.Set(startedKey, adm)
+		c.Next()
+		// A handler that started no run (a 404, a refused body) gives its
+		// slot back; one that did has bound it (Started).
+		adm.Release()
 	}
 }
 
-// admitRuns checks subs' concurrent runs limits: the subject refused and
-// why when one is reached, else the subjects the run started counts for.
-func (l *Limiter) admitRuns(ctx context.Context, subs []subject) (held []string, refused *subject, msg string) {
+// reserveTTL is how long a run's reservation counts before the run is
+// bound to it: far longer than a run's start takes, short enough that the
+// slot of a request that died (a crashed replica) comes back soon.
+const reserveTTL = time.Minute
+
+// Admission is a run's reservation of its callers' concurrent runs, taken
+// before the run starts: Bind counts the run that started in its place,
+// Release gives the slots back when none did. Its methods are safe on a
+// nil Admission (nothing limited) and act once.
+type Admission struct {
+	l        *Limiter
+	ctx      context.Context
+	subjects []string
+	token    string
+	done     atomic.Bool
+}
+
+// Bind counts runID, which the caller started, where the reservation was.
+func (a *Admission) Bind(runID string) {
+	if a == nil || !a.done.CompareAndSwap(false, true) {
+		return
+	}
+	if err := a.l.opts.Store.BindRun(a.ctx, a.subjects, a.token, runID); err != nil {
+		a.l.opts.Logger.Warn("run not counted towards its concurrent runs limit", "subjects", a.subjects, "run_id", runID, "err", err)
+	}
+}
+
+// Release gives the reservation's slots back; after Bind it does nothing.
+func (a *Admission) Release() {
+	if a == nil || !a.done.CompareAndSwap(false, true) {
+		return
+	}
+	if err := a.l.opts.Store.ReleaseRun(a.ctx, a.subjects, a.token); err != nil {
+		// The reservation expires by itself.
+		a.l.opts.Logger.Warn("releasing a concurrent run reservation", "subjects", a.subjects, "err", err, "expires_in", reserveTTL)
+	}
+}
+
+// admitRuns reserves a run of each of subs' concurrent runs limits: the
+// reservation, or the subject refused and why when one is reached (and
+// nothing is kept). No limit, no reservation.
+func (l *Limiter) admitRuns(ctx context.Context, subs []subject) (adm *Admission, refused *subject, msg string) {
 	for _, s := range subs {
 		if s.runs <= 0 {
 			continue
 		}
-		n, err := l.opts.Store.ActiveRuns(ctx, s.id)
+		if adm == nil {
+			// The request's cancellation must not leave a reservation or a
+			// bound run unrecorded.
+			adm = &Admission{l: l, ctx: context.WithoutCancel(ctx), token: "reservation:" + rand.Text()}
+		}
+		n, ok, err := l.opts.Store.ReserveRun(ctx, s.id, adm.token, s.runs, l.opts.Now(), reserveTTL)
 		if err != nil {
+			// A limit the database cannot check is not a reason to refuse
+			// work: the database's own failure will show.
 			l.opts.Logger.Warn("concurrent runs not checked", "subject", s.id, "err", err)
 			continue
 		}
-		if n >= s.runs {
+		if !ok {
+			adm.Release()
 			return nil, &s, fmt.Sprintf("concurrent runs limit reached for %s: %d of %d runs are pending or running; retry when one ends", s.id, n, s.runs)
 		}
-		held = append(held, s.id)
+		adm.subjects = append(adm.subjects, s.id)
 	}
-	return held, nil, ""
+	if adm != nil && len(adm.subjects) == 0 {
+		return nil, nil, ""
+	}
+	return adm, nil, ""
 }
 
-// AdmitRun checks the caller's concurrent runs limits for a run that a
-// request other than a run route starts (an MCP tool call, several of which
-// may share one request's session): a *Refusal when a limit is reached,
-// else the function that counts the run once started (nil when no limit
-// applies). The caller is the one the middleware saw on c, which must still
-// be in flight.
-func (l *Limiter) AdmitRun(c *gin.Context) (func(runID string), error) {
+// AdmitRun reserves the caller's concurrent runs for a run that a request
+// other than a run route starts (an MCP tool call or an A2A message, several
+// of which may share one request): a *Refusal when a limit is reached, else
+// the Admission the caller binds to the run it starts, or releases when it
+// starts none (nil when no limit applies). The caller is the one the
+// middleware saw on c, which must still be in flight.
+func (l *Limiter) AdmitRun(c *gin.Context) (*Admission, error) {
 	if l == nil {
 		return nil, nil
 	}
-	ctx := c.Request.Context()
-	held, refused, msg := l.admitRuns(ctx, l.subjects(c, false))
+	adm, refused, msg := l.admitRuns(c.Request.Context(), l.subjects(c, false))
 	if refused != nil {
 		l.limited.WithLabelValues(refused.kind, "concurrent_runs").Inc()
 		return nil, &Refusal{Subject: refused.id, Limit: "concurrent_runs", RetryAfter: 1, Msg: msg}
 	}
-	if len(held) == 0 {
-		return nil, nil
-	}
-	return func(runID string) { l.hold(context.WithoutCancel(ctx), held, runID) }, nil
-}
-
-func (l *Limiter) hold(ctx context.Context, subjects []string, runID string) {
-	for _, s := range subjects {
-		if err := l.opts.Store.HoldRun(ctx, s, runID); err != nil {
-			l.opts.Logger.Warn("run not counted towards its concurrent runs limit", "subject", s, "run_id", runID, "err", err)
-		}
-	}
+	return adm, nil
 }
 
 func (l *Limiter) refuse(c *gin.Context, deny Deny, s subject, limit string, retry int, msg string) {
@@ -293,18 +342,17 @@ func formatRate(c cell) string {
 }
 
 // startedKey is where the middleware keeps, in a run route's gin.Context,
-// the function that counts the run the handler starts.
+// the Admission the run the handler starts is bound to.
 const startedKey = "troupe.ratelimit.started"
 
 // Started tells the limiter that a run route's handler started runID, as
 // soon as the run service has stored it (before the run executes), so that
-// it counts towards its caller's concurrent runs. Without a limit on the
-// route it does nothing.
+// it counts towards its caller's concurrent runs in place of the slot the
+// middleware reserved. Without a limit on the route it does nothing.
 func Started(c *gin.Context, runID string) {
-	if f, ok := c.Get(startedKey); ok {
-		c.Set(startedKey, nil)
-		if hold, ok := f.(func(string)); ok && hold != nil {
-			hold(runID)
+	if adm, ok := c.Get(startedKey); ok {
+		if adm, ok := adm.(*Admission); ok {
+			adm.Bind(runID)
 		}
 	}
 }
