@@ -287,25 +287,25 @@ func (db *DB) RenameSession(ctx context.Context, id, name string, f Filter) (*Se
 const idBatch = 500
 
 // DeleteSessions deletes the sessions among ids that f lets the caller see,
-// with their runs, and returns how many sessions it deleted. Unknown and
-// hidden ids are skipped, not errors.
-func (db *DB) DeleteSessions(ctx context.Context, ids []string, f Filter) (int, error) {
+// with their runs, and returns the ids it deleted (sorted, each once).
+// Unknown and hidden ids are skipped, not errors.
+func (db *DB) DeleteSessions(ctx context.Context, ids []string, f Filter) ([]string, error) {
 	// Sorted and unique: each id counts once, and concurrent deletes on
 	// PostgreSQL lock rows in the same order instead of deadlocking.
 	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
 	if len(ids) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	var keys []string
 	if db.blobs != nil {
 		var err error
 		if keys, err = db.SessionFileKeys(ctx, ids, f); err != nil {
-			return 0, fmt.Errorf("store: deleting sessions: %w", err)
+			return nil, fmt.Errorf("store: deleting sessions: %w", err)
 		}
 	}
-	deleted := 0
+	var deleted []string
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		deleted = 0 // this may be a second run (see writeFunc)
+		deleted = deleted[:0] // this may be a second run (see writeFunc)
 		for batch := range slices.Chunk(ids, idBatch) {
 			var b strings.Builder
 			args := make([]any, 0, len(batch)+1)
@@ -323,21 +323,19 @@ func (db *DB) DeleteSessions(ctx context.Context, ids []string, f Filter) (int, 
 				b.WriteString(" AND user_id = $" + strconv.Itoa(len(args)))
 			}
 			// Runs go with their session through ON DELETE CASCADE.
-			res, err := tx.ExecContext(ctx, b.String(), args...)
+			b.WriteString(" RETURNING id")
+			got, err := queryIDs(ctx, tx, b.String(), args...)
 			if err != nil {
 				return err
 			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return err
-			}
-			deleted += int(n)
+			deleted = append(deleted, got...)
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("store: deleting sessions: %w", err)
+		return nil, fmt.Errorf("store: deleting sessions: %w", err)
 	}
+	slices.Sort(deleted)
 	// The rows are gone: their bytes go now. A failure leaves an orphan
 	// file no row names (logged), never a row without its file.
 	for _, k := range keys {

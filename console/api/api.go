@@ -48,7 +48,7 @@ type Store interface {
 	ListSessions(ctx context.Context, q store.SessionQuery) ([]store.Session, int, error)
 	RenameSession(ctx context.Context, id, name string, f store.Filter) (*store.Session, error)
 	EditSummary(ctx context.Context, id, summary string, topics []string, f store.Filter) (*store.Session, error)
-	DeleteSessions(ctx context.Context, ids []string, f store.Filter) (int, error)
+	DeleteSessions(ctx context.Context, ids []string, f store.Filter) ([]string, error)
 	RunsPage(ctx context.Context, sessionID string, f store.Filter, limit, offset int) ([]store.Run, int, error)
 	HasFinishedRun(ctx context.Context, sessionID string, f store.Filter) (bool, error)
 	GetRun(ctx context.Context, id string, f store.Filter) (*store.Run, error)

@@ -3,9 +3,9 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -268,7 +268,7 @@ func CheckSessionName(raw string) (string, error) {
 
 // SessionDeleter deletes sessions (the store does).
 type SessionDeleter interface {
-	DeleteSessions(ctx context.Context, ids []string, f store.Filter) (int, error)
+	DeleteSessions(ctx context.Context, ids []string, f store.Filter) ([]string, error)
 }
 
 // SessionStopper stops the runs of sessions (the run service does).
@@ -282,8 +282,8 @@ type SessionStopper interface {
 // leaves a run writing to a deleted session.
 func DeleteSession(ctx context.Context, runs SessionStopper, st SessionDeleter, id string, f store.Filter) error {
 	runs.StopSessions(ctx, []string{id}, f.UserID)
-	n, err := st.DeleteSessions(ctx, []string{id}, f)
-	if err == nil && n == 0 {
+	deleted, err := st.DeleteSessions(ctx, []string{id}, f)
+	if err == nil && len(deleted) == 0 {
 		err = store.ErrNotFound
 	}
 	return err
@@ -297,34 +297,34 @@ func (h *Handler) deleteSessions(c *gin.Context) error {
 	if len(body.SessionIDs) == 0 || len(body.SessionIDs) > 1000 {
 		return &Error{Status: http.StatusUnprocessableEntity, Msg: "session_ids must list 1 to 1000 session ids"}
 	}
-	// Which ids the caller may delete is looked up first, so the answer can
-	// say what was deleted: a silent 204 for another user's ids read as
-	// success. One lookup per id is bounded by the 1000 ids above.
+	// The delete itself says which ids were the caller's: a silent 204 for
+	// another user's ids read as success. Runs are stopped first, so none
+	// writes to a deleted session; the run service stops only the caller's.
 	ctx, f := c.Request.Context(), filter(c)
+	ids := slices.Compact(slices.Sorted(slices.Values(body.SessionIDs)))
+	h.opts.Runs.StopSessions(ctx, ids, f.UserID)
+	deleted, err := h.opts.Store.DeleteSessions(ctx, ids, f)
+	if err != nil {
+		return err
+	}
+	if len(deleted) == 0 {
+		// As DELETE /sessions/{id} answers for one: another user's session
+		// is indistinguishable from none.
+		return &Error{Status: http.StatusNotFound, Msg: "none of session_ids is a session this key can see; list them with GET /sessions"}
+	}
+	// Both lists keep the request's order, each id once.
 	var mine, missing []string
-	seen := map[string]bool{}
+	seen := make(map[string]bool, len(ids))
 	for _, id := range body.SessionIDs {
 		if seen[id] {
 			continue
 		}
 		seen[id] = true
-		switch _, err := h.opts.Store.GetSession(ctx, id, f); {
-		case errors.Is(err, store.ErrNotFound):
-			missing = append(missing, id)
-		case err != nil:
-			return err
-		default:
+		if _, ok := slices.BinarySearch(deleted, id); ok {
 			mine = append(mine, id)
+		} else {
+			missing = append(missing, id)
 		}
-	}
-	if len(mine) == 0 {
-		// As DELETE /sessions/{id} answers for one: another user's session
-		// is indistinguishable from none.
-		return &Error{Status: http.StatusNotFound, Msg: "none of session_ids is a session this key can see; list them with GET /sessions"}
-	}
-	h.opts.Runs.StopSessions(ctx, mine, f.UserID)
-	if _, err := h.opts.Store.DeleteSessions(ctx, mine, f); err != nil {
-		return err
 	}
 	if len(missing) == 0 {
 		c.Status(http.StatusNoContent) // as AgentOS answers

@@ -69,12 +69,12 @@ func (e SessionEraser) Erase(ctx context.Context, user string) (int, error) {
 			ids[i] = s.ID
 		}
 		e.Runs.StopSessions(ctx, ids, user)
-		d, err := e.Store.DeleteSessions(ctx, ids, f)
-		n += d
+		deleted, err := e.Store.DeleteSessions(ctx, ids, f)
+		n += len(deleted)
 		if err != nil {
 			return n, err
 		}
-		if d == 0 {
+		if len(deleted) == 0 {
 			return n, nil // listed but not deletable: never loop
 		}
 	}

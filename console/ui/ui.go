@@ -57,7 +57,7 @@ type Store interface {
 	GetSession(ctx context.Context, id string, f store.Filter) (*store.Session, error)
 	ListSessions(ctx context.Context, q store.SessionQuery) ([]store.Session, int, error)
 	RenameSession(ctx context.Context, id, name string, f store.Filter) (*store.Session, error)
-	DeleteSessions(ctx context.Context, ids []string, f store.Filter) (int, error)
+	DeleteSessions(ctx context.Context, ids []string, f store.Filter) ([]string, error)
 	LatestRuns(ctx context.Context, sessionID string, f store.Filter, n int) ([]store.Run, int, error)
 	RecentRuns(ctx context.Context, limit int, f store.Filter) ([]store.Run, error)
 	RunActivity(ctx context.Context, from, to time.Time, buckets int, f store.Filter) ([]store.ActivityBucket, error)

@@ -653,9 +653,12 @@ func testDelete(t *testing.T, open Opener) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			n, err := db.DeleteSessions(ctx, tc.ids, store.Filter{UserID: tc.user})
+			deleted, err := db.DeleteSessions(ctx, tc.ids, store.Filter{UserID: tc.user})
 			require.NoError(t, err)
-			require.Equal(t, tc.want, n)
+			require.Equal(t, tc.want, len(deleted))
+			if tc.want > 0 {
+				require.Equal(t, tc.gone, deleted, "the ids deleted, sorted, each once")
+			}
 			for _, id := range tc.gone {
 				_, err := db.GetSession(ctx, id, store.Filter{})
 				require.ErrorIs(t, err, store.ErrNotFound)
@@ -683,9 +686,9 @@ func testDelete(t *testing.T, open Opener) {
 	for _, id := range many[:3] {
 		session(t, db, agentSession(id, "u", "x"), at(0), at(1))
 	}
-	n, err := db.DeleteSessions(ctx, many, store.Filter{UserID: "u"})
+	deleted, err := db.DeleteSessions(ctx, many, store.Filter{UserID: "u"})
 	require.NoError(t, err)
-	require.Equal(t, 3, n)
+	require.Equal(t, many[:3], deleted)
 }
 
 // testLatestRuns checks the runs a page of a long session reads: the latest
