@@ -120,6 +120,32 @@ func (k *Knowledge) Content(ctx context.Context, id string) ([]byte, error) {
 	return b, nil
 }
 
+// Counts implements knowledge.Documents: one grouped count, where the
+// console and the metrics would otherwise count each base and status apart.
+func (k *Knowledge) Counts(ctx context.Context) (map[string]map[string]int, error) {
+	rows, err := k.db.r.QueryContext(ctx, `SELECT knowledge_id, status, COUNT(*) FROM knowledge_documents GROUP BY knowledge_id, status`)
+	if err != nil {
+		return nil, fmt.Errorf("store: counting documents: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[string]int{}
+	for rows.Next() {
+		var base, status string
+		var n int
+		if err := rows.Scan(&base, &status, &n); err != nil {
+			return nil, fmt.Errorf("store: counting documents: %w", err)
+		}
+		if out[base] == nil {
+			out[base] = map[string]int{}
+		}
+		out[base][status] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: counting documents: %w", err)
+	}
+	return out, nil
+}
+
 // List implements knowledge.Documents.
 func (k *Knowledge) List(ctx context.Context, q knowledge.DocumentQuery) ([]knowledge.Document, int, error) {
 	var where []string

@@ -78,6 +78,12 @@ func TestKnowledgeDocumentsAndChunks(t *testing.T) {
 			pending, err = k.Pending(ctx)
 			require.NoError(t, err)
 			require.Len(t, pending, 5)
+			counts, err := k.Counts(ctx)
+			require.NoError(t, err)
+			require.Equal(t, map[string]map[string]int{
+				"docs":  {knowledge.StatusFailed: 1},
+				"other": {knowledge.StatusProcessing: 5},
+			}, counts, "every base's documents by status")
 
 			records := []knowledge.ChunkRecord{
 				{Chunk: knowledge.Chunk{ID: "doc1-00000", KnowledgeID: "docs", DocumentID: "doc1", Document: "a.md", Index: 0, Text: "first", Page: 2, Heading: "Intro", Metadata: map[string]any{"lang": "en"}},

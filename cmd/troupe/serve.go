@@ -606,10 +606,17 @@ func wireMetrics(m *telemetry.Metrics, eng *engine.Engine, rec *telemetry.Record
 		m.SetSpanQueueSource(func() (int, uint64) { q, d, _ := rec.Stats(); return q, d })
 	}
 	m.SetIngestionSource(func() map[string]int {
-		out := map[string]int{}
-		for _, st := range []string{knowledge.StatusProcessing, knowledge.StatusCompleted, knowledge.StatusFailed} {
-			if _, n, err := k.List(context.Background(), knowledge.DocumentQuery{Status: st, Limit: 1}); err == nil {
-				out[st] = n
+		// Every state is reported, 0 included, so a series never vanishes.
+		out := map[string]int{knowledge.StatusProcessing: 0, knowledge.StatusCompleted: 0, knowledge.StatusFailed: 0}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		counts, err := k.Counts(ctx)
+		if err != nil {
+			return nil // the gauges are left out of this scrape
+		}
+		for _, byStatus := range counts {
+			for st, n := range byStatus {
+				out[st] += n
 			}
 		}
 		return out

@@ -510,22 +510,21 @@ func (h *Handler) knowledgePage(c *gin.Context) {
 		if h.opts.KafkaLag != nil {
 			lag = h.opts.KafkaLag()
 		}
+		// One grouped count serves every base's figures; the rows and the
+		// total below are counted from the same table, and the page
+		// refreshes them together (view.KnowledgePage) whenever a row
+		// changes status.
+		counts, err := h.opts.Knowledge.Counts(ctx)
+		if err != nil {
+			h.fail(c, "knowledge bases", err)
+			return
+		}
 		for _, b := range h.opts.Knowledge.Bases() {
 			base := view.Base{Name: b.Name, Store: b.Store.Type, Search: b.Search.Mode, Embedder: b.Embedder.String()}
-			// Every count is the document list's own count, as the rows
-			// and the total below are: one source, refreshed together
-			// (view.KnowledgePage) whenever a row changes status.
-			for _, n := range []struct {
-				status string
-				to     *int
-			}{{"", &base.Documents}, {knowledge.StatusProcessing, &base.Processing}, {knowledge.StatusFailed, &base.Failed}} {
-				_, count, err := h.opts.Knowledge.List(ctx, knowledge.DocumentQuery{KnowledgeID: b.Name, Status: n.status, Limit: 1})
-				if err != nil {
-					h.fail(c, "knowledge bases", err)
-					return
-				}
-				*n.to = count
+			for _, n := range counts[b.Name] {
+				base.Documents += n
 			}
+			base.Processing, base.Failed = counts[b.Name][knowledge.StatusProcessing], counts[b.Name][knowledge.StatusFailed]
 			if b.Kafka != nil {
 				base.Kafka = b.Kafka.Topic
 				if l, ok := lag[b.Name]; ok {
@@ -535,7 +534,6 @@ func (h *Handler) knowledgePage(c *gin.Context) {
 			p.Bases = append(p.Bases, base)
 		}
 		q := knowledge.DocumentQuery{Limit: docsPerPage, Page: pageParam(c), SortBy: "updated_at", SortOrder: "desc"}
-		var err error
 		if p.Docs, p.Total, err = h.opts.Knowledge.List(ctx, q); err != nil {
 			h.fail(c, "documents", err)
 			return

@@ -78,6 +78,7 @@ type Knowledge interface {
 	api.Uploads
 	Get(ctx context.Context, id string) (*knowledge.Document, error)
 	List(ctx context.Context, q knowledge.DocumentQuery) ([]knowledge.Document, int, error)
+	Counts(ctx context.Context) (map[string]map[string]int, error)
 	Delete(ctx context.Context, id string) error
 	Retry(ctx context.Context, id string) (*knowledge.Document, error)
 	Sync(ctx context.Context, id string) (kb.SyncResult, error)

@@ -78,6 +78,9 @@ type Documents interface {
 	Get(ctx context.Context, id string) (*Document, error)
 	Content(ctx context.Context, id string) ([]byte, error)
 	List(ctx context.Context, q DocumentQuery) ([]Document, int, error)
+	// Counts counts the documents of every knowledge base by status, in
+	// one pass: knowledge base, then status, to count.
+	Counts(ctx context.Context) (map[string]map[string]int, error)
 	// Update writes status, message, progress, chunks, attempts, metadata,
 	// name and description.
 	Update(ctx context.Context, d *Document) error

@@ -119,6 +119,20 @@ func (m *MemoryDocuments) List(_ context.Context, q knowledge.DocumentQuery) ([]
 	return all[start:min(start+limit, len(all))], len(all), nil
 }
 
+// Counts implements Documents.
+func (m *MemoryDocuments) Counts(context.Context) (map[string]map[string]int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]map[string]int{}
+	for _, d := range m.docs {
+		if out[d.KnowledgeID] == nil {
+			out[d.KnowledgeID] = map[string]int{}
+		}
+		out[d.KnowledgeID][d.Status]++
+	}
+	return out, nil
+}
+
 // Update implements Documents.
 func (m *MemoryDocuments) Update(_ context.Context, d *knowledge.Document) error {
 	m.mu.Lock()

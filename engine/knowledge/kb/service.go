@@ -587,6 +587,12 @@ func (s *Service) Get(ctx context.Context, id string) (*knowledge.Document, erro
 	return d, nil
 }
 
+// Counts counts every knowledge base's documents by status (bases no
+// longer configured included), in one pass over the documents.
+func (s *Service) Counts(ctx context.Context) (map[string]map[string]int, error) {
+	return s.opts.Documents.Counts(ctx)
+}
+
 // List lists documents; those whose knowledge base is no longer configured
 // are shown orphaned.
 func (s *Service) List(ctx context.Context, q knowledge.DocumentQuery) ([]knowledge.Document, int, error) {
