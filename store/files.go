@@ -22,32 +22,28 @@ type RunFile = session.File
 
 const runFileColumns = `id, run_id, session_id, name, media_type, size, sha256, storage_key, created_at`
 
-// insertRunFiles records the files of run r, just stored by StartRun. When
-// that fails the run is deleted again, so a run is never stored without
-// the files it was sent with.
-func (db *DB) insertRunFiles(ctx context.Context, r *Run) error {
+// runFileArgs fills in the run's side of r's files (run, session, time) and
+// returns each one's arguments for insertRunFiles.
+func (db *DB) runFileArgs(r *Run) [][]any {
+	out := make([][]any, len(r.Files))
 	for i := range r.Files {
 		f := &r.Files[i]
 		f.RunID, f.SessionID, f.CreatedAt = r.ID, r.SessionID, r.CreatedAt
+		out[i] = []any{f.ID, f.RunID, f.SessionID, text(f.Name), f.MediaType, f.Size, f.SHA256, f.Key, db.timeArg(f.CreatedAt), i}
 	}
-	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		for i, f := range r.Files {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO run_files (`+runFileColumns+`, position)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-				f.ID, f.RunID, f.SessionID, text(f.Name), f.MediaType, f.Size, f.SHA256, f.Key, db.timeArg(f.CreatedAt), i); err != nil {
-				return err
-			}
+	return out
+}
+
+// insertRunFiles records a run's files in the transaction that stores the
+// run, so a run is never stored without the files it was sent with.
+func insertRunFiles(ctx context.Context, tx *sql.Tx, files [][]any) error {
+	for _, args := range files {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO run_files (`+runFileColumns+`, position)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, args...); err != nil {
+			return fmt.Errorf("storing the run's files: %w", err)
 		}
-		return nil
-	})
-	if err == nil {
-		return nil
 	}
-	derr := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM runs WHERE id = $1`, r.ID)
-		return err
-	})
-	return errors.Join(fmt.Errorf("storing the run's files: %w", err), derr)
+	return nil
 }
 
 // SessionFiles returns the files sent with the runs of session id, oldest

@@ -99,7 +99,8 @@ func postgresLatencyUS(updated, created string) string {
 	return `GREATEST(0, CAST(EXTRACT(EPOCH FROM ` + updated + ` - ` + created + `) * 1000000 AS BIGINT))`
 }
 
-// StartRun records the start of r in session s, in one transaction. When no
+// StartRun records the start of r in session s, with the files it was sent
+// with (r.Files, whose bytes are stored already), in one transaction. When no
 // session s.ID exists it is created from s (its Name derived from r.Input when
 // empty, its times defaulting to the run's); when it exists but belongs to
 // another user or component (type and id), StartRun writes nothing and returns
@@ -155,11 +156,13 @@ func (db *DB) StartRun(ctx context.Context, s *Session, r *Run) error {
 
 	sessArgs := []any{sess.ID, sess.Type, sess.ComponentID, sess.UserID, sess.Name, state,
 		db.timeArg(sess.CreatedAt), db.timeArg(sess.UpdatedAt)}
+	run.Files = slices.Clone(run.Files)
+	files := db.runFileArgs(&run)
 	var stored *storedSession
 	if db.dialect == DialectPostgres {
-		stored, err = db.startRunPostgres(ctx, sessArgs, runArgs)
+		stored, err = db.startRunPostgres(ctx, &sess, sessArgs, runArgs, files)
 	} else {
-		stored, err = db.startRunTx(ctx, &sess, sessArgs, runArgs)
+		stored, err = db.startRunTx(ctx, &sess, sessArgs, runArgs, files)
 	}
 	if err == nil && stored != nil {
 		if !sameOwner(&stored.Session, &sess) {
@@ -169,10 +172,6 @@ func (db *DB) StartRun(ctx context.Context, s *Session, r *Run) error {
 			sess.State = nil
 			err = decodeJSON(stored.state, &sess.State)
 		}
-	}
-	if err == nil && len(run.Files) > 0 {
-		run.Files = slices.Clone(run.Files)
-		err = db.insertRunFiles(ctx, &run)
 	}
 	if err != nil {
 		return fmt.Errorf("store: starting run %s: %w", run.ID, err)
@@ -202,7 +201,7 @@ func (s *storedSession) dest() []any {
 // session, or nil when it created it. When the existing session belongs to
 // someone else it returns it without inserting the run, and the caller's
 // error rolls nothing back because nothing was written.
-func (db *DB) startRunTx(ctx context.Context, sess *Session, sessArgs, runArgs []any) (*storedSession, error) {
+func (db *DB) startRunTx(ctx context.Context, sess *Session, sessArgs, runArgs []any, files [][]any) (*storedSession, error) {
 	var stored *storedSession
 	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		stored = nil // this may be a second run (see writeFunc)
@@ -227,25 +226,48 @@ func (db *DB) startRunTx(ctx context.Context, sess *Session, sessArgs, runArgs [
 		if _, err := tx.StmtContext(ctx, db.st.insertRun).ExecContext(ctx, runArgs...); err != nil {
 			return fmt.Errorf("inserting run: %w", err)
 		}
-		return nil
+		return insertRunFiles(ctx, tx, files)
 	})
 	return stored, err
 }
 
 // startRunPostgres is StartRun as a single statement (see sqlStartRunPostgres):
-// one network round trip instead of four, and atomic without BEGIN/COMMIT.
-func (db *DB) startRunPostgres(ctx context.Context, sessArgs, runArgs []any) (*storedSession, error) {
+// one network round trip instead of four, and atomic without BEGIN/COMMIT. A
+// run sent with files is that statement and the files' rows in one
+// transaction.
+func (db *DB) startRunPostgres(ctx context.Context, sess *Session, sessArgs, runArgs []any, files [][]any) (*storedSession, error) {
 	args := append(sessArgs[:len(sessArgs):len(sessArgs)], runArgs...)
+	if len(files) == 0 {
+		return startRunStmt(ctx, db.st.startRun, args, sessArgs[0])
+	}
+	var stored *storedSession
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if stored, err = startRunStmt(ctx, tx.StmtContext(ctx, db.st.startRun), args, sessArgs[0]); err != nil {
+			return err
+		}
+		if stored != nil && !sameOwner(&stored.Session, sess) {
+			return nil // no run was inserted; the caller reports it
+		}
+		return insertRunFiles(ctx, tx, files)
+	})
+	return stored, err
+}
+
+// startRunStmt runs sqlStartRunPostgres: the existing session, or nil when
+// it created it.
+func startRunStmt(ctx context.Context, st *sql.Stmt, args []any, sessionID any) (*storedSession, error) {
 	// The statement returns no row when another transaction created the
 	// session after the statement's snapshot was taken: the insert then
 	// conflicts with a row the select cannot see yet. A new statement has a
-	// new snapshot, so retrying settles it.
+	// new snapshot (in a transaction too, at READ COMMITTED), so retrying
+	// settles it.
 	for range 3 {
 		var (
 			created bool
 			stored  storedSession
 		)
-		err := db.st.startRun.QueryRowContext(ctx, args...).Scan(append([]any{&created}, stored.dest()...)...)
+		err := st.QueryRowContext(ctx, args...).Scan(append([]any{&created}, stored.dest()...)...)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}
@@ -257,7 +279,7 @@ func (db *DB) startRunPostgres(ctx context.Context, sessArgs, runArgs []any) (*s
 		}
 		return &stored, nil
 	}
-	return nil, fmt.Errorf("session %v: created and deleted concurrently, giving up", sessArgs[0])
+	return nil, fmt.Errorf("session %v: created and deleted concurrently, giving up", sessionID)
 }
 
 func validateStart(s *Session, r *Run) error {

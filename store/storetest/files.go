@@ -68,4 +68,23 @@ func testRunFiles(t *testing.T, open Opener) {
 	keys, err = db.SessionFileKeys(ctx, []string{"s", "s2"}, store.Filter{})
 	require.NoError(t, err)
 	require.Equal(t, []string{"ef/ef0123456789"}, keys)
+
+	// Files that cannot be stored (an id taken) leave no run and no new
+	// session behind: the run and its files are one transaction.
+	err = db.StartRun(ctx, agentSession("s3", "carol", "a"), &store.Run{ID: "r3", Input: "hi", CreatedAt: at(3),
+		Files: []store.RunFile{{ID: "f4", Name: "a.txt", MediaType: "text/plain", Size: 1, SHA256: "dd", Key: "k4"}, {ID: "f3", Name: "dup.txt", MediaType: "text/plain", Size: 1, SHA256: "ee", Key: "k5"}}})
+	require.Error(t, err)
+	_, err = db.GetRun(ctx, "r3", store.Filter{})
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = db.GetSession(ctx, "s3", store.Filter{})
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = db.GetRunFile(ctx, "s3", "f4", store.Filter{})
+	require.ErrorIs(t, err, store.ErrNotFound)
+	// Into another user's session, nothing is stored, files included.
+	err = db.StartRun(ctx, agentSession("s2", "mallory", "a"), &store.Run{ID: "r4", Input: "hi", CreatedAt: at(4),
+		Files: []store.RunFile{{ID: "f5", Name: "a.txt", MediaType: "text/plain", Size: 1, SHA256: "ff", Key: "k6"}}})
+	require.ErrorIs(t, err, store.ErrNotFound)
+	keys, err = db.SessionFileKeys(ctx, []string{"s2"}, store.Filter{})
+	require.NoError(t, err)
+	require.Equal(t, []string{"ef/ef0123456789"}, keys)
 }
