@@ -127,6 +127,9 @@ func (c *compiler) breakObject(k spec.Key, err error) {
 		// A module rejected a Tool document the agent uses: point there.
 		diag.Pos, diag.Path = de.position()
 	}
+	if _, ok := errors.AsType[*MissingKeyError](err); ok {
+		diag.Code = spec.CodeMissingAPIKey
+	}
 	o.Diagnostics = append(slices.Clone(o.Diagnostics), diag)
 	o.Doc, o.Status = nil, StatusBroken
 	c.extra = append(c.extra, diag)

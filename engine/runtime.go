@@ -168,10 +168,16 @@ func (rt *Runtime) builtin(ctx context.Context, name string, d tool.Deps) (tool.
 // has none, as the vendors' own SDKs do.
 var apiKeyVars = map[string]string{"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
-// MissingKeyPhrase is in the diagnostic of every object broken because its
-// model's provider has no API key, so commands can say "set the key" once
-// instead of once per object.
-const MissingKeyPhrase = "needs an API key"
+// MissingKeyError is why an object whose model's provider has no API key
+// cannot be built; its diagnostic carries spec.CodeMissingAPIKey.
+type MissingKeyError struct {
+	Model string // the model reference, such as openai/gpt-4o-mini
+	Var   string // the variable the key is read from
+}
+
+func (e *MissingKeyError) Error() string {
+	return fmt.Sprintf("model %s needs an API key: set %s, or api_key in a Model document", e.Model, e.Var)
+}
 
 // chain builds the provider chain for a model reference: the model itself, then
 // its fallbacks, each with the retry and timeout policy of its Model spec.
@@ -216,7 +222,7 @@ func (rt *Runtime) target(ref *ModelRef) (model.Target, error) {
 	}
 	if cfg.APIKey == "" && cfg.BaseURL == "" {
 		if v, ok := apiKeyVars[cfg.Provider]; ok {
-			return t, fmt.Errorf("model %s %s: set %s, or api_key in a Model document", ref.Ref, MissingKeyPhrase, v)
+			return t, &MissingKeyError{Model: ref.Ref, Var: v}
 		}
 	}
 	if rt.Models == nil {

@@ -53,7 +53,15 @@ type Diagnostic struct {
 	Path     string   `json:"path,omitempty"` // object path such as agents.support.tools[1]
 	Severity Severity `json:"severity"`
 	Msg      string   `json:"message"`
+	// Code names, for programs, a kind of problem that commands and
+	// clients act on (CodeMissingAPIKey); most diagnostics have none.
+	Code string `json:"code,omitempty"`
 }
+
+// CodeMissingAPIKey marks the diagnostic of an object that cannot run
+// because its model's provider has no API key: commands say "set the key"
+// once for all of them.
+const CodeMissingAPIKey = "missing_api_key"
 
 func (d Diagnostic) Error() string {
 	var b strings.Builder

@@ -43,7 +43,7 @@ func check(args []string, getenv env, stdout, stderr io.Writer) error {
 	rt, pool := newRuntime(getenv, slog.New(slog.DiscardHandler), nil)
 	defer pool.Close()
 	for _, d := range engine.Compile(set, nil, 1, time.Now(), rt).Diagnostics().Errors() {
-		if strings.Contains(d.Msg, engine.MissingKeyPhrase) {
+		if d.Code == spec.CodeMissingAPIKey {
 			diags = append(diags, d)
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/spec"
 )
 
 // TestHelpListsCommands: --help, -h and help print every command with its
@@ -270,6 +272,19 @@ members: [a, local]
 	require.Equal(t, exitError(1), err)
 	require.Equal(t, "troupe: team \"t\" cannot run: model openai/gpt-4o-mini needs an API key: set OPENAI_API_KEY, or api_key in a Model document\n", errOut.String())
 	require.Empty(t, out.String())
+
+	// Programs tell these errors apart by their code, not their wording.
+	out.Reset()
+	require.Equal(t, exitError(1), run(t.Context(), []string{"check", "--json", dir}, noEnv, &out, &errOut))
+	var diags []struct {
+		Path string `json:"path"`
+		Code string `json:"code"`
+	}
+	require.NoError(t, json.Unmarshal(out.Bytes(), &diags))
+	require.Equal(t, []struct {
+		Path string `json:"path"`
+		Code string `json:"code"`
+	}{{"agents.a", spec.CodeMissingAPIKey}, {"agents.b", spec.CodeMissingAPIKey}}, diags)
 }
 
 // TestKnowledgeGivesItsSearch: an agent listing knowledge searches it without

@@ -337,7 +337,7 @@ func missingKeys(s *engine.Snapshot, k spec.Key, seen map[spec.Key]bool, out *[]
 	}
 	seen[k] = true
 	for _, d := range o.Diagnostics.Errors() {
-		if strings.Contains(d.Msg, engine.MissingKeyPhrase) && !slices.Contains(*out, d.Msg) {
+		if d.Code == spec.CodeMissingAPIKey && !slices.Contains(*out, d.Msg) {
 			*out = append(*out, d.Msg)
 		}
 	}
