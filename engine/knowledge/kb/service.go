@@ -124,8 +124,13 @@ type Service struct {
 	// mu), with why, until the run loop re-embeds them: see reembedBases.
 	reembed map[string]string
 
-	// syncMu serializes source syncs (the run loop's and forced ones).
+	// syncMu serializes source syncs (the run loop's and forced ones) and
+	// guards stamps.
 	syncMu sync.Mutex
+	// stamps are, by knowledge base then source key, what each file source
+	// looked like when a sync last read it: an unchanged file is not read
+	// again (see unchangedSince).
+	stamps map[string]map[string]fileStamp
 	// fetchMu guards fetched (URL sources' validators) and clients (by
 	// allowed_hosts).
 	fetchMu sync.Mutex
@@ -1103,6 +1108,7 @@ func (s *Service) syncBase(ctx context.Context, k *spec.Knowledge, sc scope) (Sy
 	deleted := map[string]bool{}
 	dir := filepath.Dir(k.Pos().File)
 	roots := k.ReadRoots()
+	stamps, fresh := s.stamps[k.Name], map[string]fileStamp{}
 	for _, src := range k.Sources {
 		if spec.IsURLSource(src) {
 			// Fetched once, then again every refresh interval (or on a
@@ -1131,8 +1137,17 @@ func (s *Service) syncBase(ctx context.Context, k *spec.Knowledge, sc scope) (Sy
 			if seen[key] {
 				continue
 			}
-			if info, err := os.Stat(path); err == nil && info.IsDir() {
+			info, statErr := os.Stat(path)
+			if statErr == nil && info.IsDir() {
 				continue // a glob such as docs/* also matches folders
+			}
+			if old, ok := existing[key]; ok && sc != scopeForce && statErr == nil && stamps[key].unchanged(info, old.ID) {
+				// Not read again: a watch event in a folder of thousands of
+				// files costs their stats, not their bytes.
+				seen[key] = true
+				fresh[key] = stamps[key]
+				res.Unchanged++
+				continue
 			}
 			// Only regular files, within the size limit while reading, and
 			// inside the spec folder or a read root once symlinks are
@@ -1150,12 +1165,25 @@ func (s *Service) syncBase(ctx context.Context, k *spec.Knowledge, sc scope) (Sy
 				continue
 			}
 			seen[key] = true
-			if old, ok := existing[key]; ok && old.ID == knowledge.DocumentID(k.Name, data) {
+			id := knowledge.DocumentID(k.Name, data)
+			if statErr == nil {
+				// Stated before the read: a change after it moves the
+				// modification time past the stamp's.
+				fresh[key] = fileStamp{size: info.Size(), mtime: info.ModTime(), id: id, readAt: time.Now(), info: info}
+			}
+			if old, ok := existing[key]; ok && old.ID == id {
 				res.Unchanged++
 				continue
 			}
 			changed = append(changed, changedFile{key: key, path: path})
 		}
+	}
+	if files {
+		// Only the files this sync saw keep a stamp.
+		if s.stamps == nil {
+			s.stamps = map[string]map[string]fileStamp{}
+		}
+		s.stamps[k.Name] = fresh
 	}
 	// Removed sources go first: a file renamed with its content unchanged
 	// is the same document (its id is the content's hash), which must be
@@ -1194,6 +1222,33 @@ func (s *Service) syncBase(ctx context.Context, k *spec.Knowledge, sc scope) (Sy
 
 // changedFile is a file source whose content differs from its document's.
 type changedFile struct{ key, path string }
+
+// racyWindow is how long after a read a file's modification time must lie
+// for its stamp to vouch for it: a write within the filesystem's timestamp
+// granularity of the read could keep the time and the size it stamped.
+const racyWindow = 2 * time.Second
+
+// fileStamp is a file source as a sync read it: its size, modification
+// time and identity (device and inode, through os.SameFile) before the
+// read, and the document id of what was read.
+type fileStamp struct {
+	size   int64
+	mtime  time.Time
+	id     string
+	readAt time.Time
+	info   os.FileInfo
+}
+
+// unchanged reports whether a file that stats as info still holds what the
+// stamp read, and that was stored as document id: the same file, size and
+// modification time, a modification time safely before the read, and the
+// document still the one read. A file changed in place keeping all three (a
+// copy that preserves times onto a file of the same size) is caught by a
+// forced sync (POST /knowledge/{id}/sync), which reads every file.
+func (st fileStamp) unchanged(info os.FileInfo, id string) bool {
+	return st.info != nil && st.id == id && st.size == info.Size() && st.mtime.Equal(info.ModTime()) &&
+		st.mtime.Before(st.readAt.Add(-racyWindow)) && os.SameFile(st.info, info)
+}
 
 // refused reports whether a source file is refused for what it is (outside
 // the read roots, not a regular file, too large) or gone, rather than
