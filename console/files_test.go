@@ -245,15 +245,41 @@ func TestRunFileLimits(t *testing.T) {
 			require.Contains(t, e.Detail, tt.detail)
 		})
 	}
-	// Nothing refused was kept.
-	var kept []string
-	require.NoError(t, filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			kept = append(kept, p)
-		}
-		return err
-	}))
-	require.Empty(t, kept)
+	// Nothing refused was kept, nor even stored for a while: the run
+	// service stores a run's bytes once the run is validated.
+	stored := func() []string {
+		var kept []string
+		require.NoError(t, filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				kept = append(kept, p)
+			}
+			return err
+		}))
+		return kept
+	}
+	require.Empty(t, stored())
+	require.Zero(t, ts.files.puts.Load())
+
+	// A request repeated with its Idempotency-Key replays the first run:
+	// its files are stored once.
+	ct, body := multipartRun(t, map[string]string{"message": "hi", "stream": "false"}, runUpload{"a.txt", []byte("alpha")})
+	var runIDs []string
+	for range 2 {
+		req, err := http.NewRequest(http.MethodPost, ts.url+"/agents/writer/runs", strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set("Idempotency-Key", "files-once")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		var run runJSON
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&run))
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		runIDs = append(runIDs, run.RunID)
+	}
+	require.Equal(t, runIDs[0], runIDs[1], "the second request replays the first run")
+	require.Equal(t, int64(1), ts.files.puts.Load())
+	require.Len(t, stored(), 1)
 }
 
 // TestRunFileIsolation: a run's files are listed and downloaded by the

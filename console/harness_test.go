@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,8 +91,21 @@ tools: [knowledge_search, calculator, current_time]
 knowledge: [docs]
 `
 
+// countingFiles is the run files' store on disk, counting the files put.
+type countingFiles struct {
+	files.Store
+	puts atomic.Int64
+}
+
+func (c *countingFiles) Put(ctx context.Context, key string, data []byte) error {
+	c.puts.Add(1)
+	return c.Store.Put(ctx, key, data)
+}
+
 type testServer struct {
-	t        testing.TB
+	t testing.TB
+	// files is the run files' store, with withFiles.
+	files    *countingFiles
 	url      string
 	dir      string
 	srv      *console.Server
@@ -263,10 +277,12 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 		h.dsn = filepath.Join(t.TempDir(), "troupe.db")
 	}
 	var err error
-	var disk *files.Disk
+	var disk *countingFiles
 	if h.filesDir != "" {
-		disk, err = files.NewDisk(h.filesDir)
+		d, err := files.NewDisk(h.filesDir)
 		require.NoError(t, err)
+		disk = &countingFiles{Store: d}
+		ts.files = disk
 	}
 	storeOpts := store.Options{}
 	if disk != nil {
@@ -358,9 +374,13 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	if h.opts != nil {
 		h.opts(&o)
 	}
-	ts.runs = session.New(session.Options{Targets: ts.eng, Store: ts.db, Cancels: ts.db, Events: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout,
+	runOpts := session.Options{Targets: ts.eng, Store: ts.db, Cancels: ts.db, Events: ts.db, Observers: observers, DrainTimeout: o.ShutdownTimeout,
 		IdempotencyTTL: h.keyTTL, Requeue: jobs.Resumer{Client: jobClient}, Announcer: jobs.Approvals{Client: jobClient, Webhook: h.webhook != ""},
-		Summaries: summary.Queue{Client: jobClient}, Memories: ts.memories})
+		Summaries: summary.Queue{Client: jobClient}, Memories: ts.memories}
+	if disk != nil {
+		runOpts.Files = disk // as in troupe serve: the store the console reads from
+	}
+	ts.runs = session.New(runOpts)
 	// As in troupe serve: session summaries are folded by a job.
 	summary.Register(jobReg, &summary.Worker{Store: ts.db, Targets: ts.eng})
 	// As in troupe serve: background runs are jobs any replica executes.

@@ -191,7 +191,7 @@ func runTurn(ctx context.Context, o runOptions, getenv env, stdout, stderr io.Wr
 		// databases close.
 		defer func() { stopRec(); recWG.Wait() }()
 	}
-	runs := newRunService(eng, db, nil, nil, newTracer(rec, nil, nil, telemetry.ContentPolicy{Content: telemetry.Content{Enabled: true}}), nil, 0, 0, 0, logger, nil, nil)
+	runs := newRunService(eng, db, nil, nil, newTracer(rec, nil, nil, telemetry.ContentPolicy{Content: telemetry.Content{Enabled: true}}), nil, 0, 0, 0, logger, nil, nil, nil)
 	turn, err := runs.Start(ctx, session.Params{Kind: kind, Name: name, Message: message, SessionID: *sessionID, Stream: true})
 	if err != nil {
 		return err

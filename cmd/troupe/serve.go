@@ -418,7 +418,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 		extra = append(extra, om)
 	}
 	extra = append(extra, learner, extractor)
-	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, jobs.Approvals{Client: jobClient, Webhook: cfg.approvalsWebhook != ""}, tracer, metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger, summary.Queue{Client: jobClient}, memories, extra...)
+	runs := newRunService(eng, db, jobs.Resumer{Client: jobClient}, jobs.Approvals{Client: jobClient, Webhook: cfg.approvalsWebhook != ""}, tracer, metrics, cfg.shutdownTimeout, cfg.replicaLease, cfg.idempotencyTTL, logger, summary.Queue{Client: jobClient}, memories, runFiles, extra...)
 	jobs.RegisterRuns(jobReg, runs)
 	// Session summaries are folded by a job after the run that crossed the
 	// threshold, on whichever replica takes it.
@@ -541,7 +541,7 @@ func serve(ctx context.Context, args []string, getenv env, stderr io.Writer) err
 // defaults' 5s and 30s for the default 15s lease); 0 keeps the defaults.
 // keyTTL is how long idempotency keys replay their runs.
 // more are further observers (the learner, which queues distillations).
-func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, announce session.Announcer, tr *telemetry.Tracer, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger, summaries session.SummaryQueue, memories session.Memories, more ...session.Observer) *session.Service {
+func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, announce session.Announcer, tr *telemetry.Tracer, m *telemetry.Metrics, drain, lease, keyTTL time.Duration, logger *slog.Logger, summaries session.SummaryQueue, memories session.Memories, runFiles files.Store, more ...session.Observer) *session.Service {
 	var observers []session.Observer
 	if tr != nil {
 		observers = append(observers, tr)
@@ -554,7 +554,7 @@ func newRunService(eng *engine.Engine, db *store.DB, requeue session.Requeuer, a
 	// of the same database reaches the runs executing on this one.
 	// Liveness: this replica's heartbeat, and recovery of the runs of
 	// replicas that died while this one serves.
-	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Events: db, Liveness: db, Requeue: requeue, Announcer: announce, Summaries: summaries, Memories: memories, Observers: observers, DrainTimeout: drain,
+	return session.New(session.Options{Targets: eng, Store: db, Cancels: db, Events: db, Liveness: db, Requeue: requeue, Announcer: announce, Summaries: summaries, Memories: memories, Files: runFiles, Observers: observers, DrainTimeout: drain,
 		HeartbeatInterval: lease / 3, RecoverInterval: 2 * lease, IdempotencyTTL: keyTTL, Logger: logger.With("component", "runs")})
 }
 

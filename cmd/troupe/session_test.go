@@ -79,7 +79,7 @@ func TestRunServiceWithoutHTTP(t *testing.T) {
 	recWG.Go(func() { _ = tel.recorder.Run(recCtx) })
 	defer func() { stopRec(); recWG.Wait() }()
 	metrics := telemetry.NewMetrics()
-	runs := newRunService(eng, db, nil, nil, newTracer(tel.recorder, tel.reader, nil, telemetry.ContentPolicy{}), metrics, time.Second, 0, 0, logger, nil, nil)
+	runs := newRunService(eng, db, nil, nil, newTracer(tel.recorder, tel.reader, nil, telemetry.ContentPolicy{}), metrics, time.Second, 0, 0, logger, nil, nil, nil)
 	svcCtx, stopSvc := context.WithCancel(t.Context())
 	served := make(chan error, 1)
 	go func() { served <- runs.Run(svcCtx) }()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -72,37 +71,16 @@ func FormUploads(form *multipart.Form, limits files.Limits) ([]files.Upload, err
 	return out, nil
 }
 
-// PutFiles checks a run's uploads against limits and keeps their bytes in
-// fs (nil: the server takes no files); the run stores their metadata when
-// it starts, and DropFiles deletes them when it does not. Errors carry
-// their status in Status (413, 415, 422). The API and the console chat
-// share it.
-func PutFiles(ctx context.Context, fs files.Store, limits files.Limits, uploads []files.Upload) ([]files.File, error) {
+// CheckFiles checks a run's uploads against limits, for a server whose run
+// files are kept in fs (nil: the server takes no files). The run service
+// stores their bytes once the run is validated (session.Options.Files).
+// Errors carry their status in Status (413, 415, 422). The API and the
+// console chat share it.
+func CheckFiles(fs files.Store, limits files.Limits, uploads []files.Upload) ([]files.File, error) {
 	if fs == nil {
 		return nil, Errorf(http.StatusUnprocessableEntity, "this server takes no files with runs; send the message alone")
 	}
-	checked, err := files.Check(uploads, limits)
-	if err != nil {
-		return nil, err
-	}
-	for i := range checked {
-		checked[i].Key = files.NewKey()
-		if err := fs.Put(ctx, checked[i].Key, checked[i].Data); err != nil {
-			DropFiles(fs, checked[:i], nil)
-			return nil, fmt.Errorf("storing %q: %w", checked[i].Name, err)
-		}
-	}
-	return checked, nil
-}
-
-// DropFiles deletes the bytes of files whose run was not stored.
-func DropFiles(fs files.Store, stored []files.File, log *slog.Logger) {
-	for _, f := range stored {
-		// A context of its own: the request's may be what ended.
-		if err := fs.Delete(context.Background(), f.Key); err != nil && log != nil {
-			log.Warn("deleting the file of a run that did not start", "key", f.Key, "err", err)
-		}
-	}
+	return files.Check(uploads, limits)
 }
 
 // listSessionFiles answers GET /sessions/{id}/files: the files sent with

@@ -161,7 +161,7 @@ func (h *Handler) createRun(typ string) handlerFunc {
 			return Errorf(http.StatusUnprocessableEntity, "files cannot be sent with background: true; send them on a foreground run")
 		}
 		if len(req.Files) > 0 {
-			if p.Files, err = PutFiles(c.Request.Context(), h.opts.Files, h.opts.FileLimits, req.Files); err != nil {
+			if p.Files, err = CheckFiles(h.opts.Files, h.opts.FileLimits, req.Files); err != nil {
 				return err
 			}
 		}
@@ -172,9 +172,6 @@ func (h *Handler) createRun(typ string) handlerFunc {
 			return h.submitRun(c, p)
 		}
 		turn, err := h.opts.Runs.Start(c.Request.Context(), p)
-		if err != nil && len(p.Files) > 0 {
-			DropFiles(h.opts.Files, p.Files, h.log)
-		}
 		if replay, ok := errors.AsType[*session.ReplayError](err); ok {
 			return h.replayRun(c, typ, replay.RunID, false, stream)
 		}

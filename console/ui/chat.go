@@ -48,7 +48,7 @@ func (h *Handler) chat(typ string) gin.HandlerFunc {
 			SessionID: c.PostForm("session_id"), UserID: p.UserID(""), Stream: true, BoundUser: p.Bound()}
 		uploads, err := api.FormUploads(c.Request.MultipartForm, h.opts.FileLimits)
 		if err == nil && len(uploads) > 0 {
-			params.Files, err = api.PutFiles(c.Request.Context(), h.opts.Files, h.opts.FileLimits, uploads)
+			params.Files, err = api.CheckFiles(h.opts.Files, h.opts.FileLimits, uploads)
 		}
 		if err != nil {
 			h.fail(c, "the files", err)
@@ -56,9 +56,6 @@ func (h *Handler) chat(typ string) gin.HandlerFunc {
 		}
 		turn, err := h.opts.Runs.Start(c.Request.Context(), params)
 		if err != nil {
-			if len(params.Files) > 0 {
-				api.DropFiles(h.opts.Files, params.Files, h.log)
-			}
 			h.fail(c, "the run", err)
 			return
 		}

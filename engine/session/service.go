@@ -100,6 +100,12 @@ type Options struct {
 	// Memories recalls the user's memories into the context of runs whose
 	// agent or team has memory; nil recalls none.
 	Memories Memories
+	// Files keeps the bytes of the files sent with runs (files.Disk, or an
+	// S3-compatible store). A run's files are put there once the run is
+	// validated and its idempotency key reserved, just before the run is
+	// stored, and deleted again when it is not: a refused run, or a replay
+	// of an earlier one, stores no bytes. nil takes no files.
+	Files files.Store
 }
 
 // Service starts, tracks and persists runs. It is safe for concurrent use.
@@ -209,10 +215,10 @@ type Params struct {
 	// whether or not a stream is resumed on another replica: a background
 	// run, which nobody streams as it executes, wants them all.
 	KeepEvents bool
-	// Files are the checked files sent with the message, their bytes
-	// already in a files.Store (Key set): their metadata is stored with the
-	// run, documents reach the model as delimited text after the message
-	// and images beside it (files.Attach).
+	// Files are the checked files sent with the message (files.Check):
+	// their bytes go to Options.Files and their metadata is stored with
+	// the run; documents reach the model as delimited text after the
+	// message and images beside it (files.Attach).
 	Files []files.File
 }
 
@@ -308,7 +314,12 @@ func (s *Service) store(ctx context.Context, p Params, sess *Session, r *Run) er
 	if err := s.reserveKey(ctx, p, r.ID); err != nil {
 		return err
 	}
+	if err := s.putFiles(ctx, p, r); err != nil {
+		s.releaseKey(ctx, p, r.ID)
+		return err
+	}
 	if err := s.opts.Store.StartRun(ctx, sess, r); err != nil {
+		s.dropFiles(r.Files)
 		s.releaseKey(ctx, p, r.ID)
 		if errors.Is(err, ErrNotFound) {
 			return &Error{Kind: ErrSessionNotFound, Msg: fmt.Sprintf("session %q not found", sess.ID)}
@@ -316,6 +327,37 @@ func (s *Service) store(ctx context.Context, p Params, sess *Session, r *Run) er
 		return fmt.Errorf("starting run: %w", err)
 	}
 	return nil
+}
+
+// putFiles keeps the bytes of the run's files in Options.Files, each under
+// a new key recorded on r's file (and the turn's), before the run that
+// names them is stored.
+func (s *Service) putFiles(ctx context.Context, p Params, r *Run) error {
+	if len(p.Files) == 0 {
+		return nil
+	}
+	if s.opts.Files == nil {
+		return &Error{Kind: ErrInvalid, Msg: "this server takes no files with runs; send the message alone"}
+	}
+	for i := range p.Files {
+		key := files.NewKey()
+		if err := s.opts.Files.Put(ctx, key, p.Files[i].Data); err != nil {
+			s.dropFiles(r.Files[:i])
+			return fmt.Errorf("storing %q: %w", p.Files[i].Name, err)
+		}
+		p.Files[i].Key, r.Files[i].Key = key, key
+	}
+	return nil
+}
+
+// dropFiles deletes the bytes of files whose run was not stored.
+func (s *Service) dropFiles(fs []File) {
+	for _, f := range fs {
+		// A context of its own: the request's may be what ended.
+		if err := s.opts.Files.Delete(context.Background(), f.Key); err != nil {
+			s.log.Warn("deleting the file of a run that did not start", "key", f.Key, "err", err)
+		}
+	}
 }
 
 // begin tells the observers the turn's run started and loads the history it
