@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -348,22 +349,7 @@ func TestA2AConcurrentRuns(t *testing.T) {
 		_, err := c.SendMessage(t.Context(), userText("please block", ""))
 		first <- err
 	}()
-	var runs []struct {
-		RunID  string `json:"run_id"`
-		Status string `json:"status"`
-	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		select {
-		case err := <-first:
-			t.Fatalf("the blocking message ended before its run was seen: %v", err)
-		default:
-		}
-		ts.json(http.MethodGet, "/agents/writer/runs", rlAdminKey, "", http.StatusOK, &runs)
-		if len(runs) == 1 && runs[0].Status == "RUNNING" {
-			break
-		}
-		require.False(t, time.Now().After(deadline), "the run never showed as RUNNING: %+v", runs)
-	}
+	runID := waitBlockingRun(t, ts, "/agents/writer/runs", first, func(err error) string { return fmt.Sprint(err) })
 
 	_, err := c.SendMessage(t.Context(), userText("hi", ""))
 	require.ErrorIs(t, err, sdk.ErrServerError)
@@ -371,8 +357,8 @@ func TestA2AConcurrentRuns(t *testing.T) {
 	status, body, _ := ts.do(http.MethodPost, "/agents/writer/runs", rlAppKey, "application/json", `{"message":"hi","stream":false}`)
 	require.Equal(t, http.StatusTooManyRequests, status, body)
 
-	ts.json(http.MethodPost, "/agents/writer/runs/"+runs[0].RunID+"/cancel", rlAdminKey, "", http.StatusOK, nil)
-	ts.waitStatus(t, runs[0].RunID, "CANCELLED")
+	ts.json(http.MethodPost, "/agents/writer/runs/"+runID+"/cancel", rlAdminKey, "", http.StatusOK, nil)
+	ts.waitStatus(t, runID, "CANCELLED")
 	<-first
 	res, err := c.SendMessage(t.Context(), userText("hi", ""))
 	require.NoError(t, err)

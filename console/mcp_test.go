@@ -531,24 +531,7 @@ func TestMCPServerConcurrentRuns(t *testing.T) {
 		}
 		first <- res
 	}()
-	var runs []struct {
-		RunID  string `json:"run_id"`
-		Status string `json:"status"`
-	}
-	// The first call must still be blocking when its run shows: if it
-	// ended, what it answered says why the run never did.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		select {
-		case res := <-first:
-			t.Fatalf("the blocking call ended before its run was seen: %s", toolText(t, res))
-		default:
-		}
-		ts.json(http.MethodGet, "/agents/writer/runs", rlAdminKey, "", http.StatusOK, &runs)
-		if len(runs) == 1 && runs[0].Status == "RUNNING" {
-			break
-		}
-		require.False(t, time.Now().After(deadline), "the run never showed as RUNNING: %+v", runs)
-	}
+	runID := waitBlockingRun(t, ts, "/agents/writer/runs", first, func(res *sdk.CallToolResult) string { return toolText(t, res) })
 
 	refused := callTool(t, cs, "writer", map[string]any{"message": "hi"})
 	require.True(t, refused.IsError)
@@ -557,11 +540,35 @@ func TestMCPServerConcurrentRuns(t *testing.T) {
 	status, body, _ := ts.do(http.MethodPost, "/agents/writer/runs", rlAppKey, "application/json", `{"message":"hi","stream":false}`)
 	require.Equal(t, http.StatusTooManyRequests, status, body)
 
-	cancelled := callTool(t, cs, "cancel_run", map[string]any{"run_id": runs[0].RunID})
+	cancelled := callTool(t, cs, "cancel_run", map[string]any{"run_id": runID})
 	require.False(t, cancelled.IsError, toolText(t, cancelled))
 	res := <-first
 	require.True(t, res.IsError)
 	require.Equal(t, "CANCELLED", res.Meta["troupe/status"])
 	ok := callTool(t, cs, "writer", map[string]any{"message": "hi"})
 	require.False(t, ok.IsError, toolText(t, ok))
+}
+
+// waitBlockingRun waits until the runs listed at path are one RUNNING run,
+// started by a call that blocks until it ends, and returns its id; if the
+// call ends first (on first), what it answered (as describe tells it) says
+// why the run never showed.
+func waitBlockingRun[T any](t *testing.T, ts *testServer, path string, first chan T, describe func(T) string) string {
+	t.Helper()
+	var runs []struct {
+		RunID  string `json:"run_id"`
+		Status string `json:"status"`
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		select {
+		case res := <-first:
+			t.Fatalf("the blocking call ended before its run was seen: %s", describe(res))
+		default:
+		}
+		ts.json(http.MethodGet, path, rlAdminKey, "", http.StatusOK, &runs)
+		if len(runs) == 1 && runs[0].Status == "RUNNING" {
+			return runs[0].RunID
+		}
+		require.False(t, time.Now().After(deadline), "the run never showed as RUNNING: %+v", runs)
+	}
 }
