@@ -2,9 +2,7 @@ package console_test
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
-	"mime/multipart"
 	"net/http"
 	"net/url"
 	"slices"
@@ -197,16 +195,7 @@ func TestConsoleKnowledgeCountsFollowTheRows(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t)
 	upload := func(name, content string) string {
-		var body bytes.Buffer
-		w := multipart.NewWriter(&body)
-		require.NoError(t, w.WriteField("knowledge_id", "docs"))
-		f, err := w.CreateFormFile("file", name)
-		require.NoError(t, err)
-		_, _ = f.Write([]byte(content))
-		require.NoError(t, w.Close())
-		status, out, _ := ts.do("POST", "/ui/knowledge/upload", "", w.FormDataContentType(), body.String())
-		require.Equal(t, http.StatusAccepted, status, out)
-		return strings.TrimPrefix(inTable(t, out).Find("[data-testid=doc-row]").AttrOr("id", ""), "doc-")
+		return strings.TrimPrefix(consoleUpload(t, ts, name, content).AttrOr("id", ""), "doc-")
 	}
 	// poll polls a row as the page does until it is done, checking each
 	// answer: the summary is refreshed exactly when the row stops polling.

@@ -472,16 +472,7 @@ func TestConsoleKnowledgeKafkaLag(t *testing.T) {
 func TestConsoleDocumentActions(t *testing.T) {
 	ts := startServer(t)
 	upload := func(name, content string) string {
-		var body bytes.Buffer
-		w := multipart.NewWriter(&body)
-		require.NoError(t, w.WriteField("knowledge_id", "docs"))
-		f, err := w.CreateFormFile("file", name)
-		require.NoError(t, err)
-		_, _ = f.Write([]byte(content))
-		require.NoError(t, w.Close())
-		status, out, _ := ts.do("POST", "/ui/knowledge/upload", "", w.FormDataContentType(), body.String())
-		require.Equal(t, http.StatusAccepted, status, out)
-		row := inTable(t, out).Find("[data-testid=doc-row]")
+		row := consoleUpload(t, ts, name, content)
 		require.Equal(t, name, row.Find("[data-testid=doc-name]").Text())
 		return strings.TrimPrefix(row.AttrOr("id", ""), "doc-")
 	}
@@ -508,6 +499,22 @@ func TestConsoleDocumentActions(t *testing.T) {
 	require.Equal(t, "processing", row.AttrOr("data-status", ""), "queued again")
 	require.Equal(t, "every 1s", row.AttrOr("hx-trigger", ""), "and polling")
 	waitStatus(bad, "failed")
+}
+
+// consoleUpload uploads a document to base docs through the knowledge
+// page's form and returns the row the page answers with.
+func consoleUpload(t *testing.T, ts *testServer, name, content string) *goquery.Selection {
+	t.Helper()
+	var body bytes.Buffer
+	w := multipart.NewWriter(&body)
+	require.NoError(t, w.WriteField("knowledge_id", "docs"))
+	f, err := w.CreateFormFile("file", name)
+	require.NoError(t, err)
+	_, _ = f.Write([]byte(content))
+	require.NoError(t, w.Close())
+	status, out, _ := ts.do("POST", "/ui/knowledge/upload", "", w.FormDataContentType(), body.String())
+	require.Equal(t, http.StatusAccepted, status, out)
+	return inTable(t, out).Find("[data-testid=doc-row]")
 }
 
 func inTable(t *testing.T, rows string) *goquery.Document {

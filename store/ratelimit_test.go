@@ -131,11 +131,26 @@ func TestReserveRun(t *testing.T) {
 		require.True(t, ok)
 		require.Zero(t, n)
 
-		// A reservation bound after it expired is recorded anew, and a run
-		// that is not stored does not count.
-		require.NoError(t, db.BindRun(ctx, []string{"user:u"}, "t7", "no-such-run"))
-		_, ok = reserve("user:u", "t8", 1, now.Add(2*ttl))
+		// A reservation bound after it expired (and was pruned) is recorded
+		// anew: its run counts.
+		later := now.Add(2 * ttl)
+		n, ok = reserve("user:u", "t8", 1, later)
+		require.True(t, ok, "t7 expired")
+		require.Zero(t, n)
+		require.NoError(t, db.ReleaseRun(ctx, []string{"user:u"}, "t8"))
+		again := &store.Run{ID: "r1", Input: "hi"}
+		require.NoError(t, db.StartRun(ctx, &store.Session{ID: "s1", Type: store.SessionAgent, ComponentID: "echo", UserID: "u"}, again))
+		require.NoError(t, db.BindRun(ctx, []string{"user:u"}, "t7", again.ID))
+		n, ok = reserve("user:u", "t9", 1, later)
+		require.False(t, ok, "the run bound late counts")
+		require.Equal(t, 1, n)
+		// A run that is not stored does not count.
+		again.Status = event.StatusCompleted
+		require.NoError(t, db.FinishRun(ctx, again))
+		require.NoError(t, db.BindRun(ctx, []string{"user:u"}, "t9", "no-such-run"))
+		n, ok = reserve("user:u", "t10", 1, later)
 		require.True(t, ok)
+		require.Zero(t, n)
 	})
 }
 

@@ -71,18 +71,6 @@ func FormUploads(form *multipart.Form, limits files.Limits) ([]files.Upload, err
 	return out, nil
 }
 
-// CheckFiles checks a run's uploads against limits, for a server whose run
-// files are kept in fs (nil: the server takes no files). The run service
-// stores their bytes once the run is validated (session.Options.Files).
-// Errors carry their status in Status (413, 415, 422). The API and the
-// console chat share it.
-func CheckFiles(fs files.Store, limits files.Limits, uploads []files.Upload) ([]files.File, error) {
-	if fs == nil {
-		return nil, Errorf(http.StatusUnprocessableEntity, "this server takes no files with runs; send the message alone")
-	}
-	return files.Check(uploads, limits)
-}
-
 // listSessionFiles answers GET /sessions/{id}/files: the files sent with
 // the session's runs, oldest first, to its user (or an administrator).
 func (h *Handler) listSessionFiles(c *gin.Context) error {

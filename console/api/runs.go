@@ -161,7 +161,9 @@ func (h *Handler) createRun(typ string) handlerFunc {
 			return Errorf(http.StatusUnprocessableEntity, "files cannot be sent with background: true; send them on a foreground run")
 		}
 		if len(req.Files) > 0 {
-			if p.Files, err = CheckFiles(h.opts.Files, h.opts.FileLimits, req.Files); err != nil {
+			// Checked here; the run service stores them, or refuses them
+			// on a server that keeps no files.
+			if p.Files, err = files.Check(req.Files, h.opts.FileLimits); err != nil {
 				return err
 			}
 		}

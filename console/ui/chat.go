@@ -16,6 +16,7 @@ import (
 	"github.com/troupehq/troupe/console/sse"
 	"github.com/troupehq/troupe/console/ui/view"
 	"github.com/troupehq/troupe/engine/event"
+	"github.com/troupehq/troupe/engine/files"
 	"github.com/troupehq/troupe/engine/session"
 	"github.com/troupehq/troupe/spec"
 )
@@ -48,7 +49,7 @@ func (h *Handler) chat(typ string) gin.HandlerFunc {
 			SessionID: c.PostForm("session_id"), UserID: p.UserID(""), Stream: true, BoundUser: p.Bound()}
 		uploads, err := api.FormUploads(c.Request.MultipartForm, h.opts.FileLimits)
 		if err == nil && len(uploads) > 0 {
-			params.Files, err = api.CheckFiles(h.opts.Files, h.opts.FileLimits, uploads)
+			params.Files, err = files.Check(uploads, h.opts.FileLimits)
 		}
 		if err != nil {
 			h.fail(c, "the files", err)

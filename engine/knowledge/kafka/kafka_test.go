@@ -389,14 +389,7 @@ func TestGroupSplitsPartitions(t *testing.T) {
 func TestManagerFollowsConfiguration(t *testing.T) {
 	brokers := cluster(t, 2)
 	b := newBase(t, brokers)
-	m := kafka.NewManager(kafka.ManagerOptions{Index: b.svc, ClientOptions: fastGroup})
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	defer func() {
-		cancel()
-		require.NoError(t, <-done)
-	}()
+	m := runManager(t, b)
 	m.Configure([]*spec.Knowledge{b.spec})
 	produce(t, brokers, texts(t, 20)...)
 	require.Eventually(t, func() bool { return len(mustState(t, b)) == 20 }, 20*time.Second, 20*time.Millisecond)
@@ -451,14 +444,7 @@ func TestManagerRestartsOnlyForKafkaEdits(t *testing.T) {
 		require.Empty(t, set.Diagnostics().Errors())
 		return set.Knowledge("events")
 	}
-	m := kafka.NewManager(kafka.ManagerOptions{Index: b.svc, ClientOptions: fastGroup})
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	defer func() {
-		cancel()
-		require.NoError(t, <-done)
-	}()
+	m := runManager(t, b)
 	m.Configure([]*spec.Knowledge{b.spec})
 	produce(t, brokers, texts(t, 5)...)
 	require.Eventually(t, func() bool { return len(mustState(t, b)) == 5 }, 20*time.Second, 20*time.Millisecond)
@@ -574,4 +560,19 @@ func TestBusyDocumentIsWaitedOut(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, ds, 1)
 	require.Equal(t, knowledge.StatusCompleted, ds[0].Status)
+}
+
+// runManager runs a manager over b's service until the test ends, when it
+// must stop cleanly.
+func runManager(t *testing.T, b *base) *kafka.Manager {
+	t.Helper()
+	m := kafka.NewManager(kafka.ManagerOptions{Index: b.svc, ClientOptions: fastGroup})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	return m
 }

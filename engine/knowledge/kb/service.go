@@ -1169,7 +1169,7 @@ func (s *Service) syncBase(ctx context.Context, k *spec.Knowledge, sc scope) (Sy
 			if statErr == nil {
 				// Stated before the read: a change after it moves the
 				// modification time past the stamp's.
-				fresh[key] = fileStamp{size: info.Size(), mtime: info.ModTime(), id: id, readAt: time.Now(), info: info}
+				fresh[key] = fileStamp{info: info, id: id, readAt: time.Now()}
 			}
 			if old, ok := existing[key]; ok && old.ID == id {
 				res.Unchanged++
@@ -1228,15 +1228,13 @@ type changedFile struct{ key, path string }
 // granularity of the read could keep the time and the size it stamped.
 const racyWindow = 2 * time.Second
 
-// fileStamp is a file source as a sync read it: its size, modification
-// time and identity (device and inode, through os.SameFile) before the
-// read, and the document id of what was read.
+// fileStamp is a file source as a sync read it: how it stated before the
+// read (size, modification time, and device and inode for os.SameFile),
+// when it was read, and the document id of what was read.
 type fileStamp struct {
-	size   int64
-	mtime  time.Time
+	info   os.FileInfo
 	id     string
 	readAt time.Time
-	info   os.FileInfo
 }
 
 // unchanged reports whether a file that stats as info still holds what the
@@ -1246,8 +1244,8 @@ type fileStamp struct {
 // copy that preserves times onto a file of the same size) is caught by a
 // forced sync (POST /knowledge/{id}/sync), which reads every file.
 func (st fileStamp) unchanged(info os.FileInfo, id string) bool {
-	return st.info != nil && st.id == id && st.size == info.Size() && st.mtime.Equal(info.ModTime()) &&
-		st.mtime.Before(st.readAt.Add(-racyWindow)) && os.SameFile(st.info, info)
+	return st.info != nil && st.id == id && st.info.Size() == info.Size() && st.info.ModTime().Equal(info.ModTime()) &&
+		st.info.ModTime().Before(st.readAt.Add(-racyWindow)) && os.SameFile(st.info, info)
 }
 
 // refused reports whether a source file is refused for what it is (outside

@@ -33,19 +33,7 @@ func TestSyncSkipsUnchangedFiles(t *testing.T) {
 	}
 	write("a.md", "# Alpha\n\nThe alpha guide.\n", old)
 	write("b.md", "# Bravo\n\nThe bravo guide.\n", old)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "kb.yaml"), []byte("kind: Knowledge\nname: docs\nsources: [docs/*.md]\n"), 0o644))
-	set, err := spec.NewLoader(spec.LoaderOptions{Env: func(string) (string, bool) { return "", false }}).Load(dir)
-	require.NoError(t, err)
-	require.Empty(t, set.Diagnostics().Errors())
-	k := set.Knowledge("docs")
-	// No Run and no Queue: nothing syncs but the calls below, which ingest
-	// at once.
-	s, err := New(t.Context(), Options{Documents: NewMemoryDocuments(), Chunks: embedded.NewMemoryRepository(),
-		NewEmbedder: func(*spec.Knowledge) (knowledge.Embedder, error) {
-			return embed.NewLocal(embed.LocalOptions{Dimension: LocalDimension}), nil
-		}})
-	require.NoError(t, err)
-	s.Configure(t.Context(), []*spec.Knowledge{k})
+	s, k := stampService(t, dir, "kind: Knowledge\nname: docs\nsources: [docs/*.md]\n")
 	sync := func(sc scope) SyncResult {
 		t.Helper()
 		res, err := s.syncBase(t.Context(), k, sc)
@@ -110,22 +98,7 @@ func BenchmarkSyncUnchangedFolder(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "kb.yaml"), []byte("kind: Knowledge\nname: docs\nsources: [docs/*.md]\nchunking: {strategy: fixed, size: 4000}\n"), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	set, err := spec.NewLoader(spec.LoaderOptions{Env: func(string) (string, bool) { return "", false }}).Load(dir)
-	if err != nil || len(set.Diagnostics().Errors()) > 0 {
-		b.Fatal(err, set.Diagnostics())
-	}
-	k := set.Knowledge("docs")
-	s, err := New(b.Context(), Options{Documents: NewMemoryDocuments(), Chunks: embedded.NewMemoryRepository(),
-		NewEmbedder: func(*spec.Knowledge) (knowledge.Embedder, error) {
-			return embed.NewLocal(embed.LocalOptions{Dimension: LocalDimension}), nil
-		}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	s.Configure(b.Context(), []*spec.Knowledge{k})
+	s, k := stampService(b, dir, "kind: Knowledge\nname: docs\nsources: [docs/*.md]\nchunking: {strategy: fixed, size: 4000}\n")
 	if res, err := s.syncBase(b.Context(), k, scopeAll); err != nil || res.Added != 1000 {
 		b.Fatal(res, err)
 	}
@@ -141,4 +114,23 @@ func BenchmarkSyncUnchangedFolder(b *testing.B) {
 			}
 		})
 	}
+}
+
+// stampService is a service over base "docs", declared by src in dir's
+// kb.yaml, in memory with the local embedder. It has no Run and no Queue:
+// nothing syncs but the caller's syncBase calls, which ingest at once.
+func stampService(tb testing.TB, dir, src string) (*Service, *spec.Knowledge) {
+	tb.Helper()
+	require.NoError(tb, os.WriteFile(filepath.Join(dir, "kb.yaml"), []byte(src), 0o644))
+	set, err := spec.NewLoader(spec.LoaderOptions{Env: func(string) (string, bool) { return "", false }}).Load(dir)
+	require.NoError(tb, err)
+	require.Empty(tb, set.Diagnostics().Errors())
+	k := set.Knowledge("docs")
+	s, err := New(tb.Context(), Options{Documents: NewMemoryDocuments(), Chunks: embedded.NewMemoryRepository(),
+		NewEmbedder: func(*spec.Knowledge) (knowledge.Embedder, error) {
+			return embed.NewLocal(embed.LocalOptions{Dimension: LocalDimension}), nil
+		}})
+	require.NoError(tb, err)
+	s.Configure(tb.Context(), []*spec.Knowledge{k})
+	return s, k
 }
